@@ -1,0 +1,192 @@
+//! Diagnostics: what the compiler tells a user about their input.
+//!
+//! A diagnostic is plain data with a stable `Code`; the harness renders it (miette for
+//! terminals, JSON and JUnit for machines). The codes are a public interface: once
+//! released, a code keeps its meaning. `docs/diagnostics.md` lists them.
+
+use crate::source::Span;
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Error,
+    Warning,
+    Info,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        }
+    }
+}
+
+macro_rules! codes {
+    ($($variant:ident => $id:literal, $doc:literal;)*) => {
+        /// Stable diagnostic codes.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        pub enum Code {
+            $(#[doc = $doc] $variant,)*
+        }
+
+        impl Code {
+            pub const ALL: &'static [Code] = &[$(Code::$variant,)*];
+
+            /// The stable identifier printed to users, e.g. `schema/unknown-field`.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $id,)*
+                }
+            }
+
+            /// One line saying what the code means.
+            pub fn summary(self) -> &'static str {
+                match self {
+                    $(Code::$variant => $doc,)*
+                }
+            }
+        }
+    };
+}
+
+codes! {
+    Unreadable => "input/unreadable", "A path could not be read (missing, permission denied, not a file).";
+    NotUtf8 => "input/not-utf8", "The file is not UTF-8 text.";
+    Binary => "input/binary", "The file contains NUL bytes: it is binary, not YAML or JSON.";
+    TooLarge => "input/too-large", "A file or one document is larger than kubeyard or the API server accepts.";
+    YamlSyntax => "yaml/syntax", "The text is not valid YAML; parsing stops at the error.";
+    DuplicateKey => "yaml/duplicate-key", "A mapping has the same key twice; the API server rejects this in strict mode.";
+    AliasLimit => "yaml/alias-limit", "Aliases expand to too many nodes (a \"billion laughs\" document).";
+    TooDeep => "yaml/too-deep", "The document nests deeper than kubeyard follows.";
+    UnsupportedValue => "yaml/unsupported-value", "A YAML value that has no JSON form (a complex key, .inf, .nan).";
+    NotAnObject => "object/not-kubernetes", "The document is not a Kubernetes object (no apiVersion and kind).";
+    MissingApiVersion => "object/missing-api-version", "The object has no apiVersion.";
+    MissingKind => "object/missing-kind", "The object has no kind.";
+    InvalidTypeMeta => "object/invalid-type-meta", "apiVersion or kind is not a well-formed string.";
+    UnknownKind => "schema/unknown-kind", "No schema is known for this apiVersion and kind in the target Kubernetes version.";
+    RemovedApi => "schema/removed-api", "The apiVersion of this kind was removed from Kubernetes; the help names what replaces it.";
+    UnknownField => "schema/unknown-field", "A field that the schema does not define (strict mode).";
+    WrongType => "schema/type", "A value of the wrong type (a string where a number belongs, ...).";
+    MissingField => "schema/required", "A required field is missing.";
+    NotInEnum => "schema/enum", "A value outside the set the schema allows.";
+    Constraint => "schema/constraint", "A value breaks another schema constraint (pattern, length, range, ...).";
+    BadSchema => "schema/invalid-schema", "A schema from --schema-dir or a CustomResourceDefinition could not be used.";
+}
+
+/// One finding about the input, anchored to a span of one source file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub code: Code,
+    pub severity: Severity,
+    pub message: String,
+    pub span: Span,
+    /// A short text shown under the span.
+    pub label: Option<String>,
+    /// What to do about it.
+    pub help: Option<String>,
+    /// The field path in the object, kubectl style: `spec.template.spec.containers[0].image`.
+    pub path: Option<String>,
+    /// Other places that explain this one (the first of two duplicate keys, ...).
+    pub related: Vec<(Span, String)>,
+}
+
+impl Diagnostic {
+    pub fn error(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            code,
+            severity: Severity::Error,
+            message: message.into(),
+            span,
+            label: None,
+            help: None,
+            path: None,
+            related: Vec::new(),
+        }
+    }
+
+    pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
+        Diagnostic {
+            severity: Severity::Warning,
+            ..Diagnostic::error(code, span, message)
+        }
+    }
+
+    pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
+        self.label = Some(label.into());
+        self
+    }
+
+    pub fn with_help(mut self, help: impl Into<String>) -> Diagnostic {
+        self.help = Some(help.into());
+        self
+    }
+
+    pub fn with_path(mut self, path: impl Into<String>) -> Diagnostic {
+        let path = path.into();
+        self.path = (!path.is_empty()).then_some(path);
+        self
+    }
+
+    pub fn with_related(mut self, span: Span, label: impl Into<String>) -> Diagnostic {
+        self.related.push((span, label.into()));
+        self
+    }
+
+    pub fn is_error(&self) -> bool {
+        self.severity == Severity::Error
+    }
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}[{}]: {}", self.severity.as_str(), self.code.as_str(), self.message)
+    }
+}
+
+/// The closest candidate to `word` by edit distance, if it is close enough to be a
+/// plausible typo (`contianers` -> `containers`, `matchLabel` -> `matchLabels`).
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let lower = word.to_ascii_lowercase();
+    let mut best: Option<(f64, &str)> = None;
+    for candidate in candidates {
+        if candidate == word {
+            continue;
+        }
+        let score = if candidate.eq_ignore_ascii_case(word) {
+            1.0
+        } else {
+            strsim::jaro_winkler(&lower, &candidate.to_ascii_lowercase())
+        };
+        if best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, candidate));
+        }
+    }
+    best.filter(|&(score, _)| score >= 0.85).map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique() {
+        let mut ids: Vec<_> = Code::ALL.iter().map(|c| c.as_str()).collect();
+        ids.sort();
+        let before = ids.len();
+        ids.dedup();
+        assert_eq!(before, ids.len());
+    }
+
+    #[test]
+    fn suggests_close_names_only() {
+        let fields = ["containers", "initContainers", "volumes", "nodeSelector"];
+        assert_eq!(did_you_mean("contianers", fields), Some("containers"));
+        assert_eq!(did_you_mean("Volumes", fields), Some("volumes"));
+        assert_eq!(did_you_mean("matchLabel", ["matchLabels", "matchExpressions"]), Some("matchLabels"));
+        assert_eq!(did_you_mean("zzz", fields), None);
+    }
+}

@@ -1,0 +1,14 @@
+//! kubeyard's compiler: Kubernetes manifests in, diagnostics (and later normalized
+//! objects, graphs and plans) out. No async, no network: every stage is a pure
+//! function of its input, so the API server can run the same code as admission.
+//!
+//! The pipeline, one module a stage: `source` (bytes to text) → `yaml` (text to
+//! spanned trees) → `object` (trees to Kubernetes objects) → `schema` + `validate`
+//! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
+
+pub mod diagnostic;
+pub mod source;
+pub mod yaml;
+
+pub use diagnostic::{Code, Diagnostic, Severity};
+pub use source::{SourceError, SourceFile, Span};
