@@ -7,8 +7,13 @@
 //! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
 
 pub mod diagnostic;
+pub mod lint;
+pub mod object;
+pub mod schema;
 pub mod source;
+pub mod validate;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Severity};
 pub use source::{SourceError, SourceFile, Span};
+pub use lint::{FileReport, LintOptions, Linter, ObjectReport, Verdict};

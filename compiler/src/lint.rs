@@ -1,0 +1,411 @@
+//! The lint driver: one source file in, a verdict and diagnostics per object out.
+//!
+//! Linting runs in two phases so that custom resources validate in the same run as the
+//! CustomResourceDefinitions that describe them: `Linter::register_crds` over every
+//! input first (cheap: only files that mention a CRD are parsed), then `Linter::lint`
+//! over each file, in any order and on any thread.
+
+use crate::diagnostic::{Code, Diagnostic, Severity};
+use crate::object::{Classified, GroupVersionKind, NotAnObject, ObjectInfo, classify};
+use crate::schema::{Catalog, CatalogOptions, Lookup, SchemaError};
+use crate::source::{SourceError, SourceFile, Span};
+use crate::validate::validate_object;
+use crate::yaml::{Document, Documents, Node};
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default)]
+pub struct LintOptions {
+    pub catalog: CatalogOptions,
+    /// Custom resources with no schema are skipped instead of reported.
+    pub ignore_missing_schemas: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Valid,
+    Invalid,
+    Skipped,
+}
+
+/// The verdict on one object: a document, or one item of a `kind: List` document.
+#[derive(Clone, Debug)]
+pub struct ObjectReport {
+    /// The document's position in its file (0-based); `None` for a problem with the
+    /// whole file (unreadable, not text).
+    pub document: Option<usize>,
+    /// The item's position in a `kind: List`.
+    pub item: Option<usize>,
+    pub span: Span,
+    pub object: Option<ObjectInfo>,
+    pub verdict: Verdict,
+    /// Why a skipped object was skipped.
+    pub reason: Option<String>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl ObjectReport {
+    fn new(document: Option<usize>, span: Span, diagnostics: Vec<Diagnostic>) -> ObjectReport {
+        let mut report = ObjectReport {
+            document,
+            item: None,
+            span,
+            object: None,
+            verdict: Verdict::Valid,
+            reason: None,
+            diagnostics,
+        };
+        report.settle();
+        report
+    }
+
+    fn skipped(document: usize, span: Span, reason: impl Into<String>) -> ObjectReport {
+        ObjectReport {
+            verdict: Verdict::Skipped,
+            reason: Some(reason.into()),
+            ..ObjectReport::new(Some(document), span, Vec::new())
+        }
+    }
+
+    fn settle(&mut self) {
+        if self.verdict != Verdict::Skipped {
+            self.verdict = if self.diagnostics.iter().any(Diagnostic::is_error) {
+                Verdict::Invalid
+            } else {
+                Verdict::Valid
+            };
+        }
+    }
+}
+
+/// A file and the verdicts on everything in it. `source` is `None` when the bytes
+/// never became text; its single report then says why.
+#[derive(Debug)]
+pub struct FileReport {
+    pub name: String,
+    pub source: Option<SourceFile>,
+    pub objects: Vec<ObjectReport>,
+}
+
+pub struct Linter {
+    catalog: Catalog,
+    ignore_missing_schemas: bool,
+}
+
+impl Linter {
+    pub fn new(options: LintOptions) -> Result<Linter, SchemaError> {
+        Ok(Linter {
+            catalog: Catalog::new(options.catalog)?,
+            ignore_missing_schemas: options.ignore_missing_schemas,
+        })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// Phase one: registers the schemas of the CustomResourceDefinitions in `source`.
+    /// Problems with a CRD are reported when it is linted, not here.
+    pub fn register_crds(&mut self, source: &SourceFile) -> Vec<GroupVersionKind> {
+        let mut registered = Vec::new();
+        if !source.text().contains("CustomResourceDefinition") {
+            return registered;
+        }
+        for document in Documents::new(source).flatten() {
+            let Some(root) = &document.root else { continue };
+            let objects: Vec<&Node> = match classify(root) {
+                Classified::Object(_) => vec![root],
+                Classified::List { items, .. } => items.iter().collect(),
+                Classified::Invalid(_) => Vec::new(),
+            };
+            for object in objects {
+                if let Classified::Object(info) = classify(object)
+                    && info.gvk.group == "apiextensions.k8s.io"
+                    && info.gvk.kind == "CustomResourceDefinition"
+                    && let Ok(kinds) = self.catalog.register_crd(&object.to_json())
+                {
+                    registered.extend(kinds);
+                }
+            }
+        }
+        registered
+    }
+
+    /// Phase two for bytes read from disk or stdin.
+    pub fn lint_bytes(&self, name: &str, bytes: Vec<u8>) -> FileReport {
+        match SourceFile::from_bytes(name, bytes) {
+            Ok(source) => self.lint_source(source),
+            Err(error) => FileReport {
+                name: name.to_string(),
+                source: None,
+                objects: vec![ObjectReport::new(None, Span::default(), vec![source_diagnostic(&error)])],
+            },
+        }
+    }
+
+    pub fn lint_source(&self, source: SourceFile) -> FileReport {
+        let objects = self.lint(&source);
+        FileReport {
+            name: source.name().to_string(),
+            source: Some(source),
+            objects,
+        }
+    }
+
+    /// Phase two: every object in one file.
+    pub fn lint(&self, source: &SourceFile) -> Vec<ObjectReport> {
+        let mut reports = Vec::new();
+        let mut documents = 0;
+        for document in Documents::new(source) {
+            match document {
+                Ok(document) => {
+                    documents += 1;
+                    self.lint_document(source, document, &mut reports);
+                }
+                Err(diagnostic) => {
+                    reports.push(ObjectReport::new(Some(documents), diagnostic.span, vec![diagnostic]));
+                    break;
+                }
+            }
+        }
+        if reports.is_empty() {
+            reports.push(ObjectReport::skipped(0, Span::default(), "the file holds no YAML documents"));
+        }
+        reports
+    }
+
+    fn lint_document(&self, source: &SourceFile, document: Document, reports: &mut Vec<ObjectReport>) {
+        let index = document.index;
+        let mut own = document.diagnostics;
+        if !self.catalog.strict() {
+            for diagnostic in &mut own {
+                if diagnostic.code == Code::DuplicateKey {
+                    diagnostic.severity = Severity::Warning;
+                }
+            }
+        }
+        let Some(root) = document.root.as_ref().filter(|_| !(own.is_empty() && document.root.as_ref().is_some_and(Node::is_null))) else {
+            if own.is_empty() {
+                reports.push(ObjectReport::skipped(index, document.span, "empty document"));
+            } else {
+                reports.push(ObjectReport::new(Some(index), document.span, own));
+            }
+            return;
+        };
+        match classify(root) {
+            Classified::Object(info) => {
+                let mut report = self.lint_object(source, Some(info), root, index);
+                own.append(&mut report.diagnostics);
+                report.diagnostics = own;
+                report.settle();
+                reports.push(report);
+            }
+            Classified::List { items, .. } => {
+                if items.is_empty() {
+                    let mut report = ObjectReport::skipped(index, root.span, "empty List");
+                    report.diagnostics = own;
+                    report.settle();
+                    reports.push(report);
+                    return;
+                }
+                for (i, item) in items.iter().enumerate() {
+                    let info = match classify(item) {
+                        Classified::Object(info) | Classified::List { info, .. } => Ok(info),
+                        Classified::Invalid(problem) => Err(problem),
+                    };
+                    let mut report = match info {
+                        Ok(info) => self.lint_object(source, Some(info), item, index),
+                        Err(problem) => ObjectReport::new(Some(index), item.span, vec![self.not_an_object(problem)]),
+                    };
+                    report.item = Some(i);
+                    if i == 0 {
+                        let mut first = std::mem::take(&mut own);
+                        first.append(&mut report.diagnostics);
+                        report.diagnostics = first;
+                        report.settle();
+                    }
+                    reports.push(report);
+                }
+            }
+            Classified::Invalid(problem) => {
+                own.push(self.not_an_object(problem));
+                reports.push(ObjectReport::new(Some(index), document.span, own));
+            }
+        }
+    }
+
+    fn lint_object(&self, source: &SourceFile, info: Option<ObjectInfo>, node: &Node, document: usize) -> ObjectReport {
+        let Some(info) = info else {
+            return ObjectReport::new(Some(document), node.span, Vec::new());
+        };
+        let (diagnostics, skipped) = match self.catalog.lookup(&info.gvk) {
+            Lookup::Found(schema) => (validate_object(&self.catalog, &schema, node, source), None),
+            Lookup::Missing => {
+                let missing = self.catalog.explain_missing(&info.gvk);
+                if missing.custom && self.ignore_missing_schemas {
+                    (Vec::new(), Some(missing.message))
+                } else {
+                    let span = if missing.blames_kind { info.kind_span } else { info.api_version_span };
+                    let label = if missing.blames_kind { "unknown kind" } else { "no schema for this apiVersion and kind" };
+                    let diagnostic = Diagnostic::error(missing.code, span, missing.message)
+                        .with_label(label)
+                        .with_help(missing.help);
+                    (vec![diagnostic], None)
+                }
+            }
+            Lookup::Broken { origin, message } => {
+                let diagnostic = Diagnostic::error(Code::BadSchema, info.kind_span, format!("the schema for {} cannot be used", info.gvk))
+                    .with_label("no usable schema")
+                    .with_help(format!("{origin:?}: {message}"));
+                (vec![diagnostic], None)
+            }
+        };
+        let mut report = ObjectReport::new(Some(document), node.span, diagnostics);
+        if let Some(reason) = skipped {
+            report.verdict = Verdict::Skipped;
+            report.reason = Some(reason);
+        }
+        report.object = Some(info);
+        report
+    }
+
+    fn not_an_object(&self, problem: NotAnObject) -> Diagnostic {
+        match problem {
+            NotAnObject::NotAMapping { found, span } => Diagnostic::error(
+                Code::NotAnObject,
+                Span::new(span.start, span.start.max(span.end.min(span.start + 1))),
+                format!("document is {} {found}, not a Kubernetes object", if found == "array" || found == "object" { "an" } else { "a" }),
+            )
+            .with_label(format!("this document is {} {found}", if found == "array" || found == "object" { "an" } else { "a" }))
+            .with_help("a manifest document is a mapping with apiVersion, kind and metadata; to lint several objects in one document use `kind: List` with `items:`"),
+            NotAnObject::NoTypeMeta { span } => Diagnostic::error(
+                Code::NotAnObject,
+                span,
+                "document is not a Kubernetes object: it has no apiVersion and no kind",
+            )
+            .with_label("no apiVersion or kind in this document")
+            .with_help("if this file is not a manifest (an application config, a values file), leave it out of the paths you lint"),
+            NotAnObject::MissingApiVersion { kind, span } => {
+                let kind = kind.unwrap_or_default();
+                let served = self.catalog.api_versions_for(&kind);
+                let help = match served.first() {
+                    Some(api_version) => format!("add `apiVersion: {api_version}`"),
+                    None => "add the apiVersion of this kind, like `apiVersion: apps/v1`".into(),
+                };
+                Diagnostic::error(Code::MissingApiVersion, span, format!("{kind} has no apiVersion"))
+                    .with_label("kind without an apiVersion")
+                    .with_help(help)
+            }
+            NotAnObject::MissingKind { api_version, span } => Diagnostic::error(
+                Code::MissingKind,
+                span,
+                format!("object of {} has no kind", api_version.unwrap_or_default()),
+            )
+            .with_label("apiVersion without a kind")
+            .with_help("add `kind:`, for example `kind: Deployment`"),
+            NotAnObject::Malformed { field, problem, span } => {
+                Diagnostic::error(Code::InvalidTypeMeta, span, format!("{field} {problem}"))
+                    .with_label(format!("invalid {field}"))
+                    .with_help(if field == "apiVersion" {
+                        "write apiVersion as `group/version` (apps/v1) or, for the core group, `version` (v1)"
+                    } else {
+                        "write kind as a name in CamelCase, like Deployment"
+                    })
+            }
+        }
+    }
+}
+
+/// A diagnostic for bytes that are not text.
+pub fn source_diagnostic(error: &SourceError) -> Diagnostic {
+    let code = match error {
+        SourceError::NotUtf8 { .. } | SourceError::Utf16 => Code::NotUtf8,
+        SourceError::Binary { .. } => Code::Binary,
+        SourceError::TooLarge { .. } => Code::TooLarge,
+    };
+    let help = match error {
+        SourceError::Binary { .. } => "leave binary files out of the paths you lint",
+        SourceError::NotUtf8 { .. } => "save the file as UTF-8",
+        SourceError::Utf16 => "re-encode the file as UTF-8",
+        SourceError::TooLarge { .. } => "split the file",
+    };
+    Diagnostic::error(code, Span::default(), error.to_string()).with_help(help)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lint(text: &str) -> Vec<ObjectReport> {
+        let linter = Linter::new(LintOptions::default()).unwrap();
+        linter.lint(&SourceFile::new("t.yaml", text).unwrap())
+    }
+
+    fn codes(report: &ObjectReport) -> Vec<&'static str> {
+        report.diagnostics.iter().map(|d| d.code.as_str()).collect()
+    }
+
+    const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n";
+
+    #[test]
+    fn a_valid_deployment_is_valid() {
+        let reports = lint(DEPLOYMENT);
+        assert_eq!(reports.len(), 1);
+        assert_eq!(reports[0].verdict, Verdict::Valid, "{:?}", reports[0].diagnostics);
+        assert_eq!(reports[0].object.as_ref().unwrap().display_name(), "Deployment/web");
+    }
+
+    #[test]
+    fn finds_typos_with_suggestions() {
+        let text = DEPLOYMENT.replace("containers:", "contianers:").replace("matchLabels", "matchLabel");
+        let reports = lint(&text);
+        let report = &reports[0];
+        assert_eq!(report.verdict, Verdict::Invalid);
+        let helps: Vec<_> = report.diagnostics.iter().filter_map(|d| d.help.as_deref()).collect();
+        assert!(helps.contains(&"did you mean \"containers\"?"), "{helps:?}");
+        assert!(helps.contains(&"did you mean \"matchLabels\"?"), "{helps:?}");
+        assert!(codes(report).contains(&"schema/required"));
+    }
+
+    #[test]
+    fn classifies_every_document() {
+        let text = format!("{DEPLOYMENT}---\n---\n# comment only\n---\nfoo: bar\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: a}}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: b}}\n  dat: {{}}\n");
+        let reports = lint(&text);
+        let verdicts: Vec<_> = reports.iter().map(|r| r.verdict).collect();
+        assert_eq!(
+            verdicts,
+            vec![Verdict::Valid, Verdict::Skipped, Verdict::Skipped, Verdict::Invalid, Verdict::Valid, Verdict::Invalid]
+        );
+        assert_eq!(codes(&reports[3]), vec!["object/not-kubernetes"]);
+        assert_eq!(reports[5].item, Some(1));
+    }
+
+    #[test]
+    fn names_removed_apis() {
+        let reports = lint("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n");
+        let d = &reports[0].diagnostics[0];
+        assert_eq!(d.code, Code::RemovedApi);
+        assert_eq!(d.help.as_deref(), Some("use apiVersion: apps/v1 (check the migration guide for field changes)"));
+    }
+
+    #[test]
+    fn validates_custom_resources_against_crds_in_the_input() {
+        let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer}\n";
+        let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: big}\n";
+        let mut linter = Linter::new(LintOptions::default()).unwrap();
+        let crd_source = SourceFile::new("crd.yaml", crd).unwrap();
+        assert_eq!(linter.register_crds(&crd_source).len(), 1);
+        assert_eq!(linter.lint(&crd_source)[0].verdict, Verdict::Valid, "{:?}", linter.lint(&crd_source)[0].diagnostics);
+        let reports = linter.lint(&SourceFile::new("w.yaml", widget).unwrap());
+        assert_eq!(codes(&reports[0]), vec!["schema/type"]);
+    }
+
+    #[test]
+    fn yaml_one_one_booleans_get_a_hint() {
+        let reports = lint("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  enabled: yes\n");
+        let d = &reports[0].diagnostics[0];
+        assert_eq!(d.code, Code::WrongType);
+        assert_eq!(d.path.as_deref(), Some("data.enabled"));
+        assert!(d.help.as_deref().unwrap().contains("quote it"), "{d:?}");
+    }
+}

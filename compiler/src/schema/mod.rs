@@ -1,0 +1,713 @@
+//! The schemas objects are validated against: the upstream Kubernetes JSON Schemas of
+//! one version (embedded, from `schemas/`), schema folders the user adds, and the
+//! schemas of CustomResourceDefinitions found in the input.
+//!
+//! A `Catalog` compiles each (group, version, kind) once, on first use, and shares the
+//! compiled validator between threads. The definitions are parsed once per process.
+
+pub mod openapi;
+pub mod removed;
+
+use crate::diagnostic::{Code, did_you_mean};
+use crate::object::GroupVersionKind;
+use jsonschema::{Draft, Registry, Validator};
+use serde_json::Value;
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::{Arc, OnceLock, RwLock};
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
+}
+
+/// The URI the upstream per-kind schemas use for the shared definitions.
+pub const DEFINITIONS_URI: &str = "https://kubernetes.io/api/_definitions.json";
+
+/// A Kubernetes minor version (`1.NN`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KubernetesVersion {
+    pub minor: u32,
+}
+
+impl KubernetesVersion {
+    /// The versions kubeyard has schemas for, oldest first.
+    pub fn shipped() -> impl Iterator<Item = KubernetesVersion> {
+        embedded::VERSIONS.iter().map(|&(minor, _)| KubernetesVersion { minor })
+    }
+
+    pub fn latest() -> KubernetesVersion {
+        KubernetesVersion::shipped().last().expect("build.rs refuses to build without schemas")
+    }
+
+    fn definitions_text(self) -> Option<&'static str> {
+        embedded::VERSIONS.iter().find(|&&(minor, _)| minor == self.minor).map(|&(_, text)| text)
+    }
+
+    fn shipped_list() -> String {
+        let versions: Vec<String> = KubernetesVersion::shipped().map(|v| v.to_string()).collect();
+        versions.join(", ")
+    }
+}
+
+impl fmt::Display for KubernetesVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "1.{}", self.minor)
+    }
+}
+
+impl FromStr for KubernetesVersion {
+    type Err = SchemaError;
+
+    /// Accepts `1.31`, `v1.31`, `1.31.4` and `latest`.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        if text == "latest" {
+            return Ok(KubernetesVersion::latest());
+        }
+        let bad = || SchemaError::BadVersion(text.to_string());
+        let trimmed = text.strip_prefix('v').unwrap_or(text);
+        let mut parts = trimmed.split('.');
+        let (Some("1"), Some(minor)) = (parts.next(), parts.next()) else {
+            return Err(bad());
+        };
+        let minor: u32 = minor.parse().map_err(|_| bad())?;
+        if parts.clone().count() > 1 || parts.any(|p| p.parse::<u32>().is_err()) {
+            return Err(bad());
+        }
+        let version = KubernetesVersion { minor };
+        if version.definitions_text().is_none() {
+            return Err(SchemaError::NotShipped {
+                version: version.to_string(),
+                shipped: KubernetesVersion::shipped_list(),
+            });
+        }
+        Ok(version)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("invalid Kubernetes version {0:?}: expected 1.NN (for example 1.32)")]
+    BadVersion(String),
+    #[error("kubeyard has no schemas for Kubernetes {version}; it has {shipped}")]
+    NotShipped { version: String, shipped: String },
+    #[error("schema folder {}: {message}", path.display())]
+    Folder { path: PathBuf, message: String },
+    #[error("the embedded schemas for Kubernetes {version} are unusable: {message}")]
+    Embedded { version: String, message: String },
+}
+
+#[derive(Clone, Debug)]
+pub struct CatalogOptions {
+    pub version: KubernetesVersion,
+    /// Unknown fields are errors (the default, like `kubectl --validate=strict`).
+    pub strict: bool,
+    /// Folders of extra schemas, searched before the built-in ones.
+    pub schema_dirs: Vec<PathBuf>,
+}
+
+impl Default for CatalogOptions {
+    fn default() -> Self {
+        CatalogOptions {
+            version: KubernetesVersion::latest(),
+            strict: true,
+            schema_dirs: Vec::new(),
+        }
+    }
+}
+
+/// Where a compiled schema came from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Origin {
+    Builtin { definition: String },
+    File { path: PathBuf },
+    CustomResourceDefinition { name: String },
+}
+
+/// A validator for one kind, with what it takes to explain its errors.
+pub struct CompiledSchema {
+    pub origin: Origin,
+    pub validator: Validator,
+    base_uri: String,
+    root: Value,
+}
+
+impl fmt::Debug for CompiledSchema {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CompiledSchema").field("origin", &self.origin).finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Lookup {
+    Found(Arc<CompiledSchema>),
+    /// No schema knows this kind; `Catalog::explain_missing` says why.
+    Missing,
+    /// A schema exists but cannot be compiled.
+    Broken { origin: Origin, message: String },
+}
+
+/// Why no schema was found, phrased for the user.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MissingSchema {
+    pub code: Code,
+    pub message: String,
+    pub help: String,
+    /// A custom resource whose schema the user has not given (as opposed to a built-in
+    /// kind that does not exist): `--ignore-missing-schemas` skips these.
+    pub custom: bool,
+    /// The kind is at fault (misspelt or unknown), not the apiVersion.
+    pub blames_kind: bool,
+}
+
+struct SchemaDir {
+    path: PathBuf,
+    /// The registry URI of the folder's `_definitions.json`, when it has one.
+    definitions_uri: Option<String>,
+}
+
+struct CustomKind {
+    crd_name: String,
+    schema: Value,
+}
+
+pub struct Catalog {
+    version: KubernetesVersion,
+    strict: bool,
+    registry: Registry<'static>,
+    /// Every document in the registry by URI, to read the schema an error points into.
+    documents: HashMap<String, Arc<Value>>,
+    builtin: HashMap<GroupVersionKind, String>,
+    dirs: Vec<SchemaDir>,
+    custom: HashMap<GroupVersionKind, CustomKind>,
+    cache: RwLock<HashMap<GroupVersionKind, Arc<OnceLock<Lookup>>>>,
+}
+
+impl fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Catalog")
+            .field("version", &self.version)
+            .field("strict", &self.strict)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Catalog {
+    pub fn new(options: CatalogOptions) -> Result<Catalog, SchemaError> {
+        let version = options.version;
+        let embedded_error = |message: String| SchemaError::Embedded {
+            version: version.to_string(),
+            message,
+        };
+        let text = version.definitions_text().ok_or_else(|| SchemaError::NotShipped {
+            version: version.to_string(),
+            shipped: KubernetesVersion::shipped_list(),
+        })?;
+        let mut definitions: Value = serde_json::from_str(text).map_err(|e| embedded_error(e.to_string()))?;
+        if options.strict {
+            openapi::make_strict(&mut definitions, openapi::Reach::Everywhere);
+        }
+        let builtin = index_kinds(&definitions);
+        let mut documents = HashMap::new();
+        documents.insert(DEFINITIONS_URI.to_string(), Arc::new(definitions));
+
+        let mut dirs = Vec::new();
+        for path in &options.schema_dirs {
+            let folder_error = |message: String| SchemaError::Folder {
+                path: path.clone(),
+                message,
+            };
+            let path = path.canonicalize().map_err(|e| folder_error(e.to_string()))?;
+            if !path.is_dir() {
+                return Err(folder_error("not a directory".into()));
+            }
+            let definitions_path = path.join("_definitions.json");
+            let definitions_uri = if definitions_path.is_file() {
+                let text = std::fs::read_to_string(&definitions_path).map_err(|e| folder_error(format!("_definitions.json: {e}")))?;
+                let mut value: Value =
+                    serde_json::from_str(&text).map_err(|e| folder_error(format!("_definitions.json is not JSON: {e}")))?;
+                if options.strict {
+                    openapi::make_strict(&mut value, openapi::Reach::Everywhere);
+                }
+                let uri = file_uri(&definitions_path);
+                documents.insert(uri.clone(), Arc::new(value));
+                Some(uri)
+            } else {
+                None
+            };
+            dirs.push(SchemaDir { path, definitions_uri });
+        }
+
+        let mut builder = Registry::new().draft(Draft::Draft202012);
+        for (uri, document) in &documents {
+            builder = builder
+                .add(uri, Arc::clone(document))
+                .map_err(|e| embedded_error(format!("{uri}: {e}")))?;
+        }
+        let registry = builder.prepare().map_err(|e| embedded_error(e.to_string()))?;
+        Ok(Catalog {
+            version,
+            strict: options.strict,
+            registry,
+            documents,
+            builtin,
+            dirs,
+            custom: HashMap::new(),
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    pub fn version(&self) -> KubernetesVersion {
+        self.version
+    }
+
+    pub fn strict(&self) -> bool {
+        self.strict
+    }
+
+    /// Registers the kinds a CustomResourceDefinition defines, so objects of those kinds
+    /// are validated against its schema. Returns the kinds, or why the CRD is unusable.
+    pub fn register_crd(&mut self, crd: &Value) -> Result<Vec<GroupVersionKind>, String> {
+        let spec = crd.get("spec").ok_or("the CustomResourceDefinition has no spec")?;
+        let group = spec.get("group").and_then(Value::as_str).ok_or("spec.group is missing")?;
+        let kind = spec
+            .pointer("/names/kind")
+            .and_then(Value::as_str)
+            .ok_or("spec.names.kind is missing")?;
+        let name = crd
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map_or_else(|| format!("{}.{group}", kind.to_lowercase()), str::to_string);
+        // apiextensions/v1beta1 had one schema for all versions, and a single `version`.
+        let shared_schema = spec.pointer("/validation/openAPIV3Schema");
+        let mut versions: Vec<(String, Option<&Value>)> = Vec::new();
+        if let Some(list) = spec.get("versions").and_then(Value::as_array) {
+            for entry in list {
+                if let Some(version) = entry.get("name").and_then(Value::as_str) {
+                    let schema = entry.pointer("/schema/openAPIV3Schema").or(shared_schema);
+                    versions.push((version.to_string(), schema));
+                }
+            }
+        } else if let Some(version) = spec.get("version").and_then(Value::as_str) {
+            versions.push((version.to_string(), shared_schema));
+        }
+        if versions.is_empty() {
+            return Err("spec.versions lists no version".into());
+        }
+        let mut registered = Vec::new();
+        for (version, open_api) in versions {
+            let gvk = GroupVersionKind::new(group, version, kind);
+            let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
+            self.cache.get_mut().unwrap_or_else(|e| e.into_inner()).remove(&gvk);
+            self.custom.insert(
+                gvk.clone(),
+                CustomKind {
+                    crd_name: name.clone(),
+                    schema,
+                },
+            );
+            registered.push(gvk);
+        }
+        Ok(registered)
+    }
+
+    /// The compiled schema for a kind, compiling it on first use.
+    pub fn lookup(&self, gvk: &GroupVersionKind) -> Lookup {
+        let cell = {
+            let cache = self.cache.read().unwrap_or_else(|e| e.into_inner());
+            cache.get(gvk).cloned()
+        };
+        let cell = cell.unwrap_or_else(|| {
+            let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+            Arc::clone(cache.entry(gvk.clone()).or_default())
+        });
+        cell.get_or_init(|| self.compile(gvk)).clone()
+    }
+
+    fn compile(&self, gvk: &GroupVersionKind) -> Lookup {
+        if let Some((path, dir)) = self.find_in_dirs(gvk) {
+            let origin = Origin::File { path: path.clone() };
+            return match self.load_file(&path, dir) {
+                Ok(root) => self.build(origin, file_uri(&path), root),
+                Err(message) => Lookup::Broken { origin, message },
+            };
+        }
+        if let Some(custom) = self.custom.get(gvk) {
+            let base = format!(
+                "https://kubeyard.dev/crd/{}/{}/{}.json",
+                custom.crd_name,
+                gvk.version,
+                gvk.kind.to_lowercase()
+            );
+            let origin = Origin::CustomResourceDefinition {
+                name: custom.crd_name.clone(),
+            };
+            return self.build(origin, base, custom.schema.clone());
+        }
+        if let Some(definition) = self.builtin.get(gvk) {
+            let root = serde_json::json!({ "$ref": format!("{DEFINITIONS_URI}#/$defs/{definition}") });
+            let origin = Origin::Builtin {
+                definition: definition.clone(),
+            };
+            return self.build(origin, "https://kubernetes.io/api/root.json".into(), root);
+        }
+        Lookup::Missing
+    }
+
+    fn build(&self, origin: Origin, base_uri: String, root: Value) -> Lookup {
+        let draft = match root.get("$schema").and_then(Value::as_str) {
+            Some(s) if s.contains("draft-04") => Draft::Draft4,
+            Some(s) if s.contains("draft-06") => Draft::Draft6,
+            Some(s) if s.contains("draft-07") => Draft::Draft7,
+            _ => Draft::Draft202012,
+        };
+        match jsonschema::options()
+            .with_draft(draft)
+            .with_registry(&self.registry)
+            .with_base_uri(base_uri.clone())
+            .build(&root)
+        {
+            Ok(validator) => Lookup::Found(Arc::new(CompiledSchema {
+                origin,
+                validator,
+                base_uri,
+                root,
+            })),
+            Err(error) => Lookup::Broken {
+                origin,
+                message: error.to_string(),
+            },
+        }
+    }
+
+    /// kubeconform's file names: `deployment-apps-v1.json` (first label of the group),
+    /// the same with the whole group, and the CRD catalog's `group/kind_version.json`.
+    fn find_in_dirs(&self, gvk: &GroupVersionKind) -> Option<(PathBuf, &SchemaDir)> {
+        let kind = gvk.kind.to_lowercase();
+        let short_group = gvk.group.split('.').next().unwrap_or_default();
+        let mut names = Vec::with_capacity(4);
+        if gvk.group.is_empty() {
+            names.push(format!("{kind}-{}.json", gvk.version));
+        } else {
+            names.push(format!("{kind}-{short_group}-{}.json", gvk.version));
+            names.push(format!("{kind}-{}-{}.json", gvk.group, gvk.version));
+            names.push(format!("{}/{kind}_{}.json", gvk.group, gvk.version));
+        }
+        names.push(format!("{kind}_{}.json", gvk.version));
+        self.dirs.iter().find_map(|dir| {
+            names
+                .iter()
+                .map(|name| dir.path.join(name))
+                .find(|path| path.is_file())
+                .map(|path| (path, dir))
+        })
+    }
+
+    fn load_file(&self, path: &Path, dir: &SchemaDir) -> Result<Value, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut root: Value = serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        if let Some(uri) = &dir.definitions_uri {
+            point_refs_at(&mut root, uri);
+        }
+        if self.strict {
+            openapi::make_strict(&mut root, openapi::Reach::Everywhere);
+        }
+        Ok(root)
+    }
+
+    /// The schema object an error's absolute keyword location points into, minus the
+    /// keyword itself: for `.../PodSpec/additionalProperties`, the PodSpec schema.
+    pub fn schema_at<'a>(&'a self, compiled: &'a CompiledSchema, location: &str) -> Option<&'a Value> {
+        let (document, fragment) = location.split_once('#').unwrap_or((location, ""));
+        let pointer = percent_decode(fragment);
+        let parent = pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
+        let root = if document == compiled.base_uri {
+            &compiled.root
+        } else {
+            self.documents.get(document)?.as_ref()
+        };
+        root.pointer(parent)
+    }
+
+    /// The `apiVersion`s that serve `kind` in this catalog, best first.
+    pub fn api_versions_for(&self, kind: &str) -> Vec<String> {
+        let mut found: Vec<&GroupVersionKind> = self.builtin.keys().chain(self.custom.keys()).filter(|g| g.kind == kind).collect();
+        found.sort_by_key(|g| (std::cmp::Reverse(removed::version_priority(&g.version)), g.group.clone()));
+        let mut seen = BTreeSet::new();
+        found.into_iter().map(GroupVersionKind::api_version).filter(|v| seen.insert(v.clone())).collect()
+    }
+
+    /// Says why a kind has no schema: removed, not yet added, misspelt, or a custom
+    /// resource nobody described.
+    pub fn explain_missing(&self, gvk: &GroupVersionKind) -> MissingSchema {
+        let target = self.version;
+        let api_version = gvk.api_version();
+        let served_in_group = |group: &str| -> Option<String> {
+            let mut versions: Vec<&GroupVersionKind> =
+                self.builtin.keys().filter(|g| g.group == group && g.kind == gvk.kind).collect();
+            versions.sort_by_key(|g| std::cmp::Reverse(removed::version_priority(&g.version)));
+            versions.first().map(|g| g.api_version())
+        };
+        let removed_error = |removed_in: u32, replacement: Option<String>| {
+            let help = match replacement {
+                Some(replacement) => format!("use apiVersion: {replacement} (check the migration guide for field changes)"),
+                None if gvk.kind == "PodSecurityPolicy" => {
+                    "PodSecurityPolicy has no replacement API: use Pod Security Admission (namespace labels pod-security.kubernetes.io/enforce)".into()
+                }
+                None => format!("Kubernetes {target} has no replacement API for {}", gvk.kind),
+            };
+            MissingSchema {
+                code: Code::RemovedApi,
+                message: format!("{api_version} {} was removed in Kubernetes 1.{removed_in}", gvk.kind),
+                help,
+                custom: false,
+                blames_kind: false,
+            }
+        };
+        if let Some(removal) = removed::removal(&api_version, &gvk.kind, target.minor) {
+            let replacement = removal.replacement_group.and_then(served_in_group);
+            return removed_error(removal.removed_in, replacement);
+        }
+        let elsewhere = self.api_versions_for(&gvk.kind);
+        let shipped_in: Vec<KubernetesVersion> = KubernetesVersion::shipped()
+            .filter(|v| v.definitions_text().is_some_and(|text| text.contains(&gvk_marker(gvk))))
+            .collect();
+        if let Some(last) = shipped_in.iter().filter(|v| **v < target).max()
+            && !shipped_in.iter().any(|v| *v > target)
+        {
+            let replacement = served_in_group(&gvk.group).or_else(|| elsewhere.first().cloned());
+            return removed_error(last.minor + 1, replacement);
+        }
+        if let Some(first) = shipped_in.iter().filter(|v| **v > target).min() {
+            return MissingSchema {
+                code: Code::UnknownKind,
+                message: format!("{api_version} {} is not served by Kubernetes {target}; it was added in {first}", gvk.kind),
+                help: match elsewhere.first() {
+                    Some(available) => format!("use apiVersion: {available}, or target a newer cluster with --kubernetes-version {first}"),
+                    None => format!("target a newer cluster with --kubernetes-version {first}"),
+                },
+                custom: false,
+                blames_kind: false,
+            };
+        }
+        if let Some(best) = elsewhere.first() {
+            let also = if elsewhere.len() > 1 {
+                format!(" (also served as {})", elsewhere[1..].join(", "))
+            } else {
+                String::new()
+            };
+            return MissingSchema {
+                code: Code::UnknownKind,
+                message: format!("{api_version} does not serve {} in Kubernetes {target}", gvk.kind),
+                help: format!("use apiVersion: {best}{also}"),
+                custom: false,
+                blames_kind: false,
+            };
+        }
+        let same_api: Vec<&str> = self
+            .builtin
+            .keys()
+            .chain(self.custom.keys())
+            .filter(|g| g.group == gvk.group && g.version == gvk.version)
+            .map(|g| g.kind.as_str())
+            .collect();
+        if let Some(suggestion) = did_you_mean(&gvk.kind, same_api.iter().copied()) {
+            return MissingSchema {
+                code: Code::UnknownKind,
+                message: format!("{api_version} has no kind {} in Kubernetes {target}", gvk.kind),
+                help: format!("did you mean kind: {suggestion}? (kinds are case-sensitive)"),
+                custom: false,
+                blames_kind: true,
+            };
+        }
+        if !gvk.is_builtin_group() || (self.builtin.keys().all(|g| g.group != gvk.group) && gvk.group.contains('.')) {
+            return MissingSchema {
+                code: Code::UnknownKind,
+                message: format!("no schema for the custom resource {api_version} {}", gvk.kind),
+                help: "include its CustomResourceDefinition in the input, add its JSON schema with --schema-dir, or skip such objects with --ignore-missing-schemas".into(),
+                custom: true,
+                blames_kind: false,
+            };
+        }
+        let group_versions: BTreeSet<String> = self
+            .builtin
+            .keys()
+            .filter(|g| g.group == gvk.group)
+            .map(GroupVersionKind::api_version)
+            .collect();
+        MissingSchema {
+            code: Code::UnknownKind,
+            message: format!("Kubernetes {target} has no {api_version} {}", gvk.kind),
+            help: if group_versions.is_empty() {
+                format!("no API group \"{}\" exists in Kubernetes {target}; check the apiVersion", gvk.group)
+            } else {
+                format!(
+                    "this group serves {}; check the kind and apiVersion",
+                    group_versions.into_iter().collect::<Vec<_>>().join(", ")
+                )
+            },
+            custom: false,
+            blames_kind: true,
+        }
+    }
+}
+
+/// The definitions that are top-level kinds, from their `x-kubernetes-group-version-kind`.
+fn index_kinds(definitions: &Value) -> HashMap<GroupVersionKind, String> {
+    let mut kinds = HashMap::new();
+    let Some(defs) = definitions.get("$defs").and_then(Value::as_object) else {
+        return kinds;
+    };
+    for (name, schema) in defs {
+        let Some(list) = schema.get("x-kubernetes-group-version-kind").and_then(Value::as_array) else {
+            continue;
+        };
+        // Shared types (DeleteOptions, WatchEvent) list every group; they are not objects
+        // anyone writes in a manifest, and would shadow nothing, so they stay indexed.
+        for gvk in list {
+            let field = |key: &str| gvk.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            kinds
+                .entry(GroupVersionKind::new(field("group"), field("version"), field("kind")))
+                .or_insert_with(|| name.clone());
+        }
+    }
+    kinds
+}
+
+/// How the import script writes a group-version-kind (keys sorted, no spaces).
+fn gvk_marker(gvk: &GroupVersionKind) -> String {
+    format!(
+        "{{\"group\":{},\"kind\":{},\"version\":{}}}",
+        Value::from(gvk.group.as_str()),
+        Value::from(gvk.kind.as_str()),
+        Value::from(gvk.version.as_str())
+    )
+}
+
+/// Points every `$ref` into a `_definitions.json` at the folder's registered copy, so
+/// both upstream layouts (`/api/_definitions.json#...` and `_definitions.json#...`) work.
+fn point_refs_at(schema: &mut Value, uri: &str) {
+    match schema {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                if key == "$ref"
+                    && let Value::String(reference) = value
+                    && let Some((document, fragment)) = reference.split_once('#')
+                    && document.ends_with("_definitions.json")
+                {
+                    *reference = format!("{uri}#{fragment}");
+                } else {
+                    point_refs_at(value, uri);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|item| point_refs_at(item, uri)),
+        _ => {}
+    }
+}
+
+fn file_uri(path: &Path) -> String {
+    let mut uri = String::from("file://");
+    for byte in path.to_string_lossy().bytes() {
+        if byte.is_ascii_alphanumeric() || b"/-._~".contains(&byte) {
+            uri.push(byte as char);
+        } else {
+            uri.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    uri
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalog() -> Catalog {
+        Catalog::new(CatalogOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn parses_versions() {
+        let latest = KubernetesVersion::latest();
+        assert_eq!(format!("v{latest}").parse::<KubernetesVersion>().unwrap(), latest);
+        assert_eq!(format!("{latest}.3").parse::<KubernetesVersion>().unwrap(), latest);
+        assert!(matches!("1.2".parse::<KubernetesVersion>(), Err(SchemaError::NotShipped { .. })));
+        assert!(matches!("2.30".parse::<KubernetesVersion>(), Err(SchemaError::BadVersion(_))));
+        assert!(KubernetesVersion::shipped().count() >= 3);
+    }
+
+    #[test]
+    fn finds_and_compiles_builtin_kinds() {
+        let catalog = catalog();
+        let Lookup::Found(schema) = catalog.lookup(&GroupVersionKind::new("apps", "v1", "Deployment")) else {
+            panic!("no Deployment schema");
+        };
+        assert_eq!(
+            schema.origin,
+            Origin::Builtin {
+                definition: "io.k8s.api.apps.v1.Deployment".into()
+            }
+        );
+        assert!(matches!(catalog.lookup(&GroupVersionKind::new("apps", "v1", "Nope")), Lookup::Missing));
+    }
+
+    #[test]
+    fn explains_missing_kinds() {
+        let catalog = catalog();
+        let removed = catalog.explain_missing(&GroupVersionKind::new("extensions", "v1beta1", "Deployment"));
+        assert_eq!(removed.code, Code::RemovedApi);
+        assert_eq!(removed.message, "extensions/v1beta1 Deployment was removed in Kubernetes 1.16");
+        assert!(removed.help.contains("apps/v1"), "{}", removed.help);
+
+        let wrong_version = catalog.explain_missing(&GroupVersionKind::new("apps", "v2", "Deployment"));
+        assert_eq!(wrong_version.code, Code::UnknownKind);
+        assert!(wrong_version.help.contains("apps/v1"));
+
+        let case = catalog.explain_missing(&GroupVersionKind::new("apps", "v1", "deployment"));
+        assert!(case.help.contains("kind: Deployment"), "{}", case.help);
+
+        let custom = catalog.explain_missing(&GroupVersionKind::new("monitoring.coreos.com", "v1", "ServiceMonitor"));
+        assert!(custom.custom);
+    }
+
+    #[test]
+    fn registers_custom_resources() {
+        let mut catalog = catalog();
+        let crd = serde_json::json!({
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "names": {"kind": "Widget"}, "versions": [
+                {"name": "v1", "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}
+            ]}
+        });
+        let kinds = catalog.register_crd(&crd).unwrap();
+        assert_eq!(kinds, vec![GroupVersionKind::new("example.com", "v1", "Widget")]);
+        let Lookup::Found(schema) = catalog.lookup(&kinds[0]) else { panic!("not registered") };
+        let valid = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}});
+        assert!(schema.validator.is_valid(&valid));
+        let typo = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "lables": {}}, "spec": {"sise": 3}});
+        assert_eq!(schema.validator.iter_errors(&typo).count(), 2);
+    }
+}
