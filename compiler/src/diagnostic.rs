@@ -61,6 +61,7 @@ codes! {
     YamlSyntax => "yaml/syntax", "The text is not valid YAML; parsing stops at the error.";
     DuplicateKey => "yaml/duplicate-key", "A mapping has the same key twice; the API server rejects this in strict mode.";
     AliasLimit => "yaml/alias-limit", "Aliases expand to too many nodes (a \"billion laughs\" document).";
+    Template => "yaml/template", "Template syntax (`{{ }}`) is left in the manifest: it was not rendered.";
     TooDeep => "yaml/too-deep", "The document nests deeper than kubeyard follows.";
     UnsupportedValue => "yaml/unsupported-value", "A YAML value that has no JSON form (a complex key, .inf, .nan).";
     NotAnObject => "object/not-kubernetes", "The document is not a Kubernetes object (no apiVersion and kind).";
@@ -151,21 +152,21 @@ impl std::fmt::Display for Diagnostic {
 /// plausible typo (`contianers` -> `containers`, `matchLabel` -> `matchLabels`).
 pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
-    let mut best: Option<(f64, &str)> = None;
+    let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
         if candidate == word {
             continue;
         }
-        let score = if candidate.eq_ignore_ascii_case(word) {
-            1.0
-        } else {
-            strsim::jaro_winkler(&lower, &candidate.to_ascii_lowercase())
-        };
-        if best.is_none_or(|(b, _)| score > b) {
-            best = Some((score, candidate));
+        let other = candidate.to_ascii_lowercase();
+        let distance = strsim::damerau_levenshtein(&lower, &other);
+        // A typo changes a few letters; a different word changes many. A third of the
+        // shorter word (at least one edit) keeps `imageformat` from meaning `image`.
+        let allowed = (lower.chars().count().min(other.chars().count()) / 3).max(1);
+        if distance <= allowed && best.is_none_or(|(b, _)| distance < b) {
+            best = Some((distance, candidate));
         }
     }
-    best.filter(|&(score, _)| score >= 0.85).map(|(_, c)| c)
+    best.map(|(_, c)| c)
 }
 
 #[cfg(test)]
@@ -188,5 +189,7 @@ mod tests {
         assert_eq!(did_you_mean("Volumes", fields), Some("volumes"));
         assert_eq!(did_you_mean("matchLabel", ["matchLabels", "matchExpressions"]), Some("matchLabels"));
         assert_eq!(did_you_mean("zzz", fields), None);
+        assert_eq!(did_you_mean("imageformat", ["image", "pool"]), None);
+        assert_eq!(did_you_mean("protectionDoamin", ["protectionDomain", "system"]), Some("protectionDomain"));
     }
 }

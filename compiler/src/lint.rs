@@ -68,6 +68,14 @@ impl ObjectReport {
     }
 
     fn settle(&mut self) {
+        // A template placeholder is reported once; the schema's complaint about the same
+        // characters (a string where a number belongs) adds nothing.
+        let placeholders: Vec<Span> = self.diagnostics.iter().filter(|d| d.code == Code::Template).map(|d| d.span).collect();
+        if !placeholders.is_empty() {
+            self.diagnostics
+                .retain(|d| d.code == Code::Template || !placeholders.iter().any(|p| p.start <= d.span.start && d.span.end <= p.end));
+        }
+        self.diagnostics.sort_by_key(|d| (d.span.start, d.code));
         if self.verdict != Verdict::Skipped {
             self.verdict = if self.diagnostics.iter().any(Diagnostic::is_error) {
                 Verdict::Invalid
@@ -246,7 +254,12 @@ impl Linter {
                     (Vec::new(), Some(missing.message))
                 } else {
                     let span = if missing.blames_kind { info.kind_span } else { info.api_version_span };
-                    let label = if missing.blames_kind { "unknown kind" } else { "no schema for this apiVersion and kind" };
+                    let label = match (missing.code, missing.blames_kind) {
+                        (_, true) => "unknown kind",
+                        (Code::RemovedApi, _) => "removed API version",
+                        _ if missing.custom => "no schema for this custom resource",
+                        _ => "not served by this Kubernetes version",
+                    };
                     let diagnostic = Diagnostic::error(missing.code, span, missing.message)
                         .with_label(label)
                         .with_help(missing.help);

@@ -198,7 +198,7 @@ impl<'a> Documents<'a> {
     }
 
     fn build_document(&mut self, doc_start: Span) -> Result<Document, Diagnostic> {
-        let mut builder = Builder::new(doc_start.start);
+        let mut builder = Builder::new(doc_start.start, self.offsets.text);
         loop {
             let Some((event, span)) = self.next_event()? else {
                 self.done = true;
@@ -265,7 +265,8 @@ enum Frame {
 }
 
 /// Turns one document's events into a tree.
-struct Builder {
+struct Builder<'t> {
+    text: &'t str,
     stack: Vec<Frame>,
     root: Option<Node>,
     anchors: HashMap<usize, (Node, u64)>,
@@ -280,9 +281,10 @@ struct Builder {
     plain_merge: bool,
 }
 
-impl Builder {
-    fn new(start: u32) -> Builder {
+impl<'t> Builder<'t> {
+    fn new(start: u32, text: &'t str) -> Builder<'t> {
         Builder {
+            text,
             stack: Vec::new(),
             root: None,
             anchors: HashMap::new(),
@@ -392,6 +394,10 @@ impl Builder {
                 anchor,
                 ..
             } => {
+                if let Some(node) = self.template_placeholder(start) {
+                    self.complete(node, anchor);
+                    return;
+                }
                 let end = entries.last().map_or(span.end, |e| e.value.span.end).max(start);
                 if !merges.is_empty() {
                     apply_merges(&mut entries, merges);
@@ -406,6 +412,33 @@ impl Builder {
             }
         };
         self.complete(node, anchor);
+    }
+
+    /// `{{ name }}` is template syntax that YAML happens to read as a mapping inside a
+    /// mapping. Report it once, as what it is, and keep its text as a string.
+    fn template_placeholder(&mut self, start: u32) -> Option<Node> {
+        let rest = self.text.get(start as usize..)?;
+        if !rest.starts_with("{{") {
+            return None;
+        }
+        let end = start + rest.find("}}")? as u32 + 2;
+        let span = Span::new(start, end);
+        let placeholder = &self.text[start as usize..end as usize];
+        self.diagnostics.push(
+            Diagnostic::error(Code::Template, span, format!("unrendered template placeholder `{placeholder}`"))
+                .with_label("template syntax, not YAML")
+                .with_help("render the template first (for example with `helm template` or your templating tool) and lint its output"),
+        );
+        Some(Node {
+            value: Value::String(placeholder.to_string()),
+            span,
+        })
+    }
+
+    /// Whether a mapping key that starts at `at` is the inner half of `{{ ... }}`.
+    fn inside_placeholder(&self, at: u32) -> bool {
+        matches!(self.stack.last(), Some(Frame::Map { start, .. }) if *start + 1 == at)
+            && self.text.as_bytes().get(at as usize - 1..at as usize + 1) == Some(b"{{")
     }
 
     fn alias(&mut self, id: usize, span: Span) {
@@ -439,6 +472,7 @@ impl Builder {
             let count = node.count();
             self.anchors.insert(anchor, (node.clone(), count));
         }
+        let inside_placeholder = matches!(node.value, Value::Map(_)) && self.inside_placeholder(node.span.start);
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
@@ -460,10 +494,12 @@ impl Builder {
                         *key_is_merge = self.plain_merge;
                     }
                     Err(message) => {
-                        self.diagnostics.push(
-                            Diagnostic::error(Code::UnsupportedValue, node.span, message)
-                                .with_help("Kubernetes objects are JSON: mapping keys must be strings"),
-                        );
+                        if !inside_placeholder {
+                            self.diagnostics.push(
+                                Diagnostic::error(Code::UnsupportedValue, node.span, message)
+                                    .with_help("Kubernetes objects are JSON: mapping keys must be strings"),
+                            );
+                        }
                         // Keep the mapping in step: the value that follows is dropped.
                         *key = Some(Key {
                             name: String::new(),
@@ -540,7 +576,8 @@ fn key_name(node: &Node) -> Result<String, String> {
         Value::Int(i) => i.to_string(),
         Value::UInt(u) => u.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Seq(_) | Value::Map(_) => return Err(format!("a {} cannot be a mapping key", node.type_name())),
+        Value::Seq(_) => return Err("a list cannot be a mapping key".into()),
+        Value::Map(_) => return Err("a mapping cannot be a mapping key".into()),
     })
 }
 

@@ -1,0 +1,51 @@
+//! The command line: one module per subcommand, each turning flags into calls of the
+//! compiler (or, later, the harness) and results into output and an exit code.
+
+pub mod lint;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Exit codes shared by every subcommand.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Everything checked out.
+    Ok = 0,
+    /// The input has problems (invalid manifests, failed tests).
+    Findings = 1,
+    /// kubeyard could not do its job: bad flags, unreadable paths.
+    Usage = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(exit as u8)
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kubeyard",
+    version,
+    about = "Compile, lint and test Kubernetes manifests",
+    long_about = None,
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Validate manifests against the Kubernetes schemas of one version.
+    Lint(lint::LintArgs),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let exit = match cli.command {
+        Command::Lint(args) => lint::run(args),
+    };
+    exit.into()
+}

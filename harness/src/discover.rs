@@ -1,0 +1,106 @@
+//! Which files a list of paths names: files as given, directories walked for
+//! `*.yaml`, `*.yml` and `*.json` in a stable order, `-` for standard input.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    File(PathBuf),
+}
+
+impl Input {
+    pub fn display_name(&self) -> String {
+        match self {
+            Input::Stdin => "<stdin>".into(),
+            Input::File(path) => path.display().to_string(),
+        }
+    }
+}
+
+/// A path that could not be listed, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unreadable {
+    pub path: String,
+    pub reason: String,
+}
+
+const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
+
+/// Expands paths into inputs. Directories are walked depth-first with entries sorted by
+/// name, so output order does not depend on the file system; hidden directories
+/// (`.git`, ...) below a named directory are not entered.
+pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        if path == "-" {
+            inputs.push(Input::Stdin);
+            continue;
+        }
+        let root = Path::new(path);
+        match std::fs::metadata(root) {
+            Err(error) => problems.push(Unreadable {
+                path: path.clone(),
+                reason: error.to_string(),
+            }),
+            Ok(meta) if meta.is_dir() => walk(root, &mut inputs, &mut problems),
+            Ok(_) => inputs.push(Input::File(root.to_path_buf())),
+        }
+    }
+    (inputs, problems)
+}
+
+fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
+    let walker = walkdir::WalkDir::new(root)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
+    for entry in walker {
+        match entry {
+            Ok(entry) => {
+                let wanted = entry.file_type().is_file()
+                    && entry
+                        .path()
+                        .extension()
+                        .and_then(|e| e.to_str())
+                        .is_some_and(|e| EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
+                if wanted {
+                    inputs.push(Input::File(entry.into_path()));
+                }
+            }
+            Err(error) => problems.push(Unreadable {
+                path: error.path().map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
+                reason: error.io_error().map_or_else(|| error.to_string(), ToString::to_string),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn walks_directories_in_name_order_and_keeps_named_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("b/.git")).unwrap();
+        for name in ["b/z.yaml", "b/a.yml", "b/.git/c.yaml", "a.json", "notes.txt", "c.YAML"] {
+            std::fs::write(root.join(name), "").unwrap();
+        }
+        std::fs::write(root.join("explicit.txt"), "").unwrap();
+        let paths = vec![root.display().to_string(), root.join("explicit.txt").display().to_string(), "missing".into()];
+        let (inputs, problems) = discover(&paths);
+        let names: Vec<String> = inputs
+            .iter()
+            .map(|i| match i {
+                Input::File(p) => p.strip_prefix(root).unwrap().display().to_string(),
+                Input::Stdin => "-".into(),
+            })
+            .collect();
+        assert_eq!(names, vec!["a.json", "b/a.yml", "b/z.yaml", "c.YAML", "explicit.txt"]);
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].path, "missing");
+    }
+}

@@ -1,0 +1,7 @@
+//! kubeyard's harness: the `kubeyard` command line over the compiler, and (later) the
+//! mini control plane it tests against. The binary is a thin `main` over this library,
+//! so tests drive the same code.
+
+pub mod cli;
+pub mod discover;
+pub mod report;

@@ -1,0 +1,54 @@
+//! Lint results out: text for people (miette), JSON and JUnit for machines. Each format
+//! is a pure function of the reports, so its output can be snapshot-tested.
+
+pub mod json;
+pub mod junit;
+pub mod text;
+
+use kubeyard_compiler::{Code, FileReport, Severity, Verdict};
+use std::time::Duration;
+
+/// Counts over a whole run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub files: usize,
+    pub objects: usize,
+    pub valid: usize,
+    pub invalid: usize,
+    pub skipped: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    /// Paths that could not be read: an I/O problem, not a finding about manifests.
+    pub unreadable: usize,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    pub fn of(reports: &[FileReport], elapsed: Duration) -> Summary {
+        let mut summary = Summary {
+            files: reports.len(),
+            elapsed,
+            ..Summary::default()
+        };
+        for object in reports.iter().flat_map(|r| &r.objects) {
+            if object.diagnostics.iter().any(|d| d.code == Code::Unreadable) {
+                summary.unreadable += 1;
+                continue;
+            }
+            summary.objects += 1;
+            match object.verdict {
+                Verdict::Valid => summary.valid += 1,
+                Verdict::Invalid => summary.invalid += 1,
+                Verdict::Skipped => summary.skipped += 1,
+            }
+            for diagnostic in &object.diagnostics {
+                match diagnostic.severity {
+                    Severity::Error => summary.errors += 1,
+                    Severity::Warning => summary.warnings += 1,
+                    Severity::Info => {}
+                }
+            }
+        }
+        summary
+    }
+}

@@ -1,0 +1,157 @@
+//! The human format: each diagnostic rendered by miette with the file, line and column,
+//! a source snippet, its code and its help; then one summary line.
+
+use super::Summary;
+use kubeyard_compiler::{Diagnostic, FileReport, ObjectReport, Severity, SourceFile, Verdict};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, SourceCode, SourceSpan, SpanContents};
+use std::fmt;
+
+pub struct TextOptions {
+    pub color: bool,
+    /// One line per object, valid ones included.
+    pub verbose: bool,
+}
+
+pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) -> String {
+    let theme = if options.color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+    let mut out = String::new();
+    for report in reports {
+        for object in &report.objects {
+            if options.verbose {
+                out.push_str(&object_line(report, object));
+                out.push('\n');
+            }
+            for diagnostic in &object.diagnostics {
+                match &report.source {
+                    Some(source) => {
+                        let pretty = Pretty { diagnostic, source };
+                        if handler.render_report(&mut out, &pretty).is_err() {
+                            out.push_str(&format!("{}: {diagnostic}\n", report.name));
+                        }
+                    }
+                    None => {
+                        out.push_str(&format!("{}[{}]: {}: {}\n", diagnostic.severity.as_str(), diagnostic.code.as_str(), report.name, diagnostic.message));
+                        if let Some(help) = &diagnostic.help {
+                            out.push_str(&format!("  help: {help}\n"));
+                        }
+                    }
+                }
+                out.push('\n');
+            }
+        }
+    }
+    out.push_str(&summary_line(summary));
+    out.push('\n');
+    out
+}
+
+fn object_line(report: &FileReport, object: &ObjectReport) -> String {
+    let line = report.source.as_ref().map_or(0, |s| s.line_col(object.span.start).line);
+    let what = object.object.as_ref().map_or_else(|| "document".to_string(), |o| o.display_name());
+    let mark = match object.verdict {
+        Verdict::Valid => "ok",
+        Verdict::Invalid => "invalid",
+        Verdict::Skipped => "skipped",
+    };
+    match &object.reason {
+        Some(reason) => format!("{mark:>7} {}:{line} {what} ({reason})", report.name),
+        None => format!("{mark:>7} {}:{line} {what}", report.name),
+    }
+}
+
+pub fn summary_line(summary: &Summary) -> String {
+    let plural = |n: usize, word: &str| if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") };
+    let mut line = format!(
+        "{} in {}: {} valid, {} invalid, {} skipped",
+        plural(summary.objects, "object"),
+        plural(summary.files, "file"),
+        summary.valid,
+        summary.invalid,
+        summary.skipped
+    );
+    if summary.errors + summary.warnings > 0 {
+        line.push_str(&format!(" ({}, {})", plural(summary.errors, "error"), plural(summary.warnings, "warning")));
+    }
+    if summary.unreadable > 0 {
+        line.push_str(&format!("; {} could not be read", plural(summary.unreadable, "path")));
+    }
+    line.push_str(&format!(" [{:.2}s]", summary.elapsed.as_secs_f64()));
+    line
+}
+
+/// A compiler diagnostic seen through miette's eyes.
+struct Pretty<'a> {
+    diagnostic: &'a Diagnostic,
+    source: &'a SourceFile,
+}
+
+impl fmt::Debug for Pretty<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.diagnostic, f)
+    }
+}
+
+impl fmt::Display for Pretty<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.diagnostic.message)
+    }
+}
+
+impl std::error::Error for Pretty<'_> {}
+
+impl miette::Diagnostic for Pretty<'_> {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.diagnostic.code.as_str()))
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(match self.diagnostic.severity {
+            Severity::Error => miette::Severity::Error,
+            Severity::Warning => miette::Severity::Warning,
+            Severity::Info => miette::Severity::Advice,
+        })
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        Some(self)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        let span = |s: kubeyard_compiler::Span| SourceSpan::new((s.start as usize).into(), s.len() as usize);
+        let primary = LabeledSpan::new_primary_with_span(self.diagnostic.label.clone(), span(self.diagnostic.span));
+        let related = self
+            .diagnostic
+            .related
+            .iter()
+            .map(move |(s, label)| LabeledSpan::new_with_span(Some(label.clone()), span(*s)));
+        Some(Box::new(std::iter::once(primary).chain(related)))
+    }
+}
+
+impl SourceCode for Pretty<'_> {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let contents = self.source.text().read_span(span, context_lines_before, context_lines_after)?;
+        Ok(Box::new(miette::MietteSpanContents::new_named(
+            self.source.name().to_string(),
+            contents.data(),
+            *contents.span(),
+            contents.line(),
+            contents.column(),
+            contents.line_count(),
+        )))
+    }
+}
