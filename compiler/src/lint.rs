@@ -312,7 +312,7 @@ impl Linter {
             NotAnObject::MissingKind { api_version, span } => Diagnostic::error(
                 Code::MissingKind,
                 span,
-                format!("object of {} has no kind", api_version.unwrap_or_default()),
+                format!("{} object has no kind", api_version.unwrap_or_default()),
             )
             .with_label("apiVersion without a kind")
             .with_help("add `kind:`, for example `kind: Deployment`"),

@@ -104,21 +104,31 @@ fn unknown_field(context: &Context<'_>, field: &str) -> Diagnostic {
         } else {
             sorted.join(", ")
         };
-        d = d.with_help(format!("{owner} fields: {listed}"));
+        let whose = context.type_name.map_or_else(|| "fields allowed here".to_string(), |t| format!("{t} fields"));
+        d = d.with_help(format!("{whose}: {listed}"));
     }
     d
 }
 
 fn missing_field(context: &Context<'_>, field: &str) -> Diagnostic {
     let owner = context.type_name.map_or_else(|| "this object".to_string(), str::to_string);
-    let (span, label) = match context.found.key {
-        Some(key) => (key.span, format!("{owner} requires \"{field}\"")),
-        None => (object_anchor(context.object), format!("{owner} requires \"{field}\"")),
+    let span = match (context.found.key, context.found.node) {
+        (Some(key), _) => key.span,
+        // A list item: point at its first line.
+        (None, Some(node)) if !context.found.segments.is_empty() => {
+            node.as_map().and_then(|m| m.first()).map_or(node.span, |e| e.key.span)
+        }
+        _ => object_anchor(context.object),
     };
     let full = join_path(context.path, field);
+    let place = if context.path.is_empty() {
+        "at the top level of the object".to_string()
+    } else {
+        format!("under {}", context.path)
+    };
     Diagnostic::error(Code::MissingField, span, format!("missing required field \"{full}\""))
-        .with_label(label)
-        .with_help(format!("add `{field}:` under {}", display_path(context.path)))
+        .with_label(format!("{owner} requires \"{field}\""))
+        .with_help(format!("add `{field}:` {place}"))
         .with_path(full)
 }
 

@@ -177,6 +177,11 @@ impl<'a> Documents<'a> {
         self.done = true;
         let at = self.offsets.byte(error.marker().index());
         let info = error.info();
+        if info.contains("recursion limit") {
+            return Diagnostic::error(Code::TooDeep, Span::empty(at), "document nests deeper than kubeyard follows")
+                .with_label("too deep here")
+                .with_help("no Kubernetes object nests this deep; check for runaway brackets or generated input");
+        }
         let mut diagnostic = Diagnostic::error(Code::YamlSyntax, Span::empty(at), format!("invalid YAML: {info}"))
             .with_label(info.to_string());
         if let Some(help) = syntax_help(info, self.offsets.text, at) {

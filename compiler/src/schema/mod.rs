@@ -469,6 +469,25 @@ impl Catalog {
             let replacement = removal.replacement_group.and_then(served_in_group);
             return removed_error(removal.removed_in, replacement);
         }
+        if let Some(custom) = self.custom.iter().find(|(g, _)| g.group == gvk.group && g.kind == gvk.kind).map(|(_, c)| c) {
+            let mut versions: Vec<&str> = self
+                .custom
+                .keys()
+                .filter(|g| g.group == gvk.group && g.kind == gvk.kind)
+                .map(|g| g.version.as_str())
+                .collect();
+            versions.sort_by_key(|v| std::cmp::Reverse(removed::version_priority(v)));
+            return MissingSchema {
+                code: Code::UnknownKind,
+                message: format!(
+                    "the CustomResourceDefinition {} does not define version {} of {}",
+                    custom.crd_name, gvk.version, gvk.kind
+                ),
+                help: format!("use apiVersion: {}/{} (defined: {})", gvk.group, versions[0], versions.join(", ")),
+                custom: false,
+                blames_kind: false,
+            };
+        }
         let elsewhere = self.api_versions_for(&gvk.kind);
         let shipped_in: Vec<KubernetesVersion> = KubernetesVersion::shipped()
             .filter(|v| v.definitions_text().is_some_and(|text| text.contains(&gvk_marker(gvk))))

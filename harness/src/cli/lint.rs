@@ -79,30 +79,7 @@ pub fn run(args: LintArgs) -> Exit {
     } else {
         args.paths.clone()
     };
-    let (inputs, unreadable) = discover(&paths);
-    let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
-
-    // CRDs first, so custom resources anywhere in the input validate against them.
-    for loaded in &loaded {
-        if let Loaded::Text(source) = loaded {
-            linter.register_crds(source);
-        }
-    }
-
-    let mut reports: Vec<FileReport> = unreadable
-        .into_iter()
-        .map(|problem| unreadable_report(problem.path, problem.reason))
-        .collect();
-    reports.par_extend(loaded.into_par_iter().map(|loaded| match loaded {
-        Loaded::Text(source) => linter.lint_source(source),
-        Loaded::NotText { name, diagnostic } => FileReport {
-            name,
-            source: None,
-            objects: vec![file_level(diagnostic)],
-        },
-        Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
-    }));
-
+    let reports = lint_paths(&mut linter, &paths);
     let summary = Summary::of(&reports, started.elapsed());
     let rendered = match args.output {
         Format::Text => {
@@ -123,6 +100,36 @@ pub fn run(args: LintArgs) -> Exit {
     } else {
         Exit::Ok
     }
+}
+
+/// Lints every file the paths name: read in parallel, register the CRDs among them,
+/// lint in parallel. Reports come back in input order, unreadable paths first.
+pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
+    let (inputs, unreadable) = discover(paths);
+    let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
+
+    // CRDs first, so custom resources anywhere in the input validate against them.
+    for loaded in &loaded {
+        if let Loaded::Text(source) = loaded {
+            linter.register_crds(source);
+        }
+    }
+
+    let linter = &*linter;
+    let mut reports: Vec<FileReport> = unreadable
+        .into_iter()
+        .map(|problem| unreadable_report(problem.path, problem.reason))
+        .collect();
+    reports.par_extend(loaded.into_par_iter().map(|loaded| match loaded {
+        Loaded::Text(source) => linter.lint_source(source),
+        Loaded::NotText { name, diagnostic } => FileReport {
+            name,
+            source: None,
+            objects: vec![file_level(diagnostic)],
+        },
+        Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
+    }));
+    reports
 }
 
 enum Loaded {
