@@ -15,5 +15,5 @@ pub mod validate;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Severity};
-pub use source::{SourceError, SourceFile, Span};
 pub use lint::{FileReport, LintOptions, Linter, ObjectReport, Verdict};
+pub use source::{SourceError, SourceFile, Span};

@@ -70,10 +70,19 @@ impl ObjectReport {
     fn settle(&mut self) {
         // A template placeholder is reported once; the schema's complaint about the same
         // characters (a string where a number belongs) adds nothing.
-        let placeholders: Vec<Span> = self.diagnostics.iter().filter(|d| d.code == Code::Template).map(|d| d.span).collect();
+        let placeholders: Vec<Span> = self
+            .diagnostics
+            .iter()
+            .filter(|d| d.code == Code::Template)
+            .map(|d| d.span)
+            .collect();
         if !placeholders.is_empty() {
-            self.diagnostics
-                .retain(|d| d.code == Code::Template || !placeholders.iter().any(|p| p.start <= d.span.start && d.span.end <= p.end));
+            self.diagnostics.retain(|d| {
+                d.code == Code::Template
+                    || !placeholders
+                        .iter()
+                        .any(|p| p.start <= d.span.start && d.span.end <= p.end)
+            });
         }
         self.diagnostics.sort_by_key(|d| (d.span.start, d.code));
         if self.verdict != Verdict::Skipped {
@@ -146,7 +155,11 @@ impl Linter {
             Err(error) => FileReport {
                 name: name.to_string(),
                 source: None,
-                objects: vec![ObjectReport::new(None, Span::default(), vec![source_diagnostic(&error)])],
+                objects: vec![ObjectReport::new(
+                    None,
+                    Span::default(),
+                    vec![source_diagnostic(&error)],
+                )],
             },
         }
     }
@@ -171,18 +184,31 @@ impl Linter {
                     self.lint_document(source, document, &mut reports);
                 }
                 Err(diagnostic) => {
-                    reports.push(ObjectReport::new(Some(documents), diagnostic.span, vec![diagnostic]));
+                    reports.push(ObjectReport::new(
+                        Some(documents),
+                        diagnostic.span,
+                        vec![*diagnostic],
+                    ));
                     break;
                 }
             }
         }
         if reports.is_empty() {
-            reports.push(ObjectReport::skipped(0, Span::default(), "the file holds no YAML documents"));
+            reports.push(ObjectReport::skipped(
+                0,
+                Span::default(),
+                "the file holds no YAML documents",
+            ));
         }
         reports
     }
 
-    fn lint_document(&self, source: &SourceFile, document: Document, reports: &mut Vec<ObjectReport>) {
+    fn lint_document(
+        &self,
+        source: &SourceFile,
+        document: Document,
+        reports: &mut Vec<ObjectReport>,
+    ) {
         let index = document.index;
         let mut own = document.diagnostics;
         if !self.catalog.strict() {
@@ -192,9 +218,17 @@ impl Linter {
                 }
             }
         }
-        let Some(root) = document.root.as_ref().filter(|_| !(own.is_empty() && document.root.as_ref().is_some_and(Node::is_null))) else {
+        let Some(root) = document
+            .root
+            .as_ref()
+            .filter(|_| !(own.is_empty() && document.root.as_ref().is_some_and(Node::is_null)))
+        else {
             if own.is_empty() {
-                reports.push(ObjectReport::skipped(index, document.span, "empty document"));
+                reports.push(ObjectReport::skipped(
+                    index,
+                    document.span,
+                    "empty document",
+                ));
             } else {
                 reports.push(ObjectReport::new(Some(index), document.span, own));
             }
@@ -223,7 +257,11 @@ impl Linter {
                     };
                     let mut report = match info {
                         Ok(info) => self.lint_object(source, Some(info), item, index),
-                        Err(problem) => ObjectReport::new(Some(index), item.span, vec![self.not_an_object(problem)]),
+                        Err(problem) => ObjectReport::new(
+                            Some(index),
+                            item.span,
+                            vec![self.not_an_object(problem)],
+                        ),
                     };
                     report.item = Some(i);
                     if i == 0 {
@@ -242,7 +280,13 @@ impl Linter {
         }
     }
 
-    fn lint_object(&self, source: &SourceFile, info: Option<ObjectInfo>, node: &Node, document: usize) -> ObjectReport {
+    fn lint_object(
+        &self,
+        source: &SourceFile,
+        info: Option<ObjectInfo>,
+        node: &Node,
+        document: usize,
+    ) -> ObjectReport {
         let Some(info) = info else {
             return ObjectReport::new(Some(document), node.span, Vec::new());
         };
@@ -253,7 +297,11 @@ impl Linter {
                 if missing.custom && self.ignore_missing_schemas {
                     (Vec::new(), Some(missing.message))
                 } else {
-                    let span = if missing.blames_kind { info.kind_span } else { info.api_version_span };
+                    let span = if missing.blames_kind {
+                        info.kind_span
+                    } else {
+                        info.api_version_span
+                    };
                     let label = match (missing.code, missing.blames_kind) {
                         (_, true) => "unknown kind",
                         (Code::RemovedApi, _) => "removed API version",
@@ -267,9 +315,13 @@ impl Linter {
                 }
             }
             Lookup::Broken { origin, message } => {
-                let diagnostic = Diagnostic::error(Code::BadSchema, info.kind_span, format!("the schema for {} cannot be used", info.gvk))
-                    .with_label("no usable schema")
-                    .with_help(format!("{origin:?}: {message}"));
+                let diagnostic = Diagnostic::error(
+                    Code::BadSchema,
+                    info.kind_span,
+                    format!("the schema for {} cannot be used", info.gvk),
+                )
+                .with_label("no usable schema")
+                .with_help(format!("{origin:?}: {message}"));
                 (vec![diagnostic], None)
             }
         };
@@ -364,30 +416,56 @@ mod tests {
     fn a_valid_deployment_is_valid() {
         let reports = lint(DEPLOYMENT);
         assert_eq!(reports.len(), 1);
-        assert_eq!(reports[0].verdict, Verdict::Valid, "{:?}", reports[0].diagnostics);
-        assert_eq!(reports[0].object.as_ref().unwrap().display_name(), "Deployment/web");
+        assert_eq!(
+            reports[0].verdict,
+            Verdict::Valid,
+            "{:?}",
+            reports[0].diagnostics
+        );
+        assert_eq!(
+            reports[0].object.as_ref().unwrap().display_name(),
+            "Deployment/web"
+        );
     }
 
     #[test]
     fn finds_typos_with_suggestions() {
-        let text = DEPLOYMENT.replace("containers:", "contianers:").replace("matchLabels", "matchLabel");
+        let text = DEPLOYMENT
+            .replace("containers:", "contianers:")
+            .replace("matchLabels", "matchLabel");
         let reports = lint(&text);
         let report = &reports[0];
         assert_eq!(report.verdict, Verdict::Invalid);
-        let helps: Vec<_> = report.diagnostics.iter().filter_map(|d| d.help.as_deref()).collect();
+        let helps: Vec<_> = report
+            .diagnostics
+            .iter()
+            .filter_map(|d| d.help.as_deref())
+            .collect();
         assert!(helps.contains(&"did you mean \"containers\"?"), "{helps:?}");
-        assert!(helps.contains(&"did you mean \"matchLabels\"?"), "{helps:?}");
+        assert!(
+            helps.contains(&"did you mean \"matchLabels\"?"),
+            "{helps:?}"
+        );
         assert!(codes(report).contains(&"schema/required"));
     }
 
     #[test]
     fn classifies_every_document() {
-        let text = format!("{DEPLOYMENT}---\n---\n# comment only\n---\nfoo: bar\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: a}}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: b}}\n  dat: {{}}\n");
+        let text = format!(
+            "{DEPLOYMENT}---\n---\n# comment only\n---\nfoo: bar\n---\napiVersion: v1\nkind: List\nitems:\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: a}}\n- apiVersion: v1\n  kind: ConfigMap\n  metadata: {{name: b}}\n  dat: {{}}\n"
+        );
         let reports = lint(&text);
         let verdicts: Vec<_> = reports.iter().map(|r| r.verdict).collect();
         assert_eq!(
             verdicts,
-            vec![Verdict::Valid, Verdict::Skipped, Verdict::Skipped, Verdict::Invalid, Verdict::Valid, Verdict::Invalid]
+            vec![
+                Verdict::Valid,
+                Verdict::Skipped,
+                Verdict::Skipped,
+                Verdict::Invalid,
+                Verdict::Valid,
+                Verdict::Invalid
+            ]
         );
         assert_eq!(codes(&reports[3]), vec!["object/not-kubernetes"]);
         assert_eq!(reports[5].item, Some(1));
@@ -395,27 +473,38 @@ mod tests {
 
     #[test]
     fn names_removed_apis() {
-        let reports = lint("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n");
+        let reports =
+            lint("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n");
         let d = &reports[0].diagnostics[0];
         assert_eq!(d.code, Code::RemovedApi);
-        assert_eq!(d.help.as_deref(), Some("use apiVersion: apps/v1 (check the migration guide for field changes)"));
+        assert_eq!(
+            d.help.as_deref(),
+            Some("use apiVersion: apps/v1 (check the migration guide for field changes)")
+        );
     }
 
     #[test]
     fn validates_custom_resources_against_crds_in_the_input() {
         let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer}\n";
-        let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: big}\n";
+        let widget =
+            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: big}\n";
         let mut linter = Linter::new(LintOptions::default()).unwrap();
         let crd_source = SourceFile::new("crd.yaml", crd).unwrap();
         assert_eq!(linter.register_crds(&crd_source).len(), 1);
-        assert_eq!(linter.lint(&crd_source)[0].verdict, Verdict::Valid, "{:?}", linter.lint(&crd_source)[0].diagnostics);
+        assert_eq!(
+            linter.lint(&crd_source)[0].verdict,
+            Verdict::Valid,
+            "{:?}",
+            linter.lint(&crd_source)[0].diagnostics
+        );
         let reports = linter.lint(&SourceFile::new("w.yaml", widget).unwrap());
         assert_eq!(codes(&reports[0]), vec!["schema/type"]);
     }
 
     #[test]
     fn yaml_one_one_booleans_get_a_hint() {
-        let reports = lint("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  enabled: yes\n");
+        let reports =
+            lint("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  enabled: yes\n");
         let d = &reports[0].diagnostics[0];
         assert_eq!(d.code, Code::WrongType);
         assert_eq!(d.path.as_deref(), Some("data.enabled"));

@@ -15,7 +15,11 @@ pub struct GroupVersionKind {
 }
 
 impl GroupVersionKind {
-    pub fn new(group: impl Into<String>, version: impl Into<String>, kind: impl Into<String>) -> GroupVersionKind {
+    pub fn new(
+        group: impl Into<String>,
+        version: impl Into<String>,
+        kind: impl Into<String>,
+    ) -> GroupVersionKind {
         GroupVersionKind {
             group: group.into(),
             version: version.into(),
@@ -82,13 +86,28 @@ impl ObjectInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum NotAnObject {
     /// The document is a list or a scalar, not a mapping.
-    NotAMapping { found: &'static str, span: Span },
+    NotAMapping {
+        found: &'static str,
+        span: Span,
+    },
     /// A mapping with neither `apiVersion` nor `kind`: some other YAML file.
-    NoTypeMeta { span: Span },
-    MissingApiVersion { kind: Option<String>, span: Span },
-    MissingKind { api_version: Option<String>, span: Span },
+    NoTypeMeta {
+        span: Span,
+    },
+    MissingApiVersion {
+        kind: Option<String>,
+        span: Span,
+    },
+    MissingKind {
+        api_version: Option<String>,
+        span: Span,
+    },
     /// `apiVersion` or `kind` is present but not a well-formed string.
-    Malformed { field: &'static str, problem: String, span: Span },
+    Malformed {
+        field: &'static str,
+        problem: String,
+        span: Span,
+    },
 }
 
 /// What a document holds.
@@ -96,7 +115,10 @@ pub enum NotAnObject {
 pub enum Classified<'a> {
     Object(ObjectInfo),
     /// `apiVersion: v1, kind: List`: each item is an object of its own.
-    List { info: ObjectInfo, items: &'a [Node] },
+    List {
+        info: ObjectInfo,
+        items: &'a [Node],
+    },
     Invalid(NotAnObject),
 }
 
@@ -147,7 +169,12 @@ pub fn classify(root: &Node) -> Classified<'_> {
         });
     }
     let metadata = root.get("metadata");
-    let meta_string = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Node::as_str).map(str::to_string);
+    let meta_string = |key: &str| {
+        metadata
+            .and_then(|m| m.get(key))
+            .and_then(Node::as_str)
+            .map(str::to_string)
+    };
     let info = ObjectInfo {
         gvk: GroupVersionKind::from_api_version(api_version.0, kind.0),
         namespace: meta_string("namespace"),
@@ -156,15 +183,20 @@ pub fn classify(root: &Node) -> Classified<'_> {
         kind_span: kind.1,
         api_version_span: api_version.1,
     };
-    if info.gvk.group.is_empty() && info.gvk.version == "v1" && info.gvk.kind == "List" {
-        if let Some(items) = root.get("items").and_then(Node::as_seq) {
-            return Classified::List { info, items };
-        }
+    if info.gvk.group.is_empty()
+        && info.gvk.version == "v1"
+        && info.gvk.kind == "List"
+        && let Some(items) = root.get("items").and_then(Node::as_seq)
+    {
+        return Classified::List { info, items };
     }
     Classified::Object(info)
 }
 
-fn type_meta_string<'a>(field: &'static str, entry: &'a crate::yaml::Entry) -> Result<(&'a str, Span), NotAnObject> {
+fn type_meta_string<'a>(
+    field: &'static str,
+    entry: &'a crate::yaml::Entry,
+) -> Result<(&'a str, Span), NotAnObject> {
     match &entry.value.value {
         Value::String(s) if !s.trim().is_empty() => Ok((s.as_str(), entry.value.span)),
         Value::String(_) | Value::Null => Err(NotAnObject::Malformed {
@@ -186,7 +218,9 @@ fn api_version_problem(api_version: &str) -> Option<String> {
     }
     let parts: Vec<&str> = api_version.split('/').collect();
     if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-        return Some(format!("\"{api_version}\" is not of the form `group/version` or `version`"));
+        return Some(format!(
+            "\"{api_version}\" is not of the form `group/version` or `version`"
+        ));
     }
     None
 }
@@ -205,37 +239,65 @@ mod tests {
 
     #[test]
     fn reads_type_and_identity() {
-        with_root("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n", |root| {
-            let Classified::Object(info) = classify(root) else { panic!("not an object") };
-            assert_eq!(info.gvk, GroupVersionKind::new("apps", "v1", "Deployment"));
-            assert_eq!(info.display_name(), "Deployment/shop/web");
-        });
+        with_root(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n",
+            |root| {
+                let Classified::Object(info) = classify(root) else {
+                    panic!("not an object")
+                };
+                assert_eq!(info.gvk, GroupVersionKind::new("apps", "v1", "Deployment"));
+                assert_eq!(info.display_name(), "Deployment/shop/web");
+            },
+        );
     }
 
     #[test]
     fn tells_why_a_document_is_not_an_object() {
         with_root("- a\n- b\n", |root| {
-            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::NotAMapping { found: "array", .. })));
+            assert!(matches!(
+                classify(root),
+                Classified::Invalid(NotAnObject::NotAMapping { found: "array", .. })
+            ));
         });
         with_root("cluster_name: test\nseeds: 1\n", |root| {
-            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::NoTypeMeta { .. })));
+            assert!(matches!(
+                classify(root),
+                Classified::Invalid(NotAnObject::NoTypeMeta { .. })
+            ));
         });
         with_root("kind: Pod\n", |root| {
-            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::MissingApiVersion { .. })));
+            assert!(matches!(
+                classify(root),
+                Classified::Invalid(NotAnObject::MissingApiVersion { .. })
+            ));
         });
         with_root("apiVersion: v1\nkind: 3\n", |root| {
-            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::Malformed { field: "kind", .. })));
+            assert!(matches!(
+                classify(root),
+                Classified::Invalid(NotAnObject::Malformed { field: "kind", .. })
+            ));
         });
         with_root("apiVersion: apps/v1/x\nkind: Pod\n", |root| {
-            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::Malformed { field: "apiVersion", .. })));
+            assert!(matches!(
+                classify(root),
+                Classified::Invalid(NotAnObject::Malformed {
+                    field: "apiVersion",
+                    ..
+                })
+            ));
         });
     }
 
     #[test]
     fn recognises_lists() {
-        with_root("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod}\n", |root| {
-            let Classified::List { items, .. } = classify(root) else { panic!("not a list") };
-            assert_eq!(items.len(), 1);
-        });
+        with_root(
+            "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod}\n",
+            |root| {
+                let Classified::List { items, .. } = classify(root) else {
+                    panic!("not a list")
+                };
+                assert_eq!(items.len(), 1);
+            },
+        );
     }
 }

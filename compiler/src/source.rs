@@ -56,11 +56,19 @@ pub struct SourceFile {
 /// Why bytes could not become a `SourceFile`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    #[error("file is not UTF-8 text: invalid byte at line {line}, column {column} (offset {offset})")]
-    NotUtf8 { offset: usize, line: u32, column: u32 },
+    #[error(
+        "file is not UTF-8 text: invalid byte at line {line}, column {column} (offset {offset})"
+    )]
+    NotUtf8 {
+        offset: usize,
+        line: u32,
+        column: u32,
+    },
     #[error("file looks binary: it contains a NUL byte at line {line} (offset {offset})")]
     Binary { offset: usize, line: u32 },
-    #[error("file is UTF-16 encoded; kubeyard reads UTF-8 (re-encode it, e.g. with `iconv -f UTF-16 -t UTF-8`)")]
+    #[error(
+        "file is UTF-16 encoded; kubeyard reads UTF-8 (re-encode it, e.g. with `iconv -f UTF-16 -t UTF-8`)"
+    )]
     Utf16,
     #[error("file is {size} bytes; kubeyard reads files up to 4 GiB")]
     TooLarge { size: usize },
@@ -68,7 +76,10 @@ pub enum SourceError {
 
 impl SourceFile {
     /// Text that is already known to be UTF-8 (for example a `&str` in a test).
-    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Result<SourceFile, SourceError> {
+    pub fn new(
+        name: impl Into<String>,
+        text: impl Into<String>,
+    ) -> Result<SourceFile, SourceError> {
         let text = text.into();
         if text.len() >= u32::MAX as usize {
             return Err(SourceError::TooLarge { size: text.len() });
@@ -99,10 +110,19 @@ impl SourceFile {
                 let offset = err.utf8_error().valid_up_to();
                 let bytes = err.as_bytes();
                 let line = line_of(bytes, offset);
-                let line_start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                let line_start = bytes[..offset]
+                    .iter()
+                    .rposition(|&b| b == b'\n')
+                    .map_or(0, |i| i + 1);
                 // The prefix is valid UTF-8, so counting characters is safe.
-                let column = std::str::from_utf8(&bytes[line_start..offset]).map_or(0, |s| s.chars().count()) as u32 + 1;
-                Err(SourceError::NotUtf8 { offset, line, column })
+                let column = std::str::from_utf8(&bytes[line_start..offset])
+                    .map_or(0, |s| s.chars().count()) as u32
+                    + 1;
+                Err(SourceError::NotUtf8 {
+                    offset,
+                    line,
+                    column,
+                })
             }
         }
     }
@@ -165,7 +185,9 @@ impl SourceFile {
         let starts = self.line_starts();
         let index = (line.max(1) as usize - 1).min(starts.len() - 1);
         let start = starts[index];
-        let mut end = starts.get(index + 1).map_or(self.text.len() as u32, |&next| next - 1);
+        let mut end = starts
+            .get(index + 1)
+            .map_or(self.text.len() as u32, |&next| next - 1);
         if end > start && self.text.as_bytes()[end as usize - 1] == b'\r' {
             end -= 1;
         }
@@ -202,10 +224,17 @@ mod tests {
             SourceFile::from_bytes("b", b"a: 1\n\0\x01".to_vec()).unwrap_err(),
             SourceError::Binary { offset: 5, line: 2 }
         );
-        assert_eq!(SourceFile::from_bytes("u", vec![0xFF, 0xFE, b'a', 0]).unwrap_err(), SourceError::Utf16);
+        assert_eq!(
+            SourceFile::from_bytes("u", vec![0xFF, 0xFE, b'a', 0]).unwrap_err(),
+            SourceError::Utf16
+        );
         assert_eq!(
             SourceFile::from_bytes("i", b"a: 1\nb: \xC3\x28".to_vec()).unwrap_err(),
-            SourceError::NotUtf8 { offset: 8, line: 2, column: 4 }
+            SourceError::NotUtf8 {
+                offset: 8,
+                line: 2,
+                column: 4
+            }
         );
     }
 }

@@ -154,7 +154,7 @@ impl Document {
 
 /// Splits a source into documents and builds each one's tree.
 ///
-/// Yields `Err` once, for a syntax error, and then stops: YAML cannot be resynchronised
+/// Yields `Err` once (boxed: it is rare and large), for a syntax error, and then stops: YAML cannot be resynchronised
 /// after a scanner error.
 pub struct Documents<'a> {
     parser: Parser<'a, StrInput<'a>>,
@@ -173,24 +173,30 @@ impl<'a> Documents<'a> {
         }
     }
 
-    fn syntax_error(&mut self, error: ScanError) -> Diagnostic {
+    fn syntax_error(&mut self, error: ScanError) -> Box<Diagnostic> {
         self.done = true;
         let at = self.offsets.byte(error.marker().index());
         let info = error.info();
         if info.contains("recursion limit") {
-            return Diagnostic::error(Code::TooDeep, Span::empty(at), "document nests deeper than kubeyard follows")
-                .with_label("too deep here")
-                .with_help("no Kubernetes object nests this deep; check for runaway brackets or generated input");
+            return Box::new(
+                Diagnostic::error(Code::TooDeep, Span::empty(at), "document nests deeper than kubeyard follows")
+                    .with_label("too deep here")
+                    .with_help("no Kubernetes object nests this deep; check for runaway brackets or generated input"),
+            );
         }
-        let mut diagnostic = Diagnostic::error(Code::YamlSyntax, Span::empty(at), format!("invalid YAML: {info}"))
-            .with_label(info.to_string());
+        let mut diagnostic = Diagnostic::error(
+            Code::YamlSyntax,
+            Span::empty(at),
+            format!("invalid YAML: {info}"),
+        )
+        .with_label(info.to_string());
         if let Some(help) = syntax_help(info, self.offsets.text, at) {
             diagnostic = diagnostic.with_help(help);
         }
-        diagnostic
+        Box::new(diagnostic)
     }
 
-    fn next_event(&mut self) -> Result<Option<(Event<'a>, Span)>, Diagnostic> {
+    fn next_event(&mut self) -> Result<Option<(Event<'a>, Span)>, Box<Diagnostic>> {
         match self.parser.next() {
             None => Ok(None),
             Some(Ok((event, span))) => {
@@ -202,7 +208,7 @@ impl<'a> Documents<'a> {
         }
     }
 
-    fn build_document(&mut self, doc_start: Span) -> Result<Document, Diagnostic> {
+    fn build_document(&mut self, doc_start: Span) -> Result<Document, Box<Diagnostic>> {
         let mut builder = Builder::new(doc_start.start, self.offsets.text);
         loop {
             let Some((event, span)) = self.next_event()? else {
@@ -224,7 +230,12 @@ impl<'a> Documents<'a> {
         let index = self.index;
         self.index += 1;
         let (root, diagnostics) = builder.finish();
-        let span = Span::new(doc_start.start, root.as_ref().map_or(doc_start.end, |r| r.span.end).max(doc_start.end));
+        let span = Span::new(
+            doc_start.start,
+            root.as_ref()
+                .map_or(doc_start.end, |r| r.span.end)
+                .max(doc_start.end),
+        );
         Ok(Document {
             index,
             span,
@@ -235,14 +246,16 @@ impl<'a> Documents<'a> {
 }
 
 impl Iterator for Documents<'_> {
-    type Item = Result<Document, Diagnostic>;
+    type Item = Result<Document, Box<Diagnostic>>;
 
     fn next(&mut self) -> Option<Self::Item> {
         while !self.done {
             match self.next_event() {
                 Err(diagnostic) => return Some(Err(diagnostic)),
                 Ok(None) | Ok(Some((Event::StreamEnd, _))) => self.done = true,
-                Ok(Some((Event::DocumentStart(_), span))) => return Some(self.build_document(span)),
+                Ok(Some((Event::DocumentStart(_), span))) => {
+                    return Some(self.build_document(span));
+                }
                 Ok(Some(_)) => {}
             }
         }
@@ -338,30 +351,43 @@ impl<'t> Builder<'t> {
                             Diagnostic::error(Code::UnsupportedValue, span, message)
                                 .with_help("the API server decodes YAML into JSON, which cannot hold this value; quote it to keep it as a string"),
                         );
-                        Node { value: Value::Null, span }
+                        Node {
+                            value: Value::Null,
+                            span,
+                        }
                     }
                 };
                 self.plain_merge = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
                 self.complete(node, anchor);
                 self.plain_merge = false;
             }
-            Event::SequenceStart(anchor, _) => self.open(Frame::Seq {
-                items: Vec::new(),
-                start: span.start,
-                anchor,
-            }, span),
-            Event::MappingStart(anchor, _) => self.open(Frame::Map {
-                entries: Vec::new(),
-                index: None,
-                key: None,
-                key_is_merge: false,
-                merges: Vec::new(),
-                start: span.start,
-                anchor,
-            }, span),
+            Event::SequenceStart(anchor, _) => self.open(
+                Frame::Seq {
+                    items: Vec::new(),
+                    start: span.start,
+                    anchor,
+                },
+                span,
+            ),
+            Event::MappingStart(anchor, _) => self.open(
+                Frame::Map {
+                    entries: Vec::new(),
+                    index: None,
+                    key: None,
+                    key_is_merge: false,
+                    merges: Vec::new(),
+                    start: span.start,
+                    anchor,
+                },
+                span,
+            ),
             Event::SequenceEnd | Event::MappingEnd => self.close(span),
             Event::Alias(id) => self.alias(id, span),
-            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd => {}
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd => {}
         }
     }
 
@@ -382,7 +408,11 @@ impl<'t> Builder<'t> {
             return;
         };
         let (node, anchor) = match frame {
-            Frame::Seq { items, start, anchor } => {
+            Frame::Seq {
+                items,
+                start,
+                anchor,
+            } => {
                 let end = items.last().map_or(span.end, |n| n.span.end).max(start);
                 (
                     Node {
@@ -403,7 +433,10 @@ impl<'t> Builder<'t> {
                     self.complete(node, anchor);
                     return;
                 }
-                let end = entries.last().map_or(span.end, |e| e.value.span.end).max(start);
+                let end = entries
+                    .last()
+                    .map_or(span.end, |e| e.value.span.end)
+                    .max(start);
                 if !merges.is_empty() {
                     apply_merges(&mut entries, merges);
                 }
@@ -450,7 +483,13 @@ impl<'t> Builder<'t> {
         let Some((node, count)) = self.anchors.get(&id) else {
             // The parser itself rejects unknown anchors; an anchor dropped by an earlier
             // problem in this document lands here.
-            self.complete(Node { value: Value::Null, span }, 0);
+            self.complete(
+                Node {
+                    value: Value::Null,
+                    span,
+                },
+                0,
+            );
             return;
         };
         self.aliased += count;
@@ -477,7 +516,8 @@ impl<'t> Builder<'t> {
             let count = node.count();
             self.anchors.insert(anchor, (node.clone(), count));
         }
-        let inside_placeholder = matches!(node.value, Value::Map(_)) && self.inside_placeholder(node.span.start);
+        let inside_placeholder =
+            matches!(node.value, Value::Map(_)) && self.inside_placeholder(node.span.start);
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
@@ -492,52 +532,69 @@ impl<'t> Builder<'t> {
                 key_is_merge,
                 merges,
                 ..
-            }) => match key.take() {
-                None => match key_name(&node) {
-                    Ok(name) => {
-                        *key = Some(Key { name, span: node.span });
-                        *key_is_merge = self.plain_merge;
-                    }
-                    Err(message) => {
-                        if !inside_placeholder {
-                            self.diagnostics.push(
+            }) => {
+                match key.take() {
+                    None => match key_name(&node) {
+                        Ok(name) => {
+                            *key = Some(Key {
+                                name,
+                                span: node.span,
+                            });
+                            *key_is_merge = self.plain_merge;
+                        }
+                        Err(message) => {
+                            if !inside_placeholder {
+                                self.diagnostics.push(
                                 Diagnostic::error(Code::UnsupportedValue, node.span, message)
                                     .with_help("Kubernetes objects are JSON: mapping keys must be strings"),
                             );
-                        }
-                        // Keep the mapping in step: the value that follows is dropped.
-                        *key = Some(Key {
-                            name: String::new(),
-                            span: Span::empty(u32::MAX),
-                        });
-                    }
-                },
-                Some(k) if k.span.start == u32::MAX => {}
-                Some(_) if *key_is_merge => merges.push(node),
-                Some(k) => {
-                    let duplicate = match index {
-                        Some(set) => !set.insert(k.name.clone()),
-                        None => {
-                            let seen = entries.iter().any(|e| e.key.name == k.name);
-                            if entries.len() >= 16 {
-                                *index = Some(entries.iter().map(|e| e.key.name.clone()).chain([k.name.clone()]).collect());
                             }
-                            seen
+                            // Keep the mapping in step: the value that follows is dropped.
+                            *key = Some(Key {
+                                name: String::new(),
+                                span: Span::empty(u32::MAX),
+                            });
                         }
-                    };
-                    if duplicate {
-                        let first = entries.iter().find(|e| e.key.name == k.name).map(|e| e.key.span);
-                        let mut d = Diagnostic::error(Code::DuplicateKey, k.span, format!("duplicate key \"{}\"", k.name))
+                    },
+                    Some(k) if k.span.start == u32::MAX => {}
+                    Some(_) if *key_is_merge => merges.push(node),
+                    Some(k) => {
+                        let duplicate = match index {
+                            Some(set) => !set.insert(k.name.clone()),
+                            None => {
+                                let seen = entries.iter().any(|e| e.key.name == k.name);
+                                if entries.len() >= 16 {
+                                    *index = Some(
+                                        entries
+                                            .iter()
+                                            .map(|e| e.key.name.clone())
+                                            .chain([k.name.clone()])
+                                            .collect(),
+                                    );
+                                }
+                                seen
+                            }
+                        };
+                        if duplicate {
+                            let first = entries
+                                .iter()
+                                .find(|e| e.key.name == k.name)
+                                .map(|e| e.key.span);
+                            let mut d = Diagnostic::error(Code::DuplicateKey, k.span, format!("duplicate key \"{}\"", k.name))
                             .with_label("defined again here")
                             .with_help("the API server rejects duplicate fields in strict mode, and otherwise keeps only the last one; remove one of them");
-                        if let Some(first) = first {
-                            d = d.with_related(first, "first defined here");
+                            if let Some(first) = first {
+                                d = d.with_related(first, "first defined here");
+                            }
+                            self.diagnostics.push(d);
                         }
-                        self.diagnostics.push(d);
+                        entries.push(Entry {
+                            key: k,
+                            value: node,
+                        });
                     }
-                    entries.push(Entry { key: k, value: node });
                 }
-            },
+            }
         }
     }
 
@@ -587,31 +644,29 @@ fn key_name(node: &Node) -> Result<String, String> {
 }
 
 fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    if let Some(tag) = tag {
-        if tag.is_yaml_core_schema() {
-            return match tag.suffix.as_str() {
-                "str" | "binary" | "timestamp" => Ok(Value::String(text.to_string())),
-                "null" => Ok(Value::Null),
-                "bool" => match resolve_plain(text) {
-                    Value::Bool(b) => Ok(Value::Bool(b)),
-                    _ => Err(format!("!!bool value \"{text}\" is not a boolean")),
-                },
-                "int" => match resolve_plain(text) {
-                    v @ (Value::Int(_) | Value::UInt(_)) => Ok(v),
-                    _ => Err(format!("!!int value \"{text}\" is not an integer")),
-                },
-                "float" => match resolve_plain(text) {
-                    Value::Int(i) => Ok(Value::Float(i as f64)),
-                    Value::UInt(u) => Ok(Value::Float(u as f64)),
-                    Value::Float(f) => finite(f, text),
-                    _ => Err(format!("!!float value \"{text}\" is not a number")),
-                },
-                _ => Ok(plain_or_string(text, style)?),
-            };
-        }
-        // go-yaml keeps quoted scalars as strings whatever their local tag says.
+    // Local tags (`!foo`) change nothing: go-yaml resolves such scalars as if untagged.
+    let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) else {
+        return plain_or_string(text, style);
+    };
+    match tag.suffix.as_str() {
+        "str" | "binary" | "timestamp" => Ok(Value::String(text.to_string())),
+        "null" => Ok(Value::Null),
+        "bool" => match resolve_plain(text) {
+            Value::Bool(b) => Ok(Value::Bool(b)),
+            _ => Err(format!("!!bool value \"{text}\" is not a boolean")),
+        },
+        "int" => match resolve_plain(text) {
+            v @ (Value::Int(_) | Value::UInt(_)) => Ok(v),
+            _ => Err(format!("!!int value \"{text}\" is not an integer")),
+        },
+        "float" => match resolve_plain(text) {
+            Value::Int(i) => Ok(Value::Float(i as f64)),
+            Value::UInt(u) => Ok(Value::Float(u as f64)),
+            Value::Float(f) => finite(f, text),
+            _ => Err(format!("!!float value \"{text}\" is not a number")),
+        },
+        _ => plain_or_string(text, style),
     }
-    plain_or_string(text, style)
 }
 
 fn plain_or_string(text: &str, style: ScalarStyle) -> Result<Value, String> {
@@ -628,7 +683,9 @@ fn finite(f: f64, text: &str) -> Result<Value, String> {
     if f.is_finite() {
         Ok(Value::Float(f))
     } else {
-        Err(format!("\"{text}\" is not a finite number, and JSON has no form for it"))
+        Err(format!(
+            "\"{text}\" is not a finite number, and JSON has no form for it"
+        ))
     }
 }
 
@@ -637,12 +694,16 @@ fn finite(f: f64, text: &str) -> Result<Value, String> {
 pub fn resolve_plain(text: &str) -> Value {
     match text {
         "" | "~" | "null" | "Null" | "NULL" => return Value::Null,
-        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => return Value::Bool(true),
+        "y" | "Y" | "yes" | "Yes" | "YES" | "on" | "On" | "ON" | "true" | "True" | "TRUE" => {
+            return Value::Bool(true);
+        }
         "n" | "N" | "no" | "No" | "NO" | "off" | "Off" | "OFF" | "false" | "False" | "FALSE" => {
             return Value::Bool(false);
         }
         ".nan" | ".NaN" | ".NAN" => return Value::Float(f64::NAN),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return Value::Float(f64::INFINITY),
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
+            return Value::Float(f64::INFINITY);
+        }
         "-.inf" | "-.Inf" | "-.INF" => return Value::Float(f64::NEG_INFINITY),
         _ => {}
     }
@@ -674,11 +735,20 @@ fn parse_go_int(s: &str) -> Option<Value> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let (radix, body) = if let Some(rest) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
+    let (radix, body) = if let Some(rest) = digits
+        .strip_prefix("0x")
+        .or_else(|| digits.strip_prefix("0X"))
+    {
         (16, rest)
-    } else if let Some(rest) = digits.strip_prefix("0o").or_else(|| digits.strip_prefix("0O")) {
+    } else if let Some(rest) = digits
+        .strip_prefix("0o")
+        .or_else(|| digits.strip_prefix("0O"))
+    {
         (8, rest)
-    } else if let Some(rest) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
+    } else if let Some(rest) = digits
+        .strip_prefix("0b")
+        .or_else(|| digits.strip_prefix("0B"))
+    {
         (2, rest)
     } else if digits.len() > 1 && digits.starts_with('0') {
         (8, &digits[1..])
@@ -744,8 +814,12 @@ fn is_yaml_float(s: &str) -> bool {
 
 /// Help for the scanner's terse messages, keyed on what they say and what is at the spot.
 fn syntax_help(info: &str, text: &str, at: u32) -> Option<String> {
-    let line_start = text[..(at as usize).min(text.len())].rfind('\n').map_or(0, |i| i + 1);
-    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
+    let line_start = text[..(at as usize).min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let line_end = text[line_start..]
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
     let line = &text[line_start..line_end];
     if line.contains("{{") || line.contains("{%") {
         return Some("this line holds template syntax (`{{ ... }}`); render the template first (for example with `helm template`) and lint its output".into());
@@ -756,11 +830,19 @@ fn syntax_help(info: &str, text: &str, at: u32) -> Option<String> {
     if info.contains("mapping values are not allowed") {
         return Some("a `key: value` appears where a plain value was expected: quote a value that contains \": \", or check this line's indentation".into());
     }
-    if info.contains("did not find expected key") || info.contains("block mapping") || info.contains("block sequence") {
-        return Some("check the indentation: this line does not line up with the keys or items around it".into());
+    if info.contains("did not find expected key")
+        || info.contains("block mapping")
+        || info.contains("block sequence")
+    {
+        return Some(
+            "check the indentation: this line does not line up with the keys or items around it"
+                .into(),
+        );
     }
     if info.contains("unknown anchor") {
-        return Some("an alias (`*name`) must come after its anchor (`&name`) in the same document".into());
+        return Some(
+            "an alias (`*name`) must come after its anchor (`&name`) in the same document".into(),
+        );
     }
     None
 }
@@ -815,7 +897,7 @@ impl<'a> Offsets<'a> {
 mod tests {
     use super::*;
 
-    fn docs(text: &str) -> Vec<Result<Document, Diagnostic>> {
+    fn docs(text: &str) -> Vec<Result<Document, Box<Diagnostic>>> {
         let source = SourceFile::new("t.yaml", text).unwrap();
         Documents::new(&source).collect()
     }
@@ -828,11 +910,16 @@ mod tests {
     #[test]
     fn resolves_scalars_like_go_yaml_v2() {
         assert_eq!(
-            root("a: yes\nb: off\nc: y\nd: 0777\ne: 0x1F\nf: 1_000\ng: 1e3\nh: 08\ni: '1'\nj: 2020-01-01\nk: ~\nl: -12\nm: 18446744073709551615\n"),
+            root(
+                "a: yes\nb: off\nc: y\nd: 0777\ne: 0x1F\nf: 1_000\ng: 1e3\nh: 08\ni: '1'\nj: 2020-01-01\nk: ~\nl: -12\nm: 18446744073709551615\n"
+            ),
             serde_json::json!({"a": true, "b": false, "c": true, "d": 511, "e": 31, "f": 1000, "g": 1000.0,
                 "h": 8.0, "i": "1", "j": "2020-01-01", "k": null, "l": -12, "m": 18446744073709551615u64})
         );
-        assert_eq!(root("a: !!str 12\nb: !!int '7'\nc: \"yes\"\n"), serde_json::json!({"a": "12", "b": 7, "c": "yes"}));
+        assert_eq!(
+            root("a: !!str 12\nb: !!int '7'\nc: \"yes\"\n"),
+            serde_json::json!({"a": "12", "b": 7, "c": "yes"})
+        );
     }
 
     #[test]
@@ -864,13 +951,19 @@ mod tests {
         let doc = all[0].as_ref().unwrap();
         assert_eq!(doc.diagnostics.len(), 1);
         assert_eq!(doc.diagnostics[0].code, Code::DuplicateKey);
-        assert_eq!(doc.root.as_ref().unwrap().to_json(), serde_json::json!({"a": 3, "b": 2}));
+        assert_eq!(
+            doc.root.as_ref().unwrap().to_json(),
+            serde_json::json!({"a": 3, "b": 2})
+        );
     }
 
     #[test]
     fn merges_keys_with_explicit_ones_winning() {
         let value = root("base: &b {p: 1, q: 2}\nthing:\n  <<: *b\n  q: 3\n  \"<<\": literal\n");
-        assert_eq!(value["thing"], serde_json::json!({"p": 1, "q": 3, "<<": "literal"}));
+        assert_eq!(
+            value["thing"],
+            serde_json::json!({"p": 1, "q": 3, "<<": "literal"})
+        );
     }
 
     #[test]
@@ -887,7 +980,10 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
             let prev = format!("*a{}", i - 1);
-            text.push_str(&format!("a{i}: &a{i} [{}]\n", vec![prev.as_str(); 10].join(", ")));
+            text.push_str(&format!(
+                "a{i}: &a{i} [{}]\n",
+                [prev.as_str(); 10].join(", ")
+            ));
         }
         let all = docs(&text);
         let doc = all[0].as_ref().unwrap();
@@ -903,7 +999,9 @@ mod tests {
             Ok(doc) => assert_eq!(doc.diagnostics[0].code, Code::TooDeep),
             Err(diagnostic) => assert_eq!(diagnostic.code, Code::YamlSyntax),
         }
-        let block: String = (0..400).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let block: String = (0..400)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
         let doc = docs(&block).remove(0).unwrap();
         assert_eq!(doc.diagnostics[0].code, Code::TooDeep);
     }
@@ -913,6 +1011,9 @@ mod tests {
         let doc = docs("a: .inf\n? [1, 2]\n: x\nb: 1\n").remove(0).unwrap();
         let codes: Vec<_> = doc.diagnostics.iter().map(|d| d.code).collect();
         assert_eq!(codes, vec![Code::UnsupportedValue, Code::UnsupportedValue]);
-        assert_eq!(doc.root.unwrap().to_json(), serde_json::json!({"a": null, "b": 1}));
+        assert_eq!(
+            doc.root.unwrap().to_json(),
+            serde_json::json!({"a": null, "b": 1})
+        );
     }
 }

@@ -55,7 +55,9 @@ fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
     let walker = walkdir::WalkDir::new(root)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
+        .filter_entry(|entry| {
+            entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.')
+        });
     for entry in walker {
         match entry {
             Ok(entry) => {
@@ -70,8 +72,12 @@ fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
                 }
             }
             Err(error) => problems.push(Unreadable {
-                path: error.path().map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
-                reason: error.io_error().map_or_else(|| error.to_string(), ToString::to_string),
+                path: error
+                    .path()
+                    .map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
+                reason: error
+                    .io_error()
+                    .map_or_else(|| error.to_string(), ToString::to_string),
             }),
         }
     }
@@ -86,11 +92,22 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/.git")).unwrap();
-        for name in ["b/z.yaml", "b/a.yml", "b/.git/c.yaml", "a.json", "notes.txt", "c.YAML"] {
+        for name in [
+            "b/z.yaml",
+            "b/a.yml",
+            "b/.git/c.yaml",
+            "a.json",
+            "notes.txt",
+            "c.YAML",
+        ] {
             std::fs::write(root.join(name), "").unwrap();
         }
         std::fs::write(root.join("explicit.txt"), "").unwrap();
-        let paths = vec![root.display().to_string(), root.join("explicit.txt").display().to_string(), "missing".into()];
+        let paths = vec![
+            root.display().to_string(),
+            root.join("explicit.txt").display().to_string(),
+            "missing".into(),
+        ];
         let (inputs, problems) = discover(&paths);
         let names: Vec<String> = inputs
             .iter()
@@ -99,7 +116,10 @@ mod tests {
                 Input::Stdin => "-".into(),
             })
             .collect();
-        assert_eq!(names, vec!["a.json", "b/a.yml", "b/z.yaml", "c.YAML", "explicit.txt"]);
+        assert_eq!(
+            names,
+            vec!["a.json", "b/a.yml", "b/z.yaml", "c.YAML", "explicit.txt"]
+        );
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path, "missing");
     }

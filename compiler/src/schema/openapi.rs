@@ -57,20 +57,41 @@ pub fn make_strict(schema: &mut Value, reach: Reach) {
 /// integer-or-string choice, `x-kubernetes-embedded-resource` an object with its own
 /// type and metadata. The root's `metadata` is validated as the API server does it:
 /// as an `ObjectMeta`, whatever the CRD says.
-pub fn custom_resource_schema(open_api: Option<&Value>, api_version: &str, kind: &str, strict: bool) -> Value {
-    let mut root = open_api.cloned().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+pub fn custom_resource_schema(
+    open_api: Option<&Value>,
+    api_version: &str,
+    kind: &str,
+    strict: bool,
+) -> Value {
+    let mut root = open_api
+        .cloned()
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
     translate(&mut root);
     if let Value::Object(map) = &mut root {
         map.insert("type".into(), json!("object"));
-        let properties = map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+        let properties = map
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(properties) = properties {
-            properties.insert("apiVersion".into(), json!({"type": "string", "enum": [api_version]}));
+            properties.insert(
+                "apiVersion".into(),
+                json!({"type": "string", "enum": [api_version]}),
+            );
             properties.insert("kind".into(), json!({"type": "string", "enum": [kind]}));
-            properties.insert("metadata".into(), json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}));
+            properties.insert(
+                "metadata".into(),
+                json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}),
+            );
         }
         // A CRD without a structural schema keeps every field, so strictness stops here.
-        if !map.contains_key("additionalProperties") && !map.contains_key("x-kubernetes-preserve-unknown-fields") && open_api.is_none() {
-            map.insert("x-kubernetes-preserve-unknown-fields".into(), Value::Bool(true));
+        if !map.contains_key("additionalProperties")
+            && !map.contains_key("x-kubernetes-preserve-unknown-fields")
+            && open_api.is_none()
+        {
+            map.insert(
+                "x-kubernetes-preserve-unknown-fields".into(),
+                Value::Bool(true),
+            );
         }
     }
     if strict {
@@ -86,7 +107,10 @@ fn translate(schema: &mut Value) {
     if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         map.remove("type");
         if !map.contains_key("anyOf") && !map.contains_key("oneOf") {
-            map.insert("anyOf".into(), json!([{"type": "integer"}, {"type": "string"}]));
+            map.insert(
+                "anyOf".into(),
+                json!([{"type": "integer"}, {"type": "string"}]),
+            );
         }
     }
     if map.get("nullable") == Some(&Value::Bool(true)) {
@@ -105,13 +129,19 @@ fn translate(schema: &mut Value) {
         }
     }
     if map.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true)) {
-        let properties = map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
+        let properties = map
+            .entry("properties")
+            .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(properties) = properties {
-            properties.entry("apiVersion").or_insert_with(|| json!({"type": "string"}));
-            properties.entry("kind").or_insert_with(|| json!({"type": "string"}));
             properties
-                .entry("metadata")
-                .or_insert_with(|| json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}));
+                .entry("apiVersion")
+                .or_insert_with(|| json!({"type": "string"}));
+            properties
+                .entry("kind")
+                .or_insert_with(|| json!({"type": "string"}));
+            properties.entry("metadata").or_insert_with(
+                || json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}),
+            );
         }
     }
     for (keyword, child) in map.iter_mut() {
@@ -148,9 +178,19 @@ mod tests {
         });
         make_strict(&mut schema, Reach::Structural);
         assert_eq!(schema["additionalProperties"], json!(false));
-        assert_eq!(schema["properties"]["a"]["additionalProperties"], json!(false));
-        assert!(schema["properties"]["b"].get("additionalProperties").is_none());
-        assert_eq!(schema["properties"]["c"]["additionalProperties"], json!({"type": "string"}));
+        assert_eq!(
+            schema["properties"]["a"]["additionalProperties"],
+            json!(false)
+        );
+        assert!(
+            schema["properties"]["b"]
+                .get("additionalProperties")
+                .is_none()
+        );
+        assert_eq!(
+            schema["properties"]["c"]["additionalProperties"],
+            json!({"type": "string"})
+        );
         assert!(schema["allOf"][0].get("additionalProperties").is_none());
     }
 
@@ -168,9 +208,17 @@ mod tests {
         });
         let root = custom_resource_schema(Some(&open_api), "example.com/v1", "Widget", true);
         let spec = &root["properties"]["spec"]["properties"];
-        assert_eq!(spec["port"]["anyOf"], json!([{"type": "integer"}, {"type": "string"}]));
+        assert_eq!(
+            spec["port"]["anyOf"],
+            json!([{"type": "integer"}, {"type": "string"}])
+        );
         assert_eq!(spec["note"]["type"], json!(["string", "null"]));
-        assert!(spec["template"]["properties"]["metadata"]["$ref"].as_str().unwrap().ends_with(OBJECT_META));
+        assert!(
+            spec["template"]["properties"]["metadata"]["$ref"]
+                .as_str()
+                .unwrap()
+                .ends_with(OBJECT_META)
+        );
         assert_eq!(root["properties"]["kind"]["enum"], json!(["Widget"]));
         assert_eq!(root["additionalProperties"], json!(false));
     }

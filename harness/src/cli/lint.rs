@@ -75,7 +75,11 @@ pub fn run(args: LintArgs) -> Exit {
     };
 
     let paths = if args.paths.is_empty() {
-        vec![if std::io::stdin().is_terminal() { ".".to_string() } else { "-".to_string() }]
+        vec![if std::io::stdin().is_terminal() {
+            ".".to_string()
+        } else {
+            "-".to_string()
+        }]
     } else {
         args.paths.clone()
     };
@@ -83,15 +87,27 @@ pub fn run(args: LintArgs) -> Exit {
     let summary = Summary::of(&reports, started.elapsed());
     let rendered = match args.output {
         Format::Text => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            report::text::render(&reports, &summary, &report::text::TextOptions { color, verbose: args.verbose })
+            let color = std::io::stdout().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            report::text::render(
+                &reports,
+                &summary,
+                &report::text::TextOptions {
+                    color,
+                    verbose: args.verbose,
+                },
+            )
         }
-        Format::Json => report::json::render(&reports, &summary, &version.to_string(), !args.no_strict),
+        Format::Json => {
+            report::json::render(&reports, &summary, &version.to_string(), !args.no_strict)
+        }
         Format::Junit => report::junit::render(&reports),
     };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`kubeyard lint | head`) is not worth a panic.
-    let _ = stdout.write_all(rendered.as_bytes()).and_then(|()| stdout.flush());
+    let _ = stdout
+        .write_all(rendered.as_bytes())
+        .and_then(|()| stdout.flush());
 
     if summary.unreadable > 0 {
         Exit::Usage
@@ -134,8 +150,14 @@ pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
 
 enum Loaded {
     Text(SourceFile),
-    NotText { name: String, diagnostic: Diagnostic },
-    Unreadable { name: String, reason: String },
+    NotText {
+        name: String,
+        diagnostic: Diagnostic,
+    },
+    Unreadable {
+        name: String,
+        reason: String,
+    },
 }
 
 fn load(input: &Input) -> Loaded {
@@ -143,7 +165,10 @@ fn load(input: &Input) -> Loaded {
     let bytes = match input {
         Input::Stdin => {
             let mut bytes = Vec::new();
-            std::io::stdin().lock().read_to_end(&mut bytes).map(|_| bytes)
+            std::io::stdin()
+                .lock()
+                .read_to_end(&mut bytes)
+                .map(|_| bytes)
         }
         Input::File(path) => std::fs::read(path),
     };
@@ -175,8 +200,12 @@ fn file_level(diagnostic: Diagnostic) -> ObjectReport {
 }
 
 fn unreadable_report(name: String, reason: String) -> FileReport {
-    let diagnostic = Diagnostic::error(Code::Unreadable, Span::default(), format!("cannot read: {reason}"))
-        .with_help("check the path and its permissions");
+    let diagnostic = Diagnostic::error(
+        Code::Unreadable,
+        Span::default(),
+        format!("cannot read: {reason}"),
+    )
+    .with_help("check the path and its permissions");
     FileReport {
         name,
         source: None,

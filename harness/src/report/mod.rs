@@ -31,7 +31,11 @@ impl Summary {
             ..Summary::default()
         };
         for object in reports.iter().flat_map(|r| &r.objects) {
-            if object.diagnostics.iter().any(|d| d.code == Code::Unreadable) {
+            if object
+                .diagnostics
+                .iter()
+                .any(|d| d.code == Code::Unreadable)
+            {
                 summary.unreadable += 1;
                 continue;
             }

@@ -3,7 +3,10 @@
 
 use super::Summary;
 use kubeyard_compiler::{Diagnostic, FileReport, ObjectReport, Severity, SourceFile, Verdict};
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, SourceCode, SourceSpan, SpanContents};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, SourceCode, SourceSpan,
+    SpanContents,
+};
 use std::fmt;
 
 pub struct TextOptions {
@@ -18,7 +21,9 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
     } else {
         GraphicalTheme::unicode_nocolor()
     };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+    let handler = GraphicalReportHandler::new_themed(theme)
+        .with_width(100)
+        .with_links(false);
     let mut out = String::new();
     for report in reports {
         for object in &report.objects {
@@ -35,7 +40,13 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
                         }
                     }
                     None => {
-                        out.push_str(&format!("{}[{}]: {}: {}\n", diagnostic.severity.as_str(), diagnostic.code.as_str(), report.name, diagnostic.message));
+                        out.push_str(&format!(
+                            "{}[{}]: {}: {}\n",
+                            diagnostic.severity.as_str(),
+                            diagnostic.code.as_str(),
+                            report.name,
+                            diagnostic.message
+                        ));
                         if let Some(help) = &diagnostic.help {
                             out.push_str(&format!("  help: {help}\n"));
                         }
@@ -51,8 +62,14 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
 }
 
 fn object_line(report: &FileReport, object: &ObjectReport) -> String {
-    let line = report.source.as_ref().map_or(0, |s| s.line_col(object.span.start).line);
-    let what = object.object.as_ref().map_or_else(|| "document".to_string(), |o| o.display_name());
+    let line = report
+        .source
+        .as_ref()
+        .map_or(0, |s| s.line_col(object.span.start).line);
+    let what = object
+        .object
+        .as_ref()
+        .map_or_else(|| "document".to_string(), |o| o.display_name());
     let mark = match object.verdict {
         Verdict::Valid => "ok",
         Verdict::Invalid => "invalid",
@@ -65,7 +82,13 @@ fn object_line(report: &FileReport, object: &ObjectReport) -> String {
 }
 
 pub fn summary_line(summary: &Summary) -> String {
-    let plural = |n: usize, word: &str| if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") };
+    let plural = |n: usize, word: &str| {
+        if n == 1 {
+            format!("{n} {word}")
+        } else {
+            format!("{n} {word}s")
+        }
+    };
     let mut line = format!(
         "{} in {}: {} valid, {} invalid, {} skipped",
         plural(summary.objects, "object"),
@@ -75,10 +98,17 @@ pub fn summary_line(summary: &Summary) -> String {
         summary.skipped
     );
     if summary.errors + summary.warnings > 0 {
-        line.push_str(&format!(" ({}, {})", plural(summary.errors, "error"), plural(summary.warnings, "warning")));
+        line.push_str(&format!(
+            " ({}, {})",
+            plural(summary.errors, "error"),
+            plural(summary.warnings, "warning")
+        ));
     }
     if summary.unreadable > 0 {
-        line.push_str(&format!("; {} could not be read", plural(summary.unreadable, "path")));
+        line.push_str(&format!(
+            "; {} could not be read",
+            plural(summary.unreadable, "path")
+        ));
     }
     line.push_str(&format!(" [{:.2}s]", summary.elapsed.as_secs_f64()));
     line
@@ -118,7 +148,10 @@ impl miette::Diagnostic for Pretty<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diagnostic
+            .help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -126,8 +159,13 @@ impl miette::Diagnostic for Pretty<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = |s: kubeyard_compiler::Span| SourceSpan::new((s.start as usize).into(), s.len() as usize);
-        let primary = LabeledSpan::new_primary_with_span(self.diagnostic.label.clone(), span(self.diagnostic.span));
+        let span = |s: kubeyard_compiler::Span| {
+            SourceSpan::new((s.start as usize).into(), s.len() as usize)
+        };
+        let primary = LabeledSpan::new_primary_with_span(
+            self.diagnostic.label.clone(),
+            span(self.diagnostic.span),
+        );
         let related = self
             .diagnostic
             .related
@@ -144,7 +182,10 @@ impl SourceCode for Pretty<'_> {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        let contents = self.source.text().read_span(span, context_lines_before, context_lines_after)?;
+        let contents =
+            self.source
+                .text()
+                .read_span(span, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.source.name().to_string(),
             contents.data(),

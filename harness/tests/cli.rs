@@ -1,0 +1,384 @@
+//! `kubeyard lint` as a user runs it: exit codes, formats, flags, and hostile input.
+
+mod support;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn kubeyard(args: &[&str]) -> Output {
+    kubeyard_with_stdin(args, None)
+}
+
+/// Runs the binary from the workspace root, killing it if it runs past a minute: a
+/// linter that hangs on bad input fails the test instead of the CI job.
+fn kubeyard_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(args)
+        .current_dir(support::workspace())
+        .env("NO_COLOR", "1")
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the kubeyard binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(input)
+            .expect("stdin accepts input");
+    }
+    let started = Instant::now();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting works") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("kubeyard {args:?} ran for more than 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader").into_bytes(),
+        stderr: err.join().expect("stderr reader").into_bytes(),
+    }
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", stdout(output)))
+}
+
+#[test]
+fn valid_manifests_exit_zero() {
+    let output = kubeyard(&["lint", "fixtures/lint/valid"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert!(
+        stdout(&output).contains("11 objects in 6 files: 10 valid, 0 invalid, 1 skipped"),
+        "{}",
+        stdout(&output)
+    );
+}
+
+#[test]
+fn invalid_manifests_exit_one() {
+    let output = kubeyard(&["lint", "fixtures/lint/invalid/unknown-fields.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("fixtures/lint/invalid/unknown-fields.yaml:18:7"),
+        "{text}"
+    );
+    assert!(text.contains("did you mean \"containers\"?"), "{text}");
+}
+
+#[test]
+fn unreadable_paths_exit_two_and_the_rest_is_still_linted() {
+    let output = kubeyard(&[
+        "lint",
+        "does/not/exist.yaml",
+        "fixtures/lint/valid/deployment.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    let text = stdout(&output);
+    assert!(
+        text.contains("error[input/unreadable]: does/not/exist.yaml: cannot read"),
+        "{text}"
+    );
+    assert!(text.contains("1 object in 2 files: 1 valid"), "{text}");
+}
+
+#[test]
+fn usage_errors_exit_two() {
+    let output = kubeyard(&["lint", "--kubernetes-version", "1.2", "fixtures/lint/valid"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("kubeyard has no schemas for Kubernetes 1.2; it has 1.25,"),
+        "{}",
+        stderr(&output)
+    );
+    let output = kubeyard(&["lint", "--schema-dir", "no/such/dir", "fixtures/lint/valid"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("schema folder no/such/dir"),
+        "{}",
+        stderr(&output)
+    );
+    let output = kubeyard(&["lint", "--output", "yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn reads_standard_input() {
+    let manifest = b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: piped}\ndata: {a: b}\n";
+    let output = kubeyard_with_stdin(&["lint", "-", "-o", "json"], Some(manifest));
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let report = json(&output);
+    assert_eq!(report["objects"][0]["file"], "<stdin>");
+    assert_eq!(report["objects"][0]["name"], "piped");
+    let output = kubeyard_with_stdin(
+        &["lint"],
+        Some(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nspec: {}\n"),
+    );
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "no paths and a pipe: standard input is linted"
+    );
+}
+
+#[test]
+fn json_output_is_stable_and_complete() {
+    let output = kubeyard(&[
+        "lint",
+        "-o",
+        "json",
+        "fixtures/lint/invalid/wrong-types.yaml",
+        "fixtures/lint/valid/list.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let report = json(&output);
+    assert_eq!(report["formatVersion"], 1);
+    assert_eq!(report["summary"]["objects"], 3);
+    assert_eq!(report["summary"]["invalid"], 1);
+    let first = &report["objects"][0]["diagnostics"][0];
+    assert_eq!(first["code"], "schema/type");
+    assert_eq!(first["path"], "spec.replicas");
+    assert_eq!(
+        (first["line"].as_u64(), first["column"].as_u64()),
+        (Some(6), Some(13))
+    );
+    assert_eq!(report["objects"][1]["item"], 0);
+}
+
+#[test]
+fn junit_output_has_a_case_per_object() {
+    let output = kubeyard(&[
+        "lint",
+        "-o",
+        "junit",
+        "fixtures/lint/invalid/removed-apis.yaml",
+        "fixtures/lint/valid/deployment.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let xml = stdout(&output);
+    assert!(xml.starts_with("<?xml"), "{xml}");
+    assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
+    assert_eq!(xml.matches("<failure ").count(), 4, "{xml}");
+    assert!(
+        xml.contains("extensions/v1beta1 Deployment was removed in Kubernetes 1.16"),
+        "{xml}"
+    );
+}
+
+#[test]
+fn no_strict_allows_unknown_fields_and_warns_on_duplicate_keys() {
+    let output = kubeyard(&[
+        "lint",
+        "--no-strict",
+        "fixtures/lint/invalid/duplicate-keys.yaml",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        json(&output)["objects"][0]["diagnostics"][0]["severity"],
+        "warning"
+    );
+    let output = kubeyard(&[
+        "lint",
+        "--no-strict",
+        "-o",
+        "json",
+        "fixtures/lint/invalid/unknown-fields.yaml",
+    ]);
+    let codes: Vec<String> = json(&output)["objects"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["code"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        codes,
+        vec!["schema/required"],
+        "only the missing containers remain"
+    );
+}
+
+#[test]
+fn kubernetes_version_selects_the_schemas() {
+    let flow_schema = b"apiVersion: flowcontrol.apiserver.k8s.io/v1beta3\nkind: FlowSchema\nmetadata: {name: f}\nspec:\n  priorityLevelConfiguration: {name: global-default}\n";
+    let output = kubeyard_with_stdin(&["lint", "-k", "1.31", "-"], Some(flow_schema));
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let output = kubeyard_with_stdin(
+        &["lint", "-k", "1.32", "-o", "json", "-"],
+        Some(flow_schema),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let diagnostic = &json(&output)["objects"][0]["diagnostics"][0];
+    assert_eq!(
+        diagnostic["message"],
+        "flowcontrol.apiserver.k8s.io/v1beta3 FlowSchema was removed in Kubernetes 1.32"
+    );
+    assert_eq!(
+        diagnostic["help"],
+        "use apiVersion: flowcontrol.apiserver.k8s.io/v1 (check the migration guide for field changes)"
+    );
+}
+
+#[test]
+fn schema_dirs_and_missing_schemas() {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = serde_json::json!({
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {"endpoints": {"type": "array"}}}
+        }
+    });
+    std::fs::write(
+        dir.path().join("servicemonitor-monitoring-v1.json"),
+        schema.to_string(),
+    )
+    .unwrap();
+    let manifest = b"apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: m}\nspec: {endpoint: []}\n";
+    let output = kubeyard_with_stdin(
+        &[
+            "lint",
+            "-o",
+            "json",
+            "--schema-dir",
+            dir.path().to_str().unwrap(),
+            "-",
+        ],
+        Some(manifest),
+    );
+    assert_eq!(output.status.code(), Some(1));
+    let diagnostic = &json(&output)["objects"][0]["diagnostics"][0];
+    assert_eq!(diagnostic["message"], "unknown field \"spec.endpoint\"");
+    assert_eq!(diagnostic["help"], "did you mean \"endpoints\"?");
+
+    let output = kubeyard_with_stdin(&["lint", "-"], Some(manifest));
+    assert_eq!(output.status.code(), Some(1));
+    let output = kubeyard_with_stdin(
+        &["lint", "--ignore-missing-schemas", "-o", "json", "-"],
+        Some(manifest),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(json(&output)["objects"][0]["verdict"], "skipped");
+}
+
+#[test]
+fn hostile_input_is_reported_and_the_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    // 100 MB in one document: refused as the API server would, without building it.
+    let mut big = std::fs::File::create(path("a-huge.yaml")).unwrap();
+    big.write_all(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: huge}\ndata:\n  blob: ")
+        .unwrap();
+    let chunk = vec![b'x'; 1 << 20];
+    for _ in 0..100 {
+        big.write_all(&chunk).unwrap();
+    }
+    drop(big);
+    std::fs::write(path("b-binary.yaml"), [0u8, 159, 146, 150, 0, 1]).unwrap();
+    std::fs::write(path("c-latin1.yaml"), b"kind: Pod\nname: caf\xe9\n").unwrap();
+    std::fs::write(path("d-deep.yaml"), "[".repeat(100_000)).unwrap();
+    let block: String = (0..5_000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
+    std::fs::write(path("e-deep-block.yaml"), block).unwrap();
+    std::fs::write(path("f-broken.yaml"), "a: [1, 2\nb: {c\n").unwrap();
+    std::fs::write(
+        path("g-laughs.yaml"),
+        std::fs::read(support::workspace().join("fixtures/lint/invalid/alias-bomb.yaml")).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(path("h-empty.yaml"), "").unwrap();
+    std::fs::write(
+        path("z-valid.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: fine}\n",
+    )
+    .unwrap();
+
+    let output = kubeyard(&["lint", "-o", "json", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = json(&output);
+    let objects = report["objects"].as_array().unwrap();
+    let code_of = |file: &str| -> Vec<String> {
+        objects
+            .iter()
+            .filter(|o| o["file"].as_str().unwrap().ends_with(file))
+            .flat_map(|o| {
+                o["diagnostics"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|d| d["code"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    assert_eq!(code_of("a-huge.yaml"), vec!["input/too-large"]);
+    assert_eq!(code_of("b-binary.yaml"), vec!["input/binary"]);
+    assert_eq!(code_of("c-latin1.yaml"), vec!["input/not-utf8"]);
+    assert_eq!(code_of("d-deep.yaml"), vec!["yaml/too-deep"]);
+    assert_eq!(code_of("e-deep-block.yaml"), vec!["yaml/too-deep"]);
+    assert_eq!(code_of("f-broken.yaml"), vec!["yaml/syntax"]);
+    assert_eq!(code_of("g-laughs.yaml"), vec!["yaml/alias-limit"]);
+    assert!(code_of("h-empty.yaml").is_empty());
+    let last = objects.last().unwrap();
+    assert_eq!(
+        (last["name"].as_str(), last["verdict"].as_str()),
+        (Some("fine"), Some("valid"))
+    );
+    assert_eq!(report["summary"]["files"], 9);
+}
+
+#[test]
+fn output_order_does_not_depend_on_threads() {
+    let first = kubeyard(&["lint", "-o", "json", "fixtures/lint"]);
+    for threads in ["1", "2", "4"] {
+        let again = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+            .args(["lint", "-o", "json", "fixtures/lint"])
+            .current_dir(support::workspace())
+            .env("RAYON_NUM_THREADS", threads)
+            .output()
+            .unwrap();
+        let strip = |out: &[u8]| {
+            let mut value: serde_json::Value = serde_json::from_slice(out).unwrap();
+            value["summary"]["seconds"] = serde_json::Value::Null;
+            value
+        };
+        assert_eq!(
+            strip(&first.stdout),
+            strip(&again.stdout),
+            "with {threads} threads"
+        );
+    }
+    assert!(
+        Path::new(&support::workspace())
+            .join("fixtures/lint")
+            .is_dir()
+    );
+}
