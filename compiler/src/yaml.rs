@@ -413,7 +413,7 @@ impl<'t> Builder<'t> {
                 start,
                 anchor,
             } => {
-                let end = items.last().map_or(span.end, |n| n.span.end).max(start);
+                let end = collection_end(span, items.last().map(|n| n.span.end), start);
                 (
                     Node {
                         value: Value::Seq(items),
@@ -433,10 +433,7 @@ impl<'t> Builder<'t> {
                     self.complete(node, anchor);
                     return;
                 }
-                let end = entries
-                    .last()
-                    .map_or(span.end, |e| e.value.span.end)
-                    .max(start);
+                let end = collection_end(span, entries.last().map(|e| e.value.span.end), start);
                 if !merges.is_empty() {
                     apply_merges(&mut entries, merges);
                 }
@@ -605,6 +602,16 @@ impl<'t> Builder<'t> {
             self.close(Span::empty(end));
         }
         (self.root, self.diagnostics)
+    }
+}
+
+/// Where a collection ends: after its closing bracket when it is written in flow style
+/// (the end event then spans the bracket), else after its last child.
+fn collection_end(end_event: Span, last_child: Option<u32>, start: u32) -> u32 {
+    if !end_event.is_empty() {
+        end_event.end
+    } else {
+        last_child.unwrap_or(end_event.end).max(start)
     }
 }
 
@@ -935,6 +942,8 @@ mod tests {
         let labels = meta.value.entry("labels").unwrap();
         assert_eq!(source.slice(labels.value.get("app").unwrap().span), "web");
         assert_eq!(source.line_col(labels.key.span.start).line, 4);
+        assert_eq!(source.slice(labels.value.span), "{app: web}");
+        assert_eq!(source.slice(root.span), text.trim_end());
     }
 
     #[test]
@@ -997,7 +1006,7 @@ mod tests {
         let all = docs(&text);
         match &all[0] {
             Ok(doc) => assert_eq!(doc.diagnostics[0].code, Code::TooDeep),
-            Err(diagnostic) => assert_eq!(diagnostic.code, Code::YamlSyntax),
+            Err(diagnostic) => assert_eq!(diagnostic.code, Code::TooDeep),
         }
         let block: String = (0..400)
             .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
