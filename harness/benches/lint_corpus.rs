@@ -24,12 +24,23 @@ fn main() {
             _ => {} // cargo bench passes --bench
         }
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf();
     let corpus = workspace.join("../shared/corpus");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let written = build_corpus(&corpus, dir.path(), docs);
-    let bytes: u64 = files_under(dir.path()).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
-    println!("corpus: {written} documents, {:.1} MB, in {}", bytes as f64 / 1e6, dir.path().display());
+    let bytes: u64 = files_under(dir.path())
+        .iter()
+        .filter_map(|p| p.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    println!(
+        "corpus: {written} documents, {:.1} MB, in {}",
+        bytes as f64 / 1e6,
+        dir.path().display()
+    );
 
     let binary = env!("CARGO_BIN_EXE_kubeyard");
     let run = || {
@@ -39,8 +50,16 @@ fn main() {
             .output()
             .expect("kubeyard runs");
         let elapsed = started.elapsed();
-        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
-        (elapsed, String::from_utf8_lossy(&output.stdout).trim().to_string())
+        assert_eq!(
+            output.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        (
+            elapsed,
+            String::from_utf8_lossy(&output.stdout).trim().to_string(),
+        )
     };
     for _ in 0..2 {
         run();
@@ -75,21 +94,33 @@ fn build_corpus(corpus: &Path, out: &Path, count: usize) -> usize {
     let mut files = files_under(corpus);
     files.sort();
     for path in files {
-        let Ok(text) = std::fs::read_to_string(&path) else { continue };
-        let Ok(source) = SourceFile::new(path.display().to_string(), text) else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            continue;
+        };
+        let Ok(source) = SourceFile::new(path.display().to_string(), text) else {
+            continue;
+        };
         let reports = linter.lint(&source);
         for document in Documents::new(&source).flatten() {
             let Some(root) = &document.root else { continue };
-            let valid = reports
-                .iter()
-                .any(|r| r.document == Some(document.index) && r.item.is_none() && r.verdict == Verdict::Valid);
-            let Some(name) = root.get("metadata").and_then(|m| m.get("name")) else { continue };
+            let valid = reports.iter().any(|r| {
+                r.document == Some(document.index)
+                    && r.item.is_none()
+                    && r.verdict == Verdict::Valid
+            });
+            let Some(name) = root.get("metadata").and_then(|m| m.get("name")) else {
+                continue;
+            };
             if !valid || name.as_str().is_none() {
                 continue;
             }
             let start = root.span.start as usize;
             let text = source.text()[start..root.span.end as usize].to_string();
-            templates.push((text, name.span.start as usize - start, name.span.end as usize - start));
+            templates.push((
+                text,
+                name.span.start as usize - start,
+                name.span.end as usize - start,
+            ));
         }
     }
     assert!(!templates.is_empty(), "no valid documents in the corpus");
@@ -112,12 +143,17 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
+            {
                 files.push(path);
             }
         }

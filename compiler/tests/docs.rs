@@ -1,0 +1,38 @@
+//! `docs/diagnostics.md` is generated from the codes themselves, so it cannot drift.
+//! Regenerate with `UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs`.
+
+use kubeyard_compiler::Code;
+use std::path::Path;
+
+fn render() -> String {
+    let mut out = String::from(
+        "# Diagnostic codes\n\n\
+         <!-- Generated from `compiler/src/diagnostic.rs` by `UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs`. -->\n\n\
+         Every diagnostic kubeyard prints carries one of these codes. A code keeps its meaning\n\
+         once released; new codes are added, none is reused. In `--output json` the code is the\n\
+         `code` field of each diagnostic.\n\n\
+         | code | meaning |\n|---|---|\n",
+    );
+    for code in Code::ALL {
+        out.push_str(&format!(
+            "| `{}` | {} |\n",
+            code.as_str(),
+            code.summary().replace('|', "\\|")
+        ));
+    }
+    out
+}
+
+#[test]
+fn diagnostics_reference_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/diagnostics.md");
+    let expected = render();
+    if std::env::var_os("UPDATE_DOCS").is_some() {
+        std::fs::write(&path, &expected).expect("docs/ is writable");
+    }
+    let actual = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        actual == expected,
+        "docs/diagnostics.md is out of date: run UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs"
+    );
+}
