@@ -19,31 +19,17 @@ fn main() {
         let definitions = entry.path().join("_definitions.json");
         if definitions.is_file() {
             println!("cargo::rerun-if-changed={}", definitions.display());
-            versions.push((
-                minor,
-                definitions.canonicalize().expect("schema path resolves"),
-            ));
+            versions.push((minor, definitions.canonicalize().expect("schema path resolves")));
         }
     }
-    assert!(
-        !versions.is_empty(),
-        "no schemas/v1.NN/_definitions.json found: run schemas/import.py"
-    );
+    assert!(!versions.is_empty(), "no schemas/v1.NN/_definitions.json found: run schemas/import.py");
     versions.sort();
-    let mut out = String::from(
-        "/// `(minor, definitions JSON)` for each shipped Kubernetes 1.x, oldest first.\n",
-    );
+    let mut out = String::from("/// `(minor, definitions JSON)` for each shipped Kubernetes 1.x, oldest first.\n");
     out.push_str("pub static VERSIONS: &[(u32, &str)] = &[\n");
     for (minor, path) in &versions {
-        writeln!(
-            out,
-            "    ({minor}, include_str!({:?})),",
-            path.display().to_string()
-        )
-        .unwrap();
+        writeln!(out, "    ({minor}, include_str!({:?})),", path.display().to_string()).unwrap();
     }
     out.push_str("];\n");
-    let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"))
-        .join("embedded_schemas.rs");
+    let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_schemas.rs");
     std::fs::write(dest, out).expect("OUT_DIR is writable");
 }

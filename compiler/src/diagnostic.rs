@@ -110,10 +110,7 @@ impl Diagnostic {
     }
 
     pub fn warning(code: Code, span: Span, message: impl Into<String>) -> Diagnostic {
-        Diagnostic {
-            severity: Severity::Warning,
-            ..Diagnostic::error(code, span, message)
-        }
+        Diagnostic { severity: Severity::Warning, ..Diagnostic::error(code, span, message) }
     }
 
     pub fn with_label(mut self, label: impl Into<String>) -> Diagnostic {
@@ -144,22 +141,13 @@ impl Diagnostic {
 
 impl std::fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}[{}]: {}",
-            self.severity.as_str(),
-            self.code.as_str(),
-            self.message
-        )
+        write!(f, "{}[{}]: {}", self.severity.as_str(), self.code.as_str(), self.message)
     }
 }
 
 /// The closest candidate to `word` by edit distance, if it is close enough to be a
 /// plausible typo (`contianers` -> `containers`, `matchLabel` -> `matchLabels`).
-pub fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();
     let mut best: Option<(usize, &str)> = None;
     for candidate in candidates {
@@ -196,15 +184,9 @@ mod tests {
         let fields = ["containers", "initContainers", "volumes", "nodeSelector"];
         assert_eq!(did_you_mean("contianers", fields), Some("containers"));
         assert_eq!(did_you_mean("Volumes", fields), Some("volumes"));
-        assert_eq!(
-            did_you_mean("matchLabel", ["matchLabels", "matchExpressions"]),
-            Some("matchLabels")
-        );
+        assert_eq!(did_you_mean("matchLabel", ["matchLabels", "matchExpressions"]), Some("matchLabels"));
         assert_eq!(did_you_mean("zzz", fields), None);
         assert_eq!(did_you_mean("imageformat", ["image", "pool"]), None);
-        assert_eq!(
-            did_you_mean("protectionDoamin", ["protectionDomain", "system"]),
-            Some("protectionDomain")
-        );
+        assert_eq!(did_you_mean("protectionDoamin", ["protectionDomain", "system"]), Some("protectionDomain"));
     }
 }

@@ -70,27 +70,19 @@ impl ObjectReport {
     fn settle(&mut self) {
         // A template placeholder is reported once; the schema's complaint about the same
         // characters (a string where a number belongs) adds nothing.
-        let placeholders: Vec<Span> = self
-            .diagnostics
-            .iter()
-            .filter(|d| d.code == Code::Template)
-            .map(|d| d.span)
-            .collect();
+        let placeholders: Vec<Span> =
+            self.diagnostics.iter().filter(|d| d.code == Code::Template).map(|d| d.span).collect();
         if !placeholders.is_empty() {
             self.diagnostics.retain(|d| {
-                d.code == Code::Template
-                    || !placeholders
-                        .iter()
-                        .any(|p| p.start <= d.span.start && d.span.end <= p.end)
+                d.code == Code::Template || !placeholders.iter().any(|p| p.start <= d.span.start && d.span.end <= p.end)
             });
         }
         self.diagnostics.sort_by_key(|d| (d.span.start, d.code));
-        if self.verdict != Verdict::Skipped {
-            self.verdict = if self.diagnostics.iter().any(Diagnostic::is_error) {
-                Verdict::Invalid
-            } else {
-                Verdict::Valid
-            };
+        // Errors win over a skip: a custom resource without a schema can still be broken YAML.
+        if self.diagnostics.iter().any(Diagnostic::is_error) {
+            self.verdict = Verdict::Invalid;
+        } else if self.verdict == Verdict::Invalid {
+            self.verdict = Verdict::Valid;
         }
     }
 }
@@ -111,10 +103,7 @@ pub struct Linter {
 
 impl Linter {
     pub fn new(options: LintOptions) -> Result<Linter, SchemaError> {
-        Ok(Linter {
-            catalog: Catalog::new(options.catalog)?,
-            ignore_missing_schemas: options.ignore_missing_schemas,
-        })
+        Ok(Linter { catalog: Catalog::new(options.catalog)?, ignore_missing_schemas: options.ignore_missing_schemas })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -155,22 +144,14 @@ impl Linter {
             Err(error) => FileReport {
                 name: name.to_string(),
                 source: None,
-                objects: vec![ObjectReport::new(
-                    None,
-                    Span::default(),
-                    vec![source_diagnostic(&error)],
-                )],
+                objects: vec![ObjectReport::new(None, Span::default(), vec![source_diagnostic(&error)])],
             },
         }
     }
 
     pub fn lint_source(&self, source: SourceFile) -> FileReport {
         let objects = self.lint(&source);
-        FileReport {
-            name: source.name().to_string(),
-            source: Some(source),
-            objects,
-        }
+        FileReport { name: source.name().to_string(), source: Some(source), objects }
     }
 
     /// Phase two: every object in one file.
@@ -184,31 +165,18 @@ impl Linter {
                     self.lint_document(source, document, &mut reports);
                 }
                 Err(diagnostic) => {
-                    reports.push(ObjectReport::new(
-                        Some(documents),
-                        diagnostic.span,
-                        vec![*diagnostic],
-                    ));
+                    reports.push(ObjectReport::new(Some(documents), diagnostic.span, vec![*diagnostic]));
                     break;
                 }
             }
         }
         if reports.is_empty() {
-            reports.push(ObjectReport::skipped(
-                0,
-                Span::default(),
-                "the file holds no YAML documents",
-            ));
+            reports.push(ObjectReport::skipped(0, Span::default(), "the file holds no YAML documents"));
         }
         reports
     }
 
-    fn lint_document(
-        &self,
-        source: &SourceFile,
-        document: Document,
-        reports: &mut Vec<ObjectReport>,
-    ) {
+    fn lint_document(&self, source: &SourceFile, document: Document, reports: &mut Vec<ObjectReport>) {
         let index = document.index;
         let mut own = document.diagnostics;
         if !self.catalog.strict() {
@@ -218,17 +186,11 @@ impl Linter {
                 }
             }
         }
-        let Some(root) = document
-            .root
-            .as_ref()
-            .filter(|_| !(own.is_empty() && document.root.as_ref().is_some_and(Node::is_null)))
+        let Some(root) =
+            document.root.as_ref().filter(|_| !(own.is_empty() && document.root.as_ref().is_some_and(Node::is_null)))
         else {
             if own.is_empty() {
-                reports.push(ObjectReport::skipped(
-                    index,
-                    document.span,
-                    "empty document",
-                ));
+                reports.push(ObjectReport::skipped(index, document.span, "empty document"));
             } else {
                 reports.push(ObjectReport::new(Some(index), document.span, own));
             }
@@ -250,6 +212,17 @@ impl Linter {
                     reports.push(report);
                     return;
                 }
+                // Problems found while reading the document go to the item they are in.
+                let mut by_item: Vec<Vec<Diagnostic>> = vec![Vec::new(); items.len()];
+                for diagnostic in std::mem::take(&mut own) {
+                    let at = items
+                        .iter()
+                        .position(|item| {
+                            item.span.start <= diagnostic.span.start && diagnostic.span.start < item.span.end
+                        })
+                        .unwrap_or(0);
+                    by_item[at].push(diagnostic);
+                }
                 for (i, item) in items.iter().enumerate() {
                     let info = match classify(item) {
                         Classified::Object(info) | Classified::List { info, .. } => Ok(info),
@@ -257,19 +230,11 @@ impl Linter {
                     };
                     let mut report = match info {
                         Ok(info) => self.lint_object(source, Some(info), item, index),
-                        Err(problem) => ObjectReport::new(
-                            Some(index),
-                            item.span,
-                            vec![self.not_an_object(problem)],
-                        ),
+                        Err(problem) => ObjectReport::new(Some(index), item.span, vec![self.not_an_object(problem)]),
                     };
                     report.item = Some(i);
-                    if i == 0 {
-                        let mut first = std::mem::take(&mut own);
-                        first.append(&mut report.diagnostics);
-                        report.diagnostics = first;
-                        report.settle();
-                    }
+                    report.diagnostics.append(&mut by_item[i]);
+                    report.settle();
                     reports.push(report);
                 }
             }
@@ -280,13 +245,7 @@ impl Linter {
         }
     }
 
-    fn lint_object(
-        &self,
-        source: &SourceFile,
-        info: Option<ObjectInfo>,
-        node: &Node,
-        document: usize,
-    ) -> ObjectReport {
+    fn lint_object(&self, source: &SourceFile, info: Option<ObjectInfo>, node: &Node, document: usize) -> ObjectReport {
         let Some(info) = info else {
             return ObjectReport::new(Some(document), node.span, Vec::new());
         };
@@ -297,11 +256,7 @@ impl Linter {
                 if missing.custom && self.ignore_missing_schemas {
                     (Vec::new(), Some(missing.message))
                 } else {
-                    let span = if missing.blames_kind {
-                        info.kind_span
-                    } else {
-                        info.api_version_span
-                    };
+                    let span = if missing.blames_kind { info.kind_span } else { info.api_version_span };
                     let label = match (missing.code, missing.blames_kind) {
                         (_, true) => "unknown kind",
                         (Code::RemovedApi, _) => "removed API version",
@@ -416,36 +371,19 @@ mod tests {
     fn a_valid_deployment_is_valid() {
         let reports = lint(DEPLOYMENT);
         assert_eq!(reports.len(), 1);
-        assert_eq!(
-            reports[0].verdict,
-            Verdict::Valid,
-            "{:?}",
-            reports[0].diagnostics
-        );
-        assert_eq!(
-            reports[0].object.as_ref().unwrap().display_name(),
-            "Deployment/web"
-        );
+        assert_eq!(reports[0].verdict, Verdict::Valid, "{:?}", reports[0].diagnostics);
+        assert_eq!(reports[0].object.as_ref().unwrap().display_name(), "Deployment/web");
     }
 
     #[test]
     fn finds_typos_with_suggestions() {
-        let text = DEPLOYMENT
-            .replace("containers:", "contianers:")
-            .replace("matchLabels", "matchLabel");
+        let text = DEPLOYMENT.replace("containers:", "contianers:").replace("matchLabels", "matchLabel");
         let reports = lint(&text);
         let report = &reports[0];
         assert_eq!(report.verdict, Verdict::Invalid);
-        let helps: Vec<_> = report
-            .diagnostics
-            .iter()
-            .filter_map(|d| d.help.as_deref())
-            .collect();
+        let helps: Vec<_> = report.diagnostics.iter().filter_map(|d| d.help.as_deref()).collect();
         assert!(helps.contains(&"did you mean \"containers\"?"), "{helps:?}");
-        assert!(
-            helps.contains(&"did you mean \"matchLabels\"?"),
-            "{helps:?}"
-        );
+        assert!(helps.contains(&"did you mean \"matchLabels\"?"), "{helps:?}");
         assert!(codes(report).contains(&"schema/required"));
     }
 
@@ -473,21 +411,16 @@ mod tests {
 
     #[test]
     fn names_removed_apis() {
-        let reports =
-            lint("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n");
+        let reports = lint("apiVersion: extensions/v1beta1\nkind: Deployment\nmetadata: {name: x}\n");
         let d = &reports[0].diagnostics[0];
         assert_eq!(d.code, Code::RemovedApi);
-        assert_eq!(
-            d.help.as_deref(),
-            Some("use apiVersion: apps/v1 (check the migration guide for field changes)")
-        );
+        assert_eq!(d.help.as_deref(), Some("use apiVersion: apps/v1 (check the migration guide for field changes)"));
     }
 
     #[test]
     fn validates_custom_resources_against_crds_in_the_input() {
         let crd = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  scope: Namespaced\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec:\n            type: object\n            properties:\n              size: {type: integer}\n";
-        let widget =
-            "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: big}\n";
+        let widget = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: big}\n";
         let mut linter = Linter::new(LintOptions::default()).unwrap();
         let crd_source = SourceFile::new("crd.yaml", crd).unwrap();
         assert_eq!(linter.register_crds(&crd_source).len(), 1);
@@ -503,8 +436,7 @@ mod tests {
 
     #[test]
     fn yaml_one_one_booleans_get_a_hint() {
-        let reports =
-            lint("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  enabled: yes\n");
+        let reports = lint("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata:\n  enabled: yes\n");
         let d = &reports[0].diagnostics[0];
         assert_eq!(d.code, Code::WrongType);
         assert_eq!(d.path.as_deref(), Some("data.enabled"));

@@ -15,16 +15,8 @@ pub struct GroupVersionKind {
 }
 
 impl GroupVersionKind {
-    pub fn new(
-        group: impl Into<String>,
-        version: impl Into<String>,
-        kind: impl Into<String>,
-    ) -> GroupVersionKind {
-        GroupVersionKind {
-            group: group.into(),
-            version: version.into(),
-            kind: kind.into(),
-        }
+    pub fn new(group: impl Into<String>, version: impl Into<String>, kind: impl Into<String>) -> GroupVersionKind {
+        GroupVersionKind { group: group.into(), version: version.into(), kind: kind.into() }
     }
 
     /// Splits an `apiVersion` (`apps/v1`, `v1`) and pairs it with a kind.
@@ -36,11 +28,7 @@ impl GroupVersionKind {
     }
 
     pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
+        if self.group.is_empty() { self.version.clone() } else { format!("{}/{}", self.group, self.version) }
     }
 
     /// Whether the group belongs to Kubernetes itself rather than to an extension.
@@ -124,10 +112,7 @@ pub enum Classified<'a> {
 
 pub fn classify(root: &Node) -> Classified<'_> {
     let Value::Map(entries) = &root.value else {
-        return Classified::Invalid(NotAnObject::NotAMapping {
-            found: root.type_name(),
-            span: root.span,
-        });
+        return Classified::Invalid(NotAnObject::NotAMapping { found: root.type_name(), span: root.span });
     };
     let first_line = entries.first().map_or(root.span, |e| e.key.span);
     let api_version = root.entry("apiVersion");
@@ -148,33 +133,18 @@ pub fn classify(root: &Node) -> Classified<'_> {
     let (api_version, kind) = match (api_version, kind) {
         (Some(a), Some(k)) => (a, k),
         (None, Some((kind, span))) => {
-            return Classified::Invalid(NotAnObject::MissingApiVersion {
-                kind: Some(kind.to_string()),
-                span,
-            });
+            return Classified::Invalid(NotAnObject::MissingApiVersion { kind: Some(kind.to_string()), span });
         }
         (Some((api_version, span)), None) => {
-            return Classified::Invalid(NotAnObject::MissingKind {
-                api_version: Some(api_version.to_string()),
-                span,
-            });
+            return Classified::Invalid(NotAnObject::MissingKind { api_version: Some(api_version.to_string()), span });
         }
         (None, None) => unreachable!("handled above"),
     };
     if let Some(problem) = api_version_problem(api_version.0) {
-        return Classified::Invalid(NotAnObject::Malformed {
-            field: "apiVersion",
-            problem,
-            span: api_version.1,
-        });
+        return Classified::Invalid(NotAnObject::Malformed { field: "apiVersion", problem, span: api_version.1 });
     }
     let metadata = root.get("metadata");
-    let meta_string = |key: &str| {
-        metadata
-            .and_then(|m| m.get(key))
-            .and_then(Node::as_str)
-            .map(str::to_string)
-    };
+    let meta_string = |key: &str| metadata.and_then(|m| m.get(key)).and_then(Node::as_str).map(str::to_string);
     let info = ObjectInfo {
         gvk: GroupVersionKind::from_api_version(api_version.0, kind.0),
         namespace: meta_string("namespace"),
@@ -193,10 +163,7 @@ pub fn classify(root: &Node) -> Classified<'_> {
     Classified::Object(info)
 }
 
-fn type_meta_string<'a>(
-    field: &'static str,
-    entry: &'a crate::yaml::Entry,
-) -> Result<(&'a str, Span), NotAnObject> {
+fn type_meta_string<'a>(field: &'static str, entry: &'a crate::yaml::Entry) -> Result<(&'a str, Span), NotAnObject> {
     match &entry.value.value {
         Value::String(s) if !s.trim().is_empty() => Ok((s.as_str(), entry.value.span)),
         Value::String(_) | Value::Null => Err(NotAnObject::Malformed {
@@ -218,9 +185,7 @@ fn api_version_problem(api_version: &str) -> Option<String> {
     }
     let parts: Vec<&str> = api_version.split('/').collect();
     if parts.len() > 2 || parts.iter().any(|p| p.is_empty()) {
-        return Some(format!(
-            "\"{api_version}\" is not of the form `group/version` or `version`"
-        ));
+        return Some(format!("\"{api_version}\" is not of the form `group/version` or `version`"));
     }
     None
 }
@@ -239,65 +204,37 @@ mod tests {
 
     #[test]
     fn reads_type_and_identity() {
-        with_root(
-            "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n",
-            |root| {
-                let Classified::Object(info) = classify(root) else {
-                    panic!("not an object")
-                };
-                assert_eq!(info.gvk, GroupVersionKind::new("apps", "v1", "Deployment"));
-                assert_eq!(info.display_name(), "Deployment/shop/web");
-            },
-        );
+        with_root("apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\n", |root| {
+            let Classified::Object(info) = classify(root) else { panic!("not an object") };
+            assert_eq!(info.gvk, GroupVersionKind::new("apps", "v1", "Deployment"));
+            assert_eq!(info.display_name(), "Deployment/shop/web");
+        });
     }
 
     #[test]
     fn tells_why_a_document_is_not_an_object() {
         with_root("- a\n- b\n", |root| {
-            assert!(matches!(
-                classify(root),
-                Classified::Invalid(NotAnObject::NotAMapping { found: "array", .. })
-            ));
+            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::NotAMapping { found: "array", .. })));
         });
         with_root("cluster_name: test\nseeds: 1\n", |root| {
-            assert!(matches!(
-                classify(root),
-                Classified::Invalid(NotAnObject::NoTypeMeta { .. })
-            ));
+            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::NoTypeMeta { .. })));
         });
         with_root("kind: Pod\n", |root| {
-            assert!(matches!(
-                classify(root),
-                Classified::Invalid(NotAnObject::MissingApiVersion { .. })
-            ));
+            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::MissingApiVersion { .. })));
         });
         with_root("apiVersion: v1\nkind: 3\n", |root| {
-            assert!(matches!(
-                classify(root),
-                Classified::Invalid(NotAnObject::Malformed { field: "kind", .. })
-            ));
+            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::Malformed { field: "kind", .. })));
         });
         with_root("apiVersion: apps/v1/x\nkind: Pod\n", |root| {
-            assert!(matches!(
-                classify(root),
-                Classified::Invalid(NotAnObject::Malformed {
-                    field: "apiVersion",
-                    ..
-                })
-            ));
+            assert!(matches!(classify(root), Classified::Invalid(NotAnObject::Malformed { field: "apiVersion", .. })));
         });
     }
 
     #[test]
     fn recognises_lists() {
-        with_root(
-            "apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod}\n",
-            |root| {
-                let Classified::List { items, .. } = classify(root) else {
-                    panic!("not a list")
-                };
-                assert_eq!(items.len(), 1);
-            },
-        );
+        with_root("apiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: Pod}\n", |root| {
+            let Classified::List { items, .. } = classify(root) else { panic!("not a list") };
+            assert_eq!(items.len(), 1);
+        });
     }
 }

@@ -31,10 +31,7 @@ impl Span {
 
     /// The smallest span covering both.
     pub fn join(self, other: Span) -> Span {
-        Span {
-            start: self.start.min(other.start),
-            end: self.end.max(other.end),
-        }
+        Span { start: self.start.min(other.start), end: self.end.max(other.end) }
     }
 }
 
@@ -56,19 +53,11 @@ pub struct SourceFile {
 /// Why bytes could not become a `SourceFile`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SourceError {
-    #[error(
-        "file is not UTF-8 text: invalid byte at line {line}, column {column} (offset {offset})"
-    )]
-    NotUtf8 {
-        offset: usize,
-        line: u32,
-        column: u32,
-    },
+    #[error("file is not UTF-8 text: invalid byte at line {line}, column {column} (offset {offset})")]
+    NotUtf8 { offset: usize, line: u32, column: u32 },
     #[error("file looks binary: it contains a NUL byte at line {line} (offset {offset})")]
     Binary { offset: usize, line: u32 },
-    #[error(
-        "file is UTF-16 encoded; kubeyard reads UTF-8 (re-encode it, e.g. with `iconv -f UTF-16 -t UTF-8`)"
-    )]
+    #[error("file is UTF-16 encoded; kubeyard reads UTF-8 (re-encode it, e.g. with `iconv -f UTF-16 -t UTF-8`)")]
     Utf16,
     #[error("file is {size} bytes; kubeyard reads files up to 4 GiB")]
     TooLarge { size: usize },
@@ -76,10 +65,7 @@ pub enum SourceError {
 
 impl SourceFile {
     /// Text that is already known to be UTF-8 (for example a `&str` in a test).
-    pub fn new(
-        name: impl Into<String>,
-        text: impl Into<String>,
-    ) -> Result<SourceFile, SourceError> {
+    pub fn new(name: impl Into<String>, text: impl Into<String>) -> Result<SourceFile, SourceError> {
         let text = text.into();
         if text.len() >= u32::MAX as usize {
             return Err(SourceError::TooLarge { size: text.len() });
@@ -88,11 +74,7 @@ impl SourceFile {
             let line = line_of(text.as_bytes(), offset);
             return Err(SourceError::Binary { offset, line });
         }
-        Ok(SourceFile {
-            name: name.into(),
-            text,
-            line_starts: OnceLock::new(),
-        })
+        Ok(SourceFile { name: name.into(), text, line_starts: OnceLock::new() })
     }
 
     /// Raw bytes from disk or stdin: checked for UTF-16, binary content and invalid UTF-8.
@@ -110,19 +92,11 @@ impl SourceFile {
                 let offset = err.utf8_error().valid_up_to();
                 let bytes = err.as_bytes();
                 let line = line_of(bytes, offset);
-                let line_start = bytes[..offset]
-                    .iter()
-                    .rposition(|&b| b == b'\n')
-                    .map_or(0, |i| i + 1);
+                let line_start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
                 // The prefix is valid UTF-8, so counting characters is safe.
-                let column = std::str::from_utf8(&bytes[line_start..offset])
-                    .map_or(0, |s| s.chars().count()) as u32
-                    + 1;
-                Err(SourceError::NotUtf8 {
-                    offset,
-                    line,
-                    column,
-                })
+                let column =
+                    std::str::from_utf8(&bytes[line_start..offset]).map_or(0, |s| s.chars().count()) as u32 + 1;
+                Err(SourceError::NotUtf8 { offset, line, column })
             }
         }
     }
@@ -152,13 +126,7 @@ impl SourceFile {
     fn line_starts(&self) -> &[u32] {
         self.line_starts.get_or_init(|| {
             let mut starts = vec![0u32];
-            starts.extend(
-                self.text
-                    .bytes()
-                    .enumerate()
-                    .filter(|&(_, b)| b == b'\n')
-                    .map(|(i, _)| i as u32 + 1),
-            );
+            starts.extend(self.text.bytes().enumerate().filter(|&(_, b)| b == b'\n').map(|(i, _)| i as u32 + 1));
             starts
         })
     }
@@ -174,10 +142,7 @@ impl SourceFile {
             end -= 1;
         }
         let column = self.text[line_start..end].chars().count() as u32 + 1;
-        LineCol {
-            line: line as u32 + 1,
-            column,
-        }
+        LineCol { line: line as u32 + 1, column }
     }
 
     /// The byte span of one whole line (1-based), without its line break.
@@ -185,9 +150,7 @@ impl SourceFile {
         let starts = self.line_starts();
         let index = (line.max(1) as usize - 1).min(starts.len() - 1);
         let start = starts[index];
-        let mut end = starts
-            .get(index + 1)
-            .map_or(self.text.len() as u32, |&next| next - 1);
+        let mut end = starts.get(index + 1).map_or(self.text.len() as u32, |&next| next - 1);
         if end > start && self.text.as_bytes()[end as usize - 1] == b'\r' {
             end -= 1;
         }
@@ -224,17 +187,10 @@ mod tests {
             SourceFile::from_bytes("b", b"a: 1\n\0\x01".to_vec()).unwrap_err(),
             SourceError::Binary { offset: 5, line: 2 }
         );
-        assert_eq!(
-            SourceFile::from_bytes("u", vec![0xFF, 0xFE, b'a', 0]).unwrap_err(),
-            SourceError::Utf16
-        );
+        assert_eq!(SourceFile::from_bytes("u", vec![0xFF, 0xFE, b'a', 0]).unwrap_err(), SourceError::Utf16);
         assert_eq!(
             SourceFile::from_bytes("i", b"a: 1\nb: \xC3\x28".to_vec()).unwrap_err(),
-            SourceError::NotUtf8 {
-                offset: 8,
-                line: 2,
-                column: 4
-            }
+            SourceError::NotUtf8 { offset: 8, line: 2, column: 4 }
         );
     }
 }

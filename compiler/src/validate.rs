@@ -18,23 +18,12 @@ pub fn validate_object(
     let instance = object.to_json();
     let mut diagnostics = Vec::new();
     for error in schema.validator.iter_errors(&instance) {
-        let location = error
-            .absolute_keyword_location()
-            .map(|uri| uri.as_str().to_string());
-        let schema_here = location
-            .as_deref()
-            .and_then(|l| catalog.schema_at(schema, l));
+        let location = error.absolute_keyword_location().map(|uri| uri.as_str().to_string());
+        let schema_here = location.as_deref().and_then(|l| catalog.schema_at(schema, l));
         let type_name = location.as_deref().and_then(definition_name);
         let found = locate(object, error.instance_path().as_str());
         let path = field_path(&found.segments);
-        let context = Context {
-            found: &found,
-            path: &path,
-            schema: schema_here,
-            type_name,
-            source,
-            object,
-        };
+        let context = Context { found: &found, path: &path, schema: schema_here, type_name, source, object };
         match error.kind() {
             ValidationErrorKind::AdditionalProperties { unexpected }
             | ValidationErrorKind::UnevaluatedProperties { unexpected } => {
@@ -43,47 +32,26 @@ pub fn validate_object(
                 }
             }
             ValidationErrorKind::FalseSchema => {
-                let field = found
-                    .segments
-                    .last()
-                    .map(|s| s.name.clone())
-                    .unwrap_or_default();
+                let field = found.segments.last().map(|s| s.name.clone()).unwrap_or_default();
                 diagnostics.push(
-                    Diagnostic::error(
-                        Code::UnknownField,
-                        found.key_span(),
-                        format!("field \"{path}\" is not allowed"),
-                    )
-                    .with_label(format!("\"{field}\" is not allowed here"))
-                    .with_path(path.clone()),
+                    Diagnostic::error(Code::UnknownField, found.key_span(), format!("field \"{path}\" is not allowed"))
+                        .with_label(format!("\"{field}\" is not allowed here"))
+                        .with_path(path.clone()),
                 );
             }
             ValidationErrorKind::Required { property } => {
-                diagnostics.push(missing_field(
-                    &context,
-                    property.as_str().unwrap_or_default(),
-                ));
+                diagnostics.push(missing_field(&context, property.as_str().unwrap_or_default()));
             }
-            ValidationErrorKind::Type { kind } => {
-                diagnostics.push(wrong_type(&context, expected_types(kind)))
-            }
+            ValidationErrorKind::Type { kind } => diagnostics.push(wrong_type(&context, expected_types(kind))),
             ValidationErrorKind::OneOfNotValid { .. } | ValidationErrorKind::AnyOf { .. } => {
-                let keyword = if matches!(error.kind(), ValidationErrorKind::AnyOf { .. }) {
-                    "anyOf"
-                } else {
-                    "oneOf"
-                };
+                let keyword = if matches!(error.kind(), ValidationErrorKind::AnyOf { .. }) { "anyOf" } else { "oneOf" };
                 match alternative_types(schema_here, keyword) {
                     Some(types) => diagnostics.push(wrong_type(&context, types)),
-                    None => diagnostics.push(constraint(
-                        &context,
-                        "does not match any of the forms the schema allows".into(),
-                    )),
+                    None => diagnostics
+                        .push(constraint(&context, "does not match any of the forms the schema allows".into())),
                 }
             }
-            ValidationErrorKind::Enum { options } => {
-                diagnostics.push(not_in_enum(&context, options))
-            }
+            ValidationErrorKind::Enum { options } => diagnostics.push(not_in_enum(&context, options)),
             ValidationErrorKind::Constant { expected_value } => {
                 let d = Diagnostic::error(
                     Code::NotInEnum,
@@ -114,11 +82,7 @@ struct Context<'a> {
 
 fn unknown_field(context: &Context<'_>, field: &str) -> Diagnostic {
     let full = join_path(context.path, field);
-    let key = context
-        .found
-        .node
-        .and_then(|n| n.entry(field))
-        .map(|e| &e.key);
+    let key = context.found.node.and_then(|n| n.entry(field)).map(|e| &e.key);
     let span = key.map_or(context.found.key_span(), |k| k.span);
     let known: Vec<&str> = context
         .schema
@@ -126,46 +90,30 @@ fn unknown_field(context: &Context<'_>, field: &str) -> Diagnostic {
         .and_then(Json::as_object)
         .map(|p| p.keys().map(String::as_str).collect())
         .unwrap_or_default();
-    let owner = context
-        .type_name
-        .map_or_else(|| "this object".to_string(), str::to_string);
-    let mut d = Diagnostic::error(
-        Code::UnknownField,
-        span,
-        format!("unknown field \"{full}\""),
-    )
-    .with_label(format!("{owner} has no field \"{field}\""))
-    .with_path(full);
+    let owner = context.type_name.map_or_else(|| "this object".to_string(), str::to_string);
+    let mut d = Diagnostic::error(Code::UnknownField, span, format!("unknown field \"{full}\""))
+        .with_label(format!("{owner} has no field \"{field}\""))
+        .with_path(full);
     if let Some(suggestion) = did_you_mean(field, known.iter().copied()) {
         d = d.with_help(format!("did you mean \"{suggestion}\"?"));
     } else if !known.is_empty() {
         let mut sorted = known.clone();
         sorted.sort_unstable();
-        let listed = if sorted.len() > 12 {
-            format!("{}, …", sorted[..12].join(", "))
-        } else {
-            sorted.join(", ")
-        };
-        let whose = context.type_name.map_or_else(
-            || "fields allowed here".to_string(),
-            |t| format!("{t} fields"),
-        );
+        let listed = if sorted.len() > 12 { format!("{}, …", sorted[..12].join(", ")) } else { sorted.join(", ") };
+        let whose = context.type_name.map_or_else(|| "fields allowed here".to_string(), |t| format!("{t} fields"));
         d = d.with_help(format!("{whose}: {listed}"));
     }
     d
 }
 
 fn missing_field(context: &Context<'_>, field: &str) -> Diagnostic {
-    let owner = context
-        .type_name
-        .map_or_else(|| "this object".to_string(), str::to_string);
+    let owner = context.type_name.map_or_else(|| "this object".to_string(), str::to_string);
     let span = match (context.found.key, context.found.node) {
         (Some(key), _) => key.span,
         // A list item: point at its first line.
-        (None, Some(node)) if !context.found.segments.is_empty() => node
-            .as_map()
-            .and_then(|m| m.first())
-            .map_or(node.span, |e| e.key.span),
+        (None, Some(node)) if !context.found.segments.is_empty() => {
+            node.as_map().and_then(|m| m.first()).map_or(node.span, |e| e.key.span)
+        }
         _ => object_anchor(context.object),
     };
     let full = join_path(context.path, field);
@@ -174,14 +122,10 @@ fn missing_field(context: &Context<'_>, field: &str) -> Diagnostic {
     } else {
         format!("under {}", context.path)
     };
-    Diagnostic::error(
-        Code::MissingField,
-        span,
-        format!("missing required field \"{full}\""),
-    )
-    .with_label(format!("{owner} requires \"{field}\""))
-    .with_help(format!("add `{field}:` {place}"))
-    .with_path(full)
+    Diagnostic::error(Code::MissingField, span, format!("missing required field \"{full}\""))
+        .with_label(format!("{owner} requires \"{field}\""))
+        .with_help(format!("add `{field}:` {place}"))
+        .with_path(full)
 }
 
 fn wrong_type(context: &Context<'_>, mut expected: Vec<String>) -> Diagnostic {
@@ -203,48 +147,39 @@ fn wrong_type(context: &Context<'_>, mut expected: Vec<String>) -> Diagnostic {
     let mut d = Diagnostic::error(
         Code::WrongType,
         node.span,
-        format!(
-            "{}: expected {wanted}, found {shown}",
-            display_path(context.path)
-        ),
+        format!("{}: expected {wanted}, found {shown}", display_path(context.path)),
     )
     .with_label(format!("expected {wanted}"))
     .with_path(context.path.to_string());
     let written = context.source.slice(node.span).trim();
     let wants = |t: &str| expected.iter().any(|e| e == t);
     let help = match &node.value {
-        Value::Bool(_) if wants("string") => Some(
-            if matches!(
-                written,
-                "true" | "false" | "True" | "False" | "TRUE" | "FALSE"
-            ) {
+        Value::Bool(_) if wants("string") => {
+            Some(if matches!(written, "true" | "false" | "True" | "False" | "TRUE" | "FALSE") {
                 format!("quote it to pass the string: \"{written}\"")
             } else {
                 format!(
                     "YAML 1.1, which Kubernetes reads, takes an unquoted `{written}` as a boolean; quote it to keep the string: \"{written}\""
                 )
-            },
-        ),
+            })
+        }
         Value::Int(_) | Value::UInt(_) | Value::Float(_) if wants("string") => {
             Some(format!("quote it to pass a string: \"{written}\""))
         }
         Value::String(s)
-            if (wants("integer") || wants("number"))
-                && !s.is_empty()
-                && s.trim().parse::<f64>().is_ok() =>
+            if (wants("integer") || wants("number")) && !s.is_empty() && s.trim().parse::<f64>().is_ok() =>
         {
             Some(format!("remove the quotes to pass a number: {}", s.trim()))
         }
-        Value::Map(_) if wants("array") => Some(
-            "this field takes a list: write each item on its own line starting with `- `".into(),
-        ),
-        Value::Seq(_) if wants("object") => Some(
-            "this field takes a mapping, not a list: remove the `- ` in front of its keys".into(),
-        ),
-        Value::String(_) if wants("object") || wants("array") => Some(
-            "check the indentation: the fields meant to be inside this one are not nested under it"
-                .into(),
-        ),
+        Value::Map(_) if wants("array") => {
+            Some("this field takes a list: write each item on its own line starting with `- `".into())
+        }
+        Value::Seq(_) if wants("object") => {
+            Some("this field takes a mapping, not a list: remove the `- ` in front of its keys".into())
+        }
+        Value::String(_) if wants("object") || wants("array") => {
+            Some("check the indentation: the fields meant to be inside this one are not nested under it".into())
+        }
         _ => None,
     };
     if let Some(help) = help {
@@ -256,34 +191,19 @@ fn wrong_type(context: &Context<'_>, mut expected: Vec<String>) -> Diagnostic {
 fn not_in_enum(context: &Context<'_>, options: &Json) -> Diagnostic {
     let allowed: Vec<String> = options
         .as_array()
-        .map(|a| {
-            a.iter()
-                .filter(|v| !v.is_null())
-                .map(Json::to_string)
-                .collect()
-        })
+        .map(|a| a.iter().filter(|v| !v.is_null()).map(Json::to_string).collect())
         .unwrap_or_default();
     let span = context.found.value_span();
-    let value = context
-        .found
-        .node
-        .map(|n| n.to_json().to_string())
-        .unwrap_or_default();
+    let value = context.found.node.map(|n| n.to_json().to_string()).unwrap_or_default();
     let mut d = Diagnostic::error(
         Code::NotInEnum,
         span,
-        format!(
-            "{}: {value} is not one of {}",
-            display_path(context.path),
-            allowed.join(", ")
-        ),
+        format!("{}: {value} is not one of {}", display_path(context.path), allowed.join(", ")),
     )
     .with_label("not an allowed value")
     .with_path(context.path.to_string());
-    let strings: Vec<&str> = options
-        .as_array()
-        .map(|a| a.iter().filter_map(Json::as_str).collect())
-        .unwrap_or_default();
+    let strings: Vec<&str> =
+        options.as_array().map(|a| a.iter().filter_map(Json::as_str).collect()).unwrap_or_default();
     if let Some(text) = context.found.node.and_then(Node::as_str)
         && let Some(suggestion) = did_you_mean(text, strings.iter().copied())
     {
@@ -323,9 +243,7 @@ fn alternative_types(schema: Option<&Json>, keyword: &str) -> Option<Vec<String>
         }
         match object.get("type")? {
             Json::String(t) => types.push(t.clone()),
-            Json::Array(list) => {
-                types.extend(list.iter().filter_map(Json::as_str).map(str::to_string))
-            }
+            Json::Array(list) => types.extend(list.iter().filter_map(Json::as_str).map(str::to_string)),
             _ => return None,
         }
     }
@@ -365,12 +283,7 @@ impl Found<'_> {
 }
 
 fn locate<'a>(root: &'a Node, pointer: &str) -> Found<'a> {
-    let mut found = Found {
-        node: Some(root),
-        key: None,
-        fallback: root.span,
-        segments: Vec::new(),
-    };
+    let mut found = Found { node: Some(root), key: None, fallback: root.span, segments: Vec::new() };
     for raw in pointer.split('/').skip(1) {
         let name = raw.replace("~1", "/").replace("~0", "~");
         let Some(node) = found.node else {
@@ -413,10 +326,7 @@ fn field_path(segments: &[Segment]) -> String {
 }
 
 fn join_path(path: &str, field: &str) -> String {
-    let plain = !field.is_empty()
-        && field
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    let plain = !field.is_empty() && field.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     match (path.is_empty(), plain) {
         (true, true) => field.to_string(),
         (false, true) => format!("{path}.{field}"),

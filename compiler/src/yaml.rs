@@ -122,14 +122,6 @@ impl Node {
             }
         }
     }
-
-    fn count(&self) -> u64 {
-        1 + match &self.value {
-            Value::Seq(items) => items.iter().map(Node::count).sum(),
-            Value::Map(entries) => entries.iter().map(|e| 1 + e.value.count()).sum(),
-            _ => 0,
-        }
-    }
 }
 
 /// One YAML document of a stream.
@@ -184,12 +176,8 @@ impl<'a> Documents<'a> {
                     .with_help("no Kubernetes object nests this deep; check for runaway brackets or generated input"),
             );
         }
-        let mut diagnostic = Diagnostic::error(
-            Code::YamlSyntax,
-            Span::empty(at),
-            format!("invalid YAML: {info}"),
-        )
-        .with_label(info.to_string());
+        let mut diagnostic = Diagnostic::error(Code::YamlSyntax, Span::empty(at), format!("invalid YAML: {info}"))
+            .with_label(info.to_string());
         if let Some(help) = syntax_help(info, self.offsets.text, at) {
             diagnostic = diagnostic.with_help(help);
         }
@@ -230,18 +218,8 @@ impl<'a> Documents<'a> {
         let index = self.index;
         self.index += 1;
         let (root, diagnostics) = builder.finish();
-        let span = Span::new(
-            doc_start.start,
-            root.as_ref()
-                .map_or(doc_start.end, |r| r.span.end)
-                .max(doc_start.end),
-        );
-        Ok(Document {
-            index,
-            span,
-            root,
-            diagnostics,
-        })
+        let span = Span::new(doc_start.start, root.as_ref().map_or(doc_start.end, |r| r.span.end).max(doc_start.end));
+        Ok(Document { index, span, root, diagnostics })
     }
 }
 
@@ -276,10 +254,36 @@ enum Frame {
         key: Option<Key>,
         /// The pending key is a plain `<<`: a YAML merge key.
         key_is_merge: bool,
-        merges: Vec<Node>,
+        /// Merge values with the number of explicit entries written before each.
+        merges: Vec<(usize, Node)>,
         start: u32,
         anchor: usize,
+        /// Written `{...}` rather than as an indented block.
+        flow: bool,
     },
+}
+
+/// What an anchored node costs to copy: its weight (nodes, plus a node per 32 bytes
+/// of text) and its depth.
+#[derive(Clone, Copy)]
+struct Weight {
+    cost: u64,
+    depth: usize,
+}
+
+fn weigh(node: &Node) -> Weight {
+    match &node.value {
+        Value::String(s) => Weight { cost: 1 + s.len() as u64 / 32, depth: 1 },
+        Value::Seq(items) => items.iter().map(weigh).fold(Weight { cost: 1, depth: 1 }, |acc, w| Weight {
+            cost: acc.cost + w.cost,
+            depth: acc.depth.max(w.depth + 1),
+        }),
+        Value::Map(entries) => entries.iter().fold(Weight { cost: 1, depth: 1 }, |acc, e| {
+            let w = weigh(&e.value);
+            Weight { cost: acc.cost + 1 + e.key.name.len() as u64 / 32 + w.cost, depth: acc.depth.max(w.depth + 1) }
+        }),
+        _ => Weight { cost: 1, depth: 1 },
+    }
 }
 
 /// Turns one document's events into a tree.
@@ -287,13 +291,15 @@ struct Builder<'t> {
     text: &'t str,
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, (Node, u64)>,
+    anchors: HashMap<usize, (Node, Weight)>,
     diagnostics: Vec<Diagnostic>,
     start: u32,
     end: u32,
     /// Set by a fatal problem: the rest of the document's events are read and dropped.
     abandoned: bool,
-    nodes: u64,
+    /// The weight of what the text itself spells out.
+    written: u64,
+    /// The weight that aliases added by copying anchored nodes.
     aliased: u64,
     /// The scalar being completed is a plain, untagged `<<`.
     plain_merge: bool,
@@ -310,7 +316,7 @@ impl<'t> Builder<'t> {
             start,
             end: start,
             abandoned: false,
-            nodes: 0,
+            written: 0,
             aliased: 0,
             plain_merge: false,
         }
@@ -344,6 +350,7 @@ impl<'t> Builder<'t> {
         }
         match event {
             Event::Scalar(text, style, anchor, tag) => {
+                self.written += 1 + text.len() as u64 / 32;
                 let node = match resolve_scalar(&text, style, tag.as_deref()) {
                     Ok(value) => Node { value, span },
                     Err(message) => {
@@ -351,24 +358,16 @@ impl<'t> Builder<'t> {
                             Diagnostic::error(Code::UnsupportedValue, span, message)
                                 .with_help("the API server decodes YAML into JSON, which cannot hold this value; quote it to keep it as a string"),
                         );
-                        Node {
-                            value: Value::Null,
-                            span,
-                        }
+                        Node { value: Value::Null, span }
                     }
                 };
                 self.plain_merge = style == ScalarStyle::Plain && tag.is_none() && text == "<<";
                 self.complete(node, anchor);
                 self.plain_merge = false;
             }
-            Event::SequenceStart(anchor, _) => self.open(
-                Frame::Seq {
-                    items: Vec::new(),
-                    start: span.start,
-                    anchor,
-                },
-                span,
-            ),
+            Event::SequenceStart(anchor, _) => {
+                self.open(Frame::Seq { items: Vec::new(), start: span.start, anchor }, span)
+            }
             Event::MappingStart(anchor, _) => self.open(
                 Frame::Map {
                     entries: Vec::new(),
@@ -378,26 +377,30 @@ impl<'t> Builder<'t> {
                     merges: Vec::new(),
                     start: span.start,
                     anchor,
+                    flow: !span.is_empty(),
                 },
                 span,
             ),
             Event::SequenceEnd | Event::MappingEnd => self.close(span),
             Event::Alias(id) => self.alias(id, span),
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart(_)
-            | Event::DocumentEnd => {}
+            Event::Nothing | Event::StreamStart | Event::StreamEnd | Event::DocumentStart(_) | Event::DocumentEnd => {}
         }
     }
 
+    fn too_deep(&mut self, span: Span) {
+        self.abandon(
+            Diagnostic::error(Code::TooDeep, span, format!("document nests deeper than {MAX_DEPTH} levels"))
+                .with_label("too deep here")
+                .with_help(
+                    "no Kubernetes object nests this deep; check for runaway indentation, aliases or generated input",
+                ),
+        );
+    }
+
     fn open(&mut self, frame: Frame, span: Span) {
+        self.written += 1;
         if self.stack.len() >= MAX_DEPTH {
-            self.abandon(
-                Diagnostic::error(Code::TooDeep, span, format!("document nests deeper than {MAX_DEPTH} levels"))
-                    .with_label("too deep here")
-                    .with_help("no Kubernetes object nests this deep; check for runaway indentation or generated input"),
-            );
+            self.too_deep(span);
             return;
         }
         self.stack.push(frame);
@@ -408,42 +411,21 @@ impl<'t> Builder<'t> {
             return;
         };
         let (node, anchor) = match frame {
-            Frame::Seq {
-                items,
-                start,
-                anchor,
-            } => {
+            Frame::Seq { items, start, anchor } => {
                 let end = collection_end(span, items.last().map(|n| n.span.end), start);
-                (
-                    Node {
-                        value: Value::Seq(items),
-                        span: Span::new(start, end),
-                    },
-                    anchor,
-                )
+                let node = Node { value: Value::Seq(items), span: Span::new(start, end) };
+                (node, anchor)
             }
-            Frame::Map {
-                mut entries,
-                merges,
-                start,
-                anchor,
-                ..
-            } => {
-                if let Some(node) = self.template_placeholder(start) {
+            Frame::Map { entries, merges, start, anchor, flow, .. } => {
+                if flow && let Some(node) = self.template_placeholder(start) {
                     self.complete(node, anchor);
                     return;
                 }
                 let end = collection_end(span, entries.last().map(|e| e.value.span.end), start);
-                if !merges.is_empty() {
-                    apply_merges(&mut entries, merges);
-                }
-                (
-                    Node {
-                        value: Value::Map(entries),
-                        span: Span::new(start, end),
-                    },
-                    anchor,
-                )
+                let entries =
+                    if merges.is_empty() { entries } else { apply_merges(entries, merges, &mut self.diagnostics) };
+                let node = Node { value: Value::Map(entries), span: Span::new(start, end) };
+                (node, anchor)
             }
         };
         self.complete(node, anchor);
@@ -464,39 +446,35 @@ impl<'t> Builder<'t> {
                 .with_label("template syntax, not YAML")
                 .with_help("render the template first (for example with `helm template` or your templating tool) and lint its output"),
         );
-        Some(Node {
-            value: Value::String(placeholder.to_string()),
-            span,
-        })
+        Some(Node { value: Value::String(placeholder.to_string()), span })
     }
 
     /// Whether a mapping key that starts at `at` is the inner half of `{{ ... }}`.
     fn inside_placeholder(&self, at: u32) -> bool {
-        matches!(self.stack.last(), Some(Frame::Map { start, .. }) if *start + 1 == at)
+        matches!(self.stack.last(), Some(Frame::Map { start, flow: true, .. }) if *start + 1 == at)
             && self.text.as_bytes().get(at as usize - 1..at as usize + 1) == Some(b"{{")
     }
 
     fn alias(&mut self, id: usize, span: Span) {
-        let Some((node, count)) = self.anchors.get(&id) else {
+        let Some((node, weight)) = self.anchors.get(&id) else {
             // The parser itself rejects unknown anchors; an anchor dropped by an earlier
             // problem in this document lands here.
-            self.complete(
-                Node {
-                    value: Value::Null,
-                    span,
-                },
-                0,
-            );
+            self.complete(Node { value: Value::Null, span }, 0);
             return;
         };
-        self.aliased += count;
-        if self.aliased > ALIAS_BUDGET + 10 * self.nodes {
+        let weight = *weight;
+        if self.stack.len() + weight.depth > MAX_DEPTH {
+            self.too_deep(span);
+            return;
+        }
+        self.aliased += weight.cost;
+        let budget = ALIAS_BUDGET + 10 * self.written;
+        if self.aliased > budget {
             self.abandon(
-                Diagnostic::error(Code::AliasLimit, span, "YAML aliases expand to too many nodes")
+                Diagnostic::error(Code::AliasLimit, span, "YAML aliases expand to too much data")
                     .with_label("expanding this alias passes the limit")
                     .with_help(format!(
-                        "aliases in this document expand to more than {} nodes, the shape of a \"billion laughs\" attack; write the data out or use fewer nested aliases",
-                        ALIAS_BUDGET + 10 * self.nodes
+                        "aliases in this document copy more than ten times what it spells out (over {budget} nodes), the shape of a \"billion laughs\" attack; write the data out or use fewer nested aliases",
                     )),
             );
             return;
@@ -508,13 +486,11 @@ impl<'t> Builder<'t> {
     }
 
     fn complete(&mut self, node: Node, anchor: usize) {
-        self.nodes += 1;
         if anchor != 0 {
-            let count = node.count();
-            self.anchors.insert(anchor, (node.clone(), count));
+            let weight = weigh(&node);
+            self.anchors.insert(anchor, (node.clone(), weight));
         }
-        let inside_placeholder =
-            matches!(node.value, Value::Map(_)) && self.inside_placeholder(node.span.start);
+        let inside_placeholder = matches!(node.value, Value::Map(_)) && self.inside_placeholder(node.span.start);
         match self.stack.last_mut() {
             None => {
                 if self.root.is_none() {
@@ -522,76 +498,50 @@ impl<'t> Builder<'t> {
                 }
             }
             Some(Frame::Seq { items, .. }) => items.push(node),
-            Some(Frame::Map {
-                entries,
-                index,
-                key,
-                key_is_merge,
-                merges,
-                ..
-            }) => {
-                match key.take() {
-                    None => match key_name(&node) {
-                        Ok(name) => {
-                            *key = Some(Key {
-                                name,
-                                span: node.span,
-                            });
-                            *key_is_merge = self.plain_merge;
-                        }
-                        Err(message) => {
-                            if !inside_placeholder {
-                                self.diagnostics.push(
+            Some(Frame::Map { entries, index, key, key_is_merge, merges, .. }) => match key.take() {
+                None => match key_name(&node) {
+                    Ok(name) => {
+                        *key = Some(Key { name, span: node.span });
+                        *key_is_merge = self.plain_merge;
+                    }
+                    Err(message) => {
+                        if !inside_placeholder {
+                            self.diagnostics.push(
                                 Diagnostic::error(Code::UnsupportedValue, node.span, message)
                                     .with_help("Kubernetes objects are JSON: mapping keys must be strings"),
                             );
-                            }
-                            // Keep the mapping in step: the value that follows is dropped.
-                            *key = Some(Key {
-                                name: String::new(),
-                                span: Span::empty(u32::MAX),
-                            });
                         }
-                    },
-                    Some(k) if k.span.start == u32::MAX => {}
-                    Some(_) if *key_is_merge => merges.push(node),
-                    Some(k) => {
-                        let duplicate = match index {
-                            Some(set) => !set.insert(k.name.clone()),
-                            None => {
-                                let seen = entries.iter().any(|e| e.key.name == k.name);
-                                if entries.len() >= 16 {
-                                    *index = Some(
-                                        entries
-                                            .iter()
-                                            .map(|e| e.key.name.clone())
-                                            .chain([k.name.clone()])
-                                            .collect(),
-                                    );
-                                }
-                                seen
+                        // Keep the mapping in step: the value that follows is dropped.
+                        *key = Some(Key { name: String::new(), span: Span::empty(u32::MAX) });
+                    }
+                },
+                Some(k) if k.span.start == u32::MAX => {}
+                Some(_) if *key_is_merge => merges.push((entries.len(), node)),
+                Some(k) => {
+                    let duplicate = match index {
+                        Some(set) => !set.insert(k.name.clone()),
+                        None => {
+                            let seen = entries.iter().any(|e| e.key.name == k.name);
+                            if entries.len() >= 16 {
+                                *index =
+                                    Some(entries.iter().map(|e| e.key.name.clone()).chain([k.name.clone()]).collect());
                             }
-                        };
-                        if duplicate {
-                            let first = entries
-                                .iter()
-                                .find(|e| e.key.name == k.name)
-                                .map(|e| e.key.span);
-                            let mut d = Diagnostic::error(Code::DuplicateKey, k.span, format!("duplicate key \"{}\"", k.name))
+                            seen
+                        }
+                    };
+                    if duplicate {
+                        let first = entries.iter().find(|e| e.key.name == k.name).map(|e| e.key.span);
+                        let mut d = Diagnostic::error(Code::DuplicateKey, k.span, format!("duplicate key \"{}\"", k.name))
                             .with_label("defined again here")
                             .with_help("the API server rejects duplicate fields in strict mode, and otherwise keeps only the last one; remove one of them");
-                            if let Some(first) = first {
-                                d = d.with_related(first, "first defined here");
-                            }
-                            self.diagnostics.push(d);
+                        if let Some(first) = first {
+                            d = d.with_related(first, "first defined here");
                         }
-                        entries.push(Entry {
-                            key: k,
-                            value: node,
-                        });
+                        self.diagnostics.push(d);
                     }
+                    entries.push(Entry { key: k, value: node });
                 }
-            }
+            },
         }
     }
 
@@ -608,33 +558,65 @@ impl<'t> Builder<'t> {
 /// Where a collection ends: after its closing bracket when it is written in flow style
 /// (the end event then spans the bracket), else after its last child.
 fn collection_end(end_event: Span, last_child: Option<u32>, start: u32) -> u32 {
-    if !end_event.is_empty() {
-        end_event.end
-    } else {
-        last_child.unwrap_or(end_event.end).max(start)
-    }
+    if !end_event.is_empty() { end_event.end } else { last_child.unwrap_or(end_event.end).max(start) }
 }
 
-/// YAML merge keys: entries of the merged mappings that the mapping does not set itself.
-/// Earlier mappings in a `<<: [*a, *b]` list win over later ones.
-fn apply_merges(entries: &mut Vec<Entry>, merges: Vec<Node>) {
-    let mut present: HashSet<String> = entries.iter().map(|e| e.key.name.clone()).collect();
-    for merged in merges {
-        let sources: Vec<Node> = match merged.value {
-            Value::Map(_) => vec![merged],
-            Value::Seq(items) => items,
-            _ => Vec::new(),
-        };
-        for source in sources {
-            if let Value::Map(merged_entries) = source.value {
-                for entry in merged_entries {
-                    if present.insert(entry.key.name.clone()) {
-                        entries.push(entry);
-                    }
-                }
+/// Builds a mapping's entries in order, a later key replacing an earlier one in place.
+#[derive(Default)]
+struct Merged {
+    entries: Vec<Entry>,
+    position: HashMap<String, usize>,
+}
+
+impl Merged {
+    fn set(&mut self, entry: Entry) {
+        match self.position.get(&entry.key.name) {
+            Some(&at) => self.entries[at] = entry,
+            None => {
+                self.position.insert(entry.key.name.clone(), self.entries.len());
+                self.entries.push(entry);
             }
         }
     }
+
+    fn merge(&mut self, value: Node, diagnostics: &mut Vec<Diagnostic>) {
+        let span = value.span;
+        match value.value {
+            Value::Map(entries) => entries.into_iter().for_each(|e| self.set(e)),
+            // Earlier mappings in the list take precedence, so they are applied last.
+            Value::Seq(items) => {
+                for item in items.into_iter().rev() {
+                    match item.value {
+                        Value::Map(entries) => entries.into_iter().for_each(|e| self.set(e)),
+                        _ => diagnostics.push(merge_error(item.span)),
+                    }
+                }
+            }
+            _ => diagnostics.push(merge_error(span)),
+        }
+    }
+}
+
+fn merge_error(span: Span) -> Diagnostic {
+    Diagnostic::error(Code::UnsupportedValue, span, "a merge key `<<` takes a mapping or a list of mappings")
+        .with_help("merge an anchored mapping (`<<: *defaults`), or quote \"<<\" to use it as an ordinary key")
+}
+
+/// YAML merge keys as go-yaml v2 (and so Kubernetes) applies them: where `<<` is written,
+/// its keys replace the keys before it, and keys after it replace its own.
+fn apply_merges(explicit: Vec<Entry>, merges: Vec<(usize, Node)>, diagnostics: &mut Vec<Diagnostic>) -> Vec<Entry> {
+    let mut merged = Merged::default();
+    let mut merges = merges.into_iter().peekable();
+    for (i, entry) in explicit.into_iter().enumerate() {
+        while let Some((_, value)) = merges.next_if(|(at, _)| *at == i) {
+            merged.merge(value, diagnostics);
+        }
+        merged.set(entry);
+    }
+    for (_, value) in merges {
+        merged.merge(value, diagnostics);
+    }
+    merged.entries
 }
 
 fn key_name(node: &Node) -> Result<String, String> {
@@ -651,10 +633,13 @@ fn key_name(node: &Node) -> Result<String, String> {
 }
 
 fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<Value, String> {
-    // Local tags (`!foo`) change nothing: go-yaml resolves such scalars as if untagged.
-    let Some(tag) = tag.filter(|t| t.is_yaml_core_schema()) else {
+    let Some(tag) = tag else {
         return plain_or_string(text, style);
     };
+    // go-yaml leaves a scalar with a tag it cannot resolve (`!foo 3`) as the string written.
+    if !tag.is_yaml_core_schema() {
+        return Ok(Value::String(text.to_string()));
+    }
     match tag.suffix.as_str() {
         "str" | "binary" | "timestamp" => Ok(Value::String(text.to_string())),
         "null" => Ok(Value::Null),
@@ -690,9 +675,7 @@ fn finite(f: f64, text: &str) -> Result<Value, String> {
     if f.is_finite() {
         Ok(Value::Float(f))
     } else {
-        Err(format!(
-            "\"{text}\" is not a finite number, and JSON has no form for it"
-        ))
+        Err(format!("\"{text}\" is not a finite number, and JSON has no form for it"))
     }
 }
 
@@ -718,16 +701,21 @@ pub fn resolve_plain(text: &str) -> Value {
     if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
         return Value::String(text.to_string());
     }
-    let plain: std::borrow::Cow<'_, str> = if text.contains('_') {
-        text.replace('_', "").into()
-    } else {
-        text.into()
-    };
+    let plain: std::borrow::Cow<'_, str> = if text.contains('_') { text.replace('_', "").into() } else { text.into() };
+    if first == b'.' {
+        // go-yaml tries a leading dot as a float as written, underscores and all.
+        return match text.parse::<f64>() {
+            Ok(f) if f.is_finite() => Value::Float(f),
+            _ => Value::String(text.to_string()),
+        };
+    }
     if let Some(value) = parse_go_int(&plain) {
         return value;
     }
+    // A float out of range (`1e400`) fails Go's ParseFloat, so it stays a string.
     if is_yaml_float(&plain)
         && let Ok(f) = plain.parse::<f64>()
+        && f.is_finite()
     {
         return Value::Float(f);
     }
@@ -742,20 +730,11 @@ fn parse_go_int(s: &str) -> Option<Value> {
         b'+' => (false, &s[1..]),
         _ => (false, s),
     };
-    let (radix, body) = if let Some(rest) = digits
-        .strip_prefix("0x")
-        .or_else(|| digits.strip_prefix("0X"))
-    {
+    let (radix, body) = if let Some(rest) = digits.strip_prefix("0x").or_else(|| digits.strip_prefix("0X")) {
         (16, rest)
-    } else if let Some(rest) = digits
-        .strip_prefix("0o")
-        .or_else(|| digits.strip_prefix("0O"))
-    {
+    } else if let Some(rest) = digits.strip_prefix("0o").or_else(|| digits.strip_prefix("0O")) {
         (8, rest)
-    } else if let Some(rest) = digits
-        .strip_prefix("0b")
-        .or_else(|| digits.strip_prefix("0B"))
-    {
+    } else if let Some(rest) = digits.strip_prefix("0b").or_else(|| digits.strip_prefix("0B")) {
         (2, rest)
     } else if digits.len() > 1 && digits.starts_with('0') {
         (8, &digits[1..])
@@ -821,12 +800,8 @@ fn is_yaml_float(s: &str) -> bool {
 
 /// Help for the scanner's terse messages, keyed on what they say and what is at the spot.
 fn syntax_help(info: &str, text: &str, at: u32) -> Option<String> {
-    let line_start = text[..(at as usize).min(text.len())]
-        .rfind('\n')
-        .map_or(0, |i| i + 1);
-    let line_end = text[line_start..]
-        .find('\n')
-        .map_or(text.len(), |i| line_start + i);
+    let line_start = text[..(at as usize).min(text.len())].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text[line_start..].find('\n').map_or(text.len(), |i| line_start + i);
     let line = &text[line_start..line_end];
     if line.contains("{{") || line.contains("{%") {
         return Some("this line holds template syntax (`{{ ... }}`); render the template first (for example with `helm template`) and lint its output".into());
@@ -837,19 +812,11 @@ fn syntax_help(info: &str, text: &str, at: u32) -> Option<String> {
     if info.contains("mapping values are not allowed") {
         return Some("a `key: value` appears where a plain value was expected: quote a value that contains \": \", or check this line's indentation".into());
     }
-    if info.contains("did not find expected key")
-        || info.contains("block mapping")
-        || info.contains("block sequence")
-    {
-        return Some(
-            "check the indentation: this line does not line up with the keys or items around it"
-                .into(),
-        );
+    if info.contains("did not find expected key") || info.contains("block mapping") || info.contains("block sequence") {
+        return Some("check the indentation: this line does not line up with the keys or items around it".into());
     }
     if info.contains("unknown anchor") {
-        return Some(
-            "an alias (`*name`) must come after its anchor (`&name`) in the same document".into(),
-        );
+        return Some("an alias (`*name`) must come after its anchor (`&name`) in the same document".into());
     }
     None
 }
@@ -865,12 +832,7 @@ struct Offsets<'a> {
 
 impl<'a> Offsets<'a> {
     fn new(text: &'a str) -> Offsets<'a> {
-        Offsets {
-            text,
-            ascii: text.is_ascii(),
-            chars: 0,
-            bytes: 0,
-        }
+        Offsets { text, ascii: text.is_ascii(), chars: 0, bytes: 0 }
     }
 
     fn byte(&mut self, char_index: usize) -> u32 {
@@ -923,10 +885,7 @@ mod tests {
             serde_json::json!({"a": true, "b": false, "c": true, "d": 511, "e": 31, "f": 1000, "g": 1000.0,
                 "h": 8.0, "i": "1", "j": "2020-01-01", "k": null, "l": -12, "m": 18446744073709551615u64})
         );
-        assert_eq!(
-            root("a: !!str 12\nb: !!int '7'\nc: \"yes\"\n"),
-            serde_json::json!({"a": "12", "b": 7, "c": "yes"})
-        );
+        assert_eq!(root("a: !!str 12\nb: !!int '7'\nc: \"yes\"\n"), serde_json::json!({"a": "12", "b": 7, "c": "yes"}));
     }
 
     #[test]
@@ -960,19 +919,52 @@ mod tests {
         let doc = all[0].as_ref().unwrap();
         assert_eq!(doc.diagnostics.len(), 1);
         assert_eq!(doc.diagnostics[0].code, Code::DuplicateKey);
+        assert_eq!(doc.root.as_ref().unwrap().to_json(), serde_json::json!({"a": 3, "b": 2}));
+    }
+
+    #[test]
+    fn merges_keys_where_they_are_written_like_go_yaml_v2() {
+        let value = root("base: &b {p: 1, q: 2}\nthing:\n  <<: *b\n  q: 3\n  \"<<\": literal\n");
+        assert_eq!(value["thing"], serde_json::json!({"p": 1, "q": 3, "<<": "literal"}));
+        // A merge after a key overrides it; in a list of merges, earlier mappings win.
+        let value = root("x: &x {p: 1}\ny: &y {p: 2, r: 2}\nb: {p: 0, <<: [*x, *y]}\n");
+        assert_eq!(value["b"], serde_json::json!({"p": 1, "r": 2}));
+        let doc = docs("a: {<<: 3}\n").remove(0).unwrap();
+        assert_eq!(doc.diagnostics[0].code, Code::UnsupportedValue);
+    }
+
+    #[test]
+    fn unresolvable_tags_and_odd_numbers_stay_strings() {
         assert_eq!(
-            doc.root.as_ref().unwrap().to_json(),
-            serde_json::json!({"a": 3, "b": 2})
+            root("a: !foo 3\nb: 1e400\nc: .5_0\nd: .5\n"),
+            serde_json::json!({"a": "3", "b": "1e400", "c": ".5_0", "d": 0.5})
         );
     }
 
     #[test]
-    fn merges_keys_with_explicit_ones_winning() {
-        let value = root("base: &b {p: 1, q: 2}\nthing:\n  <<: *b\n  q: 3\n  \"<<\": literal\n");
-        assert_eq!(
-            value["thing"],
-            serde_json::json!({"p": 1, "q": 3, "<<": "literal"})
-        );
+    fn templates_in_block_keys_are_one_diagnostic() {
+        let doc = docs("{{ .Values.key }}: 1\nkind: Pod\n").remove(0).unwrap();
+        let codes: Vec<_> = doc.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, vec![Code::Template]);
+        assert_eq!(doc.root.unwrap().to_json(), serde_json::json!({"{{ .Values.key }}": 1, "kind": "Pod"}));
+    }
+
+    #[test]
+    fn aliases_cannot_copy_big_strings_or_nest_too_deep() {
+        let big = "x".repeat(100_000);
+        let text = format!("a: &a \"{big}\"\nb: [{}]\n", vec!["*a"; 200].join(", "));
+        let doc = docs(&text).remove(0).unwrap();
+        assert_eq!(doc.diagnostics[0].code, Code::AliasLimit);
+        let mut text = String::new();
+        let mut previous = String::from("x");
+        for i in 0..4 {
+            let open = "[".repeat(60);
+            let close = "]".repeat(60);
+            text.push_str(&format!("a{i}: &a{i} {open}{previous}{close}\n"));
+            previous = format!("*a{i}");
+        }
+        let doc = docs(&text).remove(0).unwrap();
+        assert_eq!(doc.diagnostics[0].code, Code::TooDeep);
     }
 
     #[test]
@@ -989,10 +981,7 @@ mod tests {
         let mut text = String::from("a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 1..12 {
             let prev = format!("*a{}", i - 1);
-            text.push_str(&format!(
-                "a{i}: &a{i} [{}]\n",
-                [prev.as_str(); 10].join(", ")
-            ));
+            text.push_str(&format!("a{i}: &a{i} [{}]\n", [prev.as_str(); 10].join(", ")));
         }
         let all = docs(&text);
         let doc = all[0].as_ref().unwrap();
@@ -1008,9 +997,7 @@ mod tests {
             Ok(doc) => assert_eq!(doc.diagnostics[0].code, Code::TooDeep),
             Err(diagnostic) => assert_eq!(diagnostic.code, Code::TooDeep),
         }
-        let block: String = (0..400)
-            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
-            .collect();
+        let block: String = (0..400).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
         let doc = docs(&block).remove(0).unwrap();
         assert_eq!(doc.diagnostics[0].code, Code::TooDeep);
     }
@@ -1020,9 +1007,6 @@ mod tests {
         let doc = docs("a: .inf\n? [1, 2]\n: x\nb: 1\n").remove(0).unwrap();
         let codes: Vec<_> = doc.diagnostics.iter().map(|d| d.code).collect();
         assert_eq!(codes, vec![Code::UnsupportedValue, Code::UnsupportedValue]);
-        assert_eq!(
-            doc.root.unwrap().to_json(),
-            serde_json::json!({"a": null, "b": 1})
-        );
+        assert_eq!(doc.root.unwrap().to_json(), serde_json::json!({"a": null, "b": 1}));
     }
 }

@@ -14,11 +14,7 @@ fn render() -> String {
          | code | meaning |\n|---|---|\n",
     );
     for code in Code::ALL {
-        out.push_str(&format!(
-            "| `{}` | {} |\n",
-            code.as_str(),
-            code.summary().replace('|', "\\|")
-        ));
+        out.push_str(&format!("| `{}` | {} |\n", code.as_str(), code.summary().replace('|', "\\|")));
     }
     out
 }

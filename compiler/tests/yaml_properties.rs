@@ -13,16 +13,8 @@ fn json_value() -> impl Strategy<Value = Value> {
         any::<u64>().prop_map(Value::from),
         (-1.0e12f64..1.0e12).prop_map(Value::from),
         "\\PC{0,16}".prop_map(Value::String),
-        prop_oneof![
-            Just("yes"),
-            Just("on"),
-            Just("0777"),
-            Just("1e3"),
-            Just("~"),
-            Just("<<"),
-            Just("{{x}}")
-        ]
-        .prop_map(|s| Value::String(s.to_string())),
+        prop_oneof![Just("yes"), Just("on"), Just("0777"), Just("1e3"), Just("~"), Just("<<"), Just("{{x}}")]
+            .prop_map(|s| Value::String(s.to_string())),
     ];
     leaf.prop_recursive(6, 64, 8, |inner| {
         prop_oneof![

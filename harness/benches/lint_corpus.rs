@@ -24,23 +24,12 @@ fn main() {
             _ => {} // cargo bench passes --bench
         }
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf();
     let corpus = workspace.join("../shared/corpus");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let written = build_corpus(&corpus, dir.path(), docs);
-    let bytes: u64 = files_under(dir.path())
-        .iter()
-        .filter_map(|p| p.metadata().ok())
-        .map(|m| m.len())
-        .sum();
-    println!(
-        "corpus: {written} documents, {:.1} MB, in {}",
-        bytes as f64 / 1e6,
-        dir.path().display()
-    );
+    let bytes: u64 = files_under(dir.path()).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
+    println!("corpus: {written} documents, {:.1} MB, in {}", bytes as f64 / 1e6, dir.path().display());
 
     let binary = env!("CARGO_BIN_EXE_kubeyard");
     let run = || {
@@ -50,16 +39,8 @@ fn main() {
             .output()
             .expect("kubeyard runs");
         let elapsed = started.elapsed();
-        assert_eq!(
-            output.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&output.stdout)
-        );
-        (
-            elapsed,
-            String::from_utf8_lossy(&output.stdout).trim().to_string(),
-        )
+        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+        (elapsed, String::from_utf8_lossy(&output.stdout).trim().to_string())
     };
     for _ in 0..2 {
         run();
@@ -103,11 +84,9 @@ fn build_corpus(corpus: &Path, out: &Path, count: usize) -> usize {
         let reports = linter.lint(&source);
         for document in Documents::new(&source).flatten() {
             let Some(root) = &document.root else { continue };
-            let valid = reports.iter().any(|r| {
-                r.document == Some(document.index)
-                    && r.item.is_none()
-                    && r.verdict == Verdict::Valid
-            });
+            let valid = reports
+                .iter()
+                .any(|r| r.document == Some(document.index) && r.item.is_none() && r.verdict == Verdict::Valid);
             let Some(name) = root.get("metadata").and_then(|m| m.get("name")) else {
                 continue;
             };
@@ -116,11 +95,7 @@ fn build_corpus(corpus: &Path, out: &Path, count: usize) -> usize {
             }
             let start = root.span.start as usize;
             let text = source.text()[start..root.span.end as usize].to_string();
-            templates.push((
-                text,
-                name.span.start as usize - start,
-                name.span.end as usize - start,
-            ));
+            templates.push((text, name.span.start as usize - start, name.span.end as usize - start));
         }
     }
     assert!(!templates.is_empty(), "no valid documents in the corpus");
@@ -150,10 +125,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
-            } else if path
-                .extension()
-                .is_some_and(|e| e == "yaml" || e == "yml" || e == "json")
-            {
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
                 files.push(path);
             }
         }

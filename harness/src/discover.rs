@@ -28,8 +28,8 @@ pub struct Unreadable {
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
 /// Expands paths into inputs. Directories are walked depth-first with entries sorted by
-/// name, so output order does not depend on the file system; hidden directories
-/// (`.git`, ...) below a named directory are not entered.
+/// name, so output order does not depend on the file system; hidden files and folders
+/// (`.git`, `.kubeyard.yaml`, ...) below a named directory are skipped.
 pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
     let mut inputs = Vec::new();
     let mut problems = Vec::new();
@@ -40,10 +40,7 @@ pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
         }
         let root = Path::new(path);
         match std::fs::metadata(root) {
-            Err(error) => problems.push(Unreadable {
-                path: path.clone(),
-                reason: error.to_string(),
-            }),
+            Err(error) => problems.push(Unreadable { path: path.clone(), reason: error.to_string() }),
             Ok(meta) if meta.is_dir() => walk(root, &mut inputs, &mut problems),
             Ok(_) => inputs.push(Input::File(root.to_path_buf())),
         }
@@ -52,12 +49,13 @@ pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
 }
 
 fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
+    // Links are followed: ConfigMap mounts and generated trees are made of them (walkdir
+    // reports a loop as an error instead of walking it forever).
     let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|entry| {
-            entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.')
-        });
+        .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
     for entry in walker {
         match entry {
             Ok(entry) => {
@@ -72,12 +70,8 @@ fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
                 }
             }
             Err(error) => problems.push(Unreadable {
-                path: error
-                    .path()
-                    .map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
-                reason: error
-                    .io_error()
-                    .map_or_else(|| error.to_string(), ToString::to_string),
+                path: error.path().map_or_else(|| root.display().to_string(), |p| p.display().to_string()),
+                reason: error.io_error().map_or_else(|| error.to_string(), ToString::to_string),
             }),
         }
     }
@@ -92,22 +86,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::create_dir_all(root.join("b/.git")).unwrap();
-        for name in [
-            "b/z.yaml",
-            "b/a.yml",
-            "b/.git/c.yaml",
-            "a.json",
-            "notes.txt",
-            "c.YAML",
-        ] {
+        for name in ["b/z.yaml", "b/a.yml", "b/.git/c.yaml", "a.json", "notes.txt", "c.YAML"] {
             std::fs::write(root.join(name), "").unwrap();
         }
         std::fs::write(root.join("explicit.txt"), "").unwrap();
-        let paths = vec![
-            root.display().to_string(),
-            root.join("explicit.txt").display().to_string(),
-            "missing".into(),
-        ];
+        std::os::unix::fs::symlink(root.join("a.json"), root.join("b/linked.yaml")).unwrap();
+        let paths = vec![root.display().to_string(), root.join("explicit.txt").display().to_string(), "missing".into()];
         let (inputs, problems) = discover(&paths);
         let names: Vec<String> = inputs
             .iter()
@@ -116,10 +100,7 @@ mod tests {
                 Input::Stdin => "-".into(),
             })
             .collect();
-        assert_eq!(
-            names,
-            vec!["a.json", "b/a.yml", "b/z.yaml", "c.YAML", "explicit.txt"]
-        );
+        assert_eq!(names, vec!["a.json", "b/a.yml", "b/linked.yaml", "b/z.yaml", "c.YAML", "explicit.txt"]);
         assert_eq!(problems.len(), 1);
         assert_eq!(problems[0].path, "missing");
     }

@@ -17,14 +17,9 @@ fn corpus_verdicts() {
     for report in &reports {
         let file = report.name.strip_prefix(&prefix).unwrap_or(&report.name);
         for object in &report.objects {
-            let line = report
-                .source
-                .as_ref()
-                .map_or(0, |s| s.line_col(object.span.start).line);
-            let what = object.object.as_ref().map_or_else(
-                || "-".to_string(),
-                |o| format!("{} {}", o.gvk, o.display_name()),
-            );
+            let line = report.source.as_ref().map_or(0, |s| s.line_col(object.span.start).line);
+            let what =
+                object.object.as_ref().map_or_else(|| "-".to_string(), |o| format!("{} {}", o.gvk, o.display_name()));
             let verdict = match object.verdict {
                 Verdict::Valid => "valid",
                 Verdict::Invalid => "INVALID",
@@ -32,11 +27,7 @@ fn corpus_verdicts() {
             };
             invalid += usize::from(object.verdict == Verdict::Invalid);
             let codes: Vec<&str> = object.diagnostics.iter().map(|d| d.code.as_str()).collect();
-            lines.push(
-                format!("{file}:{line} {what} {verdict} {}", codes.join(" "))
-                    .trim_end()
-                    .to_string(),
-            );
+            lines.push(format!("{file}:{line} {what} {verdict} {}", codes.join(" ")).trim_end().to_string());
         }
     }
     // The misspelt field a strict validator must find (kubeconform -strict does).
@@ -45,17 +36,15 @@ fn corpus_verdicts() {
         .find(|r| r.name.ends_with("_archived/volumes/scaleio/pod.yaml"))
         .expect("the scaleio example is in the corpus");
     assert!(
-        scaleio.objects[0].diagnostics.iter().any(|d| d.message
-            == "unknown field \"spec.volumes[0].scaleIO.protectionDoamin\""
-            && d.help.as_deref() == Some("did you mean \"protectionDomain\"?")),
+        scaleio.objects[0]
+            .diagnostics
+            .iter()
+            .any(|d| d.message == "unknown field \"spec.volumes[0].scaleIO.protectionDoamin\""
+                && d.help.as_deref() == Some("did you mean \"protectionDomain\"?")),
         "{:?}",
         scaleio.objects[0].diagnostics
     );
-    assert!(
-        invalid > 0 && lines.len() > 300,
-        "{invalid} invalid of {}",
-        lines.len()
-    );
+    assert!(invalid > 0 && lines.len() > 300, "{invalid} invalid of {}", lines.len());
     insta::with_settings!({snapshot_path => "../../snapshots/lint", prepend_module_to_snapshot => false, omit_expression => true}, {
         insta::assert_snapshot!("corpus-verdicts", lines.join("\n"));
     });
@@ -67,11 +56,7 @@ fn online_boutique_is_valid() {
     let path = support::corpus().join("online-boutique/kubernetes-manifests.yaml");
     let mut linter = support::linter();
     let report = support::lint_file(&mut linter, &path, &support::corpus());
-    assert!(
-        report.objects.len() >= 30,
-        "{} objects",
-        report.objects.len()
-    );
+    assert!(report.objects.len() >= 30, "{} objects", report.objects.len());
     for object in &report.objects {
         assert_eq!(object.verdict, Verdict::Valid, "{:?}", object.diagnostics);
     }

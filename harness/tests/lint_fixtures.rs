@@ -20,11 +20,7 @@ fn fixtures() {
         files.sort();
         fixtures.extend(files);
     }
-    assert!(
-        fixtures.len() >= 20,
-        "only {} fixtures found",
-        fixtures.len()
-    );
+    assert!(fixtures.len() >= 20, "only {} fixtures found", fixtures.len());
     for path in &fixtures {
         let path = path.as_path();
         let mut linter = support::linter();
@@ -34,26 +30,11 @@ fn fixtures() {
         let valid_fixture = path.parent().is_some_and(|p| p.ends_with("valid"));
         let verdicts: Vec<Verdict> = reports[0].objects.iter().map(|o| o.verdict).collect();
         if valid_fixture {
-            assert!(
-                !verdicts.contains(&Verdict::Invalid),
-                "{} should be valid",
-                path.display()
-            );
+            assert!(!verdicts.contains(&Verdict::Invalid), "{} should be valid", path.display());
         } else {
-            assert!(
-                verdicts.contains(&Verdict::Invalid),
-                "{} should be invalid",
-                path.display()
-            );
+            assert!(verdicts.contains(&Verdict::Invalid), "{} should be invalid", path.display());
         }
-        let text = report::text::render(
-            &reports,
-            &summary,
-            &report::text::TextOptions {
-                color: false,
-                verbose: true,
-            },
-        );
+        let text = report::text::render(&reports, &summary, &report::text::TextOptions { color: false, verbose: true });
         let json = report::json::render(&reports, &summary, "1.37", true);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let group = if valid_fixture { "valid" } else { "invalid" };

@@ -34,28 +34,19 @@ pub struct KubernetesVersion {
 impl KubernetesVersion {
     /// The versions kubeyard has schemas for, oldest first.
     pub fn shipped() -> impl Iterator<Item = KubernetesVersion> {
-        embedded::VERSIONS
-            .iter()
-            .map(|&(minor, _)| KubernetesVersion { minor })
+        embedded::VERSIONS.iter().map(|&(minor, _)| KubernetesVersion { minor })
     }
 
     pub fn latest() -> KubernetesVersion {
-        KubernetesVersion::shipped()
-            .last()
-            .expect("build.rs refuses to build without schemas")
+        KubernetesVersion::shipped().last().expect("build.rs refuses to build without schemas")
     }
 
     fn definitions_text(self) -> Option<&'static str> {
-        embedded::VERSIONS
-            .iter()
-            .find(|&&(minor, _)| minor == self.minor)
-            .map(|&(_, text)| text)
+        embedded::VERSIONS.iter().find(|&&(minor, _)| minor == self.minor).map(|&(_, text)| text)
     }
 
     fn shipped_list() -> String {
-        let versions: Vec<String> = KubernetesVersion::shipped()
-            .map(|v| v.to_string())
-            .collect();
+        let versions: Vec<String> = KubernetesVersion::shipped().map(|v| v.to_string()).collect();
         versions.join(", ")
     }
 }
@@ -118,11 +109,7 @@ pub struct CatalogOptions {
 
 impl Default for CatalogOptions {
     fn default() -> Self {
-        CatalogOptions {
-            version: KubernetesVersion::latest(),
-            strict: true,
-            schema_dirs: Vec::new(),
-        }
+        CatalogOptions { version: KubernetesVersion::latest(), strict: true, schema_dirs: Vec::new() }
     }
 }
 
@@ -144,9 +131,7 @@ pub struct CompiledSchema {
 
 impl fmt::Debug for CompiledSchema {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CompiledSchema")
-            .field("origin", &self.origin)
-            .finish_non_exhaustive()
+        f.debug_struct("CompiledSchema").field("origin", &self.origin).finish_non_exhaustive()
     }
 }
 
@@ -200,28 +185,19 @@ pub struct Catalog {
 
 impl fmt::Debug for Catalog {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Catalog")
-            .field("version", &self.version)
-            .field("strict", &self.strict)
-            .finish_non_exhaustive()
+        f.debug_struct("Catalog").field("version", &self.version).field("strict", &self.strict).finish_non_exhaustive()
     }
 }
 
 impl Catalog {
     pub fn new(options: CatalogOptions) -> Result<Catalog, SchemaError> {
         let version = options.version;
-        let embedded_error = |message: String| SchemaError::Embedded {
+        let embedded_error = |message: String| SchemaError::Embedded { version: version.to_string(), message };
+        let text = version.definitions_text().ok_or_else(|| SchemaError::NotShipped {
             version: version.to_string(),
-            message,
-        };
-        let text = version
-            .definitions_text()
-            .ok_or_else(|| SchemaError::NotShipped {
-                version: version.to_string(),
-                shipped: KubernetesVersion::shipped_list(),
-            })?;
-        let mut definitions: Value =
-            serde_json::from_str(text).map_err(|e| embedded_error(e.to_string()))?;
+            shipped: KubernetesVersion::shipped_list(),
+        })?;
+        let mut definitions: Value = serde_json::from_str(text).map_err(|e| embedded_error(e.to_string()))?;
         if options.strict {
             openapi::make_strict(&mut definitions, openapi::Reach::Everywhere);
         }
@@ -231,13 +207,8 @@ impl Catalog {
 
         let mut dirs = Vec::new();
         for path in &options.schema_dirs {
-            let folder_error = |message: String| SchemaError::Folder {
-                path: path.clone(),
-                message,
-            };
-            let path = path
-                .canonicalize()
-                .map_err(|e| folder_error(e.to_string()))?;
+            let folder_error = |message: String| SchemaError::Folder { path: path.clone(), message };
+            let path = path.canonicalize().map_err(|e| folder_error(e.to_string()))?;
             if !path.is_dir() {
                 return Err(folder_error("not a directory".into()));
             }
@@ -256,21 +227,14 @@ impl Catalog {
             } else {
                 None
             };
-            dirs.push(SchemaDir {
-                path,
-                definitions_uri,
-            });
+            dirs.push(SchemaDir { path, definitions_uri });
         }
 
         let mut builder = Registry::new().draft(Draft::Draft202012);
         for (uri, document) in &documents {
-            builder = builder
-                .add(uri, Arc::clone(document))
-                .map_err(|e| embedded_error(format!("{uri}: {e}")))?;
+            builder = builder.add(uri, Arc::clone(document)).map_err(|e| embedded_error(format!("{uri}: {e}")))?;
         }
-        let registry = builder
-            .prepare()
-            .map_err(|e| embedded_error(e.to_string()))?;
+        let registry = builder.prepare().map_err(|e| embedded_error(e.to_string()))?;
         Ok(Catalog {
             version,
             strict: options.strict,
@@ -294,29 +258,22 @@ impl Catalog {
     /// Registers the kinds a CustomResourceDefinition defines, so objects of those kinds
     /// are validated against its schema. Returns the kinds, or why the CRD is unusable.
     pub fn register_crd(&mut self, crd: &Value) -> Result<Vec<GroupVersionKind>, String> {
-        let spec = crd
-            .get("spec")
-            .ok_or("the CustomResourceDefinition has no spec")?;
-        let group = spec
-            .get("group")
-            .and_then(Value::as_str)
-            .ok_or("spec.group is missing")?;
-        let kind = spec
-            .pointer("/names/kind")
-            .and_then(Value::as_str)
-            .ok_or("spec.names.kind is missing")?;
+        let spec = crd.get("spec").ok_or("the CustomResourceDefinition has no spec")?;
+        let group = spec.get("group").and_then(Value::as_str).ok_or("spec.group is missing")?;
+        let kind = spec.pointer("/names/kind").and_then(Value::as_str).ok_or("spec.names.kind is missing")?;
         let name = crd
             .pointer("/metadata/name")
             .and_then(Value::as_str)
-            .map_or_else(
-                || format!("{}.{group}", kind.to_lowercase()),
-                str::to_string,
-            );
+            .map_or_else(|| format!("{}.{group}", kind.to_lowercase()), str::to_string);
         // apiextensions/v1beta1 had one schema for all versions, and a single `version`.
         let shared_schema = spec.pointer("/validation/openAPIV3Schema");
         let mut versions: Vec<(String, Option<&Value>)> = Vec::new();
         if let Some(list) = spec.get("versions").and_then(Value::as_array) {
             for entry in list {
+                // The API server refuses objects of a version it does not serve.
+                if entry.get("served") == Some(&Value::Bool(false)) {
+                    continue;
+                }
                 if let Some(version) = entry.get("name").and_then(Value::as_str) {
                     let schema = entry.pointer("/schema/openAPIV3Schema").or(shared_schema);
                     versions.push((version.to_string(), schema));
@@ -331,19 +288,9 @@ impl Catalog {
         let mut registered = Vec::new();
         for (version, open_api) in versions {
             let gvk = GroupVersionKind::new(group, version, kind);
-            let schema =
-                openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
-            self.cache
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&gvk);
-            self.custom.insert(
-                gvk.clone(),
-                CustomKind {
-                    crd_name: name.clone(),
-                    schema,
-                },
-            );
+            let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
+            self.cache.get_mut().unwrap_or_else(|e| e.into_inner()).remove(&gvk);
+            self.custom.insert(gvk.clone(), CustomKind { crd_name: name.clone(), schema });
             registered.push(gvk);
         }
         Ok(registered)
@@ -377,17 +324,12 @@ impl Catalog {
                 gvk.version,
                 gvk.kind.to_lowercase()
             );
-            let origin = Origin::CustomResourceDefinition {
-                name: custom.crd_name.clone(),
-            };
+            let origin = Origin::CustomResourceDefinition { name: custom.crd_name.clone() };
             return self.build(origin, base, custom.schema.clone());
         }
         if let Some(definition) = self.builtin.get(gvk) {
-            let root =
-                serde_json::json!({ "$ref": format!("{DEFINITIONS_URI}#/$defs/{definition}") });
-            let origin = Origin::Builtin {
-                definition: definition.clone(),
-            };
+            let root = serde_json::json!({ "$ref": format!("{DEFINITIONS_URI}#/$defs/{definition}") });
+            let origin = Origin::Builtin { definition: definition.clone() };
             return self.build(origin, "https://kubernetes.io/api/root.json".into(), root);
         }
         Lookup::Missing
@@ -406,16 +348,8 @@ impl Catalog {
             .with_base_uri(base_uri.clone())
             .build(&root)
         {
-            Ok(validator) => Lookup::Found(Arc::new(CompiledSchema {
-                origin,
-                validator,
-                base_uri,
-                root,
-            })),
-            Err(error) => Lookup::Broken {
-                origin,
-                message: error.to_string(),
-            },
+            Ok(validator) => Lookup::Found(Arc::new(CompiledSchema { origin, validator, base_uri, root })),
+            Err(error) => Lookup::Broken { origin, message: error.to_string() },
         }
     }
 
@@ -434,19 +368,14 @@ impl Catalog {
         }
         names.push(format!("{kind}_{}.json", gvk.version));
         self.dirs.iter().find_map(|dir| {
-            names
-                .iter()
-                .map(|name| dir.path.join(name))
-                .find(|path| path.is_file())
-                .map(|path| (path, dir))
+            names.iter().map(|name| dir.path.join(name)).find(|path| path.is_file()).map(|path| (path, dir))
         })
     }
 
     fn load_file(&self, path: &Path, dir: &SchemaDir) -> Result<Value, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut root: Value = serde_json::from_str(&text)
-            .map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let mut root: Value =
+            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         if let Some(uri) = &dir.definitions_uri {
             point_refs_at(&mut root, uri);
         }
@@ -458,42 +387,21 @@ impl Catalog {
 
     /// The schema object an error's absolute keyword location points into, minus the
     /// keyword itself: for `.../PodSpec/additionalProperties`, the PodSpec schema.
-    pub fn schema_at<'a>(
-        &'a self,
-        compiled: &'a CompiledSchema,
-        location: &str,
-    ) -> Option<&'a Value> {
+    pub fn schema_at<'a>(&'a self, compiled: &'a CompiledSchema, location: &str) -> Option<&'a Value> {
         let (document, fragment) = location.split_once('#').unwrap_or((location, ""));
         let pointer = percent_decode(fragment);
         let parent = pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
-        let root = if document == compiled.base_uri {
-            &compiled.root
-        } else {
-            self.documents.get(document)?.as_ref()
-        };
+        let root = if document == compiled.base_uri { &compiled.root } else { self.documents.get(document)?.as_ref() };
         root.pointer(parent)
     }
 
     /// The `apiVersion`s that serve `kind` in this catalog, best first.
     pub fn api_versions_for(&self, kind: &str) -> Vec<String> {
-        let mut found: Vec<&GroupVersionKind> = self
-            .builtin
-            .keys()
-            .chain(self.custom.keys())
-            .filter(|g| g.kind == kind)
-            .collect();
-        found.sort_by_key(|g| {
-            (
-                std::cmp::Reverse(removed::version_priority(&g.version)),
-                g.group.clone(),
-            )
-        });
+        let mut found: Vec<&GroupVersionKind> =
+            self.builtin.keys().chain(self.custom.keys()).filter(|g| g.kind == kind).collect();
+        found.sort_by_key(|g| (std::cmp::Reverse(removed::version_priority(&g.version)), g.group.clone()));
         let mut seen = BTreeSet::new();
-        found
-            .into_iter()
-            .map(GroupVersionKind::api_version)
-            .filter(|v| seen.insert(v.clone()))
-            .collect()
+        found.into_iter().map(GroupVersionKind::api_version).filter(|v| seen.insert(v.clone())).collect()
     }
 
     /// Says why a kind has no schema: removed, not yet added, misspelt, or a custom
@@ -502,11 +410,8 @@ impl Catalog {
         let target = self.version;
         let api_version = gvk.api_version();
         let served_in_group = |group: &str| -> Option<String> {
-            let mut versions: Vec<&GroupVersionKind> = self
-                .builtin
-                .keys()
-                .filter(|g| g.group == group && g.kind == gvk.kind)
-                .collect();
+            let mut versions: Vec<&GroupVersionKind> =
+                self.builtin.keys().filter(|g| g.group == group && g.kind == gvk.kind).collect();
             versions.sort_by_key(|g| std::cmp::Reverse(removed::version_priority(&g.version)));
             versions.first().map(|g| g.api_version())
         };
@@ -520,10 +425,7 @@ impl Catalog {
             };
             MissingSchema {
                 code: Code::RemovedApi,
-                message: format!(
-                    "{api_version} {} was removed in Kubernetes 1.{removed_in}",
-                    gvk.kind
-                ),
+                message: format!("{api_version} {} was removed in Kubernetes 1.{removed_in}", gvk.kind),
                 help,
                 custom: false,
                 blames_kind: false,
@@ -533,11 +435,8 @@ impl Catalog {
             let replacement = removal.replacement_group.and_then(served_in_group);
             return removed_error(removal.removed_in, replacement);
         }
-        if let Some(custom) = self
-            .custom
-            .iter()
-            .find(|(g, _)| g.group == gvk.group && g.kind == gvk.kind)
-            .map(|(_, c)| c)
+        if let Some(custom) =
+            self.custom.iter().find(|(g, _)| g.group == gvk.group && g.kind == gvk.kind).map(|(_, c)| c)
         {
             let mut versions: Vec<&str> = self
                 .custom
@@ -549,31 +448,36 @@ impl Catalog {
             return MissingSchema {
                 code: Code::UnknownKind,
                 message: format!(
-                    "the CustomResourceDefinition {} does not define version {} of {}",
+                    "the CustomResourceDefinition {} does not serve version {} of {}",
                     custom.crd_name, gvk.version, gvk.kind
                 ),
-                help: format!(
-                    "use apiVersion: {}/{} (defined: {})",
-                    gvk.group,
-                    versions[0],
-                    versions.join(", ")
-                ),
+                help: format!("use apiVersion: {}/{} (served: {})", gvk.group, versions[0], versions.join(", ")),
                 custom: false,
+                blames_kind: false,
+            };
+        }
+        let known_group = gvk.group.is_empty() || self.builtin.keys().any(|g| g.group == gvk.group);
+        if !known_group && !gvk.is_builtin_group() {
+            // A custom resource may share its kind with a built-in one (Knative's Service,
+            // Volcano's Job): the built-in kind is no hint.
+            return MissingSchema {
+                code: Code::UnknownKind,
+                message: format!("no schema for the custom resource {api_version} {}", gvk.kind),
+                help: "include its CustomResourceDefinition in the input, add its JSON schema with --schema-dir, or skip such objects with --ignore-missing-schemas".into(),
+                custom: true,
                 blames_kind: false,
             };
         }
         let elsewhere = self.api_versions_for(&gvk.kind);
         let shipped_in: Vec<KubernetesVersion> = KubernetesVersion::shipped()
-            .filter(|v| {
-                v.definitions_text()
-                    .is_some_and(|text| text.contains(&gvk_marker(gvk)))
-            })
+            .filter(|v| v.definitions_text().is_some_and(|text| text.contains(&gvk_marker(gvk))))
             .collect();
         if let Some(last) = shipped_in.iter().filter(|v| **v < target).max()
             && !shipped_in.iter().any(|v| *v > target)
         {
             let replacement = served_in_group(&gvk.group).or_else(|| elsewhere.first().cloned());
-            return removed_error(last.minor + 1, replacement);
+            let removed_in = KubernetesVersion::shipped().find(|v| v > last).map_or(last.minor + 1, |v| v.minor);
+            return removed_error(removed_in, replacement);
         }
         if let Some(first) = shipped_in.iter().filter(|v| **v > target).min() {
             return MissingSchema {
@@ -600,10 +504,7 @@ impl Catalog {
             };
             return MissingSchema {
                 code: Code::UnknownKind,
-                message: format!(
-                    "{api_version} does not serve {} in Kubernetes {target}",
-                    gvk.kind
-                ),
+                message: format!("{api_version} does not serve {} in Kubernetes {target}", gvk.kind),
                 help: format!("use apiVersion: {best}{also}"),
                 custom: false,
                 blames_kind: false,
@@ -619,18 +520,13 @@ impl Catalog {
         if let Some(suggestion) = did_you_mean(&gvk.kind, same_api.iter().copied()) {
             return MissingSchema {
                 code: Code::UnknownKind,
-                message: format!(
-                    "{api_version} has no kind {} in Kubernetes {target}",
-                    gvk.kind
-                ),
+                message: format!("{api_version} has no kind {} in Kubernetes {target}", gvk.kind),
                 help: format!("did you mean kind: {suggestion}? (kinds are case-sensitive)"),
                 custom: false,
                 blames_kind: true,
             };
         }
-        if !gvk.is_builtin_group()
-            || (self.builtin.keys().all(|g| g.group != gvk.group) && gvk.group.contains('.'))
-        {
+        if !known_group && gvk.group.contains('.') {
             return MissingSchema {
                 code: Code::UnknownKind,
                 message: format!("no schema for the custom resource {api_version} {}", gvk.kind),
@@ -639,20 +535,15 @@ impl Catalog {
                 blames_kind: false,
             };
         }
-        let group_versions: BTreeSet<String> = self
-            .builtin
-            .keys()
-            .filter(|g| g.group == gvk.group)
-            .map(GroupVersionKind::api_version)
-            .collect();
+        let group_versions: BTreeSet<String> =
+            self.builtin.keys().filter(|g| g.group == gvk.group).map(GroupVersionKind::api_version).collect();
         MissingSchema {
             code: Code::UnknownKind,
             message: format!("Kubernetes {target} has no {api_version} {}", gvk.kind),
+            // With a real group, the kind is what is wrong; without one, the apiVersion.
+            blames_kind: !group_versions.is_empty(),
             help: if group_versions.is_empty() {
-                format!(
-                    "no API group \"{}\" exists in Kubernetes {target}; check the apiVersion",
-                    gvk.group
-                )
+                format!("no API group \"{}\" exists in Kubernetes {target}; check the apiVersion", gvk.group)
             } else {
                 format!(
                     "this group serves {}; check the kind and apiVersion",
@@ -660,7 +551,6 @@ impl Catalog {
                 )
             },
             custom: false,
-            blames_kind: true,
         }
     }
 }
@@ -672,27 +562,15 @@ fn index_kinds(definitions: &Value) -> HashMap<GroupVersionKind, String> {
         return kinds;
     };
     for (name, schema) in defs {
-        let Some(list) = schema
-            .get("x-kubernetes-group-version-kind")
-            .and_then(Value::as_array)
-        else {
+        let Some(list) = schema.get("x-kubernetes-group-version-kind").and_then(Value::as_array) else {
             continue;
         };
         // Shared types (DeleteOptions, WatchEvent) list every group; they are not objects
         // anyone writes in a manifest, and would shadow nothing, so they stay indexed.
         for gvk in list {
-            let field = |key: &str| {
-                gvk.get(key)
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string()
-            };
+            let field = |key: &str| gvk.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
             kinds
-                .entry(GroupVersionKind::new(
-                    field("group"),
-                    field("version"),
-                    field("kind"),
-                ))
+                .entry(GroupVersionKind::new(field("group"), field("version"), field("kind")))
                 .or_insert_with(|| name.clone());
         }
     }
@@ -773,74 +651,44 @@ mod tests {
     #[test]
     fn parses_versions() {
         let latest = KubernetesVersion::latest();
-        assert_eq!(
-            format!("v{latest}").parse::<KubernetesVersion>().unwrap(),
-            latest
-        );
-        assert_eq!(
-            format!("{latest}.3").parse::<KubernetesVersion>().unwrap(),
-            latest
-        );
-        assert!(matches!(
-            "1.2".parse::<KubernetesVersion>(),
-            Err(SchemaError::NotShipped { .. })
-        ));
-        assert!(matches!(
-            "2.30".parse::<KubernetesVersion>(),
-            Err(SchemaError::BadVersion(_))
-        ));
+        assert_eq!(format!("v{latest}").parse::<KubernetesVersion>().unwrap(), latest);
+        assert_eq!(format!("{latest}.3").parse::<KubernetesVersion>().unwrap(), latest);
+        assert!(matches!("1.2".parse::<KubernetesVersion>(), Err(SchemaError::NotShipped { .. })));
+        assert!(matches!("2.30".parse::<KubernetesVersion>(), Err(SchemaError::BadVersion(_))));
         assert!(KubernetesVersion::shipped().count() >= 3);
     }
 
     #[test]
     fn finds_and_compiles_builtin_kinds() {
         let catalog = catalog();
-        let Lookup::Found(schema) =
-            catalog.lookup(&GroupVersionKind::new("apps", "v1", "Deployment"))
-        else {
+        let Lookup::Found(schema) = catalog.lookup(&GroupVersionKind::new("apps", "v1", "Deployment")) else {
             panic!("no Deployment schema");
         };
-        assert_eq!(
-            schema.origin,
-            Origin::Builtin {
-                definition: "io.k8s.api.apps.v1.Deployment".into()
-            }
-        );
-        assert!(matches!(
-            catalog.lookup(&GroupVersionKind::new("apps", "v1", "Nope")),
-            Lookup::Missing
-        ));
+        assert_eq!(schema.origin, Origin::Builtin { definition: "io.k8s.api.apps.v1.Deployment".into() });
+        assert!(matches!(catalog.lookup(&GroupVersionKind::new("apps", "v1", "Nope")), Lookup::Missing));
     }
 
     #[test]
     fn explains_missing_kinds() {
         let catalog = catalog();
-        let removed = catalog.explain_missing(&GroupVersionKind::new(
-            "extensions",
-            "v1beta1",
-            "Deployment",
-        ));
+        let removed = catalog.explain_missing(&GroupVersionKind::new("extensions", "v1beta1", "Deployment"));
         assert_eq!(removed.code, Code::RemovedApi);
-        assert_eq!(
-            removed.message,
-            "extensions/v1beta1 Deployment was removed in Kubernetes 1.16"
-        );
+        assert_eq!(removed.message, "extensions/v1beta1 Deployment was removed in Kubernetes 1.16");
         assert!(removed.help.contains("apps/v1"), "{}", removed.help);
 
-        let wrong_version =
-            catalog.explain_missing(&GroupVersionKind::new("apps", "v2", "Deployment"));
+        let wrong_version = catalog.explain_missing(&GroupVersionKind::new("apps", "v2", "Deployment"));
         assert_eq!(wrong_version.code, Code::UnknownKind);
         assert!(wrong_version.help.contains("apps/v1"));
 
         let case = catalog.explain_missing(&GroupVersionKind::new("apps", "v1", "deployment"));
         assert!(case.help.contains("kind: Deployment"), "{}", case.help);
 
-        let custom = catalog.explain_missing(&GroupVersionKind::new(
-            "monitoring.coreos.com",
-            "v1",
-            "ServiceMonitor",
-        ));
+        let custom = catalog.explain_missing(&GroupVersionKind::new("monitoring.coreos.com", "v1", "ServiceMonitor"));
         assert!(custom.custom);
+        let knative = catalog.explain_missing(&GroupVersionKind::new("serving.knative.dev", "v1", "Service"));
+        assert!(knative.custom, "{knative:?}");
+        let no_group = catalog.explain_missing(&GroupVersionKind::new("foo", "v1", "Bar"));
+        assert!(!no_group.blames_kind, "{no_group:?}");
     }
 
     #[test]
@@ -856,13 +704,8 @@ mod tests {
             ]}
         });
         let kinds = catalog.register_crd(&crd).unwrap();
-        assert_eq!(
-            kinds,
-            vec![GroupVersionKind::new("example.com", "v1", "Widget")]
-        );
-        let Lookup::Found(schema) = catalog.lookup(&kinds[0]) else {
-            panic!("not registered")
-        };
+        assert_eq!(kinds, vec![GroupVersionKind::new("example.com", "v1", "Widget")]);
+        let Lookup::Found(schema) = catalog.lookup(&kinds[0]) else { panic!("not registered") };
         let valid = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3}});
         assert!(schema.validator.is_valid(&valid));
         let typo = serde_json::json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "lables": {}}, "spec": {"sise": 3}});

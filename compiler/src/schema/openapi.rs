@@ -57,41 +57,24 @@ pub fn make_strict(schema: &mut Value, reach: Reach) {
 /// integer-or-string choice, `x-kubernetes-embedded-resource` an object with its own
 /// type and metadata. The root's `metadata` is validated as the API server does it:
 /// as an `ObjectMeta`, whatever the CRD says.
-pub fn custom_resource_schema(
-    open_api: Option<&Value>,
-    api_version: &str,
-    kind: &str,
-    strict: bool,
-) -> Value {
-    let mut root = open_api
-        .cloned()
-        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+pub fn custom_resource_schema(open_api: Option<&Value>, api_version: &str, kind: &str, strict: bool) -> Value {
+    let mut root =
+        open_api.cloned().unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
     translate(&mut root);
     if let Value::Object(map) = &mut root {
         map.insert("type".into(), json!("object"));
-        let properties = map
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let properties = map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(properties) = properties {
-            properties.insert(
-                "apiVersion".into(),
-                json!({"type": "string", "enum": [api_version]}),
-            );
+            properties.insert("apiVersion".into(), json!({"type": "string", "enum": [api_version]}));
             properties.insert("kind".into(), json!({"type": "string", "enum": [kind]}));
-            properties.insert(
-                "metadata".into(),
-                json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}),
-            );
+            properties.insert("metadata".into(), json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}));
         }
         // A CRD without a structural schema keeps every field, so strictness stops here.
         if !map.contains_key("additionalProperties")
             && !map.contains_key("x-kubernetes-preserve-unknown-fields")
             && open_api.is_none()
         {
-            map.insert(
-                "x-kubernetes-preserve-unknown-fields".into(),
-                Value::Bool(true),
-            );
+            map.insert("x-kubernetes-preserve-unknown-fields".into(), Value::Bool(true));
         }
     }
     if strict {
@@ -104,16 +87,29 @@ fn translate(schema: &mut Value) {
     let Value::Object(map) = schema else {
         return;
     };
+    let nullable = map.get("nullable") == Some(&Value::Bool(true));
     if map.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) {
         map.remove("type");
         if !map.contains_key("anyOf") && !map.contains_key("oneOf") {
-            map.insert(
-                "anyOf".into(),
-                json!([{"type": "integer"}, {"type": "string"}]),
-            );
+            let mut choices = vec![json!({"type": "integer"}), json!({"type": "string"})];
+            if nullable {
+                choices.push(json!({"type": "null"}));
+            }
+            map.insert("anyOf".into(), Value::Array(choices));
         }
     }
-    if map.get("nullable") == Some(&Value::Bool(true)) {
+    // OpenAPI 3.0 writes exclusive bounds as booleans beside minimum/maximum; JSON Schema
+    // 2020-12 wants the bound itself.
+    for (exclusive, bound) in [("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")] {
+        if let Some(Value::Bool(flag)) = map.get(exclusive) {
+            let flag = *flag;
+            map.remove(exclusive);
+            if flag && let Some(limit) = map.remove(bound) {
+                map.insert(exclusive.into(), limit);
+            }
+        }
+    }
+    if nullable {
         match map.get_mut("type") {
             Some(Value::String(t)) => {
                 let t = std::mem::take(t);
@@ -129,19 +125,13 @@ fn translate(schema: &mut Value) {
         }
     }
     if map.get("x-kubernetes-embedded-resource") == Some(&Value::Bool(true)) {
-        let properties = map
-            .entry("properties")
-            .or_insert_with(|| Value::Object(Map::new()));
+        let properties = map.entry("properties").or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(properties) = properties {
+            properties.entry("apiVersion").or_insert_with(|| json!({"type": "string"}));
+            properties.entry("kind").or_insert_with(|| json!({"type": "string"}));
             properties
-                .entry("apiVersion")
-                .or_insert_with(|| json!({"type": "string"}));
-            properties
-                .entry("kind")
-                .or_insert_with(|| json!({"type": "string"}));
-            properties.entry("metadata").or_insert_with(
-                || json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}),
-            );
+                .entry("metadata")
+                .or_insert_with(|| json!({"$ref": format!("{DEFINITIONS_URI}#/$defs/{OBJECT_META}")}));
         }
     }
     for (keyword, child) in map.iter_mut() {
@@ -178,19 +168,9 @@ mod tests {
         });
         make_strict(&mut schema, Reach::Structural);
         assert_eq!(schema["additionalProperties"], json!(false));
-        assert_eq!(
-            schema["properties"]["a"]["additionalProperties"],
-            json!(false)
-        );
-        assert!(
-            schema["properties"]["b"]
-                .get("additionalProperties")
-                .is_none()
-        );
-        assert_eq!(
-            schema["properties"]["c"]["additionalProperties"],
-            json!({"type": "string"})
-        );
+        assert_eq!(schema["properties"]["a"]["additionalProperties"], json!(false));
+        assert!(schema["properties"]["b"].get("additionalProperties").is_none());
+        assert_eq!(schema["properties"]["c"]["additionalProperties"], json!({"type": "string"}));
         assert!(schema["allOf"][0].get("additionalProperties").is_none());
     }
 
@@ -202,23 +182,19 @@ mod tests {
                 "spec": {"type": "object", "properties": {
                     "port": {"x-kubernetes-int-or-string": true},
                     "note": {"type": "string", "nullable": true},
+                    "count": {"type": "integer", "minimum": 0, "exclusiveMinimum": true, "maximum": 9, "exclusiveMaximum": false},
+                    "either": {"x-kubernetes-int-or-string": true, "nullable": true},
                     "template": {"type": "object", "x-kubernetes-embedded-resource": true, "x-kubernetes-preserve-unknown-fields": true},
                 }},
             },
         });
         let root = custom_resource_schema(Some(&open_api), "example.com/v1", "Widget", true);
         let spec = &root["properties"]["spec"]["properties"];
-        assert_eq!(
-            spec["port"]["anyOf"],
-            json!([{"type": "integer"}, {"type": "string"}])
-        );
+        assert_eq!(spec["port"]["anyOf"], json!([{"type": "integer"}, {"type": "string"}]));
         assert_eq!(spec["note"]["type"], json!(["string", "null"]));
-        assert!(
-            spec["template"]["properties"]["metadata"]["$ref"]
-                .as_str()
-                .unwrap()
-                .ends_with(OBJECT_META)
-        );
+        assert_eq!(spec["count"], json!({"type": "integer", "exclusiveMinimum": 0, "maximum": 9}));
+        assert_eq!(spec["either"]["anyOf"][2], json!({"type": "null"}));
+        assert!(spec["template"]["properties"]["metadata"]["$ref"].as_str().unwrap().ends_with(OBJECT_META));
         assert_eq!(root["properties"]["kind"]["enum"], json!(["Widget"]));
         assert_eq!(root["additionalProperties"], json!(false));
     }

@@ -6,111 +6,32 @@
 /// `(apiVersion, kinds, removed in 1.N, replacement group or None)`.
 /// The replacement is a group; the served version of it is read from the target schemas.
 static REMOVED: &[(&str, &[&str], u32, Option<&str>)] = &[
-    (
-        "extensions/v1beta1",
-        &["Deployment", "DaemonSet", "ReplicaSet"],
-        16,
-        Some("apps"),
-    ),
-    (
-        "extensions/v1beta1",
-        &["NetworkPolicy"],
-        16,
-        Some("networking.k8s.io"),
-    ),
+    ("extensions/v1beta1", &["Deployment", "DaemonSet", "ReplicaSet"], 16, Some("apps")),
+    ("extensions/v1beta1", &["NetworkPolicy"], 16, Some("networking.k8s.io")),
     ("extensions/v1beta1", &["PodSecurityPolicy"], 16, None),
-    (
-        "apps/v1beta1",
-        &[
-            "Deployment",
-            "StatefulSet",
-            "ReplicaSet",
-            "ControllerRevision",
-        ],
-        16,
-        Some("apps"),
-    ),
-    (
-        "apps/v1beta2",
-        &[
-            "Deployment",
-            "StatefulSet",
-            "DaemonSet",
-            "ReplicaSet",
-            "ControllerRevision",
-        ],
-        16,
-        Some("apps"),
-    ),
-    (
-        "admissionregistration.k8s.io/v1alpha1",
-        &["InitializerConfiguration"],
-        14,
-        None,
-    ),
+    ("apps/v1beta1", &["Deployment", "StatefulSet", "ReplicaSet", "ControllerRevision"], 16, Some("apps")),
+    ("apps/v1beta2", &["Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "ControllerRevision"], 16, Some("apps")),
+    ("admissionregistration.k8s.io/v1alpha1", &["InitializerConfiguration"], 14, None),
     ("batch/v2alpha1", &["CronJob"], 21, Some("batch")),
     (
         "admissionregistration.k8s.io/v1beta1",
-        &[
-            "MutatingWebhookConfiguration",
-            "ValidatingWebhookConfiguration",
-        ],
+        &["MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"],
         22,
         Some("admissionregistration.k8s.io"),
     ),
-    (
-        "apiextensions.k8s.io/v1beta1",
-        &["CustomResourceDefinition"],
-        22,
-        Some("apiextensions.k8s.io"),
-    ),
-    (
-        "apiregistration.k8s.io/v1beta1",
-        &["APIService"],
-        22,
-        Some("apiregistration.k8s.io"),
-    ),
-    (
-        "authentication.k8s.io/v1beta1",
-        &["TokenReview"],
-        22,
-        Some("authentication.k8s.io"),
-    ),
+    ("apiextensions.k8s.io/v1beta1", &["CustomResourceDefinition"], 22, Some("apiextensions.k8s.io")),
+    ("apiregistration.k8s.io/v1beta1", &["APIService"], 22, Some("apiregistration.k8s.io")),
+    ("authentication.k8s.io/v1beta1", &["TokenReview"], 22, Some("authentication.k8s.io")),
     (
         "authorization.k8s.io/v1beta1",
-        &[
-            "SubjectAccessReview",
-            "LocalSubjectAccessReview",
-            "SelfSubjectAccessReview",
-            "SelfSubjectRulesReview",
-        ],
+        &["SubjectAccessReview", "LocalSubjectAccessReview", "SelfSubjectAccessReview", "SelfSubjectRulesReview"],
         22,
         Some("authorization.k8s.io"),
     ),
-    (
-        "certificates.k8s.io/v1beta1",
-        &["CertificateSigningRequest"],
-        22,
-        Some("certificates.k8s.io"),
-    ),
-    (
-        "coordination.k8s.io/v1beta1",
-        &["Lease"],
-        22,
-        Some("coordination.k8s.io"),
-    ),
-    (
-        "extensions/v1beta1",
-        &["Ingress"],
-        22,
-        Some("networking.k8s.io"),
-    ),
-    (
-        "networking.k8s.io/v1beta1",
-        &["Ingress", "IngressClass"],
-        22,
-        Some("networking.k8s.io"),
-    ),
+    ("certificates.k8s.io/v1beta1", &["CertificateSigningRequest"], 22, Some("certificates.k8s.io")),
+    ("coordination.k8s.io/v1beta1", &["Lease"], 22, Some("coordination.k8s.io")),
+    ("extensions/v1beta1", &["Ingress"], 22, Some("networking.k8s.io")),
+    ("networking.k8s.io/v1beta1", &["Ingress", "IngressClass"], 22, Some("networking.k8s.io")),
     (
         "rbac.authorization.k8s.io/v1beta1",
         &["ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding"],
@@ -123,18 +44,8 @@ static REMOVED: &[(&str, &[&str], u32, Option<&str>)] = &[
         22,
         Some("rbac.authorization.k8s.io"),
     ),
-    (
-        "scheduling.k8s.io/v1beta1",
-        &["PriorityClass"],
-        22,
-        Some("scheduling.k8s.io"),
-    ),
-    (
-        "scheduling.k8s.io/v1alpha1",
-        &["PriorityClass"],
-        22,
-        Some("scheduling.k8s.io"),
-    ),
+    ("scheduling.k8s.io/v1beta1", &["PriorityClass"], 22, Some("scheduling.k8s.io")),
+    ("scheduling.k8s.io/v1alpha1", &["PriorityClass"], 22, Some("scheduling.k8s.io")),
     (
         "storage.k8s.io/v1beta1",
         &["CSIDriver", "CSINode", "StorageClass", "VolumeAttachment"],
@@ -142,55 +53,20 @@ static REMOVED: &[(&str, &[&str], u32, Option<&str>)] = &[
         Some("storage.k8s.io"),
     ),
     ("batch/v1beta1", &["CronJob"], 25, Some("batch")),
-    (
-        "discovery.k8s.io/v1beta1",
-        &["EndpointSlice"],
-        25,
-        Some("discovery.k8s.io"),
-    ),
-    (
-        "events.k8s.io/v1beta1",
-        &["Event"],
-        25,
-        Some("events.k8s.io"),
-    ),
-    (
-        "autoscaling/v2beta1",
-        &["HorizontalPodAutoscaler"],
-        25,
-        Some("autoscaling"),
-    ),
-    (
-        "policy/v1beta1",
-        &["PodDisruptionBudget"],
-        25,
-        Some("policy"),
-    ),
+    ("discovery.k8s.io/v1beta1", &["EndpointSlice"], 25, Some("discovery.k8s.io")),
+    ("events.k8s.io/v1beta1", &["Event"], 25, Some("events.k8s.io")),
+    ("autoscaling/v2beta1", &["HorizontalPodAutoscaler"], 25, Some("autoscaling")),
+    ("policy/v1beta1", &["PodDisruptionBudget"], 25, Some("policy")),
     ("policy/v1beta1", &["PodSecurityPolicy"], 25, None),
-    (
-        "node.k8s.io/v1beta1",
-        &["RuntimeClass"],
-        25,
-        Some("node.k8s.io"),
-    ),
+    ("node.k8s.io/v1beta1", &["RuntimeClass"], 25, Some("node.k8s.io")),
     (
         "flowcontrol.apiserver.k8s.io/v1beta1",
         &["FlowSchema", "PriorityLevelConfiguration"],
         26,
         Some("flowcontrol.apiserver.k8s.io"),
     ),
-    (
-        "autoscaling/v2beta2",
-        &["HorizontalPodAutoscaler"],
-        26,
-        Some("autoscaling"),
-    ),
-    (
-        "storage.k8s.io/v1beta1",
-        &["CSIStorageCapacity"],
-        27,
-        Some("storage.k8s.io"),
-    ),
+    ("autoscaling/v2beta2", &["HorizontalPodAutoscaler"], 26, Some("autoscaling")),
+    ("storage.k8s.io/v1beta1", &["CSIStorageCapacity"], 27, Some("storage.k8s.io")),
     (
         "flowcontrol.apiserver.k8s.io/v1beta2",
         &["FlowSchema", "PriorityLevelConfiguration"],
@@ -216,13 +92,8 @@ pub struct Removal {
 pub fn removal(api_version: &str, kind: &str, minor: u32) -> Option<Removal> {
     REMOVED
         .iter()
-        .find(|(v, kinds, removed_in, _)| {
-            *v == api_version && kinds.contains(&kind) && *removed_in <= minor
-        })
-        .map(|&(_, _, removed_in, replacement_group)| Removal {
-            removed_in,
-            replacement_group,
-        })
+        .find(|(v, kinds, removed_in, _)| *v == api_version && kinds.contains(&kind) && *removed_in <= minor)
+        .map(|&(_, _, removed_in, replacement_group)| Removal { removed_in, replacement_group })
 }
 
 /// Kubernetes' version priority: GA before beta before alpha, higher numbers first
@@ -236,10 +107,7 @@ pub fn version_priority(version: &str) -> (u8, u32, u32) {
         return (0, 0, 0);
     };
     let tail = &rest[digits..];
-    let level = |prefix: &str| {
-        tail.strip_prefix(prefix)
-            .and_then(|n| n.parse::<u32>().ok())
-    };
+    let level = |prefix: &str| tail.strip_prefix(prefix).and_then(|n| n.parse::<u32>().ok());
     if tail.is_empty() {
         (3, major, 0)
     } else if let Some(n) = level("beta") {

@@ -16,9 +16,9 @@ use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct LintArgs {
-    /// Files or directories to lint; `-` reads standard input. Directories are searched
-    /// for *.yaml, *.yml and *.json. Without paths: standard input when it is piped,
-    /// else the current directory.
+    /// Files or directories to lint (default: the current directory); `-` reads standard
+    /// input. Directories are searched for *.yaml, *.yml and *.json, skipping hidden
+    /// files and folders.
     #[arg(value_name = "PATHS")]
     paths: Vec<String>,
 
@@ -62,11 +62,7 @@ pub fn run(args: LintArgs) -> Exit {
         Err(error) => return usage_error(&error.to_string()),
     };
     let options = LintOptions {
-        catalog: CatalogOptions {
-            version,
-            strict: !args.no_strict,
-            schema_dirs: args.schema_dir.clone(),
-        },
+        catalog: CatalogOptions { version, strict: !args.no_strict, schema_dirs: args.schema_dir.clone() },
         ignore_missing_schemas: args.ignore_missing_schemas,
     };
     let mut linter = match Linter::new(options) {
@@ -74,40 +70,22 @@ pub fn run(args: LintArgs) -> Exit {
         Err(error) => return usage_error(&error.to_string()),
     };
 
-    let paths = if args.paths.is_empty() {
-        vec![if std::io::stdin().is_terminal() {
-            ".".to_string()
-        } else {
-            "-".to_string()
-        }]
-    } else {
-        args.paths.clone()
-    };
+    // Standard input only when asked for: CI runners hand commands a stdin that is not a
+    // terminal, and linting that instead of the checkout would pass vacuously.
+    let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
     let reports = lint_paths(&mut linter, &paths);
     let summary = Summary::of(&reports, started.elapsed());
     let rendered = match args.output {
         Format::Text => {
-            let color = std::io::stdout().is_terminal()
-                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            report::text::render(
-                &reports,
-                &summary,
-                &report::text::TextOptions {
-                    color,
-                    verbose: args.verbose,
-                },
-            )
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            report::text::render(&reports, &summary, &report::text::TextOptions { color, verbose: args.verbose })
         }
-        Format::Json => {
-            report::json::render(&reports, &summary, &version.to_string(), !args.no_strict)
-        }
+        Format::Json => report::json::render(&reports, &summary, &version.to_string(), !args.no_strict),
         Format::Junit => report::junit::render(&reports),
     };
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`kubeyard lint | head`) is not worth a panic.
-    let _ = stdout
-        .write_all(rendered.as_bytes())
-        .and_then(|()| stdout.flush());
+    let _ = stdout.write_all(rendered.as_bytes()).and_then(|()| stdout.flush());
 
     if summary.unreadable > 0 {
         Exit::Usage
@@ -132,17 +110,13 @@ pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
     }
 
     let linter = &*linter;
-    let mut reports: Vec<FileReport> = unreadable
-        .into_iter()
-        .map(|problem| unreadable_report(problem.path, problem.reason))
-        .collect();
+    let mut reports: Vec<FileReport> =
+        unreadable.into_iter().map(|problem| unreadable_report(problem.path, problem.reason)).collect();
     reports.par_extend(loaded.into_par_iter().map(|loaded| match loaded {
         Loaded::Text(source) => linter.lint_source(source),
-        Loaded::NotText { name, diagnostic } => FileReport {
-            name,
-            source: None,
-            objects: vec![file_level(diagnostic)],
-        },
+        Loaded::NotText { name, diagnostic } => {
+            FileReport { name, source: None, objects: vec![file_level(diagnostic)] }
+        }
         Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
     }));
     reports
@@ -150,14 +124,8 @@ pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
 
 enum Loaded {
     Text(SourceFile),
-    NotText {
-        name: String,
-        diagnostic: Diagnostic,
-    },
-    Unreadable {
-        name: String,
-        reason: String,
-    },
+    NotText { name: String, diagnostic: Diagnostic },
+    Unreadable { name: String, reason: String },
 }
 
 fn load(input: &Input) -> Loaded {
@@ -165,24 +133,15 @@ fn load(input: &Input) -> Loaded {
     let bytes = match input {
         Input::Stdin => {
             let mut bytes = Vec::new();
-            std::io::stdin()
-                .lock()
-                .read_to_end(&mut bytes)
-                .map(|_| bytes)
+            std::io::stdin().lock().read_to_end(&mut bytes).map(|_| bytes)
         }
         Input::File(path) => std::fs::read(path),
     };
     match bytes {
-        Err(error) => Loaded::Unreadable {
-            name,
-            reason: error.to_string(),
-        },
+        Err(error) => Loaded::Unreadable { name, reason: error.to_string() },
         Ok(bytes) => match SourceFile::from_bytes(name.clone(), bytes) {
             Ok(source) => Loaded::Text(source),
-            Err(error) => Loaded::NotText {
-                name,
-                diagnostic: source_diagnostic(&error),
-            },
+            Err(error) => Loaded::NotText { name, diagnostic: source_diagnostic(&error) },
         },
     }
 }
@@ -200,17 +159,9 @@ fn file_level(diagnostic: Diagnostic) -> ObjectReport {
 }
 
 fn unreadable_report(name: String, reason: String) -> FileReport {
-    let diagnostic = Diagnostic::error(
-        Code::Unreadable,
-        Span::default(),
-        format!("cannot read: {reason}"),
-    )
-    .with_help("check the path and its permissions");
-    FileReport {
-        name,
-        source: None,
-        objects: vec![file_level(diagnostic)],
-    }
+    let diagnostic = Diagnostic::error(Code::Unreadable, Span::default(), format!("cannot read: {reason}"))
+        .with_help("check the path and its permissions");
+    FileReport { name, source: None, objects: vec![file_level(diagnostic)] }
 }
 
 fn usage_error(message: &str) -> Exit {

@@ -62,12 +62,7 @@ struct JsonSummary {
     seconds: f64,
 }
 
-pub fn render(
-    reports: &[FileReport],
-    summary: &Summary,
-    kubernetes_version: &str,
-    strict: bool,
-) -> String {
+pub fn render(reports: &[FileReport], summary: &Summary, kubernetes_version: &str, strict: bool) -> String {
     let mut objects = Vec::new();
     for report in reports {
         let source = report.source.as_ref();
@@ -84,11 +79,7 @@ pub fn render(
                 name: info.and_then(|i| i.name.as_deref()),
                 verdict: object.verdict,
                 reason: object.reason.as_deref(),
-                diagnostics: object
-                    .diagnostics
-                    .iter()
-                    .map(|d| diagnostic(&report.name, source, d))
-                    .collect(),
+                diagnostics: object.diagnostics.iter().map(|d| diagnostic(&report.name, source, d)).collect(),
             });
         }
     }
@@ -114,11 +105,7 @@ pub fn render(
     text
 }
 
-fn diagnostic<'a>(
-    file: &'a str,
-    source: Option<&SourceFile>,
-    d: &'a Diagnostic,
-) -> JsonDiagnostic<'a> {
+fn diagnostic<'a>(file: &'a str, source: Option<&SourceFile>, d: &'a Diagnostic) -> JsonDiagnostic<'a> {
     let start = source.map(|s| s.line_col(d.span.start));
     let end = source.map(|s| s.line_col(d.span.end));
     JsonDiagnostic {

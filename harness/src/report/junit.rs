@@ -9,14 +9,8 @@ pub fn render(reports: &[FileReport]) -> String {
     for report in reports {
         let mut suite = TestSuite::new(report.name.as_str());
         for object in &report.objects {
-            let line = report
-                .source
-                .as_ref()
-                .map_or(0, |s| s.line_col(object.span.start).line);
-            let what = object
-                .object
-                .as_ref()
-                .map_or_else(|| "document".to_string(), |o| o.display_name());
+            let line = report.source.as_ref().map_or(0, |s| s.line_col(object.span.start).line);
+            let what = object.object.as_ref().map_or_else(|| "document".to_string(), |o| o.display_name());
             let name = match (object.document, object.item) {
                 (Some(d), Some(i)) => format!("{what} (document {}, item {i}, line {line})", d + 1),
                 (Some(d), None) => format!("{what} (document {}, line {line})", d + 1),
@@ -33,8 +27,7 @@ pub fn render(reports: &[FileReport]) -> String {
                 }
                 Verdict::Invalid => {
                     let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-                    let errors: Vec<_> =
-                        object.diagnostics.iter().filter(|d| d.is_error()).collect();
+                    let errors: Vec<_> = object.diagnostics.iter().filter(|d| d.is_error()).collect();
                     if let Some(first) = errors.first() {
                         status.set_message(first.message.as_str());
                         status.set_type(first.code.as_str());
@@ -48,17 +41,8 @@ pub fn render(reports: &[FileReport]) -> String {
                                 || report.name.clone(),
                                 |p| format!("{}:{}:{}", report.name, p.line, p.column),
                             );
-                            let help = d
-                                .help
-                                .as_deref()
-                                .map(|h| format!("\n  help: {h}"))
-                                .unwrap_or_default();
-                            format!(
-                                "{place}: {}[{}]: {}{help}",
-                                d.severity.as_str(),
-                                d.code.as_str(),
-                                d.message
-                            )
+                            let help = d.help.as_deref().map(|h| format!("\n  help: {h}")).unwrap_or_default();
+                            format!("{place}: {}[{}]: {}{help}", d.severity.as_str(), d.code.as_str(), d.message)
                         })
                         .collect();
                     status.set_description(description.join("\n"));
@@ -71,7 +55,5 @@ pub fn render(reports: &[FileReport]) -> String {
         }
         junit.add_test_suite(suite);
     }
-    junit
-        .to_string()
-        .expect("an in-memory JUnit report always serializes")
+    junit.to_string().expect("an in-memory JUnit report always serializes")
 }

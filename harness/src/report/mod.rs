@@ -25,17 +25,9 @@ pub struct Summary {
 
 impl Summary {
     pub fn of(reports: &[FileReport], elapsed: Duration) -> Summary {
-        let mut summary = Summary {
-            files: reports.len(),
-            elapsed,
-            ..Summary::default()
-        };
+        let mut summary = Summary { files: reports.len(), elapsed, ..Summary::default() };
         for object in reports.iter().flat_map(|r| &r.objects) {
-            if object
-                .diagnostics
-                .iter()
-                .any(|d| d.code == Code::Unreadable)
-            {
+            if object.diagnostics.iter().any(|d| d.code == Code::Unreadable) {
                 summary.unreadable += 1;
                 continue;
             }

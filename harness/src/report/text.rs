@@ -3,10 +3,7 @@
 
 use super::Summary;
 use kubeyard_compiler::{Diagnostic, FileReport, ObjectReport, Severity, SourceFile, Verdict};
-use miette::{
-    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, SourceCode, SourceSpan,
-    SpanContents,
-};
+use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, SourceCode, SourceSpan, SpanContents};
 use std::fmt;
 
 pub struct TextOptions {
@@ -16,14 +13,8 @@ pub struct TextOptions {
 }
 
 pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) -> String {
-    let theme = if options.color {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
-    let handler = GraphicalReportHandler::new_themed(theme)
-        .with_width(100)
-        .with_links(false);
+    let theme = if options.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
     let mut out = String::new();
     for report in reports {
         for object in &report.objects {
@@ -35,8 +26,10 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
                 match &report.source {
                     Some(source) => {
                         let pretty = Pretty { diagnostic, source };
-                        if handler.render_report(&mut out, &pretty).is_err() {
-                            out.push_str(&format!("{}: {diagnostic}\n", report.name));
+                        let mut rendered = String::new();
+                        match handler.render_report(&mut rendered, &pretty) {
+                            Ok(()) => out.push_str(&rendered),
+                            Err(_) => out.push_str(&format!("{}: {diagnostic}\n", report.name)),
                         }
                     }
                     None => {
@@ -62,14 +55,8 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
 }
 
 fn object_line(report: &FileReport, object: &ObjectReport) -> String {
-    let line = report
-        .source
-        .as_ref()
-        .map_or(0, |s| s.line_col(object.span.start).line);
-    let what = object
-        .object
-        .as_ref()
-        .map_or_else(|| "document".to_string(), |o| o.display_name());
+    let line = report.source.as_ref().map_or(0, |s| s.line_col(object.span.start).line);
+    let what = object.object.as_ref().map_or_else(|| "document".to_string(), |o| o.display_name());
     let mark = match object.verdict {
         Verdict::Valid => "ok",
         Verdict::Invalid => "invalid",
@@ -83,11 +70,7 @@ fn object_line(report: &FileReport, object: &ObjectReport) -> String {
 
 pub fn summary_line(summary: &Summary) -> String {
     let plural = |n: usize, word: &str| {
-        if n == 1 {
-            format!("{n} {word}")
-        } else {
-            format!("{n} {word}s")
-        }
+        if n == 1 { format!("{n} {word}") } else { format!("{n} {word}s") }
     };
     let mut line = format!(
         "{} in {}: {} valid, {} invalid, {} skipped",
@@ -98,17 +81,10 @@ pub fn summary_line(summary: &Summary) -> String {
         summary.skipped
     );
     if summary.errors + summary.warnings > 0 {
-        line.push_str(&format!(
-            " ({}, {})",
-            plural(summary.errors, "error"),
-            plural(summary.warnings, "warning")
-        ));
+        line.push_str(&format!(" ({}, {})", plural(summary.errors, "error"), plural(summary.warnings, "warning")));
     }
     if summary.unreadable > 0 {
-        line.push_str(&format!(
-            "; {} could not be read",
-            plural(summary.unreadable, "path")
-        ));
+        line.push_str(&format!("; {} could not be read", plural(summary.unreadable, "path")));
     }
     line.push_str(&format!(" [{:.2}s]", summary.elapsed.as_secs_f64()));
     line
@@ -148,10 +124,7 @@ impl miette::Diagnostic for Pretty<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diagnostic
-            .help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.diagnostic.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
@@ -159,13 +132,8 @@ impl miette::Diagnostic for Pretty<'_> {
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        let span = |s: kubeyard_compiler::Span| {
-            SourceSpan::new((s.start as usize).into(), s.len() as usize)
-        };
-        let primary = LabeledSpan::new_primary_with_span(
-            self.diagnostic.label.clone(),
-            span(self.diagnostic.span),
-        );
+        let span = |s: kubeyard_compiler::Span| SourceSpan::new((s.start as usize).into(), s.len() as usize);
+        let primary = LabeledSpan::new_primary_with_span(self.diagnostic.label.clone(), span(self.diagnostic.span));
         let related = self
             .diagnostic
             .related
@@ -182,10 +150,7 @@ impl SourceCode for Pretty<'_> {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        let contents =
-            self.source
-                .text()
-                .read_span(span, context_lines_before, context_lines_after)?;
+        let contents = self.source.text().read_span(span, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.source.name().to_string(),
             contents.data(),

@@ -7,10 +7,7 @@ use kubeyard_compiler::{FileReport, LintOptions, Linter, SourceFile};
 use std::path::{Path, PathBuf};
 
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("harness/ sits in the workspace")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ sits in the workspace").to_path_buf()
 }
 
 /// The shared corpus of real manifests, beside the project root.
@@ -26,11 +23,7 @@ pub fn corpus() -> PathBuf {
 
 /// Lints one file, its own CRDs registered first, and names it relative to `base`.
 pub fn lint_file(linter: &mut Linter, path: &Path, base: &Path) -> FileReport {
-    let name = path
-        .strip_prefix(base)
-        .unwrap_or(path)
-        .display()
-        .to_string();
+    let name = path.strip_prefix(base).unwrap_or(path).display().to_string();
     let bytes = std::fs::read(path).expect("fixture is readable");
     match SourceFile::from_bytes(name.clone(), bytes.clone()) {
         Ok(source) => {
