@@ -160,6 +160,18 @@ pub struct MissingSchema {
     pub blames_kind: bool,
 }
 
+impl MissingSchema {
+    fn custom_resource(gvk: &GroupVersionKind) -> MissingSchema {
+        MissingSchema {
+            code: Code::UnknownKind,
+            message: format!("no schema for the custom resource {gvk}"),
+            help: "include its CustomResourceDefinition in the input, add its JSON schema with --schema-dir, or skip such objects with --ignore-missing-schemas".into(),
+            custom: true,
+            blames_kind: false,
+        }
+    }
+}
+
 struct SchemaDir {
     path: PathBuf,
     /// The registry URI of the folder's `_definitions.json`, when it has one.
@@ -460,13 +472,7 @@ impl Catalog {
         if !known_group && !gvk.is_builtin_group() {
             // A custom resource may share its kind with a built-in one (Knative's Service,
             // Volcano's Job): the built-in kind is no hint.
-            return MissingSchema {
-                code: Code::UnknownKind,
-                message: format!("no schema for the custom resource {api_version} {}", gvk.kind),
-                help: "include its CustomResourceDefinition in the input, add its JSON schema with --schema-dir, or skip such objects with --ignore-missing-schemas".into(),
-                custom: true,
-                blames_kind: false,
-            };
+            return MissingSchema::custom_resource(gvk);
         }
         let elsewhere = self.api_versions_for(&gvk.kind);
         let shipped_in: Vec<KubernetesVersion> = KubernetesVersion::shipped()
@@ -527,13 +533,7 @@ impl Catalog {
             };
         }
         if !known_group && gvk.group.contains('.') {
-            return MissingSchema {
-                code: Code::UnknownKind,
-                message: format!("no schema for the custom resource {api_version} {}", gvk.kind),
-                help: "include its CustomResourceDefinition in the input, add its JSON schema with --schema-dir, or skip such objects with --ignore-missing-schemas".into(),
-                custom: true,
-                blames_kind: false,
-            };
+            return MissingSchema::custom_resource(gvk);
         }
         let group_versions: BTreeSet<String> =
             self.builtin.keys().filter(|g| g.group == gvk.group).map(GroupVersionKind::api_version).collect();
