@@ -197,6 +197,31 @@ fn schema_dirs_and_missing_schemas() {
     assert_eq!(diagnostic["message"], "unknown field \"spec.endpoint\"");
     assert_eq!(diagnostic["help"], "did you mean \"endpoints\"?");
 
+    // The upstream layout: per-kind files pointing into the folder's `_definitions.json`.
+    let upstream = tempfile::tempdir().unwrap();
+    let definitions = serde_json::json!({"$id": "https://kubernetes.io/api/_definitions.json", "$defs": {
+        "com.example.v1.Gadget": {"type": "object", "required": ["spec"], "properties": {
+            "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"type": "object"},
+            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}});
+    std::fs::write(upstream.path().join("_definitions.json"), definitions.to_string()).unwrap();
+    std::fs::write(
+        upstream.path().join("gadget-example-v1.json"),
+        r#"{"$ref": "/api/_definitions.json#/$defs/com.example.v1.Gadget"}"#,
+    )
+    .unwrap();
+    let gadget = b"apiVersion: example.com/v1\nkind: Gadget\nmetadata: {name: g}\nspec: {size: big, colour: red}\n";
+    let output = kubeyard_with_stdin(
+        &["lint", "-o", "json", "--schema-dir", upstream.path().to_str().unwrap(), "-"],
+        Some(gadget),
+    );
+    let messages: Vec<String> = json(&output)["objects"][0]["diagnostics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(messages, vec!["spec.size: expected integer, found string \"big\"", "unknown field \"spec.colour\""]);
+
     let output = kubeyard_with_stdin(&["lint", "-"], Some(manifest));
     assert_eq!(output.status.code(), Some(1));
     let output = kubeyard_with_stdin(&["lint", "--ignore-missing-schemas", "-o", "json", "-"], Some(manifest));

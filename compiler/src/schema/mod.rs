@@ -233,6 +233,11 @@ impl Catalog {
                 if options.strict {
                     openapi::make_strict(&mut value, openapi::Reach::Everywhere);
                 }
+                // Upstream copies claim the built-in definitions' `$id`; this folder's own
+                // definitions must not be confused with (or shadow) the embedded ones.
+                if let Value::Object(map) = &mut value {
+                    map.remove("$id");
+                }
                 let uri = file_uri(&definitions_path);
                 documents.insert(uri.clone(), Arc::new(value));
                 Some(uri)
