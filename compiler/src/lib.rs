@@ -7,9 +7,14 @@
 //! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
 
 pub mod diagnostic;
+pub mod duration;
+pub mod image;
 pub mod lint;
+pub mod names;
 pub mod object;
+pub mod quantity;
 pub mod schema;
+pub mod selector;
 pub mod source;
 pub mod validate;
 pub mod yaml;
