@@ -31,6 +31,8 @@ macro_rules! codes {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
         pub enum Code {
             $(#[doc = $doc] $variant,)*
+            /// A finding of a semantic rule; the id is the rule's (see `rules::RULES`).
+            Rule(&'static str),
         }
 
         impl Code {
@@ -40,6 +42,7 @@ macro_rules! codes {
             pub fn as_str(self) -> &'static str {
                 match self {
                     $(Code::$variant => $id,)*
+                    Code::Rule(id) => id,
                 }
             }
 
@@ -47,6 +50,7 @@ macro_rules! codes {
             pub fn summary(self) -> &'static str {
                 match self {
                     $(Code::$variant => $doc,)*
+                    Code::Rule(id) => crate::rules::find(id).map_or("A semantic rule.", |rule| rule.name),
                 }
             }
         }
@@ -76,6 +80,7 @@ codes! {
     NotInEnum => "schema/enum", "A value outside the set the schema allows.";
     Constraint => "schema/constraint", "A value breaks another schema constraint (pattern, length, range, ...).";
     BadSchema => "schema/invalid-schema", "A schema from --schema-dir or a CustomResourceDefinition could not be used.";
+    BadConfig => "config/invalid", "The configuration file (.kubeyard.yaml) or a kubeyard.dev/ignore annotation is wrong.";
 }
 
 /// One finding about the input, anchored to a span of one source file.

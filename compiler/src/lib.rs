@@ -6,6 +6,7 @@
 //! spanned trees) → `object` (trees to Kubernetes objects) → `schema` + `validate`
 //! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
 
+pub mod config;
 pub mod diagnostic;
 pub mod duration;
 pub mod image;
@@ -13,10 +14,13 @@ pub mod lint;
 pub mod names;
 pub mod object;
 pub mod quantity;
+pub mod rules;
 pub mod schema;
+pub mod scope;
 pub mod selector;
 pub mod source;
 pub mod validate;
+pub mod workloads;
 pub mod yaml;
 
 pub use diagnostic::{Code, Diagnostic, Severity};

@@ -7,17 +7,24 @@
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::object::{Classified, GroupVersionKind, NotAnObject, ObjectInfo, classify};
+use crate::rules::{self, ClusterShape, Member, ObjectContext, RuleSettings, SetContext};
 use crate::schema::{Catalog, CatalogOptions, Lookup, SchemaError};
 use crate::source::{SourceError, SourceFile, Span};
 use crate::validate::validate_object;
 use crate::yaml::{Document, Documents, Node};
 use serde::Serialize;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, Default)]
 pub struct LintOptions {
     pub catalog: CatalogOptions,
     /// Custom resources with no schema are skipped instead of reported.
     pub ignore_missing_schemas: bool,
+    /// Which rules run, and how loudly.
+    pub rules: RuleSettings,
+    /// The cluster workloads must fit; a `kubeyard.dev/v1alpha1 Cluster` document in the
+    /// input is used when this is not given.
+    pub cluster: Option<ClusterShape>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -42,6 +49,10 @@ pub struct ObjectReport {
     /// Why a skipped object was skipped.
     pub reason: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
+    /// The object's tree, for the rules that look across objects (and later stages).
+    pub node: Option<Arc<Node>>,
+    /// The object passed its schema, so rules may trust its fields.
+    pub schema_valid: bool,
 }
 
 impl ObjectReport {
@@ -54,6 +65,8 @@ impl ObjectReport {
             verdict: Verdict::Valid,
             reason: None,
             diagnostics,
+            node: None,
+            schema_valid: false,
         };
         report.settle();
         report
@@ -99,11 +112,18 @@ pub struct FileReport {
 pub struct Linter {
     catalog: Catalog,
     ignore_missing_schemas: bool,
+    settings: RuleSettings,
+    cluster: Option<ClusterShape>,
 }
 
 impl Linter {
     pub fn new(options: LintOptions) -> Result<Linter, SchemaError> {
-        Ok(Linter { catalog: Catalog::new(options.catalog)?, ignore_missing_schemas: options.ignore_missing_schemas })
+        Ok(Linter {
+            catalog: Catalog::new(options.catalog)?,
+            ignore_missing_schemas: options.ignore_missing_schemas,
+            settings: options.rules,
+            cluster: options.cluster,
+        })
     }
 
     pub fn catalog(&self) -> &Catalog {
@@ -186,19 +206,20 @@ impl Linter {
                 }
             }
         }
-        let Some(root) =
-            document.root.as_ref().filter(|_| !(own.is_empty() && document.root.as_ref().is_some_and(Node::is_null)))
-        else {
-            if own.is_empty() {
-                reports.push(ObjectReport::skipped(index, document.span, "empty document"));
-            } else {
-                reports.push(ObjectReport::new(Some(index), document.span, own));
+        let root = match document.root {
+            Some(root) if !(own.is_empty() && root.is_null()) => Arc::new(root),
+            _ => {
+                if own.is_empty() {
+                    reports.push(ObjectReport::skipped(index, document.span, "empty document"));
+                } else {
+                    reports.push(ObjectReport::new(Some(index), document.span, own));
+                }
+                return;
             }
-            return;
         };
-        match classify(root) {
+        match classify(&root) {
             Classified::Object(info) => {
-                let mut report = self.lint_object(source, Some(info), root, index);
+                let mut report = self.lint_object(source, info, Arc::clone(&root), index);
                 own.append(&mut report.diagnostics);
                 report.diagnostics = own;
                 report.settle();
@@ -224,13 +245,13 @@ impl Linter {
                     by_item[at].push(diagnostic);
                 }
                 for (i, item) in items.iter().enumerate() {
-                    let info = match classify(item) {
-                        Classified::Object(info) | Classified::List { info, .. } => Ok(info),
-                        Classified::Invalid(problem) => Err(problem),
-                    };
-                    let mut report = match info {
-                        Ok(info) => self.lint_object(source, Some(info), item, index),
-                        Err(problem) => ObjectReport::new(Some(index), item.span, vec![self.not_an_object(problem)]),
+                    let mut report = match classify(item) {
+                        Classified::Object(info) | Classified::List { info, .. } => {
+                            self.lint_object(source, info, Arc::new(item.clone()), index)
+                        }
+                        Classified::Invalid(problem) => {
+                            ObjectReport::new(Some(index), item.span, vec![self.not_an_object(problem)])
+                        }
                     };
                     report.item = Some(i);
                     report.diagnostics.append(&mut by_item[i]);
@@ -245,12 +266,17 @@ impl Linter {
         }
     }
 
-    fn lint_object(&self, source: &SourceFile, info: Option<ObjectInfo>, node: &Node, document: usize) -> ObjectReport {
-        let Some(info) = info else {
-            return ObjectReport::new(Some(document), node.span, Vec::new());
-        };
+    fn lint_object(&self, source: &SourceFile, info: ObjectInfo, node: Arc<Node>, document: usize) -> ObjectReport {
+        let mut schema_valid = false;
         let (diagnostics, skipped) = match self.catalog.lookup(&info.gvk) {
-            Lookup::Found(schema) => (validate_object(&self.catalog, &schema, node, source), None),
+            Lookup::Found(schema) => {
+                let mut diagnostics = validate_object(&self.catalog, &schema, &node, source);
+                schema_valid = !diagnostics.iter().any(Diagnostic::is_error);
+                if schema_valid {
+                    diagnostics.extend(self.object_rules(source, &info, &node));
+                }
+                (diagnostics, None)
+            }
             Lookup::Missing => {
                 let missing = self.catalog.explain_missing(&info.gvk);
                 if missing.custom && self.ignore_missing_schemas {
@@ -286,7 +312,54 @@ impl Linter {
             report.reason = Some(reason);
         }
         report.object = Some(info);
+        report.node = Some(node);
+        report.schema_valid = schema_valid;
         report
+    }
+
+    fn object_rules(&self, source: &SourceFile, info: &ObjectInfo, node: &Node) -> Vec<Diagnostic> {
+        let (ignored, mut problems) = rules::ignored_rules(node);
+        let findings = rules::check_object(&ObjectContext { info, node, source, catalog: &self.catalog });
+        let mut diagnostics = rules::to_diagnostics(findings, &self.settings, &ignored);
+        diagnostics.append(&mut problems);
+        diagnostics
+    }
+
+    /// Phase three: the rules that need every object of the run at once (selectors,
+    /// references, namespaces, duplicates, capacity). Their findings join the reports of
+    /// the objects they are about.
+    pub fn check_set(&self, reports: &mut [FileReport]) {
+        let mut places = Vec::new();
+        let mut members = Vec::new();
+        for (f, report) in reports.iter().enumerate() {
+            let Some(source) = &report.source else { continue };
+            for (o, object) in report.objects.iter().enumerate() {
+                if let (Some(info), Some(node)) = (&object.object, &object.node) {
+                    places.push((f, o));
+                    members.push(Member { info, node, source, valid: object.schema_valid });
+                }
+            }
+        }
+        let found_cluster = members
+            .iter()
+            .find(|m| m.valid && m.info.gvk.group == crate::schema::KUBEYARD_GROUP && m.info.gvk.kind == "Cluster")
+            .and_then(|m| ClusterShape::from_document(m.node).ok());
+        let cluster = self.cluster.as_ref().or(found_cluster.as_ref());
+        let findings = rules::check_set(&SetContext { members: &members, catalog: &self.catalog, cluster });
+        let mut diagnostics: Vec<(usize, Diagnostic)> = Vec::new();
+        for (member, finding) in findings {
+            let (ignored, _) = rules::ignored_rules(members[member].node);
+            diagnostics.extend(
+                rules::to_diagnostics(vec![finding], &self.settings, &ignored).into_iter().map(|d| (member, d)),
+            );
+        }
+        drop(members);
+        for (member, diagnostic) in diagnostics {
+            let (f, o) = places[member];
+            let object = &mut reports[f].objects[o];
+            object.diagnostics.push(diagnostic);
+            object.settle();
+        }
     }
 
     fn not_an_object(&self, problem: NotAnObject) -> Diagnostic {

@@ -32,6 +32,33 @@ pub fn dns1123_subdomain(value: &str) -> Vec<String> {
     problems
 }
 
+/// A DNS-1035 label: like a DNS-1123 label but starting with a letter. Service names.
+pub fn dns1035_label(value: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    if value.len() > 63 {
+        problems.push(format!("must be no more than 63 characters (is {})", value.len()));
+    }
+    if !is_dns1123_label(value) || !value.starts_with(|c: char| c.is_ascii_lowercase()) {
+        problems.push(
+            "must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character".into(),
+        );
+    }
+    problems
+}
+
+/// A path segment: anything but `.`, `..`, or a name with `/` or `%`. RBAC objects and
+/// custom resources are named this way.
+pub fn path_segment(value: &str) -> Vec<String> {
+    if value == "." || value == ".." {
+        return vec![format!("may not be '{value}'")];
+    }
+    [('/', "'/'"), ('%', "'%'")]
+        .iter()
+        .filter(|(c, _)| value.contains(*c))
+        .map(|(_, shown)| format!("may not contain {shown}"))
+        .collect()
+}
+
 fn is_dns1123_label(value: &str) -> bool {
     let bytes = value.as_bytes();
     !bytes.is_empty()

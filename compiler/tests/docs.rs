@@ -10,7 +10,8 @@ fn render() -> String {
          <!-- Generated from `compiler/src/diagnostic.rs` by `UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs`. -->\n\n\
          Every diagnostic kubeyard prints carries one of these codes. A code keeps its meaning\n\
          once released; new codes are added, none is reused. In `--output json` the code is the\n\
-         `code` field of each diagnostic.\n\n\
+         `code` field of each diagnostic. Findings of semantic rules carry the rule's id as\n\
+         their code: see [rules.md](rules.md).\n\n\
          | code | meaning |\n|---|---|\n",
     );
     for code in Code::ALL {
@@ -19,16 +20,24 @@ fn render() -> String {
     out
 }
 
-#[test]
-fn diagnostics_reference_is_current() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/diagnostics.md");
-    let expected = render();
+fn check(file: &str, expected: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs").join(file);
     if std::env::var_os("UPDATE_DOCS").is_some() {
-        std::fs::write(&path, &expected).expect("docs/ is writable");
+        std::fs::write(&path, expected).expect("docs/ is writable");
     }
     let actual = std::fs::read_to_string(&path).unwrap_or_default();
     assert!(
         actual == expected,
-        "docs/diagnostics.md is out of date: run UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs"
+        "docs/{file} is out of date: run UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs"
     );
+}
+
+#[test]
+fn diagnostics_reference_is_current() {
+    check("diagnostics.md", &render());
+}
+
+#[test]
+fn rules_reference_is_current() {
+    check("rules.md", &kubeyard_compiler::rules::markdown());
 }

@@ -22,6 +22,13 @@ mod embedded {
     include!(concat!(env!("OUT_DIR"), "/embedded_schemas.rs"));
 }
 
+/// kubeyard's own API group.
+pub const KUBEYARD_GROUP: &str = "kubeyard.dev";
+
+/// kubeyard's own kinds: `(kind, OpenAPI schema, namespaced)`.
+const KUBEYARD_KINDS: &[(&str, &str, bool)] =
+    &[("Cluster", include_str!("../../../schemas/kubeyard.dev/v1alpha1/cluster.json"), false)];
+
 /// The URI the upstream per-kind schemas use for the shared definitions.
 pub const DEFINITIONS_URI: &str = "https://kubernetes.io/api/_definitions.json";
 
@@ -181,6 +188,7 @@ struct SchemaDir {
 struct CustomKind {
     crd_name: String,
     schema: Value,
+    namespaced: bool,
 }
 
 pub struct Catalog {
@@ -252,7 +260,7 @@ impl Catalog {
             builder = builder.add(uri, Arc::clone(document)).map_err(|e| embedded_error(format!("{uri}: {e}")))?;
         }
         let registry = builder.prepare().map_err(|e| embedded_error(e.to_string()))?;
-        Ok(Catalog {
+        let mut catalog = Catalog {
             version,
             strict: options.strict,
             registry,
@@ -261,7 +269,21 @@ impl Catalog {
             dirs,
             custom: HashMap::new(),
             cache: RwLock::new(HashMap::new()),
-        })
+        };
+        catalog.register_kubeyard_kinds().map_err(embedded_error)?;
+        Ok(catalog)
+    }
+
+    /// kubeyard's own kinds (`kubeyard.dev/v1alpha1`), described like custom resources.
+    fn register_kubeyard_kinds(&mut self) -> Result<(), String> {
+        for (kind, text, namespaced) in KUBEYARD_KINDS {
+            let open_api: Value = serde_json::from_str(text).map_err(|e| format!("{kind}: {e}"))?;
+            let gvk = GroupVersionKind::new(KUBEYARD_GROUP, "v1alpha1", *kind);
+            let schema = openapi::custom_resource_schema(Some(&open_api), &gvk.api_version(), kind, self.strict);
+            let crd_name = format!("{}s.{KUBEYARD_GROUP}", kind.to_lowercase());
+            self.custom.insert(gvk, CustomKind { crd_name, schema, namespaced: *namespaced });
+        }
+        Ok(())
     }
 
     pub fn version(&self) -> KubernetesVersion {
@@ -302,15 +324,24 @@ impl Catalog {
         if versions.is_empty() {
             return Err("spec.versions lists no version".into());
         }
+        let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
         let mut registered = Vec::new();
         for (version, open_api) in versions {
             let gvk = GroupVersionKind::new(group, version, kind);
             let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
             self.cache.get_mut().unwrap_or_else(|e| e.into_inner()).remove(&gvk);
-            self.custom.insert(gvk.clone(), CustomKind { crd_name: name.clone(), schema });
+            self.custom.insert(gvk.clone(), CustomKind { crd_name: name.clone(), schema, namespaced });
             registered.push(gvk);
         }
         Ok(registered)
+    }
+
+    /// Whether objects of a kind live in a namespace: CRDs say so in `spec.scope`.
+    pub fn is_namespaced(&self, gvk: &GroupVersionKind) -> bool {
+        match self.custom.get(gvk) {
+            Some(custom) => custom.namespaced,
+            None => crate::scope::builtin_is_namespaced(&gvk.group, &gvk.kind),
+        }
     }
 
     /// The compiled schema for a kind, compiling it on first use.

@@ -5,9 +5,12 @@ use super::Exit;
 use crate::discover::{Input, discover};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
+use kubeyard_compiler::config::{self, Config};
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::lint::source_diagnostic;
+use kubeyard_compiler::rules::{self, ClusterShape};
 use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
+use kubeyard_compiler::yaml::{Node, Value};
 use kubeyard_compiler::{FileReport, LintOptions, Linter, ObjectReport, SourceFile, Span, Verdict};
 use rayon::prelude::*;
 use std::io::{IsTerminal, Read, Write};
@@ -22,9 +25,10 @@ pub struct LintArgs {
     #[arg(value_name = "PATHS")]
     paths: Vec<String>,
 
-    /// The Kubernetes version whose schemas to validate against (e.g. 1.32).
-    #[arg(long, short = 'k', value_name = "1.NN", default_value_t = KubernetesVersion::latest().to_string())]
-    kubernetes_version: String,
+    /// The Kubernetes version whose schemas to validate against (e.g. 1.32) [default: the
+    /// newest kubeyard ships, or kubernetesVersion in .kubeyard.yaml].
+    #[arg(long, short = 'k', value_name = "1.NN")]
+    kubernetes_version: Option<String>,
 
     /// A folder of extra JSON schemas (kubeconform's names, e.g. `widget-example-v1.json`),
     /// searched before the built-in ones. Repeatable.
@@ -46,6 +50,25 @@ pub struct LintArgs {
     /// List every object with its verdict, valid ones too (text output).
     #[arg(long, short = 'v')]
     verbose: bool,
+
+    /// The cluster the workloads must fit, e.g. `nodes=3,cpu=4,memory=8Gi[,pods=110]`
+    /// (or put a kubeyard.dev/v1alpha1 Cluster document in the input).
+    #[arg(long, value_name = "SHAPE")]
+    cluster: Option<String>,
+
+    /// Set a rule's severity, or turn it off: `--rule image/latest-tag=off`. Repeatable;
+    /// wins over .kubeyard.yaml.
+    #[arg(long, value_name = "ID=SEVERITY")]
+    rule: Vec<String>,
+
+    /// The configuration file [default: the nearest .kubeyard.yaml in or above the first
+    /// path].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// Ignore any .kubeyard.yaml.
+    #[arg(long, conflicts_with = "config")]
+    no_config: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -57,22 +80,24 @@ enum Format {
 
 pub fn run(args: LintArgs) -> Exit {
     let started = Instant::now();
-    let version: KubernetesVersion = match args.kubernetes_version.parse() {
-        Ok(version) => version,
-        Err(error) => return usage_error(&error.to_string()),
+    let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
+    let config = match load_config(&args, &paths) {
+        Ok(config) => config,
+        Err(exit) => return exit,
     };
-    let options = LintOptions {
-        catalog: CatalogOptions { version, strict: !args.no_strict, schema_dirs: args.schema_dir.clone() },
-        ignore_missing_schemas: args.ignore_missing_schemas,
+    let options = match options(&args, config) {
+        Ok(options) => options,
+        Err(message) => return usage_error(&message),
     };
+    let version = options.catalog.version;
+    let strict = options.catalog.strict;
     let mut linter = match Linter::new(options) {
         Ok(linter) => linter,
         Err(error) => return usage_error(&error.to_string()),
     };
 
-    // Standard input only when asked for: CI runners hand commands a stdin that is not a
-    // terminal, and linting that instead of the checkout would pass vacuously.
-    let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
+    // Standard input only when asked for (`-`): CI runners hand commands a stdin that is
+    // not a terminal, and linting that instead of the checkout would pass vacuously.
     let reports = lint_paths(&mut linter, &paths);
     let summary = Summary::of(&reports, started.elapsed());
     let rendered = match args.output {
@@ -80,7 +105,7 @@ pub fn run(args: LintArgs) -> Exit {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             report::text::render(&reports, &summary, &report::text::TextOptions { color, verbose: args.verbose })
         }
-        Format::Json => report::json::render(&reports, &summary, &version.to_string(), !args.no_strict),
+        Format::Json => report::json::render(&reports, &summary, &version.to_string(), strict),
         Format::Junit => report::junit::render(&reports),
     };
     let mut stdout = std::io::stdout().lock();
@@ -119,7 +144,78 @@ pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
         }
         Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
     }));
+    linter.check_set(&mut reports);
     reports
+}
+
+/// The configuration: `--config`, else the nearest `.kubeyard.yaml`, else none. Its
+/// problems are printed; errors in it stop the run (exit 2).
+fn load_config(args: &LintArgs, paths: &[String]) -> Result<Config, Exit> {
+    if args.no_config {
+        return Ok(Config::default());
+    }
+    let path = match &args.config {
+        Some(path) => path.clone(),
+        None => {
+            let start = paths.iter().find(|p| *p != "-").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            match config::find(&start) {
+                Some(path) => path,
+                None => return Ok(Config::default()),
+            }
+        }
+    };
+    let bytes = std::fs::read(&path).map_err(|e| usage_error(&format!("cannot read {}: {e}", path.display())))?;
+    let source = SourceFile::from_bytes(path.display().to_string(), bytes)
+        .map_err(|e| usage_error(&format!("{}: {e}", path.display())))?;
+    let base = path.parent().map(PathBuf::from).unwrap_or_default();
+    let (config, problems) = config::parse(&source, &base);
+    if !problems.is_empty() {
+        let failed = problems.iter().any(Diagnostic::is_error);
+        let report = FileReport {
+            name: source.name().to_string(),
+            source: Some(source),
+            objects: vec![ObjectReport {
+                diagnostics: problems,
+                ..file_level(Diagnostic::error(Code::BadConfig, Span::default(), ""))
+            }],
+        };
+        let rendered = report::text::render_diagnostics(&report);
+        eprint!("{rendered}");
+        if failed {
+            return Err(Exit::Usage);
+        }
+    }
+    Ok(config)
+}
+
+/// Flags over the configuration file over the defaults.
+fn options(args: &LintArgs, config: Config) -> Result<LintOptions, String> {
+    let version = match &args.kubernetes_version {
+        Some(text) => text.parse::<KubernetesVersion>().map_err(|e| e.to_string())?,
+        None => config.kubernetes_version.unwrap_or_else(KubernetesVersion::latest),
+    };
+    let mut schema_dirs = config.schema_dirs;
+    schema_dirs.extend(args.schema_dir.iter().cloned());
+    let cluster = match &args.cluster {
+        Some(text) => Some(text.parse::<ClusterShape>().map_err(|e| format!("--cluster {text}: {e}"))?),
+        None => config.cluster,
+    };
+    let mut settings = config.rules;
+    for setting in &args.rule {
+        let (id, severity) = setting.split_once('=').ok_or_else(|| format!("--rule {setting}: write ID=SEVERITY"))?;
+        let rule = rules::find(id)
+            .ok_or_else(|| format!("--rule {setting}: no rule \"{id}\" (`kubeyard rules` lists them)"))?;
+        let value = Node { value: Value::String(severity.to_string()), span: Span::default() };
+        let severity = config::parse_severity(&value)
+            .map_err(|_| format!("--rule {setting}: \"{severity}\" is not error, warning, info or off"))?;
+        settings.set(rule, severity);
+    }
+    Ok(LintOptions {
+        catalog: CatalogOptions { version, strict: !args.no_strict && config.strict.unwrap_or(true), schema_dirs },
+        ignore_missing_schemas: args.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
+        rules: settings,
+        cluster,
+    })
 }
 
 enum Loaded {
@@ -155,6 +251,8 @@ fn file_level(diagnostic: Diagnostic) -> ObjectReport {
         verdict: Verdict::Invalid,
         reason: None,
         diagnostics: vec![diagnostic],
+        node: None,
+        schema_valid: false,
     }
 }
 

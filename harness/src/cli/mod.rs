@@ -2,6 +2,7 @@
 //! compiler (or, later, the harness) and results into output and an exit code.
 
 pub mod lint;
+pub mod rules;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -38,14 +39,17 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Validate manifests against the Kubernetes schemas of one version.
+    /// Validate manifests against the Kubernetes schemas of one version, and run the rules.
     Lint(lint::LintArgs),
+    /// List the rules `kubeyard lint` runs, or show one.
+    Rules(rules::RulesArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
         Command::Lint(args) => lint::run(args),
+        Command::Rules(args) => rules::run(args),
     };
     exit.into()
 }

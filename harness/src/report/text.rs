@@ -12,9 +12,13 @@ pub struct TextOptions {
     pub verbose: bool,
 }
 
+fn handler(color: bool) -> GraphicalReportHandler {
+    let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
+    GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false)
+}
+
 pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) -> String {
-    let theme = if options.color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false);
+    let handler = handler(options.color);
     let mut out = String::new();
     for report in reports {
         for object in &report.objects {
@@ -22,36 +26,50 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
                 out.push_str(&object_line(report, object));
                 out.push('\n');
             }
-            for diagnostic in &object.diagnostics {
-                match &report.source {
-                    Some(source) => {
-                        let pretty = Pretty { diagnostic, source };
-                        let mut rendered = String::new();
-                        match handler.render_report(&mut rendered, &pretty) {
-                            Ok(()) => out.push_str(&rendered),
-                            Err(_) => out.push_str(&format!("{}: {diagnostic}\n", report.name)),
-                        }
-                    }
-                    None => {
-                        out.push_str(&format!(
-                            "{}[{}]: {}: {}\n",
-                            diagnostic.severity.as_str(),
-                            diagnostic.code.as_str(),
-                            report.name,
-                            diagnostic.message
-                        ));
-                        if let Some(help) = &diagnostic.help {
-                            out.push_str(&format!("  help: {help}\n"));
-                        }
-                    }
-                }
-                out.push('\n');
-            }
+            render_object(&handler, report, object, &mut out);
         }
     }
     out.push_str(&summary_line(summary));
     out.push('\n');
     out
+}
+
+/// Only the diagnostics of one report, without colour (configuration problems).
+pub fn render_diagnostics(report: &FileReport) -> String {
+    let handler = handler(false);
+    let mut out = String::new();
+    for object in &report.objects {
+        render_object(&handler, report, object, &mut out);
+    }
+    out
+}
+
+fn render_object(handler: &GraphicalReportHandler, report: &FileReport, object: &ObjectReport, out: &mut String) {
+    for diagnostic in &object.diagnostics {
+        match &report.source {
+            Some(source) => {
+                let pretty = Pretty { diagnostic, source };
+                let mut rendered = String::new();
+                match handler.render_report(&mut rendered, &pretty) {
+                    Ok(()) => out.push_str(&rendered),
+                    Err(_) => out.push_str(&format!("{}: {diagnostic}\n", report.name)),
+                }
+            }
+            None => {
+                out.push_str(&format!(
+                    "{}[{}]: {}: {}\n",
+                    diagnostic.severity.as_str(),
+                    diagnostic.code.as_str(),
+                    report.name,
+                    diagnostic.message
+                ));
+                if let Some(help) = &diagnostic.help {
+                    out.push_str(&format!("  help: {help}\n"));
+                }
+            }
+        }
+        out.push('\n');
+    }
 }
 
 fn object_line(report: &FileReport, object: &ObjectReport) -> String {

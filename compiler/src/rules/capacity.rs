@@ -1,0 +1,444 @@
+//! Capacity: what the workloads ask for against what a namespace's quota allows and what
+//! a cluster of a given shape can hold.
+
+use super::{Finding, Member, Rule, SetContext};
+use crate::diagnostic::Severity;
+use crate::quantity::{Format, Quantity};
+use crate::workloads::{self, Replicas};
+use crate::yaml::{Node, Value};
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+pub static QUOTA_EXCEEDED: Rule = Rule {
+    id: "quota/exceeded",
+    name: "Workloads ask for more than their namespace's ResourceQuota",
+    severity: Severity::Error,
+    rationale: "The API server refuses pods that would take a namespace past its ResourceQuota, and pods without a request for a resource the quota limits. The workload is created but its pods never are; the reason hides in the controller's events.",
+    fix: "Lower replicas or requests, raise the quota, or add the missing requests.",
+    needs_set: true,
+};
+
+pub static UNSCHEDULABLE: Rule = Rule {
+    id: "schedule/unschedulable",
+    name: "Pods that no node of the cluster shape can hold",
+    severity: Severity::Error,
+    rationale: "A pod whose requests fit on no node, or whose nodeSelector and taints rule every node out, stays Pending forever; replicas that do not all fit leave a workload short. Given the cluster's shape (--cluster or a kubeyard.dev/v1alpha1 Cluster document), this is known before anything is applied.",
+    fix: "Lower the requests or replicas, relax nodeSelector or add tolerations, or plan for bigger or more nodes.",
+    needs_set: true,
+};
+
+/// One node of a cluster shape.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeShape {
+    pub name: String,
+    pub cpu: Quantity,
+    pub memory: Quantity,
+    pub pods: i64,
+    pub labels: BTreeMap<String, String>,
+    /// `(key, value, effect)`
+    pub taints: Vec<(String, String, String)>,
+}
+
+/// The nodes a workload will run on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ClusterShape {
+    pub nodes: Vec<NodeShape>,
+}
+
+impl NodeShape {
+    fn new(name: String, cpu: Quantity, memory: Quantity, pods: i64) -> NodeShape {
+        NodeShape { name, cpu, memory, pods, labels: BTreeMap::new(), taints: Vec::new() }
+    }
+}
+
+impl FromStr for ClusterShape {
+    type Err = String;
+
+    /// `nodes=3,cpu=4,memory=8Gi[,pods=110]`
+    fn from_str(text: &str) -> Result<ClusterShape, String> {
+        let mut count = 1i64;
+        let mut cpu = None;
+        let mut memory = None;
+        let mut pods = 110;
+        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part.split_once('=').ok_or_else(|| format!("\"{part}\" is not key=value"))?;
+            match key.trim() {
+                "nodes" => count = value.trim().parse().map_err(|_| format!("nodes={value} is not a number"))?,
+                "cpu" => cpu = Some(value.trim().parse::<Quantity>().map_err(|e| e.to_string())?),
+                "memory" => memory = Some(value.trim().parse::<Quantity>().map_err(|e| e.to_string())?),
+                "pods" => pods = value.trim().parse().map_err(|_| format!("pods={value} is not a number"))?,
+                other => return Err(format!("unknown cluster setting \"{other}\" (use nodes, cpu, memory, pods)")),
+            }
+        }
+        if !(1..=10_000).contains(&count) {
+            return Err(format!("nodes={count}: a cluster has 1 to 10000 nodes"));
+        }
+        let cpu = cpu.ok_or("the cluster shape needs cpu=... (per node)")?;
+        let memory = memory.ok_or("the cluster shape needs memory=... (per node)")?;
+        Ok(ClusterShape {
+            nodes: (1..=count).map(|i| NodeShape::new(format!("node-{i}"), cpu, memory, pods)).collect(),
+        })
+    }
+}
+
+impl ClusterShape {
+    /// A `kubeyard.dev/v1alpha1` `Cluster` document: `spec.nodes` lists node groups, each
+    /// with a `count`, a `capacity` (cpu, memory, pods), `labels` and `taints`.
+    pub fn from_document(cluster: &Node) -> Result<ClusterShape, String> {
+        let groups =
+            cluster.get("spec").and_then(|s| s.get("nodes")).and_then(Node::as_seq).ok_or("spec.nodes is missing")?;
+        let mut nodes = Vec::new();
+        for (g, group) in groups.iter().enumerate() {
+            let count = match group.get("count").map(|c| &c.value) {
+                Some(Value::Int(n)) => *n,
+                None => 1,
+                _ => return Err(format!("spec.nodes[{g}].count is not a number")),
+            };
+            let capacity = group.get("capacity");
+            let quantity = |key: &str, default: &str| -> Result<Quantity, String> {
+                match capacity.and_then(|c| c.get(key)) {
+                    Some(node) => {
+                        let text = node.as_str().map(str::to_string).unwrap_or_else(|| node.to_json().to_string());
+                        text.parse::<Quantity>().map_err(|e| format!("spec.nodes[{g}].capacity.{key}: {e}"))
+                    }
+                    None => default.parse::<Quantity>().map_err(|e| e.to_string()),
+                }
+            };
+            let cpu = quantity("cpu", "4")?;
+            let memory = quantity("memory", "8Gi")?;
+            let pods = quantity("pods", "110")?.units_ceil() as i64;
+            let prefix = group.get("name").and_then(Node::as_str).map_or_else(|| format!("group-{g}"), str::to_string);
+            let labels = workloads::string_map(group.get("labels"));
+            let taints: Vec<(String, String, String)> = group
+                .get("taints")
+                .and_then(Node::as_seq)
+                .unwrap_or_default()
+                .iter()
+                .map(|t| {
+                    let field = |k: &str| t.get(k).and_then(Node::as_str).unwrap_or_default().to_string();
+                    (field("key"), field("value"), field("effect"))
+                })
+                .collect();
+            for i in 1..=count.clamp(0, 10_000) {
+                let mut node = NodeShape::new(format!("{prefix}-{i}"), cpu, memory, pods);
+                node.labels = labels.clone();
+                node.labels.insert("kubernetes.io/hostname".into(), node.name.clone());
+                node.taints = taints.clone();
+                nodes.push(node);
+            }
+        }
+        if nodes.is_empty() {
+            return Err("spec.nodes declares no nodes".into());
+        }
+        Ok(ClusterShape { nodes })
+    }
+}
+
+/// What one pod of a workload asks for: per resource, the larger of the sum of its
+/// containers and its largest init container, plus the pod overhead (the scheduler's
+/// arithmetic). Limits stand in for missing requests, as the API server defaults them.
+pub(crate) fn pod_requests(spec: &Node) -> BTreeMap<String, Quantity> {
+    let container_requests = |container: &Node| -> BTreeMap<String, Quantity> {
+        let resources = container.get("resources");
+        let mut requests = BTreeMap::new();
+        for field in ["limits", "requests"] {
+            for entry in resources.and_then(|r| r.get(field)).and_then(Node::as_map).unwrap_or_default() {
+                let text =
+                    entry.value.as_str().map(str::to_string).unwrap_or_else(|| entry.value.to_json().to_string());
+                if let Ok(q) = text.parse::<Quantity>() {
+                    requests.insert(entry.key.name.clone(), q);
+                }
+            }
+        }
+        requests
+    };
+    let mut total: BTreeMap<String, Quantity> = BTreeMap::new();
+    for container in spec.get("containers").and_then(Node::as_seq).unwrap_or_default() {
+        for (resource, q) in container_requests(container) {
+            let sum = total.get(&resource).and_then(|t| t.checked_add(&q)).unwrap_or(q);
+            total.insert(resource, sum);
+        }
+    }
+    for init in spec.get("initContainers").and_then(Node::as_seq).unwrap_or_default() {
+        for (resource, q) in container_requests(init) {
+            if total.get(&resource).is_none_or(|t| q > *t) {
+                total.insert(resource, q);
+            }
+        }
+    }
+    for entry in spec.get("overhead").and_then(Node::as_map).unwrap_or_default() {
+        if let Some(q) = entry.value.as_str().and_then(|t| t.parse::<Quantity>().ok()) {
+            let sum = total.get(&entry.key.name).and_then(|t| t.checked_add(&q)).unwrap_or(q);
+            total.insert(entry.key.name.clone(), sum);
+        }
+    }
+    total
+}
+
+/// A workload with pods, as the capacity rules see it.
+struct Demand<'a> {
+    index: usize,
+    member: &'a Member<'a>,
+    namespace: Option<String>,
+    replicas: Replicas,
+    requests: BTreeMap<String, Quantity>,
+    spec: &'a Node,
+}
+
+fn demands<'a>(context: &'a SetContext<'a>) -> Vec<Demand<'a>> {
+    context
+        .members
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.valid)
+        .filter_map(|(index, member)| {
+            let template = workloads::pod_template(&member.info.gvk, member.node)?;
+            // A CronJob's pods come and go; they are counted when they run, like a Job's.
+            Some(Demand {
+                index,
+                member,
+                namespace: context.namespace_of(member),
+                replicas: template.replicas,
+                requests: pod_requests(template.spec),
+                spec: template.spec,
+            })
+        })
+        .collect()
+}
+
+pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
+    let demands = demands(context);
+    quotas(context, &demands, out);
+    if let Some(cluster) = context.cluster {
+        schedule(cluster, &demands, out);
+    }
+}
+
+fn replica_count(replicas: Replicas, nodes: usize) -> i64 {
+    match replicas {
+        Replicas::Fixed(n) => n.max(0),
+        Replicas::PerNode => nodes.max(1) as i64,
+    }
+}
+
+fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize, Finding)>) {
+    let nodes = context.cluster.map_or(1, |c| c.nodes.len());
+    for (index, member) in context.members.iter().enumerate() {
+        if !member.valid || !member.info.gvk.group.is_empty() || member.info.gvk.kind != "ResourceQuota" {
+            continue;
+        }
+        let namespace = context.namespace_of(member);
+        let Some(hard) = member.node.get("spec").and_then(|s| s.get("hard")) else { continue };
+        let in_namespace: Vec<&Demand> = demands.iter().filter(|d| d.namespace == namespace).collect();
+        for entry in hard.as_map().unwrap_or_default() {
+            let resource = entry.key.name.as_str();
+            let text = entry.value.as_str().map(str::to_string).unwrap_or_else(|| entry.value.to_json().to_string());
+            let Ok(limit) = text.parse::<Quantity>() else { continue };
+            // `cpu` in a quota means requests.cpu; `pods` counts pods.
+            let (counted, is_pods) = match resource {
+                "pods" | "count/pods" => ("pods", true),
+                "cpu" | "requests.cpu" => ("cpu", false),
+                "memory" | "requests.memory" => ("memory", false),
+                other => match other.strip_prefix("requests.") {
+                    Some(r) => (r, false),
+                    None => continue,
+                },
+            };
+            let mut total = Quantity::zero();
+            for demand in &in_namespace {
+                let count = replica_count(demand.replicas, nodes);
+                let each = if is_pods {
+                    Some(Quantity::from_units(1, Format::DecimalSI))
+                } else {
+                    demand.requests.get(counted).copied()
+                };
+                match each {
+                    Some(each) => {
+                        total = each.checked_mul(count).and_then(|q| total.checked_add(&q)).unwrap_or(total);
+                    }
+                    None if count > 0 => out.push((
+                        demand.index,
+                        Finding::new(
+                            &QUOTA_EXCEEDED,
+                            demand.member.info.kind_span,
+                            format!(
+                                "pods of {} request no {counted}, but the ResourceQuota \"{}\" limits {resource}: the API server will refuse them",
+                                demand.member.info.display_name(),
+                                member.info.name.as_deref().unwrap_or("?")
+                            ),
+                        )
+                        .label(format!("no {counted} request"))
+                        .help(format!("set resources.requests.{counted} on every container (a LimitRange can default it)")),
+                    )),
+                    None => {}
+                }
+            }
+            if total > limit {
+                out.push((
+                    index,
+                    Finding::new(
+                        &QUOTA_EXCEEDED,
+                        entry.value.span,
+                        format!(
+                            "workloads in namespace {} ask for {resource} {total}, above this quota's {limit}",
+                            namespace.as_deref().unwrap_or("default")
+                        ),
+                    )
+                    .label("exceeded by the workloads in the input")
+                    .path(format!("spec.hard.{resource}")),
+                ));
+            }
+        }
+    }
+}
+
+/// Whether a pod may land on a node at all: its nodeSelector, and the taints it tolerates.
+fn allowed(spec: &Node, node: &NodeShape) -> bool {
+    let selector = workloads::string_map(spec.get("nodeSelector"));
+    if selector.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
+        return false;
+    }
+    let tolerations = spec.get("tolerations").and_then(Node::as_seq).unwrap_or_default();
+    node.taints.iter().filter(|(_, _, effect)| effect != "PreferNoSchedule").all(|(key, value, effect)| {
+        tolerations.iter().any(|t| {
+            let field = |k: &str| t.get(k).and_then(Node::as_str).unwrap_or_default();
+            let key_ok = field("key").is_empty() || field("key") == key;
+            let value_ok = field("operator") == "Exists" || field("value") == value;
+            let effect_ok = field("effect").is_empty() || field("effect") == effect;
+            key_ok && value_ok && effect_ok
+        })
+    })
+}
+
+struct Free {
+    cpu: i128,
+    memory: i128,
+    pods: i64,
+}
+
+fn fits(free: &Free, cpu: i128, memory: i128) -> bool {
+    free.pods > 0 && cpu <= free.cpu && memory <= free.memory
+}
+
+fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize, Finding)>) {
+    let mut free: Vec<Free> = cluster
+        .nodes
+        .iter()
+        .map(|n| Free { cpu: n.cpu.millis_ceil(), memory: n.memory.units_ceil(), pods: n.pods })
+        .collect();
+    let need = |d: &Demand| {
+        (
+            d.requests.get("cpu").map_or(0, Quantity::millis_ceil),
+            d.requests.get("memory").map_or(0, Quantity::units_ceil),
+        )
+    };
+    // Largest pods first: a fair approximation of what the scheduler manages to pack.
+    let mut order: Vec<&Demand> =
+        demands.iter().filter(|d| !matches!(d.member.info.gvk.kind.as_str(), "CronJob")).collect();
+    order.sort_by_key(|d| std::cmp::Reverse(need(d)));
+    for demand in order {
+        let (cpu, memory) = need(demand);
+        let eligible: Vec<usize> =
+            (0..cluster.nodes.len()).filter(|&i| allowed(demand.spec, &cluster.nodes[i])).collect();
+        let name = demand.member.info.display_name();
+        let shown = format!(
+            "cpu {}, memory {}",
+            Quantity::from_millis(cpu as i64),
+            Quantity::from_units(memory as i64, Format::BinarySI)
+        );
+        if eligible.is_empty() {
+            out.push((
+                demand.index,
+                Finding::new(
+                    &UNSCHEDULABLE,
+                    demand.member.info.kind_span,
+                    format!("no node of the cluster accepts pods of {name}"),
+                )
+                .label("nodeSelector or taints rule out every node")
+                .help("check spec.nodeSelector against the nodes' labels, and add tolerations for their taints"),
+            ));
+            continue;
+        }
+        let fits_somewhere = eligible.iter().any(|&i| {
+            let node = &cluster.nodes[i];
+            cpu <= node.cpu.millis_ceil() && memory <= node.memory.units_ceil()
+        });
+        if !fits_somewhere {
+            let largest = &cluster.nodes[eligible[0]];
+            out.push((
+                demand.index,
+                Finding::new(
+                    &UNSCHEDULABLE,
+                    demand.member.info.kind_span,
+                    format!("each pod of {name} requests {shown}, more than any node has"),
+                )
+                .label("fits on no node")
+                .help(format!("nodes have cpu {}, memory {}", largest.cpu, largest.memory)),
+            ));
+            continue;
+        }
+        let wanted = match demand.replicas {
+            Replicas::Fixed(n) => n.max(0),
+            Replicas::PerNode => eligible.len() as i64,
+        };
+        let mut placed = 0;
+        match demand.replicas {
+            Replicas::PerNode => {
+                for &i in &eligible {
+                    if fits(&free[i], cpu, memory) {
+                        free[i].cpu -= cpu;
+                        free[i].memory -= memory;
+                        free[i].pods -= 1;
+                        placed += 1;
+                    }
+                }
+            }
+            Replicas::Fixed(_) => {
+                for _ in 0..wanted {
+                    // The node with the most free CPU (least allocated), as the default scorer prefers.
+                    let best = eligible
+                        .iter()
+                        .copied()
+                        .filter(|&i| fits(&free[i], cpu, memory))
+                        .max_by_key(|&i| (free[i].cpu, free[i].memory));
+                    let Some(i) = best else { break };
+                    free[i].cpu -= cpu;
+                    free[i].memory -= memory;
+                    free[i].pods -= 1;
+                    placed += 1;
+                }
+            }
+        }
+        if placed < wanted {
+            out.push((
+                demand.index,
+                Finding::new(
+                    &UNSCHEDULABLE,
+                    demand.member.info.kind_span,
+                    format!("only {placed} of {wanted} pods of {name} fit in the cluster ({shown} each)"),
+                )
+                .label("not all replicas fit")
+                .help(format!(
+                    "the cluster has {} nodes; the workloads in the input need more room",
+                    cluster.nodes.len()
+                )),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_cluster_shapes() {
+        let shape: ClusterShape = "nodes=3,cpu=4,memory=8Gi".parse().unwrap();
+        assert_eq!(shape.nodes.len(), 3);
+        assert_eq!(shape.nodes[0].pods, 110);
+        assert_eq!(shape.nodes[2].memory, "8Gi".parse::<Quantity>().unwrap());
+        assert!("nodes=3".parse::<ClusterShape>().is_err());
+        assert!("nodes=3,cpu=4,memory=8Gi,disk=1".parse::<ClusterShape>().is_err());
+        assert!("nodes=0,cpu=4,memory=8Gi".parse::<ClusterShape>().is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! Workloads and the pods they make: selectors that do not select their own template.
+
+use super::{Finding, ObjectContext, Rule};
+use crate::diagnostic::Severity;
+use crate::selector::Selector;
+use crate::workloads::{self, SelectorForm};
+use crate::yaml::{Node, Value};
+
+pub static SELECTOR_MISMATCH: Rule = Rule {
+    id: "workload/selector-mismatch",
+    name: "Workload selector does not match its pod template's labels",
+    severity: Severity::Error,
+    rationale: "A Deployment, ReplicaSet, StatefulSet, DaemonSet or ReplicationController finds its pods by its selector. If the template's labels do not match it, the API server refuses the object; an empty selector is refused too. A selector that matches more than the template (too few keys) adopts other workloads' pods.",
+    fix: "Make spec.selector name labels that spec.template.metadata.labels has, with the same values.",
+    needs_set: false,
+};
+
+pub static JOB_SELECTOR: Rule = Rule {
+    id: "workload/job-selector",
+    name: "Job selector set without manualSelector",
+    severity: Severity::Error,
+    rationale: "The API server generates a Job's selector from a unique controller-uid label. A selector written by hand is refused unless spec.manualSelector is true, and then it risks selecting pods of other Jobs.",
+    fix: "Remove spec.selector and let the API server generate it (or set spec.manualSelector: true if you really manage the labels).",
+    needs_set: false,
+};
+
+pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
+    let gvk = &context.info.gvk;
+    let Some(template) = workloads::pod_template(gvk, context.node) else { return };
+    let Some((selector_node, form)) = template.selector else { return };
+    let labels = workloads::string_map(template.labels);
+    let selector_path = if gvk.kind == "CronJob" { "spec.jobTemplate.spec.selector" } else { "spec.selector" };
+    let selector_entry = if gvk.kind == "CronJob" {
+        context
+            .node
+            .get("spec")
+            .and_then(|s| s.get("jobTemplate"))
+            .and_then(|j| j.get("spec"))
+            .and_then(|s| s.entry("selector"))
+    } else {
+        context.node.get("spec").and_then(|s| s.entry("selector"))
+    };
+    let span = selector_entry.map_or(context.info.kind_span, |e| e.key.span);
+
+    if matches!(gvk.kind.as_str(), "Job" | "CronJob") {
+        let Some(selector_node) = selector_node.filter(|n| !n.is_null()) else { return };
+        let job_spec = if gvk.kind == "CronJob" {
+            context.node.get("spec").and_then(|s| s.get("jobTemplate")).and_then(|j| j.get("spec"))
+        } else {
+            context.node.get("spec")
+        };
+        let manual = job_spec.and_then(|s| s.get("manualSelector")).is_some_and(|m| m.value == Value::Bool(true));
+        if !manual {
+            out.push(
+                Finding::new(
+                    &JOB_SELECTOR,
+                    span,
+                    format!("{} sets {selector_path} without manualSelector: true", gvk.kind),
+                )
+                .label("the API server generates this selector")
+                .path(selector_path),
+            );
+            return;
+        }
+        mismatch(selector_node, SelectorForm::LabelSelector, &labels, span, selector_path, template.labels_path, out);
+        return;
+    }
+    // Without a selector, a ReplicationController takes its template's labels (and the
+    // schema already requires one of the apps/v1 kinds).
+    if let Some(selector_node) = selector_node.filter(|n| !n.is_null()) {
+        mismatch(selector_node, form, &labels, span, selector_path, template.labels_path, out);
+    }
+}
+
+fn mismatch(
+    selector_node: &Node,
+    form: SelectorForm,
+    labels: &std::collections::BTreeMap<String, String>,
+    span: crate::source::Span,
+    selector_path: &str,
+    labels_path: &str,
+    out: &mut Vec<Finding>,
+) {
+    let json = selector_node.to_json();
+    let selector = match form {
+        SelectorForm::Map => Selector::from_map(Some(&json)),
+        SelectorForm::LabelSelector => Selector::from_label_selector(Some(&json)),
+    };
+    let Ok(selector) = selector else {
+        // A malformed selector is the schema's or the selector syntax's to report.
+        return;
+    };
+    let shown_labels = if labels.is_empty() {
+        "none".to_string()
+    } else {
+        labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+    };
+    if selector.is_everything() {
+        if form == SelectorForm::LabelSelector {
+            out.push(
+                Finding::new(&SELECTOR_MISMATCH, span, format!("{selector_path} is empty"))
+                    .label("an empty selector is refused")
+                    .help(format!("select the template's labels, e.g. matchLabels from {labels_path} ({shown_labels})"))
+                    .path(selector_path),
+            );
+        }
+        return;
+    }
+    if !selector.matches(labels) {
+        out.push(
+            Finding::new(
+                &SELECTOR_MISMATCH,
+                span,
+                format!("{selector_path} ({selector}) does not match the pod template's labels ({shown_labels})"),
+            )
+            .label("selects no pod this workload makes")
+            .help(format!("make the selector and {labels_path} agree"))
+            .path(selector_path),
+        );
+    }
+}
