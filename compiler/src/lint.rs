@@ -49,10 +49,12 @@ pub struct ObjectReport {
     /// Why a skipped object was skipped.
     pub reason: Option<String>,
     pub diagnostics: Vec<Diagnostic>,
-    /// The object's tree, for the rules that look across objects (and later stages).
-    pub node: Option<Arc<Node>>,
+    /// What the rules that look across objects need to know about this one.
+    pub facts: Option<Arc<rules::facts::Facts>>,
     /// The object passed its schema, so rules may trust its fields.
     pub schema_valid: bool,
+    /// The rules its `kubeyard.dev/ignore` annotation silences.
+    pub ignored_rules: Vec<&'static str>,
 }
 
 impl ObjectReport {
@@ -65,11 +67,17 @@ impl ObjectReport {
             verdict: Verdict::Valid,
             reason: None,
             diagnostics,
-            node: None,
+            facts: None,
             schema_valid: false,
+            ignored_rules: Vec::new(),
         };
         report.settle();
         report
+    }
+
+    /// A report about a whole file rather than one of its objects (unreadable, not text).
+    pub fn whole_file(diagnostics: Vec<Diagnostic>) -> ObjectReport {
+        ObjectReport::new(None, Span::default(), diagnostics)
     }
 
     fn skipped(document: usize, span: Span, reason: impl Into<String>) -> ObjectReport {
@@ -114,6 +122,8 @@ pub struct Linter {
     ignore_missing_schemas: bool,
     settings: RuleSettings,
     cluster: Option<ClusterShape>,
+    object_rules_on: bool,
+    set_rules_on: bool,
 }
 
 impl Linter {
@@ -121,6 +131,8 @@ impl Linter {
         Ok(Linter {
             catalog: Catalog::new(options.catalog)?,
             ignore_missing_schemas: options.ignore_missing_schemas,
+            object_rules_on: options.rules.any_on(false),
+            set_rules_on: options.rules.any_on(true),
             settings: options.rules,
             cluster: options.cluster,
         })
@@ -268,12 +280,24 @@ impl Linter {
 
     fn lint_object(&self, source: &SourceFile, info: ObjectInfo, node: Arc<Node>, document: usize) -> ObjectReport {
         let mut schema_valid = false;
+        let mut facts = None;
+        let (ignored_rules, ignore_problems) = rules::ignored_rules(&node);
         let (diagnostics, skipped) = match self.catalog.lookup(&info.gvk) {
             Lookup::Found(schema) => {
                 let mut diagnostics = validate_object(&self.catalog, &schema, &node, source);
                 schema_valid = !diagnostics.iter().any(Diagnostic::is_error);
-                if schema_valid {
-                    diagnostics.extend(self.object_rules(source, &info, &node));
+                if schema_valid && (self.object_rules_on || self.set_rules_on) {
+                    let context = ObjectContext::new(&info, &node, source, &self.catalog);
+                    if self.object_rules_on {
+                        let findings = rules::check_object(&context);
+                        diagnostics.extend(rules::to_diagnostics(findings, &self.settings, &ignored_rules));
+                        diagnostics.extend(ignore_problems);
+                    }
+                    // The set rules get what they need now, while the tree is at hand and
+                    // this file has a thread of its own; the tree goes with the document.
+                    if self.set_rules_on {
+                        facts = Some(Arc::new(rules::facts::extract(&context)));
+                    }
                 }
                 (diagnostics, None)
             }
@@ -311,47 +335,44 @@ impl Linter {
             report.verdict = Verdict::Skipped;
             report.reason = Some(reason);
         }
+        report.facts = facts;
         report.object = Some(info);
-        report.node = Some(node);
         report.schema_valid = schema_valid;
+        report.ignored_rules = ignored_rules;
         report
-    }
-
-    fn object_rules(&self, source: &SourceFile, info: &ObjectInfo, node: &Node) -> Vec<Diagnostic> {
-        let (ignored, mut problems) = rules::ignored_rules(node);
-        let findings = rules::check_object(&ObjectContext { info, node, source, catalog: &self.catalog });
-        let mut diagnostics = rules::to_diagnostics(findings, &self.settings, &ignored);
-        diagnostics.append(&mut problems);
-        diagnostics
     }
 
     /// Phase three: the rules that need every object of the run at once (selectors,
     /// references, namespaces, duplicates, capacity). Their findings join the reports of
     /// the objects they are about.
     pub fn check_set(&self, reports: &mut [FileReport]) {
+        if !self.set_rules_on {
+            return;
+        }
         let mut places = Vec::new();
         let mut members = Vec::new();
         for (f, report) in reports.iter().enumerate() {
             let Some(source) = &report.source else { continue };
             for (o, object) in report.objects.iter().enumerate() {
-                if let (Some(info), Some(node)) = (&object.object, &object.node) {
+                if let Some(info) = &object.object {
                     places.push((f, o));
-                    members.push(Member { info, node, source, valid: object.schema_valid });
+                    let namespace = self
+                        .catalog
+                        .is_namespaced(&info.gvk)
+                        .then(|| info.namespace.clone().unwrap_or_else(|| "default".to_string()));
+                    members.push(Member { info, namespace, facts: object.facts.as_deref(), span: object.span, source });
                 }
             }
         }
-        let found_cluster = members
-            .iter()
-            .find(|m| m.valid && m.info.gvk.group == crate::schema::KUBEYARD_GROUP && m.info.gvk.kind == "Cluster")
-            .and_then(|m| ClusterShape::from_document(m.node).ok());
-        let cluster = self.cluster.as_ref().or(found_cluster.as_ref());
+        let found_cluster = members.iter().find_map(|m| m.facts?.cluster.as_ref());
+        let cluster = self.cluster.as_ref().or(found_cluster);
         let findings = rules::check_set(&SetContext { members: &members, catalog: &self.catalog, cluster });
         let mut diagnostics: Vec<(usize, Diagnostic)> = Vec::new();
         for (member, finding) in findings {
-            let (ignored, _) = rules::ignored_rules(members[member].node);
-            diagnostics.extend(
-                rules::to_diagnostics(vec![finding], &self.settings, &ignored).into_iter().map(|d| (member, d)),
-            );
+            let (f, o) = places[member];
+            let ignored = &reports[f].objects[o].ignored_rules;
+            diagnostics
+                .extend(rules::to_diagnostics(vec![finding], &self.settings, ignored).into_iter().map(|d| (member, d)));
         }
         drop(members);
         for (member, diagnostic) in diagnostics {

@@ -53,6 +53,8 @@ pub struct ObjectInfo {
     /// Where the `kind` value is written: the anchor for object-wide diagnostics.
     pub kind_span: Span,
     pub api_version_span: Span,
+    /// Where `metadata.namespace` is written, if it is.
+    pub namespace_span: Option<Span>,
 }
 
 impl ObjectInfo {
@@ -152,6 +154,7 @@ pub fn classify(root: &Node) -> Classified<'_> {
         generate_name: meta_string("generateName"),
         kind_span: kind.1,
         api_version_span: api_version.1,
+        namespace_span: metadata.and_then(|m| m.get("namespace")).map(|n| n.span),
     };
     if info.gvk.group.is_empty()
         && info.gvk.version == "v1"

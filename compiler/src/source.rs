@@ -145,6 +145,11 @@ impl SourceFile {
         LineCol { line: line as u32 + 1, column }
     }
 
+    /// How many lines the text has.
+    pub fn line_count(&self) -> u32 {
+        self.line_starts().len() as u32
+    }
+
     /// The byte span of one whole line (1-based), without its line break.
     pub fn line_span(&self, line: u32) -> Span {
         let starts = self.line_starts();

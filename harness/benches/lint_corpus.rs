@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 fn main() {
     let mut docs = 10_000usize;
-    let mut runs = 10usize;
+    let mut runs = 15usize;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
@@ -32,38 +32,85 @@ fn main() {
     println!("corpus: {written} documents, {:.1} MB, in {}", bytes as f64 / 1e6, dir.path().display());
 
     let binary = env!("CARGO_BIN_EXE_kubeyard");
-    let run = || {
-        let started = Instant::now();
-        let output = Command::new(binary)
-            .args(["lint", dir.path().to_str().expect("UTF-8 temp path")])
-            .output()
-            .expect("kubeyard runs");
-        let elapsed = started.elapsed();
-        assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
-        (elapsed, String::from_utf8_lossy(&output.stdout).trim().to_string())
-    };
-    for _ in 0..2 {
-        run();
+    let path = dir.path().to_str().expect("UTF-8 temp path").to_string();
+    let configurations: [(&str, Vec<&str>); 2] = [
+        ("schema only (--no-rules)", vec!["lint", "--no-rules", &path]),
+        ("schema and rules (default)", vec!["lint", &path]),
+    ];
+    // Runs alternate between the configurations so that drift in the machine's speed
+    // (other processes, frequency) falls on both alike.
+    let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); configurations.len()];
+    let mut last_line = vec![String::new(); configurations.len()];
+    for round in 0..runs + 2 {
+        for (i, (_, args)) in configurations.iter().enumerate() {
+            let (sample, line) = run(binary, args);
+            if round >= 2 {
+                samples[i].push(sample);
+                last_line[i] = line;
+            }
+        }
     }
-    let mut times: Vec<Duration> = Vec::new();
-    let mut summary = String::new();
-    for _ in 0..runs {
-        let (elapsed, out) = run();
-        times.push(elapsed);
-        summary = out;
+    let mut medians = Vec::new();
+    for (i, (name, args)) in configurations.iter().enumerate() {
+        let wall = median(samples[i].iter().map(|s| s.wall).collect());
+        let cpu = median(samples[i].iter().map(|s| s.cpu).collect());
+        let rss = samples[i].iter().map(|s| s.max_rss_kb).max().unwrap_or(0);
+        println!("{name}: kubeyard {}", args.join(" "));
+        println!("  says: {}", last_line[i]);
+        println!(
+            "  {written} docs: wall median {:.3} s => {:.0} docs/s; CPU median {:.3} s; peak RSS {:.1} MB ({runs} runs)",
+            wall.as_secs_f64(),
+            written as f64 / wall.as_secs_f64(),
+            cpu.as_secs_f64(),
+            rss as f64 / 1024.0
+        );
+        medians.push((wall, cpu));
     }
-    times.sort();
-    let median = times[times.len() / 2];
-    let best = times[0];
-    println!("kubeyard says: {summary}");
+    let ratio = |a: Duration, b: Duration| (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "lint {written} docs: median {:.3} s, best {:.3} s over {runs} runs => {:.0} docs/s (median), {:.0} docs/s (best)",
-        median.as_secs_f64(),
-        best.as_secs_f64(),
-        written as f64 / median.as_secs_f64(),
-        written as f64 / best.as_secs_f64()
+        "rules add {:.0}% wall time and {:.0}% CPU time",
+        ratio(medians[0].0, medians[1].0),
+        ratio(medians[0].1, medians[1].1)
     );
-    println!("peak RSS: {:.1} MB", peak_child_rss_kb() as f64 / 1024.0);
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    cpu: Duration,
+    max_rss_kb: i64,
+}
+
+fn median(mut values: Vec<Duration>) -> Duration {
+    values.sort();
+    values[values.len() / 2]
+}
+
+/// One run of `kubeyard args`: wall time, CPU time (user + system) and peak memory of
+/// that process alone (wait4 reports each child's own usage).
+fn run(binary: &str, args: &[&str]) -> (Sample, String) {
+    let started = Instant::now();
+    let child = Command::new(binary).args(args).stdout(std::process::Stdio::piped()).spawn().expect("kubeyard runs");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("piped stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut text).expect("stdout is text");
+        text
+    });
+    // SAFETY: wait4 fills the status and rusage we own, for our own child.
+    let (status, usage) = unsafe {
+        let mut status = 0;
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::wait4(pid, &mut status, 0, &mut usage);
+        (status, usage)
+    };
+    let wall = started.elapsed();
+    let text = reader.join().expect("reader thread");
+    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "kubeyard {args:?} failed:\n{text}");
+    let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    let sample = Sample { wall, cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime), max_rss_kb: usage.ru_maxrss };
+    (sample, text.lines().last().unwrap_or_default().to_string())
 }
 
 /// Writes `count` renamed copies of the corpus's valid documents, one per file.
@@ -131,14 +178,4 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     files
-}
-
-/// The largest resident set of any child waited for (Linux reports kilobytes).
-fn peak_child_rss_kb() -> i64 {
-    // SAFETY: getrusage only writes into the zeroed struct we own.
-    unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
-        usage.ru_maxrss
-    }
 }

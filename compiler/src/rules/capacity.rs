@@ -1,6 +1,7 @@
 //! Capacity: what the workloads ask for against what a namespace's quota allows and what
 //! a cluster of a given shape can hold.
 
+use super::facts::PodFacts;
 use super::{Finding, Member, Rule, SetContext};
 use crate::diagnostic::Severity;
 use crate::quantity::{Format, Quantity};
@@ -134,80 +135,20 @@ impl ClusterShape {
     }
 }
 
-/// What one pod of a workload asks for: per resource, the larger of the sum of its
-/// containers and its largest init container, plus the pod overhead (the scheduler's
-/// arithmetic). Limits stand in for missing requests, as the API server defaults them.
-pub(crate) fn pod_requests(spec: &Node) -> BTreeMap<String, Quantity> {
-    let container_requests = |container: &Node| -> BTreeMap<String, Quantity> {
-        let resources = container.get("resources");
-        let mut requests = BTreeMap::new();
-        for field in ["limits", "requests"] {
-            for entry in resources.and_then(|r| r.get(field)).and_then(Node::as_map).unwrap_or_default() {
-                let text =
-                    entry.value.as_str().map(str::to_string).unwrap_or_else(|| entry.value.to_json().to_string());
-                if let Ok(q) = text.parse::<Quantity>() {
-                    requests.insert(entry.key.name.clone(), q);
-                }
-            }
-        }
-        requests
-    };
-    let mut total: BTreeMap<String, Quantity> = BTreeMap::new();
-    for container in spec.get("containers").and_then(Node::as_seq).unwrap_or_default() {
-        for (resource, q) in container_requests(container) {
-            let sum = total.get(&resource).and_then(|t| t.checked_add(&q)).unwrap_or(q);
-            total.insert(resource, sum);
-        }
-    }
-    for init in spec.get("initContainers").and_then(Node::as_seq).unwrap_or_default() {
-        for (resource, q) in container_requests(init) {
-            if total.get(&resource).is_none_or(|t| q > *t) {
-                total.insert(resource, q);
-            }
-        }
-    }
-    for entry in spec.get("overhead").and_then(Node::as_map).unwrap_or_default() {
-        if let Some(q) = entry.value.as_str().and_then(|t| t.parse::<Quantity>().ok()) {
-            let sum = total.get(&entry.key.name).and_then(|t| t.checked_add(&q)).unwrap_or(q);
-            total.insert(entry.key.name.clone(), sum);
-        }
-    }
-    total
-}
-
 /// A workload with pods, as the capacity rules see it.
 struct Demand<'a> {
     index: usize,
     member: &'a Member<'a>,
-    namespace: Option<String>,
-    replicas: Replicas,
-    requests: BTreeMap<String, Quantity>,
-    spec: &'a Node,
-}
-
-fn demands<'a>(context: &'a SetContext<'a>) -> Vec<Demand<'a>> {
-    context
-        .members
-        .iter()
-        .enumerate()
-        .filter(|(_, m)| m.valid)
-        .filter_map(|(index, member)| {
-            let template = workloads::pod_template(&member.info.gvk, member.node)?;
-            // A CronJob's pods come and go; they are counted when they run, like a Job's.
-            Some(Demand {
-                index,
-                member,
-                namespace: context.namespace_of(member),
-                replicas: template.replicas,
-                requests: pod_requests(template.spec),
-                spec: template.spec,
-            })
-        })
-        .collect()
+    pods: &'a PodFacts,
 }
 
 pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
-    let demands = demands(context);
+    let demands: Vec<Demand> = context
+        .members
+        .iter()
+        .enumerate()
+        .filter_map(|(index, member)| Some(Demand { index, member, pods: member.facts?.pods.as_ref()? }))
+        .collect();
     quotas(context, &demands, out);
     if let Some(cluster) = context.cluster {
         schedule(cluster, &demands, out);
@@ -224,16 +165,12 @@ fn replica_count(replicas: Replicas, nodes: usize) -> i64 {
 fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize, Finding)>) {
     let nodes = context.cluster.map_or(1, |c| c.nodes.len());
     for (index, member) in context.members.iter().enumerate() {
-        if !member.valid || !member.info.gvk.group.is_empty() || member.info.gvk.kind != "ResourceQuota" {
-            continue;
-        }
-        let namespace = context.namespace_of(member);
-        let Some(hard) = member.node.get("spec").and_then(|s| s.get("hard")) else { continue };
-        let in_namespace: Vec<&Demand> = demands.iter().filter(|d| d.namespace == namespace).collect();
-        for entry in hard.as_map().unwrap_or_default() {
-            let resource = entry.key.name.as_str();
-            let text = entry.value.as_str().map(str::to_string).unwrap_or_else(|| entry.value.to_json().to_string());
-            let Ok(limit) = text.parse::<Quantity>() else { continue };
+        let Some(facts) = member.facts.filter(|f| !f.quota.is_empty()) else { continue };
+        let namespace = member.namespace.as_deref();
+        let in_namespace: Vec<&Demand> =
+            demands.iter().filter(|d| d.member.namespace.as_deref() == namespace).collect();
+        for entry in &facts.quota {
+            let resource = entry.resource.as_str();
             // `cpu` in a quota means requests.cpu; `pods` counts pods.
             let (counted, is_pods) = match resource {
                 "pods" | "count/pods" => ("pods", true),
@@ -246,11 +183,11 @@ fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize
             };
             let mut total = Quantity::zero();
             for demand in &in_namespace {
-                let count = replica_count(demand.replicas, nodes);
+                let count = replica_count(demand.pods.replicas, nodes);
                 let each = if is_pods {
                     Some(Quantity::from_units(1, Format::DecimalSI))
                 } else {
-                    demand.requests.get(counted).copied()
+                    demand.pods.requests.get(counted).copied()
                 };
                 match each {
                     Some(each) => {
@@ -273,15 +210,16 @@ fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize
                     None => {}
                 }
             }
-            if total > limit {
+            if total > entry.limit {
                 out.push((
                     index,
                     Finding::new(
                         &QUOTA_EXCEEDED,
-                        entry.value.span,
+                        entry.span,
                         format!(
-                            "workloads in namespace {} ask for {resource} {total}, above this quota's {limit}",
-                            namespace.as_deref().unwrap_or("default")
+                            "workloads in namespace {} ask for {resource} {total}, above this quota's {}",
+                            namespace.unwrap_or("default"),
+                            entry.limit
                         ),
                     )
                     .label("exceeded by the workloads in the input")
@@ -293,18 +231,15 @@ fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize
 }
 
 /// Whether a pod may land on a node at all: its nodeSelector, and the taints it tolerates.
-fn allowed(spec: &Node, node: &NodeShape) -> bool {
-    let selector = workloads::string_map(spec.get("nodeSelector"));
-    if selector.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
+fn allowed(pods: &PodFacts, node: &NodeShape) -> bool {
+    if pods.node_selector.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
         return false;
     }
-    let tolerations = spec.get("tolerations").and_then(Node::as_seq).unwrap_or_default();
     node.taints.iter().filter(|(_, _, effect)| effect != "PreferNoSchedule").all(|(key, value, effect)| {
-        tolerations.iter().any(|t| {
-            let field = |k: &str| t.get(k).and_then(Node::as_str).unwrap_or_default();
-            let key_ok = field("key").is_empty() || field("key") == key;
-            let value_ok = field("operator") == "Exists" || field("value") == value;
-            let effect_ok = field("effect").is_empty() || field("effect") == effect;
+        pods.tolerations.iter().any(|t| {
+            let key_ok = t.key.is_empty() || t.key == *key;
+            let value_ok = t.operator == "Exists" || t.value == *value;
+            let effect_ok = t.effect.is_empty() || t.effect == *effect;
             key_ok && value_ok && effect_ok
         })
     })
@@ -328,8 +263,8 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
         .collect();
     let need = |d: &Demand| {
         (
-            d.requests.get("cpu").map_or(0, Quantity::millis_ceil),
-            d.requests.get("memory").map_or(0, Quantity::units_ceil),
+            d.pods.requests.get("cpu").map_or(0, Quantity::millis_ceil),
+            d.pods.requests.get("memory").map_or(0, Quantity::units_ceil),
         )
     };
     // Largest pods first: a fair approximation of what the scheduler manages to pack.
@@ -339,7 +274,7 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
     for demand in order {
         let (cpu, memory) = need(demand);
         let eligible: Vec<usize> =
-            (0..cluster.nodes.len()).filter(|&i| allowed(demand.spec, &cluster.nodes[i])).collect();
+            (0..cluster.nodes.len()).filter(|&i| allowed(demand.pods, &cluster.nodes[i])).collect();
         let name = demand.member.info.display_name();
         let shown = format!(
             "cpu {}, memory {}",
@@ -377,12 +312,12 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
             ));
             continue;
         }
-        let wanted = match demand.replicas {
+        let wanted = match demand.pods.replicas {
             Replicas::Fixed(n) => n.max(0),
             Replicas::PerNode => eligible.len() as i64,
         };
         let mut placed = 0;
-        match demand.replicas {
+        match demand.pods.replicas {
             Replicas::PerNode => {
                 for &i in &eligible {
                     if fits(&free[i], cpu, memory) {

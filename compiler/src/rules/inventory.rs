@@ -3,7 +3,7 @@
 use super::{Finding, Rule, SetContext};
 use crate::diagnostic::Severity;
 use crate::scope::BUILTIN_NAMESPACES;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 pub static DUPLICATE: Rule = Rule {
     id: "object/duplicate",
@@ -24,18 +24,18 @@ pub static UNDECLARED_NAMESPACE: Rule = Rule {
 };
 
 pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
-    let mut first: HashMap<(&str, &str, Option<String>, &str), usize> = HashMap::new();
+    let mut first: HashMap<(&str, &str, Option<&str>, &str), usize> = HashMap::default();
     for (index, member) in context.members.iter().enumerate() {
         let Some(name) = member.info.name.as_deref() else { continue };
-        let key = (member.info.gvk.group.as_str(), member.info.gvk.kind.as_str(), context.namespace_of(member), name);
+        let key = (member.info.gvk.group.as_str(), member.info.gvk.kind.as_str(), member.namespace.as_deref(), name);
         match first.get(&key) {
             None => {
                 first.insert(key, index);
             }
             Some(&earlier) => {
                 let other = &context.members[earlier];
-                let at = other.source.line_col(other.node.span.start);
-                let place = key.2.as_deref().map_or(String::new(), |ns| format!(" in namespace {ns}"));
+                let at = other.source.line_col(other.span.start);
+                let place = key.2.map_or(String::new(), |ns| format!(" in namespace {ns}"));
                 out.push((
                     index,
                     Finding::new(
@@ -68,8 +68,7 @@ pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
         {
             continue;
         }
-        let span =
-            member.node.get("metadata").and_then(|m| m.get("namespace")).map_or(member.info.kind_span, |n| n.span);
+        let span = member.info.namespace_span.unwrap_or(member.info.kind_span);
         out.push((
             index,
             Finding::new(&UNDECLARED_NAMESPACE, span, format!("namespace \"{namespace}\" is not created by the input"))

@@ -3,7 +3,6 @@
 use super::{Finding, ObjectContext, Rule};
 use crate::diagnostic::Severity;
 use crate::names;
-use crate::workloads;
 use crate::yaml::Node;
 
 pub static INVALID_NAME: Rule = Rule {
@@ -67,7 +66,7 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
         None => {}
     }
     labels(metadata.and_then(|m| m.get("labels")), "metadata.labels", out);
-    if let Some(template) = workloads::pod_template(gvk, context.node)
+    if let Some(template) = &context.template
         && template.labels_path != "metadata.labels"
     {
         labels(template.labels, template.labels_path, out);

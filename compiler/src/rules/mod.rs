@@ -9,6 +9,7 @@
 
 mod api;
 mod capacity;
+pub mod facts;
 mod inventory;
 mod metadata;
 mod pod;
@@ -23,6 +24,7 @@ use crate::object::ObjectInfo;
 use crate::schema::Catalog;
 use crate::source::{SourceFile, Span};
 use crate::yaml::Node;
+use rayon::prelude::*;
 use std::collections::HashMap;
 
 /// A rule's identity and documentation.
@@ -123,6 +125,19 @@ pub struct ObjectContext<'a> {
     pub node: &'a Node,
     pub source: &'a SourceFile,
     pub catalog: &'a Catalog,
+    /// The object's pod template, if its kind makes pods (found once, read by many rules).
+    pub template: Option<crate::workloads::PodTemplate<'a>>,
+}
+
+impl<'a> ObjectContext<'a> {
+    pub fn new(
+        info: &'a ObjectInfo,
+        node: &'a Node,
+        source: &'a SourceFile,
+        catalog: &'a Catalog,
+    ) -> ObjectContext<'a> {
+        ObjectContext { info, node, source, catalog, template: crate::workloads::pod_template(&info.gvk, node) }
+    }
 }
 
 /// Runs every object rule on one schema-valid object.
@@ -139,10 +154,15 @@ pub fn check_object(context: &ObjectContext<'_>) -> Vec<Finding> {
 /// One object of a run, as the set rules see it.
 pub struct Member<'a> {
     pub info: &'a ObjectInfo,
-    pub node: &'a Node,
+    /// The namespace the object lands in (its own, or `default`); `None` when its kind is
+    /// cluster-scoped.
+    pub namespace: Option<String>,
+    /// What the set rules need to know about the object; `None` when it did not pass its
+    /// schema (its fields cannot be trusted).
+    pub facts: Option<&'a facts::Facts>,
+    /// Where the object is in its file.
+    pub span: Span,
     pub source: &'a SourceFile,
-    /// The object passed its schema, so its fields can be trusted.
-    pub valid: bool,
 }
 
 /// What the set rules are given.
@@ -152,23 +172,23 @@ pub struct SetContext<'a> {
     pub cluster: Option<&'a ClusterShape>,
 }
 
-impl SetContext<'_> {
-    /// The namespace an object lands in: its own, `default` if it has none, `None` when
-    /// its kind is cluster-scoped.
-    pub fn namespace_of(&self, member: &Member<'_>) -> Option<String> {
-        self.catalog
-            .is_namespaced(&member.info.gvk)
-            .then(|| member.info.namespace.clone().unwrap_or_else(|| "default".to_string()))
-    }
-}
+/// A set rule module's entry point: findings with the index of the member they are about.
+type SetCheck = fn(&SetContext<'_>, &mut Vec<(usize, Finding)>);
 
 /// Runs every set rule; each finding comes with the index of the member it is about.
 pub fn check_set(context: &SetContext<'_>) -> Vec<(usize, Finding)> {
-    let mut findings = Vec::new();
-    inventory::check(context, &mut findings);
-    references::check(context, &mut findings);
-    service::check_set(context, &mut findings);
-    capacity::check(context, &mut findings);
+    // The set rules are independent of each other: run them side by side.
+    let checks: [SetCheck; 4] = [inventory::check, references::check, service::check_set, capacity::check];
+    let mut findings: Vec<(usize, Finding)> = checks
+        .into_par_iter()
+        .map(|check| {
+            let mut out = Vec::new();
+            check(context, &mut out);
+            out
+        })
+        .flatten()
+        .collect();
+    findings.sort_by_key(|(member, finding)| (*member, finding.span.start));
     findings
 }
 
@@ -179,6 +199,16 @@ pub struct RuleSettings {
 }
 
 impl RuleSettings {
+    /// Every rule off: schema validation only.
+    pub fn all_off() -> RuleSettings {
+        RuleSettings { overrides: RULES.iter().map(|r| (r.id, None)).collect() }
+    }
+
+    /// Whether any rule of the kind asked for (set rules or object rules) is on.
+    pub fn any_on(&self, needs_set: bool) -> bool {
+        RULES.iter().any(|r| r.needs_set == needs_set && !self.is_off(r))
+    }
+
     /// `None` turns the rule off.
     pub fn set(&mut self, rule: &'static Rule, severity: Option<Severity>) {
         self.overrides.insert(rule.id, severity);

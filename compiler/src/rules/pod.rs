@@ -1,6 +1,7 @@
 //! Pod specs: containers, ports, probes, images and resources, wherever a pod template
 //! is (bare pods and every workload kind).
 
+use super::facts::DeclaredPorts;
 use super::{Finding, ObjectContext, Rule, join};
 use crate::diagnostic::Severity;
 use crate::image::ImageReference;
@@ -8,14 +9,7 @@ use crate::names;
 use crate::quantity::Quantity;
 use crate::workloads;
 use crate::yaml::{Node, Value};
-use std::collections::{BTreeMap, BTreeSet, HashSet};
-
-/// A container's ports, by name and by number.
-#[derive(Default)]
-pub(super) struct DeclaredPorts {
-    pub named: BTreeMap<String, i64>,
-    pub numbers: BTreeSet<i64>,
-}
+use std::collections::{BTreeMap, HashSet};
 
 pub static INVALID_CONTAINER_NAME: Rule = Rule {
     id: "pod/invalid-container-name",
@@ -117,7 +111,7 @@ pub static MISSING_LIMITS: Rule = Rule {
 };
 
 pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
-    if let Some(template) = workloads::pod_template(&context.info.gvk, context.node) {
+    if let Some(template) = &context.template {
         check_pod_spec(template.spec, template.spec_path, out);
     }
     check_other_quantities(context, out);
@@ -406,7 +400,7 @@ fn check_other_quantities(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
         }
         _ => {}
     }
-    if let Some(template) = workloads::pod_template(&context.info.gvk, node) {
+    if let Some(template) = &context.template {
         for (i, volume) in template.spec.get("volumes").and_then(Node::as_seq).unwrap_or_default().iter().enumerate() {
             if let Some(size) = volume.get("emptyDir").and_then(|e| e.entry("sizeLimit")) {
                 quantity(size, &format!("{}.volumes[{i}].emptyDir", template.spec_path), out);

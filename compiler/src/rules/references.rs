@@ -7,7 +7,7 @@ use crate::diagnostic::Severity;
 use crate::source::Span;
 use crate::workloads;
 use crate::yaml::{Node, Value};
-use std::collections::HashSet;
+use rustc_hash::FxHashSet as HashSet;
 
 pub static MISSING_CONFIG_MAP: Rule = Rule {
     id: "reference/missing-configmap",
@@ -55,7 +55,8 @@ pub static MISSING_SERVICE: Rule = Rule {
 };
 
 /// One reference found in an object.
-struct Reference {
+#[derive(Debug)]
+pub struct Reference {
     rule: &'static Rule,
     kind: &'static str,
     name: String,
@@ -72,7 +73,7 @@ fn optional(node: &Node) -> bool {
     node.get("optional").is_some_and(|o| o.value == Value::Bool(true))
 }
 
-fn pod_references(spec: &Node, spec_path: &str, out: &mut Vec<Reference>) {
+pub(super) fn pod_references(spec: &Node, spec_path: &str, out: &mut Vec<Reference>) {
     let mut add = |rule: &'static Rule, kind: &'static str, found: Option<(String, Span)>, path: String| {
         if let Some((name, span)) = found {
             out.push(Reference { rule, kind, name, span, path });
@@ -163,7 +164,7 @@ fn pod_references(spec: &Node, spec_path: &str, out: &mut Vec<Reference>) {
     }
 }
 
-fn ingress_references(ingress: &Node, out: &mut Vec<Reference>) {
+pub(super) fn ingress_references(ingress: &Node, out: &mut Vec<Reference>) {
     let Some(spec) = ingress.get("spec") else { return };
     let mut backend = |backend: &Node, path: String| {
         if let Some(service) = backend.get("service")
@@ -192,29 +193,20 @@ fn ingress_references(ingress: &Node, out: &mut Vec<Reference>) {
 }
 
 pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
-    let defined: HashSet<(&str, Option<String>, &str)> = context
+    let defined: HashSet<(&str, Option<&str>, &str)> = context
         .members
         .iter()
         .filter(|m| m.info.gvk.group.is_empty())
-        .filter_map(|m| Some((m.info.gvk.kind.as_str(), context.namespace_of(m), m.info.name.as_deref()?)))
+        .filter_map(|m| Some((m.info.gvk.kind.as_str(), m.namespace.as_deref(), m.info.name.as_deref()?)))
         .collect();
     for (index, member) in context.members.iter().enumerate() {
-        if !member.valid {
-            continue;
-        }
-        let mut references = Vec::new();
-        if let Some(template) = workloads::pod_template(&member.info.gvk, member.node) {
-            pod_references(template.spec, template.spec_path, &mut references);
-        }
-        if member.info.gvk.group == "networking.k8s.io" && member.info.gvk.kind == "Ingress" {
-            ingress_references(member.node, &mut references);
-        }
-        let namespace = context.namespace_of(member);
-        for reference in references {
-            if defined.contains(&(reference.kind, namespace.clone(), reference.name.as_str())) {
+        let Some(facts) = member.facts else { continue };
+        let namespace = member.namespace.as_deref();
+        for reference in &facts.references {
+            if defined.contains(&(reference.kind, namespace, reference.name.as_str())) {
                 continue;
             }
-            let place = namespace.as_deref().map_or(String::new(), |ns| format!(" in namespace {ns}"));
+            let place = namespace.map_or(String::new(), |ns| format!(" in namespace {ns}"));
             out.push((
                 index,
                 Finding::new(
@@ -223,7 +215,7 @@ pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
                     format!("{} \"{}\" is not defined in the input{place}", reference.kind, reference.name),
                 )
                 .label(format!("no such {}", reference.kind))
-                .path(reference.path),
+                .path(reference.path.clone()),
             ));
         }
     }

@@ -1,11 +1,11 @@
 //! Services: their ports, and whether they select any pod the input makes.
 
-use super::pod::DeclaredPorts;
+use super::facts::PodFacts;
 use super::{Finding, Member, ObjectContext, Rule, SetContext};
 use crate::diagnostic::Severity;
 use crate::selector::Selector;
-use crate::workloads;
 use crate::yaml::{Node, Value};
+use rustc_hash::FxHashMap as HashMap;
 use std::collections::BTreeMap;
 
 pub static NODE_PORT_RANGE: Rule = Rule {
@@ -63,88 +63,98 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     }
 }
 
-/// A pod template of the input, as Services see it.
-struct PodSource<'a> {
-    member: &'a Member<'a>,
-    namespace: Option<String>,
-    labels: BTreeMap<String, String>,
-    ports: DeclaredPorts,
+/// Pod templates by namespace and by label: a Service's equality selector only looks
+/// at the templates that have its rarest label, not at every template of the run.
+#[derive(Default)]
+struct PodIndex<'a> {
+    by_namespace: HashMap<Option<&'a str>, Vec<usize>>,
+    by_label: HashMap<(Option<&'a str>, &'a str, &'a str), Vec<usize>>,
 }
 
-fn pod_sources<'a>(context: &'a SetContext<'a>) -> Vec<PodSource<'a>> {
-    let mut sources = Vec::new();
-    for member in context.members.iter().filter(|m| m.valid) {
-        let Some(template) = workloads::pod_template(&member.info.gvk, member.node) else { continue };
-        let mut ports = DeclaredPorts::default();
-        for (_, container) in workloads::containers(template.spec) {
-            for port in container.get("ports").and_then(Node::as_seq).unwrap_or_default() {
-                let number = match port.get("containerPort").map(|n| &n.value) {
-                    Some(Value::Int(n)) => Some(*n),
-                    _ => None,
-                };
-                ports.numbers.extend(number);
-                if let Some(name) = port.get("name").and_then(Node::as_str) {
-                    ports.named.insert(name.to_string(), number.unwrap_or(0));
-                }
+impl<'a> PodIndex<'a> {
+    fn new(sources: &[(usize, &'a Member<'a>, &'a PodFacts)]) -> PodIndex<'a> {
+        let mut index = PodIndex::default();
+        for (i, (_, member, pods)) in sources.iter().enumerate() {
+            let namespace = member.namespace.as_deref();
+            index.by_namespace.entry(namespace).or_default().push(i);
+            for (key, value) in &pods.labels {
+                index.by_label.entry((namespace, key.as_str(), value.as_str())).or_default().push(i);
             }
         }
-        sources.push(PodSource {
-            member,
-            namespace: context.namespace_of(member),
-            labels: workloads::string_map(template.labels),
-            ports,
-        });
+        index
     }
-    sources
+
+    /// Templates in `namespace` that might match `selector` (a superset of the matches).
+    fn candidates(&self, namespace: Option<&'a str>, selector: &'a Selector) -> &[usize] {
+        selector
+            .requirements()
+            .iter()
+            .map(|r| {
+                let value = r.values.first().map_or("", String::as_str);
+                self.by_label.get(&(namespace, r.key.as_str(), value)).map_or(&[][..], Vec::as_slice)
+            })
+            .min_by_key(|list| list.len())
+            .unwrap_or_else(|| self.by_namespace.get(&namespace).map_or(&[][..], Vec::as_slice))
+    }
 }
 
 pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
-    let sources = pod_sources(context);
+    let sources: Vec<(usize, &Member, &PodFacts)> =
+        context.members.iter().enumerate().filter_map(|(i, m)| Some((i, m, m.facts?.pods.as_ref()?))).collect();
+    let index_of = PodIndex::new(&sources);
     for (index, member) in context.members.iter().enumerate() {
-        if !member.valid || !member.info.gvk.group.is_empty() || member.info.gvk.kind != "Service" {
-            continue;
-        }
-        let Some(spec) = member.node.get("spec") else { continue };
-        if spec.get("type").and_then(Node::as_str) == Some("ExternalName") {
-            continue;
-        }
-        let Some(selector_entry) = spec.entry("selector") else { continue };
-        let Ok(selector) = Selector::from_map(Some(&selector_entry.value.to_json())) else { continue };
-        if selector.is_nothing() {
-            continue;
-        }
-        let namespace = context.namespace_of(member);
-        let in_namespace: Vec<&PodSource> = sources.iter().filter(|s| s.namespace == namespace).collect();
-        let selected: Vec<&PodSource> = in_namespace.iter().copied().filter(|s| selector.matches(&s.labels)).collect();
+        let Some(service) = member.facts.and_then(|f| f.service.as_ref()) else { continue };
+        let selector = &service.selector;
+        let namespace = member.namespace.as_deref();
+        let selected: Vec<&PodFacts> = index_of
+            .candidates(namespace, selector)
+            .iter()
+            .map(|&i| sources[i].2)
+            .filter(|pods| selector.matches(&pods.labels))
+            .collect();
         if selected.is_empty() {
-            let mut finding = Finding::new(
-                &NO_MATCHING_PODS,
-                selector_entry.key.span,
-                format!(
-                    "Service \"{}\" selects no pod in the input ({selector})",
-                    member.info.name.as_deref().unwrap_or("?")
-                ),
-            )
-            .label("matches no pod template")
-            .path("spec.selector");
-            finding = finding.help(closest(&selector, &in_namespace).unwrap_or_else(|| {
-                format!("the input has no pod templates in namespace {}", namespace.as_deref().unwrap_or("default"))
-            }));
-            out.push((index, finding));
+            // Only templates sharing a label with the selector can be close to it.
+            let mut sharing: Vec<usize> = selector
+                .requirements()
+                .iter()
+                .flat_map(|r| {
+                    let value = r.values.first().map_or("", String::as_str);
+                    index_of.by_label.get(&(namespace, r.key.as_str(), value)).map_or(&[][..], Vec::as_slice)
+                })
+                .copied()
+                .collect();
+            sharing.sort_unstable();
+            sharing.dedup();
+            let in_namespace: Vec<(&Member, &PodFacts)> =
+                sharing.iter().map(|&i| (sources[i].1, sources[i].2)).collect();
+            let help = closest(selector, &in_namespace).unwrap_or_else(|| {
+                if index_of.by_namespace.contains_key(&namespace) {
+                    format!("no pod template in namespace {} has any of these labels", namespace.unwrap_or("default"))
+                } else {
+                    format!("the input has no pod templates in namespace {}", namespace.unwrap_or("default"))
+                }
+            });
+            out.push((
+                index,
+                Finding::new(
+                    &NO_MATCHING_PODS,
+                    service.selector_span,
+                    format!(
+                        "Service \"{}\" selects no pod in the input ({selector})",
+                        member.info.name.as_deref().unwrap_or("?")
+                    ),
+                )
+                .label("matches no pod template")
+                .help(help)
+                .path("spec.selector"),
+            ));
             continue;
         }
-        for (i, port) in spec.get("ports").and_then(Node::as_seq).unwrap_or_default().iter().enumerate() {
-            let (target, span) = match port.entry("targetPort") {
-                Some(entry) => (entry.value.value.clone(), entry.value.span),
-                None => match port.entry("port") {
-                    Some(entry) => (entry.value.value.clone(), entry.value.span),
-                    None => continue,
-                },
-            };
-            let path = format!("spec.ports[{i}].targetPort");
-            match target {
+        for port in &service.ports {
+            let path = format!("spec.ports[{}].targetPort", port.index);
+            match &port.target {
                 Value::String(name)
-                    if name.parse::<i64>().is_err() && !selected.iter().any(|s| s.ports.named.contains_key(&name)) =>
+                    if name.parse::<i64>().is_err() && !selected.iter().any(|s| s.ports.named.contains_key(name)) =>
                 {
                     let names: Vec<&str> =
                         selected.iter().flat_map(|s| s.ports.named.keys().map(String::as_str)).collect();
@@ -152,7 +162,7 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
                         index,
                         Finding::new(
                             &TARGET_PORT,
-                            span,
+                            port.span,
                             format!("targetPort \"{name}\" is not a port name of the selected containers"),
                         )
                         .severity(Severity::Error)
@@ -166,12 +176,12 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
                         .path(path),
                     ));
                 }
-                Value::Int(number) if !selected.iter().any(|s| s.ports.numbers.contains(&number)) => {
+                Value::Int(number) if !selected.iter().any(|s| s.ports.numbers.contains(number)) => {
                     out.push((
                         index,
                         Finding::new(
                             &TARGET_PORT,
-                            span,
+                            port.span,
                             format!("targetPort {number} is not declared by the selected containers"),
                         )
                         .label("no selected container declares this port")
@@ -185,19 +195,19 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
 }
 
 /// The pod templates whose labels come closest to the selector, for the help line.
-fn closest(selector: &Selector, sources: &[&PodSource<'_>]) -> Option<String> {
+fn closest(selector: &Selector, sources: &[(&Member<'_>, &PodFacts)]) -> Option<String> {
     let score =
         |labels: &BTreeMap<String, String>| selector.requirements().iter().filter(|r| r.matches(labels)).count();
-    let best = sources.iter().map(|s| score(&s.labels)).max()?;
+    let best = sources.iter().map(|(_, pods)| score(&pods.labels)).max()?;
     let mut nearest: Vec<String> = sources
         .iter()
-        .filter(|s| score(&s.labels) == best)
+        .filter(|(_, pods)| score(&pods.labels) == best)
         .take(3)
-        .map(|s| {
-            let labels: Vec<String> = s.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        .map(|(member, pods)| {
+            let labels: Vec<String> = pods.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             format!(
                 "{} has labels {}",
-                s.member.info.display_name(),
+                member.info.display_name(),
                 if labels.is_empty() { "none".into() } else { labels.join(",") }
             )
         })

@@ -26,7 +26,7 @@ pub static JOB_SELECTOR: Rule = Rule {
 
 pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let gvk = &context.info.gvk;
-    let Some(template) = workloads::pod_template(gvk, context.node) else { return };
+    let Some(template) = &context.template else { return };
     let Some((selector_node, form)) = template.selector else { return };
     let labels = workloads::string_map(template.labels);
     let selector_path = if gvk.kind == "CronJob" { "spec.jobTemplate.spec.selector" } else { "spec.selector" };

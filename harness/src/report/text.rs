@@ -4,6 +4,7 @@
 use super::Summary;
 use kubeyard_compiler::{Diagnostic, FileReport, ObjectReport, Severity, SourceFile, Verdict};
 use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, SourceCode, SourceSpan, SpanContents};
+use rayon::prelude::*;
 use std::fmt;
 
 pub struct TextOptions {
@@ -14,21 +15,29 @@ pub struct TextOptions {
 
 fn handler(color: bool) -> GraphicalReportHandler {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
-    GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false)
+    GraphicalReportHandler::new_themed(theme).with_width(100).with_links(false).with_wrap_lines(false)
 }
 
 pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) -> String {
-    let handler = handler(options.color);
-    let mut out = String::new();
-    for report in reports {
-        for object in &report.objects {
-            if options.verbose {
-                out.push_str(&object_line(report, object));
-                out.push('\n');
-            }
-            render_object(&handler, report, object, &mut out);
-        }
-    }
+    // Files render independently (miette's layout is not cheap), joined in input order.
+    let rendered: Vec<String> = reports
+        .par_iter()
+        .map_init(
+            || handler(options.color),
+            |handler, report| {
+                let mut out = String::new();
+                for object in &report.objects {
+                    if options.verbose {
+                        out.push_str(&object_line(report, object));
+                        out.push('\n');
+                    }
+                    render_object(handler, report, object, &mut out);
+                }
+                out
+            },
+        )
+        .collect();
+    let mut out = rendered.concat();
     out.push_str(&summary_line(summary));
     out.push('\n');
     out
@@ -162,20 +171,49 @@ impl miette::Diagnostic for Pretty<'_> {
 }
 
 impl SourceCode for Pretty<'_> {
+    /// Cut from the file's line index, not by scanning from its start as miette's `str`
+    /// source does: a large file with many findings stays linear.
     fn read_span<'a>(
         &'a self,
         span: &SourceSpan,
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
-        let contents = self.source.text().read_span(span, context_lines_before, context_lines_after)?;
+        let source = self.source;
+        let text = source.text();
+        let start = span.offset();
+        let end = start + span.len();
+        if end > text.len() {
+            return Err(MietteError::OutOfBounds);
+        }
+        let first_line = source.line_col(start as u32).line;
+        // A span that ends right after a line break belongs to the line before it.
+        let last_line = source.line_col(end.saturating_sub(usize::from(!span.is_empty())) as u32).line.max(first_line);
+        let from = first_line.saturating_sub(context_lines_before as u32).max(1);
+        let to = (last_line + context_lines_after as u32).min(source.line_count());
+        // Without context, miette expects the data to start at the span itself (the header's
+        // line:column comes from it); with context, at the start of the first line shown.
+        let (data_start, column) = if context_lines_before == 0 {
+            (start, source.line_col(start as u32).column as usize - 1)
+        } else {
+            (source.line_span(from).start as usize, 0)
+        };
+        let mut data_end = (source.line_span(to).end as usize).max(end);
+        // Keep the line break, as miette's own sources do, so the last line renders whole.
+        if text[data_end..].starts_with("\r\n") {
+            data_end += 2;
+        } else if text[data_end..].starts_with('\n') {
+            data_end += 1;
+        }
         Ok(Box::new(miette::MietteSpanContents::new_named(
-            self.source.name().to_string(),
-            contents.data(),
-            *contents.span(),
-            contents.line(),
-            contents.column(),
-            contents.line_count(),
+            source.name().to_string(),
+            &text.as_bytes()[data_start..data_end],
+            SourceSpan::new(data_start.into(), data_end - data_start),
+            from as usize - 1,
+            column,
+            // miette counts the lines from the top of the file to the end of the data (it
+            // decides from this whether two labels share one snippet).
+            to as usize,
         )))
     }
 }

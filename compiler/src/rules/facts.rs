@@ -1,0 +1,222 @@
+//! What the set rules need to know about one object, read while its tree is at hand (in
+//! parallel, file by file), so that the set phase joins small records instead of keeping
+//! and walking every tree of the run.
+
+use super::ObjectContext;
+use super::capacity::ClusterShape;
+use super::references::{self, Reference};
+use crate::quantity::Quantity;
+use crate::schema::KUBEYARD_GROUP;
+use crate::selector::Selector;
+use crate::source::Span;
+use crate::workloads::{self, Replicas};
+use crate::yaml::{Node, Value};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Debug, Default)]
+pub struct Facts {
+    /// For kinds that make pods.
+    pub pods: Option<PodFacts>,
+    /// For Services that select pods.
+    pub service: Option<ServiceFacts>,
+    /// The objects this one names (ConfigMaps, Secrets, ...).
+    pub references: Vec<Reference>,
+    /// For ResourceQuotas: their `spec.hard`.
+    pub quota: Vec<QuotaEntry>,
+    /// For a `kubeyard.dev/v1alpha1` Cluster.
+    pub cluster: Option<ClusterShape>,
+}
+
+/// A container's ports, by name and by number.
+#[derive(Debug, Default)]
+pub struct DeclaredPorts {
+    pub named: BTreeMap<String, i64>,
+    pub numbers: BTreeSet<i64>,
+}
+
+#[derive(Debug)]
+pub struct Toleration {
+    pub key: String,
+    pub operator: String,
+    pub value: String,
+    pub effect: String,
+}
+
+#[derive(Debug)]
+pub struct PodFacts {
+    pub labels: BTreeMap<String, String>,
+    /// Every port of every container of the pod.
+    pub ports: DeclaredPorts,
+    /// What one pod asks for, per resource.
+    pub requests: BTreeMap<String, Quantity>,
+    pub replicas: Replicas,
+    pub node_selector: BTreeMap<String, String>,
+    pub tolerations: Vec<Toleration>,
+    /// A CronJob: its pods come and go.
+    pub recurring: bool,
+}
+
+#[derive(Debug)]
+pub struct ServicePort {
+    pub index: usize,
+    /// The `targetPort` (or the `port` it defaults to): a number or a name.
+    pub target: Value,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct ServiceFacts {
+    pub selector: Selector,
+    pub selector_span: Span,
+    pub ports: Vec<ServicePort>,
+}
+
+#[derive(Debug)]
+pub struct QuotaEntry {
+    pub resource: String,
+    pub limit: Quantity,
+    pub span: Span,
+}
+
+pub fn extract(context: &ObjectContext<'_>) -> Facts {
+    let mut facts = Facts::default();
+    let (gvk, node) = (&context.info.gvk, context.node);
+    if let Some(template) = &context.template {
+        references::pod_references(template.spec, template.spec_path, &mut facts.references);
+        facts.pods = Some(PodFacts {
+            labels: workloads::string_map(template.labels),
+            ports: pod_ports(template.spec),
+            requests: pod_requests(template.spec),
+            replicas: template.replicas,
+            node_selector: workloads::string_map(template.spec.get("nodeSelector")),
+            tolerations: tolerations(template.spec),
+            recurring: gvk.kind == "CronJob",
+        });
+    }
+    match (gvk.group.as_str(), gvk.kind.as_str()) {
+        ("", "Service") => facts.service = service(node),
+        ("", "ResourceQuota") => facts.quota = quota(node),
+        ("networking.k8s.io", "Ingress") => references::ingress_references(node, &mut facts.references),
+        (KUBEYARD_GROUP, "Cluster") => facts.cluster = ClusterShape::from_document(node).ok(),
+        _ => {}
+    }
+    facts
+}
+
+fn pod_ports(spec: &Node) -> DeclaredPorts {
+    let mut ports = DeclaredPorts::default();
+    for (_, container) in workloads::containers(spec) {
+        for port in container.get("ports").and_then(Node::as_seq).unwrap_or_default() {
+            let number = match port.get("containerPort").map(|n| &n.value) {
+                Some(Value::Int(n)) => Some(*n),
+                _ => None,
+            };
+            ports.numbers.extend(number);
+            if let Some(name) = port.get("name").and_then(Node::as_str) {
+                ports.named.insert(name.to_string(), number.unwrap_or(0));
+            }
+        }
+    }
+    ports
+}
+
+fn quantity_text(node: &Node) -> Option<Quantity> {
+    match &node.value {
+        Value::String(s) => s.parse().ok(),
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) => node.to_json().to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+/// What one pod asks for: per resource, the larger of the sum of its containers and its
+/// largest init container, plus the pod overhead (the scheduler's arithmetic). Limits
+/// stand in for missing requests, as the API server defaults them.
+pub(crate) fn pod_requests(spec: &Node) -> BTreeMap<String, Quantity> {
+    let container_requests = |container: &Node| -> BTreeMap<String, Quantity> {
+        let resources = container.get("resources");
+        let mut requests = BTreeMap::new();
+        for field in ["limits", "requests"] {
+            for entry in resources.and_then(|r| r.get(field)).and_then(Node::as_map).unwrap_or_default() {
+                if let Some(q) = quantity_text(&entry.value) {
+                    requests.insert(entry.key.name.clone(), q);
+                }
+            }
+        }
+        requests
+    };
+    let mut total: BTreeMap<String, Quantity> = BTreeMap::new();
+    for container in spec.get("containers").and_then(Node::as_seq).unwrap_or_default() {
+        for (resource, q) in container_requests(container) {
+            let sum = total.get(&resource).and_then(|t| t.checked_add(&q)).unwrap_or(q);
+            total.insert(resource, sum);
+        }
+    }
+    for init in spec.get("initContainers").and_then(Node::as_seq).unwrap_or_default() {
+        for (resource, q) in container_requests(init) {
+            if total.get(&resource).is_none_or(|t| q > *t) {
+                total.insert(resource, q);
+            }
+        }
+    }
+    for entry in spec.get("overhead").and_then(Node::as_map).unwrap_or_default() {
+        if let Some(q) = quantity_text(&entry.value) {
+            let sum = total.get(&entry.key.name).and_then(|t| t.checked_add(&q)).unwrap_or(q);
+            total.insert(entry.key.name.clone(), sum);
+        }
+    }
+    total
+}
+
+fn tolerations(spec: &Node) -> Vec<Toleration> {
+    spec.get("tolerations")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            let field = |k: &str| t.get(k).and_then(Node::as_str).unwrap_or_default().to_string();
+            Toleration {
+                key: field("key"),
+                operator: field("operator"),
+                value: field("value"),
+                effect: field("effect"),
+            }
+        })
+        .collect()
+}
+
+fn service(node: &Node) -> Option<ServiceFacts> {
+    let spec = node.get("spec")?;
+    if spec.get("type").and_then(Node::as_str) == Some("ExternalName") {
+        return None;
+    }
+    let selector_entry = spec.entry("selector")?;
+    let selector = Selector::from_map(Some(&selector_entry.value.to_json())).ok()?;
+    if selector.is_nothing() {
+        return None;
+    }
+    let ports = spec
+        .get("ports")
+        .and_then(Node::as_seq)
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+        .filter_map(|(index, port)| {
+            let entry = port.entry("targetPort").or_else(|| port.entry("port"))?;
+            Some(ServicePort { index, target: entry.value.value.clone(), span: entry.value.span })
+        })
+        .collect();
+    Some(ServiceFacts { selector, selector_span: selector_entry.key.span, ports })
+}
+
+fn quota(node: &Node) -> Vec<QuotaEntry> {
+    let hard = node.get("spec").and_then(|s| s.get("hard")).and_then(Node::as_map).unwrap_or_default();
+    hard.iter()
+        .filter_map(|entry| {
+            Some(QuotaEntry {
+                resource: entry.key.name.clone(),
+                limit: quantity_text(&entry.value)?,
+                span: entry.value.span,
+            })
+        })
+        .collect()
+}
