@@ -88,6 +88,8 @@ fn median(mut values: Vec<Duration>) -> Duration {
 
 /// One run of `kubeyard args`: wall time, CPU time (user + system) and peak memory of
 /// that process alone (wait4 reports each child's own usage).
+// The child is reaped by wait4, which std's Child cannot see.
+#[allow(clippy::zombie_processes)]
 fn run(binary: &str, args: &[&str]) -> (Sample, String) {
     let started = Instant::now();
     let child = Command::new(binary).args(args).stdout(std::process::Stdio::piped()).spawn().expect("kubeyard runs");
