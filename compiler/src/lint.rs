@@ -25,6 +25,9 @@ pub struct LintOptions {
     /// The cluster workloads must fit; a `kubeyard.dev/v1alpha1 Cluster` document in the
     /// input is used when this is not given.
     pub cluster: Option<ClusterShape>,
+    /// Keep each schema-valid object's tree in its report, for the stages after linting
+    /// (normalization, plans).
+    pub keep_trees: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -55,6 +58,8 @@ pub struct ObjectReport {
     pub schema_valid: bool,
     /// The rules its `kubeyard.dev/ignore` annotation silences.
     pub ignored_rules: Vec<&'static str>,
+    /// The object's tree, when `LintOptions::keep_trees` asked for it and it passed its schema.
+    pub tree: Option<Arc<Node>>,
 }
 
 impl ObjectReport {
@@ -70,6 +75,7 @@ impl ObjectReport {
             facts: None,
             schema_valid: false,
             ignored_rules: Vec::new(),
+            tree: None,
         };
         report.settle();
         report
@@ -124,6 +130,7 @@ pub struct Linter {
     cluster: Option<ClusterShape>,
     object_rules_on: bool,
     set_rules_on: bool,
+    keep_trees: bool,
 }
 
 impl Linter {
@@ -131,6 +138,7 @@ impl Linter {
         Ok(Linter {
             catalog: Catalog::new(options.catalog)?,
             ignore_missing_schemas: options.ignore_missing_schemas,
+            keep_trees: options.keep_trees,
             object_rules_on: options.rules.any_on(false),
             set_rules_on: options.rules.any_on(true),
             settings: options.rules,
@@ -142,11 +150,17 @@ impl Linter {
         &self.catalog
     }
 
+    /// Whether a file can hold a CustomResourceDefinition at all (a cheap text search,
+    /// so phase one parses only the files that matter).
+    pub fn may_define_crds(source: &SourceFile) -> bool {
+        source.may_define_crds()
+    }
+
     /// Phase one: registers the schemas of the CustomResourceDefinitions in `source`.
     /// Problems with a CRD are reported when it is linted, not here.
     pub fn register_crds(&mut self, source: &SourceFile) -> Vec<GroupVersionKind> {
         let mut registered = Vec::new();
-        if !source.text().contains("CustomResourceDefinition") {
+        if !Linter::may_define_crds(source) {
             return registered;
         }
         for document in Documents::new(source).flatten() {
@@ -336,6 +350,9 @@ impl Linter {
             report.reason = Some(reason);
         }
         report.facts = facts;
+        if self.keep_trees && schema_valid {
+            report.tree = Some(node);
+        }
         report.object = Some(info);
         report.schema_valid = schema_valid;
         report.ignored_rules = ignored_rules;

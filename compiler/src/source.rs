@@ -48,6 +48,7 @@ pub struct SourceFile {
     name: String,
     text: String,
     line_starts: OnceLock<Vec<u32>>,
+    mentions_crd: OnceLock<bool>,
 }
 
 /// Why bytes could not become a `SourceFile`.
@@ -74,7 +75,7 @@ impl SourceFile {
             let line = line_of(text.as_bytes(), offset);
             return Err(SourceError::Binary { offset, line });
         }
-        Ok(SourceFile { name: name.into(), text, line_starts: OnceLock::new() })
+        Ok(SourceFile { name: name.into(), text, line_starts: OnceLock::new(), mentions_crd: OnceLock::new() })
     }
 
     /// Raw bytes from disk or stdin: checked for UTF-16, binary content and invalid UTF-8.
@@ -99,6 +100,12 @@ impl SourceFile {
                 Err(SourceError::NotUtf8 { offset, line, column })
             }
         }
+    }
+
+    /// Whether the text mentions `CustomResourceDefinition` (remembered: the search is
+    /// done once, on whichever thread asks first).
+    pub fn may_define_crds(&self) -> bool {
+        *self.mentions_crd.get_or_init(|| self.text.contains("CustomResourceDefinition"))
     }
 
     pub fn name(&self) -> &str {

@@ -38,6 +38,11 @@ fn diagnostics_reference_is_current() {
 }
 
 #[test]
+fn normalization_reference_is_current() {
+    check("normalize.md", &kubeyard_compiler::normalize::markdown());
+}
+
+#[test]
 fn rules_reference_is_current() {
     check("rules.md", &kubeyard_compiler::rules::markdown());
 }

@@ -33,9 +33,10 @@ fn main() {
 
     let binary = env!("CARGO_BIN_EXE_kubeyard");
     let path = dir.path().to_str().expect("UTF-8 temp path").to_string();
-    let configurations: [(&str, Vec<&str>); 2] = [
+    let configurations: [(&str, Vec<&str>); 3] = [
         ("schema only (--no-rules)", vec!["lint", "--no-rules", &path]),
         ("schema and rules (default)", vec!["lint", &path]),
+        ("normalize (schema, then defaults and canonical YAML)", vec!["normalize", &path]),
     ];
     // Runs alternate between the configurations so that drift in the machine's speed
     // (other processes, frequency) falls on both alike.
@@ -68,9 +69,14 @@ fn main() {
     }
     let ratio = |a: Duration, b: Duration| (b.as_secs_f64() / a.as_secs_f64() - 1.0) * 100.0;
     println!(
-        "rules add {:.0}% wall time and {:.0}% CPU time",
+        "rules add {:.0}% wall time and {:.0}% CPU time to schema validation",
         ratio(medians[0].0, medians[1].0),
         ratio(medians[0].1, medians[1].1)
+    );
+    println!(
+        "normalization adds {:.0}% wall time and {:.0}% CPU time to schema validation",
+        ratio(medians[0].0, medians[2].0),
+        ratio(medians[0].1, medians[2].1)
     );
 }
 
@@ -112,7 +118,8 @@ fn run(binary: &str, args: &[&str]) -> (Sample, String) {
     assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "kubeyard {args:?} failed:\n{text}");
     let seconds = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let sample = Sample { wall, cpu: seconds(usage.ru_utime) + seconds(usage.ru_stime), max_rss_kb: usage.ru_maxrss };
-    (sample, text.lines().last().unwrap_or_default().to_string())
+    let last = text.lines().last().unwrap_or_default();
+    (sample, format!("{} lines of output, the last: {last}", text.lines().count()))
 }
 
 /// Writes `count` renamed copies of the corpus's valid documents, one per file.

@@ -298,3 +298,26 @@ fn output_order_does_not_depend_on_threads() {
     }
     assert!(Path::new(&support::workspace()).join("fixtures/lint").is_dir());
 }
+
+#[test]
+fn normalize_prints_valid_objects_and_reports_the_rest() {
+    let output =
+        kubeyard(&["normalize", "fixtures/lint/valid/deployment.yaml", "fixtures/lint/invalid/wrong-types.yaml"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let yaml = stdout(&output);
+    assert!(yaml.starts_with("---\napiVersion: apps/v1\nkind: Deployment\n"), "{yaml}");
+    assert!(yaml.contains("progressDeadlineSeconds: 600"), "{yaml}");
+    assert!(yaml.contains("memory: 1536Mi"), "quantities are canonical: {yaml}");
+    assert!(!yaml.contains("name: api"), "the invalid Deployment is left out: {yaml}");
+    assert!(stderr(&output).contains("spec.replicas: expected integer"), "{}", stderr(&output));
+
+    let output = kubeyard_with_stdin(
+        &["normalize", "-o", "json", "-"],
+        Some(b"apiVersion: v1\nkind: Service\nmetadata: {name: s}\nspec:\n  ports: [{port: 80}]\n"),
+    );
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let objects = json(&output);
+    assert_eq!(objects[0]["spec"]["ports"][0]["targetPort"], 80);
+    assert_eq!(objects[0]["spec"]["type"], "ClusterIP");
+    assert_eq!(objects[0]["metadata"]["namespace"], "default");
+}

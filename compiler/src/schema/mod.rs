@@ -336,6 +336,15 @@ impl Catalog {
         Ok(registered)
     }
 
+    /// The built-in definition of a kind and the definitions it refers to (`$defs`), for
+    /// walking an object alongside its schema. `None` for custom resources. Strictness
+    /// (`additionalProperties: false`) is part of what it returns.
+    pub fn builtin_definition(&self, gvk: &GroupVersionKind) -> Option<(&Value, &serde_json::Map<String, Value>)> {
+        let name = self.builtin.get(gvk)?;
+        let defs = self.documents.get(DEFINITIONS_URI)?.get("$defs")?.as_object()?;
+        Some((defs.get(name)?, defs))
+    }
+
     /// Whether objects of a kind live in a namespace: CRDs say so in `spec.scope`.
     pub fn is_namespaced(&self, gvk: &GroupVersionKind) -> bool {
         match self.custom.get(gvk) {

@@ -2,6 +2,7 @@
 //! every file in parallel, print the reports in input order.
 
 use super::Exit;
+use super::inputs::Inputs;
 use crate::discover::{Input, discover};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
@@ -9,43 +10,20 @@ use kubeyard_compiler::config::{self, Config};
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::lint::source_diagnostic;
 use kubeyard_compiler::rules::{self, ClusterShape};
-use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
 use kubeyard_compiler::yaml::{Node, Value};
 use kubeyard_compiler::{FileReport, LintOptions, Linter, ObjectReport, SourceFile, Span};
 use rayon::prelude::*;
 use std::io::{IsTerminal, Read, Write};
-use std::path::PathBuf;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
 pub struct LintArgs {
-    /// Files or directories to lint (default: the current directory); `-` reads standard
-    /// input. Directories are searched for *.yaml, *.yml and *.json, skipping hidden
-    /// files and folders.
-    #[arg(value_name = "PATHS")]
-    paths: Vec<String>,
-
-    /// The Kubernetes version whose schemas to validate against (e.g. 1.32) [default: the
-    /// newest kubeyard ships, or kubernetesVersion in .kubeyard.yaml].
-    #[arg(long, short = 'k', value_name = "1.NN")]
-    kubernetes_version: Option<String>,
-
-    /// A folder of extra JSON schemas (kubeconform's names, e.g. `widget-example-v1.json`),
-    /// searched before the built-in ones. Repeatable.
-    #[arg(long, value_name = "DIR")]
-    schema_dir: Vec<PathBuf>,
+    #[command(flatten)]
+    inputs: Inputs,
 
     /// Output format.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
     output: Format,
-
-    /// Allow fields the schema does not define, and duplicate keys (as warnings).
-    #[arg(long)]
-    no_strict: bool,
-
-    /// Skip custom resources that have no schema instead of reporting them.
-    #[arg(long)]
-    ignore_missing_schemas: bool,
 
     /// List every object with its verdict, valid ones too (text output).
     #[arg(long, short = 'v')]
@@ -61,15 +39,6 @@ pub struct LintArgs {
     #[arg(long, value_name = "ID=SEVERITY")]
     rule: Vec<String>,
 
-    /// The configuration file [default: the nearest .kubeyard.yaml in or above the first
-    /// path].
-    #[arg(long, value_name = "FILE")]
-    config: Option<PathBuf>,
-
-    /// Ignore any .kubeyard.yaml.
-    #[arg(long, conflicts_with = "config")]
-    no_config: bool,
-
     /// Schema validation only: run no rules (what kubeconform checks).
     #[arg(long, conflicts_with = "rule")]
     no_rules: bool,
@@ -84,8 +53,8 @@ enum Format {
 
 pub fn run(args: LintArgs) -> Exit {
     let started = Instant::now();
-    let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
-    let config = match load_config(&args, &paths) {
+    let paths = args.inputs.paths();
+    let config = match args.inputs.load_config(&paths) {
         Ok(config) => config,
         Err(exit) => return exit,
     };
@@ -138,82 +107,62 @@ pub fn run(args: LintArgs) -> Exit {
 /// Lints every file the paths name: read in parallel, register the CRDs among them,
 /// lint in parallel. Reports come back in input order, unreadable paths first.
 pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
+    lint_paths_then(linter, paths, |_, _| ()).into_iter().map(|(report, ())| report).collect()
+}
+
+/// `lint_paths`, with `then` run on each file's report on the thread that linted it
+/// (normalization uses this to work in parallel and drop each tree as soon as it can).
+pub fn lint_paths_then<T: Send>(
+    linter: &mut Linter,
+    paths: &[String],
+    then: impl Fn(&Linter, &mut FileReport) -> T + Sync,
+) -> Vec<(FileReport, T)> {
     let (inputs, unreadable) = discover(paths);
     let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
 
-    // CRDs first, so custom resources anywhere in the input validate against them.
+    // CRDs first, so custom resources anywhere in the input validate against them. Only
+    // files that mention one (found while loading, in parallel) are looked at here.
     for loaded in &loaded {
-        if let Loaded::Text(source) = loaded {
+        if let Loaded::Text(source) = loaded
+            && Linter::may_define_crds(source)
+        {
             linter.register_crds(source);
         }
     }
 
     let linter = &*linter;
-    let mut reports: Vec<FileReport> =
-        unreadable.into_iter().map(|problem| unreadable_report(problem.path, problem.reason)).collect();
-    reports.par_extend(loaded.into_par_iter().map(|loaded| match loaded {
-        Loaded::Text(source) => linter.lint_source(source),
-        Loaded::NotText { name, diagnostic } => {
-            FileReport { name, source: None, objects: vec![file_level(diagnostic)] }
-        }
-        Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
+    let finish = |mut report: FileReport| {
+        let extra = then(linter, &mut report);
+        (report, extra)
+    };
+    let mut results: Vec<(FileReport, T)> =
+        unreadable.into_iter().map(|problem| finish(unreadable_report(problem.path, problem.reason))).collect();
+    results.par_extend(loaded.into_par_iter().map(|loaded| {
+        finish(match loaded {
+            Loaded::Text(source) => linter.lint_source(source),
+            Loaded::NotText { name, diagnostic } => {
+                FileReport { name, source: None, objects: vec![file_level(diagnostic)] }
+            }
+            Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
+        })
     }));
     let set_started = std::time::Instant::now();
+    let mut reports: Vec<FileReport> = Vec::new();
+    let mut extras: Vec<T> = Vec::new();
+    for (report, extra) in results {
+        reports.push(report);
+        extras.push(extra);
+    }
     linter.check_set(&mut reports);
     if std::env::var_os("KUBEYARD_TIMINGS").is_some() {
         eprintln!("timings: set rules {:?}", set_started.elapsed());
     }
-    reports
-}
-
-/// The configuration: `--config`, else the nearest `.kubeyard.yaml`, else none. Its
-/// problems are printed; errors in it stop the run (exit 2).
-fn load_config(args: &LintArgs, paths: &[String]) -> Result<Config, Exit> {
-    if args.no_config {
-        return Ok(Config::default());
-    }
-    let path = match &args.config {
-        Some(path) => path.clone(),
-        None => {
-            let start = paths.iter().find(|p| *p != "-").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            match config::find(&start) {
-                Some(path) => path,
-                None => return Ok(Config::default()),
-            }
-        }
-    };
-    let bytes = std::fs::read(&path).map_err(|e| usage_error(&format!("cannot read {}: {e}", path.display())))?;
-    let source = SourceFile::from_bytes(path.display().to_string(), bytes)
-        .map_err(|e| usage_error(&format!("{}: {e}", path.display())))?;
-    let base = path.parent().map(PathBuf::from).unwrap_or_default();
-    let (config, problems) = config::parse(&source, &base);
-    if !problems.is_empty() {
-        let failed = problems.iter().any(Diagnostic::is_error);
-        let report = FileReport {
-            name: source.name().to_string(),
-            source: Some(source),
-            objects: vec![ObjectReport {
-                diagnostics: problems,
-                ..file_level(Diagnostic::error(Code::BadConfig, Span::default(), ""))
-            }],
-        };
-        let rendered = report::text::render_diagnostics(&report);
-        eprint!("{rendered}");
-        if failed {
-            return Err(Exit::Usage);
-        }
-    }
-    Ok(config)
+    reports.into_iter().zip(extras).collect()
 }
 
 /// Flags over the configuration file over the defaults.
 fn options(args: &LintArgs, config: Config) -> Result<LintOptions, String> {
-    let version = match &args.kubernetes_version {
-        Some(text) => text.parse::<KubernetesVersion>().map_err(|e| e.to_string())?,
-        None => config.kubernetes_version.unwrap_or_else(KubernetesVersion::latest),
-    };
-    let mut schema_dirs = config.schema_dirs;
-    schema_dirs.extend(args.schema_dir.iter().cloned());
+    let catalog = args.inputs.catalog_options(&config)?;
     let cluster = match &args.cluster {
         Some(text) => Some(text.parse::<ClusterShape>().map_err(|e| format!("--cluster {text}: {e}"))?),
         None => config.cluster,
@@ -229,10 +178,11 @@ fn options(args: &LintArgs, config: Config) -> Result<LintOptions, String> {
         settings.set(rule, severity);
     }
     Ok(LintOptions {
-        catalog: CatalogOptions { version, strict: !args.no_strict && config.strict.unwrap_or(true), schema_dirs },
-        ignore_missing_schemas: args.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
+        catalog,
+        ignore_missing_schemas: args.inputs.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
         rules: settings,
         cluster,
+        keep_trees: false,
     })
 }
 
@@ -254,7 +204,10 @@ fn load(input: &Input) -> Loaded {
     match bytes {
         Err(error) => Loaded::Unreadable { name, reason: error.to_string() },
         Ok(bytes) => match SourceFile::from_bytes(name.clone(), bytes) {
-            Ok(source) => Loaded::Text(source),
+            Ok(source) => {
+                source.may_define_crds();
+                Loaded::Text(source)
+            }
             Err(error) => Loaded::NotText { name, diagnostic: source_diagnostic(&error) },
         },
     }
@@ -270,7 +223,7 @@ fn unreadable_report(name: String, reason: String) -> FileReport {
     FileReport { name, source: None, objects: vec![file_level(diagnostic)] }
 }
 
-fn usage_error(message: &str) -> Exit {
+pub(super) fn usage_error(message: &str) -> Exit {
     eprintln!("error: {message}");
     Exit::Usage
 }

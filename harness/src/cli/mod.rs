@@ -1,7 +1,9 @@
 //! The command line: one module per subcommand, each turning flags into calls of the
 //! compiler (or, later, the harness) and results into output and an exit code.
 
+mod inputs;
 pub mod lint;
+pub mod normalize;
 pub mod rules;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,8 @@ struct Cli {
 enum Command {
     /// Validate manifests against the Kubernetes schemas of one version, and run the rules.
     Lint(lint::LintArgs),
+    /// Print every object as the API server would store it: defaults applied, canonical form.
+    Normalize(normalize::NormalizeArgs),
     /// List the rules `kubeyard lint` runs, or show one.
     Rules(rules::RulesArgs),
 }
@@ -49,6 +53,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
         Command::Lint(args) => lint::run(args),
+        Command::Normalize(args) => normalize::run(args),
         Command::Rules(args) => rules::run(args),
     };
     exit.into()

@@ -1,0 +1,626 @@
+//! The API server's defaults, from the `SetDefaults_*` functions of Kubernetes'
+//! `pkg/apis/*/v1/defaults.go`. Each default is a row of `DEFAULTS`: where it applies,
+//! which field, what value, and where Kubernetes sets it. `docs/normalize.md` is
+//! generated from the same rows, and `apply` walks an object scope by scope.
+//!
+//! Only defaulting is mirrored. What admission plugins add (service account token
+//! volumes, default tolerations, priority) and what the registry allocates (cluster IPs,
+//! node ports, UIDs, timestamps) is not: it is random or cluster-specific.
+
+use crate::image::ImageReference;
+use serde_json::{Map, Value, json};
+
+/// Where a default applies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// An object of one group and kind (`""` is the core group).
+    Object(&'static str, &'static str),
+    /// Every pod spec: a Pod's `spec` and every workload's template.
+    PodSpec,
+    /// Every container, init container and ephemeral container.
+    Container,
+    /// Every container port.
+    ContainerPort,
+    /// Every liveness, readiness and startup probe.
+    Probe,
+    /// Every Service port.
+    ServicePort,
+}
+
+/// The value a default sets.
+#[derive(Clone, Copy, Debug)]
+pub enum Fill {
+    /// A fixed value, written as JSON.
+    Fixed(&'static str),
+    /// Computed by code; the text says how.
+    Computed(&'static str),
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Default {
+    pub scope: Scope,
+    /// A dotted path inside the scope.
+    pub field: &'static str,
+    pub fill: Fill,
+    /// The Kubernetes function that sets it.
+    pub source: &'static str,
+    /// When it applies, if not always.
+    pub when: Option<&'static str>,
+}
+
+const fn fixed(scope: Scope, field: &'static str, value: &'static str, source: &'static str) -> Default {
+    Default { scope, field, fill: Fill::Fixed(value), source, when: None }
+}
+
+const fn when(mut default: Default, condition: &'static str) -> Default {
+    default.when = Some(condition);
+    default
+}
+
+pub static DEFAULTS: &[Default] = &[
+    Default {
+        scope: Scope::Object("*", "*"),
+        field: "metadata.namespace",
+        fill: Fill::Computed("\"default\""),
+        source: "the request's namespace (kubectl's context namespace, `default` unless set)",
+        when: Some("the kind is namespaced"),
+    },
+    fixed(Scope::PodSpec, "restartPolicy", "\"Always\"", "SetDefaults_PodSpec, core/v1"),
+    fixed(Scope::PodSpec, "dnsPolicy", "\"ClusterFirst\"", "SetDefaults_PodSpec, core/v1"),
+    fixed(Scope::PodSpec, "terminationGracePeriodSeconds", "30", "SetDefaults_PodSpec, core/v1"),
+    fixed(Scope::PodSpec, "schedulerName", "\"default-scheduler\"", "SetDefaults_PodSpec, core/v1"),
+    fixed(Scope::PodSpec, "securityContext", "{}", "SetDefaults_PodSpec, core/v1"),
+    fixed(Scope::PodSpec, "enableServiceLinks", "true", "SetDefaults_PodSpec, core/v1"),
+    Default {
+        scope: Scope::Object("", "Pod"),
+        field: "spec.containers[*].resources.requests",
+        fill: Fill::Computed("each limit without a request"),
+        source: "SetDefaults_Pod, core/v1",
+        when: Some("a bare Pod (templates keep theirs until their pods are made)"),
+    },
+    Default {
+        scope: Scope::Container,
+        field: "imagePullPolicy",
+        fill: Fill::Computed("\"Always\" for :latest or no tag, else \"IfNotPresent\""),
+        source: "SetDefaults_Container, core/v1",
+        when: None,
+    },
+    fixed(Scope::Container, "terminationMessagePath", "\"/dev/termination-log\"", "SetDefaults_Container, core/v1"),
+    fixed(Scope::Container, "terminationMessagePolicy", "\"File\"", "SetDefaults_Container, core/v1"),
+    fixed(Scope::Container, "resources", "{}", "the field is a struct, always present, core/v1"),
+    fixed(Scope::ContainerPort, "protocol", "\"TCP\"", "SetDefaults_ContainerPort, core/v1"),
+    fixed(Scope::Probe, "timeoutSeconds", "1", "SetDefaults_Probe, core/v1"),
+    fixed(Scope::Probe, "periodSeconds", "10", "SetDefaults_Probe, core/v1"),
+    fixed(Scope::Probe, "successThreshold", "1", "SetDefaults_Probe, core/v1"),
+    fixed(Scope::Probe, "failureThreshold", "3", "SetDefaults_Probe, core/v1"),
+    when(fixed(Scope::Probe, "httpGet.path", "\"/\"", "SetDefaults_HTTPGetAction, core/v1"), "the probe uses httpGet"),
+    when(
+        fixed(Scope::Probe, "httpGet.scheme", "\"HTTP\"", "SetDefaults_HTTPGetAction, core/v1"),
+        "the probe uses httpGet",
+    ),
+    when(
+        fixed(Scope::PodSpec, "volumes[*].configMap.defaultMode", "420", "SetDefaults_ConfigMapVolumeSource, core/v1"),
+        "a configMap volume",
+    ),
+    when(
+        fixed(Scope::PodSpec, "volumes[*].secret.defaultMode", "420", "SetDefaults_SecretVolumeSource, core/v1"),
+        "a secret volume",
+    ),
+    when(
+        fixed(Scope::PodSpec, "volumes[*].projected.defaultMode", "420", "SetDefaults_ProjectedVolumeSource, core/v1"),
+        "a projected volume",
+    ),
+    when(
+        fixed(
+            Scope::PodSpec,
+            "volumes[*].downwardAPI.defaultMode",
+            "420",
+            "SetDefaults_DownwardAPIVolumeSource, core/v1",
+        ),
+        "a downwardAPI volume",
+    ),
+    when(fixed(Scope::PodSpec, "volumes[*].emptyDir", "{}", "SetDefaults_Volume, core/v1"), "a volume with no source"),
+    fixed(Scope::Object("apps", "Deployment"), "spec.replicas", "1", "SetDefaults_Deployment, apps/v1"),
+    fixed(
+        Scope::Object("apps", "Deployment"),
+        "spec.strategy.type",
+        "\"RollingUpdate\"",
+        "SetDefaults_Deployment, apps/v1",
+    ),
+    when(
+        fixed(
+            Scope::Object("apps", "Deployment"),
+            "spec.strategy.rollingUpdate.maxUnavailable",
+            "\"25%\"",
+            "SetDefaults_Deployment, apps/v1",
+        ),
+        "strategy RollingUpdate",
+    ),
+    when(
+        fixed(
+            Scope::Object("apps", "Deployment"),
+            "spec.strategy.rollingUpdate.maxSurge",
+            "\"25%\"",
+            "SetDefaults_Deployment, apps/v1",
+        ),
+        "strategy RollingUpdate",
+    ),
+    fixed(Scope::Object("apps", "Deployment"), "spec.revisionHistoryLimit", "10", "SetDefaults_Deployment, apps/v1"),
+    fixed(
+        Scope::Object("apps", "Deployment"),
+        "spec.progressDeadlineSeconds",
+        "600",
+        "SetDefaults_Deployment, apps/v1",
+    ),
+    fixed(Scope::Object("apps", "ReplicaSet"), "spec.replicas", "1", "SetDefaults_ReplicaSet, apps/v1"),
+    fixed(Scope::Object("apps", "StatefulSet"), "spec.replicas", "1", "SetDefaults_StatefulSet, apps/v1"),
+    fixed(
+        Scope::Object("apps", "StatefulSet"),
+        "spec.podManagementPolicy",
+        "\"OrderedReady\"",
+        "SetDefaults_StatefulSet, apps/v1",
+    ),
+    fixed(
+        Scope::Object("apps", "StatefulSet"),
+        "spec.updateStrategy.type",
+        "\"RollingUpdate\"",
+        "SetDefaults_StatefulSet, apps/v1",
+    ),
+    when(
+        fixed(
+            Scope::Object("apps", "StatefulSet"),
+            "spec.updateStrategy.rollingUpdate.partition",
+            "0",
+            "SetDefaults_StatefulSet, apps/v1",
+        ),
+        "strategy RollingUpdate",
+    ),
+    fixed(Scope::Object("apps", "StatefulSet"), "spec.revisionHistoryLimit", "10", "SetDefaults_StatefulSet, apps/v1"),
+    fixed(
+        Scope::Object("apps", "StatefulSet"),
+        "spec.persistentVolumeClaimRetentionPolicy",
+        "{\"whenDeleted\": \"Retain\", \"whenScaled\": \"Retain\"}",
+        "SetDefaults_StatefulSet, apps/v1 (StatefulSetAutoDeletePVC, on since 1.27)",
+    ),
+    fixed(
+        Scope::Object("apps", "DaemonSet"),
+        "spec.updateStrategy.type",
+        "\"RollingUpdate\"",
+        "SetDefaults_DaemonSet, apps/v1",
+    ),
+    when(
+        fixed(
+            Scope::Object("apps", "DaemonSet"),
+            "spec.updateStrategy.rollingUpdate.maxUnavailable",
+            "1",
+            "SetDefaults_DaemonSet, apps/v1",
+        ),
+        "strategy RollingUpdate",
+    ),
+    when(
+        fixed(
+            Scope::Object("apps", "DaemonSet"),
+            "spec.updateStrategy.rollingUpdate.maxSurge",
+            "0",
+            "SetDefaults_DaemonSet, apps/v1",
+        ),
+        "strategy RollingUpdate",
+    ),
+    fixed(Scope::Object("apps", "DaemonSet"), "spec.revisionHistoryLimit", "10", "SetDefaults_DaemonSet, apps/v1"),
+    Default {
+        scope: Scope::Object("batch", "Job"),
+        field: "spec.completions, spec.parallelism",
+        fill: Fill::Computed("1 each when both are unset; parallelism 1 when only it is unset"),
+        source: "SetDefaults_Job, batch/v1",
+        when: None,
+    },
+    fixed(Scope::Object("batch", "Job"), "spec.backoffLimit", "6", "SetDefaults_Job, batch/v1"),
+    fixed(Scope::Object("batch", "Job"), "spec.completionMode", "\"NonIndexed\"", "SetDefaults_Job, batch/v1"),
+    fixed(Scope::Object("batch", "Job"), "spec.suspend", "false", "SetDefaults_Job, batch/v1"),
+    Default {
+        scope: Scope::Object("batch", "Job"),
+        field: "spec.podReplacementPolicy",
+        fill: Fill::Computed("\"Failed\" with a podFailurePolicy, else \"TerminatingOrFailed\""),
+        source: "SetDefaults_Job, batch/v1 (JobPodReplacementPolicy, on since 1.29)",
+        when: None,
+    },
+    Default {
+        scope: Scope::Object("batch", "Job"),
+        field: "metadata.labels",
+        fill: Fill::Computed("the template's labels"),
+        source: "SetDefaults_Job, batch/v1",
+        when: Some("the Job has no labels"),
+    },
+    fixed(Scope::Object("batch", "CronJob"), "spec.concurrencyPolicy", "\"Allow\"", "SetDefaults_CronJob, batch/v1"),
+    fixed(Scope::Object("batch", "CronJob"), "spec.suspend", "false", "SetDefaults_CronJob, batch/v1"),
+    fixed(Scope::Object("batch", "CronJob"), "spec.successfulJobsHistoryLimit", "3", "SetDefaults_CronJob, batch/v1"),
+    fixed(Scope::Object("batch", "CronJob"), "spec.failedJobsHistoryLimit", "1", "SetDefaults_CronJob, batch/v1"),
+    fixed(
+        Scope::Object("", "ReplicationController"),
+        "spec.replicas",
+        "1",
+        "SetDefaults_ReplicationController, core/v1",
+    ),
+    Default {
+        scope: Scope::Object("", "ReplicationController"),
+        field: "spec.selector, metadata.labels",
+        fill: Fill::Computed("the template's labels"),
+        source: "SetDefaults_ReplicationController, core/v1",
+        when: Some("unset"),
+    },
+    fixed(Scope::Object("", "Service"), "spec.type", "\"ClusterIP\"", "SetDefaults_Service, core/v1"),
+    fixed(Scope::Object("", "Service"), "spec.sessionAffinity", "\"None\"", "SetDefaults_Service, core/v1"),
+    when(
+        fixed(
+            Scope::Object("", "Service"),
+            "spec.internalTrafficPolicy",
+            "\"Cluster\"",
+            "SetDefaults_Service, core/v1",
+        ),
+        "type is not ExternalName",
+    ),
+    when(
+        fixed(
+            Scope::Object("", "Service"),
+            "spec.externalTrafficPolicy",
+            "\"Cluster\"",
+            "SetDefaults_Service, core/v1",
+        ),
+        "type NodePort or LoadBalancer",
+    ),
+    fixed(Scope::ServicePort, "protocol", "\"TCP\"", "SetDefaults_Service, core/v1"),
+    Default {
+        scope: Scope::ServicePort,
+        field: "targetPort",
+        fill: Fill::Computed("the port's `port`"),
+        source: "SetDefaults_Service, core/v1",
+        when: None,
+    },
+    fixed(Scope::Object("", "Secret"), "type", "\"Opaque\"", "SetDefaults_Secret, core/v1"),
+    fixed(
+        Scope::Object("", "PersistentVolumeClaim"),
+        "spec.volumeMode",
+        "\"Filesystem\"",
+        "SetDefaults_PersistentVolumeClaimSpec, core/v1",
+    ),
+    fixed(
+        Scope::Object("", "PersistentVolume"),
+        "spec.persistentVolumeReclaimPolicy",
+        "\"Retain\"",
+        "SetDefaults_PersistentVolume, core/v1",
+    ),
+    fixed(
+        Scope::Object("", "PersistentVolume"),
+        "spec.volumeMode",
+        "\"Filesystem\"",
+        "SetDefaults_PersistentVolume, core/v1",
+    ),
+    fixed(
+        Scope::Object("autoscaling", "HorizontalPodAutoscaler"),
+        "spec.minReplicas",
+        "1",
+        "SetDefaults_HorizontalPodAutoscaler, autoscaling/v2",
+    ),
+    Default {
+        scope: Scope::Object("networking.k8s.io", "NetworkPolicy"),
+        field: "spec.policyTypes",
+        fill: Fill::Computed("[\"Ingress\"], plus \"Egress\" when egress rules are given"),
+        source: "SetDefaults_NetworkPolicy, networking/v1",
+        when: Some("unset"),
+    },
+];
+
+/// Sets `path` (dotted) under `node` to `value` if it is not set, creating parents.
+fn set_default(node: &mut Value, path: &str, value: Value) {
+    let mut current = node;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let Value::Object(map) = current else { return };
+        if parts.peek().is_none() {
+            if map.get(part).is_none_or(Value::is_null) {
+                map.insert(part.to_string(), value);
+            }
+            return;
+        }
+        let entry = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if entry.is_null() {
+            *entry = Value::Object(Map::new());
+        }
+        current = entry;
+    }
+}
+
+fn get<'a>(node: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(node, |node, part| node.get(part))
+}
+
+/// A condition a fixed default checks on the object before it applies.
+#[derive(Clone, Copy)]
+enum Guard {
+    Always,
+    /// The strategy at this path (`spec.strategy`) has type RollingUpdate.
+    RollingUpdate(&'static str),
+    NotExternalName,
+    NodePortOrLoadBalancer,
+}
+
+/// One scope's fixed defaults, parsed once per process.
+type ScopeDefaults = (Scope, Vec<(&'static str, Value, Guard)>);
+
+fn parsed() -> &'static [ScopeDefaults] {
+    static PARSED: std::sync::OnceLock<Vec<ScopeDefaults>> = std::sync::OnceLock::new();
+    PARSED.get_or_init(|| {
+        let mut scopes: Vec<ScopeDefaults> = Vec::new();
+        for default in DEFAULTS.iter().filter(|d| !d.field.contains('[')) {
+            let Fill::Fixed(json) = default.fill else { continue };
+            let value = serde_json::from_str(json).expect("default values are JSON");
+            let guard = match default.field {
+                "spec.internalTrafficPolicy" => Guard::NotExternalName,
+                "spec.externalTrafficPolicy" => Guard::NodePortOrLoadBalancer,
+                field => match field.split_once(".rollingUpdate") {
+                    Some((strategy, _)) => Guard::RollingUpdate(strategy),
+                    None => Guard::Always,
+                },
+            };
+            match scopes.iter_mut().find(|(scope, _)| *scope == default.scope) {
+                Some((_, list)) => list.push((default.field, value, guard)),
+                None => scopes.push((default.scope, vec![(default.field, value, guard)])),
+            }
+        }
+        scopes
+    })
+}
+
+/// The fixed defaults of one scope.
+fn fixed_defaults(scope: Scope) -> impl Iterator<Item = &'static (&'static str, Value, Guard)> {
+    parsed().iter().filter(move |(s, _)| *s == scope).flat_map(|(_, list)| list.iter())
+}
+
+/// Applies every default of an object of `group`/`kind`.
+pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    let object_defaults = parsed().iter().find(|(s, _)| matches!(s, Scope::Object(g, k) if *g == group && *k == kind));
+    for (field, value, guard) in object_defaults.map(|(_, list)| list.as_slice()).unwrap_or_default() {
+        let service_type = || get(object, "spec.type").and_then(Value::as_str);
+        let applies = match guard {
+            Guard::Always => true,
+            Guard::RollingUpdate(strategy) => {
+                get(object, strategy).and_then(|s| s.get("type")).and_then(Value::as_str) == Some("RollingUpdate")
+            }
+            Guard::NotExternalName => service_type() != Some("ExternalName"),
+            Guard::NodePortOrLoadBalancer => matches!(service_type(), Some("NodePort" | "LoadBalancer")),
+        };
+        if applies {
+            set_default(object, field, value.clone());
+        }
+    }
+    match (group, kind) {
+        ("batch", "Job") => {
+            job(object.get_mut("spec"));
+            let labels = object.pointer("/spec/template/metadata/labels").cloned();
+            if let Some(labels) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+                && object.pointer("/metadata/labels").and_then(Value::as_object).is_none_or(Map::is_empty)
+            {
+                set_default(object, "metadata.labels", labels);
+            }
+        }
+        ("batch", "CronJob") => {
+            if let Some(job_spec) = object.pointer_mut("/spec/jobTemplate/spec") {
+                job(Some(job_spec));
+            }
+        }
+        ("", "ReplicationController") => replication_controller(object),
+        ("", "Service") => service_ports(object),
+        ("networking.k8s.io", "NetworkPolicy") => network_policy(object),
+        _ => {}
+    }
+    for pointer in pod_spec_pointers(group, kind) {
+        if let Some(spec) = object.pointer_mut(pointer) {
+            pod_spec(spec, kind == "Pod" && group.is_empty());
+        }
+    }
+}
+
+/// Where the pod specs of a kind are.
+fn pod_spec_pointers(group: &str, kind: &str) -> &'static [&'static str] {
+    match (group, kind) {
+        ("", "Pod") => &["/spec"],
+        ("", "ReplicationController" | "PodTemplate") | ("apps", _) | ("batch", "Job") => {
+            &["/spec/template/spec", "/template/spec"]
+        }
+        ("batch", "CronJob") => &["/spec/jobTemplate/spec/template/spec"],
+        _ => &[],
+    }
+}
+
+fn job(spec: Option<&mut Value>) {
+    let Some(spec) = spec else { return };
+    let policy =
+        if spec.get("podFailurePolicy").is_some_and(|p| !p.is_null()) { "Failed" } else { "TerminatingOrFailed" };
+    set_default(spec, "podReplacementPolicy", json!(policy));
+    let has = |spec: &Value, key: &str| spec.get(key).is_some_and(|v| !v.is_null());
+    if !has(spec, "completions") && !has(spec, "parallelism") {
+        set_default(spec, "completions", json!(1));
+    }
+    set_default(spec, "parallelism", json!(1));
+    for (field, value, _) in fixed_defaults(Scope::Object("batch", "Job")) {
+        set_default(spec, field.trim_start_matches("spec."), value.clone());
+    }
+}
+
+fn replication_controller(object: &mut Value) {
+    let labels = object.pointer("/spec/template/metadata/labels").cloned();
+    if let Some(labels) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        set_default(object, "spec.selector", labels.clone());
+        set_default(object, "metadata.labels", labels);
+    }
+}
+
+fn service_ports(object: &mut Value) {
+    let Some(Value::Array(ports)) = object.pointer_mut("/spec/ports") else { return };
+    for port in ports {
+        for (field, value, _) in fixed_defaults(Scope::ServicePort) {
+            set_default(port, field, value.clone());
+        }
+        if let Some(number) = port.get("port").cloned() {
+            set_default(port, "targetPort", number);
+        }
+    }
+}
+
+fn network_policy(object: &mut Value) {
+    let Some(spec) = object.get_mut("spec") else { return };
+    if spec.get("policyTypes").is_some_and(|p| !p.is_null()) {
+        return;
+    }
+    let mut types = vec![json!("Ingress")];
+    if spec.get("egress").is_some_and(|e| !e.is_null()) {
+        types.push(json!("Egress"));
+    }
+    set_default(spec, "policyTypes", Value::Array(types));
+}
+
+fn pod_spec(spec: &mut Value, bare_pod: bool) {
+    for (field, value, _) in fixed_defaults(Scope::PodSpec) {
+        set_default(spec, field, value.clone());
+    }
+    if let Some(Value::Array(volumes)) = spec.get_mut("volumes") {
+        for volume in volumes {
+            volume_defaults(volume);
+        }
+    }
+    for field in ["initContainers", "containers", "ephemeralContainers"] {
+        let Some(Value::Array(containers)) = spec.get_mut(field) else { continue };
+        for container in containers {
+            container_defaults(container, bare_pod);
+        }
+    }
+}
+
+const VOLUME_SOURCES: &[&str] = &[
+    "hostPath",
+    "emptyDir",
+    "gcePersistentDisk",
+    "awsElasticBlockStore",
+    "gitRepo",
+    "secret",
+    "nfs",
+    "iscsi",
+    "glusterfs",
+    "persistentVolumeClaim",
+    "rbd",
+    "flexVolume",
+    "cinder",
+    "cephfs",
+    "flocker",
+    "downwardAPI",
+    "fc",
+    "azureFile",
+    "configMap",
+    "vsphereVolume",
+    "quobyte",
+    "azureDisk",
+    "photonPersistentDisk",
+    "projected",
+    "portworxVolume",
+    "scaleIO",
+    "storageos",
+    "csi",
+    "ephemeral",
+    "image",
+];
+
+fn volume_defaults(volume: &mut Value) {
+    let Value::Object(map) = volume else { return };
+    if !VOLUME_SOURCES.iter().any(|source| map.get(*source).is_some_and(|v| !v.is_null())) {
+        map.insert("emptyDir".into(), json!({}));
+    }
+    for source in ["configMap", "secret", "projected", "downwardAPI"] {
+        if let Some(source) = map.get_mut(source).filter(|s| s.is_object()) {
+            set_default(source, "defaultMode", json!(420));
+        }
+    }
+}
+
+fn container_defaults(container: &mut Value, bare_pod: bool) {
+    for (field, value, _) in fixed_defaults(Scope::Container) {
+        set_default(container, field, value.clone());
+    }
+    let policy = container
+        .get("image")
+        .and_then(Value::as_str)
+        .and_then(|image| image.parse::<ImageReference>().ok())
+        .map_or("IfNotPresent", |reference| reference.default_pull_policy());
+    set_default(container, "imagePullPolicy", json!(policy));
+    if let Some(Value::Array(ports)) = container.get_mut("ports") {
+        for port in ports {
+            for (field, value, _) in fixed_defaults(Scope::ContainerPort) {
+                set_default(port, field, value.clone());
+            }
+        }
+    }
+    for probe in ["livenessProbe", "readinessProbe", "startupProbe"] {
+        let Some(probe) = container.get_mut(probe).filter(|p| p.is_object()) else { continue };
+        for (field, value, _) in fixed_defaults(Scope::Probe) {
+            if field.starts_with("httpGet.") && probe.get("httpGet").is_none_or(Value::is_null) {
+                continue;
+            }
+            set_default(probe, field, value.clone());
+        }
+    }
+    if bare_pod {
+        let limits = container.pointer("/resources/limits").and_then(Value::as_object).cloned().unwrap_or_default();
+        for (resource, limit) in limits {
+            set_default(container, &format!("resources.requests.{resource}"), limit);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fixed_default_is_json() {
+        for default in DEFAULTS {
+            if let Fill::Fixed(text) = default.fill {
+                assert!(serde_json::from_str::<Value>(text).is_ok(), "{}: {text}", default.field);
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_a_deployment_like_the_api_server() {
+        let mut deployment = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}}, "spec": {
+                "containers": [{"name": "web", "image": "nginx", "ports": [{"containerPort": 80}],
+                    "readinessProbe": {"httpGet": {"port": 80}}}],
+                "volumes": [{"name": "cache"}, {"name": "settings", "configMap": {"name": "s"}}]
+            }}}
+        });
+        apply("apps", "Deployment", &mut deployment);
+        let spec = &deployment["spec"];
+        assert_eq!(spec["replicas"], 1);
+        assert_eq!(
+            spec["strategy"],
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+        );
+        let pod = &spec["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Always");
+        let container = &pod["containers"][0];
+        assert_eq!(container["imagePullPolicy"], "Always");
+        assert_eq!(container["ports"][0]["protocol"], "TCP");
+        assert_eq!(container["readinessProbe"]["httpGet"]["path"], "/");
+        assert_eq!(container["readinessProbe"]["periodSeconds"], 10);
+        assert_eq!(pod["volumes"][0]["emptyDir"], json!({}));
+        assert_eq!(pod["volumes"][1]["configMap"]["defaultMode"], 420);
+    }
+
+    #[test]
+    fn recreate_strategy_gets_no_rolling_update() {
+        let mut deployment =
+            json!({"spec": {"strategy": {"type": "Recreate"}, "template": {"spec": {"containers": []}}}});
+        apply("apps", "Deployment", &mut deployment);
+        assert!(deployment["spec"]["strategy"].get("rollingUpdate").is_none());
+    }
+}

@@ -1,0 +1,104 @@
+//! The flags every command that reads manifests shares (paths, Kubernetes version,
+//! schema folders, strictness, configuration file), and how they combine with
+//! `.kubeyard.yaml`: flags win over the file, the file over the defaults.
+
+use super::Exit;
+use super::lint::usage_error;
+use crate::report;
+use clap::Args;
+use kubeyard_compiler::config::{self, Config};
+use kubeyard_compiler::diagnostic::Diagnostic;
+use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
+use kubeyard_compiler::{FileReport, ObjectReport, SourceFile};
+use std::path::PathBuf;
+
+#[derive(Args, Debug)]
+pub struct Inputs {
+    /// Files or directories (default: the current directory); `-` reads standard input.
+    /// Directories are searched for *.yaml, *.yml and *.json, skipping hidden files and
+    /// folders.
+    #[arg(value_name = "PATHS")]
+    pub paths: Vec<String>,
+
+    /// The Kubernetes version whose schemas to use (e.g. 1.32) [default: the newest
+    /// kubeyard ships, or kubernetesVersion in .kubeyard.yaml].
+    #[arg(long, short = 'k', value_name = "1.NN")]
+    pub kubernetes_version: Option<String>,
+
+    /// A folder of extra JSON schemas (kubeconform's names, e.g. `widget-example-v1.json`),
+    /// searched before the built-in ones. Repeatable.
+    #[arg(long, value_name = "DIR")]
+    pub schema_dir: Vec<PathBuf>,
+
+    /// Allow fields the schema does not define, and duplicate keys (as warnings).
+    #[arg(long)]
+    pub no_strict: bool,
+
+    /// Skip custom resources that have no schema instead of reporting them.
+    #[arg(long)]
+    pub ignore_missing_schemas: bool,
+
+    /// The configuration file [default: the nearest .kubeyard.yaml in or above the first
+    /// path].
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Ignore any .kubeyard.yaml.
+    #[arg(long, conflicts_with = "config")]
+    pub no_config: bool,
+}
+
+impl Inputs {
+    /// The paths to read: standard input only when asked for (`-`), since CI runners hand
+    /// commands a stdin that is not a terminal, and reading that instead of the checkout
+    /// would pass vacuously.
+    pub fn paths(&self) -> Vec<String> {
+        if self.paths.is_empty() { vec![".".to_string()] } else { self.paths.clone() }
+    }
+
+    /// The configuration: `--config`, else the nearest `.kubeyard.yaml`, else none. Its
+    /// problems are printed; errors in it stop the run (exit 2).
+    pub fn load_config(&self, paths: &[String]) -> Result<Config, Exit> {
+        if self.no_config {
+            return Ok(Config::default());
+        }
+        let path = match &self.config {
+            Some(path) => path.clone(),
+            None => {
+                let start = paths.iter().find(|p| *p != "-").map_or_else(|| PathBuf::from("."), PathBuf::from);
+                match config::find(&start) {
+                    Some(path) => path,
+                    None => return Ok(Config::default()),
+                }
+            }
+        };
+        let bytes = std::fs::read(&path).map_err(|e| usage_error(&format!("cannot read {}: {e}", path.display())))?;
+        let source = SourceFile::from_bytes(path.display().to_string(), bytes)
+            .map_err(|e| usage_error(&format!("{}: {e}", path.display())))?;
+        let base = path.parent().map(PathBuf::from).unwrap_or_default();
+        let (config, problems) = config::parse(&source, &base);
+        if !problems.is_empty() {
+            let failed = problems.iter().any(Diagnostic::is_error);
+            let report = FileReport {
+                name: source.name().to_string(),
+                source: Some(source),
+                objects: vec![ObjectReport::whole_file(problems)],
+            };
+            eprint!("{}", report::text::render_diagnostics(&report));
+            if failed {
+                return Err(Exit::Usage);
+            }
+        }
+        Ok(config)
+    }
+
+    pub fn catalog_options(&self, config: &Config) -> Result<CatalogOptions, String> {
+        let version = match &self.kubernetes_version {
+            Some(text) => text.parse::<KubernetesVersion>().map_err(|e| e.to_string())?,
+            None => config.kubernetes_version.unwrap_or_else(KubernetesVersion::latest),
+        };
+        let mut schema_dirs = config.schema_dirs.clone();
+        schema_dirs.extend(self.schema_dir.iter().cloned());
+        Ok(CatalogOptions { version, strict: !self.no_strict && config.strict.unwrap_or(true), schema_dirs })
+    }
+}

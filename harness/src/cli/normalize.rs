@@ -1,0 +1,122 @@
+//! `kubeyard normalize`: every object as the API server would store it (defaults
+//! applied, quantities canonical, keys sorted), as one YAML stream or a JSON list.
+//! Objects that fail their schema are reported on standard error and left out.
+
+use super::Exit;
+use super::inputs::Inputs;
+use super::lint::{lint_paths_then, usage_error};
+use crate::report::{self, Summary};
+use clap::{Args, ValueEnum};
+use kubeyard_compiler::normalize::normalize;
+use kubeyard_compiler::print::to_yaml_stream;
+use kubeyard_compiler::rules::RuleSettings;
+use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
+use std::io::Write;
+use std::time::Instant;
+
+#[derive(Args, Debug)]
+pub struct NormalizeArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Yaml)]
+    output: Format,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Yaml,
+    Json,
+}
+
+/// One file's normalized objects, ready to join the others.
+enum Output {
+    Text(String),
+    Values(Vec<serde_json::Value>),
+}
+
+pub fn run(args: NormalizeArgs) -> Exit {
+    let started = Instant::now();
+    let paths = args.inputs.paths();
+    let config = match args.inputs.load_config(&paths) {
+        Ok(config) => config,
+        Err(exit) => return exit,
+    };
+    let catalog = match args.inputs.catalog_options(&config) {
+        Ok(catalog) => catalog,
+        Err(message) => return usage_error(&message),
+    };
+    let options = LintOptions {
+        catalog,
+        ignore_missing_schemas: args.inputs.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
+        rules: RuleSettings::all_off(),
+        cluster: None,
+        keep_trees: true,
+    };
+    let mut linter = match Linter::new(options) {
+        Ok(linter) => linter,
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    // Each file is normalized on the thread that linted it, and its trees dropped there.
+    let format = args.output;
+    let results = lint_paths_then(&mut linter, &paths, |linter, report| {
+        let objects = normalized(linter, std::slice::from_ref(report));
+        for object in &mut report.objects {
+            object.tree = None;
+        }
+        match format {
+            Format::Yaml => Output::Text(to_yaml_stream(&objects)),
+            Format::Json => Output::Values(objects),
+        }
+    });
+    let mut reports = Vec::with_capacity(results.len());
+    let mut values = Vec::new();
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    // A closed pipe (`kubeyard normalize | head`) ends the output, not the run.
+    let mut writing = Ok(());
+    for (report, output) in results {
+        reports.push(report);
+        match output {
+            Output::Text(yaml) => writing = writing.and_then(|()| stdout.write_all(yaml.as_bytes())),
+            Output::Values(objects) => values.extend(objects),
+        }
+    }
+    if format == Format::Json {
+        let mut text = serde_json::to_string_pretty(&values).expect("JSON values serialize");
+        text.push('\n');
+        writing = writing.and_then(|()| stdout.write_all(text.as_bytes()));
+    }
+    let _ = writing.and_then(|()| stdout.flush());
+    drop(stdout);
+
+    // What could not be normalized is said on standard error, as `kubeyard lint` says it.
+    let summary = Summary::of(&reports, started.elapsed());
+    let problems: Vec<&FileReport> =
+        reports.iter().filter(|r| r.objects.iter().any(|o| !o.diagnostics.is_empty())).collect();
+    if !problems.is_empty() {
+        let mut err = String::new();
+        for report in problems {
+            err.push_str(&report::text::render_diagnostics(report));
+        }
+        err.push_str(&report::text::summary_line(&summary));
+        eprintln!("{err}");
+    }
+    if summary.unreadable > 0 {
+        Exit::Usage
+    } else if summary.invalid > 0 {
+        Exit::Findings
+    } else {
+        Exit::Ok
+    }
+}
+
+/// The normalized form of every valid object, in input order.
+pub fn normalized(linter: &Linter, reports: &[FileReport]) -> Vec<serde_json::Value> {
+    reports
+        .iter()
+        .flat_map(|report| &report.objects)
+        .filter(|object| object.verdict == Verdict::Valid)
+        .filter_map(|object| Some(normalize(object.object.as_ref()?, object.tree.as_deref()?, linter.catalog())))
+        .collect()
+}

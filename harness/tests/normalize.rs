@@ -1,0 +1,99 @@
+//! `kubeyard normalize`: each fixture under `fixtures/normalize/` (and every valid lint
+//! fixture) printed in normal form is a snapshot under `snapshots/normalize/`; and
+//! normalizing is idempotent over every fixture and the whole real-world corpus, through
+//! the printed YAML (normalize ∘ parse ∘ print ∘ normalize = normalize).
+
+mod support;
+
+use kubeyard_compiler::normalize::normalize;
+use kubeyard_compiler::object::{Classified, classify};
+use kubeyard_compiler::print::{to_yaml, to_yaml_stream};
+use kubeyard_compiler::rules::RuleSettings;
+use kubeyard_compiler::yaml::Documents;
+use kubeyard_compiler::{LintOptions, Linter, SourceFile, Verdict};
+use kubeyard_harness::cli::lint::lint_paths;
+use kubeyard_harness::cli::normalize::normalized;
+use std::path::Path;
+
+fn linter() -> Linter {
+    Linter::new(LintOptions { rules: RuleSettings::all_off(), keep_trees: true, ..LintOptions::default() })
+        .expect("the embedded schemas load")
+}
+
+fn fixture_files() -> Vec<String> {
+    let root = support::workspace();
+    let mut files = Vec::new();
+    for dir in ["fixtures/normalize", "fixtures/lint/valid"] {
+        let mut names: Vec<String> = std::fs::read_dir(root.join(dir))
+            .expect("fixture folder")
+            .map(|e| format!("{dir}/{}", e.expect("entry").file_name().to_string_lossy()))
+            .collect();
+        names.sort();
+        files.extend(names);
+    }
+    files
+}
+
+#[test]
+fn fixtures_in_normal_form() {
+    std::env::set_current_dir(support::workspace()).expect("workspace");
+    for file in fixture_files() {
+        let mut linter = linter();
+        let reports = lint_paths(&mut linter, std::slice::from_ref(&file));
+        let invalid: Vec<_> =
+            reports.iter().flat_map(|r| &r.objects).filter(|o| o.verdict == Verdict::Invalid).collect();
+        assert!(invalid.is_empty(), "{file}: {invalid:?}");
+        let objects = normalized(&linter, &reports);
+        assert!(!objects.is_empty(), "{file} has no objects");
+        let name = file.replace('/', "__");
+        insta::with_settings!({
+            snapshot_path => "../../snapshots/normalize",
+            prepend_module_to_snapshot => false,
+            omit_expression => true,
+            description => format!("kubeyard normalize {file}"),
+        }, {
+            insta::assert_snapshot!(name, to_yaml_stream(&objects));
+        });
+    }
+}
+
+/// Normalizes every schema-valid object under `paths`, prints it, reads it back and
+/// normalizes again: the two must be equal. Returns how many objects were checked.
+fn assert_idempotent(paths: &[String]) -> usize {
+    let mut linter = linter();
+    let reports = lint_paths(&mut linter, paths);
+    let mut checked = 0;
+    for report in &reports {
+        for object in report.objects.iter().filter(|o| o.schema_valid) {
+            let (Some(info), Some(tree)) = (&object.object, &object.tree) else { continue };
+            let once = normalize(info, tree, linter.catalog());
+            let text = to_yaml(&once);
+            let source = SourceFile::new("normalized.yaml", text.clone()).expect("printed YAML is text");
+            let document = Documents::new(&source).next().expect("one document").expect("printed YAML parses");
+            assert!(document.diagnostics.is_empty(), "{}: {:?}\n{text}", report.name, document.diagnostics);
+            let root = document.root.expect("a root");
+            let Classified::Object(again_info) = classify(&root) else {
+                panic!("{}: not an object after printing:\n{text}", report.name)
+            };
+            let twice = normalize(&again_info, &root, linter.catalog());
+            assert_eq!(once, twice, "{}: normalizing twice differs from once\n{text}", report.name);
+            checked += 1;
+        }
+    }
+    checked
+}
+
+#[test]
+fn normalizing_twice_equals_once_over_the_fixtures() {
+    std::env::set_current_dir(support::workspace()).expect("workspace");
+    let checked = assert_idempotent(&fixture_files());
+    assert!(checked >= 25, "only {checked} objects checked");
+}
+
+#[test]
+fn normalizing_twice_equals_once_over_the_corpus() {
+    let corpus = support::corpus();
+    let checked = assert_idempotent(&[corpus.display().to_string()]);
+    assert!(checked > 200, "only {checked} corpus objects checked");
+    assert!(Path::new(&corpus).is_dir());
+}
