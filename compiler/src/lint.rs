@@ -392,11 +392,15 @@ impl Linter {
                 .extend(rules::to_diagnostics(vec![finding], &self.settings, ignored).into_iter().map(|d| (member, d)));
         }
         drop(members);
+        let mut touched = Vec::new();
         for (member, diagnostic) in diagnostics {
             let (f, o) = places[member];
-            let object = &mut reports[f].objects[o];
-            object.diagnostics.push(diagnostic);
-            object.settle();
+            reports[f].objects[o].diagnostics.push(diagnostic);
+            touched.push((f, o));
+        }
+        touched.dedup();
+        for (f, o) in touched {
+            reports[f].objects[o].settle();
         }
     }
 

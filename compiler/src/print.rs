@@ -122,22 +122,28 @@ fn write_string(out: &mut String, s: &str, level: usize) {
 }
 
 fn is_plain_safe(s: &str) -> bool {
-    if s.is_empty() || s.len() > 1024 || s.trim() != s {
+    let bytes = s.as_bytes();
+    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else { return false };
+    if s.len() > 1024 || first == b' ' || last == b' ' || last == b':' {
         return false;
     }
-    let first = s.chars().next().unwrap_or(' ');
-    // Indicators that start something other than a plain scalar.
-    if "-?:,[]{}#&*!|>'\"%@`".contains(first) && !(first == '-' && s.len() > 1 && !s[1..].starts_with(' ')) {
+    // Indicators that start something other than a plain scalar (`-x` is fine, `- x` not).
+    if b"-?:,[]{}#&*!|>'\"%@`".contains(&first) && !(first == b'-' && bytes.len() > 1 && bytes[1] != b' ') {
         return false;
     }
-    if s.contains(": ") || s.contains(" #") || s.ends_with(':') || s.contains('\t') {
+    // One pass for what may not appear inside: `: `, ` #`, tabs, control characters.
+    let mut previous = 0u8;
+    for &b in bytes {
+        if b < 0x20 || b == 0x7F || (previous == b':' && b == b' ') || (previous == b' ' && b == b'#') {
+            return false;
+        }
+        previous = b;
+    }
+    if !s.is_ascii() && s.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}')) {
         return false;
     }
-    if s.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}')) {
-        return false;
-    }
-    // Flow indicators are fine in block context, but `<<` and anything YAML 1.1 resolves
-    // to a non-string (bools, numbers, null, timestamps are strings for us) are not.
+    // `<<` and anything YAML 1.1 resolves to a non-string (bools, numbers, null) are not
+    // plain strings; nor are document markers.
     if s == "<<" || s.starts_with("---") || s.starts_with("...") {
         return false;
     }

@@ -4,7 +4,8 @@
 //! (renamed copies, one file each, in 100 folders), then runs `kubeyard lint` over it
 //! repeatedly and reports documents per second and peak memory.
 //!
-//! Run: `cargo bench -p kubeyard-harness --bench lint_corpus` (add `-- --docs N --runs N`).
+//! Run: `cargo bench -p kubeyard-harness --bench lint_corpus` (add `-- --docs N --runs N`,
+//! or `--keep DIR` to leave a copy of the corpus for profiling).
 //! Target (issue 2): at least 20,000 documents/s and under 150 MB on a 2-core machine.
 
 use kubeyard_compiler::yaml::Documents;
@@ -16,9 +17,11 @@ use std::time::{Duration, Instant};
 fn main() {
     let mut docs = 10_000usize;
     let mut runs = 15usize;
+    let mut keep: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
+            "--keep" => keep = args.next().map(PathBuf::from),
             "--docs" => docs = args.next().and_then(|v| v.parse().ok()).expect("--docs N"),
             "--runs" => runs = args.next().and_then(|v| v.parse().ok()).expect("--runs N"),
             _ => {} // cargo bench passes --bench
@@ -28,6 +31,11 @@ fn main() {
     let corpus = workspace.join("../shared/corpus");
     let dir = tempfile::tempdir().expect("a temporary directory");
     let written = build_corpus(&corpus, dir.path(), docs);
+    if let Some(keep) = keep {
+        // For profiling: the same corpus, left on disk.
+        build_corpus(&corpus, &keep, docs);
+        println!("corpus kept in {}", keep.display());
+    }
     let bytes: u64 = files_under(dir.path()).iter().filter_map(|p| p.metadata().ok()).map(|m| m.len()).sum();
     println!("corpus: {written} documents, {:.1} MB, in {}", bytes as f64 / 1e6, dir.path().display());
 

@@ -12,7 +12,7 @@ use crate::object::ObjectInfo;
 use crate::quantity::Quantity;
 use crate::schema::Catalog;
 use crate::yaml::Node;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 const QUANTITY: &str = "io.k8s.apimachinery.pkg.api.resource.Quantity";
 
@@ -40,7 +40,7 @@ pub fn normalize_value(info: &ObjectInfo, value: &mut Value, catalog: &Catalog) 
 
 /// Walks a value alongside its schema.
 struct Canonical<'a> {
-    definitions: &'a Map<String, Value>,
+    definitions: &'a rustc_hash::FxHashMap<String, Value>,
 }
 
 impl<'a> Canonical<'a> {

@@ -201,6 +201,9 @@ pub struct Catalog {
     dirs: Vec<SchemaDir>,
     custom: HashMap<GroupVersionKind, CustomKind>,
     cache: RwLock<HashMap<GroupVersionKind, Arc<OnceLock<Lookup>>>>,
+    /// The built-in definitions by name, hashed, for walking objects alongside their
+    /// schema (normalization); built on first use.
+    definitions: OnceLock<rustc_hash::FxHashMap<String, Value>>,
 }
 
 impl fmt::Debug for Catalog {
@@ -269,6 +272,7 @@ impl Catalog {
             dirs,
             custom: HashMap::new(),
             cache: RwLock::new(HashMap::new()),
+            definitions: OnceLock::new(),
         };
         catalog.register_kubeyard_kinds().map_err(embedded_error)?;
         Ok(catalog)
@@ -339,10 +343,13 @@ impl Catalog {
     /// The built-in definition of a kind and the definitions it refers to (`$defs`), for
     /// walking an object alongside its schema. `None` for custom resources. Strictness
     /// (`additionalProperties: false`) is part of what it returns.
-    pub fn builtin_definition(&self, gvk: &GroupVersionKind) -> Option<(&Value, &serde_json::Map<String, Value>)> {
+    pub fn builtin_definition(&self, gvk: &GroupVersionKind) -> Option<(&Value, &rustc_hash::FxHashMap<String, Value>)> {
         let name = self.builtin.get(gvk)?;
-        let defs = self.documents.get(DEFINITIONS_URI)?.get("$defs")?.as_object()?;
-        Some((defs.get(name)?, defs))
+        let definitions = self.definitions.get_or_init(|| {
+            let defs = self.documents.get(DEFINITIONS_URI).and_then(|d| d.get("$defs")).and_then(Value::as_object);
+            defs.map(|defs| defs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
+        });
+        Some((definitions.get(name)?, definitions))
     }
 
     /// Whether objects of a kind live in a namespace: CRDs say so in `spec.scope`.
