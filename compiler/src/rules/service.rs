@@ -102,16 +102,17 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
     let sources: Vec<(usize, &Member, &PodFacts)> =
         context.members.iter().enumerate().filter_map(|(i, m)| Some((i, m, m.facts?.pods.as_ref()?))).collect();
     let index_of = PodIndex::new(&sources);
+    let mut selections: HashMap<(Option<&str>, &Selector), Vec<usize>> = HashMap::default();
     for (index, member) in context.members.iter().enumerate() {
         let Some(service) = member.facts.and_then(|f| f.service.as_ref()) else { continue };
         let selector = &service.selector;
         let namespace = member.namespace.as_deref();
-        let selected: Vec<&PodFacts> = index_of
-            .candidates(namespace, selector)
-            .iter()
-            .map(|&i| sources[i].2)
-            .filter(|pods| selector.matches(&pods.labels))
-            .collect();
+        // Many Services share a selector (a Service per port, copies per environment):
+        // each distinct one is matched once.
+        let matched = selections.entry((namespace, selector)).or_insert_with(|| {
+            index_of.candidates(namespace, selector).iter().copied().filter(|&i| selector.matches(&sources[i].2.labels)).collect()
+        });
+        let selected: Vec<&PodFacts> = matched.iter().map(|&i| sources[i].2).collect();
         if selected.is_empty() {
             // Only templates sharing a label with the selector can be close to it.
             let mut sharing: Vec<usize> = selector

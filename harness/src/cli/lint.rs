@@ -75,21 +75,22 @@ pub fn run(args: LintArgs) -> Exit {
     let reports = lint_paths(&mut linter, &paths);
     let summary = Summary::of(&reports, started.elapsed());
     let linted = started.elapsed();
-    let rendered = match args.output {
+    let rendered: Vec<String> = match args.output {
         Format::Text => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            report::text::render(&reports, &summary, &report::text::TextOptions { color, verbose: args.verbose })
+            report::text::render_chunks(&reports, &summary, &report::text::TextOptions { color, verbose: args.verbose })
         }
-        Format::Json => report::json::render(&reports, &summary, &version.to_string(), strict),
-        Format::Junit => report::junit::render(&reports),
+        Format::Json => vec![report::json::render(&reports, &summary, &version.to_string(), strict)],
+        Format::Junit => vec![report::junit::render(&reports)],
     };
     // KUBEYARD_TIMINGS=1 prints where the time went, for performance work.
     if std::env::var_os("KUBEYARD_TIMINGS").is_some() {
         eprintln!("timings: setup {:?}, lint {:?}, render {:?}", setup, linted - setup, started.elapsed() - linted);
     }
-    let mut stdout = std::io::stdout().lock();
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     // A closed pipe (`kubeyard lint | head`) is not worth a panic.
-    let _ = stdout.write_all(rendered.as_bytes()).and_then(|()| stdout.flush());
+    let _ = rendered.iter().try_for_each(|chunk| stdout.write_all(chunk.as_bytes())).and_then(|()| stdout.flush());
+    drop(stdout);
     // The process ends next: freeing every tree one by one would only cost time (a tenth
     // of a large run), so the memory goes back to the OS in one piece instead.
     std::mem::forget(reports);

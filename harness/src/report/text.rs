@@ -19,8 +19,14 @@ fn handler(color: bool) -> GraphicalReportHandler {
 }
 
 pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) -> String {
-    // Files render independently (miette's layout is not cheap), joined in input order.
-    let rendered: Vec<String> = reports
+    render_chunks(reports, summary, options).concat()
+}
+
+/// The text output in pieces, one per file and the summary last, in input order: files
+/// render independently (miette's layout is not cheap), and the pieces can be written
+/// out without being joined first.
+pub fn render_chunks(reports: &[FileReport], summary: &Summary, options: &TextOptions) -> Vec<String> {
+    let mut rendered: Vec<String> = reports
         .par_iter()
         .map_init(
             || handler(options.color),
@@ -37,10 +43,8 @@ pub fn render(reports: &[FileReport], summary: &Summary, options: &TextOptions) 
             },
         )
         .collect();
-    let mut out = rendered.concat();
-    out.push_str(&summary_line(summary));
-    out.push('\n');
-    out
+    rendered.push(format!("{}\n", summary_line(summary)));
+    rendered
 }
 
 /// Only the diagnostics of one report, without colour (configuration problems).
