@@ -139,7 +139,9 @@ fn is_plain_safe(s: &str) -> bool {
         }
         previous = b;
     }
-    if !s.is_ascii() && s.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}')) {
+    if !s.is_ascii()
+        && s.chars().any(|c| c.is_control() || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}' | '\u{FEFF}'))
+    {
         return false;
     }
     // `<<` and anything YAML 1.1 resolves to a non-string (bools, numbers, null) are not

@@ -321,3 +321,73 @@ fn normalize_prints_valid_objects_and_reports_the_rest() {
     assert_eq!(objects[0]["spec"]["type"], "ClusterIP");
     assert_eq!(objects[0]["metadata"]["namespace"], "default");
 }
+
+#[test]
+fn rules_follow_the_configuration_flags_and_annotations() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations:\n    kubeyard.dev/ignore: \"pod/host-port, image/latst-tag\"\nspec:\n  containers:\n  - name: c\n    image: nginx\n    ports: [{containerPort: 80, hostPort: 80}]\n    resources:\n      requests: {cpu: 100m, memory: 64Mi}\n      limits: {cpu: 100m, memory: 64Mi}\n";
+    std::fs::create_dir_all(dir.path().join("apps/web")).unwrap();
+    std::fs::write(dir.path().join("apps/web/pod.yaml"), manifest).unwrap();
+    let path = dir.path().join("apps/web");
+    let codes = |output: &Output| -> Vec<String> {
+        json(output)["objects"][0]["diagnostics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| format!("{}:{}", d["code"].as_str().unwrap(), d["severity"].as_str().unwrap()))
+            .collect()
+    };
+    // The annotation silences pod/host-port and warns about the misspelt id.
+    let output = kubeyard(&["lint", "-o", "json", path.to_str().unwrap()]);
+    assert_eq!(codes(&output), vec!["config/invalid:warning", "image/latest-tag:warning"], "{}", stdout(&output));
+    let help = json(&output)["objects"][0]["diagnostics"][0]["help"].clone();
+    assert_eq!(help, "did you mean \"image/latest-tag\"?");
+
+    // .kubeyard.yaml above the linted path raises the latest-tag rule to an error.
+    std::fs::write(dir.path().join(".kubeyard.yaml"), "rules:\n  image/latest-tag: error\n").unwrap();
+    let output = kubeyard(&["lint", "-o", "json", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(codes(&output).contains(&"image/latest-tag:error".to_string()), "{:?}", codes(&output));
+
+    // A flag wins over the file; --no-config ignores it.
+    let output = kubeyard(&["lint", "-o", "json", "--rule", "image/latest-tag=off", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+    assert_eq!(codes(&output), vec!["config/invalid:warning"]);
+    let output = kubeyard(&["lint", "-o", "json", "--no-config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0));
+
+    // A broken configuration stops the run with its own diagnostic.
+    std::fs::write(dir.path().join(".kubeyard.yaml"), "rulez:\n  image/latest-tag: error\n").unwrap();
+    let output = kubeyard(&["lint", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("unknown setting \"rulez\""), "{}", stderr(&output));
+    assert!(stderr(&output).contains("did you mean \"rules\"?"), "{}", stderr(&output));
+
+    let output = kubeyard(&["lint", "--rule", "image/nope=off", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn cluster_shape_from_the_command_line() {
+    let manifest = b"apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: big}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: big}}\n  template:\n    metadata: {labels: {app: big}}\n    spec:\n      containers:\n      - name: big\n        image: example/big:1\n        resources:\n          requests: {cpu: \"3\", memory: 1Gi}\n          limits: {cpu: \"3\", memory: 1Gi}\n";
+    let output = kubeyard_with_stdin(&["lint", "-", "--cluster", "nodes=2,cpu=4,memory=8Gi"], Some(manifest));
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    assert!(stdout(&output).contains("only 2 of 3 pods of Deployment/big fit in the cluster"), "{}", stdout(&output));
+    let output = kubeyard_with_stdin(&["lint", "-", "--cluster", "nodes=3,cpu=4,memory=8Gi"], Some(manifest));
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let output = kubeyard_with_stdin(&["lint", "-", "--cluster", "nodes=3"], Some(manifest));
+    assert_eq!(output.status.code(), Some(2));
+}
+
+#[test]
+fn rules_command_lists_and_explains() {
+    let output = kubeyard(&["rules"]);
+    assert_eq!(output.status.code(), Some(0));
+    assert!(stdout(&output).lines().count() >= 29);
+    let output = kubeyard(&["rules", "service/no-matching-pods"]);
+    assert!(stdout(&output).contains("no endpoints"), "{}", stdout(&output));
+    let output = kubeyard(&["rules", "-o", "markdown"]);
+    let docs = std::fs::read_to_string(support::workspace().join("docs/rules.md")).unwrap();
+    assert_eq!(stdout(&output), docs);
+    assert_eq!(kubeyard(&["rules", "service/no-pods"]).status.code(), Some(2));
+}

@@ -110,7 +110,12 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
         // Many Services share a selector (a Service per port, copies per environment):
         // each distinct one is matched once.
         let matched = selections.entry((namespace, selector)).or_insert_with(|| {
-            index_of.candidates(namespace, selector).iter().copied().filter(|&i| selector.matches(&sources[i].2.labels)).collect()
+            index_of
+                .candidates(namespace, selector)
+                .iter()
+                .copied()
+                .filter(|&i| selector.matches(&sources[i].2.labels))
+                .collect()
         });
         let selected: Vec<&PodFacts> = matched.iter().map(|&i| sources[i].2).collect();
         if selected.is_empty() {

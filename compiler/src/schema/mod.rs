@@ -343,7 +343,10 @@ impl Catalog {
     /// The built-in definition of a kind and the definitions it refers to (`$defs`), for
     /// walking an object alongside its schema. `None` for custom resources. Strictness
     /// (`additionalProperties: false`) is part of what it returns.
-    pub fn builtin_definition(&self, gvk: &GroupVersionKind) -> Option<(&Value, &rustc_hash::FxHashMap<String, Value>)> {
+    pub fn builtin_definition(
+        &self,
+        gvk: &GroupVersionKind,
+    ) -> Option<(&Value, &rustc_hash::FxHashMap<String, Value>)> {
         let name = self.builtin.get(gvk)?;
         let definitions = self.definitions.get_or_init(|| {
             let defs = self.documents.get(DEFINITIONS_URI).and_then(|d| d.get("$defs")).and_then(Value::as_object);
