@@ -143,8 +143,8 @@ fn rule_settings(value: &Node, settings: &mut RuleSettings, problems: &mut Vec<D
 #[error("not a severity: use error, warning, info or off")]
 pub struct NotASeverity;
 
-/// `error`, `warning`, `info`, or `off` (YAML reads a bare `off` as false, and `on` as
-/// true, which keeps the rule's default).
+/// `error`, `warning`, `info`, or `off` (YAML reads a bare `off` as false, which is
+/// accepted; a bare `on` reads as true, which names no severity and is refused).
 pub fn parse_severity(value: &Node) -> Result<Option<Severity>, NotASeverity> {
     match &value.value {
         Value::Bool(false) => Ok(None),

@@ -41,10 +41,15 @@ impl ImageReference {
         self.digest.is_none() && self.tag.as_deref().is_none_or(|t| t == "latest")
     }
 
-    /// The API server's default `imagePullPolicy`: `Always` for `:latest` (written or
-    /// implied), else `IfNotPresent`.
+    /// The API server's default `imagePullPolicy`: `Always` for a `:latest` tag (even
+    /// with a digest, as Kubernetes reads the tag) or for no tag and no digest, else
+    /// `IfNotPresent`.
     pub fn default_pull_policy(&self) -> &'static str {
-        if self.is_latest() { "Always" } else { "IfNotPresent" }
+        let latest = match &self.tag {
+            Some(tag) => tag == "latest",
+            None => self.digest.is_none(),
+        };
+        if latest { "Always" } else { "IfNotPresent" }
     }
 }
 
@@ -184,6 +189,9 @@ mod tests {
         let r: ImageReference = format!("localhost:5000/app@{DIGEST}").parse().unwrap();
         assert_eq!(r.registry.as_deref(), Some("localhost:5000"));
         assert!(!r.is_latest());
+        assert_eq!(r.default_pull_policy(), "IfNotPresent");
+        let pinned_latest: ImageReference = format!("app:latest@{DIGEST}").parse().unwrap();
+        assert_eq!(pinned_latest.default_pull_policy(), "Always");
 
         let r: ImageReference = "gcr.io/google-samples/microservices-demo/frontend:v0.10.2".parse().unwrap();
         assert_eq!(r.repository, "google-samples/microservices-demo/frontend");

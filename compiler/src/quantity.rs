@@ -45,6 +45,9 @@ pub enum QuantityError {
     TooLarge(String),
 }
 
+/// Exponents beyond this are refused at parse time (a quantity of 10^1000 is no amount).
+const MAX_EXPONENT: u32 = 1000;
+
 const DECIMAL_SUFFIXES: &[(&str, i32)] =
     &[("n", -9), ("u", -6), ("m", -3), ("", 0), ("k", 3), ("M", 6), ("G", 9), ("T", 12), ("P", 15), ("E", 18)];
 const BINARY_SUFFIXES: &[(&str, u32)] = &[("Ki", 1), ("Mi", 2), ("Gi", 3), ("Ti", 4), ("Pi", 5), ("Ei", 6)];
@@ -102,7 +105,10 @@ impl FromStr for Quantity {
         let (_, ((sign, whole, fraction), suffix)) =
             all_consuming((number, suffix)).parse(text).map_err(|_| syntax())?;
         let digits = format!("{whole}{fraction}");
-        let significant = digits.trim_start_matches('0');
+        let leading = digits.trim_start_matches('0');
+        // Trailing zeros are exponent, not precision: `1` and 39 zeros is one digit.
+        let significant = leading.trim_end_matches('0');
+        let trailing = (leading.len() - significant.len()) as i32;
         if significant.len() > 38 {
             return Err(QuantityError::TooPrecise(text.to_string()));
         }
@@ -110,14 +116,19 @@ impl FromStr for Quantity {
         if sign == Some('-') {
             mantissa = -mantissa;
         }
-        let mut exponent = -(fraction.len() as i32);
+        let mut exponent = trailing - fraction.len() as i32;
         let format = match suffix {
             Suffix::Decimal(e) => {
                 exponent += e;
                 Format::DecimalSI
             }
             Suffix::Exponent(e) => {
-                exponent = exponent.checked_add(e).ok_or_else(|| QuantityError::TooLarge(text.to_string()))?;
+                // Far past any real amount, and far enough from i32's ends that the
+                // arithmetic on exponents below cannot overflow.
+                if e.unsigned_abs() > MAX_EXPONENT {
+                    return Err(QuantityError::TooLarge(text.to_string()));
+                }
+                exponent += e;
                 Format::DecimalExponent
             }
             Suffix::Binary(power) => {
@@ -291,6 +302,19 @@ impl Quantity {
                 }
             }
         }
+    }
+
+    /// Rounded up (away from zero) to whole milli-units, as the API server stores the
+    /// amounts of a resource list (requests, limits, quotas, capacity).
+    pub fn rounded_to_milli(&self) -> Quantity {
+        let q = self.normalized();
+        if q.exponent >= -3 {
+            return q;
+        }
+        let divisor = pow10((-3 - q.exponent) as u32).unwrap_or(i128::MAX);
+        let quotient = q.mantissa / divisor;
+        let mantissa = if q.mantissa % divisor != 0 { quotient + q.mantissa.signum() } else { quotient };
+        Quantity { mantissa, exponent: -3, format: q.format }.normalized()
     }
 
     /// A lossy view for display and scoring, never for decisions.

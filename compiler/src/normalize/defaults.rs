@@ -70,7 +70,7 @@ pub static DEFAULTS: &[Default] = &[
     fixed(Scope::PodSpec, "terminationGracePeriodSeconds", "30", "SetDefaults_PodSpec, core/v1"),
     fixed(Scope::PodSpec, "schedulerName", "\"default-scheduler\"", "SetDefaults_PodSpec, core/v1"),
     fixed(Scope::PodSpec, "securityContext", "{}", "SetDefaults_PodSpec, core/v1"),
-    fixed(Scope::PodSpec, "enableServiceLinks", "true", "SetDefaults_PodSpec, core/v1"),
+    fixed(Scope::Object("", "Pod"), "spec.enableServiceLinks", "true", "SetDefaults_Pod, core/v1"),
     Default {
         scope: Scope::Object("", "Pod"),
         field: "spec.containers[*].resources.requests",
@@ -166,20 +166,24 @@ pub static DEFAULTS: &[Default] = &[
         "\"RollingUpdate\"",
         "SetDefaults_StatefulSet, apps/v1",
     ),
-    when(
-        fixed(
-            Scope::Object("apps", "StatefulSet"),
-            "spec.updateStrategy.rollingUpdate.partition",
-            "0",
-            "SetDefaults_StatefulSet, apps/v1",
-        ),
-        "strategy RollingUpdate",
-    ),
+    Default {
+        scope: Scope::Object("apps", "StatefulSet"),
+        field: "spec.updateStrategy.rollingUpdate.partition",
+        fill: Fill::Computed("0"),
+        source: "SetDefaults_StatefulSet, apps/v1",
+        when: Some("the strategy type was unset, or rollingUpdate is given"),
+    },
     fixed(Scope::Object("apps", "StatefulSet"), "spec.revisionHistoryLimit", "10", "SetDefaults_StatefulSet, apps/v1"),
     fixed(
         Scope::Object("apps", "StatefulSet"),
-        "spec.persistentVolumeClaimRetentionPolicy",
-        "{\"whenDeleted\": \"Retain\", \"whenScaled\": \"Retain\"}",
+        "spec.persistentVolumeClaimRetentionPolicy.whenDeleted",
+        "\"Retain\"",
+        "SetDefaults_StatefulSet, apps/v1 (StatefulSetAutoDeletePVC, on since 1.27)",
+    ),
+    fixed(
+        Scope::Object("apps", "StatefulSet"),
+        "spec.persistentVolumeClaimRetentionPolicy.whenScaled",
+        "\"Retain\"",
         "SetDefaults_StatefulSet, apps/v1 (StatefulSetAutoDeletePVC, on since 1.27)",
     ),
     fixed(
@@ -214,7 +218,13 @@ pub static DEFAULTS: &[Default] = &[
         source: "SetDefaults_Job, batch/v1",
         when: None,
     },
-    fixed(Scope::Object("batch", "Job"), "spec.backoffLimit", "6", "SetDefaults_Job, batch/v1"),
+    Default {
+        scope: Scope::Object("batch", "Job"),
+        field: "spec.backoffLimit",
+        fill: Fill::Computed("6, or 2147483647 with backoffLimitPerIndex"),
+        source: "SetDefaults_Job, batch/v1",
+        when: None,
+    },
     fixed(Scope::Object("batch", "Job"), "spec.completionMode", "\"NonIndexed\"", "SetDefaults_Job, batch/v1"),
     fixed(Scope::Object("batch", "Job"), "spec.suspend", "false", "SetDefaults_Job, batch/v1"),
     Default {
@@ -266,7 +276,16 @@ pub static DEFAULTS: &[Default] = &[
             "\"Cluster\"",
             "SetDefaults_Service, core/v1",
         ),
-        "type NodePort or LoadBalancer",
+        "type NodePort or LoadBalancer, or externalIPs given",
+    ),
+    when(
+        fixed(
+            Scope::Object("", "Service"),
+            "spec.allocateLoadBalancerNodePorts",
+            "true",
+            "SetDefaults_Service, core/v1",
+        ),
+        "type LoadBalancer",
     ),
     fixed(Scope::ServicePort, "protocol", "\"TCP\"", "SetDefaults_Service, core/v1"),
     Default {
@@ -308,6 +327,34 @@ pub static DEFAULTS: &[Default] = &[
         source: "SetDefaults_NetworkPolicy, networking/v1",
         when: Some("unset"),
     },
+    Default {
+        scope: Scope::Object("networking.k8s.io", "NetworkPolicy"),
+        field: "spec.ingress[*].ports[*].protocol, spec.egress[*].ports[*].protocol",
+        fill: Fill::Fixed("\"TCP\""),
+        source: "SetDefaults_NetworkPolicyPort, networking/v1",
+        when: None,
+    },
+    Default {
+        scope: Scope::Object("autoscaling", "HorizontalPodAutoscaler"),
+        field: "spec.metrics",
+        fill: Fill::Computed("CPU at 80% average utilization"),
+        source: "SetDefaults_HorizontalPodAutoscaler, autoscaling/v2",
+        when: Some("unset"),
+    },
+    Default {
+        scope: Scope::Object("", "Namespace"),
+        field: "metadata.labels[kubernetes.io/metadata.name]",
+        fill: Fill::Computed("the namespace's name"),
+        source: "SetDefaults_Namespace, core/v1",
+        when: None,
+    },
+    Default {
+        scope: Scope::Container,
+        field: "env[*].valueFrom.fieldRef.apiVersion",
+        fill: Fill::Fixed("\"v1\""),
+        source: "SetDefaults_ObjectFieldSelector, core/v1",
+        when: Some("a fieldRef (also in downwardAPI volume items)"),
+    },
 ];
 
 /// Sets `path` (dotted) under `node` to `value` if it is not set, creating parents.
@@ -341,7 +388,9 @@ enum Guard {
     /// The strategy at this path (`spec.strategy`) has type RollingUpdate.
     RollingUpdate(&'static str),
     NotExternalName,
+    /// NodePort or LoadBalancer, or a Service with externalIPs.
     NodePortOrLoadBalancer,
+    LoadBalancer,
 }
 
 /// One scope's fixed defaults, parsed once per process.
@@ -357,6 +406,7 @@ fn parsed() -> &'static [ScopeDefaults] {
             let guard = match default.field {
                 "spec.internalTrafficPolicy" => Guard::NotExternalName,
                 "spec.externalTrafficPolicy" => Guard::NodePortOrLoadBalancer,
+                "spec.allocateLoadBalancerNodePorts" => Guard::LoadBalancer,
                 field => match field.split_once(".rollingUpdate") {
                     Some((strategy, _)) => Guard::RollingUpdate(strategy),
                     None => Guard::Always,
@@ -378,6 +428,10 @@ fn fixed_defaults(scope: Scope) -> impl Iterator<Item = &'static (&'static str, 
 
 /// Applies every default of an object of `group`/`kind`.
 pub fn apply(group: &str, kind: &str, object: &mut Value) {
+    if (group, kind) == ("apps", "StatefulSet") && get(object, "spec.updateStrategy.type").is_none() {
+        // The API server fills rollingUpdate (and so its partition) only when it also fills the type.
+        set_default(object, "spec.updateStrategy.rollingUpdate", json!({}));
+    }
     let object_defaults = parsed().iter().find(|(s, _)| matches!(s, Scope::Object(g, k) if *g == group && *k == kind));
     for (field, value, guard) in object_defaults.map(|(_, list)| list.as_slice()).unwrap_or_default() {
         let service_type = || get(object, "spec.type").and_then(Value::as_str);
@@ -387,7 +441,11 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
                 get(object, strategy).and_then(|s| s.get("type")).and_then(Value::as_str) == Some("RollingUpdate")
             }
             Guard::NotExternalName => service_type() != Some("ExternalName"),
-            Guard::NodePortOrLoadBalancer => matches!(service_type(), Some("NodePort" | "LoadBalancer")),
+            Guard::NodePortOrLoadBalancer => {
+                matches!(service_type(), Some("NodePort" | "LoadBalancer"))
+                    || get(object, "spec.externalIPs").and_then(Value::as_array).is_some_and(|ips| !ips.is_empty())
+            }
+            Guard::LoadBalancer => service_type() == Some("LoadBalancer"),
         };
         if applies {
             set_default(object, field, value.clone());
@@ -403,9 +461,25 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
                 set_default(object, "metadata.labels", labels);
             }
         }
-        ("batch", "CronJob") => {
-            if let Some(job_spec) = object.pointer_mut("/spec/jobTemplate/spec") {
-                job(Some(job_spec));
+        // A CronJob's jobTemplate gets no Job defaults: they are set on each Job it makes.
+        ("apps", "StatefulSet") => stateful_set(object),
+        ("", "Namespace") => {
+            if let Some(name) = object.pointer("/metadata/name").cloned() {
+                set_default(object, "metadata.labels", json!({}));
+                if let Some(labels) = object.pointer_mut("/metadata/labels").and_then(Value::as_object_mut) {
+                    labels.entry("kubernetes.io/metadata.name").or_insert(name);
+                }
+            }
+        }
+        ("autoscaling", "HorizontalPodAutoscaler")
+            if object.get("apiVersion").and_then(Value::as_str) == Some("autoscaling/v2") =>
+        {
+            let unset = object.pointer("/spec/metrics").and_then(Value::as_array).is_none_or(Vec::is_empty);
+            if unset && let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert(
+                    "metrics".into(),
+                    json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                );
             }
         }
         ("", "ReplicationController") => replication_controller(object),
@@ -434,24 +508,38 @@ fn pod_spec_pointers(group: &str, kind: &str) -> &'static [&'static str] {
 
 fn job(spec: Option<&mut Value>) {
     let Some(spec) = spec else { return };
-    let policy =
-        if spec.get("podFailurePolicy").is_some_and(|p| !p.is_null()) { "Failed" } else { "TerminatingOrFailed" };
-    set_default(spec, "podReplacementPolicy", json!(policy));
     let has = |spec: &Value, key: &str| spec.get(key).is_some_and(|v| !v.is_null());
+    let policy = if has(spec, "podFailurePolicy") { "Failed" } else { "TerminatingOrFailed" };
+    set_default(spec, "podReplacementPolicy", json!(policy));
+    let backoff = if has(spec, "backoffLimitPerIndex") { i32::MAX } else { 6 };
+    set_default(spec, "backoffLimit", json!(backoff));
     if !has(spec, "completions") && !has(spec, "parallelism") {
         set_default(spec, "completions", json!(1));
     }
     set_default(spec, "parallelism", json!(1));
-    for (field, value, _) in fixed_defaults(Scope::Object("batch", "Job")) {
-        set_default(spec, field.trim_start_matches("spec."), value.clone());
-    }
 }
 
 fn replication_controller(object: &mut Value) {
     let labels = object.pointer("/spec/template/metadata/labels").cloned();
     if let Some(labels) = labels.filter(|l| l.as_object().is_some_and(|m| !m.is_empty())) {
+        // An empty selector or label map counts as unset.
+        for pointer in ["/spec/selector", "/metadata/labels"] {
+            if let Some(existing) = object.pointer_mut(pointer)
+                && existing.as_object().is_some_and(Map::is_empty)
+            {
+                *existing = Value::Null;
+            }
+        }
         set_default(object, "spec.selector", labels.clone());
         set_default(object, "metadata.labels", labels);
+    }
+}
+
+fn stateful_set(object: &mut Value) {
+    let Some(strategy) = object.pointer_mut("/spec/updateStrategy") else { return };
+    let rolling = strategy.get("type").and_then(Value::as_str) == Some("RollingUpdate");
+    if rolling && strategy.get("rollingUpdate").is_some_and(Value::is_object) {
+        set_default(strategy, "rollingUpdate.partition", json!(0));
     }
 }
 
@@ -469,14 +557,24 @@ fn service_ports(object: &mut Value) {
 
 fn network_policy(object: &mut Value) {
     let Some(spec) = object.get_mut("spec") else { return };
-    if spec.get("policyTypes").is_some_and(|p| !p.is_null()) {
+    for direction in ["ingress", "egress"] {
+        for rule in spec.get_mut(direction).and_then(Value::as_array_mut).into_iter().flatten() {
+            for port in rule.get_mut("ports").and_then(Value::as_array_mut).into_iter().flatten() {
+                set_default(port, "protocol", json!("TCP"));
+            }
+        }
+    }
+    // An empty list counts as unset, as an empty egress list does.
+    if spec.get("policyTypes").and_then(Value::as_array).is_some_and(|p| !p.is_empty()) {
         return;
     }
     let mut types = vec![json!("Ingress")];
-    if spec.get("egress").is_some_and(|e| !e.is_null()) {
+    if spec.get("egress").and_then(Value::as_array).is_some_and(|e| !e.is_empty()) {
         types.push(json!("Egress"));
     }
-    set_default(spec, "policyTypes", Value::Array(types));
+    if let Value::Object(map) = spec {
+        map.insert("policyTypes".into(), Value::Array(types));
+    }
 }
 
 fn pod_spec(spec: &mut Value, bare_pod: bool) {
@@ -539,6 +637,12 @@ fn volume_defaults(volume: &mut Value) {
             set_default(source, "defaultMode", json!(420));
         }
     }
+    let items = map.get_mut("downwardAPI").and_then(|d| d.get_mut("items")).and_then(Value::as_array_mut);
+    for item in items.into_iter().flatten() {
+        if let Some(field_ref) = item.get_mut("fieldRef").filter(|f| f.is_object()) {
+            set_default(field_ref, "apiVersion", json!("v1"));
+        }
+    }
 }
 
 fn container_defaults(container: &mut Value, bare_pod: bool) {
@@ -551,6 +655,11 @@ fn container_defaults(container: &mut Value, bare_pod: bool) {
         .and_then(|image| image.parse::<ImageReference>().ok())
         .map_or("IfNotPresent", |reference| reference.default_pull_policy());
     set_default(container, "imagePullPolicy", json!(policy));
+    for env in container.get_mut("env").and_then(Value::as_array_mut).into_iter().flatten() {
+        if let Some(field_ref) = env.pointer_mut("/valueFrom/fieldRef").filter(|f| f.is_object()) {
+            set_default(field_ref, "apiVersion", json!("v1"));
+        }
+    }
     if let Some(Value::Array(ports)) = container.get_mut("ports") {
         for port in ports {
             for (field, value, _) in fixed_defaults(Scope::ContainerPort) {

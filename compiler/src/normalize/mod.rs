@@ -64,7 +64,7 @@ impl<'a> Canonical<'a> {
     fn walk(&self, schema: &'a Value, value: &mut Value) {
         let (schema, name) = self.resolve(schema);
         if name == Some(QUANTITY) {
-            canonical_quantity(value);
+            canonical_quantity(value, false);
             return;
         }
         match value {
@@ -72,9 +72,14 @@ impl<'a> Canonical<'a> {
                 map.retain(|_, v| !v.is_null());
                 let properties = schema.get("properties").and_then(Value::as_object);
                 let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+                // A map of quantities is a resource list: the API server rounds its amounts up
+                // to milli-units.
+                let resource_list =
+                    properties.is_none() && additional.is_some_and(|a| self.resolve(a).1 == Some(QUANTITY));
                 for (key, child) in map.iter_mut() {
                     let child_schema = properties.and_then(|p| p.get(key)).or(additional);
                     match child_schema {
+                        Some(_) if resource_list => canonical_quantity(child, true),
                         Some(child_schema) => self.walk(child_schema, child),
                         None => drop_nulls(child),
                     }
@@ -110,13 +115,14 @@ impl<'a> Canonical<'a> {
     }
 }
 
-fn canonical_quantity(value: &mut Value) {
+fn canonical_quantity(value: &mut Value, in_resource_list: bool) {
     let text = match value {
         Value::String(s) => s.clone(),
         Value::Number(n) => n.to_string(),
         _ => return,
     };
     if let Ok(quantity) = text.parse::<Quantity>() {
+        let quantity = if in_resource_list { quantity.rounded_to_milli() } else { quantity };
         *value = Value::String(quantity.canonical());
     }
 }

@@ -28,6 +28,9 @@ pub static UNSCHEDULABLE: Rule = Rule {
     needs_set: true,
 };
 
+/// More nodes than any cluster kubeyard models (Kubernetes' own tested limit is 5,000).
+const MAX_NODES: i64 = 10_000;
+
 /// One node of a cluster shape.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NodeShape {
@@ -47,8 +50,14 @@ pub struct ClusterShape {
 }
 
 impl NodeShape {
+    /// A node with the labels every kubelet sets on its node (charts select on them).
     fn new(name: String, cpu: Quantity, memory: Quantity, pods: i64) -> NodeShape {
-        NodeShape { name, cpu, memory, pods, labels: BTreeMap::new(), taints: Vec::new() }
+        let labels = BTreeMap::from([
+            ("kubernetes.io/arch".to_string(), "amd64".to_string()),
+            ("kubernetes.io/hostname".to_string(), name.clone()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+        ]);
+        NodeShape { name, cpu, memory, pods, labels, taints: Vec::new() }
     }
 }
 
@@ -71,8 +80,8 @@ impl FromStr for ClusterShape {
                 other => return Err(format!("unknown cluster setting \"{other}\" (use nodes, cpu, memory, pods)")),
             }
         }
-        if !(1..=10_000).contains(&count) {
-            return Err(format!("nodes={count}: a cluster has 1 to 10000 nodes"));
+        if !(1..=MAX_NODES).contains(&count) {
+            return Err(format!("nodes={count}: a cluster has 1 to {MAX_NODES} nodes"));
         }
         let cpu = cpu.ok_or("the cluster shape needs cpu=... (per node)")?;
         let memory = memory.ok_or("the cluster shape needs memory=... (per node)")?;
@@ -120,10 +129,12 @@ impl ClusterShape {
                     (field("key"), field("value"), field("effect"))
                 })
                 .collect();
-            for i in 1..=count.clamp(0, 10_000) {
+            if nodes.len() as i64 + count.max(0) > MAX_NODES {
+                return Err(format!("spec.nodes declares more than {MAX_NODES} nodes"));
+            }
+            for i in 1..=count.max(0) {
                 let mut node = NodeShape::new(format!("{prefix}-{i}"), cpu, memory, pods);
-                node.labels = labels.clone();
-                node.labels.insert("kubernetes.io/hostname".into(), node.name.clone());
+                node.labels.extend(labels.iter().map(|(k, v)| (k.clone(), v.clone())));
                 node.taints = taints.clone();
                 nodes.push(node);
             }
@@ -193,7 +204,8 @@ fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize
                     Some(each) => {
                         total = each.checked_mul(count).and_then(|q| total.checked_add(&q)).unwrap_or(total);
                     }
-                    None if count > 0 => out.push((
+                    // Only cpu and memory quotas refuse pods that do not state the request.
+                    None if count > 0 && matches!(counted, "cpu" | "memory") => out.push((
                         demand.index,
                         Finding::new(
                             &QUOTA_EXCEEDED,
@@ -253,6 +265,13 @@ struct Free {
 
 fn fits(free: &Free, cpu: i128, memory: i128) -> bool {
     free.pods > 0 && cpu <= free.cpu && memory <= free.memory
+}
+
+/// How many more pods of this size the node holds.
+fn capacity_for(free: &Free, cpu: i128, memory: i128) -> i64 {
+    let by =
+        |have: i128, each: i128| if each <= 0 { i64::MAX } else { (have / each).clamp(0, i64::MAX as i128) as i64 };
+    free.pods.min(by(free.cpu, cpu)).min(by(free.memory, memory)).max(0)
 }
 
 fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize, Finding)>) {
@@ -329,18 +348,26 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
                 }
             }
             Replicas::Fixed(_) => {
-                for _ in 0..wanted {
-                    // The node with the most free CPU (least allocated), as the default scorer prefers.
-                    let best = eligible
+                // Spread like the default scorer (least allocated first), a node at a time
+                // taking as many as keep it level with the next: no loop per replica.
+                let mut left = wanted;
+                while left > 0 {
+                    let Some(i) = eligible
                         .iter()
                         .copied()
                         .filter(|&i| fits(&free[i], cpu, memory))
-                        .max_by_key(|&i| (free[i].cpu, free[i].memory));
-                    let Some(i) = best else { break };
-                    free[i].cpu -= cpu;
-                    free[i].memory -= memory;
-                    free[i].pods -= 1;
-                    placed += 1;
+                        .max_by_key(|&i| (free[i].cpu, free[i].memory))
+                    else {
+                        break;
+                    };
+                    let room = capacity_for(&free[i], cpu, memory);
+                    let others = eligible.iter().filter(|&&j| j != i && fits(&free[j], cpu, memory)).count() as i64;
+                    let take = if others == 0 { room.min(left) } else { (left / (others + 1)).max(1).min(room) };
+                    free[i].cpu -= cpu * take as i128;
+                    free[i].memory -= memory * take as i128;
+                    free[i].pods -= take;
+                    placed += take;
+                    left -= take;
                 }
             }
         }

@@ -49,6 +49,9 @@ pub struct PodFacts {
     pub ports: DeclaredPorts,
     /// What one pod asks for, per resource.
     pub requests: BTreeMap<String, Quantity>,
+    /// `cpu` and `memory` when some container requests (and limits) none: a quota on
+    /// them refuses the pod.
+    pub unrequested: Vec<String>,
     pub replicas: Replicas,
     pub node_selector: BTreeMap<String, String>,
     pub tolerations: Vec<Toleration>,
@@ -87,6 +90,7 @@ pub fn extract(context: &ObjectContext<'_>) -> Facts {
             labels: workloads::string_map(template.labels),
             ports: pod_ports(template.spec),
             requests: pod_requests(template.spec),
+            unrequested: unrequested(template.spec),
             replicas: template.replicas,
             node_selector: workloads::string_map(template.spec.get("nodeSelector")),
             tolerations: tolerations(template.spec),
@@ -151,7 +155,17 @@ pub(crate) fn pod_requests(spec: &Node) -> BTreeMap<String, Quantity> {
             total.insert(resource, sum);
         }
     }
-    for init in spec.get("initContainers").and_then(Node::as_seq).unwrap_or_default() {
+    // Sidecars (init containers that keep running) add to the pod's steady state; the
+    // other init containers only need the room while they run, one at a time.
+    let inits = spec.get("initContainers").and_then(Node::as_seq).unwrap_or_default();
+    let sidecar = |c: &&Node| c.get("restartPolicy").and_then(Node::as_str) == Some("Always");
+    for init in inits.iter().filter(sidecar) {
+        for (resource, q) in container_requests(init) {
+            let sum = total.get(&resource).and_then(|t| t.checked_add(&q)).unwrap_or(q);
+            total.insert(resource, sum);
+        }
+    }
+    for init in inits.iter().filter(|c| !sidecar(c)) {
         for (resource, q) in container_requests(init) {
             if total.get(&resource).is_none_or(|t| q > *t) {
                 total.insert(resource, q);
@@ -165,6 +179,24 @@ pub(crate) fn pod_requests(spec: &Node) -> BTreeMap<String, Quantity> {
         }
     }
     total
+}
+
+fn unrequested(spec: &Node) -> Vec<String> {
+    let containers: Vec<&Node> = ["initContainers", "containers"]
+        .iter()
+        .flat_map(|field| spec.get(field).and_then(Node::as_seq).unwrap_or_default())
+        .collect();
+    ["cpu", "memory"]
+        .into_iter()
+        .filter(|resource| {
+            containers.iter().any(|c| {
+                let has =
+                    |field: &str| c.get("resources").and_then(|r| r.get(field)).and_then(|m| m.get(resource)).is_some();
+                !has("requests") && !has("limits")
+            })
+        })
+        .map(str::to_string)
+        .collect()
 }
 
 fn tolerations(spec: &Node) -> Vec<Toleration> {

@@ -151,7 +151,11 @@ fn check_pod_spec(spec: &Node, spec_path: &str, out: &mut Vec<Finding>) {
         let ports = ports(container, &path, out);
         image(container, &path, out);
         probes(container, &path, &ports, out);
-        if !ephemeral {
+        // Ephemeral containers take no resources; plain init containers run one at a time
+        // before the pod starts, and requests for them would be noise.
+        let init = field.starts_with("initContainers")
+            && container.get("restartPolicy").and_then(Node::as_str) != Some("Always");
+        if !ephemeral && !init {
             resources(container, &path, out);
         }
     }
@@ -253,6 +257,21 @@ fn probes(container: &Node, path: &str, declared: &DeclaredPorts, out: &mut Vec<
                         .severity(Severity::Error)
                         .label("no container port has this name")
                         .help(known_ports(declared))
+                        .path(field),
+                    );
+                }
+                Value::String(digits) if digits.parse::<i64>().is_ok() => {
+                    out.push(
+                        Finding::new(
+                            &PROBE_PORT,
+                            entry.value.span,
+                            format!(
+                                "{probe_field} port \"{digits}\" is a string of digits, which the API server refuses"
+                            ),
+                        )
+                        .severity(Severity::Error)
+                        .label("neither a number nor a port name")
+                        .help(format!("write the number without quotes: {digits}"))
                         .path(field),
                     );
                 }

@@ -192,6 +192,12 @@ pub(super) fn ingress_references(ingress: &Node, out: &mut Vec<Reference>) {
     }
 }
 
+/// Objects every namespace has without anyone writing them.
+fn always_there(reference: &Reference) -> bool {
+    // The cluster CA bundle, published into every namespace by the root CA publisher.
+    reference.kind == "ConfigMap" && reference.name == "kube-root-ca.crt"
+}
+
 pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
     let defined: HashSet<(&str, Option<&str>, &str)> = context
         .members
@@ -203,7 +209,7 @@ pub(super) fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
         let Some(facts) = member.facts else { continue };
         let namespace = member.namespace.as_deref();
         for reference in &facts.references {
-            if defined.contains(&(reference.kind, namespace, reference.name.as_str())) {
+            if defined.contains(&(reference.kind, namespace, reference.name.as_str())) || always_there(reference) {
                 continue;
             }
             let place = namespace.map_or(String::new(), |ns| format!(" in namespace {ns}"));

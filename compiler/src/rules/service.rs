@@ -13,7 +13,7 @@ pub static NODE_PORT_RANGE: Rule = Rule {
     name: "NodePort outside 30000-32767, or on a Service that cannot have one",
     severity: Severity::Error,
     rationale: "The API server allocates NodePorts from 30000-32767 by default and refuses a nodePort outside that range, or on a Service of type ClusterIP.",
-    fix: "Pick a nodePort in 30000-32767, leave it out to have one allocated, or make the Service type NodePort or LoadBalancer.",
+    fix: "Pick a nodePort in 30000-32767, leave it out to have one allocated, or make the Service type NodePort or LoadBalancer. (A cluster started with another --service-node-port-range: turn this rule off in .kubeyard.yaml.)",
     needs_set: false,
 };
 
@@ -36,6 +36,19 @@ pub static TARGET_PORT: Rule = Rule {
 };
 
 const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
+
+/// Labels controllers put on the pods they make, which no template holds.
+const CONTROLLER_LABELS: &[&str] = &[
+    "pod-template-hash",
+    "controller-revision-hash",
+    "statefulset.kubernetes.io/pod-name",
+    "apps.kubernetes.io/pod-index",
+    "job-name",
+    "batch.kubernetes.io/job-name",
+    "controller-uid",
+    "batch.kubernetes.io/controller-uid",
+    "batch.kubernetes.io/job-completion-index",
+];
 
 pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     if !context.info.gvk.group.is_empty() || context.info.gvk.kind != "Service" {
@@ -68,7 +81,16 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
 #[derive(Default)]
 struct PodIndex<'a> {
     by_namespace: HashMap<Option<&'a str>, Vec<usize>>,
-    by_label: HashMap<(Option<&'a str>, &'a str, &'a str), Vec<usize>>,
+    /// By a hash of (namespace, key, value): a collision only adds candidates, which the
+    /// selector then rules out.
+    by_label: HashMap<u64, Vec<usize>>,
+}
+
+fn label_hash(namespace: Option<&str>, key: &str, value: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = rustc_hash::FxHasher::default();
+    (namespace, key, value).hash(&mut hasher);
+    hasher.finish()
 }
 
 impl<'a> PodIndex<'a> {
@@ -78,20 +100,20 @@ impl<'a> PodIndex<'a> {
             let namespace = member.namespace.as_deref();
             index.by_namespace.entry(namespace).or_default().push(i);
             for (key, value) in &pods.labels {
-                index.by_label.entry((namespace, key.as_str(), value.as_str())).or_default().push(i);
+                index.by_label.entry(label_hash(namespace, key, value)).or_default().push(i);
             }
         }
         index
     }
 
     /// Templates in `namespace` that might match `selector` (a superset of the matches).
-    fn candidates(&self, namespace: Option<&'a str>, selector: &'a Selector) -> &[usize] {
+    fn candidates(&self, namespace: Option<&'a str>, selector: &Selector) -> &[usize] {
         selector
             .requirements()
             .iter()
             .map(|r| {
                 let value = r.values.first().map_or("", String::as_str);
-                self.by_label.get(&(namespace, r.key.as_str(), value)).map_or(&[][..], Vec::as_slice)
+                self.by_label.get(&label_hash(namespace, &r.key, value)).map_or(&[][..], Vec::as_slice)
             })
             .min_by_key(|list| list.len())
             .unwrap_or_else(|| self.by_namespace.get(&namespace).map_or(&[][..], Vec::as_slice))
@@ -102,21 +124,35 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
     let sources: Vec<(usize, &Member, &PodFacts)> =
         context.members.iter().enumerate().filter_map(|(i, m)| Some((i, m, m.facts?.pods.as_ref()?))).collect();
     let index_of = PodIndex::new(&sources);
-    let mut selections: HashMap<(Option<&str>, &Selector), Vec<usize>> = HashMap::default();
+    let mut selections: HashMap<(Option<&str>, Selector), Vec<usize>> = HashMap::default();
     for (index, member) in context.members.iter().enumerate() {
         let Some(service) = member.facts.and_then(|f| f.service.as_ref()) else { continue };
         let selector = &service.selector;
         let namespace = member.namespace.as_deref();
+        // Labels the controllers add to the pods they make (pod-template-hash,
+        // statefulset.kubernetes.io/pod-name, job-name, ...) are in no template: a selector
+        // on them is judged by its other requirements alone.
+        let judged = Selector::new(
+            selector.requirements().iter().filter(|r| !CONTROLLER_LABELS.contains(&r.key.as_str())).cloned().collect(),
+        );
+        if judged.is_everything() || !index_of.by_namespace.contains_key(&namespace) {
+            // Nothing left to judge, or no pod templates in this namespace at all: the pods
+            // come from elsewhere (another chart, a custom controller).
+            continue;
+        }
         // Many Services share a selector (a Service per port, copies per environment):
         // each distinct one is matched once.
-        let matched = selections.entry((namespace, selector)).or_insert_with(|| {
-            index_of
-                .candidates(namespace, selector)
+        let key = (namespace, judged);
+        if !selections.contains_key(&key) {
+            let matched: Vec<usize> = index_of
+                .candidates(namespace, &key.1)
                 .iter()
                 .copied()
-                .filter(|&i| selector.matches(&sources[i].2.labels))
-                .collect()
-        });
+                .filter(|&i| key.1.matches(&sources[i].2.labels))
+                .collect();
+            selections.insert(key.clone(), matched);
+        }
+        let matched = &selections[&key];
         let selected: Vec<&PodFacts> = matched.iter().map(|&i| sources[i].2).collect();
         if selected.is_empty() {
             // Only templates sharing a label with the selector can be close to it.
@@ -125,7 +161,7 @@ pub(super) fn check_set(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)
                 .iter()
                 .flat_map(|r| {
                     let value = r.values.first().map_or("", String::as_str);
-                    index_of.by_label.get(&(namespace, r.key.as_str(), value)).map_or(&[][..], Vec::as_slice)
+                    index_of.by_label.get(&label_hash(namespace, &r.key, value)).map_or(&[][..], Vec::as_slice)
                 })
                 .copied()
                 .collect();

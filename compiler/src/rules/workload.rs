@@ -50,24 +50,27 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
             context.node.get("spec")
         };
         let manual = job_spec.and_then(|s| s.get("manualSelector")).is_some_and(|m| m.value == Value::Bool(true));
-        if !manual {
+        // A CronJob's jobs always get generated selectors: one written in its template is refused.
+        if !manual || gvk.kind == "CronJob" {
+            let message = if gvk.kind == "CronJob" {
+                format!("CronJob sets {selector_path}, which the API server refuses")
+            } else {
+                format!("Job sets {selector_path} without manualSelector: true")
+            };
             out.push(
-                Finding::new(
-                    &JOB_SELECTOR,
-                    span,
-                    format!("{} sets {selector_path} without manualSelector: true", gvk.kind),
-                )
-                .label("the API server generates this selector")
-                .path(selector_path),
+                Finding::new(&JOB_SELECTOR, span, message)
+                    .label("the API server generates this selector")
+                    .path(selector_path),
             );
             return;
         }
         mismatch(selector_node, SelectorForm::LabelSelector, &labels, span, selector_path, template.labels_path, out);
         return;
     }
-    // Without a selector, a ReplicationController takes its template's labels (and the
-    // schema already requires one of the apps/v1 kinds).
-    if let Some(selector_node) = selector_node.filter(|n| !n.is_null()) {
+    // Without a selector (or with an empty one), a ReplicationController takes its
+    // template's labels; the schema already requires one of the apps/v1 kinds.
+    let unset = |n: &&Node| n.is_null() || (form == SelectorForm::Map && n.as_map().is_some_and(<[_]>::is_empty));
+    if let Some(selector_node) = selector_node.filter(|n| !unset(n)) {
         mismatch(selector_node, form, &labels, span, selector_path, template.labels_path, out);
     }
 }
