@@ -40,7 +40,7 @@ fn indent(out: &mut String, level: usize) {
 fn write_map(out: &mut String, map: &serde_json::Map<String, Value>, level: usize) {
     for (key, value) in map {
         indent(out, level);
-        write_string(out, key, level);
+        write_key(out, key);
         out.push(':');
         write_value_after_key(out, value, level);
     }
@@ -78,7 +78,7 @@ fn write_seq(out: &mut String, items: &[Value], level: usize) {
                         indent(out, level + 1);
                     }
                     first = false;
-                    write_string(out, key, level + 1);
+                    write_key(out, key);
                     out.push(':');
                     write_value_after_key(out, value, level + 1);
                 }
@@ -117,8 +117,53 @@ fn write_string(out: &mut String, s: &str, level: usize) {
     } else if is_block_safe(s) {
         write_block(out, s, level);
     } else {
-        out.push_str(&serde_json::Value::String(s.to_string()).to_string());
+        write_double_quoted(out, s);
     }
+}
+
+/// A mapping key is never a block scalar: an implicit key must fit on one line.
+fn write_key(out: &mut String, key: &str) {
+    if is_plain_safe(key) {
+        out.push_str(key);
+    } else {
+        write_double_quoted(out, key);
+    }
+}
+
+/// Double quotes with YAML's escapes for everything outside its printable set, and for the
+/// characters YAML 1.1 reads as line breaks (NEL, LS, PS), which would otherwise be folded.
+fn write_double_quoted(out: &mut String, s: &str) {
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{85}' => out.push_str("\\N"),
+            '\u{2028}' => out.push_str("\\L"),
+            '\u{2029}' => out.push_str("\\P"),
+            c if needs_escape(c) => {
+                let code = u32::from(c);
+                let _ = if code <= 0xFF {
+                    write!(out, "\\x{code:02X}")
+                } else if code <= 0xFFFF {
+                    write!(out, "\\u{code:04X}")
+                } else {
+                    write!(out, "\\U{code:08X}")
+                };
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+}
+
+/// Outside YAML's printable set (c-printable), or a byte-order mark, which readers may drop.
+fn needs_escape(c: char) -> bool {
+    !matches!(c, '\u{20}'..='\u{7E}' | '\u{A0}'..='\u{D7FF}' | '\u{E000}'..='\u{FFFD}' | '\u{10000}'..)
+        || c == '\u{FEFF}'
 }
 
 fn is_plain_safe(s: &str) -> bool {
@@ -168,7 +213,7 @@ fn is_block_safe(s: &str) -> bool {
         && !s.starts_with(' ')
         && !s.starts_with('\n')
         && s.lines().all(|line| !line.ends_with(' ') && !line.contains('\t') && !line.contains('\r'))
-        && !s.chars().any(|c| c.is_control() && c != '\n')
+        && !s.chars().any(|c| c != '\n' && (needs_escape(c) || matches!(c, '\u{85}' | '\u{2028}' | '\u{2029}')))
         && !s.ends_with("\n\n")
 }
 
@@ -225,6 +270,7 @@ mod tests {
             (-1.0e9f64..1.0e9).prop_map(Value::from),
             "\\PC{0,12}".prop_map(Value::String),
             "[a-z \\n:#-]{0,20}".prop_map(Value::String),
+            prop::collection::vec(any::<char>(), 0..8).prop_map(|chars| Value::String(chars.into_iter().collect())),
             prop_oneof![
                 Just("on"),
                 Just("N"),
@@ -234,14 +280,19 @@ mod tests {
                 Just("- x"),
                 Just("-"),
                 Just("a\n\nb\n"),
-                Just(" lead")
+                Just(" lead"),
+                Just("del\u{7f}"),
+                Just("nel\u{85}x\n"),
+                Just("ls\u{2028}ps\u{2029}\n"),
+                Just("\u{feff}bom"),
+                Just("c1\u{9b}\u{fffe}")
             ]
             .prop_map(|s| Value::String(s.to_string())),
         ];
         leaf.prop_recursive(5, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-                prop::collection::btree_map("\\PC{1,8}|on|y|<<|a: b", inner, 0..5)
+                prop::collection::btree_map("\\PC{1,8}|on|y|<<|a: b|a\nb\n|\u{2028}|\u{7f}", inner, 0..5)
                     .prop_map(|m| Value::Object(m.into_iter().collect())),
             ]
         })
