@@ -46,6 +46,12 @@ macro_rules! codes {
                 }
             }
 
+            /// A problem with a template placeholder: the schema's complaints about the same
+            /// characters add nothing.
+            pub fn is_template(self) -> bool {
+                matches!(self, Code::Template | Code::TemplateSyntax | Code::TemplateUndefined | Code::TemplateType)
+            }
+
             /// One line saying what the code means.
             pub fn summary(self) -> &'static str {
                 match self {
@@ -80,6 +86,10 @@ codes! {
     NotInEnum => "schema/enum", "A value outside the set the schema allows.";
     Constraint => "schema/constraint", "A value breaks another schema constraint (pattern, length, range, ...).";
     BadSchema => "schema/invalid-schema", "A schema from --schema-dir or a CustomResourceDefinition could not be used.";
+    TemplateSyntax => "template/syntax", "A `${ }` expression cannot be read: bad syntax, an unknown function, a wrong number of arguments.";
+    TemplateUndefined => "template/undefined", "A `${ }` expression reads a value that no values file, --set or environment defines.";
+    TemplateType => "template/type", "A `${ }` expression has a value of the wrong type (a mapping inside text, a list given to `upper`).";
+    BadValues => "values/invalid", "A values file is not a YAML mapping, or a --set is malformed.";
     BadConfig => "config/invalid", "The configuration file (.kubeyard.yaml) or a kubeyard.dev/ignore annotation is wrong.";
 }
 

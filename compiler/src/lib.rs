@@ -21,6 +21,7 @@ pub mod schema;
 pub mod scope;
 pub mod selector;
 pub mod source;
+pub mod template;
 pub mod validate;
 pub mod workloads;
 pub mod yaml;

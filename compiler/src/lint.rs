@@ -10,6 +10,7 @@ use crate::object::{Classified, GroupVersionKind, NotAnObject, ObjectInfo, class
 use crate::rules::{self, ClusterShape, Member, ObjectContext, RuleSettings, SetContext};
 use crate::schema::{Catalog, CatalogOptions, Lookup, SchemaError};
 use crate::source::{SourceError, SourceFile, Span};
+use crate::template::{self, Values};
 use crate::validate::validate_object;
 use crate::yaml::{Document, Documents, Node};
 use serde::Serialize;
@@ -28,6 +29,8 @@ pub struct LintOptions {
     /// Keep each schema-valid object's tree in its report, for the stages after linting
     /// (normalization, plans).
     pub keep_trees: bool,
+    /// Values for `${ }` templates; `None` leaves `${` as plain text.
+    pub values: Option<std::sync::Arc<crate::template::Values>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -98,10 +101,13 @@ impl ObjectReport {
         // A template placeholder is reported once; the schema's complaint about the same
         // characters (a string where a number belongs) adds nothing.
         let placeholders: Vec<Span> =
-            self.diagnostics.iter().filter(|d| d.code == Code::Template).map(|d| d.span).collect();
+            self.diagnostics.iter().filter(|d| d.code.is_template()).map(|d| d.span).collect();
         if !placeholders.is_empty() {
             self.diagnostics.retain(|d| {
-                d.code == Code::Template || !placeholders.iter().any(|p| p.start <= d.span.start && d.span.end <= p.end)
+                d.code.is_template()
+                    || !placeholders
+                        .iter()
+                        .any(|p| d.span.start < p.end.max(p.start + 1) && p.start < d.span.end.max(d.span.start + 1))
             });
         }
         self.diagnostics.sort_by_key(|d| (d.span.start, d.code));
@@ -131,6 +137,7 @@ pub struct Linter {
     object_rules_on: bool,
     set_rules_on: bool,
     keep_trees: bool,
+    values: Option<Arc<Values>>,
 }
 
 impl Linter {
@@ -139,6 +146,7 @@ impl Linter {
             catalog: Catalog::new(options.catalog)?,
             ignore_missing_schemas: options.ignore_missing_schemas,
             keep_trees: options.keep_trees,
+            values: options.values,
             object_rules_on: options.rules.any_on(false),
             set_rules_on: options.rules.any_on(true),
             settings: options.rules,
@@ -164,7 +172,11 @@ impl Linter {
             return registered;
         }
         for document in Documents::new(source).flatten() {
-            let Some(root) = &document.root else { continue };
+            let mut root = document.root;
+            if let (Some(root), Some(values)) = (&mut root, &self.values) {
+                template::render(root, source, values, &mut Vec::new());
+            }
+            let Some(root) = &root else { continue };
             let objects: Vec<&Node> = match classify(root) {
                 Classified::Object(_) => vec![root],
                 Classified::List { items, .. } => items.iter().collect(),
@@ -225,6 +237,12 @@ impl Linter {
     fn lint_document(&self, source: &SourceFile, document: Document, reports: &mut Vec<ObjectReport>) {
         let index = document.index;
         let mut own = document.diagnostics;
+        let mut document_root = document.root;
+        if let (Some(root), Some(values)) = (&mut document_root, &self.values)
+            && template::may_hold_templates(source.slice(root.span))
+        {
+            template::render(root, source, values, &mut own);
+        }
         if !self.catalog.strict() {
             for diagnostic in &mut own {
                 if diagnostic.code == Code::DuplicateKey {
@@ -232,7 +250,7 @@ impl Linter {
                 }
             }
         }
-        let root = match document.root {
+        let root = match document_root {
             Some(root) if !(own.is_empty() && root.is_null()) => Arc::new(root),
             _ => {
                 if own.is_empty() {

@@ -31,6 +31,11 @@ const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 /// name, so output order does not depend on the file system; hidden files and folders
 /// (`.git`, `.kubeyard.yaml`, ...) below a named directory are skipped.
 pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
+    discover_skipping(paths, None)
+}
+
+/// `discover`, leaving out one folder (the templates' `values/`: values, not manifests).
+pub fn discover_skipping(paths: &[String], skip: Option<&Path>) -> (Vec<Input>, Vec<Unreadable>) {
     let mut inputs = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
@@ -41,21 +46,21 @@ pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
         let root = Path::new(path);
         match std::fs::metadata(root) {
             Err(error) => problems.push(Unreadable { path: path.clone(), reason: error.to_string() }),
-            Ok(meta) if meta.is_dir() => walk(root, &mut inputs, &mut problems),
+            Ok(meta) if meta.is_dir() => walk(root, skip, &mut inputs, &mut problems),
             Ok(_) => inputs.push(Input::File(root.to_path_buf())),
         }
     }
     (inputs, problems)
 }
 
-fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
+fn walk(root: &Path, skip: Option<&Path>, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
     // Links are followed: ConfigMap mounts and generated trees are made of them (walkdir
     // reports a loop as an error instead of walking it forever).
-    let walker = walkdir::WalkDir::new(root)
-        .follow_links(true)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_entry(|entry| entry.depth() == 0 || !entry.file_name().to_string_lossy().starts_with('.'));
+    let walker = walkdir::WalkDir::new(root).follow_links(true).sort_by_file_name().into_iter().filter_entry(|entry| {
+        entry.depth() == 0
+            || !(entry.file_name().to_string_lossy().starts_with('.')
+                || skip.is_some_and(|skip| entry.file_type().is_dir() && same_dir(entry.path(), skip)))
+    });
     for entry in walker {
         match entry {
             Ok(entry) => {
@@ -75,6 +80,10 @@ fn walk(root: &Path, inputs: &mut Vec<Input>, problems: &mut Vec<Unreadable>) {
             }),
         }
     }
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    a == b || matches!((a.canonicalize(), b.canonicalize()), (Ok(a), Ok(b)) if a == b)
 }
 
 #[cfg(test)]

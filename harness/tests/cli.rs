@@ -4,48 +4,14 @@ mod support;
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
 fn kubeyard(args: &[&str]) -> Output {
     kubeyard_with_stdin(args, None)
 }
 
-/// Runs the binary from the workspace root, killing it if it runs past a minute: a
-/// linter that hangs on bad input fails the test instead of the CI job.
 fn kubeyard_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
-        .args(args)
-        .current_dir(support::workspace())
-        .env("NO_COLOR", "1")
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the kubeyard binary runs");
-    if let Some(input) = stdin {
-        child.stdin.take().expect("stdin is piped").write_all(input).expect("stdin accepts input");
-    }
-    let started = Instant::now();
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take().expect("stderr is piped");
-    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
-    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("waiting works") {
-            break status;
-        }
-        if started.elapsed() > Duration::from_secs(60) {
-            let _ = child.kill();
-            panic!("kubeyard {args:?} ran for more than 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Output {
-        status,
-        stdout: out.join().expect("stdout reader").into_bytes(),
-        stderr: err.join().expect("stderr reader").into_bytes(),
-    }
+    support::kubeyard(args, stdin)
 }
 
 fn stdout(output: &Output) -> String {

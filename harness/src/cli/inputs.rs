@@ -9,8 +9,10 @@ use clap::Args;
 use kubeyard_compiler::config::{self, Config};
 use kubeyard_compiler::diagnostic::Diagnostic;
 use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
+use kubeyard_compiler::template::Values;
 use kubeyard_compiler::{FileReport, ObjectReport, SourceFile};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 #[derive(Args, Debug)]
 pub struct Inputs {
@@ -46,9 +48,97 @@ pub struct Inputs {
     /// Ignore any .kubeyard.yaml.
     #[arg(long, conflicts_with = "config")]
     pub no_config: bool,
+
+    /// A values file for `${ }` templates. Repeatable; later files win.
+    #[arg(long = "values", value_name = "FILE", help_heading = "Templates")]
+    pub values: Vec<PathBuf>,
+
+    /// Set one template value (`image.tag=v2`; the value reads as YAML: 3 is a number).
+    /// Repeatable; wins over values files.
+    #[arg(long = "set", value_name = "KEY=VALUE", help_heading = "Templates")]
+    pub set: Vec<String>,
+
+    /// The environment: values/NAME.yaml next to the manifests, over values/default.yaml.
+    #[arg(long, value_name = "NAME", help_heading = "Templates")]
+    pub env: Option<String>,
+}
+
+/// The template values of a run, and the values folder that must not be read as manifests.
+pub struct Templating {
+    pub values: Option<Arc<Values>>,
+    pub values_dir: Option<PathBuf>,
 }
 
 impl Inputs {
+    /// Templates are on when values are given, or when `values/default.yaml` sits next to
+    /// the manifests; otherwise `${` is plain text, as in shell scripts inside ConfigMaps.
+    /// Values come from values/default.yaml, then values/ENV.yaml, then each --values,
+    /// then each --set. Problems are printed and end the run (exit 2).
+    pub fn templating(&self, paths: &[String]) -> Result<Templating, Exit> {
+        let base = paths
+            .iter()
+            .find(|p| *p != "-")
+            .map(PathBuf::from)
+            .map(|p| if p.is_dir() { p } else { p.parent().map(PathBuf::from).unwrap_or_default() });
+        let dir = base.map(|b| if b.as_os_str().is_empty() { PathBuf::from(".") } else { b }.join("values"));
+        let default_file = dir.as_ref().map(|d| d.join("default.yaml")).filter(|f| f.is_file());
+        let asked = !self.values.is_empty() || !self.set.is_empty() || self.env.is_some();
+        if !asked && default_file.is_none() {
+            return Ok(Templating { values: None, values_dir: None });
+        }
+        let mut files: Vec<PathBuf> = default_file.into_iter().collect();
+        if let Some(env) = &self.env {
+            let file = dir.as_ref().map(|d| d.join(format!("{env}.yaml")));
+            match file {
+                Some(file) if file.is_file() => files.push(file),
+                _ => {
+                    let shown = dir.as_ref().map_or_else(|| "values".into(), |d| d.display().to_string());
+                    let known: Vec<String> = dir
+                        .as_ref()
+                        .and_then(|d| std::fs::read_dir(d).ok())
+                        .map(|entries| {
+                            let mut names: Vec<String> = entries
+                                .flatten()
+                                .filter_map(|e| e.file_name().to_str()?.strip_suffix(".yaml").map(str::to_string))
+                                .filter(|n| n != "default")
+                                .collect();
+                            names.sort();
+                            names
+                        })
+                        .unwrap_or_default();
+                    let have = if known.is_empty() {
+                        "there are none".to_string()
+                    } else {
+                        format!("there are: {}", known.join(", "))
+                    };
+                    return Err(usage_error(&format!("--env {env}: no {shown}/{env}.yaml ({have})")));
+                }
+            }
+        }
+        files.extend(self.values.iter().cloned());
+        let mut values = Values::default();
+        for file in &files {
+            let bytes =
+                std::fs::read(file).map_err(|e| usage_error(&format!("cannot read {}: {e}", file.display())))?;
+            let source = SourceFile::from_bytes(file.display().to_string(), bytes)
+                .map_err(|e| usage_error(&format!("{}: {e}", file.display())))?;
+            if let Err(problems) = values.merge_file(&source) {
+                let report = FileReport {
+                    name: source.name().to_string(),
+                    source: Some(source),
+                    objects: vec![ObjectReport::whole_file(problems)],
+                };
+                eprint!("{}", report::text::render_diagnostics(&report));
+                return Err(Exit::Usage);
+            }
+        }
+        for assignment in &self.set {
+            values.set(assignment).map_err(|message| usage_error(&message))?;
+        }
+        let values_dir = dir.filter(|d| d.is_dir());
+        Ok(Templating { values: Some(Arc::new(values)), values_dir })
+    }
+
     /// The paths to read: standard input only when asked for (`-`), since CI runners hand
     /// commands a stdin that is not a terminal, and reading that instead of the checkout
     /// would pass vacuously.

@@ -3,17 +3,20 @@
 
 use super::Exit;
 use super::inputs::Inputs;
-use crate::discover::{Input, discover};
+use crate::discover::{Input, discover_skipping};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::config::{self, Config};
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::lint::source_diagnostic;
 use kubeyard_compiler::rules::{self, ClusterShape};
+use kubeyard_compiler::template::Values;
 use kubeyard_compiler::yaml::{Node, Value};
 use kubeyard_compiler::{FileReport, LintOptions, Linter, ObjectReport, SourceFile, Span};
 use rayon::prelude::*;
 use std::io::{IsTerminal, Read, Write};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Args, Debug)]
@@ -58,7 +61,11 @@ pub fn run(args: LintArgs) -> Exit {
         Ok(config) => config,
         Err(exit) => return exit,
     };
-    let options = match options(&args, config) {
+    let templating = match args.inputs.templating(&paths) {
+        Ok(templating) => templating,
+        Err(exit) => return exit,
+    };
+    let options = match options(&args, config, templating.values.clone()) {
         Ok(options) => options,
         Err(message) => return usage_error(&message),
     };
@@ -72,7 +79,10 @@ pub fn run(args: LintArgs) -> Exit {
     // Standard input only when asked for (`-`): CI runners hand commands a stdin that is
     // not a terminal, and linting that instead of the checkout would pass vacuously.
     let setup = started.elapsed();
-    let reports = lint_paths(&mut linter, &paths);
+    let reports = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |_, _| ())
+        .into_iter()
+        .map(|(r, ())| r)
+        .collect::<Vec<_>>();
     let summary = Summary::of(&reports, started.elapsed());
     let linted = started.elapsed();
     let rendered: Vec<String> = match args.output {
@@ -108,7 +118,7 @@ pub fn run(args: LintArgs) -> Exit {
 /// Lints every file the paths name: read in parallel, register the CRDs among them,
 /// lint in parallel. Reports come back in input order, unreadable paths first.
 pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
-    lint_paths_then(linter, paths, |_, _| ()).into_iter().map(|(report, ())| report).collect()
+    lint_paths_then(linter, paths, None, |_, _| ()).into_iter().map(|(report, ())| report).collect()
 }
 
 /// `lint_paths`, with `then` run on each file's report on the thread that linted it
@@ -116,9 +126,10 @@ pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
 pub fn lint_paths_then<T: Send>(
     linter: &mut Linter,
     paths: &[String],
+    skip: Option<&Path>,
     then: impl Fn(&Linter, &mut FileReport) -> T + Sync,
 ) -> Vec<(FileReport, T)> {
-    let (inputs, unreadable) = discover(paths);
+    let (inputs, unreadable) = discover_skipping(paths, skip);
     let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
 
     // CRDs first, so custom resources anywhere in the input validate against them. Only
@@ -162,7 +173,7 @@ pub fn lint_paths_then<T: Send>(
 }
 
 /// Flags over the configuration file over the defaults.
-fn options(args: &LintArgs, config: Config) -> Result<LintOptions, String> {
+fn options(args: &LintArgs, config: Config, values: Option<Arc<Values>>) -> Result<LintOptions, String> {
     let catalog = args.inputs.catalog_options(&config)?;
     let cluster = match &args.cluster {
         Some(text) => Some(text.parse::<ClusterShape>().map_err(|e| format!("--cluster {text}: {e}"))?),
@@ -184,6 +195,7 @@ fn options(args: &LintArgs, config: Config) -> Result<LintOptions, String> {
         rules: settings,
         cluster,
         keep_trees: false,
+        values,
     })
 }
 

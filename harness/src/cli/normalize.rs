@@ -47,12 +47,17 @@ pub fn run(args: NormalizeArgs) -> Exit {
         Ok(catalog) => catalog,
         Err(message) => return usage_error(&message),
     };
+    let templating = match args.inputs.templating(&paths) {
+        Ok(templating) => templating,
+        Err(exit) => return exit,
+    };
     let options = LintOptions {
         catalog,
         ignore_missing_schemas: args.inputs.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
         rules: RuleSettings::all_off(),
         cluster: None,
         keep_trees: true,
+        values: templating.values,
     };
     let mut linter = match Linter::new(options) {
         Ok(linter) => linter,
@@ -60,7 +65,7 @@ pub fn run(args: NormalizeArgs) -> Exit {
     };
     // Each file is normalized on the thread that linted it, and its trees dropped there.
     let format = args.output;
-    let results = lint_paths_then(&mut linter, &paths, |linter, report| {
+    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, report| {
         let objects = normalized(linter, std::slice::from_ref(report));
         for object in &mut report.objects {
             object.tree = None;

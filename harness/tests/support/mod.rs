@@ -4,7 +4,10 @@
 #![allow(dead_code)]
 
 use kubeyard_compiler::{FileReport, LintOptions, Linter, SourceFile};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ sits in the workspace").to_path_buf()
@@ -36,4 +39,41 @@ pub fn lint_file(linter: &mut Linter, path: &Path, base: &Path) -> FileReport {
 
 pub fn linter() -> Linter {
     Linter::new(LintOptions::default()).expect("the embedded schemas load")
+}
+
+/// Runs the binary from the workspace root, killing it if it runs past a minute: a
+/// linter that hangs on bad input fails the test instead of the CI job.
+pub fn kubeyard(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(args)
+        .current_dir(workspace())
+        .env("NO_COLOR", "1")
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the kubeyard binary runs");
+    if let Some(input) = stdin {
+        child.stdin.take().expect("stdin is piped").write_all(input).expect("stdin accepts input");
+    }
+    let started = Instant::now();
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take().expect("stderr is piped");
+    let out = std::thread::spawn(move || std::io::read_to_string(stdout).unwrap_or_default());
+    let err = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting works") {
+            break status;
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = child.kill();
+            panic!("kubeyard {args:?} ran for more than 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: out.join().expect("stdout reader").into_bytes(),
+        stderr: err.join().expect("stderr reader").into_bytes(),
+    }
 }
