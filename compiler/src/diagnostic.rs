@@ -90,6 +90,9 @@ codes! {
     TemplateUndefined => "template/undefined", "A `${ }` expression reads a value that no values file, --set or environment defines.";
     TemplateType => "template/type", "A `${ }` expression has a value of the wrong type (a mapping inside text, a list given to `upper`).";
     BadValues => "values/invalid", "A values file is not a YAML mapping, or a --set is malformed.";
+    GraphCycle => "graph/cycle", "Objects depend on each other in a circle (owner references, depends-on annotations): no apply order exists.";
+    GraphDuplicate => "graph/duplicate", "Two documents define the same object (group, kind, namespace, name): one would overwrite the other.";
+    BadState => "plan/invalid-state", "The state a plan compares with (a state file, objects from a cluster) cannot be read.";
     BadConfig => "config/invalid", "The configuration file (.kubeyard.yaml) or a kubeyard.dev/ignore annotation is wrong.";
 }
 

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod diagnostic;
 pub mod duration;
+pub mod graph;
 pub mod image;
 pub mod lint;
 pub mod names;

@@ -97,6 +97,12 @@ impl ObjectReport {
         }
     }
 
+    /// Adds a finding of a later stage (the graph, the plan) and updates the verdict.
+    pub fn add(&mut self, diagnostic: Diagnostic) {
+        self.diagnostics.push(diagnostic);
+        self.settle();
+    }
+
     fn settle(&mut self) {
         // A template placeholder is reported once; the schema's complaint about the same
         // characters (a string where a number belongs) adds nothing.

@@ -32,8 +32,7 @@ fn fixtures_render_per_environment() {
                     String::from_utf8_lossy(&output.stdout),
                     String::from_utf8_lossy(&output.stderr).replace('\r', "")
                 );
-                // The summary's timing changes run to run.
-                let text = strip_timing(&text);
+                let text = support::without_timing(&text);
                 insta::assert_snapshot!(
                     format!("{name}@{}", env.as_deref().unwrap_or("default")),
                     text,
@@ -58,16 +57,6 @@ fn environments(dir: &Path) -> Vec<Option<String>> {
     named.sort();
     envs.extend(named.into_iter().map(Some));
     envs
-}
-
-fn strip_timing(text: &str) -> String {
-    text.lines()
-        .map(|line| match line.rfind(" [") {
-            Some(at) if line.ends_with("s]") => &line[..at],
-            _ => line,
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 #[test]

@@ -1,6 +1,8 @@
 //! The command line: one module per subcommand, each turning flags into calls of the
 //! compiler (or, later, the harness) and results into output and an exit code.
 
+pub mod compile;
+pub mod graph;
 mod inputs;
 pub mod lint;
 pub mod normalize;
@@ -45,6 +47,8 @@ enum Command {
     Lint(lint::LintArgs),
     /// Print every object as the API server would store it: defaults applied, canonical form.
     Normalize(normalize::NormalizeArgs),
+    /// Show the objects' dependency graph and the order to apply them in (text, DOT, Mermaid).
+    Graph(graph::GraphArgs),
     /// List the rules `kubeyard lint` runs, or show one.
     Rules(rules::RulesArgs),
 }
@@ -54,6 +58,7 @@ pub fn main() -> ExitCode {
     let exit = match cli.command {
         Command::Lint(args) => lint::run(args),
         Command::Normalize(args) => normalize::run(args),
+        Command::Graph(args) => graph::run(args),
         Command::Rules(args) => rules::run(args),
     };
     exit.into()

@@ -77,3 +77,19 @@ pub fn kubeyard(args: &[&str], stdin: Option<&[u8]>) -> Output {
         stderr: err.join().expect("stderr reader").into_bytes(),
     }
 }
+
+/// Output with the summary line's timing (`[0.02s]`) taken out, for snapshots.
+pub fn without_timing(text: &str) -> String {
+    let mut out: String = text
+        .lines()
+        .map(|line| match line.rfind(" [") {
+            Some(at) if line.ends_with("s]") => &line[..at],
+            _ => line,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    if text.ends_with('\n') {
+        out.push('\n');
+    }
+    out
+}

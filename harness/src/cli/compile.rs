@@ -1,0 +1,160 @@
+//! The compiler's front half for the commands that work on whole object sets (`graph`,
+//! `plan`): lint every file (schemas only: rules are `kubeyard lint`'s), normalize the
+//! valid objects, and keep where each came from so later stages can report on it.
+
+use super::Exit;
+use super::inputs::Inputs;
+use super::lint::{lint_paths_then, usage_error};
+use crate::report::{self, Summary};
+use kubeyard_compiler::diagnostic::{Code, Diagnostic};
+use kubeyard_compiler::graph::{self, Graph, ObjectId};
+use kubeyard_compiler::normalize::normalize;
+use kubeyard_compiler::rules::RuleSettings;
+use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// One valid object, normalized, and where it was written.
+pub struct Desired {
+    pub value: Value,
+    pub file: usize,
+    pub object: usize,
+}
+
+pub struct Compiled {
+    pub reports: Vec<FileReport>,
+    pub objects: Vec<Desired>,
+    pub started: Instant,
+}
+
+/// Lints and normalizes what `inputs` names. Bad flags and unreadable configuration end
+/// the run here (exit 2); problems with manifests are in the reports.
+pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
+    let started = Instant::now();
+    let paths = inputs.paths();
+    let config = inputs.load_config(&paths)?;
+    let catalog = inputs.catalog_options(&config).map_err(|message| usage_error(&message))?;
+    let templating = inputs.templating(&paths)?;
+    let options = LintOptions {
+        catalog,
+        ignore_missing_schemas: inputs.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
+        rules: RuleSettings::all_off(),
+        cluster: None,
+        keep_trees: true,
+        values: templating.values,
+    };
+    let mut linter = Linter::new(options).map_err(|error| usage_error(&error.to_string()))?;
+    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, report| {
+        let mut values = Vec::new();
+        for (index, object) in report.objects.iter_mut().enumerate() {
+            if object.verdict == Verdict::Valid
+                && let (Some(info), Some(tree)) = (&object.object, &object.tree)
+            {
+                values.push((index, normalize(info, tree, linter.catalog())));
+            }
+            object.tree = None;
+        }
+        values
+    });
+    let mut reports = Vec::with_capacity(results.len());
+    let mut objects = Vec::new();
+    for (file, (report, values)) in results.into_iter().enumerate() {
+        reports.push(report);
+        objects.extend(values.into_iter().map(|(object, value)| Desired { value, file, object }));
+    }
+    Ok(Compiled { reports, objects, started })
+}
+
+impl Compiled {
+    /// The dependency graph of the valid objects. Two documents with one identity, and
+    /// cycles, become diagnostics on the objects involved.
+    pub fn graph(&mut self) -> Graph {
+        let mut first: HashMap<ObjectId, usize> = HashMap::new();
+        let mut duplicates = Vec::new();
+        for (i, desired) in self.objects.iter().enumerate() {
+            if let Some(id) = ObjectId::of(&desired.value)
+                && let Some(&earlier) = first.get(&id)
+            {
+                duplicates.push((i, earlier, id));
+            } else if let Some(id) = ObjectId::of(&desired.value) {
+                first.insert(id, i);
+            }
+        }
+        for (i, earlier, id) in duplicates {
+            let where_ = self.place(earlier);
+            self.add(
+                i,
+                Diagnostic::error(Code::GraphDuplicate, self.span(i), format!("{id} is defined twice"))
+                    .with_label("defined again here")
+                    .with_help(format!("it is first defined at {where_}: keep one of the two, or rename one")),
+            );
+        }
+        let values: Vec<&Value> = self.objects.iter().map(|d| &d.value).collect();
+        let graph = graph::build(&values);
+        for cycle in &graph.cycles {
+            let names: Vec<String> = cycle.iter().map(|i| graph.ids[*i].to_string()).collect();
+            let first = cycle[0];
+            let message = format!("dependency cycle: {} → {}", names.join(" → "), names[0]);
+            let places: Vec<String> = cycle.iter().map(|i| format!("{} ({})", graph.ids[*i], self.place(*i))).collect();
+            self.add(
+                first,
+                Diagnostic::error(Code::GraphCycle, self.span(first), message)
+                    .with_label("this object is on a cycle")
+                    .with_help(format!(
+                        "remove one of the edges (an ownerReference or a config.kubernetes.io/depends-on annotation) among: {}",
+                        places.join(", ")
+                    )),
+            );
+        }
+        graph
+    }
+
+    fn span(&self, i: usize) -> kubeyard_compiler::Span {
+        let desired = &self.objects[i];
+        let object = &self.reports[desired.file].objects[desired.object];
+        // The `kind` value anchors diagnostics about a whole object.
+        object.object.as_ref().map_or(object.span, |info| info.kind_span)
+    }
+
+    /// `file:line` of object `i`.
+    pub fn place(&self, i: usize) -> String {
+        let desired = &self.objects[i];
+        let report = &self.reports[desired.file];
+        match &report.source {
+            Some(source) => {
+                let at = source.line_col(report.objects[desired.object].span.start);
+                format!("{}:{}", report.name, at.line)
+            }
+            None => report.name.clone(),
+        }
+    }
+
+    fn add(&mut self, i: usize, diagnostic: Diagnostic) {
+        let desired = &self.objects[i];
+        self.reports[desired.file].objects[desired.object].add(diagnostic);
+    }
+
+    /// Prints every problem found so far on standard error, as `kubeyard lint` would, and
+    /// says whether there was an error.
+    pub fn report_problems(&self) -> Result<(), Exit> {
+        let summary = Summary::of(&self.reports, self.started.elapsed());
+        let problems: Vec<&FileReport> =
+            self.reports.iter().filter(|r| r.objects.iter().any(|o| !o.diagnostics.is_empty())).collect();
+        if !problems.is_empty() {
+            let mut err = String::new();
+            for report in problems {
+                err.push_str(&report::text::render_diagnostics(report));
+            }
+            err.push_str(&report::text::summary_line(&summary));
+            eprintln!("{err}");
+        }
+        if summary.unreadable > 0 {
+            Err(Exit::Usage)
+        } else if summary.invalid > 0 {
+            Err(Exit::Findings)
+        } else {
+            Ok(())
+        }
+    }
+}

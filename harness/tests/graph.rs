@@ -1,0 +1,52 @@
+//! `kubeyard graph` over every folder of `fixtures/graph/`: the apply order in text, DOT
+//! and Mermaid, and the diagnostics for cycles and duplicates, snapshotted.
+
+mod support;
+
+#[test]
+fn fixtures_graph_in_every_format() {
+    let root = support::workspace().join("fixtures/graph");
+    let mut dirs: Vec<_> =
+        std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    assert!(!dirs.is_empty());
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(support::workspace().join("snapshots/graph"));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| {
+        for dir in dirs {
+            let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+            let path = format!("fixtures/graph/{name}");
+            for format in ["text", "dot", "mermaid"] {
+                let output = support::kubeyard(&["graph", "-o", format, &path], None);
+                let text = format!(
+                    "exit: {}\n--- stdout\n{}--- stderr\n{}",
+                    output.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&output.stdout),
+                    support::without_timing(&String::from_utf8_lossy(&output.stderr))
+                );
+                insta::assert_snapshot!(
+                    format!("{name}.{format}"),
+                    text,
+                    &format!("kubeyard graph -o {format} {path}")
+                );
+            }
+        }
+    });
+}
+
+#[test]
+fn the_order_does_not_depend_on_file_or_document_order() {
+    // The same objects, documents reversed, in one stream on standard input.
+    let mut documents = Vec::new();
+    for file in ["fixtures/graph/app/platform.yaml", "fixtures/graph/app/workloads.yaml"] {
+        let text = std::fs::read_to_string(support::workspace().join(file)).unwrap();
+        documents.extend(text.split("\n---\n").map(|d| d.trim().to_string()));
+    }
+    documents.reverse();
+    let stream = documents.join("\n---\n");
+    let reversed = support::kubeyard(&["graph", "-"], Some(stream.as_bytes()));
+    let straight = support::kubeyard(&["graph", "fixtures/graph/app"], None);
+    assert_eq!(reversed.status.code(), Some(0), "{}", String::from_utf8_lossy(&reversed.stderr));
+    assert_eq!(String::from_utf8_lossy(&reversed.stdout), String::from_utf8_lossy(&straight.stdout));
+}
