@@ -15,6 +15,7 @@ pub mod lint;
 pub mod names;
 pub mod normalize;
 pub mod object;
+pub mod plan;
 pub mod print;
 pub mod quantity;
 pub mod rules;

@@ -38,27 +38,34 @@ pub fn normalize_value(info: &ObjectInfo, value: &mut Value, catalog: &Catalog) 
     }
 }
 
+/// Follows `$ref`s to the schema itself, with the definition's name if it had one.
+pub fn resolve<'a>(
+    definitions: &'a rustc_hash::FxHashMap<String, Value>,
+    mut schema: &'a Value,
+) -> (&'a Value, Option<&'a str>) {
+    let mut name = None;
+    for _ in 0..8 {
+        let Some(target) = schema.get("$ref").and_then(Value::as_str) else { break };
+        let Some(definition) = target.rsplit('/').next() else { break };
+        match definitions.get(definition) {
+            Some(next) => {
+                schema = next;
+                name = Some(definition);
+            }
+            None => break,
+        }
+    }
+    (schema, name)
+}
+
 /// Walks a value alongside its schema.
 struct Canonical<'a> {
     definitions: &'a rustc_hash::FxHashMap<String, Value>,
 }
 
 impl<'a> Canonical<'a> {
-    /// Follows `$ref`s to the schema itself, with the definition's name if it had one.
-    fn resolve(&self, mut schema: &'a Value) -> (&'a Value, Option<&'a str>) {
-        let mut name = None;
-        for _ in 0..8 {
-            let Some(target) = schema.get("$ref").and_then(Value::as_str) else { break };
-            let Some(definition) = target.rsplit('/').next() else { break };
-            match self.definitions.get(definition) {
-                Some(next) => {
-                    schema = next;
-                    name = Some(definition);
-                }
-                None => break,
-            }
-        }
-        (schema, name)
+    fn resolve(&self, schema: &'a Value) -> (&'a Value, Option<&'a str>) {
+        resolve(self.definitions, schema)
     }
 
     fn walk(&self, schema: &'a Value, value: &mut Value) {

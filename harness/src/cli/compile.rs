@@ -9,20 +9,25 @@ use crate::report::{self, Summary};
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::graph::{self, Graph, ObjectId};
 use kubeyard_compiler::normalize::normalize;
+use kubeyard_compiler::object::ObjectInfo;
 use kubeyard_compiler::rules::RuleSettings;
 use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// One valid object, normalized, and where it was written.
+/// One valid object, normalized, as written, and where it was written.
 pub struct Desired {
     pub value: Value,
+    pub written: Value,
+    pub info: ObjectInfo,
     pub file: usize,
     pub object: usize,
 }
 
 pub struct Compiled {
+    /// The linter, for its catalog of schemas.
+    pub linter: Linter,
     pub reports: Vec<FileReport>,
     pub objects: Vec<Desired>,
     pub started: Instant,
@@ -51,7 +56,7 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
             if object.verdict == Verdict::Valid
                 && let (Some(info), Some(tree)) = (&object.object, &object.tree)
             {
-                values.push((index, normalize(info, tree, linter.catalog())));
+                values.push((index, normalize(info, tree, linter.catalog()), tree.to_json(), info.clone()));
             }
             object.tree = None;
         }
@@ -61,9 +66,15 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
     let mut objects = Vec::new();
     for (file, (report, values)) in results.into_iter().enumerate() {
         reports.push(report);
-        objects.extend(values.into_iter().map(|(object, value)| Desired { value, file, object }));
+        objects.extend(values.into_iter().map(|(object, value, written, info)| Desired {
+            value,
+            written,
+            info,
+            file,
+            object,
+        }));
     }
-    Ok(Compiled { reports, objects, started })
+    Ok(Compiled { linter, reports, objects, started })
 }
 
 impl Compiled {

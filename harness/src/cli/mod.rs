@@ -6,6 +6,7 @@ pub mod graph;
 mod inputs;
 pub mod lint;
 pub mod normalize;
+pub mod plan;
 pub mod rules;
 
 use clap::{Parser, Subcommand};
@@ -15,16 +16,22 @@ use std::process::ExitCode;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {
     /// Everything checked out.
-    Ok = 0,
+    Ok,
     /// The input has problems (invalid manifests, failed tests).
-    Findings = 1,
+    Findings,
     /// kubeyard could not do its job: bad flags, unreadable paths.
-    Usage = 2,
+    Usage,
+    /// `plan --detailed-exitcode`: the plan has changes (terraform's 2).
+    Changes,
 }
 
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> ExitCode {
-        ExitCode::from(exit as u8)
+        ExitCode::from(match exit {
+            Exit::Ok => 0,
+            Exit::Findings => 1,
+            Exit::Usage | Exit::Changes => 2,
+        })
     }
 }
 
@@ -47,6 +54,10 @@ enum Command {
     Lint(lint::LintArgs),
     /// Print every object as the API server would store it: defaults applied, canonical form.
     Normalize(normalize::NormalizeArgs),
+    /// Show what applying the manifests would change, in apply order, against a state.
+    Plan(plan::PlanArgs),
+    /// Apply the manifests: for now, to a state file (--state), recording the plan's result.
+    Apply(plan::ApplyArgs),
     /// Show the objects' dependency graph and the order to apply them in (text, DOT, Mermaid).
     Graph(graph::GraphArgs),
     /// List the rules `kubeyard lint` runs, or show one.
@@ -59,6 +70,8 @@ pub fn main() -> ExitCode {
         Command::Lint(args) => lint::run(args),
         Command::Normalize(args) => normalize::run(args),
         Command::Graph(args) => graph::run(args),
+        Command::Plan(args) => plan::run(args).unwrap_or_else(|exit| exit),
+        Command::Apply(args) => plan::apply(args),
         Command::Rules(args) => rules::run(args),
     };
     exit.into()

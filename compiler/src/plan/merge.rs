@@ -1,0 +1,279 @@
+//! `kubectl apply`'s three-way merge, and the field-level difference it makes.
+//!
+//! From the desired object, the last-applied configuration and the live object, the merge
+//! computes what the object will be after the apply: desired fields are set; fields that
+//! were applied last time and are no longer desired are removed; fields nobody applied
+//! (status, defaults, `metadata.uid`) stay as the cluster has them. Lists whose schema
+//! names a merge key (`x-kubernetes-patch-merge-key`: containers by `name`, ports by
+//! `containerPort`) merge item by item; other lists are replaced whole.
+
+use serde_json::{Map, Value};
+
+/// Where in the schema a value sits, to find each list's merge key.
+#[derive(Clone, Copy)]
+pub struct Schema<'a> {
+    pub node: Option<&'a Value>,
+    pub definitions: Option<&'a rustc_hash::FxHashMap<String, Value>>,
+}
+
+impl<'a> Schema<'a> {
+    pub const NONE: Schema<'static> = Schema { node: None, definitions: None };
+
+    fn resolved(self) -> Option<&'a Value> {
+        let node = self.node?;
+        Some(crate::normalize::resolve(self.definitions?, node).0)
+    }
+
+    pub fn property(self, key: &str) -> Schema<'a> {
+        let resolved = self.resolved();
+        let child = resolved.and_then(|s| {
+            s.get("properties")
+                .and_then(|p| p.get(key))
+                .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
+        });
+        Schema { node: child, definitions: self.definitions }
+    }
+
+    pub fn items(self) -> Schema<'a> {
+        Schema { node: self.resolved().and_then(|s| s.get("items")), definitions: self.definitions }
+    }
+
+    /// The key list items merge by, when the list merges rather than being replaced.
+    pub fn merge_key(self) -> Option<&'a str> {
+        // The markers sit on the property itself, beside its `items`.
+        let node = self.node?;
+        let strategic =
+            node.get("x-kubernetes-patch-strategy").and_then(Value::as_str).is_some_and(|s| s.contains("merge"));
+        if strategic && let Some(key) = node.get("x-kubernetes-patch-merge-key").and_then(Value::as_str) {
+            return Some(key);
+        }
+        if node.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
+            return node.get("x-kubernetes-list-map-keys")?.as_array()?.first()?.as_str();
+        }
+        None
+    }
+}
+
+/// The object after applying `desired` over `live`, given what was `last` applied.
+pub fn merge(last: Option<&Value>, desired: &Value, live: &Value, schema: Schema<'_>) -> Value {
+    match (desired, live) {
+        (Value::Object(d), Value::Object(v)) => {
+            let empty = Map::new();
+            let l = last.and_then(Value::as_object).unwrap_or(&empty);
+            let mut out = Map::with_capacity(d.len().max(v.len()));
+            for (key, value) in v {
+                match d.get(key) {
+                    Some(wanted) => {
+                        out.insert(key.clone(), merge(l.get(key), wanted, value, schema.property(key)));
+                    }
+                    // Applied last time, not wanted now: removed. Never applied: the
+                    // cluster's, kept.
+                    None if l.contains_key(key) => {}
+                    None => {
+                        out.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+            for (key, wanted) in d {
+                if !v.contains_key(key) {
+                    out.insert(key.clone(), wanted.clone());
+                }
+            }
+            Value::Object(out)
+        }
+        (Value::Array(d), Value::Array(v)) => match schema.merge_key() {
+            Some(key) => merge_list(last.and_then(Value::as_array), d, v, key, schema.items()),
+            None => desired.clone(),
+        },
+        _ => desired.clone(),
+    }
+}
+
+fn key_of<'v>(item: &'v Value, key: &str) -> Option<&'v Value> {
+    item.get(key)
+}
+
+fn merge_list(last: Option<&Vec<Value>>, desired: &[Value], live: &[Value], key: &str, items: Schema<'_>) -> Value {
+    let find = |list: &'_ [Value], k: &Value| list.iter().position(|i| key_of(i, key) == Some(k));
+    let mut out = Vec::with_capacity(desired.len().max(live.len()));
+    for wanted in desired {
+        let Some(k) = key_of(wanted, key) else {
+            out.push(wanted.clone());
+            continue;
+        };
+        let previous = last.and_then(|l| find(l, k).map(|i| &l[i]));
+        match find(live, k) {
+            Some(i) => out.push(merge(previous, wanted, &live[i], items)),
+            None => out.push(wanted.clone()),
+        }
+    }
+    // Live items nobody asked for: kept unless they were applied last time.
+    for item in live {
+        let Some(k) = key_of(item, key) else { continue };
+        let wanted = find(desired, k).is_some();
+        let applied = last.is_some_and(|l| find(l, k).is_some());
+        if !wanted && !applied {
+            out.push(item.clone());
+        }
+    }
+    Value::Array(out)
+}
+
+/// One field-level change.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct Change {
+    /// `spec.template.spec.containers[name=web].image`
+    pub path: String,
+    pub op: Op,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub before: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub after: Option<Value>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Op {
+    Add,
+    Remove,
+    Change,
+}
+
+/// The differences from `before` to `after`, leaf by leaf (a whole subtree when it is
+/// added or removed), lists aligned by merge key where the schema gives one.
+pub fn diff(before: &Value, after: &Value, schema: Schema<'_>, path: &mut String, out: &mut Vec<Change>) {
+    if before == after {
+        return;
+    }
+    match (before, after) {
+        (Value::Object(b), Value::Object(a)) => {
+            let mut keys: Vec<&String> = b.keys().chain(a.keys().filter(|k| !b.contains_key(*k))).collect();
+            keys.sort_unstable();
+            for key in keys {
+                let len = path.len();
+                push_key(path, key);
+                match (b.get(key), a.get(key)) {
+                    (Some(x), Some(y)) => diff(x, y, schema.property(key), path, out),
+                    (Some(x), None) => out.push(change(path, Op::Remove, Some(x), None)),
+                    (None, Some(y)) => out.push(change(path, Op::Add, None, Some(y))),
+                    (None, None) => {}
+                }
+                path.truncate(len);
+            }
+        }
+        (Value::Array(b), Value::Array(a)) => match schema.merge_key() {
+            Some(key) if b.iter().chain(a).all(|i| key_of(i, key).is_some()) => {
+                let label = |item: &Value| match key_of(item, key) {
+                    Some(Value::String(s)) => s.clone(),
+                    Some(other) => other.to_string(),
+                    None => String::new(),
+                };
+                for item in b {
+                    let len = path.len();
+                    path.push_str(&format!("[{key}={}]", label(item)));
+                    match a.iter().find(|i| key_of(i, key) == key_of(item, key)) {
+                        Some(next) => diff(item, next, schema.items(), path, out),
+                        None => out.push(change(path, Op::Remove, Some(item), None)),
+                    }
+                    path.truncate(len);
+                }
+                for item in a {
+                    if !b.iter().any(|i| key_of(i, key) == key_of(item, key)) {
+                        let len = path.len();
+                        path.push_str(&format!("[{key}={}]", label(item)));
+                        out.push(change(path, Op::Add, None, Some(item)));
+                        path.truncate(len);
+                    }
+                }
+            }
+            // Lists of structures of one length: item by item reads better than the whole.
+            _ if b.len() == a.len() && b.iter().chain(a).all(Value::is_object) => {
+                for (i, (x, y)) in b.iter().zip(a).enumerate() {
+                    let len = path.len();
+                    path.push_str(&format!("[{i}]"));
+                    diff(x, y, schema.items(), path, out);
+                    path.truncate(len);
+                }
+            }
+            _ => out.push(change(path, Op::Change, Some(before), Some(after))),
+        },
+        _ => out.push(change(path, Op::Change, Some(before), Some(after))),
+    }
+}
+
+fn change(path: &str, op: Op, before: Option<&Value>, after: Option<&Value>) -> Change {
+    Change { path: path.to_string(), op, before: before.cloned(), after: after.cloned() }
+}
+
+/// `a.b`, or `a["kubernetes.io/name"]` for keys that are not plain words.
+fn push_key(path: &mut String, key: &str) {
+    let plain = !key.is_empty() && key.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        if !path.is_empty() {
+            path.push('.');
+        }
+        path.push_str(key);
+    } else {
+        path.push_str(&format!("[{}]", Value::String(key.to_string())));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::GroupVersionKind;
+    use crate::schema::{Catalog, CatalogOptions};
+    use serde_json::json;
+
+    fn changes(before: &Value, after: &Value, schema: Schema<'_>) -> Vec<(String, Op)> {
+        let mut out = Vec::new();
+        diff(before, after, schema, &mut String::new(), &mut out);
+        out.into_iter().map(|c| (c.path, c.op)).collect()
+    }
+
+    #[test]
+    fn three_way_merge_as_kubectl_apply() {
+        let catalog = Catalog::new(CatalogOptions::default()).unwrap();
+        let (node, definitions) =
+            catalog.builtin_definition(&GroupVersionKind::new("apps", "v1", "Deployment")).unwrap();
+        let schema = Schema { node: Some(node), definitions: Some(definitions) };
+        // The documentation's example: helper-a was applied and is no longer wanted,
+        // helper-b keeps its live args, helper-c is new, helper-d was never applied.
+        let containers = |list: Value| json!({"spec": {"template": {"spec": {"containers": list}}}});
+        let last = containers(json!([{"name": "main"}, {"name": "helper-a"}, {"name": "helper-b"}]));
+        let desired = containers(json!([{"name": "main", "image": "v2"}, {"name": "helper-b"}, {"name": "helper-c"}]));
+        let live = containers(json!([
+            {"name": "main", "image": "v1", "terminationMessagePath": "/dev/termination-log"},
+            {"name": "helper-a"}, {"name": "helper-b", "args": ["x"]}, {"name": "helper-d"}
+        ]));
+        let merged = merge(Some(&last), &desired, &live, schema);
+        assert_eq!(
+            merged,
+            containers(json!([
+                {"name": "main", "image": "v2", "terminationMessagePath": "/dev/termination-log"},
+                {"name": "helper-b", "args": ["x"]}, {"name": "helper-c"}, {"name": "helper-d"}
+            ]))
+        );
+        assert_eq!(
+            changes(&live, &merged, schema),
+            [
+                ("spec.template.spec.containers[name=main].image".to_string(), Op::Change),
+                ("spec.template.spec.containers[name=helper-a]".to_string(), Op::Remove),
+                ("spec.template.spec.containers[name=helper-c]".to_string(), Op::Add),
+            ]
+        );
+        // Fields only the cluster set are not drift; a field dropped from the config is removed.
+        let last = json!({"metadata": {"labels": {"app": "web", "tier": "front"}}, "spec": {"replicas": 2}});
+        let desired = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"replicas": 2}});
+        let live = json!({"metadata": {"labels": {"app": "web", "tier": "front"}, "uid": "1"}, "spec": {"replicas": 2}, "status": {"ready": 2}});
+        let merged = merge(Some(&last), &desired, &live, schema);
+        assert_eq!(changes(&live, &merged, schema), [("metadata.labels.tier".to_string(), Op::Remove)]);
+        // Primitive lists are replaced, and keys with dots are quoted.
+        let before = json!({"metadata": {"annotations": {"example.com/a": "1"}}, "args": ["a", "b"]});
+        let after = json!({"metadata": {"annotations": {"example.com/a": "2"}}, "args": ["a"]});
+        assert_eq!(
+            changes(&before, &after, Schema::NONE),
+            [("args".to_string(), Op::Change), ("metadata.annotations[\"example.com/a\"]".to_string(), Op::Change)]
+        );
+    }
+}

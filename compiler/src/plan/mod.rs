@@ -1,0 +1,274 @@
+//! Plans: for every desired object, in apply order, what applying it would do to what a
+//! cluster holds (create, update with the field-level changes, or nothing), and with
+//! pruning, which objects would be deleted (in reverse order). The comparison is
+//! `kubectl apply`'s three-way merge (`merge`); the current state comes from `state`.
+
+pub mod merge;
+pub mod render;
+pub mod state;
+
+use crate::graph::{self, Graph, ObjectId};
+use crate::object::{GroupVersionKind, ObjectInfo};
+use crate::schema::Catalog;
+use merge::{Change, Schema};
+use serde::Serialize;
+use serde_json::Value;
+use state::{LAST_APPLIED, State};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Delete,
+    Unchanged,
+}
+
+/// One object's part of the plan.
+#[derive(Clone, Debug, Serialize)]
+pub struct Entry {
+    pub object: Identity,
+    pub action: Action,
+    /// The apply wave (objects of one wave do not depend on each other); deletions have none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wave: Option<usize>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<Change>,
+    /// The object as it will be after the apply (none for deletions).
+    #[serde(skip)]
+    pub result: Option<Value>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Identity {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+    #[serde(skip)]
+    pub id: ObjectId,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub delete: usize,
+    pub unchanged: usize,
+    /// In the state but not in the manifests, and not pruned: left alone.
+    #[serde(rename = "notManaged")]
+    pub not_managed: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Plan {
+    pub api_version: &'static str,
+    pub kind: &'static str,
+    pub summary: Summary,
+    pub objects: Vec<Entry>,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.summary.create + self.summary.update + self.summary.delete > 0
+    }
+}
+
+/// One desired object: as written (after templates), and normalized.
+#[derive(Clone, Copy, Debug)]
+pub struct Desired<'a> {
+    pub written: &'a Value,
+    pub normalized: &'a Value,
+    pub info: &'a ObjectInfo,
+}
+
+/// Plans `desired` (`graph` is the graph of their normalized forms) against `state`.
+///
+/// An update is `kubectl apply`'s: the object as written is merged into the live one
+/// (three-way, with the last-applied configuration), and the result normalized as the
+/// API server would (a field dropped from the configuration gets its default back).
+/// Comparing the normalized desired object instead would count every default as the
+/// user's and undo what controllers and autoscalers set.
+pub fn plan(desired: &[Desired<'_>], graph: &Graph, state: &State, catalog: &Catalog, prune: bool) -> Plan {
+    let mut summary = Summary::default();
+    let mut objects = Vec::with_capacity(graph.order.len());
+    for &i in &graph.order {
+        let Desired { written, normalized: wanted, info } = desired[i];
+        let id = &graph.ids[i];
+        let gvk = gvk_of(wanted);
+        let definition = gvk.as_ref().and_then(|gvk| catalog.builtin_definition(gvk));
+        let schema = definition
+            .map_or(Schema::NONE, |(node, definitions)| Schema { node: Some(node), definitions: Some(definitions) });
+        let (action, mut changes, result) = match state.get(id) {
+            None => {
+                let mut changes = Vec::new();
+                let empty = Value::Object(serde_json::Map::new());
+                let mut shown = wanted.clone();
+                if let Some(map) = shown.as_object_mut() {
+                    map.remove("apiVersion");
+                    map.remove("kind");
+                }
+                merge::diff(&empty, &shown, schema, &mut String::new(), &mut changes);
+                (Action::Create, changes, wanted.clone())
+            }
+            Some(current) => {
+                let mut merged = merge::merge(current.last_applied.as_ref(), written, &current.live, schema);
+                crate::normalize::normalize_value(info, &mut merged, catalog);
+                let mut changes = Vec::new();
+                merge::diff(&current.live, &merged, schema, &mut String::new(), &mut changes);
+                // kubectl rewrites its own annotation on every apply: not a change of the object.
+                changes.retain(|c| !c.path.starts_with(&format!("metadata.annotations[\"{LAST_APPLIED}\"]")));
+                let action = if changes.is_empty() { Action::Unchanged } else { Action::Update };
+                (action, changes, merged)
+            }
+        };
+        if id.group.is_empty() && id.kind == "Secret" {
+            mask_secret(&mut changes);
+        }
+        match action {
+            Action::Create => summary.create += 1,
+            Action::Update => summary.update += 1,
+            _ => summary.unchanged += 1,
+        }
+        objects.push(Entry {
+            object: identity(id, wanted),
+            action,
+            wave: Some(graph.waves[i]),
+            changes,
+            result: Some(result),
+        });
+    }
+
+    // What the state has and the manifests do not: deleted in reverse apply order when
+    // pruning (dependents before what they depend on), else only counted.
+    let desired_ids: std::collections::HashSet<&ObjectId> = graph.ids.iter().collect();
+    let (extra, foreign): (Vec<&(ObjectId, state::Current)>, Vec<_>) =
+        state.objects.iter().filter(|(id, _)| !desired_ids.contains(id)).partition(|(_, current)| current.managed);
+    if prune && !extra.is_empty() {
+        let values: Vec<&Value> = extra.iter().map(|(_, current)| &current.live).collect();
+        let order = graph::build(&values).order;
+        for &i in order.iter().rev() {
+            let (id, current) = extra[i];
+            summary.delete += 1;
+            objects.push(Entry {
+                object: identity(id, &current.live),
+                action: Action::Delete,
+                wave: None,
+                changes: Vec::new(),
+                result: None,
+            });
+        }
+    } else {
+        summary.not_managed = extra.len();
+    }
+    // Objects nobody applied (no last-applied configuration) are never pruned, as kubectl does.
+    summary.not_managed += foreign.len();
+    Plan { api_version: state::STATE_API_VERSION, kind: "Plan", summary, objects }
+}
+
+fn gvk_of(object: &Value) -> Option<GroupVersionKind> {
+    Some(GroupVersionKind::from_api_version(object.get("apiVersion")?.as_str()?, object.get("kind")?.as_str()?))
+}
+
+fn identity(id: &ObjectId, object: &Value) -> Identity {
+    Identity {
+        api_version: object.get("apiVersion").and_then(Value::as_str).unwrap_or_default().to_string(),
+        kind: id.kind.clone(),
+        namespace: id.namespace.clone(),
+        name: id.name.clone(),
+        id: id.clone(),
+    }
+}
+
+/// A Secret's values never appear in a plan: that they change shows, not what they are.
+fn mask_secret(changes: &mut [Change]) {
+    const HIDDEN: &str = "(sensitive value)";
+    fn hide(value: &mut Value) {
+        match value {
+            Value::Object(map) => map.values_mut().for_each(hide),
+            _ => *value = Value::String(HIDDEN.into()),
+        }
+    }
+    for change in changes {
+        let secret_field = ["data", "stringData"].iter().any(|field| {
+            change.path == *field
+                || change.path.starts_with(&format!("{field}."))
+                || change.path.starts_with(&format!("{field}["))
+        });
+        if secret_field {
+            for value in [&mut change.before, &mut change.after].into_iter().flatten() {
+                hide(value);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::CatalogOptions;
+    use serde_json::json;
+
+    fn info(object: &Value) -> ObjectInfo {
+        let text = serde_json::to_string(object).unwrap();
+        let source = crate::SourceFile::new("o.json", text).unwrap();
+        let root = crate::yaml::Documents::new(&source).next().unwrap().unwrap().root.unwrap();
+        match crate::object::classify(&root) {
+            crate::object::Classified::Object(info) => info,
+            _ => panic!("not an object"),
+        }
+    }
+
+    #[test]
+    fn creates_updates_deletes_and_hides_secrets() {
+        let catalog = Catalog::new(CatalogOptions::default()).unwrap();
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "2"}});
+        let secret = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"}, "data": {"p": "bmV3"}, "type": "Opaque"});
+        let fresh =
+            json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa", "namespace": "default"}});
+        let old = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "old", "namespace": "default"}});
+        let mut state = State::default();
+        for (object, was) in [
+            (
+                &config,
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": {"a": "1"}}),
+            ),
+            (
+                &secret,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s", "namespace": "default"}, "data": {"p": "b2xk"}, "type": "Opaque"}),
+            ),
+            (&old, old.clone()),
+        ] {
+            state.insert(
+                ObjectId::of(object).unwrap(),
+                state::Current { live: was.clone(), last_applied: Some(was), managed: true },
+            );
+        }
+        let objects = [&config, &secret, &fresh];
+        let infos: Vec<ObjectInfo> = objects.iter().map(|o| info(o)).collect();
+        let desired: Vec<Desired<'_>> =
+            objects.iter().zip(&infos).map(|(o, info)| Desired { written: o, normalized: o, info }).collect();
+        let graph = graph::build(&objects);
+        let plan = plan(&desired, &graph, &state, &catalog, true);
+        let actions: Vec<(String, Action)> = plan.objects.iter().map(|e| (e.object.id.to_string(), e.action)).collect();
+        assert_eq!(
+            actions,
+            [
+                ("ServiceAccount/default/sa".to_string(), Action::Create),
+                ("Secret/default/s".to_string(), Action::Update),
+                ("ConfigMap/default/c".to_string(), Action::Update),
+                ("ConfigMap/default/old".to_string(), Action::Delete),
+            ]
+        );
+        assert_eq!(plan.summary, Summary { create: 1, update: 2, delete: 1, unchanged: 0, not_managed: 0 });
+        let text = serde_json::to_string(&plan).unwrap();
+        assert!(!text.contains("bmV3") && !text.contains("b2xk"), "{text}");
+        assert!(text.contains("(sensitive value)"));
+        let without_prune = super::plan(&desired, &graph, &state, &catalog, false);
+        assert_eq!(without_prune.summary.not_managed, 1);
+        assert_eq!(without_prune.summary.delete, 0);
+    }
+}

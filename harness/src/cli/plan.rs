@@ -1,0 +1,229 @@
+//! `kubeyard plan`: what applying the manifests would change, object by object in apply
+//! order, against a state file; and `kubeyard apply --state`, which records the result.
+
+use super::Exit;
+use super::compile::compile;
+use super::inputs::Inputs;
+use super::lint::usage_error;
+use crate::report;
+use clap::{Args, ValueEnum};
+use kubeyard_compiler::graph::ObjectId;
+use kubeyard_compiler::plan::render::{self, Style};
+use kubeyard_compiler::plan::state::{LAST_APPLIED, STATE_API_VERSION, State};
+use kubeyard_compiler::plan::{self, Plan};
+use kubeyard_compiler::{FileReport, ObjectReport, SourceFile, print};
+use serde_json::{Value, json};
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+
+    #[command(flatten)]
+    target: Target,
+
+    /// Output format.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Text)]
+    output: Format,
+
+    /// Exit 0 when nothing would change, 2 when something would, 1 on errors.
+    #[arg(long)]
+    detailed_exitcode: bool,
+
+    /// Write the plan to FILE in its stable YAML form (for review in version control).
+    #[arg(long, value_name = "FILE")]
+    snapshot: Option<PathBuf>,
+
+    /// With --snapshot: do not write, fail with a diff when the plan differs from FILE.
+    #[arg(long, requires = "snapshot")]
+    check: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct Target {
+    /// The state to compare with: kubeyard's state file (`kubeyard apply --state`), or
+    /// objects as `kubectl get -o yaml` prints them. A file that does not exist is an
+    /// empty state (everything is created).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+
+    /// Delete objects the state has and the manifests no longer do.
+    #[arg(long)]
+    prune: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Text,
+    Json,
+    Yaml,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+
+    #[command(flatten)]
+    target: Target,
+}
+
+/// A plan, with the objects as written (by identity) and the state it was made against.
+struct Planned {
+    plan: Plan,
+    written: std::collections::HashMap<ObjectId, Value>,
+    state: State,
+}
+
+fn make_plan(inputs: &Inputs, target: &Target) -> Result<Planned, Exit> {
+    let mut compiled = compile(inputs)?;
+    let graph = compiled.graph();
+    compiled.report_problems()?;
+    let state = match &target.state {
+        Some(path) => read_state(path)?,
+        None => State::default(),
+    };
+    let desired: Vec<plan::Desired<'_>> = compiled
+        .objects
+        .iter()
+        .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
+        .collect();
+    let plan = plan::plan(&desired, &graph, &state, compiled.linter.catalog(), target.prune);
+    let written = graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect();
+    Ok(Planned { plan, written, state })
+}
+
+fn read_state(path: &Path) -> Result<State, Exit> {
+    let mut state = State::default();
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("note: {} does not exist yet: planning against an empty state", path.display());
+            return Ok(state);
+        }
+        Err(error) => return Err(usage_error(&format!("cannot read {}: {error}", path.display()))),
+    };
+    let source = SourceFile::from_bytes(path.display().to_string(), bytes)
+        .map_err(|error| usage_error(&format!("{}: {error}", path.display())))?;
+    if let Err(problems) = state.read(&source) {
+        let report = FileReport {
+            name: source.name().to_string(),
+            source: Some(source),
+            objects: vec![ObjectReport::whole_file(problems)],
+        };
+        eprint!("{}", report::text::render_diagnostics(&report));
+        return Err(Exit::Usage);
+    }
+    Ok(state)
+}
+
+pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
+    let error = if args.detailed_exitcode { Exit::Findings } else { Exit::Usage };
+    let planned =
+        make_plan(&args.inputs, &args.target).map_err(|exit| if exit == Exit::Usage { error } else { exit })?;
+    let plan = &planned.plan;
+    let text = match args.output {
+        Format::Text => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+            render::text(plan, Style { color })
+        }
+        Format::Json => render::json(plan),
+        Format::Yaml => render::yaml(plan),
+    };
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+
+    if let Some(path) = &args.snapshot {
+        let snapshot = render::yaml(plan);
+        if args.check {
+            let recorded = match std::fs::read_to_string(path) {
+                Ok(text) => text,
+                Err(e) => {
+                    eprintln!(
+                        "error: cannot read the snapshot {}: {e} (run without --check to write it)",
+                        path.display()
+                    );
+                    return Err(Exit::Findings);
+                }
+            };
+            if recorded != snapshot {
+                eprintln!("error: the plan differs from the snapshot {}:", path.display());
+                let diff = similar::TextDiff::from_lines(&recorded, &snapshot);
+                eprint!(
+                    "{}",
+                    diff.unified_diff().context_radius(3).header(&path.display().to_string(), "the plan now")
+                );
+                eprintln!("(run without --check to accept the new plan)");
+                return Err(Exit::Findings);
+            }
+        } else if let Err(e) = write_atomically(path, &snapshot) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return Err(error);
+        }
+    }
+    if args.detailed_exitcode && plan.has_changes() {
+        return Ok(Exit::Changes);
+    }
+    Ok(Exit::Ok)
+}
+
+/// `kubeyard apply --state FILE`: prints the plan, then records the objects as applied.
+pub fn apply(args: ApplyArgs) -> Exit {
+    let Some(path) = args.target.state.clone() else {
+        return usage_error(
+            "kubeyard apply needs --state FILE for now: applying to a cluster comes with kubeyard's control plane",
+        );
+    };
+    let planned = match make_plan(&args.inputs, &args.target) {
+        Ok(planned) => planned,
+        Err(exit) => return exit,
+    };
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    print!("{}", render::text(&planned.plan, Style { color }));
+    // The new state: every desired object as it is after the apply, carrying what was
+    // applied in kubectl's annotation; then what the state had and the plan leaves alone.
+    let mut objects = Vec::new();
+    let mut planned_ids = std::collections::HashSet::new();
+    for entry in &planned.plan.objects {
+        planned_ids.insert(entry.object.id.clone());
+        let Some(mut object) = entry.result.clone() else { continue };
+        if let Some(written) = planned.written.get(&entry.object.id) {
+            let annotations = object
+                .as_object_mut()
+                .and_then(|o| o.entry("metadata").or_insert_with(|| json!({})).as_object_mut())
+                .and_then(|m| m.entry("annotations").or_insert_with(|| json!({})).as_object_mut());
+            if let Some(annotations) = annotations {
+                annotations.insert(LAST_APPLIED.into(), Value::String(written.to_string()));
+            }
+        }
+        objects.push(object);
+    }
+    for (id, current) in &planned.state.objects {
+        if !planned_ids.contains(id) {
+            objects.push(current.live.clone());
+        }
+    }
+    let state = json!({"apiVersion": STATE_API_VERSION, "kind": "State", "objects": objects});
+    match write_atomically(&path, &print::to_yaml(&state)) {
+        Ok(()) => {
+            println!("State written to {}.", path.display());
+            Exit::Ok
+        }
+        Err(e) => usage_error(&format!("cannot write {}: {e}", path.display())),
+    }
+}
+
+/// Writes through a temporary file and a rename, so a crash never leaves half a file.
+fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let temporary = dir.join(format!(".{name}.kubeyard-{}", std::process::id()));
+    let mut file = std::fs::File::create(&temporary)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&temporary);
+    })
+}
