@@ -153,6 +153,7 @@ pub struct Documents<'a> {
     offsets: Offsets<'a>,
     index: usize,
     done: bool,
+    max_document_bytes: u32,
 }
 
 impl<'a> Documents<'a> {
@@ -162,7 +163,14 @@ impl<'a> Documents<'a> {
             offsets: Offsets::new(source.text()),
             index: 0,
             done: false,
+            max_document_bytes: MAX_DOCUMENT_BYTES,
         }
+    }
+
+    /// Documents of any size: for files that are not objects to apply (a state file of
+    /// ten thousand objects is one document), where the API server's limit does not hold.
+    pub fn unlimited(source: &'a SourceFile) -> Documents<'a> {
+        Documents { max_document_bytes: u32::MAX, ..Documents::new(source) }
     }
 
     fn syntax_error(&mut self, error: ScanError) -> Box<Diagnostic> {
@@ -197,7 +205,7 @@ impl<'a> Documents<'a> {
     }
 
     fn build_document(&mut self, doc_start: Span) -> Result<Document, Box<Diagnostic>> {
-        let mut builder = Builder::new(doc_start.start, self.offsets.text);
+        let mut builder = Builder::new(doc_start.start, self.offsets.text, self.max_document_bytes);
         loop {
             let Some((event, span)) = self.next_event()? else {
                 self.done = true;
@@ -303,11 +311,13 @@ struct Builder<'t> {
     aliased: u64,
     /// The scalar being completed is a plain, untagged `<<`.
     plain_merge: bool,
+    max_bytes: u32,
 }
 
 impl<'t> Builder<'t> {
-    fn new(start: u32, text: &'t str) -> Builder<'t> {
+    fn new(start: u32, text: &'t str, max_bytes: u32) -> Builder<'t> {
         Builder {
+            max_bytes,
             text,
             stack: Vec::new(),
             root: None,
@@ -335,7 +345,7 @@ impl<'t> Builder<'t> {
             return;
         }
         self.end = self.end.max(span.end);
-        if self.end - self.start > MAX_DOCUMENT_BYTES {
+        if self.end - self.start > self.max_bytes {
             let size = self.end - self.start;
             self.abandon(
                 Diagnostic::error(

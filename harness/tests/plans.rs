@@ -104,3 +104,81 @@ fn invalid_manifests_and_states_are_errors() {
     assert_eq!(not_objects.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&not_objects.stderr).contains("plan/invalid-state"));
 }
+
+/// The invariant behind `kubeyard apply`: once a plan is applied, planning the same
+/// manifests again changes nothing. Over every file of the real-world corpus whose
+/// objects are all valid.
+#[test]
+fn applying_then_planning_again_changes_nothing_over_the_corpus() {
+    use kubeyard_compiler::graph::{self, ObjectId};
+    use kubeyard_compiler::normalize::normalize;
+    use kubeyard_compiler::plan::{self, Action, state::State};
+    use kubeyard_compiler::{LintOptions, Linter, Verdict};
+
+    let corpus = support::corpus();
+    let mut linter = Linter::new(LintOptions {
+        rules: kubeyard_compiler::rules::RuleSettings::all_off(),
+        keep_trees: true,
+        ..LintOptions::default()
+    })
+    .unwrap();
+    let mut files = Vec::new();
+    let mut stack = vec![corpus.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "yaml" || e == "yml" || e == "json") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut planned_files = 0;
+    let mut planned_objects = 0;
+    for path in files {
+        let report = support::lint_file(&mut linter, &path, &corpus);
+        if report.objects.is_empty() || report.objects.iter().any(|o| o.verdict != Verdict::Valid) {
+            continue;
+        }
+        let mut written = Vec::new();
+        let mut normalized = Vec::new();
+        let mut infos = Vec::new();
+        for object in &report.objects {
+            let (Some(info), Some(tree)) = (&object.object, &object.tree) else { continue };
+            written.push(tree.to_json());
+            normalized.push(normalize(info, tree, linter.catalog()));
+            infos.push(info.clone());
+        }
+        let ids: Vec<Option<ObjectId>> = normalized.iter().map(ObjectId::of).collect();
+        let unique: std::collections::HashSet<_> = ids.iter().collect();
+        if ids.iter().any(Option::is_none) || unique.len() != ids.len() {
+            continue; // generateName objects and duplicates cannot be applied as they are
+        }
+        let refs: Vec<&serde_json::Value> = normalized.iter().collect();
+        let desired: Vec<plan::Desired<'_>> = (0..refs.len())
+            .map(|i| plan::Desired { written: &written[i], normalized: &normalized[i], info: &infos[i] })
+            .collect();
+        let graph = graph::build(&refs);
+        let first = plan::plan(&desired, &graph, &State::default(), linter.catalog(), false);
+        assert!(first.objects.iter().all(|e| e.action == Action::Create), "{}", path.display());
+        let by_id = ids.iter().flatten().cloned().zip(written.iter().cloned()).collect();
+        let mut state = State::default();
+        for object in plan::applied(&first, &by_id, &State::default()) {
+            let text = serde_json::to_string(&object).unwrap();
+            state.read(&kubeyard_compiler::SourceFile::new("state.json", text).unwrap()).unwrap();
+        }
+        let second = plan::plan(&desired, &graph, &state, linter.catalog(), true);
+        let changed: Vec<String> = second
+            .objects
+            .iter()
+            .filter(|e| e.action != Action::Unchanged)
+            .map(|e| format!("{} {:?} {:?}", e.object.id, e.action, e.changes))
+            .collect();
+        assert!(changed.is_empty(), "{}: {changed:#?}", path.display());
+        planned_files += 1;
+        planned_objects += refs.len();
+    }
+    assert!(planned_files > 150 && planned_objects > 250, "{planned_files} files, {planned_objects} objects");
+}

@@ -32,6 +32,18 @@ pub fn find(objects: &[&Value], ids: &[ObjectId], index: &Index<'_>, out: &mut V
         }
     }
 
+    // Per namespace, label pair → the templates (positions in `templates`) that carry it.
+    let mut by_label: HashMap<&str, HashMap<(&str, &str), Vec<usize>>> = HashMap::new();
+    for (namespace, list) in &templates {
+        let index = by_label.entry(namespace).or_default();
+        for (t, (_, labels)) in list.iter().enumerate() {
+            for (k, v) in labels.iter() {
+                if let Some(v) = v.as_str() {
+                    index.entry((k.as_str(), v)).or_default().push(t);
+                }
+            }
+        }
+    }
     // Edges that do not go through a lookup by identity.
     let mut direct = Vec::new();
     for (i, object) in objects.iter().enumerate() {
@@ -64,10 +76,18 @@ pub fn find(objects: &[&Value], ids: &[ObjectId], index: &Index<'_>, out: &mut V
         match (id.group.as_str(), id.kind.as_str()) {
             ("", "Service") => {
                 let selector = object.pointer("/spec/selector").and_then(Value::as_object).filter(|s| !s.is_empty());
-                if let Some(selector) = selector {
-                    for (j, labels) in templates.get(namespace.unwrap_or("")).into_iter().flatten() {
+                if let Some(selector) = selector
+                    && let Some(index) = by_label.get(namespace.unwrap_or(""))
+                {
+                    // Candidates from the selector's rarest pair, then checked against all.
+                    let lists: Option<Vec<&Vec<usize>>> =
+                        selector.iter().map(|(k, v)| v.as_str().and_then(|v| index.get(&(k.as_str(), v)))).collect();
+                    let Some(lists) = lists else { continue };
+                    let Some(rarest) = lists.iter().min_by_key(|l| l.len()) else { continue };
+                    for &t in rarest.iter() {
+                        let (j, labels) = templates[namespace.unwrap_or("")][t];
                         if selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                            direct.push((i, *j, Reason::Selects));
+                            direct.push((i, j, Reason::Selects));
                         }
                     }
                 }

@@ -93,53 +93,17 @@ pub struct Desired<'a> {
 /// Comparing the normalized desired object instead would count every default as the
 /// user's and undo what controllers and autoscalers set.
 pub fn plan(desired: &[Desired<'_>], graph: &Graph, state: &State, catalog: &Catalog, prune: bool) -> Plan {
+    use rayon::prelude::*;
     let mut summary = Summary::default();
-    let mut objects = Vec::with_capacity(graph.order.len());
-    for &i in &graph.order {
-        let Desired { written, normalized: wanted, info } = desired[i];
-        let id = &graph.ids[i];
-        let gvk = gvk_of(wanted);
-        let definition = gvk.as_ref().and_then(|gvk| catalog.builtin_definition(gvk));
-        let schema = definition
-            .map_or(Schema::NONE, |(node, definitions)| Schema { node: Some(node), definitions: Some(definitions) });
-        let (action, mut changes, result) = match state.get(id) {
-            None => {
-                let mut changes = Vec::new();
-                let empty = Value::Object(serde_json::Map::new());
-                let mut shown = wanted.clone();
-                if let Some(map) = shown.as_object_mut() {
-                    map.remove("apiVersion");
-                    map.remove("kind");
-                }
-                merge::diff(&empty, &shown, schema, &mut String::new(), &mut changes);
-                (Action::Create, changes, wanted.clone())
-            }
-            Some(current) => {
-                let mut merged = merge::merge(current.last_applied.as_ref(), written, &current.live, schema);
-                crate::normalize::normalize_value(info, &mut merged, catalog);
-                let mut changes = Vec::new();
-                merge::diff(&current.live, &merged, schema, &mut String::new(), &mut changes);
-                // kubectl rewrites its own annotation on every apply: not a change of the object.
-                changes.retain(|c| !c.path.starts_with(&format!("metadata.annotations[\"{LAST_APPLIED}\"]")));
-                let action = if changes.is_empty() { Action::Unchanged } else { Action::Update };
-                (action, changes, merged)
-            }
-        };
-        if id.group.is_empty() && id.kind == "Secret" {
-            mask_secret(&mut changes);
-        }
-        match action {
+    // Objects plan independently of each other: side by side, then counted in order.
+    let mut objects: Vec<Entry> =
+        graph.order.par_iter().map(|&i| plan_one(desired[i], graph, i, state, catalog)).collect();
+    for entry in &objects {
+        match entry.action {
             Action::Create => summary.create += 1,
             Action::Update => summary.update += 1,
             _ => summary.unchanged += 1,
         }
-        objects.push(Entry {
-            object: identity(id, wanted),
-            action,
-            wave: Some(graph.waves[i]),
-            changes,
-            result: Some(result),
-        });
     }
 
     // What the state has and the manifests do not: deleted in reverse apply order when
@@ -167,6 +131,71 @@ pub fn plan(desired: &[Desired<'_>], graph: &Graph, state: &State, catalog: &Cat
     // Objects nobody applied (no last-applied configuration) are never pruned, as kubectl does.
     summary.not_managed += foreign.len();
     Plan { api_version: state::STATE_API_VERSION, kind: "Plan", summary, objects }
+}
+
+/// What applying one desired object (index `i` in the graph) does.
+fn plan_one(desired: Desired<'_>, graph: &Graph, i: usize, state: &State, catalog: &Catalog) -> Entry {
+    let Desired { written, normalized: wanted, info } = desired;
+    let id = &graph.ids[i];
+    let gvk = gvk_of(wanted);
+    let definition = gvk.as_ref().and_then(|gvk| catalog.builtin_definition(gvk));
+    let schema = definition
+        .map_or(Schema::NONE, |(node, definitions)| Schema { node: Some(node), definitions: Some(definitions) });
+    let (action, mut changes, result) = match state.get(id) {
+        None => {
+            let mut changes = Vec::new();
+            let empty = Value::Object(serde_json::Map::new());
+            let mut shown = wanted.clone();
+            if let Some(map) = shown.as_object_mut() {
+                map.remove("apiVersion");
+                map.remove("kind");
+            }
+            merge::diff(&empty, &shown, schema, &mut String::new(), &mut changes);
+            (Action::Create, changes, wanted.clone())
+        }
+        Some(current) => {
+            let mut merged = merge::merge(current.last_applied.as_ref(), written, &current.live, schema);
+            crate::normalize::normalize_value(info, &mut merged, catalog);
+            let mut changes = Vec::new();
+            merge::diff(&current.live, &merged, schema, &mut String::new(), &mut changes);
+            // kubectl rewrites its own annotation on every apply: not a change of the object.
+            let annotation = format!("metadata.annotations[\"{LAST_APPLIED}\"]");
+            changes.retain(|c| !c.path.starts_with(&annotation));
+            let action = if changes.is_empty() { Action::Unchanged } else { Action::Update };
+            (action, changes, merged)
+        }
+    };
+    if id.group.is_empty() && id.kind == "Secret" {
+        mask_secret(&mut changes);
+    }
+    Entry { object: identity(id, wanted), action, wave: Some(graph.waves[i]), changes, result: Some(result) }
+}
+
+/// The objects a state holds after `plan` is applied to `previous`: each planned object as
+/// it will be, carrying what was applied (`written`, by identity) in kubectl's
+/// last-applied annotation; then what `previous` had that the plan leaves alone.
+pub fn applied(plan: &Plan, written: &std::collections::HashMap<ObjectId, Value>, previous: &State) -> Vec<Value> {
+    let mut objects = Vec::with_capacity(plan.objects.len());
+    let mut planned = std::collections::HashSet::new();
+    for entry in &plan.objects {
+        planned.insert(&entry.object.id);
+        let Some(mut object) = entry.result.clone() else { continue };
+        if let Some(config) = written.get(&entry.object.id)
+            && let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        {
+            let annotations = metadata.entry("annotations").or_insert_with(|| Value::Object(serde_json::Map::new()));
+            if let Some(annotations) = annotations.as_object_mut() {
+                annotations.insert(LAST_APPLIED.into(), Value::String(config.to_string()));
+            }
+        }
+        objects.push(object);
+    }
+    for (id, current) in &previous.objects {
+        if !planned.contains(id) {
+            objects.push(current.live.clone());
+        }
+    }
+    objects
 }
 
 fn gvk_of(object: &Value) -> Option<GroupVersionKind> {

@@ -12,6 +12,10 @@ use crate::yaml::Documents;
 use serde_json::Value;
 use std::collections::HashMap;
 
+/// States larger than this are parsed on every core (kubeyard's own state of 10,000
+/// objects is about 12 MB).
+const PARALLEL_FROM: usize = 1 << 20;
+
 pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 pub const STATE_API_VERSION: &str = "kubeyard.dev/v1alpha1";
 
@@ -59,7 +63,25 @@ impl State {
     /// Adds the objects of one state file. Problems are diagnostics at their place.
     pub fn read(&mut self, source: &SourceFile) -> Result<(), Vec<Diagnostic>> {
         let mut problems = Vec::new();
-        for document in Documents::new(source) {
+        let mut ours = false;
+        // `kubectl get -o json` and other JSON: serde_json is many times faster than a YAML
+        // parser with spans; invalid JSON goes through the YAML parser for a located error.
+        let text = source.text().trim_start();
+        if (text.starts_with('{') || text.starts_with('['))
+            && let Ok(value) = serde_json::from_str::<Value>(source.text())
+        {
+            self.take(value, crate::source::Span::default(), &mut ours, &mut problems);
+            return if problems.is_empty() { Ok(()) } else { Err(problems) };
+        }
+        if source.text().len() > PARALLEL_FROM
+            && let Some(values) = parse_in_parallel(source)
+        {
+            for (value, span) in values {
+                self.take(value, span, &mut ours, &mut problems);
+            }
+            return if problems.is_empty() { Ok(()) } else { Err(problems) };
+        }
+        for document in Documents::unlimited(source) {
             let document = match document {
                 Ok(document) => document,
                 Err(diagnostic) => {
@@ -71,51 +93,118 @@ impl State {
             let Some(root) = document.root else { continue };
             let span = root.span;
             let value = root.to_json();
-            if value.is_null() {
-                continue;
-            }
-            let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
-            let ours = kind == "State" && value.get("apiVersion").and_then(Value::as_str) == Some(STATE_API_VERSION);
-            let (objects, ours): (Vec<Value>, bool) = if ours {
-                (value.get("objects").and_then(Value::as_array).cloned().unwrap_or_default(), true)
-            } else if kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
-                (value.get("items").and_then(Value::as_array).cloned().unwrap_or_default(), false)
-            } else {
-                (vec![value], false)
-            };
-            for object in objects {
-                let Some(id) = ObjectId::of(&object) else {
-                    problems.push(
-                        Diagnostic::error(Code::BadState, span, "an object in the state has no apiVersion, kind or metadata.name")
-                            .with_label("in this document")
-                            .with_help("a state file holds Kubernetes objects: kubeyard's own (kubeyard apply --state) or what `kubectl get -o yaml` prints"),
-                    );
-                    continue;
-                };
-                let last_applied = {
-                    match object.pointer("/metadata/annotations").and_then(|a| a.get(LAST_APPLIED)) {
-                        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
-                            Ok(applied) => Some(applied),
-                            Err(error) => {
-                                problems.push(
-                                    Diagnostic::error(
-                                        Code::BadState,
-                                        span,
-                                        format!("{id}: the {LAST_APPLIED} annotation is not JSON ({error})"),
-                                    )
-                                    .with_label("in this object")
-                                    .with_help("remove the annotation, or apply the object again with kubectl apply"),
-                                );
-                                None
-                            }
-                        },
-                        _ => None,
-                    }
-                };
-                let managed = ours || last_applied.is_some();
-                self.insert(id, Current { live: object, last_applied, managed });
-            }
+            drop(root);
+            self.take(value, span, &mut ours, &mut problems);
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
+
+    /// One document: kubeyard's header (after which every object is kubeyard's), a list,
+    /// or an object.
+    fn take(&mut self, value: Value, span: crate::source::Span, ours: &mut bool, problems: &mut Vec<Diagnostic>) {
+        if value.is_null() {
+            return;
+        }
+        let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
+        let objects: Vec<Value> =
+            if kind == "State" && value.get("apiVersion").and_then(Value::as_str) == Some(STATE_API_VERSION) {
+                *ours = true;
+                value.get("objects").and_then(Value::as_array).cloned().unwrap_or_default()
+            } else if kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
+                match value {
+                    Value::Object(mut map) => match map.remove("items") {
+                        Some(Value::Array(items)) => items,
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                }
+            } else if let Value::Array(items) = value {
+                items
+            } else {
+                vec![value]
+            };
+        for object in objects {
+            let Some(id) = ObjectId::of(&object) else {
+                problems.push(
+                    Diagnostic::error(Code::BadState, span, "an object in the state has no apiVersion, kind or metadata.name")
+                        .with_label("in this document")
+                        .with_help("a state file holds Kubernetes objects: kubeyard's own (kubeyard apply --state) or what `kubectl get -o yaml` prints"),
+                );
+                continue;
+            };
+            let last_applied = match object.pointer("/metadata/annotations").and_then(|a| a.get(LAST_APPLIED)) {
+                Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+                    Ok(applied) => Some(applied),
+                    Err(error) => {
+                        problems.push(
+                            Diagnostic::error(
+                                Code::BadState,
+                                span,
+                                format!("{id}: the {LAST_APPLIED} annotation is not JSON ({error})"),
+                            )
+                            .with_label("in this object")
+                            .with_help("remove the annotation, or apply the object again with kubectl apply"),
+                        );
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let managed = *ours || last_applied.is_some();
+            self.insert(id, Current { live: object, last_applied, managed });
+        }
+    }
+}
+
+/// Splits a YAML stream at its document markers (`---` at the start of a line, which
+/// cannot occur inside a scalar of a valid document) and parses the pieces side by side.
+/// `None` when any piece has a problem: the caller then parses the whole file in order,
+/// for diagnostics at their true places.
+fn parse_in_parallel(source: &SourceFile) -> Option<Vec<(Value, crate::source::Span)>> {
+    use rayon::prelude::*;
+    let text = source.text();
+    let mut starts = vec![0usize];
+    let bytes = text.as_bytes();
+    let mut at = 0;
+    while let Some(found) = text[at..].find("\n---") {
+        let marker = at + found + 1;
+        let after = bytes.get(marker + 3).copied();
+        if matches!(after, None | Some(b'\n' | b'\r' | b' ' | b'\t')) {
+            starts.push(marker);
+        }
+        at = marker + 3;
+    }
+    // A few hundred pieces: enough to share out, few enough to cost nothing.
+    let per_piece = (starts.len() / 256).max(1);
+    let pieces: Vec<(usize, usize)> = starts
+        .chunks(per_piece)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let end = starts.get((i + 1) * per_piece).copied().unwrap_or(text.len());
+            (chunk[0], end)
+        })
+        .collect();
+    let parsed: Vec<Option<Vec<(Value, crate::source::Span)>>> = pieces
+        .par_iter()
+        .map(|&(start, end)| {
+            let piece = SourceFile::new(source.name(), &text[start..end]).ok()?;
+            let mut out = Vec::new();
+            for document in Documents::unlimited(&piece) {
+                let document = document.ok()?;
+                if document.diagnostics.iter().any(Diagnostic::is_error) {
+                    return None;
+                }
+                if let Some(root) = document.root {
+                    let span = crate::source::Span::new(root.span.start + start as u32, root.span.end + start as u32);
+                    out.push((root.to_json(), span));
+                }
+            }
+            Some(out)
+        })
+        .collect();
+    let mut values = Vec::new();
+    for piece in parsed {
+        values.extend(piece?);
+    }
+    Some(values)
 }

@@ -9,7 +9,7 @@ use crate::report;
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::graph::ObjectId;
 use kubeyard_compiler::plan::render::{self, Style};
-use kubeyard_compiler::plan::state::{LAST_APPLIED, STATE_API_VERSION, State};
+use kubeyard_compiler::plan::state::{STATE_API_VERSION, State};
 use kubeyard_compiler::plan::{self, Plan};
 use kubeyard_compiler::{FileReport, ObjectReport, SourceFile, print};
 use serde_json::{Value, json};
@@ -77,7 +77,7 @@ struct Planned {
     state: State,
 }
 
-fn make_plan(inputs: &Inputs, target: &Target) -> Result<Planned, Exit> {
+fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
     let mut compiled = compile(inputs)?;
     let graph = compiled.graph();
     compiled.report_problems()?;
@@ -91,7 +91,14 @@ fn make_plan(inputs: &Inputs, target: &Target) -> Result<Planned, Exit> {
         .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
         .collect();
     let plan = plan::plan(&desired, &graph, &state, compiled.linter.catalog(), target.prune);
-    let written = graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect();
+    let written = if keep_written {
+        graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect()
+    } else {
+        Default::default()
+    };
+    // The process ends soon: freeing ten thousand trees one by one is wasted time.
+    std::mem::forget(compiled);
+    std::mem::forget(graph);
     Ok(Planned { plan, written, state })
 }
 
@@ -122,7 +129,7 @@ fn read_state(path: &Path) -> Result<State, Exit> {
 pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
     let error = if args.detailed_exitcode { Exit::Findings } else { Exit::Usage };
     let planned =
-        make_plan(&args.inputs, &args.target).map_err(|exit| if exit == Exit::Usage { error } else { exit })?;
+        make_plan(&args.inputs, &args.target, false).map_err(|exit| if exit == Exit::Usage { error } else { exit })?;
     let plan = &planned.plan;
     let text = match args.output {
         Format::Text => {
@@ -163,7 +170,9 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
             return Err(error);
         }
     }
-    if args.detailed_exitcode && plan.has_changes() {
+    let changes = plan.has_changes();
+    std::mem::forget(planned);
+    if args.detailed_exitcode && changes {
         return Ok(Exit::Changes);
     }
     Ok(Exit::Ok)
@@ -176,37 +185,18 @@ pub fn apply(args: ApplyArgs) -> Exit {
             "kubeyard apply needs --state FILE for now: applying to a cluster comes with kubeyard's control plane",
         );
     };
-    let planned = match make_plan(&args.inputs, &args.target) {
+    let planned = match make_plan(&args.inputs, &args.target, true) {
         Ok(planned) => planned,
         Err(exit) => return exit,
     };
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     print!("{}", render::text(&planned.plan, Style { color }));
-    // The new state: every desired object as it is after the apply, carrying what was
-    // applied in kubectl's annotation; then what the state had and the plan leaves alone.
-    let mut objects = Vec::new();
-    let mut planned_ids = std::collections::HashSet::new();
-    for entry in &planned.plan.objects {
-        planned_ids.insert(entry.object.id.clone());
-        let Some(mut object) = entry.result.clone() else { continue };
-        if let Some(written) = planned.written.get(&entry.object.id) {
-            let annotations = object
-                .as_object_mut()
-                .and_then(|o| o.entry("metadata").or_insert_with(|| json!({})).as_object_mut())
-                .and_then(|m| m.entry("annotations").or_insert_with(|| json!({})).as_object_mut());
-            if let Some(annotations) = annotations {
-                annotations.insert(LAST_APPLIED.into(), Value::String(written.to_string()));
-            }
-        }
-        objects.push(object);
-    }
-    for (id, current) in &planned.state.objects {
-        if !planned_ids.contains(id) {
-            objects.push(current.live.clone());
-        }
-    }
-    let state = json!({"apiVersion": STATE_API_VERSION, "kind": "State", "objects": objects});
-    match write_atomically(&path, &print::to_yaml(&state)) {
+    let objects = plan::applied(&planned.plan, &planned.written, &planned.state);
+    // A header, then one document per object: any size of state reads back one object
+    // at a time.
+    let header = json!({"apiVersion": STATE_API_VERSION, "kind": "State"});
+    let text = print::to_yaml_stream(std::iter::once(&header).chain(&objects));
+    match write_atomically(&path, &text) {
         Ok(()) => {
             println!("State written to {}.", path.display());
             Exit::Ok
