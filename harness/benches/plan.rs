@@ -39,9 +39,10 @@ fn main() {
     // Drift one object in ten: a label that was applied and is no longer wanted.
     let source = SourceFile::new("applied.yaml", std::fs::read_to_string(&applied).expect("state written"))
         .expect("state is text");
-    let mut state =
-        Documents::unlimited(&source).next().expect("one document").expect("valid YAML").root.expect("root").to_json();
-    let objects = state["objects"].as_array_mut().expect("objects");
+    // kubeyard's state: a header document, then one document per object.
+    let mut documents: Vec<Value> =
+        Documents::unlimited(&source).map(|d| d.expect("valid YAML").root.expect("a document").to_json()).collect();
+    let objects = &mut documents[1..];
     let mut drifted = 0;
     for object in objects.iter_mut().step_by(10) {
         let metadata = object["metadata"].as_object_mut().expect("metadata");
@@ -55,8 +56,8 @@ fn main() {
         annotations[LAST_APPLIED] = Value::String(last.to_string());
         drifted += 1;
     }
-    let state_path = dir.path().join("state.json");
-    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).expect("state written");
+    let state_path = dir.path().join("state.yaml");
+    std::fs::write(&state_path, kubeyard_compiler::print::to_yaml_stream(&documents)).expect("state written");
     let state_path = state_path.to_str().expect("UTF-8 path").to_string();
     let bytes = std::fs::metadata(&state_path).map(|m| m.len()).unwrap_or(0);
     println!("state: {written} objects, {drifted} drifted, {:.1} MB", bytes as f64 / 1e6);
