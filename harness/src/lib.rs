@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod discover;
 pub mod report;
+pub mod snapshot;

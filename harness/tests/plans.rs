@@ -182,3 +182,26 @@ fn applying_then_planning_again_changes_nothing_over_the_corpus() {
     }
     assert!(planned_files > 150 && planned_objects > 250, "{planned_files} files, {planned_objects} objects");
 }
+
+/// The Rust API users call from their own tests.
+#[test]
+fn assert_plan_snapshot_for_rust_tests() {
+    let manifests = support::workspace().join("fixtures/plans/environment/manifests");
+    let state = support::workspace().join("fixtures/plans/environment/state.yaml");
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(support::workspace().join("snapshots/plans"));
+    settings.bind(|| {
+        kubeyard_harness::assert_plan_snapshot!(
+            [manifests.display()],
+            env = "prod",
+            set = ["image.tag=1.5.0"],
+            state = &state
+        );
+    });
+    // Problems come back as the linter's diagnostics.
+    let broken = kubeyard_harness::snapshot::plan_yaml(&kubeyard_harness::snapshot::PlanRequest {
+        paths: vec![support::workspace().join("fixtures/graph/cycle").display().to_string()],
+        ..Default::default()
+    });
+    assert!(broken.is_err_and(|problems| problems.contains("graph/cycle")));
+}

@@ -146,18 +146,28 @@ impl Compiled {
         self.reports[desired.file].objects[desired.object].add(diagnostic);
     }
 
+    /// Every problem found so far, rendered as `kubeyard lint` renders them; `None` when
+    /// there is none.
+    pub fn problems_text(&self) -> Option<String> {
+        let summary = Summary::of(&self.reports, self.started.elapsed());
+        let problems: Vec<&FileReport> =
+            self.reports.iter().filter(|r| r.objects.iter().any(|o| !o.diagnostics.is_empty())).collect();
+        if problems.is_empty() {
+            return None;
+        }
+        let mut err = String::new();
+        for report in problems {
+            err.push_str(&report::text::render_diagnostics(report));
+        }
+        err.push_str(&report::text::summary_line(&summary));
+        Some(err)
+    }
+
     /// Prints every problem found so far on standard error, as `kubeyard lint` would, and
     /// says whether there was an error.
     pub fn report_problems(&self) -> Result<(), Exit> {
         let summary = Summary::of(&self.reports, self.started.elapsed());
-        let problems: Vec<&FileReport> =
-            self.reports.iter().filter(|r| r.objects.iter().any(|o| !o.diagnostics.is_empty())).collect();
-        if !problems.is_empty() {
-            let mut err = String::new();
-            for report in problems {
-                err.push_str(&report::text::render_diagnostics(report));
-            }
-            err.push_str(&report::text::summary_line(&summary));
+        if let Some(err) = self.problems_text() {
             eprintln!("{err}");
         }
         if summary.unreadable > 0 {

@@ -14,7 +14,7 @@ use kubeyard_compiler::{FileReport, ObjectReport, SourceFile};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct Inputs {
     /// Files or directories (default: the current directory); `-` reads standard input.
     /// Directories are searched for *.yaml, *.yml and *.json, skipping hidden files and

@@ -3,7 +3,7 @@
 
 pub mod compile;
 pub mod graph;
-mod inputs;
+pub mod inputs;
 pub mod lint;
 pub mod normalize;
 pub mod plan;

@@ -41,17 +41,17 @@ pub struct PlanArgs {
     check: bool,
 }
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct Target {
     /// The state to compare with: kubeyard's state file (`kubeyard apply --state`), or
     /// objects as `kubectl get -o yaml` prints them. A file that does not exist is an
     /// empty state (everything is created).
     #[arg(long, value_name = "FILE")]
-    state: Option<PathBuf>,
+    pub state: Option<PathBuf>,
 
     /// Delete objects the state has and the manifests no longer do.
     #[arg(long)]
-    prune: bool,
+    pub prune: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -75,6 +75,28 @@ struct Planned {
     plan: Plan,
     written: std::collections::HashMap<ObjectId, Value>,
     state: State,
+}
+
+/// A plan for library users: problems come back as rendered text instead of being printed.
+pub fn plan_with(inputs: &Inputs, target: &Target) -> Result<Plan, String> {
+    let mut compiled =
+        compile(inputs).map_err(|_| "kubeyard could not read its inputs or configuration".to_string())?;
+    let graph = compiled.graph();
+    if let Some(problems) = compiled.problems_text()
+        && compiled.reports.iter().flat_map(|r| &r.objects).any(|o| o.diagnostics.iter().any(|d| d.is_error()))
+    {
+        return Err(problems);
+    }
+    let state = match &target.state {
+        Some(path) => read_state(path).map_err(|_| format!("the state {} cannot be read", path.display()))?,
+        None => State::default(),
+    };
+    let desired: Vec<plan::Desired<'_>> = compiled
+        .objects
+        .iter()
+        .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
+        .collect();
+    Ok(plan::plan(&desired, &graph, &state, compiled.linter.catalog(), target.prune))
 }
 
 fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
