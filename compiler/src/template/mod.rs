@@ -199,7 +199,7 @@ fn render_scalar(
             Err(error) => {
                 let at = start + 2 + error.at;
                 out.push(
-                    Diagnostic::error(Code::TemplateSyntax, locate.span(at..at + 1, start), error.message)
+                    Diagnostic::error(Code::TemplateSyntax, locate.span(at..at, start), error.message)
                         .with_label("the expression cannot be read from here")
                         .with_help(
                             "write ${ path.to.value }, ${ value | default(1) }, ${ \"text\" + value } or ${ upper(value) }; $${ writes a literal ${",
@@ -290,7 +290,16 @@ struct Locator<'a> {
 impl Locator<'_> {
     /// The span of `range` (offsets in the value) of the expression starting at `start`.
     fn span(&self, range: Range<usize>, start: usize) -> Span {
-        let end = range.end.min(self.text.len());
+        let len = self.text.len();
+        let begin = range.start.min(len);
+        // At least one character, and never half of one.
+        let mut end = range.end.min(len).max(begin);
+        if end == begin {
+            end = self.text[begin..].chars().next().map_or(begin, |c| begin + c.len_utf8());
+        }
+        while !self.text.is_char_boundary(end) {
+            end += 1;
+        }
         let expression = &self.text[start..end.max(start)];
         // The same expression text at the same occurrence index in what was written.
         let occurrence = self.text[..start].matches("${").count();
@@ -298,8 +307,8 @@ impl Locator<'_> {
         if !self.written[at..].starts_with(expression) {
             return self.span;
         }
-        let from = self.span.start + (at + range.start - start) as u32;
-        let to = self.span.start + (at + end.max(range.start + 1) - start) as u32;
+        let from = self.span.start + (at + begin - start) as u32;
+        let to = self.span.start + (at + end - start) as u32;
         Span::new(from, to.min(self.span.end).max(from))
     }
 }
@@ -570,6 +579,26 @@ mod tests {
                 ("template/syntax".to_string(), "${ image.tag".to_string()),
             ]
         );
+    }
+
+    proptest::proptest! {
+        /// No scalar text makes rendering panic, and every diagnostic's span lies within
+        /// the scalar on character boundaries.
+        #[test]
+        fn any_text_renders_or_is_diagnosed(text in "(\\$\\{|\\$|\\}|[ a-z.|()'\"+,é€0-9]){0,24}") {
+            let v = values("a: {b: é}\nn: 3\n");
+            let manifest = format!("k: {}\n", serde_json::Value::String(text.clone()));
+            let source = SourceFile::new("m.yaml", manifest.clone()).unwrap();
+            let document = Documents::new(&source).next().unwrap().unwrap();
+            let mut root = document.root.unwrap();
+            let scalar = root.get("k").unwrap().span;
+            let mut out = Vec::new();
+            render(&mut root, &source, &v, &mut out);
+            for d in out {
+                proptest::prop_assert!(scalar.start <= d.span.start && d.span.end <= scalar.end, "{d:?} in {manifest:?}");
+                proptest::prop_assert!(manifest.is_char_boundary(d.span.start as usize) && manifest.is_char_boundary(d.span.end as usize));
+            }
+        }
     }
 
     #[test]
