@@ -92,6 +92,7 @@ codes! {
     BadValues => "values/invalid", "A values file is not a YAML mapping, or a --set is malformed.";
     GraphCycle => "graph/cycle", "Objects depend on each other in a circle (owner references, depends-on annotations): no apply order exists.";
     GraphDuplicate => "graph/duplicate", "Two documents define the same object (group, kind, namespace, name): one would overwrite the other.";
+    DependsOn => "graph/depends-on", "A config.kubernetes.io/depends-on entry is malformed (an error), or names an object the input does not hold (a warning: it may already exist).";
     BadState => "plan/invalid-state", "The state a plan compares with (a state file, objects from a cluster) cannot be read.";
     BadConfig => "config/invalid", "The configuration file (.kubeyard.yaml) or a kubeyard.dev/ignore annotation is wrong.";
 }

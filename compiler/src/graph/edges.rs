@@ -12,7 +12,13 @@ type Index<'a> = HashMap<&'a ObjectId, usize>;
 type Templates<'a> = HashMap<&'a str, Vec<(usize, &'a serde_json::Map<String, Value>)>>;
 
 /// Pushes `(from, to, reason)` for every dependency among `objects`.
-pub fn find(objects: &[&Value], ids: &[ObjectId], index: &Index<'_>, out: &mut Vec<(usize, usize, Reason)>) {
+pub fn find(
+    objects: &[&Value],
+    ids: &[ObjectId],
+    index: &Index<'_>,
+    out: &mut Vec<(usize, usize, Reason)>,
+    problems: &mut Vec<super::Problem>,
+) {
     // Each custom kind's CRD, and each namespace's pod templates (for Services).
     let mut crds: HashMap<(&str, &str), usize> = HashMap::new();
     let mut templates: Templates<'_> = HashMap::new();
@@ -69,7 +75,7 @@ pub fn find(objects: &[&Value], ids: &[ObjectId], index: &Index<'_>, out: &mut V
             direct.push((crd, i, Reason::Defines));
         }
         owners(object, namespace, &mut edge);
-        depends_on(object, &mut edge);
+        depends_on(object, index, i, &mut direct, problems);
         if let Some(spec) = pod_spec(id, object) {
             pod_references(spec, &mut |kind, name| edge(kind, "", namespace, name, Reason::Uses));
         }
@@ -265,18 +271,40 @@ fn owners(object: &Value, namespace: Option<&str>, edge: &mut impl FnMut(&str, &
 }
 
 /// cli-utils' `config.kubernetes.io/depends-on`: comma-separated
-/// `<group>/namespaces/<namespace>/<kind>/<name>` or `<group>/<kind>/<name>`.
-fn depends_on(object: &Value, edge: &mut impl FnMut(&str, &str, Option<&str>, &str, Reason)) {
+/// `<group>/namespaces/<namespace>/<kind>/<name>` or `<group>/<kind>/<name>`. A reference
+/// that is not of that form, or names an object the set does not hold, is a problem.
+fn depends_on(
+    object: &Value,
+    index: &Index<'_>,
+    i: usize,
+    out: &mut Vec<(usize, usize, Reason)>,
+    problems: &mut Vec<super::Problem>,
+) {
     let Some(text) = object.pointer("/metadata/annotations/config.kubernetes.io~1depends-on").and_then(Value::as_str)
     else {
         return;
     };
     for reference in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
         let parts: Vec<&str> = reference.split('/').collect();
-        match parts.as_slice() {
-            [group, "namespaces", namespace, kind, name] => edge(kind, group, Some(namespace), name, Reason::DependsOn),
-            [group, kind, name] => edge(kind, group, None, name, Reason::DependsOn),
-            _ => {}
+        let target = match parts.as_slice() {
+            [group, "namespaces", namespace, kind, name] => (group, Some(namespace), kind, name),
+            [group, kind, name] => (group, None, kind, name),
+            _ => {
+                problems.push(super::Problem::MalformedDependsOn { object: i, reference: reference.to_string() });
+                continue;
+            }
+        };
+        let (group, namespace, kind, name) = target;
+        let id = ObjectId {
+            group: group.to_string(),
+            kind: kind.to_string(),
+            namespace: namespace.map(|n| n.to_string()),
+            name: name.to_string(),
+        };
+        match index.get(&id) {
+            Some(&j) if j != i => out.push((j, i, Reason::DependsOn)),
+            Some(_) => {}
+            None => problems.push(super::Problem::MissingDependency { object: i, reference: reference.to_string() }),
         }
     }
 }

@@ -134,6 +134,17 @@ pub struct Graph {
     /// For each object, its wave: 0 for objects that need nothing, else one more than the
     /// latest wave among what it needs. Objects in one wave could be applied together.
     pub waves: Vec<usize>,
+    /// Declared dependencies that cannot be honoured.
+    pub problems: Vec<Problem>,
+}
+
+/// A `config.kubernetes.io/depends-on` entry the graph cannot use.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Problem {
+    /// Not `<group>/namespaces/<namespace>/<kind>/<name>` or `<group>/<kind>/<name>`.
+    MalformedDependsOn { object: usize, reference: String },
+    /// Names an object the set does not hold (it may exist in the cluster already).
+    MissingDependency { object: usize, reference: String },
 }
 
 /// Install order of kinds, as Helm's `InstallOrder` (`pkg/release/v1/util/kind_sorter.go`).
@@ -207,7 +218,8 @@ pub fn build(objects: &[&Value]) -> Graph {
     }
     let index: HashMap<&ObjectId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
     let mut found = Vec::new();
-    edges::find(objects, &ids, &index, &mut found);
+    let mut problems = Vec::new();
+    edges::find(objects, &ids, &index, &mut found, &mut problems);
     found.sort_unstable();
     found.dedup_by_key(|(from, to, _)| (*from, *to));
     for (from, to, reason) in found {
@@ -224,7 +236,7 @@ pub fn build(objects: &[&Value]) -> Graph {
         })
         .collect();
     cycles.sort_by(|a, b| sort_key(&ids[a[0]]).cmp(&sort_key(&ids[b[0]])));
-    Graph { ids, graph, order, cycles, waves }
+    Graph { ids, graph, order, cycles, waves, problems }
 }
 
 /// Kahn's algorithm with a priority queue: deterministic whatever the input order.
@@ -364,6 +376,16 @@ mod tests {
         let c = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}});
         let graph = build(&[&a, &b, &c]);
         assert_eq!(graph.cycles, vec![vec![0, 1]]);
+        assert!(graph.problems.is_empty());
+        let odd = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d", "namespace": "default",
+            "annotations": {"config.kubernetes.io/depends-on": "ConfigMap/a, /namespaces/default/ConfigMap/zzz"}}});
+        assert_eq!(
+            build(&[&odd]).problems,
+            [
+                Problem::MalformedDependsOn { object: 0, reference: "ConfigMap/a".into() },
+                Problem::MissingDependency { object: 0, reference: "/namespaces/default/ConfigMap/zzz".into() }
+            ]
+        );
         assert_eq!(names(&graph), ["ConfigMap/default/c", "ConfigMap/default/a", "ConfigMap/default/b"]);
     }
 }

@@ -103,6 +103,31 @@ impl Compiled {
         }
         let values: Vec<&Value> = self.objects.iter().map(|d| &d.value).collect();
         let graph = graph::build(&values);
+        for problem in &graph.problems {
+            let diagnostic = match problem {
+                graph::Problem::MalformedDependsOn { object, reference } => (
+                    *object,
+                    Diagnostic::error(
+                        Code::DependsOn,
+                        self.span(*object),
+                        format!("config.kubernetes.io/depends-on: \"{reference}\" is not an object reference"),
+                    )
+                    .with_label("on this object")
+                    .with_help("write <group>/namespaces/<namespace>/<kind>/<name>, or <group>/<kind>/<name> for a cluster-scoped object; the core group is empty: /namespaces/default/ConfigMap/settings"),
+                ),
+                graph::Problem::MissingDependency { object, reference } => (
+                    *object,
+                    Diagnostic::warning(
+                        Code::DependsOn,
+                        self.span(*object),
+                        format!("config.kubernetes.io/depends-on: {reference} is not in the input"),
+                    )
+                    .with_label("on this object")
+                    .with_help("it is not ordered before this object; if it should be created with it, add it to the manifests"),
+                ),
+            };
+            self.add(diagnostic.0, diagnostic.1);
+        }
         for cycle in &graph.cycles {
             let names: Vec<String> = cycle.iter().map(|i| graph.ids[*i].to_string()).collect();
             let first = cycle[0];
