@@ -342,6 +342,15 @@ pub static DEFAULTS: &[Default] = &[
         when: Some("unset"),
     },
     Default {
+        scope: Scope::Object("", "Secret"),
+        field: "data",
+        fill: Fill::Computed(
+            "each `stringData` value, base64-encoded (over a `data` key of the same name); `stringData` is dropped",
+        ),
+        source: "Convert_v1_Secret_To_core_Secret, core/v1",
+        when: Some("stringData is set"),
+    },
+    Default {
         scope: Scope::Object("", "Namespace"),
         field: "metadata.labels[kubernetes.io/metadata.name]",
         fill: Fill::Computed("the namespace's name"),
@@ -463,6 +472,20 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
         }
         // A CronJob's jobTemplate gets no Job defaults: they are set on each Job it makes.
         ("apps", "StatefulSet") => stateful_set(object),
+        // The API server stores `stringData` as base64 in `data` (stringData winning) and
+        // never keeps it (`pkg/apis/core/v1/conversion.go`).
+        ("", "Secret") => {
+            if let Some(Value::Object(strings)) = object.as_object_mut().and_then(|o| o.remove("stringData")) {
+                set_default(object, "data", json!({}));
+                if let Some(data) = object.get_mut("data").and_then(Value::as_object_mut) {
+                    for (key, text) in strings {
+                        if let Value::String(text) = text {
+                            data.insert(key, Value::String(crate::template::base64(text.as_bytes())));
+                        }
+                    }
+                }
+            }
+        }
         ("", "Namespace") => {
             if let Some(name) = object.pointer("/metadata/name").cloned() {
                 set_default(object, "metadata.labels", json!({}));

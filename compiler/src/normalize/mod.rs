@@ -25,11 +25,14 @@ pub fn normalize(info: &ObjectInfo, object: &Node, catalog: &Catalog) -> Value {
 
 /// Normalizes a JSON object in place (for objects that did not come from YAML text).
 pub fn normalize_value(info: &ObjectInfo, value: &mut Value, catalog: &Catalog) {
-    if catalog.is_namespaced(&info.gvk)
-        && let Some(Value::Object(metadata)) = value.get_mut("metadata")
-        && metadata.get("namespace").is_none_or(|n| n.is_null() || n == "")
-    {
-        metadata.insert("namespace".into(), Value::String("default".into()));
+    let namespaced = catalog.is_namespaced(&info.gvk);
+    if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
+        if !namespaced {
+            // The API server clears the namespace of cluster-scoped objects.
+            metadata.remove("namespace");
+        } else if metadata.get("namespace").is_none_or(|n| n.is_null() || n == "") {
+            metadata.insert("namespace".into(), Value::String("default".into()));
+        }
     }
     defaults::apply(&info.gvk.group, &info.gvk.kind, value);
     match catalog.builtin_definition(&info.gvk) {

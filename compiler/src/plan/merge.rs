@@ -8,6 +8,7 @@
 //! `containerPort`) merge item by item; other lists are replaced whole.
 
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 
 /// Where in the schema a value sits, to find each list's merge key.
 #[derive(Clone, Copy)]
@@ -38,6 +39,29 @@ impl<'a> Schema<'a> {
         Schema { node: self.resolved().and_then(|s| s.get("items")), definitions: self.definitions }
     }
 
+    /// `x-kubernetes-patch-strategy` of the property (`merge`, `retainKeys`, both).
+    fn strategy(self) -> &'a str {
+        self.node.and_then(|n| n.get("x-kubernetes-patch-strategy")).and_then(Value::as_str).unwrap_or("")
+    }
+
+    /// A list of scalars merged as a set (`metadata.finalizers`).
+    fn is_set(self) -> bool {
+        self.node.and_then(|n| n.get("x-kubernetes-list-type")).and_then(Value::as_str) == Some("set")
+            || (self.strategy().contains("merge") && self.merge_key().is_none())
+    }
+
+    /// The keys that identify an item when comparing two stored (normalized) lists: all of
+    /// `x-kubernetes-list-map-keys` (`port` and `protocol` for Service ports), else the merge key.
+    fn identity_keys(self) -> Vec<&'a str> {
+        let map_keys: Vec<&str> = self
+            .node
+            .and_then(|n| n.get("x-kubernetes-list-map-keys"))
+            .and_then(Value::as_array)
+            .map(|keys| keys.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        if !map_keys.is_empty() { map_keys } else { self.merge_key().into_iter().collect() }
+    }
+
     /// The key list items merge by, when the list merges rather than being replaced.
     pub fn merge_key(self) -> Option<&'a str> {
         // The markers sit on the property itself, beside its `items`.
@@ -60,59 +84,102 @@ pub fn merge(last: Option<&Value>, desired: &Value, live: &Value, schema: Schema
         (Value::Object(d), Value::Object(v)) => {
             let empty = Map::new();
             let l = last.and_then(Value::as_object).unwrap_or(&empty);
+            // `retainKeys` (a Deployment's `strategy`, a volume's source): what the
+            // configuration leaves out goes, whoever set it.
+            let retain = schema.strategy().contains("retainKeys");
             let mut out = Map::with_capacity(d.len().max(v.len()));
             for (key, value) in v {
                 match d.get(key) {
+                    // `key: null` in the configuration clears the field.
+                    Some(Value::Null) => {}
                     Some(wanted) => {
                         out.insert(key.clone(), merge(l.get(key), wanted, value, schema.property(key)));
                     }
                     // Applied last time, not wanted now: removed. Never applied: the
                     // cluster's, kept.
-                    None if l.contains_key(key) => {}
+                    None if retain || l.contains_key(key) => {}
                     None => {
                         out.insert(key.clone(), value.clone());
                     }
                 }
             }
             for (key, wanted) in d {
-                if !v.contains_key(key) {
+                if !v.contains_key(key) && !wanted.is_null() {
                     out.insert(key.clone(), wanted.clone());
                 }
             }
             Value::Object(out)
         }
         (Value::Array(d), Value::Array(v)) => match schema.merge_key() {
-            Some(key) => merge_list(last.and_then(Value::as_array), d, v, key, schema.items()),
+            Some(key) => merge_list(last.and_then(Value::as_array), d, v, &[key], schema.items()),
+            None if schema.is_set() => {
+                // A set: what is wanted, plus what the cluster added and nobody applied.
+                let applied = last.and_then(Value::as_array);
+                let mut out = d.clone();
+                for item in v {
+                    if !d.contains(item) && !applied.is_some_and(|a| a.contains(item)) {
+                        out.push(item.clone());
+                    }
+                }
+                Value::Array(out)
+            }
             None => desired.clone(),
         },
         _ => desired.clone(),
     }
 }
 
-fn key_of<'v>(item: &'v Value, key: &str) -> Option<&'v Value> {
-    item.get(key)
+/// An item's identity in a keyed list: its key values, and which occurrence of them it
+/// is, so the n-th item with a key pairs with the n-th (env names may repeat).
+type Identity = (String, usize);
+
+fn identities(list: &[Value], keys: &[&str]) -> Vec<Option<Identity>> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    list.iter()
+        .map(|item| {
+            let mut key = String::new();
+            for k in keys {
+                let value = item.get(*k)?;
+                key.push_str(&value.to_string());
+                key.push('\u{0}');
+            }
+            let n = seen.entry(key.clone()).or_default();
+            *n += 1;
+            Some((key, *n))
+        })
+        .collect()
 }
 
-fn merge_list(last: Option<&Vec<Value>>, desired: &[Value], live: &[Value], key: &str, items: Schema<'_>) -> Value {
-    let find = |list: &'_ [Value], k: &Value| list.iter().position(|i| key_of(i, key) == Some(k));
+fn index(list: &[Value], keys: &[&str]) -> (Vec<Option<Identity>>, HashMap<Identity, usize>) {
+    let ids = identities(list, keys);
+    let map = ids.iter().enumerate().filter_map(|(i, id)| Some((id.clone()?, i))).collect();
+    (ids, map)
+}
+
+fn merge_list(last: Option<&Vec<Value>>, desired: &[Value], live: &[Value], keys: &[&str], items: Schema<'_>) -> Value {
+    let (desired_ids, desired_index) = index(desired, keys);
+    let (live_ids, live_index) = index(live, keys);
+    let last_index = last.map(|l| index(l, keys).1).unwrap_or_default();
     let mut out = Vec::with_capacity(desired.len().max(live.len()));
-    for wanted in desired {
-        let Some(k) = key_of(wanted, key) else {
+    for (wanted, id) in desired.iter().zip(&desired_ids) {
+        let Some(id) = id else {
             out.push(wanted.clone());
             continue;
         };
-        let previous = last.and_then(|l| find(l, k).map(|i| &l[i]));
-        match find(live, k) {
-            Some(i) => out.push(merge(previous, wanted, &live[i], items)),
+        let previous = last.and_then(|l| last_index.get(id).map(|i| &l[*i]));
+        match live_index.get(id) {
+            Some(&i) => out.push(merge(previous, wanted, &live[i], items)),
             None => out.push(wanted.clone()),
         }
     }
-    // Live items nobody asked for: kept unless they were applied last time.
-    for item in live {
-        let Some(k) = key_of(item, key) else { continue };
-        let wanted = find(desired, k).is_some();
-        let applied = last.is_some_and(|l| find(l, k).is_some());
-        if !wanted && !applied {
+    // Live items nobody asked for: kept unless they were applied last time. Items without
+    // the key cannot be matched: kept, rather than silently dropped.
+    for (item, id) in live.iter().zip(&live_ids) {
+        let keep = match id {
+            Some(id) => !desired_index.contains_key(id) && !last_index.contains_key(id),
+            None => true,
+        };
+        if keep {
             out.push(item.clone());
         }
     }
@@ -161,26 +228,36 @@ pub fn diff(before: &Value, after: &Value, schema: Schema<'_>, path: &mut String
                 path.truncate(len);
             }
         }
-        (Value::Array(b), Value::Array(a)) => match schema.merge_key() {
-            Some(key) if b.iter().chain(a).all(|i| key_of(i, key).is_some()) => {
-                let label = |item: &Value| match key_of(item, key) {
-                    Some(Value::String(s)) => s.clone(),
-                    Some(other) => other.to_string(),
-                    None => String::new(),
+        (Value::Array(b), Value::Array(a)) => match schema.identity_keys() {
+            keys if !keys.is_empty()
+                && identities(b, &keys).iter().chain(&identities(a, &keys)).all(Option::is_some) =>
+            {
+                let (b_ids, b_index) = index(b, &keys);
+                let (a_ids, a_index) = index(a, &keys);
+                let label = |item: &Value| {
+                    let parts: Vec<String> = keys
+                        .iter()
+                        .map(|k| match item.get(*k) {
+                            Some(Value::String(s)) => format!("{k}={s}"),
+                            Some(other) => format!("{k}={other}"),
+                            None => format!("{k}="),
+                        })
+                        .collect();
+                    format!("[{}]", parts.join(","))
                 };
-                for item in b {
+                for (item, id) in b.iter().zip(&b_ids) {
                     let len = path.len();
-                    path.push_str(&format!("[{key}={}]", label(item)));
-                    match a.iter().find(|i| key_of(i, key) == key_of(item, key)) {
-                        Some(next) => diff(item, next, schema.items(), path, out),
+                    path.push_str(&label(item));
+                    match id.as_ref().and_then(|id| a_index.get(id)) {
+                        Some(&j) => diff(item, &a[j], schema.items(), path, out),
                         None => out.push(change(path, Op::Remove, Some(item), None)),
                     }
                     path.truncate(len);
                 }
-                for item in a {
-                    if !b.iter().any(|i| key_of(i, key) == key_of(item, key)) {
+                for (item, id) in a.iter().zip(&a_ids) {
+                    if id.as_ref().is_none_or(|id| !b_index.contains_key(id)) {
                         let len = path.len();
-                        path.push_str(&format!("[{key}={}]", label(item)));
+                        path.push_str(&label(item));
                         out.push(change(path, Op::Add, None, Some(item)));
                         path.truncate(len);
                     }
@@ -268,6 +345,22 @@ mod tests {
         let live = json!({"metadata": {"labels": {"app": "web", "tier": "front"}, "uid": "1"}, "spec": {"replicas": 2}, "status": {"ready": 2}});
         let merged = merge(Some(&last), &desired, &live, schema);
         assert_eq!(changes(&live, &merged, schema), [("metadata.labels.tier".to_string(), Op::Remove)]);
+        // Repeated keys pair in order (a DNS Service's port 53 over TCP and UDP); a set
+        // keeps what the cluster added; retainKeys drops what the configuration left out.
+        let (node, definitions) = catalog.builtin_definition(&GroupVersionKind::new("", "v1", "Service")).unwrap();
+        let service = Schema { node: Some(node), definitions: Some(definitions) };
+        let ports = json!({"spec": {"ports": [{"port": 53, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]}});
+        let merged = merge(Some(&ports), &ports, &ports, service);
+        assert_eq!(merged, ports);
+        assert!(changes(&ports, &merged, service).is_empty());
+        let last = json!({"metadata": {"finalizers": ["a"]}, "spec": {"strategy": {"type": "RollingUpdate"}}});
+        let desired = json!({"metadata": {"finalizers": ["b"]}, "spec": {"strategy": {"type": "Recreate"}}});
+        let live = json!({"metadata": {"finalizers": ["a", "kubernetes.io/pvc-protection"]},
+            "spec": {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%"}}}});
+        assert_eq!(
+            merge(Some(&last), &desired, &live, schema),
+            json!({"metadata": {"finalizers": ["b", "kubernetes.io/pvc-protection"]}, "spec": {"strategy": {"type": "Recreate"}}})
+        );
         // Primitive lists are replaced, and keys with dots are quoted.
         let before = json!({"metadata": {"annotations": {"example.com/a": "1"}}, "args": ["a", "b"]});
         let after = json!({"metadata": {"annotations": {"example.com/a": "2"}}, "args": ["a"]});

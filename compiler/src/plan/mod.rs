@@ -154,13 +154,21 @@ fn plan_one(desired: Desired<'_>, graph: &Graph, i: usize, state: &State, catalo
             (Action::Create, changes, wanted.clone())
         }
         Some(current) => {
-            let mut merged = merge::merge(current.last_applied.as_ref(), written, &current.live, schema);
+            // Both sides in stored form: a live object as kubectl prints it (nulls,
+            // `creationTimestamp: null`, `stringData`) must not read as a difference.
+            let mut live = current.live.clone();
+            crate::normalize::normalize_value(info, &mut live, catalog);
+            // kubectl puts the new last-applied annotation into the configuration before
+            // merging, so the annotations map is always there: leaving it out would remove
+            // the annotations controllers set.
+            let written = with_last_applied(written);
+            let mut merged = merge::merge(current.last_applied.as_ref(), &written, &live, schema);
             crate::normalize::normalize_value(info, &mut merged, catalog);
-            let mut changes = Vec::new();
-            merge::diff(&current.live, &merged, schema, &mut String::new(), &mut changes);
             // kubectl rewrites its own annotation on every apply: not a change of the object.
-            let annotation = format!("metadata.annotations[\"{LAST_APPLIED}\"]");
-            changes.retain(|c| !c.path.starts_with(&annotation));
+            without_last_applied(&mut live);
+            without_last_applied(&mut merged);
+            let mut changes = Vec::new();
+            merge::diff(&live, &merged, schema, &mut String::new(), &mut changes);
             let action = if changes.is_empty() { Action::Unchanged } else { Action::Update };
             (action, changes, merged)
         }
@@ -198,6 +206,33 @@ pub fn applied(plan: &Plan, written: &std::collections::HashMap<ObjectId, Value>
     objects
 }
 
+fn without_last_applied(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
+        && let Some(annotations) = metadata.get_mut("annotations").and_then(Value::as_object_mut)
+    {
+        annotations.remove(LAST_APPLIED);
+        if annotations.is_empty() {
+            metadata.remove("annotations");
+        }
+    }
+}
+
+/// The configuration with kubectl's last-applied annotation set to itself.
+fn with_last_applied(written: &Value) -> Value {
+    let mut config = written.clone();
+    let text = written.to_string();
+    if let Some(metadata) =
+        config.as_object_mut().map(|o| o.entry("metadata").or_insert_with(|| Value::Object(Default::default())))
+        && let Some(metadata) = metadata.as_object_mut()
+    {
+        let annotations = metadata.entry("annotations").or_insert_with(|| Value::Object(Default::default()));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(LAST_APPLIED.into(), Value::String(text));
+        }
+    }
+    config
+}
+
 fn gvk_of(object: &Value) -> Option<GroupVersionKind> {
     Some(GroupVersionKind::from_api_version(object.get("apiVersion")?.as_str()?, object.get("kind")?.as_str()?))
 }
@@ -219,6 +254,28 @@ fn mask_secret(changes: &mut [Change]) {
         match value {
             Value::Object(map) => map.values_mut().for_each(hide),
             _ => *value = Value::String(HIDDEN.into()),
+        }
+    }
+    /// The last-applied annotation holds the whole Secret as written: never shown.
+    fn scrub(value: &mut Value) {
+        if let Value::Object(map) = value {
+            for (key, child) in map.iter_mut() {
+                if key == LAST_APPLIED {
+                    *child = Value::String(HIDDEN.into());
+                } else {
+                    scrub(child);
+                }
+            }
+        }
+    }
+    for change in changes.iter_mut() {
+        if change.path.starts_with("metadata") {
+            for value in [&mut change.before, &mut change.after].into_iter().flatten() {
+                if change.path.contains(LAST_APPLIED) {
+                    *value = Value::String(HIDDEN.into());
+                }
+                scrub(value);
+            }
         }
     }
     for change in changes {

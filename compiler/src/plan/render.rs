@@ -63,11 +63,10 @@ pub fn text(plan: &Plan, style: Style) -> String {
     if s.not_managed > 0 {
         let _ = write!(
             line,
-            " {} object{} in the state {} not in the manifests (--prune deletes {}).",
+            " {} object{} in the state {} not in the manifests: left alone (--prune deletes those kubeyard or kubectl applied).",
             s.not_managed,
             if s.not_managed == 1 { "" } else { "s" },
             if s.not_managed == 1 { "is" } else { "are" },
-            if s.not_managed == 1 { "it" } else { "them" }
         );
     }
     out.push_str(&style.paint(BOLD, &line));

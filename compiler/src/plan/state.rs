@@ -26,8 +26,8 @@ pub struct Current {
     /// `None` when nothing says what was applied (an object made by `kubectl create`):
     /// then nothing counts as removed from the configuration.
     pub last_applied: Option<Value>,
-    /// Whether a prune may delete it: objects of kubeyard's state, and objects that carry
-    /// a last-applied configuration (`kubectl apply --prune`'s rule).
+    /// Whether a prune may delete it: objects that carry a last-applied configuration
+    /// (`kubectl apply --prune`'s rule; kubeyard's state writes it on what it applies).
     pub managed: bool,
 }
 
@@ -63,21 +63,20 @@ impl State {
     /// Adds the objects of one state file. Problems are diagnostics at their place.
     pub fn read(&mut self, source: &SourceFile) -> Result<(), Vec<Diagnostic>> {
         let mut problems = Vec::new();
-        let mut ours = false;
         // `kubectl get -o json` and other JSON: serde_json is many times faster than a YAML
         // parser with spans; invalid JSON goes through the YAML parser for a located error.
         let text = source.text().trim_start();
         if (text.starts_with('{') || text.starts_with('['))
             && let Ok(value) = serde_json::from_str::<Value>(source.text())
         {
-            self.take(value, crate::source::Span::default(), &mut ours, &mut problems);
+            self.take(value, crate::source::Span::default(), &mut problems);
             return if problems.is_empty() { Ok(()) } else { Err(problems) };
         }
         if source.text().len() > PARALLEL_FROM
             && let Some(values) = parse_in_parallel(source)
         {
             for (value, span) in values {
-                self.take(value, span, &mut ours, &mut problems);
+                self.take(value, span, &mut problems);
             }
             return if problems.is_empty() { Ok(()) } else { Err(problems) };
         }
@@ -94,23 +93,25 @@ impl State {
             let span = root.span;
             let value = root.to_json();
             drop(root);
-            self.take(value, span, &mut ours, &mut problems);
+            self.take(value, span, &mut problems);
         }
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
-    /// One document: kubeyard's header (after which every object is kubeyard's), a list,
+    /// One document: kubeyard's header (with `objects:` in a small hand-written state), a list,
     /// or an object.
-    fn take(&mut self, value: Value, span: crate::source::Span, ours: &mut bool, problems: &mut Vec<Diagnostic>) {
+    fn take(&mut self, value: Value, span: crate::source::Span, problems: &mut Vec<Diagnostic>) {
         if value.is_null() {
             return;
         }
         let kind = value.get("kind").and_then(Value::as_str).unwrap_or_default();
         let objects: Vec<Value> =
             if kind == "State" && value.get("apiVersion").and_then(Value::as_str) == Some(STATE_API_VERSION) {
-                *ours = true;
                 value.get("objects").and_then(Value::as_array).cloned().unwrap_or_default()
-            } else if kind.ends_with("List") && value.get("items").is_some_and(Value::is_array) {
+            } else if kind.ends_with("List")
+                && value.get("items").is_some_and(Value::is_array)
+                && value.pointer("/metadata/name").is_none()
+            {
                 match value {
                     Value::Object(mut map) => match map.remove("items") {
                         Some(Value::Array(items)) => items,
@@ -150,7 +151,9 @@ impl State {
                 },
                 _ => None,
             };
-            let managed = *ours || last_applied.is_some();
+            // Only what was applied may be pruned: an object copied from a `kubectl get`
+            // dump into kubeyard's state stays unmanaged.
+            let managed = last_applied.is_some();
             self.insert(id, Current { live: object, last_applied, managed });
         }
     }

@@ -49,6 +49,11 @@ pub const FUNCTIONS: &[(&str, usize, &str)] = &[
 /// Parses `text` (what is between `${` and `}`, or the start of it: parsing stops at the
 /// first `}` outside a string). Returns the expression and how many bytes it took.
 pub fn parse(text: &str) -> Result<(Expr, usize), SyntaxError> {
+    // Nesting is recursion: bounded before parsing, so `${ ((((...` is an error, not a
+    // stack overflow.
+    if let Some(at) = too_deep(text) {
+        return Err(SyntaxError { at, message: format!("nested more than {MAX_DEPTH} levels deep") });
+    }
     let parser = Parse { base: text };
     match delimited(multispace0, |i| parser.pipeline(i), multispace0).parse(text) {
         Ok((rest, expr)) => Ok((expr, text.len() - rest.len())),
@@ -63,6 +68,41 @@ pub fn parse(text: &str) -> Result<(Expr, usize), SyntaxError> {
         }
         Err(nom::Err::Incomplete(_)) => Err(SyntaxError { at: text.len(), message: "unfinished expression".into() }),
     }
+}
+
+const MAX_DEPTH: usize = 32;
+
+/// Where parentheses (outside strings) first nest deeper than `MAX_DEPTH`.
+fn too_deep(text: &str) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (at, c) in text.char_indices() {
+        match quote {
+            Some(q) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q == '"' {
+                    escaped = true;
+                } else if c == q {
+                    quote = None;
+                }
+            }
+            None => match c {
+                '"' | '\'' => quote = Some(c),
+                '(' => {
+                    depth += 1;
+                    if depth > MAX_DEPTH {
+                        return Some(at);
+                    }
+                }
+                ')' => depth = depth.saturating_sub(1),
+                '}' if depth == 0 => return None,
+                _ => {}
+            },
+        }
+    }
+    None
 }
 
 struct Parse<'a> {
@@ -329,6 +369,9 @@ mod tests {
         assert_eq!(parse("f(a,").unwrap_err().at, 4);
         assert_eq!(parse("f(a b)").unwrap_err().at, 4);
         assert!(parse("f()").is_ok());
+        let deep = format!("{}a{}", "(".repeat(5000), ")".repeat(5000));
+        assert_eq!(parse(&deep).unwrap_err().at, MAX_DEPTH);
+        assert!(parse(&format!("{}a{}", "(".repeat(MAX_DEPTH), ")".repeat(MAX_DEPTH))).is_ok());
     }
 
     fn expr() -> impl Strategy<Value = Expr> {
