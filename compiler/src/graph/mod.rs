@@ -90,6 +90,12 @@ pub enum Reason {
 }
 
 impl Reason {
+    /// An ordering kubeyard infers for convenience rather than one the API needs: dropped
+    /// when it would close a cycle.
+    pub fn is_soft(self) -> bool {
+        matches!(self, Reason::Selects | Reason::Routes | Reason::Needs)
+    }
+
     /// Why the dependent waits, in its own words (`Deployment/web` waits for
     /// `ConfigMap/cfg`: "uses it").
     pub fn why(self) -> &'static str {
@@ -127,7 +133,7 @@ impl Reason {
 pub struct Graph {
     pub ids: Vec<ObjectId>,
     pub graph: DiGraph<usize, Reason>,
-    /// Every object's index, in apply order (objects on cycles last, by key).
+    /// Every object's index, in apply order (a cycle is entered at its first object by key).
     pub order: Vec<usize>,
     /// Each cycle's members, in key order.
     pub cycles: Vec<Vec<usize>>,
@@ -225,6 +231,27 @@ pub fn build(objects: &[&Value]) -> Graph {
     for (from, to, reason) in found {
         graph.add_edge(NodeIndex::new(from), NodeIndex::new(to), reason);
     }
+    // Inferred orderings (a Service before what it selects, a backend before its Ingress,
+    // a target before its autoscaler) give way when they close a cycle with declared or
+    // structural ones, as kapp's `ignoreIfCyclical` rules do; what remains is a real cycle.
+    let mut soft_in_cycles = Vec::new();
+    for scc in tarjan_scc(&graph).into_iter().filter(|scc| scc.len() > 1) {
+        let members: std::collections::HashSet<NodeIndex> = scc.iter().copied().collect();
+        for edge in graph.edge_indices() {
+            if let Some((a, b)) = graph.edge_endpoints(edge)
+                && members.contains(&a)
+                && members.contains(&b)
+                && graph[edge].is_soft()
+            {
+                soft_in_cycles.push(edge);
+            }
+        }
+    }
+    // Removing shifts the last edge into the removed slot: highest index first.
+    soft_in_cycles.sort_unstable_by(|a, b| b.cmp(a));
+    for edge in soft_in_cycles {
+        graph.remove_edge(edge);
+    }
     let (order, waves) = topological(&graph, &ids);
     let mut cycles: Vec<Vec<usize>> = tarjan_scc(&graph)
         .into_iter()
@@ -250,22 +277,38 @@ fn topological(graph: &DiGraph<usize, Reason>, ids: &[ObjectId]) -> (Vec<usize>,
     let mut order = Vec::with_capacity(n);
     let mut waves = vec![0usize; n];
     let mut done = vec![false; n];
-    while let Some(Reverse((_, i))) = ready.pop() {
-        order.push(i);
-        done[i] = true;
-        for next in graph.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
-            let j = next.index();
-            waves[j] = waves[j].max(waves[i] + 1);
-            waiting[j] -= 1;
-            if waiting[j] == 0 {
-                ready.push(Reverse((sort_key(&ids[j]), j)));
+    loop {
+        while let Some(Reverse((_, i))) = ready.pop() {
+            if done[i] {
+                continue;
+            }
+            order.push(i);
+            done[i] = true;
+            for next in graph.neighbors_directed(NodeIndex::new(i), petgraph::Outgoing) {
+                let j = next.index();
+                if done[j] {
+                    continue; // the edge that closed a cycle
+                }
+                waves[j] = waves[j].max(waves[i] + 1);
+                waiting[j] = waiting[j].saturating_sub(1);
+                if waiting[j] == 0 && !done[j] {
+                    ready.push(Reverse((sort_key(&ids[j]), j)));
+                }
             }
         }
-    }
-    if order.len() < n {
-        let mut rest: Vec<usize> = (0..n).filter(|i| !done[*i]).collect();
-        rest.sort_by(|a, b| sort_key(&ids[*a]).cmp(&sort_key(&ids[*b])));
-        order.extend(rest);
+        if order.len() == n {
+            break;
+        }
+        // Only cycles are left waiting: release the first of them by key, so what depends
+        // on a cycle still comes after it (the cycle itself is reported as an error).
+        let stuck = (0..n).filter(|i| !done[*i]).min_by(|a, b| sort_key(&ids[*a]).cmp(&sort_key(&ids[*b])));
+        match stuck {
+            Some(i) => {
+                waiting[i] = 0;
+                ready.push(Reverse((sort_key(&ids[i]), i)));
+            }
+            None => break,
+        }
     }
     (order, waves)
 }
@@ -377,6 +420,16 @@ mod tests {
         let graph = build(&[&a, &b, &c]);
         assert_eq!(graph.cycles, vec![vec![0, 1]]);
         assert!(graph.problems.is_empty());
+        // A Service declared to wait for the Deployment it selects: the inferred
+        // Service-before-workload edge gives way instead of making a cycle.
+        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": []}}}});
+        let service = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web", "namespace": "default",
+            "annotations": {"config.kubernetes.io/depends-on": "apps/namespaces/default/Deployment/web"}},
+            "spec": {"selector": {"app": "web"}}});
+        let soft = build(&[&service, &deployment]);
+        assert!(soft.cycles.is_empty());
+        assert_eq!(names(&soft), ["Deployment/default/web", "Service/default/web"]);
         let odd = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d", "namespace": "default",
             "annotations": {"config.kubernetes.io/depends-on": "ConfigMap/a, /namespaces/default/ConfigMap/zzz"}}});
         assert_eq!(
