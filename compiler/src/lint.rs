@@ -300,7 +300,7 @@ impl Linter {
                             self.lint_object(source, info, Arc::new(item.clone()), index)
                         }
                         Classified::Invalid(problem) => {
-                            ObjectReport::new(Some(index), item.span, vec![self.not_an_object(problem)])
+                            ObjectReport::new(Some(index), item.span, vec![self.not_an_object(source, problem)])
                         }
                     };
                     report.item = Some(i);
@@ -310,7 +310,7 @@ impl Linter {
                 }
             }
             Classified::Invalid(problem) => {
-                own.push(self.not_an_object(problem));
+                own.push(self.not_an_object(source, problem));
                 reports.push(ObjectReport::new(Some(index), document.span, own));
             }
         }
@@ -428,11 +428,11 @@ impl Linter {
         }
     }
 
-    fn not_an_object(&self, problem: NotAnObject) -> Diagnostic {
+    fn not_an_object(&self, source: &SourceFile, problem: NotAnObject) -> Diagnostic {
         match problem {
             NotAnObject::NotAMapping { found, span } => Diagnostic::error(
                 Code::NotAnObject,
-                Span::new(span.start, span.start.max(span.end.min(span.start + 1))),
+                source.first_char(span),
                 format!("document is {} {found}, not a Kubernetes object", if found == "array" || found == "object" { "an" } else { "a" }),
             )
             .with_label(format!("this document is {} {found}", if found == "array" || found == "object" { "an" } else { "a" }))
@@ -505,6 +505,22 @@ mod tests {
     }
 
     const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  selector:\n    matchLabels: {app: web}\n  template:\n    metadata:\n      labels: {app: web}\n    spec:\n      containers:\n      - name: web\n        image: nginx:1.27\n";
+
+    /// Found by fuzzing: a document that is a string starting with a multi-byte character
+    /// was anchored on half of it.
+    #[test]
+    fn spans_never_split_a_character() {
+        for text in ["\u{342}}\n", "é: [\n", "- ü\n", "€"] {
+            for report in lint(text) {
+                for d in &report.diagnostics {
+                    assert!(
+                        text.is_char_boundary(d.span.start as usize) && text.is_char_boundary(d.span.end as usize),
+                        "{d:?} in {text:?}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn a_valid_deployment_is_valid() {

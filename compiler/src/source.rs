@@ -153,6 +153,14 @@ impl SourceFile {
     }
 
     /// How many lines the text has.
+    /// The first character of `span` (empty if `span` is): an anchor that never splits a
+    /// multi-byte character.
+    pub fn first_char(&self, span: Span) -> Span {
+        let start = (span.start as usize).min(self.text.len());
+        let width = self.text.get(start..).and_then(|rest| rest.chars().next()).map_or(0, char::len_utf8);
+        Span::new(span.start, (span.start + width as u32).min(span.end.max(span.start)))
+    }
+
     pub fn line_count(&self) -> u32 {
         self.line_starts().len() as u32
     }

@@ -57,14 +57,36 @@ impl Values {
     /// Applies `--set a.b.c=value`; the value is read as a YAML plain scalar (`3` is a
     /// number, `true` a boolean, `"3"` cannot be written: use a values file for that).
     pub fn set(&mut self, assignment: &str) -> Result<(), String> {
+        self.assign(assignment, false)
+    }
+
+    /// Applies `--set-string a.b=value`: the value is text, whatever it looks like
+    /// (`1.10` stays `1.10`, `no` stays `no`).
+    pub fn set_string(&mut self, assignment: &str) -> Result<(), String> {
+        self.assign(assignment, true)
+    }
+
+    fn assign(&mut self, assignment: &str, text: bool) -> Result<(), String> {
+        let flag = if text { "--set-string" } else { "--set" };
         let (path, raw) = assignment
             .split_once('=')
-            .ok_or_else(|| format!("--set {assignment}: write key.path=value, e.g. --set image.tag=v2"))?;
+            .ok_or_else(|| format!("{flag} {assignment}: write key.path=value, e.g. {flag} image.tag=v2"))?;
         let segments: Vec<&str> = path.split('.').collect();
         if segments.iter().any(|s| s.is_empty()) {
-            return Err(format!("--set {assignment}: `{path}` is not a dotted path of keys"));
+            return Err(format!("{flag} {assignment}: `{path}` is not a dotted path of keys"));
         }
-        let value = if raw.is_empty() { Value::String(String::new()) } else { scalar_json(yaml::resolve_plain(raw)) };
+        let value = if text || raw.is_empty() {
+            Value::String(raw.to_string())
+        } else {
+            match yaml::resolve_plain(raw) {
+                yaml::Value::Float(f) if !f.is_finite() => {
+                    return Err(format!(
+                        "{flag} {assignment}: `{raw}` is not a finite number (use --set-string for text)"
+                    ));
+                }
+                scalar => scalar_json(scalar),
+            }
+        };
         let mut map = &mut self.root;
         for segment in &segments[..segments.len() - 1] {
             let slot = map.entry(segment.to_string()).or_insert_with(|| Value::Object(Map::new()));
@@ -611,6 +633,9 @@ mod tests {
             Value::Object(v.as_json().clone()),
             json!({"image": {"repo": "web", "tag": "v2"}, "replicas": 3, "debug": true})
         );
+        v.set_string("image.tag=1.10").unwrap();
+        assert_eq!(v.as_json()["image"]["tag"], "1.10");
+        assert!(v.set("x=.nan").is_err());
         assert!(v.set("novalue").is_err());
         assert!(v.set("a..b=1").is_err());
     }

@@ -58,6 +58,11 @@ pub struct Inputs {
     #[arg(long = "set", value_name = "KEY=VALUE", help_heading = "Templates")]
     pub set: Vec<String>,
 
+    /// Set one template value as text, whatever it looks like (`image.tag=1.10`).
+    /// Repeatable; applied after --set.
+    #[arg(long = "set-string", value_name = "KEY=VALUE", help_heading = "Templates")]
+    pub set_string: Vec<String>,
+
     /// The environment: values/NAME.yaml next to the manifests, over values/default.yaml.
     #[arg(long, value_name = "NAME", help_heading = "Templates")]
     pub env: Option<String>,
@@ -82,7 +87,8 @@ impl Inputs {
             .map(|p| if p.is_dir() { p } else { p.parent().map(PathBuf::from).unwrap_or_default() });
         let dir = base.map(|b| if b.as_os_str().is_empty() { PathBuf::from(".") } else { b }.join("values"));
         let default_file = dir.as_ref().map(|d| d.join("default.yaml")).filter(|f| f.is_file());
-        let asked = !self.values.is_empty() || !self.set.is_empty() || self.env.is_some();
+        let asked =
+            !self.values.is_empty() || !self.set.is_empty() || !self.set_string.is_empty() || self.env.is_some();
         if !asked && default_file.is_none() {
             return Ok(Templating { values: None, values_dir: None });
         }
@@ -134,6 +140,9 @@ impl Inputs {
         }
         for assignment in &self.set {
             values.set(assignment).map_err(|message| usage_error(&message))?;
+        }
+        for assignment in &self.set_string {
+            values.set_string(assignment).map_err(|message| usage_error(&message))?;
         }
         let values_dir = dir.filter(|d| d.is_dir());
         Ok(Templating { values: Some(Arc::new(values)), values_dir })
