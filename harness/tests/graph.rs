@@ -5,15 +5,9 @@ mod support;
 
 #[test]
 fn fixtures_graph_in_every_format() {
-    let root = support::workspace().join("fixtures/graph");
-    let mut dirs: Vec<_> =
-        std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
+    let dirs = support::case_dirs("graph");
     assert!(!dirs.is_empty());
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(support::workspace().join("snapshots/graph"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
+    support::snapshots_in("graph").bind(|| {
         for dir in dirs {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
             let path = format!("fixtures/graph/{name}");

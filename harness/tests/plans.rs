@@ -19,15 +19,9 @@ fn plan_args(dir: &Path, name: &str) -> Vec<String> {
 
 #[test]
 fn fixtures_plan_as_snapshotted() {
-    let root = support::workspace().join("fixtures/plans");
-    let mut dirs: Vec<_> =
-        std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
+    let dirs = support::case_dirs("plans");
     assert!(dirs.len() >= 4, "fixtures/plans holds the cases");
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(support::workspace().join("snapshots/plans"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
+    support::snapshots_in("plans").bind(|| {
         for dir in dirs {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
             let args = plan_args(&dir, &name);

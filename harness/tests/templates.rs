@@ -8,15 +8,9 @@ use std::path::Path;
 
 #[test]
 fn fixtures_render_per_environment() {
-    let root = support::workspace().join("fixtures/templates");
-    let mut dirs: Vec<_> =
-        std::fs::read_dir(&root).unwrap().flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
-    dirs.sort();
+    let dirs = support::case_dirs("templates");
     assert!(dirs.len() >= 2, "fixtures/templates holds at least a good and a broken case");
-    let mut settings = insta::Settings::clone_current();
-    settings.set_snapshot_path(support::workspace().join("snapshots/templates"));
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| {
+    support::snapshots_in("templates").bind(|| {
         for dir in dirs {
             let name = dir.file_name().unwrap().to_string_lossy().into_owned();
             let relative = format!("fixtures/templates/{name}");

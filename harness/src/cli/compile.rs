@@ -10,6 +10,8 @@ use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::graph::{self, Graph, ObjectId};
 use kubeyard_compiler::normalize::normalize;
 use kubeyard_compiler::object::ObjectInfo;
+use kubeyard_compiler::plan::state::State;
+use kubeyard_compiler::plan::{self, Plan};
 use kubeyard_compiler::rules::RuleSettings;
 use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
 use serde_json::Value;
@@ -84,12 +86,12 @@ impl Compiled {
         let mut first: HashMap<ObjectId, usize> = HashMap::new();
         let mut duplicates = Vec::new();
         for (i, desired) in self.objects.iter().enumerate() {
-            if let Some(id) = ObjectId::of(&desired.value)
-                && let Some(&earlier) = first.get(&id)
-            {
-                duplicates.push((i, earlier, id));
-            } else if let Some(id) = ObjectId::of(&desired.value) {
-                first.insert(id, i);
+            let Some(id) = ObjectId::of(&desired.value) else { continue };
+            match first.get(&id) {
+                Some(&earlier) => duplicates.push((i, earlier, id)),
+                None => {
+                    first.insert(id, i);
+                }
             }
         }
         for (i, earlier, id) in duplicates {
@@ -144,6 +146,16 @@ impl Compiled {
             );
         }
         graph
+    }
+
+    /// The plan of the valid objects (`graph` is theirs) against `state`.
+    pub fn plan(&self, graph: &Graph, state: &State, prune: bool) -> Plan {
+        let desired: Vec<plan::Desired<'_>> = self
+            .objects
+            .iter()
+            .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
+            .collect();
+        plan::plan(&desired, graph, state, self.linter.catalog(), prune)
     }
 
     fn span(&self, i: usize) -> kubeyard_compiler::Span {

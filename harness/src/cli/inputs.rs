@@ -11,7 +11,7 @@ use kubeyard_compiler::diagnostic::Diagnostic;
 use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
 use kubeyard_compiler::template::Values;
 use kubeyard_compiler::{FileReport, ObjectReport, SourceFile};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 #[derive(Args, Debug, Default)]
@@ -124,17 +124,9 @@ impl Inputs {
         files.extend(self.values.iter().cloned());
         let mut values = Values::default();
         for file in &files {
-            let bytes =
-                std::fs::read(file).map_err(|e| usage_error(&format!("cannot read {}: {e}", file.display())))?;
-            let source = SourceFile::from_bytes(file.display().to_string(), bytes)
-                .map_err(|e| usage_error(&format!("{}: {e}", file.display())))?;
+            let source = read_source(file)?;
             if let Err(problems) = values.merge_file(&source) {
-                let report = FileReport {
-                    name: source.name().to_string(),
-                    source: Some(source),
-                    objects: vec![ObjectReport::whole_file(problems)],
-                };
-                eprint!("{}", report::text::render_diagnostics(&report));
+                print_problems(source, problems);
                 return Err(Exit::Usage);
             }
         }
@@ -171,22 +163,13 @@ impl Inputs {
                 }
             }
         };
-        let bytes = std::fs::read(&path).map_err(|e| usage_error(&format!("cannot read {}: {e}", path.display())))?;
-        let source = SourceFile::from_bytes(path.display().to_string(), bytes)
-            .map_err(|e| usage_error(&format!("{}: {e}", path.display())))?;
+        let source = read_source(&path)?;
         let base = path.parent().map(PathBuf::from).unwrap_or_default();
         let (config, problems) = config::parse(&source, &base);
-        if !problems.is_empty() {
-            let failed = problems.iter().any(Diagnostic::is_error);
-            let report = FileReport {
-                name: source.name().to_string(),
-                source: Some(source),
-                objects: vec![ObjectReport::whole_file(problems)],
-            };
-            eprint!("{}", report::text::render_diagnostics(&report));
-            if failed {
-                return Err(Exit::Usage);
-            }
+        let failed = problems.iter().any(Diagnostic::is_error);
+        print_problems(source, problems);
+        if failed {
+            return Err(Exit::Usage);
         }
         Ok(config)
     }
@@ -200,4 +183,25 @@ impl Inputs {
         schema_dirs.extend(self.schema_dir.iter().cloned());
         Ok(CatalogOptions { version, strict: !self.no_strict && config.strict.unwrap_or(true), schema_dirs })
     }
+}
+
+/// A file kubeyard reads beside the manifests (configuration, values, a state) as text;
+/// what cannot be read ends the run (exit 2).
+pub fn read_source(path: &Path) -> Result<SourceFile, Exit> {
+    let bytes = std::fs::read(path).map_err(|e| usage_error(&format!("cannot read {}: {e}", path.display())))?;
+    SourceFile::from_bytes(path.display().to_string(), bytes)
+        .map_err(|e| usage_error(&format!("{}: {e}", path.display())))
+}
+
+/// Prints the problems of such a file on standard error, as `kubeyard lint` renders them.
+pub fn print_problems(source: SourceFile, problems: Vec<Diagnostic>) {
+    if problems.is_empty() {
+        return;
+    }
+    let report = FileReport {
+        name: source.name().to_string(),
+        source: Some(source),
+        objects: vec![ObjectReport::whole_file(problems)],
+    };
+    eprint!("{}", report::text::render_diagnostics(&report));
 }

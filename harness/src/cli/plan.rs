@@ -3,15 +3,14 @@
 
 use super::Exit;
 use super::compile::compile;
-use super::inputs::Inputs;
+use super::inputs::{Inputs, print_problems, read_source};
 use super::lint::usage_error;
-use crate::report;
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::graph::ObjectId;
 use kubeyard_compiler::plan::render::{self, Style};
 use kubeyard_compiler::plan::state::{STATE_API_VERSION, State};
 use kubeyard_compiler::plan::{self, Plan};
-use kubeyard_compiler::{FileReport, ObjectReport, SourceFile, print};
+use kubeyard_compiler::print;
 use serde_json::{Value, json};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -91,12 +90,7 @@ pub fn plan_with(inputs: &Inputs, target: &Target) -> Result<Plan, String> {
         Some(path) => read_state(path).map_err(|_| format!("the state {} cannot be read", path.display()))?,
         None => State::default(),
     };
-    let desired: Vec<plan::Desired<'_>> = compiled
-        .objects
-        .iter()
-        .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
-        .collect();
-    Ok(plan::plan(&desired, &graph, &state, compiled.linter.catalog(), target.prune))
+    Ok(compiled.plan(&graph, &state, target.prune))
 }
 
 fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
@@ -107,12 +101,7 @@ fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Pla
         Some(path) => read_state(path)?,
         None => State::default(),
     };
-    let desired: Vec<plan::Desired<'_>> = compiled
-        .objects
-        .iter()
-        .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
-        .collect();
-    let plan = plan::plan(&desired, &graph, &state, compiled.linter.catalog(), target.prune);
+    let plan = compiled.plan(&graph, &state, target.prune);
     let written = if keep_written {
         graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect()
     } else {
@@ -126,23 +115,13 @@ fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Pla
 
 fn read_state(path: &Path) -> Result<State, Exit> {
     let mut state = State::default();
-    let bytes = match std::fs::read(path) {
-        Ok(bytes) => bytes,
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
-            eprintln!("note: {} does not exist yet: planning against an empty state", path.display());
-            return Ok(state);
-        }
-        Err(error) => return Err(usage_error(&format!("cannot read {}: {error}", path.display()))),
-    };
-    let source = SourceFile::from_bytes(path.display().to_string(), bytes)
-        .map_err(|error| usage_error(&format!("{}: {error}", path.display())))?;
+    if matches!(path.try_exists(), Ok(false)) {
+        eprintln!("note: {} does not exist yet: planning against an empty state", path.display());
+        return Ok(state);
+    }
+    let source = read_source(path)?;
     if let Err(problems) = state.read(&source) {
-        let report = FileReport {
-            name: source.name().to_string(),
-            source: Some(source),
-            objects: vec![ObjectReport::whole_file(problems)],
-        };
-        eprint!("{}", report::text::render_diagnostics(&report));
+        print_problems(source, problems);
         return Err(Exit::Usage);
     }
     Ok(state)

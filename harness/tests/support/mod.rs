@@ -93,3 +93,20 @@ pub fn without_timing(text: &str) -> String {
     }
     out
 }
+
+/// The case folders under `fixtures/<kind>`, in name order.
+pub fn case_dirs(kind: &str) -> Vec<PathBuf> {
+    let root = workspace().join("fixtures").join(kind);
+    let mut dirs: Vec<PathBuf> =
+        std::fs::read_dir(&root).expect("fixture folder").flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+    dirs.sort();
+    dirs
+}
+
+/// insta settings that put snapshots in `snapshots/<folder>` under plain names.
+pub fn snapshots_in(folder: &str) -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(workspace().join("snapshots").join(folder));
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
