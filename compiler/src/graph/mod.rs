@@ -43,10 +43,6 @@ impl ObjectId {
         })
     }
 
-    /// `kind.group`, as kubectl names types (`deployment.apps`), for the core group the kind alone.
-    pub fn kind_and_group(&self) -> String {
-        if self.group.is_empty() { self.kind.clone() } else { format!("{}.{}", self.kind, self.group) }
-    }
 }
 
 impl fmt::Display for ObjectId {

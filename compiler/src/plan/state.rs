@@ -52,14 +52,6 @@ impl State {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.objects.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.objects.is_empty()
-    }
-
     /// Adds the objects of one state file. Problems are diagnostics at their place.
     pub fn read(&mut self, source: &SourceFile) -> Result<(), Vec<Diagnostic>> {
         let mut problems = Vec::new();
