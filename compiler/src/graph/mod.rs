@@ -42,7 +42,6 @@ impl ObjectId {
             name: metadata.get("name")?.as_str()?.to_string(),
         })
     }
-
 }
 
 impl fmt::Display for ObjectId {
