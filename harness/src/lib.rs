@@ -6,3 +6,4 @@ pub mod cli;
 pub mod discover;
 pub mod report;
 pub mod snapshot;
+pub mod store;

@@ -1,0 +1,92 @@
+//! The store: the only component that keeps state. Keys are strings, values bytes, and
+//! every write takes the next revision of one counter, which the API server shows as
+//! `resourceVersion` (as etcd's `mod_revision` is in Kubernetes).
+//!
+//! One trait, so the API server does not care where state lives: `memory::MemoryStore`
+//! (in memory, and with a data directory, durable through `wal`).
+
+pub mod memory;
+pub mod wal;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use tokio::sync::mpsc;
+
+/// A key's value and the revision that last wrote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub key: String,
+    pub value: Bytes,
+    pub revision: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EventKind {
+    Put,
+    Delete,
+}
+
+/// One write, as watchers see it. A delete carries the value that was deleted in
+/// `prev`; a put carries the value it replaced, if any, so that watchers with a
+/// selector can tell an object leaving their selection.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Event {
+    pub kind: EventKind,
+    pub key: String,
+    pub value: Option<Bytes>,
+    pub prev: Option<Bytes>,
+    pub revision: u64,
+}
+
+/// A page of a range read. `revision` is the store's revision when it was read.
+#[derive(Clone, Debug)]
+pub struct Listing {
+    pub entries: Vec<Entry>,
+    pub revision: u64,
+    /// More keys follow the last one returned.
+    pub more: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    Exists(String),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{key} is at revision {current}, not {expected}")]
+    Conflict { key: String, expected: u64, current: u64 },
+    #[error("revision {requested} is no longer in the history; the oldest kept is {oldest}")]
+    Compacted { requested: u64, oldest: u64 },
+    #[error("storage failed: {0}")]
+    Io(String),
+}
+
+/// Events after a revision, in revision order, until the receiver is dropped. A
+/// watcher that falls out of the history window gets one `Compacted` error and then
+/// the end of the stream.
+pub type Watch = mpsc::Receiver<Result<Event, StoreError>>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The revision of the latest acknowledged write.
+    async fn revision(&self) -> Result<u64, StoreError>;
+
+    async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError>;
+
+    /// Keys under `prefix`, in key order, strictly after `after`, at most `limit`.
+    async fn list(&self, prefix: &str, after: Option<&str>, limit: Option<usize>) -> Result<Listing, StoreError>;
+
+    /// Writes a key that must not exist; returns the write's revision.
+    async fn create(&self, key: &str, value: Bytes) -> Result<u64, StoreError>;
+
+    /// Replaces a key that must exist, and, with `expected`, must still be at that
+    /// revision (compare-and-swap).
+    async fn update(&self, key: &str, value: Bytes, expected: Option<u64>) -> Result<u64, StoreError>;
+
+    /// Deletes a key (at `expected`, if given); returns the deleted value with the
+    /// revision of the delete.
+    async fn delete(&self, key: &str, expected: Option<u64>) -> Result<Entry, StoreError>;
+
+    /// Every write under `prefix` with a revision above `after`.
+    async fn watch(&self, prefix: &str, after: u64) -> Result<Watch, StoreError>;
+}
