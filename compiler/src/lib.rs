@@ -6,6 +6,7 @@
 //! spanned trees) → `object` (trees to Kubernetes objects) → `schema` + `validate`
 //! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
 
+pub mod admission;
 pub mod config;
 pub mod diagnostic;
 pub mod duration;
@@ -15,6 +16,7 @@ pub mod lint;
 pub mod names;
 pub mod normalize;
 pub mod object;
+pub mod patch;
 pub mod plan;
 pub mod print;
 pub mod quantity;

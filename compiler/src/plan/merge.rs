@@ -40,12 +40,12 @@ impl<'a> Schema<'a> {
     }
 
     /// `x-kubernetes-patch-strategy` of the property (`merge`, `retainKeys`, both).
-    fn strategy(self) -> &'a str {
+    pub(crate) fn strategy(self) -> &'a str {
         self.node.and_then(|n| n.get("x-kubernetes-patch-strategy")).and_then(Value::as_str).unwrap_or("")
     }
 
     /// A list of scalars merged as a set (`metadata.finalizers`).
-    fn is_set(self) -> bool {
+    pub(crate) fn is_set(self) -> bool {
         self.node.and_then(|n| n.get("x-kubernetes-list-type")).and_then(Value::as_str) == Some("set")
             || (self.strategy().contains("merge") && self.merge_key().is_none())
     }

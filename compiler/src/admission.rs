@@ -1,0 +1,161 @@
+//! Admission: what the API server does to every object written to it before storing
+//! it, with the same code `kubeyard lint` and `kubeyard normalize` run. The object is
+//! validated against its schema and the rules the API server itself enforces (names,
+//! labels, quantities, ports, selectors), then defaulted and put in canonical form.
+
+use crate::diagnostic::{Diagnostic, Severity};
+use crate::lint::{LintOptions, Linter, Verdict};
+use crate::normalize::normalize;
+use crate::object::ObjectInfo;
+use crate::rules::{self, RuleSettings};
+use crate::schema::{Catalog, CatalogOptions, SchemaError};
+use serde_json::Value;
+
+/// The rules that mirror API server validation: an object that breaks one is refused
+/// with 422, as a real cluster refuses it. The others are advice and stay with `lint`.
+pub const ENFORCED_RULES: &[&str] = &[
+    "metadata/invalid-name",
+    "metadata/invalid-label",
+    "metadata/invalid-annotation",
+    "pod/invalid-container-name",
+    "pod/duplicate-port-name",
+    "pod/invalid-port-name",
+    "resources/invalid-quantity",
+    "resources/requests-above-limits",
+    "service/node-port",
+    "workload/selector-mismatch",
+];
+
+pub struct Admission {
+    linter: Linter,
+}
+
+/// Why a field was refused, as a `Status` cause carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Cause {
+    /// The field path, kubectl style (`spec.replicas`); empty for the whole object.
+    pub field: String,
+    pub message: String,
+    /// The compiler's diagnostic code (`schema/type`, `metadata/invalid-name`, ...).
+    pub code: &'static str,
+}
+
+/// An admitted object: defaulted and canonical.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    pub info: ObjectInfo,
+    pub object: Value,
+}
+
+impl Admission {
+    pub fn new(catalog: CatalogOptions) -> Result<Admission, SchemaError> {
+        let mut settings = RuleSettings::all_off();
+        for id in ENFORCED_RULES {
+            if let Some(rule) = rules::find(id) {
+                settings.set(rule, Some(Severity::Error));
+            }
+        }
+        let options = LintOptions {
+            catalog,
+            ignore_missing_schemas: false,
+            rules: settings,
+            cluster: None,
+            keep_trees: true,
+            values: None,
+        };
+        Ok(Admission { linter: Linter::new(options)? })
+    }
+
+    pub fn catalog(&self) -> &Catalog {
+        self.linter.catalog()
+    }
+
+    /// Validates and defaults one object written as JSON (or YAML).
+    pub fn admit(&self, object: &Value) -> Result<Admitted, Vec<Cause>> {
+        // The linter reads text so that its diagnostics carry spans; JSON is YAML.
+        let text = serde_json::to_vec(object).map_err(|e| vec![whole(e.to_string())])?;
+        let report = self.linter.lint_bytes("request body", text);
+        let [object] = report.objects.as_slice() else {
+            return Err(vec![whole("the request body must hold exactly one object".into())]);
+        };
+        let errors: Vec<Cause> = object.diagnostics.iter().filter(|d| d.is_error()).map(|d| cause(d)).collect();
+        match (object.verdict, &object.object, &object.tree) {
+            (Verdict::Valid, Some(info), Some(tree)) if errors.is_empty() => {
+                let normalized = normalize(info, tree, self.linter.catalog());
+                Ok(Admitted { info: info.clone(), object: normalized })
+            }
+            _ if !errors.is_empty() => Err(errors),
+            _ => Err(vec![whole(
+                object.reason.clone().unwrap_or_else(|| "the object has no schema to validate it against".into()),
+            )]),
+        }
+    }
+}
+
+fn whole(message: String) -> Cause {
+    Cause { field: String::new(), message, code: "object/not-kubernetes" }
+}
+
+fn cause(diagnostic: &Diagnostic) -> Cause {
+    let field = diagnostic.path.clone().unwrap_or_default();
+    // The Status names the field beside the message; saying it twice reads badly.
+    let message = diagnostic
+        .message
+        .strip_prefix(field.as_str())
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(&diagnostic.message)
+        .to_string();
+    Cause { field, message, code: diagnostic.code.as_str() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn admission() -> Admission {
+        Admission::new(CatalogOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn a_valid_object_comes_back_defaulted() {
+        let admitted = admission()
+            .admit(&json!({
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"matchLabels": {"app": "web"}},
+                         "template": {"metadata": {"labels": {"app": "web"}},
+                                      "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
+            }))
+            .unwrap();
+        assert_eq!(admitted.object["spec"]["replicas"], 1);
+        assert_eq!(admitted.object["metadata"]["namespace"], "default");
+        assert_eq!(admitted.info.gvk.kind, "Deployment");
+    }
+
+    #[test]
+    fn schema_and_rule_errors_are_causes_with_field_paths() {
+        let pod = |name: &str, port: Value| {
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": {"name": name},
+                "spec": {"containers": [{"name": "c", "image": "x", "ports": [{"containerPort": port}]}]}
+            })
+        };
+        let causes = admission().admit(&pod("web", json!("80"))).unwrap_err();
+        assert_eq!(causes[0].field, "spec.containers[0].ports[0].containerPort");
+        assert_eq!(causes[0].code, "schema/type");
+        assert!(!causes[0].message.starts_with("spec."), "{causes:?}");
+        // The rules see only schema-valid objects, as the API server validates types first.
+        let causes = admission().admit(&pod("Bad_Name", json!(80))).unwrap_err();
+        assert_eq!(causes[0].field, "metadata.name", "{causes:?}");
+        assert_eq!(causes[0].code, "metadata/invalid-name");
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused() {
+        let causes =
+            admission().admit(&json!({"apiVersion": "v1", "kind": "Nope", "metadata": {"name": "x"}})).unwrap_err();
+        assert_eq!(causes.len(), 1, "{causes:?}");
+    }
+}
