@@ -78,7 +78,7 @@ impl Admission {
         let [object] = report.objects.as_slice() else {
             return Err(vec![whole("the request body must hold exactly one object".into())]);
         };
-        let errors: Vec<Cause> = object.diagnostics.iter().filter(|d| d.is_error()).map(|d| cause(d)).collect();
+        let errors: Vec<Cause> = object.diagnostics.iter().filter(|d| d.is_error()).map(cause).collect();
         match (object.verdict, &object.object, &object.tree) {
             (Verdict::Valid, Some(info), Some(tree)) if errors.is_empty() => {
                 let normalized = normalize(info, tree, self.linter.catalog());

@@ -265,7 +265,7 @@ fn merge_list(target: &mut Value, patch: &[Value], schema: Schema<'_>) -> Result
 }
 
 /// Puts the items `order` names first, in its order; the others keep theirs after them.
-fn reorder(items: &mut Vec<Value>, order: &[Value], key: Option<&str>) {
+fn reorder(items: &mut [Value], order: &[Value], key: Option<&str>) {
     let identity = |item: &Value| match key {
         Some(key) => item.get(key).cloned(),
         None => Some(item.clone()),

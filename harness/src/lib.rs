@@ -2,6 +2,7 @@
 //! mini control plane it tests against. The binary is a thin `main` over this library,
 //! so tests drive the same code.
 
+pub mod apiserver;
 pub mod cli;
 pub mod discover;
 pub mod report;

@@ -1,6 +1,7 @@
 //! The command line: one module per subcommand, each turning flags into calls of the
 //! compiler (or, later, the harness) and results into output and an exit code.
 
+pub mod apiserver;
 pub mod compile;
 pub mod graph;
 pub mod inputs;
@@ -62,6 +63,9 @@ enum Command {
     Graph(graph::GraphArgs),
     /// List the rules `kubeyard lint` runs, or show one.
     Rules(rules::RulesArgs),
+    /// Serve the Kubernetes API (for kubectl and any client) over kubeyard's store.
+    #[command(name = "apiserver")]
+    ApiServer(apiserver::ApiServerArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -73,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan::run(args).unwrap_or_else(|exit| exit),
         Command::Apply(args) => plan::apply(args),
         Command::Rules(args) => rules::run(args),
+        Command::ApiServer(args) => apiserver::run(args),
     };
     exit.into()
 }

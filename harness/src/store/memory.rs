@@ -212,6 +212,9 @@ struct HubInner {
     live: broadcast::Sender<Arc<Event>>,
 }
 
+/// The history a new watcher replays, and its subscription to what follows.
+type CatchUp = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
+
 /// Events a slow watcher may fall behind by before it re-reads the history.
 const BROADCAST_BUFFER: usize = 4096;
 /// Events queued for one watcher's connection.
@@ -248,11 +251,7 @@ impl Hub {
 
     /// The events after `after` still in the history, and a subscription to what comes
     /// next, taken under one lock so nothing falls between them.
-    fn catch_up(
-        &self,
-        prefix: &str,
-        after: u64,
-    ) -> Result<(Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>), StoreError> {
+    fn catch_up(&self, prefix: &str, after: u64) -> Result<CatchUp, StoreError> {
         let inner = self.lock();
         if after < inner.compacted {
             return Err(StoreError::Compacted { requested: after, oldest: inner.compacted + 1 });

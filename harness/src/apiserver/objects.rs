@@ -1,0 +1,1183 @@
+//! The verbs on objects: get, list, create, update, patch, delete, and the `status`,
+//! `scale`, `binding` and `finalize` subresources. Every write reads the current
+//! object, computes the next one, admits it and writes it back with compare-and-swap
+//! on the revision it read (retrying when another writer got there first, unless the
+//! client named a `resourceVersion`), as the Kubernetes registry's GuaranteedUpdate does.
+
+use super::fields::FieldSelector;
+use super::resources::Resource;
+use super::status::{ApiError, Subject};
+use super::{ApiServer, Query, Representation, Target, clock, json_response, table, watch};
+use crate::store::{Entry, StoreError};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use bytes::Bytes;
+use kubeyard_compiler::object::GroupVersionKind;
+use kubeyard_compiler::patch::{self, PatchError};
+use kubeyard_compiler::plan::merge::Schema;
+use kubeyard_compiler::selector::Selector;
+use kubeyard_compiler::source::SourceFile;
+use kubeyard_compiler::yaml::Documents;
+use serde_json::{Map, Value, json};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// Writers that lose a compare-and-swap retry this many times before giving up.
+const RETRIES: usize = 64;
+
+pub(super) async fn handle(
+    server: &Arc<ApiServer>,
+    method: &Method,
+    target: Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+    representation: Representation,
+) -> Result<Response, ApiError> {
+    if target.resource.namespaced && target.name.is_some() && target.namespace.is_none() {
+        return Err(ApiError::no_route());
+    }
+    let sub = target.subresource.as_deref();
+    match (method.as_str(), target.name.is_some(), sub) {
+        ("GET", false, None) if flag(query, "watch") => watch::serve(server, &target, query, representation).await,
+        ("GET", false, None) => list(server, &target, query, representation).await,
+        ("POST", false, None) => create(server, &target, query, headers, body).await,
+        ("DELETE", false, None) => delete_collection(server, &target, query, headers, body).await,
+        ("GET", true, None | Some("status")) => get(server, &target, query, representation).await,
+        ("PUT", true, None | Some("status") | Some("finalize")) => update(server, &target, query, headers, body).await,
+        ("PATCH", true, None | Some("status")) => patch_object(server, &target, query, headers, body).await,
+        ("DELETE", true, None) => delete(server, &target, query, headers, body).await,
+        ("GET", true, Some("scale")) => get_scale(server, &target).await,
+        ("PUT" | "PATCH", true, Some("scale")) => write_scale(server, &target, method, query, headers, body).await,
+        ("POST", true, Some("binding")) => {
+            let namespace = target.namespace.as_deref().unwrap_or("default");
+            bind(server, namespace, target.name.as_deref(), headers, query, body).await
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+pub(super) fn flag(query: &Query, name: &str) -> bool {
+    query.get(name).is_some_and(|v| v == "true" || v == "1")
+}
+
+fn dry_run(query: &Query) -> Result<bool, ApiError> {
+    match query.get("dryRun").map(String::as_str) {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!("dryRun: unsupported value \"{other}\" (only \"All\")"))),
+    }
+}
+
+fn subject<'a>(resource: &'a Resource, qualified: &'a str, name: &'a str) -> Subject<'a> {
+    Subject { group: resource.group, kind: qualified, name }
+}
+
+fn not_found(resource: &Resource, name: &str) -> ApiError {
+    ApiError::not_found(subject(resource, &resource.qualified(), name))
+}
+
+pub(super) fn store_error(resource: &Resource, name: &str, error: StoreError) -> ApiError {
+    let qualified = resource.qualified();
+    match error {
+        StoreError::Exists(_) => ApiError::already_exists(subject(resource, &qualified, name)),
+        StoreError::NotFound(_) => ApiError::not_found(subject(resource, &qualified, name)),
+        StoreError::Conflict { .. } => ApiError::stale(subject(resource, &qualified, name)),
+        StoreError::Compacted { requested, oldest } => {
+            ApiError::gone(format!("too old resource version: {requested} ({oldest})"))
+        }
+        // Storage failing is the server's fault, and said as such.
+        StoreError::Io(message) => ApiError::internal(message),
+    }
+}
+
+/// An object read from the store, with its revision as `resourceVersion`.
+pub(super) fn from_entry(entry: &Entry) -> Result<Value, ApiError> {
+    from_bytes(&entry.value, entry.revision)
+}
+
+pub(super) fn from_bytes(bytes: &[u8], revision: u64) -> Result<Value, ApiError> {
+    let mut object: Value = serde_json::from_slice(bytes)
+        .map_err(|e| ApiError::internal(format!("a stored object does not decode: {e}")))?;
+    set_revision(&mut object, revision);
+    Ok(object)
+}
+
+fn set_revision(object: &mut Value, revision: u64) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.insert("resourceVersion".into(), Value::String(revision.to_string()));
+    }
+}
+
+/// The stored form: the revision is the store's to say, not the object's.
+fn to_bytes(object: &Value) -> Bytes {
+    let mut object = object.clone();
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("resourceVersion");
+    }
+    Bytes::from(object.to_string())
+}
+
+fn metadata(object: &mut Value) -> &mut Map<String, Value> {
+    if !object.get("metadata").is_some_and(Value::is_object) {
+        object["metadata"] = json!({});
+    }
+    object["metadata"].as_object_mut().expect("metadata was just made a map")
+}
+
+fn text<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object.pointer(pointer).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+fn parse_revision(text: &str) -> Result<u64, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::bad_request(format!("resourceVersion \"{text}\" is not a valid resource version")))
+}
+
+/// A request body: JSON, or YAML when the client says so.
+pub(super) fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    let value = match media {
+        "application/json" | "" | "*/*" => serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
+        "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(body)?,
+        _ => return Err(ApiError::unsupported_media_type(content_type)),
+    };
+    if !value.is_object() {
+        return Err(ApiError::bad_request("the request body must be a JSON object"));
+    }
+    Ok(value)
+}
+
+fn decode_yaml(body: &Bytes) -> Result<Value, ApiError> {
+    let source =
+        SourceFile::from_bytes("request body", body.to_vec()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut documents = Documents::new(&source);
+    match documents.next() {
+        Some(Ok(document)) => match (document.root, document.diagnostics.first()) {
+            (_, Some(problem)) => {
+                Err(ApiError::bad_request(format!("the request body is not valid YAML: {}", problem.message)))
+            }
+            (Some(root), None) => Ok(root.to_json()),
+            (None, None) => Err(ApiError::bad_request("the request body is empty")),
+        },
+        Some(Err(problem)) => {
+            Err(ApiError::bad_request(format!("the request body is not valid YAML: {}", problem.message)))
+        }
+        None => Err(ApiError::bad_request("the request body is empty")),
+    }
+}
+
+/// The body must be the endpoint's kind (apiVersion and kind may be left out).
+fn check_type(
+    resource: &Resource,
+    object: &mut Value,
+    expected_version: &str,
+    expected_kind: &str,
+) -> Result<(), ApiError> {
+    let api_version = object.get("apiVersion").and_then(Value::as_str).unwrap_or(expected_version).to_string();
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or(expected_kind).to_string();
+    if api_version != expected_version {
+        return Err(ApiError::bad_request(format!(
+            "the API version in the data ({api_version}) does not match the expected API version ({expected_version})"
+        )));
+    }
+    if kind != expected_kind {
+        return Err(ApiError::bad_request(format!(
+            "the kind in the data ({kind}) does not match the kind of {} ({expected_kind})",
+            resource.qualified()
+        )));
+    }
+    object["apiVersion"] = json!(api_version);
+    object["kind"] = json!(kind);
+    Ok(())
+}
+
+/// The namespace in the body must be the path's; an empty one takes the path's.
+fn check_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> {
+    if !target.resource.namespaced {
+        return Ok(());
+    }
+    let path = target.namespace.as_deref().unwrap_or("default");
+    match text(object, "/metadata/namespace") {
+        Some(given) if given != path => Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        )),
+        _ => {
+            metadata(object).insert("namespace".into(), json!(path));
+            Ok(())
+        }
+    }
+}
+
+fn admit(server: &ApiServer, resource: &Resource, object: Value) -> Result<Value, ApiError> {
+    let name = text(&object, "/metadata/name").unwrap_or("").to_string();
+    server.admission.admit(&object).map(|admitted| admitted.object).map_err(|causes| {
+        let causes = causes
+            .into_iter()
+            .map(|cause| {
+                let reason =
+                    if cause.code.starts_with("schema/required") { "FieldValueRequired" } else { "FieldValueInvalid" };
+                (cause.field, cause.message, reason.to_string())
+            })
+            .collect();
+        ApiError::invalid(Subject { group: resource.group, kind: resource.kind, name: &name }, causes)
+    })
+}
+
+fn respond(code: StatusCode, object: &Value) -> Result<Response, ApiError> {
+    Ok(json_response(code, object))
+}
+
+async fn get(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    representation: Representation,
+) -> Result<Response, ApiError> {
+    let name = target.name.as_deref().unwrap_or("");
+    let key = target.resource.key(target.namespace.as_deref(), name);
+    let entry = server.store.get(&key).await.map_err(|e| store_error(target.resource, name, e))?;
+    let entry = entry.ok_or_else(|| not_found(target.resource, name))?;
+    let object = from_entry(&entry)?;
+    match representation {
+        Representation::Json => respond(StatusCode::OK, &object),
+        Representation::Table => respond(
+            StatusCode::OK,
+            &table::table(target.resource, &[object], None, None, table::Include::from_query(query)),
+        ),
+    }
+}
+
+/// Label and field selectors of a list or watch.
+pub(super) struct Filter {
+    labels: Selector,
+    fields: FieldSelector,
+    kind: &'static str,
+}
+
+impl Filter {
+    pub(super) fn from_query(resource: &Resource, query: &Query) -> Result<Filter, ApiError> {
+        let labels = query
+            .get("labelSelector")
+            .map(|text| text.parse::<Selector>())
+            .transpose()
+            .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?
+            .unwrap_or_else(Selector::everything);
+        let fields = FieldSelector::parse(resource.kind, query.get("fieldSelector").map_or("", String::as_str))?;
+        Ok(Filter { labels, fields, kind: resource.kind })
+    }
+
+    pub(super) fn matches(&self, object: &Value) -> bool {
+        if !self.labels.is_everything() {
+            let labels = object
+                .pointer("/metadata/labels")
+                .and_then(Value::as_object)
+                .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+                .unwrap_or_default();
+            if !self.labels.matches(&labels) {
+                return false;
+            }
+        }
+        self.fields.is_empty() || self.fields.matches(self.kind, object)
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Continue {
+    rv: u64,
+    start: String,
+}
+
+async fn list(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    representation: Representation,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let filter = Filter::from_query(resource, query)?;
+    let limit = match query.get("limit").map(|l| l.parse::<usize>()) {
+        None => None,
+        Some(Ok(0)) => None,
+        Some(Ok(n)) => Some(n),
+        Some(Err(_)) => return Err(ApiError::bad_request("limit must be a whole number")),
+    };
+    let prefix = resource.prefix(target.namespace.as_deref());
+    let (mut after, first_revision) = match query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => {
+            let token = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(token)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice::<Continue>(&bytes).ok())
+                .filter(|c| c.start.starts_with(&prefix))
+                .ok_or_else(|| ApiError::bad_request("the continue token is not valid"))?;
+            (Some(token.start), Some(token.rv))
+        }
+        None => (None, None),
+    };
+    let mut items = Vec::new();
+    let mut revision = first_revision;
+    let mut more;
+    // Filters drop items after the store's limit applies: read on until the page is full.
+    loop {
+        let want = limit.map(|l| (l - items.len()).max(1));
+        let listing =
+            server.store.list(&prefix, after.as_deref(), want).await.map_err(|e| store_error(resource, "", e))?;
+        revision.get_or_insert(listing.revision);
+        for entry in &listing.entries {
+            after = Some(entry.key.clone());
+            let object = from_entry(entry)?;
+            if filter.matches(&object) {
+                items.push(with_type(resource, object));
+            }
+        }
+        more = listing.more;
+        if !more || limit.is_some_and(|l| items.len() >= l) {
+            break;
+        }
+    }
+    let revision = revision.unwrap_or_default();
+    let token = match (more, after) {
+        (true, Some(start)) => Some(
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .encode(serde_json::to_vec(&Continue { rv: revision, start }).unwrap_or_default()),
+        ),
+        _ => None,
+    };
+    match representation {
+        Representation::Table => respond(
+            StatusCode::OK,
+            &table::table(resource, &items, Some(revision), token, table::Include::from_query(query)),
+        ),
+        Representation::Json => {
+            let mut metadata = json!({"resourceVersion": revision.to_string()});
+            if let Some(token) = token {
+                metadata["continue"] = json!(token);
+            }
+            let list = json!({
+                "kind": format!("{}List", resource.kind),
+                "apiVersion": resource.api_version(),
+                "metadata": metadata,
+                "items": items,
+            });
+            respond(StatusCode::OK, &list)
+        }
+    }
+}
+
+/// Items of a list carry their type, so every client decodes them alone.
+pub(super) fn with_type(resource: &Resource, mut object: Value) -> Value {
+    if let Some(map) = object.as_object_mut() {
+        map.entry("apiVersion").or_insert_with(|| json!(resource.api_version()));
+        map.entry("kind").or_insert_with(|| json!(resource.kind));
+    }
+    object
+}
+
+fn uid() -> String {
+    let mut bytes = [0u8; 16];
+    for byte in &mut bytes {
+        *byte = fastrand::u8(..);
+    }
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
+}
+
+/// The suffix Kubernetes appends to `generateName`: five characters without vowels.
+fn name_suffix() -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
+}
+
+/// What the server sets on an object it is creating, per kind.
+fn prepare_create(resource: &Resource, object: &mut Value, uid: &str) {
+    let meta = metadata(object);
+    for field in
+        ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"]
+    {
+        meta.remove(field);
+    }
+    meta.insert("uid".into(), json!(uid));
+    meta.insert("creationTimestamp".into(), json!(clock::now()));
+    if resource.generation {
+        meta.insert("generation".into(), json!(1));
+    } else {
+        meta.remove("generation");
+    }
+    match resource.kind {
+        "Namespace" => {
+            object["status"] = json!({"phase": "Active"});
+            if object.pointer("/spec/finalizers").is_none() {
+                object["spec"] = json!({"finalizers": ["kubernetes"]});
+            }
+        }
+        "Pod" => {
+            let qos = qos_class(object);
+            object["status"] = json!({"phase": "Pending", "qosClass": qos});
+        }
+        "Job" => label_job(object, uid),
+        // A node registers itself with its capacity.
+        "Node" => {}
+        _ if resource.status => {
+            if let Some(map) = object.as_object_mut() {
+                map.remove("status");
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A Job's pods are selected by its uid unless the user chose `manualSelector`.
+fn label_job(object: &mut Value, uid: &str) {
+    if object.pointer("/spec/manualSelector") == Some(&json!(true)) {
+        return;
+    }
+    let name = text(object, "/metadata/name").unwrap_or("").to_string();
+    let labels = json!({
+        "batch.kubernetes.io/controller-uid": uid,
+        "batch.kubernetes.io/job-name": name,
+        "controller-uid": uid,
+        "job-name": name,
+    });
+    if let Some(spec) = object.get_mut("spec").and_then(Value::as_object_mut) {
+        spec.insert("selector".into(), json!({"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}));
+        let template = spec.entry("template").or_insert_with(|| json!({}));
+        if !template.get("metadata").is_some_and(Value::is_object) {
+            template["metadata"] = json!({});
+        }
+        let meta = template["metadata"].as_object_mut().expect("made a map above");
+        let existing = meta.entry("labels").or_insert_with(|| json!({}));
+        if let (Some(existing), Some(labels)) = (existing.as_object_mut(), labels.as_object()) {
+            for (key, value) in labels {
+                existing.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+/// Guaranteed when every container's requests equal its limits for cpu and memory,
+/// BestEffort when nothing is requested or limited, Burstable otherwise.
+fn qos_class(pod: &Value) -> &'static str {
+    let mut containers: Vec<&Value> = Vec::new();
+    for list in ["/spec/containers", "/spec/initContainers"] {
+        containers.extend(pod.pointer(list).and_then(Value::as_array).into_iter().flatten());
+    }
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in containers {
+        let requests = container.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = container.pointer("/resources/limits").and_then(Value::as_object);
+        let relevant = |map: Option<&Map<String, Value>>| {
+            map.map(|m| m.keys().any(|k| k == "cpu" || k == "memory")).unwrap_or(false)
+        };
+        any |= relevant(requests) || relevant(limits);
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
+async fn namespace_usable(server: &ApiServer, namespace: &str) -> Result<(), ApiError> {
+    let namespaces = super::resources::by_kind("", "Namespace").expect("namespaces are served");
+    let entry =
+        server.store.get(&namespaces.key(None, namespace)).await.map_err(|e| store_error(namespaces, namespace, e))?;
+    let Some(entry) = entry else {
+        return Err(not_found(namespaces, namespace));
+    };
+    let object: Value = serde_json::from_slice(&entry.value).unwrap_or(Value::Null);
+    if object.pointer("/metadata/deletionTimestamp").is_some() {
+        return Err(ApiError::forbidden(format!(
+            "unable to create new content in namespace {namespace} because it is being terminated"
+        )));
+    }
+    Ok(())
+}
+
+async fn create(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    if resource.namespaced && target.namespace.is_none() {
+        return Err(ApiError::method_not_allowed());
+    }
+    let mut object = decode(headers, body)?;
+    check_type(resource, &mut object, &resource.api_version(), resource.kind)?;
+    check_namespace(target, &mut object)?;
+    if text(&object, "/metadata/resourceVersion").is_some() {
+        return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    }
+    if text(&object, "/metadata/name").is_none()
+        && let Some(prefix) = text(&object, "/metadata/generateName").map(str::to_string)
+    {
+        metadata(&mut object).insert("name".into(), json!(format!("{prefix}{}", name_suffix())));
+    }
+    let id = uid();
+    prepare_create(resource, &mut object, &id);
+    let object = admit(server, resource, object)?;
+    let name = text(&object, "/metadata/name").unwrap_or("").to_string();
+    if resource.namespaced {
+        namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
+    }
+    let key = resource.key(target.namespace.as_deref(), &name);
+    if dry_run(query)? {
+        return match server.store.get(&key).await.map_err(|e| store_error(resource, &name, e))? {
+            Some(_) => Err(store_error(resource, &name, StoreError::Exists(key))),
+            None => respond(StatusCode::CREATED, &object),
+        };
+    }
+    let revision = server.store.create(&key, to_bytes(&object)).await.map_err(|e| store_error(resource, &name, e))?;
+    let mut object = object;
+    set_revision(&mut object, revision);
+    respond(StatusCode::CREATED, &object)
+}
+
+/// The outcome of a guaranteed update.
+enum Written {
+    Stored(Value),
+    Deleted(Value),
+}
+
+impl Written {
+    fn into_value(self) -> Value {
+        match self {
+            Written::Stored(v) | Written::Deleted(v) => v,
+        }
+    }
+}
+
+/// Reads the object, makes the next one with `next`, admits it and writes it with
+/// compare-and-swap; `precondition` is the revision the client insists on.
+async fn write(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    precondition: Option<u64>,
+    mut next: impl FnMut(&Value) -> Result<Value, ApiError>,
+) -> Result<Written, ApiError> {
+    let resource = target.resource;
+    let name = target.name.as_deref().unwrap_or("");
+    let key = resource.key(target.namespace.as_deref(), name);
+    let dry_run = dry_run(query)?;
+    for _ in 0..RETRIES {
+        let entry = server.store.get(&key).await.map_err(|e| store_error(resource, name, e))?;
+        let entry = entry.ok_or_else(|| not_found(resource, name))?;
+        if precondition.is_some_and(|p| p != entry.revision) {
+            return Err(store_error(resource, name, StoreError::Conflict { key, expected: 0, current: 0 }));
+        }
+        let current = from_entry(&entry)?;
+        let wanted = next(&current)?;
+        let prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
+        let mut admitted = admit(server, resource, prepared)?;
+        if resource.generation && admitted.get("spec") != current.get("spec") {
+            let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+            metadata(&mut admitted).insert("generation".into(), json!(generation + 1));
+        }
+        set_revision(&mut admitted, entry.revision);
+        if admitted == current {
+            return Ok(Written::Stored(current));
+        }
+        let finished = admitted.pointer("/metadata/deletionTimestamp").is_some()
+            && admitted.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
+            && resource.kind != "Namespace";
+        if dry_run {
+            return Ok(if finished { Written::Deleted(admitted) } else { Written::Stored(admitted) });
+        }
+        let result = if finished {
+            server.store.delete(&key, Some(entry.revision)).await.map(|deleted| {
+                set_revision(&mut admitted, deleted.revision);
+                Written::Deleted(admitted)
+            })
+        } else {
+            server.store.update(&key, to_bytes(&admitted), Some(entry.revision)).await.map(|revision| {
+                set_revision(&mut admitted, revision);
+                Written::Stored(admitted)
+            })
+        };
+        match result {
+            Ok(written) => return Ok(written),
+            Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) if precondition.is_none() => continue,
+            Err(error) => return Err(store_error(resource, name, error)),
+        }
+    }
+    Err(ApiError::conflict(subject(resource, &resource.qualified(), name), "too many concurrent writers; try again"))
+}
+
+/// The next object from what the client sent: fields only the server sets are kept
+/// from the current object, and each endpoint changes only its part (the main
+/// resource leaves status alone; `status` changes only status).
+fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wanted: Value) -> Value {
+    let mut next = match sub {
+        Some("status") => {
+            let mut next = current.clone();
+            match wanted.get("status") {
+                Some(status) => next["status"] = status.clone(),
+                None => {
+                    if let Some(map) = next.as_object_mut() {
+                        map.remove("status");
+                    }
+                }
+            }
+            next
+        }
+        Some("finalize") => {
+            let mut next = current.clone();
+            next["spec"] = json!({"finalizers": wanted.pointer("/spec/finalizers").cloned().unwrap_or(json!([]))});
+            next
+        }
+        _ => {
+            let mut next = wanted;
+            if resource.status {
+                match current.get("status") {
+                    Some(status) => next["status"] = status.clone(),
+                    None => {
+                        if let Some(map) = next.as_object_mut() {
+                            map.remove("status");
+                        }
+                    }
+                }
+            }
+            next
+        }
+    };
+    let kept = [
+        "uid",
+        "creationTimestamp",
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+        "name",
+        "namespace",
+    ];
+    let meta = metadata(&mut next);
+    meta.remove("managedFields");
+    meta.remove("selfLink");
+    for field in kept {
+        match current.pointer(&format!("/metadata/{field}")) {
+            Some(value) => meta.insert(field.into(), value.clone()),
+            None => meta.remove(field),
+        };
+    }
+    next
+}
+
+async fn update(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let mut object = decode(headers, body)?;
+    check_type(resource, &mut object, &resource.api_version(), resource.kind)?;
+    check_namespace(target, &mut object)?;
+    let name = target.name.as_deref().unwrap_or("");
+    if let Some(given) = text(&object, "/metadata/name")
+        && given != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({given}) does not match the name on the URL ({name})"
+        )));
+    }
+    let precondition = text(&object, "/metadata/resourceVersion").map(parse_revision).transpose()?;
+    let written = write(server, target, query, precondition, |_| Ok(object.clone())).await?;
+    respond(StatusCode::OK, &written.into_value())
+}
+
+#[derive(Clone, Copy)]
+enum PatchType {
+    Json,
+    Merge,
+    Strategic,
+}
+
+fn patch_type(headers: &HeaderMap) -> Result<PatchType, ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    match content_type.split(';').next().unwrap_or("").trim() {
+        "application/json-patch+json" => Ok(PatchType::Json),
+        "application/merge-patch+json" => Ok(PatchType::Merge),
+        "application/strategic-merge-patch+json" => Ok(PatchType::Strategic),
+        _ => Err(ApiError::unsupported_media_type(content_type)),
+    }
+}
+
+fn apply_patch(
+    server: &ApiServer,
+    kind: PatchType,
+    gvk: &GroupVersionKind,
+    base: &Value,
+    patch: &Value,
+) -> Result<Value, ApiError> {
+    let invalid = |error: PatchError| match error {
+        PatchError::TestFailed(_) => ApiError::new(422, "Invalid", error.to_string()),
+        other => ApiError::bad_request(other.to_string()),
+    };
+    match kind {
+        PatchType::Json => {
+            let mut patched = base.clone();
+            patch::json_patch(&mut patched, patch).map_err(invalid)?;
+            Ok(patched)
+        }
+        PatchType::Merge => {
+            if !patch.is_object() {
+                return Err(ApiError::bad_request("a merge patch must be a JSON object"));
+            }
+            let mut patched = base.clone();
+            patch::merge_patch(&mut patched, patch);
+            Ok(patched)
+        }
+        PatchType::Strategic => {
+            let schema =
+                server.admission.catalog().builtin_definition(gvk).map_or(Schema::NONE, |(node, definitions)| Schema {
+                    node: Some(node),
+                    definitions: Some(definitions),
+                });
+            patch::strategic_merge_patch(base, patch, schema).map_err(invalid)
+        }
+    }
+}
+
+fn read_patch(headers: &HeaderMap, body: &Bytes) -> Result<(PatchType, Value), ApiError> {
+    let kind = patch_type(headers)?;
+    let patch: Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("the patch is not valid JSON: {e}")))?;
+    Ok((kind, patch))
+}
+
+/// A `resourceVersion` written in a patch is a precondition.
+fn patched_precondition(current: &Value, patched: &Value, resource: &Resource, name: &str) -> Result<(), ApiError> {
+    let given = text(patched, "/metadata/resourceVersion");
+    if given.is_some() && given != text(current, "/metadata/resourceVersion") {
+        return Err(ApiError::stale(subject(resource, &resource.qualified(), name)));
+    }
+    Ok(())
+}
+
+async fn patch_object(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let (kind, patch) = read_patch(headers, body)?;
+    let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
+    let name = target.name.as_deref().unwrap_or("");
+    let written = write(server, target, query, None, |current| {
+        let patched = apply_patch(server, kind, &gvk, current, &patch)?;
+        patched_precondition(current, &patched, resource, name)?;
+        let mut patched = patched;
+        check_type(resource, &mut patched, &resource.api_version(), resource.kind)?;
+        Ok(patched)
+    })
+    .await?;
+    respond(StatusCode::OK, &written.into_value())
+}
+
+fn scale_of(resource: &Resource, object: &Value) -> Value {
+    let selector = object
+        .pointer("/spec/selector")
+        .map(|s| {
+            if resource.kind == "ReplicationController" {
+                Selector::from_map(Some(s)).map(|s| s.to_string()).unwrap_or_default()
+            } else {
+                Selector::from_label_selector(Some(s)).map(|s| s.to_string()).unwrap_or_default()
+            }
+        })
+        .unwrap_or_default();
+    let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
+    let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
+    let metadata: Map<String, Value> = metadata
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| keep.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "status": {
+            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "selector": selector,
+        },
+    })
+}
+
+async fn get_scale(server: &ApiServer, target: &Target) -> Result<Response, ApiError> {
+    let name = target.name.as_deref().unwrap_or("");
+    let key = target.resource.key(target.namespace.as_deref(), name);
+    let entry = server.store.get(&key).await.map_err(|e| store_error(target.resource, name, e))?;
+    let entry = entry.ok_or_else(|| not_found(target.resource, name))?;
+    respond(StatusCode::OK, &scale_of(target.resource, &from_entry(&entry)?))
+}
+
+async fn write_scale(
+    server: &ApiServer,
+    target: &Target,
+    method: &Method,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let scale_gvk = GroupVersionKind::new("autoscaling", "v1", "Scale");
+    let (patch, given) = if method == Method::PATCH {
+        (Some(read_patch(headers, body)?), None)
+    } else {
+        let mut scale = decode(headers, body)?;
+        check_type(resource, &mut scale, "autoscaling/v1", "Scale")?;
+        (None, Some(scale))
+    };
+    let precondition =
+        given.as_ref().and_then(|s| text(s, "/metadata/resourceVersion")).map(parse_revision).transpose()?;
+    let main = Target { subresource: None, namespace: target.namespace.clone(), name: target.name.clone(), resource };
+    let name = target.name.as_deref().unwrap_or("");
+    let written = write(server, &main, query, precondition, |current| {
+        let scale = match (&patch, &given) {
+            (Some((kind, patch)), _) => {
+                let current_scale = scale_of(resource, current);
+                let patched = apply_patch(server, *kind, &scale_gvk, &current_scale, patch)?;
+                patched_precondition(&current_scale, &patched, resource, name)?;
+                patched
+            }
+            (None, Some(scale)) => scale.clone(),
+            (None, None) => unreachable!("a scale write has a body or a patch"),
+        };
+        let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+        if !replicas.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) {
+            return Err(ApiError::invalid(
+                Subject { group: "autoscaling", kind: "Scale", name },
+                vec![(
+                    "spec.replicas".into(),
+                    format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    "FieldValueInvalid".into(),
+                )],
+            ));
+        }
+        let mut next = current.clone();
+        next["spec"]["replicas"] = replicas;
+        Ok(next)
+    })
+    .await?;
+    respond(StatusCode::OK, &scale_of(resource, &written.into_value()))
+}
+
+/// `POST pods/{name}/binding` (or `bindings`): assigns a pod to a node, once.
+pub(super) async fn bind(
+    server: &ApiServer,
+    namespace: &str,
+    name: Option<&str>,
+    headers: &HeaderMap,
+    query: &Query,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let pods = super::resources::by_kind("", "Pod").expect("pods are served");
+    let mut binding = decode(headers, body)?;
+    check_type(pods, &mut binding, "v1", "Binding")?;
+    let pod = name.or_else(|| text(&binding, "/metadata/name")).unwrap_or("").to_string();
+    let node = text(&binding, "/target/name")
+        .ok_or_else(|| {
+            ApiError::invalid(
+                Subject { group: "", kind: "Binding", name: &pod },
+                vec![("target.name".into(), "Required value".into(), "FieldValueRequired".into())],
+            )
+        })?
+        .to_string();
+    let target =
+        Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource: None };
+    let qualified = pods.qualified();
+    write(server, &target, query, None, |current| {
+        if current.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(ApiError::conflict(
+                subject(pods, &qualified, &pod),
+                "pod is being deleted, cannot be assigned to a host",
+            ));
+        }
+        if let Some(bound) = text(current, "/spec/nodeName") {
+            return Err(ApiError::conflict(
+                subject(pods, &qualified, &pod),
+                &format!("pod {pod} is already assigned to node \"{bound}\""),
+            ));
+        }
+        let mut next = current.clone();
+        next["spec"]["nodeName"] = json!(node);
+        // Binding sets the condition the scheduler reports, as the registry does.
+        let condition = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": clock::now()});
+        let conditions = next["status"].as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+        if let Some(Value::Array(conditions)) = conditions {
+            conditions.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
+            conditions.push(condition);
+        }
+        Ok(next)
+    })
+    .await?;
+    respond(
+        StatusCode::CREATED,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    )
+}
+
+/// `DeleteOptions` from the body and the query.
+struct DeleteOptions {
+    grace: Option<i64>,
+    propagation: Option<String>,
+    uid: Option<String>,
+    revision: Option<u64>,
+}
+
+fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
+    let from_body = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode(headers, body)? };
+    let grace = query
+        .get("gracePeriodSeconds")
+        .map(|g| g.parse::<i64>().map_err(|_| ApiError::bad_request("gracePeriodSeconds must be a whole number")))
+        .transpose()?
+        .or_else(|| from_body.get("gracePeriodSeconds").and_then(Value::as_i64));
+    let mut propagation = query
+        .get("propagationPolicy")
+        .cloned()
+        .or_else(|| from_body.get("propagationPolicy").and_then(Value::as_str).map(str::to_string));
+    let orphan = query
+        .get("orphanDependents")
+        .map(|v| v == "true")
+        .or_else(|| from_body.get("orphanDependents").and_then(Value::as_bool));
+    if propagation.is_none() && orphan == Some(true) {
+        propagation = Some("Orphan".into());
+    }
+    if let Some(policy) = &propagation
+        && !matches!(policy.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::bad_request(format!(
+            "propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
+        )));
+    }
+    let revision = text(&from_body, "/preconditions/resourceVersion").map(parse_revision).transpose()?;
+    Ok(DeleteOptions { grace, propagation, uid: text(&from_body, "/preconditions/uid").map(str::to_string), revision })
+}
+
+async fn delete(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let options = delete_options(headers, query, body)?;
+    let object = delete_one(server, target, query, &options).await?;
+    respond(StatusCode::OK, &object)
+}
+
+async fn delete_one(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    options: &DeleteOptions,
+) -> Result<Value, ApiError> {
+    let resource = target.resource;
+    let name = target.name.as_deref().unwrap_or("");
+    let key = resource.key(target.namespace.as_deref(), name);
+    let dry_run = dry_run(query)?;
+    let qualified = resource.qualified();
+    for _ in 0..RETRIES {
+        let entry = server.store.get(&key).await.map_err(|e| store_error(resource, name, e))?;
+        let entry = entry.ok_or_else(|| not_found(resource, name))?;
+        let current = from_entry(&entry)?;
+        if let Some(uid) = &options.uid
+            && text(&current, "/metadata/uid") != Some(uid.as_str())
+        {
+            let actual = text(&current, "/metadata/uid").unwrap_or("");
+            return Err(ApiError::conflict(
+                subject(resource, &qualified, name),
+                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+            ));
+        }
+        if options.revision.is_some_and(|r| r != entry.revision) {
+            return Err(ApiError::conflict(
+                subject(resource, &qualified, name),
+                &format!(
+                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                    options.revision.unwrap_or_default(),
+                    entry.revision
+                ),
+            ));
+        }
+        let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
+        // A pod on a node gets time to stop: its node agent deletes it when it has.
+        let grace = if resource.kind == "Pod" && text(&current, "/spec/nodeName").is_some() {
+            options
+                .grace
+                .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
+                .unwrap_or(30)
+                .max(0)
+        } else {
+            0
+        };
+        let mut finalizers: Vec<Value> =
+            current.pointer("/metadata/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+        if !deleting {
+            let extra = match options.propagation.as_deref() {
+                Some("Orphan") => Some("orphan"),
+                Some("Foreground") => Some("foregroundDeletion"),
+                _ => None,
+            };
+            if let Some(extra) = extra
+                && !finalizers.contains(&json!(extra))
+            {
+                finalizers.push(json!(extra));
+            }
+        }
+        let namespace_finalizers = resource.kind == "Namespace"
+            && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        let now_or_never =
+            finalizers.is_empty() && !namespace_finalizers && (grace == 0 || deleting && options.grace == Some(0));
+        if now_or_never {
+            if dry_run {
+                return Ok(current);
+            }
+            match server.store.delete(&key, Some(entry.revision)).await {
+                Ok(deleted) => {
+                    let mut object = current;
+                    set_revision(&mut object, deleted.revision);
+                    return Ok(object);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(error) => return Err(store_error(resource, name, error)),
+            }
+        }
+        if deleting {
+            // Already on its way out: deleting again changes nothing.
+            return Ok(current);
+        }
+        let mut next = current.clone();
+        let when = SystemTime::now() + Duration::from_secs(grace as u64);
+        let meta = metadata(&mut next);
+        meta.insert("deletionTimestamp".into(), json!(clock::format(when)));
+        meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
+        if !finalizers.is_empty() {
+            meta.insert("finalizers".into(), Value::Array(finalizers));
+        }
+        if resource.kind == "Namespace" {
+            next["status"]["phase"] = json!("Terminating");
+        }
+        if dry_run {
+            return Ok(next);
+        }
+        match server.store.update(&key, to_bytes(&next), Some(entry.revision)).await {
+            Ok(revision) => {
+                set_revision(&mut next, revision);
+                return Ok(next);
+            }
+            Err(StoreError::Conflict { .. }) => continue,
+            Err(error) => return Err(store_error(resource, name, error)),
+        }
+    }
+    Err(ApiError::conflict(subject(resource, &qualified, name), "too many concurrent writers; try again"))
+}
+
+async fn delete_collection(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Response, ApiError> {
+    let resource = target.resource;
+    let options = delete_options(headers, query, body)?;
+    let filter = Filter::from_query(resource, query)?;
+    let listing = server
+        .store
+        .list(&resource.prefix(target.namespace.as_deref()), None, None)
+        .await
+        .map_err(|e| store_error(resource, "", e))?;
+    let mut deleted = Vec::new();
+    for entry in &listing.entries {
+        let object = from_entry(entry)?;
+        if !filter.matches(&object) {
+            continue;
+        }
+        let one = Target {
+            resource,
+            namespace: text(&object, "/metadata/namespace").map(str::to_string),
+            name: text(&object, "/metadata/name").map(str::to_string),
+            subresource: None,
+        };
+        match delete_one(server, &one, query, &options).await {
+            Ok(object) => deleted.push(with_type(resource, object)),
+            // Gone in the meantime: that is what was asked.
+            Err(error) if error.code == 404 => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let list = json!({
+        "kind": format!("{}List", resource.kind),
+        "apiVersion": resource.api_version(),
+        "metadata": {"resourceVersion": listing.revision.to_string()},
+        "items": deleted,
+    });
+    respond(StatusCode::OK, &list)
+}
+
+/// Creates a namespace through admission unless it exists (the server's own
+/// `default`, `kube-system`, `kube-public` and `kube-node-lease`).
+pub async fn ensure_namespace(server: &ApiServer, name: &str) -> Result<(), ApiError> {
+    let namespaces = super::resources::by_kind("", "Namespace").expect("namespaces are served");
+    let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
+    prepare_create(namespaces, &mut object, &uid());
+    let object = admit(server, namespaces, object)?;
+    match server.store.create(&namespaces.key(None, name), to_bytes(&object)).await {
+        Ok(_) | Err(StoreError::Exists(_)) => Ok(()),
+        Err(error) => Err(store_error(namespaces, name, error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quality_of_service_follows_requests_and_limits() {
+        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "c", "resources": resources}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        assert_eq!(
+            qos_class(&pod(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
+    }
+
+    #[test]
+    fn generated_names_and_uids_have_kubernetes_shapes() {
+        let suffix = name_suffix();
+        assert_eq!(suffix.len(), 5);
+        assert!(suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+        let id = uid();
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+    }
+}

@@ -1,0 +1,210 @@
+//! The kinds the API server serves, and the discovery documents that describe them.
+
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct Resource {
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub namespaced: bool,
+    pub short_names: &'static [&'static str],
+    /// Has a `status` subresource: the main resource's writes leave status alone.
+    pub status: bool,
+    /// Has a `scale` subresource (`spec.replicas`).
+    pub scale: bool,
+    /// `metadata.generation` counts changes to everything but status and metadata.
+    pub generation: bool,
+    pub categories: &'static [&'static str],
+}
+
+const fn r(
+    group: &'static str,
+    kind: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    namespaced: bool,
+    short_names: &'static [&'static str],
+) -> Resource {
+    // Every served group is at v1.
+    let version = "v1";
+    Resource {
+        group,
+        version,
+        kind,
+        plural,
+        singular,
+        namespaced,
+        short_names,
+        status: false,
+        scale: false,
+        generation: false,
+        categories: &[],
+    }
+}
+
+const fn with_status(mut resource: Resource) -> Resource {
+    resource.status = true;
+    resource
+}
+
+/// A workload: status and scale subresources, a generation, in kubectl's `all`.
+const fn workload(mut resource: Resource, scale: bool) -> Resource {
+    resource.status = true;
+    resource.scale = scale;
+    resource.generation = true;
+    resource.categories = &["all"];
+    resource
+}
+
+pub static RESOURCES: &[Resource] = &[
+    with_status(r("", "Namespace", "namespaces", "namespace", false, &["ns"])),
+    with_status(r("", "Node", "nodes", "node", false, &["no"])),
+    Resource { categories: &["all"], ..with_status(r("", "Pod", "pods", "pod", true, &["po"])) },
+    Resource { categories: &["all"], ..with_status(r("", "Service", "services", "service", true, &["svc"])) },
+    r("", "Endpoints", "endpoints", "endpoints", true, &["ep"]),
+    r("", "ConfigMap", "configmaps", "configmap", true, &["cm"]),
+    r("", "Secret", "secrets", "secret", true, &[]),
+    r("", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"]),
+    workload(r("", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"]), true),
+    r("", "Event", "events", "event", true, &["ev"]),
+    with_status(r("", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"])),
+    workload(r("apps", "Deployment", "deployments", "deployment", true, &["deploy"]), true),
+    workload(r("apps", "ReplicaSet", "replicasets", "replicaset", true, &["rs"]), true),
+    workload(r("apps", "DaemonSet", "daemonsets", "daemonset", true, &["ds"]), false),
+    workload(r("apps", "StatefulSet", "statefulsets", "statefulset", true, &["sts"]), true),
+    workload(r("batch", "Job", "jobs", "job", true, &[]), false),
+    r("coordination.k8s.io", "Lease", "leases", "lease", true, &[]),
+    r("discovery.k8s.io", "EndpointSlice", "endpointslices", "endpointslice", true, &[]),
+];
+
+pub const GROUPS: &[&str] = &["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"];
+
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+pub fn by_kind(group: &str, kind: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
+}
+
+impl Resource {
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// `deployments.apps`, as errors name a resource.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+    }
+
+    /// Where this resource's objects live in the store; with a namespace, the objects
+    /// of that namespace.
+    pub fn prefix(&self, namespace: Option<&str>) -> String {
+        let group = if self.group.is_empty() { "core" } else { self.group };
+        match namespace {
+            Some(namespace) if self.namespaced => format!("/registry/{group}/{}/{namespace}/", self.plural),
+            _ => format!("/registry/{group}/{}/", self.plural),
+        }
+    }
+
+    pub fn key(&self, namespace: Option<&str>, name: &str) -> String {
+        let mut key = self.prefix(namespace);
+        key.push_str(name);
+        key
+    }
+
+    pub fn subresources(&self) -> Vec<&'static str> {
+        let mut subresources = Vec::new();
+        if self.status {
+            subresources.push("status");
+        }
+        if self.scale {
+            subresources.push("scale");
+        }
+        if self.kind == "Pod" {
+            subresources.push("binding");
+        }
+        if self.kind == "Namespace" {
+            subresources.push("finalize");
+        }
+        subresources
+    }
+}
+
+const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+
+/// `GET /api/v1` or `GET /apis/{group}/{version}`.
+pub fn resource_list(group: &str, version: &str) -> Option<Value> {
+    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+    let mut resources = Vec::new();
+    for resource in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
+        resources.push(json!({
+            "name": resource.plural,
+            "singularName": resource.singular,
+            "namespaced": resource.namespaced,
+            "kind": resource.kind,
+            "verbs": VERBS,
+            "shortNames": resource.short_names,
+            "categories": resource.categories,
+        }));
+        for sub in resource.subresources() {
+            let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match sub {
+                "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
+                "binding" => ("Binding", "", "v1", &["create"]),
+                "finalize" => ("Namespace", "", "v1", &["update"]),
+                _ => (resource.kind, resource.group, resource.version, &["get", "patch", "update"]),
+            };
+            resources.push(json!({
+                "name": format!("{}/{sub}", resource.plural),
+                "singularName": "",
+                "namespaced": resource.namespaced,
+                "group": group,
+                "version": version,
+                "kind": kind,
+                "verbs": verbs,
+            }));
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    if group.is_empty() {
+        resources.push(json!({
+            "name": "bindings", "singularName": "binding", "namespaced": true, "kind": "Binding", "verbs": ["create"]
+        }));
+    }
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
+}
+
+fn group_document(group: &str) -> Value {
+    let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+    json!({"name": group, "versions": [version.clone()], "preferredVersion": version})
+}
+
+/// `GET /apis`.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = GROUPS.iter().map(|g| group_document(g)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// `GET /apis/{group}`.
+pub fn group(group: &str) -> Option<Value> {
+    GROUPS.contains(&group).then(|| {
+        let mut document = group_document(group);
+        document["kind"] = json!("APIGroup");
+        document["apiVersion"] = json!("v1");
+        document
+    })
+}
+
+/// `GET /api`.
+pub fn core_versions() -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]
+    })
+}

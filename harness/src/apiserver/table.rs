@@ -1,0 +1,275 @@
+//! Tables, the form `kubectl get` asks for (`Accept: application/json;as=Table`): the
+//! server chooses the columns, as Kubernetes' printers do for each kind.
+
+use super::Query;
+use super::clock;
+use super::resources::Resource;
+use serde_json::{Value, json};
+
+/// What each row carries besides its cells (`includeObject`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Include {
+    None,
+    Metadata,
+    Object,
+}
+
+impl Include {
+    pub fn from_query(query: &Query) -> Include {
+        match query.get("includeObject").map(String::as_str) {
+            Some("None") => Include::None,
+            Some("Object") => Include::Object,
+            _ => Include::Metadata,
+        }
+    }
+}
+
+fn columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
+    match kind {
+        "Pod" => &[
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Status", "string", 0),
+            ("Restarts", "string", 0),
+            ("Age", "string", 0),
+            ("IP", "string", 1),
+            ("Node", "string", 1),
+        ],
+        "Deployment" => &[
+            ("Name", "string", 0),
+            ("Ready", "string", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "ReplicaSet" | "ReplicationController" => &[
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "StatefulSet" => &[("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0)],
+        "DaemonSet" => &[
+            ("Name", "string", 0),
+            ("Desired", "integer", 0),
+            ("Current", "integer", 0),
+            ("Ready", "integer", 0),
+            ("Up-to-date", "integer", 0),
+            ("Available", "integer", 0),
+            ("Age", "string", 0),
+        ],
+        "Job" => &[("Name", "string", 0), ("Completions", "string", 0), ("Age", "string", 0)],
+        "Service" => &[
+            ("Name", "string", 0),
+            ("Type", "string", 0),
+            ("Cluster-IP", "string", 0),
+            ("External-IP", "string", 0),
+            ("Port(s)", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "Namespace" => &[("Name", "string", 0), ("Status", "string", 0), ("Age", "string", 0)],
+        "Node" => &[
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Roles", "string", 0),
+            ("Age", "string", 0),
+            ("Version", "string", 0),
+        ],
+        "ConfigMap" => &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        "Secret" => &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        "Event" => &[
+            ("Last Seen", "string", 0),
+            ("Type", "string", 0),
+            ("Reason", "string", 0),
+            ("Object", "string", 0),
+            ("Message", "string", 0),
+        ],
+        _ => &[("Name", "string", 0), ("Age", "string", 0)],
+    }
+}
+
+fn int(object: &Value, pointer: &str) -> i64 {
+    object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+}
+
+fn string<'a>(object: &'a Value, pointer: &str) -> &'a str {
+    object.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+}
+
+fn or_none(text: &str) -> String {
+    if text.is_empty() { "<none>".into() } else { text.to_string() }
+}
+
+fn cells(kind: &str, object: &Value) -> Vec<Value> {
+    let name = json!(string(object, "/metadata/name"));
+    let age = json!(clock::age(object.pointer("/metadata/creationTimestamp").and_then(Value::as_str)));
+    match kind {
+        "Pod" => {
+            let statuses = object.pointer("/status/containerStatuses").and_then(Value::as_array);
+            let total = object.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+            let ready = statuses.map_or(0, |s| s.iter().filter(|c| c.get("ready") == Some(&json!(true))).count());
+            let restarts: i64 = statuses.map_or(0, |s| s.iter().map(|c| int(c, "/restartCount")).sum());
+            let waiting = statuses
+                .and_then(|s| s.iter().find_map(|c| c.pointer("/state/waiting/reason").and_then(Value::as_str)));
+            let status = if object.pointer("/metadata/deletionTimestamp").is_some() {
+                "Terminating"
+            } else {
+                waiting.unwrap_or_else(|| string(object, "/status/phase"))
+            };
+            vec![
+                name,
+                json!(format!("{ready}/{total}")),
+                json!(status),
+                json!(restarts.to_string()),
+                age,
+                json!(or_none(string(object, "/status/podIP"))),
+                json!(or_none(string(object, "/spec/nodeName"))),
+            ]
+        }
+        "Deployment" => vec![
+            name,
+            json!(format!("{}/{}", int(object, "/status/readyReplicas"), int(object, "/spec/replicas"))),
+            json!(int(object, "/status/updatedReplicas")),
+            json!(int(object, "/status/availableReplicas")),
+            age,
+        ],
+        "ReplicaSet" | "ReplicationController" => vec![
+            name,
+            json!(int(object, "/spec/replicas")),
+            json!(int(object, "/status/replicas")),
+            json!(int(object, "/status/readyReplicas")),
+            age,
+        ],
+        "StatefulSet" => {
+            vec![
+                name,
+                json!(format!("{}/{}", int(object, "/status/readyReplicas"), int(object, "/spec/replicas"))),
+                age,
+            ]
+        }
+        "DaemonSet" => vec![
+            name,
+            json!(int(object, "/status/desiredNumberScheduled")),
+            json!(int(object, "/status/currentNumberScheduled")),
+            json!(int(object, "/status/numberReady")),
+            json!(int(object, "/status/updatedNumberScheduled")),
+            json!(int(object, "/status/numberAvailable")),
+            age,
+        ],
+        "Job" => {
+            let completions = object.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1);
+            vec![name, json!(format!("{}/{completions}", int(object, "/status/succeeded"))), age]
+        }
+        "Service" => {
+            let ports: Vec<String> = object
+                .pointer("/spec/ports")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    let node_port =
+                        p.get("nodePort").and_then(Value::as_i64).map(|n| format!(":{n}")).unwrap_or_default();
+                    format!(
+                        "{}{node_port}/{}",
+                        int(p, "/port"),
+                        p.get("protocol").and_then(Value::as_str).unwrap_or("TCP")
+                    )
+                })
+                .collect();
+            vec![
+                name,
+                json!(string(object, "/spec/type")),
+                json!(or_none(string(object, "/spec/clusterIP"))),
+                json!("<none>"),
+                json!(or_none(&ports.join(","))),
+                age,
+            ]
+        }
+        "Namespace" => vec![name, json!(string(object, "/status/phase")), age],
+        "Node" => {
+            let ready = object
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .and_then(|c| c.iter().find(|c| c.get("type") == Some(&json!("Ready"))))
+                .map(|c| if c.get("status") == Some(&json!("True")) { "Ready" } else { "NotReady" })
+                .unwrap_or("Unknown");
+            let status = if object.pointer("/spec/unschedulable") == Some(&json!(true)) {
+                format!("{ready},SchedulingDisabled")
+            } else {
+                ready.to_string()
+            };
+            vec![name, json!(status), json!("<none>"), age, json!(string(object, "/status/nodeInfo/kubeletVersion"))]
+        }
+        "ConfigMap" => {
+            let count = |p: &str| object.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len());
+            vec![name, json!(count("/data") + count("/binaryData")), age]
+        }
+        "Secret" => {
+            let count = object.pointer("/data").and_then(Value::as_object).map_or(0, |m| m.len());
+            vec![name, json!(string(object, "/type")), json!(count), age]
+        }
+        "Event" => {
+            let seen = object
+                .get("lastTimestamp")
+                .and_then(Value::as_str)
+                .or_else(|| object.get("eventTime").and_then(Value::as_str))
+                .or_else(|| object.pointer("/metadata/creationTimestamp").and_then(Value::as_str));
+            vec![
+                json!(clock::age(seen)),
+                json!(string(object, "/type")),
+                json!(string(object, "/reason")),
+                json!(format!(
+                    "{}/{}",
+                    string(object, "/involvedObject/kind").to_lowercase(),
+                    string(object, "/involvedObject/name")
+                )),
+                json!(string(object, "/message")),
+            ]
+        }
+        _ => vec![name, age],
+    }
+}
+
+/// A `meta.k8s.io/v1` Table of objects of one resource.
+pub fn table(
+    resource: &Resource,
+    objects: &[Value],
+    revision: Option<u64>,
+    token: Option<String>,
+    include: Include,
+) -> Value {
+    let definitions: Vec<Value> = columns(resource.kind)
+        .iter()
+        .map(|(name, kind, priority)| {
+            let format = if *name == "Name" { "name" } else { "" };
+            json!({"name": name, "type": kind, "format": format, "description": name, "priority": priority})
+        })
+        .collect();
+    let rows: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut row = json!({"cells": cells(resource.kind, object)});
+            match include {
+                Include::None => {}
+                Include::Metadata => {
+                    row["object"] = json!({
+                        "kind": "PartialObjectMetadata",
+                        "apiVersion": "meta.k8s.io/v1",
+                        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+                    })
+                }
+                Include::Object => row["object"] = super::objects::with_type(resource, object.clone()),
+            }
+            row
+        })
+        .collect();
+    let mut metadata = json!({});
+    if let Some(revision) = revision {
+        metadata["resourceVersion"] = json!(revision.to_string());
+    }
+    if let Some(token) = token {
+        metadata["continue"] = json!(token);
+    }
+    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": definitions, "rows": rows})
+}

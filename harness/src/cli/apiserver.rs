@@ -1,0 +1,95 @@
+//! `kubeyard apiserver`: the Kubernetes API over kubeyard's store, for kubectl and any
+//! client, until interrupted.
+
+use super::Exit;
+use super::lint::usage_error;
+use crate::apiserver::{ApiServer, Options, kubeconfig, objects};
+use crate::store::Store;
+use crate::store::memory::{DEFAULT_HISTORY, MemoryStore};
+use clap::Args;
+use kubeyard_compiler::admission::Admission;
+use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Args, Debug)]
+pub struct ApiServerArgs {
+    /// Address to listen on (port 0 picks a free port). Plain HTTP: keep it on loopback.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+
+    /// Keep state here, durably (a write-ahead log and snapshots); without it, state
+    /// lives in memory only.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// Require `Authorization: Bearer TOKEN` on every request but health checks.
+    #[arg(long)]
+    token: Option<String>,
+
+    /// Write a kubeconfig for this server here.
+    #[arg(long, value_name = "FILE")]
+    kubeconfig_out: Option<PathBuf>,
+
+    /// The Kubernetes version whose schemas and defaults admission uses.
+    #[arg(long, value_name = "VERSION")]
+    kubernetes_version: Option<String>,
+
+    /// Watch events kept for watchers resuming from an older resourceVersion.
+    #[arg(long, default_value_t = DEFAULT_HISTORY)]
+    history: usize,
+}
+
+pub fn run(args: ApiServerArgs) -> Exit {
+    let version = match args.kubernetes_version.as_deref().map(str::parse::<KubernetesVersion>).transpose() {
+        Ok(version) => version.unwrap_or_else(KubernetesVersion::latest),
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    let admission = match Admission::new(CatalogOptions { version, ..CatalogOptions::default() }) {
+        Ok(admission) => admission,
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    let store: Arc<dyn Store> = match &args.data_dir {
+        Some(dir) => match MemoryStore::open(dir, args.history) {
+            Ok(store) => Arc::new(store),
+            Err(error) => return usage_error(&error.to_string()),
+        },
+        None => Arc::new(MemoryStore::with_history(args.history)),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(listener) => listener,
+            Err(error) => return usage_error(&format!("cannot listen on {}: {error}", args.listen)),
+        };
+        let address = match listener.local_addr() {
+            Ok(address) => address,
+            Err(error) => return usage_error(&error.to_string()),
+        };
+        let options = Options { token: args.token.clone(), ..Options::default() };
+        let server = ApiServer::new(store, admission, options);
+        for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+            if let Err(error) = objects::ensure_namespace(&server, namespace).await {
+                return usage_error(&format!("cannot create namespace {namespace}: {}", error.message));
+            }
+        }
+        let url = format!("http://{address}");
+        if let Some(path) = &args.kubeconfig_out {
+            if let Err(error) = kubeconfig::write(path, &url, args.token.as_deref()) {
+                return usage_error(&format!("cannot write {}: {error}", path.display()));
+            }
+            eprintln!("kubeyard: kubeconfig written to {}", path.display());
+        }
+        eprintln!("kubeyard: API server listening on {url}");
+        tokio::select! {
+            served = server.serve(listener) => match served {
+                Ok(()) => Exit::Ok,
+                Err(error) => usage_error(&format!("the server stopped: {error}")),
+            },
+            _ = tokio::signal::ctrl_c() => Exit::Ok,
+        }
+    })
+}
