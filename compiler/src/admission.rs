@@ -24,6 +24,7 @@ pub const ENFORCED_RULES: &[&str] = &[
     "resources/requests-above-limits",
     "service/node-port",
     "workload/selector-mismatch",
+    "workload/negative-replicas",
 ];
 
 pub struct Admission {

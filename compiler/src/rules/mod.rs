@@ -51,6 +51,7 @@ pub static RULES: &[&Rule] = &[
     &api::DEPRECATED,
     &workload::SELECTOR_MISMATCH,
     &workload::JOB_SELECTOR,
+    &workload::NEGATIVE_REPLICAS,
     &pod::INVALID_CONTAINER_NAME,
     &pod::DUPLICATE_PORT_NAME,
     &pod::INVALID_PORT_NAME,

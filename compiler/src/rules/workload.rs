@@ -24,8 +24,27 @@ pub static JOB_SELECTOR: Rule = Rule {
     needs_set: false,
 };
 
+pub static NEGATIVE_REPLICAS: Rule = Rule {
+    id: "workload/negative-replicas",
+    name: "Replica count below zero",
+    severity: Severity::Error,
+    rationale: "spec.replicas must be zero or more. The schemas only say it is an integer, so schema validators (kubeconform among them) pass -1, and the API server refuses it when the manifest is applied.",
+    fix: "Set spec.replicas to 0 or more (0 scales the workload down without deleting it).",
+    needs_set: false,
+};
+
 pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let gvk = &context.info.gvk;
+    if let Some(entry) = context.node.get("spec").and_then(|s| s.entry("replicas"))
+        && let Value::Int(replicas) = entry.value.value
+        && replicas < 0
+    {
+        out.push(
+            Finding::new(&NEGATIVE_REPLICAS, entry.value.span, format!("spec.replicas is {replicas}"))
+                .label("must be 0 or more")
+                .path("spec.replicas"),
+        );
+    }
     let Some(template) = &context.template else { return };
     let Some((selector_node, form)) = template.selector else { return };
     let labels = workloads::string_map(template.labels);

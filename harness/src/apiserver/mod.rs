@@ -225,10 +225,32 @@ async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Res
     }
 }
 
+/// A body this much larger than the limit is read to its end (and dropped) before the
+/// 413, so that the client, still sending, gets to read the answer.
+const DRAIN: usize = 64 << 20;
+
 async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY).await.map_err(|_| {
-        ApiError::new(413, "RequestEntityTooLarge", format!("the request body is larger than {MAX_BODY} bytes"))
-    })
+    use futures_util::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut buffer = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("the request body could not be read: {e}")))?;
+        seen += chunk.len();
+        if seen <= MAX_BODY {
+            buffer.extend_from_slice(&chunk);
+        } else if seen > DRAIN {
+            break;
+        }
+    }
+    if seen > MAX_BODY {
+        return Err(ApiError::new(
+            413,
+            "RequestEntityTooLarge",
+            format!("the request body is larger than the {MAX_BODY} bytes the server accepts"),
+        ));
+    }
+    Ok(buffer.freeze())
 }
 
 async fn handle(server: &Arc<ApiServer>, parts: axum::http::request::Parts, body: Body) -> Result<Response, ApiError> {

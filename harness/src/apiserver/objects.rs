@@ -639,6 +639,7 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
             }
             next
         }
+        Some("binding") => wanted,
         Some("finalize") => {
             let mut next = current.clone();
             next["spec"] = json!({"finalizers": wanted.pointer("/spec/finalizers").cloned().unwrap_or(json!([]))});
@@ -907,8 +908,10 @@ pub(super) async fn bind(
             )
         })?
         .to_string();
+    // Binding writes spec and status (the PodScheduled condition) at once.
+    let subresource = Some("binding".to_string());
     let target =
-        Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource: None };
+        Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource };
     let qualified = pods.qualified();
     write(server, &target, query, None, |current| {
         if current.pointer("/metadata/deletionTimestamp").is_some() {

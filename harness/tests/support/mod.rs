@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod api;
+
 use kubeyard_compiler::{FileReport, LintOptions, Linter, SourceFile};
 use std::io::Write;
 use std::path::{Path, PathBuf};

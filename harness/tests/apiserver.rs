@@ -1,0 +1,523 @@
+//! The API server over HTTP, as any client sees it: discovery, the verbs, errors as
+//! `Status` objects, watches, patches, deletion, subresources, tokens, concurrency.
+
+mod support;
+
+use kubeyard_harness::apiserver::Options;
+use kubeyard_harness::store::memory::MemoryStore;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use support::api::{self, Server, call, delete, get, patch, post, put};
+
+fn config_map(name: &str, labels: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}, "data": {"k": "v"}})
+}
+
+fn deployment(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [
+                {"name": "app", "image": "app:1", "env": [{"name": "A", "value": "1"}]},
+                {"name": "sidecar", "image": "proxy:1"}
+            ]}}
+        }
+    })
+}
+
+fn assert_status(reply: &api::Reply, code: u16, reason: &str) {
+    assert_eq!(reply.status, code, "{}", reply.text);
+    assert_eq!(reply.body["kind"], "Status", "{}", reply.text);
+    assert_eq!(reply.body["code"], code, "{}", reply.text);
+    assert_eq!(reply.body["reason"], reason, "{}", reply.text);
+}
+
+#[test]
+fn discovery_describes_every_served_resource() {
+    let server = Server::start();
+    let version = get(&format!("{}/version", server.url));
+    assert_eq!(version.body["major"], "1");
+    assert_eq!(get(&format!("{}/api", server.url)).body["versions"], json!(["v1"]));
+    let core = get(&format!("{}/api/v1", server.url)).body;
+    let names: Vec<&str> = core["resources"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
+    for name in [
+        "pods",
+        "pods/status",
+        "pods/binding",
+        "namespaces/finalize",
+        "replicationcontrollers/scale",
+        "events",
+        "nodes",
+    ] {
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+    }
+    let groups = get(&format!("{}/apis", server.url)).body;
+    let groups: Vec<&str> = groups["groups"].as_array().unwrap().iter().map(|g| g["name"].as_str().unwrap()).collect();
+    assert_eq!(groups, ["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"]);
+    let apps = get(&format!("{}/apis/apps/v1", server.url)).body;
+    let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
+    assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
+    assert_eq!(get(&format!("{}/apis/apps", server.url)).body["preferredVersion"]["version"], "v1");
+    for health in ["healthz", "readyz", "livez"] {
+        assert_eq!(get(&format!("{}/{health}", server.url)).text, "ok");
+    }
+}
+
+#[test]
+fn objects_are_created_read_and_updated_with_optimistic_concurrency() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let created = post(&collection, &config_map("one", json!({"app": "a"})));
+    assert_eq!(created.status, 201, "{}", created.text);
+    let metadata = &created.body["metadata"];
+    assert_eq!(metadata["namespace"], "default");
+    assert_eq!(metadata["uid"].as_str().map(str::len), Some(36));
+    assert!(metadata["creationTimestamp"].as_str().is_some_and(|t| t.ends_with('Z')));
+    let first = created.rv();
+
+    assert_status(&post(&collection, &config_map("one", json!({}))), 409, "AlreadyExists");
+    let read = get(&format!("{collection}/one"));
+    assert_eq!(read.body, created.body);
+    assert_status(&get(&format!("{collection}/missing")), 404, "NotFound");
+
+    let mut changed = read.body.clone();
+    changed["data"]["k"] = json!("w");
+    let updated = put(&format!("{collection}/one"), &changed);
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert!(updated.rv() > first);
+    assert_eq!(updated.body["metadata"]["uid"], metadata["uid"]);
+    // The same body again carries a stale resourceVersion.
+    let stale = put(&format!("{collection}/one"), &changed);
+    assert_status(&stale, 409, "Conflict");
+    assert!(stale.body["message"].as_str().unwrap().contains("the object has been modified"));
+    // Without one, an update is unconditional.
+    changed["metadata"].as_object_mut().unwrap().remove("resourceVersion");
+    changed["data"]["k"] = json!("x");
+    assert_eq!(put(&format!("{collection}/one"), &changed).status, 200);
+
+    // generateName, and dryRun that stores nothing.
+    let generated =
+        post(&collection, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}));
+    assert_eq!(generated.status, 201, "{}", generated.text);
+    assert!(generated.body["metadata"]["name"].as_str().unwrap().starts_with("gen-"));
+    let dry = post(&format!("{collection}?dryRun=All"), &config_map("dry", json!({})));
+    assert_eq!(dry.status, 201, "{}", dry.text);
+    assert_status(&get(&format!("{collection}/dry")), 404, "NotFound");
+}
+
+#[test]
+fn admission_defaults_and_refuses_like_the_api_server() {
+    let server = Server::start();
+    let deployments = format!("{}/apis/apps/v1/namespaces/default/deployments", server.url);
+    let created = post(&deployments, &deployment("web"));
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["spec"]["strategy"]["type"], "RollingUpdate");
+    assert_eq!(
+        created.body["spec"]["template"]["spec"]["containers"][0]["terminationMessagePath"],
+        "/dev/termination-log"
+    );
+    assert_eq!(created.body["metadata"]["generation"], 1);
+
+    let mut bad = deployment("bad");
+    bad["spec"]["replicas"] = json!("two");
+    let refused = post(&deployments, &bad);
+    assert_status(&refused, 422, "Invalid");
+    assert_eq!(refused.body["details"]["causes"][0]["field"], "spec.replicas");
+    assert!(refused.body["message"].as_str().unwrap().starts_with("Deployment \"bad\" is invalid: spec.replicas"));
+
+    let mut mismatched = deployment("mismatch");
+    mismatched["spec"]["selector"]["matchLabels"]["app"] = json!("other");
+    let refused = post(&deployments, &mismatched);
+    assert_status(&refused, 422, "Invalid");
+    assert!(
+        refused.text.contains("workload/selector-mismatch") || refused.text.contains("selector"),
+        "{}",
+        refused.text
+    );
+
+    // Namespaces must exist.
+    let elsewhere = post(&format!("{}/api/v1/namespaces/nowhere/configmaps", server.url), &config_map("c", json!({})));
+    assert_status(&elsewhere, 404, "NotFound");
+    // The body's namespace must be the path's.
+    let mut other = config_map("c", json!({}));
+    other["metadata"]["namespace"] = json!("kube-system");
+    assert_status(&post(&format!("{}/api/v1/namespaces/default/configmaps", server.url), &other), 400, "BadRequest");
+    // The generation counts spec changes only.
+    let mut spec = created.body.clone();
+    spec["spec"]["replicas"] = json!(5);
+    let updated = put(&format!("{deployments}/web"), &spec);
+    assert_eq!(updated.body["metadata"]["generation"], 2, "{}", updated.text);
+    let mut labels = updated.body.clone();
+    labels["metadata"]["labels"] = json!({"x": "y"});
+    assert_eq!(put(&format!("{deployments}/web"), &labels).body["metadata"]["generation"], 2);
+}
+
+#[test]
+fn bad_requests_get_4xx_statuses() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let malformed = call("POST", &collection, Some("application/json"), Some("{not json"), &[]);
+    assert_status(&malformed, 400, "BadRequest");
+    let wrong_type = call("POST", &collection, Some("text/plain"), Some("{}"), &[]);
+    assert_status(&wrong_type, 415, "UnsupportedMediaType");
+    let wrong_kind = post(&collection, &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}}));
+    assert_status(&wrong_kind, 400, "BadRequest");
+    for path in [
+        "/api/v1/widgets",
+        "/apis/apps/v9/deployments",
+        "/api/v1/namespaces/default/configmaps/a/b/c",
+        "/../etc/passwd",
+        "/api/v1/namespaces/default/nodes",
+    ] {
+        let reply = get(&format!("{}{path}", server.url));
+        assert_status(&reply, 404, "NotFound");
+    }
+    assert_status(&call("DELETE", &format!("{}/api/v1", server.url), None, None, &[]), 405, "MethodNotAllowed");
+    let huge = format!(
+        "{{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{{\"name\":\"big\"}},\"data\":{{\"k\":\"{}\"}}}}",
+        "x".repeat(4 << 20)
+    );
+    let too_large = call("POST", &collection, Some("application/json"), Some(&huge), &[]);
+    assert_status(&too_large, 413, "RequestEntityTooLarge");
+    let yaml = call(
+        "POST",
+        &collection,
+        Some("application/yaml"),
+        Some("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\n"),
+        &[],
+    );
+    assert_eq!(yaml.status, 201, "{}", yaml.text);
+    let protobuf = call("GET", &collection, None, None, &[("Accept", "application/vnd.kubernetes.protobuf")]);
+    assert_status(&protobuf, 406, "NotAcceptable");
+}
+
+#[test]
+fn lists_select_by_labels_and_fields_and_page() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    for i in 0..7 {
+        let tier = if i % 2 == 0 { "even" } else { "odd" };
+        assert_eq!(post(&collection, &config_map(&format!("cm-{i}"), json!({"tier": tier}))).status, 201);
+    }
+    let names = |reply: &api::Reply| -> Vec<String> {
+        reply.body["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let list = get(&collection);
+    assert_eq!(list.body["kind"], "ConfigMapList");
+    assert_eq!(list.body["items"][0]["kind"], "ConfigMap");
+    assert_eq!(names(&list).len(), 7);
+    assert_eq!(names(&get(&format!("{collection}?labelSelector=tier%3Dodd"))), ["cm-1", "cm-3", "cm-5"]);
+    assert_eq!(
+        names(&get(&format!("{collection}?labelSelector=tier+in+(even),tier!%3Dodd&limit=2"))),
+        ["cm-0", "cm-2"]
+    );
+    assert_eq!(names(&get(&format!("{collection}?fieldSelector=metadata.name%3Dcm-4"))), ["cm-4"]);
+    assert_status(&get(&format!("{collection}?fieldSelector=data.k%3Dv")), 400, "BadRequest");
+    assert_status(&get(&format!("{collection}?labelSelector=%3D%3D")), 400, "BadRequest");
+    // All namespaces.
+    assert_eq!(names(&get(&format!("{}/api/v1/configmaps", server.url))).len(), 7);
+
+    let mut seen = Vec::new();
+    let mut next = format!("{collection}?limit=3");
+    let mut pages = 0;
+    loop {
+        let page = get(&next);
+        pages += 1;
+        seen.extend(names(&page));
+        match page.body["metadata"]["continue"].as_str() {
+            Some(token) => next = format!("{collection}?limit=3&continue={token}"),
+            None => break,
+        }
+    }
+    assert_eq!((pages, seen.len()), (3, 7));
+    assert_status(&get(&format!("{collection}?limit=3&continue=garbage")), 400, "BadRequest");
+}
+
+#[test]
+fn watches_see_exactly_the_writes_after_their_revision_in_order() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let before = post(&collection, &config_map("before", json!({}))).rv();
+    let url = format!("{collection}?watch=true&resourceVersion={before}&timeoutSeconds=2");
+    let watcher = std::thread::spawn(move || api::watch_events(&url));
+    let mut expected = Vec::new();
+    for i in 0..20 {
+        let created = post(&collection, &config_map(&format!("w-{i}"), json!({"i": i.to_string()})));
+        expected.push(("ADDED", created.rv()));
+    }
+    let mut changed = get(&format!("{collection}/w-3")).body;
+    changed["data"]["k"] = json!("changed");
+    expected.push(("MODIFIED", put(&format!("{collection}/w-3"), &changed).rv()));
+    expected.push(("DELETED", delete(&format!("{collection}/w-4")).rv()));
+    let events = watcher.join().unwrap();
+    let seen: Vec<(&str, u64)> = events
+        .iter()
+        .map(|e| {
+            (e["type"].as_str().unwrap(), e["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap())
+        })
+        .collect();
+    assert_eq!(seen, expected);
+    assert_eq!(events[0]["object"]["kind"], "ConfigMap");
+
+    // From no revision: the current state first, as ADDED; a selector narrows it.
+    let initial = api::watch_events(&format!("{collection}?watch=1&timeoutSeconds=1&labelSelector=i%3D7"));
+    assert_eq!(initial.len(), 1);
+    assert_eq!(
+        (initial[0]["type"].as_str(), initial[0]["object"]["metadata"]["name"].as_str()),
+        (Some("ADDED"), Some("w-7"))
+    );
+}
+
+#[test]
+fn a_watch_from_a_revision_the_history_lost_gets_410_in_the_stream() {
+    let server = Server::with(Arc::new(MemoryStore::with_history(5)), Options::default());
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let first = post(&collection, &config_map("c-0", json!({}))).rv();
+    for i in 1..10 {
+        post(&collection, &config_map(&format!("c-{i}"), json!({})));
+    }
+    let events = api::watch_events(&format!("{collection}?watch=true&resourceVersion={first}&timeoutSeconds=1"));
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "ERROR");
+    assert_eq!(events[0]["object"]["code"], 410);
+    assert_eq!(events[0]["object"]["reason"], "Expired");
+}
+
+#[test]
+fn watches_send_bookmarks_and_objects_leaving_a_selection_as_deleted() {
+    let options = Options { bookmark_interval: std::time::Duration::from_millis(300), ..Options::default() };
+    let server = Server::with(Arc::new(MemoryStore::new()), options);
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let start = post(&collection, &config_map("m", json!({"keep": "yes"}))).rv();
+    let url = format!(
+        "{collection}?watch=true&resourceVersion={start}&timeoutSeconds=1&allowWatchBookmarks=true&labelSelector=keep%3Dyes"
+    );
+    let watcher = std::thread::spawn(move || api::watch_events(&url));
+    let mut object = get(&format!("{collection}/m")).body;
+    object["metadata"]["labels"] = json!({"keep": "no"});
+    put(&format!("{collection}/m"), &object);
+    let events = watcher.join().unwrap();
+    let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"DELETED"), "{kinds:?}");
+    assert!(kinds.contains(&"BOOKMARK"), "{kinds:?}");
+}
+
+#[test]
+fn patches_of_every_type() {
+    let server = Server::start();
+    let url = format!("{}/apis/apps/v1/namespaces/default/deployments/web", server.url);
+    post(&format!("{}/apis/apps/v1/namespaces/default/deployments", server.url), &deployment("web"));
+    let strategic = patch(
+        &url,
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "app", "image": "app:2", "env": [{"name": "B", "value": "2"}]},
+            {"name": "sidecar", "$patch": "delete"}
+        ]}}}}),
+    );
+    assert_eq!(strategic.status, 200, "{}", strategic.text);
+    let containers = &strategic.body["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers.as_array().unwrap().len(), 1);
+    assert_eq!(containers[0]["image"], "app:2");
+    assert_eq!(containers[0]["env"].as_array().unwrap().len(), 2);
+    assert_eq!(strategic.body["metadata"]["generation"], 2);
+
+    let merged = patch(
+        &url,
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"a": "b"}}, "spec": {"paused": true}}),
+    );
+    assert_eq!(
+        (merged.body["metadata"]["labels"]["a"].as_str(), merged.body["spec"]["paused"].as_bool()),
+        (Some("b"), Some(true))
+    );
+    let json_patch =
+        patch(&url, "application/json-patch+json", &json!([{"op": "replace", "path": "/spec/replicas", "value": 7}]));
+    assert_eq!(json_patch.body["spec"]["replicas"], 7, "{}", json_patch.text);
+    let failed_test =
+        patch(&url, "application/json-patch+json", &json!([{"op": "test", "path": "/spec/replicas", "value": 1}]));
+    assert_eq!(failed_test.status, 422, "{}", failed_test.text);
+    let invalid = patch(&url, "application/merge-patch+json", &json!({"spec": {"replicas": -1}}));
+    assert_status(&invalid, 422, "Invalid");
+    let stale = patch(
+        &url,
+        "application/merge-patch+json",
+        &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 3}}),
+    );
+    assert_status(&stale, 409, "Conflict");
+    assert_status(&patch(&url, "application/apply-patch+yaml", &json!({})), 415, "UnsupportedMediaType");
+    assert_status(&patch(&format!("{url}-missing"), "application/merge-patch+json", &json!({})), 404, "NotFound");
+}
+
+#[test]
+fn subresources_change_only_their_part() {
+    let server = Server::start();
+    let deployments = format!("{}/apis/apps/v1/namespaces/default/deployments", server.url);
+    let created = post(&deployments, &deployment("web")).body;
+    // The main resource ignores status; the status subresource ignores the rest.
+    let mut with_status = created.clone();
+    with_status["status"] = json!({"replicas": 2, "readyReplicas": 1});
+    with_status["spec"]["replicas"] = json!(3);
+    let main = put(&format!("{deployments}/web"), &with_status).body;
+    assert_eq!((main["spec"]["replicas"].as_i64(), main.get("status")), (Some(3), None));
+    let mut status = main.clone();
+    status["status"] = json!({"replicas": 2, "readyReplicas": 1});
+    status["spec"]["replicas"] = json!(9);
+    let updated = put(&format!("{deployments}/web/status"), &status);
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert_eq!(
+        (updated.body["spec"]["replicas"].as_i64(), updated.body["status"]["readyReplicas"].as_i64()),
+        (Some(3), Some(1))
+    );
+
+    let scale = get(&format!("{deployments}/web/scale")).body;
+    assert_eq!((scale["kind"].as_str(), scale["spec"]["replicas"].as_i64()), (Some("Scale"), Some(3)));
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let mut scaled = scale.clone();
+    scaled["spec"]["replicas"] = json!(5);
+    assert_eq!(put(&format!("{deployments}/web/scale"), &scaled).body["spec"]["replicas"], 5);
+    assert_status(&put(&format!("{deployments}/web/scale"), &scaled), 409, "Conflict");
+    let patched =
+        patch(&format!("{deployments}/web/scale"), "application/merge-patch+json", &json!({"spec": {"replicas": 1}}));
+    assert_eq!(patched.body["spec"]["replicas"], 1, "{}", patched.text);
+    assert_eq!(get(&format!("{deployments}/web")).body["spec"]["replicas"], 1);
+
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod = post(
+        &pods,
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    );
+    assert_eq!(
+        (pod.body["status"]["phase"].as_str(), pod.body["status"]["qosClass"].as_str()),
+        (Some("Pending"), Some("BestEffort"))
+    );
+    let binding = json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"kind": "Node", "name": "node-1"}});
+    assert_eq!(post(&format!("{pods}/p/binding"), &binding).status, 201);
+    let bound = get(&format!("{pods}/p")).body;
+    assert_eq!(bound["spec"]["nodeName"], "node-1");
+    assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
+    assert_status(&post(&format!("{pods}/p/binding"), &binding), 409, "Conflict");
+}
+
+#[test]
+fn deletion_honours_finalizers_grace_periods_and_terminating_namespaces() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let mut guarded = config_map("guarded", json!({}));
+    guarded["metadata"]["finalizers"] = json!(["example.com/hold"]);
+    post(&collection, &guarded);
+    let deleting = delete(&format!("{collection}/guarded"));
+    assert_eq!(deleting.status, 200, "{}", deleting.text);
+    assert!(deleting.body["metadata"]["deletionTimestamp"].is_string());
+    assert_eq!(get(&format!("{collection}/guarded")).status, 200);
+    let released = patch(
+        &format!("{collection}/guarded"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"finalizers": null}}),
+    );
+    assert_eq!(released.status, 200, "{}", released.text);
+    assert_status(&get(&format!("{collection}/guarded")), 404, "NotFound");
+
+    post(&collection, &config_map("fg", json!({})));
+    let foreground = call(
+        "DELETE",
+        &format!("{collection}/fg"),
+        Some("application/json"),
+        Some(r#"{"propagationPolicy":"Foreground"}"#),
+        &[],
+    );
+    assert_eq!(foreground.body["metadata"]["finalizers"], json!(["foregroundDeletion"]), "{}", foreground.text);
+    let precondition = call(
+        "DELETE",
+        &format!("{collection}/fg"),
+        Some("application/json"),
+        Some(r#"{"preconditions":{"uid":"nope"}}"#),
+        &[],
+    );
+    assert_status(&precondition, 409, "Conflict");
+
+    // A pod on a node is given its grace period; one on no node goes at once.
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod = |name: &str, node: Option<&str>| {
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+               "spec": {"nodeName": node, "terminationGracePeriodSeconds": 10, "containers": [{"name": "c", "image": "x"}]}})
+    };
+    post(&pods, &pod("running", Some("node-1")));
+    post(&pods, &pod("pending", None));
+    let graceful = delete(&format!("{pods}/running"));
+    assert_eq!(graceful.body["metadata"]["deletionGracePeriodSeconds"], 10, "{}", graceful.text);
+    assert_eq!(get(&format!("{pods}/running")).status, 200);
+    assert_eq!(delete(&format!("{pods}/running?gracePeriodSeconds=0")).status, 200);
+    assert_status(&get(&format!("{pods}/running")), 404, "NotFound");
+    delete(&format!("{pods}/pending"));
+    assert_status(&get(&format!("{pods}/pending")), 404, "NotFound");
+
+    // A terminating namespace takes nothing new.
+    let namespaces = format!("{}/api/v1/namespaces", server.url);
+    assert_eq!(
+        post(&namespaces, &json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "gone"}})).status,
+        201
+    );
+    let terminating = delete(&format!("{namespaces}/gone"));
+    assert_eq!(terminating.body["status"]["phase"], "Terminating", "{}", terminating.text);
+    let refused = post(&format!("{namespaces}/gone/configmaps"), &config_map("late", json!({})));
+    assert_status(&refused, 403, "Forbidden");
+    // Finalizing the namespace (what the namespace controller does) removes it.
+    let mut finalize = get(&format!("{namespaces}/gone")).body;
+    finalize["spec"]["finalizers"] = json!([]);
+    assert_eq!(put(&format!("{namespaces}/gone/finalize"), &finalize).status, 200);
+}
+
+#[test]
+fn a_token_is_required_when_set() {
+    let options = Options { token: Some("s3cret".into()), ..Options::default() };
+    let server = Server::with(Arc::new(MemoryStore::new()), options);
+    let url = format!("{}/api/v1/namespaces", server.url);
+    assert_status(&get(&url), 401, "Unauthorized");
+    assert_status(&call("GET", &url, None, None, &[("Authorization", "Bearer wrong")]), 401, "Unauthorized");
+    assert_eq!(call("GET", &url, None, None, &[("Authorization", "Bearer s3cret")]).status, 200);
+    assert_eq!(get(&format!("{}/healthz", server.url)).status, 200);
+}
+
+#[test]
+fn concurrent_writers_retrying_on_conflict_lose_no_update() {
+    let server = Server::start();
+    let url = format!("{}/api/v1/namespaces/default/configmaps/counter", server.url);
+    let mut counter = config_map("counter", json!({}));
+    counter["data"] = json!({"n": "0"});
+    post(&format!("{}/api/v1/namespaces/default/configmaps", server.url), &counter);
+    let (clients, each) = (16, 20);
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let mut conflicts = 0;
+                for _ in 0..each {
+                    loop {
+                        let mut current = get(&url).body;
+                        let n: u64 = current["data"]["n"].as_str().unwrap().parse().unwrap();
+                        current["data"]["n"] = json!((n + 1).to_string());
+                        let reply = put(&url, &current);
+                        match reply.status {
+                            200 => break,
+                            409 => conflicts += 1,
+                            other => panic!("unexpected {other}: {}", reply.text),
+                        }
+                    }
+                }
+                conflicts
+            })
+        })
+        .collect();
+    let conflicts: u64 = threads.into_iter().map(|t| t.join().unwrap()).sum();
+    assert_eq!(get(&url).body["data"]["n"], (clients * each).to_string());
+    // The test means something only if writers did collide.
+    assert!(conflicts > 0, "no conflicts: the writers never raced");
+}

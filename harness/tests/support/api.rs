@@ -1,0 +1,126 @@
+//! A kubeyard API server in the test process, and a small blocking HTTP client for it.
+
+use kubeyard_compiler::admission::Admission;
+use kubeyard_compiler::schema::CatalogOptions;
+use kubeyard_harness::apiserver::{ApiServer, Options, objects};
+use kubeyard_harness::store::Store;
+use kubeyard_harness::store::memory::MemoryStore;
+use serde_json::Value;
+use std::io::BufRead;
+use std::sync::Arc;
+
+pub struct Server {
+    pub url: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    pub fn start() -> Server {
+        Server::with(Arc::new(MemoryStore::new()), Options::default())
+    }
+
+    pub fn with(store: Arc<dyn Store>, options: Options) -> Server {
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("a runtime starts");
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+                let admission = Admission::new(CatalogOptions::default()).expect("the schemas load");
+                let server = ApiServer::new(store, admission, options);
+                objects::ensure_namespace(&server, "default").await.expect("default namespace");
+                address_tx.send(listener.local_addr().expect("bound")).expect("the test waits");
+                tokio::select! {
+                    _ = server.serve(listener) => {}
+                    _ = stopped => {}
+                }
+            });
+        });
+        let address = address_rx.recv().expect("the server starts");
+        Server { url: format!("http://{address}"), stop: Some(stop), thread: Some(thread) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub text: String,
+    pub body: Value,
+}
+
+impl Reply {
+    pub fn rv(&self) -> u64 {
+        self.body["metadata"]["resourceVersion"].as_str().and_then(|v| v.parse().ok()).expect("a resourceVersion")
+    }
+}
+
+pub fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// One request; `content_type` and `body` go together.
+pub fn call(
+    method: &str,
+    url: &str,
+    content_type: Option<&str>,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Reply {
+    let agent = agent();
+    let request = axum::http::Request::builder().method(method).uri(url);
+    let request = headers.iter().fold(request, |r, (k, v)| r.header(*k, *v));
+    let request = match content_type {
+        Some(content_type) => request.header("Content-Type", content_type),
+        None => request,
+    };
+    let request = request.body(body.unwrap_or("").to_string()).expect("a well-formed request");
+    let mut response = agent.run(request).expect("the server answers");
+    let status = response.status().as_u16();
+    let text = response.body_mut().with_config().limit(64 << 20).read_to_string().expect("a text body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply { status, text, body }
+}
+
+pub fn get(url: &str) -> Reply {
+    call("GET", url, None, None, &[])
+}
+
+pub fn post(url: &str, body: &Value) -> Reply {
+    call("POST", url, Some("application/json"), Some(&body.to_string()), &[])
+}
+
+pub fn put(url: &str, body: &Value) -> Reply {
+    call("PUT", url, Some("application/json"), Some(&body.to_string()), &[])
+}
+
+pub fn patch(url: &str, content_type: &str, body: &Value) -> Reply {
+    call("PATCH", url, Some(content_type), Some(&body.to_string()), &[])
+}
+
+pub fn delete(url: &str) -> Reply {
+    call("DELETE", url, None, None, &[])
+}
+
+/// The events of a watch that ends by its `timeoutSeconds`, as JSON values.
+pub fn watch_events(url: &str) -> Vec<Value> {
+    let mut response = agent().get(url).call().expect("the server answers");
+    assert_eq!(response.status().as_u16(), 200, "{url}");
+    let reader = std::io::BufReader::new(response.body_mut().as_reader());
+    reader.lines().map_while(Result::ok).map(|line| serde_json::from_str(&line).expect("each line is JSON")).collect()
+}
