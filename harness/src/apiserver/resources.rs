@@ -28,11 +28,10 @@ const fn r(
     namespaced: bool,
     short_names: &'static [&'static str],
 ) -> Resource {
-    // Every served group is at v1.
-    let version = "v1";
     Resource {
         group,
-        version,
+        // Every served group is at v1 but autoscaling, set where it is listed.
+        version: "v1",
         kind,
         plural,
         singular,
@@ -78,9 +77,48 @@ pub static RESOURCES: &[Resource] = &[
     workload(r("batch", "Job", "jobs", "job", true, &[]), false),
     r("coordination.k8s.io", "Lease", "leases", "lease", true, &[]),
     r("discovery.k8s.io", "EndpointSlice", "endpointslices", "endpointslice", true, &[]),
+    // Beyond what the control plane acts on: stored and served so that real
+    // applications (RBAC, storage, ingress, autoscaling) apply whole.
+    with_status(r("", "PersistentVolumeClaim", "persistentvolumeclaims", "persistentvolumeclaim", true, &["pvc"])),
+    with_status(r("", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"])),
+    r("", "LimitRange", "limitranges", "limitrange", true, &["limits"]),
+    Resource { categories: &["all"], ..workload(r("batch", "CronJob", "cronjobs", "cronjob", true, &["cj"]), false) },
+    Resource {
+        version: "v2",
+        ..workload(
+            r(
+                "autoscaling",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                "horizontalpodautoscaler",
+                true,
+                &["hpa"],
+            ),
+            false,
+        )
+    },
+    with_status(r("policy", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"])),
+    with_status(r("networking.k8s.io", "Ingress", "ingresses", "ingress", true, &["ing"])),
+    r("networking.k8s.io", "IngressClass", "ingressclasses", "ingressclass", false, &[]),
+    r("networking.k8s.io", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"]),
+    r("rbac.authorization.k8s.io", "Role", "roles", "role", true, &[]),
+    r("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", "clusterrole", false, &[]),
+    r("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", "rolebinding", true, &[]),
+    r("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, &[]),
+    r("storage.k8s.io", "StorageClass", "storageclasses", "storageclass", false, &["sc"]),
+    r("scheduling.k8s.io", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"]),
 ];
 
-pub const GROUPS: &[&str] = &["apps", "batch", "coordination.k8s.io", "discovery.k8s.io"];
+/// The named groups, in discovery order, each with its one served version.
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut groups: Vec<(&str, &str)> = Vec::new();
+    for resource in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+        if !groups.iter().any(|(g, _)| *g == resource.group) {
+            groups.push((resource.group, resource.version));
+        }
+    }
+    groups
+}
 
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
@@ -179,21 +217,21 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
 }
 
-fn group_document(group: &str) -> Value {
-    let version = json!({"groupVersion": format!("{group}/v1"), "version": "v1"});
+fn group_document(group: &str, version: &str) -> Value {
+    let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
     json!({"name": group, "versions": [version.clone()], "preferredVersion": version})
 }
 
 /// `GET /apis`.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = GROUPS.iter().map(|g| group_document(g)).collect();
+    let groups: Vec<Value> = groups().into_iter().map(|(g, v)| group_document(g, v)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `GET /apis/{group}`.
 pub fn group(group: &str) -> Option<Value> {
-    GROUPS.contains(&group).then(|| {
-        let mut document = group_document(group);
+    groups().into_iter().find(|(g, _)| *g == group).map(|(group, version)| {
+        let mut document = group_document(group, version);
         document["kind"] = json!("APIGroup");
         document["apiVersion"] = json!("v1");
         document

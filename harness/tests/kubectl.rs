@@ -1,0 +1,241 @@
+//! kubectl 1.32, the real client, against `kubeyard apiserver` started as users start
+//! it: apply, get, describe, scale, patch, delete and get -w.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+struct Cluster {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    fn start(extra: &[&str]) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubeyard starts");
+        let started = Instant::now();
+        while !kubeconfig.exists() {
+            assert!(started.elapsed() < Duration::from_secs(20), "no kubeconfig after 20 s");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Cluster { child, dir }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new("kubectl");
+        command
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args);
+        command
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("kubectl runs")
+    }
+
+    /// Runs kubectl and returns its standard output, failing the test if it fails.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const APP: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  labels: {app: web, tier: front}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports: [{containerPort: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web, labels: {app: web}}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 80}]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {mode: fast}
+";
+
+fn kubectl_available() -> bool {
+    Command::new("kubectl").arg("version").arg("--client").output().is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn kubectl_applies_reads_changes_and_deletes() {
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let manifests = cluster.write("app.yaml", APP);
+    let applied = cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    assert_eq!(
+        applied.lines().collect::<Vec<_>>(),
+        ["deployment.apps/web created", "service/web created", "configmap/settings created"]
+    );
+    let again = cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    assert!(again.lines().all(|l| l.ends_with(" unchanged")), "{again}");
+    let changed = cluster.write("app.yaml", &APP.replace("nginx:1.25", "nginx:1.26"));
+    let reapplied = cluster.ok(&["apply", "--validate=false", "-f", &changed]);
+    assert!(reapplied.contains("deployment.apps/web configured"), "{reapplied}");
+    assert_eq!(
+        cluster.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image} {.metadata.generation}"
+        ]),
+        "nginx:1.26 2"
+    );
+
+    // get: tables, all namespaces, YAML, label selectors.
+    let table = cluster.ok(&["get", "deployments"]);
+    assert!(table.starts_with("NAME") && table.contains("web"), "{table}");
+    let everywhere = cluster.ok(&["get", "configmaps", "-A"]);
+    assert!(everywhere.starts_with("NAMESPACE") && everywhere.contains("settings"), "{everywhere}");
+    let yaml = cluster.ok(&["get", "service", "web", "-o", "yaml"]);
+    assert!(yaml.contains("kind: Service") && yaml.contains("sessionAffinity: None"), "{yaml}");
+    let selected = cluster.ok(&["get", "deploy,svc,cm", "-l", "app=web", "-o", "name"]);
+    assert_eq!(selected.lines().collect::<Vec<_>>(), ["deployment.apps/web", "service/web"]);
+    let described = cluster.ok(&["describe", "deployment", "web"]);
+    assert!(described.contains("Name:") && described.contains("nginx:1.26"), "{described}");
+
+    // scale and patch, each kind of patch.
+    assert!(cluster.ok(&["scale", "deployment", "web", "--replicas=5"]).contains("scaled"));
+    cluster.ok(&["patch", "deployment", "web", "-p", r#"{"metadata":{"labels":{"patched":"strategic"}}}"#]);
+    cluster.ok(&["patch", "deployment", "web", "--type=merge", "-p", r#"{"spec":{"paused":true}}"#]);
+    cluster.ok(&[
+        "patch",
+        "deployment",
+        "web",
+        "--type=json",
+        "-p",
+        r#"[{"op":"add","path":"/metadata/labels/json","value":"yes"}]"#,
+    ]);
+    assert_eq!(
+        cluster.ok(&[
+            "get",
+            "deploy",
+            "web",
+            "-o",
+            "jsonpath={.spec.replicas} {.spec.paused} {.metadata.labels.patched} {.metadata.labels.json}"
+        ]),
+        "5 true strategic yes"
+    );
+
+    // An invalid object is refused with the field named.
+    let bad = cluster.write("bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n");
+    let refused = cluster.kubectl(&["apply", "--validate=false", "-f", &bad]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("is invalid") && stderr.contains("metadata.name"), "{stderr}");
+
+    assert!(cluster.ok(&["delete", "-f", &changed]).contains("deployment.apps \"web\" deleted"));
+    let gone = cluster.kubectl(&["get", "deploy", "web"]);
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{gone:?}");
+}
+
+#[test]
+fn kubectl_get_watch_sees_a_change() {
+    let cluster = Cluster::start(&[]);
+    let manifests = cluster.write("app.yaml", APP);
+    cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    let mut watch = cluster
+        .command(&["get", "configmap", "settings", "-w", "--output-watch-events"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    assert!(first.contains("EVENT"), "{first}");
+    let initial = lines.next().unwrap().unwrap();
+    let columns = |line: &str| line.split_whitespace().take(3).map(str::to_string).collect::<Vec<_>>();
+    assert_eq!(columns(&initial), ["ADDED", "settings", "1"], "{initial}");
+    cluster.ok(&["patch", "configmap", "settings", "-p", r#"{"data":{"extra":"1"}}"#]);
+    let change = lines.next().unwrap().unwrap();
+    assert_eq!(columns(&change), ["MODIFIED", "settings", "2"], "{change}");
+    let _ = watch.kill();
+    let _ = watch.wait();
+}
+
+#[test]
+fn kubectl_applies_online_boutique_and_finds_nothing_to_change_the_second_time() {
+    let cluster = Cluster::start(&[]);
+    let boutique = support::corpus().join("online-boutique/kubernetes-manifests.yaml");
+    let boutique = boutique.display().to_string();
+    let first = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    assert!(first.lines().count() > 30 && first.lines().all(|l| l.ends_with(" created")), "{first}");
+    let second = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    assert!(second.lines().all(|l| l.ends_with(" unchanged")), "{second}");
+    let deployments = cluster.ok(&["get", "deployments", "-o", "name"]);
+    assert_eq!(deployments.lines().count(), 12, "{deployments}");
+}
+
+/// kubectl sends credentials only over TLS (client-go's clientcmd drops them for plain
+/// HTTP), so over kubeyard's HTTP a token shuts kubectl out: it is for clients that
+/// send it (kube-rs, the Python client, curl), and the kubeconfig still carries it.
+#[test]
+fn a_token_shuts_out_requests_without_it() {
+    let cluster = Cluster::start(&["--token", "t0ken"]);
+    let refused = cluster.kubectl(&["get", "ns"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("provide credentials"), "{refused:?}");
+    let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
+    assert!(kubeconfig.contains("token: \"t0ken\""), "{kubeconfig}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(cluster.kubeconfig()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+}
