@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 pub struct Server {
     pub url: String,
+    pub address: String,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -21,6 +22,12 @@ impl Server {
     }
 
     pub fn with(store: Arc<dyn Store>, options: Options) -> Server {
+        Server::at("127.0.0.1:0", store, options)
+    }
+
+    /// A server on a given address: a restarted server comes back where clients knew it.
+    pub fn at(address: &str, store: Arc<dyn Store>, options: Options) -> Server {
+        let address = address.to_string();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
@@ -30,7 +37,7 @@ impl Server {
                 .build()
                 .expect("a runtime starts");
             runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a free port");
+                let listener = tokio::net::TcpListener::bind(&address).await.expect("a free port");
                 let admission = Admission::new(CatalogOptions::default()).expect("the schemas load");
                 let server = ApiServer::new(store, admission, options);
                 objects::ensure_namespace(&server, "default").await.expect("default namespace");
@@ -42,7 +49,7 @@ impl Server {
             });
         });
         let address = address_rx.recv().expect("the server starts");
-        Server { url: format!("http://{address}"), stop: Some(stop), thread: Some(thread) }
+        Server { url: format!("http://{address}"), address: address.to_string(), stop: Some(stop), thread: Some(thread) }
     }
 }
 
