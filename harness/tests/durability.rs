@@ -100,7 +100,8 @@ fn a_server_killed_mid_load_restarts_with_every_acknowledged_write() {
     );
     assert_eq!(next.status, 201, "{}", next.text);
     assert!(next.rv() > revision);
-    let old = support::api::watch_events(&format!("{url}/api/v1/configmaps?watch=true&resourceVersion=2&timeoutSeconds=1"));
+    let old =
+        support::api::watch_events(&format!("{url}/api/v1/configmaps?watch=true&resourceVersion=2&timeoutSeconds=1"));
     assert_eq!(old[0]["object"]["code"], 410);
     child.kill().unwrap();
     child.wait().unwrap();

@@ -42,7 +42,10 @@ async fn typed_crud_errors_dry_run_and_patches() {
     let maps: Api<ConfigMap> = Api::default_namespaced(client(&server));
     let created = maps.create(&PostParams::default(), &config_map("one")).await.unwrap();
     assert!(created.metadata.uid.is_some() && created.metadata.resource_version.is_some());
-    assert_eq!(api_error(maps.create(&PostParams::default(), &config_map("one")).await.unwrap_err()), (409, "AlreadyExists".into()));
+    assert_eq!(
+        api_error(maps.create(&PostParams::default(), &config_map("one")).await.unwrap_err()),
+        (409, "AlreadyExists".into())
+    );
     assert_eq!(api_error(maps.get("missing").await.unwrap_err()), (404, "NotFound".into()));
 
     let dry = PostParams { dry_run: true, ..PostParams::default() };
@@ -56,10 +59,7 @@ async fn typed_crud_errors_dry_run_and_patches() {
     // `changed` still carries the old resourceVersion.
     assert_eq!(api_error(maps.replace("one", &PostParams::default(), &changed).await.unwrap_err()).0, 409);
 
-    let patched = maps
-        .patch("one", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "1"}})))
-        .await
-        .unwrap();
+    let patched = maps.patch("one", &PatchParams::default(), &Patch::Merge(json!({"data": {"m": "1"}}))).await.unwrap();
     assert_eq!(patched.data.unwrap()["m"], "1");
     let strategic = maps
         .patch("one", &PatchParams::default(), &Patch::Strategic(json!({"metadata": {"labels": {"s": "1"}}})))
@@ -109,9 +109,7 @@ async fn a_watcher_recovers_from_410_after_a_restart() {
             }
         }
     });
-    let listed = async {
-        while seen.recv().await.as_deref() != Some("before") {}
-    };
+    let listed = async { while seen.recv().await.as_deref() != Some("before") {} };
     tokio::time::timeout(Duration::from_secs(30), listed).await.expect("the watcher lists what exists");
 
     // The server goes away; writes happen elsewhere; it comes back at the same address.

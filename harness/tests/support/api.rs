@@ -49,7 +49,12 @@ impl Server {
             });
         });
         let address = address_rx.recv().expect("the server starts");
-        Server { url: format!("http://{address}"), address: address.to_string(), stop: Some(stop), thread: Some(thread) }
+        Server {
+            url: format!("http://{address}"),
+            address: address.to_string(),
+            stop: Some(stop),
+            thread: Some(thread),
+        }
     }
 }
 

@@ -1,0 +1,26 @@
+//! The official Kubernetes Python client (`pip install -r harness/tests/python/requirements.txt`;
+//! `.ci/run` does) against the API server: create, list, watch, patch, scale, delete.
+
+mod support;
+
+use std::process::Command;
+use support::api::Server;
+
+#[test]
+fn the_python_client_creates_lists_watches_patches_and_deletes() {
+    let script = support::workspace().join("harness/tests/python/client.py");
+    let import = Command::new("python3").args(["-c", "import kubernetes"]).output().expect("python3 runs");
+    assert!(
+        import.status.success(),
+        "the kubernetes Python package is missing: pip install -r harness/tests/python/requirements.txt"
+    );
+    let server = Server::start();
+    let output = Command::new("python3").arg(&script).arg(&server.url).output().expect("python3 runs");
+    assert!(
+        output.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
