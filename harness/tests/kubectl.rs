@@ -191,7 +191,7 @@ fn kubectl_get_watch_sees_a_change() {
     let manifests = cluster.write("app.yaml", APP);
     cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
     let mut watch = cluster
-        .command(&["get", "configmap", "settings", "-w", "--output-watch-events"])
+        .command(&["get", "configmap", "settings", "-w", "--output-watch-events", "--request-timeout=60s"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -238,4 +238,33 @@ fn a_token_shuts_out_requests_without_it() {
         let mode = std::fs::metadata(cluster.kubeconfig()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+}
+
+#[test]
+fn kubectl_against_a_server_that_keeps_state_in_etcd() {
+    let etcd = support::etcd::Etcd::start();
+    let cluster = Cluster::start(&["--etcd", &etcd.url]);
+    let boutique = support::corpus().join("online-boutique/kubernetes-manifests.yaml").display().to_string();
+    let first = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    assert!(first.lines().all(|l| l.ends_with(" created")), "{first}");
+    let second = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    assert!(second.lines().all(|l| l.ends_with(" unchanged")), "{second}");
+    cluster.ok(&["scale", "deployment", "frontend", "--replicas=3"]);
+    assert_eq!(cluster.ok(&["get", "deploy", "frontend", "-o", "jsonpath={.spec.replicas}"]), "3");
+    let mut watch = cluster
+        .command(&["get", "deployments", "-w", "--output-watch-events", "--request-timeout=60s"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
+    // A header, then the twelve deployments that exist.
+    for _ in 0..13 {
+        lines.next().unwrap().unwrap();
+    }
+    cluster.ok(&["delete", "deployment", "loadgenerator"]);
+    let deleted = lines.next().unwrap().unwrap();
+    assert!(deleted.starts_with("DELETED") && deleted.contains("loadgenerator"), "{deleted}");
+    let _ = watch.kill();
+    let _ = watch.wait();
 }

@@ -5,6 +5,7 @@ use super::Exit;
 use super::lint::usage_error;
 use crate::apiserver::{ApiServer, Options, kubeconfig, objects};
 use crate::store::Store;
+use crate::store::etcd::EtcdStore;
 use crate::store::memory::{DEFAULT_HISTORY, MemoryStore};
 use clap::Args;
 use kubeyard_compiler::admission::Admission;
@@ -20,8 +21,12 @@ pub struct ApiServerArgs {
 
     /// Keep state here, durably (a write-ahead log and snapshots); without it, state
     /// lives in memory only.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "etcd")]
     data_dir: Option<PathBuf>,
+
+    /// Keep state in this etcd (v3, through its JSON gateway), as Kubernetes does.
+    #[arg(long, value_name = "URL")]
+    etcd: Option<String>,
 
     /// Require `Authorization: Bearer TOKEN` on every request but health checks.
     #[arg(long)]
@@ -35,7 +40,8 @@ pub struct ApiServerArgs {
     #[arg(long, value_name = "VERSION")]
     kubernetes_version: Option<String>,
 
-    /// Watch events kept for watchers resuming from an older resourceVersion.
+    /// Watch events kept for watchers resuming from an older resourceVersion (the
+    /// embedded store; etcd keeps what its own compaction leaves).
     #[arg(long, default_value_t = DEFAULT_HISTORY)]
     history: usize,
 }
@@ -49,18 +55,22 @@ pub fn run(args: ApiServerArgs) -> Exit {
         Ok(admission) => admission,
         Err(error) => return usage_error(&error.to_string()),
     };
-    let store: Arc<dyn Store> = match &args.data_dir {
-        Some(dir) => match MemoryStore::open(dir, args.history) {
-            Ok(store) => Arc::new(store),
-            Err(error) => return usage_error(&error.to_string()),
-        },
-        None => Arc::new(MemoryStore::with_history(args.history)),
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
     };
     runtime.block_on(async move {
+        let store: Arc<dyn Store> = match (&args.data_dir, &args.etcd) {
+            (_, Some(url)) => match EtcdStore::connect(url).await {
+                Ok(store) => Arc::new(store),
+                Err(error) => return usage_error(&format!("cannot use etcd at {url}: {error}")),
+            },
+            (Some(dir), None) => match MemoryStore::open(dir, args.history) {
+                Ok(store) => Arc::new(store),
+                Err(error) => return usage_error(&error.to_string()),
+            },
+            (None, None) => Arc::new(MemoryStore::with_history(args.history)),
+        };
         let listener = match tokio::net::TcpListener::bind(&args.listen).await {
             Ok(listener) => listener,
             Err(error) => return usage_error(&format!("cannot listen on {}: {error}", args.listen)),

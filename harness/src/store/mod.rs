@@ -3,8 +3,9 @@
 //! `resourceVersion` (as etcd's `mod_revision` is in Kubernetes).
 //!
 //! One trait, so the API server does not care where state lives: `memory::MemoryStore`
-//! (in memory, and with a data directory, durable through `wal`).
+//! (in memory, and with a data directory, durable through `wal`) or `etcd::EtcdStore`.
 
+pub mod etcd;
 pub mod memory;
 pub mod wal;
 

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod api;
+pub mod etcd;
 
 use kubeyard_compiler::{FileReport, LintOptions, Linter, SourceFile};
 use std::io::Write;
