@@ -172,9 +172,10 @@ async fn fan_out(url: &str, settings: &Settings) {
     let updates = settings.updates;
     let mut watchers = Vec::new();
     for _ in 0..settings.watchers {
-        let request = hyper::Request::get(format!("{collection}?watch=true&resourceVersion={start}&timeoutSeconds=120"))
-            .body(Full::new(Bytes::new()))
-            .unwrap();
+        let request =
+            hyper::Request::get(format!("{collection}?watch=true&resourceVersion={start}&timeoutSeconds=120"))
+                .body(Full::new(Bytes::new()))
+                .unwrap();
         let response = http.request(request).await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         let sent_at = Arc::clone(&sent_at);
@@ -189,7 +190,8 @@ async fn fan_out(url: &str, settings: &Settings) {
                 while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = buffer.drain(..=end).collect();
                     let event: serde_json::Value = serde_json::from_slice(&line).unwrap();
-                    let revision: u64 = event["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+                    let revision: u64 =
+                        event["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
                     let now = Instant::now();
                     // The writer records the time just after its write is acknowledged; an
                     // event can arrive before that, which counts as no lag.
@@ -209,7 +211,8 @@ async fn fan_out(url: &str, settings: &Settings) {
             .unwrap();
         let response = http.request(request).await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
-        let reply: serde_json::Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
+        let reply: serde_json::Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap();
         let revision: u64 = reply["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
         sent_at.lock().unwrap().insert(revision, Instant::now());
     }
@@ -241,9 +244,9 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let durable = serve(Arc::new(MemoryStore::open(dir.path(), DEFAULT_HISTORY).unwrap()));
     runtime.block_on(creates_and_gets("--data-dir, fsync", &durable, &settings));
-    let peak = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string()));
+    let peak = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines().find(|l| l.starts_with("VmHWM")).map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+    });
     if let Some(kb) = peak {
         println!("peak RSS of server and load together: {} MB", kb.parse::<u64>().unwrap_or(0) / 1024);
     }
