@@ -246,3 +246,21 @@ pub fn core_versions() -> Value {
         "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": ""}]
     })
 }
+
+/// The served resources as a Markdown table's rows (`docs/apiserver.md`).
+pub fn markdown_rows() -> String {
+    let mut rows = String::new();
+    for resource in RESOURCES {
+        let list = |items: &[&str]| if items.is_empty() { String::new() } else { format!("`{}`", items.join("`, `")) };
+        rows.push_str(&format!(
+            "| `{}` | {} | `{}` | {} | {} | {} |\n",
+            resource.api_version(),
+            resource.kind,
+            resource.plural,
+            if resource.namespaced { "namespaced" } else { "cluster" },
+            list(resource.short_names),
+            list(&resource.subresources()),
+        ));
+    }
+    rows
+}
