@@ -223,14 +223,19 @@ fn kubectl_applies_online_boutique_and_finds_nothing_to_change_the_second_time()
 }
 
 /// kubectl sends credentials only over TLS (client-go's clientcmd drops them for plain
-/// HTTP), so over kubeyard's HTTP a token shuts kubectl out: it is for clients that
-/// send it (kube-rs, the Python client, curl), and the kubeconfig still carries it.
+/// HTTP): over HTTP a token shuts kubectl out, over `--tls` kubectl gets in with it.
 #[test]
-fn a_token_shuts_out_requests_without_it() {
-    let cluster = Cluster::start(&["--token", "t0ken"]);
-    let refused = cluster.kubectl(&["get", "ns"]);
+fn a_token_over_tls_lets_kubectl_in_and_keeps_others_out() {
+    let plain = Cluster::start(&["--token", "t0ken"]);
+    let refused = plain.kubectl(&["get", "ns"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("provide credentials"), "{refused:?}");
+
+    let cluster = Cluster::start(&["--token", "t0ken", "--tls"]);
     let kubeconfig = std::fs::read_to_string(cluster.kubeconfig()).unwrap();
+    assert!(
+        kubeconfig.contains("server: https://127.0.0.1:") && kubeconfig.contains("certificate-authority-data: "),
+        "{kubeconfig}"
+    );
     assert!(kubeconfig.contains("token: \"t0ken\""), "{kubeconfig}");
     #[cfg(unix)]
     {
@@ -238,6 +243,12 @@ fn a_token_shuts_out_requests_without_it() {
         let mode = std::fs::metadata(cluster.kubeconfig()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
+    assert!(cluster.ok(&["get", "namespaces", "-o", "name"]).contains("namespace/default"));
+    let manifests = cluster.write("app.yaml", APP);
+    cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    let wrong = cluster.write("wrong-kubeconfig", &kubeconfig.replace("token: \"t0ken\"", "token: \"nope\""));
+    let refused = Command::new("kubectl").args(["--kubeconfig", &wrong, "get", "ns"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("provide credentials"), "{refused:?}");
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod objects;
 pub mod resources;
 pub mod status;
 pub mod table;
+pub mod tls;
 pub mod watch;
 
 use crate::store::Store;
@@ -82,6 +83,15 @@ impl ApiServer {
     /// Serves until the listener fails or the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
         axum::serve(listener, self.router()).await
+    }
+
+    /// Serves HTTPS with `identity` (see `tls::self_signed`).
+    pub async fn serve_tls(
+        self: Arc<Self>,
+        listener: tokio::net::TcpListener,
+        identity: &tls::Identity,
+    ) -> std::io::Result<()> {
+        tls::serve(listener, self.router(), Arc::clone(&identity.config)).await
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::Exit;
 use super::lint::usage_error;
-use crate::apiserver::{ApiServer, Options, kubeconfig, objects};
+use crate::apiserver::{ApiServer, Options, kubeconfig, objects, tls};
 use crate::store::Store;
 use crate::store::etcd::EtcdStore;
 use crate::store::memory::{DEFAULT_HISTORY, MemoryStore};
@@ -31,6 +31,11 @@ pub struct ApiServerArgs {
     /// Require `Authorization: Bearer TOKEN` on every request but health checks.
     #[arg(long)]
     token: Option<String>,
+
+    /// Serve HTTPS, with a certificate authority made at start (its certificate goes
+    /// into the kubeconfig). kubectl sends a token only over HTTPS.
+    #[arg(long)]
+    tls: bool,
 
     /// Write a kubeconfig for this server here.
     #[arg(long, value_name = "FILE")]
@@ -86,16 +91,28 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 return usage_error(&format!("cannot create namespace {namespace}: {}", error.message));
             }
         }
-        let url = format!("http://{address}");
+        let identity = match args.tls.then(|| tls::self_signed(&[address.ip().to_string()])).transpose() {
+            Ok(identity) => identity,
+            Err(error) => return usage_error(&error),
+        };
+        let scheme = if identity.is_some() { "https" } else { "http" };
+        let url = format!("{scheme}://{address}");
         if let Some(path) = &args.kubeconfig_out {
-            if let Err(error) = kubeconfig::write(path, &url, args.token.as_deref()) {
+            let ca = identity.as_ref().map(|i| i.ca_pem.as_str());
+            if let Err(error) = kubeconfig::write(path, &url, args.token.as_deref(), ca) {
                 return usage_error(&format!("cannot write {}: {error}", path.display()));
             }
             eprintln!("kubeyard: kubeconfig written to {}", path.display());
         }
         eprintln!("kubeyard: API server listening on {url}");
+        let serving = async {
+            match &identity {
+                Some(identity) => server.serve_tls(listener, identity).await,
+                None => server.serve(listener).await,
+            }
+        };
         tokio::select! {
-            served = server.serve(listener) => match served {
+            served = serving => match served {
                 Ok(()) => Exit::Ok,
                 Err(error) => usage_error(&format!("the server stopped: {error}")),
             },
