@@ -4,6 +4,7 @@
 
 pub mod apiserver;
 pub mod cli;
+pub mod client;
 pub mod discover;
 pub mod report;
 pub mod snapshot;

@@ -38,7 +38,7 @@ pub fn plan_yaml(request: &PlanRequest) -> Result<String, String> {
         set: request.set.clone(),
         ..Inputs::default()
     };
-    let target = Target { state: request.state.clone(), prune: request.prune };
+    let target = Target { state: request.state.clone(), prune: request.prune, ..Target::default() };
     plan_with(&inputs, &target).map(|plan| render::yaml(&plan))
 }
 

@@ -90,6 +90,13 @@ impl State {
         if problems.is_empty() { Ok(()) } else { Err(problems) }
     }
 
+    /// Adds objects read from a cluster (a `List`, or one object), as a state file's are.
+    pub fn add(&mut self, value: Value) -> Result<(), Vec<Diagnostic>> {
+        let mut problems = Vec::new();
+        self.take(value, crate::source::Span::default(), &mut problems);
+        if problems.is_empty() { Ok(()) } else { Err(problems) }
+    }
+
     /// One document: kubeyard's header (with `objects:` in a small hand-written state), a list,
     /// or an object.
     fn take(&mut self, value: Value, span: crate::source::Span, problems: &mut Vec<Diagnostic>) {

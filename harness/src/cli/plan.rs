@@ -2,7 +2,8 @@
 //! order, against a state file; and `kubeyard apply --state`, which records the result.
 
 use super::Exit;
-use super::compile::compile;
+use super::compile::{Compiled, compile};
+use crate::client::{self, Client, config::Endpoint};
 use super::inputs::{Inputs, print_problems, read_source};
 use super::lint::usage_error;
 use clap::{Args, ValueEnum};
@@ -45,8 +46,30 @@ pub struct Target {
     /// The state to compare with: kubeyard's state file (`kubeyard apply --state`), or
     /// objects as `kubectl get -o yaml` prints them. A file that does not exist is an
     /// empty state (everything is created).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "cluster"])]
     pub state: Option<PathBuf>,
+
+    /// Compare with what a live cluster holds, reached through this kubeconfig (its
+    /// current context, or --context): any Kubernetes cluster, kubeyard's own included.
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// With --kubeconfig: the context to use instead of the current one.
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub context: Option<String>,
+
+    /// Compare with the live cluster at this URL (plain HTTP, or HTTPS with
+    /// --insecure-skip-tls-verify), with no credentials but --token.
+    #[arg(long, value_name = "URL")]
+    pub cluster: Option<String>,
+
+    /// With --cluster: the bearer token to send.
+    #[arg(long, requires = "cluster")]
+    pub token: Option<String>,
+
+    /// With --cluster: do not check the server's certificate.
+    #[arg(long, requires = "cluster")]
+    pub insecure_skip_tls_verify: bool,
 
     /// Delete objects the state has and the manifests no longer do.
     #[arg(long)]
@@ -88,7 +111,7 @@ pub fn plan_with(inputs: &Inputs, target: &Target) -> Result<Plan, String> {
     }
     let state = match &target.state {
         Some(path) => read_state(path).map_err(|_| format!("the state {} cannot be read", path.display()))?,
-        None => State::default(),
+        None => read_live(target, &compiled)?,
     };
     Ok(compiled.plan(&graph, &state, target.prune))
 }
@@ -99,7 +122,7 @@ fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Pla
     compiled.report_problems()?;
     let state = match &target.state {
         Some(path) => read_state(path)?,
-        None => State::default(),
+        None => read_live(target, &compiled).map_err(|message| usage_error(&message))?,
     };
     let plan = compiled.plan(&graph, &state, target.prune);
     let written = if keep_written {
@@ -111,6 +134,30 @@ fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Pla
     std::mem::forget(compiled);
     std::mem::forget(graph);
     Ok(Planned { plan, written, state })
+}
+
+/// What the live cluster of `--kubeconfig` or `--cluster` holds for the desired objects;
+/// an empty state when neither is given.
+fn read_live(target: &Target, compiled: &Compiled) -> Result<State, String> {
+    let endpoint = match (&target.kubeconfig, &target.cluster) {
+        (Some(path), _) => client::config::load(path, target.context.as_deref())?,
+        (None, Some(url)) => Endpoint {
+            server: url.trim_end_matches('/').to_string(),
+            token: target.token.clone(),
+            insecure: target.insecure_skip_tls_verify,
+            ..Endpoint::default()
+        },
+        (None, None) => return Ok(State::default()),
+    };
+    let client = Client::new(endpoint)?;
+    let desired: Vec<&Value> = compiled.objects.iter().map(|d| &d.value).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime
+        .block_on(client::state::read(&client, &desired, target.prune))
+        .map_err(|message| format!("reading the cluster at {}: {message}", client.server()))
 }
 
 fn read_state(path: &Path) -> Result<State, Exit> {

@@ -1,0 +1,243 @@
+//! A small Kubernetes client for kubeyard's own commands (`plan --kubeconfig`): JSON
+//! over HTTP or HTTPS (the kubeconfig's CA, client certificates, tokens), discovery of
+//! where each kind lives, get and paged list. `state` reads what a cluster holds for a plan.
+
+pub mod config;
+pub mod state;
+
+use bytes::Bytes;
+use config::Endpoint;
+use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+pub struct Client {
+    endpoint: Endpoint,
+    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    authorization: Option<String>,
+    /// `apiVersion` to its resources (kind → plural, namespaced), from discovery.
+    resources: Mutex<HashMap<String, Arc<HashMap<String, (String, bool)>>>>,
+}
+
+/// `insecure-skip-tls-verify: true`: the server's certificate is not checked.
+#[derive(Debug)]
+struct Unverified(Arc<CryptoProvider>);
+
+impl ServerCertVerifier for Unverified {
+    fn verify_server_cert(
+        &self,
+        _: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn tls(endpoint: &Endpoint) -> Result<ClientConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = if endpoint.insecure {
+        builder.dangerous().with_custom_certificate_verifier(Arc::new(Unverified(provider)))
+    } else {
+        let Some(ca) = &endpoint.ca_pem else {
+            return Err(format!(
+                "{} is HTTPS and the kubeconfig names no certificate-authority to trust",
+                endpoint.server
+            ));
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca) {
+            let cert = cert.map_err(|e| format!("the kubeconfig's certificate authority is not PEM: {e}"))?;
+            roots.add(cert).map_err(|e| format!("the kubeconfig's certificate authority is not usable: {e}"))?;
+        }
+        builder.with_root_certificates(roots)
+    };
+    let mut config = match &endpoint.client_cert {
+        Some((cert, key)) => {
+            let certs = CertificateDer::pem_slice_iter(cert)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("the client certificate is not PEM: {e}"))?;
+            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("the client key is not PEM: {e}"))?;
+            builder.with_client_auth_cert(certs, key).map_err(|e| format!("the client certificate is not usable: {e}"))?
+        }
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+impl Client {
+    pub fn new(endpoint: Endpoint) -> Result<Client, String> {
+        let https = endpoint.server.starts_with("https://");
+        if !https && !endpoint.server.starts_with("http://") {
+            return Err(format!("{} is not an http:// or https:// URL", endpoint.server));
+        }
+        let connector = hyper_rustls::HttpsConnectorBuilder::new();
+        let connector = if https {
+            connector.with_tls_config(tls(&endpoint)?)
+        } else {
+            // Never used for plain HTTP, but the connector wants one.
+            connector.with_tls_config(
+                ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(RootCertStore::empty())
+                    .with_no_client_auth(),
+            )
+        };
+        let connector = connector.https_or_http().enable_http1().build();
+        let authorization = match (&endpoint.token, &endpoint.basic) {
+            (Some(token), _) => Some(format!("Bearer {token}")),
+            (None, Some((user, password))) => {
+                use base64::Engine;
+                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+            }
+            (None, None) => None,
+        };
+        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
+        Ok(Client { endpoint, http, authorization, resources: Mutex::new(HashMap::new()) })
+    }
+
+    pub fn server(&self) -> &str {
+        &self.endpoint.server
+    }
+
+    /// `GET path`: the object, `None` on 404, and any other failure said in full.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>, String> {
+        let mut request = hyper::Request::get(format!("{}{path}", self.endpoint.server)).header("accept", "application/json");
+        if let Some(authorization) = &self.authorization {
+            request = request.header("authorization", authorization);
+        }
+        let request = request.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        let response = self
+            .http
+            .request(request)
+            .await
+            .map_err(|e| format!("cannot reach {}: {}", self.endpoint.server, source_chain(&e)))?;
+        let status = response.status();
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        if status.as_u16() == 404 {
+            return Ok(None);
+        }
+        let value: Value = serde_json::from_slice(&body)
+            .map_err(|_| format!("{path}: the server answered {status} with something that is not JSON"))?;
+        if !status.is_success() {
+            let message = value.get("message").and_then(Value::as_str).unwrap_or("");
+            return Err(format!("{path}: {status}: {message}"));
+        }
+        Ok(Some(value))
+    }
+
+    /// Every item of a collection, page by page; items get the list's type when the
+    /// server leaves it out (Kubernetes does).
+    pub async fn list(&self, path: &str, api_version: &str, kind: &str) -> Result<Vec<Value>, String> {
+        let mut items = Vec::new();
+        let mut token: Option<String> = None;
+        loop {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let page = match &token {
+                Some(token) => format!("{path}{separator}limit=500&continue={token}"),
+                None => format!("{path}{separator}limit=500"),
+            };
+            let Some(list) = self.get(&page).await? else { return Ok(items) };
+            for mut item in list.get("items").and_then(Value::as_array).cloned().unwrap_or_default() {
+                if let Some(map) = item.as_object_mut() {
+                    map.entry("apiVersion").or_insert_with(|| Value::String(api_version.to_string()));
+                    map.entry("kind").or_insert_with(|| Value::String(kind.to_string()));
+                }
+                items.push(item);
+            }
+            token = list.pointer("/metadata/continue").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string);
+            if token.is_none() {
+                return Ok(items);
+            }
+        }
+    }
+
+    /// Where objects of `kind` in `api_version` live: their plural and whether they are
+    /// namespaced; `None` when the server does not serve them.
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<Option<(String, bool)>, String> {
+        let known = self.resources.lock().unwrap_or_else(|p| p.into_inner()).get(api_version).cloned();
+        let resources = match known {
+            Some(resources) => resources,
+            None => {
+                let path = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+                let mut found = HashMap::new();
+                if let Some(list) = self.get(&path).await? {
+                    for resource in list.get("resources").and_then(Value::as_array).into_iter().flatten() {
+                        let (Some(name), Some(kind)) =
+                            (resource.get("name").and_then(Value::as_str), resource.get("kind").and_then(Value::as_str))
+                        else {
+                            continue;
+                        };
+                        if !name.contains('/') {
+                            let namespaced = resource.get("namespaced").and_then(Value::as_bool).unwrap_or(true);
+                            found.insert(kind.to_string(), (name.to_string(), namespaced));
+                        }
+                    }
+                }
+                let found = Arc::new(found);
+                self.resources.lock().unwrap_or_else(|p| p.into_inner()).insert(api_version.to_string(), Arc::clone(&found));
+                found
+            }
+        };
+        Ok(resources.get(kind).cloned())
+    }
+
+    /// The path of a collection (`namespace` only for namespaced kinds).
+    pub fn collection(api_version: &str, plural: &str, namespace: Option<&str>) -> String {
+        let root = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+        match namespace {
+            Some(namespace) => format!("{root}/namespaces/{namespace}/{plural}"),
+            None => format!("{root}/{plural}"),
+        }
+    }
+}
+
+/// An error and its causes, for "cannot reach" messages that say why.
+fn source_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

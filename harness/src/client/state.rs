@@ -1,0 +1,62 @@
+//! What a live cluster holds for a plan: each desired object as the cluster has it, and,
+//! for pruning, every object of the same kinds in the same namespaces that carries a
+//! last-applied configuration (what `kubectl apply --prune` considers).
+
+use super::Client;
+use futures_util::StreamExt;
+use kubeyard_compiler::plan::state::{LAST_APPLIED, State};
+use serde_json::Value;
+use std::collections::BTreeSet;
+
+/// Requests in flight at once.
+const CONCURRENCY: usize = 16;
+
+fn text<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
+    object.pointer(pointer).and_then(Value::as_str)
+}
+
+pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<State, String> {
+    let mut wanted = Vec::new();
+    let mut collections = BTreeSet::new();
+    for object in desired {
+        let (Some(api_version), Some(kind), Some(name)) =
+            (text(object, "/apiVersion"), text(object, "/kind"), text(object, "/metadata/name"))
+        else {
+            continue;
+        };
+        let Some((plural, namespaced)) = client.resource(api_version, kind).await? else {
+            // A kind the cluster does not serve (a CRD not installed yet): nothing exists.
+            continue;
+        };
+        let namespace = namespaced.then(|| text(object, "/metadata/namespace").unwrap_or("default").to_string());
+        let collection = Client::collection(api_version, &plural, namespace.as_deref());
+        wanted.push(format!("{collection}/{name}"));
+        collections.insert((api_version.to_string(), kind.to_string(), collection));
+    }
+    let mut state = State::default();
+    let fetched: Vec<Result<Option<Value>, String>> =
+        futures_util::stream::iter(wanted.iter().map(|path| client.get(path))).buffered(CONCURRENCY).collect().await;
+    for object in fetched {
+        if let Some(object) = object? {
+            state.add(object).map_err(|problems| problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))?;
+        }
+    }
+    if prune {
+        let lists: Vec<Result<Vec<Value>, String>> = futures_util::stream::iter(
+            collections.iter().map(|(api_version, kind, path)| client.list(path, api_version, kind)),
+        )
+        .buffered(CONCURRENCY)
+        .collect()
+        .await;
+        for items in lists {
+            for object in items? {
+                if object.pointer("/metadata/annotations").and_then(|a| a.get(LAST_APPLIED)).is_some() {
+                    state
+                        .add(object)
+                        .map_err(|problems| problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))?;
+                }
+            }
+        }
+    }
+    Ok(state)
+}
