@@ -212,7 +212,7 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, schema: Schema<'_>)
         if let Some(field) = key.strip_prefix(SET_ORDER)
             && let (Some(Value::Array(items)), Some(order)) = (map.get_mut(field), order.as_array())
         {
-            reorder(items, order, schema.property(field).merge_key());
+            reorder(items, order, schema.property(field).patch_merge_key());
         }
     }
     Ok(())
@@ -231,12 +231,15 @@ fn merge_list(target: &mut Value, patch: &[Value], schema: Schema<'_>) -> Result
         *target = Value::Array(plain);
         return Ok(());
     };
-    if let Some(key) = schema.merge_key() {
+    if let Some(key) = schema.patch_merge_key() {
         for item in patch {
             let Some(map) = item.as_object() else {
                 return Err(malformed(format!("list items merged by \"{key}\" must be objects")));
             };
-            let id = map.get(key);
+            let Some(id) = map.get(key) else {
+                return Err(malformed(format!("a list item has no \"{key}\", the key its list merges by")));
+            };
+            let id = Some(id);
             let found = items.iter().position(|existing| id.is_some() && existing.get(key) == id);
             let delete = map.get("$patch").and_then(Value::as_str) == Some("delete");
             match (found, delete) {
@@ -252,7 +255,7 @@ fn merge_list(target: &mut Value, patch: &[Value], schema: Schema<'_>) -> Result
                 }
             }
         }
-    } else if schema.is_set() {
+    } else if schema.patch_is_set() {
         for item in plain {
             if !items.contains(&item) {
                 items.push(item);

@@ -257,7 +257,10 @@ fn watches_see_exactly_the_writes_after_their_revision_in_order() {
     let mut changed = get(&format!("{collection}/w-3")).body;
     changed["data"]["k"] = json!("changed");
     expected.push(("MODIFIED", put(&format!("{collection}/w-3"), &changed).rv()));
-    expected.push(("DELETED", delete(&format!("{collection}/w-4")).rv()));
+    // A deleted ConfigMap comes back as a Status; the list after it is at its revision.
+    let deleted = delete(&format!("{collection}/w-4"));
+    assert_eq!((deleted.body["kind"].as_str(), deleted.body["status"].as_str()), (Some("Status"), Some("Success")));
+    expected.push(("DELETED", get(&collection).rv()));
     let events = watcher.join().unwrap();
     let seen: Vec<(&str, u64)> = events
         .iter()
@@ -308,6 +311,9 @@ fn watches_send_bookmarks_and_objects_leaving_a_selection_as_deleted() {
     let events = watcher.join().unwrap();
     let kinds: Vec<&str> = events.iter().map(|e| e["type"].as_str().unwrap()).collect();
     assert_eq!(kinds.first(), Some(&"DELETED"), "{kinds:?}");
+    // It leaves as it last matched, at the revision that made it leave.
+    assert_eq!(events[0]["object"]["metadata"]["labels"]["keep"], "yes");
+    assert!(events[0]["object"]["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > start);
     assert!(kinds.contains(&"BOOKMARK"), "{kinds:?}");
 }
 
@@ -471,10 +477,88 @@ fn deletion_honours_finalizers_grace_periods_and_terminating_namespaces() {
     assert_eq!(terminating.body["status"]["phase"], "Terminating", "{}", terminating.text);
     let refused = post(&format!("{namespaces}/gone/configmaps"), &config_map("late", json!({})));
     assert_status(&refused, 403, "Forbidden");
-    // Finalizing the namespace (what the namespace controller does) removes it.
+    // Its finalizers change only through `finalize`; emptying them (what the namespace
+    // controller does) removes it.
     let mut finalize = get(&format!("{namespaces}/gone")).body;
     finalize["spec"]["finalizers"] = json!([]);
+    assert_eq!(put(&format!("{namespaces}/gone"), &finalize).body["spec"]["finalizers"], json!(["kubernetes"]));
     assert_eq!(put(&format!("{namespaces}/gone/finalize"), &finalize).status, 200);
+    assert_status(&get(&format!("{namespaces}/gone")), 404, "NotFound");
+}
+
+#[test]
+fn deletes_as_typed_clients_send_them() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    post(&collection, &config_map("kept", json!({})));
+    let body = Some(r#"{"kind":"DeleteOptions","apiVersion":"v1","dryRun":["All"]}"#);
+    let dry = call("DELETE", &format!("{collection}/kept"), Some("application/json"), body, &[]);
+    assert_eq!(dry.status, 200, "{}", dry.text);
+    assert_eq!(get(&format!("{collection}/kept")).status, 200, "a dry-run delete deleted");
+    // Not across namespaces: that is only for list and watch.
+    assert_status(&delete(&format!("{}/api/v1/configmaps", server.url)), 405, "MethodNotAllowed");
+    assert_eq!(get(&format!("{collection}/kept")).status, 200);
+
+    // A pod in its grace period stays through updates of its status; a shorter grace
+    // period brings its deletion forward; grace periods beyond reason are clamped.
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "x"}]}});
+    post(&pods, &pod);
+    let graceful = delete(&format!("{pods}/p?gracePeriodSeconds=9223372036854775807"));
+    assert_eq!(graceful.status, 200, "{}", graceful.text);
+    let mut status = graceful.body.clone();
+    status["status"]["phase"] = json!("Running");
+    assert_eq!(put(&format!("{pods}/p/status"), &status).status, 200);
+    assert_eq!(get(&format!("{pods}/p")).body["status"]["phase"], "Running");
+    let shorter = delete(&format!("{pods}/p?gracePeriodSeconds=5"));
+    assert_eq!(shorter.body["metadata"]["deletionGracePeriodSeconds"], 5, "{}", shorter.text);
+    assert_eq!(delete(&format!("{pods}/p?gracePeriodSeconds=0")).body["kind"], "Pod");
+    assert_status(&get(&format!("{pods}/p")), 404, "NotFound");
+}
+
+#[test]
+fn metadata_only_requests_get_partial_objects() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    post(&collection, &config_map("m", json!({"a": "b"})));
+    let accept = [("Accept", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1")];
+    let list = call("GET", &collection, None, None, &accept);
+    assert_eq!(list.body["kind"], "PartialObjectMetadataList", "{}", list.text);
+    assert_eq!(list.body["items"][0]["metadata"]["labels"]["a"], "b");
+    assert!(list.body["items"][0].get("data").is_none());
+    let one = call(
+        "GET",
+        &format!("{collection}/m"),
+        None,
+        None,
+        &[("Accept", "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1")],
+    );
+    assert_eq!(one.body["kind"], "PartialObjectMetadata", "{}", one.text);
+}
+
+#[test]
+fn malformed_writes_are_refused_without_harm() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    post(&collection, &config_map("c", json!({})));
+    let url = format!("{collection}/c");
+    let whole = patch(&url, "application/json-patch+json", &json!([{"op": "replace", "path": "", "value": "x"}]));
+    assert_status(&whole, 422, "Invalid");
+    let missing = patch(&url, "application/json-patch+json", &json!([{"op": "remove", "path": "/nope"}]));
+    assert_status(&missing, 422, "Invalid");
+    let unnamed =
+        post(&collection, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": ""}}));
+    assert_status(&unnamed, 422, "Invalid");
+    let deployments = format!("{}/apis/apps/v1/namespaces/default/deployments", server.url);
+    post(&deployments, &deployment("web"));
+    let keyless = patch(
+        &format!("{deployments}/web"),
+        "application/strategic-merge-patch+json",
+        &json!({"spec": {"template": {"spec": {"containers": [{"image": "no-name"}]}}}}),
+    );
+    assert_status(&keyless, 422, "Invalid");
+    assert_eq!(get(&url).status, 200);
 }
 
 #[test]

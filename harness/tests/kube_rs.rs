@@ -72,8 +72,15 @@ async fn typed_crud_errors_dry_run_and_patches() {
 
     let listed = maps.list(&ListParams::default().labels("s=1")).await.unwrap();
     assert_eq!(listed.items.len(), 1);
-    maps.delete("one", &DeleteParams::default()).await.unwrap();
+    // A dry-run delete (sent in the body, as kube-rs sends it) deletes nothing.
+    let dry_delete = DeleteParams { dry_run: true, ..DeleteParams::default() };
+    maps.delete("one", &dry_delete).await.unwrap();
+    assert!(maps.get_opt("one").await.unwrap().is_some());
+    // Deleted at once: a Status, not the object (which would mean "still deleting").
+    assert!(maps.delete("one", &DeleteParams::default()).await.unwrap().is_right());
     assert!(maps.get_opt("one").await.unwrap().is_none());
+    let metadata = maps.list_metadata(&ListParams::default()).await.unwrap();
+    assert!(metadata.items.iter().all(|m| m.metadata.name.is_some()));
 
     // A typed Deployment comes back with the API server's defaults.
     let deployments: Api<Deployment> = Api::default_namespaced(client(&server));

@@ -62,6 +62,21 @@ impl<'a> Schema<'a> {
         if !map_keys.is_empty() { map_keys } else { self.merge_key().into_iter().collect() }
     }
 
+    /// The merge key of a strategic merge patch: only the patch-strategy markers count
+    /// there (server-side apply's list types do not).
+    pub(crate) fn patch_merge_key(self) -> Option<&'a str> {
+        let node = self.node?;
+        if !self.strategy().contains("merge") {
+            return None;
+        }
+        node.get("x-kubernetes-patch-merge-key").and_then(Value::as_str)
+    }
+
+    /// A list of scalars that a strategic merge patch merges as a set.
+    pub(crate) fn patch_is_set(self) -> bool {
+        self.strategy().contains("merge") && self.patch_merge_key().is_none()
+    }
+
     /// The key list items merge by, when the list merges rather than being replaced.
     pub fn merge_key(self) -> Option<&'a str> {
         // The markers sit on the property itself, beside its `items`.

@@ -45,6 +45,15 @@ fn supported(kind: &str) -> &'static [(&'static str, &'static str)] {
     }
 }
 
+/// What a field that is not set reads as: its Go zero value, as Kubernetes formats it.
+fn zero(field: &str) -> &'static str {
+    match field {
+        "spec.unschedulable" | "spec.hostNetwork" => "false",
+        "status.replicas" | "status.successful" => "0",
+        _ => "",
+    }
+}
+
 fn pointer(kind: &str, field: &str) -> Option<&'static str> {
     match field {
         "metadata.name" => Some("/metadata/name"),
@@ -87,11 +96,14 @@ impl FieldSelector {
 
     pub fn matches(&self, kind: &str, object: &Value) -> bool {
         self.requirements.iter().all(|(field, equal, wanted)| {
-            let actual = pointer(kind, field).and_then(|p| object.pointer(p)).map_or(String::new(), |v| match v {
-                Value::String(s) => s.clone(),
-                Value::Null => String::new(),
-                other => other.to_string(),
-            });
+            let actual = pointer(kind, field).and_then(|p| object.pointer(p)).map_or_else(
+                || zero(field).to_string(),
+                |v| match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => zero(field).to_string(),
+                    other => other.to_string(),
+                },
+            );
             (actual == *wanted) == *equal
         })
     }
@@ -114,5 +126,7 @@ mod tests {
         assert_eq!(FieldSelector::parse("Pod", "spec.containers=x").unwrap_err().code, 400);
         assert_eq!(FieldSelector::parse("Pod", "nonsense").unwrap_err().code, 400);
         assert_eq!(FieldSelector::parse("Pod", "metadata.name=p").unwrap().name(), Some("p"));
+        // Unset fields read as their zero value.
+        assert!(FieldSelector::parse("Node", "spec.unschedulable=false").unwrap().matches("Node", &json!({})));
     }
 }

@@ -174,11 +174,22 @@ fn parse_query(query: Option<&str>) -> Result<Query, ApiError> {
     Ok(pairs.into_iter().collect())
 }
 
-/// What the client accepts: JSON (plain, or as a Table for kubectl).
+/// What the client accepts: JSON (plain, as a Table for kubectl, or metadata only for
+/// metadata informers).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Representation {
     Json,
     Table,
+    Metadata,
+}
+
+/// An object as `PartialObjectMetadata`: its type and metadata, nothing else.
+pub fn partial(object: &Value) -> Value {
+    json!({
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": object.get("metadata").cloned().unwrap_or(json!({})),
+    })
 }
 
 fn negotiate(headers: &HeaderMap) -> Result<Representation, ApiError> {
@@ -192,11 +203,13 @@ fn negotiate(headers: &HeaderMap) -> Result<Representation, ApiError> {
         if !matches!(media, "application/json" | "*/*" | "application/*" | "") {
             continue;
         }
-        let table = item.split(';').any(|p| p.trim() == "as=Table");
-        let other_form = item.split(';').any(|p| p.trim().starts_with("as=") && p.trim() != "as=Table");
-        if table {
-            return Ok(Representation::Table);
+        let form = item.split(';').map(str::trim).find_map(|p| p.strip_prefix("as="));
+        match form {
+            Some("Table") => return Ok(Representation::Table),
+            Some("PartialObjectMetadata" | "PartialObjectMetadataList") => return Ok(Representation::Metadata),
+            _ => {}
         }
+        let other_form = form.is_some();
         if !other_form {
             json = true;
         }
@@ -349,5 +362,9 @@ mod tests {
         );
         assert_eq!(with("application/vnd.kubernetes.protobuf, */*").unwrap(), Representation::Json);
         assert_eq!(with("application/vnd.kubernetes.protobuf").unwrap_err().code, 406);
+        assert_eq!(
+            with("application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1").unwrap(),
+            Representation::Metadata
+        );
     }
 }

@@ -43,6 +43,10 @@ pub(super) async fn handle(
         ("GET", false, None) if flag(query, "watch") => watch::serve(server, &target, query, representation).await,
         ("GET", false, None) => list(server, &target, query, representation).await,
         ("POST", false, None) => create(server, &target, query, headers, body).await,
+        // Kubernetes serves only list and watch across namespaces.
+        ("DELETE", false, None) if target.resource.namespaced && target.namespace.is_none() => {
+            Err(ApiError::method_not_allowed())
+        }
         ("DELETE", false, None) => delete_collection(server, &target, query, headers, body).await,
         ("GET", true, None | Some("status")) => get(server, &target, query, representation).await,
         ("PUT", true, None | Some("status") | Some("finalize")) => update(server, &target, query, headers, body).await,
@@ -244,6 +248,7 @@ async fn get(
     let object = from_entry(&entry)?;
     match representation {
         Representation::Json => respond(StatusCode::OK, &object),
+        Representation::Metadata => respond(StatusCode::OK, &super::partial(&object)),
         Representation::Table => respond(
             StatusCode::OK,
             &table::table(target.resource, &[object], None, None, table::Include::from_query(query)),
@@ -352,6 +357,20 @@ async fn list(
             StatusCode::OK,
             &table::table(resource, &items, Some(revision), token, table::Include::from_query(query)),
         ),
+        Representation::Metadata => {
+            let mut metadata = json!({"resourceVersion": revision.to_string()});
+            if let Some(token) = token {
+                metadata["continue"] = json!(token);
+            }
+            let items: Vec<Value> = items.iter().map(super::partial).collect();
+            let list = json!({
+                "kind": "PartialObjectMetadataList",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": metadata,
+                "items": items,
+            });
+            respond(StatusCode::OK, &list)
+        }
         Representation::Json => {
             let mut metadata = json!({"resourceVersion": revision.to_string()});
             if let Some(token) = token {
@@ -412,9 +431,15 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str) {
     match resource.kind {
         "Namespace" => {
             object["status"] = json!({"phase": "Active"});
-            if object.pointer("/spec/finalizers").is_none() {
-                object["spec"] = json!({"finalizers": ["kubernetes"]});
+            let mut list: Vec<Value> =
+                object.pointer("/spec/finalizers").and_then(Value::as_array).cloned().unwrap_or_default();
+            if !list.contains(&json!("kubernetes")) {
+                list.push(json!("kubernetes"));
             }
+            if !object.get("spec").is_some_and(Value::is_object) {
+                object["spec"] = json!({});
+            }
+            object["spec"]["finalizers"] = Value::Array(list);
         }
         "Pod" => {
             let qos = qos_class(object);
@@ -526,10 +551,22 @@ async fn create(
     if text(&object, "/metadata/resourceVersion").is_some() {
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
     }
-    if text(&object, "/metadata/name").is_none()
-        && let Some(prefix) = text(&object, "/metadata/generateName").map(str::to_string)
-    {
-        metadata(&mut object).insert("name".into(), json!(format!("{prefix}{}", name_suffix())));
+    if text(&object, "/metadata/name").is_none() {
+        match text(&object, "/metadata/generateName").map(str::to_string) {
+            Some(prefix) => {
+                metadata(&mut object).insert("name".into(), json!(format!("{prefix}{}", name_suffix())));
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    Subject { group: resource.group, kind: resource.kind, name: "" },
+                    vec![(
+                        "metadata.name".into(),
+                        "Required value: name or generateName is required".into(),
+                        "FieldValueRequired".into(),
+                    )],
+                ));
+            }
+        }
     }
     let id = uid();
     prepare_create(resource, &mut object, &id);
@@ -596,9 +633,7 @@ async fn write(
         if admitted == current {
             return Ok(Written::Stored(current));
         }
-        let finished = admitted.pointer("/metadata/deletionTimestamp").is_some()
-            && admitted.pointer("/metadata/finalizers").and_then(Value::as_array).is_none_or(Vec::is_empty)
-            && resource.kind != "Namespace";
+        let finished = finishes_deletion(&current, &admitted);
         if dry_run {
             return Ok(if finished { Written::Deleted(admitted) } else { Written::Stored(admitted) });
         }
@@ -620,6 +655,27 @@ async fn write(
         }
     }
     Err(ApiError::conflict(subject(resource, &resource.qualified(), name), "too many concurrent writers; try again"))
+}
+
+fn finalizers(object: &Value, pointer: &str) -> usize {
+    object.pointer(pointer).and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+/// An update removes a deleting object when it takes away the last finalizer (for a
+/// namespace, of both lists), or when the object's grace period was already zero, as the
+/// registry decides it. A pod in its grace period stays through status updates.
+fn finishes_deletion(current: &Value, next: &Value) -> bool {
+    if next.pointer("/metadata/deletionTimestamp").is_none() {
+        return false;
+    }
+    let held = |o: &Value| {
+        finalizers(o, "/metadata/finalizers")
+            + finalizers(o, "/spec/finalizers") * usize::from(o.get("kind") == Some(&json!("Namespace")))
+    };
+    let released = held(current) > 0 && held(next) == 0;
+    let no_grace =
+        current.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64) == Some(0) && held(next) == 0;
+    released || no_grace
 }
 
 /// The next object from what the client sent: fields only the server sets are kept
@@ -647,6 +703,10 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
         }
         _ => {
             let mut next = wanted;
+            if resource.kind == "Namespace" {
+                // Only `finalize` changes a namespace's finalizers.
+                next["spec"] = current.get("spec").cloned().unwrap_or(json!({}));
+            }
             if resource.status {
                 match current.get("status") {
                     Some(status) => next["status"] = status.clone(),
@@ -729,10 +789,8 @@ fn apply_patch(
     base: &Value,
     patch: &Value,
 ) -> Result<Value, ApiError> {
-    let invalid = |error: PatchError| match error {
-        PatchError::TestFailed(_) => ApiError::new(422, "Invalid", error.to_string()),
-        other => ApiError::bad_request(other.to_string()),
-    };
+    // A patch that decodes but cannot be applied (a failed test, a missing path) is 422.
+    let invalid = |error: PatchError| ApiError::new(422, "Invalid", error.to_string());
     match kind {
         PatchType::Json => {
             let mut patched = base.clone();
@@ -787,6 +845,9 @@ async fn patch_object(
     let name = target.name.as_deref().unwrap_or("");
     let written = write(server, target, query, None, |current| {
         let patched = apply_patch(server, kind, &gvk, current, &patch)?;
+        if !patched.is_object() {
+            return Err(ApiError::new(422, "Invalid", "the patched object is not a JSON object"));
+        }
         patched_precondition(current, &patched, resource, name)?;
         let mut patched = patched;
         check_type(resource, &mut patched, &resource.api_version(), resource.kind)?;
@@ -947,6 +1008,7 @@ pub(super) async fn bind(
 /// `DeleteOptions` from the body and the query.
 struct DeleteOptions {
     grace: Option<i64>,
+    dry_run: bool,
     propagation: Option<String>,
     uid: Option<String>,
     revision: Option<u64>,
@@ -978,7 +1040,24 @@ fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<De
         )));
     }
     let revision = text(&from_body, "/preconditions/resourceVersion").map(parse_revision).transpose()?;
-    Ok(DeleteOptions { grace, propagation, uid: text(&from_body, "/preconditions/uid").map(str::to_string), revision })
+    // Typed clients (client-go, kube-rs) say `dryRun: ["All"]` in the body.
+    let dry_run = match from_body.get("dryRun") {
+        None | Some(Value::Null) => dry_run(query)?,
+        Some(Value::Array(values)) if values.is_empty() => dry_run(query)?,
+        Some(Value::Array(values)) if values.iter().all(|v| v == "All") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!("dryRun: unsupported value {other} (only [\"All\"])")));
+        }
+    };
+    // A grace period beyond ten years is as good as forever, and keeps time arithmetic sane.
+    let grace = grace.map(|g| g.clamp(0, 315_360_000));
+    Ok(DeleteOptions {
+        grace,
+        dry_run,
+        propagation,
+        uid: text(&from_body, "/preconditions/uid").map(str::to_string),
+        revision,
+    })
 }
 
 async fn delete(
@@ -989,20 +1068,39 @@ async fn delete(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let options = delete_options(headers, query, body)?;
-    let object = delete_one(server, target, query, &options).await?;
-    respond(StatusCode::OK, &object)
+    match delete_one(server, target, &options).await? {
+        // Pods and namespaces come back as they were; other kinds, once gone, as a Status
+        // (the registry's ReturnDeletedObject), which clients tell from "still deleting".
+        Deletion::Gone(object) if !matches!(target.resource.kind, "Pod" | "Namespace") => {
+            let status = json!({
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {
+                    "name": text(&object, "/metadata/name").unwrap_or(""),
+                    "group": target.resource.group,
+                    "kind": target.resource.plural,
+                    "uid": text(&object, "/metadata/uid").unwrap_or(""),
+                },
+            });
+            respond(StatusCode::OK, &status)
+        }
+        Deletion::Gone(object) | Deletion::Pending(object) => respond(StatusCode::OK, &object),
+    }
 }
 
-async fn delete_one(
-    server: &ApiServer,
-    target: &Target,
-    query: &Query,
-    options: &DeleteOptions,
-) -> Result<Value, ApiError> {
+/// What a delete did: the object is gone, or waits for finalizers or its grace period.
+enum Deletion {
+    Gone(Value),
+    Pending(Value),
+}
+
+async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions) -> Result<Deletion, ApiError> {
     let resource = target.resource;
     let name = target.name.as_deref().unwrap_or("");
     let key = resource.key(target.namespace.as_deref(), name);
-    let dry_run = dry_run(query)?;
+    let dry_run = options.dry_run;
     let qualified = resource.qualified();
     for _ in 0..RETRIES {
         let entry = server.store.get(&key).await.map_err(|e| store_error(resource, name, e))?;
@@ -1028,13 +1126,14 @@ async fn delete_one(
             ));
         }
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
-        // A pod on a node gets time to stop: its node agent deletes it when it has.
-        let grace = if resource.kind == "Pod" && text(&current, "/spec/nodeName").is_some() {
+        // A running pod on a node gets time to stop: its node agent deletes it when it has.
+        let finished_pod = matches!(text(&current, "/status/phase"), Some("Succeeded" | "Failed"));
+        let grace = if resource.kind == "Pod" && text(&current, "/spec/nodeName").is_some() && !finished_pod {
             options
                 .grace
                 .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
                 .unwrap_or(30)
-                .max(0)
+                .clamp(0, 315_360_000)
         } else {
             0
         };
@@ -1054,28 +1153,32 @@ async fn delete_one(
         }
         let namespace_finalizers = resource.kind == "Namespace"
             && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-        let now_or_never =
-            finalizers.is_empty() && !namespace_finalizers && (grace == 0 || deleting && options.grace == Some(0));
+        let now_or_never = finalizers.is_empty() && !namespace_finalizers && grace == 0;
         if now_or_never {
             if dry_run {
-                return Ok(current);
+                return Ok(Deletion::Gone(current));
             }
             match server.store.delete(&key, Some(entry.revision)).await {
                 Ok(deleted) => {
                     let mut object = current;
                     set_revision(&mut object, deleted.revision);
-                    return Ok(object);
+                    return Ok(Deletion::Gone(object));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(error) => return Err(store_error(resource, name, error)),
             }
         }
-        if deleting {
+        let shorter = deleting
+            && current
+                .pointer("/metadata/deletionGracePeriodSeconds")
+                .and_then(Value::as_i64)
+                .is_some_and(|g| grace < g);
+        if deleting && !shorter {
             // Already on its way out: deleting again changes nothing.
-            return Ok(current);
+            return Ok(Deletion::Pending(current));
         }
         let mut next = current.clone();
-        let when = SystemTime::now() + Duration::from_secs(grace as u64);
+        let when = SystemTime::now() + Duration::from_secs(grace.max(0) as u64);
         let meta = metadata(&mut next);
         meta.insert("deletionTimestamp".into(), json!(clock::format(when)));
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
@@ -1086,12 +1189,12 @@ async fn delete_one(
             next["status"]["phase"] = json!("Terminating");
         }
         if dry_run {
-            return Ok(next);
+            return Ok(Deletion::Pending(next));
         }
         match server.store.update(&key, to_bytes(&next), Some(entry.revision)).await {
             Ok(revision) => {
                 set_revision(&mut next, revision);
-                return Ok(next);
+                return Ok(Deletion::Pending(next));
             }
             Err(StoreError::Conflict { .. }) => continue,
             Err(error) => return Err(store_error(resource, name, error)),
@@ -1127,8 +1230,8 @@ async fn delete_collection(
             name: text(&object, "/metadata/name").map(str::to_string),
             subresource: None,
         };
-        match delete_one(server, &one, query, &options).await {
-            Ok(object) => deleted.push(with_type(resource, object)),
+        match delete_one(server, &one, &options).await {
+            Ok(Deletion::Gone(object) | Deletion::Pending(object)) => deleted.push(with_type(resource, object)),
             // Gone in the meantime: that is what was asked.
             Err(error) if error.code == 404 => {}
             Err(error) => return Err(error),

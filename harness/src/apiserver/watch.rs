@@ -31,6 +31,7 @@ impl Encoder {
     fn line(&self, kind: &str, object: Value) -> Bytes {
         let object = match self.representation {
             Representation::Json => with_type(self.resource, object),
+            Representation::Metadata => super::partial(&object),
             Representation::Table => table::table(self.resource, &[object], None, None, self.include),
         };
         let mut line = json!({"type": kind, "object": object}).to_string();
@@ -65,15 +66,16 @@ fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Option<
             let object = from_bytes(event.value.as_deref().unwrap_or_default(), event.revision)?;
             let now = filter.matches(&object);
             let before = match &event.prev {
-                None => false,
-                Some(_) if everything => true,
-                Some(prev) => filter.matches(&from_bytes(prev, event.revision)?),
+                None => None,
+                Some(_) if everything => return Ok(Some(("MODIFIED", object))),
+                Some(prev) => Some(from_bytes(prev, event.revision)?).filter(|p| filter.matches(p)),
             };
             Ok(match (now, before) {
-                (true, true) => Some(("MODIFIED", object)),
-                (true, false) => Some(("ADDED", object)),
-                (false, true) => Some(("DELETED", object)),
-                (false, false) => None,
+                (true, Some(_)) => Some(("MODIFIED", object)),
+                (true, None) => Some(("ADDED", object)),
+                // Leaving the selection: the last state that matched, at this revision.
+                (false, Some(before)) => Some(("DELETED", before)),
+                (false, None) => None,
             })
         }
         EventKind::Delete => {

@@ -3,9 +3,9 @@
 
 use super::Exit;
 use super::compile::{Compiled, compile};
-use crate::client::{self, Client, config::Endpoint};
 use super::inputs::{Inputs, print_problems, read_source};
 use super::lint::usage_error;
+use crate::client::{self, Client, config::Endpoint};
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::graph::ObjectId;
 use kubeyard_compiler::plan::render::{self, Style};

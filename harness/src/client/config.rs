@@ -53,7 +53,9 @@ fn material(entry: &Value, field: &str, base: &Path) -> Result<Option<Vec<u8>>, 
     match entry.get(field).and_then(Value::as_str) {
         Some(path) => {
             let path = base.join(path);
-            std::fs::read(&path).map(Some).map_err(|e| format!("cannot read {} (the kubeconfig's {field}): {e}", path.display()))
+            std::fs::read(&path)
+                .map(Some)
+                .map_err(|e| format!("cannot read {} (the kubeconfig's {field}): {e}", path.display()))
         }
         None => Ok(None),
     }
@@ -105,17 +107,19 @@ pub fn load(path: &Path, context: Option<&str>) -> Result<Endpoint, String> {
                 "the user \"{user_name}\" gets its credentials from a plugin (exec or auth-provider), which kubeyard does not run: use a token or a client certificate"
             ));
         }
-        endpoint.token = match (user.get("token").and_then(Value::as_str), user.get("tokenFile").and_then(Value::as_str)) {
-            (Some(token), _) => Some(token.to_string()),
-            (None, Some(file)) => Some(
-                std::fs::read_to_string(base.join(file))
-                    .map_err(|e| format!("cannot read the token file {file}: {e}"))?
-                    .trim()
-                    .to_string(),
-            ),
-            (None, None) => None,
-        };
-        endpoint.client_cert = match (material(user, "client-certificate", base)?, material(user, "client-key", base)?) {
+        endpoint.token =
+            match (user.get("token").and_then(Value::as_str), user.get("tokenFile").and_then(Value::as_str)) {
+                (Some(token), _) => Some(token.to_string()),
+                (None, Some(file)) => Some(
+                    std::fs::read_to_string(base.join(file))
+                        .map_err(|e| format!("cannot read the token file {file}: {e}"))?
+                        .trim()
+                        .to_string(),
+                ),
+                (None, None) => None,
+            };
+        endpoint.client_cert = match (material(user, "client-certificate", base)?, material(user, "client-key", base)?)
+        {
             (Some(cert), Some(key)) => Some((cert, key)),
             (None, None) => None,
             _ => return Err(format!("the user \"{user_name}\" has a client certificate or key without the other")),

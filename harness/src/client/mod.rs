@@ -94,7 +94,9 @@ fn tls(endpoint: &Endpoint) -> Result<ClientConfig, String> {
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| format!("the client certificate is not PEM: {e}"))?;
             let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("the client key is not PEM: {e}"))?;
-            builder.with_client_auth_cert(certs, key).map_err(|e| format!("the client certificate is not usable: {e}"))?
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| format!("the client certificate is not usable: {e}"))?
         }
         None => builder.with_no_client_auth(),
     };
@@ -126,7 +128,10 @@ impl Client {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, Some((user, password))) => {
                 use base64::Engine;
-                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))))
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                ))
             }
             (None, None) => None,
         };
@@ -140,7 +145,8 @@ impl Client {
 
     /// `GET path`: the object, `None` on 404, and any other failure said in full.
     pub async fn get(&self, path: &str) -> Result<Option<Value>, String> {
-        let mut request = hyper::Request::get(format!("{}{path}", self.endpoint.server)).header("accept", "application/json");
+        let mut request =
+            hyper::Request::get(format!("{}{path}", self.endpoint.server)).header("accept", "application/json");
         if let Some(authorization) = &self.authorization {
             request = request.header("authorization", authorization);
         }
@@ -183,7 +189,11 @@ impl Client {
                 }
                 items.push(item);
             }
-            token = list.pointer("/metadata/continue").and_then(Value::as_str).filter(|t| !t.is_empty()).map(str::to_string);
+            token = list
+                .pointer("/metadata/continue")
+                .and_then(Value::as_str)
+                .filter(|t| !t.is_empty())
+                .map(str::to_string);
             if token.is_none() {
                 return Ok(items);
             }
@@ -197,13 +207,18 @@ impl Client {
         let resources = match known {
             Some(resources) => resources,
             None => {
-                let path = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+                let path = if api_version.contains('/') {
+                    format!("/apis/{api_version}")
+                } else {
+                    format!("/api/{api_version}")
+                };
                 let mut found = HashMap::new();
                 if let Some(list) = self.get(&path).await? {
                     for resource in list.get("resources").and_then(Value::as_array).into_iter().flatten() {
-                        let (Some(name), Some(kind)) =
-                            (resource.get("name").and_then(Value::as_str), resource.get("kind").and_then(Value::as_str))
-                        else {
+                        let (Some(name), Some(kind)) = (
+                            resource.get("name").and_then(Value::as_str),
+                            resource.get("kind").and_then(Value::as_str),
+                        ) else {
                             continue;
                         };
                         if !name.contains('/') {
@@ -213,7 +228,10 @@ impl Client {
                     }
                 }
                 let found = Arc::new(found);
-                self.resources.lock().unwrap_or_else(|p| p.into_inner()).insert(api_version.to_string(), Arc::clone(&found));
+                self.resources
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(api_version.to_string(), Arc::clone(&found));
                 found
             }
         };
@@ -222,7 +240,8 @@ impl Client {
 
     /// The path of a collection (`namespace` only for namespaced kinds).
     pub fn collection(api_version: &str, plural: &str, namespace: Option<&str>) -> String {
-        let root = if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
+        let root =
+            if api_version.contains('/') { format!("/apis/{api_version}") } else { format!("/api/{api_version}") };
         match namespace {
             Some(namespace) => format!("{root}/namespaces/{namespace}/{plural}"),
             None => format!("{root}/{plural}"),

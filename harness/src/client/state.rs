@@ -38,7 +38,9 @@ pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<St
         futures_util::stream::iter(wanted.iter().map(|path| client.get(path))).buffered(CONCURRENCY).collect().await;
     for object in fetched {
         if let Some(object) = object? {
-            state.add(object).map_err(|problems| problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))?;
+            state
+                .add(object)
+                .map_err(|problems| problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))?;
         }
     }
     if prune {
@@ -51,9 +53,9 @@ pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<St
         for items in lists {
             for object in items? {
                 if object.pointer("/metadata/annotations").and_then(|a| a.get(LAST_APPLIED)).is_some() {
-                    state
-                        .add(object)
-                        .map_err(|problems| problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; "))?;
+                    state.add(object).map_err(|problems| {
+                        problems.iter().map(|p| p.message.clone()).collect::<Vec<_>>().join("; ")
+                    })?;
                 }
             }
         }

@@ -236,8 +236,13 @@ impl Store for EtcdStore {
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             let mut buffer = Vec::new();
-            while let Some(frame) = body.frame().await {
-                let Ok(frame) = frame else { break };
+            loop {
+                let frame = tokio::select! {
+                    frame = body.frame() => frame,
+                    // The watcher is gone: dropping the body ends etcd's watch stream.
+                    _ = tx.closed() => return,
+                };
+                let Some(Ok(frame)) = frame else { break };
                 let Some(data) = frame.data_ref() else { continue };
                 buffer.extend_from_slice(data);
                 while let Some(end) = buffer.iter().position(|&b| b == b'\n') {

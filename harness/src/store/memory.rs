@@ -82,6 +82,40 @@ impl MemoryStore {
         }
     }
 
+    fn range(&self, prefix: &str, after: Option<&str>, limit: Option<usize>) -> Result<Listing, StoreError> {
+        let state = self.lock()?;
+        let start = match after {
+            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
+            _ => Bound::Included(prefix.to_string()),
+        };
+        let limit = limit.filter(|&n| n > 0).unwrap_or(usize::MAX);
+        let mut entries = Vec::new();
+        let mut more = false;
+        for (key, (value, revision)) in state.map.range((start, Bound::Unbounded)) {
+            if !key.starts_with(prefix) {
+                break;
+            }
+            if entries.len() == limit {
+                more = true;
+                break;
+            }
+            entries.push(Entry { key: key.clone(), value: value.clone(), revision: *revision });
+        }
+        Ok(Listing { entries, revision: state.revision, more })
+    }
+
+    /// Reads may show only what is on disk: a write not yet fsynced could be gone after
+    /// a crash, and its revision given to another write.
+    async fn durable(&self, revision: u64) -> Result<(), StoreError> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        let mut durable = wal.durable.clone();
+        durable
+            .wait_for(|&d| d >= revision)
+            .await
+            .map(drop)
+            .map_err(|_| StoreError::Io("the log writer stopped".into()))
+    }
+
     async fn acknowledged(pending: Option<oneshot::Receiver<Result<(), String>>>) -> Result<(), StoreError> {
         match pending {
             None => Ok(()),
@@ -103,38 +137,27 @@ impl Default for MemoryStore {
 #[async_trait]
 impl Store for MemoryStore {
     async fn revision(&self) -> Result<u64, StoreError> {
-        Ok(self.lock()?.revision)
+        let revision = self.lock()?.revision;
+        self.durable(revision).await?;
+        Ok(revision)
     }
 
     async fn get(&self, key: &str) -> Result<Option<Entry>, StoreError> {
-        let state = self.lock()?;
-        Ok(state.map.get(key).map(|(value, revision)| Entry {
+        let entry = self.lock()?.map.get(key).map(|(value, revision)| Entry {
             key: key.to_string(),
             value: value.clone(),
             revision: *revision,
-        }))
+        });
+        if let Some(entry) = &entry {
+            self.durable(entry.revision).await?;
+        }
+        Ok(entry)
     }
 
     async fn list(&self, prefix: &str, after: Option<&str>, limit: Option<usize>) -> Result<Listing, StoreError> {
-        let state = self.lock()?;
-        let start = match after {
-            Some(after) if after >= prefix => Bound::Excluded(after.to_string()),
-            _ => Bound::Included(prefix.to_string()),
-        };
-        let limit = limit.filter(|&n| n > 0).unwrap_or(usize::MAX);
-        let mut entries = Vec::new();
-        let mut more = false;
-        for (key, (value, revision)) in state.map.range((start, Bound::Unbounded)) {
-            if !key.starts_with(prefix) {
-                break;
-            }
-            if entries.len() == limit {
-                more = true;
-                break;
-            }
-            entries.push(Entry { key: key.clone(), value: value.clone(), revision: *revision });
-        }
-        Ok(Listing { entries, revision: state.revision, more })
+        let listing = self.range(prefix, after, limit)?;
+        self.durable(listing.revision).await?;
+        Ok(listing)
     }
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64, StoreError> {
@@ -278,10 +301,20 @@ impl Hub {
                         return;
                     }
                 }
-                match live.recv().await {
+                let received = tokio::select! {
+                    received = live.recv() => received,
+                    // The watcher is gone: stop, even when nothing is being written.
+                    _ = tx.closed() => return,
+                };
+                match received {
                     Ok(event) => {
-                        if event.revision > last && event.key.starts_with(&prefix) {
-                            replay.push(event);
+                        if event.revision > last {
+                            if event.key.starts_with(&prefix) {
+                                replay.push(event);
+                            } else {
+                                // Seen and not wanted: a catch-up after a lag starts after it.
+                                last = event.revision;
+                            }
                         }
                     }
                     // Fell behind the broadcast: read the rest from the history, if it

@@ -32,6 +32,8 @@ const BATCH: usize = 4096;
 
 pub(super) struct Wal {
     tx: Mutex<Sender<Pending>>,
+    /// The revision up to which every write is on disk.
+    pub(super) durable: tokio::sync::watch::Receiver<u64>,
 }
 
 struct Pending {
@@ -55,12 +57,14 @@ impl Wal {
             OpenOptions::new().create(true).append(true).open(&path).map_err(|e| io_error("opening", &path, e))?;
         let size = file.metadata().map_err(|e| io_error("reading", &path, e))?.len();
         let (tx, rx) = mpsc::channel();
-        let writer = Writer { dir: dir.to_path_buf(), file, size, state, hub };
+        let revision = state.lock().unwrap_or_else(|p| p.into_inner()).revision;
+        let (durable_tx, durable) = tokio::sync::watch::channel(revision);
+        let writer = Writer { dir: dir.to_path_buf(), file, size, state, hub, durable: durable_tx };
         std::thread::Builder::new()
             .name("kubeyard-wal".into())
             .spawn(move || writer.run(rx))
             .map_err(|e| StoreError::Io(format!("starting the log writer: {e}")))?;
-        Ok(Wal { tx: Mutex::new(tx) })
+        Ok(Wal { tx: Mutex::new(tx), durable })
     }
 
     /// Queues a write; the receiver resolves once it is durable.
@@ -79,9 +83,20 @@ struct Writer {
     size: u64,
     state: Arc<Mutex<State>>,
     hub: Arc<Hub>,
+    durable: tokio::sync::watch::Sender<u64>,
+}
+
+/// A snapshot that failed, and whether the log can still be trusted after it.
+struct SnapshotFailed {
+    error: io::Error,
+    fatal: bool,
 }
 
 impl Writer {
+    fn fail(&self, reason: String) {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).failed = Some(reason);
+    }
+
     fn run(mut self, rx: Receiver<Pending>) {
         let mut buffer = Vec::new();
         while let Ok(first) = rx.recv() {
@@ -100,6 +115,9 @@ impl Writer {
             match written {
                 Ok(()) => {
                     self.size += buffer.len() as u64;
+                    if let Some(last) = batch.last() {
+                        self.durable.send_replace(last.event.revision);
+                    }
                     for pending in batch {
                         self.hub.publish(pending.event);
                         let _ = pending.done.send(Ok(()));
@@ -109,7 +127,7 @@ impl Writer {
                     // What is in memory is now ahead of the disk: refuse everything from
                     // here on rather than acknowledge writes a restart would lose.
                     let reason = format!("writing the log in {}: {error}", self.dir.display());
-                    self.state.lock().unwrap_or_else(|p| p.into_inner()).failed = Some(reason.clone());
+                    self.fail(reason.clone());
                     for pending in batch {
                         let _ = pending.done.send(Err(reason.clone()));
                     }
@@ -120,17 +138,38 @@ impl Writer {
                 }
             }
             if self.size > SNAPSHOT_AFTER_BYTES
-                && let Err(error) = self.snapshot()
+                && let Err(failed) = self.snapshot()
             {
-                // The log is still whole, so nothing is lost; the next batch tries again.
-                eprintln!("kubeyard: snapshot failed, the log keeps growing: {error}");
+                if failed.fatal {
+                    // The new log may not survive a crash: acknowledge nothing more.
+                    let reason = format!("starting a new log in {}: {}", self.dir.display(), failed.error);
+                    self.fail(reason.clone());
+                    while let Ok(pending) = rx.recv() {
+                        let _ = pending.done.send(Err(reason.clone()));
+                    }
+                    return;
+                }
+                // The old log is still whole, so nothing is lost; the next batch tries again.
+                eprintln!("kubeyard: snapshot failed, the log keeps growing: {}", failed.error);
             }
         }
     }
 
     /// Writes every key at the current revision, then starts an empty log. Writes the
     /// snapshot already holds may still arrive for the new log; recovery skips them.
-    fn snapshot(&mut self) -> io::Result<()> {
+    fn snapshot(&mut self) -> Result<(), SnapshotFailed> {
+        let harmless = |error| SnapshotFailed { error, fatal: false };
+        let (snapshotted, log) = self.write_snapshot().map_err(harmless)?;
+        // Until the rename, the old log is the log; after it, the new one must be durable.
+        fs::rename(&snapshotted, self.dir.join(LOG)).map_err(harmless)?;
+        sync_dir(&self.dir).map_err(|error| SnapshotFailed { error, fatal: true })?;
+        self.file = log;
+        self.size = 0;
+        Ok(())
+    }
+
+    /// Writes the snapshot and an empty next log (opened, not yet in place).
+    fn write_snapshot(&mut self) -> io::Result<(PathBuf, File)> {
         let (entries, revision) = {
             let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             (state.map.clone(), state.revision)
@@ -150,16 +189,14 @@ impl Writer {
         let mut file = File::create(&temporary)?;
         file.write_all(&data)?;
         file.sync_all()?;
-        fs::rename(&temporary, self.dir.join(SNAPSHOT))?;
-        sync_dir(&self.dir)?;
-        let log = self.dir.join(LOG);
         let fresh = self.dir.join("wal.tmp");
         File::create(&fresh)?.sync_all()?;
-        fs::rename(&fresh, &log)?;
+        let log = OpenOptions::new().append(true).open(&fresh)?;
+        // With the snapshot in place the old log's records are all in it: the old log may
+        // stay or go.
+        fs::rename(&temporary, self.dir.join(SNAPSHOT))?;
         sync_dir(&self.dir)?;
-        self.file = OpenOptions::new().append(true).open(&log)?;
-        self.size = 0;
-        Ok(())
+        Ok((fresh, log))
     }
 }
 
@@ -236,6 +273,18 @@ pub(super) fn recover(dir: &Path) -> Result<Recovered, StoreError> {
     let mut at = 0;
     while let Some(next) = read_record(&data[at..], &mut recovered) {
         at += next;
+    }
+    // A bad record with whole records after it is damage, not a write cut short by a
+    // crash: cutting there would drop acknowledged writes, so refuse to start.
+    let rest = &data[at..];
+    if rest.len() >= 8 {
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if 8 + len < rest.len() {
+            return Err(StoreError::Io(format!(
+                "{} is damaged at byte {at}, with records after the damage: restore it, or move it away to start from the snapshot",
+                log.display()
+            )));
+        }
     }
     if at < data.len() {
         let file = OpenOptions::new().write(true).open(&log).map_err(|e| io_error("opening", &log, e))?;
@@ -342,6 +391,25 @@ mod tests {
         assert!(store.get("/c").await.unwrap().is_some());
     }
 
+    #[tokio::test]
+    async fn damage_in_the_middle_of_the_log_is_refused_not_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = MemoryStore::open(dir.path(), 100).unwrap();
+            for key in ["/a", "/b", "/c"] {
+                store.create(key, Bytes::from_static(b"value")).await.unwrap();
+            }
+        }
+        let log = dir.path().join(LOG);
+        let mut bytes = fs::read(&log).unwrap();
+        // The first record's payload: a flipped byte there fails its checksum.
+        bytes[12] ^= 0xff;
+        fs::write(&log, &bytes).unwrap();
+        let refused = MemoryStore::open(dir.path(), 100).err().expect("a damaged log is refused");
+        assert!(refused.to_string().contains("damaged"), "{refused}");
+        assert_eq!(fs::read(&log).unwrap(), bytes, "the damaged log is left as it was");
+    }
+
     #[test]
     fn snapshots_and_the_log_after_them_recover_together() {
         let dir = tempfile::tempdir().unwrap();
@@ -350,8 +418,9 @@ mod tests {
         let state = Arc::new(Mutex::new(State { map, revision: 5, failed: None }));
         let hub = Arc::new(Hub::new(10, 5));
         let file = OpenOptions::new().create(true).append(true).open(dir.path().join(LOG)).unwrap();
-        let mut writer = Writer { dir: dir.path().to_path_buf(), file, size: 0, state, hub };
-        writer.snapshot().unwrap();
+        let (durable, _) = tokio::sync::watch::channel(5);
+        let mut writer = Writer { dir: dir.path().to_path_buf(), file, size: 0, state, hub, durable };
+        assert!(writer.snapshot().is_ok());
         let mut records = Vec::new();
         // Revision 5 is in the snapshot already and must not be applied twice.
         for (revision, kind, key) in [(5, EventKind::Delete, "/x"), (6, EventKind::Put, "/y")] {
