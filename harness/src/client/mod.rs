@@ -25,8 +25,11 @@ pub struct Client {
     http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     authorization: Option<String>,
     /// `apiVersion` to its resources (kind → plural, namespaced), from discovery.
-    resources: Mutex<HashMap<String, Arc<HashMap<String, (String, bool)>>>>,
+    resources: Mutex<HashMap<String, Arc<Resources>>>,
 }
+
+/// One group version's kinds: each kind's plural and whether it is namespaced.
+type Resources = HashMap<String, (String, bool)>;
 
 /// `insecure-skip-tls-verify: true`: the server's certificate is not checked.
 #[derive(Debug)]
