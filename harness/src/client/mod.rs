@@ -91,7 +91,7 @@ fn tls(endpoint: &Endpoint) -> Result<ClientConfig, String> {
         }
         builder.with_root_certificates(roots)
     };
-    let mut config = match &endpoint.client_cert {
+    let config = match &endpoint.client_cert {
         Some((cert, key)) => {
             let certs = CertificateDer::pem_slice_iter(cert)
                 .collect::<Result<Vec<_>, _>>()
@@ -103,7 +103,6 @@ fn tls(endpoint: &Endpoint) -> Result<ClientConfig, String> {
         }
         None => builder.with_no_client_auth(),
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }
 

@@ -1,6 +1,7 @@
 //! What a live cluster holds for a plan: each desired object as the cluster has it, and,
-//! for pruning, every object of the same kinds in the same namespaces that carries a
-//! last-applied configuration (what `kubectl apply --prune` considers).
+//! for pruning, every object that carries a last-applied configuration among the kinds
+//! of the manifests and those `kubectl apply --prune` looks at by default, in the
+//! manifests' namespaces.
 
 use super::Client;
 use futures_util::StreamExt;
@@ -11,6 +12,26 @@ use std::collections::BTreeSet;
 /// Requests in flight at once.
 const CONCURRENCY: usize = 16;
 
+/// The kinds `kubectl apply --prune` considers when not told otherwise.
+const PRUNED_BY_DEFAULT: &[(&str, &str)] = &[
+    ("v1", "ConfigMap"),
+    ("v1", "Endpoints"),
+    ("v1", "Namespace"),
+    ("v1", "PersistentVolumeClaim"),
+    ("v1", "PersistentVolume"),
+    ("v1", "Pod"),
+    ("v1", "ReplicationController"),
+    ("v1", "Secret"),
+    ("v1", "Service"),
+    ("batch/v1", "Job"),
+    ("batch/v1", "CronJob"),
+    ("networking.k8s.io/v1", "Ingress"),
+    ("apps/v1", "DaemonSet"),
+    ("apps/v1", "Deployment"),
+    ("apps/v1", "ReplicaSet"),
+    ("apps/v1", "StatefulSet"),
+];
+
 fn text<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
     object.pointer(pointer).and_then(Value::as_str)
 }
@@ -18,6 +39,8 @@ fn text<'a>(object: &'a Value, pointer: &str) -> Option<&'a str> {
 pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<State, String> {
     let mut wanted = Vec::new();
     let mut collections = BTreeSet::new();
+    let mut kinds = BTreeSet::new();
+    let mut namespaces = BTreeSet::new();
     for object in desired {
         let (Some(api_version), Some(kind), Some(name)) =
             (text(object, "/apiVersion"), text(object, "/kind"), text(object, "/metadata/name"))
@@ -31,7 +54,25 @@ pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<St
         let namespace = namespaced.then(|| text(object, "/metadata/namespace").unwrap_or("default").to_string());
         let collection = Client::collection(api_version, &plural, namespace.as_deref());
         wanted.push(format!("{collection}/{name}"));
-        collections.insert((api_version.to_string(), kind.to_string(), collection));
+        kinds.insert((api_version.to_string(), kind.to_string()));
+        namespaces.extend(namespace);
+    }
+    if prune {
+        kinds.extend(PRUNED_BY_DEFAULT.iter().map(|(v, k)| (v.to_string(), k.to_string())));
+        if namespaces.is_empty() {
+            namespaces.insert("default".to_string());
+        }
+        for (api_version, kind) in &kinds {
+            let Some((plural, namespaced)) = client.resource(api_version, kind).await? else { continue };
+            if namespaced {
+                for namespace in &namespaces {
+                    let collection = Client::collection(api_version, &plural, Some(namespace));
+                    collections.insert((api_version.clone(), kind.clone(), collection));
+                }
+            } else {
+                collections.insert((api_version.clone(), kind.clone(), Client::collection(api_version, &plural, None)));
+            }
+        }
     }
     let mut state = State::default();
     let fetched: Vec<Result<Option<Value>, String>> =

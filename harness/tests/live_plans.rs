@@ -1,0 +1,137 @@
+//! `kubeyard plan --kubeconfig` and `--cluster`: plans against what a live cluster holds
+//! (kubeyard's API server here, written to by kubectl, as users would).
+
+mod support;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use support::api::Server;
+use support::kubeyard;
+
+const APP: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: 'nginx:1.27'}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings, namespace: default}
+data: {mode: fast}
+";
+
+fn kubectl(kubeconfig: &Path, args: &[&str]) -> Output {
+    let output = Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().expect("kubectl runs");
+    assert!(output.status.success(), "kubectl {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn text(output: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn plans_compare_with_what_the_cluster_holds() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("app.yaml");
+    std::fs::write(&manifests, APP).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    kubeyard_harness::apiserver::kubeconfig::write(&kubeconfig, &server.url, None, None).unwrap();
+    let (manifests_arg, kubeconfig_arg) = (manifests.display().to_string(), kubeconfig.display().to_string());
+
+    // Nothing there yet: everything is created.
+    let empty = kubeyard(&["plan", &manifests_arg, "--cluster", &server.url, "--detailed-exitcode"], None);
+    assert_eq!(empty.status.code(), Some(2), "{}", text(&empty));
+    assert!(text(&empty).contains("2 to create, 0 to update, 0 to delete"), "{}", text(&empty));
+
+    // Applied with kubectl: nothing to do.
+    kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &manifests_arg]);
+    let same = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--detailed-exitcode"], None);
+    assert_eq!(same.status.code(), Some(0), "{}", text(&same));
+
+    // A change in the manifests is an update with its fields; a change someone made in
+    // the cluster to a field the manifests set is drift the apply undoes.
+    std::fs::write(&manifests, APP.replace("replicas: 2", "replicas: 3")).unwrap();
+    kubectl(&kubeconfig, &["patch", "configmap", "settings", "-p", r#"{"data":{"mode":"slow"}}"#]);
+    let changed = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "-o", "json"], None);
+    assert!(changed.status.success(), "{}", text(&changed));
+    let plan: serde_json::Value = serde_json::from_slice(&changed.stdout).unwrap();
+    let actions: Vec<(String, String)> = plan["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (o["id"].as_str().unwrap_or_default().to_string(), o["action"].as_str().unwrap_or_default().to_string())
+        })
+        .collect();
+    assert!(actions.iter().all(|(_, action)| action == "update"), "{actions:?}");
+    let text_plan = text(&kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg], None));
+    assert!(text_plan.contains("spec.replicas") && text_plan.contains("data.mode"), "{text_plan}");
+
+    // An object left out of the manifests is deleted with --prune, and only then.
+    std::fs::write(&manifests, APP.split("---").next().unwrap()).unwrap();
+    let kept = text(&kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg], None));
+    assert!(kept.contains("0 to delete"), "{kept}");
+    let pruned = text(&kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--prune"], None));
+    assert!(pruned.contains("1 to delete") && pruned.contains("settings"), "{pruned}");
+}
+
+#[test]
+fn plans_reach_a_cluster_over_tls_with_a_token() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut server = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(["apiserver", "--listen", "127.0.0.1:0", "--tls", "--token", "s3cret", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while !kubeconfig.exists() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(20), "no kubeconfig");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let manifests = dir.path().join("app.yaml");
+    std::fs::write(&manifests, APP).unwrap();
+    let (manifests_arg, kubeconfig_arg) = (manifests.display().to_string(), kubeconfig.display().to_string());
+    kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &manifests_arg]);
+    let plan = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--detailed-exitcode"], None);
+    assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
+
+    // Without the CA, or with the wrong token, the plan fails and says why.
+    let config = std::fs::read_to_string(&kubeconfig).unwrap();
+    let wrong = dir.path().join("wrong");
+    std::fs::write(&wrong, config.replace("s3cret", "nope")).unwrap();
+    let refused = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &wrong.display().to_string()], None);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(text(&refused).contains("401"), "{}", text(&refused));
+    let url = config.lines().find_map(|l| l.trim().strip_prefix("server: ")).unwrap().to_string();
+    let untrusted = kubeyard(&["plan", &manifests_arg, "--cluster", &url, "--token", "s3cret"], None);
+    assert_eq!(untrusted.status.code(), Some(2));
+    assert!(text(&untrusted).contains("certificate"), "{}", text(&untrusted));
+    let insecure = kubeyard(
+        &[
+            "plan",
+            &manifests_arg,
+            "--cluster",
+            &url,
+            "--token",
+            "s3cret",
+            "--insecure-skip-tls-verify",
+            "--detailed-exitcode",
+        ],
+        None,
+    );
+    assert_eq!(insecure.status.code(), Some(0), "{}", text(&insecure));
+    let _ = server.kill();
+    let _ = server.wait();
+}
