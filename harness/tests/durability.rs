@@ -4,43 +4,19 @@
 mod support;
 
 use serde_json::json;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::api::{get, post};
-
-fn start(data: &Path, kubeconfig: &Path) -> (Child, String) {
-    let _ = std::fs::remove_file(kubeconfig);
-    let child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
-        .args(["apiserver", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .arg("--kubeconfig-out")
-        .arg(kubeconfig)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kubeyard starts");
-    let started = Instant::now();
-    let url = loop {
-        if let Ok(text) = std::fs::read_to_string(kubeconfig)
-            && let Some(line) = text.lines().find(|l| l.trim_start().starts_with("server: "))
-        {
-            break line.trim_start().trim_start_matches("server: ").to_string();
-        }
-        assert!(started.elapsed() < Duration::from_secs(20), "no kubeconfig after 20 s");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    (child, url)
-}
+use support::api::{Process, get, post};
 
 #[test]
 fn a_server_killed_mid_load_restarts_with_every_acknowledged_write() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let kubeconfig = dir.path().join("kubeconfig");
-    let (mut child, url) = start(&data, &kubeconfig);
+    let data_dir = data.display().to_string();
+    let mut server = Process::start(&kubeconfig, &["--data-dir", &data_dir]);
+    let url = server.url.clone();
     let acknowledged = Arc::new(Mutex::new(Vec::new()));
     let stop = Arc::new(AtomicBool::new(false));
     let writers: Vec<_> = (0..8)
@@ -74,15 +50,15 @@ fn a_server_killed_mid_load_restarts_with_every_acknowledged_write() {
         assert!(started.elapsed() < Duration::from_secs(60), "writes too slow");
         std::thread::sleep(Duration::from_millis(5));
     }
-    child.kill().unwrap();
-    child.wait().unwrap();
+    server.kill();
     stop.store(true, Ordering::Relaxed);
     for writer in writers {
         writer.join().unwrap();
     }
     let acknowledged = acknowledged.lock().unwrap().clone();
 
-    let (mut child, url) = start(&data, &kubeconfig);
+    let server = Process::start(&kubeconfig, &["--data-dir", &data_dir]);
+    let url = server.url.clone();
     let list = get(&format!("{url}/api/v1/namespaces/default/configmaps"));
     let stored: std::collections::HashSet<String> = list.body["items"]
         .as_array()
@@ -103,6 +79,4 @@ fn a_server_killed_mid_load_restarts_with_every_acknowledged_write() {
     let old =
         support::api::watch_events(&format!("{url}/api/v1/configmaps?watch=true&resourceVersion=2&timeoutSeconds=1"));
     assert_eq!(old[0]["object"]["code"], 410);
-    child.kill().unwrap();
-    child.wait().unwrap();
 }

@@ -5,32 +5,18 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output, Stdio};
 
 struct Cluster {
-    child: Child,
+    _server: support::api::Process,
     dir: tempfile::TempDir,
 }
 
 impl Cluster {
     fn start(extra: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        let child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
-            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
-            .arg(&kubeconfig)
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("kubeyard starts");
-        let started = Instant::now();
-        while !kubeconfig.exists() {
-            assert!(started.elapsed() < Duration::from_secs(20), "no kubeconfig after 20 s");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Cluster { child, dir }
+        let server = support::api::Process::start(&dir.path().join("kubeconfig"), extra);
+        Cluster { _server: server, dir }
     }
 
     fn kubeconfig(&self) -> PathBuf {
@@ -68,13 +54,6 @@ impl Cluster {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.display().to_string()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

@@ -88,18 +88,7 @@ fn plans_compare_with_what_the_cluster_holds() {
 fn plans_reach_a_cluster_over_tls_with_a_token() {
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
-    let mut server = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
-        .args(["apiserver", "--listen", "127.0.0.1:0", "--tls", "--token", "s3cret", "--kubeconfig-out"])
-        .arg(&kubeconfig)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = std::time::Instant::now();
-    while !kubeconfig.exists() {
-        assert!(started.elapsed() < std::time::Duration::from_secs(20), "no kubeconfig");
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    let _server = support::api::Process::start(&kubeconfig, &["--tls", "--token", "s3cret"]);
     let manifests = dir.path().join("app.yaml");
     std::fs::write(&manifests, APP).unwrap();
     let (manifests_arg, kubeconfig_arg) = (manifests.display().to_string(), kubeconfig.display().to_string());
@@ -132,6 +121,4 @@ fn plans_reach_a_cluster_over_tls_with_a_token() {
         None,
     );
     assert_eq!(insecure.status.code(), Some(0), "{}", text(&insecure));
-    let _ = server.kill();
-    let _ = server.wait();
 }

@@ -678,6 +678,19 @@ fn finishes_deletion(current: &Value, next: &Value) -> bool {
     released || no_grace
 }
 
+/// Gives `into` the status of `from` (none, if it has none).
+fn copy_status(from: &Value, into: &mut Value) {
+    match (from.get("status"), into.as_object_mut()) {
+        (Some(status), Some(map)) => {
+            map.insert("status".into(), status.clone());
+        }
+        (None, Some(map)) => {
+            map.remove("status");
+        }
+        _ => {}
+    }
+}
+
 /// The next object from what the client sent: fields only the server sets are kept
 /// from the current object, and each endpoint changes only its part (the main
 /// resource leaves status alone; `status` changes only status).
@@ -685,14 +698,7 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
     let mut next = match sub {
         Some("status") => {
             let mut next = current.clone();
-            match wanted.get("status") {
-                Some(status) => next["status"] = status.clone(),
-                None => {
-                    if let Some(map) = next.as_object_mut() {
-                        map.remove("status");
-                    }
-                }
-            }
+            copy_status(&wanted, &mut next);
             next
         }
         Some("binding") => wanted,
@@ -708,14 +714,7 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
                 next["spec"] = current.get("spec").cloned().unwrap_or(json!({}));
             }
             if resource.status {
-                match current.get("status") {
-                    Some(status) => next["status"] = status.clone(),
-                    None => {
-                        if let Some(map) = next.as_object_mut() {
-                            map.remove("status");
-                        }
-                    }
-                }
+                copy_status(current, &mut next);
             }
             next
         }

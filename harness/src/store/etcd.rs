@@ -117,6 +117,16 @@ impl EtcdStore {
         }
     }
 
+    /// Runs `operation` if the key exists (at `expected`, if given), in one transaction.
+    async fn if_exists(&self, key: &str, expected: Option<u64>, operation: Value) -> Result<Value, StoreError> {
+        let transaction = json!({"compare": [EtcdStore::exists_at(key, expected)], "success": [operation]});
+        let response = self.call("/v3/kv/txn", transaction).await?;
+        if response.get("succeeded").and_then(Value::as_bool) != Some(true) {
+            return Err(self.refused(key, expected).await);
+        }
+        Ok(response)
+    }
+
     /// Forgets history up to `revision`: watches from before it get 410.
     pub async fn compact(&self, revision: u64) -> Result<(), StoreError> {
         self.call("/v3/kv/compaction", json!({"revision": revision.to_string(), "physical": true})).await.map(drop)
@@ -179,36 +189,14 @@ impl Store for EtcdStore {
     }
 
     async fn update(&self, key: &str, value: Bytes, expected: Option<u64>) -> Result<u64, StoreError> {
-        let encoded = encode(key.as_bytes());
-        let response = self
-            .call(
-                "/v3/kv/txn",
-                json!({
-                    "compare": [EtcdStore::exists_at(key, expected)],
-                    "success": [{"request_put": {"key": encoded, "value": encode(&value)}}],
-                }),
-            )
-            .await?;
-        if response.get("succeeded").and_then(Value::as_bool) != Some(true) {
-            return Err(self.refused(key, expected).await);
-        }
+        let put = json!({"request_put": {"key": encode(key.as_bytes()), "value": encode(&value)}});
+        let response = self.if_exists(key, expected, put).await?;
         Ok(number(response.pointer("/header/revision")))
     }
 
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<Entry, StoreError> {
-        let encoded = encode(key.as_bytes());
-        let response = self
-            .call(
-                "/v3/kv/txn",
-                json!({
-                    "compare": [EtcdStore::exists_at(key, expected)],
-                    "success": [{"request_delete_range": {"key": encoded, "prev_kv": true}}],
-                }),
-            )
-            .await?;
-        if response.get("succeeded").and_then(Value::as_bool) != Some(true) {
-            return Err(self.refused(key, expected).await);
-        }
+        let delete = json!({"request_delete_range": {"key": encode(key.as_bytes()), "prev_kv": true}});
+        let response = self.if_exists(key, expected, delete).await?;
         let previous = response
             .pointer("/responses/0/response_delete_range/prev_kvs/0")
             .ok_or_else(|| StoreError::NotFound(key.to_string()))?;

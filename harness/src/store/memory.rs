@@ -29,6 +29,21 @@ pub(super) struct State {
     pub(super) failed: Option<String>,
 }
 
+impl State {
+    /// The value of a key that must exist, at `expected` if given.
+    fn at(&self, key: &str, expected: Option<u64>) -> Result<Bytes, StoreError> {
+        let Some((value, current)) = self.map.get(key) else {
+            return Err(StoreError::NotFound(key.to_string()));
+        };
+        match expected {
+            Some(expected) if expected != *current => {
+                Err(StoreError::Conflict { key: key.to_string(), expected, current: *current })
+            }
+            _ => Ok(value.clone()),
+        }
+    }
+}
+
 impl MemoryStore {
     /// A store that forgets everything when the process ends.
     pub fn new() -> MemoryStore {
@@ -177,15 +192,7 @@ impl Store for MemoryStore {
     async fn update(&self, key: &str, value: Bytes, expected: Option<u64>) -> Result<u64, StoreError> {
         let (revision, pending) = {
             let mut state = self.lock()?;
-            let Some((prev, current)) = state.map.get(key) else {
-                return Err(StoreError::NotFound(key.to_string()));
-            };
-            if let Some(expected) = expected
-                && expected != *current
-            {
-                return Err(StoreError::Conflict { key: key.to_string(), expected, current: *current });
-            }
-            let prev = Some(prev.clone());
+            let prev = Some(state.at(key, expected)?);
             let revision = state.revision + 1;
             let event = Event { kind: EventKind::Put, key: key.to_string(), value: Some(value), prev, revision };
             (revision, self.commit(&mut state, event))
@@ -197,15 +204,7 @@ impl Store for MemoryStore {
     async fn delete(&self, key: &str, expected: Option<u64>) -> Result<Entry, StoreError> {
         let (entry, pending) = {
             let mut state = self.lock()?;
-            let Some((prev, current)) = state.map.get(key) else {
-                return Err(StoreError::NotFound(key.to_string()));
-            };
-            if let Some(expected) = expected
-                && expected != *current
-            {
-                return Err(StoreError::Conflict { key: key.to_string(), expected, current: *current });
-            }
-            let prev = prev.clone();
+            let prev = state.at(key, expected)?;
             let revision = state.revision + 1;
             let entry = Entry { key: key.to_string(), value: prev.clone(), revision };
             let event =

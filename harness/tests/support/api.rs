@@ -136,3 +136,47 @@ pub fn watch_events(url: &str) -> Vec<Value> {
     let reader = std::io::BufReader::new(response.body_mut().as_reader());
     reader.lines().map_while(Result::ok).map(|line| serde_json::from_str(&line).expect("each line is JSON")).collect()
 }
+
+/// `kubeyard apiserver` as users start it, in its own process, writing its kubeconfig to
+/// `kubeconfig`; killed when dropped.
+pub struct Process {
+    pub child: std::process::Child,
+    pub url: String,
+}
+
+impl Process {
+    pub fn start(kubeconfig: &std::path::Path, extra: &[&str]) -> Process {
+        let _ = std::fs::remove_file(kubeconfig);
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(kubeconfig)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubeyard starts");
+        let started = std::time::Instant::now();
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(kubeconfig)
+                && let Some(url) = text.lines().find_map(|l| l.trim_start().strip_prefix("server: "))
+            {
+                break url.to_string();
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(20), "no kubeconfig after 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Process { child, url }
+    }
+
+    /// SIGKILL, as a crash.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
