@@ -62,6 +62,15 @@ fn discovery_describes_every_served_resource() {
     let scale = apps["resources"].as_array().unwrap().iter().find(|r| r["name"] == "deployments/scale").unwrap();
     assert_eq!((scale["group"].as_str(), scale["kind"].as_str()), (Some("autoscaling"), Some("Scale")));
     assert_eq!(get(&format!("{}/apis/apps", server.url)).body["preferredVersion"]["version"], "v1");
+    // OpenAPI v3: an index of group versions, each with the kinds' schemas and operations.
+    let index = get(&format!("{}/openapi/v3", server.url)).body;
+    let apps_url = index["paths"]["apis/apps/v1"]["serverRelativeURL"].as_str().unwrap();
+    let document = get(&format!("{}{apps_url}", server.url)).body;
+    let patch = &document["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}"]["patch"];
+    assert_eq!(patch["x-kubernetes-group-version-kind"]["kind"], "Deployment");
+    assert!(patch["parameters"].as_array().unwrap().iter().any(|p| p["name"] == "fieldValidation"));
+    assert_eq!(document["components"]["schemas"]["io.k8s.api.apps.v1.Deployment"]["type"], "object");
+    assert!(index["paths"]["api/v1"].is_object());
     for health in ["healthz", "readyz", "livez"] {
         assert_eq!(get(&format!("{}/{health}", server.url)).text, "ok");
     }

@@ -96,15 +96,15 @@ fn kubectl_applies_reads_changes_and_deletes() {
     assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
     let cluster = Cluster::start(&[]);
     let manifests = cluster.write("app.yaml", APP);
-    let applied = cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    let applied = cluster.ok(&["apply", "-f", &manifests]);
     assert_eq!(
         applied.lines().collect::<Vec<_>>(),
         ["deployment.apps/web created", "service/web created", "configmap/settings created"]
     );
-    let again = cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    let again = cluster.ok(&["apply", "-f", &manifests]);
     assert!(again.lines().all(|l| l.ends_with(" unchanged")), "{again}");
     let changed = cluster.write("app.yaml", &APP.replace("nginx:1.25", "nginx:1.26"));
-    let reapplied = cluster.ok(&["apply", "--validate=false", "-f", &changed]);
+    let reapplied = cluster.ok(&["apply", "-f", &changed]);
     assert!(reapplied.contains("deployment.apps/web configured"), "{reapplied}");
     assert_eq!(
         cluster.ok(&[
@@ -152,12 +152,18 @@ fn kubectl_applies_reads_changes_and_deletes() {
         "5 true strategic yes"
     );
 
-    // An invalid object is refused with the field named.
+    // An invalid object is refused with the field named; kubectl, finding the server's
+    // OpenAPI documents, leaves validation to the server (no --validate=false needed).
     let bad = cluster.write("bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: Bad_Name}\n");
-    let refused = cluster.kubectl(&["apply", "--validate=false", "-f", &bad]);
+    let refused = cluster.kubectl(&["apply", "-f", &bad]);
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("is invalid") && stderr.contains("metadata.name"), "{stderr}");
+    let typo = cluster.write("typo.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo}\ndatta: {a: b}\n");
+    let refused = cluster.kubectl(&["apply", "-f", &typo]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field \"datta\""), "{refused:?}");
+    let explained = cluster.ok(&["explain", "deployment.spec.replicas"]);
+    assert!(explained.contains("replicas <integer>"), "{explained}");
 
     assert!(cluster.ok(&["delete", "-f", &changed]).contains("deployment.apps \"web\" deleted"));
     let gone = cluster.kubectl(&["get", "deploy", "web"]);
@@ -168,7 +174,7 @@ fn kubectl_applies_reads_changes_and_deletes() {
 fn kubectl_get_watch_sees_a_change() {
     let cluster = Cluster::start(&[]);
     let manifests = cluster.write("app.yaml", APP);
-    cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    cluster.ok(&["apply", "-f", &manifests]);
     let mut watch = cluster
         .command(&["get", "configmap", "settings", "-w", "--output-watch-events", "--request-timeout=60s"])
         .stdout(Stdio::piped())
@@ -193,9 +199,9 @@ fn kubectl_applies_online_boutique_and_finds_nothing_to_change_the_second_time()
     let cluster = Cluster::start(&[]);
     let boutique = support::corpus().join("online-boutique/kubernetes-manifests.yaml");
     let boutique = boutique.display().to_string();
-    let first = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    let first = cluster.ok(&["apply", "-f", &boutique]);
     assert!(first.lines().count() > 30 && first.lines().all(|l| l.ends_with(" created")), "{first}");
-    let second = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    let second = cluster.ok(&["apply", "-f", &boutique]);
     assert!(second.lines().all(|l| l.ends_with(" unchanged")), "{second}");
     let deployments = cluster.ok(&["get", "deployments", "-o", "name"]);
     assert_eq!(deployments.lines().count(), 12, "{deployments}");
@@ -224,7 +230,7 @@ fn a_token_over_tls_lets_kubectl_in_and_keeps_others_out() {
     }
     assert!(cluster.ok(&["get", "namespaces", "-o", "name"]).contains("namespace/default"));
     let manifests = cluster.write("app.yaml", APP);
-    cluster.ok(&["apply", "--validate=false", "-f", &manifests]);
+    cluster.ok(&["apply", "-f", &manifests]);
     let wrong = cluster.write("wrong-kubeconfig", &kubeconfig.replace("token: \"t0ken\"", "token: \"nope\""));
     let refused = Command::new("kubectl").args(["--kubeconfig", &wrong, "get", "ns"]).output().unwrap();
     assert!(String::from_utf8_lossy(&refused.stderr).contains("provide credentials"), "{refused:?}");
@@ -235,9 +241,9 @@ fn kubectl_against_a_server_that_keeps_state_in_etcd() {
     let etcd = support::etcd::Etcd::start();
     let cluster = Cluster::start(&["--etcd", &etcd.url]);
     let boutique = support::corpus().join("online-boutique/kubernetes-manifests.yaml").display().to_string();
-    let first = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    let first = cluster.ok(&["apply", "-f", &boutique]);
     assert!(first.lines().all(|l| l.ends_with(" created")), "{first}");
-    let second = cluster.ok(&["apply", "--validate=false", "-f", &boutique]);
+    let second = cluster.ok(&["apply", "-f", &boutique]);
     assert!(second.lines().all(|l| l.ends_with(" unchanged")), "{second}");
     cluster.ok(&["scale", "deployment", "frontend", "--replicas=3"]);
     assert_eq!(cluster.ok(&["get", "deploy", "frontend", "-o", "jsonpath={.spec.replicas}"]), "3");

@@ -53,7 +53,7 @@ fn plans_compare_with_what_the_cluster_holds() {
     assert!(text(&empty).contains("2 to create, 0 to update, 0 to delete"), "{}", text(&empty));
 
     // Applied with kubectl: nothing to do.
-    kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &manifests_arg]);
+    kubectl(&kubeconfig, &["apply", "-f", &manifests_arg]);
     let same = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--detailed-exitcode"], None);
     assert_eq!(same.status.code(), Some(0), "{}", text(&same));
 
@@ -92,7 +92,7 @@ fn plans_reach_a_cluster_over_tls_with_a_token() {
     let manifests = dir.path().join("app.yaml");
     std::fs::write(&manifests, APP).unwrap();
     let (manifests_arg, kubeconfig_arg) = (manifests.display().to_string(), kubeconfig.display().to_string());
-    kubectl(&kubeconfig, &["apply", "--validate=false", "-f", &manifests_arg]);
+    kubectl(&kubeconfig, &["apply", "-f", &manifests_arg]);
     let plan = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--detailed-exitcode"], None);
     assert_eq!(plan.status.code(), Some(0), "{}", text(&plan));
 

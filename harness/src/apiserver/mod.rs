@@ -8,6 +8,7 @@ pub mod clock;
 pub mod fields;
 pub mod kubeconfig;
 pub mod objects;
+pub mod openapi;
 pub mod resources;
 pub mod status;
 pub mod table;
@@ -51,6 +52,7 @@ pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub admission: Admission,
     pub options: Options,
+    openapi: std::sync::OnceLock<openapi::Documents>,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -73,7 +75,7 @@ pub fn version_info(admission: &Admission) -> Value {
 
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, admission: Admission, options: Options) -> Arc<ApiServer> {
-        Arc::new(ApiServer { store, admission, options })
+        Arc::new(ApiServer { store, admission, options, openapi: std::sync::OnceLock::new() })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -112,6 +114,8 @@ enum Route {
     Group(String),
     Resources(String, String),
     Objects(Target),
+    /// `/openapi/v3` and `/openapi/v3/{group version}`.
+    OpenApi(Option<String>),
     /// `POST /api/v1/namespaces/{ns}/bindings`.
     Bindings(String),
 }
@@ -129,6 +133,8 @@ fn parse_path(path: &str) -> Result<Route, ApiError> {
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::Groups),
         ["apis", group] => return Ok(Route::Group(group.to_string())),
+        ["openapi", "v3"] => return Ok(Route::OpenApi(None)),
+        ["openapi", "v3", rest @ ..] => return Ok(Route::OpenApi(Some(rest.join("/")))),
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::no_route()),
@@ -295,12 +301,25 @@ async fn handle(server: &Arc<ApiServer>, parts: axum::http::request::Parts, body
         Route::Resources(group, version) if read_only => resources::resource_list(&group, version.as_str())
             .map(|list| json_response(StatusCode::OK, &list))
             .ok_or_else(ApiError::no_route),
+        Route::OpenApi(group_version) if read_only => {
+            let documents = server.openapi.get_or_init(|| openapi::documents(server.admission.catalog()));
+            match group_version {
+                None => Ok(json_response(StatusCode::OK, &documents.index)),
+                Some(group_version) => {
+                    let document = documents.by_group_version.get(&group_version).ok_or_else(ApiError::no_route)?;
+                    let mut response = (StatusCode::OK, document.clone()).into_response();
+                    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+                    Ok(response)
+                }
+            }
+        }
         Route::Health
         | Route::Version
         | Route::CoreVersions
         | Route::Groups
         | Route::Group(_)
-        | Route::Resources(..) => Err(ApiError::method_not_allowed()),
+        | Route::Resources(..)
+        | Route::OpenApi(_) => Err(ApiError::method_not_allowed()),
         Route::Bindings(namespace) if method == Method::POST => {
             let body = read_body(body).await?;
             objects::bind(server, &namespace, None, &parts.headers, &query, &body).await

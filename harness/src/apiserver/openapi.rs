@@ -1,0 +1,138 @@
+//! OpenAPI v3 documents, so kubectl finds what it looks for before it writes: the kinds'
+//! schemas (the same definitions admission validates with), and for each kind the
+//! operations with the `fieldValidation` parameter. Seeing it, kubectl leaves validation
+//! to the server (strict, through admission) instead of asking for `--validate=false`.
+
+use super::resources::{RESOURCES, Resource};
+use kubeyard_compiler::object::GroupVersionKind;
+use kubeyard_compiler::schema::Catalog;
+use serde_json::{Map, Value, json};
+use std::collections::BTreeMap;
+
+/// `/openapi/v3` and each group version's document, made once per server.
+pub struct Documents {
+    pub index: Value,
+    /// `api/v1`, `apis/apps/v1`, ... to the document's JSON text.
+    pub by_group_version: BTreeMap<String, String>,
+}
+
+fn group_version_path(resource: &Resource) -> String {
+    if resource.group.is_empty() {
+        format!("api/{}", resource.version)
+    } else {
+        format!("apis/{}/{}", resource.group, resource.version)
+    }
+}
+
+fn operation(resource: &Resource, definition: &str, action: &str) -> Value {
+    let reference = json!({"$ref": format!("#/components/schemas/{definition}")});
+    let mut parameters = vec![json!({"name": "dryRun", "in": "query", "schema": {"type": "string"}})];
+    if matches!(action, "post" | "put" | "patch") {
+        parameters.push(json!({"name": "fieldValidation", "in": "query", "schema": {"type": "string"}}));
+        parameters.push(json!({"name": "fieldManager", "in": "query", "schema": {"type": "string"}}));
+    }
+    json!({
+        "operationId": format!("{action}{}", resource.kind),
+        "parameters": parameters,
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": reference}}}},
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": {"group": resource.group, "version": resource.version, "kind": resource.kind},
+    })
+}
+
+/// Rewrites the definitions (JSON Schema, as admission reads them) as OpenAPI 3.0
+/// schemas: references into `components/schemas`, and `type: [object, "null"]` as
+/// `type: object` with `nullable`, which is what kubectl's `explain` can read.
+fn rereference(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get_mut("$ref")
+                && let Some(name) = target.strip_prefix("#/$defs/")
+            {
+                *target = format!("#/components/schemas/{name}");
+            }
+            if let Some(Value::Array(types)) = map.get("type") {
+                let nullable = types.iter().any(|t| t == "null");
+                let first = types.iter().find(|t| *t != "null").cloned();
+                match first {
+                    Some(first) => {
+                        map.insert("type".into(), first);
+                    }
+                    None => {
+                        map.remove("type");
+                    }
+                }
+                if nullable {
+                    map.insert("nullable".into(), Value::Bool(true));
+                }
+            }
+            map.values_mut().for_each(rereference);
+        }
+        Value::Array(items) => items.iter_mut().for_each(rereference),
+        _ => {}
+    }
+}
+
+pub fn documents(catalog: &Catalog) -> Documents {
+    let pod = GroupVersionKind::new("", "v1", "Pod");
+    let definitions = catalog.builtin_definition(&pod).map(|(_, d)| d);
+    let mut schemas = Map::new();
+    let mut names: BTreeMap<(String, String), String> = BTreeMap::new();
+    for (name, definition) in definitions.into_iter().flatten() {
+        let mut definition = definition.clone();
+        rereference(&mut definition);
+        for gvk in definition.get("x-kubernetes-group-version-kind").and_then(Value::as_array).into_iter().flatten() {
+            let group = gvk.get("group").and_then(Value::as_str).unwrap_or("").to_string();
+            let kind = gvk.get("kind").and_then(Value::as_str).unwrap_or("").to_string();
+            let version = gvk.get("version").and_then(Value::as_str).unwrap_or("");
+            if RESOURCES.iter().any(|r| r.group == group && r.kind == kind && r.version == version) {
+                names.insert((group, kind), name.clone());
+            }
+        }
+        schemas.insert(name.clone(), definition);
+    }
+    let schemas = Value::Object(schemas);
+    let mut paths_by_group_version: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for resource in RESOURCES {
+        let Some(definition) = names.get(&(resource.group.to_string(), resource.kind.to_string())) else { continue };
+        let root = format!("/{}", group_version_path(resource));
+        let collection = if resource.namespaced {
+            format!("{root}/namespaces/{{namespace}}/{}", resource.plural)
+        } else {
+            format!("{root}/{}", resource.plural)
+        };
+        let paths = paths_by_group_version.entry(group_version_path(resource)).or_default();
+        paths.insert(
+            collection.clone(),
+            json!({"get": operation(resource, definition, "list"), "post": operation(resource, definition, "post")}),
+        );
+        paths.insert(
+            format!("{collection}/{{name}}"),
+            json!({
+                "get": operation(resource, definition, "get"),
+                "put": operation(resource, definition, "put"),
+                "patch": operation(resource, definition, "patch"),
+                "delete": operation(resource, definition, "delete"),
+            }),
+        );
+    }
+    let version = catalog.version().to_string();
+    let mut index = Map::new();
+    let mut by_group_version = BTreeMap::new();
+    for (group_version, paths) in paths_by_group_version {
+        let document = json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes (kubeyard)", "version": format!("v{version}.0")},
+            "paths": paths,
+            "components": {"schemas": schemas},
+        })
+        .to_string();
+        let hash = format!("{:08X}", crc32fast::hash(document.as_bytes()));
+        index.insert(
+            group_version.clone(),
+            json!({"serverRelativeURL": format!("/openapi/v3/{group_version}?hash={hash}")}),
+        );
+        by_group_version.insert(group_version, document);
+    }
+    Documents { index: json!({"paths": index}), by_group_version }
+}
