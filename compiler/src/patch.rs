@@ -283,7 +283,62 @@ mod tests {
     use super::*;
     use crate::object::GroupVersionKind;
     use crate::schema::{Catalog, CatalogOptions};
+    use proptest::prelude::*;
     use serde_json::json;
+
+    /// Small JSON documents: maps of maps, lists and scalars, with few distinct keys so
+    /// that patches and targets overlap.
+    fn document() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            (-3i64..3).prop_map(|n| json!(n)),
+            "[ab]{0,2}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(3, 24, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::Array),
+                prop::collection::btree_map("[abc]", inner, 0..4).prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest! {
+        /// RFC 7386: applying a merge patch twice gives what applying it once gives, and
+        /// the result has no nulls the patch put there.
+        #[test]
+        fn merge_patches_are_idempotent(target in document(), patch in document()) {
+            let mut once = target.clone();
+            merge_patch(&mut once, &patch);
+            let mut twice = once.clone();
+            merge_patch(&mut twice, &patch);
+            prop_assert_eq!(&once, &twice);
+        }
+
+        /// A strategic merge patch with no directives and no schema is a merge patch on
+        /// objects (lists are replaced whole, nulls delete).
+        #[test]
+        fn strategic_without_a_schema_merges_like_a_merge_patch(target in document(), patch in document()) {
+            prop_assume!(target.is_object() && patch.is_object());
+            let mut merged = target.clone();
+            merge_patch(&mut merged, &patch);
+            let strategic = strategic_merge_patch(&target, &patch, Schema::NONE).unwrap();
+            prop_assert_eq!(strategic, merged);
+        }
+
+        /// A JSON patch that fails leaves its target as it was.
+        #[test]
+        fn failed_json_patches_change_nothing(target in document(), value in document(), key in "[abc]") {
+            let before = target.clone();
+            let mut patched = target;
+            let operations = json!([
+                {"op": "add", "path": format!("/{key}"), "value": value},
+                {"op": "test", "path": "/no/such/place", "value": 1}
+            ]);
+            prop_assert!(json_patch(&mut patched, &operations).is_err());
+            prop_assert_eq!(patched, before);
+        }
+    }
 
     #[test]
     fn merge_patch_follows_rfc_7386() {
