@@ -21,6 +21,7 @@ pub mod plan;
 pub mod print;
 pub mod quantity;
 pub mod rules;
+pub mod scheduling;
 pub mod schema;
 pub mod scope;
 pub mod selector;
