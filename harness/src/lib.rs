@@ -7,5 +7,6 @@ pub mod cli;
 pub mod client;
 pub mod discover;
 pub mod report;
+pub mod scheduler;
 pub mod snapshot;
 pub mod store;
