@@ -5,6 +5,7 @@
 pub mod apiserver;
 pub mod cli;
 pub mod client;
+pub mod controllers;
 pub mod discover;
 pub mod report;
 pub mod scheduler;

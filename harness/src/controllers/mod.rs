@@ -1,0 +1,14 @@
+//! The controllers of the controller manager: each its own module with a reconcile loop
+//! over watched state (kube-runtime's `Controller`), a client of the API server like
+//! any other component.
+
+pub mod replicaset;
+
+/// Why a reconcile failed: the API said no. The controller retries after a pause.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Api(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}

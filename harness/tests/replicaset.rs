@@ -1,0 +1,89 @@
+//! The ReplicaSet controller against the API server: pods made to match replicas, owned,
+//! scaled both ways, orphans adopted, released pods let go, status counted.
+
+mod support;
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use support::api::{Server, get, patch, post};
+
+fn controller(url: &str) {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+            tokio::time::timeout(Duration::from_secs(60), kubeyard_harness::controllers::replicaset::run(client))
+                .await
+                .ok();
+        });
+    });
+}
+
+fn pods(url: &str) -> Vec<Value> {
+    get(&format!("{url}/api/v1/namespaces/default/pods")).body["items"].as_array().unwrap().clone()
+}
+
+fn owned_by(url: &str, uid: &str) -> Vec<Value> {
+    pods(url)
+        .into_iter()
+        .filter(|p| p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["uid"] == uid)))
+        .collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_replicaset_keeps_its_pods() {
+    let server = Server::start();
+    let url = server.url.clone();
+    // An orphan the set will select, made before the set.
+    let orphan = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "orphan", "labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "nginx"}]}});
+    assert_eq!(post(&format!("{url}/api/v1/namespaces/default/pods"), &orphan).status, 201);
+    let set = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "web"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
+    });
+    let sets = format!("{url}/apis/apps/v1/namespaces/default/replicasets");
+    let created = post(&sets, &set);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let uid = created.body["metadata"]["uid"].as_str().unwrap().to_string();
+    controller(&url);
+
+    wait_for("three pods", || owned_by(&url, &uid).len() == 3);
+    let owned = owned_by(&url, &uid);
+    assert!(owned.iter().any(|p| p["metadata"]["name"] == "orphan"), "the orphan is adopted");
+    let made = owned.iter().find(|p| p["metadata"]["name"] != "orphan").unwrap();
+    assert!(made["metadata"]["name"].as_str().unwrap().starts_with("web-"));
+    let reference = &made["metadata"]["ownerReferences"][0];
+    assert_eq!((reference["kind"].as_str(), reference["controller"].as_bool()), (Some("ReplicaSet"), Some(true)));
+    wait_for("status.replicas 3", || get(&format!("{sets}/web")).body["status"]["replicas"] == 3);
+
+    patch(&format!("{sets}/web/scale"), "application/merge-patch+json", &json!({"spec": {"replicas": 5}}));
+    wait_for("five pods", || owned_by(&url, &uid).len() == 5);
+    patch(&format!("{sets}/web"), "application/merge-patch+json", &json!({"spec": {"replicas": 1}}));
+    wait_for("one pod", || owned_by(&url, &uid).len() == 1);
+    wait_for("status.replicas 1", || get(&format!("{sets}/web")).body["status"]["replicas"] == 1);
+
+    // A pod relabelled out of the selection is released, and replaced.
+    let last = owned_by(&url, &uid)[0]["metadata"]["name"].as_str().unwrap().to_string();
+    patch(
+        &format!("{url}/api/v1/namespaces/default/pods/{last}"),
+        "application/merge-patch+json",
+        &json!({"metadata": {"labels": {"app": "debug"}}}),
+    );
+    wait_for("the released pod replaced", || {
+        let owned = owned_by(&url, &uid);
+        owned.len() == 1 && owned[0]["metadata"]["name"] != last.as_str()
+    });
+    let released = get(&format!("{url}/api/v1/namespaces/default/pods/{last}")).body;
+    assert!(released["metadata"].get("ownerReferences").is_none(), "{released}");
+}
