@@ -2,6 +2,7 @@
 //! over watched state (kube-runtime's `Controller`), a client of the API server like
 //! any other component.
 
+pub mod endpoints;
 pub mod replicaset;
 
 /// Why a reconcile failed: the API said no. The controller retries after a pause.

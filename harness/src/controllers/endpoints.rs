@@ -1,0 +1,165 @@
+//! The endpoints controller: each Service with a selector gets an `Endpoints` object of
+//! the same name listing the pods it selects, ready ones under `addresses` and the rest
+//! under `notReadyAddresses`, with the Service's ports resolved against each pod (a
+//! named `targetPort` is looked up in the pod's container ports). Pods with no IP yet are
+//! left out, as Kubernetes leaves them.
+
+use super::Error;
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+use kube::api::{Api, ListParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use kubeyard_compiler::selector::Selector;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Context {
+    client: kube::Client,
+}
+
+/// One subset being built: its ports, ready addresses and not-ready addresses.
+type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
+
+fn selector_of(service: &Service) -> Option<Selector> {
+    let selector = service.spec.as_ref()?.selector.as_ref()?;
+    let map = serde_json::to_value(selector).ok()?;
+    Selector::from_map(Some(&map)).ok().filter(|s| !s.is_nothing() && !s.is_everything())
+}
+
+/// Runs until the task is dropped.
+pub async fn run(client: kube::Client) {
+    let services: Api<Service> = Api::all(client.clone());
+    let controller = Controller::new(services, watcher::Config::default());
+    let store = controller.store();
+    // A pod's change concerns every Service in its namespace that selects it.
+    let mapper = move |pod: Pod| {
+        let labels = pod.labels().clone();
+        let namespace = pod.namespace();
+        store
+            .state()
+            .iter()
+            .filter(|s| s.namespace() == namespace && selector_of(s).is_some_and(|sel| sel.matches(&labels)))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    controller
+        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper)
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
+
+fn ready(pod: &Value) -> bool {
+    pod.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+}
+
+/// The Service's ports as this pod serves them; `None` when a named port is missing.
+fn ports(service: &Value, pod: &Value) -> Vec<Value> {
+    let mut resolved = Vec::new();
+    for port in service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
+        let target = port.get("targetPort").cloned().unwrap_or_else(|| port["port"].clone());
+        let number = match &target {
+            Value::Number(n) => n.as_i64(),
+            Value::String(name) => pod
+                .pointer("/spec/containers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .flat_map(|c| c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
+                .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))
+                .and_then(|p| p.get("containerPort").and_then(Value::as_i64)),
+            _ => None,
+        };
+        if let Some(number) = number {
+            let mut endpoint_port =
+                json!({"port": number, "protocol": port.get("protocol").cloned().unwrap_or(json!("TCP"))});
+            if let Some(name) = port.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {
+                endpoint_port["name"] = json!(name);
+            }
+            resolved.push(endpoint_port);
+        }
+    }
+    resolved
+}
+
+async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Action, Error> {
+    let Some(selector) = selector_of(&service) else { return Ok(Action::await_change()) };
+    if service.meta().deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = service.namespace().unwrap_or_else(|| "default".into());
+    let name = service.name_any();
+    let service_json = serde_json::to_value(service.as_ref()).unwrap_or(Value::Null);
+    let publish_not_ready = service.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    // Subsets group pods that serve the same ports.
+    let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
+    let mut listed = pods.list(&ListParams::default()).await?.items;
+    listed.sort_by_key(|p| p.name_any());
+    for pod in listed {
+        if pod.meta().deletion_timestamp.is_some() || !selector.matches(pod.labels()) {
+            continue;
+        }
+        let pod = serde_json::to_value(&pod).unwrap_or(Value::Null);
+        let Some(ip) = pod.pointer("/status/podIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) else {
+            continue;
+        };
+        let mut address = json!({"ip": ip, "targetRef": {
+            "kind": "Pod", "name": pod["metadata"]["name"], "namespace": namespace, "uid": pod["metadata"]["uid"],
+        }});
+        if let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str) {
+            address["nodeName"] = json!(node);
+        }
+        let ports = ports(&service_json, &pod);
+        let entry =
+            subsets.entry(Value::Array(ports.clone()).to_string()).or_insert_with(|| (ports, Vec::new(), Vec::new()));
+        if ready(&pod) || publish_not_ready {
+            entry.1.push(address);
+        } else {
+            entry.2.push(address);
+        }
+    }
+    let subsets: Vec<Value> = subsets
+        .into_values()
+        .map(|(ports, ready, not_ready)| {
+            let mut subset = json!({"ports": ports});
+            if !ready.is_empty() {
+                subset["addresses"] = json!(ready);
+            }
+            if !not_ready.is_empty() {
+                subset["notReadyAddresses"] = json!(not_ready);
+            }
+            subset
+        })
+        .collect();
+    let labels = service_json.pointer("/metadata/labels").cloned().unwrap_or(json!({}));
+    let mut wanted = json!({
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+    });
+    // As stored: no subsets at all rather than an empty list.
+    if !subsets.is_empty() {
+        wanted["subsets"] = json!(subsets);
+    }
+    let endpoints: Api<Endpoints> = Api::namespaced(context.client.clone(), &namespace);
+    let mut desired: Endpoints = serde_json::from_value(wanted).map_err(|e| Error::Invalid(e.to_string()))?;
+    match endpoints.get_opt(&name).await? {
+        None => {
+            endpoints.create(&PostParams::default(), &desired).await?;
+        }
+        Some(current) if current.subsets != desired.subsets || current.metadata.labels != desired.metadata.labels => {
+            desired.metadata.resource_version = current.metadata.resource_version.clone();
+            endpoints.replace(&name, &PostParams::default(), &desired).await?;
+        }
+        Some(_) => {}
+    }
+    Ok(Action::requeue(Duration::from_secs(30)))
+}
