@@ -4,29 +4,8 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use support::api::{Server, delete, get, post, put};
-
-fn controller(url: &str) {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
-            tokio::time::timeout(Duration::from_secs(60), kubeyard_harness::controllers::endpoints::run(client))
-                .await
-                .ok();
-        });
-    });
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use std::time::Duration;
+use support::api::{Server, component, delete, get, post, put, wait_for};
 
 /// A running pod with an IP, ready or not (what a node agent would report).
 fn running(url: &str, name: &str, ip: &str, ready: bool) {
@@ -64,7 +43,7 @@ fn endpoints_follow_the_selected_pods_and_their_readiness() {
     assert_eq!(post(&format!("{url}/api/v1/namespaces/default/services"), &service).status, 201);
     running(&url, "a", "10.0.0.1", true);
     running(&url, "b", "10.0.0.2", false);
-    controller(&url);
+    component(&url, kubeyard_harness::controllers::endpoints::run);
     let endpoints_url = format!("{url}/api/v1/namespaces/default/endpoints/web");
     let endpoints = || get(&endpoints_url).body;
     wait_for("endpoints", || addresses(&endpoints(), "addresses") == ["10.0.0.1"]);

@@ -4,21 +4,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use std::time::{Duration, Instant};
-use support::api::{Server, get, patch, post};
-
-fn controller(url: &str) {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
-            tokio::time::timeout(Duration::from_secs(60), kubeyard_harness::controllers::replicaset::run(client))
-                .await
-                .ok();
-        });
-    });
-}
+use support::api::{Server, component, get, patch, post, wait_for};
 
 fn pods(url: &str) -> Vec<Value> {
     get(&format!("{url}/api/v1/namespaces/default/pods")).body["items"].as_array().unwrap().clone()
@@ -29,14 +15,6 @@ fn owned_by(url: &str, uid: &str) -> Vec<Value> {
         .into_iter()
         .filter(|p| p["metadata"]["ownerReferences"].as_array().is_some_and(|r| r.iter().any(|r| r["uid"] == uid)))
         .collect()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 #[test]
@@ -56,7 +34,7 @@ fn a_replicaset_keeps_its_pods() {
     let created = post(&sets, &set);
     assert_eq!(created.status, 201, "{}", created.text);
     let uid = created.body["metadata"]["uid"].as_str().unwrap().to_string();
-    controller(&url);
+    component(&url, kubeyard_harness::controllers::replicaset::run);
 
     wait_for("three pods", || owned_by(&url, &uid).len() == 3);
     let owned = owned_by(&url, &uid);

@@ -6,8 +6,7 @@ mod support;
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use support::api::{Server, get, post};
+use support::api::{Server, component, get, post, wait_for};
 
 fn node(name: &str) -> Value {
     json!({
@@ -25,19 +24,6 @@ fn pod(name: &str, cpu: &str) -> Value {
     })
 }
 
-/// Starts a scheduler on its own runtime for the server at `url`.
-fn scheduler(url: &str, seed: u64) -> std::thread::JoinHandle<()> {
-    let url = url.to_string();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
-        runtime.block_on(async move {
-            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
-            // Ends when the server goes and the test's process ends.
-            tokio::time::timeout(Duration::from_secs(60), kubeyard_harness::scheduler::run(client, seed)).await.ok();
-        });
-    })
-}
-
 fn placements(url: &str) -> BTreeMap<String, String> {
     get(&format!("{url}/api/v1/namespaces/default/pods")).body["items"]
         .as_array()
@@ -47,14 +33,6 @@ fn placements(url: &str) -> BTreeMap<String, String> {
             Some((p["metadata"]["name"].as_str()?.to_string(), p["spec"]["nodeName"].as_str()?.to_string()))
         })
         .collect()
-}
-
-fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
-    let started = Instant::now();
-    while !done() {
-        assert!(started.elapsed() < Duration::from_secs(30), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// Three nodes, nine small pods and one too big for any node.
@@ -68,7 +46,7 @@ fn cluster(seed: u64) -> (Server, BTreeMap<String, String>) {
         assert_eq!(post(&pods, &pod(&format!("small-{i}"), "300m")).status, 201);
     }
     assert_eq!(post(&pods, &pod("huge", "3")).status, 201);
-    let _scheduler = scheduler(&server.url, seed);
+    component(&server.url, move |client| kubeyard_harness::scheduler::run(client, seed));
     wait_for("nine pods bound", || placements(&server.url).len() == 9);
     let placed = placements(&server.url);
     (server, placed)

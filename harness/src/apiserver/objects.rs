@@ -357,31 +357,18 @@ async fn list(
             StatusCode::OK,
             &table::table(resource, &items, Some(revision), token, table::Include::from_query(query)),
         ),
-        Representation::Metadata => {
+        Representation::Metadata | Representation::Json => {
             let mut metadata = json!({"resourceVersion": revision.to_string()});
             if let Some(token) = token {
                 metadata["continue"] = json!(token);
             }
-            let items: Vec<Value> = items.iter().map(super::partial).collect();
-            let list = json!({
-                "kind": "PartialObjectMetadataList",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": metadata,
-                "items": items,
-            });
-            respond(StatusCode::OK, &list)
-        }
-        Representation::Json => {
-            let mut metadata = json!({"resourceVersion": revision.to_string()});
-            if let Some(token) = token {
-                metadata["continue"] = json!(token);
-            }
-            let list = json!({
-                "kind": format!("{}List", resource.kind),
-                "apiVersion": resource.api_version(),
-                "metadata": metadata,
-                "items": items,
-            });
+            let (kind, api_version, items) = if representation == Representation::Metadata {
+                let partial = items.iter().map(super::partial).collect();
+                ("PartialObjectMetadataList".to_string(), "meta.k8s.io/v1".to_string(), partial)
+            } else {
+                (format!("{}List", resource.kind), resource.api_version(), items)
+            };
+            let list = json!({"kind": kind, "apiVersion": api_version, "metadata": metadata, "items": items});
             respond(StatusCode::OK, &list)
         }
     }

@@ -180,3 +180,29 @@ impl Drop for Process {
         self.kill();
     }
 }
+
+/// Polls `done` until it holds, failing the test after 30 seconds.
+pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !done() {
+        assert!(started.elapsed() < std::time::Duration::from_secs(30), "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Runs a control-plane component (scheduler, controller) against the server at `url`,
+/// on its own runtime, for at most a minute.
+pub fn component<F, Fut>(url: &str, run: F)
+where
+    F: FnOnce(kube::Client) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let client = kube::Client::try_from(kube::Config::new(url.parse().unwrap())).unwrap();
+            tokio::time::timeout(std::time::Duration::from_secs(60), run(client)).await.ok();
+        });
+    });
+}
