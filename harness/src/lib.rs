@@ -5,8 +5,12 @@
 pub mod apiserver;
 pub mod cli;
 pub mod client;
+pub mod clock;
+pub mod controller_manager;
 pub mod controllers;
+pub mod controlplane;
 pub mod discover;
+pub mod kubelet;
 pub mod report;
 pub mod scheduler;
 pub mod snapshot;

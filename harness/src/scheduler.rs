@@ -7,7 +7,7 @@
 //! are broken by a generator seeded with `--seed`, so the same cluster and seed give the
 //! same placement.
 
-use crate::apiserver::clock;
+use crate::clock;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use kube::api::{Api, Patch, PatchParams, PostParams};

@@ -4,7 +4,7 @@
 //! store. Paths are parsed here, each verb is handled in `objects`, watches in
 //! `watch`, kubectl's tables in `table`, field selectors in `fields`.
 
-pub mod clock;
+pub mod allocate;
 pub mod fields;
 pub mod kubeconfig;
 pub mod objects;
@@ -40,11 +40,21 @@ pub struct Options {
     pub bookmark_interval: Duration,
     /// How long a watch lasts when the client does not say (Kubernetes: 30 to 60 min).
     pub watch_timeout: Duration,
+    /// Creation and deletion timestamps come from it, so grace periods run on virtual time.
+    pub clock: crate::clock::Clock,
+    /// The addresses Services' cluster IPs come from (`--service-cluster-ip-range`).
+    pub service_cidr: String,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { token: None, bookmark_interval: Duration::from_secs(60), watch_timeout: Duration::from_secs(1800) }
+        Options {
+            token: None,
+            bookmark_interval: Duration::from_secs(60),
+            watch_timeout: Duration::from_secs(1800),
+            clock: crate::clock::Clock::real(),
+            service_cidr: allocate::DEFAULT_SERVICE_CIDR.to_string(),
+        }
     }
 }
 
@@ -53,6 +63,8 @@ pub struct ApiServer {
     pub admission: Admission,
     pub options: Options,
     openapi: std::sync::OnceLock<openapi::Documents>,
+    /// Services' cluster IPs and node ports (see `allocate`).
+    allocator: allocate::Allocator,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -75,7 +87,8 @@ pub fn version_info(admission: &Admission) -> Value {
 
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, admission: Admission, options: Options) -> Arc<ApiServer> {
-        Arc::new(ApiServer { store, admission, options, openapi: std::sync::OnceLock::new() })
+        let allocator = allocate::Allocator::new(&options.service_cidr);
+        Arc::new(ApiServer { store, admission, options, openapi: std::sync::OnceLock::new(), allocator })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {

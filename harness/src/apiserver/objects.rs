@@ -7,7 +7,8 @@
 use super::fields::FieldSelector;
 use super::resources::Resource;
 use super::status::{ApiError, Subject};
-use super::{ApiServer, Query, Representation, Target, clock, json_response, table, watch};
+use super::{ApiServer, Query, Representation, Target, allocate, json_response, table, watch};
+use crate::clock;
 use crate::store::{Entry, StoreError};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
@@ -21,7 +22,7 @@ use kubeyard_compiler::source::SourceFile;
 use kubeyard_compiler::yaml::Documents;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Writers that lose a compare-and-swap retry this many times before giving up.
 const RETRIES: usize = 64;
@@ -401,7 +402,7 @@ fn name_suffix() -> String {
 }
 
 /// What the server sets on an object it is creating, per kind.
-fn prepare_create(resource: &Resource, object: &mut Value, uid: &str) {
+fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str) {
     let meta = metadata(object);
     for field in
         ["uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields"]
@@ -409,7 +410,7 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str) {
         meta.remove(field);
     }
     meta.insert("uid".into(), json!(uid));
-    meta.insert("creationTimestamp".into(), json!(clock::now()));
+    meta.insert("creationTimestamp".into(), json!(now));
     if resource.generation {
         meta.insert("generation".into(), json!(1));
     } else {
@@ -431,6 +432,7 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str) {
         "Pod" => {
             let qos = qos_class(object);
             object["status"] = json!({"phase": "Pending", "qosClass": qos});
+            default_tolerations(object);
         }
         "Job" => label_job(object, uid),
         // A node registers itself with its capacity.
@@ -441,6 +443,28 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str) {
             }
         }
         _ => {}
+    }
+}
+
+/// The DefaultTolerationSeconds admission plugin: a pod stays 300 s on a node that is not
+/// ready or unreachable before it is evicted, unless it says otherwise.
+fn default_tolerations(pod: &mut Value) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else { return };
+    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        let covered = list.iter().any(|t| {
+            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
+            let matches_key = match t.get("key").and_then(Value::as_str) {
+                Some(k) => k == key,
+                None => exists,
+            };
+            matches_key && (effect.is_empty() || effect == "NoExecute")
+        });
+        if !covered {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
     }
 }
 
@@ -556,21 +580,25 @@ async fn create(
         }
     }
     let id = uid();
-    prepare_create(resource, &mut object, &id);
+    prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
     let object = admit(server, resource, object)?;
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     if resource.namespaced {
         namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
     }
     let key = resource.key(target.namespace.as_deref(), &name);
+    // A Service's cluster IP and node ports, held until the write is settled.
+    let mut object = object;
+    let claim = allocate::create(server, target, &key, &mut object).await?;
     if dry_run(query)? {
         return match server.store.get(&key).await.map_err(|e| store_error(resource, &name, e))? {
             Some(_) => Err(store_error(resource, &name, StoreError::Exists(key))),
             None => respond(StatusCode::CREATED, &object),
         };
     }
-    let revision = server.store.create(&key, to_bytes(&object)).await.map_err(|e| store_error(resource, &name, e))?;
-    let mut object = object;
+    let created = server.store.create(&key, to_bytes(&object)).await;
+    claim.settle(&key, created.as_ref().map(|_| Some(&object)));
+    let revision = created.map_err(|e| store_error(resource, &name, e))?;
     set_revision(&mut object, revision);
     respond(StatusCode::CREATED, &object)
 }
@@ -612,6 +640,8 @@ async fn write(
         let wanted = next(&current)?;
         let prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
         let mut admitted = admit(server, resource, prepared)?;
+        // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
+        let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
         if resource.generation && admitted.get("spec") != current.get("spec") {
             let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             metadata(&mut admitted).insert("generation".into(), json!(generation + 1));
@@ -635,6 +665,12 @@ async fn write(
                 Written::Stored(admitted)
             })
         };
+        let outcome = match &result {
+            Ok(Written::Stored(object)) => Ok(Some(object)),
+            Ok(Written::Deleted(_)) => Ok(None),
+            Err(error) => Err(error),
+        };
+        claim.settle(&key, outcome);
         match result {
             Ok(written) => return Ok(written),
             Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) if precondition.is_none() => continue,
@@ -706,6 +742,9 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
             next
         }
     };
+    if resource.kind == "Service" && sub.is_none() {
+        allocate::drop_type_dependent_fields(current, &mut next);
+    }
     let kept = [
         "uid",
         "creationTimestamp",
@@ -976,7 +1015,8 @@ pub(super) async fn bind(
         let mut next = current.clone();
         next["spec"]["nodeName"] = json!(node);
         // Binding sets the condition the scheduler reports, as the registry does.
-        let condition = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": clock::now()});
+        let condition =
+            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": server.options.clock.timestamp()});
         let conditions = next["status"].as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
         if let Some(Value::Array(conditions)) = conditions {
             conditions.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
@@ -1144,7 +1184,11 @@ async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions
             if dry_run {
                 return Ok(Deletion::Gone(current));
             }
-            match server.store.delete(&key, Some(entry.revision)).await {
+            // A Service's cluster IP and node ports are free once it is gone.
+            let claim = allocate::delete(server, target).await?;
+            let deleted = server.store.delete(&key, Some(entry.revision)).await;
+            claim.settle(&key, deleted.as_ref().map(|_| None));
+            match deleted {
                 Ok(deleted) => {
                     let mut object = current;
                     set_revision(&mut object, deleted.revision);
@@ -1164,7 +1208,7 @@ async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions
             return Ok(Deletion::Pending(current));
         }
         let mut next = current.clone();
-        let when = SystemTime::now() + Duration::from_secs(grace.max(0) as u64);
+        let when = server.options.clock.now() + Duration::from_secs(grace.max(0) as u64);
         let meta = metadata(&mut next);
         meta.insert("deletionTimestamp".into(), json!(clock::format(when)));
         meta.insert("deletionGracePeriodSeconds".into(), json!(grace));
@@ -1237,7 +1281,7 @@ async fn delete_collection(
 pub async fn ensure_namespace(server: &ApiServer, name: &str) -> Result<(), ApiError> {
     let namespaces = super::resources::by_kind("", "Namespace").expect("namespaces are served");
     let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    prepare_create(namespaces, &mut object, &uid());
+    prepare_create(namespaces, &mut object, &uid(), &server.options.clock.timestamp());
     let object = admit(server, namespaces, object)?;
     match server.store.create(&namespaces.key(None, name), to_bytes(&object)).await {
         Ok(_) | Err(StoreError::Exists(_)) => Ok(()),

@@ -2,8 +2,8 @@
 //! server chooses the columns, as Kubernetes' printers do for each kind.
 
 use super::Query;
-use super::clock;
 use super::resources::Resource;
+use crate::clock;
 use serde_json::{Value, json};
 
 /// What each row carries besides its cells (`includeObject`).

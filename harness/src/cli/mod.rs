@@ -9,6 +9,7 @@ pub mod lint;
 pub mod normalize;
 pub mod plan;
 pub mod rules;
+pub mod up;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -57,7 +58,8 @@ enum Command {
     Normalize(normalize::NormalizeArgs),
     /// Show what applying the manifests would change, in apply order, against a state.
     Plan(plan::PlanArgs),
-    /// Apply the manifests: for now, to a state file (--state), recording the plan's result.
+    /// Apply the manifests to a live cluster (--kubeconfig, --cluster) in plan order, or to
+    /// a state file (--state).
     Apply(plan::ApplyArgs),
     /// Show the objects' dependency graph and the order to apply them in (text, DOT, Mermaid).
     Graph(graph::GraphArgs),
@@ -66,6 +68,9 @@ enum Command {
     /// Serve the Kubernetes API (for kubectl and any client) over kubeyard's store.
     #[command(name = "apiserver")]
     ApiServer(apiserver::ApiServerArgs),
+    /// Run a whole cluster in this process (API server, scheduler, controllers, simulated
+    /// nodes), apply the manifests and show them converge, until interrupted.
+    Up(up::UpArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -78,6 +83,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => plan::apply(args),
         Command::Rules(args) => rules::run(args),
         Command::ApiServer(args) => apiserver::run(args),
+        Command::Up(args) => up::run(args),
     };
     exit.into()
 }

@@ -76,6 +76,22 @@ pub struct Target {
     pub prune: bool,
 }
 
+impl Target {
+    /// The live cluster of `--kubeconfig` or `--cluster`; none for a state file or nothing.
+    pub fn endpoint(&self) -> Result<Option<Endpoint>, String> {
+        Ok(match (&self.kubeconfig, &self.cluster) {
+            (Some(path), _) => Some(client::config::load(path, self.context.as_deref())?),
+            (None, Some(url)) => Some(Endpoint {
+                server: url.trim_end_matches('/').to_string(),
+                token: self.token.clone(),
+                insecure: self.insecure_skip_tls_verify,
+                ..Endpoint::default()
+            }),
+            (None, None) => None,
+        })
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
     Text,
@@ -93,10 +109,10 @@ pub struct ApplyArgs {
 }
 
 /// A plan, with the objects as written (by identity) and the state it was made against.
-struct Planned {
-    plan: Plan,
-    written: std::collections::HashMap<ObjectId, Value>,
-    state: State,
+pub(super) struct Planned {
+    pub plan: Plan,
+    pub written: std::collections::HashMap<ObjectId, Value>,
+    pub state: State,
 }
 
 /// A plan for library users: problems come back as rendered text instead of being printed.
@@ -116,7 +132,7 @@ pub fn plan_with(inputs: &Inputs, target: &Target) -> Result<Plan, String> {
     Ok(compiled.plan(&graph, &state, target.prune))
 }
 
-fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
+pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
     let mut compiled = compile(inputs)?;
     let graph = compiled.graph();
     compiled.report_problems()?;
@@ -139,16 +155,7 @@ fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Pla
 /// What the live cluster of `--kubeconfig` or `--cluster` holds for the desired objects;
 /// an empty state when neither is given.
 fn read_live(target: &Target, compiled: &Compiled) -> Result<State, String> {
-    let endpoint = match (&target.kubeconfig, &target.cluster) {
-        (Some(path), _) => client::config::load(path, target.context.as_deref())?,
-        (None, Some(url)) => Endpoint {
-            server: url.trim_end_matches('/').to_string(),
-            token: target.token.clone(),
-            insecure: target.insecure_skip_tls_verify,
-            ..Endpoint::default()
-        },
-        (None, None) => return Ok(State::default()),
-    };
+    let Some(endpoint) = target.endpoint()? else { return Ok(State::default()) };
     let client = Client::new(endpoint)?;
     let desired: Vec<&Value> = compiled.objects.iter().map(|d| &d.value).collect();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -226,11 +233,33 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
     Ok(Exit::Ok)
 }
 
-/// `kubeyard apply --state FILE`: prints the plan, then records the objects as applied.
+/// `kubeyard apply`: to a live cluster (`--kubeconfig`, `--cluster`), carrying out the plan
+/// and saying what became of each object as kubectl does; or to a state file (`--state`),
+/// printing the plan and recording the objects as applied.
 pub fn apply(args: ApplyArgs) -> Exit {
+    let endpoint = match args.target.endpoint() {
+        Ok(endpoint) => endpoint,
+        Err(message) => return usage_error(&message),
+    };
+    if let Some(endpoint) = endpoint {
+        let planned = match make_plan(&args.inputs, &args.target, true) {
+            Ok(planned) => planned,
+            Err(exit) => return exit,
+        };
+        let client = match Client::new(endpoint) {
+            Ok(client) => client,
+            Err(message) => return usage_error(&message),
+        };
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(runtime) => runtime,
+            Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+        };
+        return runtime.block_on(apply_live(&client, &planned));
+    }
     let Some(path) = args.target.state.clone() else {
         return usage_error(
-            "kubeyard apply needs --state FILE for now: applying to a cluster comes with kubeyard's control plane",
+            "kubeyard apply needs a target: --kubeconfig FILE or --cluster URL for a live cluster, \
+             or --state FILE for a state file",
         );
     };
     let planned = match make_plan(&args.inputs, &args.target, true) {
@@ -251,6 +280,47 @@ pub fn apply(args: ApplyArgs) -> Exit {
         }
         Err(e) => usage_error(&format!("cannot write {}: {e}", path.display())),
     }
+}
+
+/// Carries out a plan on a live cluster, one line per object as kubectl prints them
+/// (`deployment.apps/web created`); Findings when any object failed.
+pub(super) async fn apply_live(client: &Client, planned: &Planned) -> Exit {
+    let mut failed = 0;
+    client::apply::apply(client, &planned.plan, &planned.written, |entry, result| {
+        let object = &entry.object;
+        let group = object.api_version.split_once('/').map(|(group, _)| group).unwrap_or("");
+        let kind = object.kind.to_lowercase();
+        let name = if group.is_empty() {
+            format!("{kind}/{}", object.name)
+        } else {
+            format!("{kind}.{group}/{}", object.name)
+        };
+        let shown = match &object.namespace {
+            Some(namespace) if namespace != "default" => format!("{name} (namespace {namespace})"),
+            _ => name,
+        };
+        match result {
+            Ok(()) => {
+                let verb = match entry.action {
+                    plan::Action::Create => "created",
+                    plan::Action::Update => "configured",
+                    plan::Action::Delete => "pruned",
+                    plan::Action::Unchanged => "unchanged",
+                };
+                println!("{shown} {verb}");
+            }
+            Err(client::Written::Conflict(message)) => {
+                failed += 1;
+                eprintln!("error: {shown}: changed on the cluster since it was planned; apply again ({message})");
+            }
+            Err(client::Written::Failed(message)) => {
+                failed += 1;
+                eprintln!("error: {shown}: {message}");
+            }
+        }
+    })
+    .await;
+    if failed > 0 { Exit::Findings } else { Exit::Ok }
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves half a file.

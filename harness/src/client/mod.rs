@@ -2,6 +2,7 @@
 //! over HTTP or HTTPS (the kubeconfig's CA, client certificates, tokens), discovery of
 //! where each kind lives, get and paged list. `state` reads what a cluster holds for a plan.
 
+pub mod apply;
 pub mod config;
 pub mod state;
 
@@ -20,12 +21,30 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+const JSON: &str = "application/json";
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
+
 pub struct Client {
     endpoint: Endpoint,
     http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     authorization: Option<String>,
     /// `apiVersion` to its resources (kind → plural, namespaced), from discovery.
     resources: Mutex<HashMap<String, Arc<Resources>>>,
+}
+
+/// Why a write failed: someone else changed the object first (plan again), or anything else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Conflict(String),
+    Failed(String),
+}
+
+impl std::fmt::Display for Written {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Written::Conflict(message) | Written::Failed(message) => f.write_str(message),
+        }
+    }
 }
 
 /// One group version's kinds: each kind's plural and whether it is namespaced.
@@ -145,31 +164,98 @@ impl Client {
         &self.endpoint.server
     }
 
-    /// `GET path`: the object, `None` on 404, and any other failure said in full.
-    pub async fn get(&self, path: &str) -> Result<Option<Value>, String> {
-        let mut request =
-            hyper::Request::get(format!("{}{path}", self.endpoint.server)).header("accept", "application/json");
+    /// One request: the answer's status and JSON body (`Null` when it has none).
+    async fn send(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        accept: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.endpoint.server))
+            .header("accept", accept);
         if let Some(authorization) = &self.authorization {
             request = request.header("authorization", authorization);
         }
-        let request = request.body(Full::new(Bytes::new())).map_err(|e| e.to_string())?;
+        let bytes = match body {
+            Some(body) => {
+                request = request.header("content-type", "application/json");
+                Bytes::from(body.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let request = request.body(Full::new(bytes)).map_err(|e| e.to_string())?;
         let response = self
             .http
             .request(request)
             .await
             .map_err(|e| format!("cannot reach {}: {}", self.endpoint.server, source_chain(&e)))?;
-        let status = response.status();
+        let status = response.status().as_u16();
         let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
-        if status.as_u16() == 404 {
-            return Ok(None);
+        if body.is_empty() {
+            return Ok((status, Value::Null));
         }
-        let value: Value = serde_json::from_slice(&body)
+        let value = serde_json::from_slice(&body)
             .map_err(|_| format!("{path}: the server answered {status} with something that is not JSON"))?;
-        if !status.is_success() {
-            let message = value.get("message").and_then(Value::as_str).unwrap_or("");
-            return Err(format!("{path}: {status}: {message}"));
+        Ok((status, value))
+    }
+
+    /// A failed answer said in full: the Status's message when the server sent one.
+    fn failure(path: &str, status: u16, body: &Value) -> String {
+        let message = body.get("message").and_then(Value::as_str).unwrap_or("");
+        format!("{path}: {status} {}: {message}", body.get("reason").and_then(Value::as_str).unwrap_or(""))
+    }
+
+    /// `GET path`: the object, `None` on 404, and any other failure said in full.
+    pub async fn get(&self, path: &str) -> Result<Option<Value>, String> {
+        let (status, body) = self.send(hyper::Method::GET, path, JSON, None).await?;
+        match status {
+            404 => Ok(None),
+            200..=299 => Ok(Some(body)),
+            _ => Err(Client::failure(path, status, &body)),
         }
-        Ok(Some(value))
+    }
+
+    /// `GET path` with the answer as a `meta.k8s.io/v1` Table, as kubectl asks for it.
+    pub async fn table(&self, path: &str) -> Result<Option<Value>, String> {
+        let (status, body) = self.send(hyper::Method::GET, path, TABLE, None).await?;
+        match status {
+            404 => Ok(None),
+            200..=299 => Ok(Some(body)),
+            _ => Err(Client::failure(path, status, &body)),
+        }
+    }
+
+    /// `POST collection`: the object as the server stored it.
+    pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, Written> {
+        self.write(hyper::Method::POST, collection, object).await
+    }
+
+    /// `PUT path`: the object as the server stored it; a stale resourceVersion is a conflict.
+    pub async fn replace(&self, path: &str, object: &Value) -> Result<Value, Written> {
+        self.write(hyper::Method::PUT, path, object).await
+    }
+
+    async fn write(&self, method: hyper::Method, path: &str, object: &Value) -> Result<Value, Written> {
+        let (status, body) = self.send(method, path, JSON, Some(object)).await.map_err(Written::Failed)?;
+        match status {
+            200..=299 => Ok(body),
+            409 => Err(Written::Conflict(Client::failure(path, status, &body))),
+            _ => Err(Written::Failed(Client::failure(path, status, &body))),
+        }
+    }
+
+    /// `DELETE path` with background propagation, as kubectl deletes; gone already is fine.
+    pub async fn delete(&self, path: &str) -> Result<(), String> {
+        let options =
+            serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
+        let (status, body) = self.send(hyper::Method::DELETE, path, JSON, Some(&options)).await?;
+        match status {
+            200..=299 | 404 => Ok(()),
+            _ => Err(Client::failure(path, status, &body)),
+        }
     }
 
     /// Every item of a collection, page by page; items get the list's type when the

@@ -2,8 +2,13 @@
 //! over watched state (kube-runtime's `Controller`), a client of the API server like
 //! any other component.
 
+pub mod deployment;
 pub mod endpoints;
+pub mod garbage_collector;
+pub mod namespace;
+pub mod node_lifecycle;
 pub mod replicaset;
+pub mod taint_eviction;
 
 /// Why a reconcile failed: the API said no. The controller retries after a pause.
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,234 @@
+//! `kubeyard up`: a whole cluster in this process (API server, scheduler, controller
+//! manager, simulated nodes), a kubeconfig for kubectl, the manifests applied in plan
+//! order, and a live view of the workloads converging, until interrupted.
+
+use super::Exit;
+use super::inputs::Inputs;
+use super::lint::usage_error;
+use super::plan::{self, Target};
+use crate::client::{Client, config::Endpoint};
+use crate::controlplane::{Config, ControlPlane};
+use clap::Args;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams};
+use kubeyard_compiler::quantity::Quantity;
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    #[command(flatten)]
+    inputs: Inputs,
+
+    /// How many simulated nodes to run.
+    #[arg(long, default_value_t = 3)]
+    nodes: u32,
+
+    /// Each node's capacity, as `resource=quantity` pairs.
+    #[arg(long, value_name = "LIST", default_value = "cpu=4,memory=8Gi,pods=110")]
+    node_capacity: String,
+
+    /// Seeds the scheduler's tie-breaking and the simulated delays: the same seed places
+    /// every pod on the same node.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+
+    /// Where to write the kubeconfig [default: ~/.kube/kubeyard].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig_out: Option<PathBuf>,
+
+    /// Address for the API server (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: String,
+}
+
+/// `cpu=4,memory=8Gi,pods=110` to a capacity, each quantity checked.
+fn capacity(text: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut capacity = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, quantity) =
+            pair.split_once('=').ok_or_else(|| format!("--node-capacity: `{pair}` is not resource=quantity"))?;
+        quantity.parse::<Quantity>().map_err(|e| format!("--node-capacity: {name}={quantity}: {e}"))?;
+        capacity.insert(name.trim().to_string(), quantity.trim().to_string());
+    }
+    Ok(capacity)
+}
+
+fn default_kubeconfig() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    home.join(".kube").join("kubeyard")
+}
+
+pub fn run(args: UpArgs) -> Exit {
+    let capacity = match capacity(&args.node_capacity) {
+        Ok(capacity) => capacity,
+        Err(message) => return usage_error(&message),
+    };
+    if args.nodes == 0 || args.nodes > 2800 {
+        return usage_error("--nodes: between 1 and 2800 (each node gets a /24 of 10.244.0.0/12)");
+    }
+    let mut config = Config::with_nodes(args.nodes);
+    config.seed = args.seed;
+    config.listen = args.listen.clone();
+    for node in &mut config.nodes {
+        node.capacity.extend(capacity.clone());
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+    };
+    let started = Instant::now();
+    let plane = match runtime.block_on(ControlPlane::boot(config)) {
+        Ok(plane) => plane,
+        Err(error) => return usage_error(&error.to_string()),
+    };
+    eprintln!("kubeyard: {} nodes ready in {:.0?} at {}", args.nodes, started.elapsed(), plane.url());
+    let path = args.kubeconfig_out.clone().unwrap_or_else(default_kubeconfig);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Err(error) = std::fs::write(&path, plane.kubeconfig()) {
+        return usage_error(&format!("cannot write the kubeconfig {}: {error}", path.display()));
+    }
+    eprintln!("kubeyard: kubeconfig written to {}: export KUBECONFIG={}", path.display(), path.display());
+
+    if !args.inputs.paths.is_empty() {
+        let target = Target { cluster: Some(plane.url().to_string()), ..Target::default() };
+        // Planning reads the cluster through its own small runtime, beside the one that
+        // serves it.
+        let planned = match plan::make_plan(&args.inputs, &target, true) {
+            Ok(planned) => planned,
+            Err(exit) => return exit,
+        };
+        let client = match Client::new(Endpoint { server: plane.url().to_string(), ..Endpoint::default() }) {
+            Ok(client) => client,
+            Err(message) => return usage_error(&message),
+        };
+        if runtime.block_on(plan::apply_live(&client, &planned)) != Exit::Ok {
+            eprintln!("kubeyard: some objects were not applied; the cluster stays up");
+        }
+    }
+    runtime.block_on(async {
+        tokio::select! {
+            _ = watch_progress(&plane, started) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    });
+    eprintln!();
+    eprintln!("kubeyard: stopped");
+    Exit::Ok
+}
+
+/// What the cluster looks like now, in one line.
+#[derive(Default, PartialEq, Eq)]
+struct Progress {
+    nodes: (usize, usize),
+    pending: usize,
+    scheduled: usize,
+    running: usize,
+    ready: usize,
+    failed: usize,
+    deployments: (usize, usize),
+}
+
+impl std::fmt::Display for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "nodes {}/{} ready · pods: {} pending, {} scheduled, {} running, {} ready",
+            self.nodes.0, self.nodes.1, self.pending, self.scheduled, self.running, self.ready
+        )?;
+        if self.failed > 0 {
+            write!(f, ", {} failed", self.failed)?;
+        }
+        write!(f, " · deployments {}/{} available", self.deployments.0, self.deployments.1)
+    }
+}
+
+async fn progress(client: &kube::Client) -> Result<Progress, kube::Error> {
+    let mut progress = Progress::default();
+    for node in Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let ready = node
+            .status
+            .and_then(|s| s.conditions)
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        progress.nodes.1 += 1;
+        progress.nodes.0 += usize::from(ready);
+    }
+    for pod in Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        let status = pod.status.unwrap_or_default();
+        let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
+        match status.phase.as_deref() {
+            Some("Running") if ready => progress.ready += 1,
+            Some("Running") => progress.running += 1,
+            Some("Failed") => progress.failed += 1,
+            Some("Succeeded") => {}
+            _ if bound => progress.scheduled += 1,
+            _ => progress.pending += 1,
+        }
+    }
+    for deployment in Api::<Deployment>::all(client.clone()).list(&ListParams::default()).await?.items {
+        let available = deployment
+            .status
+            .and_then(|s| s.conditions)
+            .into_iter()
+            .flatten()
+            .any(|c| c.type_ == "Available" && c.status == "True");
+        progress.deployments.1 += 1;
+        progress.deployments.0 += usize::from(available);
+    }
+    Ok(progress)
+}
+
+/// Shows the progress line, in place on a terminal, and says once when all has converged.
+async fn watch_progress(plane: &ControlPlane, started: Instant) {
+    let terminal = std::io::stderr().is_terminal();
+    let client = plane.client();
+    let mut last = None;
+    let mut converged = false;
+    loop {
+        if let Ok(now) = progress(&client).await {
+            let settled = now.pending + now.scheduled + now.running == 0 && now.deployments.0 == now.deployments.1;
+            if last.as_ref() != Some(&now) {
+                if terminal {
+                    eprint!("\r\x1b[K{now}");
+                    let _ = std::io::stderr().flush();
+                } else {
+                    eprintln!("{now}");
+                }
+                last = Some(now);
+            }
+            if settled && !converged {
+                let newline = if terminal { "\n" } else { "" };
+                eprintln!(
+                    "{newline}kubeyard: converged {:.1?} after start; Ctrl-C stops the cluster",
+                    started.elapsed()
+                );
+                converged = true;
+            } else if !settled {
+                converged = false;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capacities_are_checked_quantities() {
+        let parsed = capacity("cpu=8, memory=16Gi,pods=50").unwrap();
+        assert_eq!(parsed["memory"], "16Gi");
+        assert_eq!(parsed.len(), 3);
+        assert!(capacity("cpu").unwrap_err().contains("not resource=quantity"));
+        assert!(capacity("cpu=lots").unwrap_err().contains("cpu=lots"));
+    }
+}

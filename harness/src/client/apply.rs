@@ -1,0 +1,99 @@
+//! Carrying out a plan on a live cluster, as `kubectl apply` does: creations post the
+//! configuration as written, updates put the three-way merged object under the live
+//! resourceVersion (someone changing it meanwhile is a conflict, not a silent overwrite),
+//! and prunes delete with background propagation. Each object carries kubectl's
+//! last-applied annotation, so kubectl and kubeyard can take turns on one cluster.
+//!
+//! Objects of one wave do not depend on each other and are sent side by side; waves go
+//! in order, so a Namespace exists before what lives in it.
+
+use super::{Client, Written};
+use futures_util::StreamExt;
+use kubeyard_compiler::graph::ObjectId;
+use kubeyard_compiler::plan::state::LAST_APPLIED;
+use kubeyard_compiler::plan::{Action, Entry, Plan};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+
+/// What happened to one object.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub entry: usize,
+    pub result: Result<(), Written>,
+}
+
+fn with_last_applied(object: &Value, written: Option<&Value>) -> Value {
+    let mut object = object.clone();
+    if let Some(written) = written
+        && let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        let annotations = metadata.entry("annotations").or_insert_with(|| json!({}));
+        if let Some(annotations) = annotations.as_object_mut() {
+            annotations.insert(LAST_APPLIED.into(), Value::String(written.to_string()));
+        }
+    }
+    object
+}
+
+async fn path_of(client: &Client, entry: &Entry) -> Result<(String, String), Written> {
+    let object = &entry.object;
+    let (plural, namespaced) =
+        client.resource(&object.api_version, &object.kind).await.map_err(Written::Failed)?.ok_or_else(|| {
+            Written::Failed(format!("the cluster does not serve {} {}", object.api_version, object.kind))
+        })?;
+    let namespace = namespaced.then(|| object.namespace.as_deref().unwrap_or("default"));
+    let collection = Client::collection(&object.api_version, &plural, namespace);
+    let path = format!("{collection}/{}", object.name);
+    Ok((collection, path))
+}
+
+async fn apply_one(client: &Client, entry: &Entry, written: Option<&Value>) -> Result<(), Written> {
+    if entry.action == Action::Unchanged {
+        return Ok(());
+    }
+    let (collection, path) = path_of(client, entry).await?;
+    match entry.action {
+        Action::Create => {
+            // What the user wrote, not the normalized form: defaulting is the server's job.
+            let source = written.or(entry.result.as_ref()).cloned().unwrap_or(Value::Null);
+            client.create(&collection, &with_last_applied(&source, written)).await.map(|_| ())
+        }
+        Action::Update => {
+            let merged = entry.result.as_ref().ok_or_else(|| Written::Failed(format!("{path}: nothing to apply")))?;
+            client.replace(&path, &with_last_applied(merged, written)).await.map(|_| ())
+        }
+        Action::Delete => client.delete(&path).await.map_err(Written::Failed),
+        Action::Unchanged => Ok(()),
+    }
+}
+
+/// Applies every entry of `plan` in its order, wave by wave, and says what became of each.
+/// `on_done` is called as each object is done (for progress views).
+pub async fn apply(
+    client: &Client,
+    plan: &Plan,
+    written: &HashMap<ObjectId, Value>,
+    mut on_done: impl FnMut(&Entry, &Result<(), Written>),
+) -> Vec<Outcome> {
+    let mut outcomes = Vec::with_capacity(plan.objects.len());
+    let mut start = 0;
+    while start < plan.objects.len() {
+        let wave = plan.objects[start].wave;
+        let end = plan.objects[start..]
+            .iter()
+            .position(|e| e.wave != wave || wave.is_none())
+            .map_or(plan.objects.len(), |n| start + n.max(1));
+        let mut done = futures_util::stream::iter((start..end).map(|i| {
+            let entry = &plan.objects[i];
+            async move { (i, apply_one(client, entry, written.get(&entry.object.id)).await) }
+        }))
+        .buffer_unordered(16);
+        while let Some((i, result)) = done.next().await {
+            on_done(&plan.objects[i], &result);
+            outcomes.push(Outcome { entry: i, result });
+        }
+        start = end;
+    }
+    outcomes.sort_by_key(|o| o.entry);
+    outcomes
+}

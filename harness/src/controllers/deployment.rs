@@ -1,0 +1,1177 @@
+//! The Deployment controller, as Kubernetes' (pkg/controller/deployment): one ReplicaSet
+//! per pod template, named `<deployment>-<pod-template-hash>`, owned by the Deployment
+//! (orphans its selector matches adopted, owned ones it no longer matches released). The
+//! new ReplicaSet is the one whose template, less the hash label, is the Deployment's; the
+//! others are old. `RollingUpdate` scales the new one up and the old ones down within
+//! `maxSurge` and `maxUnavailable`; `Recreate` scales the old ones to zero, waits for their
+//! pods to be gone, then scales the new one up. Revisions (a template brought back, as by
+//! `kubectl rollout undo`, takes the next one), history limits, pause, proportional scaling
+//! of every active ReplicaSet, and status with the `Available` and `Progressing` conditions
+//! and their messages follow Kubernetes.
+//!
+//! Each reconcile reads the Deployment and its namespace's ReplicaSets from the API server,
+//! and every write names the `resourceVersion` it was decided on: a decision is never
+//! written over state that changed under it, and a conflict is retried at once.
+//!
+//! One deliberate difference: where Kubernetes counts a ReplicaSet's pods by its spec alone
+//! when it checks `maxSurge` and `maxUnavailable`, this controller also counts pods a
+//! ReplicaSet has not removed yet (its status), and no more available pods than its spec
+//! keeps. The bounds then hold at every moment, not only once the ReplicaSet controller has
+//! caught up; a rollout takes the same steps, a little later.
+
+use super::Error;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use kubeyard_compiler::selector::Selector;
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+const REVISION: &str = "deployment.kubernetes.io/revision";
+const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
+const DESIRED_REPLICAS: &str = "deployment.kubernetes.io/desired-replicas";
+const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
+const HASH_LABEL: &str = "pod-template-hash";
+/// The Deployment's own annotations; the rest are copied to its new ReplicaSet.
+const NOT_COPIED: [&str; 6] = [
+    "kubectl.kubernetes.io/last-applied-configuration",
+    REVISION,
+    REVISION_HISTORY,
+    DESIRED_REPLICAS,
+    MAX_REPLICAS,
+    "deprecated.deployment.rollback.to",
+];
+/// Kubernetes keeps at most this many characters of revision history on a ReplicaSet.
+const HISTORY_CHARACTERS: usize = 2000;
+/// `progressDeadlineSeconds` or `revisionHistoryLimit` at this value means none.
+const UNLIMITED: i32 = i32::MAX;
+
+const AVAILABLE: &str = "Available";
+const PROGRESSING: &str = "Progressing";
+const NEW_RS_CREATED: &str = "NewReplicaSetCreated";
+const FOUND_NEW_RS: &str = "FoundNewReplicaSet";
+const RS_UPDATED: &str = "ReplicaSetUpdated";
+const NEW_RS_AVAILABLE: &str = "NewReplicaSetAvailable";
+const TIMED_OUT: &str = "ProgressDeadlineExceeded";
+const FAILED_RS_CREATE: &str = "ReplicaSetCreateError";
+const PAUSED: &str = "DeploymentPaused";
+const RESUMED: &str = "DeploymentResumed";
+
+/// How often a Deployment is looked at again with nothing happening (orphans to adopt).
+const RESYNC: Duration = Duration::from_secs(10);
+
+struct Context {
+    client: kube::Client,
+}
+
+/// Runs until the task is dropped.
+pub async fn run(client: kube::Client) {
+    let deployments: Api<Deployment> = Api::all(client.clone());
+    let sets: Api<ReplicaSet> = Api::all(client.clone());
+    Controller::new(deployments, watcher::Config::default())
+        .owns(sets, watcher::Config::default())
+        .run(reconcile, retry, Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
+
+fn retry(_: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Action {
+    match error {
+        // A write lost a race (a ReplicaSet's status moved under it): decide again on fresh state.
+        Error::Api(kube::Error::Api(status)) if status.code == 409 => Action::requeue(Duration::from_millis(100)),
+        _ => Action::requeue(Duration::from_secs(1)),
+    }
+}
+
+async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = deployment.namespace().unwrap_or_else(|| "default".into());
+    let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), &namespace);
+    // The cached copy may predate this controller's own last write: read it afresh.
+    let Some(current) = deployments.get_opt(&deployment.name_any()).await? else {
+        return Ok(Action::await_change());
+    };
+    let settings = Settings::of(&current)?;
+    let mut rollout = Rollout {
+        deployments,
+        sets: Api::namespaced(context.client.clone(), &namespace),
+        pods: Api::namespaced(context.client.clone(), &namespace),
+        deployment: current,
+        settings,
+    };
+    rollout.sync().await
+}
+
+/// What the Deployment's spec asks for, with the API server's defaults and the fenceposts
+/// resolved.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Settings {
+    replicas: i32,
+    /// `None` for `Recreate`.
+    rolling: Option<Fenceposts>,
+    paused: bool,
+    min_ready_seconds: i32,
+    history_limit: Option<i32>,
+    deadline: Option<i64>,
+}
+
+/// `maxSurge` rounded up and `maxUnavailable` rounded down, never both zero.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Fenceposts {
+    surge: i32,
+    unavailable: i32,
+}
+
+impl Settings {
+    fn of(deployment: &Deployment) -> Result<Settings, Error> {
+        let spec = deployment.spec.as_ref().ok_or_else(|| Error::Invalid("a Deployment without a spec".into()))?;
+        let replicas = spec.replicas.unwrap_or(1);
+        let strategy = spec.strategy.as_ref();
+        let rolling = match strategy.and_then(|s| s.type_.as_deref()) {
+            Some("Recreate") => None,
+            _ => {
+                let parameters = strategy.and_then(|s| s.rolling_update.as_ref());
+                let surge = parameters.and_then(|p| p.max_surge.as_ref());
+                let unavailable = parameters.and_then(|p| p.max_unavailable.as_ref());
+                Some(fenceposts(surge, unavailable, replicas)?)
+            }
+        };
+        Ok(Settings {
+            replicas,
+            rolling,
+            paused: spec.paused.unwrap_or(false),
+            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            // The API server defaults both; a missing one is read as its default.
+            history_limit: Some(spec.revision_history_limit.unwrap_or(10)).filter(|l| *l != UNLIMITED),
+            deadline: Some(spec.progress_deadline_seconds.unwrap_or(600)).filter(|d| *d != UNLIMITED).map(i64::from),
+        })
+    }
+
+    fn max_surge(&self) -> i32 {
+        self.rolling.map_or(0, |f| f.surge)
+    }
+
+    fn max_unavailable(&self) -> i32 {
+        match self.rolling {
+            Some(f) if self.replicas > 0 => f.unavailable.min(self.replicas),
+            _ => 0,
+        }
+    }
+
+    /// The fewest available pods a rollout may leave.
+    fn min_available(&self) -> i32 {
+        self.replicas - self.max_unavailable()
+    }
+}
+
+/// `intstr.GetScaledValueFromIntOrPercent`: a count, or a percentage of `total`.
+fn scaled(value: Option<&IntOrString>, total: i32, round_up: bool) -> Result<i32, Error> {
+    let percent = match value {
+        Some(IntOrString::Int(count)) => return Ok(*count),
+        Some(IntOrString::String(text)) => text
+            .strip_suffix('%')
+            .and_then(|p| p.parse::<i32>().ok())
+            .ok_or_else(|| Error::Invalid(format!("invalid value for IntOrString: {text:?} is not a percentage")))?,
+        None => 25,
+    };
+    let exact = f64::from(percent) * f64::from(total) / 100.0;
+    Ok(if round_up { exact.ceil() } else { exact.floor() } as i32)
+}
+
+/// `ResolveFenceposts`: with both zero no pod could ever be replaced, so one may be unavailable.
+fn fenceposts(
+    surge: Option<&IntOrString>,
+    unavailable: Option<&IntOrString>,
+    replicas: i32,
+) -> Result<Fenceposts, Error> {
+    let surge = scaled(surge, replicas, true)?;
+    let unavailable = scaled(unavailable, replicas, false)?;
+    let unavailable = if surge == 0 && unavailable == 0 { 1 } else { unavailable };
+    Ok(Fenceposts { surge, unavailable })
+}
+
+/// FNV-1a, 32 bits (Go's `hash/fnv.New32a`).
+fn fnv32a(bytes: &[u8]) -> u32 {
+    bytes.iter().fold(0x811c_9dc5, |hash, byte| (hash ^ u32::from(*byte)).wrapping_mul(0x0100_0193))
+}
+
+/// `rand.SafeEncodeString`: each character mapped into an alphabet without vowels (no
+/// words) and without characters that look alike.
+fn safe_encode(text: &str) -> String {
+    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+    text.chars().map(|c| char::from(ALPHABET[c as usize % ALPHABET.len()])).collect()
+}
+
+/// The `pod-template-hash` of a template: FNV-32a over the template (then the collision
+/// count, little-endian, when there is one), its decimal value safely encoded, as
+/// Kubernetes' `controller.ComputeHash`. Kubernetes hashes Go's printout of the struct;
+/// this hashes its JSON, so the names differ from a real cluster's but are as stable.
+pub fn pod_template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
+    let mut bytes = serde_json::to_vec(template).unwrap_or_default();
+    if let Some(count) = collision_count {
+        bytes.extend_from_slice(&(count as u32).to_le_bytes());
+    }
+    safe_encode(&fnv32a(&bytes).to_string())
+}
+
+/// `EqualIgnoreHash`: templates equal once the hash label is taken from both.
+fn same_template(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
+    fn without_hash(template: &PodTemplateSpec) -> PodTemplateSpec {
+        let mut template = template.clone();
+        let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+        if let Some(labels) = metadata.labels.as_mut() {
+            labels.remove(HASH_LABEL);
+        }
+        // Kubernetes' semantic equality holds no labels and empty labels equal.
+        if metadata.labels.as_ref().is_some_and(BTreeMap::is_empty) {
+            metadata.labels = None;
+        }
+        template
+    }
+    without_hash(a) == without_hash(b)
+}
+
+fn spec_replicas(set: &ReplicaSet) -> i32 {
+    set.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+}
+
+fn status_replicas(set: &ReplicaSet) -> i32 {
+    set.status.as_ref().map_or(0, |s| s.replicas)
+}
+
+fn ready_replicas(set: &ReplicaSet) -> i32 {
+    set.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0)
+}
+
+fn available_replicas(set: &ReplicaSet) -> i32 {
+    set.status.as_ref().and_then(|s| s.available_replicas).unwrap_or(0)
+}
+
+/// Available pods the set keeps: those beyond its spec are about to be deleted.
+fn available_kept(set: &ReplicaSet) -> i32 {
+    available_replicas(set).min(spec_replicas(set))
+}
+
+/// Pods the set has or is about to have: a lowered spec's surplus is still there until
+/// the ReplicaSet controller reports it gone.
+fn pods_held(set: &ReplicaSet) -> i32 {
+    spec_replicas(set).max(status_replicas(set))
+}
+
+fn is_active(set: &ReplicaSet) -> bool {
+    spec_replicas(set) > 0
+}
+
+fn revision(set: &ReplicaSet) -> i64 {
+    set.annotations().get(REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
+}
+
+fn max_revision(sets: &[ReplicaSet]) -> i64 {
+    sets.iter().map(revision).max().unwrap_or(0)
+}
+
+/// Oldest first, names breaking ties (`ReplicaSetsByCreationTimestamp`).
+fn age_key(set: &ReplicaSet) -> (Option<Timestamp>, String) {
+    (set.metadata.creation_timestamp.as_ref().map(|t| t.0), set.name_any())
+}
+
+fn controller_uid(meta: &ObjectMeta) -> Option<&str> {
+    meta.owner_references.as_ref()?.iter().find(|r| r.controller == Some(true)).map(|r| r.uid.as_str())
+}
+
+fn sum(sets: &[&ReplicaSet], count: fn(&ReplicaSet) -> i32) -> i32 {
+    sets.iter().map(|s| count(s)).sum()
+}
+
+/// The revision history of a ReplicaSet taking a new revision: its old one appended,
+/// the oldest dropped beyond Kubernetes' length limit.
+fn with_history(history: Option<&String>, old: &str) -> String {
+    let mut revisions: Vec<&str> =
+        history.map(|h| h.split(',').filter(|r| !r.is_empty()).collect()).unwrap_or_default();
+    revisions.push(old);
+    while revisions.len() > 1 && revisions.join(",").len() > HISTORY_CHARACTERS {
+        revisions.remove(0);
+    }
+    revisions.join(",")
+}
+
+/// `getReplicaSetFraction`: the set's share of a scaling, in proportion to its size when
+/// the Deployment was last at its `max-replicas`.
+fn fraction(set: &ReplicaSet, settings: &Settings, deployment_replicas: i32) -> i32 {
+    if settings.replicas == 0 {
+        return -spec_replicas(set);
+    }
+    let allowed = settings.replicas + settings.max_surge();
+    let annotated =
+        set.annotations().get(MAX_REPLICAS).and_then(|m| m.parse::<i32>().ok()).unwrap_or(deployment_replicas);
+    if annotated <= 0 {
+        return 0;
+    }
+    let size = f64::from(spec_replicas(set)) * f64::from(allowed) / f64::from(annotated);
+    size.round() as i32 - spec_replicas(set)
+}
+
+/// `GetProportion`: the fraction, bounded by what is left to add (or remove).
+fn proportion(set: &ReplicaSet, settings: &Settings, deployment_replicas: i32, to_add: i32, added: i32) -> i32 {
+    if spec_replicas(set) == 0 || to_add == 0 || to_add == added {
+        return 0;
+    }
+    let share = fraction(set, settings, deployment_replicas);
+    let left = to_add - added;
+    if to_add > 0 { share.min(left) } else { share.max(left) }
+}
+
+fn now() -> Time {
+    Time(crate::clock::now().parse().unwrap_or_else(|_| Timestamp::now()))
+}
+
+fn condition(type_: &str, status: &str, reason: &str, message: String) -> DeploymentCondition {
+    DeploymentCondition {
+        type_: type_.into(),
+        status: status.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_update_time: Some(now()),
+        last_transition_time: Some(now()),
+    }
+}
+
+fn find_condition<'a>(status: &'a DeploymentStatus, type_: &str) -> Option<&'a DeploymentCondition> {
+    status.conditions.as_ref()?.iter().find(|c| c.type_ == type_)
+}
+
+fn remove_condition(status: &mut DeploymentStatus, type_: &str) {
+    if let Some(conditions) = status.conditions.as_mut() {
+        conditions.retain(|c| c.type_ != type_);
+    }
+    // The API server drops an empty list: keep the same shape, so equal reads as equal.
+    if status.conditions.as_ref().is_some_and(Vec::is_empty) {
+        status.conditions = None;
+    }
+}
+
+/// `SetDeploymentCondition`: the same status and reason is no news; the same status keeps
+/// its transition time.
+fn set_condition(status: &mut DeploymentStatus, mut condition: DeploymentCondition) {
+    if let Some(current) = find_condition(status, &condition.type_) {
+        if current.status == condition.status && current.reason == condition.reason {
+            return;
+        }
+        if current.status == condition.status {
+            condition.last_transition_time.clone_from(&current.last_transition_time);
+        }
+    }
+    remove_condition(status, &condition.type_);
+    status.conditions.get_or_insert_with(Vec::new).push(condition);
+}
+
+/// A count as the API writes it: zero is left out.
+fn nonzero(count: i32) -> Option<i32> {
+    Some(count).filter(|c| *c != 0)
+}
+
+fn count(value: Option<i32>) -> i32 {
+    value.unwrap_or(0)
+}
+
+/// `DeploymentComplete`: every replica updated and available, and the spec observed.
+fn complete(deployment: &Deployment, settings: &Settings, status: &DeploymentStatus) -> bool {
+    let replicas = settings.replicas;
+    count(status.updated_replicas) == replicas
+        && count(status.replicas) == replicas
+        && count(status.available_replicas) == replicas
+        && status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0)
+}
+
+/// `DeploymentProgressing`: more updated, ready or available pods, or fewer old ones.
+fn progressed(old: &DeploymentStatus, new: &DeploymentStatus) -> bool {
+    let old_pods = |s: &DeploymentStatus| count(s.replicas) - count(s.updated_replicas);
+    count(new.updated_replicas) > count(old.updated_replicas)
+        || old_pods(new) < old_pods(old)
+        || count(new.ready_replicas) > count(old.ready_replicas)
+        || count(new.available_replicas) > count(old.available_replicas)
+}
+
+/// Seconds left before the Progressing condition's last update is `deadline` old.
+fn seconds_left(condition: &DeploymentCondition, deadline: i64) -> Option<i64> {
+    let updated = condition.last_update_time.as_ref()?.0.as_second();
+    Some(updated + deadline - now().0.as_second())
+}
+
+/// `DeploymentTimedOut`.
+fn timed_out(status: &DeploymentStatus, deadline: i64) -> bool {
+    match find_condition(status, PROGRESSING) {
+        None => false,
+        Some(c) if c.reason.as_deref() == Some(NEW_RS_AVAILABLE) => false,
+        Some(c) if c.reason.as_deref() == Some(TIMED_OUT) => true,
+        Some(c) => seconds_left(c, deadline).is_some_and(|left| left < 0),
+    }
+}
+
+/// `isScalingEvent`: an active set made for another replica count.
+fn is_scaling_event(settings: &Settings, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> bool {
+    old.iter().chain(new).filter(|s| is_active(s)).any(|set| {
+        set.annotations()
+            .get(DESIRED_REPLICAS)
+            .and_then(|d| d.parse::<i32>().ok())
+            .is_some_and(|d| d != settings.replicas)
+    })
+}
+
+/// `FindActiveOrLatest`: the one active set, or the newest (the new one first) if none is
+/// active; nothing when several are active.
+fn active_or_latest<'a>(new: &'a mut Option<ReplicaSet>, old: &'a mut [ReplicaSet]) -> Option<&'a mut ReplicaSet> {
+    let active = old.iter().chain(new.iter()).filter(|s| is_active(s)).count();
+    match active {
+        0 => new.as_mut().or_else(|| old.iter_mut().max_by_key(|s| age_key(s))),
+        1 => old.iter_mut().chain(new.iter_mut()).find(|s| is_active(s)),
+        _ => None,
+    }
+}
+
+/// `IsSaturated`: the new set holds every replica, all of them available.
+fn is_saturated(settings: &Settings, new: Option<&ReplicaSet>) -> bool {
+    new.is_some_and(|set| {
+        let desired = set.annotations().get(DESIRED_REPLICAS).and_then(|d| d.parse::<i32>().ok());
+        spec_replicas(set) == settings.replicas
+            && desired == Some(settings.replicas)
+            && available_replicas(set) == settings.replicas
+    })
+}
+
+/// One reconcile of one Deployment: its fresh state, the API to write through, and what
+/// its spec asks for.
+struct Rollout {
+    deployments: Api<Deployment>,
+    sets: Api<ReplicaSet>,
+    pods: Api<Pod>,
+    /// As last read or written: every write goes on from the `resourceVersion` it returned.
+    deployment: Deployment,
+    settings: Settings,
+}
+
+impl Rollout {
+    /// `syncDeployment`.
+    async fn sync(&mut self) -> Result<Action, Error> {
+        let selector = self.deployment.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+        if selects_everything(&selector) {
+            // Kubernetes will not manage every ReplicaSet of the namespace; it only notes
+            // that it saw the spec.
+            self.observe_generation().await?;
+            return Ok(Action::await_change());
+        }
+        let selector = serde_json::to_value(&selector).map_err(|e| Error::Invalid(e.to_string()))?;
+        let selector = Selector::from_label_selector(Some(&selector)).map_err(|e| Error::Invalid(e.to_string()))?;
+        let sets = self.claim(&selector).await?;
+        let (mut new, mut old) = self.new_and_old(sets).await?;
+        if self.deployment.metadata.deletion_timestamp.is_some() {
+            self.sync_status(new.as_ref(), &old).await?;
+            return Ok(Action::await_change());
+        }
+        self.check_paused_conditions().await?;
+        if self.settings.paused || is_scaling_event(&self.settings, new.as_ref(), &old) {
+            self.scale(&mut new, &mut old).await?;
+            if self.settings.paused {
+                self.clean_up_history(&old).await?;
+            }
+            self.sync_status(new.as_ref(), &old).await?;
+        } else if self.settings.rolling.is_some() {
+            self.roll(new, old).await?;
+        } else {
+            self.recreate(new, old, &selector).await?;
+        }
+        Ok(Action::requeue(self.next_check()))
+    }
+
+    fn name(&self) -> String {
+        self.deployment.name_any()
+    }
+
+    fn status(&self) -> DeploymentStatus {
+        self.deployment.status.clone().unwrap_or_default()
+    }
+
+    fn owner_reference(&self) -> Result<OwnerReference, Error> {
+        let reference = self.deployment.controller_owner_ref(&()).ok_or_else(|| Error::Invalid("no uid".into()))?;
+        Ok(OwnerReference { block_owner_deletion: Some(true), ..reference })
+    }
+
+    async fn observe_generation(&mut self) -> Result<(), Error> {
+        let mut status = self.status();
+        if status.observed_generation < self.deployment.metadata.generation {
+            status.observed_generation = self.deployment.metadata.generation;
+            self.write_status(status).await?;
+        }
+        Ok(())
+    }
+
+    /// The namespace's ReplicaSets this Deployment controls, after adopting orphans its
+    /// selector matches and releasing owned ones it no longer matches
+    /// (`ClaimReplicaSets`).
+    async fn claim(&self, selector: &Selector) -> Result<Vec<ReplicaSet>, Error> {
+        let uid = self.deployment.uid().ok_or_else(|| Error::Invalid("a Deployment without a uid".into()))?;
+        let deleting = self.deployment.metadata.deletion_timestamp.is_some();
+        let mut claimed = Vec::new();
+        for set in self.sets.list(&ListParams::default()).await?.items {
+            let matches = selector.matches(set.labels());
+            match controller_uid(&set.metadata) {
+                Some(owner) if owner == uid && matches => claimed.push(set),
+                Some(owner) if owner == uid && !deleting => self.release(&set, &uid).await?,
+                None if matches && !deleting && set.metadata.deletion_timestamp.is_none() => {
+                    claimed.push(self.adopt(&set).await?);
+                }
+                _ => {}
+            }
+        }
+        Ok(claimed)
+    }
+
+    async fn adopt(&self, set: &ReplicaSet) -> Result<ReplicaSet, Error> {
+        let mut references = set.owner_references().to_vec();
+        references.push(self.owner_reference()?);
+        let patch = json!({"metadata": {"ownerReferences": references, "resourceVersion": set.resource_version()}});
+        Ok(self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?)
+    }
+
+    async fn release(&self, set: &ReplicaSet, uid: &str) -> Result<(), Error> {
+        let kept: Vec<&OwnerReference> = set.owner_references().iter().filter(|r| r.uid != uid).collect();
+        let patch = json!({"metadata": {"ownerReferences": kept, "resourceVersion": set.resource_version()}});
+        match self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
+            // Gone already: nothing left to release.
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            result => result.map(drop).map_err(Error::from),
+        }
+    }
+
+    /// The new set (if there is one, its revision annotations brought up to date) and the
+    /// old ones (`getAllReplicaSetsAndSyncRevision` without creating).
+    async fn new_and_old(&mut self, mut sets: Vec<ReplicaSet>) -> Result<(Option<ReplicaSet>, Vec<ReplicaSet>), Error> {
+        sets.sort_by_key(age_key);
+        let template = self.deployment.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
+        // The oldest of several equal templates is the new one (`FindNewReplicaSet`).
+        let position = sets.iter().position(|s| {
+            s.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| same_template(t, &template))
+        });
+        let Some(position) = position else { return Ok((None, sets)) };
+        let new = sets.remove(position);
+        let new = self.sync_new(new, &sets).await?;
+        Ok((Some(new), sets))
+    }
+
+    /// An existing new set: takes the next revision if an old one holds a later one (a
+    /// rollback), and the Deployment's annotations and `minReadySeconds`; then the
+    /// Deployment takes the set's revision.
+    async fn sync_new(&mut self, set: ReplicaSet, old: &[ReplicaSet]) -> Result<ReplicaSet, Error> {
+        let annotations = self.new_set_annotations(set.annotations(), max_revision(old) + 1, true);
+        let min_ready = self.settings.min_ready_seconds;
+        let min_ready_differs = set.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) != min_ready;
+        if !annotations.is_empty() || min_ready_differs {
+            let patch = json!({
+                "metadata": {"annotations": annotations, "resourceVersion": set.resource_version()},
+                "spec": {"minReadySeconds": min_ready},
+            });
+            // As Kubernetes: the Deployment catches up on the next pass, which this write starts.
+            return Ok(self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
+        }
+        let set_revision = set.annotations().get(REVISION).cloned().unwrap_or_default();
+        self.set_deployment_revision(&set_revision).await?;
+        let mut status = self.status();
+        if self.settings.deadline.is_some() && find_condition(&status, PROGRESSING).is_none() {
+            // Progress is estimated from when this controller first noticed the set.
+            let message = format!("Found new replica set {:?}", set.name_any());
+            set_condition(&mut status, condition(PROGRESSING, "True", FOUND_NEW_RS, message));
+            self.write_status(status).await?;
+        }
+        Ok(set)
+    }
+
+    /// The annotations a new set lacks or has wrong (`SetNewReplicaSetAnnotations`).
+    fn new_set_annotations(
+        &self,
+        current: &BTreeMap<String, String>,
+        revision: i64,
+        exists: bool,
+    ) -> BTreeMap<String, String> {
+        let mut changes: BTreeMap<String, String> = self
+            .deployment
+            .annotations()
+            .iter()
+            .filter(|(key, value)| !NOT_COPIED.contains(&key.as_str()) && current.get(*key) != Some(*value))
+            .map(|(key, value)| (key.clone(), value.clone()))
+            .collect();
+        let old = current.get(REVISION).filter(|r| !r.is_empty());
+        if old.and_then(|r| r.parse::<i64>().ok()).unwrap_or(0) < revision {
+            changes.insert(REVISION.into(), revision.to_string());
+            // A set taking a new revision again is a rollback: its old revisions are kept.
+            if let Some(old) = old {
+                changes.insert(REVISION_HISTORY.into(), with_history(current.get(REVISION_HISTORY), old));
+            }
+        }
+        if !exists {
+            changes.extend(self.replicas_annotations());
+        }
+        changes
+    }
+
+    fn replicas_annotations(&self) -> BTreeMap<String, String> {
+        let replicas = self.settings.replicas;
+        BTreeMap::from([
+            (DESIRED_REPLICAS.to_string(), replicas.to_string()),
+            (MAX_REPLICAS.to_string(), (replicas + self.settings.max_surge()).to_string()),
+        ])
+    }
+
+    async fn set_deployment_revision(&mut self, revision: &str) -> Result<(), Error> {
+        if self.deployment.annotations().get(REVISION).map(String::as_str) == Some(revision) {
+            return Ok(());
+        }
+        let patch = json!({
+            "metadata": {"annotations": {REVISION: revision}, "resourceVersion": self.deployment.resource_version()}
+        });
+        self.deployment = self.deployments.patch(&self.name(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        Ok(())
+    }
+
+    /// Makes the new set (`getNewReplicaSet` creating): named by the template's hash, its
+    /// first replicas what the strategy allows now.
+    async fn create_new(&mut self, old: &[ReplicaSet]) -> Result<ReplicaSet, Error> {
+        let revision = max_revision(old) + 1;
+        let set = self.new_set(old, revision)?;
+        let name = set.name_any();
+        let (created, existed) = match self.sets.create(&PostParams::default(), &set).await {
+            Ok(created) => (created, false),
+            Err(kube::Error::Api(status)) if status.reason == "AlreadyExists" => (self.collided(&name).await?, true),
+            Err(error) => return Err(self.failed_to_create(&name, error).await),
+        };
+        self.set_deployment_revision(&revision.to_string()).await?;
+        if !existed && self.settings.deadline.is_some() {
+            let mut status = self.status();
+            let message = format!("Created new replica set {name:?}");
+            set_condition(&mut status, condition(PROGRESSING, "True", NEW_RS_CREATED, message));
+            self.write_status(status).await?;
+        }
+        Ok(created)
+    }
+
+    fn new_set(&self, old: &[ReplicaSet], revision: i64) -> Result<ReplicaSet, Error> {
+        let spec = self.deployment.spec.as_ref().ok_or_else(|| Error::Invalid("a Deployment without a spec".into()))?;
+        let collisions = self.deployment.status.as_ref().and_then(|s| s.collision_count);
+        let hash = pod_template_hash(&spec.template, collisions);
+        let mut template = spec.template.clone();
+        let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+        metadata.labels.get_or_insert_with(BTreeMap::new).insert(HASH_LABEL.into(), hash.clone());
+        let labels = metadata.labels.clone();
+        let mut selector = spec.selector.clone();
+        selector.match_labels.get_or_insert_with(BTreeMap::new).insert(HASH_LABEL.into(), hash.clone());
+        let mut set = ReplicaSet {
+            metadata: ObjectMeta {
+                name: Some(format!("{}-{hash}", self.name())),
+                namespace: self.deployment.namespace(),
+                owner_references: Some(vec![self.owner_reference()?]),
+                labels,
+                annotations: Some(self.new_set_annotations(&BTreeMap::new(), revision, false)),
+                ..ObjectMeta::default()
+            },
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(0),
+                min_ready_seconds: Some(self.settings.min_ready_seconds),
+                selector,
+                template: Some(template),
+            }),
+            status: None,
+        };
+        let first = self.first_replicas(old, &set);
+        if let Some(spec) = set.spec.as_mut() {
+            spec.replicas = Some(first);
+        }
+        Ok(set)
+    }
+
+    /// `NewRSNewReplicas`: `Recreate` starts with every replica (the old pods are gone);
+    /// `RollingUpdate` grows the set as far as `maxSurge` allows.
+    fn first_replicas(&self, old: &[ReplicaSet], new: &ReplicaSet) -> i32 {
+        let replicas = self.settings.replicas;
+        let current = spec_replicas(new);
+        if self.settings.rolling.is_none() {
+            return replicas;
+        }
+        let held: i32 = old.iter().chain([new]).map(pods_held).sum();
+        let most = replicas + self.settings.max_surge();
+        if held >= most {
+            return current;
+        }
+        current + (most - held).min(replicas - current)
+    }
+
+    /// The name is taken. If it is this Deployment's set with this template, it is the new
+    /// set; otherwise two templates share a hash: `collisionCount` goes up, which changes
+    /// the next name, and the reconcile is retried.
+    async fn collided(&mut self, name: &str) -> Result<ReplicaSet, Error> {
+        let existing = self.sets.get(name).await?;
+        let ours = controller_uid(&existing.metadata) == self.deployment.uid().as_deref();
+        let template = self.deployment.spec.as_ref().map(|s| &s.template);
+        let same = existing
+            .spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .zip(template)
+            .is_some_and(|(a, b)| same_template(a, b));
+        if ours && same {
+            return Ok(existing);
+        }
+        let mut status = self.status();
+        status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+        self.write_status(status).await?;
+        Err(Error::Invalid(format!("replica set {name:?} exists with another template: a hash collision")))
+    }
+
+    /// A refused create is reported on the Progressing condition.
+    async fn failed_to_create(&mut self, name: &str, error: kube::Error) -> Error {
+        if self.settings.deadline.is_some() {
+            let mut status = self.status();
+            let message = format!("Failed to create new replica set {name:?}: {error}");
+            set_condition(&mut status, condition(PROGRESSING, "False", FAILED_RS_CREATE, message));
+            if let Err(failed) = self.write_status(status).await {
+                return failed;
+            }
+        }
+        error.into()
+    }
+
+    /// `scaleReplicaSetAndRecordEvent`: a set already at `to` is left alone.
+    async fn scale_to(&self, set: &mut ReplicaSet, to: i32) -> Result<bool, Error> {
+        if spec_replicas(set) == to {
+            return Ok(false);
+        }
+        self.scale_set(set, to).await
+    }
+
+    /// `scaleReplicaSet`: the size and the replicas annotations, if either differs; true
+    /// if the size changed.
+    async fn scale_set(&self, set: &mut ReplicaSet, to: i32) -> Result<bool, Error> {
+        let annotations = self.replicas_annotations();
+        let resized = spec_replicas(set) != to;
+        let stale = annotations.iter().any(|(key, value)| set.annotations().get(key) != Some(value));
+        if !resized && !stale {
+            return Ok(false);
+        }
+        let patch = json!({
+            "metadata": {"annotations": annotations, "resourceVersion": set.resource_version()},
+            "spec": {"replicas": to},
+        });
+        *set = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        Ok(resized)
+    }
+
+    /// `scale`: a replica count change while paused or mid-rollout. One active set takes
+    /// it all; a saturated new set leaves the old ones at zero; otherwise, rolling, every
+    /// active set grows or shrinks in proportion to its size.
+    async fn scale(&self, new: &mut Option<ReplicaSet>, old: &mut [ReplicaSet]) -> Result<(), Error> {
+        let replicas = self.settings.replicas;
+        if let Some(set) = active_or_latest(new, old) {
+            self.scale_to(set, replicas).await?;
+            return Ok(());
+        }
+        if is_saturated(&self.settings, new.as_ref()) {
+            for set in old.iter_mut().filter(|s| is_active(s)) {
+                self.scale_to(set, 0).await?;
+            }
+            return Ok(());
+        }
+        if self.settings.rolling.is_none() {
+            return Ok(());
+        }
+        let mut active: Vec<&mut ReplicaSet> = old.iter_mut().chain(new.iter_mut()).filter(|s| is_active(s)).collect();
+        let allowed = if replicas > 0 { replicas + self.settings.max_surge() } else { 0 };
+        let to_add = allowed - active.iter().map(|s| spec_replicas(s)).sum::<i32>();
+        // Larger sets first; among equals the newer when growing, the older when shrinking.
+        active.sort_by(|a, b| {
+            let by_size = spec_replicas(b).cmp(&spec_replicas(a));
+            let by_age = if to_add > 0 { age_key(b).cmp(&age_key(a)) } else { age_key(a).cmp(&age_key(b)) };
+            if to_add == 0 { std::cmp::Ordering::Equal } else { by_size.then(by_age) }
+        });
+        let deployment_replicas = count(self.deployment.status.as_ref().and_then(|s| s.replicas));
+        let mut added = 0;
+        let mut sizes: Vec<i32> = Vec::with_capacity(active.len());
+        for set in &active {
+            let share = proportion(set, &self.settings, deployment_replicas, to_add, added);
+            sizes.push(spec_replicas(set) + share);
+            added += share;
+        }
+        // Rounding leaves a few replicas over: the largest set takes them.
+        if let Some(first) = sizes.first_mut() {
+            *first = (*first + to_add - added).max(0);
+        }
+        for (set, size) in active.into_iter().zip(sizes) {
+            self.scale_set(set, size).await?;
+        }
+        Ok(())
+    }
+
+    /// `rolloutRolling`: one step (up, else down), then status; old sets beyond the
+    /// history limit go once the rollout is complete.
+    async fn roll(&mut self, new: Option<ReplicaSet>, mut old: Vec<ReplicaSet>) -> Result<(), Error> {
+        let mut new = match new {
+            Some(new) => new,
+            None => self.create_new(&old).await?,
+        };
+        if self.scale_up_new(&mut new, &old).await? || self.scale_down_old(&new, &mut old).await? {
+            return self.sync_rollout_status(Some(&new), &old).await;
+        }
+        if complete(&self.deployment, &self.settings, &self.status()) {
+            self.clean_up_history(&old).await?;
+        }
+        self.sync_rollout_status(Some(&new), &old).await
+    }
+
+    /// `reconcileNewReplicaSet`.
+    async fn scale_up_new(&self, new: &mut ReplicaSet, old: &[ReplicaSet]) -> Result<bool, Error> {
+        let replicas = self.settings.replicas;
+        match spec_replicas(new).cmp(&replicas) {
+            std::cmp::Ordering::Equal => Ok(false),
+            std::cmp::Ordering::Greater => self.scale_to(new, replicas).await,
+            std::cmp::Ordering::Less => {
+                let to = self.first_replicas(old, new);
+                self.scale_to(new, to).await
+            }
+        }
+    }
+
+    /// `reconcileOldReplicaSets`: as many old pods as can go without fewer than
+    /// `replicas - maxUnavailable` available, unhealthy ones first.
+    async fn scale_down_old(&self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> Result<bool, Error> {
+        let old_pods: i32 = old.iter().map(spec_replicas).sum();
+        if old_pods == 0 {
+            return Ok(false);
+        }
+        let all_pods = old_pods + spec_replicas(new);
+        let new_unavailable = spec_replicas(new) - available_kept(new);
+        let most = all_pods - self.settings.min_available() - new_unavailable;
+        if most <= 0 {
+            return Ok(false);
+        }
+        old.sort_by_key(age_key);
+        let cleaned = self.clean_up_unhealthy(old, most).await?;
+        let scaled = self.scale_down_available(new, old).await?;
+        Ok(cleaned + scaled > 0)
+    }
+
+    /// `cleanupUnhealthyReplicas`: old sets' unavailable pods, oldest sets first, are
+    /// removed before any available one (they would hold the rollout up forever).
+    async fn clean_up_unhealthy(&self, old: &mut [ReplicaSet], most: i32) -> Result<i32, Error> {
+        let mut removed = 0;
+        for set in old.iter_mut() {
+            if removed >= most {
+                break;
+            }
+            let unhealthy = spec_replicas(set) - available_kept(set);
+            if unhealthy == 0 {
+                continue;
+            }
+            let down = (most - removed).min(unhealthy);
+            self.scale_to(set, spec_replicas(set) - down).await?;
+            removed += down;
+        }
+        Ok(removed)
+    }
+
+    /// `scaleDownOldReplicaSetsForRollingUpdate`: available old pods beyond the minimum,
+    /// oldest sets first.
+    async fn scale_down_available(&self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> Result<i32, Error> {
+        let available = available_kept(new) + old.iter().map(available_kept).sum::<i32>();
+        let surplus = available - self.settings.min_available();
+        let mut removed = 0;
+        for set in old.iter_mut() {
+            if removed >= surplus {
+                break;
+            }
+            if !is_active(set) {
+                continue;
+            }
+            let down = spec_replicas(set).min(surplus - removed);
+            self.scale_to(set, spec_replicas(set) - down).await?;
+            removed += down;
+        }
+        Ok(removed)
+    }
+
+    /// `rolloutRecreate`: old sets to zero, then, once none of their pods is left, the new
+    /// set (made now if need be) to every replica.
+    async fn recreate(
+        &mut self,
+        new: Option<ReplicaSet>,
+        mut old: Vec<ReplicaSet>,
+        selector: &Selector,
+    ) -> Result<(), Error> {
+        let mut scaled_down = false;
+        for set in old.iter_mut().filter(|s| is_active(s)) {
+            scaled_down |= self.scale_to(set, 0).await?;
+        }
+        if scaled_down || self.old_pods_running(&old, selector).await? {
+            return self.sync_rollout_status(new.as_ref(), &old).await;
+        }
+        let mut new = match new {
+            Some(new) => new,
+            None => self.create_new(&old).await?,
+        };
+        self.scale_to(&mut new, self.settings.replicas).await?;
+        if complete(&self.deployment, &self.settings, &self.status()) {
+            self.clean_up_history(&old).await?;
+        }
+        self.sync_rollout_status(Some(&new), &old).await
+    }
+
+    /// `oldPodsRunning`: an old set still reports pods, or a pod of one still exists and
+    /// has not finished (deleting pods count: they may still be running).
+    async fn old_pods_running(&self, old: &[ReplicaSet], selector: &Selector) -> Result<bool, Error> {
+        if old.iter().map(status_replicas).sum::<i32>() > 0 {
+            return Ok(true);
+        }
+        let uids: HashSet<String> = old.iter().filter_map(|s| s.uid()).collect();
+        let pods = self.pods.list(&ListParams::default()).await?.items;
+        Ok(pods.iter().any(|pod| {
+            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+            selector.matches(pod.labels())
+                && controller_uid(&pod.metadata).is_some_and(|uid| uids.contains(uid))
+                && !matches!(phase, Some("Succeeded" | "Failed"))
+        }))
+    }
+
+    /// `cleanupDeployment`: the oldest revisions beyond `revisionHistoryLimit` are deleted,
+    /// those with no pods left only.
+    async fn clean_up_history(&self, old: &[ReplicaSet]) -> Result<(), Error> {
+        let Some(limit) = self.settings.history_limit else { return Ok(()) };
+        let mut alive: Vec<&ReplicaSet> = old.iter().filter(|s| s.metadata.deletion_timestamp.is_none()).collect();
+        let surplus = alive.len().saturating_sub(usize::try_from(limit).unwrap_or(0));
+        alive.sort_by_key(|s| (revision(s), age_key(s)));
+        for set in alive.into_iter().take(surplus) {
+            let observed = set.status.as_ref().and_then(|s| s.observed_generation).unwrap_or(0);
+            let settled = set.metadata.generation.unwrap_or(0) <= observed;
+            if status_replicas(set) != 0 || spec_replicas(set) != 0 || !settled {
+                continue;
+            }
+            match self.sets.delete(&set.name_any(), &DeleteParams::default()).await {
+                Ok(_) => {}
+                // Gone already: that is what was wanted.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `checkPausedConditions`: pausing and resuming show on the Progressing condition,
+    /// unless it already reports a missed deadline.
+    async fn check_paused_conditions(&mut self) -> Result<(), Error> {
+        if self.settings.deadline.is_none() {
+            return Ok(());
+        }
+        let mut status = self.status();
+        let reason = find_condition(&status, PROGRESSING).and_then(|c| c.reason.clone());
+        if reason.as_deref() == Some(TIMED_OUT) {
+            return Ok(());
+        }
+        let paused_shown = reason.as_deref() == Some(PAUSED);
+        let next = match (self.settings.paused, paused_shown) {
+            (true, false) => condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into()),
+            (false, true) => condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into()),
+            _ => return Ok(()),
+        };
+        set_condition(&mut status, next);
+        self.write_status(status).await
+    }
+
+    /// `calculateStatus`: counts from the sets' specs and statuses, and `Available`.
+    fn calculate_status(&self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> DeploymentStatus {
+        let all: Vec<&ReplicaSet> = old.iter().chain(new).collect();
+        let available = sum(&all, available_replicas);
+        let unavailable = (sum(&all, spec_replicas) - available).max(0);
+        let mut status = DeploymentStatus {
+            observed_generation: self.deployment.metadata.generation,
+            replicas: nonzero(sum(&all, status_replicas)),
+            updated_replicas: nonzero(new.map_or(0, status_replicas)),
+            ready_replicas: nonzero(sum(&all, ready_replicas)),
+            available_replicas: nonzero(available),
+            unavailable_replicas: nonzero(unavailable),
+            ..self.status()
+        };
+        let available_condition = if available >= self.settings.min_available() {
+            condition(AVAILABLE, "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+        } else {
+            condition(
+                AVAILABLE,
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.".into(),
+            )
+        };
+        set_condition(&mut status, available_condition);
+        status
+    }
+
+    /// `syncDeploymentStatus`: status without judging progress (scaling, pausing).
+    async fn sync_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<(), Error> {
+        let status = self.calculate_status(new, old);
+        self.write_status(status).await
+    }
+
+    /// `syncRolloutStatus`: status, and the Progressing condition judged against the
+    /// deadline unless the rollout already completed.
+    async fn sync_rollout_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<(), Error> {
+        let mut status = self.calculate_status(new, old);
+        let Some(deadline) = self.settings.deadline else {
+            remove_condition(&mut status, PROGRESSING);
+            return self.write_status(status).await;
+        };
+        let current = find_condition(&self.status(), PROGRESSING).cloned();
+        let done = status.replicas == status.updated_replicas
+            && current.as_ref().is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
+        if !done {
+            self.judge_progress(&mut status, new, current, deadline);
+        }
+        self.write_status(status).await
+    }
+
+    fn judge_progress(
+        &self,
+        status: &mut DeploymentStatus,
+        new: Option<&ReplicaSet>,
+        current: Option<DeploymentCondition>,
+        deadline: i64,
+    ) {
+        let subject = match new {
+            Some(set) => format!("ReplicaSet {:?}", set.name_any()),
+            None => format!("Deployment {:?}", self.name()),
+        };
+        if complete(&self.deployment, &self.settings, status) {
+            let message = format!("{subject} has successfully progressed.");
+            set_condition(status, condition(PROGRESSING, "True", NEW_RS_AVAILABLE, message));
+        } else if progressed(&self.status(), status) {
+            // Progress renews the condition's update time even with the same reason, so
+            // the deadline counts from the last progress.
+            let mut next = condition(PROGRESSING, "True", RS_UPDATED, format!("{subject} is progressing."));
+            if let Some(current) = current.filter(|c| c.status == "True") {
+                next.last_transition_time = current.last_transition_time;
+            }
+            remove_condition(status, PROGRESSING);
+            set_condition(status, next);
+        } else if timed_out(status, deadline) {
+            let message = format!("{subject} has timed out progressing.");
+            set_condition(status, condition(PROGRESSING, "False", TIMED_OUT, message));
+        }
+    }
+
+    /// Writes the status if it changed, naming the `resourceVersion` it was made from.
+    async fn write_status(&mut self, status: DeploymentStatus) -> Result<(), Error> {
+        if self.deployment.status.as_ref() == Some(&status) {
+            return Ok(());
+        }
+        let mut next = self.deployment.clone();
+        next.status = Some(status);
+        self.deployment = self.deployments.replace_status(&self.name(), &PostParams::default(), &next).await?;
+        Ok(())
+    }
+
+    /// `requeueStuckDeployment`: a rollout not yet complete is looked at again just after
+    /// its deadline would pass; otherwise at the next resync.
+    fn next_check(&self) -> Duration {
+        let status = self.status();
+        let Some(deadline) = self.settings.deadline else { return RESYNC };
+        let Some(current) = find_condition(&status, PROGRESSING) else { return RESYNC };
+        if complete(&self.deployment, &self.settings, &status) || current.reason.as_deref() == Some(TIMED_OUT) {
+            return RESYNC;
+        }
+        let left = seconds_left(current, deadline).unwrap_or(0).max(0);
+        RESYNC.min(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1))
+    }
+}
+
+/// An empty selector: Kubernetes' `metav1.LabelSelector{}`.
+fn selects_everything(selector: &LabelSelector) -> bool {
+    selector.match_labels.as_ref().is_none_or(BTreeMap::is_empty)
+        && selector.match_expressions.as_ref().is_none_or(Vec::is_empty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(replicas: i32, max_replicas: Option<i32>) -> ReplicaSet {
+        let annotations = max_replicas.map(|m| BTreeMap::from([(MAX_REPLICAS.to_string(), m.to_string())]));
+        ReplicaSet {
+            metadata: ObjectMeta { annotations, ..ObjectMeta::default() },
+            spec: Some(ReplicaSetSpec { replicas: Some(replicas), ..ReplicaSetSpec::default() }),
+            status: None,
+        }
+    }
+
+    fn rolling(replicas: i32, surge: i32) -> Settings {
+        Settings {
+            replicas,
+            rolling: Some(Fenceposts { surge, unavailable: 0 }),
+            paused: false,
+            min_ready_seconds: 0,
+            history_limit: Some(10),
+            deadline: Some(600),
+        }
+    }
+
+    #[test]
+    fn fnv32a_matches_the_reference_vectors() {
+        assert_eq!(fnv32a(b""), 0x811c_9dc5);
+        assert_eq!(fnv32a(b"a"), 0xe40c_292c);
+        assert_eq!(fnv32a(b"foobar"), 0xbf9c_f968);
+    }
+
+    #[test]
+    fn hashes_use_kubernetes_safe_alphabet() {
+        // '0'..'9' are 48..57: modulo 27 they land on "456789bcdf".
+        assert_eq!(safe_encode("0123456789"), "456789bcdf");
+        let template = PodTemplateSpec::default();
+        let hash = pod_template_hash(&template, None);
+        assert_eq!(hash, pod_template_hash(&template, None), "stable");
+        assert_ne!(hash, pod_template_hash(&template, Some(1)), "the collision count changes it");
+        assert!(hash.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)), "{hash}");
+    }
+
+    #[test]
+    fn fenceposts_round_surge_up_and_unavailable_down() {
+        let percent = |p: &str| IntOrString::String(p.into());
+        assert_eq!(fenceposts(None, None, 10).unwrap(), Fenceposts { surge: 3, unavailable: 2 });
+        assert_eq!(fenceposts(None, None, 1).unwrap(), Fenceposts { surge: 1, unavailable: 0 });
+        let zero = IntOrString::Int(0);
+        assert_eq!(fenceposts(Some(&zero), Some(&zero), 5).unwrap(), Fenceposts { surge: 0, unavailable: 1 });
+        // Half a pod: surge rounds up to one, unavailable down to none.
+        let tenth = percent("10%");
+        assert_eq!(fenceposts(Some(&tenth), Some(&tenth), 5).unwrap(), Fenceposts { surge: 1, unavailable: 0 });
+        assert!(fenceposts(Some(&percent("ten")), None, 5).is_err());
+    }
+
+    #[test]
+    fn proportions_follow_the_max_replicas_annotation() {
+        // A 10-replica deployment (surge 2) scaled to 20 (surge 4): a set of 6 out of 12 takes half.
+        let settings = rolling(20, 4);
+        assert_eq!(fraction(&set(6, Some(12)), &settings, 12), 6);
+        assert_eq!(proportion(&set(6, Some(12)), &settings, 12, 12, 10), 2, "bounded by what is left");
+        assert_eq!(proportion(&set(0, Some(12)), &settings, 12, 12, 0), 0, "an empty set takes nothing");
+        // Scaled to zero: every set gives up all it has.
+        assert_eq!(fraction(&set(6, Some(12)), &rolling(0, 0), 12), -6);
+    }
+
+    #[test]
+    fn revision_history_keeps_the_newest_within_the_limit() {
+        assert_eq!(with_history(None, "1"), "1");
+        assert_eq!(with_history(Some(&"1,3".to_string()), "4"), "1,3,4");
+        let long = (0..1000).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
+        let kept = with_history(Some(&long), "1000");
+        assert!(kept.len() <= HISTORY_CHARACTERS && kept.ends_with(",999,1000"), "{kept}");
+    }
+}

@@ -1,0 +1,158 @@
+//! A whole control plane in one process: the API server over the embedded store, the
+//! scheduler, the controller manager and the node agents, each talking to the API server
+//! over HTTP with its own client, exactly as when they run apart. `kubeyard up` and the
+//! tests boot it; dropping it stops everything.
+
+use crate::apiserver::{self, ApiServer, objects};
+use crate::clock::Clock;
+use crate::controller_manager;
+use crate::controllers::node_lifecycle;
+use crate::kubelet::simulate::Delays;
+use crate::kubelet::{self, Kubelets, NodeConfig};
+use crate::scheduler;
+use crate::store::memory::MemoryStore;
+use kubeyard_compiler::admission::Admission;
+use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::task::{JoinHandle, JoinSet};
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nodes: Vec<NodeConfig>,
+    /// Seeds the scheduler's tie-breaking and the runtime's delays.
+    pub seed: u64,
+    pub clock: Clock,
+    pub delays: Delays,
+    /// Where the API server listens (`127.0.0.1:0`: a free port).
+    pub listen: String,
+    pub version: KubernetesVersion,
+    /// `--node-monitor-grace-period`.
+    pub node_grace: Duration,
+    /// `--node-monitor-period`.
+    pub node_monitor_period: Duration,
+}
+
+impl Config {
+    /// `count` nodes named `node-1`... with the default capacity.
+    pub fn with_nodes(count: u32) -> Config {
+        Config {
+            nodes: (1..=count).map(|i| NodeConfig::new(&format!("node-{i}"), i)).collect(),
+            seed: 0,
+            clock: Clock::real(),
+            delays: Delays::default(),
+            listen: "127.0.0.1:0".into(),
+            version: KubernetesVersion::latest(),
+            node_grace: Duration::from_secs(40),
+            node_monitor_period: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the schemas do not load: {0}")]
+    Schemas(String),
+    #[error("cannot listen on {address}: {source}")]
+    Listen { address: String, source: std::io::Error },
+    #[error("cannot create namespace {0}")]
+    Namespace(String),
+    #[error("cannot make a client: {0}")]
+    Client(#[from] kube::Error),
+    #[error(transparent)]
+    Kubelet(#[from] kubelet::Error),
+}
+
+pub struct ControlPlane {
+    url: String,
+    client: kube::Client,
+    clock: Clock,
+    kubelets: Kubelets,
+    server: JoinHandle<()>,
+    scheduler: JoinHandle<()>,
+    _controllers: JoinSet<()>,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        self.server.abort();
+        self.scheduler.abort();
+    }
+}
+
+impl ControlPlane {
+    /// Boots everything and returns once every node is registered and ready.
+    pub async fn boot(config: Config) -> Result<ControlPlane, Error> {
+        let admission = Admission::new(CatalogOptions { version: config.version, ..CatalogOptions::default() })
+            .map_err(|e| Error::Schemas(e.to_string()))?;
+        let options = apiserver::Options { clock: config.clock.clone(), ..apiserver::Options::default() };
+        let server = ApiServer::new(Arc::new(MemoryStore::new()), admission, options);
+        for namespace in ["default", "kube-system", "kube-public", kubelet::LEASE_NAMESPACE] {
+            objects::ensure_namespace(&server, namespace).await.map_err(|e| Error::Namespace(e.message))?;
+        }
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|source| Error::Listen { address: config.listen.clone(), source })?;
+        let address =
+            listener.local_addr().map_err(|source| Error::Listen { address: config.listen.clone(), source })?;
+        let url = format!("http://{address}");
+        let server = tokio::spawn(async move {
+            let _ = server.serve(listener).await;
+        });
+        let client =
+            kube::Client::try_from(kube::Config::new(url.parse().map_err(|_| Error::Namespace(url.clone()))?))?;
+        let lifecycle = node_lifecycle::Options {
+            clock: config.clock.clone(),
+            grace: config.node_grace,
+            period: config.node_monitor_period,
+        };
+        let controllers = controller_manager::start(client.clone(), lifecycle);
+        let kubelet_options = kubelet::Options {
+            clock: config.clock.clone(),
+            seed: config.seed,
+            delays: config.delays.clone(),
+            ..kubelet::Options::default()
+        };
+        let kubelets = Kubelets::start(client.clone(), config.nodes.clone(), kubelet_options).await?;
+        // Started once the nodes are registered, so its first list holds them all and a
+        // seed's placement does not depend on which node registered first.
+        let scheduler = tokio::spawn(scheduler::run(client.clone(), config.seed));
+        Ok(ControlPlane { url, client, clock: config.clock, kubelets, server, scheduler, _controllers: controllers })
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn client(&self) -> kube::Client {
+        self.client.clone()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    /// Lets `duration` pass on a manual clock, in steps of at most 5 s with a moment of
+    /// real time between them: components that act periodically (kubelets renewing
+    /// leases every 10 s) keep up, as they would in real time, so a jump does not make
+    /// every healthy node look silent.
+    pub async fn advance(&self, duration: Duration) {
+        let step = Duration::from_secs(5);
+        let mut left = duration;
+        while !left.is_zero() {
+            let now = left.min(step);
+            self.clock.advance(now);
+            left -= now;
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn kubelets(&self) -> &Kubelets {
+        &self.kubelets
+    }
+
+    /// A kubeconfig for kubectl and any client.
+    pub fn kubeconfig(&self) -> String {
+        apiserver::kubeconfig::render(&self.url, None, None)
+    }
+}

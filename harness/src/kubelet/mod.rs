@@ -1,0 +1,487 @@
+//! Node agents: simulated kubelets, clients of the API server like every component. Each
+//! registers its Node with capacity and a pod CIDR, renews its Lease in `kube-node-lease`,
+//! and runs the pods bound to it through the simulated runtime (`pod.rs`), which reports the
+//! phases, conditions and container states the real kubelet does. A deleted pod's
+//! containers are stopped within its grace period and the pod is then removed, as the real
+//! kubelet confirms a deletion.
+//!
+//! One [`Kubelets`] hosts any number of nodes behind one pod watch (kwok's design): a
+//! thousand simulated nodes cost one watch, not a thousand. A node can be stopped (it
+//! stops renewing its lease and its pods freeze, as when a kubelet dies) and started again
+//! (it re-registers and resumes its pods).
+
+pub mod pod;
+pub mod simulate;
+
+use crate::clock::Clock;
+use futures_util::StreamExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::runtime::{WatchStreamExt, watcher};
+use serde_json::{Value, json};
+use simulate::{Delays, Simulation};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+pub const LEASE_NAMESPACE: &str = "kube-node-lease";
+
+/// One node to simulate.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub name: String,
+    /// `cpu`, `memory`, `pods` and any other resource, as quantities.
+    pub capacity: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    /// Taints as the API writes them (`{key, value, effect}`).
+    pub taints: Vec<Value>,
+    /// Picks the node's pod CIDR and address, so each node's are distinct.
+    pub index: u32,
+}
+
+impl NodeConfig {
+    pub fn new(name: &str, index: u32) -> NodeConfig {
+        let capacity = [("cpu", "4"), ("memory", "8Gi"), ("pods", "110"), ("ephemeral-storage", "100Gi")];
+        NodeConfig {
+            name: name.to_string(),
+            capacity: capacity.into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            labels: BTreeMap::new(),
+            taints: Vec::new(),
+            index,
+        }
+    }
+
+    /// `10.{244 + index / 256}.{index % 256}.0/24`: 2,800 nodes before the range runs out.
+    pub fn pod_cidr(&self) -> String {
+        format!("10.{}.{}.0/24", 244 + self.index / 256, self.index % 256)
+    }
+
+    fn pod_ip(&self, host: u32) -> String {
+        format!("10.{}.{}.{host}", 244 + self.index / 256, self.index % 256)
+    }
+
+    pub fn address(&self) -> String {
+        format!("172.18.{}.{}", self.index / 250, self.index % 250 + 2)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub clock: Clock,
+    /// Seeds each pod's delays (with its name), so a seed replays a run's timings.
+    pub seed: u64,
+    pub delays: Delays,
+    /// How often a lease is renewed (the kubelet renews every 10 s of a 40 s lease).
+    pub renew_interval: Duration,
+    pub lease_duration: Duration,
+    pub kubelet_version: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            clock: Clock::real(),
+            seed: 0,
+            delays: Delays::default(),
+            renew_interval: Duration::from_secs(10),
+            lease_duration: Duration::from_secs(40),
+            kubelet_version: "v1.32.0".into(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("registering node {node}: {source}")]
+    Register { node: String, source: kube::Error },
+    #[error("node {0} is not one of this agent's nodes")]
+    Unknown(String),
+}
+
+struct NodeState {
+    config: NodeConfig,
+    running: bool,
+    /// Host parts of the pod CIDR in use, and by which pod.
+    addresses: HashMap<String, u32>,
+    next: u32,
+}
+
+impl NodeState {
+    fn allocate(&mut self, uid: &str) -> String {
+        if let Some(host) = self.addresses.get(uid) {
+            return self.config.pod_ip(*host);
+        }
+        let used: HashSet<u32> = self.addresses.values().copied().collect();
+        // Hosts .2 to .254, handed out round-robin so a freed address is not reused at once.
+        let host =
+            (0..253).map(|i| 2 + (self.next.saturating_sub(2) + i) % 253).find(|h| !used.contains(h)).unwrap_or(2);
+        self.next = if host >= 254 { 2 } else { host + 1 };
+        self.addresses.insert(uid.to_string(), host);
+        self.config.pod_ip(host)
+    }
+}
+
+struct Running {
+    node: String,
+    simulation: String,
+    terminating: bool,
+    task: JoinHandle<()>,
+}
+
+struct Shared {
+    client: kube::Client,
+    options: Options,
+    nodes: Mutex<BTreeMap<String, NodeState>>,
+    pods: Mutex<HashMap<String, Running>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panicked holder leaves plain data behind; carry on with it.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The node agents of one process. Dropping it stops them all.
+pub struct Kubelets {
+    shared: Arc<Shared>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Drop for Kubelets {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+        for (_, running) in lock(&self.shared.pods).drain() {
+            running.task.abort();
+        }
+    }
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+impl Kubelets {
+    /// Registers every node and starts renewing leases and running pods.
+    pub async fn start(client: kube::Client, nodes: Vec<NodeConfig>, options: Options) -> Result<Kubelets, Error> {
+        let single = (nodes.len() == 1).then(|| nodes[0].name.clone());
+        let shared = Arc::new(Shared {
+            client,
+            options,
+            nodes: Mutex::new(
+                nodes
+                    .into_iter()
+                    .map(|config| {
+                        let state = NodeState { config, running: true, addresses: HashMap::new(), next: 2 };
+                        (state.config.name.clone(), state)
+                    })
+                    .collect(),
+            ),
+            pods: Mutex::new(HashMap::new()),
+        });
+        let namespace: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": LEASE_NAMESPACE}})).unwrap_or_default();
+        let _ = Api::<Namespace>::all(shared.client.clone()).create(&PostParams::default(), &namespace).await;
+        let configs: Vec<NodeConfig> = lock(&shared.nodes).values().map(|n| n.config.clone()).collect();
+        let registrations = futures_util::stream::iter(configs.iter().map(|c| register(&shared, c)))
+            .buffer_unordered(32)
+            .collect::<Vec<_>>()
+            .await;
+        registrations.into_iter().collect::<Result<Vec<()>, Error>>()?;
+        let tasks =
+            vec![tokio::spawn(heartbeat(Arc::clone(&shared))), tokio::spawn(watch(Arc::clone(&shared), single))];
+        Ok(Kubelets { shared, tasks })
+    }
+
+    pub fn nodes(&self) -> Vec<String> {
+        lock(&self.shared.nodes).keys().cloned().collect()
+    }
+
+    /// The node's kubelet dies: no more lease renewals, its pods freeze as they are.
+    pub fn stop(&self, node: &str) -> Result<(), Error> {
+        lock(&self.shared.nodes).get_mut(node).ok_or_else(|| Error::Unknown(node.into()))?.running = false;
+        lock(&self.shared.pods).retain(|_, running| {
+            let keep = running.node != node;
+            if !keep {
+                running.task.abort();
+            }
+            keep
+        });
+        Ok(())
+    }
+
+    /// The node's kubelet comes back: it re-registers, renews its lease and resumes its pods.
+    pub async fn start_node(&self, node: &str) -> Result<(), Error> {
+        let config = {
+            let mut nodes = lock(&self.shared.nodes);
+            let state = nodes.get_mut(node).ok_or_else(|| Error::Unknown(node.into()))?;
+            state.running = true;
+            state.config.clone()
+        };
+        register(&self.shared, &config).await?;
+        let pods: Api<Pod> = Api::all(self.shared.client.clone());
+        let params = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        if let Ok(list) = pods.list(&params).await {
+            for pod in list.items {
+                observe(&self.shared, pod);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn node_object(config: &NodeConfig, version: &str, now: &str) -> Value {
+    let mut labels: BTreeMap<String, String> = [
+        ("kubernetes.io/hostname", config.name.as_str()),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+        ("beta.kubernetes.io/os", "linux"),
+        ("beta.kubernetes.io/arch", "amd64"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    labels.extend(config.labels.clone());
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "reason": reason, "message": message,
+               "lastHeartbeatTime": now, "lastTransitionTime": now})
+    };
+    let mut spec = json!({"podCIDR": config.pod_cidr(), "podCIDRs": [config.pod_cidr()]});
+    if !config.taints.is_empty() {
+        spec["taints"] = json!(config.taints);
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": config.name, "labels": labels,
+                     "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kubeyard.dev/simulated": "true"}},
+        "spec": spec,
+        "status": {
+            "capacity": config.capacity,
+            "allocatable": config.capacity,
+            "conditions": [
+                condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                condition("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                condition("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                condition("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": config.address()}, {"type": "Hostname", "address": config.name}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": format!("kubeyard-{}", config.index), "systemUUID": format!("kubeyard-{}", config.index),
+                "bootID": format!("kubeyard-{}", config.index), "kernelVersion": "6.1.0-kubeyard",
+                "osImage": "kubeyard simulated node", "containerRuntimeVersion": "kubeyard://0.1.0",
+                "kubeletVersion": version, "kubeProxyVersion": version,
+                "operatingSystem": "linux", "architecture": "amd64",
+            },
+        },
+    })
+}
+
+/// Creates the Node (or, after a restart, re-posts its status as ready) and its Lease.
+async fn register(shared: &Shared, config: &NodeConfig) -> Result<(), Error> {
+    let failed = |source| Error::Register { node: config.name.clone(), source };
+    let nodes: Api<Node> = Api::all(shared.client.clone());
+    let object = node_object(config, &shared.options.kubelet_version, &shared.options.clock.timestamp());
+    let node: Node = serde_json::from_value(object.clone()).map_err(|e| failed(kube::Error::SerdeError(e)))?;
+    match nodes.create(&PostParams::default(), &node).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(error) => return Err(failed(error)),
+    }
+    // The API server drops status on create; it is posted through the subresource.
+    let status = json!({"status": object["status"]});
+    nodes.patch_status(&config.name, &PatchParams::default(), &Patch::Merge(status)).await.map_err(failed)?;
+    renew(shared, config).await.map_err(failed)
+}
+
+async fn renew(shared: &Shared, config: &NodeConfig) -> Result<(), kube::Error> {
+    let leases: Api<Lease> = Api::namespaced(shared.client.clone(), LEASE_NAMESPACE);
+    let now = shared.options.clock.micro_timestamp();
+    let spec = json!({
+        "holderIdentity": config.name,
+        "leaseDurationSeconds": shared.options.lease_duration.as_secs(),
+        "renewTime": now,
+    });
+    match leases.patch(&config.name, &PatchParams::default(), &Patch::Merge(json!({"spec": spec}))).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => {
+            let lease = json!({
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": config.name, "namespace": LEASE_NAMESPACE,
+                             "ownerReferences": []},
+                "spec": spec,
+            });
+            let lease: Lease = serde_json::from_value(lease).map_err(kube::Error::SerdeError)?;
+            leases.create(&PostParams::default(), &lease).await.map(|_| ())
+        }
+        Err(error) => Err(error),
+    }
+}
+
+/// Renews every running node's lease each interval; a node the node-lifecycle controller
+/// marked not ready while its kubelet was away is posted ready again.
+async fn heartbeat(shared: Arc<Shared>) {
+    loop {
+        shared.options.clock.sleep(shared.options.renew_interval).await;
+        let configs: Vec<NodeConfig> =
+            lock(&shared.nodes).values().filter(|n| n.running).map(|n| n.config.clone()).collect();
+        futures_util::stream::iter(configs.into_iter().map(|config| {
+            let shared = Arc::clone(&shared);
+            async move {
+                let (shared, config) = (&*shared, &config);
+                let _ = renew(shared, config).await;
+                let nodes: Api<Node> = Api::all(shared.client.clone());
+                if let Ok(node) = nodes.get(&config.name).await {
+                    let ready = node
+                        .status
+                        .and_then(|s| s.conditions)
+                        .into_iter()
+                        .flatten()
+                        .any(|c| c.type_ == "Ready" && c.status == "True");
+                    if !ready {
+                        let _ = register(shared, config).await;
+                    }
+                }
+            }
+        }))
+        .buffer_unordered(32)
+        .collect::<Vec<_>>()
+        .await;
+    }
+}
+
+/// One watch over the pods bound to any node (or to the one node, for a single agent).
+async fn watch(shared: Arc<Shared>, single: Option<String>) {
+    let fields = match &single {
+        Some(node) => format!("spec.nodeName={node}"),
+        None => "spec.nodeName!=".to_string(),
+    };
+    let pods: Api<Pod> = Api::all(shared.client.clone());
+    let stream = watcher(pods, watcher::Config::default().fields(&fields)).default_backoff();
+    futures_util::pin_mut!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => observe(&shared, pod),
+            Ok(watcher::Event::Delete(pod)) => forget(&shared, &pod),
+            _ => {}
+        }
+    }
+}
+
+fn forget(shared: &Shared, pod: &Pod) {
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    if let Some(running) = lock(&shared.pods).remove(&uid) {
+        running.task.abort();
+    }
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    if let Some(state) = lock(&shared.nodes).get_mut(&node) {
+        state.addresses.remove(&uid);
+    }
+}
+
+/// A pod bound to one of our nodes changed: start running it, resume it with a changed
+/// simulation, or stop it when it is being deleted.
+fn observe(shared: &Arc<Shared>, pod: Pod) {
+    let value = match serde_json::to_value(&pod) {
+        Ok(value) => value,
+        Err(_) => return,
+    };
+    let (uid, node) = (text(&value, "/metadata/uid").to_string(), text(&value, "/spec/nodeName").to_string());
+    let (host_ip, pod_ip, config) = {
+        let mut nodes = lock(&shared.nodes);
+        let Some(state) = nodes.get_mut(&node).filter(|s| s.running) else { return };
+        (state.config.address(), state.allocate(&uid), state.config.clone())
+    };
+    let simulation_text =
+        text(&value, &format!("/metadata/annotations/{}", simulate::ANNOTATION.replace('/', "~1"))).to_string();
+    let deleting = value.pointer("/metadata/deletionTimestamp").is_some();
+    let finished = matches!(text(&value, "/status/phase"), "Succeeded" | "Failed");
+    let mut pods = lock(&shared.pods);
+    if let Some(running) = pods.get(&uid) {
+        let same = running.simulation == simulation_text;
+        if running.terminating || (!deleting && same) {
+            return;
+        }
+    } else if finished && !deleting {
+        return;
+    }
+    if let Some(previous) = pods.remove(&uid) {
+        previous.task.abort();
+    }
+    let task = if deleting {
+        tokio::spawn(terminate(Arc::clone(shared), value))
+    } else {
+        let simulation = match Simulation::parse(&simulation_text) {
+            Ok(simulation) => simulation,
+            Err(message) => {
+                // The pod says what it wants wrongly: say so on the pod, run it healthy.
+                let shared = Arc::clone(shared);
+                let pod = value.clone();
+                tokio::spawn(async move { warn(&shared, &pod, &message).await });
+                Simulation::default()
+            }
+        };
+        let seed = shared.options.seed
+            ^ fxhash(&format!("{}/{}", text(&value, "/metadata/namespace"), text(&value, "/metadata/name")));
+        let namespace = text(&value, "/metadata/namespace");
+        let context = pod::Context {
+            pods: Api::namespaced(shared.client.clone(), namespace),
+            events: Api::namespaced(shared.client.clone(), namespace),
+            pod: value.clone(),
+            host_ip,
+            pod_ip,
+            clock: shared.options.clock.clone(),
+            rng: fastrand::Rng::with_seed(seed),
+            delays: shared.options.delays.clone(),
+            simulation,
+            node: config.name.clone(),
+        };
+        tokio::spawn(pod::run(context))
+    };
+    pods.insert(uid, Running { node, simulation: simulation_text, terminating: deleting, task });
+}
+
+/// FNV-1a: a stable hash of a pod's name for its delay seed (std's hasher is randomized).
+fn fxhash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3))
+}
+
+async fn warn(shared: &Shared, pod: &Value, message: &str) {
+    let (namespace, name) = (text(pod, "/metadata/namespace"), text(pod, "/metadata/name"));
+    let now = shared.options.clock.timestamp();
+    let event = json!({
+        "apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
+                           "uid": text(pod, "/metadata/uid")},
+        "reason": "InvalidSimulation",
+        "message": format!("annotation {}: {message}", simulate::ANNOTATION),
+        "type": "Warning", "source": {"component": "kubelet"}, "reportingComponent": "kubelet",
+        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
+    });
+    if let Ok(event) = serde_json::from_value::<Event>(event) {
+        let _ = Api::<Event>::namespaced(shared.client.clone(), namespace).create(&PostParams::default(), &event).await;
+    }
+}
+
+/// Stops the pod's containers (within its grace period) and confirms the deletion.
+async fn terminate(shared: Arc<Shared>, pod: Value) {
+    let grace = pod.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30);
+    let mut rng = fastrand::Rng::with_seed(shared.options.seed ^ fxhash(text(&pod, "/metadata/uid")));
+    let stop = simulate::draw(shared.options.delays.stop, &mut rng).min(Duration::from_secs(grace));
+    shared.options.clock.sleep(stop).await;
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), text(&pod, "/metadata/namespace"));
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(text(&pod, "/metadata/uid").to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let _ = pods.delete(text(&pod, "/metadata/name"), &params).await;
+}

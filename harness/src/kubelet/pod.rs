@@ -1,0 +1,439 @@
+//! One pod's life on a simulated node: the phases, conditions and container states the
+//! real kubelet reports, in its order. Pending with `ContainerCreating`, init containers
+//! one by one, Running, Ready after the readiness delay; crashes restart with
+//! CrashLoopBackOff's doubling back-off unless the restart policy says not to; containers
+//! of run-to-completion pods exit, and the pod Succeeds or Fails.
+//!
+//! The task is aborted when the pod is deleted or its simulation changes, and a new one
+//! resumes from the status the pod already shows, so nothing restarts that was running.
+
+use super::simulate::{self, Delays, Simulation};
+use crate::clock::Clock;
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::{Map, Value, json};
+use std::time::Duration;
+
+pub struct Context {
+    pub pods: Api<Pod>,
+    pub events: Api<Event>,
+    pub pod: Value,
+    pub host_ip: String,
+    pub pod_ip: String,
+    pub clock: Clock,
+    pub rng: fastrand::Rng,
+    pub delays: Delays,
+    pub simulation: Simulation,
+    pub node: String,
+}
+
+#[derive(Clone)]
+enum State {
+    Waiting(&'static str, String),
+    Running(String),
+    Terminated { code: i32, reason: &'static str, started: String, finished: String },
+}
+
+#[derive(Clone)]
+struct Container {
+    name: String,
+    image: String,
+    state: State,
+    last: Option<State>,
+    ready: bool,
+    restarts: u32,
+}
+
+impl Container {
+    fn json(&self, uid: &str) -> Value {
+        let state = |state: &State| match state {
+            State::Waiting(reason, message) if message.is_empty() => json!({"waiting": {"reason": reason}}),
+            State::Waiting(reason, message) => json!({"waiting": {"reason": reason, "message": message}}),
+            State::Running(started) => json!({"running": {"startedAt": started}}),
+            State::Terminated { code, reason, started, finished } => json!({"terminated": {
+                "exitCode": code, "reason": reason, "startedAt": started, "finishedAt": finished,
+                "containerID": format!("kubeyard://{uid}-{}", self.name),
+            }}),
+        };
+        let mut status = json!({
+            "name": self.name,
+            "image": self.image,
+            "imageID": format!("kubeyard://image/{}", self.image),
+            "ready": self.ready,
+            "started": matches!(self.state, State::Running(_)),
+            "restartCount": self.restarts,
+            "state": state(&self.state),
+            "lastState": self.last.as_ref().map(state).unwrap_or_else(|| json!({})),
+        });
+        if !matches!(self.state, State::Waiting(..)) || self.restarts > 0 {
+            status["containerID"] = json!(format!("kubeyard://{uid}-{}-{}", self.name, self.restarts));
+        }
+        status
+    }
+}
+
+struct Status {
+    phase: &'static str,
+    start_time: String,
+    initialized: bool,
+    init: Vec<Container>,
+    containers: Vec<Container>,
+    /// When each condition last changed, so an unchanged one keeps its time.
+    transitions: Map<String, Value>,
+    completed: bool,
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+fn containers(pod: &Value, field: &str) -> Vec<Container> {
+    pod.pointer(&format!("/spec/{field}"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| Container {
+            name: text(c, "/name").to_string(),
+            image: text(c, "/image").to_string(),
+            state: State::Waiting(
+                if field == "initContainers" { "PodInitializing" } else { "ContainerCreating" },
+                String::new(),
+            ),
+            last: None,
+            ready: false,
+            restarts: 0,
+        })
+        .collect()
+}
+
+impl Context {
+    fn restart_policy(&self) -> &str {
+        match text(&self.pod, "/spec/restartPolicy") {
+            "" => "Always",
+            policy => policy,
+        }
+    }
+
+    /// The longest `initialDelaySeconds` of the containers' readiness probes.
+    fn probe_delay(&self) -> Duration {
+        let seconds = self
+            .pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c.pointer("/readinessProbe/initialDelaySeconds").and_then(Value::as_u64))
+            .max()
+            .unwrap_or(0);
+        Duration::from_secs(seconds)
+    }
+
+    async fn write(&self, status: &mut Status) -> bool {
+        let now = self.clock.timestamp();
+        let uid = text(&self.pod, "/metadata/uid");
+        let ready = status.containers.iter().all(|c| c.ready) && !status.containers.is_empty();
+        let not_ready: Vec<&str> = status.containers.iter().filter(|c| !c.ready).map(|c| c.name.as_str()).collect();
+        let unready_message = format!("containers with unready status: [{}]", not_ready.join(" "));
+        let reason = if status.completed { "PodCompleted" } else { "ContainersNotReady" };
+        let mut condition = |kind: &str, on: bool, reason: &str, message: &str| {
+            let value = if on { "True" } else { "False" };
+            let key = format!("{kind}={value}");
+            let since = status.transitions.get(kind).and_then(|v| v.get(&key)).cloned();
+            let since = since.unwrap_or_else(|| json!(now));
+            status.transitions.insert(kind.into(), json!({key: since.clone()}));
+            let mut condition =
+                json!({"type": kind, "status": value, "lastTransitionTime": since, "lastProbeTime": null});
+            if !on && !reason.is_empty() {
+                condition["reason"] = json!(reason);
+                condition["message"] = json!(message);
+            }
+            condition
+        };
+        let init_pending: Vec<&str> = status
+            .init
+            .iter()
+            .filter(|c| !matches!(c.state, State::Terminated { .. }))
+            .map(|c| c.name.as_str())
+            .collect();
+        let conditions = vec![
+            condition("PodReadyToStartContainers", true, "", ""),
+            condition(
+                "Initialized",
+                status.initialized,
+                "ContainersNotInitialized",
+                &format!("containers with incomplete status: [{}]", init_pending.join(" ")),
+            ),
+            condition("Ready", ready, reason, &unready_message),
+            condition("ContainersReady", ready, reason, &unready_message),
+            condition("PodScheduled", true, "", ""),
+        ];
+        let mut body = json!({
+            "phase": status.phase,
+            "hostIP": self.host_ip,
+            "hostIPs": [{"ip": self.host_ip}],
+            "podIP": self.pod_ip,
+            "podIPs": [{"ip": self.pod_ip}],
+            "startTime": status.start_time,
+            "conditions": conditions,
+            "containerStatuses": status.containers.iter().map(|c| c.json(uid)).collect::<Vec<_>>(),
+        });
+        if !status.init.is_empty() {
+            body["initContainerStatuses"] = json!(status.init.iter().map(|c| c.json(uid)).collect::<Vec<_>>());
+        }
+        let name = text(&self.pod, "/metadata/name");
+        // A pod deleted meanwhile has nothing more to report.
+        self.pods.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": body}))).await.is_ok()
+    }
+
+    async fn event(&self, reason: &str, message: &str, warning: bool) {
+        let (namespace, name) = (text(&self.pod, "/metadata/namespace"), text(&self.pod, "/metadata/name"));
+        let now = self.clock.timestamp();
+        let event = json!({
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": format!("{name}."), "namespace": namespace},
+            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
+                               "uid": text(&self.pod, "/metadata/uid")},
+            "reason": reason,
+            "message": message,
+            "type": if warning { "Warning" } else { "Normal" },
+            "source": {"component": "kubelet", "host": self.node},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        });
+        if let Ok(event) = serde_json::from_value::<Event>(event) {
+            let _ = self.events.create(&PostParams::default(), &event).await;
+        }
+    }
+
+    /// Picks up where the pod's status left off: containers already running stay so.
+    fn resume(&self) -> Option<Status> {
+        let status = self.pod.get("status")?;
+        if text(status, "/phase") != "Running" {
+            return None;
+        }
+        let started = |c: &Container| {
+            status
+                .pointer("/containerStatuses")
+                .and_then(Value::as_array)?
+                .iter()
+                .find(|s| text(s, "/name") == c.name)
+                .cloned()
+        };
+        let mut running = Vec::new();
+        for mut container in containers(&self.pod, "containers") {
+            let seen = started(&container)?;
+            let since = seen.pointer("/state/running/startedAt").and_then(Value::as_str)?;
+            container.state = State::Running(since.to_string());
+            container.restarts = seen.pointer("/restartCount").and_then(Value::as_u64).unwrap_or(0) as u32;
+            container.ready = seen.pointer("/ready").and_then(Value::as_bool).unwrap_or(false);
+            running.push(container);
+        }
+        let mut init = containers(&self.pod, "initContainers");
+        let now = self.clock.timestamp();
+        for container in &mut init {
+            container.state =
+                State::Terminated { code: 0, reason: "Completed", started: now.clone(), finished: now.clone() };
+        }
+        Some(Status {
+            phase: "Running",
+            start_time: text(status, "/startTime").to_string(),
+            initialized: true,
+            init,
+            containers: running,
+            transitions: Map::new(),
+            completed: false,
+        })
+    }
+}
+
+/// Runs the pod until it is finished or for ever; aborted from outside.
+pub async fn run(mut context: Context) {
+    let (status, resumed) = match context.resume() {
+        Some(status) => (status, true),
+        None => (
+            Status {
+                phase: "Pending",
+                start_time: context.clock.timestamp(),
+                initialized: context
+                    .pod
+                    .pointer("/spec/initContainers")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty),
+                init: containers(&context.pod, "initContainers"),
+                containers: containers(&context.pod, "containers"),
+                transitions: Map::new(),
+                completed: false,
+            },
+            false,
+        ),
+    };
+    let mut status = status;
+    if !resumed && !start(&mut context, &mut status).await {
+        return;
+    }
+    live(&mut context, &mut status, resumed).await;
+}
+
+/// From scheduled to running: sandbox, image pull, init containers, containers started.
+/// False when the pod never gets there (its image cannot be pulled, or it is gone).
+async fn start(context: &mut Context, status: &mut Status) -> bool {
+    if !context.write(status).await {
+        return false;
+    }
+    context.clock.sleep(simulate::draw(context.delays.create, &mut context.rng)).await;
+    if context.simulation.image_pull_error {
+        for container in &mut status.containers {
+            let message = format!("failed to pull image \"{}\": simulated by kubeyard.dev/simulate", container.image);
+            container.state = State::Waiting("ErrImagePull", message);
+        }
+        context.write(status).await;
+        let image = status.containers.first().map(|c| c.image.clone()).unwrap_or_default();
+        context.event("Failed", &format!("Failed to pull image \"{image}\": simulated image pull error"), true).await;
+        context.clock.sleep(Duration::from_secs(1)).await;
+        for container in &mut status.containers {
+            let message = format!("Back-off pulling image \"{}\"", container.image);
+            container.state = State::Waiting("ImagePullBackOff", message);
+        }
+        context.write(status).await;
+        return false;
+    }
+    for index in 0..status.init.len() {
+        let started = context.clock.timestamp();
+        status.init[index].state = State::Running(started.clone());
+        context.write(status).await;
+        context.clock.sleep(simulate::draw(context.delays.create, &mut context.rng)).await;
+        let finished = context.clock.timestamp();
+        status.init[index].state = State::Terminated { code: 0, reason: "Completed", started, finished };
+    }
+    status.initialized = true;
+    let now = context.clock.timestamp();
+    for container in &mut status.containers {
+        container.state = State::Running(now.clone());
+    }
+    status.phase = "Running";
+    context.write(status).await
+}
+
+enum Moment {
+    Ready,
+    Unready,
+    Exit(i32, &'static str),
+}
+
+/// Running: readiness comes and goes as simulated, containers exit and restart with
+/// back-off, or the pod finishes.
+async fn live(context: &mut Context, status: &mut Status, resumed: bool) {
+    let policy = context.restart_policy().to_string();
+    let mut first = !resumed;
+    loop {
+        let simulation = context.simulation.clone();
+        let mut moments: Vec<(Duration, Moment)> = Vec::new();
+        if simulation.never_ready {
+            moments.push((Duration::ZERO, Moment::Unready));
+        } else {
+            let delay = if first {
+                simulate::draw(context.delays.ready, &mut context.rng) + context.probe_delay()
+            } else {
+                context.probe_delay()
+            };
+            moments.push((delay, Moment::Ready));
+        }
+        if let Some(after) = simulation.unready_after {
+            moments.push((after, Moment::Unready));
+        }
+        let exit = match (simulation.crash_after, simulation.liveness_fail_after, policy.as_str()) {
+            (Some(after), _, _) => Some((after, Moment::Exit(1, "Error"))),
+            (None, Some(after), _) => Some((after, Moment::Exit(137, "Error"))),
+            (None, None, "Always") => None,
+            (None, None, _) => {
+                let after = simulation.complete_after.unwrap_or(simulate::DEFAULT_RUN);
+                let code = simulation.exit_code.unwrap_or(0);
+                Some((after, Moment::Exit(code, if code == 0 { "Completed" } else { "Error" })))
+            }
+        };
+        moments.extend(exit);
+        moments.sort_by_key(|(at, _)| *at);
+        first = false;
+
+        let mut elapsed = Duration::ZERO;
+        let mut exited = None;
+        for (at, moment) in moments {
+            context.clock.sleep(at.saturating_sub(elapsed)).await;
+            elapsed = elapsed.max(at);
+            match moment {
+                Moment::Ready | Moment::Unready => {
+                    let ready = matches!(moment, Moment::Ready);
+                    if status.containers.iter().any(|c| c.ready != ready) {
+                        status.containers.iter_mut().for_each(|c| c.ready = ready);
+                        if !context.write(status).await {
+                            return;
+                        }
+                        if !ready {
+                            context
+                                .event("Unhealthy", "Readiness probe failed: simulated by kubeyard.dev/simulate", true)
+                                .await;
+                        }
+                    }
+                }
+                Moment::Exit(code, reason) => {
+                    exited = Some((code, reason));
+                    break;
+                }
+            }
+        }
+        let Some((code, reason)) = exited else { return };
+        let finished = context.clock.timestamp();
+        for container in &mut status.containers {
+            let started = match &container.state {
+                State::Running(since) => since.clone(),
+                _ => finished.clone(),
+            };
+            container.state = State::Terminated { code, reason, started, finished: finished.clone() };
+            container.ready = false;
+        }
+        let restart = match policy.as_str() {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        };
+        if !restart {
+            status.phase = if code == 0 { "Succeeded" } else { "Failed" };
+            status.completed = true;
+            context.write(status).await;
+            return;
+        }
+        if code == 137 {
+            context.event("Killing", "Container failed liveness probe, will be restarted", false).await;
+        }
+        let restarts = status.containers.first().map(|c| c.restarts + 1).unwrap_or(1);
+        let wait = simulate::back_off(restarts);
+        for container in &mut status.containers {
+            container.last = Some(container.state.clone());
+            container.restarts = restarts;
+            let message = format!(
+                "back-off {} restarting failed container={} pod={}_{}",
+                kubeyard_compiler::duration::Duration(wait.as_nanos() as i64),
+                container.name,
+                text(&context.pod, "/metadata/name"),
+                text(&context.pod, "/metadata/namespace"),
+            );
+            container.state = State::Waiting("CrashLoopBackOff", message);
+        }
+        if !context.write(status).await {
+            return;
+        }
+        context.event("BackOff", "Back-off restarting failed container", true).await;
+        context.clock.sleep(wait).await;
+        let now = context.clock.timestamp();
+        for container in &mut status.containers {
+            container.state = State::Running(now.clone());
+        }
+        if !context.write(status).await {
+            return;
+        }
+    }
+}

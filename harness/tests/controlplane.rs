@@ -1,0 +1,191 @@
+//! The whole control plane in-process: pods converge on simulated nodes; a node whose
+//! kubelet falls silent turns Unknown and tainted, and its pods are replaced elsewhere
+//! after the toleration period (on a manual clock); the same seed gives the same
+//! placement.
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::api::{Api, ListParams, PostParams};
+use kubeyard_harness::clock::Clock;
+use kubeyard_harness::controlplane::{Config, ControlPlane};
+use serde_json::json;
+use std::collections::{BTreeMap, HashSet};
+use std::time::{Duration, Instant};
+
+async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {within:?} waiting for {what}");
+}
+
+fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "app", "image": "nginx",
+                                                       "resources": {"requests": {"cpu": "100m"}}}]}}}
+    }))
+    .unwrap()
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+async fn pods(plane: &ControlPlane) -> Vec<Pod> {
+    Api::<Pod>::namespaced(plane.client(), "default").list(&ListParams::default()).await.unwrap().items
+}
+
+async fn ready_pods(plane: &ControlPlane) -> Vec<Pod> {
+    pods(plane).await.into_iter().filter(|p| ready(p) && p.metadata.deletion_timestamp.is_none()).collect()
+}
+
+fn node_of(pod: &Pod) -> String {
+    pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_run_and_get_ready_on_simulated_nodes() {
+    let plane = ControlPlane::boot(Config::with_nodes(3)).await.unwrap();
+    let nodes = Api::<Node>::all(plane.client()).list(&ListParams::default()).await.unwrap().items;
+    assert_eq!(nodes.len(), 3);
+    for node in &nodes {
+        let status = serde_json::to_value(node.status.as_ref().unwrap()).unwrap();
+        assert_eq!(status["allocatable"]["cpu"], "4");
+        let ready = status["conditions"].as_array().unwrap().iter().find(|c| c["type"] == "Ready").unwrap();
+        assert_eq!(ready["status"], "True", "{status}");
+    }
+    let sets: Api<ReplicaSet> = Api::namespaced(plane.client(), "default");
+    sets.create(&PostParams::default(), &replica_set("web", 6)).await.unwrap();
+    eventually("six ready pods", Duration::from_secs(20), || async { ready_pods(&plane).await.len() == 6 }).await;
+
+    let pods = ready_pods(&plane).await;
+    let ips: HashSet<String> = pods.iter().filter_map(|p| p.status.as_ref()?.pod_ip.clone()).collect();
+    assert_eq!(ips.len(), 6, "every pod has its own IP");
+    let spread: HashSet<String> = pods.iter().map(node_of).collect();
+    assert_eq!(spread.len(), 3, "the replicas spread over the nodes");
+    for pod in &pods {
+        let status = serde_json::to_value(pod.status.as_ref().unwrap()).unwrap();
+        assert_eq!(status["phase"], "Running");
+        assert!(status["containerStatuses"][0]["state"]["running"].is_object(), "{status}");
+        assert!(status["podIP"].as_str().unwrap().starts_with("10.244."), "{status}");
+    }
+    // A deleted pod is stopped by its kubelet and goes; the set makes another.
+    let victim = pods[0].metadata.name.clone().unwrap();
+    Api::<Pod>::namespaced(plane.client(), "default").delete(&victim, &Default::default()).await.unwrap();
+    eventually("the deleted pod gone and replaced", Duration::from_secs(20), || async {
+        let all = self::pods(&plane).await;
+        !all.iter().any(|p| p.metadata.name.as_deref() == Some(&victim)) && ready_pods(&plane).await.len() == 6
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_node_loses_its_pods_after_the_toleration_period() {
+    let config = Config { clock: Clock::manual(), ..Config::with_nodes(3) };
+    let plane = ControlPlane::boot(config).await.unwrap();
+    let sets: Api<ReplicaSet> = Api::namespaced(plane.client(), "default");
+    sets.create(&PostParams::default(), &replica_set("web", 6)).await.unwrap();
+    eventually("six ready pods", Duration::from_secs(20), || async { ready_pods(&plane).await.len() == 6 }).await;
+    let before = ready_pods(&plane).await;
+    let lost: Vec<String> =
+        before.iter().filter(|p| node_of(p) == "node-1").filter_map(|p| p.metadata.name.clone()).collect();
+    assert!(!lost.is_empty(), "node-1 runs some of the pods");
+
+    plane.kubelets().stop("node-1").unwrap();
+    plane.advance(Duration::from_secs(45)).await;
+    let nodes: Api<Node> = Api::all(plane.client());
+    eventually("node-1 Unknown and tainted unreachable", Duration::from_secs(10), || async {
+        let node = serde_json::to_value(nodes.get("node-1").await.unwrap()).unwrap();
+        let unknown = node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "Unknown");
+        let tainted = node["spec"]["taints"].as_array().is_some_and(|t| {
+            t.iter().any(|t| t["key"] == "node.kubernetes.io/unreachable" && t["effect"] == "NoExecute")
+        });
+        unknown && tainted
+    })
+    .await;
+    for name in ["node-2", "node-3"] {
+        let node = serde_json::to_value(nodes.get(name).await.unwrap()).unwrap();
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        assert!(ready, "{name} kept renewing its lease: {node}");
+    }
+    // Within the 300 s toleration the pods stay where they are (not ready).
+    let still: Vec<Pod> =
+        pods(&plane).await.into_iter().filter(|p| lost.contains(p.metadata.name.as_ref().unwrap())).collect();
+    assert!(still.iter().all(|p| p.metadata.deletion_timestamp.is_none() && !ready(p)));
+
+    plane.advance(Duration::from_secs(300)).await;
+    eventually("six ready pods off node-1", Duration::from_secs(20), || async {
+        let ready = ready_pods(&plane).await;
+        ready.len() == 6 && ready.iter().all(|p| node_of(p) != "node-1")
+    })
+    .await;
+
+    // The kubelet comes back: the node is ready again, untainted, and finishes the deletions.
+    plane.kubelets().start_node("node-1").await.unwrap();
+    plane.advance(Duration::from_secs(10)).await;
+    eventually("node-1 ready and untainted, its old pods gone", Duration::from_secs(20), || async {
+        let node = serde_json::to_value(nodes.get("node-1").await.unwrap()).unwrap();
+        let ready = node["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let tainted = node["spec"]["taints"].as_array().is_some_and(|t| !t.is_empty());
+        let left = pods(&plane).await.into_iter().any(|p| lost.contains(p.metadata.name.as_ref().unwrap()));
+        ready && !tainted && !left
+    })
+    .await;
+}
+
+/// Which node each pod of a set landed on, by the pods' order of creation.
+async fn placement(seed: u64) -> BTreeMap<String, String> {
+    let config = Config { seed, ..Config::with_nodes(5) };
+    let plane = ControlPlane::boot(config).await.unwrap();
+    let pods_api: Api<Pod> = Api::namespaced(plane.client(), "default");
+    // Pods made one by one, so their order (and so the scheduler's) is the same each run.
+    for i in 0..12 {
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod", "metadata": {"name": format!("p{i:02}")},
+            "spec": {"containers": [{"name": "app", "image": "nginx", "resources": {"requests": {"cpu": "500m"}}}]}
+        }))
+        .unwrap();
+        pods_api.create(&PostParams::default(), &pod).await.unwrap();
+        eventually("the pod bound", Duration::from_secs(10), || async {
+            pods_api.get(&format!("p{i:02}")).await.is_ok_and(|p| !node_of(&p).is_empty())
+        })
+        .await;
+    }
+    pods(&plane).await.iter().map(|p| (p.metadata.name.clone().unwrap_or_default(), node_of(p))).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_seed_places_every_pod_on_the_same_node() {
+    let first = placement(42).await;
+    let second = placement(42).await;
+    assert_eq!(first, second);
+    insta::with_settings!({snapshot_path => "../../snapshots/controlplane", prepend_module_to_snapshot => false}, {
+        insta::assert_yaml_snapshot!("placement-seed-42", first);
+    });
+}
