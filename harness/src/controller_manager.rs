@@ -10,6 +10,8 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
     set.spawn(controllers::deployment::run(client.clone()));
     set.spawn(controllers::replicaset::run(client.clone()));
     set.spawn(controllers::endpoints::run(client.clone()));
+    set.spawn(controllers::garbage_collector::run(client.clone()));
+    set.spawn(controllers::namespace::run(client.clone()));
     set.spawn(controllers::node_lifecycle::run(client.clone(), lifecycle.clone()));
     set.spawn(controllers::taint_eviction::run(client, lifecycle));
     set

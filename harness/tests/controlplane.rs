@@ -189,3 +189,130 @@ async fn the_same_seed_places_every_pod_on_the_same_node() {
         insta::assert_yaml_snapshot!("placement-seed-42", first);
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_deployment_or_a_namespace_leaves_nothing_behind() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
+    let plane = ControlPlane::boot(Config::with_nodes(3)).await.unwrap();
+    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": "shop"}})).unwrap();
+    Api::<Namespace>::all(plane.client()).create(&PostParams::default(), &namespace).await.unwrap();
+    let deployment = |name: &str| -> Deployment {
+        serde_json::from_value(json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}},
+                                  "spec": {"containers": [{"name": "app", "image": "nginx"}]}}}
+        }))
+        .unwrap()
+    };
+    let shop: Api<Deployment> = Api::namespaced(plane.client(), "shop");
+    let default: Api<Deployment> = Api::namespaced(plane.client(), "default");
+    shop.create(&PostParams::default(), &deployment("cart")).await.unwrap();
+    default.create(&PostParams::default(), &deployment("web")).await.unwrap();
+    default.create(&PostParams::default(), &deployment("keep")).await.unwrap();
+    let config: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "settings"}, "data": {"a": "1"}})).unwrap();
+    Api::<ConfigMap>::namespaced(plane.client(), "shop").create(&PostParams::default(), &config).await.unwrap();
+    let running = |namespace: &'static str| {
+        let client = plane.client();
+        async move {
+            let pods = Api::<Pod>::namespaced(client, namespace).list(&ListParams::default()).await.unwrap().items;
+            pods.iter().filter(|p| ready(p)).count()
+        }
+    };
+    eventually("nine ready pods", Duration::from_secs(20), || async {
+        running("shop").await == 3 && running("default").await == 6
+    })
+    .await;
+
+    // Background propagation (kubectl's default): the ReplicaSet and the pods follow.
+    default.delete("web", &Default::default()).await.unwrap();
+    let sets: Api<ReplicaSet> = Api::namespaced(plane.client(), "default");
+    eventually("no ReplicaSet or pod of web left", Duration::from_secs(20), || async {
+        let sets = sets.list(&ListParams::default().labels("app=web")).await.unwrap().items;
+        let pods = Api::<Pod>::namespaced(plane.client(), "default")
+            .list(&ListParams::default().labels("app=web"))
+            .await
+            .unwrap()
+            .items;
+        sets.is_empty() && pods.is_empty()
+    })
+    .await;
+
+    // A namespace goes with everything in it, bound pods too (their kubelets stop them).
+    Api::<Namespace>::all(plane.client()).delete("shop", &Default::default()).await.unwrap();
+    eventually("the namespace gone", Duration::from_secs(30), || async {
+        Api::<Namespace>::all(plane.client()).get_opt("shop").await.unwrap().is_none()
+    })
+    .await;
+    let params = ListParams::default();
+    assert!(Api::<Deployment>::namespaced(plane.client(), "shop").list(&params).await.unwrap().items.is_empty());
+    assert!(Api::<ReplicaSet>::namespaced(plane.client(), "shop").list(&params).await.unwrap().items.is_empty());
+    assert!(Api::<Pod>::namespaced(plane.client(), "shop").list(&params).await.unwrap().items.is_empty());
+    assert!(Api::<ConfigMap>::namespaced(plane.client(), "shop").list(&params).await.unwrap().items.is_empty());
+    assert_eq!(running("default").await, 3, "the other namespace's keep deployment is untouched");
+}
+
+/// Counts pods (not being deleted) and ready pods of `app`.
+async fn counts(plane: &ControlPlane, app: &str) -> (usize, usize) {
+    let pods = Api::<Pod>::namespaced(plane.client(), "default")
+        .list(&ListParams::default().labels(&format!("app={app}")))
+        .await
+        .unwrap()
+        .items;
+    let live: Vec<&Pod> = pods.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    (live.len(), live.iter().filter(|p| ready(p)).count())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rolling_update_keeps_within_its_bounds_on_simulated_nodes() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Patch, PatchParams};
+    let plane = ControlPlane::boot(Config::with_nodes(3)).await.unwrap();
+    let deployments: Api<Deployment> = Api::namespaced(plane.client(), "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "roll"},
+        "spec": {"replicas": 10, "selector": {"matchLabels": {"app": "roll"}},
+                 "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 2, "maxUnavailable": 1}},
+                 "template": {"metadata": {"labels": {"app": "roll"}},
+                              "spec": {"containers": [{"name": "app", "image": "nginx:1.26"}]}}}
+    }))
+    .unwrap();
+    deployments.create(&PostParams::default(), &deployment).await.unwrap();
+    eventually("ten ready pods", Duration::from_secs(20), || async { counts(&plane, "roll").await.1 == 10 }).await;
+
+    let image = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": "nginx:1.27"}]}}}});
+    deployments.patch("roll", &PatchParams::default(), &Patch::Strategic(image)).await.unwrap();
+    let start = Instant::now();
+    let mut steps = 0;
+    loop {
+        let (pods, ready) = counts(&plane, "roll").await;
+        assert!(pods <= 12, "{pods} pods: more than replicas + maxSurge");
+        assert!(ready >= 9, "{ready} ready: fewer than replicas - maxUnavailable");
+        steps += 1;
+        let deployment = deployments.get("roll").await.unwrap();
+        let status = deployment.status.unwrap_or_default();
+        let done = status.updated_replicas == Some(10)
+            && status.available_replicas == Some(10)
+            && status.replicas == Some(10)
+            && status.observed_generation == deployment.metadata.generation;
+        if done && pods == 10 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the rollout did not finish");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(steps > 3, "the rollout was observed along the way ({steps} observations)");
+    let pods = Api::<Pod>::namespaced(plane.client(), "default")
+        .list(&ListParams::default().labels("app=roll"))
+        .await
+        .unwrap();
+    let images: HashSet<String> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default())
+        .collect();
+    assert_eq!(images, HashSet::from(["nginx:1.27".to_string()]));
+}

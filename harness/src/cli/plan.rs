@@ -49,17 +49,28 @@ pub struct Target {
     #[arg(long, value_name = "FILE", conflicts_with_all = ["kubeconfig", "cluster"])]
     pub state: Option<PathBuf>,
 
-    /// Compare with what a live cluster holds, reached through this kubeconfig (its
-    /// current context, or --context): any Kubernetes cluster, kubeyard's own included.
+    #[command(flatten)]
+    pub connection: Connection,
+
+    /// Delete objects the state has and the manifests no longer do.
+    #[arg(long)]
+    pub prune: bool,
+}
+
+/// How to reach a live cluster: a kubeconfig, or a URL with a token.
+#[derive(Args, Debug, Default, Clone)]
+pub struct Connection {
+    /// A live cluster, reached through this kubeconfig (its current context, or
+    /// --context): any Kubernetes cluster, kubeyard's own included.
     #[arg(long, value_name = "FILE", conflicts_with = "cluster")]
     pub kubeconfig: Option<PathBuf>,
 
     /// With --kubeconfig: the context to use instead of the current one.
-    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
 
-    /// Compare with the live cluster at this URL (plain HTTP, or HTTPS with
-    /// --insecure-skip-tls-verify), with no credentials but --token.
+    /// The live cluster at this URL (plain HTTP, or HTTPS with --insecure-skip-tls-verify),
+    /// with no credentials but --token.
     #[arg(long, value_name = "URL")]
     pub cluster: Option<String>,
 
@@ -70,14 +81,10 @@ pub struct Target {
     /// With --cluster: do not check the server's certificate.
     #[arg(long, requires = "cluster")]
     pub insecure_skip_tls_verify: bool,
-
-    /// Delete objects the state has and the manifests no longer do.
-    #[arg(long)]
-    pub prune: bool,
 }
 
-impl Target {
-    /// The live cluster of `--kubeconfig` or `--cluster`; none for a state file or nothing.
+impl Connection {
+    /// The cluster of `--kubeconfig` or `--cluster`; none when neither is given.
     pub fn endpoint(&self) -> Result<Option<Endpoint>, String> {
         Ok(match (&self.kubeconfig, &self.cluster) {
             (Some(path), _) => Some(client::config::load(path, self.context.as_deref())?),
@@ -89,6 +96,13 @@ impl Target {
             }),
             (None, None) => None,
         })
+    }
+}
+
+impl Target {
+    /// The live cluster to compare with; none for a state file or nothing.
+    pub fn endpoint(&self) -> Result<Option<Endpoint>, String> {
+        self.connection.endpoint()
     }
 }
 

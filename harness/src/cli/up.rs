@@ -5,7 +5,7 @@
 use super::Exit;
 use super::inputs::Inputs;
 use super::lint::usage_error;
-use super::plan::{self, Target};
+use super::plan::{self, Connection, Target};
 use crate::client::{Client, config::Endpoint};
 use crate::controlplane::{Config, ControlPlane};
 use clap::Args;
@@ -96,7 +96,8 @@ pub fn run(args: UpArgs) -> Exit {
     eprintln!("kubeyard: kubeconfig written to {}: export KUBECONFIG={}", path.display(), path.display());
 
     if !args.inputs.paths.is_empty() {
-        let target = Target { cluster: Some(plane.url().to_string()), ..Target::default() };
+        let connection = Connection { cluster: Some(plane.url().to_string()), ..Connection::default() };
+        let target = Target { connection, ..Target::default() };
         // Planning reads the cluster through its own small runtime, beside the one that
         // serves it.
         let planned = match plan::make_plan(&args.inputs, &target, true) {

@@ -71,7 +71,9 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
     let selector_json = serde_json::to_value(&spec.selector).unwrap_or(Value::Null);
     let selector = Selector::from_label_selector(Some(&selector_json)).map_err(|e| Error::Invalid(e.to_string()))?;
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-    let owner = set.controller_owner_ref(&()).ok_or_else(|| Error::Invalid("no owner reference".into()))?;
+    let mut owner = set.controller_owner_ref(&()).ok_or_else(|| Error::Invalid("no owner reference".into()))?;
+    // As Kubernetes writes it: a foreground deletion of the set waits for its pods.
+    owner.block_owner_deletion = Some(true);
     let owner = serde_json::to_value(&owner).unwrap_or(Value::Null);
 
     let mut active = Vec::new();
