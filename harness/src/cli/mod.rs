@@ -3,6 +3,7 @@
 
 pub mod apiserver;
 pub mod compile;
+pub mod get;
 pub mod graph;
 pub mod inputs;
 pub mod lint;
@@ -68,6 +69,8 @@ enum Command {
     /// Serve the Kubernetes API (for kubectl and any client) over kubeyard's store.
     #[command(name = "apiserver")]
     ApiServer(apiserver::ApiServerArgs),
+    /// List or show objects of a live cluster, as kubectl get prints them.
+    Get(get::GetArgs),
     /// Run a whole cluster in this process (API server, scheduler, controllers, simulated
     /// nodes), apply the manifests and show them converge, until interrupted.
     Up(up::UpArgs),
@@ -84,6 +87,7 @@ pub fn main() -> ExitCode {
         Command::Rules(args) => rules::run(args),
         Command::ApiServer(args) => apiserver::run(args),
         Command::Up(args) => up::run(args),
+        Command::Get(args) => get::run(args),
     };
     exit.into()
 }

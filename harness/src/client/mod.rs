@@ -47,6 +47,15 @@ impl std::fmt::Display for Written {
     }
 }
 
+/// A resource found by the name a user gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub api_version: String,
+    pub plural: String,
+    pub namespaced: bool,
+    pub kind: String,
+}
+
 /// One group version's kinds: each kind's plural and whether it is namespaced.
 type Resources = HashMap<String, (String, bool)>;
 
@@ -324,6 +333,57 @@ impl Client {
             }
         };
         Ok(resources.get(kind).cloned())
+    }
+
+    /// The resource a user means by `name` (plural, singular, kind or short name, with an
+    /// optional `.group`: `deploy`, `deployment.apps`), as kubectl resolves it: the core
+    /// group first, then each group's preferred version.
+    pub async fn find(&self, name: &str) -> Result<Option<Found>, String> {
+        let name = name.to_lowercase();
+        let (name, group) = match name.split_once('.') {
+            Some((name, group)) => (name.to_string(), Some(group.to_string())),
+            None => (name, None),
+        };
+        let mut versions = Vec::new();
+        if group.as_deref().is_none_or(|g| g.is_empty() || g == "core") {
+            versions.push("v1".to_string());
+        }
+        if let Some(groups) = self.get("/apis").await? {
+            for entry in groups.get("groups").and_then(Value::as_array).into_iter().flatten() {
+                let group_name = entry.get("name").and_then(Value::as_str).unwrap_or("");
+                if group.as_deref().is_some_and(|g| g != group_name && g != "core") {
+                    continue;
+                }
+                if let Some(version) = entry.pointer("/preferredVersion/groupVersion").and_then(Value::as_str) {
+                    versions.push(version.to_string());
+                }
+            }
+        }
+        for version in versions {
+            let path = if version.contains('/') { format!("/apis/{version}") } else { format!("/api/{version}") };
+            let Some(list) = self.get(&path).await? else { continue };
+            for resource in list.get("resources").and_then(Value::as_array).into_iter().flatten() {
+                let text = |key: &str| resource.get(key).and_then(Value::as_str).unwrap_or("").to_lowercase();
+                let plural = text("name");
+                if plural.contains('/') {
+                    continue;
+                }
+                let short = resource.get("shortNames").and_then(Value::as_array).into_iter().flatten();
+                let matches = plural == name
+                    || text("singularName") == name
+                    || text("kind") == name
+                    || short.filter_map(Value::as_str).any(|s| s == name);
+                if matches {
+                    return Ok(Some(Found {
+                        api_version: version,
+                        plural,
+                        namespaced: resource.get("namespaced").and_then(Value::as_bool).unwrap_or(true),
+                        kind: resource.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+                    }));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The path of a collection (`namespace` only for namespaced kinds).
