@@ -10,6 +10,10 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
     set.spawn(controllers::deployment::run(client.clone()));
     set.spawn(controllers::replicaset::run(client.clone()));
     set.spawn(controllers::endpoints::run(client.clone()));
+    set.spawn(controllers::endpointslice::run(client.clone()));
+    set.spawn(controllers::daemonset::run(client.clone()));
+    set.spawn(controllers::statefulset::run(client.clone()));
+    set.spawn(controllers::job::run(client.clone()));
     set.spawn(controllers::garbage_collector::run(client.clone()));
     set.spawn(controllers::namespace::run(client.clone()));
     set.spawn(controllers::node_lifecycle::run(client.clone(), lifecycle.clone()));

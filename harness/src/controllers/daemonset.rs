@@ -134,7 +134,8 @@ fn target_node(pod: &Pod) -> Option<String> {
     if let Some(node) = spec.node_name.as_ref().filter(|n| !n.is_empty()) {
         return Some(node.clone());
     }
-    let required = spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
+    let required =
+        spec.affinity.as_ref()?.node_affinity.as_ref()?.required_during_scheduling_ignored_during_execution.as_ref()?;
     required.node_selector_terms.iter().flat_map(|t| t.match_fields.iter().flatten()).find_map(|field| {
         let values = field.values.as_deref().unwrap_or_default();
         (field.key == "metadata.name" && field.operator == "In" && values.len() == 1).then(|| values[0].clone())
@@ -161,8 +162,9 @@ struct Daemon {
     namespace: String,
     selector: Selector,
     template: Value,
-    /// The template's spec with the daemon tolerations: what eligibility is judged on.
-    spec: Value,
+    /// `{"spec": ...}`: the template's spec with the daemon tolerations, the pod whose
+    /// fit each node is judged on (`NewPod` without the node).
+    probe: Value,
     hash: String,
     /// `None` for `OnDelete`.
     rolling: Option<(IntOrString, IntOrString)>,
@@ -174,7 +176,9 @@ impl Daemon {
         let spec = set.spec.as_ref().ok_or_else(|| Error::Invalid("a DaemonSet without a spec".into()))?;
         let selector = label_selector(&spec.selector)?;
         let template = serde_json::to_value(&spec.template).map_err(|e| Error::Invalid(e.to_string()))?;
-        let collisions = set.status.as_ref().and_then(|s| s.collision_count);
+        // Always salted, with 0 until a collision, so the hash is the same before and
+        // after the status records the count.
+        let collisions = Some(set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0));
         let hash = super::deployment::pod_template_hash(&spec.template, collisions);
         let strategy = spec.update_strategy.as_ref();
         let rolling = match strategy.and_then(|s| s.type_.as_deref()) {
@@ -189,7 +193,7 @@ impl Daemon {
         Ok(Daemon {
             namespace: set.namespace().unwrap_or_else(|| "default".into()),
             selector,
-            spec: json!({"spec": daemon_spec(&template)}),
+            probe: json!({"spec": daemon_spec(&template)}),
             template,
             hash,
             rolling,
@@ -199,7 +203,7 @@ impl Daemon {
     }
 
     fn fit(&self, node: &Value) -> Fit {
-        node_fit(&self.spec, node)
+        node_fit(&self.probe, node)
     }
 
     fn updated(&self, pod: &Pod) -> bool {
@@ -214,7 +218,7 @@ impl Daemon {
     fn pod_for(&self, node: &str) -> Result<Pod, Error> {
         let mut labels = self.template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
         labels[HASH_LABEL] = json!(self.hash);
-        let mut spec = self.spec["spec"].clone();
+        let mut spec = self.probe["spec"].clone();
         pin_to_node(&mut spec, node);
         let pod = json!({
             "apiVersion": "v1",
@@ -500,16 +504,7 @@ async fn write_status(
         "updatedNumberScheduled": updated,
         "observedGeneration": daemon.set.metadata.generation,
     });
-    let before = serde_json::to_value(&daemon.set.status).unwrap_or(Value::Null);
-    let changed = status.as_object().into_iter().flatten().any(|(key, value)| {
-        let old = before.get(key).cloned().unwrap_or(json!(0));
-        old != *value && !(old.is_null() && value == &json!(0))
-    });
-    if changed {
-        let patch = json!({"metadata": {"resourceVersion": daemon.set.resource_version()}, "status": status});
-        sets.patch_status(&daemon.set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-    }
-    Ok(())
+    patch_status(sets, &daemon.set, status).await
 }
 
 // Shared with the Job and StatefulSet controllers: pods owned, adopted and released as
@@ -522,6 +517,53 @@ pub(super) fn retry(error: &Error) -> Action {
         Error::Api(kube::Error::Api(status)) if status.code == 409 => Action::requeue(Duration::from_millis(100)),
         _ => Action::requeue(Duration::from_secs(1)),
     }
+}
+
+/// Merges `fields` into the object's status, against the version it was read at, unless
+/// they are there already.
+pub(super) async fn patch_status<K>(api: &Api<K>, object: &K, fields: Value) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let before = serde_json::to_value(object).ok().and_then(|o| o.get("status").cloned()).unwrap_or(json!({}));
+    let mut after = before.clone();
+    match (after.as_object_mut(), fields.as_object()) {
+        (Some(after), Some(fields)) => after.extend(fields.clone()),
+        _ => after = fields.clone(),
+    }
+    if same_content(&before, &after) {
+        return Ok(());
+    }
+    let name = object.meta().name.clone().unwrap_or_default();
+    let patch = json!({"metadata": {"resourceVersion": object.meta().resource_version}, "status": fields});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+    Ok(())
+}
+
+/// Whether two values say the same, reading absent, `null`, `false`, zero, empty text,
+/// lists and maps as one: the API server drops what `omitempty` drops, and what it
+/// stored must not look changed and be written again for ever.
+pub(super) fn same_content<T: serde::Serialize>(a: &T, b: &T) -> bool {
+    fn prune(value: Value) -> Value {
+        let pruned = match value {
+            Value::Object(map) => {
+                Value::Object(map.into_iter().map(|(k, v)| (k, prune(v))).filter(|(_, v)| !v.is_null()).collect())
+            }
+            Value::Array(list) => Value::Array(list.into_iter().map(prune).collect()),
+            other => other,
+        };
+        let empty = match &pruned {
+            Value::Object(map) => map.is_empty(),
+            Value::Array(list) => list.is_empty(),
+            Value::String(text) => text.is_empty(),
+            Value::Number(n) => n.as_f64() == Some(0.0),
+            Value::Bool(on) => !on,
+            Value::Null => true,
+        };
+        if empty { Value::Null } else { pruned }
+    }
+    let json = |v: &T| prune(serde_json::to_value(v).unwrap_or(Value::Null));
+    json(a) == json(b)
 }
 
 /// The controller reference an owner puts on what it makes.

@@ -25,7 +25,9 @@ struct Context {
 /// One subset being built: its ports, ready addresses and not-ready addresses.
 type Subset = (Vec<Value>, Vec<Value>, Vec<Value>);
 
-fn selector_of(service: &Service) -> Option<Selector> {
+/// The Service's selector, when it selects some pods and not every one. Shared with the
+/// EndpointSlice controller.
+pub(super) fn selector_of(service: &Service) -> Option<Selector> {
     let selector = service.spec.as_ref()?.selector.as_ref()?;
     let map = serde_json::to_value(selector).ok()?;
     Selector::from_map(Some(&map)).ok().filter(|s| !s.is_nothing() && !s.is_everything())
@@ -60,24 +62,35 @@ fn ready(pod: &Value) -> bool {
         .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
 }
 
-/// The Service's ports as this pod serves them; `None` when a named port is missing.
+/// `FindPort`: the container port a Service port's `targetPort` means on this pod, a
+/// number as it is, a name looked up among the pod's container ports of the same
+/// protocol; `None` when the pod has no port of that name. Shared with the
+/// EndpointSlice controller.
+pub(super) fn target_port(service_port: &Value, pod: &Value) -> Option<i64> {
+    let target = service_port.get("targetPort").unwrap_or(&service_port["port"]);
+    let protocol = service_port.get("protocol").and_then(Value::as_str).unwrap_or("TCP");
+    match target {
+        Value::Number(n) => n.as_i64(),
+        Value::String(name) => pod
+            .pointer("/spec/containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .flat_map(|c| c.get("ports").and_then(Value::as_array).into_iter().flatten())
+            .find(|p| {
+                p.get("name").and_then(Value::as_str) == Some(name.as_str())
+                    && p.get("protocol").and_then(Value::as_str).unwrap_or("TCP") == protocol
+            })
+            .and_then(|p| p.get("containerPort").and_then(Value::as_i64)),
+        _ => None,
+    }
+}
+
+/// The Service's ports as this pod serves them; a named port the pod lacks is left out.
 fn ports(service: &Value, pod: &Value) -> Vec<Value> {
     let mut resolved = Vec::new();
     for port in service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten() {
-        let target = port.get("targetPort").cloned().unwrap_or_else(|| port["port"].clone());
-        let number = match &target {
-            Value::Number(n) => n.as_i64(),
-            Value::String(name) => pod
-                .pointer("/spec/containers")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .flat_map(|c| c.get("ports").and_then(Value::as_array).cloned().unwrap_or_default())
-                .find(|p| p.get("name").and_then(Value::as_str) == Some(name.as_str()))
-                .and_then(|p| p.get("containerPort").and_then(Value::as_i64)),
-            _ => None,
-        };
-        if let Some(number) = number {
+        if let Some(number) = target_port(port, pod) {
             let mut endpoint_port =
                 json!({"port": number, "protocol": port.get("protocol").cloned().unwrap_or(json!("TCP"))});
             if let Some(name) = port.get("name").and_then(Value::as_str).filter(|n| !n.is_empty()) {

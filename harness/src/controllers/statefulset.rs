@@ -1,0 +1,469 @@
+//! The StatefulSet controller, as Kubernetes' (pkg/controller/statefulset): pods with
+//! stable names `<set>-<ordinal>` (from `spec.ordinals.start`), each with the
+//! `statefulset.kubernetes.io/pod-name` and `apps.kubernetes.io/pod-index` labels,
+//! `hostname` its name and `subdomain` the governing `serviceName`, and a
+//! PersistentVolumeClaim `<claim>-<set>-<ordinal>` per `volumeClaimTemplates` entry,
+//! made before the pod and mounted in place of the template's volume of that name.
+//!
+//! `OrderedReady` makes pod N only once pods 0..N-1 are Running and Ready (and
+//! available for `minReadySeconds`), and removes surplus pods one at a time from the
+//! highest ordinal, each only once the others are healthy; `Parallel` makes and removes
+//! them all at once. A failed or succeeded pod is deleted and made again.
+//!
+//! Each pod's `controller-revision-hash` names the revision of the template it was
+//! made from, `<set>-<hash>`. `RollingUpdate` deletes (and so remakes) pods of another
+//! revision from the highest ordinal down to the `partition`, one at a time, each once
+//! those above are healthy again; `OnDelete` leaves them. `currentRevision` becomes the
+//! update revision once every pod has it and is ready. No ControllerRevisions are kept,
+//! so a pod below the partition that is lost is remade from the current template rather
+//! than its old one, and `persistentVolumeClaimRetentionPolicy.whenScaled: Delete` is not
+//! acted on (`whenDeleted: Delete` is: the claims are owned by the set).
+
+use super::Error;
+use super::daemonset::{
+    HASH_LABEL, claim_pods, delete_pod, deleting, is_available, is_ready, is_terminal, label_selector, owner_reference,
+    patch_status, phase, retry,
+};
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
+use kube::api::{Api, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Resource, ResourceExt};
+use kubeyard_compiler::selector::Selector;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
+const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
+const RESYNC: Duration = Duration::from_secs(10);
+
+struct Context {
+    client: kube::Client,
+}
+
+/// Runs until the task is dropped.
+pub async fn run(client: kube::Client) {
+    let sets: Api<StatefulSet> = Api::all(client.clone());
+    Controller::new(sets, watcher::Config::default())
+        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .run(reconcile, |_, error, _| retry(error), Arc::new(Context { client }))
+        .for_each(|_| async {})
+        .await;
+}
+
+/// `getParentNameAndOrdinal`: `web-2` is ordinal 2 of `web`.
+fn parent_and_ordinal(name: &str) -> Option<(&str, i32)> {
+    let (parent, ordinal) = name.rsplit_once('-')?;
+    if ordinal.is_empty() || !ordinal.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((parent, ordinal.parse().ok()?))
+}
+
+fn ordinal_of(pod: &Pod) -> Option<i32> {
+    parent_and_ordinal(pod.metadata.name.as_deref()?).map(|(_, ordinal)| ordinal)
+}
+
+fn revision_of(pod: &Pod) -> Option<&String> {
+    pod.labels().get(HASH_LABEL)
+}
+
+fn running_and_ready(pod: &Pod) -> bool {
+    phase(pod) == "Running" && is_ready(pod)
+}
+
+/// `isHealthy`: running, ready and not on its way out.
+fn healthy(pod: &Pod) -> bool {
+    running_and_ready(pod) && !deleting(pod)
+}
+
+/// What the StatefulSet's spec asks for, with the API server's defaults.
+struct Stateful {
+    set: StatefulSet,
+    name: String,
+    namespace: String,
+    selector: Selector,
+    template: Value,
+    replicas: i32,
+    start: i32,
+    /// `OrderedReady`: one pod at a time, in order.
+    monotonic: bool,
+    /// The `partition` of `RollingUpdate`; `None` for `OnDelete`.
+    partition: Option<i32>,
+    min_ready_seconds: i32,
+    claims: Vec<Value>,
+    service_name: String,
+    /// `persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`.
+    claims_owned: bool,
+    update_revision: String,
+    current_revision: String,
+}
+
+impl Stateful {
+    fn of(set: StatefulSet) -> Result<Stateful, Error> {
+        let spec = set.spec.as_ref().ok_or_else(|| Error::Invalid("a StatefulSet without a spec".into()))?;
+        let name = set.name_any();
+        // Always salted, with 0 until a collision: the name must not change when the
+        // status first records the count.
+        let collisions = Some(set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0));
+        let update_revision = format!("{name}-{}", super::deployment::pod_template_hash(&spec.template, collisions));
+        let current_revision = set
+            .status
+            .as_ref()
+            .and_then(|s| s.current_revision.clone())
+            .filter(|r| !r.is_empty())
+            .unwrap_or_else(|| update_revision.clone());
+        let strategy = spec.update_strategy.as_ref();
+        let partition = match strategy.and_then(|s| s.type_.as_deref()) {
+            Some("OnDelete") => None,
+            _ => Some(strategy.and_then(|s| s.rolling_update.as_ref()).and_then(|r| r.partition).unwrap_or(0)),
+        };
+        let policy = spec.persistent_volume_claim_retention_policy.as_ref();
+        Ok(Stateful {
+            namespace: set.namespace().unwrap_or_else(|| "default".into()),
+            selector: label_selector(&spec.selector)?,
+            template: serde_json::to_value(&spec.template).map_err(|e| Error::Invalid(e.to_string()))?,
+            replicas: spec.replicas.unwrap_or(1).max(0),
+            start: spec.ordinals.as_ref().and_then(|o| o.start).unwrap_or(0).max(0),
+            monotonic: spec.pod_management_policy.as_deref() != Some("Parallel"),
+            partition,
+            min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            claims: spec.volume_claim_templates.iter().flatten().filter_map(|c| serde_json::to_value(c).ok()).collect(),
+            service_name: spec.service_name.clone().unwrap_or_default(),
+            claims_owned: policy.and_then(|p| p.when_deleted.as_deref()) == Some("Delete"),
+            update_revision,
+            current_revision,
+            name,
+            set,
+        })
+    }
+
+    fn available(&self, pod: &Pod) -> bool {
+        running_and_ready(pod) && is_available(pod, self.min_ready_seconds, SystemTime::now())
+    }
+
+    fn member(&self, pod: &Pod) -> bool {
+        pod.metadata.name.as_deref().and_then(parent_and_ordinal).is_some_and(|(parent, _)| parent == self.name)
+    }
+
+    fn pod_name(&self, ordinal: i32) -> String {
+        format!("{}-{ordinal}", self.name)
+    }
+
+    fn claim_name(&self, claim: &Value, ordinal: i32) -> String {
+        let template = claim.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        format!("{template}-{}-{ordinal}", self.name)
+    }
+
+    /// `newStatefulSetPod`: the template with the pod's identity and storage.
+    fn new_pod(&self, ordinal: i32) -> Result<Pod, Error> {
+        let name = self.pod_name(ordinal);
+        let mut labels = self.template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        labels[POD_NAME_LABEL] = json!(name);
+        labels[POD_INDEX_LABEL] = json!(ordinal.to_string());
+        labels[HASH_LABEL] = json!(self.update_revision);
+        let mut spec = self.template.get("spec").cloned().unwrap_or_else(|| json!({}));
+        spec["hostname"] = json!(name);
+        if !self.service_name.is_empty() {
+            spec["subdomain"] = json!(self.service_name);
+        }
+        self.mount_claims(&mut spec, ordinal);
+        let pod = json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": self.namespace,
+                "labels": labels,
+                "annotations": self.template.pointer("/metadata/annotations").cloned().unwrap_or_else(|| json!({})),
+                "ownerReferences": [owner_reference(&self.set)?],
+            },
+            "spec": spec,
+        });
+        serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    /// `updateStorage`: a volume per claim template, named as it, in place of any
+    /// template volume of that name.
+    fn mount_claims(&self, spec: &mut Value, ordinal: i32) {
+        if self.claims.is_empty() {
+            return;
+        }
+        let mut volumes: Vec<Value> = Vec::new();
+        let mut names = Vec::new();
+        for claim in &self.claims {
+            let name = claim.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
+            volumes
+                .push(json!({"name": name, "persistentVolumeClaim": {"claimName": self.claim_name(claim, ordinal)}}));
+            names.push(name);
+        }
+        let others = spec.get("volumes").and_then(Value::as_array).cloned().unwrap_or_default();
+        volumes.extend(others.into_iter().filter(|v| !names.contains(&v["name"])));
+        spec["volumes"] = json!(volumes);
+    }
+
+    /// `getPersistentVolumeClaims`: the claim from its template, labelled with the set's
+    /// selector so the set finds it.
+    fn new_claim(&self, claim: &Value, ordinal: i32) -> Result<PersistentVolumeClaim, Error> {
+        let mut labels = claim.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let selector = self.set.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+        for (key, value) in selector {
+            labels[key] = json!(value);
+        }
+        let mut metadata = json!({
+            "name": self.claim_name(claim, ordinal),
+            "namespace": self.namespace,
+            "labels": labels,
+            "annotations": claim.pointer("/metadata/annotations").cloned().unwrap_or_else(|| json!({})),
+        });
+        if self.claims_owned {
+            let reference = self.set.owner_ref(&()).ok_or_else(|| Error::Invalid("no uid".into()))?;
+            metadata["ownerReferences"] = json!([reference]);
+        }
+        let claim = json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": metadata,
+            "spec": claim.get("spec").cloned().unwrap_or_else(|| json!({})),
+        });
+        serde_json::from_value(claim).map_err(|e| Error::Invalid(e.to_string()))
+    }
+}
+
+async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
+    let namespace = set.namespace().unwrap_or_else(|| "default".into());
+    let sets: Api<StatefulSet> = Api::namespaced(context.client.clone(), &namespace);
+    // The cached copy may predate this controller's own last write: read it afresh.
+    let Some(set) = sets.get_opt(&set.name_any()).await? else { return Ok(Action::await_change()) };
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let stateful = Stateful::of(set)?;
+    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let owner = owner_reference(&stateful.set)?;
+    let claimed = claim_pods(&pods, &stateful.selector, &owner, |p| stateful.member(p), true).await?;
+    let sync = Sync { stateful, pods, claims: Api::namespaced(context.client.clone(), &namespace) };
+    let status = sync.status(&claimed);
+    sync.sync(claimed).await?;
+    patch_status(&sets, &sync.stateful.set, status).await?;
+    let min_ready = sync.stateful.min_ready_seconds > 0;
+    Ok(Action::requeue(if min_ready { Duration::from_secs(1) } else { RESYNC }))
+}
+
+/// One pass over one StatefulSet.
+struct Sync {
+    stateful: Stateful,
+    pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
+}
+
+/// Whether a step may go on to the next pod, or must wait (`OrderedReady`).
+#[derive(PartialEq)]
+enum Step {
+    Next,
+    Wait,
+}
+
+impl Sync {
+    /// `updateStatefulSet`: live replicas first, then surplus pods, then the rollout;
+    /// each stage returns early when it must wait.
+    async fn sync(&self, claimed: Vec<Pod>) -> Result<(), Error> {
+        let stateful = &self.stateful;
+        let end = stateful.start + stateful.replicas;
+        let mut slots: Vec<Option<Pod>> = vec![None; usize::try_from(stateful.replicas).unwrap_or(0)];
+        let mut condemned = Vec::new();
+        for pod in claimed {
+            let Some(ordinal) = ordinal_of(&pod) else { continue };
+            if (stateful.start..end).contains(&ordinal) {
+                slots[usize::try_from(ordinal - stateful.start).unwrap_or(0)] = Some(pod);
+            } else {
+                condemned.push(pod);
+            }
+        }
+        // Surplus pods go from the highest ordinal down.
+        condemned.sort_by_key(|p| std::cmp::Reverse(ordinal_of(p)));
+
+        for (index, slot) in slots.iter().enumerate() {
+            let ordinal = stateful.start + i32::try_from(index).unwrap_or(0);
+            if self.replica(slot.as_ref(), ordinal).await? == Step::Wait {
+                return Ok(());
+            }
+        }
+        // The first unhealthy pod may be removed even though it is not healthy.
+        let first_unhealthy = slots.iter().flatten().chain(&condemned).find(|p| !healthy(p)).map(|p| p.name_any());
+        for pod in &condemned {
+            if self.condemned(pod, first_unhealthy.as_deref()).await? == Step::Wait {
+                return Ok(());
+            }
+        }
+        self.roll(&slots).await
+    }
+
+    /// `processReplica`: a missing pod made, a finished one replaced; in order, a pod
+    /// not yet healthy holds back the ones after it.
+    async fn replica(&self, pod: Option<&Pod>, ordinal: i32) -> Result<Step, Error> {
+        let stateful = &self.stateful;
+        let pod = match pod {
+            Some(pod) if is_terminal(pod) && !deleting(pod) => {
+                // A pod that ran to its end is made again, under the same name.
+                delete_pod(&self.pods, &pod.name_any()).await?;
+                None
+            }
+            other => other,
+        };
+        let Some(pod) = pod else {
+            self.create(ordinal).await?;
+            return Ok(if stateful.monotonic { Step::Wait } else { Step::Next });
+        };
+        if phase(pod) == "Pending" {
+            self.ensure_claims(ordinal).await?;
+        }
+        let blocked = deleting(pod) || !running_and_ready(pod) || !stateful.available(pod);
+        Ok(if blocked && stateful.monotonic { Step::Wait } else { Step::Next })
+    }
+
+    /// `processCondemned`: a surplus pod deleted; in order, only once the pods before it
+    /// are healthy (or it is the first unhealthy one) and one at a time.
+    async fn condemned(&self, pod: &Pod, first_unhealthy: Option<&str>) -> Result<Step, Error> {
+        let monotonic = self.stateful.monotonic;
+        if deleting(pod) {
+            return Ok(if monotonic { Step::Wait } else { Step::Next });
+        }
+        let first = first_unhealthy == Some(pod.name_any().as_str());
+        if monotonic && !first && !self.stateful.available(pod) {
+            return Ok(Step::Wait);
+        }
+        delete_pod(&self.pods, &pod.name_any()).await?;
+        Ok(if monotonic { Step::Wait } else { Step::Next })
+    }
+
+    /// `RollingUpdate`: from the highest ordinal down to the partition, the first pod
+    /// of another revision is deleted (and made again next pass); an unhealthy pod
+    /// waits the rollout.
+    async fn roll(&self, slots: &[Option<Pod>]) -> Result<(), Error> {
+        let Some(partition) = self.stateful.partition else { return Ok(()) };
+        let floor = usize::try_from(partition).unwrap_or(0);
+        for pod in slots.iter().skip(floor).rev().flatten() {
+            if revision_of(pod) != Some(&self.stateful.update_revision) && !deleting(pod) {
+                return delete_pod(&self.pods, &pod.name_any()).await;
+            }
+            if !healthy(pod) {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The pod's claims first, then the pod.
+    async fn create(&self, ordinal: i32) -> Result<(), Error> {
+        self.ensure_claims(ordinal).await?;
+        match self.pods.create(&PostParams::default(), &self.stateful.new_pod(ordinal)?).await {
+            Ok(_) => Ok(()),
+            // Made meanwhile (a pass racing this one): what was wanted.
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// `createPersistentVolumeClaims`: each missing claim of the ordinal made.
+    async fn ensure_claims(&self, ordinal: i32) -> Result<(), Error> {
+        for template in &self.stateful.claims {
+            let name = self.stateful.claim_name(template, ordinal);
+            if self.claims.get_opt(&name).await?.is_some() {
+                continue;
+            }
+            let claim = self.stateful.new_claim(template, ordinal)?;
+            match self.claims.create(&PostParams::default(), &claim).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// `computeReplicaStatus` and `completeRollingUpdate`, from the pods as listed.
+    fn status(&self, pods: &[Pod]) -> Value {
+        let stateful = &self.stateful;
+        let created: Vec<&Pod> = pods.iter().filter(|p| !phase(p).is_empty()).collect();
+        let live = || created.iter().filter(|p| !deleting(p));
+        let ready = pods.iter().filter(|p| running_and_ready(p)).count();
+        let available = pods.iter().filter(|p| stateful.available(p)).count();
+        let mut current = live().filter(|p| revision_of(p) == Some(&stateful.current_revision)).count();
+        let updated = live().filter(|p| revision_of(p) == Some(&stateful.update_revision)).count();
+        let mut current_revision = stateful.current_revision.clone();
+        if stateful.partition.is_some() && updated == created.len() && ready == created.len() {
+            current = updated;
+            current_revision = stateful.update_revision.clone();
+        }
+        json!({
+            "replicas": created.len(),
+            "readyReplicas": ready,
+            "availableReplicas": available,
+            "currentReplicas": current,
+            "updatedReplicas": updated,
+            "currentRevision": current_revision,
+            "updateRevision": stateful.update_revision,
+            "observedGeneration": stateful.set.metadata.generation,
+            "collisionCount": stateful.set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(spec: Value) -> Stateful {
+        let mut set = json!({"metadata": {"name": "web", "namespace": "default", "uid": "u1"}, "spec": {
+            "serviceName": "web", "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "a", "image": "a"}],
+                         "volumes": [{"name": "data", "emptyDir": {}}, {"name": "config", "emptyDir": {}}]}}}});
+        if let (Some(base), Some(extra)) = (set["spec"].as_object_mut(), spec.as_object()) {
+            base.extend(extra.clone());
+        }
+        Stateful::of(serde_json::from_value(set).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn names_parse_into_parent_and_ordinal() {
+        assert_eq!(parent_and_ordinal("web-0"), Some(("web", 0)));
+        assert_eq!(parent_and_ordinal("my-db-12"), Some(("my-db", 12)));
+        assert_eq!(parent_and_ordinal("web-x"), None);
+        assert_eq!(parent_and_ordinal("web"), None);
+    }
+
+    #[test]
+    fn pods_get_identity_and_storage() {
+        let stateful = set(json!({"volumeClaimTemplates": [{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}));
+        let pod = serde_json::to_value(stateful.new_pod(2).unwrap()).unwrap();
+        assert_eq!(pod["metadata"]["name"], "web-2");
+        assert_eq!(pod["metadata"]["labels"][POD_NAME_LABEL], "web-2");
+        assert_eq!(pod["metadata"]["labels"][POD_INDEX_LABEL], "2");
+        assert!(pod["metadata"]["labels"][HASH_LABEL].as_str().unwrap().starts_with("web-"));
+        assert_eq!((pod["spec"]["hostname"].as_str(), pod["spec"]["subdomain"].as_str()), (Some("web-2"), Some("web")));
+        let volumes = pod["spec"]["volumes"].as_array().unwrap();
+        assert_eq!(volumes.len(), 2, "the claim replaces the template's volume of its name: {volumes:?}");
+        assert_eq!(volumes[0]["persistentVolumeClaim"]["claimName"], "data-web-2");
+        assert_eq!(volumes[1]["name"], "config");
+        let claim = serde_json::to_value(stateful.new_claim(&stateful.claims[0], 2).unwrap()).unwrap();
+        assert_eq!(claim["metadata"]["name"], "data-web-2");
+        assert_eq!(claim["metadata"]["labels"]["app"], "web");
+        assert!(claim["metadata"].get("ownerReferences").is_none(), "retained by default");
+    }
+
+    #[test]
+    fn the_template_names_the_revision() {
+        let a = set(json!({}));
+        let b = set(json!({"template": {"metadata": {"labels": {"app": "web"}},
+                                        "spec": {"containers": [{"name": "a", "image": "b"}]}}}));
+        assert_ne!(a.update_revision, b.update_revision);
+        assert_eq!(a.update_revision, set(json!({})).update_revision);
+        assert_eq!(a.current_revision, a.update_revision, "a new set's current revision is its update revision");
+        assert!(a.monotonic && a.partition == Some(0));
+    }
+}
