@@ -3,6 +3,8 @@
 //! after the toleration period (on a manual clock); the same seed gives the same
 //! placement.
 
+mod support;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
@@ -11,21 +13,7 @@ use kubeyard_harness::controlplane::{Config, ControlPlane};
 use serde_json::json;
 use std::collections::{BTreeMap, HashSet};
 use std::time::{Duration, Instant};
-
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {within:?} waiting for {what}");
-}
+use support::eventually;
 
 fn replica_set(name: &str, replicas: i32) -> ReplicaSet {
     serde_json::from_value(json!({

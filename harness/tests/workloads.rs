@@ -4,6 +4,8 @@
 //! order, claim volumes, scale down from the top and roll from the highest ordinal;
 //! EndpointSlices list a Service's ready pods.
 
+mod support;
+
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
@@ -13,22 +15,8 @@ use kube::{Resource, ResourceExt};
 use kubeyard_harness::controlplane::{Config, ControlPlane};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
-
-async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < within {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out after {within:?} waiting for {what}");
-}
+use std::time::Duration;
+use support::eventually;
 
 const WITHIN: Duration = Duration::from_secs(30);
 

@@ -97,6 +97,22 @@ pub fn without_timing(text: &str) -> String {
     out
 }
 
+/// Waits (polling every 50 ms) until `check` holds, failing the test after `within`.
+pub async fn eventually<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {within:?} waiting for {what}");
+}
+
 /// The case folders under `fixtures/<kind>`, in name order.
 pub fn case_dirs(kind: &str) -> Vec<PathBuf> {
     let root = workspace().join("fixtures").join(kind);
