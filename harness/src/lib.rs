@@ -10,6 +10,8 @@ pub mod controller_manager;
 pub mod controllers;
 pub mod controlplane;
 pub mod discover;
+pub mod events;
+pub mod informers;
 pub mod kubelet;
 pub mod report;
 pub mod scheduler;

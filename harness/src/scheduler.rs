@@ -1,126 +1,396 @@
 //! The scheduler: a client of the API server, as in Kubernetes. It watches nodes and pods
-//! (kube-rs reflectors), places each pending pod with the compiler's scheduling framework
-//! and binds it through the `binding` subresource; a pod that fits nowhere gets
-//! `PodScheduled=False` and a `FailedScheduling` event saying why, once per reason.
+//! and keeps its own cache of both (each node with what is bound to it, each pod's
+//! requests read once), takes pending pods from a queue ordered as Kubernetes' default
+//! (priority, then age, then namespace and name), places each with the compiler's
+//! scheduling framework and binds it through the `binding` subresource. Binds run in the
+//! background, many at once, the pod counted on its node from the moment it is placed
+//! (Kubernetes' "assumed" pods), so the next decision already sees it. A pod that fits
+//! nowhere gets `PodScheduled=False` and a `FailedScheduling` event saying why, once per
+//! reason, and is tried again when the cluster changes.
 //!
-//! Pods are taken oldest first (then by namespace and name) and ties between equal nodes
-//! are broken by a generator seeded with `--seed`, so the same cluster and seed give the
-//! same placement.
+//! Ties between equal nodes are broken by a generator seeded with `--seed`, so the same
+//! cluster and seed give the same placement. On large clusters only part of the nodes is
+//! searched per pod, from where the last search stopped, as Kubernetes does.
 
 use crate::clock;
+use crate::events;
 use futures_util::StreamExt;
-use k8s_openapi::api::core::v1::{Event, Node, Pod};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kubeyard_compiler::scheduling::{Framework, NodeInfo};
+use kubeyard_compiler::scheduling::{Framework, NodeInfo, PodInfo};
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::Notify;
+use std::time::{Duration, Instant};
+use tokio::sync::{Semaphore, mpsc};
 
 pub const NAME: &str = "default-scheduler";
 
-/// Keeps a reflector's store current and says when anything changed.
-fn reflect<K>(api: Api<K>, changed: Arc<Notify>) -> Store<K>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + std::fmt::Debug + serde::de::DeserializeOwned + Send + Sync + 'static,
-{
-    let (store, writer) = reflector::store();
-    tokio::spawn(async move {
-        let stream =
-            reflector::reflector(writer, watcher(api, watcher::Config::default())).default_backoff().touched_objects();
-        futures_util::pin_mut!(stream);
-        while stream.next().await.is_some() {
-            changed.notify_one();
-        }
-    });
-    store
+/// Binds in flight at once.
+const BINDS: usize = 64;
+/// Pods placed between looks at what the watches brought.
+const BATCH: usize = 256;
+/// How soon pods that fit nowhere are tried again after the cluster changed, and how
+/// often at the latest.
+const RETRY_AFTER_CHANGE: Duration = Duration::from_secs(1);
+const RETRY_ANYWAY: Duration = Duration::from_secs(10);
+
+/// Queue order: higher priority first, then older, then by namespace and name.
+type QueueKey = (Reverse<i32>, i64, String, String);
+
+struct Tracked {
+    info: Arc<PodInfo>,
+    key: QueueKey,
+    /// The node the pod is counted on: bound there, or assumed while its bind is in flight.
+    counted: Option<String>,
+    /// The API server says it is bound (not only assumed).
+    bound: bool,
 }
 
-fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
-    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+enum Bound {
+    Done,
+    /// The pod is gone or someone else bound it: the watch will say which.
+    Moot,
+    Failed,
+}
+
+struct Scheduler {
+    client: kube::Client,
+    framework: Framework,
+    rng: fastrand::Rng,
+    nodes: Vec<NodeInfo>,
+    index: HashMap<String, usize>,
+    pods: HashMap<String, Tracked>,
+    queue: BTreeSet<(QueueKey, String)>,
+    /// Pods that fit nowhere, waiting for the cluster to change.
+    unschedulable: HashMap<String, QueueKey>,
+    /// The last reason reported per pod: each change is said once.
+    reported: HashMap<String, String>,
+    changed: bool,
+    last_retry: Instant,
+    /// Where the next search over the nodes begins (`nextStartNodeIndex`).
+    start: usize,
+    binds: Arc<Semaphore>,
+    results: mpsc::UnboundedSender<(String, Bound)>,
+    /// Pods and nodes listed in full since the watch (re)started.
+    pods_synced: bool,
+    nodes_synced: bool,
+    listing_pods: Vec<Pod>,
+    listing_nodes: Vec<Node>,
+}
+
+fn pod_value(pod: &Pod) -> Value {
+    serde_json::to_value(pod).unwrap_or(Value::Null)
+}
+
+fn finished(pod: &Pod) -> bool {
+    matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"))
+}
+
+fn queue_key(pod: &Pod) -> QueueKey {
+    let created = pod.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second());
+    let priority = pod.spec.as_ref().and_then(|s| s.priority).unwrap_or(0);
+    (Reverse(priority), created, pod.namespace().unwrap_or_default(), pod.name_any())
+}
+
+impl Scheduler {
+    fn count(&mut self, uid: &str, node: &str) {
+        let Some(tracked) = self.pods.get_mut(uid) else { return };
+        if tracked.counted.as_deref() == Some(node) {
+            return;
+        }
+        if let Some(previous) = tracked.counted.take()
+            && let Some(&i) = self.index.get(&previous)
+        {
+            self.nodes[i].remove(&tracked.info);
+        }
+        if let Some(&i) = self.index.get(node) {
+            self.nodes[i].add(&tracked.info);
+        }
+        tracked.counted = Some(node.to_string());
+    }
+
+    fn uncount(&mut self, uid: &str) {
+        let Some(tracked) = self.pods.get_mut(uid) else { return };
+        if let Some(previous) = tracked.counted.take() {
+            if let Some(&i) = self.index.get(&previous) {
+                self.nodes[i].remove(&tracked.info);
+            }
+            self.changed = true;
+        }
+        tracked.bound = false;
+    }
+
+    fn forget(&mut self, uid: &str) {
+        self.uncount(uid);
+        if let Some(tracked) = self.pods.remove(uid) {
+            self.queue.remove(&(tracked.key, uid.to_string()));
+        }
+        self.unschedulable.remove(uid);
+        self.reported.remove(uid);
+    }
+
+    fn observe_pod(&mut self, pod: &Pod) {
+        let Some(uid) = pod.uid() else { return };
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
+        let ours = matches!(pod.spec.as_ref().and_then(|s| s.scheduler_name.as_deref()), None | Some("") | Some(NAME));
+        if finished(pod) || (node.is_none() && (pod.metadata.deletion_timestamp.is_some() || !ours)) {
+            // Finished pods take nothing; pending ones being deleted or not ours are not queued.
+            self.forget(&uid);
+            return;
+        }
+        if !self.pods.contains_key(&uid) {
+            let tracked = Tracked {
+                info: Arc::new(PodInfo::new(&pod_value(pod))),
+                key: queue_key(pod),
+                counted: None,
+                bound: false,
+            };
+            self.pods.insert(uid.clone(), tracked);
+        }
+        match node {
+            Some(node) => {
+                if let Some(tracked) = self.pods.get_mut(&uid) {
+                    tracked.bound = true;
+                    let key = (tracked.key.clone(), uid.clone());
+                    self.queue.remove(&key);
+                }
+                self.unschedulable.remove(&uid);
+                self.reported.remove(&uid);
+                self.count(&uid, &node);
+            }
+            None => {
+                let tracked = &self.pods[&uid];
+                // Assumed (a bind in flight), queued, or waiting for a change: already in hand.
+                if tracked.counted.is_none() && !self.unschedulable.contains_key(&uid) {
+                    self.queue.insert((tracked.key.clone(), uid));
+                }
+            }
+        }
+    }
+
+    fn observe_node(&mut self, node: &Node) {
+        let value = serde_json::to_value(node).unwrap_or(Value::Null);
+        let name = node.name_any();
+        match self.index.get(&name) {
+            Some(&i) => self.nodes[i] = self.nodes[i].updated(&value),
+            None => {
+                let mut info = NodeInfo::new(&value);
+                for tracked in self.pods.values().filter(|t| t.counted.as_deref() == Some(name.as_str())) {
+                    info.add(&tracked.info);
+                }
+                self.nodes.push(info);
+                self.reindex();
+            }
+        }
+        self.changed = true;
+    }
+
+    fn remove_node(&mut self, name: &str) {
+        if self.index.contains_key(name) {
+            self.nodes.retain(|n| n.name != name);
+            self.reindex();
+            self.changed = true;
+        }
+    }
+
+    fn reindex(&mut self) {
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+        self.index = self.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    }
+
+    /// A watch that listed again: the cache is rebuilt from the listing.
+    fn relisted_pods(&mut self, pods: Vec<Pod>) {
+        let assumed: Vec<(String, String)> = self
+            .pods
+            .iter()
+            .filter(|(_, t)| !t.bound)
+            .filter_map(|(uid, t)| Some((uid.clone(), t.counted.clone()?)))
+            .collect();
+        let uids: Vec<String> = self.pods.keys().cloned().collect();
+        for uid in uids {
+            self.forget(&uid);
+        }
+        for pod in &pods {
+            self.observe_pod(pod);
+        }
+        // Binds still in flight keep their pods assumed.
+        for (uid, node) in assumed {
+            if self.pods.get(&uid).is_some_and(|t| !t.bound) {
+                let key = (self.pods[&uid].key.clone(), uid.clone());
+                self.queue.remove(&key);
+                self.count(&uid, &node);
+            }
+        }
+        self.pods_synced = true;
+    }
+
+    fn relisted_nodes(&mut self, nodes: Vec<Node>) {
+        self.nodes.clear();
+        self.index.clear();
+        let counted: Vec<(String, String)> =
+            self.pods.iter().filter_map(|(uid, t)| Some((uid.clone(), t.counted.clone()?))).collect();
+        for tracked in self.pods.values_mut() {
+            tracked.counted = None;
+        }
+        for node in &nodes {
+            self.observe_node(node);
+        }
+        for (uid, node) in counted {
+            self.count(&uid, &node);
+        }
+        self.nodes_synced = true;
+    }
+
+    fn bind_result(&mut self, uid: &str, result: Bound) {
+        match result {
+            Bound::Done => {}
+            Bound::Moot => {
+                if self.pods.get(uid).is_some_and(|t| !t.bound) {
+                    self.uncount(uid);
+                }
+            }
+            Bound::Failed => {
+                if let Some(tracked) = self.pods.get(uid).filter(|t| !t.bound) {
+                    let key = tracked.key.clone();
+                    self.uncount(uid);
+                    self.unschedulable.insert(uid.to_string(), key);
+                }
+            }
+        }
+    }
+
+    fn retry_unschedulable(&mut self) {
+        for (uid, key) in self.unschedulable.drain() {
+            self.queue.insert((key, uid));
+        }
+        self.changed = false;
+        self.last_retry = Instant::now();
+    }
+
+    /// Places up to a batch of queued pods, binding each in the background.
+    fn schedule(&mut self) {
+        for _ in 0..BATCH {
+            if self.binds.available_permits() == 0 {
+                return;
+            }
+            let Some((key, uid)) = self.queue.pop_first() else { return };
+            let Some(tracked) = self.pods.get(&uid) else { continue };
+            let info = Arc::clone(&tracked.info);
+            let rng = &mut self.rng;
+            match self.framework.schedule_from(&info, &self.nodes, self.start, &mut |n| rng.usize(..n)) {
+                Ok(placement) => {
+                    self.start = (self.start + placement.examined) % self.nodes.len().max(1);
+                    let node = self.nodes[placement.node].name.clone();
+                    self.count(&uid, &node);
+                    self.reported.remove(&uid);
+                    let (_, _, namespace, name) = key;
+                    self.spawn_bind(uid, namespace, name, node);
+                }
+                Err(unschedulable) => {
+                    let message = unschedulable.to_string();
+                    if self.reported.get(&uid) != Some(&message) {
+                        let (_, _, namespace, name) = &key;
+                        let pod = json!({"metadata": {"namespace": namespace, "name": name, "uid": uid}});
+                        tokio::spawn(report(self.client.clone(), pod, message.clone()));
+                        self.reported.insert(uid.clone(), message);
+                    }
+                    self.unschedulable.insert(uid, key);
+                }
+            }
+        }
+    }
+
+    fn spawn_bind(&self, uid: String, namespace: String, name: String, node: String) {
+        let Ok(permit) = Arc::clone(&self.binds).try_acquire_owned() else { return };
+        let (client, results) = (self.client.clone(), self.results.clone());
+        tokio::spawn(async move {
+            let result = bind(&client, &namespace, &name, &node).await;
+            drop(permit);
+            let _ = results.send((uid, result));
+        });
+    }
 }
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, seed: u64) {
-    let changed = Arc::new(Notify::new());
-    let pods = reflect(Api::<Pod>::all(client.clone()), Arc::clone(&changed));
-    let nodes = reflect(Api::<Node>::all(client.clone()), Arc::clone(&changed));
-    let (_, _) = tokio::join!(pods.wait_until_ready(), nodes.wait_until_ready());
-    let framework = Framework::default();
-    let mut rng = fastrand::Rng::with_seed(seed);
-    // Bindings made but not yet seen through the watch, so a pod is not placed twice
-    // and its node's resources count it at once.
-    let mut assumed: HashMap<String, String> = HashMap::new();
-    // The last reason reported per pod: each change is said once.
-    let mut reported: HashMap<String, String> = HashMap::new();
+    let (results, mut bound) = mpsc::unbounded_channel();
+    let mut scheduler = Scheduler {
+        client: client.clone(),
+        framework: Framework::default(),
+        rng: fastrand::Rng::with_seed(seed),
+        nodes: Vec::new(),
+        index: HashMap::new(),
+        pods: HashMap::new(),
+        queue: BTreeSet::new(),
+        unschedulable: HashMap::new(),
+        reported: HashMap::new(),
+        changed: false,
+        last_retry: Instant::now(),
+        start: 0,
+        binds: Arc::new(Semaphore::new(BINDS)),
+        results,
+        pods_synced: false,
+        nodes_synced: false,
+        listing_pods: Vec::new(),
+        listing_nodes: Vec::new(),
+    };
+    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
+    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();
+    futures_util::pin_mut!(pods, nodes);
+    let mut tick = tokio::time::interval(RETRY_AFTER_CHANGE);
     loop {
-        let pods: Vec<Value> = pods.state().iter().filter_map(|p| serde_json::to_value(p.as_ref()).ok()).collect();
-        let mut infos: Vec<NodeInfo> = nodes
-            .state()
-            .iter()
-            .filter_map(|n| serde_json::to_value(n.as_ref()).ok())
-            .map(|n| NodeInfo::new(&n))
-            .collect();
-        infos.sort_by(|a, b| a.name.cmp(&b.name));
-        let mut pending = Vec::new();
-        for pod in &pods {
-            let uid = text(pod, "/metadata/uid");
-            let bound = text(pod, "/spec/nodeName");
-            if !bound.is_empty() {
-                assumed.remove(uid);
-            }
-            let node = if bound.is_empty() { assumed.get(uid).map(String::as_str).unwrap_or_default() } else { bound };
-            let finished = matches!(text(pod, "/status/phase"), "Succeeded" | "Failed");
-            if !node.is_empty() {
-                if !finished && let Some(info) = infos.iter_mut().find(|i| i.name == node) {
-                    info.add_pod(pod);
-                }
-            } else if pod.pointer("/metadata/deletionTimestamp").is_none()
-                && matches!(text(pod, "/spec/schedulerName"), "" | NAME)
-            {
-                pending.push(pod);
-            }
-        }
-        pending.sort_by_key(|p| {
-            (text(p, "/metadata/creationTimestamp"), text(p, "/metadata/namespace"), text(p, "/metadata/name"))
-        });
-        for pod in pending {
-            let (uid, namespace, name) =
-                (text(pod, "/metadata/uid"), text(pod, "/metadata/namespace"), text(pod, "/metadata/name"));
-            match framework.schedule(pod, &infos, &mut |n| rng.usize(..n)) {
-                Ok(i) => {
-                    if bind(&client, namespace, name, &infos[i].name).await {
-                        infos[i].add_pod(pod);
-                        assumed.insert(uid.to_string(), infos[i].name.clone());
-                        reported.remove(uid);
-                    }
-                }
-                Err(unschedulable) => {
-                    let message = unschedulable.to_string();
-                    if reported.get(uid) != Some(&message) {
-                        report(&client, pod, &message).await;
-                        reported.insert(uid.to_string(), message);
-                    }
-                }
-            }
-        }
-        // Forget pods that are gone.
-        let live: std::collections::HashSet<&str> = pods.iter().map(|p| text(p, "/metadata/uid")).collect();
-        reported.retain(|uid, _| live.contains(uid.as_str()));
-        assumed.retain(|uid, _| live.contains(uid.as_str()));
-        // Woken by any change; a periodic pass retries what did not fit.
+        let ready = scheduler.pods_synced
+            && scheduler.nodes_synced
+            && !scheduler.queue.is_empty()
+            && scheduler.binds.available_permits() > 0;
         tokio::select! {
-            _ = changed.notified() => {}
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            biased;
+            Some(event) = pods.next() => match event {
+                Ok(watcher::Event::Apply(pod)) => scheduler.observe_pod(&pod),
+                Ok(watcher::Event::Delete(pod)) => {
+                    if let Some(uid) = pod.uid() {
+                        scheduler.forget(&uid);
+                    }
+                }
+                Ok(watcher::Event::Init) => scheduler.listing_pods.clear(),
+                Ok(watcher::Event::InitApply(pod)) => scheduler.listing_pods.push(pod),
+                Ok(watcher::Event::InitDone) => {
+                    let listing = std::mem::take(&mut scheduler.listing_pods);
+                    scheduler.relisted_pods(listing);
+                }
+                Err(_) => {}
+            },
+            Some(event) = nodes.next() => match event {
+                Ok(watcher::Event::Apply(node)) => scheduler.observe_node(&node),
+                Ok(watcher::Event::Delete(node)) => scheduler.remove_node(&node.name_any()),
+                Ok(watcher::Event::Init) => scheduler.listing_nodes.clear(),
+                Ok(watcher::Event::InitApply(node)) => scheduler.listing_nodes.push(node),
+                Ok(watcher::Event::InitDone) => {
+                    let listing = std::mem::take(&mut scheduler.listing_nodes);
+                    scheduler.relisted_nodes(listing);
+                }
+                Err(_) => {}
+            },
+            Some((uid, result)) = bound.recv() => scheduler.bind_result(&uid, result),
+            _ = tick.tick() => {
+                let waited = scheduler.last_retry.elapsed();
+                if !scheduler.unschedulable.is_empty()
+                    && ((scheduler.changed && waited >= RETRY_AFTER_CHANGE) || waited >= RETRY_ANYWAY)
+                {
+                    scheduler.retry_unschedulable();
+                }
+            }
+            _ = std::future::ready(()), if ready => scheduler.schedule(),
         }
     }
 }
 
-/// `POST pods/{name}/binding`; false when the pod is gone or already bound.
-async fn bind(client: &kube::Client, namespace: &str, name: &str, node: &str) -> bool {
+/// `POST pods/{name}/binding`.
+async fn bind(client: &kube::Client, namespace: &str, name: &str, node: &str) -> Bound {
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
     let binding = json!({
         "apiVersion": "v1",
@@ -128,39 +398,28 @@ async fn bind(client: &kube::Client, namespace: &str, name: &str, node: &str) ->
         "metadata": {"name": name, "namespace": namespace},
         "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
-    pods.create_subresource::<Value, Value>("binding", name, &PostParams::default(), &binding).await.is_ok()
+    match pods.create_subresource::<Value, Value>("binding", name, &PostParams::default(), &binding).await {
+        Ok(_) => Bound::Done,
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Bound::Moot,
+        Err(_) => Bound::Failed,
+    }
 }
 
 /// `PodScheduled=False` with the reason, and a `FailedScheduling` event, as the
 /// Kubernetes scheduler reports a pod that fits nowhere.
-async fn report(client: &kube::Client, pod: &Value, message: &str) {
-    let (namespace, name) = (text(pod, "/metadata/namespace"), text(pod, "/metadata/name"));
-    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+async fn report(client: kube::Client, pod: Value, message: String) {
+    let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
+    let (namespace, name) = (text("/metadata/namespace"), text("/metadata/name"));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let now = clock::now();
     let condition = json!({"status": {"conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
         "lastTransitionTime": now, "lastProbeTime": null,
     }]}});
     // A pod deleted meanwhile has nothing to report to.
-    let _ = pods.patch_status(name, &PatchParams::default(), &Patch::Strategic(condition)).await;
-    let event = json!({
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-        "involvedObject": {
-            "apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
-            "uid": text(pod, "/metadata/uid"),
-        },
-        "reason": "FailedScheduling",
-        "message": message,
-        "type": "Warning",
-        "source": {"component": NAME},
-        "reportingComponent": NAME,
-        "firstTimestamp": now,
-        "lastTimestamp": now,
-        "count": 1,
-    });
-    if let Ok(event) = serde_json::from_value::<Event>(event) {
-        let _ = Api::<Event>::namespaced(client.clone(), namespace).create(&PostParams::default(), &event).await;
+    if pods.patch_status(&name, &PatchParams::default(), &Patch::Strategic(condition)).await.is_err() {
+        return;
     }
+    let source = events::Source { component: NAME, host: None };
+    events::record(&client, &pod, source, events::Type::Warning, "FailedScheduling", &message, &now).await;
 }

@@ -64,8 +64,10 @@ impl Drop for Kubelet {
 
 /// The two controllers a Deployment needs.
 fn controllers(url: &str) {
-    component(url, replicaset::run);
-    component(url, deployment::run);
+    component(url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        tokio::join!(replicaset::run(client.clone(), &informers), deployment::run(client, &informers));
+    });
 }
 
 fn manifest(replicas: i32, image: &str, strategy: Value) -> Value {

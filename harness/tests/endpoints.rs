@@ -43,7 +43,10 @@ fn endpoints_follow_the_selected_pods_and_their_readiness() {
     assert_eq!(post(&format!("{url}/api/v1/namespaces/default/services"), &service).status, 201);
     running(&url, "a", "10.0.0.1", true);
     running(&url, "b", "10.0.0.2", false);
-    component(&url, kubeyard_harness::controllers::endpoints::run);
+    component(&url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        kubeyard_harness::controllers::endpoints::run(client, &informers).await
+    });
     let endpoints_url = format!("{url}/api/v1/namespaces/default/endpoints/web");
     let endpoints = || get(&endpoints_url).body;
     wait_for("endpoints", || addresses(&endpoints(), "addresses") == ["10.0.0.1"]);

@@ -69,7 +69,10 @@ fn settle() {
 fn background_deletion_collects_the_dependents_of_gone_owners() {
     let server = start();
     let url = server.url.clone();
-    component(&url, kubeyard_harness::controllers::replicaset::run);
+    component(&url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+    });
     replicaset(&url, 2);
     wait_for("two pods", || pods(&url).len() == 2);
 
@@ -132,7 +135,10 @@ fn foreground_deletion_waits_for_blocking_dependents() {
 fn orphan_deletion_lets_the_dependents_go() {
     let server = start();
     let url = server.url.clone();
-    component(&url, kubeyard_harness::controllers::replicaset::run);
+    component(&url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+    });
     let set = replicaset(&url, 2);
     let uid = set["metadata"]["uid"].as_str().unwrap_or_default().to_string();
     wait_for("two owned pods", || pods(&url).iter().filter(|p| owner_uids(p).contains(&uid)).count() == 2);

@@ -73,7 +73,10 @@ fn condition(namespace: &Value, type_: &str) -> Value {
 fn a_deleted_namespace_loses_its_content_then_goes() {
     let server = start();
     let url = server.url.clone();
-    component(&url, kubeyard_harness::controllers::replicaset::run);
+    component(&url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+    });
     populate(&url, "doomed");
     populate(&url, "kept");
     let pods = |namespace: &str| format!("/api/v1/namespaces/{namespace}/pods");

@@ -34,7 +34,10 @@ fn a_replicaset_keeps_its_pods() {
     let created = post(&sets, &set);
     assert_eq!(created.status, 201, "{}", created.text);
     let uid = created.body["metadata"]["uid"].as_str().unwrap().to_string();
-    component(&url, kubeyard_harness::controllers::replicaset::run);
+    component(&url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+    });
 
     wait_for("three pods", || owned_by(&url, &uid).len() == 3);
     let owned = owned_by(&url, &uid);

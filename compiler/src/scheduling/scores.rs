@@ -1,15 +1,13 @@
 //! Scores: each plugin rates every feasible node from 0 to 100; the framework adds them
 //! up with the plugins' weights.
 
-use super::filters::{taints, term_matches, tolerates, tolerations};
-use super::{NodeInfo, controller_uid, pod_requests};
-use serde_json::Value;
+use super::{NodeInfo, PodInfo};
 
 pub const MAX: i64 = 100;
 
 pub trait Score: Send + Sync {
     fn name(&self) -> &'static str;
-    fn score(&self, pod: &Value, node: &NodeInfo) -> i64;
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64;
     /// Turns raw scores into 0..=100 across the feasible nodes.
     fn normalize(&self, _scores: &mut [i64]) {}
 }
@@ -40,8 +38,8 @@ impl Score for LeastAllocated {
         "NodeResourcesFit"
     }
 
-    fn score(&self, pod: &Value, node: &NodeInfo) -> i64 {
-        let wants = pod_requests(pod);
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        let wants = pod.requests;
         let cpu = if wants.milli_cpu == 0 { 100 } else { wants.milli_cpu };
         let memory = if wants.memory == 0 { 200 * 1024 * 1024 } else { wants.memory };
         let left = |capacity: i64, used: i64| {
@@ -65,15 +63,8 @@ impl Score for NodeAffinity {
         "NodeAffinity"
     }
 
-    fn score(&self, pod: &Value, node: &NodeInfo) -> i64 {
-        let labels = node.labels();
-        pod.pointer("/spec/affinity/nodeAffinity/preferredDuringSchedulingIgnoredDuringExecution")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|p| p.get("preference").is_some_and(|t| term_matches(t, node, &labels)))
-            .map(|p| p.get("weight").and_then(Value::as_i64).unwrap_or(0))
-            .sum()
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        pod.preferred_terms.iter().filter(|(_, term)| term.matches(node)).map(|(weight, _)| weight).sum()
     }
 
     fn normalize(&self, scores: &mut [i64]) {
@@ -89,13 +80,8 @@ impl Score for TaintToleration {
         "TaintToleration"
     }
 
-    fn score(&self, pod: &Value, node: &NodeInfo) -> i64 {
-        let tolerations = tolerations(pod);
-        taints(node)
-            .iter()
-            .filter(|(_, _, effect)| effect == "PreferNoSchedule")
-            .filter(|(k, v, e)| !tolerations.iter().any(|t| tolerates(t, (k, v, e))))
-            .count() as i64
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        node.taints.iter().filter(|t| t.effect == "PreferNoSchedule" && !pod.tolerates(t)).count() as i64
     }
 
     fn normalize(&self, scores: &mut [i64]) {
@@ -111,8 +97,8 @@ impl Score for Spread {
         "PodTopologySpread"
     }
 
-    fn score(&self, pod: &Value, node: &NodeInfo) -> i64 {
-        controller_uid(pod).and_then(|uid| node.owners.get(uid)).copied().unwrap_or(0) as i64
+    fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        pod.controller.as_ref().and_then(|uid| node.owners.get(uid)).copied().unwrap_or(0) as i64
     }
 
     fn normalize(&self, scores: &mut [i64]) {

@@ -453,14 +453,11 @@ fn default_tolerations(pod: &mut Value) {
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
     let Some(list) = tolerations.as_array_mut() else { return };
     for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        // The plugin's own test, not toleration matching: any toleration naming the key
+        // (or none) for NoExecute (or every effect) counts, whatever its operator and value.
         let covered = list.iter().any(|t| {
-            let effect = t.get("effect").and_then(Value::as_str).unwrap_or("");
-            let exists = t.get("operator").and_then(Value::as_str) == Some("Exists");
-            let matches_key = match t.get("key").and_then(Value::as_str) {
-                Some(k) => k == key,
-                None => exists,
-            };
-            matches_key && (effect.is_empty() || effect == "NoExecute")
+            let field = |name: &str| t.get(name).and_then(Value::as_str).unwrap_or("");
+            (field("key") == key || field("key").is_empty()) && matches!(field("effect"), "" | "NoExecute")
         });
         if !covered {
             list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));

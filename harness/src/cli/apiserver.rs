@@ -60,9 +60,9 @@ pub fn run(args: ApiServerArgs) -> Exit {
         Ok(admission) => admission,
         Err(error) => return usage_error(&error.to_string()),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match super::runtime(true) {
         Ok(runtime) => runtime,
-        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+        Err(message) => return usage_error(&message),
     };
     runtime.block_on(async move {
         let store: Arc<dyn Store> = match (&args.data_dir, &args.etcd) {

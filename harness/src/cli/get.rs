@@ -66,9 +66,9 @@ pub fn run(args: GetArgs) -> Exit {
         Ok(client) => client,
         Err(message) => return usage_error(&message),
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match super::runtime(false) {
         Ok(runtime) => runtime,
-        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+        Err(message) => return usage_error(&message),
     };
     runtime.block_on(get(&client, &args, &namespace))
 }

@@ -15,6 +15,17 @@ pub mod up;
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+/// The async runtime a command that talks to a cluster runs on: one thread for a client,
+/// every core for a server or a whole control plane.
+pub(crate) fn runtime(multi_thread: bool) -> Result<tokio::runtime::Runtime, String> {
+    let mut builder = if multi_thread {
+        tokio::runtime::Builder::new_multi_thread()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+    };
+    builder.enable_all().build().map_err(|error| format!("cannot start the runtime: {error}"))
+}
+
 /// Exit codes shared by every subcommand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Exit {

@@ -172,10 +172,7 @@ fn read_live(target: &Target, compiled: &Compiled) -> Result<State, String> {
     let Some(endpoint) = target.endpoint()? else { return Ok(State::default()) };
     let client = Client::new(endpoint)?;
     let desired: Vec<&Value> = compiled.objects.iter().map(|d| &d.value).collect();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let runtime = super::runtime(false)?;
     runtime
         .block_on(client::state::read(&client, &desired, target.prune))
         .map_err(|message| format!("reading the cluster at {}: {message}", client.server()))
@@ -264,9 +261,9 @@ pub fn apply(args: ApplyArgs) -> Exit {
             Ok(client) => client,
             Err(message) => return usage_error(&message),
         };
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        let runtime = match super::runtime(false) {
             Ok(runtime) => runtime,
-            Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+            Err(message) => return usage_error(&message),
         };
         return runtime.block_on(apply_live(&client, &planned));
     }

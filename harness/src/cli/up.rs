@@ -76,9 +76,9 @@ pub fn run(args: UpArgs) -> Exit {
     for node in &mut config.nodes {
         node.capacity.extend(capacity.clone());
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match super::runtime(true) {
         Ok(runtime) => runtime,
-        Err(error) => return usage_error(&format!("cannot start the runtime: {error}")),
+        Err(message) => return usage_error(&message),
     };
     let started = Instant::now();
     let plane = match runtime.block_on(ControlPlane::boot(config)) {
@@ -152,12 +152,7 @@ impl std::fmt::Display for Progress {
 async fn progress(client: &kube::Client) -> Result<Progress, kube::Error> {
     let mut progress = Progress::default();
     for node in Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items {
-        let ready = node
-            .status
-            .and_then(|s| s.conditions)
-            .into_iter()
-            .flatten()
-            .any(|c| c.type_ == "Ready" && c.status == "True");
+        let ready = crate::kubelet::node_ready(&node);
         progress.nodes.1 += 1;
         progress.nodes.0 += usize::from(ready);
     }

@@ -15,24 +15,21 @@
 //! made again. Pods bound to nodes that are gone are deleted too (Kubernetes leaves that
 //! to its pod garbage collector, which this control plane does not run). The revision
 //! history (ControllerRevisions) is not kept.
-//!
-//! The pod-ownership helpers at the end are shared with the Job and StatefulSet
-//! controllers.
 
-use super::Error;
+use super::pods::{Pods, creation, deleting, is_available, is_ready, is_terminal};
+use super::{Error, label_selector, owner_reference, patch_status, retry};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::ResourceExt;
+use kube::api::Api;
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
-use kube::{Resource, ResourceExt};
-use kubeyard_compiler::scheduling::NodeInfo;
 use kubeyard_compiler::scheduling::filters::{self, Filter};
+use kubeyard_compiler::scheduling::{NodeInfo, PodInfo};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
@@ -48,19 +45,31 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    sets: Informer<DaemonSet>,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
+    pods_expected: Expectations<Pod>,
+    sets_expected: Expectations<DaemonSet>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let sets: Api<DaemonSet> = Api::all(client.clone());
-    let controller = Controller::new(sets, watcher::Config::default());
-    let store = controller.store();
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let context = Context {
+        client,
+        sets: informers.daemonsets.clone(),
+        pods: informers.pods.clone(),
+        nodes: informers.nodes.clone(),
+        pods_expected: Expectations::new(&informers.pods),
+        sets_expected: Expectations::new(&informers.daemonsets),
+    };
+    tokio::join!(context.pods.synced(), context.nodes.synced());
+    let sets = context.sets.clone();
     // A node joining, leaving, relabelled or tainted concerns every DaemonSet.
-    let every_set = move |_: Node| store.state().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>();
-    controller
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .watches(Api::<Node>::all(client.clone()), watcher::Config::default(), every_set)
-        .run(reconcile, |_, error, _| retry(error), Arc::new(Context { client }))
+    let every_set = move |_: Arc<Node>| sets.all().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>();
+    Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
+        .owns_shared_stream(context.pods.subscribe())
+        .watches_shared_stream(context.nodes.subscribe(), every_set)
+        .run(reconcile, |_, error, _| retry(error), Arc::new(context))
         .for_each(|_| async {})
         .await;
 }
@@ -111,19 +120,17 @@ struct Fit {
 
 fn node_fit(pod: &Value, node: &Value) -> Fit {
     let info = NodeInfo::new(node);
-    let named = pod.pointer("/spec/nodeName").and_then(Value::as_str).unwrap_or_default();
-    if (!named.is_empty() && named != info.name) || filters::NodeAffinity.filter(pod, &info).is_err() {
+    let pod = PodInfo::new(pod);
+    if pod.node_name.as_ref().is_some_and(|named| *named != info.name)
+        || filters::NodeAffinity.filter(&pod, &info).is_err()
+    {
         return Fit { should_run: false, should_continue: false };
     }
-    if filters::TaintToleration.filter(pod, &info).is_ok() {
+    if filters::TaintToleration.filter(&pod, &info).is_ok() {
         return Fit { should_run: true, should_continue: true };
     }
     // An untolerated NoSchedule taint keeps new pods away but evicts no one.
-    let mut no_execute_only = node.clone();
-    if let Some(taints) = no_execute_only.pointer_mut("/spec/taints").and_then(Value::as_array_mut) {
-        taints.retain(|t| t.get("effect").and_then(Value::as_str) == Some("NoExecute"));
-    }
-    let tolerated = filters::TaintToleration.filter(pod, &NodeInfo::new(&no_execute_only)).is_ok();
+    let tolerated = info.taints.iter().filter(|t| t.effect == "NoExecute").all(|t| pod.tolerates(t));
     Fit { should_run: false, should_continue: tolerated }
 }
 
@@ -250,24 +257,32 @@ impl Changes {
 }
 
 async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of_object(set.as_ref());
+    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let sets: Api<DaemonSet> = Api::namespaced(context.client.clone(), &namespace);
-    // The cached copy may predate this controller's own last write: read it afresh.
-    let Some(set) = sets.get_opt(&set.name_any()).await? else { return Ok(Action::await_change()) };
+    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    let written = Written::default();
+    let result = sync(&set, &context, &pods, &written).await;
+    // The next pass reads the caches: it waits until they hold what this one wrote.
+    context.pods_expected.expect(&key, pods.written());
+    context.sets_expected.expect(&key, &written);
+    result
+}
+
+async fn sync(set: &DaemonSet, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
-    let daemon = Daemon::of(set)?;
-    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
-    let nodes: Vec<Value> = Api::<Node>::all(context.client.clone())
-        .list(&ListParams::default())
-        .await?
-        .items
-        .iter()
-        .filter_map(|n| serde_json::to_value(n).ok())
-        .collect();
+    let namespace = set.namespace().unwrap_or_else(|| "default".into());
+    let sets: Api<DaemonSet> = Api::namespaced(context.client.clone(), &namespace);
+    let daemon = Daemon::of(set.clone())?;
+    let mut nodes: Vec<Value> =
+        context.nodes.all().iter().filter_map(|n| serde_json::to_value(n.as_ref()).ok()).collect();
+    nodes.sort_by(|a, b| node_name(a).cmp(node_name(b)));
     let owner = owner_reference(&daemon.set)?;
-    let claimed = claim_pods(&pods, &daemon.selector, &owner, |_| true, true).await?;
+    let claimed = pods.claim(&daemon.selector, &owner, |_| true, true).await?;
     let by_node = pods_by_node(&claimed);
 
     let mut changes = manage(&daemon, &nodes, &by_node);
@@ -275,8 +290,10 @@ async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action,
         // As Kubernetes, a rollout step only once the last pass's pods are all accounted for.
         changes = roll(&daemon, &nodes, &by_node)?;
     }
-    apply(&daemon, &pods, &changes).await?;
-    write_status(&sets, &daemon, &nodes, &by_node).await?;
+    apply(&daemon, pods, &changes).await?;
+    if let Some(set) = write_status(&sets, &daemon, &nodes, &by_node).await? {
+        written.note(&set);
+    }
     Ok(Action::requeue(if daemon.min_ready_seconds > 0 { Duration::from_secs(1) } else { RESYNC }))
 }
 
@@ -460,12 +477,12 @@ fn replace_by_surging(daemon: &Daemon, nodes: &[(&str, Fit, &[Pod])], max_surge:
     changes
 }
 
-async fn apply(daemon: &Daemon, pods: &Api<Pod>, changes: &Changes) -> Result<(), Error> {
+async fn apply(daemon: &Daemon, pods: &Pods, changes: &Changes) -> Result<(), Error> {
     for node in changes.create.iter().take(BURST) {
-        pods.create(&PostParams::default(), &daemon.pod_for(node)?).await?;
+        pods.create(&daemon.pod_for(node)?).await?;
     }
     for name in changes.delete.iter().take(BURST) {
-        delete_pod(pods, name).await?;
+        pods.delete(name).await?;
     }
     Ok(())
 }
@@ -476,7 +493,7 @@ async fn write_status(
     daemon: &Daemon,
     nodes: &[Value],
     by_node: &BTreeMap<String, Vec<Pod>>,
-) -> Result<(), Error> {
+) -> Result<Option<DaemonSet>, Error> {
     let (mut desired, mut current, mut misscheduled, mut ready, mut available, mut updated) = (0, 0, 0, 0, 0, 0);
     for node in nodes {
         let pods: Vec<&Pod> =
@@ -505,168 +522,6 @@ async fn write_status(
         "observedGeneration": daemon.set.metadata.generation,
     });
     patch_status(sets, &daemon.set, status).await
-}
-
-// Shared with the Job and StatefulSet controllers: pods owned, adopted and released as
-// Kubernetes' `ClaimPods` does, and the pod predicates every controller reads.
-
-/// How a reconcile that failed is retried: a write that lost a race at once, anything
-/// else after a pause.
-pub(super) fn retry(error: &Error) -> Action {
-    match error {
-        Error::Api(kube::Error::Api(status)) if status.code == 409 => Action::requeue(Duration::from_millis(100)),
-        _ => Action::requeue(Duration::from_secs(1)),
-    }
-}
-
-/// Merges `fields` into the object's status, against the version it was read at, unless
-/// they are there already.
-pub(super) async fn patch_status<K>(api: &Api<K>, object: &K, fields: Value) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let before = serde_json::to_value(object).ok().and_then(|o| o.get("status").cloned()).unwrap_or(json!({}));
-    let mut after = before.clone();
-    match (after.as_object_mut(), fields.as_object()) {
-        (Some(after), Some(fields)) => after.extend(fields.clone()),
-        _ => after = fields.clone(),
-    }
-    if same_content(&before, &after) {
-        return Ok(());
-    }
-    let name = object.meta().name.clone().unwrap_or_default();
-    let patch = json!({"metadata": {"resourceVersion": object.meta().resource_version}, "status": fields});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
-    Ok(())
-}
-
-/// Whether two values say the same, reading absent, `null`, `false`, zero, empty text,
-/// lists and maps as one: the API server drops what `omitempty` drops, and what it
-/// stored must not look changed and be written again for ever.
-pub(super) fn same_content<T: serde::Serialize>(a: &T, b: &T) -> bool {
-    fn prune(value: Value) -> Value {
-        let pruned = match value {
-            Value::Object(map) => {
-                Value::Object(map.into_iter().map(|(k, v)| (k, prune(v))).filter(|(_, v)| !v.is_null()).collect())
-            }
-            Value::Array(list) => Value::Array(list.into_iter().map(prune).collect()),
-            other => other,
-        };
-        let empty = match &pruned {
-            Value::Object(map) => map.is_empty(),
-            Value::Array(list) => list.is_empty(),
-            Value::String(text) => text.is_empty(),
-            Value::Number(n) => n.as_f64() == Some(0.0),
-            Value::Bool(on) => !on,
-            Value::Null => true,
-        };
-        if empty { Value::Null } else { pruned }
-    }
-    let json = |v: &T| prune(serde_json::to_value(v).unwrap_or(Value::Null));
-    json(a) == json(b)
-}
-
-/// The controller reference an owner puts on what it makes.
-pub(super) fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> Result<OwnerReference, Error> {
-    let reference = owner.controller_owner_ref(&()).ok_or_else(|| Error::Invalid("an owner without a uid".into()))?;
-    Ok(OwnerReference { block_owner_deletion: Some(true), ..reference })
-}
-
-pub(super) fn label_selector<T: serde::Serialize>(selector: &T) -> Result<Selector, Error> {
-    let json = serde_json::to_value(selector).map_err(|e| Error::Invalid(e.to_string()))?;
-    Selector::from_label_selector(Some(&json)).map_err(|e| Error::Invalid(e.to_string()))
-}
-
-fn controller_uid(pod: &Pod) -> Option<&str> {
-    pod.owner_references().iter().find(|r| r.controller == Some(true)).map(|r| r.uid.as_str())
-}
-
-/// The namespace's pods this owner controls (`ClaimPods`): orphans its selector matches
-/// (and `member` accepts) adopted unless `adopt` is false (an owner being deleted adopts
-/// nothing), owned ones it no longer matches released.
-pub(super) async fn claim_pods(
-    pods: &Api<Pod>,
-    selector: &Selector,
-    owner: &OwnerReference,
-    member: impl Fn(&Pod) -> bool,
-    adopt: bool,
-) -> Result<Vec<Pod>, Error> {
-    let mut claimed = Vec::new();
-    for pod in pods.list(&ListParams::default()).await?.items {
-        let matches = !selector.is_nothing() && selector.matches(pod.labels()) && member(&pod);
-        match controller_uid(&pod) {
-            Some(uid) if uid == owner.uid && matches => claimed.push(pod),
-            Some(uid) if uid == owner.uid && !deleting(&pod) => {
-                // Released: it no longer carries the labels this owner selects.
-                let kept: Vec<&OwnerReference> = pod.owner_references().iter().filter(|r| r.uid != owner.uid).collect();
-                set_owners(pods, &pod, json!(kept)).await?;
-            }
-            None if matches && adopt && !deleting(&pod) => {
-                let mut references = pod.owner_references().to_vec();
-                references.push(owner.clone());
-                if let Some(adopted) = set_owners(pods, &pod, json!(references)).await? {
-                    claimed.push(adopted);
-                }
-            }
-            _ => {}
-        }
-    }
-    Ok(claimed)
-}
-
-/// Writes a pod's owner references against the version it was read at; `None` if the
-/// pod is gone meanwhile.
-async fn set_owners(pods: &Api<Pod>, pod: &Pod, references: Value) -> Result<Option<Pod>, Error> {
-    let patch = json!({"metadata": {"ownerReferences": references, "resourceVersion": pod.resource_version()}});
-    match pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-        Ok(pod) => Ok(Some(pod)),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-        Err(error) => Err(error.into()),
-    }
-}
-
-/// Deletes a pod; one already gone is what was wanted.
-pub(super) async fn delete_pod(pods: &Api<Pod>, name: &str) -> Result<(), Error> {
-    match pods.delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        Err(error) => Err(error.into()),
-    }
-}
-
-pub(super) fn deleting(pod: &Pod) -> bool {
-    pod.metadata.deletion_timestamp.is_some()
-}
-
-pub(super) fn phase(pod: &Pod) -> &str {
-    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
-}
-
-pub(super) fn is_terminal(pod: &Pod) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-fn ready_condition(pod: &Pod) -> Option<&k8s_openapi::api::core::v1::PodCondition> {
-    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
-}
-
-pub(super) fn is_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
-}
-
-/// Ready for at least `min_ready_seconds` (`IsPodAvailable`).
-pub(super) fn is_available(pod: &Pod, min_ready_seconds: i32, now: SystemTime) -> bool {
-    let Some(condition) = ready_condition(pod).filter(|c| c.status == "True") else { return false };
-    if min_ready_seconds <= 0 {
-        return true;
-    }
-    let since = condition.last_transition_time.as_ref().and_then(|t| crate::clock::parse(&t.0.to_string()));
-    let wait = Duration::from_secs(u64::try_from(min_ready_seconds).unwrap_or(0));
-    since.is_some_and(|since| since + wait <= now)
-}
-
-pub(super) fn creation(pod: &Pod) -> Option<Timestamp> {
-    pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
 
 #[cfg(test)]

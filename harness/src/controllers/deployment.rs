@@ -9,9 +9,10 @@
 //! of every active ReplicaSet, and status with the `Available` and `Progressing` conditions
 //! and their messages follow Kubernetes.
 //!
-//! Each reconcile reads the Deployment and its namespace's ReplicaSets from the API server,
-//! and every write names the `resourceVersion` it was decided on: a decision is never
-//! written over state that changed under it, and a conflict is retried at once.
+//! Each reconcile reads the Deployment, its ReplicaSets and their pods from the shared
+//! informers' caches, once they hold this controller's own last writes, and every write
+//! names the `resourceVersion` it was decided on: a decision is never written over state
+//! that changed under it, and a conflict is retried at once.
 //!
 //! One deliberate difference: where Kubernetes counts a ReplicaSet's pods by its spec alone
 //! when it checks `maxSurge` and `maxUnavailable`, this controller also counts pods a
@@ -20,15 +21,15 @@
 //! caught up; a rollout takes the same steps, a little later.
 
 use super::Error;
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::json;
@@ -71,15 +72,27 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    deployments: Informer<Deployment>,
+    sets: Informer<ReplicaSet>,
+    pods: Informer<Pod>,
+    sets_expected: Expectations<ReplicaSet>,
+    deployments_expected: Expectations<Deployment>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let deployments: Api<Deployment> = Api::all(client.clone());
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
-    Controller::new(deployments, watcher::Config::default())
-        .owns(sets, watcher::Config::default())
-        .run(reconcile, retry, Arc::new(Context { client }))
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let context = Context {
+        client,
+        deployments: informers.deployments.clone(),
+        sets: informers.replicasets.clone(),
+        pods: informers.pods.clone(),
+        sets_expected: Expectations::new(&informers.replicasets),
+        deployments_expected: Expectations::new(&informers.deployments),
+    };
+    tokio::join!(context.sets.synced(), context.pods.synced());
+    Controller::for_shared_stream(context.deployments.subscribe(), context.deployments.store())
+        .owns_shared_stream(context.sets.subscribe())
+        .run(reconcile, retry, Arc::new(context))
         .for_each(|_| async {})
         .await;
 }
@@ -93,21 +106,31 @@ fn retry(_: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Action {
 }
 
 async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of_object(deployment.as_ref());
+    if !context.sets_expected.met(&key) || !context.deployments_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
     let namespace = deployment.namespace().unwrap_or_else(|| "default".into());
-    let deployments: Api<Deployment> = Api::namespaced(context.client.clone(), &namespace);
-    // The cached copy may predate this controller's own last write: read it afresh.
-    let Some(current) = deployments.get_opt(&deployment.name_any()).await? else {
+    // The copy that triggered this pass may be older than the cache now.
+    let Some(current) = context.deployments.get(&namespace, &deployment.name_any()) else {
         return Ok(Action::await_change());
     };
     let settings = Settings::of(&current)?;
     let mut rollout = Rollout {
-        deployments,
+        deployments: Api::namespaced(context.client.clone(), &namespace),
         sets: Api::namespaced(context.client.clone(), &namespace),
-        pods: Api::namespaced(context.client.clone(), &namespace),
-        deployment: current,
+        context: Arc::clone(&context),
+        namespace,
+        deployment: current.as_ref().clone(),
         settings,
+        sets_written: Written::default(),
+        deployment_written: Written::default(),
     };
-    rollout.sync().await
+    let result = rollout.sync().await;
+    // The next pass reads the caches: it waits until they hold what this one wrote.
+    context.sets_expected.expect(&key, &rollout.sets_written);
+    context.deployments_expected.expect(&key, &rollout.deployment_written);
+    result
 }
 
 /// What the Deployment's spec asks for, with the API server's defaults and the fenceposts
@@ -452,10 +475,13 @@ fn is_saturated(settings: &Settings, new: Option<&ReplicaSet>) -> bool {
 struct Rollout {
     deployments: Api<Deployment>,
     sets: Api<ReplicaSet>,
-    pods: Api<Pod>,
+    context: Arc<Context>,
+    namespace: String,
     /// As last read or written: every write goes on from the `resourceVersion` it returned.
     deployment: Deployment,
     settings: Settings,
+    sets_written: Written,
+    deployment_written: Written,
 }
 
 impl Rollout {
@@ -520,7 +546,10 @@ impl Rollout {
         let uid = self.deployment.uid().ok_or_else(|| Error::Invalid("a Deployment without a uid".into()))?;
         let deleting = self.deployment.metadata.deletion_timestamp.is_some();
         let mut claimed = Vec::new();
-        for set in self.sets.list(&ListParams::default()).await?.items {
+        let cached = self.context.sets.controlled_by(&self.namespace, &uid);
+        let orphans = self.context.sets.controlled_by(&self.namespace, "");
+        for set in cached.into_iter().chain(orphans) {
+            let set = set.as_ref().clone();
             let matches = selector.matches(set.labels());
             match controller_uid(&set.metadata) {
                 Some(owner) if owner == uid && matches => claimed.push(set),
@@ -538,7 +567,9 @@ impl Rollout {
         let mut references = set.owner_references().to_vec();
         references.push(self.owner_reference()?);
         let patch = json!({"metadata": {"ownerReferences": references, "resourceVersion": set.resource_version()}});
-        Ok(self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?)
+        let adopted = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        self.sets_written.note(&adopted);
+        Ok(adopted)
     }
 
     async fn release(&self, set: &ReplicaSet, uid: &str) -> Result<(), Error> {
@@ -547,7 +578,11 @@ impl Rollout {
         match self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
             // Gone already: nothing left to release.
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            result => result.map(drop).map_err(Error::from),
+            Ok(released) => {
+                self.sets_written.note(&released);
+                Ok(())
+            }
+            Err(error) => Err(error.into()),
         }
     }
 
@@ -579,7 +614,9 @@ impl Rollout {
                 "spec": {"minReadySeconds": min_ready},
             });
             // As Kubernetes: the Deployment catches up on the next pass, which this write starts.
-            return Ok(self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
+            let synced = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+            self.sets_written.note(&synced);
+            return Ok(synced);
         }
         let set_revision = set.annotations().get(REVISION).cloned().unwrap_or_default();
         self.set_deployment_revision(&set_revision).await?;
@@ -637,6 +674,7 @@ impl Rollout {
             "metadata": {"annotations": {REVISION: revision}, "resourceVersion": self.deployment.resource_version()}
         });
         self.deployment = self.deployments.patch(&self.name(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        self.deployment_written.note(&self.deployment);
         Ok(())
     }
 
@@ -647,7 +685,10 @@ impl Rollout {
         let set = self.new_set(old, revision)?;
         let name = set.name_any();
         let (created, existed) = match self.sets.create(&PostParams::default(), &set).await {
-            Ok(created) => (created, false),
+            Ok(created) => {
+                self.sets_written.note(&created);
+                (created, false)
+            }
             Err(kube::Error::Api(status)) if status.reason == "AlreadyExists" => (self.collided(&name).await?, true),
             Err(error) => return Err(self.failed_to_create(&name, error).await),
         };
@@ -768,6 +809,7 @@ impl Rollout {
             "spec": {"replicas": to},
         });
         *set = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        self.sets_written.note(set);
         Ok(resized)
     }
 
@@ -936,12 +978,9 @@ impl Rollout {
             return Ok(true);
         }
         let uids: HashSet<String> = old.iter().filter_map(|s| s.uid()).collect();
-        let pods = self.pods.list(&ListParams::default()).await?.items;
-        Ok(pods.iter().any(|pod| {
+        Ok(uids.iter().flat_map(|uid| self.context.pods.controlled_by(&self.namespace, uid)).any(|pod| {
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            selector.matches(pod.labels())
-                && controller_uid(&pod.metadata).is_some_and(|uid| uids.contains(uid))
-                && !matches!(phase, Some("Succeeded" | "Failed"))
+            selector.matches(pod.labels()) && !matches!(phase, Some("Succeeded" | "Failed"))
         }))
     }
 
@@ -959,7 +998,11 @@ impl Rollout {
                 continue;
             }
             match self.sets.delete(&set.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
+                Ok(deleted) => {
+                    if let Some(set) = deleted.left() {
+                        self.sets_written.note(&set);
+                    }
+                }
                 // Gone already: that is what was wanted.
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => return Err(error.into()),
@@ -1077,6 +1120,7 @@ impl Rollout {
         let mut next = self.deployment.clone();
         next.status = Some(status);
         self.deployment = self.deployments.replace_status(&self.name(), &PostParams::default(), &next).await?;
+        self.deployment_written.note(&self.deployment);
         Ok(())
     }
 

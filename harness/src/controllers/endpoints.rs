@@ -5,12 +5,12 @@
 //! left out, as Kubernetes leaves them.
 
 use super::Error;
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
@@ -20,6 +20,9 @@ use std::time::Duration;
 
 struct Context {
     client: kube::Client,
+    pods: Informer<Pod>,
+    endpoints: Informer<Endpoints>,
+    expected: Expectations<Endpoints>,
 }
 
 /// One subset being built: its ports, ready addresses and not-ready addresses.
@@ -33,25 +36,32 @@ pub(super) fn selector_of(service: &Service) -> Option<Selector> {
     Selector::from_map(Some(&map)).ok().filter(|s| !s.is_nothing() && !s.is_everything())
 }
 
+/// The Services of a pod's namespace that select it: a pod's change concerns each of
+/// them. Shared with the EndpointSlice controller.
+pub(super) fn selecting(services: &Informer<Service>, pod: &Pod) -> Vec<ObjectRef<Service>> {
+    let labels = pod.labels();
+    services
+        .in_namespace(&pod.namespace().unwrap_or_default())
+        .iter()
+        .filter(|s| selector_of(s).is_some_and(|selector| selector.matches(labels)))
+        .map(|s| ObjectRef::from_obj(s.as_ref()))
+        .collect()
+}
+
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let services: Api<Service> = Api::all(client.clone());
-    let controller = Controller::new(services, watcher::Config::default());
-    let store = controller.store();
-    // A pod's change concerns every Service in its namespace that selects it.
-    let mapper = move |pod: Pod| {
-        let labels = pod.labels().clone();
-        let namespace = pod.namespace();
-        store
-            .state()
-            .iter()
-            .filter(|s| s.namespace() == namespace && selector_of(s).is_some_and(|sel| sel.matches(&labels)))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let services = informers.services.clone();
+    let context = Context {
+        client,
+        pods: informers.pods.clone(),
+        endpoints: informers.endpoints.clone(),
+        expected: Expectations::new(&informers.endpoints),
     };
-    controller
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(Context { client }))
+    tokio::join!(context.pods.synced(), context.endpoints.synced());
+    let pods = context.pods.subscribe();
+    Controller::for_shared_stream(services.subscribe(), services.store())
+        .watches_shared_stream(pods, move |pod| selecting(&services, &pod))
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(context))
         .for_each(|_| async {})
         .await;
 }
@@ -107,20 +117,21 @@ async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Actio
     if service.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let key = key_of_object(service.as_ref());
+    if !context.expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
     let namespace = service.namespace().unwrap_or_else(|| "default".into());
     let name = service.name_any();
     let service_json = serde_json::to_value(service.as_ref()).unwrap_or(Value::Null);
     let publish_not_ready = service.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
-    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     // Subsets group pods that serve the same ports.
     let mut subsets: BTreeMap<String, Subset> = BTreeMap::new();
-    let mut listed = pods.list(&ListParams::default()).await?.items;
-    listed.sort_by_key(|p| p.name_any());
-    for pod in listed {
+    for pod in context.pods.in_namespace(&namespace) {
         if pod.meta().deletion_timestamp.is_some() || !selector.matches(pod.labels()) {
             continue;
         }
-        let pod = serde_json::to_value(&pod).unwrap_or(Value::Null);
+        let pod = serde_json::to_value(pod.as_ref()).unwrap_or(Value::Null);
         let Some(ip) = pod.pointer("/status/podIP").and_then(Value::as_str).filter(|ip| !ip.is_empty()) else {
             continue;
         };
@@ -164,15 +175,19 @@ async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Actio
     }
     let endpoints: Api<Endpoints> = Api::namespaced(context.client.clone(), &namespace);
     let mut desired: Endpoints = serde_json::from_value(wanted).map_err(|e| Error::Invalid(e.to_string()))?;
-    match endpoints.get_opt(&name).await? {
-        None => {
-            endpoints.create(&PostParams::default(), &desired).await?;
-        }
+    let written = match context.endpoints.get(&namespace, &name) {
+        None => Some(endpoints.create(&PostParams::default(), &desired).await?),
         Some(current) if current.subsets != desired.subsets || current.metadata.labels != desired.metadata.labels => {
             desired.metadata.resource_version = current.metadata.resource_version.clone();
-            endpoints.replace(&name, &PostParams::default(), &desired).await?;
+            Some(endpoints.replace(&name, &PostParams::default(), &desired).await?)
         }
-        Some(_) => {}
+        Some(_) => None,
+    };
+    // The next pass compares with the cache: it waits until it holds this write.
+    let noted = Written::default();
+    if let Some(written) = written {
+        noted.note(&written);
     }
+    context.expected.expect(&key, &noted);
     Ok(Action::requeue(Duration::from_secs(30)))
 }

@@ -17,15 +17,14 @@
 //! placeholder slice, as Kubernetes does. IPv6 addresses and topology hints are left out.
 
 use super::Error;
-use super::daemonset::same_content;
-use super::endpoints::{selector_of, target_port};
+use super::endpoints::{selecting, selector_of, target_port};
+use super::same_content;
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
-use kube::api::{Api, DeleteParams, ListParams, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -44,28 +43,28 @@ const RESYNC: Duration = Duration::from_secs(30);
 
 struct Context {
     client: kube::Client,
+    pods: Informer<Pod>,
+    nodes: Informer<Node>,
+    slices: Informer<EndpointSlice>,
+    slices_expected: Expectations<EndpointSlice>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let services: Api<Service> = Api::all(client.clone());
-    let controller = Controller::new(services, watcher::Config::default());
-    let store = controller.store();
-    // A pod's change concerns every Service in its namespace that selects it.
-    let mapper = move |pod: Pod| {
-        let labels = pod.labels().clone();
-        let namespace = pod.namespace();
-        store
-            .state()
-            .iter()
-            .filter(|s| s.namespace() == namespace && selector_of(s).is_some_and(|sel| sel.matches(&labels)))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let services = informers.services.clone();
+    let context = Context {
+        client,
+        pods: informers.pods.clone(),
+        nodes: informers.nodes.clone(),
+        slices: informers.endpoint_slices.clone(),
+        slices_expected: Expectations::new(&informers.endpoint_slices),
     };
-    controller
-        .owns(Api::<EndpointSlice>::all(client.clone()), watcher::Config::default())
-        .watches(Api::<Pod>::all(client.clone()), watcher::Config::default(), mapper)
-        .run(reconcile, |_, error, _| super::daemonset::retry(error), Arc::new(Context { client }))
+    tokio::join!(context.pods.synced(), context.nodes.synced(), context.slices.synced());
+    let pods = context.pods.subscribe();
+    Controller::for_shared_stream(services.subscribe(), services.store())
+        .owns_shared_stream(context.slices.subscribe())
+        .watches_shared_stream(pods, move |pod| selecting(&services, &pod))
+        .run(reconcile, |_, error, _| super::retry(error), Arc::new(context))
         .for_each(|_| async {})
         .await;
 }
@@ -76,28 +75,44 @@ async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Actio
     if external || service.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let key = key_of_object(service.as_ref());
+    if !context.slices_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
     let namespace = service.namespace().unwrap_or_else(|| "default".into());
-    let pods: Vec<Pod> = Api::<Pod>::namespaced(context.client.clone(), &namespace)
-        .list(&ListParams::default())
-        .await?
-        .items
+    let pods: Vec<Pod> = context
+        .pods
+        .in_namespace(&namespace)
         .into_iter()
         .filter(|p| selector.matches(p.labels()))
+        .map(|p| p.as_ref().clone())
         .collect();
-    let zones = if pods.is_empty() { HashMap::new() } else { zones(&context.client).await? };
+    let zones = if pods.is_empty() { HashMap::new() } else { zones(&context.nodes) };
     let wanted = desired(&service, pods, &zones);
     let slices: Api<EndpointSlice> = Api::namespaced(context.client.clone(), &namespace);
-    let labels = format!("{SERVICE_NAME_LABEL}={},{MANAGED_BY_LABEL}={CONTROLLER_NAME}", service.name_any());
-    let existing = slices.list(&ListParams::default().labels(&labels)).await?.items;
+    let name = service.name_any();
+    let existing: Vec<EndpointSlice> = context
+        .slices
+        .in_namespace(&namespace)
+        .into_iter()
+        .filter(|s| {
+            let labels = s.labels();
+            labels.get(SERVICE_NAME_LABEL) == Some(&name)
+                && labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(CONTROLLER_NAME)
+        })
+        .map(|s| s.as_ref().clone())
+        .collect();
     let plan = plan(wanted, existing);
-    apply(&slices, &service, plan).await?;
-    Ok(Action::requeue(RESYNC))
+    let written = Written::default();
+    let result = apply(&slices, &service, plan, &written).await;
+    // The next pass compares with the cache: it waits until it holds these writes.
+    context.slices_expected.expect(&key, &written);
+    result.map(|()| Action::requeue(RESYNC))
 }
 
 /// Each node's zone, where it has one.
-async fn zones(client: &kube::Client) -> Result<HashMap<String, String>, Error> {
-    let nodes = Api::<Node>::all(client.clone()).list(&ListParams::default()).await?.items;
-    Ok(nodes.into_iter().filter_map(|n| Some((n.name_any(), n.labels().get(ZONE_LABEL)?.clone()))).collect())
+fn zones(nodes: &Informer<Node>) -> HashMap<String, String> {
+    nodes.all().into_iter().filter_map(|n| Some((n.name_any(), n.labels().get(ZONE_LABEL)?.clone()))).collect()
 }
 
 /// A pod's IPv4 address, if it has one.
@@ -278,8 +293,8 @@ fn slice_labels(service: &Service) -> BTreeMap<String, String> {
     labels
 }
 
-async fn apply(slices: &Api<EndpointSlice>, service: &Service, plan: Plan) -> Result<(), Error> {
-    let owner = super::daemonset::owner_reference(service)?;
+async fn apply(slices: &Api<EndpointSlice>, service: &Service, plan: Plan, written: &Written) -> Result<(), Error> {
+    let owner = super::owner_reference(service)?;
     let labels = slice_labels(service);
     for wanted in plan.slices {
         let mut slice = wanted.existing.clone().unwrap_or_default();
@@ -292,10 +307,10 @@ async fn apply(slices: &Api<EndpointSlice>, service: &Service, plan: Plan) -> Re
             None => {
                 slice.metadata.generate_name = Some(format!("{}-", service.name_any()));
                 slice.metadata.namespace = service.namespace();
-                slices.create(&PostParams::default(), &slice).await?;
+                written.note(&slices.create(&PostParams::default(), &slice).await?);
             }
             Some(existing) if !same_slice(existing, &slice) => {
-                slices.replace(&existing.name_any(), &PostParams::default(), &slice).await?;
+                written.note(&slices.replace(&existing.name_any(), &PostParams::default(), &slice).await?);
             }
             Some(_) => {}
         }

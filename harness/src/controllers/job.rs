@@ -23,19 +23,17 @@
 //! and success policies, `backoffLimitPerIndex`, events.
 
 use super::Error;
-use super::daemonset::{
-    claim_pods, creation, delete_pod, deleting, is_ready, is_terminal, label_selector, owner_reference, phase, retry,
-    same_content,
-};
+use super::pods::{Pods, creation, deleting, is_ready, is_terminal, phase};
+use super::{label_selector, owner_reference, retry, same_content};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -60,16 +58,27 @@ const DEADLINE_EXCEEDED: (&str, &str) = ("DeadlineExceeded", "Job was active lon
 
 struct Context {
     client: kube::Client,
+    jobs: Informer<Job>,
+    pods: Informer<Pod>,
+    pods_expected: Expectations<Pod>,
+    jobs_expected: Expectations<Job>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let jobs: Api<Job> = Api::all(client.clone());
-    let controller = Controller::new(jobs, watcher::Config::default())
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .run(reconcile, |_, error, _| retry(error), Arc::new(Context { client: client.clone() }))
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let context = Arc::new(Context {
+        client,
+        jobs: informers.jobs.clone(),
+        pods: informers.pods.clone(),
+        pods_expected: Expectations::new(&informers.pods),
+        jobs_expected: Expectations::new(&informers.jobs),
+    });
+    tokio::join!(context.pods.synced(), context.jobs.synced());
+    let controller = Controller::for_shared_stream(context.jobs.subscribe(), context.jobs.store())
+        .owns_shared_stream(context.pods.subscribe())
+        .run(reconcile, |_, error, _| retry(error), Arc::clone(&context))
         .for_each(|_| async {});
-    tokio::join!(controller, release_orphans(client));
+    tokio::join!(controller, release_orphans(&context));
 }
 
 /// What the Job's spec asks for, with the API server's defaults.
@@ -121,28 +130,40 @@ impl Settings {
 }
 
 async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of_object(job.as_ref());
+    if !context.pods_expected.met(&key) || !context.jobs_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
     let namespace = job.namespace().unwrap_or_else(|| "default".into());
-    let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
-    // The cached copy may predate this controller's own last write: read it afresh.
-    let Some(job) = jobs.get_opt(&job.name_any()).await? else { return Ok(Action::await_change()) };
+    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    let written = Written::default();
+    let result = manage(job.as_ref().clone(), &context, &pods, &written).await;
+    // The next pass reads the caches: it waits until they hold what this one wrote.
+    context.pods_expected.expect(&key, pods.written());
+    context.jobs_expected.expect(&key, &written);
+    result
+}
+
+async fn manage(job: Job, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {
+    let namespace = job.namespace().unwrap_or_else(|| "default".into());
     if job.spec.as_ref().and_then(|s| s.managed_by.as_deref()).is_some_and(|m| m != MANAGER) {
         return Ok(Action::await_change());
     }
-    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
+    let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
     let selector = job.spec.as_ref().and_then(|s| s.selector.as_ref());
     let selector = label_selector(&selector.ok_or_else(|| Error::Invalid("a Job without a selector".into()))?)?;
     let owner = owner_reference(&job)?;
     let going = job.metadata.deletion_timestamp.is_some();
-    let claimed = claim_pods(&pods, &selector, &owner, |_| true, !going).await?;
+    let claimed = pods.claim(&selector, &owner, |_| true, !going).await?;
     if going || has_condition(&job, COMPLETE) || has_condition(&job, FAILED) {
         // Nothing more to count: its pods may go.
         for pod in claimed.iter().filter(|p| tracked(p)) {
-            release(&pods, pod).await?;
+            release(pods, pod).await?;
         }
         return Ok(Action::await_change());
     }
     let settings = Settings::of(&job)?;
-    Sync { jobs, pods, job, settings, deferred: None }.sync(claimed).await
+    Sync { jobs, pods, job, settings, deferred: None, written }.sync(claimed).await
 }
 
 fn tracked(pod: &Pod) -> bool {
@@ -150,70 +171,63 @@ fn tracked(pod: &Pod) -> bool {
 }
 
 /// Removes the tracking finalizer; a pod gone already needs nothing.
-async fn release(pods: &Api<Pod>, pod: &Pod) -> Result<(), Error> {
+async fn release(pods: &Pods, pod: &Pod) -> Result<(), Error> {
     let kept: Vec<&String> = pod.finalizers().iter().filter(|f| *f != TRACKING_FINALIZER).collect();
     let patch = json!({"metadata": {"finalizers": kept, "resourceVersion": pod.resource_version()}});
-    match pods.patch(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-        result => result.map(drop).map_err(Error::from),
-    }
+    pods.patch(&pod.name_any(), patch).await.map(drop)
 }
 
-/// What the orphan watch sees: a pod changed, or a Job was deleted.
+/// What the orphan watch sees: a pod changed, or a Job changed or went.
 enum Seen {
-    Pod(Box<Pod>),
-    JobGone(Box<Job>),
+    Pod(Arc<Pod>),
+    Job(Arc<Job>),
 }
 
 /// Pods still holding the tracking finalizer whose Job is gone (or that no Job controls)
 /// would never be removed: their finalizer is taken off, as Kubernetes does for orphans.
 /// A deleted Job's pods are looked at when it goes; otherwise only pods being deleted or
 /// without a controller are, the rest being the reconcile's.
-async fn release_orphans(client: kube::Client) {
-    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
-    let pods = pods.applied_objects().filter_map(|event| async move { event.ok().map(|pod| Seen::Pod(Box::new(pod))) });
-    let jobs = watcher(Api::<Job>::all(client.clone()), watcher::Config::default()).default_backoff();
-    let jobs = jobs.filter_map(|event| async move {
-        match event {
-            Ok(watcher::Event::Delete(job)) => Some(Seen::JobGone(Box::new(job))),
-            _ => None,
-        }
-    });
+async fn release_orphans(context: &Context) {
+    let pods = context.pods.subscribe().map(Seen::Pod);
+    let jobs = context.jobs.subscribe().map(Seen::Job);
     let seen = futures_util::stream::select(pods, jobs);
     futures_util::pin_mut!(seen);
     while let Some(seen) = seen.next().await {
         match seen {
-            Seen::Pod(pod) if tracked(&pod) && orphaned(&client, &pod).await => {
-                let _ = release(&Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default()), &pod).await;
+            Seen::Pod(pod) if tracked(&pod) && orphaned(context, &pod) => {
+                let pods = Pods::new(&context.client, &context.pods, &pod.namespace().unwrap_or_default());
+                let _ = release(&pods, &pod).await;
             }
             Seen::Pod(_) => {}
-            Seen::JobGone(job) => release_pods_of(&client, &job).await,
+            Seen::Job(job) => {
+                let gone = context
+                    .jobs
+                    .get(&job.namespace().unwrap_or_default(), &job.name_any())
+                    .is_none_or(|live| live.uid() != job.uid());
+                if gone {
+                    release_pods_of(context, &job).await;
+                }
+            }
         }
     }
 }
 
-/// Whether a tracked pod has no live Job to count it; `false` when that cannot be told
-/// (its next event asks again).
-async fn orphaned(client: &kube::Client, pod: &Pod) -> bool {
+/// Whether a tracked pod has no live Job to count it.
+fn orphaned(context: &Context, pod: &Pod) -> bool {
     let Some(reference) = pod.owner_references().iter().find(|r| r.controller == Some(true) && r.kind == "Job") else {
         return true;
     };
     if !deleting(pod) {
         return false;
     }
-    let jobs: Api<Job> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-    match jobs.get_opt(&reference.name).await {
-        Ok(job) => job.is_none_or(|j| j.uid() != Some(reference.uid.clone())),
-        Err(_) => false,
-    }
+    let job = context.jobs.get(&pod.namespace().unwrap_or_default(), &reference.name);
+    job.is_none_or(|j| j.uid() != Some(reference.uid.clone()))
 }
 
-async fn release_pods_of(client: &kube::Client, job: &Job) {
+async fn release_pods_of(context: &Context, job: &Job) {
     let (Some(namespace), Some(uid)) = (job.namespace(), job.uid()) else { return };
-    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let Ok(listed) = pods.list(&ListParams::default()).await else { return };
-    let controlled = |p: &&Pod| p.owner_references().iter().any(|r| r.controller == Some(true) && r.uid == uid);
-    for pod in listed.items.iter().filter(controlled).filter(|p| tracked(p)) {
+    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    for pod in context.pods.controlled_by(&namespace, &uid).iter().filter(|p| tracked(p)) {
         let _ = release(&pods, pod).await;
     }
 }
@@ -351,9 +365,10 @@ impl Uncounted {
 }
 
 /// One pass over one Job.
-struct Sync {
+struct Sync<'a> {
     jobs: Api<Job>,
-    pods: Api<Pod>,
+    pods: &'a Pods,
+    written: &'a Written,
     /// As last read or written.
     job: Job,
     settings: Settings,
@@ -372,7 +387,7 @@ struct Outcome {
     success: bool,
 }
 
-impl Sync {
+impl Sync<'_> {
     fn name(&self) -> String {
         self.job.name_any()
     }
@@ -407,7 +422,7 @@ impl Sync {
             self.write(status.clone()).await?;
         }
         for pod in claimed.iter().filter(|p| p.uid().is_some_and(|u| uncounted.contains(&u)) && tracked(p)) {
-            release(&self.pods, pod).await?;
+            release(self.pods, pod).await?;
         }
         status.succeeded = nonzero(succeeded);
         status.failed = nonzero(failed);
@@ -584,7 +599,7 @@ impl Sync {
     async fn delete(&mut self, pods: &[&Pod]) -> usize {
         let mut deleted = 0;
         for pod in pods.iter().take(BURST) {
-            if let Err(error) = delete_pod(&self.pods, &pod.name_any()).await {
+            if let Err(error) = self.pods.delete(&pod.name_any()).await {
                 self.deferred = Some(error);
                 break;
             }
@@ -596,7 +611,7 @@ impl Sync {
     /// Makes a pod; a failure is kept for the end of the pass.
     async fn create(&mut self, index: Option<i32>) -> bool {
         let made = match self.new_pod(index) {
-            Ok(pod) => self.pods.create(&PostParams::default(), &pod).await.map(drop).map_err(Error::from),
+            Ok(pod) => self.pods.create(&pod).await.map(drop).map_err(Error::from),
             Err(error) => Err(error),
         };
         made.map_err(|error| self.deferred = Some(error)).is_ok()
@@ -667,6 +682,7 @@ impl Sync {
         let mut job = self.job.clone();
         job.status = Some(status);
         self.job = self.jobs.replace_status(&self.name(), &PostParams::default(), &job).await?;
+        self.written.note(&self.job);
         Ok(())
     }
 }

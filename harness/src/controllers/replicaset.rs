@@ -4,16 +4,17 @@
 //! before scheduled, pending before running, not ready before ready, newest first); status
 //! counted from the pods.
 //!
-//! Each reconcile reads the namespace's pods from the API server rather than from a
-//! cache, so a pod it made a moment ago is never made twice.
+//! Pods are read from the shared informer's cache (the set's own, and the namespace's
+//! orphans), once it holds the pods the last reconcile made or deleted, so a pod made a
+//! moment ago is never made twice.
 
 use super::Error;
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, controller_of, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
@@ -25,21 +26,27 @@ const BURST: usize = 500;
 
 struct Context {
     client: kube::Client,
+    sets: Informer<ReplicaSet>,
+    pods: Informer<Pod>,
+    pods_expected: Expectations<Pod>,
+    sets_expected: Expectations<ReplicaSet>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let sets: Api<ReplicaSet> = Api::all(client.clone());
-    let pods: Api<Pod> = Api::all(client.clone());
-    Controller::new(sets, watcher::Config::default())
-        .owns(pods, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(Context { client }))
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let context = Context {
+        client,
+        sets: informers.replicasets.clone(),
+        pods: informers.pods.clone(),
+        pods_expected: Expectations::new(&informers.pods),
+        sets_expected: Expectations::new(&informers.replicasets),
+    };
+    context.pods.synced().await;
+    Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
+        .owns_shared_stream(context.pods.subscribe())
+        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(context))
         .for_each(|_| async {})
         .await;
-}
-
-fn controller_of(pod: &Pod) -> Option<String> {
-    pod.metadata.owner_references.as_ref()?.iter().find(|r| r.controller == Some(true)).map(|r| r.uid.clone())
 }
 
 fn ready(pod: &Pod) -> bool {
@@ -62,6 +69,24 @@ fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<String>) {
 }
 
 async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of_object(set.as_ref());
+    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
+    let (pods_written, set_written) = (Written::default(), Written::default());
+    let result = sync(&set, &context, &pods_written, &set_written).await;
+    // The next pass reads the caches: it waits until they hold what this one wrote.
+    context.pods_expected.expect(&key, &pods_written);
+    context.sets_expected.expect(&key, &set_written);
+    result
+}
+
+async fn sync(
+    set: &ReplicaSet,
+    context: &Context,
+    pods_written: &Written,
+    set_written: &Written,
+) -> Result<Action, Error> {
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
@@ -77,12 +102,14 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
     let owner = serde_json::to_value(&owner).unwrap_or(Value::Null);
 
     let mut active = Vec::new();
-    for pod in pods.list(&ListParams::default()).await?.items {
-        let labels = pod.labels().clone();
-        let matches = !selector.is_nothing() && selector.matches(&labels);
+    let owned = context.pods.controlled_by(&namespace, &uid);
+    let orphans = context.pods.controlled_by(&namespace, "");
+    for pod in owned.into_iter().chain(orphans) {
+        let labels = pod.labels();
+        let matches = !selector.is_nothing() && selector.matches(labels);
         let deleting = pod.metadata.deletion_timestamp.is_some();
         let name = pod.name_any();
-        match controller_of(&pod) {
+        match controller_of(pod.as_ref()) {
             Some(controller) if controller == uid => {
                 if !matches {
                     // Released: it no longer carries the labels this set selects.
@@ -96,7 +123,7 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
                         .collect();
                     let patch =
                         json!({"metadata": {"ownerReferences": kept, "resourceVersion": pod.resource_version()}});
-                    pods.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+                    pods_written.note(&pods.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
                     continue;
                 }
             }
@@ -112,7 +139,7 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
                 references.push(owner.clone());
                 let patch =
                     json!({"metadata": {"ownerReferences": references, "resourceVersion": pod.resource_version()}});
-                pods.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+                pods_written.note(&pods.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
             }
             _ => continue,
         }
@@ -139,14 +166,18 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
                 "spec": template.get("spec").cloned().unwrap_or(json!({})),
             });
             let pod: Pod = serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))?;
-            pods.create(&PostParams::default(), &pod).await?;
+            pods_written.note(&pods.create(&PostParams::default(), &pod).await?);
         }
     } else if active.len() > wanted {
-        active.sort_by_key(deletion_rank);
+        active.sort_by_key(|pod| deletion_rank(pod));
         let surplus = active.len() - wanted;
         for pod in active.drain(..surplus.min(BURST)) {
             match pods.delete(&pod.name_any(), &DeleteParams::default()).await {
-                Ok(_) => {}
+                Ok(deleted) => {
+                    if let Some(pod) = deleted.left() {
+                        pods_written.note(&pod);
+                    }
+                }
                 // Gone already: that is what was wanted.
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
                 Err(error) => return Err(error.into()),
@@ -172,7 +203,7 @@ async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action
         .any(|key| field(&current, key) != field(&status, key));
     if changed {
         let patch = json!({"status": status});
-        sets.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
+        set_written.note(&sets.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
     }
     // Requeued now and then: orphans that appear are not events of this set.
     Ok(Action::requeue(Duration::from_secs(5)))

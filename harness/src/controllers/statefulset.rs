@@ -19,17 +19,15 @@
 //! than its old one, and `persistentVolumeClaimRetentionPolicy.whenScaled: Delete` is not
 //! acted on (`whenDeleted: Delete` is: the claims are owned by the set).
 
-use super::Error;
-use super::daemonset::{
-    HASH_LABEL, claim_pods, delete_pod, deleting, is_available, is_ready, is_terminal, label_selector, owner_reference,
-    patch_status, phase, retry,
-};
+use super::daemonset::HASH_LABEL;
+use super::pods::{Pods, deleting, is_available, is_ready, is_terminal, phase};
+use super::{Error, label_selector, owner_reference, patch_status, retry};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::{Action, Controller};
-use kube::runtime::watcher;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
@@ -42,14 +40,25 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    sets: Informer<StatefulSet>,
+    pods: Informer<Pod>,
+    pods_expected: Expectations<Pod>,
+    sets_expected: Expectations<StatefulSet>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
-    let sets: Api<StatefulSet> = Api::all(client.clone());
-    Controller::new(sets, watcher::Config::default())
-        .owns(Api::<Pod>::all(client.clone()), watcher::Config::default())
-        .run(reconcile, |_, error, _| retry(error), Arc::new(Context { client }))
+pub async fn run(client: kube::Client, informers: &Informers) {
+    let context = Context {
+        client,
+        sets: informers.statefulsets.clone(),
+        pods: informers.pods.clone(),
+        pods_expected: Expectations::new(&informers.pods),
+        sets_expected: Expectations::new(&informers.statefulsets),
+    };
+    context.pods.synced().await;
+    Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
+        .owns_shared_stream(context.pods.subscribe())
+        .run(reconcile, |_, error, _| retry(error), Arc::new(context))
         .for_each(|_| async {})
         .await;
 }
@@ -234,29 +243,43 @@ impl Stateful {
 }
 
 async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of_object(set.as_ref());
+    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
+    }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let sets: Api<StatefulSet> = Api::namespaced(context.client.clone(), &namespace);
-    // The cached copy may predate this controller's own last write: read it afresh.
-    let Some(set) = sets.get_opt(&set.name_any()).await? else { return Ok(Action::await_change()) };
+    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    let written = Written::default();
+    let result = manage(set.as_ref().clone(), &context, &pods, &written).await;
+    // The next pass reads the caches: it waits until they hold what this one wrote.
+    context.pods_expected.expect(&key, pods.written());
+    context.sets_expected.expect(&key, &written);
+    result
+}
+
+async fn manage(set: StatefulSet, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {
     if set.metadata.deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
+    let namespace = set.namespace().unwrap_or_else(|| "default".into());
+    let sets: Api<StatefulSet> = Api::namespaced(context.client.clone(), &namespace);
     let stateful = Stateful::of(set)?;
-    let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let owner = owner_reference(&stateful.set)?;
-    let claimed = claim_pods(&pods, &stateful.selector, &owner, |p| stateful.member(p), true).await?;
+    let claimed = pods.claim(&stateful.selector, &owner, |p| stateful.member(p), true).await?;
     let sync = Sync { stateful, pods, claims: Api::namespaced(context.client.clone(), &namespace) };
     let status = sync.status(&claimed);
     sync.sync(claimed).await?;
-    patch_status(&sets, &sync.stateful.set, status).await?;
+    if let Some(set) = patch_status(&sets, &sync.stateful.set, status).await? {
+        written.note(&set);
+    }
     let min_ready = sync.stateful.min_ready_seconds > 0;
     Ok(Action::requeue(if min_ready { Duration::from_secs(1) } else { RESYNC }))
 }
 
 /// One pass over one StatefulSet.
-struct Sync {
+struct Sync<'a> {
     stateful: Stateful,
-    pods: Api<Pod>,
+    pods: &'a Pods,
     claims: Api<PersistentVolumeClaim>,
 }
 
@@ -267,7 +290,7 @@ enum Step {
     Wait,
 }
 
-impl Sync {
+impl Sync<'_> {
     /// `updateStatefulSet`: live replicas first, then surplus pods, then the rollout;
     /// each stage returns early when it must wait.
     async fn sync(&self, claimed: Vec<Pod>) -> Result<(), Error> {
@@ -309,7 +332,7 @@ impl Sync {
         let pod = match pod {
             Some(pod) if is_terminal(pod) && !deleting(pod) => {
                 // A pod that ran to its end is made again, under the same name.
-                delete_pod(&self.pods, &pod.name_any()).await?;
+                self.pods.delete(&pod.name_any()).await?;
                 None
             }
             other => other,
@@ -336,7 +359,7 @@ impl Sync {
         if monotonic && !first && !self.stateful.available(pod) {
             return Ok(Step::Wait);
         }
-        delete_pod(&self.pods, &pod.name_any()).await?;
+        self.pods.delete(&pod.name_any()).await?;
         Ok(if monotonic { Step::Wait } else { Step::Next })
     }
 
@@ -348,7 +371,7 @@ impl Sync {
         let floor = usize::try_from(partition).unwrap_or(0);
         for pod in slots.iter().skip(floor).rev().flatten() {
             if revision_of(pod) != Some(&self.stateful.update_revision) && !deleting(pod) {
-                return delete_pod(&self.pods, &pod.name_any()).await;
+                return self.pods.delete(&pod.name_any()).await;
             }
             if !healthy(pod) {
                 return Ok(());
@@ -360,7 +383,7 @@ impl Sync {
     /// The pod's claims first, then the pod.
     async fn create(&self, ordinal: i32) -> Result<(), Error> {
         self.ensure_claims(ordinal).await?;
-        match self.pods.create(&PostParams::default(), &self.stateful.new_pod(ordinal)?).await {
+        match self.pods.create(&self.stateful.new_pod(ordinal)?).await {
             Ok(_) => Ok(()),
             // Made meanwhile (a pass racing this one): what was wanted.
             Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),

@@ -14,9 +14,11 @@ pub mod pod;
 pub mod simulate;
 
 use crate::clock::Clock;
+use crate::events;
+use crate::informers::Informer;
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Event, Namespace, Node, Pod};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
@@ -132,6 +134,8 @@ struct Running {
 
 struct Shared {
     client: kube::Client,
+    /// The agent's nodes as the API server has them.
+    node_cache: Informer<Node>,
     options: Options,
     nodes: Mutex<BTreeMap<String, NodeState>>,
     pods: Mutex<HashMap<String, Running>>,
@@ -167,7 +171,13 @@ impl Kubelets {
     /// Registers every node and starts renewing leases and running pods.
     pub async fn start(client: kube::Client, nodes: Vec<NodeConfig>, options: Options) -> Result<Kubelets, Error> {
         let single = (nodes.len() == 1).then(|| nodes[0].name.clone());
+        let fields = match &single {
+            Some(node) => watcher::Config::default().fields(&format!("metadata.name={node}")),
+            None => watcher::Config::default(),
+        };
+        let node_cache = Informer::start_with(Api::all(client.clone()), fields);
         let shared = Arc::new(Shared {
+            node_cache,
             client,
             options,
             nodes: Mutex::new(
@@ -322,6 +332,11 @@ async fn renew(shared: &Shared, config: &NodeConfig) -> Result<(), kube::Error> 
     }
 }
 
+/// Whether the node's `Ready` condition is `True`.
+pub fn node_ready(node: &Node) -> bool {
+    node.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 /// Renews every running node's lease each interval; a node the node-lifecycle controller
 /// marked not ready while its kubelet was away is posted ready again.
 async fn heartbeat(shared: Arc<Shared>) {
@@ -334,17 +349,8 @@ async fn heartbeat(shared: Arc<Shared>) {
             async move {
                 let (shared, config) = (&*shared, &config);
                 let _ = renew(shared, config).await;
-                let nodes: Api<Node> = Api::all(shared.client.clone());
-                if let Ok(node) = nodes.get(&config.name).await {
-                    let ready = node
-                        .status
-                        .and_then(|s| s.conditions)
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c.type_ == "Ready" && c.status == "True");
-                    if !ready {
-                        let _ = register(shared, config).await;
-                    }
+                if shared.node_cache.get("", &config.name).is_some_and(|node| !node_ready(&node)) {
+                    let _ = register(shared, config).await;
                 }
             }
         }))
@@ -429,8 +435,8 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             ^ fxhash(&format!("{}/{}", text(&value, "/metadata/namespace"), text(&value, "/metadata/name")));
         let namespace = text(&value, "/metadata/namespace");
         let context = pod::Context {
+            client: shared.client.clone(),
             pods: Api::namespaced(shared.client.clone(), namespace),
-            events: Api::namespaced(shared.client.clone(), namespace),
             pod: value.clone(),
             host_ip,
             pod_ip,
@@ -451,21 +457,10 @@ fn fxhash(text: &str) -> u64 {
 }
 
 async fn warn(shared: &Shared, pod: &Value, message: &str) {
-    let (namespace, name) = (text(pod, "/metadata/namespace"), text(pod, "/metadata/name"));
+    let message = format!("annotation {}: {message}", simulate::ANNOTATION);
+    let source = events::Source { component: "kubelet", host: None };
     let now = shared.options.clock.timestamp();
-    let event = json!({
-        "apiVersion": "v1", "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-        "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
-                           "uid": text(pod, "/metadata/uid")},
-        "reason": "InvalidSimulation",
-        "message": format!("annotation {}: {message}", simulate::ANNOTATION),
-        "type": "Warning", "source": {"component": "kubelet"}, "reportingComponent": "kubelet",
-        "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-    });
-    if let Ok(event) = serde_json::from_value::<Event>(event) {
-        let _ = Api::<Event>::namespaced(shared.client.clone(), namespace).create(&PostParams::default(), &event).await;
-    }
+    events::record(&shared.client, pod, source, events::Type::Warning, "InvalidSimulation", &message, &now).await;
 }
 
 /// Stops the pod's containers (within its grace period) and confirms the deletion.

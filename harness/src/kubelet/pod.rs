@@ -9,14 +9,15 @@
 
 use super::simulate::{self, Delays, Simulation};
 use crate::clock::Clock;
-use k8s_openapi::api::core::v1::{Event, Pod};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use crate::events;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, Patch, PatchParams};
 use serde_json::{Map, Value, json};
 use std::time::Duration;
 
 pub struct Context {
+    pub client: kube::Client,
     pub pods: Api<Pod>,
-    pub events: Api<Event>,
     pub pod: Value,
     pub host_ip: String,
     pub pod_ip: String,
@@ -186,27 +187,9 @@ impl Context {
     }
 
     async fn event(&self, reason: &str, message: &str, warning: bool) {
-        let (namespace, name) = (text(&self.pod, "/metadata/namespace"), text(&self.pod, "/metadata/name"));
-        let now = self.clock.timestamp();
-        let event = json!({
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "name": name, "namespace": namespace,
-                               "uid": text(&self.pod, "/metadata/uid")},
-            "reason": reason,
-            "message": message,
-            "type": if warning { "Warning" } else { "Normal" },
-            "source": {"component": "kubelet", "host": self.node},
-            "reportingComponent": "kubelet",
-            "reportingInstance": self.node,
-            "firstTimestamp": now,
-            "lastTimestamp": now,
-            "count": 1,
-        });
-        if let Ok(event) = serde_json::from_value::<Event>(event) {
-            let _ = self.events.create(&PostParams::default(), &event).await;
-        }
+        let kind = if warning { events::Type::Warning } else { events::Type::Normal };
+        let source = events::Source { component: "kubelet", host: Some(&self.node) };
+        events::record(&self.client, &self.pod, source, kind, reason, message, &self.clock.timestamp()).await;
     }
 
     /// Picks up where the pod's status left off: containers already running stay so.

@@ -1,0 +1,150 @@
+//! Pods as the pod-making controllers (ReplicaSet's kin: DaemonSet, Job, StatefulSet)
+//! handle them: read from the shared informer's cache, claimed as Kubernetes'
+//! `ClaimPods` does (orphans the selector matches adopted, owned ones it no longer
+//! matches released), written through the API with every write noted, so the next
+//! reconcile waits for the cache to hold it; and the predicates they all read.
+
+use super::Error;
+use crate::informers::{Informer, Written, controller_of};
+use k8s_openapi::api::core::v1::{Pod, PodCondition};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kubeyard_compiler::selector::Selector;
+use serde_json::{Value, json};
+use std::time::{Duration, SystemTime};
+
+/// One namespace's pods, for one reconcile.
+pub(crate) struct Pods {
+    pub api: Api<Pod>,
+    cache: Informer<Pod>,
+    namespace: String,
+    written: Written,
+}
+
+impl Pods {
+    pub fn new(client: &kube::Client, cache: &Informer<Pod>, namespace: &str) -> Pods {
+        Pods {
+            api: Api::namespaced(client.clone(), namespace),
+            cache: cache.clone(),
+            namespace: namespace.to_string(),
+            written: Written::default(),
+        }
+    }
+
+    /// The namespace's pods this owner controls (`ClaimPods`): orphans its selector
+    /// matches (and `member` accepts) adopted unless `adopt` is false (an owner being
+    /// deleted adopts nothing), owned ones it no longer matches released.
+    pub async fn claim(
+        &self,
+        selector: &Selector,
+        owner: &OwnerReference,
+        member: impl Fn(&Pod) -> bool,
+        adopt: bool,
+    ) -> Result<Vec<Pod>, Error> {
+        let mut claimed = Vec::new();
+        let owned = self.cache.controlled_by(&self.namespace, &owner.uid);
+        let orphans = if adopt { self.cache.controlled_by(&self.namespace, "") } else { Vec::new() };
+        for pod in owned.into_iter().chain(orphans) {
+            let matches = !selector.is_nothing() && selector.matches(pod.labels()) && member(&pod);
+            match controller_of(pod.as_ref()) {
+                Some(uid) if uid == owner.uid && matches => claimed.push(pod.as_ref().clone()),
+                Some(uid) if uid == owner.uid && !deleting(&pod) => {
+                    // Released: it no longer carries the labels this owner selects.
+                    let kept: Vec<&OwnerReference> =
+                        pod.owner_references().iter().filter(|r| r.uid != owner.uid).collect();
+                    self.set_owners(&pod, json!(kept)).await?;
+                }
+                None if matches && adopt && !deleting(&pod) => {
+                    let mut references = pod.owner_references().to_vec();
+                    references.push(owner.clone());
+                    if let Some(adopted) = self.set_owners(&pod, json!(references)).await? {
+                        claimed.push(adopted);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// Writes a pod's owner references against the version it was read at; `None` if the
+    /// pod is gone meanwhile.
+    async fn set_owners(&self, pod: &Pod, references: Value) -> Result<Option<Pod>, Error> {
+        let patch = json!({"metadata": {"ownerReferences": references, "resourceVersion": pod.resource_version()}});
+        self.patch(&pod.name_any(), patch).await
+    }
+
+    /// A merge patch; `None` when the pod is gone.
+    pub async fn patch(&self, name: &str, patch: Value) -> Result<Option<Pod>, Error> {
+        match self.api.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Ok(pod) => {
+                self.written.note(&pod);
+                Ok(Some(pod))
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    pub async fn create(&self, pod: &Pod) -> Result<Pod, kube::Error> {
+        let created = self.api.create(&PostParams::default(), pod).await?;
+        self.written.note(&created);
+        Ok(created)
+    }
+
+    /// Deletes a pod; one already gone is what was wanted.
+    pub async fn delete(&self, name: &str) -> Result<(), Error> {
+        match self.api.delete(name, &DeleteParams::default()).await {
+            Ok(deleted) => {
+                if let Some(pod) = deleted.left() {
+                    self.written.note(&pod);
+                }
+                Ok(())
+            }
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Every write made through this handle, for the reconcile's expectations.
+    pub fn written(&self) -> &Written {
+        &self.written
+    }
+}
+
+pub(crate) fn deleting(pod: &Pod) -> bool {
+    pod.metadata.deletion_timestamp.is_some()
+}
+
+pub(crate) fn phase(pod: &Pod) -> &str {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or_default()
+}
+
+pub(crate) fn is_terminal(pod: &Pod) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == "Ready")
+}
+
+pub(crate) fn is_ready(pod: &Pod) -> bool {
+    ready_condition(pod).is_some_and(|c| c.status == "True")
+}
+
+/// Ready for at least `min_ready_seconds` (`IsPodAvailable`).
+pub(crate) fn is_available(pod: &Pod, min_ready_seconds: i32, now: SystemTime) -> bool {
+    let Some(condition) = ready_condition(pod).filter(|c| c.status == "True") else { return false };
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    let since = condition.last_transition_time.as_ref().and_then(|t| crate::clock::parse(&t.0.to_string()));
+    let wait = Duration::from_secs(u64::try_from(min_ready_seconds).unwrap_or(0));
+    since.is_some_and(|since| since + wait <= now)
+}
+
+pub(crate) fn creation(pod: &Pod) -> Option<Timestamp> {
+    pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
+}
