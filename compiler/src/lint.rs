@@ -164,6 +164,11 @@ impl Linter {
         &self.catalog
     }
 
+    /// Which rules run, and how loudly.
+    pub fn settings(&self) -> &RuleSettings {
+        &self.settings
+    }
+
     /// Whether a file can hold a CustomResourceDefinition at all (a cheap text search,
     /// so phase one parses only the files that matter).
     pub fn may_define_crds(source: &SourceFile) -> bool {

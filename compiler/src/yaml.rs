@@ -101,6 +101,32 @@ impl Node {
         }
     }
 
+    /// The tree of a JSON value that no text stands behind (every span is empty): what
+    /// the API server's admission checks when the body is already decoded.
+    pub fn from_json(value: &serde_json::Value) -> Node {
+        use serde_json::Value as J;
+        let value = match value {
+            J::Null => Value::Null,
+            J::Bool(b) => Value::Bool(*b),
+            J::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Value::Int(i),
+                (None, Some(u), _) => Value::UInt(u),
+                (_, _, f) => Value::Float(f.unwrap_or_default()),
+            },
+            J::String(s) => Value::String(s.clone()),
+            J::Array(items) => Value::Seq(items.iter().map(Node::from_json).collect()),
+            J::Object(map) => Value::Map(
+                map.iter()
+                    .map(|(k, v)| Entry {
+                        key: Key { name: k.clone(), span: Span::default() },
+                        value: Node::from_json(v),
+                    })
+                    .collect(),
+            ),
+        };
+        Node { value, span: Span::default() }
+    }
+
     /// The JSON value the API server would decode from this node.
     pub fn to_json(&self) -> serde_json::Value {
         use serde_json::Value as J;

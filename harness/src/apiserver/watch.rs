@@ -151,6 +151,24 @@ pub(super) async fn serve(
                                 let _ = tx.send(error_line(&store_error(resource, "", error))).await;
                                 return;
                             }
+                            Some(Ok(event)) if everything && encoder.representation == Representation::Json => {
+                                last = event.revision;
+                                // The same line for every watcher of the whole kind: made once.
+                                // Which kind's form: every served kind is one static row.
+                                let form = std::ptr::from_ref(encoder.resource) as usize;
+                                let encoded = event.encoded.get_or_try(form, || {
+                                    translate(&filter, true, &event)
+                                        .map(|line| line.map(|(kind, object)| encoder.line(kind, object)).unwrap_or_default())
+                                });
+                                match encoded {
+                                    Ok(line) if line.is_empty() => continue,
+                                    Ok(line) => line,
+                                    Err(error) => {
+                                        let _ = tx.send(error_line(&error)).await;
+                                        return;
+                                    }
+                                }
+                            }
                             Some(Ok(event)) => {
                                 last = event.revision;
                                 match translate(&filter, everything, &event) {

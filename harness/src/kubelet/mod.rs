@@ -19,6 +19,7 @@ use crate::informers::Informer;
 use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
@@ -360,14 +361,17 @@ async fn heartbeat(shared: Arc<Shared>) {
     }
 }
 
-/// One watch over the pods bound to any node (or to the one node, for a single agent).
+/// One watch over the pods (or those bound to the one node, for a single agent).
 async fn watch(shared: Arc<Shared>, single: Option<String>) {
-    let fields = match &single {
-        Some(node) => format!("spec.nodeName={node}"),
-        None => "spec.nodeName!=".to_string(),
+    // Many nodes watch every pod and keep their own: a selector would make the API server
+    // judge each event for this watch alone instead of sending the line every watcher of
+    // pods gets.
+    let config = match &single {
+        Some(node) => watcher::Config::default().fields(&format!("spec.nodeName={node}")),
+        None => watcher::Config::default(),
     };
     let pods: Api<Pod> = Api::all(shared.client.clone());
-    let stream = watcher(pods, watcher::Config::default().fields(&fields)).default_backoff();
+    let stream = watcher(pods, config).default_backoff();
     futures_util::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
@@ -392,29 +396,37 @@ fn forget(shared: &Shared, pod: &Pod) {
 /// A pod bound to one of our nodes changed: start running it, resume it with a changed
 /// simulation, or stop it when it is being deleted.
 fn observe(shared: &Arc<Shared>, pod: Pod) {
-    let value = match serde_json::to_value(&pod) {
-        Ok(value) => value,
-        Err(_) => return,
-    };
-    let (uid, node) = (text(&value, "/metadata/uid").to_string(), text(&value, "/spec/nodeName").to_string());
+    // Most events are of pods already running as they should (their own status reports):
+    // those are told from the typed pod, before anything is copied.
+    let uid = pod.metadata.uid.clone().unwrap_or_default();
+    let node = pod.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+    if !lock(&shared.nodes).get(&node).is_some_and(|s| s.running) {
+        return;
+    }
+    let simulation_text = pod.annotations().get(simulate::ANNOTATION).cloned().unwrap_or_default();
+    let deleting = pod.metadata.deletion_timestamp.is_some();
+    let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+    {
+        let pods = lock(&shared.pods);
+        if let Some(running) = pods.get(&uid) {
+            let same = running.simulation == simulation_text;
+            if running.terminating || (!deleting && same) {
+                return;
+            }
+        } else if finished && !deleting {
+            return;
+        }
+    }
     let (host_ip, pod_ip, config) = {
         let mut nodes = lock(&shared.nodes);
         let Some(state) = nodes.get_mut(&node).filter(|s| s.running) else { return };
         (state.config.address(), state.allocate(&uid), state.config.clone())
     };
-    let simulation_text =
-        text(&value, &format!("/metadata/annotations/{}", simulate::ANNOTATION.replace('/', "~1"))).to_string();
-    let deleting = value.pointer("/metadata/deletionTimestamp").is_some();
-    let finished = matches!(text(&value, "/status/phase"), "Succeeded" | "Failed");
+    let value = match serde_json::to_value(&pod) {
+        Ok(value) => value,
+        Err(_) => return,
+    };
     let mut pods = lock(&shared.pods);
-    if let Some(running) = pods.get(&uid) {
-        let same = running.simulation == simulation_text;
-        if running.terminating || (!deleting && same) {
-            return;
-        }
-    } else if finished && !deleting {
-        return;
-    }
     if let Some(previous) = pods.remove(&uid) {
         previous.task.abort();
     }
@@ -445,6 +457,8 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             delays: shared.options.delays.clone(),
             simulation,
             node: config.name.clone(),
+            pending: None,
+            gone: false,
         };
         tokio::spawn(pod::run(context))
     };

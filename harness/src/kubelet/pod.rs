@@ -26,6 +26,12 @@ pub struct Context {
     pub delays: Delays,
     pub simulation: Simulation,
     pub node: String,
+    /// The status to report, not yet sent (the kubelet's status manager sends the latest
+    /// of the changes made since its last report, so changes with no time between them
+    /// are one report).
+    pub pending: Option<Value>,
+    /// The pod was gone when a status was sent.
+    pub gone: bool,
 }
 
 #[derive(Clone)]
@@ -129,7 +135,8 @@ impl Context {
         Duration::from_secs(seconds)
     }
 
-    async fn write(&self, status: &mut Status) -> bool {
+    /// Records the status to report; false once the pod is known to be gone.
+    async fn write(&mut self, status: &mut Status) -> bool {
         let now = self.clock.timestamp();
         let uid = text(&self.pod, "/metadata/uid");
         let ready = status.containers.iter().all(|c| c.ready) && !status.containers.is_empty();
@@ -181,12 +188,31 @@ impl Context {
         if !status.init.is_empty() {
             body["initContainerStatuses"] = json!(status.init.iter().map(|c| c.json(uid)).collect::<Vec<_>>());
         }
-        let name = text(&self.pod, "/metadata/name");
-        // A pod deleted meanwhile has nothing more to report.
-        self.pods.patch_status(name, &PatchParams::default(), &Patch::Merge(json!({"status": body}))).await.is_ok()
+        self.pending = Some(body);
+        !self.gone
     }
 
-    async fn event(&self, reason: &str, message: &str, warning: bool) {
+    /// Sends the status recorded last, if any.
+    async fn flush(&mut self) -> bool {
+        if let Some(body) = self.pending.take() {
+            let name = text(&self.pod, "/metadata/name");
+            let patch = Patch::Merge(json!({"status": body}));
+            // A pod deleted meanwhile has nothing more to report.
+            self.gone |= self.pods.patch_status(name, &PatchParams::default(), &patch).await.is_err();
+        }
+        !self.gone
+    }
+
+    /// Time passes: what changed before it is reported first.
+    async fn pause(&mut self, duration: Duration) {
+        if !duration.is_zero() {
+            self.flush().await;
+        }
+        self.clock.sleep(duration).await;
+    }
+
+    async fn event(&mut self, reason: &str, message: &str, warning: bool) {
+        self.flush().await;
         let kind = if warning { events::Type::Warning } else { events::Type::Normal };
         let source = events::Source { component: "kubelet", host: Some(&self.node) };
         events::record(&self.client, &self.pod, source, kind, reason, message, &self.clock.timestamp()).await;
@@ -256,9 +282,11 @@ pub async fn run(mut context: Context) {
     };
     let mut status = status;
     if !resumed && !start(&mut context, &mut status).await {
+        context.flush().await;
         return;
     }
     live(&mut context, &mut status, resumed).await;
+    context.flush().await;
 }
 
 /// From scheduled to running: sandbox, image pull, init containers, containers started.
@@ -267,7 +295,8 @@ async fn start(context: &mut Context, status: &mut Status) -> bool {
     if !context.write(status).await {
         return false;
     }
-    context.clock.sleep(simulate::draw(context.delays.create, &mut context.rng)).await;
+    let delay = simulate::draw(context.delays.create, &mut context.rng);
+    context.pause(delay).await;
     if context.simulation.image_pull_error {
         for container in &mut status.containers {
             let message = format!("failed to pull image \"{}\": simulated by kubeyard.dev/simulate", container.image);
@@ -276,7 +305,7 @@ async fn start(context: &mut Context, status: &mut Status) -> bool {
         context.write(status).await;
         let image = status.containers.first().map(|c| c.image.clone()).unwrap_or_default();
         context.event("Failed", &format!("Failed to pull image \"{image}\": simulated image pull error"), true).await;
-        context.clock.sleep(Duration::from_secs(1)).await;
+        context.pause(Duration::from_secs(1)).await;
         for container in &mut status.containers {
             let message = format!("Back-off pulling image \"{}\"", container.image);
             container.state = State::Waiting("ImagePullBackOff", message);
@@ -288,7 +317,8 @@ async fn start(context: &mut Context, status: &mut Status) -> bool {
         let started = context.clock.timestamp();
         status.init[index].state = State::Running(started.clone());
         context.write(status).await;
-        context.clock.sleep(simulate::draw(context.delays.create, &mut context.rng)).await;
+        let delay = simulate::draw(context.delays.create, &mut context.rng);
+        context.pause(delay).await;
         let finished = context.clock.timestamp();
         status.init[index].state = State::Terminated { code: 0, reason: "Completed", started, finished };
     }
@@ -345,7 +375,7 @@ async fn live(context: &mut Context, status: &mut Status, resumed: bool) {
         let mut elapsed = Duration::ZERO;
         let mut exited = None;
         for (at, moment) in moments {
-            context.clock.sleep(at.saturating_sub(elapsed)).await;
+            context.pause(at.saturating_sub(elapsed)).await;
             elapsed = elapsed.max(at);
             match moment {
                 Moment::Ready | Moment::Unready => {
@@ -410,7 +440,7 @@ async fn live(context: &mut Context, status: &mut Status, resumed: bool) {
             return;
         }
         context.event("BackOff", "Back-off restarting failed container", true).await;
-        context.clock.sleep(wait).await;
+        context.pause(wait).await;
         let now = context.clock.timestamp();
         for container in &mut status.containers {
             container.state = State::Running(now.clone());

@@ -273,13 +273,9 @@ fn results(line: &[u8], after: u64) -> Vec<Result<Event, StoreError>> {
             let key = String::from_utf8(decode(kv.get("key"))?).map_err(io)?;
             let prev = event.get("prev_kv").map(|p| decode(p.get("value")).map(Bytes::from)).transpose()?;
             let delete = event.get("type").and_then(Value::as_str) == Some("DELETE");
-            Ok(Event {
-                kind: if delete { EventKind::Delete } else { EventKind::Put },
-                key,
-                value: if delete { None } else { Some(Bytes::from(decode(kv.get("value"))?)) },
-                prev,
-                revision: number(kv.get("mod_revision")),
-            })
+            let kind = if delete { EventKind::Delete } else { EventKind::Put };
+            let value = if delete { None } else { Some(Bytes::from(decode(kv.get("value"))?)) };
+            Ok(Event::new(kind, key, value, prev, number(kv.get("mod_revision"))))
         })
         .collect()
 }

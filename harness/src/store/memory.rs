@@ -182,7 +182,7 @@ impl Store for MemoryStore {
                 return Err(StoreError::Exists(key.to_string()));
             }
             let revision = state.revision + 1;
-            let event = Event { kind: EventKind::Put, key: key.to_string(), value: Some(value), prev: None, revision };
+            let event = Event::new(EventKind::Put, key.to_string(), Some(value), None, revision);
             (revision, self.commit(&mut state, event))
         };
         Self::acknowledged(pending).await?;
@@ -194,7 +194,7 @@ impl Store for MemoryStore {
             let mut state = self.lock()?;
             let prev = Some(state.at(key, expected)?);
             let revision = state.revision + 1;
-            let event = Event { kind: EventKind::Put, key: key.to_string(), value: Some(value), prev, revision };
+            let event = Event::new(EventKind::Put, key.to_string(), Some(value), prev, revision);
             (revision, self.commit(&mut state, event))
         };
         Self::acknowledged(pending).await?;
@@ -207,8 +207,7 @@ impl Store for MemoryStore {
             let prev = state.at(key, expected)?;
             let revision = state.revision + 1;
             let entry = Entry { key: key.to_string(), value: prev.clone(), revision };
-            let event =
-                Event { kind: EventKind::Delete, key: key.to_string(), value: None, prev: Some(prev), revision };
+            let event = Event::new(EventKind::Delete, key.to_string(), None, Some(prev), revision);
             (entry, self.commit(&mut state, event))
         };
         Self::acknowledged(pending).await?;

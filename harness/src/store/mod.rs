@@ -37,7 +37,45 @@ pub struct Event {
     pub value: Option<Bytes>,
     pub prev: Option<Bytes>,
     pub revision: u64,
+    /// The event as every watcher of its whole kind is sent it, made by the first that
+    /// needs it: a hundred watchers cost one encoding.
+    pub encoded: Encoded,
 }
+
+impl Event {
+    pub fn new(kind: EventKind, key: String, value: Option<Bytes>, prev: Option<Bytes>, revision: u64) -> Event {
+        Event { kind, key, value, prev, revision, encoded: Encoded::default() }
+    }
+}
+
+/// A line encoded once and shared by the clones of one event. It is a cache: it never
+/// makes two events differ.
+#[derive(Clone, Debug, Default)]
+pub struct Encoded(std::sync::Arc<std::sync::OnceLock<(usize, Bytes)>>);
+
+impl Encoded {
+    /// The line for watchers of `form` (what the encoding depends on), encoded by
+    /// `encode` if no watcher of that form has yet; failures are not kept.
+    pub fn get_or_try<E>(&self, form: usize, encode: impl FnOnce() -> Result<Bytes, E>) -> Result<Bytes, E> {
+        match self.0.get() {
+            Some((cached, line)) if *cached == form => Ok(line.clone()),
+            Some(_) => encode(),
+            None => {
+                let line = encode()?;
+                let _ = self.0.set((form, line.clone()));
+                Ok(line)
+            }
+        }
+    }
+}
+
+impl PartialEq for Encoded {
+    fn eq(&self, _: &Encoded) -> bool {
+        true
+    }
+}
+
+impl Eq for Encoded {}
 
 /// A page of a range read. `revision` is the store's revision when it was read.
 #[derive(Clone, Debug)]

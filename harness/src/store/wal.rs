@@ -425,7 +425,7 @@ mod tests {
         // Revision 5 is in the snapshot already and must not be applied twice.
         for (revision, kind, key) in [(5, EventKind::Delete, "/x"), (6, EventKind::Put, "/y")] {
             let value = (kind == EventKind::Put).then(|| Bytes::from_static(b"new"));
-            encode_record(&Event { kind, key: key.into(), value, prev: None, revision }, &mut records);
+            encode_record(&Event::new(kind, key.into(), value, None, revision), &mut records);
         }
         writer.file.write_all(&records).unwrap();
         let recovered = recover(dir.path()).unwrap();
