@@ -7,6 +7,7 @@
 //! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
 
 pub mod admission;
+pub mod assertion;
 pub mod config;
 pub mod diagnostic;
 pub mod duration;

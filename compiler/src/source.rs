@@ -43,7 +43,7 @@ pub struct LineCol {
 }
 
 /// One input: its display name (a path, or `<stdin>`) and its UTF-8 text.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct SourceFile {
     name: String,
     text: String,

@@ -7,13 +7,20 @@
 //! 1,000 nodes and 30,000 pods (3,000 Deployments of 10) Running and Ready in under 30 s,
 //! the scheduler binding 2,000 pods/s.
 
+use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, PostParams};
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kubeyard_compiler::admission::Admission;
+use kubeyard_compiler::schema::CatalogOptions;
+use kubeyard_harness::apiserver::{self, ApiServer};
 use kubeyard_harness::controlplane::{Config, ControlPlane};
 use kubeyard_harness::informers::Informer;
 use kubeyard_harness::kubelet::simulate::Delays;
+use kubeyard_harness::store::memory::MemoryStore;
 use serde_json::json;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // The allocator the `kubeyard` binary runs with, so the figures are what `kubeyard up` does.
@@ -95,7 +102,6 @@ async fn scale(settings: &Settings) {
         }
     }))
     .buffer_unordered(32);
-    use futures_util::StreamExt;
     while creating.next().await.is_some() {}
     println!("{} Deployments created: {:.2?}", settings.deployments, start.elapsed());
     // Watched, as `kubectl get pods -w` would: polling lists of 30,000 pods would load the
@@ -148,11 +154,77 @@ async fn scale(settings: &Settings) {
     );
 }
 
+/// The scheduler alone, as Kubernetes' scheduler_perf measures it: an API server with
+/// the nodes and every pod already pending (no kubelets, no controllers), then the
+/// scheduler started; the time until the last pod is bound.
+async fn scheduler_alone(settings: &Settings) {
+    let admission = Admission::new(CatalogOptions::default()).expect("schemas");
+    let server = ApiServer::new(Arc::new(MemoryStore::new()), admission, apiserver::Options::default());
+    apiserver::objects::ensure_namespace(&server, "default").await.expect("a namespace");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+    let url = format!("http://{}", listener.local_addr().expect("an address"));
+    tokio::spawn(async move { server.serve(listener).await });
+    let client = kube::Client::try_from(kube::Config::new(url.parse().expect("a URL"))).expect("a client");
+    let nodes: Api<Node> = Api::all(client.clone());
+    let mut making = futures_util::stream::iter((0..settings.nodes).map(|i| {
+        let nodes = nodes.clone();
+        async move {
+            let node: Node = serde_json::from_value(json!({
+                "metadata": {"name": format!("node-{i}"), "labels": {"kubernetes.io/hostname": format!("node-{i}")}},
+                "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                           "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
+            }))
+            .expect("a node");
+            let made = nodes.create(&PostParams::default(), &node).await.expect("created");
+            let status = json!({"status": serde_json::to_value(&node.status).expect("a status")});
+            nodes.patch_status(&made.name_any(), &PatchParams::default(), &Patch::Merge(status)).await.expect("status");
+        }
+    }))
+    .buffer_unordered(32);
+    while making.next().await.is_some() {}
+    let total = settings.deployments * settings.replicas;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let mut making = futures_util::stream::iter((0..total).map(|i| {
+        let pods = pods.clone();
+        async move {
+            let pod: Pod = serde_json::from_value(json!({
+                "metadata": {"name": format!("pod-{i}")},
+                "spec": {"containers": [{"name": "app", "image": "nginx",
+                         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}}}]}
+            }))
+            .expect("a pod");
+            pods.create(&PostParams::default(), &pod).await.expect("created");
+        }
+    }))
+    .buffer_unordered(32);
+    while making.next().await.is_some() {}
+    let watched = Informer::start(Api::<Pod>::all(client.clone()));
+    watched.synced().await;
+    let start = Instant::now();
+    let scheduler = tokio::spawn(kubeyard_harness::scheduler::run(client, 0));
+    loop {
+        let bound =
+            watched.all().iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()).count();
+        if bound >= total || start.elapsed() > Duration::from_secs(300) {
+            let elapsed = start.elapsed();
+            println!(
+                "scheduler alone: {bound} of {total} pending pods bound to {} nodes in {elapsed:.2?}: {:.0} pods/s",
+                settings.nodes,
+                bound as f64 / elapsed.as_secs_f64()
+            );
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scheduler.abort();
+}
+
 fn main() {
     let settings = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     runtime.block_on(async {
         boots(settings.boots).await;
+        scheduler_alone(&settings).await;
         scale(&settings).await;
     });
 }

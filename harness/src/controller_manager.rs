@@ -22,7 +22,7 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
     }
     spawn!(deployment, replicaset, endpoints, endpointslice, daemonset, statefulset, job);
     set.spawn(controllers::garbage_collector::run(client.clone()));
-    set.spawn(controllers::namespace::run(client.clone()));
+    set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
     set.spawn(controllers::node_lifecycle::run(client.clone(), lifecycle.clone()));
     set.spawn(controllers::taint_eviction::run(client, lifecycle));
     set

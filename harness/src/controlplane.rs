@@ -68,14 +68,17 @@ pub struct ControlPlane {
     client: kube::Client,
     clock: Clock,
     kubelets: Kubelets,
-    server: JoinHandle<()>,
+    server: std::sync::Mutex<JoinHandle<()>>,
+    store: Arc<MemoryStore>,
+    address: std::net::SocketAddr,
+    version: KubernetesVersion,
     scheduler: JoinHandle<()>,
     _controllers: JoinSet<()>,
 }
 
 impl Drop for ControlPlane {
     fn drop(&mut self) {
-        self.server.abort();
+        self.server.lock().unwrap_or_else(std::sync::PoisonError::into_inner).abort();
         self.scheduler.abort();
     }
 }
@@ -86,7 +89,8 @@ impl ControlPlane {
         let admission = Admission::new(CatalogOptions { version: config.version, ..CatalogOptions::default() })
             .map_err(|e| Error::Schemas(e.to_string()))?;
         let options = apiserver::Options { clock: config.clock.clone(), ..apiserver::Options::default() };
-        let server = ApiServer::new(Arc::new(MemoryStore::new()), admission, options);
+        let store = Arc::new(MemoryStore::new());
+        let server = ApiServer::new(Arc::clone(&store) as Arc<dyn crate::store::Store>, admission, options);
         for namespace in ["default", "kube-system", "kube-public", kubelet::LEASE_NAMESPACE] {
             objects::ensure_namespace(&server, namespace).await.map_err(|e| Error::Namespace(e.message))?;
         }
@@ -117,7 +121,53 @@ impl ControlPlane {
         // Started once the nodes are registered, so its first list holds them all and a
         // seed's placement does not depend on which node registered first.
         let scheduler = tokio::spawn(scheduler::run(client.clone(), config.seed));
-        Ok(ControlPlane { url, client, clock: config.clock, kubelets, server, scheduler, _controllers: controllers })
+        Ok(ControlPlane {
+            url,
+            client,
+            clock: config.clock,
+            kubelets,
+            server: std::sync::Mutex::new(server),
+            store,
+            address,
+            version: config.version,
+            scheduler,
+            _controllers: controllers,
+        })
+    }
+
+    /// The API server process dies and starts again on the same port over the same store,
+    /// as when its container restarts: every client sees its connections fail, and its
+    /// watches start again from where they were.
+    pub async fn restart_api_server(&self) -> Result<(), Error> {
+        self.server.lock().unwrap_or_else(std::sync::PoisonError::into_inner).abort();
+        let admission = Admission::new(CatalogOptions { version: self.version, ..CatalogOptions::default() })
+            .map_err(|e| Error::Schemas(e.to_string()))?;
+        let options = apiserver::Options { clock: self.clock.clone(), ..apiserver::Options::default() };
+        let server = ApiServer::new(Arc::clone(&self.store) as Arc<dyn crate::store::Store>, admission, options);
+        let mut attempts = 0;
+        let listener = loop {
+            // The old listener closes as its task ends: the port comes free a moment later.
+            match tokio::net::TcpListener::bind(self.address).await {
+                Ok(listener) => break listener,
+                Err(_) if attempts < 100 => {
+                    attempts += 1;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(source) => return Err(Error::Listen { address: self.address.to_string(), source }),
+            }
+        };
+        let task = tokio::spawn(async move {
+            let _ = server.serve(listener).await;
+        });
+        *self.server.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = task;
+        Ok(())
+    }
+
+    /// The store's revision: it moves with every write, so a test can tell a cluster at
+    /// work from an idle one.
+    pub async fn revision(&self) -> u64 {
+        use crate::store::Store;
+        self.store.revision().await.unwrap_or(0)
     }
 
     pub fn url(&self) -> &str {

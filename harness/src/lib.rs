@@ -17,3 +17,4 @@ pub mod report;
 pub mod scheduler;
 pub mod snapshot;
 pub mod store;
+pub mod testing;

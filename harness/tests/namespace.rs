@@ -9,7 +9,9 @@ use support::api::{Server, component, delete, get, patch, post, wait_for};
 
 fn start() -> Server {
     let server = Server::start();
-    component(&server.url, kubeyard_harness::controllers::namespace::run);
+    component(&server.url, |client| {
+        kubeyard_harness::controllers::namespace::run(client, kubeyard_harness::clock::Clock::real())
+    });
     component(&server.url, kubeyard_harness::controllers::garbage_collector::run);
     server
 }

@@ -26,8 +26,10 @@ mod embedded {
 pub const KUBEYARD_GROUP: &str = "kubeyard.dev";
 
 /// kubeyard's own kinds: `(kind, OpenAPI schema, namespaced)`.
-const KUBEYARD_KINDS: &[(&str, &str, bool)] =
-    &[("Cluster", include_str!("../../../schemas/kubeyard.dev/v1alpha1/cluster.json"), false)];
+const KUBEYARD_KINDS: &[(&str, &str, bool)] = &[
+    ("Cluster", include_str!("../../../schemas/kubeyard.dev/v1alpha1/cluster.json"), false),
+    ("Test", include_str!("../../../schemas/kubeyard.dev/v1alpha1/test.json"), false),
+];
 
 /// The URI the upstream per-kind schemas use for the shared definitions.
 pub const DEFINITIONS_URI: &str = "https://kubernetes.io/api/_definitions.json";

@@ -9,6 +9,7 @@ pub mod fields;
 pub mod kubeconfig;
 pub mod objects;
 pub mod openapi;
+mod quota;
 pub mod resources;
 pub mod status;
 pub mod table;
@@ -65,6 +66,8 @@ pub struct ApiServer {
     openapi: std::sync::OnceLock<openapi::Documents>,
     /// Services' cluster IPs and node ports (see `allocate`).
     allocator: allocate::Allocator,
+    /// Pod creates in namespaces with quotas, one at a time (see `quota`).
+    quota_locks: quota::Locks,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -88,7 +91,14 @@ pub fn version_info(admission: &Admission) -> Value {
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, admission: Admission, options: Options) -> Arc<ApiServer> {
         let allocator = allocate::Allocator::new(&options.service_cidr);
-        Arc::new(ApiServer { store, admission, options, openapi: std::sync::OnceLock::new(), allocator })
+        Arc::new(ApiServer {
+            store,
+            admission,
+            options,
+            openapi: std::sync::OnceLock::new(),
+            allocator,
+            quota_locks: quota::Locks::default(),
+        })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {

@@ -584,6 +584,11 @@ async fn create(
         namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
     }
     let key = resource.key(target.namespace.as_deref(), &name);
+    // Quotas: held from the check until the pod is written.
+    let _quota = match (resource.kind, target.namespace.as_deref()) {
+        ("Pod", Some(namespace)) => super::quota::admit_pod(server, namespace, &object).await?,
+        _ => None,
+    };
     // A Service's cluster IP and node ports, held until the write is settled.
     let mut object = object;
     let claim = allocate::create(server, target, &key, &mut object).await?;

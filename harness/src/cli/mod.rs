@@ -10,6 +10,7 @@ pub mod lint;
 pub mod normalize;
 pub mod plan;
 pub mod rules;
+pub mod test;
 pub mod up;
 
 use clap::{Parser, Subcommand};
@@ -85,10 +86,31 @@ enum Command {
     /// Run a whole cluster in this process (API server, scheduler, controllers, simulated
     /// nodes), apply the manifests and show them converge, until interrupted.
     Up(up::UpArgs),
+    /// Run convergence tests (kubeyard.dev/v1alpha1 Test), each on a fresh cluster.
+    Test(test::TestArgs),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // `kubeyard get pods | head` closes the pipe early: the commands that only print end
+    // quietly then, as Unix tools do. The ones that run servers and clusters keep the
+    // signal ignored, so a peer closing a connection is an error to handle, never death.
+    let prints_only = matches!(
+        cli.command,
+        Command::Lint(_)
+            | Command::Normalize(_)
+            | Command::Graph(_)
+            | Command::Plan(_)
+            | Command::Rules(_)
+            | Command::Get(_)
+    );
+    #[cfg(unix)]
+    if prints_only {
+        // SAFETY: restoring the default disposition of one signal before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let exit = match cli.command {
         Command::Lint(args) => lint::run(args),
         Command::Normalize(args) => normalize::run(args),
@@ -99,6 +121,7 @@ pub fn main() -> ExitCode {
         Command::ApiServer(args) => apiserver::run(args),
         Command::Up(args) => up::run(args),
         Command::Get(args) => get::run(args),
+        Command::Test(args) => test::run(args),
     };
     exit.into()
 }

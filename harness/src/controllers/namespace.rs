@@ -14,6 +14,7 @@
 
 use super::Error;
 use super::garbage_collector::{Kind, Meta, discover};
+use crate::clock::Clock;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, NamespaceCondition};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -21,29 +22,46 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc;
 
 /// The finalizer the namespace controller owns.
 const FINALIZER: &str = "kubernetes";
 
-/// How soon a namespace with content left is looked at again.
+/// How soon a namespace with content left is looked at again, on the control plane's
+/// clock (a test that runs the clock ahead has it looked at sooner).
 const POLL: Duration = Duration::from_secs(1);
 
 struct Context {
     client: kube::Client,
+    clock: Clock,
+    again: mpsc::UnboundedSender<ObjectRef<Namespace>>,
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client) {
+pub async fn run(client: kube::Client, clock: Clock) {
     let namespaces: Api<Namespace> = Api::all(client.clone());
+    let (again, later) = mpsc::unbounded_channel();
+    let later = futures_util::stream::unfold(later, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) });
     Controller::new(namespaces, watcher::Config::default())
-        .run(reconcile, |_, _, _| Action::requeue(POLL), Arc::new(Context { client }))
+        .reconcile_on(later)
+        .run(reconcile, |_, _, _| Action::requeue(POLL), Arc::new(Context { client, clock, again }))
         .for_each(|_| async {})
         .await;
+}
+
+/// The namespace is looked at again after `POLL` of the control plane's clock.
+fn again_later(context: &Context, namespace: &Namespace) {
+    let (clock, again, reference) = (context.clock.clone(), context.again.clone(), ObjectRef::from_obj(namespace));
+    tokio::spawn(async move {
+        clock.sleep(POLL).await;
+        let _ = again.send(reference);
+    });
 }
 
 fn held_by_us(namespace: &Namespace) -> bool {
@@ -62,7 +80,8 @@ async fn reconcile(namespace: Arc<Namespace>, context: Arc<Context>) -> Result<A
     };
     report(client, &namespace, &content).await?;
     if !content.is_empty() {
-        return Ok(Action::requeue(POLL));
+        again_later(&context, &namespace);
+        return Ok(Action::await_change());
     }
     finalize(client, &name).await?;
     Ok(Action::await_change())

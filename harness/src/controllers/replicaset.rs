@@ -9,6 +9,7 @@
 //! moment ago is never made twice.
 
 use super::Error;
+use crate::events;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, controller_of, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
@@ -150,6 +151,7 @@ async fn sync(
     }
 
     let wanted = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+    let mut failed = None;
     if active.len() < wanted {
         let template = serde_json::to_value(&spec.template).unwrap_or(Value::Null);
         for _ in 0..(wanted - active.len()).min(BURST) {
@@ -166,7 +168,34 @@ async fn sync(
                 "spec": template.get("spec").cloned().unwrap_or(json!({})),
             });
             let pod: Pod = serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))?;
-            pods_written.note(&pods.create(&PostParams::default(), &pod).await?);
+            match pods.create(&PostParams::default(), &pod).await {
+                Ok(created) => pods_written.note(&created),
+                Err(error) => {
+                    // As Kubernetes reports it, on the ReplicaSet (a quota, a namespace going away).
+                    let message = match &error {
+                        kube::Error::Api(status) => format!("Error creating: {}", status.message),
+                        other => format!("Error creating: {other}"),
+                    };
+                    let object = serde_json::to_value(set).unwrap_or(Value::Null);
+                    let mut object = object;
+                    object["apiVersion"] = json!("apps/v1");
+                    object["kind"] = json!("ReplicaSet");
+                    let source = events::Source { component: "replicaset-controller", host: None };
+                    events::record(
+                        &context.client,
+                        &object,
+                        source,
+                        events::Type::Warning,
+                        "FailedCreate",
+                        &message,
+                        &crate::clock::now(),
+                    )
+                    .await;
+                    // The status is still written (what exists is counted), as Kubernetes does.
+                    failed = Some(error);
+                    break;
+                }
+            }
         }
     } else if active.len() > wanted {
         active.sort_by_key(|pod| deletion_rank(pod));
@@ -204,6 +233,9 @@ async fn sync(
     if changed {
         let patch = json!({"status": status});
         set_written.note(&sets.patch_status(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?);
+    }
+    if let Some(error) = failed {
+        return Err(error.into());
     }
     // Requeued now and then: orphans that appear are not events of this set.
     Ok(Action::requeue(Duration::from_secs(5)))

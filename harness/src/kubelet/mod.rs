@@ -101,6 +101,8 @@ pub enum Error {
     Register { node: String, source: kube::Error },
     #[error("node {0} is not one of this agent's nodes")]
     Unknown(String),
+    #[error("node {0} exists already")]
+    Exists(String),
 }
 
 struct NodeState {
@@ -221,6 +223,19 @@ impl Kubelets {
             keep
         });
         Ok(())
+    }
+
+    /// A node joins: this agent registers it and runs its pods from now on.
+    pub async fn add_node(&self, config: NodeConfig) -> Result<(), Error> {
+        {
+            let mut nodes = lock(&self.shared.nodes);
+            if nodes.contains_key(&config.name) {
+                return Err(Error::Exists(config.name.clone()));
+            }
+            let state = NodeState { config: config.clone(), running: true, addresses: HashMap::new(), next: 2 };
+            nodes.insert(config.name.clone(), state);
+        }
+        register(&self.shared, &config).await
     }
 
     /// The node's kubelet comes back: it re-registers, renews its lease and resumes its pods.

@@ -1,0 +1,140 @@
+//! `kubeyard test`: every `kubeyard.dev/v1alpha1 Test` found in the paths, each on a
+//! fresh cluster, with progress per test and per step; exit 1 when one fails.
+
+use super::Exit;
+use super::lint::usage_error;
+use crate::testing::report::{self, Style};
+use crate::testing::runner::{self, Target, Test, TestResult};
+use clap::{Args, ValueEnum};
+use futures_util::StreamExt;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Instant;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    Text,
+    Junit,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ClusterKind {
+    /// A fresh control plane in this process for each test (virtual time unless the test
+    /// asks for real time).
+    InProcess,
+    /// Each component in its own container (not available yet).
+    Containers,
+    /// The cluster of a kubeconfig: each test in a namespace of its own, in real time.
+    Kubeconfig,
+}
+
+#[derive(Args, Debug)]
+pub struct TestArgs {
+    /// Test files or directories to search for them [default: the current directory].
+    #[arg(value_name = "DIRS")]
+    paths: Vec<String>,
+
+    /// How many tests run at once.
+    #[arg(long, default_value_t = 2)]
+    parallel: usize,
+
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+
+    #[arg(long, value_enum, default_value_t = ClusterKind::InProcess)]
+    cluster: ClusterKind,
+
+    /// With --cluster kubeconfig: the kubeconfig [default: $KUBECONFIG or ~/.kube/config].
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+
+    /// With --cluster kubeconfig: the context [default: the current one].
+    #[arg(long, value_name = "NAME")]
+    context: Option<String>,
+
+    /// Only the tests whose name contains this.
+    #[arg(long, value_name = "TEXT")]
+    filter: Option<String>,
+
+    /// Leave out timings and mask generated names (reports to compare or snapshot).
+    #[arg(long, hide = true)]
+    stable: bool,
+}
+
+pub fn run(args: TestArgs) -> Exit {
+    let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
+    let target = match args.cluster {
+        ClusterKind::InProcess => Target::InProcess,
+        ClusterKind::Containers => {
+            return usage_error("--cluster containers is not available yet: use in-process or kubeconfig");
+        }
+        ClusterKind::Kubeconfig => {
+            let Some(path) = args.kubeconfig.clone().or_else(crate::client::config::default_path) else {
+                return usage_error("--cluster kubeconfig needs --kubeconfig FILE (or KUBECONFIG, or ~/.kube/config)");
+            };
+            Target::Kubeconfig { path, context: args.context.clone() }
+        }
+    };
+    let (mut tests, problems) = runner::find(&paths);
+    for problem in &problems {
+        eprintln!("error: {problem}");
+    }
+    if let Some(filter) = &args.filter {
+        tests.retain(|t| t.name.contains(filter.as_str()));
+    }
+    if tests.is_empty() {
+        eprintln!("error: no kubeyard.dev/v1alpha1 Test found in {}", paths.join(", "));
+        return Exit::Usage;
+    }
+    let runtime = match super::runtime(true) {
+        Ok(runtime) => runtime,
+        Err(message) => return usage_error(&message),
+    };
+    let style = Style { stable: args.stable };
+    let text = args.output == Output::Text;
+    let serial = args.parallel <= 1;
+    let started = Instant::now();
+    let out = Mutex::new(std::io::stdout());
+    let print = |text: &str| {
+        let mut out = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = out.write_all(text.as_bytes());
+        let _ = out.flush();
+    };
+    let progress = |test: &Test, step: &runner::StepResult| {
+        if text && serial {
+            print(&report::step_line(step, style));
+        }
+        let _ = test;
+    };
+    let results: Vec<TestResult> = runtime.block_on(async {
+        let mut results = Vec::new();
+        let mut running = futures_util::stream::iter(tests.iter().map(|test| {
+            if text && serial {
+                print(&format!("RUN  {} ({})\n", test.name, test.file.display()));
+            }
+            let (target, progress) = (&target, &progress);
+            async move { runner::run(test, target, progress).await }
+        }))
+        .buffered(args.parallel.max(1));
+        while let Some(result) = running.next().await {
+            if text {
+                let block = if serial {
+                    report::verdict_text(&result, style)
+                } else {
+                    format!("TEST {} ({})\n{}", result.name, result.file.display(), report::test_text(&result, style))
+                };
+                print(&block);
+            }
+            results.push(result);
+        }
+        results
+    });
+    match args.output {
+        Output::Text => print(&format!("{}\n", report::summary(&results, (!style.stable).then(|| started.elapsed())))),
+        Output::Junit => print(&report::junit(&results)),
+        Output::Json => print(&format!("{:#}\n", report::json(&results))),
+    }
+    if results.iter().all(TestResult::passed) && problems.is_empty() { Exit::Ok } else { Exit::Findings }
+}

@@ -1,0 +1,767 @@
+//! A cluster under test, for `kubeyard test` and for users' own `cargo test`s: boot one
+//! (`Cluster::builder().nodes(3).build().await?`, in process, virtual time by default) or
+//! connect to any cluster of a kubeconfig, apply manifests in plan order, change it, break
+//! it, and wait for what should become true (`eventually`, `consistently`,
+//! `assert_converged`), each wait driven by watches on the kinds it is about. On a virtual
+//! clock, time runs ahead whenever the cluster has gone quiet, so a 40-second grace period
+//! passes in milliseconds, yet nothing that happens in between is skipped.
+
+use super::expect::{Expectation, Failure, Holds};
+use crate::cli::compile::compile;
+use crate::cli::inputs::Inputs;
+use crate::client::config::Endpoint;
+use crate::client::{self, Client, Written};
+use crate::clock::Clock;
+use crate::controlplane::{Config, ControlPlane};
+use crate::kubelet::NodeConfig;
+use crate::kubelet::simulate::ANNOTATION;
+use futures_util::StreamExt;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::discovery::Scope;
+use kube::runtime::{WatchStreamExt, watcher};
+use kubeyard_compiler::graph::ObjectId;
+use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the cluster does not boot: {0}")]
+    Boot(String),
+    #[error("{0}")]
+    Manifests(String),
+    #[error("{0}")]
+    Api(String),
+    #[error("{0} needs the in-process cluster")]
+    InProcessOnly(&'static str),
+    #[error("{}", .0.summary)]
+    Failed(Box<Failure>),
+}
+
+impl From<kube::Error> for Error {
+    fn from(error: kube::Error) -> Error {
+        Error::Api(error.to_string())
+    }
+}
+
+/// An object the test applied, to check it converged and to clean it up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+/// How a cluster for a test is made.
+pub struct Builder {
+    config: Config,
+    virtual_time: bool,
+}
+
+impl Builder {
+    /// `count` nodes named `node-1`... with the default capacity (4 cpu, 8Gi, 110 pods).
+    pub fn nodes(mut self, count: u32) -> Builder {
+        self.config.nodes = Config::with_nodes(count).nodes;
+        self
+    }
+
+    /// One more node, as configured.
+    pub fn node(mut self, node: NodeConfig) -> Builder {
+        self.config.nodes.push(node);
+        self
+    }
+
+    /// Every node's capacity set for these resources (`cpu`, `memory`, `pods`, ...).
+    pub fn capacity(mut self, resources: &[(&str, &str)]) -> Builder {
+        for node in &mut self.config.nodes {
+            node.capacity.extend(resources.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        }
+        self
+    }
+
+    pub fn seed(mut self, seed: u64) -> Builder {
+        self.config.seed = seed;
+        self
+    }
+
+    /// Wall-clock time instead of the virtual clock.
+    pub fn real_time(mut self) -> Builder {
+        self.virtual_time = false;
+        self
+    }
+
+    pub async fn build(self) -> Result<Cluster, Error> {
+        let mut config = self.config;
+        config.clock = if self.virtual_time { Clock::manual() } else { Clock::real() };
+        let clock = config.clock.clone();
+        let plane = ControlPlane::boot(config).await.map_err(|e| Error::Boot(e.to_string()))?;
+        let endpoint = Endpoint { server: plane.url().to_string(), ..Endpoint::default() };
+        let client = Client::new(endpoint).map_err(Error::Boot)?;
+        Ok(Cluster::new(plane.client(), client, Some(plane), clock, self.virtual_time, "default".into()))
+    }
+}
+
+/// How long a wait may take in real time beyond its cluster-time bound before it is
+/// given up (a cluster that cannot keep up with its clock).
+const REAL_TIME_GRACE: Duration = Duration::from_secs(30);
+/// How long the cluster must be quiet before a virtual clock runs ahead.
+const QUIET: Duration = Duration::from_millis(15);
+/// The steps a virtual clock runs ahead by: short at first, doubling while nothing
+/// happens, never more than a kubelet's lease renewal can keep up with.
+const FIRST_STEP: Duration = Duration::from_millis(250);
+const LONGEST_STEP: Duration = Duration::from_secs(5);
+
+pub struct Cluster {
+    kube: kube::Client,
+    client: Client,
+    plane: Option<ControlPlane>,
+    clock: Clock,
+    virtual_time: bool,
+    namespace: String,
+    resources: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
+    applied: Mutex<Vec<Applied>>,
+}
+
+impl Cluster {
+    /// A cluster in this process, three nodes unless told otherwise, on a virtual clock.
+    pub fn builder() -> Builder {
+        Builder { config: Config::with_nodes(3), virtual_time: true }
+    }
+
+    /// A running cluster, a kubeconfig's (its current context unless one is named), in
+    /// real time; `namespace` is where objects that name none go.
+    pub async fn connect(
+        kubeconfig: &std::path::Path,
+        context: Option<&str>,
+        namespace: &str,
+    ) -> Result<Cluster, Error> {
+        let endpoint = client::config::load(kubeconfig, context).map_err(Error::Api)?;
+        let client = Client::new(endpoint).map_err(Error::Api)?;
+        let config = kube::config::Kubeconfig::read_from(kubeconfig)
+            .map_err(|e| Error::Api(format!("{}: {e}", kubeconfig.display())))?;
+        let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(config, &options)
+            .await
+            .map_err(|e| Error::Api(format!("{}: {e}", kubeconfig.display())))?;
+        let kube = kube::Client::try_from(config)?;
+        Ok(Cluster::new(kube, client, None, Clock::real(), false, namespace.to_string()))
+    }
+
+    fn new(
+        kube: kube::Client,
+        client: Client,
+        plane: Option<ControlPlane>,
+        clock: Clock,
+        virtual_time: bool,
+        namespace: String,
+    ) -> Cluster {
+        Cluster {
+            kube,
+            client,
+            plane,
+            clock,
+            virtual_time,
+            namespace,
+            resources: Mutex::new(HashMap::new()),
+            applied: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub fn kube(&self) -> kube::Client {
+        self.kube.clone()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    pub fn plane(&self) -> Option<&ControlPlane> {
+        self.plane.as_ref()
+    }
+
+    /// A kubeconfig for kubectl and any client (in-process clusters).
+    pub fn kubeconfig(&self) -> Option<String> {
+        self.plane.as_ref().map(ControlPlane::kubeconfig)
+    }
+
+    /// What the test applied so far, in order.
+    pub fn applied(&self) -> Vec<Applied> {
+        self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Lets `duration` pass in the cluster: pushed ahead on a virtual clock (in steps the
+    /// kubelets keep up with), slept through on a real one.
+    pub async fn advance(&self, duration: Duration) {
+        if !self.virtual_time {
+            tokio::time::sleep(duration).await;
+            return;
+        }
+        let mut left = duration;
+        while !left.is_zero() {
+            let step = left.min(LONGEST_STEP);
+            self.clock.advance(step);
+            left -= step;
+            tokio::time::sleep(QUIET).await;
+        }
+    }
+
+    /// The API resource of a kind, and whether it is namespaced.
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (resource, capabilities) = kube::discovery::pinned_kind(&self.kube, &gvk)
+            .await
+            .map_err(|e| Error::Api(format!("the cluster does not serve {api_version} {kind}: {e}")))?;
+        let found = (resource, capabilities.scope == Scope::Namespaced);
+        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// The API of a kind in `namespace` (the test's when `None`; ignored for cluster-scoped kinds).
+    pub async fn api(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<Api<DynamicObject>, Error> {
+        let (resource, namespaced) = self.resource(api_version, kind).await?;
+        Ok(if namespaced {
+            Api::namespaced_with(self.kube.clone(), namespace.unwrap_or(&self.namespace), &resource)
+        } else {
+            Api::all_with(self.kube.clone(), &resource)
+        })
+    }
+
+    /// Every object of a kind in `namespace` (the test's with `None`), picked by a label
+    /// selector if given.
+    pub async fn list(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<Vec<Value>, Error> {
+        let api = self.api(api_version, kind, namespace).await?;
+        let mut params = ListParams::default();
+        if let Some(selector) = selector {
+            params = params.labels(selector);
+        }
+        let list = api.list(&params).await?;
+        Ok(list.items.iter().map(|o| with_type(o, api_version, kind)).collect())
+    }
+
+    pub async fn get(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Option<Value>, Error> {
+        let api = self.api(api_version, kind, namespace).await?;
+        Ok(api.get_opt(name).await?.map(|o| with_type(&o, api_version, kind)))
+    }
+
+    /// Applies manifests (files or directories; templates filled from `values` and the
+    /// environment `env`) in plan order, as `kubeyard apply` does; one line per object.
+    pub async fn apply_paths(
+        &self,
+        paths: &[PathBuf],
+        env: Option<&str>,
+        values: Option<&Value>,
+    ) -> Result<Vec<String>, Error> {
+        let values_file = values.map(write_values).transpose()?;
+        let inputs = Inputs {
+            paths: paths.iter().map(|p| p.display().to_string()).collect(),
+            env: env.map(str::to_string),
+            values: values_file.iter().map(|f| f.path.clone()).collect(),
+            no_config: true,
+            ..Inputs::default()
+        };
+        let (plan, written) = {
+            let mut compiled =
+                compile(&inputs).map_err(|_| Error::Manifests(format!("cannot read {}", inputs.paths.join(", "))))?;
+            // kubeyard's own documents (this test, a Cluster) describe the run, not the cluster.
+            compiled.objects.retain(|d| d.info.gvk.group != kubeyard_compiler::schema::KUBEYARD_GROUP);
+            if self.namespace != "default" {
+                // What names no namespace goes into the test's own.
+                let catalog = compiled.linter.catalog();
+                for desired in &mut compiled.objects {
+                    if catalog.is_namespaced(&desired.info.gvk)
+                        && desired.written.pointer("/metadata/namespace").is_none()
+                    {
+                        for object in [&mut desired.value, &mut desired.written] {
+                            if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+                                metadata.insert("namespace".into(), json!(self.namespace));
+                            }
+                        }
+                    }
+                }
+            }
+            let graph = compiled.graph();
+            if let Some(problems) = compiled.problems_text()
+                && compiled.reports.iter().any(|r| r.objects.iter().any(|o| o.diagnostics.iter().any(|d| d.is_error())))
+            {
+                return Err(Error::Manifests(problems));
+            }
+            let desired: Vec<&Value> = compiled.objects.iter().map(|d| &d.value).collect();
+            let state = client::state::read(&self.client, &desired, false).await.map_err(Error::Api)?;
+            let plan = compiled.plan(&graph, &state, false);
+            let written: HashMap<ObjectId, Value> =
+                graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect();
+            (plan, written)
+        };
+        self.carry_out(&plan, &written).await
+    }
+
+    async fn carry_out(
+        &self,
+        plan: &kubeyard_compiler::plan::Plan,
+        written: &HashMap<ObjectId, Value>,
+    ) -> Result<Vec<String>, Error> {
+        let mut lines = Vec::new();
+        let mut failures = Vec::new();
+        let mut applied = Vec::new();
+        client::apply::apply(&self.client, plan, written, |entry, result| {
+            let object = &entry.object;
+            let shown = format!("{}/{}", object.kind.to_lowercase(), object.name);
+            match result {
+                Ok(()) => {
+                    let verb = match entry.action {
+                        kubeyard_compiler::plan::Action::Create => "created",
+                        kubeyard_compiler::plan::Action::Update => "configured",
+                        kubeyard_compiler::plan::Action::Delete => "pruned",
+                        kubeyard_compiler::plan::Action::Unchanged => "unchanged",
+                    };
+                    lines.push(format!("{shown} {verb}"));
+                    applied.push(Applied {
+                        api_version: object.api_version.clone(),
+                        kind: object.kind.clone(),
+                        namespace: object.namespace.clone(),
+                        name: object.name.clone(),
+                    });
+                }
+                Err(Written::Conflict(message) | Written::Failed(message)) => {
+                    failures.push(format!("{shown}: {message}"))
+                }
+            }
+        })
+        .await;
+        let mut recorded = self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for object in applied {
+            if !recorded.contains(&object) {
+                recorded.push(object);
+            }
+        }
+        if failures.is_empty() { Ok(lines) } else { Err(Error::Api(failures.join("\n"))) }
+    }
+
+    /// Merges a patch (`strategic`, `merge` or `json`) into one object.
+    pub async fn patch(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        patch_type: &str,
+        patch: &Value,
+    ) -> Result<(), Error> {
+        let api = self.api(api_version, kind, namespace).await?;
+        let patch = match patch_type {
+            "merge" => Patch::Merge(patch.clone()),
+            "json" => Patch::Json::<Value>(
+                serde_json::from_value(patch.clone()).map_err(|e| Error::Api(format!("a JSON patch: {e}")))?,
+            ),
+            _ => Patch::Strategic(patch.clone()),
+        };
+        api.patch(name, &PatchParams::default(), &patch).await?;
+        Ok(())
+    }
+
+    /// Deletes one object, or every object a label selector picks.
+    pub async fn delete(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        selector: Option<&str>,
+        propagation: Option<&str>,
+    ) -> Result<(), Error> {
+        let api = self.api(api_version, kind, namespace).await?;
+        let params = DeleteParams {
+            propagation_policy: Some(match propagation {
+                Some("Foreground") => PropagationPolicy::Foreground,
+                Some("Orphan") => PropagationPolicy::Orphan,
+                _ => PropagationPolicy::Background,
+            }),
+            ..DeleteParams::default()
+        };
+        match name {
+            Some(name) => match api.delete(name, &params).await {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    Err(Error::Api(format!("{kind}/{name} does not exist")))
+                }
+                Err(error) => Err(error.into()),
+            },
+            None => {
+                let mut list = ListParams::default();
+                if let Some(selector) = selector {
+                    list = list.labels(selector);
+                }
+                api.delete_collection(&params, &list).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Sets `spec.replicas` through the `scale` subresource, as `kubectl scale` does.
+    pub async fn scale(
+        &self,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+        replicas: i64,
+    ) -> Result<(), Error> {
+        let api = self.api(api_version, kind, namespace).await?;
+        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}}))).await?;
+        Ok(())
+    }
+
+    fn in_process(&self, what: &'static str) -> Result<&ControlPlane, Error> {
+        self.plane.as_ref().ok_or(Error::InProcessOnly(what))
+    }
+
+    /// The node's agent dies: its lease is no longer renewed and its pods freeze.
+    pub fn stop_node(&self, node: &str) -> Result<(), Error> {
+        self.in_process("stopping a node")?.kubelets().stop(node).map_err(|e| Error::Api(e.to_string()))
+    }
+
+    pub async fn start_node(&self, node: &str) -> Result<(), Error> {
+        self.in_process("starting a node")?.kubelets().start_node(node).await.map_err(|e| Error::Api(e.to_string()))
+    }
+
+    /// A node joins the cluster (its index, which picks its pod CIDR and address, the next
+    /// free one).
+    pub async fn add_node(&self, mut node: NodeConfig) -> Result<(), Error> {
+        let plane = self.in_process("adding a node")?;
+        node.index = u32::try_from(plane.kubelets().nodes().len()).unwrap_or(0) + 1;
+        plane.kubelets().add_node(node).await.map_err(|e| Error::Api(e.to_string()))
+    }
+
+    /// `kubectl cordon` (`uncordon` with `false`).
+    pub async fn cordon(&self, node: &str, cordoned: bool) -> Result<(), Error> {
+        let api = self.api("v1", "Node", None).await?;
+        api.patch(node, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": cordoned}}))).await?;
+        Ok(())
+    }
+
+    /// The pods' containers exit with an error from now on (simulated nodes).
+    pub async fn crash_pods(
+        &self,
+        namespace: Option<&str>,
+        name: Option<&str>,
+        selector: Option<&str>,
+    ) -> Result<usize, Error> {
+        self.in_process("crashing a pod")?;
+        let pods: Vec<String> = match name {
+            Some(name) => vec![name.to_string()],
+            None => self
+                .list("v1", "Pod", namespace, selector)
+                .await?
+                .iter()
+                .filter_map(|p| p.pointer("/metadata/name").and_then(Value::as_str).map(str::to_string))
+                .collect(),
+        };
+        let api = self.api("v1", "Pod", namespace).await?;
+        let patch = json!({"metadata": {"annotations": {ANNOTATION: "crash-after=0s"}}});
+        for pod in &pods {
+            api.patch(pod, &PatchParams::default(), &Patch::Merge(patch.clone())).await?;
+        }
+        Ok(pods.len())
+    }
+
+    pub async fn restart_api_server(&self) -> Result<(), Error> {
+        self.in_process("restarting the API server")?.restart_api_server().await.map_err(|e| Error::Api(e.to_string()))
+    }
+
+    /// A signal raised by every change to objects of these kinds while it lives.
+    async fn changes(&self, kinds: &[(String, String)]) -> Result<Changes, Error> {
+        let notify = Arc::new(Notify::new());
+        let mut tasks = Vec::new();
+        for (api_version, kind) in kinds {
+            let (resource, _) = self.resource(api_version, kind).await?;
+            let api: Api<DynamicObject> = Api::all_with(self.kube.clone(), &resource);
+            let notify = Arc::clone(&notify);
+            tasks.push(tokio::spawn(async move {
+                let stream = watcher(api, watcher::Config::default()).default_backoff();
+                futures_util::pin_mut!(stream);
+                while stream.next().await.is_some() {
+                    notify.notify_one();
+                }
+            }));
+        }
+        Ok(Changes { notify, tasks })
+    }
+
+    /// Whether the cluster stayed idle for `QUIET`: no change to what is watched, and (in
+    /// process) no write at all, so running the clock ahead skips nothing in progress.
+    async fn quiet(&self, changes: &Changes) -> bool {
+        let before = match &self.plane {
+            Some(plane) => Some(plane.revision().await),
+            None => None,
+        };
+        if tokio::time::timeout(QUIET, changes.notify.notified()).await.is_ok() {
+            return false;
+        }
+        match (&self.plane, before) {
+            (Some(plane), Some(before)) => plane.revision().await == before,
+            _ => true,
+        }
+    }
+
+    /// Waits until `expectation` holds, for at most `within` of cluster time; the failure
+    /// says how it stood last.
+    pub async fn eventually(&self, expectation: &Expectation, within: Duration) -> Result<(), Error> {
+        let kinds = expectation.kinds();
+        let changes = self.changes(&kinds).await?;
+        let deadline = self.clock.now() + within;
+        let started = Instant::now();
+        let mut step = FIRST_STEP;
+        loop {
+            let failure = match expectation.check(self).await? {
+                Holds::Yes => return Ok(()),
+                Holds::No(failure) => failure,
+            };
+            let now = self.clock.now();
+            if now >= deadline || started.elapsed() > within + REAL_TIME_GRACE {
+                return Err(Error::Failed(Box::new(self.with_events(failure.within(within)).await)));
+            }
+            let left = deadline.duration_since(now).unwrap_or_default();
+            if self.virtual_time {
+                if self.quiet(&changes).await {
+                    self.clock.advance(step.min(left));
+                    step = (step * 2).min(LONGEST_STEP);
+                } else {
+                    step = FIRST_STEP;
+                }
+            } else {
+                let _ = tokio::time::timeout(left.min(Duration::from_secs(1)), changes.notify.notified()).await;
+            }
+        }
+    }
+
+    /// Checks that `expectation` holds now and at every change for `duration` of cluster time.
+    pub async fn consistently(&self, expectation: &Expectation, duration: Duration) -> Result<(), Error> {
+        let changes = self.changes(&expectation.kinds()).await?;
+        let end = self.clock.now() + duration;
+        let mut step = FIRST_STEP;
+        loop {
+            if let Holds::No(failure) = expectation.check(self).await? {
+                return Err(Error::Failed(Box::new(self.with_events(failure.consistently(duration)).await)));
+            }
+            let now = self.clock.now();
+            if now >= end {
+                return Ok(());
+            }
+            let left = end.duration_since(now).unwrap_or_default();
+            if self.virtual_time {
+                if self.quiet(&changes).await {
+                    self.clock.advance(step.min(left));
+                    step = (step * 2).min(LONGEST_STEP);
+                } else {
+                    step = FIRST_STEP;
+                }
+            } else {
+                let _ = tokio::time::timeout(left, changes.notify.notified()).await;
+            }
+        }
+    }
+
+    /// Waits until everything applied is realised: workloads available, Services with
+    /// ready endpoints, no pod of theirs pending.
+    pub async fn assert_converged(&self, within: Duration) -> Result<(), Error> {
+        self.eventually(&Expectation::converged(), within).await
+    }
+
+    /// The recent events of the objects the failure is about (and of what they own).
+    async fn with_events(&self, mut failure: Failure) -> Failure {
+        let Some(object) = failure.closest.clone().or_else(|| failure.subjects.first().cloned()) else {
+            return failure;
+        };
+        let namespace = object.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        let Ok(events) = self.list("v1", "Event", Some(namespace.as_deref().unwrap_or(&self.namespace)), None).await
+        else {
+            return failure;
+        };
+        let mut about: Vec<String> = failure
+            .subjects
+            .iter()
+            .chain(failure.closest.iter())
+            .filter_map(|o| o.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string))
+            .collect();
+        // What the objects own, two levels down (a Deployment's ReplicaSets and their pods).
+        for kind in [("apps/v1", "ReplicaSet"), ("v1", "Pod")] {
+            if let Ok(owned) = self.list(kind.0, kind.1, namespace.as_deref(), None).await {
+                for item in owned {
+                    let owners = item
+                        .pointer("/metadata/ownerReferences")
+                        .and_then(Value::as_array)
+                        .cloned()
+                        .unwrap_or_default();
+                    if owners
+                        .iter()
+                        .any(|r| r.get("uid").and_then(Value::as_str).is_some_and(|u| about.iter().any(|a| a == u)))
+                        && let Some(uid) = item.pointer("/metadata/uid").and_then(Value::as_str)
+                    {
+                        about.push(uid.to_string());
+                    }
+                }
+            }
+        }
+        let mut related: Vec<&Value> = events
+            .iter()
+            .filter(|e| {
+                e.pointer("/involvedObject/uid").and_then(Value::as_str).is_some_and(|u| about.iter().any(|a| a == u))
+            })
+            .collect();
+        related.sort_by_key(|e| e.get("lastTimestamp").and_then(Value::as_str).unwrap_or_default().to_string());
+        failure.events = related
+            .iter()
+            .rev()
+            .take(10)
+            .rev()
+            .map(|e| {
+                let text = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or_default();
+                format!(
+                    "{} {} {}/{}: {}",
+                    text("/type"),
+                    text("/reason"),
+                    text("/involvedObject/kind"),
+                    text("/involvedObject/name"),
+                    text("/message")
+                )
+            })
+            .collect();
+        failure
+    }
+
+    /// The converged state in a form that depends neither on timing nor on generated
+    /// names: nodes with their readiness, and per node how many pods of each owner run in
+    /// which phase; each workload's replica counts. For snapshot tests.
+    pub async fn snapshot(&self) -> Result<Value, Error> {
+        let mut nodes = BTreeMap::new();
+        for node in self.list("v1", "Node", None, None).await? {
+            let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
+            let ready = node
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            nodes.insert(name, json!({"ready": ready, "pods": {}}));
+        }
+        let (pods_api, _) = self.resource("v1", "Pod").await?;
+        let pods = Api::<DynamicObject>::all_with(self.kube.clone(), &pods_api).list(&ListParams::default()).await?;
+        let mut unscheduled: BTreeMap<String, u64> = BTreeMap::new();
+        for pod in &pods.items {
+            let pod = serde_json::to_value(pod).unwrap_or(Value::Null);
+            let text = |p: &str| pod.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+            let owner = pod
+                .pointer("/metadata/ownerReferences")
+                .and_then(Value::as_array)
+                .and_then(|refs| refs.iter().find(|r| r["controller"] == true))
+                .map(|r| {
+                    format!("{}/{}", r["kind"].as_str().unwrap_or_default(), r["name"].as_str().unwrap_or_default())
+                })
+                .unwrap_or_else(|| format!("Pod/{}", text("/metadata/name")));
+            let ready = pod
+                .pointer("/status/conditions")
+                .and_then(Value::as_array)
+                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            let key = format!(
+                "{}/{owner} {}{}",
+                text("/metadata/namespace"),
+                text("/status/phase"),
+                if ready { " ready" } else { "" }
+            );
+            match nodes.get_mut(&text("/spec/nodeName")).and_then(|n| n["pods"].as_object_mut()) {
+                Some(on_node) => {
+                    let count = on_node.entry(key).or_insert(json!(0));
+                    *count = json!(count.as_u64().unwrap_or(0) + 1);
+                }
+                None => *unscheduled.entry(key).or_default() += 1,
+            }
+        }
+        let mut workloads = BTreeMap::new();
+        for (api_version, kind) in [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet")] {
+            let (resource, _) = self.resource(api_version, kind).await?;
+            let all = Api::<DynamicObject>::all_with(self.kube.clone(), &resource).list(&ListParams::default()).await?;
+            for object in &all.items {
+                let object = serde_json::to_value(object).unwrap_or(Value::Null);
+                let text = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+                let mut status = object.get("status").cloned().unwrap_or(json!({}));
+                if let Some(map) = status.as_object_mut() {
+                    map.retain(|k, v| v.is_number() && !k.contains("eneration") && k != "collisionCount");
+                }
+                workloads.insert(format!("{kind} {}/{}", text("/metadata/namespace"), text("/metadata/name")), status);
+            }
+        }
+        Ok(json!({"nodes": nodes, "unscheduled": unscheduled, "workloads": workloads}))
+    }
+}
+
+/// The object as JSON with its `apiVersion` and `kind` (lists leave them out of items).
+fn with_type(object: &DynamicObject, api_version: &str, kind: &str) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), json!(api_version));
+        map.insert("kind".into(), json!(kind));
+    }
+    value
+}
+
+struct Changes {
+    notify: Arc<Notify>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Changes {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// A values file for the templates of one apply, removed when dropped.
+struct ValuesFile {
+    path: PathBuf,
+}
+
+impl Drop for ValuesFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+fn write_values(values: &Value) -> Result<ValuesFile, Error> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("kubeyard-test-values-{}-{n}.json", std::process::id()));
+    std::fs::write(&path, values.to_string())
+        .map_err(|e| Error::Manifests(format!("cannot write {}: {e}", path.display())))?;
+    Ok(ValuesFile { path })
+}

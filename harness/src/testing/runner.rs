@@ -1,0 +1,442 @@
+//! Finding tests and running them: each test on a fresh cluster (in process, or a
+//! namespace of its own on a kubeconfig's cluster), its steps in order until one fails,
+//! then the cleanup, which always runs and whose failure fails the test.
+
+use super::cluster::{Cluster, Error};
+use super::expect::{Expectation, Failure};
+use super::spec::{self, Action, ClusterSpec, Step, TestSpec};
+use crate::discover::{Input, discover};
+use crate::kubelet::NodeConfig;
+use kubeyard_compiler::schema::{CatalogOptions, KUBEYARD_GROUP};
+use kubeyard_compiler::yaml::Documents;
+use kubeyard_compiler::{FileReport, LintOptions, Linter, SourceFile, Verdict};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A test found on disk: its spec, or why it cannot be read (already rendered).
+#[derive(Debug, Clone)]
+pub struct Test {
+    pub name: String,
+    pub file: PathBuf,
+    /// Where the files it applies are looked up.
+    pub dir: PathBuf,
+    pub spec: Result<TestSpec, String>,
+}
+
+/// Where tests run.
+#[derive(Debug, Clone)]
+pub enum Target {
+    InProcess,
+    /// A kubeconfig's cluster: each test in a namespace of its own, in real time.
+    Kubeconfig {
+        path: PathBuf,
+        context: Option<String>,
+    },
+}
+
+/// Every `kubeyard.dev/v1alpha1 Test` in the files and directories named, validated
+/// against its schema; and the paths that could not be read.
+pub fn find(paths: &[String]) -> (Vec<Test>, Vec<String>) {
+    let (inputs, unreadable) = discover(paths);
+    let mut problems: Vec<String> = unreadable.into_iter().map(|u| format!("{}: {}", u.path, u.reason)).collect();
+    let linter = match Linter::new(LintOptions { catalog: CatalogOptions::default(), ..LintOptions::default() }) {
+        Ok(linter) => linter,
+        Err(error) => return (Vec::new(), vec![error.to_string()]),
+    };
+    let mut tests = Vec::new();
+    for input in inputs {
+        let Input::File(path) = input else { continue };
+        let Ok(text) = std::fs::read_to_string(&path) else {
+            problems.push(format!("{}: cannot be read", path.display()));
+            continue;
+        };
+        if !(text.contains(KUBEYARD_GROUP) && text.contains("Test")) {
+            continue;
+        }
+        let Ok(source) = SourceFile::new(path.display().to_string(), text) else { continue };
+        let documents: Vec<Option<Value>> =
+            Documents::new(&source).map(|d| d.ok().and_then(|d| d.root).map(|r| r.to_json())).collect();
+        let report = linter.lint_source(source);
+        for object in &report.objects {
+            let Some(info) = &object.object else { continue };
+            if info.gvk.group != KUBEYARD_GROUP || info.gvk.kind != "Test" {
+                continue;
+            }
+            let value = object.document.and_then(|d| documents.get(d).cloned().flatten()).unwrap_or(Value::Null);
+            let name = info
+                .name
+                .clone()
+                .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            let spec = if object.verdict == Verdict::Invalid {
+                let only = FileReport {
+                    name: report.name.clone(),
+                    source: report.source.clone(),
+                    objects: vec![object.clone()],
+                };
+                Err(crate::report::text::render_diagnostics(&only))
+            } else {
+                serde_json::from_value::<TestSpec>(value.get("spec").cloned().unwrap_or(Value::Null))
+                    .map_err(|e| format!("{}: spec: {e}", path.display()))
+                    .and_then(|spec| {
+                        for (i, step) in spec.steps.iter().enumerate() {
+                            step.action().map_err(|e| format!("{}: spec.steps[{i}]: {e}", path.display()))?;
+                        }
+                        Ok(spec)
+                    })
+            };
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            tests.push(Test { name, file: path.clone(), dir, spec });
+        }
+    }
+    (tests, problems)
+}
+
+/// How one step went.
+#[derive(Debug, Clone)]
+pub struct StepResult {
+    pub title: String,
+    pub passed: bool,
+    pub elapsed: Duration,
+    /// Time that passed in the cluster (on a virtual clock, far more than `elapsed`).
+    pub cluster_time: Duration,
+    /// What the step printed (an apply's lines).
+    pub output: Vec<String>,
+    pub failure: Option<Failure>,
+}
+
+/// How one test went.
+#[derive(Debug, Clone)]
+pub struct TestResult {
+    pub name: String,
+    pub file: PathBuf,
+    pub steps: Vec<StepResult>,
+    /// Why the test could not run at all (an unreadable spec, a cluster that did not boot).
+    pub error: Option<String>,
+    /// Why cleaning up failed.
+    pub cleanup: Option<String>,
+    pub elapsed: Duration,
+}
+
+impl TestResult {
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && self.cleanup.is_none() && self.steps.iter().all(|s| s.passed)
+    }
+}
+
+/// The default time an assertion may take (cluster time).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long cleaning up may take.
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn nodes(spec: &ClusterSpec) -> Vec<NodeConfig> {
+    if spec.nodes.is_empty() {
+        return crate::controlplane::Config::with_nodes(3).nodes;
+    }
+    let mut nodes = Vec::new();
+    for group in &spec.nodes {
+        let prefix = group.name.clone().unwrap_or_else(|| "node".into());
+        for i in 1..=group.count.unwrap_or(1) {
+            let index = u32::try_from(nodes.len()).unwrap_or(0) + 1;
+            let mut node = NodeConfig::new(&format!("{prefix}-{i}"), index);
+            for (resource, quantity) in &group.capacity {
+                let text = quantity.as_str().map_or_else(|| quantity.to_string(), str::to_string);
+                node.capacity.insert(resource.clone(), text);
+            }
+            node.labels.extend(group.labels.clone());
+            node.taints.clone_from(&group.taints);
+            nodes.push(node);
+        }
+    }
+    nodes
+}
+
+/// A namespace name of the test's own, on a shared cluster.
+fn namespace_for(name: &str) -> String {
+    let clean: String =
+        name.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).take(40).collect();
+    format!("kubeyard-{}-{:04x}", clean.trim_matches('-'), fastrand::u16(..))
+}
+
+/// Runs one test; `progress` hears of each step as it ends.
+pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, &StepResult) + Sync)) -> TestResult {
+    let started = Instant::now();
+    let mut result = TestResult {
+        name: test.name.clone(),
+        file: test.file.clone(),
+        steps: Vec::new(),
+        error: None,
+        cleanup: None,
+        elapsed: Duration::ZERO,
+    };
+    let spec = match &test.spec {
+        Ok(spec) => spec,
+        Err(problems) => {
+            result.error = Some(problems.clone());
+            return result;
+        }
+    };
+    let cluster = match boot(test, spec, target).await {
+        Ok(cluster) => cluster,
+        Err(error) => {
+            result.error = Some(error.to_string());
+            result.elapsed = started.elapsed();
+            return result;
+        }
+    };
+    let timeout = match spec.timeout.as_deref().map(spec::duration).transpose() {
+        Ok(timeout) => timeout.unwrap_or(DEFAULT_TIMEOUT),
+        Err(error) => {
+            result.error = Some(format!("spec.timeout: {error}"));
+            return result;
+        }
+    };
+    for (index, step) in spec.steps.iter().enumerate() {
+        let step_started = Instant::now();
+        let clock_started = cluster.clock().now();
+        let outcome = run_step(&cluster, test, step, timeout).await;
+        let cluster_time = cluster.clock().now().duration_since(clock_started).unwrap_or_default();
+        let (passed, output, failure) = match outcome {
+            Ok(output) => (true, output, None),
+            Err(Error::Failed(failure)) => (false, Vec::new(), Some(*failure)),
+            Err(error) => (false, Vec::new(), Some(Failure { summary: error.to_string(), ..Failure::default() })),
+        };
+        let step_result = StepResult {
+            title: step.title(index),
+            passed,
+            elapsed: step_started.elapsed(),
+            cluster_time,
+            output,
+            failure,
+        };
+        progress(test, &step_result);
+        result.steps.push(step_result);
+        if !passed {
+            break;
+        }
+    }
+    result.cleanup = cleanup(&cluster, target).await.err();
+    result.elapsed = started.elapsed();
+    result
+}
+
+async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, Error> {
+    match target {
+        Target::InProcess => {
+            let mut builder = Cluster::builder().seed(spec.cluster.seed.unwrap_or(0));
+            builder = builder.nodes(0);
+            for node in nodes(&spec.cluster) {
+                builder = builder.node(node);
+            }
+            if spec.cluster.time.as_deref() == Some("real") {
+                builder = builder.real_time();
+            }
+            builder.build().await
+        }
+        Target::Kubeconfig { path, context } => {
+            let namespace = namespace_for(&test.name);
+            let cluster = Cluster::connect(path, context.as_deref(), &namespace).await?;
+            let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace,
+                                "labels": {"app.kubernetes.io/managed-by": "kubeyard-test"}}});
+            let namespaces = cluster.api("v1", "Namespace", None).await?;
+            let object: kube::api::DynamicObject =
+                serde_json::from_value(object).map_err(|e| Error::Api(e.to_string()))?;
+            namespaces.create(&kube::api::PostParams::default(), &object).await?;
+            Ok(cluster)
+        }
+    }
+}
+
+fn within(step: &Step, default: Duration) -> Duration {
+    step.within.as_deref().and_then(|w| spec::duration(w).ok()).unwrap_or(default)
+}
+
+fn expectation(object: Value, step: &Step) -> Result<Expectation, Error> {
+    refine(Expectation::matching(object), step)
+}
+
+/// The step's selector, expressions and list matching added to an expectation.
+fn refine(expectation: Expectation, step: &Step) -> Result<Expectation, Error> {
+    let mut expectation = expectation.ordered(step.ordered);
+    if let Some(selector) = &step.selector {
+        expectation = expectation.selector(selector).map_err(Error::Manifests)?;
+    }
+    for expression in &step.that {
+        expectation = expectation.that(expression).map_err(Error::Manifests)?;
+    }
+    Ok(expectation)
+}
+
+async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration) -> Result<Vec<String>, Error> {
+    let action = step.action().map_err(Error::Manifests)?;
+    let wait = within(step, timeout);
+    match action {
+        Action::Apply(apply) => {
+            let mut paths: Vec<PathBuf> = apply.files.iter().map(|f| test.dir.join(f)).collect();
+            let inline = if apply.objects.is_empty() {
+                None
+            } else {
+                let file = InlineObjects::write(&apply.objects)?;
+                paths.push(file.path.clone());
+                Some(file)
+            };
+            if paths.is_empty() {
+                return Err(Error::Manifests("apply: name files or give objects".into()));
+            }
+            let lines = cluster.apply_paths(&paths, apply.env.as_deref(), apply.values.as_ref()).await;
+            drop(inline);
+            lines
+        }
+        Action::Patch(patch) => {
+            let target = &patch.target;
+            let name = target.name.as_deref().unwrap_or_default();
+            let kind = patch.patch_type.as_deref().unwrap_or("strategic");
+            cluster
+                .patch(&target.api_version, &target.kind, target.namespace.as_deref(), name, kind, &patch.patch)
+                .await?;
+            Ok(vec![format!("{}/{name} patched", target.kind.to_lowercase())])
+        }
+        Action::Delete(delete) => {
+            let target = &delete.target;
+            cluster
+                .delete(
+                    &target.api_version,
+                    &target.kind,
+                    target.namespace.as_deref(),
+                    target.name.as_deref(),
+                    target.selector.as_deref(),
+                    delete.propagation.as_deref(),
+                )
+                .await?;
+            Ok(Vec::new())
+        }
+        Action::Scale(scale) => {
+            let target = &scale.target;
+            let name = target.name.as_deref().unwrap_or_default();
+            cluster.scale(&target.api_version, &target.kind, target.namespace.as_deref(), name, scale.replicas).await?;
+            Ok(vec![format!("{}/{name} scaled to {}", target.kind.to_lowercase(), scale.replicas)])
+        }
+        Action::Wait(duration) => {
+            cluster.advance(duration).await;
+            Ok(Vec::new())
+        }
+        Action::Fault(fault) => {
+            if let Some(node) = &fault.stop_node {
+                cluster.stop_node(node)?;
+            }
+            if let Some(node) = &fault.start_node {
+                cluster.start_node(node).await?;
+            }
+            if let Some(node) = &fault.cordon {
+                cluster.cordon(node, true).await?;
+            }
+            if let Some(node) = &fault.uncordon {
+                cluster.cordon(node, false).await?;
+            }
+            if let Some(pod) = &fault.crash_pod {
+                let crashed =
+                    cluster.crash_pods(pod.namespace.as_deref(), pod.name.as_deref(), pod.selector.as_deref()).await?;
+                if crashed == 0 {
+                    return Err(Error::Api("crashPod: no pod matches".into()));
+                }
+            }
+            if fault.restart_api_server {
+                cluster.restart_api_server().await?;
+            }
+            if let Some(group) = &fault.add_node {
+                let name = group.name.clone().ok_or_else(|| Error::Manifests("addNode needs a name".into()))?;
+                let mut node = NodeConfig::new(&name, 0);
+                for (resource, quantity) in &group.capacity {
+                    node.capacity.insert(
+                        resource.clone(),
+                        quantity.as_str().map_or_else(|| quantity.to_string(), str::to_string),
+                    );
+                }
+                node.labels.extend(group.labels.clone());
+                node.taints.clone_from(&group.taints);
+                cluster.add_node(node).await?;
+            }
+            Ok(Vec::new())
+        }
+        Action::Assert(object) => cluster.eventually(&expectation(object, step)?, wait).await.map(|()| Vec::new()),
+        Action::Consistently(object, duration) => {
+            cluster.consistently(&expectation(object, step)?, duration).await.map(|()| Vec::new())
+        }
+        Action::Absent(object) => {
+            cluster.eventually(&refine(Expectation::absent(object), step)?, wait).await.map(|()| Vec::new())
+        }
+        Action::Count(object, bounds) => {
+            cluster.eventually(&refine(Expectation::count(object, bounds), step)?, wait).await.map(|()| Vec::new())
+        }
+        Action::Converged => cluster.assert_converged(wait).await.map(|()| Vec::new()),
+    }
+}
+
+/// Everything the test applied deleted (in reverse order) and gone; on a shared cluster
+/// the test's namespace with it.
+async fn cleanup(cluster: &Cluster, target: &Target) -> Result<(), String> {
+    if let Target::Kubeconfig { .. } = target {
+        let namespace = cluster.namespace().to_string();
+        cluster.delete("v1", "Namespace", None, Some(&namespace), None, None).await.map_err(|e| e.to_string())?;
+        let gone =
+            Expectation::absent(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}));
+        return cluster
+            .eventually(&gone, CLEANUP_TIMEOUT)
+            .await
+            .map_err(|e| format!("namespace {namespace} not deleted: {}", describe(&e)));
+    }
+    let applied = cluster.applied();
+    for object in applied.iter().rev() {
+        match cluster
+            .delete(&object.api_version, &object.kind, object.namespace.as_deref(), Some(&object.name), None, None)
+            .await
+        {
+            // Gone already (deleted by a step, or with its namespace).
+            Ok(()) | Err(Error::Api(_)) => {}
+            Err(error) => return Err(format!("deleting {} {}: {error}", object.kind, object.name)),
+        }
+    }
+    for object in applied.iter().rev() {
+        let mut metadata = json!({"name": object.name});
+        if let Some(namespace) = &object.namespace {
+            metadata["namespace"] = json!(namespace);
+        }
+        let gone =
+            Expectation::absent(json!({"apiVersion": object.api_version, "kind": object.kind, "metadata": metadata}));
+        cluster
+            .eventually(&gone, CLEANUP_TIMEOUT)
+            .await
+            .map_err(|e| format!("{} {} was not deleted: {}", object.kind, object.name, describe(&e)))?;
+    }
+    Ok(())
+}
+
+fn describe(error: &Error) -> String {
+    match error {
+        Error::Failed(failure) => failure.summary.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Objects given inline, in a file of their own for the compiler, removed when dropped.
+struct InlineObjects {
+    path: PathBuf,
+}
+
+impl InlineObjects {
+    fn write(objects: &[Value]) -> Result<InlineObjects, Error> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("kubeyard-test-objects-{}-{n}.yaml", std::process::id()));
+        let text: Vec<String> = objects.iter().map(Value::to_string).collect();
+        std::fs::write(&path, text.join("\n---\n"))
+            .map_err(|e| Error::Manifests(format!("cannot write {}: {e}", path.display())))?;
+        Ok(InlineObjects { path })
+    }
+}
+
+impl Drop for InlineObjects {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

@@ -1,0 +1,373 @@
+//! The test format: a `kubeyard.dev/v1alpha1 Test` document (its JSON Schema is
+//! `schemas/kubeyard.dev/v1alpha1/test.json`, and the compiler validates it like any
+//! manifest, so a mistake is reported with its file, line and field), read into the steps
+//! the runner carries out.
+
+use serde::Deserialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestSpec {
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub cluster: ClusterSpec,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterSpec {
+    #[serde(default)]
+    pub nodes: Vec<NodeGroup>,
+    #[serde(default)]
+    pub time: Option<String>,
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeGroup {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub capacity: BTreeMap<String, Value>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Apply {
+    #[serde(default)]
+    pub files: Vec<String>,
+    #[serde(default)]
+    pub objects: Vec<Value>,
+    #[serde(default)]
+    pub env: Option<String>,
+    #[serde(default)]
+    pub values: Option<Value>,
+}
+
+/// One object named by kind and name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Target {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PatchStep {
+    #[serde(flatten)]
+    pub target: Target,
+    #[serde(default, rename = "type")]
+    pub patch_type: Option<String>,
+    pub patch: Value,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeleteStep {
+    #[serde(flatten)]
+    pub target: Target,
+    #[serde(default)]
+    pub propagation: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleStep {
+    #[serde(flatten)]
+    pub target: Target,
+    pub replicas: i64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CrashPod {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Fault {
+    #[serde(default)]
+    pub stop_node: Option<String>,
+    #[serde(default)]
+    pub start_node: Option<String>,
+    #[serde(default)]
+    pub cordon: Option<String>,
+    #[serde(default)]
+    pub uncordon: Option<String>,
+    #[serde(default)]
+    pub crash_pod: Option<CrashPod>,
+    #[serde(default)]
+    pub restart_api_server: bool,
+    #[serde(default)]
+    pub add_node: Option<NodeGroup>,
+}
+
+/// A step as written: a name, one operation, and the assertion modifiers.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Step {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub apply: Option<Apply>,
+    #[serde(default)]
+    pub patch: Option<PatchStep>,
+    #[serde(default)]
+    pub delete: Option<DeleteStep>,
+    #[serde(default)]
+    pub scale: Option<ScaleStep>,
+    #[serde(default)]
+    pub wait: Option<String>,
+    #[serde(default)]
+    pub fault: Option<Fault>,
+    #[serde(default)]
+    pub assert: Option<Value>,
+    #[serde(default)]
+    pub consistently: Option<Value>,
+    #[serde(default)]
+    pub absent: Option<Value>,
+    #[serde(default)]
+    pub count: Option<Value>,
+    #[serde(default)]
+    pub converged: Option<Value>,
+    #[serde(default)]
+    pub that: Vec<String>,
+    #[serde(default)]
+    pub selector: Option<String>,
+    #[serde(default)]
+    pub ordered: bool,
+    #[serde(default)]
+    pub within: Option<String>,
+    #[serde(default, rename = "for")]
+    pub for_: Option<String>,
+    #[serde(default)]
+    pub exactly: Option<usize>,
+    #[serde(default)]
+    pub at_least: Option<usize>,
+    #[serde(default)]
+    pub at_most: Option<usize>,
+}
+
+/// What a step does, once read.
+#[derive(Debug, Clone)]
+pub enum Action {
+    Apply(Apply),
+    Patch(PatchStep),
+    Delete(DeleteStep),
+    Scale(ScaleStep),
+    Wait(Duration),
+    Fault(Fault),
+    Assert(Value),
+    Consistently(Value, Duration),
+    Absent(Value),
+    Count(Value, Bounds),
+    Converged,
+}
+
+/// How many objects a `count` step allows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Bounds {
+    pub exactly: Option<usize>,
+    pub at_least: Option<usize>,
+    pub at_most: Option<usize>,
+}
+
+impl Bounds {
+    pub fn allow(&self, n: usize) -> bool {
+        self.exactly.is_none_or(|e| n == e)
+            && self.at_least.is_none_or(|l| n >= l)
+            && self.at_most.is_none_or(|m| n <= m)
+    }
+}
+
+impl std::fmt::Display for Bounds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut parts = Vec::new();
+        if let Some(n) = self.exactly {
+            parts.push(format!("exactly {n}"));
+        }
+        if let Some(n) = self.at_least {
+            parts.push(format!("at least {n}"));
+        }
+        if let Some(n) = self.at_most {
+            parts.push(format!("at most {n}"));
+        }
+        f.write_str(&parts.join(" and "))
+    }
+}
+
+pub fn duration(text: &str) -> Result<Duration, String> {
+    let parsed: kubeyard_compiler::duration::Duration =
+        text.parse().map_err(|e| format!("\"{text}\" is not a duration: {e}"))?;
+    if parsed.0 < 0 {
+        return Err(format!("\"{text}\" is negative"));
+    }
+    Ok(parsed.as_std())
+}
+
+impl Step {
+    /// The one operation of the step; more or fewer than one is a mistake.
+    pub fn action(&self) -> Result<Action, String> {
+        let mut actions = Vec::new();
+        let within_or_for = |field: &Option<String>| field.as_deref().map(duration).transpose();
+        if let Some(apply) = &self.apply {
+            actions.push(("apply", Action::Apply(apply.clone())));
+        }
+        if let Some(patch) = &self.patch {
+            actions.push(("patch", Action::Patch(patch.clone())));
+        }
+        if let Some(delete) = &self.delete {
+            actions.push(("delete", Action::Delete(delete.clone())));
+        }
+        if let Some(scale) = &self.scale {
+            actions.push(("scale", Action::Scale(scale.clone())));
+        }
+        if let Some(wait) = &self.wait {
+            actions.push(("wait", Action::Wait(duration(wait)?)));
+        }
+        if let Some(fault) = &self.fault {
+            actions.push(("fault", Action::Fault(fault.clone())));
+        }
+        if let Some(object) = &self.assert {
+            actions.push(("assert", Action::Assert(object.clone())));
+        }
+        if let Some(object) = &self.consistently {
+            let for_ = within_or_for(&self.for_)?.ok_or("a consistently step needs `for`, as in `for: 10s`")?;
+            actions.push(("consistently", Action::Consistently(object.clone(), for_)));
+        }
+        if let Some(object) = &self.absent {
+            actions.push(("absent", Action::Absent(object.clone())));
+        }
+        if let Some(object) = &self.count {
+            let bounds = Bounds { exactly: self.exactly, at_least: self.at_least, at_most: self.at_most };
+            if bounds == Bounds::default() {
+                return Err("a count step needs exactly, atLeast or atMost".into());
+            }
+            actions.push(("count", Action::Count(object.clone(), bounds)));
+        }
+        if self.converged.is_some() {
+            actions.push(("converged", Action::Converged));
+        }
+        within_or_for(&self.within)?;
+        match actions.len() {
+            1 => Ok(actions.remove(0).1),
+            0 => Err("the step does nothing: give it one of apply, patch, delete, scale, wait, fault, assert, \
+                      consistently, absent, count or converged"
+                .into()),
+            _ => {
+                let names: Vec<&str> = actions.iter().map(|(name, _)| *name).collect();
+                Err(format!("the step does {}: one operation a step (split it into steps)", names.join(" and ")))
+            }
+        }
+    }
+
+    /// What the step is called in reports.
+    pub fn title(&self, index: usize) -> String {
+        match (&self.name, self.action()) {
+            (Some(name), _) => name.clone(),
+            (None, Ok(action)) => format!("{} {}", index + 1, describe(&action)),
+            (None, Err(_)) => format!("step {}", index + 1),
+        }
+    }
+}
+
+fn object_name(object: &Value) -> String {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or("object");
+    match object.pointer("/metadata/name").and_then(Value::as_str) {
+        Some(name) => format!("{kind}/{name}"),
+        None => kind.to_string(),
+    }
+}
+
+/// A few words on what an action does.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Apply(apply) if !apply.files.is_empty() => format!("apply {}", apply.files.join(", ")),
+        Action::Apply(apply) => format!("apply {} object(s)", apply.objects.len()),
+        Action::Patch(p) => format!("patch {}/{}", p.target.kind, p.target.name.as_deref().unwrap_or_default()),
+        Action::Delete(d) => match &d.target.name {
+            Some(name) => format!("delete {}/{name}", d.target.kind),
+            None => format!("delete {}s", d.target.kind),
+        },
+        Action::Scale(s) => {
+            format!("scale {}/{} to {}", s.target.kind, s.target.name.as_deref().unwrap_or_default(), s.replicas)
+        }
+        Action::Wait(d) => format!("wait {}", kubeyard_compiler::duration::Duration(d.as_nanos() as i64)),
+        Action::Fault(f) => {
+            let what = [
+                f.stop_node.as_ref().map(|n| format!("stop node {n}")),
+                f.start_node.as_ref().map(|n| format!("start node {n}")),
+                f.cordon.as_ref().map(|n| format!("cordon {n}")),
+                f.uncordon.as_ref().map(|n| format!("uncordon {n}")),
+                f.crash_pod
+                    .as_ref()
+                    .map(|p| format!("crash pod {}", p.name.as_deref().or(p.selector.as_deref()).unwrap_or(""))),
+                f.restart_api_server.then(|| "restart the API server".to_string()),
+                f.add_node.as_ref().map(|n| format!("add node {}", n.name.as_deref().unwrap_or("node"))),
+            ];
+            what.into_iter().flatten().collect::<Vec<_>>().join(", ")
+        }
+        Action::Assert(object) => format!("assert {}", object_name(object)),
+        Action::Consistently(object, _) => format!("consistently {}", object_name(object)),
+        Action::Absent(object) => format!("absent {}", object_name(object)),
+        Action::Count(object, bounds) => format!("count {} ({bounds})", object_name(object)),
+        Action::Converged => "converged".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn step(value: Value) -> Step {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_step_does_exactly_one_thing() {
+        assert!(matches!(step(json!({"wait": "5s"})).action(), Ok(Action::Wait(d)) if d == Duration::from_secs(5)));
+        let both = step(json!({"wait": "5s", "converged": {}})).action().unwrap_err();
+        assert!(both.contains("wait and converged"), "{both}");
+        assert!(step(json!({"name": "x"})).action().unwrap_err().contains("does nothing"));
+        assert!(step(json!({"consistently": {"kind": "Pod"}})).action().unwrap_err().contains("needs `for`"));
+        assert!(step(json!({"count": {"kind": "Pod"}})).action().unwrap_err().contains("exactly, atLeast or atMost"));
+        assert!(step(json!({"wait": "soon"})).action().unwrap_err().contains("not a duration"));
+        let count = step(json!({"count": {"kind": "Pod"}, "atLeast": 2, "atMost": 3}));
+        let Ok(Action::Count(_, bounds)) = count.action() else { panic!() };
+        assert!(bounds.allow(2) && bounds.allow(3) && !bounds.allow(4) && !bounds.allow(1));
+        assert_eq!(bounds.to_string(), "at least 2 and at most 3");
+        assert_eq!(
+            step(json!({"assert": {"kind": "Deployment", "metadata": {"name": "web"}}})).title(2),
+            "3 assert Deployment/web"
+        );
+    }
+}

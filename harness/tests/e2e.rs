@@ -1,0 +1,84 @@
+//! `kubeyard test` on the end-to-end fixtures: every test under `fixtures/e2e` passes;
+//! every one under `fixtures/e2e-failing` fails with exactly the report snapshotted in
+//! `snapshots/e2e` (timings left out, generated names masked). And the same harness as a
+//! Rust API, as a user's `cargo test` drives it.
+
+mod support;
+
+use kubeyard_harness::testing::{Cluster, Error, Expectation};
+use serde_json::json;
+use std::time::Duration;
+use support::{case_dirs, kubeyard, snapshots_in};
+
+#[test]
+fn the_end_to_end_fixtures_pass() {
+    let output = kubeyard(&["test", "fixtures/e2e", "--parallel", "2"], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    let tests = case_dirs("e2e").len();
+    assert!(tests >= 10, "at least ten end-to-end tests");
+    assert!(stdout.contains(&format!("{tests} tests: {tests} passed, 0 failed")), "{stdout}");
+}
+
+#[test]
+fn failing_tests_say_exactly_what_went_wrong() {
+    for case in case_dirs("e2e-failing") {
+        let name = case.file_name().unwrap().to_string_lossy().into_owned();
+        let relative = format!("fixtures/e2e-failing/{name}");
+        let output = kubeyard(&["test", "--stable", "--parallel", "1", &relative], None);
+        assert_eq!(output.status.code(), Some(1), "{name} must fail: {}", String::from_utf8_lossy(&output.stdout));
+        snapshots_in("e2e").bind(|| insta::assert_snapshot!(name.clone(), String::from_utf8_lossy(&output.stdout)));
+    }
+}
+
+#[test]
+fn reports_come_as_junit_and_json_too() {
+    let junit = kubeyard(&["test", "--output", "junit", "fixtures/e2e-failing/still-present"], None);
+    let text = String::from_utf8_lossy(&junit.stdout);
+    assert!(text.contains("<testsuites") && text.contains("<failure") && text.contains("still-present"), "{text}");
+    let json = kubeyard(&["test", "--output", "json", "fixtures/e2e/job-completes"], None);
+    assert!(json.status.success());
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["summary"], json!({"total": 1, "passed": 1, "failed": 0}));
+    assert!(report["tests"][0]["steps"].as_array().unwrap().iter().all(|s| s["passed"] == true));
+}
+
+#[test]
+fn bad_invocations_are_refused_clearly() {
+    let nothing = kubeyard(&["test", "fixtures/lint"], None);
+    assert_eq!(nothing.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nothing.stderr).contains("no kubeyard.dev/v1alpha1 Test found"));
+    let containers = kubeyard(&["test", "--cluster", "containers", "fixtures/e2e"], None);
+    assert_eq!(containers.status.code(), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rust_api_boots_applies_waits_and_snapshots() {
+    let cluster = Cluster::builder().nodes(2).seed(3).build().await.unwrap();
+    let app = support::workspace().join("fixtures/e2e/rolling-update/deployment.yaml");
+    let lines = cluster.apply_paths(&[app], None, None).await.unwrap();
+    assert_eq!(lines, ["deployment/web created"]);
+    cluster.assert_converged(Duration::from_secs(60)).await.unwrap();
+    let ready =
+        Expectation::matching(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}))
+            .that("status.readyReplicas == spec.replicas")
+            .unwrap();
+    cluster.eventually(&ready, Duration::from_secs(10)).await.unwrap();
+
+    // A failure is a value with the closest object and the differences.
+    let wrong =
+        Expectation::matching(json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                                             "spec": {"replicas": 3}}));
+    let Err(Error::Failed(failure)) = cluster.eventually(&wrong, Duration::from_secs(5)).await else {
+        panic!("must fail")
+    };
+    assert_eq!(failure.differences, ["spec.replicas: expected 3, found 10"]);
+
+    // Virtual time: a minute passes at once.
+    let before = cluster.clock().now();
+    cluster.advance(Duration::from_secs(60)).await;
+    assert!(cluster.clock().now().duration_since(before).unwrap() >= Duration::from_secs(60));
+
+    let snapshot = cluster.snapshot().await.unwrap();
+    snapshots_in("e2e").bind(|| insta::assert_yaml_snapshot!("rust-api-converged", snapshot));
+}
