@@ -1,7 +1,7 @@
 //! One suite for every `Store`: the embedded one in memory, the embedded one on disk,
 //! and a real etcd. The API server relies on exactly this behaviour.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use kubeyard_harness::store::etcd::EtcdStore;

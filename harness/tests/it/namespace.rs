@@ -2,7 +2,7 @@
 //! then the namespace; other namespaces are untouched; content held by a finalizer holds
 //! the namespace, and its conditions say so.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::api::{Server, component, delete, get, patch, post, wait_for};

@@ -3,7 +3,7 @@
 //! `snapshots/e2e` (timings left out, generated names masked). And the same harness as a
 //! Rust API, as a user's `cargo test` drives it.
 
-mod support;
+use crate::support;
 
 use kubeyard_harness::testing::{Cluster, Error, Expectation};
 use serde_json::json;

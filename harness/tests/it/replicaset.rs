@@ -1,7 +1,7 @@
 //! The ReplicaSet controller against the API server: pods made to match replicas, owned,
 //! scaled both ways, orphans adopted, released pods let go, status counted.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::api::{Server, component, get, patch, post, wait_for};

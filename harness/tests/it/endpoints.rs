@@ -1,7 +1,7 @@
 //! The endpoints controller against the API server: a Service's Endpoints follow the
 //! pods it selects and their readiness.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The official Kubernetes Python client (`pip install -r harness/tests/python/requirements.txt`;
 //! `.ci/run` does) against the API server: create, list, watch, patch, scale, delete.
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 use support::api::Server;

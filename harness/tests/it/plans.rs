@@ -2,7 +2,7 @@
 //! an optional `state.yaml` to plan against, and optional extra flags in `args`. The text
 //! plan and the stable YAML plan are snapshotted together.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 
@@ -184,6 +184,7 @@ fn assert_plan_snapshot_for_rust_tests() {
     let state = support::workspace().join("fixtures/plans/environment/state.yaml");
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(support::workspace().join("snapshots/plans"));
+    settings.set_prepend_module_to_snapshot(false);
     settings.bind(|| {
         kubeyard_harness::assert_plan_snapshot!(
             [manifests.display()],

@@ -3,7 +3,7 @@
 //! normalizing is idempotent over every fixture and the whole real-world corpus, through
 //! the printed YAML (normalize ∘ parse ∘ print ∘ normalize = normalize).
 
-mod support;
+use crate::support;
 
 use kubeyard_compiler::normalize::normalize;
 use kubeyard_compiler::object::{Classified, classify};
@@ -47,7 +47,7 @@ fn fixtures_in_normal_form() {
         assert!(!objects.is_empty(), "{file} has no objects");
         let name = file.replace('/', "__");
         insta::with_settings!({
-            snapshot_path => "../../snapshots/normalize",
+            snapshot_path => "../../../snapshots/normalize",
             prepend_module_to_snapshot => false,
             omit_expression => true,
             description => format!("kubeyard normalize {file}"),

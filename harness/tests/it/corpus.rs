@@ -1,7 +1,7 @@
 //! The real-world corpus in `../shared/corpus`: every object's verdict is a snapshot, so
 //! a change of verdict on anyone's manifests shows in review.
 
-mod support;
+use crate::support;
 
 use kubeyard_compiler::Verdict;
 use kubeyard_harness::cli::lint::lint_paths;
@@ -45,7 +45,7 @@ fn corpus_verdicts() {
         scaleio.objects[0].diagnostics
     );
     assert!(invalid > 0 && lines.len() > 300, "{invalid} invalid of {}", lines.len());
-    insta::with_settings!({snapshot_path => "../../snapshots/lint", prepend_module_to_snapshot => false, omit_expression => true}, {
+    insta::with_settings!({snapshot_path => "../../../snapshots/lint", prepend_module_to_snapshot => false, omit_expression => true}, {
         insta::assert_snapshot!("corpus-verdicts", lines.join("\n"));
     });
 }

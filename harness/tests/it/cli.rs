@@ -1,6 +1,6 @@
 //! `kubeyard lint` as a user runs it: exit codes, formats, flags, and hostile input.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::Path;

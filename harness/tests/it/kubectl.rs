@@ -1,7 +1,7 @@
 //! kubectl 1.32, the real client, against `kubeyard apiserver` started as users start
 //! it: apply, get, describe, scale, patch, delete and get -w.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

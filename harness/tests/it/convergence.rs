@@ -112,7 +112,7 @@ async fn online_boutique_converges_on_three_nodes() {
     }
     let phases: Vec<String> = phases.iter().map(|(phase, count)| format!("{count} {phase}")).collect();
     state.insert("pods".into(), phases.join(", "));
-    insta::with_settings!({snapshot_path => "../../snapshots/controlplane", prepend_module_to_snapshot => false}, {
+    insta::with_settings!({snapshot_path => "../../../snapshots/controlplane", prepend_module_to_snapshot => false}, {
         insta::assert_yaml_snapshot!("online-boutique-converged", state);
     });
 }

@@ -3,7 +3,7 @@
 //! honoured once, kept across updates, released by type changes and deletion, and still
 //! held after a restart on a durable store.
 
-mod support;
+use crate::support;
 
 use kubeyard_harness::apiserver::Options;
 use kubeyard_harness::store::memory::{DEFAULT_HISTORY, MemoryStore};

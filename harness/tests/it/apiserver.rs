@@ -1,7 +1,7 @@
 //! The API server over HTTP, as any client sees it: discovery, the verbs, errors as
 //! `Status` objects, watches, patches, deletion, subresources, tokens, concurrency.
 
-mod support;
+use crate::support;
 
 use kubeyard_harness::apiserver::Options;
 use kubeyard_harness::store::memory::MemoryStore;

@@ -2,7 +2,7 @@
 //! spread, the same way for the same seed; a pod that fits nowhere is reported as
 //! Kubernetes reports it.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -2,7 +2,7 @@
 //! snapshots under `snapshots/lint/`. Valid fixtures must stay valid, invalid ones must
 //! keep failing, and any change of wording shows up in review.
 
-mod support;
+use crate::support;
 
 use kubeyard_compiler::Verdict;
 use kubeyard_harness::report::{self, Summary};
@@ -39,7 +39,7 @@ fn fixtures() {
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let group = if valid_fixture { "valid" } else { "invalid" };
         insta::with_settings!({
-            snapshot_path => "../../snapshots/lint",
+            snapshot_path => "../../../snapshots/lint",
             prepend_module_to_snapshot => false,
             omit_expression => true,
             description => format!("kubeyard lint fixtures/lint/{group}/{name}"),

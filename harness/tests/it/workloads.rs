@@ -4,7 +4,7 @@
 //! order, claim volumes, scale down from the top and roll from the highest ordinal;
 //! EndpointSlices list a Service's ready pods.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;

@@ -4,7 +4,7 @@
 //! rollbacks, `Recreate`, history limits, scaling, pausing, hash collisions, deadlines,
 //! and kubectl's `rollout status` and `rollout undo`.
 
-mod support;
+use crate::support;
 
 use kubeyard_harness::controllers::{deployment, replicaset};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! kube-rs, the Rust client, against the API server: typed CRUD, errors, server-side
 //! dry run, patches, and a `watcher` that gets a 410 after a restart and recovers.
 
-mod support;
+use crate::support;
 
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;

@@ -2,7 +2,7 @@
 //! foreground deletion waits for blocking dependents, orphaning lets dependents go, a
 //! dependent with a live owner kept, references that cannot be valid not followed.
 
-mod support;
+use crate::support;
 
 use serde_json::{Value, json};
 use support::api::{Server, call, component, delete, get, patch, post, wait_for};

@@ -1,7 +1,7 @@
 //! `kubeyard apiserver --data-dir`: killed with SIGKILL in the middle of writes and
 //! started again, it has every write it acknowledged.
 
-mod support;
+use crate::support;
 
 use serde_json::json;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -1,7 +1,7 @@
 //! `kubeyard plan --kubeconfig` and `--cluster`: plans against what a live cluster holds
 //! (kubeyard's API server here, written to by kubectl, as users would).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::{Command, Output};

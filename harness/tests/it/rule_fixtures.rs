@@ -2,7 +2,7 @@
 //! under `fixtures/rules/<rule id>/`. Each is linted on its own, as one run; what the bad
 //! one prints is a snapshot under `snapshots/rules/`.
 
-mod support;
+use crate::support;
 
 use kubeyard_compiler::Code;
 use kubeyard_compiler::rules::RULES;
@@ -35,7 +35,7 @@ fn every_rule_trips_on_its_bad_fixture_and_not_on_its_good_one() {
                 );
                 let name = rule.id.replace('/', "__");
                 insta::with_settings!({
-                    snapshot_path => "../../snapshots/rules",
+                    snapshot_path => "../../../snapshots/rules",
                     prepend_module_to_snapshot => false,
                     omit_expression => true,
                     description => format!("kubeyard lint {path}"),

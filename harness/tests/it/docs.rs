@@ -1,7 +1,7 @@
 //! docs/apiserver.md lists the served resources from the table the server serves; this
 //! test keeps them the same (`UPDATE_DOCS=1` rewrites the list).
 
-mod support;
+use crate::support;
 
 use kubeyard_harness::apiserver::resources;
 

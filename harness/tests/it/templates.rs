@@ -2,7 +2,7 @@
 //! environment it has (`values/default.yaml` alone, then each `values/NAME.yaml` with
 //! `--env NAME`), and what kubeyard prints (objects, or diagnostics) is snapshotted.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -3,7 +3,7 @@
 //! after the toleration period (on a manual clock); the same seed gives the same
 //! placement.
 
-mod support;
+use crate::support;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -173,7 +173,7 @@ async fn the_same_seed_places_every_pod_on_the_same_node() {
     let first = placement(42).await;
     let second = placement(42).await;
     assert_eq!(first, second);
-    insta::with_settings!({snapshot_path => "../../snapshots/controlplane", prepend_module_to_snapshot => false}, {
+    insta::with_settings!({snapshot_path => "../../../snapshots/controlplane", prepend_module_to_snapshot => false}, {
         insta::assert_yaml_snapshot!("placement-seed-42", first);
     });
 }

@@ -1,7 +1,7 @@
 //! `kubeyard graph` over every folder of `fixtures/graph/`: the apply order in text, DOT
 //! and Mermaid, and the diagnostics for cycles and duplicates, snapshotted.
 
-mod support;
+use crate::support;
 
 #[test]
 fn fixtures_graph_in_every_format() {

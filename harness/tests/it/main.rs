@@ -1,0 +1,34 @@
+//! The harness's integration tests, in one binary: one link of the whole dependency tree
+//! instead of one per file, which is most of a clean build's time and disk. Each module is
+//! one subject; `support` is what they share.
+
+mod support;
+
+mod apiserver;
+mod cli;
+mod controlplane;
+mod convergence;
+mod corpus;
+mod deployment;
+mod docs;
+mod durability;
+mod e2e;
+mod endpoints;
+mod garbage_collector;
+mod graph;
+mod kube_rs;
+mod kubectl;
+mod lint_fixtures;
+mod live_plans;
+mod namespace;
+mod normalize;
+mod plans;
+mod python_client;
+mod replicaset;
+mod rule_fixtures;
+mod scheduler;
+mod services;
+mod store;
+mod templates;
+mod up;
+mod workloads;
