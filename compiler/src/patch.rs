@@ -303,6 +303,12 @@ mod tests {
         })
     }
 
+    /// A document that is an object at the top (generated as one, not filtered: most
+    /// random documents are not, and rejecting them starves the test).
+    fn object() -> impl Strategy<Value = Value> {
+        prop::collection::btree_map("[abc]", document(), 0..4).prop_map(|m| Value::Object(m.into_iter().collect()))
+    }
+
     proptest! {
         /// RFC 7386: applying a merge patch twice gives what applying it once gives, and
         /// the result has no nulls the patch put there.
@@ -318,8 +324,7 @@ mod tests {
         /// A strategic merge patch with no directives and no schema is a merge patch on
         /// objects (lists are replaced whole, nulls delete).
         #[test]
-        fn strategic_without_a_schema_merges_like_a_merge_patch(target in document(), patch in document()) {
-            prop_assume!(target.is_object() && patch.is_object());
+        fn strategic_without_a_schema_merges_like_a_merge_patch(target in object(), patch in object()) {
             let mut merged = target.clone();
             merge_patch(&mut merged, &patch);
             let strategic = strategic_merge_patch(&target, &patch, Schema::NONE).unwrap();

@@ -14,7 +14,8 @@ pub fn to_yaml(value: &Value) -> String {
         Value::Object(map) if !map.is_empty() => write_map(&mut out, map, 0),
         Value::Array(items) if !items.is_empty() => write_seq(&mut out, items, 0),
         scalar => {
-            write_scalar(&mut out, scalar, 0);
+            // A block scalar's lines indented: unindented, `---` in the text would end the document.
+            write_scalar(&mut out, scalar, 1);
             out.push('\n');
         }
     }
@@ -235,6 +236,13 @@ mod tests {
     use crate::yaml::Documents;
     use proptest::prelude::*;
     use serde_json::json;
+
+    #[test]
+    fn a_document_that_is_multi_line_text_keeps_its_markers_inside() {
+        let value = json!("---\n#");
+        assert_eq!(to_yaml(&value), "|-\n  ---\n  #\n");
+        assert_eq!(parse(&to_yaml(&value)), value);
+    }
 
     fn parse(text: &str) -> Value {
         let source = SourceFile::new("p.yaml", text).unwrap();

@@ -166,7 +166,9 @@ fn list(
             let closest = (0..found.len())
                 .filter(|f| !taken[*f])
                 .map(|f| (f, mismatches(item, &found[f], items, options)))
-                .min_by_key(|(_, m)| m.len());
+                // Nearest: fewest differences, a field there with another value nearer
+                // than a field missing.
+                .min_by_key(|(_, m)| m.iter().map(|m| if m.actual.is_none() { 2 } else { 1 }).sum::<usize>());
             match closest {
                 Some((f, _)) => {
                     let mut inner = format!("{path}[{f}]");

@@ -26,12 +26,22 @@ impl Locks {
     }
 }
 
+/// Adds an amount to a total; the first amount gives the total its format (`64Mi` stays
+/// binary), as the quota's messages show them.
+fn sum_into(totals: &mut BTreeMap<&'static str, Quantity>, name: &'static str, amount: &Quantity) {
+    match totals.get_mut(name) {
+        Some(total) => *total = total.checked_add(amount).unwrap_or(*total),
+        None => {
+            totals.insert(name, *amount);
+        }
+    }
+}
+
 /// What a pod counts against each resource a quota may name.
 fn usage(pod: &Value) -> BTreeMap<&'static str, Quantity> {
     let mut totals: BTreeMap<&'static str, Quantity> = BTreeMap::new();
     let add = |totals: &mut BTreeMap<&'static str, Quantity>, name: &'static str, amount: &Quantity| {
-        let total = totals.entry(name).or_insert_with(Quantity::zero);
-        *total = total.checked_add(amount).unwrap_or(*total);
+        sum_into(totals, name, amount)
     };
     add(&mut totals, "pods", &Quantity::from_units(1, kubeyard_compiler::quantity::Format::DecimalSI));
     add(&mut totals, "count/pods", &Quantity::from_units(1, kubeyard_compiler::quantity::Format::DecimalSI));
@@ -105,8 +115,7 @@ pub(super) async fn admit_pod(
         let other = from_entry(entry)?;
         if counts(&other) {
             for (name, amount) in usage(&other) {
-                let total = used.entry(name).or_insert_with(Quantity::zero);
-                *total = total.checked_add(&amount).unwrap_or(*total);
+                sum_into(&mut used, name, &amount);
             }
         }
     }
