@@ -10,17 +10,30 @@ use tokio::task::JoinSet;
 pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSet<()> {
     let informers = Informers::start(&client);
     let mut set = JoinSet::new();
+    let clock = &lifecycle.clock;
+    // Each with its own client and the shared informers; those that count time (deadlines,
+    // `minReadySeconds`) on the control plane's clock.
     macro_rules! spawn {
-        ($($controller:ident),*) => {
+        ($($run:path $(, $with_clock:ident)?);* $(;)?) => {
             $(
                 {
                     let (client, informers) = (client.clone(), informers.clone());
-                    set.spawn(async move { controllers::$controller::run(client, &informers).await });
+                    $(let $with_clock = clock.clone();)?
+                    set.spawn(async move { $run(client, &informers $(, &$with_clock)?).await });
                 }
             )*
         };
     }
-    spawn!(deployment, replicaset, endpoints, endpointslice, daemonset, statefulset, job);
+    spawn!(
+        controllers::deployment::run, clock;
+        controllers::replicaset::run, clock;
+        controllers::replicaset::run_replication_controllers, clock;
+        controllers::daemonset::run, clock;
+        controllers::statefulset::run, clock;
+        controllers::job::run, clock;
+        controllers::endpoints::run;
+        controllers::endpointslice::run;
+    );
     set.spawn(controllers::garbage_collector::run(client.clone()));
     set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
     set.spawn(controllers::node_lifecycle::run(client.clone(), lifecycle.clone()));

@@ -17,7 +17,7 @@
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, Service};
+use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
@@ -380,6 +380,7 @@ pub struct Informers {
     pub endpoint_slices: Informer<EndpointSlice>,
     pub deployments: Informer<Deployment>,
     pub replicasets: Informer<ReplicaSet>,
+    pub replication_controllers: Informer<ReplicationController>,
     pub daemonsets: Informer<DaemonSet>,
     pub statefulsets: Informer<StatefulSet>,
     pub jobs: Informer<Job>,
@@ -395,6 +396,7 @@ impl Informers {
             endpoint_slices: Informer::start(Api::all(client.clone())),
             deployments: Informer::start(Api::all(client.clone())),
             replicasets: Informer::start(Api::all(client.clone())),
+            replication_controllers: Informer::start(Api::all(client.clone())),
             daemonsets: Informer::start(Api::all(client.clone())),
             statefulsets: Informer::start(Api::all(client.clone())),
             jobs: Informer::start(Api::all(client.clone())),

@@ -16,8 +16,9 @@
 //! to its pod garbage collector, which this control plane does not run). The revision
 //! history (ControllerRevisions) is not kept.
 
-use super::pods::{Pods, creation, deleting, is_available, is_ready, is_terminal};
-use super::{Error, label_selector, owner_reference, patch_status, retry};
+use super::pods::{Pods, creation, deleting, is_available, is_ready, is_terminal, next_available};
+use super::{Error, Wakeups, label_selector, owner_reference, patch_status, retry};
+use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
@@ -45,6 +46,8 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    clock: Clock,
+    wakeups: Wakeups<DaemonSet>,
     sets: Informer<DaemonSet>,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
@@ -53,9 +56,12 @@ struct Context {
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client, informers: &Informers) {
+pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
+    let (wakeups, woken) = Wakeups::new(clock);
     let context = Context {
         client,
+        clock: clock.clone(),
+        wakeups,
         sets: informers.daemonsets.clone(),
         pods: informers.pods.clone(),
         nodes: informers.nodes.clone(),
@@ -68,6 +74,7 @@ pub async fn run(client: kube::Client, informers: &Informers) {
     let every_set = move |_: Arc<Node>| sets.all().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>();
     Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
         .owns_shared_stream(context.pods.subscribe())
+        .reconcile_on(woken)
         .watches_shared_stream(context.nodes.subscribe(), every_set)
         .run(reconcile, |_, error, _| retry(error), Arc::new(context))
         .for_each(|_| async {})
@@ -176,10 +183,12 @@ struct Daemon {
     /// `None` for `OnDelete`.
     rolling: Option<(IntOrString, IntOrString)>,
     min_ready_seconds: i32,
+    /// When this pass looks, on the control plane's clock.
+    now: SystemTime,
 }
 
 impl Daemon {
-    fn of(set: DaemonSet) -> Result<Daemon, Error> {
+    fn of(set: DaemonSet, now: SystemTime) -> Result<Daemon, Error> {
         let spec = set.spec.as_ref().ok_or_else(|| Error::Invalid("a DaemonSet without a spec".into()))?;
         let selector = label_selector(&spec.selector)?;
         let template = serde_json::to_value(&spec.template).map_err(|e| Error::Invalid(e.to_string()))?;
@@ -205,6 +214,7 @@ impl Daemon {
             hash,
             rolling,
             min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            now,
             set,
         })
     }
@@ -218,7 +228,7 @@ impl Daemon {
     }
 
     fn available(&self, pod: &Pod) -> bool {
-        is_available(pod, self.min_ready_seconds, SystemTime::now())
+        is_available(pod, self.min_ready_seconds, self.now)
     }
 
     /// The daemon pod for a node, as `syncNodes` makes it.
@@ -277,12 +287,16 @@ async fn sync(set: &DaemonSet, context: &Context, pods: &Pods, written: &Written
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
     let sets: Api<DaemonSet> = Api::namespaced(context.client.clone(), &namespace);
-    let daemon = Daemon::of(set.clone())?;
+    let daemon = Daemon::of(set.clone(), context.clock.now())?;
     let mut nodes: Vec<Value> =
         context.nodes.all().iter().filter_map(|n| serde_json::to_value(n.as_ref()).ok()).collect();
     nodes.sort_by(|a, b| node_name(a).cmp(node_name(b)));
     let owner = owner_reference(&daemon.set)?;
     let claimed = pods.claim(&daemon.selector, &owner, |_| true, true).await?;
+    // Looked at again when a ready pod has been ready for `minReadySeconds`.
+    if let Some(next) = next_available(&claimed, daemon.min_ready_seconds, daemon.now) {
+        context.wakeups.after(&daemon.set, next);
+    }
     let by_node = pods_by_node(&claimed);
 
     let mut changes = manage(&daemon, &nodes, &by_node);
@@ -294,7 +308,7 @@ async fn sync(set: &DaemonSet, context: &Context, pods: &Pods, written: &Written
     if let Some(set) = write_status(&sets, &daemon, &nodes, &by_node).await? {
         written.note(&set);
     }
-    Ok(Action::requeue(if daemon.min_ready_seconds > 0 { Duration::from_secs(1) } else { RESYNC }))
+    Ok(Action::requeue(RESYNC))
 }
 
 /// Claimed pods by the node they are for; pods for no node are left out.

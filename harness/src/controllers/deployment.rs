@@ -20,7 +20,8 @@
 //! keeps. The bounds then hold at every moment, not only once the ReplicaSet controller has
 //! caught up; a rollout takes the same steps, a little later.
 
-use super::Error;
+use super::{Error, Wakeups};
+use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
@@ -72,6 +73,8 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    clock: Clock,
+    wakeups: Wakeups<Deployment>,
     deployments: Informer<Deployment>,
     sets: Informer<ReplicaSet>,
     pods: Informer<Pod>,
@@ -80,9 +83,12 @@ struct Context {
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client, informers: &Informers) {
+pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
+    let (wakeups, woken) = Wakeups::new(clock);
     let context = Context {
         client,
+        clock: clock.clone(),
+        wakeups,
         deployments: informers.deployments.clone(),
         sets: informers.replicasets.clone(),
         pods: informers.pods.clone(),
@@ -92,6 +98,7 @@ pub async fn run(client: kube::Client, informers: &Informers) {
     tokio::join!(context.sets.synced(), context.pods.synced());
     Controller::for_shared_stream(context.deployments.subscribe(), context.deployments.store())
         .owns_shared_stream(context.sets.subscribe())
+        .reconcile_on(woken)
         .run(reconcile, retry, Arc::new(context))
         .for_each(|_| async {})
         .await;
@@ -352,18 +359,14 @@ fn proportion(set: &ReplicaSet, settings: &Settings, deployment_replicas: i32, t
     if to_add > 0 { share.min(left) } else { share.max(left) }
 }
 
-fn now() -> Time {
-    Time(crate::clock::now().parse().unwrap_or_else(|_| Timestamp::now()))
-}
-
-fn condition(type_: &str, status: &str, reason: &str, message: String) -> DeploymentCondition {
+fn condition(type_: &str, status: &str, reason: &str, message: String, at: Time) -> DeploymentCondition {
     DeploymentCondition {
         type_: type_.into(),
         status: status.into(),
         reason: Some(reason.into()),
         message: Some(message),
-        last_update_time: Some(now()),
-        last_transition_time: Some(now()),
+        last_update_time: Some(at.clone()),
+        last_transition_time: Some(at),
     }
 }
 
@@ -423,19 +426,19 @@ fn progressed(old: &DeploymentStatus, new: &DeploymentStatus) -> bool {
         || count(new.available_replicas) > count(old.available_replicas)
 }
 
-/// Seconds left before the Progressing condition's last update is `deadline` old.
-fn seconds_left(condition: &DeploymentCondition, deadline: i64) -> Option<i64> {
+/// Seconds left at `now` before the Progressing condition's last update is `deadline` old.
+fn seconds_left(condition: &DeploymentCondition, deadline: i64, now: &Time) -> Option<i64> {
     let updated = condition.last_update_time.as_ref()?.0.as_second();
-    Some(updated + deadline - now().0.as_second())
+    Some(updated + deadline - now.0.as_second())
 }
 
 /// `DeploymentTimedOut`.
-fn timed_out(status: &DeploymentStatus, deadline: i64) -> bool {
+fn timed_out(status: &DeploymentStatus, deadline: i64, now: &Time) -> bool {
     match find_condition(status, PROGRESSING) {
         None => false,
         Some(c) if c.reason.as_deref() == Some(NEW_RS_AVAILABLE) => false,
         Some(c) if c.reason.as_deref() == Some(TIMED_OUT) => true,
-        Some(c) => seconds_left(c, deadline).is_some_and(|left| left < 0),
+        Some(c) => seconds_left(c, deadline, now).is_some_and(|left| left < 0),
     }
 }
 
@@ -485,6 +488,11 @@ struct Rollout {
 }
 
 impl Rollout {
+    /// A condition set now, on the control plane's clock.
+    fn condition(&self, type_: &str, status: &str, reason: &str, message: String) -> DeploymentCondition {
+        condition(type_, status, reason, message, super::time(&self.context.clock))
+    }
+
     /// `syncDeployment`.
     async fn sync(&mut self) -> Result<Action, Error> {
         let selector = self.deployment.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
@@ -514,7 +522,10 @@ impl Rollout {
         } else {
             self.recreate(new, old, &selector).await?;
         }
-        Ok(Action::requeue(self.next_check()))
+        if let Some(next) = self.next_check() {
+            self.context.wakeups.after(&self.deployment, next);
+        }
+        Ok(Action::requeue(RESYNC))
     }
 
     fn name(&self) -> String {
@@ -624,7 +635,7 @@ impl Rollout {
         if self.settings.deadline.is_some() && find_condition(&status, PROGRESSING).is_none() {
             // Progress is estimated from when this controller first noticed the set.
             let message = format!("Found new replica set {:?}", set.name_any());
-            set_condition(&mut status, condition(PROGRESSING, "True", FOUND_NEW_RS, message));
+            set_condition(&mut status, self.condition(PROGRESSING, "True", FOUND_NEW_RS, message));
             self.write_status(status).await?;
         }
         Ok(set)
@@ -696,7 +707,7 @@ impl Rollout {
         if !existed && self.settings.deadline.is_some() {
             let mut status = self.status();
             let message = format!("Created new replica set {name:?}");
-            set_condition(&mut status, condition(PROGRESSING, "True", NEW_RS_CREATED, message));
+            set_condition(&mut status, self.condition(PROGRESSING, "True", NEW_RS_CREATED, message));
             self.write_status(status).await?;
         }
         Ok(created)
@@ -779,7 +790,7 @@ impl Rollout {
         if self.settings.deadline.is_some() {
             let mut status = self.status();
             let message = format!("Failed to create new replica set {name:?}: {error}");
-            set_condition(&mut status, condition(PROGRESSING, "False", FAILED_RS_CREATE, message));
+            set_condition(&mut status, self.condition(PROGRESSING, "False", FAILED_RS_CREATE, message));
             if let Err(failed) = self.write_status(status).await {
                 return failed;
             }
@@ -1024,8 +1035,8 @@ impl Rollout {
         }
         let paused_shown = reason.as_deref() == Some(PAUSED);
         let next = match (self.settings.paused, paused_shown) {
-            (true, false) => condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into()),
-            (false, true) => condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into()),
+            (true, false) => self.condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into()),
+            (false, true) => self.condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into()),
             _ => return Ok(()),
         };
         set_condition(&mut status, next);
@@ -1047,9 +1058,9 @@ impl Rollout {
             ..self.status()
         };
         let available_condition = if available >= self.settings.min_available() {
-            condition(AVAILABLE, "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
+            self.condition(AVAILABLE, "True", "MinimumReplicasAvailable", "Deployment has minimum availability.".into())
         } else {
-            condition(
+            self.condition(
                 AVAILABLE,
                 "False",
                 "MinimumReplicasUnavailable",
@@ -1096,19 +1107,19 @@ impl Rollout {
         };
         if complete(&self.deployment, &self.settings, status) {
             let message = format!("{subject} has successfully progressed.");
-            set_condition(status, condition(PROGRESSING, "True", NEW_RS_AVAILABLE, message));
+            set_condition(status, self.condition(PROGRESSING, "True", NEW_RS_AVAILABLE, message));
         } else if progressed(&self.status(), status) {
             // Progress renews the condition's update time even with the same reason, so
             // the deadline counts from the last progress.
-            let mut next = condition(PROGRESSING, "True", RS_UPDATED, format!("{subject} is progressing."));
+            let mut next = self.condition(PROGRESSING, "True", RS_UPDATED, format!("{subject} is progressing."));
             if let Some(current) = current.filter(|c| c.status == "True") {
                 next.last_transition_time = current.last_transition_time;
             }
             remove_condition(status, PROGRESSING);
             set_condition(status, next);
-        } else if timed_out(status, deadline) {
+        } else if timed_out(status, deadline, &super::time(&self.context.clock)) {
             let message = format!("{subject} has timed out progressing.");
-            set_condition(status, condition(PROGRESSING, "False", TIMED_OUT, message));
+            set_condition(status, self.condition(PROGRESSING, "False", TIMED_OUT, message));
         }
     }
 
@@ -1125,16 +1136,17 @@ impl Rollout {
     }
 
     /// `requeueStuckDeployment`: a rollout not yet complete is looked at again just after
-    /// its deadline would pass; otherwise at the next resync.
-    fn next_check(&self) -> Duration {
+    /// its deadline would pass, on the control plane's clock; `None` when no deadline is
+    /// running.
+    fn next_check(&self) -> Option<Duration> {
         let status = self.status();
-        let Some(deadline) = self.settings.deadline else { return RESYNC };
-        let Some(current) = find_condition(&status, PROGRESSING) else { return RESYNC };
+        let deadline = self.settings.deadline?;
+        let current = find_condition(&status, PROGRESSING)?;
         if complete(&self.deployment, &self.settings, &status) || current.reason.as_deref() == Some(TIMED_OUT) {
-            return RESYNC;
+            return None;
         }
-        let left = seconds_left(current, deadline).unwrap_or(0).max(0);
-        RESYNC.min(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1))
+        let left = seconds_left(current, deadline, &super::time(&self.context.clock)).unwrap_or(0).max(0);
+        Some(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1))
     }
 }
 

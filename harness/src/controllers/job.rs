@@ -24,7 +24,8 @@
 
 use super::Error;
 use super::pods::{Pods, creation, deleting, is_ready, is_terminal, phase};
-use super::{label_selector, owner_reference, retry, same_content};
+use super::{Wakeups, label_selector, owner_reference, retry, same_content};
+use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
@@ -58,6 +59,8 @@ const DEADLINE_EXCEEDED: (&str, &str) = ("DeadlineExceeded", "Job was active lon
 
 struct Context {
     client: kube::Client,
+    clock: Clock,
+    wakeups: Wakeups<Job>,
     jobs: Informer<Job>,
     pods: Informer<Pod>,
     pods_expected: Expectations<Pod>,
@@ -65,9 +68,12 @@ struct Context {
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client, informers: &Informers) {
+pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
+    let (wakeups, woken) = Wakeups::new(clock);
     let context = Arc::new(Context {
         client,
+        clock: clock.clone(),
+        wakeups,
         jobs: informers.jobs.clone(),
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
@@ -76,6 +82,7 @@ pub async fn run(client: kube::Client, informers: &Informers) {
     tokio::join!(context.pods.synced(), context.jobs.synced());
     let controller = Controller::for_shared_stream(context.jobs.subscribe(), context.jobs.store())
         .owns_shared_stream(context.pods.subscribe())
+        .reconcile_on(woken)
         .run(reconcile, |_, error, _| retry(error), Arc::clone(&context))
         .for_each(|_| async {});
     tokio::join!(controller, release_orphans(&context));
@@ -163,7 +170,7 @@ async fn manage(job: Job, context: &Context, pods: &Pods, written: &Written) -> 
         return Ok(Action::await_change());
     }
     let settings = Settings::of(&job)?;
-    Sync { jobs, pods, job, settings, deferred: None, written }.sync(claimed).await
+    Sync { jobs, pods, job, settings, deferred: None, written, context }.sync(claimed).await
 }
 
 fn tracked(pod: &Pod) -> bool {
@@ -240,14 +247,16 @@ fn condition_true(conditions: &[JobCondition], kind: &str) -> bool {
     conditions.iter().any(|c| c.type_ == kind && c.status == "True")
 }
 
-fn now() -> Time {
-    Time(crate::clock::now().parse().unwrap_or_else(|_| Timestamp::now()))
-}
-
 /// `ensureJobConditionStatus`: a condition changed (or added, when true) with a new
 /// transition time; the same status again changes nothing.
-fn set_condition(conditions: &mut Vec<JobCondition>, kind: &str, status: &str, (reason, message): (&str, &str)) {
-    let time = now();
+fn set_condition(
+    conditions: &mut Vec<JobCondition>,
+    kind: &str,
+    status: &str,
+    (reason, message): (&str, &str),
+    time: &Time,
+) {
+    let time = time.clone();
     if let Some(condition) = conditions.iter_mut().find(|c| c.type_ == kind) {
         if condition.status != status {
             *condition = JobCondition {
@@ -366,6 +375,7 @@ impl Uncounted {
 
 /// One pass over one Job.
 struct Sync<'a> {
+    context: &'a Context,
     jobs: Api<Job>,
     pods: &'a Pods,
     written: &'a Written,
@@ -392,10 +402,15 @@ impl Sync<'_> {
         self.job.name_any()
     }
 
+    /// Now, on the control plane's clock.
+    fn now(&self) -> Time {
+        super::time(&self.context.clock)
+    }
+
     async fn sync(mut self, claimed: Vec<Pod>) -> Result<Action, Error> {
         let mut status = self.job.status.clone().unwrap_or_default();
         if status.start_time.is_none() && !self.settings.suspended {
-            status.start_time = Some(now());
+            status.start_time = Some(self.now());
         }
         let mut uncounted = Uncounted::of(&status);
         for pod in &claimed {
@@ -440,7 +455,7 @@ impl Sync<'_> {
         }
         match self.deferred.take() {
             Some(error) => Err(error),
-            None => Ok(Action::requeue(self.next_check(&status))),
+            None => Ok(self.next_check(&status)),
         }
     }
 
@@ -514,14 +529,17 @@ impl Sync<'_> {
 
     fn past_deadline(&self, status: &JobStatus) -> bool {
         let (Some(deadline), Some(start)) = (self.settings.deadline, self.started(status)) else { return false };
-        !self.settings.suspended && start + seconds(deadline) <= SystemTime::now()
+        !self.settings.suspended && start + seconds(deadline) <= self.context.clock.now()
     }
 
-    /// Looked at again when the deadline falls, or now and then.
-    fn next_check(&self, status: &JobStatus) -> Duration {
-        let (Some(deadline), Some(start)) = (self.settings.deadline, self.started(status)) else { return RESYNC };
-        let left = (start + seconds(deadline)).duration_since(SystemTime::now()).unwrap_or_default();
-        left.clamp(Duration::from_millis(100), RESYNC)
+    /// Looked at again when the deadline falls (on the control plane's clock), and now
+    /// and then.
+    fn next_check(&self, status: &JobStatus) -> Action {
+        if let (Some(deadline), Some(start)) = (self.settings.deadline, self.started(status)) {
+            let left = (start + seconds(deadline)).duration_since(self.context.clock.now()).unwrap_or_default();
+            self.context.wakeups.after(&self.job, left.max(Duration::from_millis(100)));
+        }
+        Action::requeue(RESYNC)
     }
 
     /// `manageJob`: the active pods brought to what is wanted. Returns the active pods
@@ -655,24 +673,25 @@ impl Sync<'_> {
     /// `Suspended` following `suspend` otherwise.
     fn conclude(&self, status: &mut JobStatus, outcome: &Outcome) {
         let mut conditions = status.conditions.take().unwrap_or_default();
+        let now = self.now();
         let settled = outcome.terminating == 0 && outcome.active == 0;
         if let Some(reason) = outcome.failure {
-            set_condition(&mut conditions, FAILURE_TARGET, "True", reason);
+            set_condition(&mut conditions, FAILURE_TARGET, "True", reason, &now);
             if settled {
-                set_condition(&mut conditions, FAILED, "True", reason);
+                set_condition(&mut conditions, FAILED, "True", reason, &now);
             }
         } else if outcome.success {
-            set_condition(&mut conditions, SUCCESS_CRITERIA_MET, "True", COMPLETIONS_REACHED);
+            set_condition(&mut conditions, SUCCESS_CRITERIA_MET, "True", COMPLETIONS_REACHED, &now);
             if settled {
-                set_condition(&mut conditions, COMPLETE, "True", COMPLETIONS_REACHED);
-                status.completion_time = Some(now());
+                set_condition(&mut conditions, COMPLETE, "True", COMPLETIONS_REACHED, &now);
+                status.completion_time = Some(self.now());
             }
         } else if self.settings.suspended {
-            set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "Job suspended"));
+            set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "Job suspended"), &now);
         } else if condition_true(&conditions, SUSPENDED) {
-            set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"));
+            set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"), &now);
             // `activeDeadlineSeconds` counts time continuously active: it starts again.
-            status.start_time = Some(now());
+            status.start_time = Some(self.now());
         }
         status.conditions = Some(conditions).filter(|c| !c.is_empty());
     }
@@ -756,13 +775,14 @@ mod tests {
     #[test]
     fn conditions_change_once() {
         let mut conditions = Vec::new();
-        set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"));
+        let now = Time(Timestamp::now());
+        set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"), &now);
         assert!(conditions.is_empty(), "a false condition is not added");
-        set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "Job suspended"));
-        set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "again"));
+        set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "Job suspended"), &now);
+        set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "again"), &now);
         assert_eq!(conditions.len(), 1);
         assert_eq!(conditions[0].message.as_deref(), Some("Job suspended"));
-        set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"));
+        set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"), &now);
         assert_eq!((conditions[0].status.as_str(), conditions[0].reason.as_deref()), ("False", Some("JobResumed")));
     }
 }

@@ -16,13 +16,18 @@ pub mod replicaset;
 pub mod statefulset;
 pub mod taint_eviction;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use crate::clock::Clock;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::mpsc;
 
 /// Why a reconcile failed: the API said no. The controller retries after a pause.
 #[derive(Debug, thiserror::Error)]
@@ -97,4 +102,57 @@ pub(crate) fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> Resul
 pub(crate) fn label_selector<T: serde::Serialize>(selector: &T) -> Result<Selector, Error> {
     let json = serde_json::to_value(selector).map_err(|e| Error::Invalid(e.to_string()))?;
     Selector::from_label_selector(Some(&json)).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// `now` on the control plane's clock, as a `Time` field holds it.
+pub(crate) fn time(clock: &Clock) -> Time {
+    let seconds = clock.now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(seconds).unwrap_or(0)).unwrap_or_default())
+}
+
+/// Reconciles asked for at a moment of the control plane's clock: a deadline
+/// (`progressDeadlineSeconds`, `activeDeadlineSeconds`) or the moment a pod has been ready
+/// for `minReadySeconds`. kube-runtime's `Action::requeue` counts real time, and a test's
+/// virtual clock runs ahead of it, so these wake through [`Clock::sleep`] instead, into the
+/// controller's `reconcile_on`. One wake-up per object is kept: the earliest asked for.
+pub(crate) struct Wakeups<K: Resource<DynamicType = ()>> {
+    clock: Clock,
+    sender: mpsc::UnboundedSender<ObjectRef<K>>,
+    pending: Arc<Mutex<HashMap<ObjectRef<K>, SystemTime>>>,
+}
+
+impl<K: Resource<DynamicType = ()> + Send + Sync + 'static> Wakeups<K> {
+    /// The wake-ups and the stream they arrive on, for `Controller::reconcile_on`.
+    pub(crate) fn new(clock: &Clock) -> (Wakeups<K>, impl futures_util::Stream<Item = ObjectRef<K>> + Send + use<K>) {
+        let (sender, mut receiver) = mpsc::unbounded_channel();
+        let stream = futures_util::stream::poll_fn(move |context| receiver.poll_recv(context));
+        (Wakeups { clock: clock.clone(), sender, pending: Arc::default() }, stream)
+    }
+
+    /// Reconciles `object` again once `after` has passed on the clock (unless an earlier
+    /// wake-up is already set).
+    pub(crate) fn after(&self, object: &K, after: Duration) {
+        let reference = ObjectRef::from_obj(object);
+        let at = self.clock.now() + after;
+        {
+            let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match pending.get(&reference) {
+                Some(set) if *set <= at => return,
+                _ => pending.insert(reference.clone(), at),
+            };
+        }
+        let (clock, sender, pending) = (self.clock.clone(), self.sender.clone(), Arc::clone(&self.pending));
+        tokio::spawn(async move {
+            clock.sleep(after).await;
+            {
+                let mut pending = pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                // A later, earlier wake-up replaced this one: it does the waking.
+                if pending.get(&reference) != Some(&at) {
+                    return;
+                }
+                pending.remove(&reference);
+            }
+            let _ = sender.send(reference);
+        });
+    }
 }

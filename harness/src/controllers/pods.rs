@@ -136,13 +136,29 @@ pub(crate) fn is_ready(pod: &Pod) -> bool {
 
 /// Ready for at least `min_ready_seconds` (`IsPodAvailable`).
 pub(crate) fn is_available(pod: &Pod, min_ready_seconds: i32, now: SystemTime) -> bool {
-    let Some(condition) = ready_condition(pod).filter(|c| c.status == "True") else { return false };
+    available_in(pod, min_ready_seconds, now).is_some_and(|left| left.is_zero())
+}
+
+/// How long until a ready pod has been ready for `min_ready_seconds` (zero: it is
+/// available); `None` for a pod that is not ready, or whose readiness has no time.
+pub(crate) fn available_in(pod: &Pod, min_ready_seconds: i32, now: SystemTime) -> Option<Duration> {
+    let condition = ready_condition(pod).filter(|c| c.status == "True")?;
     if min_ready_seconds <= 0 {
-        return true;
+        return Some(Duration::ZERO);
     }
-    let since = condition.last_transition_time.as_ref().and_then(|t| crate::clock::parse(&t.0.to_string()));
+    let since = condition.last_transition_time.as_ref().and_then(|t| crate::clock::parse(&t.0.to_string()))?;
     let wait = Duration::from_secs(u64::try_from(min_ready_seconds).unwrap_or(0));
-    since.is_some_and(|since| since + wait <= now)
+    Some((since + wait).duration_since(now).unwrap_or_default())
+}
+
+/// When the first of these pods that is ready but not yet available will be: the moment
+/// a controller counting available pods looks again.
+pub(crate) fn next_available<'a>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    min_ready_seconds: i32,
+    now: SystemTime,
+) -> Option<Duration> {
+    pods.into_iter().filter_map(|p| available_in(p, min_ready_seconds, now)).filter(|left| !left.is_zero()).min()
 }
 
 pub(crate) fn creation(pod: &Pod) -> Option<Timestamp> {

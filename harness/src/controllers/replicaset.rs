@@ -1,5 +1,6 @@
-//! The ReplicaSet controller: as many pods as `spec.replicas`, made from the template
-//! and owned by the ReplicaSet; orphans that match the selector adopted, owned pods that
+//! The ReplicaSet controller, which also runs ReplicationControllers (as Kubernetes does,
+//! through an adapter: `Replicated`): as many pods as `spec.replicas`, made from the
+//! template and owned by the set; orphans that match the selector adopted, owned pods that
 //! no longer match released; surplus pods deleted in Kubernetes' order (unscheduled
 //! before scheduled, pending before running, not ready before ready, newest first); status
 //! counted from the pods.
@@ -8,12 +9,14 @@
 //! orphans), once it holds the pods the last reconcile made or deleted, so a pod made a
 //! moment ago is never made twice.
 
-use super::Error;
+use super::pods::{is_available, next_available};
+use super::{Error, Wakeups};
+use crate::clock::Clock;
 use crate::events;
-use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, controller_of, key_of_object};
+use crate::informers::{Expectations, Informer, Informers, Kind, UNMET_RETRY, Written, controller_of, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::{Resource, ResourceExt};
@@ -25,26 +28,101 @@ use std::time::Duration;
 /// Pods made or deleted in one pass at most (Kubernetes' `burstReplicas`).
 const BURST: usize = 500;
 
-struct Context {
-    client: kube::Client,
-    sets: Informer<ReplicaSet>,
-    pods: Informer<Pod>,
-    pods_expected: Expectations<Pod>,
-    sets_expected: Expectations<ReplicaSet>,
+/// What the controller reads of a ReplicaSet or a ReplicationController: they differ
+/// only in their selector's form and their API group.
+pub trait Replicated: Kind + serde::Serialize + Resource<Scope = k8s_openapi::NamespaceResourceScope> {
+    /// Who reports its events: `replicaset-controller`, `replication-controller`.
+    const COMPONENT: &'static str;
+    fn informer(informers: &Informers) -> &Informer<Self>;
+    fn selector(&self) -> Result<Selector, Error>;
+    fn replicas(&self) -> Option<i32>;
+    fn min_ready_seconds(&self) -> i32;
+    /// The pod template as JSON (`metadata`, `spec`); `null` when there is none.
+    fn template(&self) -> Value;
 }
 
-/// Runs until the task is dropped.
-pub async fn run(client: kube::Client, informers: &Informers) {
+impl Replicated for ReplicaSet {
+    const COMPONENT: &'static str = "replicaset-controller";
+    fn informer(informers: &Informers) -> &Informer<Self> {
+        &informers.replicasets
+    }
+    fn selector(&self) -> Result<Selector, Error> {
+        let spec = self.spec.as_ref().ok_or_else(|| Error::Invalid("a ReplicaSet without a spec".into()))?;
+        super::label_selector(&spec.selector)
+    }
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn template(&self) -> Value {
+        self.spec.as_ref().and_then(|s| serde_json::to_value(&s.template).ok()).unwrap_or(Value::Null)
+    }
+}
+
+impl Replicated for ReplicationController {
+    const COMPONENT: &'static str = "replication-controller";
+    fn informer(informers: &Informers) -> &Informer<Self> {
+        &informers.replication_controllers
+    }
+    /// A map of equalities; none at all selects nothing (the API server defaults it to
+    /// the template's labels).
+    fn selector(&self) -> Result<Selector, Error> {
+        let selector = self.spec.as_ref().and_then(|s| s.selector.as_ref()).filter(|s| !s.is_empty());
+        let Some(selector) = selector else { return Ok(Selector::nothing()) };
+        let json = serde_json::to_value(selector).map_err(|e| Error::Invalid(e.to_string()))?;
+        Selector::from_map(Some(&json)).map_err(|e| Error::Invalid(e.to_string()))
+    }
+    fn replicas(&self) -> Option<i32> {
+        self.spec.as_ref().and_then(|s| s.replicas)
+    }
+    fn min_ready_seconds(&self) -> i32 {
+        self.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0)
+    }
+    fn template(&self) -> Value {
+        self.spec
+            .as_ref()
+            .and_then(|s| s.template.as_ref())
+            .and_then(|t| serde_json::to_value(t).ok())
+            .unwrap_or(Value::Null)
+    }
+}
+
+struct Context<K: Replicated> {
+    client: kube::Client,
+    clock: Clock,
+    wakeups: Wakeups<K>,
+    pods: Informer<Pod>,
+    pods_expected: Expectations<Pod>,
+    sets_expected: Expectations<K>,
+}
+
+/// Runs the ReplicaSet controller until the task is dropped.
+pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
+    run_for::<ReplicaSet>(client, informers, clock).await
+}
+
+/// Runs the ReplicationController controller until the task is dropped.
+pub async fn run_replication_controllers(client: kube::Client, informers: &Informers, clock: &Clock) {
+    run_for::<ReplicationController>(client, informers, clock).await
+}
+
+async fn run_for<K: Replicated>(client: kube::Client, informers: &Informers, clock: &Clock) {
+    let sets = K::informer(informers).clone();
+    let (wakeups, woken) = Wakeups::new(clock);
     let context = Context {
         client,
-        sets: informers.replicasets.clone(),
+        clock: clock.clone(),
+        wakeups,
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
-        sets_expected: Expectations::new(&informers.replicasets),
+        sets_expected: Expectations::new(&sets),
     };
     context.pods.synced().await;
-    Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
+    Controller::for_shared_stream(sets.subscribe(), sets.store())
         .owns_shared_stream(context.pods.subscribe())
+        .reconcile_on(woken)
         .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(context))
         .for_each(|_| async {})
         .await;
@@ -69,33 +147,31 @@ fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<String>) {
     (scheduled, phase, ready(pod), std::cmp::Reverse(created))
 }
 
-async fn reconcile(set: Arc<ReplicaSet>, context: Arc<Context>) -> Result<Action, Error> {
+async fn reconcile<K: Replicated>(set: Arc<K>, context: Arc<Context<K>>) -> Result<Action, Error> {
     let key = key_of_object(set.as_ref());
     if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let (pods_written, set_written) = (Written::default(), Written::default());
-    let result = sync(&set, &context, &pods_written, &set_written).await;
+    let result = sync(set.as_ref(), context.as_ref(), &pods_written, &set_written).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.
     context.pods_expected.expect(&key, &pods_written);
     context.sets_expected.expect(&key, &set_written);
     result
 }
 
-async fn sync(
-    set: &ReplicaSet,
-    context: &Context,
+async fn sync<K: Replicated>(
+    set: &K,
+    context: &Context<K>,
     pods_written: &Written,
     set_written: &Written,
 ) -> Result<Action, Error> {
-    if set.metadata.deletion_timestamp.is_some() {
+    if set.meta().deletion_timestamp.is_some() {
         return Ok(Action::await_change());
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let uid = set.uid().ok_or_else(|| Error::Invalid("a ReplicaSet without a uid".into()))?;
-    let spec = set.spec.as_ref().ok_or_else(|| Error::Invalid("a ReplicaSet without a spec".into()))?;
-    let selector_json = serde_json::to_value(&spec.selector).unwrap_or(Value::Null);
-    let selector = Selector::from_label_selector(Some(&selector_json)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let uid = set.uid().ok_or_else(|| Error::Invalid(format!("a {} without a uid", K::kind(&()))))?;
+    let selector = set.selector()?;
     let pods: Api<Pod> = Api::namespaced(context.client.clone(), &namespace);
     let mut owner = set.controller_owner_ref(&()).ok_or_else(|| Error::Invalid("no owner reference".into()))?;
     // As Kubernetes writes it: a foreground deletion of the set waits for its pods.
@@ -150,10 +226,10 @@ async fn sync(
         }
     }
 
-    let wanted = usize::try_from(spec.replicas.unwrap_or(1)).unwrap_or(0);
+    let wanted = usize::try_from(set.replicas().unwrap_or(1)).unwrap_or(0);
     let mut failed = None;
     if active.len() < wanted {
-        let template = serde_json::to_value(&spec.template).unwrap_or(Value::Null);
+        let template = set.template();
         for _ in 0..(wanted - active.len()).min(BURST) {
             let pod = json!({
                 "apiVersion": "v1",
@@ -176,11 +252,10 @@ async fn sync(
                         kube::Error::Api(status) => format!("Error creating: {}", status.message),
                         other => format!("Error creating: {other}"),
                     };
-                    let object = serde_json::to_value(set).unwrap_or(Value::Null);
-                    let mut object = object;
-                    object["apiVersion"] = json!("apps/v1");
-                    object["kind"] = json!("ReplicaSet");
-                    let source = events::Source { component: "replicaset-controller", host: None };
+                    let mut object = serde_json::to_value(set).unwrap_or(Value::Null);
+                    object["apiVersion"] = json!(K::api_version(&()));
+                    object["kind"] = json!(K::kind(&()));
+                    let source = events::Source { component: K::COMPONENT, host: None };
                     events::record(
                         &context.client,
                         &object,
@@ -188,7 +263,7 @@ async fn sync(
                         events::Type::Warning,
                         "FailedCreate",
                         &message,
-                        &crate::clock::now(),
+                        &context.clock.timestamp(),
                     )
                     .await;
                     // The status is still written (what exists is counted), as Kubernetes does.
@@ -215,17 +290,24 @@ async fn sync(
     }
 
     // Status from the pods as they are now (made or deleted ones are seen next pass).
-    let sets: Api<ReplicaSet> = Api::namespaced(context.client.clone(), &namespace);
+    let sets: Api<K> = Api::namespaced(context.client.clone(), &namespace);
     let replicas = active.len() as i32;
     let ready_count = active.iter().filter(|p| ready(p)).count() as i32;
+    // Available: ready for `minReadySeconds` of the control plane's clock; the set is
+    // looked at again when the next ready pod becomes available.
+    let (min_ready, now) = (set.min_ready_seconds(), context.clock.now());
+    let available = active.iter().filter(|p| is_available(p, min_ready, now)).count() as i32;
+    if let Some(next) = next_available(active.iter().map(AsRef::as_ref), min_ready, now) {
+        context.wakeups.after(set, next);
+    }
     let status = json!({
         "replicas": replicas,
         "fullyLabeledReplicas": replicas,
         "readyReplicas": ready_count,
-        "availableReplicas": ready_count,
+        "availableReplicas": available,
         "observedGeneration": set.meta().generation,
     });
-    let current = serde_json::to_value(&set.status).unwrap_or(Value::Null);
+    let current = serde_json::to_value(set).ok().and_then(|s| s.get("status").cloned()).unwrap_or(Value::Null);
     let field = |value: &Value, key: &str| value.get(key).and_then(Value::as_i64).unwrap_or(0);
     let changed = ["replicas", "readyReplicas", "availableReplicas", "observedGeneration"]
         .iter()

@@ -20,8 +20,9 @@
 //! acted on (`whenDeleted: Delete` is: the claims are owned by the set).
 
 use super::daemonset::HASH_LABEL;
-use super::pods::{Pods, deleting, is_available, is_ready, is_terminal, phase};
-use super::{Error, label_selector, owner_reference, patch_status, retry};
+use super::pods::{Pods, deleting, is_available, is_ready, is_terminal, next_available, phase};
+use super::{Error, Wakeups, label_selector, owner_reference, patch_status, retry};
+use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
@@ -40,6 +41,8 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    clock: Clock,
+    wakeups: Wakeups<StatefulSet>,
     sets: Informer<StatefulSet>,
     pods: Informer<Pod>,
     pods_expected: Expectations<Pod>,
@@ -47,9 +50,12 @@ struct Context {
 }
 
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client, informers: &Informers) {
+pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
+    let (wakeups, woken) = Wakeups::new(clock);
     let context = Context {
         client,
+        clock: clock.clone(),
+        wakeups,
         sets: informers.statefulsets.clone(),
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
@@ -58,6 +64,7 @@ pub async fn run(client: kube::Client, informers: &Informers) {
     context.pods.synced().await;
     Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
         .owns_shared_stream(context.pods.subscribe())
+        .reconcile_on(woken)
         .run(reconcile, |_, error, _| retry(error), Arc::new(context))
         .for_each(|_| async {})
         .await;
@@ -103,6 +110,8 @@ struct Stateful {
     /// The `partition` of `RollingUpdate`; `None` for `OnDelete`.
     partition: Option<i32>,
     min_ready_seconds: i32,
+    /// When this pass looks, on the control plane's clock.
+    now: SystemTime,
     claims: Vec<Value>,
     service_name: String,
     /// `persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`.
@@ -112,7 +121,7 @@ struct Stateful {
 }
 
 impl Stateful {
-    fn of(set: StatefulSet) -> Result<Stateful, Error> {
+    fn of(set: StatefulSet, now: SystemTime) -> Result<Stateful, Error> {
         let spec = set.spec.as_ref().ok_or_else(|| Error::Invalid("a StatefulSet without a spec".into()))?;
         let name = set.name_any();
         // Always salted, with 0 until a collision: the name must not change when the
@@ -140,6 +149,7 @@ impl Stateful {
             monotonic: spec.pod_management_policy.as_deref() != Some("Parallel"),
             partition,
             min_ready_seconds: spec.min_ready_seconds.unwrap_or(0),
+            now,
             claims: spec.volume_claim_templates.iter().flatten().filter_map(|c| serde_json::to_value(c).ok()).collect(),
             service_name: spec.service_name.clone().unwrap_or_default(),
             claims_owned: policy.and_then(|p| p.when_deleted.as_deref()) == Some("Delete"),
@@ -151,7 +161,7 @@ impl Stateful {
     }
 
     fn available(&self, pod: &Pod) -> bool {
-        running_and_ready(pod) && is_available(pod, self.min_ready_seconds, SystemTime::now())
+        running_and_ready(pod) && is_available(pod, self.min_ready_seconds, self.now)
     }
 
     fn member(&self, pod: &Pod) -> bool {
@@ -263,17 +273,20 @@ async fn manage(set: StatefulSet, context: &Context, pods: &Pods, written: &Writ
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
     let sets: Api<StatefulSet> = Api::namespaced(context.client.clone(), &namespace);
-    let stateful = Stateful::of(set)?;
+    let stateful = Stateful::of(set, context.clock.now())?;
     let owner = owner_reference(&stateful.set)?;
     let claimed = pods.claim(&stateful.selector, &owner, |p| stateful.member(p), true).await?;
+    // Looked at again when a ready pod has been ready for `minReadySeconds`.
+    if let Some(next) = next_available(&claimed, stateful.min_ready_seconds, stateful.now) {
+        context.wakeups.after(&stateful.set, next);
+    }
     let sync = Sync { stateful, pods, claims: Api::namespaced(context.client.clone(), &namespace) };
     let status = sync.status(&claimed);
     sync.sync(claimed).await?;
     if let Some(set) = patch_status(&sets, &sync.stateful.set, status).await? {
         written.note(&set);
     }
-    let min_ready = sync.stateful.min_ready_seconds > 0;
-    Ok(Action::requeue(if min_ready { Duration::from_secs(1) } else { RESYNC }))
+    Ok(Action::requeue(RESYNC))
 }
 
 /// One pass over one StatefulSet.
@@ -448,7 +461,7 @@ mod tests {
         if let (Some(base), Some(extra)) = (set["spec"].as_object_mut(), spec.as_object()) {
             base.extend(extra.clone());
         }
-        Stateful::of(serde_json::from_value(set).unwrap()).unwrap()
+        Stateful::of(serde_json::from_value(set).unwrap(), SystemTime::now()).unwrap()
     }
 
     #[test]

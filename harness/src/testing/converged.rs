@@ -1,8 +1,8 @@
 //! `converged`: everything a test applied is realised, as a user of the cluster would
 //! judge it: each Deployment Available with every replica updated and available, each
-//! StatefulSet, DaemonSet and ReplicaSet with every replica ready, each Job complete, each
-//! Service that selects pods with ready endpoints, each Pod running and ready (or done),
-//! and no pod in the applied namespaces left Pending.
+//! StatefulSet, DaemonSet, ReplicaSet and ReplicationController with every replica ready,
+//! each Job complete, each Service that selects pods with ready endpoints, each Pod
+//! running and ready (or done), and no pod in the applied namespaces left Pending.
 
 use super::cluster::{Applied, Cluster, Error};
 use super::expect::{Failure, Holds};
@@ -43,7 +43,7 @@ fn pending(applied: &Applied, object: &Value, endpoints: Option<&Value>) -> Opti
                 None
             }
         }
-        "StatefulSet" | "ReplicaSet" => {
+        "StatefulSet" | "ReplicaSet" | "ReplicationController" => {
             let ready = number(object, "/status/readyReplicas");
             if stale || ready < replicas { Some(format!("{ready} of {replicas} replicas ready")) } else { None }
         }

@@ -66,7 +66,8 @@ impl Drop for Kubelet {
 fn controllers(url: &str) {
     component(url, |client| async move {
         let informers = kubeyard_harness::informers::Informers::start(&client);
-        tokio::join!(replicaset::run(client.clone(), &informers), deployment::run(client, &informers));
+        let clock = kubeyard_harness::clock::Clock::real();
+        tokio::join!(replicaset::run(client.clone(), &informers, &clock), deployment::run(client, &informers, &clock));
     });
 }
 

@@ -71,7 +71,8 @@ fn background_deletion_collects_the_dependents_of_gone_owners() {
     let url = server.url.clone();
     component(&url, |client| async move {
         let informers = kubeyard_harness::informers::Informers::start(&client);
-        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+        kubeyard_harness::controllers::replicaset::run(client, &informers, &kubeyard_harness::clock::Clock::real())
+            .await
     });
     replicaset(&url, 2);
     wait_for("two pods", || pods(&url).len() == 2);
@@ -137,7 +138,8 @@ fn orphan_deletion_lets_the_dependents_go() {
     let url = server.url.clone();
     component(&url, |client| async move {
         let informers = kubeyard_harness::informers::Informers::start(&client);
-        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+        kubeyard_harness::controllers::replicaset::run(client, &informers, &kubeyard_harness::clock::Clock::real())
+            .await
     });
     let set = replicaset(&url, 2);
     let uid = set["metadata"]["uid"].as_str().unwrap_or_default().to_string();

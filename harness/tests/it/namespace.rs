@@ -77,7 +77,8 @@ fn a_deleted_namespace_loses_its_content_then_goes() {
     let url = server.url.clone();
     component(&url, |client| async move {
         let informers = kubeyard_harness::informers::Informers::start(&client);
-        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+        kubeyard_harness::controllers::replicaset::run(client, &informers, &kubeyard_harness::clock::Clock::real())
+            .await
     });
     populate(&url, "doomed");
     populate(&url, "kept");

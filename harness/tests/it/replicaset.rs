@@ -1,5 +1,6 @@
 //! The ReplicaSet controller against the API server: pods made to match replicas, owned,
-//! scaled both ways, orphans adopted, released pods let go, status counted.
+//! scaled both ways, orphans adopted, released pods let go, status counted; and the same
+//! controller over ReplicationControllers (a selector map, `v1`).
 
 use crate::support;
 
@@ -36,7 +37,8 @@ fn a_replicaset_keeps_its_pods() {
     let uid = created.body["metadata"]["uid"].as_str().unwrap().to_string();
     component(&url, |client| async move {
         let informers = kubeyard_harness::informers::Informers::start(&client);
-        kubeyard_harness::controllers::replicaset::run(client, &informers).await
+        kubeyard_harness::controllers::replicaset::run(client, &informers, &kubeyard_harness::clock::Clock::real())
+            .await
     });
 
     wait_for("three pods", || owned_by(&url, &uid).len() == 3);
@@ -67,4 +69,46 @@ fn a_replicaset_keeps_its_pods() {
     });
     let released = get(&format!("{url}/api/v1/namespaces/default/pods/{last}")).body;
     assert!(released["metadata"].get("ownerReferences").is_none(), "{released}");
+}
+
+#[test]
+fn a_replication_controller_keeps_its_pods() {
+    let server = Server::start();
+    let url = server.url.clone();
+    let controller = json!({
+        "apiVersion": "v1", "kind": "ReplicationController", "metadata": {"name": "legacy"},
+        "spec": {"replicas": 2, "selector": {"app": "legacy"},
+                 "template": {"metadata": {"labels": {"app": "legacy", "tier": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}
+    });
+    let controllers = format!("{url}/api/v1/namespaces/default/replicationcontrollers");
+    let created = post(&controllers, &controller);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let uid = created.body["metadata"]["uid"].as_str().unwrap().to_string();
+    component(&url, |client| async move {
+        let informers = kubeyard_harness::informers::Informers::start(&client);
+        kubeyard_harness::controllers::replicaset::run_replication_controllers(
+            client,
+            &informers,
+            &kubeyard_harness::clock::Clock::real(),
+        )
+        .await
+    });
+
+    wait_for("two pods", || owned_by(&url, &uid).len() == 2);
+    let made = &owned_by(&url, &uid)[0];
+    assert!(made["metadata"]["name"].as_str().unwrap().starts_with("legacy-"));
+    assert_eq!(made["metadata"]["labels"]["tier"], "web");
+    let reference = &made["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (reference["apiVersion"].as_str(), reference["kind"].as_str(), reference["controller"].as_bool()),
+        (Some("v1"), Some("ReplicationController"), Some(true))
+    );
+    wait_for("status.replicas 2", || get(&format!("{controllers}/legacy")).body["status"]["replicas"] == 2);
+
+    patch(&format!("{controllers}/legacy/scale"), "application/merge-patch+json", &json!({"spec": {"replicas": 0}}));
+    wait_for("no pods", || owned_by(&url, &uid).is_empty());
+    wait_for("status.replicas 0", || {
+        get(&format!("{controllers}/legacy")).body["status"].get("replicas").is_none_or(|r| r == 0)
+    });
 }

@@ -2,16 +2,18 @@
 //! DaemonSets follow nodes, taints and labels and roll their template; Jobs complete
 //! within their parallelism or fail past their backoff limit; StatefulSets start in
 //! order, claim volumes, scale down from the top and roll from the highest ordinal;
-//! EndpointSlices list a Service's ready pods.
+//! EndpointSlices list a Service's ready pods; deadlines and `minReadySeconds` are
+//! counted on the control plane's clock, so a virtual clock passes them at once.
 
 use crate::support;
 
-use k8s_openapi::api::apps::v1::{DaemonSet, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
+use kubeyard_harness::clock::Clock;
 use kubeyard_harness::controlplane::{Config, ControlPlane};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -508,4 +510,65 @@ async fn deleting_workloads_or_their_namespace_leaves_nothing_behind() {
     namespaces.delete("work", &Default::default()).await.unwrap();
     eventually("the namespace gone", WITHIN, || async { namespaces.get_opt("work").await.unwrap().is_none() }).await;
     assert!(work_pods.list(&ListParams::default()).await.unwrap().items.is_empty());
+}
+
+/// Ten minutes of deadlines and five of `minReadySeconds` pass in a moment of real time
+/// when the clock is pushed: every controller that counts time counts it on the control
+/// plane's clock, and wakes when that clock passes the moment, not after real seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlines_and_min_ready_seconds_follow_the_control_planes_clock() {
+    let plane = ControlPlane::boot(Config { clock: Clock::manual(), ..Config::with_nodes(2) }).await.unwrap();
+    let mut stuck = job("stuck", 1, 1, 6, "complete-after=1h");
+    stuck["spec"]["activeDeadlineSeconds"] = json!(600);
+    create::<Job>(&plane, stuck).await;
+    let deployment = |name: &str, extra: Value, simulate: &str| {
+        let mut object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": name}},
+                     "template": {"metadata": {"labels": {"app": name}, "annotations": {"kubeyard.dev/simulate": simulate}},
+                                  "spec": {"containers": [container("nginx:1.25")]}}}
+        });
+        if let (Some(spec), Some(extra)) = (object["spec"].as_object_mut(), extra.as_object()) {
+            spec.extend(extra.clone());
+        }
+        object
+    };
+    create::<Deployment>(&plane, deployment("patient", json!({"minReadySeconds": 300}), "")).await;
+    create::<Deployment>(&plane, deployment("never", json!({"progressDeadlineSeconds": 600}), "never-ready")).await;
+    let deployments = Api::<Deployment>::namespaced(plane.client(), "default");
+    let status = |name: &'static str| {
+        let deployments = deployments.clone();
+        async move { serde_json::to_value(deployments.get(name).await.unwrap().status).unwrap_or(Value::Null) }
+    };
+
+    // Ready, but not yet for five minutes: not available.
+    eventually("patient's pods ready", WITHIN, || async { status("patient").await["readyReplicas"] == 2 }).await;
+    let before = status("patient").await;
+    assert!(before.get("availableReplicas").is_none_or(|a| a == 0), "{before}");
+    assert!(condition(&job_status(&plane, "stuck").await, "Failed").is_none());
+
+    plane.advance(Duration::from_secs(660)).await;
+    eventually("patient available", WITHIN, || async { status("patient").await["availableReplicas"] == 2 }).await;
+    eventually("the Job past its deadline", WITHIN, || async {
+        // Its pods are stopped within their grace period, on the same clock.
+        plane.advance(Duration::from_secs(5)).await;
+        condition(&job_status(&plane, "stuck").await, "Failed").is_some_and(|c| c["reason"] == "DeadlineExceeded")
+    })
+    .await;
+    eventually("never's rollout past its deadline", WITHIN, || async {
+        let status = status("never").await;
+        let conditions = status["conditions"].as_array().cloned().unwrap_or_default();
+        conditions
+            .iter()
+            .any(|c| c["type"] == "Progressing" && c["status"] == "False" && c["reason"] == "ProgressDeadlineExceeded")
+    })
+    .await;
+    let failed = job_status(&plane, "stuck").await;
+    assert_eq!(condition(&failed, "Failed").unwrap()["message"], "Job was active longer than specified deadline");
+    // The Job's times are the control plane's: ten minutes or more apart.
+    let seconds = |field: &str| kubeyard_harness::clock::parse(failed[field].as_str().unwrap_or_default());
+    let (started, ended) =
+        (seconds("startTime").unwrap(), condition(&failed, "Failed").unwrap()["lastTransitionTime"].clone());
+    let ended = kubeyard_harness::clock::parse(ended.as_str().unwrap()).unwrap();
+    assert!(ended.duration_since(started).unwrap() >= Duration::from_secs(600), "{failed}");
 }
