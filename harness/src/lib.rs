@@ -6,6 +6,7 @@ pub mod apiserver;
 pub mod cli;
 pub mod client;
 pub mod clock;
+pub mod containers;
 pub mod controller_manager;
 pub mod controllers;
 pub mod controlplane;

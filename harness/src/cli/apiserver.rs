@@ -28,6 +28,10 @@ pub struct ApiServerArgs {
     #[arg(long, value_name = "URL")]
     etcd: Option<String>,
 
+    /// How long to wait for etcd to answer at start (it may be starting beside us).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    etcd_wait: u64,
+
     /// Require `Authorization: Bearer TOKEN` on every request but health checks.
     #[arg(long)]
     token: Option<String>,
@@ -66,10 +70,18 @@ pub fn run(args: ApiServerArgs) -> Exit {
     };
     runtime.block_on(async move {
         let store: Arc<dyn Store> = match (&args.data_dir, &args.etcd) {
-            (_, Some(url)) => match EtcdStore::connect(url).await {
-                Ok(store) => Arc::new(store),
-                Err(error) => return usage_error(&format!("cannot use etcd at {url}: {error}")),
-            },
+            (_, Some(url)) => {
+                let started = std::time::Instant::now();
+                loop {
+                    match EtcdStore::connect(url).await {
+                        Ok(store) => break Arc::new(store),
+                        Err(error) if started.elapsed().as_secs() >= args.etcd_wait => {
+                            return usage_error(&format!("cannot use etcd at {url}: {error}"));
+                        }
+                        Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+                    }
+                }
+            }
             (Some(dir), None) => match MemoryStore::open(dir, args.history) {
                 Ok(store) => Arc::new(store),
                 Err(error) => return usage_error(&error.to_string()),
@@ -116,7 +128,7 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 Ok(()) => Exit::Ok,
                 Err(error) => usage_error(&format!("the server stopped: {error}")),
             },
-            _ = tokio::signal::ctrl_c() => Exit::Ok,
+            _ = super::components::interrupted() => Exit::Ok,
         }
     })
 }

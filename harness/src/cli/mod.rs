@@ -3,8 +3,10 @@
 
 pub mod apiserver;
 pub mod compile;
+pub mod components;
 pub mod get;
 pub mod graph;
+pub mod image;
 pub mod inputs;
 pub mod lint;
 pub mod normalize;
@@ -88,6 +90,16 @@ enum Command {
     Up(up::UpArgs),
     /// Run convergence tests (kubeyard.dev/v1alpha1 Test), each on a fresh cluster.
     Test(test::TestArgs),
+    /// Run the scheduler against an API server (as the cluster's containers do).
+    Scheduler(components::SchedulerArgs),
+    /// Run the controller manager against an API server (as the cluster's containers do).
+    ControllerManager(components::ControllerManagerArgs),
+    /// Run a node agent against an API server (as the cluster's node containers do).
+    Kubelet(components::KubeletArgs),
+    /// Build the images of the containerized control plane (no registry needed).
+    Image(image::ImageArgs),
+    /// Remove container clusters (`--all`: every one, what interrupted runs left).
+    Down(image::DownArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -122,6 +134,11 @@ pub fn main() -> ExitCode {
         Command::Up(args) => up::run(args),
         Command::Get(args) => get::run(args),
         Command::Test(args) => test::run(args),
+        Command::Scheduler(args) => components::scheduler(args),
+        Command::ControllerManager(args) => components::controller_manager(args),
+        Command::Kubelet(args) => components::kubelet(args),
+        Command::Image(args) => image::run(args),
+        Command::Down(args) => image::down(args),
     };
     exit.into()
 }

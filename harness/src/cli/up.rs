@@ -1,12 +1,15 @@
 //! `kubeyard up`: a whole cluster in this process (API server, scheduler, controller
-//! manager, simulated nodes), a kubeconfig for kubectl, the manifests applied in plan
-//! order, and a live view of the workloads converging, until interrupted.
+//! manager, simulated nodes), or each component in a container of its own
+//! (`--containers`), a kubeconfig for kubectl, the manifests applied in plan order, and a
+//! live view of the workloads converging, until interrupted.
 
 use super::Exit;
 use super::inputs::Inputs;
 use super::lint::usage_error;
 use super::plan::{self, Connection, Target};
 use crate::client::{Client, config::Endpoint};
+use crate::containers::cluster::MAX_NODES;
+use crate::containers::{ClusterSpec, ContainerCluster};
 use crate::controlplane::{Config, ControlPlane};
 use clap::Args;
 use k8s_openapi::api::apps::v1::Deployment;
@@ -43,10 +46,19 @@ pub struct UpArgs {
     /// Address for the API server (port 0 picks a free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
+
+    /// Run every component in a Docker container of its own (etcd, API server, scheduler,
+    /// controller manager, one per node) on a private network, from images built locally.
+    #[arg(long)]
+    containers: bool,
+
+    /// With --containers: the etcd binary to package [default: `etcd` on the PATH].
+    #[arg(long, value_name = "FILE", requires = "containers")]
+    etcd_binary: Option<PathBuf>,
 }
 
 /// `cpu=4,memory=8Gi,pods=110` to a capacity, each quantity checked.
-fn capacity(text: &str) -> Result<BTreeMap<String, String>, String> {
+pub(crate) fn capacity(text: &str) -> Result<BTreeMap<String, String>, String> {
     let mut capacity = BTreeMap::new();
     for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (name, quantity) =
@@ -67,8 +79,38 @@ pub fn run(args: UpArgs) -> Exit {
         Ok(capacity) => capacity,
         Err(message) => return usage_error(&message),
     };
-    if args.nodes == 0 || args.nodes > 2800 {
-        return usage_error("--nodes: between 1 and 2800 (each node gets a /24 of 10.244.0.0/12)");
+    let most = if args.containers { MAX_NODES as u32 } else { 2800 };
+    if args.nodes == 0 || args.nodes > most {
+        return usage_error(&format!("--nodes: between 1 and {most}"));
+    }
+    let runtime = match super::runtime(true) {
+        Ok(runtime) => runtime,
+        Err(message) => return usage_error(&message),
+    };
+    let started = Instant::now();
+    if args.containers {
+        let mut spec = ClusterSpec::with_nodes(args.nodes as usize);
+        spec.seed = args.seed;
+        spec.etcd_binary = args.etcd_binary.clone();
+        for node in &mut spec.nodes {
+            node.capacity.extend(capacity.clone());
+        }
+        let progress = |message: &str| eprintln!("kubeyard: {message}");
+        let cluster = match runtime.block_on(ContainerCluster::boot(&spec, &progress)) {
+            Ok(cluster) => cluster,
+            Err(error) => return usage_error(&error.to_string()),
+        };
+        // A kube client starts its connection pool on the runtime it is made in.
+        let client = match runtime.block_on(async { cluster.client() }) {
+            Ok(client) => client,
+            Err(error) => return usage_error(&error.to_string()),
+        };
+        let exit = serve(&args, &runtime, cluster.url(), &cluster.kubeconfig(), client, started);
+        eprintln!("kubeyard: removing cluster {}", cluster.id());
+        if let Err(error) = runtime.block_on(cluster.remove()) {
+            return usage_error(&format!("{error}; `kubeyard down --all` removes what is left"));
+        }
+        return exit;
     }
     let mut config = Config::with_nodes(args.nodes);
     config.seed = args.seed;
@@ -76,27 +118,35 @@ pub fn run(args: UpArgs) -> Exit {
     for node in &mut config.nodes {
         node.capacity.extend(capacity.clone());
     }
-    let runtime = match super::runtime(true) {
-        Ok(runtime) => runtime,
-        Err(message) => return usage_error(&message),
-    };
-    let started = Instant::now();
     let plane = match runtime.block_on(ControlPlane::boot(config)) {
         Ok(plane) => plane,
         Err(error) => return usage_error(&error.to_string()),
     };
     eprintln!("kubeyard: {} nodes ready in {:.0?} at {}", args.nodes, started.elapsed(), plane.url());
+    serve(&args, &runtime, plane.url(), &plane.kubeconfig(), plane.client(), started)
+}
+
+/// Writes the kubeconfig, applies the manifests, and shows the cluster converging until
+/// interrupted.
+fn serve(
+    args: &UpArgs,
+    runtime: &tokio::runtime::Runtime,
+    url: &str,
+    kubeconfig: &str,
+    client: kube::Client,
+    started: Instant,
+) -> Exit {
     let path = args.kubeconfig_out.clone().unwrap_or_else(default_kubeconfig);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         let _ = std::fs::create_dir_all(dir);
     }
-    if let Err(error) = std::fs::write(&path, plane.kubeconfig()) {
+    if let Err(error) = std::fs::write(&path, kubeconfig) {
         return usage_error(&format!("cannot write the kubeconfig {}: {error}", path.display()));
     }
     eprintln!("kubeyard: kubeconfig written to {}: export KUBECONFIG={}", path.display(), path.display());
 
     if !args.inputs.paths.is_empty() {
-        let connection = Connection { cluster: Some(plane.url().to_string()), ..Connection::default() };
+        let connection = Connection { cluster: Some(url.to_string()), ..Connection::default() };
         let target = Target { connection, ..Target::default() };
         // Planning reads the cluster through its own small runtime, beside the one that
         // serves it.
@@ -104,18 +154,18 @@ pub fn run(args: UpArgs) -> Exit {
             Ok(planned) => planned,
             Err(exit) => return exit,
         };
-        let client = match Client::new(Endpoint { server: plane.url().to_string(), ..Endpoint::default() }) {
-            Ok(client) => client,
+        let applier = match Client::new(Endpoint { server: url.to_string(), ..Endpoint::default() }) {
+            Ok(applier) => applier,
             Err(message) => return usage_error(&message),
         };
-        if runtime.block_on(plan::apply_live(&client, &planned)) != Exit::Ok {
+        if runtime.block_on(plan::apply_live(&applier, &planned)) != Exit::Ok {
             eprintln!("kubeyard: some objects were not applied; the cluster stays up");
         }
     }
     runtime.block_on(async {
         tokio::select! {
-            _ = watch_progress(&plane, started) => {}
-            _ = tokio::signal::ctrl_c() => {}
+            _ = watch_progress(client, started) => {}
+            _ = super::components::interrupted() => {}
         }
     });
     eprintln!();
@@ -183,9 +233,8 @@ async fn progress(client: &kube::Client) -> Result<Progress, kube::Error> {
 }
 
 /// Shows the progress line, in place on a terminal, and says once when all has converged.
-async fn watch_progress(plane: &ControlPlane, started: Instant) {
+async fn watch_progress(client: kube::Client, started: Instant) {
     let terminal = std::io::stderr().is_terminal();
-    let client = plane.client();
     let mut last = None;
     let mut converged = false;
     loop {

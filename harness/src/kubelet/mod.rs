@@ -42,6 +42,17 @@ pub struct NodeConfig {
     pub taints: Vec<Value>,
     /// Picks the node's pod CIDR and address, so each node's are distinct.
     pub index: u32,
+    /// Where the node really is (a container on a cluster network): its address and its
+    /// pods' /24, instead of the made-up ones `index` picks.
+    pub network: Option<NodeNetwork>,
+}
+
+/// A node's place on a real network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeNetwork {
+    pub address: std::net::Ipv4Addr,
+    /// The first address of the node's pod /24.
+    pub pods: std::net::Ipv4Addr,
 }
 
 impl NodeConfig {
@@ -53,20 +64,35 @@ impl NodeConfig {
             labels: BTreeMap::new(),
             taints: Vec::new(),
             index,
+            network: None,
         }
     }
 
-    /// `10.{244 + index / 256}.{index % 256}.0/24`: 2,800 nodes before the range runs out.
+    /// The first three octets of the pod /24: the network's, or
+    /// `10.{244 + index / 256}.{index % 256}` (2,800 nodes before the range runs out).
+    fn pod_prefix(&self) -> String {
+        match self.network {
+            Some(network) => {
+                let [a, b, c, _] = network.pods.octets();
+                format!("{a}.{b}.{c}")
+            }
+            None => format!("10.{}.{}", 244 + self.index / 256, self.index % 256),
+        }
+    }
+
     pub fn pod_cidr(&self) -> String {
-        format!("10.{}.{}.0/24", 244 + self.index / 256, self.index % 256)
+        format!("{}.0/24", self.pod_prefix())
     }
 
     fn pod_ip(&self, host: u32) -> String {
-        format!("10.{}.{}.{host}", 244 + self.index / 256, self.index % 256)
+        format!("{}.{host}", self.pod_prefix())
     }
 
     pub fn address(&self) -> String {
-        format!("172.18.{}.{}", self.index / 250, self.index % 250 + 2)
+        match self.network {
+            Some(network) => network.address.to_string(),
+            None => format!("172.18.{}.{}", self.index / 250, self.index % 250 + 2),
+        }
     }
 }
 

@@ -6,6 +6,7 @@ mod support;
 
 mod apiserver;
 mod cli;
+mod containers;
 mod controlplane;
 mod convergence;
 mod corpus;

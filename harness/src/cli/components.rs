@@ -1,0 +1,290 @@
+//! The control plane's components one per process, as the cluster's containers run them:
+//! `kubeyard scheduler`, `kubeyard controller-manager` and `kubeyard kubelet`, each a
+//! client of the API server at `--server`, exactly the code `kubeyard up` runs in one
+//! process. Each waits for the API server to answer, then runs until SIGINT or SIGTERM.
+
+use super::Exit;
+use super::lint::usage_error;
+use super::up::capacity;
+use crate::clock::Clock;
+use crate::controllers::node_lifecycle;
+use crate::kubelet::{self, Kubelets, NodeConfig, NodeNetwork};
+use clap::Args;
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+#[derive(Args, Debug)]
+pub struct ServerArgs {
+    /// The API server to work for (`http://HOST:PORT`).
+    #[arg(long, value_name = "URL")]
+    server: String,
+
+    /// A bearer token to send it.
+    #[arg(long)]
+    token: Option<String>,
+
+    /// How long to wait for the API server to answer at start.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    wait: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct SchedulerArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// Seeds the tie-breaking between equally good nodes.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct ControllerManagerArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// A node whose lease is older than this goes Unknown (`--node-monitor-grace-period`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    node_monitor_grace_period: u64,
+
+    /// How often node leases are looked at (`--node-monitor-period`).
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    node_monitor_period: u64,
+}
+
+#[derive(Args, Debug)]
+pub struct KubeletArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+
+    /// The node's name.
+    #[arg(long)]
+    node: String,
+
+    /// The node's address (its InternalIP) [default: a made-up one].
+    #[arg(long, value_name = "IP", requires = "pod_cidr")]
+    address: Option<Ipv4Addr>,
+
+    /// The /24 its pods' addresses come from, e.g. `10.200.1.0/24`.
+    #[arg(long, value_name = "CIDR", requires = "address")]
+    pod_cidr: Option<String>,
+
+    /// The node's capacity, as `resource=quantity` pairs.
+    #[arg(long, value_name = "LIST", default_value = "cpu=4,memory=8Gi,pods=110")]
+    capacity: String,
+
+    /// Labels, as `key=value` pairs.
+    #[arg(long, value_name = "LIST", default_value = "")]
+    labels: String,
+
+    /// Taints, as `key=value:Effect` (or `key:Effect`) pairs.
+    #[arg(long, value_name = "LIST", default_value = "")]
+    taints: String,
+
+    /// Seeds the simulated delays.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+/// Resolves on SIGINT or SIGTERM: a container is stopped with SIGTERM, and a process that
+/// is PID 1 dies of it only if it handles it.
+pub(crate) async fn interrupted() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let Ok(mut terminate) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = terminate.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}
+
+/// A kube client over plain HTTP: kube's own builder sets up TLS even for `http://`,
+/// loading the system's roots, and a `FROM scratch` image has none. Dead connections (a
+/// partition) are found by TCP keepalive within about 20 s, and a connect gives up
+/// after 5 s, so a component cut off and joined again carries on by itself.
+pub fn http_client(config: kube::Config) -> Result<kube::Client, String> {
+    use kube::client::ConfigExt;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_connect_timeout(Some(Duration::from_secs(5)));
+    connector.set_keepalive(Some(Duration::from_secs(5)));
+    connector.set_keepalive_interval(Some(Duration::from_secs(5)));
+    connector.set_keepalive_retries(Some(3));
+    connector.set_nodelay(true);
+    let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer().map_err(|e| format!("cannot authenticate: {e}"))?)
+        // One error type under the auth layer, whichever kind of authentication it is.
+        .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
+        .service(http);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
+/// A client of the API server, once it answers `/readyz`.
+async fn connect(args: &ServerArgs, component: &str) -> Result<kube::Client, String> {
+    let url: http::Uri = args.server.parse().map_err(|e| format!("--server {}: {e}", args.server))?;
+    let https = url.scheme_str() == Some("https");
+    let mut config = kube::Config::new(url);
+    if let Some(token) = &args.token {
+        config.auth_info.token = Some(token.clone().into());
+    }
+    let client = if https {
+        kube::Client::try_from(config).map_err(|e| format!("cannot make a client: {e}"))?
+    } else {
+        http_client(config)?
+    };
+    let started = Instant::now();
+    loop {
+        let request = http::Request::get("/readyz").body(Vec::new()).map_err(|e| e.to_string())?;
+        match client.request_text(request).await {
+            Ok(_) => {
+                eprintln!("kubeyard {component}: connected to {}", args.server);
+                return Ok(client);
+            }
+            Err(error) if started.elapsed() > Duration::from_secs(args.wait) => {
+                return Err(format!("the API server at {} did not answer in {}s: {error}", args.server, args.wait));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Runs `work` on a runtime of every core until it ends or the process is told to stop.
+fn serve<F, Fut>(component: &str, server: &ServerArgs, work: F) -> Exit
+where
+    F: FnOnce(kube::Client) -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let runtime = match super::runtime(true) {
+        Ok(runtime) => runtime,
+        Err(message) => return usage_error(&message),
+    };
+    runtime.block_on(async {
+        let client = match connect(server, component).await {
+            Ok(client) => client,
+            Err(message) => return usage_error(&message),
+        };
+        tokio::select! {
+            done = work(client) => match done {
+                Ok(()) => Exit::Ok,
+                Err(message) => usage_error(&message),
+            },
+            _ = interrupted() => {
+                eprintln!("kubeyard {component}: stopped");
+                Exit::Ok
+            }
+        }
+    })
+}
+
+pub fn scheduler(args: SchedulerArgs) -> Exit {
+    serve("scheduler", &args.server, |client| async move {
+        crate::scheduler::run(client, args.seed).await;
+        Ok(())
+    })
+}
+
+pub fn controller_manager(args: ControllerManagerArgs) -> Exit {
+    let lifecycle = node_lifecycle::Options {
+        clock: Clock::real(),
+        grace: Duration::from_secs(args.node_monitor_grace_period),
+        period: Duration::from_secs(args.node_monitor_period.max(1)),
+    };
+    serve("controller-manager", &args.server, |client| async move {
+        let mut controllers = crate::controller_manager::start(client, lifecycle);
+        // The controllers run for ever; one ending is a fault worth a restart.
+        match controllers.join_next().await {
+            Some(Err(error)) => Err(format!("a controller stopped: {error}")),
+            _ => Err("a controller stopped".into()),
+        }
+    })
+}
+
+/// `a=b,c=d` to a map.
+fn pairs(text: &str, flag: &str) -> Result<BTreeMap<String, String>, String> {
+    let mut map = BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').ok_or_else(|| format!("{flag}: `{pair}` is not key=value"))?;
+        map.insert(key.trim().to_string(), value.trim().to_string());
+    }
+    Ok(map)
+}
+
+/// `key=value:Effect` or `key:Effect` pairs to taints as the API writes them.
+fn taints(text: &str) -> Result<Vec<serde_json::Value>, String> {
+    let mut taints = Vec::new();
+    for taint in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+        let (rest, effect) = taint.rsplit_once(':').ok_or_else(|| format!("--taints: `{taint}` has no :Effect"))?;
+        if !matches!(effect, "NoSchedule" | "PreferNoSchedule" | "NoExecute") {
+            return Err(format!("--taints: `{effect}` is not NoSchedule, PreferNoSchedule or NoExecute"));
+        }
+        let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+        let mut object = serde_json::json!({"key": key, "effect": effect});
+        if !value.is_empty() {
+            object["value"] = serde_json::json!(value);
+        }
+        taints.push(object);
+    }
+    Ok(taints)
+}
+
+/// `10.200.1.0/24` to its first address; only a /24 will do (the pod addresses are
+/// `.2` to `.254` of it).
+fn pod_network(cidr: &str) -> Result<Ipv4Addr, String> {
+    let (address, bits) = cidr.split_once('/').ok_or_else(|| format!("--pod-cidr: `{cidr}` is not ADDRESS/24"))?;
+    let address: Ipv4Addr = address.parse().map_err(|e| format!("--pod-cidr: {address}: {e}"))?;
+    if bits != "24" || address.octets()[3] != 0 {
+        return Err(format!("--pod-cidr: `{cidr}` is not a /24 starting at .0"));
+    }
+    Ok(address)
+}
+
+fn node_config(args: &KubeletArgs) -> Result<NodeConfig, String> {
+    let mut node = NodeConfig::new(&args.node, 1);
+    node.capacity.extend(capacity(&args.capacity)?);
+    node.labels = pairs(&args.labels, "--labels")?;
+    node.taints = taints(&args.taints)?;
+    if let (Some(address), Some(cidr)) = (args.address, &args.pod_cidr) {
+        node.network = Some(NodeNetwork { address, pods: pod_network(cidr)? });
+    }
+    Ok(node)
+}
+
+pub fn kubelet(args: KubeletArgs) -> Exit {
+    let node = match node_config(&args) {
+        Ok(node) => node,
+        Err(message) => return usage_error(&message),
+    };
+    let options = kubelet::Options { seed: args.seed, ..kubelet::Options::default() };
+    serve("kubelet", &args.server, |client| async move {
+        let name = node.name.clone();
+        let _kubelets = Kubelets::start(client, vec![node], options).await.map_err(|e| e.to_string())?;
+        eprintln!("kubeyard kubelet: node {name} registered");
+        std::future::pending::<()>().await;
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn taints_and_pod_networks_are_checked() {
+        let parsed = taints("dedicated=gpu:NoSchedule, spot:PreferNoSchedule").unwrap();
+        assert_eq!(parsed[0], serde_json::json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}));
+        assert_eq!(parsed[1], serde_json::json!({"key": "spot", "effect": "PreferNoSchedule"}));
+        assert!(taints("dedicated=gpu").unwrap_err().contains("no :Effect"));
+        assert!(taints("a:Sometimes").unwrap_err().contains("Sometimes"));
+        assert_eq!(pod_network("10.200.3.0/24").unwrap(), Ipv4Addr::new(10, 200, 3, 0));
+        assert!(pod_network("10.200.3.0/16").is_err());
+        assert!(pod_network("10.200.3.7/24").is_err());
+        assert!(pairs("zone=a,disk", "--labels").unwrap_err().contains("`disk`"));
+    }
+}

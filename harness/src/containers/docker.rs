@@ -1,0 +1,299 @@
+//! What kubeyard asks of the Docker engine, through bollard: images built from a tar
+//! context, networks with a fixed subnet, containers with fixed addresses, and the faults
+//! (stop, kill, pause, restart, disconnect). The API version is negotiated with the
+//! engine: Debian's Docker 20.10 speaks API 1.41, and refuses a client that asks for a
+//! newer one (testcontainers-rs 0.28 always asks for 1.53, which is why kubeyard talks to
+//! the engine itself).
+
+use bollard::models::{
+    ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
+    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig, PortBinding,
+};
+use bollard::query_parameters::{
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
+    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+};
+use futures_util::StreamExt;
+use std::collections::HashMap;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot reach the Docker engine ({0}); is it running, and is DOCKER_HOST right?")]
+    Unreachable(String),
+    #[error("the Docker engine refused to {what}: {message}")]
+    Refused { what: String, message: String },
+}
+
+fn refused(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Error {
+    let what = what.into();
+    move |error| {
+        let message = match error {
+            bollard::errors::Error::DockerResponseServerError { message, .. } => message,
+            other => other.to_string(),
+        };
+        Error::Refused { what, message }
+    }
+}
+
+/// One container to run.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerSpec {
+    pub name: String,
+    pub image: String,
+    pub cmd: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub network: String,
+    /// Its fixed address on `network`.
+    pub ip: String,
+    pub hostname: Option<String>,
+    /// Linux capabilities beyond Docker's defaults (a node adds its pods' addresses: NET_ADMIN).
+    pub cap_add: Vec<String>,
+    /// Name servers Docker's own resolver forwards to for names it does not know.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    /// A TCP port published on the host's loopback, on a port the engine picks.
+    pub publish: Option<u16>,
+}
+
+#[derive(Clone)]
+pub struct Docker {
+    inner: bollard::Docker,
+}
+
+impl Docker {
+    /// Connects to the engine (`DOCKER_HOST`, else the local socket) at the newest API
+    /// version both sides speak.
+    pub async fn connect() -> Result<Docker, Error> {
+        let unreachable = |e: bollard::errors::Error| Error::Unreachable(e.to_string());
+        let inner = bollard::Docker::connect_with_local_defaults().map_err(unreachable)?;
+        let inner = inner.negotiate_version().await.map_err(unreachable)?;
+        inner.ping().await.map_err(unreachable)?;
+        Ok(Docker { inner })
+    }
+
+    pub async fn image_exists(&self, tag: &str) -> bool {
+        self.inner.inspect_image(tag).await.is_ok()
+    }
+
+    /// Builds `tag` from a tar of a build context holding a `Dockerfile`.
+    pub async fn build(&self, tag: &str, context: Vec<u8>) -> Result<(), Error> {
+        let options =
+            BuildImageOptionsBuilder::default().dockerfile("Dockerfile").t(tag).rm(true).forcerm(true).build();
+        let mut stream = self.inner.build_image(options, None, Some(bollard::body_full(context.into())));
+        while let Some(step) = stream.next().await {
+            let step = step.map_err(refused(format!("build {tag}")))?;
+            if let Some(detail) = step.error_detail.and_then(|d| d.message) {
+                return Err(Error::Refused { what: format!("build {tag}"), message: detail });
+            }
+        }
+        Ok(())
+    }
+
+    /// The tags of a repository's images (`kubeyard/kubeyard:...`).
+    pub async fn image_tags(&self, repository: &str) -> Result<Vec<String>, Error> {
+        let filters = HashMap::from([("reference".to_string(), vec![format!("{repository}:*")])]);
+        let options = ListImagesOptionsBuilder::default().filters(&filters).build();
+        let images = self.inner.list_images(Some(options)).await.map_err(refused("list images"))?;
+        Ok(images.into_iter().flat_map(|i| i.repo_tags).filter(|t| t.starts_with(&format!("{repository}:"))).collect())
+    }
+
+    pub async fn remove_image(&self, tag: &str) -> Result<(), Error> {
+        self.inner
+            .remove_image(tag, None::<bollard::query_parameters::RemoveImageOptions>, None)
+            .await
+            .map(drop)
+            .map_err(refused(format!("remove image {tag}")))
+    }
+
+    /// A bridge network with this subnet, every address in it assigned by kubeyard.
+    pub async fn create_network(
+        &self,
+        name: &str,
+        subnet: &str,
+        gateway: &str,
+        labels: &HashMap<String, String>,
+    ) -> Result<(), Error> {
+        let request = NetworkCreateRequest {
+            name: name.to_string(),
+            driver: Some("bridge".into()),
+            ipam: Some(Ipam {
+                config: Some(vec![IpamConfig {
+                    subnet: Some(subnet.to_string()),
+                    gateway: Some(gateway.to_string()),
+                    ..IpamConfig::default()
+                }]),
+                ..Ipam::default()
+            }),
+            labels: Some(labels.clone()),
+            ..NetworkCreateRequest::default()
+        };
+        self.inner.create_network(request).await.map(drop).map_err(refused(format!("create network {name}")))
+    }
+
+    pub async fn remove_network(&self, name: &str) -> Result<(), Error> {
+        self.inner.remove_network(name).await.map_err(refused(format!("remove network {name}")))
+    }
+
+    /// Creates and starts a container.
+    pub async fn run(&self, spec: &ContainerSpec) -> Result<(), Error> {
+        let endpoint = EndpointSettings {
+            ipam_config: Some(EndpointIpamConfig {
+                ipv4_address: Some(spec.ip.clone()),
+                ..EndpointIpamConfig::default()
+            }),
+            ..EndpointSettings::default()
+        };
+        let port_bindings = spec.publish.map(|port| {
+            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+            HashMap::from([(format!("{port}/tcp"), Some(vec![binding]))])
+        });
+        let body = ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            cmd: Some(spec.cmd.clone()),
+            hostname: spec.hostname.clone(),
+            labels: Some(spec.labels.clone()),
+            exposed_ports: spec.publish.map(|port| vec![format!("{port}/tcp")]),
+            host_config: Some(HostConfig {
+                network_mode: Some(spec.network.clone()),
+                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
+                dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
+                dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
+                port_bindings,
+                init: Some(false),
+                ..HostConfig::default()
+            }),
+            networking_config: Some(NetworkingConfig {
+                endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
+            }),
+            ..ContainerCreateBody::default()
+        };
+        let options = CreateContainerOptionsBuilder::default().name(&spec.name).build();
+        self.inner
+            .create_container(Some(options), body)
+            .await
+            .map_err(refused(format!("create container {}", spec.name)))?;
+        self.start(&spec.name).await
+    }
+
+    pub async fn start(&self, name: &str) -> Result<(), Error> {
+        self.inner.start_container(name, None).await.map_err(refused(format!("start {name}")))
+    }
+
+    /// SIGTERM, then SIGKILL after `grace_seconds`.
+    pub async fn stop(&self, name: &str, grace_seconds: i32) -> Result<(), Error> {
+        let options = StopContainerOptionsBuilder::default().t(grace_seconds).build();
+        self.inner.stop_container(name, Some(options)).await.map_err(refused(format!("stop {name}")))
+    }
+
+    pub async fn kill(&self, name: &str) -> Result<(), Error> {
+        let options = KillContainerOptionsBuilder::default().signal("SIGKILL").build();
+        self.inner.kill_container(name, Some(options)).await.map_err(refused(format!("kill {name}")))
+    }
+
+    pub async fn pause(&self, name: &str) -> Result<(), Error> {
+        self.inner.pause_container(name).await.map_err(refused(format!("pause {name}")))
+    }
+
+    pub async fn unpause(&self, name: &str) -> Result<(), Error> {
+        self.inner.unpause_container(name).await.map_err(refused(format!("unpause {name}")))
+    }
+
+    pub async fn restart(&self, name: &str, grace_seconds: i32) -> Result<(), Error> {
+        let options = RestartContainerOptionsBuilder::default().t(grace_seconds).build();
+        self.inner.restart_container(name, Some(options)).await.map_err(refused(format!("restart {name}")))
+    }
+
+    /// Removes a container, running or not; one already gone is no error.
+    pub async fn remove(&self, name: &str) -> Result<(), Error> {
+        let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        match self.inner.remove_container(name, Some(options)).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) | Ok(()) => Ok(()),
+            Err(error) => Err(refused(format!("remove {name}"))(error)),
+        }
+    }
+
+    /// Cuts a container off a network (a partition).
+    pub async fn disconnect(&self, network: &str, container: &str) -> Result<(), Error> {
+        let request = NetworkDisconnectRequest { container: container.to_string(), force: Some(true) };
+        self.inner.disconnect_network(network, request).await.map_err(refused(format!("disconnect {container}")))
+    }
+
+    /// Joins a container to a network again, at its fixed address.
+    pub async fn connect_to(&self, network: &str, container: &str, ip: &str) -> Result<(), Error> {
+        let request = NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(EndpointSettings {
+                ipam_config: Some(EndpointIpamConfig { ipv4_address: Some(ip.to_string()), ..Default::default() }),
+                ..EndpointSettings::default()
+            }),
+        };
+        self.inner.connect_network(network, request).await.map_err(refused(format!("connect {container}")))
+    }
+
+    /// The host port a container's published `port` landed on.
+    pub async fn host_port(&self, name: &str, port: u16) -> Result<u16, Error> {
+        let container = self.inner.inspect_container(name, None).await.map_err(refused(format!("inspect {name}")))?;
+        container
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|ports| ports.get(&format!("{port}/tcp")).cloned().flatten())
+            .into_iter()
+            .flatten()
+            .find_map(|binding| binding.host_port.and_then(|p| p.parse().ok()))
+            .ok_or_else(|| Error::Refused {
+                what: format!("publish port {port} of {name}"),
+                message: "no binding".into(),
+            })
+    }
+
+    /// Whether the container is running (not stopped, not paused, not gone).
+    pub async fn running(&self, name: &str) -> bool {
+        let Ok(container) = self.inner.inspect_container(name, None).await else { return false };
+        container.state.is_some_and(|s| s.running == Some(true) && s.paused != Some(true))
+    }
+
+    /// Names of the containers (running or not) carrying `label` (`key` or `key=value`).
+    pub async fn containers_labelled(&self, label: &str) -> Result<Vec<String>, Error> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = self.inner.list_containers(Some(options)).await.map_err(refused("list containers"))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| c.names.and_then(|n| n.into_iter().next()))
+            .map(|n| n.trim_start_matches('/').to_string())
+            .collect())
+    }
+
+    pub async fn networks_labelled(&self, label: &str) -> Result<Vec<String>, Error> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
+        let list = self.inner.list_networks(Some(options)).await.map_err(refused("list networks"))?;
+        Ok(list.into_iter().filter_map(|n| n.name).collect())
+    }
+
+    /// The container's memory use now, in bytes (the cgroup's, less its page cache).
+    pub async fn memory(&self, name: &str) -> Result<u64, Error> {
+        let options = StatsOptionsBuilder::default().stream(false).one_shot(true).build();
+        let mut stats = self.inner.stats(name, Some(options));
+        let sample = stats.next().await.transpose().map_err(refused(format!("read stats of {name}")))?;
+        let memory = sample.and_then(|s| s.memory_stats);
+        let usage = memory.as_ref().and_then(|m| m.usage).unwrap_or(0);
+        let cache = memory
+            .and_then(|m| m.stats)
+            .and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied())
+            .unwrap_or(0);
+        Ok(usage.saturating_sub(cache))
+    }
+
+    /// The last lines a container wrote, for a report of why it failed.
+    pub async fn logs(&self, name: &str, lines: usize) -> String {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let mut logs = self.inner.logs(name, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = logs.next().await {
+            text.push_str(&chunk.to_string());
+        }
+        text
+    }
+}
