@@ -11,6 +11,7 @@ pub mod controller_manager;
 pub mod controllers;
 pub mod controlplane;
 pub mod discover;
+pub mod echo;
 pub mod events;
 pub mod informers;
 pub mod kubelet;

@@ -7,6 +7,7 @@
 pub mod allocate;
 pub mod fields;
 pub mod kubeconfig;
+mod logs;
 pub mod objects;
 pub mod openapi;
 mod quota;
@@ -348,6 +349,10 @@ async fn handle(server: &Arc<ApiServer>, parts: axum::http::request::Parts, body
             objects::bind(server, &namespace, None, &parts.headers, &query, &body).await
         }
         Route::Bindings(_) => Err(ApiError::method_not_allowed()),
+        // Logs are text, whatever the client accepts.
+        Route::Objects(target) if target.subresource.as_deref() == Some("log") && method == Method::GET => {
+            logs::serve(server, &target, &query).await
+        }
         Route::Objects(target) => {
             let representation = negotiate(&parts.headers)?;
             let body = read_body(body).await?;

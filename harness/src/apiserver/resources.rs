@@ -164,6 +164,7 @@ impl Resource {
         }
         if self.kind == "Pod" {
             subresources.push("binding");
+            subresources.push("log");
         }
         if self.kind == "Namespace" {
             subresources.push("finalize");

@@ -262,8 +262,19 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         Err(message) => return usage_error(&message),
     };
     let options = kubelet::Options { seed: args.seed, ..kubelet::Options::default() };
+    let address = args.address;
     serve("kubelet", &args.server, |client| async move {
         let name = node.name.clone();
+        // A node on a real network runs processes: the API server reads their logs here.
+        if let Some(address) = address {
+            let endpoint = std::net::SocketAddr::new(address.into(), kubelet::server::PORT);
+            let logs = kubelet::process::Runtime::new(address).logs;
+            tokio::spawn(async move {
+                if let Err(error) = kubelet::server::serve(endpoint, logs).await {
+                    eprintln!("kubeyard kubelet: cannot serve logs on {endpoint}: {error}");
+                }
+            });
+        }
         let _kubelets = Kubelets::start(client, vec![node], options).await.map_err(|e| e.to_string())?;
         eprintln!("kubeyard kubelet: node {name} registered");
         std::future::pending::<()>().await;

@@ -100,6 +100,8 @@ enum Command {
     Image(image::ImageArgs),
     /// Remove container clusters (`--all`: every one, what interrupted runs left).
     Down(image::DownArgs),
+    /// The built-in image kubeyard/echo: an HTTP server answering with its pod's name.
+    Echo(crate::echo::EchoArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -139,6 +141,7 @@ pub fn main() -> ExitCode {
         Command::Kubelet(args) => components::kubelet(args),
         Command::Image(args) => image::run(args),
         Command::Down(args) => image::down(args),
+        Command::Echo(args) => return crate::echo::run(args),
     };
     exit.into()
 }

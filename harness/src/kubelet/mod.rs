@@ -10,7 +10,10 @@
 //! stops renewing its lease and its pods freeze, as when a kubelet dies) and started again
 //! (it re-registers and resumes its pods).
 
+pub mod network;
 pub mod pod;
+pub mod process;
+pub mod server;
 pub mod simulate;
 
 use crate::clock::Clock;
@@ -70,7 +73,7 @@ impl NodeConfig {
 
     /// The first three octets of the pod /24: the network's, or
     /// `10.{244 + index / 256}.{index % 256}` (2,800 nodes before the range runs out).
-    fn pod_prefix(&self) -> String {
+    pub(crate) fn pod_prefix(&self) -> String {
         match self.network {
             Some(network) => {
                 let [a, b, c, _] = network.pods.octets();
@@ -84,7 +87,7 @@ impl NodeConfig {
         format!("{}.0/24", self.pod_prefix())
     }
 
-    fn pod_ip(&self, host: u32) -> String {
+    pub(crate) fn pod_ip(&self, host: u32) -> String {
         format!("{}.{host}", self.pod_prefix())
     }
 
@@ -140,11 +143,19 @@ struct NodeState {
 }
 
 impl NodeState {
-    fn allocate(&mut self, uid: &str) -> String {
+    /// The pod's address: the one it has (its status says so after this agent restarts),
+    /// else the next free one.
+    fn allocate(&mut self, uid: &str, known: Option<&str>) -> String {
         if let Some(host) = self.addresses.get(uid) {
             return self.config.pod_ip(*host);
         }
         let used: HashSet<u32> = self.addresses.values().copied().collect();
+        let prefix = format!("{}.", self.config.pod_prefix());
+        let known = known.and_then(|ip| ip.strip_prefix(&prefix)).and_then(|host| host.parse::<u32>().ok());
+        if let Some(host) = known.filter(|h| (2..=254).contains(h) && !used.contains(h)) {
+            self.addresses.insert(uid.to_string(), host);
+            return self.config.pod_ip(host);
+        }
         // Hosts .2 to .254, handed out round-robin so a freed address is not reused at once.
         let host =
             (0..253).map(|i| 2 + (self.next.saturating_sub(2) + i) % 253).find(|h| !used.contains(h)).unwrap_or(2);
@@ -159,6 +170,8 @@ struct Running {
     simulation: String,
     terminating: bool,
     task: JoinHandle<()>,
+    /// A pod of real processes is stopped through this (its grace period), not aborted.
+    stop: Option<tokio::sync::watch::Sender<Option<Duration>>>,
 }
 
 struct Shared {
@@ -301,6 +314,9 @@ fn node_object(config: &NodeConfig, version: &str, now: &str) -> Value {
                "lastHeartbeatTime": now, "lastTransitionTime": now})
     };
     let mut spec = json!({"podCIDR": config.pod_cidr(), "podCIDRs": [config.pod_cidr()]});
+    // A node on a real network runs pods of built-in images as processes; the rest, and
+    // everything on a made-up node, is simulated.
+    let runtime = if config.network.is_some() { "process" } else { "simulated" };
     if !config.taints.is_empty() {
         spec["taints"] = json!(config.taints);
     }
@@ -308,7 +324,7 @@ fn node_object(config: &NodeConfig, version: &str, now: &str) -> Value {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": config.name, "labels": labels,
-                     "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kubeyard.dev/simulated": "true"}},
+                     "annotations": {"node.alpha.kubernetes.io/ttl": "0", "kubeyard.dev/runtime": runtime}},
         "spec": spec,
         "status": {
             "capacity": config.capacity,
@@ -458,19 +474,38 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             return;
         }
     }
+    let known_ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone());
     let (host_ip, pod_ip, config) = {
         let mut nodes = lock(&shared.nodes);
         let Some(state) = nodes.get_mut(&node).filter(|s| s.running) else { return };
-        (state.config.address(), state.allocate(&uid), state.config.clone())
+        (state.config.address(), state.allocate(&uid, known_ip.as_deref()), state.config.clone())
     };
     let value = match serde_json::to_value(&pod) {
         Ok(value) => value,
         Err(_) => return,
     };
+    let processes = config.network.filter(|_| process::runs_as_processes(&value));
     let mut pods = lock(&shared.pods);
+    if processes.is_some() {
+        // Real processes: a changed annotation means nothing to them, and a deletion
+        // stops them within the grace period before it is confirmed.
+        match pods.get_mut(&uid) {
+            Some(running) if deleting => {
+                let grace = value.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30);
+                if let Some(stop) = &running.stop {
+                    stop.send_replace(Some(Duration::from_secs(grace)));
+                }
+                running.terminating = true;
+                return;
+            }
+            Some(_) => return,
+            None => {}
+        }
+    }
     if let Some(previous) = pods.remove(&uid) {
         previous.task.abort();
     }
+    let mut stop = None;
     let task = if deleting {
         tokio::spawn(terminate(Arc::clone(shared), value))
     } else {
@@ -501,9 +536,16 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             pending: None,
             gone: false,
         };
-        tokio::spawn(pod::run(context))
+        match processes {
+            Some(network) => {
+                let (sender, receiver) = tokio::sync::watch::channel(None);
+                stop = Some(sender);
+                tokio::spawn(process::run(context, process::Runtime::new(network.address), receiver))
+            }
+            None => tokio::spawn(pod::run(context)),
+        }
     };
-    pods.insert(uid, Running { node, simulation: simulation_text, terminating: deleting, task });
+    pods.insert(uid, Running { node, simulation: simulation_text, terminating: deleting, task, stop });
 }
 
 /// FNV-1a: a stable hash of a pod's name for its delay seed (std's hasher is randomized).

@@ -35,20 +35,20 @@ pub struct Context {
 }
 
 #[derive(Clone)]
-enum State {
+pub(super) enum State {
     Waiting(&'static str, String),
     Running(String),
     Terminated { code: i32, reason: &'static str, started: String, finished: String },
 }
 
 #[derive(Clone)]
-struct Container {
-    name: String,
-    image: String,
-    state: State,
-    last: Option<State>,
-    ready: bool,
-    restarts: u32,
+pub(super) struct Container {
+    pub(super) name: String,
+    pub(super) image: String,
+    pub(super) state: State,
+    pub(super) last: Option<State>,
+    pub(super) ready: bool,
+    pub(super) restarts: u32,
 }
 
 impl Container {
@@ -79,22 +79,22 @@ impl Container {
     }
 }
 
-struct Status {
-    phase: &'static str,
-    start_time: String,
-    initialized: bool,
-    init: Vec<Container>,
-    containers: Vec<Container>,
+pub(super) struct Status {
+    pub(super) phase: &'static str,
+    pub(super) start_time: String,
+    pub(super) initialized: bool,
+    pub(super) init: Vec<Container>,
+    pub(super) containers: Vec<Container>,
     /// When each condition last changed, so an unchanged one keeps its time.
-    transitions: Map<String, Value>,
-    completed: bool,
+    pub(super) transitions: Map<String, Value>,
+    pub(super) completed: bool,
 }
 
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-fn containers(pod: &Value, field: &str) -> Vec<Container> {
+pub(super) fn containers(pod: &Value, field: &str) -> Vec<Container> {
     pod.pointer(&format!("/spec/{field}"))
         .and_then(Value::as_array)
         .into_iter()
@@ -114,7 +114,7 @@ fn containers(pod: &Value, field: &str) -> Vec<Container> {
 }
 
 impl Context {
-    fn restart_policy(&self) -> &str {
+    pub(super) fn restart_policy(&self) -> &str {
         match text(&self.pod, "/spec/restartPolicy") {
             "" => "Always",
             policy => policy,
@@ -136,7 +136,7 @@ impl Context {
     }
 
     /// Records the status to report; false once the pod is known to be gone.
-    async fn write(&mut self, status: &mut Status) -> bool {
+    pub(super) async fn write(&mut self, status: &mut Status) -> bool {
         let now = self.clock.timestamp();
         let uid = text(&self.pod, "/metadata/uid");
         let ready = status.containers.iter().all(|c| c.ready) && !status.containers.is_empty();
@@ -193,7 +193,7 @@ impl Context {
     }
 
     /// Sends the status recorded last, if any.
-    async fn flush(&mut self) -> bool {
+    pub(super) async fn flush(&mut self) -> bool {
         if let Some(body) = self.pending.take() {
             let name = text(&self.pod, "/metadata/name");
             let patch = Patch::Merge(json!({"status": body}));
@@ -211,7 +211,7 @@ impl Context {
         self.clock.sleep(duration).await;
     }
 
-    async fn event(&mut self, reason: &str, message: &str, warning: bool) {
+    pub(super) async fn event(&mut self, reason: &str, message: &str, warning: bool) {
         self.flush().await;
         let kind = if warning { events::Type::Warning } else { events::Type::Normal };
         let source = events::Source { component: "kubelet", host: Some(&self.node) };

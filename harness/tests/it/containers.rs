@@ -103,3 +103,99 @@ async fn a_cluster_dropped_without_remove_is_removed_too() {
     assert!(docker.containers_labelled(&label).await.unwrap().is_empty());
     assert!(docker.networks_labelled(&label).await.unwrap().is_empty());
 }
+
+/// A plain HTTP GET from the host; the body, or why not.
+pub fn http_get(url: &str) -> Result<String, String> {
+    let agent = ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(3))).build().new_agent();
+    let mut response = agent.get(url).call().map_err(|e| e.to_string())?;
+    response.body_mut().read_to_string().map_err(|e| e.to_string())
+}
+
+fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).args(args).output().unwrap();
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+fn ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn echo_pods_are_real_processes_with_probes_logs_and_restarts() {
+    let cluster = boot(2).await;
+    let client = cluster.client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(&kubeconfig, cluster.kubeconfig()).unwrap();
+    let manifest = dir.path().join("echo.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      containers:
+      - name: echo
+        image: kubeyard/echo
+        args: ["--text", "$(GREETING)"]
+        env: [{name: GREETING, value: hello}]
+        ports: [{name: http, containerPort: 9000}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+        livenessProbe: {tcpSocket: {port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - {name: echo, image: "kubeyard/echo:latest", args: ["--exit-after", "500ms", "--exit-code", "3"]}
+"#,
+    )
+    .unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(applied.contains("deployment.apps/echo created"), "{applied}");
+
+    let pods: Api<Pod> = Api::namespaced(client, "default");
+    eventually("three ready echo pods", WITHIN, || async {
+        let list = pods.list(&ListParams::default().labels("app=echo")).await.map(|l| l.items).unwrap_or_default();
+        list.len() == 3 && list.iter().all(ready)
+    })
+    .await;
+    // Each answers at its own address, with its own name: a process listening on the
+    // pod's IP (the port from containerPort, through PORT).
+    for pod in pods.list(&ListParams::default().labels("app=echo")).await.unwrap().items {
+        let name = pod.metadata.name.clone().unwrap();
+        let ip = pod.status.and_then(|s| s.pod_ip).unwrap();
+        let answer = http_get(&format!("http://{ip}:9000/")).unwrap();
+        assert_eq!(answer.trim(), format!("{name} hello"), "$(GREETING) in args expands from env");
+        let logs = kubectl(&kubeconfig, &["logs", &name]);
+        assert!(logs.contains(&format!("{name} listening on {ip}:9000")) && logs.contains("GET / 200"), "{logs}");
+    }
+
+    // A container that exits with 3 is restarted with back-off: CrashLoopBackOff.
+    eventually("the crasher in CrashLoopBackOff", WITHIN, || async {
+        let Ok(pod) = pods.get("crasher").await else { return false };
+        let status = pod.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next());
+        status.is_some_and(|s| {
+            let waiting = s.state.and_then(|s| s.waiting).and_then(|w| w.reason);
+            let last = s.last_state.and_then(|l| l.terminated).map(|t| t.exit_code);
+            waiting.as_deref() == Some("CrashLoopBackOff") && last == Some(3) && s.restart_count >= 1
+        })
+    })
+    .await;
+    let logs = kubectl(&kubeconfig, &["logs", "crasher"]);
+    assert!(logs.contains("exiting with code 3, as told"), "{logs}");
+    // Deleted, the pods stop (SIGTERM) and go.
+    let deleted = kubectl(&kubeconfig, &["delete", "pod", "crasher", "--wait=true", "--timeout=30s"]);
+    assert!(deleted.contains("deleted"), "{deleted}");
+    cluster.remove().await.unwrap();
+}

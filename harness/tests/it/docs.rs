@@ -18,7 +18,9 @@ fn the_served_resources_are_documented() {
         if std::env::var_os("UPDATE_DOCS").is_some() {
             std::fs::write(&path, format!("{}{expected}{}", &text[..start], &text[end..])).unwrap();
         } else {
-            panic!("docs/apiserver.md is out of date: run UPDATE_DOCS=1 cargo test -p kubeyard-harness --test docs");
+            panic!(
+                "docs/apiserver.md is out of date: run UPDATE_DOCS=1 cargo test -p kubeyard-harness --test it -- docs::"
+            );
         }
     }
 }

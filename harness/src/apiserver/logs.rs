@@ -1,0 +1,92 @@
+//! `GET .../pods/{name}/log`: the API server asks the pod's node, as Kubernetes does: the
+//! kubelet at the node's InternalIP and `daemonEndpoints.kubeletEndpoint.Port` serves
+//! `/containerLogs/{namespace}/{pod}/{container}`, and the answer (followed, with
+//! `follow=true`) streams back to the client. Simulated nodes run no processes and write
+//! no logs: asking one is a clear error.
+
+use super::objects::{from_entry, store_error};
+use super::resources;
+use super::status::{ApiError, Subject};
+use super::{ApiServer, Query, Target};
+use axum::body::Body;
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use http_body_util::BodyExt;
+use serde_json::Value;
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The query the kubelet understands, passed on as given.
+const PASSED: &[&str] = &["follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "timestamps"];
+
+pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) -> Result<Response, ApiError> {
+    let name = target.name.as_deref().unwrap_or_default();
+    let namespace = target.namespace.as_deref().unwrap_or("default");
+    let key = target.resource.key(Some(namespace), name);
+    let entry = server.store.get(&key).await.map_err(|e| store_error(target.resource, name, e))?;
+    let pod = from_entry(&entry.ok_or_else(|| ApiError::not_found(Subject { group: "", kind: "pods", name }))?)?;
+    let containers: Vec<&str> = pod
+        .pointer("/spec/containers")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|c| text(c, "/name"))
+        .collect();
+    let container = match (query.get("container"), containers.as_slice()) {
+        (Some(container), _) => container.as_str(),
+        (None, [only]) => only,
+        (None, _) => {
+            return Err(ApiError::bad_request(format!(
+                "a container name must be specified for pod {name}, choose one of: [{}]",
+                containers.join(" ")
+            )));
+        }
+    };
+    let node_name = text(&pod, "/spec/nodeName");
+    if node_name.is_empty() {
+        return Err(ApiError::bad_request(format!("pod {name} is not scheduled yet: it has no logs")));
+    }
+    let nodes = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not served"))?;
+    let node = server.store.get(&nodes.key(None, node_name)).await.map_err(|e| store_error(nodes, node_name, e))?;
+    let node = from_entry(&node.ok_or_else(|| ApiError::bad_request(format!("node {node_name} is gone")))?)?;
+    if text(&node, "/metadata/annotations/kubeyard.dev~1runtime") != "process" {
+        return Err(ApiError::bad_request(format!(
+            "pod {name} runs on simulated node {node_name}: simulated containers write no logs \
+             (pods of the built-in image kubeyard/echo on a container cluster do)"
+        )));
+    }
+    let address = node
+        .pointer("/status/addresses")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|a| text(a, "/type") == "InternalIP")
+        .map(|a| text(a, "/address").to_string())
+        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
+    let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
+    let passed: Vec<(&str, &str)> =
+        PASSED.iter().filter_map(|key| query.get(*key).map(|value| (*key, value.as_str()))).collect();
+    let query = serde_urlencoded::to_string(passed).unwrap_or_default();
+    let url = format!("http://{address}:{port}/containerLogs/{namespace}/{name}/{container}?{query}");
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<bytes::Bytes>>();
+    let uri = url.parse().map_err(|_| ApiError::internal(format!("not a URL: {url}")))?;
+    let response = client.get(uri).await.map_err(|e| {
+        ApiError::new(503, "ServiceUnavailable", format!("the kubelet of {node_name} does not answer: {e}"))
+    })?;
+    let status = response.status();
+    if !status.is_success() {
+        let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+        let message = String::from_utf8_lossy(&body).trim().to_string();
+        let code = if status == StatusCode::NOT_FOUND { 404 } else { 400 };
+        return Err(ApiError::new(code, if code == 404 { "NotFound" } else { "BadRequest" }, message));
+    }
+    let stream = response.into_body().into_data_stream();
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError::internal(e.to_string()))
+}

@@ -1,0 +1,968 @@
+//! The process runtime of a node that is a real host (a container of the containerized
+//! control plane): a pod whose every container is of a built-in image (`kubeyard/echo`)
+//! runs as real processes of this binary, with the pod's address added to the node's
+//! interface, its environment (literal values, the downward API, ConfigMap and Secret
+//! keys), real HTTP, TCP and exec probes, restarts with CrashLoopBackOff's back-off, and
+//! each container's output in a log file the kubelet serves (`kubectl logs`). Pods of any
+//! other image stay simulated (`pod.rs`).
+//!
+//! One task per container runs its life (start, probe, exit, back off, start again) and
+//! reports each change to the pod's task, which keeps the pod's status and writes it.
+//! A deletion asks every container to stop within the grace period (SIGTERM, then
+//! SIGKILL), then the deletion is confirmed.
+
+use super::network;
+use super::pod::{self, State, Status};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::{Api, DeleteParams, Preconditions};
+use serde_json::{Map, Value};
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, watch};
+
+/// The built-in image a container node runs as a process.
+pub const ECHO_IMAGE: &str = "kubeyard/echo";
+
+/// `kubeyard/echo`, with any tag or digest.
+pub fn is_builtin(image: &str) -> bool {
+    image == ECHO_IMAGE
+        || image.strip_prefix(ECHO_IMAGE).is_some_and(|rest| rest.starts_with(':') || rest.starts_with('@'))
+}
+
+/// Whether every container of the pod, init containers too, is of a built-in image.
+pub fn runs_as_processes(pod: &Value) -> bool {
+    let mut containers = ["initContainers", "containers"]
+        .iter()
+        .filter_map(|field| pod.pointer(&format!("/spec/{field}")).and_then(Value::as_array))
+        .flatten()
+        .peekable();
+    containers.peek().is_some() && containers.all(|c| is_builtin(text(c, "/image")))
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// What a node's process runtime needs: this binary, where logs go, the node's address.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub executable: PathBuf,
+    pub logs: PathBuf,
+    pub node_address: Ipv4Addr,
+}
+
+impl Runtime {
+    pub fn new(node_address: Ipv4Addr) -> Runtime {
+        Runtime {
+            executable: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/kubeyard")),
+            logs: PathBuf::from("/var/log/pods"),
+            node_address,
+        }
+    }
+
+    /// `/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`, as the kubelet
+    /// lays its logs out.
+    pub fn log_path(&self, namespace: &str, pod: &str, uid: &str, container: &str, restarts: u32) -> PathBuf {
+        self.logs.join(format!("{namespace}_{pod}_{uid}")).join(container).join(format!("{restarts}.log"))
+    }
+}
+
+/// The pod's address on the node's interface while the pod runs.
+struct Address {
+    index: u32,
+    ip: Ipv4Addr,
+}
+
+impl Address {
+    fn add(node: Ipv4Addr, ip: Ipv4Addr) -> Result<Address, String> {
+        let index =
+            network::interface_holding(node).ok_or_else(|| format!("no interface holds the node's address {node}"))?;
+        network::add(index, ip, 32).map_err(|e| format!("cannot add {ip} to the node's interface: {e}"))?;
+        Ok(Address { index, ip })
+    }
+}
+
+impl Drop for Address {
+    fn drop(&mut self) {
+        let _ = network::remove(self.index, self.ip, 32);
+    }
+}
+
+/// How a probe checks.
+#[derive(Debug, Clone, PartialEq)]
+enum Check {
+    Http {
+        port: u16,
+        path: String,
+    },
+    Tcp {
+        port: u16,
+    },
+    Exec {
+        argv: Vec<String>,
+    },
+    /// A probe this runtime cannot run (gRPC), and why: it fails.
+    Unsupported(String),
+}
+
+#[derive(Debug, Clone)]
+struct Probe {
+    check: Check,
+    initial: Duration,
+    period: Duration,
+    timeout: Duration,
+    success: u32,
+    failure: u32,
+}
+
+/// A port of a probe: a number, or the name of one of the container's ports.
+fn port(value: &Value, container: &Value) -> Result<u16, String> {
+    if let Some(number) = value.as_u64() {
+        return u16::try_from(number).map_err(|_| format!("port {number} is out of range"));
+    }
+    let name = value.as_str().unwrap_or_default();
+    container
+        .pointer("/ports")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .find(|p| text(p, "/name") == name)
+        .and_then(|p| p.get("containerPort").and_then(Value::as_u64))
+        .and_then(|p| u16::try_from(p).ok())
+        .ok_or_else(|| format!("the container has no port named {name:?}"))
+}
+
+fn probe(container: &Value, field: &str) -> Option<Probe> {
+    let spec = container.get(field)?;
+    let seconds =
+        |key: &str, default: u64| Duration::from_secs(spec.get(key).and_then(Value::as_u64).unwrap_or(default));
+    let count = |key: &str, default: u32| {
+        spec.get(key).and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()).unwrap_or(default).max(1)
+    };
+    let check = if let Some(http) = spec.get("httpGet") {
+        match port(&http["port"], container) {
+            Ok(port) => Check::Http { port, path: http.get("path").and_then(Value::as_str).unwrap_or("/").to_string() },
+            Err(message) => Check::Unsupported(message),
+        }
+    } else if let Some(tcp) = spec.get("tcpSocket") {
+        match port(&tcp["port"], container) {
+            Ok(port) => Check::Tcp { port },
+            Err(message) => Check::Unsupported(message),
+        }
+    } else if let Some(exec) = spec.get("exec") {
+        let argv = exec
+            .get("command")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect();
+        Check::Exec { argv }
+    } else {
+        Check::Unsupported("only httpGet, tcpSocket and exec probes run on kubeyard's nodes".into())
+    };
+    Some(Probe {
+        check,
+        initial: seconds("initialDelaySeconds", 0),
+        period: seconds("periodSeconds", 10).max(Duration::from_secs(1)),
+        timeout: seconds("timeoutSeconds", 1).max(Duration::from_secs(1)),
+        success: count("successThreshold", 1),
+        failure: count("failureThreshold", 3),
+    })
+}
+
+/// The argv of a built-in image's container: its entrypoint is `kubeyard echo`; a
+/// `command` may only name that same program.
+fn argv(container: &Value) -> Result<Vec<String>, String> {
+    let strings = |field: &str| -> Vec<String> {
+        container
+            .get(field)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|a| a.as_str().map(str::to_string))
+            .collect()
+    };
+    let command = strings("command");
+    let mut argv = match command.first().map(String::as_str) {
+        None => vec!["echo".to_string()],
+        Some("echo" | "/echo") => [vec!["echo".to_string()], command[1..].to_vec()].concat(),
+        Some("kubeyard" | "/kubeyard") if command.get(1).map(String::as_str) == Some("echo") => command[1..].to_vec(),
+        Some(other) => {
+            return Err(format!("exec: \"{other}\": executable file not found in $PATH (the image has `echo` only)"));
+        }
+    };
+    argv.extend(strings("args"));
+    Ok(argv)
+}
+
+/// Kubernetes' `$(VAR)` expansion of command and args: a variable the container defines
+/// is replaced, `$$` is a `$`, anything else stays as written.
+fn expand(text: &str, env: &[(String, String)]) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 1..];
+        if let Some(tail) = after.strip_prefix('$') {
+            out.push('$');
+            rest = tail;
+        } else if let Some((name, tail)) = after.strip_prefix('(').and_then(|a| a.split_once(')')) {
+            match env.iter().rev().find(|(key, _)| key == name) {
+                Some((_, value)) => out.push_str(value),
+                None => out.push_str(&format!("$({name})")),
+            }
+            rest = tail;
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// An exec probe's command, run as a process of the same built-in image.
+fn exec_argv(command: &[String]) -> Result<Vec<String>, String> {
+    match command.first().map(String::as_str) {
+        Some("kubeyard" | "/kubeyard") => Ok(command[1..].to_vec()),
+        Some("echo" | "/echo") => Ok(command.to_vec()),
+        Some(other) => Err(format!("exec: \"{other}\": executable file not found in $PATH")),
+        None => Err("an exec probe with no command".into()),
+    }
+}
+
+/// What the process of one container is told.
+struct Launch {
+    argv: Vec<String>,
+    env: Vec<(String, String)>,
+}
+
+/// The container's environment: what Kubernetes sets, its literal values, the downward
+/// API and keys of ConfigMaps and Secrets.
+async fn environment(context: &pod::Context, container: &Value) -> Result<Vec<(String, String)>, String> {
+    let pod = &context.pod;
+    let namespace = text(pod, "/metadata/namespace");
+    let mut env = vec![
+        ("HOSTNAME".to_string(), text(pod, "/metadata/name").to_string()),
+        ("KUBEYARD_POD_IP".to_string(), context.pod_ip.clone()),
+    ];
+    if let Some(port) = container.pointer("/ports/0/containerPort").and_then(Value::as_u64) {
+        env.push(("PORT".into(), port.to_string()));
+    }
+    for variable in container.get("env").and_then(Value::as_array).into_iter().flatten() {
+        let name = text(variable, "/name").to_string();
+        if let Some(value) = variable.get("value").and_then(Value::as_str) {
+            env.push((name, value.to_string()));
+            continue;
+        }
+        let Some(from) = variable.get("valueFrom") else {
+            env.push((name, String::new()));
+            continue;
+        };
+        let value = if let Some(path) = from.pointer("/fieldRef/fieldPath").and_then(Value::as_str) {
+            match path {
+                "metadata.name" => text(pod, "/metadata/name").to_string(),
+                "metadata.namespace" => namespace.to_string(),
+                "metadata.uid" => text(pod, "/metadata/uid").to_string(),
+                "spec.nodeName" => context.node.clone(),
+                "spec.serviceAccountName" => text(pod, "/spec/serviceAccountName").to_string(),
+                "status.podIP" => context.pod_ip.clone(),
+                "status.hostIP" => context.host_ip.clone(),
+                other => return Err(format!("env {name}: the field {other} is not supported")),
+            }
+        } else if let Some(reference) = from.get("configMapKeyRef") {
+            let (source, key) = (text(reference, "/name"), text(reference, "/key"));
+            let api: Api<ConfigMap> = Api::namespaced(context.client.clone(), namespace);
+            let found = api.get_opt(source).await.map_err(|e| e.to_string())?;
+            match found.and_then(|m| m.data).and_then(|d| d.get(key).cloned()) {
+                Some(value) => value,
+                None if reference.get("optional").and_then(Value::as_bool) == Some(true) => continue,
+                None => return Err(format!("configmap \"{source}\" has no key \"{key}\"")),
+            }
+        } else if let Some(reference) = from.get("secretKeyRef") {
+            let (source, key) = (text(reference, "/name"), text(reference, "/key"));
+            let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+            let found = api.get_opt(source).await.map_err(|e| e.to_string())?;
+            match found.and_then(|s| s.data).and_then(|d| d.get(key).cloned()) {
+                Some(bytes) => String::from_utf8_lossy(&bytes.0).into_owned(),
+                None if reference.get("optional").and_then(Value::as_bool) == Some(true) => continue,
+                None => return Err(format!("secret \"{source}\" has no key \"{key}\"")),
+            }
+        } else {
+            return Err(format!("env {name}: only fieldRef, configMapKeyRef and secretKeyRef are supported"));
+        };
+        env.push((name, value));
+    }
+    Ok(env)
+}
+
+/// What a container's task tells the pod's task.
+enum Report {
+    Waiting {
+        index: usize,
+        reason: &'static str,
+        message: String,
+        restarts: u32,
+    },
+    Running {
+        index: usize,
+        started: String,
+    },
+    Ready {
+        index: usize,
+        ready: bool,
+    },
+    Exited {
+        index: usize,
+        code: i32,
+        started: String,
+        finished: String,
+        restarts: u32,
+    },
+    Event {
+        reason: &'static str,
+        message: String,
+        warning: bool,
+    },
+    /// The container will not run again: the last exit code.
+    Done {
+        code: i32,
+    },
+}
+
+/// One container, as its task sees it.
+struct Life {
+    index: usize,
+    name: String,
+    spec: Value,
+    launch: Launch,
+    log: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
+    executable: PathBuf,
+    pod_ip: String,
+    /// `Always`, `OnFailure` or `Never`.
+    policy: String,
+    grace: Duration,
+    reports: mpsc::UnboundedSender<Report>,
+    stop: watch::Receiver<Option<Duration>>,
+}
+
+/// CrashLoopBackOff: 10 s, doubling, at most 5 minutes.
+fn back_off(restarts: u32) -> Duration {
+    Duration::from_secs(10u64.saturating_mul(1 << restarts.saturating_sub(1).min(5)).min(300))
+}
+
+/// An exit status as the kubelet reports it: killed by a signal is 128 + the signal.
+fn exit_code(status: std::process::ExitStatus) -> i32 {
+    use std::os::unix::process::ExitStatusExt;
+    status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
+}
+
+/// Runs one check; `Err` says why it failed.
+async fn check(
+    check: &Check,
+    ip: &str,
+    timeout: Duration,
+    executable: &PathBuf,
+    env: &[(String, String)],
+) -> Result<(), String> {
+    let run = async {
+        match check {
+            Check::Http { port, path } => {
+                let mut stream = tokio::net::TcpStream::connect((ip, *port)).await.map_err(|e| e.to_string())?;
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                let request = format!(
+                    "GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: kube-probe/1.32\r\nConnection: close\r\n\r\n"
+                );
+                stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
+                let mut head = vec![0u8; 64];
+                let read = stream.read(&mut head).await.map_err(|e| e.to_string())?;
+                let line = String::from_utf8_lossy(&head[..read]);
+                let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                if (200..400).contains(&status) {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP probe failed with statuscode: {status}"))
+                }
+            }
+            Check::Tcp { port } => tokio::net::TcpStream::connect((ip, *port))
+                .await
+                .map(drop)
+                .map_err(|e| format!("dial tcp {ip}:{port}: {e}")),
+            Check::Exec { argv } => {
+                let argv = exec_argv(argv)?;
+                let status = tokio::process::Command::new(executable)
+                    .args(&argv)
+                    .env_clear()
+                    .envs(env.iter().cloned())
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .status()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                if status.success() { Ok(()) } else { Err(format!("command exited with {}", exit_code(status))) }
+            }
+            Check::Unsupported(why) => Err(why.clone()),
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(result) => result,
+        Err(_) => Err(format!("timeout: no answer within {timeout:?}")),
+    }
+}
+
+/// A probe's running tally: consecutive successes and failures.
+struct Tally {
+    probe: Probe,
+    due: Instant,
+    successes: u32,
+    failures: u32,
+}
+
+impl Tally {
+    fn new(probe: Probe, started: Instant) -> Tally {
+        Tally { due: started + probe.initial, probe, successes: 0, failures: 0 }
+    }
+
+    /// Records a result; `Some(true)` when the success threshold is reached now,
+    /// `Some(false)` when the failure threshold is.
+    fn record(&mut self, passed: bool) -> Option<bool> {
+        self.due = Instant::now() + self.probe.period;
+        if passed {
+            self.failures = 0;
+            self.successes += 1;
+            (self.successes == self.probe.success).then_some(true)
+        } else {
+            self.successes = 0;
+            self.failures += 1;
+            (self.failures == self.probe.failure).then_some(false)
+        }
+    }
+}
+
+impl Life {
+    fn report(&self, report: Report) {
+        let _ = self.reports.send(report);
+    }
+
+    fn stopping(&self) -> Option<Duration> {
+        *self.stop.borrow()
+    }
+
+    /// Starts the process, its output to the log of this run.
+    fn spawn(&self, restarts: u32) -> Result<tokio::process::Child, String> {
+        let path = (self.log)(restarts);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let err = log.try_clone().map_err(|e| e.to_string())?;
+        tokio::process::Command::new(&self.executable)
+            .args(&self.launch.argv)
+            .env_clear()
+            .envs(self.launch.env.iter().cloned())
+            .stdin(std::process::Stdio::null())
+            .stdout(log)
+            .stderr(err)
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.executable.display()))
+    }
+
+    /// SIGTERM, then SIGKILL once `grace` has passed; the exit code.
+    async fn kill(child: &mut tokio::process::Child, grace: Duration) -> i32 {
+        if let Some(pid) = child.id() {
+            // SAFETY: a signal to our own child, whose pid we still hold (not yet reaped).
+            unsafe {
+                libc::kill(pid as i32, libc::SIGTERM);
+            }
+        }
+        match tokio::time::timeout(grace, child.wait()).await {
+            Ok(Ok(status)) => exit_code(status),
+            _ => {
+                let _ = child.kill().await;
+                child.wait().await.map(exit_code).unwrap_or(137)
+            }
+        }
+    }
+
+    /// Runs the container until it is not to run again.
+    async fn run(mut self) {
+        let mut restarts = 0u32;
+        let code = loop {
+            let started = crate::clock::now();
+            let code = match self.spawn(restarts) {
+                Ok(mut child) => {
+                    self.report(Report::Running { index: self.index, started: started.clone() });
+                    let message = format!("Started container {}", self.name);
+                    self.report(Report::Event { reason: "Started", message, warning: false });
+                    let code = self.watch(&mut child).await;
+                    let finished = crate::clock::now();
+                    self.report(Report::Exited { index: self.index, code, started, finished, restarts });
+                    code
+                }
+                Err(message) => {
+                    self.report(Report::Waiting {
+                        index: self.index,
+                        reason: "RunContainerError",
+                        message: message.clone(),
+                        restarts,
+                    });
+                    self.report(Report::Event {
+                        reason: "Failed",
+                        message: format!("Error: {message}"),
+                        warning: true,
+                    });
+                    128
+                }
+            };
+            if self.stopping().is_some() || !self.back_off(&mut restarts, code).await {
+                break code;
+            }
+        };
+        self.report(Report::Done { code });
+    }
+
+    /// After an exit: whether to run again, having waited out the back-off.
+    async fn back_off(&mut self, restarts: &mut u32, code: i32) -> bool {
+        let again = match self.policy.as_str() {
+            "Never" => false,
+            "OnFailure" => code != 0,
+            _ => true,
+        };
+        if !again || self.stopping().is_some() {
+            return false;
+        }
+        *restarts += 1;
+        let wait = back_off(*restarts);
+        let message = format!("back-off {}s restarting failed container={}", wait.as_secs(), self.name);
+        self.report(Report::Waiting { index: self.index, reason: "CrashLoopBackOff", message, restarts: *restarts });
+        self.report(Report::Event {
+            reason: "BackOff",
+            message: "Back-off restarting failed container".into(),
+            warning: true,
+        });
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => true,
+            _ = self.stop.changed() => false,
+        }
+    }
+
+    /// While the process runs: probes, until it exits, fails its liveness or startup
+    /// probe, or the pod is deleted. The exit code.
+    async fn watch(&mut self, child: &mut tokio::process::Child) -> i32 {
+        let started = Instant::now();
+        let mut startup = probe(&self.spec, "startupProbe").map(|p| Tally::new(p, started));
+        let mut readiness = probe(&self.spec, "readinessProbe").map(|p| Tally::new(p, started));
+        let mut liveness = probe(&self.spec, "livenessProbe").map(|p| Tally::new(p, started));
+        let mut ready = false;
+        if startup.is_none() && readiness.is_none() {
+            ready = true;
+            self.report(Report::Ready { index: self.index, ready });
+        }
+        loop {
+            // The probes due next: the startup probe alone until it has passed.
+            let due = match &startup {
+                Some(tally) => Some(tally.due),
+                None => [&readiness, &liveness].iter().filter_map(|t| t.as_ref().map(|t| t.due)).min(),
+            };
+            let sleep = async {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                status = child.wait() => return status.map(exit_code).unwrap_or(1),
+                _ = self.stop.changed() => {
+                    let grace = self.stopping().unwrap_or(self.grace);
+                    return Life::kill(child, grace).await;
+                }
+                _ = sleep => {}
+            }
+            let now = Instant::now();
+            if let Some(tally) = startup.as_mut() {
+                let result =
+                    check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, &self.executable, &self.launch.env)
+                        .await;
+                match tally.record(result.is_ok()) {
+                    Some(true) => {
+                        startup = None;
+                        let started = Instant::now();
+                        readiness.iter_mut().for_each(|t| t.due = started + t.probe.initial);
+                        liveness.iter_mut().for_each(|t| t.due = started + t.probe.initial);
+                        if readiness.is_none() {
+                            ready = true;
+                            self.report(Report::Ready { index: self.index, ready });
+                        }
+                    }
+                    Some(false) => {
+                        let message = format!("Startup probe failed: {}", result.err().unwrap_or_default());
+                        self.report(Report::Event { reason: "Unhealthy", message, warning: true });
+                        self.report(Report::Event {
+                            reason: "Killing",
+                            message: format!("Container {} failed startup probe, will be restarted", self.name),
+                            warning: false,
+                        });
+                        return Life::kill(child, self.grace).await;
+                    }
+                    None => {}
+                }
+                continue;
+            }
+            if let Some(tally) = readiness.as_mut().filter(|t| t.due <= now) {
+                let result =
+                    check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, &self.executable, &self.launch.env)
+                        .await;
+                let failure = result.as_ref().err().cloned();
+                match tally.record(result.is_ok()) {
+                    Some(now_ready) if now_ready != ready => {
+                        ready = now_ready;
+                        self.report(Report::Ready { index: self.index, ready });
+                    }
+                    _ if !ready && tally.failures == 1 => {
+                        let message = format!("Readiness probe failed: {}", failure.unwrap_or_default());
+                        self.report(Report::Event { reason: "Unhealthy", message, warning: true });
+                    }
+                    _ => {}
+                }
+            }
+            if let Some(tally) = liveness.as_mut().filter(|t| t.due <= now) {
+                let result =
+                    check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, &self.executable, &self.launch.env)
+                        .await;
+                let failure = result.as_ref().err().cloned();
+                if tally.record(result.is_ok()) == Some(false) {
+                    let message = format!("Liveness probe failed: {}", failure.unwrap_or_default());
+                    self.report(Report::Event { reason: "Unhealthy", message, warning: true });
+                    self.report(Report::Event {
+                        reason: "Killing",
+                        message: format!("Container {} failed liveness probe, will be restarted", self.name),
+                        warning: false,
+                    });
+                    if ready {
+                        self.report(Report::Ready { index: self.index, ready: false });
+                    }
+                    return Life::kill(child, self.grace).await;
+                }
+            }
+        }
+    }
+}
+
+/// Runs the pod until it is finished (its address released), or until it is deleted:
+/// then its containers stop within the grace period and the deletion is confirmed.
+pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::Receiver<Option<Duration>>) {
+    let pod = context.pod.clone();
+    let init_specs: Vec<Value> =
+        pod.pointer("/spec/initContainers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let specs: Vec<Value> = pod.pointer("/spec/containers").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut status = Status {
+        phase: "Pending",
+        start_time: context.clock.timestamp(),
+        initialized: init_specs.is_empty(),
+        init: pod::containers(&pod, "initContainers"),
+        containers: pod::containers(&pod, "containers"),
+        transitions: Map::new(),
+        completed: false,
+    };
+    context.write(&mut status).await;
+    context.flush().await;
+
+    // The pod's address on the node, kept until the pod is done.
+    let ip: Ipv4Addr = context.pod_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
+    let address = loop {
+        match Address::add(runtime.node_address, ip) {
+            Ok(address) => break address,
+            Err(message) => {
+                context.event("FailedCreatePodSandBox", &message, true).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.changed() => return confirm(&context, &runtime).await,
+                }
+            }
+        }
+    };
+    let policy = context.restart_policy().to_string();
+    let grace =
+        Duration::from_secs(pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30));
+
+    // The containers' tasks end with this one: aborted, their processes are killed.
+    let mut lives = tokio::task::JoinSet::new();
+    // Init containers one at a time, each to a successful end.
+    let mut failed = false;
+    for (index, spec) in init_specs.iter().enumerate() {
+        let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
+        let (reports, mut inbox) = mpsc::unbounded_channel();
+        let Some(life) = life(&context, &runtime, spec, index, init_policy, grace, reports, &stop).await else {
+            failed = true;
+            break;
+        };
+        lives.spawn(life.run());
+        let mut code = 1;
+        while let Some(done) = receive(&mut context, &mut status, &mut inbox, true).await {
+            if let Some(last) = done.first() {
+                code = *last;
+                break;
+            }
+        }
+        if code != 0 || stop.borrow().is_some() {
+            failed = true;
+            break;
+        }
+    }
+    if stop.borrow().is_some() {
+        drop(address);
+        return confirm(&context, &runtime).await;
+    }
+    if failed {
+        status.phase = "Failed";
+        status.completed = true;
+        context.write(&mut status).await;
+        context.flush().await;
+        drop(address);
+        let _ = stop.changed().await;
+        return confirm(&context, &runtime).await;
+    }
+    status.initialized = true;
+
+    let (reports, mut inbox) = mpsc::unbounded_channel();
+    let mut running = 0;
+    for (index, spec) in specs.iter().enumerate() {
+        match life(&context, &runtime, spec, index, &policy, grace, reports.clone(), &stop).await {
+            Some(life) => {
+                lives.spawn(life.run());
+                running += 1;
+            }
+            None => {
+                status.containers[index].state =
+                    State::Waiting("CreateContainerConfigError", "see the pod's events".into());
+            }
+        }
+    }
+    drop(reports);
+    status.phase = "Running";
+    context.write(&mut status).await;
+    context.flush().await;
+    let mut codes = Vec::new();
+    while codes.len() < running {
+        let Some(done) = receive(&mut context, &mut status, &mut inbox, false).await else { break };
+        codes.extend(done);
+    }
+    drop(address);
+    if stop.borrow().is_some() {
+        return confirm(&context, &runtime).await;
+    }
+    // Every container is done for good: the pod ends.
+    status.phase = if codes.iter().all(|c| *c == 0) && codes.len() == specs.len() { "Succeeded" } else { "Failed" };
+    status.completed = true;
+    for container in &mut status.containers {
+        container.ready = false;
+    }
+    context.write(&mut status).await;
+    context.flush().await;
+    let _ = stop.changed().await;
+    confirm(&context, &runtime).await
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn life(
+    context: &pod::Context,
+    runtime: &Runtime,
+    spec: &Value,
+    index: usize,
+    policy: &str,
+    grace: Duration,
+    reports: mpsc::UnboundedSender<Report>,
+    stop: &watch::Receiver<Option<Duration>>,
+) -> Option<Life> {
+    let name = text(spec, "/name").to_string();
+    let launch = match (argv(spec), environment(context, spec).await) {
+        (Ok(argv), Ok(env)) => Launch { argv: argv.iter().map(|a| expand(a, &env)).collect(), env },
+        (Err(message), _) | (_, Err(message)) => {
+            let _ =
+                reports.send(Report::Event { reason: "Failed", message: format!("Error: {message}"), warning: true });
+            return None;
+        }
+    };
+    let pod = &context.pod;
+    let (namespace, pod_name, uid) = (
+        text(pod, "/metadata/namespace").to_string(),
+        text(pod, "/metadata/name").to_string(),
+        text(pod, "/metadata/uid").to_string(),
+    );
+    let (runtime_for_log, container) = (runtime.clone(), name.clone());
+    Some(Life {
+        index,
+        name,
+        spec: spec.clone(),
+        launch,
+        log: Box::new(move |restarts| runtime_for_log.log_path(&namespace, &pod_name, &uid, &container, restarts)),
+        executable: runtime.executable.clone(),
+        pod_ip: context.pod_ip.clone(),
+        policy: policy.to_string(),
+        grace,
+        reports,
+        stop: stop.clone(),
+    })
+}
+
+/// One report into the pod's status (`init`: of an init container).
+async fn apply(context: &mut pod::Context, status: &mut Status, report: Report, init: bool) {
+    let containers = if init { &mut status.init } else { &mut status.containers };
+    match report {
+        Report::Waiting { index, reason, message, restarts } => {
+            if let Some(c) = containers.get_mut(index) {
+                if let State::Terminated { .. } = c.state {
+                    c.last = Some(c.state.clone());
+                }
+                c.state = State::Waiting(reason, message);
+                c.ready = false;
+                c.restarts = restarts;
+            }
+        }
+        Report::Running { index, started } => {
+            if let Some(c) = containers.get_mut(index) {
+                c.state = State::Running(started);
+            }
+        }
+        Report::Ready { index, ready } => {
+            if let Some(c) = containers.get_mut(index) {
+                c.ready = ready;
+            }
+        }
+        Report::Exited { index, code, started, finished, restarts } => {
+            if let Some(c) = containers.get_mut(index) {
+                let reason = if code == 0 { "Completed" } else { "Error" };
+                c.state = State::Terminated { code, reason, started, finished };
+                c.ready = false;
+                c.restarts = restarts;
+            }
+        }
+        Report::Event { reason, message, warning } => context.event(reason, &message, warning).await,
+        Report::Done { .. } => {}
+    }
+}
+
+/// Waits for reports, takes in every one already sent with the first, and writes the
+/// status once for all of them; the exit codes of containers that are done.
+async fn receive(
+    context: &mut pod::Context,
+    status: &mut Status,
+    inbox: &mut mpsc::UnboundedReceiver<Report>,
+    init: bool,
+) -> Option<Vec<i32>> {
+    let first = inbox.recv().await?;
+    let mut done = Vec::new();
+    let mut next = Some(first);
+    while let Some(report) = next {
+        match report {
+            Report::Done { code } => done.push(code),
+            report => apply(context, status, report, init).await,
+        }
+        next = inbox.try_recv().ok();
+    }
+    context.write(status).await;
+    context.flush().await;
+    Some(done)
+}
+
+/// The pod's containers are stopped: the kubelet confirms the deletion, and its logs go.
+async fn confirm(context: &pod::Context, runtime: &Runtime) {
+    let pod = &context.pod;
+    let dir =
+        format!("{}_{}_{}", text(pod, "/metadata/namespace"), text(pod, "/metadata/name"), text(pod, "/metadata/uid"));
+    let _ = std::fs::remove_dir_all(runtime.logs.join(dir));
+    let pods: Api<k8s_openapi::api::core::v1::Pod> =
+        Api::namespaced(context.client.clone(), text(pod, "/metadata/namespace"));
+    let params = DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(Preconditions {
+            uid: Some(text(pod, "/metadata/uid").to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::default()
+    };
+    let _ = pods.delete(text(pod, "/metadata/name"), &params).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn built_in_images_are_told_apart() {
+        assert!(is_builtin("kubeyard/echo") && is_builtin("kubeyard/echo:1") && is_builtin("kubeyard/echo@sha256:ab"));
+        assert!(!is_builtin("kubeyard/echoes") && !is_builtin("nginx"));
+        let pod = |images: &[&str]| json!({"spec": {"containers": images.iter().map(|i| json!({"name": "c", "image": i})).collect::<Vec<_>>()}});
+        assert!(runs_as_processes(&pod(&["kubeyard/echo", "kubeyard/echo:2"])));
+        assert!(!runs_as_processes(&pod(&["kubeyard/echo", "nginx"])));
+        assert!(!runs_as_processes(&json!({"spec": {}})));
+    }
+
+    #[test]
+    fn the_command_may_only_name_the_images_program() {
+        let argv_of = |container: Value| argv(&container);
+        assert_eq!(argv_of(json!({"args": ["--port", "9000"]})).unwrap(), ["echo", "--port", "9000"]);
+        assert_eq!(argv_of(json!({"command": ["echo", "--text", "hi"]})).unwrap(), ["echo", "--text", "hi"]);
+        assert_eq!(argv_of(json!({"command": ["/kubeyard", "echo"], "args": ["-x"]})).unwrap(), ["echo", "-x"]);
+        assert!(
+            argv_of(json!({"command": ["sh", "-c", "x"]})).unwrap_err().contains("\"sh\": executable file not found")
+        );
+    }
+
+    #[test]
+    fn variables_in_arguments_expand_as_kubernetes_expands_them() {
+        let env = vec![("GREETING".to_string(), "hello".to_string()), ("PORT".to_string(), "80".to_string())];
+        assert_eq!(expand("$(GREETING), world", &env), "hello, world");
+        assert_eq!(expand("--port=$(PORT)", &env), "--port=80");
+        assert_eq!(expand("$(MISSING) $$(GREETING) $5", &env), "$(MISSING) $(GREETING) $5");
+        assert_eq!(expand("$(unclosed", &env), "$(unclosed");
+    }
+
+    #[test]
+    fn probes_resolve_named_ports_and_take_kubernetes_defaults() {
+        let container = json!({
+            "ports": [{"name": "http", "containerPort": 8080}],
+            "readinessProbe": {"httpGet": {"port": "http", "path": "/readyz"}, "periodSeconds": 2},
+            "livenessProbe": {"tcpSocket": {"port": 8080}},
+            "startupProbe": {"grpc": {"port": 9000}},
+        });
+        let readiness = probe(&container, "readinessProbe").unwrap();
+        assert_eq!(readiness.check, Check::Http { port: 8080, path: "/readyz".into() });
+        assert_eq!((readiness.period, readiness.failure, readiness.success), (Duration::from_secs(2), 3, 1));
+        assert_eq!(probe(&container, "livenessProbe").unwrap().check, Check::Tcp { port: 8080 });
+        assert!(matches!(probe(&container, "startupProbe").unwrap().check, Check::Unsupported(_)));
+        assert!(probe(&container, "missingProbe").is_none());
+    }
+
+    #[test]
+    fn back_off_doubles_to_five_minutes() {
+        let waits: Vec<u64> = (1..=8).map(|r| back_off(r).as_secs()).collect();
+        assert_eq!(waits, [10, 20, 40, 80, 160, 300, 300, 300]);
+    }
+
+    #[test]
+    fn a_tally_turns_at_its_thresholds() {
+        let probe = Probe {
+            check: Check::Tcp { port: 1 },
+            initial: Duration::ZERO,
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            success: 2,
+            failure: 2,
+        };
+        let mut tally = Tally::new(probe, Instant::now());
+        assert_eq!(tally.record(true), None);
+        assert_eq!(tally.record(true), Some(true));
+        assert_eq!(tally.record(false), None);
+        assert_eq!(tally.record(false), Some(false));
+    }
+}

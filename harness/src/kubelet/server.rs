@@ -1,0 +1,163 @@
+//! The kubelet's own HTTP endpoint (port 10250) on a node that runs processes: the API
+//! server reaches it for `kubectl logs`. `/containerLogs/{namespace}/{pod}/{container}`
+//! with `previous`, `tailLines`, `limitBytes` and `follow`, from the files the process
+//! runtime writes (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`).
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The port the API server asks (`daemonEndpoints.kubeletEndpoint.Port`).
+pub const PORT: u16 = 10250;
+
+struct Logs {
+    root: PathBuf,
+}
+
+impl Logs {
+    /// The log files of one container, oldest run first; the pod's newest incarnation
+    /// when a pod of that name came and went before.
+    fn files(&self, namespace: &str, pod: &str, container: &str) -> Vec<PathBuf> {
+        let prefix = format!("{namespace}_{pod}_");
+        let newest = std::fs::read_dir(&self.root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+            .max_by_key(|e| e.metadata().and_then(|m| m.modified()).ok());
+        let Some(dir) = newest.map(|e| e.path().join(container)) else { return Vec::new() };
+        let mut runs: Vec<(u32, PathBuf)> = std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                Some((name.strip_suffix(".log")?.parse().ok()?, e.path()))
+            })
+            .collect();
+        runs.sort();
+        runs.into_iter().map(|(_, path)| path).collect()
+    }
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    (status, message).into_response()
+}
+
+/// The last `lines` lines of `text`.
+fn tail(text: &[u8], lines: usize) -> &[u8] {
+    let body = text.strip_suffix(b"\n").unwrap_or(text);
+    match body.iter().enumerate().rev().filter(|(_, b)| **b == b'\n').nth(lines.saturating_sub(1)) {
+        Some((at, _)) if lines > 0 => &text[at + 1..],
+        _ if lines == 0 => &[],
+        _ => text,
+    }
+}
+
+async fn container_logs(
+    State(logs): State<Arc<Logs>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let flag = |key: &str| query.get(key).is_some_and(|v| v == "true" || v == "1");
+    let number = |key: &str| query.get(key).and_then(|v| v.parse::<usize>().ok());
+    let files = logs.files(&namespace, &pod, &container);
+    let chosen = if flag("previous") { files.len().checked_sub(2) } else { files.len().checked_sub(1) };
+    let Some(path) = chosen.map(|i| files[i].clone()) else {
+        let message = if flag("previous") {
+            format!("previous terminated container \"{container}\" in pod \"{pod}\" not found")
+        } else {
+            format!("container \"{container}\" in pod \"{pod}\" is waiting to start: ContainerCreating")
+        };
+        return refuse(StatusCode::NOT_FOUND, message);
+    };
+    let mut bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) => return refuse(StatusCode::NOT_FOUND, format!("cannot read the log: {error}")),
+    };
+    if let Some(lines) = number("tailLines") {
+        bytes = tail(&bytes, lines).to_vec();
+    }
+    if let Some(limit) = number("limitBytes") {
+        bytes.truncate(limit);
+    }
+    if !flag("follow") || flag("previous") {
+        return Body::from(bytes).into_response();
+    }
+    // Follow: what is there, then what the file gains, until the container runs again
+    // (a newer log appears) or the pod goes.
+    let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+    let runs = files.len();
+    let follow = futures_util::stream::unfold((offset, Some(bytes)), move |(offset, first)| {
+        let (path, logs, namespace, pod, container) =
+            (path.clone(), Arc::clone(&logs), namespace.clone(), pod.clone(), container.clone());
+        async move {
+            if let Some(first) = first {
+                return Some((Ok::<_, std::io::Error>(first), (offset, None)));
+            }
+            loop {
+                let length = std::fs::metadata(&path).map(|m| m.len()).ok()?;
+                if length > offset {
+                    let mut file = std::fs::File::open(&path).ok()?;
+                    file.seek(SeekFrom::Start(offset)).ok()?;
+                    let mut grown = Vec::new();
+                    file.take(length - offset).read_to_end(&mut grown).ok()?;
+                    return Some((Ok(grown), (length, None)));
+                }
+                if logs.files(&namespace, &pod, &container).len() != runs {
+                    return None;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    });
+    Body::from_stream(follow).into_response()
+}
+
+/// Serves until the task is dropped.
+pub async fn serve(address: SocketAddr, root: PathBuf) -> std::io::Result<()> {
+    let logs = Arc::new(Logs { root });
+    let router = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .with_state(logs);
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, router).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tails_count_lines_from_the_end() {
+        assert_eq!(tail(b"a\nb\nc\n", 2), b"b\nc\n");
+        assert_eq!(tail(b"a\nb\nc\n", 5), b"a\nb\nc\n");
+        assert_eq!(tail(b"a\nb\nc", 1), b"c");
+        assert_eq!(tail(b"a\nb\n", 0), b"");
+    }
+
+    #[test]
+    fn the_newest_run_and_the_one_before() {
+        let dir = tempfile::tempdir().unwrap();
+        let logs = Logs { root: dir.path().to_path_buf() };
+        let container = dir.path().join("shop_web-1_uid-1").join("web");
+        std::fs::create_dir_all(&container).unwrap();
+        for run in [0, 1, 10] {
+            std::fs::write(container.join(format!("{run}.log")), format!("run {run}\n")).unwrap();
+        }
+        let files = logs.files("shop", "web-1", "web");
+        let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["0.log", "1.log", "10.log"]);
+        assert!(logs.files("shop", "web-2", "web").is_empty());
+    }
+}
