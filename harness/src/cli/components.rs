@@ -85,6 +85,11 @@ pub struct KubeletArgs {
     /// Seeds the simulated delays.
     #[arg(long, default_value_t = 0)]
     seed: u64,
+
+    /// How often the node's Lease is renewed (keep it well under the controller
+    /// manager's --node-monitor-grace-period).
+    #[arg(long, value_name = "SECONDS", default_value_t = 10)]
+    lease_renew_interval: u64,
 }
 
 /// Resolves on SIGINT or SIGTERM: a container is stopped with SIGTERM, and a process that
@@ -261,17 +266,31 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         Ok(node) => node,
         Err(message) => return usage_error(&message),
     };
-    let options = kubelet::Options { seed: args.seed, ..kubelet::Options::default() };
+    let options = kubelet::Options {
+        seed: args.seed,
+        renew_interval: Duration::from_secs(args.lease_renew_interval.max(1)),
+        ..kubelet::Options::default()
+    };
     let address = args.address;
     serve("kubelet", &args.server, |client| async move {
         let name = node.name.clone();
-        // A node on a real network runs processes: the API server reads their logs here.
+        // A node on a real network runs processes (the API server reads their logs
+        // here), their Services' proxy, and the cluster's DNS.
         if let Some(address) = address {
             let endpoint = std::net::SocketAddr::new(address.into(), kubelet::server::PORT);
             let logs = kubelet::process::Runtime::new(address).logs;
             tokio::spawn(async move {
                 if let Err(error) = kubelet::server::serve(endpoint, logs).await {
                     eprintln!("kubeyard kubelet: cannot serve logs on {endpoint}: {error}");
+                }
+            });
+            let services = crate::informers::Informer::start(kube::Api::all(client.clone()));
+            let endpoints = crate::informers::Informer::start(kube::Api::all(client.clone()));
+            tokio::spawn(crate::proxy::run(services.clone(), endpoints.clone()));
+            let dns = std::net::SocketAddr::new(address.into(), 53);
+            tokio::spawn(async move {
+                if let Err(error) = crate::dns::serve(dns, services, endpoints).await {
+                    eprintln!("kubeyard kubelet: cannot serve DNS on {dns}: {error}");
                 }
             });
         }

@@ -47,6 +47,11 @@ pub struct UpArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
 
+    /// A node whose lease is older than this goes Unknown and is tainted unreachable
+    /// (Kubernetes' --node-monitor-grace-period).
+    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    node_monitor_grace_period: u64,
+
     /// Run every component in a Docker container of its own (etcd, API server, scheduler,
     /// controller manager, one per node) on a private network, from images built locally.
     #[arg(long)]
@@ -92,6 +97,7 @@ pub fn run(args: UpArgs) -> Exit {
         let mut spec = ClusterSpec::with_nodes(args.nodes as usize);
         spec.seed = args.seed;
         spec.etcd_binary = args.etcd_binary.clone();
+        spec.node_grace = Duration::from_secs(args.node_monitor_grace_period);
         for node in &mut spec.nodes {
             node.capacity.extend(capacity.clone());
         }
@@ -115,6 +121,7 @@ pub fn run(args: UpArgs) -> Exit {
     let mut config = Config::with_nodes(args.nodes);
     config.seed = args.seed;
     config.listen = args.listen.clone();
+    config.node_grace = Duration::from_secs(args.node_monitor_grace_period);
     for node in &mut config.nodes {
         node.capacity.extend(capacity.clone());
     }

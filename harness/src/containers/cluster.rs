@@ -62,7 +62,7 @@ impl NodeSpec {
     }
 }
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ClusterSpec {
     pub nodes: Vec<NodeSpec>,
     /// Seeds the scheduler's tie-breaking and the simulated pods' delays.
@@ -72,12 +72,21 @@ pub struct ClusterSpec {
     /// The kubeyard binary to put in the kubeyard image [default: this one, if it is
     /// `kubeyard`, else `KUBEYARD_BINARY`, else `kubeyard` on the PATH].
     pub kubeyard_binary: Option<PathBuf>,
+    /// A node whose lease is older than this goes Unknown (`--node-monitor-grace-period`,
+    /// 40 s in Kubernetes); nodes renew their leases four times within it.
+    pub node_grace: Duration,
 }
 
 impl ClusterSpec {
     /// `count` nodes named `node-1`... with the node agent's default capacity.
     pub fn with_nodes(count: usize) -> ClusterSpec {
-        ClusterSpec { nodes: (1..=count).map(|i| NodeSpec::new(&format!("node-{i}"))).collect(), ..Self::default() }
+        ClusterSpec {
+            nodes: (1..=count).map(|i| NodeSpec::new(&format!("node-{i}"))).collect(),
+            seed: 0,
+            etcd_binary: None,
+            kubeyard_binary: None,
+            node_grace: Duration::from_secs(40),
+        }
     }
 }
 
@@ -105,6 +114,9 @@ pub struct ContainerCluster {
     network: String,
     /// The B of 10.B.0.0/16.
     octet: u8,
+    /// The API server's port on the host's loopback: fixed at creation, so a restarted
+    /// API server container is found where it was.
+    api_port: u16,
     url: String,
     nodes: Vec<NodeSlot>,
     removed: bool,
@@ -146,11 +158,13 @@ impl ContainerCluster {
             })
             .collect();
         // From here on, a failure leaves containers behind: the cluster removes them on drop.
+        let api_port = free_port()?;
         let mut cluster = ContainerCluster {
             docker: docker.clone(),
             id: id.clone(),
             network,
             octet,
+            api_port,
             url: String::new(),
             nodes,
             removed: false,
@@ -164,8 +178,7 @@ impl ContainerCluster {
         for result in futures_util::future::join_all(runs).await {
             result?;
         }
-        let port = docker.host_port(&container_name(&id, "apiserver"), API_PORT).await?;
-        cluster.url = format!("http://127.0.0.1:{port}");
+        cluster.url = format!("http://127.0.0.1:{}", cluster.api_port);
         cluster.wait_ready(Duration::from_secs(60)).await?;
         progress.step(&format!("cluster {id} ready in {:.1?}: API server at {}", started.elapsed(), cluster.url));
         Ok(cluster)
@@ -205,7 +218,7 @@ impl ContainerCluster {
                 ]),
             ),
             ContainerSpec {
-                publish: Some(API_PORT),
+                publish: Some((API_PORT, self.api_port)),
                 ..base(
                     "apiserver",
                     kubeyard,
@@ -219,7 +232,17 @@ impl ContainerCluster {
                 4,
                 strings(&["scheduler", &format!("--server={server}"), &format!("--seed={}", spec.seed)]),
             ),
-            base("controller-manager", kubeyard, 5, strings(&["controller-manager", &format!("--server={server}")])),
+            base(
+                "controller-manager",
+                kubeyard,
+                5,
+                strings(&[
+                    "controller-manager",
+                    &format!("--server={server}"),
+                    &format!("--node-monitor-grace-period={}", spec.node_grace.as_secs().max(2)),
+                    &format!("--node-monitor-period={}", (spec.node_grace.as_secs() / 8).clamp(1, 5)),
+                ]),
+            ),
         ];
         for (slot, node) in self.nodes.iter().zip(&spec.nodes) {
             let index = slot.ip.octets()[3] - 10;
@@ -230,6 +253,7 @@ impl ContainerCluster {
                 &format!("--address={}", slot.ip),
                 &format!("--pod-cidr=10.{}.{index}.0/24", self.octet),
                 &format!("--seed={}", spec.seed),
+                &format!("--lease-renew-interval={}", (spec.node_grace.as_secs() / 4).clamp(1, 10)),
             ]);
             if !node.capacity.is_empty() {
                 let list: Vec<String> = node.capacity.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -247,6 +271,12 @@ impl ContainerCluster {
                 hostname: Some(node.name.clone()),
                 // The node agent gives its pods their addresses on the node's interface.
                 cap_add: vec!["NET_ADMIN".into()],
+                // Docker's resolver in the container asks the node's own cluster DNS for
+                // what it does not know; short names search the default namespace.
+                dns: vec![slot.ip.to_string()],
+                dns_search: ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
+                    .map(String::from)
+                    .to_vec(),
                 ..base("node", kubeyard, slot.ip.octets()[3], cmd)
             });
         }
@@ -423,6 +453,13 @@ pub async fn ensure_images(
         }
     }
     Ok((kubeyard, etcd))
+}
+
+/// A port free on the host's loopback now.
+fn free_port() -> Result<u16, Error> {
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Invalid(format!("no free port: {e}")))?;
+    listener.local_addr().map(|a| a.port()).map_err(|e| Error::Invalid(format!("no free port: {e}")))
 }
 
 /// Creates the network on the first free 10.B.0.0/16, B from 200 up in a random order.

@@ -52,8 +52,8 @@ pub struct ContainerSpec {
     /// Name servers Docker's own resolver forwards to for names it does not know.
     pub dns: Vec<String>,
     pub dns_search: Vec<String>,
-    /// A TCP port published on the host's loopback, on a port the engine picks.
-    pub publish: Option<u16>,
+    /// A TCP port published on the host's loopback: (the container's, the host's).
+    pub publish: Option<(u16, u16)>,
 }
 
 #[derive(Clone)]
@@ -144,8 +144,8 @@ impl Docker {
             }),
             ..EndpointSettings::default()
         };
-        let port_bindings = spec.publish.map(|port| {
-            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(String::new()) };
+        let port_bindings = spec.publish.map(|(port, host)| {
+            let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host.to_string()) };
             HashMap::from([(format!("{port}/tcp"), Some(vec![binding]))])
         });
         let body = ContainerCreateBody {
@@ -153,7 +153,7 @@ impl Docker {
             cmd: Some(spec.cmd.clone()),
             hostname: spec.hostname.clone(),
             labels: Some(spec.labels.clone()),
-            exposed_ports: spec.publish.map(|port| vec![format!("{port}/tcp")]),
+            exposed_ports: spec.publish.map(|(port, _)| vec![format!("{port}/tcp")]),
             host_config: Some(HostConfig {
                 network_mode: Some(spec.network.clone()),
                 cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
@@ -229,22 +229,6 @@ impl Docker {
             }),
         };
         self.inner.connect_network(network, request).await.map_err(refused(format!("connect {container}")))
-    }
-
-    /// The host port a container's published `port` landed on.
-    pub async fn host_port(&self, name: &str, port: u16) -> Result<u16, Error> {
-        let container = self.inner.inspect_container(name, None).await.map_err(refused(format!("inspect {name}")))?;
-        container
-            .network_settings
-            .and_then(|n| n.ports)
-            .and_then(|ports| ports.get(&format!("{port}/tcp")).cloned().flatten())
-            .into_iter()
-            .flatten()
-            .find_map(|binding| binding.host_port.and_then(|p| p.parse().ok()))
-            .ok_or_else(|| Error::Refused {
-                what: format!("publish port {port} of {name}"),
-                message: "no binding".into(),
-            })
     }
 
     /// Whether the container is running (not stopped, not paused, not gone).

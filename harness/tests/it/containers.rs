@@ -199,3 +199,218 @@ spec:
     assert!(deleted.contains("deleted"), "{deleted}");
     cluster.remove().await.unwrap();
 }
+
+/// Three echo pods behind a NodePort Service, leaving a lost node after 2 s.
+const ECHO_SERVICE: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: echo}
+spec:
+  replicas: 3
+  selector: {matchLabels: {app: echo}}
+  template:
+    metadata: {labels: {app: echo}}
+    spec:
+      tolerations:
+      - {key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      - {key: node.kubernetes.io/not-ready, operator: Exists, effect: NoExecute, tolerationSeconds: 2}
+      containers:
+      - name: echo
+        image: kubeyard/echo
+        ports: [{name: http, containerPort: 8080}]
+        readinessProbe: {httpGet: {path: /readyz, port: http}, periodSeconds: 1}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: echo}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{name: http, port: 80, targetPort: http, nodePort: 30080}]
+"#;
+
+/// A cluster whose lost nodes are noticed in 6 s, running `ECHO_SERVICE`, converged.
+async fn echo_cluster(nodes: usize) -> (ContainerCluster, tempfile::TempDir) {
+    let mut spec = spec(nodes);
+    spec.node_grace = Duration::from_secs(6);
+    let cluster = ContainerCluster::boot(&spec, &|step: &str| eprintln!("{step}")).await.expect("the cluster boots");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config"), cluster.kubeconfig()).unwrap();
+    std::fs::write(dir.path().join("echo.yaml"), ECHO_SERVICE).unwrap();
+    let applied = kubectl(&dir.path().join("config"), &["apply", "-f", dir.path().join("echo.yaml").to_str().unwrap()]);
+    assert!(applied.contains("service/echo created"), "{applied}");
+    let client = cluster.client().unwrap();
+    eventually("three ready echo pods", WITHIN, || echo_ready(&client, None)).await;
+    (cluster, dir)
+}
+
+/// Three ready echo pods not being deleted, none on `avoiding`; with nothing to avoid,
+/// no other echo pod either (a lost node's pods stay Terminating until its kubelet
+/// confirms, as in Kubernetes).
+async fn echo_ready(client: &kube::Client, avoiding: Option<&str>) -> bool {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let list = pods.list(&ListParams::default().labels("app=echo")).await.map(|l| l.items).unwrap_or_default();
+    let live: Vec<&Pod> = list.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+    let placed_well = live.iter().all(|p| {
+        let node = p.spec.as_ref().and_then(|s| s.node_name.as_deref());
+        ready(p) && (avoiding.is_none() || node != avoiding)
+    });
+    live.len() == 3 && placed_well && (avoiding.is_some() || list.len() == 3)
+}
+
+async fn node_ready(client: &kube::Client, name: &str) -> Option<bool> {
+    let node = Api::<Node>::all(client.clone()).get(name).await.ok()?;
+    Some(kubeyard_harness::kubelet::node_ready(&node))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_port_service_answers_at_every_node_from_several_pods_and_by_name_inside() {
+    let (cluster, _dir) = echo_cluster(3).await;
+    let mut answered = std::collections::BTreeSet::new();
+    for (node, address) in cluster.nodes() {
+        for _ in 0..8 {
+            let answer = http_get(&format!("http://{address}:30080/")).unwrap_or_else(|e| panic!("{node}: {e}"));
+            answered.insert(answer.trim().to_string());
+        }
+    }
+    assert!(answered.len() >= 2 && answered.iter().all(|a| a.starts_with("echo-")), "{answered:?}");
+    // From inside a pod: the Service's name resolves (cluster DNS) to its cluster IP, and
+    // the cluster IP is served (each node's proxy).
+    let (_, address) = cluster.nodes()[0].clone();
+    let service = Api::<k8s_openapi::api::core::v1::Service>::namespaced(cluster.client().unwrap(), "default")
+        .get("echo")
+        .await
+        .unwrap();
+    let cluster_ip = service.spec.and_then(|s| s.cluster_ip).unwrap();
+    let resolved = http_get(&format!("http://{address}:30080/resolve?name=echo.default.svc.cluster.local")).unwrap();
+    assert_eq!(resolved.trim(), cluster_ip);
+    let fetched =
+        http_get(&format!("http://{address}:30080/fetch?url=http://echo.default.svc.cluster.local/")).unwrap();
+    assert!(fetched.starts_with("echo-"), "{fetched}");
+    let short = http_get(&format!("http://{address}:30080/fetch?url=http://echo/")).unwrap();
+    assert!(short.starts_with("echo-"), "the search list makes `echo` the default namespace's: {short}");
+    let missing = http_get(&format!("http://{address}:30080/resolve?name=nothing.default.svc.cluster.local"));
+    assert!(missing.is_err(), "an unknown Service does not resolve: {missing:?}");
+    cluster.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_node_loses_its_pods_to_the_others_and_the_service_keeps_answering() {
+    let (cluster, _dir) = echo_cluster(3).await;
+    let client = cluster.client().unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let first = pods.list(&ListParams::default().labels("app=echo")).await.unwrap().items;
+    let victim = first[0].spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    let (_, survivor) = cluster.nodes().into_iter().find(|(n, _)| *n != victim).unwrap();
+    cluster.stop_node(&victim).await.unwrap();
+    let failures = std::sync::Mutex::new(Vec::new());
+    eventually("the pods replaced away from the stopped node", WITHIN, || async {
+        // The Service keeps answering through a live node the whole time.
+        if let Err(error) = http_get(&format!("http://{survivor}:30080/")) {
+            failures.lock().unwrap().push(error);
+        }
+        node_ready(&client, &victim).await == Some(false) && echo_ready(&client, Some(&victim)).await
+    })
+    .await;
+    let failures = failures.into_inner().unwrap();
+    assert!(failures.is_empty(), "the Service stopped answering: {failures:?}");
+    let answer = http_get(&format!("http://{survivor}:30080/")).unwrap();
+    assert!(answer.starts_with("echo-"), "{answer}");
+    cluster.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_node_is_replaced_and_rejoins_without_duplicates() {
+    let (cluster, _dir) = echo_cluster(3).await;
+    let client = cluster.client().unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let first = pods.list(&ListParams::default().labels("app=echo")).await.unwrap().items;
+    let victim = first[0].spec.as_ref().and_then(|s| s.node_name.clone()).unwrap();
+    cluster.disconnect_node(&victim).await.unwrap();
+    eventually("the cut-off node NotReady and its pods replaced", WITHIN, || async {
+        node_ready(&client, &victim).await == Some(false) && echo_ready(&client, Some(&victim)).await
+    })
+    .await;
+    cluster.reconnect_node(&victim).await.unwrap();
+    eventually("the node Ready again, and exactly three pods", Duration::from_secs(90), || async {
+        // The pods evicted meanwhile are stopped by their kubelet once it is back, and go.
+        node_ready(&client, &victim).await == Some(true) && echo_ready(&client, None).await
+    })
+    .await;
+    // Its unreachable taints go a moment after it posts Ready again (the node lifecycle
+    // controller's next pass); then it takes new work: scaled up, pods spread to it too.
+    eventually("the rejoined node untainted", WITHIN, || async {
+        let node = Api::<Node>::all(client.clone()).get(&victim).await.ok();
+        node.and_then(|n| n.spec).is_some_and(|s| s.taints.unwrap_or_default().is_empty())
+    })
+    .await;
+    let scale = serde_json::json!({"spec": {"replicas": 9}});
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .patch_scale("echo", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&scale))
+        .await
+        .unwrap();
+    eventually("nine ready pods, some on the rejoined node", WITHIN, || async {
+        let list = pods.list(&ListParams::default().labels("app=echo")).await.map(|l| l.items).unwrap_or_default();
+        let on_victim = list.iter().filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(&victim));
+        list.len() == 9 && list.iter().all(ready) && on_victim.count() > 0
+    })
+    .await;
+    cluster.remove().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_and_etcd_restarted_under_load_lose_no_acknowledged_write() {
+    let (cluster, _dir) = echo_cluster(2).await;
+    let client = cluster.client().unwrap();
+    let maps: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "default");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (maps, stop) = (maps.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut acknowledged = Vec::new();
+            let mut attempts = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                attempts += 1;
+                let map = serde_json::from_value(
+                    json!({"metadata": {"name": format!("write-{attempts}")}, "data": {"n": attempts.to_string()}}),
+                )
+                .unwrap();
+                match maps.create(&PostParams::default(), &map).await {
+                    Ok(_) => acknowledged.push(format!("write-{attempts}")),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            (acknowledged, attempts)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.restart_etcd().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.restart_api_server().await.unwrap();
+    eventually("the API server answering again", WITHIN, || async { maps.list(&ListParams::default()).await.is_ok() })
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acknowledged, attempts) = writer.await.unwrap();
+    assert!(acknowledged.len() > 10, "{} of {attempts} writes acknowledged", acknowledged.len());
+    let stored: std::collections::HashSet<String> =
+        maps.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|m| m.metadata.name).collect();
+    let lost: Vec<&String> = acknowledged.iter().filter(|name| !stored.contains(*name)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // The controllers and node agents carry on by themselves: a scale-up converges.
+    let scale = serde_json::json!({"spec": {"replicas": 5}});
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .patch_scale("echo", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&scale))
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eventually("five ready pods after the restarts", WITHIN, || async {
+        let list = pods.list(&ListParams::default().labels("app=echo")).await.map(|l| l.items).unwrap_or_default();
+        list.len() == 5 && list.iter().all(ready)
+    })
+    .await;
+    for (node, _) in cluster.nodes() {
+        assert_eq!(node_ready(&client, &node).await, Some(true), "{node}");
+    }
+    cluster.remove().await.unwrap();
+}
