@@ -24,7 +24,8 @@ pub enum ClusterKind {
     /// A fresh control plane in this process for each test (virtual time unless the test
     /// asks for real time).
     InProcess,
-    /// Each component in its own container (not available yet).
+    /// A fresh cluster of containers for each test (etcd, API server, scheduler,
+    /// controller manager, a container per node), in real time.
     Containers,
     /// The cluster of a kubeconfig: each test in a namespace of its own, in real time.
     Kubeconfig,
@@ -54,6 +55,10 @@ pub struct TestArgs {
     #[arg(long, value_name = "NAME")]
     context: Option<String>,
 
+    /// With --cluster containers: the etcd binary to package [default: `etcd` on the PATH].
+    #[arg(long, value_name = "FILE")]
+    etcd_binary: Option<PathBuf>,
+
     /// Only the tests whose name contains this.
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
@@ -67,9 +72,7 @@ pub fn run(args: TestArgs) -> Exit {
     let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
     let target = match args.cluster {
         ClusterKind::InProcess => Target::InProcess,
-        ClusterKind::Containers => {
-            return usage_error("--cluster containers is not available yet: use in-process or kubeconfig");
-        }
+        ClusterKind::Containers => Target::Containers { etcd_binary: args.etcd_binary.clone() },
         ClusterKind::Kubeconfig => {
             let Some(path) = args.kubeconfig.clone().or_else(crate::client::config::default_path) else {
                 return usage_error("--cluster kubeconfig needs --kubeconfig FILE (or KUBECONFIG, or ~/.kube/config)");

@@ -19,7 +19,7 @@ use crate::kubelet::node_ready;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use std::collections::{BTreeMap, HashMap};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -379,13 +379,33 @@ impl ContainerCluster {
         Ok(self.docker.connect_to(&self.network, &node.container, &node.ip.to_string()).await?)
     }
 
-    /// Restarts the API server's container (same port on the host, state in etcd).
+    /// Restarts the API server's container (same port on the host, state in etcd), and
+    /// returns once it answers again.
     pub async fn restart_api_server(&self) -> Result<(), Error> {
-        Ok(self.docker.restart(&container_name(&self.id, "apiserver"), 2).await?)
+        self.docker.restart(&container_name(&self.id, "apiserver"), 2).await?;
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.api_port));
+        self.wait_healthy("the API server", address, "/readyz").await
     }
 
+    /// Restarts etcd's container, and returns once it answers again.
     pub async fn restart_etcd(&self) -> Result<(), Error> {
-        Ok(self.docker.restart(&container_name(&self.id, "etcd"), 2).await?)
+        self.docker.restart(&container_name(&self.id, "etcd"), 2).await?;
+        self.wait_healthy("etcd", SocketAddr::from((self.address(2), 2379)), "/health").await
+    }
+
+    async fn wait_healthy(&self, what: &str, address: SocketAddr, path: &str) -> Result<(), Error> {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(30) {
+            if answers(address, path).await {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Err(Error::NotReady {
+            seconds: 30,
+            what: format!("{what} did not answer after its restart"),
+            logs: String::new(),
+        })
     }
 
     /// Each container's memory use now, in bytes.
@@ -453,6 +473,20 @@ pub async fn ensure_images(
         }
     }
     Ok((kubeyard, etcd))
+}
+
+/// Whether `GET path` at `address` answers 200.
+async fn answers(address: SocketAddr, path: &str) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let attempt = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.ok()?;
+        let mut head = [0u8; 16];
+        let read = stream.read(&mut head).await.ok()?;
+        Some(head[..read].starts_with(b"HTTP/1.1 200"))
+    };
+    tokio::time::timeout(Duration::from_secs(1), attempt).await.ok().flatten().unwrap_or(false)
 }
 
 /// A port free on the host's loopback now.

@@ -12,6 +12,7 @@ use crate::cli::inputs::Inputs;
 use crate::client::config::Endpoint;
 use crate::client::{self, Client, Written};
 use crate::clock::Clock;
+use crate::containers::{ClusterSpec, ContainerCluster};
 use crate::controlplane::{Config, ControlPlane};
 use crate::kubelet::NodeConfig;
 use crate::kubelet::simulate::ANNOTATION;
@@ -38,6 +39,8 @@ pub enum Error {
     Api(String),
     #[error("{0} needs the in-process cluster")]
     InProcessOnly(&'static str),
+    #[error("{0} needs a cluster kubeyard runs (in process or in containers)")]
+    OwnClusterOnly(&'static str),
     #[error("{}", .0.summary)]
     Failed(Box<Failure>),
 }
@@ -120,6 +123,8 @@ pub struct Cluster {
     kube: kube::Client,
     client: Client,
     plane: Option<ControlPlane>,
+    /// A container cluster this one booted (removed when it is dropped).
+    containers: Option<ContainerCluster>,
     clock: Clock,
     virtual_time: bool,
     namespace: String,
@@ -164,6 +169,7 @@ impl Cluster {
             kube,
             client,
             plane,
+            containers: None,
             clock,
             virtual_time,
             namespace,
@@ -172,8 +178,26 @@ impl Cluster {
         }
     }
 
+    /// A cluster of containers (`kubeyard up --containers`), in real time: every component
+    /// a process of its own, node faults real ones.
+    pub async fn containers(spec: &ClusterSpec) -> Result<Cluster, Error> {
+        let quiet = |_: &str| {};
+        let containers = ContainerCluster::boot(spec, &quiet).await.map_err(|e| Error::Boot(e.to_string()))?;
+        let endpoint = Endpoint { server: containers.url().to_string(), ..Endpoint::default() };
+        let client = Client::new(endpoint).map_err(Error::Boot)?;
+        let kube = containers.client().map_err(|e| Error::Boot(e.to_string()))?;
+        let mut cluster = Cluster::new(kube, client, None, Clock::real(), false, "default".into());
+        cluster.containers = Some(containers);
+        Ok(cluster)
+    }
+
     pub fn kube(&self) -> kube::Client {
         self.kube.clone()
+    }
+
+    /// The container cluster, when this is one.
+    pub fn container_cluster(&self) -> Option<&ContainerCluster> {
+        self.containers.as_ref()
     }
 
     pub fn clock(&self) -> &Clock {
@@ -188,9 +212,13 @@ impl Cluster {
         self.plane.as_ref()
     }
 
-    /// A kubeconfig for kubectl and any client (in-process clusters).
+    /// A kubeconfig for kubectl and any client (clusters kubeyard runs).
     pub fn kubeconfig(&self) -> Option<String> {
-        self.plane.as_ref().map(ControlPlane::kubeconfig)
+        match (&self.plane, &self.containers) {
+            (Some(plane), _) => Some(plane.kubeconfig()),
+            (None, Some(containers)) => Some(containers.kubeconfig()),
+            _ => None,
+        }
     }
 
     /// What the test applied so far, in order.
@@ -446,12 +474,19 @@ impl Cluster {
         self.plane.as_ref().ok_or(Error::InProcessOnly(what))
     }
 
-    /// The node's agent dies: its lease is no longer renewed and its pods freeze.
-    pub fn stop_node(&self, node: &str) -> Result<(), Error> {
+    /// The node's agent dies: its lease is no longer renewed and its pods freeze (in
+    /// containers: the node's container stops, its processes with it).
+    pub async fn stop_node(&self, node: &str) -> Result<(), Error> {
+        if let Some(containers) = &self.containers {
+            return containers.stop_node(node).await.map_err(|e| Error::Api(e.to_string()));
+        }
         self.in_process("stopping a node")?.kubelets().stop(node).map_err(|e| Error::Api(e.to_string()))
     }
 
     pub async fn start_node(&self, node: &str) -> Result<(), Error> {
+        if let Some(containers) = &self.containers {
+            return containers.start_node(node).await.map_err(|e| Error::Api(e.to_string()));
+        }
         self.in_process("starting a node")?.kubelets().start_node(node).await.map_err(|e| Error::Api(e.to_string()))
     }
 
@@ -470,14 +505,17 @@ impl Cluster {
         Ok(())
     }
 
-    /// The pods' containers exit with an error from now on (simulated nodes).
+    /// The pods' containers exit with an error from now on (simulated pods, which every
+    /// pod of an in-process cluster is, and any pod not of a built-in image in containers).
     pub async fn crash_pods(
         &self,
         namespace: Option<&str>,
         name: Option<&str>,
         selector: Option<&str>,
     ) -> Result<usize, Error> {
-        self.in_process("crashing a pod")?;
+        if self.plane.is_none() && self.containers.is_none() {
+            return Err(Error::OwnClusterOnly("crashing a pod"));
+        }
         let pods: Vec<String> = match name {
             Some(name) => vec![name.to_string()],
             None => self
@@ -496,6 +534,9 @@ impl Cluster {
     }
 
     pub async fn restart_api_server(&self) -> Result<(), Error> {
+        if let Some(containers) = &self.containers {
+            return containers.restart_api_server().await.map_err(|e| Error::Api(e.to_string()));
+        }
         self.in_process("restarting the API server")?.restart_api_server().await.map_err(|e| Error::Api(e.to_string()))
     }
 

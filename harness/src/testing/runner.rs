@@ -28,6 +28,11 @@ pub struct Test {
 #[derive(Debug, Clone)]
 pub enum Target {
     InProcess,
+    /// A fresh cluster of containers for each test, in real time.
+    Containers {
+        /// The etcd binary of the etcd image [default: `etcd` on the PATH].
+        etcd_binary: Option<PathBuf>,
+    },
     /// A kubeconfig's cluster: each test in a namespace of its own, in real time.
     Kubeconfig {
         path: PathBuf,
@@ -151,6 +156,20 @@ fn nodes(spec: &ClusterSpec) -> Vec<NodeConfig> {
     nodes
 }
 
+/// A node of the test's cluster as a container cluster takes it.
+fn container_node(node: NodeConfig) -> crate::containers::NodeSpec {
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+    let taints = node
+        .taints
+        .iter()
+        .map(|t| match text(t, "value").as_str() {
+            "" => format!("{}:{}", text(t, "key"), text(t, "effect")),
+            value => format!("{}={value}:{}", text(t, "key"), text(t, "effect")),
+        })
+        .collect();
+    crate::containers::NodeSpec { name: node.name, capacity: node.capacity, labels: node.labels, taints }
+}
+
 /// A namespace name of the test's own, on a shared cluster.
 fn namespace_for(name: &str) -> String {
     let clean: String =
@@ -232,6 +251,13 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
                 builder = builder.real_time();
             }
             builder.build().await
+        }
+        Target::Containers { etcd_binary } => {
+            let mut cluster = crate::containers::ClusterSpec::with_nodes(0);
+            cluster.seed = spec.cluster.seed.unwrap_or(0);
+            cluster.etcd_binary.clone_from(etcd_binary);
+            cluster.nodes = nodes(&spec.cluster).into_iter().map(container_node).collect();
+            Cluster::containers(&cluster).await
         }
         Target::Kubeconfig { path, context } => {
             let namespace = namespace_for(&test.name);
@@ -322,7 +348,7 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
         }
         Action::Fault(fault) => {
             if let Some(node) = &fault.stop_node {
-                cluster.stop_node(node)?;
+                cluster.stop_node(node).await?;
             }
             if let Some(node) = &fault.start_node {
                 cluster.start_node(node).await?;

@@ -414,3 +414,23 @@ async fn api_server_and_etcd_restarted_under_load_lose_no_acknowledged_write() {
     }
     cluster.remove().await.unwrap();
 }
+
+#[test]
+fn kubeyard_test_runs_the_same_tests_on_containers() {
+    // The container fixtures (real processes behind a real Service, an API server
+    // restart), and in-process fixtures that hold in real time too.
+    let args = [
+        "test",
+        "--cluster",
+        "containers",
+        "--parallel",
+        "2",
+        "fixtures/e2e-containers",
+        "fixtures/e2e/cordon",
+        "fixtures/e2e/rollback",
+    ];
+    let output = support::kubeyard(&args, None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("3 tests: 3 passed, 0 failed"), "{stdout}");
+}

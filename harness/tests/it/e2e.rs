@@ -48,8 +48,10 @@ fn bad_invocations_are_refused_clearly() {
     let nothing = kubeyard(&["test", "fixtures/lint"], None);
     assert_eq!(nothing.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&nothing.stderr).contains("no kubeyard.dev/v1alpha1 Test found"));
-    let containers = kubeyard(&["test", "--cluster", "containers", "fixtures/e2e"], None);
-    assert_eq!(containers.status.code(), Some(2));
+    let kubeconfig =
+        kubeyard(&["test", "--cluster", "kubeconfig", "--kubeconfig", "/nonexistent", "fixtures/e2e/cordon"], None);
+    assert_eq!(kubeconfig.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&kubeconfig.stdout).contains("/nonexistent"), "{kubeconfig:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
