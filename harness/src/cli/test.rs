@@ -121,7 +121,18 @@ pub fn run(args: TestArgs) -> Exit {
             async move { runner::run(test, target, progress).await }
         }))
         .buffered(args.parallel.max(1));
-        while let Some(result) = running.next().await {
+        loop {
+            // Interrupted, the tests under way are dropped, and with them their clusters
+            // (a container cluster removes its containers when dropped).
+            let next = tokio::select! {
+                next = running.next() => next,
+                _ = super::components::interrupted() => {
+                    eprintln!("kubeyard: interrupted; the tests' clusters are removed");
+                    drop(running);
+                    std::process::exit(130);
+                }
+            };
+            let Some(result) = next else { break };
             if text {
                 let block = if serial {
                     report::verdict_text(&result, style)

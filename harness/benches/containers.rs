@@ -1,0 +1,148 @@
+//! The containerized control plane on this machine's Docker engine: boot to a ready
+//! 3-node cluster, Online Boutique from `kubeyard test` start to converged, and the
+//! containers' memory.
+//!
+//! Run: `cargo bench -p kubeyard-harness --bench containers` (add `-- --boots N`).
+//! Targets (issue 8), with the images built: a 3-node cluster ready in under 5 s; Online
+//! Boutique converged in under 10 s from `kubeyard test` start. Published figures for
+//! the tools users would otherwise pick: kind about 33 s, k3d about 20 s to a usable
+//! cluster.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{Api, ListParams};
+use kubeyard_harness::containers::ClusterSpec;
+use kubeyard_harness::containers::cluster::{self, ContainerCluster};
+use kubeyard_harness::containers::docker::Docker;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+const KUBEYARD: &str = env!("CARGO_BIN_EXE_kubeyard");
+
+fn boots() -> usize {
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        if arg == "--boots" {
+            return args.next().and_then(|v| v.parse().ok()).unwrap_or(5);
+        }
+    }
+    5
+}
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ sits in the workspace").to_path_buf()
+}
+
+fn megabytes(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn spec(nodes: usize) -> ClusterSpec {
+    ClusterSpec { kubeyard_binary: Some(PathBuf::from(KUBEYARD)), ..ClusterSpec::with_nodes(nodes) }
+}
+
+fn summary(label: &str, mut times: Vec<Duration>) {
+    times.sort();
+    let (min, median, max) = (times[0], times[times.len() / 2], times[times.len() - 1]);
+    println!("{label}: min {min:.2?}, median {median:.2?}, max {max:.2?} ({} runs)", times.len());
+}
+
+async fn memory_report(label: &str, cluster: &ContainerCluster) {
+    let usage = cluster.memory().await;
+    let total: u64 = usage.iter().map(|(_, bytes)| bytes).sum();
+    let parts: Vec<String> = usage
+        .iter()
+        .map(|(name, bytes)| format!("{} {:.1} MB", name.rsplit('-').next().unwrap_or(name), megabytes(*bytes)))
+        .collect();
+    println!("memory {label}: {:.0} MB in all ({})", megabytes(total), parts.join(", "));
+}
+
+/// Every Deployment with all its replicas ready; how many pods run.
+async fn converged(client: &kube::Client) -> (bool, usize) {
+    let Ok(deployments) = Api::<Deployment>::all(client.clone()).list(&ListParams::default()).await else {
+        return (false, 0);
+    };
+    let all_ready = !deployments.items.is_empty()
+        && deployments.items.iter().all(|d| {
+            let wanted = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+            d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0) >= wanted
+        });
+    let pods = Api::<Pod>::all(client.clone()).list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
+    let running = pods.iter().filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")).count();
+    (all_ready, running)
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
+    runtime.block_on(async {
+        let docker = Docker::connect().await.expect("a Docker engine");
+        let started = Instant::now();
+        let progress = |message: &str| println!("  {message}");
+        cluster::ensure_images(&docker, Some(Path::new(KUBEYARD)), None, &progress).await.expect("the images build");
+        println!("images ready in {:.2?} (built only when the binary changed)", started.elapsed());
+
+        let mut times = Vec::new();
+        for run in 0..boots() {
+            let started = Instant::now();
+            let cluster = ContainerCluster::boot(&spec(3), &|_: &str| {}).await.expect("the cluster boots");
+            times.push(started.elapsed());
+            if run == 0 {
+                memory_report("of an idle 3-node cluster", &cluster).await;
+            }
+            let removing = Instant::now();
+            cluster.remove().await.expect("the cluster is removed");
+            if run == 0 {
+                println!("removing it: {:.2?}", removing.elapsed());
+            }
+        }
+        summary("boot to a ready 3-node container cluster", times);
+
+        // Online Boutique as `kubeyard test` runs it: boot, apply, converged, cleanup.
+        let started = Instant::now();
+        let output = std::process::Command::new(KUBEYARD)
+            .current_dir(workspace())
+            .args(["test", "--cluster", "containers", "fixtures/e2e/online-boutique"])
+            .output()
+            .expect("kubeyard test runs");
+        let text = String::from_utf8_lossy(&output.stdout);
+        let converged_line = text.lines().find(|l| l.contains("converged")).unwrap_or("").trim().to_string();
+        println!(
+            "kubeyard test --cluster containers fixtures/e2e/online-boutique: {} in {:.2?} ({converged_line})",
+            if output.status.success() { "passed" } else { "FAILED" },
+            started.elapsed()
+        );
+
+        // The same, step by step, with memory at the end.
+        let started = Instant::now();
+        let cluster = ContainerCluster::boot(&spec(3), &|_: &str| {}).await.expect("the cluster boots");
+        let booted = started.elapsed();
+        let boutique = workspace().join("../shared/corpus/online-boutique");
+        let applied = std::process::Command::new(KUBEYARD)
+            .args(["apply", "--cluster", cluster.url()])
+            .arg(&boutique)
+            .output()
+            .expect("kubeyard apply runs");
+        assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+        let applied_at = started.elapsed();
+        let client = cluster.client().expect("a client");
+        let mut all_running = None;
+        let converged_at = loop {
+            let (ready, running) = converged(&client).await;
+            if all_running.is_none() && running >= 12 {
+                all_running = Some(started.elapsed());
+            }
+            if ready {
+                break started.elapsed();
+            }
+            assert!(started.elapsed() < Duration::from_secs(300), "Online Boutique did not converge");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        println!(
+            "Online Boutique on 3 container nodes: booted {booted:.2?}, applied {applied_at:.2?}, every pod Running \
+             {:.2?}, every Deployment ready {converged_at:.2?} (its readiness probes wait up to 20 s, initialDelaySeconds)",
+            all_running.unwrap_or(converged_at)
+        );
+        memory_report("with Online Boutique converged", &cluster).await;
+        cluster.remove().await.expect("the cluster is removed");
+    });
+}
