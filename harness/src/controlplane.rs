@@ -73,6 +73,7 @@ pub struct ControlPlane {
     address: std::net::SocketAddr,
     version: KubernetesVersion,
     scheduler: JoinHandle<()>,
+    nodes_seen: scheduler::NodesSeen,
     _controllers: JoinSet<()>,
 }
 
@@ -120,7 +121,8 @@ impl ControlPlane {
         let kubelets = Kubelets::start(client.clone(), config.nodes.clone(), kubelet_options).await?;
         // Started once the nodes are registered, so its first list holds them all and a
         // seed's placement does not depend on which node registered first.
-        let scheduler = tokio::spawn(scheduler::run(client.clone(), config.seed));
+        let nodes_seen = scheduler::NodesSeen::default();
+        let scheduler = tokio::spawn(scheduler::run_seen(client.clone(), config.seed, nodes_seen.clone()));
         Ok(ControlPlane {
             url,
             client,
@@ -131,6 +133,7 @@ impl ControlPlane {
             address,
             version: config.version,
             scheduler,
+            nodes_seen,
             _controllers: controllers,
         })
     }
@@ -195,6 +198,11 @@ impl ControlPlane {
             left -= now;
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
+    }
+
+    /// How far the scheduler's view of the nodes has come.
+    pub fn scheduler_nodes_seen(&self) -> &scheduler::NodesSeen {
+        &self.nodes_seen
     }
 
     pub fn kubelets(&self) -> &Kubelets {

@@ -25,8 +25,9 @@ struct Question {
 }
 
 fn question(packet: &[u8]) -> Option<Question> {
-    // Header: id, flags, then one question and nothing else.
-    if packet.len() < 12 || u16::from_be_bytes([packet[4], packet[5]]) != 1 {
+    // Header: id, flags, then one question and nothing else. A packet with QR set is a
+    // response, never a question: answering it could start a loop between two servers.
+    if packet.len() < 12 || packet[2] & 0x80 != 0 || u16::from_be_bytes([packet[4], packet[5]]) != 1 {
         return None;
     }
     let mut at = 12;
@@ -46,6 +47,8 @@ fn question(packet: &[u8]) -> Option<Question> {
         at += length;
     }
     let kind = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
+    // The class follows the type: the answer echoes both, so both must be there.
+    packet.get(at + 2..at + 4)?;
     Some(Question { name: labels.join("."), kind, end: at + 4 })
 }
 
@@ -184,5 +187,11 @@ mod tests {
         assert!(question(&packet).is_none());
         let truncated = &query("web.shop", 1)[..15];
         assert!(question(truncated).is_none());
+        let whole = query("web.shop", 1);
+        let classless = &whole[..whole.len() - 2];
+        assert!(question(classless).is_none(), "a question without its class is not answered");
+        let mut response = query("web.shop", 1);
+        response[2] |= 0x80;
+        assert!(question(&response).is_none(), "responses are not questions");
     }
 }

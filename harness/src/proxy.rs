@@ -11,7 +11,8 @@ use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
 use tokio::task::JoinHandle;
 
 /// Where a listener forwards: the Service (namespace, name) and the port's name.
@@ -89,7 +90,7 @@ async fn forward(mut inbound: tokio::net::TcpStream, route: Route, endpoints: In
     // As kube-proxy's userspace mode: try the next endpoint when one refuses.
     for backend in candidates {
         let connect = tokio::net::TcpStream::connect(backend);
-        if let Ok(Ok(mut outbound)) = tokio::time::timeout(std::time::Duration::from_secs(2), connect).await {
+        if let Ok(Ok(mut outbound)) = tokio::time::timeout(Duration::from_secs(2), connect).await {
             let _ = outbound.set_nodelay(true);
             let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
             return;
@@ -97,33 +98,53 @@ async fn forward(mut inbound: tokio::net::TcpStream, route: Route, endpoints: In
     }
 }
 
-async fn listen(address: SocketAddr, route: Route, endpoints: Informer<Endpoints>) {
-    let listener = match tokio::net::TcpListener::bind(address).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("kubeyard proxy: cannot listen on {address} for {}/{}: {error}", route.namespace, route.service);
-            return;
+/// The route of every address listened on. A listener reads its route at each
+/// connection, so a Service whose port changes keeps its listener (rebinding the same
+/// address would race the old socket's close).
+type Routes = Arc<RwLock<HashMap<SocketAddr, Route>>>;
+
+async fn listen(address: SocketAddr, routes: Routes, endpoints: Informer<Endpoints>) {
+    // An address given up a moment ago (a Service deleted and made again) may still be
+    // held by the aborted listener's socket for a little while.
+    let mut attempts = 0;
+    let listener = loop {
+        match tokio::net::TcpListener::bind(address).await {
+            Ok(listener) => break listener,
+            Err(_) if attempts < 10 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(100 * attempts)).await;
+            }
+            Err(error) => {
+                eprintln!("kubeyard proxy: cannot listen on {address}: {error}");
+                return;
+            }
         }
     };
     loop {
-        if let Ok((stream, _)) = listener.accept().await {
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(forward(stream, route.clone(), endpoints.clone()));
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let Some(route) = routes.read().ok().and_then(|r| r.get(&address).cloned()) else { continue };
+                let _ = stream.set_nodelay(true);
+                tokio::spawn(forward(stream, route, endpoints.clone()));
+            }
+            // Out of file descriptors and the like: back off rather than spin.
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
 }
 
-/// Listeners running, by address, with the route each serves.
+/// Listeners running, by address, with the routes they serve.
 struct Listening {
-    tasks: HashMap<SocketAddr, (Route, JoinHandle<()>)>,
+    tasks: HashMap<SocketAddr, JoinHandle<()>>,
+    routes: Routes,
 }
 
 impl Listening {
     /// Brings the listeners and the loopback's cluster IPs to what the Services ask.
     fn reconcile(&mut self, wanted: BTreeMap<SocketAddr, Route>, endpoints: &Informer<Endpoints>) {
         let loopback = network::loopback();
-        self.tasks.retain(|address, (route, task)| {
-            let keep = wanted.get(address) == Some(route);
+        self.tasks.retain(|address, task| {
+            let keep = wanted.contains_key(address);
             if !keep {
                 task.abort();
                 if let (IpAddr::V4(ip), Some(index)) = (address.ip(), loopback)
@@ -135,7 +156,10 @@ impl Listening {
             }
             keep
         });
-        for (address, route) in wanted {
+        if let Ok(mut routes) = self.routes.write() {
+            *routes = wanted.iter().map(|(address, route)| (*address, route.clone())).collect();
+        }
+        for address in wanted.into_keys() {
             if self.tasks.contains_key(&address) {
                 continue;
             }
@@ -147,15 +171,15 @@ impl Listening {
                 eprintln!("kubeyard proxy: cannot add cluster IP {ip}: {error}");
                 continue;
             }
-            let task = tokio::spawn(listen(address, route.clone(), endpoints.clone()));
-            self.tasks.insert(address, (route, task));
+            let task = tokio::spawn(listen(address, self.routes.clone(), endpoints.clone()));
+            self.tasks.insert(address, task);
         }
     }
 }
 
 impl Drop for Listening {
     fn drop(&mut self) {
-        for (_, task) in self.tasks.values() {
+        for task in self.tasks.values() {
             task.abort();
         }
     }
@@ -164,7 +188,7 @@ impl Drop for Listening {
 /// Runs the proxy until the task is dropped.
 pub async fn run(services: Informer<Service>, endpoints: Informer<Endpoints>) {
     tokio::join!(services.synced(), endpoints.synced());
-    let mut listening = Listening { tasks: HashMap::new() };
+    let mut listening = Listening { tasks: HashMap::new(), routes: Routes::default() };
     let changes = services.subscribe();
     futures_util::pin_mut!(changes);
     loop {

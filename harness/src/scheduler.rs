@@ -80,6 +80,39 @@ struct Scheduler {
     nodes_synced: bool,
     listing_pods: Vec<Pod>,
     listing_nodes: Vec<Node>,
+    /// The newest node revision taken in (see [`NodesSeen`]).
+    seen: NodesSeen,
+}
+
+/// How far the scheduler's view of the nodes has come: the highest resource version of a
+/// node it has taken in. A test that cordons a node and at once creates pods waits for
+/// this to pass the cordon's revision, since the node watch and the pod watch are two
+/// streams and nothing orders one's events against the other's.
+#[derive(Debug, Clone, Default)]
+pub struct NodesSeen(Arc<std::sync::atomic::AtomicU64>);
+
+impl NodesSeen {
+    fn saw(&self, node: &Node) {
+        if let Some(revision) = node.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()) {
+            self.0.fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
+        }
+    }
+
+    pub fn revision(&self) -> u64 {
+        self.0.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Waits (at most `limit`) until a node of `revision` or newer has been taken in.
+    pub async fn reach(&self, revision: u64, limit: std::time::Duration) -> bool {
+        let started = Instant::now();
+        while self.revision() < revision {
+            if started.elapsed() >= limit {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        true
+    }
 }
 
 fn pod_value(pod: &Pod) -> Value {
@@ -173,6 +206,7 @@ impl Scheduler {
     }
 
     fn observe_node(&mut self, node: &Node) {
+        self.seen.saw(node);
         let value = serde_json::to_value(node).unwrap_or(Value::Null);
         let name = node.name_any();
         match self.index.get(&name) {
@@ -317,6 +351,11 @@ impl Scheduler {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, seed: u64) {
+    run_seen(client, seed, NodesSeen::default()).await;
+}
+
+/// Runs until the task is dropped, saying in `seen` how far its view of the nodes is.
+pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen) {
     let (results, mut bound) = mpsc::unbounded_channel();
     let mut scheduler = Scheduler {
         client: client.clone(),
@@ -337,6 +376,7 @@ pub async fn run(client: kube::Client, seed: u64) {
         nodes_synced: false,
         listing_pods: Vec::new(),
         listing_nodes: Vec::new(),
+        seen,
     };
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
     let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();

@@ -44,6 +44,14 @@ pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) ->
             )));
         }
     };
+    let known = ["initContainers", "containers", "ephemeralContainers"]
+        .iter()
+        .filter_map(|field| pod.pointer(&format!("/spec/{field}")).and_then(Value::as_array))
+        .flatten()
+        .any(|c| text(c, "/name") == container);
+    if !known {
+        return Err(ApiError::bad_request(format!("container {container} is not valid for pod {name}")));
+    }
     let node_name = text(&pod, "/spec/nodeName");
     if node_name.is_empty() {
         return Err(ApiError::bad_request(format!("pod {name} is not scheduled yet: it has no logs")));
@@ -73,9 +81,14 @@ pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) ->
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let uri = url.parse().map_err(|_| ApiError::internal(format!("not a URL: {url}")))?;
-    let response = client.get(uri).await.map_err(|e| {
-        ApiError::new(503, "ServiceUnavailable", format!("the kubelet of {node_name} does not answer: {e}"))
-    })?;
+    // A node cut off the network would hold the client for as long as TCP retries.
+    let unavailable = |why: String| {
+        ApiError::new(503, "ServiceUnavailable", format!("the kubelet of {node_name} does not answer: {why}"))
+    };
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(uri))
+        .await
+        .map_err(|_| unavailable("no answer within 5s".into()))?
+        .map_err(|e| unavailable(e.to_string()))?;
     let status = response.status();
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();

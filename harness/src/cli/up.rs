@@ -102,9 +102,20 @@ pub fn run(args: UpArgs) -> Exit {
             node.capacity.extend(capacity.clone());
         }
         let progress = |message: &str| eprintln!("kubeyard: {message}");
-        let cluster = match runtime.block_on(ContainerCluster::boot(&spec, &progress)) {
-            Ok(cluster) => cluster,
-            Err(error) => return usage_error(&error.to_string()),
+        // Interrupted while booting, the half-made cluster is dropped, and removes itself.
+        let booted = runtime.block_on(async {
+            tokio::select! {
+                booted = ContainerCluster::boot(&spec, &progress) => Some(booted),
+                _ = super::components::interrupted() => None,
+            }
+        });
+        let cluster = match booted {
+            Some(Ok(cluster)) => cluster,
+            Some(Err(error)) => return usage_error(&error.to_string()),
+            None => {
+                eprintln!("kubeyard: interrupted; the cluster's containers are removed");
+                std::process::exit(130);
+            }
         };
         // A kube client starts its connection pool on the runtime it is made in.
         let client = match runtime.block_on(async { cluster.client() }) {
@@ -165,8 +176,21 @@ fn serve(
             Ok(applier) => applier,
             Err(message) => return usage_error(&message),
         };
-        if runtime.block_on(plan::apply_live(&applier, &planned)) != Exit::Ok {
-            eprintln!("kubeyard: some objects were not applied; the cluster stays up");
+        let applied = runtime.block_on(async {
+            tokio::select! {
+                applied = plan::apply_live(&applier, &planned) => Some(applied),
+                _ = super::components::interrupted() => None,
+            }
+        });
+        match applied {
+            Some(Exit::Ok) => {}
+            Some(_) => eprintln!("kubeyard: some objects were not applied; the cluster stays up"),
+            // Stopped while applying: the cluster goes down as after a live view.
+            None => {
+                eprintln!();
+                eprintln!("kubeyard: stopped");
+                return Exit::Ok;
+            }
         }
     }
     runtime.block_on(async {

@@ -200,6 +200,7 @@ impl ContainerCluster {
             network: self.network.clone(),
             ip: self.address(host).to_string(),
             hostname: Some(name.to_string()),
+            restart_on_failure: true,
             ..ContainerSpec::default()
         };
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
@@ -277,6 +278,7 @@ impl ContainerCluster {
                 dns_search: ["default.svc.cluster.local", "svc.cluster.local", "cluster.local"]
                     .map(String::from)
                     .to_vec(),
+                restart_on_failure: false,
                 ..base("node", kubeyard, slot.ip.octets()[3], cmd)
             });
         }

@@ -7,7 +7,8 @@
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,
-    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig, PortBinding,
+    NetworkCreateRequest, NetworkDisconnectRequest, NetworkingConfig, PortBinding, RestartPolicy,
+    RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
@@ -54,6 +55,9 @@ pub struct ContainerSpec {
     pub dns_search: Vec<String>,
     /// A TCP port published on the host's loopback: (the container's, the host's).
     pub publish: Option<(u16, u16)>,
+    /// Docker starts it again when it exits with an error (a control-plane component that
+    /// lost its store at boot); a node that fails stays down, as a test made it.
+    pub restart_on_failure: bool,
 }
 
 #[derive(Clone)]
@@ -161,6 +165,10 @@ impl Docker {
                 dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
                 port_bindings,
                 init: Some(false),
+                restart_policy: spec.restart_on_failure.then_some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::ON_FAILURE),
+                    maximum_retry_count: Some(10),
+                }),
                 ..HostConfig::default()
             }),
             networking_config: Some(NetworkingConfig {

@@ -218,6 +218,13 @@ impl Image {
         if docker.image_exists(&self.tag).await {
             return Ok(false);
         }
+        // Two runs building at once (tests in parallel, two terminals) would each tag an
+        // image of their own and prune the other's from under its containers: one builds
+        // while the other waits, then finds the image there.
+        let _lock = build_lock().await?;
+        if docker.image_exists(&self.tag).await {
+            return Ok(false);
+        }
         docker.build(&self.tag, self.context()?).await?;
         let repository = self.tag.split(':').next().unwrap_or_default();
         for old in docker.image_tags(repository).await.unwrap_or_default() {
@@ -237,6 +244,26 @@ impl Image {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// An exclusive lock on the machine's image builds, held until dropped (an flock on a
+/// file in the temporary directory: released by the kernel if the holder dies).
+async fn build_lock() -> Result<std::fs::File, Error> {
+    let path = std::env::temp_dir().join("kubeyard-image-build.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|source| Error::Read { path: path.clone(), source })?;
+    tokio::task::spawn_blocking(move || {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a descriptor this function owns; it blocks this thread only.
+        let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+        if locked == 0 { Ok(file) } else { Err(Error::Read { path, source: std::io::Error::last_os_error() }) }
+    })
+    .await
+    .map_err(|e| Error::Read { path: PathBuf::from("(image build lock)"), source: std::io::Error::other(e) })?
 }
 
 fn find_on_path(program: &str) -> Option<PathBuf> {
@@ -263,6 +290,17 @@ mod tests {
         let placed = placed(&program, own_libraries().unwrap());
         assert!(placed.contains_key(&loader), "{placed:?}");
         assert_eq!(interpreter(b"not an ELF file at all"), None);
+    }
+
+    #[tokio::test]
+    async fn builds_take_turns() {
+        let first = build_lock().await.unwrap();
+        let second = tokio::spawn(build_lock());
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert!(!second.is_finished(), "a second build waits for the first");
+        drop(first);
+        let second = tokio::time::timeout(std::time::Duration::from_secs(5), second).await;
+        assert!(matches!(second, Ok(Ok(Ok(_)))), "and goes on once it is done");
     }
 
     #[test]

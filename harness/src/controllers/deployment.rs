@@ -1141,6 +1141,10 @@ impl Rollout {
     fn next_check(&self) -> Option<Duration> {
         let status = self.status();
         let deadline = self.settings.deadline?;
+        // A paused Deployment makes no progress and is not expected to.
+        if self.deployment.spec.as_ref().and_then(|s| s.paused) == Some(true) {
+            return None;
+        }
         let current = find_condition(&status, PROGRESSING)?;
         if complete(&self.deployment, &self.settings, &status) || current.reason.as_deref() == Some(TIMED_OUT) {
             return None;

@@ -535,6 +535,15 @@ impl Sync<'_> {
     /// Looked at again when the deadline falls (on the control plane's clock), and now
     /// and then.
     fn next_check(&self, status: &JobStatus) -> Action {
+        // A suspended Job's clock is stopped, and a decided one has nothing left to time.
+        let decided = status.completion_time.is_some()
+            || status.conditions.iter().flatten().any(|c| {
+                matches!(c.type_.as_str(), "Complete" | "Failed" | "FailureTarget" | "SuccessCriteriaMet")
+                    && c.status == "True"
+            });
+        if self.settings.suspended || decided {
+            return Action::requeue(RESYNC);
+        }
         if let (Some(deadline), Some(start)) = (self.settings.deadline, self.started(status)) {
             let left = (start + seconds(deadline)).duration_since(self.context.clock.now()).unwrap_or_default();
             self.context.wakeups.after(&self.job, left.max(Duration::from_millis(100)));

@@ -144,24 +144,24 @@ struct NodeState {
 
 impl NodeState {
     /// The pod's address: the one it has (its status says so after this agent restarts),
-    /// else the next free one.
-    fn allocate(&mut self, uid: &str, known: Option<&str>) -> String {
+    /// else the next free one; `None` when the node's /24 is used up, as the real
+    /// kubelet's network plugin fails a sandbox when its range is exhausted.
+    fn allocate(&mut self, uid: &str, known: Option<&str>) -> Option<String> {
         if let Some(host) = self.addresses.get(uid) {
-            return self.config.pod_ip(*host);
+            return Some(self.config.pod_ip(*host));
         }
         let used: HashSet<u32> = self.addresses.values().copied().collect();
         let prefix = format!("{}.", self.config.pod_prefix());
         let known = known.and_then(|ip| ip.strip_prefix(&prefix)).and_then(|host| host.parse::<u32>().ok());
         if let Some(host) = known.filter(|h| (2..=254).contains(h) && !used.contains(h)) {
             self.addresses.insert(uid.to_string(), host);
-            return self.config.pod_ip(host);
+            return Some(self.config.pod_ip(host));
         }
         // Hosts .2 to .254, handed out round-robin so a freed address is not reused at once.
-        let host =
-            (0..253).map(|i| 2 + (self.next.saturating_sub(2) + i) % 253).find(|h| !used.contains(h)).unwrap_or(2);
+        let host = (0..253).map(|i| 2 + (self.next.saturating_sub(2) + i) % 253).find(|h| !used.contains(h))?;
         self.next = if host >= 254 { 2 } else { host + 1 };
         self.addresses.insert(uid.to_string(), host);
-        self.config.pod_ip(host)
+        Some(self.config.pod_ip(host))
     }
 }
 
@@ -463,6 +463,12 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
     let simulation_text = pod.annotations().get(simulate::ANNOTATION).cloned().unwrap_or_default();
     let deleting = pod.metadata.deletion_timestamp.is_some();
     let finished = matches!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed"));
+    if finished && !deleting {
+        // Its containers are gone and so is its sandbox: the address may serve another pod.
+        if let Some(state) = lock(&shared.nodes).get_mut(&node) {
+            state.addresses.remove(&uid);
+        }
+    }
     {
         let pods = lock(&shared.pods);
         if let Some(running) = pods.get(&uid) {
@@ -478,7 +484,16 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
     let (host_ip, pod_ip, config) = {
         let mut nodes = lock(&shared.nodes);
         let Some(state) = nodes.get_mut(&node).filter(|s| s.running) else { return };
-        (state.config.address(), state.allocate(&uid, known_ip.as_deref()), state.config.clone())
+        let pod_ip = match state.allocate(&uid, known_ip.as_deref()) {
+            Some(ip) => ip,
+            // Stopping a pod needs no address.
+            None if deleting => String::new(),
+            None => {
+                tokio::spawn(no_address(Arc::clone(shared), pod, state.config.pod_prefix()));
+                return;
+            }
+        };
+        (state.config.address(), pod_ip, state.config.clone())
     };
     let value = match serde_json::to_value(&pod) {
         Ok(value) => value,
@@ -560,6 +575,26 @@ async fn warn(shared: &Shared, pod: &Value, message: &str) {
     events::record(&shared.client, pod, source, events::Type::Warning, "InvalidSimulation", &message, &now).await;
 }
 
+/// The node's pod range is used up: say so on the pod, as the real kubelet does, and try
+/// again later with the pod as it is then (finished and deleted pods free addresses).
+async fn no_address(shared: Arc<Shared>, pod: Pod, prefix: String) {
+    let Ok(value) = serde_json::to_value(&pod) else { return };
+    let message = format!(
+        "Failed to create pod sandbox: failed to allocate for range 0: no IP addresses available in range set: {prefix}.2-{prefix}.254"
+    );
+    let source = events::Source { component: "kubelet", host: None };
+    let now = shared.options.clock.timestamp();
+    events::record(&shared.client, &value, source, events::Type::Warning, "FailedCreatePodSandBox", &message, &now)
+        .await;
+    shared.options.clock.sleep(Duration::from_secs(10)).await;
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), text(&value, "/metadata/namespace"));
+    if let Ok(Some(current)) = pods.get_opt(text(&value, "/metadata/name")).await
+        && current.metadata.uid == pod.metadata.uid
+    {
+        observe(&shared, current);
+    }
+}
+
 /// Stops the pod's containers (within its grace period) and confirms the deletion.
 async fn terminate(shared: Arc<Shared>, pod: Value) {
     let grace = pod.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30);
@@ -576,4 +611,23 @@ async fn terminate(shared: Arc<Shared>, pod: Value) {
         ..DeleteParams::default()
     };
     let _ = pods.delete(text(&pod, "/metadata/name"), &params).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_unique_until_the_range_is_used_up() {
+        let mut state =
+            NodeState { config: NodeConfig::new("n1", 0), running: true, addresses: HashMap::new(), next: 2 };
+        let given: HashSet<String> =
+            (0..253).map(|i| state.allocate(&format!("pod-{i}"), None).expect("a free address")).collect();
+        assert_eq!(given.len(), 253, "no address handed out twice");
+        assert_eq!(state.allocate("pod-0", None), Some(state.config.pod_ip(2)), "a pod keeps its address");
+        assert_eq!(state.allocate("one-too-many", None), None, "a full range gives nothing, not a used address");
+        state.addresses.remove("pod-7");
+        let freed = state.config.pod_ip(9);
+        assert_eq!(state.allocate("one-too-many", None), Some(freed), "a freed address serves the next pod");
+    }
 }

@@ -18,6 +18,7 @@ use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::{Map, Value};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 
@@ -70,22 +71,46 @@ impl Runtime {
 
 /// The pod's address on the node's interface while the pod runs.
 struct Address {
-    index: u32,
     ip: Ipv4Addr,
+    /// The interface it is on now: a node cut off the network and reconnected gets a new
+    /// interface, without the addresses the old one had.
+    index: Arc<Mutex<u32>>,
+    keeper: tokio::task::JoinHandle<()>,
+}
+
+fn add_address(node: Ipv4Addr, ip: Ipv4Addr) -> Result<u32, String> {
+    let index =
+        network::interface_holding(node).ok_or_else(|| format!("no interface holds the node's address {node}"))?;
+    network::add(index, ip, 32).map_err(|e| format!("cannot add {ip} to the node's interface: {e}"))?;
+    Ok(index)
 }
 
 impl Address {
     fn add(node: Ipv4Addr, ip: Ipv4Addr) -> Result<Address, String> {
-        let index =
-            network::interface_holding(node).ok_or_else(|| format!("no interface holds the node's address {node}"))?;
-        network::add(index, ip, 32).map_err(|e| format!("cannot add {ip} to the node's interface: {e}"))?;
-        Ok(Address { index, ip })
+        let index = Arc::new(Mutex::new(add_address(node, ip)?));
+        let kept = Arc::clone(&index);
+        // Puts the address back whenever the node's interface comes back without it.
+        let keeper = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                if !network::holds(ip)
+                    && let Ok(now) = add_address(node, ip)
+                    && let Ok(mut index) = kept.lock()
+                {
+                    *index = now;
+                }
+            }
+        });
+        Ok(Address { ip, index, keeper })
     }
 }
 
 impl Drop for Address {
     fn drop(&mut self) {
-        let _ = network::remove(self.index, self.ip, 32);
+        self.keeper.abort();
+        if let Ok(index) = self.index.lock() {
+            let _ = network::remove(*index, self.ip, 32);
+        }
     }
 }
 
@@ -239,14 +264,47 @@ struct Launch {
     env: Vec<(String, String)>,
 }
 
+/// What a container's environment is made of: the pod, where it runs, and the API server
+/// its ConfigMaps and Secrets come from.
+#[derive(Clone)]
+struct Source {
+    client: kube::Client,
+    pod: Value,
+    pod_ip: String,
+    host_ip: String,
+    node: String,
+}
+
+impl Source {
+    fn new(context: &pod::Context) -> Source {
+        Source {
+            client: context.client.clone(),
+            pod: context.pod.clone(),
+            pod_ip: context.pod_ip.clone(),
+            host_ip: context.host_ip.clone(),
+            node: context.node.clone(),
+        }
+    }
+}
+
+/// `metadata.labels['app']` and `metadata.annotations['x']`: the map and the key.
+fn map_field(path: &str) -> Option<(&str, &str)> {
+    let (map, rest) = path.split_once("['")?;
+    let key = rest.strip_suffix("']")?;
+    matches!(map, "metadata.labels" | "metadata.annotations").then_some((map.trim_start_matches("metadata."), key))
+}
+
 /// The container's environment: what Kubernetes sets, its literal values, the downward
 /// API and keys of ConfigMaps and Secrets.
-async fn environment(context: &pod::Context, container: &Value) -> Result<Vec<(String, String)>, String> {
+async fn environment(context: &Source, container: &Value) -> Result<Vec<(String, String)>, String> {
     let pod = &context.pod;
     let namespace = text(pod, "/metadata/namespace");
     let mut env = vec![
         ("HOSTNAME".to_string(), text(pod, "/metadata/name").to_string()),
         ("KUBEYARD_POD_IP".to_string(), context.pod_ip.clone()),
+        // The search list a pod's resolv.conf has in Kubernetes, so `web` and `web.shop`
+        // resolve from a pod of `shop` (the node's resolver has the node's search list).
+        ("LOCALDOMAIN".to_string(), format!("{namespace}.svc.cluster.local svc.cluster.local cluster.local")),
     ];
     if let Some(port) = container.pointer("/ports/0/containerPort").and_then(Value::as_u64) {
         env.push(("PORT".into(), port.to_string()));
@@ -270,7 +328,13 @@ async fn environment(context: &pod::Context, container: &Value) -> Result<Vec<(S
                 "spec.serviceAccountName" => text(pod, "/spec/serviceAccountName").to_string(),
                 "status.podIP" => context.pod_ip.clone(),
                 "status.hostIP" => context.host_ip.clone(),
-                other => return Err(format!("env {name}: the field {other} is not supported")),
+                other => match map_field(other) {
+                    Some((map, key)) => {
+                        let pointer = format!("/metadata/{map}/{}", key.replace('~', "~0").replace('/', "~1"));
+                        text(pod, &pointer).to_string()
+                    }
+                    None => return Err(format!("env {name}: the field {other} is not supported")),
+                },
             }
         } else if let Some(reference) = from.get("configMapKeyRef") {
             let (source, key) = (text(reference, "/name"), text(reference, "/key"));
@@ -337,6 +401,7 @@ struct Life {
     index: usize,
     name: String,
     spec: Value,
+    source: Source,
     launch: Launch,
     log: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
     executable: PathBuf,
@@ -492,8 +557,56 @@ impl Life {
         }
     }
 
+    /// Makes the container's command line and environment, as the kubelet does before
+    /// each start: a missing ConfigMap or Secret key is CreateContainerConfigError, tried
+    /// again until it appears; a command the image cannot run is RunContainerError, for
+    /// good. False when the pod is deleted first.
+    async fn configure(&mut self) -> bool {
+        let argv = match argv(&self.spec) {
+            Ok(argv) => argv,
+            Err(message) => {
+                let reason = "RunContainerError";
+                self.report(Report::Waiting { index: self.index, reason, message: message.clone(), restarts: 0 });
+                self.report(Report::Event { reason: "Failed", message: format!("Error: {message}"), warning: true });
+                let _ = self.stop.changed().await;
+                return false;
+            }
+        };
+        let mut told = String::new();
+        loop {
+            match environment(&self.source, &self.spec).await {
+                Ok(env) => {
+                    self.launch = Launch { argv: argv.iter().map(|a| expand(a, &env)).collect(), env };
+                    return true;
+                }
+                Err(message) => {
+                    if message != told {
+                        let reason = "CreateContainerConfigError";
+                        self.report(Report::Waiting {
+                            index: self.index,
+                            reason,
+                            message: message.clone(),
+                            restarts: 0,
+                        });
+                        let event = format!("Error: {message}");
+                        self.report(Report::Event { reason: "Failed", message: event, warning: true });
+                        told = message;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                _ = self.stop.changed() => return false,
+            }
+        }
+    }
+
     /// Runs the container until it is not to run again.
     async fn run(mut self) {
+        if !self.configure().await {
+            self.report(Report::Done { code: 128 });
+            return;
+        }
         let mut restarts = 0u32;
         let code = loop {
             let started = crate::clock::now();
@@ -700,11 +813,7 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     for (index, spec) in init_specs.iter().enumerate() {
         let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
         let (reports, mut inbox) = mpsc::unbounded_channel();
-        let Some(life) = life(&context, &runtime, spec, index, init_policy, grace, reports, &stop).await else {
-            failed = true;
-            break;
-        };
-        lives.spawn(life.run());
+        lives.spawn(life(&context, &runtime, spec, index, init_policy, grace, reports, &stop).run());
         let mut code = 1;
         while let Some(done) = receive(&mut context, &mut status, &mut inbox, true).await {
             if let Some(last) = done.first() {
@@ -733,19 +842,10 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     status.initialized = true;
 
     let (reports, mut inbox) = mpsc::unbounded_channel();
-    let mut running = 0;
     for (index, spec) in specs.iter().enumerate() {
-        match life(&context, &runtime, spec, index, &policy, grace, reports.clone(), &stop).await {
-            Some(life) => {
-                lives.spawn(life.run());
-                running += 1;
-            }
-            None => {
-                status.containers[index].state =
-                    State::Waiting("CreateContainerConfigError", "see the pod's events".into());
-            }
-        }
+        lives.spawn(life(&context, &runtime, spec, index, &policy, grace, reports.clone(), &stop).run());
     }
+    let running = specs.len();
     drop(reports);
     status.phase = "Running";
     context.write(&mut status).await;
@@ -772,7 +872,7 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
 }
 
 #[allow(clippy::too_many_arguments)]
-async fn life(
+fn life(
     context: &pod::Context,
     runtime: &Runtime,
     spec: &Value,
@@ -781,16 +881,8 @@ async fn life(
     grace: Duration,
     reports: mpsc::UnboundedSender<Report>,
     stop: &watch::Receiver<Option<Duration>>,
-) -> Option<Life> {
+) -> Life {
     let name = text(spec, "/name").to_string();
-    let launch = match (argv(spec), environment(context, spec).await) {
-        (Ok(argv), Ok(env)) => Launch { argv: argv.iter().map(|a| expand(a, &env)).collect(), env },
-        (Err(message), _) | (_, Err(message)) => {
-            let _ =
-                reports.send(Report::Event { reason: "Failed", message: format!("Error: {message}"), warning: true });
-            return None;
-        }
-    };
     let pod = &context.pod;
     let (namespace, pod_name, uid) = (
         text(pod, "/metadata/namespace").to_string(),
@@ -798,11 +890,12 @@ async fn life(
         text(pod, "/metadata/uid").to_string(),
     );
     let (runtime_for_log, container) = (runtime.clone(), name.clone());
-    Some(Life {
+    Life {
         index,
         name,
         spec: spec.clone(),
-        launch,
+        source: Source::new(context),
+        launch: Launch { argv: Vec::new(), env: Vec::new() },
         log: Box::new(move |restarts| runtime_for_log.log_path(&namespace, &pod_name, &uid, &container, restarts)),
         executable: runtime.executable.clone(),
         pod_ip: context.pod_ip.clone(),
@@ -810,7 +903,7 @@ async fn life(
         grace,
         reports,
         stop: stop.clone(),
-    })
+    }
 }
 
 /// One report into the pod's status (`init`: of an init container).
@@ -941,6 +1034,14 @@ mod tests {
         assert_eq!(probe(&container, "livenessProbe").unwrap().check, Check::Tcp { port: 8080 });
         assert!(matches!(probe(&container, "startupProbe").unwrap().check, Check::Unsupported(_)));
         assert!(probe(&container, "missingProbe").is_none());
+    }
+
+    #[test]
+    fn labels_and_annotations_are_fields_of_the_downward_api() {
+        assert_eq!(map_field("metadata.labels['app']"), Some(("labels", "app")));
+        assert_eq!(map_field("metadata.annotations['kubeyard.dev/x']"), Some(("annotations", "kubeyard.dev/x")));
+        assert_eq!(map_field("metadata.labels"), None);
+        assert_eq!(map_field("spec.labels['app']"), None);
     }
 
     #[test]

@@ -84,6 +84,9 @@ async fn container_logs(
         Ok(bytes) => bytes,
         Err(error) => return refuse(StatusCode::NOT_FOUND, format!("cannot read the log: {error}")),
     };
+    // Following goes on from what was read, not from the file's length a moment later:
+    // a line written in between would be lost.
+    let offset = bytes.len() as u64;
     if let Some(lines) = number("tailLines") {
         bytes = tail(&bytes, lines).to_vec();
     }
@@ -95,7 +98,6 @@ async fn container_logs(
     }
     // Follow: what is there, then what the file gains, until the container runs again
     // (a newer log appears) or the pod goes.
-    let offset = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
     let runs = files.len();
     let follow = futures_util::stream::unfold((offset, Some(bytes)), move |(offset, first)| {
         let (path, logs, namespace, pod, container) =

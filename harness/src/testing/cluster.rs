@@ -498,10 +498,17 @@ impl Cluster {
         plane.kubelets().add_node(node).await.map_err(|e| Error::Api(e.to_string()))
     }
 
-    /// `kubectl cordon` (`uncordon` with `false`).
+    /// `kubectl cordon` (`uncordon` with `false`). In-process, it returns once the
+    /// scheduler has seen it, so pods created next are placed knowing it (a real
+    /// scheduler sees it within milliseconds, long before a Deployment's pods exist).
     pub async fn cordon(&self, node: &str, cordoned: bool) -> Result<(), Error> {
         let api = self.api("v1", "Node", None).await?;
-        api.patch(node, &PatchParams::default(), &Patch::Merge(json!({"spec": {"unschedulable": cordoned}}))).await?;
+        let patch = Patch::Merge(json!({"spec": {"unschedulable": cordoned}}));
+        let patched = api.patch(node, &PatchParams::default(), &patch).await?;
+        let revision = patched.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
+        if let (Some(plane), Some(revision)) = (&self.plane, revision) {
+            plane.scheduler_nodes_seen().reach(revision, Duration::from_secs(5)).await;
+        }
         Ok(())
     }
 
