@@ -5,7 +5,7 @@
 use crate::support;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod};
 use kube::api::{Api, ListParams, PostParams};
 use kubeyard_harness::containers::docker::Docker;
 use kubeyard_harness::containers::{ClusterSpec, ContainerCluster};
@@ -194,6 +194,52 @@ spec:
     .await;
     let logs = kubectl(&kubeconfig, &["logs", "crasher"]);
     assert!(logs.contains("exiting with code 3, as told"), "{logs}");
+
+    // A key of a ConfigMap not there yet: CreateContainerConfigError, tried again until
+    // the ConfigMap appears, then the container starts with it (and a label, through the
+    // downward API).
+    let configured = dir.path().join("configured.yaml");
+    std::fs::write(
+        &configured,
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: configured, labels: {tier: front}}
+spec:
+  containers:
+  - name: echo
+    image: kubeyard/echo
+    args: ["--text", "$(GREETING) $(TIER)"]
+    env:
+    - {name: GREETING, valueFrom: {configMapKeyRef: {name: greetings, key: morning}}}
+    - {name: TIER, valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}}
+    ports: [{containerPort: 9000}]
+"#,
+    )
+    .unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", configured.to_str().unwrap()]);
+    eventually("configured waiting for its ConfigMap", WITHIN, || async {
+        let Ok(pod) = pods.get("configured").await else { return false };
+        let status = pod.status.and_then(|s| s.container_statuses).and_then(|c| c.into_iter().next());
+        let waiting = status.and_then(|s| s.state).and_then(|s| s.waiting);
+        waiting.is_some_and(|w| {
+            w.reason.as_deref() == Some("CreateContainerConfigError")
+                && w.message.is_some_and(|m| m.contains("configmap \"greetings\""))
+        })
+    })
+    .await;
+    let greetings =
+        serde_json::from_value(json!({"metadata": {"name": "greetings"}, "data": {"morning": "hi"}})).unwrap();
+    Api::<ConfigMap>::namespaced(cluster.client().unwrap(), "default")
+        .create(&PostParams::default(), &greetings)
+        .await
+        .unwrap();
+    eventually("configured answering with its ConfigMap's value", WITHIN, || async {
+        let Ok(pod) = pods.get("configured").await else { return false };
+        let Some(ip) = pod.status.and_then(|s| s.pod_ip) else { return false };
+        http_get(&format!("http://{ip}:9000/")).is_ok_and(|a| a.trim() == "configured hi front")
+    })
+    .await;
     // Deleted, the pods stop (SIGTERM) and go.
     let deleted = kubectl(&kubeconfig, &["delete", "pod", "crasher", "--wait=true", "--timeout=30s"]);
     assert!(deleted.contains("deleted"), "{deleted}");
