@@ -10,6 +10,7 @@ pub mod kubeconfig;
 mod logs;
 pub mod objects;
 pub mod openapi;
+mod protobuf;
 mod quota;
 pub mod resources;
 pub mod status;

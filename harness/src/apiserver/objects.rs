@@ -140,7 +140,7 @@ fn parse_revision(text: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::bad_request(format!("resourceVersion \"{text}\" is not a valid resource version")))
 }
 
-/// A request body: JSON, or YAML when the client says so.
+/// A request body: JSON, or YAML or protobuf when the client says so.
 pub(super) fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
     let media = content_type.split(';').next().unwrap_or("").trim();
@@ -148,6 +148,7 @@ pub(super) fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiErro
         "application/json" | "" | "*/*" => serde_json::from_slice::<Value>(body)
             .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(body)?,
+        super::protobuf::MEDIA_TYPE => super::protobuf::decode(body)?,
         _ => return Err(ApiError::unsupported_media_type(content_type)),
     };
     if !value.is_object() {

@@ -77,6 +77,7 @@ fn columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
             ("Version", "string", 0),
         ],
         "ConfigMap" => &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        "Endpoints" => &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
         "Secret" => &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
         "Event" => &[
             ("Last Seen", "string", 0),
@@ -99,6 +100,28 @@ fn string<'a>(object: &'a Value, pointer: &str) -> &'a str {
 
 fn or_none(text: &str) -> String {
     if text.is_empty() { "<none>".into() } else { text.to_string() }
+}
+
+/// The ready addresses with their ports, as kubectl prints them: three, then how many
+/// more (`10.244.1.2:80,10.244.2.2:80,10.244.3.2:80 + 2 more...`).
+fn endpoints(object: &Value) -> String {
+    let mut all = Vec::new();
+    for subset in object.get("subsets").and_then(Value::as_array).into_iter().flatten() {
+        let ports: Vec<i64> =
+            subset.get("ports").and_then(Value::as_array).into_iter().flatten().map(|p| int(p, "/port")).collect();
+        for address in subset.get("addresses").and_then(Value::as_array).into_iter().flatten() {
+            let ip = string(address, "/ip");
+            if ports.is_empty() {
+                all.push(ip.to_string());
+            }
+            all.extend(ports.iter().map(|port| format!("{ip}:{port}")));
+        }
+    }
+    match all.len() {
+        0 => "<none>".into(),
+        1..=3 => all.join(","),
+        n => format!("{} + {} more...", all[..3].join(","), n - 3),
+    }
 }
 
 fn cells(kind: &str, object: &Value) -> Vec<Value> {
@@ -201,6 +224,7 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             };
             vec![name, json!(status), json!("<none>"), age, json!(string(object, "/status/nodeInfo/kubeletVersion"))]
         }
+        "Endpoints" => vec![name, json!(endpoints(object)), age],
         "ConfigMap" => {
             let count = |p: &str| object.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len());
             vec![name, json!(count("/data") + count("/binaryData")), age]
@@ -272,4 +296,23 @@ pub fn table(
         metadata["continue"] = json!(token);
     }
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": definitions, "rows": rows})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_print_three_addresses_then_how_many_more() {
+        let subsets = |ips: &[&str]| {
+            let addresses: Vec<Value> = ips.iter().map(|ip| json!({"ip": ip})).collect();
+            json!({"subsets": [{"addresses": addresses, "ports": [{"port": 80}]}]})
+        };
+        assert_eq!(endpoints(&json!({})), "<none>");
+        assert_eq!(endpoints(&subsets(&["10.0.0.1", "10.0.0.2"])), "10.0.0.1:80,10.0.0.2:80");
+        assert_eq!(
+            endpoints(&subsets(&["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4", "10.0.0.5"])),
+            "10.0.0.1:80,10.0.0.2:80,10.0.0.3:80 + 2 more..."
+        );
+    }
 }

@@ -170,6 +170,51 @@ fn kubectl_applies_reads_changes_and_deletes() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("NotFound"), "{gone:?}");
 }
 
+/// kubectl's generators (`create`, `expose`, `run`) send protobuf bodies, not JSON.
+#[test]
+fn kubectl_create_expose_and_run_send_protobuf_and_are_understood() {
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let created = [
+        cluster.ok(&["create", "namespace", "shop"]),
+        cluster.ok(&["create", "configmap", "settings", "-n", "shop", "--from-literal=mode=fast"]),
+        cluster.ok(&["create", "secret", "generic", "token", "-n", "shop", "--from-literal=key=hello"]),
+        cluster.ok(&["create", "deployment", "web", "-n", "shop", "--image=nginx:1.25", "--replicas=2", "--port=80"]),
+        cluster.ok(&["expose", "deployment", "web", "-n", "shop", "--port=80", "--type=NodePort"]),
+        cluster.ok(&["run", "one", "-n", "shop", "--image=nginx:1.25", "--labels=app=one", "--port=8080"]),
+        cluster.ok(&["create", "job", "once", "-n", "shop", "--image=busybox", "--", "echo", "hi"]),
+        cluster.ok(&["create", "role", "reader", "-n", "shop", "--verb=get", "--resource=pods"]),
+        cluster.ok(&["create", "ingress", "front", "-n", "shop", "--rule=shop.example/=web:80"]),
+    ];
+    assert_eq!(
+        created.iter().map(|line| line.trim()).collect::<Vec<_>>(),
+        [
+            "namespace/shop created",
+            "configmap/settings created",
+            "secret/token created",
+            "deployment.apps/web created",
+            "service/web exposed",
+            "pod/one created",
+            "job.batch/once created",
+            "role.rbac.authorization.k8s.io/reader created",
+            "ingress.networking.k8s.io/front created",
+        ]
+    );
+    // What was sent arrived whole: the secret's bytes, the deployment's port, the
+    // service's ports with nothing that Go wrote only because it writes every field.
+    let get = |args: &[&str]| cluster.ok(&[&["get", "-n", "shop"][..], args].concat());
+    assert_eq!(get(&["secret", "token", "-o", "jsonpath={.data.key}"]), "aGVsbG8=");
+    assert_eq!(
+        get(&["deployment", "web", "-o", "jsonpath={.spec.replicas} {.spec.template.spec.containers[0].ports}"]),
+        r#"2 [{"containerPort":80,"protocol":"TCP"}]"#
+    );
+    let service =
+        get(&["service", "web", "-o", "jsonpath={.spec.type} {.spec.ports[0].port} {.spec.ports[0].targetPort}"]);
+    assert_eq!(service, "NodePort 80 80");
+    assert_eq!(get(&["configmap", "settings", "-o", "jsonpath={.data.mode}"]), "fast");
+    assert_eq!(get(&["pod", "one", "-o", "jsonpath={.metadata.labels.app}"]), "one");
+}
+
 #[test]
 fn kubectl_get_watch_sees_a_change() {
     let cluster = Cluster::start(&[]);
