@@ -172,6 +172,41 @@ struct Running {
     task: JoinHandle<()>,
     /// A pod of real processes is stopped through this (its grace period), not aborted.
     stop: Option<tokio::sync::watch::Sender<Option<Duration>>>,
+    reported: pod::Reported,
+}
+
+/// The status of one of a pod's conditions.
+fn condition<'a>(status: Option<&'a Value>, kind: &str) -> Option<&'a str> {
+    status?
+        .get("conditions")?
+        .as_array()?
+        .iter()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))?
+        .get("status")?
+        .as_str()
+}
+
+/// The kubelet's status manager sends a pod's status again when the API server's copy
+/// disagrees with it: the node controller marks the pods of a silent node not ready
+/// (Ready=False, ContainersReady left as it was, which the kubelet itself never writes),
+/// and once the node is back its kubelet sets them right without waiting for a change of
+/// its own.
+fn resync(shared: &Arc<Shared>, pod: &Pod, reported: &pod::Reported) {
+    let theirs = pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
+    let marked = condition(theirs.as_ref(), "Ready") == Some("False")
+        && condition(theirs.as_ref(), "ContainersReady") == Some("True");
+    if !marked {
+        return;
+    }
+    let pods: Api<Pod> = Api::namespaced(shared.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
+    let (name, reported) = (pod.name_any(), Arc::clone(reported));
+    tokio::spawn(async move {
+        // What the pod's task reported last, read now: never an older report.
+        let Some(ours) = reported.lock().ok().and_then(|r| r.clone()) else { return };
+        if condition(Some(&ours), "Ready") == Some("True") {
+            let _ = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": ours}))).await;
+        }
+    });
 }
 
 struct Shared {
@@ -474,6 +509,9 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
         if let Some(running) = pods.get(&uid) {
             let same = running.simulation == simulation_text;
             if running.terminating || (!deleting && same) {
+                if !running.terminating && !deleting {
+                    resync(shared, &pod, &running.reported);
+                }
                 return;
             }
         } else if finished && !deleting {
@@ -520,6 +558,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
     if let Some(previous) = pods.remove(&uid) {
         previous.task.abort();
     }
+    let reported = pod::Reported::default();
     let mut stop = None;
     let task = if deleting {
         tokio::spawn(terminate(Arc::clone(shared), value))
@@ -550,6 +589,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             node: config.name.clone(),
             pending: None,
             gone: false,
+            reported: reported.clone(),
         };
         match processes {
             Some(network) => {
@@ -560,7 +600,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             None => tokio::spawn(pod::run(context)),
         }
     };
-    pods.insert(uid, Running { node, simulation: simulation_text, terminating: deleting, task, stop });
+    pods.insert(uid, Running { node, simulation: simulation_text, terminating: deleting, task, stop, reported });
 }
 
 /// FNV-1a: a stable hash of a pod's name for its delay seed (std's hasher is randomized).

@@ -32,7 +32,13 @@ pub struct Context {
     pub pending: Option<Value>,
     /// The pod was gone when a status was sent.
     pub gone: bool,
+    /// The status last sent (set before it is sent), for the agent to send again when
+    /// someone else changed the pod's readiness (see `resync` in `mod.rs`).
+    pub reported: Reported,
 }
+
+/// The status a pod's task sent last, shared with the agent.
+pub type Reported = std::sync::Arc<std::sync::Mutex<Option<Value>>>;
 
 #[derive(Clone)]
 pub(super) enum State {
@@ -195,6 +201,9 @@ impl Context {
     /// Sends the status recorded last, if any.
     pub(super) async fn flush(&mut self) -> bool {
         if let Some(body) = self.pending.take() {
+            if let Ok(mut reported) = self.reported.lock() {
+                *reported = Some(body.clone());
+            }
             let name = text(&self.pod, "/metadata/name");
             let patch = Patch::Merge(json!({"status": body}));
             // A pod deleted meanwhile has nothing more to report.
@@ -281,6 +290,12 @@ pub async fn run(mut context: Context) {
         ),
     };
     let mut status = status;
+    // A kubelet back from a stop reports what it has at once, as its status manager does
+    // on start: what others changed while it was silent (the node controller's
+    // Ready=False on its pods) is set right.
+    if resumed && !context.write(&mut status).await {
+        return;
+    }
     if !resumed && !start(&mut context, &mut status).await {
         context.flush().await;
         return;

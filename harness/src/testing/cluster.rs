@@ -29,6 +29,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
+/// What can befall a node of a test's cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFault {
+    Kill,
+    Pause,
+    Unpause,
+    Disconnect,
+    Reconnect,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the cluster does not boot: {0}")]
@@ -39,6 +49,8 @@ pub enum Error {
     Api(String),
     #[error("{0} needs the in-process cluster")]
     InProcessOnly(&'static str),
+    #[error("{0} needs a container cluster (--cluster containers)")]
+    ContainersOnly(&'static str),
     #[error("{0} needs a cluster kubeyard runs (in process or in containers)")]
     OwnClusterOnly(&'static str),
     #[error("{}", .0.summary)]
@@ -89,6 +101,12 @@ impl Builder {
 
     pub fn seed(mut self, seed: u64) -> Builder {
         self.config.seed = seed;
+        self
+    }
+
+    /// How long a node may go silent before it turns NotReady (Kubernetes' 40 s unless told).
+    pub fn node_monitor_grace_period(mut self, grace: Duration) -> Builder {
+        self.config.node_grace = grace;
         self
     }
 
@@ -481,6 +499,34 @@ impl Cluster {
             return containers.stop_node(node).await.map_err(|e| Error::Api(e.to_string()));
         }
         self.in_process("stopping a node")?.kubelets().stop(node).map_err(|e| Error::Api(e.to_string()))
+    }
+
+    /// A node fault as a container cluster carries it out; in-process, where a node is
+    /// only its agent, the ones that silence a node stop the agent and the others start it.
+    pub async fn node_fault(&self, node: &str, fault: NodeFault) -> Result<(), Error> {
+        if let Some(containers) = &self.containers {
+            let done = match fault {
+                NodeFault::Kill => containers.kill_node(node).await,
+                NodeFault::Pause => containers.pause_node(node).await,
+                NodeFault::Unpause => containers.unpause_node(node).await,
+                NodeFault::Disconnect => containers.disconnect_node(node).await,
+                NodeFault::Reconnect => containers.reconnect_node(node).await,
+            };
+            return done.map_err(|e| Error::Api(e.to_string()));
+        }
+        match fault {
+            NodeFault::Kill | NodeFault::Pause | NodeFault::Disconnect => self.stop_node(node).await,
+            NodeFault::Unpause | NodeFault::Reconnect => self.start_node(node).await,
+        }
+    }
+
+    /// etcd's container restarts; the call returns once it answers. Container clusters
+    /// only: in-process the store is the API server's own.
+    pub async fn restart_etcd(&self) -> Result<(), Error> {
+        match &self.containers {
+            Some(containers) => containers.restart_etcd().await.map_err(|e| Error::Api(e.to_string())),
+            None => Err(Error::ContainersOnly("restarting etcd")),
+        }
     }
 
     pub async fn start_node(&self, node: &str) -> Result<(), Error> {

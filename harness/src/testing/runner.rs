@@ -2,7 +2,7 @@
 //! namespace of its own on a kubeconfig's cluster), its steps in order until one fails,
 //! then the cleanup, which always runs and whose failure fails the test.
 
-use super::cluster::{Cluster, Error};
+use super::cluster::{Cluster, Error, NodeFault};
 use super::expect::{Expectation, Failure};
 use super::spec::{self, Action, ClusterSpec, Step, TestSpec};
 use crate::discover::{Input, discover};
@@ -240,9 +240,16 @@ pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, &StepRe
 }
 
 async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, Error> {
+    let grace = match &spec.cluster.node_monitor_grace_period {
+        Some(text) => Some(spec::duration(text).map_err(Error::Manifests)?),
+        None => None,
+    };
     match target {
         Target::InProcess => {
             let mut builder = Cluster::builder().seed(spec.cluster.seed.unwrap_or(0));
+            if let Some(grace) = grace {
+                builder = builder.node_monitor_grace_period(grace);
+            }
             builder = builder.nodes(0);
             for node in nodes(&spec.cluster) {
                 builder = builder.node(node);
@@ -256,6 +263,9 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
             let mut cluster = crate::containers::ClusterSpec::with_nodes(0);
             cluster.seed = spec.cluster.seed.unwrap_or(0);
             cluster.etcd_binary.clone_from(etcd_binary);
+            if let Some(grace) = grace {
+                cluster.node_grace = grace;
+            }
             cluster.nodes = nodes(&spec.cluster).into_iter().map(container_node).collect();
             Cluster::containers(&cluster).await
         }
@@ -368,6 +378,24 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
             }
             if fault.restart_api_server {
                 cluster.restart_api_server().await?;
+            }
+            if let Some(node) = &fault.kill_node {
+                cluster.node_fault(node, NodeFault::Kill).await?;
+            }
+            if let Some(node) = &fault.pause_node {
+                cluster.node_fault(node, NodeFault::Pause).await?;
+            }
+            if let Some(node) = &fault.unpause_node {
+                cluster.node_fault(node, NodeFault::Unpause).await?;
+            }
+            if let Some(node) = &fault.disconnect_node {
+                cluster.node_fault(node, NodeFault::Disconnect).await?;
+            }
+            if let Some(node) = &fault.reconnect_node {
+                cluster.node_fault(node, NodeFault::Reconnect).await?;
+            }
+            if fault.restart_etcd {
+                cluster.restart_etcd().await?;
             }
             if let Some(group) = &fault.add_node {
                 let name = group.name.clone().ok_or_else(|| Error::Manifests("addNode needs a name".into()))?;

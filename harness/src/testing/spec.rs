@@ -29,6 +29,9 @@ pub struct ClusterSpec {
     pub time: Option<String>,
     #[serde(default)]
     pub seed: Option<u64>,
+    /// How long a node may go silent before it is NotReady (`40s`, Kubernetes' default).
+    #[serde(default)]
+    pub node_monitor_grace_period: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,6 +131,22 @@ pub struct Fault {
     pub restart_api_server: bool,
     #[serde(default)]
     pub add_node: Option<NodeGroup>,
+    /// SIGKILL to the node (in-process: its agent stops, as with stopNode).
+    #[serde(default)]
+    pub kill_node: Option<String>,
+    /// The node freezes (`docker pause`; in-process: its agent stops).
+    #[serde(default)]
+    pub pause_node: Option<String>,
+    #[serde(default)]
+    pub unpause_node: Option<String>,
+    /// The node is cut off the cluster network (in-process: its agent falls silent).
+    #[serde(default)]
+    pub disconnect_node: Option<String>,
+    #[serde(default)]
+    pub reconnect_node: Option<String>,
+    /// etcd restarts (container clusters only: in-process there is no etcd).
+    #[serde(default)]
+    pub restart_etcd: bool,
 }
 
 /// A step as written: a name, one operation, and the assertion modifiers.
@@ -184,7 +203,7 @@ pub enum Action {
     Delete(DeleteStep),
     Scale(ScaleStep),
     Wait(Duration),
-    Fault(Fault),
+    Fault(Box<Fault>),
     Assert(Value),
     Consistently(Value, Duration),
     Absent(Value),
@@ -254,7 +273,7 @@ impl Step {
             actions.push(("wait", Action::Wait(duration(wait)?)));
         }
         if let Some(fault) = &self.fault {
-            actions.push(("fault", Action::Fault(fault.clone())));
+            actions.push(("fault", Action::Fault(Box::new(fault.clone()))));
         }
         if let Some(object) = &self.assert {
             actions.push(("assert", Action::Assert(object.clone())));
@@ -332,6 +351,12 @@ pub fn describe(action: &Action) -> String {
                     .map(|p| format!("crash pod {}", p.name.as_deref().or(p.selector.as_deref()).unwrap_or(""))),
                 f.restart_api_server.then(|| "restart the API server".to_string()),
                 f.add_node.as_ref().map(|n| format!("add node {}", n.name.as_deref().unwrap_or("node"))),
+                f.kill_node.as_ref().map(|n| format!("kill node {n}")),
+                f.pause_node.as_ref().map(|n| format!("pause node {n}")),
+                f.unpause_node.as_ref().map(|n| format!("unpause node {n}")),
+                f.disconnect_node.as_ref().map(|n| format!("disconnect node {n}")),
+                f.reconnect_node.as_ref().map(|n| format!("reconnect node {n}")),
+                f.restart_etcd.then(|| "restart etcd".to_string()),
             ];
             what.into_iter().flatten().collect::<Vec<_>>().join(", ")
         }

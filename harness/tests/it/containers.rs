@@ -464,7 +464,8 @@ async fn api_server_and_etcd_restarted_under_load_lose_no_acknowledged_write() {
 #[test]
 fn kubeyard_test_runs_the_same_tests_on_containers() {
     // The container fixtures (real processes behind a real Service, an API server
-    // restart), and in-process fixtures that hold in real time too.
+    // restart, nodes paused, cut off and killed), and in-process fixtures that hold in
+    // real time too.
     let args = [
         "test",
         "--cluster",
@@ -478,5 +479,5 @@ fn kubeyard_test_runs_the_same_tests_on_containers() {
     let output = support::kubeyard(&args, None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("3 tests: 3 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("4 tests: 4 passed, 0 failed"), "{stdout}");
 }

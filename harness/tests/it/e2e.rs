@@ -20,6 +20,16 @@ fn the_end_to_end_fixtures_pass() {
     assert!(stdout.contains(&format!("{tests} tests: {tests} passed, 0 failed")), "{stdout}");
 }
 
+/// Node faults in process: a node silenced by any of them comes back, and its kubelet sets
+/// right the readiness the node controller took from its pods meanwhile.
+#[test]
+fn node_faults_hold_in_process_too() {
+    let output = kubeyard(&["test", "fixtures/e2e-containers/node-faults"], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 tests: 1 passed, 0 failed"), "{stdout}");
+}
+
 #[test]
 fn failing_tests_say_exactly_what_went_wrong() {
     for case in case_dirs("e2e-failing") {
