@@ -175,26 +175,15 @@ struct Running {
     reported: pod::Reported,
 }
 
-/// The status of one of a pod's conditions.
-fn condition<'a>(status: Option<&'a Value>, kind: &str) -> Option<&'a str> {
-    status?
-        .get("conditions")?
-        .as_array()?
-        .iter()
-        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind))?
-        .get("status")?
-        .as_str()
-}
-
 /// The kubelet's status manager sends a pod's status again when the API server's copy
 /// disagrees with it: the node controller marks the pods of a silent node not ready
 /// (Ready=False, ContainersReady left as it was, which the kubelet itself never writes),
 /// and once the node is back its kubelet sets them right without waiting for a change of
 /// its own.
 fn resync(shared: &Arc<Shared>, pod: &Pod, reported: &pod::Reported) {
-    let theirs = pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok());
-    let marked = condition(theirs.as_ref(), "Ready") == Some("False")
-        && condition(theirs.as_ref(), "ContainersReady") == Some("True");
+    // Read from the typed pod: this runs for every event of every running pod.
+    let status = |kind: &str| crate::controllers::pods::condition(pod, kind).map(|c| c.status.as_str());
+    let marked = status("Ready") == Some("False") && status("ContainersReady") == Some("True");
     if !marked {
         return;
     }
@@ -203,7 +192,11 @@ fn resync(shared: &Arc<Shared>, pod: &Pod, reported: &pod::Reported) {
     tokio::spawn(async move {
         // What the pod's task reported last, read now: never an older report.
         let Some(ours) = reported.lock().ok().and_then(|r| r.clone()) else { return };
-        if condition(Some(&ours), "Ready") == Some("True") {
+        let ready = ours.get("conditions").and_then(Value::as_array).into_iter().flatten().any(|c| {
+            c.get("type").and_then(Value::as_str) == Some("Ready")
+                && c.get("status").and_then(Value::as_str) == Some("True")
+        });
+        if ready {
             let _ = pods.patch_status(&name, &PatchParams::default(), &Patch::Merge(json!({"status": ours}))).await;
         }
     });

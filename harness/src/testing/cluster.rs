@@ -39,6 +39,19 @@ pub enum NodeFault {
     Reconnect,
 }
 
+impl NodeFault {
+    /// As a step's progress line says it.
+    pub fn verb(self) -> &'static str {
+        match self {
+            NodeFault::Kill => "kill",
+            NodeFault::Pause => "pause",
+            NodeFault::Unpause => "unpause",
+            NodeFault::Disconnect => "disconnect",
+            NodeFault::Reconnect => "reconnect",
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("the cluster does not boot: {0}")]

@@ -2,7 +2,7 @@
 //! namespace of its own on a kubeconfig's cluster), its steps in order until one fails,
 //! then the cleanup, which always runs and whose failure fails the test.
 
-use super::cluster::{Cluster, Error, NodeFault};
+use super::cluster::{Cluster, Error};
 use super::expect::{Expectation, Failure};
 use super::spec::{self, Action, ClusterSpec, Step, TestSpec};
 use crate::discover::{Input, discover};
@@ -379,20 +379,8 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
             if fault.restart_api_server {
                 cluster.restart_api_server().await?;
             }
-            if let Some(node) = &fault.kill_node {
-                cluster.node_fault(node, NodeFault::Kill).await?;
-            }
-            if let Some(node) = &fault.pause_node {
-                cluster.node_fault(node, NodeFault::Pause).await?;
-            }
-            if let Some(node) = &fault.unpause_node {
-                cluster.node_fault(node, NodeFault::Unpause).await?;
-            }
-            if let Some(node) = &fault.disconnect_node {
-                cluster.node_fault(node, NodeFault::Disconnect).await?;
-            }
-            if let Some(node) = &fault.reconnect_node {
-                cluster.node_fault(node, NodeFault::Reconnect).await?;
+            for (what, node) in fault.node_faults() {
+                cluster.node_fault(node, what).await?;
             }
             if fault.restart_etcd {
                 cluster.restart_etcd().await?;

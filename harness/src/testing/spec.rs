@@ -3,6 +3,7 @@
 //! manifest, so a mistake is reported with its file, line and field), read into the steps
 //! the runner carries out.
 
+use super::cluster::NodeFault;
 use serde::Deserialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -147,6 +148,21 @@ pub struct Fault {
     /// etcd restarts (container clusters only: in-process there is no etcd).
     #[serde(default)]
     pub restart_etcd: bool,
+}
+
+impl Fault {
+    /// The node faults the step names, each with its node.
+    pub fn node_faults(&self) -> impl Iterator<Item = (NodeFault, &str)> {
+        [
+            (NodeFault::Kill, &self.kill_node),
+            (NodeFault::Pause, &self.pause_node),
+            (NodeFault::Unpause, &self.unpause_node),
+            (NodeFault::Disconnect, &self.disconnect_node),
+            (NodeFault::Reconnect, &self.reconnect_node),
+        ]
+        .into_iter()
+        .filter_map(|(fault, node)| Some((fault, node.as_deref()?)))
+    }
 }
 
 /// A step as written: a name, one operation, and the assertion modifiers.
@@ -351,14 +367,10 @@ pub fn describe(action: &Action) -> String {
                     .map(|p| format!("crash pod {}", p.name.as_deref().or(p.selector.as_deref()).unwrap_or(""))),
                 f.restart_api_server.then(|| "restart the API server".to_string()),
                 f.add_node.as_ref().map(|n| format!("add node {}", n.name.as_deref().unwrap_or("node"))),
-                f.kill_node.as_ref().map(|n| format!("kill node {n}")),
-                f.pause_node.as_ref().map(|n| format!("pause node {n}")),
-                f.unpause_node.as_ref().map(|n| format!("unpause node {n}")),
-                f.disconnect_node.as_ref().map(|n| format!("disconnect node {n}")),
-                f.reconnect_node.as_ref().map(|n| format!("reconnect node {n}")),
-                f.restart_etcd.then(|| "restart etcd".to_string()),
             ];
-            what.into_iter().flatten().collect::<Vec<_>>().join(", ")
+            let nodes = f.node_faults().map(|(fault, node)| format!("{} node {node}", fault.verb()));
+            let etcd = f.restart_etcd.then(|| "restart etcd".to_string());
+            what.into_iter().flatten().chain(nodes).chain(etcd).collect::<Vec<_>>().join(", ")
         }
         Action::Assert(object) => format!("assert {}", object_name(object)),
         Action::Consistently(object, _) => format!("consistently {}", object_name(object)),

@@ -56,20 +56,26 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let bad = |why: String| ApiError::bad_request(format!("the protobuf request body is not valid: {why}"));
     let envelope = body.strip_prefix(MAGIC).ok_or_else(|| bad("it does not begin with k8s\\0".into()))?;
     let unknown = unknown_descriptor()?.parse_from_bytes(envelope).map_err(|e| bad(e.to_string()))?;
-    let unknown = message_json(&*unknown);
-    let text = |pointer: &str| unknown.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
-    if !text("/contentEncoding").is_empty() {
-        return Err(bad(format!("content encoding {} is not supported", text("/contentEncoding"))));
+    let type_meta = match singular(&*unknown, "typeMeta") {
+        Some(ReflectValueRef::Message(meta)) => Some(meta),
+        _ => None,
+    };
+    let encoding = string(&*unknown, "contentEncoding");
+    if !encoding.is_empty() {
+        return Err(bad(format!("content encoding {encoding} is not supported")));
     }
-    let (api_version, kind) = (text("/typeMeta/apiVersion"), text("/typeMeta/kind"));
+    let field = |name: &str| type_meta.as_ref().map(|meta| string(&**meta, name)).unwrap_or_default();
+    let (api_version, kind) = (field("apiVersion"), field("kind"));
     let descriptor = message_descriptor(&api_version, &kind)?.ok_or_else(|| {
         ApiError::unsupported_media_type(&format!(
             "{MEDIA_TYPE} for {kind} in {api_version} (send it as application/json)"
         ))
     })?;
-    // `raw` came out as base64, as bytes do in JSON.
-    let raw = base64::engine::general_purpose::STANDARD.decode(text("/raw")).map_err(|e| bad(e.to_string()))?;
-    let message = descriptor.parse_from_bytes(&raw).map_err(|e| bad(e.to_string()))?;
+    let raw = match singular(&*unknown, "raw") {
+        Some(ReflectValueRef::Bytes(raw)) => raw,
+        _ => &[],
+    };
+    let message = descriptor.parse_from_bytes(raw).map_err(|e| bad(e.to_string()))?;
     let mut object = Map::new();
     object.insert("apiVersion".into(), json!(api_version));
     object.insert("kind".into(), json!(kind));
@@ -77,6 +83,19 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         object.extend(fields);
     }
     Ok(Value::Object(object))
+}
+
+/// A field of a message, when it is set.
+fn singular<'a>(message: &'a dyn protobuf::MessageDyn, field: &str) -> Option<ReflectValueRef<'a>> {
+    message.descriptor_dyn().field_by_name(field)?.get_singular(message)
+}
+
+/// A string field of a message, empty when unset.
+fn string(message: &dyn protobuf::MessageDyn, field: &str) -> String {
+    match singular(message, field) {
+        Some(ReflectValueRef::String(text)) => text.to_string(),
+        _ => String::new(),
+    }
 }
 
 /// A message as Kubernetes writes it in JSON: the field names are the JSON names
@@ -203,7 +222,7 @@ fn value_json(value: ReflectValueRef) -> Value {
 /// int-or-strings and embedded raw JSON.
 fn special_json(descriptor: &MessageDescriptor, message: &dyn protobuf::MessageDyn) -> Option<Value> {
     let name = descriptor.full_name();
-    let field = |field: &str| descriptor.field_by_name(field).and_then(|f| f.get_singular(message));
+    let field = |field: &str| singular(message, field);
     let int = |name: &str| match field(name) {
         Some(ReflectValueRef::I64(n)) => n,
         Some(ReflectValueRef::I32(n)) => i64::from(n),
