@@ -1,9 +1,11 @@
 //! A whole control plane in one process: the API server over the embedded store, the
 //! scheduler, the controller manager and the node agents, each talking to the API server
 //! over HTTP with its own client, exactly as when they run apart. `kubeyard up` and the
-//! tests boot it; dropping it stops everything.
+//! tests boot it; dropping it stops everything. `Config::secure` serves HTTPS and wants a
+//! token (what `kubeyard up` does): the components' client carries both.
 
-use crate::apiserver::{self, ApiServer, objects};
+use crate::apiserver::{self, ApiServer, objects, tls};
+use crate::client::config::Endpoint;
 use crate::clock::Clock;
 use crate::controller_manager;
 use crate::controllers::node_lifecycle;
@@ -31,6 +33,10 @@ pub struct Config {
     pub node_grace: Duration,
     /// `--node-monitor-period`.
     pub node_monitor_period: Duration,
+    /// Serve HTTPS (a CA made at boot signs a certificate for the listening address) and
+    /// want a token made at boot, as `kubeyard up` does: otherwise anyone on the machine
+    /// reaches the API, Secrets and all. Off for tests that speak plain HTTP.
+    pub secure: bool,
 }
 
 impl Config {
@@ -45,6 +51,7 @@ impl Config {
             version: KubernetesVersion::latest(),
             node_grace: Duration::from_secs(40),
             node_monitor_period: Duration::from_secs(5),
+            secure: false,
         }
     }
 }
@@ -61,6 +68,8 @@ pub enum Error {
     Client(#[from] kube::Error),
     #[error(transparent)]
     Kubelet(#[from] kubelet::Error),
+    #[error("{0}")]
+    Credentials(String),
 }
 
 pub struct ControlPlane {
@@ -72,6 +81,9 @@ pub struct ControlPlane {
     store: Arc<MemoryStore>,
     address: std::net::SocketAddr,
     version: KubernetesVersion,
+    /// With `Config::secure`: the token and what the server serves with.
+    token: Option<String>,
+    identity: Option<Arc<tls::Identity>>,
     scheduler: JoinHandle<()>,
     nodes_seen: scheduler::NodesSeen,
     _controllers: JoinSet<()>,
@@ -89,7 +101,9 @@ impl ControlPlane {
     pub async fn boot(config: Config) -> Result<ControlPlane, Error> {
         let admission = Admission::new(CatalogOptions { version: config.version, ..CatalogOptions::default() })
             .map_err(|e| Error::Schemas(e.to_string()))?;
-        let options = apiserver::Options { clock: config.clock.clone(), ..apiserver::Options::default() };
+        let token = config.secure.then(tls::token).transpose().map_err(Error::Credentials)?;
+        let options =
+            apiserver::Options { clock: config.clock.clone(), token: token.clone(), ..apiserver::Options::default() };
         let store = Arc::new(MemoryStore::new());
         let server = ApiServer::new(Arc::clone(&store) as Arc<dyn crate::store::Store>, admission, options);
         for namespace in ["default", "kube-system", "kube-public", kubelet::LEASE_NAMESPACE] {
@@ -100,12 +114,13 @@ impl ControlPlane {
             .map_err(|source| Error::Listen { address: config.listen.clone(), source })?;
         let address =
             listener.local_addr().map_err(|source| Error::Listen { address: config.listen.clone(), source })?;
-        let url = format!("http://{address}");
-        let server = tokio::spawn(async move {
-            let _ = server.serve(listener).await;
-        });
-        let client =
-            kube::Client::try_from(kube::Config::new(url.parse().map_err(|_| Error::Namespace(url.clone()))?))?;
+        let identity = match config.secure {
+            true => Some(Arc::new(tls::self_signed(&[address.ip().to_string()]).map_err(Error::Credentials)?)),
+            false => None,
+        };
+        let url = format!("{}://{address}", if identity.is_some() { "https" } else { "http" });
+        let server = tokio::spawn(serve(server, listener, identity.clone()));
+        let client = client(&url, token.as_deref(), identity.as_deref())?;
         let lifecycle = node_lifecycle::Options {
             clock: config.clock.clone(),
             grace: config.node_grace,
@@ -132,6 +147,8 @@ impl ControlPlane {
             store,
             address,
             version: config.version,
+            token,
+            identity,
             scheduler,
             nodes_seen,
             _controllers: controllers,
@@ -145,7 +162,11 @@ impl ControlPlane {
         self.server.lock().unwrap_or_else(std::sync::PoisonError::into_inner).abort();
         let admission = Admission::new(CatalogOptions { version: self.version, ..CatalogOptions::default() })
             .map_err(|e| Error::Schemas(e.to_string()))?;
-        let options = apiserver::Options { clock: self.clock.clone(), ..apiserver::Options::default() };
+        let options = apiserver::Options {
+            clock: self.clock.clone(),
+            token: self.token.clone(),
+            ..apiserver::Options::default()
+        };
         let server = ApiServer::new(Arc::clone(&self.store) as Arc<dyn crate::store::Store>, admission, options);
         let mut attempts = 0;
         let listener = loop {
@@ -159,9 +180,7 @@ impl ControlPlane {
                 Err(source) => return Err(Error::Listen { address: self.address.to_string(), source }),
             }
         };
-        let task = tokio::spawn(async move {
-            let _ = server.serve(listener).await;
-        });
+        let task = tokio::spawn(serve(server, listener, self.identity.clone()));
         *self.server.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = task;
         Ok(())
     }
@@ -209,8 +228,49 @@ impl ControlPlane {
         &self.kubelets
     }
 
-    /// A kubeconfig for kubectl and any client.
+    /// A kubeconfig for kubectl and any client: the URL, and the CA and token when secure.
     pub fn kubeconfig(&self) -> String {
-        apiserver::kubeconfig::render(&self.url, None, None)
+        let ca = self.identity.as_ref().map(|i| i.ca_pem.as_str());
+        apiserver::kubeconfig::render(&self.url, self.token.as_deref(), ca)
     }
+
+    /// Where and how to reach the API server, for kubeyard's own client.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            server: self.url.clone(),
+            ca_pem: self.identity.as_ref().map(|i| i.ca_pem.clone().into_bytes()),
+            token: self.token.clone(),
+            ..Endpoint::default()
+        }
+    }
+
+    /// The token clients must send, when secure.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+}
+
+/// Serves the API, over TLS when there is an identity, until the task is aborted.
+async fn serve(server: Arc<ApiServer>, listener: tokio::net::TcpListener, identity: Option<Arc<tls::Identity>>) {
+    let _ = match identity {
+        Some(identity) => server.serve_tls(listener, &identity).await,
+        None => server.serve(listener).await,
+    };
+}
+
+/// The components' client: trusting the server's CA and sending the token, when secure.
+fn client(url: &str, token: Option<&str>, identity: Option<&tls::Identity>) -> Result<kube::Client, Error> {
+    let mut config = kube::Config::new(url.parse().map_err(|_| Error::Namespace(url.to_string()))?);
+    if let Some(identity) = identity {
+        use rustls_pki_types::pem::PemObject;
+        let ders = rustls_pki_types::CertificateDer::pem_slice_iter(identity.ca_pem.as_bytes())
+            .map(|cert| cert.map(|c| c.to_vec()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| Error::Credentials(format!("the CA is not PEM: {e}")))?;
+        config.root_cert = Some(ders);
+    }
+    if let Some(token) = token {
+        config.auth_info.token = Some(token.to_string().into());
+    }
+    Ok(kube::Client::try_from(config)?)
 }

@@ -2,7 +2,9 @@
 //! kubelet at the node's InternalIP and `daemonEndpoints.kubeletEndpoint.Port` serves
 //! `/containerLogs/{namespace}/{pod}/{container}`, and the answer (followed, with
 //! `follow=true`) streams back to the client. Simulated nodes run no processes and write
-//! no logs: asking one is a clear error.
+//! no logs: asking one is a clear error. The kubelets of a cluster with a token want it
+//! (logs hold what pods print), so the API server sends its own, as the real one
+//! authenticates to kubelets with its client credentials.
 
 use super::objects::{from_entry, store_error};
 use super::resources;
@@ -80,16 +82,25 @@ pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) ->
     let url = format!("http://{address}:{port}/containerLogs/{namespace}/{name}/{container}?{query}");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
-    let uri = url.parse().map_err(|_| ApiError::internal(format!("not a URL: {url}")))?;
+    let uri: http::Uri = url.parse().map_err(|_| ApiError::internal(format!("not a URL: {url}")))?;
+    let mut request = http::Request::get(uri);
+    if let Some(token) = &server.options.token {
+        request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    let request = request.body(http_body_util::Empty::new()).map_err(|e| ApiError::internal(e.to_string()))?;
     // A node cut off the network would hold the client for as long as TCP retries.
     let unavailable = |why: String| {
         ApiError::new(503, "ServiceUnavailable", format!("the kubelet of {node_name} does not answer: {why}"))
     };
-    let response = tokio::time::timeout(std::time::Duration::from_secs(5), client.get(uri))
+    let response = tokio::time::timeout(std::time::Duration::from_secs(5), client.request(request))
         .await
         .map_err(|_| unavailable("no answer within 5s".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
     let status = response.status();
+    if status == StatusCode::UNAUTHORIZED {
+        // The node was started with another token: an operator's mistake, not the user's.
+        return Err(ApiError::internal(format!("the kubelet of {node_name} refused the API server's credentials")));
+    }
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let message = String::from_utf8_lossy(&body).trim().to_string();

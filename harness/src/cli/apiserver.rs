@@ -41,6 +41,10 @@ pub struct ApiServerArgs {
     #[arg(long)]
     tls: bool,
 
+    /// Credentials from files (a container cluster's API server is given them so).
+    #[command(flatten)]
+    files: super::components::ApiServerFiles,
+
     /// Write a kubeconfig for this server here.
     #[arg(long, value_name = "FILE")]
     kubeconfig_out: Option<PathBuf>,
@@ -68,12 +72,16 @@ pub fn run(args: ApiServerArgs) -> Exit {
         Ok(runtime) => runtime,
         Err(message) => return usage_error(&message),
     };
+    let (token, etcd_tls) = match (args.files.token(args.token.clone()), args.files.etcd_tls()) {
+        (Ok(token), Ok(etcd_tls)) => (token, etcd_tls),
+        (Err(message), _) | (_, Err(message)) => return usage_error(&message),
+    };
     runtime.block_on(async move {
         let store: Arc<dyn Store> = match (&args.data_dir, &args.etcd) {
             (_, Some(url)) => {
                 let started = std::time::Instant::now();
                 loop {
-                    match EtcdStore::connect(url).await {
+                    match EtcdStore::connect_with(url, etcd_tls.as_ref()).await {
                         Ok(store) => break Arc::new(store),
                         Err(error) if started.elapsed().as_secs() >= args.etcd_wait => {
                             return usage_error(&format!("cannot use etcd at {url}: {error}"));
@@ -96,14 +104,25 @@ pub fn run(args: ApiServerArgs) -> Exit {
             Ok(address) => address,
             Err(error) => return usage_error(&error.to_string()),
         };
-        let options = Options { token: args.token.clone(), ..Options::default() };
+        // Anyone who can reach a non-loopback address can read every Secret without one.
+        if token.is_none() && !address.ip().is_loopback() {
+            eprintln!(
+                "kubeyard: warning: serving the API on {address} without --token: anyone who can reach it can read every Secret"
+            );
+        }
+        let options = Options { token: token.clone(), ..Options::default() };
         let server = ApiServer::new(store, admission, options);
         for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if let Err(error) = objects::ensure_namespace(&server, namespace).await {
                 return usage_error(&format!("cannot create namespace {namespace}: {}", error.message));
             }
         }
-        let identity = match args.tls.then(|| tls::self_signed(&[address.ip().to_string()])).transpose() {
+        let identity = match args.files.identity() {
+            Ok(Some(identity)) => Ok(Some(identity)),
+            Ok(None) => args.tls.then(|| tls::self_signed(&[address.ip().to_string()])).transpose(),
+            Err(error) => Err(error),
+        };
+        let identity = match identity {
             Ok(identity) => identity,
             Err(error) => return usage_error(&error),
         };
@@ -111,7 +130,7 @@ pub fn run(args: ApiServerArgs) -> Exit {
         let url = format!("{scheme}://{address}");
         if let Some(path) = &args.kubeconfig_out {
             let ca = identity.as_ref().map(|i| i.ca_pem.as_str());
-            if let Err(error) = kubeconfig::write(path, &url, args.token.as_deref(), ca) {
+            if let Err(error) = kubeconfig::write(path, &url, token.as_deref(), ca) {
                 return usage_error(&format!("cannot write {}: {error}", path.display()));
             }
             eprintln!("kubeyard: kubeconfig written to {}", path.display());

@@ -2,6 +2,8 @@
 //! `kubeyard scheduler`, `kubeyard controller-manager` and `kubeyard kubelet`, each a
 //! client of the API server at `--server`, exactly the code `kubeyard up` runs in one
 //! process. Each waits for the API server to answer, then runs until SIGINT or SIGTERM.
+//! Credentials come from files (`--token-file`, `--certificate-authority`): a container's
+//! command line is any local user's to read (`ps` on the host shows it), its files are not.
 
 use super::Exit;
 use super::lint::usage_error;
@@ -12,17 +14,28 @@ use crate::kubelet::{self, Kubelets, NodeConfig, NodeNetwork};
 use clap::Args;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 #[derive(Args, Debug)]
 pub struct ServerArgs {
-    /// The API server to work for (`http://HOST:PORT`).
+    /// The API server to work for (`http://HOST:PORT` or `https://HOST:PORT`).
     #[arg(long, value_name = "URL")]
     server: String,
 
-    /// A bearer token to send it.
-    #[arg(long)]
+    /// A bearer token to send it (every local user can read a command line: prefer
+    /// --token-file).
+    #[arg(long, conflicts_with = "token_file")]
     token: Option<String>,
+
+    /// Read the bearer token to send from this file.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+
+    /// With an `https://` --server: trust only this CA's certificates (PEM) [default: the
+    /// system's roots].
+    #[arg(long, value_name = "FILE")]
+    certificate_authority: Option<PathBuf>,
 
     /// How long to wait for the API server to answer at start.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
@@ -92,6 +105,75 @@ pub struct KubeletArgs {
     lease_renew_interval: u64,
 }
 
+/// The API server's credentials read from files, as a container's API server is given
+/// them (its command line is any local user's to read): the token, a serving certificate
+/// made by whoever made the cluster (so its components and the host can trust its CA), and
+/// the client certificate etcd asks for.
+#[derive(Args, Debug)]
+pub struct ApiServerFiles {
+    /// Read the token clients must send (`Authorization: Bearer TOKEN`) from this file.
+    #[arg(long, value_name = "FILE", conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+
+    /// Serve HTTPS with this certificate (PEM; its CA's certificate concatenated after it,
+    /// as Kubernetes' --tls-cert-file), instead of one made at start.
+    #[arg(long, value_name = "FILE", requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+
+    /// The key of --tls-cert-file (PEM).
+    #[arg(long, value_name = "FILE", requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+
+    /// With an `https://` --etcd: the CA that signed etcd's certificate (PEM).
+    #[arg(long, value_name = "FILE", requires_all = ["etcd_certfile", "etcd_keyfile"])]
+    etcd_cafile: Option<PathBuf>,
+
+    /// The client certificate to present to etcd (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_certfile: Option<PathBuf>,
+
+    /// Its key (PEM).
+    #[arg(long, value_name = "FILE", requires = "etcd_cafile")]
+    etcd_keyfile: Option<PathBuf>,
+}
+
+impl ApiServerFiles {
+    /// `--token`, else --token-file's first line.
+    pub fn token(&self, given: Option<String>) -> Result<Option<String>, String> {
+        match (given, &self.token_file) {
+            (Some(token), _) => Ok(Some(token)),
+            (None, Some(path)) => {
+                let token = read_credential(path, "--token-file")?.trim().to_string();
+                if token.is_empty() {
+                    return Err(format!("--token-file {}: empty", path.display()));
+                }
+                Ok(Some(token))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// The serving identity of --tls-cert-file and --tls-private-key-file, if given.
+    pub fn identity(&self) -> Result<Option<crate::apiserver::tls::Identity>, String> {
+        let (Some(cert), Some(key)) = (&self.tls_cert_file, &self.tls_private_key_file) else { return Ok(None) };
+        let cert = read_credential(cert, "--tls-cert-file")?;
+        let key = read_credential(key, "--tls-private-key-file")?;
+        crate::apiserver::tls::Identity::from_chain(&cert, &key).map(Some)
+    }
+
+    /// What reaching etcd over TLS takes, if given.
+    pub fn etcd_tls(&self) -> Result<Option<crate::store::etcd::EtcdTls>, String> {
+        let (Some(ca), Some(cert), Some(key)) = (&self.etcd_cafile, &self.etcd_certfile, &self.etcd_keyfile) else {
+            return Ok(None);
+        };
+        Ok(Some(crate::store::etcd::EtcdTls {
+            ca_pem: read_credential(ca, "--etcd-cafile")?.into_bytes(),
+            cert_pem: read_credential(cert, "--etcd-certfile")?.into_bytes(),
+            key_pem: read_credential(key, "--etcd-keyfile")?.into_bytes(),
+        }))
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM: a container is stopped with SIGTERM, and a process that
 /// is PID 1 dies of it only if it handles it.
 pub(crate) async fn interrupted() {
@@ -109,18 +191,62 @@ pub(crate) async fn interrupted() {
     let _ = tokio::signal::ctrl_c().await;
 }
 
-/// A kube client over plain HTTP: kube's own builder sets up TLS even for `http://`,
-/// loading the system's roots, and a `FROM scratch` image has none. Dead connections (a
-/// partition) are found by TCP keepalive within about 20 s, and a connect gives up
-/// after 5 s, so a component cut off and joined again carries on by itself.
-pub fn http_client(config: kube::Config) -> Result<kube::Client, String> {
-    use kube::client::ConfigExt;
+/// A file's text, for a credential flag.
+fn read_credential(path: &Path, flag: &str) -> Result<String, String> {
+    std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+}
+
+impl ServerArgs {
+    /// The token to send: --token, or --token-file's first line.
+    fn token(&self) -> Result<Option<String>, String> {
+        match (&self.token, &self.token_file) {
+            (Some(token), _) => Ok(Some(token.clone())),
+            (None, Some(path)) => Ok(Some(read_credential(path, "--token-file")?.trim().to_string())),
+            (None, None) => Ok(None),
+        }
+    }
+}
+
+/// The TCP connector of every component: dead connections (a partition) are found by TCP
+/// keepalive within about 20 s, and a connect gives up after 5 s, so a component cut off
+/// and joined again carries on by itself.
+fn tcp_connector() -> hyper_util::client::legacy::connect::HttpConnector {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(5)));
     connector.set_keepalive(Some(Duration::from_secs(5)));
     connector.set_keepalive_interval(Some(Duration::from_secs(5)));
     connector.set_keepalive_retries(Some(3));
     connector.set_nodelay(true);
+    connector
+}
+
+/// A kube client over plain HTTP: kube's own builder sets up TLS even for `http://`,
+/// loading the system's roots, and a `FROM scratch` image has none.
+pub fn http_client(config: kube::Config) -> Result<kube::Client, String> {
+    client_over(config, tcp_connector())
+}
+
+/// A kube client over HTTPS trusting only the CA `ca_pem` (kube's own builder would load
+/// the system's roots too, and a `FROM scratch` image has none), with the same keepalive.
+pub fn https_client(config: kube::Config, ca_pem: &[u8]) -> Result<kube::Client, String> {
+    let tls = crate::apiserver::tls::client_config(ca_pem, None)?;
+    let mut tcp = tcp_connector();
+    // The TLS layer above it speaks https; the TCP one must let it through.
+    tcp.enforce_http(false);
+    let connector =
+        hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().wrap_connector(tcp);
+    client_over(config, connector)
+}
+
+fn client_over<C>(config: kube::Config, connector: C) -> Result<kube::Client, String>
+where
+    C: tower::Service<http::Uri> + Clone + Send + Sync + 'static,
+    C::Response:
+        hyper_util::client::legacy::connect::Connection + hyper::rt::Read + hyper::rt::Write + Send + Unpin + 'static,
+    C::Future: Send + Unpin + 'static,
+    C::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use kube::client::ConfigExt;
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
@@ -136,13 +262,14 @@ async fn connect(args: &ServerArgs, component: &str) -> Result<kube::Client, Str
     let url: http::Uri = args.server.parse().map_err(|e| format!("--server {}: {e}", args.server))?;
     let https = url.scheme_str() == Some("https");
     let mut config = kube::Config::new(url);
-    if let Some(token) = &args.token {
-        config.auth_info.token = Some(token.clone().into());
+    if let Some(token) = args.token()? {
+        config.auth_info.token = Some(token.into());
     }
-    let client = if https {
-        kube::Client::try_from(config).map_err(|e| format!("cannot make a client: {e}"))?
-    } else {
-        http_client(config)?
+    let ca = args.certificate_authority.as_deref().map(|path| read_credential(path, "--certificate-authority"));
+    let client = match (https, ca.transpose()?) {
+        (true, Some(ca)) => https_client(config, ca.as_bytes())?,
+        (true, None) => kube::Client::try_from(config).map_err(|e| format!("cannot make a client: {e}"))?,
+        (false, _) => http_client(config)?,
     };
     let started = Instant::now();
     loop {
@@ -272,6 +399,12 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         ..kubelet::Options::default()
     };
     let address = args.address;
+    // The node's log endpoint wants the token the node itself sends the API server: the
+    // API server's pods/log sends it back (the cluster has one token).
+    let token = match args.server.token() {
+        Ok(token) => token,
+        Err(message) => return usage_error(&message),
+    };
     serve("kubelet", &args.server, |client| async move {
         let name = node.name.clone();
         // A node on a real network runs processes (the API server reads their logs
@@ -280,7 +413,7 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
             let endpoint = std::net::SocketAddr::new(address.into(), kubelet::server::PORT);
             let logs = kubelet::process::Runtime::new(address).logs;
             tokio::spawn(async move {
-                if let Err(error) = kubelet::server::serve(endpoint, logs).await {
+                if let Err(error) = kubelet::server::serve(endpoint, logs, token).await {
                     eprintln!("kubeyard kubelet: cannot serve logs on {endpoint}: {error}");
                 }
             });

@@ -1,10 +1,12 @@
 //! `kubeyard image build`: the images of the containerized control plane, built locally
 //! (no registry is needed or asked), again only when their content changed; and
-//! `kubeyard down`: removing container clusters, what an interrupted run left among them.
+//! `kubeyard down`: removing container clusters, what an interrupted run left among them;
+//! `--all` only the clusters this user started (on a shared engine, others' are theirs),
+//! `--everyone` every one.
 
 use super::Exit;
 use super::lint::usage_error;
-use crate::containers::cluster::{self, CLUSTER_LABEL};
+use crate::containers::cluster::{self, CLUSTER_LABEL, USER_LABEL, Whose};
 use crate::containers::docker::Docker;
 use clap::{Args, Subcommand};
 use std::path::PathBuf;
@@ -30,12 +32,16 @@ enum ImageCommand {
 #[derive(Args, Debug)]
 pub struct DownArgs {
     /// The cluster to remove (its id, as `kubeyard up --containers` printed it).
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    #[arg(required_unless_present_any = ["all", "everyone"], conflicts_with_all = ["all", "everyone"])]
     cluster: Option<String>,
 
-    /// Remove every kubeyard cluster on this Docker engine.
-    #[arg(long)]
+    /// Remove every kubeyard cluster this user started on this Docker engine.
+    #[arg(long, conflicts_with = "everyone")]
     all: bool,
+
+    /// Remove every kubeyard cluster on this Docker engine, whoever started it.
+    #[arg(long)]
+    everyone: bool,
 }
 
 pub fn run(args: ImageArgs) -> Exit {
@@ -70,13 +76,22 @@ pub fn down(args: DownArgs) -> Exit {
             Ok(docker) => docker,
             Err(error) => return usage_error(&error.to_string()),
         };
-        let removed = match &args.cluster {
-            Some(id) => cluster::remove_by_id(&docker, id).await,
-            None => cluster::remove_all(&docker).await,
+        let user = cluster::current_user();
+        let removed = match (&args.cluster, args.everyone) {
+            (Some(id), _) => cluster::remove_by_id(&docker, id).await,
+            (None, true) => cluster::remove_all(&docker, &Whose::Everyone).await,
+            (None, false) => cluster::remove_all(&docker, &Whose::User(user.clone())).await,
         };
         match removed {
-            Ok(0) if args.all => {
+            Ok(0) if args.everyone => {
                 eprintln!("kubeyard: no clusters (nothing labelled {CLUSTER_LABEL})");
+                Exit::Ok
+            }
+            Ok(0) if args.all => {
+                eprintln!(
+                    "kubeyard: no clusters of yours (nothing labelled {CLUSTER_LABEL} and {USER_LABEL}={user}); \
+                     --everyone removes others' too"
+                );
                 Exit::Ok
             }
             Ok(0) => usage_error(&format!("no cluster {}", args.cluster.unwrap_or_default())),

@@ -1,12 +1,15 @@
 //! `kubeyard up`: a whole cluster in this process (API server, scheduler, controller
 //! manager, simulated nodes), or each component in a container of its own
 //! (`--containers`), a kubeconfig for kubectl, the manifests applied in plan order, and a
-//! live view of the workloads converging, until interrupted.
+//! live view of the workloads converging, until interrupted (or, in containers, until the
+//! cluster is removed under it). The API is served over HTTPS with a token made at start,
+//! both in the kubeconfig (written for its owner only), unless `--insecure-http`.
 
 use super::Exit;
 use super::inputs::Inputs;
 use super::lint::usage_error;
 use super::plan::{self, Connection, Target};
+use crate::apiserver::kubeconfig;
 use crate::client::{Client, config::Endpoint};
 use crate::containers::cluster::MAX_NODES;
 use crate::containers::{ClusterSpec, ContainerCluster};
@@ -60,6 +63,12 @@ pub struct UpArgs {
     /// With --containers: the etcd binary to package [default: `etcd` on the PATH].
     #[arg(long, value_name = "FILE", requires = "containers")]
     etcd_binary: Option<PathBuf>,
+
+    /// Serve the API over plain HTTP with no token instead of HTTPS with one: anyone who
+    /// can reach the port (every user of this machine) can then read and change
+    /// everything, Secrets included.
+    #[arg(long)]
+    insecure_http: bool,
 }
 
 /// `cpu=4,memory=8Gi,pods=110` to a capacity, each quantity checked.
@@ -98,6 +107,7 @@ pub fn run(args: UpArgs) -> Exit {
         spec.seed = args.seed;
         spec.etcd_binary = args.etcd_binary.clone();
         spec.node_grace = Duration::from_secs(args.node_monitor_grace_period);
+        spec.insecure_http = args.insecure_http;
         for node in &mut spec.nodes {
             node.capacity.extend(capacity.clone());
         }
@@ -122,7 +132,20 @@ pub fn run(args: UpArgs) -> Exit {
             Ok(client) => client,
             Err(error) => return usage_error(&error.to_string()),
         };
-        let exit = serve(&args, &runtime, cluster.url(), &cluster.kubeconfig(), client, started);
+        // Removed under us (`kubeyard down`, `docker rm`), the live view would go on
+        // showing nothing changing: noticed within a second, it ends the run.
+        let gone = async {
+            cluster.removed_externally(Duration::from_secs(1)).await;
+            format!("cluster {} was removed (its containers are gone); stopping", cluster.id())
+        };
+        let exit = match serve(&args, &runtime, &cluster.endpoint(), client, started, gone) {
+            Served::Stopped(exit) => exit,
+            Served::Removed(message) => {
+                eprintln!("kubeyard: {message}");
+                cluster.disown();
+                return Exit::Usage;
+            }
+        };
         eprintln!("kubeyard: removing cluster {}", cluster.id());
         if let Err(error) = runtime.block_on(cluster.remove()) {
             return usage_error(&format!("{error}; `kubeyard down --all` removes what is left"));
@@ -133,6 +156,7 @@ pub fn run(args: UpArgs) -> Exit {
     config.seed = args.seed;
     config.listen = args.listen.clone();
     config.node_grace = Duration::from_secs(args.node_monitor_grace_period);
+    config.secure = !args.insecure_http;
     for node in &mut config.nodes {
         node.capacity.extend(capacity.clone());
     }
@@ -141,40 +165,54 @@ pub fn run(args: UpArgs) -> Exit {
         Err(error) => return usage_error(&error.to_string()),
     };
     eprintln!("kubeyard: {} nodes ready in {:.0?} at {}", args.nodes, started.elapsed(), plane.url());
-    serve(&args, &runtime, plane.url(), &plane.kubeconfig(), plane.client(), started)
+    if args.insecure_http {
+        eprintln!("kubeyard: warning: --insecure-http: anyone who can reach {} can read every Secret", plane.url());
+    }
+    match serve(&args, &runtime, &plane.endpoint(), plane.client(), started, std::future::pending()) {
+        Served::Stopped(exit) => exit,
+        Served::Removed(message) => usage_error(&message),
+    }
+}
+
+/// How a run ended.
+enum Served {
+    /// Interrupted, or failed before the live view.
+    Stopped(Exit),
+    /// The cluster was removed under the run: why.
+    Removed(String),
 }
 
 /// Writes the kubeconfig, applies the manifests, and shows the cluster converging until
-/// interrupted.
+/// interrupted or until `gone` says the cluster is gone.
 fn serve(
     args: &UpArgs,
     runtime: &tokio::runtime::Runtime,
-    url: &str,
-    kubeconfig: &str,
+    endpoint: &Endpoint,
     client: kube::Client,
     started: Instant,
-) -> Exit {
+    gone: impl std::future::Future<Output = String>,
+) -> Served {
     let path = args.kubeconfig_out.clone().unwrap_or_else(default_kubeconfig);
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    if let Err(error) = std::fs::write(&path, kubeconfig) {
-        return usage_error(&format!("cannot write the kubeconfig {}: {error}", path.display()));
+    let ca = endpoint.ca_pem.as_deref().map(String::from_utf8_lossy);
+    // Owner-only: it holds the token.
+    if let Err(error) = kubeconfig::write(&path, &endpoint.server, endpoint.token.as_deref(), ca.as_deref()) {
+        return Served::Stopped(usage_error(&format!("cannot write the kubeconfig {}: {error}", path.display())));
     }
     eprintln!("kubeyard: kubeconfig written to {}: export KUBECONFIG={}", path.display(), path.display());
 
     if !args.inputs.paths.is_empty() {
-        let connection = Connection { cluster: Some(url.to_string()), ..Connection::default() };
+        // Planning reads the cluster through the kubeconfig just written: its CA and token.
+        let connection = Connection { kubeconfig: Some(path.clone()), ..Connection::default() };
         let target = Target { connection, ..Target::default() };
         // Planning reads the cluster through its own small runtime, beside the one that
         // serves it.
         let planned = match plan::make_plan(&args.inputs, &target, true) {
             Ok(planned) => planned,
-            Err(exit) => return exit,
+            Err(exit) => return Served::Stopped(exit),
         };
-        let applier = match Client::new(Endpoint { server: url.to_string(), ..Endpoint::default() }) {
+        let applier = match Client::new(endpoint.clone()) {
             Ok(applier) => applier,
-            Err(message) => return usage_error(&message),
+            Err(message) => return Served::Stopped(usage_error(&message)),
         };
         let applied = runtime.block_on(async {
             tokio::select! {
@@ -189,19 +227,25 @@ fn serve(
             None => {
                 eprintln!();
                 eprintln!("kubeyard: stopped");
-                return Exit::Ok;
+                return Served::Stopped(Exit::Ok);
             }
         }
     }
-    runtime.block_on(async {
+    let removed = runtime.block_on(async {
         tokio::select! {
-            _ = watch_progress(client, started) => {}
-            _ = super::components::interrupted() => {}
+            _ = watch_progress(client, started) => None,
+            _ = super::components::interrupted() => None,
+            why = gone => Some(why),
         }
     });
     eprintln!();
-    eprintln!("kubeyard: stopped");
-    Exit::Ok
+    match removed {
+        Some(why) => Served::Removed(why),
+        None => {
+            eprintln!("kubeyard: stopped");
+            Served::Stopped(Exit::Ok)
+        }
+    }
 }
 
 /// What the cluster looks like now, in one line.

@@ -10,12 +10,25 @@
 //! 10.B.0.(10+i)   node i                    10.B.i.0/24 node i's pods
 //! ```
 //!
-//! Containers and the network carry the label `kubeyard.dev/cluster=<id>`; dropping the
-//! cluster removes them, and `kubeyard down --all` removes what a killed run left.
+//! Containers and the network carry the labels `kubeyard.dev/cluster=<id>` and
+//! `kubeyard.dev/user=<uid>`; dropping the cluster removes them, and `kubeyard down --all`
+//! removes what a user's killed runs left.
+//!
+//! Secure by default: the API server serves HTTPS with a certificate of a CA made at boot
+//! and wants a token (32 random bytes), which the host's kubeconfig and every component
+//! carry; etcd is not published and serves only clients with a certificate of another CA
+//! made at boot, which only the API server holds (as kubeadm sets etcd up: the host is on
+//! every Docker bridge, so a network of its own would not keep etcd from the host's other
+//! users); the node agents' log endpoints want the token. Credentials reach the
+//! containers as files (`/etc/kubeyard`), never on a command line, which `ps` shows every
+//! local user.
 
 use super::docker::{self, ContainerSpec, Docker};
 use super::image::{self, Image};
+use crate::apiserver::tls::{self, Authority, Issued, Usage};
+use crate::client::config::Endpoint;
 use crate::kubelet::node_ready;
+use crate::store::etcd::{EtcdStore, EtcdTls};
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, ListParams};
 use std::collections::{BTreeMap, HashMap};
@@ -25,6 +38,11 @@ use std::time::{Duration, Instant};
 
 /// The label every container and network of a cluster carries.
 pub const CLUSTER_LABEL: &str = "kubeyard.dev/cluster";
+/// The label with the id of the user who started the cluster (`kubeyard down --all`
+/// removes only one's own).
+pub const USER_LABEL: &str = "kubeyard.dev/user";
+/// Where the credentials are in a container.
+const SECRETS: &str = "/etc/kubeyard";
 const ROLE_LABEL: &str = "kubeyard.dev/role";
 const API_PORT: u16 = 6443;
 /// Nodes a cluster can have: one /24 of pods each, and an address in 10.B.0.0/24.
@@ -44,6 +62,8 @@ pub enum Error {
     NotReady { seconds: u64, what: String, logs: String },
     #[error("no node named {0} in this cluster")]
     UnknownNode(String),
+    #[error("{0}")]
+    Credentials(String),
 }
 
 /// One node to run.
@@ -75,6 +95,9 @@ pub struct ClusterSpec {
     /// A node whose lease is older than this goes Unknown (`--node-monitor-grace-period`,
     /// 40 s in Kubernetes); nodes renew their leases four times within it.
     pub node_grace: Duration,
+    /// Serve the API over plain HTTP with no token (`kubeyard up --insecure-http`): anyone
+    /// who reaches the published port can read every Secret. etcd keeps its certificates.
+    pub insecure_http: bool,
 }
 
 impl ClusterSpec {
@@ -86,6 +109,7 @@ impl ClusterSpec {
             etcd_binary: None,
             kubeyard_binary: None,
             node_grace: Duration::from_secs(40),
+            insecure_http: false,
         }
     }
 }
@@ -108,6 +132,77 @@ struct NodeSlot {
     ip: Ipv4Addr,
 }
 
+/// What a cluster's parts prove themselves with, made at boot: the API's CA, serving
+/// certificate and token (none with `insecure_http`), etcd's CA, serving certificate and
+/// the API server's client certificate for it.
+struct Credentials {
+    token: Option<String>,
+    /// The API server's CA, PEM, and its serving certificate (for the host's loopback and
+    /// its address on the cluster network).
+    api: Option<(String, Issued)>,
+    etcd_ca: String,
+    etcd_server: Issued,
+    etcd_client: Issued,
+}
+
+impl Credentials {
+    fn make(api_address: Ipv4Addr, etcd_address: Ipv4Addr, insecure_http: bool) -> Result<Credentials, Error> {
+        let api = if insecure_http {
+            None
+        } else {
+            let ca = Authority::new("kubeyard-ca").map_err(Error::Credentials)?;
+            let serving =
+                tls::serving(&ca, &[api_address.to_string(), "apiserver".into()]).map_err(Error::Credentials)?;
+            Some((ca.pem.clone(), serving))
+        };
+        let token = if insecure_http { None } else { Some(tls::token().map_err(Error::Credentials)?) };
+        let etcd = Authority::new("kubeyard-etcd-ca").map_err(Error::Credentials)?;
+        let etcd_server = tls::serving_and_client(&etcd, "etcd", &[etcd_address.to_string(), "etcd".into()])
+            .map_err(Error::Credentials)?;
+        let etcd_client =
+            etcd.issue("kubeyard-apiserver-etcd-client", &[], &[Usage::Client]).map_err(Error::Credentials)?;
+        Ok(Credentials { token, api, etcd_ca: etcd.pem.clone(), etcd_server, etcd_client })
+    }
+
+    fn etcd_tls(&self) -> EtcdTls {
+        EtcdTls {
+            ca_pem: self.etcd_ca.clone().into_bytes(),
+            cert_pem: self.etcd_client.cert_pem.clone().into_bytes(),
+            key_pem: self.etcd_client.key_pem.clone().into_bytes(),
+        }
+    }
+
+    /// What a client of the API server in a container is given: the CA and the token.
+    fn for_clients(&self) -> Vec<(String, Vec<u8>)> {
+        let mut files = Vec::new();
+        if let Some((ca, _)) = &self.api {
+            files.push((format!("{SECRETS}/ca.crt"), ca.clone().into_bytes()));
+        }
+        if let Some(token) = &self.token {
+            files.push((format!("{SECRETS}/token"), token.clone().into_bytes()));
+        }
+        files
+    }
+
+    /// Flags naming those files.
+    fn client_flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
+        if self.api.is_some() {
+            flags.push(format!("--certificate-authority={SECRETS}/ca.crt"));
+        }
+        if self.token.is_some() {
+            flags.push(format!("--token-file={SECRETS}/token"));
+        }
+        flags
+    }
+}
+
+/// The user running this process, as the id `kubeyard.dev/user` holds.
+pub fn current_user() -> String {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }.to_string()
+}
+
 pub struct ContainerCluster {
     docker: Docker,
     id: String,
@@ -119,6 +214,7 @@ pub struct ContainerCluster {
     api_port: u16,
     url: String,
     nodes: Vec<NodeSlot>,
+    credentials: Credentials,
     removed: bool,
 }
 
@@ -145,8 +241,17 @@ impl ContainerCluster {
 
         let id = new_id();
         let network = format!("kubeyard-{id}");
-        let labels = HashMap::from([(CLUSTER_LABEL.to_string(), id.clone())]);
+        let labels = HashMap::from([(CLUSTER_LABEL.to_string(), id.clone()), (USER_LABEL.to_string(), current_user())]);
         let octet = create_network(&docker, &network, &labels).await?;
+        let credentials =
+            match Credentials::make(Ipv4Addr::new(10, octet, 0, 3), Ipv4Addr::new(10, octet, 0, 2), spec.insecure_http)
+            {
+                Ok(credentials) => credentials,
+                Err(error) => {
+                    let _ = docker.remove_network(&network).await;
+                    return Err(error);
+                }
+            };
         let nodes: Vec<NodeSlot> = spec
             .nodes
             .iter()
@@ -167,6 +272,7 @@ impl ContainerCluster {
             api_port,
             url: String::new(),
             nodes,
+            credentials,
             removed: false,
         };
         progress.step(&format!(
@@ -178,7 +284,8 @@ impl ContainerCluster {
         for result in futures_util::future::join_all(runs).await {
             result?;
         }
-        cluster.url = format!("http://127.0.0.1:{}", cluster.api_port);
+        let scheme = if cluster.credentials.api.is_some() { "https" } else { "http" };
+        cluster.url = format!("{scheme}://127.0.0.1:{}", cluster.api_port);
         cluster.wait_ready(Duration::from_secs(60)).await?;
         progress.step(&format!("cluster {id} ready in {:.1?}: API server at {}", started.elapsed(), cluster.url));
         Ok(cluster)
@@ -189,8 +296,13 @@ impl ContainerCluster {
     }
 
     fn container_specs(&self, spec: &ClusterSpec, kubeyard: &str, etcd: &str) -> Vec<ContainerSpec> {
+        let user = current_user();
         let role = |role: &str| {
-            HashMap::from([(CLUSTER_LABEL.to_string(), self.id.clone()), (ROLE_LABEL.to_string(), role.to_string())])
+            HashMap::from([
+                (CLUSTER_LABEL.to_string(), self.id.clone()),
+                (ROLE_LABEL.to_string(), role.to_string()),
+                (USER_LABEL.to_string(), user.clone()),
+            ])
         };
         let base = |name: &str, image: &str, host: u8, cmd: Vec<String>| ContainerSpec {
             name: container_name(&self.id, name),
@@ -204,38 +316,76 @@ impl ContainerCluster {
             ..ContainerSpec::default()
         };
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        let etcd_url = format!("http://{}:2379", self.address(2));
-        let server = format!("http://{}:{API_PORT}", self.address(3));
-        let mut specs = vec![
-            base(
+        let credentials = &self.credentials;
+        let etcd_url = format!("https://{}:2379", self.address(2));
+        let scheme = if credentials.api.is_some() { "https" } else { "http" };
+        let server = format!("{scheme}://{}:{API_PORT}", self.address(3));
+        let file = |name: &str, content: &str| (format!("{SECRETS}/{name}"), content.as_bytes().to_vec());
+        // etcd serves only clients with a certificate of its CA: the API server's.
+        let etcd_spec = ContainerSpec {
+            files: vec![
+                file("etcd-ca.crt", &credentials.etcd_ca),
+                file("etcd.crt", &credentials.etcd_server.cert_pem),
+                file("etcd.key", &credentials.etcd_server.key_pem),
+            ],
+            ..base(
                 "etcd",
                 etcd,
                 2,
                 strings(&[
                     "--name=etcd",
                     "--data-dir=/var/lib/etcd",
-                    "--listen-client-urls=http://0.0.0.0:2379",
+                    "--listen-client-urls=https://0.0.0.0:2379",
                     &format!("--advertise-client-urls={etcd_url}"),
+                    "--client-cert-auth",
+                    &format!("--trusted-ca-file={SECRETS}/etcd-ca.crt"),
+                    &format!("--cert-file={SECRETS}/etcd.crt"),
+                    &format!("--key-file={SECRETS}/etcd.key"),
                 ]),
-            ),
+            )
+        };
+        let mut apiserver_cmd = strings(&[
+            "apiserver",
+            &format!("--listen=0.0.0.0:{API_PORT}"),
+            &format!("--etcd={etcd_url}"),
+            &format!("--etcd-cafile={SECRETS}/etcd-ca.crt"),
+            &format!("--etcd-certfile={SECRETS}/etcd-client.crt"),
+            &format!("--etcd-keyfile={SECRETS}/etcd-client.key"),
+        ]);
+        let mut apiserver_files = vec![
+            file("etcd-ca.crt", &credentials.etcd_ca),
+            file("etcd-client.crt", &credentials.etcd_client.cert_pem),
+            file("etcd-client.key", &credentials.etcd_client.key_pem),
+        ];
+        if let Some((ca, serving)) = &credentials.api {
+            // The chain, as Kubernetes' --tls-cert-file holds it: clients trust its CA.
+            apiserver_files.push(file("apiserver.crt", &format!("{}{ca}", serving.cert_pem)));
+            apiserver_files.push(file("apiserver.key", &serving.key_pem));
+            apiserver_cmd.push(format!("--tls-cert-file={SECRETS}/apiserver.crt"));
+            apiserver_cmd.push(format!("--tls-private-key-file={SECRETS}/apiserver.key"));
+        }
+        if let Some(token) = &credentials.token {
+            apiserver_files.push(file("token", token));
+            apiserver_cmd.push(format!("--token-file={SECRETS}/token"));
+        }
+        let client = |name: &str, host: u8, mut cmd: Vec<String>| {
+            cmd.extend(credentials.client_flags());
+            ContainerSpec { files: credentials.for_clients(), ..base(name, kubeyard, host, cmd) }
+        };
+        let mut specs = vec![
+            etcd_spec,
             ContainerSpec {
                 publish: Some((API_PORT, self.api_port)),
-                ..base(
-                    "apiserver",
-                    kubeyard,
-                    3,
-                    strings(&["apiserver", &format!("--listen=0.0.0.0:{API_PORT}"), &format!("--etcd={etcd_url}")]),
-                )
+                files: apiserver_files,
+                ..base("apiserver", kubeyard, 3, apiserver_cmd)
             },
-            base(
+            client(
                 "scheduler",
-                kubeyard,
                 4,
                 strings(&["scheduler", &format!("--server={server}"), &format!("--seed={}", spec.seed)]),
             ),
-            base(
+            client(
                 "controller-manager",
-                kubeyard,
                 5,
                 strings(&[
                     "controller-manager",
@@ -267,6 +417,7 @@ impl ContainerCluster {
             if !node.taints.is_empty() {
                 cmd.push(format!("--taints={}", node.taints.join(",")));
             }
+            let node_spec = client("node", slot.ip.octets()[3], cmd);
             specs.push(ContainerSpec {
                 name: slot.container.clone(),
                 hostname: Some(node.name.clone()),
@@ -279,7 +430,7 @@ impl ContainerCluster {
                     .map(String::from)
                     .to_vec(),
                 restart_on_failure: false,
-                ..base("node", kubeyard, slot.ip.octets()[3], cmd)
+                ..node_spec
             });
         }
         specs
@@ -326,13 +477,55 @@ impl ContainerCluster {
         &self.url
     }
 
+    /// A client of the API server from the host, with the cluster's CA and token.
     pub fn client(&self) -> Result<kube::Client, Error> {
         let uri = self.url.parse().map_err(|_| Error::Invalid(format!("not a URL: {}", self.url)))?;
-        kube::Client::try_from(kube::Config::new(uri)).map_err(|e| Error::Invalid(e.to_string()))
+        let mut config = kube::Config::new(uri);
+        if let Some((ca, _)) = &self.credentials.api {
+            use rustls_pki_types::pem::PemObject;
+            let ders = rustls_pki_types::CertificateDer::pem_slice_iter(ca.as_bytes())
+                .map(|cert| cert.map(|c| c.to_vec()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| Error::Credentials(format!("the cluster's CA is not PEM: {e}")))?;
+            config.root_cert = Some(ders);
+        }
+        if let Some(token) = &self.credentials.token {
+            config.auth_info.token = Some(token.clone().into());
+        }
+        kube::Client::try_from(config).map_err(|e| Error::Invalid(e.to_string()))
     }
 
+    /// Where and how the host reaches the API server: its URL, CA and token.
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            server: self.url.clone(),
+            ca_pem: self.credentials.api.as_ref().map(|(ca, _)| ca.clone().into_bytes()),
+            token: self.credentials.token.clone(),
+            ..Endpoint::default()
+        }
+    }
+
+    /// The token clients send, unless the cluster serves plain HTTP.
+    pub fn token(&self) -> Option<&str> {
+        self.credentials.token.as_deref()
+    }
+
+    /// etcd's address on the cluster network (not published on the host).
+    pub fn etcd_address(&self) -> SocketAddr {
+        SocketAddr::from((self.address(2), 2379))
+    }
+
+    /// The certificate of the CA that signed etcd's (public: it lets a client check etcd,
+    /// not talk to it).
+    pub fn etcd_ca_pem(&self) -> &str {
+        &self.credentials.etcd_ca
+    }
+
+    /// A kubeconfig for kubectl and any client: the URL, the CA, the token. Write it with
+    /// `apiserver::kubeconfig::write` (its owner alone may read it).
     pub fn kubeconfig(&self) -> String {
-        crate::apiserver::kubeconfig::render(&self.url, None, None)
+        let ca = self.credentials.api.as_ref().map(|(ca, _)| ca.as_str());
+        crate::apiserver::kubeconfig::render(&self.url, self.credentials.token.as_deref(), ca)
     }
 
     /// The nodes' names and addresses on the cluster network (the host reaches them too).
@@ -385,20 +578,32 @@ impl ContainerCluster {
     /// returns once it answers again.
     pub async fn restart_api_server(&self) -> Result<(), Error> {
         self.docker.restart(&container_name(&self.id, "apiserver"), 2).await?;
-        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, self.api_port));
-        self.wait_healthy("the API server", address, "/readyz").await
+        let client = self.client()?;
+        self.wait_healthy("the API server", || async {
+            let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
+            client.request_text(request).await.ok().map(drop)
+        })
+        .await
     }
 
-    /// Restarts etcd's container, and returns once it answers again.
+    /// Restarts etcd's container, and returns once it answers again (to the API server's
+    /// certificate: it answers nothing else).
     pub async fn restart_etcd(&self) -> Result<(), Error> {
         self.docker.restart(&container_name(&self.id, "etcd"), 2).await?;
-        self.wait_healthy("etcd", SocketAddr::from((self.address(2), 2379)), "/health").await
+        let url = format!("https://{}", self.etcd_address());
+        let tls = self.credentials.etcd_tls();
+        self.wait_healthy("etcd", || async { EtcdStore::connect_with(&url, Some(&tls)).await.ok().map(drop) }).await
     }
 
-    async fn wait_healthy(&self, what: &str, address: SocketAddr, path: &str) -> Result<(), Error> {
+    /// Waits until `attempt` succeeds (each attempt given a second), 30 s at most.
+    async fn wait_healthy<F, Fut>(&self, what: &str, attempt: F) -> Result<(), Error>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Option<()>>,
+    {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(30) {
-            if answers(address, path).await {
+            if let Ok(Some(())) = tokio::time::timeout(Duration::from_secs(1), attempt()).await {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -430,6 +635,29 @@ impl ContainerCluster {
     pub async fn remove(mut self) -> Result<(), Error> {
         self.removed = true;
         remove_cluster(&self.docker, &self.id).await
+    }
+
+    /// Whether the cluster was removed under us (`kubeyard down`, `docker rm`): its API
+    /// server's container or its network is gone. A stopped container is not gone.
+    pub async fn gone(&self) -> Result<bool, Error> {
+        let apiserver = self.docker.exists(&container_name(&self.id, "apiserver")).await?;
+        Ok(!apiserver || !self.docker.network_exists(&self.network).await?)
+    }
+
+    /// Returns once `gone` says so, asking every `period`; an engine that does not answer
+    /// is not a removed cluster.
+    pub async fn removed_externally(&self, period: Duration) {
+        loop {
+            if let Ok(true) = self.gone().await {
+                return;
+            }
+            tokio::time::sleep(period).await;
+        }
+    }
+
+    /// Forgets the cluster without removing anything: someone else removed it.
+    pub fn disown(mut self) {
+        self.removed = true;
     }
 }
 
@@ -477,20 +705,6 @@ pub async fn ensure_images(
     Ok((kubeyard, etcd))
 }
 
-/// Whether `GET path` at `address` answers 200.
-async fn answers(address: SocketAddr, path: &str) -> bool {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(address).await.ok()?;
-        let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.ok()?;
-        let mut head = [0u8; 16];
-        let read = stream.read(&mut head).await.ok()?;
-        Some(head[..read].starts_with(b"HTTP/1.1 200"))
-    };
-    tokio::time::timeout(Duration::from_secs(1), attempt).await.ok().flatten().unwrap_or(false)
-}
-
 /// A port free on the host's loopback now.
 fn free_port() -> Result<u16, Error> {
     let listener =
@@ -514,30 +728,44 @@ async fn create_network(docker: &Docker, name: &str, labels: &HashMap<String, St
     Err(Error::NoSubnet)
 }
 
-/// Removes the containers, then the networks, carrying `label`; how many containers went.
-async fn remove_labelled(docker: &Docker, label: &str) -> Result<usize, Error> {
-    let containers = docker.containers_labelled(label).await?;
+/// Removes the containers, then the networks, carrying every one of `labels`; how many
+/// containers went.
+async fn remove_labelled(docker: &Docker, labels: &[String]) -> Result<usize, Error> {
+    let containers = docker.containers_matching(labels).await?;
     let removals = containers.iter().map(|c| docker.remove(c));
     for result in futures_util::future::join_all(removals).await {
         result?;
     }
-    for network in docker.networks_labelled(label).await? {
+    for network in docker.networks_matching(labels).await? {
         docker.remove_network(&network).await?;
     }
     Ok(containers.len())
 }
 
 async fn remove_cluster(docker: &Docker, id: &str) -> Result<(), Error> {
-    remove_labelled(docker, &format!("{CLUSTER_LABEL}={id}")).await.map(drop)
+    remove_by_id(docker, id).await.map(drop)
 }
 
 /// Removes one cluster by its id; how many containers went.
 pub async fn remove_by_id(docker: &Docker, id: &str) -> Result<usize, Error> {
-    remove_labelled(docker, &format!("{CLUSTER_LABEL}={id}")).await
+    remove_labelled(docker, &[format!("{CLUSTER_LABEL}={id}")]).await
 }
 
-/// Removes every kubeyard cluster on this engine (what interrupted runs left behind);
-/// how many containers went.
-pub async fn remove_all(docker: &Docker) -> Result<usize, Error> {
-    remove_labelled(docker, CLUSTER_LABEL).await
+/// Whose clusters `remove_all` removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Whose {
+    /// Those started by the user with this id (`kubeyard.dev/user`).
+    User(String),
+    /// Every kubeyard cluster on the engine, whoever started it.
+    Everyone,
+}
+
+/// Removes the kubeyard clusters on this engine that are `whose` (what interrupted runs
+/// left behind); how many containers went.
+pub async fn remove_all(docker: &Docker, whose: &Whose) -> Result<usize, Error> {
+    let mut labels = vec![CLUSTER_LABEL.to_string()];
+    if let Whose::User(user) = whose {
+        labels.push(format!("{USER_LABEL}={user}"));
+    }
+    remove_labelled(docker, &labels).await
 }

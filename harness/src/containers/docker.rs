@@ -13,7 +13,7 @@ use bollard::models::{
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
     ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -38,7 +38,7 @@ fn refused(what: impl Into<String>) -> impl FnOnce(bollard::errors::Error) -> Er
 }
 
 /// One container to run.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct ContainerSpec {
     pub name: String,
     pub image: String,
@@ -58,6 +58,67 @@ pub struct ContainerSpec {
     /// Docker starts it again when it exits with an error (a control-plane component that
     /// lost its store at boot); a node that fails stays down, as a test made it.
     pub restart_on_failure: bool,
+    /// Files put in the container before it starts: (absolute path, content), each
+    /// readable by root only. Credentials go here, not into `cmd`, which every local user
+    /// can read (`ps` on the host shows a container's processes) and `docker inspect` too.
+    pub files: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for ContainerFiles<'_> {
+    /// Names only: the contents are credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(path, _)| path)).finish()
+    }
+}
+
+/// A container's files, as a log may show them.
+pub struct ContainerFiles<'a>(pub &'a [(String, Vec<u8>)]);
+
+/// A tar of `files`, directories made as needed, files 0600 and directories 0700.
+fn archive(files: &[(String, Vec<u8>)]) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut directories = std::collections::BTreeSet::new();
+    for (path, bytes) in files {
+        let relative = path.trim_start_matches('/');
+        let mut parent = std::path::Path::new(relative).parent();
+        let mut missing = Vec::new();
+        while let Some(dir) = parent.filter(|d| !d.as_os_str().is_empty()) {
+            if directories.insert(dir.to_path_buf()) {
+                missing.push(dir.to_path_buf());
+            }
+            parent = dir.parent();
+        }
+        for dir in missing.into_iter().rev() {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            header.set_mode(0o700);
+            header.set_cksum();
+            builder.append_data(&mut header, &dir, std::io::empty())?;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(0o600);
+        header.set_cksum();
+        builder.append_data(&mut header, relative, bytes.as_slice())?;
+    }
+    builder.into_inner()
+}
+
+impl std::fmt::Debug for ContainerSpec {
+    /// Everything but the files' contents, which are credentials.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ContainerSpec")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("cmd", &self.cmd)
+            .field("labels", &self.labels)
+            .field("network", &self.network)
+            .field("ip", &self.ip)
+            .field("publish", &self.publish)
+            .field("files", &ContainerFiles(&self.files))
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Clone)]
@@ -94,12 +155,17 @@ impl Docker {
         Ok(())
     }
 
-    /// The tags of a repository's images (`kubeyard/kubeyard:...`).
-    pub async fn image_tags(&self, repository: &str) -> Result<Vec<String>, Error> {
+    /// The tags of a repository's images (`kubeyard/kubeyard:...`), each with when it was
+    /// built (seconds since the epoch).
+    pub async fn image_tags(&self, repository: &str) -> Result<Vec<(String, i64)>, Error> {
         let filters = HashMap::from([("reference".to_string(), vec![format!("{repository}:*")])]);
         let options = ListImagesOptionsBuilder::default().filters(&filters).build();
         let images = self.inner.list_images(Some(options)).await.map_err(refused("list images"))?;
-        Ok(images.into_iter().flat_map(|i| i.repo_tags).filter(|t| t.starts_with(&format!("{repository}:"))).collect())
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags.into_iter().map(move |tag| (tag, i.created)))
+            .filter(|(t, _)| t.starts_with(&format!("{repository}:")))
+            .collect())
     }
 
     pub async fn remove_image(&self, tag: &str) -> Result<(), Error> {
@@ -181,6 +247,17 @@ impl Docker {
             .create_container(Some(options), body)
             .await
             .map_err(refused(format!("create container {}", spec.name)))?;
+        if !spec.files.is_empty() {
+            let tar = archive(&spec.files).map_err(|e| Error::Refused {
+                what: format!("copy files into {}", spec.name),
+                message: e.to_string(),
+            })?;
+            let options = UploadToContainerOptionsBuilder::default().path("/").build();
+            self.inner
+                .upload_to_container(&spec.name, Some(options), bollard::body_full(tar.into()))
+                .await
+                .map_err(refused(format!("copy files into {}", spec.name)))?;
+        }
         self.start(&spec.name).await
     }
 
@@ -245,9 +322,33 @@ impl Docker {
         container.state.is_some_and(|s| s.running == Some(true) && s.paused != Some(true))
     }
 
+    /// Whether the container exists (in any state): `kubeyard down` removes them.
+    pub async fn exists(&self, name: &str) -> Result<bool, Error> {
+        match self.inner.inspect_container(name, None).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(error) => Err(refused(format!("inspect {name}"))(error)),
+        }
+    }
+
+    /// Whether the network exists.
+    pub async fn network_exists(&self, name: &str) -> Result<bool, Error> {
+        let options = bollard::query_parameters::InspectNetworkOptions::default();
+        match self.inner.inspect_network(name, Some(options)).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(error) => Err(refused(format!("inspect network {name}"))(error)),
+        }
+    }
+
     /// Names of the containers (running or not) carrying `label` (`key` or `key=value`).
     pub async fn containers_labelled(&self, label: &str) -> Result<Vec<String>, Error> {
-        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        self.containers_matching(&[label.to_string()]).await
+    }
+
+    /// Names of the containers (running or not) carrying every one of `labels`.
+    pub async fn containers_matching(&self, labels: &[String]) -> Result<Vec<String>, Error> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
         let list = self.inner.list_containers(Some(options)).await.map_err(refused("list containers"))?;
         Ok(list
@@ -258,7 +359,12 @@ impl Docker {
     }
 
     pub async fn networks_labelled(&self, label: &str) -> Result<Vec<String>, Error> {
-        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        self.networks_matching(&[label.to_string()]).await
+    }
+
+    /// Names of the networks carrying every one of `labels`.
+    pub async fn networks_matching(&self, labels: &[String]) -> Result<Vec<String>, Error> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
         let options = ListNetworksOptionsBuilder::default().filters(&filters).build();
         let list = self.inner.list_networks(Some(options)).await.map_err(refused("list networks"))?;
         Ok(list.into_iter().filter_map(|n| n.name).collect())

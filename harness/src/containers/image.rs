@@ -227,8 +227,11 @@ impl Image {
         }
         docker.build(&self.tag, self.context()?).await?;
         let repository = self.tag.split(':').next().unwrap_or_default();
-        for old in docker.image_tags(repository).await.unwrap_or_default() {
-            if old != self.tag {
+        // A build of another binary made a moment ago may be about to get its containers
+        // (another checkout's tests, at once): only builds older than this go.
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        for (old, created) in docker.image_tags(repository).await.unwrap_or_default() {
+            if old != self.tag && now - created > PRUNE_AFTER_SECONDS {
                 // One still in use by a running cluster stays; the engine says so.
                 let _ = docker.remove_image(&old).await;
             }
@@ -245,6 +248,9 @@ impl Image {
             .sum()
     }
 }
+
+/// How old another build of an image must be before a new build removes it.
+const PRUNE_AFTER_SECONDS: i64 = 600;
 
 /// An exclusive lock on the machine's image builds, held until dropped (an flock on a
 /// file in the temporary directory: released by the kernel if the holder dies).

@@ -2,11 +2,15 @@
 //! server reaches it for `kubectl logs`. `/containerLogs/{namespace}/{pod}/{container}`
 //! with `previous`, `tailLines`, `limitBytes` and `follow`, from the files the process
 //! runtime writes (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`).
+//! Logs hold what pods print, Secrets' values among it: given a token (the cluster's, which
+//! the API server's `pods/log` sends), every request but `/healthz` must carry it as a
+//! bearer, and is refused `401 Unauthorized` otherwise, as the kubelet's authentication
+//! refuses anonymous requests.
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use std::collections::HashMap;
@@ -21,6 +25,8 @@ pub const PORT: u16 = 10250;
 
 struct Logs {
     root: PathBuf,
+    /// The bearer token every request must carry; none: anyone may ask.
+    token: Option<String>,
 }
 
 impl Logs {
@@ -63,11 +69,26 @@ fn tail(text: &[u8], lines: usize) -> &[u8] {
     }
 }
 
+/// Whether the request carries the token, when one is required.
+fn authorized(headers: &HeaderMap, token: Option<&str>) -> bool {
+    let Some(token) = token else { return true };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    given.is_some_and(|given| crate::apiserver::tls::same_secret(given.as_bytes(), token.as_bytes()))
+}
+
 async fn container_logs(
     State(logs): State<Arc<Logs>>,
     Path((namespace, pod, container)): Path<(String, String, String)>,
     Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
+    if !authorized(&headers, logs.token.as_deref()) {
+        return refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into());
+    }
     let flag = |key: &str| query.get(key).is_some_and(|v| v == "true" || v == "1");
     let number = |key: &str| query.get(key).and_then(|v| v.parse::<usize>().ok());
     let files = logs.files(&namespace, &pod, &container);
@@ -125,20 +146,24 @@ async fn container_logs(
     Body::from_stream(follow).into_response()
 }
 
-/// Serves until the task is dropped.
-pub async fn serve(address: SocketAddr, root: PathBuf) -> std::io::Result<()> {
-    let logs = Arc::new(Logs { root });
-    let router = Router::new()
+/// Serves until the task is dropped; with a `token`, only to requests that carry it.
+pub async fn serve(address: SocketAddr, root: PathBuf, token: Option<String>) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, router(root, token)).await
+}
+
+fn router(root: PathBuf, token: Option<String>) -> Router {
+    let logs = Arc::new(Logs { root, token });
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
-        .with_state(logs);
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    axum::serve(listener, router).await
+        .with_state(logs)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http_body_util::BodyExt;
 
     #[test]
     fn tails_count_lines_from_the_end() {
@@ -151,7 +176,7 @@ mod tests {
     #[test]
     fn the_newest_run_and_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = Logs { root: dir.path().to_path_buf() };
+        let logs = Logs { root: dir.path().to_path_buf(), token: None };
         let container = dir.path().join("shop_web-1_uid-1").join("web");
         std::fs::create_dir_all(&container).unwrap();
         for run in [0, 1, 10] {
@@ -161,5 +186,34 @@ mod tests {
         let names: Vec<String> = files.iter().map(|f| f.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["0.log", "1.log", "10.log"]);
         assert!(logs.files("shop", "web-2", "web").is_empty());
+    }
+
+    #[tokio::test]
+    async fn logs_need_the_token_and_health_does_not() {
+        use tower::ServiceExt;
+        let dir = tempfile::tempdir().unwrap();
+        let container = dir.path().join("shop_web-1_uid-1").join("web");
+        std::fs::create_dir_all(&container).unwrap();
+        std::fs::write(container.join("0.log"), "the secret is hunter2\n").unwrap();
+        let router = router(dir.path().to_path_buf(), Some("s3cret".into()));
+        let ask = |authorization: Option<&str>, path: &str| {
+            let mut request = axum::http::Request::get(path);
+            if let Some(value) = authorization {
+                request = request.header(header::AUTHORIZATION, value);
+            }
+            router.clone().oneshot(request.body(Body::empty()).unwrap())
+        };
+        let logs = "/containerLogs/shop/web-1/web";
+        for refused in [None, Some("Bearer wrong"), Some("Bearer s3cre"), Some("Basic s3cret"), Some("s3cret")] {
+            let response = ask(refused, logs).await.unwrap();
+            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
+            let body = response.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(&body[..], b"Unauthorized");
+        }
+        let response = ask(Some("Bearer s3cret"), logs).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"the secret is hunter2\n");
+        assert_eq!(ask(None, "/healthz").await.unwrap().status(), StatusCode::OK);
     }
 }

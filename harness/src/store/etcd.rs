@@ -12,6 +12,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -20,7 +21,18 @@ use tokio::sync::mpsc;
 
 pub struct EtcdStore {
     endpoint: String,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+/// How to reach an etcd that serves HTTPS and asks its clients for a certificate
+/// (`--client-cert-auth`), as kubeadm sets etcd up: PEM each.
+#[derive(Clone)]
+pub struct EtcdTls {
+    /// The CA that signed etcd's serving certificate (`--etcd-cafile`).
+    pub ca_pem: Vec<u8>,
+    /// This client's certificate and key (`--etcd-certfile`, `--etcd-keyfile`).
+    pub cert_pem: Vec<u8>,
+    pub key_pem: Vec<u8>,
 }
 
 fn io(error: impl std::fmt::Display) -> StoreError {
@@ -67,7 +79,28 @@ fn entry(kv: &Value) -> Result<Entry, StoreError> {
 impl EtcdStore {
     /// A store in the etcd at `endpoint` (`http://127.0.0.1:2379`); checks it answers.
     pub async fn connect(endpoint: &str) -> Result<EtcdStore, StoreError> {
-        let client = Client::builder(TokioExecutor::new()).build_http();
+        EtcdStore::connect_with(endpoint, None).await
+    }
+
+    /// The same, over TLS with a client certificate when `tls` is given (an `https://`
+    /// endpoint), else plain HTTP.
+    pub async fn connect_with(endpoint: &str, tls: Option<&EtcdTls>) -> Result<EtcdStore, StoreError> {
+        let config = match tls {
+            Some(tls) => {
+                crate::apiserver::tls::client_config(&tls.ca_pem, Some((&tls.cert_pem, &tls.key_pem))).map_err(io)?
+            }
+            // No CA to trust: an `https://` endpoint fails its handshake, plain HTTP works.
+            None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .map_err(io)?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
+        };
+        let connector =
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config).https_or_http().enable_http1().build();
+        let client = Client::builder(TokioExecutor::new()).build(connector);
         let store = EtcdStore { endpoint: endpoint.trim_end_matches('/').to_string(), client };
         store.revision().await?;
         Ok(store)

@@ -9,7 +9,6 @@
 use super::expect::{Expectation, Failure, Holds};
 use crate::cli::compile::compile;
 use crate::cli::inputs::Inputs;
-use crate::client::config::Endpoint;
 use crate::client::{self, Client, Written};
 use crate::clock::Clock;
 use crate::containers::{ClusterSpec, ContainerCluster};
@@ -134,8 +133,7 @@ impl Builder {
         config.clock = if self.virtual_time { Clock::manual() } else { Clock::real() };
         let clock = config.clock.clone();
         let plane = ControlPlane::boot(config).await.map_err(|e| Error::Boot(e.to_string()))?;
-        let endpoint = Endpoint { server: plane.url().to_string(), ..Endpoint::default() };
-        let client = Client::new(endpoint).map_err(Error::Boot)?;
+        let client = Client::new(plane.endpoint()).map_err(Error::Boot)?;
         Ok(Cluster::new(plane.client(), client, Some(plane), clock, self.virtual_time, "default".into()))
     }
 }
@@ -214,8 +212,7 @@ impl Cluster {
     pub async fn containers(spec: &ClusterSpec) -> Result<Cluster, Error> {
         let quiet = |_: &str| {};
         let containers = ContainerCluster::boot(spec, &quiet).await.map_err(|e| Error::Boot(e.to_string()))?;
-        let endpoint = Endpoint { server: containers.url().to_string(), ..Endpoint::default() };
-        let client = Client::new(endpoint).map_err(Error::Boot)?;
+        let client = Client::new(containers.endpoint()).map_err(Error::Boot)?;
         let kube = containers.client().map_err(|e| Error::Boot(e.to_string()))?;
         let mut cluster = Cluster::new(kube, client, None, Clock::real(), false, "default".into());
         cluster.containers = Some(containers);

@@ -28,6 +28,7 @@ mod python_client;
 mod replicaset;
 mod rule_fixtures;
 mod scheduler;
+mod secure;
 mod services;
 mod store;
 mod templates;

@@ -66,6 +66,14 @@ fn up_applies_converges_and_serves_kubectl() {
 
     let (ok, out, err) = run(&["kubectl", "--kubeconfig", kubeconfig, "get", "nodes"]);
     assert!(ok && out.contains("node-1") && out.contains("node-2") && out.contains("Ready"), "{out}{err}");
+    // Secure by default: HTTPS and a token, both in a kubeconfig only its owner reads.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(kubeconfig).unwrap().permissions().mode() & 0o777, 0o600);
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    assert!(text.contains("server: https://127.0.0.1:") && text.contains("certificate-authority-data:"), "{text}");
+    assert!(text.contains("token: "), "{text}");
+    let (ok, out, err) = run(&["kubectl", "--kubeconfig", kubeconfig, "--token=guessed", "get", "secrets"]);
+    assert!(!ok && err.contains("Unauthorized"), "{out}{err}");
     let (ok, out, err) =
         run(&["kubectl", "--kubeconfig", kubeconfig, "rollout", "status", "deployment/web", "--timeout=20s"]);
     assert!(ok && out.contains("successfully rolled out"), "{out}{err}");
@@ -113,4 +121,37 @@ fn up_refuses_bad_flags_clearly() {
     assert!(!ok && err.contains("--node-capacity: cpu=lots"), "{err}");
     let (ok, _, err) = run(&[KUBEYARD, "up", "--nodes", "0"]);
     assert!(!ok && err.contains("--nodes"), "{err}");
+}
+
+#[test]
+fn up_insecure_http_serves_plain_http_without_a_token_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let kubeconfig = kubeconfig.to_str().unwrap();
+    let mut child = Command::new(KUBEYARD)
+        .args(["up", "--nodes", "1", "--insecure-http", "--kubeconfig-out", kubeconfig])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let _up = Up(child);
+    // Read on for as long as it runs: a closed stderr would end it.
+    let (lines_tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines_tx.send(line);
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("kubeconfig written")) {
+        seen.push(lines.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("{seen:#?}")));
+    }
+    assert!(seen.iter().any(|l| l.contains("warning: --insecure-http")), "{seen:#?}");
+    let text = std::fs::read_to_string(kubeconfig).unwrap();
+    assert!(text.contains("server: http://127.0.0.1:") && !text.contains("token:"), "{text}");
+    let (ok, out, err) = run(&["kubectl", "--kubeconfig", kubeconfig, "get", "nodes"]);
+    assert!(ok && out.contains("node-1"), "{out}{err}");
+    let help = run(&[KUBEYARD, "up", "--help"]).1;
+    assert!(help.contains("--insecure-http") && help.contains("Secrets"), "{help}");
 }
