@@ -127,6 +127,12 @@ pub fn run(args: UpArgs) -> Exit {
                 std::process::exit(130);
             }
         };
+        if args.insecure_http {
+            eprintln!(
+                "kubeyard: warning: --insecure-http: anyone who can reach {} can read every Secret",
+                cluster.url()
+            );
+        }
         // A kube client starts its connection pool on the runtime it is made in.
         let client = match runtime.block_on(async { cluster.client() }) {
             Ok(client) => client,

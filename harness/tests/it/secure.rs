@@ -201,3 +201,54 @@ fn up_containers_stops_when_its_cluster_is_removed() {
     let message = format!("kubeyard: cluster {id} was removed (its containers are gone); stopping");
     assert!(seen.iter().any(|l| l.contains(&message)), "{seen:#?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_insecure_http_container_cluster_serves_plain_http_and_keeps_etcd_closed() {
+    let mut spec = crate::containers::spec(1);
+    spec.insecure_http = true;
+    let cluster = kubeyard_harness::containers::ContainerCluster::boot(&spec, &|step: &str| eprintln!("{step}"))
+        .await
+        .expect("the cluster boots");
+    assert!(cluster.url().starts_with("http://127.0.0.1:") && cluster.token().is_none(), "{}", cluster.url());
+    let text = cluster.kubeconfig();
+    assert!(!text.contains("token:") && !text.contains("certificate-authority"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(&kubeconfig, text).unwrap();
+    let (ok, out) = kubectl(&kubeconfig, &["get", "nodes"]);
+    assert!(ok && out.contains("node-1"), "{out}");
+    let plain = EtcdStore::connect(&format!("http://{}", cluster.etcd_address())).await;
+    assert!(plain.is_err(), "etcd answered plain HTTP from the host");
+    cluster.remove().await.unwrap();
+}
+
+/// `kubeyard apiserver` on a non-loopback address without `--token` warns; with one, or
+/// on loopback, it does not.
+#[test]
+fn an_api_server_open_beyond_loopback_without_a_token_warns() {
+    let warning = "without --token: anyone who can reach it can read every Secret";
+    for (args, warns) in [
+        (&["--listen", "0.0.0.0:0"][..], true),
+        (&["--listen", "0.0.0.0:0", "--token", "t0ken"][..], false),
+        (&["--listen", "127.0.0.1:0"][..], false),
+    ] {
+        let mut child = Command::new(KUBEYARD)
+            .arg("apiserver")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut seen = Vec::new();
+        for line in BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+            let listening = line.contains("API server listening on");
+            seen.push(line);
+            if listening {
+                break;
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(seen.iter().any(|l| l.contains(warning)), warns, "{args:?}: {seen:#?}");
+    }
+}
