@@ -50,14 +50,24 @@ pub struct Admitted {
     pub object: Value,
 }
 
+/// The rules the API server enforces, as errors, and no others: what every command that
+/// sends objects to a cluster or predicts what it stores (`normalize`, `graph`, `plan`,
+/// `apply`, `up`, `test`) lints with, so each refuses what the API server would refuse,
+/// through the same path as `lint` and admission. Lint's predictions (a quota exceeded,
+/// a reference the input lacks) stay `lint`'s: a cluster accepts such objects.
+pub fn enforced_rule_settings() -> RuleSettings {
+    let mut settings = RuleSettings::all_off();
+    for id in ENFORCED_RULES {
+        if let Some(rule) = rules::find(id) {
+            settings.set(rule, Some(Severity::Error));
+        }
+    }
+    settings
+}
+
 impl Admission {
     pub fn new(catalog: CatalogOptions) -> Result<Admission, SchemaError> {
-        let mut settings = RuleSettings::all_off();
-        for id in ENFORCED_RULES {
-            if let Some(rule) = rules::find(id) {
-                settings.set(rule, Some(Severity::Error));
-            }
-        }
+        let settings = enforced_rule_settings();
         let options = LintOptions {
             catalog,
             ignore_missing_schemas: false,
@@ -188,16 +198,38 @@ mod tests {
         assert_eq!(causes[0].code, "metadata/invalid-name");
     }
 
-    /// Every object of the real-world corpus and the lint fixtures: where the quick path
-    /// admits, the full path admits the very same object; where it declines, the full
-    /// path refuses (it never declines what is valid).
+    /// Every object of the lint and normalize fixtures: where the quick path admits, the
+    /// full path admits the very same object; where it declines, the full path refuses
+    /// (it never declines what is valid).
     #[test]
     fn the_quick_path_agrees_with_the_full_one() {
-        let admission = admission();
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let folders = [root.join("../shared/corpus"), root.join("fixtures/lint"), root.join("fixtures/normalize")];
+        let (quick, refused) = quick_and_full_paths_agree(&[
+            root.join("fixtures/lint"),
+            root.join("fixtures/normalize"),
+            root.join("fixtures/apps"),
+        ]);
+        assert!(quick > 50 && refused > 5, "{quick} admitted, {refused} refused");
+    }
+
+    /// The same over the real-world corpus (`KUBEYARD_CORPUS`, as the harness's corpus
+    /// tests read it).
+    #[test]
+    #[ignore = "needs the real-world corpus: KUBEYARD_CORPUS=../shared/corpus cargo test -- --ignored"]
+    fn the_quick_path_agrees_with_the_full_one_over_the_corpus() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let named = std::env::var_os("KUBEYARD_CORPUS").expect("KUBEYARD_CORPUS names the corpus folder");
+        let corpus = root.join(named);
+        assert!(corpus.is_dir(), "{} is not a folder", corpus.display());
+        let (quick, refused) = quick_and_full_paths_agree(&[corpus]);
+        assert!(quick > 300 && refused > 5, "{quick} admitted, {refused} refused");
+    }
+
+    fn quick_and_full_paths_agree(folders: &[std::path::PathBuf]) -> (usize, usize) {
+        let admission = admission();
         let (mut quick, mut refused) = (0, 0);
-        for folder in folders.iter().filter(|f| f.exists()) {
+        for folder in folders {
+            assert!(folder.is_dir(), "{} is missing", folder.display());
             for entry in walkdir::WalkDir::new(folder).into_iter().flatten() {
                 let path = entry.path();
                 if !matches!(path.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")) {
@@ -222,7 +254,7 @@ mod tests {
                 }
             }
         }
-        assert!(quick > 50 && refused > 5, "{quick} admitted, {refused} refused");
+        (quick, refused)
     }
 
     #[test]

@@ -485,13 +485,13 @@ pub fn source_diagnostic(error: &SourceError) -> Diagnostic {
     let code = match error {
         SourceError::NotUtf8 { .. } | SourceError::Utf16 => Code::NotUtf8,
         SourceError::Binary { .. } => Code::Binary,
-        SourceError::TooLarge { .. } => Code::TooLarge,
+        SourceError::TooLarge { .. } | SourceError::OverLimit { .. } => Code::TooLarge,
     };
     let help = match error {
         SourceError::Binary { .. } => "leave binary files out of the paths you lint",
         SourceError::NotUtf8 { .. } => "save the file as UTF-8",
         SourceError::Utf16 => "re-encode the file as UTF-8",
-        SourceError::TooLarge { .. } => "split the file",
+        SourceError::TooLarge { .. } | SourceError::OverLimit { .. } => "split the input into smaller files",
     };
     Diagnostic::error(code, Span::default(), error.to_string()).with_help(help)
 }

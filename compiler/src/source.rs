@@ -62,7 +62,15 @@ pub enum SourceError {
     Utf16,
     #[error("file is {size} bytes; kubeyard reads files up to 4 GiB")]
     TooLarge { size: usize },
+    #[error("input is over {} MiB (at least {size} bytes); kubeyard reads manifests up to {} MiB", MAX_INPUT_BYTES >> 20, MAX_INPUT_BYTES >> 20)]
+    OverLimit { size: u64 },
 }
+
+/// The largest input kubeyard reads, refused while reading so that an endless stream or
+/// a huge file costs no more than this much memory. Manifests are far smaller (the API
+/// server stores objects of at most 3 MiB; the largest real bundles are tens of MiB),
+/// and 256 MiB leaves room for generated sets of many thousands of objects.
+pub const MAX_INPUT_BYTES: usize = 256 << 20;
 
 impl SourceFile {
     /// Text that is already known to be UTF-8 (for example a `&str` in a test).

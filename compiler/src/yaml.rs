@@ -493,8 +493,15 @@ impl<'t> Builder<'t> {
 
     fn alias(&mut self, id: usize, span: Span) {
         let Some((node, weight)) = self.anchors.get(&id) else {
-            // The parser itself rejects unknown anchors; an anchor dropped by an earlier
-            // problem in this document lands here.
+            // The parser rejects a name it has never seen, but its anchors outlive their
+            // document: an alias to an earlier document's anchor arrives here. kubectl
+            // reads each document on its own and refuses it ("unknown anchor"); resolving
+            // it to nothing would apply an object without the aliased fields.
+            self.diagnostics.push(
+                Diagnostic::error(Code::YamlSyntax, span, "unknown anchor: this alias names an anchor of another document")
+                    .with_label("no such anchor in this document")
+                    .with_help("an alias (`*name`) must come after its anchor (`&name`) in the same document: anchors do not cross `---`"),
+            );
             self.complete(Node { value: Value::Null, span }, 0);
             return;
         };
@@ -677,7 +684,8 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<V
         return Ok(Value::String(text.to_string()));
     }
     match tag.suffix.as_str() {
-        "str" | "binary" | "timestamp" => Ok(Value::String(text.to_string())),
+        "str" | "timestamp" => Ok(Value::String(text.to_string())),
+        "binary" => decode_binary(text).map(Value::String),
         "null" => Ok(Value::Null),
         "bool" => match resolve_plain(text) {
             Value::Bool(b) => Ok(Value::Bool(b)),
@@ -695,6 +703,24 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Result<V
         },
         _ => plain_or_string(text, style),
     }
+}
+
+/// A `!!binary` scalar as kubectl reads it: go-yaml v2 decodes the base64 (Go's
+/// decoder skips line breaks, so folded and literal blocks work) into a Go string, and
+/// JSON encoding then replaces each byte that is not UTF-8 with U+FFFD.
+fn decode_binary(text: &str) -> Result<String, String> {
+    use base64::Engine;
+    let compact: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(compact.as_bytes())
+        .map_err(|_| "!!binary value contains invalid base64 data".to_string())?;
+    let mut out = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        out.push_str(chunk.valid());
+        // Go's encoder replaces byte by byte, not by maximal invalid sequence.
+        out.extend(std::iter::repeat_n('\u{FFFD}', chunk.invalid().len()));
+    }
+    Ok(out)
 }
 
 fn plain_or_string(text: &str, style: ScalarStyle) -> Result<Value, String> {
@@ -922,6 +948,11 @@ mod tests {
                 "h": 8.0, "i": "1", "j": "2020-01-01", "k": null, "l": -12, "m": 18446744073709551615u64})
         );
         assert_eq!(root("a: !!str 12\nb: !!int '7'\nc: \"yes\"\n"), serde_json::json!({"a": "12", "b": 7, "c": "yes"}));
+        // !!binary is decoded as kubectl decodes it, line breaks in blocks skipped.
+        assert_eq!(
+            root("a: !!binary aGVsbG8=\nb: !!binary |\n  aGVs\n  bG8=\nc: !!binary /w==\n"),
+            serde_json::json!({"a": "hello", "b": "hello", "c": "\u{FFFD}"})
+        );
     }
 
     #[test]
@@ -947,6 +978,17 @@ mod tests {
         assert_eq!(all.len(), 3);
         assert!(all[1].as_ref().unwrap().is_empty());
         assert_eq!(all[2].as_ref().unwrap().index, 2);
+    }
+
+    /// Anchors belong to their document, as kubectl reads documents one at a time.
+    #[test]
+    fn an_alias_to_another_documents_anchor_is_an_error() {
+        let all = docs("a: &shared {k: v}\n---\nb: *shared\n");
+        assert!(all[0].as_ref().unwrap().diagnostics.is_empty());
+        let second = all[1].as_ref().unwrap();
+        assert_eq!(second.diagnostics.len(), 1, "{:?}", second.diagnostics);
+        assert_eq!(second.diagnostics[0].code, Code::YamlSyntax);
+        assert!(second.diagnostics[0].message.contains("unknown anchor"), "{}", second.diagnostics[0].message);
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
                         Finding::new(
                             &INVALID_NAME,
                             entry.value.span,
-                            format!("{} name \"{name}\" {problem}", gvk.kind),
+                            format!("{} name \"{name}\": {problem}", gvk.kind),
                         )
                         .label(format!("not a valid {rule_name}"))
                         .path("metadata.name"),

@@ -130,7 +130,7 @@ fn check_pod_spec(spec: &Node, spec_path: &str, out: &mut Vec<Finding>) {
                     Finding::new(
                         &INVALID_CONTAINER_NAME,
                         entry.value.span,
-                        format!("container name \"{name}\" {problem}"),
+                        format!("container name \"{name}\": {problem}"),
                     )
                     .label("invalid container name")
                     .path(join(&path, "name")),
@@ -176,7 +176,7 @@ fn ports(container: &Node, path: &str, out: &mut Vec<Finding>) -> DeclaredPorts 
         {
             if let Some(problem) = names::port_name(name).first() {
                 out.push(
-                    Finding::new(&INVALID_PORT_NAME, entry.value.span, format!("port name \"{name}\" {problem}"))
+                    Finding::new(&INVALID_PORT_NAME, entry.value.span, format!("port name \"{name}\": {problem}"))
                         .label("invalid port name")
                         .path(join(&port_path, "name")),
                 );

@@ -1,18 +1,20 @@
 //! The compiler's front half for the commands that work on whole object sets (`graph`,
-//! `plan`): lint every file (schemas only: rules are `kubeyard lint`'s), normalize the
-//! valid objects, and keep where each came from so later stages can report on it.
+//! `plan`, `apply`, `up`, `test`): lint every file with the schemas and the rules the API
+//! server enforces (`enforced_rule_settings`: a nameless object is refused here as `lint`
+//! and the server refuse it), normalize the valid objects, and keep where each came from
+//! so later stages can report on it.
 
 use super::Exit;
 use super::inputs::Inputs;
 use super::lint::{lint_paths_then, usage_error};
 use crate::report::{self, Summary};
+use kubeyard_compiler::admission::enforced_rule_settings;
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::graph::{self, Graph, ObjectId};
 use kubeyard_compiler::normalize::normalize;
 use kubeyard_compiler::object::ObjectInfo;
 use kubeyard_compiler::plan::state::State;
 use kubeyard_compiler::plan::{self, Plan};
-use kubeyard_compiler::rules::RuleSettings;
 use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -46,7 +48,7 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
     let options = LintOptions {
         catalog,
         ignore_missing_schemas: inputs.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
-        rules: RuleSettings::all_off(),
+        rules: enforced_rule_settings(),
         cluster: None,
         keep_trees: true,
         values: templating.values,

@@ -10,9 +10,10 @@ use kubeyard_compiler::config::{self, Config};
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
 use kubeyard_compiler::lint::source_diagnostic;
 use kubeyard_compiler::rules::{self, ClusterShape};
+use kubeyard_compiler::source::MAX_INPUT_BYTES;
 use kubeyard_compiler::template::Values;
 use kubeyard_compiler::yaml::{Node, Value};
-use kubeyard_compiler::{FileReport, LintOptions, Linter, ObjectReport, SourceFile, Span};
+use kubeyard_compiler::{FileReport, LintOptions, Linter, ObjectReport, SourceError, SourceFile, Span};
 use rayon::prelude::*;
 use std::io::{IsTerminal, Read, Write};
 use std::path::Path;
@@ -45,6 +46,10 @@ pub struct LintArgs {
     /// Schema validation only: run no rules (what kubeconform checks).
     #[arg(long, conflicts_with = "rule")]
     no_rules: bool,
+
+    /// Diagnostics shown per file at most in text output, the rest counted (0: all).
+    #[arg(long, value_name = "N", default_value_t = report::text::DEFAULT_MAX_PER_FILE)]
+    max_diagnostics: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -88,7 +93,15 @@ pub fn run(args: LintArgs) -> Exit {
     let rendered: Vec<String> = match args.output {
         Format::Text => {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            report::text::render_chunks(&reports, &summary, &report::text::TextOptions { color, verbose: args.verbose })
+            report::text::render_chunks(
+                &reports,
+                &summary,
+                &report::text::TextOptions {
+                    color,
+                    verbose: args.verbose,
+                    max_per_file: (args.max_diagnostics > 0).then_some(args.max_diagnostics),
+                },
+            )
         }
         Format::Json => vec![report::json::render(&reports, &summary, &version.to_string(), strict)],
         Format::Junit => vec![report::junit::render(&reports)],
@@ -208,15 +221,20 @@ enum Loaded {
 fn load(input: &Input) -> Loaded {
     let name = input.display_name();
     let bytes = match input {
-        Input::Stdin => {
-            let mut bytes = Vec::new();
-            std::io::stdin().lock().read_to_end(&mut bytes).map(|_| bytes)
-        }
-        Input::File(path) => std::fs::read(path),
+        Input::Stdin => read_bounded(std::io::stdin().lock(), MAX_INPUT_BYTES),
+        Input::File(path) => std::fs::File::open(path).and_then(|file| {
+            // A file's size is known before reading it: refuse without reading a byte.
+            let size = file.metadata()?.len();
+            if size > MAX_INPUT_BYTES as u64 {
+                return Ok(Err(size));
+            }
+            read_bounded(file, MAX_INPUT_BYTES)
+        }),
     };
     match bytes {
         Err(error) => Loaded::Unreadable { name, reason: error.to_string() },
-        Ok(bytes) => match SourceFile::from_bytes(name.clone(), bytes) {
+        Ok(Err(size)) => Loaded::NotText { name, diagnostic: source_diagnostic(&SourceError::OverLimit { size }) },
+        Ok(Ok(bytes)) => match SourceFile::from_bytes(name.clone(), bytes) {
             Ok(source) => {
                 source.may_define_crds();
                 Loaded::Text(source)
@@ -224,6 +242,14 @@ fn load(input: &Input) -> Loaded {
             Err(error) => Loaded::NotText { name, diagnostic: source_diagnostic(&error) },
         },
     }
+}
+
+/// Reads at most `limit` bytes; `Err(read)` when there is more, having read no more than
+/// one byte past the limit (standard input may be endless).
+fn read_bounded(reader: impl Read, limit: usize) -> std::io::Result<Result<Vec<u8>, u64>> {
+    let mut bytes = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut bytes)?;
+    if bytes.len() > limit { Ok(Err(bytes.len() as u64)) } else { Ok(Ok(bytes)) }
 }
 
 fn file_level(diagnostic: Diagnostic) -> ObjectReport {

@@ -7,9 +7,9 @@ use super::inputs::Inputs;
 use super::lint::{lint_paths_then, usage_error};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
+use kubeyard_compiler::admission::enforced_rule_settings;
 use kubeyard_compiler::normalize::normalize;
 use kubeyard_compiler::print::to_yaml_stream;
-use kubeyard_compiler::rules::RuleSettings;
 use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
 use std::io::Write;
 use std::time::Instant;
@@ -54,7 +54,7 @@ pub fn run(args: NormalizeArgs) -> Exit {
     let options = LintOptions {
         catalog,
         ignore_missing_schemas: args.inputs.ignore_missing_schemas || config.ignore_missing_schemas.unwrap_or(false),
-        rules: RuleSettings::all_off(),
+        rules: enforced_rule_settings(),
         cluster: None,
         keep_trees: true,
         values: templating.values,

@@ -11,7 +11,13 @@ pub struct TextOptions {
     pub color: bool,
     /// One line per object, valid ones included.
     pub verbose: bool,
+    /// Diagnostics shown per file at most (`None`: all); the rest are counted. A file
+    /// with 100,000 misspelt fields would otherwise print tens of megabytes nobody reads.
+    pub max_per_file: Option<usize>,
 }
+
+/// What `kubeyard lint` shows of one file unless told otherwise.
+pub const DEFAULT_MAX_PER_FILE: usize = 100;
 
 fn handler(color: bool) -> GraphicalReportHandler {
     let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
@@ -32,13 +38,15 @@ pub fn render_chunks(reports: &[FileReport], summary: &Summary, options: &TextOp
             || handler(options.color),
             |handler, report| {
                 let mut out = String::new();
+                let mut budget = Budget::new(options.max_per_file);
                 for object in &report.objects {
                     if options.verbose {
                         out.push_str(&object_line(report, object));
                         out.push('\n');
                     }
-                    render_object(handler, report, object, &mut out);
+                    render_object(handler, report, object, &mut budget, &mut out);
                 }
+                budget.say_what_was_left_out(report, &mut out);
                 out
             },
         )
@@ -47,18 +55,67 @@ pub fn render_chunks(reports: &[FileReport], summary: &Summary, options: &TextOp
     rendered
 }
 
-/// Only the diagnostics of one report, without colour (configuration problems).
+/// Only the diagnostics of one report, without colour (configuration problems, and
+/// what `normalize` and `plan` could not take), at most [`DEFAULT_MAX_PER_FILE`].
 pub fn render_diagnostics(report: &FileReport) -> String {
     let handler = handler(false);
     let mut out = String::new();
+    let mut budget = Budget::new(Some(DEFAULT_MAX_PER_FILE));
     for object in &report.objects {
-        render_object(&handler, report, object, &mut out);
+        render_object(&handler, report, object, &mut budget, &mut out);
     }
+    budget.say_what_was_left_out(report, &mut out);
     out
 }
 
-fn render_object(handler: &GraphicalReportHandler, report: &FileReport, object: &ObjectReport, out: &mut String) {
+/// How many more diagnostics a file may show, and how many it could not.
+struct Budget {
+    left: Option<usize>,
+    skipped: usize,
+}
+
+impl Budget {
+    fn new(max: Option<usize>) -> Budget {
+        Budget { left: max, skipped: 0 }
+    }
+
+    /// Whether one more may be shown (and counts it either way).
+    fn take(&mut self) -> bool {
+        match &mut self.left {
+            None => true,
+            Some(0) => {
+                self.skipped += 1;
+                false
+            }
+            Some(left) => {
+                *left -= 1;
+                true
+            }
+        }
+    }
+
+    fn say_what_was_left_out(&self, report: &FileReport, out: &mut String) {
+        if self.skipped > 0 {
+            let (n, word) = (self.skipped, if self.skipped == 1 { "diagnostic" } else { "diagnostics" });
+            out.push_str(&format!(
+                "... and {n} more {word} in {} not shown (`--max-diagnostics 0` shows every one; `--output json` lists them all)\n\n",
+                report.name
+            ));
+        }
+    }
+}
+
+fn render_object(
+    handler: &GraphicalReportHandler,
+    report: &FileReport,
+    object: &ObjectReport,
+    budget: &mut Budget,
+    out: &mut String,
+) {
     for diagnostic in &object.diagnostics {
+        if !budget.take() {
+            continue;
+        }
         match &report.source {
             Some(source) => {
                 let pretty = Pretty { diagnostic, source };

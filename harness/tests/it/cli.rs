@@ -357,3 +357,96 @@ fn rules_command_lists_and_explains() {
     assert_eq!(stdout(&output), docs);
     assert_eq!(kubeyard(&["rules", "service/no-pods"]).status.code(), Some(2));
 }
+
+/// Every command that reads manifests refuses what `lint` and the API server refuse,
+/// through the same front end: an object without a name is not planned, normalized or
+/// graphed (it was planned as `# / will be created` and stored in states).
+#[test]
+fn every_command_refuses_what_lint_refuses() {
+    let dir = tempfile::tempdir().unwrap();
+    let nameless = dir.path().join("nameless.yaml");
+    std::fs::write(&nameless, "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  labels: {app: web}\ndata: {k: v}\n")
+        .unwrap();
+    let aliased = dir.path().join("aliased.yaml");
+    std::fs::write(
+        &aliased,
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: one}\ndata: &shared {k: v}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: two}\ndata: *shared\n",
+    )
+    .unwrap();
+    let state = dir.path().join("state.yaml");
+    for file in [&nameless, &aliased] {
+        let file = file.to_str().unwrap();
+        let state = state.to_str().unwrap();
+        for args in [
+            vec!["lint", file],
+            vec!["normalize", file],
+            vec!["graph", file],
+            vec!["plan", file],
+            vec!["apply", file, "--state", state],
+        ] {
+            let output = kubeyard(&args);
+            assert_eq!(output.status.code(), Some(1), "{args:?} must refuse: {}{}", stdout(&output), stderr(&output));
+            let said = format!("{}{}", stdout(&output), stderr(&output));
+            let why = if file.ends_with("nameless.yaml") { "has no metadata.name" } else { "unknown anchor" };
+            assert!(said.contains(why), "{args:?}: {said}");
+            assert!(
+                !said.contains("# / will be created") && !said.contains("ConfigMap/default/two"),
+                "{args:?}: {said}"
+            );
+        }
+    }
+    let stored = std::fs::read_to_string(&state).unwrap_or_default();
+    assert!(!stored.contains("kind: ConfigMap"), "nothing refused is stored: {stored}");
+}
+
+/// A file with thousands of problems prints a hundred of them and counts the rest.
+#[test]
+fn diagnostics_per_file_are_capped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("typos.yaml");
+    let fields: String = (0..2_000).map(|i| format!("  typo{i}: x\n")).collect();
+    std::fs::write(&path, format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: typos\n{fields}")).unwrap();
+    let path = path.to_str().unwrap();
+    let output = kubeyard(&["lint", path]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert_eq!(text.matches("schema/unknown-field").count(), 100, "a hundred shown");
+    assert!(text.contains("... and 1900 more diagnostics in"), "{}", &text[text.len().saturating_sub(600)..]);
+    assert!(text.contains("(2000 errors, 0 warnings)"), "the summary counts them all");
+    let all = kubeyard(&["lint", "--max-diagnostics", "0", path]);
+    assert_eq!(stdout(&all).matches("schema/unknown-field").count(), 2_000);
+    let json_output = kubeyard(&["lint", "-o", "json", path]);
+    assert_eq!(json(&json_output)["objects"][0]["diagnostics"].as_array().unwrap().len(), 2_000);
+}
+
+/// Standard input is refused once it passes the input limit, while it is read: an
+/// endless stream ends the run with a diagnostic instead of filling memory.
+#[test]
+fn endless_standard_input_is_refused_while_reading() {
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(["lint", "-o", "json", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        let line = b"# an endless comment line, sent until kubeyard stops reading\n".repeat(1 << 14);
+        // Bounded: 1 GiB at most, far past the limit; a broken pipe ends it sooner.
+        for _ in 0..(1usize << 30) / line.len() {
+            if stdin.write_all(&line).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let output = child.wait_with_output().unwrap();
+    assert!(feeder.join().unwrap(), "kubeyard stopped reading before the stream ended");
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report = json(&output);
+    let diagnostic = &report["objects"][0]["diagnostics"][0];
+    assert_eq!(diagnostic["code"], "input/too-large", "{report}");
+    assert!(diagnostic["message"].as_str().unwrap().contains("over 256 MiB"), "{diagnostic}");
+}

@@ -1,7 +1,8 @@
-//! Real applications converge on the in-process control plane: Online Boutique, applied
-//! with `kubeyard apply --cluster`, ends with every Deployment Available and every
-//! selecting Service with ready endpoints; its converged state is snapshot-tested.
-//! Readiness probes with long initial delays pass on the manual clock.
+//! Real applications converge on the in-process control plane: a whole microservices
+//! application (`fixtures/apps/storefront`), applied with `kubeyard apply --cluster`, ends
+//! with every Deployment Available and every selecting Service with ready endpoints; its
+//! converged state is snapshot-tested. Readiness probes with long initial delays pass on
+//! the manual clock.
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
@@ -12,7 +13,7 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-const BOUTIQUE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/corpus/online-boutique");
+const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/apps/storefront");
 
 fn available(deployment: &Deployment) -> bool {
     deployment
@@ -27,19 +28,19 @@ fn ready_addresses(endpoints: &Endpoints) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn online_boutique_converges_on_three_nodes() {
+async fn a_whole_application_converges_on_three_nodes() {
     let config = Config { clock: Clock::manual(), seed: 7, ..Config::with_nodes(3) };
     let plane = ControlPlane::boot(config).await.unwrap();
     let url = plane.url().to_string();
     let applied = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kubeyard")).args(["apply", "--cluster", &url, BOUTIQUE]).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_kubeyard")).args(["apply", "--cluster", &url, APP]).output().unwrap()
     })
     .await
     .unwrap();
     let stdout = String::from_utf8_lossy(&applied.stdout);
     assert!(applied.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&applied.stderr));
-    assert!(stdout.contains("deployment.apps/frontend created"), "{stdout}");
-    assert!(stdout.contains("service/frontend-external created"), "{stdout}");
+    assert!(stdout.contains("deployment.apps/web created"), "{stdout}");
+    assert!(stdout.contains("service/web-external created"), "{stdout}");
 
     let deployments: Api<Deployment> = Api::namespaced(plane.client(), "default");
     let services: Api<Service> = Api::namespaced(plane.client(), "default");
@@ -58,17 +59,17 @@ async fn online_boutique_converges_on_three_nodes() {
                 with_endpoints &= endpoints.get_opt(&name).await.unwrap().is_some_and(|e| ready_addresses(&e) > 0);
             }
         }
-        if all.len() == 12 && all.iter().all(available) && with_endpoints {
+        if all.len() == 10 && all.iter().all(available) && with_endpoints {
             converged = true;
             break;
         }
     }
-    assert!(converged, "Online Boutique did not converge within a minute");
+    assert!(converged, "the application did not converge within a minute");
 
     // Applying again changes nothing.
     let url = plane.url().to_string();
     let again = tokio::task::spawn_blocking(move || {
-        Command::new(env!("CARGO_BIN_EXE_kubeyard")).args(["apply", "--cluster", &url, BOUTIQUE]).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_kubeyard")).args(["apply", "--cluster", &url, APP]).output().unwrap()
     })
     .await
     .unwrap();
@@ -113,6 +114,6 @@ async fn online_boutique_converges_on_three_nodes() {
     let phases: Vec<String> = phases.iter().map(|(phase, count)| format!("{count} {phase}")).collect();
     state.insert("pods".into(), phases.join(", "));
     insta::with_settings!({snapshot_path => "../../../snapshots/controlplane", prepend_module_to_snapshot => false}, {
-        insta::assert_yaml_snapshot!("online-boutique-converged", state);
+        insta::assert_yaml_snapshot!("storefront-converged", state);
     });
 }

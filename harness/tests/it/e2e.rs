@@ -20,6 +20,48 @@ fn the_end_to_end_fixtures_pass() {
     assert!(stdout.contains(&format!("{tests} tests: {tests} passed, 0 failed")), "{stdout}");
 }
 
+/// Online Boutique, as its authors wrote it, converges on three nodes: a real application
+/// nobody here wrote, from the corpus.
+#[test]
+#[ignore = "needs the real-world corpus: KUBEYARD_CORPUS=../shared/corpus cargo test -- --ignored"]
+fn online_boutique_from_the_corpus_converges() {
+    let boutique = support::corpus().join("online-boutique");
+    let dir = tempfile::tempdir().unwrap();
+    let test = format!(
+        r#"apiVersion: kubeyard.dev/v1alpha1
+kind: Test
+metadata:
+  name: online-boutique
+spec:
+  cluster:
+    nodes:
+      - name: node
+        count: 3
+  steps:
+    - apply:
+        files: ["{}"]
+    - converged: {{}}
+      within: 5m
+    - assert:
+        apiVersion: apps/v1
+        kind: Deployment
+        metadata: {{name: frontend}}
+        status: {{readyReplicas: 1}}
+    - count:
+        apiVersion: v1
+        kind: Pod
+        status: {{phase: Running}}
+      atLeast: 12
+"#,
+        boutique.display()
+    );
+    std::fs::write(dir.path().join("test.yaml"), test).unwrap();
+    let output = kubeyard(&["test", &dir.path().display().to_string()], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 tests: 1 passed, 0 failed"), "{stdout}");
+}
+
 /// Node faults in process: a node silenced by any of them comes back, and its kubelet sets
 /// right the readiness the node controller took from its pods meanwhile.
 #[test]

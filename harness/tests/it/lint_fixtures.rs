@@ -34,7 +34,11 @@ fn fixtures() {
         } else {
             assert!(verdicts.contains(&Verdict::Invalid), "{} should be invalid", path.display());
         }
-        let text = report::text::render(&reports, &summary, &report::text::TextOptions { color: false, verbose: true });
+        let text = report::text::render(
+            &reports,
+            &summary,
+            &report::text::TextOptions { color: false, verbose: true, max_per_file: None },
+        );
         let json = report::json::render(&reports, &summary, "1.37", true);
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let group = if valid_fixture { "valid" } else { "invalid" };

@@ -103,13 +103,27 @@ fn invalid_manifests_and_states_are_errors() {
 /// manifests again changes nothing. Over every file of the real-world corpus whose
 /// objects are all valid.
 #[test]
+#[ignore = "needs the real-world corpus: KUBEYARD_CORPUS=../shared/corpus cargo test -- --ignored"]
 fn applying_then_planning_again_changes_nothing_over_the_corpus() {
+    let (files, objects) = apply_then_plan_again(&support::corpus());
+    assert!(files > 150 && objects > 250, "{files} files, {objects} objects");
+}
+
+/// The same invariant over the project's own applications and fixtures, on every clone.
+#[test]
+fn applying_then_planning_again_changes_nothing_over_the_fixtures() {
+    let (files, objects) = apply_then_plan_again(&support::workspace().join("fixtures"));
+    assert!(files > 40 && objects > 80, "{files} files, {objects} objects");
+}
+
+/// Plans every file under `folder` whose objects are all valid, applies the plan to an
+/// empty state and plans again; returns the files and objects planned.
+fn apply_then_plan_again(folder: &Path) -> (usize, usize) {
     use kubeyard_compiler::graph::{self, ObjectId};
     use kubeyard_compiler::normalize::normalize;
     use kubeyard_compiler::plan::{self, Action, state::State};
     use kubeyard_compiler::{LintOptions, Linter, Verdict};
 
-    let corpus = support::corpus();
     let mut linter = Linter::new(LintOptions {
         rules: kubeyard_compiler::rules::RuleSettings::all_off(),
         keep_trees: true,
@@ -117,7 +131,7 @@ fn applying_then_planning_again_changes_nothing_over_the_corpus() {
     })
     .unwrap();
     let mut files = Vec::new();
-    let mut stack = vec![corpus.clone()];
+    let mut stack = vec![folder.to_path_buf()];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).unwrap().flatten() {
             let path = entry.path();
@@ -132,7 +146,7 @@ fn applying_then_planning_again_changes_nothing_over_the_corpus() {
     let mut planned_files = 0;
     let mut planned_objects = 0;
     for path in files {
-        let report = support::lint_file(&mut linter, &path, &corpus);
+        let report = support::lint_file(&mut linter, &path, folder);
         if report.objects.is_empty() || report.objects.iter().any(|o| o.verdict != Verdict::Valid) {
             continue;
         }
@@ -174,7 +188,7 @@ fn applying_then_planning_again_changes_nothing_over_the_corpus() {
         planned_files += 1;
         planned_objects += refs.len();
     }
-    assert!(planned_files > 150 && planned_objects > 250, "{planned_files} files, {planned_objects} objects");
+    (planned_files, planned_objects)
 }
 
 /// The Rust API users call from their own tests.

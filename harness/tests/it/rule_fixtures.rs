@@ -31,7 +31,7 @@ fn every_rule_trips_on_its_bad_fixture_and_not_on_its_good_one() {
                 let text = report::text::render(
                     &reports,
                     &Summary::of(&reports, Duration::ZERO),
-                    &report::text::TextOptions { color: false, verbose: false },
+                    &report::text::TextOptions { color: false, verbose: false, max_per_file: None },
                 );
                 let name = rule.id.replace('/', "__");
                 insta::with_settings!({

@@ -169,6 +169,14 @@ const INLINE: &[(&str, &str)] = &[
     ("core.v1.PersistentVolumeSpec", "persistentVolumeSource"),
     ("core.v1.EphemeralContainer", "ephemeralContainerCommon"),
     ("networking.v1.IngressRule", "ingressRuleValue"),
+    // `LocalObjectReference` (`name`) embedded in every reference to a ConfigMap or Secret.
+    ("core.v1.ConfigMapKeySelector", "localObjectReference"),
+    ("core.v1.SecretKeySelector", "localObjectReference"),
+    ("core.v1.ConfigMapEnvSource", "localObjectReference"),
+    ("core.v1.SecretEnvSource", "localObjectReference"),
+    ("core.v1.ConfigMapVolumeSource", "localObjectReference"),
+    ("core.v1.ConfigMapProjection", "localObjectReference"),
+    ("core.v1.SecretProjection", "localObjectReference"),
 ];
 
 fn is_inline(descriptor: &MessageDescriptor, field: &str) -> bool {

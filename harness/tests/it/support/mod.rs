@@ -16,15 +16,30 @@ pub fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("harness/ sits in the workspace").to_path_buf()
 }
 
-/// The shared corpus of real manifests, beside the project root.
+/// The switch that runs the corpus tests: `KUBEYARD_CORPUS` names the folder of real
+/// manifests written by others (`../shared/corpus` in CI). The tests that read it are
+/// `#[ignore]`d ("needs the corpus: ..."), so a fresh clone lists them as
+/// ignored rather than passing them silently; `.ci/run` sets the variable and runs them
+/// with `-- --ignored`, and a run that asks for them without the corpus fails here.
+pub const CORPUS_VARIABLE: &str = "KUBEYARD_CORPUS";
+
+/// The folder named by [`CORPUS_VARIABLE`]; a test that asks for it without it fails.
 pub fn corpus() -> PathBuf {
-    let corpus = workspace().join("../shared/corpus");
-    assert!(
-        corpus.is_dir(),
-        "{} is missing: the corpus tests need ../shared/corpus beside the project root",
-        corpus.display()
-    );
+    let Some(named) = std::env::var_os(CORPUS_VARIABLE) else {
+        panic!(
+            "{CORPUS_VARIABLE} is not set: the corpus tests need it to name the corpus folder, e.g. {CORPUS_VARIABLE}=../shared/corpus cargo test --workspace -- --ignored"
+        )
+    };
+    // Relative to the workspace root, where the README's commands run.
+    let corpus = workspace().join(named);
+    assert!(corpus.is_dir(), "{CORPUS_VARIABLE} names {}, which is not a folder", corpus.display());
     corpus
+}
+
+/// A realistic application the project owns (`fixtures/apps/storefront`): what tests use
+/// when they need "a real app" and not the corpus in particular.
+pub fn storefront() -> PathBuf {
+    workspace().join("fixtures/apps/storefront/manifests.yaml")
 }
 
 /// Lints one file, its own CRDs registered first, and names it relative to `base`.
