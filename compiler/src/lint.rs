@@ -219,15 +219,30 @@ impl Linter {
     }
 
     pub fn lint_source(&self, source: SourceFile) -> FileReport {
-        let objects = self.lint(&source);
+        self.lint_source_each(source, &mut |_| {})
+    }
+
+    /// `lint_source`, with `each` called on every object's report as soon as it is
+    /// complete (see [`Linter::lint_each`]).
+    pub fn lint_source_each(&self, source: SourceFile, each: &mut dyn FnMut(&mut ObjectReport)) -> FileReport {
+        let objects = self.lint_each(&source, each);
         FileReport { name: source.name().to_string(), source: Some(source), objects }
     }
 
     /// Phase two: every object in one file.
     pub fn lint(&self, source: &SourceFile) -> Vec<ObjectReport> {
+        self.lint_each(source, &mut |_| {})
+    }
+
+    /// Phase two, with `each` called on every object's report, in order, as soon as its
+    /// document is linted: with `keep_trees` its tree is still in it, so a caller that
+    /// takes the tree there (normalization) holds one document's tree at a time instead
+    /// of a whole file's. The set rules have not run yet.
+    pub fn lint_each(&self, source: &SourceFile, each: &mut dyn FnMut(&mut ObjectReport)) -> Vec<ObjectReport> {
         let mut reports = Vec::new();
         let mut documents = 0;
         for document in Documents::new(source) {
+            let before = reports.len();
             match document {
                 Ok(document) => {
                     documents += 1;
@@ -235,12 +250,17 @@ impl Linter {
                 }
                 Err(diagnostic) => {
                     reports.push(ObjectReport::new(Some(documents), diagnostic.span, vec![*diagnostic]));
+                    each(&mut reports[before]);
                     break;
                 }
+            }
+            for report in &mut reports[before..] {
+                each(report);
             }
         }
         if reports.is_empty() {
             reports.push(ObjectReport::skipped(0, Span::default(), "the file holds no YAML documents"));
+            each(&mut reports[0]);
         }
         reports
     }

@@ -54,23 +54,17 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
         values: templating.values,
     };
     let mut linter = Linter::new(options).map_err(|error| usage_error(&error.to_string()))?;
-    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, report| {
-        let mut values = Vec::new();
-        for (index, object) in report.objects.iter_mut().enumerate() {
-            if object.verdict == Verdict::Valid
-                && let (Some(info), Some(tree)) = (&object.object, &object.tree)
-            {
-                values.push((index, normalize(info, tree, linter.catalog()), tree.to_json(), info.clone()));
-            }
-            object.tree = None;
-        }
-        values
+    // Each object is normalized as soon as it is linted and its tree dropped there.
+    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, object| {
+        let tree = object.tree.take()?;
+        let info = object.object.as_ref().filter(|_| object.verdict == Verdict::Valid)?;
+        Some((normalize(info, &tree, linter.catalog()), tree.to_json(), info.clone()))
     });
     let mut reports = Vec::with_capacity(results.len());
     let mut objects = Vec::new();
     for (file, (report, values)) in results.into_iter().enumerate() {
         reports.push(report);
-        objects.extend(values.into_iter().map(|(object, value, written, info)| Desired {
+        objects.extend(values.into_iter().map(|(object, (value, written, info))| Desired {
             value,
             written,
             info,

@@ -84,9 +84,9 @@ pub fn run(args: LintArgs) -> Exit {
     // Standard input only when asked for (`-`): CI runners hand commands a stdin that is
     // not a terminal, and linting that instead of the checkout would pass vacuously.
     let setup = started.elapsed();
-    let reports = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |_, _| ())
+    let reports = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |_, _| None::<()>)
         .into_iter()
-        .map(|(r, ())| r)
+        .map(|(r, _)| r)
         .collect::<Vec<_>>();
     let summary = Summary::of(&reports, started.elapsed());
     let linted = started.elapsed();
@@ -131,17 +131,19 @@ pub fn run(args: LintArgs) -> Exit {
 /// Lints every file the paths name: read in parallel, register the CRDs among them,
 /// lint in parallel. Reports come back in input order, unreadable paths first.
 pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
-    lint_paths_then(linter, paths, None, |_, _| ()).into_iter().map(|(report, ())| report).collect()
+    lint_paths_then(linter, paths, None, |_, _| None::<()>).into_iter().map(|(report, _)| report).collect()
 }
 
-/// `lint_paths`, with `then` run on each file's report on the thread that linted it
-/// (normalization uses this to work in parallel and drop each tree as soon as it can).
+/// `lint_paths`, with `each` run on every object's report as soon as its document is
+/// linted, on the thread that linted it; what it returns is kept with the object's
+/// index in its file. Normalization works here, in parallel, and takes each tree as soon
+/// as it is built, so a 100 MB file never holds all its trees at once.
 pub fn lint_paths_then<T: Send>(
     linter: &mut Linter,
     paths: &[String],
     skip: Option<&Path>,
-    then: impl Fn(&Linter, &mut FileReport) -> T + Sync,
-) -> Vec<(FileReport, T)> {
+    each: impl Fn(&Linter, &mut ObjectReport) -> Option<T> + Sync,
+) -> Vec<(FileReport, Vec<(usize, T)>)> {
     let (inputs, unreadable) = discover_skipping(paths, skip);
     let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
 
@@ -156,24 +158,28 @@ pub fn lint_paths_then<T: Send>(
     }
 
     let linter = &*linter;
-    let finish = |mut report: FileReport| {
-        let extra = then(linter, &mut report);
-        (report, extra)
-    };
-    let mut results: Vec<(FileReport, T)> =
-        unreadable.into_iter().map(|problem| finish(unreadable_report(problem.path, problem.reason))).collect();
-    results.par_extend(loaded.into_par_iter().map(|loaded| {
-        finish(match loaded {
-            Loaded::Text(source) => linter.lint_source(source),
-            Loaded::NotText { name, diagnostic } => {
-                FileReport { name, source: None, objects: vec![file_level(diagnostic)] }
-            }
-            Loaded::Unreadable { name, reason } => unreadable_report(name, reason),
-        })
+    let mut results: Vec<(FileReport, Vec<(usize, T)>)> =
+        unreadable.into_iter().map(|problem| (unreadable_report(problem.path, problem.reason), Vec::new())).collect();
+    results.par_extend(loaded.into_par_iter().map(|loaded| match loaded {
+        Loaded::Text(source) => {
+            let mut products = Vec::new();
+            let mut index = 0;
+            let report = linter.lint_source_each(source, &mut |object| {
+                if let Some(product) = each(linter, object) {
+                    products.push((index, product));
+                }
+                index += 1;
+            });
+            (report, products)
+        }
+        Loaded::NotText { name, diagnostic } => {
+            (FileReport { name, source: None, objects: vec![file_level(diagnostic)] }, Vec::new())
+        }
+        Loaded::Unreadable { name, reason } => (unreadable_report(name, reason), Vec::new()),
     }));
     let set_started = std::time::Instant::now();
     let mut reports: Vec<FileReport> = Vec::new();
-    let mut extras: Vec<T> = Vec::new();
+    let mut extras: Vec<Vec<(usize, T)>> = Vec::new();
     for (report, extra) in results {
         reports.push(report);
         extras.push(extra);

@@ -30,12 +30,6 @@ enum Format {
     Json,
 }
 
-/// One file's normalized objects, ready to join the others.
-enum Output {
-    Text(String),
-    Values(Vec<serde_json::Value>),
-}
-
 pub fn run(args: NormalizeArgs) -> Exit {
     let started = Instant::now();
     let paths = args.inputs.paths();
@@ -63,34 +57,40 @@ pub fn run(args: NormalizeArgs) -> Exit {
         Ok(linter) => linter,
         Err(error) => return usage_error(&error.to_string()),
     };
-    // Each file is normalized on the thread that linted it, and its trees dropped there.
+    // Each object is normalized and printed on the thread that linted it, as soon as it
+    // is linted, and its tree dropped there: what is held is text, never every tree or
+    // every value of a large input at once.
     let format = args.output;
-    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, report| {
-        let objects = normalized(linter, std::slice::from_ref(report));
-        for object in &mut report.objects {
-            object.tree = None;
-        }
-        match format {
-            Format::Yaml => Output::Text(to_yaml_stream(&objects)),
-            Format::Json => Output::Values(objects),
-        }
+    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, object| {
+        let tree = object.tree.take()?;
+        let info = object.object.as_ref().filter(|_| object.verdict == Verdict::Valid)?;
+        let value = normalize(info, &tree, linter.catalog());
+        drop(tree);
+        Some(match format {
+            Format::Yaml => to_yaml_stream([&value]),
+            Format::Json => json_item(&value),
+        })
     });
     let mut reports = Vec::with_capacity(results.len());
-    let mut values = Vec::new();
     let mut stdout = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     // A closed pipe (`kubeyard normalize | head`) ends the output, not the run.
     let mut writing = Ok(());
-    for (report, output) in results {
+    let mut first = true;
+    for (report, printed) in results {
         reports.push(report);
-        match output {
-            Output::Text(yaml) => writing = writing.and_then(|()| stdout.write_all(yaml.as_bytes())),
-            Output::Values(objects) => values.extend(objects),
+        for (_, text) in printed {
+            if format == Format::Json {
+                // `serde_json::to_string_pretty` of the whole list, one item at a time.
+                let lead = if first { "[\n" } else { ",\n" };
+                writing = writing.and_then(|()| stdout.write_all(lead.as_bytes()));
+            }
+            first = false;
+            writing = writing.and_then(|()| stdout.write_all(text.as_bytes()));
         }
     }
     if format == Format::Json {
-        let mut text = serde_json::to_string_pretty(&values).expect("JSON values serialize");
-        text.push('\n');
-        writing = writing.and_then(|()| stdout.write_all(text.as_bytes()));
+        let end = if first { "[]\n" } else { "\n]\n" };
+        writing = writing.and_then(|()| stdout.write_all(end.as_bytes()));
     }
     let _ = writing.and_then(|()| stdout.flush());
     drop(stdout);
@@ -114,6 +114,22 @@ pub fn run(args: NormalizeArgs) -> Exit {
     } else {
         Exit::Ok
     }
+}
+
+/// One item of the pretty-printed JSON list: the value printed as
+/// `serde_json::to_string_pretty` prints it inside a list (each line indented by two
+/// spaces; JSON strings hold no raw line breaks, so lines split safely).
+fn json_item(value: &serde_json::Value) -> String {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    let mut out = String::with_capacity(text.len() + text.len() / 16);
+    for (i, line) in text.lines().enumerate() {
+        if i > 0 {
+            out.push('\n');
+        }
+        out.push_str("  ");
+        out.push_str(line);
+    }
+    out
 }
 
 /// The normalized form of every valid object, in input order.

@@ -98,3 +98,22 @@ fn normalizing_twice_equals_once_over_the_corpus() {
     assert!(checked > 200, "only {checked} corpus objects checked");
     assert!(Path::new(&corpus).is_dir());
 }
+
+/// `kubeyard normalize` prints each object as soon as it is normalized; what it prints is
+/// exactly the library's normal form of the whole input, in YAML and as one JSON list.
+#[test]
+fn the_command_prints_what_the_library_normalizes() {
+    let paths = ["fixtures/normalize".to_string(), "fixtures/lint/valid".to_string()];
+    let mut linter = linter();
+    std::env::set_current_dir(support::workspace()).expect("workspace");
+    let reports = lint_paths(&mut linter, &paths);
+    let values = normalized(&linter, &reports);
+    assert!(values.len() > 20, "{} objects", values.len());
+    let yaml = support::kubeyard(&["normalize", &paths[0], &paths[1]], None);
+    assert_eq!(String::from_utf8_lossy(&yaml.stdout), to_yaml_stream(&values));
+    let json = support::kubeyard(&["normalize", "-o", "json", &paths[0], &paths[1]], None);
+    let expected = format!("{}\n", serde_json::to_string_pretty(&values).unwrap());
+    assert_eq!(String::from_utf8_lossy(&json.stdout), expected);
+    let none = support::kubeyard(&["normalize", "-o", "json", "fixtures/lint/invalid/unknown-fields.yaml"], None);
+    assert_eq!(String::from_utf8_lossy(&none.stdout), "[]\n");
+}
