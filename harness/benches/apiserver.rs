@@ -1,11 +1,17 @@
 //! The API server under load on loopback, measured by its own load tool: creates,
-//! gets, and one write stream fanned out to 100 watchers, with p50 and p99 latencies.
+//! gets, and one write stream fanned out to 100 watchers, with p50 and p99 latencies;
+//! then memory under a fixed watch load, in a `kubeyard apiserver` process of its own
+//! (so that its memory is the server's alone): 900 watches of a namespace holding a
+//! 3 MiB ConfigMap and 100 watches of every namespace that do not read, updates, then
+//! 200 updates of a 2 MiB ConfigMap in another namespace (which the 100 fall behind).
 //! Server and load share the machine, as they would with wrk.
 //!
 //! Run: `cargo bench -p kubeyard-harness --bench apiserver` (add `-- --creates N --gets N
-//! --clients N --watchers N --updates N`).
+//! --clients N --watchers N --updates N --load-watchers N --load-slow N --load-updates N
+//! --load-big-updates N --churn N`).
 //! Targets (issue 5), 2-core machine, embedded store: 5,000 creates/s, 20,000 gets/s, and
-//! 100 watchers keeping up with the write stream.
+//! 100 watchers keeping up with the write stream. Bound (docs/apiserver.md): the server's
+//! peak RSS under the watch load stays below `LOAD_BOUND_MB`.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -29,10 +35,26 @@ struct Settings {
     clients: usize,
     watchers: usize,
     updates: usize,
+    load_watchers: usize,
+    load_slow: usize,
+    load_updates: usize,
+    load_big_updates: usize,
+    churn: usize,
 }
 
 fn settings() -> Settings {
-    let mut settings = Settings { creates: 20_000, gets: 100_000, clients: 32, watchers: 100, updates: 2_000 };
+    let mut settings = Settings {
+        creates: 20_000,
+        gets: 100_000,
+        clients: 32,
+        watchers: 100,
+        updates: 2_000,
+        load_watchers: 1_000,
+        load_slow: 100,
+        load_updates: 100,
+        load_big_updates: 2,
+        churn: 200,
+    };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let mut value = || args.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| panic!("{arg} N"));
@@ -42,6 +64,11 @@ fn settings() -> Settings {
             "--clients" => settings.clients = value(),
             "--watchers" => settings.watchers = value(),
             "--updates" => settings.updates = value(),
+            "--load-watchers" => settings.load_watchers = value(),
+            "--load-slow" => settings.load_slow = value(),
+            "--load-updates" => settings.load_updates = value(),
+            "--load-big-updates" => settings.load_big_updates = value(),
+            "--churn" => settings.churn = value(),
             _ => {}
         }
     }
@@ -235,8 +262,241 @@ async fn fan_out(url: &str, settings: &Settings) {
     );
 }
 
+/// The server's peak RSS under the watch load may not exceed this (docs/apiserver.md).
+/// Before the history and watchers were bounded, 1,000 watches of a 3 MiB object alone
+/// took it to 2.26 GB.
+const LOAD_BOUND_MB: u64 = 512;
+
+/// `kubeyard apiserver` in its own process, killed when dropped.
+struct Process {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Process {
+    fn start() -> Process {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("kubeyard starts");
+        let started = Instant::now();
+        let url = loop {
+            if let Ok(text) = std::fs::read_to_string(&kubeconfig)
+                && let Some(url) = text.lines().find_map(|l| l.trim_start().strip_prefix("server: "))
+            {
+                break url.to_string();
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "no kubeconfig after 30 s");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Process { child, url, _dir: dir }
+    }
+
+    /// A line of the process's /proc status (`VmRSS`, `VmHWM`), in MB.
+    fn memory(&self, field: &str) -> u64 {
+        status_kb(&format!("/proc/{}/status", self.child.id()), field) / 1024
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn status_kb(path: &str, field: &str) -> u64 {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Counts a watch's events as they stream, keeping none of them (a thousand clients
+/// holding 3 MiB lines would measure the load, not the server); stops after `want`
+/// events, at an ERROR event (true), or after `quiet` without a byte.
+async fn count_events(mut body: hyper::body::Incoming, want: usize, quiet: Duration) -> (usize, bool) {
+    // An ERROR event is a short line (a Status) whose fields may come in any order.
+    const SHORT: usize = 2048;
+    const ERROR: &[u8] = br#""type":"ERROR""#;
+    let mut events = 0;
+    let mut line = Vec::with_capacity(SHORT);
+    let mut length = 0;
+    while events < want {
+        let Ok(Some(Ok(frame))) = tokio::time::timeout(quiet, body.frame()).await else { break };
+        let Some(data) = frame.data_ref() else { continue };
+        for piece in data.split_inclusive(|&b| b == b'\n') {
+            length += piece.len();
+            if length <= SHORT {
+                line.extend_from_slice(piece);
+            }
+            if piece.last() == Some(&b'\n') {
+                if length <= SHORT && line.windows(ERROR.len()).any(|w| w == ERROR) {
+                    return (events, true);
+                }
+                events += 1;
+                line.clear();
+                length = 0;
+            }
+        }
+    }
+    (events, false)
+}
+
+async fn create(http: &Http, url: &str, body: String) -> serde_json::Value {
+    let (status, reply) = send(http, "POST", url, Some(body)).await;
+    assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply[..reply.len().min(500)]));
+    serde_json::from_slice(&reply).unwrap()
+}
+
+async fn merge_patch(http: &Http, url: &str, patch: String) {
+    let request = hyper::Request::patch(url)
+        .header("content-type", "application/merge-patch+json")
+        .body(Full::new(Bytes::from(patch)))
+        .unwrap();
+    let response = http.request(request).await.unwrap();
+    let status = response.status().as_u16();
+    let reply = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&reply[..reply.len().min(500)]));
+}
+
+/// A ConfigMap whose one value makes it `size` bytes, about.
+fn large_config_map(name: &str, size: usize, fill: char) -> String {
+    let value = fill.to_string().repeat(size);
+    format!(r#"{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}"}},"data":{{"big":"{value}"}}}}"#)
+}
+
+/// Memory of a `kubeyard apiserver` process under a fixed watch load, then under
+/// updates of a large object nobody watches.
+async fn watch_load(settings: &Settings) {
+    let server = Process::start();
+    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let url = &server.url;
+    for namespace in ["load", "churn"] {
+        let body = format!(r#"{{"apiVersion":"v1","kind":"Namespace","metadata":{{"name":"{namespace}"}}}}"#);
+        create(&http, &format!("{url}/api/v1/namespaces"), body).await;
+    }
+    let collection = format!("{url}/api/v1/namespaces/load/configmaps");
+    // As large as the 3 MiB request limit lets a ConfigMap be.
+    let big = (3 << 20) - (8 << 10);
+    create(&http, &collection, large_config_map("big", big, 'a')).await;
+    let base = server.memory("VmRSS");
+
+    // Every watch starts with the current state: the 3 MiB object, as ADDED. The ones
+    // that do not read watch every namespace, so that they fall behind the churn below.
+    let started = Instant::now();
+    let want = 1 + 1 + settings.load_updates + settings.load_big_updates;
+    let mut readers = Vec::new();
+    let mut slow = Vec::new();
+    for i in 0..settings.load_watchers {
+        let watched = if i < settings.load_slow { format!("{url}/api/v1/configmaps") } else { collection.clone() };
+        let request = hyper::Request::get(format!("{watched}?watch=true&timeoutSeconds=600"))
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let response = http.request(request).await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        if i < settings.load_slow {
+            slow.push(response);
+        } else {
+            readers.push(tokio::spawn(count_events(response.into_body(), want, Duration::from_secs(120))));
+        }
+    }
+    create(&http, &collection, config_map("small")).await;
+    for i in 0..settings.load_big_updates {
+        let fill = char::from(b'b' + (i % 20) as u8);
+        let patch = format!(r#"{{"data":{{"big":"{}"}}}}"#, fill.to_string().repeat(big));
+        merge_patch(&http, &format!("{collection}/big"), patch).await;
+    }
+    for i in 0..settings.load_updates {
+        merge_patch(&http, &format!("{collection}/small"), format!(r#"{{"data":{{"n":"{i}"}}}}"#)).await;
+    }
+    let mut complete = 0;
+    for reader in readers {
+        complete += usize::from(reader.await.unwrap().0 >= want);
+    }
+    let delivered = started.elapsed();
+    let peak = server.memory("VmHWM");
+    println!(
+        "watch load: {} watches of a namespace with a 3 MiB ConfigMap ({} not reading), {} + {} updates: {complete} of {} readers got all {want} events in {:.1} s",
+        settings.load_watchers,
+        settings.load_slow,
+        settings.load_updates,
+        settings.load_big_updates,
+        settings.load_watchers - settings.load_slow,
+        delivered.as_secs_f64(),
+    );
+    println!("  server RSS: {base} MB before the watches, peak {peak} MB");
+
+    // Updates of a 2 MiB ConfigMap that only the watches not reading watch: the history
+    // keeps its budget's worth, and they fall out of it.
+    let churn = format!("{url}/api/v1/namespaces/churn/configmaps");
+    create(&http, &churn, large_config_map("churn", 2 << 20, 'a')).await;
+    let before = server.memory("VmRSS");
+    let started = Instant::now();
+    for i in 0..settings.churn {
+        let fill = char::from(b'b' + (i % 20) as u8);
+        merge_patch(
+            &http,
+            &format!("{churn}/churn"),
+            format!(r#"{{"data":{{"big":"{}"}}}}"#, fill.to_string().repeat(2 << 20)),
+        )
+        .await;
+    }
+    let peak = server.memory("VmHWM");
+    println!(
+        "  {} updates of a 2 MiB ConfigMap in {:.1} s: server RSS {before} MB before, {} MB after, peak {peak} MB (bound {LOAD_BOUND_MB} MB)",
+        settings.churn,
+        started.elapsed().as_secs_f64(),
+        server.memory("VmRSS"),
+    );
+
+    // The watchers that never read: what the server kept for them, then 410 if the
+    // history moved past them.
+    let mut expired = 0;
+    let mut events = 0;
+    let slow: Vec<_> = slow
+        .into_iter()
+        .map(|response| tokio::spawn(count_events(response.into_body(), usize::MAX, Duration::from_secs(2))))
+        .collect();
+    for reader in slow {
+        let (seen, error) = reader.await.unwrap();
+        expired += usize::from(error);
+        events += seen;
+    }
+    println!(
+        "  the {} watches that did not read, read now: {expired} end with 410 Expired, after {:.1} events each on average",
+        settings.load_slow,
+        events as f64 / settings.load_slow.max(1) as f64,
+    );
+    assert!(
+        peak <= LOAD_BOUND_MB,
+        "the server's peak RSS under the watch load, {peak} MB, is above {LOAD_BOUND_MB} MB"
+    );
+}
+
+/// Raises the soft limit on open files to the hard one: a thousand watches are a
+/// thousand sockets on each side.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() {
     let settings = settings();
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let memory = serve(Arc::new(MemoryStore::new()));
     runtime.block_on(creates_and_gets("in memory", &memory, &settings));
@@ -250,4 +510,5 @@ fn main() {
     if let Some(kb) = peak {
         println!("peak RSS of server and load together: {} MB", kb.parse::<u64>().unwrap_or(0) / 1024);
     }
+    runtime.block_on(watch_load(&settings));
 }

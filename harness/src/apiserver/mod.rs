@@ -2,7 +2,8 @@
 //! Python client and kubeyard's own components. Every write goes through admission
 //! (the compiler's validation and defaulting); every read and watch comes from the
 //! store. Paths are parsed here, each verb is handled in `objects`, watches in
-//! `watch`, kubectl's tables in `table`, field selectors in `fields`.
+//! `watch`, kubectl's tables in `table`, field selectors in `fields`. Connections are
+//! accepted here too, with the limits a server facing any client needs (see `serve`).
 
 pub mod allocate;
 pub mod fields;
@@ -47,6 +48,16 @@ pub struct Options {
     pub clock: crate::clock::Clock,
     /// The addresses Services' cluster IPs come from (`--service-cluster-ip-range`).
     pub service_cidr: String,
+    /// How long a client has to send a request's headers, from the connection's opening
+    /// (TLS handshake included) or from the first byte of a later request: a client
+    /// sending them a byte at a time is cut off (Kubernetes: 32 s).
+    pub header_timeout: Duration,
+    /// How long a kept-alive connection may wait for its next request (Kubernetes: 90 s).
+    /// A response still being sent, a watch above all, is not idle.
+    pub idle_timeout: Duration,
+    /// Connections served at once. Past it a few more are accepted that get health
+    /// checks answered and anything else a 429, then connections are closed on accept.
+    pub max_connections: usize,
 }
 
 impl Default for Options {
@@ -57,8 +68,42 @@ impl Default for Options {
             watch_timeout: Duration::from_secs(1800),
             clock: crate::clock::Clock::real(),
             service_cidr: allocate::DEFAULT_SERVICE_CIDR.to_string(),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: default_max_connections(),
         }
     }
+}
+
+/// Shorter than Kubernetes' 32 s: a slow-header flood holds its sockets a third as long,
+/// and no real client needs seconds to send headers.
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Go's and Kubernetes' idle timeout: clients' pools (client-go's, 90 s too) close first.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
+/// The connection cap when file descriptors allow it: room for every component of a
+/// large test cluster and hundreds of watches, small enough that each connection's
+/// buffers stay a fraction of memory.
+pub const MAX_CONNECTIONS: usize = 4096;
+/// Descriptors left for everything but client connections (the store's files, etcd and
+/// kubelet connections, the over-cap health-check slots), at most half the limit.
+const RESERVED_FILES: usize = 256;
+
+/// `MAX_CONNECTIONS`, or fewer when the process may not open that many files: running
+/// out of descriptors would stop the server accepting anything, `/readyz` included.
+pub fn default_max_connections() -> usize {
+    let files = open_files_limit();
+    files.saturating_sub(RESERVED_FILES.min(files / 2)).clamp(1, MAX_CONNECTIONS)
+}
+
+/// The process's soft limit on open files.
+pub fn open_files_limit() -> usize {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let read = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    if !read || limit.rlim_cur == libc::RLIM_INFINITY {
+        return usize::MAX;
+    }
+    usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX)
 }
 
 pub struct ApiServer {
@@ -70,6 +115,8 @@ pub struct ApiServer {
     allocator: allocate::Allocator,
     /// Pod creates in namespaces with quotas, one at a time (see `quota`).
     quota_locks: quota::Locks,
+    /// Large objects' JSON for watches' initial events, shared (see `watch`).
+    shared_objects: watch::SharedObjects,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -100,6 +147,7 @@ impl ApiServer {
             openapi: std::sync::OnceLock::new(),
             allocator,
             quota_locks: quota::Locks::default(),
+            shared_objects: watch::SharedObjects::default(),
         })
     }
 
@@ -107,9 +155,9 @@ impl ApiServer {
         Router::new().fallback(dispatch).with_state(Arc::clone(self))
     }
 
-    /// Serves until the listener fails or the task is dropped.
+    /// Serves until the task is dropped.
     pub async fn serve(self: Arc<Self>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        serving::serve(listener, self.router(), serving::Limits::from(&self.options), None).await
     }
 
     /// Serves HTTPS with `identity` (see `tls::self_signed`).
@@ -118,7 +166,329 @@ impl ApiServer {
         listener: tokio::net::TcpListener,
         identity: &tls::Identity,
     ) -> std::io::Result<()> {
-        tls::serve(listener, self.router(), Arc::clone(&identity.config)).await
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&identity.config));
+        serving::serve(listener, self.router(), serving::Limits::from(&self.options), Some(acceptor)).await
+    }
+}
+
+/// Accepting and serving connections, bounded: a connection cap (and health checks
+/// answered past it), a deadline for request headers and one for idle connections.
+/// hyper's own header timeout is not used: it runs while a kept-alive connection waits
+/// for its next request too, so it would close idle connections after 10 s.
+mod serving {
+    use super::{ApiError, Route, parse_path};
+    use axum::Router;
+    use axum::body::Body;
+    use axum::http::{HeaderValue, Request, Response};
+    use axum::response::IntoResponse;
+    use hyper::body::{Frame, Incoming, SizeHint};
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    use std::convert::Infallible;
+    use std::io;
+    use std::pin::Pin;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    use std::task::{Context, Poll};
+    use std::time::Duration;
+    use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+    use tokio::time::Instant;
+    use tokio_rustls::TlsAcceptor;
+    use tower::ServiceExt;
+
+    /// Connections past the cap that still get health checks answered (anything else
+    /// gets a 429), so `/readyz` answers while the cap is full; past these too,
+    /// connections are closed as soon as they are accepted.
+    const HEALTH_CONNECTIONS: usize = 32;
+    /// How long one of those has to send its one request.
+    const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+    /// After an accept fails for lack of descriptors, the wait before the next.
+    const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+    #[derive(Clone, Copy)]
+    pub(super) struct Limits {
+        header: Duration,
+        idle: Duration,
+        connections: usize,
+    }
+
+    impl From<&super::Options> for Limits {
+        fn from(options: &super::Options) -> Limits {
+            Limits {
+                header: options.header_timeout,
+                idle: options.idle_timeout,
+                connections: options.max_connections.max(1),
+            }
+        }
+    }
+
+    pub(super) async fn serve(
+        listener: TcpListener,
+        router: Router,
+        limits: Limits,
+        tls: Option<TlsAcceptor>,
+    ) -> io::Result<()> {
+        let slots = Arc::new(Semaphore::new(limits.connections));
+        let health = Arc::new(Semaphore::new(HEALTH_CONNECTIONS));
+        loop {
+            let stream = match listener.accept().await {
+                Ok((stream, _)) => stream,
+                // A client that gave up before we got to it.
+                Err(error) if is_connection_error(&error) => continue,
+                // Out of file descriptors and the like: wait for some to close.
+                Err(_) => {
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
+            let (permit, limits) = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(permit) => (permit, limits),
+                Err(_) => match Arc::clone(&health).try_acquire_owned() {
+                    Ok(permit) => {
+                        let header = limits.header.min(HEALTH_TIMEOUT);
+                        (permit, Limits { header, idle: header, connections: 0 })
+                    }
+                    // Closed at once: the client sees the connection reset, not a hang.
+                    Err(_) => continue,
+                },
+            };
+            tokio::spawn(connection(stream, tls.clone(), router.clone(), limits, permit));
+        }
+    }
+
+    fn is_connection_error(error: &io::Error) -> bool {
+        matches!(
+            error.kind(),
+            io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+        )
+    }
+
+    async fn connection(
+        stream: TcpStream,
+        tls: Option<TlsAcceptor>,
+        router: Router,
+        limits: Limits,
+        _slot: OwnedSemaphorePermit,
+    ) {
+        let activity = Arc::new(Activity::new());
+        match tls {
+            None => drive(Watched { io: stream, activity: Arc::clone(&activity) }, activity, router, limits).await,
+            Some(acceptor) => {
+                // The handshake counts toward the time to send headers; one that fails
+                // (plain HTTP, a distrusted CA) is just gone.
+                let Ok(Ok(stream)) = tokio::time::timeout(limits.header, acceptor.accept(stream)).await else {
+                    return;
+                };
+                drive(Watched { io: stream, activity: Arc::clone(&activity) }, activity, router, limits).await;
+            }
+        }
+    }
+
+    /// Serves one connection until it ends or misses a deadline.
+    async fn drive<IO>(io: Watched<IO>, activity: Arc<Activity>, router: Router, limits: Limits)
+    where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        // Past the cap (`connections` is 0): one request, and only health checks.
+        let limited = limits.connections == 0;
+        let tracker = Arc::clone(&activity);
+        let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+            let (router, activity) = (router.clone(), Arc::clone(&tracker));
+            async move {
+                activity.begin();
+                let done = Done(activity);
+                let response = if limited && !matches!(parse_path(request.uri().path()), Ok(Route::Health)) {
+                    too_many_requests()
+                } else {
+                    let Ok(response) = router.oneshot(request).await;
+                    response
+                };
+                Ok::<_, Infallible>(response.map(|body| Body::new(Tracked { body, _done: done })))
+            }
+        });
+        let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new()).http1_only();
+        if limited {
+            builder.http1().keep_alive(false);
+        }
+        let connection = builder.serve_connection(TokioIo::new(io), service);
+        tokio::pin!(connection);
+        let check = tokio::time::sleep(limits.header);
+        tokio::pin!(check);
+        loop {
+            tokio::select! {
+                _ = connection.as_mut() => return,
+                () = check.as_mut() => {
+                    let now = Instant::now();
+                    match activity.deadline(limits) {
+                        // Dropping the connection closes the socket: nothing is in flight.
+                        Some(deadline) if deadline <= now => return,
+                        Some(deadline) => check.as_mut().reset(deadline),
+                        // A request is being served: look again later.
+                        None => check.as_mut().reset(now + limits.header),
+                    }
+                }
+            }
+        }
+    }
+
+    fn too_many_requests() -> Response<Body> {
+        let error = ApiError::new(429, "TooManyRequests", "too many connections are open; try again later");
+        let mut response = error.into_response();
+        response.headers_mut().insert("retry-after", HeaderValue::from_static("1"));
+        response
+    }
+
+    /// What a connection is doing, in milliseconds since it opened, for its deadlines.
+    struct Activity {
+        opened: Instant,
+        /// Requests being served (their responses not yet all handed to hyper).
+        active: AtomicUsize,
+        /// The last sign of life with no request being served: a response finished, or
+        /// its last bytes being written.
+        idle_since: AtomicU64,
+        /// One more than when the first byte of the next request's headers came; 0 while
+        /// none has. A new connection is waiting for headers from the start.
+        headers_since: AtomicU64,
+    }
+
+    impl Activity {
+        fn new() -> Activity {
+            Activity {
+                opened: Instant::now(),
+                active: AtomicUsize::new(0),
+                idle_since: AtomicU64::new(0),
+                headers_since: AtomicU64::new(1),
+            }
+        }
+
+        fn now(&self) -> u64 {
+            u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+        }
+
+        fn begin(&self) {
+            self.active.fetch_add(1, Ordering::SeqCst);
+            self.headers_since.store(0, Ordering::SeqCst);
+        }
+
+        fn end(&self) {
+            self.idle_since.store(self.now(), Ordering::SeqCst);
+            self.active.fetch_sub(1, Ordering::SeqCst);
+        }
+
+        fn read(&self) {
+            if self.active.load(Ordering::SeqCst) == 0 && self.headers_since.load(Ordering::SeqCst) == 0 {
+                self.headers_since.store(self.now() + 1, Ordering::SeqCst);
+            }
+        }
+
+        fn wrote(&self) {
+            if self.active.load(Ordering::SeqCst) == 0 {
+                self.idle_since.store(self.now(), Ordering::SeqCst);
+            }
+        }
+
+        /// When the connection is to be closed unless something happens first; `None`
+        /// while a request is being served.
+        fn deadline(&self, limits: Limits) -> Option<Instant> {
+            if self.active.load(Ordering::SeqCst) > 0 {
+                return None;
+            }
+            let at = |millis: u64, limit: Duration| self.opened + Duration::from_millis(millis) + limit;
+            match self.headers_since.load(Ordering::SeqCst) {
+                0 => Some(at(self.idle_since.load(Ordering::SeqCst), limits.idle)),
+                since => Some(at(since - 1, limits.header)),
+            }
+        }
+    }
+
+    /// Marks a request served when its response body is done or dropped.
+    struct Done(Arc<Activity>);
+
+    impl Drop for Done {
+        fn drop(&mut self) {
+            self.0.end();
+        }
+    }
+
+    /// A response body that marks its request served when it goes.
+    struct Tracked {
+        body: Body,
+        _done: Done,
+    }
+
+    impl hyper::body::Body for Tracked {
+        type Data = bytes::Bytes;
+        type Error = axum::Error;
+
+        fn poll_frame(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<bytes::Bytes>, axum::Error>>> {
+            Pin::new(&mut self.get_mut().body).poll_frame(cx)
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.body.is_end_stream()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            self.body.size_hint()
+        }
+    }
+
+    /// A connection's stream, telling its `Activity` what comes and goes.
+    struct Watched<IO> {
+        io: IO,
+        activity: Arc<Activity>,
+    }
+
+    impl<IO: AsyncRead + Unpin> AsyncRead for Watched<IO> {
+        fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+            let this = self.get_mut();
+            let before = buf.filled().len();
+            let polled = Pin::new(&mut this.io).poll_read(cx, buf);
+            if buf.filled().len() > before {
+                this.activity.read();
+            }
+            polled
+        }
+    }
+
+    impl<IO: AsyncWrite + Unpin> AsyncWrite for Watched<IO> {
+        fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let polled = Pin::new(&mut this.io).poll_write(cx, data);
+            if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+                this.activity.wrote();
+            }
+            polled
+        }
+
+        fn poll_write_vectored(
+            self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[io::IoSlice<'_>],
+        ) -> Poll<io::Result<usize>> {
+            let this = self.get_mut();
+            let polled = Pin::new(&mut this.io).poll_write_vectored(cx, data);
+            if matches!(polled, Poll::Ready(Ok(written)) if written > 0) {
+                this.activity.wrote();
+            }
+            polled
+        }
+
+        fn is_write_vectored(&self) -> bool {
+            self.io.is_write_vectored()
+        }
+
+        fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_flush(cx)
+        }
+
+        fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+            Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+        }
     }
 }
 
@@ -268,7 +638,8 @@ fn authorized(server: &ApiServer, headers: &HeaderMap) -> bool {
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| given.trim() == token)
+        // In constant time: how much of a guess matched must not show in the timing.
+        .is_some_and(|given| tls::same_secret(given.trim().as_bytes(), token.as_bytes()))
 }
 
 async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Response {

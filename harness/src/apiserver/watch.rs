@@ -1,25 +1,179 @@
 //! Watches: newline-delimited JSON events from a revision on, as long as the client
 //! stays (or `timeoutSeconds`), with bookmarks when asked. A revision older than the
 //! store's history is answered, as Kubernetes does, with an `ERROR` event carrying a
-//! 410 `Status` in the stream.
+//! 410 `Status` in the stream; so is a watcher that fell out of the history because it
+//! read too slowly.
+//!
+//! Memory per watch is bounded: lines wait for the client in an outbox of at most
+//! `CLIENT_BYTES`, and the store stops handing events to a watch whose outbox is full
+//! (its watcher then lags, and expires once the history lets go of its position). An
+//! object's JSON is made once and shared by every watch that sends it: events' through
+//! the event's `Encoded`, initial events' through `SharedObjects`.
 
 use super::objects::{Filter, flag, from_bytes, from_entry, store_error, with_type};
 use super::resources::Resource;
 use super::status::ApiError;
 use super::table::{self, Include};
 use super::{ApiServer, Query, Representation, Target};
-use crate::store::{Event, EventKind, StoreError};
+use crate::store::{Entry, Event, EventKind, Side, StoreError, Watch};
 use axum::body::Body;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-/// Encoded events waiting for a slow client.
+/// Lines waiting for a slow client, at most, and their bytes at most (a larger line
+/// waits alone). Past that the watch stops reading the store's events.
 const CLIENT_BUFFER: usize = 256;
+const CLIENT_BYTES: usize = 4 << 20;
+/// Objects this large go out as their own chunk, shared by every watch sending them;
+/// smaller lines are copied whole, which costs less than a chunk each.
+const SPLIT_FROM: usize = 16 << 10;
+
+/// The type of an event a watcher is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Added,
+    Modified,
+    Deleted,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Added => "ADDED",
+            Kind::Modified => "MODIFIED",
+            Kind::Deleted => "DELETED",
+        }
+    }
+
+    /// What comes before the object in the event's line, as Kubernetes writes it.
+    fn head(self) -> &'static [u8] {
+        match self {
+            Kind::Added => br#"{"type":"ADDED","object":"#,
+            Kind::Modified => br#"{"type":"MODIFIED","object":"#,
+            Kind::Deleted => br#"{"type":"DELETED","object":"#,
+        }
+    }
+}
+
+const TAIL: &[u8] = b"}\n";
+
+/// One line of the stream.
+enum Line {
+    /// A whole line made for this watch (bookmarks, errors, tables, metadata).
+    Text(Bytes),
+    /// An event around an object's JSON shared with other watches.
+    Event(Kind, Bytes),
+}
+
+impl Line {
+    fn len(&self) -> usize {
+        match self {
+            Line::Text(text) => text.len(),
+            Line::Event(kind, object) => kind.head().len() + object.len() + TAIL.len(),
+        }
+    }
+
+    /// The chunks of the body, last first.
+    fn chunks(self) -> Vec<Bytes> {
+        match self {
+            Line::Text(text) => vec![text],
+            Line::Event(kind, object) if object.len() >= SPLIT_FROM => {
+                vec![Bytes::from_static(TAIL), object, Bytes::from_static(kind.head())]
+            }
+            Line::Event(kind, object) => {
+                let mut line = Vec::with_capacity(kind.head().len() + object.len() + TAIL.len());
+                line.extend_from_slice(kind.head());
+                line.extend_from_slice(&object);
+                line.extend_from_slice(TAIL);
+                vec![Bytes::from(line)]
+            }
+        }
+    }
+}
+
+/// The watch's side of its lines' way to the client.
+struct Outbox {
+    tx: mpsc::Sender<(Line, OwnedSemaphorePermit)>,
+    /// One permit per byte queued.
+    budget: Arc<Semaphore>,
+}
+
+/// The client is gone.
+struct Gone;
+
+fn outbox() -> (Outbox, mpsc::Receiver<(Line, OwnedSemaphorePermit)>) {
+    let (tx, rx) = mpsc::channel(CLIENT_BUFFER);
+    (Outbox { tx, budget: Arc::new(Semaphore::new(CLIENT_BYTES)) }, rx)
+}
+
+impl Outbox {
+    /// Queues a line once there is room for it; a client that hangs up meanwhile ends
+    /// the wait.
+    async fn send(&self, line: Line) -> Result<(), Gone> {
+        let bytes = u32::try_from(line.len().min(CLIENT_BYTES)).unwrap_or(u32::MAX);
+        let permit = tokio::select! {
+            permit = Arc::clone(&self.budget).acquire_many_owned(bytes) => permit.map_err(|_| Gone)?,
+            _ = self.tx.closed() => return Err(Gone),
+        };
+        self.tx.send((line, permit)).await.map_err(|_| Gone)
+    }
+}
+
+/// Encodings of stored objects for initial events, shared while any watch still holds
+/// one: a thousand watches starting on a namespace that holds a 3 MiB object hold one
+/// copy of it, not a thousand. Held weakly, so it keeps nothing alive by itself.
+#[derive(Default)]
+pub(super) struct SharedObjects {
+    map: Mutex<HashMap<ObjectId, Weak<Vec<u8>>>>,
+}
+
+/// A stored object at a revision, in one form (see `Encoder::form`).
+type ObjectId = (String, u64, usize);
+
+/// Objects smaller than this are encoded by each watch: not worth an entry.
+const SHARE_FROM: usize = 16 << 10;
+/// Entries at which dead ones are swept.
+const SWEEP_AT: usize = 256;
+
+/// A shared encoding as the `Bytes` a body sends.
+struct SharedBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl SharedObjects {
+    fn get_or_try(
+        &self,
+        entry: &Entry,
+        form: usize,
+        encode: impl FnOnce() -> Result<Bytes, ApiError>,
+    ) -> Result<Bytes, ApiError> {
+        if entry.value.len() < SHARE_FROM {
+            return encode();
+        }
+        let id = (entry.key.clone(), entry.revision, form);
+        let lock = || self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(shared) = lock().get(&id).and_then(Weak::upgrade) {
+            return Ok(Bytes::from_owner(SharedBytes(shared)));
+        }
+        let encoded = Arc::new(encode()?.to_vec());
+        let mut map = lock();
+        if map.len() >= SWEEP_AT {
+            map.retain(|_, weak| weak.strong_count() > 0);
+        }
+        map.insert(id, Arc::downgrade(&encoded));
+        Ok(Bytes::from_owner(SharedBytes(encoded)))
+    }
+}
 
 struct Encoder {
     resource: &'static Resource,
@@ -28,18 +182,30 @@ struct Encoder {
 }
 
 impl Encoder {
-    fn line(&self, kind: &str, object: Value) -> Bytes {
+    /// Which encodings of an object this watch can share: every served kind is one
+    /// static row, so its address names it.
+    fn form(&self) -> usize {
+        std::ptr::from_ref(self.resource) as usize
+    }
+
+    /// An object's JSON as JSON watches send it.
+    fn object(&self, object: Value) -> Bytes {
+        Bytes::from(with_type(self.resource, object).to_string())
+    }
+
+    /// A whole line, for the representations made per watch.
+    fn line(&self, kind: Kind, object: Value) -> Line {
         let object = match self.representation {
-            Representation::Json => with_type(self.resource, object),
+            Representation::Json => return Line::Event(kind, self.object(object)),
             Representation::Metadata => super::partial(&object),
             Representation::Table => table::table(self.resource, &[object], None, None, self.include),
         };
-        let mut line = json!({"type": kind, "object": object}).to_string();
+        let mut line = json!({"type": kind.name(), "object": object}).to_string();
         line.push('\n');
-        Bytes::from(line)
+        Line::Text(Bytes::from(line))
     }
 
-    fn bookmark(&self, revision: u64, initial_events_end: bool) -> Bytes {
+    fn bookmark(&self, revision: u64, initial_events_end: bool) -> Line {
         let mut metadata = json!({"resourceVersion": revision.to_string()});
         if initial_events_end {
             metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
@@ -48,39 +214,145 @@ impl Encoder {
             json!({"kind": self.resource.kind, "apiVersion": self.resource.api_version(), "metadata": metadata});
         let mut line = json!({"type": "BOOKMARK", "object": object}).to_string();
         line.push('\n');
-        Bytes::from(line)
+        Line::Text(Bytes::from(line))
     }
 }
 
-fn error_line(error: &ApiError) -> Bytes {
+fn error_line(error: &ApiError) -> Line {
     let mut line = json!({"type": "ERROR", "object": error.to_status()}).to_string();
     line.push('\n');
-    Bytes::from(line)
+    Line::Text(Bytes::from(line))
 }
 
-/// What a store event means to a watcher with a selector: an object entering the
-/// selection is ADDED, one leaving it DELETED.
-fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Option<(&'static str, Value)>, ApiError> {
+/// What a store event means to a watcher: the type it is sent as, which of the event's
+/// objects, and that object if reading the selector took decoding it. With a selector an
+/// object entering the selection is ADDED, one leaving it DELETED.
+type Meaning = Option<(Kind, Side, Option<Value>)>;
+
+fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Meaning, ApiError> {
     match event.kind {
+        EventKind::Put if everything => {
+            let kind = if event.prev.is_some() { Kind::Modified } else { Kind::Added };
+            Ok(Some((kind, Side::Value, None)))
+        }
+        EventKind::Delete if everything => Ok(Some((Kind::Deleted, Side::Prev, None))),
         EventKind::Put => {
             let object = from_bytes(event.value.as_deref().unwrap_or_default(), event.revision)?;
             let now = filter.matches(&object);
             let before = match &event.prev {
                 None => None,
-                Some(_) if everything => return Ok(Some(("MODIFIED", object))),
                 Some(prev) => Some(from_bytes(prev, event.revision)?).filter(|p| filter.matches(p)),
             };
             Ok(match (now, before) {
-                (true, Some(_)) => Some(("MODIFIED", object)),
-                (true, None) => Some(("ADDED", object)),
+                (true, Some(_)) => Some((Kind::Modified, Side::Value, Some(object))),
+                (true, None) => Some((Kind::Added, Side::Value, Some(object))),
                 // Leaving the selection: the last state that matched, at this revision.
-                (false, Some(before)) => Some(("DELETED", before)),
+                (false, Some(before)) => Some((Kind::Deleted, Side::Prev, Some(before))),
                 (false, None) => None,
             })
         }
         EventKind::Delete => {
             let object = from_bytes(event.prev.as_deref().unwrap_or_default(), event.revision)?;
-            Ok(filter.matches(&object).then_some(("DELETED", object)))
+            Ok(filter.matches(&object).then_some((Kind::Deleted, Side::Prev, Some(object))))
+        }
+    }
+}
+
+/// One watch's stream, made by its own task.
+struct Watcher {
+    server: Arc<ApiServer>,
+    encoder: Encoder,
+    filter: Filter,
+    /// No selector: every event is sent, and decided without decoding it.
+    everything: bool,
+    bookmarks: bool,
+    send_initial: bool,
+    from: u64,
+}
+
+impl Watcher {
+    /// An initial event: the stored object as ADDED, if the selector takes it.
+    fn initial_line(&self, entry: &Entry) -> Result<Option<Line>, ApiError> {
+        let json = self.encoder.representation == Representation::Json;
+        let form = self.encoder.form();
+        if self.everything && json {
+            let object =
+                self.server.shared_objects.get_or_try(entry, form, || Ok(self.encoder.object(from_entry(entry)?)))?;
+            return Ok(Some(Line::Event(Kind::Added, object)));
+        }
+        let object = from_entry(entry)?;
+        if !self.filter.matches(&object) {
+            return Ok(None);
+        }
+        if json {
+            let object = self.server.shared_objects.get_or_try(entry, form, || Ok(self.encoder.object(object)))?;
+            return Ok(Some(Line::Event(Kind::Added, object)));
+        }
+        Ok(Some(self.encoder.line(Kind::Added, object)))
+    }
+
+    /// A store event's line, if this watcher is sent one.
+    fn event_line(&self, event: &Event) -> Result<Option<Line>, ApiError> {
+        let Some((kind, side, decoded)) = translate(&self.filter, self.everything, event)? else {
+            return Ok(None);
+        };
+        let decode = |decoded: Option<Value>| match decoded {
+            Some(object) => Ok(object),
+            None => {
+                let bytes = match side {
+                    Side::Value => event.value.as_deref(),
+                    Side::Prev => event.prev.as_deref(),
+                };
+                from_bytes(bytes.unwrap_or_default(), event.revision)
+            }
+        };
+        if self.encoder.representation == Representation::Json {
+            let object =
+                event.encoded.get_or_try(side, self.encoder.form(), || Ok(self.encoder.object(decode(decoded)?)))?;
+            return Ok(Some(Line::Event(kind, object)));
+        }
+        Ok(Some(self.encoder.line(kind, decode(decoded)?)))
+    }
+
+    async fn run(self, initial: Vec<Entry>, mut events: Watch, outbox: Outbox) -> Result<(), Gone> {
+        // Each entry let go once sent: a watch its client does not read keeps no more
+        // than the rest of its listing, which the store shares.
+        for entry in initial {
+            match self.initial_line(&entry) {
+                Ok(Some(line)) => outbox.send(line).await?,
+                Ok(None) => {}
+                Err(error) => return outbox.send(error_line(&error)).await,
+            }
+        }
+        if self.send_initial {
+            outbox.send(self.encoder.bookmark(self.from, true)).await?;
+        }
+        let mut last = self.from;
+        let interval = self.server.options.bookmark_interval;
+        let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        loop {
+            let line = tokio::select! {
+                _ = ticker.tick(), if self.bookmarks => self.encoder.bookmark(last, false),
+                // A client that hung up ends the watch at once.
+                _ = outbox.tx.closed() => return Err(Gone),
+                event = events.recv() => match event {
+                    None => return Ok(()),
+                    // Too old, or fell behind the history: the client lists again.
+                    Some(Err(error)) => {
+                        let resource = self.encoder.resource;
+                        return outbox.send(error_line(&store_error(resource, "", error))).await;
+                    }
+                    Some(Ok(event)) => {
+                        last = event.revision;
+                        match self.event_line(&event) {
+                            Ok(Some(line)) => line,
+                            Ok(None) => continue,
+                            Err(error) => return outbox.send(error_line(&error)).await,
+                        }
+                    }
+                },
+            };
+            outbox.send(line).await?;
         }
     }
 }
@@ -105,7 +377,8 @@ pub(super) async fn serve(
     };
     let encoder = Encoder { resource, representation, include: Include::from_query(query) };
     let requested = query.get("resourceVersion").map(String::as_str).filter(|v| !v.is_empty() && *v != "0");
-    // With no revision (or "0"), a watch starts with the current state as ADDED events.
+    // With no revision (or "0"), a watch starts with the current state as ADDED events,
+    // decoded and encoded one at a time as the client takes them.
     let mut initial = Vec::new();
     let from = match requested {
         Some(text) if !send_initial => text
@@ -113,90 +386,75 @@ pub(super) async fn serve(
             .map_err(|_| ApiError::bad_request(format!("resourceVersion \"{text}\" is not valid")))?,
         _ => {
             let listing = server.store.list(&prefix, None, None).await.map_err(|e| store_error(resource, "", e))?;
-            for entry in &listing.entries {
-                let object = from_entry(entry)?;
-                if filter.matches(&object) {
-                    initial.push(object);
-                }
-            }
+            initial = listing.entries;
             listing.revision
         }
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(CLIENT_BUFFER);
+    let (outbox, rx) = outbox();
     match server.store.watch(&prefix, from).await {
-        Ok(mut events) => {
-            let interval = server.options.bookmark_interval;
+        Ok(events) => {
+            let watcher =
+                Watcher { server: Arc::clone(server), encoder, filter, everything, bookmarks, send_initial, from };
             tokio::spawn(async move {
-                for object in initial {
-                    if tx.send(encoder.line("ADDED", object)).await.is_err() {
-                        return;
-                    }
-                }
-                if send_initial && tx.send(encoder.bookmark(from, true)).await.is_err() {
-                    return;
-                }
-                let mut last = from;
-                let deadline = tokio::time::sleep(timeout);
-                tokio::pin!(deadline);
-                let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-                loop {
-                    let line = tokio::select! {
-                        _ = &mut deadline => return,
-                        _ = ticker.tick(), if bookmarks => encoder.bookmark(last, false),
-                        // A client that hung up ends the watch at once.
-                        _ = tx.closed() => return,
-                        event = events.recv() => match event {
-                            None => return,
-                            Some(Err(error)) => {
-                                let _ = tx.send(error_line(&store_error(resource, "", error))).await;
-                                return;
-                            }
-                            Some(Ok(event)) if everything && encoder.representation == Representation::Json => {
-                                last = event.revision;
-                                // The same line for every watcher of the whole kind: made once.
-                                // Which kind's form: every served kind is one static row.
-                                let form = std::ptr::from_ref(encoder.resource) as usize;
-                                let encoded = event.encoded.get_or_try(form, || {
-                                    translate(&filter, true, &event)
-                                        .map(|line| line.map(|(kind, object)| encoder.line(kind, object)).unwrap_or_default())
-                                });
-                                match encoded {
-                                    Ok(line) if line.is_empty() => continue,
-                                    Ok(line) => line,
-                                    Err(error) => {
-                                        let _ = tx.send(error_line(&error)).await;
-                                        return;
-                                    }
-                                }
-                            }
-                            Some(Ok(event)) => {
-                                last = event.revision;
-                                match translate(&filter, everything, &event) {
-                                    Ok(Some((kind, object))) => encoder.line(kind, object),
-                                    Ok(None) => continue,
-                                    Err(error) => {
-                                        let _ = tx.send(error_line(&error)).await;
-                                        return;
-                                    }
-                                }
-                            }
-                        },
-                    };
-                    if tx.send(line).await.is_err() {
-                        return;
-                    }
-                }
+                let _ = tokio::time::timeout(timeout, watcher.run(initial, events, outbox)).await;
             });
         }
         Err(error @ StoreError::Compacted { .. }) => {
-            let _ = tx.try_send(error_line(&store_error(resource, "", error)));
+            let line = error_line(&store_error(resource, "", error));
+            let _ = outbox.send(line).await;
         }
         Err(error) => return Err(store_error(resource, "", error)),
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|line| (Ok::<Bytes, std::convert::Infallible>(line), rx))
+    // The chunks of the line being sent, last first; a line's permit goes when it leaves
+    // the outbox, and the body then holds at most that line.
+    let stream = futures_util::stream::unfold((rx, Vec::new()), |(mut rx, mut rest)| async move {
+        if rest.is_empty() {
+            let (line, _permit) = rx.recv().await?;
+            rest = line.chunks();
+        }
+        let chunk = rest.pop()?;
+        Some((Ok::<Bytes, std::convert::Infallible>(chunk), (rx, rest)))
     });
     let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_objects_are_encoded_once_for_every_watch_that_holds_them() {
+        let shared = SharedObjects::default();
+        let entry = Entry { key: "/cm/big".into(), value: Bytes::from(vec![b'x'; SHARE_FROM]), revision: 7 };
+        let encode = || Ok(Bytes::from(vec![b'y'; SHARE_FROM]));
+        let first = shared.get_or_try(&entry, 1, encode).ok().unwrap();
+        let again = shared.get_or_try(&entry, 1, || panic!("encoded twice")).ok().unwrap();
+        assert_eq!(first.as_ptr(), again.as_ptr());
+        // Another form, or another revision, is another encoding.
+        let other = shared.get_or_try(&entry, 2, encode).ok().unwrap();
+        assert_ne!(first.as_ptr(), other.as_ptr());
+        // Held weakly: once no watch holds it, it is gone.
+        drop((first, again));
+        let fresh = shared.get_or_try(&entry, 1, encode).ok().unwrap();
+        assert_eq!(fresh.len(), SHARE_FROM);
+        // Small objects are not worth sharing.
+        let small = Entry { key: "/cm/small".into(), value: Bytes::from_static(b"{}"), revision: 7 };
+        shared.get_or_try(&small, 1, || Ok(Bytes::from_static(b"{}"))).ok().unwrap();
+        assert_eq!(shared.map.lock().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn large_lines_go_out_as_the_shared_object_between_head_and_tail() {
+        let object = Bytes::from(vec![b'o'; SPLIT_FROM]);
+        let chunks = Line::Event(Kind::Modified, object.clone()).chunks();
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(chunks[1].as_ptr(), object.as_ptr());
+        let line: Vec<u8> = chunks.iter().rev().flat_map(|c| c.iter().copied()).collect();
+        assert!(line.starts_with(br#"{"type":"MODIFIED","object":ooo"#) && line.ends_with(b"o}\n"));
+        let small = Line::Event(Kind::Added, Bytes::from_static(b"{}"));
+        assert_eq!(small.len(), r#"{"type":"ADDED","object":{}}"#.len() + 1);
+        assert_eq!(small.chunks(), [Bytes::from_static(b"{\"type\":\"ADDED\",\"object\":{}}\n")]);
+    }
 }

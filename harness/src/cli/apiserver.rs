@@ -3,10 +3,10 @@
 
 use super::Exit;
 use super::lint::usage_error;
-use crate::apiserver::{ApiServer, Options, kubeconfig, objects, tls};
+use crate::apiserver::{ApiServer, MAX_CONNECTIONS, Options, default_max_connections, kubeconfig, objects, tls};
 use crate::store::Store;
 use crate::store::etcd::EtcdStore;
-use crate::store::memory::{DEFAULT_HISTORY, MemoryStore};
+use crate::store::memory::{DEFAULT_HISTORY, HistoryLimits, MemoryStore};
 use clap::Args;
 use kubeyard_compiler::admission::Admission;
 use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
@@ -57,6 +57,41 @@ pub struct ApiServerArgs {
     /// embedded store; etcd keeps what its own compaction leaves).
     #[arg(long, default_value_t = DEFAULT_HISTORY)]
     history: usize,
+
+    /// The watch history's memory budget, as a quantity (`512Mi`) or bytes: large objects
+    /// leave fewer events in it (the embedded store).
+    #[arg(long, value_name = "BYTES", default_value = "256Mi", value_parser = bytes_quantity)]
+    watch_history_bytes: usize,
+
+    /// Client connections served at once; past it health checks are still answered
+    /// and other requests get 429. Default: 4096, or fewer when the open-files limit
+    /// (raised to its hard limit at start) leaves less room.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
+}
+
+/// A byte count written as a Kubernetes quantity (`256Mi`, `1G`, `1048576`).
+fn bytes_quantity(text: &str) -> Result<usize, String> {
+    let quantity: kubeyard_compiler::quantity::Quantity =
+        text.parse().map_err(|e| format!("{text} is not a quantity: {e}"))?;
+    if quantity.is_negative() {
+        return Err(format!("{text} is negative"));
+    }
+    usize::try_from(quantity.units_ceil()).map_err(|_| format!("{text} is too large"))
+}
+
+/// Raises the soft limit on open files to the hard one, as Go programs (kube-apiserver
+/// among them) do at start: the soft limit is often 1,024, a few hundred watches.
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            // Failing leaves the limit as it was, and the connection cap follows it.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
 }
 
 pub fn run(args: ApiServerArgs) -> Exit {
@@ -76,6 +111,12 @@ pub fn run(args: ApiServerArgs) -> Exit {
         (Ok(token), Ok(etcd_tls)) => (token, etcd_tls),
         (Err(message), _) | (_, Err(message)) => return usage_error(&message),
     };
+    raise_open_files_limit();
+    let limits = HistoryLimits { events: args.history, bytes: args.watch_history_bytes };
+    let max_connections = match args.max_connections {
+        Some(n) => usize::try_from(n).unwrap_or(MAX_CONNECTIONS),
+        None => default_max_connections(),
+    };
     runtime.block_on(async move {
         let store: Arc<dyn Store> = match (&args.data_dir, &args.etcd) {
             (_, Some(url)) => {
@@ -90,11 +131,11 @@ pub fn run(args: ApiServerArgs) -> Exit {
                     }
                 }
             }
-            (Some(dir), None) => match MemoryStore::open(dir, args.history) {
+            (Some(dir), None) => match MemoryStore::open_with(dir, limits) {
                 Ok(store) => Arc::new(store),
                 Err(error) => return usage_error(&error.to_string()),
             },
-            (None, None) => Arc::new(MemoryStore::with_history(args.history)),
+            (None, None) => Arc::new(MemoryStore::with_limits(limits)),
         };
         let listener = match tokio::net::TcpListener::bind(&args.listen).await {
             Ok(listener) => listener,
@@ -110,7 +151,7 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 "kubeyard: warning: serving the API on {address} without --token: anyone who can reach it can read every Secret"
             );
         }
-        let options = Options { token: token.clone(), ..Options::default() };
+        let options = Options { token: token.clone(), max_connections, ..Options::default() };
         let server = ApiServer::new(store, admission, options);
         for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             if let Err(error) = objects::ensure_namespace(&server, namespace).await {

@@ -1,6 +1,11 @@
-//! The embedded store: a sorted map under one lock, a bounded history of events for
-//! watchers, and, with a data directory, a write-ahead log that every write reaches
-//! (fsynced) before it is acknowledged or seen by a watcher.
+//! The embedded store: a sorted map under one lock, a history of events for watchers
+//! bounded by count and by bytes, and, with a data directory, a write-ahead log that
+//! every write reaches (fsynced) before it is acknowledged or seen by a watcher.
+//!
+//! Watchers read the history itself, each from its own position, as the API server's
+//! watch cache does: a watcher that stops reading holds a few events, never a growing
+//! queue, and one that falls out of the history gets `Compacted` (410 Expired) and starts
+//! over with a list.
 
 use super::wal::{Recovered, Wal};
 use super::{Entry, Event, EventKind, Listing, Store, StoreError, Watch};
@@ -10,11 +15,49 @@ use std::collections::{BTreeMap, VecDeque};
 use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// Events kept for watchers that start from an older revision (etcd keeps about five
 /// minutes; a count is simpler to reason about and bounds memory).
 pub const DEFAULT_HISTORY: usize = 100_000;
+/// The history's memory budget. A count alone let 200 updates of a 2 MiB ConfigMap hold
+/// a gigabyte; 256 MiB keeps 100,000 small events (a ConfigMap's costs about 1.2 KB).
+pub const DEFAULT_HISTORY_BYTES: usize = 256 << 20;
+
+/// How much watch history the embedded store keeps: at most `events` events and at most
+/// `bytes` bytes of them (as `event_cost` counts), whichever comes first. The newest
+/// event is always kept, however large.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryLimits {
+    pub events: usize,
+    pub bytes: usize,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits { events: DEFAULT_HISTORY, bytes: DEFAULT_HISTORY_BYTES }
+    }
+}
+
+/// What the history holds now.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HistoryUsage {
+    pub events: usize,
+    pub bytes: usize,
+    /// Watches from this revision or later can still be served.
+    pub oldest: u64,
+}
+
+/// What one event counts against the history's byte budget: its key, the value written
+/// and the value it replaced, each twice (the encoding watchers cache with the event,
+/// `Encoded`, is the same JSON plus a few fields), and the bookkeeping around them.
+/// Values are counted as if nothing shared them, so the budget bounds what the history
+/// keeps alive.
+pub fn event_cost(event: &Event) -> usize {
+    const OVERHEAD: usize = 384;
+    let len = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
+    OVERHEAD + event.key.len() + 2 * (len(&event.value) + len(&event.prev))
+}
 
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
@@ -47,23 +90,38 @@ impl State {
 impl MemoryStore {
     /// A store that forgets everything when the process ends.
     pub fn new() -> MemoryStore {
-        MemoryStore::with_history(DEFAULT_HISTORY)
+        MemoryStore::with_limits(HistoryLimits::default())
     }
 
+    /// A store keeping at most `history` events (and the default byte budget).
     pub fn with_history(history: usize) -> MemoryStore {
+        MemoryStore::with_limits(HistoryLimits { events: history, ..HistoryLimits::default() })
+    }
+
+    pub fn with_limits(limits: HistoryLimits) -> MemoryStore {
         let state = State { map: BTreeMap::new(), revision: 1, failed: None };
-        MemoryStore { state: Arc::new(Mutex::new(state)), hub: Arc::new(Hub::new(history, 1)), wal: None }
+        MemoryStore { state: Arc::new(Mutex::new(state)), hub: Arc::new(Hub::with_limits(limits, 1)), wal: None }
     }
 
     /// A store whose every acknowledged write survives a crash: state is recovered from
     /// `dir` (snapshot, then the log after it) and each write is logged and fsynced
     /// before it is acknowledged.
     pub fn open(dir: &Path, history: usize) -> Result<MemoryStore, StoreError> {
+        MemoryStore::open_with(dir, HistoryLimits { events: history, ..HistoryLimits::default() })
+    }
+
+    /// `open`, with the history's limits.
+    pub fn open_with(dir: &Path, limits: HistoryLimits) -> Result<MemoryStore, StoreError> {
         let Recovered { map, revision } = super::wal::recover(dir)?;
         let state = Arc::new(Mutex::new(State { map, revision, failed: None }));
-        let hub = Arc::new(Hub::new(history, revision));
+        let hub = Arc::new(Hub::with_limits(limits, revision));
         let wal = Wal::start(dir, Arc::clone(&state), Arc::clone(&hub))?;
         Ok(MemoryStore { state, hub, wal: Some(wal) })
+    }
+
+    /// What the watch history holds now.
+    pub fn history(&self) -> HistoryUsage {
+        self.hub.usage()
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
@@ -220,37 +278,45 @@ impl Store for MemoryStore {
     }
 }
 
-/// Watchers' side: the recent history and a broadcast of new events.
+/// Watchers' side: the recent history, and the newest revision for watchers to wait on.
 pub(super) struct Hub {
     inner: Mutex<HubInner>,
+    newest: watch::Sender<u64>,
 }
 
 struct HubInner {
-    history: VecDeque<Arc<Event>>,
-    capacity: usize,
+    /// Events in revision order, each with its `event_cost`.
+    history: VecDeque<(Arc<Event>, usize)>,
+    limits: HistoryLimits,
+    /// The sum of the history's costs.
+    bytes: usize,
     /// Events up to this revision are gone from the history.
     compacted: u64,
-    live: broadcast::Sender<Arc<Event>>,
 }
 
-/// The history a new watcher replays, and its subscription to what follows.
-type CatchUp = (Vec<Arc<Event>>, broadcast::Receiver<Arc<Event>>);
-
-/// Events a slow watcher may fall behind by before it re-reads the history.
-const BROADCAST_BUFFER: usize = 4096;
-/// Events queued for one watcher's connection.
+/// Events queued for one watcher's reader, at most, and their cost at most (the first
+/// event is sent whatever its size). Events are shared with the history (an `Arc` and
+/// `Bytes`), so this bounds what a watcher that stops reading keeps alive after the
+/// history lets go of it: with the batch it is reading, twice this.
 const WATCHER_BUFFER: usize = 1024;
+const WATCHER_BYTES: usize = 4 << 20;
+/// Events looked at per hold of the history's lock, so that a watcher far behind does
+/// not stall writers.
+const SCAN: usize = 4096;
 
 impl Hub {
+    /// A hub keeping `capacity` events and the default byte budget; `revision` is the
+    /// store's, and watches from before it are refused.
+    #[allow(dead_code, reason = "the log's tests make hubs so")]
     pub(super) fn new(capacity: usize, revision: u64) -> Hub {
-        let (live, _) = broadcast::channel(BROADCAST_BUFFER);
+        Hub::with_limits(HistoryLimits { events: capacity, ..HistoryLimits::default() }, revision)
+    }
+
+    pub(super) fn with_limits(limits: HistoryLimits, revision: u64) -> Hub {
+        let limits = HistoryLimits { events: limits.events.max(1), bytes: limits.bytes };
         Hub {
-            inner: Mutex::new(HubInner {
-                history: VecDeque::new(),
-                capacity: capacity.max(1),
-                compacted: revision,
-                live,
-            }),
+            inner: Mutex::new(HubInner { history: VecDeque::new(), limits, bytes: 0, compacted: revision }),
+            newest: watch::Sender::new(revision),
         }
     }
 
@@ -258,80 +324,143 @@ impl Hub {
         self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub(super) fn publish(&self, event: Arc<Event>) {
-        let mut inner = self.lock();
-        if inner.history.len() == inner.capacity
-            && let Some(oldest) = inner.history.pop_front()
-        {
-            inner.compacted = oldest.revision;
-        }
-        inner.history.push_back(Arc::clone(&event));
-        // No receivers is not an error: nobody is watching.
-        let _ = inner.live.send(event);
+    fn usage(&self) -> HistoryUsage {
+        let inner = self.lock();
+        HistoryUsage { events: inner.history.len(), bytes: inner.bytes, oldest: inner.compacted }
     }
 
-    /// The events after `after` still in the history, and a subscription to what comes
-    /// next, taken under one lock so nothing falls between them.
-    fn catch_up(&self, prefix: &str, after: u64) -> Result<CatchUp, StoreError> {
+    /// Adds a write to the history (callers publish in revision order) and wakes the
+    /// watchers.
+    pub(super) fn publish(&self, event: Arc<Event>) {
+        let revision = event.revision;
+        let evicted = {
+            let mut inner = self.lock();
+            let cost = event_cost(&event);
+            inner.bytes += cost;
+            inner.history.push_back((event, cost));
+            let mut evicted = Vec::new();
+            while inner.history.len() > 1
+                && (inner.history.len() > inner.limits.events || inner.bytes > inner.limits.bytes)
+                && let Some((oldest, cost)) = inner.history.pop_front()
+            {
+                inner.bytes -= cost;
+                inner.compacted = oldest.revision;
+                evicted.push(oldest);
+            }
+            evicted
+        };
+        // Large values are freed outside the lock watchers read under.
+        drop(evicted);
+        self.newest.send_replace(revision);
+    }
+
+    /// The next events under `prefix` after `last` into `batch` (at most a watcher's
+    /// budget of them), moving `last` past what was looked at; `Compacted` when the
+    /// history no longer holds what follows `last`.
+    fn read(&self, prefix: &str, last: &mut u64, batch: &mut Vec<(Arc<Event>, usize)>) -> Result<(), StoreError> {
         let inner = self.lock();
-        if after < inner.compacted {
-            return Err(StoreError::Compacted { requested: after, oldest: inner.compacted + 1 });
+        if *last < inner.compacted {
+            return Err(StoreError::Compacted { requested: *last, oldest: inner.compacted + 1 });
         }
-        let start = inner.history.partition_point(|e| e.revision <= after);
-        let replay = inner.history.range(start..).filter(|e| e.key.starts_with(prefix)).cloned().collect();
-        Ok((replay, inner.live.subscribe()))
+        let start = inner.history.partition_point(|(e, _)| e.revision <= *last);
+        let mut bytes = 0;
+        for (event, cost) in inner.history.range(start..).take(SCAN) {
+            *last = event.revision;
+            if event.key.starts_with(prefix) {
+                batch.push((Arc::clone(event), *cost));
+                bytes += cost;
+                if batch.len() == WATCHER_BUFFER || bytes >= WATCHER_BYTES {
+                    break;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn watch(self: &Arc<Self>, prefix: &str, after: u64) -> Result<Watch, StoreError> {
-        let (mut replay, mut live) = self.catch_up(prefix, after)?;
+        let compacted = self.lock().compacted;
+        if after < compacted {
+            return Err(StoreError::Compacted { requested: after, oldest: compacted + 1 });
+        }
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
+        let mut newest = self.newest.subscribe();
         let hub = Arc::clone(self);
         let prefix = prefix.to_string();
         tokio::spawn(async move {
             let mut last = after;
+            let mut batch = Vec::new();
+            let mut queued = Queued::default();
             loop {
-                for event in replay.drain(..) {
-                    if event.revision <= last {
-                        continue;
-                    }
-                    last = event.revision;
-                    if tx.send(Ok(Event::clone(&event))).await.is_err() {
-                        return;
-                    }
+                // Marked seen before reading: a write after the read still wakes us.
+                newest.borrow_and_update();
+                if let Err(error) = hub.read(&prefix, &mut last, &mut batch) {
+                    // Fell out of the history (a reader too slow for the write rate):
+                    // after what is queued, the watcher learns it must start over.
+                    let _ = tx.send(Err(error)).await;
+                    return;
                 }
-                let received = tokio::select! {
-                    received = live.recv() => received,
-                    // The watcher is gone: stop, even when nothing is being written.
-                    _ = tx.closed() => return,
-                };
-                match received {
-                    Ok(event) => {
-                        if event.revision > last {
-                            if event.key.starts_with(&prefix) {
-                                replay.push(event);
-                            } else {
-                                // Seen and not wanted: a catch-up after a lag starts after it.
-                                last = event.revision;
+                if batch.is_empty() {
+                    tokio::select! {
+                        changed = newest.changed() => {
+                            if changed.is_err() {
+                                return;
                             }
                         }
+                        // The watcher is gone: stop, even when nothing is being written.
+                        _ = tx.closed() => return,
                     }
-                    // Fell behind the broadcast: read the rest from the history, if it
-                    // still holds it.
-                    Err(broadcast::error::RecvError::Lagged(_)) => match hub.catch_up(&prefix, last) {
-                        Ok((events, receiver)) => {
-                            replay = events;
-                            live = receiver;
-                        }
-                        Err(error) => {
-                            let _ = tx.send(Err(error)).await;
-                            return;
-                        }
-                    },
-                    Err(broadcast::error::RecvError::Closed) => return,
+                    continue;
+                }
+                for (event, cost) in batch.drain(..) {
+                    if queued.send(&tx, Event::clone(&event), cost).await.is_err() {
+                        return;
+                    }
                 }
             }
         });
         Ok(rx)
+    }
+}
+
+type Sender = mpsc::Sender<Result<Event, StoreError>>;
+
+/// The costs of the events a watcher's channel holds, oldest first: its reader has not
+/// taken them yet.
+#[derive(Default)]
+struct Queued {
+    costs: VecDeque<usize>,
+    bytes: usize,
+}
+
+impl Queued {
+    /// Forgets what the reader took: only this task sends, so the channel's used slots
+    /// are the newest of the events sent.
+    fn settle(&mut self, tx: &Sender) {
+        let waiting = tx.max_capacity() - tx.capacity();
+        while self.costs.len() > waiting
+            && let Some(cost) = self.costs.pop_front()
+        {
+            self.bytes -= cost;
+        }
+    }
+
+    /// Sends an event once the channel has room for it, in slots and in bytes; `Err`
+    /// when the reader is gone.
+    async fn send(&mut self, tx: &Sender, event: Event, cost: usize) -> Result<(), ()> {
+        loop {
+            self.settle(tx);
+            if self.costs.is_empty() || self.bytes + cost <= WATCHER_BYTES {
+                break;
+            }
+            // Over budget: wait until the reader takes one more event, that is until one
+            // more slot than now is free (at most all of them, as one is taken).
+            let free = tx.capacity();
+            drop(tx.reserve_many(free + 1).await.map_err(drop)?);
+        }
+        tx.send(Ok(event)).await.map_err(drop)?;
+        self.costs.push_back(cost);
+        self.bytes += cost;
+        Ok(())
     }
 }
 
@@ -409,18 +538,101 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_slow_watcher_catches_up_from_the_history() {
+    async fn a_slow_watcher_reads_on_from_the_history() {
         let store = MemoryStore::new();
         let mut watch = store.watch("/s/", 1).await.unwrap();
-        let count = BROADCAST_BUFFER + WATCHER_BUFFER + 500;
+        let count = 3 * WATCHER_BUFFER + SCAN + 500;
         for i in 0..count {
             store.create(&format!("/s/{i:06}"), b("x")).await.unwrap();
+            store.create(&format!("/t/{i:06}"), b("x")).await.unwrap();
         }
-        let mut last = 1;
+        let mut last = 0;
         for _ in 0..count {
             let event = watch.recv().await.unwrap().unwrap();
-            assert_eq!(event.revision, last + 1);
+            assert!(event.key.starts_with("/s/") && event.revision > last, "{event:?}");
             last = event.revision;
         }
+    }
+
+    /// Values of this size, counted while alive.
+    static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    struct Counted(Vec<u8>);
+
+    impl Counted {
+        fn bytes(size: usize) -> Bytes {
+            LIVE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Bytes::from_owner(Counted(vec![b'x'; size]))
+        }
+    }
+
+    impl AsRef<[u8]> for Counted {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            LIVE.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_history_is_bounded_by_bytes_and_a_watch_from_before_it_expires() {
+        let limits = HistoryLimits { events: 1_000, bytes: 16 << 20 };
+        let store = MemoryStore::with_limits(limits);
+        let first = store.create("/big/a", Bytes::from(vec![b'x'; 1 << 20])).await.unwrap();
+        for _ in 0..200 {
+            store.update("/big/a", Bytes::from(vec![b'y'; 1 << 20]), None).await.unwrap();
+        }
+        let usage = store.history();
+        assert!(usage.bytes <= limits.bytes, "{usage:?}");
+        // Each update counts its value and the one it replaced, twice: 4 MiB.
+        assert_eq!(usage.events, 3, "{usage:?}");
+        let mut expired = store.watch("/big/", first).await;
+        assert!(matches!(expired, Err(StoreError::Compacted { requested, .. }) if requested == first), "{expired:?}");
+        expired = store.watch("/big/", usage.oldest).await;
+        assert!(expired.is_ok());
+        // A count limit still holds for small events, and one event larger than the
+        // budget is kept: a watcher at the revision before it can still be served.
+        let store = MemoryStore::with_limits(HistoryLimits { events: 10, bytes: 1 << 20 });
+        for i in 0..50 {
+            store.create(&format!("/small/{i}"), b("x")).await.unwrap();
+        }
+        assert_eq!(store.history().events, 10);
+        let before = store.revision().await.unwrap();
+        store.create("/huge", Bytes::from(vec![b'z'; 2 << 20])).await.unwrap();
+        assert_eq!(store.history().events, 1);
+        let mut watch = store.watch("/huge", before).await.unwrap();
+        assert_eq!(watch.recv().await.unwrap().unwrap().key, "/huge");
+    }
+
+    #[tokio::test]
+    async fn a_watcher_that_never_reads_keeps_little_alive_then_expires() {
+        let store = MemoryStore::with_limits(HistoryLimits { events: 1_000, bytes: 8 << 20 });
+        let start = store.create("/slow/a", Counted::bytes(1 << 20)).await.unwrap();
+        let mut watch = store.watch("/slow/", start).await.unwrap();
+        for _ in 0..50 {
+            store.update("/slow/a", Counted::bytes(1 << 20), None).await.unwrap();
+            // Let the watcher's task run, as it would between writes on a busy server.
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        // The store's value, the history (two events of 4 MiB, three values) and the
+        // watcher's few events: not the fifty written.
+        let live = LIVE.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(live <= 8, "{live} values of 1 MiB alive");
+        let mut received = 0;
+        let error = loop {
+            match watch.recv().await {
+                Some(Ok(_)) => received += 1,
+                Some(Err(error)) => break error,
+                None => panic!("the watch ended without an error after {received} events"),
+            }
+        };
+        assert!(received < 5, "{received} events");
+        assert!(matches!(error, StoreError::Compacted { .. }), "{error:?}");
+        assert!(watch.recv().await.is_none());
     }
 }

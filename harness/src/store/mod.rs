@@ -48,22 +48,39 @@ impl Event {
     }
 }
 
-/// A line encoded once and shared by the clones of one event. It is a cache: it never
-/// makes two events differ.
+/// Which of an event's objects a line shows: the value written, or the one it replaced
+/// (an update leaving a watcher's selection, a delete).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Value,
+    Prev,
+}
+
+/// An event's objects encoded once and shared by the clones of the event: one encoding
+/// per side, for the watchers of one form (what the encoding depends on). A hundred
+/// watchers, with or without selectors, cost one encoding and hold one copy. It is a
+/// cache: it never makes two events differ. It lives as long as the event, so the store's
+/// history counts it (see `memory::event_cost`).
 #[derive(Clone, Debug, Default)]
-pub struct Encoded(std::sync::Arc<std::sync::OnceLock<(usize, Bytes)>>);
+pub struct Encoded(std::sync::Arc<[std::sync::OnceLock<(usize, Bytes)>; 2]>);
 
 impl Encoded {
-    /// The line for watchers of `form` (what the encoding depends on), encoded by
-    /// `encode` if no watcher of that form has yet; failures are not kept.
-    pub fn get_or_try<E>(&self, form: usize, encode: impl FnOnce() -> Result<Bytes, E>) -> Result<Bytes, E> {
-        match self.0.get() {
-            Some((cached, line)) if *cached == form => Ok(line.clone()),
+    /// The encoding of `side` for watchers of `form`, made by `encode` if no watcher of
+    /// that form has yet; failures are not kept.
+    pub fn get_or_try<E>(
+        &self,
+        side: Side,
+        form: usize,
+        encode: impl FnOnce() -> Result<Bytes, E>,
+    ) -> Result<Bytes, E> {
+        let slot = &self.0[side as usize];
+        match slot.get() {
+            Some((cached, encoded)) if *cached == form => Ok(encoded.clone()),
             Some(_) => encode(),
             None => {
-                let line = encode()?;
-                let _ = self.0.set((form, line.clone()));
-                Ok(line)
+                let encoded = encode()?;
+                let _ = slot.set((form, encoded.clone()));
+                Ok(encoded)
             }
         }
     }

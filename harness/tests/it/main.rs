@@ -5,6 +5,7 @@
 mod support;
 
 mod apiserver;
+mod apiserver_limits;
 mod cli;
 mod containers;
 mod controlplane;
