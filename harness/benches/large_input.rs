@@ -46,12 +46,14 @@ fn main() {
 
     let binary = env!("CARGO_BIN_EXE_kubeyard");
     let input = path.to_str().expect("a UTF-8 path");
+    let mut bound = Vec::new();
     for (what, args) in [
         ("lint", vec!["lint", "--no-rules", input]),
         ("lint with rules", vec!["lint", input]),
         ("normalize", vec!["normalize", input]),
         ("normalize -o json", vec!["normalize", "-o", "json", input]),
         ("plan", vec!["plan", input]),
+        ("plan -o json", vec!["plan", "-o", "json", input]),
     ] {
         let (sample, _) = run(binary, &args);
         let peak = sample.max_rss_kb as f64 * 1024.0;
@@ -62,5 +64,16 @@ fn main() {
             peak / 1e6,
             peak / size as f64
         );
+        bound.push((what, peak / size as f64));
     }
+    // The bound issue 16 set: normalize and plan hold at most ten times their input.
+    let over: Vec<String> = bound
+        .iter()
+        .filter(|(what, ratio)| (what.starts_with("normalize") || what.starts_with("plan")) && *ratio > BOUND)
+        .map(|(what, ratio)| format!("{what} peaked at {ratio:.1}x the input"))
+        .collect();
+    assert!(over.is_empty(), "above the {BOUND}x bound: {}", over.join(", "));
 }
+
+/// Peak memory of `normalize` and `plan`, at most this many times the input's size.
+const BOUND: f64 = 10.0;

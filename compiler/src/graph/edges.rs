@@ -9,52 +9,43 @@ use std::collections::HashMap;
 
 type Index<'a> = HashMap<&'a ObjectId, usize>;
 /// Per namespace, the objects that make pods and their pods' labels.
-type Templates<'a> = HashMap<&'a str, Vec<(usize, &'a serde_json::Map<String, Value>)>>;
+type Templates<'a> = HashMap<&'a str, Vec<(usize, &'a [(String, String)])>>;
 
-/// Pushes `(from, to, reason)` for every dependency among `objects`.
-pub fn find(
-    objects: &[&Value],
-    ids: &[ObjectId],
-    index: &Index<'_>,
-    out: &mut Vec<(usize, usize, Reason)>,
-    problems: &mut Vec<super::Problem>,
-) {
-    // Each custom kind's CRD, and each namespace's pod templates (for Services).
-    let mut crds: HashMap<(&str, &str), usize> = HashMap::new();
-    let mut templates: Templates<'_> = HashMap::new();
-    for (i, object) in objects.iter().enumerate() {
-        let id = &ids[i];
+/// What ordering needs to know of one object, read from it once: the graph of a hundred
+/// thousand objects is built from these without holding the objects themselves (as
+/// `serde_json::Value`s they would take ten times their text).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Facts {
+    /// A CustomResourceDefinition's group and kind.
+    defines: Option<(String, String)>,
+    /// The string-valued labels of the pods the object makes (a Pod's own).
+    pod_labels: Option<Vec<(String, String)>>,
+    /// A Service's selector, when it has pairs and every value is a string (a selector
+    /// with another value selects nothing).
+    selector: Option<Vec<(String, String)>>,
+    /// Objects it names by identity, and why it needs them.
+    references: Vec<(ObjectId, Reason)>,
+    /// Its `config.kubernetes.io/depends-on` entries: each as written, and the identity
+    /// it names when it is well formed.
+    depends_on: Vec<(String, Option<ObjectId>)>,
+}
+
+impl Facts {
+    /// The facts of `object`, a normalized object whose identity is `id`.
+    pub fn of(id: &ObjectId, object: &Value) -> Facts {
+        let mut facts = Facts::default();
+        let namespace = id.namespace.as_deref();
         if id.group == "apiextensions.k8s.io" && id.kind == "CustomResourceDefinition" {
             let spec = object.get("spec");
             if let (Some(group), Some(kind)) = (
                 spec.and_then(|s| s.get("group")).and_then(Value::as_str),
                 spec.and_then(|s| s.pointer("/names/kind")).and_then(Value::as_str),
             ) {
-                crds.insert((group, kind), i);
+                facts.defines = Some((group.to_string(), kind.to_string()));
             }
         }
-        if let Some(labels) = pod_template_labels(id, object) {
-            templates.entry(id.namespace.as_deref().unwrap_or("")).or_default().push((i, labels));
-        }
-    }
-
-    // Per namespace, label pair → the templates (positions in `templates`) that carry it.
-    let mut by_label: HashMap<&str, HashMap<(&str, &str), Vec<usize>>> = HashMap::new();
-    for (namespace, list) in &templates {
-        let index = by_label.entry(namespace).or_default();
-        for (t, (_, labels)) in list.iter().enumerate() {
-            for (k, v) in labels.iter() {
-                if let Some(v) = v.as_str() {
-                    index.entry((k.as_str(), v)).or_default().push(t);
-                }
-            }
-        }
-    }
-    // Edges that do not go through a lookup by identity.
-    let mut direct = Vec::new();
-    for (i, object) in objects.iter().enumerate() {
-        let id = &ids[i];
-        let namespace = id.namespace.as_deref();
+        facts.pod_labels = pod_template_labels(id, object)
+            .map(|labels| labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect());
         let mut edge = |kind: &str, group: &str, ns: Option<&str>, name: &str, reason: Reason| {
             let target = ObjectId {
                 group: group.to_string(),
@@ -62,42 +53,13 @@ pub fn find(
                 namespace: ns.map(str::to_string),
                 name: name.to_string(),
             };
-            if let Some(&j) = index.get(&target)
-                && j != i
-            {
-                out.push((j, i, reason));
-            }
+            facts.references.push((target, reason));
         };
-        if let Some(ns) = namespace {
-            edge("Namespace", "", None, ns, Reason::Contains);
-        }
-        if let Some(&crd) = crds.get(&(id.group.as_str(), id.kind.as_str())) {
-            direct.push((crd, i, Reason::Defines));
-        }
         owners(object, namespace, &mut edge);
-        depends_on(object, index, i, &mut direct, problems);
         if let Some(spec) = pod_spec(id, object) {
             pod_references(spec, &mut |kind, name| edge(kind, "", namespace, name, Reason::Uses));
         }
         match (id.group.as_str(), id.kind.as_str()) {
-            ("", "Service") => {
-                let selector = object.pointer("/spec/selector").and_then(Value::as_object).filter(|s| !s.is_empty());
-                if let Some(selector) = selector
-                    && let Some(index) = by_label.get(namespace.unwrap_or(""))
-                {
-                    // Candidates from the selector's rarest pair, then checked against all.
-                    let lists: Option<Vec<&Vec<usize>>> =
-                        selector.iter().map(|(k, v)| v.as_str().and_then(|v| index.get(&(k.as_str(), v)))).collect();
-                    let Some(lists) = lists else { continue };
-                    let Some(rarest) = lists.iter().min_by_key(|l| l.len()) else { continue };
-                    for &t in rarest.iter() {
-                        let (j, labels) = templates[namespace.unwrap_or("")][t];
-                        if selector.iter().all(|(k, v)| labels.get(k) == Some(v)) {
-                            direct.push((i, j, Reason::Selects));
-                        }
-                    }
-                }
-            }
             ("networking.k8s.io", "Ingress") => {
                 let spec = object.get("spec");
                 let mut backends: Vec<&Value> = spec.and_then(|s| s.get("defaultBackend")).into_iter().collect();
@@ -163,7 +125,99 @@ pub fn find(
                     }
                 }
             }
+            ("", "Service") => {
+                let selector = object.pointer("/spec/selector").and_then(Value::as_object).filter(|s| !s.is_empty());
+                facts.selector = selector.and_then(|selector| {
+                    selector.iter().map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect()
+                });
+            }
             _ => {}
+        }
+        facts.depends_on = depends_on(object);
+        facts
+    }
+}
+
+/// Pushes `(from, to, reason)` for every dependency among the objects `ids` names, whose
+/// facts are `facts`.
+pub fn find(
+    ids: &[ObjectId],
+    facts: &[Facts],
+    index: &Index<'_>,
+    out: &mut Vec<(usize, usize, Reason)>,
+    problems: &mut Vec<super::Problem>,
+) {
+    // Each custom kind's CRD, and per namespace the objects that make pods with their
+    // pods' labels (for Services).
+    let mut crds: HashMap<(&str, &str), usize> = HashMap::new();
+    let mut templates: Templates<'_> = HashMap::new();
+    for (i, facts) in facts.iter().enumerate() {
+        if let Some((group, kind)) = &facts.defines {
+            crds.insert((group, kind), i);
+        }
+        if let Some(labels) = &facts.pod_labels {
+            templates.entry(ids[i].namespace.as_deref().unwrap_or("")).or_default().push((i, labels));
+        }
+    }
+
+    // Per namespace, label pair → the templates (positions in `templates`) that carry it.
+    let mut by_label: HashMap<&str, HashMap<(&str, &str), Vec<usize>>> = HashMap::new();
+    for (namespace, list) in &templates {
+        let index = by_label.entry(namespace).or_default();
+        for (t, (_, labels)) in list.iter().enumerate() {
+            for (k, v) in labels.iter() {
+                index.entry((k.as_str(), v.as_str())).or_default().push(t);
+            }
+        }
+    }
+    // Edges that do not go through a lookup by identity.
+    let mut direct = Vec::new();
+    for (i, facts) in facts.iter().enumerate() {
+        let id = &ids[i];
+        let namespace = id.namespace.as_deref();
+        // An edge to an object named by identity, when the set holds it.
+        let mut edge = |target: &ObjectId, reason: Reason| {
+            if let Some(&j) = index.get(target)
+                && j != i
+            {
+                out.push((j, i, reason));
+            }
+        };
+        if let Some(ns) = namespace {
+            let target = ObjectId { group: String::new(), kind: "Namespace".into(), namespace: None, name: ns.into() };
+            edge(&target, Reason::Contains);
+        }
+        if let Some(&crd) = crds.get(&(id.group.as_str(), id.kind.as_str())) {
+            direct.push((crd, i, Reason::Defines));
+        }
+        for (target, reason) in &facts.references {
+            edge(target, *reason);
+        }
+        for (reference, target) in &facts.depends_on {
+            match target.as_ref().map(|target| index.get(target)) {
+                None => problems.push(super::Problem::MalformedDependsOn { object: i, reference: reference.clone() }),
+                Some(Some(&j)) if j != i => direct.push((j, i, Reason::DependsOn)),
+                Some(Some(_)) => {}
+                Some(None) => {
+                    problems.push(super::Problem::MissingDependency { object: i, reference: reference.clone() })
+                }
+            }
+        }
+        if let Some(selector) = &facts.selector
+            && let Some(index) = by_label.get(namespace.unwrap_or(""))
+        {
+            // Candidates from the selector's rarest pair, then checked against all.
+            let lists: Option<Vec<&Vec<usize>>> =
+                selector.iter().map(|(k, v)| index.get(&(k.as_str(), v.as_str()))).collect();
+            let Some(rarest) = lists.as_ref().and_then(|lists| lists.iter().min_by_key(|l| l.len())) else {
+                continue;
+            };
+            for &t in rarest.iter() {
+                let (j, labels) = templates[namespace.unwrap_or("")][t];
+                if selector.iter().all(|pair| labels.contains(pair)) {
+                    direct.push((i, j, Reason::Selects));
+                }
+            }
         }
     }
     out.append(&mut direct);
@@ -271,40 +325,28 @@ fn owners(object: &Value, namespace: Option<&str>, edge: &mut impl FnMut(&str, &
 }
 
 /// cli-utils' `config.kubernetes.io/depends-on`: comma-separated
-/// `<group>/namespaces/<namespace>/<kind>/<name>` or `<group>/<kind>/<name>`. A reference
-/// that is not of that form, or names an object the set does not hold, is a problem.
-fn depends_on(
-    object: &Value,
-    index: &Index<'_>,
-    i: usize,
-    out: &mut Vec<(usize, usize, Reason)>,
-    problems: &mut Vec<super::Problem>,
-) {
+/// `<group>/namespaces/<namespace>/<kind>/<name>` or `<group>/<kind>/<name>`; each entry
+/// with the identity it names, none when it is not of that form.
+fn depends_on(object: &Value) -> Vec<(String, Option<ObjectId>)> {
     let Some(text) = object.pointer("/metadata/annotations/config.kubernetes.io~1depends-on").and_then(Value::as_str)
     else {
-        return;
+        return Vec::new();
     };
+    let mut out = Vec::new();
     for reference in text.split(',').map(str::trim).filter(|r| !r.is_empty()) {
         let parts: Vec<&str> = reference.split('/').collect();
         let target = match parts.as_slice() {
-            [group, "namespaces", namespace, kind, name] => (group, Some(namespace), kind, name),
-            [group, kind, name] => (group, None, kind, name),
-            _ => {
-                problems.push(super::Problem::MalformedDependsOn { object: i, reference: reference.to_string() });
-                continue;
-            }
+            [group, "namespaces", namespace, kind, name] => Some((group, Some(namespace), kind, name)),
+            [group, kind, name] => Some((group, None, kind, name)),
+            _ => None,
         };
-        let (group, namespace, kind, name) = target;
-        let id = ObjectId {
+        let id = target.map(|(group, namespace, kind, name)| ObjectId {
             group: group.to_string(),
             kind: kind.to_string(),
             namespace: namespace.map(|n| n.to_string()),
             name: name.to_string(),
-        };
-        match index.get(&id) {
-            Some(&j) if j != i => out.push((j, i, Reason::DependsOn)),
-            Some(_) => {}
-            None => problems.push(super::Problem::MissingDependency { object: i, reference: reference.to_string() }),
-        }
+        });
+        out.push((reference.to_string(), id));
     }
+    out
 }

@@ -20,7 +20,7 @@ use std::collections::{BinaryHeap, HashMap};
 use std::fmt;
 
 /// An object's identity: what the API server keys it by (the version aside).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ObjectId {
     pub group: String,
     pub kind: String,
@@ -202,25 +202,22 @@ pub fn sort_key(id: &ObjectId) -> SortKey<'_> {
 
 /// Builds the graph of `objects` (normalized, each with an identity) and orders it.
 pub fn build(objects: &[&Value]) -> Graph {
-    let ids: Vec<ObjectId> = objects
-        .iter()
-        .map(|o| {
-            ObjectId::of(o).unwrap_or(ObjectId {
-                group: String::new(),
-                kind: String::new(),
-                namespace: None,
-                name: String::new(),
-            })
-        })
-        .collect();
-    let mut graph = DiGraph::with_capacity(objects.len(), objects.len() * 2);
-    for i in 0..objects.len() {
+    let ids: Vec<ObjectId> = objects.iter().map(|o| ObjectId::of(o).unwrap_or_default()).collect();
+    let facts: Vec<edges::Facts> = objects.iter().zip(&ids).map(|(o, id)| edges::Facts::of(id, o)).collect();
+    build_from(ids, &facts)
+}
+
+/// Builds the graph of the objects `ids` names from their facts (`edges::Facts::of`),
+/// and orders it: what `build` does, for callers that do not hold the objects.
+pub fn build_from(ids: Vec<ObjectId>, facts: &[edges::Facts]) -> Graph {
+    let mut graph = DiGraph::with_capacity(ids.len(), ids.len() * 2);
+    for i in 0..ids.len() {
         graph.add_node(i);
     }
     let index: HashMap<&ObjectId, usize> = ids.iter().enumerate().map(|(i, id)| (id, i)).collect();
     let mut found = Vec::new();
     let mut problems = Vec::new();
-    edges::find(objects, &ids, &index, &mut found, &mut problems);
+    edges::find(&ids, facts, &index, &mut found, &mut problems);
     found.sort_unstable();
     found.dedup_by_key(|(from, to, _)| (*from, *to));
     for (from, to, reason) in found {

@@ -73,7 +73,33 @@ pub struct Plan {
 
 impl Plan {
     pub fn has_changes(&self) -> bool {
-        self.summary.create + self.summary.update + self.summary.delete > 0
+        self.summary.has_changes()
+    }
+}
+
+impl Summary {
+    /// The counts of a plan whose entries take `actions`, with `not_managed` objects of
+    /// the state left alone.
+    pub fn of(actions: impl IntoIterator<Item = Action>, not_managed: usize) -> Summary {
+        let mut summary = Summary { not_managed, ..Summary::default() };
+        for action in actions {
+            match action {
+                Action::Create => summary.create += 1,
+                Action::Update => summary.update += 1,
+                Action::Delete => summary.delete += 1,
+                Action::Unchanged => summary.unchanged += 1,
+            }
+        }
+        summary
+    }
+
+    pub fn has_changes(&self) -> bool {
+        self.create + self.update + self.delete > 0
+    }
+
+    /// How many entries the plan has (objects of the state left alone have none).
+    pub fn entries(&self) -> usize {
+        self.create + self.update + self.delete + self.unchanged
     }
 }
 
@@ -94,30 +120,31 @@ pub struct Desired<'a> {
 /// user's and undo what controllers and autoscalers set.
 pub fn plan(desired: &[Desired<'_>], graph: &Graph, state: &State, catalog: &Catalog, prune: bool) -> Plan {
     use rayon::prelude::*;
-    let mut summary = Summary::default();
     // Objects plan independently of each other: side by side, then counted in order.
     let mut objects: Vec<Entry> =
         graph.order.par_iter().map(|&i| plan_one(desired[i], graph, i, state, catalog)).collect();
-    for entry in &objects {
-        match entry.action {
-            Action::Create => summary.create += 1,
-            Action::Update => summary.update += 1,
-            _ => summary.unchanged += 1,
-        }
-    }
+    let (deleted, not_managed) = deletions(graph, state, prune);
+    objects.extend(deleted);
+    let summary = Summary::of(objects.iter().map(|entry| entry.action), not_managed);
+    Plan { api_version: state::STATE_API_VERSION, kind: "Plan", summary, objects }
+}
 
-    // What the state has and the manifests do not: deleted in reverse apply order when
-    // pruning (dependents before what they depend on), else only counted.
+/// What the state has and the manifests (`graph`'s objects) do not: with `prune`, their
+/// deletions in reverse apply order (dependents before what they depend on); and how
+/// many objects are left alone. Objects nobody applied (no last-applied configuration)
+/// are never pruned, as kubectl does.
+pub fn deletions(graph: &Graph, state: &State, prune: bool) -> (Vec<Entry>, usize) {
     let desired_ids: std::collections::HashSet<&ObjectId> = graph.ids.iter().collect();
     let (extra, foreign): (Vec<&(ObjectId, state::Current)>, Vec<_>) =
         state.objects.iter().filter(|(id, _)| !desired_ids.contains(id)).partition(|(_, current)| current.managed);
+    let mut deleted = Vec::new();
+    let mut not_managed = foreign.len();
     if prune && !extra.is_empty() {
         let values: Vec<&Value> = extra.iter().map(|(_, current)| &current.live).collect();
         let order = graph::build(&values).order;
         for &i in order.iter().rev() {
             let (id, current) = extra[i];
-            summary.delete += 1;
-            objects.push(Entry {
+            deleted.push(Entry {
                 object: identity(id, &current.live),
                 action: Action::Delete,
                 wave: None,
@@ -126,15 +153,20 @@ pub fn plan(desired: &[Desired<'_>], graph: &Graph, state: &State, catalog: &Cat
             });
         }
     } else {
-        summary.not_managed = extra.len();
+        not_managed += extra.len();
     }
-    // Objects nobody applied (no last-applied configuration) are never pruned, as kubectl does.
-    summary.not_managed += foreign.len();
-    Plan { api_version: state::STATE_API_VERSION, kind: "Plan", summary, objects }
+    (deleted, not_managed)
 }
 
-/// What applying one desired object (index `i` in the graph) does.
-fn plan_one(desired: Desired<'_>, graph: &Graph, i: usize, state: &State, catalog: &Catalog) -> Entry {
+/// What applying object `i` of the graph does, when that takes no comparison: an
+/// object the state does not hold is created. `None` when only `plan_one` can tell.
+pub fn known_action(graph: &Graph, i: usize, state: &State) -> Option<Action> {
+    state.get(&graph.ids[i]).is_none().then_some(Action::Create)
+}
+
+/// What applying one desired object (index `i` in the graph) does: one entry of `plan`,
+/// for callers that make the entries one at a time.
+pub fn plan_one(desired: Desired<'_>, graph: &Graph, i: usize, state: &State, catalog: &Catalog) -> Entry {
     let Desired { written, normalized: wanted, info } = desired;
     let id = &graph.ids[i];
     let gvk = gvk_of(wanted);

@@ -10,23 +10,58 @@ use super::lint::{lint_paths_then, usage_error};
 use crate::report::{self, Summary};
 use kubeyard_compiler::admission::enforced_rule_settings;
 use kubeyard_compiler::diagnostic::{Code, Diagnostic};
+use kubeyard_compiler::graph::edges::Facts;
 use kubeyard_compiler::graph::{self, Graph, ObjectId};
 use kubeyard_compiler::normalize::normalize;
 use kubeyard_compiler::object::ObjectInfo;
-use kubeyard_compiler::plan::state::State;
-use kubeyard_compiler::plan::{self, Plan};
+use kubeyard_compiler::plan::state::{STATE_API_VERSION, State};
+use kubeyard_compiler::plan::{self, Action, Plan};
 use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// One valid object, normalized, as written, and where it was written.
+/// One valid object, normalized, as written, and where it was written. Both forms are
+/// kept as compact JSON and read back when needed: as `serde_json::Value`s a hundred
+/// thousand objects take ten times their text (every map is a B-tree node), and the
+/// commands that take many objects (`plan`) handle them one at a time.
 pub struct Desired {
-    pub value: Value,
-    pub written: Value,
+    normalized: Box<str>,
+    written: Box<str>,
     pub info: ObjectInfo,
     pub file: usize,
     pub object: usize,
+}
+
+impl Desired {
+    /// The object normalized, as the API server would store it.
+    pub fn value(&self) -> Value {
+        read_back(&self.normalized)
+    }
+
+    /// The object as written (after templates): what kubectl would send.
+    pub fn written(&self) -> Value {
+        read_back(&self.written)
+    }
+
+    /// Changes both forms of the object alike.
+    pub fn edit(&mut self, change: impl Fn(&mut Value)) {
+        for form in [&mut self.normalized, &mut self.written] {
+            let mut value = read_back(form);
+            change(&mut value);
+            *form = compact(&value);
+        }
+    }
+}
+
+fn compact(value: &Value) -> Box<str> {
+    value.to_string().into_boxed_str()
+}
+
+/// JSON that `compact` wrote always reads back (serde_json writes every number and
+/// string it reads), so failing here is a bug in kubeyard, not in the input.
+fn read_back(text: &str) -> Value {
+    serde_json::from_str(text).expect("kubeyard reads back the JSON it wrote")
 }
 
 pub struct Compiled {
@@ -58,14 +93,15 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
     let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, object| {
         let tree = object.tree.take()?;
         let info = object.object.as_ref().filter(|_| object.verdict == Verdict::Valid)?;
-        Some((normalize(info, &tree, linter.catalog()), tree.to_json(), info.clone()))
+        let desired = normalize(info, &tree, linter.catalog());
+        Some((compact(&desired), compact(&tree.to_json()), info.clone()))
     });
     let mut reports = Vec::with_capacity(results.len());
     let mut objects = Vec::new();
     for (file, (report, values)) in results.into_iter().enumerate() {
         reports.push(report);
-        objects.extend(values.into_iter().map(|(object, (value, written, info))| Desired {
-            value,
+        objects.extend(values.into_iter().map(|(object, (normalized, written, info))| Desired {
+            normalized,
             written,
             info,
             file,
@@ -79,12 +115,25 @@ impl Compiled {
     /// The dependency graph of the valid objects. Two documents with one identity, and
     /// cycles, become diagnostics on the objects involved.
     pub fn graph(&mut self) -> Graph {
-        let mut first: HashMap<ObjectId, usize> = HashMap::new();
+        use rayon::prelude::*;
+        // Each object read back once, for its identity and what ordering needs of it.
+        let read: Vec<(Option<ObjectId>, Facts)> = self
+            .objects
+            .par_iter()
+            .map(|desired| {
+                let value = desired.value();
+                let id = ObjectId::of(&value);
+                let facts = Facts::of(id.as_ref().unwrap_or(&ObjectId::default()), &value);
+                (id, facts)
+            })
+            .collect();
+        let (ids, facts): (Vec<Option<ObjectId>>, Vec<Facts>) = read.into_iter().unzip();
+        let mut first: HashMap<&ObjectId, usize> = HashMap::new();
         let mut duplicates = Vec::new();
-        for (i, desired) in self.objects.iter().enumerate() {
-            let Some(id) = ObjectId::of(&desired.value) else { continue };
-            match first.get(&id) {
-                Some(&earlier) => duplicates.push((i, earlier, id)),
+        for (i, id) in ids.iter().enumerate() {
+            let Some(id) = id else { continue };
+            match first.get(id) {
+                Some(&earlier) => duplicates.push((i, earlier, id.clone())),
                 None => {
                     first.insert(id, i);
                 }
@@ -99,8 +148,9 @@ impl Compiled {
                     .with_help(format!("it is first defined at {where_}: keep one of the two, or rename one")),
             );
         }
-        let values: Vec<&Value> = self.objects.iter().map(|d| &d.value).collect();
-        let graph = graph::build(&values);
+        drop(first);
+        let graph = graph::build_from(ids.into_iter().map(Option::unwrap_or_default).collect(), &facts);
+        drop(facts);
         for problem in &graph.problems {
             let diagnostic = match problem {
                 graph::Problem::MalformedDependsOn { object, reference } => (
@@ -146,12 +196,69 @@ impl Compiled {
 
     /// The plan of the valid objects (`graph` is theirs) against `state`.
     pub fn plan(&self, graph: &Graph, state: &State, prune: bool) -> Plan {
-        let desired: Vec<plan::Desired<'_>> = self
-            .objects
-            .iter()
-            .map(|d| plan::Desired { written: &d.written, normalized: &d.value, info: &d.info })
+        let mut objects = Vec::with_capacity(graph.order.len());
+        let summary = self.plan_each(graph, state, prune, |entry| entry, |entry| objects.push(entry));
+        Plan { api_version: STATE_API_VERSION, kind: "Plan", summary, objects }
+    }
+
+    /// Plans the valid objects (`graph` is theirs) against `state` a batch at a time, in
+    /// apply order and then the deletions: each entry is handed to `make` as soon as it
+    /// is planned (side by side), and what `make` made of it to `take`, in the plan's
+    /// order. What `take` keeps is all that stays of an entry: the text of a plan of a
+    /// hundred thousand objects can be written as it is made. Returns the summary.
+    pub fn plan_each<T: Send>(
+        &self,
+        graph: &Graph,
+        state: &State,
+        prune: bool,
+        make: impl Fn(plan::Entry) -> T + Sync,
+        mut take: impl FnMut(T),
+    ) -> plan::Summary {
+        use rayon::prelude::*;
+        // Enough to keep both cores busy, few enough that a batch's trees are small.
+        const BATCH: usize = 1024;
+        let mut actions: Vec<Action> = Vec::with_capacity(graph.order.len());
+        for batch in graph.order.chunks(BATCH) {
+            let made: Vec<(Action, T)> = batch
+                .par_iter()
+                .map(|&i| {
+                    let entry = self.plan_at(graph, state, i);
+                    (entry.action, make(entry))
+                })
+                .collect();
+            for (action, made) in made {
+                actions.push(action);
+                take(made);
+            }
+        }
+        let (deleted, not_managed) = plan::deletions(graph, state, prune);
+        for entry in deleted {
+            actions.push(entry.action);
+            take(make(entry));
+        }
+        plan::Summary::of(actions, not_managed)
+    }
+
+    /// The summary `plan_each` ends with, before any entry is made: what begins a plan's
+    /// JSON and YAML documents. An object the state does not hold is created; only the
+    /// others are compared (and their entries dropped).
+    pub fn plan_summary(&self, graph: &Graph, state: &State, prune: bool) -> plan::Summary {
+        use rayon::prelude::*;
+        let actions: Vec<Action> = graph
+            .order
+            .par_iter()
+            .map(|&i| plan::known_action(graph, i, state).unwrap_or_else(|| self.plan_at(graph, state, i).action))
             .collect();
-        plan::plan(&desired, graph, state, self.linter.catalog(), prune)
+        let (deleted, not_managed) = plan::deletions(graph, state, prune);
+        plan::Summary::of(actions.into_iter().chain(deleted.iter().map(|entry| entry.action)), not_managed)
+    }
+
+    /// Object `i`'s entry, its two forms read back for the while.
+    fn plan_at(&self, graph: &Graph, state: &State, i: usize) -> plan::Entry {
+        let desired = &self.objects[i];
+        let (normalized, written) = (desired.value(), desired.written());
+        let object = plan::Desired { written: &written, normalized: &normalized, info: &desired.info };
+        plan::plan_one(object, graph, i, state, self.linter.catalog())
     }
 
     fn span(&self, i: usize) -> kubeyard_compiler::Span {

@@ -156,7 +156,7 @@ pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) ->
     };
     let plan = compiled.plan(&graph, &state, target.prune);
     let written = if keep_written {
-        graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect()
+        graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written())).collect()
     } else {
         Default::default()
     };
@@ -171,7 +171,8 @@ pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) ->
 fn read_live(target: &Target, compiled: &Compiled) -> Result<State, String> {
     let Some(endpoint) = target.endpoint()? else { return Ok(State::default()) };
     let client = Client::new(endpoint)?;
-    let desired: Vec<&Value> = compiled.objects.iter().map(|d| &d.value).collect();
+    let values: Vec<Value> = compiled.objects.iter().map(|d| d.value()).collect();
+    let desired: Vec<&Value> = values.iter().collect();
     let runtime = super::runtime(false)?;
     runtime
         .block_on(client::state::read(&client, &desired, target.prune))
@@ -194,22 +195,93 @@ fn read_state(path: &Path) -> Result<State, Exit> {
 
 pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
     let error = if args.detailed_exitcode { Exit::Findings } else { Exit::Usage };
-    let planned =
-        make_plan(&args.inputs, &args.target, false).map_err(|exit| if exit == Exit::Usage { error } else { exit })?;
-    let plan = &planned.plan;
-    let text = match args.output {
-        Format::Text => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            render::text(plan, Style { color })
-        }
-        Format::Json => render::json(plan),
-        Format::Yaml => render::yaml(plan),
+    let usage = |exit| if exit == Exit::Usage { error } else { exit };
+    let mut compiled = compile(&args.inputs).map_err(usage)?;
+    let graph = compiled.graph();
+    compiled.report_problems().map_err(usage)?;
+    let state = match &args.target.state {
+        Some(path) => read_state(path).map_err(usage)?,
+        None => read_live(&args.target, &compiled).map_err(|message| usage(usage_error(&message)))?,
     };
-    let mut stdout = std::io::stdout().lock();
-    let _ = stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush());
+    let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let style = Style { color };
+    // Each entry is rendered as soon as it is planned and written as it comes, its trees
+    // dropped: a plan of a hundred thousand objects is never held. The JSON and YAML
+    // documents begin with the summary, so it is counted first; the text's first line
+    // waits for the first change, or the end.
+    let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
+    let before = match args.output {
+        Format::Text => None,
+        Format::Json | Format::Yaml => Some(compiled.plan_summary(&graph, &state, args.target.prune)),
+    };
+    // A closed standard output (`| head`) is not an error of the plan: what cannot be
+    // written is dropped.
+    let open = match (&before, args.output) {
+        (Some(summary), Format::Json) => render::json_open(summary),
+        (Some(summary), Format::Yaml) => render::yaml_open(summary),
+        _ => String::new(),
+    };
+    let _ = stdout.write_all(open.as_bytes());
+    let snapshot = args.snapshot.is_some();
+    let mut snapshot_entries = Vec::new();
+    let mut written = 0usize;
+    let summary = compiled.plan_each(
+        &graph,
+        &state,
+        args.target.prune,
+        |entry| {
+            let shown = match args.output {
+                Format::Text => render::text_entry(&entry, style),
+                Format::Json => render::json_entry(&entry),
+                Format::Yaml => render::yaml_entry(&entry),
+            };
+            let recorded = match (snapshot, args.output) {
+                (false, _) => None,
+                (true, Format::Yaml) => Some(shown.clone()),
+                (true, _) => Some(render::yaml_entry(&entry)),
+            };
+            (shown, recorded)
+        },
+        |(shown, recorded)| {
+            match args.output {
+                // Only a change has text: the first one says there are changes.
+                Format::Text if shown.is_empty() => {}
+                Format::Text => {
+                    if written == 0 {
+                        let _ = stdout.write_all(render::text_head(true).as_bytes());
+                    }
+                    let _ = stdout.write_all(shown.as_bytes());
+                    written += 1;
+                }
+                Format::Json => {
+                    if written > 0 {
+                        let _ = stdout.write_all(render::JSON_BETWEEN.as_bytes());
+                    }
+                    let _ = stdout.write_all(shown.as_bytes());
+                    written += 1;
+                }
+                Format::Yaml => {
+                    let _ = stdout.write_all(shown.as_bytes());
+                }
+            }
+            snapshot_entries.extend(recorded);
+        },
+    );
+    debug_assert!(before.is_none_or(|before| before == summary), "the summary counted first is the plan's");
+    // The process ends soon: freeing a hundred thousand objects one by one is wasted time.
+    std::mem::forget(compiled);
+    std::mem::forget(graph);
+    let end = match args.output {
+        Format::Text if written > 0 => render::text_tail(&summary, style),
+        Format::Text => format!("{}{}", render::text_head(false), render::text_tail(&summary, style)),
+        Format::Json => render::json_close(&summary).to_string(),
+        Format::Yaml => render::yaml_close(&summary),
+    };
+    let _ = stdout.write_all(end.as_bytes()).and_then(|()| stdout.flush());
+    drop(stdout);
 
     if let Some(path) = &args.snapshot {
-        let snapshot = render::yaml(plan);
+        let snapshot = render::yaml_document(&summary, &snapshot_entries);
         if args.check {
             let recorded = match std::fs::read_to_string(path) {
                 Ok(text) => text,
@@ -236,9 +308,7 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
             return Err(error);
         }
     }
-    let changes = plan.has_changes();
-    std::mem::forget(planned);
-    if args.detailed_exitcode && changes {
+    if args.detailed_exitcode && summary.has_changes() {
         return Ok(Exit::Changes);
     }
     Ok(Exit::Ok)

@@ -355,14 +355,12 @@ impl Cluster {
                 // What names no namespace goes into the test's own.
                 let catalog = compiled.linter.catalog();
                 for desired in &mut compiled.objects {
-                    if catalog.is_namespaced(&desired.info.gvk)
-                        && desired.written.pointer("/metadata/namespace").is_none()
-                    {
-                        for object in [&mut desired.value, &mut desired.written] {
+                    if catalog.is_namespaced(&desired.info.gvk) && desired.info.namespace_span.is_none() {
+                        desired.edit(|object| {
                             if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
                                 metadata.insert("namespace".into(), json!(self.namespace));
                             }
-                        }
+                        });
                     }
                 }
             }
@@ -372,11 +370,12 @@ impl Cluster {
             {
                 return Err(Error::Manifests(problems));
             }
-            let desired: Vec<&Value> = compiled.objects.iter().map(|d| &d.value).collect();
+            let values: Vec<Value> = compiled.objects.iter().map(|d| d.value()).collect();
+            let desired: Vec<&Value> = values.iter().collect();
             let state = client::state::read(&self.client, &desired, false).await.map_err(Error::Api)?;
             let plan = compiled.plan(&graph, &state, false);
             let written: HashMap<ObjectId, Value> =
-                graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written.clone())).collect();
+                graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written())).collect();
             (plan, written)
         };
         self.carry_out(&plan, &written).await

@@ -38,6 +38,36 @@ fn fixtures_plan_as_snapshotted() {
     });
 }
 
+/// `plan` writes its JSON entry by entry (the summary counted first): the document is
+/// the plan the library makes whole, and the text and YAML snapshots above were made
+/// whole before they were streamed.
+#[test]
+fn the_json_plan_written_entry_by_entry_is_the_whole_plan() {
+    use kubeyard_harness::snapshot::{PlanRequest, plan_yaml};
+    for dir in support::case_dirs("plans") {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let mut args = plan_args(&dir, &name);
+        args.extend(["-o".to_string(), "json".to_string()]);
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        let output = support::kubeyard(&refs, None);
+        assert_eq!(output.status.code(), Some(0), "{name}: {}", String::from_utf8_lossy(&output.stderr));
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("the plan is one JSON document");
+        let extra = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
+        let words: Vec<&str> = extra.split_whitespace().collect();
+        let request = PlanRequest {
+            paths: vec![format!("{}/manifests", dir.display())],
+            env: words.iter().position(|w| *w == "--env").map(|at| words[at + 1].to_string()),
+            set: words.iter().position(|w| *w == "--set").map(|at| words[at + 1].to_string()).into_iter().collect(),
+            state: Some(dir.join("state.yaml")).filter(|state| state.is_file()),
+            prune: words.contains(&"--prune"),
+            ..PlanRequest::default()
+        };
+        let whole = plan_yaml(&request).expect("the fixture plans");
+        assert_eq!(kubeyard_compiler::print::to_yaml(&json), whole, "{name}");
+        assert!(json["objects"].as_array().is_some_and(|objects| !objects.is_empty()), "{name}");
+    }
+}
+
 #[test]
 fn detailed_exit_codes_and_snapshot_check() {
     let three_way = ["plan", "fixtures/plans/three-way/manifests", "--state", "fixtures/plans/three-way/state.yaml"];
