@@ -1,6 +1,7 @@
-//! kubeyard's compiler: Kubernetes manifests in, diagnostics (and later normalized
-//! objects, graphs and plans) out. No async, no network: every stage is a pure
-//! function of its input, so the API server can run the same code as admission.
+//! kubeyard's compiler: Kubernetes manifests in; diagnostics, normalized objects, the
+//! dependency graph and plans out. No I/O and no async (`clippy.toml` forbids it): every
+//! stage is a pure function of its input, so the API server runs the same code as
+//! admission.
 //!
 //! The pipeline, one module a stage: `source` (bytes to text) → `yaml` (text to
 //! spanned trees) → `object` (trees to Kubernetes objects) → `schema` + `validate`
@@ -19,6 +20,7 @@ pub mod normalize;
 pub mod object;
 pub mod patch;
 pub mod plan;
+pub mod pod;
 pub mod print;
 pub mod quantity;
 pub mod rules;

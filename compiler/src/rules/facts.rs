@@ -125,60 +125,13 @@ fn pod_ports(spec: &Node) -> DeclaredPorts {
 }
 
 fn quantity_text(node: &Node) -> Option<Quantity> {
-    match &node.value {
-        Value::String(s) => s.parse().ok(),
-        Value::Int(_) | Value::UInt(_) | Value::Float(_) => node.to_json().to_string().parse().ok(),
-        _ => None,
-    }
+    crate::pod::quantity(&node.to_json())
 }
 
-/// What one pod asks for: per resource, the larger of the sum of its containers and its
-/// largest init container, plus the pod overhead (the scheduler's arithmetic). Limits
-/// stand in for missing requests, as the API server defaults them.
+/// What one pod asks for, as the scheduler and the quota count it (`crate::pod::requests`);
+/// limits stand in for requests that are not written, as the API server defaults them.
 pub(crate) fn pod_requests(spec: &Node) -> BTreeMap<String, Quantity> {
-    let container_requests = |container: &Node| -> BTreeMap<String, Quantity> {
-        let resources = container.get("resources");
-        let mut requests = BTreeMap::new();
-        for field in ["limits", "requests"] {
-            for entry in resources.and_then(|r| r.get(field)).and_then(Node::as_map).unwrap_or_default() {
-                if let Some(q) = quantity_text(&entry.value) {
-                    requests.insert(entry.key.name.clone(), q);
-                }
-            }
-        }
-        requests
-    };
-    let mut total: BTreeMap<String, Quantity> = BTreeMap::new();
-    for container in spec.get("containers").and_then(Node::as_seq).unwrap_or_default() {
-        for (resource, q) in container_requests(container) {
-            let sum = total.get(&resource).and_then(|t| t.checked_add(&q)).unwrap_or(q);
-            total.insert(resource, sum);
-        }
-    }
-    // Sidecars (init containers that keep running) add to the pod's steady state; the
-    // other init containers only need the room while they run, one at a time.
-    let inits = spec.get("initContainers").and_then(Node::as_seq).unwrap_or_default();
-    let sidecar = |c: &&Node| c.get("restartPolicy").and_then(Node::as_str) == Some("Always");
-    for init in inits.iter().filter(sidecar) {
-        for (resource, q) in container_requests(init) {
-            let sum = total.get(&resource).and_then(|t| t.checked_add(&q)).unwrap_or(q);
-            total.insert(resource, sum);
-        }
-    }
-    for init in inits.iter().filter(|c| !sidecar(c)) {
-        for (resource, q) in container_requests(init) {
-            if total.get(&resource).is_none_or(|t| q > *t) {
-                total.insert(resource, q);
-            }
-        }
-    }
-    for entry in spec.get("overhead").and_then(Node::as_map).unwrap_or_default() {
-        if let Some(q) = quantity_text(&entry.value) {
-            let sum = total.get(&entry.key.name).and_then(|t| t.checked_add(&q)).unwrap_or(q);
-            total.insert(entry.key.name.clone(), sum);
-        }
-    }
-    total
+    crate::pod::requests(&spec.to_json(), crate::pod::Amounts::RequestsAsWritten)
 }
 
 fn unrequested(spec: &Node) -> Vec<String> {

@@ -13,7 +13,6 @@
 pub mod filters;
 pub mod scores;
 
-use crate::quantity::Quantity;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -42,16 +41,8 @@ impl Resources {
     }
 }
 
-fn quantity(value: Option<&Value>) -> Option<Quantity> {
-    match value? {
-        Value::String(text) => text.parse().ok(),
-        Value::Number(n) => n.to_string().parse().ok(),
-        _ => None,
-    }
-}
-
 fn amounts(map: Option<&Value>) -> Resources {
-    let get = |key: &str| quantity(map.and_then(|m| m.get(key)));
+    let get = |key: &str| map.and_then(|m| m.get(key)).and_then(crate::pod::quantity);
     Resources {
         milli_cpu: get("cpu").map_or(0, |q| q.millis_ceil().clamp(0, i64::MAX as i128) as i64),
         memory: get("memory").map_or(0, |q| q.units_ceil().clamp(0, i64::MAX as i128) as i64),
@@ -67,30 +58,17 @@ fn strings(value: Option<&Value>) -> Vec<String> {
     value.and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).map(str::to_string).collect()
 }
 
-/// What a pod asks for, as the scheduler counts it: the sum of its containers, or the
-/// largest init container if that is more, plus its overhead.
+/// What a pod asks for, as the scheduler counts it (`crate::pod::requests`: containers
+/// and sidecars, or the init phase if it needs more, plus the overhead), in the units
+/// the framework compares.
 pub fn pod_requests(pod: &Value) -> Resources {
-    let containers = |list: &str| -> Vec<Resources> {
-        pod.pointer(&format!("/spec/{list}"))
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .map(|c| amounts(c.pointer("/resources/requests")))
-            .collect()
-    };
-    let mut total = Resources { pods: 1, ..Resources::default() };
-    for c in containers("containers") {
-        total.milli_cpu = total.milli_cpu.saturating_add(c.milli_cpu);
-        total.memory = total.memory.saturating_add(c.memory);
+    let requests = pod.get("spec").map(|spec| crate::pod::requests(spec, crate::pod::Amounts::Requests));
+    let get = |key: &str| requests.as_ref().and_then(|r| r.get(key));
+    Resources {
+        milli_cpu: get("cpu").map_or(0, |q| q.millis_ceil().clamp(0, i64::MAX as i128) as i64),
+        memory: get("memory").map_or(0, |q| q.units_ceil().clamp(0, i64::MAX as i128) as i64),
+        pods: 1,
     }
-    for c in containers("initContainers") {
-        total.milli_cpu = total.milli_cpu.max(c.milli_cpu);
-        total.memory = total.memory.max(c.memory);
-    }
-    let overhead = amounts(pod.pointer("/spec/overhead"));
-    total.milli_cpu = total.milli_cpu.saturating_add(overhead.milli_cpu);
-    total.memory = total.memory.saturating_add(overhead.memory);
-    total
 }
 
 /// The uid of the object that controls a pod (its ReplicaSet, StatefulSet, ...).

@@ -39,6 +39,13 @@ fn requests_count_containers_init_containers_and_overhead() {
         "overhead": {"cpu": "10m"}
     }});
     assert_eq!(pod_requests(&pod), Resources { milli_cpu: 1010, memory: 64 << 20, pods: 1 });
+    // A sidecar runs beside the containers, so it counts toward the pod's steady state
+    // (the scheduler once left it out).
+    let pod = json!({"spec": {
+        "containers": [{"resources": {"requests": {"cpu": "500m", "memory": "64Mi"}}}],
+        "initContainers": [{"restartPolicy": "Always", "resources": {"requests": {"cpu": "250m", "memory": "32Mi"}}}]
+    }});
+    assert_eq!(pod_requests(&pod), Resources { milli_cpu: 750, memory: 96 << 20, pods: 1 });
 }
 
 #[test]

@@ -37,38 +37,28 @@ fn sum_into(totals: &mut BTreeMap<&'static str, Quantity>, name: &'static str, a
     }
 }
 
-/// What a pod counts against each resource a quota may name.
+/// What a pod counts against each resource a quota may name: its effective requests
+/// and limits (`kubeyard_compiler::pod`, the scheduler's arithmetic: init containers,
+/// sidecars and overhead included), as Kubernetes' pod evaluator counts them.
 fn usage(pod: &Value) -> BTreeMap<&'static str, Quantity> {
     let mut totals: BTreeMap<&'static str, Quantity> = BTreeMap::new();
-    let add = |totals: &mut BTreeMap<&'static str, Quantity>, name: &'static str, amount: &Quantity| {
-        sum_into(totals, name, amount)
-    };
-    add(&mut totals, "pods", &Quantity::from_units(1, kubeyard_compiler::quantity::Format::DecimalSI));
-    add(&mut totals, "count/pods", &Quantity::from_units(1, kubeyard_compiler::quantity::Format::DecimalSI));
-    for container in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
-        for (section, prefix) in [("requests", "requests."), ("limits", "limits.")] {
-            for resource in ["cpu", "memory"] {
-                let Some(amount) =
-                    container.pointer(&format!("/resources/{section}/{resource}")).and_then(|q| match q {
-                        Value::String(text) => text.parse::<Quantity>().ok(),
-                        Value::Number(n) => n.to_string().parse().ok(),
-                        _ => None,
-                    })
-                else {
-                    continue;
-                };
-                let name: &'static str = match (prefix, resource) {
-                    ("requests.", "cpu") => "requests.cpu",
-                    ("requests.", _) => "requests.memory",
-                    (_, "cpu") => "limits.cpu",
-                    _ => "limits.memory",
-                };
-                add(&mut totals, name, &amount);
-                // `cpu` and `memory` in a quota mean requests.
-                if section == "requests" {
-                    add(&mut totals, if resource == "cpu" { "cpu" } else { "memory" }, &amount);
-                }
-            }
+    let one = Quantity::from_units(1, kubeyard_compiler::quantity::Format::DecimalSI);
+    totals.insert("pods", one);
+    totals.insert("count/pods", one);
+    let empty = Value::Null;
+    let spec = pod.get("spec").unwrap_or(&empty);
+    let requests = kubeyard_compiler::pod::requests(spec, kubeyard_compiler::pod::Amounts::Requests);
+    let limits = kubeyard_compiler::pod::limits(spec);
+    for (resource, requested, limited) in
+        [("cpu", "requests.cpu", "limits.cpu"), ("memory", "requests.memory", "limits.memory")]
+    {
+        if let Some(amount) = requests.get(resource) {
+            // `cpu` and `memory` in a quota mean requests.
+            totals.insert(requested, *amount);
+            totals.insert(resource, *amount);
+        }
+        if let Some(amount) = limits.get(resource) {
+            totals.insert(limited, *amount);
         }
     }
     totals
@@ -164,6 +154,19 @@ mod tests {
         assert_eq!(usage["cpu"].to_string(), "500m");
         assert_eq!(usage["requests.memory"].to_string(), "64Mi");
         assert_eq!(usage["limits.cpu"].to_string(), "1");
+        // Init containers, sidecars and the overhead count as the scheduler counts them
+        // (quota once counted the regular containers alone).
+        let pod = json!({"spec": {
+            "containers": [{"resources": {"requests": {"cpu": "200m", "memory": "64Mi"}}}],
+            "initContainers": [
+                {"restartPolicy": "Always", "resources": {"requests": {"cpu": "100m"}, "limits": {"memory": "32Mi"}}},
+                {"resources": {"requests": {"cpu": "1"}}}],
+            "overhead": {"memory": "1Mi"}}});
+        let counted = super::usage(&pod);
+        assert_eq!(counted["requests.cpu"].to_string(), "1100m");
+        assert_eq!(counted["requests.memory"].to_string(), "65Mi");
+        assert_eq!(counted["limits.memory"].to_string(), "33Mi");
+        assert!(!counted.contains_key("limits.cpu"));
         assert!(!counts(&json!({"status": {"phase": "Succeeded"}})));
         assert!(counts(&json!({"status": {"phase": "Running"}})));
     }

@@ -66,12 +66,6 @@ pub async fn run(client: kube::Client, informers: &Informers) {
         .await;
 }
 
-fn ready(pod: &Value) -> bool {
-    pod.pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
-}
-
 /// `FindPort`: the container port a Service port's `targetPort` means on this pod, a
 /// number as it is, a name looked up among the pod's container ports of the same
 /// protocol; `None` when the pod has no port of that name. Shared with the
@@ -144,7 +138,7 @@ async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Actio
         let ports = ports(&service_json, &pod);
         let entry =
             subsets.entry(Value::Array(ports.clone()).to_string()).or_insert_with(|| (ports, Vec::new(), Vec::new()));
-        if ready(&pod) || publish_not_ready {
+        if kubeyard_compiler::pod::is_ready(&pod) || publish_not_ready {
             entry.1.push(address);
         } else {
             entry.2.push(address);

@@ -128,18 +128,11 @@ fn listed(pod: &Pod) -> bool {
     !matches!(phase, Some("Succeeded" | "Failed")) && ipv4(pod).is_some()
 }
 
-fn ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// `podToEndpoint`.
 fn endpoint(service: &Service, pod: &Pod, zones: &HashMap<String, String>) -> Option<Endpoint> {
     let publish_not_ready = service.spec.as_ref().and_then(|s| s.publish_not_ready_addresses).unwrap_or(false);
     let terminating = pod.metadata.deletion_timestamp.is_some();
-    let serving = ready(pod);
+    let serving = super::pods::is_ready(pod);
     let spec = pod.spec.as_ref();
     let node = spec.and_then(|s| s.node_name.clone()).filter(|n| !n.is_empty());
     // Named by its hostname when it is one of this Service's subdomain's hosts.

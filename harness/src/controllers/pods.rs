@@ -135,8 +135,10 @@ fn ready_condition(pod: &Pod) -> Option<&PodCondition> {
     condition(pod, "Ready")
 }
 
+/// `IsPodReady` (`kubeyard_compiler::pod::ready`).
 pub(crate) fn is_ready(pod: &Pod) -> bool {
-    ready_condition(pod).is_some_and(|c| c.status == "True")
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_deref()).unwrap_or_default();
+    kubeyard_compiler::pod::ready(conditions.iter().map(|c| (c.type_.as_str(), c.status.as_str())))
 }
 
 /// Ready for at least `min_ready_seconds` (`IsPodAvailable`).
@@ -147,7 +149,7 @@ pub(crate) fn is_available(pod: &Pod, min_ready_seconds: i32, now: SystemTime) -
 /// How long until a ready pod has been ready for `min_ready_seconds` (zero: it is
 /// available); `None` for a pod that is not ready, or whose readiness has no time.
 pub(crate) fn available_in(pod: &Pod, min_ready_seconds: i32, now: SystemTime) -> Option<Duration> {
-    let condition = ready_condition(pod).filter(|c| c.status == "True")?;
+    let condition = ready_condition(pod).filter(|_| is_ready(pod))?;
     if min_ready_seconds <= 0 {
         return Some(Duration::ZERO);
     }

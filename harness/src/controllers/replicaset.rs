@@ -128,13 +128,6 @@ async fn run_for<K: Replicated>(client: kube::Client, informers: &Informers, clo
         .await;
 }
 
-fn ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
-
 /// Which surplus pod goes first: unscheduled, then pending, then not ready, then newest.
 fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<String>) {
     let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
@@ -144,7 +137,7 @@ fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<String>) {
         _ => 2,
     };
     let created = pod.metadata.creation_timestamp.as_ref().map(|t| format!("{:?}", t.0)).unwrap_or_default();
-    (scheduled, phase, ready(pod), std::cmp::Reverse(created))
+    (scheduled, phase, super::pods::is_ready(pod), std::cmp::Reverse(created))
 }
 
 async fn reconcile<K: Replicated>(set: Arc<K>, context: Arc<Context<K>>) -> Result<Action, Error> {
@@ -292,7 +285,7 @@ async fn sync<K: Replicated>(
     // Status from the pods as they are now (made or deleted ones are seen next pass).
     let sets: Api<K> = Api::namespaced(context.client.clone(), &namespace);
     let replicas = active.len() as i32;
-    let ready_count = active.iter().filter(|p| ready(p)).count() as i32;
+    let ready_count = active.iter().filter(|p| super::pods::is_ready(p)).count() as i32;
     // Available: ready for `minReadySeconds` of the control plane's clock; the set is
     // looked at again when the next ready pod becomes available.
     let (min_ready, now) = (set.min_ready_seconds(), context.clock.now());

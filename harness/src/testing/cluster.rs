@@ -790,10 +790,7 @@ impl Cluster {
                     format!("{}/{}", r["kind"].as_str().unwrap_or_default(), r["name"].as_str().unwrap_or_default())
                 })
                 .unwrap_or_else(|| format!("Pod/{}", text("/metadata/name")));
-            let ready = pod
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            let ready = kubeyard_compiler::pod::is_ready(&pod);
             let key = format!(
                 "{}/{owner} {}{}",
                 text("/metadata/namespace"),
