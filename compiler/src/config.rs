@@ -174,15 +174,6 @@ fn error(span: crate::source::Span, message: impl Into<String>, help: impl Into<
     Diagnostic::error(Code::BadConfig, span, message).with_help(help)
 }
 
-/// The configuration file for a path: the nearest `.kubeyard.yaml` in its folder or
-/// above.
-pub fn find(start: &Path) -> Option<PathBuf> {
-    let start =
-        if start.is_dir() { start.to_path_buf() } else { start.parent().map(Path::to_path_buf).unwrap_or_default() };
-    let start = start.canonicalize().unwrap_or(start);
-    start.ancestors().flat_map(|dir| FILE_NAMES.iter().map(move |name| dir.join(name))).find(|path| path.is_file())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

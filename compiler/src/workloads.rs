@@ -1,5 +1,5 @@
 //! Where pods come from: for each kind that makes pods, where its pod template, labels,
-//! selector and replica count are. Rules, normalization and (later) the controllers read
+//! selector and replica count are. Rules and normalization read
 //! workloads through this one table.
 
 use crate::object::GroupVersionKind;

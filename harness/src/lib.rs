@@ -1,5 +1,5 @@
-//! kubeyard's harness: the `kubeyard` command line over the compiler, and (later) the
-//! mini control plane it tests against. The binary is a thin `main` over this library,
+//! kubeyard's harness: the `kubeyard` command line over the compiler, and the mini
+//! control plane it tests against. The binary is a thin `main` over this library,
 //! so tests drive the same code.
 
 pub mod apiserver;

@@ -113,7 +113,19 @@ pub struct CatalogOptions {
     /// Unknown fields are errors (the default, like `kubectl --validate=strict`).
     pub strict: bool,
     /// Folders of extra schemas, searched before the built-in ones.
-    pub schema_dirs: Vec<PathBuf>,
+    pub schema_dirs: Vec<Arc<dyn SchemaFolder>>,
+}
+
+/// A folder of extra schemas (`--schema-dir`), in kubeconform's layout. The compiler
+/// does no I/O: whoever runs it (the harness) opens the folder and reads its files when
+/// the catalog asks for them by name.
+pub trait SchemaFolder: Send + Sync + fmt::Debug {
+    /// The folder's absolute path: schemas' origins and their `file://` URIs name it.
+    fn path(&self) -> &Path;
+
+    /// The text of the file `name` (a path relative to the folder, `/`-separated): `None`
+    /// when there is no such file, an error message when it is there and unreadable.
+    fn read(&self, name: &str) -> Option<Result<String, String>>;
 }
 
 impl Default for CatalogOptions {
@@ -182,7 +194,7 @@ impl MissingSchema {
 }
 
 struct SchemaDir {
-    path: PathBuf,
+    folder: Arc<dyn SchemaFolder>,
     /// The registry URI of the folder's `_definitions.json`, when it has one.
     definitions_uri: Option<String>,
 }
@@ -231,33 +243,28 @@ impl Catalog {
         documents.insert(DEFINITIONS_URI.to_string(), Arc::new(definitions));
 
         let mut dirs = Vec::new();
-        for path in &options.schema_dirs {
-            let folder_error = |message: String| SchemaError::Folder { path: path.clone(), message };
-            let path = path.canonicalize().map_err(|e| folder_error(e.to_string()))?;
-            if !path.is_dir() {
-                return Err(folder_error("not a directory".into()));
-            }
-            let definitions_path = path.join("_definitions.json");
-            let definitions_uri = if definitions_path.is_file() {
-                let text = std::fs::read_to_string(&definitions_path)
-                    .map_err(|e| folder_error(format!("_definitions.json: {e}")))?;
-                let mut value: Value = serde_json::from_str(&text)
-                    .map_err(|e| folder_error(format!("_definitions.json is not JSON: {e}")))?;
-                if options.strict {
-                    openapi::make_strict(&mut value, openapi::Reach::Everywhere);
+        for folder in &options.schema_dirs {
+            let folder_error = |message: String| SchemaError::Folder { path: folder.path().to_path_buf(), message };
+            let definitions_uri = match folder.read("_definitions.json") {
+                None => None,
+                Some(text) => {
+                    let text = text.map_err(|e| folder_error(format!("_definitions.json: {e}")))?;
+                    let mut value: Value = serde_json::from_str(&text)
+                        .map_err(|e| folder_error(format!("_definitions.json is not JSON: {e}")))?;
+                    if options.strict {
+                        openapi::make_strict(&mut value, openapi::Reach::Everywhere);
+                    }
+                    // Upstream copies claim the built-in definitions' `$id`; this folder's own
+                    // definitions must not be confused with (or shadow) the embedded ones.
+                    if let Value::Object(map) = &mut value {
+                        map.remove("$id");
+                    }
+                    let uri = file_uri(&folder.path().join("_definitions.json"));
+                    documents.insert(uri.clone(), Arc::new(value));
+                    Some(uri)
                 }
-                // Upstream copies claim the built-in definitions' `$id`; this folder's own
-                // definitions must not be confused with (or shadow) the embedded ones.
-                if let Value::Object(map) = &mut value {
-                    map.remove("$id");
-                }
-                let uri = file_uri(&definitions_path);
-                documents.insert(uri.clone(), Arc::new(value));
-                Some(uri)
-            } else {
-                None
             };
-            dirs.push(SchemaDir { path, definitions_uri });
+            dirs.push(SchemaDir { folder: Arc::clone(folder), definitions_uri });
         }
 
         let mut builder = Registry::new().draft(Draft::Draft202012);
@@ -379,9 +386,9 @@ impl Catalog {
     }
 
     fn compile(&self, gvk: &GroupVersionKind) -> Lookup {
-        if let Some((path, dir)) = self.find_in_dirs(gvk) {
+        if let Some((path, text, dir)) = self.find_in_dirs(gvk) {
             let origin = Origin::File { path: path.clone() };
-            return match self.load_file(&path, dir) {
+            return match text.and_then(|text| self.load_file(&path, &text, dir)) {
                 Ok(root) => self.build(origin, file_uri(&path), root),
                 Err(message) => Lookup::Broken { origin, message },
             };
@@ -424,7 +431,7 @@ impl Catalog {
 
     /// kubeconform's file names: `deployment-apps-v1.json` (first label of the group),
     /// the same with the whole group, and the CRD catalog's `group/kind_version.json`.
-    fn find_in_dirs(&self, gvk: &GroupVersionKind) -> Option<(PathBuf, &SchemaDir)> {
+    fn find_in_dirs(&self, gvk: &GroupVersionKind) -> Option<(PathBuf, Result<String, String>, &SchemaDir)> {
         let kind = gvk.kind.to_lowercase();
         let short_group = gvk.group.split('.').next().unwrap_or_default();
         let mut names = Vec::with_capacity(4);
@@ -437,14 +444,16 @@ impl Catalog {
         }
         names.push(format!("{kind}_{}.json", gvk.version));
         self.dirs.iter().find_map(|dir| {
-            names.iter().map(|name| dir.path.join(name)).find(|path| path.is_file()).map(|path| (path, dir))
+            names.iter().find_map(|name| {
+                let path = dir.folder.path().join(name);
+                let text = dir.folder.read(name)?.map_err(|e| format!("cannot read {}: {e}", path.display()));
+                Some((path, text, dir))
+            })
         })
     }
 
-    fn load_file(&self, path: &Path, dir: &SchemaDir) -> Result<Value, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let mut root: Value =
-            serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    fn load_file(&self, path: &Path, text: &str, dir: &SchemaDir) -> Result<Value, String> {
+        let mut root: Value = serde_json::from_str(text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
         if let Some(uri) = &dir.definitions_uri {
             point_refs_at(&mut root, uri);
         }

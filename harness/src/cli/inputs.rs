@@ -8,7 +8,7 @@ use crate::report;
 use clap::Args;
 use kubeyard_compiler::config::{self, Config};
 use kubeyard_compiler::diagnostic::Diagnostic;
-use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion};
+use kubeyard_compiler::schema::{CatalogOptions, KubernetesVersion, SchemaError, SchemaFolder};
 use kubeyard_compiler::template::Values;
 use kubeyard_compiler::{FileReport, ObjectReport, SourceFile};
 use std::path::{Path, PathBuf};
@@ -157,7 +157,7 @@ impl Inputs {
             Some(path) => path.clone(),
             None => {
                 let start = paths.iter().find(|p| *p != "-").map_or_else(|| PathBuf::from("."), PathBuf::from);
-                match config::find(&start) {
+                match find_config(&start) {
                     Some(path) => path,
                     None => return Ok(Config::default()),
                 }
@@ -179,9 +179,56 @@ impl Inputs {
             Some(text) => text.parse::<KubernetesVersion>().map_err(|e| e.to_string())?,
             None => config.kubernetes_version.unwrap_or_else(KubernetesVersion::latest),
         };
-        let mut schema_dirs = config.schema_dirs.clone();
-        schema_dirs.extend(self.schema_dir.iter().cloned());
+        let mut schema_dirs: Vec<Arc<dyn SchemaFolder>> = Vec::new();
+        for path in config.schema_dirs.iter().chain(&self.schema_dir) {
+            schema_dirs.push(Arc::new(SchemaDirectory::open(path)?));
+        }
         Ok(CatalogOptions { version, strict: !self.no_strict && config.strict.unwrap_or(true), schema_dirs })
+    }
+}
+
+/// The configuration file for a path: the nearest `.kubeyard.yaml` in its folder or
+/// above.
+fn find_config(start: &Path) -> Option<PathBuf> {
+    let start =
+        if start.is_dir() { start.to_path_buf() } else { start.parent().map(Path::to_path_buf).unwrap_or_default() };
+    let start = start.canonicalize().unwrap_or(start);
+    start
+        .ancestors()
+        .flat_map(|dir| config::FILE_NAMES.iter().map(move |name| dir.join(name)))
+        .find(|path| path.is_file())
+}
+
+/// A `--schema-dir` folder on disk, read file by file as the compiler's catalog asks.
+#[derive(Debug)]
+pub struct SchemaDirectory {
+    path: PathBuf,
+}
+
+impl SchemaDirectory {
+    /// The folder at `path`, which must be one.
+    pub fn open(path: &Path) -> Result<SchemaDirectory, String> {
+        let folder_error = |message: String| SchemaError::Folder { path: path.to_path_buf(), message }.to_string();
+        let path = path.canonicalize().map_err(|e| folder_error(e.to_string()))?;
+        if !path.is_dir() {
+            return Err(folder_error("not a directory".into()));
+        }
+        Ok(SchemaDirectory { path })
+    }
+}
+
+impl SchemaFolder for SchemaDirectory {
+    fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn read(&self, name: &str) -> Option<Result<String, String>> {
+        let path = self.path.join(name);
+        // Only files: a folder of that name is not a schema.
+        if !path.is_file() {
+            return None;
+        }
+        Some(std::fs::read_to_string(&path).map_err(|e| e.to_string()))
     }
 }
 
