@@ -7,6 +7,9 @@
 //! without IPv6.
 
 use crate::informers::Informer;
+use hickory_proto::op::{Message, MessageType, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{RData, Record, RecordType};
 use k8s_openapi::api::core::v1::{Endpoints, Service};
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -15,41 +18,16 @@ const DOMAIN: &str = "cluster.local";
 /// so a test sees a new Service at once.
 const TTL: u32 = 5;
 
-/// A question: the name (lower case, no trailing dot) and its type.
-#[derive(Debug, PartialEq, Eq)]
-struct Question {
-    name: String,
-    kind: u16,
-    /// Where the question ends in the packet (the answer copies up to here).
-    end: usize,
-}
-
-fn question(packet: &[u8]) -> Option<Question> {
-    // Header: id, flags, then one question and nothing else. A packet with QR set is a
-    // response, never a question: answering it could start a loop between two servers.
-    if packet.len() < 12 || packet[2] & 0x80 != 0 || u16::from_be_bytes([packet[4], packet[5]]) != 1 {
+/// The one question of a query, and its name (lower case, no trailing dot). A message
+/// that is a response is never a question (answering it could start a loop between two
+/// servers), nor is one with no question or several.
+fn question(packet: &[u8]) -> Option<(Message, String)> {
+    let message = Message::from_vec(packet).ok()?;
+    if message.message_type() != MessageType::Query || message.queries().len() != 1 {
         return None;
     }
-    let mut at = 12;
-    let mut labels = Vec::new();
-    loop {
-        let length = *packet.get(at)? as usize;
-        at += 1;
-        if length == 0 {
-            break;
-        }
-        // Compression pointers never appear in a question; anything else over 63 is malformed.
-        if length > 63 {
-            return None;
-        }
-        let label = packet.get(at..at + length)?;
-        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
-        at += length;
-    }
-    let kind = u16::from_be_bytes([*packet.get(at)?, *packet.get(at + 1)?]);
-    // The class follows the type: the answer echoes both, so both must be there.
-    packet.get(at + 2..at + 4)?;
-    Some(Question { name: labels.join("."), kind, end: at + 4 })
+    let name = message.queries()[0].name().to_ascii().trim_end_matches('.').to_ascii_lowercase();
+    Some((message, name))
 }
 
 /// What a name resolves to in the cluster: `None` when no Service has it (NXDOMAIN for a
@@ -95,26 +73,34 @@ fn lookup(
     )
 }
 
-/// The answer to a query: the question echoed, then the records.
-fn answer(packet: &[u8], question: &Question, addresses: Option<&[Ipv4Addr]>) -> Vec<u8> {
-    let mut reply = packet[..question.end].to_vec();
-    // Response, authoritative, recursion desired copied, recursion available.
-    let recursion_desired = packet[2] & 0x01;
-    reply[2] = 0x84 | recursion_desired;
-    let (code, records): (u8, &[Ipv4Addr]) = match addresses {
-        None => (3, &[]),
-        Some(addresses) if question.kind == 1 => (0, addresses),
-        Some(_) => (0, &[]),
-    };
-    reply[3] = 0x80 | code;
-    reply[6..8].copy_from_slice(&(records.len() as u16).to_be_bytes());
-    reply[8..12].copy_from_slice(&[0, 0, 0, 0]);
-    for address in records {
-        // Name: a pointer to the question's (offset 12), type A, class IN, TTL, 4 bytes.
-        reply.extend_from_slice(&[0xc0, 12, 0, 1, 0, 1]);
-        reply.extend_from_slice(&TTL.to_be_bytes());
-        reply.extend_from_slice(&[0, 4]);
-        reply.extend_from_slice(&address.octets());
+/// The answer to a query: the question echoed, then the records. `None` addresses: the
+/// name is not the cluster's (REFUSED, so the resolver asks elsewhere) or, in
+/// `cluster.local`, names nothing (NXDOMAIN). Only A queries get addresses.
+fn answer(query: &Message, name: &str, addresses: Option<&[Ipv4Addr]>) -> Message {
+    let mut reply = Message::new();
+    reply
+        .set_id(query.id())
+        .set_message_type(MessageType::Response)
+        .set_op_code(query.op_code())
+        .set_recursion_desired(query.recursion_desired())
+        .set_recursion_available(true);
+    let question: &Query = &query.queries()[0];
+    reply.add_query(question.clone());
+    match addresses {
+        None if !name.ends_with(DOMAIN) => {
+            reply.set_response_code(ResponseCode::Refused);
+        }
+        None => {
+            reply.set_authoritative(true).set_response_code(ResponseCode::NXDomain);
+        }
+        Some(addresses) => {
+            reply.set_authoritative(true).set_response_code(ResponseCode::NoError);
+            if question.query_type() == RecordType::A {
+                for address in addresses {
+                    reply.add_answer(Record::from_rdata(question.name().clone(), TTL, RData::A(A(*address))));
+                }
+            }
+        }
     }
     reply
 }
@@ -129,20 +115,9 @@ pub async fn serve(
     let mut buffer = [0u8; 512];
     loop {
         let Ok((length, peer)) = socket.recv_from(&mut buffer).await else { continue };
-        let packet = &buffer[..length];
-        let Some(question) = question(packet) else { continue };
-        let addresses = resolve(&question.name, &services, &endpoints);
-        // Not the cluster's name: refuse, so the resolver asks elsewhere.
-        let reply = match (&addresses, question.name.ends_with(DOMAIN)) {
-            (None, false) => {
-                let mut reply = packet[..question.end].to_vec();
-                reply[2] = 0x80 | (packet[2] & 0x01);
-                reply[3] = 0x80 | 5;
-                reply[6..12].copy_from_slice(&[0; 6]);
-                reply
-            }
-            _ => answer(packet, &question, addresses.as_deref()),
-        };
+        let Some((query, name)) = question(&buffer[..length]) else { continue };
+        let addresses = resolve(&name, &services, &endpoints);
+        let Ok(reply) = answer(&query, &name, addresses.as_deref()).to_vec() else { continue };
         let _ = socket.send_to(&reply, peer).await;
     }
 }
@@ -162,21 +137,31 @@ mod tests {
         packet
     }
 
+    fn reply(packet: &[u8], addresses: Option<&[Ipv4Addr]>) -> Message {
+        let (query, name) = question(packet).expect("a question");
+        let wire = answer(&query, &name, addresses).to_vec().unwrap();
+        Message::from_vec(&wire).unwrap()
+    }
+
     #[test]
     fn questions_are_read_and_answers_laid_out() {
         let packet = query("Web.Shop.svc.cluster.local", 1);
-        let asked = question(&packet).unwrap();
-        assert_eq!((asked.name.as_str(), asked.kind, asked.end), ("web.shop.svc.cluster.local", 1, packet.len()));
-        let reply = answer(&packet, &asked, Some(&[Ipv4Addr::new(10, 96, 0, 10)]));
-        assert_eq!(&reply[..2], &[0x12, 0x34], "the id is kept");
-        assert_eq!(reply[3] & 0x0f, 0, "NOERROR");
-        assert_eq!(&reply[6..8], &[0, 1], "one answer");
-        assert_eq!(&reply[reply.len() - 4..], &[10, 96, 0, 10]);
-        let missing = answer(&packet, &asked, None);
-        assert_eq!(missing[3] & 0x0f, 3, "NXDOMAIN");
+        assert_eq!(question(&packet).unwrap().1, "web.shop.svc.cluster.local");
+        let found = reply(&packet, Some(&[Ipv4Addr::new(10, 96, 0, 10)]));
+        assert_eq!(found.id(), 0x1234, "the id is kept");
+        assert_eq!(found.response_code(), ResponseCode::NoError);
+        assert!(found.authoritative() && found.recursion_available() && found.recursion_desired());
+        assert_eq!(found.queries().len(), 1, "the question is echoed");
+        assert_eq!(found.answers().len(), 1);
+        assert_eq!(found.answers()[0].data(), &RData::A(A(Ipv4Addr::new(10, 96, 0, 10))));
+        assert_eq!(found.answers()[0].ttl(), TTL);
+        assert_eq!(reply(&packet, None).response_code(), ResponseCode::NXDomain);
         let aaaa = query("web.shop.svc.cluster.local", 28);
-        let ipv6 = answer(&aaaa, &question(&aaaa).unwrap(), Some(&[Ipv4Addr::LOCALHOST]));
-        assert_eq!(&ipv6[6..8], &[0, 0], "no AAAA records");
+        let ipv6 = reply(&aaaa, Some(&[Ipv4Addr::LOCALHOST]));
+        assert_eq!((ipv6.response_code(), ipv6.answers().len()), (ResponseCode::NoError, 0), "no AAAA records");
+        let elsewhere = reply(&query("example.com", 1), None);
+        assert_eq!(elsewhere.response_code(), ResponseCode::Refused);
+        assert!(!elsewhere.authoritative());
     }
 
     #[test]
@@ -193,5 +178,8 @@ mod tests {
         let mut response = query("web.shop", 1);
         response[2] |= 0x80;
         assert!(question(&response).is_none(), "responses are not questions");
+        let mut two = query("web.shop", 1);
+        two[5] = 2;
+        assert!(question(&two).is_none(), "a query of two questions is not one this server reads");
     }
 }
