@@ -30,6 +30,7 @@ pub mod scope;
 pub mod selector;
 pub mod source;
 pub mod template;
+pub mod tokens;
 pub mod validate;
 pub mod workloads;
 pub mod yaml;

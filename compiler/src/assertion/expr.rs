@@ -16,10 +16,11 @@
 //! before the status is written. Comparing numbers compares values (`1 == 1.0`); `<` and
 //! friends compare numbers with numbers and text with text, and are false otherwise.
 
+use crate::tokens::{identifier, key, number};
 use nom::branch::alt;
-use nom::bytes::complete::{tag, take_while, take_while1};
-use nom::character::complete::{char, digit1, multispace0, satisfy};
-use nom::combinator::{cut, map, opt, recognize};
+use nom::bytes::complete::tag;
+use nom::character::complete::{char, digit1, multispace0};
+use nom::combinator::{cut, map, opt};
 use nom::multi::many0;
 use nom::sequence::{delimited, pair, preceded};
 use nom::{IResult, Parser};
@@ -187,19 +188,6 @@ fn primary(input: &str) -> Res<'_, Expr> {
     .parse(input)
 }
 
-fn identifier(input: &str) -> Res<'_, &str> {
-    recognize(pair(
-        satisfy(|c| c.is_ascii_alphabetic() || c == '_'),
-        take_while(|c: char| c.is_ascii_alphanumeric() || c == '_'),
-    ))
-    .parse(input)
-}
-
-/// A key after a dot: letters, digits, `_` and `-` (`metadata.labels.app-name`).
-fn key(input: &str) -> Res<'_, &str> {
-    take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-').parse(input)
-}
-
 fn name_or_path(input: &str) -> Res<'_, Expr> {
     let (rest, name) = identifier(input)?;
     if let Ok((rest, _)) = pair(multispace0::<&str, nom::error::Error<&str>>, char('(')).parse(rest) {
@@ -259,15 +247,6 @@ fn string(input: &str) -> Res<'_, String> {
             Some((_, c)) => text.push(c),
         }
     }
-}
-
-fn number(input: &str) -> Res<'_, Value> {
-    let (rest, text) = recognize((opt(char('-')), digit1, opt(pair(char('.'), digit1)))).parse(input)?;
-    let value = match text.parse::<i64>() {
-        Ok(n) => Value::from(n),
-        Err(_) => text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number),
-    };
-    Ok((rest, value))
 }
 
 /// Why an expression cannot be judged true or false.

@@ -10,10 +10,11 @@
 //! path     := name ( '.' key )*        key: letters, digits, '_' and '-'
 //! ```
 
+use crate::tokens::{identifier, key, number};
 use nom::branch::alt;
-use nom::bytes::complete::{tag, take_while, take_while1};
-use nom::character::complete::{char, digit1, multispace0, satisfy};
-use nom::combinator::{consumed, cut, map, opt, recognize};
+use nom::bytes::complete::tag;
+use nom::character::complete::{char, multispace0};
+use nom::combinator::{consumed, cut, map, opt};
 use nom::multi::many0;
 use nom::sequence::{delimited, pair, preceded};
 use nom::{IResult, Parser};
@@ -196,32 +197,6 @@ impl<'a> Parse<'a> {
         let start = self.offset(name).start;
         Ok((rest, Expr::Path { segments, at: start..self.offset(text).end }))
     }
-}
-
-fn identifier(input: &str) -> Res<'_, &str> {
-    recognize(pair(
-        satisfy(|c| c.is_ascii_alphabetic() || c == '_'),
-        take_while(|c: char| c.is_ascii_alphanumeric() || c == '_'),
-    ))
-    .parse(input)
-}
-
-/// A key after a dot: values files use label-like keys (`my-app`, `8080`).
-fn key(input: &str) -> Res<'_, &str> {
-    take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-').parse(input)
-}
-
-fn number(input: &str) -> Res<'_, Value> {
-    let (rest, text) = recognize((opt(char('-')), digit1, opt(pair(char('.'), digit1)))).parse(input)?;
-    // A key-like continuation (`1abc`) is not a number.
-    if rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Digit)));
-    }
-    let value = match text.parse::<i64>() {
-        Ok(i) => Value::from(i),
-        Err(_) => text.parse::<f64>().ok().and_then(serde_json::Number::from_f64).map_or(Value::Null, Value::Number),
-    };
-    Ok((rest, value))
 }
 
 /// `"text"` with `\"`, `\\`, `\n` and `\t` escapes, or `'text'` with `''` for a quote.
