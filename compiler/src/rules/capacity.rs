@@ -5,6 +5,7 @@ use super::facts::PodFacts;
 use super::{Finding, Member, Rule, SetContext};
 use crate::diagnostic::Severity;
 use crate::quantity::{Format, Quantity};
+use crate::scheduling::{Framework, NodeInfo, PodInfo, Resources};
 use crate::workloads::{self, Replicas};
 use crate::yaml::{Node, Value};
 use std::collections::BTreeMap;
@@ -58,6 +59,24 @@ impl NodeShape {
             ("kubernetes.io/os".to_string(), "linux".to_string()),
         ]);
         NodeShape { name, cpu, memory, pods, labels, taints: Vec::new() }
+    }
+
+    /// The node as the scheduler sees it, nothing bound yet.
+    fn node_info(&self) -> NodeInfo {
+        let taints: Vec<serde_json::Value> = self
+            .taints
+            .iter()
+            .map(|(key, value, effect)| serde_json::json!({"key": key, "value": value, "effect": effect}))
+            .collect();
+        NodeInfo::new(&serde_json::json!({
+            "metadata": {"name": self.name, "labels": self.labels},
+            "spec": {"taints": taints},
+            "status": {"allocatable": {
+                "cpu": self.cpu.to_string(),
+                "memory": self.memory.to_string(),
+                "pods": self.pods.to_string(),
+            }},
+        }))
     }
 }
 
@@ -242,65 +261,35 @@ fn quotas(context: &SetContext<'_>, demands: &[Demand<'_>], out: &mut Vec<(usize
     }
 }
 
-/// Whether a pod may land on a node at all: its nodeSelector, and the taints it tolerates.
-fn allowed(pods: &PodFacts, node: &NodeShape) -> bool {
-    if pods.node_selector.iter().any(|(k, v)| node.labels.get(k) != Some(v)) {
-        return false;
-    }
-    node.taints.iter().filter(|(_, _, effect)| effect != "PreferNoSchedule").all(|(key, value, effect)| {
-        pods.tolerations.iter().any(|t| {
-            let key_ok = t.key.is_empty() || t.key == *key;
-            let value_ok = t.operator == "Exists" || t.value == *value;
-            let effect_ok = t.effect.is_empty() || t.effect == *effect;
-            key_ok && value_ok && effect_ok
-        })
-    })
-}
-
-struct Free {
-    cpu: i128,
-    memory: i128,
-    pods: i64,
-}
-
-fn fits(free: &Free, cpu: i128, memory: i128) -> bool {
-    free.pods > 0 && cpu <= free.cpu && memory <= free.memory
-}
-
-/// How many more pods of this size the node holds.
-fn capacity_for(free: &Free, cpu: i128, memory: i128) -> i64 {
-    let by =
-        |have: i128, each: i128| if each <= 0 { i64::MAX } else { (have / each).clamp(0, i64::MAX as i128) as i64 };
-    free.pods.min(by(free.cpu, cpu)).min(by(free.memory, memory)).max(0)
-}
-
+/// Places every workload's pods on the cluster's nodes with the scheduler's own framework
+/// (`scheduling::Framework`: node name, taints, node affinity and nodeSelector, ports,
+/// room; then its scores), as the scheduler would, one pod after another.
 fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize, Finding)>) {
-    let mut free: Vec<Free> = cluster
-        .nodes
-        .iter()
-        .map(|n| Free { cpu: n.cpu.millis_ceil(), memory: n.memory.units_ceil(), pods: n.pods })
-        .collect();
-    let need = |d: &Demand| {
-        (
-            d.pods.requests.get("cpu").map_or(0, Quantity::millis_ceil),
-            d.pods.requests.get("memory").map_or(0, Quantity::units_ceil),
-        )
-    };
-    // Largest pods first: a fair approximation of what the scheduler manages to pack.
+    let framework = Framework::default();
+    let empty: Vec<NodeInfo> = cluster.nodes.iter().map(NodeShape::node_info).collect();
+    let mut nodes = empty.clone();
+    let need = |d: &Demand| (d.pods.scheduling.requests.milli_cpu, d.pods.scheduling.requests.memory);
+    // Largest pods first: what is applied together is scheduled in no fixed order, and
+    // this order is the one in which what fits at all is placed.
     let mut order: Vec<&Demand> =
         demands.iter().filter(|d| !matches!(d.member.info.gvk.kind.as_str(), "CronJob")).collect();
     order.sort_by_key(|d| std::cmp::Reverse(need(d)));
+    // The scheduler starts each search where the last one stopped; among equally good
+    // nodes lint takes the first (the scheduler picks at random).
+    let mut start = 0;
+    let mut first = |_: usize| 0;
     for demand in order {
+        let pod = &demand.pods.scheduling;
         let (cpu, memory) = need(demand);
-        let eligible: Vec<usize> =
-            (0..cluster.nodes.len()).filter(|&i| allowed(demand.pods, &cluster.nodes[i])).collect();
         let name = demand.member.info.display_name();
-        let shown = format!(
-            "cpu {}, memory {}",
-            Quantity::from_millis(cpu as i64),
-            Quantity::from_units(memory as i64, Format::BinarySI)
-        );
-        if eligible.is_empty() {
+        let shown =
+            format!("cpu {}, memory {}", Quantity::from_millis(cpu), Quantity::from_units(memory, Format::BinarySI));
+        // The nodes that take such a pod at all: every filter but room, on empty nodes.
+        let weightless = PodInfo { requests: Resources { pods: 1, ..Resources::default() }, ..pod.clone() };
+        let accepting: Vec<usize> =
+            (0..empty.len()).filter(|&i| framework.filter(&weightless, &empty[i]).is_ok()).collect();
+        if accepting.is_empty() {
+            let why = framework.schedule(&weightless, &empty, &mut first).err();
             out.push((
                 demand.index,
                 Finding::new(
@@ -308,17 +297,16 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
                     demand.member.info.kind_span,
                     format!("no node of the cluster accepts pods of {name}"),
                 )
-                .label("nodeSelector or taints rule out every node")
-                .help("check spec.nodeSelector against the nodes' labels, and add tolerations for their taints"),
+                .label("nodeSelector, node affinity or taints rule out every node")
+                .help(match why {
+                    Some(why) => format!("the scheduler would say \"{why}\": check spec.nodeSelector and node affinity against the nodes' labels, and add tolerations for their taints"),
+                    None => "check spec.nodeSelector and node affinity against the nodes' labels, and add tolerations for their taints".to_string(),
+                }),
             ));
             continue;
         }
-        let fits_somewhere = eligible.iter().any(|&i| {
-            let node = &cluster.nodes[i];
-            cpu <= node.cpu.millis_ceil() && memory <= node.memory.units_ceil()
-        });
-        if !fits_somewhere {
-            let largest = &cluster.nodes[eligible[0]];
+        if !accepting.iter().any(|&i| framework.filter(pod, &empty[i]).is_ok()) {
+            let largest = &cluster.nodes[accepting[0]];
             out.push((
                 demand.index,
                 Finding::new(
@@ -333,45 +321,42 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
         }
         let wanted = match demand.pods.replicas {
             Replicas::Fixed(n) => n.max(0),
-            Replicas::PerNode => eligible.len() as i64,
+            // The DaemonSet controller makes one pod for each node that takes it.
+            Replicas::PerNode => accepting.len() as i64,
         };
         let mut placed = 0;
+        let mut refused = None;
         match demand.pods.replicas {
+            // Each daemon pod is bound to its node; room decides.
             Replicas::PerNode => {
-                for &i in &eligible {
-                    if fits(&free[i], cpu, memory) {
-                        free[i].cpu -= cpu;
-                        free[i].memory -= memory;
-                        free[i].pods -= 1;
-                        placed += 1;
+                for &i in &accepting {
+                    match framework.filter(pod, &nodes[i]) {
+                        Ok(()) => {
+                            nodes[i].add(pod);
+                            placed += 1;
+                        }
+                        Err(reason) => refused = refused.or(Some(reason.to_string())),
                     }
                 }
             }
             Replicas::Fixed(_) => {
-                // Spread like the default scorer (least allocated first), a node at a time
-                // taking as many as keep it level with the next: no loop per replica.
-                let mut left = wanted;
-                while left > 0 {
-                    let Some(i) = eligible
-                        .iter()
-                        .copied()
-                        .filter(|&i| fits(&free[i], cpu, memory))
-                        .max_by_key(|&i| (free[i].cpu, free[i].memory))
-                    else {
-                        break;
-                    };
-                    let room = capacity_for(&free[i], cpu, memory);
-                    let others = eligible.iter().filter(|&&j| j != i && fits(&free[j], cpu, memory)).count() as i64;
-                    let take = if others == 0 { room.min(left) } else { (left / (others + 1)).max(1).min(room) };
-                    free[i].cpu -= cpu * take as i128;
-                    free[i].memory -= memory * take as i128;
-                    free[i].pods -= take;
-                    placed += take;
-                    left -= take;
+                while placed < wanted {
+                    match framework.schedule_from(pod, &nodes, start, &mut first) {
+                        Ok(placement) => {
+                            nodes[placement.node].add(pod);
+                            start = (start + placement.examined) % nodes.len();
+                            placed += 1;
+                        }
+                        Err(why) => {
+                            refused = Some(why.to_string());
+                            break;
+                        }
+                    }
                 }
             }
         }
         if placed < wanted {
+            let why = refused.map_or_else(String::new, |why| format!("; the scheduler would say \"{why}\""));
             out.push((
                 demand.index,
                 Finding::new(
@@ -381,7 +366,7 @@ fn schedule(cluster: &ClusterShape, demands: &[Demand<'_>], out: &mut Vec<(usize
                 )
                 .label("not all replicas fit")
                 .help(format!(
-                    "the cluster has {} nodes; the workloads in the input need more room",
+                    "the cluster has {} nodes; the workloads in the input need more room{why}",
                     cluster.nodes.len()
                 )),
             ));

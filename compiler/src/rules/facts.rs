@@ -6,6 +6,7 @@ use super::ObjectContext;
 use super::capacity::ClusterShape;
 use super::references::{self, Reference};
 use crate::quantity::Quantity;
+use crate::scheduling::{PodInfo, Resources};
 use crate::schema::KUBEYARD_GROUP;
 use crate::selector::Selector;
 use crate::source::Span;
@@ -35,14 +36,6 @@ pub struct DeclaredPorts {
 }
 
 #[derive(Debug)]
-pub struct Toleration {
-    pub key: String,
-    pub operator: String,
-    pub value: String,
-    pub effect: String,
-}
-
-#[derive(Debug)]
 pub struct PodFacts {
     pub labels: BTreeMap<String, String>,
     /// Every port of every container of the pod.
@@ -53,8 +46,9 @@ pub struct PodFacts {
     /// them refuses the pod.
     pub unrequested: Vec<String>,
     pub replicas: Replicas,
-    pub node_selector: BTreeMap<String, String>,
-    pub tolerations: Vec<Toleration>,
+    /// One pod as the scheduler reads it (its requests as the API server would default
+    /// them), for `schedule/unschedulable` to run the scheduler's own framework.
+    pub scheduling: PodInfo,
     /// A CronJob: its pods come and go.
     pub recurring: bool,
 }
@@ -86,14 +80,18 @@ pub fn extract(context: &ObjectContext<'_>) -> Facts {
     let (gvk, node) = (&context.info.gvk, context.node);
     if let Some(template) = &context.template {
         references::pod_references(template.spec, template.spec_path, &mut facts.references);
+        let requests = pod_requests(template.spec);
+        let mut scheduling = PodInfo::new(&serde_json::json!({"spec": template.spec.to_json()}));
+        scheduling.requests = Resources::of_pod(&requests);
+        // Replicas of one workload spread as one controller's pods do.
+        scheduling.controller = Some(context.info.display_name());
         facts.pods = Some(PodFacts {
             labels: workloads::string_map(template.labels),
             ports: pod_ports(template.spec),
-            requests: pod_requests(template.spec),
+            requests,
             unrequested: unrequested(template.spec),
             replicas: template.replicas,
-            node_selector: workloads::string_map(template.spec.get("nodeSelector")),
-            tolerations: tolerations(template.spec),
+            scheduling,
             recurring: gvk.kind == "CronJob",
         });
     }
@@ -149,23 +147,6 @@ fn unrequested(spec: &Node) -> Vec<String> {
             })
         })
         .map(str::to_string)
-        .collect()
-}
-
-fn tolerations(spec: &Node) -> Vec<Toleration> {
-    spec.get("tolerations")
-        .and_then(Node::as_seq)
-        .unwrap_or_default()
-        .iter()
-        .map(|t| {
-            let field = |k: &str| t.get(k).and_then(Node::as_str).unwrap_or_default().to_string();
-            Toleration {
-                key: field("key"),
-                operator: field("operator"),
-                value: field("value"),
-                effect: field("effect"),
-            }
-        })
         .collect()
 }
 

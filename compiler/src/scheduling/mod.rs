@@ -39,6 +39,16 @@ impl Resources {
         self.memory = self.memory.saturating_sub(other.memory).max(0);
         self.pods = self.pods.saturating_sub(other.pods).max(0);
     }
+
+    /// One pod asking for the cpu and memory of `requests` (`crate::pod::requests`).
+    pub fn of_pod(requests: &crate::pod::ResourceList) -> Resources {
+        let get = |key: &str| requests.get(key);
+        Resources {
+            milli_cpu: get("cpu").map_or(0, |q| q.millis_ceil().clamp(0, i64::MAX as i128) as i64),
+            memory: get("memory").map_or(0, |q| q.units_ceil().clamp(0, i64::MAX as i128) as i64),
+            pods: 1,
+        }
+    }
 }
 
 fn amounts(map: Option<&Value>) -> Resources {
@@ -63,12 +73,7 @@ fn strings(value: Option<&Value>) -> Vec<String> {
 /// the framework compares.
 pub fn pod_requests(pod: &Value) -> Resources {
     let requests = pod.get("spec").map(|spec| crate::pod::requests(spec, crate::pod::Amounts::Requests));
-    let get = |key: &str| requests.as_ref().and_then(|r| r.get(key));
-    Resources {
-        milli_cpu: get("cpu").map_or(0, |q| q.millis_ceil().clamp(0, i64::MAX as i128) as i64),
-        memory: get("memory").map_or(0, |q| q.units_ceil().clamp(0, i64::MAX as i128) as i64),
-        pods: 1,
-    }
+    Resources::of_pod(&requests.unwrap_or_default())
 }
 
 /// The uid of the object that controls a pod (its ReplicaSet, StatefulSet, ...).
