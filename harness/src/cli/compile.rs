@@ -21,6 +21,13 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// What `Compiled::plan_each` hands on: the plan's summary first, then each entry as
+/// it was made.
+pub enum PlanPiece<T> {
+    Summary(plan::Summary),
+    Entry(T),
+}
+
 /// One valid object, normalized, as written, and where it was written. Both forms are
 /// kept as compact JSON and read back when needed: as `serde_json::Value`s a hundred
 /// thousand objects take ten times their text (every map is a B-tree node), and the
@@ -197,60 +204,77 @@ impl Compiled {
     /// The plan of the valid objects (`graph` is theirs) against `state`.
     pub fn plan(&self, graph: &Graph, state: &State, prune: bool) -> Plan {
         let mut objects = Vec::with_capacity(graph.order.len());
-        let summary = self.plan_each(graph, state, prune, |entry| entry, |entry| objects.push(entry));
+        let summary = self.plan_each(
+            graph,
+            state,
+            prune,
+            |entry| entry,
+            |piece| {
+                if let PlanPiece::Entry(entry) = piece {
+                    objects.push(entry);
+                }
+            },
+        );
         Plan { api_version: STATE_API_VERSION, kind: "Plan", summary, objects }
     }
 
-    /// Plans the valid objects (`graph` is theirs) against `state` a batch at a time, in
-    /// apply order and then the deletions: each entry is handed to `make` as soon as it
-    /// is planned (side by side), and what `make` made of it to `take`, in the plan's
-    /// order. What `take` keeps is all that stays of an entry: the text of a plan of a
-    /// hundred thousand objects can be written as it is made. Returns the summary.
+    /// Plans the valid objects (`graph` is theirs) against `state` without holding the
+    /// plan: `make` turns each entry into what is kept of it (its text, say) as soon as
+    /// it is planned, side by side, and `take` is given the summary, then what `make`
+    /// made of each entry in the plan's order (apply order, then the deletions).
+    ///
+    /// The summary comes first because documents begin with it. Objects the state holds
+    /// are compared first and what `make` makes of them kept until their turn (what
+    /// changes on an object that exists is little); an object the state lacks is created,
+    /// which takes no comparison to count, and is planned a batch at a time when its turn
+    /// comes. So every object is planned once, and a plan of a hundred thousand objects
+    /// to create holds one batch of them.
     pub fn plan_each<T: Send>(
         &self,
         graph: &Graph,
         state: &State,
         prune: bool,
         make: impl Fn(plan::Entry) -> T + Sync,
-        mut take: impl FnMut(T),
+        mut take: impl FnMut(PlanPiece<T>),
     ) -> plan::Summary {
         use rayon::prelude::*;
         // Enough to keep both cores busy, few enough that a batch's trees are small.
         const BATCH: usize = 1024;
-        let mut actions: Vec<Action> = Vec::with_capacity(graph.order.len());
-        for batch in graph.order.chunks(BATCH) {
-            let made: Vec<(Action, T)> = batch
-                .par_iter()
-                .map(|&i| {
-                    let entry = self.plan_at(graph, state, i);
-                    (entry.action, make(entry))
-                })
-                .collect();
-            for (action, made) in made {
-                actions.push(action);
-                take(made);
-            }
-        }
-        let (deleted, not_managed) = plan::deletions(graph, state, prune);
-        for entry in deleted {
-            actions.push(entry.action);
-            take(make(entry));
-        }
-        plan::Summary::of(actions, not_managed)
-    }
-
-    /// The summary `plan_each` ends with, before any entry is made: what begins a plan's
-    /// JSON and YAML documents. An object the state does not hold is created; only the
-    /// others are compared (and their entries dropped).
-    pub fn plan_summary(&self, graph: &Graph, state: &State, prune: bool) -> plan::Summary {
-        use rayon::prelude::*;
-        let actions: Vec<Action> = graph
+        let mut compared: HashMap<usize, (Action, T)> = graph
             .order
             .par_iter()
-            .map(|&i| plan::known_action(graph, i, state).unwrap_or_else(|| self.plan_at(graph, state, i).action))
+            .filter(|&&i| plan::known_action(graph, i, state).is_none())
+            .map(|&i| {
+                let entry = self.plan_at(graph, state, i);
+                (i, (entry.action, make(entry)))
+            })
             .collect();
         let (deleted, not_managed) = plan::deletions(graph, state, prune);
-        plan::Summary::of(actions.into_iter().chain(deleted.iter().map(|entry| entry.action)), not_managed)
+        let creates = graph.order.len() - compared.len();
+        let actions = std::iter::repeat_n(Action::Create, creates)
+            .chain(compared.values().map(|(action, _)| *action))
+            .chain(deleted.iter().map(|entry| entry.action));
+        let summary = plan::Summary::of(actions, not_managed);
+        take(PlanPiece::Summary(summary.clone()));
+        let mut to_create = vec![false; self.objects.len()];
+        for &i in &graph.order {
+            to_create[i] = !compared.contains_key(&i);
+        }
+        for batch in graph.order.chunks(BATCH) {
+            let created: Vec<T> =
+                batch.par_iter().filter(|&&i| to_create[i]).map(|&i| make(self.plan_at(graph, state, i))).collect();
+            let mut created = created.into_iter();
+            for i in batch {
+                match compared.remove(i) {
+                    Some((_, made)) => take(PlanPiece::Entry(made)),
+                    None => take(PlanPiece::Entry(created.next().expect("one made per object created"))),
+                }
+            }
+        }
+        for entry in deleted {
+            take(PlanPiece::Entry(make(entry)));
+        }
+        summary
     }
 
     /// Object `i`'s entry, its two forms read back for the while.

@@ -2,7 +2,7 @@
 //! order, against a state file; and `kubeyard apply --state`, which records the result.
 
 use super::Exit;
-use super::compile::{Compiled, compile};
+use super::compile::{Compiled, PlanPiece, compile};
 use super::inputs::{Inputs, print_problems, read_source};
 use super::lint::usage_error;
 use crate::client::{self, Client, config::Endpoint};
@@ -206,22 +206,9 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let style = Style { color };
     // Each entry is rendered as soon as it is planned and written as it comes, its trees
-    // dropped: a plan of a hundred thousand objects is never held. The JSON and YAML
-    // documents begin with the summary, so it is counted first; the text's first line
-    // waits for the first change, or the end.
+    // dropped: a plan of a hundred thousand objects is never held. A closed standard
+    // output (`| head`) is not an error of the plan: what cannot be written is dropped.
     let mut stdout = std::io::BufWriter::new(std::io::stdout().lock());
-    let before = match args.output {
-        Format::Text => None,
-        Format::Json | Format::Yaml => Some(compiled.plan_summary(&graph, &state, args.target.prune)),
-    };
-    // A closed standard output (`| head`) is not an error of the plan: what cannot be
-    // written is dropped.
-    let open = match (&before, args.output) {
-        (Some(summary), Format::Json) => render::json_open(summary),
-        (Some(summary), Format::Yaml) => render::yaml_open(summary),
-        _ => String::new(),
-    };
-    let _ = stdout.write_all(open.as_bytes());
     let snapshot = args.snapshot.is_some();
     let mut snapshot_entries = Vec::new();
     let mut written = 0usize;
@@ -242,38 +229,30 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
             };
             (shown, recorded)
         },
-        |(shown, recorded)| {
-            match args.output {
-                // Only a change has text: the first one says there are changes.
-                Format::Text if shown.is_empty() => {}
-                Format::Text => {
-                    if written == 0 {
-                        let _ = stdout.write_all(render::text_head(true).as_bytes());
-                    }
-                    let _ = stdout.write_all(shown.as_bytes());
-                    written += 1;
-                }
-                Format::Json => {
-                    if written > 0 {
-                        let _ = stdout.write_all(render::JSON_BETWEEN.as_bytes());
-                    }
-                    let _ = stdout.write_all(shown.as_bytes());
-                    written += 1;
-                }
-                Format::Yaml => {
-                    let _ = stdout.write_all(shown.as_bytes());
-                }
+        |piece| match piece {
+            PlanPiece::Summary(summary) => {
+                let open = match args.output {
+                    Format::Text => render::text_head(summary.has_changes()).to_string(),
+                    Format::Json => render::json_open(&summary),
+                    Format::Yaml => render::yaml_open(&summary),
+                };
+                let _ = stdout.write_all(open.as_bytes());
             }
-            snapshot_entries.extend(recorded);
+            PlanPiece::Entry((shown, recorded)) => {
+                if args.output == Format::Json && written > 0 {
+                    let _ = stdout.write_all(render::JSON_BETWEEN.as_bytes());
+                }
+                let _ = stdout.write_all(shown.as_bytes());
+                written += 1;
+                snapshot_entries.extend(recorded);
+            }
         },
     );
-    debug_assert!(before.is_none_or(|before| before == summary), "the summary counted first is the plan's");
     // The process ends soon: freeing a hundred thousand objects one by one is wasted time.
     std::mem::forget(compiled);
     std::mem::forget(graph);
     let end = match args.output {
-        Format::Text if written > 0 => render::text_tail(&summary, style),
-        Format::Text => format!("{}{}", render::text_head(false), render::text_tail(&summary, style)),
+        Format::Text => render::text_tail(&summary, style),
         Format::Json => render::json_close(&summary).to_string(),
         Format::Yaml => render::yaml_close(&summary),
     };
