@@ -23,6 +23,22 @@ pub fn to_yaml(value: &Value) -> String {
 }
 
 /// Documents separated by `---`, as a multi-document stream.
+/// `value` as `serde_json::to_string_pretty` prints it as an item nested `indent` deep
+/// (a list's item, a member's value): every line indented. JSON strings hold no raw line
+/// breaks, so every line is the value's own.
+pub fn pretty_json_indented(value: &impl serde::Serialize, indent: &str) -> String {
+    let text = serde_json::to_string_pretty(value).expect("values kubeyard made serialize");
+    let mut out = String::with_capacity(text.len() + text.len() / 8);
+    for (n, line) in text.lines().enumerate() {
+        if n > 0 {
+            out.push('\n');
+        }
+        out.push_str(indent);
+        out.push_str(line);
+    }
+    out
+}
+
 pub fn to_yaml_stream<'a>(values: impl IntoIterator<Item = &'a Value>) -> String {
     let mut out = String::new();
     for value in values {

@@ -481,22 +481,10 @@ async fn watch_load(settings: &Settings) {
     );
 }
 
-/// Raises the soft limit on open files to the hard one: a thousand watches are a
-/// thousand sockets on each side.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = limit.rlim_max;
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 fn main() {
     let settings = settings();
-    raise_open_files_limit();
+    // A thousand watches are a thousand sockets on each side.
+    kubeyard_harness::apiserver::raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let memory = serve(Arc::new(MemoryStore::new()));
     runtime.block_on(creates_and_gets("in memory", &memory, &settings));

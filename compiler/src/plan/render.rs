@@ -129,18 +129,8 @@ pub fn json(plan: &Plan) -> String {
 
 /// One entry as an item of the JSON document's `objects` (see `json_open`).
 pub fn json_entry(entry: &Entry) -> String {
-    let text = serde_json::to_string_pretty(entry).expect("a plan entry serializes");
-    // An item of a list in a member of the document: four spaces in. JSON strings hold
-    // no line breaks, so every line is the entry's own.
-    let mut out = String::with_capacity(text.len() + text.len() / 8);
-    for (n, line) in text.lines().enumerate() {
-        if n > 0 {
-            out.push('\n');
-        }
-        out.push_str("    ");
-        out.push_str(line);
-    }
-    out
+    // An item of a list in a member of the document: four spaces in.
+    print::pretty_json_indented(entry, "    ")
 }
 
 /// The JSON document of a plan made a piece at a time, without holding the plan: this,

@@ -95,6 +95,20 @@ pub fn default_max_connections() -> usize {
     files.saturating_sub(RESERVED_FILES.min(files / 2)).clamp(1, MAX_CONNECTIONS)
 }
 
+/// Raises the soft limit on open files to the hard one, as Go programs (kube-apiserver
+/// among them) do at start: the soft limit is often 1,024, a few hundred watches.
+pub fn raise_open_files_limit() {
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = limit.rlim_max;
+            // Failing leaves the limit as it was, and the connection cap follows it.
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 /// The process's soft limit on open files.
 pub fn open_files_limit() -> usize {
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

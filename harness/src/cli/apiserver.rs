@@ -80,20 +80,6 @@ fn bytes_quantity(text: &str) -> Result<usize, String> {
     usize::try_from(quantity.units_ceil()).map_err(|_| format!("{text} is too large"))
 }
 
-/// Raises the soft limit on open files to the hard one, as Go programs (kube-apiserver
-/// among them) do at start: the soft limit is often 1,024, a few hundred watches.
-fn raise_open_files_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
-            limit.rlim_cur = limit.rlim_max;
-            // Failing leaves the limit as it was, and the connection cap follows it.
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
-}
-
 pub fn run(args: ApiServerArgs) -> Exit {
     let version = match args.kubernetes_version.as_deref().map(str::parse::<KubernetesVersion>).transpose() {
         Ok(version) => version.unwrap_or_else(KubernetesVersion::latest),
@@ -111,7 +97,7 @@ pub fn run(args: ApiServerArgs) -> Exit {
         (Ok(token), Ok(etcd_tls)) => (token, etcd_tls),
         (Err(message), _) | (_, Err(message)) => return usage_error(&message),
     };
-    raise_open_files_limit();
+    crate::apiserver::raise_open_files_limit();
     let limits = HistoryLimits { events: args.history, bytes: args.watch_history_bytes };
     let max_connections = match args.max_connections {
         Some(n) => usize::try_from(n).unwrap_or(MAX_CONNECTIONS),

@@ -120,16 +120,7 @@ pub fn run(args: NormalizeArgs) -> Exit {
 /// `serde_json::to_string_pretty` prints it inside a list (each line indented by two
 /// spaces; JSON strings hold no raw line breaks, so lines split safely).
 fn json_item(value: &serde_json::Value) -> String {
-    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
-    let mut out = String::with_capacity(text.len() + text.len() / 16);
-    for (i, line) in text.lines().enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str("  ");
-        out.push_str(line);
-    }
-    out
+    kubeyard_compiler::print::pretty_json_indented(value, "  ")
 }
 
 /// The normalized form of every valid object, in input order.
