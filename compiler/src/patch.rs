@@ -1,9 +1,10 @@
 //! The three patch formats of the Kubernetes API, applied to a JSON object: JSON patch
-//! (RFC 6902), JSON merge patch (RFC 7386) and strategic merge patch, which merges lists
-//! by the schemas' `x-kubernetes-patch-merge-key` and understands kubectl's directives
+//! (RFC 6902) and JSON merge patch (RFC 7386), by the `json-patch` crate, and strategic
+//! merge patch, which merges lists as `list_merge` reads the schemas' patch markers
+//! (`x-kubernetes-patch-merge-key`) and understands kubectl's directives
 //! (`$patch`, `$retainKeys`, `$setElementOrder/…`, `$deleteFromPrimitiveList/…`).
 
-use crate::plan::merge::Schema;
+use crate::list_merge::{ListKind, Schema, Writer, key_values};
 use serde_json::{Map, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -22,112 +23,27 @@ fn malformed(message: impl Into<String>) -> PatchError {
 
 /// RFC 7386: maps merge, `null` removes, anything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = Value::Object(Map::new());
-    }
-    let Value::Object(map) = target else { return };
-    for (key, value) in patch {
-        if value.is_null() {
-            map.remove(key);
-        } else {
-            merge_patch(map.entry(key.clone()).or_insert(Value::Null), value);
-        }
-    }
+    ::json_patch::merge(target, patch);
 }
 
 /// RFC 6902, every operation or none.
 pub fn json_patch(target: &mut Value, operations: &Value) -> Result<(), PatchError> {
-    let Value::Array(operations) = operations else {
+    if !operations.is_array() {
         return Err(malformed("a JSON patch is a list of operations"));
-    };
-    let mut result = target.clone();
-    for operation in operations {
-        let field = |name: &str| operation.get(name).and_then(Value::as_str);
-        let op = field("op").ok_or_else(|| malformed("an operation has no \"op\""))?;
-        let path = field("path").ok_or_else(|| malformed(format!("the {op} operation has no \"path\"")))?;
-        let value =
-            || operation.get("value").cloned().ok_or_else(|| malformed(format!("the {op} at {path} has no \"value\"")));
-        match op {
-            "add" => add(&mut result, path, value()?)?,
-            "remove" => {
-                remove(&mut result, path)?;
-            }
-            "replace" => {
-                let slot = pointer_mut(&mut result, path)?;
-                *slot = value()?;
-            }
-            "move" | "copy" => {
-                let from = field("from").ok_or_else(|| malformed(format!("the {op} at {path} has no \"from\"")))?;
-                let moved = if op == "move" {
-                    remove(&mut result, from)?
-                } else {
-                    result.pointer(from).cloned().ok_or_else(|| PatchError::NoPath(from.into()))?
-                };
-                add(&mut result, path, moved)?;
-            }
-            "test" => {
-                if result.pointer(path) != Some(&value()?) {
-                    return Err(PatchError::TestFailed(path.into()));
-                }
-            }
-            other => return Err(malformed(format!("unknown operation \"{other}\""))),
-        }
     }
-    *target = result;
-    Ok(())
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-fn pointer_mut<'a>(target: &'a mut Value, path: &str) -> Result<&'a mut Value, PatchError> {
-    target.pointer_mut(path).ok_or_else(|| PatchError::NoPath(path.into()))
-}
-
-fn split(path: &str) -> Result<(&str, String), PatchError> {
-    let at = path.rfind('/').ok_or_else(|| malformed(format!("\"{path}\" is not a JSON pointer")))?;
-    Ok((&path[..at], unescape(&path[at + 1..])))
-}
-
-fn add(target: &mut Value, path: &str, value: Value) -> Result<(), PatchError> {
-    if path.is_empty() {
-        *target = value;
-        return Ok(());
-    }
-    let (parent, last) = split(path)?;
-    match pointer_mut(target, parent)? {
-        Value::Object(map) => {
-            map.insert(last, value);
+    let operations: ::json_patch::Patch =
+        serde_json::from_value(operations.clone()).map_err(|e| malformed(e.to_string()))?;
+    // The crate undoes what it applied when an operation fails.
+    ::json_patch::patch(target, &operations).map_err(|error| {
+        let path = error.path.to_string();
+        match error.kind {
+            ::json_patch::PatchErrorKind::TestFailed => PatchError::TestFailed(path),
+            ::json_patch::PatchErrorKind::InvalidPointer | ::json_patch::PatchErrorKind::InvalidFromPointer => {
+                PatchError::NoPath(path)
+            }
+            other => malformed(format!("operation {} at {path}: {other}", error.operation)),
         }
-        Value::Array(items) => {
-            let at = if last == "-" {
-                items.len()
-            } else {
-                last.parse::<usize>()
-                    .ok()
-                    .filter(|&i| i <= items.len())
-                    .ok_or_else(|| PatchError::NoPath(path.into()))?
-            };
-            items.insert(at, value);
-        }
-        _ => return Err(PatchError::NoPath(path.into())),
-    }
-    Ok(())
-}
-
-fn remove(target: &mut Value, path: &str) -> Result<Value, PatchError> {
-    let (parent, last) = split(path)?;
-    let removed = match pointer_mut(target, parent)? {
-        Value::Object(map) => map.remove(&last),
-        Value::Array(items) => last.parse::<usize>().ok().filter(|&i| i < items.len()).map(|i| items.remove(i)),
-        _ => None,
-    };
-    removed.ok_or_else(|| PatchError::NoPath(path.into()))
+    })
 }
 
 const SET_ORDER: &str = "$setElementOrder/";
@@ -212,7 +128,7 @@ fn merge_map(target: &mut Value, patch: &Map<String, Value>, schema: Schema<'_>)
         if let Some(field) = key.strip_prefix(SET_ORDER)
             && let (Some(Value::Array(items)), Some(order)) = (map.get_mut(field), order.as_array())
         {
-            reorder(items, order, schema.property(field).patch_merge_key());
+            reorder(items, order, &schema.property(field).list_kind(Writer::Strategic));
         }
     }
     Ok(())
@@ -231,49 +147,53 @@ fn merge_list(target: &mut Value, patch: &[Value], schema: Schema<'_>) -> Result
         *target = Value::Array(plain);
         return Ok(());
     };
-    if let Some(key) = schema.patch_merge_key() {
-        for item in patch {
-            let Some(map) = item.as_object() else {
-                return Err(malformed(format!("list items merged by \"{key}\" must be objects")));
-            };
-            let Some(id) = map.get(key) else {
-                return Err(malformed(format!("a list item has no \"{key}\", the key its list merges by")));
-            };
-            let id = Some(id);
-            let found = items.iter().position(|existing| id.is_some() && existing.get(key) == id);
-            let delete = map.get("$patch").and_then(Value::as_str) == Some("delete");
-            match (found, delete) {
-                (Some(at), true) => {
-                    items.remove(at);
-                }
-                (None, true) => {}
-                (Some(at), false) => merge_map(&mut items[at], map, schema.items())?,
-                (None, false) => {
-                    let mut fresh = Value::Object(Map::new());
-                    merge_map(&mut fresh, map, schema.items())?;
-                    items.push(fresh);
+    match schema.list_kind(Writer::Strategic) {
+        ListKind::Map(keys) => {
+            for item in patch {
+                let Some(map) = item.as_object() else {
+                    return Err(malformed(format!("list items merged by \"{}\" must be objects", keys.join(", "))));
+                };
+                let Some(id) = key_values(item, &keys) else {
+                    return Err(malformed(format!(
+                        "a list item has no \"{}\", the key its list merges by",
+                        keys.join(", ")
+                    )));
+                };
+                let found = items.iter().position(|existing| key_values(existing, &keys).as_ref() == Some(&id));
+                let delete = map.get("$patch").and_then(Value::as_str) == Some("delete");
+                match (found, delete) {
+                    (Some(at), true) => {
+                        items.remove(at);
+                    }
+                    (None, true) => {}
+                    (Some(at), false) => merge_map(&mut items[at], map, schema.items())?,
+                    (None, false) => {
+                        let mut fresh = Value::Object(Map::new());
+                        merge_map(&mut fresh, map, schema.items())?;
+                        items.push(fresh);
+                    }
                 }
             }
         }
-    } else if schema.patch_is_set() {
-        for item in plain {
-            if !items.contains(&item) {
-                items.push(item);
+        ListKind::Set => {
+            for item in plain {
+                if !items.contains(&item) {
+                    items.push(item);
+                }
             }
         }
-    } else {
-        *items = plain;
+        ListKind::Atomic => *items = plain,
     }
     Ok(())
 }
 
 /// Puts the items `order` names first, in its order; the others keep theirs after them.
-fn reorder(items: &mut [Value], order: &[Value], key: Option<&str>) {
-    let identity = |item: &Value| match key {
-        Some(key) => item.get(key).cloned(),
-        None => Some(item.clone()),
+fn reorder(items: &mut [Value], order: &[Value], kind: &ListKind<'_>) {
+    let identity = |item: &Value| match kind {
+        ListKind::Map(keys) => key_values(item, keys),
+        _ => Some(item.to_string()),
     };
-    let wanted: Vec<Option<Value>> = order.iter().map(identity).collect();
+    let wanted: Vec<Option<String>> = order.iter().map(identity).collect();
     let rank = |item: &Value| wanted.iter().position(|w| w.is_some() && *w == identity(item)).unwrap_or(usize::MAX);
     items.sort_by_key(rank);
 }

@@ -5,7 +5,6 @@
 //! token (what `kubeyard up` does): the components' client carries both.
 
 use crate::apiserver::{self, ApiServer, objects, tls};
-use crate::client::config::Endpoint;
 use crate::clock::Clock;
 use crate::controller_manager;
 use crate::controllers::node_lifecycle;
@@ -232,16 +231,6 @@ impl ControlPlane {
     pub fn kubeconfig(&self) -> String {
         let ca = self.identity.as_ref().map(|i| i.ca_pem.as_str());
         apiserver::kubeconfig::render(&self.url, self.token.as_deref(), ca)
-    }
-
-    /// Where and how to reach the API server, for kubeyard's own client.
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            server: self.url.clone(),
-            ca_pem: self.identity.as_ref().map(|i| i.ca_pem.clone().into_bytes()),
-            token: self.token.clone(),
-            ..Endpoint::default()
-        }
     }
 
     /// The token clients must send, when secure.

@@ -8,7 +8,7 @@
 //! `ordered` asks for item-by-item matching of lists of the same length instead.
 //! Numbers compare by value and quantities by amount (`1Gi` matches `1024Mi`).
 
-use crate::plan::merge::Schema;
+use crate::list_merge::Schema;
 use crate::quantity::Quantity;
 use serde_json::Value;
 
@@ -129,7 +129,7 @@ fn list(
         }
         return;
     }
-    let key = schema.merge_key().filter(|key| wanted.iter().all(|w| w.get(*key).is_some()));
+    let key = schema.item_key().filter(|key| wanted.iter().all(|w| w.get(*key).is_some()));
     if let Some(key) = key {
         for w in wanted {
             let id = &w[key];

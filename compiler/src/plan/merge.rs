@@ -5,93 +5,12 @@
 //! were applied last time and are no longer desired are removed; fields nobody applied
 //! (status, defaults, `metadata.uid`) stay as the cluster has them. Lists whose schema
 //! names a merge key (`x-kubernetes-patch-merge-key`: containers by `name`, ports by
-//! `containerPort`) merge item by item; other lists are replaced whole.
+//! `containerPort`) merge item by item; other lists are replaced whole: kubectl sends a
+//! strategic merge patch, and `list_merge` says how each list merges under one, for this
+//! prediction and for the API server that applies the patch alike.
 
+use crate::list_merge::{ListKind, Schema, Writer, identities, index};
 use serde_json::{Map, Value};
-use std::collections::HashMap;
-
-/// Where in the schema a value sits, to find each list's merge key.
-#[derive(Clone, Copy)]
-pub struct Schema<'a> {
-    pub node: Option<&'a Value>,
-    pub definitions: Option<&'a rustc_hash::FxHashMap<String, Value>>,
-}
-
-impl<'a> Schema<'a> {
-    pub const NONE: Schema<'static> = Schema { node: None, definitions: None };
-
-    fn resolved(self) -> Option<&'a Value> {
-        let node = self.node?;
-        Some(crate::normalize::resolve(self.definitions?, node).0)
-    }
-
-    pub fn property(self, key: &str) -> Schema<'a> {
-        let resolved = self.resolved();
-        let child = resolved.and_then(|s| {
-            s.get("properties")
-                .and_then(|p| p.get(key))
-                .or_else(|| s.get("additionalProperties").filter(|a| a.is_object()))
-        });
-        Schema { node: child, definitions: self.definitions }
-    }
-
-    pub fn items(self) -> Schema<'a> {
-        Schema { node: self.resolved().and_then(|s| s.get("items")), definitions: self.definitions }
-    }
-
-    /// `x-kubernetes-patch-strategy` of the property (`merge`, `retainKeys`, both).
-    pub(crate) fn strategy(self) -> &'a str {
-        self.node.and_then(|n| n.get("x-kubernetes-patch-strategy")).and_then(Value::as_str).unwrap_or("")
-    }
-
-    /// A list of scalars merged as a set (`metadata.finalizers`).
-    pub(crate) fn is_set(self) -> bool {
-        self.node.and_then(|n| n.get("x-kubernetes-list-type")).and_then(Value::as_str) == Some("set")
-            || (self.strategy().contains("merge") && self.merge_key().is_none())
-    }
-
-    /// The keys that identify an item when comparing two stored (normalized) lists: all of
-    /// `x-kubernetes-list-map-keys` (`port` and `protocol` for Service ports), else the merge key.
-    fn identity_keys(self) -> Vec<&'a str> {
-        let map_keys: Vec<&str> = self
-            .node
-            .and_then(|n| n.get("x-kubernetes-list-map-keys"))
-            .and_then(Value::as_array)
-            .map(|keys| keys.iter().filter_map(Value::as_str).collect())
-            .unwrap_or_default();
-        if !map_keys.is_empty() { map_keys } else { self.merge_key().into_iter().collect() }
-    }
-
-    /// The merge key of a strategic merge patch: only the patch-strategy markers count
-    /// there (server-side apply's list types do not).
-    pub(crate) fn patch_merge_key(self) -> Option<&'a str> {
-        let node = self.node?;
-        if !self.strategy().contains("merge") {
-            return None;
-        }
-        node.get("x-kubernetes-patch-merge-key").and_then(Value::as_str)
-    }
-
-    /// A list of scalars that a strategic merge patch merges as a set.
-    pub(crate) fn patch_is_set(self) -> bool {
-        self.strategy().contains("merge") && self.patch_merge_key().is_none()
-    }
-
-    /// The key list items merge by, when the list merges rather than being replaced.
-    pub fn merge_key(self) -> Option<&'a str> {
-        // The markers sit on the property itself, beside its `items`.
-        let node = self.node?;
-        let strategic =
-            node.get("x-kubernetes-patch-strategy").and_then(Value::as_str).is_some_and(|s| s.contains("merge"));
-        if strategic && let Some(key) = node.get("x-kubernetes-patch-merge-key").and_then(Value::as_str) {
-            return Some(key);
-        }
-        if node.get("x-kubernetes-list-type").and_then(Value::as_str) == Some("map") {
-            return node.get("x-kubernetes-list-map-keys")?.as_array()?.first()?.as_str();
-        }
-        None
-    }
-}
 
 /// The object after applying `desired` over `live`, given what was `last` applied.
 pub fn merge(last: Option<&Value>, desired: &Value, live: &Value, schema: Schema<'_>) -> Value {
@@ -99,9 +18,7 @@ pub fn merge(last: Option<&Value>, desired: &Value, live: &Value, schema: Schema
         (Value::Object(d), Value::Object(v)) => {
             let empty = Map::new();
             let l = last.and_then(Value::as_object).unwrap_or(&empty);
-            // `retainKeys` (a Deployment's `strategy`, a volume's source): what the
-            // configuration leaves out goes, whoever set it.
-            let retain = schema.strategy().contains("retainKeys");
+            let retain = schema.retains_keys();
             let mut out = Map::with_capacity(d.len().max(v.len()));
             for (key, value) in v {
                 match d.get(key) {
@@ -125,9 +42,9 @@ pub fn merge(last: Option<&Value>, desired: &Value, live: &Value, schema: Schema
             }
             Value::Object(out)
         }
-        (Value::Array(d), Value::Array(v)) => match schema.merge_key() {
-            Some(key) => merge_list(last.and_then(Value::as_array), d, v, &[key], schema.items()),
-            None if schema.is_set() => {
+        (Value::Array(d), Value::Array(v)) => match schema.list_kind(Writer::Strategic) {
+            ListKind::Map(keys) => merge_list(last.and_then(Value::as_array), d, v, &keys, schema.items()),
+            ListKind::Set => {
                 // A set: what is wanted, plus what the cluster added and nobody applied.
                 let applied = last.and_then(Value::as_array);
                 let mut out = d.clone();
@@ -138,37 +55,10 @@ pub fn merge(last: Option<&Value>, desired: &Value, live: &Value, schema: Schema
                 }
                 Value::Array(out)
             }
-            None => desired.clone(),
+            ListKind::Atomic => desired.clone(),
         },
         _ => desired.clone(),
     }
-}
-
-/// An item's identity in a keyed list: its key values, and which occurrence of them it
-/// is, so the n-th item with a key pairs with the n-th (env names may repeat).
-type Identity = (String, usize);
-
-fn identities(list: &[Value], keys: &[&str]) -> Vec<Option<Identity>> {
-    let mut seen: HashMap<String, usize> = HashMap::new();
-    list.iter()
-        .map(|item| {
-            let mut key = String::new();
-            for k in keys {
-                let value = item.get(*k)?;
-                key.push_str(&value.to_string());
-                key.push('\u{0}');
-            }
-            let n = seen.entry(key.clone()).or_default();
-            *n += 1;
-            Some((key, *n))
-        })
-        .collect()
-}
-
-fn index(list: &[Value], keys: &[&str]) -> (Vec<Option<Identity>>, HashMap<Identity, usize>) {
-    let ids = identities(list, keys);
-    let map = ids.iter().enumerate().filter_map(|(i, id)| Some((id.clone()?, i))).collect();
-    (ids, map)
 }
 
 fn merge_list(last: Option<&Vec<Value>>, desired: &[Value], live: &[Value], keys: &[&str], items: Schema<'_>) -> Value {
@@ -243,10 +133,8 @@ pub fn diff(before: &Value, after: &Value, schema: Schema<'_>, path: &mut String
                 path.truncate(len);
             }
         }
-        (Value::Array(b), Value::Array(a)) => match schema.identity_keys() {
-            keys if !keys.is_empty()
-                && identities(b, &keys).iter().chain(&identities(a, &keys)).all(Option::is_some) =>
-            {
+        (Value::Array(b), Value::Array(a)) => match schema.list_kind(Writer::Structural) {
+            ListKind::Map(keys) if identities(b, &keys).iter().chain(&identities(a, &keys)).all(Option::is_some) => {
                 let (b_ids, b_index) = index(b, &keys);
                 let (a_ids, a_index) = index(a, &keys);
                 let label = |item: &Value| {

@@ -8,9 +8,10 @@ pub mod render;
 pub mod state;
 
 use crate::graph::{self, Graph, ObjectId};
+use crate::list_merge::Schema;
 use crate::object::{GroupVersionKind, ObjectInfo};
 use crate::schema::Catalog;
-use merge::{Change, Schema};
+use merge::Change;
 use serde::Serialize;
 use serde_json::Value;
 use state::{LAST_APPLIED, State};

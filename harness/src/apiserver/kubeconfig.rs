@@ -26,6 +26,11 @@ pub fn render(url: &str, token: Option<&str>, ca_pem: Option<&str>) -> String {
 /// Writes it atomically (a reader never sees half a file), readable by its owner only
 /// when it holds a token.
 pub fn write(path: &Path, url: &str, token: Option<&str>, ca_pem: Option<&str>) -> std::io::Result<()> {
+    write_text(path, &render(url, token, ca_pem))
+}
+
+/// Writes a rendered kubeconfig as [`write`] does.
+pub fn write_text(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir)?;
     let temporary = dir.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("kubeconfig")));
@@ -36,7 +41,7 @@ pub fn write(path: &Path, url: &str, token: Option<&str>, ca_pem: Option<&str>) 
             use std::os::unix::fs::PermissionsExt;
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         }
-        file.write_all(render(url, token, ca_pem).as_bytes())?;
+        file.write_all(text.as_bytes())?;
         file.sync_all()?;
     }
     std::fs::rename(&temporary, path)

@@ -5,7 +5,7 @@
 use super::Exit;
 use super::lint::usage_error;
 use super::plan::Connection;
-use crate::client::{Client, config};
+use crate::client::{Client, Connected};
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::print;
 use serde_json::Value;
@@ -49,28 +49,24 @@ enum Output {
 }
 
 pub fn run(args: GetArgs) -> Exit {
-    let endpoint = match args.connection.endpoint() {
-        Ok(Some(endpoint)) => Ok(endpoint),
-        Ok(None) => match config::default_path() {
-            Some(path) => config::load(&path, args.connection.context.as_deref()),
-            None => Err("no cluster: give --kubeconfig FILE or --cluster URL".into()),
-        },
-        Err(message) => Err(message),
-    };
-    let endpoint = match endpoint {
-        Ok(endpoint) => endpoint,
-        Err(message) => return usage_error(&message),
-    };
-    let namespace = args.namespace.clone().or_else(|| endpoint.namespace.clone()).unwrap_or_else(|| "default".into());
-    let client = match Client::new(endpoint) {
-        Ok(client) => client,
-        Err(message) => return usage_error(&message),
-    };
     let runtime = match super::runtime(false) {
         Ok(runtime) => runtime,
         Err(message) => return usage_error(&message),
     };
-    runtime.block_on(get(&client, &args, &namespace))
+    runtime.block_on(async {
+        // Neither --kubeconfig nor --cluster: the kubeconfig kubectl would read.
+        let connected = match args.connection.connect().await {
+            Ok(Some(connected)) => Ok(connected),
+            Ok(None) => Client::connect(None, args.connection.context.as_deref()).await,
+            Err(message) => Err(message),
+        };
+        let Connected { client, namespace } = match connected {
+            Ok(connected) => connected,
+            Err(message) => return usage_error(&message),
+        };
+        let namespace = args.namespace.clone().unwrap_or(namespace);
+        get(&client, &args, &namespace).await
+    })
 }
 
 async fn get(client: &Client, args: &GetArgs, namespace: &str) -> Exit {

@@ -5,7 +5,7 @@ use super::Exit;
 use super::compile::{Compiled, PlanPiece, compile};
 use super::inputs::{Inputs, print_problems, read_source};
 use super::lint::usage_error;
-use crate::client::{self, Client, config::Endpoint};
+use crate::client::{self, Client, Connected};
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::graph::ObjectId;
 use kubeyard_compiler::plan::render::{self, Style};
@@ -84,25 +84,22 @@ pub struct Connection {
 }
 
 impl Connection {
-    /// The cluster of `--kubeconfig` or `--cluster`; none when neither is given.
-    pub fn endpoint(&self) -> Result<Option<Endpoint>, String> {
-        Ok(match (&self.kubeconfig, &self.cluster) {
-            (Some(path), _) => Some(client::config::load(path, self.context.as_deref())?),
-            (None, Some(url)) => Some(Endpoint {
-                server: url.trim_end_matches('/').to_string(),
-                token: self.token.clone(),
-                insecure: self.insecure_skip_tls_verify,
-                ..Endpoint::default()
-            }),
-            (None, None) => None,
-        })
+    /// The cluster of `--kubeconfig` or `--cluster`, connected (within a runtime: the
+    /// client lives on it); none when neither is given.
+    pub async fn connect(&self) -> Result<Option<Connected>, String> {
+        match (&self.kubeconfig, &self.cluster) {
+            (Some(path), _) => Client::connect(Some(path), self.context.as_deref()).await.map(Some),
+            (None, Some(url)) => {
+                Client::for_url(url.trim_end_matches('/'), self.token.as_deref(), self.insecure_skip_tls_verify)
+                    .map(Some)
+            }
+            (None, None) => Ok(None),
+        }
     }
-}
 
-impl Target {
-    /// The live cluster to compare with; none for a state file or nothing.
-    pub fn endpoint(&self) -> Result<Option<Endpoint>, String> {
-        self.connection.endpoint()
+    /// Whether a live cluster is named.
+    pub fn is_live(&self) -> bool {
+        self.kubeconfig.is_some() || self.cluster.is_some()
     }
 }
 
@@ -169,14 +166,18 @@ pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) ->
 /// What the live cluster of `--kubeconfig` or `--cluster` holds for the desired objects;
 /// an empty state when neither is given.
 fn read_live(target: &Target, compiled: &Compiled) -> Result<State, String> {
-    let Some(endpoint) = target.endpoint()? else { return Ok(State::default()) };
-    let client = Client::new(endpoint)?;
+    if !target.connection.is_live() {
+        return Ok(State::default());
+    }
     let values: Vec<Value> = compiled.objects.iter().map(|d| d.value()).collect();
     let desired: Vec<&Value> = values.iter().collect();
     let runtime = super::runtime(false)?;
-    runtime
-        .block_on(client::state::read(&client, &desired, target.prune))
-        .map_err(|message| format!("reading the cluster at {}: {message}", client.server()))
+    runtime.block_on(async {
+        let Some(Connected { client, .. }) = target.connection.connect().await? else { return Ok(State::default()) };
+        client::state::read(&client, &desired, target.prune)
+            .await
+            .map_err(|message| format!("reading the cluster at {}: {message}", client.server()))
+    })
 }
 
 fn read_state(path: &Path) -> Result<State, Exit> {
@@ -297,24 +298,22 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
 /// and saying what became of each object as kubectl does; or to a state file (`--state`),
 /// printing the plan and recording the objects as applied.
 pub fn apply(args: ApplyArgs) -> Exit {
-    let endpoint = match args.target.endpoint() {
-        Ok(endpoint) => endpoint,
-        Err(message) => return usage_error(&message),
-    };
-    if let Some(endpoint) = endpoint {
+    if args.target.connection.is_live() {
         let planned = match make_plan(&args.inputs, &args.target, true) {
             Ok(planned) => planned,
             Err(exit) => return exit,
-        };
-        let client = match Client::new(endpoint) {
-            Ok(client) => client,
-            Err(message) => return usage_error(&message),
         };
         let runtime = match super::runtime(false) {
             Ok(runtime) => runtime,
             Err(message) => return usage_error(&message),
         };
-        return runtime.block_on(apply_live(&client, &planned));
+        return runtime.block_on(async {
+            match args.target.connection.connect().await {
+                Ok(Some(Connected { client, .. })) => apply_live(&client, &planned).await,
+                Ok(None) => usage_error("no live cluster named"),
+                Err(message) => usage_error(&message),
+            }
+        });
     }
     let Some(path) = args.target.state.clone() else {
         return usage_error(

@@ -73,12 +73,7 @@ pub fn run(args: TestArgs) -> Exit {
     let target = match args.cluster {
         ClusterKind::InProcess => Target::InProcess,
         ClusterKind::Containers => Target::Containers { etcd_binary: args.etcd_binary.clone() },
-        ClusterKind::Kubeconfig => {
-            let Some(path) = args.kubeconfig.clone().or_else(crate::client::config::default_path) else {
-                return usage_error("--cluster kubeconfig needs --kubeconfig FILE (or KUBECONFIG, or ~/.kube/config)");
-            };
-            Target::Kubeconfig { path, context: args.context.clone() }
-        }
+        ClusterKind::Kubeconfig => Target::Kubeconfig { path: args.kubeconfig.clone(), context: args.context.clone() },
     };
     let (mut tests, problems) = runner::find(&paths);
     for problem in &problems {

@@ -10,7 +10,7 @@ use super::inputs::Inputs;
 use super::lint::usage_error;
 use super::plan::{self, Connection, Target};
 use crate::apiserver::kubeconfig;
-use crate::client::{Client, config::Endpoint};
+use crate::client::Client;
 use crate::containers::cluster::MAX_NODES;
 use crate::containers::{ClusterSpec, ContainerCluster};
 use crate::controlplane::{Config, ControlPlane};
@@ -144,7 +144,7 @@ pub fn run(args: UpArgs) -> Exit {
             cluster.removed_externally(Duration::from_secs(1)).await;
             format!("cluster {} was removed (its containers are gone); stopping", cluster.id())
         };
-        let exit = match serve(&args, &runtime, &cluster.endpoint(), client, started, gone) {
+        let exit = match serve(&args, &runtime, (&cluster.kubeconfig(), cluster.url()), client, started, gone) {
             Served::Stopped(exit) => exit,
             Served::Removed(message) => {
                 eprintln!("kubeyard: {message}");
@@ -174,7 +174,7 @@ pub fn run(args: UpArgs) -> Exit {
     if args.insecure_http {
         eprintln!("kubeyard: warning: --insecure-http: anyone who can reach {} can read every Secret", plane.url());
     }
-    match serve(&args, &runtime, &plane.endpoint(), plane.client(), started, std::future::pending()) {
+    match serve(&args, &runtime, (&plane.kubeconfig(), plane.url()), plane.client(), started, std::future::pending()) {
         Served::Stopped(exit) => exit,
         Served::Removed(message) => usage_error(&message),
     }
@@ -193,15 +193,14 @@ enum Served {
 fn serve(
     args: &UpArgs,
     runtime: &tokio::runtime::Runtime,
-    endpoint: &Endpoint,
+    (kubeconfig, server): (&str, &str),
     client: kube::Client,
     started: Instant,
     gone: impl std::future::Future<Output = String>,
 ) -> Served {
     let path = args.kubeconfig_out.clone().unwrap_or_else(default_kubeconfig);
-    let ca = endpoint.ca_pem.as_deref().map(String::from_utf8_lossy);
     // Owner-only: it holds the token.
-    if let Err(error) = kubeconfig::write(&path, &endpoint.server, endpoint.token.as_deref(), ca.as_deref()) {
+    if let Err(error) = kubeconfig::write_text(&path, kubeconfig) {
         return Served::Stopped(usage_error(&format!("cannot write the kubeconfig {}: {error}", path.display())));
     }
     eprintln!("kubeyard: kubeconfig written to {}: export KUBECONFIG={}", path.display(), path.display());
@@ -216,10 +215,7 @@ fn serve(
             Ok(planned) => planned,
             Err(exit) => return Served::Stopped(exit),
         };
-        let applier = match Client::new(endpoint.clone()) {
-            Ok(applier) => applier,
-            Err(message) => return Served::Stopped(usage_error(&message)),
-        };
+        let applier = Client::new(client.clone(), server);
         let applied = runtime.block_on(async {
             tokio::select! {
                 applied = plan::apply_live(&applier, &planned) => Some(applied),
@@ -289,8 +285,8 @@ async fn progress(client: &kube::Client) -> Result<Progress, kube::Error> {
     }
     for pod in Api::<Pod>::all(client.clone()).list(&ListParams::default()).await?.items {
         let bound = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some();
+        let ready = crate::controllers::pods::is_ready(&pod);
         let status = pod.status.unwrap_or_default();
-        let ready = status.conditions.iter().flatten().any(|c| c.type_ == "Ready" && c.status == "True");
         match status.phase.as_deref() {
             Some("Running") if ready => progress.ready += 1,
             Some("Running") => progress.running += 1,

@@ -1,35 +1,30 @@
-//! A small Kubernetes client for kubeyard's own commands (`plan --kubeconfig`): JSON
-//! over HTTP or HTTPS (the kubeconfig's CA, client certificates, tokens), discovery of
-//! where each kind lives, get and paged list. `state` reads what a cluster holds for a plan.
+//! kubeyard's own commands' view of a cluster (`plan`/`apply`/`get` against a live
+//! cluster, tests against any cluster), on kube-rs: its kubeconfig reader (every auth form
+//! kubeconfig users have, exec credential plugins included), its transport and its
+//! typed discovery. Objects stay JSON values by path, so what a plan compares is exactly
+//! what the server sent. `state` reads what a cluster holds for a plan; `apply` carries a
+//! plan out.
 
 pub mod apply;
-pub mod config;
 pub mod state;
 
-use bytes::Bytes;
-use config::Endpoint;
-use http_body_util::{BodyExt, Full};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use http_body_util::BodyExt;
+use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::Value;
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 const JSON: &str = "application/json";
 const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json";
 
+#[derive(Clone)]
 pub struct Client {
-    endpoint: Endpoint,
-    http: hyper_util::client::legacy::Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    authorization: Option<String>,
-    /// `apiVersion` to its resources (kind → plural, namespaced), from discovery.
-    resources: Mutex<HashMap<String, Arc<Resources>>>,
+    kube: kube::Client,
+    /// The server's URL, for messages.
+    server: String,
+    /// `apiVersion` to its kinds' resources, from discovery.
+    resources: Arc<Mutex<HashMap<String, Arc<Resources>>>>,
 }
 
 /// Why a write failed: someone else changed the object first (plan again), or anything else.
@@ -56,153 +51,98 @@ pub struct Found {
     pub kind: String,
 }
 
-/// One group version's kinds: each kind's plural and whether it is namespaced.
-type Resources = HashMap<String, (String, bool)>;
-
-/// `insecure-skip-tls-verify: true`: the server's certificate is not checked.
-#[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+/// A served kind: where it lives and whether it is namespaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Served {
+    pub resource: ApiResource,
+    pub namespaced: bool,
 }
 
-fn tls(endpoint: &Endpoint) -> Result<ClientConfig, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(Arc::clone(&provider))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = if endpoint.insecure {
-        builder.dangerous().with_custom_certificate_verifier(Arc::new(Unverified(provider)))
-    } else {
-        let Some(ca) = &endpoint.ca_pem else {
-            return Err(format!(
-                "{} is HTTPS and the kubeconfig names no certificate-authority to trust",
-                endpoint.server
-            ));
-        };
-        let mut roots = RootCertStore::empty();
-        for cert in CertificateDer::pem_slice_iter(ca) {
-            let cert = cert.map_err(|e| format!("the kubeconfig's certificate authority is not PEM: {e}"))?;
-            roots.add(cert).map_err(|e| format!("the kubeconfig's certificate authority is not usable: {e}"))?;
-        }
-        builder.with_root_certificates(roots)
-    };
-    let config = match &endpoint.client_cert {
-        Some((cert, key)) => {
-            let certs = CertificateDer::pem_slice_iter(cert)
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("the client certificate is not PEM: {e}"))?;
-            let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("the client key is not PEM: {e}"))?;
-            builder
-                .with_client_auth_cert(certs, key)
-                .map_err(|e| format!("the client certificate is not usable: {e}"))?
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Ok(config)
+/// One group version's kinds.
+type Resources = HashMap<String, Served>;
+
+/// A connection to a kubeconfig's cluster: the client and the context's namespace
+/// (`default` when it names none, as kubectl reads it).
+pub struct Connected {
+    pub client: Client,
+    pub namespace: String,
 }
 
 impl Client {
-    pub fn new(endpoint: Endpoint) -> Result<Client, String> {
-        let https = endpoint.server.starts_with("https://");
-        if !https && !endpoint.server.starts_with("http://") {
-            return Err(format!("{} is not an http:// or https:// URL", endpoint.server));
+    /// Over a kube client already made (the clusters kubeyard runs itself).
+    pub fn new(kube: kube::Client, server: impl Into<String>) -> Client {
+        Client { kube, server: server.into(), resources: Arc::default() }
+    }
+
+    /// The cluster of a kubeconfig, as kubectl picks it: `path`, else `$KUBECONFIG` (its
+    /// files merged), else `~/.kube/config`; `context`, else the current one.
+    pub async fn connect(path: Option<&Path>, context: Option<&str>) -> Result<Connected, String> {
+        let shown = path.map_or_else(|| "the kubeconfig".to_string(), |p| p.display().to_string());
+        let kubeconfig = match path {
+            Some(path) => kube::config::Kubeconfig::read_from(path),
+            None => kube::config::Kubeconfig::read(),
         }
-        let connector = hyper_rustls::HttpsConnectorBuilder::new();
-        let connector = if https {
-            connector.with_tls_config(tls(&endpoint)?)
-        } else {
-            // Never used for plain HTTP, but the connector wants one.
-            connector.with_tls_config(
-                ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                    .with_safe_default_protocol_versions()
-                    .map_err(|e| e.to_string())?
-                    .with_root_certificates(RootCertStore::empty())
-                    .with_no_client_auth(),
-            )
-        };
-        let connector = connector.https_or_http().enable_http1().build();
-        let authorization = match (&endpoint.token, &endpoint.basic) {
-            (Some(token), _) => Some(format!("Bearer {token}")),
-            (None, Some((user, password))) => {
-                use base64::Engine;
-                Some(format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
-                ))
-            }
-            (None, None) => None,
-        };
-        let http = hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector);
-        Ok(Client { endpoint, http, authorization, resources: Mutex::new(HashMap::new()) })
+        .map_err(|e| format!("cannot read {shown}: {}", source_chain(&e)))?;
+        let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .map_err(|e| format!("{shown}: {}", source_chain(&e)))?;
+        Client::from_config(config)
+    }
+
+    /// The server at `url` with a bearer token or none (`--cluster URL --token T`).
+    pub fn for_url(url: &str, token: Option<&str>, insecure: bool) -> Result<Connected, String> {
+        let uri: http::Uri = url.parse().map_err(|e| format!("{url} is not a URL: {e}"))?;
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+            return Err(format!("{url} is not an http:// or https:// URL"));
+        }
+        let mut config = kube::Config::new(uri);
+        config.accept_invalid_certs = insecure;
+        config.auth_info.token = token.map(|t| t.to_string().into());
+        Client::from_config(config)
+    }
+
+    fn from_config(config: kube::Config) -> Result<Connected, String> {
+        let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
+        let namespace = config.default_namespace.clone();
+        let kube = kube::Client::try_from(config).map_err(|e| format!("{server}: {}", source_chain(&e)))?;
+        Ok(Connected { client: Client::new(kube, server), namespace })
     }
 
     pub fn server(&self) -> &str {
-        &self.endpoint.server
+        &self.server
+    }
+
+    pub fn kube(&self) -> &kube::Client {
+        &self.kube
     }
 
     /// One request: the answer's status and JSON body (`Null` when it has none).
     async fn send(
         &self,
-        method: hyper::Method,
+        method: http::Method,
         path: &str,
         accept: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
-        let mut request = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.endpoint.server))
-            .header("accept", accept);
-        if let Some(authorization) = &self.authorization {
-            request = request.header("authorization", authorization);
-        }
+        let mut request = http::Request::builder().method(method).uri(path).header(http::header::ACCEPT, accept);
         let bytes = match body {
             Some(body) => {
-                request = request.header("content-type", "application/json");
-                Bytes::from(body.to_string())
+                request = request.header(http::header::CONTENT_TYPE, JSON);
+                body.to_string().into_bytes()
             }
-            None => Bytes::new(),
+            None => Vec::new(),
         };
-        let request = request.body(Full::new(bytes)).map_err(|e| e.to_string())?;
-        let response = self
-            .http
-            .request(request)
-            .await
-            .map_err(|e| format!("cannot reach {}: {}", self.endpoint.server, source_chain(&e)))?;
+        let request = request.body(kube::client::Body::from(bytes)).map_err(|e| e.to_string())?;
+        let response =
+            self.kube.send(request).await.map_err(|e| format!("cannot reach {}: {}", self.server, source_chain(&e)))?;
         let status = response.status().as_u16();
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("{path}: the answer was cut short: {}", source_chain(&e)))?
+            .to_bytes();
         if body.is_empty() {
             return Ok((status, Value::Null));
         }
@@ -219,17 +159,16 @@ impl Client {
 
     /// `GET path`: the object, `None` on 404, and any other failure said in full.
     pub async fn get(&self, path: &str) -> Result<Option<Value>, String> {
-        let (status, body) = self.send(hyper::Method::GET, path, JSON, None).await?;
-        match status {
-            404 => Ok(None),
-            200..=299 => Ok(Some(body)),
-            _ => Err(Client::failure(path, status, &body)),
-        }
+        self.read(path, JSON).await
     }
 
     /// `GET path` with the answer as a `meta.k8s.io/v1` Table, as kubectl asks for it.
     pub async fn table(&self, path: &str) -> Result<Option<Value>, String> {
-        let (status, body) = self.send(hyper::Method::GET, path, TABLE, None).await?;
+        self.read(path, TABLE).await
+    }
+
+    async fn read(&self, path: &str, accept: &str) -> Result<Option<Value>, String> {
+        let (status, body) = self.send(http::Method::GET, path, accept, None).await?;
         match status {
             404 => Ok(None),
             200..=299 => Ok(Some(body)),
@@ -239,15 +178,15 @@ impl Client {
 
     /// `POST collection`: the object as the server stored it.
     pub async fn create(&self, collection: &str, object: &Value) -> Result<Value, Written> {
-        self.write(hyper::Method::POST, collection, object).await
+        self.write(http::Method::POST, collection, object).await
     }
 
     /// `PUT path`: the object as the server stored it; a stale resourceVersion is a conflict.
     pub async fn replace(&self, path: &str, object: &Value) -> Result<Value, Written> {
-        self.write(hyper::Method::PUT, path, object).await
+        self.write(http::Method::PUT, path, object).await
     }
 
-    async fn write(&self, method: hyper::Method, path: &str, object: &Value) -> Result<Value, Written> {
+    async fn write(&self, method: http::Method, path: &str, object: &Value) -> Result<Value, Written> {
         let (status, body) = self.send(method, path, JSON, Some(object)).await.map_err(Written::Failed)?;
         match status {
             200..=299 => Ok(body),
@@ -260,7 +199,7 @@ impl Client {
     pub async fn delete(&self, path: &str) -> Result<(), String> {
         let options =
             serde_json::json!({"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"});
-        let (status, body) = self.send(hyper::Method::DELETE, path, JSON, Some(&options)).await?;
+        let (status, body) = self.send(http::Method::DELETE, path, JSON, Some(&options)).await?;
         match status {
             200..=299 | 404 => Ok(()),
             _ => Err(Client::failure(path, status, &body)),
@@ -297,32 +236,47 @@ impl Client {
         }
     }
 
-    /// Where objects of `kind` in `api_version` live: their plural and whether they are
+    /// One group version's resource list (kube's typed discovery); `None` when the
+    /// server does not serve the group version.
+    async fn resource_list(
+        &self,
+        api_version: &str,
+    ) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList>, String> {
+        let listed = if api_version.contains('/') {
+            self.kube.list_api_group_resources(api_version).await
+        } else {
+            self.kube.list_core_api_resources(api_version).await
+        };
+        match listed {
+            Ok(list) => Ok(Some(list)),
+            Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+            Err(kube::Error::Api(status)) => {
+                Err(format!("discovery of {api_version}: {} {}: {}", status.code, status.reason, status.message))
+            }
+            Err(error) => Err(format!("cannot reach {}: {}", self.server, source_chain(&error))),
+        }
+    }
+
+    /// Where objects of `kind` in `api_version` live: their resource and whether they are
     /// namespaced; `None` when the server does not serve them.
-    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<Option<(String, bool)>, String> {
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<Option<Served>, String> {
         let known = self.resources.lock().unwrap_or_else(|p| p.into_inner()).get(api_version).cloned();
         let resources = match known {
             Some(resources) => resources,
             None => {
-                let path = if api_version.contains('/') {
-                    format!("/apis/{api_version}")
-                } else {
-                    format!("/api/{api_version}")
-                };
+                let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
                 let mut found = HashMap::new();
-                if let Some(list) = self.get(&path).await? {
-                    for resource in list.get("resources").and_then(Value::as_array).into_iter().flatten() {
-                        let (Some(name), Some(kind)) = (
-                            resource.get("name").and_then(Value::as_str),
-                            resource.get("kind").and_then(Value::as_str),
-                        ) else {
-                            continue;
-                        };
-                        if !name.contains('/') {
-                            let namespaced = resource.get("namespaced").and_then(Value::as_bool).unwrap_or(true);
-                            found.insert(kind.to_string(), (name.to_string(), namespaced));
-                        }
+                for resource in self.resource_list(api_version).await?.map(|l| l.resources).unwrap_or_default() {
+                    // Subresources (`pods/status`) are not where objects live.
+                    if resource.name.contains('/') {
+                        continue;
                     }
+                    let gvk = GroupVersionKind::gvk(group, version, &resource.kind);
+                    let served = Served {
+                        resource: ApiResource::from_gvk_with_plural(&gvk, &resource.name),
+                        namespaced: resource.namespaced,
+                    };
+                    found.insert(resource.kind, served);
                 }
                 let found = Arc::new(found);
                 self.resources
@@ -348,37 +302,36 @@ impl Client {
         if group.as_deref().is_none_or(|g| g.is_empty() || g == "core") {
             versions.push("v1".to_string());
         }
-        if let Some(groups) = self.get("/apis").await? {
-            for entry in groups.get("groups").and_then(Value::as_array).into_iter().flatten() {
-                let group_name = entry.get("name").and_then(Value::as_str).unwrap_or("");
-                if group.as_deref().is_some_and(|g| g != group_name && g != "core") {
-                    continue;
-                }
-                if let Some(version) = entry.pointer("/preferredVersion/groupVersion").and_then(Value::as_str) {
-                    versions.push(version.to_string());
-                }
+        let groups = self
+            .kube
+            .list_api_groups()
+            .await
+            .map_err(|e| format!("cannot reach {}: {}", self.server, source_chain(&e)))?;
+        for entry in groups.groups {
+            if group.as_deref().is_some_and(|g| g != entry.name && g != "core") {
+                continue;
+            }
+            if let Some(preferred) = entry.preferred_version {
+                versions.push(preferred.group_version);
             }
         }
         for version in versions {
-            let path = if version.contains('/') { format!("/apis/{version}") } else { format!("/api/{version}") };
-            let Some(list) = self.get(&path).await? else { continue };
-            for resource in list.get("resources").and_then(Value::as_array).into_iter().flatten() {
-                let text = |key: &str| resource.get(key).and_then(Value::as_str).unwrap_or("").to_lowercase();
-                let plural = text("name");
+            let Some(list) = self.resource_list(&version).await? else { continue };
+            for resource in list.resources {
+                let plural = resource.name.to_lowercase();
                 if plural.contains('/') {
                     continue;
                 }
-                let short = resource.get("shortNames").and_then(Value::as_array).into_iter().flatten();
                 let matches = plural == name
-                    || text("singularName") == name
-                    || text("kind") == name
-                    || short.filter_map(Value::as_str).any(|s| s == name);
+                    || resource.singular_name.to_lowercase() == name
+                    || resource.kind.to_lowercase() == name
+                    || resource.short_names.iter().flatten().any(|s| *s == name);
                 if matches {
                     return Ok(Some(Found {
                         api_version: version,
                         plural,
-                        namespaced: resource.get("namespaced").and_then(Value::as_bool).unwrap_or(true),
-                        kind: resource.get("kind").and_then(Value::as_str).unwrap_or("").to_string(),
+                        namespaced: resource.namespaced,
+                        kind: resource.kind,
                     }));
                 }
             }
@@ -397,14 +350,51 @@ impl Client {
     }
 }
 
-/// An error and its causes, for "cannot reach" messages that say why.
-fn source_chain(error: &dyn std::error::Error) -> String {
+/// An error and its causes, for messages that say why.
+pub(crate) fn source_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
+        let cause_text = cause.to_string();
+        // Some errors repeat their source's text in their own.
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_the_current_context_or_a_named_one() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("token"), "from-file\n").unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(
+            &path,
+            "apiVersion: v1\nkind: Config\ncurrent-context: b\n\
+             clusters:\n- name: one\n  cluster: {server: 'http://a.example:6443/'}\n\
+             contexts:\n- name: a\n  context: {cluster: one, user: u1}\n- name: b\n  context: {cluster: one, user: u2, namespace: shop}\n\
+             users:\n- name: u1\n  user: {token: abc}\n- name: u2\n  user: {tokenFile: token}\n",
+        )
+        .unwrap();
+        let current = Client::connect(Some(&path), None).await.unwrap();
+        assert_eq!((current.client.server(), current.namespace.as_str()), ("http://a.example:6443", "shop"));
+        let named = Client::connect(Some(&path), Some("a")).await.unwrap();
+        assert_eq!(named.namespace, "default");
+        let missing = Client::connect(Some(&path), Some("missing")).await.err().unwrap();
+        assert!(missing.contains("missing"), "{missing}");
+        let absent = Client::connect(Some(&dir.path().join("nothing")), None).await.err().unwrap();
+        assert!(absent.starts_with("cannot read"), "{absent}");
+    }
+
+    #[test]
+    fn a_url_must_be_http_or_https() {
+        assert!(Client::for_url("ftp://x", None, false).err().unwrap().contains("not an http"));
+    }
 }

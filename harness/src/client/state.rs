@@ -47,12 +47,12 @@ pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<St
         else {
             continue;
         };
-        let Some((plural, namespaced)) = client.resource(api_version, kind).await? else {
+        let Some(served) = client.resource(api_version, kind).await? else {
             // A kind the cluster does not serve (a CRD not installed yet): nothing exists.
             continue;
         };
-        let namespace = namespaced.then(|| text(object, "/metadata/namespace").unwrap_or("default").to_string());
-        let collection = Client::collection(api_version, &plural, namespace.as_deref());
+        let namespace = served.namespaced.then(|| text(object, "/metadata/namespace").unwrap_or("default").to_string());
+        let collection = Client::collection(api_version, &served.resource.plural, namespace.as_deref());
         wanted.push(format!("{collection}/{name}"));
         kinds.insert((api_version.to_string(), kind.to_string()));
         namespaces.extend(namespace);
@@ -63,14 +63,15 @@ pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<St
             namespaces.insert("default".to_string());
         }
         for (api_version, kind) in &kinds {
-            let Some((plural, namespaced)) = client.resource(api_version, kind).await? else { continue };
-            if namespaced {
+            let Some(served) = client.resource(api_version, kind).await? else { continue };
+            let plural = &served.resource.plural;
+            if served.namespaced {
                 for namespace in &namespaces {
-                    let collection = Client::collection(api_version, &plural, Some(namespace));
+                    let collection = Client::collection(api_version, plural, Some(namespace));
                     collections.insert((api_version.clone(), kind.clone(), collection));
                 }
             } else {
-                collections.insert((api_version.clone(), kind.clone(), Client::collection(api_version, &plural, None)));
+                collections.insert((api_version.clone(), kind.clone(), Client::collection(api_version, plural, None)));
             }
         }
     }

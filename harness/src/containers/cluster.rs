@@ -26,7 +26,6 @@
 use super::docker::{self, ContainerSpec, Docker};
 use super::image::{self, Image};
 use crate::apiserver::tls::{self, Authority, Issued, Usage};
-use crate::client::config::Endpoint;
 use crate::kubelet::node_ready;
 use crate::store::etcd::{EtcdStore, EtcdTls};
 use k8s_openapi::api::core::v1::Node;
@@ -493,16 +492,6 @@ impl ContainerCluster {
             config.auth_info.token = Some(token.clone().into());
         }
         kube::Client::try_from(config).map_err(|e| Error::Invalid(e.to_string()))
-    }
-
-    /// Where and how the host reaches the API server: its URL, CA and token.
-    pub fn endpoint(&self) -> Endpoint {
-        Endpoint {
-            server: self.url.clone(),
-            ca_pem: self.credentials.api.as_ref().map(|(ca, _)| ca.clone().into_bytes()),
-            token: self.credentials.token.clone(),
-            ..Endpoint::default()
-        }
     }
 
     /// The token clients send, unless the cluster serves plain HTTP.

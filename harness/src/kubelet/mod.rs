@@ -420,7 +420,8 @@ async fn renew(shared: &Shared, config: &NodeConfig) -> Result<(), kube::Error> 
 
 /// Whether the node's `Ready` condition is `True`.
 pub fn node_ready(node: &Node) -> bool {
-    node.status.iter().flat_map(|s| s.conditions.iter().flatten()).any(|c| c.type_ == "Ready" && c.status == "True")
+    let conditions = node.status.iter().flat_map(|s| s.conditions.iter().flatten());
+    kubeyard_compiler::node::ready(conditions.map(|c| (c.type_.as_str(), c.status.as_str())))
 }
 
 /// Renews every running node's lease each interval; a node the node-lifecycle controller

@@ -9,7 +9,7 @@
 use super::expect::{Expectation, Failure, Holds};
 use crate::cli::compile::compile;
 use crate::cli::inputs::Inputs;
-use crate::client::{self, Client, Written};
+use crate::client::{self, Client, Connected, Written};
 use crate::clock::Clock;
 use crate::containers::{ClusterSpec, ContainerCluster};
 use crate::controlplane::{Config, ControlPlane};
@@ -17,8 +17,7 @@ use crate::kubelet::NodeConfig;
 use crate::kubelet::simulate::ANNOTATION;
 use futures_util::StreamExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PropagationPolicy};
-use kube::core::{ApiResource, GroupVersionKind};
-use kube::discovery::Scope;
+use kube::core::ApiResource;
 use kube::runtime::{WatchStreamExt, watcher};
 use kubeyard_compiler::graph::ObjectId;
 use serde_json::{Value, json};
@@ -133,8 +132,8 @@ impl Builder {
         config.clock = if self.virtual_time { Clock::manual() } else { Clock::real() };
         let clock = config.clock.clone();
         let plane = ControlPlane::boot(config).await.map_err(|e| Error::Boot(e.to_string()))?;
-        let client = Client::new(plane.endpoint()).map_err(Error::Boot)?;
-        Ok(Cluster::new(plane.client(), client, Some(plane), clock, self.virtual_time, "default".into()))
+        let client = Client::new(plane.client(), plane.url());
+        Ok(Cluster::new(client, Some(plane), clock, self.virtual_time, "default".into()))
     }
 }
 
@@ -157,7 +156,6 @@ pub struct Cluster {
     clock: Clock,
     virtual_time: bool,
     namespace: String,
-    resources: Mutex<HashMap<(String, String), (ApiResource, bool)>>,
     applied: Mutex<Vec<Applied>>,
 }
 
@@ -170,24 +168,15 @@ impl Cluster {
     /// A running cluster, a kubeconfig's (its current context unless one is named), in
     /// real time; `namespace` is where objects that name none go.
     pub async fn connect(
-        kubeconfig: &std::path::Path,
+        kubeconfig: Option<&std::path::Path>,
         context: Option<&str>,
         namespace: &str,
     ) -> Result<Cluster, Error> {
-        let endpoint = client::config::load(kubeconfig, context).map_err(Error::Api)?;
-        let client = Client::new(endpoint).map_err(Error::Api)?;
-        let config = kube::config::Kubeconfig::read_from(kubeconfig)
-            .map_err(|e| Error::Api(format!("{}: {e}", kubeconfig.display())))?;
-        let options = kube::config::KubeConfigOptions { context: context.map(str::to_string), ..Default::default() };
-        let config = kube::Config::from_custom_kubeconfig(config, &options)
-            .await
-            .map_err(|e| Error::Api(format!("{}: {e}", kubeconfig.display())))?;
-        let kube = kube::Client::try_from(config)?;
-        Ok(Cluster::new(kube, client, None, Clock::real(), false, namespace.to_string()))
+        let Connected { client, .. } = Client::connect(kubeconfig, context).await.map_err(Error::Api)?;
+        Ok(Cluster::new(client, None, Clock::real(), false, namespace.to_string()))
     }
 
     fn new(
-        kube: kube::Client,
         client: Client,
         plane: Option<ControlPlane>,
         clock: Clock,
@@ -195,14 +184,13 @@ impl Cluster {
         namespace: String,
     ) -> Cluster {
         Cluster {
-            kube,
+            kube: client.kube().clone(),
             client,
             plane,
             containers: None,
             clock,
             virtual_time,
             namespace,
-            resources: Mutex::new(HashMap::new()),
             applied: Mutex::new(Vec::new()),
         }
     }
@@ -212,9 +200,9 @@ impl Cluster {
     pub async fn containers(spec: &ClusterSpec) -> Result<Cluster, Error> {
         let quiet = |_: &str| {};
         let containers = ContainerCluster::boot(spec, &quiet).await.map_err(|e| Error::Boot(e.to_string()))?;
-        let client = Client::new(containers.endpoint()).map_err(Error::Boot)?;
         let kube = containers.client().map_err(|e| Error::Boot(e.to_string()))?;
-        let mut cluster = Cluster::new(kube, client, None, Clock::real(), false, "default".into());
+        let client = Client::new(kube, containers.url());
+        let mut cluster = Cluster::new(client, None, Clock::real(), false, "default".into());
         cluster.containers = Some(containers);
         Ok(cluster)
     }
@@ -272,18 +260,10 @@ impl Cluster {
 
     /// The API resource of a kind, and whether it is namespaced.
     pub async fn resource(&self, api_version: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
-        let key = (api_version.to_string(), kind.to_string());
-        if let Some(found) = self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).get(&key) {
-            return Ok(found.clone());
+        match self.client.resource(api_version, kind).await.map_err(Error::Api)? {
+            Some(served) => Ok((served.resource, served.namespaced)),
+            None => Err(Error::Api(format!("the cluster does not serve {api_version} {kind}"))),
         }
-        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-        let gvk = GroupVersionKind::gvk(group, version, kind);
-        let (resource, capabilities) = kube::discovery::pinned_kind(&self.kube, &gvk)
-            .await
-            .map_err(|e| Error::Api(format!("the cluster does not serve {api_version} {kind}: {e}")))?;
-        let found = (resource, capabilities.scope == Scope::Namespaced);
-        self.resources.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, found.clone());
-        Ok(found)
     }
 
     /// The API of a kind in `namespace` (the test's when `None`; ignored for cluster-scoped kinds).
@@ -770,10 +750,7 @@ impl Cluster {
         let mut nodes = BTreeMap::new();
         for node in self.list("v1", "Node", None, None).await? {
             let name = node.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default().to_string();
-            let ready = node
-                .pointer("/status/conditions")
-                .and_then(Value::as_array)
-                .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+            let ready = kubeyard_compiler::node::is_ready(&node);
             nodes.insert(name, json!({"ready": ready, "pods": {}}));
         }
         let (pods_api, _) = self.resource("v1", "Pod").await?;

@@ -8,7 +8,7 @@ use super::cluster::{Cluster, Error};
 use super::spec::Bounds;
 use kubeyard_compiler::assertion::expr::{self, Expr};
 use kubeyard_compiler::assertion::{Options, mismatches};
-use kubeyard_compiler::plan::merge::Schema;
+use kubeyard_compiler::list_merge::Schema;
 use kubeyard_compiler::schema::{Catalog, CatalogOptions};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};

@@ -35,7 +35,8 @@ pub enum Target {
     },
     /// A kubeconfig's cluster: each test in a namespace of its own, in real time.
     Kubeconfig {
-        path: PathBuf,
+        /// `None`: the kubeconfig kubectl reads (`$KUBECONFIG`, else `~/.kube/config`).
+        path: Option<PathBuf>,
         context: Option<String>,
     },
 }
@@ -271,7 +272,7 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
         }
         Target::Kubeconfig { path, context } => {
             let namespace = namespace_for(&test.name);
-            let cluster = Cluster::connect(path, context.as_deref(), &namespace).await?;
+            let cluster = Cluster::connect(path.as_deref(), context.as_deref(), &namespace).await?;
             let object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace,
                                 "labels": {"app.kubernetes.io/managed-by": "kubeyard-test"}}});
             let namespaces = cluster.api("v1", "Namespace", None).await?;

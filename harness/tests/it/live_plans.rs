@@ -121,4 +121,29 @@ fn plans_reach_a_cluster_over_tls_with_a_token() {
         None,
     );
     assert_eq!(insecure.status.code(), Some(0), "{}", text(&insecure));
+
+    // Credentials from an exec plugin (as EKS, GKE and AKS kubeconfigs give them), run
+    // as kubectl runs it.
+    let plugin = dir.path().join("token-plugin");
+    std::fs::write(
+        &plugin,
+        "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\",\"kind\":\"ExecCredential\",\"status\":{\"token\":\"s3cret\"}}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&plugin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let exec = format!(
+        "    exec:\n      apiVersion: client.authentication.k8s.io/v1\n      command: {}\n      interactiveMode: Never\n",
+        plugin.display()
+    );
+    let token_line = config.lines().find(|l| l.trim_start().starts_with("token:")).unwrap();
+    let with_plugin = dir.path().join("with-plugin");
+    std::fs::write(&with_plugin, config.replace(&format!("{token_line}\n"), &exec)).unwrap();
+    assert!(!std::fs::read_to_string(&with_plugin).unwrap().contains("s3cret"));
+    // kubectl reads the same kubeconfig (it asserts success).
+    kubectl(&with_plugin, &["get", "configmaps"]);
+    let plugged = kubeyard(
+        &["plan", &manifests_arg, "--kubeconfig", &with_plugin.display().to_string(), "--detailed-exitcode"],
+        None,
+    );
+    assert_eq!(plugged.status.code(), Some(0), "{}", text(&plugged));
 }

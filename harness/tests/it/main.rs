@@ -24,6 +24,7 @@ mod lint_fixtures;
 mod live_plans;
 mod namespace;
 mod normalize;
+mod plan_prediction;
 mod plans;
 mod python_client;
 mod replicaset;
