@@ -20,17 +20,16 @@
 //! keeps. The bounds then hold at every moment, not only once the ReplicaSet controller has
 //! caught up; a rollout takes the same steps, a little later.
 
-use super::{Error, Wakeups};
+use super::{Error, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::json;
@@ -84,32 +83,18 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let (wakeups, woken) = Wakeups::new(clock);
+    let mut wiring = Wiring::of(&informers.deployments).owns(&informers.replicasets).reads(&informers.pods);
     let context = Context {
         client,
         clock: clock.clone(),
-        wakeups,
+        wakeups: wiring.wakeups(clock),
         deployments: informers.deployments.clone(),
         sets: informers.replicasets.clone(),
         pods: informers.pods.clone(),
         sets_expected: Expectations::new(&informers.replicasets),
         deployments_expected: Expectations::new(&informers.deployments),
     };
-    tokio::join!(context.sets.synced(), context.pods.synced());
-    Controller::for_shared_stream(context.deployments.subscribe(), context.deployments.store())
-        .owns_shared_stream(context.sets.subscribe())
-        .reconcile_on(woken)
-        .run(reconcile, retry, Arc::new(context))
-        .for_each(|_| async {})
-        .await;
-}
-
-fn retry(_: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Action {
-    match error {
-        // A write lost a race (a ReplicaSet's status moved under it): decide again on fresh state.
-        Error::Api(kube::Error::Api(status)) if status.code == 409 => Action::requeue(Duration::from_millis(100)),
-        _ => Action::requeue(Duration::from_secs(1)),
-    }
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {

@@ -4,12 +4,11 @@
 //! named `targetPort` is looked up in the pod's container ports). Pods with no IP yet are
 //! left out, as Kubernetes leaves them.
 
-use super::Error;
+use super::{Error, Wiring};
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
@@ -51,19 +50,16 @@ pub(super) fn selecting(services: &Informer<Service>, pod: &Pod) -> Vec<ObjectRe
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers) {
     let services = informers.services.clone();
+    let wiring = Wiring::of(&informers.services)
+        .watches(&informers.pods, move |pod| selecting(&services, &pod))
+        .reads(&informers.endpoints);
     let context = Context {
         client,
         pods: informers.pods.clone(),
         endpoints: informers.endpoints.clone(),
         expected: Expectations::new(&informers.endpoints),
     };
-    tokio::join!(context.pods.synced(), context.endpoints.synced());
-    let pods = context.pods.subscribe();
-    Controller::for_shared_stream(services.subscribe(), services.store())
-        .watches_shared_stream(pods, move |pod| selecting(&services, &pod))
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(context))
-        .for_each(|_| async {})
-        .await;
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 /// `FindPort`: the container port a Service port's `targetPort` means on this pod, a

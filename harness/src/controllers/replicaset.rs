@@ -10,15 +10,14 @@
 //! moment ago is never made twice.
 
 use super::pods::{is_available, next_available};
-use super::{Error, Wakeups};
+use super::{Error, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::events;
 use crate::informers::{Expectations, Informer, Informers, Kind, UNMET_RETRY, Written, controller_of, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Pod, ReplicationController};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
@@ -109,23 +108,17 @@ pub async fn run_replication_controllers(client: kube::Client, informers: &Infor
 }
 
 async fn run_for<K: Replicated>(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let sets = K::informer(informers).clone();
-    let (wakeups, woken) = Wakeups::new(clock);
+    let sets = K::informer(informers);
+    let mut wiring = Wiring::of(sets).owns(&informers.pods);
     let context = Context {
         client,
         clock: clock.clone(),
-        wakeups,
+        wakeups: wiring.wakeups(clock),
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
-        sets_expected: Expectations::new(&sets),
+        sets_expected: Expectations::new(sets),
     };
-    context.pods.synced().await;
-    Controller::for_shared_stream(sets.subscribe(), sets.store())
-        .owns_shared_stream(context.pods.subscribe())
-        .reconcile_on(woken)
-        .run(reconcile, |_, _, _| Action::requeue(Duration::from_secs(1)), Arc::new(context))
-        .for_each(|_| async {})
-        .await;
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 /// Which surplus pod goes first: unscheduled, then pending, then not ready, then newest.
