@@ -36,7 +36,10 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
     );
     set.spawn(controllers::garbage_collector::run(client.clone()));
     set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
-    set.spawn(controllers::node_lifecycle::run(client.clone(), lifecycle.clone()));
+    {
+        let (client, informers, lifecycle) = (client.clone(), informers.clone(), lifecycle.clone());
+        set.spawn(async move { controllers::node_lifecycle::run(client, &informers, lifecycle).await });
+    }
     set.spawn(controllers::taint_eviction::run(client, lifecycle));
     set
 }

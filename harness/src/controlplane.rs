@@ -30,7 +30,8 @@ pub struct Config {
     pub version: KubernetesVersion,
     /// `--node-monitor-grace-period`.
     pub node_grace: Duration,
-    /// `--node-monitor-period`.
+    /// `--node-monitor-period`: how often taint eviction looks (node lifecycle is woken
+    /// when a grace period runs out instead).
     pub node_monitor_period: Duration,
     /// Serve HTTPS (a CA made at boot signs a certificate for the listening address) and
     /// want a token made at boot, as `kubeyard up` does: otherwise anyone on the machine

@@ -17,6 +17,7 @@
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::api::Api;
@@ -384,6 +385,8 @@ pub struct Informers {
     pub daemonsets: Informer<DaemonSet>,
     pub statefulsets: Informer<StatefulSet>,
     pub jobs: Informer<Job>,
+    /// The kubelets' Leases (`kube-node-lease`), for the node lifecycle controller.
+    pub leases: Informer<Lease>,
 }
 
 impl Informers {
@@ -400,6 +403,7 @@ impl Informers {
             daemonsets: Informer::start(Api::all(client.clone())),
             statefulsets: Informer::start(Api::all(client.clone())),
             jobs: Informer::start(Api::all(client.clone())),
+            leases: Informer::start(Api::namespaced(client.clone(), crate::kubelet::LEASE_NAMESPACE)),
         }
     }
 }

@@ -61,7 +61,7 @@ pub struct ControllerManagerArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_monitor_grace_period: u64,
 
-    /// How often node leases are looked at (`--node-monitor-period`).
+    /// How often the taint-eviction controller looks at tainted nodes (`--node-monitor-period`).
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     node_monitor_period: u64,
 }

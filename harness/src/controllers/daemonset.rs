@@ -17,17 +17,16 @@
 //! history (ControllerRevisions) is not kept.
 
 use super::pods::{Pods, creation, deleting, is_available, is_ready, is_terminal, next_available};
-use super::{Error, Wakeups, label_selector, owner_reference, patch_status, retry};
+use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::runtime::reflector::ObjectRef;
 use kubeyard_compiler::scheduling::filters::{self, Filter};
 use kubeyard_compiler::scheduling::{NodeInfo, PodInfo};
@@ -48,7 +47,6 @@ struct Context {
     client: kube::Client,
     clock: Clock,
     wakeups: Wakeups<DaemonSet>,
-    sets: Informer<DaemonSet>,
     pods: Informer<Pod>,
     nodes: Informer<Node>,
     pods_expected: Expectations<Pod>,
@@ -57,28 +55,20 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let (wakeups, woken) = Wakeups::new(clock);
+    let sets = informers.daemonsets.clone();
+    // A node joining, leaving, relabelled or tainted concerns every DaemonSet.
+    let every_set = move |_: Arc<Node>| sets.all().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>();
+    let mut wiring = Wiring::of(&informers.daemonsets).owns(&informers.pods).watches(&informers.nodes, every_set);
     let context = Context {
         client,
         clock: clock.clone(),
-        wakeups,
-        sets: informers.daemonsets.clone(),
+        wakeups: wiring.wakeups(clock),
         pods: informers.pods.clone(),
         nodes: informers.nodes.clone(),
         pods_expected: Expectations::new(&informers.pods),
         sets_expected: Expectations::new(&informers.daemonsets),
     };
-    tokio::join!(context.pods.synced(), context.nodes.synced());
-    let sets = context.sets.clone();
-    // A node joining, leaving, relabelled or tainted concerns every DaemonSet.
-    let every_set = move |_: Arc<Node>| sets.all().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>();
-    Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
-        .owns_shared_stream(context.pods.subscribe())
-        .reconcile_on(woken)
-        .watches_shared_stream(context.nodes.subscribe(), every_set)
-        .run(reconcile, |_, error, _| retry(error), Arc::new(context))
-        .for_each(|_| async {})
-        .await;
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 /// The tolerations every daemon pod gets (`AddOrUpdateDaemonPodTolerations`): it stays

@@ -14,27 +14,32 @@
 //! names the `resourceVersion` it was decided on: a decision is never written over state
 //! that changed under it, and a conflict is retried at once.
 //!
+//! A pass is split in two: `decide`, pure, reads a `Snapshot` of those caches (and the
+//! time) and returns the `Plan`: every write, in the order Kubernetes' `syncDeployment`
+//! makes them, each decision reading the ones before it as written; `Writer::apply`
+//! makes the writes. Only the creation of the new ReplicaSet can turn out otherwise than
+//! decided (its name taken): the pass then decides again knowing it.
+//!
 //! One deliberate difference: where Kubernetes counts a ReplicaSet's pods by its spec alone
 //! when it checks `maxSurge` and `maxUnavailable`, this controller also counts pods a
 //! ReplicaSet has not removed yet (its status), and no more available pods than its spec
 //! keeps. The bounds then hold at every moment, not only once the ReplicaSet controller has
 //! caught up; a rollout takes the same steps, a little later.
 
-use super::{Error, Wakeups};
+use super::{Error, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::json;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -84,32 +89,18 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let (wakeups, woken) = Wakeups::new(clock);
+    let mut wiring = Wiring::of(&informers.deployments).owns(&informers.replicasets).reads(&informers.pods);
     let context = Context {
         client,
         clock: clock.clone(),
-        wakeups,
+        wakeups: wiring.wakeups(clock),
         deployments: informers.deployments.clone(),
         sets: informers.replicasets.clone(),
         pods: informers.pods.clone(),
         sets_expected: Expectations::new(&informers.replicasets),
         deployments_expected: Expectations::new(&informers.deployments),
     };
-    tokio::join!(context.sets.synced(), context.pods.synced());
-    Controller::for_shared_stream(context.deployments.subscribe(), context.deployments.store())
-        .owns_shared_stream(context.sets.subscribe())
-        .reconcile_on(woken)
-        .run(reconcile, retry, Arc::new(context))
-        .for_each(|_| async {})
-        .await;
-}
-
-fn retry(_: Arc<Deployment>, error: &Error, _: Arc<Context>) -> Action {
-    match error {
-        // A write lost a race (a ReplicaSet's status moved under it): decide again on fresh state.
-        Error::Api(kube::Error::Api(status)) if status.code == 409 => Action::requeue(Duration::from_millis(100)),
-        _ => Action::requeue(Duration::from_secs(1)),
-    }
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result<Action, Error> {
@@ -122,22 +113,271 @@ async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result
     let Some(current) = context.deployments.get(&namespace, &deployment.name_any()) else {
         return Ok(Action::await_change());
     };
-    let settings = Settings::of(&current)?;
-    let mut rollout = Rollout {
+    let snapshot = Snapshot::read(&context, &namespace, current.as_ref().clone());
+    let mut writer = Writer {
         deployments: Api::namespaced(context.client.clone(), &namespace),
         sets: Api::namespaced(context.client.clone(), &namespace),
-        context: Arc::clone(&context),
-        namespace,
-        deployment: current.as_ref().clone(),
-        settings,
+        deployment: snapshot.deployment.clone(),
+        versions: HashMap::new(),
         sets_written: Written::default(),
         deployment_written: Written::default(),
     };
-    let result = rollout.sync().await;
+    let result = writer.apply(snapshot).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.
-    context.sets_expected.expect(&key, &rollout.sets_written);
-    context.deployments_expected.expect(&key, &rollout.deployment_written);
-    result
+    context.sets_expected.expect(&key, &writer.sets_written);
+    context.deployments_expected.expect(&key, &writer.deployment_written);
+    let plan = result?;
+    if let Some(next) = plan.wake_after {
+        context.wakeups.after(&writer.deployment, next);
+    }
+    Ok(if plan.resync { Action::requeue(RESYNC) } else { Action::await_change() })
+}
+
+/// What one pass decides over: the Deployment and what the caches held of its
+/// ReplicaSets and their pods when the pass began, and the time.
+#[derive(Debug, Clone)]
+struct Snapshot {
+    deployment: Deployment,
+    /// The namespace's ReplicaSets this Deployment controls, then those no one controls
+    /// (orphans it may adopt), each by name.
+    sets: Vec<ReplicaSet>,
+    /// The pods those ReplicaSets control (`oldPodsRunning` looks at them).
+    pods: Vec<Arc<Pod>>,
+    /// Now, on the control plane's clock.
+    now: Time,
+    /// The new ReplicaSet's name was found taken, on creating it, by this Deployment's own
+    /// set with this template (the cache did not hold it yet): that set is the new one.
+    taken: Option<ReplicaSet>,
+}
+
+impl Snapshot {
+    fn read(context: &Context, namespace: &str, deployment: Deployment) -> Snapshot {
+        let owned = match deployment.uid() {
+            Some(uid) => context.sets.controlled_by(namespace, &uid),
+            None => Vec::new(),
+        };
+        let sets: Vec<ReplicaSet> =
+            owned.into_iter().chain(context.sets.controlled_by(namespace, "")).map(|s| s.as_ref().clone()).collect();
+        let pods = sets
+            .iter()
+            .filter_map(ResourceExt::uid)
+            .flat_map(|uid| context.pods.controlled_by(namespace, &uid))
+            .collect();
+        Snapshot { deployment, sets, pods, now: super::time(&context.clock), taken: None }
+    }
+}
+
+/// What one pass decided: the writes, in order, and when to look again.
+#[derive(Debug, Clone, PartialEq)]
+struct Plan {
+    changes: Vec<Change>,
+    /// A reconcile on the control plane's clock (the progress deadline).
+    wake_after: Option<Duration>,
+    /// Looked at again after [`RESYNC`]; otherwise only on a change.
+    resync: bool,
+}
+
+/// One write through the API. Each names the `resourceVersion` the decision read;
+/// [`Writer::apply`] replaces it with the one its own last write to that object returned.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// An orphan ReplicaSet adopted: these owner references (this Deployment's added).
+    Adopt { name: String, owners: Vec<OwnerReference>, version: Option<String> },
+    /// An owned ReplicaSet the selector no longer matches released: the references kept.
+    Release { name: String, owners: Vec<OwnerReference>, version: Option<String> },
+    /// The new ReplicaSet made.
+    Create(Box<ReplicaSet>),
+    /// An existing new ReplicaSet brought up to date: annotations, `minReadySeconds`.
+    Update { name: String, annotations: BTreeMap<String, String>, min_ready_seconds: i32, version: Option<String> },
+    /// A ReplicaSet's size, with the replicas annotations.
+    Scale { name: String, replicas: i32, annotations: BTreeMap<String, String>, version: Option<String> },
+    /// An old ReplicaSet beyond the revision history deleted.
+    Delete { name: String },
+    /// The Deployment's revision annotation.
+    Revision(String),
+    /// The Deployment's whole status.
+    Status(Box<DeploymentStatus>),
+}
+
+/// Makes one pass's changes through the API, in order, carrying each written object's
+/// new `resourceVersion` into the next write to it.
+struct Writer {
+    deployments: Api<Deployment>,
+    sets: Api<ReplicaSet>,
+    /// As last read or written: every write goes on from the `resourceVersion` it returned.
+    deployment: Deployment,
+    /// ReplicaSets written this pass: the `resourceVersion` each write returned.
+    versions: HashMap<String, Option<String>>,
+    sets_written: Written,
+    deployment_written: Written,
+}
+
+impl Writer {
+    /// Decides over `snapshot` and makes the changes.
+    async fn apply(&mut self, snapshot: Snapshot) -> Result<Plan, Error> {
+        let mut plan = decide(&snapshot)?;
+        let mut next = 0;
+        while let Some(change) = plan.changes.get(next).cloned() {
+            next += 1;
+            let Change::Create(set) = change else {
+                self.make(change).await?;
+                continue;
+            };
+            let name = set.name_any();
+            match self.sets.create(&PostParams::default(), &set).await {
+                Ok(created) => self.note_set(&created),
+                Err(kube::Error::Api(status)) if status.reason == "AlreadyExists" => {
+                    let existing = self.sets.get(&name).await?;
+                    if !is_ours_with_template(&snapshot.deployment, &existing) {
+                        // Two templates share a hash: `collisionCount` goes up, which
+                        // changes the next name, and the reconcile is retried.
+                        self.write_status(collided(&self.deployment)).await?;
+                        return Err(Error::Invalid(format!(
+                            "replica set {name:?} exists with another template: a hash collision"
+                        )));
+                    }
+                    // The set is this Deployment's: decide again with it as the new one.
+                    // Deciding is deterministic and reads `taken` first at the create, so
+                    // the changes before it are those already made.
+                    plan = decide(&Snapshot { taken: Some(existing), ..snapshot.clone() })?;
+                    next -= 1;
+                }
+                Err(error) => {
+                    // A refused create is reported on the Progressing condition.
+                    let message = format!("Failed to create new replica set {name:?}: {error}");
+                    if let Some(status) =
+                        failed_to_create(&self.deployment, &snapshot.deployment, message, &snapshot.now)?
+                    {
+                        self.write_status(status).await?;
+                    }
+                    return Err(error.into());
+                }
+            }
+        }
+        Ok(plan)
+    }
+
+    fn note_set(&mut self, set: &ReplicaSet) {
+        self.sets_written.note(set);
+        self.versions.insert(set.name_any(), set.resource_version());
+    }
+
+    /// The version to write `name` against: this pass's last write's, else the one decided on.
+    fn version(&self, name: &str, decided: Option<String>) -> Option<String> {
+        self.versions.get(name).cloned().unwrap_or(decided)
+    }
+
+    async fn patch_set(&mut self, name: &str, patch: serde_json::Value) -> Result<ReplicaSet, kube::Error> {
+        let written = self.sets.patch(name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        self.note_set(&written);
+        Ok(written)
+    }
+
+    async fn make(&mut self, change: Change) -> Result<(), Error> {
+        match change {
+            Change::Adopt { name, owners, version } => {
+                let version = self.version(&name, version);
+                self.patch_set(&name, json!({"metadata": {"ownerReferences": owners, "resourceVersion": version}}))
+                    .await?;
+            }
+            Change::Release { name, owners, version } => {
+                let version = self.version(&name, version);
+                let patch = json!({"metadata": {"ownerReferences": owners, "resourceVersion": version}});
+                match self.patch_set(&name, patch).await {
+                    // Gone already: nothing left to release.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {}
+                    other => {
+                        other?;
+                    }
+                }
+            }
+            Change::Update { name, annotations, min_ready_seconds, version } => {
+                let version = self.version(&name, version);
+                let patch = json!({
+                    "metadata": {"annotations": annotations, "resourceVersion": version},
+                    "spec": {"minReadySeconds": min_ready_seconds},
+                });
+                self.patch_set(&name, patch).await?;
+            }
+            Change::Scale { name, replicas, annotations, version } => {
+                let version = self.version(&name, version);
+                let patch = json!({
+                    "metadata": {"annotations": annotations, "resourceVersion": version},
+                    "spec": {"replicas": replicas},
+                });
+                self.patch_set(&name, patch).await?;
+            }
+            Change::Delete { name } => match self.sets.delete(&name, &DeleteParams::default()).await {
+                Ok(deleted) => {
+                    if let Some(set) = deleted.left() {
+                        self.sets_written.note(&set);
+                    }
+                }
+                // Gone already: that is what was wanted.
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            },
+            Change::Revision(revision) => {
+                let patch = json!({
+                    "metadata": {"annotations": {REVISION: revision}, "resourceVersion": self.deployment.resource_version()}
+                });
+                let name = self.deployment.name_any();
+                self.deployment = self.deployments.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+                self.deployment_written.note(&self.deployment);
+            }
+            Change::Status(status) => self.write_status(*status).await?,
+            // Made by `apply`, which handles its refusals.
+            Change::Create(_) => {}
+        }
+        Ok(())
+    }
+
+    /// Writes the status, naming the `resourceVersion` it was made from.
+    async fn write_status(&mut self, status: DeploymentStatus) -> Result<(), Error> {
+        let mut next = self.deployment.clone();
+        next.status = Some(status);
+        let name = self.deployment.name_any();
+        self.deployment = self.deployments.replace_status(&name, &PostParams::default(), &next).await?;
+        self.deployment_written.note(&self.deployment);
+        Ok(())
+    }
+}
+
+/// Whether an existing ReplicaSet is this Deployment's, with its template: the new one.
+fn is_ours_with_template(deployment: &Deployment, existing: &ReplicaSet) -> bool {
+    let ours = controller_uid(&existing.metadata) == deployment.uid().as_deref();
+    let template = deployment.spec.as_ref().map(|s| &s.template);
+    let same = existing
+        .spec
+        .as_ref()
+        .and_then(|s| s.template.as_ref())
+        .zip(template)
+        .is_some_and(|(a, b)| same_template(a, b));
+    ours && same
+}
+
+/// The status after a hash collision: `collisionCount` one up.
+fn collided(deployment: &Deployment) -> DeploymentStatus {
+    let mut status = deployment.status.clone().unwrap_or_default();
+    status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
+    status
+}
+
+/// The status reporting a refused create on the Progressing condition (`None`: no
+/// deadline, so no Progressing condition, or nothing to change). `current` is the
+/// Deployment as last written, `spec` the one decided on.
+fn failed_to_create(
+    current: &Deployment,
+    spec: &Deployment,
+    message: String,
+    now: &Time,
+) -> Result<Option<DeploymentStatus>, Error> {
+    if Settings::of(spec)?.deadline.is_none() {
+        return Ok(None);
+    }
+    let mut status = current.status.clone().unwrap_or_default();
+    set_condition(&mut status, condition(PROGRESSING, "False", FAILED_RS_CREATE, message, now.clone()));
+    Ok(Some(status).filter(|s| current.status.as_ref() != Some(s)))
 }
 
 /// What the Deployment's spec asks for, with the API server's defaults and the fenceposts
@@ -473,59 +713,63 @@ fn is_saturated(settings: &Settings, new: Option<&ReplicaSet>) -> bool {
     })
 }
 
-/// One reconcile of one Deployment: its fresh state, the API to write through, and what
-/// its spec asks for.
-struct Rollout {
-    deployments: Api<Deployment>,
-    sets: Api<ReplicaSet>,
-    context: Arc<Context>,
-    namespace: String,
-    /// As last read or written: every write goes on from the `resourceVersion` it returned.
-    deployment: Deployment,
-    settings: Settings,
-    sets_written: Written,
-    deployment_written: Written,
+/// `syncDeployment`'s decisions over `snapshot`, every write they make in order.
+fn decide(snapshot: &Snapshot) -> Result<Plan, Error> {
+    let settings = Settings::of(&snapshot.deployment)?;
+    let mut rollout = Rollout { snapshot, deployment: snapshot.deployment.clone(), settings, changes: Vec::new() };
+    let resync = rollout.sync()?;
+    let wake_after = if resync { rollout.next_check() } else { None };
+    Ok(Plan { changes: rollout.changes, wake_after, resync })
 }
 
-impl Rollout {
+/// One decision over one Deployment: its snapshot, what its spec asks for, and the
+/// changes decided so far, each also made to the copies here, as the API would make it,
+/// so what is decided next reads what was decided before (as Kubernetes' sync reads its
+/// own writes).
+struct Rollout<'a> {
+    snapshot: &'a Snapshot,
+    /// The Deployment as the changes so far leave it.
+    deployment: Deployment,
+    settings: Settings,
+    changes: Vec<Change>,
+}
+
+impl Rollout<'_> {
     /// A condition set now, on the control plane's clock.
     fn condition(&self, type_: &str, status: &str, reason: &str, message: String) -> DeploymentCondition {
-        condition(type_, status, reason, message, super::time(&self.context.clock))
+        condition(type_, status, reason, message, self.snapshot.now.clone())
     }
 
-    /// `syncDeployment`.
-    async fn sync(&mut self) -> Result<Action, Error> {
+    /// `syncDeployment`; whether the Deployment is looked at again after [`RESYNC`].
+    fn sync(&mut self) -> Result<bool, Error> {
         let selector = self.deployment.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
         if selects_everything(&selector) {
             // Kubernetes will not manage every ReplicaSet of the namespace; it only notes
             // that it saw the spec.
-            self.observe_generation().await?;
-            return Ok(Action::await_change());
+            self.observe_generation();
+            return Ok(false);
         }
         let selector = serde_json::to_value(&selector).map_err(|e| Error::Invalid(e.to_string()))?;
         let selector = Selector::from_label_selector(Some(&selector)).map_err(|e| Error::Invalid(e.to_string()))?;
-        let sets = self.claim(&selector).await?;
-        let (mut new, mut old) = self.new_and_old(sets).await?;
+        let sets = self.claim(&selector)?;
+        let (mut new, mut old) = self.new_and_old(sets);
         if self.deployment.metadata.deletion_timestamp.is_some() {
-            self.sync_status(new.as_ref(), &old).await?;
-            return Ok(Action::await_change());
+            self.sync_status(new.as_ref(), &old);
+            return Ok(false);
         }
-        self.check_paused_conditions().await?;
+        self.check_paused_conditions();
         if self.settings.paused || is_scaling_event(&self.settings, new.as_ref(), &old) {
-            self.scale(&mut new, &mut old).await?;
+            self.scale(&mut new, &mut old);
             if self.settings.paused {
-                self.clean_up_history(&old).await?;
+                self.clean_up_history(&old);
             }
-            self.sync_status(new.as_ref(), &old).await?;
+            self.sync_status(new.as_ref(), &old);
         } else if self.settings.rolling.is_some() {
-            self.roll(new, old).await?;
+            self.roll(new, old)?;
         } else {
-            self.recreate(new, old, &selector).await?;
+            self.recreate(new, old, &selector)?;
         }
-        if let Some(next) = self.next_check() {
-            self.context.wakeups.after(&self.deployment, next);
-        }
-        Ok(Action::requeue(RESYNC))
+        Ok(true)
     }
 
     fn name(&self) -> String {
@@ -541,32 +785,39 @@ impl Rollout {
         Ok(OwnerReference { block_owner_deletion: Some(true), ..reference })
     }
 
-    async fn observe_generation(&mut self) -> Result<(), Error> {
+    fn observe_generation(&mut self) {
         let mut status = self.status();
         if status.observed_generation < self.deployment.metadata.generation {
             status.observed_generation = self.deployment.metadata.generation;
-            self.write_status(status).await?;
+            self.write_status(status);
         }
-        Ok(())
     }
 
     /// The namespace's ReplicaSets this Deployment controls, after adopting orphans its
     /// selector matches and releasing owned ones it no longer matches
     /// (`ClaimReplicaSets`).
-    async fn claim(&self, selector: &Selector) -> Result<Vec<ReplicaSet>, Error> {
+    fn claim(&mut self, selector: &Selector) -> Result<Vec<ReplicaSet>, Error> {
         let uid = self.deployment.uid().ok_or_else(|| Error::Invalid("a Deployment without a uid".into()))?;
         let deleting = self.deployment.metadata.deletion_timestamp.is_some();
         let mut claimed = Vec::new();
-        let cached = self.context.sets.controlled_by(&self.namespace, &uid);
-        let orphans = self.context.sets.controlled_by(&self.namespace, "");
-        for set in cached.into_iter().chain(orphans) {
-            let set = set.as_ref().clone();
+        for set in &self.snapshot.sets {
+            let mut set = set.clone();
             let matches = selector.matches(set.labels());
             match controller_uid(&set.metadata) {
                 Some(owner) if owner == uid && matches => claimed.push(set),
-                Some(owner) if owner == uid && !deleting => self.release(&set, &uid).await?,
+                Some(owner) if owner == uid && !deleting => {
+                    let owners: Vec<OwnerReference> =
+                        set.owner_references().iter().filter(|r| r.uid != uid).cloned().collect();
+                    let (name, version) = (set.name_any(), set.resource_version());
+                    self.changes.push(Change::Release { name, owners, version });
+                }
                 None if matches && !deleting && set.metadata.deletion_timestamp.is_none() => {
-                    claimed.push(self.adopt(&set).await?);
+                    let mut owners = set.owner_references().to_vec();
+                    owners.push(self.owner_reference()?);
+                    let (name, version) = (set.name_any(), set.resource_version());
+                    self.changes.push(Change::Adopt { name, owners: owners.clone(), version });
+                    set.metadata.owner_references = Some(owners);
+                    claimed.push(set);
                 }
                 _ => {}
             }
@@ -574,71 +825,53 @@ impl Rollout {
         Ok(claimed)
     }
 
-    async fn adopt(&self, set: &ReplicaSet) -> Result<ReplicaSet, Error> {
-        let mut references = set.owner_references().to_vec();
-        references.push(self.owner_reference()?);
-        let patch = json!({"metadata": {"ownerReferences": references, "resourceVersion": set.resource_version()}});
-        let adopted = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-        self.sets_written.note(&adopted);
-        Ok(adopted)
-    }
-
-    async fn release(&self, set: &ReplicaSet, uid: &str) -> Result<(), Error> {
-        let kept: Vec<&OwnerReference> = set.owner_references().iter().filter(|r| r.uid != uid).collect();
-        let patch = json!({"metadata": {"ownerReferences": kept, "resourceVersion": set.resource_version()}});
-        match self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await {
-            // Gone already: nothing left to release.
-            Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
-            Ok(released) => {
-                self.sets_written.note(&released);
-                Ok(())
-            }
-            Err(error) => Err(error.into()),
-        }
-    }
-
     /// The new set (if there is one, its revision annotations brought up to date) and the
     /// old ones (`getAllReplicaSetsAndSyncRevision` without creating).
-    async fn new_and_old(&mut self, mut sets: Vec<ReplicaSet>) -> Result<(Option<ReplicaSet>, Vec<ReplicaSet>), Error> {
+    fn new_and_old(&mut self, mut sets: Vec<ReplicaSet>) -> (Option<ReplicaSet>, Vec<ReplicaSet>) {
         sets.sort_by_key(age_key);
         let template = self.deployment.spec.as_ref().map(|s| s.template.clone()).unwrap_or_default();
         // The oldest of several equal templates is the new one (`FindNewReplicaSet`).
         let position = sets.iter().position(|s| {
             s.spec.as_ref().and_then(|s| s.template.as_ref()).is_some_and(|t| same_template(t, &template))
         });
-        let Some(position) = position else { return Ok((None, sets)) };
+        let Some(position) = position else { return (None, sets) };
         let new = sets.remove(position);
-        let new = self.sync_new(new, &sets).await?;
-        Ok((Some(new), sets))
+        let new = self.sync_new(new, &sets);
+        (Some(new), sets)
     }
 
     /// An existing new set: takes the next revision if an old one holds a later one (a
     /// rollback), and the Deployment's annotations and `minReadySeconds`; then the
     /// Deployment takes the set's revision.
-    async fn sync_new(&mut self, set: ReplicaSet, old: &[ReplicaSet]) -> Result<ReplicaSet, Error> {
+    fn sync_new(&mut self, mut set: ReplicaSet, old: &[ReplicaSet]) -> ReplicaSet {
         let annotations = self.new_set_annotations(set.annotations(), max_revision(old) + 1, true);
         let min_ready = self.settings.min_ready_seconds;
         let min_ready_differs = set.spec.as_ref().and_then(|s| s.min_ready_seconds).unwrap_or(0) != min_ready;
         if !annotations.is_empty() || min_ready_differs {
-            let patch = json!({
-                "metadata": {"annotations": annotations, "resourceVersion": set.resource_version()},
-                "spec": {"minReadySeconds": min_ready},
-            });
             // As Kubernetes: the Deployment catches up on the next pass, which this write starts.
-            let synced = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-            self.sets_written.note(&synced);
-            return Ok(synced);
+            self.changes.push(Change::Update {
+                name: set.name_any(),
+                annotations: annotations.clone(),
+                min_ready_seconds: min_ready,
+                version: set.resource_version(),
+            });
+            set.annotations_mut().extend(annotations);
+            if min_ready_differs {
+                set.metadata.generation = Some(set.metadata.generation.unwrap_or(0) + 1);
+            }
+            set.spec.get_or_insert_with(ReplicaSetSpec::default).min_ready_seconds = Some(min_ready);
+            return set;
         }
         let set_revision = set.annotations().get(REVISION).cloned().unwrap_or_default();
-        self.set_deployment_revision(&set_revision).await?;
+        self.set_deployment_revision(&set_revision);
         let mut status = self.status();
         if self.settings.deadline.is_some() && find_condition(&status, PROGRESSING).is_none() {
             // Progress is estimated from when this controller first noticed the set.
             let message = format!("Found new replica set {:?}", set.name_any());
             set_condition(&mut status, self.condition(PROGRESSING, "True", FOUND_NEW_RS, message));
-            self.write_status(status).await?;
+            self.write_status(status);
         }
-        Ok(set)
+        set
     }
 
     /// The annotations a new set lacks or has wrong (`SetNewReplicaSetAnnotations`).
@@ -677,38 +910,33 @@ impl Rollout {
         ])
     }
 
-    async fn set_deployment_revision(&mut self, revision: &str) -> Result<(), Error> {
+    fn set_deployment_revision(&mut self, revision: &str) {
         if self.deployment.annotations().get(REVISION).map(String::as_str) == Some(revision) {
-            return Ok(());
+            return;
         }
-        let patch = json!({
-            "metadata": {"annotations": {REVISION: revision}, "resourceVersion": self.deployment.resource_version()}
-        });
-        self.deployment = self.deployments.patch(&self.name(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-        self.deployment_written.note(&self.deployment);
-        Ok(())
+        self.changes.push(Change::Revision(revision.to_string()));
+        self.deployment.annotations_mut().insert(REVISION.into(), revision.to_string());
     }
 
     /// Makes the new set (`getNewReplicaSet` creating): named by the template's hash, its
-    /// first replicas what the strategy allows now.
-    async fn create_new(&mut self, old: &[ReplicaSet]) -> Result<ReplicaSet, Error> {
+    /// first replicas what the strategy allows now. When the name was found taken by this
+    /// Deployment's own set with this template, that set is the new one.
+    fn create_new(&mut self, old: &[ReplicaSet]) -> Result<ReplicaSet, Error> {
         let revision = max_revision(old) + 1;
-        let set = self.new_set(old, revision)?;
-        let name = set.name_any();
-        let (created, existed) = match self.sets.create(&PostParams::default(), &set).await {
-            Ok(created) => {
-                self.sets_written.note(&created);
-                (created, false)
+        let (created, existed) = match &self.snapshot.taken {
+            Some(existing) => (existing.clone(), true),
+            None => {
+                let set = self.new_set(old, revision)?;
+                self.changes.push(Change::Create(Box::new(set.clone())));
+                (set, false)
             }
-            Err(kube::Error::Api(status)) if status.reason == "AlreadyExists" => (self.collided(&name).await?, true),
-            Err(error) => return Err(self.failed_to_create(&name, error).await),
         };
-        self.set_deployment_revision(&revision.to_string()).await?;
+        self.set_deployment_revision(&revision.to_string());
         if !existed && self.settings.deadline.is_some() {
             let mut status = self.status();
-            let message = format!("Created new replica set {name:?}");
+            let message = format!("Created new replica set {:?}", created.name_any());
             set_condition(&mut status, self.condition(PROGRESSING, "True", NEW_RS_CREATED, message));
-            self.write_status(status).await?;
+            self.write_status(status);
         }
         Ok(created)
     }
@@ -763,84 +991,55 @@ impl Rollout {
         current + (most - held).min(replicas - current)
     }
 
-    /// The name is taken. If it is this Deployment's set with this template, it is the new
-    /// set; otherwise two templates share a hash: `collisionCount` goes up, which changes
-    /// the next name, and the reconcile is retried.
-    async fn collided(&mut self, name: &str) -> Result<ReplicaSet, Error> {
-        let existing = self.sets.get(name).await?;
-        let ours = controller_uid(&existing.metadata) == self.deployment.uid().as_deref();
-        let template = self.deployment.spec.as_ref().map(|s| &s.template);
-        let same = existing
-            .spec
-            .as_ref()
-            .and_then(|s| s.template.as_ref())
-            .zip(template)
-            .is_some_and(|(a, b)| same_template(a, b));
-        if ours && same {
-            return Ok(existing);
-        }
-        let mut status = self.status();
-        status.collision_count = Some(status.collision_count.unwrap_or(0) + 1);
-        self.write_status(status).await?;
-        Err(Error::Invalid(format!("replica set {name:?} exists with another template: a hash collision")))
-    }
-
-    /// A refused create is reported on the Progressing condition.
-    async fn failed_to_create(&mut self, name: &str, error: kube::Error) -> Error {
-        if self.settings.deadline.is_some() {
-            let mut status = self.status();
-            let message = format!("Failed to create new replica set {name:?}: {error}");
-            set_condition(&mut status, self.condition(PROGRESSING, "False", FAILED_RS_CREATE, message));
-            if let Err(failed) = self.write_status(status).await {
-                return failed;
-            }
-        }
-        error.into()
-    }
-
     /// `scaleReplicaSetAndRecordEvent`: a set already at `to` is left alone.
-    async fn scale_to(&self, set: &mut ReplicaSet, to: i32) -> Result<bool, Error> {
+    fn scale_to(&mut self, set: &mut ReplicaSet, to: i32) -> bool {
         if spec_replicas(set) == to {
-            return Ok(false);
+            return false;
         }
-        self.scale_set(set, to).await
+        self.scale_set(set, to)
     }
 
     /// `scaleReplicaSet`: the size and the replicas annotations, if either differs; true
     /// if the size changed.
-    async fn scale_set(&self, set: &mut ReplicaSet, to: i32) -> Result<bool, Error> {
+    fn scale_set(&mut self, set: &mut ReplicaSet, to: i32) -> bool {
         let annotations = self.replicas_annotations();
         let resized = spec_replicas(set) != to;
         let stale = annotations.iter().any(|(key, value)| set.annotations().get(key) != Some(value));
         if !resized && !stale {
-            return Ok(false);
+            return false;
         }
-        let patch = json!({
-            "metadata": {"annotations": annotations, "resourceVersion": set.resource_version()},
-            "spec": {"replicas": to},
+        self.changes.push(Change::Scale {
+            name: set.name_any(),
+            replicas: to,
+            annotations: annotations.clone(),
+            version: set.resource_version(),
         });
-        *set = self.sets.patch(&set.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await?;
-        self.sets_written.note(set);
-        Ok(resized)
+        set.annotations_mut().extend(annotations);
+        if resized {
+            // The API server counts a spec change in `generation`.
+            set.metadata.generation = Some(set.metadata.generation.unwrap_or(0) + 1);
+        }
+        set.spec.get_or_insert_with(ReplicaSetSpec::default).replicas = Some(to);
+        resized
     }
 
     /// `scale`: a replica count change while paused or mid-rollout. One active set takes
     /// it all; a saturated new set leaves the old ones at zero; otherwise, rolling, every
     /// active set grows or shrinks in proportion to its size.
-    async fn scale(&self, new: &mut Option<ReplicaSet>, old: &mut [ReplicaSet]) -> Result<(), Error> {
+    fn scale(&mut self, new: &mut Option<ReplicaSet>, old: &mut [ReplicaSet]) {
         let replicas = self.settings.replicas;
         if let Some(set) = active_or_latest(new, old) {
-            self.scale_to(set, replicas).await?;
-            return Ok(());
+            self.scale_to(set, replicas);
+            return;
         }
         if is_saturated(&self.settings, new.as_ref()) {
             for set in old.iter_mut().filter(|s| is_active(s)) {
-                self.scale_to(set, 0).await?;
+                self.scale_to(set, 0);
             }
-            return Ok(());
+            return;
         }
         if self.settings.rolling.is_none() {
-            return Ok(());
+            return;
         }
         let mut active: Vec<&mut ReplicaSet> = old.iter_mut().chain(new.iter_mut()).filter(|s| is_active(s)).collect();
         let allowed = if replicas > 0 { replicas + self.settings.max_surge() } else { 0 };
@@ -864,62 +1063,63 @@ impl Rollout {
             *first = (*first + to_add - added).max(0);
         }
         for (set, size) in active.into_iter().zip(sizes) {
-            self.scale_set(set, size).await?;
+            self.scale_set(set, size);
         }
-        Ok(())
     }
 
     /// `rolloutRolling`: one step (up, else down), then status; old sets beyond the
     /// history limit go once the rollout is complete.
-    async fn roll(&mut self, new: Option<ReplicaSet>, mut old: Vec<ReplicaSet>) -> Result<(), Error> {
+    fn roll(&mut self, new: Option<ReplicaSet>, mut old: Vec<ReplicaSet>) -> Result<(), Error> {
         let mut new = match new {
             Some(new) => new,
-            None => self.create_new(&old).await?,
+            None => self.create_new(&old)?,
         };
-        if self.scale_up_new(&mut new, &old).await? || self.scale_down_old(&new, &mut old).await? {
-            return self.sync_rollout_status(Some(&new), &old).await;
+        if self.scale_up_new(&mut new, &old) || self.scale_down_old(&new, &mut old) {
+            self.sync_rollout_status(Some(&new), &old);
+            return Ok(());
         }
         if complete(&self.deployment, &self.settings, &self.status()) {
-            self.clean_up_history(&old).await?;
+            self.clean_up_history(&old);
         }
-        self.sync_rollout_status(Some(&new), &old).await
+        self.sync_rollout_status(Some(&new), &old);
+        Ok(())
     }
 
     /// `reconcileNewReplicaSet`.
-    async fn scale_up_new(&self, new: &mut ReplicaSet, old: &[ReplicaSet]) -> Result<bool, Error> {
+    fn scale_up_new(&mut self, new: &mut ReplicaSet, old: &[ReplicaSet]) -> bool {
         let replicas = self.settings.replicas;
         match spec_replicas(new).cmp(&replicas) {
-            std::cmp::Ordering::Equal => Ok(false),
-            std::cmp::Ordering::Greater => self.scale_to(new, replicas).await,
+            std::cmp::Ordering::Equal => false,
+            std::cmp::Ordering::Greater => self.scale_to(new, replicas),
             std::cmp::Ordering::Less => {
                 let to = self.first_replicas(old, new);
-                self.scale_to(new, to).await
+                self.scale_to(new, to)
             }
         }
     }
 
     /// `reconcileOldReplicaSets`: as many old pods as can go without fewer than
     /// `replicas - maxUnavailable` available, unhealthy ones first.
-    async fn scale_down_old(&self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> Result<bool, Error> {
+    fn scale_down_old(&mut self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> bool {
         let old_pods: i32 = old.iter().map(spec_replicas).sum();
         if old_pods == 0 {
-            return Ok(false);
+            return false;
         }
         let all_pods = old_pods + spec_replicas(new);
         let new_unavailable = spec_replicas(new) - available_kept(new);
         let most = all_pods - self.settings.min_available() - new_unavailable;
         if most <= 0 {
-            return Ok(false);
+            return false;
         }
         old.sort_by_key(age_key);
-        let cleaned = self.clean_up_unhealthy(old, most).await?;
-        let scaled = self.scale_down_available(new, old).await?;
-        Ok(cleaned + scaled > 0)
+        let cleaned = self.clean_up_unhealthy(old, most);
+        let scaled = self.scale_down_available(new, old);
+        cleaned + scaled > 0
     }
 
     /// `cleanupUnhealthyReplicas`: old sets' unavailable pods, oldest sets first, are
     /// removed before any available one (they would hold the rollout up forever).
-    async fn clean_up_unhealthy(&self, old: &mut [ReplicaSet], most: i32) -> Result<i32, Error> {
+    fn clean_up_unhealthy(&mut self, old: &mut [ReplicaSet], most: i32) -> i32 {
         let mut removed = 0;
         for set in old.iter_mut() {
             if removed >= most {
@@ -930,15 +1130,15 @@ impl Rollout {
                 continue;
             }
             let down = (most - removed).min(unhealthy);
-            self.scale_to(set, spec_replicas(set) - down).await?;
+            self.scale_to(set, spec_replicas(set) - down);
             removed += down;
         }
-        Ok(removed)
+        removed
     }
 
     /// `scaleDownOldReplicaSetsForRollingUpdate`: available old pods beyond the minimum,
     /// oldest sets first.
-    async fn scale_down_available(&self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> Result<i32, Error> {
+    fn scale_down_available(&mut self, new: &ReplicaSet, old: &mut [ReplicaSet]) -> i32 {
         let available = available_kept(new) + old.iter().map(available_kept).sum::<i32>();
         let surplus = available - self.settings.min_available();
         let mut removed = 0;
@@ -950,15 +1150,15 @@ impl Rollout {
                 continue;
             }
             let down = spec_replicas(set).min(surplus - removed);
-            self.scale_to(set, spec_replicas(set) - down).await?;
+            self.scale_to(set, spec_replicas(set) - down);
             removed += down;
         }
-        Ok(removed)
+        removed
     }
 
     /// `rolloutRecreate`: old sets to zero, then, once none of their pods is left, the new
     /// set (made now if need be) to every replica.
-    async fn recreate(
+    fn recreate(
         &mut self,
         new: Option<ReplicaSet>,
         mut old: Vec<ReplicaSet>,
@@ -966,39 +1166,43 @@ impl Rollout {
     ) -> Result<(), Error> {
         let mut scaled_down = false;
         for set in old.iter_mut().filter(|s| is_active(s)) {
-            scaled_down |= self.scale_to(set, 0).await?;
+            scaled_down |= self.scale_to(set, 0);
         }
-        if scaled_down || self.old_pods_running(&old, selector).await? {
-            return self.sync_rollout_status(new.as_ref(), &old).await;
+        if scaled_down || self.old_pods_running(&old, selector) {
+            self.sync_rollout_status(new.as_ref(), &old);
+            return Ok(());
         }
         let mut new = match new {
             Some(new) => new,
-            None => self.create_new(&old).await?,
+            None => self.create_new(&old)?,
         };
-        self.scale_to(&mut new, self.settings.replicas).await?;
+        self.scale_to(&mut new, self.settings.replicas);
         if complete(&self.deployment, &self.settings, &self.status()) {
-            self.clean_up_history(&old).await?;
+            self.clean_up_history(&old);
         }
-        self.sync_rollout_status(Some(&new), &old).await
+        self.sync_rollout_status(Some(&new), &old);
+        Ok(())
     }
 
     /// `oldPodsRunning`: an old set still reports pods, or a pod of one still exists and
     /// has not finished (deleting pods count: they may still be running).
-    async fn old_pods_running(&self, old: &[ReplicaSet], selector: &Selector) -> Result<bool, Error> {
+    fn old_pods_running(&self, old: &[ReplicaSet], selector: &Selector) -> bool {
         if old.iter().map(status_replicas).sum::<i32>() > 0 {
-            return Ok(true);
+            return true;
         }
         let uids: HashSet<String> = old.iter().filter_map(|s| s.uid()).collect();
-        Ok(uids.iter().flat_map(|uid| self.context.pods.controlled_by(&self.namespace, uid)).any(|pod| {
-            let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            selector.matches(pod.labels()) && !matches!(phase, Some("Succeeded" | "Failed"))
-        }))
+        self.snapshot.pods.iter().filter(|pod| controller_uid(&pod.metadata).is_some_and(|uid| uids.contains(uid))).any(
+            |pod| {
+                let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+                selector.matches(pod.labels()) && !matches!(phase, Some("Succeeded" | "Failed"))
+            },
+        )
     }
 
     /// `cleanupDeployment`: the oldest revisions beyond `revisionHistoryLimit` are deleted,
     /// those with no pods left only.
-    async fn clean_up_history(&self, old: &[ReplicaSet]) -> Result<(), Error> {
-        let Some(limit) = self.settings.history_limit else { return Ok(()) };
+    fn clean_up_history(&mut self, old: &[ReplicaSet]) {
+        let Some(limit) = self.settings.history_limit else { return };
         let mut alive: Vec<&ReplicaSet> = old.iter().filter(|s| s.metadata.deletion_timestamp.is_none()).collect();
         let surplus = alive.len().saturating_sub(usize::try_from(limit).unwrap_or(0));
         alive.sort_by_key(|s| (revision(s), age_key(s)));
@@ -1008,39 +1212,29 @@ impl Rollout {
             if status_replicas(set) != 0 || spec_replicas(set) != 0 || !settled {
                 continue;
             }
-            match self.sets.delete(&set.name_any(), &DeleteParams::default()).await {
-                Ok(deleted) => {
-                    if let Some(set) = deleted.left() {
-                        self.sets_written.note(&set);
-                    }
-                }
-                // Gone already: that is what was wanted.
-                Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error.into()),
-            }
+            self.changes.push(Change::Delete { name: set.name_any() });
         }
-        Ok(())
     }
 
     /// `checkPausedConditions`: pausing and resuming show on the Progressing condition,
     /// unless it already reports a missed deadline.
-    async fn check_paused_conditions(&mut self) -> Result<(), Error> {
+    fn check_paused_conditions(&mut self) {
         if self.settings.deadline.is_none() {
-            return Ok(());
+            return;
         }
         let mut status = self.status();
         let reason = find_condition(&status, PROGRESSING).and_then(|c| c.reason.clone());
         if reason.as_deref() == Some(TIMED_OUT) {
-            return Ok(());
+            return;
         }
         let paused_shown = reason.as_deref() == Some(PAUSED);
         let next = match (self.settings.paused, paused_shown) {
             (true, false) => self.condition(PROGRESSING, "Unknown", PAUSED, "Deployment is paused".into()),
             (false, true) => self.condition(PROGRESSING, "Unknown", RESUMED, "Deployment is resumed".into()),
-            _ => return Ok(()),
+            _ => return,
         };
         set_condition(&mut status, next);
-        self.write_status(status).await
+        self.write_status(status);
     }
 
     /// `calculateStatus`: counts from the sets' specs and statuses, and `Available`.
@@ -1072,18 +1266,18 @@ impl Rollout {
     }
 
     /// `syncDeploymentStatus`: status without judging progress (scaling, pausing).
-    async fn sync_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<(), Error> {
+    fn sync_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) {
         let status = self.calculate_status(new, old);
-        self.write_status(status).await
+        self.write_status(status);
     }
 
     /// `syncRolloutStatus`: status, and the Progressing condition judged against the
     /// deadline unless the rollout already completed.
-    async fn sync_rollout_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) -> Result<(), Error> {
+    fn sync_rollout_status(&mut self, new: Option<&ReplicaSet>, old: &[ReplicaSet]) {
         let mut status = self.calculate_status(new, old);
         let Some(deadline) = self.settings.deadline else {
             remove_condition(&mut status, PROGRESSING);
-            return self.write_status(status).await;
+            return self.write_status(status);
         };
         let current = find_condition(&self.status(), PROGRESSING).cloned();
         let done = status.replicas == status.updated_replicas
@@ -1091,7 +1285,7 @@ impl Rollout {
         if !done {
             self.judge_progress(&mut status, new, current, deadline);
         }
-        self.write_status(status).await
+        self.write_status(status);
     }
 
     fn judge_progress(
@@ -1117,22 +1311,19 @@ impl Rollout {
             }
             remove_condition(status, PROGRESSING);
             set_condition(status, next);
-        } else if timed_out(status, deadline, &super::time(&self.context.clock)) {
+        } else if timed_out(status, deadline, &self.snapshot.now) {
             let message = format!("{subject} has timed out progressing.");
             set_condition(status, self.condition(PROGRESSING, "False", TIMED_OUT, message));
         }
     }
 
-    /// Writes the status if it changed, naming the `resourceVersion` it was made from.
-    async fn write_status(&mut self, status: DeploymentStatus) -> Result<(), Error> {
+    /// The status written, if it changed.
+    fn write_status(&mut self, status: DeploymentStatus) {
         if self.deployment.status.as_ref() == Some(&status) {
-            return Ok(());
+            return;
         }
-        let mut next = self.deployment.clone();
-        next.status = Some(status);
-        self.deployment = self.deployments.replace_status(&self.name(), &PostParams::default(), &next).await?;
-        self.deployment_written.note(&self.deployment);
-        Ok(())
+        self.changes.push(Change::Status(Box::new(status.clone())));
+        self.deployment.status = Some(status);
     }
 
     /// `requeueStuckDeployment`: a rollout not yet complete is looked at again just after
@@ -1149,7 +1340,7 @@ impl Rollout {
         if complete(&self.deployment, &self.settings, &status) || current.reason.as_deref() == Some(TIMED_OUT) {
             return None;
         }
-        let left = seconds_left(current, deadline, &super::time(&self.context.clock)).unwrap_or(0).max(0);
+        let left = seconds_left(current, deadline, &self.snapshot.now).unwrap_or(0).max(0);
         Some(Duration::from_secs(u64::try_from(left).unwrap_or(0) + 1))
     }
 }
@@ -1233,5 +1424,377 @@ mod tests {
         let long = (0..1000).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
         let kept = with_history(Some(&long), "1000");
         assert!(kept.len() <= HISTORY_CHARACTERS && kept.ends_with(",999,1000"), "{kept}");
+    }
+
+    /// Now, in the decision tables: 10 000 s after the epoch.
+    const NOW: i64 = 10_000;
+
+    fn at(second: i64) -> String {
+        Timestamp::from_second(second).unwrap().to_string()
+    }
+
+    fn template(image: &str, hash: Option<&str>) -> serde_json::Value {
+        let mut labels = json!({"app": "web"});
+        if let Some(hash) = hash {
+            labels[HASH_LABEL] = json!(hash);
+        }
+        json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "app", "image": image}]}})
+    }
+
+    /// A Deployment `web` of `image`, its spec's other fields from `spec`, at `revision`.
+    fn deployment(
+        replicas: i32,
+        image: &str,
+        spec: serde_json::Value,
+        revision: &str,
+        status: serde_json::Value,
+    ) -> Deployment {
+        let mut object = json!({
+            "metadata": {"name": "web", "namespace": "default", "uid": "web-uid", "generation": 1,
+                         "annotations": {REVISION: revision}},
+            "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": "web"}}, "template": template(image, None)},
+            "status": status,
+        });
+        for (key, value) in spec.as_object().into_iter().flatten() {
+            object["spec"][key] = value.clone();
+        }
+        serde_json::from_value(object).unwrap()
+    }
+
+    /// A ReplicaSet of `web`: `replicas` in its spec, `pods` of them reported, `available`
+    /// of those available; made at `revision` (and its creation time counts revisions).
+    fn replica_set(name: &str, image: &str, revision: i64, replicas: i32, pods: i32, available: i32) -> ReplicaSet {
+        serde_json::from_value(json!({
+            "metadata": {
+                "name": name, "namespace": "default", "uid": format!("{name}-uid"), "generation": 1,
+                "resourceVersion": "7", "creationTimestamp": at(revision * 100),
+                "labels": {"app": "web", HASH_LABEL: name},
+                "annotations": {REVISION: revision.to_string()},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "web-uid",
+                                     "controller": true, "blockOwnerDeletion": true}],
+            },
+            "spec": {"replicas": replicas, "minReadySeconds": 0, "selector": {"matchLabels": {"app": "web", HASH_LABEL: name}},
+                     "template": template(image, Some(name))},
+            "status": {"replicas": pods, "readyReplicas": available, "availableReplicas": available, "observedGeneration": 1},
+        }))
+        .unwrap()
+    }
+
+    /// The same set made for a Deployment of `desired` replicas (and `maximum` with surge).
+    fn sized(mut set: ReplicaSet, desired: i32, maximum: i32) -> ReplicaSet {
+        set.annotations_mut().insert(DESIRED_REPLICAS.into(), desired.to_string());
+        set.annotations_mut().insert(MAX_REPLICAS.into(), maximum.to_string());
+        set
+    }
+
+    fn condition_json(type_: &str, status: &str, reason: &str, message: &str, at_second: i64) -> serde_json::Value {
+        json!({"type": type_, "status": status, "reason": reason, "message": message,
+               "lastUpdateTime": at(at_second), "lastTransitionTime": at(at_second)})
+    }
+
+    /// The status `calculateStatus` writes for these counts of a Deployment needing
+    /// `minimum` available, with `progressing` as the Progressing condition.
+    fn status(
+        replicas: i32,
+        updated: i32,
+        available: i32,
+        spec_total: i32,
+        minimum: i32,
+        progressing: serde_json::Value,
+    ) -> serde_json::Value {
+        let availability = if available >= minimum {
+            condition_json(AVAILABLE, "True", "MinimumReplicasAvailable", "Deployment has minimum availability.", 1000)
+        } else {
+            condition_json(
+                AVAILABLE,
+                "False",
+                "MinimumReplicasUnavailable",
+                "Deployment does not have minimum availability.",
+                1000,
+            )
+        };
+        let mut status = json!({"observedGeneration": 1, "conditions": [availability, progressing]});
+        for (key, value) in [
+            ("replicas", replicas),
+            ("updatedReplicas", updated),
+            ("readyReplicas", available),
+            ("availableReplicas", available),
+            ("unavailableReplicas", (spec_total - available).max(0)),
+        ] {
+            if value != 0 {
+                status[key] = json!(value);
+            }
+        }
+        status
+    }
+
+    fn available_progress(set: &str) -> serde_json::Value {
+        let message = format!("ReplicaSet \"{set}\" has successfully progressed.");
+        condition_json(PROGRESSING, "True", NEW_RS_AVAILABLE, &message, 1000)
+    }
+
+    fn snapshot(deployment: Deployment, sets: Vec<ReplicaSet>) -> Snapshot {
+        Snapshot { deployment, sets, pods: Vec::new(), now: Time(Timestamp::from_second(NOW).unwrap()), taken: None }
+    }
+
+    /// A change as the tables read it: the new set's name is its hash, so it is `new`.
+    fn summary(change: &Change) -> String {
+        match change {
+            Change::Adopt { name, .. } => format!("adopt {name}"),
+            Change::Release { name, .. } => format!("release {name}"),
+            Change::Create(set) => format!("create new {}", spec_replicas(set)),
+            Change::Update { name, annotations, .. } => {
+                format!("update {name} revision {}", annotations.get(REVISION).map_or("-", String::as_str))
+            }
+            Change::Scale { name, replicas, .. } => format!("scale {name} {replicas}"),
+            Change::Delete { name } => format!("delete {name}"),
+            Change::Revision(revision) => format!("revision {revision}"),
+            Change::Status(status) => {
+                let mut line = format!(
+                    "status {}/{}/{}",
+                    count(status.replicas),
+                    count(status.updated_replicas),
+                    count(status.available_replicas)
+                );
+                for c in status.conditions.iter().flatten() {
+                    line.push_str(&format!(" {}={}/{}", c.type_, c.status, c.reason.as_deref().unwrap_or_default()));
+                }
+                line
+            }
+        }
+    }
+
+    fn decided(snapshot: &Snapshot) -> (Vec<String>, Option<Duration>) {
+        let plan = decide(snapshot).unwrap();
+        (plan.changes.iter().map(summary).collect(), plan.wake_after)
+    }
+
+    #[test]
+    fn rollouts_decide_the_writes_kubernetes_makes() {
+        let rolling = |surge: i32, unavailable: i32| json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}});
+        let settled =
+            |replicas: i32, set: &str| status(replicas, replicas, replicas, replicas, 0, available_progress(set));
+        let old = |replicas, pods, available| sized(replica_set("web-1", "v1", 1, replicas, pods, available), 4, 5);
+        let new = |replicas, pods, available| sized(replica_set("web-2", "v2", 2, replicas, pods, available), 4, 5);
+        let mid_rollout = |available| {
+            let progressing =
+                condition_json(PROGRESSING, "True", RS_UPDATED, "ReplicaSet \"web-2\" is progressing.", 9_900);
+            status(4, 0, available, 4, 3, progressing)
+        };
+        let cases: Vec<(&str, Snapshot, Vec<&str>)> = vec![
+            (
+                "a new Deployment makes its first ReplicaSet, as large as the surge allows, at revision 1",
+                snapshot(deployment(3, "v1", json!({}), "", json!({})), vec![]),
+                vec![
+                    "create new 3",
+                    "revision 1",
+                    "status 0/0/0 Progressing=True/NewReplicaSetCreated",
+                    "status 0/0/0 Progressing=True/NewReplicaSetCreated Available=False/MinimumReplicasUnavailable",
+                ],
+            ),
+            (
+                "a new template: the new set surges by one, an old pod goes within maxUnavailable",
+                snapshot(deployment(4, "v2", rolling(1, 1), "1", settled(4, "web-1")), vec![old(4, 4, 4)]),
+                vec![
+                    "create new 1",
+                    "revision 2",
+                    "status 4/4/4 Available=True/MinimumReplicasAvailable Progressing=True/NewReplicaSetCreated",
+                    "scale web-1 3",
+                    "status 4/0/4 Available=True/MinimumReplicasAvailable Progressing=True/NewReplicaSetCreated",
+                ],
+            ),
+            (
+                "the new set grows first, up to replicas plus maxSurge pods in all",
+                snapshot(deployment(4, "v2", rolling(1, 1), "2", mid_rollout(4)), vec![old(3, 3, 3), new(1, 1, 1)]),
+                vec![
+                    "scale web-2 2",
+                    "status 4/1/4 Available=True/MinimumReplicasAvailable Progressing=True/ReplicaSetUpdated",
+                ],
+            ),
+            (
+                "with no surge an available old pod goes first",
+                snapshot(deployment(4, "v2", rolling(0, 1), "2", mid_rollout(4)), vec![old(4, 4, 4), new(0, 0, 0)]),
+                vec!["scale web-1 3"],
+            ),
+            (
+                "with no surge nothing more goes while the new pod is unavailable",
+                snapshot(deployment(4, "v2", rolling(0, 1), "2", mid_rollout(3)), vec![old(3, 3, 3), new(1, 1, 0)]),
+                vec!["status 4/1/3 Available=True/MinimumReplicasAvailable Progressing=True/ReplicaSetUpdated"],
+            ),
+            (
+                "unhealthy old pods go before available ones",
+                snapshot(deployment(4, "v2", rolling(0, 1), "2", mid_rollout(3)), vec![old(4, 4, 2), new(0, 0, 0)]),
+                vec![
+                    "scale web-1 3",
+                    "status 4/0/2 Progressing=True/ReplicaSetUpdated Available=False/MinimumReplicasUnavailable",
+                ],
+            ),
+        ];
+        for (name, snapshot, expected) in cases {
+            assert_eq!(decided(&snapshot).0, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn scaling_decides_the_writes_kubernetes_makes() {
+        let settled = |replicas: i32| status(replicas, replicas, replicas, replicas, 0, available_progress("web-1"));
+        let set = |replicas: i32, desired: i32, surge: i32| {
+            sized(replica_set("web-1", "v1", 1, replicas, replicas, replicas), desired, desired + surge)
+        };
+        let proportional = json!({"strategy": {"rollingUpdate": {"maxSurge": 2, "maxUnavailable": 0}}});
+        let halfway = || {
+            let mut halfway = settled(12);
+            halfway["updatedReplicas"] = json!(6);
+            halfway
+        };
+        let cases: Vec<(&str, Snapshot, Vec<&str>)> = vec![
+            (
+                "scaled up: the one active set takes it all",
+                snapshot(deployment(5, "v1", json!({}), "1", settled(3)), vec![set(3, 3, 1)]),
+                vec![
+                    "scale web-1 5",
+                    "status 3/3/3 Progressing=True/NewReplicaSetAvailable Available=False/MinimumReplicasUnavailable",
+                ],
+            ),
+            (
+                "scaled down: the one active set gives it all up",
+                snapshot(deployment(2, "v1", json!({}), "1", settled(3)), vec![set(3, 3, 1)]),
+                vec!["scale web-1 2"],
+            ),
+            (
+                "scaled mid-rollout: every active set in proportion to its size",
+                snapshot(
+                    deployment(20, "v2", proportional, "2", halfway()),
+                    vec![
+                        sized(replica_set("web-1", "v1", 1, 6, 6, 6), 10, 12),
+                        sized(replica_set("web-2", "v2", 2, 6, 6, 6), 10, 12),
+                    ],
+                ),
+                vec![
+                    "scale web-2 11",
+                    "scale web-1 11",
+                    "status 12/6/12 Progressing=True/NewReplicaSetAvailable Available=False/MinimumReplicasUnavailable",
+                ],
+            ),
+            (
+                "paused with a new template: no new set, the pause shown",
+                snapshot(deployment(3, "v2", json!({"paused": true}), "1", settled(3)), vec![set(3, 3, 1)]),
+                vec![
+                    "status 3/3/3 Available=True/MinimumReplicasAvailable Progressing=Unknown/DeploymentPaused",
+                    "status 3/0/3 Available=True/MinimumReplicasAvailable Progressing=Unknown/DeploymentPaused",
+                ],
+            ),
+        ];
+        for (name, snapshot, expected) in cases {
+            assert_eq!(decided(&snapshot).0, expected, "{name}");
+        }
+        // A paused Deployment is not expected to progress: no deadline runs.
+        let paused = snapshot(deployment(3, "v2", json!({"paused": true}), "1", settled(3)), vec![set(3, 3, 1)]);
+        assert_eq!(decided(&paused).1, None);
+    }
+
+    #[test]
+    fn recreate_waits_for_every_old_pod_to_be_gone() {
+        let recreate = json!({"strategy": {"type": "Recreate"}});
+        let settled = status(3, 3, 3, 3, 3, available_progress("web-1"));
+        let old = |replicas, pods| sized(replica_set("web-1", "v1", 1, replicas, pods, pods), 3, 3);
+        let deployment = || deployment(3, "v2", recreate.clone(), "1", settled.clone());
+        let (changes, _) = decided(&snapshot(deployment(), vec![old(3, 3)]));
+        assert_eq!(changes[0], "scale web-1 0", "old sets to zero first");
+        assert!(!changes.iter().any(|c| c.starts_with("create")), "{changes:?}");
+        let (changes, _) = decided(&snapshot(deployment(), vec![old(0, 2)]));
+        assert!(changes.iter().all(|c| c.starts_with("status")), "no new set while old pods remain: {changes:?}");
+        // The set reports none left, but a pod of it is still running.
+        let mut running = snapshot(deployment(), vec![old(0, 0)]);
+        let pod = json!({"metadata": {"name": "web-1-a", "namespace": "default", "labels": {"app": "web"},
+                         "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1",
+                                              "uid": "web-1-uid", "controller": true}]},
+                         "status": {"phase": "Running"}});
+        running.pods = vec![Arc::new(serde_json::from_value(pod).unwrap())];
+        assert!(!decided(&running).0.iter().any(|c| c.starts_with("create")), "a running pod of an old set holds it");
+        let (changes, _) = decided(&snapshot(deployment(), vec![old(0, 0)]));
+        assert_eq!(&changes[..2], ["create new 3", "revision 2"], "then the new set with every replica");
+    }
+
+    #[test]
+    fn old_revisions_beyond_the_history_limit_go_once_the_rollout_is_complete() {
+        let settled = status(2, 2, 2, 2, 2, available_progress("web-4"));
+        let history = json!({"revisionHistoryLimit": 0});
+        let busy = replica_set("web-2", "v2", 2, 0, 1, 0);
+        let unsettled = {
+            let mut set = replica_set("web-3", "v3", 3, 0, 0, 0);
+            set.metadata.generation = Some(2);
+            set
+        };
+        let sets = vec![
+            replica_set("web-1", "v1", 1, 0, 0, 0),
+            busy,
+            unsettled,
+            replica_set("web-0", "v0", 0, 0, 0, 0),
+            sized(replica_set("web-4", "v4", 4, 2, 2, 2), 2, 3),
+        ];
+        // Every old one is too many, oldest revisions first: `web-2` still has a pod and
+        // `web-3`'s last change is not yet observed, so only `web-0` and `web-1` go (and the
+        // status counts `web-2`'s pod).
+        let (changes, _) = decided(&snapshot(deployment(2, "v4", history, "4", settled), sets));
+        assert_eq!(
+            changes,
+            [
+                "delete web-0",
+                "delete web-1",
+                "status 3/2/2 Available=True/MinimumReplicasAvailable Progressing=True/NewReplicaSetAvailable"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_rollout_without_progress_times_out_at_its_deadline() {
+        let stuck = |since: i64| {
+            let progressing =
+                condition_json(PROGRESSING, "True", RS_UPDATED, "ReplicaSet \"web-2\" is progressing.", since);
+            status(2, 2, 0, 2, 2, progressing)
+        };
+        let set = sized(replica_set("web-2", "v2", 2, 2, 2, 0), 2, 3);
+        let (changes, wake) =
+            decided(&snapshot(deployment(2, "v2", json!({}), "2", stuck(NOW - 500)), vec![set.clone()]));
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(wake, Some(Duration::from_secs(101)), "looked at again just after the deadline");
+        let (changes, wake) = decided(&snapshot(deployment(2, "v2", json!({}), "2", stuck(NOW - 700)), vec![set]));
+        assert_eq!(
+            changes,
+            ["status 2/2/0 Available=False/MinimumReplicasUnavailable Progressing=False/ProgressDeadlineExceeded"]
+        );
+        assert_eq!(wake, None, "a rollout timed out is not looked at again for its deadline");
+    }
+
+    #[test]
+    fn orphans_are_adopted_and_a_taken_name_is_the_new_set() {
+        let mut orphan = replica_set("web-1", "v1", 1, 3, 3, 3);
+        orphan.metadata.owner_references = None;
+        let settled = status(3, 3, 3, 3, 3, available_progress("web-1"));
+        let (changes, _) = decided(&snapshot(deployment(3, "v1", json!({}), "1", settled), vec![orphan]));
+        assert_eq!(changes.first().map(String::as_str), Some("adopt web-1"), "{changes:?}");
+
+        // The create found the name taken by this Deployment's own set: it is the new set,
+        // nothing is made, and no creation is reported.
+        let mut taken = snapshot(deployment(3, "v1", json!({}), "", json!({})), vec![]);
+        taken.taken = Some(sized(replica_set("web-1", "v1", 1, 3, 0, 0), 3, 4));
+        let (changes, _) = decided(&taken);
+        assert_eq!(changes.first().map(String::as_str), Some("revision 1"), "{changes:?}");
+        assert!(!changes.iter().any(|c| c.starts_with("create") || c.contains(NEW_RS_CREATED)), "{changes:?}");
+    }
+
+    #[test]
+    fn a_decision_reads_its_own_earlier_writes() {
+        // Scaling an old set down bumps its generation: the history cleanup of the same
+        // pass (paused) must not delete it as settled.
+        let settled = status(3, 0, 3, 3, 3, available_progress("web-1"));
+        let old = sized(replica_set("web-1", "v1", 1, 3, 0, 0), 3, 4);
+        let new = sized(replica_set("web-2", "v2", 2, 3, 3, 3), 3, 4);
+        let mut deployment = deployment(3, "v2", json!({"paused": true, "revisionHistoryLimit": 0}), "2", settled);
+        deployment.status.as_mut().unwrap().updated_replicas = Some(3);
+        let (changes, _) = decided(&snapshot(deployment, vec![old, new]));
+        assert!(changes.contains(&"scale web-1 0".to_string()), "{changes:?}");
+        assert!(!changes.iter().any(|c| c.starts_with("delete")), "{changes:?}");
     }
 }

@@ -16,15 +16,14 @@
 //! made, and slices left empty are deleted; a Service with no endpoints keeps one empty
 //! placeholder slice, as Kubernetes does. IPv6 addresses and topology hints are left out.
 
-use super::Error;
 use super::endpoints::{selecting, selector_of, target_port};
 use super::same_content;
+use super::{Error, Wiring};
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod, Service};
 use k8s_openapi::api::discovery::v1::{Endpoint, EndpointPort, EndpointSlice};
 use kube::api::{Api, DeleteParams, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -52,6 +51,10 @@ struct Context {
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers) {
     let services = informers.services.clone();
+    let wiring = Wiring::of(&informers.services)
+        .owns(&informers.endpoint_slices)
+        .watches(&informers.pods, move |pod| selecting(&services, &pod))
+        .reads(&informers.nodes);
     let context = Context {
         client,
         pods: informers.pods.clone(),
@@ -59,14 +62,7 @@ pub async fn run(client: kube::Client, informers: &Informers) {
         slices: informers.endpoint_slices.clone(),
         slices_expected: Expectations::new(&informers.endpoint_slices),
     };
-    tokio::join!(context.pods.synced(), context.nodes.synced(), context.slices.synced());
-    let pods = context.pods.subscribe();
-    Controller::for_shared_stream(services.subscribe(), services.store())
-        .owns_shared_stream(context.slices.subscribe())
-        .watches_shared_stream(pods, move |pod| selecting(&services, &pod))
-        .run(reconcile, |_, error, _| super::retry(error), Arc::new(context))
-        .for_each(|_| async {})
-        .await;
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Action, Error> {

@@ -24,7 +24,7 @@
 
 use super::Error;
 use super::pods::{Pods, creation, deleting, is_ready, is_terminal, phase};
-use super::{Wakeups, label_selector, owner_reference, retry, same_content};
+use super::{Wakeups, Wiring, label_selector, owner_reference, same_content};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use futures_util::StreamExt;
@@ -34,7 +34,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -69,23 +69,19 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let (wakeups, woken) = Wakeups::new(clock);
+    let mut wiring = Wiring::of(&informers.jobs).owns(&informers.pods).reads(&informers.jobs);
     let context = Arc::new(Context {
         client,
         clock: clock.clone(),
-        wakeups,
+        wakeups: wiring.wakeups(clock),
         jobs: informers.jobs.clone(),
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
         jobs_expected: Expectations::new(&informers.jobs),
     });
-    tokio::join!(context.pods.synced(), context.jobs.synced());
-    let controller = Controller::for_shared_stream(context.jobs.subscribe(), context.jobs.store())
-        .owns_shared_stream(context.pods.subscribe())
-        .reconcile_on(woken)
-        .run(reconcile, |_, error, _| retry(error), Arc::clone(&context))
-        .for_each(|_| async {});
-    tokio::join!(controller, release_orphans(&context));
+    // Orphans are released from the filled caches too.
+    wiring.synced().await;
+    tokio::join!(wiring.run(reconcile, Arc::clone(&context)), release_orphans(&context));
 }
 
 /// What the Job's spec asks for, with the API server's defaults.

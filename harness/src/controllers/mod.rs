@@ -2,6 +2,16 @@
 //! over watched state (kube-runtime's `Controller`, fed by the shared informers), a
 //! client of the API server like any other component. What several of them share is
 //! here and in `pods.rs` (claiming, writing and reading pods).
+//!
+//! Each informer-fed controller is started through one scaffold, [`Wiring`]: the kind it
+//! reconciles, the informers whose changes concern it (`owns`, `watches`) or that it only
+//! reads (`reads`), its clock wake-ups; `run` waits for those caches to be filled, starts
+//! kube-runtime's `Controller` and retries every failed reconcile by one policy
+//! ([`retry`]). The recipe inside a controller is the DaemonSet's: a pure decision over a
+//! snapshot of the caches (what to change), table-tested, and an `apply` that makes the
+//! changes through the API. The namespace controller and the garbage collector keep their
+//! own loops: they watch kinds no shared informer holds (namespaces; every kind discovery
+//! finds).
 
 pub mod daemonset;
 pub mod deployment;
@@ -17,14 +27,18 @@ pub mod statefulset;
 pub mod taint_eviction;
 
 use crate::clock::Clock;
+use crate::informers::{Informer, Kind};
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::Resource;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::controller::Action;
+use kube::runtime::controller::{Action, Controller};
 use kube::runtime::reflector::ObjectRef;
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 use tokio::sync::mpsc;
@@ -38,12 +52,94 @@ pub enum Error {
     Invalid(String),
 }
 
-/// How a reconcile that failed is retried: a write that lost a race at once, anything
-/// else after a pause.
+/// How a reconcile that failed is retried, for every controller: a write that lost a race
+/// (the object moved under the decision) at once, to decide again on fresh state; anything
+/// else (the API server away, an invalid spec) after a pause.
 pub(crate) fn retry(error: &Error) -> Action {
     match error {
         Error::Api(kube::Error::Api(status)) if status.code == 409 => Action::requeue(Duration::from_millis(100)),
         _ => Action::requeue(Duration::from_secs(1)),
+    }
+}
+
+/// A change to the controller being wired, applied once the caches are filled.
+type Wire<K> = Box<dyn FnOnce(Controller<K>) -> Controller<K> + Send>;
+
+/// What every informer-fed controller's `run` did by hand, once: the kind it reconciles
+/// (from its shared informer), what else brings an object back to it, the caches its
+/// reconcile reads, filled before the first one. Built, then [`Wiring::run`].
+pub(crate) struct Wiring<K: Kind> {
+    primary: Informer<K>,
+    synced: Vec<BoxFuture<'static, ()>>,
+    wires: Vec<Wire<K>>,
+}
+
+impl<K: Kind> Wiring<K> {
+    /// A controller of the objects in `informer`.
+    pub(crate) fn of(informer: &Informer<K>) -> Wiring<K> {
+        Wiring { primary: informer.clone(), synced: Vec::new(), wires: Vec::new() }
+    }
+
+    /// A cache the reconcile reads: filled before the first reconcile.
+    pub(crate) fn reads<C: Kind>(mut self, informer: &Informer<C>) -> Self {
+        let informer = informer.clone();
+        self.synced.push(async move { informer.synced().await }.boxed());
+        self
+    }
+
+    /// Objects of another kind the reconciled ones control: a change to one reconciles its
+    /// owner (`Controller::owns`). Read too.
+    pub(crate) fn owns<C: Kind>(mut self, informer: &Informer<C>) -> Self {
+        let children = informer.clone();
+        self.wires.push(Box::new(move |controller| controller.owns_shared_stream(children.subscribe())));
+        self.reads(informer)
+    }
+
+    /// Objects of another kind whose change concerns the reconciled objects `mapper` names
+    /// (`Controller::watches`). Read too.
+    pub(crate) fn watches<C, I>(
+        mut self,
+        informer: &Informer<C>,
+        mapper: impl Fn(Arc<C>) -> I + Send + Sync + 'static,
+    ) -> Self
+    where
+        C: Kind,
+        I: IntoIterator<Item = ObjectRef<K>> + 'static,
+        I::IntoIter: Send,
+    {
+        let others = informer.clone();
+        self.wires.push(Box::new(move |controller| controller.watches_shared_stream(others.subscribe(), mapper)));
+        self.reads(informer)
+    }
+
+    /// Reconciles asked for at moments of the control plane's clock (deadlines,
+    /// `minReadySeconds`): the handle the reconcile asks through.
+    pub(crate) fn wakeups(&mut self, clock: &Clock) -> Wakeups<K> {
+        let (wakeups, woken) = Wakeups::new(clock);
+        self.wires.push(Box::new(move |controller| controller.reconcile_on(woken)));
+        wakeups
+    }
+
+    /// Waits until every cache the controller reads is filled (again at once after the first).
+    pub(crate) async fn synced(&mut self) {
+        futures_util::future::join_all(std::mem::take(&mut self.synced)).await;
+    }
+
+    /// Runs the controller until the task is dropped: each object reconciled on any change
+    /// that concerns it and whenever `reconcile` asks, a failed reconcile retried by [`retry`].
+    pub(crate) async fn run<C, R, F>(mut self, reconcile: R, context: Arc<C>)
+    where
+        C: Send + Sync + 'static,
+        R: FnMut(Arc<K>, Arc<C>) -> F,
+        F: Future<Output = Result<Action, Error>> + Send + 'static,
+    {
+        self.synced().await;
+        // Subscribed only now: each subscriber is told the filled cache first.
+        let mut controller = Controller::for_shared_stream(self.primary.subscribe(), self.primary.store());
+        for wire in self.wires {
+            controller = wire(controller);
+        }
+        controller.run(reconcile, |_, error, _| retry(error), context).for_each(|_| async {}).await;
     }
 }
 

@@ -5,27 +5,38 @@
 //! NoExecute so the taint-eviction controller moves what runs there). A node that posts
 //! Ready again loses the taints.
 //!
-//! It checks every monitor period (5 s) on the control plane's clock, so a test on a
-//! virtual clock passes the grace period at once.
+//! Driven by the shared informers: a node is looked at when it or its Lease changes, and
+//! again the moment its grace period would run out, on the control plane's clock (so a
+//! test on a virtual clock passes the grace period at once). `decide` is the pure part:
+//! from a node, its Lease and the time, what to write.
 
-use crate::clock::Clock;
+use super::{Error, Wakeups, Wiring};
+use crate::clock::{self, Clock};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+
+/// How long after its grace period runs out a node is looked at: it is silent once the
+/// time since its last renewal is strictly more than the grace period.
+const PAST_GRACE: Duration = Duration::from_millis(1);
 
 #[derive(Debug, Clone)]
 pub struct Options {
     pub clock: Clock,
     /// How long a node may go without renewing its lease (`--node-monitor-grace-period`).
     pub grace: Duration,
-    /// How often nodes are checked (`--node-monitor-period`).
+    /// How often the taint-eviction controller checks nodes (`--node-monitor-period`);
+    /// this controller instead wakes when a grace period runs out.
     pub period: Duration,
 }
 
@@ -35,13 +46,61 @@ impl Default for Options {
     }
 }
 
+struct Context {
+    client: kube::Client,
+    options: Options,
+    wakeups: Wakeups<Node>,
+    leases: Informer<Lease>,
+    pods: Informer<Pod>,
+    nodes_expected: Expectations<Node>,
+}
+
 /// Runs until the task is dropped.
-pub async fn run(client: kube::Client, options: Options) {
-    loop {
-        options.clock.sleep(options.period).await;
-        // A failed pass (the API server restarting) is simply tried again next period.
-        let _ = pass(&client, &options).await;
+pub async fn run(client: kube::Client, informers: &Informers, options: Options) {
+    // A Lease is named after its node: its renewal concerns that node.
+    let node_of = |lease: Arc<Lease>| [ObjectRef::<Node>::new(&lease.name_any())];
+    let mut wiring = Wiring::of(&informers.nodes).watches(&informers.leases, node_of).reads(&informers.pods);
+    let context = Context {
+        client,
+        wakeups: wiring.wakeups(&options.clock),
+        options,
+        leases: informers.leases.clone(),
+        pods: informers.pods.clone(),
+        nodes_expected: Expectations::new(&informers.nodes),
+    };
+    wiring.run(reconcile, Arc::new(context)).await;
+}
+
+async fn reconcile(node: Arc<Node>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = key_of_object(node.as_ref());
+    // The conditions and taints are judged on the node as this controller last wrote it.
+    if !context.nodes_expected.met(&key) {
+        return Ok(Action::requeue(UNMET_RETRY));
     }
+    let lease = context.leases.get(crate::kubelet::LEASE_NAMESPACE, &node.name_any());
+    let decision = decide(&node, lease.as_deref(), context.options.clock.now(), context.options.grace);
+    let written = Written::default();
+    let result = apply(&context, &node, &decision, &written).await;
+    context.nodes_expected.expect(&key, &written);
+    result?;
+    if let Some(left) = decision.silent_in {
+        context.wakeups.after(&node, left + PAST_GRACE);
+    }
+    Ok(Action::await_change())
+}
+
+/// What one look at a node decided.
+#[derive(Debug, Default, PartialEq)]
+struct Decision {
+    /// The node just went silent: its conditions, every one now `Unknown` (its pods are
+    /// marked not ready too).
+    unknown: Option<Vec<Value>>,
+    /// Its taints, when the condition taints among them change.
+    taints: Option<Vec<Value>>,
+    /// How long until it goes silent, while it is not.
+    silent_in: Option<Duration>,
+    /// The time it was decided at, as the API writes it (pods' transitions are stamped so).
+    at: String,
 }
 
 fn ready_status(node: &Node) -> String {
@@ -53,49 +112,43 @@ fn ready_status(node: &Node) -> String {
         .unwrap_or_else(|| "Unknown".into())
 }
 
-async fn pass(client: &kube::Client, options: &Options) -> Result<(), kube::Error> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let leases: Api<Lease> = Api::namespaced(client.clone(), crate::kubelet::LEASE_NAMESPACE);
-    let renewed: HashMap<String, String> = leases
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter_map(|lease| {
-            let time = lease.spec.as_ref()?.renew_time.as_ref()?;
-            let text = serde_json::to_value(time).ok()?.as_str()?.to_string();
-            Some((lease.name_any(), text))
-        })
-        .collect();
-    for node in nodes.list(&ListParams::default()).await?.items {
-        let name = node.name_any();
-        let created = node.metadata.creation_timestamp.as_ref().and_then(|t| serde_json::to_value(t).ok());
-        let last = renewed.get(&name).cloned().or_else(|| created.and_then(|c| c.as_str().map(str::to_string)));
-        let silent = last.as_deref().and_then(|t| options.clock.since(t)).is_some_and(|d| d > options.grace);
-        let status = ready_status(&node);
-        if silent && status != "Unknown" {
-            mark_unknown(client, &node, &options.clock).await?;
-            mark_pods_not_ready(client, &name, &options.clock).await?;
-        }
-        let wanted = match (silent, status.as_str()) {
-            (true, _) | (false, "Unknown") => Some(UNREACHABLE),
-            (false, "False") => Some(NOT_READY),
-            _ => None,
-        };
-        set_taints(client, &node, wanted, &options.clock).await?;
+/// When the node's kubelet last showed life: its Lease's renewal, else the node's creation.
+fn last_heard(node: &Node, lease: Option<&Lease>) -> Option<SystemTime> {
+    let renewed = lease
+        .and_then(|l| l.spec.as_ref()?.renew_time.as_ref())
+        .and_then(|t| serde_json::to_value(t).ok())
+        .and_then(|t| t.as_str().and_then(clock::parse));
+    let created = || {
+        let text = serde_json::to_value(node.metadata.creation_timestamp.as_ref()?).ok()?;
+        text.as_str().and_then(clock::parse)
+    };
+    renewed.or_else(created)
+}
+
+/// `monitorNodeHealth` for one node at `now`.
+fn decide(node: &Node, lease: Option<&Lease>, now: SystemTime, grace: Duration) -> Decision {
+    let since = last_heard(node, lease).map(|then| now.duration_since(then).unwrap_or_default());
+    let silent = since.is_some_and(|since| since > grace);
+    let status = ready_status(node);
+    let stamp = clock::format(now);
+    let silent_in = since.filter(|_| !silent).map(|since| grace - since);
+    let mut decision = Decision { silent_in, at: stamp.clone(), ..Decision::default() };
+    if silent && status != "Unknown" {
+        decision.unknown = Some(unknown_conditions(node, &stamp));
     }
-    Ok(())
+    let wanted = match (silent, status.as_str()) {
+        (true, _) | (false, "Unknown") => Some(UNREACHABLE),
+        (false, "False") => Some(NOT_READY),
+        _ => None,
+    };
+    decision.taints = taints(node, wanted, &stamp);
+    decision
 }
 
 /// Every condition the kubelet posts becomes `Unknown`, as Kubernetes writes it.
-async fn mark_unknown(client: &kube::Client, node: &Node, clock: &Clock) -> Result<(), kube::Error> {
-    let now = clock.timestamp();
-    let conditions: Vec<Value> = node
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
+fn unknown_conditions(node: &Node, now: &str) -> Vec<Value> {
+    let conditions = node.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    conditions
         .map(|c| {
             json!({
                 "type": c.type_, "status": "Unknown", "reason": "NodeStatusUnknown",
@@ -103,54 +156,18 @@ async fn mark_unknown(client: &kube::Client, node: &Node, clock: &Clock) -> Resu
                 "lastHeartbeatTime": c.last_heartbeat_time, "lastTransitionTime": now,
             })
         })
-        .collect();
-    let nodes: Api<Node> = Api::all(client.clone());
-    let patch = json!({"status": {"conditions": conditions}});
-    nodes.patch_status(&node.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
+        .collect()
 }
 
-/// The node's pods can no longer be trusted to serve: Ready=False, so endpoints drop them.
-async fn mark_pods_not_ready(client: &kube::Client, node: &str, clock: &Clock) -> Result<(), kube::Error> {
-    let pods: Api<Pod> = Api::all(client.clone());
-    let list = pods.list(&ListParams::default().fields(&format!("spec.nodeName={node}"))).await?;
-    let now = clock.timestamp();
-    for pod in list.items {
-        let conditions: Vec<Value> = pod
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .map(|c| {
-                let mut value = serde_json::to_value(&c).unwrap_or(Value::Null);
-                if c.type_ == "Ready" && c.status != "False" {
-                    value["status"] = json!("False");
-                    value["lastTransitionTime"] = json!(now);
-                }
-                value
-            })
-            .collect();
-        let namespaced: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-        let patch = json!({"status": {"conditions": conditions}});
-        // A pod deleted meanwhile needs no marking.
-        let _ = namespaced.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await;
-    }
-    Ok(())
-}
-
-/// Keeps exactly the wanted condition taint (both effects) among the node's taints.
-async fn set_taints(
-    client: &kube::Client,
-    node: &Node,
-    wanted: Option<&str>,
-    clock: &Clock,
-) -> Result<(), kube::Error> {
+/// The node's taints keeping exactly the wanted condition taint (both effects); `None`
+/// when they already do.
+fn taints(node: &Node, wanted: Option<&str>, now: &str) -> Option<Vec<Value>> {
     let current: Vec<Value> = node
         .spec
         .as_ref()
-        .and_then(|s| s.taints.clone())
-        .unwrap_or_default()
-        .iter()
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
         .filter_map(|t| serde_json::to_value(t).ok())
         .collect();
     let ours = |t: &Value| matches!(t["key"].as_str(), Some(UNREACHABLE | NOT_READY));
@@ -161,16 +178,211 @@ async fn set_taints(
             if !next.iter().any(|t| t["key"] == key && t["effect"] == effect) {
                 let mut taint = json!({"key": key, "effect": effect});
                 if effect == "NoExecute" {
-                    taint["timeAdded"] = json!(clock.timestamp());
+                    taint["timeAdded"] = json!(now);
                 }
                 next.push(taint);
             }
         }
     }
-    if next == current {
-        return Ok(());
+    (next != current).then_some(next)
+}
+
+/// A pod's conditions with `Ready` now `False`: its node can no longer be trusted to
+/// serve it, so endpoints drop it.
+fn not_ready_conditions(pod: &Pod, now: &str) -> Vec<Value> {
+    let conditions = pod.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+    conditions
+        .map(|c| {
+            let mut value = serde_json::to_value(c).unwrap_or(Value::Null);
+            if c.type_ == "Ready" && c.status != "False" {
+                value["status"] = json!("False");
+                value["lastTransitionTime"] = json!(now);
+            }
+            value
+        })
+        .collect()
+}
+
+/// Writes the decision: the node's conditions, then its pods', then its taints (against
+/// the version the conditions' write returned).
+async fn apply(context: &Context, node: &Node, decision: &Decision, written: &Written) -> Result<(), Error> {
+    let nodes: Api<Node> = Api::all(context.client.clone());
+    let name = node.name_any();
+    let mut version = node.resource_version();
+    if let Some(conditions) = &decision.unknown {
+        let patch = json!({"status": {"conditions": conditions}});
+        let marked = nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
+        written.note(&marked);
+        version = marked.resource_version();
+        let on_node = context
+            .pods
+            .all()
+            .into_iter()
+            .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_deref()) == Some(name.as_str()));
+        for pod in on_node {
+            let pods: Api<Pod> = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
+            let patch = json!({"status": {"conditions": not_ready_conditions(&pod, &decision.at)}});
+            // A pod deleted meanwhile needs no marking.
+            let _ = pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await;
+        }
     }
-    let nodes: Api<Node> = Api::all(client.clone());
-    let patch = json!({"metadata": {"resourceVersion": node.resource_version()}, "spec": {"taints": next}});
-    nodes.patch(&node.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await.map(|_| ())
+    if let Some(taints) = &decision.taints {
+        let patch = json!({"metadata": {"resourceVersion": version}, "spec": {"taints": taints}});
+        written.note(&nodes.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await?);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GRACE: Duration = Duration::from_secs(40);
+
+    fn at(second: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(second)
+    }
+
+    /// A node made at 0 whose Ready condition is `ready`, with these taints.
+    fn node(ready: &str, taints: Value) -> Node {
+        serde_json::from_value(json!({
+            "metadata": {"name": "node-1", "creationTimestamp": clock::format(at(0))},
+            "spec": {"taints": taints},
+            "status": {"conditions": [
+                {"type": "Ready", "status": ready, "lastHeartbeatTime": clock::format(at(1))},
+                {"type": "MemoryPressure", "status": "False"},
+            ]},
+        }))
+        .unwrap()
+    }
+
+    fn lease(renewed: u64) -> Lease {
+        let micro = format!("{}.000000Z", clock::format(at(renewed)).trim_end_matches('Z'));
+        serde_json::from_value(json!({"metadata": {"name": "node-1"}, "spec": {"renewTime": micro}})).unwrap()
+    }
+
+    fn keys(taints: &[Value]) -> Vec<String> {
+        taints
+            .iter()
+            .map(|t| format!("{}:{}", t["key"].as_str().unwrap_or(""), t["effect"].as_str().unwrap_or("")))
+            .collect()
+    }
+
+    #[test]
+    fn silent_nodes_go_unknown_and_condition_taints_follow_readiness() {
+        let unreachable =
+            json!([{"key": UNREACHABLE, "effect": "NoSchedule"}, {"key": UNREACHABLE, "effect": "NoExecute"}]);
+        let other = json!([{"key": "dedicated", "effect": "NoSchedule"}, {"key": UNREACHABLE, "effect": "NoSchedule"}]);
+        let both = [format!("{UNREACHABLE}:NoSchedule"), format!("{UNREACHABLE}:NoExecute")];
+        let not_ready = [format!("{NOT_READY}:NoSchedule"), format!("{NOT_READY}:NoExecute")];
+        // (case, node, lease renewed at, now, marked Unknown, taints written, silent in)
+        let cases = vec![
+            (
+                "a renewed lease: nothing to do until the grace runs out",
+                node("True", json!([])),
+                Some(100),
+                110,
+                false,
+                None,
+                Some(30),
+            ),
+            (
+                "exactly the grace period is not yet silent",
+                node("True", json!([])),
+                Some(100),
+                140,
+                false,
+                None,
+                Some(0),
+            ),
+            (
+                "silent: Unknown, and tainted unreachable",
+                node("True", json!([])),
+                Some(100),
+                145,
+                true,
+                Some(both.to_vec()),
+                None,
+            ),
+            (
+                "no lease: counted from the node's creation",
+                node("True", json!([])),
+                None,
+                41,
+                true,
+                Some(both.to_vec()),
+                None,
+            ),
+            (
+                "already Unknown and tainted: nothing more",
+                node("Unknown", unreachable.clone()),
+                Some(100),
+                200,
+                false,
+                None,
+                None,
+            ),
+            (
+                "back, not yet posting Ready: still unreachable",
+                node("Unknown", json!([])),
+                Some(190),
+                200,
+                false,
+                Some(both.to_vec()),
+                Some(30),
+            ),
+            (
+                "not ready: the not-ready taints replace unreachable",
+                node("False", unreachable.clone()),
+                Some(190),
+                200,
+                false,
+                Some(not_ready.to_vec()),
+                Some(30),
+            ),
+            (
+                "ready again: condition taints go, others stay",
+                node("True", other),
+                Some(190),
+                200,
+                false,
+                Some(vec!["dedicated:NoSchedule".to_string()]),
+                Some(30),
+            ),
+            ("ready and untainted: nothing", node("True", json!([])), Some(190), 200, false, None, Some(30)),
+        ];
+        for (name, node, renewed, now, unknown, taints, silent_in) in cases {
+            let lease = renewed.map(lease);
+            let decision = decide(&node, lease.as_ref(), at(now), GRACE);
+            assert_eq!(decision.unknown.is_some(), unknown, "{name}");
+            assert_eq!(decision.taints.as_deref().map(keys), taints, "{name}");
+            assert_eq!(decision.silent_in, silent_in.map(Duration::from_secs), "{name}");
+        }
+    }
+
+    #[test]
+    fn what_a_silent_node_is_written() {
+        let decision = decide(&node("True", json!([])), Some(&lease(100)), at(145), GRACE);
+        let conditions = decision.unknown.unwrap();
+        assert_eq!(conditions.len(), 2, "every condition");
+        for condition in &conditions {
+            assert_eq!(condition["status"], "Unknown");
+            assert_eq!(condition["reason"], "NodeStatusUnknown");
+            assert_eq!(condition["message"], "Kubelet stopped posting node status.");
+            assert_eq!(condition["lastTransitionTime"], clock::format(at(145)));
+        }
+        assert_eq!(conditions[0]["lastHeartbeatTime"], clock::format(at(1)), "the last heartbeat kept");
+        let taints = decision.taints.unwrap();
+        assert_eq!(taints[1]["timeAdded"], clock::format(at(145)), "NoExecute counts from now");
+        assert!(taints[0].get("timeAdded").is_none());
+
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "status": {"conditions": [
+            {"type": "Ready", "status": "True", "lastTransitionTime": clock::format(at(5))},
+            {"type": "PodScheduled", "status": "True", "lastTransitionTime": clock::format(at(2))}]}}))
+        .unwrap();
+        let marked = not_ready_conditions(&pod, &decision.at);
+        assert_eq!(marked[0]["status"], "False");
+        assert_eq!(marked[0]["lastTransitionTime"], clock::format(at(145)));
+        assert_eq!(marked[1]["lastTransitionTime"], clock::format(at(2)), "other conditions as they were");
+    }
 }

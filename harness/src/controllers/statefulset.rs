@@ -21,14 +21,13 @@
 
 use super::daemonset::HASH_LABEL;
 use super::pods::{Pods, deleting, is_available, is_ready, is_terminal, next_available, phase};
-use super::{Error, Wakeups, label_selector, owner_reference, patch_status, retry};
+use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::StatefulSet;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, PostParams};
-use kube::runtime::controller::{Action, Controller};
+use kube::runtime::controller::Action;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
@@ -43,7 +42,6 @@ struct Context {
     client: kube::Client,
     clock: Clock,
     wakeups: Wakeups<StatefulSet>,
-    sets: Informer<StatefulSet>,
     pods: Informer<Pod>,
     pods_expected: Expectations<Pod>,
     sets_expected: Expectations<StatefulSet>,
@@ -51,23 +49,16 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let (wakeups, woken) = Wakeups::new(clock);
+    let mut wiring = Wiring::of(&informers.statefulsets).owns(&informers.pods);
     let context = Context {
         client,
         clock: clock.clone(),
-        wakeups,
-        sets: informers.statefulsets.clone(),
+        wakeups: wiring.wakeups(clock),
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
         sets_expected: Expectations::new(&informers.statefulsets),
     };
-    context.pods.synced().await;
-    Controller::for_shared_stream(context.sets.subscribe(), context.sets.store())
-        .owns_shared_stream(context.pods.subscribe())
-        .reconcile_on(woken)
-        .run(reconcile, |_, error, _| retry(error), Arc::new(context))
-        .for_each(|_| async {})
-        .await;
+    wiring.run(reconcile, Arc::new(context)).await;
 }
 
 /// `getParentNameAndOrdinal`: `web-2` is ordinal 2 of `web`.
