@@ -108,7 +108,9 @@ impl Admission {
         }
         let source = SourceFile::new("request body", String::new()).ok()?;
         let context = ObjectContext::new(&info, &node, &source, catalog);
-        let findings = rules::to_diagnostics(rules::check_object(&context), self.linter.settings(), &ignored);
+        // Only the enforced rules run (`enforced_rule_settings` turns the others off).
+        let findings = rules::check_object(&context, self.linter.active_rules());
+        let findings = rules::to_diagnostics(findings, self.linter.settings(), &ignored);
         if findings.iter().any(Diagnostic::is_error) {
             return None;
         }

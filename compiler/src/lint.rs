@@ -7,7 +7,7 @@
 
 use crate::diagnostic::{Code, Diagnostic, Severity};
 use crate::object::{Classified, GroupVersionKind, NotAnObject, ObjectInfo, classify};
-use crate::rules::{self, ClusterShape, Member, ObjectContext, RuleSettings, SetContext};
+use crate::rules::{self, ActiveRules, ClusterShape, Member, ObjectContext, RuleSettings, SetContext};
 use crate::schema::{Catalog, CatalogOptions, Lookup, SchemaError};
 use crate::source::{SourceError, SourceFile, Span};
 use crate::template::{self, Values};
@@ -139,9 +139,9 @@ pub struct Linter {
     catalog: Catalog,
     ignore_missing_schemas: bool,
     settings: RuleSettings,
+    /// The rules the settings leave on: the only ones that run.
+    active: ActiveRules,
     cluster: Option<ClusterShape>,
-    object_rules_on: bool,
-    set_rules_on: bool,
     keep_trees: bool,
     values: Option<Arc<Values>>,
 }
@@ -153,8 +153,7 @@ impl Linter {
             ignore_missing_schemas: options.ignore_missing_schemas,
             keep_trees: options.keep_trees,
             values: options.values,
-            object_rules_on: options.rules.any_on(false),
-            set_rules_on: options.rules.any_on(true),
+            active: options.rules.active(),
             settings: options.rules,
             cluster: options.cluster,
         })
@@ -167,6 +166,11 @@ impl Linter {
     /// Which rules run, and how loudly.
     pub fn settings(&self) -> &RuleSettings {
         &self.settings
+    }
+
+    /// The rules that run.
+    pub fn active_rules(&self) -> &ActiveRules {
+        &self.active
     }
 
     /// Whether a file can hold a CustomResourceDefinition at all (a cheap text search,
@@ -349,16 +353,18 @@ impl Linter {
             Lookup::Found(schema) => {
                 let mut diagnostics = validate_object(&self.catalog, &schema, &node, source);
                 schema_valid = !diagnostics.iter().any(Diagnostic::is_error);
-                if schema_valid && (self.object_rules_on || self.set_rules_on) {
+                let object_rules = self.active.any_object_rule();
+                let set_rules = self.active.any_set_rule();
+                if schema_valid && (object_rules || set_rules) {
                     let context = ObjectContext::new(&info, &node, source, &self.catalog);
-                    if self.object_rules_on {
-                        let findings = rules::check_object(&context);
+                    if object_rules {
+                        let findings = rules::check_object(&context, &self.active);
                         diagnostics.extend(rules::to_diagnostics(findings, &self.settings, &ignored_rules));
                         diagnostics.extend(ignore_problems);
                     }
                     // The set rules get what they need now, while the tree is at hand and
                     // this file has a thread of its own; the tree goes with the document.
-                    if self.set_rules_on {
+                    if set_rules {
                         facts = Some(Arc::new(rules::facts::extract(&context)));
                     }
                 }
@@ -412,7 +418,7 @@ impl Linter {
     /// references, namespaces, duplicates, capacity). Their findings join the reports of
     /// the objects they are about.
     pub fn check_set(&self, reports: &mut [FileReport]) {
-        if !self.set_rules_on {
+        if !self.active.any_set_rule() {
             return;
         }
         let mut places = Vec::new();
@@ -432,7 +438,7 @@ impl Linter {
         }
         let found_cluster = members.iter().find_map(|m| m.facts?.cluster.as_ref());
         let cluster = self.cluster.as_ref().or(found_cluster);
-        let findings = rules::check_set(&SetContext { members: &members, catalog: &self.catalog, cluster });
+        let findings = rules::check_set(&SetContext::new(&members, &self.catalog, cluster), &self.active);
         let mut diagnostics: Vec<(usize, Diagnostic)> = Vec::new();
         for (member, finding) in findings {
             let (f, o) = places[member];

@@ -3,8 +3,8 @@
 //! and walking every tree of the run.
 
 use super::ObjectContext;
-use super::capacity::ClusterShape;
-use super::references::{self, Reference};
+use super::reference::{self, Reference};
+use super::schedule::ClusterShape;
 use crate::quantity::Quantity;
 use crate::scheduling::{PodInfo, Resources};
 use crate::schema::KUBEYARD_GROUP;
@@ -28,11 +28,27 @@ pub struct Facts {
     pub cluster: Option<ClusterShape>,
 }
 
-/// A container's ports, by name and by number.
+/// A container's ports (or a pod's), by name and by number.
 #[derive(Debug, Default)]
 pub struct DeclaredPorts {
     pub named: BTreeMap<String, i64>,
     pub numbers: BTreeSet<i64>,
+}
+
+impl DeclaredPorts {
+    /// Adds the ports of one container; a name used twice keeps its last port.
+    pub fn add_container(&mut self, container: &Node) {
+        for port in container.get("ports").and_then(Node::as_seq).unwrap_or_default() {
+            let number = match port.get("containerPort").map(|n| &n.value) {
+                Some(Value::Int(n)) => Some(*n),
+                _ => None,
+            };
+            self.numbers.extend(number);
+            if let Some(name) = port.get("name").and_then(Node::as_str) {
+                self.named.insert(name.to_string(), number.unwrap_or(0));
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -79,7 +95,7 @@ pub fn extract(context: &ObjectContext<'_>) -> Facts {
     let mut facts = Facts::default();
     let (gvk, node) = (&context.info.gvk, context.node);
     if let Some(template) = &context.template {
-        references::pod_references(template.spec, template.spec_path, &mut facts.references);
+        reference::pod_references(template.spec, template.spec_path, &mut facts.references);
         let requests = pod_requests(template.spec);
         let mut scheduling = PodInfo::new(&serde_json::json!({"spec": template.spec.to_json()}));
         scheduling.requests = Resources::of_pod(&requests);
@@ -98,7 +114,7 @@ pub fn extract(context: &ObjectContext<'_>) -> Facts {
     match (gvk.group.as_str(), gvk.kind.as_str()) {
         ("", "Service") => facts.service = service(node),
         ("", "ResourceQuota") => facts.quota = quota(node),
-        ("networking.k8s.io", "Ingress") => references::ingress_references(node, &mut facts.references),
+        ("networking.k8s.io", "Ingress") => reference::ingress_references(node, &mut facts.references),
         (KUBEYARD_GROUP, "Cluster") => facts.cluster = ClusterShape::from_document(node).ok(),
         _ => {}
     }
@@ -108,16 +124,7 @@ pub fn extract(context: &ObjectContext<'_>) -> Facts {
 fn pod_ports(spec: &Node) -> DeclaredPorts {
     let mut ports = DeclaredPorts::default();
     for (_, container) in workloads::containers(spec) {
-        for port in container.get("ports").and_then(Node::as_seq).unwrap_or_default() {
-            let number = match port.get("containerPort").map(|n| &n.value) {
-                Some(Value::Int(n)) => Some(*n),
-                _ => None,
-            };
-            ports.numbers.extend(number);
-            if let Some(name) = port.get("name").and_then(Node::as_str) {
-                ports.named.insert(name.to_string(), number.unwrap_or(0));
-            }
-        }
+        ports.add_container(container);
     }
     ports
 }

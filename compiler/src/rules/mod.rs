@@ -1,36 +1,44 @@
-//! Semantic rules: what the schemas cannot see. Each rule has a stable id (its
-//! diagnostic code), a default severity, a rationale and a fix; `RULES` is the one list
-//! that the engine, `kubeyard rules` and `docs/rules.md` read.
+//! Semantic rules: what the schemas cannot see. A rule is one unit, declared in one file
+//! `rules/<prefix>/<name>.rs` (`image/latest-tag` is `rules/image/latest_tag.rs`): its
+//! stable id (its diagnostic code), a default severity, a rationale, a fix and the
+//! function that checks it. Each prefix's `mod.rs` holds what its rules share and lists
+//! them; `RULES`, the prefixes' lists one after the other, is the one list that the
+//! engine, `kubeyard rules` and `docs/rules.md` read. The folders mirror
+//! `fixtures/rules/<prefix>/<name>/`.
 //!
 //! Object rules look at one schema-valid object; set rules look at every object of a run
-//! together (selectors, references, namespaces, capacity). Both produce `Finding`s, which
-//! become diagnostics once the user's settings and `kubeyard.dev/ignore` annotations
-//! have had their say.
+//! together (selectors, references, namespaces, capacity). Only the rules the settings
+//! leave on run (`ActiveRules`). Both kinds produce `Finding`s, which become diagnostics
+//! once the user's severities and `kubeyard.dev/ignore` annotations have had their say.
 
 mod api;
-mod capacity;
+mod context;
 pub mod facts;
-mod inventory;
+mod image;
 mod metadata;
+mod namespace;
+mod object;
 mod pod;
-mod references;
+mod quota;
+mod reference;
+mod resources;
+mod schedule;
 mod service;
 mod workload;
 
-pub use capacity::{ClusterShape, NodeShape};
+pub use context::{Container, Member, ObjectContext, SetContext};
+pub use schedule::{ClusterShape, NodeShape};
 
 use crate::diagnostic::{Code, Diagnostic, Severity, did_you_mean};
-use crate::object::ObjectInfo;
-use crate::schema::Catalog;
-use crate::source::{SourceFile, Span};
+use crate::source::Span;
 use crate::yaml::Node;
 use rayon::prelude::*;
 use std::collections::HashMap;
 
-/// A rule's identity and documentation.
+/// A rule: its identity, its documentation and its check, declared together.
 #[derive(Debug)]
 pub struct Rule {
-    /// Stable id, `area/what` (also the diagnostic code).
+    /// Stable id, `prefix/what` (also the diagnostic code); the prefix is the rule's folder.
     pub id: &'static str,
     /// One line: what the rule finds.
     pub name: &'static str,
@@ -39,43 +47,80 @@ pub struct Rule {
     pub rationale: &'static str,
     /// How to fix what it finds.
     pub fix: &'static str,
-    /// Whether it needs the whole set of objects (and so the whole input) to decide.
-    pub needs_set: bool,
+    /// What the rule looks at, and the function that looks.
+    pub check: Check,
 }
 
-/// Every rule, in documentation order.
-pub static RULES: &[&Rule] = &[
-    &metadata::INVALID_NAME,
-    &metadata::INVALID_LABEL,
-    &metadata::INVALID_ANNOTATION,
-    &api::DEPRECATED,
-    &workload::SELECTOR_MISMATCH,
-    &workload::JOB_SELECTOR,
-    &workload::NEGATIVE_REPLICAS,
-    &pod::INVALID_CONTAINER_NAME,
-    &pod::DUPLICATE_PORT_NAME,
-    &pod::INVALID_PORT_NAME,
-    &pod::HOST_PORT,
-    &pod::PROBE_PORT,
-    &pod::IMAGE_LATEST,
-    &pod::IMAGE_INVALID,
-    &pod::INVALID_QUANTITY,
-    &pod::REQUESTS_ABOVE_LIMITS,
-    &pod::MISSING_REQUESTS,
-    &pod::MISSING_LIMITS,
-    &service::NODE_PORT_RANGE,
-    &service::NO_MATCHING_PODS,
-    &service::TARGET_PORT,
-    &references::MISSING_CONFIG_MAP,
-    &references::MISSING_SECRET,
-    &references::MISSING_SERVICE_ACCOUNT,
-    &references::MISSING_PVC,
-    &references::MISSING_SERVICE,
-    &inventory::DUPLICATE,
-    &inventory::UNDECLARED_NAMESPACE,
-    &capacity::QUOTA_EXCEEDED,
-    &capacity::UNSCHEDULABLE,
+/// An object rule's check: findings about the object in `ObjectContext`.
+pub type ObjectCheck = fn(&ObjectContext<'_>, &mut Vec<Finding>);
+
+/// A set rule's check: findings with the index (in `SetContext::members`) of the member
+/// they are about.
+pub type SetCheck = fn(&SetContext<'_>, &mut Vec<(usize, Finding)>);
+
+/// How a rule looks: at one object, or at all objects of a run.
+#[derive(Clone, Copy, Debug)]
+pub enum Check {
+    /// One schema-valid object at a time.
+    Object(ObjectCheck),
+    /// Every object of a run together (and so the whole input).
+    Set(SetCheck),
+}
+
+impl Rule {
+    /// Whether the rule needs the whole set of objects (and so the whole input) to decide.
+    pub fn needs_set(&self) -> bool {
+        matches!(self.check, Check::Set(_))
+    }
+}
+
+/// Each prefix (a folder of `rules/`, and of `fixtures/rules/`) with its rules, in
+/// documentation order. A new prefix is a module listed here.
+const PREFIXES: &[(&str, &[&Rule])] = &[
+    ("metadata", metadata::RULES),
+    ("api", api::RULES),
+    ("workload", workload::RULES),
+    ("pod", pod::RULES),
+    ("image", image::RULES),
+    ("resources", resources::RULES),
+    ("service", service::RULES),
+    ("reference", reference::RULES),
+    ("object", object::RULES),
+    ("namespace", namespace::RULES),
+    ("quota", quota::RULES),
+    ("schedule", schedule::RULES),
 ];
+
+const COUNT: usize = {
+    let mut count = 0;
+    let mut i = 0;
+    while i < PREFIXES.len() {
+        count += PREFIXES[i].1.len();
+        i += 1;
+    }
+    count
+};
+
+// The prefixes' lists joined at compile time, so that `RULES` stays a plain slice and a
+// new rule is listed in one place only (its prefix's list).
+static ALL: [&Rule; COUNT] = {
+    let mut all = [PREFIXES[0].1[0]; COUNT];
+    let mut n = 0;
+    let mut i = 0;
+    while i < PREFIXES.len() {
+        let mut j = 0;
+        while j < PREFIXES[i].1.len() {
+            all[n] = PREFIXES[i].1[j];
+            n += 1;
+            j += 1;
+        }
+        i += 1;
+    }
+    all
+};
+
+/// Every rule, in documentation order.
+pub static RULES: &[&Rule] = &ALL;
 
 pub fn find(id: &str) -> Option<&'static Rule> {
     RULES.iter().copied().find(|rule| rule.id == id)
@@ -120,69 +165,48 @@ impl Finding {
     }
 }
 
-/// What an object rule is given.
-pub struct ObjectContext<'a> {
-    pub info: &'a ObjectInfo,
-    pub node: &'a Node,
-    pub source: &'a SourceFile,
-    pub catalog: &'a Catalog,
-    /// The object's pod template, if its kind makes pods (found once, read by many rules).
-    pub template: Option<crate::workloads::PodTemplate<'a>>,
+/// The rules a run checks: those its settings leave on, split by what they look at, in
+/// `RULES` order. Worked out once (`RuleSettings::active`, when a linter is built) so
+/// that each object runs the checks that are on and nothing else.
+#[derive(Clone, Debug)]
+pub struct ActiveRules {
+    object: Vec<(&'static Rule, ObjectCheck)>,
+    set: Vec<(&'static Rule, SetCheck)>,
 }
 
-impl<'a> ObjectContext<'a> {
-    pub fn new(
-        info: &'a ObjectInfo,
-        node: &'a Node,
-        source: &'a SourceFile,
-        catalog: &'a Catalog,
-    ) -> ObjectContext<'a> {
-        ObjectContext { info, node, source, catalog, template: crate::workloads::pod_template(&info.gvk, node) }
+impl ActiveRules {
+    pub fn any_object_rule(&self) -> bool {
+        !self.object.is_empty()
+    }
+
+    pub fn any_set_rule(&self) -> bool {
+        !self.set.is_empty()
+    }
+
+    /// The rules that run, object rules first.
+    pub fn rules(&self) -> impl Iterator<Item = &'static Rule> + '_ {
+        self.object.iter().map(|(rule, _)| *rule).chain(self.set.iter().map(|(rule, _)| *rule))
     }
 }
 
-/// Runs every object rule on one schema-valid object.
-pub fn check_object(context: &ObjectContext<'_>) -> Vec<Finding> {
+/// Runs the active object rules on one schema-valid object.
+pub fn check_object(context: &ObjectContext<'_>, active: &ActiveRules) -> Vec<Finding> {
     let mut findings = Vec::new();
-    metadata::check(context, &mut findings);
-    api::check(context, &mut findings);
-    workload::check(context, &mut findings);
-    pod::check(context, &mut findings);
-    service::check(context, &mut findings);
+    for (_, check) in &active.object {
+        check(context, &mut findings);
+    }
     findings
 }
 
-/// One object of a run, as the set rules see it.
-pub struct Member<'a> {
-    pub info: &'a ObjectInfo,
-    /// The namespace the object lands in (its own, or `default`); `None` when its kind is
-    /// cluster-scoped.
-    pub namespace: Option<String>,
-    /// What the set rules need to know about the object; `None` when it did not pass its
-    /// schema (its fields cannot be trusted).
-    pub facts: Option<&'a facts::Facts>,
-    /// Where the object is in its file.
-    pub span: Span,
-    pub source: &'a SourceFile,
-}
-
-/// What the set rules are given.
-pub struct SetContext<'a> {
-    pub members: &'a [Member<'a>],
-    pub catalog: &'a Catalog,
-    pub cluster: Option<&'a ClusterShape>,
-}
-
-/// A set rule module's entry point: findings with the index of the member they are about.
-type SetCheck = fn(&SetContext<'_>, &mut Vec<(usize, Finding)>);
-
-/// Runs every set rule; each finding comes with the index of the member it is about.
-pub fn check_set(context: &SetContext<'_>) -> Vec<(usize, Finding)> {
-    // The set rules are independent of each other: run them side by side.
-    let checks: [SetCheck; 4] = [inventory::check, references::check, service::check_set, capacity::check];
-    let mut findings: Vec<(usize, Finding)> = checks
-        .into_par_iter()
-        .map(|check| {
+/// Runs the active set rules; each finding comes with the index of the member it is about,
+/// in member order and, for one member, in the order of the text.
+pub fn check_set(context: &SetContext<'_>, active: &ActiveRules) -> Vec<(usize, Finding)> {
+    // The set rules are independent of each other: run them side by side. What several
+    // of them read is worked out once, by the first that asks (`SetContext`).
+    let mut findings: Vec<(usize, Finding)> = active
+        .set
+        .par_iter()
+        .map(|(_, check)| {
             let mut out = Vec::new();
             check(context, &mut out);
             out
@@ -205,11 +229,6 @@ impl RuleSettings {
         RuleSettings { overrides: RULES.iter().map(|r| (r.id, None)).collect() }
     }
 
-    /// Whether any rule of the kind asked for (set rules or object rules) is on.
-    pub fn any_on(&self, needs_set: bool) -> bool {
-        RULES.iter().any(|r| r.needs_set == needs_set && !self.is_off(r))
-    }
-
     /// `None` turns the rule off.
     pub fn set(&mut self, rule: &'static Rule, severity: Option<Severity>) {
         self.overrides.insert(rule.id, severity);
@@ -222,6 +241,28 @@ impl RuleSettings {
 
     pub fn is_off(&self, rule: &Rule) -> bool {
         self.overrides.get(rule.id) == Some(&None)
+    }
+
+    /// The rules that are on, in `RULES` order, each with its severity: the user's choice,
+    /// or else the rule's default (which one finding may raise or lower).
+    pub fn enabled(&self) -> impl Iterator<Item = (&'static Rule, Severity)> + '_ {
+        RULES.iter().filter_map(|rule| match self.overrides.get(rule.id) {
+            Some(None) => None,
+            Some(Some(severity)) => Some((*rule, *severity)),
+            None => Some((*rule, rule.severity)),
+        })
+    }
+
+    /// The rules to run.
+    pub fn active(&self) -> ActiveRules {
+        let mut active = ActiveRules { object: Vec::new(), set: Vec::new() };
+        for (rule, _) in self.enabled() {
+            match rule.check {
+                Check::Object(check) => active.object.push((rule, check)),
+                Check::Set(check) => active.set.push((rule, check)),
+            }
+        }
+        active
     }
 }
 
@@ -266,7 +307,9 @@ pub fn ignored_rules(object: &Node) -> (Vec<&'static str>, Vec<Diagnostic>) {
     (ignored, problems)
 }
 
-/// Findings to diagnostics, after settings and the object's ignore list.
+/// Findings to diagnostics, after the object's ignore list and the settings' severities.
+/// Rules that are off never ran (`ActiveRules`); a finding of one is still dropped here,
+/// so that a caller running more rules than its settings allow cannot leak them.
 pub fn to_diagnostics(findings: Vec<Finding>, settings: &RuleSettings, ignored: &[&str]) -> Vec<Diagnostic> {
     findings
         .into_iter()
@@ -312,7 +355,7 @@ pub fn markdown() -> String {
             rule.id,
             rule.name,
             rule.severity.as_str(),
-            if rule.needs_set { "; looks at all objects of a run together" } else { "" },
+            if rule.needs_set() { "; looks at all objects of a run together" } else { "" },
             rule.rationale,
             rule.fix
         ));
@@ -332,6 +375,7 @@ pub(crate) fn join(base: &str, field: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn rule_ids_are_unique_namespaced_and_documented() {
@@ -345,5 +389,66 @@ mod tests {
             assert!(!rule.rationale.is_empty() && !rule.fix.is_empty() && !rule.name.is_empty(), "{}", rule.id);
             assert!(Code::ALL.iter().all(|c| c.as_str() != rule.id), "{} collides with a diagnostic code", rule.id);
         }
+    }
+
+    // This test reads the source and fixture folders: the no-I/O rule is for the library.
+    #[allow(clippy::disallowed_methods)]
+    fn names_in(dir: &Path, keep: impl Fn(&Path) -> bool) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.expect("a readable directory entry").path())
+            .filter(|path| keep(path))
+            .filter_map(|path| path.file_name().and_then(|n| n.to_str()).map(str::to_string))
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The layout that makes a rule one unit: `rules/<prefix>/<name>.rs` holds the rule
+    /// `<prefix>/<name>` and nothing else does (beside each prefix's `mod.rs`), its
+    /// prefix's list names it, and its fixtures are `fixtures/rules/<prefix>/<name>/`.
+    #[test]
+    #[allow(clippy::disallowed_methods)]
+    fn each_rule_is_one_file_in_its_prefix_folder_and_has_fixtures() {
+        let crate_root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let rules_dir = crate_root.join("src/rules");
+        let fixtures_dir = crate_root.join("../fixtures/rules");
+        let mut prefixes: Vec<String> = PREFIXES.iter().map(|(prefix, _)| prefix.to_string()).collect();
+        prefixes.sort();
+        assert_eq!(names_in(&rules_dir, |p| p.is_dir()), prefixes, "every folder of rules/ is a prefix in PREFIXES");
+        assert_eq!(names_in(&fixtures_dir, |p| p.is_dir()), prefixes, "fixtures/rules/ has a folder per prefix");
+        for (prefix, rules) in PREFIXES {
+            let mut files = Vec::new();
+            let mut fixtures = Vec::new();
+            for rule in *rules {
+                let Some((rule_prefix, name)) = rule.id.split_once('/') else { panic!("{}: no prefix", rule.id) };
+                assert_eq!(rule_prefix, *prefix, "{} is listed under {prefix}", rule.id);
+                files.push(format!("{}.rs", name.replace('-', "_")));
+                fixtures.push(name.to_string());
+                for fixture in ["bad.yaml", "good.yaml"] {
+                    let path = fixtures_dir.join(rule.id).join(fixture);
+                    assert!(path.is_file(), "{} is missing", path.display());
+                }
+            }
+            files.sort();
+            fixtures.sort();
+            let folder = rules_dir.join(prefix);
+            assert_eq!(names_in(&folder, |p| p.is_file() && !p.ends_with("mod.rs")), files, "rules/{prefix}/");
+            assert_eq!(names_in(&fixtures_dir.join(prefix), |p| p.is_dir()), fixtures, "fixtures/rules/{prefix}/");
+        }
+    }
+
+    #[test]
+    fn rules_that_are_off_do_not_run() {
+        let mut settings = RuleSettings::all_off();
+        assert!(!settings.active().any_object_rule() && !settings.active().any_set_rule());
+        let latest = find("image/latest-tag").expect("a rule");
+        settings.set(latest, Some(Severity::Info));
+        let active = settings.active();
+        assert_eq!(active.rules().map(|r| r.id).collect::<Vec<_>>(), ["image/latest-tag"]);
+        assert!(!active.any_set_rule());
+        assert_eq!(settings.enabled().map(|(r, s)| (r.id, s)).collect::<Vec<_>>(), [(latest.id, Severity::Info)]);
+        let all = RuleSettings::default().active();
+        assert_eq!(all.rules().count(), RULES.len());
     }
 }

@@ -45,7 +45,7 @@ pub fn run(args: RulesArgs) -> Exit {
                 .map(|r| {
                     serde_json::json!({
                         "id": r.id, "name": r.name, "severity": r.severity.as_str(),
-                        "rationale": r.rationale, "fix": r.fix, "needsSet": r.needs_set,
+                        "rationale": r.rationale, "fix": r.fix, "needsSet": r.needs_set(),
                     })
                 })
                 .collect();

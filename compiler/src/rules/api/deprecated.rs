@@ -1,16 +1,14 @@
-//! API versions that still work but are on their way out.
-
-use super::{Finding, ObjectContext, Rule};
 use crate::diagnostic::Severity;
+use crate::rules::{Check, Finding, ObjectContext, Rule};
 use crate::schema::removed::version_priority;
 
-pub static DEPRECATED: Rule = Rule {
+pub static RULE: Rule = Rule {
     id: "api/deprecated",
     name: "Deprecated API version",
     severity: Severity::Warning,
     rationale: "Kubernetes removes deprecated API versions a few releases after deprecating them (beta APIs three releases after their replacement is GA). Manifests that still use them break on upgrade, usually discovered when the cluster is already upgraded.",
     fix: "Move the object to the replacement apiVersion, checking the migration guide for renamed or moved fields.",
-    needs_set: false,
+    check: Check::Object(check),
 };
 
 /// `(apiVersion, kind, deprecated in 1.N, removed in 1.N (if scheduled), replacement)`,
@@ -46,7 +44,7 @@ static DEPRECATIONS: &[(&str, &str, u32, Option<u32>, &str)] = &[
     ("v1", "ComponentStatus", 19, None, "the /livez and /readyz endpoints"),
 ];
 
-pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
+fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let gvk = &context.info.gvk;
     let api_version = gvk.api_version();
     let target = context.catalog.version();
@@ -58,7 +56,7 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
         let removal = removed_in.map_or_else(String::new, |r| format!(" and removed in 1.{r}"));
         out.push(
             Finding::new(
-                &DEPRECATED,
+                &RULE,
                 span,
                 format!("{api_version} {} is deprecated since Kubernetes 1.{deprecated_in}{removal}", gvk.kind),
             )
@@ -80,7 +78,7 @@ pub(super) fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
         if let Some(stable) = stable {
             out.push(
                 Finding::new(
-                    &DEPRECATED,
+                    &RULE,
                     span,
                     format!("{api_version} {} is a pre-release API; Kubernetes {target} serves {stable}", gvk.kind),
                 )
