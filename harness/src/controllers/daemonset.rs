@@ -16,7 +16,10 @@
 //! to its pod garbage collector, which this control plane does not run). The revision
 //! history (ControllerRevisions) is not kept.
 
-use super::pods::{Pods, creation, deleting, is_available, is_ready, is_terminal, next_available};
+use super::pods::{
+    Naming, Pods, creation, deleting, from_template, is_available, is_ready, is_terminal, next_available,
+    template_metadata,
+};
 use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
@@ -223,23 +226,13 @@ impl Daemon {
 
     /// The daemon pod for a node, as `syncNodes` makes it.
     fn pod_for(&self, node: &str) -> Result<Pod, Error> {
-        let mut labels = self.template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let (mut labels, annotations) = template_metadata(&self.template);
         labels[HASH_LABEL] = json!(self.hash);
         let mut spec = self.probe["spec"].clone();
         pin_to_node(&mut spec, node);
-        let pod = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "generateName": format!("{}-", self.set.name_any()),
-                "namespace": self.namespace,
-                "labels": labels,
-                "annotations": self.template.pointer("/metadata/annotations").cloned().unwrap_or_else(|| json!({})),
-                "ownerReferences": [owner_reference(&self.set)?],
-            },
-            "spec": spec,
-        });
-        serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))
+        let owner = serde_json::to_value(owner_reference(&self.set)?).map_err(|e| Error::Invalid(e.to_string()))?;
+        let naming = Naming::Generated(format!("{}-", self.set.name_any()));
+        from_template(naming, &self.namespace, (labels, annotations), spec, owner, &[])
     }
 }
 

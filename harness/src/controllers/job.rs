@@ -23,7 +23,7 @@
 //! and success policies, `backoffLimitPerIndex`, events.
 
 use super::Error;
-use super::pods::{Pods, creation, deleting, is_ready, is_terminal, phase};
+use super::pods::{Naming, Pods, creation, deleting, from_template, is_ready, is_terminal, phase, template_metadata};
 use super::{Wakeups, Wiring, label_selector, owner_reference, same_content};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
@@ -644,8 +644,7 @@ impl Sync<'_> {
     fn new_pod(&self, index: Option<i32>) -> Result<Pod, Error> {
         let template = self.job.spec.as_ref().map(|s| &s.template);
         let template = serde_json::to_value(template).map_err(|e| Error::Invalid(e.to_string()))?;
-        let mut labels = template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
-        let mut annotations = template.pointer("/metadata/annotations").cloned().unwrap_or_else(|| json!({}));
+        let (mut labels, mut annotations) = template_metadata(&template);
         let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
         let name = self.name();
         let generate_name = match index {
@@ -657,20 +656,16 @@ impl Sync<'_> {
             }
             None => format!("{name}-"),
         };
-        let pod = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "generateName": generate_name,
-                "namespace": self.job.namespace(),
-                "labels": labels,
-                "annotations": annotations,
-                "ownerReferences": [owner_reference(&self.job)?],
-                "finalizers": [TRACKING_FINALIZER],
-            },
-            "spec": spec,
-        });
-        serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))
+        let owner = serde_json::to_value(owner_reference(&self.job)?).map_err(|e| Error::Invalid(e.to_string()))?;
+        let namespace = self.job.namespace().unwrap_or_default();
+        from_template(
+            Naming::Generated(generate_name),
+            &namespace,
+            (labels, annotations),
+            spec,
+            owner,
+            &[TRACKING_FINALIZER],
+        )
     }
 
     /// The conditions this pass leads to: the interim `FailureTarget` or

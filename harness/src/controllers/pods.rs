@@ -171,3 +171,45 @@ pub(crate) fn next_available<'a>(
 pub(crate) fn creation(pod: &Pod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }
+
+/// How a pod made from a template is named: by the API server from a prefix
+/// (`generateName`: ReplicaSets, Jobs, DaemonSets), or by its controller (StatefulSets).
+pub(crate) enum Naming {
+    Generated(String),
+    Named(String),
+}
+
+/// A pod of its controller's template, as `GetPodFromTemplate` (pkg/controller) makes it:
+/// the template's labels, annotations and spec as the caller has adjusted them, in the
+/// owner's namespace, with the owner's controller reference and any finalizers the
+/// controller tracks pods by.
+pub(crate) fn from_template(
+    naming: Naming,
+    namespace: &str,
+    (labels, annotations): (Value, Value),
+    spec: Value,
+    owner: Value,
+    finalizers: &[&str],
+) -> Result<Pod, Error> {
+    let mut metadata = json!({
+        "namespace": namespace,
+        "labels": labels,
+        "annotations": annotations,
+        "ownerReferences": [owner],
+    });
+    match naming {
+        Naming::Generated(prefix) => metadata["generateName"] = json!(prefix),
+        Naming::Named(name) => metadata["name"] = json!(name),
+    }
+    if !finalizers.is_empty() {
+        metadata["finalizers"] = json!(finalizers);
+    }
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": metadata, "spec": spec});
+    serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))
+}
+
+/// A template's labels and annotations (empty maps when it has none).
+pub(crate) fn template_metadata(template: &Value) -> (Value, Value) {
+    let field = |name: &str| template.pointer(&format!("/metadata/{name}")).cloned().unwrap_or_else(|| json!({}));
+    (field("labels"), field("annotations"))
+}

@@ -9,7 +9,7 @@
 //! orphans), once it holds the pods the last reconcile made or deleted, so a pod made a
 //! moment ago is never made twice.
 
-use super::pods::{is_available, next_available};
+use super::pods::{Naming, from_template, is_available, next_available, template_metadata};
 use super::{Error, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::events;
@@ -271,19 +271,9 @@ fn decide<K: Replicated>(set: &K, pods: Vec<Arc<Pod>>, now: SystemTime) -> Resul
 /// A pod of the set's template, owned by it.
 fn new_pod<K: Replicated>(set: &K, namespace: &str, owner: &Value) -> Result<Pod, Error> {
     let template = set.template();
-    let pod = json!({
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "generateName": format!("{}-", set.name_any()),
-            "namespace": namespace,
-            "labels": template.pointer("/metadata/labels").cloned().unwrap_or(json!({})),
-            "annotations": template.pointer("/metadata/annotations").cloned().unwrap_or(json!({})),
-            "ownerReferences": [owner],
-        },
-        "spec": template.get("spec").cloned().unwrap_or(json!({})),
-    });
-    serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))
+    let spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let naming = Naming::Generated(format!("{}-", set.name_any()));
+    from_template(naming, namespace, template_metadata(&template), spec, owner.clone(), &[])
 }
 
 /// Makes the plan's writes: claims, then creations (the first refused one reported as

@@ -20,7 +20,10 @@
 //! acted on (`whenDeleted: Delete` is: the claims are owned by the set).
 
 use super::daemonset::HASH_LABEL;
-use super::pods::{Pods, deleting, is_available, is_ready, is_terminal, next_available, phase};
+use super::pods::{
+    Naming, Pods, deleting, from_template, is_available, is_ready, is_terminal, next_available, phase,
+    template_metadata,
+};
 use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
@@ -171,7 +174,7 @@ impl Stateful {
     /// `newStatefulSetPod`: the template with the pod's identity and storage.
     fn new_pod(&self, ordinal: i32) -> Result<Pod, Error> {
         let name = self.pod_name(ordinal);
-        let mut labels = self.template.pointer("/metadata/labels").cloned().unwrap_or_else(|| json!({}));
+        let (mut labels, annotations) = template_metadata(&self.template);
         labels[POD_NAME_LABEL] = json!(name);
         labels[POD_INDEX_LABEL] = json!(ordinal.to_string());
         labels[HASH_LABEL] = json!(self.update_revision);
@@ -181,19 +184,8 @@ impl Stateful {
             spec["subdomain"] = json!(self.service_name);
         }
         self.mount_claims(&mut spec, ordinal);
-        let pod = json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": self.namespace,
-                "labels": labels,
-                "annotations": self.template.pointer("/metadata/annotations").cloned().unwrap_or_else(|| json!({})),
-                "ownerReferences": [owner_reference(&self.set)?],
-            },
-            "spec": spec,
-        });
-        serde_json::from_value(pod).map_err(|e| Error::Invalid(e.to_string()))
+        let owner = serde_json::to_value(owner_reference(&self.set)?).map_err(|e| Error::Invalid(e.to_string()))?;
+        from_template(Naming::Named(name), &self.namespace, (labels, annotations), spec, owner, &[])
     }
 
     /// `updateStorage`: a volume per claim template, named as it, in place of any
