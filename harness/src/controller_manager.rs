@@ -40,6 +40,6 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
         let (client, informers, lifecycle) = (client.clone(), informers.clone(), lifecycle.clone());
         set.spawn(async move { controllers::node_lifecycle::run(client, &informers, lifecycle).await });
     }
-    set.spawn(controllers::taint_eviction::run(client, lifecycle));
+    set.spawn(async move { controllers::taint_eviction::run(client, &informers, lifecycle.clock).await });
     set
 }

@@ -30,9 +30,6 @@ pub struct Config {
     pub version: KubernetesVersion,
     /// `--node-monitor-grace-period`.
     pub node_grace: Duration,
-    /// `--node-monitor-period`: how often taint eviction looks (node lifecycle is woken
-    /// when a grace period runs out instead).
-    pub node_monitor_period: Duration,
     /// Serve HTTPS (a CA made at boot signs a certificate for the listening address) and
     /// want a token made at boot, as `kubeyard up` does: otherwise anyone on the machine
     /// reaches the API, Secrets and all. Off for tests that speak plain HTTP.
@@ -50,7 +47,6 @@ impl Config {
             listen: "127.0.0.1:0".into(),
             version: KubernetesVersion::latest(),
             node_grace: Duration::from_secs(40),
-            node_monitor_period: Duration::from_secs(5),
             secure: false,
         }
     }
@@ -121,11 +117,7 @@ impl ControlPlane {
         let url = format!("{}://{address}", if identity.is_some() { "https" } else { "http" });
         let server = tokio::spawn(serve(server, listener, identity.clone()));
         let client = client(&url, token.as_deref(), identity.as_deref())?;
-        let lifecycle = node_lifecycle::Options {
-            clock: config.clock.clone(),
-            grace: config.node_grace,
-            period: config.node_monitor_period,
-        };
+        let lifecycle = node_lifecycle::Options { clock: config.clock.clone(), grace: config.node_grace };
         let controllers = controller_manager::start(client.clone(), lifecycle);
         let kubelet_options = kubelet::Options {
             clock: config.clock.clone(),

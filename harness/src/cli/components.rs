@@ -60,10 +60,6 @@ pub struct ControllerManagerArgs {
     /// A node whose lease is older than this goes Unknown (`--node-monitor-grace-period`).
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_monitor_grace_period: u64,
-
-    /// How often the taint-eviction controller looks at tainted nodes (`--node-monitor-period`).
-    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
-    node_monitor_period: u64,
 }
 
 #[derive(Args, Debug)]
@@ -323,11 +319,8 @@ pub fn scheduler(args: SchedulerArgs) -> Exit {
 }
 
 pub fn controller_manager(args: ControllerManagerArgs) -> Exit {
-    let lifecycle = node_lifecycle::Options {
-        clock: Clock::real(),
-        grace: Duration::from_secs(args.node_monitor_grace_period),
-        period: Duration::from_secs(args.node_monitor_period.max(1)),
-    };
+    let lifecycle =
+        node_lifecycle::Options { clock: Clock::real(), grace: Duration::from_secs(args.node_monitor_grace_period) };
     serve("controller-manager", &args.server, |client| async move {
         let mut controllers = crate::controller_manager::start(client, lifecycle);
         // The controllers run for ever; one ending is a fault worth a restart.

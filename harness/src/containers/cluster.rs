@@ -390,7 +390,6 @@ impl ContainerCluster {
                     "controller-manager",
                     &format!("--server={server}"),
                     &format!("--node-monitor-grace-period={}", spec.node_grace.as_secs().max(2)),
-                    &format!("--node-monitor-period={}", (spec.node_grace.as_secs() / 8).clamp(1, 5)),
                 ]),
             ),
         ];

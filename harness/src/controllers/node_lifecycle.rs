@@ -35,14 +35,11 @@ pub struct Options {
     pub clock: Clock,
     /// How long a node may go without renewing its lease (`--node-monitor-grace-period`).
     pub grace: Duration,
-    /// How often the taint-eviction controller checks nodes (`--node-monitor-period`);
-    /// this controller instead wakes when a grace period runs out.
-    pub period: Duration,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { clock: Clock::real(), grace: Duration::from_secs(40), period: Duration::from_secs(5) }
+        Options { clock: Clock::real(), grace: Duration::from_secs(40) }
     }
 }
 
