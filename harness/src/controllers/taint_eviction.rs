@@ -39,11 +39,14 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: Clock) {
 }
 
 async fn reconcile(node: Arc<Node>, context: Arc<Context>) -> Result<Action, Error> {
-    let taints = no_execute_taints(&node);
-    // Most nodes carry none: their pods need not be looked at.
-    if taints.is_empty() {
+    // Most nodes carry no NoExecute taint: answered from the typed node, before anything
+    // is converted or any pod looked at (every pod change on a node comes here).
+    let tainted =
+        node.spec.as_ref().and_then(|s| s.taints.as_ref()).is_some_and(|t| t.iter().any(|t| t.effect == "NoExecute"));
+    if !tainted {
         return Ok(Action::await_change());
     }
+    let taints = no_execute_taints(&node);
     let name = node.name_any();
     let pods: Vec<Arc<Pod>> = context
         .pods
