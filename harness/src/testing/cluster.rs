@@ -148,7 +148,6 @@ const FIRST_STEP: Duration = Duration::from_millis(250);
 const LONGEST_STEP: Duration = Duration::from_secs(5);
 
 pub struct Cluster {
-    kube: kube::Client,
     client: Client,
     plane: Option<ControlPlane>,
     /// A container cluster this one booted (removed when it is dropped).
@@ -183,16 +182,7 @@ impl Cluster {
         virtual_time: bool,
         namespace: String,
     ) -> Cluster {
-        Cluster {
-            kube: client.kube().clone(),
-            client,
-            plane,
-            containers: None,
-            clock,
-            virtual_time,
-            namespace,
-            applied: Mutex::new(Vec::new()),
-        }
+        Cluster { client, plane, containers: None, clock, virtual_time, namespace, applied: Mutex::new(Vec::new()) }
     }
 
     /// A cluster of containers (`kubeyard up --containers`), in real time: every component
@@ -207,8 +197,9 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The kube client underneath (the one `client` speaks through).
     pub fn kube(&self) -> kube::Client {
-        self.kube.clone()
+        self.client.kube().clone()
     }
 
     /// The container cluster, when this is one.
@@ -275,9 +266,9 @@ impl Cluster {
     ) -> Result<Api<DynamicObject>, Error> {
         let (resource, namespaced) = self.resource(api_version, kind).await?;
         Ok(if namespaced {
-            Api::namespaced_with(self.kube.clone(), namespace.unwrap_or(&self.namespace), &resource)
+            Api::namespaced_with(self.kube(), namespace.unwrap_or(&self.namespace), &resource)
         } else {
-            Api::all_with(self.kube.clone(), &resource)
+            Api::all_with(self.kube(), &resource)
         })
     }
 
@@ -588,7 +579,7 @@ impl Cluster {
         let mut tasks = Vec::new();
         for (api_version, kind) in kinds {
             let (resource, _) = self.resource(api_version, kind).await?;
-            let api: Api<DynamicObject> = Api::all_with(self.kube.clone(), &resource);
+            let api: Api<DynamicObject> = Api::all_with(self.kube(), &resource);
             let notify = Arc::clone(&notify);
             tasks.push(tokio::spawn(async move {
                 let stream = watcher(api, watcher::Config::default()).default_backoff();
@@ -754,7 +745,7 @@ impl Cluster {
             nodes.insert(name, json!({"ready": ready, "pods": {}}));
         }
         let (pods_api, _) = self.resource("v1", "Pod").await?;
-        let pods = Api::<DynamicObject>::all_with(self.kube.clone(), &pods_api).list(&ListParams::default()).await?;
+        let pods = Api::<DynamicObject>::all_with(self.kube(), &pods_api).list(&ListParams::default()).await?;
         let mut unscheduled: BTreeMap<String, u64> = BTreeMap::new();
         for pod in &pods.items {
             let pod = serde_json::to_value(pod).unwrap_or(Value::Null);
@@ -785,7 +776,7 @@ impl Cluster {
         let mut workloads = BTreeMap::new();
         for (api_version, kind) in [("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("apps/v1", "DaemonSet")] {
             let (resource, _) = self.resource(api_version, kind).await?;
-            let all = Api::<DynamicObject>::all_with(self.kube.clone(), &resource).list(&ListParams::default()).await?;
+            let all = Api::<DynamicObject>::all_with(self.kube(), &resource).list(&ListParams::default()).await?;
             for object in &all.items {
                 let object = serde_json::to_value(object).unwrap_or(Value::Null);
                 let text = |p: &str| object.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
