@@ -56,7 +56,7 @@ macro_rules! codes {
             pub fn summary(self) -> &'static str {
                 match self {
                     $(Code::$variant => $doc,)*
-                    Code::Rule(id) => crate::rules::find(id).map_or("A semantic rule.", |rule| rule.name),
+                    Code::Rule(id) => crate::rules::find(id).map_or("A semantic rule.", |rule| rule.name()),
                 }
             }
         }

@@ -11,6 +11,22 @@
 //! leave on run (`ActiveRules`). Both kinds produce `Finding`s, which become diagnostics
 //! once the user's severities and `kubeyard.dev/ignore` annotations have had their say.
 
+/// Declares a rule file's `RULE`: its docs as doc comments (name; rationale; `Fix: ...`,
+/// paragraphs apart), then its id, default severity and check, so that a rule is read
+/// top to bottom as its documentation page.
+macro_rules! rule {
+    ($(#[doc = $doc:literal])+ $id:literal, $severity:ident, $kind:ident($check:path) $(,)?) => {
+        $(#[doc = $doc])+
+        pub static RULE: $crate::rules::Rule = $crate::rules::Rule {
+            id: $id,
+            docs: concat!($($doc, "\n"),+),
+            severity: $crate::diagnostic::Severity::$severity,
+            check: $crate::rules::Check::$kind($check),
+            sections: std::sync::OnceLock::new(),
+        };
+    };
+}
+
 mod api;
 mod context;
 pub mod facts;
@@ -34,21 +50,22 @@ use crate::source::Span;
 use crate::yaml::Node;
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::sync::OnceLock;
 
-/// A rule: its identity, its documentation and its check, declared together.
+/// A rule: its identity, its documentation and its check, declared together (with
+/// [`rule!`]).
 #[derive(Debug)]
 pub struct Rule {
     /// Stable id, `prefix/what` (also the diagnostic code); the prefix is the rule's folder.
     pub id: &'static str,
-    /// One line: what the rule finds.
-    pub name: &'static str,
+    /// The rule's doc comment, one line a line: its name (one line: what the rule finds),
+    /// then after a blank line why it matters, then a last paragraph `Fix: ...`.
+    pub docs: &'static str,
     pub severity: Severity,
-    /// Why it matters, in a paragraph.
-    pub rationale: &'static str,
-    /// How to fix what it finds.
-    pub fix: &'static str,
     /// What the rule looks at, and the function that looks.
     pub check: Check,
+    /// The rationale and the fix, read from `docs` once (a fix is every finding's help).
+    sections: OnceLock<(String, String)>,
 }
 
 /// An object rule's check: findings about the object in `ObjectContext`.
@@ -71,6 +88,49 @@ impl Rule {
     /// Whether the rule needs the whole set of objects (and so the whole input) to decide.
     pub fn needs_set(&self) -> bool {
         matches!(self.check, Check::Set(_))
+    }
+
+    /// One line: what the rule finds.
+    pub fn name(&self) -> &'static str {
+        self.docs.lines().next().unwrap_or_default().trim()
+    }
+
+    /// Why it matters: the paragraphs between the name and the fix.
+    pub fn rationale(&self) -> &str {
+        &self.sections().0
+    }
+
+    /// How to fix what it finds: the last paragraph, less its `Fix:`.
+    pub fn fix(&self) -> &str {
+        &self.sections().1
+    }
+
+    fn sections(&self) -> &(String, String) {
+        self.sections.get_or_init(|| {
+            let mut paragraphs = self.paragraphs();
+            let last = paragraphs.pop().unwrap_or_default();
+            let fix = last.strip_prefix("Fix:").map(str::trim_start).unwrap_or_default().to_string();
+            (paragraphs.get(1..).unwrap_or_default().join("\n\n"), fix)
+        })
+    }
+
+    /// The docs' paragraphs, each one line.
+    fn paragraphs(&self) -> Vec<String> {
+        let mut paragraphs: Vec<String> = vec![String::new()];
+        for line in self.docs.lines().map(str::trim) {
+            let current = paragraphs.last_mut().expect("never empty");
+            match (line.is_empty(), current.is_empty()) {
+                (true, true) => {}
+                (true, false) => paragraphs.push(String::new()),
+                (false, true) => current.push_str(line),
+                (false, false) => {
+                    current.push(' ');
+                    current.push_str(line);
+                }
+            }
+        }
+        paragraphs.retain(|p| !p.is_empty());
+        paragraphs
     }
 }
 
@@ -322,7 +382,7 @@ pub fn to_diagnostics(findings: Vec<Finding>, settings: &RuleSettings, ignored: 
                 message: f.message,
                 span: f.span,
                 label: f.label,
-                help: f.help.or_else(|| Some(f.rule.fix.to_string())),
+                help: f.help.or_else(|| Some(f.rule.fix().to_string())),
                 path: f.path,
                 related: Vec::new(),
             })
@@ -346,18 +406,18 @@ pub fn markdown() -> String {
             rule.id,
             anchor(rule.id),
             rule.severity.as_str(),
-            rule.name
+            rule.name()
         ));
     }
     for rule in RULES {
         out.push_str(&format!(
             "\n## `{}`\n\n{} (default severity: {}{}).\n\n{}\n\n**Fix:** {}\n",
             rule.id,
-            rule.name,
+            rule.name(),
             rule.severity.as_str(),
             if rule.needs_set() { "; looks at all objects of a run together" } else { "" },
-            rule.rationale,
-            rule.fix
+            rule.rationale(),
+            rule.fix()
         ));
     }
     out
@@ -386,7 +446,7 @@ mod tests {
         assert_eq!(count, ids.len(), "duplicate rule ids");
         for rule in RULES {
             assert!(rule.id.contains('/') && rule.id == rule.id.to_lowercase(), "{}", rule.id);
-            assert!(!rule.rationale.is_empty() && !rule.fix.is_empty() && !rule.name.is_empty(), "{}", rule.id);
+            assert!(!rule.rationale().is_empty() && !rule.fix().is_empty() && !rule.name().is_empty(), "{}", rule.id);
             assert!(Code::ALL.iter().all(|c| c.as_str() != rule.id), "{} collides with a diagnostic code", rule.id);
         }
     }

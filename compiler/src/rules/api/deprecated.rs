@@ -1,15 +1,16 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::schema::removed::version_priority;
 
-pub static RULE: Rule = Rule {
-    id: "api/deprecated",
-    name: "Deprecated API version",
-    severity: Severity::Warning,
-    rationale: "Kubernetes removes deprecated API versions a few releases after deprecating them (beta APIs three releases after their replacement is GA). Manifests that still use them break on upgrade, usually discovered when the cluster is already upgraded.",
-    fix: "Move the object to the replacement apiVersion, checking the migration guide for renamed or moved fields.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Deprecated API version
+    ///
+    /// Kubernetes removes deprecated API versions a few releases after deprecating them (beta APIs three releases
+    /// after their replacement is GA). Manifests that still use them break on upgrade, usually discovered when the
+    /// cluster is already upgraded.
+    ///
+    /// Fix: Move the object to the replacement apiVersion, checking the migration guide for renamed or moved fields.
+    "api/deprecated", Warning, Object(check)
+}
 
 /// `(apiVersion, kind, deprecated in 1.N, removed in 1.N (if scheduled), replacement)`,
 /// from the Kubernetes deprecated API migration guide.

@@ -1,14 +1,14 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule, join};
+use crate::rules::{Finding, ObjectContext, join};
 
-pub static RULE: Rule = Rule {
-    id: "image/invalid-reference",
-    name: "Missing or malformed image reference",
-    severity: Severity::Error,
-    rationale: "The API server requires an image for every container, and the container runtime refuses references that do not parse (capitals, spaces, empty tags), which leaves pods in InvalidImageName.",
-    fix: "Write the image as [registry[:port]/]name[:tag][@digest] with a lower-case name.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Missing or malformed image reference
+    ///
+    /// The API server requires an image for every container, and the container runtime refuses references that do not
+    /// parse (capitals, spaces, empty tags), which leaves pods in InvalidImageName.
+    ///
+    /// Fix: Write the image as [registry[:port]/]name[:tag][@digest] with a lower-case name.
+    "image/invalid-reference", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {

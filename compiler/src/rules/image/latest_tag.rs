@@ -1,14 +1,14 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule, join};
+use crate::rules::{Finding, ObjectContext, join};
 
-pub static RULE: Rule = Rule {
-    id: "image/latest-tag",
-    name: "Image without a tag, or tagged latest",
-    severity: Severity::Warning,
-    rationale: "An image without a tag means `:latest`, which moves: two nodes can run different code under one spec, rollbacks do not roll back, and the pull policy defaults to Always.",
-    fix: "Pin the image to a version tag or, better, a digest (`image: app:1.4.2` or `image: app@sha256:...`).",
-    check: Check::Object(check),
-};
+rule! {
+    /// Image without a tag, or tagged latest
+    ///
+    /// An image without a tag means `:latest`, which moves: two nodes can run different code under one spec,
+    /// rollbacks do not roll back, and the pull policy defaults to Always.
+    ///
+    /// Fix: Pin the image to a version tag or, better, a digest (`image: app:1.4.2` or `image: app@sha256:...`).
+    "image/latest-tag", Warning, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {

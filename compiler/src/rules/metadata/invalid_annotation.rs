@@ -1,15 +1,17 @@
-use crate::diagnostic::Severity;
 use crate::names;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 
-pub static RULE: Rule = Rule {
-    id: "metadata/invalid-annotation",
-    name: "Annotation key the API server rejects, or annotations over 256 KiB",
-    severity: Severity::Error,
-    rationale: "Annotation keys follow the label key syntax, and all annotations of an object together may hold at most 256 KiB. Tools that stuff large data into annotations (including kubectl's last-applied-configuration) hit this limit.",
-    fix: "Fix the key; move large data into a ConfigMap, or use server-side apply, which keeps no last-applied annotation.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Annotation key the API server rejects, or annotations over 256 KiB
+    ///
+    /// Annotation keys follow the label key syntax, and all annotations of an object together may hold at most 256
+    /// KiB. Tools that stuff large data into annotations (including kubectl's last-applied-configuration) hit this
+    /// limit.
+    ///
+    /// Fix: Fix the key; move large data into a ConfigMap, or use server-side apply, which keeps no last-applied
+    /// annotation.
+    "metadata/invalid-annotation", Error, Object(check)
+}
 
 const ANNOTATIONS_LIMIT: usize = 256 * 1024;
 

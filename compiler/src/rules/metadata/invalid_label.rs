@@ -1,16 +1,17 @@
-use crate::diagnostic::Severity;
 use crate::names;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::yaml::Node;
 
-pub static RULE: Rule = Rule {
-    id: "metadata/invalid-label",
-    name: "Label key or value the API server rejects",
-    severity: Severity::Error,
-    rationale: "Label keys are qualified names (an optional DNS-subdomain prefix and a name of at most 63 characters) and values are at most 63 characters of letters, digits, '-', '_' and '.'. Selectors and tools depend on labels, and an invalid one fails the whole object.",
-    fix: "Shorten or rewrite the label; put free-form text in an annotation instead.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Label key or value the API server rejects
+    ///
+    /// Label keys are qualified names (an optional DNS-subdomain prefix and a name of at most 63 characters) and
+    /// values are at most 63 characters of letters, digits, '-', '_' and '.'. Selectors and tools depend on labels,
+    /// and an invalid one fails the whole object.
+    ///
+    /// Fix: Shorten or rewrite the label; put free-form text in an annotation instead.
+    "metadata/invalid-label", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     labels(context.node.get("metadata").and_then(|m| m.get("labels")), "metadata.labels", out);

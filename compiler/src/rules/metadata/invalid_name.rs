@@ -1,15 +1,17 @@
-use crate::diagnostic::Severity;
 use crate::names;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 
-pub static RULE: Rule = Rule {
-    id: "metadata/invalid-name",
-    name: "Object name the API server rejects",
-    severity: Severity::Error,
-    rationale: "Each kind has a name syntax: most must be DNS subdomains (lower case, digits, '-' and '.'), Namespaces DNS labels, Services DNS-1035 labels that start with a letter. An object with a bad name, or none, is refused when applied, usually after everything before it in the pipeline has run.",
-    fix: "Rename the object to lower-case letters, digits and '-' (and '.' where the kind allows it), at most 253 characters (63 for Namespaces and Services).",
-    check: Check::Object(check),
-};
+rule! {
+    /// Object name the API server rejects
+    ///
+    /// Each kind has a name syntax: most must be DNS subdomains (lower case, digits, '-' and '.'), Namespaces DNS
+    /// labels, Services DNS-1035 labels that start with a letter. An object with a bad name, or none, is refused when
+    /// applied, usually after everything before it in the pipeline has run.
+    ///
+    /// Fix: Rename the object to lower-case letters, digits and '-' (and '.' where the kind allows it), at most 253
+    /// characters (63 for Namespaces and Services).
+    "metadata/invalid-name", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let gvk = &context.info.gvk;

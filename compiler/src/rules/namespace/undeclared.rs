@@ -1,16 +1,16 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, Rule, SetContext};
+use crate::rules::{Finding, SetContext};
 use crate::scope::BUILTIN_NAMESPACES;
 use rustc_hash::FxHashSet as HashSet;
 
-pub static RULE: Rule = Rule {
-    id: "namespace/undeclared",
-    name: "Object in a namespace the input does not create",
-    severity: Severity::Warning,
-    rationale: "Applying an object into a namespace that does not exist fails. Unless the namespace is made elsewhere, the manifests need its Namespace object (and it must be applied first, which kubeyard's plan orders for you).",
-    fix: "Add a Namespace object to the input, or fix the object's metadata.namespace.",
-    check: Check::Set(check),
-};
+rule! {
+    /// Object in a namespace the input does not create
+    ///
+    /// Applying an object into a namespace that does not exist fails. Unless the namespace is made elsewhere, the
+    /// manifests need its Namespace object (and it must be applied first, which kubeyard's plan orders for you).
+    ///
+    /// Fix: Add a Namespace object to the input, or fix the object's metadata.namespace.
+    "namespace/undeclared", Warning, Set(check)
+}
 
 fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
     let declared: HashSet<&str> = context

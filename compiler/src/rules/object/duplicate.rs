@@ -1,15 +1,16 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, Rule, SetContext};
+use crate::rules::{Finding, SetContext};
 use rustc_hash::FxHashMap as HashMap;
 
-pub static RULE: Rule = Rule {
-    id: "object/duplicate",
-    name: "The same object defined twice",
-    severity: Severity::Error,
-    rationale: "Two documents with the same group, kind, namespace and name are one object: the second apply silently overwrites the first, so the result depends on file order. Namespace-less objects of namespaced kinds land in `default`, so they collide with objects written for it.",
-    fix: "Remove one of them, or give them different names or namespaces.",
-    check: Check::Set(check),
-};
+rule! {
+    /// The same object defined twice
+    ///
+    /// Two documents with the same group, kind, namespace and name are one object: the second apply silently
+    /// overwrites the first, so the result depends on file order. Namespace-less objects of namespaced kinds land in
+    /// `default`, so they collide with objects written for it.
+    ///
+    /// Fix: Remove one of them, or give them different names or namespaces.
+    "object/duplicate", Error, Set(check)
+}
 
 fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
     let mut first: HashMap<(&str, &str, Option<&str>, &str), usize> = HashMap::default();

@@ -1,15 +1,15 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use std::collections::HashSet;
 
-pub static RULE: Rule = Rule {
-    id: "pod/duplicate-port-name",
-    name: "Container port name used twice",
-    severity: Severity::Error,
-    rationale: "A Service's named targetPort and a probe's named port resolve through container port names; the API server refuses a container that names two ports the same.",
-    fix: "Give each port of the container its own name.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Container port name used twice
+    ///
+    /// A Service's named targetPort and a probe's named port resolve through container port names; the API server
+    /// refuses a container that names two ports the same.
+    ///
+    /// Fix: Give each port of the container its own name.
+    "pod/duplicate-port-name", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {

@@ -1,15 +1,16 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::yaml::Value;
 
-pub static RULE: Rule = Rule {
-    id: "pod/host-port",
-    name: "Container binds a host port",
-    severity: Severity::Warning,
-    rationale: "A hostPort ties each pod to a port on its node: two replicas cannot share a node, scheduling gets harder, and the port bypasses network policy.",
-    fix: "Remove hostPort and expose the pod through a Service (NodePort or LoadBalancer if it must be reachable from outside).",
-    check: Check::Object(check),
-};
+rule! {
+    /// Container binds a host port
+    ///
+    /// A hostPort ties each pod to a port on its node: two replicas cannot share a node, scheduling gets harder, and
+    /// the port bypasses network policy.
+    ///
+    /// Fix: Remove hostPort and expose the pod through a Service (NodePort or LoadBalancer if it must be reachable
+    /// from outside).
+    "pod/host-port", Warning, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {

@@ -1,16 +1,16 @@
-use crate::diagnostic::Severity;
 use crate::names;
-use crate::rules::{Check, Finding, ObjectContext, Rule, join};
+use crate::rules::{Finding, ObjectContext, join};
 use std::collections::HashSet;
 
-pub static RULE: Rule = Rule {
-    id: "pod/invalid-container-name",
-    name: "Container name that is invalid or used twice",
-    severity: Severity::Error,
-    rationale: "Container names must be DNS labels and unique within a pod (init containers included); the API server refuses the pod otherwise, and logs, exec and metrics address containers by name.",
-    fix: "Give each container a distinct lower-case name of letters, digits and '-'.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Container name that is invalid or used twice
+    ///
+    /// Container names must be DNS labels and unique within a pod (init containers included); the API server refuses
+    /// the pod otherwise, and logs, exec and metrics address containers by name.
+    ///
+    /// Fix: Give each container a distinct lower-case name of letters, digits and '-'.
+    "pod/invalid-container-name", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let mut seen: HashSet<&str> = HashSet::new();

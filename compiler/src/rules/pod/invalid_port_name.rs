@@ -1,15 +1,15 @@
-use crate::diagnostic::Severity;
 use crate::names;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 
-pub static RULE: Rule = Rule {
-    id: "pod/invalid-port-name",
-    name: "Container port name that is not an IANA service name",
-    severity: Severity::Error,
-    rationale: "Port names must be at most 15 lower-case letters, digits and '-', with at least one letter; the API server refuses others.",
-    fix: "Rename the port, e.g. `http`, `metrics`, `grpc-api`.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Container port name that is not an IANA service name
+    ///
+    /// Port names must be at most 15 lower-case letters, digits and '-', with at least one letter; the API server
+    /// refuses others.
+    ///
+    /// Fix: Rename the port, e.g. `http`, `metrics`, `grpc-api`.
+    "pod/invalid-port-name", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {

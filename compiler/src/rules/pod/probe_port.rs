@@ -1,16 +1,18 @@
 use crate::diagnostic::Severity;
 use crate::rules::facts::DeclaredPorts;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::yaml::Value;
 
-pub static RULE: Rule = Rule {
-    id: "pod/probe-port",
-    name: "Probe on a port the container does not declare",
-    severity: Severity::Warning,
-    rationale: "A probe on a named port that the container does not declare can never succeed, so the container is restarted (liveness) or never ready (readiness). A numbered port that is not declared often means the probe and the server disagree.",
-    fix: "Point the probe at a port listed in the container's ports, by name or number.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Probe on a port the container does not declare
+    ///
+    /// A probe on a named port that the container does not declare can never succeed, so the container is restarted
+    /// (liveness) or never ready (readiness). A numbered port that is not declared often means the probe and the
+    /// server disagree.
+    ///
+    /// Fix: Point the probe at a port listed in the container's ports, by name or number.
+    "pod/probe-port", Warning, Object(check)
+}
 
 const PROBES: [&str; 3] = ["livenessProbe", "readinessProbe", "startupProbe"];
 

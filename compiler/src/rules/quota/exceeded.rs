@@ -1,17 +1,18 @@
-use crate::diagnostic::Severity;
 use crate::quantity::{Format, Quantity};
 use crate::rules::facts::PodFacts;
-use crate::rules::{Check, Finding, Member, Rule, SetContext};
+use crate::rules::{Finding, Member, SetContext};
 use crate::workloads::Replicas;
 
-pub static RULE: Rule = Rule {
-    id: "quota/exceeded",
-    name: "Workloads ask for more than their namespace's ResourceQuota",
-    severity: Severity::Error,
-    rationale: "The API server refuses pods that would take a namespace past its ResourceQuota, and pods without a request for a resource the quota limits. The workload is created but its pods never are; the reason hides in the controller's events.",
-    fix: "Lower replicas or requests, raise the quota, or add the missing requests.",
-    check: Check::Set(check),
-};
+rule! {
+    /// Workloads ask for more than their namespace's ResourceQuota
+    ///
+    /// The API server refuses pods that would take a namespace past its ResourceQuota, and pods without a request for
+    /// a resource the quota limits. The workload is created but its pods never are; the reason hides in the
+    /// controller's events.
+    ///
+    /// Fix: Lower replicas or requests, raise the quota, or add the missing requests.
+    "quota/exceeded", Error, Set(check)
+}
 
 fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
     // The members whose kinds make pods: what the quotas are asked for.

@@ -1,16 +1,16 @@
 use super::{InvalidQuantity, quantity, quantity_map};
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule, join};
+use crate::rules::{Finding, ObjectContext, join};
 use crate::yaml::Node;
 
-pub static RULE: Rule = Rule {
-    id: "resources/invalid-quantity",
-    name: "Resource quantity that does not parse",
-    severity: Severity::Error,
-    rationale: "CPU, memory and storage amounts are quantities (`250m`, `1.5Gi`, `2`). The API server refuses anything else, including common slips like `1GB` or `500 Mi`.",
-    fix: "Write a number with an optional suffix: m (milli), k, M, G, T (decimal) or Ki, Mi, Gi, Ti (binary).",
-    check: Check::Object(check),
-};
+rule! {
+    /// Resource quantity that does not parse
+    ///
+    /// CPU, memory and storage amounts are quantities (`250m`, `1.5Gi`, `2`). The API server refuses anything else,
+    /// including common slips like `1GB` or `500 Mi`.
+    ///
+    /// Fix: Write a number with an optional suffix: m (milli), k, M, G, T (decimal) or Ki, Mi, Gi, Ti (binary).
+    "resources/invalid-quantity", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {

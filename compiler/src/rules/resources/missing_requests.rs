@@ -1,14 +1,14 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 
-pub static RULE: Rule = Rule {
-    id: "resources/missing-requests",
-    name: "Container without CPU or memory requests",
-    severity: Severity::Warning,
-    rationale: "The scheduler places pods by their requests. A container without them is packed onto nodes as if it used nothing, is the first evicted under pressure (BestEffort), and makes capacity planning guesswork.",
-    fix: "Set resources.requests.cpu and resources.requests.memory to what the container needs at steady state.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Container without CPU or memory requests
+    ///
+    /// The scheduler places pods by their requests. A container without them is packed onto nodes as if it used
+    /// nothing, is the first evicted under pressure (BestEffort), and makes capacity planning guesswork.
+    ///
+    /// Fix: Set resources.requests.cpu and resources.requests.memory to what the container needs at steady state.
+    "resources/missing-requests", Warning, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for container in context.containers() {
@@ -18,16 +18,7 @@ fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
             .into_iter()
             .filter(|r| !resources.requests.contains_key(*r) && !resources.limits.contains_key(*r))
             .collect();
-        if !missing.is_empty() {
-            out.push(
-                Finding::new(
-                    &RULE,
-                    super::anchor(container),
-                    format!("container \"{}\" requests no {}", super::container_name(container), missing.join(" or ")),
-                )
-                .label("no resource requests")
-                .path(resources.path.clone()),
-            );
-        }
+        let message = |name: &str, missing| format!("container \"{name}\" requests no {missing}");
+        super::report_missing(out, (&RULE, "no resource requests"), container, (&missing, &resources.path), message);
     }
 }

@@ -7,7 +7,7 @@ mod missing_limits;
 mod missing_requests;
 mod requests_above_limits;
 
-use super::{Container, Rule, join};
+use super::{Container, Finding, Rule, join};
 use crate::quantity::Quantity;
 use crate::source::Span;
 use crate::yaml::{Entry, Node, Value};
@@ -79,13 +79,22 @@ fn quantity_map<'a>(map: Option<&'a Node>, path: &str, invalid: &mut Vec<Invalid
     parsed
 }
 
-/// Where a finding about a container's missing requests or limits points: its
-/// `resources` key, else its name, else the container.
-fn anchor(container: &Container<'_>) -> Span {
+/// Reports the resources (`cpu`, `memory`) a container lacks, if any: `message` says it
+/// from the container's name and the list (`cpu or memory`). The finding points at the
+/// container's `resources` key, else its name, else the container.
+fn report_missing(
+    out: &mut Vec<Finding>,
+    (rule, label): (&'static Rule, &'static str),
+    container: &Container<'_>,
+    (missing, path): (&[&str], &str),
+    message: impl FnOnce(&str, String) -> String,
+) {
+    if missing.is_empty() {
+        return;
+    }
     let node = container.node;
-    node.entry("resources").map_or_else(|| node.entry("name").map_or(node.span, |e| e.value.span), |e| e.key.span)
-}
-
-fn container_name<'a>(container: &Container<'a>) -> &'a str {
-    container.node.get("name").and_then(Node::as_str).unwrap_or("?")
+    let anchor =
+        node.entry("resources").map_or_else(|| node.entry("name").map_or(node.span, |e| e.value.span), |e| e.key.span);
+    let name = node.get("name").and_then(Node::as_str).unwrap_or("?");
+    out.push(Finding::new(rule, anchor, message(name, missing.join(" or "))).label(label).path(path));
 }

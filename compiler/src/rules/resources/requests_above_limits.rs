@@ -1,14 +1,13 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 
-pub static RULE: Rule = Rule {
-    id: "resources/requests-above-limits",
-    name: "Resource request above its limit",
-    severity: Severity::Error,
-    rationale: "A container's request for a resource may not exceed its limit; the API server refuses the pod.",
-    fix: "Lower the request or raise the limit.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Resource request above its limit
+    ///
+    /// A container's request for a resource may not exceed its limit; the API server refuses the pod.
+    ///
+    /// Fix: Lower the request or raise the limit.
+    "resources/requests-above-limits", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     for resources in context.containers().iter().filter_map(|c| c.resources()) {

@@ -1,19 +1,20 @@
 use super::NodeShape;
-use crate::diagnostic::Severity;
 use crate::quantity::{Format, Quantity};
 use crate::rules::facts::PodFacts;
-use crate::rules::{Check, Finding, Member, Rule, SetContext};
+use crate::rules::{Finding, Member, SetContext};
 use crate::scheduling::{Framework, NodeInfo, PodInfo, Resources};
 use crate::workloads::Replicas;
 
-pub static RULE: Rule = Rule {
-    id: "schedule/unschedulable",
-    name: "Pods that no node of the cluster shape can hold",
-    severity: Severity::Error,
-    rationale: "A pod whose requests fit on no node, or whose nodeSelector and taints rule every node out, stays Pending forever; replicas that do not all fit leave a workload short. Given the cluster's shape (--cluster or a kubeyard.dev/v1alpha1 Cluster document), this is known before anything is applied.",
-    fix: "Lower the requests or replicas, relax nodeSelector or add tolerations, or plan for bigger or more nodes.",
-    check: Check::Set(check),
-};
+rule! {
+    /// Pods that no node of the cluster shape can hold
+    ///
+    /// A pod whose requests fit on no node, or whose nodeSelector and taints rule every node out, stays Pending
+    /// forever; replicas that do not all fit leave a workload short. Given the cluster's shape (--cluster or a
+    /// kubeyard.dev/v1alpha1 Cluster document), this is known before anything is applied.
+    ///
+    /// Fix: Lower the requests or replicas, relax nodeSelector or add tolerations, or plan for bigger or more nodes.
+    "schedule/unschedulable", Error, Set(check)
+}
 
 /// A workload with pods, as the scheduler sees it.
 struct Demand<'a> {

@@ -1,16 +1,17 @@
 use super::{closest, label_hash};
-use crate::diagnostic::Severity;
 use crate::rules::facts::PodFacts;
-use crate::rules::{Check, Finding, Member, Rule, SetContext};
+use crate::rules::{Finding, Member, SetContext};
 
-pub static RULE: Rule = Rule {
-    id: "service/no-matching-pods",
-    name: "Service selects no pod in the input",
-    severity: Severity::Warning,
-    rationale: "A Service whose selector matches no pod template has no endpoints: connections to it are refused. The usual cause is a label typo on one side, which no schema can see.",
-    fix: "Make the Service's spec.selector match the labels of the pod template it should route to (the help names the closest one).",
-    check: Check::Set(check),
-};
+rule! {
+    /// Service selects no pod in the input
+    ///
+    /// A Service whose selector matches no pod template has no endpoints: connections to it are refused. The usual
+    /// cause is a label typo on one side, which no schema can see.
+    ///
+    /// Fix: Make the Service's spec.selector match the labels of the pod template it should route to (the help names
+    /// the closest one).
+    "service/no-matching-pods", Warning, Set(check)
+}
 
 fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
     let selections = context.selections();

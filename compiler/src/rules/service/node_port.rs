@@ -1,15 +1,17 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::yaml::{Node, Value};
 
-pub static RULE: Rule = Rule {
-    id: "service/node-port",
-    name: "NodePort outside 30000-32767, or on a Service that cannot have one",
-    severity: Severity::Error,
-    rationale: "The API server allocates NodePorts from 30000-32767 by default and refuses a nodePort outside that range, or on a Service of type ClusterIP.",
-    fix: "Pick a nodePort in 30000-32767, leave it out to have one allocated, or make the Service type NodePort or LoadBalancer. (A cluster started with another --service-node-port-range: turn this rule off in .kubeyard.yaml.)",
-    check: Check::Object(check),
-};
+rule! {
+    /// NodePort outside 30000-32767, or on a Service that cannot have one
+    ///
+    /// The API server allocates NodePorts from 30000-32767 by default and refuses a nodePort outside that range, or
+    /// on a Service of type ClusterIP.
+    ///
+    /// Fix: Pick a nodePort in 30000-32767, leave it out to have one allocated, or make the Service type NodePort or
+    /// LoadBalancer. (A cluster started with another --service-node-port-range: turn this rule off in
+    /// .kubeyard.yaml.)
+    "service/node-port", Error, Object(check)
+}
 
 const NODE_PORTS: std::ops::RangeInclusive<i64> = 30000..=32767;
 

@@ -1,15 +1,17 @@
 use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, Rule, SetContext};
+use crate::rules::{Finding, SetContext};
 use crate::yaml::Value;
 
-pub static RULE: Rule = Rule {
-    id: "service/target-port",
-    name: "Service targetPort that the selected containers do not expose",
-    severity: Severity::Warning,
-    rationale: "A named targetPort resolves against the selected pods' container port names: if none has it, the Service has no endpoints for that port. A numbered one that no container declares often means the Service and the container disagree on the port.",
-    fix: "Point targetPort at a port the selected containers declare, by name or number.",
-    check: Check::Set(check),
-};
+rule! {
+    /// Service targetPort that the selected containers do not expose
+    ///
+    /// A named targetPort resolves against the selected pods' container port names: if none has it, the Service has
+    /// no endpoints for that port. A numbered one that no container declares often means the Service and the
+    /// container disagree on the port.
+    ///
+    /// Fix: Point targetPort at a port the selected containers declare, by name or number.
+    "service/target-port", Warning, Set(check)
+}
 
 fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
     let selections = context.selections();

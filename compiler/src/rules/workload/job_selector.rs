@@ -1,14 +1,15 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 
-pub static RULE: Rule = Rule {
-    id: "workload/job-selector",
-    name: "Job selector set without manualSelector",
-    severity: Severity::Error,
-    rationale: "The API server generates a Job's selector from a unique controller-uid label. A selector written by hand is refused unless spec.manualSelector is true, and then it risks selecting pods of other Jobs.",
-    fix: "Remove spec.selector and let the API server generate it (or set spec.manualSelector: true if you really manage the labels).",
-    check: Check::Object(check),
-};
+rule! {
+    /// Job selector set without manualSelector
+    ///
+    /// The API server generates a Job's selector from a unique controller-uid label. A selector written by hand is
+    /// refused unless spec.manualSelector is true, and then it risks selecting pods of other Jobs.
+    ///
+    /// Fix: Remove spec.selector and let the API server generate it (or set spec.manualSelector: true if you really
+    /// manage the labels).
+    "workload/job-selector", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let Some((_, manual)) = super::written_job_selector(context) else { return };

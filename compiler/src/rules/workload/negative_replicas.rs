@@ -1,15 +1,15 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::yaml::Value;
 
-pub static RULE: Rule = Rule {
-    id: "workload/negative-replicas",
-    name: "Replica count below zero",
-    severity: Severity::Error,
-    rationale: "spec.replicas must be zero or more. The schemas only say it is an integer, so schema validators (kubeconform among them) pass -1, and the API server refuses it when the manifest is applied.",
-    fix: "Set spec.replicas to 0 or more (0 scales the workload down without deleting it).",
-    check: Check::Object(check),
-};
+rule! {
+    /// Replica count below zero
+    ///
+    /// spec.replicas must be zero or more. The schemas only say it is an integer, so schema validators (kubeconform
+    /// among them) pass -1, and the API server refuses it when the manifest is applied.
+    ///
+    /// Fix: Set spec.replicas to 0 or more (0 scales the workload down without deleting it).
+    "workload/negative-replicas", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     if let Some(entry) = context.node.get("spec").and_then(|s| s.entry("replicas"))

@@ -1,19 +1,20 @@
-use crate::diagnostic::Severity;
-use crate::rules::{Check, Finding, ObjectContext, Rule};
+use crate::rules::{Finding, ObjectContext};
 use crate::selector::Selector;
 use crate::source::Span;
 use crate::workloads::{self, SelectorForm};
 use crate::yaml::Node;
 use std::collections::BTreeMap;
 
-pub static RULE: Rule = Rule {
-    id: "workload/selector-mismatch",
-    name: "Workload selector does not match its pod template's labels",
-    severity: Severity::Error,
-    rationale: "A Deployment, ReplicaSet, StatefulSet, DaemonSet or ReplicationController finds its pods by its selector. If the template's labels do not match it, the API server refuses the object; an empty selector is refused too. A selector that matches more than the template (too few keys) adopts other workloads' pods.",
-    fix: "Make spec.selector name labels that spec.template.metadata.labels has, with the same values.",
-    check: Check::Object(check),
-};
+rule! {
+    /// Workload selector does not match its pod template's labels
+    ///
+    /// A Deployment, ReplicaSet, StatefulSet, DaemonSet or ReplicationController finds its pods by its selector. If
+    /// the template's labels do not match it, the API server refuses the object; an empty selector is refused too. A
+    /// selector that matches more than the template (too few keys) adopts other workloads' pods.
+    ///
+    /// Fix: Make spec.selector name labels that spec.template.metadata.labels has, with the same values.
+    "workload/selector-mismatch", Error, Object(check)
+}
 
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let Some(template) = &context.template else { return };
