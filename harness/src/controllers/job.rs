@@ -23,7 +23,9 @@
 //! and success policies, `backoffLimitPerIndex`, events.
 
 use super::Error;
-use super::pods::{Naming, Pods, creation, deleting, from_template, is_ready, is_terminal, phase, template_metadata};
+use super::pods::{
+    Naming, Pods, creation, deleting, from_template, is_ready, is_terminal, phase, removal_rank, template_metadata,
+};
 use super::{Wakeups, Wiring, label_selector, owner_reference, same_content};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
@@ -31,7 +33,6 @@ use futures_util::StreamExt;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus, UncountedTerminatedPods};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
@@ -85,6 +86,7 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
 }
 
 /// What the Job's spec asks for, with the API server's defaults.
+#[derive(Debug, PartialEq)]
 struct Settings {
     completions: Option<i32>,
     parallelism: i32,
@@ -140,33 +142,35 @@ async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error
     let namespace = job.namespace().unwrap_or_else(|| "default".into());
     let pods = Pods::new(&context.client, &context.pods, &namespace);
     let written = Written::default();
-    let result = manage(job.as_ref().clone(), &context, &pods, &written).await;
+    let result = sync(job.as_ref().clone(), &context, &pods, &written).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.
     context.pods_expected.expect(&key, pods.written());
     context.jobs_expected.expect(&key, &written);
     result
 }
 
-async fn manage(job: Job, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {
-    let namespace = job.namespace().unwrap_or_else(|| "default".into());
-    if job.spec.as_ref().and_then(|s| s.managed_by.as_deref()).is_some_and(|m| m != MANAGER) {
+/// `spec.managedBy` leaves the Job to this controller.
+fn managed(job: &Job) -> bool {
+    job.spec.as_ref().and_then(|s| s.managed_by.as_deref()).is_none_or(|m| m == MANAGER)
+}
+
+async fn sync(job: Job, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {
+    if !managed(&job) {
         return Ok(Action::await_change());
     }
-    let jobs: Api<Job> = Api::namespaced(context.client.clone(), &namespace);
+    let namespace = job.namespace().unwrap_or_else(|| "default".into());
     let selector = job.spec.as_ref().and_then(|s| s.selector.as_ref());
     let selector = label_selector(&selector.ok_or_else(|| Error::Invalid("a Job without a selector".into()))?)?;
     let owner = owner_reference(&job)?;
     let going = job.metadata.deletion_timestamp.is_some();
     let claimed = pods.claim(&selector, &owner, |_| true, !going).await?;
-    if going || has_condition(&job, COMPLETE) || has_condition(&job, FAILED) {
-        // Nothing more to count: its pods may go.
-        for pod in claimed.iter().filter(|p| tracked(p)) {
-            release(pods, pod).await?;
-        }
-        return Ok(Action::await_change());
+    let snapshot = Snapshot { job, pods: claimed, now: context.clock.now() };
+    let plan = decide(&snapshot)?;
+    let mut writer = Writer { jobs: Api::namespaced(context.client.clone(), &namespace), pods, written, job: None };
+    if let Some(after) = writer.apply(&snapshot.job, &plan).await? {
+        context.wakeups.after(&snapshot.job, after);
     }
-    let settings = Settings::of(&job)?;
-    Sync { jobs, pods, job, settings, deferred: None, written, context }.sync(claimed).await
+    Ok(if plan.tally.is_some() { Action::requeue(RESYNC) } else { Action::await_change() })
 }
 
 fn tracked(pod: &Pod) -> bool {
@@ -312,18 +316,6 @@ fn parse_indexes(text: &str) -> BTreeSet<i32> {
     indexes
 }
 
-/// Which active pod goes first (`controller.ActivePods`): unscheduled, then pending,
-/// then not ready, then the newest.
-fn removal_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<Timestamp>>) {
-    let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
-    let phase = match phase(pod) {
-        "Pending" | "" => 0,
-        "Unknown" => 1,
-        _ => 2,
-    };
-    (scheduled, phase, is_ready(pod), std::cmp::Reverse(creation(pod)))
-}
-
 /// Finished pods not yet in the counters, by uid.
 #[derive(Default)]
 struct Uncounted {
@@ -369,145 +361,146 @@ impl Uncounted {
     }
 }
 
-/// One pass over one Job.
-struct Sync<'a> {
-    context: &'a Context,
-    jobs: Api<Job>,
-    pods: &'a Pods,
-    written: &'a Written,
-    /// As last read or written.
+/// What one pass over a Job reads: the Job, the pods it controls, and the time.
+struct Snapshot {
     job: Job,
-    settings: Settings,
-    /// A pod write that failed: reported once the finished pods are counted, so a pod
-    /// that cannot be made (its namespace terminating) does not hold the others'
-    /// finalizers.
-    deferred: Option<Error>,
+    pods: Vec<Pod>,
+    /// Now, on the control plane's clock.
+    now: SystemTime,
 }
 
-/// How the Job stands after this pass's decisions.
-struct Outcome {
+/// What one pass decided, in the order [`Writer::apply`] makes it.
+#[derive(Debug, Default, PartialEq)]
+struct Plan {
+    /// Active pods deleted: surplus, or every one once the Job is decided or suspended.
+    delete: Vec<String>,
+    /// Pods made, each by its completion index (`None`: `NonIndexed`).
+    create: Vec<Option<i32>>,
+    /// The status recording newly finished pods in `uncountedTerminatedPods`, written
+    /// before their finalizers go, so none is lost if the pass stops between the two.
+    record: Option<JobStatus>,
+    /// Pods whose tracking finalizer is removed.
+    release: Vec<Pod>,
+    /// How the Job stands, from which its status is written; `None` for a Job that is
+    /// decided or going (its status is left as it is).
+    tally: Option<Tally>,
+}
+
+/// The pass's count of the Job, before its pod writes: [`Tally::status`] makes the status
+/// from it and the writes that were made (a pod that could not be made is not counted).
+#[derive(Debug, PartialEq)]
+struct Tally {
+    /// The status with the counters, completed indexes and start time brought up to date.
+    status: JobStatus,
+    settings: Settings,
     active: usize,
     terminating: usize,
+    /// Of the active pods, the ready ones.
+    ready: usize,
     /// `FailureTarget`'s reason and message, or `None`.
     failure: Option<(&'static str, &'static str)>,
+    /// Success decided before this pass's writes (`SuccessCriteriaMet`).
     success: bool,
+    /// Enough pods succeeded: success once none is active.
+    completed: bool,
+    now: SystemTime,
 }
 
-impl Sync<'_> {
-    fn name(&self) -> String {
-        self.job.name_any()
+/// `syncJob`: the finished pods counted, then failure, success, or the active pods
+/// brought to what is wanted.
+fn decide(snapshot: &Snapshot) -> Result<Plan, Error> {
+    let (job, claimed) = (&snapshot.job, &snapshot.pods);
+    if job.metadata.deletion_timestamp.is_some() || has_condition(job, COMPLETE) || has_condition(job, FAILED) {
+        // Nothing more to count: its pods may go.
+        return Ok(Plan { release: claimed.iter().filter(|p| tracked(p)).cloned().collect(), ..Plan::default() });
+    }
+    let settings = Settings::of(job)?;
+    let mut status = job.status.clone().unwrap_or_default();
+    if status.start_time.is_none() && !settings.suspended {
+        status.start_time = Some(super::time_at(snapshot.now));
+    }
+    let mut uncounted = Uncounted::of(&status);
+    for pod in claimed {
+        uncounted.note(pod, &settings);
+    }
+    let active: Vec<&Pod> = claimed.iter().filter(|p| !is_terminal(p) && !deleting(p)).collect();
+    let terminating = claimed.iter().filter(|p| deleting(p) && !is_terminal(p)).count();
+    let mut indexes = parse_indexes(status.completed_indexes.as_deref().unwrap_or_default());
+    if settings.indexed {
+        let succeeded: HashSet<&String> = uncounted.succeeded.iter().collect();
+        let done = claimed.iter().filter(|p| p.uid().is_some_and(|u| succeeded.contains(&u)));
+        indexes.extend(done.filter_map(|p| index_of(p, settings.completions)));
+    }
+    let succeeded = if settings.indexed { indexes.len() } else { count(status.succeeded) + uncounted.succeeded.len() };
+    let failed = count(status.failed) + uncounted.failed.len();
+
+    let conditions = status.conditions.as_deref().unwrap_or_default();
+    let success = condition_true(conditions, SUCCESS_CRITERIA_MET);
+    let failure = if let Some(target) = conditions.iter().find(|c| c.type_ == FAILURE_TARGET && c.status == "True") {
+        Some(if target.reason.as_deref() == Some(DEADLINE_EXCEEDED.0) {
+            DEADLINE_EXCEEDED
+        } else {
+            BACKOFF_LIMIT_EXCEEDED
+        })
+    } else if success {
+        None
+    } else if failed > usize::try_from(settings.backoff_limit).unwrap_or(0) || settings.past_backoff_on_failure(&active)
+    {
+        Some(BACKOFF_LIMIT_EXCEEDED)
+    } else if settings.past_deadline(&status, snapshot.now) {
+        Some(DEADLINE_EXCEEDED)
+    } else {
+        None
+    };
+    let mut plan = Plan::default();
+    if failure.is_some() || success {
+        // Finished either way: whatever still runs is stopped.
+        plan.delete = names(&active);
+    } else {
+        (plan.delete, plan.create) = settings.manage(&active, terminating, succeeded, &indexes);
     }
 
-    /// Now, on the control plane's clock.
-    fn now(&self) -> Time {
-        super::time(&self.context.clock)
+    if uncounted.grew {
+        let mut record = status.clone();
+        record.uncounted_terminated_pods = Some(uncounted.status());
+        plan.record = Some(record);
     }
-
-    async fn sync(mut self, claimed: Vec<Pod>) -> Result<Action, Error> {
-        let mut status = self.job.status.clone().unwrap_or_default();
-        if status.start_time.is_none() && !self.settings.suspended {
-            status.start_time = Some(self.now());
-        }
-        let mut uncounted = Uncounted::of(&status);
-        for pod in &claimed {
-            uncounted.note(pod, &self.settings);
-        }
-        let active: Vec<&Pod> = claimed.iter().filter(|p| !is_terminal(p) && !deleting(p)).collect();
-        let terminating = claimed.iter().filter(|p| deleting(p) && !is_terminal(p)).count();
-        let mut indexes = parse_indexes(status.completed_indexes.as_deref().unwrap_or_default());
-        if self.settings.indexed {
-            let succeeded: HashSet<&String> = uncounted.succeeded.iter().collect();
-            let done = claimed.iter().filter(|p| p.uid().is_some_and(|u| succeeded.contains(&u)));
-            indexes.extend(done.filter_map(|p| index_of(p, self.settings.completions)));
-        }
-        let succeeded =
-            if self.settings.indexed { indexes.len() } else { count(status.succeeded) + uncounted.succeeded.len() };
-        let failed = count(status.failed) + uncounted.failed.len();
-
-        let outcome = self.decide(&status, &active, terminating, succeeded, failed, &indexes).await;
-
-        // The finished pods are recorded before their finalizers go, so none is lost
-        // if this pass stops between the two writes.
-        if uncounted.grew {
-            status.uncounted_terminated_pods = Some(uncounted.status());
-            self.write(status.clone()).await?;
-        }
-        for pod in claimed.iter().filter(|p| p.uid().is_some_and(|u| uncounted.contains(&u)) && tracked(p)) {
-            release(self.pods, pod).await?;
-        }
-        status.succeeded = nonzero(succeeded);
-        status.failed = nonzero(failed);
-        status.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
-        if self.settings.indexed {
-            status.completed_indexes = Some(format_indexes(&indexes));
-        }
-        status.active = nonzero(outcome.active);
-        status.terminating = Some(i32::try_from(outcome.terminating).unwrap_or(i32::MAX));
-        let ready = active.iter().filter(|p| is_ready(p)).count();
-        status.ready = Some(i32::try_from(if outcome.active == 0 { 0 } else { ready }).unwrap_or(i32::MAX));
-        self.conclude(&mut status, &outcome);
-        if !same_content(&Some(&status), &self.job.status.as_ref()) {
-            self.write(status.clone()).await?;
-        }
-        match self.deferred.take() {
-            Some(error) => Err(error),
-            None => Ok(self.next_check(&status)),
-        }
+    let counted = claimed.iter().filter(|p| p.uid().is_some_and(|u| uncounted.contains(&u)) && tracked(p));
+    plan.release = counted.cloned().collect();
+    status.succeeded = nonzero(succeeded);
+    status.failed = nonzero(failed);
+    status.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
+    if settings.indexed {
+        status.completed_indexes = Some(format_indexes(&indexes));
     }
+    let completed = match settings.completions {
+        None => succeeded > 0,
+        Some(completions) => succeeded >= usize::try_from(completions).unwrap_or(0),
+    };
+    plan.tally = Some(Tally {
+        status,
+        active: active.len(),
+        terminating,
+        ready: active.iter().filter(|p| is_ready(p)).count(),
+        failure,
+        success,
+        completed,
+        now: snapshot.now,
+        settings,
+    });
+    Ok(plan)
+}
 
-    /// Failure, success, or pods made and deleted toward them.
-    async fn decide(
-        &mut self,
-        status: &JobStatus,
-        active: &[&Pod],
-        terminating: usize,
-        succeeded: usize,
-        failed: usize,
-        indexes: &BTreeSet<i32>,
-    ) -> Outcome {
-        let conditions = status.conditions.as_deref().unwrap_or_default();
-        let mut outcome = Outcome {
-            active: active.len(),
-            terminating,
-            failure: None,
-            success: condition_true(conditions, SUCCESS_CRITERIA_MET),
-        };
-        if let Some(target) = conditions.iter().find(|c| c.type_ == FAILURE_TARGET && c.status == "True") {
-            outcome.failure = Some(if target.reason.as_deref() == Some(DEADLINE_EXCEEDED.0) {
-                DEADLINE_EXCEEDED
-            } else {
-                BACKOFF_LIMIT_EXCEEDED
-            });
-        } else if !outcome.success {
-            let limit = usize::try_from(self.settings.backoff_limit).unwrap_or(0);
-            if failed > limit || self.past_backoff_on_failure(active) {
-                outcome.failure = Some(BACKOFF_LIMIT_EXCEEDED);
-            } else if self.past_deadline(status) {
-                outcome.failure = Some(DEADLINE_EXCEEDED);
-            }
-        }
-        if outcome.failure.is_some() || outcome.success {
-            // Finished either way: whatever still runs is stopped.
-            let deleted = self.delete(active).await;
-            outcome.active -= deleted;
-            outcome.terminating += deleted;
-            return outcome;
-        }
-        let (active_now, deleted) = self.manage(active, terminating, succeeded, indexes).await;
-        outcome.active = active_now;
-        outcome.terminating += deleted;
-        outcome.success = outcome.active == 0
-            && match self.settings.completions {
-                None => succeeded > 0,
-                Some(completions) => succeeded >= usize::try_from(completions).unwrap_or(0),
-            };
-        outcome
-    }
+/// The names of at most [`BURST`] pods.
+fn names(pods: &[&Pod]) -> Vec<String> {
+    pods.iter().take(BURST).map(|p| p.name_any()).collect()
+}
 
+impl Settings {
     /// `pastBackoffLimitOnFailure`: with `OnFailure` the kubelet restarts failed
     /// containers, so their restarts count against the limit.
     fn past_backoff_on_failure(&self, active: &[&Pod]) -> bool {
-        if !self.settings.restart_on_failure {
+        if !self.restart_on_failure {
             return false;
         }
         let restarts: i32 = active
@@ -516,51 +509,26 @@ impl Sync<'_> {
             .flat_map(|s| s.init_container_statuses.iter().flatten().chain(s.container_statuses.iter().flatten()))
             .map(|c| c.restart_count)
             .sum();
-        if self.settings.backoff_limit == 0 { restarts > 0 } else { restarts >= self.settings.backoff_limit }
+        if self.backoff_limit == 0 { restarts > 0 } else { restarts >= self.backoff_limit }
     }
 
-    fn started(&self, status: &JobStatus) -> Option<SystemTime> {
-        status.start_time.as_ref().and_then(|t| crate::clock::parse(&t.0.to_string()))
+    fn past_deadline(&self, status: &JobStatus, now: SystemTime) -> bool {
+        let (Some(deadline), Some(start)) = (self.deadline, started(status)) else { return false };
+        !self.suspended && start + seconds(deadline) <= now
     }
 
-    fn past_deadline(&self, status: &JobStatus) -> bool {
-        let (Some(deadline), Some(start)) = (self.settings.deadline, self.started(status)) else { return false };
-        !self.settings.suspended && start + seconds(deadline) <= self.context.clock.now()
-    }
-
-    /// Looked at again when the deadline falls (on the control plane's clock), and now
-    /// and then.
-    fn next_check(&self, status: &JobStatus) -> Action {
-        // A suspended Job's clock is stopped, and a decided one has nothing left to time.
-        let decided = status.completion_time.is_some()
-            || status.conditions.iter().flatten().any(|c| {
-                matches!(c.type_.as_str(), "Complete" | "Failed" | "FailureTarget" | "SuccessCriteriaMet")
-                    && c.status == "True"
-            });
-        if self.settings.suspended || decided {
-            return Action::requeue(RESYNC);
-        }
-        if let (Some(deadline), Some(start)) = (self.settings.deadline, self.started(status)) {
-            let left = (start + seconds(deadline)).duration_since(self.context.clock.now()).unwrap_or_default();
-            self.context.wakeups.after(&self.job, left.max(Duration::from_millis(100)));
-        }
-        Action::requeue(RESYNC)
-    }
-
-    /// `manageJob`: the active pods brought to what is wanted. Returns the active pods
-    /// after it and how many it deleted.
-    async fn manage(
-        &mut self,
+    /// `manageJob`: the pods deleted and made to bring the active ones to what is wanted.
+    fn manage(
+        &self,
         active: &[&Pod],
         terminating: usize,
         succeeded: usize,
         indexes: &BTreeSet<i32>,
-    ) -> (usize, usize) {
-        if self.settings.suspended {
-            let deleted = self.delete(active).await;
-            return (active.len() - deleted, deleted);
+    ) -> (Vec<String>, Vec<Option<i32>>) {
+        if self.suspended {
+            return (names(active), Vec::new());
         }
-        let want = self.settings.want_active(active.len(), succeeded);
+        let want = self.want_active(active.len(), succeeded);
         let mut surplus = self.surplus(active, indexes);
         let beyond = active.len().saturating_sub(want);
         if surplus.len() < beyond {
@@ -569,31 +537,23 @@ impl Sync<'_> {
             surplus.extend(rest.into_iter().take(beyond - surplus.len()));
         }
         if !surplus.is_empty() {
-            let deleted = self.delete(&surplus).await;
-            return (active.len() - deleted, deleted);
+            return (names(&surplus), Vec::new());
         }
         // Terminating pods hold their place until they failed, if asked to.
-        let running = active.len() + if self.settings.only_replace_failed { terminating } else { 0 };
+        let running = active.len() + if self.only_replace_failed { terminating } else { 0 };
         let missing = want.saturating_sub(running).min(BURST);
-        let indexes: Vec<Option<i32>> = if self.settings.indexed {
+        let create = if self.indexed {
             self.pending_indexes(active, indexes, missing).into_iter().map(Some).collect()
         } else {
             vec![None; missing]
         };
-        let mut made = 0;
-        for index in indexes {
-            if !self.create(index).await {
-                break;
-            }
-            made += 1;
-        }
-        (active.len() + made, 0)
+        (Vec::new(), create)
     }
 
     /// Indexed pods that should not run: no valid index, an index already done, or a
     /// second pod for the same index.
     fn surplus<'a>(&self, active: &[&'a Pod], indexes: &BTreeSet<i32>) -> Vec<&'a Pod> {
-        if !self.settings.indexed {
+        if !self.indexed {
             return Vec::new();
         }
         let mut seen = BTreeSet::new();
@@ -602,7 +562,7 @@ impl Sync<'_> {
         sorted.sort_by_key(|p| creation(p));
         sorted
             .into_iter()
-            .filter(|pod| match index_of(pod, self.settings.completions) {
+            .filter(|pod| match index_of(pod, self.completions) {
                 Some(index) => indexes.contains(&index) || !seen.insert(index),
                 None => true,
             })
@@ -611,99 +571,162 @@ impl Sync<'_> {
 
     /// The lowest indexes neither done nor running.
     fn pending_indexes(&self, active: &[&Pod], indexes: &BTreeSet<i32>, most: usize) -> Vec<i32> {
-        let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p, self.settings.completions)).collect();
-        (0..self.settings.completions.unwrap_or(0))
-            .filter(|i| !indexes.contains(i) && !running.contains(i))
-            .take(most)
-            .collect()
+        let running: BTreeSet<i32> = active.iter().filter_map(|p| index_of(p, self.completions)).collect();
+        (0..self.completions.unwrap_or(0)).filter(|i| !indexes.contains(i) && !running.contains(i)).take(most).collect()
     }
+}
 
-    /// Deletes pods until one fails (kept for the end of the pass); how many went.
-    async fn delete(&mut self, pods: &[&Pod]) -> usize {
-        let mut deleted = 0;
-        for pod in pods.iter().take(BURST) {
-            if let Err(error) = self.pods.delete(&pod.name_any()).await {
-                self.deferred = Some(error);
-                break;
-            }
-            deleted += 1;
-        }
-        deleted
-    }
+fn started(status: &JobStatus) -> Option<SystemTime> {
+    status.start_time.as_ref().and_then(|t| crate::clock::parse(&t.0.to_string()))
+}
 
-    /// Makes a pod; a failure is kept for the end of the pass.
-    async fn create(&mut self, index: Option<i32>) -> bool {
-        let made = match self.new_pod(index) {
-            Ok(pod) => self.pods.create(&pod).await.map(drop).map_err(Error::from),
-            Err(error) => Err(error),
-        };
-        made.map_err(|error| self.deferred = Some(error)).is_ok()
-    }
+impl Tally {
+    /// The status once `deleted` of the pods to delete went and `made` of those to make
+    /// were made: the interim `FailureTarget` or `SuccessCriteriaMet` at once, `Failed` or
+    /// `Complete` once no pod is left running; `Suspended` following `suspend` otherwise.
+    fn status(&self, deleted: usize, made: usize) -> JobStatus {
+        let active = (self.active + made).saturating_sub(deleted);
+        let terminating = self.terminating + deleted;
+        let decided = self.failure.is_some() || self.success;
+        let success = if decided { self.success } else { active == 0 && self.completed };
+        let mut status = self.status.clone();
+        status.active = nonzero(active);
+        status.terminating = Some(i32::try_from(terminating).unwrap_or(i32::MAX));
+        status.ready = Some(i32::try_from(if active == 0 { 0 } else { self.ready }).unwrap_or(i32::MAX));
 
-    /// A pod from the template, owned, tracked, and for an Indexed Job given its index.
-    fn new_pod(&self, index: Option<i32>) -> Result<Pod, Error> {
-        let template = self.job.spec.as_ref().map(|s| &s.template);
-        let template = serde_json::to_value(template).map_err(|e| Error::Invalid(e.to_string()))?;
-        let (mut labels, mut annotations) = template_metadata(&template);
-        let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
-        let name = self.name();
-        let generate_name = match index {
-            Some(index) => {
-                labels[INDEX] = json!(index.to_string());
-                annotations[INDEX] = json!(index.to_string());
-                with_index(&mut spec, &format!("{name}-{index}"));
-                format!("{name}-{index}-")
-            }
-            None => format!("{name}-"),
-        };
-        let owner = serde_json::to_value(owner_reference(&self.job)?).map_err(|e| Error::Invalid(e.to_string()))?;
-        let namespace = self.job.namespace().unwrap_or_default();
-        from_template(
-            Naming::Generated(generate_name),
-            &namespace,
-            (labels, annotations),
-            spec,
-            owner,
-            &[TRACKING_FINALIZER],
-        )
-    }
-
-    /// The conditions this pass leads to: the interim `FailureTarget` or
-    /// `SuccessCriteriaMet` at once, `Failed` or `Complete` once no pod is terminating;
-    /// `Suspended` following `suspend` otherwise.
-    fn conclude(&self, status: &mut JobStatus, outcome: &Outcome) {
         let mut conditions = status.conditions.take().unwrap_or_default();
-        let now = self.now();
-        let settled = outcome.terminating == 0 && outcome.active == 0;
-        if let Some(reason) = outcome.failure {
+        let now = super::time_at(self.now);
+        let settled = terminating == 0 && active == 0;
+        if let Some(reason) = self.failure {
             set_condition(&mut conditions, FAILURE_TARGET, "True", reason, &now);
             if settled {
                 set_condition(&mut conditions, FAILED, "True", reason, &now);
             }
-        } else if outcome.success {
+        } else if success {
             set_condition(&mut conditions, SUCCESS_CRITERIA_MET, "True", COMPLETIONS_REACHED, &now);
             if settled {
                 set_condition(&mut conditions, COMPLETE, "True", COMPLETIONS_REACHED, &now);
-                status.completion_time = Some(self.now());
+                status.completion_time = Some(now.clone());
             }
         } else if self.settings.suspended {
             set_condition(&mut conditions, SUSPENDED, "True", ("JobSuspended", "Job suspended"), &now);
         } else if condition_true(&conditions, SUSPENDED) {
             set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"), &now);
             // `activeDeadlineSeconds` counts time continuously active: it starts again.
-            status.start_time = Some(self.now());
+            status.start_time = Some(now);
         }
         status.conditions = Some(conditions).filter(|c| !c.is_empty());
+        status
     }
 
-    /// Writes the whole status against the version it was decided on.
-    async fn write(&mut self, status: JobStatus) -> Result<(), Error> {
-        let mut job = self.job.clone();
+    /// When to look again, on the control plane's clock: when the deadline falls. A
+    /// suspended Job's clock is stopped, and a decided one has nothing left to time.
+    fn wake_after(&self, status: &JobStatus) -> Option<Duration> {
+        let decided = status.completion_time.is_some()
+            || status.conditions.iter().flatten().any(|c| {
+                matches!(c.type_.as_str(), "Complete" | "Failed" | "FailureTarget" | "SuccessCriteriaMet")
+                    && c.status == "True"
+            });
+        if self.settings.suspended || decided {
+            return None;
+        }
+        let (deadline, start) = (self.settings.deadline?, started(status)?);
+        let left = (start + seconds(deadline)).duration_since(self.now).unwrap_or_default();
+        Some(left.max(Duration::from_millis(100)))
+    }
+}
+
+/// Makes a pass's plan through the API.
+struct Writer<'a> {
+    jobs: Api<Job>,
+    pods: &'a Pods,
+    written: &'a Written,
+    /// The Job as last written, once written.
+    job: Option<Job>,
+}
+
+impl Writer<'_> {
+    /// The pod writes (one that fails ends its kind and is reported once the finished
+    /// pods are counted, so a pod that cannot be made, its namespace terminating, does not
+    /// hold the others' finalizers), the record of finished pods, their finalizers, the
+    /// status. When to look again.
+    async fn apply(&mut self, job: &Job, plan: &Plan) -> Result<Option<Duration>, Error> {
+        let mut deferred = None;
+        let mut deleted = 0;
+        for name in &plan.delete {
+            if let Err(error) = self.pods.delete(name).await {
+                deferred = Some(error);
+                break;
+            }
+            deleted += 1;
+        }
+        let mut made = 0;
+        for index in &plan.create {
+            let pod = match new_pod(job, *index) {
+                Ok(pod) => self.pods.create(&pod).await.map_err(Error::from),
+                Err(error) => Err(error),
+            };
+            if let Err(error) = pod {
+                deferred = Some(error);
+                break;
+            }
+            made += 1;
+        }
+        if let Some(record) = &plan.record {
+            self.write(job, record.clone()).await?;
+        }
+        for pod in &plan.release {
+            release(self.pods, pod).await?;
+        }
+        let Some(tally) = &plan.tally else { return deferred.map_or(Ok(None), Err) };
+        let status = tally.status(deleted, made);
+        let last = self.job.as_ref().unwrap_or(job);
+        if !same_content(&Some(&status), &last.status.as_ref()) {
+            self.write(job, status.clone()).await?;
+        }
+        match deferred {
+            Some(error) => Err(error),
+            None => Ok(tally.wake_after(&status)),
+        }
+    }
+
+    /// Writes the whole status against the version it was decided on (or last written).
+    async fn write(&mut self, job: &Job, status: JobStatus) -> Result<(), Error> {
+        let mut job = self.job.take().unwrap_or_else(|| job.clone());
         job.status = Some(status);
-        self.job = self.jobs.replace_status(&self.name(), &PostParams::default(), &job).await?;
-        self.written.note(&self.job);
+        let written = self.jobs.replace_status(&job.name_any(), &PostParams::default(), &job).await?;
+        self.written.note(&written);
+        self.job = Some(written);
         Ok(())
     }
+}
+
+/// A pod from the template, owned, tracked, and for an Indexed Job given its index.
+fn new_pod(job: &Job, index: Option<i32>) -> Result<Pod, Error> {
+    let template = job.spec.as_ref().map(|s| &s.template);
+    let template = serde_json::to_value(template).map_err(|e| Error::Invalid(e.to_string()))?;
+    let (mut labels, mut annotations) = template_metadata(&template);
+    let mut spec = template.get("spec").cloned().unwrap_or_else(|| json!({}));
+    let name = job.name_any();
+    let generate_name = match index {
+        Some(index) => {
+            labels[INDEX] = json!(index.to_string());
+            annotations[INDEX] = json!(index.to_string());
+            with_index(&mut spec, &format!("{name}-{index}"));
+            format!("{name}-{index}-")
+        }
+        None => format!("{name}-"),
+    };
+    let owner = serde_json::to_value(owner_reference(job)?).map_err(|e| Error::Invalid(e.to_string()))?;
+    let namespace = job.namespace().unwrap_or_default();
+    from_template(
+        Naming::Generated(generate_name),
+        &namespace,
+        (labels, annotations),
+        spec,
+        owner,
+        &[TRACKING_FINALIZER],
+    )
 }
 
 /// An Indexed pod's identity: its hostname and `JOB_COMPLETION_INDEX` in every container.
@@ -740,6 +763,7 @@ fn seconds(value: i64) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::jiff::Timestamp;
 
     #[test]
     fn completed_indexes_read_and_write_as_kubernetes_writes_them() {
@@ -784,5 +808,230 @@ mod tests {
         assert_eq!(conditions[0].message.as_deref(), Some("Job suspended"));
         set_condition(&mut conditions, SUSPENDED, "False", ("JobResumed", "Job resumed"), &now);
         assert_eq!((conditions[0].status.as_str(), conditions[0].reason.as_deref()), ("False", Some("JobResumed")));
+    }
+
+    const NOW: u64 = 1_800_000_000;
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn stamp(seconds: u64) -> String {
+        crate::clock::format(at(seconds))
+    }
+
+    fn job(spec: Value, status: Value) -> Job {
+        let mut base = json!({"selector": {"matchLabels": {"job": "j"}},
+            "template": {"metadata": {"labels": {"job": "j"}},
+                         "spec": {"restartPolicy": "Never", "containers": [{"name": "a", "image": "a"}]}}});
+        if let (Some(base), Some(extra)) = (base.as_object_mut(), spec.as_object()) {
+            base.extend(extra.clone());
+        }
+        serde_json::from_value(json!({"metadata": {"name": "j", "namespace": "default", "uid": "job-uid"},
+                                      "spec": base, "status": status}))
+        .unwrap()
+    }
+
+    /// A pod of the Job: `name` is its uid too; made `created` seconds before now.
+    fn pod(name: &str, phase: &str, tracked: bool, index: Option<i32>, created: u64) -> Pod {
+        let finalizers: Vec<&str> = if tracked { vec![TRACKING_FINALIZER] } else { vec![] };
+        let annotations = index.map_or(json!({}), |i| json!({INDEX: i.to_string()}));
+        let node = if phase == "Pending" { json!(null) } else { json!("node-1") };
+        serde_json::from_value(json!({
+            "metadata": {"name": name, "uid": name, "namespace": "default", "finalizers": finalizers,
+                         "annotations": annotations, "creationTimestamp": stamp(NOW - created)},
+            "spec": {"containers": [{"name": "a", "image": "a"}], "nodeName": node},
+            "status": {"phase": phase}}))
+        .unwrap()
+    }
+
+    fn plan(job: Job, pods: Vec<Pod>) -> Plan {
+        decide(&Snapshot { job, pods, now: at(NOW) }).unwrap()
+    }
+
+    fn condition(status: &JobStatus, kind: &str) -> Option<(String, Option<String>)> {
+        let found = status.conditions.iter().flatten().find(|c| c.type_ == kind)?;
+        Some((found.status.clone(), found.reason.clone()))
+    }
+
+    fn holds(status: &JobStatus, kind: &str, reason: &str) -> bool {
+        condition(status, kind) == Some(("True".into(), Some(reason.into())))
+    }
+
+    #[test]
+    fn a_job_runs_as_many_pods_as_parallelism_and_completions_leave_to_do() {
+        let table = [
+            (json!({"completions": 5, "parallelism": 2}), json!({}), vec![], 2),
+            (json!({"completions": 5, "parallelism": 2}), json!({"succeeded": 4}), vec![], 1),
+            (json!({"completions": 5, "parallelism": 2}), json!({}), vec![pod("a", "Running", true, None, 5)], 1),
+            (json!({"parallelism": 3}), json!({}), vec![], 3),
+            (json!({"completions": 2, "parallelism": 2, "suspend": true}), json!({}), vec![], 0),
+        ];
+        for (spec, status, pods, made) in table {
+            let plan = plan(job(spec.clone(), status), pods);
+            assert_eq!(plan.create, vec![None; made], "{spec}");
+            assert!(plan.delete.is_empty(), "{spec}");
+        }
+        let started = plan(job(json!({}), json!({})), vec![]).tally.unwrap();
+        assert_eq!(started.status.start_time, Some(super::super::time_at(at(NOW))), "the start is recorded");
+    }
+
+    #[test]
+    fn finished_pods_are_recorded_before_their_finalizers_go() {
+        let spec = json!({"completions": 5, "parallelism": 2});
+        let pods = vec![
+            pod("done", "Succeeded", true, None, 9),
+            pod("broke", "Failed", true, None, 8),
+            pod("running", "Running", true, None, 5),
+        ];
+        let plan = plan(job(spec.clone(), json!({})), pods);
+        let record = plan.record.as_ref().and_then(|r| r.uncounted_terminated_pods.clone()).unwrap();
+        assert_eq!((record.succeeded, record.failed), (Some(vec!["done".into()]), Some(vec!["broke".into()])));
+        let released: Vec<String> = plan.release.iter().map(ResourceExt::name_any).collect();
+        assert_eq!(released, ["done", "broke"]);
+        assert_eq!(plan.create, vec![None], "one more runs beside the running one");
+        let status = plan.tally.unwrap().status(0, 1);
+        assert_eq!((status.succeeded, status.failed, status.active), (Some(1), Some(1), Some(2)));
+        assert_eq!(status.uncounted_terminated_pods, Some(UncountedTerminatedPods::default()));
+
+        // Recorded already, finalizer gone: counted, not recorded or released again.
+        let recorded = json!({"uncountedTerminatedPods": {"succeeded": ["done"]}});
+        let plan = self::plan(job(spec, recorded), vec![pod("done", "Succeeded", false, None, 9)]);
+        assert_eq!((plan.record, plan.release), (None, vec![]));
+        assert_eq!(plan.tally.unwrap().status(0, 0).succeeded, Some(1));
+    }
+
+    #[test]
+    fn too_many_failures_fail_the_job_once_its_pods_are_gone() {
+        let spec = json!({"completions": 3, "parallelism": 2, "backoffLimit": 1});
+        let failed = json!({"failed": 2});
+        let plan = plan(job(spec.clone(), failed.clone()), vec![pod("running", "Running", true, None, 5)]);
+        assert_eq!(plan.delete, ["running"]);
+        assert!(plan.create.is_empty());
+        let status = plan.tally.unwrap().status(1, 0);
+        assert!(holds(&status, FAILURE_TARGET, BACKOFF_LIMIT_EXCEEDED.0));
+        assert_eq!(condition(&status, FAILED), None, "a pod is still terminating");
+        assert_eq!((status.active, status.terminating), (None, Some(1)));
+
+        let targeted = json!({"failed": 2, "conditions": [{"type": FAILURE_TARGET, "status": "True",
+                              "reason": BACKOFF_LIMIT_EXCEEDED.0, "message": BACKOFF_LIMIT_EXCEEDED.1}]});
+        let status = self::plan(job(spec, targeted), vec![]).tally.unwrap().status(0, 0);
+        assert!(holds(&status, FAILED, BACKOFF_LIMIT_EXCEEDED.0));
+
+        // With OnFailure, container restarts count against the limit.
+        let mut restarting = pod("restarting", "Running", true, None, 5);
+        restarting.status.as_mut().unwrap().container_statuses = Some(vec![
+            serde_json::from_value(json!({"name": "a", "image": "a", "imageID": "", "ready": false,
+                                                     "restartCount": 2}))
+            .unwrap(),
+        ]);
+        let mut on_failure = job(json!({"backoffLimit": 2}), json!({}));
+        on_failure.spec.as_mut().unwrap().template.spec.as_mut().unwrap().restart_policy = Some("OnFailure".into());
+        let plan = self::plan(on_failure, vec![restarting]);
+        assert_eq!(plan.delete, ["restarting"]);
+        assert_eq!(plan.tally.unwrap().failure, Some(BACKOFF_LIMIT_EXCEEDED));
+    }
+
+    #[test]
+    fn the_active_deadline_fails_the_job_and_is_woken_for() {
+        let spec = json!({"activeDeadlineSeconds": 10});
+        let late =
+            plan(job(spec.clone(), json!({"startTime": stamp(NOW - 20)})), vec![pod("p", "Running", true, None, 20)]);
+        assert_eq!(late.delete, ["p"]);
+        let status = late.tally.unwrap().status(1, 0);
+        assert!(holds(&status, FAILURE_TARGET, DEADLINE_EXCEEDED.0));
+
+        let early = plan(job(spec, json!({"startTime": stamp(NOW - 4)})), vec![pod("p", "Running", true, None, 4)]);
+        let tally = early.tally.unwrap();
+        assert_eq!(tally.wake_after(&tally.status(0, 0)), Some(Duration::from_secs(6)));
+        let no_deadline = plan(job(json!({}), json!({})), vec![]).tally.unwrap();
+        assert_eq!(no_deadline.wake_after(&no_deadline.status(0, 1)), None);
+    }
+
+    #[test]
+    fn reaching_completions_completes_the_job_once_no_pod_runs() {
+        let spec = json!({"completions": 2, "parallelism": 2});
+        let plan = plan(job(spec.clone(), json!({"succeeded": 1})), vec![pod("last", "Succeeded", true, None, 3)]);
+        let status = plan.tally.unwrap().status(0, 0);
+        assert!(holds(&status, SUCCESS_CRITERIA_MET, COMPLETIONS_REACHED.0));
+        assert!(holds(&status, COMPLETE, COMPLETIONS_REACHED.0));
+        assert_eq!(status.completion_time, Some(super::super::time_at(at(NOW))));
+        assert_eq!(status.succeeded, Some(2));
+
+        // A work queue (no completions) succeeds with its first success, once the rest end.
+        let queue = json!({"parallelism": 2});
+        let pods = vec![pod("first", "Succeeded", true, None, 3), pod("other", "Running", true, None, 3)];
+        let plan = self::plan(job(queue, json!({})), pods);
+        assert!(plan.create.is_empty() && plan.delete.is_empty());
+        assert_eq!(condition(&plan.tally.unwrap().status(0, 0), SUCCESS_CRITERIA_MET), None);
+    }
+
+    #[test]
+    fn suspending_stops_the_pods_and_resuming_restarts_the_clock() {
+        let suspended = json!({"parallelism": 2, "suspend": true});
+        let plan =
+            plan(job(suspended, json!({"startTime": stamp(NOW - 50)})), vec![pod("p", "Running", true, None, 5)]);
+        assert_eq!(plan.delete, ["p"]);
+        let status = plan.tally.unwrap().status(1, 0);
+        assert!(holds(&status, SUSPENDED, "JobSuspended"));
+
+        let was = json!({"startTime": stamp(NOW - 50), "conditions": [{"type": SUSPENDED, "status": "True",
+                         "reason": "JobSuspended", "message": "Job suspended"}]});
+        let plan = self::plan(job(json!({"parallelism": 2}), was), vec![]);
+        assert_eq!(plan.create.len(), 2);
+        let status = plan.tally.unwrap().status(0, 2);
+        assert_eq!(condition(&status, SUSPENDED), Some(("False".into(), Some("JobResumed".into()))));
+        assert_eq!(status.start_time, Some(super::super::time_at(at(NOW))));
+    }
+
+    #[test]
+    fn indexed_jobs_run_each_index_once() {
+        let spec = json!({"completions": 4, "parallelism": 4, "completionMode": "Indexed"});
+        let status = json!({"completedIndexes": "2"});
+        let pods = vec![
+            pod("zero", "Running", true, Some(0), 9),
+            pod("one-old", "Running", true, Some(1), 9),
+            pod("one-new", "Running", true, Some(1), 2),
+            pod("two-again", "Running", true, Some(2), 2),
+            pod("out-of-range", "Running", true, Some(7), 2),
+        ];
+        let mut surplus = plan(job(spec.clone(), status.clone()), pods).delete;
+        surplus.sort();
+        assert_eq!(surplus, ["one-new", "out-of-range", "two-again"]);
+        let plan = self::plan(job(spec, status), vec![pod("zero", "Running", true, Some(0), 9)]);
+        assert_eq!(plan.create, vec![Some(1), Some(3)], "the lowest indexes neither done nor running");
+        let pod = new_pod(&job(json!({"completionMode": "Indexed", "completions": 4}), json!({})), Some(3)).unwrap();
+        assert_eq!(pod.metadata.generate_name.as_deref(), Some("j-3-"));
+        assert_eq!(pod.annotations().get(INDEX).map(String::as_str), Some("3"));
+        assert_eq!(pod.finalizers(), [TRACKING_FINALIZER]);
+    }
+
+    #[test]
+    fn lowered_parallelism_removes_the_least_advanced_pods_first() {
+        let pods = vec![pod("running", "Running", true, None, 9), pod("pending", "Pending", true, None, 9)];
+        let plan = plan(job(json!({"parallelism": 1}), json!({})), pods);
+        assert_eq!(plan.delete, ["pending"]);
+        assert_eq!(plan.tally.unwrap().status(1, 0).active, Some(1));
+    }
+
+    #[test]
+    fn a_pod_that_could_not_be_made_is_not_counted() {
+        let tally = plan(job(json!({"parallelism": 3}), json!({})), vec![]).tally.unwrap();
+        assert_eq!(tally.status(0, 3).active, Some(3));
+        assert_eq!(tally.status(0, 1).active, Some(1));
+        assert_eq!(tally.status(0, 0).active, None);
+    }
+
+    #[test]
+    fn a_decided_or_foreign_job_only_lets_its_pods_go() {
+        let complete = json!({"conditions": [{"type": COMPLETE, "status": "True"}]});
+        let pods = vec![pod("tracked", "Succeeded", true, None, 9), pod("free", "Succeeded", false, None, 9)];
+        let plan = plan(job(json!({}), complete), pods);
+        let released: Vec<String> = plan.release.iter().map(ResourceExt::name_any).collect();
+        assert_eq!(released, ["tracked"]);
+        assert!(plan.tally.is_none() && plan.create.is_empty() && plan.delete.is_empty() && plan.record.is_none());
+        assert!(managed(&job(json!({}), json!({}))));
+        assert!(managed(&job(json!({"managedBy": MANAGER}), json!({}))));
+        assert!(!managed(&job(json!({"managedBy": "kueue.x-k8s.io/multikueue"}), json!({}))));
     }
 }

@@ -202,7 +202,12 @@ pub(crate) fn label_selector<T: serde::Serialize>(selector: &T) -> Result<Select
 
 /// `now` on the control plane's clock, as a `Time` field holds it.
 pub(crate) fn time(clock: &Clock) -> Time {
-    let seconds = clock.now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
+    time_at(clock.now())
+}
+
+/// A moment as a `Time` field holds it: whole seconds.
+pub(crate) fn time_at(now: SystemTime) -> Time {
+    let seconds = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_secs();
     Time(k8s_openapi::jiff::Timestamp::from_second(i64::try_from(seconds).unwrap_or(0)).unwrap_or_default())
 }
 

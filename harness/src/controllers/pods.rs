@@ -168,6 +168,19 @@ pub(crate) fn next_available<'a>(
     pods.into_iter().filter_map(|p| available_in(p, min_ready_seconds, now)).filter(|left| !left.is_zero()).min()
 }
 
+/// Which active pod a controller removes first (`controller.ActivePods`' order, without its
+/// ready-time and restart tie-breaks): unscheduled before scheduled, pending before
+/// unknown before running, not ready before ready, then the newest.
+pub(crate) fn removal_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<Option<Timestamp>>) {
+    let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
+    let phase = match phase(pod) {
+        "Pending" | "" => 0,
+        "Unknown" => 1,
+        _ => 2,
+    };
+    (scheduled, phase, is_ready(pod), std::cmp::Reverse(creation(pod)))
+}
+
 pub(crate) fn creation(pod: &Pod) -> Option<Timestamp> {
     pod.metadata.creation_timestamp.as_ref().map(|t| t.0)
 }

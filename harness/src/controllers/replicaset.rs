@@ -121,18 +121,6 @@ async fn run_for<K: Replicated>(client: kube::Client, informers: &Informers, clo
     wiring.run(reconcile, Arc::new(context)).await;
 }
 
-/// Which surplus pod goes first: unscheduled, then pending, then not ready, then newest.
-fn deletion_rank(pod: &Pod) -> (bool, u8, bool, std::cmp::Reverse<String>) {
-    let scheduled = pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| !n.is_empty());
-    let phase = match pod.status.as_ref().and_then(|s| s.phase.as_deref()) {
-        Some("Pending") | None => 0,
-        Some("Unknown") => 1,
-        _ => 2,
-    };
-    let created = pod.metadata.creation_timestamp.as_ref().map(|t| format!("{:?}", t.0)).unwrap_or_default();
-    (scheduled, phase, super::pods::is_ready(pod), std::cmp::Reverse(created))
-}
-
 async fn reconcile<K: Replicated>(set: Arc<K>, context: Arc<Context<K>>) -> Result<Action, Error> {
     let key = key_of_object(set.as_ref());
     if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
@@ -239,7 +227,7 @@ fn decide<K: Replicated>(set: &K, pods: Vec<Arc<Pod>>, now: SystemTime) -> Resul
         let pod = new_pod(set, &namespace, &owner)?;
         plan.create = vec![pod; (wanted - active.len()).min(BURST)];
     } else if active.len() > wanted {
-        active.sort_by_key(|pod| deletion_rank(pod));
+        active.sort_by_key(|pod| super::pods::removal_rank(pod));
         let surplus = active.len() - wanted;
         plan.delete = active.drain(..surplus.min(BURST)).map(|pod| pod.name_any()).collect();
     }

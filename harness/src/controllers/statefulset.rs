@@ -263,20 +263,25 @@ async fn manage(set: StatefulSet, context: &Context, pods: &Pods, written: &Writ
     if let Some(next) = next_available(&claimed, stateful.min_ready_seconds, stateful.now) {
         context.wakeups.after(&stateful.set, next);
     }
-    let sync = Sync { stateful, pods, claims: Api::namespaced(context.client.clone(), &namespace) };
-    let status = sync.status(&claimed);
-    sync.sync(claimed).await?;
-    if let Some(set) = patch_status(&sets, &sync.stateful.set, status).await? {
+    let status = stateful.status(&claimed);
+    let changes = decide(&stateful, claimed);
+    let writer = Writer { stateful: &stateful, pods, claims: Api::namespaced(context.client.clone(), &namespace) };
+    writer.apply(&changes).await?;
+    if let Some(set) = patch_status(&sets, &stateful.set, status).await? {
         written.note(&set);
     }
     Ok(Action::requeue(RESYNC))
 }
 
-/// One pass over one StatefulSet.
-struct Sync<'a> {
-    stateful: Stateful,
-    pods: &'a Pods,
-    claims: Api<PersistentVolumeClaim>,
+/// One write a pass decided on.
+#[derive(Debug, Clone, PartialEq)]
+enum Change {
+    /// The ordinal's pod made, its missing claims first (`createPersistentVolumeClaims`).
+    Create(i32),
+    /// A pending pod's missing claims made again (one deleted under it).
+    Claims(i32),
+    /// A pod deleted: finished (to be made again), surplus, or of another revision.
+    Delete(String),
 }
 
 /// Whether a step may go on to the next pod, or must wait (`OrderedReady`).
@@ -286,91 +291,109 @@ enum Step {
     Wait,
 }
 
-impl Sync<'_> {
-    /// `updateStatefulSet`: live replicas first, then surplus pods, then the rollout;
-    /// each stage returns early when it must wait.
-    async fn sync(&self, claimed: Vec<Pod>) -> Result<(), Error> {
-        let stateful = &self.stateful;
-        let end = stateful.start + stateful.replicas;
-        let mut slots: Vec<Option<Pod>> = vec![None; usize::try_from(stateful.replicas).unwrap_or(0)];
-        let mut condemned = Vec::new();
-        for pod in claimed {
-            let Some(ordinal) = ordinal_of(&pod) else { continue };
-            if (stateful.start..end).contains(&ordinal) {
-                slots[usize::try_from(ordinal - stateful.start).unwrap_or(0)] = Some(pod);
-            } else {
-                condemned.push(pod);
-            }
+/// `updateStatefulSet` over the claimed pods: live replicas first, then surplus pods, then
+/// the rollout, each stage ending the pass where it must wait. The writes, in order.
+fn decide(stateful: &Stateful, claimed: Vec<Pod>) -> Vec<Change> {
+    let end = stateful.start + stateful.replicas;
+    let mut slots: Vec<Option<Pod>> = vec![None; usize::try_from(stateful.replicas).unwrap_or(0)];
+    let mut condemned = Vec::new();
+    for pod in claimed {
+        let Some(ordinal) = ordinal_of(&pod) else { continue };
+        if (stateful.start..end).contains(&ordinal) {
+            slots[usize::try_from(ordinal - stateful.start).unwrap_or(0)] = Some(pod);
+        } else {
+            condemned.push(pod);
         }
-        // Surplus pods go from the highest ordinal down.
-        condemned.sort_by_key(|p| std::cmp::Reverse(ordinal_of(p)));
-
-        for (index, slot) in slots.iter().enumerate() {
-            let ordinal = stateful.start + i32::try_from(index).unwrap_or(0);
-            if self.replica(slot.as_ref(), ordinal).await? == Step::Wait {
-                return Ok(());
-            }
-        }
-        // The first unhealthy pod may be removed even though it is not healthy.
-        let first_unhealthy = slots.iter().flatten().chain(&condemned).find(|p| !healthy(p)).map(|p| p.name_any());
-        for pod in &condemned {
-            if self.condemned(pod, first_unhealthy.as_deref()).await? == Step::Wait {
-                return Ok(());
-            }
-        }
-        self.roll(&slots).await
     }
+    // Surplus pods go from the highest ordinal down.
+    condemned.sort_by_key(|p| std::cmp::Reverse(ordinal_of(p)));
 
-    /// `processReplica`: a missing pod made, a finished one replaced; in order, a pod
-    /// not yet healthy holds back the ones after it.
-    async fn replica(&self, pod: Option<&Pod>, ordinal: i32) -> Result<Step, Error> {
-        let stateful = &self.stateful;
-        let pod = match pod {
-            Some(pod) if is_terminal(pod) && !deleting(pod) => {
-                // A pod that ran to its end is made again, under the same name.
-                self.pods.delete(&pod.name_any()).await?;
-                None
-            }
-            other => other,
-        };
-        let Some(pod) = pod else {
-            self.create(ordinal).await?;
-            return Ok(if stateful.monotonic { Step::Wait } else { Step::Next });
-        };
-        if phase(pod) == "Pending" {
-            self.ensure_claims(ordinal).await?;
+    let mut changes = Vec::new();
+    for (index, slot) in slots.iter().enumerate() {
+        let ordinal = stateful.start + i32::try_from(index).unwrap_or(0);
+        if replica(stateful, slot.as_ref(), ordinal, &mut changes) == Step::Wait {
+            return changes;
         }
-        let blocked = deleting(pod) || !running_and_ready(pod) || !stateful.available(pod);
-        Ok(if blocked && stateful.monotonic { Step::Wait } else { Step::Next })
     }
-
-    /// `processCondemned`: a surplus pod deleted; in order, only once the pods before it
-    /// are healthy (or it is the first unhealthy one) and one at a time.
-    async fn condemned(&self, pod: &Pod, first_unhealthy: Option<&str>) -> Result<Step, Error> {
-        let monotonic = self.stateful.monotonic;
-        if deleting(pod) {
-            return Ok(if monotonic { Step::Wait } else { Step::Next });
+    // The first unhealthy pod may be removed even though it is not healthy.
+    let first_unhealthy = slots.iter().flatten().chain(&condemned).find(|p| !healthy(p)).map(|p| p.name_any());
+    for pod in &condemned {
+        if self::condemned(stateful, pod, first_unhealthy.as_deref(), &mut changes) == Step::Wait {
+            return changes;
         }
-        let first = first_unhealthy == Some(pod.name_any().as_str());
-        if monotonic && !first && !self.stateful.available(pod) {
-            return Ok(Step::Wait);
-        }
-        self.pods.delete(&pod.name_any()).await?;
-        Ok(if monotonic { Step::Wait } else { Step::Next })
     }
+    changes.extend(roll(stateful, &slots));
+    changes
+}
 
-    /// `RollingUpdate`: from the highest ordinal down to the partition, the first pod
-    /// of another revision is deleted (and made again next pass); an unhealthy pod
-    /// waits the rollout.
-    async fn roll(&self, slots: &[Option<Pod>]) -> Result<(), Error> {
-        let Some(partition) = self.stateful.partition else { return Ok(()) };
-        let floor = usize::try_from(partition).unwrap_or(0);
-        for pod in slots.iter().skip(floor).rev().flatten() {
-            if revision_of(pod) != Some(&self.stateful.update_revision) && !deleting(pod) {
-                return self.pods.delete(&pod.name_any()).await;
-            }
-            if !healthy(pod) {
-                return Ok(());
+/// `processReplica`: a missing pod made, a finished one replaced; in order, a pod not yet
+/// healthy holds back the ones after it.
+fn replica(stateful: &Stateful, pod: Option<&Pod>, ordinal: i32, changes: &mut Vec<Change>) -> Step {
+    let pod = match pod {
+        Some(pod) if is_terminal(pod) && !deleting(pod) => {
+            // A pod that ran to its end is made again, under the same name.
+            changes.push(Change::Delete(pod.name_any()));
+            None
+        }
+        other => other,
+    };
+    let Some(pod) = pod else {
+        changes.push(Change::Create(ordinal));
+        return if stateful.monotonic { Step::Wait } else { Step::Next };
+    };
+    if phase(pod) == "Pending" && !stateful.claims.is_empty() {
+        changes.push(Change::Claims(ordinal));
+    }
+    let blocked = deleting(pod) || !running_and_ready(pod) || !stateful.available(pod);
+    if blocked && stateful.monotonic { Step::Wait } else { Step::Next }
+}
+
+/// `processCondemned`: a surplus pod deleted; in order, only once the pods before it are
+/// healthy (or it is the first unhealthy one) and one at a time.
+fn condemned(stateful: &Stateful, pod: &Pod, first_unhealthy: Option<&str>, changes: &mut Vec<Change>) -> Step {
+    let monotonic = stateful.monotonic;
+    if deleting(pod) {
+        return if monotonic { Step::Wait } else { Step::Next };
+    }
+    let first = first_unhealthy == Some(pod.name_any().as_str());
+    if monotonic && !first && !stateful.available(pod) {
+        return Step::Wait;
+    }
+    changes.push(Change::Delete(pod.name_any()));
+    if monotonic { Step::Wait } else { Step::Next }
+}
+
+/// `RollingUpdate`: from the highest ordinal down to the partition, the first pod of
+/// another revision is deleted (and made again next pass); an unhealthy pod holds the
+/// rollout.
+fn roll(stateful: &Stateful, slots: &[Option<Pod>]) -> Option<Change> {
+    let partition = stateful.partition?;
+    let floor = usize::try_from(partition).unwrap_or(0);
+    for pod in slots.iter().skip(floor).rev().flatten() {
+        if revision_of(pod) != Some(&stateful.update_revision) && !deleting(pod) {
+            return Some(Change::Delete(pod.name_any()));
+        }
+        if !healthy(pod) {
+            return None;
+        }
+    }
+    None
+}
+
+/// Makes a pass's changes through the API.
+struct Writer<'a> {
+    stateful: &'a Stateful,
+    pods: &'a Pods,
+    claims: Api<PersistentVolumeClaim>,
+}
+
+impl Writer<'_> {
+    async fn apply(&self, changes: &[Change]) -> Result<(), Error> {
+        for change in changes {
+            match change {
+                Change::Create(ordinal) => self.create(*ordinal).await?,
+                Change::Claims(ordinal) => self.ensure_claims(*ordinal).await?,
+                Change::Delete(name) => self.pods.delete(name).await?,
             }
         }
         Ok(())
@@ -403,20 +426,21 @@ impl Sync<'_> {
         }
         Ok(())
     }
+}
 
+impl Stateful {
     /// `computeReplicaStatus` and `completeRollingUpdate`, from the pods as listed.
     fn status(&self, pods: &[Pod]) -> Value {
-        let stateful = &self.stateful;
         let created: Vec<&Pod> = pods.iter().filter(|p| !phase(p).is_empty()).collect();
         let live = || created.iter().filter(|p| !deleting(p));
         let ready = pods.iter().filter(|p| running_and_ready(p)).count();
-        let available = pods.iter().filter(|p| stateful.available(p)).count();
-        let mut current = live().filter(|p| revision_of(p) == Some(&stateful.current_revision)).count();
-        let updated = live().filter(|p| revision_of(p) == Some(&stateful.update_revision)).count();
-        let mut current_revision = stateful.current_revision.clone();
-        if stateful.partition.is_some() && updated == created.len() && ready == created.len() {
+        let available = pods.iter().filter(|p| self.available(p)).count();
+        let mut current = live().filter(|p| revision_of(p) == Some(&self.current_revision)).count();
+        let updated = live().filter(|p| revision_of(p) == Some(&self.update_revision)).count();
+        let mut current_revision = self.current_revision.clone();
+        if self.partition.is_some() && updated == created.len() && ready == created.len() {
             current = updated;
-            current_revision = stateful.update_revision.clone();
+            current_revision = self.update_revision.clone();
         }
         json!({
             "replicas": created.len(),
@@ -425,9 +449,9 @@ impl Sync<'_> {
             "currentReplicas": current,
             "updatedReplicas": updated,
             "currentRevision": current_revision,
-            "updateRevision": stateful.update_revision,
-            "observedGeneration": stateful.set.metadata.generation,
-            "collisionCount": stateful.set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0),
+            "updateRevision": self.update_revision,
+            "observedGeneration": self.set.metadata.generation,
+            "collisionCount": self.set.status.as_ref().and_then(|s| s.collision_count).unwrap_or(0),
         })
     }
 }
@@ -484,5 +508,142 @@ mod tests {
         assert_eq!(a.update_revision, set(json!({})).update_revision);
         assert_eq!(a.current_revision, a.update_revision, "a new set's current revision is its update revision");
         assert!(a.monotonic && a.partition == Some(0));
+    }
+
+    /// A pod of the set, at the update revision unless `old`.
+    fn pod(stateful: &Stateful, ordinal: i32, phase: &str, ready: bool, old: bool) -> Pod {
+        let revision = if old { "web-old".to_string() } else { stateful.update_revision.clone() };
+        let status = if ready { "True" } else { "False" };
+        serde_json::from_value(json!({
+            "metadata": {"name": format!("web-{ordinal}"), "namespace": "default",
+                         "labels": {"app": "web", HASH_LABEL: revision}},
+            "spec": {"containers": [{"name": "a", "image": "a"}], "nodeName": "node-1"},
+            "status": {"phase": phase, "conditions": [{"type": "Ready", "status": status,
+                                                        "lastTransitionTime": "2026-01-01T00:00:00Z"}]}}))
+        .unwrap()
+    }
+
+    fn gone(mut pod: Pod) -> Pod {
+        pod.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+        pod
+    }
+
+    fn delete(name: &str) -> Change {
+        Change::Delete(name.into())
+    }
+
+    #[test]
+    fn ordered_ready_makes_one_pod_at_a_time_and_parallel_all_at_once() {
+        let ordered = set(json!({"replicas": 3}));
+        let up = |ordinal| pod(&ordered, ordinal, "Running", true, false);
+        let table: Vec<(Vec<Pod>, Vec<Change>)> = vec![
+            (vec![], vec![Change::Create(0)]),
+            (vec![up(0)], vec![Change::Create(1)]),
+            (vec![up(0), pod(&ordered, 1, "Pending", false, false)], vec![]),
+            (vec![up(0), pod(&ordered, 1, "Running", false, false)], vec![]),
+            (vec![up(0), gone(up(1))], vec![]),
+            (vec![up(0), up(1), up(2)], vec![]),
+            // A gap below is filled first; the pods above it wait.
+            (vec![up(1), up(2)], vec![Change::Create(0)]),
+        ];
+        for (pods, changes) in table {
+            let names: Vec<String> = pods.iter().map(ResourceExt::name_any).collect();
+            assert_eq!(decide(&ordered, pods), changes, "ordered, with {names:?}");
+        }
+        let parallel = set(json!({"replicas": 3, "podManagementPolicy": "Parallel"}));
+        assert_eq!(decide(&parallel, vec![]), vec![Change::Create(0), Change::Create(1), Change::Create(2)]);
+        let pending = pod(&parallel, 0, "Pending", false, false);
+        assert_eq!(decide(&parallel, vec![pending]), vec![Change::Create(1), Change::Create(2)]);
+        let started = set(json!({"replicas": 2, "ordinals": {"start": 5}}));
+        assert_eq!(decide(&started, vec![]), vec![Change::Create(5)], "ordinals start at spec.ordinals.start");
+    }
+
+    #[test]
+    fn a_finished_pod_is_made_again_under_its_name() {
+        let stateful = set(json!({"replicas": 2}));
+        let failed = pod(&stateful, 0, "Failed", false, false);
+        assert_eq!(decide(&stateful, vec![failed.clone()]), vec![delete("web-0"), Change::Create(0)]);
+        let succeeded = pod(&stateful, 1, "Succeeded", false, false);
+        let up = pod(&stateful, 0, "Running", true, false);
+        assert_eq!(decide(&stateful, vec![up, succeeded]), vec![delete("web-1"), Change::Create(1)]);
+        // One already going is waited for, not deleted twice.
+        assert_eq!(decide(&stateful, vec![gone(failed)]), vec![]);
+    }
+
+    #[test]
+    fn surplus_pods_go_from_the_highest_ordinal_one_at_a_time() {
+        let ordered = set(json!({"replicas": 1}));
+        let up = |ordinal| pod(&ordered, ordinal, "Running", true, false);
+        let table: Vec<(Vec<Pod>, Vec<Change>)> = vec![
+            (vec![up(0), up(1), up(2)], vec![delete("web-2")]),
+            // The next only once the last is gone.
+            (vec![up(0), up(1), gone(up(2))], vec![]),
+            (vec![up(0), up(1)], vec![delete("web-1")]),
+            // The first unhealthy pod may go though it is not healthy.
+            (vec![up(0), up(1), pod(&ordered, 2, "Running", false, false)], vec![delete("web-2")]),
+            // A replica that is not healthy holds the scale-down.
+            (vec![pod(&ordered, 0, "Pending", false, false), up(1)], vec![]),
+        ];
+        for (pods, changes) in table {
+            let names: Vec<String> = pods.iter().map(ResourceExt::name_any).collect();
+            assert_eq!(decide(&ordered, pods), changes, "ordered, with {names:?}");
+        }
+        let parallel = set(json!({"replicas": 1, "podManagementPolicy": "Parallel"}));
+        let up = |ordinal| pod(&parallel, ordinal, "Running", true, false);
+        assert_eq!(decide(&parallel, vec![up(0), up(1), up(2)]), vec![delete("web-2"), delete("web-1")]);
+    }
+
+    #[test]
+    fn a_rolling_update_replaces_pods_from_the_top_down_to_the_partition() {
+        let rolling = set(json!({"replicas": 3}));
+        let old = |ordinal| pod(&rolling, ordinal, "Running", true, true);
+        let new = |ordinal| pod(&rolling, ordinal, "Running", true, false);
+        let table: Vec<(Vec<Pod>, Vec<Change>)> = vec![
+            (vec![old(0), old(1), old(2)], vec![delete("web-2")]),
+            (vec![old(0), old(1), new(2)], vec![delete("web-1")]),
+            // An updated pod not yet healthy holds the rollout.
+            (vec![old(0), old(1), pod(&rolling, 2, "Running", false, false)], vec![]),
+            (vec![new(0), new(1), new(2)], vec![]),
+        ];
+        for (pods, changes) in table {
+            let names: Vec<String> = pods.iter().map(ResourceExt::name_any).collect();
+            assert_eq!(decide(&rolling, pods), changes, "rolling, with {names:?}");
+        }
+        let partitioned = set(json!({"replicas": 3, "updateStrategy": {"rollingUpdate": {"partition": 2}}}));
+        let old = |ordinal| pod(&partitioned, ordinal, "Running", true, true);
+        let new = |ordinal| pod(&partitioned, ordinal, "Running", true, false);
+        assert_eq!(decide(&partitioned, vec![old(0), old(1), old(2)]), vec![delete("web-2")]);
+        assert_eq!(decide(&partitioned, vec![old(0), old(1), new(2)]), vec![], "below the partition pods stay");
+        let on_delete = set(json!({"replicas": 3, "updateStrategy": {"type": "OnDelete"}}));
+        let old = |ordinal| pod(&on_delete, ordinal, "Running", true, true);
+        assert_eq!(decide(&on_delete, vec![old(0), old(1), old(2)]), vec![]);
+    }
+
+    #[test]
+    fn a_pending_pod_gets_its_missing_claims() {
+        let stateful = set(json!({"replicas": 2, "volumeClaimTemplates": [{"metadata": {"name": "data"},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]}));
+        let pending = pod(&stateful, 0, "Pending", false, false);
+        assert_eq!(decide(&stateful, vec![pending]), vec![Change::Claims(0)]);
+        let up = pod(&stateful, 0, "Running", true, false);
+        assert_eq!(decide(&stateful, vec![up]), vec![Change::Create(1)]);
+    }
+
+    #[test]
+    fn status_counts_pods_and_completes_the_rollout_once_all_are_updated_and_ready() {
+        let mut stateful = set(json!({"replicas": 2}));
+        stateful.current_revision = "web-old".into();
+        let rolling = [pod(&stateful, 0, "Running", true, true), pod(&stateful, 1, "Running", false, false)];
+        let status = stateful.status(&rolling);
+        assert_eq!(
+            (&status["replicas"], &status["readyReplicas"], &status["currentReplicas"], &status["updatedReplicas"]),
+            (&json!(2), &json!(1), &json!(1), &json!(1))
+        );
+        assert_eq!(status["currentRevision"], "web-old");
+        let done = [pod(&stateful, 0, "Running", true, false), pod(&stateful, 1, "Running", true, false)];
+        let status = stateful.status(&done);
+        assert_eq!(status["currentRevision"], json!(stateful.update_revision));
+        assert_eq!((&status["currentReplicas"], &status["availableReplicas"]), (&json!(2), &json!(2)));
     }
 }
