@@ -99,6 +99,23 @@ pub struct KubeletArgs {
     /// manager's --node-monitor-grace-period).
     #[arg(long, value_name = "SECONDS", default_value_t = 10)]
     lease_renew_interval: u64,
+
+    /// Runs pods of images other than the built-in one as containers of the host's Docker
+    /// engine (its socket mounted at /var/run/docker.sock), their sandboxes on this network.
+    #[arg(long, value_name = "NETWORK", requires = "address")]
+    docker_network: Option<String>,
+
+    /// The image whose `kubeyard pause` the pods' sandboxes run (this binary's image).
+    #[arg(long, value_name = "IMAGE", default_value = "kubeyard/kubeyard")]
+    sandbox_image: String,
+
+    /// Labels every pod container carries, as `key=value` pairs (the cluster's, its user's, the node's).
+    #[arg(long, value_name = "LIST", default_value = "")]
+    pod_labels: String,
+
+    /// The Service range, routed through the node from every pod's sandbox.
+    #[arg(long, value_name = "CIDR", default_value = crate::apiserver::allocate::DEFAULT_SERVICE_CIDR)]
+    service_cidr: String,
 }
 
 /// The API server's credentials read from files, as a container's API server is given
@@ -386,7 +403,11 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         Ok(node) => node,
         Err(message) => return usage_error(&message),
     };
-    let options = kubelet::Options {
+    let pod_labels = match pairs(&args.pod_labels, "--pod-labels") {
+        Ok(labels) => labels,
+        Err(message) => return usage_error(&message),
+    };
+    let mut options = kubelet::Options {
         seed: args.seed,
         renew_interval: Duration::from_secs(args.lease_renew_interval.max(1)),
         ..kubelet::Options::default()
@@ -398,8 +419,28 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         Ok(token) => token,
         Err(message) => return usage_error(&message),
     };
+    let engine =
+        args.docker_network.clone().zip(address).map(|(network, node_address)| {
+            (network, node_address, args.sandbox_image.clone(), args.service_cidr.clone())
+        });
     serve("kubelet", &args.server, |client| async move {
         let name = node.name.clone();
+        if let Some((network, node_address, sandbox_image, service_cidr)) = engine {
+            let docker = crate::containers::docker::Docker::connect().await.map_err(|e| e.to_string())?;
+            let runtime = kubelet::docker::DockerRuntime {
+                docker,
+                network,
+                sandbox_image,
+                labels: pod_labels.into_iter().collect(),
+                service_cidr,
+                node_address,
+            };
+            let left = runtime.remove_leftovers().await.map_err(|e| e.to_string())?;
+            if left > 0 {
+                eprintln!("kubeyard kubelet: removed {left} containers an earlier run of this node left");
+            }
+            options.docker = Some(std::sync::Arc::new(runtime));
+        }
         // A node on a real network runs processes (the API server reads their logs
         // here), their Services' proxy, and the cluster's DNS.
         if let Some(address) = address {

@@ -102,6 +102,9 @@ enum Command {
     Down(image::DownArgs),
     /// The built-in image kubeyard/echo: an HTTP server answering with its pod's name.
     Echo(crate::echo::EchoArgs),
+    /// A pod sandbox's process (what Kubernetes' pause image does), run by container nodes.
+    #[command(hide = true)]
+    Pause(crate::kubelet::pause::PauseArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -142,6 +145,7 @@ pub fn main() -> ExitCode {
         Command::Image(args) => image::run(args),
         Command::Down(args) => image::down(args),
         Command::Echo(args) => return crate::echo::run(args),
+        Command::Pause(args) => return crate::kubelet::pause::run(args),
     };
     exit.into()
 }

@@ -415,6 +415,16 @@ impl ContainerCluster {
             if !node.taints.is_empty() {
                 cmd.push(format!("--taints={}", node.taints.join(",")));
             }
+            // Pods of the user's images run in the host's engine, labelled so the cluster's
+            // removal and the node's faults reach them.
+            cmd.push(format!("--docker-network={}", self.network));
+            cmd.push(format!("--sandbox-image={kubeyard}"));
+            cmd.push(format!(
+                "--pod-labels={CLUSTER_LABEL}={},{USER_LABEL}={user},{}={}",
+                self.id,
+                crate::kubelet::docker::NODE_LABEL,
+                slot.container
+            ));
             let node_spec = client("node", slot.ip.octets()[3], cmd);
             specs.push(ContainerSpec {
                 name: slot.container.clone(),
@@ -428,6 +438,7 @@ impl ContainerCluster {
                     .map(String::from)
                     .to_vec(),
                 restart_on_failure: false,
+                binds: vec![format!("{}:/var/run/docker.sock", docker_socket())],
                 ..node_spec
             });
         }
@@ -525,41 +536,79 @@ impl ContainerCluster {
         self.nodes.iter().find(|n| n.name == name).ok_or_else(|| Error::UnknownNode(name.into()))
     }
 
-    /// Stops the node's container (SIGTERM, then SIGKILL after `grace_seconds`).
-    pub async fn stop_node(&self, name: &str) -> Result<(), Error> {
-        Ok(self.docker.stop(&self.node(name)?.container, 2).await?)
+    /// The containers of the node's pods (sandboxes too), each with its pod's address
+    /// (empty but on sandboxes).
+    async fn pod_containers(&self, node: &NodeSlot) -> Result<Vec<(String, String)>, Error> {
+        let labels = [
+            format!("{CLUSTER_LABEL}={}", self.id),
+            format!("{}={}", crate::kubelet::docker::NODE_LABEL, node.container),
+        ];
+        Ok(self.docker.containers_with(&labels, crate::kubelet::docker::POD_IP_LABEL).await?)
     }
 
-    /// Starts a stopped node's container again.
+    /// Does `fault` to the node's container and to its pods' containers, which live and
+    /// die with the machine they run on (one already stopped or gone is passed over).
+    async fn to_node_and_pods<'a, F, Fut>(&'a self, name: &str, fault: F) -> Result<(), Error>
+    where
+        F: Fn(&'a Docker, String) -> Fut,
+        Fut: std::future::Future<Output = Result<(), docker::Error>>,
+    {
+        let node = self.node(name)?;
+        fault(&self.docker, node.container.clone()).await?;
+        let pods = self.pod_containers(node).await?;
+        futures_util::future::join_all(pods.into_iter().map(|(container, _)| fault(&self.docker, container))).await;
+        Ok(())
+    }
+
+    /// Stops the node's container (SIGTERM, then SIGKILL after 2 s), and its pods'.
+    pub async fn stop_node(&self, name: &str) -> Result<(), Error> {
+        self.to_node_and_pods(name, |docker, container| async move { docker.stop(&container, 2).await }).await
+    }
+
+    /// Starts a stopped node's container again; its agent makes its pods' containers anew.
     pub async fn start_node(&self, name: &str) -> Result<(), Error> {
         Ok(self.docker.start(&self.node(name)?.container).await?)
     }
 
     pub async fn kill_node(&self, name: &str) -> Result<(), Error> {
-        Ok(self.docker.kill(&self.node(name)?.container).await?)
+        self.to_node_and_pods(name, |docker, container| async move { docker.kill(&container).await }).await
     }
 
     pub async fn pause_node(&self, name: &str) -> Result<(), Error> {
-        Ok(self.docker.pause(&self.node(name)?.container).await?)
+        self.to_node_and_pods(name, |docker, container| async move { docker.pause(&container).await }).await
     }
 
     pub async fn unpause_node(&self, name: &str) -> Result<(), Error> {
-        Ok(self.docker.unpause(&self.node(name)?.container).await?)
+        self.to_node_and_pods(name, |docker, container| async move { docker.unpause(&container).await }).await
     }
 
+    /// Restarts the node: its pods' containers stop with it, and its agent makes them anew.
     pub async fn restart_node(&self, name: &str) -> Result<(), Error> {
-        Ok(self.docker.restart(&self.node(name)?.container, 2).await?)
+        let node = self.node(name)?;
+        let pods = self.pod_containers(node).await?;
+        futures_util::future::join_all(pods.iter().map(|(container, _)| self.docker.kill(container))).await;
+        Ok(self.docker.restart(&node.container, 2).await?)
     }
 
-    /// Cuts the node off the cluster network: nothing reaches it, it reaches nothing.
+    /// Cuts the node off the cluster network: nothing reaches it or its pods, they reach
+    /// nothing.
     pub async fn disconnect_node(&self, name: &str) -> Result<(), Error> {
-        Ok(self.docker.disconnect(&self.network, &self.node(name)?.container).await?)
+        let node = self.node(name)?;
+        self.docker.disconnect(&self.network, &node.container).await?;
+        for (sandbox, _) in self.pod_containers(node).await?.into_iter().filter(|(_, ip)| !ip.is_empty()) {
+            let _ = self.docker.disconnect(&self.network, &sandbox).await;
+        }
+        Ok(())
     }
 
-    /// Joins it again, at its address.
+    /// Joins it again, at its address, and its pods at theirs.
     pub async fn reconnect_node(&self, name: &str) -> Result<(), Error> {
         let node = self.node(name)?;
-        Ok(self.docker.connect_to(&self.network, &node.container, &node.ip.to_string()).await?)
+        self.docker.connect_to(&self.network, &node.container, &node.ip.to_string()).await?;
+        for (sandbox, ip) in self.pod_containers(node).await?.into_iter().filter(|(_, ip)| !ip.is_empty()) {
+            let _ = self.docker.connect_to(&self.network, &sandbox, &ip).await;
+        }
+        Ok(())
     }
 
     /// Restarts the API server's container (same port on the host, state in etcd), and
@@ -700,6 +749,15 @@ fn free_port() -> Result<u16, Error> {
     listener.local_addr().map(|a| a.port()).map_err(|e| Error::Invalid(format!("no free port: {e}")))
 }
 
+/// The engine's socket on this host, for the nodes to reach the engine through:
+/// `DOCKER_HOST`'s when it is a Unix socket, else Docker's default.
+fn docker_socket() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .and_then(|host| host.strip_prefix("unix://").map(str::to_string))
+        .unwrap_or_else(|| "/var/run/docker.sock".to_string())
+}
+
 /// Creates the network on the first free 10.B.0.0/16, B from 200 up in a random order.
 async fn create_network(docker: &Docker, name: &str, labels: &HashMap<String, String>) -> Result<u8, Error> {
     let mut octets: Vec<u8> = (200..=250).collect();
@@ -722,6 +780,11 @@ async fn remove_labelled(docker: &Docker, labels: &[String]) -> Result<usize, Er
     let containers = docker.containers_matching(labels).await?;
     let removals = containers.iter().map(|c| docker.remove(c));
     for result in futures_util::future::join_all(removals).await {
+        result?;
+    }
+    // A node agent may have made a pod's containers while the first were removed.
+    let late = docker.containers_matching(labels).await?;
+    for result in futures_util::future::join_all(late.iter().map(|c| docker.remove(c))).await {
         result?;
     }
     for network in docker.networks_matching(labels).await? {

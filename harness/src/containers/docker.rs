@@ -11,9 +11,10 @@ use bollard::models::{
     RestartPolicyNameEnum,
 };
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, KillContainerOptionsBuilder, ListContainersOptionsBuilder,
-    ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
-    RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder, KillContainerOptionsBuilder,
+    ListContainersOptionsBuilder, ListImagesOptionsBuilder, ListNetworksOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RestartContainerOptionsBuilder, StatsOptionsBuilder, StopContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use futures_util::StreamExt;
 use std::collections::HashMap;
@@ -62,6 +63,35 @@ pub struct ContainerSpec {
     /// readable by root only. Credentials go here, not into `cmd`, which every local user
     /// can read (`ps` on the host shows a container's processes) and `docker inspect` too.
     pub files: Vec<(String, Vec<u8>)>,
+    /// Replaces the image's entrypoint (a pod's `command`); `cmd` empty keeps the
+    /// image's CMD only when this is `None`, as Kubernetes runs `command` and `args`.
+    pub entrypoint: Option<Vec<String>>,
+    /// `NAME=value`.
+    pub env: Vec<String>,
+    pub working_dir: Option<String>,
+    /// `uid` or `uid:gid`.
+    pub user: Option<String>,
+    pub read_only: bool,
+    /// The memory limit in bytes (no swap beyond it): over it, the kernel kills.
+    pub memory: Option<i64>,
+    /// The CPU limit in billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    /// Host paths mounted in, `host:container` (a node's access to the engine).
+    pub binds: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// Joins another container's network namespace (a pod's containers, their sandbox's)
+    /// instead of `network`: no address, hostname or resolver of its own.
+    pub join: Option<String>,
+}
+
+/// How a container ended, as the engine recorded it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ended {
+    pub code: i32,
+    /// Killed by the kernel for going over its memory limit.
+    pub oom_killed: bool,
+    pub started: Option<String>,
+    pub finished: Option<String>,
 }
 
 impl std::fmt::Debug for ContainerFiles<'_> {
@@ -218,17 +248,29 @@ impl Docker {
             let binding = PortBinding { host_ip: Some("127.0.0.1".into()), host_port: Some(host.to_string()) };
             HashMap::from([(format!("{port}/tcp"), Some(vec![binding]))])
         });
+        let list = |items: &Vec<String>| (!items.is_empty()).then(|| items.clone());
+        let joined = spec.join.as_ref().map(|other| format!("container:{other}"));
         let body = ContainerCreateBody {
             image: Some(spec.image.clone()),
-            cmd: Some(spec.cmd.clone()),
-            hostname: spec.hostname.clone(),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: list(&spec.cmd).or_else(|| spec.entrypoint.as_ref().map(|_| Vec::new())),
+            env: list(&spec.env),
+            working_dir: spec.working_dir.clone(),
+            user: spec.user.clone(),
+            hostname: spec.hostname.clone().filter(|_| joined.is_none()),
             labels: Some(spec.labels.clone()),
             exposed_ports: spec.publish.map(|(port, _)| vec![format!("{port}/tcp")]),
             host_config: Some(HostConfig {
-                network_mode: Some(spec.network.clone()),
-                cap_add: (!spec.cap_add.is_empty()).then(|| spec.cap_add.clone()),
-                dns: (!spec.dns.is_empty()).then(|| spec.dns.clone()),
-                dns_search: (!spec.dns_search.is_empty()).then(|| spec.dns_search.clone()),
+                network_mode: Some(joined.clone().unwrap_or_else(|| spec.network.clone())),
+                cap_add: list(&spec.cap_add),
+                dns: list(&spec.dns),
+                dns_search: list(&spec.dns_search),
+                dns_options: list(&spec.dns_options),
+                binds: list(&spec.binds),
+                readonly_rootfs: spec.read_only.then_some(true),
+                memory: spec.memory,
+                memory_swap: spec.memory,
+                nano_cpus: spec.nano_cpus,
                 port_bindings,
                 init: Some(false),
                 restart_policy: spec.restart_on_failure.then_some(RestartPolicy {
@@ -237,7 +279,7 @@ impl Docker {
                 }),
                 ..HostConfig::default()
             }),
-            networking_config: Some(NetworkingConfig {
+            networking_config: joined.is_none().then(|| NetworkingConfig {
                 endpoints_config: Some(HashMap::from([(spec.network.clone(), endpoint)])),
             }),
             ..ContainerCreateBody::default()
@@ -294,6 +336,18 @@ impl Docker {
         let options = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         match self.inner.remove_container(name, Some(options)).await {
             Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) | Ok(()) => Ok(()),
+            // Someone else (a node agent, its pod done) is removing it: wait for that.
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 409, message })
+                if message.contains("already in progress") =>
+            {
+                for _ in 0..100 {
+                    if !self.exists(name).await? {
+                        return Ok(());
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Err(Error::Refused { what: format!("remove {name}"), message })
+            }
             Err(error) => Err(refused(format!("remove {name}"))(error)),
         }
     }
@@ -382,6 +436,96 @@ impl Docker {
             .and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied())
             .unwrap_or(0);
         Ok(usage.saturating_sub(cache))
+    }
+
+    /// Whether the engine holds the image (`name:tag` or by digest).
+    pub async fn has_image(&self, image: &str) -> Result<bool, Error> {
+        match self.inner.inspect_image(image).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
+            Err(error) => Err(refused(format!("inspect image {image}"))(error)),
+        }
+    }
+
+    /// Pulls an image from its registry.
+    pub async fn pull(&self, image: &str) -> Result<(), Error> {
+        let options = CreateImageOptionsBuilder::default().from_image(image).build();
+        let mut progress = self.inner.create_image(Some(options), None, None);
+        while let Some(step) = progress.next().await {
+            step.map_err(refused(format!("pull {image}")))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until the container has exited (at once if it has); how it ended.
+    pub async fn wait(&self, name: &str) -> Result<Ended, Error> {
+        let mut waiting = self.inner.wait_container(name, None);
+        // A non-zero exit comes as an error of the wait: either way it has ended.
+        if let Some(Err(bollard::errors::Error::DockerResponseServerError { status_code, message })) =
+            waiting.next().await
+        {
+            return Err(Error::Refused {
+                what: format!("wait for {name}"),
+                message: format!("{status_code}: {message}"),
+            });
+        }
+        self.ended(name).await
+    }
+
+    /// How the container ended (or its state so far, while it runs).
+    pub async fn ended(&self, name: &str) -> Result<Ended, Error> {
+        let inspected = self.inner.inspect_container(name, None).await.map_err(refused(format!("inspect {name}")))?;
+        let state = inspected.state.unwrap_or_default();
+        Ok(Ended {
+            code: i32::try_from(state.exit_code.unwrap_or(0)).unwrap_or(i32::MAX),
+            oom_killed: state.oom_killed.unwrap_or(false),
+            started: state.started_at,
+            finished: state.finished_at,
+        })
+    }
+
+    /// Runs a command in a running container, its output discarded; its exit code.
+    pub async fn exec(&self, name: &str, argv: &[String]) -> Result<i64, Error> {
+        let config = bollard::models::ExecConfig {
+            cmd: Some(argv.to_vec()),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            ..Default::default()
+        };
+        let created = self.inner.create_exec(name, config).await.map_err(refused(format!("exec in {name}")))?;
+        let started = self.inner.start_exec(&created.id, None).await.map_err(refused(format!("exec in {name}")))?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(Ok(_)) = output.next().await {}
+        }
+        let inspected = self.inner.inspect_exec(&created.id).await.map_err(refused(format!("exec in {name}")))?;
+        Ok(inspected.exit_code.unwrap_or(-1))
+    }
+
+    /// Appends everything the container writes (from its start, following) to `log`,
+    /// until it exits.
+    pub async fn copy_logs(&self, name: &str, log: &mut (impl std::io::Write + Send)) {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(true).build();
+        let mut logs = self.inner.logs(name, Some(options));
+        while let Some(Ok(chunk)) = logs.next().await {
+            if log.write_all(&chunk.into_bytes()).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// The containers carrying every one of `labels`, each with its value of `key`.
+    pub async fn containers_with(&self, labels: &[String], key: &str) -> Result<Vec<(String, String)>, Error> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let list = self.inner.list_containers(Some(options)).await.map_err(refused("list containers"))?;
+        Ok(list
+            .into_iter()
+            .filter_map(|c| {
+                let name = c.names?.into_iter().next()?.trim_start_matches('/').to_string();
+                let value = c.labels.and_then(|l| l.get(key).cloned()).unwrap_or_default();
+                Some((name, value))
+            })
+            .collect())
     }
 
     /// The last lines a container wrote, for a report of why it failed.

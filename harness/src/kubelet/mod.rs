@@ -10,7 +10,9 @@
 //! stops renewing its lease and its pods freeze, as when a kubelet dies) and started again
 //! (it re-registers and resumes its pods).
 
+pub mod docker;
 pub mod network;
+pub mod pause;
 pub mod pod;
 pub mod process;
 pub mod server;
@@ -109,6 +111,9 @@ pub struct Options {
     pub renew_interval: Duration,
     pub lease_duration: Duration,
     pub kubelet_version: String,
+    /// The host's engine, for a container node's pods of images other than the built-in
+    /// one (`None`: those are simulated).
+    pub docker: Option<Arc<docker::DockerRuntime>>,
 }
 
 impl Default for Options {
@@ -120,6 +125,7 @@ impl Default for Options {
             renew_interval: Duration::from_secs(10),
             lease_duration: Duration::from_secs(40),
             kubelet_version: "v1.32.0".into(),
+            docker: None,
         }
     }
 }
@@ -531,7 +537,10 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
         Ok(value) => value,
         Err(_) => return,
     };
-    let processes = config.network.filter(|_| process::runs_as_processes(&value));
+    // On a real node, a pod runs for real: the built-in image as processes, any other
+    // in the engine, unless the pod asks to be simulated.
+    let in_engine = shared.options.docker.is_some() && !pod.annotations().contains_key(simulate::ANNOTATION);
+    let processes = config.network.filter(|_| process::runs_as_processes(&value) || in_engine);
     let mut pods = lock(&shared.pods);
     if processes.is_some() {
         // Real processes: a changed annotation means nothing to them, and a deletion
@@ -589,7 +598,11 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             Some(network) => {
                 let (sender, receiver) = tokio::sync::watch::channel(None);
                 stop = Some(sender);
-                tokio::spawn(process::run(context, process::Runtime::new(network.address), receiver))
+                let runtime = process::Runtime {
+                    docker: shared.options.docker.clone(),
+                    ..process::Runtime::new(network.address)
+                };
+                tokio::spawn(process::run(context, runtime, receiver))
             }
             None => tokio::spawn(pod::run(context)),
         }

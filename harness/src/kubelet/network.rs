@@ -12,6 +12,9 @@ use netlink_packet_core::{
 use netlink_packet_route::AddressFamily;
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressScope};
+use netlink_packet_route::route::{
+    RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType,
+};
 use netlink_sys::{Socket, SocketAddr, protocols::NETLINK_ROUTE};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
@@ -44,6 +47,26 @@ pub fn remove(index: u32, address: Ipv4Addr, prefix: u8) -> io::Result<()> {
         Err(error) if matches!(error.raw_os_error(), Some(libc::EADDRNOTAVAIL | libc::ENOENT | libc::ENODEV)) => Ok(()),
         other => other,
     }
+}
+
+/// Routes `destination/prefix` through `gateway` (`ip route replace`): a pod's sandbox
+/// sends Service cluster IPs to its node, whose proxy answers for them.
+pub fn add_route(destination: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> io::Result<()> {
+    let message = RouteNetlinkMessage::NewRoute(route_message(destination, prefix, gateway));
+    exchange(message, NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, |_| {})
+}
+
+fn route_message(destination: Ipv4Addr, prefix: u8, gateway: Ipv4Addr) -> RouteMessage {
+    let mut message = RouteMessage::default();
+    message.header.address_family = AddressFamily::Inet;
+    message.header.destination_prefix_length = prefix;
+    message.header.table = RouteHeader::RT_TABLE_MAIN;
+    message.header.protocol = RouteProtocol::Boot;
+    message.header.scope = RouteScope::Universe;
+    message.header.kind = RouteType::Unicast;
+    message.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(destination)));
+    message.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    message
 }
 
 /// Every IPv4 address of every interface, with the interface's index (`ip -4 addr`).
@@ -150,6 +173,23 @@ mod tests {
             NLM_F_REQUEST,
         );
         assert_eq!(u16::from_ne_bytes(loopback[4..6].try_into().unwrap()), 21); // RTM_DELADDR
+    }
+
+    #[test]
+    fn a_route_is_laid_out_as_the_kernel_reads_it() {
+        let message = RouteNetlinkMessage::NewRoute(route_message(
+            Ipv4Addr::new(10, 96, 0, 0),
+            12,
+            Ipv4Addr::new(10, 200, 0, 11),
+        ));
+        let bytes = encode(message, NLM_F_REQUEST | NLM_F_ACK);
+        // nlmsghdr (16), rtmsg (12), destination and gateway attributes (8 each).
+        assert_eq!(bytes.len(), 44);
+        assert_eq!(u16::from_ne_bytes(bytes[4..6].try_into().unwrap()), 24); // RTM_NEWROUTE
+        assert_eq!(&bytes[16..20], &[libc::AF_INET as u8, 12, 0, 0]);
+        assert_eq!(bytes[20], 254, "the main table");
+        assert_eq!(&bytes[32..36], &[10, 96, 0, 0]);
+        assert_eq!(&bytes[40..44], &[10, 200, 0, 11]);
     }
 
     #[test]

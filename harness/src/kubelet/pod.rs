@@ -96,6 +96,19 @@ pub(super) struct Status {
     pub(super) completed: bool,
 }
 
+impl Status {
+    /// The phase of a pod past its init containers and not finished, as the kubelet's
+    /// `getPhase` tells it: Pending while a container has never started (its image still
+    /// pulling, say), Running once each has.
+    pub(super) fn phase_after_init(&self) -> &'static str {
+        let never_started = self
+            .containers
+            .iter()
+            .any(|c| matches!(c.state, State::Waiting(..)) && c.last.is_none() && c.restarts == 0);
+        if never_started { "Pending" } else { "Running" }
+    }
+}
+
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }

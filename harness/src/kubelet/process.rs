@@ -1,16 +1,20 @@
-//! The process runtime of a node that is a real host (a container of the containerized
-//! control plane): a pod whose every container is of a built-in image (`kubeyard/echo`)
-//! runs as real processes of this binary, with the pod's address added to the node's
-//! interface, its environment (literal values, the downward API, ConfigMap and Secret
-//! keys), real HTTP, TCP and exec probes, restarts with CrashLoopBackOff's back-off, and
-//! each container's output in a log file the kubelet serves (`kubectl logs`). Pods of any
-//! other image stay simulated (`pod.rs`).
+//! The runtime of a node that is a real host (a container of the containerized control
+//! plane). A pod whose every container is of a built-in image (`kubeyard/echo`) runs as
+//! real processes of this binary, with the pod's address added to the node's interface;
+//! a pod of any other image runs as containers of the host's Docker engine in a sandbox
+//! at the pod's address (`docker.rs`), its images pulled as `imagePullPolicy` says. Both
+//! get their environment (literal values, the downward API, ConfigMap and Secret keys),
+//! real HTTP, TCP and exec probes, restarts with CrashLoopBackOff's back-off, and each
+//! container's output in a log file the kubelet serves (`kubectl logs`). A pod with the
+//! `kubeyard.dev/simulate` annotation, or on a node without an engine, is simulated
+//! (`pod.rs`).
 //!
 //! One task per container runs its life (start, probe, exit, back off, start again) and
 //! reports each change to the pod's task, which keeps the pod's status and writes it.
 //! A deletion asks every container to stop within the grace period (SIGTERM, then
 //! SIGKILL), then the deletion is confirmed.
 
+use super::docker::{DockerRuntime, Pulled, Sandbox};
 use super::network;
 use super::pod::{self, State, Status};
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
@@ -45,12 +49,14 @@ fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// What a node's process runtime needs: this binary, where logs go, the node's address.
-#[derive(Debug, Clone)]
+/// What a node's runtime needs: this binary, where logs go, the node's address, and the
+/// host's engine for pods of other images (`None`: they are simulated).
+#[derive(Clone)]
 pub struct Runtime {
     pub executable: PathBuf,
     pub logs: PathBuf,
     pub node_address: Ipv4Addr,
+    pub docker: Option<Arc<DockerRuntime>>,
 }
 
 impl Runtime {
@@ -59,6 +65,7 @@ impl Runtime {
             executable: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/kubeyard")),
             logs: PathBuf::from("/var/log/pods"),
             node_address,
+            docker: None,
         }
     }
 
@@ -258,10 +265,65 @@ fn exec_argv(command: &[String]) -> Result<Vec<String>, String> {
     }
 }
 
-/// What the process of one container is told.
-struct Launch {
+/// What one container is started with: a built-in image's process its `argv`, a
+/// container of the engine its `command` (the entrypoint) and `args`, each expanded.
+#[derive(Default)]
+pub(crate) struct Launch {
     argv: Vec<String>,
-    env: Vec<(String, String)>,
+    pub(crate) command: Option<Vec<String>>,
+    pub(crate) args: Option<Vec<String>>,
+    pub(crate) env: Vec<(String, String)>,
+    /// The pod's `securityContext`, under the container's own.
+    pub(crate) pod_security: Value,
+}
+
+/// Where a pod's containers run.
+#[derive(Clone)]
+enum Engine {
+    /// As processes of this binary (the built-in image).
+    Process(PathBuf),
+    /// As containers of the host's engine, in the pod's sandbox.
+    Docker(Arc<Sandbox>),
+}
+
+/// A container started: its process, or its name in the engine.
+enum Started {
+    Process(tokio::process::Child),
+    Container(Arc<Sandbox>, String),
+}
+
+/// How a container's run ended, as the kubelet reports it.
+struct Ended {
+    code: i32,
+    /// `Completed`, `Error` or `OOMKilled`.
+    reason: &'static str,
+}
+
+impl Ended {
+    fn of(code: i32) -> Ended {
+        Ended { code, reason: if code == 0 { "Completed" } else { "Error" } }
+    }
+}
+
+impl Started {
+    async fn wait(&mut self) -> Ended {
+        match self {
+            Started::Process(child) => Ended::of(child.wait().await.map(exit_code).unwrap_or(1)),
+            Started::Container(sandbox, name) => engine_ended(sandbox.wait(name).await),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL once `grace` has passed.
+    async fn stop(&mut self, grace: Duration) -> Ended {
+        match self {
+            Started::Process(child) => Ended::of(Life::kill(child, grace).await),
+            Started::Container(sandbox, name) => engine_ended(sandbox.stop(name, grace).await),
+        }
+    }
+}
+
+fn engine_ended(ended: crate::containers::docker::Ended) -> Ended {
+    if ended.oom_killed { Ended { code: ended.code, reason: "OOMKilled" } } else { Ended::of(ended.code) }
 }
 
 /// What a container's environment is made of: the pod, where it runs, and the API server
@@ -296,18 +358,21 @@ fn map_field(path: &str) -> Option<(&str, &str)> {
 
 /// The container's environment: what Kubernetes sets, its literal values, the downward
 /// API and keys of ConfigMaps and Secrets.
-async fn environment(context: &Source, container: &Value) -> Result<Vec<(String, String)>, String> {
+/// A built-in image's process also learns what a container has from its sandbox (its
+/// hostname, its address, the resolver's search list) and its first port.
+async fn environment(context: &Source, container: &Value, builtin: bool) -> Result<Vec<(String, String)>, String> {
     let pod = &context.pod;
     let namespace = text(pod, "/metadata/namespace");
-    let mut env = vec![
-        ("HOSTNAME".to_string(), text(pod, "/metadata/name").to_string()),
-        ("KUBEYARD_POD_IP".to_string(), context.pod_ip.clone()),
+    let mut env = Vec::new();
+    if builtin {
+        env.push(("HOSTNAME".to_string(), text(pod, "/metadata/name").to_string()));
+        env.push(("KUBEYARD_POD_IP".to_string(), context.pod_ip.clone()));
         // The search list a pod's resolv.conf has in Kubernetes, so `web` and `web.shop`
         // resolve from a pod of `shop` (the node's resolver has the node's search list).
-        ("LOCALDOMAIN".to_string(), format!("{namespace}.svc.cluster.local svc.cluster.local cluster.local")),
-    ];
-    if let Some(port) = container.pointer("/ports/0/containerPort").and_then(Value::as_u64) {
-        env.push(("PORT".into(), port.to_string()));
+        env.push(("LOCALDOMAIN".to_string(), format!("{namespace}.svc.cluster.local svc.cluster.local cluster.local")));
+        if let Some(port) = container.pointer("/ports/0/containerPort").and_then(Value::as_u64) {
+            env.push(("PORT".into(), port.to_string()));
+        }
     }
     for variable in container.get("env").and_then(Value::as_array).into_iter().flatten() {
         let name = text(variable, "/name").to_string();
@@ -381,6 +446,7 @@ enum Report {
     Exited {
         index: usize,
         code: i32,
+        reason: &'static str,
         started: String,
         finished: String,
         restarts: u32,
@@ -404,7 +470,7 @@ struct Life {
     source: Source,
     launch: Launch,
     log: Box<dyn Fn(u32) -> PathBuf + Send + Sync>,
-    executable: PathBuf,
+    engine: Engine,
     pod_ip: String,
     /// `Always`, `OnFailure` or `Never`.
     policy: String,
@@ -424,14 +490,15 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
     status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(9))
 }
 
+/// Where an exec probe's command runs: as a process of the built-in image (with the
+/// container's environment), or inside the container.
+enum ExecIn<'a> {
+    Process(&'a PathBuf, &'a [(String, String)]),
+    Container(&'a Sandbox, &'a str),
+}
+
 /// Runs one check; `Err` says why it failed.
-async fn check(
-    check: &Check,
-    ip: &str,
-    timeout: Duration,
-    executable: &PathBuf,
-    env: &[(String, String)],
-) -> Result<(), String> {
+async fn check(check: &Check, ip: &str, timeout: Duration, exec: ExecIn<'_>) -> Result<(), String> {
     let run = async {
         match check {
             Check::Http { port, path } => {
@@ -456,6 +523,13 @@ async fn check(
                 .map(drop)
                 .map_err(|e| format!("dial tcp {ip}:{port}: {e}")),
             Check::Exec { argv } => {
+                let (executable, env) = match exec {
+                    ExecIn::Process(executable, env) => (executable, env),
+                    ExecIn::Container(sandbox, name) => {
+                        let code = sandbox.exec(name, argv).await?;
+                        return if code == 0 { Ok(()) } else { Err(format!("command exited with {code}")) };
+                    }
+                };
                 let argv = exec_argv(argv)?;
                 let status = tokio::process::Command::new(executable)
                     .args(&argv)
@@ -516,8 +590,8 @@ impl Life {
         *self.stop.borrow()
     }
 
-    /// Starts the process, its output to the log of this run.
-    fn spawn(&self, restarts: u32) -> Result<tokio::process::Child, String> {
+    /// Starts the container, its output to the log of this run.
+    async fn spawn(&self, restarts: u32) -> Result<Started, String> {
         let path = (self.log)(restarts);
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir).map_err(|e| format!("cannot make {}: {e}", dir.display()))?;
@@ -527,8 +601,15 @@ impl Life {
             .append(true)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let executable = match &self.engine {
+            Engine::Process(executable) => executable,
+            Engine::Docker(sandbox) => {
+                let name = sandbox.start(&self.spec, &self.launch, restarts, log).await?;
+                return Ok(Started::Container(Arc::clone(sandbox), name));
+            }
+        };
         let err = log.try_clone().map_err(|e| e.to_string())?;
-        tokio::process::Command::new(&self.executable)
+        tokio::process::Command::new(executable)
             .args(&self.launch.argv)
             .env_clear()
             .envs(self.launch.env.iter().cloned())
@@ -537,7 +618,67 @@ impl Life {
             .stderr(err)
             .kill_on_drop(true)
             .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.executable.display()))
+            .map(Started::Process)
+            .map_err(|e| format!("cannot start {}: {e}", executable.display()))
+    }
+
+    /// Where this container's exec probes run.
+    fn exec_in<'a>(&'a self, started: &'a Started) -> ExecIn<'a> {
+        match (started, &self.engine) {
+            (Started::Container(sandbox, name), _) => ExecIn::Container(sandbox, name),
+            (Started::Process(_), Engine::Process(executable)) => ExecIn::Process(executable, &self.launch.env),
+            // A process is only started by the process engine.
+            (Started::Process(_), Engine::Docker(sandbox)) => ExecIn::Container(sandbox, ""),
+        }
+    }
+
+    /// The image, pulled as the container's `imagePullPolicy` says, with the kubelet's
+    /// events; a pull that fails is tried again after ImagePullBackOff's back-off. False
+    /// when the pod is deleted first.
+    async fn pull(&mut self, sandbox: &Sandbox, restarts: u32) -> bool {
+        let image = text(&self.spec, "/image").to_string();
+        let policy = text(&self.spec, "/imagePullPolicy").to_string();
+        let mut failures = 0u32;
+        loop {
+            if failures == 0 && policy != "Never" && policy != "IfNotPresent" {
+                let message = format!("Pulling image \"{image}\"");
+                self.report(Report::Event { reason: "Pulling", message, warning: false });
+            }
+            let (reason, message) = match sandbox.image(&image, &policy).await {
+                Ok(Pulled::Present) => {
+                    let message = format!("Container image \"{image}\" already present on machine");
+                    self.report(Report::Event { reason: "Pulled", message, warning: false });
+                    return true;
+                }
+                Ok(Pulled::Pulled(took)) => {
+                    let message = format!("Successfully pulled image \"{image}\" in {took:?}");
+                    self.report(Report::Event { reason: "Pulled", message, warning: false });
+                    return true;
+                }
+                Err(failure) => failure,
+            };
+            failures += 1;
+            let index = self.index;
+            self.report(Report::Waiting { index, reason, message: message.clone(), restarts });
+            let failed =
+                if reason == "ErrImagePull" { format!("Failed to pull image \"{image}\": {message}") } else { message };
+            self.report(Report::Event { reason: "Failed", message: failed, warning: true });
+            self.report(Report::Event { reason: "Failed", message: format!("Error: {reason}"), warning: true });
+            let wait = back_off(failures);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1).min(wait)) => {}
+                _ = self.stop.changed() => return false,
+            }
+            if reason == "ErrImagePull" {
+                let message = format!("Back-off pulling image \"{image}\"");
+                self.report(Report::Waiting { index, reason: "ImagePullBackOff", message: message.clone(), restarts });
+                self.report(Report::Event { reason: "BackOff", message, warning: false });
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(wait.saturating_sub(Duration::from_secs(1))) => {}
+                _ = self.stop.changed() => return false,
+            }
+        }
     }
 
     /// SIGTERM, then SIGKILL once `grace` has passed; the exit code.
@@ -562,7 +703,8 @@ impl Life {
     /// again until it appears; a command the image cannot run is RunContainerError, for
     /// good. False when the pod is deleted first.
     async fn configure(&mut self) -> bool {
-        let argv = match argv(&self.spec) {
+        let builtin = matches!(self.engine, Engine::Process(_));
+        let argv = match if builtin { argv(&self.spec) } else { Ok(Vec::new()) } {
             Ok(argv) => argv,
             Err(message) => {
                 let reason = "RunContainerError";
@@ -574,9 +716,20 @@ impl Life {
         };
         let mut told = String::new();
         loop {
-            match environment(&self.source, &self.spec).await {
+            match environment(&self.source, &self.spec, builtin).await {
                 Ok(env) => {
-                    self.launch = Launch { argv: argv.iter().map(|a| expand(a, &env)).collect(), env };
+                    let strings = |field: &str| {
+                        self.spec.get(field).and_then(Value::as_array).map(|list| {
+                            list.iter().filter_map(Value::as_str).map(|a| expand(a, &env)).collect::<Vec<_>>()
+                        })
+                    };
+                    self.launch = Launch {
+                        argv: argv.iter().map(|a| expand(a, &env)).collect(),
+                        command: strings("command"),
+                        args: strings("args"),
+                        pod_security: self.source.pod.pointer("/spec/securityContext").cloned().unwrap_or(Value::Null),
+                        env,
+                    };
                     return true;
                 }
                 Err(message) => {
@@ -609,15 +762,22 @@ impl Life {
         }
         let mut restarts = 0u32;
         let code = loop {
+            if let Engine::Docker(sandbox) = self.engine.clone()
+                && !self.pull(&sandbox, restarts).await
+            {
+                break 128;
+            }
             let started = crate::clock::now();
-            let code = match self.spawn(restarts) {
+            let code = match self.spawn(restarts).await {
                 Ok(mut child) => {
+                    let message = format!("Created container {}", self.name);
+                    self.report(Report::Event { reason: "Created", message, warning: false });
                     self.report(Report::Running { index: self.index, started: started.clone() });
                     let message = format!("Started container {}", self.name);
                     self.report(Report::Event { reason: "Started", message, warning: false });
-                    let code = self.watch(&mut child).await;
+                    let Ended { code, reason } = self.watch(&mut child).await;
                     let finished = crate::clock::now();
-                    self.report(Report::Exited { index: self.index, code, started, finished, restarts });
+                    self.report(Report::Exited { index: self.index, code, reason, started, finished, restarts });
                     code
                 }
                 Err(message) => {
@@ -669,7 +829,7 @@ impl Life {
 
     /// While the process runs: probes, until it exits, fails its liveness or startup
     /// probe, or the pod is deleted. The exit code.
-    async fn watch(&mut self, child: &mut tokio::process::Child) -> i32 {
+    async fn watch(&mut self, child: &mut Started) -> Ended {
         let started = Instant::now();
         let mut startup = probe(&self.spec, "startupProbe").map(|p| Tally::new(p, started));
         let mut readiness = probe(&self.spec, "readinessProbe").map(|p| Tally::new(p, started));
@@ -692,18 +852,16 @@ impl Life {
                 }
             };
             tokio::select! {
-                status = child.wait() => return status.map(exit_code).unwrap_or(1),
+                ended = child.wait() => return ended,
                 _ = self.stop.changed() => {
                     let grace = self.stopping().unwrap_or(self.grace);
-                    return Life::kill(child, grace).await;
+                    return child.stop(grace).await;
                 }
                 _ = sleep => {}
             }
             let now = Instant::now();
             if let Some(tally) = startup.as_mut() {
-                let result =
-                    check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, &self.executable, &self.launch.env)
-                        .await;
+                let result = check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, self.exec_in(child)).await;
                 match tally.record(result.is_ok()) {
                     Some(true) => {
                         startup = None;
@@ -723,16 +881,14 @@ impl Life {
                             message: format!("Container {} failed startup probe, will be restarted", self.name),
                             warning: false,
                         });
-                        return Life::kill(child, self.grace).await;
+                        return child.stop(self.grace).await;
                     }
                     None => {}
                 }
                 continue;
             }
             if let Some(tally) = readiness.as_mut().filter(|t| t.due <= now) {
-                let result =
-                    check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, &self.executable, &self.launch.env)
-                        .await;
+                let result = check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, self.exec_in(child)).await;
                 let failure = result.as_ref().err().cloned();
                 match tally.record(result.is_ok()) {
                     Some(now_ready) if now_ready != ready => {
@@ -747,9 +903,7 @@ impl Life {
                 }
             }
             if let Some(tally) = liveness.as_mut().filter(|t| t.due <= now) {
-                let result =
-                    check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, &self.executable, &self.launch.env)
-                        .await;
+                let result = check(&tally.probe.check, &self.pod_ip, tally.probe.timeout, self.exec_in(child)).await;
                 let failure = result.as_ref().err().cloned();
                 if tally.record(result.is_ok()) == Some(false) {
                     let message = format!("Liveness probe failed: {}", failure.unwrap_or_default());
@@ -762,7 +916,7 @@ impl Life {
                     if ready {
                         self.report(Report::Ready { index: self.index, ready: false });
                     }
-                    return Life::kill(child, self.grace).await;
+                    return child.stop(self.grace).await;
                 }
             }
         }
@@ -788,20 +942,25 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     context.write(&mut status).await;
     context.flush().await;
 
-    // The pod's address on the node, kept until the pod is done.
+    // The pod's address (on the node, or its sandbox's), kept until the pod is done.
     let ip: Ipv4Addr = context.pod_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
     let address = loop {
-        match Address::add(runtime.node_address, ip) {
+        let made = match &runtime.docker {
+            Some(docker) if !runs_as_processes(&pod) => docker.sandbox(&pod, &context.pod_ip).await.map(Place::sandbox),
+            _ => Address::add(runtime.node_address, ip).map(Place::Address),
+        };
+        match made {
             Ok(address) => break address,
             Err(message) => {
                 context.event("FailedCreatePodSandBox", &message, true).await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
-                    _ = stop.changed() => return confirm(&context, &runtime).await,
+                    _ = stop.changed() => return confirm(&context, &runtime, None).await,
                 }
             }
         }
     };
+    let engine = address.engine(&runtime);
     let policy = context.restart_policy().to_string();
     let grace =
         Duration::from_secs(pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30));
@@ -813,7 +972,7 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     for (index, spec) in init_specs.iter().enumerate() {
         let init_policy = if policy == "Never" { "Never" } else { "OnFailure" };
         let (reports, mut inbox) = mpsc::unbounded_channel();
-        lives.spawn(life(&context, &runtime, spec, index, init_policy, grace, reports, &stop).run());
+        lives.spawn(life(&context, &runtime, &engine, spec, index, init_policy, grace, reports, &stop).run());
         let mut code = 1;
         while let Some(done) = receive(&mut context, &mut status, &mut inbox, true).await {
             if let Some(last) = done.first() {
@@ -827,27 +986,26 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
         }
     }
     if stop.borrow().is_some() {
-        drop(address);
-        return confirm(&context, &runtime).await;
+        return confirm(&context, &runtime, Some(address)).await;
     }
     if failed {
         status.phase = "Failed";
         status.completed = true;
         context.write(&mut status).await;
         context.flush().await;
-        drop(address);
+        address.release().await;
         let _ = stop.changed().await;
-        return confirm(&context, &runtime).await;
+        return confirm(&context, &runtime, None).await;
     }
     status.initialized = true;
 
     let (reports, mut inbox) = mpsc::unbounded_channel();
     for (index, spec) in specs.iter().enumerate() {
-        lives.spawn(life(&context, &runtime, spec, index, &policy, grace, reports.clone(), &stop).run());
+        lives.spawn(life(&context, &runtime, &engine, spec, index, &policy, grace, reports.clone(), &stop).run());
     }
     let running = specs.len();
     drop(reports);
-    status.phase = "Running";
+    status.phase = status.phase_after_init();
     context.write(&mut status).await;
     context.flush().await;
     let mut codes = Vec::new();
@@ -855,10 +1013,10 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
         let Some(done) = receive(&mut context, &mut status, &mut inbox, false).await else { break };
         codes.extend(done);
     }
-    drop(address);
     if stop.borrow().is_some() {
-        return confirm(&context, &runtime).await;
+        return confirm(&context, &runtime, Some(address)).await;
     }
+    address.release().await;
     // Every container is done for good: the pod ends.
     status.phase = if codes.iter().all(|c| *c == 0) && codes.len() == specs.len() { "Succeeded" } else { "Failed" };
     status.completed = true;
@@ -868,13 +1026,42 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     context.write(&mut status).await;
     context.flush().await;
     let _ = stop.changed().await;
-    confirm(&context, &runtime).await
+    confirm(&context, &runtime, None).await
+}
+
+/// Where a pod's network lives: its address on the node's interface (built-in images) or
+/// its sandbox in the engine.
+enum Place {
+    Address(Address),
+    Sandbox(Arc<Sandbox>),
+}
+
+impl Place {
+    fn sandbox(sandbox: Sandbox) -> Place {
+        Place::Sandbox(Arc::new(sandbox))
+    }
+
+    fn engine(&self, runtime: &Runtime) -> Engine {
+        match self {
+            Place::Address(_) => Engine::Process(runtime.executable.clone()),
+            Place::Sandbox(sandbox) => Engine::Docker(Arc::clone(sandbox)),
+        }
+    }
+
+    /// The pod is done: its address is free (its containers, their sandbox, gone).
+    async fn release(self) {
+        match self {
+            Place::Address(address) => drop(address),
+            Place::Sandbox(sandbox) => sandbox.remove().await,
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn life(
     context: &pod::Context,
     runtime: &Runtime,
+    engine: &Engine,
     spec: &Value,
     index: usize,
     policy: &str,
@@ -895,9 +1082,9 @@ fn life(
         name,
         spec: spec.clone(),
         source: Source::new(context),
-        launch: Launch { argv: Vec::new(), env: Vec::new() },
+        launch: Launch::default(),
         log: Box::new(move |restarts| runtime_for_log.log_path(&namespace, &pod_name, &uid, &container, restarts)),
-        executable: runtime.executable.clone(),
+        engine: engine.clone(),
         pod_ip: context.pod_ip.clone(),
         policy: policy.to_string(),
         grace,
@@ -930,9 +1117,8 @@ async fn apply(context: &mut pod::Context, status: &mut Status, report: Report, 
                 c.ready = ready;
             }
         }
-        Report::Exited { index, code, started, finished, restarts } => {
+        Report::Exited { index, code, reason, started, finished, restarts } => {
             if let Some(c) = containers.get_mut(index) {
-                let reason = if code == 0 { "Completed" } else { "Error" };
                 c.state = State::Terminated { code, reason, started, finished };
                 c.ready = false;
                 c.restarts = restarts;
@@ -961,13 +1147,20 @@ async fn receive(
         }
         next = inbox.try_recv().ok();
     }
+    if !init && !status.completed {
+        status.phase = status.phase_after_init();
+    }
     context.write(status).await;
     context.flush().await;
     Some(done)
 }
 
-/// The pod's containers are stopped: the kubelet confirms the deletion, and its logs go.
-async fn confirm(context: &pod::Context, runtime: &Runtime) {
+/// The pod's containers are stopped: the kubelet confirms the deletion, and its logs and
+/// its place (if it still has one) go.
+async fn confirm(context: &pod::Context, runtime: &Runtime, place: Option<Place>) {
+    if let Some(place) = place {
+        place.release().await;
+    }
     let pod = &context.pod;
     let dir =
         format!("{}_{}_{}", text(pod, "/metadata/namespace"), text(pod, "/metadata/name"), text(pod, "/metadata/uid"));

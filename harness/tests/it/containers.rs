@@ -61,7 +61,8 @@ async fn a_container_cluster_runs_workloads_answers_kubectl_and_leaves_nothing_b
     let deployment: Deployment = serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
         "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
+                 // An image the engine does not have: simulated, as asked.
+                 "template": {"metadata": {"labels": {"app": "web"}, "annotations": {"kubeyard.dev/simulate": ""}},
                               "spec": {"containers": [{"name": "web", "image": "nginx:1.25"}]}}}
     }))
     .unwrap();
@@ -116,7 +117,7 @@ fn kubectl(kubeconfig: &std::path::Path, args: &[&str]) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
 
-fn ready(pod: &Pod) -> bool {
+pub fn ready(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.conditions.as_ref())

@@ -35,4 +35,5 @@ mod services;
 mod store;
 mod templates;
 mod up;
+mod user_images;
 mod workloads;

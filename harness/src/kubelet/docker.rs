@@ -1,0 +1,254 @@
+//! The container engine of a container node: a pod whose images are not built in runs as
+//! containers of the host's Docker engine, siblings of the node's own container (the
+//! engine's socket is mounted into the node). Images the user built or pulled are used as
+//! they are: no registry, no loading step.
+//!
+//! Each pod has a sandbox, as the kubelet's CRI runtimes do: a container of the kubeyard
+//! image running `kubeyard pause` on the cluster network at the pod's address, with the
+//! cluster's resolver and the Service range routed through the node (whose proxy answers
+//! for cluster IPs). The pod's containers join the sandbox's network namespace, so they
+//! share its address and reach each other on localhost. Containers are named as dockershim
+//! named them (`k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`) and labelled with the
+//! cluster, its user and the node, so faults on the node reach them and `kubeyard down`
+//! removes them.
+
+use super::process::Launch;
+use crate::containers::docker::{ContainerSpec, Docker, Ended};
+use kubeyard_compiler::pod::quantity;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The pod a container belongs to (every container of the pod, sandbox too).
+pub const POD_UID_LABEL: &str = "kubeyard.dev/pod-uid";
+/// On a sandbox: the pod's address (a partitioned node's pods rejoin at it).
+pub const POD_IP_LABEL: &str = "kubeyard.dev/pod-ip";
+/// On a pod's containers: the node (its container's name) they run on.
+pub const NODE_LABEL: &str = "kubeyard.dev/node";
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// A node's access to the host's engine, and where its pods go.
+pub struct DockerRuntime {
+    pub docker: Docker,
+    /// The cluster network the sandboxes join.
+    pub network: String,
+    /// The kubeyard image, whose `pause` the sandboxes run.
+    pub sandbox_image: String,
+    /// Carried by every container of this node's pods (the cluster's, its user's, the node's).
+    pub labels: HashMap<String, String>,
+    /// Routed through the node from every sandbox.
+    pub service_cidr: String,
+    pub node_address: Ipv4Addr,
+}
+
+impl std::fmt::Debug for DockerRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DockerRuntime").field("network", &self.network).field("labels", &self.labels).finish()
+    }
+}
+
+impl DockerRuntime {
+    fn filters(&self) -> Vec<String> {
+        self.labels.iter().map(|(key, value)| format!("{key}={value}")).collect()
+    }
+
+    /// Removes every pod container this node left: a node agent starting again (its
+    /// machine stopped) begins from nothing, as a rebooted node does, and makes its pods'
+    /// containers anew.
+    pub async fn remove_leftovers(&self) -> Result<usize, crate::containers::docker::Error> {
+        let mut filters = self.filters();
+        filters.push(POD_UID_LABEL.to_string());
+        let names = self.docker.containers_matching(&filters).await?;
+        for result in futures_util::future::join_all(names.iter().map(|n| self.docker.remove(n))).await {
+            result?;
+        }
+        Ok(names.len())
+    }
+
+    /// Makes the pod's sandbox at `pod_ip`.
+    pub async fn sandbox(self: &Arc<Self>, pod: &Value, pod_ip: &str) -> Result<Sandbox, String> {
+        let sandbox = Sandbox {
+            runtime: Arc::clone(self),
+            uid: text(pod, "/metadata/uid").to_string(),
+            name: text(pod, "/metadata/name").to_string(),
+            namespace: text(pod, "/metadata/namespace").to_string(),
+        };
+        let name = sandbox.container_name("POD", 0);
+        // One left by an earlier attempt goes first.
+        self.docker.remove(&name).await.map_err(|e| e.to_string())?;
+        let hostname = Some(text(pod, "/spec/hostname")).filter(|h| !h.is_empty()).unwrap_or(&sandbox.name);
+        let mut labels = sandbox.labels("POD");
+        labels.insert(POD_IP_LABEL.to_string(), pod_ip.to_string());
+        let spec = ContainerSpec {
+            name: name.clone(),
+            image: self.sandbox_image.clone(),
+            cmd: vec!["pause".into(), "--route".into(), format!("{}={}", self.service_cidr, self.node_address)],
+            labels,
+            network: self.network.clone(),
+            ip: pod_ip.to_string(),
+            hostname: Some(hostname.to_string()),
+            // To add its route; the pod's containers do not have it.
+            cap_add: vec!["NET_ADMIN".into()],
+            dns: vec![self.node_address.to_string()],
+            dns_search: vec![
+                format!("{}.svc.cluster.local", sandbox.namespace),
+                "svc.cluster.local".into(),
+                "cluster.local".into(),
+            ],
+            dns_options: vec!["ndots:5".into()],
+            ..ContainerSpec::default()
+        };
+        self.docker.run(&spec).await.map_err(|e| format!("failed to create pod sandbox: {e}"))?;
+        Ok(sandbox)
+    }
+}
+
+/// What became of asking for an image.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pulled {
+    /// Present already (and the policy did not ask for a pull).
+    Present,
+    /// Pulled now, in this long.
+    Pulled(Duration),
+}
+
+/// One pod's place in the engine.
+pub struct Sandbox {
+    runtime: Arc<DockerRuntime>,
+    uid: String,
+    name: String,
+    namespace: String,
+}
+
+impl Sandbox {
+    /// dockershim's name: `k8s_<container>_<pod>_<namespace>_<uid>_<attempt>` (`POD` for
+    /// the sandbox).
+    pub fn container_name(&self, container: &str, attempt: u32) -> String {
+        format!("k8s_{container}_{}_{}_{}_{attempt}", self.name, self.namespace, self.uid)
+    }
+
+    fn labels(&self, container: &str) -> HashMap<String, String> {
+        let mut labels = self.runtime.labels.clone();
+        labels.insert(POD_UID_LABEL.to_string(), self.uid.clone());
+        labels.insert("io.kubernetes.pod.name".to_string(), self.name.clone());
+        labels.insert("io.kubernetes.pod.namespace".to_string(), self.namespace.clone());
+        labels.insert("io.kubernetes.container.name".to_string(), container.to_string());
+        labels
+    }
+
+    /// The image, as `imagePullPolicy` asks: `Never` takes what is there, `IfNotPresent`
+    /// pulls what is not, `Always` pulls. `Err` is the waiting reason and its message.
+    pub async fn image(&self, image: &str, policy: &str) -> Result<Pulled, (&'static str, String)> {
+        let docker = &self.runtime.docker;
+        let present = docker.has_image(image).await.map_err(|e| ("ErrImagePull", e.to_string()))?;
+        match policy {
+            "Never" if present => return Ok(Pulled::Present),
+            "Never" => {
+                let message = format!("Container image \"{image}\" is not present with pull policy of Never");
+                return Err(("ErrImageNeverPull", message));
+            }
+            "IfNotPresent" if present => return Ok(Pulled::Present),
+            _ => {}
+        }
+        let started = std::time::Instant::now();
+        match docker.pull(image).await {
+            Ok(()) => Ok(Pulled::Pulled(started.elapsed())),
+            Err(error) => Err(("ErrImagePull", format!("failed to pull and unpack image \"{image}\": {error}"))),
+        }
+    }
+
+    /// Makes and starts attempt `attempt` of a container, its output appended to `log`;
+    /// the container's name.
+    pub(crate) async fn start(
+        &self,
+        container: &Value,
+        launch: &Launch,
+        attempt: u32,
+        log: std::fs::File,
+    ) -> Result<String, String> {
+        let docker = &self.runtime.docker;
+        let name = text(container, "/name");
+        let container_name = self.container_name(name, attempt);
+        // The attempt before is done: its output is in the log already.
+        if attempt > 0 {
+            let _ = docker.remove(&self.container_name(name, attempt - 1)).await;
+        }
+        docker.remove(&container_name).await.map_err(|e| e.to_string())?;
+        let security = |field: &str| {
+            container
+                .pointer(&format!("/securityContext/{field}"))
+                .or_else(|| launch.pod_security.get(field))
+                .and_then(Value::as_i64)
+        };
+        let user = match (security("runAsUser"), security("runAsGroup")) {
+            (Some(user), Some(group)) => Some(format!("{user}:{group}")),
+            (Some(user), None) => Some(user.to_string()),
+            (None, Some(group)) => Some(format!("0:{group}")),
+            (None, None) => None,
+        };
+        let limit = |resource: &str| container.pointer(&format!("/resources/limits/{resource}")).and_then(quantity);
+        let spec = ContainerSpec {
+            name: container_name.clone(),
+            image: text(container, "/image").to_string(),
+            entrypoint: launch.command.clone(),
+            cmd: launch.args.clone().unwrap_or_default(),
+            env: launch.env.iter().map(|(key, value)| format!("{key}={value}")).collect(),
+            working_dir: Some(text(container, "/workingDir").to_string()).filter(|d| !d.is_empty()),
+            user,
+            read_only: container.pointer("/securityContext/readOnlyRootFilesystem").and_then(Value::as_bool)
+                == Some(true),
+            memory: limit("memory").map(|q| i64::try_from(q.units_ceil()).unwrap_or(i64::MAX)),
+            nano_cpus: limit("cpu").map(|q| i64::try_from(q.millis_ceil() * 1_000_000).unwrap_or(i64::MAX)),
+            labels: self.labels(name),
+            join: Some(self.container_name("POD", 0)),
+            ..ContainerSpec::default()
+        };
+        docker.run(&spec).await.map_err(|e| e.to_string())?;
+        let (docker, following) = (docker.clone(), container_name.clone());
+        tokio::spawn(async move {
+            let mut log = log;
+            docker.copy_logs(&following, &mut log).await;
+        });
+        Ok(container_name)
+    }
+
+    /// Waits for the container to end.
+    pub async fn wait(&self, name: &str) -> Ended {
+        self.runtime.docker.wait(name).await.unwrap_or_else(|_| gone())
+    }
+
+    /// SIGTERM, then SIGKILL once `grace` has passed; how it ended.
+    pub async fn stop(&self, name: &str, grace: Duration) -> Ended {
+        let docker = &self.runtime.docker;
+        let seconds = i32::try_from(grace.as_secs()).unwrap_or(i32::MAX);
+        let _ = docker.stop(name, seconds).await;
+        docker.ended(name).await.unwrap_or_else(|_| gone())
+    }
+
+    /// Runs a command in the container (an exec probe); its exit code.
+    pub async fn exec(&self, name: &str, argv: &[String]) -> Result<i64, String> {
+        self.runtime.docker.exec(name, argv).await.map_err(|e| e.to_string())
+    }
+
+    /// Removes every container of the pod, its sandbox last.
+    pub async fn remove(&self) {
+        let docker = &self.runtime.docker;
+        let filters = [format!("{POD_UID_LABEL}={}", self.uid)];
+        let sandbox = self.container_name("POD", 0);
+        if let Ok(names) = docker.containers_matching(&filters).await {
+            let others = names.iter().filter(|n| **n != sandbox).map(|n| docker.remove(n));
+            futures_util::future::join_all(others).await;
+        }
+        let _ = docker.remove(&sandbox).await;
+    }
+}
+
+/// A container that went away under the node (removed by hand): killed, as far as anyone knows.
+fn gone() -> Ended {
+    Ended { code: 137, oom_killed: false, started: None, finished: None }
+}

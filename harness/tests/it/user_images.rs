@@ -1,0 +1,209 @@
+//! Pods of the user's own images in a container cluster: an image built locally (busybox,
+//! `FROM scratch`, no registry) runs as real containers in the host's engine, at the pod's
+//! address, reached through a NodePort from the host and by the Service's name from
+//! another pod; a crashing container restarts with CrashLoopBackOff; a container over its
+//! memory limit is OOMKilled; an absent image is ErrImagePull, then ImagePullBackOff; and
+//! nothing is left in the engine once the cluster is removed.
+
+use crate::containers::{boot, http_get};
+use crate::support::eventually;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::{Api, ListParams, LogParams};
+use kubeyard_harness::containers::docker::Docker;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(90);
+const IMAGE: &str = "kubeyard/test-busybox:1";
+
+/// Debian's static busybox in an image of its own, with its applets as links, built once.
+async fn busybox_image(docker: &Docker) {
+    if docker.has_image(IMAGE).await.unwrap() {
+        return;
+    }
+    let busybox =
+        std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static: scripts/setup installs it)");
+    let mut context = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, bytes: &[u8], mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        context.append_data(&mut header, path, bytes).unwrap();
+    };
+    add("Dockerfile", b"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/sh\"]\n", 0o644);
+    add("rootfs/bin/busybox", &busybox, 0o755);
+    add("rootfs/tmp/.keep", b"", 0o644);
+    for applet in ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls"] {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        context.append_link(&mut header, format!("rootfs/bin/{applet}"), "busybox").unwrap();
+    }
+    docker.build(IMAGE, context.into_inner().unwrap()).await.expect("the test image builds");
+}
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - name: web
+        image: kubeyard/test-busybox:1
+        imagePullPolicy: IfNotPresent
+        env:
+        - name: POD_NAME
+          valueFrom: {fieldRef: {fieldPath: metadata.name}}
+        command: ["/bin/sh", "-c"]
+        args: ["mkdir -p /tmp/www && echo $(POD_NAME) > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
+        ports: [{containerPort: 8080}]
+        readinessProbe:
+          httpGet: {path: /, port: 8080}
+          periodSeconds: 1
+        resources:
+          limits: {cpu: 200m, memory: 64Mi}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: NodePort
+  selector: {app: web}
+  ports: [{port: 80, targetPort: 8080, nodePort: 30090}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: client}
+spec:
+  containers:
+  - name: client
+    image: kubeyard/test-busybox:1
+    imagePullPolicy: Never
+    args: ["-c", "until wget -q -O - http://web/; do sleep 1; done; exec sleep 3600"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crasher}
+spec:
+  containers:
+  - name: crasher
+    image: kubeyard/test-busybox:1
+    imagePullPolicy: IfNotPresent
+    args: ["-c", "echo about to fail; exit 3"]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: kubeyard/test-busybox:1
+    imagePullPolicy: IfNotPresent
+    args: ["-c", "head -c 400000000 /dev/zero | tail -n 1"]
+    resources:
+      limits: {memory: 32Mi}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: absent}
+spec:
+  containers:
+  - name: absent
+    image: kubeyard/no-such-image:1
+    imagePullPolicy: IfNotPresent
+"#;
+
+/// The first container's status, as JSON.
+fn container_status(pod: &Pod) -> serde_json::Value {
+    let statuses = pod.status.as_ref().and_then(|s| s.container_statuses.clone()).unwrap_or_default();
+    statuses.first().map(|s| serde_json::to_value(s).unwrap()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() {
+    let docker = Docker::connect().await.unwrap();
+    busybox_image(&docker).await;
+    let cluster = boot(2).await;
+    let id = cluster.id().to_string();
+    let client = cluster.client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("config"), cluster.kubeconfig()).unwrap();
+    std::fs::write(dir.path().join("app.yaml"), APP).unwrap();
+    let applied = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(dir.path().join("config"))
+        .args(["apply", "-f"])
+        .arg(dir.path().join("app.yaml"))
+        .output()
+        .unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+
+    // The web pods run for real: ready by their HTTP probe, each answering with its name.
+    eventually("two ready web pods", WITHIN, || async {
+        let list = pods.list(&ListParams::default().labels("app=web")).await.map(|l| l.items).unwrap_or_default();
+        list.len() == 2 && list.iter().all(crate::containers::ready)
+    })
+    .await;
+    let mut answered = std::collections::BTreeSet::new();
+    for (node, address) in cluster.nodes() {
+        for _ in 0..6 {
+            let answer = http_get(&format!("http://{address}:30090/")).unwrap_or_else(|e| panic!("{node}: {e}"));
+            answered.insert(answer.trim().to_string());
+        }
+    }
+    assert!(answered.iter().all(|a| a.starts_with("web-")), "{answered:?}");
+    let engine = docker.containers_labelled("io.kubernetes.pod.namespace=default").await.unwrap();
+    assert!(engine.iter().any(|c| c.starts_with("k8s_web_web-")), "named as dockershim names them: {engine:?}");
+
+    // Another pod reaches them by the Service's name: cluster DNS and the cluster IP
+    // routed through its node's proxy, from its own network namespace.
+    eventually("the client fetched the page", WITHIN, || async {
+        let logs = pods.logs("client", &LogParams::default()).await.unwrap_or_default();
+        logs.contains("web-")
+    })
+    .await;
+
+    // A failing container restarts, with its last state and then CrashLoopBackOff.
+    eventually("the crasher restarted", WITHIN, || async {
+        let Ok(pod) = pods.get("crasher").await else { return false };
+        let status = container_status(&pod);
+        status["restartCount"].as_u64().unwrap_or(0) >= 1
+            && status["lastState"]["terminated"]["exitCode"] == 3
+            && status["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+    })
+    .await;
+    let logs = pods.logs("crasher", &LogParams::default()).await.unwrap();
+    assert!(logs.contains("about to fail"), "{logs}");
+
+    // Over its memory limit, the kernel kills it: OOMKilled, 137.
+    eventually("the hog was OOMKilled", WITHIN, || async {
+        let Ok(pod) = pods.get("hog").await else { return false };
+        let status = container_status(&pod);
+        status["state"]["terminated"]["reason"] == "OOMKilled" && status["state"]["terminated"]["exitCode"] == 137
+    })
+    .await;
+
+    // An image the engine does not have and cannot pull: ErrImagePull, then the back-off.
+    eventually("the absent image backs off", WITHIN, || async {
+        let Ok(pod) = pods.get("absent").await else { return false };
+        container_status(&pod)["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    })
+    .await;
+    let pod = pods.get("absent").await.unwrap();
+    assert_eq!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+
+    let service = Api::<Service>::namespaced(client.clone(), "default").get("web").await.unwrap();
+    assert!(service.spec.and_then(|s| s.cluster_ip).is_some());
+
+    cluster.remove().await.unwrap();
+    let left = docker.containers_labelled(&format!("kubeyard.dev/cluster={id}")).await.unwrap();
+    assert!(left.is_empty(), "left in the engine: {left:?}");
+}
