@@ -72,10 +72,7 @@ pub struct ContainerSpec {
     /// `uid` or `uid:gid`.
     pub user: Option<String>,
     pub read_only: bool,
-    /// The memory limit in bytes (no swap beyond it): over it, the kernel kills.
-    pub memory: Option<i64>,
-    /// The CPU limit in billionths of a CPU.
-    pub nano_cpus: Option<i64>,
+    pub limits: Limits,
     /// Host paths mounted in, `host:container` (a node's access to the engine).
     pub binds: Vec<String>,
     pub dns_options: Vec<String>,
@@ -84,14 +81,21 @@ pub struct ContainerSpec {
     pub join: Option<String>,
 }
 
-/// How a container ended, as the engine recorded it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the engine holds a container to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Limits {
+    /// In bytes, with no swap beyond it: over it, the kernel kills.
+    pub memory: Option<i64>,
+    /// In billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+}
+
+/// How a container ended, as the engine recorded it: its exit code, and whether the
+/// kernel killed it for going over its memory limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ended {
     pub code: i32,
-    /// Killed by the kernel for going over its memory limit.
     pub oom_killed: bool,
-    pub started: Option<String>,
-    pub finished: Option<String>,
 }
 
 impl std::fmt::Debug for ContainerFiles<'_> {
@@ -268,9 +272,9 @@ impl Docker {
                 dns_options: list(&spec.dns_options),
                 binds: list(&spec.binds),
                 readonly_rootfs: spec.read_only.then_some(true),
-                memory: spec.memory,
-                memory_swap: spec.memory,
-                nano_cpus: spec.nano_cpus,
+                memory: spec.limits.memory,
+                memory_swap: spec.limits.memory,
+                nano_cpus: spec.limits.nano_cpus,
                 port_bindings,
                 init: Some(false),
                 restart_policy: spec.restart_on_failure.then_some(RestartPolicy {
@@ -479,8 +483,6 @@ impl Docker {
         Ok(Ended {
             code: i32::try_from(state.exit_code.unwrap_or(0)).unwrap_or(i32::MAX),
             oom_killed: state.oom_killed.unwrap_or(false),
-            started: state.started_at,
-            finished: state.finished_at,
         })
     }
 

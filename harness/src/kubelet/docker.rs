@@ -13,7 +13,7 @@
 //! removes them.
 
 use super::process::Launch;
-use crate::containers::docker::{ContainerSpec, Docker, Ended};
+use crate::containers::docker::{ContainerSpec, Docker, Ended, Limits};
 use kubeyard_compiler::pod::quantity;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -202,8 +202,10 @@ impl Sandbox {
             user,
             read_only: container.pointer("/securityContext/readOnlyRootFilesystem").and_then(Value::as_bool)
                 == Some(true),
-            memory: limit("memory").map(|q| i64::try_from(q.units_ceil()).unwrap_or(i64::MAX)),
-            nano_cpus: limit("cpu").map(|q| i64::try_from(q.millis_ceil() * 1_000_000).unwrap_or(i64::MAX)),
+            limits: Limits {
+                memory: limit("memory").map(|q| i64::try_from(q.units_ceil()).unwrap_or(i64::MAX)),
+                nano_cpus: limit("cpu").map(|q| i64::try_from(q.millis_ceil() * 1_000_000).unwrap_or(i64::MAX)),
+            },
             labels: self.labels(name),
             join: Some(self.container_name("POD", 0)),
             ..ContainerSpec::default()
@@ -250,5 +252,5 @@ impl Sandbox {
 
 /// A container that went away under the node (removed by hand): killed, as far as anyone knows.
 fn gone() -> Ended {
-    Ended { code: 137, oom_killed: false, started: None, finished: None }
+    Ended { code: 137, oom_killed: false }
 }

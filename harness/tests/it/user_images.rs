@@ -46,28 +46,21 @@ async fn busybox_image(docker: &Docker) {
 const APP: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
-metadata: {name: web}
+metadata: {name: web, labels: {app: web}}
 spec:
-  replicas: 2
   selector: {matchLabels: {app: web}}
   template:
     metadata: {labels: {app: web}}
     spec:
       containers:
-      - name: web
-        image: kubeyard/test-busybox:1
-        imagePullPolicy: IfNotPresent
-        env:
-        - name: POD_NAME
-          valueFrom: {fieldRef: {fieldPath: metadata.name}}
-        command: ["/bin/sh", "-c"]
-        args: ["mkdir -p /tmp/www && echo $(POD_NAME) > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"]
-        ports: [{containerPort: 8080}]
-        readinessProbe:
-          httpGet: {path: /, port: 8080}
-          periodSeconds: 1
-        resources:
-          limits: {cpu: 200m, memory: 64Mi}
+      - {name: web, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+         env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}],
+         command: ["/bin/sh", "-c"],
+         args: ["mkdir -p /tmp/www && echo $(POD_NAME) > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
+         ports: [{containerPort: 8080}],
+         readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1},
+         resources: {limits: {cpu: 200m, memory: 64Mi}}}
+  replicas: 2
 ---
 apiVersion: v1
 kind: Service
@@ -87,15 +80,13 @@ spec:
     imagePullPolicy: Never
     args: ["-c", "until wget -q -O - http://web/; do sleep 1; done; exec sleep 3600"]
 ---
-apiVersion: v1
 kind: Pod
+apiVersion: v1
 metadata: {name: crasher}
 spec:
   containers:
-  - name: crasher
-    image: kubeyard/test-busybox:1
-    imagePullPolicy: IfNotPresent
-    args: ["-c", "echo about to fail; exit 3"]
+  - {name: crasher, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+     args: ["-c", "echo about to fail; exit 3"]}
 ---
 apiVersion: v1
 kind: Pod
