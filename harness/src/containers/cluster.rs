@@ -787,6 +787,10 @@ async fn remove_labelled(docker: &Docker, labels: &[String]) -> Result<usize, Er
     for result in futures_util::future::join_all(late.iter().map(|c| docker.remove(c))).await {
         result?;
     }
+    // Pods' volumes the node agents had no time to remove.
+    for volume in docker.volumes_matching(labels).await? {
+        docker.remove_volume(&volume).await?;
+    }
     for network in docker.networks_matching(labels).await? {
         docker.remove_network(&network).await?;
     }

@@ -515,6 +515,47 @@ impl Docker {
         }
     }
 
+    /// Creates a volume (in memory: a tmpfs), labelled.
+    pub async fn create_volume(&self, name: &str, labels: &HashMap<String, String>, memory: bool) -> Result<(), Error> {
+        let driver_opts = memory.then(|| {
+            HashMap::from([("type".to_string(), "tmpfs".to_string()), ("device".to_string(), "tmpfs".to_string())])
+        });
+        let request = bollard::models::VolumeCreateRequest {
+            name: Some(name.to_string()),
+            driver: Some("local".to_string()),
+            driver_opts,
+            labels: Some(labels.clone()),
+            ..Default::default()
+        };
+        self.inner.create_volume(request).await.map(drop).map_err(refused(format!("create volume {name}")))
+    }
+
+    /// Removes a volume; one already gone is no error.
+    pub async fn remove_volume(&self, name: &str) -> Result<(), Error> {
+        let options = bollard::query_parameters::RemoveVolumeOptionsBuilder::default().force(true).build();
+        match self.inner.remove_volume(name, Some(options)).await {
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) | Ok(()) => Ok(()),
+            Err(error) => Err(refused(format!("remove volume {name}"))(error)),
+        }
+    }
+
+    /// Names of the volumes carrying every one of `labels`.
+    pub async fn volumes_matching(&self, labels: &[String]) -> Result<Vec<String>, Error> {
+        let filters = HashMap::from([("label".to_string(), labels.to_vec())]);
+        let options = bollard::query_parameters::ListVolumesOptionsBuilder::default().filters(&filters).build();
+        let list = self.inner.list_volumes(Some(options)).await.map_err(refused("list volumes"))?;
+        Ok(list.volumes.unwrap_or_default().into_iter().map(|v| v.name).collect())
+    }
+
+    /// Unpacks a tar into a container (running or not) at `path`.
+    pub async fn upload(&self, container: &str, path: &str, tar: Vec<u8>) -> Result<(), Error> {
+        let options = UploadToContainerOptionsBuilder::default().path(path).build();
+        self.inner
+            .upload_to_container(container, Some(options), bollard::body_full(tar.into()))
+            .await
+            .map_err(refused(format!("copy files into {container}")))
+    }
+
     /// The containers carrying every one of `labels`, each with its value of `key`.
     pub async fn containers_with(&self, labels: &[String], key: &str) -> Result<Vec<(String, String)>, Error> {
         let filters = HashMap::from([("label".to_string(), labels.to_vec())]);

@@ -13,12 +13,13 @@
 //! removes them.
 
 use super::process::Launch;
+use super::volumes::{self, Kind, PodVolume};
 use crate::containers::docker::{ContainerSpec, Docker, Ended, Limits};
 use kubeyard_compiler::pod::quantity;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// The pod a container belongs to (every container of the pod, sandbox too).
@@ -70,14 +71,29 @@ impl DockerRuntime {
         Ok(names.len())
     }
 
-    /// Makes the pod's sandbox at `pod_ip`.
+    /// Makes the pod's volumes and its sandbox at `pod_ip` (the volumes mounted in it at
+    /// `/volumes/<name>`, where the node agent writes their files).
     pub async fn sandbox(self: &Arc<Self>, pod: &Value, pod_ip: &str) -> Result<Sandbox, String> {
         let sandbox = Sandbox {
             runtime: Arc::clone(self),
             uid: text(pod, "/metadata/uid").to_string(),
             name: text(pod, "/metadata/name").to_string(),
             namespace: text(pod, "/metadata/namespace").to_string(),
+            pod: pod.clone(),
+            volumes: volumes::of(pod)?,
+            written: Mutex::new(None),
         };
+        let mut binds = Vec::new();
+        let mut cmd = vec!["pause".into(), "--route".into(), format!("{}={}", self.service_cidr, self.node_address)];
+        for volume in &sandbox.volumes {
+            if let Kind::Empty { .. } = volume.kind {
+                cmd.extend(["--open".to_string(), format!("/volumes/{}", volume.name)]);
+            }
+            let name = sandbox.volume_name(&volume.name);
+            let memory = matches!(volume.kind, Kind::Empty { memory: true });
+            self.docker.create_volume(&name, &sandbox.labels("POD"), memory).await.map_err(|e| e.to_string())?;
+            binds.push(format!("{name}:/volumes/{}", volume.name));
+        }
         let name = sandbox.container_name("POD", 0);
         // One left by an earlier attempt goes first.
         self.docker.remove(&name).await.map_err(|e| e.to_string())?;
@@ -87,7 +103,7 @@ impl DockerRuntime {
         let spec = ContainerSpec {
             name: name.clone(),
             image: self.sandbox_image.clone(),
-            cmd: vec!["pause".into(), "--route".into(), format!("{}={}", self.service_cidr, self.node_address)],
+            cmd,
             labels,
             network: self.network.clone(),
             ip: pod_ip.to_string(),
@@ -101,6 +117,7 @@ impl DockerRuntime {
                 "cluster.local".into(),
             ],
             dns_options: vec!["ndots:5".into()],
+            binds,
             ..ContainerSpec::default()
         };
         self.docker.run(&spec).await.map_err(|e| format!("failed to create pod sandbox: {e}"))?;
@@ -123,6 +140,10 @@ pub struct Sandbox {
     uid: String,
     name: String,
     namespace: String,
+    pod: Value,
+    volumes: Vec<PodVolume>,
+    /// What the file volumes last held (a hash): they are written again only on a change.
+    written: Mutex<Option<u64>>,
 }
 
 impl Sandbox {
@@ -130,6 +151,78 @@ impl Sandbox {
     /// the sandbox).
     pub fn container_name(&self, container: &str, attempt: u32) -> String {
         format!("k8s_{container}_{}_{}_{}_{attempt}", self.name, self.namespace, self.uid)
+    }
+
+    /// An engine volume's name: `k8s_<volume>_<pod>_<namespace>_<uid>`.
+    fn volume_name(&self, volume: &str) -> String {
+        format!("k8s_{volume}_{}_{}_{}", self.name, self.namespace, self.uid)
+    }
+
+    /// Writes the file volumes (`configMap`, `secret`, `downwardAPI`, `projected`) from
+    /// their sources as they are now, if they changed since the last time; `Err` is the
+    /// `FailedMount` message (the last files stay, as the kubelet keeps them).
+    pub async fn mount(&self, client: &kube::Client) -> Result<(), String> {
+        let declared: Vec<&Value> =
+            self.pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten().collect();
+        let wanted: Vec<&Value> = declared
+            .into_iter()
+            .filter(|v| self.volumes.iter().any(|p| p.kind == Kind::Files && p.name == text(v, "/name")))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let sources = volumes::fetch(client, &self.pod).await?;
+        let mut contents = Vec::new();
+        for volume in &wanted {
+            contents.push((text(volume, "/name").to_string(), volumes::files(volume, &self.pod, &sources)?));
+        }
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            for (name, files) in &contents {
+                name.hash(&mut hasher);
+                for file in files {
+                    (&file.path, &file.bytes, file.mode).hash(&mut hasher);
+                }
+            }
+            hasher.finish()
+        };
+        if *self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) == Some(hash) {
+            return Ok(());
+        }
+        let version = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| format!("{}_{:09}", d.as_secs(), d.subsec_nanos()))
+            .unwrap_or_default();
+        let sandbox = self.container_name("POD", 0);
+        for (name, files) in &contents {
+            let tar = volumes::archive(files, &version).map_err(|e| e.to_string())?;
+            let path = format!("/volumes/{name}");
+            self.runtime.docker.upload(&sandbox, &path, tar).await.map_err(|e| e.to_string())?;
+        }
+        *self.written.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(hash);
+        Ok(())
+    }
+
+    /// The engine's mounts for a container's `volumeMounts`: `volume:path[:ro]`. File
+    /// volumes are read-only, as Kubernetes mounts them.
+    fn binds(&self, container: &Value) -> Result<Vec<String>, String> {
+        let mut binds = Vec::new();
+        for mount in container.get("volumeMounts").and_then(Value::as_array).into_iter().flatten() {
+            let name = text(mount, "/name");
+            let Some(volume) = self.volumes.iter().find(|v| v.name == name) else {
+                return Err(format!("volume \"{name}\" is not among the pod's volumes"));
+            };
+            if !text(mount, "/subPath").is_empty() || !text(mount, "/subPathExpr").is_empty() {
+                return Err(format!(
+                    "volume \"{name}\": subPath mounts are not made by kubeyard's container engine yet"
+                ));
+            }
+            let read_only = volume.kind == Kind::Files || mount.get("readOnly").and_then(Value::as_bool) == Some(true);
+            let suffix = if read_only { ":ro" } else { "" };
+            binds.push(format!("{}:{}{suffix}", self.volume_name(name), text(mount, "/mountPath")));
+        }
+        Ok(binds)
     }
 
     fn labels(&self, container: &str) -> HashMap<String, String> {
@@ -207,6 +300,7 @@ impl Sandbox {
                 nano_cpus: limit("cpu").map(|q| i64::try_from(q.millis_ceil() * 1_000_000).unwrap_or(i64::MAX)),
             },
             labels: self.labels(name),
+            binds: self.binds(container)?,
             join: Some(self.container_name("POD", 0)),
             ..ContainerSpec::default()
         };
@@ -237,7 +331,7 @@ impl Sandbox {
         self.runtime.docker.exec(name, argv).await.map_err(|e| e.to_string())
     }
 
-    /// Removes every container of the pod, its sandbox last.
+    /// Removes every container of the pod, its sandbox last, then its volumes.
     pub async fn remove(&self) {
         let docker = &self.runtime.docker;
         let filters = [format!("{POD_UID_LABEL}={}", self.uid)];
@@ -247,6 +341,9 @@ impl Sandbox {
             futures_util::future::join_all(others).await;
         }
         let _ = docker.remove(&sandbox).await;
+        for volume in &self.volumes {
+            let _ = docker.remove_volume(&self.volume_name(&volume.name)).await;
+        }
     }
 }
 

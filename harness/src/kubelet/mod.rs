@@ -17,6 +17,7 @@ pub mod pod;
 pub mod process;
 pub mod server;
 pub mod simulate;
+pub mod volumes;
 
 use crate::clock::Clock;
 use crate::events;

@@ -1,7 +1,8 @@
 //! `kubeyard pause`: the process of a pod's sandbox container, as Kubernetes' pause
 //! image is. The sandbox holds the pod's network namespace (its address on the cluster
 //! network) for the pod's containers to join; first it routes the Service range through
-//! its node, whose proxy answers for cluster IPs, then it waits to be stopped.
+//! its node, whose proxy answers for cluster IPs, and opens the pod's `emptyDir` volumes
+//! to every user (as the kubelet makes them, `0777`), then it waits to be stopped.
 
 use super::network;
 use clap::Args;
@@ -13,6 +14,10 @@ pub struct PauseArgs {
     /// A route to add first, `CIDR=GATEWAY` (the Service range through the node).
     #[arg(long = "route", value_name = "CIDR=GATEWAY")]
     routes: Vec<String>,
+
+    /// A folder to make writable by anyone (an `emptyDir` volume's root).
+    #[arg(long = "open", value_name = "DIR")]
+    open: Vec<std::path::PathBuf>,
 }
 
 /// `10.96.0.0/12=10.200.0.11`: the destination, its prefix and the gateway.
@@ -31,6 +36,13 @@ pub fn run(args: PauseArgs) -> ExitCode {
         });
         if let Err(message) = added {
             eprintln!("kubeyard pause: {message}");
+            return ExitCode::FAILURE;
+        }
+    }
+    for dir in &args.open {
+        use std::os::unix::fs::PermissionsExt;
+        if let Err(error) = std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)) {
+            eprintln!("kubeyard pause: cannot open {} to all: {error}", dir.display());
             return ExitCode::FAILURE;
         }
     }

@@ -961,6 +961,31 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
         }
     };
     let engine = address.engine(&runtime);
+    // The file volumes are written before any container starts, and kept up to date
+    // while the pod runs, as the kubelet's volume manager does.
+    let _refresher = match &address {
+        Place::Sandbox(sandbox) => {
+            let mut told = String::new();
+            while let Err(message) = sandbox.mount(&context.client).await {
+                if message != told {
+                    context.event("FailedMount", &message, true).await;
+                    told = message;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                    _ = stop.changed() => return confirm(&context, &runtime, Some(address)).await,
+                }
+            }
+            let (sandbox, client) = (Arc::clone(sandbox), context.client.clone());
+            Some(AbortOnDrop(tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(VOLUME_RESYNC).await;
+                    let _ = sandbox.mount(&client).await;
+                }
+            })))
+        }
+        Place::Address(_) => None,
+    };
     let policy = context.restart_policy().to_string();
     let grace =
         Duration::from_secs(pod.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30));
@@ -1027,6 +1052,19 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     context.flush().await;
     let _ = stop.changed().await;
     confirm(&context, &runtime, None).await
+}
+
+/// How often a running pod's file volumes are compared with their sources (the kubelet
+/// takes up to its sync period, a minute, plus its cache's time to live).
+const VOLUME_RESYNC: Duration = Duration::from_secs(5);
+
+/// A task that ends with its handle.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Where a pod's network lives: its address on the node's interface (built-in images) or

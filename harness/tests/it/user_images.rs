@@ -7,8 +7,8 @@
 
 use crate::containers::{boot, http_get};
 use crate::support::eventually;
-use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::api::{Api, ListParams, LogParams};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
+use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
 use kubeyard_harness::containers::docker::Docker;
 use std::time::Duration;
 
@@ -33,7 +33,7 @@ async fn busybox_image(docker: &Docker) {
     add("Dockerfile", b"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/sh\"]\n", 0o644);
     add("rootfs/bin/busybox", &busybox, 0o755);
     add("rootfs/tmp/.keep", b"", 0o644);
-    for applet in ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls"] {
+    for applet in ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls", "id"] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);
@@ -100,6 +100,29 @@ spec:
     args: ["-c", "head -c 400000000 /dev/zero | tail -n 1"]
     resources:
       limits: {memory: 32Mi}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: site}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: files, labels: {app: files}}
+spec:
+  volumes:
+  - {name: site, configMap: {name: site}}
+  - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
+  - {name: shared, emptyDir: {}}
+  initContainers:
+  - {name: prepare, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+     securityContext: {runAsUser: 1000}, volumeMounts: [{name: shared, mountPath: /shared}],
+     args: ["-c", "echo prepared by $(id -u) > /shared/note"]}
+  containers:
+  - {name: web, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+     args: ["-c", "exec httpd -f -p 8080 -h /www"],
+     volumeMounts: [{name: site, mountPath: /www/site}, {name: info, mountPath: /www/info},
+                    {name: shared, mountPath: /www/shared}]}
 ---
 apiVersion: v1
 kind: Pod
@@ -190,6 +213,25 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     .await;
     let pod = pods.get("absent").await.unwrap();
     assert_eq!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+
+    // Volumes: a ConfigMap's keys, the downward API and an emptyDir an init container
+    // (not root) wrote into, all as files; a change to the ConfigMap reaches the file.
+    eventually("the files pod ready", WITHIN, || async {
+        pods.get("files").await.is_ok_and(|p| crate::containers::ready(&p))
+    })
+    .await;
+    let ip = pods.get("files").await.unwrap().status.and_then(|s| s.pod_ip).unwrap();
+    let page = |path: &str| http_get(&format!("http://{ip}:8080/{path}"));
+    assert_eq!(page("site/greeting").as_deref(), Ok("hello"));
+    assert_eq!(page("info/labels").as_deref(), Ok("app=\"files\""));
+    assert_eq!(page("shared/note").as_deref().map(str::trim), Ok("prepared by 1000"));
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let change = serde_json::json!({"data": {"greeting": "hello again"}});
+    maps.patch("site", &PatchParams::default(), &Patch::Merge(change)).await.unwrap();
+    eventually("the changed ConfigMap in the file", WITHIN, || async {
+        page("site/greeting").as_deref() == Ok("hello again")
+    })
+    .await;
 
     let service = Api::<Service>::namespaced(client.clone(), "default").get("web").await.unwrap();
     assert!(service.spec.and_then(|s| s.cluster_ip).is_some());

@@ -1,0 +1,418 @@
+//! A pod's volumes, as the kubelet makes them for the engine: `emptyDir` is an engine
+//! volume (a tmpfs with `medium: Memory`); `configMap`, `secret`, `downwardAPI` and
+//! `projected` are engine volumes holding files, laid out as the kubelet's AtomicWriter
+//! lays them out: the files in a timestamped folder, `..data` a link to it, and each
+//! top-level entry a link through `..data`, so a new version appears at once, whole.
+//!
+//! What the files are is decided here, purely, from the pod and its sources (the
+//! ConfigMaps and Secrets it names, fetched by [`fetch`]); `docker.rs` writes them.
+
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use kube::api::Api;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A volume the engine makes for a pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodVolume {
+    pub name: String,
+    pub kind: Kind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `emptyDir`: empty, writable by anyone, in memory with `medium: Memory`.
+    Empty { memory: bool },
+    /// Files the node agent writes (read-only to the containers).
+    Files,
+}
+
+/// One file of a volume: its path in the volume, its bytes and its mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct File {
+    pub path: String,
+    pub bytes: Vec<u8>,
+    pub mode: u32,
+}
+
+/// The ConfigMaps' and Secrets' data a pod's volumes name, by name (`None`: not found).
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sources {
+    pub config_maps: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+    pub secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The pod's volumes the engine makes; `Err` names the first it cannot make, in the
+/// words of the event the pod gets.
+pub fn of(pod: &Value) -> Result<Vec<PodVolume>, String> {
+    let mut volumes = Vec::new();
+    for volume in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        let name = text(volume, "/name").to_string();
+        let kind = if let Some(empty) = volume.get("emptyDir") {
+            Kind::Empty { memory: text(empty, "/medium") == "Memory" }
+        } else if ["configMap", "secret", "downwardAPI", "projected"].iter().any(|k| volume.get(k).is_some()) {
+            Kind::Files
+        } else {
+            let kind = volume.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned()).unwrap_or_default();
+            return Err(format!("volume \"{name}\": {kind} volumes are not run by kubeyard's container engine yet"));
+        };
+        volumes.push(PodVolume { name, kind });
+    }
+    Ok(volumes)
+}
+
+/// The ConfigMaps and Secrets `pod`'s volumes name, read from the API server.
+pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String> {
+    let namespace = text(pod, "/metadata/namespace");
+    let mut sources = Sources::default();
+    let mut named = Vec::new();
+    for volume in pod.pointer("/spec/volumes").and_then(Value::as_array).into_iter().flatten() {
+        if let Some(config) = volume.get("configMap") {
+            named.push(("configMap", text(config, "/name").to_string()));
+        }
+        if let Some(secret) = volume.get("secret") {
+            named.push(("secret", text(secret, "/secretName").to_string()));
+        }
+        for source in volume.pointer("/projected/sources").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(config) = source.get("configMap") {
+                named.push(("configMap", text(config, "/name").to_string()));
+            }
+            if let Some(secret) = source.get("secret") {
+                named.push(("secret", text(secret, "/name").to_string()));
+            }
+        }
+    }
+    for (kind, name) in named {
+        if kind == "configMap" && !sources.config_maps.contains_key(&name) {
+            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
+            let found = api.get_opt(&name).await.map_err(|e| e.to_string())?;
+            let data = found.map(|map| {
+                let mut data: BTreeMap<String, Vec<u8>> =
+                    map.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
+                data.extend(map.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
+                data
+            });
+            sources.config_maps.insert(name, data);
+        } else if kind == "secret" && !sources.secrets.contains_key(&name) {
+            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+            let found = api.get_opt(&name).await.map_err(|e| e.to_string())?;
+            let data = found.map(|secret| {
+                let mut data: BTreeMap<String, Vec<u8>> =
+                    secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
+                data.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
+                data
+            });
+            sources.secrets.insert(name, data);
+        }
+    }
+    Ok(sources)
+}
+
+/// Kubernetes' default mode of a projected file (`0644`).
+const DEFAULT_MODE: u32 = 0o644;
+
+fn mode(value: Option<&Value>, default: u32) -> u32 {
+    value.and_then(Value::as_u64).and_then(|m| u32::try_from(m).ok()).unwrap_or(default)
+}
+
+/// The files of a `Files` volume, or the message of the kubelet's `FailedMount`.
+pub fn files(volume: &Value, pod: &Value, sources: &Sources) -> Result<Vec<File>, String> {
+    let name = text(volume, "/name");
+    let failed = |why: String| format!("MountVolume.SetUp failed for volume \"{name}\" : {why}");
+    let mut files = Vec::new();
+    if let Some(config) = volume.get("configMap") {
+        let default = mode(config.get("defaultMode"), DEFAULT_MODE);
+        keyed(&mut files, "configmap", config, text(config, "/name"), &sources.config_maps, default).map_err(failed)?;
+    } else if let Some(secret) = volume.get("secret") {
+        let default = mode(secret.get("defaultMode"), DEFAULT_MODE);
+        keyed(&mut files, "secret", secret, text(secret, "/secretName"), &sources.secrets, default).map_err(failed)?;
+    } else if let Some(downward) = volume.get("downwardAPI") {
+        let default = mode(downward.get("defaultMode"), DEFAULT_MODE);
+        downward_api(&mut files, downward, pod, default).map_err(failed)?;
+    } else if let Some(projected) = volume.get("projected") {
+        let default = mode(projected.get("defaultMode"), DEFAULT_MODE);
+        for source in projected.get("sources").and_then(Value::as_array).into_iter().flatten() {
+            if let Some(config) = source.get("configMap") {
+                keyed(&mut files, "configmap", config, text(config, "/name"), &sources.config_maps, default)
+                    .map_err(failed)?;
+            } else if let Some(secret) = source.get("secret") {
+                keyed(&mut files, "secret", secret, text(secret, "/name"), &sources.secrets, default)
+                    .map_err(failed)?;
+            } else if let Some(downward) = source.get("downwardAPI") {
+                downward_api(&mut files, downward, pod, default).map_err(failed)?;
+            } else {
+                let kind = source.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
+                return Err(failed(format!("{kind} projections are not made by kubeyard's container engine yet")));
+            }
+        }
+    }
+    Ok(files)
+}
+
+/// A ConfigMap's or Secret's keys as files: every key, or the `items` asked for.
+fn keyed(
+    files: &mut Vec<File>,
+    kind: &str,
+    source: &Value,
+    name: &str,
+    found: &BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+    default: u32,
+) -> Result<(), String> {
+    let optional = source.get("optional").and_then(Value::as_bool) == Some(true);
+    let Some(Some(data)) = found.get(name) else {
+        return if optional { Ok(()) } else { Err(format!("{kind} \"{name}\" not found")) };
+    };
+    match source.get("items").and_then(Value::as_array).filter(|items| !items.is_empty()) {
+        None => files.extend(data.iter().map(|(key, bytes)| File {
+            path: key.clone(),
+            bytes: bytes.clone(),
+            mode: default,
+        })),
+        Some(items) => {
+            for item in items {
+                let key = text(item, "/key");
+                let Some(bytes) = data.get(key) else {
+                    if optional {
+                        continue;
+                    }
+                    return Err(format!("{kind} references non-existent config key: {key}"));
+                };
+                let path = text(item, "/path").to_string();
+                files.push(File { path, bytes: bytes.clone(), mode: mode(item.get("mode"), default) });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A downward API volume's items: the pod's name, namespace, uid, labels and annotations.
+fn downward_api(files: &mut Vec<File>, downward: &Value, pod: &Value, default: u32) -> Result<(), String> {
+    for item in downward.get("items").and_then(Value::as_array).into_iter().flatten() {
+        let path = text(item, "/path").to_string();
+        let Some(field) = item.pointer("/fieldRef/fieldPath").and_then(Value::as_str) else {
+            return Err(format!("downward API item {path}: only fieldRef is made by kubeyard's container engine yet"));
+        };
+        let content = match field {
+            "metadata.name" => text(pod, "/metadata/name").to_string(),
+            "metadata.namespace" => text(pod, "/metadata/namespace").to_string(),
+            "metadata.uid" => text(pod, "/metadata/uid").to_string(),
+            "metadata.labels" => format_map(pod.pointer("/metadata/labels")),
+            "metadata.annotations" => format_map(pod.pointer("/metadata/annotations")),
+            other => match other.split_once("['").and_then(|(map, rest)| Some((map, rest.strip_suffix("']")?))) {
+                Some(("metadata.labels", key)) => pod
+                    .pointer("/metadata/labels")
+                    .and_then(|m| m.get(key))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                Some(("metadata.annotations", key)) => pod
+                    .pointer("/metadata/annotations")
+                    .and_then(|m| m.get(key))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => return Err(format!("downward API item {path}: the field {other} is not supported")),
+            },
+        };
+        files.push(File { path, bytes: content.into_bytes(), mode: mode(item.get("mode"), default) });
+    }
+    Ok(())
+}
+
+/// Labels or annotations as the kubelet writes them: `key="value"` lines, sorted by key,
+/// the value quoted as Go's `%q` quotes it.
+fn format_map(map: Option<&Value>) -> String {
+    let sorted: BTreeMap<&String, &str> = map
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .map(|(key, value)| (key, value.as_str().unwrap_or_default()))
+        .collect();
+    let quote = |value: &str| {
+        let mut quoted = String::from('"');
+        for c in value.chars() {
+            match c {
+                '"' => quoted.push_str("\\\""),
+                '\\' => quoted.push_str("\\\\"),
+                '\n' => quoted.push_str("\\n"),
+                '\t' => quoted.push_str("\\t"),
+                c => quoted.push(c),
+            }
+        }
+        quoted.push('"');
+        quoted
+    };
+    sorted.iter().map(|(key, value)| format!("{key}={}", quote(value))).collect::<Vec<_>>().join("\n")
+}
+
+/// A tar of `files` in AtomicWriter's layout, version `version` (a name for the folder):
+/// `..<version>/<path>` each, `..data` linking to that folder, and each top-level entry
+/// linking through `..data`. Unpacked over an older version, it replaces it whole.
+pub fn archive(files: &[File], version: &str) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let folder = format!("..{version}");
+    let mut directories = std::collections::BTreeSet::new();
+    let mut top = std::collections::BTreeSet::new();
+    let mut directory = |builder: &mut tar::Builder<Vec<u8>>, path: String| -> std::io::Result<()> {
+        if directories.insert(path.clone()) {
+            let mut header = tar::Header::new_gnu();
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_size(0);
+            header.set_mode(0o755);
+            header.set_cksum();
+            builder.append_data(&mut header, format!("{path}/"), std::io::empty())?;
+        }
+        Ok(())
+    };
+    directory(&mut builder, folder.clone())?;
+    for file in files {
+        let relative = file.path.trim_start_matches('/');
+        let mut parts: Vec<&str> = relative.split('/').collect();
+        parts.pop();
+        let mut walked = folder.clone();
+        for part in parts {
+            walked = format!("{walked}/{part}");
+            directory(&mut builder, walked.clone())?;
+        }
+        top.insert(relative.split('/').next().unwrap_or(relative).to_string());
+        let mut header = tar::Header::new_gnu();
+        header.set_size(file.bytes.len() as u64);
+        header.set_mode(file.mode);
+        header.set_cksum();
+        builder.append_data(&mut header, format!("{folder}/{relative}"), file.bytes.as_slice())?;
+    }
+    let link = |builder: &mut tar::Builder<Vec<u8>>, path: &str, target: &str| -> std::io::Result<()> {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        builder.append_link(&mut header, path, target)
+    };
+    link(&mut builder, "..data", &folder)?;
+    for entry in &top {
+        link(&mut builder, entry, &format!("..data/{entry}"))?;
+    }
+    builder.into_inner()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn sources() -> Sources {
+        let data = |pairs: &[(&str, &str)]| {
+            Some(pairs.iter().map(|(k, v)| (k.to_string(), v.as_bytes().to_vec())).collect::<BTreeMap<_, _>>())
+        };
+        Sources {
+            config_maps: [("app".to_string(), data(&[("a.conf", "A"), ("b.conf", "B")])), ("gone".to_string(), None)]
+                .into(),
+            secrets: [("creds".to_string(), data(&[("password", "hunter2")]))].into(),
+        }
+    }
+
+    fn pod() -> Value {
+        json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
+                            "labels": {"app": "web", "tier": "front \"end\""}}})
+    }
+
+    #[test]
+    fn volumes_the_engine_makes_and_those_it_cannot() {
+        let pod = json!({"spec": {"volumes": [
+            {"name": "scratch", "emptyDir": {}}, {"name": "fast", "emptyDir": {"medium": "Memory"}},
+            {"name": "config", "configMap": {"name": "app"}}, {"name": "all", "projected": {"sources": []}}]}});
+        let kinds: Vec<Kind> = of(&pod).unwrap().into_iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, [Kind::Empty { memory: false }, Kind::Empty { memory: true }, Kind::Files, Kind::Files]);
+        let claim = json!({"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}});
+        assert!(of(&claim).unwrap_err().contains("volume \"data\": persistentVolumeClaim volumes are not run"));
+    }
+
+    #[test]
+    fn config_maps_and_secrets_become_files_by_key_or_by_item() {
+        let every = json!({"name": "config", "configMap": {"name": "app"}});
+        let files = files(&every, &pod(), &sources()).unwrap();
+        let paths: Vec<(&str, u32)> = files.iter().map(|f| (f.path.as_str(), f.mode)).collect();
+        assert_eq!(paths, [("a.conf", 0o644), ("b.conf", 0o644)]);
+        let some = json!({"name": "config", "configMap": {"name": "app", "defaultMode": 0o600,
+                          "items": [{"key": "b.conf", "path": "conf/b"}, {"key": "a.conf", "path": "a", "mode": 0o400}]}});
+        let files = super::files(&some, &pod(), &sources()).unwrap();
+        let paths: Vec<(&str, &[u8], u32)> =
+            files.iter().map(|f| (f.path.as_str(), f.bytes.as_slice(), f.mode)).collect();
+        assert_eq!(paths, [("conf/b", &b"B"[..], 0o600), ("a", &b"A"[..], 0o400)]);
+        let secret = json!({"name": "creds", "secret": {"secretName": "creds"}});
+        assert_eq!(super::files(&secret, &pod(), &sources()).unwrap()[0].bytes, b"hunter2");
+    }
+
+    #[test]
+    fn a_missing_source_or_key_fails_the_mount_as_the_kubelet_says_unless_optional() {
+        let missing = json!({"name": "config", "configMap": {"name": "gone"}});
+        assert_eq!(
+            files(&missing, &pod(), &sources()).unwrap_err(),
+            "MountVolume.SetUp failed for volume \"config\" : configmap \"gone\" not found"
+        );
+        let optional = json!({"name": "config", "configMap": {"name": "gone", "optional": true}});
+        assert_eq!(files(&optional, &pod(), &sources()).unwrap(), []);
+        let no_key = json!({"name": "config", "configMap": {"name": "app", "items": [{"key": "z", "path": "z"}]}});
+        assert!(
+            files(&no_key, &pod(), &sources())
+                .unwrap_err()
+                .ends_with("configmap references non-existent config key: z")
+        );
+        let no_secret = json!({"name": "s", "secret": {"secretName": "nope"}});
+        assert!(files(&no_secret, &pod(), &sources()).unwrap_err().ends_with("secret \"nope\" not found"));
+    }
+
+    #[test]
+    fn the_downward_api_writes_fields_and_labels_as_the_kubelet_does() {
+        let volume = json!({"name": "info", "downwardAPI": {"items": [
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+            {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+            {"path": "app", "fieldRef": {"fieldPath": "metadata.labels['app']"}}]}});
+        let files = files(&volume, &pod(), &sources()).unwrap();
+        let content: Vec<String> = files.iter().map(|f| String::from_utf8(f.bytes.clone()).unwrap()).collect();
+        assert_eq!(content, ["web-1", "app=\"web\"\ntier=\"front \\\"end\\\"\"", "web"]);
+        let projected = json!({"name": "all", "projected": {"sources": [
+            {"configMap": {"name": "app", "items": [{"key": "a.conf", "path": "a"}]}},
+            {"downwardAPI": {"items": [{"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}}]}}]}});
+        let paths: Vec<String> =
+            super::files(&projected, &pod(), &sources()).unwrap().into_iter().map(|f| f.path).collect();
+        assert_eq!(paths, ["a", "ns"]);
+        let token = json!({"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}});
+        assert!(super::files(&token, &pod(), &sources()).unwrap_err().contains("serviceAccountToken projections"));
+    }
+
+    #[test]
+    fn files_are_laid_out_as_atomic_writer_lays_them_out() {
+        let files = [
+            File { path: "a.conf".into(), bytes: b"A".to_vec(), mode: 0o644 },
+            File { path: "conf/b".into(), bytes: b"B".to_vec(), mode: 0o600 },
+        ];
+        let tar = archive(&files, "v1").unwrap();
+        let mut archive = tar::Archive::new(tar.as_slice());
+        let entries: Vec<(String, Option<String>)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().into_owned();
+                (path, e.link_name().unwrap().map(|l| l.to_string_lossy().into_owned()))
+            })
+            .collect();
+        let expected = [
+            ("..v1/", None),
+            ("..v1/a.conf", None),
+            ("..v1/conf/", None),
+            ("..v1/conf/b", None),
+            ("..data", Some("..v1")),
+            ("a.conf", Some("..data/a.conf")),
+            ("conf", Some("..data/conf")),
+        ];
+        let expected: Vec<(String, Option<String>)> =
+            expected.iter().map(|(p, l)| (p.to_string(), l.map(str::to_string))).collect();
+        assert_eq!(entries, expected);
+    }
+}
