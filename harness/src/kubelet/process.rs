@@ -165,6 +165,31 @@ fn port(value: &Value, container: &Value) -> Result<u16, String> {
         .ok_or_else(|| format!("the container has no port named {name:?}"))
 }
 
+/// What a probe or a lifecycle hook does (`httpGet`, `tcpSocket`, `exec`); `None` for
+/// anything else.
+fn handler(spec: &Value, container: &Value) -> Option<Check> {
+    if let Some(http) = spec.get("httpGet") {
+        return Some(match port(&http["port"], container) {
+            Ok(port) => Check::Http { port, path: http.get("path").and_then(Value::as_str).unwrap_or("/").to_string() },
+            Err(message) => Check::Unsupported(message),
+        });
+    }
+    if let Some(tcp) = spec.get("tcpSocket") {
+        return Some(match port(&tcp["port"], container) {
+            Ok(port) => Check::Tcp { port },
+            Err(message) => Check::Unsupported(message),
+        });
+    }
+    let exec = spec.get("exec")?;
+    let argv = exec
+        .get("command")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str().map(str::to_string));
+    Some(Check::Exec { argv: argv.collect() })
+}
+
 fn probe(container: &Value, field: &str) -> Option<Probe> {
     let spec = container.get(field)?;
     let seconds =
@@ -172,30 +197,10 @@ fn probe(container: &Value, field: &str) -> Option<Probe> {
     let count = |key: &str, default: u32| {
         spec.get(key).and_then(Value::as_u64).and_then(|c| u32::try_from(c).ok()).unwrap_or(default).max(1)
     };
-    let check = if let Some(http) = spec.get("httpGet") {
-        match port(&http["port"], container) {
-            Ok(port) => Check::Http { port, path: http.get("path").and_then(Value::as_str).unwrap_or("/").to_string() },
-            Err(message) => Check::Unsupported(message),
-        }
-    } else if let Some(tcp) = spec.get("tcpSocket") {
-        match port(&tcp["port"], container) {
-            Ok(port) => Check::Tcp { port },
-            Err(message) => Check::Unsupported(message),
-        }
-    } else if let Some(exec) = spec.get("exec") {
-        let argv = exec
-            .get("command")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|a| a.as_str().map(str::to_string))
-            .collect();
-        Check::Exec { argv }
-    } else {
-        Check::Unsupported("only httpGet, tcpSocket and exec probes run on kubeyard's nodes".into())
-    };
     Some(Probe {
-        check,
+        check: handler(spec, container).unwrap_or_else(|| {
+            Check::Unsupported("only httpGet, tcpSocket and exec probes run on kubeyard's nodes".into())
+        }),
         initial: seconds("initialDelaySeconds", 0),
         period: seconds("periodSeconds", 10).max(Duration::from_secs(1)),
         timeout: seconds("timeoutSeconds", 1).max(Duration::from_secs(1)),
@@ -374,6 +379,36 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
             env.push(("PORT".into(), port.to_string()));
         }
     }
+    // `envFrom` first, each source's keys (with its prefix) in order; `env` after, over it.
+    for from in container.get("envFrom").and_then(Value::as_array).into_iter().flatten() {
+        let prefix = text(from, "/prefix");
+        let optional = |reference: &Value| reference.get("optional").and_then(Value::as_bool) == Some(true);
+        let data: Vec<(String, String)> = if let Some(reference) = from.get("configMapRef") {
+            let source = text(reference, "/name");
+            let api: Api<ConfigMap> = Api::namespaced(context.client.clone(), namespace);
+            match api.get_opt(source).await.map_err(|e| e.to_string())? {
+                Some(map) => map.data.unwrap_or_default().into_iter().collect(),
+                None if optional(reference) => continue,
+                None => return Err(format!("configmap \"{source}\" not found")),
+            }
+        } else if let Some(reference) = from.get("secretRef") {
+            let source = text(reference, "/name");
+            let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
+            match api.get_opt(source).await.map_err(|e| e.to_string())? {
+                Some(secret) => secret
+                    .data
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(k, v)| (k, String::from_utf8_lossy(&v.0).into_owned()))
+                    .collect(),
+                None if optional(reference) => continue,
+                None => return Err(format!("secret \"{source}\" not found")),
+            }
+        } else {
+            continue;
+        };
+        env.extend(data.into_iter().map(|(key, value)| (format!("{prefix}{key}"), value)));
+    }
     for variable in container.get("env").and_then(Value::as_array).into_iter().flatten() {
         let name = text(variable, "/name").to_string();
         if let Some(value) = variable.get("value").and_then(Value::as_str) {
@@ -424,7 +459,20 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
         };
         env.push((name, value));
     }
-    Ok(env)
+    Ok(last_wins(env))
+}
+
+/// One value per name, the last one given, at the place of the first: a later `env`
+/// entry overrides an earlier one or an `envFrom` key, as the kubelet builds the list.
+fn last_wins(env: Vec<(String, String)>) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::with_capacity(env.len());
+    for (name, value) in env {
+        match out.iter_mut().find(|(known, _)| *known == name) {
+            Some(entry) => entry.1 = value,
+            None => out.push((name, value)),
+        }
+    }
+    out
 }
 
 /// What a container's task tells the pod's task.
@@ -620,6 +668,30 @@ impl Life {
             .spawn()
             .map(Started::Process)
             .map_err(|e| format!("cannot start {}: {e}", executable.display()))
+    }
+
+    /// Runs the container's `postStart` or `preStop` hook, if it has one, within `within`;
+    /// `Err` says why it failed. A `sleep` hook sleeps.
+    async fn hook(&self, started: &Started, which: &str, within: Duration) -> Result<(), String> {
+        let Some(spec) = self.spec.pointer(&format!("/lifecycle/{which}")) else { return Ok(()) };
+        if let Some(seconds) = spec.pointer("/sleep/seconds").and_then(Value::as_u64) {
+            tokio::time::sleep(Duration::from_secs(seconds).min(within)).await;
+            return Ok(());
+        }
+        let check =
+            handler(spec, &self.spec).unwrap_or_else(|| Check::Unsupported(format!("a {which} hook with no handler")));
+        self::check(&check, &self.pod_ip, within, self.exec_in(started)).await
+    }
+
+    /// Stops the container as the kubelet does: its `preStop` hook first, then SIGTERM,
+    /// SIGKILL once the grace period (what is left of it after the hook) has passed.
+    async fn terminate(&self, started: &mut Started, grace: Duration) -> Ended {
+        let begun = Instant::now();
+        if let Err(why) = self.hook(started, "preStop", grace).await {
+            let message = format!("PreStopHook failed: {why}");
+            self.report(Report::Event { reason: "FailedPreStopHook", message, warning: true });
+        }
+        started.stop(grace.saturating_sub(begun.elapsed())).await
     }
 
     /// Where this container's exec probes run.
@@ -830,6 +902,15 @@ impl Life {
     /// While the process runs: probes, until it exits, fails its liveness or startup
     /// probe, or the pod is deleted. The exit code.
     async fn watch(&mut self, child: &mut Started) -> Ended {
+        // The kubelet runs `postStart` right after the start, and kills a container whose
+        // hook fails.
+        if let Err(why) = self.hook(child, "postStart", self.grace).await {
+            let message = format!("PostStartHook failed: {why}");
+            self.report(Report::Event { reason: "FailedPostStartHook", message, warning: true });
+            let message = format!("Container {} failed post-start hook, will be restarted", self.name);
+            self.report(Report::Event { reason: "Killing", message, warning: false });
+            return self.terminate(child, self.grace).await;
+        }
         let started = Instant::now();
         let mut startup = probe(&self.spec, "startupProbe").map(|p| Tally::new(p, started));
         let mut readiness = probe(&self.spec, "readinessProbe").map(|p| Tally::new(p, started));
@@ -855,7 +936,7 @@ impl Life {
                 ended = child.wait() => return ended,
                 _ = self.stop.changed() => {
                     let grace = self.stopping().unwrap_or(self.grace);
-                    return child.stop(grace).await;
+                    return self.terminate(child, grace).await;
                 }
                 _ = sleep => {}
             }
@@ -881,7 +962,7 @@ impl Life {
                             message: format!("Container {} failed startup probe, will be restarted", self.name),
                             warning: false,
                         });
-                        return child.stop(self.grace).await;
+                        return self.terminate(child, self.grace).await;
                     }
                     None => {}
                 }
@@ -916,7 +997,7 @@ impl Life {
                     if ready {
                         self.report(Report::Ready { index: self.index, ready: false });
                     }
-                    return child.stop(self.grace).await;
+                    return self.terminate(child, self.grace).await;
                 }
             }
         }
@@ -1273,6 +1354,27 @@ mod tests {
         assert_eq!(map_field("metadata.annotations['kubeyard.dev/x']"), Some(("annotations", "kubeyard.dev/x")));
         assert_eq!(map_field("metadata.labels"), None);
         assert_eq!(map_field("spec.labels['app']"), None);
+    }
+
+    #[test]
+    fn a_later_variable_overrides_an_earlier_one_in_its_place() {
+        let pairs =
+            |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let env = pairs(&[("A", "from-config-map"), ("B", "b"), ("A", "from-env")]);
+        assert_eq!(last_wins(env), pairs(&[("A", "from-env"), ("B", "b")]));
+    }
+
+    #[test]
+    fn hooks_and_probes_share_their_handlers() {
+        let container = json!({"ports": [{"name": "http", "containerPort": 80}]});
+        let http = json!({"httpGet": {"port": "http", "path": "/drain"}});
+        assert_eq!(handler(&http, &container), Some(Check::Http { port: 80, path: "/drain".into() }));
+        let exec = json!({"exec": {"command": ["sh", "-c", "sleep 1"]}});
+        assert_eq!(
+            handler(&exec, &container),
+            Some(Check::Exec { argv: vec!["sh".into(), "-c".into(), "sleep 1".into()] })
+        );
+        assert_eq!(handler(&json!({"sleep": {"seconds": 1}}), &container), None);
     }
 
     #[test]

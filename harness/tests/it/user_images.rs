@@ -125,6 +125,25 @@ spec:
                     {name: shared, mountPath: /www/shared}]}
 ---
 apiVersion: v1
+kind: ConfigMap
+metadata: {name: settings}
+data: {MODE: from-map, LEVEL: debug}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: graceful}
+spec:
+  containers:
+  - name: main
+    image: kubeyard/test-busybox:1
+    imagePullPolicy: IfNotPresent
+    envFrom: [{configMapRef: {name: settings}}]
+    env: [{name: MODE, value: from-env}]
+    args: ["-c", "echo MODE=$MODE LEVEL=$LEVEL; trap 'echo got TERM; exit 0' TERM; while true; do sleep 1; done"]
+    lifecycle:
+      preStop: {exec: {command: ["/bin/sh", "-c", "echo pre-stop ran > /proc/1/fd/1; sleep 3"]}}
+---
+apiVersion: v1
 kind: Pod
 metadata: {name: absent}
 spec:
@@ -230,6 +249,19 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     maps.patch("site", &PatchParams::default(), &Patch::Merge(change)).await.unwrap();
     eventually("the changed ConfigMap in the file", WITHIN, || async {
         page("site/greeting").as_deref() == Ok("hello again")
+    })
+    .await;
+
+    // envFrom, with env over it; on deletion the preStop hook runs before SIGTERM.
+    eventually("the graceful pod printed its settings", WITHIN, || async {
+        pods.logs("graceful", &LogParams::default()).await.is_ok_and(|l| l.contains("MODE=from-env LEVEL=debug"))
+    })
+    .await;
+    pods.delete("graceful", &Default::default()).await.unwrap();
+    eventually("the preStop hook ran, before SIGTERM", WITHIN, || async {
+        let logs = pods.logs("graceful", &LogParams::default()).await.unwrap_or_default();
+        assert!(!logs.contains("got TERM") || logs.contains("pre-stop ran"), "SIGTERM came first: {logs}");
+        logs.contains("pre-stop ran") && !logs.contains("got TERM")
     })
     .await;
 
