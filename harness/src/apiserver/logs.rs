@@ -23,7 +23,24 @@ fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
 /// The query the kubelet understands, passed on as given.
 const PASSED: &[&str] = &["follow", "previous", "tailLines", "limitBytes", "sinceSeconds", "timestamps"];
 
-pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) -> Result<Response, ApiError> {
+/// A pod's container and the kubelet that runs it.
+pub(super) struct Located {
+    pub namespace: String,
+    pub name: String,
+    pub container: String,
+    pub node_name: String,
+    /// The kubelet's `host:port`.
+    pub kubelet: String,
+}
+
+/// Finds the container `query` names (or the pod's only one) and its node's kubelet;
+/// `doing` says what for, in the errors (`logs`, `exec`).
+pub(super) async fn locate(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    doing: &str,
+) -> Result<Located, ApiError> {
     let name = target.name.as_deref().unwrap_or_default();
     let namespace = target.namespace.as_deref().unwrap_or("default");
     let key = target.resource.key(Some(namespace), name);
@@ -56,15 +73,15 @@ pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) ->
     }
     let node_name = text(&pod, "/spec/nodeName");
     if node_name.is_empty() {
-        return Err(ApiError::bad_request(format!("pod {name} is not scheduled yet: it has no logs")));
+        return Err(ApiError::bad_request(format!("pod {name} is not scheduled yet: no {doing}")));
     }
     let nodes = resources::find("", "v1", "nodes").ok_or_else(|| ApiError::internal("nodes are not served"))?;
     let node = server.store.get(&nodes.key(None, node_name)).await.map_err(|e| store_error(nodes, node_name, e))?;
     let node = from_entry(&node.ok_or_else(|| ApiError::bad_request(format!("node {node_name} is gone")))?)?;
     if text(&node, "/metadata/annotations/kubeyard.dev~1runtime") != "process" {
         return Err(ApiError::bad_request(format!(
-            "pod {name} runs on simulated node {node_name}: simulated containers write no logs \
-             (pods of the built-in image kubeyard/echo on a container cluster do)"
+            "pod {name} runs on simulated node {node_name}: simulated containers have no {doing} \
+             (pods on a container cluster's nodes do)"
         )));
     }
     let address = node
@@ -76,10 +93,21 @@ pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) ->
         .map(|a| text(a, "/address").to_string())
         .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
     let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
+    Ok(Located {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        container: container.to_string(),
+        node_name: node_name.to_string(),
+        kubelet: format!("{address}:{port}"),
+    })
+}
+
+pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) -> Result<Response, ApiError> {
+    let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, "logs").await?;
     let passed: Vec<(&str, &str)> =
         PASSED.iter().filter_map(|key| query.get(*key).map(|value| (*key, value.as_str()))).collect();
     let query = serde_urlencoded::to_string(passed).unwrap_or_default();
-    let url = format!("http://{address}:{port}/containerLogs/{namespace}/{name}/{container}?{query}");
+    let url = format!("http://{kubelet}/containerLogs/{namespace}/{name}/{container}?{query}");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let uri: http::Uri = url.parse().map_err(|_| ApiError::internal(format!("not a URL: {url}")))?;

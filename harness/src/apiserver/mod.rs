@@ -6,6 +6,7 @@
 //! accepted here too, with the limits a server facing any client needs (see `serve`).
 
 pub mod allocate;
+mod exec;
 pub mod fields;
 pub mod kubeconfig;
 mod logs;
@@ -325,7 +326,8 @@ mod serving {
         if limited {
             builder.http1().keep_alive(false);
         }
-        let connection = builder.serve_connection(TokioIo::new(io), service);
+        // Upgrades: `pods/exec` turns its connection into a WebSocket.
+        let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
         tokio::pin!(connection);
         let check = tokio::time::sleep(limits.header);
         tokio::pin!(check);
@@ -692,7 +694,11 @@ async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
     Ok(buffer.freeze())
 }
 
-async fn handle(server: &Arc<ApiServer>, parts: axum::http::request::Parts, body: Body) -> Result<Response, ApiError> {
+async fn handle(
+    server: &Arc<ApiServer>,
+    mut parts: axum::http::request::Parts,
+    body: Body,
+) -> Result<Response, ApiError> {
     let route = parse_path(parts.uri.path())?;
     if !matches!(route, Route::Health) && !authorized(server, &parts.headers) {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
@@ -738,6 +744,11 @@ async fn handle(server: &Arc<ApiServer>, parts: axum::http::request::Parts, body
         // Logs are text, whatever the client accepts.
         Route::Objects(target) if target.subresource.as_deref() == Some("log") && method == Method::GET => {
             logs::serve(server, &target, &query).await
+        }
+        Route::Objects(target)
+            if target.subresource.as_deref() == Some("exec") && matches!(method, Method::GET | Method::POST) =>
+        {
+            exec::serve(server, &target, &query, &mut parts).await
         }
         Route::Objects(target) => {
             let representation = negotiate(&parts.headers)?;

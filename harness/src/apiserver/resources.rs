@@ -165,6 +165,7 @@ impl Resource {
         if self.kind == "Pod" {
             subresources.push("binding");
             subresources.push("log");
+            subresources.push("exec");
         }
         if self.kind == "Namespace" {
             subresources.push("finalize");

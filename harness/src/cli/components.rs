@@ -446,8 +446,9 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         if let Some(address) = address {
             let endpoint = std::net::SocketAddr::new(address.into(), kubelet::server::PORT);
             let logs = kubelet::process::Runtime::new(address).logs;
+            let docker = options.docker.clone();
             tokio::spawn(async move {
-                if let Err(error) = kubelet::server::serve(endpoint, logs, token).await {
+                if let Err(error) = kubelet::server::serve(endpoint, logs, token, docker).await {
                     eprintln!("kubeyard kubelet: cannot serve logs on {endpoint}: {error}");
                 }
             });

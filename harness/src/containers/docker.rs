@@ -90,6 +90,15 @@ pub struct Limits {
     pub nano_cpus: Option<i64>,
 }
 
+/// A command running in a container with its streams attached.
+pub struct Attached {
+    pub id: String,
+    pub output: std::pin::Pin<
+        Box<dyn futures_util::Stream<Item = Result<bollard::container::LogOutput, bollard::errors::Error>> + Send>,
+    >,
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+}
+
 /// How a container ended, as the engine recorded it: its exit code, and whether the
 /// kernel killed it for going over its memory limit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -501,6 +510,40 @@ impl Docker {
         }
         let inspected = self.inner.inspect_exec(&created.id).await.map_err(refused(format!("exec in {name}")))?;
         Ok(inspected.exit_code.unwrap_or(-1))
+    }
+
+    /// Starts a command in a running container with its streams attached (`kubectl
+    /// exec`): the exec's id, its output and its input.
+    pub async fn exec_attached(&self, name: &str, argv: &[String], stdin: bool, tty: bool) -> Result<Attached, Error> {
+        let config = bollard::models::ExecConfig {
+            cmd: Some(argv.to_vec()),
+            attach_stdin: Some(stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(tty),
+            ..Default::default()
+        };
+        let created = self.inner.create_exec(name, config).await.map_err(refused(format!("exec in {name}")))?;
+        match self.inner.start_exec(&created.id, None).await.map_err(refused(format!("exec in {name}")))? {
+            bollard::exec::StartExecResults::Attached { output, input } => {
+                Ok(Attached { id: created.id, output, input })
+            }
+            bollard::exec::StartExecResults::Detached => {
+                Err(Error::Refused { what: format!("exec in {name}"), message: "the exec started detached".into() })
+            }
+        }
+    }
+
+    /// An exec's exit code, once it has ended.
+    pub async fn exec_exit_code(&self, id: &str) -> Result<i64, Error> {
+        let inspected = self.inner.inspect_exec(id).await.map_err(refused("inspect exec"))?;
+        Ok(inspected.exit_code.unwrap_or(-1))
+    }
+
+    /// Resizes an exec's terminal.
+    pub async fn resize_exec(&self, id: &str, width: u16, height: u16) -> Result<(), Error> {
+        let options = bollard::query_parameters::ResizeExecOptions { h: i32::from(height), w: i32::from(width) };
+        self.inner.resize_exec(id, options).await.map_err(refused("resize exec"))
     }
 
     /// Appends everything the container writes (from its start, following) to `log`,

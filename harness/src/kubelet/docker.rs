@@ -71,6 +71,20 @@ impl DockerRuntime {
         Ok(names.len())
     }
 
+    /// The running container of a pod on this node, by the names Kubernetes knows.
+    pub async fn running_container(&self, namespace: &str, pod: &str, container: &str) -> Option<String> {
+        let mut filters = self.filters();
+        filters.push(format!("io.kubernetes.pod.namespace={namespace}"));
+        filters.push(format!("io.kubernetes.pod.name={pod}"));
+        filters.push(format!("io.kubernetes.container.name={container}"));
+        for name in self.docker.containers_matching(&filters).await.ok()? {
+            if self.docker.running(&name).await {
+                return Some(name);
+            }
+        }
+        None
+    }
+
     /// Makes the pod's volumes and its sandbox at `pod_ip` (the volumes mounted in it at
     /// `/volumes/<name>`, where the node agent writes their files).
     pub async fn sandbox(self: &Arc<Self>, pod: &Value, pod_ip: &str) -> Result<Sandbox, String> {

@@ -11,6 +11,7 @@
 //! (it re-registers and resumes its pods).
 
 pub mod docker;
+pub mod exec;
 pub mod network;
 pub mod pause;
 pub mod pod;

@@ -9,7 +9,8 @@
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -27,6 +28,8 @@ struct Logs {
     root: PathBuf,
     /// The bearer token every request must carry; none: anyone may ask.
     token: Option<String>,
+    /// The engine the node's pods of other images run in (`exec` reaches them there).
+    docker: Option<Arc<super::docker::DockerRuntime>>,
 }
 
 impl Logs {
@@ -146,17 +149,53 @@ async fn container_logs(
     Body::from_stream(follow).into_response()
 }
 
-/// Serves until the task is dropped; with a `token`, only to requests that carry it.
-pub async fn serve(address: SocketAddr, root: PathBuf, token: Option<String>) -> std::io::Result<()> {
-    let listener = tokio::net::TcpListener::bind(address).await?;
-    axum::serve(listener, router(root, token)).await
+/// `kubectl exec`'s session with a container of the engine, over a WebSocket.
+async fn exec(
+    State(logs): State<Arc<Logs>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !authorized(&headers, logs.token.as_deref()) {
+        return refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into());
+    }
+    let request = match super::exec::Request::parse(query.as_deref().unwrap_or_default()) {
+        Ok(request) => request,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    let Some(docker) = logs.docker.clone() else {
+        return refuse(StatusCode::BAD_REQUEST, "this node runs no containers: pods here are processes".into());
+    };
+    let Some(name) = docker.running_container(&namespace, &pod, &container).await else {
+        let message = format!(
+            "container not found (\"{container}\"): it is not running, or it is of the built-in image kubeyard/echo, \
+             which runs as a process and has no exec"
+        );
+        return refuse(StatusCode::NOT_FOUND, message);
+    };
+    upgrade
+        .protocols(super::exec::PROTOCOLS)
+        .on_upgrade(move |socket| super::exec::session(docker, name, request, socket))
 }
 
-fn router(root: PathBuf, token: Option<String>) -> Router {
-    let logs = Arc::new(Logs { root, token });
+/// Serves until the task is dropped; with a `token`, only to requests that carry it.
+pub async fn serve(
+    address: SocketAddr,
+    root: PathBuf,
+    token: Option<String>,
+    docker: Option<Arc<super::docker::DockerRuntime>>,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(address).await?;
+    axum::serve(listener, router(root, token, docker)).await
+}
+
+fn router(root: PathBuf, token: Option<String>, docker: Option<Arc<super::docker::DockerRuntime>>) -> Router {
+    let logs = Arc::new(Logs { root, token, docker });
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
+        .route("/exec/{namespace}/{pod}/{container}", get(exec))
         .with_state(logs)
 }
 
@@ -176,7 +215,7 @@ mod tests {
     #[test]
     fn the_newest_run_and_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = Logs { root: dir.path().to_path_buf(), token: None };
+        let logs = Logs { root: dir.path().to_path_buf(), token: None, docker: None };
         let container = dir.path().join("shop_web-1_uid-1").join("web");
         std::fs::create_dir_all(&container).unwrap();
         for run in [0, 1, 10] {
@@ -195,7 +234,7 @@ mod tests {
         let container = dir.path().join("shop_web-1_uid-1").join("web");
         std::fs::create_dir_all(&container).unwrap();
         std::fs::write(container.join("0.log"), "the secret is hunter2\n").unwrap();
-        let router = router(dir.path().to_path_buf(), Some("s3cret".into()));
+        let router = router(dir.path().to_path_buf(), Some("s3cret".into()), None);
         let ask = |authorization: Option<&str>, path: &str| {
             let mut request = axum::http::Request::get(path);
             if let Some(value) = authorization {

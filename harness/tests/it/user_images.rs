@@ -13,7 +13,7 @@ use kubeyard_harness::containers::docker::Docker;
 use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(90);
-const IMAGE: &str = "kubeyard/test-busybox:1";
+const IMAGE: &str = "kubeyard/test-busybox:2";
 
 /// Debian's static busybox in an image of its own, with its applets as links, built once.
 async fn busybox_image(docker: &Docker) {
@@ -33,7 +33,7 @@ async fn busybox_image(docker: &Docker) {
     add("Dockerfile", b"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/sh\"]\n", 0o644);
     add("rootfs/bin/busybox", &busybox, 0o755);
     add("rootfs/tmp/.keep", b"", 0o644);
-    for applet in ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls", "id"] {
+    for applet in ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls", "id", "tar", "stty"] {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(tar::EntryType::Symlink);
         header.set_size(0);
@@ -53,7 +53,7 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       containers:
-      - {name: web, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+      - {name: web, image: "kubeyard/test-busybox:2", imagePullPolicy: IfNotPresent,
          env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}],
          command: ["/bin/sh", "-c"],
          args: ["mkdir -p /tmp/www && echo $(POD_NAME) > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www"],
@@ -76,7 +76,7 @@ metadata: {name: client}
 spec:
   containers:
   - name: client
-    image: kubeyard/test-busybox:1
+    image: kubeyard/test-busybox:2
     imagePullPolicy: Never
     args: ["-c", "until wget -q -O - http://web/; do sleep 1; done; exec sleep 3600"]
 ---
@@ -85,7 +85,7 @@ apiVersion: v1
 metadata: {name: crasher}
 spec:
   containers:
-  - {name: crasher, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+  - {name: crasher, image: "kubeyard/test-busybox:2", imagePullPolicy: IfNotPresent,
      args: ["-c", "echo about to fail; exit 3"]}
 ---
 apiVersion: v1
@@ -95,7 +95,7 @@ spec:
   restartPolicy: Never
   containers:
   - name: hog
-    image: kubeyard/test-busybox:1
+    image: kubeyard/test-busybox:2
     imagePullPolicy: IfNotPresent
     args: ["-c", "head -c 400000000 /dev/zero | tail -n 1"]
     resources:
@@ -115,11 +115,11 @@ spec:
   - {name: info, downwardAPI: {items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]}}
   - {name: shared, emptyDir: {}}
   initContainers:
-  - {name: prepare, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+  - {name: prepare, image: "kubeyard/test-busybox:2", imagePullPolicy: IfNotPresent,
      securityContext: {runAsUser: 1000}, volumeMounts: [{name: shared, mountPath: /shared}],
      args: ["-c", "echo prepared by $(id -u) > /shared/note"]}
   containers:
-  - {name: web, image: "kubeyard/test-busybox:1", imagePullPolicy: IfNotPresent,
+  - {name: web, image: "kubeyard/test-busybox:2", imagePullPolicy: IfNotPresent,
      args: ["-c", "exec httpd -f -p 8080 -h /www"],
      volumeMounts: [{name: site, mountPath: /www/site}, {name: info, mountPath: /www/info},
                     {name: shared, mountPath: /www/shared}]}
@@ -135,7 +135,7 @@ metadata: {name: graceful}
 spec:
   containers:
   - name: main
-    image: kubeyard/test-busybox:1
+    image: kubeyard/test-busybox:2
     imagePullPolicy: IfNotPresent
     envFrom: [{configMapRef: {name: settings}}]
     env: [{name: MODE, value: from-env}]
@@ -203,6 +203,44 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
         logs.contains("web-")
     })
     .await;
+
+    // kubectl exec (over WebSocket, v5.channel.k8s.io): output, errors, the exit code,
+    // stdin; and kubectl cp both ways (tar through exec).
+    let kubeconfig = dir.path().join("config");
+    let kubectl = |args: &[&str], input: Option<&str>| {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        if let Some(input) = input {
+            stdin.write_all(input.as_bytes()).unwrap();
+        }
+        drop(stdin);
+        let output = child.wait_with_output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.code(), text(&output.stdout), text(&output.stderr))
+    };
+    let (code, out, err) = kubectl(&["exec", "client", "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"], None);
+    assert_eq!((code, out.as_str()), (Some(3), "hi\n"), "{err}");
+    assert!(err.contains("oops") && err.contains("command terminated with exit code 3"), "{err}");
+    let (code, out, err) = kubectl(&["exec", "-i", "client", "--", "cat"], Some("through stdin\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "through stdin\n"), "{err}");
+    let local = dir.path().join("note.txt");
+    std::fs::write(&local, "copied in\n").unwrap();
+    let (code, _, err) = kubectl(&["cp", local.to_str().unwrap(), "client:/tmp/note.txt"], None);
+    assert_eq!(code, Some(0), "{err}");
+    let (_, out, _) = kubectl(&["exec", "client", "--", "cat", "/tmp/note.txt"], None);
+    assert_eq!(out, "copied in\n");
+    let back = dir.path().join("back.txt");
+    let (code, _, err) = kubectl(&["cp", "client:/tmp/note.txt", back.to_str().unwrap()], None);
+    assert_eq!((code, std::fs::read_to_string(&back).ok().as_deref()), (Some(0), Some("copied in\n")), "{err}");
 
     // A failing container restarts, with its last state and then CrashLoopBackOff.
     eventually("the crasher restarted", WITHIN, || async {

@@ -1,0 +1,154 @@
+//! `pods/exec` (`kubectl exec`, and `kubectl cp`, which runs `tar` through it): the API
+//! server opens a WebSocket to the pod's kubelet (`/exec/{namespace}/{pod}/{container}`)
+//! with the protocol the client asked for (`v5.channel.k8s.io` or `v4`), then accepts the
+//! client's upgrade and relays the messages both ways, as Kubernetes proxies the stream.
+//! The kubelet is asked first, so a refusal (no such container, a simulated node) reaches
+//! the client as an HTTP error with its message. kubectl 1.32 speaks WebSocket first; a
+//! client that can only speak SPDY is refused with a message saying so.
+
+use super::logs::{Located, locate};
+use super::status::ApiError;
+use super::{ApiServer, Query, Target};
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
+use tokio_tungstenite::tungstenite::protocol::Role;
+
+/// The protocol to speak: the first the client offers that the kubelet speaks.
+fn protocol(offered: Option<&HeaderValue>) -> Option<&'static str> {
+    let offered = offered?.to_str().ok()?;
+    let offered: Vec<&str> = offered.split(',').map(str::trim).collect();
+    offered.iter().find_map(|p| crate::kubelet::exec::PROTOCOLS.iter().find(|known| *known == p).copied())
+}
+
+pub(super) async fn serve(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    parts: &mut axum::http::request::Parts,
+) -> Result<Response, ApiError> {
+    let headers = &parts.headers;
+    let websocket =
+        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
+    let (Some(key), true) = (key, websocket) else {
+        return Err(ApiError::bad_request(
+            "kubeyard serves exec over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io) only, not SPDY",
+        ));
+    };
+    let Some(protocol) = protocol(headers.get(header::SEC_WEBSOCKET_PROTOCOL)) else {
+        return Err(ApiError::bad_request("exec needs the protocol v5.channel.k8s.io or v4.channel.k8s.io"));
+    };
+    let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, "exec").await?;
+    let raw = parts.uri.query().unwrap_or_default();
+    let url = format!("ws://{kubelet}/exec/{namespace}/{name}/{container}?{raw}");
+    let mut request = url.into_client_request().map_err(|e| ApiError::internal(e.to_string()))?;
+    request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
+    if let Some(token) = &server.options.token {
+        let bearer =
+            HeaderValue::from_str(&format!("Bearer {token}")).map_err(|e| ApiError::internal(e.to_string()))?;
+        request.headers_mut().insert(header::AUTHORIZATION, bearer);
+    }
+    let unavailable = |why: String| {
+        ApiError::new(503, "ServiceUnavailable", format!("the kubelet of {node_name} does not answer: {why}"))
+    };
+    let connected = tokio::time::timeout(std::time::Duration::from_secs(5), tokio_tungstenite::connect_async(request))
+        .await
+        .map_err(|_| unavailable("no answer within 5s".into()))?;
+    let upstream = match connected {
+        Ok((upstream, _)) => upstream,
+        Err(tokio_tungstenite::tungstenite::Error::Http(refusal)) => {
+            let message =
+                refusal.body().as_ref().map(|b| String::from_utf8_lossy(b).trim().to_string()).unwrap_or_default();
+            let code = refusal.status().as_u16();
+            return Err(match code {
+                404 => ApiError::new(404, "NotFound", message),
+                401 => ApiError::internal(format!("the kubelet of {node_name} refused the API server's credentials")),
+                _ => ApiError::bad_request(message),
+            });
+        }
+        Err(error) => return Err(unavailable(error.to_string())),
+    };
+    let on_upgrade = parts
+        .extensions
+        .remove::<hyper::upgrade::OnUpgrade>()
+        .ok_or_else(|| ApiError::internal("this connection cannot be upgraded"))?;
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else { return };
+        let client = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
+        relay(client, upstream).await;
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "Upgrade")
+        .header(header::SEC_WEBSOCKET_ACCEPT, derive_accept_key(key.as_bytes()))
+        .header(header::SEC_WEBSOCKET_PROTOCOL, protocol)
+        .body(Body::empty())
+        .map_err(|e| ApiError::internal(e.to_string()))
+}
+
+/// Passes every message from each side to the other until either ends.
+async fn relay<A, B>(client: WebSocketStream<A>, node: WebSocketStream<B>)
+where
+    A: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    B: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use tokio_tungstenite::tungstenite::Message;
+    let (mut to_client, mut from_client) = client.split();
+    let (mut to_node, mut from_node) = node.split();
+    let upward = async {
+        while let Some(Ok(message)) = from_client.next().await {
+            let closing = matches!(message, Message::Close(_));
+            if matches!(message, Message::Ping(_) | Message::Pong(_)) {
+                continue;
+            }
+            if to_node.send(message).await.is_err() || closing {
+                break;
+            }
+        }
+    };
+    let downward = async {
+        while let Some(Ok(message)) = from_node.next().await {
+            if matches!(message, Message::Ping(_) | Message::Pong(_)) {
+                continue;
+            }
+            let closing = matches!(message, Message::Close(_));
+            if to_client.send(message).await.is_err() || closing {
+                return;
+            }
+        }
+        // The node went away without a word: close with a code, which kubectl reads as the end.
+        let normal = tokio_tungstenite::tungstenite::protocol::CloseFrame {
+            code: tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode::Normal,
+            reason: "".into(),
+        };
+        let _ = to_client.send(Message::Close(Some(normal))).await;
+    };
+    // The node's side ends the session (the command's end); the client closing first
+    // ends it too.
+    tokio::select! {
+        () = downward => {}
+        () = upward => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_protocol_both_speak_is_chosen() {
+        let offered = HeaderValue::from_static("v5.channel.k8s.io, v4.channel.k8s.io, channel.k8s.io");
+        assert_eq!(protocol(Some(&offered)), Some("v5.channel.k8s.io"));
+        let older = HeaderValue::from_static("v4.channel.k8s.io,v3.channel.k8s.io");
+        assert_eq!(protocol(Some(&older)), Some("v4.channel.k8s.io"));
+        assert_eq!(protocol(Some(&HeaderValue::from_static("channel.k8s.io"))), None);
+        assert_eq!(protocol(None), None);
+    }
+}
