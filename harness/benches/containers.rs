@@ -97,13 +97,14 @@ fn main() {
         }
         summary("boot to a ready 3-node container cluster", times);
 
-        // Online Boutique (from the corpus beside the project) as `kubeyard test` runs it:
+        // Online Boutique (from the corpus beside the project) as `kubeyard test` runs it,
+        // its images (which no registry here serves) simulated:
         // boot, apply, converged, cleanup.
         let boutique = workspace().join("../shared/corpus/online-boutique");
         let test_dir = tempfile::tempdir().expect("a temporary folder");
         let test = format!(
             "apiVersion: kubeyard.dev/v1alpha1\nkind: Test\nmetadata: {{name: online-boutique}}\nspec:\n  \
-             cluster: {{nodes: [{{name: node, count: 3}}]}}\n  steps:\n    - apply: {{files: [\"{}\"]}}\n    \
+             cluster: {{nodes: [{{name: node, count: 3}}], simulateAbsentImages: true}}\n  steps:\n    - apply: {{files: [\"{}\"]}}\n    \
              - converged: {{}}\n      within: 5m\n",
             boutique.display()
         );

@@ -113,6 +113,10 @@ pub struct KubeletArgs {
     #[arg(long, value_name = "LIST", default_value = "")]
     pod_labels: String,
 
+    /// Simulates the pods whose images the engine does not have, instead of failing to pull them.
+    #[arg(long, requires = "docker_network")]
+    simulate_absent_images: bool,
+
     /// The Service range, routed through the node from every pod's sandbox.
     #[arg(long, value_name = "CIDR", default_value = crate::apiserver::allocate::DEFAULT_SERVICE_CIDR)]
     service_cidr: String,
@@ -423,6 +427,7 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
         args.docker_network.clone().zip(address).map(|(network, node_address)| {
             (network, node_address, args.sandbox_image.clone(), args.service_cidr.clone())
         });
+    let simulate_absent = args.simulate_absent_images;
     serve("kubelet", &args.server, |client| async move {
         let name = node.name.clone();
         if let Some((network, node_address, sandbox_image, service_cidr)) = engine {
@@ -434,12 +439,17 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
                 labels: pod_labels.into_iter().collect(),
                 service_cidr,
                 node_address,
+                images: if simulate_absent { Some(Default::default()) } else { None },
             };
             let left = runtime.remove_leftovers().await.map_err(|e| e.to_string())?;
             if left > 0 {
                 eprintln!("kubeyard kubelet: removed {left} containers an earlier run of this node left");
             }
-            options.docker = Some(std::sync::Arc::new(runtime));
+            let runtime = std::sync::Arc::new(runtime);
+            if simulate_absent {
+                tokio::spawn(kubelet::docker::watch_images(std::sync::Arc::clone(&runtime)));
+            }
+            options.docker = Some(runtime);
         }
         // A node on a real network runs processes (the API server reads their logs
         // here), their Services' proxy, and the cluster's DNS.

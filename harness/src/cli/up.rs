@@ -55,6 +55,11 @@ pub struct UpArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 40)]
     node_monitor_grace_period: u64,
 
+    /// With --containers: simulate the pods whose images the local Docker engine does not
+    /// have, instead of failing to pull them (ImagePullBackOff).
+    #[arg(long, requires = "containers")]
+    simulate_absent_images: bool,
+
     /// Run every component in a Docker container of its own (etcd, API server, scheduler,
     /// controller manager, one per node) on a private network, from images built locally.
     #[arg(long)]
@@ -108,6 +113,7 @@ pub fn run(args: UpArgs) -> Exit {
         spec.etcd_binary = args.etcd_binary.clone();
         spec.node_grace = Duration::from_secs(args.node_monitor_grace_period);
         spec.insecure_http = args.insecure_http;
+        spec.simulate_absent_images = args.simulate_absent_images;
         for node in &mut spec.nodes {
             node.capacity.extend(capacity.clone());
         }

@@ -94,6 +94,10 @@ pub struct ClusterSpec {
     /// A node whose lease is older than this goes Unknown (`--node-monitor-grace-period`,
     /// 40 s in Kubernetes); nodes renew their leases four times within it.
     pub node_grace: Duration,
+    /// Pods whose images the engine does not have are simulated instead of failing to
+    /// pull (`kubeyard up --containers --simulate-absent-images`; a Test's
+    /// `cluster.simulateAbsentImages`).
+    pub simulate_absent_images: bool,
     /// Serve the API over plain HTTP with no token (`kubeyard up --insecure-http`): anyone
     /// who reaches the published port can read every Secret. etcd keeps its certificates.
     pub insecure_http: bool,
@@ -108,6 +112,7 @@ impl ClusterSpec {
             etcd_binary: None,
             kubeyard_binary: None,
             node_grace: Duration::from_secs(40),
+            simulate_absent_images: false,
             insecure_http: false,
         }
     }
@@ -419,6 +424,9 @@ impl ContainerCluster {
             // removal and the node's faults reach them.
             cmd.push(format!("--docker-network={}", self.network));
             cmd.push(format!("--sandbox-image={kubeyard}"));
+            if spec.simulate_absent_images {
+                cmd.push("--simulate-absent-images".into());
+            }
             cmd.push(format!(
                 "--pod-labels={CLUSTER_LABEL}={},{USER_LABEL}={user},{}={}",
                 self.id,

@@ -460,6 +460,13 @@ impl Docker {
         }
     }
 
+    /// Every name the engine's images answer to (`repo:tag`, `repo@digest`).
+    pub async fn image_names(&self) -> Result<std::collections::HashSet<String>, Error> {
+        let images = self.inner.list_images(None::<bollard::query_parameters::ListImagesOptions>).await;
+        let images = images.map_err(refused("list images"))?;
+        Ok(images.into_iter().flat_map(|image| image.repo_tags.into_iter().chain(image.repo_digests)).collect())
+    }
+
     /// Pulls an image from its registry.
     pub async fn pull(&self, image: &str) -> Result<(), Error> {
         let options = CreateImageOptionsBuilder::default().from_image(image).build();

@@ -45,6 +45,20 @@ pub struct DockerRuntime {
     /// Routed through the node from every sandbox.
     pub service_cidr: String,
     pub node_address: Ipv4Addr,
+    /// With `--simulate-absent-images`: the images the engine holds, by every name they
+    /// answer to, kept current by [`watch_images`]; pods of other images are simulated.
+    pub images: Option<Mutex<std::collections::HashSet<String>>>,
+}
+
+/// Keeps [`DockerRuntime::images`] current (every 2 s): an image built while the cluster
+/// runs serves the pods made after it.
+pub async fn watch_images(runtime: Arc<DockerRuntime>) {
+    loop {
+        if let (Some(images), Ok(names)) = (&runtime.images, runtime.docker.image_names().await) {
+            *images.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = names;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
 }
 
 impl std::fmt::Debug for DockerRuntime {
@@ -54,6 +68,22 @@ impl std::fmt::Debug for DockerRuntime {
 }
 
 impl DockerRuntime {
+    /// Whether the pod runs in the engine: always, unless absent images are simulated and
+    /// one of its images is absent.
+    pub fn runs(&self, pod: &Value) -> bool {
+        let Some(images) = &self.images else { return true };
+        let images = images.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        ["initContainers", "containers"]
+            .iter()
+            .filter_map(|field| pod.pointer(&format!("/spec/{field}")).and_then(Value::as_array))
+            .flatten()
+            .all(|c| {
+                let image = text(c, "/image");
+                // `app` is `app:latest` to the engine.
+                images.contains(image) || (!image.contains(':') && images.contains(&format!("{image}:latest")))
+            })
+    }
+
     fn filters(&self) -> Vec<String> {
         self.labels.iter().map(|(key, value)| format!("{key}={value}")).collect()
     }

@@ -541,7 +541,8 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
     };
     // On a real node, a pod runs for real: the built-in image as processes, any other
     // in the engine, unless the pod asks to be simulated.
-    let in_engine = shared.options.docker.is_some() && !pod.annotations().contains_key(simulate::ANNOTATION);
+    let asked_to_simulate = pod.annotations().contains_key(simulate::ANNOTATION);
+    let in_engine = !asked_to_simulate && shared.options.docker.as_ref().is_some_and(|docker| docker.runs(&value));
     let processes = config.network.filter(|_| process::runs_as_processes(&value) || in_engine);
     let mut pods = lock(&shared.pods);
     if processes.is_some() {

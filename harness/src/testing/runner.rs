@@ -268,6 +268,7 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
                 cluster.node_grace = grace;
             }
             cluster.nodes = nodes(&spec.cluster).into_iter().map(container_node).collect();
+            cluster.simulate_absent_images = spec.cluster.simulate_absent_images;
             Cluster::containers(&cluster).await
         }
         Target::Kubeconfig { path, context } => {

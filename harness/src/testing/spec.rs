@@ -33,6 +33,10 @@ pub struct ClusterSpec {
     /// How long a node may go silent before it is NotReady (`40s`, Kubernetes' default).
     #[serde(default)]
     pub node_monitor_grace_period: Option<String>,
+    /// On a container cluster, pods whose images the engine does not have are simulated
+    /// instead of failing to pull.
+    #[serde(default)]
+    pub simulate_absent_images: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
