@@ -126,7 +126,8 @@ fn main() {
 
         // The same, step by step, with memory at the end.
         let started = Instant::now();
-        let cluster = ContainerCluster::boot(&spec(3), &|_: &str| {}).await.expect("the cluster boots");
+        let simulating = ClusterSpec { simulate_absent_images: true, ..spec(3) };
+        let cluster = ContainerCluster::boot(&simulating, &|_: &str| {}).await.expect("the cluster boots");
         let booted = started.elapsed();
         let applied = std::process::Command::new(KUBEYARD)
             .args(["apply", "--cluster", cluster.url()])
@@ -155,5 +156,75 @@ fn main() {
         );
         memory_report("with Online Boutique converged", &cluster).await;
         cluster.remove().await.expect("the cluster is removed");
+
+        engine_pods(&docker).await;
     });
+}
+
+const BUSYBOX: &str = "kubeyard/test-busybox:2";
+
+/// Pods of a local image (Debian's busybox, built `FROM scratch`): one pod from bound to
+/// Running and Ready, then 50 pods on 3 nodes from create to all Running and Ready, and
+/// the cluster's memory with them.
+async fn engine_pods(docker: &Docker) {
+    if let Err(why) = kubeyard_harness::containers::image::busybox(docker, BUSYBOX).await {
+        println!("pods of a local image: skipped ({why})");
+        return;
+    }
+    let cluster = ContainerCluster::boot(&spec(3), &|_: &str| {}).await.expect("the cluster boots");
+    let client = cluster.client().expect("a client");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let container = serde_json::json!({"name": "web", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                                       "args": ["-c", "exec httpd -f -p 8080"]});
+    let mut single = Vec::new();
+    for run in 0..5 {
+        let pod: Pod = serde_json::from_value(serde_json::json!({"metadata": {"name": format!("one-{run}")},
+                                                               "spec": {"containers": [container]}}))
+        .expect("a pod");
+        pods.create(&Default::default(), &pod).await.expect("the pod is created");
+        let mut bound = None;
+        let ready = loop {
+            let pod = pods.get(&format!("one-{run}")).await.expect("the pod");
+            let now = Instant::now();
+            if bound.is_none() && pod.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some() {
+                bound = Some(now);
+            }
+            let conditions = pod.status.and_then(|s| s.conditions).unwrap_or_default();
+            if conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True") {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        single.push(ready - bound.unwrap_or(ready));
+    }
+    summary("a pod of a local image, from bound to Running and Ready", single);
+
+    let deployment: Deployment = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 50, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [container]}}}}))
+    .expect("a Deployment");
+    let started = Instant::now();
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .create(&Default::default(), &deployment)
+        .await
+        .expect("the Deployment is created");
+    loop {
+        let list = pods.list(&ListParams::default().labels("app=web")).await.map(|l| l.items).unwrap_or_default();
+        let ready = list
+            .iter()
+            .filter(|p| {
+                let conditions = p.status.as_ref().and_then(|s| s.conditions.clone()).unwrap_or_default();
+                conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+            })
+            .count();
+        if ready == 50 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(120), "50 pods did not come up: {ready} ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("50 pods of a local image on 3 nodes, from create to Running and Ready: {:.2?}", started.elapsed());
+    memory_report("with 55 real pods (the 50 and the 5 timed one by one)", &cluster).await;
+    cluster.remove().await.expect("the cluster is removed");
 }

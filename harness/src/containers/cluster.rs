@@ -673,6 +673,15 @@ impl ContainerCluster {
                 usage.push((name, bytes));
             }
         }
+        // The pods' containers in the engine (sandboxes too), as one entry.
+        let labels = [format!("{CLUSTER_LABEL}={}", self.id), crate::kubelet::docker::POD_UID_LABEL.to_string()];
+        let mut pods = 0;
+        for name in self.docker.containers_matching(&labels).await.unwrap_or_default() {
+            pods += self.docker.memory(&name).await.unwrap_or(0);
+        }
+        if pods > 0 {
+            usage.push(("pods".to_string(), pods));
+        }
         usage
     }
 

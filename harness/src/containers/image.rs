@@ -277,6 +277,42 @@ fn find_on_path(program: &str) -> Option<PathBuf> {
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
+/// Where Debian's busybox-static puts its binary.
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Builds `tag`: Debian's static busybox `FROM scratch`, its shell as the entrypoint and
+/// the applets tests and benchmarks use as links, unless the engine has it already. The
+/// stand-in for a user's own image, built with no registry.
+pub async fn busybox(docker: &Docker, tag: &str) -> Result<(), String> {
+    if docker.has_image(tag).await.map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let binary = std::fs::read(BUSYBOX)
+        .map_err(|e| format!("{BUSYBOX}: {e} (Debian's busybox-static: scripts/setup installs it)"))?;
+    let mut context = tar::Builder::new(Vec::new());
+    let mut add = |path: &str, bytes: &[u8], mode: u32| {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(bytes.len() as u64);
+        header.set_mode(mode);
+        header.set_cksum();
+        context.append_data(&mut header, path, bytes)
+    };
+    let written = add("Dockerfile", b"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/sh\"]\n", 0o644)
+        .and_then(|()| add("rootfs/bin/busybox", &binary, 0o755))
+        .and_then(|()| add("rootfs/tmp/.keep", b"", 0o644));
+    written.map_err(|e| e.to_string())?;
+    let applets = ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls", "id", "tar", "stty"];
+    for applet in applets {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        context.append_link(&mut header, format!("rootfs/bin/{applet}"), "busybox").map_err(|e| e.to_string())?;
+    }
+    let context = context.into_inner().map_err(|e| e.to_string())?;
+    docker.build(tag, context).await.map_err(|e| e.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,34 +15,6 @@ use std::time::Duration;
 const WITHIN: Duration = Duration::from_secs(90);
 const IMAGE: &str = "kubeyard/test-busybox:2";
 
-/// Debian's static busybox in an image of its own, with its applets as links, built once.
-async fn busybox_image(docker: &Docker) {
-    if docker.has_image(IMAGE).await.unwrap() {
-        return;
-    }
-    let busybox =
-        std::fs::read("/bin/busybox").expect("/bin/busybox (Debian's busybox-static: scripts/setup installs it)");
-    let mut context = tar::Builder::new(Vec::new());
-    let mut add = |path: &str, bytes: &[u8], mode: u32| {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(bytes.len() as u64);
-        header.set_mode(mode);
-        header.set_cksum();
-        context.append_data(&mut header, path, bytes).unwrap();
-    };
-    add("Dockerfile", b"FROM scratch\nCOPY rootfs/ /\nENTRYPOINT [\"/bin/sh\"]\n", 0o644);
-    add("rootfs/bin/busybox", &busybox, 0o755);
-    add("rootfs/tmp/.keep", b"", 0o644);
-    for applet in ["sh", "httpd", "wget", "echo", "cat", "sleep", "head", "tail", "mkdir", "ls", "id", "tar", "stty"] {
-        let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Symlink);
-        header.set_size(0);
-        header.set_mode(0o777);
-        context.append_link(&mut header, format!("rootfs/bin/{applet}"), "busybox").unwrap();
-    }
-    docker.build(IMAGE, context.into_inner().unwrap()).await.expect("the test image builds");
-}
-
 const APP: &str = r#"
 apiVersion: apps/v1
 kind: Deployment
@@ -162,7 +134,7 @@ fn container_status(pod: &Pod) -> serde_json::Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() {
     let docker = Docker::connect().await.unwrap();
-    busybox_image(&docker).await;
+    kubeyard_harness::containers::image::busybox(&docker, IMAGE).await.expect("the test image builds");
     let cluster = boot(2).await;
     let id = cluster.id().to_string();
     let client = cluster.client().unwrap();
