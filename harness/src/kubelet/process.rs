@@ -355,7 +355,7 @@ impl Source {
 }
 
 /// `metadata.labels['app']` and `metadata.annotations['x']`: the map and the key.
-fn map_field(path: &str) -> Option<(&str, &str)> {
+pub(crate) fn map_field(path: &str) -> Option<(&str, &str)> {
     let (map, rest) = path.split_once("['")?;
     let key = rest.strip_suffix("']")?;
     matches!(map, "metadata.labels" | "metadata.annotations").then_some((map.trim_start_matches("metadata."), key))

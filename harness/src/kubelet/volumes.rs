@@ -202,20 +202,12 @@ fn downward_api(files: &mut Vec<File>, downward: &Value, pod: &Value, default: u
             "metadata.uid" => text(pod, "/metadata/uid").to_string(),
             "metadata.labels" => format_map(pod.pointer("/metadata/labels")),
             "metadata.annotations" => format_map(pod.pointer("/metadata/annotations")),
-            other => match other.split_once("['").and_then(|(map, rest)| Some((map, rest.strip_suffix("']")?))) {
-                Some(("metadata.labels", key)) => pod
-                    .pointer("/metadata/labels")
-                    .and_then(|m| m.get(key))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                Some(("metadata.annotations", key)) => pod
-                    .pointer("/metadata/annotations")
-                    .and_then(|m| m.get(key))
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
-                _ => return Err(format!("downward API item {path}: the field {other} is not supported")),
+            other => match super::process::map_field(other) {
+                Some((map, key)) => {
+                    let map = pod.pointer(&format!("/metadata/{map}"));
+                    map.and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or_default().to_string()
+                }
+                None => return Err(format!("downward API item {path}: the field {other} is not supported")),
             },
         };
         files.push(File { path, bytes: content.into_bytes(), mode: mode(item.get("mode"), default) });
