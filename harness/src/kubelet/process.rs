@@ -15,9 +15,8 @@
 //! SIGKILL), then the deletion is confirmed.
 
 use super::docker::{DockerRuntime, Pulled, Sandbox};
-use super::network;
 use super::pod::{self, State, Status};
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use super::{network, volumes};
 use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::{Map, Value};
 use std::net::Ipv4Addr;
@@ -385,16 +384,14 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
         let optional = |reference: &Value| reference.get("optional").and_then(Value::as_bool) == Some(true);
         let data: Vec<(String, String)> = if let Some(reference) = from.get("configMapRef") {
             let source = text(reference, "/name");
-            let api: Api<ConfigMap> = Api::namespaced(context.client.clone(), namespace);
-            match api.get_opt(source).await.map_err(|e| e.to_string())? {
+            match volumes::config_map(&context.client, namespace, source).await? {
                 Some(map) => map.data.unwrap_or_default().into_iter().collect(),
                 None if optional(reference) => continue,
                 None => return Err(format!("configmap \"{source}\" not found")),
             }
         } else if let Some(reference) = from.get("secretRef") {
             let source = text(reference, "/name");
-            let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
-            match api.get_opt(source).await.map_err(|e| e.to_string())? {
+            match volumes::secret(&context.client, namespace, source).await? {
                 Some(secret) => secret
                     .data
                     .unwrap_or_default()
@@ -438,8 +435,7 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
             }
         } else if let Some(reference) = from.get("configMapKeyRef") {
             let (source, key) = (text(reference, "/name"), text(reference, "/key"));
-            let api: Api<ConfigMap> = Api::namespaced(context.client.clone(), namespace);
-            let found = api.get_opt(source).await.map_err(|e| e.to_string())?;
+            let found = volumes::config_map(&context.client, namespace, source).await?;
             match found.and_then(|m| m.data).and_then(|d| d.get(key).cloned()) {
                 Some(value) => value,
                 None if reference.get("optional").and_then(Value::as_bool) == Some(true) => continue,
@@ -447,8 +443,7 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
             }
         } else if let Some(reference) = from.get("secretKeyRef") {
             let (source, key) = (text(reference, "/name"), text(reference, "/key"));
-            let api: Api<Secret> = Api::namespaced(context.client.clone(), namespace);
-            let found = api.get_opt(source).await.map_err(|e| e.to_string())?;
+            let found = volumes::secret(&context.client, namespace, source).await?;
             match found.and_then(|s| s.data).and_then(|d| d.get(key).cloned()) {
                 Some(bytes) => String::from_utf8_lossy(&bytes.0).into_owned(),
                 None if reference.get("optional").and_then(Value::as_bool) == Some(true) => continue,

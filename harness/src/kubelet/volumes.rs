@@ -65,6 +65,16 @@ pub fn of(pod: &Value) -> Result<Vec<PodVolume>, String> {
     Ok(volumes)
 }
 
+/// A ConfigMap of the namespace, as the API server has it now (`None`: there is none).
+pub async fn config_map(client: &kube::Client, namespace: &str, name: &str) -> Result<Option<ConfigMap>, String> {
+    Api::<ConfigMap>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(|e| e.to_string())
+}
+
+/// A Secret of the namespace, as the API server has it now (`None`: there is none).
+pub async fn secret(client: &kube::Client, namespace: &str, name: &str) -> Result<Option<Secret>, String> {
+    Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(|e| e.to_string())
+}
+
 /// The ConfigMaps and Secrets `pod`'s volumes name, read from the API server.
 pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String> {
     let namespace = text(pod, "/metadata/namespace");
@@ -88,9 +98,7 @@ pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String
     }
     for (kind, name) in named {
         if kind == "configMap" && !sources.config_maps.contains_key(&name) {
-            let api: Api<ConfigMap> = Api::namespaced(client.clone(), namespace);
-            let found = api.get_opt(&name).await.map_err(|e| e.to_string())?;
-            let data = found.map(|map| {
+            let data = config_map(client, namespace, &name).await?.map(|map| {
                 let mut data: BTreeMap<String, Vec<u8>> =
                     map.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
                 data.extend(map.binary_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)));
@@ -98,9 +106,7 @@ pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String
             });
             sources.config_maps.insert(name, data);
         } else if kind == "secret" && !sources.secrets.contains_key(&name) {
-            let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-            let found = api.get_opt(&name).await.map_err(|e| e.to_string())?;
-            let data = found.map(|secret| {
+            let data = secret(client, namespace, &name).await?.map(|secret| {
                 let mut data: BTreeMap<String, Vec<u8>> =
                     secret.data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.0)).collect();
                 data.extend(secret.string_data.unwrap_or_default().into_iter().map(|(k, v)| (k, v.into_bytes())));
