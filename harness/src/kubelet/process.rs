@@ -740,6 +740,8 @@ impl Life {
                 let message = format!("Back-off pulling image \"{image}\"");
                 self.report(Report::Waiting { index, reason: "ImagePullBackOff", message: message.clone(), restarts });
                 self.report(Report::Event { reason: "BackOff", message, warning: false });
+                let message = "Error: ImagePullBackOff".to_string();
+                self.report(Report::Event { reason: "Failed", message, warning: true });
             }
             tokio::select! {
                 _ = tokio::time::sleep(wait.saturating_sub(Duration::from_secs(1))) => {}
