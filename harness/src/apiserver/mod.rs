@@ -12,9 +12,12 @@ pub mod kubeconfig;
 mod logs;
 pub mod objects;
 pub mod openapi;
+mod portforward;
 mod protobuf;
+mod proxy;
 mod quota;
 pub mod resources;
+mod spdy;
 pub mod status;
 pub mod table;
 pub mod tls;
@@ -699,6 +702,14 @@ async fn handle(
     mut parts: axum::http::request::Parts,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // What follows a proxy path's `proxy` is the target's: read before the path's own checks.
+    if let Some(target) = proxy::parse(parts.uri.path()) {
+        if !authorized(server, &parts.headers) {
+            return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
+        }
+        let method = parts.method.clone();
+        return proxy::serve(server, &target, method, &parts.uri, &parts.headers, body).await;
+    }
     let route = parse_path(parts.uri.path())?;
     if !matches!(route, Route::Health) && !authorized(server, &parts.headers) {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
@@ -749,6 +760,11 @@ async fn handle(
             if target.subresource.as_deref() == Some("exec") && matches!(method, Method::GET | Method::POST) =>
         {
             exec::serve(server, &target, &query, &mut parts).await
+        }
+        Route::Objects(target)
+            if target.subresource.as_deref() == Some("portforward") && matches!(method, Method::GET | Method::POST) =>
+        {
+            portforward::serve(server, &target, &query, &mut parts).await
         }
         Route::Objects(target) => {
             let representation = negotiate(&parts.headers)?;

@@ -166,6 +166,11 @@ impl Resource {
             subresources.push("binding");
             subresources.push("log");
             subresources.push("exec");
+            subresources.push("portforward");
+            subresources.push("proxy");
+        }
+        if self.kind == "Service" {
+            subresources.push("proxy");
         }
         if self.kind == "Namespace" {
             subresources.push("finalize");
@@ -173,6 +178,9 @@ impl Resource {
         subresources
     }
 }
+
+/// What `pods/proxy` and `services/proxy` serve, as Kubernetes lists them.
+const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 
 const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
@@ -195,6 +203,11 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
                 "binding" => ("Binding", "", "v1", &["create"]),
                 "finalize" => ("Namespace", "", "v1", &["update"]),
+                "log" => ("Pod", "", "v1", &["get"]),
+                "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),
+                "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
+                "proxy" if resource.kind == "Pod" => ("PodProxyOptions", "", "v1", PROXY_VERBS),
+                "proxy" => ("ServiceProxyOptions", "", "v1", PROXY_VERBS),
                 _ => (resource.kind, resource.group, resource.version, &["get", "patch", "update"]),
             };
             resources.push(json!({

@@ -1,13 +1,15 @@
 //! Convergence tests: what a user says should happen to a cluster, proved or shown not to
 //! hold. `spec` is the `kubeyard.dev/v1alpha1 Test` format, `cluster` the cluster under
 //! test and its Rust API (`Cluster::builder().nodes(3).build().await?`), `expect` the
-//! expectations judged against it (`converged` the whole applied set realised), `runner`
-//! finds and runs tests, `report` renders their results.
+//! expectations judged against it (`converged` the whole applied set realised), `requests`
+//! the exec and http steps' commands and requests, `runner` finds and runs tests, `report`
+//! renders their results.
 
 pub mod cluster;
 pub mod converged;
 pub mod expect;
 pub mod report;
+pub mod requests;
 pub mod runner;
 pub mod spec;
 

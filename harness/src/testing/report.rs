@@ -142,7 +142,8 @@ pub fn verdict_text(result: &TestResult, style: Style) -> String {
 /// The last line: how many passed and failed, and which failed; `elapsed` unless stable.
 pub fn summary(results: &[TestResult], elapsed: Option<std::time::Duration>) -> String {
     let failed = results.iter().filter(|r| !r.passed()).count();
-    let mut line = format!("{} tests: {} passed, {failed} failed", results.len(), results.len() - failed);
+    let plural = if results.len() == 1 { "" } else { "s" };
+    let mut line = format!("{} test{plural}: {} passed, {failed} failed", results.len(), results.len() - failed);
     if let Some(elapsed) = elapsed {
         let _ = write!(line, " ({elapsed:.2?})");
     }

@@ -64,23 +64,37 @@ pub fn find(paths: &[String]) -> (Vec<Test>, Vec<String>) {
         let documents: Vec<Option<Value>> =
             Documents::new(&source).map(|d| d.ok().and_then(|d| d.root).map(|r| r.to_json())).collect();
         let report = linter.lint_source(source);
+        let render = |object: &kubeyard_compiler::ObjectReport| {
+            let only =
+                FileReport { name: report.name.clone(), source: report.source.clone(), objects: vec![object.clone()] };
+            crate::report::text::render_diagnostics(&only)
+        };
+        // A test without a readable name is called after its file, or its folder when the
+        // file is the conventional `test.yaml`.
+        let stem = || {
+            let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            match path.parent().and_then(Path::file_name) {
+                Some(folder) if stem == "test" => folder.to_string_lossy().into_owned(),
+                _ => stem,
+            }
+        };
         for object in &report.objects {
-            let Some(info) = &object.object else { continue };
+            let Some(info) = &object.object else {
+                // A document that is not even YAML, in a file that names the Test kind: a
+                // test that cannot be read, not one that is not there.
+                if object.verdict == Verdict::Invalid {
+                    let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    tests.push(Test { name: stem(), file: path.clone(), dir, spec: Err(render(object)) });
+                }
+                continue;
+            };
             if info.gvk.group != KUBEYARD_GROUP || info.gvk.kind != "Test" {
                 continue;
             }
             let value = object.document.and_then(|d| documents.get(d).cloned().flatten()).unwrap_or(Value::Null);
-            let name = info
-                .name
-                .clone()
-                .unwrap_or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default());
+            let name = info.name.clone().unwrap_or_else(stem);
             let spec = if object.verdict == Verdict::Invalid {
-                let only = FileReport {
-                    name: report.name.clone(),
-                    source: report.source.clone(),
-                    objects: vec![object.clone()],
-                };
-                Err(crate::report::text::render_diagnostics(&only))
+                Err(render(object))
             } else {
                 serde_json::from_value::<TestSpec>(value.get("spec").cloned().unwrap_or(Value::Null))
                     .map_err(|e| format!("{}: spec: {e}", path.display()))
@@ -402,6 +416,8 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
             }
             Ok(Vec::new())
         }
+        Action::Exec(exec, expect) => cluster.exec_step(&exec, &expect, wait).await.map(|answer| answer.lines()),
+        Action::Http(http, expect) => cluster.http_step(&http, &expect, wait).await.map(|answer| answer.lines()),
         Action::Assert(object) => cluster.eventually(&expectation(object, step)?, wait).await.map(|()| Vec::new()),
         Action::Consistently(object, duration) => {
             cluster.consistently(&expectation(object, step)?, duration).await.map(|()| Vec::new())

@@ -169,6 +169,89 @@ impl Fault {
     }
 }
 
+/// A command run in a pod's container, through `pods/exec` as kubectl runs it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExecStep {
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub selector: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub container: Option<String>,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub stdin: Option<String>,
+}
+
+/// A request to a Service or a pod from inside the cluster, through the API server's proxy.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HttpStep {
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub pod: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// A port number or name.
+    #[serde(default)]
+    pub port: Option<Value>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: Option<String>,
+}
+
+/// What the answer of an exec or http step must be.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Expect {
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+    #[serde(default)]
+    pub stdout: Option<String>,
+    #[serde(default)]
+    pub stdout_contains: Option<String>,
+    #[serde(default)]
+    pub stderr: Option<String>,
+    #[serde(default)]
+    pub stderr_contains: Option<String>,
+    #[serde(default)]
+    pub status: Option<u16>,
+    #[serde(default)]
+    pub body: Option<String>,
+    #[serde(default)]
+    pub body_contains: Option<String>,
+}
+
+impl Expect {
+    /// The fields only an http step's answer has, and those only an exec's has, that are set.
+    fn set_fields(&self) -> (Vec<&'static str>, Vec<&'static str>) {
+        let http = [
+            ("status", self.status.is_some()),
+            ("body", self.body.is_some()),
+            ("bodyContains", self.body_contains.is_some()),
+        ];
+        let exec = [
+            ("exitCode", self.exit_code.is_some()),
+            ("stdout", self.stdout.is_some()),
+            ("stdoutContains", self.stdout_contains.is_some()),
+            ("stderr", self.stderr.is_some()),
+            ("stderrContains", self.stderr_contains.is_some()),
+        ];
+        let set =
+            |fields: &[(&'static str, bool)]| fields.iter().filter(|(_, on)| *on).map(|(name, _)| *name).collect();
+        (set(&http), set(&exec))
+    }
+}
+
 /// A step as written: a name, one operation, and the assertion modifiers.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -187,6 +270,12 @@ pub struct Step {
     pub wait: Option<String>,
     #[serde(default)]
     pub fault: Option<Fault>,
+    #[serde(default)]
+    pub exec: Option<ExecStep>,
+    #[serde(default)]
+    pub http: Option<HttpStep>,
+    #[serde(default)]
+    pub expect: Option<Expect>,
     #[serde(default)]
     pub assert: Option<Value>,
     #[serde(default)]
@@ -224,6 +313,8 @@ pub enum Action {
     Scale(ScaleStep),
     Wait(Duration),
     Fault(Box<Fault>),
+    Exec(Box<ExecStep>, Expect),
+    Http(Box<HttpStep>, Expect),
     Assert(Value),
     Consistently(Value, Duration),
     Absent(Value),
@@ -295,6 +386,38 @@ impl Step {
         if let Some(fault) = &self.fault {
             actions.push(("fault", Action::Fault(Box::new(fault.clone()))));
         }
+        let expect = self.expect.clone().unwrap_or_default();
+        let (http_only, exec_only) = expect.set_fields();
+        if let Some(exec) = &self.exec {
+            match (&exec.pod, &exec.selector) {
+                (Some(_), None) | (None, Some(_)) => {}
+                _ => return Err("an exec step names its pod with exactly one of pod and selector".into()),
+            }
+            if exec.command.is_empty() {
+                return Err("an exec step needs a command, as in `command: [cat, /etc/hostname]`".into());
+            }
+            if let Some(field) = http_only.first() {
+                return Err(format!(
+                    "expect.{field} is for http steps: an exec step's answer has exitCode, stdout and stderr"
+                ));
+            }
+            actions.push(("exec", Action::Exec(Box::new(exec.clone()), expect.clone())));
+        }
+        if let Some(http) = &self.http {
+            if http.service.is_some() == http.pod.is_some() {
+                return Err("an http step requests exactly one of service and pod".into());
+            }
+            if let Some(field) = exec_only.first() {
+                return Err(format!("expect.{field} is for exec steps: an http step's answer has status and body"));
+            }
+            if http.path.as_deref().is_some_and(|p| !p.starts_with('/')) {
+                return Err("an http step's path starts with /".into());
+            }
+            actions.push(("http", Action::Http(Box::new(http.clone()), expect.clone())));
+        }
+        if self.expect.is_some() && self.exec.is_none() && self.http.is_none() {
+            return Err("expect belongs to an exec or http step".into());
+        }
         if let Some(object) = &self.assert {
             actions.push(("assert", Action::Assert(object.clone())));
         }
@@ -318,8 +441,8 @@ impl Step {
         within_or_for(&self.within)?;
         match actions.len() {
             1 => Ok(actions.remove(0).1),
-            0 => Err("the step does nothing: give it one of apply, patch, delete, scale, wait, fault, assert, \
-                      consistently, absent, count or converged"
+            0 => Err("the step does nothing: give it one of apply, patch, delete, scale, wait, fault, exec, http, \
+                      assert, consistently, absent, count or converged"
                 .into()),
             _ => {
                 let names: Vec<&str> = actions.iter().map(|(name, _)| *name).collect();
@@ -376,6 +499,18 @@ pub fn describe(action: &Action) -> String {
             let etcd = f.restart_etcd.then(|| "restart etcd".to_string());
             what.into_iter().flatten().chain(nodes).chain(etcd).collect::<Vec<_>>().join(", ")
         }
+        Action::Exec(exec, _) => {
+            let pod =
+                exec.pod.clone().or_else(|| exec.selector.as_ref().map(|s| format!("-l {s}"))).unwrap_or_default();
+            format!("exec {pod} -- {}", exec.command.join(" "))
+        }
+        Action::Http(http, _) => {
+            let target = match (&http.service, &http.pod) {
+                (Some(service), _) => format!("service/{service}"),
+                (None, pod) => format!("pod/{}", pod.as_deref().unwrap_or_default()),
+            };
+            format!("http {} {target}{}", http.method.as_deref().unwrap_or("GET"), http.path.as_deref().unwrap_or("/"))
+        }
         Action::Assert(object) => format!("assert {}", object_name(object)),
         Action::Consistently(object, _) => format!("consistently {}", object_name(object)),
         Action::Absent(object) => format!("absent {}", object_name(object)),
@@ -406,6 +541,23 @@ mod tests {
         let Ok(Action::Count(_, bounds)) = count.action() else { panic!() };
         assert!(bounds.allow(2) && bounds.allow(3) && !bounds.allow(4) && !bounds.allow(1));
         assert_eq!(bounds.to_string(), "at least 2 and at most 3");
+        let exec =
+            step(json!({"exec": {"selector": "app=db", "command": ["cat", "/data/key"]}, "expect": {"stdout": "k"}}));
+        let Ok(Action::Exec(_, expect)) = exec.action() else { panic!() };
+        assert_eq!(expect.stdout.as_deref(), Some("k"));
+        assert_eq!(exec.title(0), "1 exec -l app=db -- cat /data/key");
+        let both = step(json!({"exec": {"pod": "a", "selector": "b", "command": ["true"]}})).action().unwrap_err();
+        assert!(both.contains("exactly one of pod and selector"), "{both}");
+        assert!(step(json!({"exec": {"pod": "a", "command": []}})).action().unwrap_err().contains("needs a command"));
+        let mixed = step(json!({"exec": {"pod": "a", "command": ["true"]}, "expect": {"status": 200}}));
+        assert!(mixed.action().unwrap_err().contains("expect.status is for http steps"));
+        let http = step(json!({"http": {"service": "web", "path": "/key"}, "expect": {"body": "v"}}));
+        assert!(matches!(http.action(), Ok(Action::Http(..))));
+        assert_eq!(http.title(1), "2 http GET service/web/key");
+        assert!(step(json!({"http": {"service": "a", "pod": "b"}})).action().unwrap_err().contains("exactly one"));
+        assert!(step(json!({"http": {"pod": "b", "path": "x"}})).action().unwrap_err().contains("starts with /"));
+        let stray = step(json!({"wait": "1s", "expect": {"status": 200}})).action().unwrap_err();
+        assert!(stray.contains("expect belongs to an exec or http step"), "{stray}");
         assert_eq!(
             step(json!({"assert": {"kind": "Deployment", "metadata": {"name": "web"}}})).title(2),
             "3 assert Deployment/web"

@@ -59,7 +59,7 @@ spec:
     let output = kubeyard(&["test", &dir.path().display().to_string()], None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("1 tests: 1 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("1 test: 1 passed, 0 failed"), "{stdout}");
 }
 
 /// Node faults in process: a node silenced by any of them comes back, and its kubelet sets
@@ -69,7 +69,7 @@ fn node_faults_hold_in_process_too() {
     let output = kubeyard(&["test", "fixtures/e2e-containers/node-faults"], None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("1 tests: 1 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("1 test: 1 passed, 0 failed"), "{stdout}");
 }
 
 #[test]

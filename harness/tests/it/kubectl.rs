@@ -285,8 +285,21 @@ fn a_token_over_tls_lets_kubectl_in_and_keeps_others_out() {
     let manifests = cluster.write("app.yaml", APP);
     cluster.ok(&["apply", "-f", &manifests]);
     let wrong = cluster.write("wrong-kubeconfig", &kubeconfig.replace("token: \"t0ken\"", "token: \"nope\""));
-    let refused = Command::new("kubectl").args(["--kubeconfig", &wrong, "get", "ns"]).output().unwrap();
+    // kubectl words a 401 by where it met it: during discovery (a fresh cache) it says the
+    // server asked for credentials; with discovery cached it quotes the Status' message, as
+    // against a real API server. Each gets its own cache directory so neither depends on
+    // what another test left in ~/.kube/cache for a reused port.
+    let fresh = cluster.dir.path().join("fresh-cache").display().to_string();
+    let refused =
+        Command::new("kubectl").args(["--kubeconfig", &wrong, "--cache-dir", &fresh, "get", "ns"]).output().unwrap();
     assert!(String::from_utf8_lossy(&refused.stderr).contains("provide credentials"), "{refused:?}");
+    let cached = cluster.dir.path().join("cache").display().to_string();
+    let refused =
+        Command::new("kubectl").args(["--kubeconfig", &wrong, "--cache-dir", &cached, "get", "ns"]).output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("You must be logged in to the server (Unauthorized)"),
+        "{refused:?}"
+    );
 }
 
 #[test]

@@ -117,6 +117,27 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: sick}
+spec:
+  containers:
+  - name: sick
+    image: kubeyard/test-busybox:2
+    imagePullPolicy: IfNotPresent
+    args: ["-c", "echo healthy > /tmp/health; sleep 2; rm /tmp/health; exec sleep 3600"]
+    livenessProbe: {exec: {command: [cat, /tmp/health]}, periodSeconds: 1, failureThreshold: 1}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: ticker}
+spec:
+  containers:
+  - name: ticker
+    image: kubeyard/test-busybox:2
+    imagePullPolicy: IfNotPresent
+    args: ["-c", "i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.2; done"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: absent}
 spec:
   containers:
@@ -214,6 +235,93 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     let (code, _, err) = kubectl(&["cp", "client:/tmp/note.txt", back.to_str().unwrap()], None);
     assert_eq!((code, std::fs::read_to_string(&back).ok().as_deref()), (Some(0), Some("copied in\n")), "{err}");
 
+    // The API server's proxy reaches a pod on its port and a Service's ready endpoints,
+    // as `kubectl get --raw` asks them; a Service with no endpoints is a 503.
+    let web = pods.list(&ListParams::default().labels("app=web")).await.unwrap().items;
+    let web = web[0].metadata.name.clone().unwrap();
+    let raw = |path: String| kubectl(&["get", "--raw", &path], None);
+    let (code, out, err) = raw(format!("/api/v1/namespaces/default/pods/{web}:8080/proxy/"));
+    assert_eq!((code, out.trim()), (Some(0), web.as_str()), "{err}");
+    let (code, out, err) = raw("/api/v1/namespaces/default/services/web:80/proxy/?any=query".into());
+    assert!(code == Some(0) && out.starts_with("web-"), "{out}{err}");
+    let (code, _, err) = raw("/api/v1/namespaces/default/services/web:81/proxy/".into());
+    assert!(code != Some(0) && err.contains("no service port 81 found for service \"web\""), "{err}");
+
+    // kubectl port-forward serves the host: over SPDY in a WebSocket (kubectl 1.32's
+    // way) and over plain SPDY (its fallback); a port nothing listens on is an error
+    // kubectl prints. kube-rs forwards over channels.
+    for websockets in ["true", "false"] {
+        let mut forward = std::process::Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(["port-forward", &format!("pod/{web}"), ":8080", "--address", "127.0.0.1"])
+            .env("KUBECTL_PORT_FORWARD_WEBSOCKETS", websockets)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = std::io::BufRead::lines(std::io::BufReader::new(forward.stdout.take().unwrap()));
+        let first = lines.next().unwrap().unwrap();
+        // "Forwarding from 127.0.0.1:40123 -> 8080"
+        let local = first.split_whitespace().nth(2).unwrap_or_default().to_string();
+        assert!(first.ends_with("-> 8080"), "{first}");
+        for _ in 0..3 {
+            assert_eq!(http_get(&format!("http://{local}/")).map(|a| a.trim().to_string()), Ok(web.clone()));
+        }
+        let _ = forward.kill();
+        let _ = forward.wait();
+    }
+    let refused = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["port-forward", &format!("pod/{web}"), ":9999", "--address", "127.0.0.1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut refused = refused;
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(refused.stdout.take().unwrap()));
+    let first = lines.next().unwrap().unwrap();
+    let local = first.split_whitespace().nth(2).unwrap_or_default().to_string();
+    assert!(http_get(&format!("http://{local}/")).is_err());
+    let output = refused.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("connect: connection refused") && err.contains("lost connection to pod"), "{err}");
+    let mut forwarder = pods.portforward(&web, &[8080]).await.unwrap();
+    let mut stream = forwarder.take_stream(8080).unwrap();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.") && answer.trim_end().ends_with(&web), "{answer}");
+    drop(stream);
+    let _ = forwarder.join().await;
+
+    // kubectl logs -f follows a container as it writes.
+    let mut follow = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["logs", "-f", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(follow.stdout.take().unwrap()))
+        .take(8)
+        .map(Result::unwrap)
+        .collect();
+    let _ = follow.kill();
+    let _ = follow.wait();
+    let numbers: Vec<u32> = lines.iter().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
+    assert!(numbers.len() == 8 && numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+
+    // A failing liveness probe restarts the real container, with the kubelet's event.
+    eventually("the sick pod restarted by its liveness probe", WITHIN, || async {
+        let Ok(pod) = pods.get("sick").await else { return false };
+        container_status(&pod)["restartCount"].as_u64().unwrap_or(0) >= 1
+    })
+    .await;
+    let events = kubectl(&["get", "events", "--field-selector", "involvedObject.name=sick"], None).1;
+    assert!(events.contains("Liveness probe failed") && events.contains("will be restarted"), "{events}");
+
     // A failing container restarts, with its last state and then CrashLoopBackOff.
     eventually("the crasher restarted", WITHIN, || async {
         let Ok(pod) = pods.get("crasher").await else { return false };
@@ -281,4 +389,21 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     cluster.remove().await.unwrap();
     let left = docker.containers_labelled(&format!("kubeyard.dev/cluster={id}")).await.unwrap();
     assert!(left.is_empty(), "left in the engine: {left:?}");
+}
+
+/// The proof: a two-tier app of a locally built image (a web tier reading a key
+/// from a database pod through a Service by name) passes `kubeyard test --cluster
+/// containers`, whose `http` and `exec` steps ask it through the web Service, its
+/// NodePort and the pods themselves.
+#[test]
+fn a_two_tier_app_passes_its_http_and_exec_steps_in_containers() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let docker = Docker::connect().await.unwrap();
+        kubeyard_harness::containers::image::busybox(&docker, IMAGE).await.expect("the test image builds");
+    });
+    let output = crate::support::kubeyard(&["test", "--cluster", "containers", "fixtures/e2e-images/two-tier"], None);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("1 test: 1 passed, 0 failed"), "{stdout}");
 }
