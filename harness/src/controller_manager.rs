@@ -33,6 +33,7 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
         controllers::job::run, clock;
         controllers::endpoints::run;
         controllers::endpointslice::run;
+        controllers::persistentvolume::run;
     );
     set.spawn(controllers::garbage_collector::run(client.clone()));
     set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));

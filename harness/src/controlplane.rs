@@ -58,7 +58,7 @@ pub enum Error {
     Schemas(String),
     #[error("cannot listen on {address}: {source}")]
     Listen { address: String, source: std::io::Error },
-    #[error("cannot create namespace {0}")]
+    #[error("cannot create what the cluster starts with (its namespaces, its StorageClass): {0}")]
     Namespace(String),
     #[error("cannot make a client: {0}")]
     Client(#[from] kube::Error),
@@ -102,9 +102,7 @@ impl ControlPlane {
             apiserver::Options { clock: config.clock.clone(), token: token.clone(), ..apiserver::Options::default() };
         let store = Arc::new(MemoryStore::new());
         let server = ApiServer::new(Arc::clone(&store) as Arc<dyn crate::store::Store>, admission, options);
-        for namespace in ["default", "kube-system", "kube-public", kubelet::LEASE_NAMESPACE] {
-            objects::ensure_namespace(&server, namespace).await.map_err(|e| Error::Namespace(e.message))?;
-        }
+        objects::bootstrap(&server).await.map_err(|e| Error::Namespace(e.message))?;
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|source| Error::Listen { address: config.listen.clone(), source })?;

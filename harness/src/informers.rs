@@ -18,8 +18,11 @@ use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Node, Pod, ReplicationController, Service};
+use k8s_openapi::api::core::v1::{
+    Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -387,6 +390,9 @@ pub struct Informers {
     pub jobs: Informer<Job>,
     /// The kubelets' Leases (`kube-node-lease`), for the node lifecycle controller.
     pub leases: Informer<Lease>,
+    pub persistent_volume_claims: Informer<PersistentVolumeClaim>,
+    pub persistent_volumes: Informer<PersistentVolume>,
+    pub storage_classes: Informer<StorageClass>,
 }
 
 impl Informers {
@@ -404,6 +410,9 @@ impl Informers {
             statefulsets: Informer::start(Api::all(client.clone())),
             jobs: Informer::start(Api::all(client.clone())),
             leases: Informer::start(Api::namespaced(client.clone(), crate::kubelet::LEASE_NAMESPACE)),
+            persistent_volume_claims: Informer::start(Api::all(client.clone())),
+            persistent_volumes: Informer::start(Api::all(client.clone())),
+            storage_classes: Informer::start(Api::all(client.clone())),
         }
     }
 }

@@ -579,6 +579,9 @@ async fn create(
     }
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
+    if resource.kind == "PersistentVolumeClaim" {
+        default_storage_class(server, &mut object).await?;
+    }
     let object = admit(server, resource, object)?;
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     if resource.namespaced {
@@ -1281,15 +1284,62 @@ async fn delete_collection(
 
 /// Creates a namespace through admission unless it exists (the server's own
 /// `default`, `kube-system`, `kube-public` and `kube-node-lease`).
-pub async fn ensure_namespace(server: &ApiServer, name: &str) -> Result<(), ApiError> {
-    let namespaces = super::resources::by_kind("", "Namespace").expect("namespaces are served");
-    let mut object = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    prepare_create(namespaces, &mut object, &uid(), &server.options.clock.timestamp());
-    let object = admit(server, namespaces, object)?;
-    match server.store.create(&namespaces.key(None, name), to_bytes(&object)).await {
-        Ok(_) | Err(StoreError::Exists(_)) => Ok(()),
-        Err(error) => Err(store_error(namespaces, name, error)),
+/// What every cluster starts with, made unless there: its namespaces and, as kind
+/// has, a default StorageClass whose claims kubeyard's provisioner serves.
+pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
+    for namespace in ["default", "kube-system", "kube-public", crate::kubelet::LEASE_NAMESPACE] {
+        ensure_namespace(server, namespace).await?;
     }
+    ensure(server, crate::controllers::persistentvolume::default_class()).await
+}
+
+pub async fn ensure_namespace(server: &ApiServer, name: &str) -> Result<(), ApiError> {
+    ensure(server, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await
+}
+
+/// Creates a cluster-scoped object a cluster starts with (its namespaces, its default
+/// StorageClass), unless it is there already.
+pub async fn ensure(server: &ApiServer, mut object: Value) -> Result<(), ApiError> {
+    let api_version = text(&object, "/apiVersion").unwrap_or_default().to_string();
+    let (group, _) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+    let kind = text(&object, "/kind").unwrap_or_default().to_string();
+    let resource =
+        super::resources::by_kind(group, &kind).ok_or_else(|| ApiError::internal(format!("{kind} is not served")))?;
+    let name = text(&object, "/metadata/name").unwrap_or_default().to_string();
+    prepare_create(resource, &mut object, &uid(), &server.options.clock.timestamp());
+    let object = admit(server, resource, object)?;
+    match server.store.create(&resource.key(None, &name), to_bytes(&object)).await {
+        Ok(_) | Err(StoreError::Exists(_)) => Ok(()),
+        Err(error) => Err(store_error(resource, &name, error)),
+    }
+}
+
+/// The `DefaultStorageClass` admission plugin: a claim made without a class gets the
+/// default one (the newest, if several are marked), as it is stored. A claim that names
+/// the class `""` asks for none, and keeps it.
+async fn default_storage_class(server: &ApiServer, claim: &mut Value) -> Result<(), ApiError> {
+    if claim.pointer("/spec/storageClassName").is_some_and(|c| !c.is_null()) {
+        return Ok(());
+    }
+    let classes = super::resources::by_kind("storage.k8s.io", "StorageClass")
+        .ok_or_else(|| ApiError::internal("storage classes are not served"))?;
+    let listing =
+        server.store.list(&classes.prefix(None), None, None).await.map_err(|e| store_error(classes, "", e))?;
+    let annotation =
+        format!("/metadata/annotations/{}", crate::controllers::persistentvolume::IS_DEFAULT_CLASS.replace('/', "~1"));
+    let default = listing
+        .entries
+        .iter()
+        .filter_map(|entry| from_entry(entry).ok())
+        .filter(|class| text(class, &annotation) == Some("true"))
+        .max_by(|a, b| {
+            let created = |c: &Value| text(c, "/metadata/creationTimestamp").unwrap_or_default().to_string();
+            created(a).cmp(&created(b)).then_with(|| text(b, "/metadata/name").cmp(&text(a, "/metadata/name")))
+        });
+    if let (Some(class), Some(spec)) = (default, claim.get_mut("spec").and_then(Value::as_object_mut)) {
+        spec.insert("storageClassName".into(), json!(text(&class, "/metadata/name").unwrap_or_default()));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -86,8 +86,62 @@ fn columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
             ("Object", "string", 0),
             ("Message", "string", 0),
         ],
+        "PersistentVolumeClaim" => &[
+            ("Name", "string", 0),
+            ("Status", "string", 0),
+            ("Volume", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "PersistentVolume" => &[
+            ("Name", "string", 0),
+            ("Capacity", "string", 0),
+            ("Access Modes", "string", 0),
+            ("Reclaim Policy", "string", 0),
+            ("Status", "string", 0),
+            ("Claim", "string", 0),
+            ("StorageClass", "string", 0),
+            ("VolumeAttributesClass", "string", 0),
+            ("Reason", "string", 0),
+            ("Age", "string", 0),
+        ],
+        "StorageClass" => &[
+            ("Name", "string", 0),
+            ("Provisioner", "string", 0),
+            ("ReclaimPolicy", "string", 0),
+            ("VolumeBindingMode", "string", 0),
+            ("AllowVolumeExpansion", "string", 0),
+            ("Age", "string", 0),
+        ],
         _ => &[("Name", "string", 0), ("Age", "string", 0)],
     }
+}
+
+/// Access modes as kubectl abbreviates them (`RWO,ROX`).
+fn access_modes(object: &Value, pointer: &str) -> String {
+    let modes: Vec<&str> = object
+        .pointer(pointer)
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|mode| match mode {
+            "ReadWriteOnce" => "RWO",
+            "ReadOnlyMany" => "ROX",
+            "ReadWriteMany" => "RWX",
+            "ReadWriteOncePod" => "RWOP",
+            other => other,
+        })
+        .collect();
+    modes.join(",")
+}
+
+/// An unset VolumeAttributesClass, as kubectl shows it.
+fn attributes_class(object: &Value) -> String {
+    Some(string(object, "/spec/volumeAttributesClassName")).filter(|c| !c.is_empty()).unwrap_or("<unset>").to_string()
 }
 
 fn int(object: &Value, pointer: &str) -> i64 {
@@ -210,6 +264,53 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             ]
         }
         "Namespace" => vec![name, json!(string(object, "/status/phase")), age],
+        "PersistentVolumeClaim" => {
+            let bound = string(object, "/spec/volumeName");
+            vec![
+                name,
+                json!(string(object, "/status/phase")),
+                json!(bound),
+                json!(string(object, "/status/capacity/storage")),
+                json!(access_modes(object, "/status/accessModes")),
+                json!(string(object, "/spec/storageClassName")),
+                json!(attributes_class(object)),
+                age,
+            ]
+        }
+        "PersistentVolume" => {
+            let claim = match object.pointer("/spec/claimRef") {
+                Some(claim) => format!("{}/{}", string(claim, "/namespace"), string(claim, "/name")),
+                None => String::new(),
+            };
+            vec![
+                name,
+                json!(string(object, "/spec/capacity/storage")),
+                json!(access_modes(object, "/spec/accessModes")),
+                json!(string(object, "/spec/persistentVolumeReclaimPolicy")),
+                json!(string(object, "/status/phase")),
+                json!(claim),
+                json!(string(object, "/spec/storageClassName")),
+                json!(attributes_class(object)),
+                json!(string(object, "/status/reason")),
+                age,
+            ]
+        }
+        "StorageClass" => {
+            let default =
+                string(object, "/metadata/annotations/storageclass.kubernetes.io~1is-default-class") == "true";
+            let shown = format!("{}{}", string(object, "/metadata/name"), if default { " (default)" } else { "" });
+            let mode = Some(string(object, "/volumeBindingMode")).filter(|m| !m.is_empty()).unwrap_or("Immediate");
+            let policy = Some(string(object, "/reclaimPolicy")).filter(|p| !p.is_empty()).unwrap_or("Delete");
+            let expansion = object.get("allowVolumeExpansion").and_then(Value::as_bool).unwrap_or(false);
+            vec![
+                json!(shown),
+                json!(string(object, "/provisioner")),
+                json!(policy),
+                json!(mode),
+                json!(expansion.to_string()),
+                age,
+            ]
+        }
         "Node" => {
             let ready = object
                 .pointer("/status/conditions")

@@ -139,10 +139,8 @@ pub fn run(args: ApiServerArgs) -> Exit {
         }
         let options = Options { token: token.clone(), max_connections, ..Options::default() };
         let server = ApiServer::new(store, admission, options);
-        for namespace in ["default", "kube-system", "kube-public", "kube-node-lease"] {
-            if let Err(error) = objects::ensure_namespace(&server, namespace).await {
-                return usage_error(&format!("cannot create namespace {namespace}: {}", error.message));
-            }
+        if let Err(error) = objects::bootstrap(&server).await {
+            return usage_error(&format!("cannot create what the cluster starts with: {}", error.message));
         }
         let identity = match args.files.identity() {
             Ok(Some(identity)) => Ok(Some(identity)),

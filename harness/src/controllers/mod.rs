@@ -21,6 +21,7 @@ pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
+pub mod persistentvolume;
 pub mod pods;
 pub mod replicaset;
 pub mod statefulset;

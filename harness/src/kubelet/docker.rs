@@ -17,7 +17,7 @@ use super::volumes::{self, Kind, PodVolume};
 use crate::containers::docker::{ContainerSpec, Docker, Ended, Limits};
 use kubeyard_compiler::pod::quantity;
 use serde_json::Value;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::Ipv4Addr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -115,9 +115,36 @@ impl DockerRuntime {
         None
     }
 
+    /// The engine volume of a PersistentVolume: one per cluster, whatever node mounts it
+    /// (the engine is every node's), so a pod finds its data on any node.
+    fn persistent_volume_name(&self, volume: &str) -> String {
+        let cluster = self.labels.get(crate::containers::cluster::CLUSTER_LABEL).map_or("local", String::as_str);
+        format!("k8s-pv_{volume}_{cluster}")
+    }
+
+    /// A PersistentVolume's engine volume belongs to the cluster, not to a node: removed
+    /// with the cluster.
+    fn persistent_labels(&self, name: &str) -> HashMap<String, String> {
+        let mut labels: HashMap<String, String> = self
+            .labels
+            .iter()
+            .filter(|(key, _)| key.as_str() != NODE_LABEL)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        labels.insert("kubeyard.dev/persistent-volume".into(), name.into());
+        labels
+    }
+
     /// Makes the pod's volumes and its sandbox at `pod_ip` (the volumes mounted in it at
     /// `/volumes/<name>`, where the node agent writes their files).
-    pub async fn sandbox(self: &Arc<Self>, pod: &Value, pod_ip: &str) -> Result<Sandbox, String> {
+    /// `bound` names the PersistentVolume of each claim the pod mounts
+    /// ([`volumes::bound_volumes`]).
+    pub async fn sandbox(
+        self: &Arc<Self>,
+        pod: &Value,
+        pod_ip: &str,
+        bound: BTreeMap<String, String>,
+    ) -> Result<Sandbox, String> {
         let sandbox = Sandbox {
             runtime: Arc::clone(self),
             uid: text(pod, "/metadata/uid").to_string(),
@@ -125,17 +152,23 @@ impl DockerRuntime {
             namespace: text(pod, "/metadata/namespace").to_string(),
             pod: pod.clone(),
             volumes: volumes::of(pod)?,
+            bound,
             written: Mutex::new(None),
         };
         let mut binds = Vec::new();
         let mut cmd = vec!["pause".into(), "--route".into(), format!("{}={}", self.service_cidr, self.node_address)];
         for volume in &sandbox.volumes {
-            if let Kind::Empty { .. } = volume.kind {
+            // Writable by every user, as the kubelet makes an emptyDir and local-path a volume.
+            if let Kind::Empty { .. } | Kind::Claim { .. } = volume.kind {
                 cmd.extend(["--open".to_string(), format!("/volumes/{}", volume.name)]);
             }
             let name = sandbox.volume_name(&volume.name);
             let memory = matches!(volume.kind, Kind::Empty { memory: true });
-            self.docker.create_volume(&name, &sandbox.labels("POD"), memory).await.map_err(|e| e.to_string())?;
+            let labels = match &volume.kind {
+                Kind::Claim { .. } => self.persistent_labels(&name),
+                _ => sandbox.labels("POD"),
+            };
+            self.docker.create_volume(&name, &labels, memory).await.map_err(|e| e.to_string())?;
             binds.push(format!("{name}:/volumes/{}", volume.name));
         }
         let name = sandbox.container_name("POD", 0);
@@ -186,6 +219,8 @@ pub struct Sandbox {
     namespace: String,
     pod: Value,
     volumes: Vec<PodVolume>,
+    /// The PersistentVolume of each claim the pod mounts.
+    bound: BTreeMap<String, String>,
     /// What the file volumes last held (a hash): they are written again only on a change.
     written: Mutex<Option<u64>>,
 }
@@ -197,9 +232,18 @@ impl Sandbox {
         format!("k8s_{container}_{}_{}_{}_{attempt}", self.name, self.namespace, self.uid)
     }
 
-    /// An engine volume's name: `k8s_<volume>_<pod>_<namespace>_<uid>`.
+    /// An engine volume's name: `k8s_<volume>_<pod>_<namespace>_<uid>`, or for a claim
+    /// its PersistentVolume's (`k8s-pv_<volume>_<cluster>`), shared by every pod that
+    /// mounts it and kept when they go.
     fn volume_name(&self, volume: &str) -> String {
-        format!("k8s_{volume}_{}_{}_{}", self.name, self.namespace, self.uid)
+        let claim = self.volumes.iter().find(|v| v.name == volume).and_then(|v| match &v.kind {
+            Kind::Claim { claim, .. } => self.bound.get(claim),
+            _ => None,
+        });
+        match claim {
+            Some(persistent) => self.runtime.persistent_volume_name(persistent),
+            None => format!("k8s_{volume}_{}_{}_{}", self.name, self.namespace, self.uid),
+        }
     }
 
     /// Writes the file volumes (`configMap`, `secret`, `downwardAPI`, `projected`) from
@@ -262,7 +306,9 @@ impl Sandbox {
                     "volume \"{name}\": subPath mounts are not made by kubeyard's container engine yet"
                 ));
             }
-            let read_only = volume.kind == Kind::Files || mount.get("readOnly").and_then(Value::as_bool) == Some(true);
+            let read_only = volume.kind == Kind::Files
+                || matches!(volume.kind, Kind::Claim { read_only: true, .. })
+                || mount.get("readOnly").and_then(Value::as_bool) == Some(true);
             let suffix = if read_only { ":ro" } else { "" };
             binds.push(format!("{}:{}{suffix}", self.volume_name(name), text(mount, "/mountPath")));
         }
@@ -385,7 +431,8 @@ impl Sandbox {
             futures_util::future::join_all(others).await;
         }
         let _ = docker.remove(&sandbox).await;
-        for volume in &self.volumes {
+        // A claim's volume holds data that outlives the pod: it stays.
+        for volume in self.volumes.iter().filter(|v| !matches!(v.kind, Kind::Claim { .. })) {
             let _ = docker.remove_volume(&self.volume_name(&volume.name)).await;
         }
     }

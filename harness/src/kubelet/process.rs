@@ -454,7 +454,64 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
         };
         env.push((name, value));
     }
-    Ok(last_wins(env))
+    let mut env = last_wins(env);
+    // Service links: added after the container's own variables, never over them.
+    if pod.pointer("/spec/enableServiceLinks").and_then(Value::as_bool) != Some(false) {
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(context.client.clone(), namespace);
+        let list = services.list(&Default::default()).await.map_err(|e| format!("listing services: {e}"))?;
+        let list: Vec<Value> = list.items.iter().filter_map(|s| serde_json::to_value(s).ok()).collect();
+        for (name, value) in service_links(&list) {
+            if !env.iter().any(|(known, _)| *known == name) {
+                env.push((name, value));
+            }
+        }
+    }
+    Ok(env)
+}
+
+/// The variables the kubelet gives containers for the Services of their pod's namespace
+/// (`enableServiceLinks`, on unless turned off), as Kubernetes' `envvars.FromServices`
+/// writes them: `<NAME>_SERVICE_HOST`, `<NAME>_SERVICE_PORT` (and one per named port),
+/// and Docker's link variables (`<NAME>_PORT=tcp://ip:port`, `<NAME>_PORT_<port>_<PROTO>`
+/// with `_PROTO`, `_PORT`, `_ADDR`). Services without a cluster IP (headless,
+/// ExternalName) have none. In the order of the Services' names.
+pub(crate) fn service_links(services: &[Value]) -> Vec<(String, String)> {
+    let upper = |name: &str| name.to_uppercase().replace('-', "_");
+    let mut services: Vec<&Value> = services.iter().collect();
+    services.sort_by_key(|s| text(s, "/metadata/name").to_string());
+    let mut env = Vec::new();
+    for service in services {
+        let ip = text(service, "/spec/clusterIP");
+        if ip.is_empty() || ip == "None" {
+            continue;
+        }
+        let name = upper(text(service, "/metadata/name"));
+        let ports: Vec<&Value> =
+            service.pointer("/spec/ports").and_then(Value::as_array).into_iter().flatten().collect();
+        let Some(first) = ports.first() else { continue };
+        let number = |port: &Value| port.get("port").and_then(Value::as_i64).unwrap_or(0).to_string();
+        env.push((format!("{name}_SERVICE_HOST"), ip.to_string()));
+        env.push((format!("{name}_SERVICE_PORT"), number(first)));
+        for port in &ports {
+            let port_name = text(port, "/name");
+            if !port_name.is_empty() {
+                env.push((format!("{name}_SERVICE_PORT_{}", upper(port_name)), number(port)));
+            }
+        }
+        for (i, port) in ports.iter().enumerate() {
+            let protocol = Some(text(port, "/protocol")).filter(|p| !p.is_empty()).unwrap_or("TCP");
+            let url = format!("{}://{ip}:{}", protocol.to_lowercase(), number(port));
+            if i == 0 {
+                env.push((format!("{name}_PORT"), url.clone()));
+            }
+            let prefix = format!("{name}_PORT_{}_{}", number(port), protocol.to_uppercase());
+            env.push((prefix.clone(), url));
+            env.push((format!("{prefix}_PROTO"), protocol.to_lowercase()));
+            env.push((format!("{prefix}_PORT"), number(port)));
+            env.push((format!("{prefix}_ADDR"), ip.to_string()));
+        }
+    }
+    env
 }
 
 /// One value per name, the last one given, at the place of the first: a later `env`
@@ -1024,13 +1081,23 @@ pub async fn run(mut context: pod::Context, runtime: Runtime, mut stop: watch::R
     let ip: Ipv4Addr = context.pod_ip.parse().unwrap_or(Ipv4Addr::UNSPECIFIED);
     let address = loop {
         let made = match &runtime.docker {
-            Some(docker) if !runs_as_processes(&pod) => docker.sandbox(&pod, &context.pod_ip).await.map(Place::sandbox),
-            _ => Address::add(runtime.node_address, ip).map(Place::Address),
+            Some(docker) if !runs_as_processes(&pod) => {
+                // The claims' volumes first: a claim not bound yet holds the pod here.
+                match super::volumes::bound_volumes(&context.client, &pod).await {
+                    Ok(bound) => docker
+                        .sandbox(&pod, &context.pod_ip, bound)
+                        .await
+                        .map(Place::sandbox)
+                        .map_err(|message| ("FailedCreatePodSandBox", message)),
+                    Err(message) => Err(("FailedMount", message)),
+                }
+            }
+            _ => Address::add(runtime.node_address, ip).map(Place::Address).map_err(|m| ("FailedCreatePodSandBox", m)),
         };
         match made {
             Ok(address) => break address,
-            Err(message) => {
-                context.event("FailedCreatePodSandBox", &message, true).await;
+            Err((reason, message)) => {
+                context.event(reason, &message, true).await;
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(2)) => {}
                     _ = stop.changed() => return confirm(&context, &runtime, None).await,
@@ -1359,6 +1426,42 @@ mod tests {
             |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
         let env = pairs(&[("A", "from-config-map"), ("B", "b"), ("A", "from-env")]);
         assert_eq!(last_wins(env), pairs(&[("A", "from-env"), ("B", "b")]));
+    }
+
+    #[test]
+    fn services_become_variables_as_the_kubelet_writes_them() {
+        let services = [
+            serde_json::json!({"metadata": {"name": "redis-master"},
+                               "spec": {"clusterIP": "10.96.0.11", "ports": [{"name": "redis", "port": 6379}]}}),
+            serde_json::json!({"metadata": {"name": "db"}, "spec": {"clusterIP": "None", "ports": [{"port": 5432}]}}),
+            serde_json::json!({"metadata": {"name": "dns"},
+                               "spec": {"clusterIP": "10.96.0.10", "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53}]}}),
+        ];
+        let env = service_links(&services);
+        let pairs =
+            |list: &[(&str, &str)]| list.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>();
+        let expected = [
+            ("DNS_SERVICE_HOST", "10.96.0.10"),
+            ("DNS_SERVICE_PORT", "53"),
+            ("DNS_PORT", "udp://10.96.0.10:53"),
+            ("DNS_PORT_53_UDP", "udp://10.96.0.10:53"),
+            ("DNS_PORT_53_UDP_PROTO", "udp"),
+            ("DNS_PORT_53_UDP_PORT", "53"),
+            ("DNS_PORT_53_UDP_ADDR", "10.96.0.10"),
+            ("DNS_PORT_53_TCP", "tcp://10.96.0.10:53"),
+            ("DNS_PORT_53_TCP_PROTO", "tcp"),
+            ("DNS_PORT_53_TCP_PORT", "53"),
+            ("DNS_PORT_53_TCP_ADDR", "10.96.0.10"),
+            ("REDIS_MASTER_SERVICE_HOST", "10.96.0.11"),
+            ("REDIS_MASTER_SERVICE_PORT", "6379"),
+            ("REDIS_MASTER_SERVICE_PORT_REDIS", "6379"),
+            ("REDIS_MASTER_PORT", "tcp://10.96.0.11:6379"),
+            ("REDIS_MASTER_PORT_6379_TCP", "tcp://10.96.0.11:6379"),
+            ("REDIS_MASTER_PORT_6379_TCP_PROTO", "tcp"),
+            ("REDIS_MASTER_PORT_6379_TCP_PORT", "6379"),
+            ("REDIS_MASTER_PORT_6379_TCP_ADDR", "10.96.0.11"),
+        ];
+        assert_eq!(env, pairs(&expected));
     }
 
     #[test]

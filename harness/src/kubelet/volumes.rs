@@ -19,12 +19,15 @@ pub struct PodVolume {
     pub kind: Kind,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Kind {
     /// `emptyDir`: empty, writable by anyone, in memory with `medium: Memory`.
     Empty { memory: bool },
     /// Files the node agent writes (read-only to the containers).
     Files,
+    /// `persistentVolumeClaim`: the engine volume of the PersistentVolume the claim is
+    /// bound to, which outlives the pod.
+    Claim { claim: String, read_only: bool },
 }
 
 /// One file of a volume: its path in the volume, its bytes and its mode.
@@ -56,6 +59,9 @@ pub fn of(pod: &Value) -> Result<Vec<PodVolume>, String> {
             Kind::Empty { memory: text(empty, "/medium") == "Memory" }
         } else if ["configMap", "secret", "downwardAPI", "projected"].iter().any(|k| volume.get(k).is_some()) {
             Kind::Files
+        } else if let Some(claim) = volume.get("persistentVolumeClaim") {
+            let read_only = claim.get("readOnly").and_then(Value::as_bool) == Some(true);
+            Kind::Claim { claim: text(claim, "/claimName").to_string(), read_only }
         } else {
             let kind = volume.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned()).unwrap_or_default();
             return Err(format!("volume \"{name}\": {kind} volumes are not run by kubeyard's container engine yet"));
@@ -63,6 +69,24 @@ pub fn of(pod: &Value) -> Result<Vec<PodVolume>, String> {
         volumes.push(PodVolume { name, kind });
     }
     Ok(volumes)
+}
+
+/// The PersistentVolume each `persistentVolumeClaim` volume of the pod is bound to, by
+/// claim; `Err` is the `FailedMount` message for a claim that is missing or not bound.
+pub async fn bound_volumes(client: &kube::Client, pod: &Value) -> Result<BTreeMap<String, String>, String> {
+    let namespace = text(pod, "/metadata/namespace");
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(client.clone(), namespace);
+    let mut bound = BTreeMap::new();
+    for volume in of(pod)? {
+        let Kind::Claim { claim, .. } = volume.kind else { continue };
+        let found = claims.get_opt(&claim).await.map_err(|e| e.to_string())?;
+        let found = found.ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" not found"))?;
+        let phase = found.status.as_ref().and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let name = found.spec.as_ref().and_then(|s| s.volume_name.clone()).filter(|_| phase == "Bound");
+        let name = name.ok_or_else(|| format!("persistentvolumeclaim \"{claim}\" is not bound (it is {phase})"))?;
+        bound.insert(claim, name);
+    }
+    Ok(bound)
 }
 
 /// A ConfigMap of the namespace, as the API server has it now (`None`: there is none).
@@ -326,7 +350,9 @@ mod tests {
         let kinds: Vec<Kind> = of(&pod).unwrap().into_iter().map(|v| v.kind).collect();
         assert_eq!(kinds, [Kind::Empty { memory: false }, Kind::Empty { memory: true }, Kind::Files, Kind::Files]);
         let claim = json!({"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}});
-        assert!(of(&claim).unwrap_err().contains("volume \"data\": persistentVolumeClaim volumes are not run"));
+        assert_eq!(of(&claim).unwrap()[0].kind, Kind::Claim { claim: "d".into(), read_only: false });
+        let host = json!({"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}});
+        assert!(of(&host).unwrap_err().contains("volume \"h\": hostPath volumes are not run"));
     }
 
     #[test]

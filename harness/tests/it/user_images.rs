@@ -14,6 +14,8 @@ use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(90);
 const IMAGE: &str = "kubeyard/test-busybox:2";
+/// An image that does not exist when the test starts: tagged from IMAGE midway.
+const LATE: &str = "kubeyard/test-late:1";
 
 const APP: &str = r#"
 apiVersion: apps/v1
@@ -111,7 +113,7 @@ spec:
     imagePullPolicy: IfNotPresent
     envFrom: [{configMapRef: {name: settings}}]
     env: [{name: MODE, value: from-env}]
-    args: ["-c", "echo MODE=$MODE LEVEL=$LEVEL; trap 'echo got TERM; exit 0' TERM; while true; do sleep 1; done"]
+    args: ["-c", "echo MODE=$MODE LEVEL=$LEVEL WEB=$WEB_PORT; trap 'echo got TERM; exit 0' TERM; while true; do sleep 1; done"]
     lifecycle:
       preStop: {exec: {command: ["/bin/sh", "-c", "echo pre-stop ran > /proc/1/fd/1; sleep 3"]}}
 ---
@@ -138,6 +140,13 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: late}
+spec:
+  containers:
+  - {name: late, image: "kubeyard/test-late:1", imagePullPolicy: IfNotPresent, args: ["-c", "exec sleep 3600"]}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: absent}
 spec:
   containers:
@@ -156,6 +165,7 @@ fn container_status(pod: &Pod) -> serde_json::Value {
 async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() {
     let docker = Docker::connect().await.unwrap();
     kubeyard_harness::containers::image::busybox(&docker, IMAGE).await.expect("the test image builds");
+    let _ = std::process::Command::new("docker").args(["rmi", LATE]).output();
     let cluster = boot(2).await;
     let id = cluster.id().to_string();
     let client = cluster.client().unwrap();
@@ -350,6 +360,21 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     .await;
     let pod = pods.get("absent").await.unwrap();
     assert_eq!(pod.status.as_ref().and_then(|s| s.phase.as_deref()), Some("Pending"));
+    // Built while the pod backs off (as a user runs `docker build`), the image is taken at
+    // the next attempt.
+    eventually("the late image backs off", WITHIN, || async {
+        let Ok(pod) = pods.get("late").await else { return false };
+        container_status(&pod)["state"]["waiting"]["reason"] == "ImagePullBackOff"
+    })
+    .await;
+    let tagged = std::process::Command::new("docker").args(["tag", IMAGE, LATE]).status().unwrap();
+    assert!(tagged.success());
+    eventually("the late pod running once its image is there", WITHIN, || async {
+        let Ok(pod) = pods.get("late").await else { return false };
+        container_status(&pod)["state"]["running"].is_object()
+    })
+    .await;
+    let _ = std::process::Command::new("docker").args(["rmi", LATE]).output();
 
     // Volumes: a ConfigMap's keys, the downward API and an emptyDir an init container
     // (not root) wrote into, all as files; a change to the ConfigMap reaches the file.
@@ -370,9 +395,12 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     })
     .await;
 
-    // envFrom, with env over it; on deletion the preStop hook runs before SIGTERM.
+    // envFrom, with env over it, and the Services' link variables; on deletion the
+    // preStop hook runs before SIGTERM.
     eventually("the graceful pod printed its settings", WITHIN, || async {
-        pods.logs("graceful", &LogParams::default()).await.is_ok_and(|l| l.contains("MODE=from-env LEVEL=debug"))
+        pods.logs("graceful", &LogParams::default())
+            .await
+            .is_ok_and(|l| l.contains("MODE=from-env LEVEL=debug WEB=tcp://"))
     })
     .await;
     pods.delete("graceful", &Default::default()).await.unwrap();
