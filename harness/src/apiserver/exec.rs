@@ -3,9 +3,11 @@
 //! with the protocol the client asked for (`v5.channel.k8s.io` or `v4`), then accepts the
 //! client's upgrade and relays the messages both ways, as Kubernetes proxies the stream.
 //! The kubelet is asked first, so a refusal (no such container, a simulated node) reaches
-//! the client as an HTTP error with its message. kubectl 1.32 speaks WebSocket first; a
-//! client that can only speak SPDY is refused with a message saying so.
+//! the client as an HTTP error with its message. kubectl 1.32 speaks WebSocket first; over
+//! SPDY (its fallback) the streams are relayed to the same kubelet session by
+//! `exec_spdy.rs`.
 
+use super::exec_spdy;
 use super::logs::{Located, locate};
 use super::status::ApiError;
 use super::{ApiServer, Query, Target};
@@ -33,16 +35,37 @@ pub(super) async fn serve(
     parts: &mut axum::http::request::Parts,
 ) -> Result<Response, ApiError> {
     let headers = &parts.headers;
-    let websocket =
-        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let upgrade = headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let websocket = upgrade.eq_ignore_ascii_case("websocket");
+    let spdy = upgrade.eq_ignore_ascii_case("SPDY/3.1");
     let key = headers.get(header::SEC_WEBSOCKET_KEY).cloned();
-    let (Some(key), true) = (key, websocket) else {
-        return Err(ApiError::bad_request(
-            "kubeyard serves exec over WebSocket (v5.channel.k8s.io or v4.channel.k8s.io) only, not SPDY",
-        ));
-    };
-    let Some(protocol) = protocol(headers.get(header::SEC_WEBSOCKET_PROTOCOL)) else {
-        return Err(ApiError::bad_request("exec needs the protocol v5.channel.k8s.io or v4.channel.k8s.io"));
+    // Over SPDY the client speaks v4 (the stream protocol's version is negotiated in a
+    // header); to the kubelet the API server always speaks v5, for stdin's end.
+    let protocol = if spdy {
+        let offered: Vec<&str> = headers
+            .get_all("x-stream-protocol-version")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect();
+        if !offered.contains(&exec_spdy::PROTOCOL) {
+            return Err(ApiError::new(
+                403,
+                "Forbidden",
+                format!(
+                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{}\"]",
+                    exec_spdy::PROTOCOL
+                ),
+            ));
+        }
+        crate::kubelet::exec::PROTOCOLS[0]
+    } else {
+        if !(websocket && key.is_some()) {
+            return Err(ApiError::bad_request("exec needs an upgrade: a WebSocket or SPDY/3.1"));
+        }
+        protocol(headers.get(header::SEC_WEBSOCKET_PROTOCOL))
+            .ok_or_else(|| ApiError::bad_request("exec needs the protocol v5.channel.k8s.io or v4.channel.k8s.io"))?
     };
     let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, "exec").await?;
     let raw = parts.uri.query().unwrap_or_default();
@@ -78,6 +101,28 @@ pub(super) async fn serve(
         .extensions
         .remove::<hyper::upgrade::OnUpgrade>()
         .ok_or_else(|| ApiError::internal("this connection cannot be upgraded"))?;
+    if spdy {
+        let flag = |name: &str| query.get(name).is_some_and(|v| matches!(v.as_str(), "true" | "1"));
+        let wanted = exec_spdy::Wanted {
+            stdin: flag("stdin"),
+            stdout: flag("stdout"),
+            stderr: flag("stderr"),
+            tty: flag("tty"),
+        };
+        tokio::spawn(async move {
+            let Ok(upgraded) = on_upgrade.await else { return };
+            let (incoming, outgoing) = super::spdy::byte_streams(TokioIo::new(upgraded));
+            exec_spdy::session(incoming, outgoing, upstream, wanted).await;
+        });
+        return Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header(header::UPGRADE, "SPDY/3.1")
+            .header(header::CONNECTION, "Upgrade")
+            .header("X-Stream-Protocol-Version", exec_spdy::PROTOCOL)
+            .body(Body::empty())
+            .map_err(|e| ApiError::internal(e.to_string()));
+    }
+    let key = key.ok_or_else(|| ApiError::bad_request("a WebSocket upgrade needs Sec-WebSocket-Key"))?;
     tokio::spawn(async move {
         let Ok(upgraded) = on_upgrade.await else { return };
         let client = WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;

@@ -7,6 +7,7 @@
 
 pub mod allocate;
 mod exec;
+mod exec_spdy;
 pub mod fields;
 pub mod kubeconfig;
 mod logs;

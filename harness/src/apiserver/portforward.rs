@@ -147,7 +147,7 @@ pub(super) async fn serve(
         let io = TokioIo::new(upgraded);
         match mode {
             Mode::Spdy => {
-                let (incoming, outgoing) = raw_bytes(io);
+                let (incoming, outgoing) = spdy::byte_streams(io);
                 spdy_session(pod, incoming, outgoing).await;
             }
             Mode::Tunneled => {
@@ -190,33 +190,6 @@ impl Pod {
     }
 }
 
-/// A raw upgraded connection as streams of bytes in and out.
-fn raw_bytes<T>(io: T) -> (mpsc::Receiver<Bytes>, mpsc::Sender<Bytes>)
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
-{
-    let (mut read, mut write) = tokio::io::split(io);
-    let (incoming_tx, incoming) = mpsc::channel::<Bytes>(64);
-    let (outgoing, mut outgoing_rx) = mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; CHUNK];
-        while let Ok(n) = read.read(&mut buffer).await {
-            if n == 0 || incoming_tx.send(Bytes::copy_from_slice(&buffer[..n])).await.is_err() {
-                break;
-            }
-        }
-    });
-    tokio::spawn(async move {
-        while let Some(bytes) = outgoing_rx.recv().await {
-            if write.write_all(&bytes).await.is_err() {
-                break;
-            }
-        }
-        let _ = write.shutdown().await;
-    });
-    (incoming, outgoing)
-}
-
 /// A WebSocket whose binary messages carry a byte stream, as streams of bytes in and out.
 fn websocket_bytes<T>(socket: WebSocketStream<T>) -> (mpsc::Receiver<Bytes>, mpsc::Sender<Bytes>)
 where
@@ -255,17 +228,7 @@ struct Request {
 
 /// A SPDY session: streams paired by request, each pair one connection to the pod.
 async fn spdy_session(pod: Pod, mut incoming: mpsc::Receiver<Bytes>, outgoing: mpsc::Sender<Bytes>) {
-    // One writer owns the compression context; every frame goes through it.
-    let (frames, mut frames_rx) = mpsc::unbounded_channel::<Frame>();
-    let writer = tokio::spawn(async move {
-        let mut encoder = spdy::Encoder::default();
-        while let Some(frame) = frames_rx.recv().await {
-            let last = matches!(frame, Frame::GoAway { .. });
-            if outgoing.send(encoder.encode(&frame)).await.is_err() || last {
-                break;
-            }
-        }
-    });
+    let (frames, writer) = spdy::writer(outgoing);
     let mut decoder = spdy::Decoder::default();
     let mut buffer = BytesMut::new();
     let mut requests: HashMap<String, Request> = HashMap::new();

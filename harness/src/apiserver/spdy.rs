@@ -12,6 +12,8 @@
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 use std::sync::OnceLock;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
 
 /// The largest frame read (a data frame's payload is at most 2^24 - 1 by the format; a
 /// control frame this large is an attack, not a request).
@@ -388,6 +390,50 @@ impl Encoder {
             }
         }
     }
+}
+
+/// A connection's bytes as channels: what arrives, and what to send (written in order,
+/// the connection shut when every sender is gone).
+pub fn byte_streams<T>(io: T) -> (mpsc::Receiver<Bytes>, mpsc::Sender<Bytes>)
+where
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    let (mut read, mut write) = tokio::io::split(io);
+    let (incoming_tx, incoming) = mpsc::channel::<Bytes>(64);
+    let (outgoing, mut outgoing_rx) = mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 32 << 10];
+        while let Ok(n) = read.read(&mut buffer).await {
+            if n == 0 || incoming_tx.send(Bytes::copy_from_slice(&buffer[..n])).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(async move {
+        while let Some(bytes) = outgoing_rx.recv().await {
+            if write.write_all(&bytes).await.is_err() {
+                break;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    (incoming, outgoing)
+}
+
+/// A session's one writer, which owns its compression context: frames in, bytes out,
+/// until a GOAWAY is written or every sender is dropped.
+pub fn writer(outgoing: mpsc::Sender<Bytes>) -> (mpsc::UnboundedSender<Frame>, tokio::task::JoinHandle<()>) {
+    let (frames, mut frames_rx) = mpsc::unbounded_channel::<Frame>();
+    let writer = tokio::spawn(async move {
+        let mut encoder = Encoder::default();
+        while let Some(frame) = frames_rx.recv().await {
+            let last = matches!(frame, Frame::GoAway { .. });
+            if outgoing.send(encoder.encode(&frame)).await.is_err() || last {
+                break;
+            }
+        }
+    });
+    (frames, writer)
 }
 
 #[cfg(test)]

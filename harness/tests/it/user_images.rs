@@ -210,12 +210,13 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     // kubectl exec (over WebSocket, v5.channel.k8s.io): output, errors, the exit code,
     // stdin; and kubectl cp both ways (tar through exec).
     let kubeconfig = dir.path().join("config");
-    let kubectl = |args: &[&str], input: Option<&str>| {
+    let kubectl_with = |env: &[(&str, &str)], args: &[&str], input: Option<&str>| {
         use std::io::Write;
         let mut child = std::process::Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -230,11 +231,20 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
         let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
         (output.status.code(), text(&output.stdout), text(&output.stderr))
     };
+    let kubectl = |args: &[&str], input: Option<&str>| kubectl_with(&[], args, input);
     let (code, out, err) = kubectl(&["exec", "client", "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"], None);
     assert_eq!((code, out.as_str()), (Some(3), "hi\n"), "{err}");
     assert!(err.contains("oops") && err.contains("command terminated with exit code 3"), "{err}");
     let (code, out, err) = kubectl(&["exec", "-i", "client", "--", "cat"], Some("through stdin\n"));
     assert_eq!((code, out.as_str()), (Some(0), "through stdin\n"), "{err}");
+    // kubectl's fallback, SPDY, reaches the same session.
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let (code, out, err) =
+        kubectl_with(&spdy, &["exec", "client", "--", "sh", "-c", "echo hi; echo oops >&2; exit 3"], None);
+    assert_eq!((code, out.as_str()), (Some(3), "hi\n"), "{err}");
+    assert!(err.contains("oops") && err.contains("command terminated with exit code 3"), "{err}");
+    let (code, out, err) = kubectl_with(&spdy, &["exec", "-i", "client", "--", "cat"], Some("over SPDY\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "over SPDY\n"), "{err}");
     let local = dir.path().join("note.txt");
     std::fs::write(&local, "copied in\n").unwrap();
     let (code, _, err) = kubectl(&["cp", local.to_str().unwrap(), "client:/tmp/note.txt"], None);
