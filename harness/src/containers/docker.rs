@@ -580,6 +580,12 @@ impl Docker {
         self.inner.create_volume(request).await.map(drop).map_err(refused(format!("create volume {name}")))
     }
 
+    /// Where a volume's files are on the engine's host.
+    pub async fn volume_mountpoint(&self, name: &str) -> Result<String, Error> {
+        let volume = self.inner.inspect_volume(name).await.map_err(refused(format!("inspect volume {name}")))?;
+        Ok(volume.mountpoint)
+    }
+
     /// Removes a volume; one already gone is no error.
     pub async fn remove_volume(&self, name: &str) -> Result<(), Error> {
         let options = bollard::query_parameters::RemoveVolumeOptionsBuilder::default().force(true).build();

@@ -122,13 +122,22 @@ impl DockerRuntime {
         format!("k8s-pv_{volume}_{cluster}")
     }
 
-    /// A PersistentVolume's engine volume belongs to the cluster, not to a node: removed
-    /// with the cluster.
-    fn persistent_labels(&self, name: &str) -> HashMap<String, String> {
+    /// The engine volume standing for a directory of this node's disk (`hostPath`).
+    fn host_volume_name(&self, path: &str) -> String {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        path.hash(&mut hasher);
+        let node = self.labels.get(NODE_LABEL).map_or("node", String::as_str);
+        format!("k8s-host_{node}_{:016x}", hasher.finish())
+    }
+
+    /// A PersistentVolume's engine volume belongs to the cluster (`node`: false), a host
+    /// path's to the node: removed with the cluster, not with a pod.
+    fn persistent_labels(&self, name: &str, node: bool) -> HashMap<String, String> {
         let mut labels: HashMap<String, String> = self
             .labels
             .iter()
-            .filter(|(key, _)| key.as_str() != NODE_LABEL)
+            .filter(|(key, _)| node || key.as_str() != NODE_LABEL)
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         labels.insert("kubeyard.dev/persistent-volume".into(), name.into());
@@ -159,13 +168,14 @@ impl DockerRuntime {
         let mut cmd = vec!["pause".into(), "--route".into(), format!("{}={}", self.service_cidr, self.node_address)];
         for volume in &sandbox.volumes {
             // Writable by every user, as the kubelet makes an emptyDir and local-path a volume.
-            if let Kind::Empty { .. } | Kind::Claim { .. } = volume.kind {
+            if let Kind::Empty { .. } | Kind::Claim { .. } | Kind::Host { .. } = volume.kind {
                 cmd.extend(["--open".to_string(), format!("/volumes/{}", volume.name)]);
             }
             let name = sandbox.volume_name(&volume.name);
             let memory = matches!(volume.kind, Kind::Empty { memory: true });
             let labels = match &volume.kind {
-                Kind::Claim { .. } => self.persistent_labels(&name),
+                Kind::Claim { .. } => self.persistent_labels(&name, false),
+                Kind::Host { .. } => self.persistent_labels(&name, true),
                 _ => sandbox.labels("POD"),
             };
             self.docker.create_volume(&name, &labels, memory).await.map_err(|e| e.to_string())?;
@@ -236,13 +246,12 @@ impl Sandbox {
     /// its PersistentVolume's (`k8s-pv_<volume>_<cluster>`), shared by every pod that
     /// mounts it and kept when they go.
     fn volume_name(&self, volume: &str) -> String {
-        let claim = self.volumes.iter().find(|v| v.name == volume).and_then(|v| match &v.kind {
-            Kind::Claim { claim, .. } => self.bound.get(claim),
-            _ => None,
-        });
-        match claim {
-            Some(persistent) => self.runtime.persistent_volume_name(persistent),
-            None => format!("k8s_{volume}_{}_{}_{}", self.name, self.namespace, self.uid),
+        match self.volumes.iter().find(|v| v.name == volume).map(|v| &v.kind) {
+            Some(Kind::Claim { claim, .. }) if self.bound.contains_key(claim) => {
+                self.runtime.persistent_volume_name(&self.bound[claim])
+            }
+            Some(Kind::Host { path }) => self.runtime.host_volume_name(path),
+            _ => format!("k8s_{volume}_{}_{}_{}", self.name, self.namespace, self.uid),
         }
     }
 
@@ -294,23 +303,36 @@ impl Sandbox {
 
     /// The engine's mounts for a container's `volumeMounts`: `volume:path[:ro]`. File
     /// volumes are read-only, as Kubernetes mounts them.
-    fn binds(&self, container: &Value) -> Result<Vec<String>, String> {
+    ///
+    /// A `subPath` mount binds that path of the volume, by the volume's place on the
+    /// engine's host (the engine and its volumes are on one machine); a missing directory
+    /// is made first, as the kubelet makes it. Files of a ConfigMap or Secret mounted by
+    /// `subPath` are not updated, as in Kubernetes.
+    async fn binds(&self, container: &Value) -> Result<Vec<String>, String> {
+        let docker = &self.runtime.docker;
         let mut binds = Vec::new();
         for mount in container.get("volumeMounts").and_then(Value::as_array).into_iter().flatten() {
             let name = text(mount, "/name");
             let Some(volume) = self.volumes.iter().find(|v| v.name == name) else {
                 return Err(format!("volume \"{name}\" is not among the pod's volumes"));
             };
-            if !text(mount, "/subPath").is_empty() || !text(mount, "/subPathExpr").is_empty() {
-                return Err(format!(
-                    "volume \"{name}\": subPath mounts are not made by kubeyard's container engine yet"
-                ));
-            }
             let read_only = volume.kind == Kind::Files
                 || matches!(volume.kind, Kind::Claim { read_only: true, .. })
                 || mount.get("readOnly").and_then(Value::as_bool) == Some(true);
             let suffix = if read_only { ":ro" } else { "" };
-            binds.push(format!("{}:{}{suffix}", self.volume_name(name), text(mount, "/mountPath")));
+            let source = match volumes::sub_path(mount)? {
+                None => self.volume_name(name),
+                Some(path) => {
+                    if volume.kind != Kind::Files {
+                        let tar = volumes::directory_archive(path).map_err(|e| e.to_string())?;
+                        let sandbox = self.container_name("POD", 0);
+                        docker.upload(&sandbox, &format!("/volumes/{name}"), tar).await.map_err(|e| e.to_string())?;
+                    }
+                    let place = docker.volume_mountpoint(&self.volume_name(name)).await.map_err(|e| e.to_string())?;
+                    format!("{place}/{path}")
+                }
+            };
+            binds.push(format!("{source}:{}{suffix}", text(mount, "/mountPath")));
         }
         Ok(binds)
     }
@@ -390,7 +412,7 @@ impl Sandbox {
                 nano_cpus: limit("cpu").map(|q| i64::try_from(q.millis_ceil() * 1_000_000).unwrap_or(i64::MAX)),
             },
             labels: self.labels(name),
-            binds: self.binds(container)?,
+            binds: self.binds(container).await?,
             join: Some(self.container_name("POD", 0)),
             ..ContainerSpec::default()
         };
@@ -431,8 +453,8 @@ impl Sandbox {
             futures_util::future::join_all(others).await;
         }
         let _ = docker.remove(&sandbox).await;
-        // A claim's volume holds data that outlives the pod: it stays.
-        for volume in self.volumes.iter().filter(|v| !matches!(v.kind, Kind::Claim { .. })) {
+        // A claim's or a host path's volume holds data that outlives the pod: it stays.
+        for volume in self.volumes.iter().filter(|v| !v.kind.outlives_pod()) {
             let _ = docker.remove_volume(&self.volume_name(&volume.name)).await;
         }
     }

@@ -28,6 +28,16 @@ pub enum Kind {
     /// `persistentVolumeClaim`: the engine volume of the PersistentVolume the claim is
     /// bound to, which outlives the pod.
     Claim { claim: String, read_only: bool },
+    /// `hostPath` (a directory): the node's engine volume for that path, shared by the
+    /// node's pods and kept when they go, as a directory of a node's disk is.
+    Host { path: String },
+}
+
+impl Kind {
+    /// Whether the volume outlives the pod (the engine volume is not the pod's to remove).
+    pub fn outlives_pod(&self) -> bool {
+        matches!(self, Kind::Claim { .. } | Kind::Host { .. })
+    }
 }
 
 /// One file of a volume: its path in the volume, its bytes and its mode.
@@ -62,6 +72,16 @@ pub fn of(pod: &Value) -> Result<Vec<PodVolume>, String> {
         } else if let Some(claim) = volume.get("persistentVolumeClaim") {
             let read_only = claim.get("readOnly").and_then(Value::as_bool) == Some(true);
             Kind::Claim { claim: text(claim, "/claimName").to_string(), read_only }
+        } else if let Some(host) = volume.get("hostPath") {
+            match text(host, "/type") {
+                "" | "Directory" | "DirectoryOrCreate" => Kind::Host { path: text(host, "/path").to_string() },
+                other => {
+                    return Err(format!(
+                        "volume \"{name}\": hostPath of type {other} is not made by kubeyard's container engine: \
+                         only directories (Directory, DirectoryOrCreate)"
+                    ));
+                }
+            }
         } else {
             let kind = volume.as_object().and_then(|o| o.keys().find(|k| *k != "name").cloned()).unwrap_or_default();
             return Err(format!("volume \"{name}\": {kind} volumes are not run by kubeyard's container engine yet"));
@@ -140,6 +160,42 @@ pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String
         }
     }
     Ok(sources)
+}
+
+/// A mount's `subPath`, checked as the API server checks it: relative, no `..`.
+pub fn sub_path(mount: &Value) -> Result<Option<&str>, String> {
+    if !text(mount, "/subPathExpr").is_empty() {
+        return Err(format!(
+            "volume \"{}\": subPathExpr mounts are not made by kubeyard's container engine yet",
+            text(mount, "/name")
+        ));
+    }
+    let path = text(mount, "/subPath").trim_end_matches('/');
+    if path.is_empty() {
+        return Ok(None);
+    }
+    if path.starts_with('/') || path.split('/').any(|part| part == "..") {
+        return Err(format!("subPath {path:?} must be a relative path without '..'"));
+    }
+    Ok(Some(path))
+}
+
+/// A tar of one directory (and its parents), to make a `subPath` in a volume.
+pub fn directory_archive(path: &str) -> std::io::Result<Vec<u8>> {
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut made = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        made.push_str(part);
+        made.push('/');
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Directory);
+        // The kubelet makes subPath directories 0750; writable by all here, as the
+        // volumes they are in are, so a container of another user can use them too.
+        header.set_mode(0o777);
+        header.set_size(0);
+        builder.append_data(&mut header, &made, std::io::empty())?;
+    }
+    builder.into_inner()
 }
 
 /// Kubernetes' default mode of a projected file (`0644`).
@@ -351,8 +407,13 @@ mod tests {
         assert_eq!(kinds, [Kind::Empty { memory: false }, Kind::Empty { memory: true }, Kind::Files, Kind::Files]);
         let claim = json!({"spec": {"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "d"}}]}});
         assert_eq!(of(&claim).unwrap()[0].kind, Kind::Claim { claim: "d".into(), read_only: false });
-        let host = json!({"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/etc"}}]}});
-        assert!(of(&host).unwrap_err().contains("volume \"h\": hostPath volumes are not run"));
+        let host = json!({"spec": {"volumes": [{"name": "h", "hostPath": {"path": "/var/log"}}]}});
+        assert_eq!(of(&host).unwrap()[0].kind, Kind::Host { path: "/var/log".into() });
+        let socket =
+            json!({"spec": {"volumes": [{"name": "s", "hostPath": {"path": "/run/x.sock", "type": "Socket"}}]}});
+        assert!(of(&socket).unwrap_err().contains("hostPath of type Socket is not made"));
+        let nfs = json!({"spec": {"volumes": [{"name": "n", "nfs": {"server": "x", "path": "/"}}]}});
+        assert!(of(&nfs).unwrap_err().contains("volume \"n\": nfs volumes are not run"));
     }
 
     #[test]

@@ -140,6 +140,25 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: layout}
+spec:
+  volumes:
+  - {name: scratch, emptyDir: {}}
+  - {name: site, configMap: {name: site}}
+  - {name: host, hostPath: {path: /var/kubeyard-test, type: DirectoryOrCreate}}
+  containers:
+  - name: layout
+    image: kubeyard/test-busybox:2
+    imagePullPolicy: IfNotPresent
+    args: ["-c", "echo in-subpath > /sub/file && echo greeting=$(cat /etc/greeting.txt) listed=$(ls /full/inner) && echo host > /host/mark && echo done; exec sleep 3600"]
+    volumeMounts:
+    - {name: scratch, mountPath: /sub, subPath: inner}
+    - {name: scratch, mountPath: /full}
+    - {name: site, mountPath: /etc/greeting.txt, subPath: greeting}
+    - {name: host, mountPath: /host}
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: late}
 spec:
   containers:
@@ -404,6 +423,16 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
         page("site/greeting").as_deref() == Ok("hello again")
     })
     .await;
+
+    // subPath mounts (a directory made in an emptyDir, a ConfigMap's key as one file) and
+    // a hostPath directory.
+    eventually("the layout pod printed what it found", WITHIN, || async {
+        let logs = pods.logs("layout", &LogParams::default()).await.unwrap_or_default();
+        logs.contains("done")
+    })
+    .await;
+    let logs = pods.logs("layout", &LogParams::default()).await.unwrap();
+    assert!(logs.contains("greeting=hello") && logs.contains("listed=file"), "{logs}");
 
     // envFrom, with env over it, and the Services' link variables; on deletion the
     // preStop hook runs before SIGTERM.
