@@ -1,4 +1,5 @@
-//! `pods/exec` (`kubectl exec`, and `kubectl cp`, which runs `tar` through it): the API
+//! `pods/exec` (`kubectl exec`, and `kubectl cp`, which runs `tar` through it) and
+//! `pods/attach` (`kubectl attach`, the container's own streams): the API
 //! server opens a WebSocket to the pod's kubelet (`/exec/{namespace}/{pod}/{container}`)
 //! with the protocol the client asked for (`v5.channel.k8s.io` or `v4`), then accepts the
 //! client's upgrade and relays the messages both ways, as Kubernetes proxies the stream.
@@ -67,9 +68,11 @@ pub(super) async fn serve(
         protocol(headers.get(header::SEC_WEBSOCKET_PROTOCOL))
             .ok_or_else(|| ApiError::bad_request("exec needs the protocol v5.channel.k8s.io or v4.channel.k8s.io"))?
     };
-    let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, "exec").await?;
+    // `exec` or `attach`: the same session, with a command or with the container's own streams.
+    let doing = if target.subresource.as_deref() == Some("attach") { "attach" } else { "exec" };
+    let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, doing).await?;
     let raw = parts.uri.query().unwrap_or_default();
-    let url = format!("ws://{kubelet}/exec/{namespace}/{name}/{container}?{raw}");
+    let url = format!("ws://{kubelet}/{doing}/{namespace}/{name}/{container}?{raw}");
     let mut request = url.into_client_request().map_err(|e| ApiError::internal(e.to_string()))?;
     request.headers_mut().insert(header::SEC_WEBSOCKET_PROTOCOL, HeaderValue::from_static(protocol));
     if let Some(token) = &server.options.token {

@@ -758,7 +758,8 @@ async fn handle(
             logs::serve(server, &target, &query).await
         }
         Route::Objects(target)
-            if target.subresource.as_deref() == Some("exec") && matches!(method, Method::GET | Method::POST) =>
+            if matches!(target.subresource.as_deref(), Some("exec" | "attach"))
+                && matches!(method, Method::GET | Method::POST) =>
         {
             exec::serve(server, &target, &query, &mut parts).await
         }

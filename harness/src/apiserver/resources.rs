@@ -166,6 +166,7 @@ impl Resource {
             subresources.push("binding");
             subresources.push("log");
             subresources.push("exec");
+            subresources.push("attach");
             subresources.push("portforward");
             subresources.push("proxy");
         }
@@ -205,6 +206,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "finalize" => ("Namespace", "", "v1", &["update"]),
                 "log" => ("Pod", "", "v1", &["get"]),
                 "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),
+                "attach" => ("PodAttachOptions", "", "v1", &["create", "get"]),
                 "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
                 "proxy" if resource.kind == "Pod" => ("PodProxyOptions", "", "v1", PROXY_VERBS),
                 "proxy" => ("ServiceProxyOptions", "", "v1", PROXY_VERBS),

@@ -79,6 +79,11 @@ pub struct ContainerSpec {
     /// Joins another container's network namespace (a pod's containers, their sandbox's)
     /// instead of `network`: no address, hostname or resolver of its own.
     pub join: Option<String>,
+    /// The container's standard input kept open (`stdin`), closed after the first
+    /// attachment ends (`stdinOnce`), and a terminal (`tty`): what `kubectl attach` uses.
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
 }
 
 /// What the engine holds a container to.
@@ -273,6 +278,10 @@ impl Docker {
             hostname: spec.hostname.clone().filter(|_| joined.is_none()),
             labels: Some(spec.labels.clone()),
             exposed_ports: spec.publish.map(|(port, _)| vec![format!("{port}/tcp")]),
+            open_stdin: spec.stdin.then_some(true),
+            stdin_once: spec.stdin_once.then_some(true),
+            attach_stdin: spec.stdin.then_some(true),
+            tty: spec.tty.then_some(true),
             host_config: Some(HostConfig {
                 network_mode: Some(joined.clone().unwrap_or_else(|| spec.network.clone())),
                 cap_add: list(&spec.cap_add),
@@ -578,6 +587,34 @@ impl Docker {
             ..Default::default()
         };
         self.inner.create_volume(request).await.map(drop).map_err(refused(format!("create volume {name}")))
+    }
+
+    /// Attaches to a running container's own streams (from now on), as `docker attach`.
+    pub async fn attach(&self, name: &str, stdin: bool) -> Result<Attached, Error> {
+        let options = bollard::query_parameters::AttachContainerOptionsBuilder::default()
+            .stdin(stdin)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .logs(false)
+            .build();
+        let attached =
+            self.inner.attach_container(name, Some(options)).await.map_err(refused(format!("attach to {name}")))?;
+        Ok(Attached { id: name.to_string(), output: attached.output, input: attached.input })
+    }
+
+    /// Whether the container's standard input closes when its first attachment ends
+    /// (`stdinOnce`).
+    pub async fn stdin_once(&self, name: &str) -> bool {
+        let Ok(container) = self.inner.inspect_container(name, None).await else { return false };
+        container.config.and_then(|c| c.stdin_once).unwrap_or(false)
+    }
+
+    /// Resizes a container's terminal.
+    pub async fn resize_container(&self, name: &str, width: u16, height: u16) -> Result<(), Error> {
+        let options =
+            bollard::query_parameters::ResizeContainerTTYOptions { h: i32::from(height), w: i32::from(width) };
+        self.inner.resize_container_tty(name, options).await.map_err(refused("resize container"))
     }
 
     /// Where a volume's files are on the engine's host.

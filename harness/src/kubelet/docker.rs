@@ -414,6 +414,9 @@ impl Sandbox {
             labels: self.labels(name),
             binds: self.binds(container).await?,
             join: Some(self.container_name("POD", 0)),
+            stdin: container.get("stdin").and_then(Value::as_bool) == Some(true),
+            stdin_once: container.get("stdinOnce").and_then(Value::as_bool) == Some(true),
+            tty: container.get("tty").and_then(Value::as_bool) == Some(true),
             ..ContainerSpec::default()
         };
         docker.run(&spec).await.map_err(|e| e.to_string())?;

@@ -69,22 +69,62 @@ fn framed(channel: u8, data: &[u8]) -> Message {
 
 /// Runs the command in `container` for the session on `socket`, until its output ends.
 pub async fn session(docker: Arc<DockerRuntime>, container: String, request: Request, socket: WebSocket) {
-    let (mut sink, mut stream) = socket.split();
     let engine = docker.docker.clone();
-    let attached = match engine.exec_attached(&container, &request.command, request.stdin, request.tty).await {
+    let attached = engine.exec_attached(&container, &request.command, request.stdin, request.tty).await;
+    let Some((id, mut sink)) = relay(&engine, attached, Resize::Exec, socket).await else { return };
+    let code = engine.exec_exit_code(&id).await.unwrap_or(-1);
+    let _ = sink.send(framed(ERROR, status(&request.command, code).to_string().as_bytes())).await;
+    let _ = sink.send(normal_close()).await;
+}
+
+/// `kubectl attach`: the container's own streams for the session on `socket`, until the
+/// client leaves or the container ends.
+pub async fn attach(docker: Arc<DockerRuntime>, container: String, stdin: bool, socket: WebSocket) {
+    let engine = docker.docker.clone();
+    let attached = engine.attach(&container, stdin).await;
+    // The client's end of input closes the container's only with `stdinOnce`; otherwise
+    // the container's stays open for the next attachment, as Kubernetes keeps it.
+    let resize = Resize::Container { close_stdin: engine.stdin_once(&container).await };
+    let Some((_, mut sink)) = relay(&engine, attached, resize, socket).await else { return };
+    let _ = sink.send(framed(ERROR, json!({"metadata": {}, "status": "Success"}).to_string().as_bytes())).await;
+    let _ = sink.send(normal_close()).await;
+}
+
+/// What a terminal resize resizes (and, for an attachment, whether the end of the
+/// client's input ends the container's).
+#[derive(Clone, Copy)]
+enum Resize {
+    Exec,
+    Container { close_stdin: bool },
+}
+
+type Sink = futures_util::stream::SplitSink<WebSocket, Message>;
+
+/// Relays the attached streams and the session both ways until the output ends; the
+/// sink, for the final status, and the attachment's id. A failure to attach is told on
+/// the error channel and ends the session (`None`).
+async fn relay(
+    engine: &crate::containers::docker::Docker,
+    attached: Result<crate::containers::docker::Attached, crate::containers::docker::Error>,
+    resize: Resize,
+    socket: WebSocket,
+) -> Option<(String, Sink)> {
+    let (mut sink, mut stream) = socket.split();
+    let attached = match attached {
         Ok(attached) => attached,
         Err(error) => {
             let failure = json!({"metadata": {}, "status": "Failure", "message": error.to_string(),
                                  "reason": "InternalError"});
             let _ = sink.send(framed(ERROR, failure.to_string().as_bytes())).await;
             let _ = sink.send(normal_close()).await;
-            return;
+            return None;
         }
     };
     let (id, mut output, mut input) = (attached.id, attached.output, attached.input);
     // What the client sends: stdin, resizes, and (v5) the end of stdin.
     let resizer = engine.clone();
     let resize_id = id.clone();
+    let (gone_tx, mut gone) = tokio::sync::oneshot::channel::<()>();
     let from_client = tokio::spawn(async move {
         while let Some(Ok(message)) = stream.next().await {
             let Message::Binary(bytes) = message else {
@@ -100,32 +140,44 @@ pub async fn session(docker: Arc<DockerRuntime>, container: String, request: Req
                     let dimension =
                         |key: &str| size.get(key).and_then(Value::as_u64).and_then(|v| u16::try_from(v).ok());
                     if let (Some(width), Some(height)) = (dimension("Width"), dimension("Height")) {
-                        let _ = resizer.resize_exec(&resize_id, width, height).await;
+                        let _ = match resize {
+                            Resize::Exec => resizer.resize_exec(&resize_id, width, height).await,
+                            Resize::Container { .. } => resizer.resize_container(&resize_id, width, height).await,
+                        };
                     }
                 }
-                Some(CLOSE) if bytes.get(1) == Some(&STDIN) => {
+                Some(CLOSE)
+                    if bytes.get(1) == Some(&STDIN) && !matches!(resize, Resize::Container { close_stdin: false }) =>
+                {
                     let _ = input.shutdown().await;
                 }
                 _ => {}
             }
         }
+        let _ = gone_tx.send(());
     });
-    while let Some(Ok(chunk)) = output.next().await {
-        let (channel, data) = match chunk {
-            bollard::container::LogOutput::StdErr { message } => (STDERR, message),
-            bollard::container::LogOutput::StdOut { message } | bollard::container::LogOutput::Console { message } => {
-                (STDOUT, message)
+    // An attachment ends when the client leaves, though the container goes on; a
+    // command's session when the command's output ends.
+    let ends_with_client = matches!(resize, Resize::Container { .. });
+    loop {
+        tokio::select! {
+            chunk = output.next() => {
+                let Some(Ok(chunk)) = chunk else { break };
+                let (channel, data) = match chunk {
+                    bollard::container::LogOutput::StdErr { message } => (STDERR, message),
+                    bollard::container::LogOutput::StdOut { message }
+                    | bollard::container::LogOutput::Console { message } => (STDOUT, message),
+                    bollard::container::LogOutput::StdIn { .. } => continue,
+                };
+                if sink.send(framed(channel, &data)).await.is_err() {
+                    break;
+                }
             }
-            bollard::container::LogOutput::StdIn { .. } => continue,
-        };
-        if sink.send(framed(channel, &data)).await.is_err() {
-            break;
+            _ = &mut gone, if ends_with_client => break,
         }
     }
     from_client.abort();
-    let code = engine.exec_exit_code(&id).await.unwrap_or(-1);
-    let _ = sink.send(framed(ERROR, status(&request.command, code).to_string().as_bytes())).await;
-    let _ = sink.send(normal_close()).await;
+    Some((id, sink))
 }
 
 /// A close frame with code 1000: kubectl reads a close without a code as an error.

@@ -179,6 +179,33 @@ async fn exec(
         .on_upgrade(move |socket| super::exec::session(docker, name, request, socket))
 }
 
+/// `kubectl attach`'s session with a running container's own streams, over a WebSocket.
+async fn attach(
+    State(logs): State<Arc<Logs>>,
+    Path((namespace, pod, container)): Path<(String, String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    if !authorized(&headers, logs.token.as_deref()) {
+        return refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into());
+    }
+    let pairs: Vec<(String, String)> =
+        serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
+    let stdin = pairs.iter().any(|(k, v)| k == "stdin" && matches!(v.as_str(), "true" | "1"));
+    let Some(docker) = logs.docker.clone() else {
+        return refuse(StatusCode::BAD_REQUEST, "this node runs no containers: pods here are processes".into());
+    };
+    let Some(name) = docker.running_container(&namespace, &pod, &container).await else {
+        let message = format!(
+            "container not found (\"{container}\"): it is not running, or it is of the built-in image kubeyard/echo, \
+             which runs as a process and cannot be attached to"
+        );
+        return refuse(StatusCode::NOT_FOUND, message);
+    };
+    upgrade.protocols(super::exec::PROTOCOLS).on_upgrade(move |socket| super::exec::attach(docker, name, stdin, socket))
+}
+
 /// Serves until the task is dropped; with a `token`, only to requests that carry it.
 pub async fn serve(
     address: SocketAddr,
@@ -196,6 +223,7 @@ fn router(root: PathBuf, token: Option<String>, docker: Option<Arc<super::docker
         .route("/healthz", get(|| async { "ok" }))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
+        .route("/attach/{namespace}/{pod}/{container}", get(attach))
         .with_state(logs)
 }
 

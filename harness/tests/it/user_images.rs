@@ -159,6 +159,19 @@ spec:
 ---
 apiVersion: v1
 kind: Pod
+metadata: {name: repl}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: repl
+    image: kubeyard/test-busybox:2
+    imagePullPolicy: IfNotPresent
+    stdin: true
+    stdinOnce: true
+    args: ["-c", "while read line; do echo got: $line; done"]
+---
+apiVersion: v1
+kind: Pod
 metadata: {name: late}
 spec:
   containers:
@@ -351,6 +364,29 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     let _ = follow.wait();
     let numbers: Vec<u32> = lines.iter().filter_map(|l| l.strip_prefix("tick ")?.parse().ok()).collect();
     assert!(numbers.len() == 8 && numbers.windows(2).all(|w| w[1] == w[0] + 1), "{lines:?}");
+
+    // kubectl attach: the container's own output from now on, and its standard input
+    // (closed with kubectl's, as the container asks with stdinOnce).
+    let mut attached = std::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args(["attach", "ticker"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(attached.stdout.take().unwrap()))
+        .take(3)
+        .map(Result::unwrap)
+        .collect();
+    let _ = attached.kill();
+    let _ = attached.wait();
+    assert!(lines.iter().all(|l| l.starts_with("tick ")), "{lines:?}");
+    eventually("the repl pod running", WITHIN, || async {
+        pods.get("repl").await.is_ok_and(|p| container_status(&p)["state"]["running"].is_object())
+    })
+    .await;
+    let (code, out, err) = kubectl(&["attach", "-i", "repl"], Some("hello\nworld\n"));
+    assert_eq!((code, out.as_str()), (Some(0), "got: hello\ngot: world\n"), "{err}");
 
     // A failing liveness probe restarts the real container, with the kubelet's event.
     eventually("the sick pod restarted by its liveness probe", WITHIN, || async {
