@@ -149,30 +149,45 @@ async fn container_logs(
     Body::from_stream(follow).into_response()
 }
 
+/// The engine's name of a running container of the pod, for a client with the token;
+/// `Err` is the refusal (`doing`: what was asked, in its words).
+async fn running(
+    logs: &Logs,
+    headers: &HeaderMap,
+    (namespace, pod, container): &(String, String, String),
+    doing: &str,
+) -> Result<(Arc<super::docker::DockerRuntime>, String), Response> {
+    if !authorized(headers, logs.token.as_deref()) {
+        return Err(refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into()));
+    }
+    let Some(docker) = logs.docker.clone() else {
+        return Err(refuse(StatusCode::BAD_REQUEST, "this node runs no containers: pods here are processes".into()));
+    };
+    let Some(name) = docker.running_container(namespace, pod, container).await else {
+        let message = format!(
+            "container not found (\"{container}\"): it is not running, or it is of the built-in image kubeyard/echo, \
+             which runs as a process and has no {doing}"
+        );
+        return Err(refuse(StatusCode::NOT_FOUND, message));
+    };
+    Ok((docker, name))
+}
+
 /// `kubectl exec`'s session with a container of the engine, over a WebSocket.
 async fn exec(
     State(logs): State<Arc<Logs>>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !authorized(&headers, logs.token.as_deref()) {
-        return refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into());
-    }
+    let (docker, name) = match running(&logs, &headers, &path, "exec").await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
     let request = match super::exec::Request::parse(query.as_deref().unwrap_or_default()) {
         Ok(request) => request,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
-    };
-    let Some(docker) = logs.docker.clone() else {
-        return refuse(StatusCode::BAD_REQUEST, "this node runs no containers: pods here are processes".into());
-    };
-    let Some(name) = docker.running_container(&namespace, &pod, &container).await else {
-        let message = format!(
-            "container not found (\"{container}\"): it is not running, or it is of the built-in image kubeyard/echo, \
-             which runs as a process and has no exec"
-        );
-        return refuse(StatusCode::NOT_FOUND, message);
     };
     upgrade
         .protocols(super::exec::PROTOCOLS)
@@ -182,27 +197,18 @@ async fn exec(
 /// `kubectl attach`'s session with a running container's own streams, over a WebSocket.
 async fn attach(
     State(logs): State<Arc<Logs>>,
-    Path((namespace, pod, container)): Path<(String, String, String)>,
+    Path(path): Path<(String, String, String)>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if !authorized(&headers, logs.token.as_deref()) {
-        return refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into());
-    }
+    let (docker, name) = match running(&logs, &headers, &path, "attach").await {
+        Ok(found) => found,
+        Err(refusal) => return refusal,
+    };
     let pairs: Vec<(String, String)> =
         serde_urlencoded::from_str(query.as_deref().unwrap_or_default()).unwrap_or_default();
     let stdin = pairs.iter().any(|(k, v)| k == "stdin" && matches!(v.as_str(), "true" | "1"));
-    let Some(docker) = logs.docker.clone() else {
-        return refuse(StatusCode::BAD_REQUEST, "this node runs no containers: pods here are processes".into());
-    };
-    let Some(name) = docker.running_container(&namespace, &pod, &container).await else {
-        let message = format!(
-            "container not found (\"{container}\"): it is not running, or it is of the built-in image kubeyard/echo, \
-             which runs as a process and cannot be attached to"
-        );
-        return refuse(StatusCode::NOT_FOUND, message);
-    };
     upgrade.protocols(super::exec::PROTOCOLS).on_upgrade(move |socket| super::exec::attach(docker, name, stdin, socket))
 }
 
