@@ -12,6 +12,7 @@
 
 pub mod docker;
 pub mod exec;
+pub mod grpc_probe;
 pub mod network;
 pub mod pause;
 pub mod pod;

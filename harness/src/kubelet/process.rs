@@ -133,7 +133,12 @@ enum Check {
     Exec {
         argv: Vec<String>,
     },
-    /// A probe this runtime cannot run (gRPC), and why: it fails.
+    /// gRPC's health check of `service` (empty: the server as a whole).
+    Grpc {
+        port: u16,
+        service: String,
+    },
+    /// A probe this runtime cannot run, and why: it fails.
     Unsupported(String),
 }
 
@@ -164,8 +169,8 @@ fn port(value: &Value, container: &Value) -> Result<u16, String> {
         .ok_or_else(|| format!("the container has no port named {name:?}"))
 }
 
-/// What a probe or a lifecycle hook does (`httpGet`, `tcpSocket`, `exec`); `None` for
-/// anything else.
+/// What a probe or a lifecycle hook does (`httpGet`, `tcpSocket`, `exec`, and for probes
+/// `grpc`); `None` for anything else.
 fn handler(spec: &Value, container: &Value) -> Option<Check> {
     if let Some(http) = spec.get("httpGet") {
         return Some(match port(&http["port"], container) {
@@ -176,6 +181,12 @@ fn handler(spec: &Value, container: &Value) -> Option<Check> {
     if let Some(tcp) = spec.get("tcpSocket") {
         return Some(match port(&tcp["port"], container) {
             Ok(port) => Check::Tcp { port },
+            Err(message) => Check::Unsupported(message),
+        });
+    }
+    if let Some(grpc) = spec.get("grpc") {
+        return Some(match port(&grpc["port"], container) {
+            Ok(port) => Check::Grpc { port, service: text(grpc, "/service").to_string() },
             Err(message) => Check::Unsupported(message),
         });
     }
@@ -198,7 +209,7 @@ fn probe(container: &Value, field: &str) -> Option<Probe> {
     };
     Some(Probe {
         check: handler(spec, container).unwrap_or_else(|| {
-            Check::Unsupported("only httpGet, tcpSocket and exec probes run on kubeyard's nodes".into())
+            Check::Unsupported("only httpGet, tcpSocket, grpc and exec probes run on kubeyard's nodes".into())
         }),
         initial: seconds("initialDelaySeconds", 0),
         period: seconds("periodSeconds", 10).max(Duration::from_secs(1)),
@@ -643,6 +654,7 @@ async fn check(check: &Check, ip: &str, timeout: Duration, exec: ExecIn<'_>) -> 
                     .map_err(|e| e.to_string())?;
                 if status.success() { Ok(()) } else { Err(format!("command exited with {}", exit_code(status))) }
             }
+            Check::Grpc { port, service } => super::grpc_probe::check(ip, *port, service, timeout).await,
             Check::Unsupported(why) => Err(why.clone()),
         }
     };
@@ -1408,7 +1420,10 @@ mod tests {
         assert_eq!(readiness.check, Check::Http { port: 8080, path: "/readyz".into() });
         assert_eq!((readiness.period, readiness.failure, readiness.success), (Duration::from_secs(2), 3, 1));
         assert_eq!(probe(&container, "livenessProbe").unwrap().check, Check::Tcp { port: 8080 });
-        assert!(matches!(probe(&container, "startupProbe").unwrap().check, Check::Unsupported(_)));
+        assert_eq!(
+            probe(&container, "startupProbe").unwrap().check,
+            Check::Grpc { port: 9000, service: String::new() }
+        );
         assert!(probe(&container, "missingProbe").is_none());
     }
 
