@@ -288,6 +288,15 @@ async fn echo_cluster(nodes: usize) -> (ContainerCluster, tempfile::TempDir) {
     assert!(applied.contains("service/echo created"), "{applied}");
     let client = cluster.client().unwrap();
     eventually("three ready echo pods", WITHIN, || echo_ready(&client, None)).await;
+    // Ready pods reach the Service's endpoints a moment later (the endpoints controller
+    // follows the pods, the proxies follow the endpoints), as in Kubernetes.
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), "default");
+    eventually("the echo Service's endpoints list the three", WITHIN, || async {
+        let Ok(listed) = endpoints.get("echo").await else { return false };
+        let subsets = listed.subsets.unwrap_or_default();
+        subsets.iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum::<usize>() == 3
+    })
+    .await;
     (cluster, dir)
 }
 
