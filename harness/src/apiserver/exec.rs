@@ -43,23 +43,7 @@ pub(super) async fn serve(
     // Over SPDY the client speaks v4 (the stream protocol's version is negotiated in a
     // header); to the kubelet the API server always speaks v5, for stdin's end.
     let protocol = if spdy {
-        let offered: Vec<&str> = headers
-            .get_all("x-stream-protocol-version")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        if !offered.contains(&exec_spdy::PROTOCOL) {
-            return Err(ApiError::new(
-                403,
-                "Forbidden",
-                format!(
-                    "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{}\"]",
-                    exec_spdy::PROTOCOL
-                ),
-            ));
-        }
+        super::spdy::negotiate(headers, exec_spdy::PROTOCOL)?;
         crate::kubelet::exec::PROTOCOLS[0]
     } else {
         if !(websocket && key.is_some()) {

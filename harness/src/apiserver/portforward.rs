@@ -73,23 +73,8 @@ fn mode(headers: &axum::http::HeaderMap) -> Result<Mode, ApiError> {
         )));
     }
     if upgrade.eq_ignore_ascii_case("SPDY/3.1") {
-        let versions: Vec<&str> = headers
-            .get_all("x-stream-protocol-version")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .collect();
-        if versions.contains(&SPDY_PROTOCOL) {
-            return Ok(Mode::Spdy);
-        }
-        return Err(ApiError::new(
-            403,
-            "Forbidden",
-            format!(
-                "unable to upgrade: unable to negotiate protocol: client supports {versions:?}, server supports [\"{SPDY_PROTOCOL}\"]"
-            ),
-        ));
+        spdy::negotiate(headers, SPDY_PROTOCOL)?;
+        return Ok(Mode::Spdy);
     }
     Err(ApiError::bad_request("port-forward needs an upgrade: a WebSocket or SPDY/3.1"))
 }

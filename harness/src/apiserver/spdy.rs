@@ -392,6 +392,29 @@ impl Encoder {
     }
 }
 
+/// The SPDY upgrade's stream protocol, `X-Stream-Protocol-Version` (repeated or
+/// comma-separated), when the client offers the one served; otherwise the 403 the API
+/// server answers with.
+pub(super) fn negotiate(headers: &axum::http::HeaderMap, served: &str) -> Result<(), super::status::ApiError> {
+    let offered: Vec<&str> = headers
+        .get_all("x-stream-protocol-version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    if offered.contains(&served) {
+        return Ok(());
+    }
+    Err(super::status::ApiError::new(
+        403,
+        "Forbidden",
+        format!(
+            "unable to upgrade: unable to negotiate protocol: client supports {offered:?}, server supports [\"{served}\"]"
+        ),
+    ))
+}
+
 /// A connection's bytes as channels: what arrives, and what to send (written in order,
 /// the connection shut when every sender is gone).
 pub fn byte_streams<T>(io: T) -> (mpsc::Receiver<Bytes>, mpsc::Sender<Bytes>)

@@ -133,30 +133,15 @@ pub fn decide_claim(claim: &Value, volumes: &[Value], classes: &[Value]) -> Opti
 /// access mode it asks for, at least its size, the same volume mode.
 fn best_match<'a>(claim: &Value, volumes: &'a [Value]) -> Option<&'a Value> {
     let wanted = claim.pointer("/spec/resources/requests/storage").and_then(quantity);
-    let modes: Vec<&str> = claim
-        .pointer("/spec/accessModes")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    fn mode<'a>(value: &'a Value, pointer: &str) -> &'a str {
-        Some(text(value, pointer)).filter(|m| !m.is_empty()).unwrap_or("Filesystem")
-    }
+    let modes = access_modes(claim);
     volumes
         .iter()
         .filter(|v| v.pointer("/spec/claimRef").is_none() && v.pointer("/metadata/deletionTimestamp").is_none())
         .filter(|v| matches!(text(v, "/status/phase"), "" | "Available"))
         .filter(|v| text(v, "/spec/storageClassName") == class_of(claim))
-        .filter(|v| mode(v, "/spec/volumeMode") == mode(claim, "/spec/volumeMode"))
+        .filter(|v| volume_mode(v) == volume_mode(claim))
         .filter(|v| {
-            let offered: Vec<&str> = v
-                .pointer("/spec/accessModes")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(Value::as_str)
-                .collect();
+            let offered = access_modes(v);
             modes.iter().all(|m| offered.contains(m))
         })
         .filter_map(|v| {
@@ -167,6 +152,22 @@ fn best_match<'a>(claim: &Value, volumes: &'a [Value]) -> Option<&'a Value> {
         .map(|(_, v)| v)
 }
 
+/// A claim's or a volume's `spec.accessModes`.
+fn access_modes(object: &Value) -> Vec<&str> {
+    object
+        .pointer("/spec/accessModes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// A claim's or a volume's `spec.volumeMode` (`Filesystem` unless set).
+fn volume_mode(object: &Value) -> &str {
+    Some(text(object, "/spec/volumeMode")).filter(|m| !m.is_empty()).unwrap_or("Filesystem")
+}
+
 /// The volume the provisioner makes for a claim, pre-bound to it.
 fn provisioned(claim: &Value, class: &Value) -> Value {
     let uid = text(claim, "/metadata/uid");
@@ -174,7 +175,7 @@ fn provisioned(claim: &Value, class: &Value) -> Value {
     let size = claim.pointer("/spec/resources/requests/storage").cloned().unwrap_or(json!("1Gi"));
     let policy = Some(text(class, "/reclaimPolicy")).filter(|p| !p.is_empty()).unwrap_or("Delete");
     let modes = claim.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"]));
-    let volume_mode = Some(text(claim, "/spec/volumeMode")).filter(|m| !m.is_empty()).unwrap_or("Filesystem");
+    let volume_mode = volume_mode(claim);
     json!({
         "apiVersion": "v1",
         "kind": "PersistentVolume",
