@@ -6,8 +6,10 @@ use crate::controllers::{self, node_lifecycle};
 use crate::informers::Informers;
 use tokio::task::JoinSet;
 
-/// Runs every controller until the returned set is dropped.
-pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSet<()> {
+/// Runs every controller until the returned set is dropped. `root_ca` (PEM) is what
+/// pods are told to trust the API server by (`kube-root-ca.crt`); none when it serves
+/// plain HTTP.
+pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: Option<String>) -> JoinSet<()> {
     let informers = Informers::start(&client);
     let mut set = JoinSet::new();
     let clock = &lifecycle.clock;
@@ -36,6 +38,8 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options) -> JoinSe
         controllers::persistentvolume::run;
     );
     set.spawn(controllers::garbage_collector::run(client.clone()));
+    set.spawn(controllers::serviceaccount::run(client.clone()));
+    set.spawn(controllers::root_ca::run(client.clone(), root_ca.unwrap_or_default()));
     set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
     {
         let (client, informers, lifecycle) = (client.clone(), informers.clone(), lifecycle.clone());

@@ -108,15 +108,24 @@ impl ControlPlane {
             .map_err(|source| Error::Listen { address: config.listen.clone(), source })?;
         let address =
             listener.local_addr().map_err(|source| Error::Listen { address: config.listen.clone(), source })?;
+        // Pods are simulated here: the Service has no endpoints (a loopback address is none).
+        apiserver::kubernetes_service::reconcile(&server, address.port(), None)
+            .await
+            .map_err(|e| Error::Namespace(e.message))?;
         let identity = match config.secure {
-            true => Some(Arc::new(tls::self_signed(&[address.ip().to_string()]).map_err(Error::Credentials)?)),
+            true => {
+                let mut names = vec![address.ip().to_string()];
+                names.extend(apiserver::kubernetes_service::serving_names(&server.options.service_cidr));
+                Some(Arc::new(tls::self_signed(&names).map_err(Error::Credentials)?))
+            }
             false => None,
         };
         let url = format!("{}://{address}", if identity.is_some() { "https" } else { "http" });
         let server = tokio::spawn(serve(server, listener, identity.clone()));
         let client = client(&url, token.as_deref(), identity.as_deref())?;
         let lifecycle = node_lifecycle::Options { clock: config.clock.clone(), grace: config.node_grace };
-        let controllers = controller_manager::start(client.clone(), lifecycle);
+        let root_ca = identity.as_ref().map(|identity| identity.ca_pem.clone());
+        let controllers = controller_manager::start(client.clone(), lifecycle, root_ca);
         let kubelet_options = kubelet::Options {
             clock: config.clock.clone(),
             seed: config.seed,

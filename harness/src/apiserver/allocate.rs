@@ -233,6 +233,11 @@ impl Allocator {
         Allocator { cidr: ServiceCidr::parse(service_cidr), index: Mutex::new(None) }
     }
 
+    /// The range's first address: the `kubernetes` Service's.
+    pub fn first_address(&self) -> Option<IpAddr> {
+        self.cidr.as_ref().ok().map(|cidr| cidr.address(0))
+    }
+
     fn cidr(&self) -> Result<&ServiceCidr, ApiError> {
         self.cidr.as_ref().map_err(|why| ApiError::internal(format!("the service CIDR is not usable: {why}")))
     }

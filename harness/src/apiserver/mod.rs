@@ -10,6 +10,7 @@ mod exec;
 mod exec_spdy;
 pub mod fields;
 pub mod kubeconfig;
+pub mod kubernetes_service;
 mod logs;
 pub mod objects;
 pub mod openapi;
@@ -18,10 +19,12 @@ mod protobuf;
 mod proxy;
 mod quota;
 pub mod resources;
+pub mod serviceaccount;
 mod spdy;
 pub mod status;
 pub mod table;
 pub mod tls;
+pub mod tokens;
 pub mod watch;
 
 use crate::store::Store;
@@ -63,6 +66,10 @@ pub struct Options {
     /// Connections served at once. Past it a few more are accepted that get health
     /// checks answered and anything else a 429, then connections are closed on accept.
     pub max_connections: usize,
+    /// Signs service account tokens, and checks them (`--service-account-signing-key-file`).
+    pub service_account_signer: Arc<tokens::Signer>,
+    /// Admission plugins turned off (`--disable-admission-plugins`): `ServiceAccount`.
+    pub disabled_admission_plugins: Vec<String>,
 }
 
 impl Default for Options {
@@ -76,6 +83,12 @@ impl Default for Options {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: default_max_connections(),
+            service_account_signer: Arc::new(
+                // Only the system's random source failing stops this, and then nothing
+                // else would work either.
+                tokens::Signer::generate().expect("the system's random source gives a key"),
+            ),
+            disabled_admission_plugins: Vec::new(),
         }
     }
 }
@@ -652,14 +665,23 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
     response
 }
 
-fn authorized(server: &ApiServer, headers: &HeaderMap) -> bool {
+/// Whether the request's bearer token is the cluster's (its administrator's) or a
+/// service account token of this server still good; a server without a token takes
+/// everyone. Who is authenticated may do anything: there is no authorization (RBAC) yet,
+/// as docs/apiserver.md says.
+async fn authorized(server: &ApiServer, headers: &HeaderMap) -> bool {
     let Some(token) = &server.options.token else { return true };
-    headers
+    let given = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        // In constant time: how much of a guess matched must not show in the timing.
-        .is_some_and(|given| tls::same_secret(given.trim().as_bytes(), token.as_bytes()))
+        .map(str::trim);
+    let Some(given) = given else { return false };
+    // In constant time: how much of a guess matched must not show in the timing.
+    if tls::same_secret(given.as_bytes(), token.as_bytes()) {
+        return true;
+    }
+    given.contains('.') && tokens::authenticate(server, given).await.is_ok()
 }
 
 async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
@@ -705,14 +727,14 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     // What follows a proxy path's `proxy` is the target's: read before the path's own checks.
     if let Some(target) = proxy::parse(parts.uri.path()) {
-        if !authorized(server, &parts.headers) {
+        if !authorized(server, &parts.headers).await {
             return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
         }
         let method = parts.method.clone();
         return proxy::serve(server, &target, method, &parts.uri, &parts.headers, body).await;
     }
     let route = parse_path(parts.uri.path())?;
-    if !matches!(route, Route::Health) && !authorized(server, &parts.headers) {
+    if !matches!(route, Route::Health) && !authorized(server, &parts.headers).await {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
     }
     let query = parse_query(parts.uri.query())?;
@@ -767,6 +789,15 @@ async fn handle(
             if target.subresource.as_deref() == Some("portforward") && matches!(method, Method::GET | Method::POST) =>
         {
             portforward::serve(server, &target, &query, &mut parts).await
+        }
+        Route::Objects(target) if target.subresource.as_deref() == Some("token") => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let body = read_body(body).await?;
+            let (namespace, name) = (target.namespace.unwrap_or_default(), target.name.unwrap_or_default());
+            let answer = tokens::request(server, &namespace, &name, &parts.headers, &body).await?;
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         Route::Objects(target) => {
             let representation = negotiate(&parts.headers)?;

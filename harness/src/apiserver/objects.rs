@@ -79,7 +79,7 @@ fn subject<'a>(resource: &'a Resource, qualified: &'a str, name: &'a str) -> Sub
     Subject { group: resource.group, kind: qualified, name }
 }
 
-fn not_found(resource: &Resource, name: &str) -> ApiError {
+pub(super) fn not_found(resource: &Resource, name: &str) -> ApiError {
     ApiError::not_found(subject(resource, &resource.qualified(), name))
 }
 
@@ -385,7 +385,7 @@ pub(super) fn with_type(resource: &Resource, mut object: Value) -> Value {
     object
 }
 
-fn uid() -> String {
+pub(super) fn uid() -> String {
     let mut bytes = [0u8; 16];
     for byte in &mut bytes {
         *byte = fastrand::u8(..);
@@ -397,7 +397,7 @@ fn uid() -> String {
 }
 
 /// The suffix Kubernetes appends to `generateName`: five characters without vowels.
-fn name_suffix() -> String {
+pub(super) fn name_suffix() -> String {
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
 }
@@ -559,6 +559,15 @@ async fn create(
     check_namespace(target, &mut object)?;
     if text(&object, "/metadata/resourceVersion").is_some() {
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
+    }
+    // Pods run as a service account that must exist (the ServiceAccount admission
+    // plugin), in a namespace that must exist first (NamespaceLifecycle, before it).
+    if resource.kind == "Pod" && resource.group.is_empty() {
+        let namespace = target.namespace.as_deref().unwrap_or("default");
+        namespace_usable(server, namespace).await?;
+        let shown = text(&object, "/metadata/name").or_else(|| text(&object, "/metadata/generateName"));
+        let shown = shown.unwrap_or_default().to_string();
+        super::serviceaccount::admit(server, namespace, &shown, &mut object).await?;
     }
     if text(&object, "/metadata/name").is_none() {
         match text(&object, "/metadata/generateName").map(str::to_string) {
@@ -1293,12 +1302,21 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     ensure(server, crate::controllers::persistentvolume::default_class()).await
 }
 
+/// A namespace as a cluster starts with it: with its `default` ServiceAccount, which the
+/// controller manager would make a moment later (so pods can be created in it on an API
+/// server that runs without one).
 pub async fn ensure_namespace(server: &ApiServer, name: &str) -> Result<(), ApiError> {
-    ensure(server, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await
+    ensure(server, json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})).await?;
+    let account = crate::controllers::serviceaccount::DEFAULT;
+    ensure(
+        server,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": account, "namespace": name}}),
+    )
+    .await
 }
 
-/// Creates a cluster-scoped object a cluster starts with (its namespaces, its default
-/// StorageClass), unless it is there already.
+/// Creates an object a cluster starts with (its namespaces and their service accounts,
+/// its default StorageClass), unless it is there already.
 pub async fn ensure(server: &ApiServer, mut object: Value) -> Result<(), ApiError> {
     let api_version = text(&object, "/apiVersion").unwrap_or_default().to_string();
     let (group, _) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
@@ -1306,9 +1324,10 @@ pub async fn ensure(server: &ApiServer, mut object: Value) -> Result<(), ApiErro
     let resource =
         super::resources::by_kind(group, &kind).ok_or_else(|| ApiError::internal(format!("{kind} is not served")))?;
     let name = text(&object, "/metadata/name").unwrap_or_default().to_string();
+    let namespace = text(&object, "/metadata/namespace").map(str::to_string);
     prepare_create(resource, &mut object, &uid(), &server.options.clock.timestamp());
     let object = admit(server, resource, object)?;
-    match server.store.create(&resource.key(None, &name), to_bytes(&object)).await {
+    match server.store.create(&resource.key(namespace.as_deref(), &name), to_bytes(&object)).await {
         Ok(_) | Err(StoreError::Exists(_)) => Ok(()),
         Err(error) => Err(store_error(resource, &name, error)),
     }

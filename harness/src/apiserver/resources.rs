@@ -176,6 +176,9 @@ impl Resource {
         if self.kind == "Namespace" {
             subresources.push("finalize");
         }
+        if self.kind == "ServiceAccount" {
+            subresources.push("token");
+        }
         subresources
     }
 }
@@ -210,6 +213,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
                 "proxy" if resource.kind == "Pod" => ("PodProxyOptions", "", "v1", PROXY_VERBS),
                 "proxy" => ("ServiceProxyOptions", "", "v1", PROXY_VERBS),
+                "token" => ("TokenRequest", "authentication.k8s.io", "v1", &["create"]),
                 _ => (resource.kind, resource.group, resource.version, &["get", "patch", "update"]),
             };
             resources.push(json!({

@@ -3,7 +3,9 @@
 
 use super::Exit;
 use super::lint::usage_error;
-use crate::apiserver::{ApiServer, MAX_CONNECTIONS, Options, default_max_connections, kubeconfig, objects, tls};
+use crate::apiserver::{
+    ApiServer, MAX_CONNECTIONS, Options, default_max_connections, kubeconfig, kubernetes_service, objects, tls,
+};
 use crate::store::Store;
 use crate::store::etcd::EtcdStore;
 use crate::store::memory::{DEFAULT_HISTORY, HistoryLimits, MemoryStore};
@@ -44,6 +46,22 @@ pub struct ApiServerArgs {
     /// Credentials from files (a container cluster's API server is given them so).
     #[command(flatten)]
     files: super::components::ApiServerFiles,
+
+    /// The address pods reach this server at: the `kubernetes` Service's endpoint
+    /// (`KUBERNETES_SERVICE_HOST` in every pod). [default: the listening address, unless
+    /// it is loopback or unspecified, when the Service has no endpoints]
+    #[arg(long, value_name = "IP")]
+    advertise_address: Option<std::net::IpAddr>,
+
+    /// Sign service account tokens with this key (PEM, PKCS#8, EC P-256), so tokens
+    /// outlive a restart [default: a key made at start].
+    #[arg(long, value_name = "FILE")]
+    service_account_signing_key_file: Option<PathBuf>,
+
+    /// Admission plugins to turn off, as kube-apiserver's flag: `ServiceAccount` (pods
+    /// then need no service account, for a server run without a controller manager).
+    #[arg(long, value_name = "PLUGINS", value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
 
     /// Write a kubeconfig for this server here.
     #[arg(long, value_name = "FILE")]
@@ -97,6 +115,24 @@ pub fn run(args: ApiServerArgs) -> Exit {
         (Ok(token), Ok(etcd_tls)) => (token, etcd_tls),
         (Err(message), _) | (_, Err(message)) => return usage_error(&message),
     };
+    for plugin in &args.disable_admission_plugins {
+        if plugin != crate::apiserver::serviceaccount::PLUGIN {
+            return usage_error(&format!(
+                "--disable-admission-plugins: {plugin} is not a plugin kubeyard can turn off (ServiceAccount)"
+            ));
+        }
+    }
+    let signer = match &args.service_account_signing_key_file {
+        None => crate::apiserver::tokens::Signer::generate(),
+        Some(path) => super::components::read_credential(path, "--service-account-signing-key-file").and_then(|pem| {
+            crate::apiserver::tokens::Signer::from_pem(&pem)
+                .map_err(|e| format!("--service-account-signing-key-file {}: {e}", path.display()))
+        }),
+    };
+    let signer = match signer {
+        Ok(signer) => Arc::new(signer),
+        Err(message) => return usage_error(&message),
+    };
     crate::apiserver::raise_open_files_limit();
     let limits = HistoryLimits { events: args.history, bytes: args.watch_history_bytes };
     let max_connections = match args.max_connections {
@@ -137,14 +173,28 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 "kubeyard: warning: serving the API on {address} without --token: anyone who can reach it can read every Secret"
             );
         }
-        let options = Options { token: token.clone(), max_connections, ..Options::default() };
+        let options = Options {
+            token: token.clone(),
+            max_connections,
+            service_account_signer: signer,
+            disabled_admission_plugins: args.disable_admission_plugins.clone(),
+            ..Options::default()
+        };
         let server = ApiServer::new(store, admission, options);
         if let Err(error) = objects::bootstrap(&server).await {
             return usage_error(&format!("cannot create what the cluster starts with: {}", error.message));
         }
+        let advertise = std::net::SocketAddr::new(args.advertise_address.unwrap_or(address.ip()), address.port());
+        if let Err(error) = kubernetes_service::reconcile(&server, address.port(), Some(advertise)).await {
+            return usage_error(&format!("cannot create the kubernetes Service: {}", error.message));
+        }
         let identity = match args.files.identity() {
             Ok(Some(identity)) => Ok(Some(identity)),
-            Ok(None) => args.tls.then(|| tls::self_signed(&[address.ip().to_string()])).transpose(),
+            Ok(None) => {
+                let mut names = vec![address.ip().to_string()];
+                names.extend(kubernetes_service::serving_names(&server.options.service_cidr));
+                args.tls.then(|| tls::self_signed(&names)).transpose()
+            }
             Err(error) => Err(error),
         };
         let identity = match identity {

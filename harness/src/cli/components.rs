@@ -209,7 +209,7 @@ pub(crate) async fn interrupted() {
 }
 
 /// A file's text, for a credential flag.
-fn read_credential(path: &Path, flag: &str) -> Result<String, String> {
+pub(super) fn read_credential(path: &Path, flag: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
 }
 
@@ -342,8 +342,15 @@ pub fn scheduler(args: SchedulerArgs) -> Exit {
 pub fn controller_manager(args: ControllerManagerArgs) -> Exit {
     let lifecycle =
         node_lifecycle::Options { clock: Clock::real(), grace: Duration::from_secs(args.node_monitor_grace_period) };
+    // The CA it trusts the API server by is the one pods are told to trust it by.
+    let root_ca =
+        args.server.certificate_authority.as_deref().map(|path| read_credential(path, "--certificate-authority"));
+    let root_ca = match root_ca.transpose() {
+        Ok(root_ca) => root_ca,
+        Err(message) => return usage_error(&message),
+    };
     serve("controller-manager", &args.server, |client| async move {
-        let mut controllers = crate::controller_manager::start(client, lifecycle);
+        let mut controllers = crate::controller_manager::start(client, lifecycle, root_ca);
         // The controllers run for ever; one ending is a fault worth a restart.
         match controllers.join_next().await {
             Some(Err(error)) => Err(format!("a controller stopped: {error}")),

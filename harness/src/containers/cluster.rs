@@ -147,6 +147,9 @@ struct Credentials {
     etcd_ca: String,
     etcd_server: Issued,
     etcd_client: Issued,
+    /// The key service account tokens are signed with (PEM): the API server's across its
+    /// restarts, so pods' tokens stay good.
+    service_account_key: String,
 }
 
 impl Credentials {
@@ -155,8 +158,12 @@ impl Credentials {
             None
         } else {
             let ca = Authority::new("kubeyard-ca").map_err(Error::Credentials)?;
-            let serving =
-                tls::serving(&ca, &[api_address.to_string(), "apiserver".into()]).map_err(Error::Credentials)?;
+            // Pods reach it through the `kubernetes` Service, by its names and cluster IP.
+            let mut names = vec![api_address.to_string(), "apiserver".into()];
+            names.extend(crate::apiserver::kubernetes_service::serving_names(
+                crate::apiserver::allocate::DEFAULT_SERVICE_CIDR,
+            ));
+            let serving = tls::serving(&ca, &names).map_err(Error::Credentials)?;
             Some((ca.pem.clone(), serving))
         };
         let token = if insecure_http { None } else { Some(tls::token().map_err(Error::Credentials)?) };
@@ -165,7 +172,8 @@ impl Credentials {
             .map_err(Error::Credentials)?;
         let etcd_client =
             etcd.issue("kubeyard-apiserver-etcd-client", &[], &[Usage::Client]).map_err(Error::Credentials)?;
-        Ok(Credentials { token, api, etcd_ca: etcd.pem.clone(), etcd_server, etcd_client })
+        let service_account_key = crate::apiserver::tokens::Signer::generate_pem().map_err(Error::Credentials)?;
+        Ok(Credentials { token, api, etcd_ca: etcd.pem.clone(), etcd_server, etcd_client, service_account_key })
     }
 
     fn etcd_tls(&self) -> EtcdTls {
@@ -355,11 +363,14 @@ impl ContainerCluster {
             &format!("--etcd-cafile={SECRETS}/etcd-ca.crt"),
             &format!("--etcd-certfile={SECRETS}/etcd-client.crt"),
             &format!("--etcd-keyfile={SECRETS}/etcd-client.key"),
+            &format!("--advertise-address={}", self.address(3)),
+            &format!("--service-account-signing-key-file={SECRETS}/sa.key"),
         ]);
         let mut apiserver_files = vec![
             file("etcd-ca.crt", &credentials.etcd_ca),
             file("etcd-client.crt", &credentials.etcd_client.cert_pem),
             file("etcd-client.key", &credentials.etcd_client.key_pem),
+            file("sa.key", &credentials.service_account_key),
         ];
         if let Some((ca, serving)) = &credentials.api {
             // The chain, as Kubernetes' --tls-cert-file holds it: clients trust its CA.

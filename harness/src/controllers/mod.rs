@@ -17,6 +17,7 @@ pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
+pub mod every_namespace;
 pub mod garbage_collector;
 pub mod job;
 pub mod namespace;
@@ -24,6 +25,8 @@ pub mod node_lifecycle;
 pub mod persistentvolume;
 pub mod pods;
 pub mod replicaset;
+pub mod root_ca;
+pub mod serviceaccount;
 pub mod statefulset;
 pub mod taint_eviction;
 

@@ -163,6 +163,7 @@ impl DockerRuntime {
             volumes: volumes::of(pod)?,
             bound,
             written: Mutex::new(None),
+            tokens: volumes::Tokens::default(),
         };
         let mut binds = Vec::new();
         let mut cmd = vec!["pause".into(), "--route".into(), format!("{}={}", self.service_cidr, self.node_address)];
@@ -233,6 +234,8 @@ pub struct Sandbox {
     bound: BTreeMap<String, String>,
     /// What the file volumes last held (a hash): they are written again only on a change.
     written: Mutex<Option<u64>>,
+    /// The service account tokens of its projected volumes, renewed when they age.
+    tokens: volumes::Tokens,
 }
 
 impl Sandbox {
@@ -268,7 +271,7 @@ impl Sandbox {
         if wanted.is_empty() {
             return Ok(());
         }
-        let sources = volumes::fetch(client, &self.pod).await?;
+        let sources = volumes::fetch(client, &self.pod, &self.tokens).await?;
         let mut contents = Vec::new();
         for volume in &wanted {
             contents.push((text(volume, "/name").to_string(), volumes::files(volume, &self.pod, &sources)?));

@@ -466,15 +466,24 @@ async fn environment(context: &Source, container: &Value, builtin: bool) -> Resu
         env.push((name, value));
     }
     let mut env = last_wins(env);
-    // Service links: added after the container's own variables, never over them.
+    // Service links: added after the container's own variables, never over them. The
+    // API server's own Service (`kubernetes` of `default`) is always linked, whatever
+    // `enableServiceLinks` says, unless the namespace has a Service of that name linked.
+    let mut list: Vec<Value> = Vec::new();
     if pod.pointer("/spec/enableServiceLinks").and_then(Value::as_bool) != Some(false) {
         let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(context.client.clone(), namespace);
-        let list = services.list(&Default::default()).await.map_err(|e| format!("listing services: {e}"))?;
-        let list: Vec<Value> = list.items.iter().filter_map(|s| serde_json::to_value(s).ok()).collect();
-        for (name, value) in service_links(&list) {
-            if !env.iter().any(|(known, _)| *known == name) {
-                env.push((name, value));
-            }
+        let found = services.list(&Default::default()).await.map_err(|e| format!("listing services: {e}"))?;
+        list.extend(found.items.iter().filter_map(|s| serde_json::to_value(s).ok()));
+    }
+    let master = crate::apiserver::kubernetes_service::NAME;
+    if !list.iter().any(|s| text(s, "/metadata/name") == master) {
+        let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(context.client.clone(), "default");
+        let found = services.get_opt(master).await.map_err(|e| format!("reading service {master}: {e}"))?;
+        list.extend(found.and_then(|s| serde_json::to_value(s).ok()));
+    }
+    for (name, value) in service_links(&list) {
+        if !env.iter().any(|(known, _)| *known == name) {
+            env.push((name, value));
         }
     }
     Ok(env)

@@ -48,11 +48,78 @@ pub struct File {
     pub mode: u32,
 }
 
-/// The ConfigMaps' and Secrets' data a pod's volumes name, by name (`None`: not found).
+/// The ConfigMaps' and Secrets' data a pod's volumes name, by name (`None`: not found),
+/// and the service account tokens its projections ask for, by [`token_key`].
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Sources {
     pub config_maps: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
     pub secrets: BTreeMap<String, Option<BTreeMap<String, Vec<u8>>>>,
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// What the API server defaults a `serviceAccountToken` projection's lifetime to.
+const TOKEN_EXPIRATION: u64 = 3600;
+/// A token is asked for again when this much of its lifetime has passed, or a day, as
+/// the kubelet's token manager renews them.
+const TOKEN_RENEW_FRACTION: f64 = 0.8;
+const TOKEN_RENEW_MAX: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+/// A `serviceAccountToken` projection's audience and lifetime: one token per pair.
+pub fn token_key(source: &Value) -> String {
+    let seconds = source.get("expirationSeconds").and_then(Value::as_u64).unwrap_or(TOKEN_EXPIRATION);
+    format!("{}|{seconds}", text(source, "/audience"))
+}
+
+/// The tokens a pod's volumes were given, with when: kept while they are fresh.
+#[derive(Debug, Default)]
+pub struct Tokens(std::sync::Mutex<BTreeMap<String, (String, std::time::Instant)>>);
+
+impl Tokens {
+    /// The token for `source` (a `serviceAccountToken` projection of `pod`), asked for
+    /// through `serviceaccounts/<name>/token`, bound to the pod, unless the last is fresh.
+    async fn get(&self, client: &kube::Client, pod: &Value, source: &Value) -> Result<String, String> {
+        let key = token_key(source);
+        let seconds = source.get("expirationSeconds").and_then(Value::as_u64).unwrap_or(TOKEN_EXPIRATION);
+        let renew = std::time::Duration::from_secs_f64(seconds as f64 * TOKEN_RENEW_FRACTION).min(TOKEN_RENEW_MAX);
+        {
+            let held = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some((token, _)) = held.get(&key).filter(|(_, at)| at.elapsed() < renew) {
+                return Ok(token.clone());
+            }
+        }
+        let account = Some(text(pod, "/spec/serviceAccountName")).filter(|a| !a.is_empty()).unwrap_or("default");
+        let audience = text(source, "/audience");
+        let request = serde_json::from_value(serde_json::json!({
+            "apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+            "spec": {
+                "audiences": if audience.is_empty() { Vec::new() } else { vec![audience] },
+                "expirationSeconds": seconds,
+                "boundObjectRef": {"kind": "Pod", "apiVersion": "v1",
+                                   "name": text(pod, "/metadata/name"), "uid": text(pod, "/metadata/uid")},
+            },
+        }))
+        .map_err(|e| e.to_string())?;
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> =
+            Api::namespaced(client.clone(), text(pod, "/metadata/namespace"));
+        let answer = accounts
+            .create_token_request(account, &Default::default(), &request)
+            .await
+            .map_err(|e| format!("failed to fetch token: {}", api_message(&e)))?;
+        let token = answer.status.map(|s| s.token).unwrap_or_default();
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, (token.clone(), std::time::Instant::now()));
+        Ok(token)
+    }
+}
+
+/// An API error as the kubelet quotes it: the Status's message.
+fn api_message(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => status.message.clone(),
+        other => other.to_string(),
+    }
 }
 
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
@@ -119,8 +186,9 @@ pub async fn secret(client: &kube::Client, namespace: &str, name: &str) -> Resul
     Api::<Secret>::namespaced(client.clone(), namespace).get_opt(name).await.map_err(|e| e.to_string())
 }
 
-/// The ConfigMaps and Secrets `pod`'s volumes name, read from the API server.
-pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String> {
+/// The ConfigMaps and Secrets `pod`'s volumes name, read from the API server, and the
+/// tokens its projections ask for (`tokens` keeps them while they are fresh).
+pub async fn fetch(client: &kube::Client, pod: &Value, tokens: &Tokens) -> Result<Sources, String> {
     let namespace = text(pod, "/metadata/namespace");
     let mut sources = Sources::default();
     let mut named = Vec::new();
@@ -137,6 +205,12 @@ pub async fn fetch(client: &kube::Client, pod: &Value) -> Result<Sources, String
             }
             if let Some(secret) = source.get("secret") {
                 named.push(("secret", text(secret, "/name").to_string()));
+            }
+            if let Some(token) = source.get("serviceAccountToken") {
+                let got = tokens.get(client, pod, token).await.map_err(|why| {
+                    format!("MountVolume.SetUp failed for volume \"{}\" : {why}", text(volume, "/name"))
+                })?;
+                sources.tokens.insert(token_key(token), got);
             }
         }
     }
@@ -230,6 +304,11 @@ pub fn files(volume: &Value, pod: &Value, sources: &Sources) -> Result<Vec<File>
                     .map_err(failed)?;
             } else if let Some(downward) = source.get("downwardAPI") {
                 downward_api(&mut files, downward, pod, default).map_err(failed)?;
+            } else if let Some(token) = source.get("serviceAccountToken") {
+                let held = sources.tokens.get(&token_key(token));
+                let held = held.ok_or_else(|| failed("failed to fetch token: no token was asked for".into()))?;
+                let path = text(token, "/path").to_string();
+                files.push(File { path, bytes: held.clone().into_bytes(), mode: default });
             } else {
                 let kind = source.as_object().and_then(|o| o.keys().next().cloned()).unwrap_or_default();
                 return Err(failed(format!("{kind} projections are not made by kubeyard's container engine yet")));
@@ -390,6 +469,7 @@ mod tests {
             config_maps: [("app".to_string(), data(&[("a.conf", "A"), ("b.conf", "B")])), ("gone".to_string(), None)]
                 .into(),
             secrets: [("creds".to_string(), data(&[("password", "hunter2")]))].into(),
+            tokens: [("|3607".to_string(), "jwt".to_string())].into(),
         }
     }
 
@@ -466,8 +546,13 @@ mod tests {
         let paths: Vec<String> =
             super::files(&projected, &pod(), &sources()).unwrap().into_iter().map(|f| f.path).collect();
         assert_eq!(paths, ["a", "ns"]);
-        let token = json!({"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token"}}]}});
-        assert!(super::files(&token, &pod(), &sources()).unwrap_err().contains("serviceAccountToken projections"));
+        // The token the kubelet was given for that audience and lifetime, as a file.
+        let token = json!({"name": "t", "projected": {"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}]}});
+        let files = super::files(&token, &pod(), &sources()).unwrap();
+        assert_eq!(files, [File { path: "token".into(), bytes: b"jwt".to_vec(), mode: 0o644 }]);
+        let other = json!({"name": "t", "projected": {"sources": [{"serviceAccountToken": {"path": "token", "audience": "vault"}}]}});
+        assert!(super::files(&other, &pod(), &sources()).unwrap_err().contains("failed to fetch token"));
     }
 
     #[test]

@@ -288,16 +288,30 @@ async fn echo_cluster(nodes: usize) -> (ContainerCluster, tempfile::TempDir) {
     assert!(applied.contains("service/echo created"), "{applied}");
     let client = cluster.client().unwrap();
     eventually("three ready echo pods", WITHIN, || echo_ready(&client, None)).await;
-    // Ready pods reach the Service's endpoints a moment later (the endpoints controller
-    // follows the pods, the proxies follow the endpoints), as in Kubernetes.
-    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), "default");
-    eventually("the echo Service's endpoints list the three", WITHIN, || async {
-        let Ok(listed) = endpoints.get("echo").await else { return false };
+    service_serves(&cluster, "echo", 3, 30080).await;
+    (cluster, dir)
+}
+
+/// Waits until the Service's endpoints list `ready` addresses and every node's proxy
+/// answers at `node_port`. Ready pods reach the endpoints a moment later (the endpoints
+/// controller follows the pods) and each node's proxy follows the endpoints through its
+/// own watch, as kube-proxy does in Kubernetes, so neither is instant.
+pub async fn service_serves(cluster: &ContainerCluster, service: &str, ready: usize, node_port: u16) {
+    let client = cluster.client().unwrap();
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client, "default");
+    eventually(&format!("the {service} Service's endpoints list {ready}"), WITHIN, || async {
+        let Ok(listed) = endpoints.get(service).await else { return false };
         let subsets = listed.subsets.unwrap_or_default();
-        subsets.iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum::<usize>() == 3
+        subsets.iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum::<usize>() == ready
     })
     .await;
-    (cluster, dir)
+    for (node, address) in cluster.nodes() {
+        eventually(&format!("{node} answers at NodePort {node_port}"), WITHIN, || async {
+            let url = format!("http://{address}:{node_port}/");
+            tokio::task::spawn_blocking(move || http_get(&url).is_ok()).await.unwrap_or(false)
+        })
+        .await;
+    }
 }
 
 /// Three ready echo pods not being deleted, none on `avoiding`; with nothing to avoid,

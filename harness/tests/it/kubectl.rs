@@ -177,6 +177,9 @@ fn kubectl_create_expose_and_run_send_protobuf_and_are_understood() {
     let cluster = Cluster::start(&[]);
     let created = [
         cluster.ok(&["create", "namespace", "shop"]),
+        // No controller manager runs beside this API server: a namespace's `default`
+        // account is made by hand, or its pods are refused (as kube-apiserver does).
+        cluster.ok(&["create", "serviceaccount", "default", "-n", "shop"]),
         cluster.ok(&["create", "configmap", "settings", "-n", "shop", "--from-literal=mode=fast"]),
         cluster.ok(&["create", "secret", "generic", "token", "-n", "shop", "--from-literal=key=hello"]),
         cluster.ok(&["create", "deployment", "web", "-n", "shop", "--image=nginx:1.25", "--replicas=2", "--port=80"]),
@@ -190,6 +193,7 @@ fn kubectl_create_expose_and_run_send_protobuf_and_are_understood() {
         created.iter().map(|line| line.trim()).collect::<Vec<_>>(),
         [
             "namespace/shop created",
+            "serviceaccount/default created",
             "configmap/settings created",
             "secret/token created",
             "deployment.apps/web created",

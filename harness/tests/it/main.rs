@@ -31,6 +31,7 @@ mod replicaset;
 mod rule_fixtures;
 mod scheduler;
 mod secure;
+mod service_accounts;
 mod services;
 mod store;
 mod templates;

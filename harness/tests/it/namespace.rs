@@ -80,6 +80,8 @@ fn a_deleted_namespace_loses_its_content_then_goes() {
         kubeyard_harness::controllers::replicaset::run(client, &informers, &kubeyard_harness::clock::Clock::real())
             .await
     });
+    // Each new namespace's `default` account, which its pods run as.
+    component(&url, kubeyard_harness::controllers::serviceaccount::run);
     populate(&url, "doomed");
     populate(&url, "kept");
     let pods = |namespace: &str| format!("/api/v1/namespaces/{namespace}/pods");

@@ -5,7 +5,7 @@
 //! memory limit is OOMKilled; an absent image is ErrImagePull, then ImagePullBackOff; and
 //! nothing is left in the engine once the cluster is removed.
 
-use crate::containers::{boot, http_get};
+use crate::containers::{boot, http_get, service_serves};
 use crate::support::eventually;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use kube::api::{Api, ListParams, LogParams, Patch, PatchParams};
@@ -13,7 +13,7 @@ use kubeyard_harness::containers::docker::Docker;
 use std::time::Duration;
 
 const WITHIN: Duration = Duration::from_secs(90);
-const IMAGE: &str = "kubeyard/test-busybox:2";
+pub(crate) const IMAGE: &str = "kubeyard/test-busybox:2";
 /// An image that does not exist when the test starts: tagged from IMAGE midway.
 const LATE: &str = "kubeyard/test-late:1";
 
@@ -220,6 +220,7 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
         list.len() == 2 && list.iter().all(crate::containers::ready)
     })
     .await;
+    service_serves(&cluster, "web", 2, 30090).await;
     let mut answered = std::collections::BTreeSet::new();
     for (node, address) in cluster.nodes() {
         for _ in 0..6 {
