@@ -311,7 +311,7 @@ impl Sandbox {
     /// engine's host (the engine and its volumes are on one machine); a missing directory
     /// is made first, as the kubelet makes it. Files of a ConfigMap or Secret mounted by
     /// `subPath` are not updated, as in Kubernetes.
-    async fn binds(&self, container: &Value) -> Result<Vec<String>, String> {
+    async fn binds(&self, container: &Value, env: &[(String, String)]) -> Result<Vec<String>, String> {
         let docker = &self.runtime.docker;
         let mut binds = Vec::new();
         for mount in container.get("volumeMounts").and_then(Value::as_array).into_iter().flatten() {
@@ -323,11 +323,11 @@ impl Sandbox {
                 || matches!(volume.kind, Kind::Claim { read_only: true, .. })
                 || mount.get("readOnly").and_then(Value::as_bool) == Some(true);
             let suffix = if read_only { ":ro" } else { "" };
-            let source = match volumes::sub_path(mount)? {
+            let source = match volumes::sub_path(mount, env)? {
                 None => self.volume_name(name),
                 Some(path) => {
                     if volume.kind != Kind::Files {
-                        let tar = volumes::directory_archive(path).map_err(|e| e.to_string())?;
+                        let tar = volumes::directory_archive(&path).map_err(|e| e.to_string())?;
                         let sandbox = self.container_name("POD", 0);
                         docker.upload(&sandbox, &format!("/volumes/{name}"), tar).await.map_err(|e| e.to_string())?;
                     }
@@ -415,7 +415,7 @@ impl Sandbox {
                 nano_cpus: limit("cpu").map(|q| i64::try_from(q.millis_ceil() * 1_000_000).unwrap_or(i64::MAX)),
             },
             labels: self.labels(name),
-            binds: self.binds(container).await?,
+            binds: self.binds(container, &launch.env).await?,
             join: Some(self.container_name("POD", 0)),
             stdin: container.get("stdin").and_then(Value::as_bool) == Some(true),
             stdin_once: container.get("stdinOnce").and_then(Value::as_bool) == Some(true),

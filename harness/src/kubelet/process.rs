@@ -246,7 +246,7 @@ fn argv(container: &Value) -> Result<Vec<String>, String> {
 
 /// Kubernetes' `$(VAR)` expansion of command and args: a variable the container defines
 /// is replaced, `$$` is a `$`, anything else stays as written.
-fn expand(text: &str, env: &[(String, String)]) -> String {
+pub(crate) fn expand(text: &str, env: &[(String, String)]) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find('$') {

@@ -236,22 +236,23 @@ pub async fn fetch(client: &kube::Client, pod: &Value, tokens: &Tokens) -> Resul
     Ok(sources)
 }
 
-/// A mount's `subPath`, checked as the API server checks it: relative, no `..`.
-pub fn sub_path(mount: &Value) -> Result<Option<&str>, String> {
-    if !text(mount, "/subPathExpr").is_empty() {
-        return Err(format!(
-            "volume \"{}\": subPathExpr mounts are not made by kubeyard's container engine yet",
-            text(mount, "/name")
-        ));
-    }
-    let path = text(mount, "/subPath").trim_end_matches('/');
+/// A mount's `subPath`, or its `subPathExpr` with the container's variables (`env`, as
+/// the container gets them) expanded as the kubelet expands it: relative, no `..`.
+pub fn sub_path(mount: &Value, env: &[(String, String)]) -> Result<Option<String>, String> {
+    let expression = text(mount, "/subPathExpr");
+    let path = if expression.is_empty() {
+        text(mount, "/subPath").to_string()
+    } else {
+        super::process::expand(expression, env)
+    };
+    let path = path.trim_end_matches('/');
     if path.is_empty() {
         return Ok(None);
     }
     if path.starts_with('/') || path.split('/').any(|part| part == "..") {
         return Err(format!("subPath {path:?} must be a relative path without '..'"));
     }
-    Ok(Some(path))
+    Ok(Some(path.to_string()))
 }
 
 /// A tar of one directory (and its parents), to make a `subPath` in a volume.
@@ -476,6 +477,18 @@ mod tests {
     fn pod() -> Value {
         json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u1",
                             "labels": {"app": "web", "tier": "front \"end\""}}})
+    }
+
+    #[test]
+    fn sub_paths_are_relative_and_expressions_take_the_containers_variables() {
+        let env = vec![("POD_NAME".to_string(), "web-0".to_string())];
+        let mount = |m: Value| sub_path(&m, &env);
+        assert_eq!(mount(json!({"name": "v", "subPath": "data/"})), Ok(Some("data".into())));
+        assert_eq!(mount(json!({"name": "v", "subPathExpr": "logs/$(POD_NAME)"})), Ok(Some("logs/web-0".into())));
+        assert_eq!(mount(json!({"name": "v", "subPathExpr": "$(UNSET)"})), Ok(Some("$(UNSET)".into())));
+        assert_eq!(mount(json!({"name": "v"})), Ok(None));
+        assert!(mount(json!({"name": "v", "subPath": "../etc"})).is_err());
+        assert!(mount(json!({"name": "v", "subPathExpr": "/$(POD_NAME)"})).is_err());
     }
 
     #[test]

@@ -150,9 +150,11 @@ spec:
   - name: layout
     image: kubeyard/test-busybox:2
     imagePullPolicy: IfNotPresent
-    args: ["-c", "echo in-subpath > /sub/file && echo greeting=$(cat /etc/greeting.txt) listed=$(ls /full/inner) && echo host > /host/mark && echo done; exec sleep 3600"]
+    env: [{name: POD_NAME, valueFrom: {fieldRef: {fieldPath: metadata.name}}}]
+    args: ["-c", "echo in-subpath > /sub/file && echo mine > /own/file && echo greeting=$(cat /etc/greeting.txt) listed=$(ls /full/inner) own=$(ls /full/pods) && echo host > /host/mark && echo done; exec sleep 3600"]
     volumeMounts:
     - {name: scratch, mountPath: /sub, subPath: inner}
+    - {name: scratch, mountPath: /own, subPathExpr: "pods/$(POD_NAME)"}
     - {name: scratch, mountPath: /full}
     - {name: site, mountPath: /etc/greeting.txt, subPath: greeting}
     - {name: host, mountPath: /host}
@@ -461,15 +463,15 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     })
     .await;
 
-    // subPath mounts (a directory made in an emptyDir, a ConfigMap's key as one file) and
-    // a hostPath directory.
+    // subPath mounts (a directory made in an emptyDir, one named by the pod's name through
+    // subPathExpr, a ConfigMap's key as one file) and a hostPath directory.
     eventually("the layout pod printed what it found", WITHIN, || async {
         let logs = pods.logs("layout", &LogParams::default()).await.unwrap_or_default();
         logs.contains("done")
     })
     .await;
     let logs = pods.logs("layout", &LogParams::default()).await.unwrap();
-    assert!(logs.contains("greeting=hello") && logs.contains("listed=file"), "{logs}");
+    assert!(logs.contains("greeting=hello") && logs.contains("listed=file") && logs.contains("own=layout"), "{logs}");
 
     // envFrom, with env over it, and the Services' link variables; on deletion the
     // preStop hook runs before SIGTERM.
