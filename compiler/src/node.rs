@@ -4,6 +4,23 @@
 //! `Ready` condition decides), so both are answered by one function.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The labels a kubelet sets on its Node (`kubelet.go` `initialNode`, Linux on amd64):
+/// the hostname, os and arch, and the `beta.` forms of os and arch, which it still sets.
+/// The zone, region and instance type come from a cloud provider, not the kubelet.
+pub fn kubelet_labels(name: &str) -> BTreeMap<String, String> {
+    [
+        ("kubernetes.io/hostname", name),
+        ("kubernetes.io/os", "linux"),
+        ("kubernetes.io/arch", "amd64"),
+        ("beta.kubernetes.io/os", "linux"),
+        ("beta.kubernetes.io/arch", "amd64"),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value.to_string()))
+    .collect()
+}
 
 /// From the node's conditions as (type, status).
 pub fn ready<'a>(conditions: impl IntoIterator<Item = (&'a str, &'a str)>) -> bool {

@@ -14,13 +14,22 @@
 /// Declares a rule file's `RULE`: its docs as doc comments (name; rationale; `Fix: ...`,
 /// paragraphs apart), then its id, default severity and check, so that a rule is read
 /// top to bottom as its documentation page.
+/// A rule that ends in `, off` is off unless the settings turn it on (an opinion many
+/// teams do not share, as kube-linter leaves such checks off by default).
 macro_rules! rule {
     ($(#[doc = $doc:literal])+ $id:literal, $severity:ident, $kind:ident($check:path) $(,)?) => {
+        rule!(@ [$($doc)+] $id, $severity, $kind($check), true);
+    };
+    ($(#[doc = $doc:literal])+ $id:literal, $severity:ident, $kind:ident($check:path), off $(,)?) => {
+        rule!(@ [$($doc)+] $id, $severity, $kind($check), false);
+    };
+    (@ [$($doc:literal)+] $id:literal, $severity:ident, $kind:ident($check:path), $on:literal) => {
         $(#[doc = $doc])+
         pub static RULE: $crate::rules::Rule = $crate::rules::Rule {
             id: $id,
             docs: concat!($($doc, "\n"),+),
             severity: $crate::diagnostic::Severity::$severity,
+            on_by_default: $on,
             check: $crate::rules::Check::$kind($check),
             sections: std::sync::OnceLock::new(),
         };
@@ -62,6 +71,8 @@ pub struct Rule {
     /// then after a blank line why it matters, then a last paragraph `Fix: ...`.
     pub docs: &'static str,
     pub severity: Severity,
+    /// Off unless the settings turn it on (at `severity`, or the one they give).
+    pub on_by_default: bool,
     /// What the rule looks at, and the function that looks.
     pub check: Check,
     /// The rationale and the fix, read from `docs` once (a fix is every finding's help).
@@ -88,6 +99,12 @@ impl Rule {
     /// Whether the rule needs the whole set of objects (and so the whole input) to decide.
     pub fn needs_set(&self) -> bool {
         matches!(self.check, Check::Set(_))
+    }
+
+    /// The severity it reports at unless the settings say otherwise, `off` for a rule off
+    /// by default.
+    pub fn default_severity(&self) -> &'static str {
+        if self.on_by_default { self.severity.as_str() } else { "off" }
     }
 
     /// One line: what the rule finds.
@@ -296,11 +313,18 @@ impl RuleSettings {
 
     /// The severity to report a finding at, or `None` when its rule is off.
     pub fn severity(&self, finding: &Finding) -> Option<Severity> {
-        self.overrides.get(finding.rule.id).copied().unwrap_or(Some(finding.severity.unwrap_or(finding.rule.severity)))
+        let rule = finding.rule;
+        self.overrides
+            .get(rule.id)
+            .copied()
+            .unwrap_or_else(|| rule.on_by_default.then(|| finding.severity.unwrap_or(rule.severity)))
     }
 
     pub fn is_off(&self, rule: &Rule) -> bool {
-        self.overrides.get(rule.id) == Some(&None)
+        match self.overrides.get(rule.id) {
+            Some(severity) => severity.is_none(),
+            None => !rule.on_by_default,
+        }
     }
 
     /// The rules that are on, in `RULES` order, each with its severity: the user's choice,
@@ -309,7 +333,7 @@ impl RuleSettings {
         RULES.iter().filter_map(|rule| match self.overrides.get(rule.id) {
             Some(None) => None,
             Some(Some(severity)) => Some((*rule, *severity)),
-            None => Some((*rule, rule.severity)),
+            None => rule.on_by_default.then_some((*rule, rule.severity)),
         })
     }
 
@@ -396,7 +420,8 @@ pub fn markdown() -> String {
         "# Rules\n\n<!-- Generated from `compiler/src/rules/` by `UPDATE_DOCS=1 cargo test -p kubeyard-compiler --test docs`. -->\n\n\
          `kubeyard lint` runs these rules on every object that passes its schema. Each finding is a\n\
          diagnostic whose code is the rule id. Change a rule's severity or turn it off in\n\
-         `.kubeyard.yaml` (`rules: {image/latest-tag: off}`) or with `--rule ID=SEVERITY`; silence\n\
+         `.kubeyard.yaml` (`rules: {image/latest-tag: off}`) or with `--rule ID=SEVERITY`; a rule off\n\
+         by default is turned on the same way (`rules: {pod/missing-probe: info}`); silence\n\
          rules on one object with the annotation `kubeyard.dev/ignore: \"<rule-id>,...\"` (`*` for all).\n\n\
          | id | severity | finds |\n|---|---|---|\n",
     );
@@ -405,7 +430,7 @@ pub fn markdown() -> String {
             "| [`{}`](#{}) | {} | {} |\n",
             rule.id,
             anchor(rule.id),
-            rule.severity.as_str(),
+            rule.default_severity(),
             rule.name()
         ));
     }
@@ -414,7 +439,11 @@ pub fn markdown() -> String {
             "\n## `{}`\n\n{} (default severity: {}{}).\n\n{}\n\n**Fix:** {}\n",
             rule.id,
             rule.name(),
-            rule.severity.as_str(),
+            if rule.on_by_default {
+                rule.severity.as_str().to_string()
+            } else {
+                format!("off; {} when on", rule.severity.as_str())
+            },
             if rule.needs_set() { "; looks at all objects of a run together" } else { "" },
             rule.rationale(),
             rule.fix()
@@ -508,7 +537,13 @@ mod tests {
         assert_eq!(active.rules().map(|r| r.id).collect::<Vec<_>>(), ["image/latest-tag"]);
         assert!(!active.any_set_rule());
         assert_eq!(settings.enabled().map(|(r, s)| (r.id, s)).collect::<Vec<_>>(), [(latest.id, Severity::Info)]);
-        let all = RuleSettings::default().active();
-        assert_eq!(all.rules().count(), RULES.len());
+        // By default every rule runs but those off by default, which settings turn on.
+        let defaults = RuleSettings::default();
+        assert_eq!(defaults.active().rules().count(), RULES.iter().filter(|r| r.on_by_default).count());
+        let probes = find("pod/missing-probe").expect("a rule off by default");
+        assert!(!probes.on_by_default && defaults.is_off(probes) && probes.default_severity() == "off");
+        let mut on = RuleSettings::default();
+        on.set(probes, Some(Severity::Info));
+        assert!(!on.is_off(probes) && on.active().rules().any(|r| r.id == probes.id));
     }
 }

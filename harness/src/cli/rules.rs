@@ -44,7 +44,7 @@ pub fn run(args: RulesArgs) -> Exit {
                 .iter()
                 .map(|r| {
                     serde_json::json!({
-                        "id": r.id, "name": r.name(), "severity": r.severity.as_str(),
+                        "id": r.id, "name": r.name(), "severity": r.severity.as_str(), "onByDefault": r.on_by_default,
                         "rationale": r.rationale(), "fix": r.fix(), "needsSet": r.needs_set(),
                     })
                 })
@@ -53,13 +53,20 @@ pub fn run(args: RulesArgs) -> Exit {
         }
         Format::Text if args.id.is_some() => {
             let r = selected[0];
-            format!("{} ({})\n  {}\n\n  {}\n\n  fix: {}\n", r.id, r.severity.as_str(), r.name(), r.rationale(), r.fix())
+            format!(
+                "{} ({})\n  {}\n\n  {}\n\n  fix: {}\n",
+                r.id,
+                r.default_severity(),
+                r.name(),
+                r.rationale(),
+                r.fix()
+            )
         }
         Format::Text => {
             let width = RULES.iter().map(|r| r.id.len()).max().unwrap_or(0);
             let mut out = String::new();
             for r in &selected {
-                out.push_str(&format!("{:width$}  {:7}  {}\n", r.id, r.severity.as_str(), r.name()));
+                out.push_str(&format!("{:width$}  {:7}  {}\n", r.id, r.default_severity(), r.name()));
             }
             out
         }

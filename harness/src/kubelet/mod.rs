@@ -335,16 +335,7 @@ impl Kubelets {
 }
 
 fn node_object(config: &NodeConfig, version: &str, now: &str) -> Value {
-    let mut labels: BTreeMap<String, String> = [
-        ("kubernetes.io/hostname", config.name.as_str()),
-        ("kubernetes.io/os", "linux"),
-        ("kubernetes.io/arch", "amd64"),
-        ("beta.kubernetes.io/os", "linux"),
-        ("beta.kubernetes.io/arch", "amd64"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
+    let mut labels = kubeyard_compiler::node::kubelet_labels(&config.name);
     labels.extend(config.labels.clone());
     let condition = |kind: &str, status: &str, reason: &str, message: &str| {
         json!({"type": kind, "status": status, "reason": reason, "message": message,

@@ -3,9 +3,11 @@
 //! (`ObjectContext::containers`); each rule loops over them.
 
 mod duplicate_port_name;
+mod env_var_secret;
 mod host_port;
 mod invalid_container_name;
 mod invalid_port_name;
+mod missing_probe;
 mod probe_port;
 
 use super::Rule;
@@ -17,6 +19,8 @@ pub(super) const RULES: &[&Rule] = &[
     &invalid_port_name::RULE,
     &host_port::RULE,
     &probe_port::RULE,
+    &missing_probe::RULE,
+    &env_var_secret::RULE,
 ];
 
 /// A container's `ports`, each with its index (field paths are made only for findings).

@@ -1,6 +1,7 @@
 //! `schedule/*`: whether the workloads fit a cluster of a given shape, and that shape
 //! (`ClusterShape`, from `--cluster` or a `kubeyard.dev/v1alpha1` Cluster document).
 
+mod deprecated_node_label;
 mod unschedulable;
 
 use super::Rule;
@@ -11,7 +12,7 @@ use crate::yaml::{Node, Value};
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
-pub(super) const RULES: &[&Rule] = &[&unschedulable::RULE];
+pub(super) const RULES: &[&Rule] = &[&unschedulable::RULE, &deprecated_node_label::RULE];
 
 /// More nodes than any cluster kubeyard models (Kubernetes' own tested limit is 5,000).
 const MAX_NODES: i64 = 10_000;
@@ -37,11 +38,7 @@ pub struct ClusterShape {
 impl NodeShape {
     /// A node with the labels every kubelet sets on its node (charts select on them).
     fn new(name: String, cpu: Quantity, memory: Quantity, pods: i64) -> NodeShape {
-        let labels = BTreeMap::from([
-            ("kubernetes.io/arch".to_string(), "amd64".to_string()),
-            ("kubernetes.io/hostname".to_string(), name.clone()),
-            ("kubernetes.io/os".to_string(), "linux".to_string()),
-        ]);
+        let labels = crate::node::kubelet_labels(&name);
         NodeShape { name, cpu, memory, pods, labels, taints: Vec::new() }
     }
 
