@@ -58,13 +58,37 @@ pub async fn run(client: kube::Client, informers: &Informers) {
         claims: informers.persistent_volume_claims.clone(),
         classes: informers.storage_classes.clone(),
     });
+    // A volume concerns the claim it is bound to; an unbound one, every claim still
+    // waiting for a volume of its class (it may be the one they wait for), as Kubernetes'
+    // controller looks at pending claims again when a volume appears.
+    let waiting = informers.persistent_volume_claims.clone();
     let claims = Wiring::of(&informers.persistent_volume_claims)
-        .watches(&informers.persistent_volumes, |volume| claim_of(&volume))
+        .watches(&informers.persistent_volumes, move |volume| match claim_of(&volume) {
+            Some(bound) => vec![bound],
+            None => pending_of_class(&waiting.all(), &volume),
+        })
         .reads(&informers.storage_classes);
     let volumes = Wiring::of(&informers.persistent_volumes).watches(&informers.persistent_volume_claims, |claim| {
         claim.spec.as_ref().and_then(|s| s.volume_name.clone()).map(|name| ObjectRef::new(&name))
     });
     tokio::join!(claims.run(reconcile_claim, Arc::clone(&context)), volumes.run(reconcile_volume, context));
+}
+
+/// The claims not bound to a volume yet that ask for `volume`'s class.
+fn pending_of_class(
+    claims: &[Arc<PersistentVolumeClaim>],
+    volume: &PersistentVolume,
+) -> Vec<ObjectRef<PersistentVolumeClaim>> {
+    let class = volume.spec.as_ref().and_then(|s| s.storage_class_name.as_deref()).unwrap_or_default();
+    claims
+        .iter()
+        .filter(|claim| {
+            let spec = claim.spec.as_ref();
+            spec.and_then(|s| s.volume_name.as_deref()).is_none_or(str::is_empty)
+                && spec.and_then(|s| s.storage_class_name.as_deref()).unwrap_or_default() == class
+        })
+        .map(|claim| ObjectRef::from_obj(claim.as_ref()))
+        .collect()
 }
 
 /// The claim a volume's `claimRef` names.
@@ -315,6 +339,27 @@ async fn reconcile_volume(volume: Arc<PersistentVolume>, context: Arc<Context>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_new_volume_concerns_the_waiting_claims_of_its_class() {
+        let claim = |name: &str, class: &str, bound: Option<&str>| {
+            Arc::new(
+                serde_json::from_value::<PersistentVolumeClaim>(json!({
+                    "metadata": {"name": name, "namespace": "default"},
+                    "spec": {"storageClassName": class, "volumeName": bound},
+                }))
+                .unwrap(),
+            )
+        };
+        let claims =
+            [claim("archive", "manual", None), claim("bound", "manual", Some("pv-1")), claim("fast", "ssd", None)];
+        let volume: PersistentVolume = serde_json::from_value(
+            json!({"metadata": {"name": "manual-small"}, "spec": {"storageClassName": "manual"}}),
+        )
+        .unwrap();
+        let names: Vec<String> = pending_of_class(&claims, &volume).into_iter().map(|r| r.name).collect();
+        assert_eq!(names, ["archive"]);
+    }
 
     fn claim(extra: Value) -> Value {
         let mut claim = json!({"metadata": {"name": "data", "namespace": "shop", "uid": "c1", "resourceVersion": "5"},

@@ -413,10 +413,19 @@ async fn pods_of_local_images_run_in_the_engine_serve_restart_and_are_removed() 
     assert!(logs.contains("about to fail"), "{logs}");
 
     // Over its memory limit, the kernel kills it: OOMKilled, 137.
-    eventually("the hog was OOMKilled", WITHIN, || async {
-        let Ok(pod) = pods.get("hog").await else { return false };
+    crate::support::eventually_showing("the hog was OOMKilled", WITHIN, || async {
+        let pod = pods.get("hog").await.map_err(|e| e.to_string())?;
         let status = container_status(&pod);
-        status["state"]["terminated"]["reason"] == "OOMKilled" && status["state"]["terminated"]["exitCode"] == 137
+        let terminated = &status["state"]["terminated"];
+        if terminated["reason"] == "OOMKilled" && terminated["exitCode"] == 137 {
+            return Ok(());
+        }
+        let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(pods.clone().into_client(), "default")
+            .list(&ListParams::default().fields("involvedObject.name=hog"))
+            .await
+            .map(|l| l.items.into_iter().map(|e| format!("{:?}: {:?}", e.reason, e.message)).collect::<Vec<_>>())
+            .unwrap_or_default();
+        Err(format!("phase {:?}, container {status}, events {events:?}", pod.status.and_then(|s| s.phase)))
     })
     .await;
 

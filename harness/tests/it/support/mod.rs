@@ -128,6 +128,25 @@ where
     panic!("timed out after {within:?} waiting for {what}");
 }
 
+/// Waits (polling every 50 ms) until `check` is `Ok`, failing the test after `within`
+/// with the last `Err`: what was seen instead.
+pub async fn eventually_showing<F, Fut>(what: &str, within: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
+    let start = Instant::now();
+    let mut last = String::from("(not checked)");
+    while start.elapsed() < within {
+        match check().await {
+            Ok(()) => return,
+            Err(seen) => last = seen,
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out after {within:?} waiting for {what}; last seen: {last}");
+}
+
 /// The case folders under `fixtures/<kind>`, in name order.
 pub fn case_dirs(kind: &str) -> Vec<PathBuf> {
     let root = workspace().join("fixtures").join(kind);
