@@ -11,6 +11,7 @@ pub mod inputs;
 pub mod lint;
 pub mod normalize;
 pub mod plan;
+mod progress;
 pub mod rules;
 pub mod test;
 pub mod up;

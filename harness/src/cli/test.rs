@@ -3,14 +3,22 @@
 
 use super::Exit;
 use super::lint::usage_error;
+use super::progress::{Mode, Progress};
 use crate::testing::report::{self, Style};
 use crate::testing::runner::{self, Target, Test, TestResult};
 use clap::{Args, ValueEnum};
 use futures_util::StreamExt;
-use std::io::Write;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::time::Instant;
+
+/// A task aborted when dropped (the live lines' ticker, when the run ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Output {
@@ -94,19 +102,17 @@ pub fn run(args: TestArgs) -> Exit {
     let text = args.output == Output::Text;
     let serial = args.parallel <= 1;
     let started = Instant::now();
-    let out = Mutex::new(std::io::stdout());
-    let print = |text: &str| {
-        let mut out = out.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let _ = out.write_all(text.as_bytes());
-        let _ = out.flush();
-    };
-    let progress = |test: &Test, step: &runner::StepResult| {
-        if text && serial {
+    // Progress on stderr while tests run; none for reports made to be compared.
+    let live = Progress::new(if args.stable { Mode::Off } else { Mode::detect() });
+    let print = |text: &str| live.print(text);
+    let progress = |test: &Test, event: runner::Event<'_>| {
+        live.event(test, event);
+        if let (true, true, runner::Event::StepDone(step)) = (text, serial, event) {
             print(&report::step_line(step, style));
         }
-        let _ = test;
     };
     let results: Vec<TestResult> = runtime.block_on(async {
+        let _ticking = live.ticking(std::time::Duration::from_millis(250)).map(AbortOnDrop);
         let mut results = Vec::new();
         let mut running = futures_util::stream::iter(tests.iter().map(|test| {
             if text && serial {
@@ -128,6 +134,7 @@ pub fn run(args: TestArgs) -> Exit {
                 }
             };
             let Some(result) = next else { break };
+            live.finished(&result.name);
             if text {
                 let block = if serial {
                     report::verdict_text(&result, style)
@@ -140,6 +147,7 @@ pub fn run(args: TestArgs) -> Exit {
         }
         results
     });
+    live.done();
     match args.output {
         Output::Text => print(&format!("{}\n", report::summary(&results, (!style.stable).then(|| started.elapsed())))),
         Output::Junit => print(&report::junit(&results)),

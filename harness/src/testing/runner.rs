@@ -192,8 +192,21 @@ fn namespace_for(name: &str) -> String {
     format!("kubeyard-{}-{:04x}", clean.trim_matches('-'), fastrand::u16(..))
 }
 
-/// Runs one test; `progress` hears of each step as it ends.
-pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, &StepResult) + Sync)) -> TestResult {
+/// What a running test is doing, told as it happens (`kubeyard test`'s progress).
+#[derive(Debug, Clone, Copy)]
+pub enum Event<'a> {
+    /// Its cluster is being made.
+    Boot,
+    /// A step begins: its title and how many steps the test has.
+    Step { title: &'a str, of: usize },
+    /// A step ended.
+    StepDone(&'a StepResult),
+    /// Its cluster is being cleaned up or removed.
+    Cleanup,
+}
+
+/// Runs one test; `progress` hears what it does as it does it.
+pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, Event<'_>) + Sync)) -> TestResult {
     let started = Instant::now();
     let mut result = TestResult {
         name: test.name.clone(),
@@ -210,6 +223,7 @@ pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, &StepRe
             return result;
         }
     };
+    progress(test, Event::Boot);
     let cluster = match boot(test, spec, target).await {
         Ok(cluster) => cluster,
         Err(error) => {
@@ -226,6 +240,8 @@ pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, &StepRe
         }
     };
     for (index, step) in spec.steps.iter().enumerate() {
+        let title = step.title(index);
+        progress(test, Event::Step { title: &title, of: spec.steps.len() });
         let step_started = Instant::now();
         let clock_started = cluster.clock().now();
         let outcome = run_step(&cluster, test, step, timeout).await;
@@ -235,20 +251,14 @@ pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, &StepRe
             Err(Error::Failed(failure)) => (false, Vec::new(), Some(*failure)),
             Err(error) => (false, Vec::new(), Some(Failure { summary: error.to_string(), ..Failure::default() })),
         };
-        let step_result = StepResult {
-            title: step.title(index),
-            passed,
-            elapsed: step_started.elapsed(),
-            cluster_time,
-            output,
-            failure,
-        };
-        progress(test, &step_result);
+        let step_result = StepResult { title, passed, elapsed: step_started.elapsed(), cluster_time, output, failure };
+        progress(test, Event::StepDone(&step_result));
         result.steps.push(step_result);
         if !passed {
             break;
         }
     }
+    progress(test, Event::Cleanup);
     result.cleanup = cleanup(&cluster, target).await.err();
     result.elapsed = started.elapsed();
     result

@@ -18,6 +18,18 @@ fn the_end_to_end_fixtures_pass() {
     let tests = case_dirs("e2e").len();
     assert!(tests >= 10, "at least ten end-to-end tests");
     assert!(stdout.contains(&format!("{tests} tests: {tests} passed, 0 failed")), "{stdout}");
+    // While they ran, their progress went to stderr (not a terminal here: a plain line as
+    // each step starts and ends, for CI logs), leaving the report on stdout alone.
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for line in [
+        "START cordon: booting its cluster",
+        "START cordon: step 1 cordon node-1 (of 9)",
+        "PASS  cordon: 1 cordon node-1 [",
+        "START cordon: cleaning up",
+    ] {
+        assert!(stderr.contains(line), "{line:?} missing from:\n{stderr}");
+    }
+    assert!(!stdout.contains("START "), "{stdout}");
 }
 
 /// Online Boutique, as its authors wrote it, converges on three nodes: a real application
