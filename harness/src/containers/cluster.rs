@@ -59,8 +59,8 @@ pub enum Error {
     Invalid(String),
     #[error("the cluster did not get ready in {seconds}s: {what}\n{logs}")]
     NotReady { seconds: u64, what: String, logs: String },
-    #[error("no node named {0} in this cluster")]
-    UnknownNode(String),
+    #[error("there is no node {node}: the nodes are {}", known.join(", "))]
+    UnknownNode { node: String, known: Vec<String> },
     #[error("{0}")]
     Credentials(String),
 }
@@ -552,7 +552,10 @@ impl ContainerCluster {
     }
 
     fn node(&self, name: &str) -> Result<&NodeSlot, Error> {
-        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| Error::UnknownNode(name.into()))
+        self.nodes.iter().find(|n| n.name == name).ok_or_else(|| Error::UnknownNode {
+            node: name.into(),
+            known: self.nodes.iter().map(|n| n.name.clone()).collect(),
+        })
     }
 
     /// The containers of the node's pods (sandboxes too), each with its pod's address

@@ -137,8 +137,8 @@ impl Default for Options {
 pub enum Error {
     #[error("registering node {node}: {source}")]
     Register { node: String, source: kube::Error },
-    #[error("node {0} is not one of this agent's nodes")]
-    Unknown(String),
+    #[error("there is no node {node}: the nodes are {}", known.join(", "))]
+    Unknown { node: String, known: Vec<String> },
     #[error("node {0} exists already")]
     Exists(String),
 }
@@ -290,7 +290,9 @@ impl Kubelets {
 
     /// The node's kubelet dies: no more lease renewals, its pods freeze as they are.
     pub fn stop(&self, node: &str) -> Result<(), Error> {
-        lock(&self.shared.nodes).get_mut(node).ok_or_else(|| Error::Unknown(node.into()))?.running = false;
+        let mut nodes = lock(&self.shared.nodes);
+        let names: Vec<String> = nodes.keys().cloned().collect();
+        nodes.get_mut(node).ok_or_else(|| Error::Unknown { node: node.into(), known: names })?.running = false;
         lock(&self.shared.pods).retain(|_, running| {
             let keep = running.node != node;
             if !keep {
@@ -318,7 +320,8 @@ impl Kubelets {
     pub async fn start_node(&self, node: &str) -> Result<(), Error> {
         let config = {
             let mut nodes = lock(&self.shared.nodes);
-            let state = nodes.get_mut(node).ok_or_else(|| Error::Unknown(node.into()))?;
+            let names: Vec<String> = nodes.keys().cloned().collect();
+            let state = nodes.get_mut(node).ok_or_else(|| Error::Unknown { node: node.into(), known: names })?;
             state.running = true;
             state.config.clone()
         };

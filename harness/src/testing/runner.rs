@@ -43,6 +43,21 @@ pub enum Target {
 
 /// Every `kubeyard.dev/v1alpha1 Test` in the files and directories named, validated
 /// against its schema; and the paths that could not be read.
+/// The fields of a test that are durations.
+const DURATIONS: [&str; 5] = ["within", "for", "timeout", "wait", "nodeMonitorGracePeriod"];
+
+/// A number where a duration goes: the schema's help (quote it) would only lead to the
+/// next refusal; the fix is a unit.
+fn unit_help(diagnostic: &mut kubeyard_compiler::Diagnostic) {
+    let field = diagnostic.path.as_deref().and_then(|p| p.rsplit('.').next()).unwrap_or_default();
+    if diagnostic.code == kubeyard_compiler::Code::WrongType
+        && DURATIONS.contains(&field)
+        && let Some(number) = diagnostic.message.rsplit(' ').next().filter(|n| n.parse::<f64>().is_ok())
+    {
+        diagnostic.help = Some(format!("a duration needs a unit: write {number}s (or ms, m, h)"));
+    }
+}
+
 pub fn find(paths: &[String]) -> (Vec<Test>, Vec<String>) {
     let (inputs, unreadable) = discover(paths);
     let mut problems: Vec<String> = unreadable.into_iter().map(|u| format!("{}: {}", u.path, u.reason)).collect();
@@ -65,8 +80,11 @@ pub fn find(paths: &[String]) -> (Vec<Test>, Vec<String>) {
             Documents::new(&source).map(|d| d.ok().and_then(|d| d.root).map(|r| r.to_json())).collect();
         let report = linter.lint_source(source);
         let render = |object: &kubeyard_compiler::ObjectReport| {
-            let only =
-                FileReport { name: report.name.clone(), source: report.source.clone(), objects: vec![object.clone()] };
+            let mut object = object.clone();
+            for diagnostic in &mut object.diagnostics {
+                unit_help(diagnostic);
+            }
+            let only = FileReport { name: report.name.clone(), source: report.source.clone(), objects: vec![object] };
             crate::report::text::render_diagnostics(&only)
         };
         // A test without a readable name is called after its file, or its folder when the

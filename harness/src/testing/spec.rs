@@ -355,8 +355,14 @@ impl std::fmt::Display for Bounds {
 }
 
 pub fn duration(text: &str) -> Result<Duration, String> {
-    let parsed: kubeyard_compiler::duration::Duration =
-        text.parse().map_err(|e| format!("\"{text}\" is not a duration: {e}"))?;
+    let parsed: kubeyard_compiler::duration::Duration = text.parse().map_err(|e| {
+        // A bare number is the usual slip: say the fix (the parser's words name the text).
+        if text.trim().parse::<f64>().is_ok() {
+            format!("\"{text}\" has no unit: write {}s (or ms, m, h)", text.trim())
+        } else {
+            format!("{e}")
+        }
+    })?;
     if parsed.0 < 0 {
         return Err(format!("\"{text}\" is negative"));
     }
