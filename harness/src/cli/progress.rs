@@ -105,6 +105,18 @@ impl Progress {
         }
     }
 
+    /// Says `text` on stderr, above the live lines (which are drawn again under it).
+    pub fn note(&self, text: &str) {
+        let mut state = self.lock();
+        if self.mode == Mode::Live {
+            Self::clear(&mut state);
+        }
+        self.line(text);
+        if self.mode == Mode::Live {
+            self.redraw(&mut state);
+        }
+    }
+
     /// Redraws the live lines every `period` until the returned task is dropped.
     pub fn ticking(&self, period: Duration) -> Option<tokio::task::JoinHandle<()>> {
         if self.mode != Mode::Live {

@@ -71,6 +71,12 @@ pub struct TestArgs {
     #[arg(long, value_name = "TEXT")]
     filter: Option<String>,
 
+    /// Keep a failed test's cluster for a look with kubectl (its kubeconfig's path is
+    /// printed): a container cluster stays up (`kubeyard down ID` removes it), one in this
+    /// process until Ctrl-C, a shared cluster's namespace stays.
+    #[arg(long, visible_alias = "skip-delete")]
+    keep_on_failure: bool,
+
     /// Leave out timings and mask generated names (reports to compare or snapshot).
     #[arg(long, hide = true)]
     stable: bool,
@@ -119,7 +125,8 @@ pub fn run(args: TestArgs) -> Exit {
                 print(&format!("RUN  {} ({})\n", test.name, test.file.display()));
             }
             let (target, progress) = (&target, &progress);
-            async move { runner::run(test, target, progress).await }
+            let keep = args.keep_on_failure;
+            async move { runner::run(test, target, keep, progress).await }
         }))
         .buffered(args.parallel.max(1));
         loop {
@@ -135,6 +142,9 @@ pub fn run(args: TestArgs) -> Exit {
             };
             let Some(result) = next else { break };
             live.finished(&result.name);
+            if let Some(kept) = &result.kept {
+                live.note(&format!("kubeyard test: {} failed; {}", result.name, kept.note));
+            }
             if text {
                 let block = if serial {
                     report::verdict_text(&result, style)
@@ -152,6 +162,13 @@ pub fn run(args: TestArgs) -> Exit {
         Output::Text => print(&format!("{}\n", report::summary(&results, (!style.stable).then(|| started.elapsed())))),
         Output::Junit => print(&report::junit(&results)),
         Output::Json => print(&format!("{:#}\n", report::json(&results))),
+    }
+    // Clusters of this process that failed tests kept: up until the user is done.
+    let held: Vec<_> = results.iter().filter_map(|r| r.kept.as_ref()?.in_process.clone()).collect();
+    if !held.is_empty() {
+        eprintln!("kubeyard test: {} failed test(s) kept their clusters; press Ctrl-C to remove them", held.len());
+        runtime.block_on(super::components::interrupted());
+        drop(held);
     }
     if results.iter().all(TestResult::passed) && problems.is_empty() { Exit::Ok } else { Exit::Findings }
 }

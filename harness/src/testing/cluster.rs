@@ -207,6 +207,15 @@ impl Cluster {
         self.containers.as_ref()
     }
 
+    /// Leaves the container cluster running when this is dropped (`kubeyard down ID`
+    /// removes it); its id, when this is one.
+    pub fn keep_containers(&mut self) -> Option<String> {
+        let containers = self.containers.take()?;
+        let id = containers.id().to_string();
+        containers.disown();
+        Some(id)
+    }
+
     pub fn clock(&self) -> &Clock {
         &self.clock
     }

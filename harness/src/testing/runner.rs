@@ -143,6 +143,21 @@ pub struct StepResult {
     pub failure: Option<Failure>,
 }
 
+/// A failed test's cluster, kept for a look (`--keep-on-failure`).
+#[derive(Clone)]
+pub struct Kept {
+    /// What to tell the user: where the cluster is and how it goes.
+    pub note: String,
+    /// A cluster in this process, alive while this is held.
+    pub in_process: Option<std::sync::Arc<Cluster>>,
+}
+
+impl std::fmt::Debug for Kept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kept").field("note", &self.note).finish_non_exhaustive()
+    }
+}
+
 /// How one test went.
 #[derive(Debug, Clone)]
 pub struct TestResult {
@@ -153,6 +168,8 @@ pub struct TestResult {
     pub error: Option<String>,
     /// Why cleaning up failed.
     pub cleanup: Option<String>,
+    /// Its cluster, kept because it failed and `--keep-on-failure` asked.
+    pub kept: Option<Kept>,
     pub elapsed: Duration,
 }
 
@@ -224,7 +241,12 @@ pub enum Event<'a> {
 }
 
 /// Runs one test; `progress` hears what it does as it does it.
-pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, Event<'_>) + Sync)) -> TestResult {
+pub async fn run(
+    test: &Test,
+    target: &Target,
+    keep_on_failure: bool,
+    progress: &(dyn Fn(&Test, Event<'_>) + Sync),
+) -> TestResult {
     let started = Instant::now();
     let mut result = TestResult {
         name: test.name.clone(),
@@ -232,6 +254,7 @@ pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, Event<'
         steps: Vec::new(),
         error: None,
         cleanup: None,
+        kept: None,
         elapsed: Duration::ZERO,
     };
     let spec = match &test.spec {
@@ -275,6 +298,11 @@ pub async fn run(test: &Test, target: &Target, progress: &(dyn Fn(&Test, Event<'
         if !passed {
             break;
         }
+    }
+    if keep_on_failure && !result.steps.iter().all(|s| s.passed) {
+        result.kept = Some(keep(test, cluster, target));
+        result.elapsed = started.elapsed();
+        return result;
     }
     progress(test, Event::Cleanup);
     result.cleanup = cleanup(&cluster, target).await.err();
@@ -462,6 +490,39 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
 
 /// Everything the test applied deleted (in reverse order) and gone; on a shared cluster
 /// the test's namespace with it.
+/// Keeps a failed test's cluster for a look: its kubeconfig written to a file of the
+/// user's own, a container cluster left running, a cluster in this process held (the
+/// command waits for Ctrl-C), a shared cluster's namespace left in place.
+fn keep(test: &Test, mut cluster: Cluster, target: &Target) -> Kept {
+    let clean: String = test.name.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let kubeconfig = cluster.kubeconfig().and_then(|text| {
+        let path = std::env::temp_dir().join(format!("kubeyard-{clean}-{}.kubeconfig", std::process::id()));
+        crate::apiserver::kubeconfig::write_text(&path, &text).ok()?;
+        Some(path)
+    });
+    let look = match &kubeconfig {
+        Some(path) => format!("kubectl --kubeconfig {} get all -A", path.display()),
+        None => "kubectl get all -A".into(),
+    };
+    match target {
+        Target::Containers { .. } => {
+            let id = cluster.keep_containers().unwrap_or_default();
+            Kept {
+                note: format!("its cluster {id} is kept: {look}; remove it with: kubeyard down {id}"),
+                in_process: None,
+            }
+        }
+        Target::InProcess => Kept {
+            note: format!("its cluster is kept until you press Ctrl-C: {look}"),
+            in_process: Some(std::sync::Arc::new(cluster)),
+        },
+        Target::Kubeconfig { .. } => Kept {
+            note: format!("its namespace {} is kept: kubectl get all -n {}", cluster.namespace(), cluster.namespace()),
+            in_process: None,
+        },
+    }
+}
+
 async fn cleanup(cluster: &Cluster, target: &Target) -> Result<(), String> {
     if let Target::Kubeconfig { .. } = target {
         let namespace = cluster.namespace().to_string();

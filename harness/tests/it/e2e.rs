@@ -95,6 +95,41 @@ fn failing_tests_say_exactly_what_went_wrong() {
     }
 }
 
+/// `--keep-on-failure`: the failed test's cluster (in this process) stays up, its
+/// kubeconfig's path printed, until Ctrl-C; kubectl looks at what the test left.
+#[test]
+fn a_failed_tests_cluster_is_kept_for_a_look_until_ctrl_c() {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(["test", "--keep-on-failure", "fixtures/e2e-failing/still-present"])
+        .current_dir(support::workspace())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let note = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|line| line.contains("is kept"))
+        .expect("the kept cluster is announced");
+    assert!(
+        note.starts_with("kubeyard test: still-present failed; its cluster is kept until you press Ctrl-C"),
+        "{note}"
+    );
+    let kubeconfig = note.split("--kubeconfig ").nth(1).and_then(|rest| rest.split_whitespace().next()).unwrap();
+    let looked = std::process::Command::new("kubectl")
+        .args(["--kubeconfig", kubeconfig, "get", "configmap", "settings", "-o", "jsonpath={.data.mode}"])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&looked.stdout), "fast", "{}", String::from_utf8_lossy(&looked.stderr));
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "a failed run, ended by the user");
+    let _ = std::fs::remove_file(kubeconfig);
+}
+
 #[test]
 fn reports_come_as_junit_and_json_too() {
     let junit = kubeyard(&["test", "--output", "junit", "fixtures/e2e-failing/still-present"], None);
