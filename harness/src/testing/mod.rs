@@ -2,10 +2,12 @@
 //! hold. `spec` is the `kubeyard.dev/v1alpha1 Test` format, `cluster` the cluster under
 //! test and its Rust API (`Cluster::builder().nodes(3).build().await?`), `expect` the
 //! expectations judged against it (`converged` the whole applied set realised), `requests`
-//! the exec and http steps' commands and requests, `runner` finds and runs tests, `report`
+//! the exec and http steps' commands and requests, `command` the command step's local
+//! programs, `runner` finds and runs tests, `report`
 //! renders their results.
 
 pub mod cluster;
+pub mod command;
 pub mod converged;
 pub mod expect;
 pub mod report;

@@ -97,6 +97,14 @@ pub fn exit_code(status: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Status
     Err(status.message.clone().unwrap_or_else(|| "the command failed without saying why".into()))
 }
 
+/// The last lines of a command's output, on one line (a failure report's width).
+fn tail(text: &str) -> String {
+    let lines: Vec<&str> = text.trim_end().lines().collect();
+    let last = &lines[lines.len().saturating_sub(5)..];
+    let shown = last.join(" ⏎ ");
+    if lines.len() > last.len() { format!("… {shown}") } else { shown }
+}
+
 /// How often an answer that is not yet right is asked again.
 const RETRY: Duration = Duration::from_millis(250);
 
@@ -170,7 +178,7 @@ impl Cluster {
 
     /// Asks until the answer is as expected; the failure shows the last answer, or the
     /// last error when there was none.
-    async fn until<F, Fut>(&self, within: Duration, ask: F, expect: &Expect) -> Result<Answer, Error>
+    pub(super) async fn until<F, Fut>(&self, within: Duration, ask: F, expect: &Expect) -> Result<Answer, Error>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<(String, Answer), Error>>,
@@ -179,9 +187,17 @@ impl Cluster {
         loop {
             let (summary, differences) = match ask().await {
                 Ok((subject, answer)) => {
-                    let differences = differences(expect, &answer);
+                    let mut differences = differences(expect, &answer);
                     if differences.is_empty() {
                         return Ok(answer);
+                    }
+                    // What a command said is most of what tells why it failed.
+                    if let Answer::Exec { stdout, stderr, .. } = &answer {
+                        for (stream, text) in [("stdout", stdout), ("stderr", stderr)] {
+                            if !text.trim().is_empty() {
+                                differences.push(format!("its {stream}: {}", tail(text)));
+                            }
+                        }
                     }
                     (format!("{subject} did not answer as expected"), differences)
                 }
@@ -189,11 +205,9 @@ impl Cluster {
                 Err(error) => (error.to_string(), Vec::new()),
             };
             if started.elapsed() >= within {
-                let failure = Failure {
-                    summary: format!("{summary} (still, after {})", show(within)),
-                    differences,
-                    ..Failure::default()
-                };
+                let summary =
+                    if within.is_zero() { summary } else { format!("{summary} (still, after {})", show(within)) };
+                let failure = Failure { summary, differences, ..Failure::default() };
                 return Err(Error::Failed(Box::new(failure)));
             }
             tokio::time::sleep(RETRY.min(within.saturating_sub(started.elapsed()))).await;

@@ -474,6 +474,14 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
         }
         Action::Exec(exec, expect) => cluster.exec_step(&exec, &expect, wait).await.map(|answer| answer.lines()),
         Action::Http(http, expect) => cluster.http_step(&http, &expect, wait).await.map(|answer| answer.lines()),
+        Action::Command(command, expect) => {
+            // Run once unless the step gives `within`; one run may take the test's timeout.
+            let within = step.within.as_deref().map(spec::duration).transpose().map_err(Error::Manifests)?;
+            cluster
+                .command_step(&command, &expect, (within, timeout), (&test.name, &test.dir))
+                .await
+                .map(|answer| answer.lines())
+        }
         Action::Assert(object) => cluster.eventually(&expectation(object, step)?, wait).await.map(|()| Vec::new()),
         Action::Consistently(object, duration) => {
             cluster.consistently(&expectation(object, step)?, duration).await.map(|()| Vec::new())

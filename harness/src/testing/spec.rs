@@ -186,6 +186,33 @@ pub struct ExecStep {
     pub stdin: Option<String>,
 }
 
+/// A program run on this machine with the test's kubeconfig (chainsaw's `script`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandStep {
+    /// The program and its arguments, no shell.
+    #[serde(default)]
+    pub run: Vec<String>,
+    /// A shell script, run with `sh -c`.
+    #[serde(default)]
+    pub script: Option<String>,
+    #[serde(default)]
+    pub env: std::collections::BTreeMap<String, String>,
+    /// From the test's folder.
+    #[serde(default)]
+    pub working_dir: Option<String>,
+}
+
+impl CommandStep {
+    /// The argv to start.
+    pub fn argv(&self) -> Vec<String> {
+        match &self.script {
+            Some(script) => vec!["sh".into(), "-c".into(), script.clone()],
+            None => self.run.clone(),
+        }
+    }
+}
+
 /// A request to a Service or a pod from inside the cluster, through the API server's proxy.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -275,6 +302,8 @@ pub struct Step {
     #[serde(default)]
     pub http: Option<HttpStep>,
     #[serde(default)]
+    pub command: Option<CommandStep>,
+    #[serde(default)]
     pub expect: Option<Expect>,
     #[serde(default)]
     pub assert: Option<Value>,
@@ -314,6 +343,7 @@ pub enum Action {
     Wait(Duration),
     Fault(Box<Fault>),
     Exec(Box<ExecStep>, Expect),
+    Command(Box<CommandStep>, Expect),
     Http(Box<HttpStep>, Expect),
     Assert(Value),
     Consistently(Value, Duration),
@@ -421,8 +451,19 @@ impl Step {
             }
             actions.push(("http", Action::Http(Box::new(http.clone()), expect.clone())));
         }
-        if self.expect.is_some() && self.exec.is_none() && self.http.is_none() {
-            return Err("expect belongs to an exec or http step".into());
+        if let Some(command) = &self.command {
+            if command.run.is_empty() == command.script.is_none() {
+                return Err("a command step gives exactly one of run (a program and its arguments) and script".into());
+            }
+            if let Some(field) = http_only.first() {
+                return Err(format!(
+                    "expect.{field} is for http steps: a command's answer has exitCode, stdout and stderr"
+                ));
+            }
+            actions.push(("command", Action::Command(Box::new(command.clone()), expect.clone())));
+        }
+        if self.expect.is_some() && self.exec.is_none() && self.http.is_none() && self.command.is_none() {
+            return Err("expect belongs to an exec, command or http step".into());
         }
         if let Some(object) = &self.assert {
             actions.push(("assert", Action::Assert(object.clone())));
@@ -510,6 +551,13 @@ pub fn describe(action: &Action) -> String {
                 exec.pod.clone().or_else(|| exec.selector.as_ref().map(|s| format!("-l {s}"))).unwrap_or_default();
             format!("exec {pod} -- {}", exec.command.join(" "))
         }
+        Action::Command(command, _) => {
+            let shown = match &command.script {
+                Some(script) => script.lines().next().unwrap_or_default().to_string(),
+                None => command.run.join(" "),
+            };
+            format!("command {shown}")
+        }
         Action::Http(http, _) => {
             let target = match (&http.service, &http.pod) {
                 (Some(service), _) => format!("service/{service}"),
@@ -555,6 +603,14 @@ mod tests {
         let both = step(json!({"exec": {"pod": "a", "selector": "b", "command": ["true"]}})).action().unwrap_err();
         assert!(both.contains("exactly one of pod and selector"), "{both}");
         assert!(step(json!({"exec": {"pod": "a", "command": []}})).action().unwrap_err().contains("needs a command"));
+        let command = step(json!({"command": {"script": "kubectl get pods"}, "expect": {"exitCode": 0}}));
+        let Ok(Action::Command(command, _)) = command.action() else { panic!() };
+        assert_eq!(command.argv(), ["sh", "-c", "kubectl get pods"]);
+        let both = step(json!({"command": {"run": ["true"], "script": "true"}})).action().unwrap_err();
+        assert!(both.contains("exactly one of run"), "{both}");
+        assert!(step(json!({"command": {}})).action().unwrap_err().contains("exactly one of run"));
+        let wrong = step(json!({"command": {"run": ["true"]}, "expect": {"status": 200}})).action().unwrap_err();
+        assert!(wrong.contains("expect.status is for http steps"), "{wrong}");
         let mixed = step(json!({"exec": {"pod": "a", "command": ["true"]}, "expect": {"status": 200}}));
         assert!(mixed.action().unwrap_err().contains("expect.status is for http steps"));
         let http = step(json!({"http": {"service": "web", "path": "/key"}, "expect": {"body": "v"}}));
@@ -563,7 +619,7 @@ mod tests {
         assert!(step(json!({"http": {"service": "a", "pod": "b"}})).action().unwrap_err().contains("exactly one"));
         assert!(step(json!({"http": {"pod": "b", "path": "x"}})).action().unwrap_err().contains("starts with /"));
         let stray = step(json!({"wait": "1s", "expect": {"status": 200}})).action().unwrap_err();
-        assert!(stray.contains("expect belongs to an exec or http step"), "{stray}");
+        assert!(stray.contains("expect belongs to an exec, command or http step"), "{stray}");
         assert_eq!(
             step(json!({"assert": {"kind": "Deployment", "metadata": {"name": "web"}}})).title(2),
             "3 assert Deployment/web"
