@@ -16,6 +16,7 @@ use kubeyard_compiler::normalize::normalize;
 use kubeyard_compiler::object::ObjectInfo;
 use kubeyard_compiler::plan::state::{STATE_API_VERSION, State};
 use kubeyard_compiler::plan::{self, Action, Plan};
+use kubeyard_compiler::schema::KUBEYARD_GROUP;
 use kubeyard_compiler::{FileReport, LintOptions, Linter, Verdict};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -105,15 +106,25 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
     });
     let mut reports = Vec::with_capacity(results.len());
     let mut objects = Vec::new();
+    let mut own = Vec::new();
     for (file, (report, values)) in results.into_iter().enumerate() {
+        for (object, (normalized, written, info)) in values {
+            // kubeyard's own documents (Tests, Cluster shapes) lie beside the manifests
+            // they are about; they are read by `test` and `lint`, never applied.
+            if info.gvk.group == KUBEYARD_GROUP {
+                own.push(format!("{} ({})", info.display_name(), report.name));
+                continue;
+            }
+            objects.push(Desired { normalized, written, info, file, object });
+        }
         reports.push(report);
-        objects.extend(values.into_iter().map(|(object, (normalized, written, info))| Desired {
-            normalized,
-            written,
-            info,
-            file,
-            object,
-        }));
+    }
+    if !own.is_empty() {
+        eprintln!(
+            "note: left out {} kubeyard.dev document(s), which `kubeyard test` and `lint` read and nothing applies: {}",
+            own.len(),
+            own.join(", ")
+        );
     }
     Ok(Compiled { linter, reports, objects, started })
 }

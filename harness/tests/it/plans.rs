@@ -244,3 +244,28 @@ fn assert_plan_snapshot_for_rust_tests() {
     });
     assert!(broken.is_err_and(|problems| problems.contains("graph/cycle")));
 }
+
+/// Tests and cluster shapes lie beside the manifests they are about (as docs/testing.md
+/// suggests): `plan` and `graph` leave them out, saying so, instead of planning to create
+/// them (which the API server would refuse).
+#[test]
+fn kubeyards_own_documents_beside_manifests_are_left_out() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("app.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {mode: fast}\n---\n\
+         apiVersion: kubeyard.dev/v1alpha1\nkind: Test\nmetadata: {name: smoke}\nspec:\n  steps:\n  - converged: {}\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    for command in ["plan", "graph"] {
+        let output = support::kubeyard(&[command, path], None);
+        let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(output.status.success(), "{command}: {stdout}{stderr}");
+        assert!(stdout.contains("ConfigMap/default/settings") && !stdout.contains("smoke"), "{command}: {stdout}");
+        assert!(
+            stderr.contains("note: left out 1 kubeyard.dev document(s)") && stderr.contains("Test/smoke"),
+            "{stderr}"
+        );
+    }
+}
