@@ -34,6 +34,9 @@ pub struct Config {
     /// want a token made at boot, as `kubeyard up` does: otherwise anyone on the machine
     /// reaches the API, Secrets and all. Off for tests that speak plain HTTP.
     pub secure: bool,
+    /// How long pods stay on a node that is not ready or unreachable before they are
+    /// evicted, unless they say (the API server's `--default-*-toleration-seconds`).
+    pub default_toleration_seconds: u64,
 }
 
 impl Config {
@@ -48,6 +51,7 @@ impl Config {
             version: KubernetesVersion::latest(),
             node_grace: Duration::from_secs(40),
             secure: false,
+            default_toleration_seconds: 300,
         }
     }
 }
@@ -98,8 +102,13 @@ impl ControlPlane {
         let admission = Admission::new(CatalogOptions { version: config.version, ..CatalogOptions::default() })
             .map_err(|e| Error::Schemas(e.to_string()))?;
         let token = config.secure.then(tls::token).transpose().map_err(Error::Credentials)?;
-        let options =
-            apiserver::Options { clock: config.clock.clone(), token: token.clone(), ..apiserver::Options::default() };
+        let seconds = config.default_toleration_seconds;
+        let options = apiserver::Options {
+            clock: config.clock.clone(),
+            token: token.clone(),
+            default_toleration_seconds: apiserver::DefaultTolerations { not_ready: seconds, unreachable: seconds },
+            ..apiserver::Options::default()
+        };
         let store = Arc::new(MemoryStore::new());
         let server = ApiServer::new(Arc::clone(&store) as Arc<dyn crate::store::Store>, admission, options);
         objects::bootstrap(&server).await.map_err(|e| Error::Namespace(e.message))?;

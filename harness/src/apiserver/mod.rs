@@ -70,6 +70,23 @@ pub struct Options {
     pub service_account_signer: Arc<tokens::Signer>,
     /// Admission plugins turned off (`--disable-admission-plugins`): `ServiceAccount`.
     pub disabled_admission_plugins: Vec<String>,
+    /// The tolerations the DefaultTolerationSeconds plugin gives pods for a node that is
+    /// not ready and one that is unreachable (`--default-not-ready-toleration-seconds`,
+    /// `--default-unreachable-toleration-seconds`: 300 each).
+    pub default_toleration_seconds: DefaultTolerations,
+}
+
+/// The DefaultTolerationSeconds plugin's two durations, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultTolerations {
+    pub not_ready: u64,
+    pub unreachable: u64,
+}
+
+impl Default for DefaultTolerations {
+    fn default() -> Self {
+        DefaultTolerations { not_ready: 300, unreachable: 300 }
+    }
 }
 
 impl Default for Options {
@@ -89,6 +106,7 @@ impl Default for Options {
                 tokens::Signer::generate().expect("the system's random source gives a key"),
             ),
             disabled_admission_plugins: Vec::new(),
+            default_toleration_seconds: DefaultTolerations::default(),
         }
     }
 }

@@ -433,7 +433,6 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str)
         "Pod" => {
             let qos = qos_class(object);
             object["status"] = json!({"phase": "Pending", "qosClass": qos});
-            default_tolerations(object);
         }
         "Job" => label_job(object, uid),
         // A node registers itself with its capacity.
@@ -447,13 +446,16 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str)
     }
 }
 
-/// The DefaultTolerationSeconds admission plugin: a pod stays 300 s on a node that is not
-/// ready or unreachable before it is evicted, unless it says otherwise.
-fn default_tolerations(pod: &mut Value) {
+/// The DefaultTolerationSeconds admission plugin: a pod stays `seconds` (300 s unless the
+/// server is told otherwise) on a node that is not ready or unreachable before it is
+/// evicted, unless it says otherwise.
+fn default_tolerations(pod: &mut Value, seconds: super::DefaultTolerations) {
     let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
     let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
     let Some(list) = tolerations.as_array_mut() else { return };
-    for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+    for (key, seconds) in
+        [("node.kubernetes.io/not-ready", seconds.not_ready), ("node.kubernetes.io/unreachable", seconds.unreachable)]
+    {
         // The plugin's own test, not toleration matching: any toleration naming the key
         // (or none) for NoExecute (or every effect) counts, whatever its operator and value.
         let covered = list.iter().any(|t| {
@@ -461,7 +463,7 @@ fn default_tolerations(pod: &mut Value) {
             (field("key") == key || field("key").is_empty()) && matches!(field("effect"), "" | "NoExecute")
         });
         if !covered {
-            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}));
         }
     }
 }
@@ -588,6 +590,9 @@ async fn create(
     }
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
+    if resource.kind == "Pod" && resource.group.is_empty() {
+        default_tolerations(&mut object, server.options.default_toleration_seconds);
+    }
     if resource.kind == "PersistentVolumeClaim" {
         default_storage_class(server, &mut object).await?;
     }

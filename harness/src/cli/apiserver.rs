@@ -63,6 +63,15 @@ pub struct ApiServerArgs {
     #[arg(long, value_name = "PLUGINS", value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
 
+    /// How long pods tolerate a node that is not ready before they are evicted, unless
+    /// they say (the DefaultTolerationSeconds admission plugin).
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    default_not_ready_toleration_seconds: u64,
+
+    /// How long pods tolerate an unreachable node before they are evicted, unless they say.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+    default_unreachable_toleration_seconds: u64,
+
     /// Write a kubeconfig for this server here.
     #[arg(long, value_name = "FILE")]
     kubeconfig_out: Option<PathBuf>,
@@ -178,6 +187,10 @@ pub fn run(args: ApiServerArgs) -> Exit {
             max_connections,
             service_account_signer: signer,
             disabled_admission_plugins: args.disable_admission_plugins.clone(),
+            default_toleration_seconds: crate::apiserver::DefaultTolerations {
+                not_ready: args.default_not_ready_toleration_seconds,
+                unreachable: args.default_unreachable_toleration_seconds,
+            },
             ..Options::default()
         };
         let server = ApiServer::new(store, admission, options);

@@ -101,6 +101,9 @@ pub struct ClusterSpec {
     /// Serve the API over plain HTTP with no token (`kubeyard up --insecure-http`): anyone
     /// who reaches the published port can read every Secret. etcd keeps its certificates.
     pub insecure_http: bool,
+    /// How long pods stay on a node that is not ready or unreachable before they are
+    /// evicted, unless they say (the API server's `--default-*-toleration-seconds`, 300).
+    pub default_toleration_seconds: u64,
 }
 
 impl ClusterSpec {
@@ -114,6 +117,7 @@ impl ClusterSpec {
             node_grace: Duration::from_secs(40),
             simulate_absent_images: false,
             insecure_http: false,
+            default_toleration_seconds: 300,
         }
     }
 }
@@ -365,6 +369,8 @@ impl ContainerCluster {
             &format!("--etcd-keyfile={SECRETS}/etcd-client.key"),
             &format!("--advertise-address={}", self.address(3)),
             &format!("--service-account-signing-key-file={SECRETS}/sa.key"),
+            &format!("--default-not-ready-toleration-seconds={}", spec.default_toleration_seconds),
+            &format!("--default-unreachable-toleration-seconds={}", spec.default_toleration_seconds),
         ]);
         let mut apiserver_files = vec![
             file("etcd-ca.crt", &credentials.etcd_ca),

@@ -121,6 +121,13 @@ impl Builder {
         self
     }
 
+    /// How long pods stay on a node that is not ready or unreachable before they are
+    /// evicted, unless they say (300 s unless told).
+    pub fn default_toleration_seconds(mut self, seconds: u64) -> Builder {
+        self.config.default_toleration_seconds = seconds;
+        self
+    }
+
     /// Wall-clock time instead of the virtual clock.
     pub fn real_time(mut self) -> Builder {
         self.virtual_time = false;

@@ -321,6 +321,9 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
             if let Some(grace) = grace {
                 builder = builder.node_monitor_grace_period(grace);
             }
+            if let Some(seconds) = spec.cluster.default_toleration_seconds {
+                builder = builder.default_toleration_seconds(seconds);
+            }
             builder = builder.nodes(0);
             for node in nodes(&spec.cluster) {
                 builder = builder.node(node);
@@ -336,6 +339,9 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
             cluster.etcd_binary.clone_from(etcd_binary);
             if let Some(grace) = grace {
                 cluster.node_grace = grace;
+            }
+            if let Some(seconds) = spec.cluster.default_toleration_seconds {
+                cluster.default_toleration_seconds = seconds;
             }
             cluster.nodes = nodes(&spec.cluster).into_iter().map(container_node).collect();
             cluster.simulate_absent_images = spec.cluster.simulate_absent_images;

@@ -33,6 +33,10 @@ pub struct ClusterSpec {
     /// How long a node may go silent before it is NotReady (`40s`, Kubernetes' default).
     #[serde(default)]
     pub node_monitor_grace_period: Option<String>,
+    /// How long pods stay on a node that is not ready or unreachable before they are
+    /// evicted, unless they say (`300`, the DefaultTolerationSeconds plugin's default).
+    #[serde(default)]
+    pub default_toleration_seconds: Option<u64>,
     /// On a container cluster, pods whose images the engine does not have are simulated
     /// instead of failing to pull.
     #[serde(default)]
