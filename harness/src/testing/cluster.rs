@@ -147,6 +147,8 @@ impl Builder {
 /// How long a wait may take in real time beyond its cluster-time bound before it is
 /// given up (a cluster that cannot keep up with its clock).
 const REAL_TIME_GRACE: Duration = Duration::from_secs(30);
+/// How long `converged` must hold after a fault before it counts (cluster time).
+const SETTLE: Duration = Duration::from_secs(2);
 /// How long the cluster must be quiet before a virtual clock runs ahead.
 const QUIET: Duration = Duration::from_millis(15);
 /// The steps a virtual clock runs ahead by: short at first, doubling while nothing
@@ -163,6 +165,11 @@ pub struct Cluster {
     virtual_time: bool,
     namespace: String,
     applied: Mutex<Vec<Applied>>,
+    /// Node faults not yet seen by the cluster: each node and whether it should end Ready
+    /// (started again) or not (stopped, killed, paused, cut off). `converged` waits for
+    /// them first: right after a fault nothing has noticed it, and the old state would
+    /// pass for the new one.
+    unobserved: Mutex<std::collections::BTreeMap<String, bool>>,
 }
 
 impl Cluster {
@@ -189,7 +196,16 @@ impl Cluster {
         virtual_time: bool,
         namespace: String,
     ) -> Cluster {
-        Cluster { client, plane, containers: None, clock, virtual_time, namespace, applied: Mutex::new(Vec::new()) }
+        Cluster {
+            client,
+            plane,
+            containers: None,
+            clock,
+            virtual_time,
+            namespace,
+            applied: Mutex::new(Vec::new()),
+            unobserved: Mutex::new(std::collections::BTreeMap::new()),
+        }
     }
 
     /// A cluster of containers (`kubeyard up --containers`), in real time: every component
@@ -491,6 +507,7 @@ impl Cluster {
     /// The node's agent dies: its lease is no longer renewed and its pods freeze (in
     /// containers: the node's container stops, its processes with it).
     pub async fn stop_node(&self, node: &str) -> Result<(), Error> {
+        self.fault_on(node, false);
         if let Some(containers) = &self.containers {
             return containers.stop_node(node).await.map_err(|e| Error::Api(e.to_string()));
         }
@@ -500,6 +517,7 @@ impl Cluster {
     /// A node fault as a container cluster carries it out; in-process, where a node is
     /// only its agent, the ones that silence a node stop the agent and the others start it.
     pub async fn node_fault(&self, node: &str, fault: NodeFault) -> Result<(), Error> {
+        self.fault_on(node, matches!(fault, NodeFault::Unpause | NodeFault::Reconnect));
         if let Some(containers) = &self.containers {
             let done = match fault {
                 NodeFault::Kill => containers.kill_node(node).await,
@@ -526,6 +544,7 @@ impl Cluster {
     }
 
     pub async fn start_node(&self, node: &str) -> Result<(), Error> {
+        self.fault_on(node, true);
         if let Some(containers) = &self.containers {
             return containers.start_node(node).await.map_err(|e| Error::Api(e.to_string()));
         }
@@ -685,7 +704,71 @@ impl Cluster {
     /// Waits until everything applied is realised: workloads available, Services with
     /// ready endpoints, no pod of theirs pending.
     pub async fn assert_converged(&self, within: Duration) -> Result<(), Error> {
-        self.eventually(&Expectation::converged(), within).await
+        let started = self.clock.now();
+        if !self.observed(within).await? {
+            return self.eventually(&Expectation::converged(), within).await;
+        }
+        // After a fault the controllers catch up hop by hop (pods, then their ReplicaSet,
+        // then its Deployment): converged counts once it holds for a moment, not on a
+        // status written before the fault reached it.
+        let converged = Expectation::converged();
+        loop {
+            let spent = self.clock.now().duration_since(started).unwrap_or_default();
+            self.eventually(&converged, within.saturating_sub(spent)).await?;
+            match self.consistently(&converged, SETTLE).await {
+                Ok(()) => return Ok(()),
+                Err(Error::Failed(_)) if self.clock.now().duration_since(started).unwrap_or_default() < within => {}
+                Err(error) => return Err(error),
+            }
+        }
+    }
+
+    /// Notes a node fault the cluster has yet to see.
+    fn fault_on(&self, node: &str, ready_after: bool) {
+        self.unobserved.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(node.to_string(), ready_after);
+    }
+
+    /// Waits until the cluster has seen the node faults made since the last wait: each
+    /// node's Ready condition `Unknown` (the node controller marked a silent node) or
+    /// `True` again (started).
+    /// Whether there were faults to wait for.
+    async fn observed(&self, within: Duration) -> Result<bool, Error> {
+        let pending: Vec<(String, bool)> =
+            std::mem::take(&mut *self.unobserved.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+                .into_iter()
+                .collect();
+        let any = !pending.is_empty();
+        for (node, ready) in pending {
+            let status = if ready { "True" } else { "Unknown" };
+            let seen = Expectation::matching(json!({
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": node},
+                "status": {"conditions": [{"type": "Ready", "status": status}]},
+            }));
+            let noticed = |error| match error {
+                Error::Failed(mut failure) => {
+                    failure.summary = format!(
+                        "the cluster did not notice the fault on node {node} (Ready {status}): {}",
+                        failure.summary
+                    );
+                    Error::Failed(failure)
+                }
+                other => other,
+            };
+            self.eventually(&seen, within).await.map_err(noticed)?;
+            if !ready {
+                // The node controller marks the node's pods not ready with it; until then
+                // their workloads still count them.
+                let still_ready = Expectation::count(
+                    json!({"apiVersion": "v1", "kind": "Pod",
+                           "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+                    super::spec::Bounds { exactly: Some(0), at_least: None, at_most: None },
+                )
+                .that(&format!("spec.nodeName == '{node}'"))
+                .map_err(Error::Manifests)?;
+                self.eventually(&still_ready, within).await.map_err(noticed)?;
+            }
+        }
+        Ok(any)
     }
 
     /// The recent events of the objects the failure is about (and of what they own).
