@@ -154,34 +154,49 @@ pub fn summary(results: &[TestResult], elapsed: Option<std::time::Duration>) -> 
     line
 }
 
+/// JUnit XML: a suite per test (its file as the cases' class name) and a case per step
+/// that ran, with its time, its output in `system-out` and, when it failed, the report;
+/// a test that could not run or clean up has a case saying so.
 pub fn junit(results: &[TestResult]) -> String {
     let mut report = Report::new("kubeyard test");
-    let mut suite = TestSuite::new("kubeyard test");
     for result in results {
-        let status = if result.passed() {
-            TestCaseStatus::success()
-        } else {
+        let mut suite = TestSuite::new(result.name.as_str());
+        suite.set_time(result.elapsed);
+        let classname = result.file.display().to_string();
+        let failed = |message: &str, description: String| {
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
-            let first = result
-                .error
-                .clone()
-                .or_else(|| {
-                    result.steps.iter().find(|s| !s.passed).map(|s| {
-                        format!("{}: {}", s.title, s.failure.as_ref().map(|f| f.summary.as_str()).unwrap_or(""))
-                    })
-                })
-                .or_else(|| result.cleanup.clone())
-                .unwrap_or_default();
-            status.set_message(first.lines().next().unwrap_or_default());
-            status.set_description(test_text(result, Style::default()));
+            status.set_message(message.lines().next().unwrap_or_default());
+            status.set_description(description);
             status
         };
-        let mut case = TestCase::new(result.name.as_str(), status);
-        case.set_classname(result.file.display().to_string());
-        case.set_time(result.elapsed);
-        suite.add_test_case(case);
+        if let Some(error) = &result.error {
+            let mut case = TestCase::new("run", failed(error, error.clone()));
+            case.set_classname(classname.clone());
+            suite.add_test_case(case);
+        }
+        for step in &result.steps {
+            let status = match &step.failure {
+                None if step.passed => TestCaseStatus::success(),
+                failure => failed(
+                    failure.as_ref().map_or("failed", |f| f.summary.as_str()),
+                    failure.as_ref().map(|f| failure_text(f, Style::default())).unwrap_or_default(),
+                ),
+            };
+            let mut case = TestCase::new(step.title.as_str(), status);
+            case.set_classname(classname.clone());
+            case.set_time(step.elapsed);
+            if !step.output.is_empty() {
+                case.set_system_out(step.output.join("\n"));
+            }
+            suite.add_test_case(case);
+        }
+        if let Some(cleanup) = &result.cleanup {
+            let mut case = TestCase::new("cleanup", failed(cleanup, cleanup.clone()));
+            case.set_classname(classname.clone());
+            suite.add_test_case(case);
+        }
+        report.add_test_suite(suite);
     }
-    report.add_test_suite(suite);
     report.to_string().unwrap_or_default()
 }
 

@@ -134,7 +134,11 @@ fn a_failed_tests_cluster_is_kept_for_a_look_until_ctrl_c() {
 fn reports_come_as_junit_and_json_too() {
     let junit = kubeyard(&["test", "--output", "junit", "fixtures/e2e-failing/still-present"], None);
     let text = String::from_utf8_lossy(&junit.stdout);
-    assert!(text.contains("<testsuites") && text.contains("<failure") && text.contains("still-present"), "{text}");
+    assert!(text.contains("<testsuites") && text.contains("<testsuite name=\"still-present\""), "{text}");
+    // A case per step: the one that failed carries the report, the apply its output.
+    assert!(text.contains("<testcase name=\"2 absent ConfigMap/settings\""), "{text}");
+    assert!(text.contains("<failure message=\"ConfigMap settings is present, and should not be"), "{text}");
+    assert!(text.contains("<system-out>configmap/settings created</system-out>"), "{text}");
     let json = kubeyard(&["test", "--output", "json", "fixtures/e2e/job-completes"], None);
     assert!(json.status.success());
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
