@@ -97,6 +97,19 @@ pub(super) fn store_error(resource: &Resource, name: &str, error: StoreError) ->
     }
 }
 
+/// The object `name` of a kind the server serves, as stored (`None`: there is none).
+pub(super) async fn stored(
+    server: &ApiServer,
+    (group, kind): (&str, &str),
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Option<Value>, ApiError> {
+    let resource =
+        super::resources::by_kind(group, kind).ok_or_else(|| ApiError::internal(format!("{kind} is not served")))?;
+    let entry = server.store.get(&resource.key(namespace, name)).await.map_err(|e| store_error(resource, name, e))?;
+    entry.map(|entry| from_entry(&entry)).transpose()
+}
+
 /// An object read from the store, with its revision as `resourceVersion`.
 pub(super) fn from_entry(entry: &Entry) -> Result<Value, ApiError> {
     from_bytes(&entry.value, entry.revision)

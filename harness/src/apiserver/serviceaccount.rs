@@ -12,9 +12,9 @@
 //! turns the plugin off, as kube-apiserver's flag does (for an API server run without a
 //! controller manager, as envtest runs one).
 
-use super::objects::{from_entry, name_suffix};
+use super::ApiServer;
+use super::objects::{name_suffix, stored};
 use super::status::ApiError;
-use super::{ApiServer, resources};
 use serde_json::{Value, json};
 use std::time::Duration;
 
@@ -34,13 +34,10 @@ fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
 
 /// The account `name` of `namespace`, waiting for `default` a little (`None`: there is none).
 async fn account(server: &ApiServer, namespace: &str, name: &str) -> Result<Option<Value>, ApiError> {
-    let accounts = resources::by_kind("", "ServiceAccount").ok_or_else(|| ApiError::internal("no service accounts"))?;
-    let key = accounts.key(Some(namespace), name);
     let tries = if name == DEFAULT_ACCOUNT { DEFAULT_TRIES } else { 1 };
     for attempt in 1..=tries {
-        let entry = server.store.get(&key).await.map_err(|e| ApiError::internal(e.to_string()))?;
-        if let Some(entry) = entry {
-            return from_entry(&entry).map(Some);
+        if let Some(account) = stored(server, ("", "ServiceAccount"), Some(namespace), name).await? {
+            return Ok(Some(account));
         }
         if attempt < tries {
             tokio::time::sleep(Duration::from_millis(100 + fastrand::u64(..100))).await;

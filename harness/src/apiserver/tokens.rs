@@ -11,7 +11,7 @@
 //! valid for a year and carries `warnafter` at its requested end, as
 //! `--service-account-extend-token-expiration` (on by default) makes it.
 
-use super::objects::{self, from_entry};
+use super::objects::{self, stored};
 use super::status::{ApiError, Subject};
 use super::{ApiServer, resources};
 use base64::Engine;
@@ -149,13 +149,6 @@ fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// An object the server holds (`None`: there is none).
-async fn stored(server: &ApiServer, group: &str, kind: &str, namespace: Option<&str>, name: &str) -> Option<Value> {
-    let resource = resources::by_kind(group, kind)?;
-    let entry = server.store.get(&resource.key(namespace, name)).await.ok()??;
-    from_entry(&entry).ok()
-}
-
 /// Who a token names, if it is a service account token of this server that is still
 /// good: the account and what it is bound to exist with the uids it was issued for.
 pub async fn authenticate(server: &ApiServer, token: &str) -> Result<String, String> {
@@ -164,7 +157,7 @@ pub async fn authenticate(server: &ApiServer, token: &str) -> Result<String, Str
     let k8s = claims.get("kubernetes.io").cloned().unwrap_or(Value::Null);
     let namespace = text(&k8s, "/namespace");
     let account = text(&k8s, "/serviceaccount/name");
-    let found = stored(server, "", "ServiceAccount", Some(namespace), account).await;
+    let found = stored(server, ("", "ServiceAccount"), Some(namespace), account).await.map_err(|e| e.message)?;
     if found.as_ref().map(|a| text(a, "/metadata/uid")) != Some(text(&k8s, "/serviceaccount/uid")) {
         return Err(format!("service account {namespace}/{account} has been deleted"));
     }
@@ -175,7 +168,7 @@ pub async fn authenticate(server: &ApiServer, token: &str) -> Result<String, Str
             continue;
         }
         let name = text(bound, "/name");
-        let object = stored(server, "", kind, namespaced.then_some(namespace), name).await;
+        let object = stored(server, ("", kind), namespaced.then_some(namespace), name).await.map_err(|e| e.message)?;
         let live = object.as_ref().filter(|o| text(o, "/metadata/uid") == text(bound, "/uid"));
         let deleted = live.is_none_or(|o| {
             o.pointer("/metadata/deletionTimestamp")
@@ -211,8 +204,8 @@ pub async fn request(
         return Err(ApiError::bad_request(format!("expected a TokenRequest, got a {kind}")));
     }
     let accounts = resources::by_kind("", "ServiceAccount").ok_or_else(|| ApiError::internal("no service accounts"))?;
-    let account = stored(server, "", "ServiceAccount", Some(namespace), name)
-        .await
+    let account = stored(server, ("", "ServiceAccount"), Some(namespace), name)
+        .await?
         .ok_or_else(|| objects::not_found(accounts, name))?;
     if !request.get("spec").is_some_and(Value::is_object) {
         request["spec"] = json!({});
@@ -265,8 +258,8 @@ pub async fn request(
             }
         };
         let resource = resources::by_kind("", kind).ok_or_else(|| ApiError::internal("bound kind not served"))?;
-        let object = stored(server, "", kind, namespaced.then_some(namespace), bound_name)
-            .await
+        let object = stored(server, ("", kind), namespaced.then_some(namespace), bound_name)
+            .await?
             .ok_or_else(|| objects::not_found(resource, bound_name))?;
         let uid = text(&object, "/metadata/uid");
         let asked = text(&reference, "/uid");
@@ -286,7 +279,7 @@ pub async fn request(
             // A pod-bound token names the pod's node too (Kubernetes 1.30 on).
             let node = text(&object, "/spec/nodeName");
             if !node.is_empty()
-                && let Some(found) = stored(server, "", "Node", None, node).await
+                && let Some(found) = stored(server, ("", "Node"), None, node).await?
             {
                 k8s["node"] = json!({"name": node, "uid": text(&found, "/metadata/uid")});
             }
