@@ -6,9 +6,16 @@
 //! but can be pushed ahead: a test that calls [`Clock::advance`] wakes every sleeper whose
 //! deadline has passed, so a 40-second node grace period passes at once while everything
 //! in between (watches, requeues, HTTP) keeps its real, short timing.
+//!
+//! A manual clock knows when each of its sleepers is due ([`Clock::next_deadline`]), so
+//! whoever pushes it never jumps past one: a kubelet due to renew its lease at 10 s renews
+//! at 10 s, before the node controller's check at 12 s reads the lease, as on a real
+//! cluster. Jumping over deadlines would wake both at once and let the race decide
+//! (healthy nodes marked unreachable, a different outcome on every run).
 
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Real time, or real time plus however far a test has pushed it. Cheap to clone; clones
@@ -19,8 +26,34 @@ pub struct Clock {
 }
 
 struct Ahead {
+    /// A stopped clock's time: where it started, not real time (see [`Clock::stopped`]).
+    stopped_at: Option<SystemTime>,
     nanos: AtomicU64,
     moved: tokio::sync::watch::Sender<()>,
+    /// The deadlines of the sleepers, each under a number of its own.
+    sleepers: Mutex<BTreeMap<(SystemTime, u64), ()>>,
+    numbers: AtomicU64,
+}
+
+/// Stops following real time when dropped.
+pub struct FollowRealTime(tokio::task::JoinHandle<()>);
+
+impl Drop for FollowRealTime {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A sleeper's deadline, struck off when it wakes or is dropped (its task aborted).
+struct Due<'a> {
+    ahead: &'a Ahead,
+    key: (SystemTime, u64),
+}
+
+impl Drop for Due<'_> {
+    fn drop(&mut self) {
+        self.ahead.sleepers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&self.key);
+    }
 }
 
 impl std::fmt::Debug for Clock {
@@ -37,20 +70,68 @@ impl Clock {
         Clock { ahead: None }
     }
 
-    /// A clock a test can push ahead with [`Clock::advance`].
+    /// A clock a test can push ahead with [`Clock::advance`], running with real time
+    /// in between.
     pub fn manual() -> Clock {
+        Clock::pushed(None)
+    }
+
+    /// A clock that moves only when pushed: everything done between two pushes happens at
+    /// one instant (one creation timestamp for a burst of pods, however long its HTTP
+    /// took), so what a run does depends on the order of deadlines, not on how fast this
+    /// machine is. `kubeyard test` runs its clusters on one; while something outside the
+    /// cluster works in real time (a `command` step, a kept cluster) it follows real time
+    /// ([`Clock::follow_real_time`]).
+    pub fn stopped() -> Clock {
+        // Whole seconds: the API's timestamps are, so none is rounded differently.
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        Clock::pushed(Some(UNIX_EPOCH + Duration::from_secs(now)))
+    }
+
+    fn pushed(stopped_at: Option<SystemTime>) -> Clock {
         let (moved, _) = tokio::sync::watch::channel(());
-        Clock { ahead: Some(Arc::new(Ahead { nanos: AtomicU64::new(0), moved })) }
+        let ahead = Ahead {
+            stopped_at,
+            nanos: AtomicU64::new(0),
+            moved,
+            sleepers: Mutex::default(),
+            numbers: AtomicU64::new(0),
+        };
+        Clock { ahead: Some(Arc::new(ahead)) }
+    }
+
+    /// While the guard lives, a pushed clock is also pushed along with real time (every
+    /// 10 ms), so whatever runs in real time outside the cluster sees it move.
+    pub fn follow_real_time(&self) -> Option<FollowRealTime> {
+        let clock = self.clone();
+        self.ahead.as_ref()?.stopped_at?;
+        Some(FollowRealTime(tokio::spawn(async move {
+            let mut last = std::time::Instant::now();
+            loop {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let now = std::time::Instant::now();
+                clock.advance(clock.step_towards(now - last));
+                last = now;
+            }
+        })))
     }
 
     pub fn is_manual(&self) -> bool {
         self.ahead.is_some()
     }
 
+    /// Whether time moves only when pushed ([`Clock::stopped`]).
+    pub fn is_stopped(&self) -> bool {
+        self.ahead.as_ref().is_some_and(|a| a.stopped_at.is_some())
+    }
+
     pub fn now(&self) -> SystemTime {
         match &self.ahead {
             None => SystemTime::now(),
-            Some(ahead) => SystemTime::now() + Duration::from_nanos(ahead.nanos.load(Ordering::SeqCst)),
+            Some(ahead) => {
+                ahead.stopped_at.unwrap_or_else(SystemTime::now)
+                    + Duration::from_nanos(ahead.nanos.load(Ordering::SeqCst))
+            }
         }
     }
 
@@ -81,6 +162,9 @@ impl Clock {
     pub async fn sleep(&self, for_: Duration) {
         let Some(ahead) = &self.ahead else { return tokio::time::sleep(for_).await };
         let deadline = self.now() + for_;
+        let key = (deadline, ahead.numbers.fetch_add(1, Ordering::Relaxed));
+        ahead.sleepers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(key, ());
+        let _due = Due { ahead, key };
         let mut moved = ahead.moved.subscribe();
         loop {
             let Ok(left) = deadline.duration_since(self.now()) else { return };
@@ -91,6 +175,23 @@ impl Clock {
                 _ = tokio::time::sleep(left) => {}
                 _ = moved.changed() => {}
             }
+        }
+    }
+
+    /// When the next sleeper on a manual clock is due (`None`: nobody sleeps, or the clock
+    /// is real). A clock pushed no further than this wakes sleepers one instant at a time.
+    pub fn next_deadline(&self) -> Option<SystemTime> {
+        let ahead = self.ahead.as_ref()?;
+        let sleepers = ahead.sleepers.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        sleepers.keys().next().map(|(deadline, _)| *deadline)
+    }
+
+    /// How far a manual clock may be pushed now, at most `wanted`: up to the next
+    /// sleeper's deadline (zero while one is due and waking).
+    pub fn step_towards(&self, wanted: Duration) -> Duration {
+        match self.next_deadline() {
+            Some(deadline) => wanted.min(deadline.duration_since(self.now()).unwrap_or_default()),
+            None => wanted,
         }
     }
 
@@ -209,6 +310,33 @@ mod tests {
         assert!(clock.since(&format(start)).unwrap() >= Duration::from_secs(40));
         assert!(clock.micro_timestamp().ends_with('Z') && clock.micro_timestamp().contains('.'));
         assert!(parse(&clock.micro_timestamp()).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_manual_clock_knows_when_its_sleepers_are_due() {
+        let clock = Clock::manual();
+        assert_eq!(clock.next_deadline(), None);
+        let start = clock.now();
+        let sleep = |seconds| {
+            let clock = clock.clone();
+            tokio::spawn(async move { clock.sleep(Duration::from_secs(seconds)).await })
+        };
+        let (soon, later) = (sleep(10), sleep(30));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let due = clock.next_deadline().expect("two sleep");
+        assert!(due.duration_since(start).unwrap() >= Duration::from_secs(10));
+        // Pushed no further than the first deadline: the second sleeper sleeps on.
+        let step = clock.step_towards(Duration::from_secs(60));
+        assert!(step <= Duration::from_secs(10) && step > Duration::from_secs(9), "{step:?}");
+        clock.advance(step);
+        tokio::time::timeout(Duration::from_secs(2), soon).await.expect("woken").expect("no panic");
+        assert!(!later.is_finished());
+        assert!(clock.next_deadline().unwrap().duration_since(start).unwrap() >= Duration::from_secs(30));
+        // A sleeper whose task is dropped is struck off.
+        later.abort();
+        let _ = later.await;
+        assert_eq!(clock.next_deadline(), None);
+        assert_eq!(clock.step_towards(Duration::from_secs(5)), Duration::from_secs(5));
     }
 
     #[tokio::test]

@@ -86,6 +86,8 @@ pub struct ControlPlane {
     identity: Option<Arc<tls::Identity>>,
     scheduler: JoinHandle<()>,
     nodes_seen: scheduler::NodesSeen,
+    names: Arc<apiserver::names::Names>,
+    default_tolerations: apiserver::DefaultTolerations,
     _controllers: JoinSet<()>,
 }
 
@@ -103,10 +105,13 @@ impl ControlPlane {
             .map_err(|e| Error::Schemas(e.to_string()))?;
         let token = config.secure.then(tls::token).transpose().map_err(Error::Credentials)?;
         let seconds = config.default_toleration_seconds;
+        // Generated names come from the seed, so a seeded run names its pods alike.
+        let names = Arc::new(apiserver::names::Names::seeded(config.seed));
         let options = apiserver::Options {
             clock: config.clock.clone(),
             token: token.clone(),
             default_toleration_seconds: apiserver::DefaultTolerations { not_ready: seconds, unreachable: seconds },
+            names: Arc::clone(&names),
             ..apiserver::Options::default()
         };
         let store = Arc::new(MemoryStore::new());
@@ -145,7 +150,8 @@ impl ControlPlane {
         // Started once the nodes are registered, so its first list holds them all and a
         // seed's placement does not depend on which node registered first.
         let nodes_seen = scheduler::NodesSeen::default();
-        let scheduler = tokio::spawn(scheduler::run_seen(client.clone(), config.seed, nodes_seen.clone()));
+        let scheduler =
+            tokio::spawn(scheduler::run_seen(client.clone(), config.seed, nodes_seen.clone(), config.clock.clone()));
         Ok(ControlPlane {
             url,
             client,
@@ -159,6 +165,8 @@ impl ControlPlane {
             identity,
             scheduler,
             nodes_seen,
+            names,
+            default_tolerations: apiserver::DefaultTolerations { not_ready: seconds, unreachable: seconds },
             _controllers: controllers,
         })
     }
@@ -173,6 +181,8 @@ impl ControlPlane {
         let options = apiserver::Options {
             clock: self.clock.clone(),
             token: self.token.clone(),
+            names: Arc::clone(&self.names),
+            default_toleration_seconds: self.default_tolerations,
             ..apiserver::Options::default()
         };
         let server = ApiServer::new(Arc::clone(&self.store) as Arc<dyn crate::store::Store>, admission, options);

@@ -12,7 +12,7 @@
 //! cluster and seed give the same placement. On large clusters only part of the nodes is
 //! searched per pod, from where the last search stopped, as Kubernetes does.
 
-use crate::clock;
+use crate::clock::Clock;
 use crate::events;
 use futures_util::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -37,6 +37,15 @@ const BATCH: usize = 256;
 /// often at the latest.
 const RETRY_AFTER_CHANGE: Duration = Duration::from_secs(1);
 const RETRY_ANYWAY: Duration = Duration::from_secs(10);
+/// How long no pod may have joined the queue before pods are placed: pods made together
+/// (three ReplicaSets replacing what a lost node ran) are then placed in queue order, not
+/// in whatever order their creations happened to arrive, so a seed decides who gets the
+/// last room. Kubernetes' queue orders what it holds the same way; this only makes sure it
+/// holds the whole burst. On a stopped clock (`kubeyard test` in process) a burst's pods
+/// share one creation time and are ordered by name, and the wait is long enough for a
+/// busy machine's burst: what a seed places then does not depend on the machine's speed.
+const SETTLE: Duration = Duration::from_millis(5);
+const SETTLE_SIMULATED: Duration = Duration::from_millis(50);
 
 /// Queue order: higher priority first, then older, then by namespace and name.
 type QueueKey = (Reverse<i32>, i64, String, String);
@@ -59,6 +68,8 @@ enum Bound {
 
 struct Scheduler {
     client: kube::Client,
+    /// The cluster's clock: the times of its conditions and events.
+    clock: Clock,
     framework: Framework,
     rng: fastrand::Rng,
     nodes: Vec<NodeInfo>,
@@ -89,9 +100,15 @@ struct Scheduler {
 /// this to pass the cordon's revision, since the node watch and the pod watch are two
 /// streams and nothing orders one's events against the other's.
 #[derive(Debug, Clone, Default)]
-pub struct NodesSeen(Arc<std::sync::atomic::AtomicU64>);
+pub struct NodesSeen(Arc<std::sync::atomic::AtomicU64>, Arc<std::sync::atomic::AtomicBool>);
 
 impl NodesSeen {
+    /// Whether pods wait in the queue to be placed (the scheduler lets a burst settle
+    /// first): a test's stopped clock is not pushed meanwhile, as the cluster is not idle.
+    pub fn placing(&self) -> bool {
+        self.1.load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn saw(&self, node: &Node) {
         if let Some(revision) = node.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()) {
             self.0.fetch_max(revision, std::sync::atomic::Ordering::AcqRel);
@@ -329,7 +346,7 @@ impl Scheduler {
                     if self.reported.get(&uid) != Some(&message) {
                         let (_, _, namespace, name) = &key;
                         let pod = json!({"metadata": {"namespace": namespace, "name": name, "uid": uid}});
-                        tokio::spawn(report(self.client.clone(), pod, message.clone()));
+                        tokio::spawn(report(self.client.clone(), pod, message.clone(), self.clock.timestamp()));
                         self.reported.insert(uid.clone(), message);
                     }
                     self.unschedulable.insert(uid, key);
@@ -340,10 +357,18 @@ impl Scheduler {
 
     fn spawn_bind(&self, uid: String, namespace: String, name: String, node: String) {
         let Ok(permit) = Arc::clone(&self.binds).try_acquire_owned() else { return };
-        let (client, results) = (self.client.clone(), self.results.clone());
+        let (client, results, clock) = (self.client.clone(), self.results.clone(), self.clock.clone());
         tokio::spawn(async move {
             let result = bind(&client, &namespace, &name, &node).await;
             drop(permit);
+            if let Bound::Done = result {
+                // Kubernetes' scheduler says so on the pod: `kubectl describe` shows it.
+                let pod = json!({"metadata": {"namespace": namespace, "name": name, "uid": uid}});
+                let message = format!("Successfully assigned {namespace}/{name} to {node}");
+                let source = events::Source { component: NAME, host: None };
+                events::record(&client, &pod, source, events::Type::Normal, "Scheduled", &message, &clock.timestamp())
+                    .await;
+            }
             let _ = results.send((uid, result));
         });
     }
@@ -351,14 +376,15 @@ impl Scheduler {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, seed: u64) {
-    run_seen(client, seed, NodesSeen::default()).await;
+    run_seen(client, seed, NodesSeen::default(), Clock::real()).await;
 }
 
 /// Runs until the task is dropped, saying in `seen` how far its view of the nodes is.
-pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen) {
+pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen, clock: Clock) {
     let (results, mut bound) = mpsc::unbounded_channel();
     let mut scheduler = Scheduler {
         client: client.clone(),
+        clock,
         framework: Framework::default(),
         rng: fastrand::Rng::with_seed(seed),
         nodes: Vec::new(),
@@ -382,28 +408,40 @@ pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen) {
     let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();
     futures_util::pin_mut!(pods, nodes);
     let mut tick = tokio::time::interval(RETRY_AFTER_CHANGE);
+    // When a pod last joined the queue.
+    let mut last_pod_event = tokio::time::Instant::now();
+    let settle = if scheduler.clock.is_stopped() { SETTLE_SIMULATED } else { SETTLE };
     loop {
-        let ready = scheduler.pods_synced
+        let waiting = scheduler.pods_synced
             && scheduler.nodes_synced
             && !scheduler.queue.is_empty()
             && scheduler.binds.available_permits() > 0;
+        let settled = last_pod_event.elapsed() >= settle;
+        scheduler.seen.1.store(waiting, std::sync::atomic::Ordering::Release);
         tokio::select! {
             biased;
-            Some(event) = pods.next() => match event {
-                Ok(watcher::Event::Apply(pod)) => scheduler.observe_pod(&pod),
-                Ok(watcher::Event::Delete(pod)) => {
-                    if let Some(uid) = pod.uid() {
-                        scheduler.forget(&uid);
+            Some(event) = pods.next() => {
+                let queued = scheduler.queue.len();
+                match event {
+                    Ok(watcher::Event::Apply(pod)) => scheduler.observe_pod(&pod),
+                    Ok(watcher::Event::Delete(pod)) => {
+                        if let Some(uid) = pod.uid() {
+                            scheduler.forget(&uid);
+                        }
                     }
+                    Ok(watcher::Event::Init) => scheduler.listing_pods.clear(),
+                    Ok(watcher::Event::InitApply(pod)) => scheduler.listing_pods.push(pod),
+                    Ok(watcher::Event::InitDone) => {
+                        let listing = std::mem::take(&mut scheduler.listing_pods);
+                        scheduler.relisted_pods(listing);
+                    }
+                    Err(_) => {}
                 }
-                Ok(watcher::Event::Init) => scheduler.listing_pods.clear(),
-                Ok(watcher::Event::InitApply(pod)) => scheduler.listing_pods.push(pod),
-                Ok(watcher::Event::InitDone) => {
-                    let listing = std::mem::take(&mut scheduler.listing_pods);
-                    scheduler.relisted_pods(listing);
+                // A pod joined the queue: more of its burst may be on the way.
+                if scheduler.queue.len() > queued {
+                    last_pod_event = tokio::time::Instant::now();
                 }
-                Err(_) => {}
-            },
+            }
             Some(event) = nodes.next() => match event {
                 Ok(watcher::Event::Apply(node)) => scheduler.observe_node(&node),
                 Ok(watcher::Event::Delete(node)) => scheduler.remove_node(&node.name_any()),
@@ -424,7 +462,8 @@ pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen) {
                     scheduler.retry_unschedulable();
                 }
             }
-            _ = std::future::ready(()), if ready => scheduler.schedule(),
+            _ = std::future::ready(()), if waiting && settled => scheduler.schedule(),
+            _ = tokio::time::sleep_until(last_pod_event + settle), if waiting && !settled => {}
         }
     }
 }
@@ -447,11 +486,10 @@ async fn bind(client: &kube::Client, namespace: &str, name: &str, node: &str) ->
 
 /// `PodScheduled=False` with the reason, and a `FailedScheduling` event, as the
 /// Kubernetes scheduler reports a pod that fits nowhere.
-async fn report(client: kube::Client, pod: Value, message: String) {
+async fn report(client: kube::Client, pod: Value, message: String, now: String) {
     let text = |pointer: &str| pod.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_string();
     let (namespace, name) = (text("/metadata/namespace"), text("/metadata/name"));
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
-    let now = clock::now();
     let condition = json!({"status": {"conditions": [{
         "type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": message,
         "lastTransitionTime": now, "lastProbeTime": null,

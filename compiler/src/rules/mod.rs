@@ -214,11 +214,39 @@ pub struct Finding {
     pub label: Option<String>,
     pub help: Option<String>,
     pub path: Option<String>,
+    /// Another rule whose finding on the same spot this one continues (see [`Finding::joins`]).
+    pub joins: Option<Joins>,
+}
+
+/// How a finding folds into another rule's finding on the same spot.
+#[derive(Clone, Debug)]
+pub struct Joins {
+    pub rule: &'static Rule,
+    /// Continues the other finding's message after "and".
+    pub clause: String,
 }
 
 impl Finding {
     pub fn new(rule: &'static Rule, span: Span, message: impl Into<String>) -> Finding {
-        Finding { rule, severity: None, span, message: message.into(), label: None, help: None, path: None }
+        Finding {
+            rule,
+            severity: None,
+            span,
+            message: message.into(),
+            label: None,
+            help: None,
+            path: None,
+            joins: None,
+        }
+    }
+
+    /// When `rule` reports on the same spot too (and is on there), the two are one
+    /// finding under its id: its message goes on with "and `clause`". Two rules about one
+    /// thing (a container's requests and its limits) then say it once, while each can
+    /// still be turned off alone.
+    pub fn joins(mut self, rule: &'static Rule, clause: impl Into<String>) -> Finding {
+        self.joins = Some(Joins { rule, clause: clause.into() });
+        self
     }
 
     pub fn severity(mut self, severity: Severity) -> Finding {
@@ -395,23 +423,44 @@ pub fn ignored_rules(object: &Node) -> (Vec<&'static str>, Vec<Diagnostic>) {
 /// Rules that are off never ran (`ActiveRules`); a finding of one is still dropped here,
 /// so that a caller running more rules than its settings allow cannot leak them.
 pub fn to_diagnostics(findings: Vec<Finding>, settings: &RuleSettings, ignored: &[&str]) -> Vec<Diagnostic> {
-    findings
-        .into_iter()
-        .filter(|f| !ignored.contains(&f.rule.id))
-        .filter_map(|f| {
-            let severity = settings.severity(&f)?;
-            Some(Diagnostic {
-                code: Code::Rule(f.rule.id),
-                severity,
-                message: f.message,
-                span: f.span,
-                label: f.label,
-                help: f.help.or_else(|| Some(f.rule.fix().to_string())),
-                path: f.path,
-                related: Vec::new(),
-            })
-        })
-        .collect()
+    let mut diagnostics = Vec::with_capacity(findings.len());
+    let mut joining = Vec::new();
+    for finding in findings.into_iter().filter(|f| !ignored.contains(&f.rule.id)) {
+        let Some(severity) = settings.severity(&finding) else { continue };
+        let help = finding.help.unwrap_or_else(|| finding.rule.fix().to_string());
+        let diagnostic = Diagnostic {
+            code: Code::Rule(finding.rule.id),
+            severity,
+            message: finding.message,
+            span: finding.span,
+            label: finding.label,
+            help: Some(help),
+            path: finding.path,
+            related: Vec::new(),
+        };
+        match finding.joins {
+            Some(joins) => joining.push((joins, diagnostic)),
+            None => diagnostics.push(diagnostic),
+        }
+    }
+    for (joins, diagnostic) in joining {
+        let host = diagnostics.iter_mut().find(|d| d.code == Code::Rule(joins.rule.id) && d.span == diagnostic.span);
+        let Some(host) = host else {
+            diagnostics.push(diagnostic);
+            continue;
+        };
+        host.message = format!("{} and {}", host.message, joins.clause);
+        host.severity = host.severity.min(diagnostic.severity);
+        host.label = match (host.label.take(), diagnostic.label) {
+            (Some(own), Some(joined)) => Some(format!("{own}, {joined}")),
+            (own, joined) => own.or(joined),
+        };
+        host.help = match (host.help.take(), diagnostic.help) {
+            (Some(own), Some(joined)) => Some(format!("{own} {joined}")),
+            (own, joined) => own.or(joined),
+        };
+    }
+    diagnostics
 }
 
 /// The rule reference, as `docs/rules.md` and `kubeyard rules --output markdown` print it.

@@ -243,6 +243,17 @@ impl Requirement {
     }
 }
 
+impl fmt::Display for Requirement {
+    /// `kubernetes.io/arch In [arm64]`, `disktype Exists`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.key, self.operator)?;
+        if !self.values.is_empty() {
+            write!(f, " [{}]", self.values.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
 /// A `NodeSelectorTerm`: all of its expressions (on labels) and fields (on the name).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Term {
@@ -321,6 +332,61 @@ impl PodInfo {
                 .map(str::to_string),
             controller: controller_uid(pod).map(str::to_string),
         }
+    }
+
+    /// What of the pod's node selection rules out every one of `nodes`, in words: the
+    /// `nodeSelector` entry no node carries, or for each term of the required node
+    /// affinity the requirement no node meets. `None` when some node satisfies both (the
+    /// NodeAffinity filter lets it through). The scheduler only says "didn't match Pod's
+    /// node affinity/selector"; lint names the term to change.
+    pub fn unmatched_selection(&self, nodes: &[NodeInfo]) -> Option<String> {
+        let selects = |node: &NodeInfo| self.node_selector.iter().all(|(k, v)| node.labels.get(k) == Some(v));
+        let affine =
+            |node: &NodeInfo| self.required_terms.as_ref().is_none_or(|terms| terms.iter().any(|t| t.matches(node)));
+        if nodes.iter().any(|n| selects(n) && affine(n)) {
+            return None;
+        }
+        for (key, value) in &self.node_selector {
+            if nodes.iter().any(|n| n.labels.get(key) == Some(value)) {
+                continue;
+            }
+            let seen: std::collections::BTreeSet<&str> =
+                nodes.iter().filter_map(|n| n.labels.get(key).map(String::as_str)).collect();
+            let seen: Vec<&str> = seen.into_iter().collect();
+            return Some(match seen.as_slice() {
+                [] => format!("nodeSelector {key}: {value} matches no node: none has the label {key}"),
+                _ => format!("nodeSelector {key}: {value} matches no node: they have {key}: {}", seen.join(", ")),
+            });
+        }
+        if !nodes.iter().any(selects) {
+            let all: Vec<String> = self.node_selector.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+            return Some(format!("no node has all of nodeSelector's labels ({})", all.join(", ")));
+        }
+        let terms = self.required_terms.as_ref()?;
+        let eligible: Vec<&NodeInfo> = nodes.iter().filter(|n| selects(n)).collect();
+        let why: Vec<String> = terms
+            .iter()
+            .enumerate()
+            .map(|(i, term)| {
+                let matches_on = |r: &Requirement, n: &NodeInfo| {
+                    if term.fields.contains(r) {
+                        r.matches((r.key == "metadata.name").then_some(n.name.as_str()))
+                    } else {
+                        r.matches(n.labels.get(&r.key).map(String::as_str))
+                    }
+                };
+                let failing =
+                    term.expressions.iter().chain(&term.fields).find(|r| !eligible.iter().any(|n| matches_on(r, n)));
+                match failing {
+                    _ if term.expressions.is_empty() && term.fields.is_empty() => {
+                        format!("term {} is empty and matches nothing", i + 1)
+                    }
+                    Some(requirement) => format!("term {} needs {requirement}, which no node meets", i + 1),
+                    None => format!("term {}'s requirements meet no one node together", i + 1),
+                }
+            })
+            .collect();
+        Some(format!("required node affinity matches no node: {}", why.join("; ")))
     }
 
     pub fn tolerates(&self, taint: &Taint) -> bool {

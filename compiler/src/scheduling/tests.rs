@@ -214,3 +214,48 @@ fn large_clusters_are_searched_in_part_from_where_the_last_search_stopped() {
     let error = framework.schedule_from(&pod("8", "64Mi"), &nodes, 10, &mut first).unwrap_err();
     assert_eq!(error.to_string(), "0/1000 nodes are available: 1000 Insufficient cpu.");
 }
+
+#[test]
+fn a_selection_no_node_meets_is_named() {
+    let ssd = node_with("fast", "4", "8Gi", json!({"labels": {"disk": "ssd", "zone": "a"}}));
+    let hdd = node_with("slow", "4", "8Gi", json!({"labels": {"disk": "hdd", "zone": "b"}}));
+    let nodes = vec![ssd, hdd];
+    let selecting = |spec: Value| PodInfo::new(&json!({ "spec": spec })).unmatched_selection(&nodes);
+    assert_eq!(selecting(json!({"nodeSelector": {"disk": "ssd"}})), None);
+    assert_eq!(
+        selecting(json!({"nodeSelector": {"disk": "nvme"}})).as_deref(),
+        Some("nodeSelector disk: nvme matches no node: they have disk: hdd, ssd")
+    );
+    assert_eq!(
+        selecting(json!({"nodeSelector": {"gpu": "yes"}})).as_deref(),
+        Some("nodeSelector gpu: yes matches no node: none has the label gpu")
+    );
+    // Each label is on some node, but not both on one.
+    assert_eq!(
+        selecting(json!({"nodeSelector": {"disk": "ssd", "zone": "b"}})).as_deref(),
+        Some("no node has all of nodeSelector's labels (disk: ssd, zone: b)")
+    );
+    let terms = |terms: Value| json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": terms}}}});
+    assert_eq!(
+        selecting(terms(json!([
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a", "b"]}, {"key": "arch", "operator": "In", "values": ["arm64"]}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["gone"]}]},
+            {"matchExpressions": [{"key": "disk", "operator": "In", "values": ["ssd"]}, {"key": "zone", "operator": "In", "values": ["b"]}]},
+            {}
+        ])))
+        .as_deref(),
+        Some(
+            "required node affinity matches no node: term 1 needs arch In [arm64], which no node meets; \
+             term 2 needs metadata.name In [gone], which no node meets; \
+             term 3's requirements meet no one node together; term 4 is empty and matches nothing"
+        )
+    );
+    // Selector and affinity each match a node, never the same one.
+    assert_eq!(
+        selecting(json!({"nodeSelector": {"disk": "ssd"}, "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}
+        ]}}}}))
+        .as_deref(),
+        Some("required node affinity matches no node: term 1 needs zone In [b], which no node meets")
+    );
+}

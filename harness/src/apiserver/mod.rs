@@ -12,6 +12,7 @@ pub mod fields;
 pub mod kubeconfig;
 pub mod kubernetes_service;
 mod logs;
+pub mod names;
 pub mod objects;
 pub mod openapi;
 mod portforward;
@@ -74,6 +75,8 @@ pub struct Options {
     /// not ready and one that is unreachable (`--default-not-ready-toleration-seconds`,
     /// `--default-unreachable-toleration-seconds`: 300 each).
     pub default_toleration_seconds: DefaultTolerations,
+    /// What `generateName` appends: random, or drawn from the cluster's seed.
+    pub names: Arc<names::Names>,
 }
 
 /// The DefaultTolerationSeconds plugin's two durations, in seconds.
@@ -107,6 +110,7 @@ impl Default for Options {
             ),
             disabled_admission_plugins: Vec::new(),
             default_toleration_seconds: DefaultTolerations::default(),
+            names: Arc::new(names::Names::random()),
         }
     }
 }

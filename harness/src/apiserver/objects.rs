@@ -409,12 +409,6 @@ pub(super) fn uid() -> String {
     format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
-/// The suffix Kubernetes appends to `generateName`: five characters without vowels.
-pub(super) fn name_suffix() -> String {
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    (0..5).map(|_| ALPHABET[fastrand::usize(..ALPHABET.len())] as char).collect()
-}
-
 /// What the server sets on an object it is creating, per kind.
 fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str) {
     let meta = metadata(object);
@@ -587,7 +581,18 @@ async fn create(
     if text(&object, "/metadata/name").is_none() {
         match text(&object, "/metadata/generateName").map(str::to_string) {
             Some(prefix) => {
-                metadata(&mut object).insert("name".into(), json!(format!("{prefix}{}", name_suffix())));
+                // A seeded generator starts again with the server: skip names in use
+                // (Kubernetes retries a taken generated name too).
+                let scope = target.namespace.as_deref().unwrap_or_default();
+                let mut name = format!("{prefix}{}", server.options.names.suffix(scope, &prefix));
+                for _ in 0..8 {
+                    let key = resource.key(target.namespace.as_deref(), &name);
+                    if !matches!(server.store.get(&key).await, Ok(Some(_))) {
+                        break;
+                    }
+                    name = format!("{prefix}{}", server.options.names.suffix(scope, &prefix));
+                }
+                metadata(&mut object).insert("name".into(), json!(name));
             }
             None => {
                 return Err(ApiError::invalid(
@@ -1398,10 +1403,7 @@ mod tests {
     }
 
     #[test]
-    fn generated_names_and_uids_have_kubernetes_shapes() {
-        let suffix = name_suffix();
-        assert_eq!(suffix.len(), 5);
-        assert!(suffix.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()));
+    fn uids_have_kubernetes_shape() {
         let id = uid();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");

@@ -13,7 +13,7 @@
 //! controller manager, as envtest runs one).
 
 use super::ApiServer;
-use super::objects::{name_suffix, stored};
+use super::objects::stored;
 use super::status::ApiError;
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -84,14 +84,15 @@ pub async fn admit(server: &ApiServer, namespace: &str, shown: &str, pod: &mut V
         .or_else(|| account.get("automountServiceAccountToken").and_then(Value::as_bool))
         .unwrap_or(true);
     if automount {
-        mount_token(spec);
+        let suffix = server.options.names.suffix(namespace, VOLUME_PREFIX);
+        mount_token(spec, &suffix);
     }
     Ok(())
 }
 
 /// Mounts the `kube-api-access-*` volume in every container lacking a mount at
 /// [`MOUNT_PATH`], adding the volume if one of them needed it and it is not there.
-fn mount_token(spec: &mut serde_json::Map<String, Value>) {
+fn mount_token(spec: &mut serde_json::Map<String, Value>, suffix: &str) {
     let existing = spec
         .get("volumes")
         .and_then(Value::as_array)
@@ -100,7 +101,7 @@ fn mount_token(spec: &mut serde_json::Map<String, Value>) {
         .map(|v| text(v, "/name"))
         .find(|name| name.starts_with(VOLUME_PREFIX))
         .map(str::to_string);
-    let volume = existing.clone().unwrap_or_else(|| format!("{VOLUME_PREFIX}{}", name_suffix()));
+    let volume = existing.clone().unwrap_or_else(|| format!("{VOLUME_PREFIX}{suffix}"));
     let mount = json!({"name": volume, "readOnly": true, "mountPath": MOUNT_PATH});
     let mut needed = false;
     for list in ["initContainers", "containers"] {
@@ -143,7 +144,7 @@ mod tests {
                 {"name": "own", "volumeMounts": [{"name": "mine", "mountPath": MOUNT_PATH}]},
             ],
         }));
-        mount_token(&mut pod);
+        mount_token(&mut pod, "abcde");
         let volumes = pod["volumes"].as_array().unwrap();
         assert_eq!(volumes.len(), 1);
         let name = text(&volumes[0], "/name").to_string();
@@ -162,14 +163,14 @@ mod tests {
         // Admitted again (a pod re-created from the same template): the volume is reused.
         let mut again = pod.clone();
         again["containers"][0]["volumeMounts"] = json!([]);
-        mount_token(&mut again);
+        mount_token(&mut again, "fghjk");
         assert_eq!(again["volumes"].as_array().unwrap().len(), 1);
         assert_eq!(again["containers"][0]["volumeMounts"][0]["name"], json!(name));
 
         // No container needs it: no volume.
         let mut covered =
             spec(json!({"containers": [{"name": "own", "volumeMounts": [{"name": "m", "mountPath": MOUNT_PATH}]}]}));
-        mount_token(&mut covered);
+        mount_token(&mut covered, "lmnpq");
         assert!(covered.get("volumes").is_none());
     }
 }

@@ -77,6 +77,12 @@ pub struct TestArgs {
     #[arg(long, visible_alias = "skip-delete")]
     keep_on_failure: bool,
 
+    /// Under each step, what it set off: the events recorded while it ran, what it
+    /// printed, and for a failed step the last log lines of the pods it names (pods that
+    /// are real processes).
+    #[arg(long, short = 'v')]
+    verbose: bool,
+
     /// Leave out timings and mask generated names (reports to compare or snapshot).
     #[arg(long, hide = true)]
     stable: bool,
@@ -104,7 +110,7 @@ pub fn run(args: TestArgs) -> Exit {
         Ok(runtime) => runtime,
         Err(message) => return usage_error(&message),
     };
-    let style = Style { stable: args.stable };
+    let style = Style { stable: args.stable, verbose: args.verbose };
     let text = args.output == Output::Text;
     let serial = args.parallel <= 1;
     let started = Instant::now();
@@ -125,8 +131,8 @@ pub fn run(args: TestArgs) -> Exit {
                 print(&format!("RUN  {} ({})\n", test.name, test.file.display()));
             }
             let (target, progress) = (&target, &progress);
-            let keep = args.keep_on_failure;
-            async move { runner::run(test, target, keep, progress).await }
+            let options = runner::Options { keep_on_failure: args.keep_on_failure, verbose: args.verbose };
+            async move { runner::run(test, target, options, progress).await }
         }))
         .buffered(args.parallel.max(1));
         loop {
@@ -149,7 +155,8 @@ pub fn run(args: TestArgs) -> Exit {
                 let block = if serial {
                     report::verdict_text(&result, style)
                 } else {
-                    format!("TEST {} ({})\n{}", result.name, result.file.display(), report::test_text(&result, style))
+                    // The same header as serially: one word for a test's block, in the docs too.
+                    format!("RUN  {} ({})\n{}", result.name, result.file.display(), report::test_text(&result, style))
                 };
                 print(&block);
             }

@@ -283,7 +283,11 @@ async fn apply<K: Replicated>(
     let mut failed = None;
     for pod in &plan.create {
         match pods.create(&PostParams::default(), pod).await {
-            Ok(created) => pods_written.note(&created),
+            Ok(created) => {
+                pods_written.note(&created);
+                let message = format!("Created pod: {}", created.name_any());
+                say(set, context, events::Type::Normal, "SuccessfulCreate", &message).await;
+            }
             Err(error) => {
                 failed_create(set, context, &error).await;
                 failed = Some(error);
@@ -297,6 +301,7 @@ async fn apply<K: Replicated>(
                 if let Some(pod) = deleted.left() {
                     pods_written.note(&pod);
                 }
+                say(set, context, events::Type::Normal, "SuccessfulDelete", &format!("Deleted pod: {name}")).await;
             }
             // Gone already: that is what was wanted.
             Err(kube::Error::Api(status)) if status.code == 404 => {}
@@ -321,12 +326,17 @@ async fn failed_create<K: Replicated>(set: &K, context: &Context<K>, error: &kub
         kube::Error::Api(status) => format!("Error creating: {}", status.message),
         other => format!("Error creating: {other}"),
     };
+    say(set, context, events::Type::Warning, "FailedCreate", &message).await;
+}
+
+/// An event on the set, as Kubernetes' ReplicaSet controller records them.
+async fn say<K: Replicated>(set: &K, context: &Context<K>, kind: events::Type, reason: &str, message: &str) {
     let mut object = serde_json::to_value(set).unwrap_or(Value::Null);
     object["apiVersion"] = json!(K::api_version(&()));
     object["kind"] = json!(K::kind(&()));
     let source = events::Source { component: K::COMPONENT, host: None };
     let now = context.clock.timestamp();
-    events::record(&context.client, &object, source, events::Type::Warning, "FailedCreate", &message, &now).await;
+    events::record(&context.client, &object, source, kind, reason, message, &now).await;
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ pub mod server;
 pub mod simulate;
 pub mod volumes;
 
+use crate::apiserver::names::stable_hash;
 use crate::clock::Clock;
 use crate::events;
 use crate::informers::Informer;
@@ -575,7 +576,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             }
         };
         let seed = shared.options.seed
-            ^ fxhash(&format!("{}/{}", text(&value, "/metadata/namespace"), text(&value, "/metadata/name")));
+            ^ stable_hash(&format!("{}/{}", text(&value, "/metadata/namespace"), text(&value, "/metadata/name")));
         let namespace = text(&value, "/metadata/namespace");
         let context = pod::Context {
             client: shared.client.clone(),
@@ -609,10 +610,6 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
 }
 
 /// FNV-1a: a stable hash of a pod's name for its delay seed (std's hasher is randomized).
-fn fxhash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3))
-}
-
 async fn warn(shared: &Shared, pod: &Value, message: &str) {
     let message = format!("annotation {}: {message}", simulate::ANNOTATION);
     let source = events::Source { component: "kubelet", host: None };
@@ -643,7 +640,9 @@ async fn no_address(shared: Arc<Shared>, pod: Pod, prefix: String) {
 /// Stops the pod's containers (within its grace period) and confirms the deletion.
 async fn terminate(shared: Arc<Shared>, pod: Value) {
     let grace = pod.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_u64).unwrap_or(30);
-    let mut rng = fastrand::Rng::with_seed(shared.options.seed ^ fxhash(text(&pod, "/metadata/uid")));
+    // By name, not uid: uids are random, names come from the seed.
+    let name = format!("{}/{}", text(&pod, "/metadata/namespace"), text(&pod, "/metadata/name"));
+    let mut rng = fastrand::Rng::with_seed(shared.options.seed ^ stable_hash(&name) ^ 0x5354_4f50);
     let stop = simulate::draw(shared.options.delays.stop, &mut rng).min(Duration::from_secs(grace));
     shared.options.clock.sleep(stop).await;
     let pods: Api<Pod> = Api::namespaced(shared.client.clone(), text(&pod, "/metadata/namespace"));

@@ -136,7 +136,7 @@ impl Builder {
 
     pub async fn build(self) -> Result<Cluster, Error> {
         let mut config = self.config;
-        config.clock = if self.virtual_time { Clock::manual() } else { Clock::real() };
+        config.clock = if self.virtual_time { Clock::stopped() } else { Clock::real() };
         let clock = config.clock.clone();
         let plane = ControlPlane::boot(config).await.map_err(|e| Error::Boot(e.to_string()))?;
         let client = Client::new(plane.client(), plane.url());
@@ -272,11 +272,12 @@ impl Cluster {
             tokio::time::sleep(duration).await;
             return;
         }
-        let mut left = duration;
-        while !left.is_zero() {
-            let step = left.min(LONGEST_STEP);
-            self.clock.advance(step);
-            left -= step;
+        let end = self.clock.now() + duration;
+        while let Ok(left) = end.duration_since(self.clock.now()) {
+            if left.is_zero() {
+                break;
+            }
+            self.clock.advance(self.clock.step_towards(left.min(LONGEST_STEP)));
             tokio::time::sleep(QUIET).await;
         }
     }
@@ -392,8 +393,14 @@ impl Cluster {
         let mut lines = Vec::new();
         let mut failures = Vec::new();
         let mut applied = Vec::new();
+        // Objects of one wave are written at once and finish in any order: what is said
+        // and recorded follows the plan's order, the same on every run.
+        let position = |entry: &kubeyard_compiler::plan::Entry| {
+            plan.objects.iter().position(|e| std::ptr::eq(e, entry)).unwrap_or(usize::MAX)
+        };
         client::apply::apply(&self.client, plan, written, |entry, result| {
             let object = &entry.object;
+            let at = position(entry);
             let shown = format!("{}/{}", object.kind.to_lowercase(), object.name);
             match result {
                 Ok(()) => {
@@ -403,22 +410,31 @@ impl Cluster {
                         kubeyard_compiler::plan::Action::Delete => "pruned",
                         kubeyard_compiler::plan::Action::Unchanged => "unchanged",
                     };
-                    lines.push(format!("{shown} {verb}"));
-                    applied.push(Applied {
-                        api_version: object.api_version.clone(),
-                        kind: object.kind.clone(),
-                        namespace: object.namespace.clone(),
-                        name: object.name.clone(),
-                    });
+                    lines.push((at, format!("{shown} {verb}")));
+                    applied.push((
+                        at,
+                        Applied {
+                            api_version: object.api_version.clone(),
+                            kind: object.kind.clone(),
+                            namespace: object.namespace.clone(),
+                            name: object.name.clone(),
+                        },
+                    ));
                 }
                 Err(Written::Conflict(message) | Written::Failed(message)) => {
-                    failures.push(format!("{shown}: {message}"))
+                    failures.push((at, format!("{shown}: {message}")))
                 }
             }
         })
         .await;
+        for list in [&mut lines, &mut failures] {
+            list.sort_by_key(|(at, _)| *at);
+        }
+        applied.sort_by_key(|(at, _)| *at);
+        let lines: Vec<String> = lines.into_iter().map(|(_, line)| line).collect();
+        let failures: Vec<String> = failures.into_iter().map(|(_, line)| line).collect();
         let mut recorded = self.applied.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for object in applied {
+        for (_, object) in applied {
             if !recorded.contains(&object) {
                 recorded.push(object);
             }
@@ -638,7 +654,7 @@ impl Cluster {
             return false;
         }
         match (&self.plane, before) {
-            (Some(plane), Some(before)) => plane.revision().await == before,
+            (Some(plane), Some(before)) => plane.revision().await == before && !plane.scheduler_nodes_seen().placing(),
             _ => true,
         }
     }
@@ -646,6 +662,11 @@ impl Cluster {
     /// Waits until `expectation` holds, for at most `within` of cluster time; the failure
     /// says how it stood last.
     pub async fn eventually(&self, expectation: &Expectation, within: Duration) -> Result<(), Error> {
+        self.eventually_said(expectation, within, within).await
+    }
+
+    /// `eventually`, the failure saying `said` (the whole wait, of which `within` is left).
+    async fn eventually_said(&self, expectation: &Expectation, within: Duration, said: Duration) -> Result<(), Error> {
         let kinds = expectation.kinds();
         let changes = self.changes(&kinds).await?;
         let deadline = self.clock.now() + within;
@@ -658,12 +679,12 @@ impl Cluster {
             };
             let now = self.clock.now();
             if now >= deadline || started.elapsed() > within + REAL_TIME_GRACE {
-                return Err(Error::Failed(Box::new(self.with_events(failure.within(within)).await)));
+                return Err(Error::Failed(Box::new(self.with_events(failure.within(said)).await)));
             }
             let left = deadline.duration_since(now).unwrap_or_default();
             if self.virtual_time {
                 if self.quiet(&changes).await {
-                    self.clock.advance(step.min(left));
+                    self.clock.advance(self.clock.step_towards(step.min(left)));
                     step = (step * 2).min(LONGEST_STEP);
                 } else {
                     step = FIRST_STEP;
@@ -690,7 +711,7 @@ impl Cluster {
             let left = end.duration_since(now).unwrap_or_default();
             if self.virtual_time {
                 if self.quiet(&changes).await {
-                    self.clock.advance(step.min(left));
+                    self.clock.advance(self.clock.step_towards(step.min(left)));
                     step = (step * 2).min(LONGEST_STEP);
                 } else {
                     step = FIRST_STEP;
@@ -714,7 +735,7 @@ impl Cluster {
         let converged = Expectation::converged();
         loop {
             let spent = self.clock.now().duration_since(started).unwrap_or_default();
-            self.eventually(&converged, within.saturating_sub(spent)).await?;
+            self.eventually_said(&converged, within.saturating_sub(spent), within).await?;
             match self.consistently(&converged, SETTLE).await {
                 Ok(()) => return Ok(()),
                 Err(Error::Failed(_)) if self.clock.now().duration_since(started).unwrap_or_default() < within => {}
@@ -812,7 +833,11 @@ impl Cluster {
                 e.pointer("/involvedObject/uid").and_then(Value::as_str).is_some_and(|u| about.iter().any(|a| a == u))
             })
             .collect();
-        related.sort_by_key(|e| e.get("lastTimestamp").and_then(Value::as_str).unwrap_or_default().to_string());
+        // By time, then by what they say: events of one second come in no set order.
+        related.sort_by_key(|e| {
+            let text = |p: &str| e.pointer(p).and_then(Value::as_str).unwrap_or_default().to_string();
+            (text("/lastTimestamp"), text("/involvedObject/name"), text("/reason"), text("/message"))
+        });
         failure.events = related
             .iter()
             .rev()

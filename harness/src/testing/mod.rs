@@ -3,12 +3,13 @@
 //! test and its Rust API (`Cluster::builder().nodes(3).build().await?`), `expect` the
 //! expectations judged against it (`converged` the whole applied set realised), `requests`
 //! the exec and http steps' commands and requests, `command` the command step's local
-//! programs, `runner` finds and runs tests, `report`
-//! renders their results.
+//! programs, `runner` finds and runs tests, `report` renders their results and `detail`
+//! what `--verbose` adds under each step.
 
 pub mod cluster;
 pub mod command;
 pub mod converged;
+pub mod detail;
 pub mod expect;
 pub mod report;
 pub mod requests;

@@ -9,10 +9,11 @@ use serde_json::{Value, json};
 use std::fmt::Write;
 
 /// How text is written: `stable` leaves out timings and masks generated names, for
-/// snapshots of reports.
+/// snapshots of reports; `verbose` shows each step's output and detail.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Style {
     pub stable: bool,
+    pub verbose: bool,
 }
 
 /// `web-7d4b9c` stays; `web-7d4b9c-x2k8p` (a generated name's five random characters)
@@ -106,6 +107,13 @@ pub fn step_line(step: &StepResult, style: Style) -> String {
     line.push('\n');
     if let Some(failure) = &step.failure {
         line.push_str(&failure_text(failure, style));
+    }
+    if style.verbose {
+        let mut more = String::new();
+        for shown in step.output.iter().chain(&step.detail) {
+            let _ = writeln!(more, "      {shown}");
+        }
+        line.push_str(&if style.stable { mask_generated(&more) } else { more });
     }
     line
 }
@@ -215,7 +223,7 @@ pub fn json(results: &[TestResult]) -> Value {
                 "steps": r.steps.iter().map(|s| json!({
                     "title": s.title, "passed": s.passed, "seconds": s.elapsed.as_secs_f64(),
                     "clusterSeconds": s.cluster_time.as_secs_f64(), "output": s.output,
-                    "failure": s.failure.as_ref().map(failure),
+                    "detail": s.detail, "failure": s.failure.as_ref().map(failure),
                 })).collect::<Vec<_>>(),
             })
         })

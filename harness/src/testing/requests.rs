@@ -184,6 +184,9 @@ impl Cluster {
         Fut: std::future::Future<Output = Result<(String, Answer), Error>>,
     {
         let started = Instant::now();
+        // What is asked runs in real time (a local program may wait on the cluster):
+        // a stopped clock follows it meanwhile.
+        let _follow = self.clock().follow_real_time();
         loop {
             let (summary, differences) = match ask().await {
                 Ok((subject, answer)) => {

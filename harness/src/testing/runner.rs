@@ -141,6 +141,17 @@ pub struct StepResult {
     /// What the step printed (an apply's lines).
     pub output: Vec<String>,
     pub failure: Option<Failure>,
+    /// With `--verbose`: the events of its time and the logs of the pods its failure names.
+    pub detail: Vec<String>,
+}
+
+/// How tests are run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Keep a failed test's cluster for a look (`--keep-on-failure`).
+    pub keep_on_failure: bool,
+    /// Gather each step's detail (`--verbose`).
+    pub verbose: bool,
 }
 
 /// A failed test's cluster, kept for a look (`--keep-on-failure`).
@@ -150,6 +161,8 @@ pub struct Kept {
     pub note: String,
     /// A cluster in this process, alive while this is held.
     pub in_process: Option<std::sync::Arc<Cluster>>,
+    /// Its stopped clock following real time while it is looked at.
+    pub following: Option<std::sync::Arc<crate::clock::FollowRealTime>>,
 }
 
 impl std::fmt::Debug for Kept {
@@ -244,7 +257,7 @@ pub enum Event<'a> {
 pub async fn run(
     test: &Test,
     target: &Target,
-    keep_on_failure: bool,
+    options: Options,
     progress: &(dyn Fn(&Test, Event<'_>) + Sync),
 ) -> TestResult {
     let started = Instant::now();
@@ -283,6 +296,10 @@ pub async fn run(
     for (index, step) in spec.steps.iter().enumerate() {
         let title = step.title(index);
         progress(test, Event::Step { title: &title, of: spec.steps.len() });
+        let marks = match options.verbose {
+            true => Some(cluster.event_marks().await),
+            false => None,
+        };
         let step_started = Instant::now();
         let clock_started = cluster.clock().now();
         let outcome = run_step(&cluster, test, step, timeout).await;
@@ -292,14 +309,19 @@ pub async fn run(
             Err(Error::Failed(failure)) => (false, Vec::new(), Some(*failure)),
             Err(error) => (false, Vec::new(), Some(Failure { summary: error.to_string(), ..Failure::default() })),
         };
-        let step_result = StepResult { title, passed, elapsed: step_started.elapsed(), cluster_time, output, failure };
+        let elapsed = step_started.elapsed();
+        let detail = match &marks {
+            Some(marks) => cluster.step_detail(marks, failure.as_ref()).await,
+            None => Vec::new(),
+        };
+        let step_result = StepResult { title, passed, elapsed, cluster_time, output, failure, detail };
         progress(test, Event::StepDone(&step_result));
         result.steps.push(step_result);
         if !passed {
             break;
         }
     }
-    if keep_on_failure && !result.steps.iter().all(|s| s.passed) {
+    if options.keep_on_failure && !result.steps.iter().all(|s| s.passed) {
         result.kept = Some(keep(test, cluster, target));
         result.elapsed = started.elapsed();
         return result;
@@ -524,15 +546,22 @@ fn keep(test: &Test, mut cluster: Cluster, target: &Target) -> Kept {
             Kept {
                 note: format!("its cluster {id} is kept: {look}; remove it with: kubeyard down {id}"),
                 in_process: None,
+                following: None,
             }
         }
-        Target::InProcess => Kept {
-            note: format!("its cluster is kept until you press Ctrl-C: {look}"),
-            in_process: Some(std::sync::Arc::new(cluster)),
-        },
+        Target::InProcess => {
+            // Someone is going to look: its clock runs with real time from now on.
+            let follow = cluster.clock().follow_real_time().map(std::sync::Arc::new);
+            Kept {
+                note: format!("its cluster is kept until you press Ctrl-C: {look}"),
+                in_process: Some(std::sync::Arc::new(cluster)),
+                following: follow,
+            }
+        }
         Target::Kubeconfig { .. } => Kept {
             note: format!("its namespace {} is kept: kubectl get all -n {}", cluster.namespace(), cluster.namespace()),
             in_process: None,
+            following: None,
         },
     }
 }

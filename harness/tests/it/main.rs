@@ -12,6 +12,7 @@ mod controlplane;
 mod convergence;
 mod corpus;
 mod deployment;
+mod determinism;
 mod docs;
 mod durability;
 mod e2e;

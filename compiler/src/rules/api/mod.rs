@@ -1,7 +1,8 @@
-//! `api/*`: API versions that still work but are on their way out.
+//! `api/*`: API versions on their way out, and references to versions already gone.
 
 mod deprecated;
+mod removed_reference;
 
 use super::Rule;
 
-pub(super) const RULES: &[&Rule] = &[&deprecated::RULE];
+pub(super) const RULES: &[&Rule] = &[&deprecated::RULE, &removed_reference::RULE];

@@ -16,6 +16,10 @@ fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
         let Some(resources) = container.resources() else { continue };
         let missing: Vec<&str> = ["cpu", "memory"].into_iter().filter(|r| !resources.limits.contains_key(*r)).collect();
         let message = |name: &str, missing| format!("container \"{name}\" has no {missing} limit");
-        super::report_missing(out, (&RULE, "no resource limits"), container, (&missing, &resources.path), message);
+        let clause = format!("has no {} limit", missing.join(" or "));
+        let finding = super::missing((&RULE, "no limits"), container, (&missing, &resources.path), message);
+        // One finding per container: with resources/missing-requests on the same spot, this
+        // continues its message.
+        out.extend(finding.map(|f| f.joins(&super::missing_requests::RULE, clause)));
     }
 }

@@ -19,6 +19,6 @@ fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
             .filter(|r| !resources.requests.contains_key(*r) && !resources.limits.contains_key(*r))
             .collect();
         let message = |name: &str, missing| format!("container \"{name}\" requests no {missing}");
-        super::report_missing(out, (&RULE, "no resource requests"), container, (&missing, &resources.path), message);
+        out.extend(super::missing((&RULE, "no requests"), container, (&missing, &resources.path), message));
     }
 }

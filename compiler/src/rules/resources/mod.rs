@@ -79,22 +79,21 @@ fn quantity_map<'a>(map: Option<&'a Node>, path: &str, invalid: &mut Vec<Invalid
     parsed
 }
 
-/// Reports the resources (`cpu`, `memory`) a container lacks, if any: `message` says it
-/// from the container's name and the list (`cpu or memory`). The finding points at the
+/// The finding on the resources (`cpu`, `memory`) a container lacks, if any: `message`
+/// says it from the container's name and the list (`cpu or memory`). It points at the
 /// container's `resources` key, else its name, else the container.
-fn report_missing(
-    out: &mut Vec<Finding>,
+fn missing(
     (rule, label): (&'static Rule, &'static str),
     container: &Container<'_>,
     (missing, path): (&[&str], &str),
     message: impl FnOnce(&str, String) -> String,
-) {
+) -> Option<Finding> {
     if missing.is_empty() {
-        return;
+        return None;
     }
     let node = container.node;
     let anchor =
         node.entry("resources").map_or_else(|| node.entry("name").map_or(node.span, |e| e.value.span), |e| e.key.span);
     let name = node.get("name").and_then(Node::as_str).unwrap_or("?");
-    out.push(Finding::new(rule, anchor, message(name, missing.join(" or "))).label(label).path(path));
+    Some(Finding::new(rule, anchor, message(name, missing.join(" or "))).label(label).path(path))
 }

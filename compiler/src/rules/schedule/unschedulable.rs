@@ -56,18 +56,19 @@ fn check(context: &SetContext<'_>, out: &mut Vec<(usize, Finding)>) {
             (0..empty.len()).filter(|&i| framework.filter(&weightless, &empty[i]).is_ok()).collect();
         if accepting.is_empty() {
             let why = framework.schedule(&weightless, &empty, &mut first).err();
+            let help = "check spec.nodeSelector and node affinity against the nodes' labels, and add tolerations for their taints";
+            let message = match pod.unmatched_selection(&empty) {
+                Some(selection) => format!("no node of the cluster accepts pods of {name}: {selection}"),
+                None => format!("no node of the cluster accepts pods of {name}"),
+            };
             out.push((
                 demand.index,
-                Finding::new(
-                    &RULE,
-                    demand.member.info.kind_span,
-                    format!("no node of the cluster accepts pods of {name}"),
-                )
-                .label("nodeSelector, node affinity or taints rule out every node")
-                .help(match why {
-                    Some(why) => format!("the scheduler would say \"{why}\": check spec.nodeSelector and node affinity against the nodes' labels, and add tolerations for their taints"),
-                    None => "check spec.nodeSelector and node affinity against the nodes' labels, and add tolerations for their taints".to_string(),
-                }),
+                Finding::new(&RULE, demand.member.info.kind_span, message)
+                    .label("nodeSelector, node affinity or taints rule out every node")
+                    .help(match why {
+                        Some(why) => format!("the scheduler would say \"{why}\": {help}"),
+                        None => help.to_string(),
+                    }),
             ));
             continue;
         }
