@@ -49,7 +49,7 @@ impl Config {
             delays: Delays::default(),
             listen: "127.0.0.1:0".into(),
             version: KubernetesVersion::latest(),
-            node_grace: Duration::from_secs(40),
+            node_grace: node_lifecycle::DEFAULT_GRACE,
             secure: false,
             default_toleration_seconds: 300,
         }
@@ -144,6 +144,7 @@ impl ControlPlane {
             clock: config.clock.clone(),
             seed: config.seed,
             delays: config.delays.clone(),
+            renew_interval: node_lifecycle::renew_interval(config.node_grace),
             ..kubelet::Options::default()
         };
         let kubelets = Kubelets::start(client.clone(), config.nodes.clone(), kubelet_options).await?;

@@ -58,7 +58,7 @@ pub struct ControllerManagerArgs {
     server: ServerArgs,
 
     /// A node whose lease is older than this goes Unknown (`--node-monitor-grace-period`).
-    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::controllers::node_lifecycle::DEFAULT_GRACE.as_secs())]
     node_monitor_grace_period: u64,
 }
 

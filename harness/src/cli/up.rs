@@ -52,7 +52,7 @@ pub struct UpArgs {
 
     /// A node whose lease is older than this goes Unknown and is tainted unreachable
     /// (Kubernetes' --node-monitor-grace-period).
-    #[arg(long, value_name = "SECONDS", default_value_t = 40)]
+    #[arg(long, value_name = "SECONDS", default_value_t = crate::controllers::node_lifecycle::DEFAULT_GRACE.as_secs())]
     node_monitor_grace_period: u64,
 
     /// With --containers: simulate the pods whose images the local Docker engine does not

@@ -37,10 +37,11 @@ fn with_last_applied(object: &Value, written: Option<&Value>) -> Value {
 
 async fn path_of(client: &Client, entry: &Entry) -> Result<(String, String), Written> {
     let object = &entry.object;
-    let served =
-        client.resource(&object.api_version, &object.kind).await.map_err(Written::Failed)?.ok_or_else(|| {
-            Written::Failed(format!("the cluster does not serve {} {}", object.api_version, object.kind))
-        })?;
+    let served = client
+        .resource(&object.api_version, &object.kind)
+        .await
+        .map_err(|e| Written::Failed(e.to_string()))?
+        .ok_or_else(|| Written::Failed(format!("the cluster does not serve {} {}", object.api_version, object.kind)))?;
     let namespace = served.namespaced.then(|| object.namespace.as_deref().unwrap_or("default"));
     let collection = Client::collection(&object.api_version, &served.resource.plural, namespace);
     let path = format!("{collection}/{}", object.name);

@@ -42,6 +42,22 @@ impl std::fmt::Display for Written {
     }
 }
 
+/// Why discovery failed: the server was not reached (or cut its answer off), or it
+/// answered with an error. A test retries the first and reports the second.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Failed {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Answered(String),
+}
+
+impl From<Failed> for String {
+    fn from(failed: Failed) -> String {
+        failed.to_string()
+    }
+}
+
 /// A resource found by the name a user gave.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found {
@@ -241,7 +257,7 @@ impl Client {
     async fn resource_list(
         &self,
         api_version: &str,
-    ) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList>, String> {
+    ) -> Result<Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::APIResourceList>, Failed> {
         let listed = if api_version.contains('/') {
             self.kube.list_api_group_resources(api_version).await
         } else {
@@ -250,16 +266,21 @@ impl Client {
         match listed {
             Ok(list) => Ok(Some(list)),
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
-            Err(kube::Error::Api(status)) => {
-                Err(format!("discovery of {api_version}: {} {}: {}", status.code, status.reason, status.message))
-            }
-            Err(error) => Err(format!("cannot reach {}: {}", self.server, source_chain(&error))),
+            Err(kube::Error::Api(status)) => Err(Failed::Answered(format!(
+                "discovery of {api_version}: {} {}: {}",
+                status.code, status.reason, status.message
+            ))),
+            Err(error) => Err(Failed::Unreachable(format!(
+                "discovery of {api_version}: cannot reach {}: {}",
+                self.server,
+                source_chain(&error)
+            ))),
         }
     }
 
     /// Where objects of `kind` in `api_version` live: their resource and whether they are
     /// namespaced; `None` when the server does not serve them.
-    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<Option<Served>, String> {
+    pub async fn resource(&self, api_version: &str, kind: &str) -> Result<Option<Served>, Failed> {
         let known = self.resources.lock().unwrap_or_else(|p| p.into_inner()).get(api_version).cloned();
         let resources = match known {
             Some(resources) => resources,

@@ -44,6 +44,8 @@ pub const USER_LABEL: &str = "kubeyard.dev/user";
 const SECRETS: &str = "/etc/kubeyard";
 const ROLE_LABEL: &str = "kubeyard.dev/role";
 const API_PORT: u16 = 6443;
+/// The roles of the control plane's containers, each named `kubeyard-<id>-<role>`.
+const CONTROL_PLANE: [&str; 4] = ["etcd", "apiserver", "scheduler", "controller-manager"];
 /// Nodes a cluster can have: one /24 of pods each, and an address in 10.B.0.0/24.
 pub const MAX_NODES: usize = 200;
 
@@ -114,7 +116,7 @@ impl ClusterSpec {
             seed: 0,
             etcd_binary: None,
             kubeyard_binary: None,
-            node_grace: Duration::from_secs(40),
+            node_grace: crate::controllers::node_lifecycle::DEFAULT_GRACE,
             simulate_absent_images: false,
             insecure_http: false,
             default_toleration_seconds: 300,
@@ -424,7 +426,10 @@ impl ContainerCluster {
                 &format!("--address={}", slot.ip),
                 &format!("--pod-cidr=10.{}.{index}.0/24", self.octet),
                 &format!("--seed={}", spec.seed),
-                &format!("--lease-renew-interval={}", (spec.node_grace.as_secs() / 4).clamp(1, 10)),
+                &format!(
+                    "--lease-renew-interval={}",
+                    crate::controllers::node_lifecycle::renew_interval(spec.node_grace).as_secs()
+                ),
             ]);
             if !node.capacity.is_empty() {
                 let list: Vec<String> = node.capacity.iter().map(|(k, v)| format!("{k}={v}")).collect();
@@ -485,21 +490,32 @@ impl ContainerCluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        let mut logs = String::new();
-        for role in ["etcd", "apiserver", "scheduler", "controller-manager"] {
-            let name = container_name(&self.id, role);
-            if !self.docker.running(&name).await {
-                logs.push_str(&format!(
-                    "{name} is not running; its last lines:\n{}\n",
-                    self.docker.logs(&name, 20).await
-                ));
-            }
-        }
         Err(Error::NotReady {
             seconds: within.as_secs(),
             what: format!("{ready} of {} nodes Ready", self.nodes.len()),
-            logs,
+            logs: self.trouble().await,
         })
+    }
+
+    /// What is wrong with the cluster's own containers, for a failure that may come from
+    /// them (an API server that does not answer): each control-plane container that is not
+    /// running, how it ended and its last lines, then the nodes' containers that are not
+    /// running (a test may have stopped them). Empty when every one runs.
+    pub async fn trouble(&self) -> String {
+        let mut text = String::new();
+        for role in CONTROL_PLANE {
+            let name = container_name(&self.id, role);
+            if let Some(state) = self.docker.not_running(&name).await {
+                let logs = self.docker.logs(&name, 20).await;
+                text.push_str(&format!("container {name} ({role}) {state}; its last lines:\n{}\n", logs.trim_end()));
+            }
+        }
+        for node in &self.nodes {
+            if let Some(state) = self.docker.not_running(&node.container).await {
+                text.push_str(&format!("container {} (node {}) {state}\n", node.container, node.name));
+            }
+        }
+        text
     }
 
     pub fn id(&self) -> &str {
@@ -682,10 +698,7 @@ impl ContainerCluster {
 
     /// Each container's memory use now, in bytes.
     pub async fn memory(&self) -> Vec<(String, u64)> {
-        let mut names: Vec<String> = ["etcd", "apiserver", "scheduler", "controller-manager"]
-            .iter()
-            .map(|r| container_name(&self.id, r))
-            .collect();
+        let mut names: Vec<String> = CONTROL_PLANE.iter().map(|r| container_name(&self.id, r)).collect();
         names.extend(self.nodes.iter().map(|n| n.container.clone()));
         let mut usage = Vec::new();
         for name in names {

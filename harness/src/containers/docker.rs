@@ -398,6 +398,34 @@ impl Docker {
         container.state.is_some_and(|s| s.running == Some(true) && s.paused != Some(true))
     }
 
+    /// What is wrong with the container as a person reads it, `None` while it runs:
+    /// "is paused", "exited with code 137, killed for going over its memory limit",
+    /// "is gone".
+    pub async fn not_running(&self, name: &str) -> Option<String> {
+        let inspected = match self.inner.inspect_container(name, None).await {
+            Ok(inspected) => inspected,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                return Some("is gone (removed)".into());
+            }
+            Err(error) => return Some(format!("cannot be inspected: {error}")),
+        };
+        let state = inspected.state.unwrap_or_default();
+        if state.paused == Some(true) {
+            return Some("is paused".into());
+        }
+        if state.running == Some(true) {
+            return None;
+        }
+        let mut text = format!("exited with code {}", state.exit_code.unwrap_or(0));
+        if state.oom_killed == Some(true) {
+            text.push_str(", killed for going over its memory limit");
+        }
+        if let Some(error) = state.error.filter(|e| !e.is_empty()) {
+            text.push_str(&format!(" ({error})"));
+        }
+        Some(text)
+    }
+
     /// Whether the container exists (in any state): `kubeyard down` removes them.
     pub async fn exists(&self, name: &str) -> Result<bool, Error> {
         match self.inner.inspect_container(name, None).await {

@@ -9,7 +9,7 @@
 use super::expect::{Expectation, Failure, Holds};
 use crate::cli::compile::compile;
 use crate::cli::inputs::Inputs;
-use crate::client::{self, Client, Connected, Written};
+use crate::client::{self, Client, Connected, Written, source_chain};
 use crate::clock::Clock;
 use crate::containers::{ClusterSpec, ContainerCluster};
 use crate::controlplane::{Config, ControlPlane};
@@ -58,6 +58,10 @@ pub enum Error {
     Manifests(String),
     #[error("{0}")]
     Api(String),
+    /// The API server could not be reached or cut the answer off: which request, where,
+    /// and the transport's own words.
+    #[error("{0}")]
+    Unreachable(String),
     #[error("{0} needs the in-process cluster")]
     InProcessOnly(&'static str),
     #[error("{0} needs a container cluster (--cluster containers)")]
@@ -70,7 +74,24 @@ pub enum Error {
 
 impl From<kube::Error> for Error {
     fn from(error: kube::Error) -> Error {
-        Error::Api(error.to_string())
+        match error {
+            kube::Error::Api(status) => Error::Api(kube::Error::Api(status).to_string()),
+            // The connection failed or broke: the chain says how (refused, reset, closed
+            // before the answer), where kube's own text stops at "client error (SendRequest)".
+            transport @ (kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_)) => {
+                Error::Unreachable(format!("cannot reach the API server: {}", source_chain(&transport)))
+            }
+            other => Error::Api(source_chain(&other)),
+        }
+    }
+}
+
+/// A request's failure said with the request (`GET /api/v1/namespaces/x/pods`) when the
+/// API server could not be reached; its answers (404, 409...) stay as the server said them.
+fn request(method: &'static str, url: String) -> impl FnOnce(kube::Error) -> Error {
+    move |error| match Error::from(error) {
+        Error::Unreachable(cause) => Error::Unreachable(format!("{method} {url}: {cause}")),
+        other => other,
     }
 }
 
@@ -115,7 +136,7 @@ impl Builder {
         self
     }
 
-    /// How long a node may go silent before it turns NotReady (Kubernetes' 40 s unless told).
+    /// How long a node may go silent before it turns NotReady (Kubernetes' 50 s unless told; the kubelets renew their leases at a quarter of it, at most every 10 s).
     pub fn node_monitor_grace_period(mut self, grace: Duration) -> Builder {
         self.config.node_grace = grace;
         self
@@ -155,6 +176,47 @@ const QUIET: Duration = Duration::from_millis(15);
 /// happens, never more than a kubelet's lease renewal can keep up with.
 const FIRST_STEP: Duration = Duration::from_millis(250);
 const LONGEST_STEP: Duration = Duration::from_secs(5);
+/// How soon a check the API server did not answer is tried again (real time).
+const RETRY_UNREACHABLE: Duration = Duration::from_millis(200);
+
+/// An assertion's checks the API server did not answer. A blip (a pooled connection the
+/// server closed, a restarting container) is tried again until the assertion's time is
+/// up, as kubectl's and chainsaw's waits do; if it never answers, the failure says so and
+/// since when, with the last error, instead of a verdict on the cluster's state.
+#[derive(Default)]
+struct Unreachable {
+    /// The last error, and when the first of the run of them came.
+    last: Option<(String, Instant)>,
+}
+
+impl Unreachable {
+    /// The check's verdict; `None` when the API server did not answer (noted).
+    fn retried(&mut self, checked: Result<Holds, Error>) -> Result<Option<Holds>, Error> {
+        match checked {
+            Ok(holds) => {
+                self.last = None;
+                Ok(Some(holds))
+            }
+            Err(Error::Unreachable(cause)) => {
+                let since = self.last.take().map_or_else(Instant::now, |(_, since)| since);
+                self.last = Some((cause, since));
+                Ok(None)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    fn gave_up(&self, started: Instant) -> Error {
+        match &self.last {
+            Some((cause, since)) => Error::Unreachable(format!(
+                "{cause} (tried again for {:.1}s of the assertion's {:.1}s)",
+                since.elapsed().as_secs_f64(),
+                started.elapsed().as_secs_f64()
+            )),
+            None => Error::Unreachable("cannot reach the API server".into()),
+        }
+    }
+}
 
 pub struct Cluster {
     client: Client,
@@ -243,6 +305,23 @@ impl Cluster {
         &self.clock
     }
 
+    /// An unreachable API server's failure said in full: where the server is and, for a
+    /// container cluster, which of its containers is not running, how it ended and its
+    /// last lines.
+    pub async fn explain_unreachable(&self, failure: &str) -> String {
+        let mut text = format!("{failure}\nthe API server is {}", self.client.server());
+        if let Some(containers) = &self.containers {
+            match containers.trouble().await {
+                trouble if trouble.is_empty() => text.push_str("; every container of the cluster is running"),
+                trouble => {
+                    text.push('\n');
+                    text.push_str(trouble.trim_end());
+                }
+            }
+        }
+        text
+    }
+
     pub fn namespace(&self) -> &str {
         &self.namespace
     }
@@ -284,7 +363,10 @@ impl Cluster {
 
     /// The API resource of a kind, and whether it is namespaced.
     pub async fn resource(&self, api_version: &str, kind: &str) -> Result<(ApiResource, bool), Error> {
-        match self.client.resource(api_version, kind).await.map_err(Error::Api)? {
+        match self.client.resource(api_version, kind).await.map_err(|failed| match failed {
+            client::Failed::Unreachable(why) => Error::Unreachable(why),
+            client::Failed::Answered(why) => Error::Api(why),
+        })? {
             Some(served) => Ok((served.resource, served.namespaced)),
             None => Err(Error::Api(format!("the cluster does not serve {api_version} {kind}"))),
         }
@@ -319,7 +401,7 @@ impl Cluster {
         if let Some(selector) = selector {
             params = params.labels(selector);
         }
-        let list = api.list(&params).await?;
+        let list = api.list(&params).await.map_err(request("GET", api.resource_url().to_string()))?;
         Ok(list.items.iter().map(|o| with_type(o, api_version, kind)).collect())
     }
 
@@ -331,7 +413,8 @@ impl Cluster {
         name: &str,
     ) -> Result<Option<Value>, Error> {
         let api = self.api(api_version, kind, namespace).await?;
-        Ok(api.get_opt(name).await?.map(|o| with_type(&o, api_version, kind)))
+        let url = format!("{}/{name}", api.resource_url());
+        Ok(api.get_opt(name).await.map_err(request("GET", url))?.map(|o| with_type(&o, api_version, kind)))
     }
 
     /// Applies manifests (files or directories; templates filled from `values` and the
@@ -460,7 +543,8 @@ impl Cluster {
             ),
             _ => Patch::Strategic(patch.clone()),
         };
-        api.patch(name, &PatchParams::default(), &patch).await?;
+        let url = format!("{}/{name}", api.resource_url());
+        api.patch(name, &PatchParams::default(), &patch).await.map_err(request("PATCH", url))?;
         Ok(())
     }
 
@@ -489,14 +573,16 @@ impl Cluster {
                 Err(kube::Error::Api(status)) if status.code == 404 => {
                     Err(Error::Api(format!("{kind}/{name} does not exist")))
                 }
-                Err(error) => Err(error.into()),
+                Err(error) => Err(request("DELETE", format!("{}/{name}", api.resource_url()))(error)),
             },
             None => {
                 let mut list = ListParams::default();
                 if let Some(selector) = selector {
                     list = list.labels(selector);
                 }
-                api.delete_collection(&params, &list).await?;
+                api.delete_collection(&params, &list)
+                    .await
+                    .map_err(request("DELETE", api.resource_url().to_string()))?;
                 Ok(())
             }
         }
@@ -512,7 +598,10 @@ impl Cluster {
         replicas: i64,
     ) -> Result<(), Error> {
         let api = self.api(api_version, kind, namespace).await?;
-        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}}))).await?;
+        let url = format!("{}/{name}/scale", api.resource_url());
+        api.patch_scale(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}})))
+            .await
+            .map_err(request("PATCH", url))?;
         Ok(())
     }
 
@@ -581,7 +670,8 @@ impl Cluster {
     pub async fn cordon(&self, node: &str, cordoned: bool) -> Result<(), Error> {
         let api = self.api("v1", "Node", None).await?;
         let patch = Patch::Merge(json!({"spec": {"unschedulable": cordoned}}));
-        let patched = api.patch(node, &PatchParams::default(), &patch).await?;
+        let url = format!("{}/{node}", api.resource_url());
+        let patched = api.patch(node, &PatchParams::default(), &patch).await.map_err(request("PATCH", url))?;
         let revision = patched.metadata.resource_version.as_deref().and_then(|v| v.parse().ok());
         if let (Some(plane), Some(revision)) = (&self.plane, revision) {
             plane.scheduler_nodes_seen().reach(revision, Duration::from_secs(5)).await;
@@ -612,7 +702,10 @@ impl Cluster {
         let api = self.api("v1", "Pod", namespace).await?;
         let patch = json!({"metadata": {"annotations": {ANNOTATION: "crash-after=0s"}}});
         for pod in &pods {
-            api.patch(pod, &PatchParams::default(), &Patch::Merge(patch.clone())).await?;
+            let url = format!("{}/{pod}", api.resource_url());
+            api.patch(pod, &PatchParams::default(), &Patch::Merge(patch.clone()))
+                .await
+                .map_err(request("PATCH", url))?;
         }
         Ok(pods.len())
     }
@@ -672,13 +765,21 @@ impl Cluster {
         let deadline = self.clock.now() + within;
         let started = Instant::now();
         let mut step = FIRST_STEP;
+        let mut unreachable = Unreachable::default();
         loop {
-            let failure = match expectation.check(self).await? {
-                Holds::Yes => return Ok(()),
-                Holds::No(failure) => failure,
-            };
+            let checked = unreachable.retried(expectation.check(self).await)?;
             let now = self.clock.now();
-            if now >= deadline || started.elapsed() > within + REAL_TIME_GRACE {
+            let over = now >= deadline || started.elapsed() > within + REAL_TIME_GRACE;
+            let failure = match checked {
+                Some(Holds::Yes) => return Ok(()),
+                Some(Holds::No(failure)) => failure,
+                None if over => return Err(unreachable.gave_up(started)),
+                None => {
+                    tokio::time::sleep(RETRY_UNREACHABLE).await;
+                    continue;
+                }
+            };
+            if over {
                 return Err(Error::Failed(Box::new(self.with_events(failure.within(said)).await)));
             }
             let left = deadline.duration_since(now).unwrap_or_default();
@@ -699,10 +800,24 @@ impl Cluster {
     pub async fn consistently(&self, expectation: &Expectation, duration: Duration) -> Result<(), Error> {
         let changes = self.changes(&expectation.kinds()).await?;
         let end = self.clock.now() + duration;
+        let started = Instant::now();
         let mut step = FIRST_STEP;
+        let mut unreachable = Unreachable::default();
         loop {
-            if let Holds::No(failure) = expectation.check(self).await? {
-                return Err(Error::Failed(Box::new(self.with_events(failure.consistently(duration)).await)));
+            match unreachable.retried(expectation.check(self).await)? {
+                Some(Holds::No(failure)) => {
+                    return Err(Error::Failed(Box::new(self.with_events(failure.consistently(duration)).await)));
+                }
+                Some(Holds::Yes) => {}
+                // Not judged while the API server is away: a blip is no verdict either way,
+                // but the whole wait must not pass on no evidence.
+                None if self.clock.now() >= end || started.elapsed() > duration + REAL_TIME_GRACE => {
+                    return Err(unreachable.gave_up(started));
+                }
+                None => {
+                    tokio::time::sleep(RETRY_UNREACHABLE).await;
+                    continue;
+                }
             }
             let now = self.clock.now();
             if now >= end {
@@ -956,4 +1071,48 @@ fn write_values(values: &Value) -> Result<ValuesFile, Error> {
     std::fs::write(&path, values.to_string())
         .map_err(|e| Error::Manifests(format!("cannot write {}: {e}", path.display())))?;
     Ok(ValuesFile { path })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A transport failure kube says as "ServiceError: client error (SendRequest)" keeps
+    /// its causes, and a request's failure names the request.
+    #[test]
+    fn an_unreachable_api_server_is_said_with_the_request_and_the_cause() {
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (SendRequest)")]
+        struct SendRequest(#[source] std::io::Error);
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused (os error 111)");
+        let error = kube::Error::Service(Box::new(SendRequest(refused)));
+        let said = request("GET", "/api/v1/namespaces/shop/pods".into())(error);
+        let Error::Unreachable(text) = said else { panic!("not unreachable: {said:?}") };
+        assert_eq!(
+            text,
+            "GET /api/v1/namespaces/shop/pods: cannot reach the API server: ServiceError: client error \
+             (SendRequest): Connection refused (os error 111)"
+        );
+    }
+
+    /// The server's own answers stay as it said them: they are verdicts, not outages.
+    #[test]
+    fn an_answer_of_the_server_is_not_unreachable() {
+        let status = kube::core::Status::failure("pods \"web\" not found", "NotFound").with_code(404);
+        let said = request("GET", "/api/v1/namespaces/shop/pods/web".into())(kube::Error::Api(status.boxed()));
+        assert!(matches!(&said, Error::Api(text) if text.contains("not found")), "{said:?}");
+    }
+
+    /// A run of unanswered checks is retried, and a give-up says for how long.
+    #[test]
+    fn unanswered_checks_are_retried_then_said() {
+        let mut unreachable = Unreachable::default();
+        let outage = || Err(Error::Unreachable("GET /api/v1/pods: cannot reach the API server: reset".into()));
+        assert!(matches!(unreachable.retried(outage()), Ok(None)));
+        assert!(matches!(unreachable.retried(Ok(Holds::Yes)), Ok(Some(Holds::Yes))));
+        assert!(matches!(unreachable.retried(outage()), Ok(None)));
+        assert!(matches!(unreachable.retried(Err(Error::Api("409".into()))), Err(Error::Api(_))));
+        let Error::Unreachable(text) = unreachable.gave_up(Instant::now()) else { panic!("not unreachable") };
+        assert!(text.starts_with("GET /api/v1/pods: cannot reach the API server: reset (tried again for "), "{text}");
+    }
 }

@@ -138,14 +138,7 @@ pub async fn check(cluster: &Cluster) -> Result<Holds, Error> {
                 && pod.pointer("/metadata/deletionTimestamp").is_none()
             {
                 let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
-                let why = pod
-                    .pointer("/status/conditions")
-                    .and_then(Value::as_array)
-                    .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
-                    .and_then(|c| c["message"].as_str())
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default();
-                reasons.push(format!("Pod {namespace}/{name} is Pending{why}"));
+                reasons.push(format!("Pod {namespace}/{name} is Pending{}", why_pending(&pod)));
                 subjects.push(pod);
             }
         }
@@ -159,4 +152,57 @@ pub async fn check(cluster: &Cluster) -> Result<Holds, Error> {
         subjects,
         ..Failure::default()
     }))
+}
+
+/// Why a pod is Pending, as `kubectl describe` would show it: not placed, the scheduler's
+/// condition message; placed, its node and each container's waiting reason and message
+/// (`ContainerCreating`, `ImagePullBackOff: ...`).
+fn why_pending(pod: &Value) -> String {
+    let Some(node) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) else {
+        return pod
+            .pointer("/status/conditions")
+            .and_then(Value::as_array)
+            .and_then(|c| c.iter().find(|c| c["type"] == "PodScheduled" && c["status"] == "False"))
+            .and_then(|c| c["message"].as_str())
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+    };
+    let mut waiting = Vec::new();
+    for statuses in ["/status/initContainerStatuses", "/status/containerStatuses"] {
+        for status in pod.pointer(statuses).and_then(Value::as_array).into_iter().flatten() {
+            let Some(state) = status.pointer("/state/waiting") else { continue };
+            let container = status["name"].as_str().unwrap_or_default();
+            let reason = state["reason"].as_str().unwrap_or("Waiting");
+            match state["message"].as_str().filter(|m| !m.is_empty()) {
+                Some(message) => waiting.push(format!("container {container} {reason}: {message}")),
+                None => waiting.push(format!("container {container} {reason}")),
+            }
+        }
+    }
+    match waiting.is_empty() {
+        true => format!(" on {node}"),
+        false => format!(" on {node}: {}", waiting.join("; ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_pending_pod_says_why_placed_or_not() {
+        let unplaced = json!({"status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "message": "0/3 nodes are available: 3 Insufficient cpu."}]}});
+        assert_eq!(why_pending(&unplaced), ": 0/3 nodes are available: 3 Insufficient cpu.");
+        let placed = json!({"spec": {"nodeName": "node-2"}, "status": {"phase": "Pending", "containerStatuses": [
+            {"name": "web", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image \"web:9\""}}},
+            {"name": "log", "state": {"waiting": {"reason": "ContainerCreating"}}},
+            {"name": "up", "state": {"running": {}}}]}});
+        assert_eq!(
+            why_pending(&placed),
+            " on node-2: container web ImagePullBackOff: Back-off pulling image \"web:9\"; container log ContainerCreating"
+        );
+        assert_eq!(why_pending(&json!({"spec": {"nodeName": "node-1"}})), " on node-1");
+    }
 }

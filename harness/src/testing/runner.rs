@@ -307,6 +307,10 @@ pub async fn run(
         let (passed, output, failure) = match outcome {
             Ok(output) => (true, output, None),
             Err(Error::Failed(failure)) => (false, Vec::new(), Some(*failure)),
+            Err(Error::Unreachable(why)) => {
+                let summary = cluster.explain_unreachable(&why).await;
+                (false, Vec::new(), Some(Failure { summary, ..Failure::default() }))
+            }
             Err(error) => (false, Vec::new(), Some(Failure { summary: error.to_string(), ..Failure::default() })),
         };
         let elapsed = step_started.elapsed();
@@ -327,7 +331,11 @@ pub async fn run(
         return result;
     }
     progress(test, Event::Cleanup);
-    result.cleanup = cleanup(&cluster, target).await.err();
+    result.cleanup = match cleanup(&cluster, target).await {
+        Ok(()) => None,
+        Err(Error::Unreachable(why)) => Some(cluster.explain_unreachable(&why).await),
+        Err(error) => Some(describe(&error)),
+    };
     result.elapsed = started.elapsed();
     result
 }
@@ -566,16 +574,19 @@ fn keep(test: &Test, mut cluster: Cluster, target: &Target) -> Kept {
     }
 }
 
-async fn cleanup(cluster: &Cluster, target: &Target) -> Result<(), String> {
+async fn cleanup(cluster: &Cluster, target: &Target) -> Result<(), Error> {
     if let Target::Kubeconfig { .. } = target {
         let namespace = cluster.namespace().to_string();
-        cluster.delete("v1", "Namespace", None, Some(&namespace), None, None).await.map_err(|e| e.to_string())?;
+        cluster
+            .delete("v1", "Namespace", None, Some(&namespace), None, None)
+            .await
+            .map_err(cleaning(&format!("deleting namespace {namespace}")))?;
         let gone =
             Expectation::absent(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}));
         return cluster
             .eventually(&gone, CLEANUP_TIMEOUT)
             .await
-            .map_err(|e| format!("namespace {namespace} not deleted: {}", describe(&e)));
+            .map_err(cleaning(&format!("namespace {namespace} not deleted")));
     }
     let applied = cluster.applied();
     for object in applied.iter().rev() {
@@ -585,7 +596,7 @@ async fn cleanup(cluster: &Cluster, target: &Target) -> Result<(), String> {
         {
             // Gone already (deleted by a step, or with its namespace).
             Ok(()) | Err(Error::Api(_)) => {}
-            Err(error) => return Err(format!("deleting {} {}: {error}", object.kind, object.name)),
+            Err(error) => return Err(cleaning(&format!("deleting {} {}", object.kind, object.name))(error)),
         }
     }
     for object in applied.iter().rev() {
@@ -598,9 +609,18 @@ async fn cleanup(cluster: &Cluster, target: &Target) -> Result<(), String> {
         cluster
             .eventually(&gone, CLEANUP_TIMEOUT)
             .await
-            .map_err(|e| format!("{} {} was not deleted: {}", object.kind, object.name, describe(&e)))?;
+            .map_err(cleaning(&format!("{} {} was not deleted", object.kind, object.name)))?;
     }
     Ok(())
+}
+
+/// A cleanup failure said with what was being cleaned up; an unreachable API server
+/// stays one, so the report can say which container is down.
+fn cleaning(what: &str) -> impl FnOnce(Error) -> Error + '_ {
+    move |error| match error {
+        Error::Unreachable(why) => Error::Unreachable(format!("{what}: {why}")),
+        other => Error::Api(format!("{what}: {}", describe(&other))),
+    }
 }
 
 fn describe(error: &Error) -> String {

@@ -30,7 +30,8 @@ pub struct ClusterSpec {
     pub time: Option<String>,
     #[serde(default)]
     pub seed: Option<u64>,
-    /// How long a node may go silent before it is NotReady (`40s`, Kubernetes' default).
+    /// How long a node may go silent before it is NotReady (`50s`, Kubernetes 1.32's
+    /// default); the kubelets renew their leases at a quarter of it, at most every 10 s.
     #[serde(default)]
     pub node_monitor_grace_period: Option<String>,
     /// How long pods stay on a node that is not ready or unreachable before they are

@@ -505,3 +505,27 @@ fn kubeyard_test_runs_the_same_tests_on_containers() {
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("4 tests: 4 passed, 0 failed"), "{stdout}");
 }
+
+/// A test whose API server went away fails naming the request it made, the transport's
+/// own words and the container that is down with how it ended, not with kube's bare
+/// "ServiceError: client error (SendRequest)".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_server_that_went_away_is_named_with_its_container() {
+    use kubeyard_harness::testing::{Cluster, Error, Expectation};
+    let cluster = Cluster::containers(&spec(1)).await.expect("the cluster boots");
+    let id = cluster.container_cluster().expect("a container cluster").id().to_string();
+    let apiserver = format!("kubeyard-{id}-apiserver");
+    // Discovery answered once (as it has in any test by its first assertion).
+    assert_eq!(cluster.get("v1", "ConfigMap", None, "never").await.expect("answered"), None);
+    Docker::connect().await.expect("the engine").kill(&apiserver).await.expect("killed");
+    let never = Expectation::matching(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "never"}}));
+    let error = cluster.eventually(&never, Duration::from_secs(2)).await.expect_err("nothing answers");
+    let Error::Unreachable(why) = &error else { panic!("not said as unreachable: {error:?}") };
+    assert!(why.contains("GET /api/v1/namespaces/"), "{why}");
+    assert!(why.contains("tried again for"), "{why}");
+    let said = cluster.explain_unreachable(why).await;
+    assert!(said.contains(&format!("container {apiserver} (apiserver) exited with code 137")), "{said}");
+    assert!(
+        said.contains(&format!("the API server is {}", cluster.container_cluster().map(|c| c.url()).unwrap_or("")))
+    );
+}
