@@ -45,7 +45,10 @@ def fetch_wheel(version: str | None) -> pathlib.Path:
 
 def strip_descriptions(node):
     if isinstance(node, dict):
-        node.pop("description", None)
+        # Prose only: a field named `description` (PriorityClass's, a CRD schema's) is a
+        # property whose value is a schema, and stays.
+        if isinstance(node.get("description"), str):
+            node.pop("description")
         for value in node.values():
             strip_descriptions(value)
     elif isinstance(node, list):

@@ -6,7 +6,7 @@
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::lint::{LintOptions, Linter, Verdict};
 use crate::normalize::{normalize, normalize_value};
-use crate::object::{Classified, ObjectInfo, classify};
+use crate::object::{Classified, GroupVersionKind, ObjectInfo, classify};
 use crate::rules::{self, ObjectContext, RuleSettings};
 use crate::schema::{Catalog, CatalogOptions, Lookup, SchemaError};
 use crate::source::SourceFile;
@@ -81,6 +81,17 @@ impl Admission {
 
     pub fn catalog(&self) -> &Catalog {
         self.linter.catalog()
+    }
+
+    /// Admits objects of the kinds a CustomResourceDefinition defines from now on (the
+    /// API server accepted its names); a CRD registered again replaces its kinds.
+    pub fn register_crd(&self, crd: &Value) -> Result<Vec<GroupVersionKind>, String> {
+        self.linter.catalog().register_crd(crd)
+    }
+
+    /// Refuses objects of a deleted CustomResourceDefinition's kinds from now on.
+    pub fn unregister_crd(&self, crd_name: &str) -> Vec<GroupVersionKind> {
+        self.linter.catalog().unregister_crd(crd_name)
     }
 
     /// Validates and defaults one object written as JSON (or YAML).

@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod assertion;
 pub mod config;
+pub mod crd;
 pub mod diagnostic;
 pub mod duration;
 pub mod graph;

@@ -187,6 +187,8 @@ impl ControlPlane {
             ..apiserver::Options::default()
         };
         let server = ApiServer::new(Arc::clone(&self.store) as Arc<dyn crate::store::Store>, admission, options);
+        // The CRDs it holds are served again before its first request.
+        apiserver::crds::load(&server).await;
         let mut attempts = 0;
         let listener = loop {
             // The old listener closes as its task ends: the port comes free a moment later.

@@ -461,6 +461,7 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
         }
     }
     match (group, kind) {
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => crate::crd::set_defaults(object),
         ("batch", "Job") => {
             job(object.get_mut("spec"));
             let labels = object.pointer("/spec/template/metadata/labels").cloned();

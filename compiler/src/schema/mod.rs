@@ -6,6 +6,7 @@
 //! compiled validator between threads. The definitions are parsed once per process.
 
 pub mod openapi;
+pub mod prune;
 pub mod removed;
 
 use crate::diagnostic::{Code, did_you_mean};
@@ -213,7 +214,9 @@ pub struct Catalog {
     documents: HashMap<String, Arc<Value>>,
     builtin: HashMap<GroupVersionKind, String>,
     dirs: Vec<SchemaDir>,
-    custom: HashMap<GroupVersionKind, CustomKind>,
+    /// The kinds CRDs define. Behind a lock: the API server registers and removes them
+    /// while it serves (a CRD created or deleted), lint only while it reads its inputs.
+    custom: RwLock<HashMap<GroupVersionKind, CustomKind>>,
     cache: RwLock<HashMap<GroupVersionKind, Arc<OnceLock<Lookup>>>>,
     /// The built-in definitions by name, hashed, for walking objects alongside their
     /// schema (normalization); built on first use.
@@ -279,7 +282,7 @@ impl Catalog {
             documents,
             builtin,
             dirs,
-            custom: HashMap::new(),
+            custom: RwLock::new(HashMap::new()),
             cache: RwLock::new(HashMap::new()),
             definitions: OnceLock::new(),
         };
@@ -294,7 +297,10 @@ impl Catalog {
             let gvk = GroupVersionKind::new(KUBEYARD_GROUP, "v1alpha1", *kind);
             let schema = openapi::custom_resource_schema(Some(&open_api), &gvk.api_version(), kind, self.strict);
             let crd_name = format!("{}s.{KUBEYARD_GROUP}", kind.to_lowercase());
-            self.custom.insert(gvk, CustomKind { crd_name, schema, namespaced: *namespaced });
+            self.custom
+                .get_mut()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(gvk, CustomKind { crd_name, schema, namespaced: *namespaced });
         }
         Ok(())
     }
@@ -307,9 +313,14 @@ impl Catalog {
         self.strict
     }
 
-    /// Registers the kinds a CustomResourceDefinition defines, so objects of those kinds
-    /// are validated against its schema. Returns the kinds, or why the CRD is unusable.
-    pub fn register_crd(&mut self, crd: &Value) -> Result<Vec<GroupVersionKind>, String> {
+    fn customs(&self) -> std::sync::RwLockReadGuard<'_, HashMap<GroupVersionKind, CustomKind>> {
+        self.custom.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the kinds a CustomResourceDefinition defines (its served versions), so
+    /// objects of those kinds are validated against its schema; versions it no longer
+    /// serves are dropped. Returns the kinds, or why the CRD is unusable.
+    pub fn register_crd(&self, crd: &Value) -> Result<Vec<GroupVersionKind>, String> {
         let spec = crd.get("spec").ok_or("the CustomResourceDefinition has no spec")?;
         let group = spec.get("group").and_then(Value::as_str).ok_or("spec.group is missing")?;
         let kind = spec.pointer("/names/kind").and_then(Value::as_str).ok_or("spec.names.kind is missing")?;
@@ -338,15 +349,80 @@ impl Catalog {
             return Err("spec.versions lists no version".into());
         }
         let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
-        let mut registered = Vec::new();
+        let mut kinds = Vec::new();
         for (version, open_api) in versions {
             let gvk = GroupVersionKind::new(group, version, kind);
             let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
-            self.cache.get_mut().unwrap_or_else(|e| e.into_inner()).remove(&gvk);
-            self.custom.insert(gvk.clone(), CustomKind { crd_name: name.clone(), schema, namespaced });
-            registered.push(gvk);
+            kinds.push((gvk, CustomKind { crd_name: name.clone(), schema, namespaced }));
+        }
+        let registered: Vec<GroupVersionKind> = kinds.iter().map(|(gvk, _)| gvk.clone()).collect();
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        let before: Vec<GroupVersionKind> =
+            custom.iter().filter(|(_, c)| c.crd_name == name).map(|(gvk, _)| gvk.clone()).collect();
+        for gvk in &before {
+            custom.remove(gvk);
+        }
+        custom.extend(kinds);
+        drop(custom);
+        // The schemas are in place before the compiled ones are forgotten: a lookup racing
+        // this compiles the new schema, never keeps the old one.
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for gvk in before.iter().chain(&registered) {
+            cache.remove(gvk);
         }
         Ok(registered)
+    }
+
+    /// Whether each served version's schema of a CRD compiles (a bad `pattern` does
+    /// not), without registering anything: what the API server checks before storing it.
+    pub fn check_crd(&self, crd: &Value) -> Result<(), String> {
+        let kinds = {
+            let spec = crd.get("spec").ok_or("the CustomResourceDefinition has no spec")?;
+            let group = spec.get("group").and_then(Value::as_str).unwrap_or_default();
+            let kind = spec.pointer("/names/kind").and_then(Value::as_str).unwrap_or_default();
+            let mut kinds = Vec::new();
+            for (index, entry) in spec.get("versions").and_then(Value::as_array).into_iter().flatten().enumerate() {
+                let version = entry.get("name").and_then(Value::as_str).unwrap_or_default();
+                let gvk = GroupVersionKind::new(group, version, kind);
+                let open_api = entry.pointer("/schema/openAPIV3Schema");
+                let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
+                kinds.push((index, gvk, schema));
+            }
+            kinds
+        };
+        // Compiled and thrown away: nothing is registered or cached.
+        for (index, gvk, schema) in kinds {
+            let base = format!("https://kubeyard.dev/crd-check/{}/{}.json", gvk.version, gvk.kind.to_lowercase());
+            let origin = Origin::CustomResourceDefinition { name: String::new() };
+            if let Lookup::Broken { message, .. } = self.build(origin, base, schema) {
+                return Err(format!("spec.versions[{index}].schema.openAPIV3Schema: {message}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Prunes and defaults an object of a custom kind as the API server decodes it (see
+    /// `prune`): the fields dropped; `None` for kinds no CRD defines.
+    pub fn prune_custom(&self, gvk: &GroupVersionKind, object: &mut Value) -> Option<Vec<String>> {
+        let custom = self.customs();
+        let kind = custom.get(gvk)?;
+        Some(prune::prune_and_default(&kind.schema, object))
+    }
+
+    /// Forgets the kinds a CustomResourceDefinition (by name) defined: it was deleted.
+    pub fn unregister_crd(&self, crd_name: &str) -> Vec<GroupVersionKind> {
+        let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
+        let gone: Vec<GroupVersionKind> =
+            custom.iter().filter(|(_, c)| c.crd_name == crd_name).map(|(gvk, _)| gvk.clone()).collect();
+        for gvk in &gone {
+            custom.remove(gvk);
+        }
+        drop(custom);
+        let mut cache = self.cache.write().unwrap_or_else(|e| e.into_inner());
+        for gvk in &gone {
+            cache.remove(gvk);
+        }
+        gone
     }
 
     /// The built-in definition of a kind and the definitions it refers to (`$defs`), for
@@ -366,7 +442,7 @@ impl Catalog {
 
     /// Whether objects of a kind live in a namespace: CRDs say so in `spec.scope`.
     pub fn is_namespaced(&self, gvk: &GroupVersionKind) -> bool {
-        match self.custom.get(gvk) {
+        match self.customs().get(gvk) {
             Some(custom) => custom.namespaced,
             None => crate::scope::builtin_is_namespaced(&gvk.group, &gvk.kind),
         }
@@ -393,15 +469,11 @@ impl Catalog {
                 Err(message) => Lookup::Broken { origin, message },
             };
         }
-        if let Some(custom) = self.custom.get(gvk) {
-            let base = format!(
-                "https://kubeyard.dev/crd/{}/{}/{}.json",
-                custom.crd_name,
-                gvk.version,
-                gvk.kind.to_lowercase()
-            );
-            let origin = Origin::CustomResourceDefinition { name: custom.crd_name.clone() };
-            return self.build(origin, base, custom.schema.clone());
+        let custom = self.customs().get(gvk).map(|c| (c.crd_name.clone(), c.schema.clone()));
+        if let Some((crd_name, schema)) = custom {
+            let base = format!("https://kubeyard.dev/crd/{crd_name}/{}/{}.json", gvk.version, gvk.kind.to_lowercase());
+            let origin = Origin::CustomResourceDefinition { name: crd_name };
+            return self.build(origin, base, schema);
         }
         if let Some(definition) = self.builtin.get(gvk) {
             let root = serde_json::json!({ "$ref": format!("{DEFINITIONS_URI}#/$defs/{definition}") });
@@ -475,8 +547,9 @@ impl Catalog {
 
     /// The `apiVersion`s that serve `kind` in this catalog, best first.
     pub fn api_versions_for(&self, kind: &str) -> Vec<String> {
+        let custom = self.customs();
         let mut found: Vec<&GroupVersionKind> =
-            self.builtin.keys().chain(self.custom.keys()).filter(|g| g.kind == kind).collect();
+            self.builtin.keys().chain(custom.keys()).filter(|g| g.kind == kind).collect();
         found.sort_by_key(|g| (std::cmp::Reverse(removed::version_priority(&g.version)), g.group.clone()));
         let mut seen = BTreeSet::new();
         found.into_iter().map(GroupVersionKind::api_version).filter(|v| seen.insert(v.clone())).collect()
@@ -513,11 +586,12 @@ impl Catalog {
             let replacement = removal.replacement_group.and_then(served_in_group);
             return removed_error(removal.removed_in, replacement);
         }
-        if let Some(custom) =
-            self.custom.iter().find(|(g, _)| g.group == gvk.group && g.kind == gvk.kind).map(|(_, c)| c)
+        // A snapshot: the lock is not held while other lookups run.
+        let custom: HashMap<GroupVersionKind, String> =
+            self.customs().iter().map(|(g, c)| (g.clone(), c.crd_name.clone())).collect();
+        if let Some(crd_name) = custom.iter().find(|(g, _)| g.group == gvk.group && g.kind == gvk.kind).map(|(_, c)| c)
         {
-            let mut versions: Vec<&str> = self
-                .custom
+            let mut versions: Vec<&str> = custom
                 .keys()
                 .filter(|g| g.group == gvk.group && g.kind == gvk.kind)
                 .map(|g| g.version.as_str())
@@ -527,7 +601,7 @@ impl Catalog {
                 code: Code::UnknownKind,
                 message: format!(
                     "the CustomResourceDefinition {} does not serve version {} of {}",
-                    custom.crd_name, gvk.version, gvk.kind
+                    crd_name, gvk.version, gvk.kind
                 ),
                 help: format!("use apiVersion: {}/{} (served: {})", gvk.group, versions[0], versions.join(", ")),
                 custom: false,
@@ -585,7 +659,7 @@ impl Catalog {
         let same_api: Vec<&str> = self
             .builtin
             .keys()
-            .chain(self.custom.keys())
+            .chain(custom.keys())
             .filter(|g| g.group == gvk.group && g.version == gvk.version)
             .map(|g| g.kind.as_str())
             .collect();
@@ -759,7 +833,7 @@ mod tests {
 
     #[test]
     fn registers_custom_resources() {
-        let mut catalog = catalog();
+        let catalog = catalog();
         let crd = serde_json::json!({
             "apiVersion": "apiextensions.k8s.io/v1",
             "kind": "CustomResourceDefinition",

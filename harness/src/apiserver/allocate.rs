@@ -280,7 +280,7 @@ impl Claim<'_> {
 /// Writes to the Service itself allocate; its status is another endpoint (as in
 /// Kubernetes, where the status store has no allocation hooks).
 fn allocates(target: &Target) -> bool {
-    target.resource.group.is_empty() && target.resource.kind == "Service" && target.subresource.is_none()
+    target.resource.builtin_kind() == "Service" && target.subresource.is_none()
 }
 
 async fn lock(server: &ApiServer, build: bool) -> Result<MutexGuard<'_, Option<Index>>, ApiError> {

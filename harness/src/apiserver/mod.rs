@@ -6,6 +6,7 @@
 //! accepted here too, with the limits a server facing any client needs (see `serve`).
 
 pub mod allocate;
+pub mod crds;
 mod exec;
 mod exec_spdy;
 pub mod fields;
@@ -164,7 +165,14 @@ pub struct ApiServer {
     pub store: Arc<dyn Store>,
     pub admission: Admission,
     pub options: Options,
-    openapi: std::sync::OnceLock<openapi::Documents>,
+    /// The kinds CustomResourceDefinitions add (see `crds`).
+    pub resources: resources::Registry,
+    /// The CRDs whose objects are being deleted (see `crds::cleanup`).
+    crd_cleanups: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Itself, for the tasks it starts.
+    me: std::sync::Weak<ApiServer>,
+    /// OpenAPI documents, built on first use for the served kinds of one generation.
+    openapi: std::sync::Mutex<Option<(u64, Arc<openapi::Documents>)>>,
     /// Services' cluster IPs and node ports (see `allocate`).
     allocator: allocate::Allocator,
     /// Pod creates in namespaces with quotas, one at a time (see `quota`).
@@ -194,15 +202,31 @@ pub fn version_info(admission: &Admission) -> Value {
 impl ApiServer {
     pub fn new(store: Arc<dyn Store>, admission: Admission, options: Options) -> Arc<ApiServer> {
         let allocator = allocate::Allocator::new(&options.service_cidr);
-        Arc::new(ApiServer {
+        Arc::new_cyclic(|me| ApiServer {
             store,
             admission,
             options,
-            openapi: std::sync::OnceLock::new(),
+            resources: resources::Registry::default(),
+            crd_cleanups: std::sync::Mutex::default(),
+            me: me.clone(),
+            openapi: std::sync::Mutex::new(None),
             allocator,
             quota_locks: quota::Locks::default(),
             shared_objects: watch::SharedObjects::default(),
         })
+    }
+
+    /// The OpenAPI documents of what is served now, built again after a CRD changed it.
+    fn openapi_documents(&self, served: &resources::Served) -> Arc<openapi::Documents> {
+        let mut cached = self.openapi.lock().unwrap_or_else(|e| e.into_inner());
+        match &*cached {
+            Some((generation, documents)) if *generation == served.generation => Arc::clone(documents),
+            _ => {
+                let documents = Arc::new(openapi::documents(self.admission.catalog(), served));
+                *cached = Some((served.generation, Arc::clone(&documents)));
+                documents
+            }
+        }
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -352,7 +376,8 @@ mod serving {
             async move {
                 activity.begin();
                 let done = Done(activity);
-                let response = if limited && !matches!(parse_path(request.uri().path()), Ok(Route::Health)) {
+                let health = matches!(parse_path(request.uri().path(), &Default::default()), Ok(Route::Health));
+                let response = if limited && !health {
                     too_many_requests()
                 } else {
                     let Ok(response) = router.oneshot(request).await;
@@ -566,11 +591,13 @@ enum Route {
     Objects(Target),
     /// `/openapi/v3` and `/openapi/v3/{group version}`.
     OpenApi(Option<String>),
+    /// `/openapi/v2`: a document with no definitions (see `openapi::v2`).
+    OpenApiV2,
     /// `POST /api/v1/namespaces/{ns}/bindings`.
     Bindings(String),
 }
 
-fn parse_path(path: &str) -> Result<Route, ApiError> {
+fn parse_path(path: &str, served: &resources::Served) -> Result<Route, ApiError> {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
     // Empty segments (`//`), dot segments and anything not plain would let a path mean
     // two things: such paths name nothing.
@@ -583,13 +610,14 @@ fn parse_path(path: &str) -> Result<Route, ApiError> {
         ["api"] => return Ok(Route::CoreVersions),
         ["apis"] => return Ok(Route::Groups),
         ["apis", group] => return Ok(Route::Group(group.to_string())),
+        ["openapi", "v2"] => return Ok(Route::OpenApiV2),
         ["openapi", "v3"] => return Ok(Route::OpenApi(None)),
         ["openapi", "v3", rest @ ..] => return Ok(Route::OpenApi(Some(rest.join("/")))),
         ["api", version, rest @ ..] => ("", *version, rest),
         ["apis", group, version, rest @ ..] => (*group, *version, rest),
         _ => return Err(ApiError::no_route()),
     };
-    let resource = |plural: &str| resources::find(group, version, plural).ok_or_else(ApiError::no_route);
+    let resource = |plural: &str| served.find(group, version, plural).ok_or_else(ApiError::no_route);
     let object = |plural: &str, namespace: Option<&str>, name: Option<&str>, sub: Option<&str>| {
         let resource = resource(plural)?;
         if namespace.is_some() && !resource.namespaced {
@@ -755,7 +783,8 @@ async fn handle(
         let method = parts.method.clone();
         return proxy::serve(server, &target, method, &parts.uri, &parts.headers, body).await;
     }
-    let route = parse_path(parts.uri.path())?;
+    let served = server.resources.snapshot();
+    let route = parse_path(parts.uri.path(), &served)?;
     if !matches!(route, Route::Health) && !authorized(server, &parts.headers).await {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
     }
@@ -766,15 +795,23 @@ async fn handle(
         Route::Health if read_only => Ok((StatusCode::OK, "ok").into_response()),
         Route::Version if read_only => Ok(json_response(StatusCode::OK, &version_info(&server.admission))),
         Route::CoreVersions if read_only => Ok(json_response(StatusCode::OK, &resources::core_versions())),
-        Route::Groups if read_only => Ok(json_response(StatusCode::OK, &resources::group_list())),
+        Route::Groups if read_only => Ok(json_response(StatusCode::OK, &served.group_list())),
         Route::Group(group) if read_only => {
-            resources::group(&group).map(|g| json_response(StatusCode::OK, &g)).ok_or_else(ApiError::no_route)
+            served.group(&group).map(|g| json_response(StatusCode::OK, &g)).ok_or_else(ApiError::no_route)
         }
-        Route::Resources(group, version) if read_only => resources::resource_list(&group, version.as_str())
+        Route::Resources(group, version) if read_only => served
+            .resource_list(&group, version.as_str())
             .map(|list| json_response(StatusCode::OK, &list))
             .ok_or_else(ApiError::no_route),
+        Route::OpenApiV2 if read_only => {
+            let accept = parts.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let (content_type, body) = openapi::v2(accept, &server.admission.catalog().version().to_string());
+            let mut response = (StatusCode::OK, body).into_response();
+            response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+            Ok(response)
+        }
         Route::OpenApi(group_version) if read_only => {
-            let documents = server.openapi.get_or_init(|| openapi::documents(server.admission.catalog()));
+            let documents = server.openapi_documents(&served);
             match group_version {
                 None => Ok(json_response(StatusCode::OK, &documents.index)),
                 Some(group_version) => {
@@ -791,7 +828,8 @@ async fn handle(
         | Route::Groups
         | Route::Group(_)
         | Route::Resources(..)
-        | Route::OpenApi(_) => Err(ApiError::method_not_allowed()),
+        | Route::OpenApi(_)
+        | Route::OpenApiV2 => Err(ApiError::method_not_allowed()),
         Route::Bindings(namespace) if method == Method::POST => {
             let body = read_body(body).await?;
             objects::bind(server, &namespace, None, &parts.headers, &query, &body).await
@@ -835,7 +873,7 @@ mod tests {
 
     #[test]
     fn paths_name_resources_or_nothing() {
-        let target = |path: &str| match parse_path(path) {
+        let target = |path: &str| match parse_path(path, &resources::Served::default()) {
             Ok(Route::Objects(t)) => Some((t.resource.plural, t.namespace, t.name, t.subresource)),
             _ => None,
         };

@@ -7,7 +7,7 @@
 use super::fields::FieldSelector;
 use super::resources::Resource;
 use super::status::{ApiError, Subject};
-use super::{ApiServer, Query, Representation, Target, allocate, json_response, table, watch};
+use super::{ApiServer, Query, Representation, Target, allocate, crds, json_response, table, watch};
 use crate::clock;
 use crate::store::{Entry, StoreError};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -28,6 +28,37 @@ use std::time::Duration;
 const RETRIES: usize = 64;
 
 pub(super) async fn handle(
+    server: &Arc<ApiServer>,
+    method: &Method,
+    target: Target,
+    query: &Query,
+    headers: &HeaderMap,
+    body: &Bytes,
+    representation: Representation,
+) -> Result<Response, ApiError> {
+    let served = serve(server, method, target, query, headers, body, representation);
+    let (result, warnings) = WARNINGS
+        .scope(std::cell::RefCell::new(Vec::new()), async {
+            let result = served.await;
+            (result, WARNINGS.with(|warnings| warnings.take()))
+        })
+        .await;
+    let mut response = match result {
+        Ok(response) => response,
+        Err(error) if warnings.is_empty() => return Err(error),
+        Err(error) => axum::response::IntoResponse::into_response(error),
+    };
+    for warning in warnings {
+        // RFC 7234's warn-code 299 with no agent, as the API server writes it.
+        let text = warning.replace('\\', "\\\\").replace('"', "\\\"");
+        if let Ok(value) = axum::http::HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            response.headers_mut().append(axum::http::header::WARNING, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn serve(
     server: &Arc<ApiServer>,
     method: &Method,
     target: Target,
@@ -231,6 +262,52 @@ fn check_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> 
     }
 }
 
+tokio::task_local! {
+    /// The warnings a request earns (`Warning` headers), gathered while it is served.
+    static WARNINGS: std::cell::RefCell<Vec<String>>;
+}
+
+/// Adds a warning to the answer of the request being served.
+pub(super) fn warn(text: String) {
+    let _ = WARNINGS.try_with(|warnings| warnings.borrow_mut().push(text));
+}
+
+/// A custom resource's fields its CRD's schema does not declare, and its `default:`s, as
+/// the API server decodes it: the fields are dropped, refused under
+/// `fieldValidation=Strict` (kubectl's default), warned about under `Warn` (the server's
+/// default) and dropped silently under `Ignore`.
+fn prune(server: &ApiServer, resource: &Resource, query: &Query, object: &mut Value) -> Result<(), ApiError> {
+    if resource.crd.is_none() {
+        return Ok(());
+    }
+    let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
+    let unknown = server.admission.catalog().prune_custom(&gvk, object).unwrap_or_default();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    match query.get("fieldValidation").map(String::as_str) {
+        Some("Strict") => {
+            let fields: Vec<String> = unknown.iter().map(|f| format!("unknown field \"{f}\"")).collect();
+            Err(ApiError::bad_request(format!(
+                "{kind} in version \"{version}\" cannot be handled as a {kind}: strict decoding error: {}",
+                fields.join(", "),
+                kind = resource.kind,
+                version = resource.version,
+            )))
+        }
+        Some("Ignore") => Ok(()),
+        None | Some("Warn") => {
+            for field in unknown {
+                warn(format!("unknown field \"{field}\""));
+            }
+            Ok(())
+        }
+        Some(other) => Err(ApiError::bad_request(format!(
+            "fieldValidation: Unsupported value: \"{other}\": supported values: \"Ignore\", \"Strict\", \"Warn\""
+        ))),
+    }
+}
+
 fn admit(server: &ApiServer, resource: &Resource, object: Value) -> Result<Value, ApiError> {
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     server.admission.admit(&object).map(|admitted| admitted.object).map_err(|causes| {
@@ -286,8 +363,9 @@ impl Filter {
             .transpose()
             .map_err(|e| ApiError::bad_request(format!("unable to parse requirement: {e}")))?
             .unwrap_or_else(Selector::everything);
-        let fields = FieldSelector::parse(resource.kind, query.get("fieldSelector").map_or("", String::as_str))?;
-        Ok(Filter { labels, fields, kind: resource.kind })
+        let fields =
+            FieldSelector::parse(resource.builtin_kind(), query.get("fieldSelector").map_or("", String::as_str))?;
+        Ok(Filter { labels, fields, kind: resource.builtin_kind() })
     }
 
     pub(super) fn matches(&self, object: &Value) -> bool {
@@ -424,7 +502,7 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str)
     } else {
         meta.remove("generation");
     }
-    match resource.kind {
+    match resource.builtin_kind() {
         "Namespace" => {
             object["status"] = json!({"phase": "Active"});
             let mut list: Vec<Value> =
@@ -444,6 +522,7 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str)
         "Job" => label_job(object, uid),
         // A node registers itself with its capacity.
         "Node" => {}
+        _ if crds::is_crd(resource) => crds::prepare_create(object),
         _ if resource.status => {
             if let Some(map) = object.as_object_mut() {
                 map.remove("status");
@@ -563,6 +642,9 @@ async fn create(
     if resource.namespaced && target.namespace.is_none() {
         return Err(ApiError::method_not_allowed());
     }
+    if resource.crd.is_some() {
+        crds::refuse_create_while_terminating(server, resource)?;
+    }
     let mut object = decode(headers, body)?;
     check_type(resource, &mut object, &resource.api_version(), resource.kind)?;
     check_namespace(target, &mut object)?;
@@ -571,7 +653,7 @@ async fn create(
     }
     // Pods run as a service account that must exist (the ServiceAccount admission
     // plugin), in a namespace that must exist first (NamespaceLifecycle, before it).
-    if resource.kind == "Pod" && resource.group.is_empty() {
+    if resource.builtin_kind() == "Pod" {
         let namespace = target.namespace.as_deref().unwrap_or("default");
         namespace_usable(server, namespace).await?;
         let shown = text(&object, "/metadata/name").or_else(|| text(&object, "/metadata/generateName"));
@@ -606,22 +688,26 @@ async fn create(
             }
         }
     }
+    prune(server, resource, query, &mut object)?;
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
-    if resource.kind == "Pod" && resource.group.is_empty() {
+    if resource.builtin_kind() == "Pod" {
         default_tolerations(&mut object, server.options.default_toleration_seconds);
     }
-    if resource.kind == "PersistentVolumeClaim" {
+    if resource.builtin_kind() == "PersistentVolumeClaim" {
         default_storage_class(server, &mut object).await?;
     }
     let object = admit(server, resource, object)?;
+    if crds::is_crd(resource) {
+        crds::validate(server, &object, None)?;
+    }
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     if resource.namespaced {
         namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
     }
     let key = resource.key(target.namespace.as_deref(), &name);
     // Quotas: held from the check until the pod is written.
-    let _quota = match (resource.kind, target.namespace.as_deref()) {
+    let _quota = match (resource.builtin_kind(), target.namespace.as_deref()) {
         ("Pod", Some(namespace)) => super::quota::admit_pod(server, namespace, &object).await?,
         _ => None,
     };
@@ -638,6 +724,10 @@ async fn create(
     claim.settle(&key, created.as_ref().map(|_| Some(&object)));
     let revision = created.map_err(|e| store_error(resource, &name, e))?;
     set_revision(&mut object, revision);
+    if crds::is_crd(resource) {
+        // Served from the next request on (Kubernetes does this a moment later).
+        crds::sync(server, &name).await;
+    }
     respond(StatusCode::CREATED, &object)
 }
 
@@ -676,11 +766,19 @@ async fn write(
         }
         let current = from_entry(&entry)?;
         let wanted = next(&current)?;
-        let prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
+        let mut wanted = wanted;
+        prune(server, resource, query, &mut wanted)?;
+        let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
+        if crds::is_crd(resource) {
+            crds::prepare_update(target.subresource.as_deref(), &mut prepared);
+        }
         let mut admitted = admit(server, resource, prepared)?;
+        if crds::is_crd(resource) {
+            crds::validate(server, &admitted, Some(&current))?;
+        }
         // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
         let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
-        if resource.generation && admitted.get("spec") != current.get("spec") {
+        if resource.generation && generation_changes(resource, &current, &admitted) {
             let generation = current.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
             metadata(&mut admitted).insert("generation".into(), json!(generation + 1));
         }
@@ -710,12 +808,35 @@ async fn write(
         };
         claim.settle(&key, outcome);
         match result {
-            Ok(written) => return Ok(written),
+            Ok(written) => {
+                if crds::is_crd(resource) {
+                    crds::sync(server, name).await;
+                }
+                return Ok(written);
+            }
             Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) if precondition.is_none() => continue,
             Err(error) => return Err(store_error(resource, name, error)),
         }
     }
     Err(ApiError::conflict(subject(resource, &resource.qualified(), name), "too many concurrent writers; try again"))
+}
+
+/// Whether a write moves `metadata.generation`: a change to the spec; for a custom
+/// resource, to anything but metadata (and status, when it has the status subresource),
+/// as Kubernetes counts it.
+fn generation_changes(resource: &Resource, current: &Value, next: &Value) -> bool {
+    if resource.crd.is_none() {
+        return current.get("spec") != next.get("spec");
+    }
+    let counted = |object: &Value| -> Map<String, Value> {
+        let mut map = object.as_object().cloned().unwrap_or_default();
+        map.remove("metadata");
+        if resource.status {
+            map.remove("status");
+        }
+        map
+    };
+    counted(current) != counted(next)
 }
 
 fn finalizers(object: &Value, pointer: &str) -> usize {
@@ -770,7 +891,7 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
         }
         _ => {
             let mut next = wanted;
-            if resource.kind == "Namespace" {
+            if resource.builtin_kind() == "Namespace" {
                 // Only `finalize` changes a namespace's finalizers.
                 next["spec"] = current.get("spec").cloned().unwrap_or(json!({}));
             }
@@ -780,7 +901,7 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
             next
         }
     };
-    if resource.kind == "Service" && sub.is_none() {
+    if resource.builtin_kind() == "Service" && sub.is_none() {
         allocate::drop_type_dependent_fields(current, &mut next);
     }
     let kept = [
@@ -924,7 +1045,7 @@ fn scale_of(resource: &Resource, object: &Value) -> Value {
     let selector = object
         .pointer("/spec/selector")
         .map(|s| {
-            if resource.kind == "ReplicationController" {
+            if resource.builtin_kind() == "ReplicationController" {
                 Selector::from_map(Some(s)).map(|s| s.to_string()).unwrap_or_default()
             } else {
                 Selector::from_label_selector(Some(s)).map(|s| s.to_string()).unwrap_or_default()
@@ -1070,12 +1191,13 @@ pub(super) async fn bind(
 }
 
 /// `DeleteOptions` from the body and the query.
-struct DeleteOptions {
-    grace: Option<i64>,
-    dry_run: bool,
-    propagation: Option<String>,
-    uid: Option<String>,
-    revision: Option<u64>,
+#[derive(Default)]
+pub(super) struct DeleteOptions {
+    pub grace: Option<i64>,
+    pub dry_run: bool,
+    pub propagation: Option<String>,
+    pub uid: Option<String>,
+    pub revision: Option<u64>,
 }
 
 fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
@@ -1135,7 +1257,7 @@ async fn delete(
     match delete_one(server, target, &options).await? {
         // Pods and namespaces come back as they were; other kinds, once gone, as a Status
         // (the registry's ReturnDeletedObject), which clients tell from "still deleting".
-        Deletion::Gone(object) if !matches!(target.resource.kind, "Pod" | "Namespace") => {
+        Deletion::Gone(object) if !matches!(target.resource.builtin_kind(), "Pod" | "Namespace") => {
             let status = json!({
                 "kind": "Status",
                 "apiVersion": "v1",
@@ -1155,12 +1277,16 @@ async fn delete(
 }
 
 /// What a delete did: the object is gone, or waits for finalizers or its grace period.
-enum Deletion {
+pub(super) enum Deletion {
     Gone(Value),
     Pending(Value),
 }
 
-async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions) -> Result<Deletion, ApiError> {
+pub(super) async fn delete_one(
+    server: &ApiServer,
+    target: &Target,
+    options: &DeleteOptions,
+) -> Result<Deletion, ApiError> {
     let resource = target.resource;
     let name = target.name.as_deref().unwrap_or("");
     let key = resource.key(target.namespace.as_deref(), name);
@@ -1192,7 +1318,7 @@ async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
         // A running pod on a node gets time to stop: its node agent deletes it when it has.
         let finished_pod = matches!(text(&current, "/status/phase"), Some("Succeeded" | "Failed"));
-        let grace = if resource.kind == "Pod" && text(&current, "/spec/nodeName").is_some() && !finished_pod {
+        let grace = if resource.builtin_kind() == "Pod" && text(&current, "/spec/nodeName").is_some() && !finished_pod {
             options
                 .grace
                 .or_else(|| current.pointer("/spec/terminationGracePeriodSeconds").and_then(Value::as_i64))
@@ -1214,8 +1340,11 @@ async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions
             {
                 finalizers.push(json!(extra));
             }
+            if crds::is_crd(resource) {
+                crds::on_delete(&current, &mut finalizers);
+            }
         }
-        let namespace_finalizers = resource.kind == "Namespace"
+        let namespace_finalizers = resource.builtin_kind() == "Namespace"
             && current.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
         let now_or_never = finalizers.is_empty() && !namespace_finalizers && grace == 0;
         if now_or_never {
@@ -1253,8 +1382,11 @@ async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions
         if !finalizers.is_empty() {
             meta.insert("finalizers".into(), Value::Array(finalizers));
         }
-        if resource.kind == "Namespace" {
+        if resource.builtin_kind() == "Namespace" {
             next["status"]["phase"] = json!("Terminating");
+        }
+        if crds::is_crd(resource) {
+            crds::mark_terminating(&mut next, &server.options.clock.timestamp());
         }
         if dry_run {
             return Ok(Deletion::Pending(next));
@@ -1262,6 +1394,10 @@ async fn delete_one(server: &ApiServer, target: &Target, options: &DeleteOptions
         match server.store.update(&key, to_bytes(&next), Some(entry.revision)).await {
             Ok(revision) => {
                 set_revision(&mut next, revision);
+                if crds::is_crd(resource) {
+                    // Its kinds stop taking objects now; its cleanup starts.
+                    crds::sync(server, name).await;
+                }
                 return Ok(Deletion::Pending(next));
             }
             Err(StoreError::Conflict { .. }) => continue,
@@ -1322,7 +1458,10 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     for namespace in ["default", "kube-system", "kube-public", crate::kubelet::LEASE_NAMESPACE] {
         ensure_namespace(server, namespace).await?;
     }
-    ensure(server, crate::controllers::persistentvolume::default_class()).await
+    ensure(server, crate::controllers::persistentvolume::default_class()).await?;
+    // The kinds of the CRDs it holds, served before any request.
+    crds::load(server).await;
+    Ok(())
 }
 
 /// A namespace as a cluster starts with it: with its `default` ServiceAccount, which the

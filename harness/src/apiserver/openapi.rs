@@ -3,13 +3,13 @@
 //! operations with the `fieldValidation` parameter. Seeing it, kubectl leaves validation
 //! to the server (strict, through admission) instead of asking for `--validate=false`.
 
-use super::resources::{RESOURCES, Resource};
+use super::resources::{RESOURCES, Resource, Served};
 use kubeyard_compiler::object::GroupVersionKind;
 use kubeyard_compiler::schema::Catalog;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
-/// `/openapi/v3` and each group version's document, made once per server.
+/// `/openapi/v3` and each group version's document, made once per set of served kinds.
 pub struct Documents {
     pub index: Value,
     /// `api/v1`, `apis/apps/v1`, ... to the document's JSON text.
@@ -73,7 +73,7 @@ fn rereference(value: &mut Value) {
     }
 }
 
-pub fn documents(catalog: &Catalog) -> Documents {
+pub fn documents(catalog: &Catalog, served: &Served) -> Documents {
     let pod = GroupVersionKind::new("", "v1", "Pod");
     let definitions = catalog.builtin_definition(&pod).map(|(_, d)| d);
     let mut schemas = Map::new();
@@ -91,10 +91,23 @@ pub fn documents(catalog: &Catalog) -> Documents {
         }
         schemas.insert(name.clone(), definition);
     }
+    // Custom kinds: each served version's schema from its CRD, under Kubernetes' name
+    // for it (the group reversed: `com.example.v1.Widget`).
+    let mut custom_names: BTreeMap<(&str, &str, &str), String> = BTreeMap::new();
+    for (resource, schema) in served.custom_schemas() {
+        let name = custom_definition_name(resource);
+        schemas.insert(name.clone(), custom_definition(resource, schema));
+        custom_names.insert((resource.group, resource.version, resource.kind), name);
+    }
     let schemas = Value::Object(schemas);
     let mut paths_by_group_version: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
-    for resource in RESOURCES {
-        let Some(definition) = names.get(&(resource.group.to_string(), resource.kind.to_string())) else { continue };
+    let custom = served.custom_resources();
+    for resource in RESOURCES.iter().chain(custom.iter().copied()) {
+        let definition = match resource.crd {
+            None => names.get(&(resource.group.to_string(), resource.kind.to_string())),
+            Some(_) => custom_names.get(&(resource.group, resource.version, resource.kind)),
+        };
+        let Some(definition) = definition else { continue };
         let root = format!("/{}", group_version_path(resource));
         let collection = if resource.namespaced {
             format!("{root}/namespaces/{{namespace}}/{}", resource.plural)
@@ -135,4 +148,58 @@ pub fn documents(catalog: &Catalog) -> Documents {
         by_group_version.insert(group_version, document);
     }
     Documents { index: json!({"paths": index}), by_group_version }
+}
+
+fn custom_definition_name(resource: &Resource) -> String {
+    let reversed: Vec<&str> = resource.group.split('.').rev().collect();
+    format!("{}.{}.{}", reversed.join("."), resource.version, resource.kind)
+}
+
+/// A CRD version's schema as Kubernetes publishes it: with `apiVersion`, `kind` and
+/// `metadata` (ObjectMeta) put in, and the kind it describes.
+fn custom_definition(resource: &Resource, schema: &Value) -> Value {
+    let mut definition = schema.clone();
+    if !definition.is_object() {
+        definition = json!({"type": "object"});
+    }
+    let properties = definition
+        .as_object_mut()
+        .map(|map| map.entry("properties").or_insert_with(|| json!({})))
+        .and_then(Value::as_object_mut);
+    if let Some(properties) = properties {
+        properties.insert(
+            "apiVersion".into(),
+            json!({"type": "string", "description": "APIVersion defines the versioned schema of this representation of an object."}),
+        );
+        properties.insert(
+            "kind".into(),
+            json!({"type": "string", "description": "Kind is a string value representing the REST resource this object represents."}),
+        );
+        properties.insert(
+            "metadata".into(),
+            json!({"allOf": [{"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}]}),
+        );
+    }
+    definition["x-kubernetes-group-version-kind"] =
+        json!([{"group": resource.group, "version": resource.version, "kind": resource.kind}]);
+    definition
+}
+
+/// `/openapi/v2`: a document with no definitions, in protobuf (what kubectl asks for) or
+/// JSON. kubectl reads it to validate, on the client, the kinds that
+/// OpenAPI v3 does not describe (a custom resource whose CRD it is applying in the same
+/// command); a kind a document does not describe it leaves to the server, which
+/// validates everything (a 404 here would make kubectl refuse the object instead).
+pub fn v2(accept: &str, version: &str) -> (&'static str, Vec<u8>) {
+    const TITLE: &str = "Kubernetes (kubeyard)";
+    let version = format!("v{version}.0");
+    if accept.contains("protobuf") {
+        // An empty gnostic `openapi_v2.Document`: the fields' zero values, as protobuf
+        // encodes a message with nothing set. Served as kube-openapi serves protobuf (Go
+        // cannot parse the media type kubectl asks for).
+        return ("application/octet-stream", Vec::new());
+    }
+    let document =
+        json!({"swagger": "2.0", "info": {"title": TITLE, "version": version}, "paths": {}, "definitions": {}});
+    ("application/json", document.to_string().into_bytes())
 }

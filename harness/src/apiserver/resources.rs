@@ -1,6 +1,10 @@
-//! The kinds the API server serves, and the discovery documents that describe them.
+//! The kinds the API server serves, and the discovery documents that describe them:
+//! the built-in ones (`RESOURCES`) and those CustomResourceDefinitions add while it runs
+//! (`Registry`), each request reading one snapshot of both (`Served`).
 
 use serde_json::{Value, json};
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex, RwLock};
 
 #[derive(Debug)]
 pub struct Resource {
@@ -18,6 +22,8 @@ pub struct Resource {
     /// `metadata.generation` counts changes to everything but status and metadata.
     pub generation: bool,
     pub categories: &'static [&'static str],
+    /// The CustomResourceDefinition that defines the kind; `None` for built-in kinds.
+    pub crd: Option<&'static str>,
 }
 
 const fn r(
@@ -41,6 +47,7 @@ const fn r(
         scale: false,
         generation: false,
         categories: &[],
+        crd: None,
     }
 }
 
@@ -107,19 +114,21 @@ pub static RESOURCES: &[Resource] = &[
     r("rbac.authorization.k8s.io", "ClusterRoleBinding", "clusterrolebindings", "clusterrolebinding", false, &[]),
     r("storage.k8s.io", "StorageClass", "storageclasses", "storageclass", false, &["sc"]),
     r("scheduling.k8s.io", "PriorityClass", "priorityclasses", "priorityclass", false, &["pc"]),
+    Resource {
+        categories: &["api-extensions"],
+        generation: true,
+        ..with_status(r(
+            "apiextensions.k8s.io",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+            "customresourcedefinition",
+            false,
+            &["crd", "crds"],
+        ))
+    },
 ];
 
-/// The named groups, in discovery order, each with its one served version.
-pub fn groups() -> Vec<(&'static str, &'static str)> {
-    let mut groups: Vec<(&str, &str)> = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
-        if !groups.iter().any(|(g, _)| *g == resource.group) {
-            groups.push((resource.group, resource.version));
-        }
-    }
-    groups
-}
-
+/// A built-in resource (callers that only ever mean built-in kinds: logs, proxies).
 pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
 }
@@ -128,7 +137,243 @@ pub fn by_kind(group: &str, kind: &str) -> Option<&'static Resource> {
     RESOURCES.iter().find(|r| r.group == group && r.kind == kind)
 }
 
+/// The kinds one CustomResourceDefinition serves: a row per served version, preferred
+/// version first.
+#[derive(Clone, Debug, Default)]
+pub struct CustomKinds {
+    pub rows: Vec<&'static Resource>,
+    /// Each row's `openAPIV3Schema`, as the CRD gives it (for OpenAPI documents).
+    pub schemas: Vec<Value>,
+    /// Being deleted: its objects may be read and deleted, not created.
+    pub terminating: bool,
+}
+
+/// What the server serves at one moment: the built-in kinds and the custom ones.
+#[derive(Clone, Debug, Default)]
+pub struct Served {
+    /// By CRD name.
+    custom: BTreeMap<String, CustomKinds>,
+    /// Counts changes, so that documents built from a snapshot (OpenAPI) are rebuilt.
+    pub generation: u64,
+}
+
+/// The custom kinds, swapped whole on every change (a CRD established or gone), so a
+/// request sees one consistent set from routing to discovery.
+#[derive(Default)]
+pub struct Registry {
+    served: RwLock<Arc<Served>>,
+}
+
+impl Registry {
+    pub fn snapshot(&self) -> Arc<Served> {
+        Arc::clone(&self.served.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn change(&self, change: impl FnOnce(&mut Served)) {
+        let mut served = self.served.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = Served::clone(&served);
+        change(&mut next);
+        next.generation += 1;
+        *served = Arc::new(next);
+    }
+
+    /// Serves a CRD's kinds (replacing what it served before).
+    pub fn set(&self, crd: &str, kinds: CustomKinds) {
+        self.change(|served| {
+            served.custom.insert(crd.to_string(), kinds);
+        });
+    }
+
+    pub fn remove(&self, crd: &str) {
+        if self.snapshot().custom.contains_key(crd) {
+            self.change(|served| {
+                served.custom.remove(crd);
+            });
+        }
+    }
+}
+
+impl Served {
+    fn custom_rows(&self) -> impl Iterator<Item = &'static Resource> + '_ {
+        self.custom.values().flat_map(|kinds| kinds.rows.iter().copied())
+    }
+
+    /// The resource at a path's group, version and plural: built-in kinds first (a CRD
+    /// never shadows one), then custom ones.
+    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+        find(group, version, plural)
+            .or_else(|| self.custom_rows().find(|r| r.group == group && r.version == version && r.plural == plural))
+    }
+
+    pub fn by_kind(&self, group: &str, kind: &str) -> Option<&'static Resource> {
+        by_kind(group, kind).or_else(|| self.custom_rows().find(|r| r.group == group && r.kind == kind))
+    }
+
+    /// What a CRD (by name) serves, when it is served.
+    pub fn kinds(&self, crd: &str) -> Option<&CustomKinds> {
+        self.custom.get(crd)
+    }
+
+    /// Whether the CRD that defines a custom resource is being deleted.
+    pub fn terminating(&self, resource: &Resource) -> bool {
+        resource.crd.and_then(|crd| self.custom.get(crd)).is_some_and(|kinds| kinds.terminating)
+    }
+
+    /// Every custom row, for documents built from all kinds (OpenAPI).
+    pub fn custom_resources(&self) -> Vec<&'static Resource> {
+        self.custom_rows().collect()
+    }
+
+    /// Every custom row with its schema.
+    pub fn custom_schemas(&self) -> Vec<(&'static Resource, &Value)> {
+        self.custom.values().flat_map(|kinds| kinds.rows.iter().copied().zip(kinds.schemas.iter())).collect()
+    }
+
+    /// The named groups, in discovery order (built-in ones, then custom ones by name),
+    /// each with its served versions, preferred first.
+    pub fn groups(&self) -> Vec<(&'static str, Vec<&'static str>)> {
+        fn add(groups: &mut Vec<(&'static str, Vec<&'static str>)>, resource: &'static Resource) {
+            match groups.iter_mut().find(|(g, _)| *g == resource.group) {
+                Some((_, versions)) if !versions.contains(&resource.version) => versions.push(resource.version),
+                Some(_) => {}
+                None => groups.push((resource.group, vec![resource.version])),
+            }
+        }
+        let mut groups: Vec<(&'static str, Vec<&'static str>)> = Vec::new();
+        for resource in RESOURCES.iter().filter(|r| !r.group.is_empty()) {
+            add(&mut groups, resource);
+        }
+        let builtin = groups.len();
+        let mut custom: Vec<&'static Resource> = self.custom_rows().collect();
+        custom.sort_by_key(|r| r.group);
+        for resource in custom {
+            add(&mut groups, resource);
+        }
+        for (_, versions) in &mut groups[builtin..] {
+            // Kubernetes' order: GA before beta before alpha, higher first, others by name.
+            versions.sort_by_key(|v| (std::cmp::Reverse(kubeyard_compiler::schema::removed::version_priority(v)), *v));
+        }
+        groups
+    }
+
+    /// `GET /api/v1` or `GET /apis/{group}/{version}`.
+    pub fn resource_list(&self, group: &str, version: &str) -> Option<Value> {
+        let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
+        let mut resources = Vec::new();
+        let rows = RESOURCES.iter().chain(self.custom_rows()).filter(|r| r.group == group && r.version == version);
+        for resource in rows {
+            resources.push(self.describe(resource));
+            for sub in resource.subresources() {
+                resources.push(subresource(resource, sub));
+            }
+        }
+        if resources.is_empty() {
+            return None;
+        }
+        if group.is_empty() {
+            resources.push(json!({
+                "name": "bindings", "singularName": "binding", "namespaced": true, "kind": "Binding", "verbs": ["create"]
+            }));
+        }
+        Some(
+            json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}),
+        )
+    }
+
+    fn describe(&self, resource: &Resource) -> Value {
+        // Custom resources list their verbs in the order Kubernetes' CRD handler does;
+        // a terminating CRD's kinds can no longer be created or changed.
+        let verbs: &[&str] = match resource.crd {
+            None => VERBS,
+            Some(_) if self.terminating(resource) => TERMINATING_VERBS,
+            Some(_) => CUSTOM_VERBS,
+        };
+        let mut described = json!({
+            "name": resource.plural,
+            "singularName": resource.singular,
+            "namespaced": resource.namespaced,
+            "kind": resource.kind,
+            "verbs": verbs,
+            "shortNames": resource.short_names,
+            "categories": resource.categories,
+        });
+        if resource.crd.is_some() {
+            // Omitted when empty, as Kubernetes serialises them.
+            for key in ["shortNames", "categories"] {
+                if described[key].as_array().is_some_and(Vec::is_empty) {
+                    described.as_object_mut().map(|m| m.remove(key));
+                }
+            }
+        }
+        described
+    }
+
+    /// `GET /apis`.
+    pub fn group_list(&self) -> Value {
+        let groups: Vec<Value> = self.groups().into_iter().map(|(g, v)| group_document(g, &v)).collect();
+        json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+    }
+
+    /// `GET /apis/{group}`.
+    pub fn group(&self, group: &str) -> Option<Value> {
+        self.groups().into_iter().find(|(g, _)| *g == group).map(|(group, versions)| {
+            let mut document = group_document(group, &versions);
+            document["kind"] = json!("APIGroup");
+            document["apiVersion"] = json!("v1");
+            document
+        })
+    }
+}
+
+/// A row for a custom kind, kept for the life of the process: requests, watches and
+/// tables hold `&'static Resource`. The same description gives the same row, so a CRD
+/// updated or created again many times leaks nothing more.
+pub fn intern(resource: Resource) -> &'static Resource {
+    static ROWS: Mutex<Vec<&'static Resource>> = Mutex::new(Vec::new());
+    let mut rows = ROWS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(row) = rows.iter().find(|row| same_row(row, &resource)) {
+        return row;
+    }
+    let row: &'static Resource = Box::leak(Box::new(resource));
+    rows.push(row);
+    row
+}
+
+fn same_row(a: &Resource, b: &Resource) -> bool {
+    (a.group, a.version, a.kind, a.plural, a.singular, a.namespaced, a.short_names, a.categories, a.crd)
+        == (b.group, b.version, b.kind, b.plural, b.singular, b.namespaced, b.short_names, b.categories, b.crd)
+        && (a.status, a.scale, a.generation) == (b.status, b.scale, b.generation)
+}
+
+/// A string kept for the life of the process (a custom row's names), each text once.
+pub fn leak(text: &str) -> &'static str {
+    static TEXTS: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut texts = TEXTS.lock().unwrap_or_else(|e| e.into_inner());
+    let texts = texts.get_or_insert_with(HashSet::new);
+    if let Some(text) = texts.get(text) {
+        return text;
+    }
+    let text: &'static str = Box::leak(text.to_string().into_boxed_str());
+    texts.insert(text);
+    text
+}
+
+/// A list of strings kept for the life of the process.
+pub fn leak_list(items: &[String]) -> &'static [&'static str] {
+    if items.is_empty() {
+        return &[];
+    }
+    let list: Vec<&'static str> = items.iter().map(|item| leak(item)).collect();
+    Box::leak(list.into_boxed_slice())
+}
+
 impl Resource {
+    /// The kind as behaviour particular to built-in kinds is keyed: empty for a custom
+    /// kind, so that a CRD's `Job` (Volcano's) or `Service` (Knative's) gets none of it.
+    pub fn builtin_kind(&self) -> &'static str {
+        if self.crd.is_some() { "" } else { self.kind }
+    }
+
     pub fn api_version(&self) -> String {
         if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
     }
@@ -187,76 +432,43 @@ impl Resource {
 const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 
 const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// A custom resource's verbs, in the order Kubernetes' CRD handler lists them.
+const CUSTOM_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
+const TERMINATING_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
 
-/// `GET /api/v1` or `GET /apis/{group}/{version}`.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let group_version = if group.is_empty() { version.to_string() } else { format!("{group}/{version}") };
-    let mut resources = Vec::new();
-    for resource in RESOURCES.iter().filter(|r| r.group == group && r.version == version) {
-        resources.push(json!({
-            "name": resource.plural,
-            "singularName": resource.singular,
-            "namespaced": resource.namespaced,
-            "kind": resource.kind,
-            "verbs": VERBS,
-            "shortNames": resource.short_names,
-            "categories": resource.categories,
-        }));
-        for sub in resource.subresources() {
-            let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match sub {
-                "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
-                "binding" => ("Binding", "", "v1", &["create"]),
-                "finalize" => ("Namespace", "", "v1", &["update"]),
-                "log" => ("Pod", "", "v1", &["get"]),
-                "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),
-                "attach" => ("PodAttachOptions", "", "v1", &["create", "get"]),
-                "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
-                "proxy" if resource.kind == "Pod" => ("PodProxyOptions", "", "v1", PROXY_VERBS),
-                "proxy" => ("ServiceProxyOptions", "", "v1", PROXY_VERBS),
-                "token" => ("TokenRequest", "authentication.k8s.io", "v1", &["create"]),
-                _ => (resource.kind, resource.group, resource.version, &["get", "patch", "update"]),
-            };
-            resources.push(json!({
-                "name": format!("{}/{sub}", resource.plural),
-                "singularName": "",
-                "namespaced": resource.namespaced,
-                "group": group,
-                "version": version,
-                "kind": kind,
-                "verbs": verbs,
-            }));
-        }
-    }
-    if resources.is_empty() {
-        return None;
-    }
-    if group.is_empty() {
-        resources.push(json!({
-            "name": "bindings", "singularName": "binding", "namespaced": true, "kind": "Binding", "verbs": ["create"]
-        }));
-    }
-    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources}))
-}
-
-fn group_document(group: &str, version: &str) -> Value {
-    let version = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-    json!({"name": group, "versions": [version.clone()], "preferredVersion": version})
-}
-
-/// `GET /apis`.
-pub fn group_list() -> Value {
-    let groups: Vec<Value> = groups().into_iter().map(|(g, v)| group_document(g, v)).collect();
-    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
-}
-
-/// `GET /apis/{group}`.
-pub fn group(group: &str) -> Option<Value> {
-    groups().into_iter().find(|(g, _)| *g == group).map(|(group, version)| {
-        let mut document = group_document(group, version);
-        document["kind"] = json!("APIGroup");
-        document["apiVersion"] = json!("v1");
-        document
+/// A subresource's discovery entry.
+fn subresource(resource: &Resource, sub: &str) -> Value {
+    let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match sub {
+        "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
+        "binding" => ("Binding", "", "v1", &["create"]),
+        "finalize" => ("Namespace", "", "v1", &["update"]),
+        "log" => ("Pod", "", "v1", &["get"]),
+        "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),
+        "attach" => ("PodAttachOptions", "", "v1", &["create", "get"]),
+        "portforward" => ("PodPortForwardOptions", "", "v1", &["create", "get"]),
+        "proxy" if resource.kind == "Pod" => ("PodProxyOptions", "", "v1", PROXY_VERBS),
+        "proxy" => ("ServiceProxyOptions", "", "v1", PROXY_VERBS),
+        "token" => ("TokenRequest", "authentication.k8s.io", "v1", &["create"]),
+        _ => (resource.kind, resource.group, resource.version, &["get", "patch", "update"]),
+    };
+    json!({
+        "name": format!("{}/{sub}", resource.plural),
+        "singularName": "",
+        "namespaced": resource.namespaced,
+        "group": group,
+        "version": version,
+        "kind": kind,
+        "verbs": verbs,
     })
+}
+
+fn group_document(group: &str, versions: &[&str]) -> Value {
+    let versions: Vec<Value> = versions
+        .iter()
+        .map(|version| json!({"groupVersion": format!("{group}/{version}"), "version": version}))
+        .collect();
+    let preferred = versions.first().cloned().unwrap_or(Value::Null);
+    json!({"name": group, "versions": versions, "preferredVersion": preferred})
 }
 
 /// `GET /api`.

@@ -20,6 +20,11 @@ pub struct Subject<'a> {
     pub name: &'a str,
 }
 
+/// `Deployment.apps`, as a 422 names the kind (`Pod` for the core group).
+fn qualified_kind(subject: &Subject<'_>) -> String {
+    if subject.group.is_empty() { subject.kind.to_string() } else { format!("{}.{}", subject.kind, subject.group) }
+}
+
 fn details(subject: &Subject<'_>) -> Value {
     json!({"name": subject.name, "group": subject.group, "kind": subject.kind})
 }
@@ -85,7 +90,7 @@ impl ApiError {
             ..ApiError::new(
                 422,
                 "Invalid",
-                format!("{} \"{}\" is invalid: {}", subject.kind, subject.name, summary.join(", ")),
+                format!("{} \"{}\" is invalid: {}", qualified_kind(&subject), subject.name, summary.join(", ")),
             )
         }
     }

@@ -50,6 +50,8 @@ fn columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
             ("Age", "string", 0),
         ],
         "StatefulSet" => &[("Name", "string", 0), ("Ready", "string", 0), ("Age", "string", 0)],
+        // No printer of its own in Kubernetes: the generic one's columns.
+        "CustomResourceDefinition" => &[("Name", "string", 0), ("Created At", "date", 0)],
         "DaemonSet" => &[
             ("Name", "string", 0),
             ("Desired", "integer", 0),
@@ -352,6 +354,7 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
                 json!(string(object, "/message")),
             ]
         }
+        "CustomResourceDefinition" => vec![name, json!(string(object, "/metadata/creationTimestamp"))],
         _ => vec![name, age],
     }
 }
@@ -364,7 +367,7 @@ pub fn table(
     token: Option<String>,
     include: Include,
 ) -> Value {
-    let definitions: Vec<Value> = columns(resource.kind)
+    let definitions: Vec<Value> = columns(resource.builtin_kind())
         .iter()
         .map(|(name, kind, priority)| {
             let format = if *name == "Name" { "name" } else { "" };
@@ -374,7 +377,7 @@ pub fn table(
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": cells(resource.kind, object)});
+            let mut row = json!({"cells": cells(resource.builtin_kind(), object)});
             match include {
                 Include::None => {}
                 Include::Metadata => {

@@ -35,24 +35,48 @@ fn with_last_applied(object: &Value, written: Option<&Value>) -> Value {
     object
 }
 
-async fn path_of(client: &Client, entry: &Entry) -> Result<(String, String), Written> {
+/// How long an object waits for its kind, defined by a CRD of the same plan, to be served:
+/// a real API server establishes a CRD a moment after it is created.
+const ESTABLISHING: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn path_of(client: &Client, entry: &Entry, defined_here: bool) -> Result<(String, String), Written> {
     let object = &entry.object;
-    let served = client
-        .resource(&object.api_version, &object.kind)
-        .await
-        .map_err(|e| Written::Failed(e.to_string()))?
-        .ok_or_else(|| Written::Failed(format!("the cluster does not serve {} {}", object.api_version, object.kind)))?;
+    let started = std::time::Instant::now();
+    let served = loop {
+        let served =
+            client.resource(&object.api_version, &object.kind).await.map_err(|e| Written::Failed(e.to_string()))?;
+        match served {
+            Some(served) => break served,
+            None if defined_here && started.elapsed() < ESTABLISHING => {
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            None if defined_here => {
+                return Err(Written::Failed(format!(
+                    "the cluster does not serve {} {}: its CustomResourceDefinition was applied but not established within {}s",
+                    object.api_version,
+                    object.kind,
+                    ESTABLISHING.as_secs()
+                )));
+            }
+            None => {
+                return Err(Written::Failed(format!(
+                    "the cluster does not serve {} {}",
+                    object.api_version, object.kind
+                )));
+            }
+        }
+    };
     let namespace = served.namespaced.then(|| object.namespace.as_deref().unwrap_or("default"));
     let collection = Client::collection(&object.api_version, &served.resource.plural, namespace);
     let path = format!("{collection}/{}", object.name);
     Ok((collection, path))
 }
 
-async fn apply_one(client: &Client, entry: &Entry, written: Option<&Value>) -> Result<(), Written> {
+async fn apply_one(client: &Client, entry: &Entry, written: Option<&Value>, defined_here: bool) -> Result<(), Written> {
     if entry.action == Action::Unchanged {
         return Ok(());
     }
-    let (collection, path) = path_of(client, entry).await?;
+    let (collection, path) = path_of(client, entry, defined_here).await?;
     match entry.action {
         Action::Create => {
             // What the user wrote, not the normalized form: defaulting is the server's job.
@@ -77,6 +101,7 @@ pub async fn apply(
     mut on_done: impl FnMut(&Entry, &Result<(), Written>),
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(plan.objects.len());
+    let defined = kinds_defined(plan);
     let mut start = 0;
     while start < plan.objects.len() {
         let wave = plan.objects[start].wave;
@@ -86,7 +111,9 @@ pub async fn apply(
             .map_or(plan.objects.len(), |n| start + n.max(1));
         let mut done = futures_util::stream::iter((start..end).map(|i| {
             let entry = &plan.objects[i];
-            async move { (i, apply_one(client, entry, written.get(&entry.object.id)).await) }
+            let group = entry.object.api_version.rsplit_once('/').map_or("", |(group, _)| group);
+            let defined_here = defined.contains(&(group.to_string(), entry.object.kind.clone()));
+            async move { (i, apply_one(client, entry, written.get(&entry.object.id), defined_here).await) }
         }))
         .buffer_unordered(16);
         while let Some((i, result)) = done.next().await {
@@ -97,4 +124,20 @@ pub async fn apply(
     }
     outcomes.sort_by_key(|o| o.entry);
     outcomes
+}
+
+/// The (group, kind)s the plan's CustomResourceDefinitions define.
+fn kinds_defined(plan: &Plan) -> std::collections::HashSet<(String, String)> {
+    plan.objects
+        .iter()
+        .filter(|e| {
+            e.object.kind == "CustomResourceDefinition" && e.object.api_version.starts_with("apiextensions.k8s.io/")
+        })
+        .filter_map(|e| e.result.as_ref())
+        .filter_map(|crd| {
+            let group = crd.pointer("/spec/group")?.as_str()?;
+            let kind = crd.pointer("/spec/names/kind")?.as_str()?;
+            Some((group.to_string(), kind.to_string()))
+        })
+        .collect()
 }

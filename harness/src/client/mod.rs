@@ -282,32 +282,29 @@ impl Client {
     /// namespaced; `None` when the server does not serve them.
     pub async fn resource(&self, api_version: &str, kind: &str) -> Result<Option<Served>, Failed> {
         let known = self.resources.lock().unwrap_or_else(|p| p.into_inner()).get(api_version).cloned();
-        let resources = match known {
-            Some(resources) => resources,
-            None => {
-                let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-                let mut found = HashMap::new();
-                for resource in self.resource_list(api_version).await?.map(|l| l.resources).unwrap_or_default() {
-                    // Subresources (`pods/status`) are not where objects live.
-                    if resource.name.contains('/') {
-                        continue;
-                    }
-                    let gvk = GroupVersionKind::gvk(group, version, &resource.kind);
-                    let served = Served {
-                        resource: ApiResource::from_gvk_with_plural(&gvk, &resource.name),
-                        namespaced: resource.namespaced,
-                    };
-                    found.insert(resource.kind, served);
-                }
-                let found = Arc::new(found);
-                self.resources
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(api_version.to_string(), Arc::clone(&found));
-                found
+        if let Some(served) = known.as_ref().and_then(|resources| resources.get(kind)) {
+            return Ok(Some(served.clone()));
+        }
+        // Not served when last asked, or never asked: ask again, as a CustomResourceDefinition
+        // applied a moment ago may serve it now (kubectl's discovery does the same on a miss).
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let Some(list) = self.resource_list(api_version).await? else { return Ok(None) };
+        let mut found = HashMap::new();
+        for resource in list.resources {
+            // Subresources (`pods/status`) are not where objects live.
+            if resource.name.contains('/') {
+                continue;
             }
-        };
-        Ok(resources.get(kind).cloned())
+            let gvk = GroupVersionKind::gvk(group, version, &resource.kind);
+            let served = Served {
+                resource: ApiResource::from_gvk_with_plural(&gvk, &resource.name),
+                namespaced: resource.namespaced,
+            };
+            found.insert(resource.kind, served);
+        }
+        let found = Arc::new(found);
+        self.resources.lock().unwrap_or_else(|p| p.into_inner()).insert(api_version.to_string(), Arc::clone(&found));
+        Ok(found.get(kind).cloned())
     }
 
     /// The resource a user means by `name` (plural, singular, kind or short name, with an

@@ -136,7 +136,7 @@ fn admission_defaults_and_refuses_like_the_api_server() {
     let refused = post(&deployments, &bad);
     assert_status(&refused, 422, "Invalid");
     assert_eq!(refused.body["details"]["causes"][0]["field"], "spec.replicas");
-    assert!(refused.body["message"].as_str().unwrap().starts_with("Deployment \"bad\" is invalid: spec.replicas"));
+    assert!(refused.body["message"].as_str().unwrap().starts_with("Deployment.apps \"bad\" is invalid: spec.replicas"));
 
     let mut mismatched = deployment("mismatch");
     mismatched["spec"]["selector"]["matchLabels"]["app"] = json!("other");

@@ -30,7 +30,7 @@ fn json(output: &Output) -> serde_json::Value {
 fn valid_manifests_exit_zero() {
     let output = kubeyard(&["lint", "fixtures/lint/valid"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
-    assert!(stdout(&output).contains("11 objects in 6 files: 10 valid, 0 invalid, 1 skipped"), "{}", stdout(&output));
+    assert!(stdout(&output).contains("13 objects in 7 files: 12 valid, 0 invalid, 1 skipped"), "{}", stdout(&output));
 }
 
 #[test]

@@ -334,3 +334,60 @@ fn kubectl_against_a_server_that_keeps_state_in_etcd() {
     let _ = watch.kill();
     let _ = watch.wait();
 }
+
+/// kubectl with a CustomResourceDefinition, as an operator author uses it: apply the CRD
+/// and an object of its kind at once, find it by plural, short name and category, read its
+/// schema with `explain`, change its status through the subresource, refuse a bad one in
+/// the API server's words, and delete the CRD, which takes the kind with it.
+#[test]
+fn kubectl_serves_a_custom_resource_from_its_crd() {
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let fixtures = support::workspace().join("fixtures/crds/widgets");
+    // As on a real cluster, kubectl maps every object before the CRD it applies in the
+    // same command is served: the CRD is created, its object refused.
+    let both = format!("{},{}", fixtures.join("crd.yaml").display(), fixtures.join("widget.yaml").display());
+    let together = cluster.kubectl(&["apply", "-f", &both]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&together.stdout), String::from_utf8_lossy(&together.stderr));
+    assert!(stdout.contains("customresourcedefinition.apiextensions.k8s.io/widgets.example.com created"), "{stdout}");
+    assert!(stderr.contains("no matches for kind \"Widget\" in version \"example.com/v1\""), "{stderr}");
+    let applied = cluster.ok(&["apply", "-f", &fixtures.join("widget.yaml").display().to_string()]);
+    assert!(applied.contains("widget.example.com/gear created"), "{applied}");
+    let listed = cluster.ok(&["get", "widgets"]);
+    assert!(listed.starts_with("NAME") && listed.contains("AGE") && listed.contains("gear"), "{listed}");
+    assert!(cluster.ok(&["get", "wd", "gear", "-o", "jsonpath={.spec.size}"]) == "3");
+    assert!(cluster.ok(&["get", "all"]).contains("widget.example.com/gear"));
+    let explained = cluster.ok(&["explain", "widget.spec.size"]);
+    assert!(explained.contains("integer"), "{explained}");
+    let crds = cluster.ok(&["get", "crd"]);
+    assert!(crds.contains("CREATED AT") && crds.contains("widgets.example.com"), "{crds}");
+    cluster.ok(&[
+        "patch",
+        "widget",
+        "gear",
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"ready":true}}"#,
+    ]);
+    assert_eq!(cluster.ok(&["get", "widget", "gear", "-o", "jsonpath={.status.ready}"]), "true");
+    let refused = cluster.kubectl(&["apply", "-f", &fixtures.join("bad-widget.yaml").display().to_string()]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(stderr.contains("The Widget \"broken\" is invalid") && stderr.contains("spec.size"), "{stderr}");
+    cluster.ok(&["delete", "crd", "widgets.example.com"]);
+    // kubectl's discovery cache still knows the kind: the list is a 404, as on any cluster.
+    let cached = cluster.kubectl(&["get", "widgets"]);
+    let stderr = String::from_utf8_lossy(&cached.stderr);
+    assert!(
+        !cached.status.success() && stderr.contains("the server could not find the requested resource"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(cluster.dir.path().join("cache")).expect("the cache is there");
+    let gone = cluster.kubectl(&["get", "widgets"]);
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        !gone.status.success() && stderr.contains("the server doesn't have a resource type \"widgets\""),
+        "{stderr}"
+    );
+}

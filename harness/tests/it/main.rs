@@ -11,6 +11,7 @@ mod containers;
 mod controlplane;
 mod convergence;
 mod corpus;
+mod crds;
 mod deployment;
 mod determinism;
 mod docs;

@@ -74,6 +74,8 @@ pub struct Reply {
     pub status: u16,
     pub text: String,
     pub body: Value,
+    /// The `Warning` headers, as sent.
+    pub warnings: Vec<String>,
 }
 
 impl Reply {
@@ -104,9 +106,11 @@ pub fn call(
     let request = request.body(body.unwrap_or("").to_string()).expect("a well-formed request");
     let mut response = agent.run(request).expect("the server answers");
     let status = response.status().as_u16();
+    let warnings =
+        response.headers().get_all("warning").iter().filter_map(|v| v.to_str().ok().map(str::to_string)).collect();
     let text = response.body_mut().with_config().limit(64 << 20).read_to_string().expect("a text body");
     let body = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply { status, text, body }
+    Reply { status, text, body, warnings }
 }
 
 pub fn get(url: &str) -> Reply {

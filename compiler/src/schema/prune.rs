@@ -1,0 +1,157 @@
+//! Structural pruning and defaulting, as the API server decodes a custom resource: fields
+//! its schema does not declare are dropped (and reported, so the server can refuse them
+//! under `fieldValidation=Strict` or warn about them), `default:`s fill what is missing,
+//! top-down, and a `null` where the schema does not allow one takes the default or goes.
+//! `apiVersion`, `kind` and `metadata` of the object (and of embedded resources) are the
+//! server's to check, not pruned here.
+
+use serde_json::{Map, Value};
+
+/// Prunes and defaults `object` along `schema` (a CRD version's schema as the catalog
+/// holds it); the paths of the fields dropped, as Kubernetes names them (`spec.foo`,
+/// `spec.items[0].bar`), in the order met.
+pub fn prune_and_default(schema: &Value, object: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    walk(schema, object, "", true, &mut unknown);
+    unknown
+}
+
+fn is(schema: &Value, key: &str) -> bool {
+    schema.get(key) == Some(&Value::Bool(true))
+}
+
+/// Whether `null` is a value the schema takes (`nullable: true`, which the catalog
+/// writes as a `"null"` type).
+fn nullable(schema: &Value) -> bool {
+    is(schema, "nullable")
+        || match schema.get("type") {
+            Some(Value::Array(types)) => types.iter().any(|t| t == "null"),
+            Some(Value::String(kind)) => kind == "null",
+            _ => false,
+        }
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
+}
+
+fn walk(schema: &Value, value: &mut Value, path: &str, root: bool, unknown: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => walk_object(schema, map, path, root, unknown),
+        Value::Array(items) => {
+            if let Some(items_schema) = schema.get("items") {
+                for (index, item) in items.iter_mut().enumerate() {
+                    walk(items_schema, item, &format!("{path}[{index}]"), false, unknown);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn walk_object(schema: &Value, map: &mut Map<String, Value>, path: &str, root: bool, unknown: &mut Vec<String>) {
+    let resource = root || is(schema, "x-kubernetes-embedded-resource");
+    let preserve = is(schema, "x-kubernetes-preserve-unknown-fields");
+    let properties = schema.get("properties").and_then(Value::as_object);
+    let additional = match schema.get("additionalProperties") {
+        Some(Value::Object(additional)) => Some(Value::Object(additional.clone())),
+        Some(Value::Bool(true)) => Some(Value::Object(Map::new())),
+        _ => None,
+    };
+    // Defaults first, so that a defaulted object gets its own fields' defaults below.
+    for (name, property) in properties.into_iter().flatten() {
+        if !map.contains_key(name)
+            && let Some(default) = property.get("default")
+        {
+            map.insert(name.clone(), default.clone());
+        }
+    }
+    let keys: Vec<String> = map.keys().cloned().collect();
+    for key in keys {
+        if resource && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") {
+            continue;
+        }
+        let field = join(path, &key);
+        let declared = properties.and_then(|p| p.get(&key)).or(additional.as_ref());
+        let Some(child) = declared else {
+            if !preserve {
+                map.remove(&key);
+                unknown.push(field);
+            }
+            continue;
+        };
+        if map.get(&key).is_some_and(Value::is_null) && !nullable(child) {
+            match child.get("default") {
+                Some(default) => {
+                    map.insert(key.clone(), default.clone());
+                }
+                None => {
+                    map.remove(&key);
+                    continue;
+                }
+            }
+        }
+        if let Some(value) = map.get_mut(&key) {
+            walk(child, value, &field, false, unknown);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn schema() -> Value {
+        json!({
+            "type": "object",
+            "properties": {
+                "apiVersion": {"type": "string"}, "kind": {"type": "string"}, "metadata": {"$ref": "meta"},
+                "spec": {"type": "object", "properties": {
+                    "size": {"type": "integer", "default": 1},
+                    "color": {"type": ["string", "null"]},
+                    "parts": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}},
+                    "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true,
+                              "properties": {"known": {"type": "object", "properties": {}}}},
+                    "limits": {"type": "object", "default": {}, "properties": {"cpu": {"type": "string", "default": "1"}}},
+                    "opaque": {"type": "object"}
+                }}
+            }
+        })
+    }
+
+    #[test]
+    fn unknown_fields_go_and_are_named() {
+        let mut object = json!({
+            "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "odd": 1},
+            "spec": {
+                "size": 2, "colour": "red",
+                "parts": [{"name": "a", "weight": 3}],
+                "labels": {"any": "thing"},
+                "extra": {"free": true, "known": {"nested": 1}},
+                "opaque": {"everything": "goes"}
+            },
+            "status": {}
+        });
+        let mut unknown = prune_and_default(&schema(), &mut object);
+        unknown.sort();
+        assert_eq!(
+            unknown,
+            ["spec.colour", "spec.extra.known.nested", "spec.opaque.everything", "spec.parts[0].weight", "status"]
+        );
+        assert_eq!(object["spec"]["extra"], json!({"free": true, "known": {}}));
+        assert_eq!(object["spec"]["labels"], json!({"any": "thing"}));
+        assert_eq!(object["metadata"], json!({"name": "w", "odd": 1}), "metadata is the server's to check");
+    }
+
+    #[test]
+    fn defaults_fill_top_down_and_nulls_take_them_or_go() {
+        let mut object = json!({"spec": {"size": null, "color": null}});
+        assert_eq!(prune_and_default(&schema(), &mut object), Vec::<String>::new());
+        assert_eq!(object["spec"], json!({"size": 1, "color": null, "limits": {"cpu": "1"}}));
+        let mut object = json!({"spec": {"parts": null}});
+        prune_and_default(&schema(), &mut object);
+        assert_eq!(object["spec"].get("parts"), None);
+    }
+}

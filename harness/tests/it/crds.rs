@@ -1,0 +1,202 @@
+//! CustomResourceDefinitions over HTTP, as any client sees them: a CRD created is
+//! Established and its kind served at once (discovery, OpenAPI, objects validated
+//! against its schema, tables); names another CRD holds are refused in its status; a
+//! CRD deleted takes its objects and its kind with it.
+
+use crate::support;
+
+use serde_json::{Value, json};
+use support::api::{Server, delete, get, post, put};
+
+fn fixture(name: &str) -> Value {
+    let path = support::workspace().join("fixtures/crds/widgets").join(name);
+    let text = std::fs::read_to_string(&path).expect("the fixture exists");
+    let source = kubeyard_compiler::SourceFile::new(name, text).expect("text");
+    let document = kubeyard_compiler::yaml::Documents::new(&source).next().expect("a document").expect("YAML");
+    document.root.expect("an object").to_json()
+}
+
+fn crd_url(server: &Server) -> String {
+    format!("{}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", server.url)
+}
+
+fn widgets_url(server: &Server) -> String {
+    format!("{}/apis/example.com/v1/namespaces/default/widgets", server.url)
+}
+
+fn condition<'a>(crd: &'a Value, kind: &str) -> &'a Value {
+    crd["status"]["conditions"].as_array().and_then(|c| c.iter().find(|c| c["type"] == kind)).unwrap_or(&Value::Null)
+}
+
+#[test]
+fn a_crd_is_established_and_its_kind_served_at_once() {
+    let server = Server::start();
+    assert_eq!(get(&widgets_url(&server)).status, 404, "not served before its CRD");
+    let created = post(&crd_url(&server), &fixture("crd.yaml"));
+    assert_eq!(created.status, 201, "{}", created.text);
+    // Defaults, as Kubernetes fills them.
+    assert_eq!(created.body["spec"]["names"]["listKind"], "WidgetList");
+    assert_eq!(created.body["spec"]["conversion"]["strategy"], "None");
+    assert_eq!(created.body["status"]["storedVersions"], json!(["v1"]));
+
+    let crd = get(&format!("{}/widgets.example.com", crd_url(&server))).body;
+    let accepted = condition(&crd, "NamesAccepted");
+    assert_eq!((accepted["status"].as_str(), accepted["reason"].as_str()), (Some("True"), Some("NoConflicts")));
+    let established = condition(&crd, "Established");
+    assert_eq!(
+        (established["status"].as_str(), established["reason"].as_str()),
+        (Some("True"), Some("InitialNamesAccepted"))
+    );
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget");
+    assert_eq!(crd["status"]["acceptedNames"]["shortNames"], json!(["wd"]));
+
+    // Discovery: the group, its version and the kind's resource with Kubernetes' verbs.
+    let groups = get(&format!("{}/apis", server.url)).body;
+    let group = groups["groups"].as_array().unwrap().iter().find(|g| g["name"] == "example.com").cloned();
+    assert_eq!(group.expect("example.com in /apis")["preferredVersion"]["groupVersion"], "example.com/v1");
+    let list = get(&format!("{}/apis/example.com/v1", server.url)).body;
+    let widgets = list["resources"].as_array().unwrap().iter().find(|r| r["name"] == "widgets").cloned().unwrap();
+    assert_eq!(widgets["kind"], "Widget");
+    assert_eq!(widgets["namespaced"], true);
+    assert_eq!(widgets["shortNames"], json!(["wd"]));
+    assert_eq!(
+        widgets["verbs"],
+        json!(["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"])
+    );
+    let names: Vec<&str> = list["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
+    assert!(names.contains(&"widgets/status"), "{names:?}");
+    // OpenAPI, for kubectl explain.
+    let index = get(&format!("{}/openapi/v3", server.url)).body;
+    let url = index["paths"]["apis/example.com/v1"]["serverRelativeURL"].as_str().expect("a document").to_string();
+    let document = get(&format!("{}{url}", server.url)).body;
+    let schema = &document["components"]["schemas"]["com.example.v1.Widget"];
+    assert_eq!(schema["properties"]["spec"]["properties"]["size"]["type"], "integer");
+
+    // Objects: validated against the CRD's schema, stored, listed, shown as a table.
+    let widget = post(&widgets_url(&server), &fixture("widget.yaml"));
+    assert_eq!(widget.status, 201, "{}", widget.text);
+    assert_eq!(widget.body["metadata"]["generation"], 1);
+    let refused = post(&widgets_url(&server), &fixture("bad-widget.yaml"));
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let message = refused.body["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("Widget.example.com \"broken\" is invalid: "), "{message}");
+    assert!(message.contains("spec.size") && message.contains("spec.color"), "{message}");
+    let listed = get(&widgets_url(&server)).body;
+    assert_eq!(listed["kind"], "WidgetList");
+    assert_eq!(listed["items"][0]["metadata"]["name"], "gear");
+    let table = support::api::call(
+        "GET",
+        &widgets_url(&server),
+        None,
+        None,
+        &[("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")],
+    );
+    let columns: Vec<&str> =
+        table.body["columnDefinitions"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
+    assert_eq!(columns, ["Name", "Age"], "{}", table.text);
+
+    // The status subresource: the main resource leaves status alone, and generation
+    // counts the spec only.
+    let mut changed = get(&format!("{}/gear", widgets_url(&server))).body;
+    changed["status"] = json!({"ready": true});
+    let written = put(&format!("{}/gear", widgets_url(&server)), &changed);
+    assert_eq!(written.status, 200, "{}", written.text);
+    assert_eq!(written.body.get("status"), None, "{}", written.text);
+    assert_eq!(written.body["metadata"]["generation"], 1);
+    let status = put(&format!("{}/gear/status", widgets_url(&server)), &changed);
+    assert_eq!(status.body["status"]["ready"], true, "{}", status.text);
+    assert_eq!(status.body["metadata"]["generation"], 1);
+}
+
+#[test]
+fn a_crd_refused_or_in_conflict_says_why() {
+    let server = Server::start();
+    let mut wrong = fixture("crd.yaml");
+    wrong["metadata"]["name"] = json!("gadgets.example.com");
+    let refused = post(&crd_url(&server), &wrong);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        "CustomResourceDefinition.apiextensions.k8s.io \"gadgets.example.com\" is invalid: metadata.name: Invalid \
+         value: \"gadgets.example.com\": must be spec.names.plural+\".\"+spec.group"
+    );
+
+    assert_eq!(post(&crd_url(&server), &fixture("crd.yaml")).status, 201);
+    // Another CRD of the group wanting the same short name is stored, but not served.
+    let mut rival = fixture("crd.yaml");
+    rival["metadata"]["name"] = json!("doodads.example.com");
+    rival["spec"]["names"] = json!({"plural": "doodads", "singular": "doodad", "kind": "Doodad", "shortNames": ["wd"]});
+    assert_eq!(post(&crd_url(&server), &rival).status, 201);
+    let rival = get(&format!("{}/doodads.example.com", crd_url(&server))).body;
+    let accepted = condition(&rival, "NamesAccepted");
+    assert_eq!(accepted["status"], "False", "{rival}");
+    assert_eq!(accepted["reason"], "ShortNamesConflict", "{rival}");
+    assert_eq!(condition(&rival, "Established")["reason"], "NotAccepted", "{rival}");
+    assert_eq!(get(&format!("{}/apis/example.com/v1/namespaces/default/doodads", server.url)).status, 404);
+
+    // The holder deleted, the rival is accepted.
+    let deleted = delete(&format!("{}/widgets.example.com", crd_url(&server)));
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    support::api::wait_for("the rival accepted", || {
+        let rival = get(&format!("{}/doodads.example.com", crd_url(&server))).body;
+        condition(&rival, "NamesAccepted")["status"] == "True"
+    });
+    assert_eq!(get(&format!("{}/apis/example.com/v1/namespaces/default/doodads", server.url)).status, 200);
+}
+
+#[test]
+fn a_deleted_crd_takes_its_objects_and_its_kind_with_it() {
+    let server = Server::start();
+    assert_eq!(post(&crd_url(&server), &fixture("crd.yaml")).status, 201);
+    assert_eq!(post(&widgets_url(&server), &fixture("widget.yaml")).status, 201);
+    let deleted = delete(&format!("{}/widgets.example.com", crd_url(&server)));
+    assert_eq!(deleted.status, 200, "{}", deleted.text);
+    support::api::wait_for("the CRD gone", || get(&format!("{}/widgets.example.com", crd_url(&server))).status == 404);
+    assert_eq!(get(&widgets_url(&server)).status, 404, "its kind is no longer served");
+    let groups = get(&format!("{}/apis", server.url)).body;
+    assert!(!groups["groups"].as_array().unwrap().iter().any(|g| g["name"] == "example.com"), "{groups}");
+    // Created again, it starts empty: its objects went with it.
+    assert_eq!(post(&crd_url(&server), &fixture("crd.yaml")).status, 201);
+    assert_eq!(get(&widgets_url(&server)).body["items"], json!([]));
+}
+
+/// Fields a CRD's schema does not declare are dropped as Kubernetes decodes a custom
+/// resource: with a warning by default, refused with kubectl's `fieldValidation=Strict`,
+/// silently with `Ignore`; `default:`s fill what is missing.
+#[test]
+fn unknown_fields_are_pruned_or_refused_and_defaults_filled() {
+    let server = Server::start();
+    let mut crd = fixture("crd.yaml");
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["color"]["default"] =
+        json!("green");
+    assert_eq!(post(&crd_url(&server), &crd).status, 201);
+    let widget = json!({
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "cog"},
+        "spec": {"size": 2, "shape": "round"}, "extra": 1
+    });
+    let warned = post(&widgets_url(&server), &widget);
+    assert_eq!(warned.status, 201, "{}", warned.text);
+    assert_eq!(warned.warnings, [r#"299 - "unknown field \"extra\"""#, r#"299 - "unknown field \"spec.shape\"""#]);
+    assert_eq!(warned.body["spec"], json!({"size": 2, "color": "green"}));
+    assert_eq!(warned.body.get("extra"), None);
+
+    let strict = post(
+        &format!("{}?fieldValidation=Strict", widgets_url(&server)),
+        &json!({
+            "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "cam"}, "spec": {"size": 1, "shape": "x"}
+        }),
+    );
+    assert_eq!(strict.status, 400, "{}", strict.text);
+    assert_eq!(
+        strict.body["message"],
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: unknown field \"spec.shape\""
+    );
+    let ignored = post(
+        &format!("{}?fieldValidation=Ignore", widgets_url(&server)),
+        &json!({
+            "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "cam"}, "spec": {"size": 1, "shape": "x"}
+        }),
+    );
+    assert_eq!((ignored.status, ignored.warnings.len()), (201, 0), "{}", ignored.text);
+    assert_eq!(ignored.body["spec"], json!({"size": 1, "color": "green"}));
+}
