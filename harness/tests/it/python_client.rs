@@ -1,14 +1,15 @@
 //! The official Kubernetes Python client (`pip install -r harness/tests/python/requirements.txt`;
-//! `.ci/run` does) against the API server: create, list, watch, patch, scale, delete.
+//! `.ci/run` does) against the API server: create, list, watch, patch, scale, delete, and
+//! custom objects of a CRD.
 
 use crate::support;
 
 use std::process::Command;
 use support::api::Server;
 
-#[test]
-fn the_python_client_creates_lists_watches_patches_and_deletes() {
-    let script = support::workspace().join("harness/tests/python/client.py");
+/// Runs one script of `harness/tests/python/` against a fresh API server; it prints `ok`.
+fn run(script: &str) {
+    let script = support::workspace().join("harness/tests/python").join(script);
     let import = Command::new("python3").args(["-c", "import kubernetes"]).output().expect("python3 runs");
     assert!(
         import.status.success(),
@@ -23,4 +24,15 @@ fn the_python_client_creates_lists_watches_patches_and_deletes() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "ok");
+}
+
+#[test]
+fn the_python_client_creates_lists_watches_patches_and_deletes() {
+    run("client.py");
+}
+
+/// A CRD through `ApiextensionsV1Api`, its objects through `CustomObjectsApi`.
+#[test]
+fn the_python_client_serves_custom_objects() {
+    run("custom_objects.py");
 }
