@@ -30,8 +30,10 @@
 //! such a dependent is collected and never blocks or gets orphaned by the owner it names),
 //! and a cluster-scoped object cannot have a namespaced owner, nor can anyone have an owner of
 //! a kind that is not served: such an object is left alone, as Kubernetes leaves it. Left out:
-//! Kubernetes' cache of owners known absent, breaking foreground cycles by unblocking
-//! references, and discovery again later (the served kinds are fixed at start).
+//! Kubernetes' cache of owners known absent and breaking foreground cycles by unblocking
+//! references. The served kinds are discovered at start and again whenever a
+//! CustomResourceDefinition changes (Kubernetes looks every 30 s), so custom resources
+//! own and are owned like any other object.
 
 use futures_util::stream::{self, BoxStream, StreamExt};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -112,6 +114,7 @@ pub async fn run(client: kube::Client) {
         }
     };
     let mut events = watch_all(&client, &kinds);
+    let mut crds = crd_changes(&client);
     let mut collector = Collector::new(client, kinds);
     let mut retry = tokio::time::interval(RETRY);
     loop {
@@ -122,21 +125,58 @@ pub async fn run(client: kube::Client) {
                 Some((_, Err(_))) => {}
                 None => return,
             },
+            Some(()) = crds.next() => {
+                if let Ok(kinds) = discover(&collector.client).await {
+                    for kind in kinds {
+                        if let Some(index) = collector.add_kind(kind) {
+                            events.push(watch_kind(&collector.client, &collector.kinds[index], index));
+                        }
+                    }
+                }
+            },
             _ = retry.tick() => collector.retry_failed(),
             () = std::future::ready(()), if collector.ready_to_work() => collector.work_one().await,
         }
     }
 }
 
-/// The metadata watches of every kind as one stream, each event tagged with its kind.
-type Events = BoxStream<'static, (usize, Result<Event<Meta>, watcher::Error>)>;
+/// The metadata watches of every kind as one stream, each event tagged with its kind;
+/// kinds served later are added to it.
+type Events = stream::SelectAll<BoxStream<'static, (usize, Result<Event<Meta>, watcher::Error>)>>;
 
 fn watch_all(client: &kube::Client, kinds: &[Kind]) -> Events {
-    let streams = kinds.iter().enumerate().map(|(index, kind)| {
-        let api: Api<Meta> = Api::all_with(client.clone(), &kind.resource);
-        watcher(api, watcher::Config::default()).default_backoff().map(move |event| (index, event)).boxed()
-    });
-    stream::select_all(streams).boxed()
+    stream::select_all(kinds.iter().enumerate().map(|(index, kind)| watch_kind(client, kind, index)))
+}
+
+fn watch_kind(
+    client: &kube::Client,
+    kind: &Kind,
+    index: usize,
+) -> BoxStream<'static, (usize, Result<Event<Meta>, watcher::Error>)> {
+    let api: Api<Meta> = Api::all_with(client.clone(), &kind.resource);
+    watcher(api, watcher::Config::default()).default_backoff().map(move |event| (index, event)).boxed()
+}
+
+/// A signal for every change to a CustomResourceDefinition (the kinds served may have
+/// changed); nothing when the server serves none.
+fn crd_changes(client: &kube::Client) -> BoxStream<'static, ()> {
+    let resource = ApiResource {
+        group: "apiextensions.k8s.io".into(),
+        version: "v1".into(),
+        api_version: "apiextensions.k8s.io/v1".into(),
+        kind: "CustomResourceDefinition".into(),
+        plural: "customresourcedefinitions".into(),
+    };
+    let api: Api<Meta> = Api::all_with(client.clone(), &resource);
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| async move {
+            match event {
+                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => Some(()),
+                _ => None,
+            }
+        })
+        .boxed()
 }
 
 /// One object as the collector knows it: where it is and what it says about ownership.
@@ -361,6 +401,22 @@ impl Collector {
             failed: Vec::new(),
             listing: HashMap::new(),
         }
+    }
+
+    /// A kind served since the last discovery: its index, to watch it; `None` if known.
+    fn add_kind(&mut self, kind: Kind) -> Option<usize> {
+        let known = self
+            .kinds
+            .iter()
+            .any(|k| k.resource.api_version == kind.resource.api_version && k.resource.plural == kind.resource.plural);
+        if known {
+            return None;
+        }
+        self.kinds.push(kind);
+        // Not waited for, unlike the kinds of the start: a CRD deleted before its first
+        // listing would hold the collector forever, and owners are read live before any
+        // dependent is deleted anyway.
+        Some(self.kinds.len() - 1)
     }
 
     fn ready_to_work(&self) -> bool {

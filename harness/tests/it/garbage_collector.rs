@@ -208,3 +208,40 @@ fn references_that_cannot_be_valid_are_not_followed() {
     settle();
     assert_eq!(get(&format!("{roles}/cluster-child")).status, 200, "never collected");
 }
+
+/// A custom resource whose CRD is created after the collector started owns like any other
+/// object: deleted, its dependents go; and the dependents of a custom resource go with
+/// their owner.
+#[test]
+fn custom_resources_served_later_own_and_are_owned() {
+    let server = start();
+    let url = server.url.clone();
+    // A moment for the collector's first discovery, before the CRD exists.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                          "x-kubernetes-preserve-unknown-fields": true}}}]}
+    });
+    let created = post(&format!("{url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions"), &crd);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let widgets = format!("{url}/apis/example.com/v1/namespaces/default/widgets");
+    let widget = post(&widgets, &json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}));
+    assert_eq!(widget.status, 201, "{}", widget.text);
+    let owned = configmap(&url, "default", "owned", &[reference("example.com/v1", "Widget", &widget.body, false)]);
+    let config = configmap(&url, "default", "config", &[]);
+    let part = post(
+        &widgets,
+        &json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                "metadata": {"name": "part", "ownerReferences": [reference("v1", "ConfigMap", &config, false)]}}),
+    );
+    assert_eq!(part.status, 201, "{}", part.text);
+    assert_eq!(delete(&format!("{widgets}/w")).status, 200);
+    let owned_url = format!("{}/{}", configmaps(&url, "default"), owned["metadata"]["name"].as_str().unwrap());
+    wait_for("the widget's ConfigMap collected", || gone(&owned_url));
+    assert_eq!(delete(&format!("{}/config", configmaps(&url, "default"))).status, 200);
+    wait_for("the ConfigMap's widget collected", || gone(&format!("{widgets}/part")));
+}
