@@ -1,5 +1,6 @@
 //! kube-rs, the Rust client, against the API server: typed CRUD, errors, server-side
-//! dry run, patches, and a `watcher` that gets a 410 after a restart and recovers.
+//! dry run, patches, a `watcher` that gets a 410 after a restart and recovers, and a
+//! `kube::runtime::Controller` reconciling the custom resources of a CRD it installed.
 
 use crate::support;
 
@@ -137,4 +138,66 @@ async fn a_watcher_recovers_from_410_after_a_restart() {
         names.remove(&name);
     }
     watching.abort();
+}
+
+/// The envtest use, on kubeyard: a CRD installed with kube-rs and awaited as operators
+/// await it (`conditions::is_crd_established`), then a `kube::runtime::Controller`
+/// reconciling its objects, writing their status through the subresource.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kube_runtime_controller_reconciles_custom_resources() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
+    use kube::runtime::controller::{Action, Controller};
+    use kube::runtime::wait::{await_condition, conditions};
+
+    let server = Server::start();
+    let client = client(&server);
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true, "subresources": {"status": {}},
+                               "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                                   "spec": {"type": "object", "properties": {"size": {"type": "integer"}}},
+                                   "status": {"type": "object", "properties": {"observedSize": {"type": "integer"}}}
+                               }}}}]}
+    }))
+    .expect("a CRD");
+    crds.create(&PostParams::default(), &crd).await.expect("created");
+    let established = await_condition(crds.clone(), "widgets.example.com", conditions::is_crd_established());
+    tokio::time::timeout(Duration::from_secs(10), established).await.expect("in time").expect("established");
+
+    let gvk = GroupVersionKind::gvk("example.com", "v1", "Widget");
+    let resource = ApiResource::from_gvk_with_plural(&gvk, "widgets");
+    let widgets: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let reconcile = |widget: Arc<DynamicObject>, widgets: Arc<Api<DynamicObject>>| async move {
+        let size = widget.data["spec"]["size"].clone();
+        let name = widget.metadata.name.clone().unwrap_or_default();
+        let status = Patch::Merge(json!({"status": {"observedSize": size}}));
+        widgets.patch_status(&name, &PatchParams::default(), &status).await?;
+        Ok::<_, kube::Error>(Action::await_change())
+    };
+    let error_policy = |_: Arc<DynamicObject>, _: &kube::Error, _: Arc<Api<DynamicObject>>| {
+        Action::requeue(Duration::from_millis(100))
+    };
+    let controller = Controller::new_with(widgets.clone(), watcher::Config::default(), resource.clone())
+        .run(reconcile, error_policy, Arc::new(widgets.clone()))
+        .for_each(|_| async {});
+    let running = tokio::spawn(controller);
+
+    let widget: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "gear"}, "spec": {"size": 3}
+    }))
+    .expect("a widget");
+    widgets.create(&PostParams::default(), &widget).await.expect("created");
+    let observed = |size: i64| {
+        move |object: Option<&DynamicObject>| object.is_some_and(|o| o.data["status"]["observedSize"] == size)
+    };
+    let reconciled = await_condition(widgets.clone(), "gear", observed(3));
+    tokio::time::timeout(Duration::from_secs(10), reconciled).await.expect("reconciled in time").expect("watched");
+    widgets.patch("gear", &PatchParams::default(), &Patch::Merge(json!({"spec": {"size": 5}}))).await.expect("patched");
+    let again = await_condition(widgets.clone(), "gear", observed(5));
+    tokio::time::timeout(Duration::from_secs(10), again).await.expect("reconciled again in time").expect("watched");
+    running.abort();
 }
