@@ -14,7 +14,7 @@
 use super::ApiServer;
 use super::Target;
 use super::objects::{self, DeleteOptions};
-use super::resources::{self, CustomKinds, Resource};
+use super::resources::{self, CustomKinds, PrinterColumn, Resource};
 use super::status::{ApiError, Subject};
 use kubeyard_compiler::crd;
 use serde_json::{Value, json};
@@ -304,11 +304,37 @@ fn kinds_of(object: &Value, name: &str) -> CustomKinds {
             generation: true,
             categories,
             crd: Some(crd_name),
+            columns: resources::leak_columns(printer_columns(version)),
         });
         kinds.rows.push(row);
         kinds.schemas.push(version.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(json!({"type": "object"})));
     }
     kinds
+}
+
+/// A version's `additionalPrinterColumns`, with Kubernetes' description when it gives none.
+fn printer_columns(version: &Value) -> Vec<PrinterColumn> {
+    let columns = version.get("additionalPrinterColumns").and_then(Value::as_array);
+    columns
+        .into_iter()
+        .flatten()
+        .map(|column| {
+            let text = |key: &str| column.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+            let json_path = text("jsonPath");
+            let description = match text("description") {
+                given if !given.is_empty() => given,
+                _ => format!("Custom resource definition column (in JSONPath format): {json_path}"),
+            };
+            PrinterColumn {
+                name: text("name"),
+                kind: text("type"),
+                format: text("format"),
+                description,
+                priority: column.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                json_path,
+            }
+        })
+        .collect()
 }
 
 /// Serves every CRD the store holds: at a server's start, before it takes requests.

@@ -24,6 +24,20 @@ pub struct Resource {
     pub categories: &'static [&'static str],
     /// The CustomResourceDefinition that defines the kind; `None` for built-in kinds.
     pub crd: Option<&'static str>,
+    /// A custom kind's `additionalPrinterColumns`.
+    pub columns: &'static [PrinterColumn],
+}
+
+/// One of a CRD version's `additionalPrinterColumns`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PrinterColumn {
+    pub name: String,
+    /// `integer`, `number`, `string`, `boolean` or `date`.
+    pub kind: String,
+    pub format: String,
+    pub description: String,
+    pub priority: i64,
+    pub json_path: String,
 }
 
 const fn r(
@@ -48,6 +62,7 @@ const fn r(
         generation: false,
         categories: &[],
         crd: None,
+        columns: &[],
     }
 }
 
@@ -343,6 +358,7 @@ fn same_row(a: &Resource, b: &Resource) -> bool {
     (a.group, a.version, a.kind, a.plural, a.singular, a.namespaced, a.short_names, a.categories, a.crd)
         == (b.group, b.version, b.kind, b.plural, b.singular, b.namespaced, b.short_names, b.categories, b.crd)
         && (a.status, a.scale, a.generation) == (b.status, b.scale, b.generation)
+        && a.columns == b.columns
 }
 
 /// A string kept for the life of the process (a custom row's names), each text once.
@@ -356,6 +372,21 @@ pub fn leak(text: &str) -> &'static str {
     let text: &'static str = Box::leak(text.to_string().into_boxed_str());
     texts.insert(text);
     text
+}
+
+/// Printer columns kept for the life of the process, each list once.
+pub fn leak_columns(columns: Vec<PrinterColumn>) -> &'static [PrinterColumn] {
+    static LISTS: Mutex<Vec<&'static [PrinterColumn]>> = Mutex::new(Vec::new());
+    if columns.is_empty() {
+        return &[];
+    }
+    let mut lists = LISTS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(list) = lists.iter().find(|list| **list == columns.as_slice()) {
+        return list;
+    }
+    let list: &'static [PrinterColumn] = Box::leak(columns.into_boxed_slice());
+    lists.push(list);
+    list
 }
 
 /// A list of strings kept for the life of the process.

@@ -367,17 +367,24 @@ pub fn table(
     token: Option<String>,
     include: Include,
 ) -> Value {
-    let definitions: Vec<Value> = columns(resource.builtin_kind())
-        .iter()
-        .map(|(name, kind, priority)| {
-            let format = if *name == "Name" { "name" } else { "" };
-            json!({"name": name, "type": kind, "format": format, "description": name, "priority": priority})
-        })
-        .collect();
+    let definitions: Vec<Value> = match resource.crd {
+        Some(_) => custom::definitions(resource),
+        None => columns(resource.builtin_kind())
+            .iter()
+            .map(|(name, kind, priority)| {
+                let format = if *name == "Name" { "name" } else { "" };
+                json!({"name": name, "type": kind, "format": format, "description": name, "priority": priority})
+            })
+            .collect(),
+    };
     let rows: Vec<Value> = objects
         .iter()
         .map(|object| {
-            let mut row = json!({"cells": cells(resource.builtin_kind(), object)});
+            let cells = match resource.crd {
+                Some(_) => custom::cells(resource, object),
+                None => cells(resource.builtin_kind(), object),
+            };
+            let mut row = json!({"cells": cells});
             match include {
                 Include::None => {}
                 Include::Metadata => {
@@ -400,6 +407,85 @@ pub fn table(
         metadata["continue"] = json!(token);
     }
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata, "columnDefinitions": definitions, "rows": rows})
+}
+
+/// Custom resources' tables: `Name`, then the CRD version's `additionalPrinterColumns`
+/// (their JSONPaths evaluated, each cell of its column's type), or `Age` when it has none.
+mod custom {
+    use super::super::resources::Resource;
+    use crate::clock;
+    use jsonpath_rust::JsonPath;
+    use serde_json::{Value, json};
+
+    const AGE_PATH: &str = ".metadata.creationTimestamp";
+
+    pub fn definitions(resource: &Resource) -> Vec<Value> {
+        let mut definitions = vec![json!({
+            "name": "Name", "type": "string", "format": "name", "priority": 0,
+            "description": "Name must be unique within a namespace. Is required when creating resources, although some resources may allow a client to request the generation of an appropriate name automatically. Name is primarily intended for creation idempotence and configuration definition. Cannot be updated. More info: https://kubernetes.io/docs/concepts/overview/working-with-objects/names#names",
+        })];
+        if resource.columns.is_empty() {
+            definitions.push(json!({
+                "name": "Age", "type": "date", "format": "", "priority": 0,
+                "description": format!("Custom resource definition column (in JSONPath format): {AGE_PATH}"),
+            }));
+        }
+        for column in resource.columns {
+            definitions.push(json!({
+                "name": column.name, "type": column.kind, "format": column.format,
+                "description": column.description, "priority": column.priority,
+            }));
+        }
+        definitions
+    }
+
+    pub fn cells(resource: &Resource, object: &Value) -> Vec<Value> {
+        let mut cells = vec![json!(object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default())];
+        if resource.columns.is_empty() {
+            cells.push(cell("date", evaluate(object, AGE_PATH)));
+        }
+        for column in resource.columns {
+            cells.push(cell(&column.kind, evaluate(object, &column.json_path)));
+        }
+        cells
+    }
+
+    /// A column's JSONPath (Kubernetes writes them without the leading `$`); its first
+    /// value, as Kubernetes' table convertor takes it.
+    fn evaluate<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+        let path = if path.starts_with('$') { path.to_string() } else { format!("${path}") };
+        object.query(&path).ok()?.into_iter().next()
+    }
+
+    fn cell(kind: &str, value: Option<&Value>) -> Value {
+        let Some(value) = value.filter(|v| !v.is_null()) else { return Value::Null };
+        match kind {
+            "integer" => value.as_i64().or_else(|| value.as_f64().map(|f| f as i64)).map_or(Value::Null, |n| json!(n)),
+            "number" => value.as_f64().map_or(Value::Null, |n| json!(n)),
+            "boolean" => value.as_bool().map_or(Value::Null, |b| json!(b)),
+            "date" => value.as_str().map_or(Value::Null, |time| json!(clock::age(Some(time)))),
+            _ => match value {
+                Value::String(text) => json!(text),
+                other => json!(other.to_string()),
+            },
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn cells_follow_their_column_types_and_paths() {
+            let object = json!({"spec": {"size": 3.7, "tags": ["a"]}, "status": {"conditions": [
+                {"type": "Synced", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+            let ready = evaluate(&object, ".status.conditions[?(@.type==\"Ready\")].status");
+            assert_eq!(cell("string", ready), json!("True"));
+            assert_eq!(cell("integer", evaluate(&object, ".spec.size")), json!(3));
+            assert_eq!(cell("string", evaluate(&object, ".spec.tags")), json!("[\"a\"]"));
+            assert_eq!(cell("boolean", evaluate(&object, ".spec.missing")), Value::Null);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -93,7 +93,10 @@ fn a_crd_is_established_and_its_kind_served_at_once() {
     );
     let columns: Vec<&str> =
         table.body["columnDefinitions"].as_array().unwrap().iter().filter_map(|c| c["name"].as_str()).collect();
-    assert_eq!(columns, ["Name", "Age"], "{}", table.text);
+    assert_eq!(columns, ["Name", "Size", "Color", "Ready", "Age"], "{}", table.text);
+    let cells = &table.body["rows"][0]["cells"];
+    assert_eq!((&cells[0], &cells[1], &cells[2], &cells[3]), (&json!("gear"), &json!(3), &json!("red"), &Value::Null));
+    assert_eq!(table.body["columnDefinitions"][3]["priority"], 1);
 
     // The status subresource: the main resource leaves status alone, and generation
     // counts the spec only.

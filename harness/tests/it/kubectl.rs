@@ -354,7 +354,9 @@ fn kubectl_serves_a_custom_resource_from_its_crd() {
     let applied = cluster.ok(&["apply", "-f", &fixtures.join("widget.yaml").display().to_string()]);
     assert!(applied.contains("widget.example.com/gear created"), "{applied}");
     let listed = cluster.ok(&["get", "widgets"]);
-    assert!(listed.starts_with("NAME") && listed.contains("AGE") && listed.contains("gear"), "{listed}");
+    assert!(listed.starts_with("NAME") && listed.contains("SIZE") && listed.contains("COLOR"), "{listed}");
+    assert!(listed.contains("gear") && listed.contains("red") && !listed.contains("READY"), "{listed}");
+    assert!(cluster.ok(&["get", "widgets", "-o", "wide"]).contains("READY"));
     assert!(cluster.ok(&["get", "wd", "gear", "-o", "jsonpath={.spec.size}"]) == "3");
     assert!(cluster.ok(&["get", "all"]).contains("widget.example.com/gear"));
     let explained = cluster.ok(&["explain", "widget.spec.size"]);
