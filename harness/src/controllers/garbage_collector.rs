@@ -158,7 +158,9 @@ fn watch_kind(
 }
 
 /// A signal for every change to a CustomResourceDefinition (the kinds served may have
-/// changed); nothing when the server serves none.
+/// changed), and once after the first listing if it held any (one made between the first
+/// discovery and this watch); nothing while the server holds none, so a cluster without
+/// CRDs does no discovery beyond the first.
 fn crd_changes(client: &kube::Client) -> BoxStream<'static, ()> {
     let resource = ApiResource {
         group: "apiextensions.k8s.io".into(),
@@ -168,12 +170,22 @@ fn crd_changes(client: &kube::Client) -> BoxStream<'static, ()> {
         plural: "customresourcedefinitions".into(),
     };
     let api: Api<Meta> = Api::all_with(client.clone(), &resource);
+    let listed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     watcher(api, watcher::Config::default())
         .default_backoff()
-        .filter_map(|event| async move {
-            match event {
-                Ok(Event::Apply(_) | Event::Delete(_) | Event::InitDone) => Some(()),
-                _ => None,
+        .filter_map(move |event| {
+            let listed = std::sync::Arc::clone(&listed);
+            async move {
+                use std::sync::atomic::Ordering;
+                match event {
+                    Ok(Event::Apply(_) | Event::Delete(_)) => Some(()),
+                    Ok(Event::InitApply(_)) => {
+                        listed.store(true, Ordering::Relaxed);
+                        None
+                    }
+                    Ok(Event::InitDone) => listed.swap(false, Ordering::Relaxed).then_some(()),
+                    _ => None,
+                }
             }
         })
         .boxed()
