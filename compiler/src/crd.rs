@@ -8,8 +8,6 @@ use crate::admission::Cause;
 use crate::names;
 use serde_json::{Map, Value, json};
 
-const GROUP: &str = "apiextensions.k8s.io";
-
 fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
@@ -688,12 +686,6 @@ pub fn set_condition(conditions: &mut Vec<Value>, new: Value) {
         }
         None => conditions.push(new),
     }
-}
-
-/// Whether an object is a CustomResourceDefinition (by its apiVersion and kind).
-pub fn is_crd(object: &Value) -> bool {
-    text(object, "/kind") == Some("CustomResourceDefinition")
-        && text(object, "/apiVersion").is_some_and(|v| v.starts_with(&format!("{GROUP}/")))
 }
 
 #[cfg(test)]
