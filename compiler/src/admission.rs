@@ -39,8 +39,16 @@ pub struct Cause {
     /// The field path, kubectl style (`spec.replicas`); empty for the whole object.
     pub field: String,
     pub message: String,
-    /// The compiler's diagnostic code (`schema/type`, `metadata/invalid-name`, ...).
+    /// The compiler's diagnostic code (`schema/type`, `metadata/invalid-name`, ...), or
+    /// the field error's (`field/required`, see `field_error`).
     pub code: &'static str,
+}
+
+impl Cause {
+    /// The `Status` cause reason (`FieldValueInvalid`, `FieldValueRequired`, ...).
+    pub fn reason(&self) -> &'static str {
+        crate::field_error::reason(self.code)
+    }
 }
 
 /// An admitted object: defaulted and canonical.
@@ -96,6 +104,16 @@ impl Admission {
 
     /// Validates and defaults one object written as JSON (or YAML).
     pub fn admit(&self, object: &Value) -> Result<Admitted, Vec<Cause>> {
+        // A custom object is checked against its CRD's schema as the apiextensions server
+        // checks it, so its findings are Kubernetes' own words; the rest (metadata) below.
+        if let (Some(api_version), Some(kind)) =
+            (object.get("apiVersion").and_then(Value::as_str), object.get("kind").and_then(Value::as_str))
+            && let Some(causes) =
+                self.linter.catalog().validate_custom(&GroupVersionKind::from_api_version(api_version, kind), object)
+            && !causes.is_empty()
+        {
+            return Err(causes);
+        }
         if let Some(admitted) = self.admit_valid(object) {
             return Ok(admitted);
         }

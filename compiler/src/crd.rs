@@ -5,6 +5,7 @@
 //! on every CRD written; they are pure, so `lint` can run them too.
 
 use crate::admission::Cause;
+use crate::field_error::{forbidden, invalid, not_supported as unsupported, required};
 use crate::names;
 use serde_json::{Map, Value, json};
 
@@ -21,37 +22,6 @@ fn strings(value: &Value, pointer: &str) -> Vec<String> {
         .filter_map(Value::as_str)
         .map(str::to_string)
         .collect()
-}
-
-/// A value as Go's `%q` or `%v` prints it in a field error.
-fn shown(value: &Value) -> String {
-    match value {
-        Value::String(_) | Value::Number(_) | Value::Bool(_) => value.to_string(),
-        Value::Null => "null".into(),
-        other => other.to_string(),
-    }
-}
-
-fn invalid(field: impl Into<String>, value: &Value, detail: &str) -> Cause {
-    Cause { field: field.into(), message: format!("Invalid value: {}: {detail}", shown(value)), code: "crd/invalid" }
-}
-
-fn required(field: impl Into<String>, detail: &str) -> Cause {
-    let message = if detail.is_empty() { "Required value".to_string() } else { format!("Required value: {detail}") };
-    Cause { field: field.into(), message, code: "crd/required" }
-}
-
-fn unsupported(field: impl Into<String>, value: &Value, supported: &[&str]) -> Cause {
-    let supported: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
-    Cause {
-        field: field.into(),
-        message: format!("Unsupported value: {}: supported values: {}", shown(value), supported.join(", ")),
-        code: "crd/unsupported",
-    }
-}
-
-fn forbidden(field: impl Into<String>, detail: &str) -> Cause {
-    Cause { field: field.into(), message: format!("Forbidden: {detail}"), code: "crd/forbidden" }
 }
 
 /// Kubernetes' defaults for a CRD's spec (apiextensions v1 `SetDefaults_*`): the singular
@@ -740,7 +710,8 @@ mod tests {
             [
                 "metadata.name: Invalid value: \"gadgets.example.com\": must be spec.names.plural+\".\"+spec.group",
                 "spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[color].type: Required value: must not be empty for specified object fields",
-                "spec.versions: Invalid value: [{\"name\":\"v1\",\"schema\":{\"openAPIV3Schema\":{\"properties\":{\"spec\":{\"properties\":{\"color\":{},\"size\":{\"type\":\"integer\"}},\"type\":\"object\"}},\"type\":\"object\"}},\"served\":true,\"storage\":false}]: must have exactly one version marked as storage version",
+                // Go prints the versions with `%#v`; as the decoded JSON here.
+                r#"spec.versions: Invalid value: []interface {}{map[string]interface {}{"name":"v1", "schema":map[string]interface {}{"openAPIV3Schema":map[string]interface {}{"properties":map[string]interface {}{"spec":map[string]interface {}{"properties":map[string]interface {}{"color":map[string]interface {}{}, "size":map[string]interface {}{"type":"integer"}}, "type":"object"}}, "type":"object"}}, "served":true, "storage":false}}: must have exactly one version marked as storage version"#,
             ]
         );
         let mut protected = widgets();

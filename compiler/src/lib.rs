@@ -13,6 +13,7 @@ pub mod config;
 pub mod crd;
 pub mod diagnostic;
 pub mod duration;
+pub mod field_error;
 pub mod graph;
 pub mod image;
 pub mod lint;

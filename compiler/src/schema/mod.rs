@@ -8,6 +8,7 @@
 pub mod openapi;
 pub mod prune;
 pub mod removed;
+pub mod structural;
 
 use crate::diagnostic::{Code, did_you_mean};
 use crate::object::GroupVersionKind;
@@ -202,7 +203,11 @@ struct SchemaDir {
 
 struct CustomKind {
     crd_name: String,
+    /// The JSON-Schema translation `lint` validates with.
     schema: Value,
+    /// The version's `openAPIV3Schema` as written, which the API server validates with
+    /// (`structural`).
+    structural: Value,
     namespaced: bool,
 }
 
@@ -300,7 +305,7 @@ impl Catalog {
             self.custom
                 .get_mut()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(gvk, CustomKind { crd_name, schema, namespaced: *namespaced });
+                .insert(gvk, CustomKind { crd_name, schema, structural: open_api, namespaced: *namespaced });
         }
         Ok(())
     }
@@ -353,7 +358,10 @@ impl Catalog {
         for (version, open_api) in versions {
             let gvk = GroupVersionKind::new(group, version, kind);
             let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
-            kinds.push((gvk, CustomKind { crd_name: name.clone(), schema, namespaced }));
+            let structural = open_api
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+            kinds.push((gvk, CustomKind { crd_name: name.clone(), schema, structural, namespaced }));
         }
         let registered: Vec<GroupVersionKind> = kinds.iter().map(|(gvk, _)| gvk.clone()).collect();
         let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
@@ -407,6 +415,23 @@ impl Catalog {
         let custom = self.customs();
         let kind = custom.get(gvk)?;
         Some(prune::prune_and_default(&kind.schema, object))
+    }
+
+    /// Drops the fields a built-in kind does not have, as the API server decodes it (see
+    /// `prune::drop_unknown`): the fields dropped; `None` for kinds without a built-in
+    /// definition.
+    pub fn prune_builtin(&self, gvk: &GroupVersionKind, object: &mut Value) -> Option<Vec<String>> {
+        let (definition, definitions) = self.builtin_definition(gvk)?;
+        Some(prune::drop_unknown(definition, definitions, object))
+    }
+
+    /// Checks an object of a custom kind against its CRD version's schema as the API
+    /// server does (see `structural`): the findings, in Kubernetes' words; `None` for
+    /// kinds no CRD defines.
+    pub fn validate_custom(&self, gvk: &GroupVersionKind, object: &Value) -> Option<Vec<crate::admission::Cause>> {
+        let custom = self.customs();
+        let kind = custom.get(gvk)?;
+        Some(structural::validate(&kind.structural, object))
     }
 
     /// Forgets the kinds a CustomResourceDefinition (by name) defined: it was deleted.

@@ -5,6 +5,7 @@
 //! `apiVersion`, `kind` and `metadata` of the object (and of embedded resources) are the
 //! server's to check, not pruned here.
 
+use rustc_hash::FxHashMap;
 use serde_json::{Map, Value};
 
 /// Prunes and defaults `object` along `schema` (a CRD version's schema as the catalog
@@ -97,6 +98,75 @@ fn walk_object(schema: &Value, map: &mut Map<String, Value>, path: &str, root: b
     }
 }
 
+/// Drops the fields a built-in kind's definition does not declare, as the API server's
+/// decoder into its Go types does, and names them (`spec.template.spec.containers[0].x`),
+/// in the order met. `definitions` resolves the `$ref`s.
+pub fn drop_unknown(definition: &Value, definitions: &FxHashMap<String, Value>, object: &mut Value) -> Vec<String> {
+    let mut unknown = Vec::new();
+    drop_walk(definition, definitions, object, "", &mut unknown);
+    unknown
+}
+
+fn resolve<'a>(schema: &'a Value, definitions: &'a FxHashMap<String, Value>) -> &'a Value {
+    let mut here = schema;
+    // References chain only a few deep; the bound keeps a cycle from looping.
+    for _ in 0..8 {
+        let target = here
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.split_once("$defs/"))
+            .and_then(|(_, name)| definitions.get(name));
+        match target {
+            Some(target) => here = target,
+            None => break,
+        }
+    }
+    here
+}
+
+fn drop_walk(
+    schema: &Value,
+    definitions: &FxHashMap<String, Value>,
+    value: &mut Value,
+    path: &str,
+    unknown: &mut Vec<String>,
+) {
+    let schema = resolve(schema, definitions);
+    match value {
+        Value::Object(map) => {
+            let properties = schema.get("properties").and_then(Value::as_object);
+            let additional = schema.get("additionalProperties").filter(|a| a.is_object());
+            // A free-form object (`RawExtension`, `FieldsV1`) keeps what it holds.
+            if properties.is_none() && additional.is_none() {
+                return;
+            }
+            let keys: Vec<String> = map.keys().cloned().collect();
+            for key in keys {
+                let field = join(path, &key);
+                match properties.and_then(|p| p.get(&key)).or(additional) {
+                    Some(child) => {
+                        if let Some(value) = map.get_mut(&key) {
+                            drop_walk(child, definitions, value, &field, unknown);
+                        }
+                    }
+                    None => {
+                        map.remove(&key);
+                        unknown.push(field);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(items_schema) = schema.get("items") {
+                for (index, item) in items.iter_mut().enumerate() {
+                    drop_walk(items_schema, definitions, item, &format!("{path}[{index}]"), unknown);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +213,22 @@ mod tests {
         assert_eq!(object["spec"]["extra"], json!({"free": true, "known": {}}));
         assert_eq!(object["spec"]["labels"], json!({"any": "thing"}));
         assert_eq!(object["metadata"], json!({"name": "w", "odd": 1}), "metadata is the server's to check");
+    }
+
+    #[test]
+    fn a_built_in_kind_drops_what_its_go_types_do_not_have() {
+        let catalog = crate::schema::Catalog::new(crate::schema::CatalogOptions::default()).unwrap();
+        let gvk = crate::object::GroupVersionKind::new("apps", "v1", "Deployment");
+        let mut object = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "w", "labels": {"a": "b"}, "odd": 1},
+            "spec": {"replicas": 1, "replica": 2, "template": {"spec": {"containers": [
+                {"name": "c", "image": "i", "imagePullPolicyx": "Always", "resources": {"limits": {"cpu": "1"}}}
+            ]}}}
+        });
+        let unknown = catalog.prune_builtin(&gvk, &mut object).expect("a built-in kind");
+        assert_eq!(unknown, ["metadata.odd", "spec.replica", "spec.template.spec.containers[0].imagePullPolicyx"]);
+        assert_eq!(object["metadata"], json!({"name": "w", "labels": {"a": "b"}}));
+        assert_eq!(object["spec"]["template"]["spec"]["containers"][0]["resources"], json!({"limits": {"cpu": "1"}}));
     }
 
     #[test]

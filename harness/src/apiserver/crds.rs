@@ -77,8 +77,8 @@ pub fn validate(server: &ApiServer, object: &Value, old: Option<&Value>) -> Resu
     let mut causes: Vec<(String, String, String)> = crd::validate(object, old)
         .into_iter()
         .map(|cause| {
-            let reason = reason_of(&cause.message);
-            (cause.field, cause.message, reason.to_string())
+            let reason = cause.reason().to_string();
+            (cause.field, cause.message, reason)
         })
         .collect();
     if causes.is_empty()
@@ -91,21 +91,6 @@ pub fn validate(server: &ApiServer, object: &Value, old: Option<&Value>) -> Resu
         return Ok(());
     }
     Err(ApiError::invalid(Subject { group: GROUP, kind: KIND, name }, causes))
-}
-
-/// A field error's `Status` cause reason, from how its message begins (Kubernetes' field
-/// error types).
-fn reason_of(message: &str) -> &'static str {
-    const REASONS: &[(&str, &str)] = &[
-        ("Required value", "FieldValueRequired"),
-        ("Unsupported value", "FieldValueNotSupported"),
-        ("Duplicate value", "FieldValueDuplicate"),
-        ("Forbidden", "FieldValueForbidden"),
-        ("Too long", "FieldValueTooLong"),
-        ("Too many", "FieldValueTooMany"),
-        ("Not found", "FieldValueNotFound"),
-    ];
-    REASONS.iter().find(|(start, _)| message.starts_with(start)).map_or("FieldValueInvalid", |(_, reason)| reason)
 }
 
 /// 405 for a create of a kind whose CRD is being deleted.
@@ -299,8 +284,8 @@ fn kinds_of(object: &Value, name: &str) -> CustomKinds {
             namespaced,
             short_names,
             status: version.pointer("/subresources/status").is_some(),
-            // The scale subresource reads the CRD's own paths: not served yet.
-            scale: false,
+            scale: version.pointer("/subresources/scale").is_some(),
+            scale_paths: scale_paths(version),
             generation: true,
             categories,
             crd: Some(crd_name),
@@ -310,6 +295,17 @@ fn kinds_of(object: &Value, name: &str) -> CustomKinds {
         kinds.schemas.push(version.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(json!({"type": "object"})));
     }
     kinds
+}
+
+/// A version's `subresources.scale` paths.
+fn scale_paths(version: &Value) -> Option<&'static resources::ScalePaths> {
+    let scale = version.pointer("/subresources/scale")?;
+    let path = |key: &str| scale.get(key).and_then(Value::as_str).map(str::to_string);
+    Some(resources::leak_scale_paths(resources::ScalePaths {
+        spec_replicas: path("specReplicasPath").unwrap_or_default(),
+        status_replicas: path("statusReplicasPath").unwrap_or_default(),
+        label_selector: path("labelSelectorPath").filter(|p| !p.is_empty()),
+    }))
 }
 
 /// A version's `additionalPrinterColumns`, with Kubernetes' description when it gives none.

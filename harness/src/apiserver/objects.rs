@@ -272,16 +272,19 @@ pub(super) fn warn(text: String) {
     let _ = WARNINGS.try_with(|warnings| warnings.borrow_mut().push(text));
 }
 
-/// A custom resource's fields its CRD's schema does not declare, and its `default:`s, as
-/// the API server decodes it: the fields are dropped, refused under
+/// The fields an object's kind does not have (a custom resource's CRD schema does not
+/// declare; a built-in kind's Go types lack), and a custom resource's `default:`s, as the
+/// API server decodes a body: the fields are dropped, refused under
 /// `fieldValidation=Strict` (kubectl's default), warned about under `Warn` (the server's
 /// default) and dropped silently under `Ignore`.
 fn prune(server: &ApiServer, resource: &Resource, query: &Query, object: &mut Value) -> Result<(), ApiError> {
-    if resource.crd.is_none() {
-        return Ok(());
-    }
     let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
-    let unknown = server.admission.catalog().prune_custom(&gvk, object).unwrap_or_default();
+    let catalog = server.admission.catalog();
+    let unknown = match resource.crd {
+        Some(_) => catalog.prune_custom(&gvk, object),
+        None => catalog.prune_builtin(&gvk, object),
+    };
+    let unknown = unknown.unwrap_or_default();
     if unknown.is_empty() {
         return Ok(());
     }
@@ -314,9 +317,8 @@ fn admit(server: &ApiServer, resource: &Resource, object: Value) -> Result<Value
         let causes = causes
             .into_iter()
             .map(|cause| {
-                let reason =
-                    if cause.code.starts_with("schema/required") { "FieldValueRequired" } else { "FieldValueInvalid" };
-                (cause.field, cause.message, reason.to_string())
+                let reason = cause.reason().to_string();
+                (cause.field, cause.message, reason)
             })
             .collect();
         ApiError::invalid(Subject { group: resource.group, kind: resource.kind, name: &name }, causes)
@@ -1041,17 +1043,49 @@ async fn patch_object(
     respond(StatusCode::OK, &written.into_value())
 }
 
+/// A scale path (`.spec.replicas`) as a JSON pointer (`/spec/replicas`).
+fn scale_pointer(path: &str) -> String {
+    path.trim_start_matches('.')
+        .split('.')
+        .map(|key| format!("/{}", key.replace('~', "~0").replace('/', "~1")))
+        .collect()
+}
+
+/// Sets the value at a scale path, making the objects on the way.
+fn set_at_scale_path(object: &mut Value, path: &str, value: Value) {
+    let keys: Vec<&str> = path.trim_start_matches('.').split('.').collect();
+    let Some((last, parents)) = keys.split_last() else { return };
+    let mut here = object;
+    for key in parents {
+        if !here.get(*key).is_some_and(Value::is_object) {
+            here[*key] = json!({});
+        }
+        here = &mut here[*key];
+    }
+    here[*last] = value;
+}
+
 fn scale_of(resource: &Resource, object: &Value) -> Value {
-    let selector = object
-        .pointer("/spec/selector")
-        .map(|s| {
-            if resource.builtin_kind() == "ReplicationController" {
-                Selector::from_map(Some(s)).map(|s| s.to_string()).unwrap_or_default()
-            } else {
-                Selector::from_label_selector(Some(s)).map(|s| s.to_string()).unwrap_or_default()
-            }
-        })
-        .unwrap_or_default();
+    let (spec_replicas, status_replicas, selector) = match resource.scale_paths {
+        // A custom kind's own paths; replicas it does not have read as 0 (Kubernetes'
+        // scaleFromCustomResource).
+        Some(paths) => (
+            object.pointer(&scale_pointer(&paths.spec_replicas)).cloned(),
+            object.pointer(&scale_pointer(&paths.status_replicas)).cloned(),
+            paths
+                .label_selector
+                .as_deref()
+                .and_then(|p| object.pointer(&scale_pointer(p)))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        None => (
+            object.pointer("/spec/replicas").cloned(),
+            object.pointer("/status/replicas").cloned(),
+            workload_selector(resource, object),
+        ),
+    };
     let metadata = object.get("metadata").cloned().unwrap_or(json!({}));
     let keep = ["name", "namespace", "uid", "resourceVersion", "creationTimestamp"];
     let metadata: Map<String, Value> = metadata
@@ -1065,12 +1099,26 @@ fn scale_of(resource: &Resource, object: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": object.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": spec_replicas.unwrap_or(json!(0))},
         "status": {
-            "replicas": object.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": status_replicas.unwrap_or(json!(0)),
             "selector": selector,
         },
     })
+}
+
+/// A built-in workload's selector, serialized (`app=web`).
+fn workload_selector(resource: &Resource, object: &Value) -> String {
+    object
+        .pointer("/spec/selector")
+        .map(|s| {
+            if resource.builtin_kind() == "ReplicationController" {
+                Selector::from_map(Some(s)).map(|s| s.to_string()).unwrap_or_default()
+            } else {
+                Selector::from_label_selector(Some(s)).map(|s| s.to_string()).unwrap_or_default()
+            }
+        })
+        .unwrap_or_default()
 }
 
 async fn get_scale(server: &ApiServer, target: &Target) -> Result<Response, ApiError> {
@@ -1125,7 +1173,10 @@ async fn write_scale(
             ));
         }
         let mut next = current.clone();
-        next["spec"]["replicas"] = replicas;
+        match resource.scale_paths {
+            Some(paths) => set_at_scale_path(&mut next, &paths.spec_replicas, replicas),
+            None => next["spec"]["replicas"] = replicas,
+        }
         Ok(next)
     })
     .await?;

@@ -19,6 +19,9 @@ pub struct Resource {
     pub status: bool,
     /// Has a `scale` subresource (`spec.replicas`).
     pub scale: bool,
+    /// Where a custom kind's `scale` subresource reads and writes; `None` for the
+    /// built-in workloads (`spec.replicas`, `status.replicas`, `spec.selector`).
+    pub scale_paths: Option<&'static ScalePaths>,
     /// `metadata.generation` counts changes to everything but status and metadata.
     pub generation: bool,
     pub categories: &'static [&'static str],
@@ -26,6 +29,15 @@ pub struct Resource {
     pub crd: Option<&'static str>,
     /// A custom kind's `additionalPrinterColumns`.
     pub columns: &'static [PrinterColumn],
+}
+
+/// A CRD version's `subresources.scale`: JSON paths (`.spec.replicas`) into its objects.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ScalePaths {
+    pub spec_replicas: String,
+    pub status_replicas: String,
+    /// Where the serialized label selector (`app=web`) is, if anywhere.
+    pub label_selector: Option<String>,
 }
 
 /// One of a CRD version's `additionalPrinterColumns`.
@@ -59,6 +71,7 @@ const fn r(
         short_names,
         status: false,
         scale: false,
+        scale_paths: None,
         generation: false,
         categories: &[],
         crd: None,
@@ -358,6 +371,7 @@ fn same_row(a: &Resource, b: &Resource) -> bool {
     (a.group, a.version, a.kind, a.plural, a.singular, a.namespaced, a.short_names, a.categories, a.crd)
         == (b.group, b.version, b.kind, b.plural, b.singular, b.namespaced, b.short_names, b.categories, b.crd)
         && (a.status, a.scale, a.generation) == (b.status, b.scale, b.generation)
+        && a.scale_paths == b.scale_paths
         && a.columns == b.columns
 }
 
@@ -387,6 +401,18 @@ pub fn leak_columns(columns: Vec<PrinterColumn>) -> &'static [PrinterColumn] {
     let list: &'static [PrinterColumn] = Box::leak(columns.into_boxed_slice());
     lists.push(list);
     list
+}
+
+/// Scale paths kept for the life of the process, each set once.
+pub fn leak_scale_paths(paths: ScalePaths) -> &'static ScalePaths {
+    static PATHS: Mutex<Vec<&'static ScalePaths>> = Mutex::new(Vec::new());
+    let mut all = PATHS.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(kept) = all.iter().find(|kept| ***kept == paths) {
+        return kept;
+    }
+    let kept: &'static ScalePaths = Box::leak(Box::new(paths));
+    all.push(kept);
+    kept
 }
 
 /// A list of strings kept for the life of the process.

@@ -76,10 +76,16 @@ impl ApiError {
     }
 
     pub fn invalid(subject: Subject<'_>, causes: Vec<(String, String, String)>) -> ApiError {
-        let summary: Vec<String> = causes
-            .iter()
-            .map(|(field, message, _)| if field.is_empty() { message.clone() } else { format!("{field}: {message}") })
-            .collect();
+        // An aggregate of field errors as apimachinery prints one: duplicates dropped, one
+        // error alone, several in brackets.
+        let mut summary: Vec<String> = Vec::with_capacity(causes.len());
+        for (field, message, _) in &causes {
+            let line = if field.is_empty() { message.clone() } else { format!("{field}: {message}") };
+            if !summary.contains(&line) {
+                summary.push(line);
+            }
+        }
+        let summary = if summary.len() == 1 { summary.remove(0) } else { format!("[{}]", summary.join(", ")) };
         let mut details = details(&subject);
         details["causes"] = causes
             .into_iter()
@@ -90,7 +96,7 @@ impl ApiError {
             ..ApiError::new(
                 422,
                 "Invalid",
-                format!("{} \"{}\" is invalid: {}", qualified_kind(&subject), subject.name, summary.join(", ")),
+                format!("{} \"{}\" is invalid: {summary}", qualified_kind(&subject), subject.name),
             )
         }
     }

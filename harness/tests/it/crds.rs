@@ -79,8 +79,20 @@ fn a_crd_is_established_and_its_kind_served_at_once() {
     let refused = post(&widgets_url(&server), &fixture("bad-widget.yaml"));
     assert_eq!(refused.status, 422, "{}", refused.text);
     let message = refused.body["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("Widget.example.com \"broken\" is invalid: "), "{message}");
-    assert!(message.contains("spec.size") && message.contains("spec.color"), "{message}");
+    // Kubernetes' own words (kube-openapi's validators, apimachinery's field errors).
+    assert_eq!(
+        message,
+        "Widget.example.com \"broken\" is invalid: [spec.color: Unsupported value: \"purple\": supported values: \
+         \"red\", \"green\", \"blue\", spec.size: Invalid value: 0: spec.size in body should be greater than or \
+         equal to 1]"
+    );
+    let reasons: Vec<&str> = refused.body["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["reason"].as_str())
+        .collect();
+    assert_eq!(reasons, ["FieldValueNotSupported", "FieldValueInvalid"], "{}", refused.text);
     let listed = get(&widgets_url(&server)).body;
     assert_eq!(listed["kind"], "WidgetList");
     assert_eq!(listed["items"][0]["metadata"]["name"], "gear");
@@ -109,6 +121,34 @@ fn a_crd_is_established_and_its_kind_served_at_once() {
     let status = put(&format!("{}/gear/status", widgets_url(&server)), &changed);
     assert_eq!(status.body["status"]["ready"], true, "{}", status.text);
     assert_eq!(status.body["metadata"]["generation"], 1);
+
+    // The scale subresource reads and writes the CRD's own paths; replicas the object
+    // does not have yet read as 0.
+    let sub = |name: &str| format!("{}/gear/{name}", widgets_url(&server));
+    let scale = get(&sub("scale"));
+    assert_eq!(scale.status, 200, "{}", scale.text);
+    assert_eq!((&scale.body["kind"], &scale.body["apiVersion"]), (&json!("Scale"), &json!("autoscaling/v1")));
+    assert_eq!((&scale.body["spec"]["replicas"], &scale.body["status"]["replicas"]), (&json!(0), &json!(0)));
+    let mut observed = status.body.clone();
+    observed["status"] = json!({"ready": true, "replicas": 2, "selector": "app=gear"});
+    assert_eq!(put(&sub("status"), &observed).status, 200);
+    let mut wanted = get(&sub("scale")).body;
+    assert_eq!((&wanted["status"]["replicas"], &wanted["status"]["selector"]), (&json!(2), &json!("app=gear")));
+    wanted["spec"]["replicas"] = json!(5);
+    let scaled = put(&sub("scale"), &wanted);
+    assert_eq!(scaled.status, 200, "{}", scaled.text);
+    assert_eq!(scaled.body["spec"]["replicas"], 5);
+    let widget = get(&format!("{}/gear", widgets_url(&server))).body;
+    assert_eq!((&widget["spec"]["replicas"], &widget["metadata"]["generation"]), (&json!(5), &json!(2)));
+    // The CRD's schema still holds for what the scale writes.
+    wanted = scaled.body.clone();
+    wanted["spec"]["replicas"] = json!(-1);
+    let negative = put(&sub("scale"), &wanted);
+    assert_eq!(negative.status, 422, "{}", negative.text);
+    let resources = get(&format!("{}/apis/example.com/v1", server.url)).body;
+    let scale_row = resources["resources"].as_array().unwrap().iter().find(|r| r["name"] == "widgets/scale").cloned();
+    let scale_row = scale_row.expect("widgets/scale in discovery");
+    assert_eq!((&scale_row["kind"], &scale_row["group"]), (&json!("Scale"), &json!("autoscaling")));
 }
 
 #[test]

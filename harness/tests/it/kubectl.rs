@@ -373,6 +373,9 @@ fn kubectl_serves_a_custom_resource_from_its_crd() {
         r#"{"status":{"ready":true}}"#,
     ]);
     assert_eq!(cluster.ok(&["get", "widget", "gear", "-o", "jsonpath={.status.ready}"]), "true");
+    let scaled = cluster.ok(&["scale", "widget", "gear", "--replicas=4"]);
+    assert!(scaled.contains("widget.example.com/gear scaled"), "{scaled}");
+    assert_eq!(cluster.ok(&["get", "widget", "gear", "-o", "jsonpath={.spec.replicas}"]), "4");
     let refused = cluster.kubectl(&["apply", "-f", &fixtures.join("bad-widget.yaml").display().to_string()]);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(!refused.status.success(), "{stderr}");
