@@ -104,12 +104,22 @@ impl Admission {
 
     /// Validates and defaults one object written as JSON (or YAML).
     pub fn admit(&self, object: &Value) -> Result<Admitted, Vec<Cause>> {
-        // A custom object is checked against its CRD's schema as the apiextensions server
-        // checks it, so its findings are Kubernetes' own words; the rest (metadata) below.
+        self.admit_change(object, None)
+    }
+
+    /// Validates and defaults an object that replaces `old` (on an update), or a new one:
+    /// a custom object's CEL transition rules compare the two.
+    pub fn admit_change(&self, object: &Value, old: Option<&Value>) -> Result<Admitted, Vec<Cause>> {
+        // A custom object is checked against its CRD's schema and CEL rules as the
+        // apiextensions server checks it, so its findings are Kubernetes' own words; the
+        // rest (metadata) below.
         if let (Some(api_version), Some(kind)) =
             (object.get("apiVersion").and_then(Value::as_str), object.get("kind").and_then(Value::as_str))
-            && let Some(causes) =
-                self.linter.catalog().validate_custom(&GroupVersionKind::from_api_version(api_version, kind), object)
+            && let Some(causes) = self.linter.catalog().validate_custom(
+                &GroupVersionKind::from_api_version(api_version, kind),
+                object,
+                old,
+            )
             && !causes.is_empty()
         {
             return Err(causes);

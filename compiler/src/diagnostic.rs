@@ -85,6 +85,7 @@ codes! {
     MissingField => "schema/required", "A required field is missing.";
     NotInEnum => "schema/enum", "A value outside the set the schema allows.";
     Constraint => "schema/constraint", "A value breaks another schema constraint (pattern, length, range, ...).";
+    ValidationRule => "schema/validation-rule", "A CEL rule (`x-kubernetes-validations`) of the CustomResourceDefinition does not hold for the object; the message is the API server's.";
     BadSchema => "schema/invalid-schema", "A schema from --schema-dir or a CustomResourceDefinition could not be used.";
     TemplateSyntax => "template/syntax", "A `${ }` expression cannot be read: bad syntax, an unknown function, a wrong number of arguments.";
     TemplateUndefined => "template/undefined", "A `${ }` expression reads a value that no values file, --set or environment defines.";

@@ -8,6 +8,7 @@
 //! (objects against the schemas of one Kubernetes version) → `lint` (the driver).
 
 pub mod admission;
+pub mod admission_policy;
 pub mod assertion;
 pub mod config;
 pub mod crd;

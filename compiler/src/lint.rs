@@ -353,6 +353,14 @@ impl Linter {
             Lookup::Found(schema) => {
                 let mut diagnostics = validate_object(&self.catalog, &schema, &node, source);
                 schema_valid = !diagnostics.iter().any(Diagnostic::is_error);
+                // A custom kind's CEL rules, as the API server checks them: same verdict,
+                // same message.
+                if schema_valid && matches!(schema.origin, crate::schema::Origin::CustomResourceDefinition { .. }) {
+                    for cause in self.catalog.check_custom_rules(&info.gvk, &node.to_json()) {
+                        diagnostics.push(crate::validate::rule_diagnostic(&node, &cause));
+                    }
+                    schema_valid = !diagnostics.iter().any(Diagnostic::is_error);
+                }
                 let object_rules = self.active.any_object_rule();
                 let set_rules = self.active.any_set_rule();
                 if schema_valid && (object_rules || set_rules) {

@@ -71,6 +71,39 @@ pub fn validate_object(
     diagnostics
 }
 
+/// A finding of a CEL rule (as the API server words it: `spec: Invalid value: "object":
+/// ...`), anchored at the field it names, or at the object for a rule at its root.
+pub fn rule_diagnostic(object: &Node, cause: &crate::admission::Cause) -> Diagnostic {
+    let field = if cause.field == "<nil>" { "" } else { cause.field.as_str() };
+    let found = locate(object, &pointer_of(field));
+    let span = if field.is_empty() { object_anchor(object) } else { found.key_span() };
+    let message =
+        if cause.field.is_empty() { cause.message.clone() } else { format!("{}: {}", cause.field, cause.message) };
+    Diagnostic::error(Code::ValidationRule, span, message)
+        .with_label("a validation rule of the CustomResourceDefinition does not hold")
+        .with_help(
+            "the rule is in the CRD's `x-kubernetes-validations`; the API server refuses the object with this message",
+        )
+        .with_path(field.to_string())
+}
+
+/// A field path (`spec.items[0].name`) as a JSON pointer (`/spec/items/0/name`).
+fn pointer_of(path: &str) -> String {
+    let mut pointer = String::new();
+    for segment in path.split('.').filter(|s| !s.is_empty()) {
+        let mut parts = segment.split('[');
+        if let Some(name) = parts.next().filter(|n| !n.is_empty()) {
+            pointer.push('/');
+            pointer.push_str(&name.replace('~', "~0").replace('/', "~1"));
+        }
+        for index in parts {
+            pointer.push('/');
+            pointer.push_str(index.trim_end_matches(']'));
+        }
+    }
+    pointer
+}
+
 struct Context<'a> {
     found: &'a Found<'a>,
     path: &'a str,

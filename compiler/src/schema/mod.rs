@@ -5,6 +5,7 @@
 //! A `Catalog` compiles each (group, version, kind) once, on first use, and shares the
 //! compiled validator between threads. The definitions are parsed once per process.
 
+pub mod cel;
 pub mod openapi;
 pub mod prune;
 pub mod removed;
@@ -207,7 +208,9 @@ struct CustomKind {
     schema: Value,
     /// The version's `openAPIV3Schema` as written, which the API server validates with
     /// (`structural`).
-    structural: Value,
+    structural: Arc<Value>,
+    /// Its CEL rules (`x-kubernetes-validations`), compiled; `None` when it has none.
+    rules: Option<Arc<cel::Rules>>,
     namespaced: bool,
 }
 
@@ -302,10 +305,10 @@ impl Catalog {
             let gvk = GroupVersionKind::new(KUBEYARD_GROUP, "v1alpha1", *kind);
             let schema = openapi::custom_resource_schema(Some(&open_api), &gvk.api_version(), kind, self.strict);
             let crd_name = format!("{}s.{KUBEYARD_GROUP}", kind.to_lowercase());
-            self.custom
-                .get_mut()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(gvk, CustomKind { crd_name, schema, structural: open_api, namespaced: *namespaced });
+            self.custom.get_mut().unwrap_or_else(|e| e.into_inner()).insert(
+                gvk,
+                CustomKind { crd_name, schema, structural: Arc::new(open_api), rules: None, namespaced: *namespaced },
+            );
         }
         Ok(())
     }
@@ -361,7 +364,9 @@ impl Catalog {
             let structural = open_api
                 .cloned()
                 .unwrap_or_else(|| serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
-            kinds.push((gvk, CustomKind { crd_name: name.clone(), schema, structural, namespaced }));
+            let rules = cel::Rules::compile(&structural, &gvk.api_version(), kind).map(Arc::new);
+            let structural = Arc::new(structural);
+            kinds.push((gvk, CustomKind { crd_name: name.clone(), schema, structural, rules, namespaced }));
         }
         let registered: Vec<GroupVersionKind> = kinds.iter().map(|(gvk, _)| gvk.clone()).collect();
         let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
@@ -428,10 +433,37 @@ impl Catalog {
     /// Checks an object of a custom kind against its CRD version's schema as the API
     /// server does (see `structural`): the findings, in Kubernetes' words; `None` for
     /// kinds no CRD defines.
-    pub fn validate_custom(&self, gvk: &GroupVersionKind, object: &Value) -> Option<Vec<crate::admission::Cause>> {
-        let custom = self.customs();
-        let kind = custom.get(gvk)?;
-        Some(structural::validate(&kind.structural, object))
+    /// `old` is the object an update replaces, for CEL transition rules.
+    pub fn validate_custom(
+        &self,
+        gvk: &GroupVersionKind,
+        object: &Value,
+        old: Option<&Value>,
+    ) -> Option<Vec<crate::admission::Cause>> {
+        let (structural, rules) = {
+            let custom = self.customs();
+            let kind = custom.get(gvk)?;
+            (kind.structural.clone(), kind.rules.clone())
+        };
+        let mut causes = structural::validate(&structural, object);
+        if let Some(rules) = rules {
+            let found = rules.check(&structural, object, old, &causes);
+            causes.extend(found);
+        }
+        Some(causes)
+    }
+
+    /// The CEL rules' findings alone for an object of a custom kind (what `lint` adds to
+    /// its schema check): empty for kinds without rules.
+    pub fn check_custom_rules(&self, gvk: &GroupVersionKind, object: &Value) -> Vec<crate::admission::Cause> {
+        let (structural, rules) = {
+            let custom = self.customs();
+            let Some(kind) = custom.get(gvk) else { return Vec::new() };
+            let Some(rules) = kind.rules.clone() else { return Vec::new() };
+            (kind.structural.clone(), rules)
+        };
+        let earlier = structural::validate(&structural, object);
+        rules.check(&structural, object, None, &earlier)
     }
 
     /// Forgets the kinds a CustomResourceDefinition (by name) defined: it was deleted.

@@ -16,6 +16,7 @@ mod logs;
 pub mod names;
 pub mod objects;
 pub mod openapi;
+mod policies;
 mod portforward;
 mod protobuf;
 mod proxy;
@@ -179,6 +180,8 @@ pub struct ApiServer {
     quota_locks: quota::Locks,
     /// Large objects' JSON for watches' initial events, shared (see `watch`).
     shared_objects: watch::SharedObjects,
+    /// The ValidatingAdmissionPolicies enforced (see `policies`).
+    policies: policies::Policies,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -213,6 +216,7 @@ impl ApiServer {
             allocator,
             quota_locks: quota::Locks::default(),
             shared_objects: watch::SharedObjects::default(),
+            policies: policies::Policies::default(),
         })
     }
 

@@ -7,7 +7,7 @@
 use super::fields::FieldSelector;
 use super::resources::Resource;
 use super::status::{ApiError, Subject};
-use super::{ApiServer, Query, Representation, Target, allocate, crds, json_response, table, watch};
+use super::{ApiServer, Query, Representation, Target, allocate, crds, json_response, policies, table, watch};
 use crate::clock;
 use crate::store::{Entry, StoreError};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -311,9 +311,10 @@ fn prune(server: &ApiServer, resource: &Resource, query: &Query, object: &mut Va
     }
 }
 
-fn admit(server: &ApiServer, resource: &Resource, object: Value) -> Result<Value, ApiError> {
+/// Admits an object, new or (with `old`) replacing one.
+fn admit(server: &ApiServer, resource: &Resource, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
-    server.admission.admit(&object).map(|admitted| admitted.object).map_err(|causes| {
+    server.admission.admit_change(&object, old).map(|admitted| admitted.object).map_err(|causes| {
         let causes = causes
             .into_iter()
             .map(|cause| {
@@ -699,10 +700,11 @@ async fn create(
     if resource.builtin_kind() == "PersistentVolumeClaim" {
         default_storage_class(server, &mut object).await?;
     }
-    let object = admit(server, resource, object)?;
+    let object = admit(server, resource, object, None)?;
     if crds::is_crd(resource) {
         crds::validate(server, &object, None)?;
     }
+    policies::admit(server, resource, None, &object, None, dry_run(query)?).await?;
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     if resource.namespaced {
         namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
@@ -729,6 +731,9 @@ async fn create(
     if crds::is_crd(resource) {
         // Served from the next request on (Kubernetes does this a moment later).
         crds::sync(server, &name).await;
+    }
+    if policies::is_policy_kind(resource) {
+        policies::reload(server).await;
     }
     respond(StatusCode::CREATED, &object)
 }
@@ -774,10 +779,11 @@ async fn write(
         if crds::is_crd(resource) {
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
-        let mut admitted = admit(server, resource, prepared)?;
+        let mut admitted = admit(server, resource, prepared, Some(&current))?;
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
+        policies::admit(server, resource, target.subresource.as_deref(), &admitted, Some(&current), dry_run).await?;
         // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
         let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
         if resource.generation && generation_changes(resource, &current, &admitted) {
@@ -813,6 +819,9 @@ async fn write(
             Ok(written) => {
                 if crds::is_crd(resource) {
                     crds::sync(server, name).await;
+                }
+                if policies::is_policy_kind(resource) {
+                    policies::reload(server).await;
                 }
                 return Ok(written);
             }
@@ -1410,6 +1419,9 @@ pub(super) async fn delete_one(
                 Ok(deleted) => {
                     let mut object = current;
                     set_revision(&mut object, deleted.revision);
+                    if policies::is_policy_kind(resource) {
+                        policies::reload(server).await;
+                    }
                     return Ok(Deletion::Gone(object));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -1512,6 +1524,7 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     ensure(server, crate::controllers::persistentvolume::default_class()).await?;
     // The kinds of the CRDs it holds, served before any request.
     crds::load(server).await;
+    policies::reload(server).await;
     Ok(())
 }
 
@@ -1539,7 +1552,7 @@ pub async fn ensure(server: &ApiServer, mut object: Value) -> Result<(), ApiErro
     let name = text(&object, "/metadata/name").unwrap_or_default().to_string();
     let namespace = text(&object, "/metadata/namespace").map(str::to_string);
     prepare_create(resource, &mut object, &uid(), &server.options.clock.timestamp());
-    let object = admit(server, resource, object)?;
+    let object = admit(server, resource, object, None)?;
     match server.store.create(&resource.key(namespace.as_deref(), &name), to_bytes(&object)).await {
         Ok(_) | Err(StoreError::Exists(_)) => Ok(()),
         Err(error) => Err(store_error(resource, &name, error)),

@@ -146,6 +146,30 @@ pub static RESOURCES: &[Resource] = &[
         categories: &["api-extensions"],
         generation: true,
         ..with_status(r(
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicy",
+            "validatingadmissionpolicies",
+            "validatingadmissionpolicy",
+            false,
+            &[],
+        ))
+    },
+    Resource {
+        categories: &["api-extensions"],
+        generation: true,
+        ..r(
+            "admissionregistration.k8s.io",
+            "ValidatingAdmissionPolicyBinding",
+            "validatingadmissionpolicybindings",
+            "validatingadmissionpolicybinding",
+            false,
+            &[],
+        )
+    },
+    Resource {
+        categories: &["api-extensions"],
+        generation: true,
+        ..with_status(r(
             "apiextensions.k8s.io",
             "CustomResourceDefinition",
             "customresourcedefinitions",

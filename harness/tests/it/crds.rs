@@ -243,3 +243,85 @@ fn unknown_fields_are_pruned_or_refused_and_defaults_filled() {
     assert_eq!((ignored.status, ignored.warnings.len()), (201, 0), "{}", ignored.text);
     assert_eq!(ignored.body["spec"], json!({"size": 1, "color": "green"}));
 }
+
+/// CEL validation rules (`x-kubernetes-validations`): the API server and `kubeyard lint`
+/// refuse the same objects with the same messages, the ones the fixture's comments give;
+/// a transition rule (`oldSelf`) runs on updates only.
+#[test]
+fn cel_rules_refuse_alike_in_admission_and_in_lint() {
+    use kubeyard_compiler::{LintOptions, Linter, SourceFile, Verdict};
+    let server = Server::start();
+    let dir = support::workspace().join("fixtures/crds/cel");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the fixture exists");
+    let documents = |name: &str| -> Vec<Value> {
+        let source = SourceFile::new(name, read(name)).expect("text");
+        kubeyard_compiler::yaml::Documents::new(&source)
+            .map(|d| d.expect("YAML").root.expect("an object").to_json())
+            .collect()
+    };
+    let crd = documents("crd.yaml").remove(0);
+    let created = post(&crd_url(&server), &crd);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let url = format!("{}/apis/example.com/v1/namespaces/default/autoscalers", server.url);
+
+    let mut linter = Linter::new(LintOptions::default()).expect("a linter");
+    assert_eq!(linter.register_crds(&SourceFile::new("crd.yaml", read("crd.yaml")).unwrap()).len(), 1);
+    let lint = |name: &str| linter.lint(&SourceFile::new(name, read(name)).unwrap());
+
+    assert_eq!(lint("valid.yaml")[0].verdict, Verdict::Valid, "{:?}", lint("valid.yaml")[0].diagnostics);
+    let valid = documents("valid.yaml").remove(0);
+    let accepted = post(&url, &valid);
+    assert_eq!(accepted.status, 201, "{}", accepted.text);
+
+    // The message each object gets is the comment line above it.
+    let expected: Vec<String> = read("invalid.yaml")
+        .split("\n---\n")
+        .map(|chunk| {
+            let line = chunk.lines().rfind(|l| l.starts_with("# spec")).expect("a message comment");
+            line.trim_start_matches("# ").to_string()
+        })
+        .collect();
+    let reports = lint("invalid.yaml");
+    for (index, object) in documents("invalid.yaml").into_iter().enumerate() {
+        let refused = post(&url, &object);
+        assert_eq!(refused.status, 422, "{}", refused.text);
+        let causes: Vec<String> = refused.body["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!("{}: {}", c["field"].as_str().unwrap_or_default(), c["message"].as_str().unwrap_or_default())
+            })
+            .collect();
+        let linted: Vec<String> = reports[index].diagnostics.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(causes, [expected[index].clone()], "{}", refused.text);
+        assert_eq!(linted, causes, "lint and the API server disagree on document {index}");
+        assert!(reports[index].diagnostics.iter().all(|d| d.code.as_str() == "schema/validation-rule"));
+    }
+
+    // A transition rule compares with the object an update replaces.
+    let mut lowered = accepted.body.clone();
+    lowered["spec"]["maxReplicas"] = json!(4);
+    let refused = put(&format!("{url}/web"), &lowered);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        "Autoscaler.example.com \"web\" is invalid: spec: Invalid value: \"object\": maxReplicas may not go down from 5"
+    );
+    lowered["spec"]["maxReplicas"] = json!(6);
+    assert_eq!(put(&format!("{url}/web"), &lowered).status, 200);
+
+    // A rule that does not compile keeps the CRD out.
+    let mut broken = crd.clone();
+    broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["x-kubernetes-validations"][0]["rule"] =
+        json!("self.minReplicas <=");
+    broken["metadata"]["name"] = json!("autoscalers.example.com");
+    let refused = put(&format!("{}/autoscalers.example.com", crd_url(&server)), &{
+        let mut current = get(&format!("{}/autoscalers.example.com", crd_url(&server))).body;
+        current["spec"] = broken["spec"].clone();
+        current
+    });
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let field = refused.body["details"]["causes"][0]["field"].as_str().unwrap_or_default().to_string();
+    assert_eq!(field, "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule");
+}

@@ -396,3 +396,40 @@ fn kubectl_serves_a_custom_resource_from_its_crd() {
         "{stderr}"
     );
 }
+
+/// A ValidatingAdmissionPolicy as kubectl users meet it: a `Warn` binding's message printed
+/// as `Warning:`, a `Deny` binding's refusal as the error, in Kubernetes' words.
+#[test]
+fn kubectl_meets_validating_admission_policies() {
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let fixtures = support::workspace().join("fixtures/admission-policies");
+    let file = |name: &str| fixtures.join(name).display().to_string();
+    let applied = cluster.ok(&["apply", "-f", &file("policy.yaml")]);
+    assert!(
+        applied.contains("validatingadmissionpolicy.admissionregistration.k8s.io/max-replicas created"),
+        "{applied}"
+    );
+    let warned = cluster.kubectl(&["apply", "-f", &file("deployments.yaml")]);
+    let stderr = String::from_utf8_lossy(&warned.stderr);
+    assert!(warned.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(
+            "Warning: Validation failed for ValidatingAdmissionPolicy 'max-replicas' with binding \
+             'max-replicas-elsewhere': replicas 8 exceeds 5"
+        ),
+        "{stderr}"
+    );
+    let denied = cluster.kubectl(&["apply", "-f", &file("prod-deployment.yaml")]);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success());
+    assert!(
+        stderr.contains(
+            "deployments.apps \"wide\" is forbidden: ValidatingAdmissionPolicy 'max-replicas' with binding \
+             'max-replicas-prod' denied request: replicas 8 exceeds 5"
+        ),
+        "{stderr}"
+    );
+    let listed = cluster.ok(&["get", "validatingadmissionpolicybindings"]);
+    assert!(listed.contains("max-replicas-prod") && listed.contains("max-replicas-elsewhere"), "{listed}");
+}

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod admission_policies;
 mod apiserver;
 mod apiserver_limits;
 mod cli;

@@ -1,0 +1,351 @@
+//! ValidatingAdmissionPolicy (`admissionregistration.k8s.io/v1`) as the API server applies
+//! it: which requests a policy and its binding match (`matchConstraints`,
+//! `matchResources`: resource rules, exclusions, object and namespace selectors), and what
+//! its CEL says about one (`matchConditions`, `variables`, `validations`), with
+//! Kubernetes' messages. Evaluation is the `cel` crate with Kubernetes' libraries
+//! (kube-rs's `kube-cel`), as for CRDs' rules. The API server (`harness/src/apiserver/
+//! policies.rs`) finds the policies, looks up params and namespaces, and turns the
+//! verdicts into a refusal or warnings per the binding's `validationActions`.
+
+use crate::selector::Selector;
+use kube_cel::KubeCelExt;
+use kube_cel::cel::objects::{Key, Map};
+use kube_cel::cel::{Context, Program, Value as Cel};
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// One request, as a policy sees it.
+pub struct Request<'a> {
+    /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
+    pub operation: &'a str,
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
+    /// The resource's plural (`deployments`), and its subresource if any.
+    pub resource: &'a str,
+    pub subresource: &'a str,
+    pub name: &'a str,
+    pub namespace: &'a str,
+    pub object: Option<&'a Value>,
+    pub old_object: Option<&'a Value>,
+    /// The request's namespace, for `namespaceSelector` and `namespaceObject`.
+    pub namespace_object: Option<&'a Value>,
+    pub username: &'a str,
+    pub dry_run: bool,
+}
+
+/// A validation that did not hold, or an expression that could not be evaluated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub message: String,
+    /// `Invalid` (422), `Forbidden` (403), `Unauthorized` (401), `RequestEntityTooLarge`.
+    pub reason: String,
+    /// An expression failed to compile or run (the policy's `failurePolicy` decides).
+    pub error: bool,
+}
+
+/// Whether `match_resources` (a policy's `matchConstraints` or a binding's
+/// `matchResources`) takes the request. An absent section takes everything.
+pub fn matches(match_resources: Option<&Value>, request: &Request<'_>) -> bool {
+    let Some(section) = match_resources else { return true };
+    let rules = section.get("resourceRules").and_then(Value::as_array);
+    if let Some(rules) = rules
+        && !rules.iter().any(|rule| rule_matches(rule, request))
+    {
+        return false;
+    }
+    if section
+        .get("excludeResourceRules")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .any(|r| rule_matches(r, request))
+    {
+        return false;
+    }
+    if let Some(selector) = section.get("objectSelector") {
+        let labels = |object: Option<&Value>| labels_of(object.and_then(|o| o.pointer("/metadata/labels")));
+        let selects = |object| Selector::from_label_selector(Some(selector)).is_ok_and(|s| s.matches(&labels(object)));
+        if !selects(request.object) && !selects(request.old_object) {
+            return false;
+        }
+    }
+    if let Some(selector) = section.get("namespaceSelector")
+        && !request.namespace.is_empty()
+    {
+        let labels = labels_of(request.namespace_object.and_then(|n| n.pointer("/metadata/labels")));
+        if !Selector::from_label_selector(Some(selector)).is_ok_and(|s| s.matches(&labels)) {
+            return false;
+        }
+    }
+    true
+}
+
+fn labels_of(labels: Option<&Value>) -> BTreeMap<String, String> {
+    labels
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_string())))
+        .collect()
+}
+
+fn listed(rule: &Value, key: &str, value: &str) -> bool {
+    rule.get(key).and_then(Value::as_array).is_some_and(|items| items.iter().any(|i| i == "*" || i == value))
+}
+
+fn rule_matches(rule: &Value, request: &Request<'_>) -> bool {
+    let resource = if request.subresource.is_empty() {
+        request.resource.to_string()
+    } else {
+        format!("{}/{}", request.resource, request.subresource)
+    };
+    let resources = rule.get("resources").and_then(Value::as_array);
+    let resource_listed = resources.is_some_and(|items| {
+        items.iter().filter_map(Value::as_str).any(|r| {
+            r == "*"
+                || r == resource
+                || (r == "*/*")
+                || (r.ends_with("/*") && request.subresource.is_empty() && r.trim_end_matches("/*") == request.resource)
+                || (r.strip_prefix("*/").is_some_and(|sub| sub == request.subresource))
+        })
+    });
+    let named = rule
+        .get("resourceNames")
+        .and_then(Value::as_array)
+        .is_none_or(|names| names.is_empty() || names.iter().any(|n| n.as_str() == Some(request.name)));
+    let scope = match rule.get("scope").and_then(Value::as_str) {
+        Some("Cluster") => request.namespace.is_empty(),
+        Some("Namespaced") => !request.namespace.is_empty(),
+        _ => true,
+    };
+    listed(rule, "apiGroups", request.group)
+        && listed(rule, "apiVersions", request.version)
+        && listed(rule, "operations", request.operation)
+        && resource_listed
+        && named
+        && scope
+}
+
+/// A JSON value as CEL sees it (integers as `int`).
+pub fn to_cel(value: &Value) -> Cel {
+    match value {
+        Value::Null => Cel::Null,
+        Value::Bool(b) => Cel::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => Cel::Int(i),
+            (None, Some(u)) => Cel::UInt(u),
+            _ => Cel::Float(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Value::String(s) => Cel::String(Arc::new(s.clone())),
+        Value::Array(items) => Cel::List(Arc::new(items.iter().map(to_cel).collect())),
+        Value::Object(map) => {
+            let map: HashMap<Key, Cel> =
+                map.iter().map(|(k, v)| (Key::String(Arc::new(k.clone())), to_cel(v))).collect();
+            Cel::Map(Map { map: Arc::new(map) })
+        }
+    }
+}
+
+fn map_of(entries: Vec<(&str, Cel)>) -> Cel {
+    let map: HashMap<Key, Cel> = entries.into_iter().map(|(k, v)| (Key::String(Arc::new(k.to_string())), v)).collect();
+    Cel::Map(Map { map: Arc::new(map) })
+}
+
+fn text(value: &str) -> Cel {
+    Cel::String(Arc::new(value.to_string()))
+}
+
+fn request_value(request: &Request<'_>) -> Cel {
+    let gvk =
+        map_of(vec![("group", text(request.group)), ("version", text(request.version)), ("kind", text(request.kind))]);
+    let gvr = map_of(vec![
+        ("group", text(request.group)),
+        ("version", text(request.version)),
+        ("resource", text(request.resource)),
+    ]);
+    map_of(vec![
+        ("operation", text(request.operation)),
+        ("name", text(request.name)),
+        ("namespace", text(request.namespace)),
+        ("kind", gvk.clone()),
+        ("resource", gvr.clone()),
+        ("requestKind", gvk),
+        ("requestResource", gvr),
+        ("subResource", text(request.subresource)),
+        ("dryRun", Cel::Bool(request.dry_run)),
+        ("userInfo", map_of(vec![("username", text(request.username))])),
+    ])
+}
+
+fn run(program: &str, context: &Context<'_>) -> Result<Cel, String> {
+    let compiled = Program::compile(program).map_err(|e| format!("compilation failed: {e}"))?;
+    compiled.execute(context).map_err(|e| e.to_string())
+}
+
+/// What a policy says about a request: the validations that did not hold (empty when
+/// every one holds, or when a `matchCondition` leaves the request out). `params` is the
+/// binding's parameter object, if the policy has `paramKind`.
+pub fn evaluate(policy: &Value, request: &Request<'_>, params: Option<&Value>) -> Vec<Failure> {
+    let spec = policy.get("spec").cloned().unwrap_or(Value::Null);
+    let mut context = Context::default();
+    context.register_all();
+    // Deleting, there is no object: `object` is null; creating, `oldObject` is.
+    context.add_variable_from_value("object", request.object.map_or(Cel::Null, to_cel));
+    context.add_variable_from_value("oldObject", request.old_object.map_or(Cel::Null, to_cel));
+    context.add_variable_from_value("request", request_value(request));
+    context.add_variable_from_value("params", params.map_or(Cel::Null, to_cel));
+    context.add_variable_from_value("namespaceObject", request.namespace_object.map_or(Cel::Null, to_cel));
+    let error = |message: String| vec![Failure { message, reason: "Invalid".into(), error: true }];
+    // Variables, in order: each may read the ones before it.
+    let mut variables: Vec<(String, Cel)> = Vec::new();
+    for variable in spec.get("variables").and_then(Value::as_array).into_iter().flatten() {
+        let name = variable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let expression = variable.get("expression").and_then(Value::as_str).unwrap_or_default();
+        let scope = {
+            let mut scope = context.new_inner_scope();
+            scope.add_variable_from_value(
+                "variables",
+                map_of(variables.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()),
+            );
+            run(expression, &scope)
+        };
+        match scope {
+            Ok(value) => variables.push((name, value)),
+            Err(why) => return error(format!("variable {name}: {why}")),
+        }
+    }
+    context
+        .add_variable_from_value("variables", map_of(variables.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()));
+    for condition in spec.get("matchConditions").and_then(Value::as_array).into_iter().flatten() {
+        let expression = condition.get("expression").and_then(Value::as_str).unwrap_or_default();
+        match run(expression, &context) {
+            Ok(Cel::Bool(true)) => {}
+            Ok(Cel::Bool(false)) => return Vec::new(),
+            Ok(_) => return error(format!("matchCondition {expression}: must evaluate to bool")),
+            Err(why) => return error(format!("matchCondition {expression}: {why}")),
+        }
+    }
+    let mut failures = Vec::new();
+    for validation in spec.get("validations").and_then(Value::as_array).into_iter().flatten() {
+        let expression = validation.get("expression").and_then(Value::as_str).unwrap_or_default();
+        let reason = validation.get("reason").and_then(Value::as_str).unwrap_or("Invalid").to_string();
+        match run(expression, &context) {
+            Ok(Cel::Bool(true)) => {}
+            Ok(Cel::Bool(false)) => {
+                failures.push(Failure { message: message(validation, expression, &context), reason, error: false });
+            }
+            Ok(_) => failures.push(Failure {
+                message: format!("expression '{expression}' resulted in error: must evaluate to bool"),
+                reason,
+                error: true,
+            }),
+            Err(why) => failures.push(Failure {
+                message: format!("expression '{expression}' resulted in error: {why}"),
+                reason,
+                error: true,
+            }),
+        }
+    }
+    failures
+}
+
+/// `messageExpression`'s result when it is usable (trimmed, one line, at most 5 KiB, not
+/// empty), else `message`, else `failed expression: <expression>`.
+fn message(validation: &Value, expression: &str, context: &Context<'_>) -> String {
+    if let Some(dynamic) = validation.get("messageExpression").and_then(Value::as_str)
+        && let Ok(Cel::String(text)) = run(dynamic, context)
+    {
+        let trimmed = text.trim();
+        if !trimmed.is_empty() && !trimmed.contains('\n') && trimmed.len() <= 5 * 1024 {
+            return trimmed.to_string();
+        }
+    }
+    match validation.get("message").and_then(Value::as_str) {
+        Some(message) if !message.trim().is_empty() => message.to_string(),
+        _ => format!("failed expression: {}", expression.trim()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request<'a>(object: &'a Value, namespace: Option<&'a Value>) -> Request<'a> {
+        Request {
+            operation: "CREATE",
+            group: "apps",
+            version: "v1",
+            kind: "Deployment",
+            resource: "deployments",
+            subresource: "",
+            name: "web",
+            namespace: "default",
+            object: Some(object),
+            old_object: None,
+            namespace_object: namespace,
+            username: "tester",
+            dry_run: false,
+        }
+    }
+
+    fn policy() -> Value {
+        json!({"spec": {
+            "matchConstraints": {"resourceRules": [{"apiGroups": ["apps"], "apiVersions": ["v1"],
+                                                     "operations": ["CREATE", "UPDATE"], "resources": ["deployments"]}]},
+            "variables": [{"name": "replicas", "expression": "object.spec.replicas"}],
+            "matchConditions": [{"name": "not-system", "expression": "request.namespace != 'kube-system'"}],
+            "validations": [
+                {"expression": "variables.replicas <= 5", "messageExpression": "'replicas ' + string(variables.replicas) + ' > 5'"},
+                {"expression": "has(object.metadata.labels) && 'team' in object.metadata.labels", "reason": "Forbidden"},
+            ]
+        }})
+    }
+
+    #[test]
+    fn rules_selectors_and_exclusions_decide_what_a_policy_sees() {
+        let object = json!({"metadata": {"labels": {"tier": "web"}}, "spec": {"replicas": 1}});
+        let namespace = json!({"metadata": {"labels": {"env": "prod"}}});
+        let constraints = policy()["spec"]["matchConstraints"].clone();
+        assert!(matches(Some(&constraints), &request(&object, Some(&namespace))));
+        let mut pods = request(&object, Some(&namespace));
+        pods.resource = "pods";
+        assert!(!matches(Some(&constraints), &pods));
+        let selective = json!({"namespaceSelector": {"matchLabels": {"env": "prod"}},
+                               "objectSelector": {"matchExpressions": [{"key": "tier", "operator": "In", "values": ["web"]}]}});
+        assert!(matches(Some(&selective), &request(&object, Some(&namespace))));
+        let elsewhere = json!({"metadata": {"labels": {"env": "dev"}}});
+        assert!(!matches(Some(&selective), &request(&object, Some(&elsewhere))));
+        let excluded = json!({"excludeResourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"],
+                                                         "resources": ["deployments"], "resourceNames": ["web"]}]});
+        assert!(!matches(Some(&excluded), &request(&object, None)));
+    }
+
+    #[test]
+    fn validations_say_why_in_kubernetes_words() {
+        let object = json!({"metadata": {"name": "web"}, "spec": {"replicas": 9}});
+        let failures = evaluate(&policy(), &request(&object, None), None);
+        assert_eq!(
+            failures,
+            [
+                Failure { message: "replicas 9 > 5".into(), reason: "Invalid".into(), error: false },
+                Failure {
+                    message: "failed expression: has(object.metadata.labels) && 'team' in object.metadata.labels"
+                        .into(),
+                    reason: "Forbidden".into(),
+                    error: false
+                },
+            ]
+        );
+        let fine = json!({"metadata": {"name": "web", "labels": {"team": "a"}}, "spec": {"replicas": 2}});
+        assert_eq!(evaluate(&policy(), &request(&fine, None), None), []);
+        let mut system = request(&object, None);
+        system.namespace = "kube-system";
+        assert_eq!(evaluate(&policy(), &system, None), [], "a match condition leaves it out");
+        let params = json!({"max": 3});
+        let with_params = json!({"spec": {"validations": [{"expression": "object.spec.replicas <= params.max"}]}});
+        assert_eq!(evaluate(&with_params, &request(&object, None), Some(&params)).len(), 1);
+    }
+}

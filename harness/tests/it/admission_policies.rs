@@ -1,0 +1,131 @@
+//! ValidatingAdmissionPolicies over HTTP: a binding that says `Deny` refuses what its
+//! policy's CEL finds wrong, in Kubernetes' words and with the code of the validation's
+//! reason; one that says `Warn` lets it in with a `Warning` header; parameters come from
+//! the object the binding names; requests the policy does not match pass untouched.
+
+use crate::support;
+
+use serde_json::{Value, json};
+use support::api::{Server, delete, get, post, put};
+
+fn policy() -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "max-replicas"},
+        "spec": {
+            "failurePolicy": "Fail",
+            "paramKind": {"apiVersion": "v1", "kind": "ConfigMap"},
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": ["apps"], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["deployments"]
+            }]},
+            "variables": [{"name": "most", "expression": "int(params.data.most)"}],
+            "validations": [{
+                "expression": "object.spec.replicas <= variables.most",
+                "messageExpression": "'replicas ' + string(object.spec.replicas) + ' exceeds ' + string(variables.most)"
+            }, {
+                "expression": "'team' in object.metadata.labels",
+                "reason": "Forbidden"
+            }]
+        }
+    })
+}
+
+fn binding(actions: &[&str]) -> Value {
+    json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "max-replicas-binding"},
+        "spec": {
+            "policyName": "max-replicas",
+            "validationActions": actions,
+            "paramRef": {"name": "limits", "namespace": "default", "parameterNotFoundAction": "Deny"},
+            "matchResources": {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "default"}}}
+        }
+    })
+}
+
+fn deployment(name: &str, replicas: i64, labels: Value) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+    })
+}
+
+#[test]
+fn policies_deny_or_warn_as_their_bindings_say() {
+    let server = Server::start();
+    let api = |path: &str| format!("{}{path}", server.url);
+    let policies = api("/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies");
+    let bindings = api("/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings");
+    let deployments = api("/apis/apps/v1/namespaces/default/deployments");
+    assert_eq!(post(&policies, &policy()).status, 201);
+    assert_eq!(post(&bindings, &binding(&["Deny"])).status, 201);
+
+    // The parameter object is missing and the binding says Deny.
+    let refused = post(&deployments, &deployment("early", 1, json!({"team": "a"})));
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert!(
+        refused.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("no params found for policy binding with `Deny` parameterNotFoundAction"),
+        "{}",
+        refused.text
+    );
+
+    let limits =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "limits"}, "data": {"most": "5"}});
+    assert_eq!(post(&api("/api/v1/namespaces/default/configmaps"), &limits).status, 201);
+    let refused = post(&deployments, &deployment("big", 10, json!({"team": "a"})));
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        "deployments.apps \"big\" is forbidden: ValidatingAdmissionPolicy 'max-replicas' with binding \
+         'max-replicas-binding' denied request: replicas 10 exceeds 5"
+    );
+    assert_eq!(refused.body["reason"], "Invalid");
+    let forbidden = post(&deployments, &deployment("anonymous", 1, json!({"app": "x"})));
+    assert_eq!(forbidden.status, 403, "{}", forbidden.text);
+    assert_eq!(forbidden.body["reason"], "Forbidden");
+    assert!(
+        forbidden.body["message"]
+            .as_str()
+            .unwrap_or_default()
+            .ends_with("denied request: failed expression: 'team' in object.metadata.labels"),
+        "{}",
+        forbidden.text
+    );
+    let small = post(&deployments, &deployment("small", 2, json!({"team": "a"})));
+    assert_eq!(small.status, 201, "{}", small.text);
+    // Updates are checked too.
+    let mut bigger = small.body.clone();
+    bigger["spec"]["replicas"] = json!(6);
+    assert_eq!(put(&format!("{deployments}/small"), &bigger).status, 422);
+    // What the policy does not match passes.
+    let other = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "other"}});
+    assert_eq!(post(&api("/api/v1/namespaces/default/configmaps"), &other).status, 201);
+
+    // Warn: let in, with Kubernetes' warning.
+    let mut warning = get(&format!("{bindings}/max-replicas-binding")).body;
+    warning["spec"]["validationActions"] = json!(["Warn"]);
+    assert_eq!(put(&format!("{bindings}/max-replicas-binding"), &warning).status, 200);
+    let warned = post(&deployments, &deployment("warned", 9, json!({"team": "a"})));
+    assert_eq!(warned.status, 201, "{}", warned.text);
+    assert_eq!(
+        warned.warnings,
+        [
+            r#"299 - "Validation failed for ValidatingAdmissionPolicy 'max-replicas' with binding 'max-replicas-binding': replicas 9 exceeds 5""#
+        ]
+    );
+
+    // No binding, no policy in force.
+    assert_eq!(delete(&format!("{bindings}/max-replicas-binding")).status, 200);
+    let free = post(&deployments, &deployment("free", 50, json!({})));
+    assert_eq!(free.status, 201, "{}", free.text);
+    assert!(free.warnings.is_empty(), "{:?}", free.warnings);
+}
