@@ -6,6 +6,9 @@
 //! 200 updates of a 2 MiB ConfigMap in another namespace (which the 100 fall behind).
 //! Server and load share the machine, as they would with wrk.
 //!
+//! Then CRDs: how soon a created CRD's kind is served, and custom objects' creates
+//! against ConfigMaps', without and with 5 CEL rules (issue 20).
+//!
 //! Run: `cargo bench -p kubeyard-harness --bench apiserver` (add `-- --creates N --gets N
 //! --clients N --watchers N --updates N --load-watchers N --load-slow N --load-updates N
 //! --load-big-updates N --churn N`).
@@ -176,6 +179,87 @@ async fn creates_and_gets(name: &str, url: &str, settings: &Settings) {
     })
     .await;
     report(&format!("get ({name})"), settings.gets, elapsed, latencies);
+}
+
+/// A CRD of the bench's own: `Gadget<n>` with a typed spec, and with `rules` CEL rules on
+/// its spec when `rules` is not 0.
+fn crd(n: usize, rules: usize) -> String {
+    let validations: Vec<String> = [
+        r#"{"rule":"self.size >= 1","message":"size must be positive"}"#,
+        r#"{"rule":"self.size <= 1000"}"#,
+        r#"{"rule":"self.color in ['red','green','blue']"}"#,
+        r#"{"rule":"self.name.startsWith('g')","fieldPath":".name"}"#,
+        r#"{"rule":"self.tags.all(t, t.size() <= 20)"}"#,
+    ]
+    .iter()
+    .take(rules)
+    .map(|r| r.to_string())
+    .collect();
+    format!(
+        r#"{{"apiVersion":"apiextensions.k8s.io/v1","kind":"CustomResourceDefinition",
+        "metadata":{{"name":"gadget{n}s.bench.example.com"}},
+        "spec":{{"group":"bench.example.com","scope":"Namespaced",
+          "names":{{"plural":"gadget{n}s","singular":"gadget{n}","kind":"Gadget{n}"}},
+          "versions":[{{"name":"v1","served":true,"storage":true,"schema":{{"openAPIV3Schema":{{
+            "type":"object","properties":{{"spec":{{"type":"object","x-kubernetes-validations":[{}],
+              "properties":{{"size":{{"type":"integer"}},"color":{{"type":"string"}},"name":{{"type":"string","maxLength":63}},
+                "tags":{{"type":"array","maxItems":10,"items":{{"type":"string","maxLength":32}}}}}}}}}}}}}}}}]}}}}"#,
+        validations.join(",")
+    )
+}
+
+fn gadget(n: usize, name: &str) -> String {
+    format!(
+        r#"{{"apiVersion":"bench.example.com/v1","kind":"Gadget{n}","metadata":{{"name":"{name}","labels":{{"app":"bench"}}}},
+        "spec":{{"size":3,"color":"red","name":"gear","tags":["a","b"]}}}}"#
+    )
+}
+
+/// CRDs (issue 20): how soon a created CRD's kind is served, and custom objects' creates
+/// against ConfigMaps', without and with 5 CEL rules.
+async fn custom_resources(url: &str, settings: &Settings) {
+    let http: Http = Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build_http();
+    let crds = format!("{url}/apis/apiextensions.k8s.io/v1/customresourcedefinitions");
+    let mut served = Vec::new();
+    for n in 0..20 {
+        let started = Instant::now();
+        let (status, reply) = send(&http, "POST", &crds, Some(crd(n, if n == 1 { 5 } else { 0 }))).await;
+        assert_eq!(status, 201, "{}", String::from_utf8_lossy(&reply));
+        let list = format!("{url}/apis/bench.example.com/v1/namespaces/default/gadget{n}s");
+        while send(&http, "GET", &list, None).await.0 != 200 {
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        }
+        served.push(started.elapsed());
+    }
+    served.sort_unstable();
+    println!(
+        "CRD created to its kind served: p50 {:.2} ms, max {:.2} ms (20 CRDs, target < 50 ms)",
+        percentile(&served, 0.5).as_secs_f64() * 1e3,
+        served[served.len() - 1].as_secs_f64() * 1e3
+    );
+    let count = settings.creates / 2;
+    let mut rates = Vec::new();
+    for (what, n) in [("ConfigMap", None), ("custom object", Some(0)), ("custom object, 5 CEL rules", Some(1))] {
+        let target = match n {
+            None => format!("{url}/api/v1/namespaces/default/configmaps"),
+            Some(n) => format!("{url}/apis/bench.example.com/v1/namespaces/default/gadget{n}s"),
+        };
+        let (elapsed, latencies) = load(&http, settings.clients, count, move |i| {
+            let body = match n {
+                None => config_map(&format!("crd-cm-{i}")),
+                Some(n) => gadget(n, &format!("g-{i}")),
+            };
+            ("POST", target.clone(), Some(body), 201)
+        })
+        .await;
+        rates.push(count as f64 / elapsed.as_secs_f64());
+        report(&format!("create ({what})"), count, elapsed, latencies);
+    }
+    println!(
+        "  custom objects at {:.0}% of ConfigMaps' creates/s (target >= 80%); 5 CEL rules cost {:.0}% of a plain custom object's rate (target < 20%)",
+        rates[1] / rates[0] * 100.0,
+        (1.0 - rates[2] / rates[1]) * 100.0
+    );
 }
 
 /// One writer updating objects as fast as it can; every watcher must see every update.
@@ -488,6 +572,7 @@ fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let memory = serve(Arc::new(MemoryStore::new()));
     runtime.block_on(creates_and_gets("in memory", &memory, &settings));
+    runtime.block_on(custom_resources(&memory, &settings));
     runtime.block_on(fan_out(&memory, &settings));
     let dir = tempfile::tempdir().unwrap();
     let durable = serve(Arc::new(MemoryStore::open(dir.path(), DEFAULT_HISTORY).unwrap()));
