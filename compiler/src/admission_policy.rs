@@ -96,19 +96,13 @@ fn listed(rule: &Value, key: &str, value: &str) -> bool {
 }
 
 fn rule_matches(rule: &Value, request: &Request<'_>) -> bool {
-    let resource = if request.subresource.is_empty() {
-        request.resource.to_string()
-    } else {
-        format!("{}/{}", request.resource, request.subresource)
-    };
+    // As Kubernetes matches them: `pods` is the main resource only, `pods/*` it and its
+    // subresources, `*` every main resource, `*/*` everything, `*/status` every status.
     let resources = rule.get("resources").and_then(Value::as_array);
     let resource_listed = resources.is_some_and(|items| {
         items.iter().filter_map(Value::as_str).any(|r| {
-            r == "*"
-                || r == resource
-                || (r == "*/*")
-                || (r.ends_with("/*") && request.subresource.is_empty() && r.trim_end_matches("/*") == request.resource)
-                || (r.strip_prefix("*/").is_some_and(|sub| sub == request.subresource))
+            let (main, sub) = r.split_once('/').unwrap_or((r, ""));
+            (main == "*" || main == request.resource) && (sub == "*" || sub == request.subresource)
         })
     });
     let named = rule
@@ -188,9 +182,20 @@ fn run(program: &str, context: &Context<'_>) -> Result<Cel, String> {
 /// every one holds, or when a `matchCondition` leaves the request out). `params` is the
 /// binding's parameter object, if the policy has `paramKind`.
 pub fn evaluate(policy: &Value, request: &Request<'_>, params: Option<&Value>) -> Vec<Failure> {
+    // Kubernetes' libraries are registered once per thread; each request gets a scope.
+    thread_local! {
+        static BASE: Context<'static> = {
+            let mut base = Context::default();
+            base.register_all();
+            base
+        };
+    }
+    BASE.with(|base| evaluate_in(base, policy, request, params))
+}
+
+fn evaluate_in(base: &Context<'_>, policy: &Value, request: &Request<'_>, params: Option<&Value>) -> Vec<Failure> {
     let spec = policy.get("spec").cloned().unwrap_or(Value::Null);
-    let mut context = Context::default();
-    context.register_all();
+    let mut context = base.new_inner_scope();
     // Deleting, there is no object: `object` is null; creating, `oldObject` is.
     context.add_variable_from_value("object", request.object.map_or(Cel::Null, to_cel));
     context.add_variable_from_value("oldObject", request.old_object.map_or(Cel::Null, to_cel));
@@ -198,26 +203,7 @@ pub fn evaluate(policy: &Value, request: &Request<'_>, params: Option<&Value>) -
     context.add_variable_from_value("params", params.map_or(Cel::Null, to_cel));
     context.add_variable_from_value("namespaceObject", request.namespace_object.map_or(Cel::Null, to_cel));
     let error = |message: String| vec![Failure { message, reason: "Invalid".into(), error: true }];
-    // Variables, in order: each may read the ones before it.
-    let mut variables: Vec<(String, Cel)> = Vec::new();
-    for variable in spec.get("variables").and_then(Value::as_array).into_iter().flatten() {
-        let name = variable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
-        let expression = variable.get("expression").and_then(Value::as_str).unwrap_or_default();
-        let scope = {
-            let mut scope = context.new_inner_scope();
-            scope.add_variable_from_value(
-                "variables",
-                map_of(variables.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()),
-            );
-            run(expression, &scope)
-        };
-        match scope {
-            Ok(value) => variables.push((name, value)),
-            Err(why) => return error(format!("variable {name}: {why}")),
-        }
-    }
-    context
-        .add_variable_from_value("variables", map_of(variables.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()));
+    // Match conditions first: a request they leave out is not looked at further.
     for condition in spec.get("matchConditions").and_then(Value::as_array).into_iter().flatten() {
         let expression = condition.get("expression").and_then(Value::as_str).unwrap_or_default();
         match run(expression, &context) {
@@ -227,25 +213,46 @@ pub fn evaluate(policy: &Value, request: &Request<'_>, params: Option<&Value>) -
             Err(why) => return error(format!("matchCondition {expression}: {why}")),
         }
     }
+    // Variables, in order: each may read the ones before it. One that fails fails only the
+    // validations that read it (Kubernetes evaluates them lazily).
+    let mut variables: Vec<(String, Cel)> = Vec::new();
+    let mut broken: Vec<(String, String)> = Vec::new();
+    let known = |variables: &[(String, Cel)]| map_of(variables.iter().map(|(k, v)| (k.as_str(), v.clone())).collect());
+    for variable in spec.get("variables").and_then(Value::as_array).into_iter().flatten() {
+        let name = variable.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
+        let expression = variable.get("expression").and_then(Value::as_str).unwrap_or_default();
+        let value = {
+            let mut scope = context.new_inner_scope();
+            scope.add_variable_from_value("variables", known(&variables));
+            run(expression, &scope)
+        };
+        match value {
+            Ok(value) => variables.push((name, value)),
+            Err(why) => broken.push((name, why)),
+        }
+    }
+    context.add_variable_from_value("variables", known(&variables));
     let mut failures = Vec::new();
     for validation in spec.get("validations").and_then(Value::as_array).into_iter().flatten() {
         let expression = validation.get("expression").and_then(Value::as_str).unwrap_or_default();
         let reason = validation.get("reason").and_then(Value::as_str).unwrap_or("Invalid").to_string();
+        // An expression that cannot be evaluated has no reason of its own: 422.
+        let failed = |why: String| Failure {
+            message: format!("expression '{expression}' resulted in error: {why}"),
+            reason: "Invalid".into(),
+            error: true,
+        };
+        if let Some((name, why)) = broken.iter().find(|(name, _)| expression.contains(&format!("variables.{name}"))) {
+            failures.push(failed(format!("variable {name}: {why}")));
+            continue;
+        }
         match run(expression, &context) {
             Ok(Cel::Bool(true)) => {}
             Ok(Cel::Bool(false)) => {
                 failures.push(Failure { message: message(validation, expression, &context), reason, error: false });
             }
-            Ok(_) => failures.push(Failure {
-                message: format!("expression '{expression}' resulted in error: must evaluate to bool"),
-                reason,
-                error: true,
-            }),
-            Err(why) => failures.push(Failure {
-                message: format!("expression '{expression}' resulted in error: {why}"),
-                reason,
-                error: true,
-            }),
+            Ok(_) => failures.push(failed("must evaluate to bool".into())),
+            Err(why) => failures.push(failed(why)),
         }
     }
     failures
@@ -321,6 +328,17 @@ mod tests {
         let excluded = json!({"excludeResourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"], "operations": ["*"],
                                                          "resources": ["deployments"], "resourceNames": ["web"]}]});
         assert!(!matches(Some(&excluded), &request(&object, None)));
+        let mut status = request(&object, None);
+        status.subresource = "status";
+        let rule = |resources: Value| {
+            json!({"resourceRules": [{"apiGroups": ["*"], "apiVersions": ["*"],
+                                                                 "operations": ["*"], "resources": resources}]})
+        };
+        assert!(!matches(Some(&rule(json!(["*"]))), &status), "`*` is main resources only");
+        assert!(matches(Some(&rule(json!(["deployments/*"]))), &status));
+        assert!(matches(Some(&rule(json!(["deployments/*"]))), &request(&object, None)));
+        assert!(matches(Some(&rule(json!(["*/status"]))), &status));
+        assert!(!matches(Some(&rule(json!(["deployments"]))), &status));
     }
 
     #[test]

@@ -8,14 +8,15 @@ use crate::admission::Cause;
 use serde_json::Value;
 
 /// A value as a field error prints it: strings Go-quoted (`%q`), numbers and booleans
-/// plain (`%v`), `null` for nothing; lists and maps as Go's `%#v` prints the decoded JSON
+/// plain (`%v`), nothing as the quoted string `"null"` (Go's `ErrorBody` turns nil into
+/// that string); lists and maps as Go's `%#v` prints the decoded JSON
 /// (`[]interface {}{...}`, `map[string]interface {}{"a":1}`).
 pub fn shown(value: &Value) -> String {
     match value {
         Value::String(text) => go_quote(text),
         Value::Number(number) => go_number(number),
         Value::Bool(flag) => flag.to_string(),
-        Value::Null => "null".into(),
+        Value::Null => "\"null\"".into(),
         Value::Array(_) | Value::Object(_) => go_syntax(value),
     }
 }
@@ -179,7 +180,7 @@ mod tests {
         assert_eq!(shown(&json!(3)), "3");
         assert_eq!(shown(&json!(1.5)), "1.5");
         assert_eq!(shown(&json!(2.0)), "2");
-        assert_eq!(shown(&json!(null)), "null");
+        assert_eq!(shown(&json!(null)), r#""null""#);
         assert_eq!(shown(&json!({"name": "a", "port": 80})), r#"map[string]interface {}{"name":"a", "port":80}"#);
         assert_eq!(shown(&json!(["a", 1])), r#"[]interface {}{"a", 1}"#);
         assert_eq!(go_float(1e21), "1e+21");

@@ -54,7 +54,7 @@ impl Rules {
     /// `earlier` are the schema's own findings, which may block them.
     pub fn check(&self, schema: &Value, object: &Value, old: Option<&Value>, earlier: &[Cause]) -> Vec<Cause> {
         if earlier.iter().any(|c| matches!(c.reason(), "FieldValueTypeInvalid" | "FieldValueNotSupported")) {
-            return vec![field_error::invalid("<nil>", &json!("null"), NOT_CHECKED)];
+            return vec![field_error::invalid("<nil>", &Value::Null, NOT_CHECKED)];
         }
         let outcome = VALIDATOR
             .with(|validator| validator.validate_compiled_with_context(&self.compiled, object, old, Some(&self.root)));
@@ -111,11 +111,8 @@ fn type_at(schema: &Value, path: &str) -> String {
             }
         }
     }
-    match node.get("type").and_then(Value::as_str) {
-        Some(kind) if !kind.is_empty() => kind.to_string(),
-        _ if node.get("x-kubernetes-int-or-string") == Some(&Value::Bool(true)) => "integer".into(),
-        _ => "object".into(),
-    }
+    // An untyped node (int-or-string, preserve-unknown) has no type to show: "".
+    node.get("type").and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
 /// Whether each rule of a CRD version's schema compiles, with the path Kubernetes names

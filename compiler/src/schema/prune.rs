@@ -103,7 +103,10 @@ fn walk_object(schema: &Value, map: &mut Map<String, Value>, path: &str, root: b
 /// in the order met. `definitions` resolves the `$ref`s.
 pub fn drop_unknown(definition: &Value, definitions: &FxHashMap<String, Value>, object: &mut Value) -> Vec<String> {
     let mut unknown = Vec::new();
-    drop_walk(definition, definitions, object, "", &mut unknown);
+    // One path buffer, grown and cut back as the walk goes: every write of a built-in
+    // kind comes through here, and almost none has an unknown field.
+    let mut path = String::new();
+    drop_walk(definition, definitions, object, &mut path, &mut unknown);
     unknown
 }
 
@@ -128,7 +131,7 @@ fn drop_walk(
     schema: &Value,
     definitions: &FxHashMap<String, Value>,
     value: &mut Value,
-    path: &str,
+    path: &mut String,
     unknown: &mut Vec<String>,
 ) {
     let schema = resolve(schema, definitions);
@@ -140,26 +143,36 @@ fn drop_walk(
             if properties.is_none() && additional.is_none() {
                 return;
             }
-            let keys: Vec<String> = map.keys().cloned().collect();
-            for key in keys {
-                let field = join(path, &key);
-                match properties.and_then(|p| p.get(&key)).or(additional) {
-                    Some(child) => {
-                        if let Some(value) = map.get_mut(&key) {
-                            drop_walk(child, definitions, value, &field, unknown);
-                        }
+            let declared = |key: &str| properties.and_then(|p| p.get(key)).or(additional);
+            if map.keys().any(|key| declared(key).is_none()) {
+                map.retain(|key, _| {
+                    let known = declared(key).is_some();
+                    if !known {
+                        unknown.push(if path.is_empty() { key.clone() } else { format!("{path}.{key}") });
                     }
-                    None => {
-                        map.remove(&key);
-                        unknown.push(field);
-                    }
+                    known
+                });
+            }
+            for (key, child) in map.iter_mut() {
+                let Some(child_schema) = declared(key) else { continue };
+                let length = path.len();
+                if !path.is_empty() {
+                    path.push('.');
                 }
+                path.push_str(key);
+                drop_walk(child_schema, definitions, child, path, unknown);
+                path.truncate(length);
             }
         }
         Value::Array(items) => {
             if let Some(items_schema) = schema.get("items") {
                 for (index, item) in items.iter_mut().enumerate() {
-                    drop_walk(items_schema, definitions, item, &format!("{path}[{index}]"), unknown);
+                    let length = path.len();
+                    path.push('[');
+                    path.push_str(&index.to_string());
+                    path.push(']');
+                    drop_walk(items_schema, definitions, item, path, unknown);
+                    path.truncate(length);
                 }
             }
         }

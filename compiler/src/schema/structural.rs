@@ -196,8 +196,7 @@ fn string(schema: &Map<String, Value>, text: &str, value: &Value, path: &str, ca
         causes.push(field_error::invalid(path, value, &in_body(path, &format!("should be at least {min} chars long"))));
     }
     if let Some(pattern) = schema.get("pattern").and_then(Value::as_str)
-        && let Ok(regex) = regex::Regex::new(pattern)
-        && !regex.is_match(text)
+        && matches_pattern(pattern, text) == Some(false)
     {
         causes.push(field_error::invalid(path, value, &in_body(path, &format!("should match '{pattern}'"))));
     }
@@ -207,6 +206,24 @@ fn string(schema: &Map<String, Value>, text: &str, value: &Value, path: &str, ca
         let detail = in_body(path, &format!("must be of type {format}: {}", go_quote(text)));
         causes.push(field_error::type_invalid(path, value, &detail));
     }
+}
+
+/// Whether `text` matches a schema's `pattern` (`None` for a pattern that does not
+/// compile, which the CRD's own check refuses). Each pattern is compiled once per thread.
+fn matches_pattern(pattern: &str, text: &str) -> Option<bool> {
+    thread_local! {
+        static COMPILED: std::cell::RefCell<std::collections::HashMap<String, Option<regex::Regex>>> =
+            std::cell::RefCell::new(std::collections::HashMap::new());
+    }
+    COMPILED.with(|compiled| {
+        let mut compiled = compiled.borrow_mut();
+        // Patterns come from CRDs; a bound keeps a server that sees many from growing.
+        if compiled.len() > 4096 {
+            compiled.clear();
+        }
+        let regex = compiled.entry(pattern.to_string()).or_insert_with(|| regex::Regex::new(pattern).ok());
+        regex.as_ref().map(|regex| regex.is_match(text))
+    })
 }
 
 /// The string formats the apiextensions server checks; others (`int32`, `int64`, ...)
@@ -252,10 +269,11 @@ fn is_date(text: &str) -> bool {
 
 /// RFC 3339 (`2006-01-02T15:04:05Z`, fractions and offsets allowed).
 fn is_date_time(text: &str) -> bool {
-    if text.len() < 19 || !is_date(&text[..10]) {
+    // Byte offsets below are ASCII positions; anything else there is no date-time.
+    let (Some(date), Some(rest)) = (text.get(..10), text.get(10..)) else { return false };
+    if text.len() < 19 || !is_date(date) {
         return false;
     }
-    let rest = &text[10..];
     let Some(time) = rest.strip_prefix(['T', 't', ' ']) else { return false };
     let clock = time.as_bytes();
     if clock.len() < 8 || clock[2] != b':' || clock[5] != b':' {
@@ -264,7 +282,7 @@ fn is_date_time(text: &str) -> bool {
     if ![0..2, 3..5, 6..8].into_iter().all(|r| clock[r].iter().all(u8::is_ascii_digit)) {
         return false;
     }
-    let mut tail = &time[8..];
+    let Some(mut tail) = time.get(8..) else { return false };
     if let Some(fraction) = tail.strip_prefix('.') {
         let digits = fraction.chars().take_while(char::is_ascii_digit).count();
         if digits == 0 {
@@ -437,8 +455,9 @@ fn list_sets_and_maps(schema: &Value, value: &Value, path: &str, causes: &mut Ve
         Value::Array(items) => {
             match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
                 Some("set") => {
+                    // Each repeated value once, at its first repeat (validateListSet).
                     for (index, item) in items.iter().enumerate() {
-                        if items[..index].iter().any(|earlier| same(earlier, item)) {
+                        if items[..index].iter().filter(|earlier| same(earlier, item)).count() == 1 {
                             causes.push(field_error::duplicate(format!("{path}[{index}]"), item));
                         }
                     }
@@ -569,5 +588,10 @@ mod tests {
         assert_eq!(messages(json!({"spec": {}})), ["spec.size: Required value"]);
         // A whole float is an integer.
         assert_eq!(messages(json!({"spec": {"size": 2.0}})), Vec::<String>::new());
+        // Formats read bytes: text that is not ASCII where a date's digits go is refused,
+        // never a panic.
+        let schema = json!({"type": "object", "properties": {"at": {"type": "string", "format": "date-time"}}});
+        let causes = validate(&schema, &json!({"at": "aaaaaaaaaé2020-01-01T00:00:00Z"}));
+        assert_eq!(causes.len(), 1, "{causes:?}");
     }
 }

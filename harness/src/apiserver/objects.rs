@@ -269,7 +269,14 @@ tokio::task_local! {
 
 /// Adds a warning to the answer of the request being served.
 pub(super) fn warn(text: String) {
-    let _ = WARNINGS.try_with(|warnings| warnings.borrow_mut().push(text));
+    // A write retried after a conflict says its warnings again; Kubernetes' recorder
+    // keeps one of each.
+    let _ = WARNINGS.try_with(|warnings| {
+        let mut warnings = warnings.borrow_mut();
+        if !warnings.contains(&text) {
+            warnings.push(text);
+        }
+    });
 }
 
 /// The fields an object's kind does not have (a custom resource's CRD schema does not
@@ -754,9 +761,12 @@ impl Written {
 
 /// Reads the object, makes the next one with `next`, admits it and writes it with
 /// compare-and-swap; `precondition` is the revision the client insists on.
+/// `through` names the subresource a write came in by when `target` is the main resource
+/// it changes (`scale`, `binding`): admission policies see the request as it was made.
 async fn write(
     server: &ApiServer,
     target: &Target,
+    through: Option<&str>,
     query: &Query,
     precondition: Option<u64>,
     mut next: impl FnMut(&Value) -> Result<Value, ApiError>,
@@ -783,7 +793,8 @@ async fn write(
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
-        policies::admit(server, resource, target.subresource.as_deref(), &admitted, Some(&current), dry_run).await?;
+        let subresource = through.or(target.subresource.as_deref());
+        policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
         // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
         let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
         if resource.generation && generation_changes(resource, &current, &admitted) {
@@ -956,7 +967,7 @@ async fn update(
         )));
     }
     let precondition = text(&object, "/metadata/resourceVersion").map(parse_revision).transpose()?;
-    let written = write(server, target, query, precondition, |_| Ok(object.clone())).await?;
+    let written = write(server, target, None, query, precondition, |_| Ok(object.clone())).await?;
     respond(StatusCode::OK, &written.into_value())
 }
 
@@ -1038,7 +1049,7 @@ async fn patch_object(
     let (kind, patch) = read_patch(headers, body)?;
     let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
     let name = target.name.as_deref().unwrap_or("");
-    let written = write(server, target, query, None, |current| {
+    let written = write(server, target, None, query, None, |current| {
         let patched = apply_patch(server, kind, &gvk, current, &patch)?;
         if !patched.is_object() {
             return Err(ApiError::new(422, "Invalid", "the patched object is not a JSON object"));
@@ -1159,7 +1170,7 @@ async fn write_scale(
         given.as_ref().and_then(|s| text(s, "/metadata/resourceVersion")).map(parse_revision).transpose()?;
     let main = Target { subresource: None, namespace: target.namespace.clone(), name: target.name.clone(), resource };
     let name = target.name.as_deref().unwrap_or("");
-    let written = write(server, &main, query, precondition, |current| {
+    let written = write(server, &main, Some("scale"), query, precondition, |current| {
         let scale = match (&patch, &given) {
             (Some((kind, patch)), _) => {
                 let current_scale = scale_of(resource, current);
@@ -1218,7 +1229,7 @@ pub(super) async fn bind(
     let target =
         Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource };
     let qualified = pods.qualified();
-    write(server, &target, query, None, |current| {
+    write(server, &target, Some("binding"), query, None, |current| {
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
                 subject(pods, &qualified, &pod),

@@ -96,6 +96,8 @@ pub async fn admit(
         username: "kubeyard",
         dry_run,
     };
+    // Every binding's warnings are said; the first denial refuses, after them all.
+    let mut denial: Option<Result<(), ApiError>> = None;
     for Bound { policy, binding } in bound.iter() {
         if !admission_policy::matches(policy.pointer("/spec/matchConstraints"), &request)
             || !admission_policy::matches(binding.pointer("/spec/matchResources"), &request)
@@ -110,13 +112,12 @@ pub async fn admit(
             // A missing parameter object the binding allows: the policy does not apply.
             Ok(Params::Missing) => continue,
             Err(message) => {
-                return deny(
-                    resource,
-                    &name,
-                    policy_name,
-                    binding_name,
-                    &Failure { message, reason: "Invalid".into(), error: true },
-                );
+                // A binding that cannot be configured follows the policy's failurePolicy.
+                if text(policy, "/spec/failurePolicy") != "Ignore" && denial.is_none() {
+                    let failure = Failure { message, reason: "Invalid".into(), error: true };
+                    denial = Some(deny(resource, &name, policy_name, binding_name, &failure));
+                }
+                continue;
             }
         };
         let ignore_errors = text(policy, "/spec/failurePolicy") == "Ignore";
@@ -137,12 +138,12 @@ pub async fn admit(
                     failure.message
                 ));
             }
-            if actions.contains(&"Deny") {
-                deny(resource, &name, policy_name, binding_name, &failure)?;
+            if actions.contains(&"Deny") && denial.is_none() {
+                denial = Some(deny(resource, &name, policy_name, binding_name, &failure));
             }
         }
     }
-    Ok(())
+    denial.unwrap_or(Ok(()))
 }
 
 /// The refusal of a denied request, in Kubernetes' words, with the code of its reason.
@@ -152,20 +153,19 @@ fn deny(resource: &Resource, name: &str, policy: &str, binding: &str, failure: &
     } else {
         format!("{}.{}", resource.plural, resource.group)
     };
-    let message = format!(
-        "{target} \"{name}\" is forbidden: ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {}",
-        failure.message
-    );
+    let cause =
+        format!("ValidatingAdmissionPolicy '{policy}' with binding '{binding}' denied request: {}", failure.message);
+    let message = format!("{target} \"{name}\" is forbidden: {cause}");
     let (code, reason) = match failure.reason.as_str() {
         "Forbidden" => (403, "Forbidden"),
         "Unauthorized" => (401, "Unauthorized"),
         "RequestEntityTooLarge" => (413, "RequestEntityTooLarge"),
         _ => (422, "Invalid"),
     };
-    let mut error = ApiError::new(code, reason, message.clone());
+    let mut error = ApiError::new(code, reason, message);
     error.details = Some(json!({
         "name": name, "group": resource.group, "kind": resource.plural,
-        "causes": [{"message": message}],
+        "causes": [{"message": cause}],
     }));
     Err(error)
 }

@@ -526,7 +526,20 @@ impl Docker {
                 message: format!("{status_code}: {message}"),
             });
         }
-        self.ended(name).await
+        let ended = self.ended(name).await?;
+        // The engine learns of a cgroup's OOM kill apart from the exit, and under load it
+        // can report the exit (137) first with `OOMKilled` still false: look again
+        // shortly before calling it a plain SIGKILL.
+        if ended.code == 137 && !ended.oom_killed {
+            for _ in 0..5 {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                let again = self.ended(name).await?;
+                if again.oom_killed {
+                    return Ok(again);
+                }
+            }
+        }
+        Ok(ended)
     }
 
     /// How the container ended (or its state so far, while it runs).

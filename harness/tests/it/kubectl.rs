@@ -423,9 +423,11 @@ fn kubectl_meets_validating_admission_policies() {
     let denied = cluster.kubectl(&["apply", "-f", &file("prod-deployment.yaml")]);
     let stderr = String::from_utf8_lossy(&denied.stderr);
     assert!(!denied.status.success());
+    // kubectl prints a 422 from its causes, as it does against Kubernetes (whose docs show
+    // the same `is invalid: : ValidatingAdmissionPolicy ...` line).
     assert!(
         stderr.contains(
-            "deployments.apps \"wide\" is forbidden: ValidatingAdmissionPolicy 'max-replicas' with binding \
+            "The deployments \"wide\" is invalid: : ValidatingAdmissionPolicy 'max-replicas' with binding \
              'max-replicas-prod' denied request: replicas 8 exceeds 5"
         ),
         "{stderr}"
