@@ -528,18 +528,37 @@ impl Docker {
         }
         let ended = self.ended(name).await?;
         // The engine learns of a cgroup's OOM kill apart from the exit, and under load it
-        // can report the exit (137) first with `OOMKilled` still false: look again
-        // shortly before calling it a plain SIGKILL.
+        // reports the exit (137, a pipeline's process killed) with `OOMKilled` false and
+        // the kill only as an `oom` event: look for that event before calling it a plain
+        // SIGKILL, as a kubelet reads the cgroup's own OOM count.
         if ended.code == 137 && !ended.oom_killed {
             for _ in 0..5 {
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                let again = self.ended(name).await?;
-                if again.oom_killed {
-                    return Ok(again);
+                if self.had_oom_event(name).await {
+                    return Ok(Ended { oom_killed: true, ..ended });
                 }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
             }
         }
         Ok(ended)
+    }
+
+    /// Whether the engine reported the container's cgroup out of memory (its `oom`
+    /// event) since the container last started.
+    async fn had_oom_event(&self, name: &str) -> bool {
+        let Ok(inspected) = self.inner.inspect_container(name, None).await else { return false };
+        let started = inspected.state.and_then(|s| s.started_at).unwrap_or_default();
+        let Ok(started) = chrono::DateTime::parse_from_rfc3339(&started) else { return false };
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+        let options = bollard::query_parameters::EventsOptions {
+            since: Some(started.timestamp().to_string()),
+            until: Some((now + 1).to_string()),
+            filters: Some(HashMap::from([
+                ("container".to_string(), vec![name.to_string()]),
+                ("event".to_string(), vec!["oom".to_string()]),
+            ])),
+        };
+        let mut events = self.inner.events(Some(options));
+        matches!(tokio::time::timeout(std::time::Duration::from_secs(3), events.next()).await, Ok(Some(Ok(_))))
     }
 
     /// How the container ended (or its state so far, while it runs).
