@@ -49,19 +49,7 @@ pub struct Failure {
 /// `matchResources`) takes the request. An absent section takes everything.
 pub fn matches(match_resources: Option<&Value>, request: &Request<'_>) -> bool {
     let Some(section) = match_resources else { return true };
-    let rules = section.get("resourceRules").and_then(Value::as_array);
-    if let Some(rules) = rules
-        && !rules.iter().any(|rule| rule_matches(rule, request))
-    {
-        return false;
-    }
-    if section
-        .get("excludeResourceRules")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .any(|r| rule_matches(r, request))
-    {
+    if !matches_resource(Some(section), request) {
         return false;
     }
     if let Some(selector) = section.get("objectSelector") {
@@ -80,6 +68,20 @@ pub fn matches(match_resources: Option<&Value>, request: &Request<'_>) -> bool {
         }
     }
     true
+}
+
+/// Whether a section's resource rules take the request, selectors aside: what can be
+/// decided before the request's namespace is read.
+pub fn matches_resource(match_resources: Option<&Value>, request: &Request<'_>) -> bool {
+    let Some(section) = match_resources else { return true };
+    let rules = section.get("resourceRules").and_then(Value::as_array);
+    if let Some(rules) = rules
+        && !rules.iter().any(|rule| rule_matches(rule, request))
+    {
+        return false;
+    }
+    let excluded = section.get("excludeResourceRules").and_then(Value::as_array);
+    !excluded.into_iter().flatten().any(|r| rule_matches(r, request))
 }
 
 fn labels_of(labels: Option<&Value>) -> BTreeMap<String, String> {

@@ -356,7 +356,7 @@ impl Linter {
                 // A custom kind's CEL rules, as the API server checks them: same verdict,
                 // same message.
                 if schema_valid && matches!(schema.origin, crate::schema::Origin::CustomResourceDefinition { .. }) {
-                    for cause in self.catalog.check_custom_rules(&info.gvk, &node.to_json()) {
+                    for cause in self.catalog.check_custom_rules(&info.gvk, || node.to_json()) {
                         diagnostics.push(crate::validate::rule_diagnostic(&node, &cause));
                     }
                     schema_valid = !diagnostics.iter().any(Diagnostic::is_error);

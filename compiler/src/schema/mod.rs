@@ -455,15 +455,21 @@ impl Catalog {
 
     /// The CEL rules' findings alone for an object of a custom kind (what `lint` adds to
     /// its schema check): empty for kinds without rules.
-    pub fn check_custom_rules(&self, gvk: &GroupVersionKind, object: &Value) -> Vec<crate::admission::Cause> {
+    /// `object` makes the object's JSON, only when the kind has rules (lint holds a tree).
+    pub fn check_custom_rules(
+        &self,
+        gvk: &GroupVersionKind,
+        object: impl FnOnce() -> Value,
+    ) -> Vec<crate::admission::Cause> {
         let (structural, rules) = {
             let custom = self.customs();
             let Some(kind) = custom.get(gvk) else { return Vec::new() };
             let Some(rules) = kind.rules.clone() else { return Vec::new() };
             (kind.structural.clone(), rules)
         };
-        let earlier = structural::validate(&structural, object);
-        rules.check(&structural, object, None, &earlier)
+        let object = object();
+        let earlier = structural::validate(&structural, &object);
+        rules.check(&structural, &object, None, &earlier)
     }
 
     /// Forgets the kinds a CustomResourceDefinition (by name) defined: it was deleted.

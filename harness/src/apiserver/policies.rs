@@ -73,15 +73,7 @@ pub async fn admit(
     }
     let name = text(object, "/metadata/name").to_string();
     let namespace = if resource.namespaced { text(object, "/metadata/namespace").to_string() } else { String::new() };
-    let namespace_object = match namespace.as_str() {
-        "" => None,
-        namespace => {
-            let namespaces = super::resources::by_kind("", "Namespace").expect("namespaces are served");
-            let entry = server.store.get(&namespaces.key(None, namespace)).await.ok().flatten();
-            entry.and_then(|e| objects::from_entry(&e).ok())
-        }
-    };
-    let request = Request {
+    let mut request = Request {
         operation: if old.is_some() { "UPDATE" } else { "CREATE" },
         group: resource.group,
         version: resource.version,
@@ -92,13 +84,33 @@ pub async fn admit(
         namespace: &namespace,
         object: Some(object),
         old_object: old,
-        namespace_object: namespace_object.as_ref(),
+        namespace_object: None,
         username: "kubeyard",
         dry_run,
     };
+    // The resource rules first: the namespace is read only when some binding may apply.
+    let candidates: Vec<&Bound> = bound
+        .iter()
+        .filter(|b| {
+            admission_policy::matches_resource(b.policy.pointer("/spec/matchConstraints"), &request)
+                && admission_policy::matches_resource(b.binding.pointer("/spec/matchResources"), &request)
+        })
+        .collect();
+    if candidates.is_empty() {
+        return Ok(());
+    }
+    let namespaces = super::resources::by_kind("", "Namespace");
+    let namespace_object = match (namespace.as_str(), namespaces) {
+        ("", _) | (_, None) => None,
+        (namespace, Some(namespaces)) => {
+            let entry = server.store.get(&namespaces.key(None, namespace)).await.ok().flatten();
+            entry.and_then(|e| objects::from_entry(&e).ok())
+        }
+    };
+    request.namespace_object = namespace_object.as_ref();
     // Every binding's warnings are said; the first denial refuses, after them all.
     let mut denial: Option<Result<(), ApiError>> = None;
-    for Bound { policy, binding } in bound.iter() {
+    for Bound { policy, binding } in candidates {
         if !admission_policy::matches(policy.pointer("/spec/matchConstraints"), &request)
             || !admission_policy::matches(binding.pointer("/spec/matchResources"), &request)
         {
