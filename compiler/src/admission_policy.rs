@@ -53,8 +53,14 @@ pub fn matches(match_resources: Option<&Value>, request: &Request<'_>) -> bool {
         return false;
     }
     if let Some(selector) = section.get("objectSelector") {
-        let labels = |object: Option<&Value>| labels_of(object.and_then(|o| o.pointer("/metadata/labels")));
-        let selects = |object| Selector::from_label_selector(Some(selector)).is_ok_and(|s| s.matches(&labels(object)));
+        // As Kubernetes' `matchObject`: an absent object (the old one of a create, the
+        // new one of a delete) matches no selector, not even one that wants no label.
+        let selects = |object: Option<&Value>| {
+            object.is_some_and(|object| {
+                let labels = labels_of(object.pointer("/metadata/labels"));
+                Selector::from_label_selector(Some(selector)).is_ok_and(|s| s.matches(&labels))
+            })
+        };
         if !selects(request.object) && !selects(request.old_object) {
             return false;
         }
@@ -184,36 +190,58 @@ fn run(program: &str, context: &Context<'_>) -> Result<Cel, String> {
 /// every one holds, or when a `matchCondition` leaves the request out). `params` is the
 /// binding's parameter object, if the policy has `paramKind`.
 pub fn evaluate(policy: &Value, request: &Request<'_>, params: Option<&Value>) -> Vec<Failure> {
-    // Kubernetes' libraries are registered once per thread; each request gets a scope.
-    thread_local! {
-        static BASE: Context<'static> = {
-            let mut base = Context::default();
-            base.register_all();
-            base
-        };
-    }
     BASE.with(|base| evaluate_in(base, policy, request, params))
 }
 
-fn evaluate_in(base: &Context<'_>, policy: &Value, request: &Request<'_>, params: Option<&Value>) -> Vec<Failure> {
-    let spec = policy.get("spec").cloned().unwrap_or(Value::Null);
+// Kubernetes' libraries are registered once per thread; each request gets a scope.
+thread_local! {
+    static BASE: Context<'static> = {
+        let mut base = Context::default();
+        base.register_all();
+        base
+    };
+}
+
+/// The variables every admission expression sees. Deleting, there is no object:
+/// `object` is null; creating, `oldObject` is.
+fn request_scope<'a>(base: &'a Context<'_>, request: &Request<'_>, params: Option<&Value>) -> Context<'a> {
     let mut context = base.new_inner_scope();
-    // Deleting, there is no object: `object` is null; creating, `oldObject` is.
     context.add_variable_from_value("object", request.object.map_or(Cel::Null, to_cel));
     context.add_variable_from_value("oldObject", request.old_object.map_or(Cel::Null, to_cel));
     context.add_variable_from_value("request", request_value(request));
     context.add_variable_from_value("params", params.map_or(Cel::Null, to_cel));
     context.add_variable_from_value("namespaceObject", request.namespace_object.map_or(Cel::Null, to_cel));
+    context
+}
+
+/// Whether every one of `conditions` (a policy's or an admission webhook's
+/// `matchConditions`) holds; why not, when one cannot be evaluated.
+pub fn match_conditions(conditions: Option<&Value>, request: &Request<'_>) -> Result<bool, String> {
+    BASE.with(|base| conditions_hold(conditions, &request_scope(base, request, None)))
+}
+
+fn conditions_hold(conditions: Option<&Value>, context: &Context<'_>) -> Result<bool, String> {
+    for condition in conditions.and_then(Value::as_array).into_iter().flatten() {
+        let expression = condition.get("expression").and_then(Value::as_str).unwrap_or_default();
+        match run(expression, context) {
+            Ok(Cel::Bool(true)) => {}
+            Ok(Cel::Bool(false)) => return Ok(false),
+            Ok(_) => return Err(format!("matchCondition {expression}: must evaluate to bool")),
+            Err(why) => return Err(format!("matchCondition {expression}: {why}")),
+        }
+    }
+    Ok(true)
+}
+
+fn evaluate_in(base: &Context<'_>, policy: &Value, request: &Request<'_>, params: Option<&Value>) -> Vec<Failure> {
+    let spec = policy.get("spec").cloned().unwrap_or(Value::Null);
+    let mut context = request_scope(base, request, params);
     let error = |message: String| vec![Failure { message, reason: "Invalid".into(), error: true }];
     // Match conditions first: a request they leave out is not looked at further.
-    for condition in spec.get("matchConditions").and_then(Value::as_array).into_iter().flatten() {
-        let expression = condition.get("expression").and_then(Value::as_str).unwrap_or_default();
-        match run(expression, &context) {
-            Ok(Cel::Bool(true)) => {}
-            Ok(Cel::Bool(false)) => return Vec::new(),
-            Ok(_) => return error(format!("matchCondition {expression}: must evaluate to bool")),
-            Err(why) => return error(format!("matchCondition {expression}: {why}")),
-        }
+    match conditions_hold(spec.get("matchConditions"), &context) {
+        Ok(true) => {}
+        Ok(false) => return Vec::new(),
+        Err(message) => return error(message),
     }
     // Variables, in order: each may read the ones before it. One that fails fails only the
     // validations that read it (Kubernetes evaluates them lazily).

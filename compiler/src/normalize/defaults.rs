@@ -225,6 +225,23 @@ pub static DEFAULTS: &[Default] = &[
         source: "SetDefaults_Job, batch/v1",
         when: None,
     },
+    Default {
+        scope: Scope::Object("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
+        field: "webhooks[]",
+        fill: Fill::Computed(
+            "failurePolicy \"Fail\", matchPolicy \"Equivalent\", namespaceSelector {}, objectSelector {}, \
+             timeoutSeconds 10, and each rule's scope \"*\"",
+        ),
+        source: "SetDefaults_ValidatingWebhook, SetDefaults_Rule, admissionregistration/v1",
+        when: None,
+    },
+    Default {
+        scope: Scope::Object("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+        field: "webhooks[]",
+        fill: Fill::Computed("as a validating webhook's, and reinvocationPolicy \"Never\""),
+        source: "SetDefaults_MutatingWebhook, SetDefaults_Rule, admissionregistration/v1",
+        when: None,
+    },
     fixed(Scope::Object("batch", "Job"), "spec.completionMode", "\"NonIndexed\"", "SetDefaults_Job, batch/v1"),
     fixed(Scope::Object("batch", "Job"), "spec.suspend", "false", "SetDefaults_Job, batch/v1"),
     Default {
@@ -509,6 +526,8 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
         ("", "ReplicationController") => replication_controller(object),
         ("", "Service") => service_ports(object),
         ("networking.k8s.io", "NetworkPolicy") => network_policy(object),
+        ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => webhooks(object, false),
+        ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => webhooks(object, true),
         _ => {}
     }
     for pointer in pod_spec_pointers(group, kind) {
@@ -519,6 +538,28 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
 }
 
 /// Where the pod specs of a kind are.
+/// An admission webhook configuration's webhooks, as `SetDefaults_*Webhook` fill them.
+fn webhooks(object: &mut Value, mutating: bool) {
+    for webhook in object.get_mut("webhooks").and_then(Value::as_array_mut).into_iter().flatten() {
+        set_default(webhook, "failurePolicy", json!("Fail"));
+        set_default(webhook, "matchPolicy", json!("Equivalent"));
+        set_default(webhook, "namespaceSelector", json!({}));
+        set_default(webhook, "objectSelector", json!({}));
+        set_default(webhook, "timeoutSeconds", json!(10));
+        if mutating {
+            set_default(webhook, "reinvocationPolicy", json!("Never"));
+        }
+        for rule in webhook.get_mut("rules").and_then(Value::as_array_mut).into_iter().flatten() {
+            set_default(rule, "scope", json!("*"));
+        }
+        if let Some(Value::Object(config)) = webhook.get_mut("clientConfig")
+            && let Some(Value::Object(service)) = config.get_mut("service")
+        {
+            service.entry("port").or_insert(json!(443));
+        }
+    }
+}
+
 fn pod_spec_pointers(group: &str, kind: &str) -> &'static [&'static str] {
     match (group, kind) {
         ("", "Pod") => &["/spec"],

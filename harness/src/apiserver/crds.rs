@@ -273,7 +273,12 @@ fn kinds_of(object: &Value, name: &str) -> CustomKinds {
         let name = v.get("name").and_then(Value::as_str).unwrap_or_default();
         (std::cmp::Reverse(kubeyard_compiler::schema::removed::version_priority(name)), name.to_string())
     });
-    let mut kinds = CustomKinds::default();
+    let storage = crd::storage_version(object).unwrap_or_default();
+    let mut kinds = CustomKinds {
+        storage: resources::leak(&format!("{group}/{storage}")),
+        conversion: conversion_of(&spec),
+        ..CustomKinds::default()
+    };
     for version in versions {
         let row = resources::intern(Resource {
             group,
@@ -295,6 +300,24 @@ fn kinds_of(object: &Value, name: &str) -> CustomKinds {
         kinds.schemas.push(version.pointer("/schema/openAPIV3Schema").cloned().unwrap_or(json!({"type": "object"})));
     }
     kinds
+}
+
+/// A CRD's `spec.conversion`.
+fn conversion_of(spec: &Value) -> resources::Conversion {
+    if spec.pointer("/conversion/strategy").and_then(Value::as_str) != Some("Webhook") {
+        return resources::Conversion::None;
+    }
+    let webhook = spec.pointer("/conversion/webhook").cloned().unwrap_or(Value::Null);
+    let review_versions = webhook
+        .get("conversionReviewVersions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(str::to_string)
+        .collect();
+    let client_config = Arc::new(webhook.get("clientConfig").cloned().unwrap_or(Value::Null));
+    resources::Conversion::Webhook { client_config, review_versions }
 }
 
 /// A version's `subresources.scale` paths.

@@ -6,6 +6,7 @@
 //! accepted here too, with the limits a server facing any client needs (see `serve`).
 
 pub mod allocate;
+mod conversion;
 pub mod crds;
 mod exec;
 mod exec_spdy;
@@ -29,6 +30,8 @@ pub mod table;
 pub mod tls;
 pub mod tokens;
 pub mod watch;
+mod webhook_client;
+mod webhooks;
 
 use crate::store::Store;
 use axum::Router;
@@ -182,6 +185,8 @@ pub struct ApiServer {
     shared_objects: watch::SharedObjects,
     /// The ValidatingAdmissionPolicies enforced (see `policies`).
     policies: policies::Policies,
+    /// The admission webhooks called (see `webhooks`).
+    webhooks: webhooks::Webhooks,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -217,6 +222,7 @@ impl ApiServer {
             quota_locks: quota::Locks::default(),
             shared_objects: watch::SharedObjects::default(),
             policies: policies::Policies::default(),
+            webhooks: webhooks::Webhooks::default(),
         })
     }
 

@@ -7,7 +7,10 @@
 use super::fields::FieldSelector;
 use super::resources::Resource;
 use super::status::{ApiError, Subject};
-use super::{ApiServer, Query, Representation, Target, allocate, crds, json_response, policies, table, watch};
+use super::{
+    ApiServer, Query, Representation, Target, allocate, conversion, crds, json_response, policies, table, watch,
+    webhooks,
+};
 use crate::clock;
 use crate::store::{Entry, StoreError};
 use axum::http::{HeaderMap, Method, StatusCode, header};
@@ -347,7 +350,8 @@ async fn get(
     let key = target.resource.key(target.namespace.as_deref(), name);
     let entry = server.store.get(&key).await.map_err(|e| store_error(target.resource, name, e))?;
     let entry = entry.ok_or_else(|| not_found(target.resource, name))?;
-    let object = from_entry(&entry)?;
+    let mut object = from_entry(&entry)?;
+    conversion::to_request(server, target.resource, std::slice::from_mut(&mut object)).await?;
     match representation {
         Representation::Json => respond(StatusCode::OK, &object),
         Representation::Metadata => respond(StatusCode::OK, &super::partial(&object)),
@@ -447,6 +451,7 @@ async fn list(
             break;
         }
     }
+    conversion::to_request(server, resource, &mut items).await?;
     let revision = revision.unwrap_or_default();
     let token = match (more, after) {
         (true, Some(start)) => Some(
@@ -699,6 +704,18 @@ async fn create(
         }
     }
     prune(server, resource, query, &mut object)?;
+    let name = text(&object, "/metadata/name").unwrap_or("").to_string();
+    let namespace = if resource.namespaced { target.namespace.clone().unwrap_or_default() } else { String::new() };
+    let call = webhooks::Call {
+        resource,
+        subresource: None,
+        operation: "CREATE",
+        name: &name,
+        namespace: &namespace,
+        old: None,
+        dry_run: dry_run(query)?,
+    };
+    webhooks::mutate(server, &call, &mut object).await?;
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
     if resource.builtin_kind() == "Pod" {
@@ -712,7 +729,7 @@ async fn create(
         crds::validate(server, &object, None)?;
     }
     policies::admit(server, resource, None, &object, None, dry_run(query)?).await?;
-    let name = text(&object, "/metadata/name").unwrap_or("").to_string();
+    webhooks::validate(server, &call, Some(&object)).await?;
     if resource.namespaced {
         namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
     }
@@ -731,7 +748,9 @@ async fn create(
             None => respond(StatusCode::CREATED, &object),
         };
     }
-    let created = server.store.create(&key, to_bytes(&object)).await;
+    let mut stored = object.clone();
+    conversion::to_storage(server, resource, &mut stored).await?;
+    let created = server.store.create(&key, to_bytes(&stored)).await;
     claim.settle(&key, created.as_ref().map(|_| Some(&object)));
     let revision = created.map_err(|e| store_error(resource, &name, e))?;
     set_revision(&mut object, revision);
@@ -739,9 +758,7 @@ async fn create(
         // Served from the next request on (Kubernetes does this a moment later).
         crds::sync(server, &name).await;
     }
-    if policies::is_policy_kind(resource) {
-        policies::reload(server).await;
-    }
+    reload_admission(server, resource).await;
     respond(StatusCode::CREATED, &object)
 }
 
@@ -781,7 +798,8 @@ async fn write(
         if precondition.is_some_and(|p| p != entry.revision) {
             return Err(store_error(resource, name, StoreError::Conflict { key, expected: 0, current: 0 }));
         }
-        let current = from_entry(&entry)?;
+        let mut current = from_entry(&entry)?;
+        conversion::to_request(server, resource, std::slice::from_mut(&mut current)).await?;
         let wanted = next(&current)?;
         let mut wanted = wanted;
         prune(server, resource, query, &mut wanted)?;
@@ -789,12 +807,24 @@ async fn write(
         if crds::is_crd(resource) {
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
+        let subresource = through.or(target.subresource.as_deref());
+        let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
+        let call = webhooks::Call {
+            resource,
+            subresource,
+            operation: "UPDATE",
+            name,
+            namespace,
+            old: Some(&current),
+            dry_run,
+        };
+        webhooks::mutate(server, &call, &mut prepared).await?;
         let mut admitted = admit(server, resource, prepared, Some(&current))?;
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
-        let subresource = through.or(target.subresource.as_deref());
         policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
+        webhooks::validate(server, &call, Some(&admitted)).await?;
         // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
         let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
         if resource.generation && generation_changes(resource, &current, &admitted) {
@@ -815,7 +845,10 @@ async fn write(
                 Written::Deleted(admitted)
             })
         } else {
-            server.store.update(&key, to_bytes(&admitted), Some(entry.revision)).await.map(|revision| {
+            // Only custom kinds convert, and their writes hold no allocation claim.
+            let mut stored = admitted.clone();
+            conversion::to_storage(server, resource, &mut stored).await?;
+            server.store.update(&key, to_bytes(&stored), Some(entry.revision)).await.map(|revision| {
                 set_revision(&mut admitted, revision);
                 Written::Stored(admitted)
             })
@@ -831,9 +864,7 @@ async fn write(
                 if crds::is_crd(resource) {
                     crds::sync(server, name).await;
                 }
-                if policies::is_policy_kind(resource) {
-                    policies::reload(server).await;
-                }
+                reload_admission(server, resource).await;
                 return Ok(written);
             }
             Err(StoreError::Conflict { .. } | StoreError::NotFound(_)) if precondition.is_none() => continue,
@@ -848,7 +879,9 @@ async fn write(
 /// as Kubernetes counts it.
 fn generation_changes(resource: &Resource, current: &Value, next: &Value) -> bool {
     if resource.crd.is_none() {
-        return current.get("spec") != next.get("spec");
+        // Webhook configurations have no spec: their webhooks count.
+        let counted = if resource.kind.ends_with("WebhookConfiguration") { "webhooks" } else { "spec" };
+        return current.get(counted) != next.get(counted);
     }
     let counted = |object: &Value| -> Map<String, Value> {
         let mut map = object.as_object().cloned().unwrap_or_default();
@@ -1146,7 +1179,9 @@ async fn get_scale(server: &ApiServer, target: &Target) -> Result<Response, ApiE
     let key = target.resource.key(target.namespace.as_deref(), name);
     let entry = server.store.get(&key).await.map_err(|e| store_error(target.resource, name, e))?;
     let entry = entry.ok_or_else(|| not_found(target.resource, name))?;
-    respond(StatusCode::OK, &scale_of(target.resource, &from_entry(&entry)?))
+    let mut object = from_entry(&entry)?;
+    conversion::to_request(server, target.resource, std::slice::from_mut(&mut object)).await?;
+    respond(StatusCode::OK, &scale_of(target.resource, &object))
 }
 
 async fn write_scale(
@@ -1343,7 +1378,10 @@ async fn delete(
             });
             respond(StatusCode::OK, &status)
         }
-        Deletion::Gone(object) | Deletion::Pending(object) => respond(StatusCode::OK, &object),
+        Deletion::Gone(mut object) | Deletion::Pending(mut object) => {
+            conversion::to_request(server, target.resource, std::slice::from_mut(&mut object)).await?;
+            respond(StatusCode::OK, &object)
+        }
     }
 }
 
@@ -1386,6 +1424,17 @@ pub(super) async fn delete_one(
                 ),
             ));
         }
+        let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
+        let call = webhooks::Call {
+            resource,
+            subresource: None,
+            operation: "DELETE",
+            name,
+            namespace,
+            old: Some(&current),
+            dry_run,
+        };
+        webhooks::validate(server, &call, None).await?;
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
         // A running pod on a node gets time to stop: its node agent deletes it when it has.
         let finished_pod = matches!(text(&current, "/status/phase"), Some("Succeeded" | "Failed"));
@@ -1430,9 +1479,7 @@ pub(super) async fn delete_one(
                 Ok(deleted) => {
                     let mut object = current;
                     set_revision(&mut object, deleted.revision);
-                    if policies::is_policy_kind(resource) {
-                        policies::reload(server).await;
-                    }
+                    reload_admission(server, resource).await;
                     return Ok(Deletion::Gone(object));
                 }
                 Err(StoreError::Conflict { .. }) => continue,
@@ -1536,7 +1583,19 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     // The kinds of the CRDs it holds, served before any request.
     crds::load(server).await;
     policies::reload(server).await;
+    webhooks::reload(server).await;
     Ok(())
+}
+
+/// After a write to an admission configuration (policies, bindings, webhooks), the
+/// server enforces what it says from the next request on.
+async fn reload_admission(server: &ApiServer, resource: &Resource) {
+    if policies::is_policy_kind(resource) {
+        policies::reload(server).await;
+    }
+    if webhooks::is_webhook_kind(resource) {
+        webhooks::reload(server).await;
+    }
 }
 
 /// A namespace as a cluster starts with it: with its `default` ServiceAccount, which the

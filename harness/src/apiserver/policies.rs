@@ -85,7 +85,7 @@ pub async fn admit(
         object: Some(object),
         old_object: old,
         namespace_object: None,
-        username: "kubeyard",
+        username: super::webhooks::USERNAME,
         dry_run,
     };
     // The resource rules first: the namespace is read only when some binding may apply.
@@ -99,14 +99,7 @@ pub async fn admit(
     if candidates.is_empty() {
         return Ok(());
     }
-    let namespaces = super::resources::by_kind("", "Namespace");
-    let namespace_object = match (namespace.as_str(), namespaces) {
-        ("", _) | (_, None) => None,
-        (namespace, Some(namespaces)) => {
-            let entry = server.store.get(&namespaces.key(None, namespace)).await.ok().flatten();
-            entry.and_then(|e| objects::from_entry(&e).ok())
-        }
-    };
+    let namespace_object = namespace_object(server, &namespace).await;
     request.namespace_object = namespace_object.as_ref();
     // Every binding's warnings are said; the first denial refuses, after them all.
     let mut denial: Option<Result<(), ApiError>> = None;
@@ -156,6 +149,17 @@ pub async fn admit(
         }
     }
     denial.unwrap_or(Ok(()))
+}
+
+/// The request's namespace, for `namespaceSelector` and `namespaceObject`; `None` for
+/// cluster-scoped requests.
+pub(super) async fn namespace_object(server: &ApiServer, namespace: &str) -> Option<Value> {
+    let namespaces = super::resources::by_kind("", "Namespace")?;
+    if namespace.is_empty() {
+        return None;
+    }
+    let entry = server.store.get(&namespaces.key(None, namespace)).await.ok().flatten();
+    entry.and_then(|e| objects::from_entry(&e).ok())
 }
 
 /// The refusal of a denied request, in Kubernetes' words, with the code of its reason.

@@ -116,53 +116,54 @@ async fn locate(server: &ApiServer, target: &ProxyTarget) -> Result<String, ApiE
             port.parse::<u16>().map_err(|_| ApiError::bad_request(format!("invalid port {port:?}")))?;
             Ok(format!("{ip}:{port}"))
         }
-        ProxyKind::Service => {
-            let service = object(server, "services", &target.namespace, name).await?;
-            let ports = service.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
-            // A port number names the Service port of that number, by its name.
-            let port_name = match port.parse::<i64>() {
-                Ok(number) => ports
-                    .iter()
-                    .find(|p| p.get("port").and_then(Value::as_i64) == Some(number))
-                    .map(|p| text(p, "/name").to_string())
-                    .ok_or_else(|| {
-                        ApiError::new(
-                            503,
-                            "ServiceUnavailable",
-                            format!("no service port {number} found for service {name:?}"),
-                        )
-                    })?,
-                Err(_) => port.to_string(),
-            };
-            let endpoints = object(server, "endpoints", &target.namespace, name).await.ok();
-            let subsets = endpoints
-                .as_ref()
-                .and_then(|e| e.get("subsets"))
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            let unavailable =
-                || ApiError::new(503, "ServiceUnavailable", format!("no endpoints available for service {name:?}"));
-            if subsets.is_empty() {
-                return Err(unavailable());
+        ProxyKind::Service => service_endpoint(server, &target.namespace, name, port).await,
+    }
+}
+
+/// A ready endpoint (`ip:port`) of a Service's port, given by its name or number, picked
+/// at random as the real server's `ResourceLocation` picks one.
+pub(super) async fn service_endpoint(
+    server: &ApiServer,
+    namespace: &str,
+    name: &str,
+    port: &str,
+) -> Result<String, ApiError> {
+    let service = object(server, "services", namespace, name).await?;
+    let ports = service.pointer("/spec/ports").and_then(Value::as_array).cloned().unwrap_or_default();
+    // A port number names the Service port of that number, by its name.
+    let port_name = match port.parse::<i64>() {
+        Ok(number) => ports
+            .iter()
+            .find(|p| p.get("port").and_then(Value::as_i64) == Some(number))
+            .map(|p| text(p, "/name").to_string())
+            .ok_or_else(|| {
+                ApiError::new(503, "ServiceUnavailable", format!("no service port {number} found for service {name:?}"))
+            })?,
+        Err(_) => port.to_string(),
+    };
+    let endpoints = object(server, "endpoints", namespace, name).await.ok();
+    let subsets =
+        endpoints.as_ref().and_then(|e| e.get("subsets")).and_then(Value::as_array).cloned().unwrap_or_default();
+    let unavailable =
+        || ApiError::new(503, "ServiceUnavailable", format!("no endpoints available for service {name:?}"));
+    if subsets.is_empty() {
+        return Err(unavailable());
+    }
+    let mut candidates = Vec::new();
+    for subset in &subsets {
+        let addresses = subset.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default();
+        let subset_ports = subset.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
+        for subset_port in subset_ports.iter().filter(|p| text(p, "/name") == port_name) {
+            let Some(number) = subset_port.get("port").and_then(Value::as_i64) else { continue };
+            for address in &addresses {
+                candidates.push(format!("{}:{number}", text(address, "/ip")));
             }
-            let mut candidates = Vec::new();
-            for subset in &subsets {
-                let addresses = subset.get("addresses").and_then(Value::as_array).cloned().unwrap_or_default();
-                let subset_ports = subset.get("ports").and_then(Value::as_array).cloned().unwrap_or_default();
-                for subset_port in subset_ports.iter().filter(|p| text(p, "/name") == port_name) {
-                    let Some(number) = subset_port.get("port").and_then(Value::as_i64) else { continue };
-                    for address in &addresses {
-                        candidates.push(format!("{}:{number}", text(address, "/ip")));
-                    }
-                }
-            }
-            if candidates.is_empty() {
-                return Err(unavailable());
-            }
-            Ok(candidates.swap_remove(fastrand::usize(..candidates.len())))
         }
     }
+    if candidates.is_empty() {
+        return Err(unavailable());
+    }
+    Ok(candidates.swap_remove(fastrand::usize(..candidates.len())))
 }
 
 /// Headers that belong to one hop, and the client's credentials, which are the API

@@ -169,6 +169,30 @@ pub static RESOURCES: &[Resource] = &[
     Resource {
         categories: &["api-extensions"],
         generation: true,
+        ..r(
+            "admissionregistration.k8s.io",
+            "MutatingWebhookConfiguration",
+            "mutatingwebhookconfigurations",
+            "mutatingwebhookconfiguration",
+            false,
+            &[],
+        )
+    },
+    Resource {
+        categories: &["api-extensions"],
+        generation: true,
+        ..r(
+            "admissionregistration.k8s.io",
+            "ValidatingWebhookConfiguration",
+            "validatingwebhookconfigurations",
+            "validatingwebhookconfiguration",
+            false,
+            &[],
+        )
+    },
+    Resource {
+        categories: &["api-extensions"],
+        generation: true,
         ..with_status(r(
             "apiextensions.k8s.io",
             "CustomResourceDefinition",
@@ -198,6 +222,20 @@ pub struct CustomKinds {
     pub schemas: Vec<Value>,
     /// Being deleted: its objects may be read and deleted, not created.
     pub terminating: bool,
+    /// The `apiVersion` objects are stored in (`group/version`).
+    pub storage: &'static str,
+    /// How an object changes version.
+    pub conversion: Conversion,
+}
+
+/// A CRD's `spec.conversion`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Conversion {
+    /// Only `apiVersion` changes.
+    #[default]
+    None,
+    /// A webhook converts: its `clientConfig` and the `ConversionReview` versions it takes.
+    Webhook { client_config: Arc<Value>, review_versions: Vec<String> },
 }
 
 /// What the server serves at one moment: the built-in kinds and the custom ones.
@@ -264,6 +302,12 @@ impl Served {
     /// What a CRD (by name) serves, when it is served.
     pub fn kinds(&self, crd: &str) -> Option<&CustomKinds> {
         self.custom.get(crd)
+    }
+
+    /// How a custom resource's objects are stored and converted; `None` for built-in kinds.
+    pub fn storage_of(&self, resource: &Resource) -> Option<(&'static str, &Conversion)> {
+        let kinds = self.custom.get(resource.crd?)?;
+        Some((kinds.storage, &kinds.conversion))
     }
 
     /// Whether the CRD that defines a custom resource is being deleted.

@@ -188,8 +188,9 @@ impl Encoder {
         std::ptr::from_ref(self.resource) as usize
     }
 
-    /// An object's JSON as JSON watches send it.
-    fn object(&self, object: Value) -> Bytes {
+    /// An object's JSON as JSON watches send it, in the watched version.
+    fn object(&self, mut object: Value) -> Bytes {
+        super::conversion::rename(self.resource, &mut object);
         Bytes::from(with_type(self.resource, object).to_string())
     }
 
@@ -265,6 +266,9 @@ struct Watcher {
     filter: Filter,
     /// No selector: every event is sent, and decided without decoding it.
     everything: bool,
+    /// Objects change version through a conversion webhook: each is decoded, converted
+    /// and encoded for this watch alone.
+    webhook: bool,
     bookmarks: bool,
     send_initial: bool,
     from: u64,
@@ -289,6 +293,38 @@ impl Watcher {
             return Ok(Some(Line::Event(Kind::Added, object)));
         }
         Ok(Some(self.encoder.line(Kind::Added, object)))
+    }
+
+    /// A line for a kind converted by a webhook: the object decoded, sent to the webhook
+    /// and encoded for this watch.
+    async fn converted_line(&self, kind: Kind, object: Value) -> Result<Option<Line>, ApiError> {
+        if !self.filter.matches(&object) {
+            return Ok(None);
+        }
+        let mut objects = [object];
+        super::conversion::to_request(&self.server, self.encoder.resource, &mut objects).await?;
+        let [object] = objects;
+        Ok(Some(self.encoder.line(kind, object)))
+    }
+
+    async fn converted_event_line(&self, event: &Event) -> Result<Option<Line>, ApiError> {
+        let Some((kind, side, decoded)) = translate(&self.filter, self.everything, event)? else {
+            return Ok(None);
+        };
+        let object = match decoded {
+            Some(object) => object,
+            None => {
+                let bytes = match side {
+                    Side::Value => event.value.as_deref(),
+                    Side::Prev => event.prev.as_deref(),
+                };
+                from_bytes(bytes.unwrap_or_default(), event.revision)?
+            }
+        };
+        let mut objects = [object];
+        super::conversion::to_request(&self.server, self.encoder.resource, &mut objects).await?;
+        let [object] = objects;
+        Ok(Some(self.encoder.line(kind, object)))
     }
 
     /// A store event's line, if this watcher is sent one.
@@ -318,7 +354,15 @@ impl Watcher {
         // Each entry let go once sent: a watch its client does not read keeps no more
         // than the rest of its listing, which the store shares.
         for entry in initial {
-            match self.initial_line(&entry) {
+            let line = if self.webhook {
+                match from_entry(&entry) {
+                    Ok(object) => self.converted_line(Kind::Added, object).await,
+                    Err(error) => Err(error),
+                }
+            } else {
+                self.initial_line(&entry)
+            };
+            match line {
                 Ok(Some(line)) => outbox.send(line).await?,
                 Ok(None) => {}
                 Err(error) => return outbox.send(error_line(&error)).await,
@@ -344,7 +388,12 @@ impl Watcher {
                     }
                     Some(Ok(event)) => {
                         last = event.revision;
-                        match self.event_line(&event) {
+                        let line = if self.webhook {
+                            self.converted_event_line(&event).await
+                        } else {
+                            self.event_line(&event)
+                        };
+                        match line {
                             Ok(Some(line)) => line,
                             Ok(None) => continue,
                             Err(error) => return outbox.send(error_line(&error)).await,
@@ -393,8 +442,17 @@ pub(super) async fn serve(
     let (outbox, rx) = outbox();
     match server.store.watch(&prefix, from).await {
         Ok(events) => {
-            let watcher =
-                Watcher { server: Arc::clone(server), encoder, filter, everything, bookmarks, send_initial, from };
+            let webhook = super::conversion::needs_webhook(server, resource);
+            let watcher = Watcher {
+                server: Arc::clone(server),
+                encoder,
+                filter,
+                everything,
+                webhook,
+                bookmarks,
+                send_initial,
+                from,
+            };
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(timeout, watcher.run(initial, events, outbox)).await;
             });

@@ -5,6 +5,7 @@
 mod support;
 
 mod admission_policies;
+mod admission_webhooks;
 mod apiserver;
 mod apiserver_limits;
 mod cli;
@@ -12,6 +13,7 @@ mod containers;
 mod controlplane;
 mod convergence;
 mod corpus;
+mod crd_versions;
 mod crds;
 mod deployment;
 mod determinism;

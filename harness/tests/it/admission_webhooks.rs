@@ -1,0 +1,241 @@
+//! Admission webhooks as a cluster's operator installs them: the API server sends each
+//! matching request to the webhook (here one in the test process, over HTTPS with its own
+//! CA, by `url` or through a Service's endpoints), applies a mutating webhook's JSON
+//! patch, refuses what a validating webhook denies in Kubernetes' words, and follows
+//! `failurePolicy` when a webhook cannot be reached.
+
+use crate::support;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use support::api::{Server, call, delete, get, post, put};
+use support::webhook::Webhook;
+
+fn configurations(server: &Server, kind: &str) -> String {
+    format!("{}/apis/admissionregistration.k8s.io/v1/{kind}", server.url)
+}
+
+fn configmaps(server: &Server) -> String {
+    format!("{}/api/v1/namespaces/default/configmaps", server.url)
+}
+
+fn webhook(name: &str, client_config: Value, extra: Value) -> Value {
+    let mut webhook = json!({
+        "name": name,
+        "clientConfig": client_config,
+        "rules": [{"operations": ["CREATE", "UPDATE", "DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}],
+        "sideEffects": "None",
+        "admissionReviewVersions": ["v1"],
+    });
+    if let (Some(map), Some(extra)) = (webhook.as_object_mut(), extra.as_object()) {
+        map.extend(extra.clone());
+    }
+    webhook
+}
+
+fn configuration(kind: &str, name: &str, webhooks: Vec<Value>) -> Value {
+    json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": kind, "metadata": {"name": name}, "webhooks": webhooks})
+}
+
+fn review_response(review: &Value, response: Value) -> Value {
+    let mut response = response;
+    response["uid"] = review["request"]["uid"].clone();
+    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+}
+
+/// Labels every object `mutated: "yes"`.
+fn label_it(review: &Value) -> Value {
+    let has_labels = review["request"]["object"]["metadata"]["labels"].is_object();
+    let patch = if has_labels {
+        json!([{"op": "add", "path": "/metadata/labels/mutated", "value": "yes"}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/labels", "value": {"mutated": "yes"}}])
+    };
+    let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+    review_response(review, json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}))
+}
+
+/// Refuses objects whose data holds `forbidden`, warns about `risky`.
+fn guard(review: &Value) -> Value {
+    let object = &review["request"]["object"];
+    if object["data"].get("forbidden").is_some() {
+        return review_response(
+            review,
+            json!({"allowed": false, "status": {"code": 403, "reason": "Forbidden", "message": "forbidden data"}}),
+        );
+    }
+    let warnings = if object["data"].get("risky").is_some() { json!(["risky data"]) } else { json!([]) };
+    review_response(review, json!({"allowed": true, "warnings": warnings}))
+}
+
+#[test]
+fn mutating_and_validating_webhooks_take_part_in_admission() {
+    let server = Server::start();
+    let mutator = Webhook::start(label_it);
+    let guard = Webhook::start(guard);
+    let made = post(
+        &configurations(&server, "mutatingwebhookconfigurations"),
+        &configuration(
+            "MutatingWebhookConfiguration",
+            "labels",
+            vec![webhook("label.example.com", mutator.client_config("/mutate"), json!({}))],
+        ),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    // Kubernetes' defaults.
+    let hook = &made.body["webhooks"][0];
+    assert_eq!(
+        (
+            &hook["failurePolicy"],
+            &hook["timeoutSeconds"],
+            &hook["matchPolicy"],
+            &hook["reinvocationPolicy"],
+            &hook["rules"][0]["scope"]
+        ),
+        (&json!("Fail"), &json!(10), &json!("Equivalent"), &json!("Never"), &json!("*"))
+    );
+    let made = post(
+        &configurations(&server, "validatingwebhookconfigurations"),
+        &configuration(
+            "ValidatingWebhookConfiguration",
+            "guard",
+            vec![webhook("guard.example.com", guard.client_config("/validate"), json!({}))],
+        ),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+
+    // Created: the mutating webhook's patch applied, the validating webhook asked after it.
+    let created = post(&configmaps(&server), &json!({"metadata": {"name": "plain"}, "data": {"a": "1"}}));
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["metadata"]["labels"]["mutated"], "yes");
+    let (path, review) = mutator.calls()[0].clone();
+    assert_eq!(path, "/mutate?timeout=10s");
+    let request = &review["request"];
+    assert_eq!(
+        (review["apiVersion"].as_str(), review["kind"].as_str()),
+        (Some("admission.k8s.io/v1"), Some("AdmissionReview"))
+    );
+    assert_eq!(request["operation"], "CREATE");
+    assert_eq!(request["kind"], json!({"group": "", "version": "v1", "kind": "ConfigMap"}));
+    assert_eq!(request["resource"], json!({"group": "", "version": "v1", "resource": "configmaps"}));
+    assert_eq!((request["name"].as_str(), request["namespace"].as_str()), (Some("plain"), Some("default")));
+    assert_eq!(request["options"]["kind"], "CreateOptions");
+    assert!(request["oldObject"].is_null());
+    let (_, validated) = guard.calls()[0].clone();
+    assert_eq!(validated["request"]["object"]["metadata"]["labels"]["mutated"], "yes", "validation sees the mutation");
+
+    // Denied: the webhook's code and message, in Kubernetes' words.
+    let denied = post(&configmaps(&server), &json!({"metadata": {"name": "bad"}, "data": {"forbidden": "x"}}));
+    assert_eq!(denied.status, 403, "{}", denied.text);
+    assert_eq!(denied.body["reason"], "Forbidden");
+    assert_eq!(denied.body["message"], r#"admission webhook "guard.example.com" denied the request: forbidden data"#);
+    assert_eq!(get(&format!("{}/bad", configmaps(&server))).status, 404);
+    // Warnings reach the client.
+    let warned = post(&configmaps(&server), &json!({"metadata": {"name": "risky"}, "data": {"risky": "x"}}));
+    assert_eq!(warned.status, 201, "{}", warned.text);
+    assert_eq!(warned.warnings, vec![r#"299 - "risky data""#.to_string()]);
+    // Updates carry the old object; deletes too, with no object.
+    let mut changed = created.body.clone();
+    changed["data"]["forbidden"] = json!("now");
+    let refused = put(&format!("{}/plain", configmaps(&server)), &changed);
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let (_, update) = guard.calls().last().cloned().unwrap();
+    assert_eq!(update["request"]["operation"], "UPDATE");
+    assert_eq!(update["request"]["oldObject"]["data"], json!({"a": "1"}));
+    assert_eq!(delete(&format!("{}/plain", configmaps(&server))).status, 200);
+    let (_, deletion) = guard.calls().last().cloned().unwrap();
+    assert_eq!(
+        (deletion["request"]["operation"].as_str(), deletion["request"]["object"].is_null()),
+        (Some("DELETE"), true)
+    );
+    assert_eq!(deletion["request"]["options"]["kind"], "DeleteOptions");
+    // Other kinds are not sent.
+    let calls = guard.calls().len();
+    let secret = json!({"metadata": {"name": "s"}, "stringData": {"forbidden": "x"}});
+    assert_eq!(post(&format!("{}/api/v1/namespaces/default/secrets", server.url), &secret).status, 201);
+    assert_eq!(guard.calls().len(), calls);
+}
+
+#[test]
+fn failure_policy_selectors_and_services_decide_when_a_webhook_is_asked() {
+    let server = Server::start();
+    // Unreachable, failing closed: the request is refused with Go's error text.
+    let down = json!({"url": "https://127.0.0.1:1/check", "caBundle": Webhook::start(guard).ca_bundle});
+    let made = post(
+        &configurations(&server, "validatingwebhookconfigurations"),
+        &configuration(
+            "ValidatingWebhookConfiguration",
+            "down",
+            vec![webhook("down.example.com", down.clone(), json!({}))],
+        ),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let refused = post(&configmaps(&server), &json!({"metadata": {"name": "a"}}));
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    let message = refused.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            r#"Internal error occurred: failed calling webhook "down.example.com": failed to call webhook: Post "https://127.0.0.1:1/check?timeout=10s": dial tcp 127.0.0.1:1"#
+        ),
+        "{message}"
+    );
+    // Failing open: the request goes on.
+    let mut open = get(&format!("{}/down", configurations(&server, "validatingwebhookconfigurations"))).body;
+    open["webhooks"][0]["failurePolicy"] = json!("Ignore");
+    assert_eq!(put(&format!("{}/down", configurations(&server, "validatingwebhookconfigurations")), &open).status, 200);
+    assert_eq!(post(&configmaps(&server), &json!({"metadata": {"name": "a"}})).status, 201);
+    assert_eq!(delete(&format!("{}/down", configurations(&server, "validatingwebhookconfigurations"))).status, 200);
+
+    // A webhook behind a Service (its endpoints here point at the test's listener), asked
+    // only in namespaces labelled `guarded` and for objects not labelled `skip`.
+    let guard = Webhook::serving(&["guard.default.svc"], guard);
+    let service = json!({"metadata": {"name": "guard"}, "spec": {"ports": [{"name": "https", "port": 443, "targetPort": guard.port()}]}});
+    assert_eq!(post(&format!("{}/api/v1/namespaces/default/services", server.url), &service).status, 201);
+    let endpoints = json!({"metadata": {"name": "guard"}, "subsets": [{"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": guard.port()}]}]});
+    let made = post(&format!("{}/api/v1/namespaces/default/endpoints", server.url), &endpoints);
+    assert_eq!(made.status, 201, "{}", made.text);
+    let by_service =
+        json!({"service": {"namespace": "default", "name": "guard", "path": "/validate"}, "caBundle": guard.ca_bundle});
+    let selective = webhook(
+        "guard.example.com",
+        by_service,
+        json!({
+            "namespaceSelector": {"matchLabels": {"guarded": "true"}},
+            "objectSelector": {"matchExpressions": [{"key": "skip", "operator": "DoesNotExist"}]},
+            "matchConditions": [{"name": "not-named-free", "expression": "object == null || object.metadata.name != 'free'"}],
+        }),
+    );
+    let made = post(
+        &configurations(&server, "validatingwebhookconfigurations"),
+        &configuration("ValidatingWebhookConfiguration", "guard", vec![selective]),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let forbidden =
+        |name: &str, labels: Value| json!({"metadata": {"name": name, "labels": labels}, "data": {"forbidden": "x"}});
+    // `default` is not labelled: not asked.
+    assert_eq!(post(&configmaps(&server), &forbidden("b", json!({}))).status, 201);
+    assert!(guard.calls().is_empty());
+    let namespace = json!({"metadata": {"name": "guarded", "labels": {"guarded": "true"}}});
+    assert_eq!(post(&format!("{}/api/v1/namespaces", server.url), &namespace).status, 201);
+    let guarded = format!("{}/api/v1/namespaces/guarded/configmaps", server.url);
+    let denied = post(&guarded, &forbidden("c", json!({})));
+    assert_eq!(denied.status, 403, "{}", denied.text);
+    assert_eq!(guard.calls()[0].0, "/validate?timeout=10s");
+    assert_eq!(
+        post(&guarded, &forbidden("d", json!({"skip": "yes"}))).status,
+        201,
+        "the object selector leaves it out"
+    );
+    assert_eq!(post(&guarded, &forbidden("free", json!({}))).status, 201, "the match condition leaves it out");
+    assert_eq!(guard.calls().len(), 1);
+    // A dry run reaches webhooks without side effects.
+    let dry = call(
+        "POST",
+        &format!("{guarded}?dryRun=All"),
+        Some("application/json"),
+        Some(&forbidden("e", json!({})).to_string()),
+        &[],
+    );
+    assert_eq!(dry.status, 403, "{}", dry.text);
+    assert_eq!(guard.calls()[1].1["request"]["dryRun"], true);
+}
