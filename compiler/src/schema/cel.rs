@@ -105,7 +105,8 @@ fn type_at(schema: &Value, path: &str) -> String {
                 _ => return "object".into(),
             },
         };
-        for _ in indexes.split('[') {
+        // `name[0][1]`: one step into `items` per index; a bare name takes none.
+        for _ in indexes.split('[').filter(|index| !index.is_empty()) {
             if let Some(items) = node.get("items") {
                 node = items;
             }
@@ -278,5 +279,15 @@ mod tests {
             ]
         );
         assert!(causes[0].message.contains("compilation failed"), "{causes:?}");
+    }
+
+    #[test]
+    fn a_rules_value_is_the_type_of_its_node() {
+        let schema = json!({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+            "listeners": {"type": "array", "items": {"type": "object", "properties": {"name": {"type": "string"}}}}}}}});
+        assert_eq!(type_at(&schema, "spec.listeners"), "array");
+        assert_eq!(type_at(&schema, "spec.listeners[0]"), "object");
+        assert_eq!(type_at(&schema, "spec.listeners[0].name"), "string");
+        assert_eq!(type_at(&schema, "spec.unknown"), "object");
     }
 }

@@ -325,3 +325,85 @@ fn cel_rules_refuse_alike_in_admission_and_in_lint() {
     let field = refused.body["details"]["causes"][0]["field"].as_str().unwrap_or_default().to_string();
     assert_eq!(field, "spec.versions[0].schema.openAPIV3Schema.properties[spec].x-kubernetes-validations[0].rule");
 }
+
+#[test]
+fn the_gateway_api_runs_on_its_crds() {
+    use kubeyard_compiler::{LintOptions, Linter, SourceFile, Verdict};
+    let server = Server::start();
+    let dir = support::workspace().join("fixtures/crds/gateway-api");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the fixture exists");
+    let documents = |name: &str| -> Vec<Value> {
+        let source = SourceFile::new(name, read(name)).expect("text");
+        kubeyard_compiler::yaml::Documents::new(&source)
+            .map(|d| d.expect("YAML").root.expect("an object").to_json())
+            .collect()
+    };
+    for crd in documents("crds.yaml") {
+        let created = post(&crd_url(&server), &crd);
+        assert_eq!(created.status, 201, "{}", created.text);
+    }
+    let url = |object: &Value| {
+        let kind = object["kind"].as_str().unwrap_or_default();
+        let plural = format!("{}{}", kind.to_lowercase(), if kind.ends_with('s') { "es" } else { "s" });
+        match object["metadata"]["namespace"].as_str() {
+            Some(namespace) => {
+                format!("{}/apis/gateway.networking.k8s.io/v1/namespaces/{namespace}/{plural}", server.url)
+            }
+            None => format!("{}/apis/gateway.networking.k8s.io/v1/{plural}", server.url),
+        }
+    };
+    let mut linter = Linter::new(LintOptions::default()).expect("a linter");
+    assert_eq!(linter.register_crds(&SourceFile::new("crds.yaml", read("crds.yaml")).unwrap()).len(), 3);
+    let lint = |name: &str| linter.lint(&SourceFile::new(name, read(name)).unwrap());
+    for report in lint("gateway.yaml") {
+        assert_eq!(report.verdict, Verdict::Valid, "{:?}", report.diagnostics);
+    }
+    let mut made = Vec::new();
+    for object in documents("gateway.yaml") {
+        let created = post(&url(&object), &object);
+        assert_eq!(created.status, 201, "{}", created.text);
+        made.push(created.body);
+    }
+    // The schemas' defaults, filled as the API server fills them.
+    let listener = &made[1]["spec"]["listeners"][1];
+    assert_eq!(listener["tls"]["mode"], "Terminate");
+    assert_eq!(listener["tls"]["certificateRefs"][0], json!({"group": "", "kind": "Secret", "name": "shop-tls"}));
+    assert_eq!(listener["allowedRoutes"], json!({"namespaces": {"from": "Same"}}));
+    let route = &made[2]["spec"];
+    assert_eq!(
+        route["parentRefs"][0],
+        json!({"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "shop"})
+    );
+    assert_eq!(route["rules"][0]["backendRefs"][0]["weight"], 1);
+    assert_eq!(route["rules"][1]["matches"], json!([{"path": {"type": "PathPrefix", "value": "/"}}]));
+
+    // Upstream's CEL rules refuse, in the API server and in lint alike.
+    let expected: Vec<String> = read("invalid.yaml")
+        .split("\n---\n")
+        .map(|chunk| {
+            chunk.lines().find(|l| l.starts_with("# spec")).expect("a message").trim_start_matches("# ").to_string()
+        })
+        .collect();
+    let reports = lint("invalid.yaml");
+    for (index, object) in documents("invalid.yaml").into_iter().enumerate() {
+        let refused = post(&url(&object), &object);
+        assert_eq!(refused.status, 422, "{}", refused.text);
+        let causes: Vec<String> = refused.body["details"]["causes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                format!("{}: {}", c["field"].as_str().unwrap_or_default(), c["message"].as_str().unwrap_or_default())
+            })
+            .collect();
+        assert_eq!(causes, [expected[index].clone()], "{}", refused.text);
+        let linted: Vec<String> = reports[index].diagnostics.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(linted, causes, "lint and the API server disagree on document {index}");
+    }
+    // The controller name is immutable (a transition rule).
+    let mut class = made[0].clone();
+    class["spec"]["controllerName"] = json!("example.com/other");
+    let refused = put(&format!("{}/example", url(&class)), &class);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    assert_eq!(refused.body["details"]["causes"][0]["message"], "Invalid value: \"string\": Value is immutable");
+}
