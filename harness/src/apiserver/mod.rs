@@ -719,6 +719,24 @@ fn negotiate(headers: &HeaderMap) -> Result<Representation, ApiError> {
     }
 }
 
+/// The aggregated discovery version a client accepts in JSON (`v2`, else `v2beta1`), if
+/// it asks for one; clients that also take the legacy documents list them after it.
+fn aggregated(headers: &HeaderMap) -> Option<&'static str> {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok())?;
+    let offered: Vec<Vec<&str>> = accept
+        .split(',')
+        .map(|media| media.split(';').map(str::trim).collect::<Vec<&str>>())
+        .filter(|parts| {
+            parts.first() == Some(&"application/json")
+                && parts.contains(&"g=apidiscovery.k8s.io")
+                && parts.contains(&"as=APIGroupDiscoveryList")
+        })
+        .collect();
+    ["v2", "v2beta1"]
+        .into_iter()
+        .find(|version| offered.iter().any(|parts| parts.contains(&format!("v={version}").as_str())))
+}
+
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
     let mut response = (code, value.to_string()).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -804,6 +822,15 @@ async fn handle(
     match route {
         Route::Health if read_only => Ok((StatusCode::OK, "ok").into_response()),
         Route::Version if read_only => Ok(json_response(StatusCode::OK, &version_info(&server.admission))),
+        Route::CoreVersions | Route::Groups if read_only && let Some(version) = aggregated(&parts.headers) => {
+            let document = served.aggregated(matches!(route, Route::CoreVersions), version);
+            let mut response = json_response(StatusCode::OK, &document);
+            let content_type = format!("application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList");
+            if let Ok(value) = HeaderValue::from_str(&content_type) {
+                response.headers_mut().insert(header::CONTENT_TYPE, value);
+            }
+            Ok(response)
+        }
         Route::CoreVersions if read_only => Ok(json_response(StatusCode::OK, &resources::core_versions())),
         Route::Groups if read_only => Ok(json_response(StatusCode::OK, &served.group_list())),
         Route::Group(group) if read_only => {

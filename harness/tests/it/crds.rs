@@ -65,6 +65,21 @@ fn a_crd_is_established_and_its_kind_served_at_once() {
     );
     let names: Vec<&str> = list["resources"].as_array().unwrap().iter().filter_map(|r| r["name"].as_str()).collect();
     assert!(names.contains(&"widgets/status"), "{names:?}");
+    // Aggregated discovery, which kubectl 1.32 reads first: the kind in one document.
+    let aggregated = support::api::call(
+        "GET",
+        &format!("{}/apis", server.url),
+        None,
+        None,
+        &[("Accept", "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json")],
+    );
+    assert_eq!(aggregated.body["kind"], "APIGroupDiscoveryList", "{}", aggregated.text);
+    let group = aggregated.body["items"].as_array().unwrap().iter().find(|g| g["metadata"]["name"] == "example.com");
+    let resource = &group.expect("example.com in aggregated discovery")["versions"][0]["resources"][0];
+    assert_eq!(resource["resource"], "widgets");
+    assert_eq!(resource["responseKind"], json!({"group": "example.com", "version": "v1", "kind": "Widget"}));
+    assert_eq!((resource["scope"].as_str(), resource["shortNames"].clone()), (Some("Namespaced"), json!(["wd"])));
+    assert_eq!(resource["subresources"][0]["subresource"], "status");
     // OpenAPI, for kubectl explain.
     let index = get(&format!("{}/openapi/v3", server.url)).body;
     let url = index["paths"]["apis/example.com/v1"]["serverRelativeURL"].as_str().expect("a document").to_string();
