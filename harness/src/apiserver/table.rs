@@ -79,6 +79,9 @@ fn columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
             ("Version", "string", 0),
         ],
         "ConfigMap" => &[("Name", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            &[("Name", "string", 0), ("Webhooks", "integer", 0), ("Age", "string", 0)]
+        }
         "Endpoints" => &[("Name", "string", 0), ("Endpoints", "string", 0), ("Age", "string", 0)],
         "Secret" => &[("Name", "string", 0), ("Type", "string", 0), ("Data", "integer", 0), ("Age", "string", 0)],
         "Event" => &[
@@ -328,6 +331,10 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             vec![name, json!(status), json!("<none>"), age, json!(string(object, "/status/nodeInfo/kubeletVersion"))]
         }
         "Endpoints" => vec![name, json!(endpoints(object)), age],
+        "MutatingWebhookConfiguration" | "ValidatingWebhookConfiguration" => {
+            let count = object.get("webhooks").and_then(Value::as_array).map_or(0, Vec::len);
+            vec![name, json!(count), age]
+        }
         "ConfigMap" => {
             let count = |p: &str| object.pointer(p).and_then(Value::as_object).map_or(0, |m| m.len());
             vec![name, json!(count("/data") + count("/binaryData")), age]

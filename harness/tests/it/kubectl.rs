@@ -435,3 +435,84 @@ fn kubectl_meets_validating_admission_policies() {
     let listed = cluster.ok(&["get", "validatingadmissionpolicybindings"]);
     assert!(listed.contains("max-replicas-prod") && listed.contains("max-replicas-elsewhere"), "{listed}");
 }
+
+#[test]
+fn kubectl_meets_admission_webhooks() {
+    use base64::Engine;
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let answer = |response: serde_json::Value| {
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
+    };
+    // Refuses ConfigMaps holding `forbidden`, as a policy webhook of an operator would.
+    let guard = support::webhook::Webhook::start(move |review| {
+        let request = &review["request"];
+        if request["object"]["data"].get("forbidden").is_some() {
+            let status = serde_json::json!({"code": 403, "reason": "Forbidden", "message": "forbidden data"});
+            return answer(serde_json::json!({"uid": request["uid"], "allowed": false, "status": status}));
+        }
+        answer(serde_json::json!({"uid": request["uid"], "allowed": true}))
+    });
+    // Annotates every new ConfigMap.
+    let annotate = support::webhook::Webhook::start(move |review| {
+        let patch = r#"[{"op":"add","path":"/metadata/annotations","value":{"checked-by":"guard"}}]"#;
+        let patch = base64::engine::general_purpose::STANDARD.encode(patch);
+        answer(serde_json::json!({"uid": review["request"]["uid"], "allowed": true, "patchType": "JSONPatch", "patch": patch}))
+    });
+    let configurations = format!(
+        "apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: guard
+webhooks:
+  - name: guard.example.com
+    clientConfig:
+      url: {url}/validate
+      caBundle: {ca}
+    rules:
+      - operations: [CREATE, UPDATE]
+        apiGroups: ['']
+        apiVersions: [v1]
+        resources: [configmaps]
+    sideEffects: None
+    admissionReviewVersions: [v1]
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: annotate
+webhooks:
+  - name: annotate.example.com
+    clientConfig:
+      url: {mutator}/mutate
+      caBundle: {mutator_ca}
+    rules:
+      - operations: [CREATE]
+        apiGroups: ['']
+        apiVersions: [v1]
+        resources: [configmaps]
+    sideEffects: None
+    admissionReviewVersions: [v1]
+",
+        url = guard.url,
+        ca = guard.ca_bundle,
+        mutator = annotate.url,
+        mutator_ca = annotate.ca_bundle,
+    );
+    let file = cluster.write("webhooks.yaml", &configurations);
+    let applied = cluster.ok(&["apply", "-f", &file]);
+    assert!(applied.contains("validatingwebhookconfiguration.admissionregistration.k8s.io/guard created"), "{applied}");
+    let listed = cluster.ok(&["get", "validatingwebhookconfigurations"]);
+    assert!(listed.starts_with("NAME    WEBHOOKS   AGE\nguard   1 "), "{listed}");
+
+    cluster.ok(&["create", "configmap", "fine", "--from-literal=a=1"]);
+    let annotated = cluster.ok(&["get", "configmap", "fine", "-o", "jsonpath={.metadata.annotations.checked-by}"]);
+    assert_eq!(annotated, "guard");
+    let denied = cluster.kubectl(&["create", "configmap", "bad", "--from-literal=forbidden=x"]);
+    let stderr = String::from_utf8_lossy(&denied.stderr);
+    assert!(!denied.status.success());
+    assert_eq!(
+        stderr.trim(),
+        r#"error: failed to create configmap: admission webhook "guard.example.com" denied the request: forbidden data"#
+    );
+}
