@@ -16,6 +16,7 @@ use serde_json::Value;
 /// The rules that mirror API server validation: an object that breaks one is refused
 /// with 422, as a real cluster refuses it. The others are advice and stay with `lint`.
 pub const ENFORCED_RULES: &[&str] = &[
+    "admission/invalid-webhook",
     "metadata/invalid-name",
     "metadata/invalid-label",
     "metadata/invalid-annotation",

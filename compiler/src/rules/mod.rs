@@ -36,6 +36,7 @@ macro_rules! rule {
     };
 }
 
+mod admission;
 mod api;
 mod context;
 pub mod facts;
@@ -163,6 +164,7 @@ const PREFIXES: &[(&str, &[&Rule])] = &[
     ("service", service::RULES),
     ("reference", reference::RULES),
     ("object", object::RULES),
+    ("admission", admission::RULES),
     ("namespace", namespace::RULES),
     ("quota", quota::RULES),
     ("schedule", schedule::RULES),

@@ -104,6 +104,26 @@ fn mutating_and_validating_webhooks_take_part_in_admission() {
     );
     assert_eq!(made.status, 201, "{}", made.text);
 
+    // A configuration Kubernetes would refuse is refused, each field in its words.
+    let bad =
+        webhook("guard", json!({"url": "http://127.0.0.1/x"}), json!({"sideEffects": "Some", "timeoutSeconds": 60}));
+    let refused = post(
+        &configurations(&server, "validatingwebhookconfigurations"),
+        &configuration("ValidatingWebhookConfiguration", "bad", vec![bad]),
+    );
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let fields: Vec<&str> =
+        refused.body["details"]["causes"].as_array().unwrap().iter().filter_map(|c| c["field"].as_str()).collect();
+    // In the order of the body (serde_json writes keys sorted).
+    assert_eq!(
+        fields,
+        ["webhooks[0].clientConfig.url", "webhooks[0].name", "webhooks[0].sideEffects", "webhooks[0].timeoutSeconds"]
+    );
+    assert_eq!(
+        refused.body["details"]["causes"][2]["message"],
+        r#"Unsupported value: "Some": supported values: "None", "NoneOnDryRun""#
+    );
+
     // Created: the mutating webhook's patch applied, the validating webhook asked after it.
     let created = post(&configmaps(&server), &json!({"metadata": {"name": "plain"}, "data": {"a": "1"}}));
     assert_eq!(created.status, 201, "{}", created.text);

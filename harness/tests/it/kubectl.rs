@@ -441,9 +441,7 @@ fn kubectl_meets_admission_webhooks() {
     use base64::Engine;
     assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
     let cluster = Cluster::start(&[]);
-    let answer = |response: serde_json::Value| {
-        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response})
-    };
+    let answer = |response: serde_json::Value| serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
     // Refuses ConfigMaps holding `forbidden`, as a policy webhook of an operator would.
     let guard = support::webhook::Webhook::start(move |review| {
         let request = &review["request"];
@@ -457,7 +455,9 @@ fn kubectl_meets_admission_webhooks() {
     let annotate = support::webhook::Webhook::start(move |review| {
         let patch = r#"[{"op":"add","path":"/metadata/annotations","value":{"checked-by":"guard"}}]"#;
         let patch = base64::engine::general_purpose::STANDARD.encode(patch);
-        answer(serde_json::json!({"uid": review["request"]["uid"], "allowed": true, "patchType": "JSONPatch", "patch": patch}))
+        answer(
+            serde_json::json!({"uid": review["request"]["uid"], "allowed": true, "patchType": "JSONPatch", "patch": patch}),
+        )
     });
     let configurations = format!(
         "apiVersion: admissionregistration.k8s.io/v1
