@@ -13,6 +13,7 @@ use kube_cel::cel::objects::{Key, Map};
 use kube_cel::cel::{Context, Program, Value as Cel};
 use serde_json::Value;
 use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// One request, as a policy sees it.
@@ -181,9 +182,32 @@ fn request_value(request: &Request<'_>) -> Cel {
     ])
 }
 
+/// Programs compiled on this thread, by their text: a policy's or a webhook's
+/// expressions are parsed once, not on every request. Bounded: past `PROGRAMS` texts
+/// (policies rewritten many times) it starts again.
+const PROGRAMS: usize = 4096;
+
+thread_local! {
+    static COMPILED: std::cell::RefCell<HashMap<String, Rc<Program>>> = std::cell::RefCell::new(HashMap::new());
+}
+
+fn compiled(text: &str) -> Result<Rc<Program>, String> {
+    if let Some(program) = COMPILED.with(|cache| cache.borrow().get(text).cloned()) {
+        return Ok(program);
+    }
+    let program = Rc::new(Program::compile(text).map_err(|e| format!("compilation failed: {e}"))?);
+    COMPILED.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= PROGRAMS {
+            cache.clear();
+        }
+        cache.insert(text.to_string(), Rc::clone(&program));
+    });
+    Ok(program)
+}
+
 fn run(program: &str, context: &Context<'_>) -> Result<Cel, String> {
-    let compiled = Program::compile(program).map_err(|e| format!("compilation failed: {e}"))?;
-    compiled.execute(context).map_err(|e| e.to_string())
+    compiled(program)?.execute(context).map_err(|e| e.to_string())
 }
 
 /// What a policy says about a request: the validations that did not hold (empty when

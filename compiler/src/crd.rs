@@ -196,6 +196,7 @@ fn validate_versions(crd: &Value, causes: &mut Vec<Cause>) {
         let status = version.pointer("/subresources/status").is_some();
         validate_root(schema, &path, status, causes);
         crate::schema::cel::check_rules_compile(schema, &path, causes);
+        crate::schema::cel_cost::check_rules_cost(schema, &path, causes);
         validate_columns(version, &field, causes);
         validate_scale(version, &field, causes);
     }

@@ -6,6 +6,7 @@
 //! compiled validator between threads. The definitions are parsed once per process.
 
 pub mod cel;
+pub mod cel_cost;
 pub mod openapi;
 pub mod prune;
 pub mod removed;

@@ -1434,6 +1434,7 @@ pub(super) async fn delete_one(
             old: Some(&current),
             dry_run,
         };
+        policies::admit_delete(server, resource, &current, dry_run).await?;
         webhooks::validate(server, &call, None).await?;
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
         // A running pod on a node gets time to stop: its node agent deletes it when it has.

@@ -1,4 +1,4 @@
-//! ValidatingAdmissionPolicies and their bindings, enforced on creates and updates after
+//! ValidatingAdmissionPolicies and their bindings, enforced on creates, updates and deletes after
 //! the object's own validation, as Kubernetes' admission chain does: each binding whose
 //! policy and `matchResources` take the request runs the policy's CEL (see
 //! `kubeyard_compiler::admission_policy`) and acts on what fails per its
@@ -67,14 +67,33 @@ pub async fn admit(
     old: Option<&Value>,
     dry_run: bool,
 ) -> Result<(), ApiError> {
+    let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+    admit_request(server, resource, subresource, operation, Some(object), old, dry_run).await
+}
+
+/// Runs the policies that take the deletion of `old` (`object` is null to them).
+pub async fn admit_delete(server: &ApiServer, resource: &Resource, old: &Value, dry_run: bool) -> Result<(), ApiError> {
+    admit_request(server, resource, None, "DELETE", None, Some(old), dry_run).await
+}
+
+async fn admit_request(
+    server: &ApiServer,
+    resource: &Resource,
+    subresource: Option<&str>,
+    operation: &'static str,
+    object: Option<&Value>,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Result<(), ApiError> {
     let bound = Arc::clone(&server.policies.bound.read().unwrap_or_else(|e| e.into_inner()));
     if bound.is_empty() || is_policy_kind(resource) {
         return Ok(());
     }
-    let name = text(object, "/metadata/name").to_string();
-    let namespace = if resource.namespaced { text(object, "/metadata/namespace").to_string() } else { String::new() };
+    let Some(subject) = object.or(old) else { return Ok(()) };
+    let name = text(subject, "/metadata/name").to_string();
+    let namespace = if resource.namespaced { text(subject, "/metadata/namespace").to_string() } else { String::new() };
     let mut request = Request {
-        operation: if old.is_some() { "UPDATE" } else { "CREATE" },
+        operation,
         group: resource.group,
         version: resource.version,
         kind: resource.kind,
@@ -82,7 +101,7 @@ pub async fn admit(
         subresource: subresource.unwrap_or_default(),
         name: &name,
         namespace: &namespace,
-        object: Some(object),
+        object,
         old_object: old,
         namespace_object: None,
         username: super::webhooks::USERNAME,

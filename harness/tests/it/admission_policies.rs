@@ -129,3 +129,45 @@ fn policies_deny_or_warn_as_their_bindings_say() {
     assert_eq!(free.status, 201, "{}", free.text);
     assert!(free.warnings.is_empty(), "{:?}", free.warnings);
 }
+
+#[test]
+fn a_policy_on_deletes_sees_the_old_object_and_refuses() {
+    let server = Server::start();
+    let admission = format!("{}/apis/admissionregistration.k8s.io/v1", server.url);
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "keep-protected"},
+        "spec": {
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["DELETE"], "resources": ["configmaps"]
+            }]},
+            "validations": [{
+                "expression": "object == null && !(has(oldObject.metadata.labels) && 'protected' in oldObject.metadata.labels)",
+                "message": "protected ConfigMaps stay",
+                "reason": "Forbidden"
+            }]
+        }
+    });
+    assert_eq!(post(&format!("{admission}/validatingadmissionpolicies"), &policy).status, 201);
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "keep-protected"},
+        "spec": {"policyName": "keep-protected", "validationActions": ["Deny"]}
+    });
+    assert_eq!(post(&format!("{admission}/validatingadmissionpolicybindings"), &binding).status, 201);
+    let configmaps = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let kept = json!({"metadata": {"name": "kept", "labels": {"protected": "yes"}}});
+    assert_eq!(post(&configmaps, &kept).status, 201, "creates are not the policy's business");
+    assert_eq!(post(&configmaps, &json!({"metadata": {"name": "free"}})).status, 201);
+    let refused = delete(&format!("{configmaps}/kept"));
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        "configmaps \"kept\" is forbidden: ValidatingAdmissionPolicy 'keep-protected' with binding 'keep-protected' \
+         denied request: protected ConfigMaps stay"
+    );
+    assert_eq!(get(&format!("{configmaps}/kept")).status, 200);
+    assert_eq!(delete(&format!("{configmaps}/free")).status, 200);
+}
