@@ -87,6 +87,15 @@ pub fn rule_diagnostic(object: &Node, cause: &crate::admission::Cause) -> Diagno
         .with_path(field.to_string())
 }
 
+/// Where a field path (`spec.versions[0].schema.openAPIV3Schema.properties[foo]`) is in
+/// an object's tree: its key, or the nearest node on the way; the object's `kind` for none.
+pub(crate) fn span_of_field(object: &Node, field: &str) -> Span {
+    if field.is_empty() {
+        return object_anchor(object);
+    }
+    locate(object, &pointer_of(field)).key_span()
+}
+
 /// A field path (`spec.items[0].name`) as a JSON pointer (`/spec/items/0/name`).
 fn pointer_of(path: &str) -> String {
     let mut pointer = String::new();

@@ -179,6 +179,30 @@ fn a_crd_refused_or_in_conflict_says_why() {
          value: \"gadgets.example.com\": must be spec.names.plural+\".\"+spec.group"
     );
 
+    // A rule that could cost too much keeps the CRD out, as Kubernetes' estimate does.
+    let costly = {
+        let path = support::workspace().join("fixtures/rules/api/invalid-crd/bad.yaml");
+        let source = kubeyard_compiler::SourceFile::new("bad.yaml", std::fs::read_to_string(path).unwrap()).unwrap();
+        kubeyard_compiler::yaml::Documents::new(&source).next().unwrap().unwrap().root.unwrap().to_json()
+    };
+    let refused = post(&crd_url(&server), &costly);
+    assert_eq!(refused.status, 422, "{}", refused.text);
+    let causes: Vec<String> = refused.body["details"]["causes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| format!("{}: {}", c["field"].as_str().unwrap_or_default(), c["message"].as_str().unwrap_or_default()))
+        .collect();
+    assert!(
+        causes.contains(
+            &"spec.versions[0].schema.openAPIV3Schema.properties[spec].properties[hosts].x-kubernetes-validations[0].rule: \
+              Forbidden: estimated rule cost exceeds budget by factor of more than 100x (try simplifying the rule, or \
+              adding maxItems, maxProperties, and maxLength where arrays, maps, and strings are declared)"
+                .to_string()
+        ),
+        "{causes:#?}"
+    );
+
     assert_eq!(post(&crd_url(&server), &fixture("crd.yaml")).status, 201);
     // Another CRD of the group wanting the same short name is stored, but not served.
     let mut rival = fixture("crd.yaml");
