@@ -286,7 +286,7 @@ pub fn check_rules_cost(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     let total = contributions.iter().fold(0u64, |sum, (_, cost)| sum.saturating_add(*cost));
     if total > SCHEMA_LIMIT {
         // The most expensive rules are named, as Kubernetes names its four costliest.
-        contributions.sort_by(|a, b| b.1.cmp(&a.1));
+        contributions.sort_by_key(|(_, cost)| std::cmp::Reverse(*cost));
         for (rule, _) in contributions.iter().take(MOST_EXPENSIVE) {
             causes.push(field_error::forbidden(
                 rule.as_str(),

@@ -103,8 +103,7 @@ pub(super) async fn convert(
                 webhook_client::post(server, &endpoint, &review, TIMEOUT).await.map_err(|CallError(e)| failed(e))?;
             let converted = read_review(&answer, &uid, sent.len(), &gvk)?;
             for ((index, original), converted) in pending.iter().zip(&sent).zip(converted) {
-                objects[*index] =
-                    restore_metadata(original, converted, to, resource.kind, *index).map_err(|why| failed(why))?;
+                objects[*index] = restore_metadata(original, converted, to, resource.kind, *index).map_err(&failed)?;
             }
             Ok(())
         }
