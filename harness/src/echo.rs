@@ -3,8 +3,12 @@
 //! a test sees which pod a Service reached), serves `/healthz` and `/readyz` for probes
 //! (each can be made to fail from a moment on), can exit on its own, and from inside the
 //! cluster resolves names and fetches URLs (`/resolve?name=`, `/fetch?url=`), so tests
-//! can exercise the cluster's DNS and Services from a pod. Every request is logged on
-//! standard output, which is what `kubectl logs` shows.
+//! can exercise the cluster's DNS and Services from a pod. Given a certificate and key
+//! (`--tls-cert`, `--tls-key`) it serves HTTPS, and it answers admission webhooks' calls
+//! (`POST /admit`, an `AdmissionReview` v1): it allows every request but for objects
+//! labelled `kubeyard.dev/deny`, which it refuses with 403 and the label's value as the
+//! message, so tests can run a webhook behind a Service on a real pod. Every request is
+//! logged on standard output, which is what `kubectl logs` shows.
 
 use clap::Args;
 use std::io::Write;
@@ -43,6 +47,35 @@ pub struct EchoArgs {
     /// The exit code of --exit-after.
     #[arg(long, default_value_t = 0)]
     exit_code: i32,
+
+    /// Serve HTTPS with this certificate (PEM; the chain after it), with --tls-key.
+    #[arg(long, env = "ECHO_TLS_CERT", value_name = "PEM", hide_env_values = true)]
+    tls_cert: Option<String>,
+
+    /// The key of --tls-cert (PEM).
+    #[arg(long, env = "ECHO_TLS_KEY", value_name = "PEM", hide_env_values = true)]
+    tls_key: Option<String>,
+}
+
+/// The label that makes `/admit` refuse an object; its value is the message.
+const DENY_LABEL: &str = "kubeyard.dev/deny";
+
+/// An admission webhook's answer to an `AdmissionReview`: allowed, unless the object (or,
+/// on a delete, the old object) carries `DENY_LABEL`.
+fn admit(body: &[u8]) -> (u16, String) {
+    let Ok(review) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (400, "the body is not JSON\n".into());
+    };
+    let request = &review["request"];
+    let labels = |key: &str| request[key]["metadata"]["labels"][DENY_LABEL].as_str().map(str::to_string);
+    let mut response = serde_json::json!({"uid": request["uid"], "allowed": true});
+    if let Some(message) = labels("object").or_else(|| labels("oldObject")) {
+        response["allowed"] = serde_json::json!(false);
+        response["status"] = serde_json::json!({"code": 403, "reason": "Forbidden", "message": message});
+    }
+    let answer =
+        serde_json::json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "response": response});
+    (200, answer.to_string())
 }
 
 struct State {
@@ -119,9 +152,10 @@ async fn fetch(url: &str) -> Result<String, String> {
 }
 
 /// One request: its status and body.
-async fn answer(state: &State, target: &str) -> (u16, String) {
+async fn answer(state: &State, method: &str, target: &str, body: &[u8]) -> (u16, String) {
     let path = target.split('?').next().unwrap_or("/");
     match path {
+        "/admit" if method == "POST" => admit(body),
         "/healthz" if state.after(state.args.fail_liveness_after) => (500, "failing\n".into()),
         "/readyz" if state.after(state.args.fail_readiness_after) => (503, "not ready\n".into()),
         "/healthz" | "/readyz" => (200, "ok\n".into()),
@@ -152,7 +186,14 @@ async fn answer(state: &State, target: &str) -> (u16, String) {
     }
 }
 
-async fn serve(mut stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<State>) {
+/// The most of a request body read (an `AdmissionReview` of a 3 MiB object, and room).
+const MAX_BODY: usize = 4 << 20;
+
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    peer: SocketAddr,
+    state: Arc<State>,
+) {
     let mut buffer = Vec::new();
     let mut chunk = [0u8; 4096];
     // Requests are small: read until the end of the head, or give up.
@@ -162,10 +203,25 @@ async fn serve(mut stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<S
             Ok(Ok(read)) => buffer.extend_from_slice(&chunk[..read]),
         }
     }
-    let head = String::from_utf8_lossy(&buffer);
+    let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") else { return };
+    let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
     let mut words = head.lines().next().unwrap_or_default().split_whitespace();
     let (method, target) = (words.next().unwrap_or("GET").to_string(), words.next().unwrap_or("/").to_string());
-    let (status, body) = answer(&state, &target).await;
+    let length = head
+        .lines()
+        .filter_map(|line| line.split_once(':'))
+        .find(|(name, _)| name.trim().eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, value)| value.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_BODY);
+    let mut request_body = buffer[end + 4..].to_vec();
+    while request_body.len() < length {
+        match tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Err(_) | Ok(Err(_)) => return,
+            Ok(Ok(read)) => request_body.extend_from_slice(&chunk[..read]),
+        }
+    }
+    let (status, body) = answer(&state, &method, &target, &request_body).await;
     // Probes are not worth a line each; everything else is, as a web server logs it.
     if !matches!(target.as_str(), "/healthz" | "/readyz") {
         log(&format!("{} {method} {target} {status}", peer.ip()));
@@ -177,8 +233,9 @@ async fn serve(mut stream: tokio::net::TcpStream, peer: SocketAddr, state: Arc<S
         502 => "Bad Gateway",
         _ => "Service Unavailable",
     };
+    let content_type = if body.starts_with('{') { "application/json" } else { "text/plain" };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nx-pod-name: {}\r\nconnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nx-pod-name: {}\r\nconnection: close\r\n\r\n{body}",
         body.len(),
         state.name
     );
@@ -208,14 +265,42 @@ pub fn run(args: EchoArgs) -> std::process::ExitCode {
                 return 1;
             }
         };
-        log(&format!("{name} listening on {address}"));
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => match crate::apiserver::tls::Identity::from_chain(cert, key) {
+                Ok(identity) => Some(tokio_rustls::TlsAcceptor::from(identity.config)),
+                Err(error) => {
+                    eprintln!("echo: {error}");
+                    return 1;
+                }
+            },
+            (None, None) => None,
+            _ => {
+                eprintln!("echo: --tls-cert and --tls-key go together");
+                return 1;
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        log(&format!("{name} listening on {address} ({scheme})"));
         let exit_after = args.exit_after.map(|d| d.as_std());
         let exit_code = args.exit_code;
         let state = Arc::new(State { args, name, started: Instant::now() });
         let accepting = async {
             loop {
                 if let Ok((stream, peer)) = listener.accept().await {
-                    tokio::spawn(serve(stream, peer, Arc::clone(&state)));
+                    let state = Arc::clone(&state);
+                    match tls.clone() {
+                        Some(acceptor) => {
+                            tokio::spawn(async move {
+                                // A client that fails the handshake is just gone.
+                                if let Ok(stream) = acceptor.accept(stream).await {
+                                    serve(stream, peer, state).await;
+                                }
+                            });
+                        }
+                        None => {
+                            tokio::spawn(serve(stream, peer, state));
+                        }
+                    }
                 }
             }
         };
@@ -243,6 +328,24 @@ pub fn run(args: EchoArgs) -> std::process::ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn admission_reviews_are_allowed_unless_the_object_says_deny() {
+        let review = |labels: serde_json::Value| {
+            serde_json::json!({"request": {"uid": "u1", "object": {"metadata": {"labels": labels}}}}).to_string()
+        };
+        let (status, body) = admit(review(serde_json::json!({"app": "web"})).as_bytes());
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(
+            (status, &answer["response"]["uid"], &answer["response"]["allowed"]),
+            (200, &serde_json::json!("u1"), &serde_json::json!(true))
+        );
+        let (_, body) = admit(review(serde_json::json!({DENY_LABEL: "not here"})).as_bytes());
+        let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(answer["response"]["allowed"], false);
+        assert_eq!(answer["response"]["status"]["message"], "not here");
+        assert_eq!(admit(b"nonsense").0, 400);
+    }
 
     #[test]
     fn queries_are_read_and_unescaped() {

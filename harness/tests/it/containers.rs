@@ -529,3 +529,76 @@ async fn an_api_server_that_went_away_is_named_with_its_container() {
         said.contains(&format!("the API server is {}", cluster.container_cluster().map(|c| c.url()).unwrap_or("")))
     );
 }
+
+/// An admission webhook as operators deploy one: a pod (kubeyard's echo image serving
+/// HTTPS with a certificate for its Service's name) behind a Service, called by the API
+/// server in its own container over the cluster network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admission_webhook_on_a_pod_behind_a_service_is_called() {
+    use kubeyard_harness::apiserver::tls;
+    let cluster = boot(1).await;
+    let client = cluster.client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(&kubeconfig, cluster.kubeconfig()).unwrap();
+    let ca = tls::Authority::new("webhook-ca").unwrap();
+    let issued = ca.issue("guard", &["guard.default.svc".to_string()], &[tls::Usage::Server]).unwrap();
+    let env =
+        json!([{"name": "ECHO_TLS_CERT", "value": issued.cert_pem}, {"name": "ECHO_TLS_KEY", "value": issued.key_pem}]);
+    let manifest = json!({"apiVersion": "v1", "kind": "List", "items": [
+        {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "guard"},
+         "spec": {"selector": {"matchLabels": {"app": "guard"}}, "template": {"metadata": {"labels": {"app": "guard"}},
+            "spec": {"containers": [{"name": "guard", "image": "kubeyard/echo", "env": env,
+                "ports": [{"name": "https", "containerPort": 8443}]}]}}}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "guard"},
+         "spec": {"selector": {"app": "guard"}, "ports": [{"name": "https", "port": 443, "targetPort": "https"}]}},
+    ]});
+    let file = dir.path().join("guard.json");
+    std::fs::write(&file, manifest.to_string()).unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(applied.contains("deployment.apps/guard created"), "{applied}");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    eventually("the webhook's pod ready", WITHIN, || async {
+        let list = pods.list(&ListParams::default().labels("app=guard")).await.map(|l| l.items).unwrap_or_default();
+        list.len() == 1 && list.iter().all(ready)
+    })
+    .await;
+
+    use base64::Engine;
+    let configuration = json!({"apiVersion": "admissionregistration.k8s.io/v1", "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "guard"},
+        "webhooks": [{"name": "guard.example.com",
+            "clientConfig": {"service": {"namespace": "default", "name": "guard", "path": "/admit"},
+                             "caBundle": base64::engine::general_purpose::STANDARD.encode(&ca.pem)},
+            "rules": [{"operations": ["CREATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["configmaps"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]}]});
+    let file = dir.path().join("webhook.json");
+    std::fs::write(&file, configuration.to_string()).unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", file.to_str().unwrap()]);
+    assert!(applied.contains("validatingwebhookconfiguration.admissionregistration.k8s.io/guard created"), "{applied}");
+
+    let config_maps: Api<ConfigMap> = Api::namespaced(client, "default");
+    let denied: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "denied",
+        "labels": {"kubeyard.dev/deny": "not-on-this-cluster"}}}))
+    .unwrap();
+    // The Service's endpoints may trail the pod's readiness by a moment.
+    let refusal = std::sync::Mutex::new(String::new());
+    eventually("the webhook refuses", WITHIN, || async {
+        match config_maps.create(&PostParams::default(), &denied).await {
+            Err(kube::Error::Api(status)) if status.code == 403 => {
+                *refusal.lock().unwrap() = status.message;
+                true
+            }
+            _ => false,
+        }
+    })
+    .await;
+    assert_eq!(
+        refusal.into_inner().unwrap(),
+        r#"admission webhook "guard.example.com" denied the request: not-on-this-cluster"#
+    );
+    let allowed: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "allowed"}})).unwrap();
+    config_maps.create(&PostParams::default(), &allowed).await.expect("the webhook allows it");
+    let logs = kubectl(&kubeconfig, &["logs", "deployment/guard"]);
+    assert!(logs.contains("POST /admit?timeout=10s 200"), "{logs}");
+}
