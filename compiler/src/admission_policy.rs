@@ -66,10 +66,18 @@ pub fn matches(match_resources: Option<&Value>, request: &Request<'_>) -> bool {
             return false;
         }
     }
-    if let Some(selector) = section.get("namespaceSelector")
-        && !request.namespace.is_empty()
-    {
-        let labels = labels_of(request.namespace_object.and_then(|n| n.pointer("/metadata/labels")));
+    if let Some(selector) = section.get("namespaceSelector") {
+        // A Namespace is matched by its own labels (the old one's on a delete); another
+        // cluster-scoped object by none, as Kubernetes' namespace matcher has it.
+        let namespace =
+            if request.group.is_empty() && request.resource == "namespaces" && request.subresource.is_empty() {
+                request.object.or(request.old_object)
+            } else if !request.namespace.is_empty() {
+                request.namespace_object
+            } else {
+                return true;
+            };
+        let labels = labels_of(namespace.and_then(|n| n.pointer("/metadata/labels")));
         if !Selector::from_label_selector(Some(selector)).is_ok_and(|s| s.matches(&labels)) {
             return false;
         }
@@ -363,6 +371,21 @@ mod tests {
                 {"expression": "has(object.metadata.labels) && 'team' in object.metadata.labels", "reason": "Forbidden"},
             ]
         }})
+    }
+
+    #[test]
+    fn a_namespace_is_matched_by_its_own_labels() {
+        let namespace = json!({"metadata": {"name": "prod", "labels": {"env": "prod"}}});
+        let mut request = request(&namespace, None);
+        (request.group, request.version, request.kind, request.resource, request.namespace) =
+            ("", "v1", "Namespace", "namespaces", "");
+        let prod = json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}});
+        let dev = json!({"namespaceSelector": {"matchLabels": {"env": "dev"}}});
+        assert!(matches(Some(&prod), &request));
+        assert!(!matches(Some(&dev), &request));
+        // Other cluster-scoped objects are never left out by a namespace selector.
+        request.resource = "nodes";
+        assert!(matches(Some(&dev), &request));
     }
 
     #[test]

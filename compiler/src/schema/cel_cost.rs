@@ -56,7 +56,7 @@ fn bound(schema: &Value, key: &str) -> Option<u64> {
 /// The smallest JSON a value of the node can be written as (apiextensions' `estimateMinSizeJSON`).
 fn min_size(schema: &Value) -> u64 {
     match node_type(schema) {
-        "string" => 2 + bound(schema, "minLength").unwrap_or(0),
+        "string" => bound(schema, "minLength").unwrap_or(0).saturating_add(2),
         "boolean" => 4,
         "integer" | "number" => 1,
         // `{}` or `[]`.
@@ -68,7 +68,7 @@ fn min_size(schema: &Value) -> u64 {
 fn max_items(schema: &Value) -> u64 {
     bound(schema, "maxItems").unwrap_or_else(|| {
         let item = schema.get("items").map_or(1, min_size);
-        (MAX_REQUEST - 2) / (item + 1)
+        (MAX_REQUEST - 2) / item.saturating_add(1).max(1)
     })
 }
 
@@ -77,7 +77,7 @@ fn max_properties(schema: &Value) -> u64 {
     bound(schema, "maxProperties").unwrap_or_else(|| {
         let value = schema.get("additionalProperties").filter(|v| v.is_object()).map_or(1, min_size);
         // A key is at least `""` and a colon, an entry a comma.
-        (MAX_REQUEST - 2) / (value + 4)
+        (MAX_REQUEST - 2) / value.saturating_add(4).max(1)
     })
 }
 
@@ -242,10 +242,12 @@ fn call_cost<'s>(name: &str, target: Option<&Shape<'s>>, args: &[Shape<'s>]) -> 
             let length = argument_size(0).saturating_add(argument_size(1));
             (traversal(length).max(1), Shape::Text(length))
         }
-        "contains" | "matches" | "find" | "findAll" => {
-            // Each position of the string against the pattern.
-            let cost = traversal(subject_size.saturating_mul(argument_size(0).max(1)));
-            (cost.max(1), Shape::Small)
+        // cel-go's: the string's traversal times the substring's, and for a regular
+        // expression its length at a quarter per character.
+        "contains" => (traversal(subject_size).saturating_mul(traversal(argument_size(0))).max(1), Shape::Small),
+        "matches" | "find" | "findAll" => {
+            let pattern = (argument_size(0) as f64 * 0.25).ceil() as u64;
+            (traversal(subject_size.saturating_add(1)).saturating_mul(pattern).max(1), Shape::Small)
         }
         "startsWith" | "endsWith" => (traversal(argument_size(0)).max(1), Shape::Small),
         "lowerAscii" | "upperAscii" | "trim" | "replace" | "split" | "substring" | "charAt" | "indexOf"
@@ -282,7 +284,7 @@ fn factor(cost: u64, limit: u64) -> String {
 /// limits, as the API server refuses the CRD.
 pub fn check_rules_cost(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
     let mut contributions = Vec::new();
-    walk(schema, path, 1, &mut contributions, causes);
+    walk(schema, path, Some(1), &mut contributions, causes);
     let total = contributions.iter().fold(0u64, |sum, (_, cost)| sum.saturating_add(*cost));
     if total > SCHEMA_LIMIT {
         // The most expensive rules are named, as Kubernetes names its four costliest.
@@ -306,9 +308,24 @@ pub fn check_rules_cost(schema: &Value, path: &str, causes: &mut Vec<Cause>) {
 /// How many of the costliest rules a refused schema names.
 const MOST_EXPENSIVE: usize = 4;
 
-/// Each node's rules, with how many times a node there can occur in one object: every
-/// rule's path and its cost times that go into `contributions`.
-fn walk(schema: &Value, path: &str, occurrences: u64, contributions: &mut Vec<(String, u64)>, causes: &mut Vec<Cause>) {
+/// How many times a node can occur in one object when some list or map above it is
+/// unbounded: as many of its smallest self as fit in a request (apiextensions'
+/// `unboundedCardinality`).
+fn unbounded_occurrences(schema: &Value) -> u64 {
+    (MAX_REQUEST - 2) / min_size(schema).saturating_add(1).max(1)
+}
+
+/// Each node's rules, with how many times a node there can occur in one object (the
+/// product of the bounds above it; `None` once one is unbounded): a rule's cost times that
+/// is judged against the limit, and goes with its path into `contributions`, as
+/// Kubernetes' `getExpressionCost` has it.
+fn walk(
+    schema: &Value,
+    path: &str,
+    occurrences: Option<u64>,
+    contributions: &mut Vec<(String, u64)>,
+    causes: &mut Vec<Cause>,
+) {
     let Some(map) = schema.as_object() else { return };
     for (index, rule) in map.get("x-kubernetes-validations").and_then(Value::as_array).into_iter().flatten().enumerate()
     {
@@ -316,13 +333,14 @@ fn walk(schema: &Value, path: &str, occurrences: u64, contributions: &mut Vec<(S
             continue;
         };
         let at = format!("{path}.x-kubernetes-validations[{index}].rule");
+        let cost = cost.saturating_mul(occurrences.unwrap_or_else(|| unbounded_occurrences(schema)));
         if cost > RULE_LIMIT {
             causes.push(field_error::forbidden(
                 at.as_str(),
                 &format!("estimated rule cost exceeds budget by factor of {} {HINT}", factor(cost, RULE_LIMIT)),
             ));
         }
-        contributions.push((at, cost.saturating_mul(occurrences)));
+        contributions.push((at, cost));
     }
     if let Some(Value::Object(properties)) = map.get("properties") {
         for (name, child) in properties {
@@ -330,11 +348,11 @@ fn walk(schema: &Value, path: &str, occurrences: u64, contributions: &mut Vec<(S
         }
     }
     if let Some(items) = map.get("items") {
-        let repeated = occurrences.saturating_mul(max_items(schema));
+        let repeated = occurrences.zip(bound(schema, "maxItems")).map(|(n, items)| n.saturating_mul(items));
         walk(items, &format!("{path}.items"), repeated, contributions, causes);
     }
     if let Some(additional) = map.get("additionalProperties").filter(|v| v.is_object()) {
-        let repeated = occurrences.saturating_mul(max_properties(schema));
+        let repeated = occurrences.zip(bound(schema, "maxProperties")).map(|(n, entries)| n.saturating_mul(entries));
         walk(additional, &format!("{path}.additionalProperties"), repeated, contributions, causes);
     }
 }
@@ -391,20 +409,42 @@ mod tests {
     }
 
     #[test]
-    fn a_cheap_rule_run_for_every_item_of_unbounded_lists_exceeds_the_schema_total() {
+    fn a_rule_is_priced_by_how_often_its_node_can_occur() {
+        // A cheap rule on every item of unbounded lists is priced at as many items as
+        // fit in a request, not the product of the unbounded levels: Kubernetes takes it.
         let nested = json!({"type": "object", "properties": {"rows": {"type": "array", "items": {
             "type": "array", "items": {"type": "string",
-                "x-kubernetes-validations": [{"rule": "self.startsWith('a')"}]}}}}});
-        let found = messages(nested);
-        assert_eq!(found.len(), 2, "{found:?}");
-        assert!(found[0].ends_with("[0].rule: Forbidden: contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema"), "{found:?}");
+                "x-kubernetes-validations": [{"rule": "self != ''"}, {"rule": "self.startsWith('a')"}]}}}}});
+        assert!(messages(nested).is_empty());
+        // A string function over unbounded strings, on every item, is too costly alone.
+        let scanning = json!({"type": "object", "properties": {"rows": {"type": "array", "items": {"type": "string",
+            "x-kubernetes-validations": [{"rule": "self.contains('a')"}]}}}});
         assert!(
-            found[1].starts_with(
+            messages(scanning)[0]
+                .contains("x-kubernetes-validations[0].rule: Forbidden: estimated rule cost exceeds budget")
+        );
+        // A common pattern check on an unbounded string is accepted, as by Kubernetes.
+        let pattern = json!({"type": "object", "properties": {"name": {"type": "string",
+            "x-kubernetes-validations": [{"rule": "self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$')"}]}}});
+        assert!(messages(pattern).is_empty());
+        // Each rule within its limit, all of them together over the schema's.
+        let rules: Vec<Value> = (0..25).map(|i| json!({"rule": format!("self.contains('{i}')")})).collect();
+        let many = json!({"type": "object", "properties": {"hosts": {"type": "array", "maxItems": 5000,
+            "items": {"type": "string", "maxLength": 10000, "x-kubernetes-validations": rules}}}});
+        let found = messages(many);
+        assert_eq!(found.len(), 5, "the four costliest rules and the total: {found:?}");
+        assert!(found[0].ends_with("].rule: Forbidden: contributed to estimated rule cost total exceeding cost limit for entire OpenAPIv3 schema"), "{found:?}");
+        assert!(
+            found[4].starts_with(
                 "spec.versions[0].schema.openAPIV3Schema: Forbidden: x-kubernetes-validations estimated rule cost \
-                 total for entire OpenAPIv3 schema exceeds budget by factor of more than 100x"
+                 total for entire OpenAPIv3 schema exceeds budget by factor of 1.2"
             ),
             "{found:?}"
         );
+        // Bad bounds do not overflow.
+        let absurd = json!({"type": "array", "items": {"type": "string", "minLength": u64::MAX - 1},
+            "x-kubernetes-validations": [{"rule": "self.all(x, x.contains('a'))"}]});
+        let _ = messages(absurd);
     }
 
     #[test]

@@ -430,7 +430,8 @@ async fn cleanup(weak: &Weak<ApiServer>, name: &str) {
 /// are left after, `None` when they cannot be listed.
 async fn delete_all(server: &ApiServer, resource: &'static Resource) -> Option<usize> {
     let listing = server.store.list(&resource.prefix(None), None, None).await.ok()?;
-    let options = DeleteOptions { propagation: Some("Background".into()), ..DeleteOptions::default() };
+    let options =
+        DeleteOptions { propagation: Some("Background".into()), without_admission: true, ..DeleteOptions::default() };
     for entry in &listing.entries {
         let Ok(object) = objects::from_entry(entry) else { continue };
         let target = Target {

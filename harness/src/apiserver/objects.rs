@@ -322,6 +322,14 @@ fn prune(server: &ApiServer, resource: &Resource, query: &Query, object: &mut Va
 }
 
 /// Admits an object, new or (with `old`) replacing one.
+/// Drops the unknown fields a mutating webhook's patch added, without a word: Kubernetes
+/// decodes a patched object without strictness.
+fn prune_silently(server: &ApiServer, resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    let mut ignore = Query::new();
+    ignore.insert("fieldValidation".into(), "Ignore".into());
+    prune(server, resource, &ignore, object)
+}
+
 fn admit(server: &ApiServer, resource: &Resource, object: Value, old: Option<&Value>) -> Result<Value, ApiError> {
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     server.admission.admit_change(&object, old).map(|admitted| admitted.object).map_err(|causes| {
@@ -715,7 +723,9 @@ async fn create(
         old: None,
         dry_run: dry_run(query)?,
     };
-    webhooks::mutate(server, &call, &mut object).await?;
+    if webhooks::mutate(server, &call, &mut object).await? {
+        prune_silently(server, resource, &mut object)?;
+    }
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
     if resource.builtin_kind() == "Pod" {
@@ -803,10 +813,6 @@ async fn write(
         let wanted = next(&current)?;
         let mut wanted = wanted;
         prune(server, resource, query, &mut wanted)?;
-        let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
-        if crds::is_crd(resource) {
-            crds::prepare_update(target.subresource.as_deref(), &mut prepared);
-        }
         let subresource = through.or(target.subresource.as_deref());
         let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
         let call = webhooks::Call {
@@ -818,7 +824,16 @@ async fn write(
             old: Some(&current),
             dry_run,
         };
-        webhooks::mutate(server, &call, &mut prepared).await?;
+        // Mutating admission sees the object as sent; what the endpoint does not change
+        // (status through the main resource, system metadata) is put back after it, as
+        // the registry's PrepareForUpdate does.
+        if webhooks::mutate(server, &call, &mut wanted).await? {
+            prune_silently(server, resource, &mut wanted)?;
+        }
+        let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
+        if crds::is_crd(resource) {
+            crds::prepare_update(target.subresource.as_deref(), &mut prepared);
+        }
         let mut admitted = admit(server, resource, prepared, Some(&current))?;
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
@@ -1304,6 +1319,9 @@ pub(super) struct DeleteOptions {
     pub propagation: Option<String>,
     pub uid: Option<String>,
     pub revision: Option<u64>,
+    /// Deletes the storage layer makes (a deleted CRD's objects), which no admission sees,
+    /// as Kubernetes' CRD finalizer deletes through storage.
+    pub without_admission: bool,
 }
 
 fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
@@ -1349,6 +1367,7 @@ fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<De
         propagation,
         uid: text(&from_body, "/preconditions/uid").map(str::to_string),
         revision,
+        without_admission: false,
     })
 }
 
@@ -1424,18 +1443,24 @@ pub(super) async fn delete_one(
                 ),
             ));
         }
-        let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
-        let call = webhooks::Call {
-            resource,
-            subresource: None,
-            operation: "DELETE",
-            name,
-            namespace,
-            old: Some(&current),
-            dry_run,
-        };
-        policies::admit_delete(server, resource, &current, dry_run).await?;
-        webhooks::validate(server, &call, None).await?;
+        if !options.without_admission {
+            // Admission sees the object in the version the request is for.
+            let mut seen = current.clone();
+            conversion::to_request(server, resource, std::slice::from_mut(&mut seen)).await?;
+            let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
+            let call = webhooks::Call {
+                resource,
+                subresource: None,
+                operation: "DELETE",
+                name,
+                namespace,
+                old: Some(&seen),
+                dry_run,
+            };
+            webhooks::mutate_delete(server, &call).await?;
+            policies::admit_delete(server, resource, &seen, dry_run).await?;
+            webhooks::validate(server, &call, None).await?;
+        }
         let deleting = current.pointer("/metadata/deletionTimestamp").is_some();
         // A running pod on a node gets time to stop: its node agent deletes it when it has.
         let finished_pod = matches!(text(&current, "/status/phase"), Some("Succeeded" | "Failed"));
@@ -1563,6 +1588,7 @@ async fn delete_collection(
             Err(error) => return Err(error),
         }
     }
+    conversion::to_request(server, resource, &mut deleted).await?;
     let list = json!({
         "kind": format!("{}List", resource.kind),
         "apiVersion": resource.api_version(),

@@ -113,6 +113,48 @@ impl Call<'_> {
     }
 }
 
+/// A webhook's matching criteria as a policy's `matchResources` section.
+fn section(hook: &Hook) -> Value {
+    json!({
+        "resourceRules": hook.webhook.get("rules").cloned().unwrap_or(json!([])),
+        "objectSelector": hook.webhook.get("objectSelector").cloned().unwrap_or(json!({})),
+        "namespaceSelector": hook.webhook.get("namespaceSelector").cloned().unwrap_or(json!({})),
+    })
+}
+
+/// The webhooks of `hooks` whose rules take the request, with their sections: what can
+/// be decided before the object's labels and the namespace are looked at.
+fn by_rules<'h>(hooks: &'h [Hook], call: &Call<'_>) -> Vec<(&'h Hook, Value)> {
+    if hooks.is_empty() || call.resource.group == GROUP {
+        return Vec::new();
+    }
+    let bare = call.request(None, None);
+    hooks
+        .iter()
+        .map(|hook| (hook, section(hook)))
+        .filter(|(_, section)| admission_policy::matches_resource(Some(section), &bare))
+        .collect()
+}
+
+/// Whether one webhook takes the request with `object` as it is now: its selectors and
+/// `matchConditions` (one that cannot be evaluated follows the failure policy).
+fn takes(
+    hook: &Hook,
+    section: &Value,
+    call: &Call<'_>,
+    object: Option<&Value>,
+    namespace: Option<&Value>,
+) -> Result<bool, ApiError> {
+    let request = call.request(object, namespace);
+    if !admission_policy::matches(Some(section), &request) {
+        return Ok(false);
+    }
+    match admission_policy::match_conditions(hook.webhook.get("matchConditions"), &request) {
+        Ok(taken) => Ok(taken),
+        Err(why) => fail(hook, format!("failed to evaluate match condition: {why}")).map(|()| false),
+    }
+}
+
 /// The webhooks of `hooks` that take the request, with the request's namespace read only
 /// when one may.
 async fn matching<'h>(
@@ -121,37 +163,15 @@ async fn matching<'h>(
     call: &Call<'_>,
     object: Option<&Value>,
 ) -> Result<Vec<&'h Hook>, ApiError> {
-    if hooks.is_empty() || call.resource.group == GROUP {
-        return Ok(Vec::new());
-    }
-    let section = |hook: &Hook| {
-        json!({
-            "resourceRules": hook.webhook.get("rules").cloned().unwrap_or(json!([])),
-            "objectSelector": hook.webhook.get("objectSelector").cloned().unwrap_or(json!({})),
-            "namespaceSelector": hook.webhook.get("namespaceSelector").cloned().unwrap_or(json!({})),
-        })
-    };
-    let bare = call.request(object, None);
-    let candidates: Vec<(&Hook, Value)> = hooks
-        .iter()
-        .map(|hook| (hook, section(hook)))
-        .filter(|(_, section)| admission_policy::matches_resource(Some(section), &bare))
-        .collect();
+    let candidates = by_rules(hooks, call);
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
     let namespace_object = super::policies::namespace_object(server, call.namespace).await;
-    let request = call.request(object, namespace_object.as_ref());
     let mut taken = Vec::new();
     for (hook, section) in candidates {
-        if !admission_policy::matches(Some(&section), &request) {
-            continue;
-        }
-        match admission_policy::match_conditions(hook.webhook.get("matchConditions"), &request) {
-            Ok(true) => taken.push(hook),
-            Ok(false) => {}
-            // A condition that cannot be evaluated follows the failure policy.
-            Err(why) => fail(hook, format!("failed to evaluate match condition: {why}"))?,
+        if takes(hook, &section, call, object, namespace_object.as_ref())? {
+            taken.push(hook);
         }
     }
     Ok(taken)
@@ -165,21 +185,28 @@ fn fail(hook: &Hook, why: String) -> Result<(), ApiError> {
     Err(ApiError::internal(format!("Internal error occurred: failed calling webhook \"{}\": {why}", hook.name)))
 }
 
-/// Runs the mutating webhooks that take the request on `object`, in order.
-pub async fn mutate(server: &ApiServer, call: &Call<'_>, object: &mut Value) -> Result<(), ApiError> {
+/// Runs the mutating webhooks that take the request on `object`, in order, each matched
+/// against the object as the ones before it left it; whether any changed it.
+pub async fn mutate(server: &ApiServer, call: &Call<'_>, object: &mut Value) -> Result<bool, ApiError> {
     let configured = Arc::clone(&server.webhooks.configured.read().unwrap_or_else(|e| e.into_inner()));
-    if configured.mutating.is_empty() {
-        return Ok(());
+    let candidates = by_rules(&configured.mutating, call);
+    if candidates.is_empty() {
+        return Ok(false);
     }
     // Webhooks see the object as the API server would store it: defaults filled.
     let mut defaulted = object.clone();
     kubeyard_compiler::normalize::defaults::apply(call.resource.group, call.resource.builtin_kind(), &mut defaulted);
-    let hooks = matching(server, &configured.mutating, call, Some(&defaulted)).await?;
-    if hooks.is_empty() {
-        return Ok(());
-    }
-    *object = defaulted;
-    for hook in hooks {
+    let namespace_object = super::policies::namespace_object(server, call.namespace).await;
+    let mut changed = false;
+    for (hook, section) in candidates {
+        let current = if changed { &*object } else { &defaulted };
+        if !takes(hook, &section, call, Some(current), namespace_object.as_ref())? {
+            continue;
+        }
+        if !changed {
+            *object = defaulted.clone();
+            changed = true;
+        }
         let Some(answer) = ask(server, hook, call, Some(object)).await? else { continue };
         if let Some(patch) = answer.patch {
             let mut patched = object.clone();
@@ -193,6 +220,16 @@ pub async fn mutate(server: &ApiServer, call: &Call<'_>, object: &mut Value) -> 
                 }
             }
         }
+    }
+    Ok(changed)
+}
+
+/// Runs the mutating webhooks that take a delete: there is no object to change, but
+/// they are asked, and may refuse it.
+pub async fn mutate_delete(server: &ApiServer, call: &Call<'_>) -> Result<(), ApiError> {
+    let configured = Arc::clone(&server.webhooks.configured.read().unwrap_or_else(|e| e.into_inner()));
+    for hook in matching(server, &configured.mutating, call, None).await? {
+        ask(server, hook, call, None).await?;
     }
     Ok(())
 }

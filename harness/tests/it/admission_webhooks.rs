@@ -259,3 +259,46 @@ fn failure_policy_selectors_and_services_decide_when_a_webhook_is_asked() {
     assert_eq!(dry.status, 403, "{}", dry.text);
     assert_eq!(guard.calls()[1].1["request"]["dryRun"], true);
 }
+
+/// Adds `{key: value}` to the object's labels.
+fn add_label(review: &Value, key: &str, value: &str) -> Value {
+    let labels = &review["request"]["object"]["metadata"]["labels"];
+    let patch = if labels.is_object() {
+        json!([{"op": "add", "path": format!("/metadata/labels/{key}"), "value": value}])
+    } else {
+        json!([{"op": "add", "path": "/metadata/labels", "value": {key: value}}])
+    };
+    let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+    review_response(review, json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}))
+}
+
+#[test]
+fn each_mutating_webhook_sees_what_the_ones_before_it_did() {
+    let server = Server::start();
+    let first = Webhook::start(|review| add_label(review, "stage", "first"));
+    let second = Webhook::start(|review| add_label(review, "second", "yes"));
+    // The second takes only objects the first has labelled; configurations run by name.
+    let hooks = vec![
+        webhook("first.example.com", first.client_config("/"), json!({})),
+        webhook(
+            "second.example.com",
+            second.client_config("/"),
+            json!({"objectSelector": {"matchLabels": {"stage": "first"}}}),
+        ),
+    ];
+    let made = post(
+        &configurations(&server, "mutatingwebhookconfigurations"),
+        &configuration("MutatingWebhookConfiguration", "labels", hooks),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let created = post(&configmaps(&server), &json!({"metadata": {"name": "a"}, "data": {"x": "1"}}));
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert_eq!(created.body["metadata"]["labels"], json!({"stage": "first", "second": "yes"}));
+    assert_eq!(second.calls().len(), 1);
+    // An update asks them again, the second seeing the first's label.
+    let mut changed = created.body.clone();
+    changed["data"]["x"] = json!("2");
+    let updated = put(&format!("{}/a", configmaps(&server)), &changed);
+    assert_eq!(updated.status, 200, "{}", updated.text);
+    assert_eq!(second.calls()[1].1["request"]["operation"], "UPDATE");
+}

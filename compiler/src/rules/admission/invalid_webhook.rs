@@ -164,9 +164,20 @@ fn webhook_causes(webhook: &Value, index: usize, mutating: bool, names: &mut Has
         }
     }
     for (r, rule) in webhook.get("rules").and_then(Value::as_array).into_iter().flatten().enumerate() {
+        for field in ["apiGroups", "apiVersions", "resources"] {
+            if rule.get(field).and_then(Value::as_array).is_none_or(Vec::is_empty) {
+                causes.push(field_error::required(at(&format!("rules[{r}].{field}")), ""));
+            }
+        }
         let operations = rule.get("operations").and_then(Value::as_array).cloned().unwrap_or_default();
         if operations.is_empty() {
             causes.push(field_error::required(at(&format!("rules[{r}].operations")), ""));
+        } else if operations.len() > 1 && operations.iter().any(|o| o == "*") {
+            causes.push(field_error::invalid(
+                at(&format!("rules[{r}].operations")),
+                &json!(operations),
+                "if '*' is present, must not specify other operations",
+            ));
         }
         for (o, operation) in operations.iter().enumerate() {
             if !operation.as_str().is_some_and(|op| OPERATIONS.contains(&op)) {
@@ -204,11 +215,13 @@ mod tests {
     #[test]
     fn webhooks_are_refused_in_kubernetes_words() {
         let good = json!({"name": "v.example.com", "clientConfig": {"url": "https://h/x"}, "sideEffects": "None",
-                          "admissionReviewVersions": ["v1"], "rules": [{"operations": ["CREATE"], "scope": "*"}]});
+                          "admissionReviewVersions": ["v1"], "rules": [{"operations": ["CREATE"], "scope": "*",
+                          "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}]});
         assert!(messages(good, true).is_empty());
         let bad = json!({"name": "guard", "clientConfig": {"url": "http://h/x"}, "sideEffects": "Some",
                          "admissionReviewVersions": ["v2"], "timeoutSeconds": 31, "failurePolicy": "Sometimes",
-                         "reinvocationPolicy": "Always", "rules": [{"operations": ["READ"], "scope": "Everywhere"}]});
+                         "reinvocationPolicy": "Always", "rules": [{"operations": ["READ"], "scope": "Everywhere",
+                         "apiGroups": ["apps"], "apiVersions": ["v1"], "resources": ["deployments"]}]});
         assert_eq!(
             messages(bad, true),
             [
