@@ -740,6 +740,9 @@ async fn create(
     }
     policies::admit(server, resource, None, &object, None, dry_run(query)?).await?;
     webhooks::validate(server, &call, Some(&object)).await?;
+    if webhooks::is_webhook_kind(resource) {
+        webhooks::warn_unsupported(&object);
+    }
     if resource.namespaced {
         namespace_usable(server, target.namespace.as_deref().unwrap_or("default")).await?;
     }
@@ -840,6 +843,9 @@ async fn write(
         }
         policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
         webhooks::validate(server, &call, Some(&admitted)).await?;
+        if webhooks::is_webhook_kind(resource) {
+            webhooks::warn_unsupported(&admitted);
+        }
         // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
         let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
         if resource.generation && generation_changes(resource, &current, &admitted) {

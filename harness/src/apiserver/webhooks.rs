@@ -60,6 +60,19 @@ fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
     value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
 }
 
+/// Says what kubeyard does not honour in a configuration written: a `Warning` header, so
+/// the difference is not silent.
+pub fn warn_unsupported(configuration: &Value) {
+    for webhook in configuration.get("webhooks").and_then(Value::as_array).into_iter().flatten() {
+        if text(webhook, "/reinvocationPolicy") == "IfNeeded" {
+            warn(format!(
+                "webhook {:?}: kubeyard asks each mutating webhook once; reinvocationPolicy IfNeeded is not honoured",
+                text(webhook, "/name")
+            ));
+        }
+    }
+}
+
 /// Reads the configurations again (after a write to one, and at start).
 pub async fn reload(server: &ApiServer) {
     let hooks = |kind: &'static str| async move {

@@ -279,7 +279,7 @@ fn each_mutating_webhook_sees_what_the_ones_before_it_did() {
     let second = Webhook::start(|review| add_label(review, "second", "yes"));
     // The second takes only objects the first has labelled; configurations run by name.
     let hooks = vec![
-        webhook("first.example.com", first.client_config("/"), json!({})),
+        webhook("first.example.com", first.client_config("/"), json!({"reinvocationPolicy": "IfNeeded"})),
         webhook(
             "second.example.com",
             second.client_config("/"),
@@ -291,6 +291,13 @@ fn each_mutating_webhook_sees_what_the_ones_before_it_did() {
         &configuration("MutatingWebhookConfiguration", "labels", hooks),
     );
     assert_eq!(made.status, 201, "{}", made.text);
+    // What kubeyard does not honour is said.
+    assert_eq!(
+        made.warnings,
+        [
+            r#"299 - "webhook \"first.example.com\": kubeyard asks each mutating webhook once; reinvocationPolicy IfNeeded is not honoured""#
+        ]
+    );
     let created = post(&configmaps(&server), &json!({"metadata": {"name": "a"}, "data": {"x": "1"}}));
     assert_eq!(created.status, 201, "{}", created.text);
     assert_eq!(created.body["metadata"]["labels"], json!({"stage": "first", "second": "yes"}));
