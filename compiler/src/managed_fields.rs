@@ -1,0 +1,277 @@
+//! `metadata.managedFields` as Kubernetes' field manager reads, orders and names it: its
+//! entries (who, by which operation, in which version, through which subresource, when,
+//! owning which fields), the manager name a request gets when it names none, and the 409
+//! an apply gets when it would take fields other managers own, in Kubernetes' words.
+//! The fields themselves are `field_set`'s.
+
+use crate::field_set::{FieldSet, Path, path_text};
+use serde_json::{Value, json};
+
+/// How a manager last wrote its fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Operation {
+    Apply,
+    Update,
+}
+
+impl Operation {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Apply => "Apply",
+            Operation::Update => "Update",
+        }
+    }
+}
+
+/// One entry of `metadata.managedFields`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub manager: String,
+    pub operation: Operation,
+    pub api_version: String,
+    /// RFC 3339, second precision, UTC.
+    pub time: Option<String>,
+    pub fields: FieldSet,
+    pub subresource: Option<String>,
+}
+
+/// Who a manager is: the same manager writing again replaces its entry. An applier is one
+/// manager whatever the version it applies in.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Identity {
+    pub manager: String,
+    pub operation: Operation,
+    /// Empty for `Apply`.
+    pub api_version: String,
+    pub subresource: String,
+}
+
+impl Entry {
+    pub fn identity(&self) -> Identity {
+        Identity {
+            manager: self.manager.clone(),
+            operation: self.operation,
+            api_version: if self.operation == Operation::Apply { String::new() } else { self.api_version.clone() },
+            subresource: self.subresource.clone().unwrap_or_default(),
+        }
+    }
+
+    /// The entry as it is written in an object.
+    pub fn to_json(&self) -> Value {
+        let mut entry = json!({
+            "manager": self.manager,
+            "operation": self.operation.as_str(),
+            "apiVersion": self.api_version,
+            "fieldsType": "FieldsV1",
+            "fieldsV1": self.fields.to_fields_v1(),
+        });
+        if let Some(time) = &self.time {
+            entry["time"] = json!(time);
+        }
+        if let Some(subresource) = &self.subresource {
+            entry["subresource"] = json!(subresource);
+        }
+        entry
+    }
+}
+
+/// A `managedFields` that does not decode, in Kubernetes' words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct ManagedFieldsError(pub String);
+
+/// Reads an object's `metadata.managedFields`.
+pub fn decode(entries: &Value) -> Result<Vec<Entry>, ManagedFieldsError> {
+    let Some(list) = entries.as_array() else { return Ok(Vec::new()) };
+    let mut out = Vec::with_capacity(list.len());
+    for (index, entry) in list.iter().enumerate() {
+        let text = |key: &str| entry.get(key).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+        let operation = match text("operation").as_deref() {
+            Some("Apply") => Operation::Apply,
+            Some("Update") => Operation::Update,
+            _ => return Err(ManagedFieldsError("operation must be `Apply` or `Update`".into())),
+        };
+        let api_version =
+            text("apiVersion").ok_or_else(|| ManagedFieldsError("apiVersion must not be empty".into()))?;
+        match text("fieldsType").as_deref() {
+            Some("FieldsV1") => {}
+            None => return Err(ManagedFieldsError(format!("missing fieldsType in managed fields entry {index}"))),
+            Some(other) => {
+                return Err(ManagedFieldsError(format!(
+                    "invalid fieldsType {other:?} in managed fields entry {index}"
+                )));
+            }
+        }
+        let fields = FieldSet::from_fields_v1(entry.get("fieldsV1").unwrap_or(&json!({})))
+            .map_err(|e| ManagedFieldsError(format!("error decoding fieldsV1 in managed fields entry {index}: {e}")))?;
+        out.push(Entry {
+            manager: text("manager").unwrap_or_default(),
+            operation,
+            api_version,
+            time: text("time"),
+            fields,
+            subresource: text("subresource"),
+        });
+    }
+    Ok(out)
+}
+
+/// Puts entries in Kubernetes' order: appliers first, then by time, manager, version and
+/// subresource.
+pub fn sort(entries: &mut [Entry]) {
+    entries.sort_by(|a, b| {
+        (a.operation, a.time.as_deref().unwrap_or(""), &a.manager, &a.api_version, &a.subresource).cmp(&(
+            b.operation,
+            b.time.as_deref().unwrap_or(""),
+            &b.manager,
+            &b.api_version,
+            &b.subresource,
+        ))
+    });
+}
+
+/// The manager of a write that names none: the `User-Agent` up to its first `/`, without
+/// unprintable characters, at most 128 bytes; `unknown` when that leaves nothing.
+pub fn manager_from_user_agent(user_agent: &str) -> String {
+    let name: String = user_agent.split('/').next().unwrap_or_default().chars().filter(|c| !c.is_control()).collect();
+    let mut end = name.len().min(128);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    match &name[..end] {
+        "" => "unknown".to_string(),
+        name => name.to_string(),
+    }
+}
+
+/// How a conflict names a manager: quoted, with its subresource, and the version only for
+/// an updater (an applier's version is not part of who it is).
+fn manager_text(identity: &Identity, api_version: &str) -> String {
+    let mut text = crate::field_error::go_quote(&identity.manager);
+    if !identity.subresource.is_empty() {
+        text.push_str(&format!(" with subresource {}", crate::field_error::go_quote(&identity.subresource)));
+    }
+    if identity.operation == Operation::Update {
+        text.push_str(&format!(" using {api_version}"));
+    }
+    text
+}
+
+/// An apply's conflicts as the 409's message and causes (`field`, `message`), in
+/// Kubernetes' words: `Apply failed with 1 conflict: conflict with "kubectl-edit" using
+/// apps/v1: .spec.replicas`.
+pub fn conflict_status(conflicts: &[(Entry, Path)]) -> (String, Vec<(String, String)>) {
+    let mut sorted: Vec<(Identity, String, String)> = conflicts
+        .iter()
+        .map(|(entry, path)| (entry.identity(), manager_text(&entry.identity(), &entry.api_version), path_text(path)))
+        .collect();
+    sorted.sort();
+    let causes: Vec<(String, String)> =
+        sorted.iter().map(|(_, manager, path)| (path.clone(), format!("conflict with {manager}"))).collect();
+    let message = match sorted.as_slice() {
+        [(_, manager, path)] => format!("Apply failed with 1 conflict: conflict with {manager}: {path}"),
+        _ => {
+            let mut lines = Vec::new();
+            let mut last: Option<&str> = None;
+            for (_, manager, path) in &sorted {
+                if last != Some(manager.as_str()) {
+                    lines.push(format!("conflicts with {manager}:"));
+                    last = Some(manager);
+                }
+                lines.push(format!("- {path}"));
+            }
+            format!("Apply failed with {} conflicts: {}", sorted.len(), lines.join("\n"))
+        }
+    };
+    (message, causes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::field_set::PathElement;
+
+    fn entry(manager: &str, operation: Operation, api_version: &str, time: &str) -> Entry {
+        Entry {
+            manager: manager.into(),
+            operation,
+            api_version: api_version.into(),
+            time: Some(time.into()),
+            fields: FieldSet::new(),
+            subresource: None,
+        }
+    }
+
+    #[test]
+    fn entries_decode_with_kubernetes_errors_and_sort_appliers_first() {
+        let stored = json!([
+            {"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1",
+             "time": "2026-01-01T00:00:02Z", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {"f:replicas": {}}},
+             "subresource": "status"},
+            {"manager": "kubectl", "operation": "Apply", "apiVersion": "apps/v1", "time": "2026-01-01T00:00:05Z",
+             "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+        ]);
+        let mut entries = decode(&stored).unwrap();
+        sort(&mut entries);
+        assert_eq!(entries[0].manager, "kubectl");
+        assert_eq!(entries[1].subresource.as_deref(), Some("status"));
+        assert_eq!(entries[1].to_json(), stored[0]);
+        let error = |value: Value| decode(&value).unwrap_err().0;
+        assert_eq!(error(json!([{"operation": "Patch", "apiVersion": "v1"}])), "operation must be `Apply` or `Update`");
+        assert_eq!(error(json!([{"operation": "Apply"}])), "apiVersion must not be empty");
+        assert_eq!(
+            error(json!([{"operation": "Apply", "apiVersion": "v1"}])),
+            "missing fieldsType in managed fields entry 0"
+        );
+        assert_eq!(
+            error(json!([{"operation": "Apply", "apiVersion": "v1", "fieldsType": "FieldsV2"}])),
+            r#"invalid fieldsType "FieldsV2" in managed fields entry 0"#
+        );
+        // An applier is one manager whatever version it applied in.
+        let a = entry("kubectl", Operation::Apply, "apps/v1", "t");
+        let b = entry("kubectl", Operation::Apply, "apps/v1beta2", "t");
+        assert_eq!(a.identity(), b.identity());
+        let c = entry("kubectl", Operation::Update, "apps/v1", "t");
+        let d = entry("kubectl", Operation::Update, "apps/v1beta2", "t");
+        assert_ne!(c.identity(), d.identity());
+    }
+
+    #[test]
+    fn managers_come_from_the_user_agent_as_kubernetes_names_them() {
+        assert_eq!(manager_from_user_agent("kubectl/v1.32.0 (linux/amd64) kubernetes/abc"), "kubectl");
+        assert_eq!(manager_from_user_agent("OpenAPI-Generator/31.0.0/python"), "OpenAPI-Generator");
+        assert_eq!(manager_from_user_agent("Mozilla/5.0 (X11)"), "Mozilla");
+        assert_eq!(manager_from_user_agent(""), "unknown");
+        assert_eq!(manager_from_user_agent(&"x".repeat(300)).len(), 128);
+    }
+
+    #[test]
+    fn conflicts_are_worded_as_kubernetes_words_them() {
+        let path = |names: &[&str]| names.iter().map(|n| PathElement::Field((*n).into())).collect::<Path>();
+        let csa = entry("kubectl-client-side-apply", Operation::Update, "v1", "t");
+        let (message, causes) = conflict_status(&[(csa, path(&["data", "color"]))]);
+        assert_eq!(
+            message,
+            r#"Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: .data.color"#
+        );
+        assert_eq!(
+            causes,
+            [(".data.color".to_string(), r#"conflict with "kubectl-client-side-apply" using v1"#.to_string())]
+        );
+        let edit = entry("kubectl-edit", Operation::Update, "apps/v1", "t");
+        let mut image = path(&["spec", "template", "spec", "containers"]);
+        image.push(PathElement::Key(vec![("name".into(), json!("nginx"))]));
+        image.push(PathElement::Field("image".into()));
+        let applier = entry("flux", Operation::Apply, "apps/v1", "t");
+        let (message, causes) = conflict_status(&[
+            (edit.clone(), image),
+            (edit, path(&["spec", "replicas"])),
+            (applier, path(&["spec", "paused"])),
+        ]);
+        assert_eq!(
+            message,
+            "Apply failed with 3 conflicts: conflicts with \"flux\":\n- .spec.paused\nconflicts with \"kubectl-edit\" using apps/v1:\n- .spec.replicas\n- .spec.template.spec.containers[name=\"nginx\"].image"
+        );
+        assert_eq!(causes.len(), 3);
+    }
+}
