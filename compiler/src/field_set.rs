@@ -390,4 +390,34 @@ mod tests {
         assert!(mine.difference(&mine).is_empty());
         assert_eq!(mine.difference(&mine).to_fields_v1(), json!({}));
     }
+
+    fn element() -> impl proptest::strategy::Strategy<Value = PathElement> {
+        use proptest::prelude::*;
+        prop_oneof![
+            "[a-c]{1,2}".prop_map(PathElement::Field),
+            (0i64..3, "[x-z]").prop_map(|(port, name)| PathElement::Key(vec![
+                ("name".into(), json!(name)),
+                ("port".into(), json!(port)),
+            ])),
+            "[a-b]".prop_map(|v| PathElement::Value(json!(v))),
+            (0usize..3).prop_map(PathElement::Index),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Writing a set as fieldsV1 and reading it back gives the same set, and the
+        /// same paths.
+        #[test]
+        fn fields_v1_reads_back_what_it_wrote(paths in proptest::collection::vec(proptest::collection::vec(element(), 1..4), 0..12)) {
+            let mut set = FieldSet::new();
+            for path in &paths {
+                set.insert(path);
+            }
+            let read = FieldSet::from_fields_v1(&set.to_fields_v1()).unwrap();
+            proptest::prop_assert_eq!(read.paths(), set.paths());
+            for path in &paths {
+                proptest::prop_assert!(read.has(path));
+            }
+        }
+    }
 }
