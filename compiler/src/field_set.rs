@@ -212,6 +212,14 @@ impl FieldSet {
         }
     }
 
+    /// Whether some member is below `path` (not `path` itself).
+    pub fn has_prefix(&self, path: &[PathElement]) -> bool {
+        match path {
+            [] => !self.is_empty(),
+            [first, rest @ ..] => self.children.get(first).is_some_and(|child| child.has_prefix(rest)),
+        }
+    }
+
     /// Every member path, in order.
     pub fn paths(&self) -> Vec<Path> {
         let mut out = Vec::new();

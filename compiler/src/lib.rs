@@ -36,6 +36,7 @@ pub mod schema;
 pub mod scope;
 pub mod selector;
 pub mod source;
+pub mod structured_merge;
 pub mod template;
 pub mod tokens;
 pub mod validate;

@@ -108,6 +108,19 @@ impl<'a> Schema<'a> {
         }
     }
 
+    /// Whether the object here declares `key` as a field (`properties`), rather than
+    /// taking it as a map key (`additionalProperties`, or no schema at all).
+    pub fn declares(self, key: &str) -> bool {
+        self.resolved().and_then(|s| s.get("properties")).is_some_and(|p| p.get(key).is_some())
+    }
+
+    /// `x-kubernetes-map-type: atomic` (a LabelSelector): the object here is one value,
+    /// owned and replaced whole.
+    pub fn is_atomic_map(self) -> bool {
+        let atomic = |node: &Value| node.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic");
+        self.node.is_some_and(atomic) || self.resolved().is_some_and(atomic)
+    }
+
     /// The one key an item of the list here is best known by, for messages and for
     /// pairing items a user wrote with those stored (a strategic merge key, else the
     /// first list-map key).
