@@ -454,6 +454,31 @@ impl Catalog {
         Some(causes)
     }
 
+    /// A custom kind's schema as its CRD version writes it; `None` for built-in kinds.
+    pub fn custom_schema(&self, gvk: &GroupVersionKind) -> Option<Arc<Value>> {
+        self.customs().get(gvk).map(|kind| Arc::clone(&kind.structural))
+    }
+
+    /// Runs `f` with a kind's merge topology (server-side apply's): a custom kind's
+    /// schema, a built-in kind's definition, or none (every object a map, every list
+    /// atomic) for a kind without a schema.
+    pub fn with_merge_schema<T>(
+        &self,
+        gvk: &GroupVersionKind,
+        f: impl FnOnce(crate::list_merge::Schema<'_>) -> T,
+    ) -> T {
+        let none = rustc_hash::FxHashMap::default();
+        if let Some(custom) = self.custom_schema(gvk) {
+            return f(crate::list_merge::Schema { node: Some(&custom), definitions: Some(&none) });
+        }
+        match self.builtin_definition(gvk) {
+            Some((node, definitions)) => {
+                f(crate::list_merge::Schema { node: Some(node), definitions: Some(definitions) })
+            }
+            None => f(crate::list_merge::Schema { node: None, definitions: Some(&none) }),
+        }
+    }
+
     /// The CEL rules' findings alone for an object of a custom kind (what `lint` adds to
     /// its schema check): empty for kinds without rules.
     /// `object` makes the object's JSON, only when the kind has rules (lint holds a tree).

@@ -6,6 +6,7 @@
 //! accepted here too, with the limits a server facing any client needs (see `serve`).
 
 pub mod allocate;
+mod apply;
 mod conversion;
 pub mod crds;
 mod exec;

@@ -40,9 +40,15 @@ pub(super) async fn handle(
     representation: Representation,
 ) -> Result<Response, ApiError> {
     let served = serve(server, method, target, query, headers, body, representation);
+    let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(manager) => manager.clone(),
+        None => kubeyard_compiler::managed_fields::manager_from_user_agent(
+            headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or_default(),
+        ),
+    };
     let (result, warnings) = WARNINGS
         .scope(std::cell::RefCell::new(Vec::new()), async {
-            let result = served.await;
+            let result = FIELD_MANAGER.scope(manager, served).await;
             (result, WARNINGS.with(|warnings| warnings.take()))
         })
         .await;
@@ -85,6 +91,9 @@ async fn serve(
         ("DELETE", false, None) => delete_collection(server, &target, query, headers, body).await,
         ("GET", true, None | Some("status")) => get(server, &target, query, representation).await,
         ("PUT", true, None | Some("status") | Some("finalize")) => update(server, &target, query, headers, body).await,
+        ("PATCH", true, None | Some("status")) if super::apply::is_apply(headers) => {
+            super::apply::apply(server, &target, query, body).await
+        }
         ("PATCH", true, None | Some("status")) => patch_object(server, &target, query, headers, body).await,
         ("DELETE", true, None) => delete(server, &target, query, headers, body).await,
         ("GET", true, Some("scale")) => get_scale(server, &target).await,
@@ -111,6 +120,13 @@ fn dry_run(query: &Query) -> Result<bool, ApiError> {
 
 fn subject<'a>(resource: &'a Resource, qualified: &'a str, name: &'a str) -> Subject<'a> {
     Subject { group: resource.group, kind: qualified, name }
+}
+
+/// Whether the object a target names is stored.
+pub(super) async fn exists(server: &ApiServer, target: &Target) -> Result<bool, ApiError> {
+    let name = target.name.as_deref().unwrap_or("");
+    let key = target.resource.key(target.namespace.as_deref(), name);
+    Ok(server.store.get(&key).await.map_err(|e| store_error(target.resource, name, e))?.is_some())
 }
 
 pub(super) fn not_found(resource: &Resource, name: &str) -> ApiError {
@@ -204,7 +220,7 @@ pub(super) fn decode(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiErro
     Ok(value)
 }
 
-fn decode_yaml(body: &Bytes) -> Result<Value, ApiError> {
+pub(super) fn decode_yaml(body: &Bytes) -> Result<Value, ApiError> {
     let source =
         SourceFile::from_bytes("request body", body.to_vec()).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let mut documents = Documents::new(&source);
@@ -249,7 +265,7 @@ fn check_type(
 }
 
 /// The namespace in the body must be the path's; an empty one takes the path's.
-fn check_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> {
+pub(super) fn check_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> {
     if !target.resource.namespaced {
         return Ok(());
     }
@@ -268,6 +284,8 @@ fn check_namespace(target: &Target, object: &mut Value) -> Result<(), ApiError> 
 tokio::task_local! {
     /// The warnings a request earns (`Warning` headers), gathered while it is served.
     static WARNINGS: std::cell::RefCell<Vec<String>>;
+    /// The request's field manager: its `fieldManager`, else its User-Agent's product.
+    pub(super) static FIELD_MANAGER: String;
 }
 
 /// Adds a warning to the answer of the request being served.
@@ -344,7 +362,7 @@ fn admit(server: &ApiServer, resource: &Resource, object: Value, old: Option<&Va
     })
 }
 
-fn respond(code: StatusCode, object: &Value) -> Result<Response, ApiError> {
+pub(super) fn respond(code: StatusCode, object: &Value) -> Result<Response, ApiError> {
     Ok(json_response(code, object))
 }
 
@@ -661,6 +679,19 @@ async fn create(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<Response, ApiError> {
+    let object = decode(headers, body)?;
+    create_object(server, target, query, object, None).await
+}
+
+/// Creates `object` (decoded from a request), with `managed` as its managedFields when an
+/// apply made it.
+pub(super) async fn create_object(
+    server: &ApiServer,
+    target: &Target,
+    query: &Query,
+    object: Value,
+    managed: Option<Value>,
+) -> Result<Response, ApiError> {
     let resource = target.resource;
     if resource.namespaced && target.namespace.is_none() {
         return Err(ApiError::method_not_allowed());
@@ -668,7 +699,7 @@ async fn create(
     if resource.crd.is_some() {
         crds::refuse_create_while_terminating(server, resource)?;
     }
-    let mut object = decode(headers, body)?;
+    let mut object = object;
     check_type(resource, &mut object, &resource.api_version(), resource.kind)?;
     check_namespace(target, &mut object)?;
     if text(&object, "/metadata/resourceVersion").is_some() {
@@ -728,6 +759,9 @@ async fn create(
     }
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
+    if let Some(managed) = managed {
+        metadata(&mut object).insert("managedFields".into(), managed);
+    }
     if resource.builtin_kind() == "Pod" {
         default_tolerations(&mut object, server.options.default_toleration_seconds);
     }
@@ -776,13 +810,13 @@ async fn create(
 }
 
 /// The outcome of a guaranteed update.
-enum Written {
+pub(super) enum Written {
     Stored(Value),
     Deleted(Value),
 }
 
 impl Written {
-    fn into_value(self) -> Value {
+    pub(super) fn into_value(self) -> Value {
         match self {
             Written::Stored(v) | Written::Deleted(v) => v,
         }
@@ -793,7 +827,7 @@ impl Written {
 /// compare-and-swap; `precondition` is the revision the client insists on.
 /// `through` names the subresource a write came in by when `target` is the main resource
 /// it changes (`scale`, `binding`): admission policies see the request as it was made.
-async fn write(
+pub(super) async fn write(
     server: &ApiServer,
     target: &Target,
     through: Option<&str>,
@@ -837,6 +871,7 @@ async fn write(
         if crds::is_crd(resource) {
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
+        super::apply::track_update(server, resource, subresource, &current, &mut prepared);
         let mut admitted = admit(server, resource, prepared, Some(&current))?;
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
@@ -989,8 +1024,16 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
         "name",
         "namespace",
     ];
+    // The request's managedFields if it sends them (an apply's, or a client resetting
+    // them), else the live ones: ownership is the field manager's to change.
+    // A subresource's write keeps the live ones whatever it sends.
+    let sent =
+        if sub.is_none() { next.pointer("/metadata/managedFields").filter(|m| !m.is_null()).cloned() } else { None };
     let meta = metadata(&mut next);
-    meta.remove("managedFields");
+    match sent.or_else(|| current.pointer("/metadata/managedFields").cloned()) {
+        Some(managed) => meta.insert("managedFields".into(), managed),
+        None => meta.remove("managedFields"),
+    };
     meta.remove("selfLink");
     for field in kept {
         match current.pointer(&format!("/metadata/{field}")) {
@@ -1100,6 +1143,16 @@ async fn patch_object(
     body: &Bytes,
 ) -> Result<Response, ApiError> {
     let resource = target.resource;
+    if query.contains_key("force") {
+        return Err(ApiError::invalid(
+            Subject { group: "meta.k8s.io", kind: "PatchOptions", name: "" },
+            vec![(
+                "force".into(),
+                "Forbidden: may not be specified for non-apply patch".into(),
+                "FieldValueForbidden".into(),
+            )],
+        ));
+    }
     let (kind, patch) = read_patch(headers, body)?;
     let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
     let name = target.name.as_deref().unwrap_or("");

@@ -516,3 +516,89 @@ webhooks:
         r#"error: failed to create configmap: admission webhook "guard.example.com" denied the request: forbidden data"#
     );
 }
+
+#[test]
+fn kubectl_applies_server_side_with_ownership_and_conflicts() {
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let manifest = "apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: color
+  labels: {app: demo, tier: web}
+data:
+  color: blue
+  size: large
+";
+    let file = cluster.write("color.yaml", manifest);
+    // An apply creates the object, and records who applied what.
+    assert_eq!(cluster.ok(&["apply", "--server-side", "-f", &file]).trim(), "configmap/color serverside-applied");
+    let version = |cluster: &Cluster| cluster.ok(&["get", "cm", "color", "-o", "jsonpath={.metadata.resourceVersion}"]);
+    let first = version(&cluster);
+    let managed = cluster.ok(&["get", "cm", "color", "-o", "jsonpath={.metadata.managedFields}"]);
+    let managed: serde_json::Value = serde_json::from_str(&managed).unwrap();
+    assert_eq!(managed[0]["manager"], "kubectl");
+    assert_eq!(managed[0]["operation"], "Apply");
+    assert_eq!(
+        managed[0]["fieldsV1"],
+        serde_json::json!({"f:data": {"f:color": {}, "f:size": {}}, "f:metadata": {"f:labels": {"f:app": {}, "f:tier": {}}}})
+    );
+    // Applying the same again changes nothing, not even the resourceVersion.
+    cluster.ok(&["apply", "--server-side", "-f", &file]);
+    assert_eq!(version(&cluster), first);
+    // Another manager's change, then an apply that would undo it: a conflict, as kubectl
+    // prints it; forced, the applier takes the field back.
+    cluster.ok(&[
+        "patch",
+        "cm",
+        "color",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"data":{"color":"red"}}"#,
+        "--field-manager=ops",
+    ]);
+    let refused = cluster.kubectl(&["apply", "--server-side", "-f", &file]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.starts_with(r#"error: Apply failed with 1 conflict: conflict with "ops" using v1: .data.color"#),
+        "{stderr}"
+    );
+    cluster.ok(&["apply", "--server-side", "--force-conflicts", "-f", &file]);
+    assert_eq!(cluster.ok(&["get", "cm", "color", "-o", "jsonpath={.data.color}"]), "blue");
+    // Fields the applier drops, nobody else owning them, go; kubectl diff shows it first.
+    let smaller = cluster.write("smaller.yaml", &manifest.replace("  size: large\n", "").replace(", tier: web", ""));
+    let diff = cluster.kubectl(&["diff", "--server-side", "-f", &smaller]);
+    let shown = String::from_utf8_lossy(&diff.stdout);
+    assert!(shown.contains("-  size: large") && shown.contains("-    tier: web"), "{shown}");
+    cluster.ok(&["apply", "--server-side", "-f", &smaller]);
+    let left = cluster.ok(&["get", "cm", "color", "-o", "jsonpath={.data}{.metadata.labels}"]);
+    assert_eq!(left, r#"{"color":"blue"}{"app":"demo"}"#);
+    // A scale through the subresource owns the replicas; an apply that disagrees conflicts.
+    let deployment = cluster.write(
+        "web.yaml",
+        "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: nginx:1.27}
+",
+    );
+    cluster.ok(&["apply", "--server-side", "-f", &deployment]);
+    cluster.ok(&["scale", "deployment", "web", "--replicas=5"]);
+    let refused = cluster.kubectl(&["apply", "--server-side", "-f", &deployment]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.starts_with(
+            r#"error: Apply failed with 1 conflict: conflict with "kubectl" with subresource "scale" using apps/v1: .spec.replicas"#
+        ),
+        "{stderr}"
+    );
+}

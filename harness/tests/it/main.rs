@@ -36,6 +36,7 @@ mod replicaset;
 mod rule_fixtures;
 mod scheduler;
 mod secure;
+mod server_side_apply;
 mod service_accounts;
 mod services;
 mod store;
