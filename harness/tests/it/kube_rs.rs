@@ -208,3 +208,29 @@ async fn a_kube_runtime_controller_reconciles_custom_resources() {
     assert!(refused.message.contains("spec.size in body must be of type integer: \"string\""), "{refused:?}");
     running.abort();
 }
+
+/// kube-rs's `Patch::Apply`, as operators write objects: created by the first apply,
+/// refused with a 409 when another manager owns a field it would change, taken with
+/// `force()`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_with_patch_apply() {
+    let server = Server::start();
+    let api: Api<ConfigMap> = Api::namespaced(client(&server), "default");
+    let applied =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"mode": "fast"}});
+    let made = api.patch("settings", &PatchParams::apply("operator"), &Patch::Apply(&applied)).await.expect("created");
+    let entries = made.metadata.managed_fields.clone().unwrap_or_default();
+    assert_eq!((entries[0].manager.as_deref(), entries[0].operation.as_deref()), (Some("operator"), Some("Apply")));
+    let other =
+        json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"mode": "slow"}});
+    let refused = api.patch("settings", &PatchParams::apply("rival"), &Patch::Apply(&other)).await.unwrap_err();
+    let kube::Error::Api(status) = refused else { panic!("an API error") };
+    assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"));
+    assert_eq!(status.message, r#"Apply failed with 1 conflict: conflict with "operator": .data.mode"#);
+    let forced =
+        api.patch("settings", &PatchParams::apply("rival").force(), &Patch::Apply(&other)).await.expect("forced");
+    assert_eq!(forced.data.unwrap_or_default()["mode"], "slow");
+    let managers: Vec<String> =
+        forced.metadata.managed_fields.unwrap_or_default().into_iter().filter_map(|e| e.manager).collect();
+    assert_eq!(managers, ["rival"], "the operator owned nothing else");
+}
