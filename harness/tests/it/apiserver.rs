@@ -369,7 +369,9 @@ fn patches_of_every_type() {
         &json!({"metadata": {"resourceVersion": "1"}, "spec": {"replicas": 3}}),
     );
     assert_status(&stale, 409, "Conflict");
-    assert_status(&patch(&url, "application/apply-patch+yaml", &json!({})), 415, "UnsupportedMediaType");
+    // An apply names its field manager; a patch type the server does not know is 415.
+    assert_status(&patch(&url, "application/apply-patch+yaml", &json!({})), 422, "Invalid");
+    assert_status(&patch(&url, "application/apply-patch+cbor", &json!({})), 415, "UnsupportedMediaType");
     assert_status(&patch(&format!("{url}-missing"), "application/merge-patch+json", &json!({})), 404, "NotFound");
 }
 
