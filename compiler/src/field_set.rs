@@ -262,6 +262,18 @@ impl FieldSet {
         out
     }
 
+    /// The paths in this set neither in `other` nor below one of its paths
+    /// (`RecursiveDifference`: what reset fields take away).
+    pub fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
+        let mut out = FieldSet::new();
+        for path in self.paths() {
+            if !(1..=path.len()).any(|end| other.has(&path[..end])) {
+                out.insert(&path);
+            }
+        }
+        out
+    }
+
     /// The paths in both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet::new();

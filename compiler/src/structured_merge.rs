@@ -42,12 +42,24 @@ fn stripped() -> FieldSet {
     set
 }
 
-/// The path element of an item of an associative list.
-fn item_element(item: &Value, kind: &ListKind<'_>) -> Option<PathElement> {
+/// The path element of an item of an associative list. A key field the item leaves out
+/// takes its default (the schema's, or a port's `protocol: TCP`), as structured-merge-diff
+/// takes it, so the item is the one admission will store.
+fn item_element(item: &Value, kind: &ListKind<'_>, items: Schema<'_>) -> Option<PathElement> {
     match kind {
         ListKind::Map(keys) => {
+            let key_value = |key: &str| {
+                item.get(key).cloned().or_else(|| {
+                    let field = items.property(key);
+                    field
+                        .node
+                        .and_then(|n| n.get("default"))
+                        .cloned()
+                        .or_else(|| crate::normalize::defaults::port_default(key))
+                })
+            };
             let mut fields: Vec<(String, Value)> =
-                keys.iter().map(|k| (k.to_string(), item.get(*k).cloned().unwrap_or(Value::Null))).collect();
+                keys.iter().map(|k| (k.to_string(), key_value(k).unwrap_or(Value::Null))).collect();
             fields.sort_by(|a, b| a.0.cmp(&b.0));
             Some(PathElement::Key(fields))
         }
@@ -107,7 +119,7 @@ fn walk(value: &Value, schema: Schema<'_>, path: &mut Path, set: &mut FieldSet) 
         Value::Array(items) => {
             let kind = schema.list_kind(Writer::Structural);
             for item in items {
-                let Some(element) = item_element(item, &kind) else { continue };
+                let Some(element) = item_element(item, &kind, schema.items()) else { continue };
                 path.push(element);
                 if matches!(kind, ListKind::Map(_)) {
                     walk(item, schema.items(), path, set);
@@ -138,11 +150,21 @@ impl Comparison {
         self.added.is_empty() && self.modified.is_empty() && self.removed.is_empty()
     }
 
-    fn without(&self, paths: &FieldSet) -> Comparison {
+    /// Without exactly `paths` (the stripped metadata: `metadata` itself, not its labels).
+    fn without_exact(&self, paths: &FieldSet) -> Comparison {
         Comparison {
             added: self.added.difference(paths),
             modified: self.modified.difference(paths),
             removed: self.removed.difference(paths),
+        }
+    }
+
+    /// Without `paths` and everything below them (reset fields).
+    fn without(&self, paths: &FieldSet) -> Comparison {
+        Comparison {
+            added: self.added.recursive_difference(paths),
+            modified: self.modified.recursive_difference(paths),
+            removed: self.removed.recursive_difference(paths),
         }
     }
 }
@@ -164,7 +186,7 @@ fn equal(a: &Value, b: &Value) -> bool {
 pub fn compare(old: &Value, new: &Value, schema: Schema<'_>) -> Comparison {
     let mut comparison = Comparison::default();
     compare_at(Some(old), Some(new), schema, &mut Vec::new(), &mut comparison);
-    comparison.without(&stripped())
+    comparison.without_exact(&stripped())
 }
 
 fn compare_at(old: Option<&Value>, new: Option<&Value>, schema: Schema<'_>, path: &mut Path, out: &mut Comparison) {
@@ -200,20 +222,24 @@ fn compare_at(old: Option<&Value>, new: Option<&Value>, schema: Schema<'_>, path
         }
         Some(Value::Array(_)) => {
             let kind = schema.list_kind(Writer::Structural);
-            let items = |side: Option<&Value>| -> Vec<(PathElement, Value)> {
-                side.and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|item| Some((item_element(item, &kind)?, item.clone())))
-                    .collect()
+            // By element, so each item finds its twin in logarithmic time (the first of
+            // duplicates, which the API server's validation refuses anyway).
+            let items = |side: Option<&Value>| -> std::collections::BTreeMap<PathElement, Value> {
+                let mut map = std::collections::BTreeMap::new();
+                for item in side.and_then(Value::as_array).into_iter().flatten() {
+                    if let Some(element) = item_element(item, &kind, schema.items()) {
+                        map.entry(element).or_insert_with(|| item.clone());
+                    }
+                }
+                map
             };
             let (old_items, new_items) = (items(old), items(new));
-            let mut elements: Vec<&PathElement> = old_items.iter().chain(&new_items).map(|(e, _)| e).collect();
+            let mut elements: Vec<&PathElement> = old_items.keys().chain(new_items.keys()).collect();
             elements.sort();
             elements.dedup();
             for element in elements {
-                let before = old_items.iter().find(|(e, _)| e == element).map(|(_, v)| v);
-                let after = new_items.iter().find(|(e, _)| e == element).map(|(_, v)| v);
+                let before = old_items.get(element);
+                let after = new_items.get(element);
                 path.push(element.clone());
                 match kind {
                     ListKind::Map(_) => compare_at(before, after, schema.items(), path, out),
@@ -262,7 +288,7 @@ pub fn merge(live: &Value, config: &Value, schema: Schema<'_>) -> Value {
         }
         (Value::Array(live_items), Value::Array(config_items)) => {
             let kind = schema.list_kind(Writer::Structural);
-            let element = |item: &Value| item_element(item, &kind);
+            let element = |item: &Value| item_element(item, &kind, schema.items());
             let config_elements: Vec<Option<PathElement>> = config_items.iter().map(element).collect();
             let live_elements: Vec<Option<PathElement>> = live_items.iter().map(element).collect();
             let shared: Vec<&Option<PathElement>> =
@@ -348,7 +374,7 @@ fn remove_at(value: &Value, paths: &FieldSet, schema: Schema<'_>, path: &mut Pat
             let mut out = Vec::new();
             let mut changed = false;
             for item in items {
-                let Some(element) = item_element(item, &kind) else {
+                let Some(element) = item_element(item, &kind, schema.items()) else {
                     out.push(item.clone());
                     continue;
                 };
@@ -403,8 +429,15 @@ pub struct Write<'a> {
 /// Ownership after an update (create, PUT, non-apply PATCH) by `writer` from `live` to
 /// `new`: the fields it changed move to it from everyone else; what it removed leaves
 /// every set. On a create `live` is `{}`.
-pub fn update(live: &Value, new: &Value, entries: &[Entry], writer: &Write<'_>, schema: Schema<'_>) -> Vec<Entry> {
-    let comparison = compare(live, new, schema);
+pub fn update(
+    live: &Value,
+    new: &Value,
+    entries: &[Entry],
+    writer: &Write<'_>,
+    ignored: &FieldSet,
+    schema: Schema<'_>,
+) -> Vec<Entry> {
+    let comparison = compare(live, new, schema).without(ignored);
     let changed = comparison.changed();
     let mine = |entry: &Entry| {
         entry.operation == Operation::Update
@@ -453,6 +486,7 @@ pub fn apply(
     entries: &[Entry],
     writer: &Write<'_>,
     force: bool,
+    ignored: &FieldSet,
     schema: Schema<'_>,
 ) -> Result<(Value, Vec<Entry>), Conflicts> {
     let is_applier = |entry: &Entry| {
@@ -473,27 +507,22 @@ pub fn apply(
         });
     }
     let merged = merge(live, config, schema);
-    let applied = field_set(config, schema);
+    // What the endpoint resets (status through the main resource, the rest through
+    // `status`) is no one's to take.
+    let applied = field_set(config, schema).recursive_difference(ignored);
     let last = entries.iter().find(|e| is_applier(e)).map(|e| e.fields.clone()).unwrap_or_default();
     // What the applier owned and dropped, that nobody owns now and that keeps nothing
     // owned below it, goes.
-    let mut managed = applied.clone();
+    // The metadata no manager owns is never dropped.
+    let mut managed = applied.union(&stripped());
     for entry in entries.iter().filter(|e| !is_applier(e)) {
         managed = managed.union(&entry.fields);
     }
-    let managed = with_named_fields(&managed, schema);
-    let dropped: FieldSet = {
-        let candidates = with_named_fields(&last, schema).difference(&managed);
-        let mut keep = FieldSet::new();
-        for path in candidates.paths() {
-            if !managed.has_prefix(&path) {
-                keep.insert(&path);
-            }
-        }
-        keep
-    };
+    // A named field with an owned field below it stays; a list item nobody owns goes
+    // whole, as structured-merge-diff prunes.
+    let dropped = with_named_fields(&last, schema).difference(&with_named_fields(&managed, schema));
     let result = remove(&merged, &dropped, schema);
-    let comparison = compare(live, &result, schema);
+    let comparison = compare(live, &result, schema).without(ignored);
     let changed = comparison.changed();
     let mut conflicts = Vec::new();
     for entry in entries.iter().filter(|e| !is_applier(e)) {
@@ -555,6 +584,8 @@ mod tests {
                 "strategy": {"type": "object", "properties": {"type": {"type": "string"}}},
                 "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
                              "properties": {"matchLabels": {"type": "object", "additionalProperties": {"type": "string"}}}},
+                "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["containerPort", "protocol"],
+                    "items": {"type": "object", "properties": {"containerPort": {"type": "integer"}, "protocol": {"type": "string"}}}},
                 "containers": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
                     "items": {"type": "object", "properties": {
                         "name": {"type": "string"}, "image": {"type": "string"},
@@ -624,18 +655,21 @@ mod tests {
         let config = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
                             "spec": {"replicas": 2, "containers": [{"name": "web", "image": "nginx:1"}]}});
         // Created by apply.
-        let (object, entries) = with(|s| apply(&json!({}), &config, &[], &writer("kubectl"), false, s)).unwrap();
+        let (object, entries) =
+            with(|s| apply(&json!({}), &config, &[], &writer("kubectl"), false, &FieldSet::new(), s)).unwrap();
         assert_eq!(object, config);
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].operation, Operation::Apply);
         // Another manager changes the replicas (an update): it owns them now.
         let mut scaled = object.clone();
         scaled["spec"]["replicas"] = json!(5);
-        let entries = with(|s| update(&object, &scaled, &entries, &writer("kube-controller-manager"), s));
+        let entries =
+            with(|s| update(&object, &scaled, &entries, &writer("kube-controller-manager"), &FieldSet::new(), s));
         let updater = entries.iter().find(|e| e.manager == "kube-controller-manager").unwrap();
         assert_eq!(texts(&updater.fields), [".spec.replicas"]);
         // Applying the old replicas again conflicts with it, in Kubernetes' words.
-        let conflicts = with(|s| apply(&scaled, &config, &entries, &writer("kubectl"), false, s)).unwrap_err();
+        let conflicts =
+            with(|s| apply(&scaled, &config, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap_err();
         let (message, _) = crate::managed_fields::conflict_status(&conflicts);
         assert_eq!(
             message,
@@ -644,17 +678,20 @@ mod tests {
         // The same value is no conflict: the field is shared.
         let mut same = config.clone();
         same["spec"]["replicas"] = json!(5);
-        let (unchanged, shared) = with(|s| apply(&scaled, &same, &entries, &writer("kubectl"), false, s)).unwrap();
+        let (unchanged, shared) =
+            with(|s| apply(&scaled, &same, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap();
         assert_eq!(unchanged, scaled);
         assert!(shared.iter().all(|e| texts(&e.fields).contains(&".spec.replicas".to_string())), "{shared:?}");
         // Forced, the field is the applier's alone.
-        let (forced, entries) = with(|s| apply(&scaled, &config, &entries, &writer("kubectl"), true, s)).unwrap();
+        let (forced, entries) =
+            with(|s| apply(&scaled, &config, &entries, &writer("kubectl"), true, &FieldSet::new(), s)).unwrap();
         assert_eq!(forced["spec"]["replicas"], 2);
         assert!(entries.iter().all(|e| e.manager == "kubectl"), "{entries:?}");
         // A field the applier drops, nobody else owning it, goes; the list item too.
         let smaller = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
                              "spec": {"containers": [{"name": "web", "image": "nginx:1"}]}});
-        let (dropped, _) = with(|s| apply(&forced, &smaller, &entries, &writer("kubectl"), false, s)).unwrap();
+        let (dropped, _) =
+            with(|s| apply(&forced, &smaller, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap();
         assert!(dropped["spec"].get("replicas").is_none(), "{dropped}");
     }
 
@@ -662,7 +699,41 @@ mod tests {
     fn a_first_apply_to_an_untracked_object_can_conflict_with_what_it_holds() {
         let live = json!({"spec": {"replicas": 1}});
         let config = json!({"spec": {"replicas": 2}});
-        let conflicts = with(|s| apply(&live, &config, &[], &writer("kubectl"), false, s)).unwrap_err();
+        let conflicts =
+            with(|s| apply(&live, &config, &[], &writer("kubectl"), false, &FieldSet::new(), s)).unwrap_err();
         assert_eq!(conflicts[0].0.manager, "before-first-apply");
+    }
+
+    #[test]
+    fn a_key_left_out_takes_its_default_so_a_reapply_matches_the_stored_item() {
+        let stored = json!({"spec": {"ports": [{"containerPort": 80, "protocol": "TCP"}]}});
+        let config = json!({"spec": {"ports": [{"containerPort": 80}]}});
+        assert_eq!(with(|s| merge(&stored, &config, s)), stored);
+        let set = with(|s| field_set(&config, s));
+        assert_eq!(
+            texts(&set),
+            [
+                r#".spec.ports[containerPort=80,protocol="TCP"]"#,
+                r#".spec.ports[containerPort=80,protocol="TCP"].containerPort"#
+            ]
+        );
+    }
+
+    #[test]
+    fn dropping_the_last_label_keeps_the_metadata_and_an_unowned_item_goes_whole() {
+        let config = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": {"a": "1"}},
+                            "spec": {"containers": [{"name": "web", "image": "x"}, {"name": "side", "image": "y"}]}});
+        let (object, entries) =
+            with(|s| apply(&json!({}), &config, &[], &writer("kubectl"), false, &FieldSet::new(), s)).unwrap();
+        // Someone else sets the sidecar's image: an Update owning a field inside the item.
+        let mut changed = object.clone();
+        changed["spec"]["containers"][1]["image"] = json!("z");
+        let entries = with(|s| update(&object, &changed, &entries, &writer("kubectl-set"), &FieldSet::new(), s));
+        let smaller = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+                             "spec": {"containers": [{"name": "web", "image": "x"}]}});
+        let (result, _) =
+            with(|s| apply(&changed, &smaller, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap();
+        assert_eq!(result["metadata"], json!({"name": "web"}));
+        assert_eq!(result["spec"]["containers"], json!([{"name": "web", "image": "x"}]));
     }
 }

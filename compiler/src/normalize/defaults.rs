@@ -448,6 +448,16 @@ fn parsed() -> &'static [ScopeDefaults] {
 }
 
 /// The fixed defaults of one scope.
+/// The fixed default of a port's field (`protocol`: `"TCP"`), for server-side apply's keys
+/// of port lists an item leaves out.
+pub fn port_default(field: &str) -> Option<Value> {
+    [Scope::ContainerPort, Scope::ServicePort]
+        .into_iter()
+        .flat_map(fixed_defaults)
+        .find(|(name, _, _)| *name == field)
+        .map(|(_, value, _)| value.clone())
+}
+
 fn fixed_defaults(scope: Scope) -> impl Iterator<Item = &'static (&'static str, Value, Guard)> {
     parsed().iter().filter(move |(s, _)| *s == scope).flat_map(|(_, list)| list.iter())
 }

@@ -15,6 +15,7 @@ use super::{ApiServer, Query, Target};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::Response;
 use bytes::Bytes;
+use kubeyard_compiler::field_set::{FieldSet, PathElement};
 use kubeyard_compiler::list_merge::Schema;
 use kubeyard_compiler::managed_fields::{self, Entry};
 use kubeyard_compiler::object::GroupVersionKind;
@@ -43,6 +44,54 @@ fn options_invalid(field: &str, message: &str, reason: &str) -> ApiError {
 fn with_schema<T>(server: &ApiServer, resource: &Resource, f: impl FnOnce(Schema<'_>) -> T) -> T {
     let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
     server.admission.catalog().with_merge_schema(&gvk, f)
+}
+
+/// What an endpoint resets, which no manager there owns: `status` through the main
+/// resource of a kind with a status subresource, everything but `status` through it.
+fn ignored(resource: &Resource, subresource: Option<&str>) -> FieldSet {
+    let mut set = FieldSet::new();
+    let field = |name: &str| PathElement::Field(name.into());
+    match subresource {
+        Some("status") => {
+            for name in ["spec", "metadata"] {
+                set.insert(&[field(name)]);
+            }
+        }
+        None if resource.status => set.insert(&[field("status")]),
+        _ => {}
+    }
+    set
+}
+
+/// Whether an apply is writing (its managedFields are worked out already).
+pub(super) fn applying() -> bool {
+    APPLYING.try_with(|_| ()).is_ok()
+}
+
+/// The managedFields a write stores: an apply's own; else those the request sends, when
+/// they read (`[]` or `[{}]` resets them), on the main resource; else the live ones.
+pub(super) fn managed_fields_to_keep(
+    subresource: Option<&str>,
+    sent: Option<&Value>,
+    live: Option<Value>,
+) -> Option<Value> {
+    let sent = sent.filter(|s| !s.is_null());
+    if applying() {
+        return sent.cloned().or(live);
+    }
+    match sent {
+        Some(sent) if subresource.is_none() => {
+            let reset = sent.as_array().is_some_and(|entries| entries.is_empty() || entries == &[json!({})]);
+            if reset {
+                None
+            } else if managed_fields::decode(sent).is_ok() {
+                Some(sent.clone())
+            } else {
+                live
+            }
+        }
+        _ => live,
+    }
 }
 
 fn now(server: &ApiServer) -> String {
@@ -138,7 +187,7 @@ pub(super) async fn apply(
         }
         // An apply is an upsert: the object is made from the configuration.
         let made = with_schema(server, resource, |schema| {
-            structured_merge::apply(&json!({}), &config, &[], &writer, force, schema)
+            structured_merge::apply(&json!({}), &config, &[], &writer, force, &ignored(resource, None), schema)
         })
         .map_err(|conflicts| conflict(resource, &name, &conflicts))?;
         let (object, entries) = made;
@@ -148,12 +197,15 @@ pub(super) async fn apply(
         .scope(
             (),
             objects::write(server, target, None, query, None, |current| {
+                // A resourceVersion in the configuration is a precondition.
+                objects::patched_precondition(current, &config, resource, &name)?;
                 let entries =
                     managed_fields::decode(current.pointer("/metadata/managedFields").unwrap_or(&Value::Null))
                         .map_err(|e| ApiError::internal(e.0))?;
                 let live = without_managed(current);
                 let (mut next, entries) = with_schema(server, resource, |schema| {
-                    structured_merge::apply(&live, &config, &entries, &writer, force, schema)
+                    let ignored = ignored(resource, target.subresource.as_deref());
+                    structured_merge::apply(&live, &config, &entries, &writer, force, &ignored, schema)
                 })
                 .map_err(|conflicts| conflict(resource, &name, &conflicts))?;
                 if let Some(meta) = next.get_mut("metadata").and_then(Value::as_object_mut) {
@@ -179,7 +231,7 @@ pub(super) fn track_update(
     current: &Value,
     next: &mut Value,
 ) {
-    if APPLYING.try_with(|_| ()).is_ok() {
+    if applying() {
         return;
     }
     let Some(sent) = next.pointer("/metadata/managedFields") else { return };
@@ -193,8 +245,9 @@ pub(super) fn track_update(
     let api_version = resource.api_version();
     let writer = Write { manager: &manager, api_version: &api_version, subresource, now: &now };
     let (live, new) = (without_managed(current), without_managed(next));
-    let entries =
-        with_schema(server, resource, |schema| structured_merge::update(&live, &new, &entries, &writer, schema));
+    let entries = with_schema(server, resource, |schema| {
+        structured_merge::update(&live, &new, &entries, &writer, &ignored(resource, subresource), schema)
+    });
     if let Some(meta) = next.get_mut("metadata").and_then(Value::as_object_mut) {
         if entries.is_empty() {
             meta.remove("managedFields");

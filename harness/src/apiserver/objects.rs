@@ -871,8 +871,9 @@ pub(super) async fn write(
         if crds::is_crd(resource) {
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
-        super::apply::track_update(server, resource, subresource, &current, &mut prepared);
         let mut admitted = admit(server, resource, prepared, Some(&current))?;
+        // Ownership is judged on the objects as stored: defaults filled on both sides.
+        super::apply::track_update(server, resource, subresource, &current, &mut admitted);
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
@@ -988,6 +989,7 @@ fn copy_status(from: &Value, into: &mut Value) {
 /// from the current object, and each endpoint changes only its part (the main
 /// resource leaves status alone; `status` changes only status).
 fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wanted: Value) -> Value {
+    let sent_managed = wanted.pointer("/metadata/managedFields").cloned();
     let mut next = match sub {
         Some("status") => {
             let mut next = current.clone();
@@ -1026,11 +1028,10 @@ fn prepare_update(resource: &Resource, sub: Option<&str>, current: &Value, wante
     ];
     // The request's managedFields if it sends them (an apply's, or a client resetting
     // them), else the live ones: ownership is the field manager's to change.
-    // A subresource's write keeps the live ones whatever it sends.
-    let sent =
-        if sub.is_none() { next.pointer("/metadata/managedFields").filter(|m| !m.is_null()).cloned() } else { None };
+    let live = current.pointer("/metadata/managedFields").cloned();
+    let managed = super::apply::managed_fields_to_keep(sub, sent_managed.as_ref(), live);
     let meta = metadata(&mut next);
-    match sent.or_else(|| current.pointer("/metadata/managedFields").cloned()) {
+    match managed {
         Some(managed) => meta.insert("managedFields".into(), managed),
         None => meta.remove("managedFields"),
     };
@@ -1127,7 +1128,12 @@ fn read_patch(headers: &HeaderMap, body: &Bytes) -> Result<(PatchType, Value), A
 }
 
 /// A `resourceVersion` written in a patch is a precondition.
-fn patched_precondition(current: &Value, patched: &Value, resource: &Resource, name: &str) -> Result<(), ApiError> {
+pub(super) fn patched_precondition(
+    current: &Value,
+    patched: &Value,
+    resource: &Resource,
+    name: &str,
+) -> Result<(), ApiError> {
     let given = text(patched, "/metadata/resourceVersion");
     if given.is_some() && given != text(current, "/metadata/resourceVersion") {
         return Err(ApiError::stale(subject(resource, &resource.qualified(), name)));

@@ -68,3 +68,32 @@ fn applies_are_checked_created_and_tracked_as_kubernetes_does() {
     assert_eq!(forced.status, 200, "{}", forced.text);
     assert_eq!(forced.body["data"]["a"], "1");
 }
+
+#[test]
+fn status_applies_are_recorded_and_managed_fields_can_be_reset() {
+    let server = Server::start();
+    let url = format!("{}/apis/apps/v1/namespaces/default/deployments/web", server.url);
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}},
+        "status": {"replicas": 9}});
+    let created = apply(&url, "?fieldManager=deployer", &deployment);
+    assert_eq!(created.status, 201, "{}", created.text);
+    // Status through the main resource is not the applier's.
+    let applier = &created.body["metadata"]["managedFields"][0];
+    assert!(applier["fieldsV1"].get("f:status").is_none(), "{applier}");
+    // A status apply is recorded with its subresource.
+    let status = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "status": {"observedGeneration": 1}});
+    let applied = apply(&format!("{url}/status"), "?fieldManager=controller", &status);
+    assert_eq!(applied.status, 200, "{}", applied.text);
+    let entries = applied.body["metadata"]["managedFields"].as_array().cloned().unwrap_or_default();
+    let controller = entries.iter().find(|e| e["manager"] == "controller").expect("the status applier's entry");
+    assert_eq!((controller["operation"].as_str(), controller["subresource"].as_str()), (Some("Apply"), Some("status")));
+    assert_eq!(controller["fieldsV1"], json!({"f:status": {"f:observedGeneration": {}}}));
+    // `[{}]` sent with an update resets the tracking.
+    let mut reset = applied.body.clone();
+    reset["metadata"]["managedFields"] = json!([{}]);
+    let put = call("PUT", &url, Some("application/json"), Some(&reset.to_string()), &[]);
+    assert_eq!(put.status, 200, "{}", put.text);
+    assert!(put.body["metadata"].get("managedFields").is_none(), "{}", put.text);
+}
