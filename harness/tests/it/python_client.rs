@@ -36,3 +36,9 @@ fn the_python_client_creates_lists_watches_patches_and_deletes() {
 fn the_python_client_serves_custom_objects() {
     run("custom_objects.py");
 }
+
+#[test]
+fn the_python_client_applies_server_side() {
+    run("server_side_apply.py");
+}
+
