@@ -117,6 +117,20 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     target: Target,
+
+    /// On a live cluster, apply server-side (as `kubectl apply --server-side`): each object
+    /// as written, merged by the server, which records who owns what and refuses to change
+    /// fields another manager owns
+    #[arg(long)]
+    server_side: bool,
+
+    /// The field manager server-side applies are made as
+    #[arg(long, default_value = "kubeyard", requires = "server_side")]
+    field_manager: String,
+
+    /// Take the fields other managers own instead of refusing (server-side only)
+    #[arg(long, requires = "server_side")]
+    force_conflicts: bool,
 }
 
 /// A plan, with the objects as written (by identity) and the state it was made against.
@@ -309,7 +323,17 @@ pub fn apply(args: ApplyArgs) -> Exit {
         };
         return runtime.block_on(async {
             match args.target.connection.connect().await {
-                Ok(Some(Connected { client, .. })) => apply_live(&client, &planned).await,
+                Ok(Some(Connected { client, .. })) => {
+                    let mode = if args.server_side {
+                        client::apply::Mode::ServerSide {
+                            manager: args.field_manager.clone(),
+                            force: args.force_conflicts,
+                        }
+                    } else {
+                        client::apply::Mode::ClientSide
+                    };
+                    apply_live(&client, &planned, &mode).await
+                }
                 Ok(None) => usage_error("no live cluster named"),
                 Err(message) => usage_error(&message),
             }
@@ -343,9 +367,10 @@ pub fn apply(args: ApplyArgs) -> Exit {
 
 /// Carries out a plan on a live cluster, one line per object as kubectl prints them
 /// (`deployment.apps/web created`); Findings when any object failed.
-pub(super) async fn apply_live(client: &Client, planned: &Planned) -> Exit {
+pub(super) async fn apply_live(client: &Client, planned: &Planned, mode: &client::apply::Mode) -> Exit {
     let mut failed = 0;
-    client::apply::apply(client, &planned.plan, &planned.written, |entry, result| {
+    let server_side = matches!(mode, client::apply::Mode::ServerSide { .. });
+    client::apply::apply(client, &planned.plan, &planned.written, mode, |entry, result| {
         let object = &entry.object;
         let group = object.api_version.split_once('/').map(|(group, _)| group).unwrap_or("");
         let kind = object.kind.to_lowercase();
@@ -361,12 +386,20 @@ pub(super) async fn apply_live(client: &Client, planned: &Planned) -> Exit {
         match result {
             Ok(()) => {
                 let verb = match entry.action {
+                    plan::Action::Create | plan::Action::Update if server_side => "serverside-applied",
                     plan::Action::Create => "created",
                     plan::Action::Update => "configured",
                     plan::Action::Delete => "pruned",
                     plan::Action::Unchanged => "unchanged",
                 };
                 println!("{shown} {verb}");
+            }
+            Err(client::Written::Conflict(message)) if server_side => {
+                failed += 1;
+                eprintln!(
+                    "error: {shown}: {message}\n  (another field manager owns these fields: take them with \
+                     --force-conflicts, or leave them out of the configuration)"
+                );
             }
             Err(client::Written::Conflict(message)) => {
                 failed += 1;

@@ -233,7 +233,7 @@ fn serve(
         let applier = Client::new(client.clone(), server);
         let applied = runtime.block_on(async {
             tokio::select! {
-                applied = plan::apply_live(&applier, &planned) => Some(applied),
+                applied = plan::apply_live(&applier, &planned, &crate::client::apply::Mode::ClientSide) => Some(applied),
                 _ = super::components::interrupted() => None,
             }
         });

@@ -15,6 +15,18 @@ use kubeyard_compiler::plan::{Action, Entry, Plan};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
+/// How objects are written.
+#[derive(Clone, Debug, Default)]
+pub enum Mode {
+    /// As `kubectl apply` does: a create, or a put of the three-way merge, with the
+    /// last-applied annotation.
+    #[default]
+    ClientSide,
+    /// As `kubectl apply --server-side` does: each configuration as written, applied by a
+    /// field manager, the server merging and refusing conflicts unless forced.
+    ServerSide { manager: String, force: bool },
+}
+
 /// What happened to one object.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -72,11 +84,21 @@ async fn path_of(client: &Client, entry: &Entry, defined_here: bool) -> Result<(
     Ok((collection, path))
 }
 
-async fn apply_one(client: &Client, entry: &Entry, written: Option<&Value>, defined_here: bool) -> Result<(), Written> {
+async fn apply_one(
+    client: &Client,
+    entry: &Entry,
+    written: Option<&Value>,
+    defined_here: bool,
+    mode: &Mode,
+) -> Result<(), Written> {
     if entry.action == Action::Unchanged {
         return Ok(());
     }
     let (collection, path) = path_of(client, entry, defined_here).await?;
+    if let (Mode::ServerSide { manager, force }, Action::Create | Action::Update) = (mode, entry.action) {
+        let source = written.or(entry.result.as_ref()).cloned().unwrap_or(Value::Null);
+        return client.apply(&path, &source, manager, *force).await.map(|_| ());
+    }
     match entry.action {
         Action::Create => {
             // What the user wrote, not the normalized form: defaulting is the server's job.
@@ -98,6 +120,7 @@ pub async fn apply(
     client: &Client,
     plan: &Plan,
     written: &HashMap<ObjectId, Value>,
+    mode: &Mode,
     mut on_done: impl FnMut(&Entry, &Result<(), Written>),
 ) -> Vec<Outcome> {
     let mut outcomes = Vec::with_capacity(plan.objects.len());
@@ -113,7 +136,7 @@ pub async fn apply(
             let entry = &plan.objects[i];
             let group = entry.object.api_version.rsplit_once('/').map_or("", |(group, _)| group);
             let defined_here = defined.contains(&(group.to_string(), entry.object.kind.clone()));
-            async move { (i, apply_one(client, entry, written.get(&entry.object.id), defined_here).await) }
+            async move { (i, apply_one(client, entry, written.get(&entry.object.id), defined_here, mode).await) }
         }))
         .buffer_unordered(16);
         while let Some((i, result)) = done.next().await {

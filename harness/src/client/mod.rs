@@ -141,10 +141,21 @@ impl Client {
         accept: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
+        self.send_as(method, path, accept, JSON, body).await
+    }
+
+    async fn send_as(
+        &self,
+        method: http::Method,
+        path: &str,
+        accept: &str,
+        content_type: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Value), String> {
         let mut request = http::Request::builder().method(method).uri(path).header(http::header::ACCEPT, accept);
         let bytes = match body {
             Some(body) => {
-                request = request.header(http::header::CONTENT_TYPE, JSON);
+                request = request.header(http::header::CONTENT_TYPE, content_type);
                 body.to_string().into_bytes()
             }
             None => Vec::new(),
@@ -204,6 +215,29 @@ impl Client {
 
     async fn write(&self, method: http::Method, path: &str, object: &Value) -> Result<Value, Written> {
         let (status, body) = self.send(method, path, JSON, Some(object)).await.map_err(Written::Failed)?;
+        match status {
+            200..=299 => Ok(body),
+            409 => Err(Written::Conflict(Client::failure(path, status, &body))),
+            _ => Err(Written::Failed(Client::failure(path, status, &body))),
+        }
+    }
+
+    /// A server-side apply of `object` at `path` by `manager` (an upsert): the object as
+    /// the server stored it; a conflict with another manager's fields is `Conflict`, its
+    /// message the server's (`Apply failed with 1 conflict: ...`).
+    pub async fn apply(&self, path: &str, object: &Value, manager: &str, force: bool) -> Result<Value, Written> {
+        let manager: String = manager
+            .bytes()
+            .flat_map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => vec![b as char],
+                other => format!("%{other:02X}").chars().collect(),
+            })
+            .collect();
+        let target = format!("{path}?fieldManager={manager}{}", if force { "&force=true" } else { "" });
+        let (status, body) = self
+            .send_as(http::Method::PATCH, &target, JSON, "application/apply-patch+yaml", Some(object))
+            .await
+            .map_err(Written::Failed)?;
         match status {
             200..=299 => Ok(body),
             409 => Err(Written::Conflict(Client::failure(path, status, &body))),

@@ -481,7 +481,7 @@ impl Cluster {
         let position = |entry: &kubeyard_compiler::plan::Entry| {
             plan.objects.iter().position(|e| std::ptr::eq(e, entry)).unwrap_or(usize::MAX)
         };
-        client::apply::apply(&self.client, plan, written, |entry, result| {
+        client::apply::apply(&self.client, plan, written, &client::apply::Mode::ClientSide, |entry, result| {
             let object = &entry.object;
             let at = position(entry);
             let shown = format!("{}/{}", object.kind.to_lowercase(), object.name);

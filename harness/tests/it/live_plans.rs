@@ -147,3 +147,42 @@ fn plans_reach_a_cluster_over_tls_with_a_token() {
     );
     assert_eq!(plugged.status.code(), Some(0), "{}", text(&plugged));
 }
+
+/// `kubeyard apply --server-side`: each object applied by the `kubeyard` field manager (or
+/// `--field-manager`), a field another manager owns refused, `--force-conflicts` taking it.
+#[test]
+fn kubeyard_applies_server_side() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("app.yaml");
+    std::fs::write(&manifests, APP).unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    kubeyard_harness::apiserver::kubeconfig::write(&kubeconfig, &server.url, None, None).unwrap();
+    let (manifests_arg, kubeconfig_arg) = (manifests.display().to_string(), kubeconfig.display().to_string());
+    let applied = kubeyard(&["apply", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
+    assert!(applied.status.success(), "{}", text(&applied));
+    assert!(text(&applied).contains("configmap/settings serverside-applied"), "{}", text(&applied));
+    let managers =
+        kubectl(&kubeconfig, &["get", "cm", "settings", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+    assert_eq!(String::from_utf8_lossy(&managers.stdout), "kubeyard");
+    // Someone else takes the mode; the next apply with another mode is refused, then forced.
+    kubectl(
+        &kubeconfig,
+        &["patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"mode":"slow"}}"#, "--field-manager=ops"],
+    );
+    std::fs::write(&manifests, APP.replace("mode: fast", "mode: fastest")).unwrap();
+    let refused = kubeyard(&["apply", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
+    assert!(!refused.status.success());
+    assert!(
+        text(&refused).contains(r#"Apply failed with 1 conflict: conflict with "ops" using v1: .data.mode"#),
+        "{}",
+        text(&refused)
+    );
+    let forced = kubeyard(
+        &["apply", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side", "--force-conflicts"],
+        None,
+    );
+    assert!(forced.status.success(), "{}", text(&forced));
+    let mode = kubectl(&kubeconfig, &["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]);
+    assert_eq!(String::from_utf8_lossy(&mode.stdout), "fastest");
+}

@@ -41,4 +41,3 @@ fn the_python_client_serves_custom_objects() {
 fn the_python_client_applies_server_side() {
     run("server_side_apply.py");
 }
-
