@@ -13,16 +13,7 @@ fn text<'a>(value: &'a Value, pointer: &str) -> Option<&'a str> {
     value.pointer(pointer).and_then(Value::as_str)
 }
 
-fn strings(value: &Value, pointer: &str) -> Vec<String> {
-    value
-        .pointer(pointer)
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect()
-}
+use crate::object::json_strings as strings;
 
 /// Kubernetes' defaults for a CRD's spec (apiextensions v1 `SetDefaults_*`): the singular
 /// name and list kind from the kind, no conversion, port 443 for a conversion webhook

@@ -112,6 +112,19 @@ pub enum Classified<'a> {
     Invalid(NotAnObject),
 }
 
+/// The strings of a JSON list at `pointer` (`/spec/versions`), skipping what is not one;
+/// none when there is no list there.
+pub fn json_strings(value: &serde_json::Value, pointer: &str) -> Vec<String> {
+    value
+        .pointer(pointer)
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .map(str::to_string)
+        .collect()
+}
+
 pub fn classify(root: &Node) -> Classified<'_> {
     let Value::Map(entries) = &root.value else {
         return Classified::Invalid(NotAnObject::NotAMapping { found: root.type_name(), span: root.span });

@@ -308,14 +308,7 @@ fn conversion_of(spec: &Value) -> resources::Conversion {
         return resources::Conversion::None;
     }
     let webhook = spec.pointer("/conversion/webhook").cloned().unwrap_or(Value::Null);
-    let review_versions = webhook
-        .get("conversionReviewVersions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
+    let review_versions = kubeyard_compiler::object::json_strings(&webhook, "/conversionReviewVersions");
     let client_config = Arc::new(webhook.get("clientConfig").cloned().unwrap_or(Value::Null));
     resources::Conversion::Webhook { client_config, review_versions }
 }

@@ -281,15 +281,8 @@ async fn ask(
     if call.dry_run && !matches!(side_effects, "None" | "NoneOnDryRun") {
         return Err(ApiError::bad_request(format!("admission webhook \"{}\" does not support dry run", hook.name)));
     }
-    let versions: Vec<&str> = hook
-        .webhook
-        .get("admissionReviewVersions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let Some(version) = ["v1", "v1beta1"].into_iter().find(|v| versions.contains(v)) else {
+    let versions = kubeyard_compiler::object::json_strings(&hook.webhook, "/admissionReviewVersions");
+    let Some(version) = ["v1", "v1beta1"].into_iter().find(|v| versions.iter().any(|given| given == v)) else {
         fail(hook, "webhook does not accept known AdmissionReview versions (v1, v1beta1)".into())?;
         return Ok(None);
     };
@@ -379,14 +372,7 @@ fn read_answer(answer: &Value, version: &str, uid: &str, name: &str) -> Result<V
     if got != uid {
         return Err(format!("expected response.uid={uid:?}, got {got:?}"));
     }
-    let warnings: Vec<String> = response
-        .get("warnings")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .map(str::to_string)
-        .collect();
+    let warnings = kubeyard_compiler::object::json_strings(response, "/warnings");
     if response.get("allowed") != Some(&Value::Bool(true)) {
         for warning in &warnings {
             warn(warning.clone());

@@ -13,11 +13,7 @@ use std::sync::Arc;
 use support::api::{Server, get, patch, post, put, watch_events};
 
 fn fixture(name: &str) -> Value {
-    let path = support::workspace().join("fixtures/crds/gadgets").join(name);
-    let text = std::fs::read_to_string(&path).expect("the fixture exists");
-    let source = kubeyard_compiler::SourceFile::new(name, text).expect("text");
-    let document = kubeyard_compiler::yaml::Documents::new(&source).next().expect("a document").expect("YAML");
-    document.root.expect("an object").to_json()
+    support::yaml_documents(&format!("fixtures/crds/gadgets/{name}")).remove(0)
 }
 
 fn crds(server: &Server) -> String {

@@ -9,11 +9,7 @@ use serde_json::{Value, json};
 use support::api::{Server, delete, get, post, put};
 
 fn fixture(name: &str) -> Value {
-    let path = support::workspace().join("fixtures/crds/widgets").join(name);
-    let text = std::fs::read_to_string(&path).expect("the fixture exists");
-    let source = kubeyard_compiler::SourceFile::new(name, text).expect("text");
-    let document = kubeyard_compiler::yaml::Documents::new(&source).next().expect("a document").expect("YAML");
-    document.root.expect("an object").to_json()
+    support::yaml_documents(&format!("fixtures/crds/widgets/{name}")).remove(0)
 }
 
 fn crd_url(server: &Server) -> String {
@@ -180,11 +176,7 @@ fn a_crd_refused_or_in_conflict_says_why() {
     );
 
     // A rule that could cost too much keeps the CRD out, as Kubernetes' estimate does.
-    let costly = {
-        let path = support::workspace().join("fixtures/rules/api/invalid-crd/bad.yaml");
-        let source = kubeyard_compiler::SourceFile::new("bad.yaml", std::fs::read_to_string(path).unwrap()).unwrap();
-        kubeyard_compiler::yaml::Documents::new(&source).next().unwrap().unwrap().root.unwrap().to_json()
-    };
+    let costly = support::yaml_documents("fixtures/rules/api/invalid-crd/bad.yaml").remove(0);
     let refused = post(&crd_url(&server), &costly);
     assert_eq!(refused.status, 422, "{}", refused.text);
     let causes: Vec<String> = refused.body["details"]["causes"]
@@ -292,12 +284,7 @@ fn cel_rules_refuse_alike_in_admission_and_in_lint() {
     let server = Server::start();
     let dir = support::workspace().join("fixtures/crds/cel");
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the fixture exists");
-    let documents = |name: &str| -> Vec<Value> {
-        let source = SourceFile::new(name, read(name)).expect("text");
-        kubeyard_compiler::yaml::Documents::new(&source)
-            .map(|d| d.expect("YAML").root.expect("an object").to_json())
-            .collect()
-    };
+    let documents = |name: &str| support::yaml_documents(&format!("fixtures/crds/cel/{name}"));
     let crd = documents("crd.yaml").remove(0);
     let created = post(&crd_url(&server), &crd);
     assert_eq!(created.status, 201, "{}", created.text);
@@ -371,12 +358,7 @@ fn the_gateway_api_runs_on_its_crds() {
     let server = Server::start();
     let dir = support::workspace().join("fixtures/crds/gateway-api");
     let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("the fixture exists");
-    let documents = |name: &str| -> Vec<Value> {
-        let source = SourceFile::new(name, read(name)).expect("text");
-        kubeyard_compiler::yaml::Documents::new(&source)
-            .map(|d| d.expect("YAML").root.expect("an object").to_json())
-            .collect()
-    };
+    let documents = |name: &str| support::yaml_documents(&format!("fixtures/crds/gateway-api/{name}"));
     for crd in documents("crds.yaml") {
         let created = post(&crd_url(&server), &crd);
         assert_eq!(created.status, 201, "{}", created.text);

@@ -126,16 +126,10 @@ fn webhook_causes(webhook: &Value, index: usize, mutating: bool, names: &mut Has
         }
         Some(_) => {}
     }
-    let versions: Vec<&str> = webhook
-        .get("admissionReviewVersions")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
+    let versions = crate::object::json_strings(webhook, "/admissionReviewVersions");
     if versions.is_empty() {
         causes.push(field_error::required(at("admissionReviewVersions"), "must specify one of v1, v1beta1"));
-    } else if !versions.iter().any(|v| matches!(*v, "v1" | "v1beta1")) {
+    } else if !versions.iter().any(|v| matches!(v.as_str(), "v1" | "v1beta1")) {
         causes.push(field_error::invalid(
             at("admissionReviewVersions"),
             &json!(versions),

@@ -164,3 +164,12 @@ pub fn snapshots_in(folder: &str) -> insta::Settings {
     settings.set_prepend_module_to_snapshot(false);
     settings
 }
+
+/// The documents of a YAML file of the workspace (`fixtures/crds/cel/crd.yaml`), as JSON.
+pub fn yaml_documents(path: &str) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(workspace().join(path)).expect("the fixture exists");
+    let source = kubeyard_compiler::SourceFile::new(path, text).expect("text");
+    kubeyard_compiler::yaml::Documents::new(&source)
+        .map(|d| d.expect("YAML").root.expect("an object").to_json())
+        .collect()
+}
