@@ -5,7 +5,7 @@
 
 use crate::diagnostic::{Diagnostic, Severity};
 use crate::lint::{LintOptions, Linter, Verdict};
-use crate::normalize::{normalize, normalize_value};
+use crate::normalize::{normalize, normalize_kind, normalize_value};
 use crate::object::{Classified, GroupVersionKind, ObjectInfo, classify};
 use crate::rules::{self, ObjectContext, RuleSettings};
 use crate::schema::{Catalog, CatalogOptions, Lookup, SchemaError};
@@ -101,6 +101,17 @@ impl Admission {
     /// Refuses objects of a deleted CustomResourceDefinition's kinds from now on.
     pub fn unregister_crd(&self, crd_name: &str) -> Vec<GroupVersionKind> {
         self.linter.catalog().unregister_crd(crd_name)
+    }
+
+    /// An object of a built-in kind as the API server decodes it, before admission: its
+    /// defaults filled and its quantities canonical, unchecked (the field manager gives a
+    /// create's fields to its creator at this point). Custom objects are defaulted when
+    /// pruned (`Catalog::prune_custom`); other objects are left as they are.
+    pub fn decode(&self, gvk: &GroupVersionKind, object: &mut Value) {
+        let catalog = self.linter.catalog();
+        if catalog.builtin_definition(gvk).is_some() {
+            normalize_kind(gvk, object, catalog);
+        }
     }
 
     /// Validates and defaults one object written as JSON (or YAML).

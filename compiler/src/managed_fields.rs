@@ -75,6 +75,83 @@ impl Entry {
     }
 }
 
+/// At most this many `Update` entries are kept (Kubernetes' `DefaultMaxUpdateManagers`).
+pub const MAX_UPDATE_MANAGERS: usize = 10;
+/// The updater the oldest updates are merged into past the cap, one per version.
+pub const ANCIENT_CHANGES: &str = "ancient-changes";
+
+impl Identity {
+    /// The identity as Kubernetes writes it to compare managers: the entry's JSON without
+    /// time and fields (`{"manager":"m","operation":"Update","apiVersion":"v1"}`).
+    pub fn key(&self) -> String {
+        let quote = |text: &str| Value::String(text.to_string()).to_string();
+        let mut key = format!(r#"{{"manager":{},"operation":"{}""#, quote(&self.manager), self.operation.as_str());
+        if !self.api_version.is_empty() {
+            key.push_str(&format!(r#","apiVersion":{}"#, quote(&self.api_version)));
+        }
+        if !self.subresource.is_empty() {
+            key.push_str(&format!(r#","subresource":{}"#, quote(&self.subresource)));
+        }
+        key.push('}');
+        key
+    }
+}
+
+/// Keeps at most `MAX_UPDATE_MANAGERS` updaters as Kubernetes' `capManagersManager`
+/// does: oldest first (by time, then identity), each updater after the first of its
+/// version is merged into that version's `ancient-changes` entry (the first of the
+/// version becoming it), which takes the merged updater's time, until few enough are left.
+pub fn cap_updates(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<usize> = (0..entries.len()).filter(|&i| entries[i].operation == Operation::Update).collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by_cached_key(|&i| (entries[i].time.clone().unwrap_or_default(), entries[i].identity().key()));
+    let bucket_of = |version: &str| Identity {
+        manager: ANCIENT_CHANGES.into(),
+        operation: Operation::Update,
+        api_version: version.into(),
+        subresource: String::new(),
+    };
+    let mut first_of_version: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    let mut removed = vec![false; entries.len()];
+    let mut length = updaters.len();
+    for &i in &updaters {
+        if length <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = entries[i].api_version.clone();
+        let bucket = bucket_of(&version);
+        let Some(&first) = first_of_version.get(&version) else {
+            first_of_version.insert(version, i);
+            continue;
+        };
+        if entries[i].identity() == bucket {
+            // The bucket itself, met after an older updater of its version: Kubernetes
+            // would delete it here, losing its fields; it stays.
+            continue;
+        }
+        let existing = (0..entries.len()).find(|&b| !removed[b] && entries[b].identity() == bucket);
+        let target = match existing {
+            Some(target) => target,
+            None => {
+                entries[first].manager = ANCIENT_CHANGES.into();
+                entries[first].subresource = None;
+                first
+            }
+        };
+        entries[target].fields = entries[i].fields.union(&entries[target].fields);
+        entries[target].time = entries[i].time.clone();
+        removed[i] = true;
+        length -= 1;
+    }
+    let mut index = 0;
+    entries.retain(|_| {
+        index += 1;
+        !removed[index - 1]
+    });
+}
+
 /// A `managedFields` that does not decode, in Kubernetes' words.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -234,6 +311,32 @@ mod tests {
         let c = entry("kubectl", Operation::Update, "apps/v1", "t");
         let d = entry("kubectl", Operation::Update, "apps/v1beta2", "t");
         assert_ne!(c.identity(), d.identity());
+    }
+
+    #[test]
+    fn past_ten_updaters_the_oldest_merge_into_ancient_changes() {
+        let field = |name: &str| {
+            let mut set = FieldSet::new();
+            set.insert(&[PathElement::Field(name.into())]);
+            set
+        };
+        let mut entries: Vec<Entry> = (0..12)
+            .map(|n| Entry {
+                fields: field(&format!("f{n}")),
+                ..entry(&format!("m{n:02}"), Operation::Update, "v1", &format!("2026-01-01T00:00:{n:02}Z"))
+            })
+            .collect();
+        entries.push(entry("kubectl", Operation::Apply, "v1", "2026-01-01T00:00:00Z"));
+        cap_updates(&mut entries);
+        let updaters: Vec<&Entry> = entries.iter().filter(|e| e.operation == Operation::Update).collect();
+        assert_eq!(updaters.len(), MAX_UPDATE_MANAGERS);
+        // m00 became the bucket; m01 and m02 went into it, and it has m02's time.
+        let bucket = updaters.iter().find(|e| e.manager == ANCIENT_CHANGES).unwrap();
+        assert_eq!(bucket.time.as_deref(), Some("2026-01-01T00:00:02Z"));
+        assert_eq!(bucket.fields, field("f0").union(&field("f1")).union(&field("f2")));
+        assert!(!entries.iter().any(|e| ["m00", "m01", "m02"].contains(&e.manager.as_str())));
+        assert!(entries.iter().any(|e| e.manager == "kubectl"), "appliers are not capped");
+        assert_eq!(bucket.identity().key(), r#"{"manager":"ancient-changes","operation":"Update","apiVersion":"v1"}"#);
     }
 
     #[test]

@@ -470,8 +470,44 @@ pub fn update(
             subresource: writer.subresource.map(str::to_string),
         });
     }
+    crate::managed_fields::cap_updates(&mut out);
     crate::managed_fields::sort(&mut out);
     out
+}
+
+/// The manager whose applies migrate from client-side apply (`kubectl apply --server-side`).
+const KUBECTL: &str = "kubectl";
+
+fn last_applied(object: &Value) -> Option<&str> {
+    object.pointer("/metadata/annotations")?.get(crate::plan::state::LAST_APPLIED)?.as_str()
+}
+
+fn set_last_applied(object: &mut Value, text: String) {
+    if let Some(annotations) = object.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        annotations.insert(crate::plan::state::LAST_APPLIED.into(), Value::String(text));
+    }
+}
+
+/// An applied configuration as kubectl's annotation holds it: without the annotation,
+/// compact JSON with sorted keys and a newline (Go's JSON encoder).
+pub fn last_applied_text(config: &Value) -> String {
+    let mut config = config.clone();
+    if let Some(annotations) = config.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
+        annotations.remove(crate::plan::state::LAST_APPLIED);
+    }
+    format!("{config}\n")
+}
+
+/// The fields of the object's last-applied configuration (in `api_version`) whose
+/// values it still holds: conflicts on them do not stop kubectl's first server-side
+/// apply. `None` without the annotation, or when it is not an object of that version.
+pub fn last_applied_fields(live: &Value, api_version: &str, schema: Schema<'_>) -> Option<FieldSet> {
+    let applied: Value = serde_json::from_str(last_applied(live)?).ok()?;
+    if applied.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
+        return None;
+    }
+    let modified = compare(&applied, live, schema).modified;
+    Some(field_set(&applied, schema).difference(&modified))
 }
 
 /// An apply refused: each other manager's entry with a path it owns that the apply would
@@ -531,7 +567,24 @@ pub fn apply(
         }
     }
     if !force && !conflicts.is_empty() {
+        // kubectl moving from client-side apply (Kubernetes' lastAppliedManager): what its
+        // last-applied configuration set, and the object still holds, is kubectl's to take.
+        if writer.manager == KUBECTL
+            && let Some(allowed) = last_applied_fields(live, writer.api_version, schema)
+        {
+            let left: Conflicts = conflicts.into_iter().filter(|(_, path)| !allowed.has(path)).collect();
+            if !left.is_empty() {
+                return Err(left);
+            }
+            return apply(live, config, &entries, writer, true, ignored, schema);
+        }
         return Err(conflicts);
+    }
+    let mut result = result;
+    // kubectl's applies keep its client-side annotation in step (Kubernetes'
+    // lastAppliedUpdater), so a later client-side apply starts from this configuration.
+    if writer.manager == KUBECTL && last_applied(&result).is_some_and(|text| !text.is_empty()) {
+        set_last_applied(&mut result, last_applied_text(config));
     }
     let mut out: Vec<Entry> = Vec::new();
     let previous = entries.iter().find(|e| is_applier(e)).cloned();
@@ -555,6 +608,7 @@ pub fn apply(
             subresource: writer.subresource.map(str::to_string),
         });
     }
+    crate::managed_fields::cap_updates(&mut out);
     crate::managed_fields::sort(&mut out);
     Ok((result, out))
 }
@@ -702,6 +756,38 @@ mod tests {
         let conflicts =
             with(|s| apply(&live, &config, &[], &writer("kubectl"), false, &FieldSet::new(), s)).unwrap_err();
         assert_eq!(conflicts[0].0.manager, "before-first-apply");
+    }
+
+    #[test]
+    fn kubectl_takes_over_what_its_client_side_apply_set_and_keeps_the_annotation_in_step() {
+        let first = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 2}});
+        let mut live = first.clone();
+        live["metadata"]["annotations"] = json!({crate::plan::state::LAST_APPLIED: last_applied_text(&first)});
+        let entries =
+            with(|s| update(&json!({}), &live, &[], &writer("kubectl-client-side-apply"), &FieldSet::new(), s));
+        let mut config = first.clone();
+        config["spec"]["replicas"] = json!(3);
+        // Another applier conflicts as ever.
+        let conflicts =
+            with(|s| apply(&live, &config, &entries, &writer("flux"), false, &FieldSet::new(), s)).unwrap_err();
+        assert_eq!(conflicts[0].0.manager, "kubectl-client-side-apply");
+        // kubectl takes the fields its last-applied configuration set.
+        let (result, after) =
+            with(|s| apply(&live, &config, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap();
+        assert_eq!(result["spec"]["replicas"], 3);
+        let annotation = result["metadata"]["annotations"][crate::plan::state::LAST_APPLIED].as_str().unwrap();
+        assert_eq!(annotation, last_applied_text(&config));
+        assert!(annotation.ends_with("}\n") && annotation.starts_with(r#"{"apiVersion":"apps/v1","kind""#));
+        let kubectl = after.iter().find(|e| e.manager == "kubectl").unwrap();
+        assert!(texts(&kubectl.fields).contains(&".spec.replicas".to_string()));
+        // Not a field someone changed since: that conflict stands.
+        let mut edited = live.clone();
+        edited["spec"]["replicas"] = json!(5);
+        let entries = with(|s| update(&live, &edited, &entries, &writer("kubectl-edit"), &FieldSet::new(), s));
+        let conflicts =
+            with(|s| apply(&edited, &config, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap_err();
+        assert_eq!(conflicts.len(), 1);
+        assert_eq!(conflicts[0].0.manager, "kubectl-edit");
     }
 
     #[test]

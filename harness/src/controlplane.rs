@@ -136,10 +136,12 @@ impl ControlPlane {
         };
         let url = format!("{}://{address}", if identity.is_some() { "https" } else { "http" });
         let server = tokio::spawn(serve(server, listener, identity.clone()));
-        let client = client(&url, token.as_deref(), identity.as_deref())?;
+        // Each component is its own client, named as in a real cluster's managedFields.
+        let component = |product| client(&url, token.as_deref(), identity.as_deref(), product);
+        let client = component("kubeyard")?;
         let lifecycle = node_lifecycle::Options { clock: config.clock.clone(), grace: config.node_grace };
         let root_ca = identity.as_ref().map(|identity| identity.ca_pem.clone());
-        let controllers = controller_manager::start(client.clone(), lifecycle, root_ca);
+        let controllers = controller_manager::start(component(CONTROLLER_MANAGER)?, lifecycle, root_ca);
         let kubelet_options = kubelet::Options {
             clock: config.clock.clone(),
             seed: config.seed,
@@ -147,12 +149,16 @@ impl ControlPlane {
             renew_interval: node_lifecycle::renew_interval(config.node_grace),
             ..kubelet::Options::default()
         };
-        let kubelets = Kubelets::start(client.clone(), config.nodes.clone(), kubelet_options).await?;
+        let kubelets = Kubelets::start(component(KUBELET)?, config.nodes.clone(), kubelet_options).await?;
         // Started once the nodes are registered, so its first list holds them all and a
         // seed's placement does not depend on which node registered first.
         let nodes_seen = scheduler::NodesSeen::default();
-        let scheduler =
-            tokio::spawn(scheduler::run_seen(client.clone(), config.seed, nodes_seen.clone(), config.clock.clone()));
+        let scheduler = tokio::spawn(scheduler::run_seen(
+            component(SCHEDULER)?,
+            config.seed,
+            nodes_seen.clone(),
+            config.clock.clone(),
+        ));
         Ok(ControlPlane {
             url,
             client,
@@ -269,9 +275,30 @@ async fn serve(server: Arc<ApiServer>, listener: tokio::net::TcpListener, identi
     };
 }
 
-/// The components' client: trusting the server's CA and sending the token, when secure.
-fn client(url: &str, token: Option<&str>, identity: Option<&tls::Identity>) -> Result<kube::Client, Error> {
+/// The User-Agent products of the components: the API server names the field manager of
+/// a write after it (`kubectl get -o yaml --show-managed-fields` shows who owns what).
+pub const SCHEDULER: &str = "kube-scheduler";
+pub const CONTROLLER_MANAGER: &str = "kube-controller-manager";
+pub const KUBELET: &str = "kubelet";
+
+/// The `User-Agent` header of a component whose product is `product`, in Kubernetes'
+/// form (`kube-scheduler/v1.32.0 (linux/amd64) kubernetes/...`): the product, then our version.
+pub fn user_agent(product: &str) -> (http::HeaderName, http::HeaderValue) {
+    let text = format!("{product}/v{} (kubeyard)", env!("CARGO_PKG_VERSION"));
+    let value = http::HeaderValue::from_str(&text).unwrap_or_else(|_| http::HeaderValue::from_static("kubeyard"));
+    (http::header::USER_AGENT, value)
+}
+
+/// A component's client: trusting the server's CA and sending the token, when secure,
+/// and its User-Agent.
+fn client(
+    url: &str,
+    token: Option<&str>,
+    identity: Option<&tls::Identity>,
+    product: &str,
+) -> Result<kube::Client, Error> {
     let mut config = kube::Config::new(url.parse().map_err(|_| Error::Namespace(url.to_string()))?);
+    config.headers.push(user_agent(product));
     if let Some(identity) = identity {
         use rustls_pki_types::pem::PemObject;
         let ders = rustls_pki_types::CertificateDer::pem_slice_iter(identity.ca_pem.as_bytes())

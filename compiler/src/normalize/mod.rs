@@ -8,7 +8,7 @@
 
 pub mod defaults;
 
-use crate::object::ObjectInfo;
+use crate::object::{GroupVersionKind, ObjectInfo};
 use crate::quantity::Quantity;
 use crate::schema::Catalog;
 use crate::yaml::Node;
@@ -25,7 +25,13 @@ pub fn normalize(info: &ObjectInfo, object: &Node, catalog: &Catalog) -> Value {
 
 /// Normalizes a JSON object in place (for objects that did not come from YAML text).
 pub fn normalize_value(info: &ObjectInfo, value: &mut Value, catalog: &Catalog) {
-    let namespaced = catalog.is_namespaced(&info.gvk);
+    normalize_kind(&info.gvk, value, catalog);
+}
+
+/// Normalizes a JSON object of the kind `gvk` in place. It holds for objects not (yet)
+/// checked too: nothing here assumes a field has the type its schema says.
+pub fn normalize_kind(gvk: &GroupVersionKind, value: &mut Value, catalog: &Catalog) {
+    let namespaced = catalog.is_namespaced(gvk);
     if let Some(Value::Object(metadata)) = value.get_mut("metadata") {
         if !namespaced {
             // The API server clears the namespace of cluster-scoped objects.
@@ -34,8 +40,8 @@ pub fn normalize_value(info: &ObjectInfo, value: &mut Value, catalog: &Catalog) 
             metadata.insert("namespace".into(), Value::String("default".into()));
         }
     }
-    defaults::apply(&info.gvk.group, &info.gvk.kind, value);
-    match catalog.builtin_definition(&info.gvk) {
+    defaults::apply(&gvk.group, &gvk.kind, value);
+    match catalog.builtin_definition(gvk) {
         Some((schema, definitions)) => Canonical { definitions }.walk(schema, value),
         None => drop_nulls(value),
     }

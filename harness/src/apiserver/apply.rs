@@ -5,8 +5,9 @@
 //! does not exist (an apply is an upsert, 201), the 409 listing each conflicting field
 //! and manager, and `dryRun`.
 //!
-//! Updates (create aside) are tracked on objects that already have managedFields, as
-//! Kubernetes tracks them; creates record no entry yet (Kubernetes records the creator's).
+//! Every create records its creator's `Update` entry (Kubernetes tracks creates with
+//! probability 1), and updates are tracked on objects that have managedFields, so an
+//! object whose tracking a client reset stays untracked until it is applied.
 
 use super::objects::{self, Written};
 use super::resources::Resource;
@@ -220,6 +221,27 @@ pub(super) async fn apply(
         Written::Stored(object) | Written::Deleted(object) => object,
     };
     objects::respond(StatusCode::OK, &object)
+}
+
+/// The managedFields a create (not an apply) stores: its creator owns every field of the
+/// object as decoded, defaults included, before admission mutates it (`object`, with the
+/// managedFields the request sent, which Kubernetes starts from when they read).
+pub(super) fn track_create(server: &ApiServer, resource: &Resource, object: &Value) -> Option<Value> {
+    let sent = object.pointer("/metadata/managedFields").filter(|m| !m.is_null());
+    let entries = sent.and_then(|sent| managed_fields::decode(sent).ok()).unwrap_or_default();
+    let mut decoded = without_managed(object);
+    if resource.crd.is_none() {
+        let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
+        server.admission.decode(&gvk, &mut decoded);
+    }
+    let manager = objects::FIELD_MANAGER.try_with(Clone::clone).unwrap_or_else(|_| "unknown".into());
+    let now = now(server);
+    let api_version = resource.api_version();
+    let writer = Write { manager: &manager, api_version: &api_version, subresource: None, now: &now };
+    let entries = with_schema(server, resource, |schema| {
+        structured_merge::update(&json!({}), &decoded, &entries, &writer, &ignored(resource, None), schema)
+    });
+    (!entries.is_empty()).then(|| encode(&entries))
 }
 
 /// The field manager's part in an update (not an apply) of a tracked object: the fields

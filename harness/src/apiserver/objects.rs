@@ -705,6 +705,13 @@ pub(super) async fn create_object(
     if text(&object, "/metadata/resourceVersion").is_some() {
         return Err(ApiError::bad_request("resourceVersion should not be set on objects to be created"));
     }
+    // Unknown fields go (and custom objects take their defaults) as the object is decoded,
+    // before the field manager and admission see it.
+    prune(server, resource, query, &mut object)?;
+    let managed = match managed {
+        Some(managed) => Some(managed),
+        None => super::apply::track_create(server, resource, &object),
+    };
     // Pods run as a service account that must exist (the ServiceAccount admission
     // plugin), in a namespace that must exist first (NamespaceLifecycle, before it).
     if resource.builtin_kind() == "Pod" {
@@ -742,7 +749,6 @@ pub(super) async fn create_object(
             }
         }
     }
-    prune(server, resource, query, &mut object)?;
     let name = text(&object, "/metadata/name").unwrap_or("").to_string();
     let namespace = if resource.namespaced { target.namespace.clone().unwrap_or_default() } else { String::new() };
     let call = webhooks::Call {
@@ -872,8 +878,11 @@ pub(super) async fn write(
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
         let mut admitted = admit(server, resource, prepared, Some(&current))?;
-        // Ownership is judged on the objects as stored: defaults filled on both sides.
-        super::apply::track_update(server, resource, subresource, &current, &mut admitted);
+        // Ownership is judged on the objects as stored: defaults filled on both sides. A
+        // binding sets the node outside the field manager, as Kubernetes' registry does.
+        if through != Some("binding") {
+            super::apply::track_update(server, resource, subresource, &current, &mut admitted);
+        }
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }

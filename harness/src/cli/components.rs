@@ -267,6 +267,7 @@ where
     let http = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
     let service = tower::ServiceBuilder::new()
         .layer(config.base_uri_layer())
+        .layer(config.extra_headers_layer().map_err(|e| format!("cannot set the headers: {e}"))?)
         .option_layer(config.auth_layer().map_err(|e| format!("cannot authenticate: {e}"))?)
         // One error type under the auth layer, whichever kind of authentication it is.
         .map_err(Box::<dyn std::error::Error + Send + Sync>::from)
@@ -279,6 +280,13 @@ async fn connect(args: &ServerArgs, component: &str) -> Result<kube::Client, Str
     let url: http::Uri = args.server.parse().map_err(|e| format!("--server {}: {e}", args.server))?;
     let https = url.scheme_str() == Some("https");
     let mut config = kube::Config::new(url);
+    let product = match component {
+        "scheduler" => crate::controlplane::SCHEDULER,
+        "controller-manager" => crate::controlplane::CONTROLLER_MANAGER,
+        "kubelet" => crate::controlplane::KUBELET,
+        _ => "kubeyard",
+    };
+    config.headers.push(crate::controlplane::user_agent(product));
     if let Some(token) = args.token()? {
         config.auth_info.token = Some(token.into());
     }

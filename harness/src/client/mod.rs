@@ -118,7 +118,10 @@ impl Client {
         Client::from_config(config)
     }
 
-    fn from_config(config: kube::Config) -> Result<Connected, String> {
+    fn from_config(mut config: kube::Config) -> Result<Connected, String> {
+        // kubeyard's writes are owned by `kubeyard` in managedFields (the server names a
+        // manager after the User-Agent's product).
+        config.headers.push(crate::controlplane::user_agent("kubeyard"));
         let server = config.cluster_url.to_string().trim_end_matches('/').to_string();
         let namespace = config.default_namespace.clone();
         let kube = kube::Client::try_from(config).map_err(|e| format!("{server}: {}", source_chain(&e)))?;

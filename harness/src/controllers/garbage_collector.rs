@@ -383,6 +383,10 @@ struct Collector {
     listing: HashMap<usize, HashSet<String>>,
     /// Kinds whose first listing is not complete yet.
     unsynced: HashSet<usize>,
+    /// Dependents with an owner of a kind not served (yet): attempted again when a kind is
+    /// added, as Kubernetes requeues a reference its REST mapper cannot resolve (a CRD's
+    /// kind discovered late); the owner may have come and gone before its kind was watched.
+    unresolved: HashSet<String>,
 }
 
 fn ignore_not_found<T>(result: Result<T, kube::Error>) -> Result<(), kube::Error> {
@@ -412,6 +416,7 @@ impl Collector {
             queue: Queue::default(),
             failed: Vec::new(),
             listing: HashMap::new(),
+            unresolved: HashSet::new(),
         }
     }
 
@@ -425,6 +430,9 @@ impl Collector {
             return None;
         }
         self.kinds.push(kind);
+        for uid in std::mem::take(&mut self.unresolved) {
+            self.queue.push(Work::Delete(uid));
+        }
         // Not waited for, unlike the kinds of the start: a CRD deleted before its first
         // listing would hold the collector forever, and owners are read live before any
         // dependent is deleted anyway.
@@ -481,6 +489,7 @@ impl Collector {
     }
 
     fn forget(&mut self, uid: &str) {
+        self.unresolved.remove(uid);
         for work in self.graph.forget(uid) {
             self.queue.push(work);
         }
@@ -555,6 +564,10 @@ impl Collector {
         if references.is_empty() {
             return Ok(());
         }
+        if references.iter().any(|reference| self.kind_of(reference).is_none()) {
+            self.unresolved.insert(uid.to_string());
+            return Ok(());
+        }
         let Some(owners) = self.classify(&references, namespace.as_deref()).await? else {
             return Ok(());
         };
@@ -580,8 +593,9 @@ impl Collector {
         self.delete(kind, namespace.as_deref(), &name, uid, policy).await
     }
 
-    /// Each owner reference read live; `None` when one can never be followed (a kind not
-    /// served, a namespaced owner of a cluster-scoped object): the dependent is left alone.
+    /// Each owner reference read live; `None` when one can never be followed (a namespaced
+    /// owner of a cluster-scoped object; a kind not served, for the caller has looked):
+    /// the dependent is left alone.
     async fn classify(
         &self,
         references: &[OwnerReference],

@@ -517,6 +517,66 @@ webhooks:
     );
 }
 
+/// kubectl moves an object between client-side and server-side apply as against a real
+/// API server: the server lets `kubectl` take what its last-applied configuration set
+/// (and keeps that annotation in step), and kubectl hands the client-side manager's
+/// fields to its applier with a JSON patch of managedFields; and back again.
+#[test]
+fn kubectl_moves_objects_between_client_side_and_server_side_apply() {
+    assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");
+    let cluster = Cluster::start(&[]);
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: color\ndata:\n  color: blue\n";
+    let file = cluster.write("color.yaml", manifest);
+    assert_eq!(cluster.ok(&["apply", "-f", &file]).trim(), "configmap/color created");
+    let managed = |cluster: &Cluster| -> serde_json::Value {
+        let text = cluster.ok(&["get", "cm", "color", "-o", "jsonpath={.metadata.managedFields}"]);
+        serde_json::from_str(&text).unwrap()
+    };
+    let before = managed(&cluster);
+    assert_eq!(before[0]["manager"], "kubectl-client-side-apply", "{before}");
+    assert_eq!(before[0]["operation"], "Update");
+    // The client-side manager owns the color; kubectl's server-side apply of another
+    // color is no conflict, and the client-side entry becomes kubectl's.
+    let green = cluster.write("green.yaml", &manifest.replace("blue", "green"));
+    assert_eq!(cluster.ok(&["apply", "--server-side", "-f", &green]).trim(), "configmap/color serverside-applied");
+    assert_eq!(cluster.ok(&["get", "cm", "color", "-o", "jsonpath={.data.color}"]), "green");
+    let after = managed(&cluster);
+    let managers: Vec<(&str, &str)> = after
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["manager"].as_str().unwrap(), e["operation"].as_str().unwrap()))
+        .collect();
+    // kubectl first applied the annotation alone as `kubectl-last-applied`, so that it is
+    // not left without an owner.
+    assert_eq!(managers, [("kubectl", "Apply"), ("kubectl-last-applied", "Apply")], "{after}");
+    assert_eq!(after[0]["fieldsV1"], serde_json::json!({"f:data": {"f:color": {}}}));
+    let annotation = cluster.ok(&[
+        "get",
+        "cm",
+        "color",
+        "-o",
+        r#"jsonpath={.metadata.annotations.kubectl\.kubernetes\.io/last-applied-configuration}"#,
+    ]);
+    assert!(annotation.contains(r#""color":"green""#), "the annotation follows the applies: {annotation}");
+    // Another field manager is not kubectl: its conflict stands.
+    let red = cluster.write("red.yaml", &manifest.replace("blue", "red"));
+    let refused = cluster.kubectl(&["apply", "--server-side", "--field-manager=flux", "-f", &red]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains(r#"conflict with "kubectl": .data.color"#));
+    // And back: a client-side apply of an object made server-side works, with kubectl's
+    // warning that the annotation is missing.
+    let made = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: made\ndata:\n  size: large\n";
+    cluster.ok(&["apply", "--server-side", "-f", &cluster.write("made.yaml", made)]);
+    let back = cluster.kubectl(&["apply", "-f", &cluster.write("back.yaml", &made.replace("large", "small"))]);
+    assert!(back.status.success(), "{}", String::from_utf8_lossy(&back.stderr));
+    assert!(
+        String::from_utf8_lossy(&back.stderr)
+            .contains("missing the kubectl.kubernetes.io/last-applied-configuration annotation")
+    );
+    assert_eq!(cluster.ok(&["get", "cm", "made", "-o", "jsonpath={.data.size}"]), "small");
+}
+
 #[test]
 fn kubectl_applies_server_side_with_ownership_and_conflicts() {
     assert!(kubectl_available(), "kubectl 1.32 is part of every machine this project runs on");

@@ -77,6 +77,22 @@ fn up_applies_converges_and_serves_kubectl() {
     let (ok, out, err) =
         run(&["kubectl", "--kubeconfig", kubeconfig, "rollout", "status", "deployment/web", "--timeout=20s"]);
     assert!(ok && out.contains("successfully rolled out"), "{out}{err}");
+    // Who owns what, as on a real cluster: the applier the spec, the controller manager
+    // the status; a pod is the controller manager's creation and the kubelet's status.
+    let managers = |what: &str| {
+        let jsonpath = "jsonpath={range .metadata.managedFields[*]}{.manager}/{.operation}/{.subresource};{end}";
+        let (ok, out, err) = run(&["kubectl", "--kubeconfig", kubeconfig, "get", what, "-o", jsonpath]);
+        assert!(ok, "{err}");
+        out
+    };
+    let deployment = managers("deployment/web");
+    assert!(deployment.contains("kubeyard/Update/;"), "{deployment}");
+    assert!(deployment.contains("kube-controller-manager/Update/status;"), "{deployment}");
+    let (ok, pod, err) = run(&["kubectl", "--kubeconfig", kubeconfig, "get", "po", "-l", "app=web", "-o", "name"]);
+    assert!(ok, "{err}");
+    let pod = managers(pod.lines().next().unwrap_or_default());
+    assert!(pod.contains("kube-controller-manager/Update/;"), "{pod}");
+    assert!(pod.contains("kubelet/Update/status;"), "{pod}");
 
     let (ok, out, err) = run(&[KUBEYARD, "get", "deploy,svc", "--kubeconfig", kubeconfig]);
     assert!(ok, "{err}");
