@@ -23,6 +23,32 @@ pub enum Action {
     Update,
     Delete,
     Unchanged,
+    /// A server-side apply that other field managers' fields refuse (a 409).
+    Conflict,
+}
+
+/// How the plan's objects are applied: kubectl's client-side three-way merge with the
+/// last-applied configuration, or server-side apply by a field manager, whose merge and
+/// conflicts are `structured_merge`'s, judged on the managedFields the state carries.
+#[derive(Clone, Debug, Default)]
+pub enum Applier {
+    #[default]
+    ClientSide,
+    ServerSide {
+        manager: String,
+        force: bool,
+        /// The time the applier's managedFields entry takes (RFC 3339).
+        now: String,
+    },
+}
+
+/// A field another manager owns that a server-side apply would change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// As Kubernetes prints it: `.spec.replicas`.
+    pub field: String,
+    /// As Kubernetes names it: `"kubectl-edit" using apps/v1`.
+    pub manager: String,
 }
 
 /// One object's part of the plan.
@@ -35,6 +61,9 @@ pub struct Entry {
     pub wave: Option<usize>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
+    /// What refuses a server-side apply (action `conflict`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub conflicts: Vec<Conflict>,
     /// The object as it will be after the apply (none for deletions).
     #[serde(skip)]
     pub result: Option<Value>,
@@ -61,6 +90,13 @@ pub struct Summary {
     /// In the state but not in the manifests, and not pruned: left alone.
     #[serde(rename = "notManaged")]
     pub not_managed: usize,
+    /// Server-side applies other managers' fields refuse.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub conflict: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -89,6 +125,7 @@ impl Summary {
                 Action::Update => summary.update += 1,
                 Action::Delete => summary.delete += 1,
                 Action::Unchanged => summary.unchanged += 1,
+                Action::Conflict => summary.conflict += 1,
             }
         }
         summary
@@ -100,7 +137,7 @@ impl Summary {
 
     /// How many entries the plan has (objects of the state left alone have none).
     pub fn entries(&self) -> usize {
-        self.create + self.update + self.delete + self.unchanged
+        self.create + self.update + self.delete + self.unchanged + self.conflict
     }
 }
 
@@ -119,11 +156,18 @@ pub struct Desired<'a> {
 /// API server would (a field dropped from the configuration gets its default back).
 /// Comparing the normalized desired object instead would count every default as the
 /// user's and undo what controllers and autoscalers set.
-pub fn plan(desired: &[Desired<'_>], graph: &Graph, state: &State, catalog: &Catalog, prune: bool) -> Plan {
+pub fn plan(
+    desired: &[Desired<'_>],
+    graph: &Graph,
+    state: &State,
+    catalog: &Catalog,
+    prune: bool,
+    applier: &Applier,
+) -> Plan {
     use rayon::prelude::*;
     // Objects plan independently of each other: side by side, then counted in order.
     let mut objects: Vec<Entry> =
-        graph.order.par_iter().map(|&i| plan_one(desired[i], graph, i, state, catalog)).collect();
+        graph.order.par_iter().map(|&i| plan_one(desired[i], graph, i, state, catalog, applier)).collect();
     let (deleted, not_managed) = deletions(graph, state, prune);
     objects.extend(deleted);
     let summary = Summary::of(objects.iter().map(|entry| entry.action), not_managed);
@@ -150,6 +194,7 @@ pub fn deletions(graph: &Graph, state: &State, prune: bool) -> (Vec<Entry>, usiz
                 action: Action::Delete,
                 wave: None,
                 changes: Vec::new(),
+                conflicts: Vec::new(),
                 result: None,
             });
         }
@@ -167,7 +212,17 @@ pub fn known_action(graph: &Graph, i: usize, state: &State) -> Option<Action> {
 
 /// What applying one desired object (index `i` in the graph) does: one entry of `plan`,
 /// for callers that make the entries one at a time.
-pub fn plan_one(desired: Desired<'_>, graph: &Graph, i: usize, state: &State, catalog: &Catalog) -> Entry {
+pub fn plan_one(
+    desired: Desired<'_>,
+    graph: &Graph,
+    i: usize,
+    state: &State,
+    catalog: &Catalog,
+    applier: &Applier,
+) -> Entry {
+    if let Applier::ServerSide { manager, force, now } = applier {
+        return plan_server_side(desired, graph, i, state, catalog, manager, *force, now);
+    }
     let Desired { written, normalized: wanted, info } = desired;
     let id = &graph.ids[i];
     let gvk = gvk_of(wanted);
@@ -209,7 +264,121 @@ pub fn plan_one(desired: Desired<'_>, graph: &Graph, i: usize, state: &State, ca
     if id.group.is_empty() && id.kind == "Secret" {
         mask_secret(&mut changes);
     }
-    Entry { object: identity(id, wanted), action, wave: Some(graph.waves[i]), changes, result: Some(result) }
+    Entry {
+        object: identity(id, wanted),
+        action,
+        wave: Some(graph.waves[i]),
+        changes,
+        conflicts: Vec::new(),
+        result: Some(result),
+    }
+}
+
+/// What a server-side apply of one desired object does to what the state holds: the
+/// configuration as written merged by the schema's structure, owned by `manager`, with
+/// the fields other managers own (the state's managedFields) refusing it unless `force`.
+/// The result carries the managedFields the server would write, so a state recorded from
+/// it predicts the next apply's conflicts.
+#[allow(clippy::too_many_arguments)]
+fn plan_server_side(
+    desired: Desired<'_>,
+    graph: &Graph,
+    i: usize,
+    state: &State,
+    catalog: &Catalog,
+    manager: &str,
+    force: bool,
+    now: &str,
+) -> Entry {
+    use crate::structured_merge::{self, Write};
+    let Desired { written, normalized: wanted, info } = desired;
+    let id = &graph.ids[i];
+    let gvk = &info.gvk;
+    let api_version = if gvk.group.is_empty() { gvk.version.clone() } else { format!("{}/{}", gvk.group, gvk.version) };
+    let current = state.get(id);
+    let mut live = match current {
+        Some(current) => {
+            let mut live = current.live.clone();
+            crate::normalize::normalize_value(info, &mut live, catalog);
+            live
+        }
+        None => Value::Object(serde_json::Map::new()),
+    };
+    // Entries that do not decode are none (the API server would refuse the write).
+    let entries = live
+        .pointer("/metadata/managedFields")
+        .map(|m| crate::managed_fields::decode(m).unwrap_or_default())
+        .unwrap_or_default();
+    strip_managed_fields(&mut live);
+    // A status written through the main resource is reset by the API server for kinds
+    // that have one (the status subresource): not the applier's.
+    let mut ignored = crate::field_set::FieldSet::new();
+    let has_status = catalog.with_merge_schema(gvk, |schema| schema.declares("status"));
+    if has_status {
+        ignored.insert(&[crate::field_set::PathElement::Field("status".into())]);
+    }
+    let writer = Write { manager, api_version: &api_version, subresource: None, now };
+    let applied = catalog.with_merge_schema(gvk, |schema| {
+        structured_merge::apply(&live, written, &entries, &writer, force, &ignored, schema)
+    });
+    let definition = catalog.builtin_definition(gvk);
+    let schema = definition
+        .map_or(Schema::NONE, |(node, definitions)| Schema { node: Some(node), definitions: Some(definitions) });
+    let mut entry = Entry {
+        object: identity(id, wanted),
+        action: Action::Unchanged,
+        wave: Some(graph.waves[i]),
+        changes: Vec::new(),
+        conflicts: Vec::new(),
+        result: None,
+    };
+    match applied {
+        Err(conflicts) => {
+            let (_, causes) = crate::managed_fields::conflict_status(&conflicts);
+            entry.action = Action::Conflict;
+            entry.conflicts = causes
+                .into_iter()
+                .map(|(field, message)| Conflict {
+                    field,
+                    manager: message.trim_start_matches("conflict with ").to_string(),
+                })
+                .collect();
+            entry.result = current.map(|c| c.live.clone());
+        }
+        Ok((mut merged, entries)) => {
+            crate::normalize::normalize_value(info, &mut merged, catalog);
+            if current.is_some() {
+                merge::diff(&live, &merged, schema, &mut String::new(), &mut entry.changes);
+                entry.action = if entry.changes.is_empty() { Action::Unchanged } else { Action::Update };
+            } else {
+                let mut shown = merged.clone();
+                if let Some(map) = shown.as_object_mut() {
+                    map.remove("apiVersion");
+                    map.remove("kind");
+                }
+                let empty = Value::Object(serde_json::Map::new());
+                merge::diff(&empty, &shown, schema, &mut String::new(), &mut entry.changes);
+                entry.action = Action::Create;
+            }
+            if let Some(metadata) = merged.get_mut("metadata").and_then(Value::as_object_mut)
+                && !entries.is_empty()
+            {
+                let encoded = entries.iter().map(crate::managed_fields::Entry::to_json).collect();
+                metadata.insert("managedFields".into(), Value::Array(encoded));
+            }
+            entry.result = Some(merged);
+        }
+    }
+    if id.group.is_empty() && id.kind == "Secret" {
+        mask_secret(&mut entry.changes);
+    }
+    entry
+}
+
+fn strip_managed_fields(object: &mut Value) {
+    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        metadata.remove("managedFields");
+    }
 }
 
 /// The objects a state holds after `plan` is applied to `previous`: each planned object as
@@ -371,7 +540,7 @@ mod tests {
         let desired: Vec<Desired<'_>> =
             objects.iter().zip(&infos).map(|(o, info)| Desired { written: o, normalized: o, info }).collect();
         let graph = graph::build(&objects);
-        let plan = plan(&desired, &graph, &state, &catalog, true);
+        let plan = plan(&desired, &graph, &state, &catalog, true, &Applier::ClientSide);
         let actions: Vec<(String, Action)> = plan.objects.iter().map(|e| (e.object.id.to_string(), e.action)).collect();
         assert_eq!(
             actions,
@@ -382,12 +551,68 @@ mod tests {
                 ("ConfigMap/default/old".to_string(), Action::Delete),
             ]
         );
-        assert_eq!(plan.summary, Summary { create: 1, update: 2, delete: 1, unchanged: 0, not_managed: 0 });
+        assert_eq!(
+            plan.summary,
+            Summary { create: 1, update: 2, delete: 1, unchanged: 0, not_managed: 0, conflict: 0 }
+        );
         let text = serde_json::to_string(&plan).unwrap();
         assert!(!text.contains("bmV3") && !text.contains("b2xk"), "{text}");
         assert!(text.contains("(sensitive value)"));
-        let without_prune = super::plan(&desired, &graph, &state, &catalog, false);
+        let without_prune = super::plan(&desired, &graph, &state, &catalog, false, &Applier::ClientSide);
         assert_eq!(without_prune.summary.not_managed, 1);
         assert_eq!(without_prune.summary.delete, 0);
+    }
+
+    #[test]
+    fn a_server_side_plan_predicts_the_merge_and_the_conflicts_from_managed_fields() {
+        let catalog = Catalog::new(CatalogOptions::default()).unwrap();
+        let config = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"},
+                            "data": {"mode": "fast"}});
+        // Created by kubeyard's apply, then the mode taken by `ops`, and a key of its own.
+        let live = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c", "namespace": "default", "managedFields": [
+                {"manager": "kubeyard", "operation": "Apply", "apiVersion": "v1", "time": "2026-12-06T10:00:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:mode": {}}}},
+                {"manager": "ops", "operation": "Update", "apiVersion": "v1", "time": "2026-12-06T10:01:00Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {"f:mode": {}, "f:extra": {}}}}]},
+            "data": {"mode": "slow", "extra": "kept"}});
+        let mut state = State::default();
+        state.insert(ObjectId::of(&config).unwrap(), state::Current { live, last_applied: None, managed: false });
+        let objects = [&config];
+        let infos: Vec<ObjectInfo> = objects.iter().map(|o| info(o)).collect();
+        let desired: Vec<Desired<'_>> =
+            objects.iter().zip(&infos).map(|(o, info)| Desired { written: o, normalized: o, info }).collect();
+        let graph = graph::build(&objects);
+        let applier =
+            |force| Applier::ServerSide { manager: "kubeyard".into(), force, now: "2026-12-06T11:00:00Z".into() };
+        let refused = plan(&desired, &graph, &state, &catalog, false, &applier(false));
+        assert_eq!(refused.objects[0].action, Action::Conflict);
+        assert_eq!(
+            refused.objects[0].conflicts,
+            [Conflict { field: ".data.mode".into(), manager: r#""ops" using v1"#.into() }]
+        );
+        assert_eq!(refused.summary.conflict, 1);
+        let text = render::text(&refused, render::Style { color: false });
+        assert!(text.contains(r#"! .data.mode: owned by "ops" using v1"#), "{text}");
+        // Forced: the mode changes, what `ops` alone owns stays, and the result records it.
+        let forced = plan(&desired, &graph, &state, &catalog, false, &applier(true));
+        let entry = &forced.objects[0];
+        assert_eq!(entry.action, Action::Update);
+        assert_eq!(entry.changes.len(), 1, "{:?}", entry.changes);
+        assert_eq!(entry.changes[0].path, "data.mode");
+        let result = entry.result.as_ref().unwrap();
+        assert_eq!(result["data"], json!({"mode": "fast", "extra": "kept"}));
+        let managers: Vec<&str> = result["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["manager"].as_str().unwrap())
+            .collect();
+        assert_eq!(managers, ["kubeyard", "ops"]);
+        // A new object is created, owned by the applier.
+        let empty = State::default();
+        let created = plan(&desired, &graph, &empty, &catalog, false, &applier(false));
+        assert_eq!(created.objects[0].action, Action::Create);
+        assert_eq!(created.objects[0].result.as_ref().unwrap()["metadata"]["managedFields"][0]["manager"], "kubeyard");
     }
 }

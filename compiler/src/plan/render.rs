@@ -51,6 +51,17 @@ pub fn text_entry(entry: &Entry, style: Style) -> String {
         Action::Update => ("~", YELLOW, "updated in place"),
         Action::Delete => ("-", RED, "deleted"),
         Action::Unchanged => return out,
+        Action::Conflict => {
+            let id = &entry.object.id;
+            let _ = writeln!(out, "  # {id} cannot be applied: other field managers own fields it changes");
+            let _ = writeln!(out, "  {} {}", style.paint(RED, "!"), style.paint(BOLD, &id.to_string()));
+            for conflict in &entry.conflicts {
+                let _ =
+                    writeln!(out, "      {} {}: owned by {}", style.paint(RED, "!"), conflict.field, conflict.manager);
+            }
+            out.push('\n');
+            return out;
+        }
     };
     let _ = writeln!(out, "  # {} will be {verb}", entry.object.id);
     let _ = writeln!(out, "  {} {}", style.paint(color, sign), style.paint(BOLD, &entry.object.id.to_string()));
@@ -84,6 +95,14 @@ pub fn text_tail(s: &Summary, style: Style) -> String {
             s.not_managed,
             if s.not_managed == 1 { "" } else { "s" },
             if s.not_managed == 1 { "is" } else { "are" },
+        );
+    }
+    if s.conflict > 0 {
+        let _ = write!(
+            line,
+            " {} object{} in conflict: leave the fields out, or take them with --force-conflicts.",
+            s.conflict,
+            if s.conflict == 1 { "" } else { "s" },
         );
     }
     let mut out = style.paint(BOLD, &line);
@@ -228,6 +247,7 @@ mod tests {
             action,
             wave: (action != Action::Delete).then_some(1),
             changes,
+            conflicts: Vec::new(),
             result: None,
         }
     }

@@ -213,12 +213,13 @@ impl Compiled {
     }
 
     /// The plan of the valid objects (`graph` is theirs) against `state`.
-    pub fn plan(&self, graph: &Graph, state: &State, prune: bool) -> Plan {
+    pub fn plan(&self, graph: &Graph, state: &State, prune: bool, applier: &plan::Applier) -> Plan {
         let mut objects = Vec::with_capacity(graph.order.len());
         let summary = self.plan_each(
             graph,
             state,
             prune,
+            applier,
             |entry| entry,
             |piece| {
                 if let PlanPiece::Entry(entry) = piece {
@@ -245,6 +246,7 @@ impl Compiled {
         graph: &Graph,
         state: &State,
         prune: bool,
+        applier: &plan::Applier,
         make: impl Fn(plan::Entry) -> T + Sync,
         mut take: impl FnMut(PlanPiece<T>),
     ) -> plan::Summary {
@@ -256,7 +258,7 @@ impl Compiled {
             .par_iter()
             .filter(|&&i| plan::known_action(graph, i, state).is_none())
             .map(|&i| {
-                let entry = self.plan_at(graph, state, i);
+                let entry = self.plan_at(graph, state, i, applier);
                 (i, (entry.action, make(entry)))
             })
             .collect();
@@ -272,8 +274,11 @@ impl Compiled {
             to_create[i] = !compared.contains_key(&i);
         }
         for batch in graph.order.chunks(BATCH) {
-            let created: Vec<T> =
-                batch.par_iter().filter(|&&i| to_create[i]).map(|&i| make(self.plan_at(graph, state, i))).collect();
+            let created: Vec<T> = batch
+                .par_iter()
+                .filter(|&&i| to_create[i])
+                .map(|&i| make(self.plan_at(graph, state, i, applier)))
+                .collect();
             let mut created = created.into_iter();
             for i in batch {
                 match compared.remove(i) {
@@ -289,11 +294,11 @@ impl Compiled {
     }
 
     /// Object `i`'s entry, its two forms read back for the while.
-    fn plan_at(&self, graph: &Graph, state: &State, i: usize) -> plan::Entry {
+    fn plan_at(&self, graph: &Graph, state: &State, i: usize, applier: &plan::Applier) -> plan::Entry {
         let desired = &self.objects[i];
         let (normalized, written) = (desired.value(), desired.written());
         let object = plan::Desired { written: &written, normalized: &normalized, info: &desired.info };
-        plan::plan_one(object, graph, i, state, self.linter.catalog())
+        plan::plan_one(object, graph, i, state, self.linter.catalog(), applier)
     }
 
     fn span(&self, i: usize) -> kubeyard_compiler::Span {

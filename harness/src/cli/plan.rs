@@ -55,6 +55,32 @@ pub struct Target {
     /// Delete objects the state has and the manifests no longer do.
     #[arg(long)]
     pub prune: bool,
+
+    /// Apply server-side (as `kubectl apply --server-side`): each object as written,
+    /// merged by the server, which records who owns what and refuses to change fields
+    /// another manager owns. A plan predicts the merge and the conflicts from the
+    /// managedFields of the state (a live cluster's, or a state file's)
+    #[arg(long)]
+    pub server_side: bool,
+
+    /// The field manager server-side applies are made as
+    #[arg(long, default_value = "kubeyard", requires = "server_side")]
+    pub field_manager: String,
+
+    /// Take the fields other managers own instead of refusing (server-side only)
+    #[arg(long, requires = "server_side")]
+    pub force_conflicts: bool,
+}
+
+impl Target {
+    /// How the plan applies its objects.
+    pub fn applier(&self) -> plan::Applier {
+        if !self.server_side {
+            return plan::Applier::ClientSide;
+        }
+        let now = crate::clock::Clock::real().timestamp();
+        plan::Applier::ServerSide { manager: self.field_manager.clone(), force: self.force_conflicts, now }
+    }
 }
 
 /// How to reach a live cluster: a kubeconfig, or a URL with a token.
@@ -117,20 +143,6 @@ pub struct ApplyArgs {
 
     #[command(flatten)]
     target: Target,
-
-    /// On a live cluster, apply server-side (as `kubectl apply --server-side`): each object
-    /// as written, merged by the server, which records who owns what and refuses to change
-    /// fields another manager owns
-    #[arg(long)]
-    server_side: bool,
-
-    /// The field manager server-side applies are made as
-    #[arg(long, default_value = "kubeyard", requires = "server_side")]
-    field_manager: String,
-
-    /// Take the fields other managers own instead of refusing (server-side only)
-    #[arg(long, requires = "server_side")]
-    force_conflicts: bool,
 }
 
 /// A plan, with the objects as written (by identity) and the state it was made against.
@@ -154,7 +166,7 @@ pub fn plan_with(inputs: &Inputs, target: &Target) -> Result<Plan, String> {
         Some(path) => read_state(path).map_err(|_| format!("the state {} cannot be read", path.display()))?,
         None => read_live(target, &compiled)?,
     };
-    Ok(compiled.plan(&graph, &state, target.prune))
+    Ok(compiled.plan(&graph, &state, target.prune, &target.applier()))
 }
 
 pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
@@ -165,7 +177,7 @@ pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) ->
         Some(path) => read_state(path)?,
         None => read_live(target, &compiled).map_err(|message| usage_error(&message))?,
     };
-    let plan = compiled.plan(&graph, &state, target.prune);
+    let plan = compiled.plan(&graph, &state, target.prune, &target.applier());
     let written = if keep_written {
         graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written())).collect()
     } else {
@@ -231,6 +243,7 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
         &graph,
         &state,
         args.target.prune,
+        &args.target.applier(),
         |entry| {
             let shown = match args.output {
                 Format::Text => render::text_entry(&entry, style),
@@ -302,6 +315,10 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
             return Err(error);
         }
     }
+    // An apply that would be refused is a problem of the manifests, not a change.
+    if summary.conflict > 0 {
+        return Ok(Exit::Findings);
+    }
     if args.detailed_exitcode && summary.has_changes() {
         return Ok(Exit::Changes);
     }
@@ -324,10 +341,10 @@ pub fn apply(args: ApplyArgs) -> Exit {
         return runtime.block_on(async {
             match args.target.connection.connect().await {
                 Ok(Some(Connected { client, .. })) => {
-                    let mode = if args.server_side {
+                    let mode = if args.target.server_side {
                         client::apply::Mode::ServerSide {
-                            manager: args.field_manager.clone(),
-                            force: args.force_conflicts,
+                            manager: args.target.field_manager.clone(),
+                            force: args.target.force_conflicts,
                         }
                     } else {
                         client::apply::Mode::ClientSide
@@ -386,7 +403,12 @@ pub(super) async fn apply_live(client: &Client, planned: &Planned, mode: &client
         match result {
             Ok(()) => {
                 let verb = match entry.action {
-                    plan::Action::Create | plan::Action::Update if server_side => "serverside-applied",
+                    plan::Action::Create | plan::Action::Update | plan::Action::Unchanged | plan::Action::Conflict
+                        if server_side =>
+                    {
+                        "serverside-applied"
+                    }
+                    plan::Action::Conflict => "in conflict",
                     plan::Action::Create => "created",
                     plan::Action::Update => "configured",
                     plan::Action::Delete => "pruned",

@@ -91,11 +91,18 @@ async fn apply_one(
     defined_here: bool,
     mode: &Mode,
 ) -> Result<(), Written> {
-    if entry.action == Action::Unchanged {
+    // Server-side, every object is sent, as kubectl sends it: the server's merge and
+    // conflicts are the truth the plan predicted.
+    let server_side = matches!(mode, Mode::ServerSide { .. });
+    if entry.action == Action::Unchanged && !server_side {
         return Ok(());
     }
     let (collection, path) = path_of(client, entry, defined_here).await?;
-    if let (Mode::ServerSide { manager, force }, Action::Create | Action::Update) = (mode, entry.action) {
+    if let (
+        Mode::ServerSide { manager, force },
+        Action::Create | Action::Update | Action::Unchanged | Action::Conflict,
+    ) = (mode, entry.action)
+    {
         let source = written.or(entry.result.as_ref()).cloned().unwrap_or(Value::Null);
         return client.apply(&path, &source, manager, *force).await.map(|_| ());
     }
@@ -111,6 +118,8 @@ async fn apply_one(
         }
         Action::Delete => client.delete(&path).await.map_err(Written::Failed),
         Action::Unchanged => Ok(()),
+        // Only server-side plans have conflicts, and those are sent above.
+        Action::Conflict => Err(Written::Failed(format!("{path}: other field managers own fields it changes"))),
     }
 }
 

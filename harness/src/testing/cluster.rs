@@ -460,7 +460,7 @@ impl Cluster {
             let values: Vec<Value> = compiled.objects.iter().map(|d| d.value()).collect();
             let desired: Vec<&Value> = values.iter().collect();
             let state = client::state::read(&self.client, &desired, false).await.map_err(Error::Api)?;
-            let plan = compiled.plan(&graph, &state, false);
+            let plan = compiled.plan(&graph, &state, false, &kubeyard_compiler::plan::Applier::ClientSide);
             let written: HashMap<ObjectId, Value> =
                 graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written())).collect();
             (plan, written)
@@ -492,6 +492,8 @@ impl Cluster {
                         kubeyard_compiler::plan::Action::Update => "configured",
                         kubeyard_compiler::plan::Action::Delete => "pruned",
                         kubeyard_compiler::plan::Action::Unchanged => "unchanged",
+                        // Tests apply client-side: their plans have no conflicts.
+                        kubeyard_compiler::plan::Action::Conflict => "in conflict",
                     };
                     lines.push((at, format!("{shown} {verb}")));
                     applied.push((

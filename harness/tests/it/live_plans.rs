@@ -171,6 +171,17 @@ fn kubeyard_applies_server_side() {
         &["patch", "cm", "settings", "--type", "merge", "-p", r#"{"data":{"mode":"slow"}}"#, "--field-manager=ops"],
     );
     std::fs::write(&manifests, APP.replace("mode: fast", "mode: fastest")).unwrap();
+    // The plan predicts it from the cluster's managedFields, and fails as the apply will.
+    let planned = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
+    assert_eq!(planned.status.code(), Some(1), "{}", text(&planned));
+    assert!(text(&planned).contains(r#"! .data.mode: owned by "ops" using v1"#), "{}", text(&planned));
+    assert!(text(&planned).contains("1 object in conflict"), "{}", text(&planned));
+    let forcing = kubeyard(
+        &["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side", "--force-conflicts"],
+        None,
+    );
+    assert!(forcing.status.success(), "{}", text(&forcing));
+    assert!(text(&forcing).contains("~ data.mode: slow → fastest"), "{}", text(&forcing));
     let refused = kubeyard(&["apply", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
     assert!(!refused.status.success());
     assert!(
@@ -185,4 +196,8 @@ fn kubeyard_applies_server_side() {
     assert!(forced.status.success(), "{}", text(&forced));
     let mode = kubectl(&kubeconfig, &["get", "cm", "settings", "-o", "jsonpath={.data.mode}"]);
     assert_eq!(String::from_utf8_lossy(&mode.stdout), "fastest");
+    // Applied, the plan has nothing left to do.
+    let settled = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
+    assert!(settled.status.success(), "{}", text(&settled));
+    assert!(text(&settled).contains("No changes"), "{}", text(&settled));
 }

@@ -199,7 +199,8 @@ fn apply_then_plan_again(folder: &Path) -> (usize, usize) {
             .map(|i| plan::Desired { written: &written[i], normalized: &normalized[i], info: &infos[i] })
             .collect();
         let graph = graph::build(&refs);
-        let first = plan::plan(&desired, &graph, &State::default(), linter.catalog(), false);
+        let first =
+            plan::plan(&desired, &graph, &State::default(), linter.catalog(), false, &plan::Applier::ClientSide);
         assert!(first.objects.iter().all(|e| e.action == Action::Create), "{}", path.display());
         let by_id = ids.iter().flatten().cloned().zip(written.iter().cloned()).collect();
         let mut state = State::default();
@@ -207,7 +208,7 @@ fn apply_then_plan_again(folder: &Path) -> (usize, usize) {
             let text = serde_json::to_string(&object).unwrap();
             state.read(&kubeyard_compiler::SourceFile::new("state.json", text).unwrap()).unwrap();
         }
-        let second = plan::plan(&desired, &graph, &state, linter.catalog(), true);
+        let second = plan::plan(&desired, &graph, &state, linter.catalog(), true, &plan::Applier::ClientSide);
         let changed: Vec<String> = second
             .objects
             .iter()
