@@ -128,7 +128,10 @@ pub fn cap_updates(entries: &mut Vec<Entry>) {
         };
         if entries[i].identity() == bucket {
             // The bucket itself, met after an older updater of its version: Kubernetes
-            // would delete it here, losing its fields; it stays.
+            // deletes it here, its fields with it (the older one merged into it next
+            // becomes the bucket again).
+            removed[i] = true;
+            length -= 1;
             continue;
         }
         let existing = (0..entries.len()).find(|&b| !removed[b] && entries[b].identity() == bucket);
@@ -150,6 +153,38 @@ pub fn cap_updates(entries: &mut Vec<Entry>) {
         index += 1;
         !removed[index - 1]
     });
+}
+
+/// The manager `kubeyard apply` writes as client-side (kubectl's is
+/// `kubectl-client-side-apply`): its server-side applies take over what it owns.
+pub const KUBEYARD_CLIENT_SIDE_APPLY: &str = "kubeyard-client-side-apply";
+
+/// client-go's `csaupgrade.UpgradeManagedFields`, which kubectl runs after a server-side
+/// apply: the client-side manager `csa`'s fields (its `Update` entry of the main
+/// resource) go to the applier `ssa`'s `Apply` entry (the first such `Update` entry
+/// becoming it when there is none), and `csa`'s entries go. `None` when `csa` has none.
+pub fn upgrade_client_side(entries: &[Entry], csa: &str, ssa: &str) -> Option<Vec<Entry>> {
+    let is_csa = |e: &Entry| e.manager == csa && e.operation == Operation::Update && e.subresource.is_none();
+    let first = entries.iter().position(is_csa)?;
+    let mut entries = entries.to_vec();
+    let target = match entries
+        .iter()
+        .position(|e| e.manager == ssa && e.operation == Operation::Apply && e.subresource.is_none())
+    {
+        Some(target) => target,
+        None => {
+            entries[first].operation = Operation::Apply;
+            entries[first].manager = ssa.to_string();
+            first
+        }
+    };
+    let version = entries[target].api_version.clone();
+    if let Some(same) = entries.iter().position(|e| is_csa(e) && e.api_version == version) {
+        entries[target].fields = entries[target].fields.union(&entries[same].fields);
+    }
+    entries.retain(|e| !is_csa(e));
+    sort(&mut entries);
+    Some(entries)
 }
 
 /// A `managedFields` that does not decode, in Kubernetes' words.
@@ -337,6 +372,30 @@ mod tests {
         assert!(!entries.iter().any(|e| ["m00", "m01", "m02"].contains(&e.manager.as_str())));
         assert!(entries.iter().any(|e| e.manager == "kubectl"), "appliers are not capped");
         assert_eq!(bucket.identity().key(), r#"{"manager":"ancient-changes","operation":"Update","apiVersion":"v1"}"#);
+    }
+
+    #[test]
+    fn a_client_side_managers_fields_go_to_the_applier() {
+        let field = |name: &str| {
+            let mut set = FieldSet::new();
+            set.insert(&[PathElement::Field(name.into())]);
+            set
+        };
+        let csa = Entry { fields: field("a"), ..entry("kubeyard-client-side-apply", Operation::Update, "v1", "1") };
+        let other = Entry { fields: field("b"), ..entry("ops", Operation::Update, "v1", "2") };
+        assert_eq!(upgrade_client_side(std::slice::from_ref(&other), "kubeyard-client-side-apply", "kubeyard"), None);
+        // No applier yet: the client-side entry becomes it.
+        let upgraded =
+            upgrade_client_side(&[csa.clone(), other.clone()], "kubeyard-client-side-apply", "kubeyard").unwrap();
+        assert_eq!(upgraded[0].manager, "kubeyard");
+        assert_eq!(upgraded[0].operation, Operation::Apply);
+        assert_eq!(upgraded[0].fields, field("a"));
+        assert_eq!(upgraded[1], other);
+        // An applier already: it takes the client-side fields too.
+        let applier = Entry { fields: field("c"), ..entry("kubeyard", Operation::Apply, "v1", "3") };
+        let upgraded = upgrade_client_side(&[applier, csa], "kubeyard-client-side-apply", "kubeyard").unwrap();
+        assert_eq!(upgraded.len(), 1);
+        assert_eq!(upgraded[0].fields, field("a").union(&field("c")));
     }
 
     #[test]

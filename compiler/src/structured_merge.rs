@@ -489,13 +489,26 @@ fn set_last_applied(object: &mut Value, text: String) {
 }
 
 /// An applied configuration as kubectl's annotation holds it: without the annotation,
-/// compact JSON with sorted keys and a newline (Go's JSON encoder).
+/// compact JSON with sorted keys and a newline, HTML characters escaped (Go's JSON
+/// encoder; these characters only occur inside strings, so escaping the text is exact).
 pub fn last_applied_text(config: &Value) -> String {
     let mut config = config.clone();
     if let Some(annotations) = config.pointer_mut("/metadata/annotations").and_then(Value::as_object_mut) {
         annotations.remove(crate::plan::state::LAST_APPLIED);
     }
-    format!("{config}\n")
+    let mut text = String::new();
+    for c in config.to_string().chars() {
+        match c {
+            '<' => text.push_str("\\u003c"),
+            '>' => text.push_str("\\u003e"),
+            '&' => text.push_str("\\u0026"),
+            '\u{2028}' => text.push_str("\\u2028"),
+            '\u{2029}' => text.push_str("\\u2029"),
+            c => text.push(c),
+        }
+    }
+    text.push('\n');
+    text
 }
 
 /// The fields of the object's last-applied configuration (in `api_version`) whose
@@ -506,8 +519,9 @@ pub fn last_applied_fields(live: &Value, api_version: &str, schema: Schema<'_>) 
     if applied.get("apiVersion").and_then(Value::as_str) != Some(api_version) {
         return None;
     }
-    let modified = compare(&applied, live, schema).modified;
-    Some(field_set(&applied, schema).difference(&modified))
+    let comparison = compare(&applied, live, schema);
+    let differ = comparison.modified.union(&comparison.added).union(&comparison.removed);
+    Some(field_set(&applied, schema).difference(&differ))
 }
 
 /// An apply refused: each other manager's entry with a path it owns that the apply would
@@ -580,12 +594,6 @@ pub fn apply(
         }
         return Err(conflicts);
     }
-    let mut result = result;
-    // kubectl's applies keep its client-side annotation in step (Kubernetes'
-    // lastAppliedUpdater), so a later client-side apply starts from this configuration.
-    if writer.manager == KUBECTL && last_applied(&result).is_some_and(|text| !text.is_empty()) {
-        set_last_applied(&mut result, last_applied_text(config));
-    }
     let mut out: Vec<Entry> = Vec::new();
     let previous = entries.iter().find(|e| is_applier(e)).cloned();
     for entry in entries.iter().filter(|e| !is_applier(e)) {
@@ -608,8 +616,15 @@ pub fn apply(
             subresource: writer.subresource.map(str::to_string),
         });
     }
-    crate::managed_fields::cap_updates(&mut out);
+    // Applies are not capped (Kubernetes' capManagersManager passes them through).
     crate::managed_fields::sort(&mut out);
+    let mut result = result;
+    // kubectl's applies keep its client-side annotation in step (Kubernetes'
+    // lastAppliedUpdater, after the apply: it moves no time), so a later client-side
+    // apply starts from this configuration.
+    if writer.manager == KUBECTL && last_applied(&result).is_some_and(|text| !text.is_empty()) {
+        set_last_applied(&mut result, last_applied_text(config));
+    }
     Ok((result, out))
 }
 

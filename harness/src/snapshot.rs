@@ -26,6 +26,9 @@ pub struct PlanRequest {
     pub set: Vec<String>,
     pub state: Option<PathBuf>,
     pub prune: bool,
+    /// A server-side apply's plan, by the field manager `kubeyard`.
+    pub server_side: bool,
+    pub force_conflicts: bool,
 }
 
 /// The plan's stable YAML (as `kubeyard plan -o yaml` prints it), or the diagnostics that
@@ -38,7 +41,14 @@ pub fn plan_yaml(request: &PlanRequest) -> Result<String, String> {
         set: request.set.clone(),
         ..Inputs::default()
     };
-    let target = Target { state: request.state.clone(), prune: request.prune, ..Target::default() };
+    let target = Target {
+        state: request.state.clone(),
+        prune: request.prune,
+        server_side: request.server_side,
+        field_manager: "kubeyard".into(),
+        force_conflicts: request.force_conflicts,
+        ..Target::default()
+    };
     plan_with(&inputs, &target).map(|plan| render::yaml(&plan))
 }
 

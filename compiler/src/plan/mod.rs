@@ -39,7 +39,19 @@ pub enum Applier {
         force: bool,
         /// The time the applier's managedFields entry takes (RFC 3339).
         now: String,
+        /// What a live cluster answered to a dry run of the apply, by object: the server's
+        /// own merge (its admission and webhooks included) wins over the prediction.
+        answers: std::collections::HashMap<ObjectId, DryRun>,
     },
+}
+
+/// A live cluster's answer to a server-side apply with `dryRun=All`.
+#[derive(Clone, Debug)]
+pub enum DryRun {
+    /// The object as the server would store it.
+    Applied(Value),
+    /// The 409's conflicts.
+    Refused(Vec<Conflict>),
 }
 
 /// A field another manager owns that a server-side apply would change.
@@ -220,8 +232,9 @@ pub fn plan_one(
     catalog: &Catalog,
     applier: &Applier,
 ) -> Entry {
-    if let Applier::ServerSide { manager, force, now } = applier {
-        return plan_server_side(desired, graph, i, state, catalog, manager, *force, now);
+    if let Applier::ServerSide { manager, force, now, answers } = applier {
+        let writer = ServerSideWriter { manager, force: *force, now, answer: answers.get(&graph.ids[i]) };
+        return plan_server_side(desired, graph, i, state, catalog, &writer);
     }
     let Desired { written, normalized: wanted, info } = desired;
     let id = &graph.ids[i];
@@ -279,17 +292,22 @@ pub fn plan_one(
 /// the fields other managers own (the state's managedFields) refusing it unless `force`.
 /// The result carries the managedFields the server would write, so a state recorded from
 /// it predicts the next apply's conflicts.
-#[allow(clippy::too_many_arguments)]
+struct ServerSideWriter<'a> {
+    manager: &'a str,
+    force: bool,
+    now: &'a str,
+    answer: Option<&'a DryRun>,
+}
+
 fn plan_server_side(
     desired: Desired<'_>,
     graph: &Graph,
     i: usize,
     state: &State,
     catalog: &Catalog,
-    manager: &str,
-    force: bool,
-    now: &str,
+    applier: &ServerSideWriter<'_>,
 ) -> Entry {
+    let ServerSideWriter { manager, force, now, answer } = *applier;
     use crate::structured_merge::{self, Write};
     let Desired { written, normalized: wanted, info } = desired;
     let id = &graph.ids[i];
@@ -309,6 +327,9 @@ fn plan_server_side(
         .pointer("/metadata/managedFields")
         .map(|m| crate::managed_fields::decode(m).unwrap_or_default())
         .unwrap_or_default();
+    // kubeyard's server-side apply first takes over what its client-side applies own.
+    let csa = crate::managed_fields::KUBEYARD_CLIENT_SIDE_APPLY;
+    let entries = crate::managed_fields::upgrade_client_side(&entries, csa, manager).unwrap_or(entries);
     strip_managed_fields(&mut live);
     // A status written through the main resource is reset by the API server for kinds
     // that have one (the status subresource): not the applier's.
@@ -318,9 +339,44 @@ fn plan_server_side(
         ignored.insert(&[crate::field_set::PathElement::Field("status".into())]);
     }
     let writer = Write { manager, api_version: &api_version, subresource: None, now };
-    let applied = catalog.with_merge_schema(gvk, |schema| {
-        structured_merge::apply(&live, written, &entries, &writer, force, &ignored, schema)
-    });
+    let applied = match answer {
+        Some(DryRun::Refused(conflicts)) => Err(conflicts.clone()),
+        Some(DryRun::Applied(object)) => {
+            let mut object = object.clone();
+            let entries = object
+                .pointer("/metadata/managedFields")
+                .map(|m| crate::managed_fields::decode(m).unwrap_or_default())
+                .unwrap_or_default();
+            strip_managed_fields(&mut object);
+            // What the server keeps itself (a dry run's generation counts the change) is
+            // not part of the plan: the live object's stands.
+            if let (Some(answered), Some(held)) =
+                (object.get_mut("metadata").and_then(Value::as_object_mut), live.get("metadata"))
+            {
+                for field in ["generation", "resourceVersion", "uid", "creationTimestamp"] {
+                    match held.get(field) {
+                        Some(value) => answered.insert(field.into(), value.clone()),
+                        None => answered.remove(field),
+                    };
+                }
+            }
+            Ok((object, entries))
+        }
+        None => catalog
+            .with_merge_schema(gvk, |schema| {
+                structured_merge::apply(&live, written, &entries, &writer, force, &ignored, schema)
+            })
+            .map_err(|conflicts| {
+                let (_, causes) = crate::managed_fields::conflict_status(&conflicts);
+                causes
+                    .into_iter()
+                    .map(|(field, message)| Conflict {
+                        field,
+                        manager: message.trim_start_matches("conflict with ").to_string(),
+                    })
+                    .collect()
+            }),
+    };
     let definition = catalog.builtin_definition(gvk);
     let schema = definition
         .map_or(Schema::NONE, |(node, definitions)| Schema { node: Some(node), definitions: Some(definitions) });
@@ -334,15 +390,8 @@ fn plan_server_side(
     };
     match applied {
         Err(conflicts) => {
-            let (_, causes) = crate::managed_fields::conflict_status(&conflicts);
             entry.action = Action::Conflict;
-            entry.conflicts = causes
-                .into_iter()
-                .map(|(field, message)| Conflict {
-                    field,
-                    manager: message.trim_start_matches("conflict with ").to_string(),
-                })
-                .collect();
+            entry.conflicts = conflicts;
             entry.result = current.map(|c| c.live.clone());
         }
         Ok((mut merged, entries)) => {
@@ -583,8 +632,12 @@ mod tests {
         let desired: Vec<Desired<'_>> =
             objects.iter().zip(&infos).map(|(o, info)| Desired { written: o, normalized: o, info }).collect();
         let graph = graph::build(&objects);
-        let applier =
-            |force| Applier::ServerSide { manager: "kubeyard".into(), force, now: "2026-12-06T11:00:00Z".into() };
+        let applier = |force| Applier::ServerSide {
+            manager: "kubeyard".into(),
+            force,
+            now: "2026-12-06T11:00:00Z".into(),
+            answers: Default::default(),
+        };
         let refused = plan(&desired, &graph, &state, &catalog, false, &applier(false));
         assert_eq!(refused.objects[0].action, Action::Conflict);
         assert_eq!(

@@ -26,7 +26,7 @@ const RED: &str = "31";
 const BOLD: &str = "1";
 
 pub fn text(plan: &Plan, style: Style) -> String {
-    let mut out = text_head(plan.has_changes()).to_string();
+    let mut out = text_head(&plan.summary).to_string();
     for entry in &plan.objects {
         out.push_str(&text_entry(entry, style));
     }
@@ -35,8 +35,10 @@ pub fn text(plan: &Plan, style: Style) -> String {
 }
 
 /// What the text starts with.
-pub fn text_head(has_changes: bool) -> &'static str {
-    if has_changes {
+pub fn text_head(summary: &Summary) -> &'static str {
+    if summary.conflict > 0 {
+        "kubeyard cannot apply these manifests as they are: other field managers own fields they change.\n\n"
+    } else if summary.has_changes() {
         "kubeyard will perform the following actions, in this order:\n\n"
     } else {
         "No changes: the cluster matches the manifests.\n\n"

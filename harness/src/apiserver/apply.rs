@@ -6,8 +6,9 @@
 //! and manager, and `dryRun`.
 //!
 //! Every create records its creator's `Update` entry (Kubernetes tracks creates with
-//! probability 1), and updates are tracked on objects that have managedFields, so an
-//! object whose tracking a client reset stays untracked until it is applied.
+//! probability 1), and updates are tracked on objects that have managedFields (or whose
+//! write sends some), so an object whose tracking a client reset stays untracked until
+//! it is applied.
 
 use super::objects::{self, Written};
 use super::resources::Resource;
@@ -258,8 +259,9 @@ pub(super) fn track_update(
     }
     let Some(sent) = next.pointer("/metadata/managedFields") else { return };
     let Ok(entries) = managed_fields::decode(sent) else { return };
-    // Untracked objects stay so; `[]` or `[{}]` sent resets them.
-    if entries.is_empty() || current.pointer("/metadata/managedFields").is_none() {
+    // Untracked objects stay so (`[]` or `[{}]` sent resets them), unless the write sends
+    // entries of its own: Kubernetes tracks from those.
+    if entries.is_empty() {
         return;
     }
     let manager = objects::FIELD_MANAGER.try_with(Clone::clone).unwrap_or_else(|_| "unknown".into());

@@ -79,7 +79,12 @@ impl Target {
             return plan::Applier::ClientSide;
         }
         let now = crate::clock::Clock::real().timestamp();
-        plan::Applier::ServerSide { manager: self.field_manager.clone(), force: self.force_conflicts, now }
+        plan::Applier::ServerSide {
+            manager: self.field_manager.clone(),
+            force: self.force_conflicts,
+            now,
+            answers: Default::default(),
+        }
     }
 }
 
@@ -162,22 +167,25 @@ pub fn plan_with(inputs: &Inputs, target: &Target) -> Result<Plan, String> {
     {
         return Err(problems);
     }
-    let state = match &target.state {
-        Some(path) => read_state(path).map_err(|_| format!("the state {} cannot be read", path.display()))?,
-        None => read_live(target, &compiled)?,
+    let (state, applier) = match &target.state {
+        Some(path) => {
+            (read_state(path).map_err(|_| format!("the state {} cannot be read", path.display()))?, target.applier())
+        }
+        None => read_live(target, &compiled, true)?,
     };
-    Ok(compiled.plan(&graph, &state, target.prune, &target.applier()))
+    Ok(compiled.plan(&graph, &state, target.prune, &applier))
 }
 
 pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) -> Result<Planned, Exit> {
     let mut compiled = compile(inputs)?;
     let graph = compiled.graph();
     compiled.report_problems()?;
-    let state = match &target.state {
-        Some(path) => read_state(path)?,
-        None => read_live(target, &compiled).map_err(|message| usage_error(&message))?,
+    // An apply is the server's answer itself: its plan asks for no dry run first.
+    let (state, applier) = match &target.state {
+        Some(path) => (read_state(path)?, target.applier()),
+        None => read_live(target, &compiled, false).map_err(|message| usage_error(&message))?,
     };
-    let plan = compiled.plan(&graph, &state, target.prune, &target.applier());
+    let plan = compiled.plan(&graph, &state, target.prune, &applier);
     let written = if keep_written {
         graph.ids.iter().cloned().zip(compiled.objects.iter().map(|d| d.written())).collect()
     } else {
@@ -189,20 +197,32 @@ pub(super) fn make_plan(inputs: &Inputs, target: &Target, keep_written: bool) ->
     Ok(Planned { plan, written, state })
 }
 
-/// What the live cluster of `--kubeconfig` or `--cluster` holds for the desired objects;
-/// an empty state when neither is given.
-fn read_live(target: &Target, compiled: &Compiled) -> Result<State, String> {
+/// What the live cluster of `--kubeconfig` or `--cluster` holds for the desired objects
+/// (an empty state when neither is given), and how the plan applies. With `dry_run`, a
+/// server-side plan asks the cluster for a dry run of each apply of an object it holds:
+/// the server's own merge, admission and conflicts, as `kubectl diff --server-side` asks.
+fn read_live(target: &Target, compiled: &Compiled, dry_run: bool) -> Result<(State, plan::Applier), String> {
+    let mut applier = target.applier();
     if !target.connection.is_live() {
-        return Ok(State::default());
+        return Ok((State::default(), applier));
     }
     let values: Vec<Value> = compiled.objects.iter().map(|d| d.value()).collect();
     let desired: Vec<&Value> = values.iter().collect();
     let runtime = super::runtime(false)?;
     runtime.block_on(async {
-        let Some(Connected { client, .. }) = target.connection.connect().await? else { return Ok(State::default()) };
-        client::state::read(&client, &desired, target.prune)
-            .await
-            .map_err(|message| format!("reading the cluster at {}: {message}", client.server()))
+        let Some(Connected { client, .. }) = target.connection.connect().await? else {
+            return Ok((State::default(), applier));
+        };
+        let reading = |message| format!("reading the cluster at {}: {message}", client.server());
+        let state = client::state::read(&client, &desired, target.prune).await.map_err(reading)?;
+        if let (plan::Applier::ServerSide { manager, force, answers, .. }, true) = (&mut applier, dry_run) {
+            let written: Vec<Value> = compiled.objects.iter().map(|d| d.written()).collect();
+            let pairs: Vec<(&Value, &Value)> = values.iter().zip(&written).collect();
+            *answers = client::state::dry_run_applies(&client, &pairs, &state, manager, *force)
+                .await
+                .map_err(|message| format!("a dry run of the applies at {}: {message}", client.server()))?;
+        }
+        Ok((state, applier))
     })
 }
 
@@ -226,9 +246,9 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
     let mut compiled = compile(&args.inputs).map_err(usage)?;
     let graph = compiled.graph();
     compiled.report_problems().map_err(usage)?;
-    let state = match &args.target.state {
-        Some(path) => read_state(path).map_err(usage)?,
-        None => read_live(&args.target, &compiled).map_err(|message| usage(usage_error(&message)))?,
+    let (state, applier) = match &args.target.state {
+        Some(path) => (read_state(path).map_err(usage)?, args.target.applier()),
+        None => read_live(&args.target, &compiled, true).map_err(|message| usage(usage_error(&message)))?,
     };
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let style = Style { color };
@@ -243,7 +263,7 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
         &graph,
         &state,
         args.target.prune,
-        &args.target.applier(),
+        &applier,
         |entry| {
             let shown = match args.output {
                 Format::Text => render::text_entry(&entry, style),
@@ -260,7 +280,7 @@ pub fn run(args: PlanArgs) -> Result<Exit, Exit> {
         |piece| match piece {
             PlanPiece::Summary(summary) => {
                 let open = match args.output {
-                    Format::Text => render::text_head(summary.has_changes()).to_string(),
+                    Format::Text => render::text_head(&summary).to_string(),
                     Format::Json => render::json_open(&summary),
                     Format::Yaml => render::yaml_open(&summary),
                 };
@@ -368,6 +388,11 @@ pub fn apply(args: ApplyArgs) -> Exit {
     };
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     print!("{}", render::text(&planned.plan, Style { color }));
+    // A refused apply changes nothing: the state is not written.
+    if planned.plan.summary.conflict > 0 {
+        eprintln!("error: the state {} is left as it was: applies in conflict are refused", path.display());
+        return Exit::Findings;
+    }
     let objects = plan::applied(&planned.plan, &planned.written, &planned.state);
     // A header, then one document per object: any size of state reads back one object
     // at a time.

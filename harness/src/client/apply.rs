@@ -10,6 +10,7 @@
 use super::{Client, Written};
 use futures_util::StreamExt;
 use kubeyard_compiler::graph::ObjectId;
+use kubeyard_compiler::managed_fields::KUBEYARD_CLIENT_SIDE_APPLY;
 use kubeyard_compiler::plan::state::LAST_APPLIED;
 use kubeyard_compiler::plan::{Action, Entry, Plan};
 use serde_json::{Value, json};
@@ -103,6 +104,9 @@ async fn apply_one(
         Action::Create | Action::Update | Action::Unchanged | Action::Conflict,
     ) = (mode, entry.action)
     {
+        if entry.action != Action::Create {
+            client.upgrade_client_side(&path, manager).await?;
+        }
         let source = written.or(entry.result.as_ref()).cloned().unwrap_or(Value::Null);
         return client.apply(&path, &source, manager, *force).await.map(|_| ());
     }
@@ -110,11 +114,14 @@ async fn apply_one(
         Action::Create => {
             // What the user wrote, not the normalized form: defaulting is the server's job.
             let source = written.or(entry.result.as_ref()).cloned().unwrap_or(Value::Null);
-            client.create(&collection, &with_last_applied(&source, written)).await.map(|_| ())
+            client
+                .create_by(&collection, &with_last_applied(&source, written), KUBEYARD_CLIENT_SIDE_APPLY)
+                .await
+                .map(|_| ())
         }
         Action::Update => {
             let merged = entry.result.as_ref().ok_or_else(|| Written::Failed(format!("{path}: nothing to apply")))?;
-            client.replace(&path, &with_last_applied(merged, written)).await.map(|_| ())
+            client.replace_by(&path, &with_last_applied(merged, written), KUBEYARD_CLIENT_SIDE_APPLY).await.map(|_| ())
         }
         Action::Delete => client.delete(&path).await.map_err(Written::Failed),
         Action::Unchanged => Ok(()),

@@ -216,8 +216,32 @@ impl Client {
         self.write(http::Method::PUT, path, object).await
     }
 
+    /// `POST collection` as the field manager `manager`.
+    pub async fn create_by(&self, collection: &str, object: &Value, manager: &str) -> Result<Value, Written> {
+        self.write_by(http::Method::POST, collection, object, Some(manager)).await
+    }
+
+    /// `PUT path` as the field manager `manager`.
+    pub async fn replace_by(&self, path: &str, object: &Value, manager: &str) -> Result<Value, Written> {
+        self.write_by(http::Method::PUT, path, object, Some(manager)).await
+    }
+
     async fn write(&self, method: http::Method, path: &str, object: &Value) -> Result<Value, Written> {
-        let (status, body) = self.send(method, path, JSON, Some(object)).await.map_err(Written::Failed)?;
+        self.write_by(method, path, object, None).await
+    }
+
+    async fn write_by(
+        &self,
+        method: http::Method,
+        path: &str,
+        object: &Value,
+        manager: Option<&str>,
+    ) -> Result<Value, Written> {
+        let target = match manager {
+            Some(manager) => format!("{path}?fieldManager={}", query_escape(manager)),
+            None => path.to_string(),
+        };
+        let (status, body) = self.send(method, &target, JSON, Some(object)).await.map_err(Written::Failed)?;
         match status {
             200..=299 => Ok(body),
             409 => Err(Written::Conflict(Client::failure(path, status, &body))),
@@ -229,23 +253,100 @@ impl Client {
     /// the server stored it; a conflict with another manager's fields is `Conflict`, its
     /// message the server's (`Apply failed with 1 conflict: ...`).
     pub async fn apply(&self, path: &str, object: &Value, manager: &str, force: bool) -> Result<Value, Written> {
-        let manager: String = manager
-            .bytes()
-            .flat_map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => vec![b as char],
-                other => format!("%{other:02X}").chars().collect(),
-            })
-            .collect();
-        let target = format!("{path}?fieldManager={manager}{}", if force { "&force=true" } else { "" });
-        let (status, body) = self
-            .send_as(http::Method::PATCH, &target, JSON, "application/apply-patch+yaml", Some(object))
-            .await
-            .map_err(Written::Failed)?;
+        let (status, body) = self.send_apply(path, object, manager, force, false).await.map_err(Written::Failed)?;
         match status {
             200..=299 => Ok(body),
             409 => Err(Written::Conflict(Client::failure(path, status, &body))),
             _ => Err(Written::Failed(Client::failure(path, status, &body))),
         }
+    }
+
+    /// A server-side apply with `dryRun=All`: what the server would store, or the fields
+    /// and managers of its 409 (`kubectl diff --server-side`'s question).
+    pub async fn apply_dry_run(
+        &self,
+        path: &str,
+        object: &Value,
+        manager: &str,
+        force: bool,
+    ) -> Result<kubeyard_compiler::plan::DryRun, String> {
+        use kubeyard_compiler::plan::{Conflict, DryRun};
+        let (status, body) = self.send_apply(path, object, manager, force, true).await?;
+        match status {
+            200..=299 => Ok(DryRun::Applied(body)),
+            409 => {
+                let causes = body.pointer("/details/causes").and_then(Value::as_array).cloned().unwrap_or_default();
+                let conflicts: Vec<Conflict> = causes
+                    .iter()
+                    .filter(|c| c.get("reason").and_then(Value::as_str) == Some("FieldManagerConflict"))
+                    .map(|c| Conflict {
+                        field: c.get("field").and_then(Value::as_str).unwrap_or_default().to_string(),
+                        manager: c
+                            .get("message")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .trim_start_matches("conflict with ")
+                            .to_string(),
+                    })
+                    .collect();
+                if conflicts.is_empty() {
+                    // A 409 of another kind (the object changed under the request).
+                    return Err(Client::failure(path, status, &body));
+                }
+                Ok(DryRun::Refused(conflicts))
+            }
+            _ => Err(Client::failure(path, status, &body)),
+        }
+    }
+
+    async fn send_apply(
+        &self,
+        path: &str,
+        object: &Value,
+        manager: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Result<(u16, Value), String> {
+        let manager = query_escape(manager);
+        let target = format!(
+            "{path}?fieldManager={manager}{}{}",
+            if force { "&force=true" } else { "" },
+            if dry_run { "&dryRun=All" } else { "" }
+        );
+        self.send_as(http::Method::PATCH, &target, JSON, "application/apply-patch+yaml", Some(object)).await
+    }
+
+    /// client-go's `csaupgrade` for kubeyard: before `manager` applies server-side the
+    /// object at `path`, what kubeyard's client-side applies own becomes its (a JSON
+    /// patch of managedFields under the object's resourceVersion, retried when someone
+    /// wrote between), so moving to server-side apply is not a conflict with itself.
+    pub async fn upgrade_client_side(&self, path: &str, manager: &str) -> Result<(), Written> {
+        use kubeyard_compiler::managed_fields::{self, KUBEYARD_CLIENT_SIDE_APPLY};
+        for _ in 0..5 {
+            let Some(live) = self.get(path).await.map_err(Written::Failed)? else { return Ok(()) };
+            let entries = live.pointer("/metadata/managedFields").unwrap_or(&Value::Null);
+            let Ok(entries) = managed_fields::decode(entries) else { return Ok(()) };
+            let Some(upgraded) = managed_fields::upgrade_client_side(&entries, KUBEYARD_CLIENT_SIDE_APPLY, manager)
+            else {
+                return Ok(());
+            };
+            let encoded: Vec<Value> = upgraded.iter().map(managed_fields::Entry::to_json).collect();
+            let version = live.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+            let patch = serde_json::json!([
+                {"op": "replace", "path": "/metadata/managedFields", "value": encoded},
+                {"op": "replace", "path": "/metadata/resourceVersion", "value": version},
+            ]);
+            let (status, body) = self
+                .send_as(http::Method::PATCH, path, JSON, "application/json-patch+json", Some(&patch))
+                .await
+                .map_err(Written::Failed)?;
+            match status {
+                200..=299 => return Ok(()),
+                409 => continue,
+                _ => return Err(Written::Failed(Client::failure(path, status, &body))),
+            }
+        }
+        Err(Written::Conflict(format!("{path}: changed by others while its ownership moved to {manager}")))
     }
 
     /// `DELETE path` with background propagation, as kubectl deletes; gone already is fine.
@@ -419,6 +520,17 @@ pub(crate) fn source_chain(error: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+/// A query parameter's value, percent-encoded.
+fn query_escape(value: &str) -> String {
+    value
+        .bytes()
+        .flat_map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => vec![b as char],
+            other => format!("%{other:02X}").chars().collect(),
+        })
+        .collect()
 }
 
 #[cfg(test)]

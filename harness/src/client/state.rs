@@ -5,6 +5,8 @@
 
 use super::Client;
 use futures_util::StreamExt;
+use kubeyard_compiler::graph::ObjectId;
+use kubeyard_compiler::plan::DryRun;
 use kubeyard_compiler::plan::state::{LAST_APPLIED, State};
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -103,4 +105,53 @@ pub async fn read(client: &Client, desired: &[&Value], prune: bool) -> Result<St
         }
     }
     Ok(state)
+}
+
+/// A server-side apply of each desired object the state holds, with `dryRun=All`, by
+/// `manager`: the server's answers, by object (`plan --server-side` on a live cluster).
+/// `desired` pairs each object's normalized form (its identity) with the form written,
+/// which is what is sent. Objects the cluster does not hold yet are left to the plan's
+/// prediction: a dry run cannot create them in a namespace the plan has yet to create.
+pub async fn dry_run_applies(
+    client: &Client,
+    desired: &[(&Value, &Value)],
+    state: &State,
+    manager: &str,
+    force: bool,
+) -> Result<std::collections::HashMap<ObjectId, DryRun>, String> {
+    let mut asked = Vec::new();
+    for (normalized, written) in desired {
+        let Some(id) = ObjectId::of(normalized) else { continue };
+        let Some(current) = state.get(&id) else { continue };
+        // What kubeyard's client-side applies own becomes the applier's before its apply
+        // (`Client::upgrade_client_side`), which a dry run cannot do: the prediction
+        // models it.
+        let entries = current.live.pointer("/metadata/managedFields").unwrap_or(&Value::Null);
+        let entries = kubeyard_compiler::managed_fields::decode(entries).unwrap_or_default();
+        let csa = kubeyard_compiler::managed_fields::KUBEYARD_CLIENT_SIDE_APPLY;
+        if kubeyard_compiler::managed_fields::upgrade_client_side(&entries, csa, manager).is_some() {
+            continue;
+        }
+        let (Some(api_version), Some(kind), Some(name)) =
+            (text(normalized, "/apiVersion"), text(normalized, "/kind"), text(normalized, "/metadata/name"))
+        else {
+            continue;
+        };
+        let Some(served) = client.resource(api_version, kind).await? else { continue };
+        let namespace =
+            served.namespaced.then(|| text(normalized, "/metadata/namespace").unwrap_or("default").to_string());
+        let collection = Client::collection(api_version, &served.resource.plural, namespace.as_deref());
+        asked.push((id, format!("{collection}/{name}"), *written));
+    }
+    let answers: Vec<Result<DryRun, String>> = futures_util::stream::iter(
+        asked.iter().map(|(_, path, written)| client.apply_dry_run(path, written, manager, force)),
+    )
+    .buffered(CONCURRENCY)
+    .collect()
+    .await;
+    let mut out = std::collections::HashMap::new();
+    for ((id, _, _), answer) in asked.into_iter().zip(answers) {
+        out.insert(id, answer?);
+    }
+    Ok(out)
 }

@@ -159,12 +159,26 @@ fn kubeyard_applies_server_side() {
     let kubeconfig = dir.path().join("kubeconfig");
     kubeyard_harness::apiserver::kubeconfig::write(&kubeconfig, &server.url, None, None).unwrap();
     let (manifests_arg, kubeconfig_arg) = (manifests.display().to_string(), kubeconfig.display().to_string());
+    // First applied client-side, as kubeyard applies by default.
+    let first = kubeyard(&["apply", &manifests_arg, "--kubeconfig", &kubeconfig_arg], None);
+    assert!(first.status.success(), "{}", text(&first));
+    let managers = |kubeconfig: &Path| {
+        let managers =
+            kubectl(kubeconfig, &["get", "cm", "settings", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
+        String::from_utf8_lossy(&managers.stdout).into_owned()
+    };
+    assert_eq!(managers(&kubeconfig), "kubeyard-client-side-apply");
+    // Moving to server-side apply is no conflict with itself: what the client-side applies
+    // own becomes the applier's, and the last-applied annotation, no longer anyone's, goes.
+    let planned = kubeyard(&["plan", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
+    assert!(planned.status.success(), "{}", text(&planned));
+    assert!(!text(&planned).contains("conflict"), "{}", text(&planned));
     let applied = kubeyard(&["apply", &manifests_arg, "--kubeconfig", &kubeconfig_arg, "--server-side"], None);
     assert!(applied.status.success(), "{}", text(&applied));
     assert!(text(&applied).contains("configmap/settings serverside-applied"), "{}", text(&applied));
-    let managers =
-        kubectl(&kubeconfig, &["get", "cm", "settings", "-o", "jsonpath={.metadata.managedFields[*].manager}"]);
-    assert_eq!(String::from_utf8_lossy(&managers.stdout), "kubeyard");
+    assert_eq!(managers(&kubeconfig), "kubeyard");
+    let annotations = kubectl(&kubeconfig, &["get", "cm", "settings", "-o", "jsonpath={.metadata.annotations}"]);
+    assert!(!String::from_utf8_lossy(&annotations.stdout).contains("last-applied"));
     // Someone else takes the mode; the next apply with another mode is refused, then forced.
     kubectl(
         &kubeconfig,

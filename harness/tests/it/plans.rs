@@ -60,6 +60,8 @@ fn the_json_plan_written_entry_by_entry_is_the_whole_plan() {
             set: words.iter().position(|w| *w == "--set").map(|at| words[at + 1].to_string()).into_iter().collect(),
             state: Some(dir.join("state.yaml")).filter(|state| state.is_file()),
             prune: words.contains(&"--prune"),
+            server_side: words.contains(&"--server-side"),
+            force_conflicts: words.contains(&"--force-conflicts"),
             ..PlanRequest::default()
         };
         let whole = plan_yaml(&request).expect("the fixture plans");
@@ -93,6 +95,32 @@ fn detailed_exit_codes_and_snapshot_check() {
     assert!(err.contains("differs from the snapshot"), "{err}");
     // Against no state, both objects are created: the summary's lines change.
     assert!(err.contains("-  create: 0") && err.contains("+  create: 2"), "{err}");
+}
+
+/// Unforced, the server-side fixture's apply would be refused: the plan names each field
+/// and its manager as the API server's 409 does, and fails.
+#[test]
+fn a_server_side_plan_in_conflict_names_the_fields_and_fails() {
+    let args = [
+        "plan",
+        "fixtures/plans/server-side/manifests",
+        "--state",
+        "fixtures/plans/server-side/state.yaml",
+        "--server-side",
+    ];
+    let output = support::kubeyard(&args, None);
+    assert_eq!(output.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(r#"! .spec.replicas: owned by "hpa" using apps/v1"#), "{text}");
+    assert!(text.contains(r#"! .data.mode: owned by "ops" using v1"#), "{text}");
+    assert!(text.contains("2 objects in conflict"), "{text}");
+    // An applier's own updates are another manager's, as in Kubernetes: `ops` applying
+    // conflicts with what `ops` wrote by update.
+    let mut other = args.to_vec();
+    other.extend(["--field-manager", "ops"]);
+    let output = support::kubeyard(&other, None);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.contains(r#"! .data.mode: owned by "ops" using v1"#), "{text}");
 }
 
 #[test]

@@ -86,7 +86,7 @@ fn up_applies_converges_and_serves_kubectl() {
         out
     };
     let deployment = managers("deployment/web");
-    assert!(deployment.contains("kubeyard/Update/;"), "{deployment}");
+    assert!(deployment.contains("kubeyard-client-side-apply/Update/;"), "{deployment}");
     assert!(deployment.contains("kube-controller-manager/Update/status;"), "{deployment}");
     let (ok, pod, err) = run(&["kubectl", "--kubeconfig", kubeconfig, "get", "po", "-l", "app=web", "-o", "name"]);
     assert!(ok, "{err}");
