@@ -97,3 +97,119 @@ fn status_applies_are_recorded_and_managed_fields_can_be_reset() {
     assert_eq!(put.status, 200, "{}", put.text);
     assert!(put.body["metadata"].get("managedFields").is_none(), "{}", put.text);
 }
+
+/// Every create records its creator, owning the object as decoded (defaults included)
+/// but not what admission adds after; past ten updaters the oldest merge into
+/// `ancient-changes`.
+#[test]
+fn creates_record_their_creator_and_updaters_are_capped() {
+    let server = Server::start();
+    let deployments = format!("{}/apis/apps/v1/namespaces/default/deployments", server.url);
+    let web = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}});
+    let created =
+        call("POST", &deployments, Some("application/json"), Some(&web.to_string()), &[("User-Agent", "deployer/1.0")]);
+    assert_eq!(created.status, 201, "{}", created.text);
+    let entry = &created.body["metadata"]["managedFields"][0];
+    assert_eq!((entry["manager"].as_str(), entry["operation"].as_str()), (Some("deployer"), Some("Update")));
+    let fields = &entry["fieldsV1"];
+    assert!(fields.pointer("/f:spec/f:progressDeadlineSeconds").is_some(), "defaults are the creator's: {fields}");
+    let container = &fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"web\"}"];
+    assert!(container.get("f:imagePullPolicy").is_some() && container.get(".").is_some(), "{fields}");
+    assert!(fields.get("f:status").is_none(), "{fields}");
+
+    // A pod's creator does not own what admission added (its service account's volume,
+    // the default tolerations).
+    let accounts = format!("{}/api/v1/namespaces/default/serviceaccounts", server.url);
+    let _ = support::api::post(
+        &accounts,
+        &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default"}}),
+    );
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+                     "spec": {"containers": [{"name": "c", "image": "busybox"}]}});
+    let created = support::api::post(&pods, &pod);
+    assert_eq!(created.status, 201, "{}", created.text);
+    assert!(created.body.pointer("/spec/tolerations").is_some() && created.body.pointer("/spec/volumes").is_some());
+    let spec = &created.body["metadata"]["managedFields"][0]["fieldsV1"]["f:spec"];
+    assert!(spec.get("f:tolerations").is_none() && spec.get("f:volumes").is_none(), "{spec}");
+    assert!(spec.get("f:restartPolicy").is_some(), "{spec}");
+
+    // A create that sets nothing a manager owns leaves the object untracked, as in
+    // Kubernetes: updates of it are not tracked either.
+    let configmaps = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let bare = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "bare"}});
+    let created = support::api::post(&configmaps, &bare);
+    assert!(created.body["metadata"].get("managedFields").is_none(), "{}", created.text);
+    let patched = call(
+        "PATCH",
+        &format!("{configmaps}/bare"),
+        Some("application/merge-patch+json"),
+        Some(r#"{"data":{"a":"1"}}"#),
+        &[],
+    );
+    assert!(patched.body["metadata"].get("managedFields").is_none(), "{}", patched.text);
+    // Eleven updaters after the creator: ten Update entries are kept, the oldest merged
+    // into ancient-changes.
+    let seeded = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"seed": "x"}});
+    assert_eq!(support::api::post(&configmaps, &seeded).status, 201);
+    for n in 0..11 {
+        let patch = json!({"data": {format!("k{n}"): "v"}}).to_string();
+        let patched = call(
+            "PATCH",
+            &format!("{configmaps}/c?fieldManager=m{n:02}"),
+            Some("application/merge-patch+json"),
+            Some(&patch),
+            &[],
+        );
+        assert_eq!(patched.status, 200, "{}", patched.text);
+    }
+    let entries = get(&format!("{configmaps}/c")).body["metadata"]["managedFields"].as_array().cloned().unwrap();
+    assert_eq!(entries.len(), 10, "{entries:?}");
+    assert!(entries.iter().any(|e| e["manager"] == "ancient-changes"), "{entries:?}");
+}
+
+/// A custom kind merges by its schema's markers: a `map` list by its keys, a `set` by
+/// value; an applier dropping its item removes it, the other's stays.
+#[test]
+fn custom_objects_merge_by_their_list_markers() {
+    let server = Server::start();
+    let crd = json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "routes.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "routes", "kind": "Route"},
+                 "versions": [{"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": {
+                     "type": "object", "properties": {"spec": {"type": "object", "properties": {
+                         "backends": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"],
+                                      "items": {"type": "object", "required": ["name"], "properties": {
+                                          "name": {"type": "string"}, "weight": {"type": "integer"}}}},
+                         "hosts": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}}}}}}}}]}
+    });
+    let made =
+        support::api::post(&format!("{}/apis/apiextensions.k8s.io/v1/customresourcedefinitions", server.url), &crd);
+    assert_eq!(made.status, 201, "{}", made.text);
+    let url = format!("{}/apis/example.com/v1/namespaces/default/routes/r", server.url);
+    let route = |backend: &str, host: &str| {
+        json!({"apiVersion": "example.com/v1", "kind": "Route", "metadata": {"name": "r"},
+               "spec": {"backends": [{"name": backend, "weight": 1}], "hosts": [host]}})
+    };
+    assert_eq!(apply(&url, "?fieldManager=team-a", &route("a", "a.example")).status, 201);
+    let both = apply(&url, "?fieldManager=team-b", &route("b", "b.example"));
+    assert_eq!(both.status, 200, "{}", both.text);
+    assert_eq!(both.body["spec"]["backends"], json!([{"name": "a", "weight": 1}, {"name": "b", "weight": 1}]));
+    assert_eq!(both.body["spec"]["hosts"], json!(["a.example", "b.example"]));
+    // Team A moves to another backend: its old one goes, team B's stays.
+    let moved = apply(&url, "?fieldManager=team-a", &route("c", "a.example"));
+    assert_eq!(moved.status, 200, "{}", moved.text);
+    assert_eq!(moved.body["spec"]["backends"], json!([{"name": "b", "weight": 1}, {"name": "c", "weight": 1}]));
+    // Both setting one backend's weight differently: a conflict on that item's field.
+    let mut heavier = route("b", "b.example");
+    heavier["spec"]["backends"][0]["weight"] = json!(5);
+    let refused = apply(&url, "?fieldManager=team-a", &heavier);
+    assert_eq!(refused.status, 409, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        r#"Apply failed with 1 conflict: conflict with "team-b": .spec.backends[name="b"].weight"#
+    );
+}
