@@ -198,9 +198,15 @@ impl FieldSet {
         match path {
             [] => {}
             [last] => {
-                self.members.insert(last.clone(), ());
+                if !self.members.contains_key(last) {
+                    self.members.insert(last.clone(), ());
+                }
             }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
+            // The element is cloned only when its child set is new.
+            [first, rest @ ..] => match self.children.get_mut(first) {
+                Some(child) => child.insert(rest),
+                None => self.children.entry(first.clone()).or_default().insert(rest),
+            },
         }
     }
 
@@ -247,17 +253,75 @@ impl FieldSet {
     /// The paths in either set.
     pub fn union(&self, other: &FieldSet) -> FieldSet {
         let mut out = self.clone();
-        for path in other.paths() {
-            out.insert(&path);
-        }
+        out.union_with(other);
         out
+    }
+
+    /// Adds every path of `other` (tree by tree: no path is spelled out).
+    pub fn union_with(&mut self, other: &FieldSet) {
+        for element in other.members.keys() {
+            if !self.members.contains_key(element) {
+                self.members.insert(element.clone(), ());
+            }
+        }
+        for (element, child) in &other.children {
+            match self.children.get_mut(element) {
+                Some(mine) => mine.union_with(child),
+                None if !child.is_empty() => {
+                    self.children.insert(element.clone(), child.clone());
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// Takes out the paths of `other` (in place: the cost is `other`'s size).
+    pub fn remove_all(&mut self, other: &FieldSet) {
+        for element in other.members.keys() {
+            self.members.remove(element);
+        }
+        for (element, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(element) {
+                mine.remove_all(theirs);
+                if mine.is_empty() {
+                    self.children.remove(element);
+                }
+            }
+        }
+    }
+
+    /// Takes out the paths of `other` and everything below them (in place).
+    pub fn remove_below(&mut self, other: &FieldSet) {
+        for element in other.members.keys() {
+            self.members.remove(element);
+            self.children.remove(element);
+        }
+        for (element, theirs) in &other.children {
+            if let Some(mine) = self.children.get_mut(element) {
+                mine.remove_below(theirs);
+                if mine.is_empty() {
+                    self.children.remove(element);
+                }
+            }
+        }
     }
 
     /// The paths in this set and not in `other`.
     pub fn difference(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet::new();
-        for path in self.paths().into_iter().filter(|p| !other.has(p)) {
-            out.insert(&path);
+        for element in self.members.keys() {
+            if !other.members.contains_key(element) {
+                out.members.insert(element.clone(), ());
+            }
+        }
+        for (element, child) in &self.children {
+            let kept = match other.children.get(element) {
+                Some(theirs) => child.difference(theirs),
+                None => child.clone(),
+            };
+            if !kept.is_empty() {
+                out.children.insert(element.clone(), kept);
+            }
         }
         out
     }
@@ -266,9 +330,22 @@ impl FieldSet {
     /// (`RecursiveDifference`: what reset fields take away).
     pub fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet::new();
-        for path in self.paths() {
-            if !(1..=path.len()).any(|end| other.has(&path[..end])) {
-                out.insert(&path);
+        for element in self.members.keys() {
+            if !other.members.contains_key(element) {
+                out.members.insert(element.clone(), ());
+            }
+        }
+        for (element, child) in &self.children {
+            // A member of `other` here takes everything below it.
+            if other.members.contains_key(element) {
+                continue;
+            }
+            let kept = match other.children.get(element) {
+                Some(theirs) => child.recursive_difference(theirs),
+                None => child.clone(),
+            };
+            if !kept.is_empty() {
+                out.children.insert(element.clone(), kept);
             }
         }
         out
@@ -277,8 +354,18 @@ impl FieldSet {
     /// The paths in both sets.
     pub fn intersection(&self, other: &FieldSet) -> FieldSet {
         let mut out = FieldSet::new();
-        for path in self.paths().into_iter().filter(|p| other.has(p)) {
-            out.insert(&path);
+        for element in self.members.keys() {
+            if other.members.contains_key(element) {
+                out.members.insert(element.clone(), ());
+            }
+        }
+        for (element, child) in &self.children {
+            if let Some(theirs) = other.children.get(element) {
+                let both = child.intersection(theirs);
+                if !both.is_empty() {
+                    out.children.insert(element.clone(), both);
+                }
+            }
         }
         out
     }
@@ -438,6 +525,40 @@ mod tests {
             for path in &paths {
                 proptest::prop_assert!(read.has(path));
             }
+        }
+
+        /// The set operations, done tree by tree, are the operations on the sets of
+        /// paths, and their results compare equal to the same sets built path by path.
+        #[test]
+        fn tree_operations_are_the_operations_on_paths(
+            left in proptest::collection::vec(proptest::collection::vec(element(), 1..4), 0..10),
+            right in proptest::collection::vec(proptest::collection::vec(element(), 1..4), 0..10),
+        ) {
+            let build = |paths: &[Path]| {
+                let mut set = FieldSet::new();
+                for path in paths {
+                    set.insert(path);
+                }
+                set
+            };
+            let (a, b) = (build(&left), build(&right));
+            let a_paths = a.paths();
+            let in_b = |p: &Path| b.has(p);
+            let below_b = |p: &Path| (1..=p.len()).any(|end| b.has(&p[..end]));
+            let expected_union = build(&[a_paths.clone(), b.paths()].concat());
+            let expected_difference = build(&a_paths.iter().filter(|p| !in_b(p)).cloned().collect::<Vec<_>>());
+            let expected_intersection = build(&a_paths.iter().filter(|p| in_b(p)).cloned().collect::<Vec<_>>());
+            let expected_recursive = build(&a_paths.iter().filter(|p| !below_b(p)).cloned().collect::<Vec<_>>());
+            proptest::prop_assert_eq!(a.union(&b), expected_union);
+            proptest::prop_assert_eq!(a.difference(&b), expected_difference.clone());
+            proptest::prop_assert_eq!(a.intersection(&b), expected_intersection);
+            proptest::prop_assert_eq!(a.recursive_difference(&b), expected_recursive.clone());
+            let mut removed = a.clone();
+            removed.remove_all(&b);
+            proptest::prop_assert_eq!(removed, expected_difference);
+            let mut below = a.clone();
+            below.remove_below(&b);
+            proptest::prop_assert_eq!(below, expected_recursive);
         }
     }
 }

@@ -19,8 +19,13 @@ use crate::list_merge::{ListKind, Schema, Writer};
 use crate::managed_fields::{Entry, Operation};
 use serde_json::{Map, Value};
 
-/// The metadata no manager owns (`StripMeta`).
-fn stripped() -> FieldSet {
+/// The metadata no manager owns (`StripMeta`), made once.
+fn stripped() -> &'static FieldSet {
+    static STRIPPED: std::sync::OnceLock<FieldSet> = std::sync::OnceLock::new();
+    STRIPPED.get_or_init(stripped_paths)
+}
+
+fn stripped_paths() -> FieldSet {
     let mut set = FieldSet::new();
     let field = |name: &str| PathElement::Field(name.into());
     for top in ["apiVersion", "kind", "metadata"] {
@@ -91,7 +96,8 @@ fn is_leaf(value: &Value, schema: Schema<'_>) -> bool {
 pub fn field_set(value: &Value, schema: Schema<'_>) -> FieldSet {
     let mut set = FieldSet::new();
     walk(value, schema, &mut Vec::new(), &mut set);
-    set.difference(&stripped())
+    set.remove_all(stripped());
+    set
 }
 
 fn walk(value: &Value, schema: Schema<'_>, path: &mut Path, set: &mut FieldSet) {
@@ -132,6 +138,54 @@ fn walk(value: &Value, schema: Schema<'_>, path: &mut Path, set: &mut FieldSet) 
     }
 }
 
+/// The items of associative lists an applied configuration holds twice, as
+/// structured-merge-diff refuses them (`<path>: duplicate entries for key [name="a"]`),
+/// once per key. Stored objects may hold duplicates (written by update); an apply may not.
+pub fn duplicate_entries(value: &Value, schema: Schema<'_>) -> Vec<String> {
+    let mut out = Vec::new();
+    duplicates(value, schema, &mut Vec::new(), &mut out);
+    out
+}
+
+fn duplicates(value: &Value, schema: Schema<'_>, path: &mut Path, out: &mut Vec<String>) {
+    if is_leaf(value, schema) {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (key, child) in map {
+                path.push(PathElement::Field(key.clone()));
+                duplicates(child, schema.property(key), path, out);
+                path.pop();
+            }
+        }
+        Value::Array(items) => {
+            let kind = schema.list_kind(Writer::Structural);
+            if !matches!(kind, ListKind::Map(_)) {
+                return;
+            }
+            let mut seen: Vec<PathElement> = Vec::new();
+            let mut reported: Vec<PathElement> = Vec::new();
+            for item in items {
+                let Some(element) = item_element(item, &kind, schema.items()) else { continue };
+                if seen.contains(&element) {
+                    if !reported.contains(&element) {
+                        let key = crate::field_set::path_text(std::slice::from_ref(&element));
+                        out.push(format!("{}: duplicate entries for key {key}", crate::field_set::path_text(path)));
+                        reported.push(element);
+                    }
+                    continue;
+                }
+                path.push(element.clone());
+                duplicates(item, schema.items(), path, out);
+                path.pop();
+                seen.push(element);
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What a write did, path by path.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Comparison {
@@ -151,21 +205,19 @@ impl Comparison {
     }
 
     /// Without exactly `paths` (the stripped metadata: `metadata` itself, not its labels).
-    fn without_exact(&self, paths: &FieldSet) -> Comparison {
-        Comparison {
-            added: self.added.difference(paths),
-            modified: self.modified.difference(paths),
-            removed: self.removed.difference(paths),
-        }
+    fn without_exact(mut self, paths: &FieldSet) -> Comparison {
+        self.added.remove_all(paths);
+        self.modified.remove_all(paths);
+        self.removed.remove_all(paths);
+        self
     }
 
     /// Without `paths` and everything below them (reset fields).
-    fn without(&self, paths: &FieldSet) -> Comparison {
-        Comparison {
-            added: self.added.recursive_difference(paths),
-            modified: self.modified.recursive_difference(paths),
-            removed: self.removed.recursive_difference(paths),
-        }
+    fn without(mut self, paths: &FieldSet) -> Comparison {
+        self.added.remove_below(paths);
+        self.modified.remove_below(paths);
+        self.removed.remove_below(paths);
+        self
     }
 }
 
@@ -186,7 +238,7 @@ fn equal(a: &Value, b: &Value) -> bool {
 pub fn compare(old: &Value, new: &Value, schema: Schema<'_>) -> Comparison {
     let mut comparison = Comparison::default();
     compare_at(Some(old), Some(new), schema, &mut Vec::new(), &mut comparison);
-    comparison.without_exact(&stripped())
+    comparison.without_exact(stripped())
 }
 
 fn compare_at(old: Option<&Value>, new: Option<&Value>, schema: Schema<'_>, path: &mut Path, out: &mut Comparison) {
@@ -224,22 +276,13 @@ fn compare_at(old: Option<&Value>, new: Option<&Value>, schema: Schema<'_>, path
             let kind = schema.list_kind(Writer::Structural);
             // By element, so each item finds its twin in logarithmic time (the first of
             // duplicates, which the API server's validation refuses anyway).
-            let items = |side: Option<&Value>| -> std::collections::BTreeMap<PathElement, Value> {
-                let mut map = std::collections::BTreeMap::new();
-                for item in side.and_then(Value::as_array).into_iter().flatten() {
-                    if let Some(element) = item_element(item, &kind, schema.items()) {
-                        map.entry(element).or_insert_with(|| item.clone());
-                    }
-                }
-                map
-            };
-            let (old_items, new_items) = (items(old), items(new));
+            let (old_items, new_items) = (keyed_items(old, &kind, schema), keyed_items(new, &kind, schema));
             let mut elements: Vec<&PathElement> = old_items.keys().chain(new_items.keys()).collect();
             elements.sort();
             elements.dedup();
             for element in elements {
-                let before = old_items.get(element);
-                let after = new_items.get(element);
+                let before = old_items.get(element).copied();
+                let after = new_items.get(element).copied();
                 path.push(element.clone());
                 match kind {
                     ListKind::Map(_) => compare_at(before, after, schema.items(), path, out),
@@ -260,6 +303,22 @@ fn compare_at(old: Option<&Value>, new: Option<&Value>, schema: Schema<'_>, path
         (Some(_), None) => out.removed.insert(path),
         _ => {}
     }
+}
+
+/// A list's items by their path element (the first of duplicates, which the API server's
+/// validation refuses anyway), borrowed.
+fn keyed_items<'v>(
+    list: Option<&'v Value>,
+    kind: &ListKind<'_>,
+    schema: Schema<'_>,
+) -> std::collections::BTreeMap<PathElement, &'v Value> {
+    let mut map = std::collections::BTreeMap::new();
+    for item in list.and_then(Value::as_array).into_iter().flatten() {
+        if let Some(element) = item_element(item, kind, schema.items()) {
+            map.entry(element).or_insert(item);
+        }
+    }
+    map
 }
 
 /// An applied configuration merged into a live object (`Merge`, keeping the
@@ -437,8 +496,9 @@ pub fn update(
     ignored: &FieldSet,
     schema: Schema<'_>,
 ) -> Vec<Entry> {
-    let comparison = compare(live, new, schema).without(ignored);
-    let changed = comparison.changed();
+    let Comparison { added, modified, removed } = compare(live, new, schema).without(ignored);
+    let mut changed = added;
+    changed.union_with(&modified);
     let mine = |entry: &Entry| {
         entry.operation == Operation::Update
             && entry.manager == writer.manager
@@ -452,15 +512,26 @@ pub fn update(
             previous = Some(entry.clone());
             continue;
         }
-        let fields = entry.fields.difference(&entry.fields.intersection(&changed)).difference(&comparison.removed);
+        // What the writer changed or removed is no longer theirs.
+        let mut fields = entry.fields.clone();
+        fields.remove_all(&changed);
+        fields.remove_all(&removed);
         if !fields.is_empty() {
             out.push(Entry { fields, ..entry.clone() });
         }
     }
-    let base = previous.clone().map(|p| p.fields).unwrap_or_default();
-    let fields = base.difference(&comparison.removed).union(&changed);
+    let touched = !changed.is_empty();
+    let fields = match &previous {
+        Some(previous) => {
+            let mut fields = previous.fields.clone();
+            fields.remove_all(&removed);
+            fields.union_with(&changed);
+            fields
+        }
+        None => changed,
+    };
     if !fields.is_empty() {
-        let time = if changed.is_empty() { previous.and_then(|p| p.time) } else { Some(writer.now.to_string()) };
+        let time = if touched { Some(writer.now.to_string()) } else { previous.and_then(|p| p.time) };
         out.push(Entry {
             manager: writer.manager.to_string(),
             operation: Operation::Update,
@@ -564,7 +635,7 @@ pub fn apply(
     // What the applier owned and dropped, that nobody owns now and that keeps nothing
     // owned below it, goes.
     // The metadata no manager owns is never dropped.
-    let mut managed = applied.union(&stripped());
+    let mut managed = applied.union(stripped());
     for entry in entries.iter().filter(|e| !is_applier(e)) {
         managed = managed.union(&entry.fields);
     }
@@ -803,6 +874,21 @@ mod tests {
             with(|s| apply(&edited, &config, &entries, &writer("kubectl"), false, &FieldSet::new(), s)).unwrap_err();
         assert_eq!(conflicts.len(), 1);
         assert_eq!(conflicts[0].0.manager, "kubectl-edit");
+    }
+
+    #[test]
+    fn duplicate_items_of_keyed_lists_are_named_once() {
+        let config = json!({"spec": {"containers": [
+            {"name": "a", "image": "x"}, {"name": "a"}, {"name": "a"},
+            {"name": "b", "ports": []}],
+            "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "TCP"}]}});
+        assert_eq!(
+            with(|s| duplicate_entries(&config, s)),
+            [
+                r#".spec.containers: duplicate entries for key [name="a"]"#,
+                r#".spec.ports: duplicate entries for key [containerPort=80,protocol="TCP"]"#
+            ]
+        );
     }
 
     #[test]

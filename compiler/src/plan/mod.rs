@@ -334,8 +334,7 @@ fn plan_server_side(
     // A status written through the main resource is reset by the API server for kinds
     // that have one (the status subresource): not the applier's.
     let mut ignored = crate::field_set::FieldSet::new();
-    let has_status = catalog.with_merge_schema(gvk, |schema| schema.declares("status"));
-    if has_status {
+    if catalog.resets_status(gvk) {
         ignored.insert(&[crate::field_set::PathElement::Field("status".into())]);
     }
     let writer = Write { manager, api_version: &api_version, subresource: None, now };

@@ -213,6 +213,9 @@ struct CustomKind {
     /// Its CEL rules (`x-kubernetes-validations`), compiled; `None` when it has none.
     rules: Option<Arc<cel::Rules>>,
     namespaced: bool,
+    /// Whether the version has the `status` subresource (then writes of the main resource
+    /// reset `status`, and `status` writes everything else).
+    status_subresource: bool,
 }
 
 pub struct Catalog {
@@ -308,7 +311,14 @@ impl Catalog {
             let crd_name = format!("{}s.{KUBEYARD_GROUP}", kind.to_lowercase());
             self.custom.get_mut().unwrap_or_else(|e| e.into_inner()).insert(
                 gvk,
-                CustomKind { crd_name, schema, structural: Arc::new(open_api), rules: None, namespaced: *namespaced },
+                CustomKind {
+                    crd_name,
+                    schema,
+                    structural: Arc::new(open_api),
+                    rules: None,
+                    namespaced: *namespaced,
+                    status_subresource: false,
+                },
             );
         }
         Ok(())
@@ -339,7 +349,8 @@ impl Catalog {
             .map_or_else(|| format!("{}.{group}", kind.to_lowercase()), str::to_string);
         // apiextensions/v1beta1 had one schema for all versions, and a single `version`.
         let shared_schema = spec.pointer("/validation/openAPIV3Schema");
-        let mut versions: Vec<(String, Option<&Value>)> = Vec::new();
+        let shared_status = spec.pointer("/subresources/status").is_some();
+        let mut versions: Vec<(String, Option<&Value>, bool)> = Vec::new();
         if let Some(list) = spec.get("versions").and_then(Value::as_array) {
             for entry in list {
                 // The API server refuses objects of a version it does not serve.
@@ -348,18 +359,19 @@ impl Catalog {
                 }
                 if let Some(version) = entry.get("name").and_then(Value::as_str) {
                     let schema = entry.pointer("/schema/openAPIV3Schema").or(shared_schema);
-                    versions.push((version.to_string(), schema));
+                    let status = entry.pointer("/subresources/status").is_some() || shared_status;
+                    versions.push((version.to_string(), schema, status));
                 }
             }
         } else if let Some(version) = spec.get("version").and_then(Value::as_str) {
-            versions.push((version.to_string(), shared_schema));
+            versions.push((version.to_string(), shared_schema, shared_status));
         }
         if versions.is_empty() {
             return Err("spec.versions lists no version".into());
         }
         let namespaced = spec.get("scope").and_then(Value::as_str) != Some("Cluster");
         let mut kinds = Vec::new();
-        for (version, open_api) in versions {
+        for (version, open_api, status_subresource) in versions {
             let gvk = GroupVersionKind::new(group, version, kind);
             let schema = openapi::custom_resource_schema(open_api, &gvk.api_version(), kind, self.strict);
             let structural = open_api
@@ -367,7 +379,9 @@ impl Catalog {
                 .unwrap_or_else(|| serde_json::json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
             let rules = cel::Rules::compile(&structural, &gvk.api_version(), kind).map(Arc::new);
             let structural = Arc::new(structural);
-            kinds.push((gvk, CustomKind { crd_name: name.clone(), schema, structural, rules, namespaced }));
+            let custom =
+                CustomKind { crd_name: name.clone(), schema, structural, rules, namespaced, status_subresource };
+            kinds.push((gvk, custom));
         }
         let registered: Vec<GroupVersionKind> = kinds.iter().map(|(gvk, _)| gvk.clone()).collect();
         let mut custom = self.custom.write().unwrap_or_else(|e| e.into_inner());
@@ -527,6 +541,18 @@ impl Catalog {
             defs.map(|defs| defs.iter().map(|(k, v)| (k.clone(), v.clone())).collect()).unwrap_or_default()
         });
         Some((definitions.get(name)?, definitions))
+    }
+
+    /// Whether writes of a kind's main resource reset its `status` (server-side apply's
+    /// ownership leaves it out): a CRD version with the `status` subresource, a built-in
+    /// kind with a `status`.
+    pub fn resets_status(&self, gvk: &GroupVersionKind) -> bool {
+        if let Some(custom) = self.customs().get(gvk) {
+            return custom.status_subresource;
+        }
+        self.builtin_definition(gvk).is_some_and(|(node, definitions)| {
+            crate::list_merge::Schema { node: Some(node), definitions: Some(definitions) }.declares("status")
+        })
     }
 
     /// Whether objects of a kind live in a namespace: CRDs say so in `spec.scope`.

@@ -178,6 +178,25 @@ pub(super) async fn apply(
         }
     }
     objects::check_namespace(target, &mut config)?;
+    let duplicates = with_schema(server, resource, |schema| structured_merge::duplicate_entries(&config, schema));
+    if !duplicates.is_empty() {
+        // Kubernetes' words, with its status: a 500 without a reason.
+        let group_version =
+            if resource.group.is_empty() { format!("/{}", resource.version) } else { resource.api_version() };
+        let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or("default") } else { "" };
+        let errors = match duplicates.as_slice() {
+            [one] => one.clone(),
+            many => format!("errors:\n  {}", many.join("\n  ")),
+        };
+        return Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({namespace}/{name}; {group_version}, Kind={}): {errors}",
+                resource.kind
+            ),
+        ));
+    }
     let now = now(server);
     let version = resource.api_version();
     let writer =

@@ -765,16 +765,18 @@ pub(super) async fn create_object(
     }
     let id = uid();
     prepare_create(resource, &mut object, &id, &server.options.clock.timestamp());
-    if let Some(managed) = managed {
-        metadata(&mut object).insert("managedFields".into(), managed);
-    }
     if resource.builtin_kind() == "Pod" {
         default_tolerations(&mut object, server.options.default_toleration_seconds);
     }
     if resource.builtin_kind() == "PersistentVolumeClaim" {
         default_storage_class(server, &mut object).await?;
     }
-    let object = admit(server, resource, object, None)?;
+    let mut object = admit(server, resource, object, None)?;
+    // The field manager's entries are its own (checked as they were decoded): admission
+    // neither validates nor normalizes them.
+    if let Some(managed) = managed {
+        metadata(&mut object).insert("managedFields".into(), managed);
+    }
     if crds::is_crd(resource) {
         crds::validate(server, &object, None)?;
     }
@@ -877,7 +879,13 @@ pub(super) async fn write(
         if crds::is_crd(resource) {
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
+        // The field manager's entries are its own (checked as they were decoded): admission
+        // neither validates nor normalizes them.
+        let managed = metadata(&mut prepared).remove("managedFields");
         let mut admitted = admit(server, resource, prepared, Some(&current))?;
+        if let Some(managed) = managed {
+            metadata(&mut admitted).insert("managedFields".into(), managed);
+        }
         // Ownership is judged on the objects as stored: defaults filled on both sides. A
         // binding sets the node outside the field manager, as Kubernetes' registry does.
         if through != Some("binding") {

@@ -67,6 +67,19 @@ fn applies_are_checked_created_and_tracked_as_kubernetes_does() {
     let forced = apply(&url, "?fieldManager=me&force=true", &config);
     assert_eq!(forced.status, 200, "{}", forced.text);
     assert_eq!(forced.body["data"]["a"], "1");
+    // An applied configuration may not hold an item of a keyed list twice (an update may).
+    let dup_url = format!("{}/apis/apps/v1/namespaces/default/deployments/dup", server.url);
+    let env = json!([{"name": "FOO", "value": "1"}, {"name": "FOO", "value": "2"}]);
+    let twice = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dup"},
+        "spec": {"selector": {"matchLabels": {"app": "dup"}}, "template": {"metadata": {"labels": {"app": "dup"}},
+                 "spec": {"containers": [{"name": "c", "image": "nginx", "env": env}]}}}});
+    let refused = apply(&dup_url, "?fieldManager=me", &twice);
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        r#"failed to create typed patch object (default/dup; apps/v1, Kind=Deployment): .spec.template.spec.containers[name="c"].env: duplicate entries for key [name="FOO"]"#
+    );
+    assert!(refused.body.get("reason").is_none(), "{}", refused.text);
 }
 
 #[test]
