@@ -795,7 +795,6 @@ pub(super) async fn create_object(
         _ => None,
     };
     // A Service's cluster IP and node ports, held until the write is settled.
-    let mut object = object;
     let claim = allocate::create(server, target, &key, &mut object).await?;
     if dry_run(query)? {
         return match server.store.get(&key).await.map_err(|e| store_error(resource, &name, e))? {
