@@ -161,25 +161,21 @@ fn duplicates(value: &Value, schema: Schema<'_>, path: &mut Path, out: &mut Vec<
         }
         Value::Array(items) => {
             let kind = schema.list_kind(Writer::Structural);
-            if !matches!(kind, ListKind::Map(_)) {
-                return;
-            }
-            let mut seen: Vec<PathElement> = Vec::new();
-            let mut reported: Vec<PathElement> = Vec::new();
+            let mut seen = std::collections::BTreeSet::new();
             for item in items {
                 let Some(element) = item_element(item, &kind, schema.items()) else { continue };
+                // Every repeat is an error of its own, as structured-merge-diff reports them.
                 if seen.contains(&element) {
-                    if !reported.contains(&element) {
-                        let key = crate::field_set::path_text(std::slice::from_ref(&element));
-                        out.push(format!("{}: duplicate entries for key {key}", crate::field_set::path_text(path)));
-                        reported.push(element);
-                    }
-                    continue;
+                    let key = crate::field_set::path_text(std::slice::from_ref(&element));
+                    out.push(format!("{}: duplicate entries for key {key}", crate::field_set::path_text(path)));
+                } else {
+                    seen.insert(element.clone());
                 }
-                path.push(element.clone());
-                duplicates(item, schema.items(), path, out);
-                path.pop();
-                seen.push(element);
+                if matches!(kind, ListKind::Map(_)) {
+                    path.push(element);
+                    duplicates(item, schema.items(), path, out);
+                    path.pop();
+                }
             }
         }
         _ => {}
@@ -877,14 +873,16 @@ mod tests {
     }
 
     #[test]
-    fn duplicate_items_of_keyed_lists_are_named_once() {
-        let config = json!({"spec": {"containers": [
+    fn every_repeated_item_of_a_keyed_list_or_set_is_an_error() {
+        let config = json!({"metadata": {"finalizers": ["f", "f"]}, "spec": {"containers": [
             {"name": "a", "image": "x"}, {"name": "a"}, {"name": "a"},
             {"name": "b", "ports": []}],
             "ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "TCP"}]}});
         assert_eq!(
             with(|s| duplicate_entries(&config, s)),
             [
+                r#".metadata.finalizers: duplicate entries for key [="f"]"#,
+                r#".spec.containers: duplicate entries for key [name="a"]"#,
                 r#".spec.containers: duplicate entries for key [name="a"]"#,
                 r#".spec.ports: duplicate entries for key [containerPort=80,protocol="TCP"]"#
             ]

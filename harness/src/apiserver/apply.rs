@@ -162,6 +162,30 @@ pub(super) async fn apply(
     if config.pointer("/metadata/managedFields").is_some_and(|m| !m.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
+    // The typed patch object is made (and refused) before its name and namespace are
+    // checked against the URL's.
+    let duplicates = with_schema(server, resource, |schema| structured_merge::duplicate_entries(&config, schema));
+    if !duplicates.is_empty() {
+        // Kubernetes' words, with its status: a 500 without a reason; the namespace and
+        // name are the configuration's own.
+        let group_version =
+            if resource.group.is_empty() { format!("/{}", resource.version) } else { resource.api_version() };
+        let own = |field: &str| config.pointer(&format!("/metadata/{field}")).and_then(Value::as_str).unwrap_or("");
+        let errors = match duplicates.as_slice() {
+            [one] => one.clone(),
+            many => format!("errors:\n  {}", many.join("\n  ")),
+        };
+        return Err(ApiError::new(
+            500,
+            "",
+            format!(
+                "failed to create typed patch object ({}/{}; {group_version}, Kind={}): {errors}",
+                own("namespace"),
+                own("name"),
+                resource.kind
+            ),
+        ));
+    }
     let name = target.name.clone().unwrap_or_default();
     match config.pointer("/metadata/name").and_then(Value::as_str) {
         Some(given) if given != name => {
@@ -178,25 +202,6 @@ pub(super) async fn apply(
         }
     }
     objects::check_namespace(target, &mut config)?;
-    let duplicates = with_schema(server, resource, |schema| structured_merge::duplicate_entries(&config, schema));
-    if !duplicates.is_empty() {
-        // Kubernetes' words, with its status: a 500 without a reason.
-        let group_version =
-            if resource.group.is_empty() { format!("/{}", resource.version) } else { resource.api_version() };
-        let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or("default") } else { "" };
-        let errors = match duplicates.as_slice() {
-            [one] => one.clone(),
-            many => format!("errors:\n  {}", many.join("\n  ")),
-        };
-        return Err(ApiError::new(
-            500,
-            "",
-            format!(
-                "failed to create typed patch object ({namespace}/{name}; {group_version}, Kind={}): {errors}",
-                resource.kind
-            ),
-        ));
-    }
     let now = now(server);
     let version = resource.api_version();
     let writer =

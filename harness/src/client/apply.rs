@@ -104,7 +104,8 @@ async fn apply_one(
         Action::Create | Action::Update | Action::Unchanged | Action::Conflict,
     ) = (mode, entry.action)
     {
-        if entry.action != Action::Create {
+        // Not for an apply the plan knows will be refused: a failed apply changes nothing.
+        if entry.action != Action::Create && (entry.action != Action::Conflict || *force) {
             client.upgrade_client_side(&path, manager).await?;
         }
         let source = written.or(entry.result.as_ref()).cloned().unwrap_or(Value::Null);

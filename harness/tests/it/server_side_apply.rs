@@ -70,7 +70,7 @@ fn applies_are_checked_created_and_tracked_as_kubernetes_does() {
     // An applied configuration may not hold an item of a keyed list twice (an update may).
     let dup_url = format!("{}/apis/apps/v1/namespaces/default/deployments/dup", server.url);
     let env = json!([{"name": "FOO", "value": "1"}, {"name": "FOO", "value": "2"}]);
-    let twice = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dup"},
+    let twice = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "dup", "namespace": "default"},
         "spec": {"selector": {"matchLabels": {"app": "dup"}}, "template": {"metadata": {"labels": {"app": "dup"}},
                  "spec": {"containers": [{"name": "c", "image": "nginx", "env": env}]}}}});
     let refused = apply(&dup_url, "?fieldManager=me", &twice);
