@@ -163,7 +163,11 @@ impl<K: Kind> Informer<K> {
         });
         let weak = Arc::downgrade(&inner);
         tokio::spawn(async move {
-            let stream = watcher(api, config).default_backoff();
+            // No component reads managedFields: the cache does not keep them (client-go's
+            // informers are given the same transform), and writes that send none keep the
+            // live ones.
+            let stream =
+                watcher(api, config).default_backoff().modify(|object| object.meta_mut().managed_fields = None);
             futures_util::pin_mut!(stream);
             while let Some(event) = stream.next().await {
                 let Some(inner) = weak.upgrade() else { return };

@@ -407,8 +407,13 @@ pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen, clock: C
         listing_nodes: Vec::new(),
         seen,
     };
-    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default()).default_backoff();
-    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default()).default_backoff();
+    // The scheduler's cache keeps no managedFields (it never reads them).
+    let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|pod| pod.metadata.managed_fields = None);
+    let nodes = watcher(Api::<Node>::all(client.clone()), watcher::Config::default())
+        .default_backoff()
+        .modify(|node| node.metadata.managed_fields = None);
     futures_util::pin_mut!(pods, nodes);
     let mut tick = tokio::time::interval(RETRY_AFTER_CHANGE);
     // When a pod last joined the queue.

@@ -461,7 +461,8 @@ async fn watch(shared: Arc<Shared>, single: Option<String>) {
         None => watcher::Config::default(),
     };
     let pods: Api<Pod> = Api::all(shared.client.clone());
-    let stream = watcher(pods, config).default_backoff();
+    // The node agent keeps no managedFields (it never reads them).
+    let stream = watcher(pods, config).default_backoff().modify(|pod| pod.metadata.managed_fields = None);
     futures_util::pin_mut!(stream);
     while let Some(event) = stream.next().await {
         match event {
