@@ -63,6 +63,25 @@ pub struct Conflict {
     pub manager: String,
 }
 
+impl Conflict {
+    /// From a 409's `FieldManagerConflict` cause (`field`, `conflict with <manager>`).
+    pub fn from_cause(field: String, message: &str) -> Conflict {
+        Conflict { field, manager: message.trim_start_matches("conflict with ").to_string() }
+    }
+}
+
+/// A create's changes: every field of the object but its type.
+fn creation_changes(object: &Value, schema: Schema<'_>) -> Vec<Change> {
+    let mut shown = object.clone();
+    if let Some(map) = shown.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
+    let mut changes = Vec::new();
+    merge::diff(&Value::Object(serde_json::Map::new()), &shown, schema, &mut String::new(), &mut changes);
+    changes
+}
+
 /// One object's part of the plan.
 #[derive(Clone, Debug, Serialize)]
 pub struct Entry {
@@ -243,17 +262,7 @@ pub fn plan_one(
     let schema = definition
         .map_or(Schema::NONE, |(node, definitions)| Schema { node: Some(node), definitions: Some(definitions) });
     let (action, mut changes, result) = match state.get(id) {
-        None => {
-            let mut changes = Vec::new();
-            let empty = Value::Object(serde_json::Map::new());
-            let mut shown = wanted.clone();
-            if let Some(map) = shown.as_object_mut() {
-                map.remove("apiVersion");
-                map.remove("kind");
-            }
-            merge::diff(&empty, &shown, schema, &mut String::new(), &mut changes);
-            (Action::Create, changes, wanted.clone())
-        }
+        None => (Action::Create, creation_changes(wanted, schema), wanted.clone()),
         Some(current) => {
             // Both sides in stored form: a live object as kubectl prints it (nulls,
             // `creationTimestamp: null`, `stringData`) must not read as a difference.
@@ -367,13 +376,7 @@ fn plan_server_side(
             })
             .map_err(|conflicts| {
                 let (_, causes) = crate::managed_fields::conflict_status(&conflicts);
-                causes
-                    .into_iter()
-                    .map(|(field, message)| Conflict {
-                        field,
-                        manager: message.trim_start_matches("conflict with ").to_string(),
-                    })
-                    .collect()
+                causes.into_iter().map(|(field, message)| Conflict::from_cause(field, &message)).collect()
             }),
     };
     let definition = catalog.builtin_definition(gvk);
@@ -399,13 +402,7 @@ fn plan_server_side(
                 merge::diff(&live, &merged, schema, &mut String::new(), &mut entry.changes);
                 entry.action = if entry.changes.is_empty() { Action::Unchanged } else { Action::Update };
             } else {
-                let mut shown = merged.clone();
-                if let Some(map) = shown.as_object_mut() {
-                    map.remove("apiVersion");
-                    map.remove("kind");
-                }
-                let empty = Value::Object(serde_json::Map::new());
-                merge::diff(&empty, &shown, schema, &mut String::new(), &mut entry.changes);
+                entry.changes = creation_changes(&merged, schema);
                 entry.action = Action::Create;
             }
             if let Some(metadata) = merged.get_mut("metadata").and_then(Value::as_object_mut)

@@ -279,14 +279,9 @@ impl Client {
                 let conflicts: Vec<Conflict> = causes
                     .iter()
                     .filter(|c| c.get("reason").and_then(Value::as_str) == Some("FieldManagerConflict"))
-                    .map(|c| Conflict {
-                        field: c.get("field").and_then(Value::as_str).unwrap_or_default().to_string(),
-                        manager: c
-                            .get("message")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .trim_start_matches("conflict with ")
-                            .to_string(),
+                    .map(|c| {
+                        let text = |key: &str| c.get(key).and_then(Value::as_str).unwrap_or_default();
+                        Conflict::from_cause(text("field").to_string(), text("message"))
                     })
                     .collect();
                 if conflicts.is_empty() {
