@@ -33,6 +33,10 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: 
         controllers::daemonset::run, clock;
         controllers::statefulset::run, clock;
         controllers::job::run, clock;
+        controllers::disruption::run, clock;
+        controllers::cronjob::run, clock;
+        controllers::pod_gc::run, clock;
+        controllers::service_lb::run, clock;
         controllers::endpoints::run;
         controllers::endpointslice::run;
         controllers::persistentvolume::run;

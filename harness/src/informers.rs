@@ -16,12 +16,13 @@
 
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
@@ -397,6 +398,8 @@ pub struct Informers {
     pub persistent_volume_claims: Informer<PersistentVolumeClaim>,
     pub persistent_volumes: Informer<PersistentVolume>,
     pub storage_classes: Informer<StorageClass>,
+    pub pod_disruption_budgets: Informer<PodDisruptionBudget>,
+    pub cronjobs: Informer<CronJob>,
 }
 
 impl Informers {
@@ -417,6 +420,8 @@ impl Informers {
             persistent_volume_claims: Informer::start(Api::all(client.clone())),
             persistent_volumes: Informer::start(Api::all(client.clone())),
             storage_classes: Informer::start(Api::all(client.clone())),
+            pod_disruption_budgets: Informer::start(Api::all(client.clone())),
+            cronjobs: Informer::start(Api::all(client.clone())),
         }
     }
 }

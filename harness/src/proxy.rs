@@ -2,7 +2,8 @@
 //! Service's NodePorts are listened on at the node's addresses, and its cluster IP is
 //! added to the node's loopback and listened on, so a connection from the host to
 //! `node:nodePort`, or from a pod on this node to `clusterIP:port`, is forwarded to one of
-//! the Service's ready endpoints, picked at random. Endpoints are read at each
+//! the Service's ready endpoints, picked at random. A LoadBalancer Service's ingress (the
+//! nodes' own addresses) is listened on at its ports too, as k3s' ServiceLB does. Endpoints are read at each
 //! connection, so a pod that stops being ready stops getting new connections at once.
 
 use crate::informers::Informer;
@@ -53,6 +54,14 @@ fn routes(services: &[Arc<Service>]) -> BTreeMap<SocketAddr, Route> {
             };
             if let Some(ip) = cluster_ip {
                 routes.insert(SocketAddr::new(IpAddr::V4(ip), number), route.clone());
+            }
+            // A LoadBalancer's ingress is the nodes' addresses (controllers/service_lb.rs):
+            // this node answers on its own at the Service's port.
+            let ingress = service.status.as_ref().and_then(|s| s.load_balancer.as_ref()?.ingress.as_ref());
+            for ip in ingress.into_iter().flatten().filter_map(|i| i.ip.as_deref()?.parse::<Ipv4Addr>().ok()) {
+                if spec.type_.as_deref() == Some("LoadBalancer") && network::holds(ip) {
+                    routes.insert(SocketAddr::new(IpAddr::V4(ip), number), route.clone());
+                }
             }
             if let Some(node_port) = port.node_port.and_then(|p| u16::try_from(p).ok()) {
                 routes.insert(SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), node_port), route);

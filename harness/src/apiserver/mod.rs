@@ -9,6 +9,7 @@ pub mod allocate;
 mod apply;
 mod conversion;
 pub mod crds;
+pub mod eviction;
 mod exec;
 mod exec_spdy;
 pub mod fields;
@@ -887,6 +888,13 @@ async fn handle(
             if target.subresource.as_deref() == Some("portforward") && matches!(method, Method::GET | Method::POST) =>
         {
             portforward::serve(server, &target, &query, &mut parts).await
+        }
+        Route::Objects(target) if target.subresource.as_deref() == Some("eviction") => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let body = read_body(body).await?;
+            eviction::evict(server, &target, &parts.headers, &query, &body).await
         }
         Route::Objects(target) if target.subresource.as_deref() == Some("token") => {
             if method != Method::POST {

@@ -29,6 +29,9 @@ use std::time::Duration;
 
 /// Writers that lose a compare-and-swap retry this many times before giving up.
 const RETRIES: usize = 64;
+/// A create whose generated name was taken tries this many other names (Kubernetes'
+/// `maxNameGenerationCreateAttempts` is 8 attempts in all).
+const GENERATE_NAME_RETRIES: usize = 7;
 
 pub(super) async fn handle(
     server: &Arc<ApiServer>,
@@ -110,7 +113,7 @@ pub(super) fn flag(query: &Query, name: &str) -> bool {
     query.get(name).is_some_and(|v| v == "true" || v == "1")
 }
 
-fn dry_run(query: &Query) -> Result<bool, ApiError> {
+pub(super) fn dry_run(query: &Query) -> Result<bool, ApiError> {
     match query.get("dryRun").map(String::as_str) {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
@@ -240,7 +243,7 @@ pub(super) fn decode_yaml(body: &Bytes) -> Result<Value, ApiError> {
 }
 
 /// The body must be the endpoint's kind (apiVersion and kind may be left out).
-fn check_type(
+pub(super) fn check_type(
     resource: &Resource,
     object: &mut Value,
     expected_version: &str,
@@ -721,7 +724,8 @@ pub(super) async fn create_object(
         let shown = shown.unwrap_or_default().to_string();
         super::serviceaccount::admit(server, namespace, &shown, &mut object).await?;
     }
-    if text(&object, "/metadata/name").is_none() {
+    let generated = text(&object, "/metadata/name").is_none();
+    if generated {
         match text(&object, "/metadata/generateName").map(str::to_string) {
             Some(prefix) => {
                 // A seeded generator starts again with the server: skip names in use
@@ -804,8 +808,25 @@ pub(super) async fn create_object(
     }
     let mut stored = object.clone();
     conversion::to_storage(server, resource, &mut stored).await?;
-    let created = server.store.create(&key, to_bytes(&stored)).await;
+    let mut created = server.store.create(&key, to_bytes(&stored)).await;
     claim.settle(&key, created.as_ref().map(|_| Some(&object)));
+    let mut name = name;
+    // A generated name someone took meanwhile: another one, up to 7 times, as Kubernetes
+    // 1.32 retries (RetryGenerateName). The claims (a Service's addresses) were settled
+    // for the first key; only kinds without them are retried.
+    let prefix = text(&object, "/metadata/generateName").map(str::to_string);
+    let scope = target.namespace.clone().unwrap_or_default();
+    for _ in 0..GENERATE_NAME_RETRIES {
+        let (true, Some(prefix), Err(StoreError::Exists(_))) = (generated, prefix.as_deref(), &created) else { break };
+        if resource.builtin_kind() == "Service" {
+            break;
+        }
+        name = format!("{prefix}{}", server.options.names.suffix(&scope, prefix));
+        metadata(&mut object).insert("name".into(), json!(name));
+        metadata(&mut stored).insert("name".into(), json!(name));
+        let key = resource.key(target.namespace.as_deref(), &name);
+        created = server.store.create(&key, to_bytes(&stored)).await;
+    }
     let revision = created.map_err(|e| store_error(resource, &name, e))?;
     set_revision(&mut object, revision);
     if crds::is_crd(resource) {
@@ -1407,6 +1428,12 @@ pub(super) struct DeleteOptions {
 
 fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<DeleteOptions, ApiError> {
     let from_body = if body.iter().all(u8::is_ascii_whitespace) { json!({}) } else { decode(headers, body)? };
+    delete_options_of(&from_body, query)
+}
+
+/// `DeleteOptions` as a body holds them (an Eviction's `deleteOptions` too), the query's
+/// parameters before them.
+pub(super) fn delete_options_of(from_body: &Value, query: &Query) -> Result<DeleteOptions, ApiError> {
     let grace = query
         .get("gracePeriodSeconds")
         .map(|g| g.parse::<i64>().map_err(|_| ApiError::bad_request("gracePeriodSeconds must be a whole number")))
@@ -1430,7 +1457,7 @@ fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<De
             "propagationPolicy: Unsupported value: \"{policy}\": supported values: \"Foreground\", \"Background\", \"Orphan\""
         )));
     }
-    let revision = text(&from_body, "/preconditions/resourceVersion").map(parse_revision).transpose()?;
+    let revision = text(from_body, "/preconditions/resourceVersion").map(parse_revision).transpose()?;
     // Typed clients (client-go, kube-rs) say `dryRun: ["All"]` in the body.
     let dry_run = match from_body.get("dryRun") {
         None | Some(Value::Null) => dry_run(query)?,
@@ -1446,7 +1473,7 @@ fn delete_options(headers: &HeaderMap, query: &Query, body: &Bytes) -> Result<De
         grace,
         dry_run,
         propagation,
-        uid: text(&from_body, "/preconditions/uid").map(str::to_string),
+        uid: text(from_body, "/preconditions/uid").map(str::to_string),
         revision,
         without_admission: false,
     })

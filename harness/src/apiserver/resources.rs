@@ -604,6 +604,7 @@ impl Resource {
         }
         if self.kind == "Pod" {
             subresources.push("binding");
+            subresources.push("eviction");
             subresources.push("log");
             subresources.push("exec");
             subresources.push("attach");
@@ -636,6 +637,7 @@ fn subresource(resource: &Resource, sub: &str) -> Value {
     let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match sub {
         "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
         "binding" => ("Binding", "", "v1", &["create"]),
+        "eviction" => ("Eviction", "policy", "v1", &["create"]),
         "finalize" => ("Namespace", "", "v1", &["update"]),
         "log" => ("Pod", "", "v1", &["get"]),
         "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),

@@ -19,6 +19,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, ListParams};
 use kubeyard_compiler::quantity::Quantity;
+use kubeyard_compiler::schema::KubernetesVersion;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
@@ -36,6 +37,11 @@ pub struct UpArgs {
     /// Each node's capacity, as `resource=quantity` pairs.
     #[arg(long, value_name = "LIST", default_value = "cpu=4,memory=8Gi,pods=110")]
     node_capacity: String,
+
+    /// One node, with its own capacity over --node-capacity (`--node cpu=4,memory=8Gi
+    /// --node cpu=16` runs two nodes); repeated, instead of --nodes.
+    #[arg(long = "node", value_name = "LIST", conflicts_with = "nodes")]
+    node: Vec<String>,
 
     /// Seeds the scheduler's tie-breaking and the simulated delays: the same seed places
     /// every pod on the same node.
@@ -93,10 +99,32 @@ fn default_kubeconfig() -> PathBuf {
     home.join(".kube").join("kubeyard")
 }
 
-pub fn run(args: UpArgs) -> Exit {
-    let capacity = match capacity(&args.node_capacity) {
-        Ok(capacity) => capacity,
+/// Each node's capacity: `--node-capacity` for every node, or per `--node`, over it.
+fn capacities(args: &UpArgs) -> Result<Vec<BTreeMap<String, String>>, String> {
+    let shared = capacity(&args.node_capacity)?;
+    if args.node.is_empty() {
+        return Ok(vec![shared; args.nodes as usize]);
+    }
+    args.node
+        .iter()
+        .map(|own| {
+            let mut merged = shared.clone();
+            merged.extend(capacity(own).map_err(|e| e.replacen("--node-capacity", "--node", 1))?);
+            Ok(merged)
+        })
+        .collect()
+}
+
+pub fn run(mut args: UpArgs) -> Exit {
+    let capacities = match capacities(&args) {
+        Ok(capacities) => capacities,
         Err(message) => return usage_error(&message),
+    };
+    args.nodes = u32::try_from(capacities.len()).unwrap_or(u32::MAX);
+    let version = match args.inputs.kubernetes_version.as_deref().map(str::parse::<KubernetesVersion>) {
+        Some(Err(error)) => return usage_error(&format!("--kubernetes-version: {error}")),
+        Some(Ok(version)) => Some(version),
+        None => None,
     };
     let most = if args.containers { MAX_NODES as u32 } else { 2800 };
     if args.nodes == 0 || args.nodes > most {
@@ -114,7 +142,8 @@ pub fn run(args: UpArgs) -> Exit {
         spec.node_grace = Duration::from_secs(args.node_monitor_grace_period);
         spec.insecure_http = args.insecure_http;
         spec.simulate_absent_images = args.simulate_absent_images;
-        for node in &mut spec.nodes {
+        spec.kubernetes_version = version.map(|v| v.to_string());
+        for (node, capacity) in spec.nodes.iter_mut().zip(&capacities) {
             node.capacity.extend(capacity.clone());
         }
         let progress = |message: &str| eprintln!("kubeyard: {message}");
@@ -169,7 +198,10 @@ pub fn run(args: UpArgs) -> Exit {
     config.listen = args.listen.clone();
     config.node_grace = Duration::from_secs(args.node_monitor_grace_period);
     config.secure = !args.insecure_http;
-    for node in &mut config.nodes {
+    if let Some(version) = version {
+        config.version = version;
+    }
+    for (node, capacity) in config.nodes.iter_mut().zip(&capacities) {
         node.capacity.extend(capacity.clone());
     }
     let plane = match runtime.block_on(ControlPlane::boot(config)) {
@@ -367,5 +399,31 @@ mod tests {
         assert_eq!(parsed.len(), 3);
         assert!(capacity("cpu").unwrap_err().contains("not resource=quantity"));
         assert!(capacity("cpu=lots").unwrap_err().contains("cpu=lots"));
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        up: UpArgs,
+    }
+
+    fn parse(args: &[&str]) -> Result<UpArgs, clap::Error> {
+        use clap::Parser;
+        Cli::try_parse_from(std::iter::once("up").chain(args.iter().copied())).map(|cli| cli.up)
+    }
+
+    #[test]
+    fn each_node_flag_is_a_node_with_its_own_capacity() {
+        let args = parse(&["--node-capacity", "cpu=2,memory=4Gi", "--node", "cpu=16", "--node", "memory=1Gi"]).unwrap();
+        let each = capacities(&args).unwrap();
+        assert_eq!(each.len(), 2);
+        assert_eq!((each[0]["cpu"].as_str(), each[0]["memory"].as_str()), ("16", "4Gi"));
+        assert_eq!((each[1]["cpu"].as_str(), each[1]["memory"].as_str()), ("2", "1Gi"));
+        let shared = capacities(&parse(&["--nodes", "3"]).unwrap()).unwrap();
+        assert_eq!(shared.len(), 3);
+        assert_eq!(shared[2]["pods"], "110");
+        let bad = capacities(&parse(&["--node", "cpu=lots"]).unwrap()).unwrap_err();
+        assert!(bad.starts_with("--node: cpu=lots"), "{bad}");
+        assert!(parse(&["--nodes", "2", "--node", "cpu=1"]).is_err(), "one or the other");
     }
 }

@@ -106,6 +106,8 @@ pub struct ClusterSpec {
     /// How long pods stay on a node that is not ready or unreachable before they are
     /// evicted, unless they say (the API server's `--default-*-toleration-seconds`, 300).
     pub default_toleration_seconds: u64,
+    /// The Kubernetes version the API server serves (`/version`, schemas); none: the latest.
+    pub kubernetes_version: Option<String>,
 }
 
 impl ClusterSpec {
@@ -120,6 +122,7 @@ impl ClusterSpec {
             simulate_absent_images: false,
             insecure_http: false,
             default_toleration_seconds: 300,
+            kubernetes_version: None,
         }
     }
 }
@@ -374,6 +377,9 @@ impl ContainerCluster {
             &format!("--default-not-ready-toleration-seconds={}", spec.default_toleration_seconds),
             &format!("--default-unreachable-toleration-seconds={}", spec.default_toleration_seconds),
         ]);
+        if let Some(version) = &spec.kubernetes_version {
+            apiserver_cmd.push(format!("--kubernetes-version={version}"));
+        }
         let mut apiserver_files = vec![
             file("etcd-ca.crt", &credentials.etcd_ca),
             file("etcd-client.crt", &credentials.etcd_client.cert_pem),

@@ -380,18 +380,10 @@ fn excess(daemon: &Daemon, running: &[&Pod]) -> Vec<String> {
     delete
 }
 
-/// `intstr.GetScaledValueFromIntOrPercent`, rounding up as the DaemonSet controller does.
+/// `maxSurge`/`maxUnavailable` scaled to `total`, rounding up as the DaemonSet controller does.
 fn scaled(value: &IntOrString, total: usize) -> Result<usize, Error> {
-    match value {
-        IntOrString::Int(count) => Ok(usize::try_from(*count).unwrap_or(0)),
-        IntOrString::String(text) => {
-            let percent: usize = text
-                .strip_suffix('%')
-                .and_then(|p| p.parse().ok())
-                .ok_or_else(|| Error::Invalid(format!("invalid value for IntOrString: {text:?}")))?;
-            Ok((percent * total).div_ceil(100))
-        }
-    }
+    let total = i64::try_from(total).unwrap_or(i64::MAX);
+    Ok(usize::try_from(super::scaled(value, total, true)?).unwrap_or(0))
 }
 
 /// The node's up-to-date and old pod, or `None` when it has two of a kind (`manage`

@@ -442,18 +442,11 @@ impl Settings {
     }
 }
 
-/// `intstr.GetScaledValueFromIntOrPercent`: a count, or a percentage of `total`.
+/// `maxSurge`/`maxUnavailable` scaled to `total` (`25%` when unset, the API's default).
 fn scaled(value: Option<&IntOrString>, total: i32, round_up: bool) -> Result<i32, Error> {
-    let percent = match value {
-        Some(IntOrString::Int(count)) => return Ok(*count),
-        Some(IntOrString::String(text)) => text
-            .strip_suffix('%')
-            .and_then(|p| p.parse::<i32>().ok())
-            .ok_or_else(|| Error::Invalid(format!("invalid value for IntOrString: {text:?} is not a percentage")))?,
-        None => 25,
-    };
-    let exact = f64::from(percent) * f64::from(total) / 100.0;
-    Ok(if round_up { exact.ceil() } else { exact.floor() } as i32)
+    let default = IntOrString::String("25%".into());
+    let scaled = super::scaled(value.unwrap_or(&default), i64::from(total), round_up)?;
+    Ok(i32::try_from(scaled).unwrap_or(i32::MAX))
 }
 
 /// `ResolveFenceposts`: with both zero no pod could ever be replaced, so one may be unavailable.

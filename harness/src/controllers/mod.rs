@@ -13,8 +13,10 @@
 //! own loops: they watch kinds no shared informer holds (namespaces; every kind discovery
 //! finds).
 
+pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
+pub mod disruption;
 pub mod endpoints;
 pub mod endpointslice;
 pub mod every_namespace;
@@ -23,9 +25,11 @@ pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;
 pub mod persistentvolume;
+pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
 pub mod root_ca;
+pub mod service_lb;
 pub mod serviceaccount;
 pub mod statefulset;
 pub mod taint_eviction;
@@ -191,6 +195,21 @@ pub(crate) fn same_content<T: serde::Serialize>(a: &T, b: &T) -> bool {
     }
     let json = |v: &T| prune(serde_json::to_value(v).unwrap_or(Value::Null));
     json(a) == json(b)
+}
+
+/// `intstr.GetScaledValueFromIntOrPercent` of a typed field (`kubeyard_compiler::int_or_percent`).
+pub(crate) fn scaled(
+    value: &k8s_openapi::apimachinery::pkg::util::intstr::IntOrString,
+    total: i64,
+    round_up: bool,
+) -> Result<i64, Error> {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString as Typed;
+    use kubeyard_compiler::int_or_percent::{self, IntOrString};
+    let value = match value {
+        Typed::Int(count) => IntOrString::Int(i64::from(*count)),
+        Typed::String(text) => IntOrString::String(text),
+    };
+    int_or_percent::scaled(value, total, round_up).map_err(Error::Invalid)
 }
 
 /// The controller reference an owner puts on what it makes.

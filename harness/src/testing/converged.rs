@@ -13,8 +13,7 @@ use std::collections::BTreeSet;
 /// Kinds that no controller of kubeyard's acts on yet, with what would: on a kubeyard
 /// cluster they are stored and nothing more, so they never count as realised (a real
 /// cluster's controllers would act on them).
-pub const UNACTED: [(&str, &str); 2] =
-    [("HorizontalPodAutoscaler", "no autoscaler scales its target"), ("CronJob", "no controller makes its Jobs")];
+pub const UNACTED: [(&str, &str); 1] = [("HorizontalPodAutoscaler", "no autoscaler scales its target")];
 
 /// Why nothing will realise an object of `kind` on a kubeyard cluster, if so.
 pub fn unacted(kind: &str) -> Option<&'static str> {

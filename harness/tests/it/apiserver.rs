@@ -618,3 +618,26 @@ fn concurrent_writers_retrying_on_conflict_lose_no_update() {
     // The test means something only if writers did collide.
     assert!(conflicts > 0, "no conflicts: the writers never raced");
 }
+
+#[test]
+fn a_generated_name_taken_meanwhile_is_drawn_again() {
+    // A seeded server draws the same names as a generator of the same seed: take the
+    // first nine it will try (its check before the write skips eight taken ones), so
+    // that its write meets a taken name and must draw again, as Kubernetes 1.32 does.
+    let names = kubeyard_harness::apiserver::names::Names::seeded(11);
+    let options =
+        Options { names: Arc::new(kubeyard_harness::apiserver::names::Names::seeded(11)), ..Options::default() };
+    let server = Server::with(Arc::new(MemoryStore::new()), options);
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let taken: Vec<String> = (0..9).map(|_| format!("gen-{}", names.suffix("default", "gen-"))).collect();
+    let next = format!("gen-{}", names.suffix("default", "gen-"));
+    // Created by name, these leave the server's own sequence where it was.
+    for name in &taken {
+        assert_eq!(post(&collection, &config_map(name, json!({}))).status, 201);
+    }
+    let generated =
+        post(&collection, &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"generateName": "gen-"}}));
+    assert_eq!(generated.status, 201, "{}", generated.text);
+    assert_eq!(generated.body["metadata"]["name"], json!(next));
+    assert_eq!(get(&format!("{collection}/{next}")).status, 200);
+}

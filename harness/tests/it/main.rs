@@ -25,6 +25,7 @@ mod garbage_collector;
 mod graph;
 mod kube_rs;
 mod kubectl;
+mod kubectl_cluster;
 mod lint_fixtures;
 mod live_plans;
 mod namespace;

@@ -36,11 +36,25 @@ fn message_descriptor(api_version: &str, kind: &str) -> Result<Option<MessageDes
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("core", api_version));
     let short = group.split('.').next().unwrap_or(group);
     let package = format!(".{short}.{version}");
-    Ok(files()?
-        .iter()
-        .filter(|file| format!(".{}", file.package()).ends_with(&package))
-        .find_map(|file| file.message_by_package_relative_name(kind)))
+    let find = |package: &str| {
+        Ok::<_, ApiError>(
+            files()?
+                .iter()
+                .filter(|file| format!(".{}", file.package()).ends_with(package))
+                .find_map(|file| file.message_by_package_relative_name(kind)),
+        )
+    };
+    // The options kinds (`DeleteOptions`, ...) are meta.k8s.io's, registered in every
+    // group version: client-go sends them typed with the resource's own (`v1`, `apps/v1`).
+    match find(&package)? {
+        None if META_KINDS.contains(&kind) => find(".meta.v1"),
+        found => Ok(found),
+    }
 }
+
+/// The kinds of meta.k8s.io/v1 every group version carries.
+const META_KINDS: &[&str] =
+    &["DeleteOptions", "CreateOptions", "UpdateOptions", "PatchOptions", "GetOptions", "ListOptions"];
 
 /// The `runtime.Unknown` envelope's message.
 fn unknown_descriptor() -> Result<MessageDescriptor, ApiError> {

@@ -183,3 +183,18 @@ fn durations_and_schema_names_read_as_go_writes_them() {
     assert_eq!(schema_props_name("xKubernetesPreserveUnknownFields"), "x-kubernetes-preserve-unknown-fields");
     assert_eq!(schema_props_name("ref"), "$ref");
 }
+
+#[test]
+fn delete_options_typed_with_the_resources_group_version_read_as_meta_v1() {
+    // client-go's typed clients send DeleteOptions (kubectl's delete fallback, drain
+    // without eviction) under the resource's own group version.
+    for api_version in ["v1", "apps/v1", "meta.k8s.io/v1"] {
+        let options = json!({"apiVersion": api_version, "kind": "DeleteOptions",
+                             "gracePeriodSeconds": 0, "propagationPolicy": "Foreground", "dryRun": ["All"]});
+        assert_eq!(decode(&body(&options)).unwrap(), options, "{api_version}");
+    }
+    let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                          "metadata": {"name": "web-0", "namespace": "shop"},
+                          "deleteOptions": {"gracePeriodSeconds": 30}});
+    assert_eq!(decode(&body(&eviction)).unwrap(), eviction);
+}

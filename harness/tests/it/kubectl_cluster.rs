@@ -1,0 +1,186 @@
+//! kubectl 1.32 against a whole cluster (`kubeyard up`: API server, scheduler, controller
+//! manager, simulated nodes), for the commands that need controllers behind the API:
+//! drain with a PodDisruptionBudget, ...
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KUBEYARD: &str = env!("CARGO_BIN_EXE_kubeyard");
+
+/// A `kubeyard up` cluster with no manifests, stopped when dropped.
+struct Up {
+    child: Child,
+    dir: tempfile::TempDir,
+}
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Up {
+    /// Starts a cluster of `nodes` nodes and waits until they are all Ready.
+    fn start(nodes: usize, extra: &[&str]) -> Up {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        let mut child = Command::new(KUBEYARD)
+            .args(["up", "--nodes", &nodes.to_string(), "--seed", "1", "--kubeconfig-out"])
+            .arg(&kubeconfig)
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        // Drained so that the cluster never blocks on a full pipe.
+        std::thread::spawn(move || BufReader::new(stderr).lines().map_while(Result::ok).for_each(drop));
+        let up = Up { child, dir };
+        let start = Instant::now();
+        loop {
+            if up.kubeconfig().exists() {
+                let output = up.kubectl(&["get", "nodes", "--no-headers"]);
+                let text = String::from_utf8_lossy(&output.stdout);
+                if output.status.success() && text.lines().filter(|l| l.contains(" Ready ")).count() == nodes {
+                    return up;
+                }
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "the cluster did not come up");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
+    }
+
+    fn kubectl(&self, args: &[&str]) -> Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .output()
+            .expect("kubectl runs")
+    }
+
+    /// kubectl's standard output; the test fails if kubectl does.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.kubectl(args);
+        assert!(
+            output.status.success(),
+            "kubectl {args:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    fn apply(&self, yaml: &str) -> String {
+        let path = self.dir.path().join("applied.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        self.ok(&["apply", "-f", path.to_str().unwrap()])
+    }
+
+    /// Waits until `args`' output holds `wanted`.
+    fn wait_for(&self, args: &[&str], wanted: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let output = self.kubectl(args);
+            let text = String::from_utf8_lossy(&output.stdout).into_owned();
+            if output.status.success() && wanted(&text) {
+                return text;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "kubectl {args:?} never showed it:\n{text}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+const GUARDED: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: nginx:1.25}
+      volumes:
+      - {name: scratch, emptyDir: {}}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web}
+spec:
+  minAvailable: 1
+  selector: {matchLabels: {app: web}}
+---
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - {name: agent, image: busybox:1.36}
+";
+
+#[test]
+fn kubectl_drain_evicts_through_a_disruption_budget() {
+    let cluster = Up::start(2, &[]);
+    // Both replicas on node-1: draining it has to wait for the budget.
+    cluster.ok(&["cordon", "node-2"]);
+    cluster.apply(GUARDED);
+    cluster.wait_for(&["get", "pdb", "web", "-o", "jsonpath={.status.disruptionsAllowed}"], |t| t == "1");
+    let placed = cluster.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert_eq!(placed, "node-1 node-1");
+    let status = cluster.ok(&["get", "pdb", "web", "-o", "jsonpath={.status}"]);
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    assert_eq!(
+        (&status["currentHealthy"], &status["desiredHealthy"], &status["expectedPods"]),
+        (&serde_json::json!(2), &serde_json::json!(1), &serde_json::json!(2)),
+        "{status}"
+    );
+    cluster.ok(&["uncordon", "node-2"]);
+
+    // Without the flags kubectl refuses, naming the pods, as against Kubernetes.
+    let refused = cluster.kubectl(&["drain", "node-1"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    // It cordoned the node before it looked at the pods, as kubectl does.
+    assert!(String::from_utf8_lossy(&refused.stdout).contains("node/node-1 cordoned"));
+    assert!(stderr.contains("cannot delete DaemonSet-managed Pods (use --ignore-daemonsets to ignore)"), "{stderr}");
+    assert!(
+        stderr.contains("cannot delete Pods with local storage (use --delete-emptydir-data to override)"),
+        "{stderr}"
+    );
+
+    let drained =
+        cluster.kubectl(&["drain", "node-1", "--ignore-daemonsets", "--delete-emptydir-data", "--timeout=60s"]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&drained.stdout), String::from_utf8_lossy(&drained.stderr));
+    assert!(drained.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("node/node-1 already cordoned"), "{stdout}");
+    assert!(stderr.contains("Warning: ignoring DaemonSet-managed Pods: default/agent-"), "{stderr}");
+    // The second eviction waits until the first pod's replacement is ready on node-2.
+    assert!(
+        stderr.contains("(will retry after 5s): Cannot evict pod as it would violate the pod's disruption budget."),
+        "{stderr}"
+    );
+    assert!(stdout.matches(" evicted").count() >= 2 && stdout.contains("node/node-1 drained"), "{stdout}");
+    let placed = cluster.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[*].spec.nodeName}"]);
+    assert_eq!(placed, "node-2 node-2");
+    // The budget recorded what the evictions did, and is whole again.
+    cluster.wait_for(&["get", "pdb", "web", "-o", "jsonpath={.status.disruptionsAllowed}"], |t| t == "1");
+    let nodes = cluster.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]);
+    assert_eq!(nodes, "true");
+}
