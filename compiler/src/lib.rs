@@ -10,6 +10,7 @@
 pub mod admission;
 pub mod admission_policy;
 pub mod assertion;
+pub mod autoscaling;
 pub mod config;
 pub mod crd;
 pub mod cron;

@@ -16,6 +16,7 @@
 
 use futures_util::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
@@ -400,6 +401,7 @@ pub struct Informers {
     pub storage_classes: Informer<StorageClass>,
     pub pod_disruption_budgets: Informer<PodDisruptionBudget>,
     pub cronjobs: Informer<CronJob>,
+    pub horizontal_pod_autoscalers: Informer<HorizontalPodAutoscaler>,
 }
 
 impl Informers {
@@ -422,6 +424,7 @@ impl Informers {
             storage_classes: Informer::start(Api::all(client.clone())),
             pod_disruption_budgets: Informer::start(Api::all(client.clone())),
             cronjobs: Informer::start(Api::all(client.clone())),
+            horizontal_pod_autoscalers: Informer::start(Api::all(client.clone())),
         }
     }
 }

@@ -6,7 +6,8 @@
 //! conversion webhook is sent a `ConversionReview` holding the objects whose version
 //! differs, and of what it answers only the body, labels and annotations are kept.
 //!
-//! Built-in kinds are served in one version each here, so they pass through untouched.
+//! Built-in kinds are served in one version each, but HorizontalPodAutoscalers (v1 and
+//! v2, stored in v2), converted without a webhook.
 
 use super::ApiServer;
 use super::resources::{Conversion, Resource};
@@ -35,8 +36,31 @@ pub(super) async fn to_request(server: &ApiServer, resource: &Resource, objects:
     convert(server, resource, objects, &resource.api_version()).await
 }
 
+/// Built-in kinds served in several versions: the version they are stored in.
+/// HorizontalPodAutoscalers are served in `autoscaling/v1` (what `kubectl autoscale`
+/// writes) and `autoscaling/v2`, stored in v2, converted by `kubeyard_compiler::autoscaling`.
+fn builtin_storage(resource: &Resource) -> Option<&'static str> {
+    (resource.crd.is_none() && resource.group == "autoscaling" && resource.kind == "HorizontalPodAutoscaler")
+        .then_some("autoscaling/v2")
+}
+
+/// A built-in kind's object into version `to`.
+fn convert_builtin(object: &mut Value, to: &str) {
+    use kubeyard_compiler::autoscaling;
+    match (api_version(object), to) {
+        (from, to) if from == to => {}
+        (_, "autoscaling/v1") => *object = autoscaling::to_v1(object),
+        (_, "autoscaling/v2") => *object = autoscaling::to_v2(object),
+        _ => {}
+    }
+}
+
 /// An object admitted in the request's version, into the version it is stored in.
 pub(super) async fn to_storage(server: &ApiServer, resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
+    if let Some(storage) = builtin_storage(resource) {
+        convert_builtin(object, storage);
+        return Ok(());
+    }
     let Some((storage, _)) = server.resources.snapshot().storage_of(resource) else { return Ok(()) };
     convert(server, resource, std::slice::from_mut(object), storage).await
 }
@@ -50,6 +74,10 @@ pub(super) fn needs_webhook(server: &ApiServer, resource: &Resource) -> bool {
 /// Converts without a webhook: `apiVersion` set to the resource's. What watches of
 /// `None`-strategy kinds do for every event.
 pub(super) fn rename(resource: &Resource, object: &mut Value) {
+    if builtin_storage(resource).is_some() {
+        convert_builtin(object, &resource.api_version());
+        return;
+    }
     if resource.crd.is_some()
         && let Some(map) = object.as_object_mut()
         && map.get("apiVersion").and_then(Value::as_str) != Some(resource.api_version().as_str())
@@ -65,6 +93,10 @@ pub(super) async fn convert(
     objects: &mut [Value],
     to: &str,
 ) -> Result<(), ApiError> {
+    if builtin_storage(resource).is_some() {
+        objects.iter_mut().for_each(|object| convert_builtin(object, to));
+        return Ok(());
+    }
     if resource.crd.is_none() || objects.iter().all(|o| api_version(o) == to) {
         return Ok(());
     }

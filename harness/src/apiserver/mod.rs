@@ -16,6 +16,7 @@ pub mod fields;
 pub mod kubeconfig;
 pub mod kubernetes_service;
 mod logs;
+mod metrics;
 pub mod names;
 pub mod objects;
 pub mod openapi;
@@ -888,6 +889,9 @@ async fn handle(
             if target.subresource.as_deref() == Some("portforward") && matches!(method, Method::GET | Method::POST) =>
         {
             portforward::serve(server, &target, &query, &mut parts).await
+        }
+        Route::Objects(target) if target.resource.is_metrics() => {
+            metrics::serve(server, &method, &target, &query).await
         }
         Route::Objects(target) if target.subresource.as_deref() == Some("eviction") => {
             if method != Method::POST {

@@ -132,6 +132,24 @@ pub static RESOURCES: &[Resource] = &[
             false,
         )
     },
+    // What `kubectl autoscale` writes; stored as v2 (conversion.rs).
+    Resource {
+        version: "v1",
+        ..workload(
+            r(
+                "autoscaling",
+                "HorizontalPodAutoscaler",
+                "horizontalpodautoscalers",
+                "horizontalpodautoscaler",
+                true,
+                &["hpa"],
+            ),
+            false,
+        )
+    },
+    // The resource metrics API (metrics-server's, served here from the nodes: metrics.rs).
+    Resource { version: "v1beta1", ..r("metrics.k8s.io", "NodeMetrics", "nodes", "", false, &[]) },
+    Resource { version: "v1beta1", ..r("metrics.k8s.io", "PodMetrics", "pods", "", true, &[]) },
     with_status(r("policy", "PodDisruptionBudget", "poddisruptionbudgets", "poddisruptionbudget", true, &["pdb"])),
     with_status(r("networking.k8s.io", "Ingress", "ingresses", "ingress", true, &["ing"])),
     r("networking.k8s.io", "IngressClass", "ingressclasses", "ingressclass", false, &[]),
@@ -380,6 +398,7 @@ impl Served {
         // Custom resources list their verbs in the order Kubernetes' CRD handler does;
         // a terminating CRD's kinds can no longer be created or changed.
         let verbs: &[&str] = match resource.crd {
+            None if resource.is_metrics() => METRICS_VERBS,
             None => VERBS,
             Some(_) if self.terminating(resource) => TERMINATING_VERBS,
             Some(_) => CUSTOM_VERBS,
@@ -594,6 +613,11 @@ impl Resource {
         key
     }
 
+    /// A kind of the resource metrics API (`metrics.k8s.io`): computed, not stored.
+    pub fn is_metrics(&self) -> bool {
+        self.group == "metrics.k8s.io"
+    }
+
     pub fn subresources(&self) -> Vec<&'static str> {
         let mut subresources = Vec::new();
         if self.status {
@@ -628,6 +652,8 @@ impl Resource {
 const PROXY_VERBS: &[&str] = &["create", "delete", "get", "patch", "update"];
 
 const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
+/// The metrics API's: read only, no watch.
+const METRICS_VERBS: &[&str] = &["get", "list"];
 /// A custom resource's verbs, in the order Kubernetes' CRD handler lists them.
 const CUSTOM_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
 const TERMINATING_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];

@@ -253,15 +253,6 @@ fn serve(
             Ok(planned) => planned,
             Err(exit) => return Served::Stopped(exit),
         };
-        // Kinds nothing in kubeyard acts on yet are stored and no more: said once per kind.
-        let unacted: std::collections::BTreeMap<&str, &str> = planned
-            .written
-            .keys()
-            .filter_map(|id| Some((id.kind.as_str(), crate::testing::converged::unacted(&id.kind)?)))
-            .collect();
-        for (kind, why) in unacted {
-            eprintln!("kubeyard: warning: {kind} objects are stored, but kubeyard does not act on them yet ({why})");
-        }
         let applier = Client::new(client.clone(), server);
         let applied = runtime.block_on(async {
             tokio::select! {

@@ -21,6 +21,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod every_namespace;
 pub mod garbage_collector;
+pub mod hpa;
 pub mod job;
 pub mod namespace;
 pub mod node_lifecycle;

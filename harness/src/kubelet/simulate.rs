@@ -12,6 +12,23 @@ use std::time::Duration;
 
 pub const ANNOTATION: &str = "kubeyard.dev/simulate";
 
+/// What each container of a simulated pod uses, for the resource metrics API (`kubectl
+/// top`, HorizontalPodAutoscalers): `cpu=250m,memory=64Mi`. Absent, a container uses
+/// nothing.
+pub const USAGE: &str = "kubeyard.dev/usage";
+
+/// Reads a `kubeyard.dev/usage` value: `resource=quantity` pairs.
+pub fn usage(text: &str) -> Result<std::collections::BTreeMap<String, kubeyard_compiler::quantity::Quantity>, String> {
+    let mut usage = std::collections::BTreeMap::new();
+    for pair in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, quantity) =
+            pair.split_once('=').ok_or_else(|| format!("{USAGE}: `{pair}` is not resource=quantity"))?;
+        let quantity = quantity.trim().parse().map_err(|e| format!("{USAGE}: {pair}: {e}"))?;
+        usage.insert(name.trim().to_string(), quantity);
+    }
+    Ok(usage)
+}
+
 /// A container of a pod whose restart policy is not `Always` runs this long unless told.
 pub const DEFAULT_RUN: Duration = Duration::from_secs(1);
 

@@ -2,23 +2,12 @@
 //! judge it: each Deployment Available with every replica updated and available, each
 //! StatefulSet, DaemonSet, ReplicaSet and ReplicationController with every replica ready,
 //! each Job complete, each Service that selects pods with ready endpoints, each Pod
-//! running and ready (or done), and no pod in the applied namespaces left Pending. Kinds
-//! nothing in kubeyard acts on yet (`UNACTED`) are never realised on its clusters.
+//! running and ready (or done), and no pod in the applied namespaces left Pending.
 
 use super::cluster::{Applied, Cluster, Error};
 use super::expect::{Failure, Holds};
 use serde_json::Value;
 use std::collections::BTreeSet;
-
-/// Kinds that no controller of kubeyard's acts on yet, with what would: on a kubeyard
-/// cluster they are stored and nothing more, so they never count as realised (a real
-/// cluster's controllers would act on them).
-pub const UNACTED: [(&str, &str); 1] = [("HorizontalPodAutoscaler", "no autoscaler scales its target")];
-
-/// Why nothing will realise an object of `kind` on a kubeyard cluster, if so.
-pub fn unacted(kind: &str) -> Option<&'static str> {
-    UNACTED.iter().find(|(k, _)| *k == kind).map(|(_, why)| *why)
-}
 
 fn number(object: &Value, pointer: &str) -> i64 {
     object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
@@ -103,16 +92,7 @@ pub async fn check(cluster: &Cluster) -> Result<Holds, Error> {
     let mut reasons = Vec::new();
     let mut subjects = Vec::new();
     let mut namespaces = BTreeSet::new();
-    // A cluster of kubeyard's own (not one of a kubeconfig's, whose controllers may act).
-    let ours = cluster.plane().is_some() || cluster.container_cluster().is_some();
     for applied in cluster.applied() {
-        if let Some(why) = unacted(&applied.kind).filter(|_| ours) {
-            reasons.push(format!(
-                "{} {}: kubeyard does not act on {}s yet ({why}), so it is not realised here",
-                applied.kind, applied.name, applied.kind
-            ));
-            continue;
-        }
         let namespace = applied.namespace.as_deref();
         let Some(object) = cluster.get(&applied.api_version, &applied.kind, namespace, &applied.name).await? else {
             reasons.push(format!("{} {} is gone", applied.kind, applied.name));

@@ -184,3 +184,65 @@ fn kubectl_drain_evicts_through_a_disruption_budget() {
     let nodes = cluster.ok(&["get", "node", "node-1", "-o", "jsonpath={.spec.unschedulable}"]);
     assert_eq!(nodes, "true");
 }
+
+const LOADED: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata:
+      labels: {app: web}
+      annotations: {kubeyard.dev/usage: \"cpu=50m,memory=32Mi\"}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        resources: {requests: {cpu: 200m, memory: 64Mi}}
+";
+
+#[test]
+fn kubectl_autoscale_and_top_read_the_resource_metrics() {
+    let cluster = Up::start(2, &[]);
+    cluster.apply(LOADED);
+    let top = cluster.wait_for(&["top", "pods"], |t| t.contains("web-") && t.contains("50m"));
+    assert!(top.contains("CPU(cores)") && top.contains("32Mi"), "{top}");
+    let nodes = cluster.wait_for(&["top", "nodes"], |t| t.contains("node-1") && t.contains("node-2"));
+    assert!(nodes.contains("CPU(cores)") && nodes.contains("MEMORY(%)"), "{nodes}");
+
+    // kubectl autoscale writes autoscaling/v1; the API server keeps it as v2.
+    let created = cluster.ok(&["autoscale", "deployment", "web", "--min=1", "--max=3", "--cpu-percent=50"]);
+    assert!(created.contains("horizontalpodautoscaler.autoscaling/web autoscaled"), "{created}");
+    let v1 = cluster.ok(&[
+        "get",
+        "horizontalpodautoscalers.v1.autoscaling",
+        "web",
+        "-o",
+        "jsonpath={.spec.targetCPUUtilizationPercentage}",
+    ]);
+    assert_eq!(v1, "50");
+    let v2 = cluster.ok(&["get", "hpa", "web", "-o", "jsonpath={.spec.metrics[0].resource.target.averageUtilization}"]);
+    assert_eq!(v2, "50");
+    cluster.wait_for(
+        &["get", "hpa", "web", "-o", "jsonpath={.status.currentMetrics[0].resource.current.averageUtilization}"],
+        |t| t == "25",
+    );
+
+    // Load: 400m of 200m against 50% asks for four pods; three is the most.
+    cluster.ok(&["annotate", "pods", "-l", "app=web", "kubeyard.dev/usage=cpu=400m", "--overwrite"]);
+    cluster.wait_for(&["get", "deployment", "web", "-o", "jsonpath={.spec.replicas}"], |t| t == "3");
+    let events = cluster.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "reason=SuccessfulRescale",
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("New size: 3; reason: cpu resource utilization (percentage of request) above target"),
+        "{events}"
+    );
+}
