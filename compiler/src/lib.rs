@@ -16,6 +16,7 @@ pub mod crd;
 pub mod cron;
 pub mod diagnostic;
 pub mod duration;
+pub mod events;
 pub mod field_error;
 pub mod field_set;
 pub mod graph;

@@ -255,7 +255,11 @@ pub fn parse(text: &str) -> Option<SystemTime> {
 /// kubectl's short age (`duration.HumanDuration`).
 pub fn age(since: Option<&str>) -> String {
     let Some(then) = since.and_then(parse) else { return "<unknown>".into() };
-    let seconds = SystemTime::now().duration_since(then).unwrap_or_default().as_secs();
+    human_duration(SystemTime::now().duration_since(then).unwrap_or_default().as_secs())
+}
+
+/// apimachinery's `HumanDuration` of a span in seconds (`45s`, `3m20s`, `2d4h`).
+pub fn human_duration(seconds: u64) -> String {
     let (minutes, hours, days) = (seconds / 60, seconds / 3600, seconds / 86_400);
     if seconds < 120 {
         format!("{seconds}s")

@@ -1,11 +1,27 @@
-//! Events, as every component records them (`EventRecorder`): a `v1` Event about one
-//! object, with the reporting component and, for a kubelet, its node. Recording is best
-//! effort, as in Kubernetes: an event that cannot be written is dropped, never an error
-//! of the component's own work.
+//! Events, as every component records them (client-go's `EventRecorder`): a `v1` Event
+//! about one object, with the reporting component and, for a kubelet, its node.
+//!
+//! Recording goes through the recorder's correlation, as in Kubernetes
+//! (`tools/record/events_cache.go`), so a repeated event is one Event with a count:
+//!
+//! - the same event again (same source, object, type, reason and message) within the
+//!   cache's memory patches the existing Event: `count` + 1, a new `lastTimestamp`;
+//! - the tenth distinct message of one (source, object, type, reason) within ten minutes
+//!   becomes `(combined from similar events): <message>`, counted from then on;
+//! - each (source, object, type) may record 25 events at once, then one per five minutes
+//!   (a token bucket on the control plane's clock); the rest are dropped.
+//!
+//! Writing is asynchronous and best effort, as the broadcaster's is: an event that cannot be
+//! written is dropped, never an error of the component's own work, and past 1,000 events
+//! waiting to be written new ones are dropped.
 
 use k8s_openapi::api::core::v1::Event;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Who reports: `default-scheduler`, `kubelet` (with its node), a controller.
 #[derive(Clone, Copy, Debug)]
@@ -33,13 +49,24 @@ pub fn event(object: &Value, source: Source<'_>, kind: Type, reason: &str, messa
         ("", "") => ("v1", "Pod"),
         pair => pair,
     };
+    // Cluster-scoped objects' events live in `default`, as the recorder puts them.
+    let home = if namespace.is_empty() { "default" } else { namespace };
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+    let mut involved =
+        json!({"apiVersion": api_version, "kind": kind_of, "name": name, "uid": text(object, "/metadata/uid")});
+    if !namespace.is_empty() {
+        involved["namespace"] = json!(namespace);
+    }
+    // A container's events name it within the pod (`spec.containers{web}`).
+    if let Some(path) = object.get("fieldPath").and_then(Value::as_str) {
+        involved["fieldPath"] = json!(path);
+    }
     let mut source_field = json!({"component": source.component});
     let mut event = json!({
         "apiVersion": "v1",
         "kind": "Event",
-        "metadata": {"generateName": format!("{name}."), "namespace": namespace},
-        "involvedObject": {"apiVersion": api_version, "kind": kind_of, "name": name, "namespace": namespace,
-                           "uid": text(object, "/metadata/uid")},
+        "metadata": {"name": format!("{name}.{nanos:x}"), "namespace": home},
+        "involvedObject": involved,
         "reason": reason,
         "message": message,
         "type": match kind { Type::Normal => "Normal", Type::Warning => "Warning" },
@@ -56,7 +83,133 @@ pub fn event(object: &Value, source: Source<'_>, kind: Type, reason: &str, messa
     event
 }
 
-/// Writes the event into the object's namespace; a failure is dropped.
+/// `maxQueuedEvents`: events waiting to be written past this are dropped.
+const MAX_QUEUED: usize = 1000;
+/// The dedupe cache's size (`maxLruCacheEntries`).
+const CACHE: usize = 4096;
+/// The spam filter's bucket: 25 at once, one more every 300 s.
+const BURST: f64 = 25.0;
+const REFILL_SECONDS: f64 = 300.0;
+/// Distinct messages of one kind of event before they are combined, and within how long.
+const SIMILAR: usize = 10;
+const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
+
+static QUEUED: AtomicUsize = AtomicUsize::new(0);
+static CORRELATOR: LazyLock<Mutex<Correlator>> = LazyLock::new(Mutex::default);
+
+/// What the recorder remembers (one for the process: the keys hold the object's uid, so
+/// clusters in one process never share an entry).
+#[derive(Default)]
+struct Correlator {
+    /// Event key → (the Event's name and namespace, its count, its first timestamp, when used).
+    seen: HashMap<String, Seen>,
+    /// Spam key → (tokens, last refill).
+    buckets: HashMap<String, (f64, SystemTime)>,
+    /// Aggregate key → (distinct messages, last seen).
+    similar: HashMap<String, (HashSet<String>, SystemTime)>,
+    uses: u64,
+}
+
+#[derive(Clone)]
+struct Seen {
+    name: String,
+    count: i64,
+    first: String,
+    used: u64,
+}
+
+/// What to write for one recorded event.
+#[derive(Debug, PartialEq)]
+enum Write {
+    Create(Value),
+    /// Patch the Event `name` (in its namespace) to this count, or create `event` if it is gone.
+    Count {
+        name: String,
+        count: i64,
+        event: Value,
+    },
+}
+
+impl Correlator {
+    /// `EventCorrelate`: aggregate, dedupe, then filter spam. `None`: dropped.
+    fn correlate(&mut self, mut event: Value, now: SystemTime) -> Option<Write> {
+        let involved = &event["involvedObject"];
+        let object_key = format!(
+            "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
+            text(&event, "/source/component"),
+            text(&event, "/source/host"),
+            text(involved, "/kind"),
+            text(involved, "/namespace"),
+            text(involved, "/name"),
+            text(involved, "/uid"),
+            text(involved, "/apiVersion"),
+        );
+        let (kind, reason, message) = (
+            text(&event, "/type").to_string(),
+            text(&event, "/reason").to_string(),
+            text(&event, "/message").to_string(),
+        );
+        // Similar events: the tenth distinct message within ten minutes is combined.
+        let aggregate_key = format!("{object_key}\u{0}{kind}\u{0}{reason}");
+        let record = self.similar.entry(aggregate_key.clone()).or_insert_with(|| (HashSet::new(), now));
+        if now.duration_since(record.1).unwrap_or_default() > SIMILAR_WINDOW {
+            *record = (HashSet::new(), now);
+        }
+        record.0.insert(message.clone());
+        record.1 = now;
+        let key = if record.0.len() >= SIMILAR {
+            record.0.remove(&message);
+            event["message"] = json!(format!("(combined from similar events): {message}"));
+            aggregate_key
+        } else {
+            format!("{aggregate_key}\u{0}{}\u{0}{message}", text(&event, "/involvedObject/fieldPath"))
+        };
+        // Spam: a bucket per source and object.
+        let spam_key = format!("{object_key}\u{0}{kind}");
+        let bucket = self.buckets.entry(spam_key).or_insert((BURST, now));
+        let elapsed = now.duration_since(bucket.1).unwrap_or_default().as_secs_f64();
+        bucket.0 = (bucket.0 + elapsed / REFILL_SECONDS).min(BURST);
+        bucket.1 = now;
+        if bucket.0 < 1.0 {
+            return None;
+        }
+        bucket.0 -= 1.0;
+        self.uses += 1;
+        let uses = self.uses;
+        let write = match self.seen.get_mut(&key) {
+            Some(seen) => {
+                seen.count += 1;
+                seen.used = uses;
+                event["metadata"]["name"] = json!(seen.name);
+                event["count"] = json!(seen.count);
+                event["firstTimestamp"] = json!(seen.first);
+                Write::Count { name: seen.name.clone(), count: seen.count, event }
+            }
+            None => {
+                let seen = Seen {
+                    name: text(&event, "/metadata/name").to_string(),
+                    count: 1,
+                    first: text(&event, "/firstTimestamp").to_string(),
+                    used: uses,
+                };
+                self.seen.insert(key, seen);
+                Write::Create(event)
+            }
+        };
+        // An LRU's bound, kept in batches: the older half goes when it is full.
+        if self.seen.len() > CACHE {
+            let cutoff = uses.saturating_sub(CACHE as u64 / 2);
+            self.seen.retain(|_, seen| seen.used > cutoff);
+            let cutoff = now.checked_sub(SIMILAR_WINDOW).unwrap_or(UNIX_EPOCH);
+            self.similar.retain(|_, (_, last)| *last > cutoff);
+            self.buckets.retain(|_, (tokens, _)| *tokens < BURST);
+        }
+        Some(write)
+    }
+}
+
+/// Records the event: correlated, then written into the object's namespace in the
+/// background; a failure is dropped.
 pub async fn record(
     client: &kube::Client,
     object: &Value,
@@ -67,9 +220,39 @@ pub async fn record(
     timestamp: &str,
 ) {
     let event = event(object, source, kind, reason, message, timestamp);
+    let now = crate::clock::parse(timestamp).unwrap_or_else(SystemTime::now);
+    let write = {
+        let mut correlator = CORRELATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        correlator.correlate(event, now)
+    };
+    let Some(write) = write else { return };
+    if QUEUED.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+        return;
+    }
+    let client = client.clone();
+    tokio::spawn(async move {
+        send(&client, write).await;
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+async fn send(client: &kube::Client, write: Write) {
+    let (event, patched) = match write {
+        Write::Create(event) => (event, None),
+        Write::Count { name, count, event } => (event, Some((name, count))),
+    };
     let namespace = text(&event, "/metadata/namespace").to_string();
+    let api: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    if let Some((name, count)) = patched {
+        let patch = json!({"count": count, "lastTimestamp": event["lastTimestamp"], "message": event["message"]});
+        match api.patch(&name, &PatchParams::default(), &Patch::Merge(patch)).await {
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            _ => return,
+        }
+    }
     if let Ok(event) = serde_json::from_value::<Event>(event) {
-        let _ = Api::<Event>::namespaced(client.clone(), &namespace).create(&PostParams::default(), &event).await;
+        let _ = api.create(&PostParams::default(), &event).await;
     }
 }
 
@@ -82,7 +265,8 @@ mod tests {
         let pod = json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"}});
         let source = Source { component: "kubelet", host: Some("node-2") };
         let recorded = event(&pod, source, Type::Warning, "BackOff", "Back-off restarting", "2026-01-01T00:00:00Z");
-        assert_eq!(recorded["metadata"], json!({"generateName": "web-1.", "namespace": "shop"}));
+        assert!(recorded["metadata"]["name"].as_str().unwrap().starts_with("web-1."));
+        assert_eq!(recorded["metadata"]["namespace"], "shop");
         assert_eq!(
             recorded["involvedObject"],
             json!({"apiVersion": "v1", "kind": "Pod", "name": "web-1", "namespace": "shop", "uid": "u-1"})
@@ -92,16 +276,55 @@ mod tests {
             (recorded["reportingInstance"].as_str(), recorded["type"].as_str()),
             (Some("node-2"), Some("Warning"))
         );
-        let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}});
-        let scaled = event(
-            &deployment,
-            Source { component: "deployment-controller", host: None },
-            Type::Normal,
-            "Scaled",
-            "",
-            "t",
+        let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}});
+        let registered =
+            event(&node, Source { component: "node-controller", host: None }, Type::Normal, "RegisteredNode", "", "t");
+        assert_eq!(registered["metadata"]["namespace"], "default", "cluster objects' events go to default");
+        assert!(registered.get("reportingInstance").is_none());
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn pod_event(message: &str) -> Value {
+        let pod = json!({"metadata": {"name": "web-1", "namespace": "shop", "uid": "u-1"}});
+        event(&pod, Source { component: "kubelet", host: Some("n") }, Type::Warning, "BackOff", message, "t")
+    }
+
+    #[test]
+    fn repeats_count_similar_messages_combine_and_spam_is_dropped() {
+        let mut correlator = Correlator::default();
+        let first = correlator.correlate(pod_event("Back-off restarting"), at(0)).unwrap();
+        let Write::Create(created) = first else { panic!("the first is created") };
+        let again = correlator.correlate(pod_event("Back-off restarting"), at(10)).unwrap();
+        assert_eq!(
+            again,
+            Write::Count {
+                name: created["metadata"]["name"].as_str().unwrap().to_string(),
+                count: 2,
+                event: again_event(&again)
+            }
         );
-        assert_eq!(scaled["involvedObject"]["kind"], "Deployment");
-        assert!(scaled.get("reportingInstance").is_none());
+        // Eight more distinct messages are events of their own; the tenth is combined.
+        for n in 0..8 {
+            assert!(matches!(correlator.correlate(pod_event(&format!("m{n}")), at(20)), Some(Write::Create(_))));
+        }
+        let Some(Write::Create(combined)) = correlator.correlate(pod_event("m8"), at(21)) else { panic!("combined") };
+        assert_eq!(combined["message"], "(combined from similar events): m8");
+        let Some(Write::Count { count, .. }) = correlator.correlate(pod_event("m9"), at(22)) else { panic!("counted") };
+        assert_eq!(count, 2, "later similar ones count on the combined event");
+        // 12 written so far; 13 more fill the burst of 25, the next is dropped.
+        for n in 0..13 {
+            assert!(correlator.correlate(pod_event("Back-off restarting"), at(23 + n)).is_some());
+        }
+        assert!(correlator.correlate(pod_event("Back-off restarting"), at(40)).is_none(), "over the burst");
+        assert!(correlator.correlate(pod_event("Back-off restarting"), at(40 + 300)).is_some(), "a token back");
+    }
+
+    fn again_event(write: &Write) -> Value {
+        match write {
+            Write::Count { event, .. } | Write::Create(event) => event.clone(),
+        }
     }
 }

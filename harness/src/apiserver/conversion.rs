@@ -7,7 +7,8 @@
 //! differs, and of what it answers only the body, labels and annotations are kept.
 //!
 //! Built-in kinds are served in one version each, but HorizontalPodAutoscalers (v1 and
-//! v2, stored in v2), converted without a webhook.
+//! v2, stored in v2) and Events (core/v1 and events.k8s.io/v1, stored as core's),
+//! converted without a webhook.
 
 use super::ApiServer;
 use super::resources::{Conversion, Resource};
@@ -40,8 +41,12 @@ pub(super) async fn to_request(server: &ApiServer, resource: &Resource, objects:
 /// HorizontalPodAutoscalers are served in `autoscaling/v1` (what `kubectl autoscale`
 /// writes) and `autoscaling/v2`, stored in v2, converted by `kubeyard_compiler::autoscaling`.
 fn builtin_storage(resource: &Resource) -> Option<&'static str> {
-    (resource.crd.is_none() && resource.group == "autoscaling" && resource.kind == "HorizontalPodAutoscaler")
-        .then_some("autoscaling/v2")
+    match (resource.crd, resource.group, resource.kind) {
+        (None, "autoscaling", "HorizontalPodAutoscaler") => Some("autoscaling/v2"),
+        // One Event, seen through core/v1 and events.k8s.io/v1; stored as core's.
+        (None, "" | "events.k8s.io", "Event") => Some("v1"),
+        _ => None,
+    }
 }
 
 /// A built-in kind's object into version `to`.
@@ -51,6 +56,8 @@ fn convert_builtin(object: &mut Value, to: &str) {
         (from, to) if from == to => {}
         (_, "autoscaling/v1") => *object = autoscaling::to_v1(object),
         (_, "autoscaling/v2") => *object = autoscaling::to_v2(object),
+        ("v1", "events.k8s.io/v1") => *object = kubeyard_compiler::events::to_events_v1(object),
+        ("events.k8s.io/v1", "v1") => *object = kubeyard_compiler::events::to_core_v1(object),
         _ => {}
     }
 }

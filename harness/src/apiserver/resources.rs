@@ -104,6 +104,8 @@ pub static RESOURCES: &[Resource] = &[
     r("", "ServiceAccount", "serviceaccounts", "serviceaccount", true, &["sa"]),
     workload(r("", "ReplicationController", "replicationcontrollers", "replicationcontroller", true, &["rc"]), true),
     r("", "Event", "events", "event", true, &["ev"]),
+    // The same stored Events through the newer API (conversion.rs; `prefix` shares the key).
+    r("events.k8s.io", "Event", "events", "event", true, &["ev"]),
     with_status(r("", "ResourceQuota", "resourcequotas", "resourcequota", true, &["quota"])),
     workload(r("apps", "Deployment", "deployments", "deployment", true, &["deploy"]), true),
     workload(r("apps", "ReplicaSet", "replicasets", "replicaset", true, &["rs"]), true),
@@ -600,7 +602,12 @@ impl Resource {
     /// Where this resource's objects live in the store; with a namespace, the objects
     /// of that namespace.
     pub fn prefix(&self, namespace: Option<&str>) -> String {
-        let group = if self.group.is_empty() { "core" } else { self.group };
+        // events.k8s.io's Events are core's, as Kubernetes stores them once.
+        let group = if self.group.is_empty() || (self.group == "events.k8s.io" && self.kind == "Event") {
+            "core"
+        } else {
+            self.group
+        };
         match namespace {
             Some(namespace) if self.namespaced => format!("/registry/{group}/{}/{namespace}/", self.plural),
             _ => format!("/registry/{group}/{}/", self.plural),

@@ -17,8 +17,8 @@
 //! history (ControllerRevisions) is not kept.
 
 use super::pods::{
-    Naming, Pods, creation, deleting, from_template, is_available, is_ready, is_terminal, next_available,
-    template_metadata,
+    Naming, Pods, Reporter, creation, deleting, from_template, is_available, is_ready, is_terminal, next_available,
+    owner_json, template_metadata,
 };
 use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
@@ -255,7 +255,13 @@ async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter {
+        client: context.client.clone(),
+        clock: context.clock.clone(),
+        owner: owner_json(set.as_ref(), "apps/v1", "DaemonSet"),
+        component: "daemonset-controller",
+        stateful: false,
+    });
     let written = Written::default();
     let result = sync(&set, &context, &pods, &written).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.

@@ -28,6 +28,7 @@
 
 use super::{Error, Wakeups, Wiring};
 use crate::clock::Clock;
+use crate::events;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
@@ -121,6 +122,8 @@ async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result
         versions: HashMap::new(),
         sets_written: Written::default(),
         deployment_written: Written::default(),
+        client: context.client.clone(),
+        clock: context.clock.clone(),
     };
     let result = writer.apply(snapshot).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.
@@ -189,8 +192,8 @@ enum Change {
     Create(Box<ReplicaSet>),
     /// An existing new ReplicaSet brought up to date: annotations, `minReadySeconds`.
     Update { name: String, annotations: BTreeMap<String, String>, min_ready_seconds: i32, version: Option<String> },
-    /// A ReplicaSet's size, with the replicas annotations.
-    Scale { name: String, replicas: i32, annotations: BTreeMap<String, String>, version: Option<String> },
+    /// A ReplicaSet's size (from `from`), with the replicas annotations.
+    Scale { name: String, from: i32, replicas: i32, annotations: BTreeMap<String, String>, version: Option<String> },
     /// An old ReplicaSet beyond the revision history deleted.
     Delete { name: String },
     /// The Deployment's revision annotation.
@@ -210,6 +213,8 @@ struct Writer {
     versions: HashMap<String, Option<String>>,
     sets_written: Written,
     deployment_written: Written,
+    client: kube::Client,
+    clock: Clock,
 }
 
 impl Writer {
@@ -225,7 +230,13 @@ impl Writer {
             };
             let name = set.name_any();
             match self.sets.create(&PostParams::default(), &set).await {
-                Ok(created) => self.note_set(&created),
+                Ok(created) => {
+                    self.note_set(&created);
+                    let replicas = spec_replicas(&created);
+                    if replicas > 0 {
+                        self.say(format!("Scaled up replica set {name} from 0 to {replicas}")).await;
+                    }
+                }
                 Err(kube::Error::Api(status)) if status.reason == "AlreadyExists" => {
                     let existing = self.sets.get(&name).await?;
                     if !is_ours_with_template(&snapshot.deployment, &existing) {
@@ -255,6 +266,16 @@ impl Writer {
             }
         }
         Ok(plan)
+    }
+
+    /// `ScalingReplicaSet` on the Deployment, as the deployment controller says a scale.
+    async fn say(&self, message: String) {
+        let mut object = serde_json::to_value(&self.deployment).unwrap_or_default();
+        object["apiVersion"] = json!("apps/v1");
+        object["kind"] = json!("Deployment");
+        let source = events::Source { component: "deployment-controller", host: None };
+        let now = self.clock.timestamp();
+        events::record(&self.client, &object, source, events::Type::Normal, "ScalingReplicaSet", &message, &now).await;
     }
 
     fn note_set(&mut self, set: &ReplicaSet) {
@@ -299,13 +320,17 @@ impl Writer {
                 });
                 self.patch_set(&name, patch).await?;
             }
-            Change::Scale { name, replicas, annotations, version } => {
+            Change::Scale { name, from, replicas, annotations, version } => {
                 let version = self.version(&name, version);
                 let patch = json!({
                     "metadata": {"annotations": annotations, "resourceVersion": version},
                     "spec": {"replicas": replicas},
                 });
                 self.patch_set(&name, patch).await?;
+                if from != replicas {
+                    let direction = if replicas > from { "up" } else { "down" };
+                    self.say(format!("Scaled {direction} replica set {name} from {from} to {replicas}")).await;
+                }
             }
             Change::Delete { name } => match self.sets.delete(&name, &DeleteParams::default()).await {
                 Ok(deleted) => {
@@ -1003,6 +1028,7 @@ impl Rollout<'_> {
         }
         self.changes.push(Change::Scale {
             name: set.name_any(),
+            from: spec_replicas(set),
             replicas: to,
             annotations: annotations.clone(),
             version: set.resource_version(),

@@ -24,7 +24,8 @@
 
 use super::Error;
 use super::pods::{
-    Naming, Pods, creation, deleting, from_template, is_ready, is_terminal, phase, removal_rank, template_metadata,
+    Naming, Pods, Reporter, creation, deleting, from_template, is_ready, is_terminal, owner_json, phase, removal_rank,
+    template_metadata,
 };
 use super::{Wakeups, Wiring, label_selector, owner_reference, same_content};
 use crate::clock::Clock;
@@ -140,7 +141,13 @@ async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = job.namespace().unwrap_or_else(|| "default".into());
-    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter {
+        client: context.client.clone(),
+        clock: context.clock.clone(),
+        owner: owner_json(job.as_ref(), "batch/v1", "Job"),
+        component: "job-controller",
+        stateful: false,
+    });
     let written = Written::default();
     let result = sync(job.as_ref().clone(), &context, &pods, &written).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.
@@ -693,9 +700,24 @@ impl Writer<'_> {
     /// Writes the whole status against the version it was decided on (or last written).
     async fn write(&mut self, job: &Job, status: JobStatus) -> Result<(), Error> {
         let mut job = self.job.take().unwrap_or_else(|| job.clone());
+        let finished_before = [COMPLETE, FAILED].map(|kind| has_condition(&job, kind));
         job.status = Some(status);
         let written = self.jobs.replace_status(&job.name_any(), &PostParams::default(), &job).await?;
         self.written.note(&written);
+        // The Job's end, said once, as the job controller says it.
+        if !finished_before[0] && has_condition(&written, COMPLETE) {
+            self.pods.say(crate::events::Type::Normal, "Completed", "Job completed".into()).await;
+        } else if !finished_before[1] && has_condition(&written, FAILED) {
+            let failed = written
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == FAILED));
+            let (reason, message) = failed.map_or((String::new(), String::new()), |c| {
+                (c.reason.clone().unwrap_or_default(), c.message.clone().unwrap_or_default())
+            });
+            self.pods.say(crate::events::Type::Warning, &reason, message).await;
+        }
         self.job = Some(written);
         Ok(())
     }

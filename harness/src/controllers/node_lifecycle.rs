@@ -12,6 +12,7 @@
 
 use super::{Error, Wakeups, Wiring};
 use crate::clock::{self, Clock};
+use crate::events;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Node, Pod};
@@ -64,6 +65,8 @@ struct Context {
     leases: Informer<Lease>,
     pods: Informer<Pod>,
     nodes_expected: Expectations<Node>,
+    /// The nodes (by uid) already said to be registered.
+    registered: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 /// Runs until the task is dropped.
@@ -78,6 +81,7 @@ pub async fn run(client: kube::Client, informers: &Informers, options: Options) 
         leases: informers.leases.clone(),
         pods: informers.pods.clone(),
         nodes_expected: Expectations::new(&informers.nodes),
+        registered: std::sync::Mutex::default(),
     };
     wiring.run(reconcile, Arc::new(context)).await;
 }
@@ -87,6 +91,17 @@ async fn reconcile(node: Arc<Node>, context: Arc<Context>) -> Result<Action, Err
     // The conditions and taints are judged on the node as this controller last wrote it.
     if !context.nodes_expected.met(&key) {
         return Ok(Action::requeue(UNMET_RETRY));
+    }
+    // A node seen for the first time (by uid: one deleted and made again is new).
+    let uid = node.uid().unwrap_or_default();
+    let first = context.registered.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(uid);
+    if first {
+        let name = node.name_any();
+        let object = json!({"apiVersion": "v1", "kind": "Node", "metadata": node.metadata});
+        let message = format!("Node {name} event: Registered Node {name} in Controller");
+        let source = events::Source { component: "node-controller", host: None };
+        let now = context.options.clock.timestamp();
+        events::record(&context.client, &object, source, events::Type::Normal, "RegisteredNode", &message, &now).await;
     }
     let lease = context.leases.get(crate::kubelet::LEASE_NAMESPACE, &node.name_any());
     let decision = decide(&node, lease.as_deref(), context.options.clock.now(), context.options.grace);
@@ -225,6 +240,20 @@ async fn apply(context: &Context, node: &Node, decision: &Decision, written: &Wr
         let marked = nodes.patch_status(&name, &PatchParams::default(), &Patch::Merge(patch)).await?;
         written.note(&marked);
         version = marked.resource_version();
+        // Said on the node, and on each of its pods, as the node controller says it.
+        let source = events::Source { component: "node-controller", host: None };
+        let node_object = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "uid": name}});
+        let message = format!("Node {name} status is now: NodeNotReady");
+        events::record(
+            &context.client,
+            &node_object,
+            source,
+            events::Type::Normal,
+            "NodeNotReady",
+            &message,
+            &decision.at,
+        )
+        .await;
         let on_node = context
             .pods
             .all()
@@ -234,7 +263,11 @@ async fn apply(context: &Context, node: &Node, decision: &Decision, written: &Wr
             let pods: Api<Pod> = Api::namespaced(context.client.clone(), &pod.namespace().unwrap_or_default());
             let patch = json!({"status": {"conditions": not_ready_conditions(&pod, &decision.at)}});
             // A pod deleted meanwhile needs no marking.
-            let _ = pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await;
+            if pods.patch_status(&pod.name_any(), &PatchParams::default(), &Patch::Merge(patch)).await.is_ok() {
+                let object = json!({"metadata": pod.metadata});
+                let (kind, why) = (events::Type::Warning, "Node is not ready");
+                events::record(&context.client, &object, source, kind, "NodeNotReady", why, &decision.at).await;
+            }
         }
     }
     if let Some(taints) = &decision.taints {

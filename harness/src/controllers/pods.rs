@@ -21,6 +21,39 @@ pub(crate) struct Pods {
     cache: Informer<Pod>,
     namespace: String,
     written: Written,
+    reporter: Option<Reporter>,
+}
+
+/// Who says what this handle's creates and deletes did (`SuccessfulCreate`,
+/// `SuccessfulDelete`, `FailedCreate`), on which owner, in whose words.
+pub(crate) struct Reporter {
+    pub client: kube::Client,
+    pub clock: crate::clock::Clock,
+    /// The owner as the API returns it (`apiVersion`, `kind`, `metadata`).
+    pub owner: Value,
+    pub component: &'static str,
+    /// StatefulSets word it their own way (`create Pod web-0 in StatefulSet web successful`).
+    pub stateful: bool,
+}
+
+/// An owner as events name it: its JSON with `apiVersion` and `kind`.
+pub(crate) fn owner_json<K: serde::Serialize>(owner: &K, api_version: &str, kind: &str) -> Value {
+    let mut object = serde_json::to_value(owner).unwrap_or_default();
+    object["apiVersion"] = json!(api_version);
+    object["kind"] = json!(kind);
+    object
+}
+
+impl Reporter {
+    async fn say(&self, kind: crate::events::Type, reason: &str, message: String) {
+        let source = crate::events::Source { component: self.component, host: None };
+        let now = self.clock.timestamp();
+        crate::events::record(&self.client, &self.owner, source, kind, reason, &message, &now).await;
+    }
+
+    fn owner_name(&self) -> &str {
+        self.owner.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default()
+    }
 }
 
 impl Pods {
@@ -30,7 +63,14 @@ impl Pods {
             cache: cache.clone(),
             namespace: namespace.to_string(),
             written: Written::default(),
+            reporter: None,
         }
+    }
+
+    /// This handle's creates and deletes are reported as events on the owner.
+    pub fn reporting(mut self, reporter: Reporter) -> Pods {
+        self.reporter = Some(reporter);
+        self
     }
 
     /// The namespace's pods this owner controls (`ClaimPods`): orphans its selector
@@ -89,7 +129,30 @@ impl Pods {
     }
 
     pub async fn create(&self, pod: &Pod) -> Result<Pod, kube::Error> {
-        let created = self.api.create(&PostParams::default(), pod).await?;
+        let created = self.api.create(&PostParams::default(), pod).await;
+        if let Some(reporter) = &self.reporter {
+            let owner = reporter.owner_name();
+            let (kind, reason, message) = match (&created, reporter.stateful) {
+                (Ok(pod), false) => {
+                    (crate::events::Type::Normal, "SuccessfulCreate", format!("Created pod: {}", pod.name_any()))
+                }
+                (Ok(pod), true) => (
+                    crate::events::Type::Normal,
+                    "SuccessfulCreate",
+                    format!("create Pod {} in StatefulSet {owner} successful", pod.name_any()),
+                ),
+                (Err(error), false) => {
+                    (crate::events::Type::Warning, "FailedCreate", format!("Error creating: {error}"))
+                }
+                (Err(error), true) => (
+                    crate::events::Type::Warning,
+                    "FailedCreate",
+                    format!("create Pod {} in StatefulSet {owner} failed error: {error}", pod.name_any()),
+                ),
+            };
+            reporter.say(kind, reason, message).await;
+        }
+        let created = created?;
         self.written.note(&created);
         Ok(created)
     }
@@ -101,10 +164,25 @@ impl Pods {
                 if let Some(pod) = deleted.left() {
                     self.written.note(&pod);
                 }
+                if let Some(reporter) = &self.reporter {
+                    let message = if reporter.stateful {
+                        format!("delete Pod {name} in StatefulSet {} successful", reporter.owner_name())
+                    } else {
+                        format!("Deleted pod: {name}")
+                    };
+                    reporter.say(crate::events::Type::Normal, "SuccessfulDelete", message).await;
+                }
                 Ok(())
             }
             Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
             Err(error) => Err(error.into()),
+        }
+    }
+
+    /// An event on the owner this handle reports for (none without a reporter).
+    pub async fn say(&self, kind: crate::events::Type, reason: &str, message: String) {
+        if let Some(reporter) = &self.reporter {
+            reporter.say(kind, reason, message).await;
         }
     }
 

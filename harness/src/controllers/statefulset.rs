@@ -21,8 +21,8 @@
 
 use super::daemonset::HASH_LABEL;
 use super::pods::{
-    Naming, Pods, deleting, from_template, is_available, is_ready, is_terminal, next_available, phase,
-    template_metadata,
+    Naming, Pods, Reporter, deleting, from_template, is_available, is_ready, is_terminal, next_available, owner_json,
+    phase, template_metadata,
 };
 use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
@@ -241,7 +241,13 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let pods = Pods::new(&context.client, &context.pods, &namespace);
+    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter {
+        client: context.client.clone(),
+        clock: context.clock.clone(),
+        owner: owner_json(set.as_ref(), "apps/v1", "StatefulSet"),
+        component: "statefulset-controller",
+        stateful: true,
+    });
     let written = Written::default();
     let result = manage(set.as_ref().clone(), &context, &pods, &written).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.

@@ -394,7 +394,22 @@ async fn register(shared: &Shared, config: &NodeConfig) -> Result<(), Error> {
     // The API server drops status on create; it is posted through the subresource.
     let status = json!({"status": object["status"]});
     nodes.patch_status(&config.name, &PatchParams::default(), &Patch::Merge(status)).await.map_err(failed)?;
-    renew(shared, config).await.map_err(failed)
+    renew(shared, config).await.map_err(failed)?;
+    // What a kubelet says of its node as it starts (its recorder names the node by name).
+    let name = &config.name;
+    let node = json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": name, "uid": name}});
+    let source = events::Source { component: "kubelet", host: Some(name) };
+    let now = shared.options.clock.timestamp();
+    for (reason, message) in [
+        ("Starting", "Starting kubelet.".to_string()),
+        ("NodeHasSufficientMemory", format!("Node {name} status is now: NodeHasSufficientMemory")),
+        ("NodeHasNoDiskPressure", format!("Node {name} status is now: NodeHasNoDiskPressure")),
+        ("NodeHasSufficientPID", format!("Node {name} status is now: NodeHasSufficientPID")),
+        ("NodeReady", format!("Node {name} status is now: NodeReady")),
+    ] {
+        events::record(&shared.client, &node, source, events::Type::Normal, reason, &message, &now).await;
+    }
+    Ok(())
 }
 
 async fn renew(shared: &Shared, config: &NodeConfig) -> Result<(), kube::Error> {
@@ -645,6 +660,19 @@ async fn terminate(shared: Arc<Shared>, pod: Value) {
     let name = format!("{}/{}", text(&pod, "/metadata/namespace"), text(&pod, "/metadata/name"));
     let mut rng = fastrand::Rng::with_seed(shared.options.seed ^ stable_hash(&name) ^ 0x5354_4f50);
     let stop = simulate::draw(shared.options.delays.stop, &mut rng).min(Duration::from_secs(grace));
+    // A running pod's containers are stopped: said per container, as the kubelet says it.
+    if text(&pod, "/status/phase") == "Running" {
+        let node = text(&pod, "/spec/nodeName");
+        let source = events::Source { component: "kubelet", host: Some(node) };
+        let now = shared.options.clock.timestamp();
+        for container in pod.pointer("/spec/containers").and_then(Value::as_array).into_iter().flatten() {
+            let container = text(container, "/name");
+            let mut object = pod.clone();
+            object["fieldPath"] = json!(format!("spec.containers{{{container}}}"));
+            let message = format!("Stopping container {container}");
+            events::record(&shared.client, &object, source, events::Type::Normal, "Killing", &message, &now).await;
+        }
+    }
     shared.options.clock.sleep(stop).await;
     let pods: Api<Pod> = Api::namespaced(shared.client.clone(), text(&pod, "/metadata/namespace"));
     let params = DeleteParams {

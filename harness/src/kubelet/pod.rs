@@ -235,9 +235,27 @@ impl Context {
 
     pub(super) async fn event(&mut self, reason: &str, message: &str, warning: bool) {
         self.flush().await;
+        self.say(reason, message, warning, None).await;
+    }
+
+    /// An event, about one container when `field_path` names it (`spec.containers{web}`).
+    async fn say(&self, reason: &str, message: &str, warning: bool, field_path: Option<String>) {
         let kind = if warning { events::Type::Warning } else { events::Type::Normal };
         let source = events::Source { component: "kubelet", host: Some(&self.node) };
-        events::record(&self.client, &self.pod, source, kind, reason, message, &self.clock.timestamp()).await;
+        let mut object = self.pod.clone();
+        if let Some(path) = field_path {
+            object["fieldPath"] = json!(path);
+        }
+        events::record(&self.client, &object, source, kind, reason, message, &self.clock.timestamp()).await;
+    }
+
+    /// What the kubelet says as it starts a container whose image is on the node (the
+    /// simulated runtime has every image): `Pulled`, `Created`, `Started`.
+    async fn started(&self, field: &str, name: &str, image: &str) {
+        let path = || Some(format!("spec.{field}{{{name}}}"));
+        self.say("Pulled", &format!("Container image \"{image}\" already present on machine"), false, path()).await;
+        self.say("Created", &format!("Created container {name}"), false, path()).await;
+        self.say("Started", &format!("Started container {name}"), false, path()).await;
     }
 
     /// Picks up where the pod's status left off: containers already running stay so.
@@ -345,6 +363,8 @@ async fn start(context: &mut Context, status: &mut Status) -> bool {
         let started = context.clock.timestamp();
         status.init[index].state = State::Running(started.clone());
         context.write(status).await;
+        let (name, image) = (status.init[index].name.clone(), status.init[index].image.clone());
+        context.started("initContainers", &name, &image).await;
         let delay = simulate::draw(context.delays.create, &mut context.rng);
         context.pause(delay).await;
         let finished = context.clock.timestamp();
@@ -356,7 +376,13 @@ async fn start(context: &mut Context, status: &mut Status) -> bool {
         container.state = State::Running(now.clone());
     }
     status.phase = "Running";
-    context.write(status).await
+    let written = context.write(status).await;
+    if written {
+        for container in &status.containers {
+            context.started("containers", &container.name, &container.image).await;
+        }
+    }
+    written
 }
 
 enum Moment {

@@ -246,3 +246,94 @@ fn kubectl_autoscale_and_top_read_the_resource_metrics() {
         "{events}"
     );
 }
+
+const SHOWN: &str = "\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers:
+      - {name: web, image: nginx:1.25}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  type: LoadBalancer
+  selector: {app: web}
+  ports: [{port: 80}]
+---
+apiVersion: batch/v1
+kind: Job
+metadata: {name: report}
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers:
+      - {name: report, image: busybox:1.36}
+";
+
+#[test]
+fn kubectl_describes_with_events_and_prints_every_column() {
+    let cluster = Up::start(2, &[]);
+    cluster.apply(SHOWN);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    cluster.ok(&["wait", "--for=condition=complete", "job/report", "--timeout=30s"]);
+
+    // Lifecycle events, as Kubernetes records them, so describe shows them.
+    let pod = cluster.ok(&["get", "pods", "-l", "app=web", "-o", "jsonpath={.items[0].metadata.name}"]);
+    let described = cluster.wait_for(&["describe", "pod", &pod], |t| t.contains("Started"));
+    for expected in [
+        "Scheduled",
+        "Successfully assigned default/",
+        "Pulled",
+        "already present on machine",
+        "Created container web",
+        "Started container web",
+    ] {
+        assert!(described.contains(expected), "{expected} missing:\n{described}");
+    }
+    let deployment = cluster.wait_for(&["describe", "deployment", "web"], |t| t.contains("ScalingReplicaSet"));
+    assert!(deployment.contains("Scaled up replica set web-") && deployment.contains(" from 0 to 2"), "{deployment}");
+    let node = cluster.wait_for(&["describe", "node", "node-1"], |t| t.contains("RegisteredNode"));
+    assert!(node.contains("Registered Node node-1 in Controller") && node.contains("Starting kubelet."), "{node}");
+    let job = cluster.wait_for(&["describe", "job", "report"], |t| t.contains("Completed"));
+    assert!(job.contains("SuccessfulCreate") && job.contains("Job completed"), "{job}");
+    // The same events through events.k8s.io/v1.
+    let notes = cluster.ok(&["get", "events.v1.events.k8s.io", "-o", "jsonpath={.items[*].note}"]);
+    assert!(notes.contains("Started container web"), "{notes}");
+
+    // Wide columns.
+    let pods = cluster.ok(&["get", "pods", "-o", "wide"]);
+    let header = pods.lines().next().unwrap_or_default();
+    for column in ["IP", "NODE", "NOMINATED NODE", "READINESS GATES"] {
+        assert!(header.contains(column), "{pods}");
+    }
+    assert!(
+        pods.lines().any(|l| l.starts_with("report-") && l.contains("Completed")),
+        "a finished pod shows Completed:\n{pods}"
+    );
+    let nodes = cluster.ok(&["get", "nodes", "-o", "wide"]);
+    assert!(
+        nodes.contains("INTERNAL-IP") && nodes.contains("OS-IMAGE") && nodes.contains("CONTAINER-RUNTIME"),
+        "{nodes}"
+    );
+    let deployments = cluster.ok(&["get", "deployments", "-o", "wide"]);
+    assert!(
+        deployments.contains("CONTAINERS") && deployments.contains("nginx:1.25") && deployments.contains("app=web"),
+        "{deployments}"
+    );
+    let jobs = cluster.ok(&["get", "jobs"]);
+    assert!(jobs.contains("STATUS") && jobs.contains("DURATION") && jobs.contains("Complete"), "{jobs}");
+    // A LoadBalancer Service's EXTERNAL-IP: its nodes' addresses.
+    let service = cluster.wait_for(&["get", "service", "web"], |t| !t.contains("<pending>"));
+    let node_ip =
+        cluster.ok(&["get", "node", "node-1", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
+    assert!(service.contains(&node_ip), "{service}");
+}
