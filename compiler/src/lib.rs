@@ -34,6 +34,7 @@ pub mod plan;
 pub mod pod;
 pub mod print;
 pub mod quantity;
+pub mod quota;
 pub mod rules;
 pub mod scheduling;
 pub mod schema;

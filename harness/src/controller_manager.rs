@@ -38,6 +38,7 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: 
         controllers::pod_gc::run, clock;
         controllers::service_lb::run, clock;
         controllers::hpa::run, clock;
+        controllers::resourcequota::run, clock;
         controllers::endpoints::run;
         controllers::endpointslice::run;
         controllers::persistentvolume::run;

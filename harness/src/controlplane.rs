@@ -269,10 +269,19 @@ impl ControlPlane {
 
 /// Serves the API, over TLS when there is an identity, until the task is aborted.
 async fn serve(server: Arc<ApiServer>, listener: tokio::net::TcpListener, identity: Option<Arc<tls::Identity>>) {
-    let _ = match identity {
-        Some(identity) => server.serve_tls(listener, &identity).await,
-        None => server.serve(listener).await,
+    let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+    // Its `kubernetes` Service is kept while it serves (made again if deleted).
+    let keep = apiserver::kubernetes_service::keep(Arc::clone(&server), port, None);
+    let serving = async {
+        let _ = match identity {
+            Some(identity) => server.serve_tls(listener, &identity).await,
+            None => server.serve(listener).await,
+        };
     };
+    tokio::select! {
+        () = serving => {}
+        () = keep => {}
+    }
 }
 
 /// The User-Agent products of the components: the API server names the field manager of

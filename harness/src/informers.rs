@@ -20,7 +20,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
-    Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, Service,
+    Endpoints, Node, PersistentVolume, PersistentVolumeClaim, Pod, ReplicationController, ResourceQuota, Service,
 };
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -402,6 +402,7 @@ pub struct Informers {
     pub pod_disruption_budgets: Informer<PodDisruptionBudget>,
     pub cronjobs: Informer<CronJob>,
     pub horizontal_pod_autoscalers: Informer<HorizontalPodAutoscaler>,
+    pub resource_quotas: Informer<ResourceQuota>,
 }
 
 impl Informers {
@@ -425,6 +426,7 @@ impl Informers {
             pod_disruption_budgets: Informer::start(Api::all(client.clone())),
             cronjobs: Informer::start(Api::all(client.clone())),
             horizontal_pod_autoscalers: Informer::start(Api::all(client.clone())),
+            resource_quotas: Informer::start(Api::all(client.clone())),
         }
     }
 }

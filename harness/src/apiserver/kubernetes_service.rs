@@ -81,6 +81,20 @@ pub async fn reconcile(server: &Arc<ApiServer>, port: u16, advertise: Option<Soc
     Ok(())
 }
 
+/// How often the Service is made again if deleted (kube-apiserver's bootstrap controller
+/// reconciles every 10 s).
+pub const RECONCILE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Keeps the Service (and its endpoints) as [`reconcile`] makes them, on the server's
+/// clock, until the task is dropped: a deleted `kubernetes` Service comes back.
+pub async fn keep(server: Arc<ApiServer>, port: u16, advertise: Option<SocketAddr>) {
+    loop {
+        server.options.clock.sleep(RECONCILE_EVERY).await;
+        // A failure (the store away for a moment) is tried again at the next round.
+        let _ = reconcile(&server, port, advertise).await;
+    }
+}
+
 /// Creates `object`, or replaces it where `fields` differ from what is stored.
 async fn put(server: &Arc<ApiServer>, group: &str, kind: &str, object: Value, fields: &[&str]) -> Result<(), ApiError> {
     let resource = resources::by_kind(group, kind).ok_or_else(|| ApiError::internal(format!("{kind} not served")))?;

@@ -79,10 +79,7 @@ pub(super) async fn locate(
     let node = server.store.get(&nodes.key(None, node_name)).await.map_err(|e| store_error(nodes, node_name, e))?;
     let node = from_entry(&node.ok_or_else(|| ApiError::bad_request(format!("node {node_name} is gone")))?)?;
     if text(&node, "/metadata/annotations/kubeyard.dev~1runtime") != "process" {
-        return Err(ApiError::bad_request(format!(
-            "pod {name} runs on simulated node {node_name}: simulated containers have no {doing} \
-             (pods on a container cluster's nodes do)"
-        )));
+        return Err(ApiError::simulated(name, node_name, doing));
     }
     let address = node
         .pointer("/status/addresses")

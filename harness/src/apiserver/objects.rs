@@ -99,6 +99,11 @@ async fn serve(
         }
         ("PATCH", true, None | Some("status")) => patch_object(server, &target, query, headers, body).await,
         ("DELETE", true, None) => delete(server, &target, query, headers, body).await,
+        ("GET", true, Some("ephemeralcontainers")) => {
+            let plain = Target { subresource: None, ..target };
+            get(server, &plain, query, representation).await
+        }
+        ("PUT" | "PATCH", true, Some("ephemeralcontainers")) => Err(no_ephemeral_containers(server, &target).await),
         ("GET", true, Some("scale")) => get_scale(server, &target).await,
         ("PUT" | "PATCH", true, Some("scale")) => write_scale(server, &target, method, query, headers, body).await,
         ("POST", true, Some("binding")) => {
@@ -106,6 +111,33 @@ async fn serve(
             bind(server, namespace, target.name.as_deref(), headers, query, body).await
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// `kubectl debug`'s ephemeral container: a simulated pod has no containers to join, and
+/// no node agent of kubeyard's starts one in a running pod yet; both say so (kubectl then
+/// stops with the message instead of waiting for a container that never starts).
+async fn no_ephemeral_containers(server: &ApiServer, target: &Target) -> ApiError {
+    let name = target.name.as_deref().unwrap_or_default();
+    let pod = match stored(server, ("", "Pod"), target.namespace.as_deref(), name).await {
+        Ok(Some(pod)) => pod,
+        Ok(None) => return not_found(target.resource, name),
+        Err(error) => return error,
+    };
+    let node = text(&pod, "/spec/nodeName").unwrap_or_default().to_string();
+    let simulated = match stored(server, ("", "Node"), None, &node).await {
+        Ok(Some(node)) => text(&node, "/metadata/annotations/kubeyard.dev~1runtime") != Some("process"),
+        _ => true,
+    };
+    if simulated {
+        return ApiError::simulated(name, &node, "room for an ephemeral container to debug with");
+    }
+    ApiError {
+        details: Some(json!({"name": name, "kind": "pods"})),
+        ..ApiError::bad_request(format!(
+            "pod {name}: kubeyard's node agents do not run ephemeral containers yet \
+             (kubectl debug --copy-to makes a copy of the pod to debug instead)"
+        ))
     }
 }
 
@@ -794,8 +826,8 @@ pub(super) async fn create_object(
     }
     let key = resource.key(target.namespace.as_deref(), &name);
     // Quotas: held from the check until the pod is written.
-    let _quota = match (resource.builtin_kind(), target.namespace.as_deref()) {
-        ("Pod", Some(namespace)) => super::quota::admit_pod(server, namespace, &object).await?,
+    let _quota = match target.namespace.as_deref() {
+        Some(namespace) if resource.namespaced => super::quota::admit(server, resource, namespace, &object).await?,
         _ => None,
     };
     // A Service's cluster IP and node ports, held until the write is settled.

@@ -102,7 +102,7 @@ pub(super) async fn serve(
     let mode = mode(&parts.headers)?;
     let namespace = target.namespace.clone().unwrap_or_else(|| "default".into());
     let name = target.name.clone().unwrap_or_default();
-    let (ip, uid) = pod_address(server, &namespace, &name).await?;
+    let (ip, uid) = pod_address(server, &namespace, &name, true).await?;
     let pod = Pod { ip, name, uid };
     let channel_ports = match mode {
         Mode::Channels(_) => ports(parts.uri.query().unwrap_or_default())?,

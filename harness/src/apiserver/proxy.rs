@@ -78,7 +78,14 @@ async fn object(server: &ApiServer, plural: &str, namespace: &str, name: &str) -
 
 /// A pod's IP and UID, if something can listen there: pods on simulated nodes have
 /// an address but no processes.
-pub(super) async fn pod_address(server: &ApiServer, namespace: &str, name: &str) -> Result<(String, String), ApiError> {
+/// The pod's address and uid; `forwarding` (port-forward) refuses a simulated pod with
+/// a 400 as exec does, a proxied request with a 503 as an unreachable backend.
+pub(super) async fn pod_address(
+    server: &ApiServer,
+    namespace: &str,
+    name: &str,
+    forwarding: bool,
+) -> Result<(String, String), ApiError> {
     let pod = object(server, "pods", namespace, name).await?;
     let ip = text(&pod, "/status/podIP");
     if ip.is_empty() {
@@ -86,7 +93,11 @@ pub(super) async fn pod_address(server: &ApiServer, namespace: &str, name: &str)
     }
     let node_name = text(&pod, "/spec/nodeName");
     let node = object(server, "nodes", "", node_name).await;
-    if node.is_ok_and(|n| text(&n, "/metadata/annotations/kubeyard.dev~1runtime") != "process") {
+    let simulated = node.is_ok_and(|n| text(&n, "/metadata/annotations/kubeyard.dev~1runtime") != "process");
+    if simulated && forwarding {
+        return Err(ApiError::simulated(name, node_name, "ports to forward"));
+    }
+    if simulated {
         return Err(ApiError::new(
             503,
             "ServiceUnavailable",
@@ -111,7 +122,7 @@ async fn locate(server: &ApiServer, target: &ProxyTarget) -> Result<String, ApiE
     }
     match target.kind {
         ProxyKind::Pod => {
-            let (ip, _) = pod_address(server, &target.namespace, name).await?;
+            let (ip, _) = pod_address(server, &target.namespace, name, false).await?;
             let port = if port.is_empty() { "80" } else { port };
             port.parse::<u16>().map_err(|_| ApiError::bad_request(format!("invalid port {port:?}")))?;
             Ok(format!("{ip}:{port}"))

@@ -636,6 +636,7 @@ impl Resource {
         if self.kind == "Pod" {
             subresources.push("binding");
             subresources.push("eviction");
+            subresources.push("ephemeralcontainers");
             subresources.push("log");
             subresources.push("exec");
             subresources.push("attach");
@@ -671,6 +672,7 @@ fn subresource(resource: &Resource, sub: &str) -> Value {
         "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
         "binding" => ("Binding", "", "v1", &["create"]),
         "eviction" => ("Eviction", "policy", "v1", &["create"]),
+        "ephemeralcontainers" => ("Pod", "", "v1", &["get", "patch", "update"]),
         "finalize" => ("Namespace", "", "v1", &["update"]),
         "log" => ("Pod", "", "v1", &["get"]),
         "exec" => ("PodExecOptions", "", "v1", &["create", "get"]),

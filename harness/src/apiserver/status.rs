@@ -101,6 +101,18 @@ impl ApiError {
         }
     }
 
+    /// What a simulated pod cannot do (`exec`, `attach`, `port-forward`, `cp`, `debug`):
+    /// a 400 naming the pod, its node and what would work, as `logs` answers.
+    pub fn simulated(pod: &str, node: &str, doing: &str) -> ApiError {
+        ApiError {
+            details: Some(json!({"name": pod, "kind": "pods"})),
+            ..ApiError::bad_request(format!(
+                "pod {pod} runs on simulated node {node}: simulated containers have no {doing} \
+                 (pods on a container cluster's nodes do)"
+            ))
+        }
+    }
+
     pub fn gone(message: impl Into<String>) -> ApiError {
         ApiError::new(410, "Expired", message)
     }

@@ -224,6 +224,9 @@ pub fn run(args: ApiServerArgs) -> Exit {
             eprintln!("kubeyard: kubeconfig written to {}", path.display());
         }
         eprintln!("kubeyard: API server listening on {url}");
+        // Its `kubernetes` Service is kept while it serves (made again if deleted).
+        let keep = kubernetes_service::keep(Arc::clone(&server), address.port(), Some(advertise));
+        tokio::spawn(keep);
         let serving = async {
             match &identity {
                 Some(identity) => server.serve_tls(listener, identity).await,

@@ -29,6 +29,7 @@ pub mod persistentvolume;
 pub mod pod_gc;
 pub mod pods;
 pub mod replicaset;
+pub mod resourcequota;
 pub mod root_ca;
 pub mod service_lb;
 pub mod serviceaccount;

@@ -51,13 +51,26 @@ async fn a_whole_application_converges_on_three_nodes() {
         // Readiness probes wait up to 20 s before their first check: let that pass.
         plane.advance(Duration::from_secs(5)).await;
         let all = deployments.list(&ListParams::default()).await.unwrap().items;
+        // Every selecting Service lists all its ready pods (the endpoints controller follows
+        // the pods a moment later: the snapshot must not catch it halfway).
+        let pods = Api::<Pod>::namespaced(plane.client(), "default").list(&ListParams::default()).await.unwrap().items;
         let mut with_endpoints = true;
         for service in services.list(&ListParams::default()).await.unwrap().items {
             let name = service.metadata.name.clone().unwrap();
-            let selects = service.spec.as_ref().and_then(|s| s.selector.as_ref()).is_some_and(|s| !s.is_empty());
-            if selects {
-                with_endpoints &= endpoints.get_opt(&name).await.unwrap().is_some_and(|e| ready_addresses(&e) > 0);
+            let selector = service.spec.as_ref().and_then(|s| s.selector.clone()).unwrap_or_default();
+            if selector.is_empty() {
+                continue;
             }
+            let ready_pods = pods
+                .iter()
+                .filter(|p| selector.iter().all(|(k, v)| p.metadata.labels.as_ref().and_then(|l| l.get(k)) == Some(v)))
+                .filter(|p| {
+                    let conditions = p.status.as_ref().and_then(|s| s.conditions.as_ref()).into_iter().flatten();
+                    conditions.into_iter().any(|c| c.type_ == "Ready" && c.status == "True")
+                })
+                .count();
+            let listed = endpoints.get_opt(&name).await.unwrap().map_or(0, |e| ready_addresses(&e));
+            with_endpoints &= listed > 0 && listed == ready_pods;
         }
         if all.len() == 10 && all.iter().all(available) && with_endpoints {
             converged = true;

@@ -337,3 +337,65 @@ fn kubectl_describes_with_events_and_prints_every_column() {
         cluster.ok(&["get", "node", "node-1", "-o", "jsonpath={.status.addresses[?(@.type==\"InternalIP\")].address}"]);
     assert!(service.contains(&node_ip), "{service}");
 }
+
+const QUOTA: &str = "\
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: compute}
+spec:
+  hard: {requests.cpu: \"1\", count/configmaps: \"3\", services: \"1\"}
+";
+
+#[test]
+fn kubectl_meets_quotas_on_objects_and_requests() {
+    let cluster = Up::start(1, &[]);
+    cluster.apply(QUOTA);
+    // kube-root-ca.crt is the namespace's first ConfigMap: two more fit.
+    cluster.ok(&["create", "configmap", "one"]);
+    cluster.ok(&["create", "configmap", "two"]);
+    let refused = cluster.kubectl(&["create", "configmap", "three"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(
+            "configmaps \"three\" is forbidden: exceeded quota: compute, requested: count/configmaps=1, used: count/configmaps=3, limited: count/configmaps=3"
+        ),
+        "{stderr}"
+    );
+    // A pod that says no cpu request under a requests.cpu quota.
+    let bare = cluster.kubectl(&["run", "bare", "--image=busybox:1.36"]);
+    let stderr = String::from_utf8_lossy(&bare.stderr);
+    assert!(!bare.status.success());
+    assert!(
+        stderr.contains("pods \"bare\" is forbidden: failed quota: compute: must specify requests.cpu for: bare"),
+        "{stderr}"
+    );
+    cluster.ok(&["run", "sized", "--image=busybox:1.36", "--overrides={\"spec\":{\"containers\":[{\"name\":\"sized\",\"image\":\"busybox:1.36\",\"resources\":{\"requests\":{\"cpu\":\"250m\"}}}]}}"]);
+    // The controller's status, as describe shows it.
+    let described = cluster.wait_for(&["describe", "quota", "compute"], |t| t.contains("250m"));
+    assert!(described.contains("count/configmaps") && described.contains("3     3"), "{described}");
+    let table = cluster.ok(&["get", "quota"]);
+    assert!(table.contains("REQUEST") && table.contains("requests.cpu: 250m/1"), "{table}");
+}
+
+#[test]
+fn kubectl_exec_port_forward_and_debug_on_simulated_pods_say_why_they_cannot() {
+    let cluster = Up::start(1, &[]);
+    cluster.ok(&["run", "web", "--image=nginx:1.25"]);
+    cluster.ok(&["wait", "--for=condition=Ready", "pod/web", "--timeout=30s"]);
+    for (args, doing) in [
+        (vec!["exec", "web", "--", "ls"], "simulated containers have no exec"),
+        (vec!["port-forward", "pod/web", "18080:80"], "simulated containers have no ports to forward"),
+        (vec!["debug", "web", "--image=busybox:1.36"], "simulated containers have no room for an ephemeral container"),
+        (vec!["cp", "web:/etc/hostname", "/tmp/kubeyard-cp-test"], "simulated containers have no exec"),
+    ] {
+        let output = cluster.kubectl(&args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?}");
+        assert!(
+            stderr.contains("pod web runs on simulated node node-1") && stderr.contains(doing),
+            "{args:?}: {stderr}"
+        );
+        assert!(!stderr.contains("panic"), "{args:?}: {stderr}");
+    }
+}

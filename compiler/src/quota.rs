@@ -1,0 +1,211 @@
+//! What an object counts against a ResourceQuota, as Kubernetes' quota evaluators count
+//! it (`pkg/quota/v1/evaluator/core`): one home for the ResourceQuota admission plugin
+//! (which refuses what would go past `hard`) and the resource quota controller (which
+//! fills `status.used`).
+//!
+//! - Every object counts `count/<resource>[.<group>]` (`count/configmaps`,
+//!   `count/deployments.apps`) and, for the kinds that had them first, the old names
+//!   (`pods`, `services`, `configmaps`, `secrets`, `persistentvolumeclaims`,
+//!   `replicationcontrollers`, `resourcequotas`, `services.loadbalancers`,
+//!   `services.nodeports`).
+//! - A pod that is neither finished nor being deleted counts its effective requests and
+//!   limits (`requests.cpu`, `cpu`, `limits.memory`, ...; [`crate::pod`]'s arithmetic); a
+//!   claim its `requests.storage`.
+//! - A quota on `cpu` or `memory` (requests or limits) wants every container to say it
+//!   ([`missing_constraints`], Kubernetes' words).
+
+use crate::pod::{self, Amounts};
+use crate::quantity::{Format, Quantity};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Amounts per quota resource name.
+pub type Usage = BTreeMap<String, Quantity>;
+
+fn one() -> Quantity {
+    Quantity::from_units(1, Format::DecimalSI)
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The `count/` name of a resource: `count/configmaps`, `count/deployments.apps`.
+pub fn count_name(group: &str, plural: &str) -> String {
+    if group.is_empty() { format!("count/{plural}") } else { format!("count/{plural}.{group}") }
+}
+
+/// The resource (group, plural) a quota resource name counts objects of, if it does.
+pub fn counted_resource(name: &str) -> Option<(String, String)> {
+    if let Some(resource) = name.strip_prefix("count/") {
+        return Some(match resource.split_once('.') {
+            Some((plural, group)) => (group.to_string(), plural.to_string()),
+            None => (String::new(), resource.to_string()),
+        });
+    }
+    let core = |plural: &str| Some((String::new(), plural.to_string()));
+    match name {
+        "pods" | "cpu" | "memory" | "ephemeral-storage" => core("pods"),
+        _ if name.starts_with("requests.") && name != "requests.storage" || name.starts_with("limits.") => core("pods"),
+        "services" | "services.loadbalancers" | "services.nodeports" => core("services"),
+        "configmaps" | "secrets" | "replicationcontrollers" | "resourcequotas" | "persistentvolumeclaims" => core(name),
+        "requests.storage" => core("persistentvolumeclaims"),
+        _ => None,
+    }
+}
+
+/// Whether an object counts at all (a finished or deleting pod no longer does).
+pub fn counts(group: &str, kind: &str, object: &Value) -> bool {
+    if group.is_empty() && kind == "Pod" {
+        return !matches!(text(object, "/status/phase"), "Succeeded" | "Failed")
+            && object.pointer("/metadata/deletionTimestamp").is_none();
+    }
+    true
+}
+
+/// What one object counts.
+pub fn usage(group: &str, plural: &str, kind: &str, object: &Value) -> Usage {
+    let mut usage = Usage::new();
+    usage.insert(count_name(group, plural), one());
+    if !group.is_empty() {
+        return usage;
+    }
+    match kind {
+        "Pod" => {
+            usage.insert("pods".into(), one());
+            let empty = Value::Null;
+            let spec = object.get("spec").unwrap_or(&empty);
+            let requests = pod::requests(spec, Amounts::Requests);
+            let limits = pod::limits(spec);
+            for (resource, amount) in &requests {
+                usage.insert(format!("requests.{resource}"), *amount);
+                // `cpu`, `memory` and `ephemeral-storage` in a quota mean requests.
+                if matches!(resource.as_str(), "cpu" | "memory" | "ephemeral-storage") {
+                    usage.insert(resource.clone(), *amount);
+                }
+            }
+            for (resource, amount) in &limits {
+                usage.insert(format!("limits.{resource}"), *amount);
+            }
+        }
+        "Service" => {
+            usage.insert("services".into(), one());
+            let ports = object.pointer("/spec/ports").and_then(Value::as_array).map_or(0, Vec::len);
+            let ports = Quantity::from_units(i64::try_from(ports).unwrap_or(0), Format::DecimalSI);
+            match text(object, "/spec/type") {
+                "LoadBalancer" => {
+                    usage.insert("services.loadbalancers".into(), one());
+                    usage.insert("services.nodeports".into(), ports);
+                }
+                "NodePort" => {
+                    usage.insert("services.nodeports".into(), ports);
+                }
+                _ => {}
+            }
+        }
+        "PersistentVolumeClaim" => {
+            usage.insert("persistentvolumeclaims".into(), one());
+            if let Some(storage) = object.pointer("/spec/resources/requests/storage").and_then(pod::quantity) {
+                usage.insert("requests.storage".into(), storage);
+            }
+        }
+        "ConfigMap" | "Secret" | "ReplicationController" | "ResourceQuota" => {
+            usage.insert(format!("{}s", kind.to_ascii_lowercase()), one());
+        }
+        _ => {}
+    }
+    usage
+}
+
+/// Adds `usage` to `total`.
+pub fn add(total: &mut Usage, usage: &Usage) {
+    for (name, amount) in usage {
+        let sum = total.get(name).and_then(|t| t.checked_add(amount)).unwrap_or(*amount);
+        total.insert(name.clone(), sum);
+    }
+}
+
+/// `podEvaluator.Constraints`: with `cpu` or `memory` quota'd (as requests or limits),
+/// each container must say it; Kubernetes' words (`must specify requests.cpu for: web`)
+/// when one does not.
+pub fn missing_constraints<'a>(hard: impl IntoIterator<Item = &'a str>, pod: &Value) -> Option<String> {
+    let required: BTreeSet<&str> = hard
+        .into_iter()
+        .filter(|r| {
+            matches!(*r, "cpu" | "memory" | "requests.cpu" | "requests.memory" | "limits.cpu" | "limits.memory")
+        })
+        .collect();
+    let mut missing: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    for field in ["containers", "initContainers"] {
+        for container in pod.pointer(&format!("/spec/{field}")).and_then(Value::as_array).into_iter().flatten() {
+            for resource in &required {
+                let (section, name) = match resource.split_once('.') {
+                    Some(("limits", name)) => ("limits", name),
+                    Some((_, name)) => ("requests", name),
+                    None => ("requests", *resource),
+                };
+                let said = container.pointer(&format!("/resources/{section}/{name}")).is_some();
+                if !said {
+                    missing.entry(resource).or_default().insert(text(container, "/name").to_string());
+                }
+            }
+        }
+    }
+    if missing.is_empty() {
+        return None;
+    }
+    let parts: Vec<String> = missing
+        .iter()
+        .map(|(resource, names)| format!("{resource} for: {}", names.iter().cloned().collect::<Vec<_>>().join(",")))
+        .collect();
+    Some(format!("must specify {}", parts.join("; ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn objects_count_under_their_count_names_and_the_old_ones() {
+        let service = json!({"spec": {"type": "LoadBalancer", "ports": [{"port": 80}, {"port": 443}]}});
+        let counted = usage("", "services", "Service", &service);
+        let shown: BTreeMap<&str, String> = counted.iter().map(|(k, v)| (k.as_str(), v.to_string())).collect();
+        assert_eq!(
+            shown,
+            BTreeMap::from([
+                ("count/services", "1".to_string()),
+                ("services", "1".to_string()),
+                ("services.loadbalancers", "1".to_string()),
+                ("services.nodeports", "2".to_string()),
+            ])
+        );
+        let deployment = usage("apps", "deployments", "Deployment", &json!({}));
+        assert_eq!(deployment.keys().collect::<Vec<_>>(), ["count/deployments.apps"]);
+        let pod = json!({"spec": {"containers": [{"resources": {"requests": {"cpu": "250m"}, "limits": {"memory": "64Mi"}}}]}});
+        let pod = usage("", "pods", "Pod", &pod);
+        assert_eq!(pod["requests.cpu"].to_string(), "250m");
+        assert_eq!(pod["cpu"].to_string(), "250m");
+        assert_eq!(pod["limits.memory"].to_string(), "64Mi");
+        assert!(!counts("", "Pod", &json!({"status": {"phase": "Succeeded"}})));
+        assert_eq!(counted_resource("count/deployments.apps"), Some(("apps".into(), "deployments".into())));
+        assert_eq!(counted_resource("requests.cpu"), Some((String::new(), "pods".into())));
+        assert_eq!(counted_resource("requests.storage"), Some((String::new(), "persistentvolumeclaims".into())));
+        assert_eq!(counted_resource("nvidia.com/gpu"), None);
+    }
+
+    #[test]
+    fn a_cpu_quota_wants_every_container_to_ask_for_cpu() {
+        let pod = json!({"spec": {"containers": [{"name": "web", "resources": {"limits": {"memory": "1Gi"}}},
+                                                 {"name": "side", "resources": {"requests": {"cpu": "10m"}}}]}});
+        assert_eq!(
+            missing_constraints(["requests.cpu", "pods"], &pod).as_deref(),
+            Some("must specify requests.cpu for: web")
+        );
+        assert_eq!(
+            missing_constraints(["limits.cpu", "memory"], &pod).as_deref(),
+            Some("must specify limits.cpu for: side,web; memory for: side,web")
+        );
+        assert_eq!(missing_constraints(["pods", "count/configmaps"], &pod), None);
+    }
+}
