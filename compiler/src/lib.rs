@@ -35,6 +35,7 @@ pub mod pod;
 pub mod print;
 pub mod quantity;
 pub mod quota;
+pub mod rbac;
 pub mod rules;
 pub mod scheduling;
 pub mod schema;

@@ -45,6 +45,7 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: 
     );
     set.spawn(controllers::garbage_collector::run(client.clone()));
     set.spawn(controllers::serviceaccount::run(client.clone()));
+    set.spawn(controllers::clusterrole_aggregation::run(client.clone()));
     set.spawn(controllers::root_ca::run(client.clone(), root_ca.unwrap_or_default()));
     set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
     {

@@ -37,6 +37,9 @@ pub struct Config {
     /// How long pods stay on a node that is not ready or unreachable before they are
     /// evicted, unless they say (the API server's `--default-*-toleration-seconds`).
     pub default_toleration_seconds: u64,
+    /// Who may do what (`kubeyard up --authorization rbac`), and users by token.
+    pub authorization: apiserver::authorization::Mode,
+    pub users: Arc<std::collections::HashMap<String, kubeyard_compiler::rbac::User>>,
 }
 
 impl Config {
@@ -52,6 +55,8 @@ impl Config {
             node_grace: node_lifecycle::DEFAULT_GRACE,
             secure: false,
             default_toleration_seconds: 300,
+            authorization: apiserver::authorization::Mode::default(),
+            users: Arc::default(),
         }
     }
 }
@@ -88,6 +93,8 @@ pub struct ControlPlane {
     nodes_seen: scheduler::NodesSeen,
     names: Arc<apiserver::names::Names>,
     default_tolerations: apiserver::DefaultTolerations,
+    authorization: apiserver::authorization::Mode,
+    users: Arc<std::collections::HashMap<String, kubeyard_compiler::rbac::User>>,
     _controllers: JoinSet<()>,
 }
 
@@ -112,6 +119,8 @@ impl ControlPlane {
             token: token.clone(),
             default_toleration_seconds: apiserver::DefaultTolerations { not_ready: seconds, unreachable: seconds },
             names: Arc::clone(&names),
+            authorization: config.authorization,
+            users: Arc::clone(&config.users),
             ..apiserver::Options::default()
         };
         let store = Arc::new(MemoryStore::new());
@@ -174,6 +183,8 @@ impl ControlPlane {
             nodes_seen,
             names,
             default_tolerations: apiserver::DefaultTolerations { not_ready: seconds, unreachable: seconds },
+            authorization: config.authorization,
+            users: config.users,
             _controllers: controllers,
         })
     }
@@ -190,6 +201,8 @@ impl ControlPlane {
             token: self.token.clone(),
             names: Arc::clone(&self.names),
             default_toleration_seconds: self.default_tolerations,
+            authorization: self.authorization,
+            users: Arc::clone(&self.users),
             ..apiserver::Options::default()
         };
         let server = ApiServer::new(Arc::clone(&self.store) as Arc<dyn crate::store::Store>, admission, options);

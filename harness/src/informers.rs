@@ -15,7 +15,7 @@
 //! writes ([`Informer::caught_up`]) before it reads them again: exact read-your-writes.
 
 use futures_util::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -403,6 +403,7 @@ pub struct Informers {
     pub cronjobs: Informer<CronJob>,
     pub horizontal_pod_autoscalers: Informer<HorizontalPodAutoscaler>,
     pub resource_quotas: Informer<ResourceQuota>,
+    pub controller_revisions: Informer<ControllerRevision>,
 }
 
 impl Informers {
@@ -427,6 +428,7 @@ impl Informers {
             cronjobs: Informer::start(Api::all(client.clone())),
             horizontal_pod_autoscalers: Informer::start(Api::all(client.clone())),
             resource_quotas: Informer::start(Api::all(client.clone())),
+            controller_revisions: Informer::start(Api::all(client.clone())),
         }
     }
 }

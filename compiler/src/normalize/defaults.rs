@@ -534,7 +534,17 @@ pub fn apply(group: &str, kind: &str, object: &mut Value) {
             }
         }
         ("", "ReplicationController") => replication_controller(object),
-        ("", "Service") => service_ports(object),
+        ("", "Service") => {
+            service_ports(object);
+            if let Some(spec) = object.get_mut("spec") {
+                drop_false(spec, &["publishNotReadyAddresses"]);
+            }
+        }
+        ("apps", "Deployment") | ("", "Node") => {
+            if let Some(spec) = object.get_mut("spec") {
+                drop_false(spec, &["paused", "unschedulable"]);
+            }
+        }
         ("networking.k8s.io", "NetworkPolicy") => network_policy(object),
         ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration") => webhooks(object, false),
         ("admissionregistration.k8s.io", "MutatingWebhookConfiguration") => webhooks(object, true),
@@ -653,6 +663,7 @@ fn network_policy(object: &mut Value) {
 }
 
 fn pod_spec(spec: &mut Value, bare_pod: bool) {
+    drop_false(spec, false_is_unset(Scope::PodSpec));
     for (field, value, _) in fixed_defaults(Scope::PodSpec) {
         set_default(spec, field, value.clone());
     }
@@ -720,7 +731,31 @@ fn volume_defaults(volume: &mut Value) {
     }
 }
 
+/// Go `bool` fields (not `*bool`) written with `omitempty`, by where they are: Kubernetes
+/// stores their `false` as unset (protobuf and its Go structs cannot tell them apart, and
+/// JSON leaves them out), so `stdin: false` from a protobuf client (`kubectl create`) or a
+/// manifest is stored as nothing, and a template brought back by `kubectl rollout undo`
+/// hashes as the one it came from. `*bool` fields (`privileged`, `optional`,
+/// `automountServiceAccountToken`) keep their `false`: there it says something.
+pub const FALSE_IS_UNSET: &[(Scope, &[&str])] =
+    &[(Scope::Container, &["stdin", "stdinOnce", "tty"]), (Scope::PodSpec, &["hostNetwork", "hostPID", "hostIPC"])];
+
+/// Drops the `false` of plain bools in `object` ([`FALSE_IS_UNSET`]).
+fn drop_false(object: &mut Value, fields: &[&str]) {
+    if let Some(map) = object.as_object_mut() {
+        map.retain(|key, value| !(fields.contains(&key.as_str()) && *value == Value::Bool(false)));
+    }
+}
+
+fn false_is_unset(scope: Scope) -> &'static [&'static str] {
+    FALSE_IS_UNSET.iter().find(|(s, _)| *s == scope).map_or(&[], |(_, fields)| fields)
+}
+
 fn container_defaults(container: &mut Value, bare_pod: bool) {
+    drop_false(container, false_is_unset(Scope::Container));
+    for mount in container.get_mut("volumeMounts").and_then(Value::as_array_mut).into_iter().flatten() {
+        drop_false(mount, &["readOnly"]);
+    }
     for (field, value, _) in fixed_defaults(Scope::Container) {
         set_default(container, field, value.clone());
     }
@@ -762,6 +797,28 @@ fn container_defaults(container: &mut Value, bare_pod: bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_false_of_plain_bools_is_stored_as_nothing_and_pointers_keep_it() {
+        // What `kubectl create deployment` sends through protobuf: every plain bool.
+        let mut deployment = json!({
+            "spec": {"paused": false, "selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}},
+                                  "spec": {"hostPID": false, "hostNetwork": false, "automountServiceAccountToken": false,
+                                           "containers": [{"name": "web", "image": "nginx", "stdin": false, "tty": true,
+                                                           "securityContext": {"privileged": false},
+                                                           "volumeMounts": [{"name": "d", "mountPath": "/d", "readOnly": false}]}]}}},
+        });
+        apply("apps", "Deployment", &mut deployment);
+        assert!(deployment["spec"].get("paused").is_none());
+        let spec = &deployment["spec"]["template"]["spec"];
+        assert!(spec.get("hostPID").is_none() && spec.get("hostNetwork").is_none());
+        assert_eq!(spec["automountServiceAccountToken"], false, "a *bool's false says something");
+        let container = &spec["containers"][0];
+        assert!(container.get("stdin").is_none());
+        assert_eq!((&container["tty"], &container["securityContext"]["privileged"]), (&json!(true), &json!(false)));
+        assert!(container["volumeMounts"][0].get("readOnly").is_none());
+    }
 
     #[test]
     fn every_fixed_default_is_json() {

@@ -7,6 +7,7 @@
 
 pub mod allocate;
 mod apply;
+pub mod authorization;
 mod conversion;
 pub mod crds;
 pub mod eviction;
@@ -85,6 +86,10 @@ pub struct Options {
     pub default_toleration_seconds: DefaultTolerations,
     /// What `generateName` appends: random, or drawn from the cluster's seed.
     pub names: Arc<names::Names>,
+    /// Who may do what: everyone authenticated everything, or RBAC (`--authorization`).
+    pub authorization: authorization::Mode,
+    /// Users by bearer token (`--token-auth-file`).
+    pub users: Arc<std::collections::HashMap<String, kubeyard_compiler::rbac::User>>,
 }
 
 /// The DefaultTolerationSeconds plugin's two durations, in seconds.
@@ -119,6 +124,8 @@ impl Default for Options {
             disabled_admission_plugins: Vec::new(),
             default_toleration_seconds: DefaultTolerations::default(),
             names: Arc::new(names::Names::random()),
+            authorization: authorization::Mode::default(),
+            users: Arc::default(),
         }
     }
 }
@@ -190,6 +197,8 @@ pub struct ApiServer {
     policies: policies::Policies,
     /// The admission webhooks called (see `webhooks`).
     webhooks: webhooks::Webhooks,
+    /// The RBAC objects, for the authorizer (see `authorization`).
+    policy_cache: authorization::PolicyCache,
 }
 
 /// The Kubernetes version the server reports, from the schemas it admits with.
@@ -226,6 +235,7 @@ impl ApiServer {
             shared_objects: watch::SharedObjects::default(),
             policies: policies::Policies::default(),
             webhooks: webhooks::Webhooks::default(),
+            policy_cache: authorization::PolicyCache::default(),
         })
     }
 
@@ -746,25 +756,6 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
     response
 }
 
-/// Whether the request's bearer token is the cluster's (its administrator's) or a
-/// service account token of this server still good; a server without a token takes
-/// everyone. Who is authenticated may do anything: there is no authorization (RBAC) yet,
-/// as docs/apiserver.md says.
-async fn authorized(server: &ApiServer, headers: &HeaderMap) -> bool {
-    let Some(token) = &server.options.token else { return true };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let Some(given) = given else { return false };
-    // In constant time: how much of a guess matched must not show in the timing.
-    if tls::same_secret(given.as_bytes(), token.as_bytes()) {
-        return true;
-    }
-    given.contains('.') && tokens::authenticate(server, given).await.is_ok()
-}
-
 async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     match handle(&server, parts, body).await {
@@ -808,19 +799,48 @@ async fn handle(
 ) -> Result<Response, ApiError> {
     // What follows a proxy path's `proxy` is the target's: read before the path's own checks.
     if let Some(target) = proxy::parse(parts.uri.path()) {
-        if !authorized(server, &parts.headers).await {
+        let Some(user) = authorization::authenticate(server, &parts.headers).await else {
             return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
-        }
+        };
+        let resource = match target.kind {
+            proxy::ProxyKind::Pod => "pods",
+            proxy::ProxyKind::Service => "services",
+        };
+        let verb = match parts.method.as_str() {
+            "GET" | "HEAD" => "get".to_string(),
+            "POST" => "create".to_string(),
+            "PUT" => "update".to_string(),
+            "PATCH" => "patch".to_string(),
+            "DELETE" => "delete".to_string(),
+            other => other.to_lowercase(),
+        };
+        let request = kubeyard_compiler::rbac::Attributes {
+            verb,
+            resource: resource.into(),
+            subresource: "proxy".into(),
+            name: target.id.clone(),
+            namespace: target.namespace.clone(),
+            ..Default::default()
+        };
+        authorization::authorize(server, &user, &request).await?;
         let method = parts.method.clone();
         return proxy::serve(server, &target, method, &parts.uri, &parts.headers, body).await;
     }
     let served = server.resources.snapshot();
     let route = parse_path(parts.uri.path(), &served)?;
-    if !matches!(route, Route::Health) && !authorized(server, &parts.headers).await {
+    let user = authorization::authenticate(server, &parts.headers).await;
+    let Some(user) = user.or_else(|| matches!(route, Route::Health).then(authorization::admin)) else {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
-    }
+    };
     let query = parse_query(parts.uri.query())?;
     let method = parts.method.clone();
+    // Discovery, OpenAPI, version and health are every authenticated user's (the
+    // bootstrap roles grant them); objects are RBAC's to allow, with `--authorization rbac`.
+    if let Route::Objects(target) = &route
+        && !authorization::is_review(target.resource)
+    {
+        authorization::authorize(server, &user, &authorization::attributes(&method, target, &query)).await?;
+    }
     let read_only = method == Method::GET || method == Method::HEAD;
     match route {
         Route::Health if read_only => Ok((StatusCode::OK, "ok").into_response()),
@@ -889,6 +909,14 @@ async fn handle(
             if target.subresource.as_deref() == Some("portforward") && matches!(method, Method::GET | Method::POST) =>
         {
             portforward::serve(server, &target, &query, &mut parts).await
+        }
+        Route::Objects(target) if authorization::is_review(target.resource) => {
+            if method != Method::POST {
+                return Err(ApiError::method_not_allowed());
+            }
+            let body = read_body(body).await?;
+            let answer = authorization::review(server, &user, &target, &parts.headers, &body).await?;
+            Ok(json_response(StatusCode::CREATED, &answer))
         }
         Route::Objects(target) if target.resource.is_metrics() => {
             metrics::serve(server, &method, &target, &query).await

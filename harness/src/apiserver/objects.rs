@@ -1757,6 +1757,10 @@ pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
 /// After a write to an admission configuration (policies, bindings, webhooks), the
 /// server enforces what it says from the next request on.
 async fn reload_admission(server: &ApiServer, resource: &Resource) {
+    // The authorizer reads roles and bindings again after any of them changed.
+    if resource.group == "rbac.authorization.k8s.io" {
+        server.policy_cache.forget();
+    }
     if policies::is_policy_kind(resource) {
         policies::reload(server).await;
     }

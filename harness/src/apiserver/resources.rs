@@ -112,6 +112,7 @@ pub static RESOURCES: &[Resource] = &[
     workload(r("apps", "DaemonSet", "daemonsets", "daemonset", true, &["ds"]), false),
     workload(r("apps", "StatefulSet", "statefulsets", "statefulset", true, &["sts"]), true),
     workload(r("batch", "Job", "jobs", "job", true, &[]), false),
+    r("apps", "ControllerRevision", "controllerrevisions", "controllerrevision", true, &[]),
     r("coordination.k8s.io", "Lease", "leases", "lease", true, &[]),
     r("discovery.k8s.io", "EndpointSlice", "endpointslices", "endpointslice", true, &[]),
     // Beyond what the control plane acts on: stored and served so that real
@@ -156,6 +157,13 @@ pub static RESOURCES: &[Resource] = &[
     with_status(r("networking.k8s.io", "Ingress", "ingresses", "ingress", true, &["ing"])),
     r("networking.k8s.io", "IngressClass", "ingressclasses", "ingressclass", false, &[]),
     r("networking.k8s.io", "NetworkPolicy", "networkpolicies", "networkpolicy", true, &["netpol"]),
+    // Reviews: answered, not stored (authorization.rs).
+    r("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews", "", false, &[]),
+    r("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews", "", false, &[]),
+    r("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews", "", false, &[]),
+    r("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", "", true, &[]),
+    r("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews", "", false, &[]),
+    r("authentication.k8s.io", "TokenReview", "tokenreviews", "", false, &[]),
     r("rbac.authorization.k8s.io", "Role", "roles", "role", true, &[]),
     r("rbac.authorization.k8s.io", "ClusterRole", "clusterroles", "clusterrole", false, &[]),
     r("rbac.authorization.k8s.io", "RoleBinding", "rolebindings", "rolebinding", true, &[]),
@@ -401,6 +409,9 @@ impl Served {
         // a terminating CRD's kinds can no longer be created or changed.
         let verbs: &[&str] = match resource.crd {
             None if resource.is_metrics() => METRICS_VERBS,
+            None if resource.group == "authorization.k8s.io" || resource.group == "authentication.k8s.io" => {
+                &["create"]
+            }
             None => VERBS,
             Some(_) if self.terminating(resource) => TERMINATING_VERBS,
             Some(_) => CUSTOM_VERBS,

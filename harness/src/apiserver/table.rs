@@ -129,6 +129,9 @@ fn columns(kind: &str) -> &'static [(&'static str, &'static str, u8)] {
             ("Age", "string", 0),
         ],
         "ServiceAccount" => &[("Name", "string", 0), ("Secrets", "string", 0), ("Age", "string", 0)],
+        "ControllerRevision" => {
+            &[("Name", "string", 0), ("Controller", "string", 0), ("Revision", "integer", 0), ("Age", "string", 0)]
+        }
         "Lease" => &[("Name", "string", 0), ("Holder", "string", 0), ("Age", "string", 0)],
         "Ingress" => &[
             ("Name", "string", 0),
@@ -800,6 +803,16 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             vec![name, json!(object.get("secrets").and_then(Value::as_array).map_or(0, Vec::len).to_string()), age]
         }
         "Lease" => vec![name, json!(string(object, "/spec/holderIdentity")), age],
+        "ControllerRevision" => {
+            let owners = object.pointer("/metadata/ownerReferences").and_then(Value::as_array);
+            let controller = owners.into_iter().flatten().find(|o| o["controller"] == true).map(|o| {
+                let group = string(o, "/apiVersion").rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
+                let kind = string(o, "/kind").to_lowercase();
+                let kind = if group.is_empty() { kind } else { format!("{kind}.{group}") };
+                format!("{kind}/{}", string(o, "/name"))
+            });
+            vec![name, json!(controller.unwrap_or_default()), json!(int(object, "/revision")), age]
+        }
         "Ingress" => vec![
             name,
             json!(or_none(string(object, "/spec/ingressClassName"))),

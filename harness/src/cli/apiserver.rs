@@ -63,6 +63,16 @@ pub struct ApiServerArgs {
     #[arg(long, value_name = "PLUGINS", value_delimiter = ',')]
     disable_admission_plugins: Vec<String>,
 
+    /// Who may do what: `rbac` (Kubernetes' RBAC authorizer over the stored Roles and
+    /// bindings; the cluster's token is system:masters) or `always-allow`.
+    #[arg(long, value_name = "MODE", default_value = "always-allow")]
+    authorization: crate::apiserver::authorization::Mode,
+
+    /// Users by bearer token, as kube-apiserver's static token file:
+    /// `token,user,uid,"group1,group2"` per line.
+    #[arg(long, value_name = "FILE")]
+    token_auth_file: Option<std::path::PathBuf>,
+
     /// How long pods tolerate a node that is not ready before they are evicted, unless
     /// they say (the DefaultTolerationSeconds admission plugin).
     #[arg(long, value_name = "SECONDS", default_value_t = 300)]
@@ -182,7 +192,18 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 "kubeyard: warning: serving the API on {address} without --token: anyone who can reach it can read every Secret"
             );
         }
+        let users = match &args.token_auth_file {
+            None => Default::default(),
+            Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| {
+                crate::apiserver::authorization::read_token_file(&t)
+            }) {
+                Ok(users) => users,
+                Err(error) => return usage_error(&format!("--token-auth-file {}: {error}", path.display())),
+            },
+        };
         let options = Options {
+            authorization: args.authorization,
+            users: Arc::new(users),
             token: token.clone(),
             max_connections,
             service_account_signer: signer,

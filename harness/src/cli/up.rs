@@ -43,6 +43,16 @@ pub struct UpArgs {
     #[arg(long = "node", value_name = "LIST", conflicts_with = "nodes")]
     node: Vec<String>,
 
+    /// Who may do what: `rbac` (Kubernetes' RBAC authorizer over the stored Roles and
+    /// bindings; the kubeconfig's token is system:masters) or `always-allow`.
+    #[arg(long, value_name = "MODE", default_value = "always-allow")]
+    authorization: crate::apiserver::authorization::Mode,
+
+    /// Users by bearer token, as kube-apiserver's static token file:
+    /// `token,user,uid,"group1,group2"` per line (in process only).
+    #[arg(long, value_name = "FILE", conflicts_with = "containers")]
+    token_auth_file: Option<PathBuf>,
+
     /// Seeds the scheduler's tie-breaking and the simulated delays: the same seed places
     /// every pod on the same node.
     #[arg(long, default_value_t = 0)]
@@ -143,6 +153,7 @@ pub fn run(mut args: UpArgs) -> Exit {
         spec.insecure_http = args.insecure_http;
         spec.simulate_absent_images = args.simulate_absent_images;
         spec.kubernetes_version = version.map(|v| v.to_string());
+        spec.authorization = args.authorization;
         for (node, capacity) in spec.nodes.iter_mut().zip(&capacities) {
             node.capacity.extend(capacity.clone());
         }
@@ -198,6 +209,14 @@ pub fn run(mut args: UpArgs) -> Exit {
     config.listen = args.listen.clone();
     config.node_grace = Duration::from_secs(args.node_monitor_grace_period);
     config.secure = !args.insecure_http;
+    config.authorization = args.authorization;
+    if let Some(path) = &args.token_auth_file {
+        let read = std::fs::read_to_string(path).map_err(|e| e.to_string());
+        match read.and_then(|text| crate::apiserver::authorization::read_token_file(&text)) {
+            Ok(users) => config.users = std::sync::Arc::new(users),
+            Err(error) => return usage_error(&format!("--token-auth-file {}: {error}", path.display())),
+        }
+    }
     if let Some(version) = version {
         config.version = version;
     }

@@ -108,6 +108,8 @@ pub struct ClusterSpec {
     pub default_toleration_seconds: u64,
     /// The Kubernetes version the API server serves (`/version`, schemas); none: the latest.
     pub kubernetes_version: Option<String>,
+    /// Who may do what (`--authorization`).
+    pub authorization: crate::apiserver::authorization::Mode,
 }
 
 impl ClusterSpec {
@@ -123,6 +125,7 @@ impl ClusterSpec {
             insecure_http: false,
             default_toleration_seconds: 300,
             kubernetes_version: None,
+            authorization: crate::apiserver::authorization::Mode::default(),
         }
     }
 }
@@ -379,6 +382,9 @@ impl ContainerCluster {
         ]);
         if let Some(version) = &spec.kubernetes_version {
             apiserver_cmd.push(format!("--kubernetes-version={version}"));
+        }
+        if spec.authorization == crate::apiserver::authorization::Mode::Rbac {
+            apiserver_cmd.push("--authorization=rbac".into());
         }
         let mut apiserver_files = vec![
             file("etcd-ca.crt", &credentials.etcd_ca),

@@ -13,17 +13,17 @@
 //! `maxSurge`, starts the new pod beside the old one and deletes the old once the new is
 //! available; `OnDelete` leaves them. Failed and succeeded daemon pods are deleted and
 //! made again. Pods bound to nodes that are gone are deleted too (Kubernetes leaves that
-//! to its pod garbage collector, which this control plane does not run). The revision
-//! history (ControllerRevisions) is not kept.
+//! to the pod garbage collector). Each template is kept as a ControllerRevision
+//! (`history.rs`), so `kubectl rollout history|undo daemonset` work.
 
 use super::pods::{
     Naming, Pods, Reporter, creation, deleting, from_template, is_available, is_ready, is_terminal, next_available,
     owner_json, template_metadata,
 };
-use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
+use super::{Error, Wakeups, Wiring, history, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use k8s_openapi::api::apps::v1::DaemonSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
@@ -54,6 +54,8 @@ struct Context {
     nodes: Informer<Node>,
     pods_expected: Expectations<Pod>,
     sets_expected: Expectations<DaemonSet>,
+    revisions: Informer<ControllerRevision>,
+    revisions_expected: Expectations<ControllerRevision>,
 }
 
 /// Runs until the task is dropped.
@@ -61,7 +63,10 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
     let sets = informers.daemonsets.clone();
     // A node joining, leaving, relabelled or tainted concerns every DaemonSet.
     let every_set = move |_: Arc<Node>| sets.all().iter().map(|s| ObjectRef::from_obj(s.as_ref())).collect::<Vec<_>>();
-    let mut wiring = Wiring::of(&informers.daemonsets).owns(&informers.pods).watches(&informers.nodes, every_set);
+    let mut wiring = Wiring::of(&informers.daemonsets)
+        .owns(&informers.pods)
+        .owns(&informers.controller_revisions)
+        .watches(&informers.nodes, every_set);
     let context = Context {
         client,
         clock: clock.clone(),
@@ -70,6 +75,8 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
         nodes: informers.nodes.clone(),
         pods_expected: Expectations::new(&informers.pods),
         sets_expected: Expectations::new(&informers.daemonsets),
+        revisions: informers.controller_revisions.clone(),
+        revisions_expected: Expectations::new(&informers.controller_revisions),
     };
     wiring.run(reconcile, Arc::new(context)).await;
 }
@@ -251,7 +258,7 @@ impl Changes {
 
 async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action, Error> {
     let key = key_of_object(set.as_ref());
-    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
+    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) || !context.revisions_expected.met(&key) {
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
@@ -263,11 +270,39 @@ async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action,
         stateful: false,
     });
     let written = Written::default();
-    let result = sync(&set, &context, &pods, &written).await;
+    let revisions_written = Written::default();
+    let result = match keep_history(&set, &context, &revisions_written).await {
+        Ok(()) => sync(&set, &context, &pods, &written).await,
+        Err(error) => Err(error),
+    };
     // The next pass reads the caches: it waits until they hold what this one wrote.
     context.pods_expected.expect(&key, pods.written());
     context.sets_expected.expect(&key, &written);
+    context.revisions_expected.expect(&key, &revisions_written);
     result
+}
+
+/// The template's ControllerRevision (`kubectl rollout history|undo daemonset`): made,
+/// or renumbered as the newest when an undo brought its template back; the oldest past
+/// `revisionHistoryLimit` that no pod runs deleted.
+async fn keep_history(set: &DaemonSet, context: &Context, written: &Written) -> Result<(), Error> {
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let daemon = Daemon::of(set.clone(), context.clock.now())?;
+    let name = set.name_any();
+    let revisions = history::owned(&context.revisions, &daemon.namespace, &set.uid().unwrap_or_default());
+    let data = history::data(&daemon.template);
+    let in_use: std::collections::HashSet<String> = context
+        .pods
+        .controlled_by(&daemon.namespace, &set.uid().unwrap_or_default())
+        .iter()
+        .filter_map(|p| p.labels().get(HASH_LABEL).map(|hash| format!("{name}-{hash}")))
+        .collect();
+    let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(history::DEFAULT_LIMIT);
+    let plan = history::decide(&revisions, &format!("{name}-{}", daemon.hash), &data, &in_use, limit);
+    let labels = set.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone());
+    history::apply(&context.client, set, &plan, &data, &labels.unwrap_or_default(), &daemon.hash, written).await
 }
 
 async fn sync(set: &DaemonSet, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {

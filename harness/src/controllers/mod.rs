@@ -13,6 +13,7 @@
 //! own loops: they watch kinds no shared informer holds (namespaces; every kind discovery
 //! finds).
 
+pub mod clusterrole_aggregation;
 pub mod cronjob;
 pub mod daemonset;
 pub mod deployment;
@@ -21,6 +22,7 @@ pub mod endpoints;
 pub mod endpointslice;
 pub mod every_namespace;
 pub mod garbage_collector;
+pub mod history;
 pub mod hpa;
 pub mod job;
 pub mod namespace;

@@ -14,9 +14,10 @@
 //! made from, `<set>-<hash>`. `RollingUpdate` deletes (and so remakes) pods of another
 //! revision from the highest ordinal down to the `partition`, one at a time, each once
 //! those above are healthy again; `OnDelete` leaves them. `currentRevision` becomes the
-//! update revision once every pod has it and is ready. No ControllerRevisions are kept,
-//! so a pod below the partition that is lost is remade from the current template rather
-//! than its old one, and `persistentVolumeClaimRetentionPolicy.whenScaled: Delete` is not
+//! update revision once every pod has it and is ready. Each revision is kept as a
+//! ControllerRevision (`history.rs`: `kubectl rollout history|undo statefulset`), but a pod
+//! below the partition that is lost is remade from the current template rather than its
+//! old one, and `persistentVolumeClaimRetentionPolicy.whenScaled: Delete` is not
 //! acted on (`whenDeleted: Delete` is: the claims are owned by the set).
 
 use super::daemonset::HASH_LABEL;
@@ -24,10 +25,10 @@ use super::pods::{
     Naming, Pods, Reporter, deleting, from_template, is_available, is_ready, is_terminal, next_available, owner_json,
     phase, template_metadata,
 };
-use super::{Error, Wakeups, Wiring, label_selector, owner_reference, patch_status};
+use super::{Error, Wakeups, Wiring, history, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
 use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
-use k8s_openapi::api::apps::v1::StatefulSet;
+use k8s_openapi::api::apps::v1::{ControllerRevision, StatefulSet};
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, PostParams};
 use kube::runtime::controller::Action;
@@ -48,11 +49,13 @@ struct Context {
     pods: Informer<Pod>,
     pods_expected: Expectations<Pod>,
     sets_expected: Expectations<StatefulSet>,
+    revisions: Informer<ControllerRevision>,
+    revisions_expected: Expectations<ControllerRevision>,
 }
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let mut wiring = Wiring::of(&informers.statefulsets).owns(&informers.pods);
+    let mut wiring = Wiring::of(&informers.statefulsets).owns(&informers.pods).owns(&informers.controller_revisions);
     let context = Context {
         client,
         clock: clock.clone(),
@@ -60,6 +63,8 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
         pods: informers.pods.clone(),
         pods_expected: Expectations::new(&informers.pods),
         sets_expected: Expectations::new(&informers.statefulsets),
+        revisions: informers.controller_revisions.clone(),
+        revisions_expected: Expectations::new(&informers.controller_revisions),
     };
     wiring.run(reconcile, Arc::new(context)).await;
 }
@@ -237,7 +242,7 @@ impl Stateful {
 
 async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Action, Error> {
     let key = key_of_object(set.as_ref());
-    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) {
+    if !context.pods_expected.met(&key) || !context.sets_expected.met(&key) || !context.revisions_expected.met(&key) {
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
@@ -249,11 +254,39 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         stateful: true,
     });
     let written = Written::default();
-    let result = manage(set.as_ref().clone(), &context, &pods, &written).await;
+    let revisions_written = Written::default();
+    let result = match keep_history(&set, &context, &revisions_written).await {
+        Ok(()) => manage(set.as_ref().clone(), &context, &pods, &written).await,
+        Err(error) => Err(error),
+    };
     // The next pass reads the caches: it waits until they hold what this one wrote.
     context.pods_expected.expect(&key, pods.written());
     context.sets_expected.expect(&key, &written);
+    context.revisions_expected.expect(&key, &revisions_written);
     result
+}
+
+/// The update revision's ControllerRevision (`kubectl rollout history|undo statefulset`),
+/// as `history.rs` keeps them; the current revision and those pods run are never deleted.
+async fn keep_history(set: &StatefulSet, context: &Context, written: &Written) -> Result<(), Error> {
+    if set.metadata.deletion_timestamp.is_some() {
+        return Ok(());
+    }
+    let stateful = Stateful::of(set.clone(), context.clock.now())?;
+    let namespace = set.namespace().unwrap_or_else(|| "default".into());
+    let uid = set.uid().unwrap_or_default();
+    let revisions = history::owned(&context.revisions, &namespace, &uid);
+    let template =
+        serde_json::to_value(set.spec.as_ref().map(|s| &s.template)).map_err(|e| Error::Invalid(e.to_string()))?;
+    let data = history::data(&template);
+    let mut in_use: std::collections::HashSet<String> =
+        context.pods.controlled_by(&namespace, &uid).iter().filter_map(|p| revision_of(p).cloned()).collect();
+    in_use.insert(stateful.current_revision.clone());
+    let limit = set.spec.as_ref().and_then(|s| s.revision_history_limit).unwrap_or(history::DEFAULT_LIMIT);
+    let plan = history::decide(&revisions, &stateful.update_revision, &data, &in_use, limit);
+    let hash = stateful.update_revision.rsplit('-').next().unwrap_or_default().to_string();
+    let labels = set.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone());
+    history::apply(&context.client, set, &plan, &data, &labels.unwrap_or_default(), &hash, written).await
 }
 
 async fn manage(set: StatefulSet, context: &Context, pods: &Pods, written: &Written) -> Result<Action, Error> {

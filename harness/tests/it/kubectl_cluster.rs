@@ -399,3 +399,160 @@ fn kubectl_exec_port_forward_and_debug_on_simulated_pods_say_why_they_cannot() {
         assert!(!stderr.contains("panic"), "{args:?}: {stderr}");
     }
 }
+
+const DAEMON_AND_STATEFUL: &str = "\
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {name: agent}
+spec:
+  selector: {matchLabels: {app: agent}}
+  template:
+    metadata: {labels: {app: agent}}
+    spec:
+      containers:
+      - {name: agent, image: busybox:1.36}
+---
+apiVersion: apps/v1
+kind: StatefulSet
+metadata: {name: db}
+spec:
+  serviceName: db
+  replicas: 2
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - {name: db, image: redis:7.0}
+";
+
+/// The REVISION column of `kubectl rollout history`.
+fn revisions(history: &str) -> Vec<String> {
+    history
+        .lines()
+        .skip_while(|l| !l.starts_with("REVISION"))
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn kubectl_rollout_history_and_undo_on_every_workload_kind() {
+    let cluster = Up::start(2, &[]);
+    // Made through protobuf (Go's zero values and all), changed, undone: the old
+    // ReplicaSet comes back, and history reads 2, 3 as on Kubernetes.
+    cluster.ok(&["create", "deployment", "web", "--image=nginx:1.25"]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    cluster.ok(&["set", "image", "deployment/web", "nginx=nginx:1.26"]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    cluster.ok(&["rollout", "undo", "deployment/web"]);
+    cluster.ok(&["rollout", "status", "deployment/web", "--timeout=30s"]);
+    let history = cluster.ok(&["rollout", "history", "deployment/web"]);
+    assert_eq!(revisions(&history), ["2", "3"], "{history}");
+    let sets = cluster.ok(&["get", "replicasets", "-l", "app=web", "-o", "name"]);
+    assert_eq!(sets.lines().count(), 2, "the old ReplicaSet is reused:\n{sets}");
+
+    cluster.apply(DAEMON_AND_STATEFUL);
+    cluster.ok(&["rollout", "status", "daemonset/agent", "--timeout=30s"]);
+    cluster.ok(&["rollout", "status", "statefulset/db", "--timeout=60s"]);
+    for (workload, container, image) in
+        [("daemonset/agent", "agent", "busybox:1.37"), ("statefulset/db", "db", "redis:7.2")]
+    {
+        let history = cluster.ok(&["rollout", "history", workload]);
+        assert_eq!(revisions(&history), ["1"], "{workload}: {history}");
+        cluster.ok(&["set", "image", workload, &format!("{container}={image}")]);
+        cluster.ok(&["rollout", "status", workload, "--timeout=60s"]);
+        let history = cluster.ok(&["rollout", "history", workload]);
+        assert_eq!(revisions(&history), ["1", "2"], "{workload}: {history}");
+        let undone = cluster.ok(&["rollout", "undo", workload]);
+        assert!(undone.contains("rolled back"), "{undone}");
+        cluster.ok(&["rollout", "status", workload, "--timeout=60s"]);
+        let history = cluster.wait_for(&["rollout", "history", workload], |h| revisions(h) == ["2", "3"]);
+        assert!(history.contains("REVISION"), "{history}");
+    }
+    let revisions_listed = cluster.ok(&["get", "controllerrevisions"]);
+    assert!(
+        revisions_listed.contains("daemonset.apps/agent") && revisions_listed.contains("statefulset.apps/db"),
+        "{revisions_listed}"
+    );
+    let images = cluster.ok(&["get", "pods", "-l", "app=agent", "-o", "jsonpath={.items[*].spec.containers[0].image}"]);
+    assert_eq!(images, "busybox:1.36 busybox:1.36", "the daemon runs its first template again");
+}
+
+const RBAC: &str = "\
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: ci, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: reader, namespace: shop}
+rules:
+- {apiGroups: [\"\"], resources: [pods], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: ci-reads, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: reader}
+subjects:
+- {kind: ServiceAccount, name: ci, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: monitoring}
+aggregationRule:
+  clusterRoleSelectors:
+  - matchLabels: {example.com/aggregate-to-monitoring: \"true\"}
+rules: []
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: monitoring-endpoints
+  labels: {example.com/aggregate-to-monitoring: \"true\"}
+rules:
+- {apiGroups: [\"\"], resources: [endpoints], verbs: [get, list, watch]}
+";
+
+#[test]
+fn kubectl_auth_and_rbac_allow_a_service_account_in_one_namespace_only() {
+    let cluster = Up::start(1, &["--authorization", "rbac"]);
+    cluster.apply(RBAC);
+    let admin = cluster.ok(&["auth", "whoami"]);
+    assert!(admin.contains("kubernetes-admin") && admin.contains("system:masters"), "{admin}");
+    let token = cluster.ok(&["create", "token", "ci", "-n", "shop"]);
+    let token = format!("--token={}", token.trim());
+    let allowed = cluster.kubectl(&[&token, "get", "pods", "-n", "shop"]);
+    assert!(allowed.status.success(), "{}", String::from_utf8_lossy(&allowed.stderr));
+    let refused = cluster.kubectl(&[&token, "get", "pods", "-n", "other"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains(
+            "pods is forbidden: User \"system:serviceaccount:shop:ci\" cannot list resource \"pods\" in API group \"\" in the namespace \"other\""
+        ),
+        "{stderr}"
+    );
+    assert_eq!(cluster.ok(&[&token, "auth", "can-i", "list", "pods", "-n", "shop"]).trim(), "yes");
+    let no = cluster.kubectl(&[&token, "auth", "can-i", "delete", "pods", "-n", "shop"]);
+    assert_eq!((no.status.code(), String::from_utf8_lossy(&no.stdout).trim()), (Some(1), "no"));
+    let who = cluster.ok(&[&token, "auth", "whoami"]);
+    assert!(who.contains("system:serviceaccount:shop:ci") && who.contains("system:serviceaccounts:shop"), "{who}");
+    let rules = cluster.ok(&[&token, "auth", "can-i", "--list", "-n", "shop"]);
+    assert!(rules.lines().any(|l| l.starts_with("pods ") && l.contains("[get list]")), "{rules}");
+    // An aggregated ClusterRole holds what its selector picks.
+    let aggregated = cluster
+        .wait_for(&["get", "clusterrole", "monitoring", "-o", "jsonpath={.rules[*].resources}"], |t| {
+            t.contains("endpoints")
+        });
+    assert!(aggregated.contains("endpoints"), "{aggregated}");
+}

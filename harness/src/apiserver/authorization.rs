@@ -1,0 +1,326 @@
+//! Who a request comes from, and whether they may: authentication (the cluster's token,
+//! a user of `--token-auth-file`, a ServiceAccount token) and, with `--authorization rbac`,
+//! Kubernetes' RBAC authorizer (`kubeyard_compiler::rbac`) over the stored Roles,
+//! ClusterRoles and their bindings, refusing with its 403. Without it every authenticated
+//! user may do everything, as before. The access and identity reviews (`kubectl auth
+//! can-i`, `can-i --list`, `whoami`) and TokenReviews answer from the same.
+//!
+//! `system:masters` (the cluster's own token: kubectl's kubeconfig, the components) is
+//! allowed everything before RBAC is asked, as in Kubernetes. Discovery, OpenAPI,
+//! `/version` and health are allowed to every authenticated user, as the bootstrap roles
+//! `system:discovery` and `system:public-info-viewer` grant them on a real cluster (no
+//! other bootstrap role is made: bind what your users need).
+
+use super::objects::{self, from_entry};
+use super::resources::{self, Resource};
+use super::status::ApiError;
+use super::{ApiServer, Query, Target};
+use axum::http::{HeaderMap, Method, header};
+use kubeyard_compiler::rbac::{Attributes, Policy, User};
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// Which authorizer: everything allowed, or RBAC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Mode {
+    #[default]
+    AlwaysAllow,
+    Rbac,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Mode, String> {
+        match text.to_ascii_lowercase().as_str() {
+            "alwaysallow" | "always-allow" => Ok(Mode::AlwaysAllow),
+            "rbac" => Ok(Mode::Rbac),
+            other => Err(format!("unknown authorization mode {other:?}: rbac or always-allow")),
+        }
+    }
+}
+
+/// The cluster's own identity (its token, and any request when it has none).
+pub fn admin() -> User {
+    User {
+        name: "kubernetes-admin".into(),
+        uid: String::new(),
+        groups: vec!["system:masters".into(), "system:authenticated".into()],
+    }
+}
+
+/// Users by bearer token, from a `--token-auth-file` (Kubernetes' static token file:
+/// `token,user,uid,"group1,group2"` per line).
+pub fn read_token_file(text: &str) -> Result<HashMap<String, User>, String> {
+    let mut users = HashMap::new();
+    for (number, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (head, groups) = match line.split_once('"') {
+            Some((head, rest)) => (head, rest.trim_end_matches('"')),
+            None => (line, ""),
+        };
+        let fields: Vec<&str> = head.split(',').map(str::trim).collect();
+        let (Some(token), Some(name)) =
+            (fields.first().filter(|t| !t.is_empty()), fields.get(1).filter(|n| !n.is_empty()))
+        else {
+            return Err(format!("line {}: want token,user,uid[,\"groups\"]", number + 1));
+        };
+        let mut groups: Vec<String> =
+            groups.split(',').map(str::trim).filter(|g| !g.is_empty()).map(str::to_string).collect();
+        groups.push("system:authenticated".into());
+        let uid = fields.get(2).copied().unwrap_or_default().to_string();
+        users.insert(token.to_string(), User { name: name.to_string(), uid, groups });
+    }
+    Ok(users)
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers.get(header::AUTHORIZATION)?.to_str().ok()?.strip_prefix("Bearer ").map(str::trim)
+}
+
+/// Who the request is from; `None`: nobody this server knows (401).
+pub(super) async fn authenticate(server: &ApiServer, headers: &HeaderMap) -> Option<User> {
+    let given = bearer(headers);
+    if let Some(given) = given {
+        if let Some(user) = server.options.users.get(given) {
+            return Some(user.clone());
+        }
+        if let Some(token) = &server.options.token
+            && super::tls::same_secret(given.as_bytes(), token.as_bytes())
+        {
+            return Some(admin());
+        }
+        if given.contains('.')
+            && let Ok(name) = super::tokens::authenticate(server, given).await
+        {
+            let mut parts = name.splitn(4, ':').skip(2);
+            let (namespace, account) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+            return Some(User::service_account(namespace, account, ""));
+        }
+    }
+    // A server without a token takes everyone, as its administrator.
+    match server.options.token {
+        None => Some(admin()),
+        Some(_) => None,
+    }
+}
+
+/// The RBAC objects, read once and kept until one of them is written.
+#[derive(Default)]
+pub struct PolicyCache(RwLock<Option<Arc<Policy>>>);
+
+impl PolicyCache {
+    pub(super) fn forget(&self) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+}
+
+async fn listed(server: &ApiServer, kind: &str) -> Result<Vec<Value>, ApiError> {
+    let resource = resources::by_kind("rbac.authorization.k8s.io", kind)
+        .ok_or_else(|| ApiError::internal(format!("{kind} is not served")))?;
+    let listing =
+        server.store.list(&resource.prefix(None), None, None).await.map_err(|e| ApiError::internal(e.to_string()))?;
+    listing.entries.iter().map(from_entry).collect()
+}
+
+pub(super) async fn policy(server: &ApiServer) -> Result<Arc<Policy>, ApiError> {
+    if let Some(policy) = server.policy_cache.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
+        return Ok(policy);
+    }
+    let policy = Arc::new(Policy {
+        roles: listed(server, "Role").await?,
+        cluster_roles: listed(server, "ClusterRole").await?,
+        role_bindings: listed(server, "RoleBinding").await?,
+        cluster_role_bindings: listed(server, "ClusterRoleBinding").await?,
+    });
+    *server.policy_cache.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&policy));
+    Ok(policy)
+}
+
+/// The attributes of a request for an object or collection (`RequestInfo`).
+pub(super) fn attributes(method: &Method, target: &Target, query: &Query) -> Attributes {
+    let sub = target.subresource.clone().unwrap_or_default();
+    let verb = match (method.as_str(), target.name.is_some()) {
+        // Streams are creates whatever the method (websocket clients GET them).
+        (_, true) if matches!(sub.as_str(), "exec" | "attach" | "portforward") => "create",
+        ("GET" | "HEAD", _) if objects::flag(query, "watch") => "watch",
+        ("GET" | "HEAD", true) => "get",
+        ("GET" | "HEAD", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        (other, _) => return Attributes { verb: other.to_lowercase(), ..Attributes::default() },
+    };
+    Attributes {
+        verb: verb.into(),
+        group: target.resource.group.into(),
+        resource: target.resource.plural.into(),
+        subresource: sub,
+        name: target.name.clone().unwrap_or_default(),
+        namespace: target.namespace.clone().unwrap_or_default(),
+        path: String::new(),
+    }
+}
+
+/// Refuses what RBAC does not allow the user (with `--authorization rbac`).
+pub(super) async fn authorize(server: &ApiServer, user: &User, request: &Attributes) -> Result<(), ApiError> {
+    if server.options.authorization != Mode::Rbac || user.is_master() {
+        return Ok(());
+    }
+    if policy(server).await?.allows(user, request).is_some() {
+        return Ok(());
+    }
+    let kind = if request.path.is_empty() { request.resource.as_str() } else { "" };
+    Err(ApiError {
+        details: Some(json!({"name": request.name, "group": request.group, "kind": kind})),
+        ..ApiError::forbidden(kubeyard_compiler::rbac::forbidden_message(user, request))
+    })
+}
+
+/// Whether `resource` is one of the review kinds, which are answered, not stored.
+pub fn is_review(resource: &Resource) -> bool {
+    matches!(resource.group, "authorization.k8s.io" | "authentication.k8s.io")
+}
+
+fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
+    value.pointer(pointer).and_then(Value::as_str).unwrap_or_default()
+}
+
+/// The attributes an access review asks about.
+fn asked(spec: &Value) -> Attributes {
+    if let Some(non_resource) = spec.get("nonResourceAttributes") {
+        return Attributes {
+            verb: text(non_resource, "/verb").into(),
+            path: text(non_resource, "/path").into(),
+            ..Attributes::default()
+        };
+    }
+    let resource = spec.get("resourceAttributes").cloned().unwrap_or(Value::Null);
+    Attributes {
+        verb: text(&resource, "/verb").into(),
+        group: text(&resource, "/group").into(),
+        resource: text(&resource, "/resource").into(),
+        subresource: text(&resource, "/subresource").into(),
+        name: text(&resource, "/name").into(),
+        namespace: text(&resource, "/namespace").into(),
+        path: String::new(),
+    }
+}
+
+/// Whether the user may, and why, as a review's `status` says it.
+async fn decide(server: &ApiServer, user: &User, request: &Attributes) -> Result<Value, ApiError> {
+    if server.options.authorization != Mode::Rbac {
+        return Ok(json!({"allowed": true}));
+    }
+    if user.is_master() {
+        return Ok(json!({"allowed": true}));
+    }
+    Ok(match policy(server).await?.allows(user, request) {
+        Some(why) => json!({"allowed": true, "reason": why}),
+        None => json!({"allowed": false}),
+    })
+}
+
+/// `POST` of a review: the object back with its `status`, 201.
+pub(super) async fn review(
+    server: &ApiServer,
+    user: &User,
+    target: &Target,
+    headers: &HeaderMap,
+    body: &bytes::Bytes,
+) -> Result<Value, ApiError> {
+    let mut review = objects::decode(headers, body)?;
+    let expected = target.resource.api_version();
+    objects::check_type(target.resource, &mut review, &expected, target.resource.kind)?;
+    let spec = review.get("spec").cloned().unwrap_or(Value::Null);
+    let status = match target.resource.kind {
+        "SelfSubjectAccessReview" => decide(server, user, &asked(&spec)).await?,
+        "SubjectAccessReview" | "LocalSubjectAccessReview" => {
+            let mut request = asked(&spec);
+            if target.resource.kind == "LocalSubjectAccessReview" {
+                let namespace = target.namespace.clone().unwrap_or_default();
+                if !request.namespace.is_empty() && request.namespace != namespace {
+                    return Err(ApiError::bad_request(format!(
+                        "spec.resourceAttributes.namespace must match namespace: {namespace}"
+                    )));
+                }
+                request.namespace = namespace;
+            }
+            let subject = User {
+                name: text(&spec, "/user").into(),
+                uid: text(&spec, "/uid").into(),
+                groups: spec
+                    .get("groups")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_string)
+                    .collect(),
+            };
+            decide(server, &subject, &request).await?
+        }
+        "SelfSubjectRulesReview" => {
+            let namespace = text(&spec, "/namespace");
+            if server.options.authorization != Mode::Rbac || user.is_master() {
+                json!({"resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                       "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}], "incomplete": false})
+            } else {
+                let (resource_rules, non_resource_rules) = policy(server).await?.rules(user, namespace);
+                json!({"resourceRules": resource_rules, "nonResourceRules": non_resource_rules, "incomplete": false})
+            }
+        }
+        "SelfSubjectReview" => {
+            let mut info = json!({"username": user.name, "groups": user.groups});
+            if !user.uid.is_empty() {
+                info["uid"] = json!(user.uid);
+            }
+            json!({"userInfo": info})
+        }
+        "TokenReview" => {
+            let mut headers = HeaderMap::new();
+            let token = text(&spec, "/token");
+            if let Ok(value) = format!("Bearer {token}").parse() {
+                headers.insert(header::AUTHORIZATION, value);
+            }
+            match authenticate(server, &headers).await.filter(|_| !token.is_empty()) {
+                Some(found) => json!({"authenticated": true,
+                                      "user": {"username": found.name, "uid": found.uid, "groups": found.groups}}),
+                None => json!({"authenticated": false, "error": "invalid bearer token"}),
+            }
+        }
+        other => return Err(ApiError::internal(format!("{other} is not a review"))),
+    };
+    review["status"] = status;
+    if review.get("metadata").is_none_or(Value::is_null) {
+        review["metadata"] = json!({});
+    }
+    Ok(review)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_token_file_names_users_and_their_groups() {
+        let users = read_token_file("# users\nt0k3n,jane,1001,\"devs,ops\"\nother,bob,1002\n").unwrap();
+        assert_eq!(
+            users["t0k3n"],
+            User {
+                name: "jane".into(),
+                uid: "1001".into(),
+                groups: vec!["devs".into(), "ops".into(), "system:authenticated".into()]
+            }
+        );
+        assert_eq!(users["other"].groups, vec!["system:authenticated".to_string()]);
+        assert!(read_token_file("lonely\n").unwrap_err().contains("line 1"));
+        assert_eq!("RBAC".parse::<Mode>(), Ok(Mode::Rbac));
+    }
+}
