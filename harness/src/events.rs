@@ -11,9 +11,10 @@
 //! - each (source, object, type) may record 25 events at once, then one per five minutes
 //!   (a token bucket on the control plane's clock); the rest are dropped.
 //!
-//! Writing is asynchronous and best effort, as the broadcaster's is: an event that cannot be
-//! written is dropped, never an error of the component's own work, and past 1,000 events
-//! waiting to be written new ones are dropped.
+//! Writing is asynchronous and best effort, as the broadcaster's is: a few at a time, an
+//! event that cannot be written dropped, never an error of the component's own work, and
+//! past 1,000 events waiting to be written new ones dropped (under a heavy load, as on a
+//! real cluster, events are lost before work is slowed).
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -95,6 +96,10 @@ const SIMILAR: usize = 10;
 const SIMILAR_WINDOW: Duration = Duration::from_secs(600);
 
 static QUEUED: AtomicUsize = AtomicUsize::new(0);
+/// Events written at once: client-go's broadcaster writes one at a time per component; a
+/// few for the process keep event writes from crowding out the components' own requests.
+static WRITING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(WRITERS);
+const WRITERS: usize = 4;
 static CORRELATOR: LazyLock<Mutex<Correlator>> = LazyLock::new(Mutex::default);
 
 /// What the recorder remembers (one for the process: the keys hold the object's uid, so
@@ -232,7 +237,9 @@ pub async fn record(
     }
     let client = client.clone();
     tokio::spawn(async move {
-        send(&client, write).await;
+        if let Ok(_permit) = WRITING.acquire().await {
+            send(&client, write).await;
+        }
         QUEUED.fetch_sub(1, Ordering::Relaxed);
     });
 }

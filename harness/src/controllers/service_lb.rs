@@ -80,11 +80,22 @@ fn decide(service: &Service, nodes: &[Arc<Node>], others: &[Arc<Service>]) -> Re
     let key = |s: &Service| (s.namespace().unwrap_or_default(), s.name_any());
     let created = |s: &Service| (s.metadata.creation_timestamp.as_ref().map(|t| t.0.as_second()), key(s));
     let wanted = ports(service);
-    // The older Service keeps a port both want, as the first to ask got it.
+    // The Service that holds a port keeps it; of two that hold it or neither does, the
+    // older (then the first by name), as the first to ask got it.
+    let holds = |s: &Service| {
+        s.status
+            .as_ref()
+            .and_then(|st| st.load_balancer.as_ref())
+            .and_then(|l| l.ingress.as_ref())
+            .is_some_and(|i| !i.is_empty())
+    };
     for other in others.iter().filter(|o| is_balancer(o) && key(o) != key(service)) {
-        if created(other) < created(service)
-            && let Some((protocol, port)) = ports(other).into_iter().find(|p| wanted.contains(p))
-        {
+        let first = match (holds(other), holds(service)) {
+            (true, false) => true,
+            (false, true) => false,
+            _ => created(other) < created(service),
+        };
+        if first && let Some((protocol, port)) = ports(other).into_iter().find(|p| wanted.contains(p)) {
             let (namespace, name) = key(other);
             return Err(format!(
                 "{protocol} port {port} is already used by the LoadBalancer Service {namespace}/{name}"
