@@ -102,20 +102,34 @@ pub(super) async fn authenticate(server: &ApiServer, headers: &HeaderMap) -> Opt
             return Some(User::service_account(namespace, account, ""));
         }
     }
-    // A server without a token takes everyone, as its administrator.
-    match server.options.token {
-        None => Some(admin()),
-        Some(_) => None,
+    // Under RBAC, a request without credentials is `system:anonymous`, for RBAC to judge
+    // (Kubernetes' anonymous requests); otherwise a server without a token takes everyone as its
+    // administrator, and one with a token refuses the unknown (401).
+    match (server.options.authorization, &server.options.token, given) {
+        // A token nobody knows is refused (401), as Kubernetes refuses it.
+        (Mode::Rbac, _, Some(_)) => None,
+        (Mode::Rbac, _, None) => Some(anonymous()),
+        (_, None, _) => Some(admin()),
+        (_, Some(_), _) => None,
     }
 }
 
+/// Who an unauthenticated request is, under RBAC.
+pub fn anonymous() -> User {
+    User { name: "system:anonymous".into(), uid: String::new(), groups: vec!["system:unauthenticated".into()] }
+}
+
 /// The RBAC objects, read once and kept until one of them is written.
+/// (The policy, and the generation it was read at: a write of a role or binding while it
+/// was being read makes it stale before it is kept.)
 #[derive(Default)]
-pub struct PolicyCache(RwLock<Option<Arc<Policy>>>);
+pub struct PolicyCache(RwLock<(Option<Arc<Policy>>, u64)>);
 
 impl PolicyCache {
     pub(super) fn forget(&self) {
-        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+        let mut cache = self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.0 = None;
+        cache.1 += 1;
     }
 }
 
@@ -128,16 +142,23 @@ async fn listed(server: &ApiServer, kind: &str) -> Result<Vec<Value>, ApiError> 
 }
 
 pub(super) async fn policy(server: &ApiServer) -> Result<Arc<Policy>, ApiError> {
-    if let Some(policy) = server.policy_cache.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone() {
-        return Ok(policy);
-    }
+    let generation = {
+        let cache = server.policy_cache.0.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(policy) = cache.0.clone() {
+            return Ok(policy);
+        }
+        cache.1
+    };
     let policy = Arc::new(Policy {
         roles: listed(server, "Role").await?,
         cluster_roles: listed(server, "ClusterRole").await?,
         role_bindings: listed(server, "RoleBinding").await?,
         cluster_role_bindings: listed(server, "ClusterRoleBinding").await?,
     });
-    *server.policy_cache.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::clone(&policy));
+    let mut cache = server.policy_cache.0.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.1 == generation {
+        cache.0 = Some(Arc::clone(&policy));
+    }
     Ok(policy)
 }
 
@@ -157,13 +178,18 @@ pub(super) fn attributes(method: &Method, target: &Target, query: &Query) -> Att
         ("DELETE", false) => "deletecollection",
         (other, _) => return Attributes { verb: other.to_lowercase(), ..Attributes::default() },
     };
+    // A namespace is in itself (`RequestInfo`): a RoleBinding there may grant it.
+    let namespace = match (&target.namespace, target.resource.group, target.resource.plural, &target.name) {
+        (None, "", "namespaces", Some(name)) => name.clone(),
+        (namespace, ..) => namespace.clone().unwrap_or_default(),
+    };
     Attributes {
         verb: verb.into(),
         group: target.resource.group.into(),
         resource: target.resource.plural.into(),
         subresource: sub,
         name: target.name.clone().unwrap_or_default(),
-        namespace: target.namespace.clone().unwrap_or_default(),
+        namespace,
         path: String::new(),
     }
 }
@@ -186,6 +212,12 @@ pub(super) async fn authorize(server: &ApiServer, user: &User, request: &Attribu
 /// Whether `resource` is one of the review kinds, which are answered, not stored.
 pub fn is_review(resource: &Resource) -> bool {
     matches!(resource.group, "authorization.k8s.io" | "authentication.k8s.io")
+}
+
+/// The reviews of oneself, which every user may ask (`system:basic-user`); asking of
+/// others (SubjectAccessReview, TokenReview) is RBAC's to allow.
+pub fn is_self_review(resource: &Resource) -> bool {
+    is_review(resource) && resource.kind.starts_with("SelfSubject")
 }
 
 fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {

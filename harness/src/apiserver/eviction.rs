@@ -93,6 +93,16 @@ pub fn decrement(budget: &Value, pod: &str, now: &str) -> Result<Value, ApiError
     }
     let mut status = status;
     status["disruptionsAllowed"] = json!(allowed - 1);
+    if allowed == 1 {
+        // None left: the condition says so at once, as `checkAndDecrement` sets it.
+        let generation = number(budget, "/status/observedGeneration");
+        let conditions = status.as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
+        if let Some(Value::Array(conditions)) = conditions {
+            conditions.retain(|c| c["type"] != "DisruptionAllowed");
+            conditions.push(json!({"type": "DisruptionAllowed", "status": "False", "reason": "InsufficientPods",
+                                   "message": "", "observedGeneration": generation, "lastTransitionTime": now}));
+        }
+    }
     if !status.get("disruptedPods").is_some_and(Value::is_object) {
         status["disruptedPods"] = json!({});
     }
@@ -173,7 +183,16 @@ pub(super) async fn evict(
         .ok_or_else(|| objects::not_found(pods, &name))?;
     let target = Target { resource: pods, namespace: Some(namespace), name: Some(name), subresource: None };
     if can_ignore_budgets(&pod) {
-        return delete(server, &target, options).await;
+        // A pending pod is deleted as read (`shouldEnforceResourceVersion`): had it become
+        // ready meanwhile, it would count against its budget.
+        let pinned = text(&pod, "/status/phase") == "Pending" && options.revision.is_none();
+        if pinned {
+            options.revision = text(&pod, "/metadata/resourceVersion").parse().ok();
+        }
+        return match delete(server, &target, options).await {
+            Err(error) if pinned && error.code == 409 => Err(too_many_requests(None, 10)),
+            other => other,
+        };
     }
     let mut found = budgets_of(server, &pod).await?;
     if found.len() > 1 {

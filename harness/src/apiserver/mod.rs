@@ -836,10 +836,20 @@ async fn handle(
     let method = parts.method.clone();
     // Discovery, OpenAPI, version and health are every authenticated user's (the
     // bootstrap roles grant them); objects are RBAC's to allow, with `--authorization rbac`.
-    if let Route::Objects(target) = &route
-        && !authorization::is_review(target.resource)
-    {
-        authorization::authorize(server, &user, &authorization::attributes(&method, target, &query)).await?;
+    match &route {
+        Route::Objects(target) if !authorization::is_self_review(target.resource) => {
+            authorization::authorize(server, &user, &authorization::attributes(&method, target, &query)).await?;
+        }
+        Route::Bindings(namespace) => {
+            let request = kubeyard_compiler::rbac::Attributes {
+                verb: "create".into(),
+                resource: "bindings".into(),
+                namespace: namespace.clone(),
+                ..Default::default()
+            };
+            authorization::authorize(server, &user, &request).await?;
+        }
+        _ => {}
     }
     let read_only = method == Method::GET || method == Method::HEAD;
     match route {

@@ -93,6 +93,23 @@ const fn workload(mut resource: Resource, scale: bool) -> Resource {
     resource
 }
 
+/// HorizontalPodAutoscalers, in one version (served in `autoscaling/v1` and `v2`).
+const fn autoscaler(version: &'static str) -> Resource {
+    let mut resource = workload(
+        r(
+            "autoscaling",
+            "HorizontalPodAutoscaler",
+            "horizontalpodautoscalers",
+            "horizontalpodautoscaler",
+            true,
+            &["hpa"],
+        ),
+        false,
+    );
+    resource.version = version;
+    resource
+}
+
 pub static RESOURCES: &[Resource] = &[
     with_status(r("", "Namespace", "namespaces", "namespace", false, &["ns"])),
     with_status(r("", "Node", "nodes", "node", false, &["no"])),
@@ -121,35 +138,9 @@ pub static RESOURCES: &[Resource] = &[
     with_status(r("", "PersistentVolume", "persistentvolumes", "persistentvolume", false, &["pv"])),
     r("", "LimitRange", "limitranges", "limitrange", true, &["limits"]),
     Resource { categories: &["all"], ..workload(r("batch", "CronJob", "cronjobs", "cronjob", true, &["cj"]), false) },
-    Resource {
-        version: "v2",
-        ..workload(
-            r(
-                "autoscaling",
-                "HorizontalPodAutoscaler",
-                "horizontalpodautoscalers",
-                "horizontalpodautoscaler",
-                true,
-                &["hpa"],
-            ),
-            false,
-        )
-    },
+    autoscaler("v2"),
     // What `kubectl autoscale` writes; stored as v2 (conversion.rs).
-    Resource {
-        version: "v1",
-        ..workload(
-            r(
-                "autoscaling",
-                "HorizontalPodAutoscaler",
-                "horizontalpodautoscalers",
-                "horizontalpodautoscaler",
-                true,
-                &["hpa"],
-            ),
-            false,
-        )
-    },
+    autoscaler("v1"),
     // The resource metrics API (metrics-server's, served here from the nodes: metrics.rs).
     Resource { version: "v1beta1", ..r("metrics.k8s.io", "NodeMetrics", "nodes", "", false, &[]) },
     Resource { version: "v1beta1", ..r("metrics.k8s.io", "PodMetrics", "pods", "", true, &[]) },

@@ -192,6 +192,11 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 "kubeyard: warning: serving the API on {address} without --token: anyone who can reach it can read every Secret"
             );
         }
+        if args.authorization == crate::apiserver::authorization::Mode::Rbac && token.is_none() {
+            return usage_error(
+                "--authorization rbac needs --token: the components and the administrator authenticate with it (as system:masters); without it every request would be anonymous",
+            );
+        }
         let users = match &args.token_auth_file {
             None => Default::default(),
             Some(path) => match std::fs::read_to_string(path).map_err(|e| e.to_string()).and_then(|t| {

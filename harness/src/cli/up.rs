@@ -45,7 +45,7 @@ pub struct UpArgs {
 
     /// Who may do what: `rbac` (Kubernetes' RBAC authorizer over the stored Roles and
     /// bindings; the kubeconfig's token is system:masters) or `always-allow`.
-    #[arg(long, value_name = "MODE", default_value = "always-allow")]
+    #[arg(long, value_name = "MODE", default_value = "always-allow", conflicts_with = "insecure_http")]
     authorization: crate::apiserver::authorization::Mode,
 
     /// Users by bearer token, as kube-apiserver's static token file:

@@ -88,7 +88,7 @@ fn most_recent(
     let created = cronjob.metadata.creation_timestamp.as_ref().map_or(0, |t| t.0.as_second());
     let mut earliest = status_time(cronjob, |s| s.last_schedule_time.as_ref()).unwrap_or(created);
     if with_deadline && let Some(deadline) = cronjob.spec.as_ref().and_then(|s| s.starting_deadline_seconds) {
-        earliest = earliest.max(now - deadline);
+        earliest = earliest.max(now.saturating_sub(deadline));
     }
     let invalid = || "time difference between two schedules is less than 1 second".to_string();
     let t1 = next(schedule, zone, earliest);
@@ -105,10 +105,23 @@ fn most_recent(
         return Err(invalid());
     }
     let missed = (now - t1) / between + 1;
-    let mut latest = t1 + (missed - 1) * between;
-    // Uneven schedules (`0 0 * * 0,6`) walk the rest of the way.
-    while let Some(t) = next(schedule, zone, latest).filter(|t| *t <= now) {
+    // From a schedule time before the estimate (`t1 + (missed - 2) × between` is not one on
+    // an uneven schedule such as `0 0 * * 0,6`), walk forward through times the schedule
+    // names, as Kubernetes does: what is kept is always one of them.
+    let estimate = t1.saturating_add((missed - 2).max(0).saturating_mul(between));
+    let mut latest = t1;
+    let mut from = estimate;
+    while let Some(t) = next(schedule, zone, from).filter(|t| *t <= now) {
         latest = t;
+        from = t;
+    }
+    if latest < estimate {
+        // The estimate landed after every time up to now: walk from `t1` instead.
+        from = t1;
+        while let Some(t) = next(schedule, zone, from).filter(|t| *t <= now) {
+            latest = t;
+            from = t;
+        }
     }
     Ok(Due { earliest, latest: Some(latest), many_missed: missed > MANY_MISSED })
 }
@@ -294,7 +307,7 @@ fn decide(snapshot: &Snapshot<'_>) -> Decision {
                     );
                 }
                 let name = format!("{}-{}", cronjob.name_any(), scheduled / 60);
-                let too_late = spec.starting_deadline_seconds.is_some_and(|d| scheduled + d < now);
+                let too_late = spec.starting_deadline_seconds.is_some_and(|d| scheduled.saturating_add(d) < now);
                 if too_late {
                     let when = jiff::Timestamp::from_second(scheduled)
                         .map(|t| t.strftime("%a, %d %b %Y %H:%M:%S +0000").to_string());
@@ -552,6 +565,17 @@ mod tests {
         assert_eq!(missed.requeue, Some(Duration::from_secs(59 * 60 + 15) + DELTA));
         let in_time = decide_at(&strict, Vec::new(), "2026-01-01T01:00:25Z");
         assert_eq!(in_time.create.unwrap().1, seconds(at("2026-01-01T01:00:00Z")));
+    }
+
+    #[test]
+    fn an_uneven_schedule_runs_only_at_times_it_names() {
+        // Weekends at midnight; created on Thursday 2026-01-01, looked at the next Friday.
+        let weekends = cronjob(json!({"schedule": "0 0 * * 0,6"}), json!({}));
+        let (_, scheduled) = decide_at(&weekends, Vec::new(), "2026-01-09T12:00:00Z").create.unwrap();
+        assert_eq!(scheduled, seconds(at("2026-01-04T00:00:00Z")), "Sunday the 4th, the last weekend midnight");
+        let weekdays = cronjob(json!({"schedule": "0 9 * * 1-5"}), json!({}));
+        let (_, scheduled) = decide_at(&weekdays, Vec::new(), "2026-01-20T08:00:00Z").create.unwrap();
+        assert_eq!(scheduled, seconds(at("2026-01-19T09:00:00Z")), "Monday the 19th at nine");
     }
 
     #[test]

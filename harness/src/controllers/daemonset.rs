@@ -18,7 +18,7 @@
 
 use super::pods::{
     Naming, Pods, Reporter, creation, deleting, from_template, is_available, is_ready, is_terminal, next_available,
-    owner_json, template_metadata,
+    template_metadata,
 };
 use super::{Error, Wakeups, Wiring, history, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
@@ -262,13 +262,12 @@ async fn reconcile(set: Arc<DaemonSet>, context: Arc<Context>) -> Result<Action,
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter {
-        client: context.client.clone(),
-        clock: context.clock.clone(),
-        owner: owner_json(set.as_ref(), "apps/v1", "DaemonSet"),
-        component: "daemonset-controller",
-        stateful: false,
-    });
+    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter::of(
+        (&context.client, &context.clock),
+        set.as_ref(),
+        ("apps/v1", "DaemonSet"),
+        "daemonset-controller",
+    ));
     let written = Written::default();
     let revisions_written = Written::default();
     let result = match keep_history(&set, &context, &revisions_written).await {

@@ -60,7 +60,8 @@ pub(super) fn decide(known: &[Known], name: &str, data: &Value, in_use: &HashSet
     let newest = known.iter().map(|k| k.revision).max().unwrap_or(0);
     let mut plan = Plan::default();
     // The same template under its name (or, after a hash change, the same data).
-    match known.iter().find(|k| k.name == name || k.data == *data) {
+    let found = known.iter().find(|k| k.name == name || k.data == *data);
+    match found {
         Some(existing) if existing.revision == newest => plan.current = existing.revision,
         Some(existing) => {
             plan.renumber = Some((existing.name.clone(), newest + 1));
@@ -72,7 +73,8 @@ pub(super) fn decide(known: &[Known], name: &str, data: &Value, in_use: &HashSet
         }
     }
     // The oldest first, never the current one nor one a pod runs.
-    let current_name = plan.renumber.as_ref().map(|r| r.0.clone()).unwrap_or_else(|| name.to_string());
+    // The revision that holds the current template, whatever its name.
+    let current_name = found.map(|k| k.name.clone()).unwrap_or_else(|| name.to_string());
     let mut old: Vec<&Known> = known.iter().filter(|k| k.name != current_name && !in_use.contains(&k.name)).collect();
     old.sort_by_key(|k| k.revision);
     let total = known.len() + usize::from(plan.create.is_some());

@@ -60,6 +60,8 @@ struct Context {
     wakeups: Wakeups<HorizontalPodAutoscaler>,
     pods: Informer<Pod>,
     history: Mutex<HashMap<String, History>>,
+    /// Per autoscaler: when it was last synced, at which generation.
+    synced: Mutex<HashMap<String, (SystemTime, i64)>>,
 }
 
 /// Runs until the task is dropped.
@@ -71,6 +73,7 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
         wakeups: wiring.wakeups(clock),
         pods: informers.pods.clone(),
         history: Mutex::default(),
+        synced: Mutex::default(),
     });
     wiring.run(reconcile, context).await;
 }
@@ -620,6 +623,23 @@ fn default_metrics() -> Vec<Value> {
 }
 
 async fn reconcile(hpa: Arc<HorizontalPodAutoscaler>, context: Arc<Context>) -> Result<Action, Error> {
+    let key = format!("{}/{}", hpa.namespace().unwrap_or_default(), hpa.name_any());
+    let now = context.clock.now();
+    let generation = hpa.metadata.generation.unwrap_or(0);
+    // Once per sync period, as Kubernetes enqueues autoscalers: the controller's own
+    // status writes come back as changes, and a spec change (a new generation) is acted
+    // on at once.
+    {
+        let mut synced = context.synced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        match synced.get(&key) {
+            Some((at, seen)) if *seen == generation && now.duration_since(*at).unwrap_or_default() < SYNC_PERIOD => {
+                return Ok(Action::await_change());
+            }
+            _ => {
+                synced.insert(key, (now, generation));
+            }
+        }
+    }
     context.wakeups.after(hpa.as_ref(), SYNC_PERIOD);
     // A failure is in the autoscaler's conditions and events already; the next pass comes
     // with the period, as in Kubernetes, not with kube-runtime's retry.
@@ -676,7 +696,7 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
             say(Type::Warning, "FailedGetScale", why.clone()).await;
             let message = format!("the HPA controller was unable to get the target's current scale: {why}");
             set(&mut conditions, "AbleToScale", "False", "FailedGetScale", message);
-            return write_status(context, hpa, &before, status_with(&before, &conditions, None)).await;
+            return write_status(context, hpa, &before, status_with(&before, &conditions, None, &timestamp)).await;
         }
     };
     set(
@@ -687,7 +707,7 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
         "the HPA controller was able to get the target's current scale".into(),
     );
     let current = scale.data.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
-    let status_replicas = scale.data.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0);
+    let previous_desired = before["desiredReplicas"].as_i64().unwrap_or(current);
     let min = spec["minReplicas"].as_i64().unwrap_or(1);
     let max = spec["maxReplicas"].as_i64().unwrap_or(1);
     let mut statuses = Vec::new();
@@ -726,7 +746,7 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
                     context,
                     hpa,
                     &before,
-                    status_with(&before, &conditions, Some((status_replicas, current, &[]))),
+                    status_with(&before, &conditions, Some((current, previous_desired, &[])), &timestamp),
                 )
                 .await;
             }
@@ -770,7 +790,7 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
                 context,
                 hpa,
                 &before,
-                status_with(&before, &conditions, Some((status_replicas, current, &statuses))),
+                status_with(&before, &conditions, Some((current, previous_desired, &statuses)), &timestamp),
             )
             .await;
         }
@@ -790,7 +810,11 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
         let behavior = spec.get("behavior").filter(|b| !b.is_null());
         let desired = {
             let mut histories = context.history.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-            let history = histories.entry(key.clone()).or_default();
+            // `recordInitialRecommendation`: a new autoscaler starts from the current size,
+            // so it does not scale down before the stabilization window has passed.
+            let history = histories
+                .entry(key.clone())
+                .or_insert_with(|| History { recommendations: vec![(now, current)], ..History::default() });
             normalize(behavior, history, now, current, proposed, min, max, &mut conditions)
         };
         (desired, desired != current)
@@ -827,7 +851,7 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
         }
     }
     let shown = if scaled_at.is_some() { desired } else { current };
-    let mut status = status_with(&before, &conditions, Some((current, shown, &statuses)));
+    let mut status = status_with(&before, &conditions, Some((current, shown, &statuses)), &timestamp);
     if let Some(at) = scaled_at {
         status["lastScaleTime"] = json!(at);
     }
@@ -846,13 +870,12 @@ fn form_urlencoded(text: &str) -> String {
 
 /// The status with `conditions` (a transition time kept while a condition's status holds)
 /// and, when given, the replicas and current metrics.
-fn status_with(before: &Value, conditions: &[Condition], replicas: Option<(i64, i64, &[Value])>) -> Value {
+fn status_with(before: &Value, conditions: &[Condition], replicas: Option<(i64, i64, &[Value])>, now: &str) -> Value {
     let mut status = before.clone();
     if !status.is_object() {
         status = json!({});
     }
     let previous = before["conditions"].as_array().cloned().unwrap_or_default();
-    let now = clock::now();
     let written: Vec<Value> = conditions
         .iter()
         .map(|(kind, state, reason, message)| {

@@ -24,7 +24,7 @@
 
 use super::Error;
 use super::pods::{
-    Naming, Pods, Reporter, creation, deleting, from_template, is_ready, is_terminal, owner_json, phase, removal_rank,
+    Naming, Pods, Reporter, creation, deleting, from_template, is_ready, is_terminal, phase, removal_rank,
     template_metadata,
 };
 use super::{Wakeups, Wiring, label_selector, owner_reference, same_content};
@@ -141,13 +141,12 @@ async fn reconcile(job: Arc<Job>, context: Arc<Context>) -> Result<Action, Error
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = job.namespace().unwrap_or_else(|| "default".into());
-    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter {
-        client: context.client.clone(),
-        clock: context.clock.clone(),
-        owner: owner_json(job.as_ref(), "batch/v1", "Job"),
-        component: "job-controller",
-        stateful: false,
-    });
+    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter::of(
+        (&context.client, &context.clock),
+        job.as_ref(),
+        ("batch/v1", "Job"),
+        "job-controller",
+    ));
     let written = Written::default();
     let result = sync(job.as_ref().clone(), &context, &pods, &written).await;
     // The next pass reads the caches: it waits until they hold what this one wrote.

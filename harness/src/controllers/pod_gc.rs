@@ -168,9 +168,13 @@ async fn remove(client: &kube::Client, pod: &Pod, why: &Why) -> Result<(), Error
             Err(error) => return Err(error.into()),
         }
     }
-    match api.delete(&name, &DeleteParams { grace_period_seconds: Some(0), ..DeleteParams::default() }).await {
+    // This pod, not a namesake made since (a StatefulSet's).
+    let preconditions = kube::api::Preconditions { uid: pod.metadata.uid.clone(), resource_version: None };
+    let params =
+        DeleteParams { grace_period_seconds: Some(0), preconditions: Some(preconditions), ..DeleteParams::default() };
+    match api.delete(&name, &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }

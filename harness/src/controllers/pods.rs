@@ -36,6 +36,24 @@ pub(crate) struct Reporter {
     pub stateful: bool,
 }
 
+impl Reporter {
+    /// The reporter of `component`'s pods of `owner` (of `api_version`, `kind`).
+    pub fn of<K: serde::Serialize>(
+        context: (&kube::Client, &crate::clock::Clock),
+        owner: &K,
+        (api_version, kind): (&str, &str),
+        component: &'static str,
+    ) -> Reporter {
+        Reporter {
+            client: context.0.clone(),
+            clock: context.1.clone(),
+            owner: owner_json(owner, api_version, kind),
+            component,
+            stateful: kind == "StatefulSet",
+        }
+    }
+}
+
 /// An owner as events name it: its JSON with `apiVersion` and `kind`.
 pub(crate) fn owner_json<K: serde::Serialize>(owner: &K, api_version: &str, kind: &str) -> Value {
     let mut object = serde_json::to_value(owner).unwrap_or_default();

@@ -75,7 +75,9 @@ async fn objects_of(context: &Context, namespace: &str, group: &str, plural: &st
         let objects = objects.map_err(|e| Error::Invalid(e.to_string()))?;
         return Ok(Counted { group: String::new(), plural: plural.into(), kind: "Pod".into(), objects });
     }
-    let found = kube::discovery::group(&context.client, group).await?;
+    let found = kube::discovery::group(&context.client, group)
+        .await
+        .map_err(|_| Error::Invalid(format!("the group {group:?} is not served")))?;
     let (resource, _) = found
         .recommended_resources()
         .into_iter()
@@ -102,7 +104,12 @@ async fn reconcile(quota: Arc<ResourceQuota>, context: Arc<Context>) -> Result<A
     kinds.dedup();
     let mut counted = Vec::new();
     for (group, plural) in kinds {
-        counted.push(objects_of(&context, &namespace, &group, &plural).await?);
+        // A name of a kind not served counts nothing (used 0), as for Kubernetes.
+        match objects_of(&context, &namespace, &group, &plural).await {
+            Ok(objects) => counted.push(objects),
+            Err(Error::Invalid(_)) => {}
+            Err(error) => return Err(error),
+        }
     }
     let status = decide(&hard, &counted);
     let api: Api<ResourceQuota> = Api::namespaced(context.client.clone(), &namespace);

@@ -45,7 +45,19 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
             .map(|s| ObjectRef::from_obj(s.as_ref()))
             .collect::<Vec<_>>()
     };
-    let wiring = Wiring::of(&informers.services).watches(&informers.nodes, every_balancer);
+    let services = informers.services.clone();
+    // A Service that goes, or changes its ports or type, may free a port another waits for.
+    let other_balancers = move |_: Arc<Service>| {
+        services
+            .all()
+            .into_iter()
+            .filter(|s| is_balancer(s))
+            .map(|s| ObjectRef::from_obj(s.as_ref()))
+            .collect::<Vec<_>>()
+    };
+    let wiring = Wiring::of(&informers.services)
+        .watches(&informers.nodes, every_balancer)
+        .watches(&informers.services, other_balancers);
     let context = Arc::new(Context {
         client,
         clock: clock.clone(),
@@ -129,6 +141,9 @@ async fn reconcile(service: Arc<Service>, context: Arc<Context>) -> Result<Actio
             events::record(&context.client, &object, source, ensured.0, ensured.1, ensured.2, &now).await;
         }
         Err(why) => {
+            if current.as_array().is_some_and(|c| !c.is_empty()) {
+                patch_status(&api, service.as_ref(), json!({"loadBalancer": {"ingress": []}})).await?;
+            }
             let message = format!("Error syncing load balancer: failed to ensure load balancer: {why}");
             events::record(&context.client, &object, source, Type::Warning, "SyncLoadBalancerFailed", &message, &now)
                 .await;

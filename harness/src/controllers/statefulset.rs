@@ -22,8 +22,8 @@
 
 use super::daemonset::HASH_LABEL;
 use super::pods::{
-    Naming, Pods, Reporter, deleting, from_template, is_available, is_ready, is_terminal, next_available, owner_json,
-    phase, template_metadata,
+    Naming, Pods, Reporter, deleting, from_template, is_available, is_ready, is_terminal, next_available, phase,
+    template_metadata,
 };
 use super::{Error, Wakeups, Wiring, history, label_selector, owner_reference, patch_status};
 use crate::clock::Clock;
@@ -246,13 +246,12 @@ async fn reconcile(set: Arc<StatefulSet>, context: Arc<Context>) -> Result<Actio
         return Ok(Action::requeue(UNMET_RETRY));
     }
     let namespace = set.namespace().unwrap_or_else(|| "default".into());
-    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter {
-        client: context.client.clone(),
-        clock: context.clock.clone(),
-        owner: owner_json(set.as_ref(), "apps/v1", "StatefulSet"),
-        component: "statefulset-controller",
-        stateful: true,
-    });
+    let pods = Pods::new(&context.client, &context.pods, &namespace).reporting(Reporter::of(
+        (&context.client, &context.clock),
+        set.as_ref(),
+        ("apps/v1", "StatefulSet"),
+        "statefulset-controller",
+    ));
     let written = Written::default();
     let revisions_written = Written::default();
     let result = match keep_history(&set, &context, &revisions_written).await {

@@ -2,6 +2,7 @@
 //! it: apply, get, describe, scale, patch, delete and get -w.
 
 use crate::support;
+use crate::support::kubectl::Kubectl;
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -23,31 +24,21 @@ impl Cluster {
         self.dir.path().join("kubeconfig")
     }
 
+    fn client(&self) -> Kubectl {
+        Kubectl::new(&self.kubeconfig(), self.dir.path())
+    }
+
     fn command(&self, args: &[&str]) -> Command {
-        let mut command = Command::new("kubectl");
-        command
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args);
-        command
+        self.client().command(args)
     }
 
     fn kubectl(&self, args: &[&str]) -> Output {
-        self.command(args).output().expect("kubectl runs")
+        self.client().run(args)
     }
 
     /// Runs kubectl and returns its standard output, failing the test if it fails.
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl(args);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.client().ok(args)
     }
 
     fn write(&self, name: &str, text: &str) -> String {

@@ -2,6 +2,7 @@
 //! manager, simulated nodes), for the commands that need controllers behind the API:
 //! drain with a PodDisruptionBudget, ...
 
+use crate::support::kubectl::Kubectl;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
@@ -57,27 +58,16 @@ impl Up {
         self.dir.path().join("kubeconfig")
     }
 
-    fn kubectl(&self, args: &[&str]) -> Output {
-        Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(self.kubeconfig())
-            .arg("--cache-dir")
-            .arg(self.dir.path().join("cache"))
-            .args(args)
-            .output()
-            .expect("kubectl runs")
+    fn client(&self) -> Kubectl {
+        Kubectl::new(&self.kubeconfig(), self.dir.path())
     }
 
-    /// kubectl's standard output; the test fails if kubectl does.
+    fn kubectl(&self, args: &[&str]) -> Output {
+        self.client().run(args)
+    }
+
     fn ok(&self, args: &[&str]) -> String {
-        let output = self.kubectl(args);
-        assert!(
-            output.status.success(),
-            "kubectl {args:?} failed:\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        String::from_utf8(output.stdout).unwrap()
+        self.client().ok(args)
     }
 
     fn apply(&self, yaml: &str) -> String {
@@ -86,18 +76,8 @@ impl Up {
         self.ok(&["apply", "-f", path.to_str().unwrap()])
     }
 
-    /// Waits until `args`' output holds `wanted`.
     fn wait_for(&self, args: &[&str], wanted: impl Fn(&str) -> bool) -> String {
-        let start = Instant::now();
-        loop {
-            let output = self.kubectl(args);
-            let text = String::from_utf8_lossy(&output.stdout).into_owned();
-            if output.status.success() && wanted(&text) {
-                return text;
-            }
-            assert!(start.elapsed() < Duration::from_secs(30), "kubectl {args:?} never showed it:\n{text}");
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.client().wait_for(args, wanted)
     }
 }
 
@@ -542,6 +522,9 @@ fn kubectl_auth_and_rbac_allow_a_service_account_in_one_namespace_only() {
         ),
         "{stderr}"
     );
+    // A token nobody knows is refused before RBAC is asked.
+    let stranger = cluster.kubectl(&["--token=not-a-token", "get", "pods", "-n", "shop"]);
+    assert!(String::from_utf8_lossy(&stranger.stderr).contains("Unauthorized"));
     assert_eq!(cluster.ok(&[&token, "auth", "can-i", "list", "pods", "-n", "shop"]).trim(), "yes");
     let no = cluster.kubectl(&[&token, "auth", "can-i", "delete", "pods", "-n", "shop"]);
     assert_eq!((no.status.code(), String::from_utf8_lossy(&no.stdout).trim()), (Some(1), "no"));

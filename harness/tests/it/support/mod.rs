@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod etcd;
+pub mod kubectl;
 pub mod webhook;
 
 use kubeyard_compiler::{FileReport, LintOptions, Linter, SourceFile};
