@@ -265,7 +265,15 @@ async fn reconcile_claim(claim: Arc<PersistentVolumeClaim>, context: Arc<Context
     let name = claim.name_any();
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(context.client.clone(), &namespace);
     let volumes_api: Api<PersistentVolume> = Api::all(context.client.clone());
-    match decide_claim(&claim_json, &volumes, &classes) {
+    let mut decided = decide_claim(&claim_json, &volumes, &classes);
+    if matches!(decided, Some(ClaimChange::Bind(_))) {
+        // A binding is for good: chosen over the volumes as the API server has them now,
+        // not as a cache that may not show the smallest that fits yet.
+        let listed = volumes_api.list(&kube::api::ListParams::default()).await?;
+        let volumes: Vec<Value> = listed.items.iter().map(to_json).collect();
+        decided = decide_claim(&claim_json, &volumes, &classes);
+    }
+    match decided {
         None => {}
         Some(ClaimChange::Provision(volume)) => {
             let volume: PersistentVolume = serde_json::from_value(volume).map_err(|e| Error::Invalid(e.to_string()))?;
