@@ -54,11 +54,21 @@ pub fn counted_resource(name: &str) -> Option<(String, String)> {
     }
 }
 
-/// Whether an object counts at all (a finished or deleting pod no longer does).
-pub fn counts(group: &str, kind: &str, object: &Value) -> bool {
+/// Whether an object counts at all at `now` (RFC 3339): a finished pod no longer does,
+/// nor one still terminating past its deletion time and grace period (`QuotaV1Pod`: a pod
+/// stuck on a lost node must not keep its namespace from scaling).
+pub fn counts(group: &str, kind: &str, object: &Value, now: &str) -> bool {
     if group.is_empty() && kind == "Pod" {
-        return !matches!(text(object, "/status/phase"), "Succeeded" | "Failed")
-            && object.pointer("/metadata/deletionTimestamp").is_none();
+        if matches!(text(object, "/status/phase"), "Succeeded" | "Failed") {
+            return false;
+        }
+        let deleted = object.pointer("/metadata/deletionTimestamp").and_then(Value::as_str);
+        let grace = object.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64);
+        if let (Some(deleted), Some(grace), Ok(now)) = (deleted, grace, now.parse::<jiff::Timestamp>())
+            && let Ok(deleted) = deleted.parse::<jiff::Timestamp>()
+        {
+            return now.as_second() <= deleted.as_second().saturating_add(grace);
+        }
     }
     true
 }
@@ -187,7 +197,11 @@ mod tests {
         assert_eq!(pod["requests.cpu"].to_string(), "250m");
         assert_eq!(pod["cpu"].to_string(), "250m");
         assert_eq!(pod["limits.memory"].to_string(), "64Mi");
-        assert!(!counts("", "Pod", &json!({"status": {"phase": "Succeeded"}})));
+        let now = "2026-01-01T00:01:00Z";
+        assert!(!counts("", "Pod", &json!({"status": {"phase": "Succeeded"}}), now));
+        let terminating = |at: &str| json!({"metadata": {"deletionTimestamp": at, "deletionGracePeriodSeconds": 30}, "status": {"phase": "Running"}});
+        assert!(counts("", "Pod", &terminating("2026-01-01T00:00:45Z"), now), "still within its grace");
+        assert!(!counts("", "Pod", &terminating("2026-01-01T00:00:00Z"), now), "stuck past deletion and grace");
         assert_eq!(counted_resource("count/deployments.apps"), Some(("apps".into(), "deployments".into())));
         assert_eq!(counted_resource("requests.cpu"), Some((String::new(), "pods".into())));
         assert_eq!(counted_resource("requests.storage"), Some((String::new(), "persistentvolumeclaims".into())));

@@ -90,9 +90,10 @@ pub(super) async fn admit(
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let mut used = quota::Usage::new();
+    let now = server.options.clock.timestamp();
     for entry in &existing.entries {
         let other = from_entry(entry)?;
-        if quota::counts(resource.group, resource.kind, &other) {
+        if quota::counts(resource.group, resource.kind, &other, &now) {
             quota::add(&mut used, &quota::usage(resource.group, resource.plural, resource.kind, &other));
         }
     }

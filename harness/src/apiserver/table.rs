@@ -279,16 +279,18 @@ fn pod_status(object: &Value) -> (usize, usize, String, String) {
     let sidecar = |name: &str| init_specs.iter().any(|c| c["name"] == name && c["restartPolicy"] == "Always");
     let total = specs.len() + init_specs.iter().filter(|c| c["restartPolicy"] == "Always").count();
     let mut ready = 0;
-    let mut restarts = 0;
-    let mut last_restart: Option<String> = None;
-    let mut note_restarts = |status: &Value| {
-        restarts += int(status, "/restartCount");
+    // Restarts and the last one's time: every init container's while the pod initializes,
+    // then the sidecars' and the containers' (`printPod`).
+    let note = |restarts: &mut (i64, Option<String>), status: &Value| {
+        restarts.0 += int(status, "/restartCount");
         if let Some(finished) = status.pointer("/lastState/terminated/finishedAt").and_then(Value::as_str)
-            && last_restart.as_deref().is_none_or(|l| finished > l)
+            && restarts.1.as_deref().is_none_or(|l| finished > l)
         {
-            last_restart = Some(finished.to_string());
+            restarts.1 = Some(finished.to_string());
         }
     };
+    let mut restarts: (i64, Option<String>) = (0, None);
+    let mut sidecar_restarts: (i64, Option<String>) = (0, None);
     let mut reason = Some(string(object, "/status/reason"))
         .filter(|r| !r.is_empty())
         .unwrap_or_else(|| string(object, "/status/phase"))
@@ -304,8 +306,11 @@ fn pod_status(object: &Value) -> (usize, usize, String, String) {
     }
     let mut initializing = false;
     for (index, status) in init_statuses.iter().enumerate() {
-        note_restarts(status);
+        note(&mut restarts, status);
         let name = string(status, "/name");
+        if sidecar(name) {
+            note(&mut sidecar_restarts, status);
+        }
         if sidecar(name) && status["started"] == true && status["ready"] == true {
             ready += 1;
         }
@@ -344,9 +349,10 @@ fn pod_status(object: &Value) -> (usize, usize, String, String) {
         .flatten()
         .any(|c| c["type"] == "Initialized" && c["status"] == "True");
     if !initializing || initialized {
+        restarts = sidecar_restarts;
         let mut running = false;
         for status in statuses.iter().rev() {
-            note_restarts(status);
+            note(&mut restarts, status);
             if let Some(waiting) =
                 status.pointer("/state/waiting/reason").and_then(Value::as_str).filter(|w| !w.is_empty())
             {
@@ -382,7 +388,7 @@ fn pod_status(object: &Value) -> (usize, usize, String, String) {
             reason = "Terminating".into();
         }
     }
-    let restarts = match (&last_restart, restarts) {
+    let restarts = match (&restarts.1, restarts.0) {
         (Some(at), n) if n != 0 => format!("{n} ({} ago)", clock::age(Some(at))),
         (_, n) => n.to_string(),
     };
@@ -1162,6 +1168,15 @@ mod tests {
                                         "initContainerStatuses": [{"name": "proxy", "started": true, "ready": true, "state": {"running": {}}}],
                                         "containerStatuses": [{"name": "web", "ready": true, "state": {"running": {}}}]}});
         assert_eq!(pod_status(&sidecar).0..=pod_status(&sidecar).1, 2..=2);
+        // Once initialized, an ordinary init container's restarts no longer count.
+        let restarted = json!({"spec": {"initContainers": [{"name": "setup"}, {"name": "proxy", "restartPolicy": "Always"}],
+                                        "containers": [{"name": "web"}]},
+                               "status": {"phase": "Running", "conditions": [{"type": "Initialized", "status": "True"}],
+                                          "initContainerStatuses": [
+                                              {"name": "setup", "restartCount": 2, "state": {"terminated": {"exitCode": 0}}},
+                                              {"name": "proxy", "restartCount": 1, "started": true, "ready": true, "state": {"running": {}}}],
+                                          "containerStatuses": [{"name": "web", "restartCount": 3, "ready": true, "state": {"running": {}}}]}});
+        assert_eq!(pod_status(&restarted).2, "4");
     }
 
     #[test]

@@ -27,6 +27,7 @@ const RESYNC: Duration = Duration::from_secs(10);
 
 struct Context {
     client: kube::Client,
+    clock: Clock,
     wakeups: Wakeups<ResourceQuota>,
     pods: Informer<Pod>,
 }
@@ -39,7 +40,12 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
         quotas.in_namespace(&namespace).iter().map(|q| ObjectRef::from_obj(q.as_ref())).collect::<Vec<_>>()
     };
     let mut wiring = Wiring::of(&informers.resource_quotas).watches(&informers.pods, quotas_of);
-    let context = Arc::new(Context { client, wakeups: wiring.wakeups(clock), pods: informers.pods.clone() });
+    let context = Arc::new(Context {
+        client,
+        clock: clock.clone(),
+        wakeups: wiring.wakeups(clock),
+        pods: informers.pods.clone(),
+    });
     wiring.run(reconcile, context).await;
 }
 
@@ -52,10 +58,10 @@ struct Counted {
 }
 
 /// The quota's status: `hard` as its spec says, `used` for each of its names.
-fn decide(hard: &BTreeMap<String, String>, counted: &[Counted]) -> Value {
+fn decide(hard: &BTreeMap<String, String>, counted: &[Counted], now: &str) -> Value {
     let mut total = quota::Usage::new();
     for kind in counted {
-        for object in kind.objects.iter().filter(|o| quota::counts(&kind.group, &kind.kind, o)) {
+        for object in kind.objects.iter().filter(|o| quota::counts(&kind.group, &kind.kind, o, now)) {
             quota::add(&mut total, &quota::usage(&kind.group, &kind.plural, &kind.kind, object));
         }
     }
@@ -111,7 +117,7 @@ async fn reconcile(quota: Arc<ResourceQuota>, context: Arc<Context>) -> Result<A
             Err(error) => return Err(error),
         }
     }
-    let status = decide(&hard, &counted);
+    let status = decide(&hard, &counted, &context.clock.timestamp());
     let api: Api<ResourceQuota> = Api::namespaced(context.client.clone(), &namespace);
     patch_status(&api, quota.as_ref(), status).await?;
     Ok(Action::await_change())
@@ -143,7 +149,7 @@ mod tests {
                 objects: vec![json!({})],
             },
         ];
-        let status = decide(&hard, &counted);
+        let status = decide(&hard, &counted, "2026-01-01T00:00:00Z");
         assert_eq!(status["hard"]["pods"], "4");
         assert_eq!(
             status["used"],
