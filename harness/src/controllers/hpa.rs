@@ -757,10 +757,8 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
             .into_iter()
             .filter(|p| selector.matches(&p.labels().iter().map(|(k, v)| (k.clone(), v.clone())).collect()))
             .collect();
-        let path = format!(
-            "/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?labelSelector={}",
-            form_urlencoded(&selector_text)
-        );
+        let query = serde_urlencoded::to_string([("labelSelector", selector_text.as_str())]).unwrap_or_default();
+        let path = format!("/apis/metrics.k8s.io/v1beta1/namespaces/{namespace}/pods?{query}");
         let usage = match http::Request::get(path).body(Vec::new()) {
             Ok(request) => {
                 context.client.request::<Value>(request).await.map(|list| usage_of(&list)).unwrap_or_default()
@@ -857,15 +855,6 @@ async fn sync(hpa: &HorizontalPodAutoscaler, context: &Context) -> Result<(), Er
     }
     status["observedGeneration"] = json!(hpa.metadata.generation.unwrap_or(0));
     write_status(context, hpa, &before, status).await
-}
-
-fn form_urlencoded(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The status with `conditions` (a transition time kept while a condition's status holds)

@@ -35,26 +35,11 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let services = informers.services.clone();
-    // A node that comes or goes, or turns ready, changes every load balancer.
-    let every_balancer = move |_: Arc<Node>| {
-        services
-            .all()
-            .into_iter()
-            .filter(|s| is_balancer(s))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
-    };
-    let services = informers.services.clone();
-    // A Service that goes, or changes its ports or type, may free a port another waits for.
-    let other_balancers = move |_: Arc<Service>| {
-        services
-            .all()
-            .into_iter()
-            .filter(|s| is_balancer(s))
-            .map(|s| ObjectRef::from_obj(s.as_ref()))
-            .collect::<Vec<_>>()
-    };
+    // A node that comes or goes, or turns ready, changes every load balancer; a Service
+    // that goes, or changes its ports or type, may free a port another waits for.
+    let (services, others) = (informers.services.clone(), informers.services.clone());
+    let every_balancer = move |_: Arc<Node>| balancers(&services);
+    let other_balancers = move |_: Arc<Service>| balancers(&others);
     let wiring = Wiring::of(&informers.services)
         .watches(&informers.nodes, every_balancer)
         .watches(&informers.services, other_balancers);
@@ -65,6 +50,11 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
         services: informers.services.clone(),
     });
     wiring.run(reconcile, context).await;
+}
+
+/// Every LoadBalancer Service, to look at again.
+fn balancers(services: &Informer<Service>) -> Vec<ObjectRef<Service>> {
+    services.all().into_iter().filter(|s| is_balancer(s)).map(|s| ObjectRef::from_obj(s.as_ref())).collect()
 }
 
 fn is_balancer(service: &Service) -> bool {
