@@ -32,6 +32,16 @@ fn main() {
         writeln!(out, "    ({minor}, include_str!({:?})),", path.display().to_string()).unwrap();
     }
     out.push_str("];\n");
+    let descriptions = schemas.join("descriptions.json");
+    assert!(descriptions.is_file(), "schemas/descriptions.json not found: run schemas/import.py");
+    println!("cargo::rerun-if-changed={}", descriptions.display());
+    out.push_str("/// Every version's prose for definitions and fields (see `schemas/README.md`).\n");
+    writeln!(
+        out,
+        "pub static DESCRIPTIONS: &str = include_str!({:?});",
+        descriptions.canonicalize().expect("descriptions path resolves").display().to_string()
+    )
+    .unwrap();
     let dest = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("embedded_schemas.rs");
     std::fs::write(dest, out).expect("OUT_DIR is writable");
 }

@@ -56,6 +56,48 @@ def strip_descriptions(node):
             strip_descriptions(value)
 
 
+def take_descriptions(definitions) -> dict:
+    """Each definition's and each of its properties' prose, removed from the schemas.
+
+    Upstream puts prose only there (checked for 1.25 to 1.37); anything deeper would
+    stay in the schema rather than be lost, and a re-import would show it.
+    """
+    taken = {}
+    for name, schema in definitions.items():
+        texts = {}
+        if isinstance(schema.get("description"), str):
+            texts[""] = schema.pop("description")
+        for field, property_schema in (schema.get("properties") or {}).items():
+            if isinstance(property_schema, dict) and isinstance(property_schema.get("description"), str):
+                texts[field] = property_schema.pop("description")
+        if texts:
+            taken[name] = texts
+    return taken
+
+
+def write_descriptions(by_version: dict) -> pathlib.Path:
+    """One file for every version: each text once (most do not change between versions),
+    and for each definition and field the versions from which a text applies."""
+    texts = sorted({text for taken in by_version.values() for fields in taken.values() for text in fields.values()})
+    index = {text: i for i, text in enumerate(texts)}
+    history: dict = {}
+    for version in sorted(by_version, key=lambda v: int(v.split(".")[1])):
+        minor = int(version.split(".")[1])
+        for name, fields in by_version[version].items():
+            for field, text in fields.items():
+                changes = history.setdefault(name, {}).setdefault(field, [])
+                if not changes or changes[-1][1] != index[text]:
+                    changes.append([minor, index[text]])
+    out = HERE / "descriptions.json"
+    text_lines = ",\n".join(json.dumps(text) for text in texts)
+    definition_lines = ",\n".join(
+        json.dumps(name) + ":" + json.dumps(fields, separators=(",", ":"), sort_keys=True)
+        for name, fields in sorted(history.items())
+    )
+    out.write_text('{"texts":[\n' + text_lines + '\n],\n"definitions":{\n' + definition_lines + "\n}}\n", encoding="utf-8")
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--wheel", help="a kubernetes_validate wheel already on disk")
@@ -71,12 +113,14 @@ def main() -> None:
             match = pattern.search(name)
             if match:
                 found[match.group(1)] = name
+        descriptions = {}
         wanted = args.versions or sorted(found, key=lambda v: int(v.split(".")[1]))
         for version in wanted:
             if version not in found:
                 sys.exit(f"{wheel.name} has no schemas for {version}; it has {', '.join(sorted(found))}")
             document = json.load(io.TextIOWrapper(archive.open(found[version]), encoding="utf-8"))
             definitions = document["$defs"]
+            descriptions[version] = take_descriptions(definitions)
             strip_descriptions(definitions)
             lines = [
                 json.dumps(name) + ":" + json.dumps(schema, separators=(",", ":"), sort_keys=True)
@@ -86,6 +130,11 @@ def main() -> None:
             out.parent.mkdir(exist_ok=True)
             out.write_text('{"$defs":{\n' + ",\n".join(lines) + "\n}}\n", encoding="utf-8")
             print(f"wrote {out.relative_to(HERE.parent)}: {len(definitions)} definitions")
+    if args.versions:
+        print("descriptions.json not rewritten: it covers every version, so import them all to refresh it")
+    else:
+        out = write_descriptions(descriptions)
+        print(f"wrote {out.relative_to(HERE.parent)}")
     (HERE / "SOURCE").write_text(f"{wheel.name}\n", encoding="utf-8")
 
 

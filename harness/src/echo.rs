@@ -7,8 +7,9 @@
 //! (`--tls-cert`, `--tls-key`) it serves HTTPS, and it answers admission webhooks' calls
 //! (`POST /admit`, an `AdmissionReview` v1): it allows every request but for objects
 //! labelled `kubeyard.dev/deny`, which it refuses with 403 and the label's value as the
-//! message, so tests can run a webhook behind a Service on a real pod. Every request is
-//! logged on standard output, which is what `kubectl logs` shows.
+//! message, so tests can run a webhook behind a Service on a real pod. It can keep CPU busy
+//! and hold memory (`--use-cpu`, `--use-memory`), so `kubectl top` and autoscalers see real
+//! load. Every request is logged on standard output, which is what `kubectl logs` shows.
 
 use clap::Args;
 use std::io::Write;
@@ -47,6 +48,14 @@ pub struct EchoArgs {
     /// The exit code of --exit-after.
     #[arg(long, default_value_t = 0)]
     exit_code: i32,
+
+    /// Keep this much CPU busy (`250m`, `1.5`), so `kubectl top` and autoscalers see load.
+    #[arg(long, value_name = "QUANTITY")]
+    use_cpu: Option<kubeyard_compiler::quantity::Quantity>,
+
+    /// Hold this much memory, written so that it is resident (`64Mi`).
+    #[arg(long, value_name = "QUANTITY")]
+    use_memory: Option<kubeyard_compiler::quantity::Quantity>,
 
     /// Serve HTTPS with this certificate (PEM; the chain after it), with --tls-key.
     #[arg(long, env = "ECHO_TLS_CERT", value_name = "PEM", hide_env_values = true)]
@@ -243,7 +252,37 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = stream.shutdown().await;
 }
 
+/// Keeps `cores` of CPU busy, in threads of at most one core each: each spins for its
+/// share of every 100 ms and sleeps the rest.
+fn use_cpu(cores: f64) {
+    const PERIOD: Duration = Duration::from_millis(100);
+    let mut left = cores.clamp(0.0, 64.0);
+    while left > 0.0 {
+        let share = left.min(1.0);
+        left -= share;
+        std::thread::spawn(move || {
+            loop {
+                let begun = Instant::now();
+                let busy = PERIOD.mul_f64(share);
+                while begun.elapsed() < busy {
+                    std::hint::spin_loop();
+                }
+                std::thread::sleep(PERIOD.saturating_sub(begun.elapsed()));
+            }
+        });
+    }
+}
+
+/// `bytes` of memory, each page written so that it is resident, held until exit.
+fn use_memory(bytes: i128) -> Vec<u8> {
+    vec![1u8; usize::try_from(bytes).unwrap_or(0)]
+}
+
 pub fn run(args: EchoArgs) -> std::process::ExitCode {
+    if let Some(cpu) = &args.use_cpu {
+        use_cpu(cpu.as_f64());
+    }
+    let _held = args.use_memory.as_ref().map(|memory| use_memory(memory.units_ceil()));
     let name = args.name.clone().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "echo".into());
     let ip: IpAddr = std::env::var("KUBEYARD_POD_IP")
         .ok()

@@ -7,6 +7,7 @@
 
 pub mod cel;
 pub mod cel_cost;
+pub mod descriptions;
 pub mod openapi;
 pub mod prune;
 pub mod removed;

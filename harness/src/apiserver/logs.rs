@@ -81,30 +81,40 @@ pub(super) async fn locate(
     if text(&node, "/metadata/annotations/kubeyard.dev~1runtime") != "process" {
         return Err(ApiError::simulated(name, node_name, doing));
     }
+    let kubelet =
+        kubelet_endpoint(&node).ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
+    Ok(Located {
+        namespace: namespace.to_string(),
+        name: name.to_string(),
+        container: container.to_string(),
+        node_name: node_name.to_string(),
+        kubelet,
+    })
+}
+
+/// A node's kubelet (`host:port`): its InternalIP, at `daemonEndpoints.kubeletEndpoint.Port`.
+pub(super) fn kubelet_endpoint(node: &Value) -> Option<String> {
     let address = node
         .pointer("/status/addresses")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .find(|a| text(a, "/type") == "InternalIP")
-        .map(|a| text(a, "/address").to_string())
-        .ok_or_else(|| ApiError::internal(format!("node {node_name} has no InternalIP")))?;
+        .map(|a| text(a, "/address"))?;
     let port = node.pointer("/status/daemonEndpoints/kubeletEndpoint/Port").and_then(Value::as_u64).unwrap_or(10250);
-    Ok(Located {
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        container: container.to_string(),
-        node_name: node_name.to_string(),
-        kubelet: format!("{address}:{port}"),
-    })
+    Some(format!("{address}:{port}"))
 }
 
-pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) -> Result<Response, ApiError> {
-    let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, "logs").await?;
-    let passed: Vec<(&str, &str)> =
-        PASSED.iter().filter_map(|key| query.get(*key).map(|value| (*key, value.as_str()))).collect();
-    let query = serde_urlencoded::to_string(passed).unwrap_or_default();
-    let url = format!("http://{kubelet}/containerLogs/{namespace}/{name}/{container}?{query}");
+/// `GET http://{kubelet}{path}` with the API server's credentials. No answer within 5 s
+/// is a 503, and a kubelet refusing the credentials an internal error; any other answer
+/// is the caller's to read.
+pub(super) async fn kubelet_get(
+    server: &ApiServer,
+    node_name: &str,
+    kubelet: &str,
+    path: &str,
+) -> Result<http::Response<hyper::body::Incoming>, ApiError> {
+    let url = format!("http://{kubelet}{path}");
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Empty<bytes::Bytes>>();
     let uri: http::Uri = url.parse().map_err(|_| ApiError::internal(format!("not a URL: {url}")))?;
@@ -121,11 +131,21 @@ pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) ->
         .await
         .map_err(|_| unavailable("no answer within 5s".into()))?
         .map_err(|e| unavailable(e.to_string()))?;
-    let status = response.status();
-    if status == StatusCode::UNAUTHORIZED {
+    if response.status() == StatusCode::UNAUTHORIZED {
         // The node was started with another token: an operator's mistake, not the user's.
         return Err(ApiError::internal(format!("the kubelet of {node_name} refused the API server's credentials")));
     }
+    Ok(response)
+}
+
+pub(super) async fn serve(server: &ApiServer, target: &Target, query: &Query) -> Result<Response, ApiError> {
+    let Located { namespace, name, container, node_name, kubelet } = locate(server, target, query, "logs").await?;
+    let passed: Vec<(&str, &str)> =
+        PASSED.iter().filter_map(|key| query.get(*key).map(|value| (*key, value.as_str()))).collect();
+    let query = serde_urlencoded::to_string(passed).unwrap_or_default();
+    let path = format!("/containerLogs/{namespace}/{name}/{container}?{query}");
+    let response = kubelet_get(server, &node_name, &kubelet, &path).await?;
+    let status = response.status();
     if !status.is_success() {
         let body = response.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
         let message = String::from_utf8_lossy(&body).trim().to_string();

@@ -4,9 +4,11 @@
 //!
 //! A simulated node's pods use what their `kubeyard.dev/usage` annotation says, per
 //! container (`cpu=250m,memory=64Mi`; nothing when absent), once they run; a node uses
-//! what its running pods use. Pods on nodes that run real processes (container clusters)
-//! are not measured yet: they have no metrics, as a pod metrics-server could not scrape
-//! has none, and `kubectl top` says so.
+//! what its running pods use. A node that runs real containers (container clusters) is
+//! asked, as metrics-server asks it: its kubelet's Summary API (`/stats/summary`) says
+//! what each container really uses (see `kubelet/stats.rs`). A pod it has not measured
+//! twice yet has no metrics, and a node whose kubelet does not answer has none either,
+//! as a scrape metrics-server could not make leaves them out; `kubectl top` says so.
 
 use super::objects::{Filter, from_entry, store_error};
 use super::resources::{self, Resource};
@@ -15,6 +17,7 @@ use super::{ApiServer, Query, Target, json_response};
 use crate::kubelet::simulate;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
+use http_body_util::BodyExt;
 use kubeyard_compiler::quantity::Quantity;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -51,14 +54,78 @@ fn usage_json(usage: &Usage) -> Value {
     Value::Object(map)
 }
 
-/// A pod's containers' usage, when it can be known: a running pod on a simulated node.
-fn pod_usage(pod: &Value, nodes: &HashMap<String, Value>) -> Option<Vec<(String, Usage)>> {
+/// What the kubelet of a node that runs real containers says (its Summary API): the
+/// node's usage, and each measured pod's containers' by (namespace, name).
+#[derive(Debug, Default)]
+struct Measured {
+    node: Option<Usage>,
+    pods: HashMap<(String, String), Vec<(String, Usage)>>,
+}
+
+/// A Summary API reading's CPU (`usageNanoCores`) and memory (`workingSetBytes`); none
+/// while the CPU rate is not known (a single reading), as metrics-server leaves out.
+fn summary_usage(stats: &Value) -> Option<Usage> {
+    let nano_cores = stats.pointer("/cpu/usageNanoCores").and_then(Value::as_u64)?;
+    let memory = stats.pointer("/memory/workingSetBytes").and_then(Value::as_u64).unwrap_or(0);
+    let cpu: Quantity = format!("{nano_cores}n").parse().ok()?;
+    let memory: Quantity = memory.to_string().parse().ok()?;
+    Some(Usage::from([("cpu".to_string(), cpu), ("memory".to_string(), memory)]))
+}
+
+fn read_summary(summary: &Value) -> Measured {
+    let mut measured = Measured { node: summary.get("node").and_then(summary_usage), pods: HashMap::new() };
+    for pod in summary.get("pods").and_then(Value::as_array).into_iter().flatten() {
+        let containers: Option<Vec<(String, Usage)>> = pod
+            .get("containers")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|c| Some((text(c, "/name").to_string(), summary_usage(c)?)))
+            .collect();
+        // A pod with a container not measured yet is left out whole, as metrics-server does.
+        if let Some(containers) = containers.filter(|c| !c.is_empty()) {
+            let key = (text(pod, "/podRef/namespace").to_string(), text(pod, "/podRef/name").to_string());
+            measured.pods.insert(key, containers);
+        }
+    }
+    measured
+}
+
+fn runs_processes(node: &Value) -> bool {
+    text(node, "/metadata/annotations/kubeyard.dev~1runtime") == "process"
+}
+
+/// Asks each of `nodes`' kubelets at once; a node that does not answer is left out.
+async fn scrape<'n>(server: &ApiServer, nodes: impl Iterator<Item = &'n Value>) -> HashMap<String, Measured> {
+    let asked = nodes.filter(|node| runs_processes(node)).map(|node| async move {
+        let name = text(node, "/metadata/name");
+        let kubelet = super::logs::kubelet_endpoint(node)?;
+        let response = super::logs::kubelet_get(server, name, &kubelet, "/stats/summary").await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let summary: Value = serde_json::from_slice(&body).ok()?;
+        Some((name.to_string(), read_summary(&summary)))
+    });
+    futures_util::future::join_all(asked).await.into_iter().flatten().collect()
+}
+
+/// A pod's containers' usage, when it can be known: a running pod on a simulated node,
+/// or one its real node has measured.
+fn pod_usage(
+    pod: &Value,
+    nodes: &HashMap<String, Value>,
+    measured: &HashMap<String, Measured>,
+) -> Option<Vec<(String, Usage)>> {
     if text(pod, "/status/phase") != "Running" || pod.pointer("/metadata/deletionTimestamp").is_some() {
         return None;
     }
-    let node = nodes.get(text(pod, "/spec/nodeName"))?;
-    if text(node, "/metadata/annotations/kubeyard.dev~1runtime") == "process" {
-        return None;
+    let node_name = text(pod, "/spec/nodeName");
+    let node = nodes.get(node_name)?;
+    if runs_processes(node) {
+        let key = (text(pod, "/metadata/namespace").to_string(), text(pod, "/metadata/name").to_string());
+        return measured.get(node_name)?.pods.get(&key).cloned();
     }
     let annotation = pod.pointer("/metadata/annotations").and_then(|a| a.get(simulate::USAGE)).and_then(Value::as_str);
     // A value that does not read is reported on the pod by its node agent; here it is none.
@@ -108,12 +175,18 @@ pub(super) async fn serve(
     let filter = Filter::from_query(pods_resource, query)?;
     let (list_kind, items) = match target.resource.kind {
         "PodMetrics" => {
+            let wanted: Vec<&Value> = pods
+                .iter()
+                .filter(|p| target.name.as_deref().is_none_or(|n| n == text(p, "/metadata/name")))
+                .filter(|p| target.name.is_some() || filter.matches(p))
+                .collect();
+            let mut on: Vec<&str> = wanted.iter().map(|p| text(p, "/spec/nodeName")).collect();
+            on.sort_unstable();
+            on.dedup();
+            let measured = scrape(server, on.iter().filter_map(|name| nodes.get(*name))).await;
             let mut items = Vec::new();
-            for pod in pods.iter().filter(|p| target.name.as_deref().is_none_or(|n| n == text(p, "/metadata/name"))) {
-                if target.name.is_none() && !filter.matches(pod) {
-                    continue;
-                }
-                let Some(containers) = pod_usage(pod, &nodes) else { continue };
+            for pod in wanted {
+                let Some(containers) = pod_usage(pod, &nodes, &measured) else { continue };
                 let containers: Vec<Value> =
                     containers.iter().map(|(name, usage)| json!({"name": name, "usage": usage_json(usage)})).collect();
                 items.push(json!({
@@ -129,22 +202,35 @@ pub(super) async fn serve(
         }
         _ => {
             let node_filter = Filter::from_query(served("", "Node")?, query)?;
+            let wanted: Vec<&Value> = node_list
+                .iter()
+                .filter(|node| {
+                    let name = text(node, "/metadata/name");
+                    target.name.as_deref().is_none_or(|n| n == name)
+                        && (target.name.is_some() || node_filter.matches(node))
+                })
+                .collect();
+            let measured = scrape(server, wanted.iter().copied()).await;
             let mut per_node: HashMap<&str, Usage> = HashMap::new();
             for pod in &pods {
-                for (_, usage) in pod_usage(pod, &nodes).unwrap_or_default() {
+                let on = nodes.get(text(pod, "/spec/nodeName"));
+                if on.is_none_or(runs_processes) {
+                    continue;
+                }
+                for (_, usage) in pod_usage(pod, &nodes, &measured).unwrap_or_default() {
                     add(per_node.entry(text(pod, "/spec/nodeName")).or_default(), &usage);
                 }
             }
             let mut items = Vec::new();
-            for node in &node_list {
+            for node in wanted {
                 let name = text(node, "/metadata/name");
-                let simulated = text(node, "/metadata/annotations/kubeyard.dev~1runtime") != "process";
-                let wanted = target.name.as_deref().is_none_or(|n| n == name)
-                    && (target.name.is_some() || node_filter.matches(node));
-                if !wanted || !simulated {
-                    continue;
-                }
-                let usage = per_node.get(name).cloned().unwrap_or_default();
+                let usage = if runs_processes(node) {
+                    // The kubelet's own count: its agent and its containers.
+                    let Some(usage) = measured.get(name).and_then(|m| m.node.clone()) else { continue };
+                    usage
+                } else {
+                    per_node.get(name).cloned().unwrap_or_default()
+                };
                 items.push(json!({
                     "kind": "NodeMetrics",
                     "apiVersion": "metrics.k8s.io/v1beta1",
@@ -189,11 +275,15 @@ mod tests {
                    "spec": {"nodeName": node, "containers": [{"name": "web"}, {"name": "sidecar"}]},
                    "status": {"phase": phase}})
         };
-        let containers = pod_usage(&pod("node-1", "Running"), &nodes).unwrap();
+        let none = HashMap::new();
+        let containers = pod_usage(&pod("node-1", "Running"), &nodes, &none).unwrap();
         assert_eq!(containers.len(), 2);
         assert_eq!(usage_json(&containers[0].1), json!({"cpu": "250m", "memory": "65536Ki"}));
-        assert!(pod_usage(&pod("node-1", "Pending"), &nodes).is_none(), "not running: no metrics yet");
-        assert!(pod_usage(&pod("node-2", "Running"), &nodes).is_none(), "real processes are not measured");
+        assert!(pod_usage(&pod("node-1", "Pending"), &nodes, &none).is_none(), "not running: no metrics yet");
+        assert!(
+            pod_usage(&pod("node-2", "Running"), &nodes, &none).is_none(),
+            "a real node's pods are measured by its kubelet, not annotated"
+        );
         let mut total = Usage::new();
         for (_, usage) in &containers {
             add(&mut total, usage);
@@ -201,6 +291,35 @@ mod tests {
         assert_eq!(usage_json(&total), json!({"cpu": "500m", "memory": "131072Ki"}));
         let quiet = json!({"metadata": {"name": "idle"}, "spec": {"nodeName": "node-1", "containers": [{"name": "c"}]},
                            "status": {"phase": "Running"}});
-        assert_eq!(usage_json(&pod_usage(&quiet, &nodes).unwrap()[0].1), json!({"cpu": "0m", "memory": "0Ki"}));
+        assert_eq!(usage_json(&pod_usage(&quiet, &nodes, &none).unwrap()[0].1), json!({"cpu": "0m", "memory": "0Ki"}));
+    }
+
+    #[test]
+    fn a_real_node_reports_what_its_kubelet_measured() {
+        let nodes = HashMap::from([(
+            "node-2".to_string(),
+            json!({"metadata": {"name": "node-2", "annotations": {"kubeyard.dev/runtime": "process"}}}),
+        )]);
+        let summary = json!({
+            "node": {"nodeName": "node-2", "cpu": {"usageNanoCores": 1_200_000_000u64}, "memory": {"workingSetBytes": 52_428_800}},
+            "pods": [
+                {"podRef": {"namespace": "shop", "name": "web", "uid": "u1"},
+                 "containers": [{"name": "app", "cpu": {"usageNanoCores": 250_000_001u64}, "memory": {"workingSetBytes": 2_097_152}}]},
+                {"podRef": {"namespace": "shop", "name": "fresh", "uid": "u2"},
+                 "containers": [{"name": "app", "cpu": {"usageCoreNanoSeconds": 5}, "memory": {"workingSetBytes": 1024}}]}
+            ]
+        });
+        let measured = HashMap::from([("node-2".to_string(), read_summary(&summary))]);
+        assert_eq!(usage_json(measured["node-2"].node.as_ref().unwrap()), json!({"cpu": "1200m", "memory": "51200Ki"}));
+        let pod = |name: &str| {
+            json!({"metadata": {"namespace": "shop", "name": name}, "spec": {"nodeName": "node-2", "containers": [{"name": "app"}]},
+                   "status": {"phase": "Running"}})
+        };
+        let web = pod_usage(&pod("web"), &nodes, &measured).unwrap();
+        // Nanocores round up to the next millicore, as metrics-server's quantities print.
+        assert_eq!(web, vec![("app".to_string(), summary_usage(&summary["pods"][0]["containers"][0]).unwrap())]);
+        assert_eq!(usage_json(&web[0].1), json!({"cpu": "251m", "memory": "2048Ki"}));
+        assert!(pod_usage(&pod("fresh"), &nodes, &measured).is_none(), "measured once: no CPU rate yet");
+        assert!(pod_usage(&pod("web"), &nodes, &HashMap::new()).is_none(), "a node that did not answer");
     }
 }

@@ -6,6 +6,7 @@
 use super::resources::{RESOURCES, Resource, Served};
 use kubeyard_compiler::object::GroupVersionKind;
 use kubeyard_compiler::schema::Catalog;
+use kubeyard_compiler::schema::descriptions::describe;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 
@@ -41,7 +42,7 @@ fn operation(resource: &Resource, definition: &str, action: &str) -> Value {
 }
 
 /// Rewrites the definitions (JSON Schema, as admission reads them) as OpenAPI 3.0
-/// schemas: references into `components/schemas`, and `type: [object, "null"]` as
+/// schemas: references into `components/schemas` (in `allOf` when described), and `type: [object, "null"]` as
 /// `type: object` with `nullable`, which is what kubectl's `explain` can read.
 fn rereference(value: &mut Value) {
     match value {
@@ -50,6 +51,14 @@ fn rereference(value: &mut Value) {
                 && let Some(name) = target.strip_prefix("#/$defs/")
             {
                 *target = format!("#/components/schemas/{name}");
+            }
+            // OpenAPI 3.0 ignores a reference's siblings; kube-openapi wraps a reference
+            // with its own description in `allOf`, and kubectl's explain then prints the
+            // field's prose above the type's.
+            if map.len() > 1
+                && let Some(reference) = map.remove("$ref")
+            {
+                map.insert("allOf".into(), json!([{"$ref": reference}]));
             }
             if let Some(Value::Array(types)) = map.get("type") {
                 let nullable = types.iter().any(|t| t == "null");
@@ -78,8 +87,10 @@ pub fn documents(catalog: &Catalog, served: &Served) -> Documents {
     let definitions = catalog.builtin_definition(&pod).map(|(_, d)| d);
     let mut schemas = Map::new();
     let mut names: BTreeMap<(String, String), String> = BTreeMap::new();
+    let version = catalog.version();
     for (name, definition) in definitions.into_iter().flatten() {
         let mut definition = definition.clone();
+        describe(version, name, &mut definition);
         rereference(&mut definition);
         for gvk in definition.get("x-kubernetes-group-version-kind").and_then(Value::as_array).into_iter().flatten() {
             let group = gvk.get("group").and_then(Value::as_str).unwrap_or("").to_string();
@@ -99,7 +110,6 @@ pub fn documents(catalog: &Catalog, served: &Served) -> Documents {
         schemas.insert(name.clone(), custom_definition(resource, schema));
         custom_names.insert((resource.group, resource.version, resource.kind), name);
     }
-    let schemas = Value::Object(schemas);
     let mut paths_by_group_version: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     let custom = served.custom_resources();
     for resource in RESOURCES.iter().chain(custom.iter().copied()) {
@@ -129,10 +139,13 @@ pub fn documents(catalog: &Catalog, served: &Served) -> Documents {
             }),
         );
     }
-    let version = catalog.version().to_string();
+    let version = version.to_string();
     let mut index = Map::new();
     let mut by_group_version = BTreeMap::new();
     for (group_version, paths) in paths_by_group_version {
+        // As kube-openapi publishes it: a group version's document holds the schemas its
+        // operations reach, not every kind's.
+        let schemas = reachable(&schemas, &paths);
         let document = json!({
             "openapi": "3.0.0",
             "info": {"title": "Kubernetes (kubeyard)", "version": format!("v{version}.0")},
@@ -148,6 +161,37 @@ pub fn documents(catalog: &Catalog, served: &Served) -> Documents {
         by_group_version.insert(group_version, document);
     }
     Documents { index: json!({"paths": index}), by_group_version }
+}
+
+/// The schemas `paths` refer to, directly or through other schemas.
+fn reachable(schemas: &Map<String, Value>, paths: &Map<String, Value>) -> Value {
+    fn references<'v>(value: &'v Value, found: &mut Vec<&'v str>) {
+        match value {
+            Value::Object(map) => {
+                if let Some(name) =
+                    map.get("$ref").and_then(Value::as_str).and_then(|r| r.strip_prefix("#/components/schemas/"))
+                {
+                    found.push(name);
+                }
+                map.values().for_each(|v| references(v, found));
+            }
+            Value::Array(items) => items.iter().for_each(|v| references(v, found)),
+            _ => {}
+        }
+    }
+    let mut pending = Vec::new();
+    paths.values().for_each(|path| references(path, &mut pending));
+    let mut kept = Map::new();
+    while let Some(name) = pending.pop() {
+        if kept.contains_key(name) {
+            continue;
+        }
+        if let Some(schema) = schemas.get(name) {
+            references(schema, &mut pending);
+            kept.insert(name.to_string(), schema.clone());
+        }
+    }
+    Value::Object(kept)
 }
 
 fn custom_definition_name(resource: &Resource) -> String {

@@ -472,8 +472,11 @@ pub fn kubelet(args: KubeletArgs) -> Exit {
             let endpoint = std::net::SocketAddr::new(address.into(), kubelet::server::PORT);
             let logs = kubelet::process::Runtime::new(address).logs;
             let docker = options.docker.clone();
+            let stats = kubelet::stats::Stats::new(&name);
+            options.stats = Some(std::sync::Arc::clone(&stats));
+            tokio::spawn(std::sync::Arc::clone(&stats).sample(docker.clone()));
             tokio::spawn(async move {
-                if let Err(error) = kubelet::server::serve(endpoint, logs, token, docker).await {
+                if let Err(error) = kubelet::server::serve(endpoint, logs, token, docker, stats).await {
                     eprintln!("kubeyard kubelet: cannot serve logs on {endpoint}: {error}");
                 }
             });

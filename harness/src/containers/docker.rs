@@ -476,16 +476,23 @@ impl Docker {
 
     /// The container's memory use now, in bytes (the cgroup's, less its page cache).
     pub async fn memory(&self, name: &str) -> Result<u64, Error> {
+        self.usage(name).await.map(|(_, memory)| memory)
+    }
+
+    /// The container's CPU time so far, in nanoseconds, and its memory use now, in bytes
+    /// (the cgroup's, less its inactive page cache: the working set, as cAdvisor counts it).
+    pub async fn usage(&self, name: &str) -> Result<(u64, u64), Error> {
         let options = StatsOptionsBuilder::default().stream(false).one_shot(true).build();
         let mut stats = self.inner.stats(name, Some(options));
         let sample = stats.next().await.transpose().map_err(refused(format!("read stats of {name}")))?;
+        let cpu = sample.as_ref().and_then(|s| s.cpu_stats.as_ref()?.cpu_usage.as_ref()?.total_usage).unwrap_or(0);
         let memory = sample.and_then(|s| s.memory_stats);
         let usage = memory.as_ref().and_then(|m| m.usage).unwrap_or(0);
         let cache = memory
             .and_then(|m| m.stats)
             .and_then(|s| s.get("inactive_file").or_else(|| s.get("total_inactive_file")).copied())
             .unwrap_or(0);
-        Ok(usage.saturating_sub(cache))
+        Ok((cpu, usage.saturating_sub(cache)))
     }
 
     /// Whether the engine holds the image (`name:tag` or by digest).

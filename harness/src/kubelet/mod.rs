@@ -19,6 +19,7 @@ pub mod pod;
 pub mod process;
 pub mod server;
 pub mod simulate;
+pub mod stats;
 pub mod volumes;
 
 use crate::apiserver::names::stable_hash;
@@ -118,6 +119,8 @@ pub struct Options {
     /// The host's engine, for a container node's pods of images other than the built-in
     /// one (`None`: those are simulated).
     pub docker: Option<Arc<docker::DockerRuntime>>,
+    /// Where a node that runs real containers records what they use (`/stats/summary`).
+    pub stats: Option<Arc<stats::Stats>>,
 }
 
 impl Default for Options {
@@ -130,6 +133,7 @@ impl Default for Options {
             lease_duration: Duration::from_secs(40),
             kubelet_version: "v1.32.0".into(),
             docker: None,
+            stats: None,
         }
     }
 }
@@ -615,6 +619,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
                 stop = Some(sender);
                 let runtime = process::Runtime {
                     docker: shared.options.docker.clone(),
+                    stats: shared.options.stats.clone(),
                     ..process::Runtime::new(network.address)
                 };
                 tokio::spawn(process::run(context, runtime, receiver))

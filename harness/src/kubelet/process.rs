@@ -16,6 +16,7 @@
 
 use super::docker::{DockerRuntime, Pulled, Sandbox};
 use super::pod::{self, State, Status};
+use super::stats::{self, Measure, Stats};
 use super::{network, volumes};
 use kube::api::{Api, DeleteParams, Preconditions};
 use serde_json::{Map, Value};
@@ -56,6 +57,8 @@ pub struct Runtime {
     pub logs: PathBuf,
     pub node_address: Ipv4Addr,
     pub docker: Option<Arc<DockerRuntime>>,
+    /// Where running containers are measured (`None`: they are not).
+    pub stats: Option<Arc<Stats>>,
 }
 
 impl Runtime {
@@ -65,6 +68,7 @@ impl Runtime {
             logs: PathBuf::from("/var/log/pods"),
             node_address,
             docker: None,
+            stats: None,
         }
     }
 
@@ -597,6 +601,8 @@ struct Life {
     grace: Duration,
     reports: mpsc::UnboundedSender<Report>,
     stop: watch::Receiver<Option<Duration>>,
+    /// Where the running container is measured, and under which name.
+    stats: Option<(Arc<Stats>, stats::Key)>,
 }
 
 /// CrashLoopBackOff: 10 s, doubling, at most 5 minutes.
@@ -917,6 +923,13 @@ impl Life {
             let started = crate::clock::now();
             let code = match self.spawn(restarts).await {
                 Ok(mut child) => {
+                    let _measured = self.stats.as_ref().and_then(|(stats, key)| {
+                        let measure = match &child {
+                            Started::Process(process) => Measure::Process(process.id()?),
+                            Started::Container(_, name) => Measure::Engine(name.clone()),
+                        };
+                        Some(stats.track(key.clone(), measure, started.clone()))
+                    });
                     let message = format!("Created container {}", self.name);
                     self.report(Report::Event { reason: "Created", message, warning: false });
                     self.report(Report::Running { index: self.index, started: started.clone() });
@@ -1280,6 +1293,8 @@ fn life(
         text(pod, "/metadata/name").to_string(),
         text(pod, "/metadata/uid").to_string(),
     );
+    let key =
+        stats::Key { namespace: namespace.clone(), pod: pod_name.clone(), uid: uid.clone(), container: name.clone() };
     let (runtime_for_log, container) = (runtime.clone(), name.clone());
     Life {
         index,
@@ -1294,6 +1309,7 @@ fn life(
         grace,
         reports,
         stop: stop.clone(),
+        stats: runtime.stats.clone().map(|stats| (stats, key)),
     }
 }
 

@@ -1,5 +1,6 @@
 //! The kubelet's own HTTP endpoint (port 10250) on a node that runs processes: the API
-//! server reaches it for `kubectl logs`. `/containerLogs/{namespace}/{pod}/{container}`
+//! server reaches it for `kubectl logs`, `exec` and `attach`, and for the resource metrics
+//! (`/stats/summary`, the Summary API; see `stats.rs`). `/containerLogs/{namespace}/{pod}/{container}`
 //! with `previous`, `tailLines`, `limitBytes` and `follow`, from the files the process
 //! runtime writes (`/var/log/pods/<namespace>_<pod>_<uid>/<container>/<restarts>.log`).
 //! Logs hold what pods print, Secrets' values among it: given a token (the cluster's, which
@@ -30,6 +31,8 @@ struct Logs {
     token: Option<String>,
     /// The engine the node's pods of other images run in (`exec` reaches them there).
     docker: Option<Arc<super::docker::DockerRuntime>>,
+    /// What the node's running containers use.
+    stats: Arc<super::stats::Stats>,
 }
 
 impl Logs {
@@ -212,21 +215,32 @@ async fn attach(
     upgrade.protocols(super::exec::PROTOCOLS).on_upgrade(move |socket| super::exec::attach(docker, name, stdin, socket))
 }
 
+/// The Summary API (`/stats/summary`): what the node and its pods use.
+async fn summary(State(logs): State<Arc<Logs>>, headers: HeaderMap) -> Response {
+    if !authorized(&headers, logs.token.as_deref()) {
+        return refuse(StatusCode::UNAUTHORIZED, "Unauthorized".into());
+    }
+    let body = logs.stats.summary(&crate::clock::now()).to_string();
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// Serves until the task is dropped; with a `token`, only to requests that carry it.
 pub async fn serve(
     address: SocketAddr,
     root: PathBuf,
     token: Option<String>,
     docker: Option<Arc<super::docker::DockerRuntime>>,
+    stats: Arc<super::stats::Stats>,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(address).await?;
-    axum::serve(listener, router(root, token, docker)).await
+    axum::serve(listener, router(Logs { root, token, docker, stats })).await
 }
 
-fn router(root: PathBuf, token: Option<String>, docker: Option<Arc<super::docker::DockerRuntime>>) -> Router {
-    let logs = Arc::new(Logs { root, token, docker });
+fn router(logs: Logs) -> Router {
+    let logs = Arc::new(logs);
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
+        .route("/stats/summary", get(summary))
         .route("/containerLogs/{namespace}/{pod}/{container}", get(container_logs))
         .route("/exec/{namespace}/{pod}/{container}", get(exec))
         .route("/attach/{namespace}/{pod}/{container}", get(attach))
@@ -249,7 +263,8 @@ mod tests {
     #[test]
     fn the_newest_run_and_the_one_before() {
         let dir = tempfile::tempdir().unwrap();
-        let logs = Logs { root: dir.path().to_path_buf(), token: None, docker: None };
+        let stats = crate::kubelet::stats::Stats::new("node-1");
+        let logs = Logs { root: dir.path().to_path_buf(), token: None, docker: None, stats };
         let container = dir.path().join("shop_web-1_uid-1").join("web");
         std::fs::create_dir_all(&container).unwrap();
         for run in [0, 1, 10] {
@@ -268,7 +283,8 @@ mod tests {
         let container = dir.path().join("shop_web-1_uid-1").join("web");
         std::fs::create_dir_all(&container).unwrap();
         std::fs::write(container.join("0.log"), "the secret is hunter2\n").unwrap();
-        let router = router(dir.path().to_path_buf(), Some("s3cret".into()), None);
+        let stats = crate::kubelet::stats::Stats::new("node-1");
+        let router = router(Logs { root: dir.path().to_path_buf(), token: Some("s3cret".into()), docker: None, stats });
         let ask = |authorization: Option<&str>, path: &str| {
             let mut request = axum::http::Request::get(path);
             if let Some(value) = authorization {
@@ -278,11 +294,18 @@ mod tests {
         };
         let logs = "/containerLogs/shop/web-1/web";
         for refused in [None, Some("Bearer wrong"), Some("Bearer s3cre"), Some("Basic s3cret"), Some("s3cret")] {
-            let response = ask(refused, logs).await.unwrap();
-            assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?}");
-            let body = response.into_body().collect().await.unwrap().to_bytes();
-            assert_eq!(&body[..], b"Unauthorized");
+            for path in [logs, "/stats/summary"] {
+                let response = ask(refused, path).await.unwrap();
+                assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{refused:?} {path}");
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                assert_eq!(&body[..], b"Unauthorized");
+            }
         }
+        let response = ask(Some("Bearer s3cret"), "/stats/summary").await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let summary: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(summary["node"]["nodeName"], "node-1");
         let response = ask(Some("Bearer s3cret"), logs).await.unwrap();
         assert_eq!(response.status(), StatusCode::OK);
         let body = response.into_body().collect().await.unwrap().to_bytes();

@@ -12,7 +12,7 @@ use kubeyard_harness::containers::{ClusterSpec, ContainerCluster};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Duration;
-use support::eventually;
+use support::{eventually, eventually_showing};
 
 const WITHIN: Duration = Duration::from_secs(60);
 
@@ -601,4 +601,122 @@ async fn an_admission_webhook_on_a_pod_behind_a_service_is_called() {
     config_maps.create(&PostParams::default(), &allowed).await.expect("the webhook allows it");
     let logs = kubectl(&kubeconfig, &["logs", "deployment/guard"]);
     assert!(logs.contains("POST /admit?timeout=10s 200"), "{logs}");
+}
+
+/// Real processes are measured: `kubectl top` shows what a pod that keeps 200m of CPU
+/// busy really uses, an autoscaler reads it and scales out, and a LoadBalancer Service
+/// gets the nodes' addresses, where it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_usage_feeds_top_and_the_autoscaler_and_a_load_balancer_answers() {
+    let cluster = boot(2).await;
+    let client = cluster.client().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("config");
+    std::fs::write(&kubeconfig, cluster.kubeconfig()).unwrap();
+    let manifest = dir.path().join("busy.yaml");
+    std::fs::write(
+        &manifest,
+        r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: busy}
+spec:
+  replicas: 1
+  selector: {matchLabels: {app: busy}}
+  template:
+    metadata: {labels: {app: busy}}
+    spec:
+      containers:
+      - name: echo
+        image: kubeyard/echo
+        args: ["--use-cpu", "200m", "--use-memory", "32Mi"]
+        ports: [{containerPort: 9000}]
+        resources: {requests: {cpu: 100m, memory: 64Mi}}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: busy}
+spec:
+  type: LoadBalancer
+  selector: {app: busy}
+  ports: [{port: 8088, targetPort: 9000}]
+---
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: busy}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: busy}
+  minReplicas: 1
+  maxReplicas: 2
+  metrics:
+  - type: Resource
+    resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}
+"#,
+    )
+    .unwrap();
+    let applied = kubectl(&kubeconfig, &["apply", "-f", manifest.to_str().unwrap()]);
+    assert!(applied.contains("deployment.apps/busy created"), "{applied}");
+
+    // `kubectl top pod`: the busy loop's CPU (about 200m; the machine is shared, so a
+    // wide band) and at least the memory it holds.
+    // kubectl polls every 50 ms here: top every second is plenty.
+    eventually_showing("kubectl top shows the busy pod's real usage", WITHIN, || {
+        let kubeconfig = kubeconfig.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let shown = kubectl(&kubeconfig, &["top", "pod", "-l", "app=busy", "--no-headers"]);
+            let line = shown.lines().next().unwrap_or_default();
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let cpu = fields.get(1).and_then(|c| c.strip_suffix('m')).and_then(|c| c.parse::<u32>().ok());
+            let memory = fields.get(2).and_then(|m| m.strip_suffix("Mi")).and_then(|m| m.parse::<u32>().ok());
+            let right = line.starts_with("busy-")
+                && cpu.is_some_and(|cpu| (100..=450).contains(&cpu))
+                && memory.is_some_and(|memory| memory >= 32);
+            if right { Ok(()) } else { Err(shown) }
+        }
+    })
+    .await;
+    let nodes = kubectl(&kubeconfig, &["top", "node", "--no-headers"]);
+    assert_eq!(nodes.lines().count(), 2, "{nodes}");
+    assert!(nodes.lines().all(|l| !l.contains("<unknown>")), "every node measured: {nodes}");
+
+    // 200m against a 100m request is 200% of a 50% target: the autoscaler scales out to
+    // its maximum.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
+    eventually("the autoscaler scales the busy Deployment to 2", WITHIN, || async {
+        deployments.get("busy").await.ok().and_then(|d| d.spec?.replicas) == Some(2)
+    })
+    .await;
+
+    // The LoadBalancer: the ready nodes' addresses, each answering at the Service's port.
+    let services: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(client, "default");
+    let ingress = || async {
+        let service = services.get("busy").await.ok()?;
+        let ingress = service.status?.load_balancer?.ingress?;
+        let mut addresses: Vec<String> = ingress.into_iter().filter_map(|i| i.ip).collect();
+        addresses.sort();
+        Some(addresses)
+    };
+    eventually("the LoadBalancer's ingress lists both nodes", WITHIN, || async {
+        ingress().await.is_some_and(|a| a.len() == 2)
+    })
+    .await;
+    let addresses = ingress().await.unwrap_or_default();
+    let mut nodes: Vec<String> = cluster.nodes().into_iter().map(|(_, address)| address.to_string()).collect();
+    nodes.sort();
+    assert_eq!(addresses, nodes);
+    for address in addresses {
+        eventually(&format!("the LoadBalancer answers at {address}:8088"), WITHIN, || {
+            let url = format!("http://{address}:8088/");
+            async move {
+                tokio::task::spawn_blocking(move || http_get(&url))
+                    .await
+                    .is_ok_and(|a| a.is_ok_and(|a| a.starts_with("busy-")))
+            }
+        })
+        .await;
+    }
+    let listed = kubectl(&kubeconfig, &["get", "service", "busy", "--no-headers"]);
+    assert!(!listed.contains("<pending>"), "{listed}");
+    cluster.remove().await.unwrap();
 }

@@ -155,6 +155,13 @@ fn kubectl_applies_reads_changes_and_deletes() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field \"datta\""), "{refused:?}");
     let explained = cluster.ok(&["explain", "deployment.spec.replicas"]);
     assert!(explained.contains("replicas <integer>"), "{explained}");
+    // With the API's prose, as a real server publishes it: a field's own words above its
+    // type's.
+    let explained = cluster.ok(&["explain", "pod.spec"]);
+    let described = "DESCRIPTION:\n    Specification of the desired behavior of the pod.";
+    assert!(explained.contains(described), "{explained}");
+    assert!(explained.contains("PodSpec is a description of a pod."), "{explained}");
+    assert!(explained.contains("  restartPolicy\t<string>\n    Restart policy for all containers"), "{explained}");
 
     assert!(cluster.ok(&["delete", "-f", &changed]).contains("deployment.apps \"web\" deleted"));
     let gone = cluster.kubectl(&["get", "deploy", "web"]);
