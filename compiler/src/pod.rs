@@ -153,6 +153,39 @@ fn max_into(total: &mut ResourceList, other: ResourceList) {
     }
 }
 
+/// The pod's quality-of-service class (`GetPodQOS`): Guaranteed when every container's requests equal its limits for cpu and memory,
+/// BestEffort when nothing is requested or limited, Burstable otherwise.
+pub fn qos_class(pod: &Value) -> &'static str {
+    let mut containers: Vec<&Value> = Vec::new();
+    for list in ["/spec/containers", "/spec/initContainers"] {
+        containers.extend(pod.pointer(list).and_then(Value::as_array).into_iter().flatten());
+    }
+    let mut any = false;
+    let mut guaranteed = true;
+    for container in containers {
+        let requests = container.pointer("/resources/requests").and_then(Value::as_object);
+        let limits = container.pointer("/resources/limits").and_then(Value::as_object);
+        let relevant = |map: Option<&serde_json::Map<String, Value>>| {
+            map.map(|m| m.keys().any(|k| k == "cpu" || k == "memory")).unwrap_or(false)
+        };
+        any |= relevant(requests) || relevant(limits);
+        for resource in ["cpu", "memory"] {
+            let limit = limits.and_then(|l| l.get(resource));
+            let request = requests.and_then(|r| r.get(resource)).or(limit);
+            if limit.is_none() || request != limit {
+                guaranteed = false;
+            }
+        }
+    }
+    if !any {
+        "BestEffort"
+    } else if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,5 +267,19 @@ mod tests {
             {"resources": {"requests": {"cpu": "x"}}}]});
         assert_eq!(amounts(&requests(&spec, Amounts::RequestsAsWritten)), pairs(&[("cpu", "100m"), ("memory", "1Gi")]));
         assert_eq!(amounts(&requests(&spec, Amounts::Requests)), pairs(&[("cpu", "100m")]));
+    }
+
+    #[test]
+    fn quality_of_service_follows_requests_and_limits() {
+        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "c", "resources": resources}]}});
+        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
+        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
+        assert_eq!(
+            qos_class(&pod(
+                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
     }
 }

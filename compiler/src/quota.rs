@@ -13,6 +13,7 @@
 //!   claim its `requests.storage`.
 //! - A quota on `cpu` or `memory` (requests or limits) wants every container to say it
 //!   ([`missing_constraints`], Kubernetes' words).
+//! - A quota with scopes counts only the pods they select ([`in_scope`]).
 
 use crate::pod::{self, Amounts};
 use crate::quantity::{Format, Quantity};
@@ -127,6 +128,115 @@ pub fn usage(group: &str, plural: &str, kind: &str, object: &Value) -> Usage {
     usage
 }
 
+/// A quota's scope requirements (`getScopeSelectorsFromQuota`): each of `spec.scopes`,
+/// as `Exists`, and each of `spec.scopeSelector.matchExpressions`, as
+/// `(scope, operator, values)`.
+fn scope_requirements(quota: &Value) -> Vec<(&str, &str, Vec<&str>)> {
+    let mut requirements: Vec<(&str, &str, Vec<&str>)> = quota
+        .pointer("/spec/scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|scope| (scope, "Exists", Vec::new()))
+        .collect();
+    for expression in
+        quota.pointer("/spec/scopeSelector/matchExpressions").and_then(Value::as_array).into_iter().flatten()
+    {
+        let values = expression.get("values").and_then(Value::as_array).into_iter().flatten();
+        requirements.push((
+            text(expression, "/scopeName"),
+            text(expression, "/operator"),
+            values.filter_map(Value::as_str).collect(),
+        ));
+    }
+    requirements
+}
+
+/// Whether a pod's namespace-crossing affinity (`namespaces` or `namespaceSelector` on a
+/// pod affinity or anti-affinity term) puts it in the `CrossNamespacePodAffinity` scope.
+fn crosses_namespaces(pod: &Value) -> bool {
+    let mut terms = Vec::new();
+    for kind in ["podAffinity", "podAntiAffinity"] {
+        let Some(affinity) = pod.pointer(&format!("/spec/affinity/{kind}")) else { continue };
+        terms.extend(
+            affinity
+                .get("requiredDuringSchedulingIgnoredDuringExecution")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten(),
+        );
+        let preferred = affinity.get("preferredDuringSchedulingIgnoredDuringExecution").and_then(Value::as_array);
+        terms.extend(preferred.into_iter().flatten().filter_map(|p| p.get("podAffinityTerm")));
+    }
+    terms.iter().any(|term| {
+        term.get("namespaceSelector").is_some_and(|s| !s.is_null())
+            || term.get("namespaces").and_then(Value::as_array).is_some_and(|n| !n.is_empty())
+    })
+}
+
+/// `podMatchesScopeFunc`: whether a pod is in one scope requirement.
+fn pod_in_scope(pod: &Value, scope: &str, operator: &str, values: &[&str]) -> bool {
+    let terminating = pod.pointer("/spec/activeDeadlineSeconds").and_then(Value::as_i64).is_some_and(|s| s >= 0);
+    let best_effort = pod::qos_class(pod) == "BestEffort";
+    match scope {
+        "Terminating" => terminating,
+        "NotTerminating" => !terminating,
+        "BestEffort" => best_effort,
+        "NotBestEffort" => !best_effort,
+        "CrossNamespacePodAffinity" => crosses_namespaces(pod),
+        "PriorityClass" => {
+            // A selector over the one label `PriorityClass=<the pod's class>` (always
+            // there, empty when the pod names none): `Exists` asks for a class named.
+            let class = text(pod, "/spec/priorityClassName");
+            match operator {
+                "Exists" => !class.is_empty(),
+                "In" => values.contains(&class),
+                "NotIn" => !values.contains(&class),
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Whether a quota counts an object (the evaluators' `Matches`): one without scopes
+/// counts everything; one with scopes counts only the pods every scope requirement
+/// selects (`Terminating`, `NotTerminating`, `BestEffort`, `NotBestEffort`,
+/// `PriorityClass` with `In`, `NotIn` or `Exists`, `CrossNamespacePodAffinity`), and no
+/// object of another kind.
+pub fn in_scope(quota: &Value, group: &str, kind: &str, object: &Value) -> bool {
+    let requirements = scope_requirements(quota);
+    if requirements.is_empty() {
+        return true;
+    }
+    group.is_empty()
+        && kind == "Pod"
+        && requirements.iter().all(|(scope, operator, values)| pod_in_scope(object, scope, operator, values))
+}
+
+/// Whether an update is checked against quotas too (the evaluators that handle
+/// `UPDATE`): a Service's (its type and ports change what it counts) and a claim's (a
+/// larger `requests.storage`). Other objects are counted at their create only.
+pub fn checks_updates(group: &str, kind: &str) -> bool {
+    group.is_empty() && matches!(kind, "Service" | "PersistentVolumeClaim")
+}
+
+/// What an update adds (`usage` of the new object less the old's): the names that grow,
+/// by how much; an update that adds nothing is not checked.
+pub fn increase(new: &Usage, old: &Usage) -> Usage {
+    let mut grown = Usage::new();
+    for (name, amount) in new {
+        let before = old.get(name).copied().unwrap_or_else(Quantity::zero);
+        if *amount > before
+            && let Some(delta) = before.checked_mul(-1).and_then(|minus| amount.checked_add(&minus))
+        {
+            grown.insert(name.clone(), delta);
+        }
+    }
+    grown
+}
+
 /// Adds `usage` to `total`.
 pub fn add(total: &mut Usage, usage: &Usage) {
     for (name, amount) in usage {
@@ -221,5 +331,49 @@ mod tests {
             Some("must specify limits.cpu for: side,web; memory for: side,web")
         );
         assert_eq!(missing_constraints(["pods", "count/configmaps"], &pod), None);
+    }
+
+    #[test]
+    fn scoped_quotas_count_only_the_pods_their_scopes_select() {
+        let quota = |spec: Value| json!({"spec": spec});
+        let best_effort = json!({"spec": {"containers": [{"name": "c"}]}});
+        let job = json!({"spec": {"activeDeadlineSeconds": 60, "priorityClassName": "high",
+                                   "containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]}});
+        let terminating = quota(json!({"scopes": ["Terminating"]}));
+        assert!(in_scope(&terminating, "", "Pod", &job));
+        assert!(!in_scope(&terminating, "", "Pod", &best_effort));
+        assert!(!in_scope(&terminating, "", "ConfigMap", &json!({})), "a scoped quota counts pods only");
+        assert!(in_scope(&quota(json!({})), "", "ConfigMap", &json!({})));
+        let both = quota(json!({"scopes": ["NotTerminating", "BestEffort"]}));
+        assert!(in_scope(&both, "", "Pod", &best_effort) && !in_scope(&both, "", "Pod", &job));
+        let high = quota(json!({"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "In", "values": ["high", "critical"]}]}}));
+        assert!(in_scope(&high, "", "Pod", &job) && !in_scope(&high, "", "Pod", &best_effort));
+        let named = quota(
+            json!({"scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "Exists"}]}}),
+        );
+        assert!(in_scope(&named, "", "Pod", &job) && !in_scope(&named, "", "Pod", &best_effort));
+        let crossing = json!({"spec": {"containers": [{"name": "c"}], "affinity": {"podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "x", "namespaceSelector": {}}]}}}});
+        let cross = quota(json!({"scopes": ["CrossNamespacePodAffinity"]}));
+        assert!(in_scope(&cross, "", "Pod", &crossing) && !in_scope(&cross, "", "Pod", &best_effort));
+    }
+
+    #[test]
+    fn an_update_is_checked_for_what_it_adds() {
+        let service = |kind: &str, ports: usize| {
+            let ports: Vec<Value> = (0..ports).map(|p| json!({"port": 80 + p})).collect();
+            json!({"spec": {"type": kind, "ports": ports}})
+        };
+        let old = usage("", "services", "Service", &service("ClusterIP", 1));
+        let new = usage("", "services", "Service", &service("LoadBalancer", 2));
+        let grown = increase(&new, &old);
+        let shown: Vec<(String, String)> = grown.iter().map(|(k, v)| (k.clone(), v.to_string())).collect();
+        assert_eq!(
+            shown,
+            [("services.loadbalancers".to_string(), "1".to_string()), ("services.nodeports".into(), "2".into())]
+        );
+        assert!(increase(&old, &new).is_empty(), "a shrinking update adds nothing");
+        assert!(checks_updates("", "Service") && !checks_updates("", "ConfigMap"));
     }
 }

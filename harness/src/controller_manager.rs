@@ -34,6 +34,7 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: 
         controllers::statefulset::run, clock;
         controllers::job::run, clock;
         controllers::disruption::run, clock;
+        controllers::stale_disruption::run, clock;
         controllers::cronjob::run, clock;
         controllers::pod_gc::run, clock;
         controllers::service_lb::run, clock;

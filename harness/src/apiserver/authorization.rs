@@ -6,18 +6,25 @@
 //! can-i`, `can-i --list`, `whoami`) and TokenReviews answer from the same.
 //!
 //! `system:masters` (the cluster's own token: kubectl's kubeconfig, the components) is
-//! allowed everything before RBAC is asked, as in Kubernetes. Discovery, OpenAPI,
-//! `/version` and health are allowed to every authenticated user, as the bootstrap roles
-//! `system:discovery` and `system:public-info-viewer` grant them on a real cluster (no
-//! other bootstrap role is made: bind what your users need).
+//! allowed everything before RBAC is asked, as in Kubernetes. The cluster starts with
+//! Kubernetes' user-facing bootstrap roles and bindings (`cluster-admin`, `admin`, `edit`,
+//! `view`, discovery: `kubeyard_compiler::rbac::bootstrap`); discovery, OpenAPI, `/version`
+//! and health are allowed to every authenticated user, as those bindings allow them.
+//!
+//! A request may act as another user (`kubectl --as`, `--as-group`: the `Impersonate-*`
+//! headers) when its own user may `impersonate` them, and a user may write a role or a
+//! binding only with what it grants already held, or leave to `escalate` or `bind`
+//! (RBAC's escalation check).
 
 use super::objects::{self, from_entry};
 use super::resources::{self, Resource};
 use super::status::ApiError;
 use super::{ApiServer, Query, Target};
 use axum::http::{HeaderMap, Method, header};
+use kubeyard_compiler::rbac::escalation::{self, AGGREGATION_NEEDS_ADMIN};
 use kubeyard_compiler::rbac::{Attributes, Policy, User};
 use serde_json::{Value, json};
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
@@ -112,6 +119,157 @@ pub(super) async fn authenticate(server: &ApiServer, headers: &HeaderMap) -> Opt
         (_, None, _) => Some(admin()),
         (_, Some(_), _) => None,
     }
+}
+
+tokio::task_local! {
+    /// Who the request being served is from (after impersonation), for what checks the
+    /// user beyond authorization (the escalation check).
+    static REQUESTER: RefCell<Option<User>>;
+}
+
+/// Serves a request with room to remember who it is from.
+pub(super) async fn serving<F: std::future::Future>(request: F) -> F::Output {
+    REQUESTER.scope(RefCell::new(None), request).await
+}
+
+/// Remembers who the request being served is from.
+pub(super) fn remember(user: &User) {
+    let _ = REQUESTER.try_with(|requester| *requester.borrow_mut() = Some(user.clone()));
+}
+
+/// Who the request being served is from; `None` outside a request (the server's own
+/// writes).
+pub fn requester() -> Option<User> {
+    REQUESTER.try_with(|requester| requester.borrow().clone()).ok().flatten()
+}
+
+const IMPERSONATE_USER: &str = "impersonate-user";
+const IMPERSONATE_UID: &str = "impersonate-uid";
+const IMPERSONATE_GROUP: &str = "impersonate-group";
+const IMPERSONATE_EXTRA: &str = "impersonate-extra-";
+
+/// The user the request acts as (`WithImpersonation`): `user` itself, or the one its
+/// `Impersonate-*` headers name when `user` may impersonate each part of it, with
+/// `system:authenticated` added (a ServiceAccount's groups too, when none are asked).
+pub(super) async fn impersonate(server: &ApiServer, user: User, headers: &HeaderMap) -> Result<User, ApiError> {
+    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut groups: Vec<String> =
+        headers.get_all(IMPERSONATE_GROUP).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
+    let uid = value(IMPERSONATE_UID);
+    let extras: Vec<(String, String)> = headers
+        .iter()
+        .filter_map(|(name, v)| {
+            let key = name.as_str().strip_prefix(IMPERSONATE_EXTRA)?;
+            let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy().into_owned();
+            Some((key, v.to_str().ok()?.to_string()))
+        })
+        .collect();
+    let Some(name) = value(IMPERSONATE_USER) else {
+        if groups.is_empty() && uid.is_none() && extras.is_empty() {
+            return Ok(user);
+        }
+        return Err(ApiError::bad_request(format!(
+            "requested impersonation of groups {groups:?}{} without impersonating a user",
+            if uid.is_some() { " and a uid" } else { "" }
+        )));
+    };
+    let asks = |resource: &str, namespace: &str, name: &str| Attributes {
+        verb: "impersonate".into(),
+        resource: resource.into(),
+        namespace: namespace.into(),
+        name: name.into(),
+        ..Attributes::default()
+    };
+    let mut checks = Vec::new();
+    match name.strip_prefix("system:serviceaccount:").and_then(|rest| rest.split_once(':')) {
+        Some((namespace, account)) => {
+            checks.push(asks("serviceaccounts", namespace, account));
+            if groups.is_empty() {
+                let account = User::service_account(namespace, account, "");
+                groups = account.groups.into_iter().filter(|g| g != "system:authenticated").collect();
+            }
+        }
+        None => checks.push(asks("users", "", &name)),
+    }
+    checks.extend(groups.iter().map(|group| asks("groups", "", group)));
+    checks.extend(uid.iter().map(|uid| asks("uids", "", uid)));
+    for (key, value) in &extras {
+        let mut check = asks("userextras", "", value);
+        check.group = "authentication.k8s.io".into();
+        check.subresource = key.clone();
+        checks.push(check);
+    }
+    for check in &checks {
+        authorize(server, &user, check).await?;
+    }
+    let joined = if name == anonymous().name { "system:unauthenticated" } else { "system:authenticated" };
+    if !groups.iter().any(|g| g == joined) {
+        groups.push(joined.into());
+    }
+    Ok(User { name, uid: uid.unwrap_or_default(), groups })
+}
+
+/// RBAC's escalation check on a write of a role or binding (`object` as it would be
+/// stored), under `--authorization rbac`: refused with Kubernetes' 403 when it would grant
+/// what the writer does not hold, unless the writer may `escalate` (roles) or `bind` the
+/// role (bindings), or is a cluster administrator (`system:masters`).
+pub(super) async fn confirm_no_escalation(
+    server: &ApiServer,
+    resource: &Resource,
+    object: &Value,
+) -> Result<(), ApiError> {
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    if resource.group != RBAC || server.options.authorization != Mode::Rbac {
+        return Ok(());
+    }
+    let Some(user) = requester().filter(|user| !user.is_master()) else { return Ok(()) };
+    let name = text(object, "/metadata/name");
+    let namespace = text(object, "/metadata/namespace");
+    let policy = policy(server).await?;
+    let forbidden = |why: &str| ApiError {
+        details: Some(json!({"name": name, "group": RBAC, "kind": resource.plural})),
+        ..ApiError::forbidden(format!("{}.{RBAC} \"{name}\" is forbidden: {why}", resource.plural))
+    };
+    let may = |verb: &str, plural: &str, name: &str| {
+        let asked = Attributes {
+            verb: verb.into(),
+            group: RBAC.into(),
+            resource: plural.into(),
+            name: name.into(),
+            namespace: namespace.into(),
+            ..Attributes::default()
+        };
+        policy.allows(&user, &asked).is_some()
+    };
+    let granted = match resource.kind {
+        "Role" | "ClusterRole" => {
+            if may("escalate", resource.plural, "") {
+                return Ok(());
+            }
+            if object.get("aggregationRule").is_some_and(|rule| !rule.is_null()) {
+                if !escalation::not_held(&policy.rules_for(&user, ""), &escalation::full_authority()).is_empty() {
+                    return Err(forbidden(AGGREGATION_NEEDS_ADMIN));
+                }
+                return Ok(());
+            }
+            object.get("rules").and_then(Value::as_array).cloned().unwrap_or_default()
+        }
+        "RoleBinding" | "ClusterRoleBinding" => {
+            let role_kind = text(object, "/roleRef/kind");
+            let role_name = text(object, "/roleRef/name");
+            let plural = if role_kind == "Role" { "roles" } else { "clusterroles" };
+            if may("bind", plural, role_name) {
+                return Ok(());
+            }
+            let Some(rules) = policy.role_rules(object) else {
+                return Err(forbidden(&format!("{plural}.{RBAC} \"{role_name}\" not found")));
+            };
+            rules
+        }
+        _ => return Ok(()),
+    };
+    let missing = escalation::not_held(&policy.rules_for(&user, namespace), &granted);
+    if missing.is_empty() { Ok(()) } else { Err(forbidden(&escalation::escalation_message(&user, &missing))) }
 }
 
 /// Who an unauthenticated request is, under RBAC.

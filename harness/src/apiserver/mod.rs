@@ -758,7 +758,7 @@ pub fn json_response(code: StatusCode, value: &Value) -> Response {
 
 async fn dispatch(State(server): State<Arc<ApiServer>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
-    match handle(&server, parts, body).await {
+    match authorization::serving(handle(&server, parts, body)).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     }
@@ -802,6 +802,8 @@ async fn handle(
         let Some(user) = authorization::authenticate(server, &parts.headers).await else {
             return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
         };
+        let user = authorization::impersonate(server, user, &parts.headers).await?;
+        authorization::remember(&user);
         let resource = match target.kind {
             proxy::ProxyKind::Pod => "pods",
             proxy::ProxyKind::Service => "services",
@@ -832,6 +834,8 @@ async fn handle(
     let Some(user) = user.or_else(|| matches!(route, Route::Health).then(authorization::admin)) else {
         return Err(ApiError::new(401, "Unauthorized", "Unauthorized"));
     };
+    let user = authorization::impersonate(server, user, &parts.headers).await?;
+    authorization::remember(&user);
     let query = parse_query(parts.uri.query())?;
     let method = parts.method.clone();
     // Discovery, OpenAPI, version and health are every authenticated user's (the

@@ -592,7 +592,7 @@ fn prepare_create(resource: &Resource, object: &mut Value, uid: &str, now: &str)
             object["spec"]["finalizers"] = Value::Array(list);
         }
         "Pod" => {
-            let qos = qos_class(object);
+            let qos = kubeyard_compiler::pod::qos_class(object);
             object["status"] = json!({"phase": "Pending", "qosClass": qos});
         }
         "Job" => label_job(object, uid),
@@ -655,39 +655,6 @@ fn label_job(object: &mut Value, uid: &str) {
                 existing.insert(key.clone(), value.clone());
             }
         }
-    }
-}
-
-/// Guaranteed when every container's requests equal its limits for cpu and memory,
-/// BestEffort when nothing is requested or limited, Burstable otherwise.
-fn qos_class(pod: &Value) -> &'static str {
-    let mut containers: Vec<&Value> = Vec::new();
-    for list in ["/spec/containers", "/spec/initContainers"] {
-        containers.extend(pod.pointer(list).and_then(Value::as_array).into_iter().flatten());
-    }
-    let mut any = false;
-    let mut guaranteed = true;
-    for container in containers {
-        let requests = container.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = container.pointer("/resources/limits").and_then(Value::as_object);
-        let relevant = |map: Option<&Map<String, Value>>| {
-            map.map(|m| m.keys().any(|k| k == "cpu" || k == "memory")).unwrap_or(false)
-        };
-        any |= relevant(requests) || relevant(limits);
-        for resource in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(resource));
-            let request = requests.and_then(|r| r.get(resource)).or(limit);
-            if limit.is_none() || request != limit {
-                guaranteed = false;
-            }
-        }
-    }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
     }
 }
 
@@ -818,6 +785,7 @@ pub(super) async fn create_object(
     }
     policies::admit(server, resource, None, &object, None, dry_run(query)?).await?;
     webhooks::validate(server, &call, Some(&object)).await?;
+    super::authorization::confirm_no_escalation(server, resource, &object).await?;
     if webhooks::is_webhook_kind(resource) {
         webhooks::warn_unsupported(&object);
     }
@@ -827,7 +795,9 @@ pub(super) async fn create_object(
     let key = resource.key(target.namespace.as_deref(), &name);
     // Quotas: held from the check until the pod is written.
     let _quota = match target.namespace.as_deref() {
-        Some(namespace) if resource.namespaced => super::quota::admit(server, resource, namespace, &object).await?,
+        Some(namespace) if resource.namespaced => {
+            super::quota::admit(server, resource, namespace, &object, None).await?
+        }
         _ => None,
     };
     // A Service's cluster IP and node ports, held until the write is settled.
@@ -948,9 +918,18 @@ pub(super) async fn write(
         }
         policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
         webhooks::validate(server, &call, Some(&admitted)).await?;
+        super::authorization::confirm_no_escalation(server, resource, &admitted).await?;
         if webhooks::is_webhook_kind(resource) {
             webhooks::warn_unsupported(&admitted);
         }
+        // Quotas, for the kinds whose updates count (a Service's type, a claim's size):
+        // held from the check until the write is settled.
+        let _quota = match target.namespace.as_deref() {
+            Some(namespace) if resource.namespaced && through.is_none() && target.subresource.is_none() => {
+                super::quota::admit(server, resource, namespace, &admitted, Some(&current)).await?
+            }
+            _ => None,
+        };
         // A Service keeps or gets its cluster IP and node ports, held until the write is settled.
         let claim = allocate::update(server, target, &key, &current, &mut admitted).await?;
         if resource.generation && generation_changes(resource, &current, &admitted) {
@@ -1740,13 +1719,18 @@ async fn delete_collection(
 
 /// Creates a namespace through admission unless it exists (the server's own
 /// `default`, `kube-system`, `kube-public` and `kube-node-lease`).
-/// What every cluster starts with, made unless there: its namespaces and, as kind
-/// has, a default StorageClass whose claims kubeyard's provisioner serves.
+/// What every cluster starts with, made unless there: its namespaces, Kubernetes'
+/// bootstrap roles and bindings, and, as kind has, a default StorageClass whose claims
+/// kubeyard's provisioner serves.
 pub async fn bootstrap(server: &ApiServer) -> Result<(), ApiError> {
     for namespace in ["default", "kube-system", "kube-public", crate::kubelet::LEASE_NAMESPACE] {
         ensure_namespace(server, namespace).await?;
     }
     ensure(server, crate::controllers::persistentvolume::default_class()).await?;
+    let rbac = kubeyard_compiler::rbac::bootstrap::cluster_roles();
+    for object in rbac.into_iter().chain(kubeyard_compiler::rbac::bootstrap::cluster_role_bindings()) {
+        ensure(server, object).await?;
+    }
     // The kinds of the CRDs it holds, served before any request.
     crds::load(server).await;
     policies::reload(server).await;
@@ -1831,20 +1815,6 @@ async fn default_storage_class(server: &ApiServer, claim: &mut Value) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quality_of_service_follows_requests_and_limits() {
-        let pod = |resources: Value| json!({"spec": {"containers": [{"name": "c", "resources": resources}]}});
-        assert_eq!(qos_class(&pod(json!({}))), "BestEffort");
-        assert_eq!(qos_class(&pod(json!({"limits": {"cpu": "1", "memory": "1Gi"}}))), "Guaranteed");
-        assert_eq!(
-            qos_class(&pod(
-                json!({"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}})
-            )),
-            "Guaranteed"
-        );
-        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
-    }
 
     #[test]
     fn uids_have_kubernetes_shape() {

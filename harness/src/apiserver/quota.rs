@@ -3,7 +3,9 @@
 //! compute, requested: pods=1, used: pods=2, limited: pods=2`), and a pod that does not
 //! say a quota'd cpu or memory with `failed quota: compute: must specify requests.cpu for:
 //! web`. What counts is `kubeyard_compiler::quota`'s, over the namespace's objects of the
-//! kind at the moment of the create; creates in one namespace are admitted one at a time.
+//! kind at the moment of the write, for each quota those its scopes select; updates of
+//! Services and claims are checked for what they add; writes checked in one namespace are
+//! admitted one at a time.
 //! The quota's `status` is the resource quota controller's.
 
 use super::ApiServer;
@@ -35,16 +37,22 @@ struct Exceeded {
     limit: Quantity,
 }
 
-/// Checks a new object against its namespace's quotas: one that would take the namespace
-/// past a quota's `hard` (or a pod that does not say a quota'd cpu or memory) is refused
-/// in Kubernetes' words. The guard, held until the object is written, keeps other creates
-/// of the namespace waiting, so that two racing creates cannot both take the last place.
+/// Checks a new object (or, with `old`, an update of a kind whose updates count: see
+/// `quota::checks_updates`) against the quotas of its namespace that count it (their
+/// scopes select it): one that would take the namespace past a quota's `hard` (or a pod
+/// that does not say a quota'd cpu or memory) is refused in Kubernetes' words. The guard,
+/// held until the object is written, keeps other writes of the namespace waiting, so that
+/// two racing creates cannot both take the last place.
 pub(super) async fn admit(
     server: &ApiServer,
     resource: &Resource,
     namespace: &str,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<Option<tokio::sync::OwnedMutexGuard<()>>, ApiError> {
+    if old.is_some() && !quota::checks_updates(resource.group, resource.kind) {
+        return Ok(None);
+    }
     let Some(quotas) = resources::by_kind("", "ResourceQuota") else { return Ok(None) };
     let listing = server
         .store
@@ -55,7 +63,12 @@ pub(super) async fn admit(
         return Ok(None);
     }
     let quotas: Vec<Value> = listing.entries.iter().map(from_entry).collect::<Result<_, _>>()?;
-    let requested = quota::usage(resource.group, resource.plural, resource.kind, object);
+    let quotas: Vec<Value> =
+        quotas.into_iter().filter(|q| quota::in_scope(q, resource.group, resource.kind, object)).collect();
+    let mut requested = quota::usage(resource.group, resource.plural, resource.kind, object);
+    if let Some(old) = old {
+        requested = quota::increase(&requested, &quota::usage(resource.group, resource.plural, resource.kind, old));
+    }
     let name = object.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
     let plural = resource.plural;
     let is_pod = resource.group.is_empty() && resource.kind == "Pod";
@@ -89,16 +102,17 @@ pub(super) async fn admit(
         .list(&resource.prefix(Some(namespace)), None, None)
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    let mut used = quota::Usage::new();
     let now = server.options.clock.timestamp();
-    for entry in &existing.entries {
-        let other = from_entry(entry)?;
-        if quota::counts(resource.group, resource.kind, &other, &now) {
-            quota::add(&mut used, &quota::usage(resource.group, resource.plural, resource.kind, &other));
-        }
-    }
+    let others: Vec<Value> = existing.entries.iter().map(from_entry).collect::<Result<_, _>>()?;
+    let others: Vec<&Value> =
+        others.iter().filter(|other| quota::counts(resource.group, resource.kind, other, &now)).collect();
     for quota in &quotas {
         let quota_name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        // What this quota counts: the objects its scopes select.
+        let mut used = quota::Usage::new();
+        for other in others.iter().filter(|other| quota::in_scope(quota, resource.group, resource.kind, other)) {
+            quota::add(&mut used, &quota::usage(resource.group, resource.plural, resource.kind, other));
+        }
         let mut exceeded = Vec::new();
         for (resource, limit) in hard_of(quota) {
             let Some(asked) = requested.get(&resource) else { continue };

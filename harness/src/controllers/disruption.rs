@@ -15,8 +15,8 @@
 //!   control plane's clock.
 //!
 //! `decide` is the pure part: from the budget, its pods, their controllers' scales and the
-//! time, the status and the events. Left out: resetting stale `DisruptionTarget`
-//! conditions of pods no eviction followed up.
+//! time, the status and the events. Stale `DisruptionTarget` conditions of pods no
+//! deletion followed are reset by the controller's other loop (`stale_disruption.rs`).
 
 use super::{Error, Wakeups, Wiring, label_selector, scaled};
 use crate::clock::{self, Clock};
@@ -392,7 +392,8 @@ async fn reconcile(budget: Arc<PodDisruptionBudget>, context: Arc<Context>) -> R
             }
             for pod in &decision.not_deleted {
                 let pod = json!({"metadata": {"name": pod, "namespace": namespace}});
-                let message = format!("Pod was expected by PDB {namespace}/{namespace} to be deleted but it wasn't");
+                let message =
+                    format!("Pod was expected by PDB {namespace}/{} to be deleted but it wasn't", budget.name_any());
                 events::record(&context.client, &pod, source, Type::Warning, "NotDeleted", &message, &timestamp).await;
             }
             if let Some(after) = decision.recheck {

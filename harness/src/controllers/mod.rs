@@ -35,6 +35,7 @@ pub mod resourcequota;
 pub mod root_ca;
 pub mod service_lb;
 pub mod serviceaccount;
+pub mod stale_disruption;
 pub mod statefulset;
 pub mod taint_eviction;
 

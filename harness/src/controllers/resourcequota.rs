@@ -57,11 +57,15 @@ struct Counted {
     objects: Vec<Value>,
 }
 
-/// The quota's status: `hard` as its spec says, `used` for each of its names.
-fn decide(hard: &BTreeMap<String, String>, counted: &[Counted], now: &str) -> Value {
+/// The quota's status: `hard` as its spec says, `used` for each of its names, over the
+/// objects its scopes select.
+fn decide(quota_object: &Value, hard: &BTreeMap<String, String>, counted: &[Counted], now: &str) -> Value {
     let mut total = quota::Usage::new();
     for kind in counted {
-        for object in kind.objects.iter().filter(|o| quota::counts(&kind.group, &kind.kind, o, now)) {
+        let counts = |o: &&Value| {
+            quota::counts(&kind.group, &kind.kind, o, now) && quota::in_scope(quota_object, &kind.group, &kind.kind, o)
+        };
+        for object in kind.objects.iter().filter(counts) {
             quota::add(&mut total, &quota::usage(&kind.group, &kind.plural, &kind.kind, object));
         }
     }
@@ -117,7 +121,8 @@ async fn reconcile(quota: Arc<ResourceQuota>, context: Arc<Context>) -> Result<A
             Err(error) => return Err(error),
         }
     }
-    let status = decide(&hard, &counted, &context.clock.timestamp());
+    let quota_object = serde_json::to_value(quota.as_ref()).map_err(|e| Error::Invalid(e.to_string()))?;
+    let status = decide(&quota_object, &hard, &counted, &context.clock.timestamp());
     let api: Api<ResourceQuota> = Api::namespaced(context.client.clone(), &namespace);
     patch_status(&api, quota.as_ref(), status).await?;
     Ok(Action::await_change())
@@ -149,12 +154,17 @@ mod tests {
                 objects: vec![json!({})],
             },
         ];
-        let status = decide(&hard, &counted, "2026-01-01T00:00:00Z");
+        let status = decide(&json!({"spec": {}}), &hard, &counted, "2026-01-01T00:00:00Z");
         assert_eq!(status["hard"]["pods"], "4");
         assert_eq!(
             status["used"],
             json!({"pods": "2", "requests.cpu": "500m", "count/configmaps": "1", "services.nodeports": "0"}),
             "a finished pod no longer counts; nothing counted is 0"
         );
+        // Scoped to BestEffort pods: only the pod without requests would count, and there is none.
+        let best_effort = json!({"spec": {"scopes": ["BestEffort"]}});
+        let status = decide(&best_effort, &hard, &counted, "2026-01-01T00:00:00Z");
+        assert_eq!(status["used"]["pods"], "0");
+        assert_eq!(status["used"]["count/configmaps"], "0", "a scoped quota counts pods only");
     }
 }

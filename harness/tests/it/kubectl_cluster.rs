@@ -79,6 +79,13 @@ impl Up {
     fn wait_for(&self, args: &[&str], wanted: impl Fn(&str) -> bool) -> String {
         self.client().wait_for(args, wanted)
     }
+
+    /// Writes a file beside the kubeconfig, for `-f`.
+    fn write(&self, name: &str, text: &str) -> String {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
 }
 
 const GUARDED: &str = "\
@@ -356,6 +363,48 @@ fn kubectl_meets_quotas_on_objects_and_requests() {
     assert!(described.contains("count/configmaps") && described.contains("3     3"), "{described}");
     let table = cluster.ok(&["get", "quota"]);
     assert!(table.contains("REQUEST") && table.contains("requests.cpu: 250m/1"), "{table}");
+
+    // A scoped quota counts only the pods its scopes select: one long-running pod, any
+    // number of pods with a deadline.
+    cluster.apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: batch}\n---\napiVersion: v1\nkind: ResourceQuota\n\
+         metadata: {name: services-only, namespace: batch}\nspec:\n  hard: {pods: \"1\"}\n  scopes: [NotTerminating]\n\
+         ---\napiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-lb, namespace: batch}\nspec:\n  \
+         hard: {services.loadbalancers: \"0\"}\n",
+    );
+    // An update that adds to what is counted is checked too: a Service made a LoadBalancer.
+    cluster.ok(&["create", "service", "clusterip", "web", "--tcp=80", "-n", "batch"]);
+    let patched =
+        cluster.kubectl(&["patch", "service", "web", "-n", "batch", "-p", "{\"spec\":{\"type\":\"LoadBalancer\"}}"]);
+    let stderr = String::from_utf8_lossy(&patched.stderr);
+    assert!(
+        stderr.contains(
+            "services \"web\" is forbidden: exceeded quota: no-lb, requested: services.loadbalancers=1, used: services.loadbalancers=0, limited: services.loadbalancers=0"
+        ),
+        "{stderr}"
+    );
+    let pod = |name: &str, deadline: bool| {
+        let deadline = if deadline { "  activeDeadlineSeconds: 600\n" } else { "" };
+        let text = format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}, namespace: batch}}\nspec:\n{deadline}  \
+             containers:\n  - {{name: c, image: busybox:1.36}}\n"
+        );
+        let path = cluster.write(&format!("{name}.yaml"), &text);
+        cluster.kubectl(&["create", "-f", &path])
+    };
+    assert!(pod("server", false).status.success());
+    assert!(pod("job-1", true).status.success() && pod("job-2", true).status.success());
+    let refused = pod("server-2", false);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("exceeded quota: services-only, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{stderr}"
+    );
+    let used = cluster
+        .wait_for(&["get", "quota", "services-only", "-n", "batch", "-o", "jsonpath={.status.used.pods}"], |t| {
+            t == "1"
+        });
+    assert_eq!(used, "1");
 }
 
 #[test]
@@ -538,4 +587,116 @@ fn kubectl_auth_and_rbac_allow_a_service_account_in_one_namespace_only() {
             t.contains("endpoints")
         });
     assert!(aggregated.contains("endpoints"), "{aggregated}");
+}
+
+/// The bootstrap roles a real cluster has, `kubectl --as` (impersonation), and RBAC's
+/// escalation check: a ServiceAccount bound to `edit` in one namespace reads and writes
+/// there, may not read RBAC, and may not grant itself more than it holds.
+#[test]
+fn bootstrap_roles_impersonation_and_the_escalation_check_match_kubernetes() {
+    let cluster = Up::start(1, &["--authorization", "rbac"]);
+    cluster.apply(
+        "apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: deployer, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deployer-edits, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: edit}
+subjects:
+- {kind: ServiceAccount, name: deployer, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: deployer-manages-roles, namespace: shop}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: roles-only}
+subjects:
+- {kind: ServiceAccount, name: deployer, namespace: shop}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata: {name: roles-only}
+rules:
+- {apiGroups: [rbac.authorization.k8s.io], resources: [roles, rolebindings], verbs: [create, get, list]}
+",
+    );
+    let roles = cluster.ok(&["get", "clusterroles", "-o", "name"]);
+    for role in ["cluster-admin", "admin", "edit", "view", "system:discovery", "system:basic-user"] {
+        assert!(roles.lines().any(|l| l == format!("clusterrole.rbac.authorization.k8s.io/{role}")), "{role}: {roles}");
+    }
+    let view = cluster.ok(&["get", "clusterrole", "view", "-o", "jsonpath={.rules[*].resources}"]);
+    assert!(view.contains("deployments") && !view.contains("secrets"), "view is aggregated: {view}");
+
+    // `--as`: the administrator asks as the ServiceAccount; edit reaches Secrets in shop.
+    let account = "--as=system:serviceaccount:shop:deployer";
+    assert_eq!(cluster.ok(&[account, "auth", "can-i", "get", "secrets", "-n", "shop"]).trim(), "yes");
+    let elsewhere = cluster.kubectl(&[account, "auth", "can-i", "get", "secrets", "-n", "default"]);
+    assert_eq!(String::from_utf8_lossy(&elsewhere.stdout).trim(), "no");
+    let who = cluster.ok(&[account, "auth", "whoami"]);
+    assert!(
+        who.contains("system:serviceaccount:shop:deployer") && who.contains("system:serviceaccounts:shop"),
+        "{who}"
+    );
+    let refused = cluster.kubectl(&[account, "get", "pods", "-n", "default"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("User \"system:serviceaccount:shop:deployer\" cannot list resource \"pods\""), "{stderr}");
+
+    // The ServiceAccount may create a Role within what it holds, and not beyond it.
+    let token = cluster.ok(&["create", "token", "deployer", "-n", "shop"]);
+    let token = format!("--token={}", token.trim());
+    let within = cluster.write(
+        "within.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: pod-reader, namespace: shop}\n\
+         rules:\n- {apiGroups: [\"\"], resources: [pods], verbs: [get, list]}\n",
+    );
+    let created = cluster.kubectl(&[&token, "create", "-f", &within]);
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let beyond = cluster.write(
+        "beyond.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: Role\nmetadata: {name: node-admin, namespace: shop}\n\
+         rules:\n- {apiGroups: [\"\"], resources: [pods, nodes], verbs: [get, escalate]}\n",
+    );
+    let refused = cluster.kubectl(&[&token, "create", "-f", &beyond]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "roles.rbac.authorization.k8s.io \"node-admin\" is forbidden: user \"system:serviceaccount:shop:deployer\" \
+             (groups=[\"system:serviceaccounts\" \"system:serviceaccounts:shop\" \"system:authenticated\"]) is attempting \
+             to grant RBAC permissions not currently held:\n{APIGroups:[\"\"], Resources:[\"nodes\"], Verbs:[\"get\" \"escalate\"]}\n\
+             {APIGroups:[\"\"], Resources:[\"pods\"], Verbs:[\"escalate\"]}"
+        ),
+        "{stderr}"
+    );
+    // Binding admin (which holds roles and bindings it lacks) is refused too.
+    let bind = cluster.kubectl(&[
+        &token,
+        "create",
+        "rolebinding",
+        "grab-admin",
+        "--clusterrole=admin",
+        "--serviceaccount=shop:deployer",
+        "-n",
+        "shop",
+    ]);
+    let stderr = String::from_utf8_lossy(&bind.stderr);
+    assert!(
+        stderr.contains("rolebindings.rbac.authorization.k8s.io \"grab-admin\" is forbidden")
+            && stderr.contains("is attempting to grant RBAC permissions not currently held"),
+        "{stderr}"
+    );
+    // Impersonating someone needs the right to: the ServiceAccount may not be the admin.
+    let impersonating = cluster.kubectl(&[&token, "--as=kubernetes-admin", "get", "pods", "-n", "shop"]);
+    let stderr = String::from_utf8_lossy(&impersonating.stderr);
+    assert!(
+        stderr.contains(
+            "users \"kubernetes-admin\" is forbidden: User \"system:serviceaccount:shop:deployer\" cannot impersonate \
+             resource \"users\" in API group \"\" at the cluster scope"
+        ),
+        "{stderr}"
+    );
 }

@@ -5,6 +5,9 @@
 //! access reviews (`kubectl auth can-i`, `--list`), the ClusterRole aggregation controller
 //! and the 403's words.
 
+pub mod bootstrap;
+pub mod escalation;
+
 use crate::selector::Selector;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -185,6 +188,18 @@ impl Policy {
             .into_iter()
             .find(|(_, rules)| rules.iter().any(|rule| rule_allows(rule, request)))
             .map(|(why, _)| why)
+    }
+
+    /// Every rule the user holds in a namespace ("": at the cluster scope), as written
+    /// (`RulesFor`, what the escalation check compares with).
+    pub fn rules_for(&self, user: &User, namespace: &str) -> Vec<Value> {
+        self.grants(user, namespace).into_iter().flat_map(|(_, rules)| rules).collect()
+    }
+
+    /// Whether `binding`'s role exists, and its rules.
+    pub fn role_rules(&self, binding: &Value) -> Option<Vec<Value>> {
+        let role = self.role(binding)?;
+        Some(role.get("rules").and_then(Value::as_array).cloned().unwrap_or_default())
     }
 
     /// Every rule that applies to the user in a namespace (`SelfSubjectRulesReview`):
