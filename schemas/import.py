@@ -59,8 +59,9 @@ def strip_descriptions(node):
 def take_descriptions(definitions) -> dict:
     """Each definition's and each of its properties' prose, removed from the schemas.
 
-    Upstream puts prose only there (checked for 1.25 to 1.37); anything deeper would
-    stay in the schema rather than be lost, and a re-import would show it.
+    Upstream puts prose only there (checked for 1.25 to 1.37); prose anywhere deeper is
+    not taken, and strip_descriptions then drops it: check for it when a new version
+    comes.
     """
     taken = {}
     for name, schema in definitions.items():

@@ -153,37 +153,52 @@ fn max_into(total: &mut ResourceList, other: ResourceList) {
     }
 }
 
-/// The pod's quality-of-service class (`GetPodQOS`): Guaranteed when every container's requests equal its limits for cpu and memory,
-/// BestEffort when nothing is requested or limited, Burstable otherwise.
+/// The pod's quality-of-service class, as `ComputePodQOS` decides it over its
+/// containers and init containers (a missing request defaulted to its limit): BestEffort
+/// when no cpu or memory is requested or limited (zero counts as unset); Guaranteed when every container limits both and the
+/// pod's summed requests equal its summed limits; Burstable otherwise.
 pub fn qos_class(pod: &Value) -> &'static str {
-    let mut containers: Vec<&Value> = Vec::new();
-    for list in ["/spec/containers", "/spec/initContainers"] {
-        containers.extend(pod.pointer(list).and_then(Value::as_array).into_iter().flatten());
-    }
-    let mut any = false;
+    let mut requests: BTreeMap<&str, Quantity> = BTreeMap::new();
+    let mut limits: BTreeMap<&str, Quantity> = BTreeMap::new();
     let mut guaranteed = true;
-    for container in containers {
-        let requests = container.pointer("/resources/requests").and_then(Value::as_object);
-        let limits = container.pointer("/resources/limits").and_then(Value::as_object);
-        let relevant = |map: Option<&serde_json::Map<String, Value>>| {
-            map.map(|m| m.keys().any(|k| k == "cpu" || k == "memory")).unwrap_or(false)
-        };
-        any |= relevant(requests) || relevant(limits);
-        for resource in ["cpu", "memory"] {
-            let limit = limits.and_then(|l| l.get(resource));
-            let request = requests.and_then(|r| r.get(resource)).or(limit);
-            if limit.is_none() || request != limit {
+    let add = |sums: &mut BTreeMap<&'static str, Quantity>, name: &'static str, amount: Quantity| {
+        let sum = sums.get(name).and_then(|s| s.checked_add(&amount)).unwrap_or(amount);
+        sums.insert(name, sum);
+    };
+    for list in ["/spec/containers", "/spec/initContainers"] {
+        for container in pod.pointer(list).and_then(Value::as_array).into_iter().flatten() {
+            let mut limited = 0;
+            for name in ["cpu", "memory"] {
+                let positive = |section: &str| {
+                    container
+                        .pointer(&format!("/resources/{section}/{name}"))
+                        .and_then(quantity)
+                        .filter(|q| *q > Quantity::zero())
+                };
+                // A missing request is its limit, as the API server defaults it: the class
+                // reads the same on an object before and after defaulting.
+                let request = match container.pointer(&format!("/resources/requests/{name}")) {
+                    Some(_) => positive("requests"),
+                    None => positive("limits"),
+                };
+                if let Some(request) = request {
+                    add(&mut requests, name, request);
+                }
+                if let Some(limit) = positive("limits") {
+                    add(&mut limits, name, limit);
+                    limited += 1;
+                }
+            }
+            if limited < 2 {
                 guaranteed = false;
             }
         }
     }
-    if !any {
-        "BestEffort"
-    } else if guaranteed {
-        "Guaranteed"
-    } else {
-        "Burstable"
+    if requests.is_empty() && limits.is_empty() {
+        return "BestEffort";
     }
+    let equal = requests.iter().all(|(name, request)| limits.get(name) == Some(request));
+    if guaranteed && equal && requests.len() == limits.len() { "Guaranteed" } else { "Burstable" }
 }
 
 #[cfg(test)]
@@ -281,5 +296,13 @@ mod tests {
             "Guaranteed"
         );
         assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "100m"}}))), "Burstable");
+        // Quantities, not their spelling; zero is unset.
+        assert_eq!(
+            qos_class(&pod(
+                json!({"requests": {"cpu": "1000m", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1024Mi"}})
+            )),
+            "Guaranteed"
+        );
+        assert_eq!(qos_class(&pod(json!({"requests": {"cpu": "0"}, "limits": {"memory": "0"}}))), "BestEffort");
     }
 }

@@ -186,13 +186,15 @@ fn pod_in_scope(pod: &Value, scope: &str, operator: &str, values: &[&str]) -> bo
         "NotBestEffort" => !best_effort,
         "CrossNamespacePodAffinity" => crosses_namespaces(pod),
         "PriorityClass" => {
-            // A selector over the one label `PriorityClass=<the pod's class>` (always
-            // there, empty when the pod names none): `Exists` asks for a class named.
-            let class = text(pod, "/spec/priorityClassName");
-            match operator {
-                "Exists" => !class.is_empty(),
-                "In" => values.contains(&class),
-                "NotIn" => !values.contains(&class),
+            // A label selector over `PriorityClass=<the pod's class>`, a label the pod has
+            // only when it names a class (`podMatchesSelector`).
+            let class = Some(text(pod, "/spec/priorityClassName")).filter(|c| !c.is_empty());
+            match (operator, class) {
+                ("Exists", class) => class.is_some(),
+                ("DoesNotExist", class) => class.is_none(),
+                ("In", Some(class)) => values.contains(&class),
+                ("NotIn", Some(class)) => !values.contains(&class),
+                ("NotIn", None) => true,
                 _ => false,
             }
         }
@@ -203,7 +205,8 @@ fn pod_in_scope(pod: &Value, scope: &str, operator: &str, values: &[&str]) -> bo
 /// Whether a quota counts an object (the evaluators' `Matches`): one without scopes
 /// counts everything; one with scopes counts only the pods every scope requirement
 /// selects (`Terminating`, `NotTerminating`, `BestEffort`, `NotBestEffort`,
-/// `PriorityClass` with `In`, `NotIn` or `Exists`, `CrossNamespacePodAffinity`), and no
+/// `PriorityClass` with `In`, `NotIn`, `Exists` or `DoesNotExist`,
+/// `CrossNamespacePodAffinity`), and no
 /// object of another kind.
 pub fn in_scope(quota: &Value, group: &str, kind: &str, object: &Value) -> bool {
     let requirements = scope_requirements(quota);
@@ -353,10 +356,33 @@ mod tests {
             json!({"scopeSelector": {"matchExpressions": [{"scopeName": "PriorityClass", "operator": "Exists"}]}}),
         );
         assert!(in_scope(&named, "", "Pod", &job) && !in_scope(&named, "", "Pod", &best_effort));
+        let unnamed = quota(json!({"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "DoesNotExist"}]}}));
+        assert!(!in_scope(&unnamed, "", "Pod", &job) && in_scope(&unnamed, "", "Pod", &best_effort));
+        let not_low = quota(json!({"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "NotIn", "values": ["low"]}]}}));
+        assert!(
+            in_scope(&not_low, "", "Pod", &job) && in_scope(&not_low, "", "Pod", &best_effort),
+            "no class is not in"
+        );
+        let empty_in = quota(json!({"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": "In", "values": [""]}]}}));
+        assert!(!in_scope(&empty_in, "", "Pod", &best_effort), "a pod without a class has no label to be in");
         let crossing = json!({"spec": {"containers": [{"name": "c"}], "affinity": {"podAntiAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": "x", "namespaceSelector": {}}]}}}});
         let cross = quota(json!({"scopes": ["CrossNamespacePodAffinity"]}));
         assert!(in_scope(&cross, "", "Pod", &crossing) && !in_scope(&cross, "", "Pod", &best_effort));
+    }
+
+    #[test]
+    fn a_claim_growing_is_checked_for_the_storage_it_adds() {
+        let claim = |size: &str| json!({"spec": {"resources": {"requests": {"storage": size}}}});
+        let old = usage("", "persistentvolumeclaims", "PersistentVolumeClaim", &claim("1Gi"));
+        let new = usage("", "persistentvolumeclaims", "PersistentVolumeClaim", &claim("3Gi"));
+        let grown = increase(&new, &old);
+        assert_eq!(grown.keys().collect::<Vec<_>>(), ["requests.storage"], "the count does not grow");
+        assert_eq!(grown["requests.storage"], "2Gi".parse::<Quantity>().unwrap());
+        assert!(checks_updates("", "PersistentVolumeClaim"));
     }
 
     #[test]

@@ -50,10 +50,11 @@ fn resources_cover(set: &[String], wanted: &[String]) -> bool {
     })
 }
 
-/// `nonResourceURLsCoversAll`: the URL itself, or a prefix ending in `*`.
+/// `nonResourceURLsCoversAll`: the URL itself, or a prefix ending in `*` (every trailing
+/// `*` trimmed, as `TrimRight` does).
 fn urls_cover(set: &[String], wanted: &[String]) -> bool {
     wanted.iter().all(|path| {
-        set.iter().any(|owner| owner == path || owner.strip_suffix('*').is_some_and(|p| path.starts_with(p)))
+        set.iter().any(|owner| owner == path || (owner.ends_with('*') && path.starts_with(owner.trim_end_matches('*'))))
     })
 }
 

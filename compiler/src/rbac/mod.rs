@@ -151,6 +151,12 @@ impl Policy {
     /// The bindings that apply to the user for a namespace ("" : cluster bindings only),
     /// each with the rules it grants and how the reason names it.
     fn grants(&self, user: &User, namespace: &str) -> Vec<(String, Vec<Value>)> {
+        self.grants_with(user, namespace, false)
+    }
+
+    /// `grants`, with a RoleBinding's non-resource rules kept (`keep_urls`: what
+    /// `RulesFor` returns; they never allow a request, which has no namespace).
+    fn grants_with(&self, user: &User, namespace: &str, keep_urls: bool) -> Vec<(String, Vec<Value>)> {
         let mut grants = Vec::new();
         for binding in &self.cluster_role_bindings {
             if let (Some(subject), Some(role)) = (binds(binding, user, ""), self.role(binding)) {
@@ -175,7 +181,8 @@ impl Policy {
                 );
                 // Non-resource URLs are granted only by cluster bindings.
                 let rules = role.get("rules").and_then(Value::as_array).cloned().unwrap_or_default();
-                let rules = rules.into_iter().filter(|r| strings(r, "nonResourceURLs").is_empty()).collect();
+                let rules =
+                    rules.into_iter().filter(|r| keep_urls || strings(r, "nonResourceURLs").is_empty()).collect();
                 grants.push((why, rules));
             }
         }
@@ -193,7 +200,7 @@ impl Policy {
     /// Every rule the user holds in a namespace ("": at the cluster scope), as written
     /// (`RulesFor`, what the escalation check compares with).
     pub fn rules_for(&self, user: &User, namespace: &str) -> Vec<Value> {
-        self.grants(user, namespace).into_iter().flat_map(|(_, rules)| rules).collect()
+        self.grants_with(user, namespace, true).into_iter().flat_map(|(_, rules)| rules).collect()
     }
 
     /// Whether `binding`'s role exists, and its rules.

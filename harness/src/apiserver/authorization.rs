@@ -148,81 +148,163 @@ const IMPERSONATE_UID: &str = "impersonate-uid";
 const IMPERSONATE_GROUP: &str = "impersonate-group";
 const IMPERSONATE_EXTRA: &str = "impersonate-extra-";
 
-/// The user the request acts as (`WithImpersonation`): `user` itself, or the one its
-/// `Impersonate-*` headers name when `user` may impersonate each part of it, with
-/// `system:authenticated` added (a ServiceAccount's groups too, when none are asked).
-pub(super) async fn impersonate(server: &ApiServer, user: User, headers: &HeaderMap) -> Result<User, ApiError> {
-    let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-    let mut groups: Vec<String> =
-        headers.get_all(IMPERSONATE_GROUP).iter().filter_map(|v| v.to_str().ok()).map(str::to_string).collect();
-    let uid = value(IMPERSONATE_UID);
-    let extras: Vec<(String, String)> = headers
-        .iter()
-        .filter_map(|(name, v)| {
+/// What a request's `Impersonate-*` headers ask.
+#[derive(Debug, Default, PartialEq)]
+struct Impersonation {
+    user: Option<String>,
+    groups: Vec<String>,
+    uid: Option<String>,
+    /// (key, value), the key unescaped.
+    extras: Vec<(String, String)>,
+}
+
+impl Impersonation {
+    fn read(headers: &HeaderMap) -> Impersonation {
+        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty());
+        let groups = headers.get_all(IMPERSONATE_GROUP).iter().filter_map(|v| v.to_str().ok());
+        let extras = headers.iter().filter_map(|(name, v)| {
             let key = name.as_str().strip_prefix(IMPERSONATE_EXTRA)?;
             let key = percent_encoding::percent_decode_str(key).decode_utf8_lossy().into_owned();
             Some((key, v.to_str().ok()?.to_string()))
-        })
-        .collect();
-    let Some(name) = value(IMPERSONATE_USER) else {
-        if groups.is_empty() && uid.is_none() && extras.is_empty() {
-            return Ok(user);
+        });
+        Impersonation {
+            user: value(IMPERSONATE_USER).map(str::to_string),
+            groups: groups.map(str::to_string).collect(),
+            uid: value(IMPERSONATE_UID).map(str::to_string),
+            extras: extras.collect(),
         }
-        return Err(ApiError::bad_request(format!(
-            "requested impersonation of groups {groups:?}{} without impersonating a user",
-            if uid.is_some() { " and a uid" } else { "" }
-        )));
-    };
-    let asks = |resource: &str, namespace: &str, name: &str| Attributes {
-        verb: "impersonate".into(),
-        resource: resource.into(),
-        namespace: namespace.into(),
-        name: name.into(),
-        ..Attributes::default()
-    };
-    let mut checks = Vec::new();
-    match name.strip_prefix("system:serviceaccount:").and_then(|rest| rest.split_once(':')) {
-        Some((namespace, account)) => {
-            checks.push(asks("serviceaccounts", namespace, account));
-            if groups.is_empty() {
-                let account = User::service_account(namespace, account, "");
-                groups = account.groups.into_iter().filter(|g| g != "system:authenticated").collect();
+    }
+
+    /// What must be authorized (`impersonate` on each part) and the user the request then
+    /// is (`WithImpersonation`); `Ok(None)`: nothing asked. Groups, a uid or extras
+    /// without a user are an error, in Kubernetes' words (Go's print of the requests).
+    fn plan(self) -> Result<Option<(Vec<Attributes>, User)>, String> {
+        let asks = |resource: &str, group: &str, namespace: &str, name: &str| Attributes {
+            verb: "impersonate".into(),
+            group: group.into(),
+            resource: resource.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+            ..Attributes::default()
+        };
+        let mut checks = Vec::new();
+        let mut groups = self.groups;
+        let account = self.user.as_deref().and_then(service_account_of);
+        match (&self.user, &account) {
+            (None, _) => {}
+            (Some(_), Some((namespace, name))) => {
+                checks.push(asks("serviceaccounts", "", namespace, name));
+                if groups.is_empty() {
+                    groups = vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{namespace}")];
+                }
             }
+            (Some(user), None) => checks.push(asks("users", "", "", user)),
         }
-        None => checks.push(asks("users", "", &name)),
+        checks.extend(groups.iter().map(|group| asks("groups", "", "", group)));
+        for (key, value) in &self.extras {
+            let mut check = asks("userextras", "authentication.k8s.io", "", value);
+            check.subresource = key.clone();
+            checks.push(check);
+        }
+        checks.extend(self.uid.iter().map(|uid| asks("uids", "authentication.k8s.io", "", uid)));
+        let Some(name) = self.user else {
+            if checks.is_empty() {
+                return Ok(None);
+            }
+            // Go's `%v` of the requested `ObjectReference`s: kind, namespace, name, uid,
+            // API version, resource version, field path.
+            let shown: Vec<String> = checks
+                .iter()
+                .map(|c| {
+                    let (kind, api_version, field) = match c.resource.as_str() {
+                        "groups" => ("Group", "", ""),
+                        "uids" => ("UID", "authentication.k8s.io/v1", ""),
+                        _ => ("UserExtra", "authentication.k8s.io/v1", c.subresource.as_str()),
+                    };
+                    format!("{{{kind}  {}  {api_version}  {field}}}", c.name)
+                })
+                .collect();
+            return Err(format!("requested [{}] without impersonating a user", shown.join(" ")));
+        };
+        // `system:authenticated` joins a named user's groups, unless one of the two
+        // all-groups was asked; `system:unauthenticated` an anonymous one's.
+        if name == anonymous().name {
+            if !groups.iter().any(|g| g == "system:unauthenticated") {
+                groups.push("system:unauthenticated".into());
+            }
+        } else if !groups.iter().any(|g| g == "system:authenticated" || g == "system:unauthenticated") {
+            groups.push("system:authenticated".into());
+        }
+        Ok(Some((checks, User { name, uid: self.uid.unwrap_or_default(), groups })))
     }
-    checks.extend(groups.iter().map(|group| asks("groups", "", group)));
-    checks.extend(uid.iter().map(|uid| asks("uids", "", uid)));
-    for (key, value) in &extras {
-        let mut check = asks("userextras", "", value);
-        check.group = "authentication.k8s.io".into();
-        check.subresource = key.clone();
-        checks.push(check);
-    }
+}
+
+/// A ServiceAccount's namespace and name from its user name (`SplitUsername`: exactly
+/// two valid names after `system:serviceaccount:`); `None` for any other user.
+fn service_account_of(user: &str) -> Option<(String, String)> {
+    let rest = user.strip_prefix("system:serviceaccount:")?;
+    let (namespace, name) = rest.split_once(':')?;
+    let valid = !name.contains(':')
+        && kubeyard_compiler::names::dns1123_label(namespace).is_empty()
+        && kubeyard_compiler::names::dns1123_subdomain(name).is_empty();
+    valid.then(|| (namespace.to_string(), name.to_string()))
+}
+
+/// The user the request acts as: `user` itself, or the one its `Impersonate-*` headers
+/// name when `user` may impersonate each part of it (403 in Kubernetes' words otherwise).
+pub(super) async fn impersonate(server: &ApiServer, user: User, headers: &HeaderMap) -> Result<User, ApiError> {
+    let planned = Impersonation::read(headers).plan();
+    let Some((checks, acting)) =
+        planned.map_err(|why| ApiError::internal(format!("Internal error occurred: {why}")))?
+    else {
+        return Ok(user);
+    };
     for check in &checks {
         authorize(server, &user, check).await?;
     }
-    let joined = if name == anonymous().name { "system:unauthenticated" } else { "system:authenticated" };
-    if !groups.iter().any(|g| g == joined) {
-        groups.push(joined.into());
-    }
-    Ok(User { name, uid: uid.unwrap_or_default(), groups })
+    Ok(acting)
+}
+
+/// Whether an update changes only what the garbage collector changes (`ownerReferences`,
+/// `finalizers`: `IsOnlyMutatingGCFields`), which is never an escalation.
+fn only_gc_fields(object: &Value, old: &Value) -> bool {
+    let without = |value: &Value| {
+        let mut value = value.clone();
+        if let Some(metadata) = value.get_mut("metadata").and_then(Value::as_object_mut) {
+            for field in ["ownerReferences", "finalizers", "resourceVersion", "managedFields", "generation"] {
+                metadata.remove(field);
+            }
+        }
+        value
+    };
+    without(object) == without(old)
+}
+
+/// Whether a ClusterRole aggregates: a rule with at least one selector.
+fn aggregates(role: &Value) -> bool {
+    role.pointer("/aggregationRule/clusterRoleSelectors").and_then(Value::as_array).is_some_and(|s| !s.is_empty())
 }
 
 /// RBAC's escalation check on a write of a role or binding (`object` as it would be
-/// stored), under `--authorization rbac`: refused with Kubernetes' 403 when it would grant
-/// what the writer does not hold, unless the writer may `escalate` (roles) or `bind` the
-/// role (bindings), or is a cluster administrator (`system:masters`).
+/// stored, `old` what it replaces), under `--authorization rbac`: refused with
+/// Kubernetes' 403 when it would grant what the writer does not hold, unless the writer
+/// may `escalate` (roles) or `bind` the role (bindings), or is a cluster administrator
+/// (`system:masters`). Run where Kubernetes' registry runs it: after mutating admission,
+/// before validating admission.
 pub(super) async fn confirm_no_escalation(
     server: &ApiServer,
     resource: &Resource,
     object: &Value,
+    old: Option<&Value>,
 ) -> Result<(), ApiError> {
     const RBAC: &str = "rbac.authorization.k8s.io";
     if resource.group != RBAC || server.options.authorization != Mode::Rbac {
         return Ok(());
     }
     let Some(user) = requester().filter(|user| !user.is_master()) else { return Ok(()) };
+    if old.is_some_and(|old| only_gc_fields(object, old)) {
+        return Ok(());
+    }
     let name = text(object, "/metadata/name");
     let namespace = text(object, "/metadata/namespace");
     let policy = policy(server).await?;
@@ -243,14 +325,14 @@ pub(super) async fn confirm_no_escalation(
     };
     let granted = match resource.kind {
         "Role" | "ClusterRole" => {
-            if may("escalate", resource.plural, "") {
+            // The request's own name: none on a create.
+            if may("escalate", resource.plural, if old.is_some() { name } else { "" }) {
                 return Ok(());
             }
-            if object.get("aggregationRule").is_some_and(|rule| !rule.is_null()) {
-                if !escalation::not_held(&policy.rules_for(&user, ""), &escalation::full_authority()).is_empty() {
-                    return Err(forbidden(AGGREGATION_NEEDS_ADMIN));
-                }
-                return Ok(());
+            if (aggregates(object) || old.is_some_and(aggregates))
+                && !escalation::not_held(&policy.rules_for(&user, ""), &escalation::full_authority()).is_empty()
+            {
+                return Err(forbidden(AGGREGATION_NEEDS_ADMIN));
             }
             object.get("rules").and_then(Value::as_array).cloned().unwrap_or_default()
         }
@@ -261,10 +343,11 @@ pub(super) async fn confirm_no_escalation(
             if may("bind", plural, role_name) {
                 return Ok(());
             }
-            let Some(rules) = policy.role_rules(object) else {
-                return Err(forbidden(&format!("{plural}.{RBAC} \"{role_name}\" not found")));
-            };
-            rules
+            // A role that is not there is the lister's 404, as in Kubernetes.
+            policy.role_rules(object).ok_or_else(|| ApiError {
+                details: Some(json!({"name": role_name, "group": RBAC, "kind": plural})),
+                ..ApiError::new(404, "NotFound", format!("{plural}.{RBAC} \"{role_name}\" not found"))
+            })?
         }
         _ => return Ok(()),
     };
@@ -512,5 +595,75 @@ mod tests {
         assert_eq!(users["other"].groups, vec!["system:authenticated".to_string()]);
         assert!(read_token_file("lonely\n").unwrap_err().contains("line 1"));
         assert_eq!("RBAC".parse::<Mode>(), Ok(Mode::Rbac));
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                axum::http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                axum::http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        headers
+    }
+
+    fn plan(pairs: &[(&str, &str)]) -> Result<Option<(Vec<Attributes>, User)>, String> {
+        Impersonation::read(&headers(pairs)).plan()
+    }
+
+    #[test]
+    fn impersonation_checks_each_part_and_makes_kubernetes_user() {
+        assert_eq!(plan(&[]), Ok(None));
+        assert_eq!(plan(&[("Impersonate-User", "")]), Ok(None), "an empty user is no impersonation");
+        let (checks, user) = plan(&[
+            ("Impersonate-User", "jane"),
+            ("Impersonate-Group", "devs"),
+            ("Impersonate-Uid", "u-1"),
+            ("Impersonate-Extra-Acme.com%2Fscopes", "view"),
+        ])
+        .unwrap()
+        .unwrap();
+        let asked: Vec<(&str, &str, &str, &str)> = checks
+            .iter()
+            .map(|c| (c.group.as_str(), c.resource.as_str(), c.subresource.as_str(), c.name.as_str()))
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                ("", "users", "", "jane"),
+                ("", "groups", "", "devs"),
+                ("authentication.k8s.io", "userextras", "acme.com/scopes", "view"),
+                ("authentication.k8s.io", "uids", "", "u-1"),
+            ]
+        );
+        assert!(checks.iter().all(|c| c.verb == "impersonate"));
+        assert_eq!(
+            user,
+            User { name: "jane".into(), uid: "u-1".into(), groups: vec!["devs".into(), "system:authenticated".into()] }
+        );
+
+        // A ServiceAccount: checked in its namespace, with its groups when none are asked.
+        let (checks, user) = plan(&[("Impersonate-User", "system:serviceaccount:shop:ci")]).unwrap().unwrap();
+        assert_eq!(
+            (checks[0].resource.as_str(), checks[0].namespace.as_str(), checks[0].name.as_str()),
+            ("serviceaccounts", "shop", "ci")
+        );
+        assert_eq!(user.groups, ["system:serviceaccounts", "system:serviceaccounts:shop", "system:authenticated"]);
+        // Not a ServiceAccount's name: a user.
+        let (checks, _) = plan(&[("Impersonate-User", "system:serviceaccount:a:b:c")]).unwrap().unwrap();
+        assert_eq!(checks[0].resource, "users");
+        // Asking for system:unauthenticated keeps system:authenticated out; anonymous gets
+        // system:unauthenticated.
+        let (_, user) =
+            plan(&[("Impersonate-User", "jane"), ("Impersonate-Group", "system:unauthenticated")]).unwrap().unwrap();
+        assert_eq!(user.groups, ["system:unauthenticated"]);
+        let (_, user) = plan(&[("Impersonate-User", "system:anonymous")]).unwrap().unwrap();
+        assert_eq!(user.groups, ["system:unauthenticated"]);
+        // Groups without a user: Kubernetes' words, Go's print of the requests.
+        assert_eq!(
+            plan(&[("Impersonate-Group", "system:masters")]),
+            Err("requested [{Group  system:masters    }] without impersonating a user".into())
+        );
     }
 }

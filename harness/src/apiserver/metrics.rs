@@ -95,16 +95,24 @@ fn runs_processes(node: &Value) -> bool {
     text(node, "/metadata/annotations/kubeyard.dev~1runtime") == "process"
 }
 
-/// Asks each of `nodes`' kubelets at once; a node that does not answer is left out.
+/// How long a kubelet has to answer, body included.
+const SCRAPE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Asks each of `nodes`' kubelets at once (the Ready ones: metrics-server skips the
+/// others); a node that does not answer within `SCRAPE_TIMEOUT` is left out.
 async fn scrape<'n>(server: &ApiServer, nodes: impl Iterator<Item = &'n Value>) -> HashMap<String, Measured> {
-    let asked = nodes.filter(|node| runs_processes(node)).map(|node| async move {
+    let wanted = nodes.filter(|node| runs_processes(node) && kubeyard_compiler::node::is_ready(node));
+    let asked = wanted.map(|node| async move {
         let name = text(node, "/metadata/name");
         let kubelet = super::logs::kubelet_endpoint(node)?;
-        let response = super::logs::kubelet_get(server, name, &kubelet, "/stats/summary").await.ok()?;
-        if !response.status().is_success() {
-            return None;
-        }
-        let body = response.into_body().collect().await.ok()?.to_bytes();
+        let asking = async {
+            let response = super::logs::kubelet_get(server, name, &kubelet, "/stats/summary").await.ok()?;
+            if !response.status().is_success() {
+                return None;
+            }
+            response.into_body().collect().await.ok().map(|body| body.to_bytes())
+        };
+        let body = tokio::time::timeout(SCRAPE_TIMEOUT, asking).await.ok()??;
         let summary: Value = serde_json::from_slice(&body).ok()?;
         Some((name.to_string(), read_summary(&summary)))
     });

@@ -783,9 +783,9 @@ pub(super) async fn create_object(
     if crds::is_crd(resource) {
         crds::validate(server, &object, None)?;
     }
+    super::authorization::confirm_no_escalation(server, resource, &object, None).await?;
     policies::admit(server, resource, None, &object, None, dry_run(query)?).await?;
     webhooks::validate(server, &call, Some(&object)).await?;
-    super::authorization::confirm_no_escalation(server, resource, &object).await?;
     if webhooks::is_webhook_kind(resource) {
         webhooks::warn_unsupported(&object);
     }
@@ -916,9 +916,9 @@ pub(super) async fn write(
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
+        super::authorization::confirm_no_escalation(server, resource, &admitted, Some(&current)).await?;
         policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
         webhooks::validate(server, &call, Some(&admitted)).await?;
-        super::authorization::confirm_no_escalation(server, resource, &admitted).await?;
         if webhooks::is_webhook_kind(resource) {
             webhooks::warn_unsupported(&admitted);
         }

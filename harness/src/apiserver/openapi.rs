@@ -55,7 +55,10 @@ fn rereference(value: &mut Value) {
             // OpenAPI 3.0 ignores a reference's siblings; kube-openapi wraps a reference
             // with its own description in `allOf`, and kubectl's explain then prints the
             // field's prose above the type's.
+            // Only a schema's reference: a `properties` map may have a field named `$ref`
+            // (a CRD schema's), whose value is a schema, not a string.
             if map.len() > 1
+                && map.get("$ref").is_some_and(Value::is_string)
                 && let Some(reference) = map.remove("$ref")
             {
                 map.insert("allOf".into(), json!([{"$ref": reference}]));

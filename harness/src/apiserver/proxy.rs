@@ -196,6 +196,11 @@ fn forwarded(headers: &HeaderMap) -> HeaderMap {
         out.remove(name);
     }
     out.remove("keep-alive");
+    // Who the request acted as is the API server's business, not the pod's.
+    let impersonating: Vec<_> = out.keys().filter(|name| name.as_str().starts_with("impersonate-")).cloned().collect();
+    for name in impersonating {
+        out.remove(name);
+    }
     out
 }
 

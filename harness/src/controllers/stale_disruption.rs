@@ -10,11 +10,13 @@
 //! `decide` is the pure part: from the pods and the time, which to reset.
 
 use super::Error;
-use crate::clock::{self, Clock};
+use crate::clock::Clock;
 use crate::informers::Informers;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::PodCondition;
 use kube::ResourceExt;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PostParams};
+#[cfg(test)]
 use serde_json::json;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -22,17 +24,20 @@ use std::time::{Duration, SystemTime};
 /// `stalePodDisruptionTimeout`.
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 const PERIOD: Duration = Duration::from_secs(15);
-const FIELD_MANAGER: &str = "DisruptionController";
 
-/// When a pod's `DisruptionTarget` condition turned `True`, if it did and the pod is not
-/// being deleted (`nonTerminatingPodHasStaleDisruptionCondition`).
+/// When a pod's `DisruptionTarget` condition turned `True`, if it did and the pod is
+/// neither being deleted nor finished, and the condition is not the kubelet's (which may
+/// take any time before the pod terminates): `nonTerminatingPodHasStaleDisruptionCondition`.
 fn disrupted_since(pod: &Pod) -> Option<SystemTime> {
     if pod.metadata.deletion_timestamp.is_some() {
         return None;
     }
-    let conditions = pod.status.as_ref()?.conditions.as_ref()?;
-    let condition = conditions.iter().find(|c| c.type_ == "DisruptionTarget")?;
-    if condition.status != "True" {
+    let status = pod.status.as_ref()?;
+    if matches!(status.phase.as_deref(), Some("Succeeded" | "Failed")) {
+        return None;
+    }
+    let condition = status.conditions.as_ref()?.iter().find(|c| c.type_ == "DisruptionTarget")?;
+    if condition.status != "True" || condition.reason.as_deref() == Some("TerminationByKubelet") {
         return None;
     }
     let since = condition.last_transition_time.as_ref().map(|t| t.0.as_second()).unwrap_or(0);
@@ -57,15 +62,24 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
     }
 }
 
-/// The condition back to `False`, applied as the controller's own field manager (its
-/// reason and message stay the evictor's, as in Kubernetes).
+/// The condition replaced by a `False` one with no reason or message (`UpdatePodCondition`,
+/// then `UpdateStatus`), on the pod as the cache has it: a stale cache is a conflict, and
+/// the next look tries again.
 async fn reset(client: &kube::Client, pod: &Pod, now: SystemTime) -> Result<(), Error> {
     let api: Api<Pod> = Api::namespaced(client.clone(), &pod.namespace().unwrap_or_default());
-    let condition = json!({"type": "DisruptionTarget", "status": "False", "lastTransitionTime": clock::format(now)});
-    let apply = json!({"apiVersion": "v1", "kind": "Pod", "status": {"conditions": [condition]}});
-    match api.patch_status(&pod.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(apply)).await {
+    let mut next = pod.clone();
+    let Some(conditions) = next.status.as_mut().and_then(|s| s.conditions.as_mut()) else { return Ok(()) };
+    for condition in conditions.iter_mut().filter(|c| c.type_ == "DisruptionTarget") {
+        *condition = PodCondition {
+            type_: "DisruptionTarget".into(),
+            status: "False".into(),
+            last_transition_time: Some(super::time_at(now)),
+            ..PodCondition::default()
+        };
+    }
+    match api.replace_status(&pod.name_any(), &PostParams::default(), &next).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(kube::Error::Api(status)) if matches!(status.code, 404 | 409) => Ok(()),
         Err(error) => Err(error.into()),
     }
 }
@@ -96,6 +110,12 @@ mod tests {
             pod("reset", Some(("False", "2026-01-01T00:00:00Z")), false),
             pod("plain", None, false),
         ];
+        let mut finished = (*pod("finished", Some(("True", "2026-01-01T00:00:00Z")), false)).clone();
+        finished.status.as_mut().unwrap().phase = Some("Failed".into());
+        let mut by_kubelet = (*pod("kubelet", Some(("True", "2026-01-01T00:00:00Z")), false)).clone();
+        by_kubelet.status.as_mut().unwrap().conditions.as_mut().unwrap()[0].reason =
+            Some("TerminationByKubelet".into());
+        let pods: Vec<Arc<Pod>> = pods.into_iter().chain([Arc::new(finished), Arc::new(by_kubelet)]).collect();
         let reset: Vec<String> = decide(&pods, now).iter().map(|p| p.name_any()).collect();
         assert_eq!(reset, ["stale"]);
     }

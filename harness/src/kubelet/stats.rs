@@ -153,15 +153,16 @@ impl Stats {
         let processes = Processes::read();
         let mut readings = Vec::with_capacity(tracked.len());
         for (key, run, measure) in tracked {
+            // Each reading is stamped with when it was taken: a rate's time is its own.
             let reading = match &measure {
-                Measure::Process(pid) => processes.tree(*pid),
+                Measure::Process(pid) => processes.tree(*pid).map(|r| (r, processes.at)),
                 Measure::Engine(name) => match docker {
-                    Some(docker) => docker.docker.usage(name).await.ok(),
+                    Some(docker) => docker.docker.usage(name).await.ok().map(|r| (r, Instant::now())),
                     None => None,
                 },
             };
-            if let Some((cpu_nanos, memory)) = reading {
-                readings.push((key, run, Sample { at: Instant::now(), cpu_nanos, memory }));
+            if let Some(((cpu_nanos, memory), at)) = reading {
+                readings.push((key, run, Sample { at, cpu_nanos, memory }));
             }
         }
         let mut containers = self.lock();
@@ -173,7 +174,7 @@ impl Stats {
         drop(containers);
         if let Some((cpu_nanos, memory)) = processes.one(std::process::id()) {
             let mut own = self.own.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            own.push(Sample { at: Instant::now(), cpu_nanos, memory });
+            own.push(Sample { at: processes.at, cpu_nanos, memory });
         }
     }
 
@@ -239,8 +240,10 @@ fn add(total: Usage, usage: Usage) -> Usage {
 /// The processes of this machine, read once per sampling: each one's parent, CPU time
 /// and resident memory.
 struct Processes {
-    /// pid to (parent, CPU nanoseconds, resident bytes).
-    by_pid: HashMap<u32, (u32, u64, u64)>,
+    /// pid to (parent, own CPU nanoseconds, its waited-for children's, resident bytes).
+    by_pid: HashMap<u32, (u32, u64, u64, u64)>,
+    /// When they were read.
+    at: Instant,
 }
 
 impl Processes {
@@ -249,32 +252,38 @@ impl Processes {
         let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK), libc::sysconf(libc::_SC_PAGESIZE)) };
         let (ticks, page) = (u64::try_from(ticks).unwrap_or(100).max(1), u64::try_from(page).unwrap_or(4096));
         let mut by_pid = HashMap::new();
+        let at = Instant::now();
         for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else { continue };
             let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
             let statm = std::fs::read_to_string(entry.path().join("statm")).unwrap_or_default();
-            if let Some((parent, cpu_ticks)) = parse_stat(&stat) {
+            if let Some((parent, own, children)) = parse_stat(&stat) {
                 let resident = statm.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).unwrap_or(0);
-                by_pid.insert(pid, (parent, cpu_ticks.saturating_mul(1_000_000_000) / ticks, resident * page));
+                let nanos = |t: u64| t.saturating_mul(1_000_000_000) / ticks;
+                by_pid.insert(pid, (parent, nanos(own), nanos(children), resident * page));
             }
         }
-        Processes { by_pid }
+        Processes { by_pid, at }
     }
 
-    /// One process's CPU time and memory.
+    /// One process's own CPU time and memory (not its children's: the node agent's
+    /// children are the containers, counted on their own).
     fn one(&self, pid: u32) -> Option<(u64, u64)> {
-        self.by_pid.get(&pid).map(|&(_, cpu, memory)| (cpu, memory))
+        self.by_pid.get(&pid).map(|&(_, cpu, _, memory)| (cpu, memory))
     }
 
-    /// A process's and its descendants' CPU time and memory; `None` once it is gone.
+    /// A container's CPU time and memory: its process's and its descendants', each with
+    /// the time of the children it waited for (which a child's exit moves there, so the
+    /// count never drops); `None` once it is gone.
     fn tree(&self, pid: u32) -> Option<(u64, u64)> {
-        let (mut cpu, mut memory) = self.one(pid)?;
+        let &(_, own, waited, mut memory) = self.by_pid.get(&pid)?;
+        let mut cpu = own.saturating_add(waited);
         let mut pending = vec![pid];
         while let Some(parent) = pending.pop() {
-            for (&child, &(of, child_cpu, child_memory)) in &self.by_pid {
+            for (&child, &(of, child_own, child_waited, child_memory)) in &self.by_pid {
                 if of == parent && child != parent {
-                    cpu += child_cpu;
-                    memory += child_memory;
+                    cpu = cpu.saturating_add(child_own).saturating_add(child_waited);
+                    memory = memory.saturating_add(child_memory);
                     pending.push(child);
                 }
             }
@@ -283,17 +292,21 @@ impl Processes {
     }
 }
 
-/// `/proc/<pid>/stat`'s parent pid and its user and system CPU time, in clock ticks. The
+/// `/proc/<pid>/stat`'s parent pid, its own CPU time (user and system) and its waited-for
+/// children's, in clock ticks. The
 /// command name (field 2) may hold spaces and parentheses: the fields after it start
 /// after its last `)`.
-fn parse_stat(stat: &str) -> Option<(u32, u64)> {
+fn parse_stat(stat: &str) -> Option<(u32, u64, u64)> {
     let rest = &stat[stat.rfind(')')? + 1..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    // fields[0] is field 3 (state): the parent is field 4, utime 14 and stime 15.
+    // fields[0] is field 3 (state): the parent is field 4, utime 14, stime 15, and the
+    // waited-for children's cutime 16 and cstime 17 (so a child's exit does not take its
+    // time out of the count).
     let parent = fields.get(1)?.parse().ok()?;
-    let user: u64 = fields.get(11)?.parse().ok()?;
-    let system: u64 = fields.get(12)?.parse().ok()?;
-    Some((parent, user + system))
+    let tick = |field: usize| fields.get(field)?.parse::<u64>().ok();
+    let own = tick(11)?.saturating_add(tick(12)?);
+    let children = tick(13)?.saturating_add(tick(14)?);
+    Some((parent, own, children))
 }
 
 #[cfg(test)]
@@ -306,8 +319,8 @@ mod tests {
 
     #[test]
     fn the_stat_line_reads_past_a_command_with_parentheses() {
-        let line = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 300 0 0 0 150 50 0 0 20 0 1 0 100 1000 200";
-        assert_eq!(parse_stat(line), Some((1, 200)));
+        let line = "4242 (my (odd) cmd) S 1 4242 4242 0 -1 4194560 300 0 0 0 150 50 7 3 20 0 1 0 100 1000 200";
+        assert_eq!(parse_stat(line), Some((1, 200, 10)));
         assert_eq!(parse_stat("garbage"), None);
     }
 

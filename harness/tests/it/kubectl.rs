@@ -162,6 +162,9 @@ fn kubectl_applies_reads_changes_and_deletes() {
     assert!(explained.contains(described), "{explained}");
     assert!(explained.contains("PodSpec is a description of a pod."), "{explained}");
     assert!(explained.contains("  restartPolicy\t<string>\n    Restart policy for all containers"), "{explained}");
+    // A CRD's own schema type has a field named `$ref`: explained as a field, not a reference.
+    let explained = cluster.ok(&["explain", "crd.spec.versions.schema.openAPIV3Schema"]);
+    assert!(explained.contains("$ref\t<string>") && explained.contains("x-kubernetes-validations"), "{explained}");
 
     assert!(cluster.ok(&["delete", "-f", &changed]).contains("deployment.apps \"web\" deleted"));
     let gone = cluster.kubectl(&["get", "deploy", "web"]);

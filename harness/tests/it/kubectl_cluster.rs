@@ -368,7 +368,7 @@ fn kubectl_meets_quotas_on_objects_and_requests() {
     // number of pods with a deadline.
     cluster.apply(
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: batch}\n---\napiVersion: v1\nkind: ResourceQuota\n\
-         metadata: {name: services-only, namespace: batch}\nspec:\n  hard: {pods: \"1\"}\n  scopes: [NotTerminating]\n\
+         metadata: {name: long-running, namespace: batch}\nspec:\n  hard: {pods: \"1\"}\n  scopes: [NotTerminating]\n\
          ---\napiVersion: v1\nkind: ResourceQuota\nmetadata: {name: no-lb, namespace: batch}\nspec:\n  \
          hard: {services.loadbalancers: \"0\"}\n",
     );
@@ -397,13 +397,11 @@ fn kubectl_meets_quotas_on_objects_and_requests() {
     let refused = pod("server-2", false);
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        stderr.contains("exceeded quota: services-only, requested: pods=1, used: pods=1, limited: pods=1"),
+        stderr.contains("exceeded quota: long-running, requested: pods=1, used: pods=1, limited: pods=1"),
         "{stderr}"
     );
     let used = cluster
-        .wait_for(&["get", "quota", "services-only", "-n", "batch", "-o", "jsonpath={.status.used.pods}"], |t| {
-            t == "1"
-        });
+        .wait_for(&["get", "quota", "long-running", "-n", "batch", "-o", "jsonpath={.status.used.pods}"], |t| t == "1");
     assert_eq!(used, "1");
 }
 
@@ -687,6 +685,45 @@ rules:
     assert!(
         stderr.contains("rolebindings.rbac.authorization.k8s.io \"grab-admin\" is forbidden")
             && stderr.contains("is attempting to grant RBAC permissions not currently held"),
+        "{stderr}"
+    );
+    // Allowed to `bind` admin, it may bind it all the same.
+    cluster.apply(
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: admin-binder}\nrules:\n\
+         - {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], resourceNames: [admin], verbs: [bind]}\n\
+         - {apiGroups: [rbac.authorization.k8s.io], resources: [clusterroles], verbs: [create]}\n---\n\
+         apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: deployer-binds-admin}\n\
+         roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: admin-binder}\n\
+         subjects:\n- {kind: ServiceAccount, name: deployer, namespace: shop}\n",
+    );
+    let bound = cluster.kubectl(&[
+        &token,
+        "create",
+        "rolebinding",
+        "grab-admin",
+        "--clusterrole=admin",
+        "--serviceaccount=shop:deployer",
+        "-n",
+        "shop",
+    ]);
+    assert!(bound.status.success(), "{}", String::from_utf8_lossy(&bound.stderr));
+    // A role that is not there is not found, as the registry's lister says.
+    let missing =
+        cluster.kubectl(&[&token, "create", "rolebinding", "ghost", "--clusterrole=nope", "--user=x", "-n", "shop"]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(stderr.contains("clusterroles.rbac.authorization.k8s.io \"nope\" not found"), "{stderr}");
+    // An aggregated ClusterRole is a cluster administrator's to write.
+    let aggregated = cluster.write(
+        "aggregated.yaml",
+        "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: grows}\naggregationRule:\n  \
+         clusterRoleSelectors:\n  - matchLabels: {example.com/grows: \"true\"}\nrules: []\n",
+    );
+    let refused = cluster.kubectl(&[&token, "create", "-f", &aggregated]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(
+            "clusterroles.rbac.authorization.k8s.io \"grows\" is forbidden: must have cluster-admin privileges to use the aggregationRule"
+        ),
         "{stderr}"
     );
     // Impersonating someone needs the right to: the ServiceAccount may not be the admin.
