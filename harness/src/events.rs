@@ -14,7 +14,9 @@
 //! Writing is asynchronous and best effort, as the broadcaster's is: a few at a time, an
 //! event that cannot be written dropped, never an error of the component's own work, and
 //! past 1,000 events waiting to be written new ones dropped (under a heavy load, as on a
-//! real cluster, events are lost before work is slowed).
+//! real cluster, events are lost before work is slowed). One Event's writes go one after
+//! the other, the newest waiting one replacing older ones, so its count never goes back
+//! (client-go's broadcaster writes in order from one goroutine).
 
 use k8s_openapi::api::core::v1::Event;
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -231,17 +233,76 @@ pub async fn record(
         correlator.correlate(event, now)
     };
     let Some(write) = write else { return };
+    let key = write.key();
+    let lanes = || LANES.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let Some((client, write)) = lanes().enter(&key, (client.clone(), write)) else { return };
     if QUEUED.fetch_add(1, Ordering::Relaxed) >= MAX_QUEUED {
         QUEUED.fetch_sub(1, Ordering::Relaxed);
+        lanes().forget(&key);
         return;
     }
-    let client = client.clone();
     tokio::spawn(async move {
-        if let Ok(_permit) = WRITING.acquire().await {
-            send(&client, write).await;
+        let mut next = Some((client, write));
+        while let Some((client, write)) = next {
+            if let Ok(_permit) = WRITING.acquire().await {
+                send(&client, write).await;
+            }
+            next = lanes().next(&key);
         }
         QUEUED.fetch_sub(1, Ordering::Relaxed);
     });
+}
+
+/// One lane per Event: a write in flight and at most one waiting. A later write of the
+/// Event (its count grown) replaces the waiting one, so an Event's writes land in the
+/// order they were made (a count never goes back) and a burst of repeats costs one write.
+struct Lanes<T> {
+    waiting: HashMap<String, Option<T>>,
+}
+
+impl<T> Lanes<T> {
+    /// The write to send now, or `None` when the Event's lane is busy (then it waits,
+    /// replacing what waited).
+    fn enter(&mut self, key: &str, write: T) -> Option<T> {
+        match self.waiting.get_mut(key) {
+            Some(waiting) => {
+                *waiting = Some(write);
+                None
+            }
+            None => {
+                self.waiting.insert(key.to_string(), None);
+                Some(write)
+            }
+        }
+    }
+
+    /// After a write of the Event: the one that waited, or `None` (the lane closes).
+    fn next(&mut self, key: &str) -> Option<T> {
+        let waiting = self.waiting.get_mut(key).and_then(Option::take);
+        if waiting.is_none() {
+            self.waiting.remove(key);
+        }
+        waiting
+    }
+
+    fn forget(&mut self, key: &str) {
+        self.waiting.remove(key);
+    }
+}
+
+static LANES: LazyLock<Mutex<Lanes<(kube::Client, Write)>>> =
+    LazyLock::new(|| Mutex::new(Lanes { waiting: HashMap::new() }));
+
+impl Write {
+    /// Which Event it writes: its namespace, name and object (two clusters in one process
+    /// never share one).
+    fn key(&self) -> String {
+        let (event, name) = match self {
+            Write::Create(event) => (event, text(event, "/metadata/name")),
+            Write::Count { name, event, .. } => (event, name.as_str()),
+        };
+        format!("{}/{name}/{}", text(event, "/metadata/namespace"), text(event, "/involvedObject/uid"))
+    }
 }
 
 async fn send(client: &kube::Client, write: Write) {
@@ -333,5 +394,19 @@ mod tests {
         match write {
             Write::Count { event, .. } | Write::Create(event) => event.clone(),
         }
+    }
+
+    #[test]
+    fn an_events_writes_wait_their_turn_and_the_newest_count_wins() {
+        let mut lanes = Lanes { waiting: HashMap::new() };
+        assert_eq!(lanes.enter("a", 1), Some(1), "an idle lane sends at once");
+        assert_eq!(lanes.enter("b", 10), Some(10), "another Event has its own lane");
+        assert_eq!(lanes.enter("a", 2), None, "a busy lane keeps the write");
+        assert_eq!(lanes.enter("a", 3), None);
+        assert_eq!(lanes.next("a"), Some(3), "the newest count replaced the older one");
+        assert_eq!(lanes.next("a"), None, "nothing waits: the lane closes");
+        assert_eq!(lanes.enter("a", 4), Some(4));
+        assert_eq!(lanes.next("b"), None);
+        assert!(!lanes.waiting.contains_key("b"));
     }
 }
