@@ -28,6 +28,7 @@ pub const ENFORCED_RULES: &[&str] = &[
     "service/node-port",
     "workload/selector-mismatch",
     "workload/negative-replicas",
+    "workload/invalid-cron-schedule",
 ];
 
 pub struct Admission {

@@ -742,8 +742,10 @@ fn cells(kind: &str, object: &Value) -> Vec<Value> {
             ]
         }
         "CronJob" => {
+            // `printBoolPtr`: the words, not a JSON boolean (kubectl would print `false`).
             let suspend = match object.pointer("/spec/suspend").and_then(Value::as_bool) {
-                Some(suspend) => json!(suspend),
+                Some(true) => json!("True"),
+                Some(false) => json!("False"),
                 None => json!("<unset>"),
             };
             let last = object.pointer("/status/lastScheduleTime").and_then(Value::as_str);

@@ -737,3 +737,54 @@ rules:
         "{stderr}"
     );
 }
+
+/// CronJobs as kubectl users drive them: `create cronjob`, the columns a real server
+/// prints, a manual run with `create job --from`, `suspend`, and a schedule the API
+/// server refuses. (The schedule running on its own, an hour of it, is
+/// `fixtures/e2e/cronjob-schedules`, in virtual time.)
+#[test]
+fn kubectl_creates_triggers_and_suspends_a_cronjob() {
+    let cluster = Up::start(1, &[]);
+    let created = cluster.ok(&[
+        "create",
+        "cronjob",
+        "nightly",
+        "--image=busybox:1.36",
+        "--schedule=0 3 * * *",
+        "--",
+        "echo",
+        "report",
+    ]);
+    assert!(created.contains("cronjob.batch/nightly created"), "{created}");
+    let table = cluster.ok(&["get", "cronjob", "nightly"]);
+    let header: Vec<&str> = table.lines().next().unwrap_or_default().split("  ").filter(|c| !c.is_empty()).collect();
+    let header: Vec<&str> = header.iter().map(|c| c.trim()).collect();
+    assert_eq!(header, ["NAME", "SCHEDULE", "TIMEZONE", "SUSPEND", "ACTIVE", "LAST SCHEDULE", "AGE"], "{table}");
+    let row: Vec<&str> = table.lines().nth(1).unwrap_or_default().split_whitespace().collect();
+    assert_eq!(&row[..9], ["nightly", "0", "3", "*", "*", "*", "<none>", "False", "0"], "{table}");
+
+    // A run now, by hand: a Job from the template, owned by the CronJob, marked manual.
+    let triggered = cluster.ok(&["create", "job", "--from=cronjob/nightly", "nightly-now"]);
+    assert!(triggered.contains("job.batch/nightly-now created"), "{triggered}");
+    let manual = cluster.ok(&[
+        "get",
+        "job",
+        "nightly-now",
+        "-o",
+        "jsonpath={.metadata.annotations.cronjob\\.kubernetes\\.io/instantiate} {.metadata.ownerReferences[0].kind}",
+    ]);
+    assert_eq!(manual, "manual CronJob");
+    cluster.wait_for(&["get", "job", "nightly-now", "-o", "jsonpath={.status.succeeded}"], |t| t == "1");
+
+    cluster.ok(&["patch", "cronjob", "nightly", "-p", "{\"spec\":{\"suspend\":true}}"]);
+    let suspended = cluster.ok(&["get", "cronjob", "nightly", "--no-headers"]);
+    assert!(suspended.split_whitespace().any(|c| c == "True"), "{suspended}");
+
+    let refused = cluster.kubectl(&["create", "cronjob", "broken", "--image=busybox:1.36", "--schedule=61 * * * *"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        stderr.contains("CronJob.batch \"broken\" is invalid: spec.schedule: Invalid value: \"61 * * * *\""),
+        "{stderr}"
+    );
+}

@@ -1,5 +1,6 @@
 //! `workload/*`: workloads and the pods they make, and the selectors that tie them.
 
+mod invalid_cron_schedule;
 mod job_selector;
 mod negative_replicas;
 mod selector_mismatch;
@@ -8,7 +9,8 @@ use super::{ObjectContext, Rule};
 use crate::source::Span;
 use crate::yaml::{Node, Value};
 
-pub(super) const RULES: &[&Rule] = &[&selector_mismatch::RULE, &job_selector::RULE, &negative_replicas::RULE];
+pub(super) const RULES: &[&Rule] =
+    &[&selector_mismatch::RULE, &job_selector::RULE, &negative_replicas::RULE, &invalid_cron_schedule::RULE];
 
 /// Where the workload's own selector is written (a CronJob's is in its job template), and
 /// the span a finding about it points at: its key, or the kind when it is not written.

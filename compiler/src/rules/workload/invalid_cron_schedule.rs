@@ -1,0 +1,88 @@
+use crate::cron;
+use crate::rules::{Finding, ObjectContext};
+use crate::yaml::Value;
+
+rule! {
+    /// CronJob schedule or time zone the API server refuses
+    ///
+    /// spec.schedule must read as a standard cron schedule (five fields, a descriptor such as `@hourly`, or
+    /// `@every 5m`) as robfig/cron reads it, without a `TZ=` or `CRON_TZ=` prefix, and spec.timeZone, when set, must
+    /// name a zone of the IANA database. The schemas only say both are strings, so schema validators pass a schedule
+    /// of `61 * * * *` or a zone of `Mars/Olympus`, and the API server refuses them when the manifest is applied.
+    ///
+    /// Fix: Write five fields (minute hour day-of-month month day-of-week), e.g. `0 3 * * *`, and name the zone in
+    /// spec.timeZone (`Europe/Paris`).
+    "workload/invalid-cron-schedule", Error, Object(check)
+}
+
+/// A `timeZone` part's characters (`validTimeZoneCharacters`).
+fn valid_zone_part(part: &str) -> bool {
+    (1..=14).contains(&part.len())
+        && part.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+'))
+        && part != "."
+        && part != ".."
+        && !part.starts_with('-')
+}
+
+/// Why Kubernetes refuses a `timeZone` (`validateTimeZone`), if it does.
+fn zone_problem(zone: &str) -> Option<String> {
+    if zone.is_empty() {
+        return Some("timeZone must be nil or non-empty string".into());
+    }
+    if !zone.split('/').all(valid_zone_part) {
+        return Some(format!("unknown time zone {zone}"));
+    }
+    if zone.eq_ignore_ascii_case("Local") {
+        return Some("timeZone must be an explicit time zone as defined in https://www.iana.org/time-zones".into());
+    }
+    cron::zone(zone).err()
+}
+
+fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
+    if context.info.gvk.group != "batch" || context.info.gvk.kind != "CronJob" {
+        return;
+    }
+    let Some(spec) = context.node.get("spec") else { return };
+    if let Some(entry) = spec.entry("schedule")
+        && let Value::String(schedule) = &entry.value.value
+    {
+        // The prefix is refused before the schedule is read (`validateScheduleFormat`).
+        let problem = if schedule.contains("TZ") {
+            Some("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".to_string())
+        } else {
+            cron::parse(schedule).err()
+        };
+        if let Some(problem) = problem {
+            out.push(
+                Finding::new(&RULE, entry.value.span, format!("spec.schedule: Invalid value: {schedule:?}: {problem}"))
+                    .label("not a schedule the API server reads")
+                    .path("spec.schedule"),
+            );
+        }
+    }
+    if let Some(entry) = spec.entry("timeZone")
+        && let Value::String(zone) = &entry.value.value
+        && let Some(problem) = zone_problem(zone)
+    {
+        out.push(
+            Finding::new(&RULE, entry.value.span, format!("spec.timeZone: Invalid value: {zone:?}: {problem}"))
+                .label("not a time zone of the IANA database")
+                .path("spec.timeZone"),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zones_are_refused_in_kubernetes_words() {
+        assert_eq!(zone_problem("Europe/Paris"), None);
+        assert_eq!(zone_problem("UTC"), None);
+        assert_eq!(zone_problem("").as_deref(), Some("timeZone must be nil or non-empty string"));
+        assert_eq!(zone_problem("Mars/Base").as_deref(), Some("unknown time zone Mars/Base"));
+        assert_eq!(zone_problem("../etc").as_deref(), Some("unknown time zone ../etc"));
+        assert!(zone_problem("local").unwrap().starts_with("timeZone must be an explicit time zone"));
+    }
+}
