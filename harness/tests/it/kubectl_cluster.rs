@@ -788,3 +788,31 @@ fn kubectl_creates_triggers_and_suspends_a_cronjob() {
         "{stderr}"
     );
 }
+
+/// `kubectl delete node`: the pod garbage collector removes the pods bound to it once its
+/// 40 s quarantine has passed (before, they stayed Running and counted available), and
+/// their ReplicaSet replaces them on the node left. Real time: up to a minute.
+#[test]
+fn kubectl_delete_node_lets_pod_gc_take_its_pods() {
+    let cluster = Up::start(2, &[]);
+    cluster.apply(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec:\n  replicas: 4\n  \
+         selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    \
+         spec:\n      containers: [{name: web, image: \"nginx:1.25\"}]\n",
+    );
+    let on = |node: &str| {
+        let selector = format!("spec.nodeName={node}");
+        cluster.ok(&["get", "pods", "-l", "app=web", "--field-selector", &selector, "-o", "name"]).lines().count()
+    };
+    cluster.wait_for(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"], |t| t == "4");
+    assert!(on("node-2") > 0, "the scheduler spreads the pods over both nodes");
+    cluster.ok(&["delete", "node", "node-2"]);
+    let client = cluster.client();
+    client.wait_within(
+        &["get", "pods", "-l", "app=web", "--field-selector", "spec.nodeName=node-2", "-o", "name"],
+        Duration::from_secs(90),
+        |t| t.trim().is_empty(),
+    );
+    cluster.wait_for(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"], |t| t == "4");
+    assert_eq!(on("node-1"), 4);
+}

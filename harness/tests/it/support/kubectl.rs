@@ -40,6 +40,11 @@ impl Kubectl {
 
     /// Asks again until `args`' output shows what `wanted` looks for (30 s at most).
     pub fn wait_for(&self, args: &[&str], wanted: impl Fn(&str) -> bool) -> String {
+        self.wait_within(args, Duration::from_secs(30), wanted)
+    }
+
+    /// `wait_for`, for what takes the control plane's own time (pod GC's quarantine).
+    pub fn wait_within(&self, args: &[&str], within: Duration, wanted: impl Fn(&str) -> bool) -> String {
         let start = Instant::now();
         loop {
             let output = self.run(args);
@@ -47,8 +52,8 @@ impl Kubectl {
             if output.status.success() && wanted(&text) {
                 return text;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "kubectl {args:?} never showed it:\n{text}");
-            std::thread::sleep(Duration::from_millis(200));
+            assert!(start.elapsed() < within, "kubectl {args:?} never showed it:\n{text}");
+            std::thread::sleep(Duration::from_millis(500));
         }
     }
 }
