@@ -90,6 +90,7 @@ enum Command {
     /// nodes), apply the manifests and show them converge, until interrupted.
     Up(up::UpArgs),
     /// Run convergence tests (kubeyard.dev/v1alpha1 Test), each on a fresh cluster.
+    #[command(args_conflicts_with_subcommands = true)]
     Test(test::TestArgs),
     /// Run the scheduler against an API server (as the cluster's containers do).
     Scheduler(components::SchedulerArgs),

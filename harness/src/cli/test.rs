@@ -6,7 +6,8 @@ use super::lint::usage_error;
 use super::progress::{Mode, Progress};
 use crate::testing::report::{self, Style};
 use crate::testing::runner::{self, Target, Test, TestResult};
-use clap::{Args, ValueEnum};
+use crate::testing::shard::{self, Shard, ShardBy};
+use clap::{Args, Subcommand, ValueEnum};
 use futures_util::StreamExt;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -86,9 +87,107 @@ pub struct TestArgs {
     /// Leave out timings and mask generated names (reports to compare or snapshot).
     #[arg(long, hide = true)]
     stable: bool,
+
+    /// Run only the K-th of N parts of the tests, as the K-th of N machines (`--shard 2/4`):
+    /// every machine computes the same split, each test in exactly one part.
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
+
+    /// How --shard splits: by a hash of each test's path (a test keeps its part as the
+    /// suite changes), round-robin by count, or by the durations of an earlier report.
+    #[arg(long, value_enum, default_value_t = ShardBy::Path, value_name = "HOW")]
+    shard_by: ShardBy,
+
+    /// A report of an earlier run (`--output junit` or `json`) whose durations
+    /// `--shard-by duration` balances.
+    #[arg(long, value_name = "REPORT")]
+    durations: Option<PathBuf>,
+
+    /// List the tests (of this shard) instead of running them: `name  file` lines, or
+    /// with --output json a JSON array of {name, file, key}.
+    #[arg(long)]
+    list: bool,
+
+    #[command(subcommand)]
+    command: Option<TestCommand>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TestCommand {
+    /// Merge the reports of a suite's shards (all JUnit or all JSON) into one, on
+    /// standard output: `kubeyard test merge-reports shard-*.xml > report.xml`.
+    MergeReports(MergeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct MergeArgs {
+    /// The reports, one per shard.
+    #[arg(required = true, value_name = "REPORTS")]
+    reports: Vec<PathBuf>,
+}
+
+/// `kubeyard test merge-reports`.
+fn merge_reports(args: &MergeArgs) -> Exit {
+    let mut reports = Vec::new();
+    for path in &args.reports {
+        match std::fs::read_to_string(path) {
+            Ok(text) => reports.push((path.display().to_string(), text)),
+            Err(error) => return usage_error(&format!("{}: {error}", path.display())),
+        }
+    }
+    match shard::merge(&reports) {
+        Ok(merged) => {
+            print!("{merged}");
+            Exit::Ok
+        }
+        Err(message) => usage_error(&message),
+    }
+}
+
+/// Keeps the tests of `shard` (all of them without one).
+fn select(tests: Vec<Test>, args: &TestArgs) -> Result<Vec<Test>, String> {
+    let Some(shard) = args.shard else { return Ok(tests) };
+    let durations = match (args.shard_by, &args.durations) {
+        (ShardBy::Duration, Some(path)) => {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+            shard::durations(&text).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        (ShardBy::Duration, None) => {
+            return Err("--shard-by duration needs --durations REPORT (a JUnit or JSON report of a run)".into());
+        }
+        _ => Default::default(),
+    };
+    let keys: Vec<String> = tests.iter().map(|t| shard::key(&t.file, &t.name)).collect();
+    let parts = shard::assign(&keys, shard.count, args.shard_by, &durations);
+    Ok(tests.into_iter().zip(parts).filter(|(_, part)| *part == shard.index).map(|(test, _)| test).collect())
+}
+
+/// `--list`: the tests, without running them.
+fn list(tests: &[Test], output: Output) -> Exit {
+    match output {
+        Output::Json => {
+            let listed: Vec<serde_json::Value> = tests
+                .iter()
+                .map(|t| {
+                    serde_json::json!({"name": t.name, "file": t.file.display().to_string(), "key": shard::key(&t.file, &t.name)})
+                })
+                .collect();
+            println!("{:#}", serde_json::Value::Array(listed));
+        }
+        Output::Text => {
+            for test in tests {
+                println!("{}  {}", test.name, test.file.display());
+            }
+        }
+        Output::Junit => return usage_error("--list prints text or json, not junit"),
+    }
+    Exit::Ok
 }
 
 pub fn run(args: TestArgs) -> Exit {
+    if let Some(TestCommand::MergeReports(merge)) = &args.command {
+        return merge_reports(merge);
+    }
     let paths = if args.paths.is_empty() { vec![".".to_string()] } else { args.paths.clone() };
     let target = match args.cluster {
         ClusterKind::InProcess => Target::InProcess,
@@ -105,6 +204,18 @@ pub fn run(args: TestArgs) -> Exit {
     if tests.is_empty() {
         eprintln!("error: no kubeyard.dev/v1alpha1 Test found in {}", paths.join(", "));
         return Exit::Usage;
+    }
+    let tests = match select(tests, &args) {
+        Ok(tests) => tests,
+        Err(message) => return usage_error(&message),
+    };
+    if args.list {
+        return list(&tests, args.output);
+    }
+    if let Some(shard) = args.shard.filter(|_| tests.is_empty()) {
+        // More parts than tests: this part has none, which is no failure, and its report
+        // (empty) is still written, for the merge.
+        eprintln!("kubeyard test: shard {}/{} has no tests", shard.index, shard.count);
     }
     let runtime = match super::runtime(true) {
         Ok(runtime) => runtime,

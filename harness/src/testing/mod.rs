@@ -14,6 +14,7 @@ pub mod expect;
 pub mod report;
 pub mod requests;
 pub mod runner;
+pub mod shard;
 pub mod spec;
 
 pub use cluster::{Builder, Cluster, Error};

@@ -450,3 +450,92 @@ fn endless_standard_input_is_refused_while_reading() {
     assert_eq!(diagnostic["code"], "input/too-large", "{report}");
     assert!(diagnostic["message"].as_str().unwrap().contains("over 256 MiB"), "{diagnostic}");
 }
+
+fn listed(args: &[&str]) -> Vec<String> {
+    let output = kubeyard(args);
+    assert_eq!(output.status.code(), Some(0), "{args:?}: {}", stderr(&output));
+    let tests: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    tests.as_array().unwrap().iter().map(|t| t["key"].as_str().unwrap().to_string()).collect()
+}
+
+/// `kubeyard test --shard K/N`: over the parts, every test of the suite exactly once,
+/// whichever way it is split; and the parts' reports merge into one.
+#[test]
+fn shards_split_the_suite_once_and_their_reports_merge() {
+    let mut all = listed(&["test", "fixtures/e2e", "--list", "--output", "json"]);
+    all.sort();
+    assert!(all.len() > 20, "{all:?}");
+    let dir = tempfile::tempdir().unwrap();
+    // Durations of an earlier run: one long test, 5 s for the others.
+    let report = dir.path().join("earlier.json");
+    let timed: Vec<serde_json::Value> = all
+        .iter()
+        .map(|key| {
+            let name = key.rsplit_once('#').unwrap().1;
+            serde_json::json!({"name": name, "seconds": if name == "storefront" { 300.0 } else { 5.0 }})
+        })
+        .collect();
+    let earlier = serde_json::json!({ "tests": timed });
+    std::fs::write(&report, earlier.to_string()).unwrap();
+    let report = report.to_str().unwrap();
+    for (by, extra) in [("path", None), ("count", None), ("duration", Some(report))] {
+        let mut parts: Vec<Vec<String>> = Vec::new();
+        for k in 1..=3 {
+            let shard = format!("{k}/3");
+            let mut args =
+                vec!["test", "fixtures/e2e", "--shard", &shard, "--shard-by", by, "--list", "--output", "json"];
+            if let Some(report) = extra {
+                args.extend(["--durations", report]);
+            }
+            parts.push(listed(&args));
+        }
+        let mut union: Vec<String> = parts.iter().flatten().cloned().collect();
+        union.sort();
+        assert_eq!(union, all, "--shard-by {by}: every test in exactly one part");
+        if by == "count" {
+            assert!(parts.iter().all(|p| p.len().abs_diff(all.len() / 3) <= 1), "{by}: even parts");
+        }
+        if by == "duration" {
+            let alone = parts.iter().find(|p| p.iter().any(|k| k.ends_with("#storefront"))).unwrap();
+            assert_eq!(alone.len(), 1, "the 300 s test has a part to itself: {alone:?}");
+        }
+    }
+    let refused = kubeyard(&["test", "fixtures/e2e", "--shard", "4/3", "--list"]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(stderr(&refused).contains("--shard wants K/N"), "{}", stderr(&refused));
+    let refused = kubeyard(&["test", "fixtures/e2e", "--shard", "1/3", "--shard-by", "duration", "--list"]);
+    assert!(stderr(&refused).contains("--shard-by duration needs --durations"), "{}", stderr(&refused));
+
+    // Two parts' JUnit reports, as `--output junit` writes them, merged.
+    let junit = |name: &str, seconds: &str, failed: bool| {
+        let case = if failed {
+            format!(
+                "<testcase name=\"converged\" classname=\"fixtures/e2e/{name}/test.yaml\"><failure message=\"not converged\"/></testcase>"
+            )
+        } else {
+            format!("<testcase name=\"converged\" classname=\"fixtures/e2e/{name}/test.yaml\"/>")
+        };
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"kubeyard test\" tests=\"1\" failures=\"{}\" errors=\"0\" time=\"{seconds}\">\
+             <testsuite name=\"{name}\" tests=\"1\" disabled=\"0\" errors=\"0\" failures=\"{}\" time=\"{seconds}\">{case}</testsuite></testsuites>\n",
+            u8::from(failed),
+            u8::from(failed)
+        )
+    };
+    let first = dir.path().join("shard-1.xml");
+    let second = dir.path().join("shard-2.xml");
+    std::fs::write(&first, junit("quota", "12.5", false)).unwrap();
+    std::fs::write(&second, junit("cordon", "6.5", true)).unwrap();
+    let (first, second) = (first.to_str().unwrap(), second.to_str().unwrap());
+    let merged = kubeyard(&["test", "merge-reports", first, second]);
+    assert_eq!(merged.status.code(), Some(0), "{}", stderr(&merged));
+    let text = stdout(&merged);
+    assert!(text.contains("tests=\"2\"") && text.contains("failures=\"1\""), "{text}");
+    assert!(
+        text.contains("name=\"quota\"") && text.contains("name=\"cordon\"") && text.contains("time=\"12.5"),
+        "{text}"
+    );
+    let twice = kubeyard(&["test", "merge-reports", first, first]);
+    assert_eq!(twice.status.code(), Some(2));
+    assert!(stderr(&twice).contains("fixtures/e2e/quota/test.yaml#quota is in both"), "{}", stderr(&twice));
+}
