@@ -4,12 +4,27 @@
 
 use crate::controllers::{self, node_lifecycle};
 use crate::informers::Informers;
+use crate::profile::Profile;
+use std::sync::Arc;
 use tokio::task::JoinSet;
+
+/// Spawns a controller that records into the control plane's profile.
+fn spawn_in<F>(set: &mut JoinSet<()>, profile: &Arc<Profile>, controller: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    set.spawn(crate::profile::scope(Arc::clone(profile), controller));
+}
 
 /// Runs every controller until the returned set is dropped. `root_ca` (PEM) is what
 /// pods are told to trust the API server by (`kube-root-ca.crt`); none when it serves
 /// plain HTTP.
-pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: Option<String>) -> JoinSet<()> {
+pub fn start(
+    client: kube::Client,
+    lifecycle: node_lifecycle::Options,
+    root_ca: Option<String>,
+    profile: Arc<Profile>,
+) -> JoinSet<()> {
     let informers = Informers::start(&client);
     let mut set = JoinSet::new();
     let clock = &lifecycle.clock;
@@ -21,7 +36,7 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: 
                 {
                     let (client, informers) = (client.clone(), informers.clone());
                     $(let $with_clock = clock.clone();)?
-                    set.spawn(async move { $run(client, &informers $(, &$with_clock)?).await });
+                    spawn_in(&mut set, &profile, async move { $run(client, &informers $(, &$with_clock)?).await });
                 }
             )*
         };
@@ -44,15 +59,23 @@ pub fn start(client: kube::Client, lifecycle: node_lifecycle::Options, root_ca: 
         controllers::endpointslice::run;
         controllers::persistentvolume::run;
     );
-    set.spawn(controllers::garbage_collector::run(client.clone()));
-    set.spawn(controllers::serviceaccount::run(client.clone()));
-    set.spawn(controllers::clusterrole_aggregation::run(client.clone()));
-    set.spawn(controllers::root_ca::run(client.clone(), root_ca.unwrap_or_default()));
-    set.spawn(controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
+    spawn_in(&mut set, &profile, controllers::garbage_collector::run(client.clone()));
+    spawn_in(&mut set, &profile, controllers::serviceaccount::run(client.clone()));
+    spawn_in(&mut set, &profile, controllers::clusterrole_aggregation::run(client.clone()));
+    spawn_in(&mut set, &profile, controllers::root_ca::run(client.clone(), root_ca.unwrap_or_default()));
+    spawn_in(&mut set, &profile, controllers::namespace::run(client.clone(), lifecycle.clock.clone()));
     {
         let (client, informers, lifecycle) = (client.clone(), informers.clone(), lifecycle.clone());
-        set.spawn(async move { controllers::node_lifecycle::run(client, &informers, lifecycle).await });
+        spawn_in(
+            &mut set,
+            &profile,
+            async move { controllers::node_lifecycle::run(client, &informers, lifecycle).await },
+        );
     }
-    set.spawn(async move { controllers::taint_eviction::run(client, &informers, lifecycle.clock).await });
+    spawn_in(
+        &mut set,
+        &profile,
+        async move { controllers::taint_eviction::run(client, &informers, lifecycle.clock).await },
+    );
     set
 }

@@ -95,6 +95,7 @@ pub struct ControlPlane {
     default_tolerations: apiserver::DefaultTolerations,
     authorization: apiserver::authorization::Mode,
     users: Arc<std::collections::HashMap<String, kubeyard_compiler::rbac::User>>,
+    profile: Arc<crate::profile::Profile>,
     _controllers: JoinSet<()>,
 }
 
@@ -150,7 +151,9 @@ impl ControlPlane {
         let client = component("kubeyard")?;
         let lifecycle = node_lifecycle::Options { clock: config.clock.clone(), grace: config.node_grace };
         let root_ca = identity.as_ref().map(|identity| identity.ca_pem.clone());
-        let controllers = controller_manager::start(component(CONTROLLER_MANAGER)?, lifecycle, root_ca);
+        let profile = Arc::new(crate::profile::Profile::default());
+        let controllers =
+            controller_manager::start(component(CONTROLLER_MANAGER)?, lifecycle, root_ca, Arc::clone(&profile));
         let kubelet_options = kubelet::Options {
             clock: config.clock.clone(),
             seed: config.seed,
@@ -162,11 +165,9 @@ impl ControlPlane {
         // Started once the nodes are registered, so its first list holds them all and a
         // seed's placement does not depend on which node registered first.
         let nodes_seen = scheduler::NodesSeen::default();
-        let scheduler = tokio::spawn(scheduler::run_seen(
-            component(SCHEDULER)?,
-            config.seed,
-            nodes_seen.clone(),
-            config.clock.clone(),
+        let scheduler = tokio::spawn(crate::profile::scope(
+            Arc::clone(&profile),
+            scheduler::run_seen(component(SCHEDULER)?, config.seed, nodes_seen.clone(), config.clock.clone()),
         ));
         Ok(ControlPlane {
             url,
@@ -185,6 +186,7 @@ impl ControlPlane {
             default_tolerations: apiserver::DefaultTolerations { not_ready: seconds, unreachable: seconds },
             authorization: config.authorization,
             users: config.users,
+            profile,
             _controllers: controllers,
         })
     }
@@ -260,6 +262,11 @@ impl ControlPlane {
     }
 
     /// How far the scheduler's view of the nodes has come.
+    /// What the controllers and the scheduler did so far (`Profile::summary`).
+    pub fn profile(&self) -> &Arc<crate::profile::Profile> {
+        &self.profile
+    }
+
     pub fn scheduler_nodes_seen(&self) -> &scheduler::NodesSeen {
         &self.nodes_seen
     }

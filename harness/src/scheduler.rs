@@ -96,6 +96,8 @@ struct Scheduler {
     listing_nodes: Vec<Node>,
     /// The newest node revision taken in (see [`NodesSeen`]).
     seen: NodesSeen,
+    /// Its attempts, in the control plane's profile.
+    counts: Option<Arc<crate::profile::Component>>,
 }
 
 /// How far the scheduler's view of the nodes has come: the highest resource version of a
@@ -327,6 +329,9 @@ impl Scheduler {
 
     /// Places up to a batch of queued pods, binding each in the background.
     fn schedule(&mut self) {
+        if let Some(counts) = &self.counts {
+            counts.queued(self.queue.len());
+        }
         for _ in 0..BATCH {
             if self.binds.available_permits() == 0 {
                 return;
@@ -335,7 +340,12 @@ impl Scheduler {
             let Some(tracked) = self.pods.get(&uid) else { continue };
             let info = Arc::clone(&tracked.info);
             let rng = &mut self.rng;
-            match self.framework.schedule_from(&info, &self.nodes, self.start, &mut |n| rng.usize(..n)) {
+            let started = Instant::now();
+            let placed = self.framework.schedule_from(&info, &self.nodes, self.start, &mut |n| rng.usize(..n));
+            if let Some(counts) = &self.counts {
+                counts.record(started.elapsed(), placed.is_err());
+            }
+            match placed {
                 Ok(placement) => {
                     self.start = (self.start + placement.examined) % self.nodes.len().max(1);
                     let node = self.nodes[placement.node].name.clone();
@@ -406,6 +416,7 @@ pub async fn run_seen(client: kube::Client, seed: u64, seen: NodesSeen, clock: C
         listing_pods: Vec::new(),
         listing_nodes: Vec::new(),
         seen,
+        counts: crate::profile::current().map(|profile| profile.component(NAME)),
     };
     // The scheduler's cache keeps no managedFields (it never reads them).
     let pods = watcher(Api::<Pod>::all(client.clone()), watcher::Config::default())

@@ -358,7 +358,8 @@ pub fn controller_manager(args: ControllerManagerArgs) -> Exit {
         Err(message) => return usage_error(&message),
     };
     serve("controller-manager", &args.server, |client| async move {
-        let mut controllers = crate::controller_manager::start(client, lifecycle, root_ca);
+        let profile = std::sync::Arc::new(crate::profile::Profile::default());
+        let mut controllers = crate::controller_manager::start(client, lifecycle, root_ca, profile);
         // The controllers run for ever; one ending is a fault worth a restart.
         match controllers.join_next().await {
             Some(Err(error)) => Err(format!("a controller stopped: {error}")),

@@ -108,6 +108,12 @@ pub struct TestArgs {
     #[arg(long)]
     list: bool,
 
+    /// Under each test, what its control plane's components did (reconciles, failures,
+    /// latencies, busy time, queue depth; the busiest first), to see which one a slow
+    /// convergence waited on. Tests on a cluster of this process only.
+    #[arg(long)]
+    profile: bool,
+
     #[command(subcommand)]
     command: Option<TestCommand>,
 }
@@ -263,12 +269,15 @@ pub fn run(args: TestArgs) -> Exit {
                 live.note(&format!("kubeyard test: {} failed; {}", result.name, kept.note));
             }
             if text {
-                let block = if serial {
+                let mut block = if serial {
                     report::verdict_text(&result, style)
                 } else {
                     // The same header as serially: one word for a test's block, in the docs too.
                     format!("RUN  {} ({})\n{}", result.name, result.file.display(), report::test_text(&result, style))
                 };
+                if let (true, Some(profile)) = (args.profile, &result.profile) {
+                    block.push_str(&profile.lines().map(|l| format!("    {l}\n")).collect::<String>());
+                }
                 print(&block);
             }
             results.push(result);

@@ -231,7 +231,11 @@ pub fn run(mut args: UpArgs) -> Exit {
     if args.insecure_http {
         eprintln!("kubeyard: warning: --insecure-http: anyone who can reach {} can read every Secret", plane.url());
     }
-    match serve(&args, &runtime, (&plane.kubeconfig(), plane.url()), plane.client(), started, std::future::pending()) {
+    let served =
+        serve(&args, &runtime, (&plane.kubeconfig(), plane.url()), plane.client(), started, std::future::pending());
+    // What each component did: the busiest first, where a slow convergence waited.
+    eprint!("kubeyard: {}", plane.profile().summary());
+    match served {
         Served::Stopped(exit) => exit,
         Served::Removed(message) => usage_error(&message),
     }

@@ -85,12 +85,21 @@ pub(crate) struct Wiring<K: Kind> {
     primary: Informer<K>,
     synced: Vec<BoxFuture<'static, ()>>,
     wires: Vec<Wire<K>>,
+    /// What the profile calls it, when not its file (a file running several controllers).
+    name: Option<String>,
 }
 
 impl<K: Kind> Wiring<K> {
     /// A controller of the objects in `informer`.
     pub(crate) fn of(informer: &Informer<K>) -> Wiring<K> {
-        Wiring { primary: informer.clone(), synced: Vec::new(), wires: Vec::new() }
+        Wiring { primary: informer.clone(), synced: Vec::new(), wires: Vec::new(), name: None }
+    }
+
+    /// Named in the profile by the kind it reconciles (`controller/replicationcontroller`),
+    /// for a file that runs one controller per kind.
+    pub(crate) fn named_by_kind(mut self) -> Self {
+        self.name = Some(format!("controller/{}", K::kind(&()).to_ascii_lowercase()));
+        self
     }
 
     /// A cache the reconcile reads: filled before the first reconcile.
@@ -140,19 +149,40 @@ impl<K: Kind> Wiring<K> {
 
     /// Runs the controller until the task is dropped: each object reconciled on any change
     /// that concerns it and whenever `reconcile` asks, a failed reconcile retried by [`retry`].
-    pub(crate) async fn run<C, R, F>(mut self, reconcile: R, context: Arc<C>)
+    /// Each reconcile is counted in the control plane's profile, under the name of the file
+    /// that runs it (`controller/deployment`).
+    #[track_caller]
+    pub(crate) fn run<C, R, F>(mut self, mut reconcile: R, context: Arc<C>) -> impl Future<Output = ()>
     where
         C: Send + Sync + 'static,
         R: FnMut(Arc<K>, Arc<C>) -> F,
         F: Future<Output = Result<Action, Error>> + Send + 'static,
     {
-        self.synced().await;
-        // Subscribed only now: each subscriber is told the filled cache first.
-        let mut controller = Controller::for_shared_stream(self.primary.subscribe(), self.primary.store());
-        for wire in self.wires {
-            controller = wire(controller);
+        let file = std::panic::Location::caller().file();
+        let name = std::path::Path::new(file).file_stem().map(|s| s.to_string_lossy().into_owned());
+        let name = self.name.take().unwrap_or_else(|| format!("controller/{}", name.unwrap_or_default()));
+        async move {
+            let counts = crate::profile::current().map(|profile| profile.component(&name));
+            self.synced().await;
+            // Subscribed only now: each subscriber is told the filled cache first.
+            let mut controller = Controller::for_shared_stream(self.primary.subscribe(), self.primary.store());
+            for wire in self.wires {
+                controller = wire(controller);
+            }
+            let counted = move |object: Arc<K>, context: Arc<C>| {
+                let started = std::time::Instant::now();
+                let reconciling = reconcile(object, context);
+                let counts = counts.clone();
+                async move {
+                    let result = reconciling.await;
+                    if let Some(counts) = &counts {
+                        counts.record(started.elapsed(), result.is_err());
+                    }
+                    result
+                }
+            };
+            controller.run(counted, |_, error, _| retry(error), context).for_each(|_| async {}).await;
         }
-        controller.run(reconcile, |_, error, _| retry(error), context).for_each(|_| async {}).await;
     }
 }
 

@@ -109,7 +109,7 @@ pub async fn run_replication_controllers(client: kube::Client, informers: &Infor
 
 async fn run_for<K: Replicated>(client: kube::Client, informers: &Informers, clock: &Clock) {
     let sets = K::informer(informers);
-    let mut wiring = Wiring::of(sets).owns(&informers.pods);
+    let mut wiring = Wiring::of(sets).owns(&informers.pods).named_by_kind();
     let context = Context {
         client,
         clock: clock.clone(),

@@ -184,6 +184,9 @@ pub struct TestResult {
     /// Its cluster, kept because it failed and `--keep-on-failure` asked.
     pub kept: Option<Kept>,
     pub elapsed: Duration,
+    /// What its control plane's components did through the steps (a cluster of this
+    /// process): `--profile` shows it.
+    pub profile: Option<String>,
 }
 
 impl TestResult {
@@ -269,6 +272,7 @@ pub async fn run(
         cleanup: None,
         kept: None,
         elapsed: Duration::ZERO,
+        profile: None,
     };
     let spec = match &test.spec {
         Ok(spec) => spec,
@@ -325,6 +329,8 @@ pub async fn run(
             break;
         }
     }
+    // Through the steps, before cleanup adds its own work.
+    result.profile = cluster.plane().map(|plane| plane.profile().summary());
     if options.keep_on_failure && !result.steps.iter().all(|s| s.passed) {
         result.kept = Some(keep(test, cluster, target));
         result.elapsed = started.elapsed();

@@ -187,3 +187,48 @@ async fn the_rust_api_boots_applies_waits_and_snapshots() {
     let snapshot = cluster.snapshot().await.unwrap();
     snapshots_in("e2e").bind(|| insta::assert_yaml_snapshot!("rust-api-converged", snapshot));
 }
+
+/// `--profile`: under a test, what its control plane's components did, the busiest first;
+/// and `kubeyard up` says the same when it stops.
+#[test]
+fn profiles_show_what_each_component_did() {
+    let output = kubeyard(&["test", "--profile", "fixtures/e2e/rolling-update"], None);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{text}");
+    let table: Vec<&str> = text.lines().skip_while(|l| !l.contains("what the control plane did")).collect();
+    assert!(table.get(1).is_some_and(|l| l.contains("component") && l.contains("busy")), "{text}");
+    let row = |name: &str| {
+        table.iter().find(|l| l.trim_start().starts_with(name)).map(|l| l.split_whitespace().collect::<Vec<_>>())
+    };
+    let deployment = row("controller/deployment").expect("the Deployment controller ran");
+    let runs: u64 = deployment[1].parse().unwrap();
+    assert!(runs > 0, "{text}");
+    let scheduler = row("default-scheduler").expect("the scheduler ran");
+    assert!(scheduler[1].parse::<u64>().unwrap() >= 3, "a scheduling attempt per pod at least: {text}");
+
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(["up", "--nodes", "1", "--kubeconfig-out"])
+        .arg(&kubeconfig)
+        .arg(support::workspace().join("fixtures/e2e/rolling-update/deployment.yaml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !kubeconfig.exists() {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "up did not come up");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    // SAFETY: a signal to the child this test started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let lines: Vec<String> =
+        std::io::BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok).collect();
+    let _ = child.wait();
+    let said = lines.join("\n");
+    assert!(said.contains("kubeyard: what the control plane did in"), "{said}");
+    assert!(said.contains("controller/"), "{said}");
+}
