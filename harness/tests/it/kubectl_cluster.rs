@@ -816,3 +816,25 @@ fn kubectl_delete_node_lets_pod_gc_take_its_pods() {
     cluster.wait_for(&["get", "deployment", "web", "-o", "jsonpath={.status.readyReplicas}"], |t| t == "4");
     assert_eq!(on("node-1"), 4);
 }
+
+/// `kubeyard test --cluster kubeconfig`: the suite that runs in process runs against a
+/// cluster it did not start (here `kubeyard up`, in CI any cluster), each test in a
+/// namespace of its own, deleted after.
+#[test]
+fn the_same_tests_run_on_a_cluster_of_a_kubeconfig() {
+    let cluster = Up::start(2, &[]);
+    let kubeconfig = cluster.kubeconfig();
+    let output = Command::new(KUBEYARD)
+        .args(["test", "--cluster", "kubeconfig", "--kubeconfig"])
+        .arg(&kubeconfig)
+        .args(["fixtures/e2e/scale-and-count", "fixtures/e2e/job-completes", "fixtures/e2e/rolling-update"])
+        .current_dir(crate::support::workspace())
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("3 tests: 3 passed, 0 failed"), "{report}");
+    // Each test's namespace is gone with it.
+    let namespaces = cluster.wait_for(&["get", "namespaces", "-o", "name"], |t| !t.contains("kubeyard-"));
+    assert!(namespaces.contains("namespace/default"), "{namespaces}");
+}
