@@ -22,7 +22,12 @@ pub fn zone(name: &str) -> Result<TimeZone, String> {
     match name {
         "" | "UTC" => Ok(TimeZone::UTC),
         // Go reads "Local" as the machine's zone; Kubernetes refuses it in `timeZone`.
-        _ => ZONES.get(name).map_err(|_| format!("unknown time zone {name}")),
+        // The database finds names whatever their case; Go's `LoadLocation` does not.
+        _ => ZONES
+            .get(name)
+            .ok()
+            .filter(|zone| zone.iana_name() == Some(name))
+            .ok_or_else(|| format!("unknown time zone {name}")),
     }
 }
 

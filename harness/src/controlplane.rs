@@ -261,12 +261,12 @@ impl ControlPlane {
         }
     }
 
-    /// How far the scheduler's view of the nodes has come.
     /// What the controllers and the scheduler did so far (`Profile::summary`).
     pub fn profile(&self) -> &Arc<crate::profile::Profile> {
         &self.profile
     }
 
+    /// How far the scheduler's view of the nodes has come.
     pub fn scheduler_nodes_seen(&self) -> &scheduler::NodesSeen {
         &self.nodes_seen
     }

@@ -242,6 +242,9 @@ pub async fn record(
         return;
     }
     tokio::spawn(async move {
+        // However the task ends (a runtime shut down under it), the lane closes and the
+        // queue counts it out.
+        let _done = LaneDone(key.clone());
         let mut next = Some((client, write));
         while let Some((client, write)) = next {
             if let Ok(_permit) = WRITING.acquire().await {
@@ -249,8 +252,17 @@ pub async fn record(
             }
             next = lanes().next(&key);
         }
-        QUEUED.fetch_sub(1, Ordering::Relaxed);
     });
+}
+
+/// Closes an Event's lane and counts its writer out of the queue when dropped.
+struct LaneDone(String);
+
+impl Drop for LaneDone {
+    fn drop(&mut self) {
+        LANES.lock().unwrap_or_else(std::sync::PoisonError::into_inner).forget(&self.0);
+        QUEUED.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// One lane per Event: a write in flight and at most one waiting. A later write of the

@@ -1,8 +1,11 @@
 //! What the control plane's components did, to find which one a slow convergence waits
-//! on: for each controller (named after its file) and the scheduler, how many reconciles
-//! (or scheduling attempts) it ran, how many failed, how long they took (p50, p99, max, and
-//! in all: its busy time), and how deep its queue got. `kubeyard up` prints it on exit,
-//! `kubeyard test --profile` under each test.
+//! on: for each controller run through the scaffold (`controllers::Wiring`, named after
+//! its file; the garbage collector, namespace, pod GC and other loops of their own are not
+//! counted) and the scheduler, how many reconciles (or scheduling attempts) it ran, how
+//! many failed, how long they took (p50, p99, max, and in all: its busy time, which counts
+//! reconciles running side by side each in full, so it can pass the wall time), and, for
+//! the scheduler, how deep its queue got. `kubeyard up` prints it on exit, `kubeyard test
+//! --profile` under each test.
 //!
 //! Recording is a few atomic adds per reconcile (a histogram of powers of two), so it is
 //! always on. One profile per control plane: components find theirs through the task
@@ -25,6 +28,7 @@ pub struct Component {
     busy_nanos: AtomicU64,
     max_nanos: AtomicU64,
     buckets: [AtomicU64; BUCKETS],
+    /// The deepest queue seen, plus one (0: the component says nothing of a queue).
     queue_max: AtomicU64,
 }
 
@@ -45,7 +49,7 @@ impl Component {
 
     /// The queue's depth now (the deepest is kept).
     pub fn queued(&self, depth: usize) {
-        self.queue_max.fetch_max(depth as u64, Ordering::Relaxed);
+        self.queue_max.fetch_max(depth as u64 + 1, Ordering::Relaxed);
     }
 
     /// The latency below which `quantile` of the runs took: a bucket's upper bound, or the
@@ -123,18 +127,23 @@ impl Profile {
         let mut rows: Vec<(&String, &Arc<Component>)> =
             components.iter().filter(|(_, c)| c.runs.load(Ordering::Relaxed) > 0).collect();
         rows.sort_by_key(|(name, c)| (std::cmp::Reverse(c.busy_nanos.load(Ordering::Relaxed)), name.to_string()));
+        let width = rows.iter().map(|(name, _)| name.chars().count()).max().unwrap_or(0).max("component".len());
         let mut out = String::new();
         let _ = writeln!(out, "what the control plane did in {}:", shown(self.started.elapsed()));
         let _ = writeln!(
             out,
-            "  {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+            "  {:<width$} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
             "component", "runs", "failed", "p50", "p99", "max", "busy", "queue max"
         );
         for (name, component) in rows {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+            let queue = match load(&component.queue_max) {
+                0 => "-".to_string(),
+                deepest => (deepest - 1).to_string(),
+            };
             let _ = writeln!(
                 out,
-                "  {:<24} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
+                "  {:<width$} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
                 name,
                 load(&component.runs),
                 load(&component.failures),
@@ -142,7 +151,7 @@ impl Profile {
                 format!("≤{}", shown(component.quantile(0.99))),
                 shown(Duration::from_nanos(load(&component.max_nanos))),
                 shown(Duration::from_nanos(load(&component.busy_nanos))),
-                load(&component.queue_max),
+                queue,
             );
         }
         out
@@ -172,6 +181,7 @@ mod tests {
         assert_eq!(lines.len(), 4, "a component that never ran is left out: {summary}");
         let cells: Vec<&str> = lines[2].split_whitespace().collect();
         assert_eq!(&cells[1..], ["100", "1", "≤0.5ms", "≤0.5ms", "40ms", "70ms", "12"], "{summary}");
+        assert!(lines[3].ends_with(" -"), "the scheduler here said nothing of its queue: {summary}");
         assert_eq!(deployment.bucket_bound(1.0), Duration::from_micros(65_536), "the slowest run's bucket");
         assert_eq!(deployment.quantile(1.0), Duration::from_millis(40), "no more than the slowest run");
     }

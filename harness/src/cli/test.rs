@@ -95,12 +95,12 @@ pub struct TestArgs {
 
     /// How --shard splits: by a hash of each test's path (a test keeps its part as the
     /// suite changes), round-robin by count, or by the durations of an earlier report.
-    #[arg(long, value_enum, default_value_t = ShardBy::Path, value_name = "HOW")]
+    #[arg(long, value_enum, default_value_t = ShardBy::Path, value_name = "HOW", requires = "shard")]
     shard_by: ShardBy,
 
     /// A report of an earlier run (`--output junit` or `json`) whose durations
     /// `--shard-by duration` balances.
-    #[arg(long, value_name = "REPORT")]
+    #[arg(long, value_name = "REPORT", requires = "shard")]
     durations: Option<PathBuf>,
 
     /// List the tests (of this shard) instead of running them: `name  file` lines, or
@@ -121,7 +121,8 @@ pub struct TestArgs {
 #[derive(Subcommand, Debug)]
 pub enum TestCommand {
     /// Merge the reports of a suite's shards (all JUnit or all JSON) into one, on
-    /// standard output: `kubeyard test merge-reports shard-*.xml > report.xml`.
+    /// standard output: `kubeyard test merge-reports shard-*.xml > report.xml` (a test
+    /// folder named `merge-reports` is `./merge-reports`).
     MergeReports(MergeArgs),
 }
 
@@ -161,6 +162,7 @@ fn select(tests: Vec<Test>, args: &TestArgs) -> Result<Vec<Test>, String> {
         (ShardBy::Duration, None) => {
             return Err("--shard-by duration needs --durations REPORT (a JUnit or JSON report of a run)".into());
         }
+        (_, Some(_)) => return Err("--durations is for --shard-by duration".into()),
         _ => Default::default(),
     };
     let keys: Vec<String> = tests.iter().map(|t| shard::key(&t.file, &t.name)).collect();
@@ -210,6 +212,11 @@ pub fn run(args: TestArgs) -> Exit {
     if tests.is_empty() {
         eprintln!("error: no kubeyard.dev/v1alpha1 Test found in {}", paths.join(", "));
         return Exit::Usage;
+    }
+    if args.profile && (args.output != Output::Text || args.cluster != ClusterKind::InProcess) {
+        eprintln!(
+            "kubeyard test: warning: --profile shows in text output, for the clusters of this process (--cluster in-process)"
+        );
     }
     let tests = match select(tests, &args) {
         Ok(tests) => tests,

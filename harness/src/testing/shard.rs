@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
+/// More parts than machines anyone runs a suite on is a typo.
+const MAX_PARTS: usize = 10_000;
+
 /// The K-th (from 1) of N parts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Shard {
@@ -28,11 +31,11 @@ impl std::str::FromStr for Shard {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Shard, String> {
-        let wrong = || format!("--shard wants K/N with 1 <= K <= N (e.g. 2/4), not {text:?}");
+        let wrong = || format!("--shard wants K/N with 1 <= K <= N <= {MAX_PARTS} (e.g. 2/4), not {text:?}");
         let (index, count) = text.split_once('/').ok_or_else(wrong)?;
         let index: usize = index.trim().parse().map_err(|_| wrong())?;
         let count: usize = count.trim().parse().map_err(|_| wrong())?;
-        if index == 0 || count == 0 || index > count {
+        if index == 0 || count == 0 || index > count || count > MAX_PARTS {
             return Err(wrong());
         }
         Ok(Shard { index, count })
@@ -51,14 +54,40 @@ pub enum ShardBy {
     Duration,
 }
 
-/// A test's key: its file's path (`/`-separated, without a leading `./`) and its name.
+/// A test's key: its file's path relative to the directory kubeyard runs in (`.` and
+/// `..` resolved, `/`-separated; an absolute path under it made relative), and its name.
+/// Machines that run from their checkout's root agree, however the paths were typed.
 pub fn key(file: &std::path::Path, name: &str) -> String {
-    let path: Vec<String> = file
+    let here = std::env::current_dir().unwrap_or_default();
+    key_from(&here, file, name)
+}
+
+fn key_from(here: &std::path::Path, file: &std::path::Path, name: &str) -> String {
+    use std::path::Component;
+    let mut parts: Vec<String> = Vec::new();
+    let absolute = here.join(file);
+    for component in absolute.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::Normal(part) => parts.push(part.to_string_lossy().into_owned()),
+            Component::RootDir | Component::Prefix(_) => parts.clear(),
+        }
+    }
+    let base: Vec<String> = here
         .components()
-        .filter(|c| !matches!(c, std::path::Component::CurDir))
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .filter_map(|c| match c {
+            Component::Normal(part) => Some(part.to_string_lossy().into_owned()),
+            _ => None,
+        })
         .collect();
-    format!("{}#{name}", path.join("/"))
+    let relative = match parts.strip_prefix(base.as_slice()) {
+        Some(under) => under.join("/"),
+        None => format!("/{}", parts.join("/")),
+    };
+    format!("{relative}#{name}")
 }
 
 /// FNV-1a: the same on every machine (std's hasher is seeded per process).
@@ -81,10 +110,13 @@ pub fn assign(keys: &[String], count: usize, by: ShardBy, durations: &HashMap<St
             parts
         }
         ShardBy::Duration => {
-            let mut known: Vec<f64> = keys.iter().filter_map(|k| durations.get(name_of(k)).copied()).collect();
+            // Parts past the number of tests would stay empty: no need to weigh them.
+            let count = count.min(keys.len().max(1));
+            let lookup = |key: &String| durations.get(key).or_else(|| durations.get(name_of(key))).copied();
+            let mut known: Vec<f64> = keys.iter().filter_map(lookup).collect();
             known.sort_by(f64::total_cmp);
             let median = known.get(known.len() / 2).copied().unwrap_or(1.0);
-            let seconds = |key: &String| durations.get(name_of(key)).copied().unwrap_or(median);
+            let seconds = |key: &String| lookup(key).unwrap_or(median);
             let mut order: Vec<usize> = (0..keys.len()).collect();
             // Longest first; equal ones by key, so every machine deals the same.
             order.sort_by(|a, b| seconds(&keys[*b]).total_cmp(&seconds(&keys[*a])).then(keys[*a].cmp(&keys[*b])));
@@ -105,23 +137,46 @@ fn name_of(key: &str) -> &str {
     key.rsplit_once('#').map_or(key, |(_, name)| name)
 }
 
-/// How long each test took, by name, from a report of `kubeyard test` (JUnit: a suite per
-/// test; JSON: `tests[].seconds`).
+/// How long each test took, from a report of `kubeyard test` (JUnit: a suite per test,
+/// its cases' class name its file; JSON: `tests[]`): by key (file and name), and by name
+/// alone where only one test has it.
 pub fn durations(report: &str) -> Result<HashMap<String, f64>, String> {
-    if report.trim_start().starts_with('{') {
+    let timed: Vec<(String, String, f64)> = if report.trim_start().starts_with('{') {
         let value: Value = serde_json::from_str(report).map_err(|e| format!("not a JSON report: {e}"))?;
         let tests = value.get("tests").and_then(Value::as_array).ok_or("a JSON report without `tests`")?;
-        return Ok(tests
+        tests
             .iter()
-            .filter_map(|t| Some((t.get("name")?.as_str()?.to_string(), t.get("seconds")?.as_f64()?)))
-            .collect());
+            .filter_map(|t| {
+                let file = t.get("file").and_then(Value::as_str).unwrap_or_default().to_string();
+                Some((file, t.get("name")?.as_str()?.to_string(), t.get("seconds")?.as_f64()?))
+            })
+            .collect()
+    } else {
+        let report = Report::deserialize_from_str(report).map_err(|e| format!("not a JUnit report: {e}"))?;
+        report
+            .test_suites
+            .iter()
+            .map(|suite| {
+                let file = suite.test_cases.first().and_then(|c| c.classname.as_ref()).map(|c| c.as_str().to_string());
+                let seconds = suite.time.unwrap_or(Duration::ZERO).as_secs_f64();
+                (file.unwrap_or_default(), suite.name.as_str().to_string(), seconds)
+            })
+            .collect()
+    };
+    let mut named: HashMap<String, usize> = HashMap::new();
+    for (_, name, _) in &timed {
+        *named.entry(name.clone()).or_default() += 1;
     }
-    let report = Report::deserialize_from_str(report).map_err(|e| format!("not a JUnit report: {e}"))?;
-    Ok(report
-        .test_suites
-        .iter()
-        .map(|suite| (suite.name.as_str().to_string(), suite.time.unwrap_or(Duration::ZERO).as_secs_f64()))
-        .collect())
+    let mut durations = HashMap::new();
+    for (file, name, seconds) in timed {
+        if !file.is_empty() {
+            durations.insert(key(std::path::Path::new(&file), &name), seconds);
+        }
+        if named.get(&name) == Some(&1) {
+            durations.insert(name, seconds);
+        }
+    }
+    Ok(durations)
 }
 
 /// The reports of several parts (`(file, text)`, all JUnit or all JSON) as one: every
@@ -190,9 +245,18 @@ mod tests {
 
     #[test]
     fn keys_do_not_depend_on_how_the_path_was_written() {
-        let plain = key(std::path::Path::new("fixtures/e2e/quota/test.yaml"), "quota");
+        let here = std::path::Path::new("/ci/checkout");
+        let key = |path: &str| key_from(here, std::path::Path::new(path), "quota");
+        let plain = key("fixtures/e2e/quota/test.yaml");
         assert_eq!(plain, "fixtures/e2e/quota/test.yaml#quota");
-        assert_eq!(key(std::path::Path::new("./fixtures/e2e/quota/test.yaml"), "quota"), plain);
+        for written in [
+            "./fixtures/e2e/quota/test.yaml",
+            "fixtures/e2e/../e2e/quota/test.yaml",
+            "/ci/checkout/fixtures/e2e/quota/test.yaml",
+        ] {
+            assert_eq!(key(written), plain, "{written}");
+        }
+        assert_eq!(key("/elsewhere/test.yaml"), "/elsewhere/test.yaml#quota");
     }
 
     #[test]

@@ -535,6 +535,17 @@ fn shards_split_the_suite_once_and_their_reports_merge() {
         text.contains("name=\"quota\"") && text.contains("name=\"cordon\"") && text.contains("time=\"12.5"),
         "{text}"
     );
+    // A part with no test (more parts than tests) passes and writes an empty report,
+    // which merges.
+    let empty =
+        kubeyard(&["test", "fixtures/e2e/cordon", "--shard", "2/2", "--shard-by", "count", "--output", "junit"]);
+    assert_eq!(empty.status.code(), Some(0), "{}", stderr(&empty));
+    assert!(stderr(&empty).contains("shard 2/2 has no tests"), "{}", stderr(&empty));
+    let empty_report = dir.path().join("shard-empty.xml");
+    std::fs::write(&empty_report, &empty.stdout).unwrap();
+    let merged = kubeyard(&["test", "merge-reports", first, empty_report.to_str().unwrap()]);
+    assert_eq!(merged.status.code(), Some(0), "{}", stderr(&merged));
+    assert!(stdout(&merged).contains("tests=\"1\""), "{}", stdout(&merged));
     let twice = kubeyard(&["test", "merge-reports", first, first]);
     assert_eq!(twice.status.code(), Some(2));
     assert!(stderr(&twice).contains("fixtures/e2e/quota/test.yaml#quota is in both"), "{}", stderr(&twice));

@@ -46,18 +46,29 @@ fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     if let Some(entry) = spec.entry("schedule")
         && let Value::String(schedule) = &entry.value.value
     {
-        // The prefix is refused before the schedule is read (`validateScheduleFormat`).
-        let problem = if schedule.contains("TZ") {
-            Some("cannot use TZ or CRON_TZ in schedule, use timeZone field instead".to_string())
+        // `validateScheduleFormat`: the schedule as robfig reads it (a `TZ=`/`CRON_TZ=`
+        // prefix is its own, before the fields), and the prefix refused on its own.
+        let mut problems = Vec::new();
+        if schedule.is_empty() {
+            problems.push(("spec.schedule: Required value".to_string(), "a CronJob needs a schedule"));
         } else {
-            cron::parse(schedule).err()
-        };
-        if let Some(problem) = problem {
-            out.push(
-                Finding::new(&RULE, entry.value.span, format!("spec.schedule: Invalid value: {schedule:?}: {problem}"))
-                    .label("not a schedule the API server reads")
-                    .path("spec.schedule"),
-            );
+            let fields = match schedule.strip_prefix("CRON_TZ=").or_else(|| schedule.strip_prefix("TZ=")) {
+                Some(rest) => rest.split_once(' ').map_or("", |(_, fields)| fields),
+                None => schedule.as_str(),
+            };
+            if let Err(problem) = cron::parse(fields) {
+                let message = format!("spec.schedule: Invalid value: {schedule:?}: {problem}");
+                problems.push((message, "not a schedule the API server reads"));
+            }
+            if schedule.contains("TZ") {
+                let message = format!(
+                    "spec.schedule: Invalid value: {schedule:?}: cannot use TZ or CRON_TZ in schedule, use timeZone field instead"
+                );
+                problems.push((message, "the zone goes in spec.timeZone"));
+            }
+        }
+        for (message, label) in problems {
+            out.push(Finding::new(&RULE, entry.value.span, message).label(label).path("spec.schedule"));
         }
     }
     if let Some(entry) = spec.entry("timeZone")
@@ -84,5 +95,6 @@ mod tests {
         assert_eq!(zone_problem("Mars/Base").as_deref(), Some("unknown time zone Mars/Base"));
         assert_eq!(zone_problem("../etc").as_deref(), Some("unknown time zone ../etc"));
         assert!(zone_problem("local").unwrap().starts_with("timeZone must be an explicit time zone"));
+        assert_eq!(zone_problem("europe/paris").as_deref(), Some("unknown time zone europe/paris"), "Go's case");
     }
 }
