@@ -104,14 +104,20 @@ pub(super) async fn admit(
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let now = server.options.clock.timestamp();
     let others: Vec<Value> = existing.entries.iter().map(from_entry).collect::<Result<_, _>>()?;
-    let others: Vec<&Value> =
-        others.iter().filter(|other| quota::counts(resource.group, resource.kind, other, &now)).collect();
+    // Each object's usage once, whatever the number of quotas.
+    let counted: Vec<(&Value, quota::Usage)> = others
+        .iter()
+        .filter(|other| quota::counts(resource.group, resource.kind, other, &now))
+        .map(|other| (other, quota::usage(resource.group, resource.plural, resource.kind, other)))
+        .collect();
     for quota in &quotas {
         let quota_name = quota.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
         // What this quota counts: the objects its scopes select.
         let mut used = quota::Usage::new();
-        for other in others.iter().filter(|other| quota::in_scope(quota, resource.group, resource.kind, other)) {
-            quota::add(&mut used, &quota::usage(resource.group, resource.plural, resource.kind, other));
+        for (_, usage) in
+            counted.iter().filter(|(other, _)| quota::in_scope(quota, resource.group, resource.kind, other))
+        {
+            quota::add(&mut used, usage);
         }
         let mut exceeded = Vec::new();
         for (resource, limit) in hard_of(quota) {

@@ -12,6 +12,7 @@
 //!
 //! The reports of the parts merge into one (`kubeyard test merge-reports`).
 
+use crate::apiserver::names::stable_hash;
 use quick_junit::Report;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
@@ -90,15 +91,11 @@ fn key_from(here: &std::path::Path, file: &std::path::Path, name: &str) -> Strin
     format!("{relative}#{name}")
 }
 
-/// FNV-1a: the same on every machine (std's hasher is seeded per process).
-fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3))
-}
-
 /// Which part each test (by key) is in, 1 to `count`.
 pub fn assign(keys: &[String], count: usize, by: ShardBy, durations: &HashMap<String, f64>) -> Vec<usize> {
     let count = count.max(1);
     match by {
+        // FNV-1a, the same on every machine (std's hasher is seeded per process).
         ShardBy::Path => keys.iter().map(|key| (stable_hash(key) % count as u64) as usize + 1).collect(),
         ShardBy::Count => {
             let mut order: Vec<usize> = (0..keys.len()).collect();
