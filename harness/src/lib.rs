@@ -16,6 +16,7 @@ pub mod echo;
 pub mod events;
 pub mod informers;
 pub mod kubelet;
+pub mod loadbalancer;
 pub mod profile;
 pub mod proxy;
 pub mod report;

@@ -14,8 +14,12 @@
 //! nothing, a deleted Service's address and ports are free again, and a restarted server
 //! rebuilds the same index from what the store kept. A write whose outcome is unknown (a
 //! storage failure) drops the index, to be rebuilt from the store on the next write.
-//! This holds while the server is its store's only writer, as kubeyard runs it;
-//! Kubernetes, with several API servers, keeps allocation bitmaps in etcd instead.
+//! With other API servers on the same store (`Options::shared_store`: several API
+//! servers over one etcd), the index alone would not know their writes: each allocating
+//! write then first takes a lock kept in the store itself (a key created, or taken over
+//! once expired, by compare-and-swap), rebuilds the index from the store under it, and
+//! lets it go after its write. Kubernetes keeps allocation bitmaps in etcd, changed by
+//! compare-and-swap, to the same end.
 
 use super::status::{ApiError, Subject};
 use super::{ApiServer, Target, resources};
@@ -248,11 +252,76 @@ impl Allocator {
 #[must_use = "a claim records what the write did with `settle`"]
 pub(super) struct Claim<'a> {
     guard: Option<MutexGuard<'a, Option<Index>>>,
+    /// The lock in the store, with other API servers on it.
+    _shared: Option<SharedLock>,
+}
+
+/// The key of the lock API servers sharing a store allocate under.
+const SHARED_LOCK: &str = "/registry/ranges/service-allocation-lock";
+/// How long a lock stays its holder's: one whose server died is taken over after it.
+const SHARED_LOCK_EXPIRES: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a write waits for the lock before it gives up.
+const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The store's allocation lock, held: let go (deleted at the revision it was taken at)
+/// when dropped.
+struct SharedLock {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    revision: u64,
+}
+
+impl Drop for SharedLock {
+    fn drop(&mut self) {
+        let (store, revision) = (std::sync::Arc::clone(&self.store), self.revision);
+        // Not letting go (the store away) costs the others `SHARED_LOCK_EXPIRES`, no more.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = store.delete(SHARED_LOCK, Some(revision)).await;
+            });
+        }
+    }
+}
+
+fn unix_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Takes the store's allocation lock: creates its key, or takes it over by
+/// compare-and-swap once its holder's time is up.
+async fn take_shared_lock(server: &ApiServer) -> Result<SharedLock, ApiError> {
+    let store = std::sync::Arc::clone(&server.store);
+    let started = std::time::Instant::now();
+    let failed = |e: StoreError| ApiError::internal(format!("cannot take the Service allocation lock: {e}"));
+    loop {
+        let value = bytes::Bytes::from(json!({"expires": unix_seconds() + SHARED_LOCK_EXPIRES.as_secs()}).to_string());
+        match store.create(SHARED_LOCK, value.clone()).await {
+            Ok(revision) => return Ok(SharedLock { store, revision }),
+            Err(StoreError::Exists(_)) => {}
+            Err(error) => return Err(failed(error)),
+        }
+        if let Some(held) = store.get(SHARED_LOCK).await.map_err(failed)? {
+            let expires = serde_json::from_slice::<Value>(&held.value)
+                .ok()
+                .and_then(|v| v.get("expires").and_then(Value::as_u64))
+                .unwrap_or(0);
+            if expires <= unix_seconds()
+                && let Ok(revision) = store.update(SHARED_LOCK, value, Some(held.revision)).await
+            {
+                return Ok(SharedLock { store, revision });
+            }
+        }
+        if started.elapsed() > SHARED_LOCK_WAIT {
+            return Err(ApiError::internal(format!(
+                "the Service allocation lock was not free for {SHARED_LOCK_WAIT:?}: another API server holds it"
+            )));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
 }
 
 impl Claim<'_> {
     fn none() -> Claim<'static> {
-        Claim { guard: None }
+        Claim { guard: None, _shared: None }
     }
 
     /// Records the store's answer for `key`: `Ok(Some(object))` written, `Ok(None)`
@@ -283,12 +352,18 @@ fn allocates(target: &Target) -> bool {
     target.resource.builtin_kind() == "Service" && target.subresource.is_none()
 }
 
-async fn lock(server: &ApiServer, build: bool) -> Result<MutexGuard<'_, Option<Index>>, ApiError> {
+async fn lock(server: &ApiServer, build: bool) -> Result<Claim<'_>, ApiError> {
     let mut guard = server.allocator.index.lock().await;
+    let mut shared = None;
+    if build && server.options.shared_store {
+        // Other servers may have allocated since: read what the store holds, under its lock.
+        shared = Some(take_shared_lock(server).await?);
+        *guard = None;
+    }
     if guard.is_none() && build {
         *guard = Some(rebuild(server).await?);
     }
-    Ok(guard)
+    Ok(Claim { guard: Some(guard), _shared: shared })
 }
 
 /// The index from every stored Service, read in pages.
@@ -327,12 +402,12 @@ pub(super) async fn create<'a>(
         return Ok(Claim::none());
     }
     let cidr = server.allocator.cidr()?;
-    let guard = lock(server, true).await?;
-    if let Some(index) = guard.as_ref() {
+    let claim = lock(server, true).await?;
+    if let Some(index) = claim.guard.as_ref().and_then(|g| g.as_ref()) {
         let name = text_at(object, "/metadata/name").to_string();
         Allocation { cidr, index, key, name: &name, causes: Vec::new() }.run(None, spec_mut(object))?;
     }
-    Ok(Claim { guard: Some(guard) })
+    Ok(claim)
 }
 
 /// A Service being updated from `current` to `next` (admitted): what the client left out
@@ -348,13 +423,13 @@ pub(super) async fn update<'a>(
         return Ok(Claim::none());
     }
     let cidr = server.allocator.cidr()?;
-    let guard = lock(server, true).await?;
-    if let Some(index) = guard.as_ref() {
+    let claim = lock(server, true).await?;
+    if let Some(index) = claim.guard.as_ref().and_then(|g| g.as_ref()) {
         let name = text_at(next, "/metadata/name").to_string();
         let old = current.get("spec").and_then(Value::as_object).cloned().unwrap_or_default();
         Allocation { cidr, index, key, name: &name, causes: Vec::new() }.run(Some(&old), spec_mut(next))?;
     }
-    Ok(Claim { guard: Some(guard) })
+    Ok(claim)
 }
 
 /// A Service being deleted: nothing to allocate, but its deletion must be recorded
@@ -363,7 +438,7 @@ pub(super) async fn delete<'a>(server: &'a ApiServer, target: &Target) -> Result
     if !allocates(target) {
         return Ok(Claim::none());
     }
-    Ok(Claim { guard: Some(lock(server, false).await?) })
+    lock(server, false).await
 }
 
 /// Before admission, on an update of a Service: the fields of the old type the new type

@@ -5,6 +5,12 @@
 //! through it (`KUBERNETES_SERVICE_HOST`, `kubernetes.default.svc`), as client-go's and
 //! kube-rs' in-cluster configurations do.
 //!
+//! With other API servers on the same store (`Options::shared_store`), each keeps a lease
+//! on its address in the store (`/registry/masterleases/<ip>`, renewed at every round,
+//! good for `MASTER_LEASE_TTL`), and the endpoints list every address whose lease is
+//! good, as kube-apiserver's `lease` endpoint reconciler does; an expired lease is
+//! deleted by whoever sees it.
+//!
 //! Without an address to advertise (an API server on the host's loopback: pods there are
 //! simulated, and loopback addresses are not valid endpoints) the Service has no
 //! endpoints.
@@ -34,23 +40,67 @@ fn service(cluster_ip: IpAddr, port: u16) -> Value {
     })
 }
 
-fn endpoints(address: SocketAddr) -> Value {
+fn endpoints(addresses: &[IpAddr], port: u16) -> Value {
+    let listed: Vec<Value> = addresses.iter().map(|ip| json!({"ip": ip.to_string()})).collect();
     json!({
         "apiVersion": "v1", "kind": "Endpoints",
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"}},
-        "subsets": [{"addresses": [{"ip": address.ip().to_string()}],
-                     "ports": [{"name": "https", "port": address.port(), "protocol": "TCP"}]}],
+        "subsets": [{"addresses": listed,
+                     "ports": [{"name": "https", "port": port, "protocol": "TCP"}]}],
     })
 }
 
-fn endpoint_slice(address: SocketAddr) -> Value {
+fn endpoint_slice(addresses: &[IpAddr], port: u16) -> Value {
+    let listed: Vec<Value> =
+        addresses.iter().map(|ip| json!({"addresses": [ip.to_string()], "conditions": {"ready": true}})).collect();
     json!({
         "apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
         "metadata": {"name": NAME, "namespace": NAMESPACE, "labels": {"kubernetes.io/service-name": NAME}},
-        "addressType": if address.is_ipv4() { "IPv4" } else { "IPv6" },
-        "endpoints": [{"addresses": [address.ip().to_string()], "conditions": {"ready": true}}],
-        "ports": [{"name": "https", "port": address.port(), "protocol": "TCP"}],
+        "addressType": if addresses.first().is_some_and(IpAddr::is_ipv6) { "IPv6" } else { "IPv4" },
+        "endpoints": listed,
+        "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
     })
+}
+
+/// Where the API servers' leases on their addresses are kept (kube-apiserver's).
+const MASTER_LEASES: &str = "/registry/masterleases/";
+/// How long a lease is good for (kube-apiserver's `--endpoint-reconciler-type=lease`
+/// TTL: 15 s, renewed every 10 s).
+pub const MASTER_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Renews this server's lease on `address` and returns the addresses of every server
+/// whose lease is good, in order; expired leases are deleted.
+async fn live_servers(server: &ApiServer, address: IpAddr) -> Result<Vec<IpAddr>, ApiError> {
+    let failed = |e: crate::store::StoreError| ApiError::internal(format!("the API servers' leases: {e}"));
+    let now = server.options.clock.now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let key = format!("{MASTER_LEASES}{address}");
+    let lease = bytes::Bytes::from(json!({"ip": address.to_string(), "renewed": now}).to_string());
+    match server.store.update(&key, lease.clone(), None).await {
+        Ok(_) => {}
+        Err(crate::store::StoreError::NotFound(_)) => match server.store.create(&key, lease).await {
+            Ok(_) | Err(crate::store::StoreError::Exists(_)) => {}
+            Err(error) => return Err(failed(error)),
+        },
+        Err(error) => return Err(failed(error)),
+    }
+    let listing = server.store.list(MASTER_LEASES, None, None).await.map_err(failed)?;
+    let mut live = Vec::new();
+    for entry in listing.entries {
+        let lease: Value = serde_json::from_slice(&entry.value).unwrap_or(Value::Null);
+        let renewed = lease.get("renewed").and_then(Value::as_u64).unwrap_or(0);
+        let ip = lease.get("ip").and_then(Value::as_str).and_then(|ip| ip.parse::<IpAddr>().ok());
+        match ip {
+            Some(ip) if renewed + MASTER_LEASE_TTL.as_secs() > now => live.push(ip),
+            // Its server stopped renewing it (or it is not a lease): gone, as etcd's TTL
+            // would have it; one renewed meanwhile stays (the delete is at its revision).
+            _ => {
+                let _ = server.store.delete(&entry.key, Some(entry.revision)).await;
+            }
+        }
+    }
+    live.sort();
+    live.dedup();
+    Ok(live)
 }
 
 /// The names clients in pods reach the server by, for its serving certificate: the
@@ -75,8 +125,12 @@ pub async fn reconcile(server: &Arc<ApiServer>, port: u16, advertise: Option<Soc
     let Some(cluster_ip) = server.allocator.first_address() else { return Ok(()) };
     put(server, "", "Service", service(cluster_ip, port), &["/spec/ports"]).await?;
     if let Some(address) = advertise.filter(advertisable) {
-        put(server, "", "Endpoints", endpoints(address), &["/subsets"]).await?;
-        put(server, "discovery.k8s.io", "EndpointSlice", endpoint_slice(address), &["/endpoints", "/ports"]).await?;
+        let addresses =
+            if server.options.shared_store { live_servers(server, address.ip()).await? } else { vec![address.ip()] };
+        let port = address.port();
+        put(server, "", "Endpoints", endpoints(&addresses, port), &["/subsets"]).await?;
+        put(server, "discovery.k8s.io", "EndpointSlice", endpoint_slice(&addresses, port), &["/endpoints", "/ports"])
+            .await?;
     }
     Ok(())
 }
@@ -149,9 +203,45 @@ mod tests {
         assert!(advertisable(&"10.200.0.3:6443".parse().unwrap()));
         assert!(!advertisable(&"127.0.0.1:6443".parse().unwrap()));
         assert!(!advertisable(&"0.0.0.0:6443".parse().unwrap()));
-        let slice = endpoint_slice("10.200.0.3:6443".parse().unwrap());
+        let ip: IpAddr = "10.200.0.3".parse().unwrap();
+        let slice = endpoint_slice(&[ip], 6443);
         assert_eq!(slice["addressType"], "IPv4");
-        assert_eq!(endpoints("10.200.0.3:6443".parse().unwrap())["subsets"][0]["ports"][0]["port"], 6443);
+        assert_eq!(endpoints(&[ip], 6443)["subsets"][0]["ports"][0]["port"], 6443);
         assert_eq!(service("10.96.0.1".parse().unwrap(), 6443)["spec"]["ports"][0]["targetPort"], 6443);
+    }
+
+    /// Two API servers on one store: the endpoints list both while both renew their
+    /// leases, and drop one once its lease expires.
+    #[tokio::test]
+    async fn servers_sharing_a_store_list_every_live_server() {
+        use crate::store::memory::MemoryStore;
+        use kubeyard_compiler::admission::Admission;
+        use kubeyard_compiler::schema::CatalogOptions;
+        let store: Arc<dyn crate::store::Store> = Arc::new(MemoryStore::new());
+        let clock = crate::clock::Clock::stopped();
+        let server = |store: &Arc<dyn crate::store::Store>| {
+            let options = super::super::Options { shared_store: true, clock: clock.clone(), ..Default::default() };
+            ApiServer::new(Arc::clone(store), Admission::new(CatalogOptions::default()).unwrap(), options)
+        };
+        let (first, second) = (server(&store), server(&store));
+        super::super::objects::ensure_namespace(&first, NAMESPACE).await.unwrap();
+        let (a, b): (SocketAddr, SocketAddr) =
+            ("10.200.0.3:6443".parse().unwrap(), "10.200.0.231:6443".parse().unwrap());
+        let listed = |server: Arc<ApiServer>| async move {
+            let key = resources::by_kind("", "Endpoints").unwrap().key(Some(NAMESPACE), NAME);
+            let entry = server.store.get(&key).await.unwrap().unwrap();
+            let object: Value = serde_json::from_slice(&entry.value).unwrap();
+            let addresses = object.pointer("/subsets/0/addresses").and_then(Value::as_array).cloned().unwrap();
+            addresses.iter().map(|a| a["ip"].as_str().unwrap().to_string()).collect::<Vec<_>>()
+        };
+        reconcile(&first, 6443, Some(a)).await.unwrap();
+        assert_eq!(listed(Arc::clone(&first)).await, ["10.200.0.3"]);
+        reconcile(&second, 6443, Some(b)).await.unwrap();
+        assert_eq!(listed(Arc::clone(&first)).await, ["10.200.0.3", "10.200.0.231"]);
+        // The second stops renewing: after the lease's time, the first's round drops it.
+        clock.advance(MASTER_LEASE_TTL);
+        reconcile(&first, 6443, Some(a)).await.unwrap();
+        assert_eq!(listed(Arc::clone(&first)).await, ["10.200.0.3"]);
+        assert_eq!(store.list(MASTER_LEASES, None, None).await.unwrap().entries.len(), 1);
     }
 }

@@ -21,6 +21,7 @@ mod metrics;
 pub mod names;
 pub mod objects;
 pub mod openapi;
+pub mod peers;
 mod policies;
 mod portforward;
 mod protobuf;
@@ -90,6 +91,11 @@ pub struct Options {
     pub authorization: authorization::Mode,
     /// Users by bearer token (`--token-auth-file`).
     pub users: Arc<std::collections::HashMap<String, kubeyard_compiler::rbac::User>>,
+    /// Other API servers may write the same store (an etcd): what the server keeps from
+    /// the store follows the store's events (`peers`), Service allocation takes a lock in
+    /// the store (`allocate`), and the `kubernetes` Service lists every live server
+    /// (`kubernetes_service`).
+    pub shared_store: bool,
 }
 
 /// The DefaultTolerationSeconds plugin's two durations, in seconds.
@@ -126,6 +132,7 @@ impl Default for Options {
             names: Arc::new(names::Names::random()),
             authorization: authorization::Mode::default(),
             users: Arc::default(),
+            shared_store: false,
         }
     }
 }

@@ -26,8 +26,11 @@ pub struct ApiServerArgs {
     #[arg(long, value_name = "DIR", conflicts_with = "etcd")]
     data_dir: Option<PathBuf>,
 
-    /// Keep state in this etcd (v3, through its JSON gateway), as Kubernetes does.
-    #[arg(long, value_name = "URL")]
+    /// Keep state in this etcd (v3, through its JSON gateway), as Kubernetes does: one
+    /// member's URL, or every member's separated by commas (as `--etcd-servers`); a
+    /// request or watch whose member goes away moves on to the next. Other API servers
+    /// may share it.
+    #[arg(long, value_name = "URL[,URL...]")]
     etcd: Option<String>,
 
     /// How long to wait for etcd to answer at start (it may be starting beside us).
@@ -217,9 +220,14 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 not_ready: args.default_not_ready_toleration_seconds,
                 unreachable: args.default_unreachable_toleration_seconds,
             },
+            // On etcd, other API servers may share the store (`up --api-servers 2`).
+            shared_store: args.etcd.is_some(),
             ..Options::default()
         };
         let server = ApiServer::new(store, admission, options);
+        if server.options.shared_store {
+            tokio::spawn(crate::apiserver::peers::follow(Arc::clone(&server)));
+        }
         if let Err(error) = objects::bootstrap(&server).await {
             return usage_error(&format!("cannot create what the cluster starts with: {}", error.message));
         }

@@ -368,6 +368,42 @@ pub fn controller_manager(args: ControllerManagerArgs) -> Exit {
     })
 }
 
+#[derive(Args, Debug)]
+#[command(
+    after_help = "Example:\n  kubeyard loadbalancer --listen 0.0.0.0:6443 --backend 10.200.0.3:6443 --backend 10.200.0.231:6443"
+)]
+pub struct LoadBalancerArgs {
+    /// The address to accept connections on.
+    #[arg(long, value_name = "ADDRESS", default_value = "0.0.0.0:6443")]
+    listen: String,
+
+    /// An API server's address (`HOST:PORT`); give one per server.
+    #[arg(long = "backend", value_name = "ADDRESS", required = true)]
+    backends: Vec<std::net::SocketAddr>,
+}
+
+pub fn load_balancer(args: LoadBalancerArgs) -> Exit {
+    let runtime = match super::runtime(true) {
+        Ok(runtime) => runtime,
+        Err(message) => return usage_error(&message),
+    };
+    runtime.block_on(async {
+        let listener = match tokio::net::TcpListener::bind(&args.listen).await {
+            Ok(listener) => listener,
+            Err(error) => return usage_error(&format!("cannot listen on {}: {error}", args.listen)),
+        };
+        let backends = std::sync::Arc::new(crate::loadbalancer::Backends::new(args.backends.clone()));
+        eprintln!("kubeyard loadbalancer: on {}, to {:?}", args.listen, args.backends);
+        tokio::select! {
+            () = crate::loadbalancer::serve(listener, backends) => Exit::Ok,
+            _ = interrupted() => {
+                eprintln!("kubeyard loadbalancer: stopped");
+                Exit::Ok
+            }
+        }
+    })
+}
+
 /// `a=b,c=d` to a map.
 fn pairs(text: &str, flag: &str) -> Result<BTreeMap<String, String>, String> {
     let mut map = BTreeMap::new();

@@ -98,6 +98,10 @@ enum Command {
     ControllerManager(components::ControllerManagerArgs),
     /// Run a node agent against an API server (as the cluster's node containers do).
     Kubelet(components::KubeletArgs),
+    /// Pass TCP connections to several API servers in turn, skipping those that are down
+    /// (the load balancer of `up --containers --api-servers N`).
+    #[command(name = "loadbalancer")]
+    LoadBalancer(components::LoadBalancerArgs),
     /// Build the images of the containerized control plane (no registry needed).
     Image(image::ImageArgs),
     /// Remove container clusters (`--all`: every one, what interrupted runs left).
@@ -144,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Scheduler(args) => components::scheduler(args),
         Command::ControllerManager(args) => components::controller_manager(args),
         Command::Kubelet(args) => components::kubelet(args),
+        Command::LoadBalancer(args) => components::load_balancer(args),
         Command::Image(args) => image::run(args),
         Command::Down(args) => image::down(args),
         Command::Echo(args) => return crate::echo::run(args),

@@ -85,6 +85,18 @@ pub struct UpArgs {
     #[arg(long, value_name = "FILE", requires = "containers")]
     etcd_binary: Option<PathBuf>,
 
+    /// With --containers: run etcd as a cluster of this many members (3 survives the loss
+    /// of one); every API server is given every member.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "containers",
+          value_parser = clap::value_parser!(u8).range(1..=crate::containers::cluster::MAX_ETCD_MEMBERS as i64))]
+    etcd_members: u8,
+
+    /// With --containers: run this many API servers over the same etcd, behind a load
+    /// balancer that holds the kubeconfig's address and passes over a server that is down.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "containers",
+          value_parser = clap::value_parser!(u8).range(1..=crate::containers::cluster::MAX_API_SERVERS as i64))]
+    api_servers: u8,
+
     /// Serve the API over plain HTTP with no token instead of HTTPS with one: anyone who
     /// can reach the port (every user of this machine) can then read and change
     /// everything, Secrets included.
@@ -152,6 +164,8 @@ pub fn run(mut args: UpArgs) -> Exit {
         spec.node_grace = Duration::from_secs(args.node_monitor_grace_period);
         spec.insecure_http = args.insecure_http;
         spec.simulate_absent_images = args.simulate_absent_images;
+        spec.etcd_members = usize::from(args.etcd_members);
+        spec.api_servers = usize::from(args.api_servers);
         spec.kubernetes_version = version.map(|v| v.to_string());
         spec.authorization = args.authorization;
         for (node, capacity) in spec.nodes.iter_mut().zip(&capacities) {

@@ -8,7 +8,15 @@
 //! 10.B.0.2        etcd                      10.B.0.3   API server (:6443)
 //! 10.B.0.4        scheduler                 10.B.0.5   controller manager
 //! 10.B.0.(10+i)   node i                    10.B.i.0/24 node i's pods
+//! 10.B.0.(240+m)  etcd member m (m ≥ 1)     10.B.0.(230+a) API server a (a ≥ 1)
+//! 10.B.0.9        load balancer (:6443), with several API servers
 //! ```
+//!
+//! With several etcd members (`etcd_members`), etcd is a cluster of them (peers over TLS
+//! with etcd's CA), and every API server is given every member's URL. With several API
+//! servers (`api_servers`), a load balancer (`kubeyard loadbalancer`, as kind puts
+//! HAProxy in front of an HA control plane) holds the published port and the address the
+//! components are given, and passes each connection to a live API server.
 //!
 //! Containers and the network carry the labels `kubeyard.dev/cluster=<id>` and
 //! `kubeyard.dev/user=<uid>`; dropping the cluster removes them, and `kubeyard down --all`
@@ -44,10 +52,24 @@ pub const USER_LABEL: &str = "kubeyard.dev/user";
 const SECRETS: &str = "/etc/kubeyard";
 const ROLE_LABEL: &str = "kubeyard.dev/role";
 const API_PORT: u16 = 6443;
-/// The roles of the control plane's containers, each named `kubeyard-<id>-<role>`.
-const CONTROL_PLANE: [&str; 4] = ["etcd", "apiserver", "scheduler", "controller-manager"];
 /// Nodes a cluster can have: one /24 of pods each, and an address in 10.B.0.0/24.
 pub const MAX_NODES: usize = 200;
+/// etcd members a cluster can have (an odd number keeps a majority after a loss).
+pub const MAX_ETCD_MEMBERS: usize = 5;
+/// API servers a cluster can have.
+pub const MAX_API_SERVERS: usize = 3;
+/// The load balancer's address, with several API servers.
+const LOAD_BALANCER_HOST: u8 = 9;
+
+/// The host part of etcd member `m`'s address: the first where a single etcd is.
+fn etcd_host(member: usize) -> u8 {
+    if member == 0 { 2 } else { 240 + member as u8 }
+}
+
+/// The host part of API server `a`'s address.
+fn api_host(server: usize) -> u8 {
+    if server == 0 { 3 } else { 230 + server as u8 }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -110,6 +132,11 @@ pub struct ClusterSpec {
     pub kubernetes_version: Option<String>,
     /// Who may do what (`--authorization`).
     pub authorization: crate::apiserver::authorization::Mode,
+    /// etcd's members (`kubeyard up --containers --etcd-members 3`; a Test's
+    /// `cluster.etcdMembers`): 1 to `MAX_ETCD_MEMBERS`.
+    pub etcd_members: usize,
+    /// API servers over the same etcd, behind a load balancer (`--api-servers 2`).
+    pub api_servers: usize,
 }
 
 impl ClusterSpec {
@@ -126,6 +153,8 @@ impl ClusterSpec {
             default_toleration_seconds: 300,
             kubernetes_version: None,
             authorization: crate::apiserver::authorization::Mode::default(),
+            etcd_members: 1,
+            api_servers: 1,
         }
     }
 }
@@ -165,13 +194,20 @@ struct Credentials {
 }
 
 impl Credentials {
-    fn make(api_address: Ipv4Addr, etcd_address: Ipv4Addr, insecure_http: bool) -> Result<Credentials, Error> {
+    /// `api_addresses`: every address clients may reach an API server at (each server's
+    /// own, the load balancer's); `etcd_addresses`: every member's.
+    fn make(
+        api_addresses: &[Ipv4Addr],
+        etcd_addresses: &[Ipv4Addr],
+        insecure_http: bool,
+    ) -> Result<Credentials, Error> {
         let api = if insecure_http {
             None
         } else {
             let ca = Authority::new("kubeyard-ca").map_err(Error::Credentials)?;
             // Pods reach it through the `kubernetes` Service, by its names and cluster IP.
-            let mut names = vec![api_address.to_string(), "apiserver".into()];
+            let mut names: Vec<String> = api_addresses.iter().map(Ipv4Addr::to_string).collect();
+            names.push("apiserver".into());
             names.extend(crate::apiserver::kubernetes_service::serving_names(
                 crate::apiserver::allocate::DEFAULT_SERVICE_CIDR,
             ));
@@ -180,8 +216,11 @@ impl Credentials {
         };
         let token = if insecure_http { None } else { Some(tls::token().map_err(Error::Credentials)?) };
         let etcd = Authority::new("kubeyard-etcd-ca").map_err(Error::Credentials)?;
-        let etcd_server = tls::serving_and_client(&etcd, "etcd", &[etcd_address.to_string(), "etcd".into()])
-            .map_err(Error::Credentials)?;
+        // One certificate for every member: each serves clients and its peers with it, and
+        // is a client of its peers.
+        let mut etcd_names: Vec<String> = etcd_addresses.iter().map(Ipv4Addr::to_string).collect();
+        etcd_names.push("etcd".into());
+        let etcd_server = tls::serving_and_client(&etcd, "etcd", &etcd_names).map_err(Error::Credentials)?;
         let etcd_client =
             etcd.issue("kubeyard-apiserver-etcd-client", &[], &[Usage::Client]).map_err(Error::Credentials)?;
         let service_account_key = crate::apiserver::tokens::Signer::generate_pem().map_err(Error::Credentials)?;
@@ -240,6 +279,8 @@ pub struct ContainerCluster {
     nodes: Vec<NodeSlot>,
     credentials: Credentials,
     removed: bool,
+    etcd_members: usize,
+    api_servers: usize,
 }
 
 fn container_name(id: &str, role: &str) -> String {
@@ -258,6 +299,18 @@ impl ContainerCluster {
         if spec.nodes.is_empty() || spec.nodes.len() > MAX_NODES {
             return Err(Error::Invalid(format!("a container cluster has 1 to {MAX_NODES} nodes")));
         }
+        if !(1..=MAX_ETCD_MEMBERS).contains(&spec.etcd_members) {
+            return Err(Error::Invalid(format!(
+                "a container cluster has 1 to {MAX_ETCD_MEMBERS} etcd members, not {}",
+                spec.etcd_members
+            )));
+        }
+        if !(1..=MAX_API_SERVERS).contains(&spec.api_servers) {
+            return Err(Error::Invalid(format!(
+                "a container cluster has 1 to {MAX_API_SERVERS} API servers, not {}",
+                spec.api_servers
+            )));
+        }
         let started = Instant::now();
         let docker = Docker::connect().await?;
         let (kubeyard, etcd) =
@@ -267,15 +320,19 @@ impl ContainerCluster {
         let network = format!("kubeyard-{id}");
         let labels = HashMap::from([(CLUSTER_LABEL.to_string(), id.clone()), (USER_LABEL.to_string(), current_user())]);
         let octet = create_network(&docker, &network, &labels).await?;
-        let credentials =
-            match Credentials::make(Ipv4Addr::new(10, octet, 0, 3), Ipv4Addr::new(10, octet, 0, 2), spec.insecure_http)
-            {
-                Ok(credentials) => credentials,
-                Err(error) => {
-                    let _ = docker.remove_network(&network).await;
-                    return Err(error);
-                }
-            };
+        let address = |host: u8| Ipv4Addr::new(10, octet, 0, host);
+        let mut api_addresses: Vec<Ipv4Addr> = (0..spec.api_servers).map(|a| address(api_host(a))).collect();
+        if spec.api_servers > 1 {
+            api_addresses.push(address(LOAD_BALANCER_HOST));
+        }
+        let etcd_addresses: Vec<Ipv4Addr> = (0..spec.etcd_members).map(|m| address(etcd_host(m))).collect();
+        let credentials = match Credentials::make(&api_addresses, &etcd_addresses, spec.insecure_http) {
+            Ok(credentials) => credentials,
+            Err(error) => {
+                let _ = docker.remove_network(&network).await;
+                return Err(error);
+            }
+        };
         let nodes: Vec<NodeSlot> = spec
             .nodes
             .iter()
@@ -298,9 +355,16 @@ impl ContainerCluster {
             nodes,
             credentials,
             removed: false,
+            etcd_members: spec.etcd_members,
+            api_servers: spec.api_servers,
+        };
+        let counted = |count: usize, one: &str, many: &str| {
+            if count == 1 { one.to_string() } else { format!("{count} {many}") }
         };
         progress.step(&format!(
-            "starting cluster {id}: etcd, API server, scheduler, controller manager, {} node(s)",
+            "starting cluster {id}: {}, {}, scheduler, controller manager, {} node(s)",
+            counted(spec.etcd_members, "etcd", "etcd members"),
+            counted(spec.api_servers, "API server", "API servers behind a load balancer"),
             spec.nodes.len()
         ));
         let specs = cluster.container_specs(spec, &kubeyard.tag, &etcd.tag);
@@ -317,6 +381,31 @@ impl ContainerCluster {
 
     fn address(&self, host: u8) -> Ipv4Addr {
         Ipv4Addr::new(10, self.octet, 0, host)
+    }
+
+    /// The role (and container name's end) of etcd member `m`: `etcd` when it is alone.
+    fn etcd_role(&self, member: usize) -> String {
+        if self.etcd_members == 1 { "etcd".into() } else { format!("etcd-{member}") }
+    }
+
+    /// The role of API server `a`: `apiserver` when it is alone.
+    fn api_role(&self, server: usize) -> String {
+        if self.api_servers == 1 { "apiserver".into() } else { format!("apiserver-{server}") }
+    }
+
+    /// The roles of the control plane's containers, each named `kubeyard-<id>-<role>`.
+    fn control_plane(&self) -> Vec<String> {
+        let mut roles: Vec<String> = (0..self.etcd_members).map(|m| self.etcd_role(m)).collect();
+        roles.extend((0..self.api_servers).map(|a| self.api_role(a)));
+        if self.api_servers > 1 {
+            roles.push("loadbalancer".into());
+        }
+        roles.extend(["scheduler", "controller-manager"].map(String::from));
+        roles
+    }
+
+    fn etcd_url(&self, member: usize) -> String {
+        format!("https://{}:2379", self.address(etcd_host(member)))
     }
 
     fn container_specs(&self, spec: &ClusterSpec, kubeyard: &str, etcd: &str) -> Vec<ContainerSpec> {
@@ -341,41 +430,60 @@ impl ContainerCluster {
         };
         let strings = |items: &[&str]| items.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         let credentials = &self.credentials;
-        let etcd_url = format!("https://{}:2379", self.address(2));
+        let etcd_urls = (0..self.etcd_members).map(|m| self.etcd_url(m)).collect::<Vec<_>>().join(",");
         let scheme = if credentials.api.is_some() { "https" } else { "http" };
-        let server = format!("{scheme}://{}:{API_PORT}", self.address(3));
+        // The components' way to the API: the load balancer when there are several.
+        let front = if self.api_servers > 1 { LOAD_BALANCER_HOST } else { api_host(0) };
+        let server = format!("{scheme}://{}:{API_PORT}", self.address(front));
         let file = |name: &str, content: &str| (format!("{SECRETS}/{name}"), content.as_bytes().to_vec());
-        // etcd serves only clients with a certificate of its CA: the API server's.
-        let etcd_spec = ContainerSpec {
-            files: vec![
-                file("etcd-ca.crt", &credentials.etcd_ca),
-                file("etcd.crt", &credentials.etcd_server.cert_pem),
-                file("etcd.key", &credentials.etcd_server.key_pem),
-            ],
-            ..base(
-                "etcd",
-                etcd,
-                2,
-                strings(&[
-                    "--name=etcd",
-                    "--data-dir=/var/lib/etcd",
-                    "--listen-client-urls=https://0.0.0.0:2379",
-                    &format!("--advertise-client-urls={etcd_url}"),
-                    "--client-cert-auth",
-                    &format!("--trusted-ca-file={SECRETS}/etcd-ca.crt"),
-                    &format!("--cert-file={SECRETS}/etcd.crt"),
-                    &format!("--key-file={SECRETS}/etcd.key"),
-                ]),
-            )
-        };
+        // etcd serves only clients with a certificate of its CA: the API server's; its
+        // members know each other by certificates of that CA too.
+        let peers = (0..self.etcd_members)
+            .map(|m| format!("{}=https://{}:2380", self.etcd_role(m), self.address(etcd_host(m))))
+            .collect::<Vec<_>>()
+            .join(",");
+        let etcd_specs = (0..self.etcd_members).map(|member| {
+            let role = self.etcd_role(member);
+            let mut cmd = strings(&[
+                &format!("--name={role}"),
+                "--data-dir=/var/lib/etcd",
+                "--listen-client-urls=https://0.0.0.0:2379",
+                &format!("--advertise-client-urls={}", self.etcd_url(member)),
+                "--client-cert-auth",
+                &format!("--trusted-ca-file={SECRETS}/etcd-ca.crt"),
+                &format!("--cert-file={SECRETS}/etcd.crt"),
+                &format!("--key-file={SECRETS}/etcd.key"),
+            ]);
+            if self.etcd_members > 1 {
+                cmd.extend(strings(&[
+                    "--listen-peer-urls=https://0.0.0.0:2380",
+                    &format!("--initial-advertise-peer-urls=https://{}:2380", self.address(etcd_host(member))),
+                    &format!("--initial-cluster={peers}"),
+                    &format!("--initial-cluster-token=kubeyard-{}", self.id),
+                    "--initial-cluster-state=new",
+                    "--peer-client-cert-auth",
+                    &format!("--peer-trusted-ca-file={SECRETS}/etcd-ca.crt"),
+                    &format!("--peer-cert-file={SECRETS}/etcd.crt"),
+                    &format!("--peer-key-file={SECRETS}/etcd.key"),
+                ]));
+            }
+            ContainerSpec {
+                files: vec![
+                    file("etcd-ca.crt", &credentials.etcd_ca),
+                    file("etcd.crt", &credentials.etcd_server.cert_pem),
+                    file("etcd.key", &credentials.etcd_server.key_pem),
+                ],
+                ..base(&role, etcd, etcd_host(member), cmd)
+            }
+        });
+        let mut specs: Vec<ContainerSpec> = etcd_specs.collect();
         let mut apiserver_cmd = strings(&[
             "apiserver",
             &format!("--listen=0.0.0.0:{API_PORT}"),
-            &format!("--etcd={etcd_url}"),
+            &format!("--etcd={etcd_urls}"),
             &format!("--etcd-cafile={SECRETS}/etcd-ca.crt"),
             &format!("--etcd-certfile={SECRETS}/etcd-client.crt"),
             &format!("--etcd-keyfile={SECRETS}/etcd-client.key"),
-            &format!("--advertise-address={}", self.address(3)),
             &format!("--service-account-signing-key-file={SECRETS}/sa.key"),
             &format!("--default-not-ready-toleration-seconds={}", spec.default_toleration_seconds),
             &format!("--default-unreachable-toleration-seconds={}", spec.default_toleration_seconds),
@@ -407,13 +515,25 @@ impl ContainerCluster {
             cmd.extend(credentials.client_flags());
             ContainerSpec { files: credentials.for_clients(), ..base(name, kubeyard, host, cmd) }
         };
-        let mut specs = vec![
-            etcd_spec,
-            ContainerSpec {
+        for server_index in 0..self.api_servers {
+            let mut cmd = apiserver_cmd.clone();
+            cmd.push(format!("--advertise-address={}", self.address(api_host(server_index))));
+            specs.push(ContainerSpec {
+                // One server is published itself; several are reached through the balancer.
+                publish: (self.api_servers == 1).then_some((API_PORT, self.api_port)),
+                files: apiserver_files.clone(),
+                ..base(&self.api_role(server_index), kubeyard, api_host(server_index), cmd)
+            });
+        }
+        if self.api_servers > 1 {
+            let mut cmd = strings(&["loadbalancer", &format!("--listen=0.0.0.0:{API_PORT}")]);
+            cmd.extend((0..self.api_servers).map(|a| format!("--backend={}:{API_PORT}", self.address(api_host(a)))));
+            specs.push(ContainerSpec {
                 publish: Some((API_PORT, self.api_port)),
-                files: apiserver_files,
-                ..base("apiserver", kubeyard, 3, apiserver_cmd)
-            },
+                ..base("loadbalancer", kubeyard, LOAD_BALANCER_HOST, cmd)
+            });
+        }
+        specs.extend([
             client(
                 "scheduler",
                 4,
@@ -428,7 +548,7 @@ impl ContainerCluster {
                     &format!("--node-monitor-grace-period={}", spec.node_grace.as_secs().max(2)),
                 ]),
             ),
-        ];
+        ]);
         for (slot, node) in self.nodes.iter().zip(&spec.nodes) {
             let index = slot.ip.octets()[3] - 10;
             let mut cmd = strings(&[
@@ -515,8 +635,8 @@ impl ContainerCluster {
     /// running (a test may have stopped them). Empty when every one runs.
     pub async fn trouble(&self) -> String {
         let mut text = String::new();
-        for role in CONTROL_PLANE {
-            let name = container_name(&self.id, role);
+        for role in self.control_plane() {
+            let name = container_name(&self.id, &role);
             if let Some(state) = self.docker.not_running(&name).await {
                 let logs = self.docker.logs(&name, 20).await;
                 text.push_str(&format!("container {name} ({role}) {state}; its last lines:\n{}\n", logs.trim_end()));
@@ -541,7 +661,12 @@ impl ContainerCluster {
 
     /// A client of the API server from the host, with the cluster's CA and token.
     pub fn client(&self) -> Result<kube::Client, Error> {
-        let uri = self.url.parse().map_err(|_| Error::Invalid(format!("not a URL: {}", self.url)))?;
+        self.client_at(&self.url)
+    }
+
+    /// A client of the API server at `url` (one of `api_server_urls`, or `url`).
+    pub fn client_at(&self, url: &str) -> Result<kube::Client, Error> {
+        let uri = url.parse().map_err(|_| Error::Invalid(format!("not a URL: {url}")))?;
         let mut config = kube::Config::new(uri);
         if let Some((ca, _)) = &self.credentials.api {
             use rustls_pki_types::pem::PemObject;
@@ -562,9 +687,32 @@ impl ContainerCluster {
         self.credentials.token.as_deref()
     }
 
-    /// etcd's address on the cluster network (not published on the host).
+    /// etcd's address on the cluster network (not published on the host): its first
+    /// member's.
     pub fn etcd_address(&self) -> SocketAddr {
-        SocketAddr::from((self.address(2), 2379))
+        SocketAddr::from((self.address(etcd_host(0)), 2379))
+    }
+
+    /// Every etcd member's client URL, in member order (the host reaches them; they answer
+    /// only the API server's certificate).
+    pub fn etcd_endpoints(&self) -> Vec<String> {
+        (0..self.etcd_members).map(|m| self.etcd_url(m)).collect()
+    }
+
+    /// How many etcd members and API servers the cluster has.
+    pub fn etcd_members(&self) -> usize {
+        self.etcd_members
+    }
+
+    pub fn api_servers(&self) -> usize {
+        self.api_servers
+    }
+
+    /// Each API server's own URL on the cluster network (the host reaches them), in order;
+    /// `url` is the load balancer's when there are several.
+    pub fn api_server_urls(&self) -> Vec<String> {
+        let scheme = if self.credentials.api.is_some() { "https" } else { "http" };
+        (0..self.api_servers).map(|a| format!("{scheme}://{}:{API_PORT}", self.address(api_host(a)))).collect()
     }
 
     /// The certificate of the CA that signed etcd's (public: it lets a client check etcd,
@@ -668,10 +816,54 @@ impl ContainerCluster {
     }
 
     /// Restarts the API server's container (same port on the host, state in etcd), and
-    /// returns once it answers again.
+    /// returns once it answers again; with several, each in turn, as a rolling restart
+    /// does, so the API never goes away.
     pub async fn restart_api_server(&self) -> Result<(), Error> {
-        self.docker.restart(&container_name(&self.id, "apiserver"), 2).await?;
-        let client = self.client()?;
+        for (server, url) in self.api_server_urls().iter().enumerate() {
+            self.docker.restart(&container_name(&self.id, &self.api_role(server)), 2).await?;
+            let client = if self.api_servers == 1 { self.client()? } else { self.client_at(url)? };
+            self.wait_healthy("the API server", || async {
+                let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
+                client.request_text(request).await.ok().map(drop)
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Restarts etcd's container (every member's at once), and returns once it answers
+    /// again (to the API server's certificate: it answers nothing else).
+    pub async fn restart_etcd(&self) -> Result<(), Error> {
+        let restarts = (0..self.etcd_members)
+            .map(|m| async move { self.docker.restart(&container_name(&self.id, &self.etcd_role(m)), 2).await });
+        for result in futures_util::future::join_all(restarts).await {
+            result?;
+        }
+        let urls = self.etcd_endpoints().join(",");
+        let tls = self.credentials.etcd_tls();
+        self.wait_healthy("etcd", || async { EtcdStore::connect_with(&urls, Some(&tls)).await.ok().map(drop) }).await
+    }
+
+    fn api_server(&self, server: usize) -> Result<String, Error> {
+        if server >= self.api_servers {
+            return Err(Error::Invalid(format!(
+                "there is no API server {server}: the cluster's are 0 to {}",
+                self.api_servers - 1
+            )));
+        }
+        Ok(container_name(&self.id, &self.api_role(server)))
+    }
+
+    /// Kills API server `server` (SIGKILL): behind the load balancer, clients go on
+    /// through the others.
+    pub async fn kill_api_server(&self, server: usize) -> Result<(), Error> {
+        Ok(self.docker.kill(&self.api_server(server)?).await?)
+    }
+
+    /// Starts a killed API server again, and returns once it answers.
+    pub async fn start_api_server(&self, server: usize) -> Result<(), Error> {
+        self.docker.start(&self.api_server(server)?).await?;
+        let client = self.client_at(&self.api_server_urls()[server])?;
         self.wait_healthy("the API server", || async {
             let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
             client.request_text(request).await.ok().map(drop)
@@ -679,13 +871,36 @@ impl ContainerCluster {
         .await
     }
 
-    /// Restarts etcd's container, and returns once it answers again (to the API server's
-    /// certificate: it answers nothing else).
-    pub async fn restart_etcd(&self) -> Result<(), Error> {
-        self.docker.restart(&container_name(&self.id, "etcd"), 2).await?;
-        let url = format!("https://{}", self.etcd_address());
+    fn etcd_member(&self, member: usize) -> Result<String, Error> {
+        if member >= self.etcd_members {
+            return Err(Error::Invalid(format!(
+                "there is no etcd member {member}: the cluster's are 0 to {}",
+                self.etcd_members - 1
+            )));
+        }
+        Ok(container_name(&self.id, &self.etcd_role(member)))
+    }
+
+    /// The member that leads etcd now, as its members see it (`None` during an election).
+    pub async fn etcd_leader(&self) -> Option<usize> {
+        let (urls, tls) = (self.etcd_endpoints().join(","), self.credentials.etcd_tls());
+        EtcdStore::connect_with(&urls, Some(&tls)).await.ok()?.leader().await
+    }
+
+    /// Kills etcd member `member` (SIGKILL); its data stays for `start_etcd_member`.
+    pub async fn kill_etcd_member(&self, member: usize) -> Result<(), Error> {
+        Ok(self.docker.kill(&self.etcd_member(member)?).await?)
+    }
+
+    /// Starts a killed member again on its data, and returns once it answers.
+    pub async fn start_etcd_member(&self, member: usize) -> Result<(), Error> {
+        self.docker.start(&self.etcd_member(member)?).await?;
+        let url = self.etcd_url(member);
         let tls = self.credentials.etcd_tls();
-        self.wait_healthy("etcd", || async { EtcdStore::connect_with(&url, Some(&tls)).await.ok().map(drop) }).await
+        self.wait_healthy("the etcd member", || async {
+            EtcdStore::connect_with(&url, Some(&tls)).await.ok().map(drop)
+        })
+        .await
     }
 
     /// Waits until `attempt` succeeds (each attempt given a second), 30 s at most.
@@ -710,7 +925,7 @@ impl ContainerCluster {
 
     /// Each container's memory use now, in bytes.
     pub async fn memory(&self) -> Vec<(String, u64)> {
-        let mut names: Vec<String> = CONTROL_PLANE.iter().map(|r| container_name(&self.id, r)).collect();
+        let mut names: Vec<String> = self.control_plane().iter().map(|r| container_name(&self.id, r)).collect();
         names.extend(self.nodes.iter().map(|n| n.container.clone()));
         let mut usage = Vec::new();
         for name in names {
@@ -739,7 +954,7 @@ impl ContainerCluster {
     /// Whether the cluster was removed under us (`kubeyard down`, `docker rm`): its API
     /// server's container or its network is gone. A stopped container is not gone.
     pub async fn gone(&self) -> Result<bool, Error> {
-        let apiserver = self.docker.exists(&container_name(&self.id, "apiserver")).await?;
+        let apiserver = self.docker.exists(&container_name(&self.id, &self.api_role(0))).await?;
         Ok(!apiserver || !self.docker.network_exists(&self.network).await?)
     }
 

@@ -7,6 +7,7 @@
 //! passes in milliseconds, yet nothing that happens in between is skipped.
 
 use super::expect::{Expectation, Failure, Holds};
+use super::spec::EtcdMember;
 use crate::cli::compile::compile;
 use crate::cli::inputs::Inputs;
 use crate::client::{self, Client, Connected, Written, source_chain};
@@ -232,6 +233,8 @@ pub struct Cluster {
     /// them first: right after a fault nothing has noticed it, and the old state would
     /// pass for the new one.
     unobserved: Mutex<std::collections::BTreeMap<String, bool>>,
+    /// The etcd members this test killed and did not start again (`startEtcdMember: killed`).
+    killed_etcd_members: Mutex<Vec<usize>>,
 }
 
 impl Cluster {
@@ -267,6 +270,7 @@ impl Cluster {
             namespace,
             applied: Mutex::new(Vec::new()),
             unobserved: Mutex::new(std::collections::BTreeMap::new()),
+            killed_etcd_members: Mutex::new(Vec::new()),
         }
     }
 
@@ -648,6 +652,58 @@ impl Cluster {
             Some(containers) => containers.restart_etcd().await.map_err(|e| Error::Api(e.to_string())),
             None => Err(Error::ContainersOnly("restarting etcd")),
         }
+    }
+
+    /// SIGKILL to an etcd member: by index, or `leader`, the one leading now. Container
+    /// clusters only.
+    pub async fn kill_etcd_member(&self, member: &EtcdMember) -> Result<(), Error> {
+        let containers = self.containers.as_ref().ok_or(Error::ContainersOnly("killing an etcd member"))?;
+        let index = match member {
+            EtcdMember::Index(index) => *index,
+            EtcdMember::Named(name) if name == "leader" => {
+                // An election may be under way: ask until the members agree, 30 s at most.
+                let started = std::time::Instant::now();
+                loop {
+                    if let Some(leader) = containers.etcd_leader().await {
+                        break leader;
+                    }
+                    if started.elapsed() > Duration::from_secs(30) {
+                        return Err(Error::Api("killEtcdMember: etcd has had no leader for 30 s".into()));
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+            EtcdMember::Named(name) => {
+                return Err(Error::Manifests(format!(
+                    "killEtcdMember: \"{name}\" is not a member: give its index or \"leader\""
+                )));
+            }
+        };
+        containers.kill_etcd_member(index).await.map_err(|e| Error::Api(e.to_string()))?;
+        self.killed_etcd_members.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(index);
+        Ok(())
+    }
+
+    /// Starts an etcd member again on its data: by index, or `killed`, every one this test
+    /// killed. Returns once each answers.
+    pub async fn start_etcd_member(&self, member: &EtcdMember) -> Result<(), Error> {
+        let containers = self.containers.as_ref().ok_or(Error::ContainersOnly("starting an etcd member"))?;
+        let members = match member {
+            EtcdMember::Index(index) => vec![*index],
+            EtcdMember::Named(name) if name == "killed" => {
+                std::mem::take(&mut *self.killed_etcd_members.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            }
+            EtcdMember::Named(name) => {
+                return Err(Error::Manifests(format!(
+                    "startEtcdMember: \"{name}\" is not a member: give its index or \"killed\""
+                )));
+            }
+        };
+        for index in members {
+            containers.start_etcd_member(index).await.map_err(|e| Error::Api(e.to_string()))?;
+            self.killed_etcd_members.lock().unwrap_or_else(std::sync::PoisonError::into_inner).retain(|&m| m != index);
+        }
+        Ok(())
     }
 
     pub async fn start_node(&self, node: &str) -> Result<(), Error> {

@@ -353,6 +353,14 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
     };
     match target {
         Target::InProcess => {
+            // In process there is no etcd and one API server: a test that needs more must
+            // not pass without them.
+            if spec.cluster.etcd_members.is_some_and(|m| m > 1) {
+                return Err(Error::ContainersOnly("cluster.etcdMembers above 1"));
+            }
+            if spec.cluster.api_servers.is_some_and(|a| a > 1) {
+                return Err(Error::ContainersOnly("cluster.apiServers above 1"));
+            }
             let mut builder = Cluster::builder().seed(spec.cluster.seed.unwrap_or(0));
             if let Some(grace) = grace {
                 builder = builder.node_monitor_grace_period(grace);
@@ -381,6 +389,8 @@ async fn boot(test: &Test, spec: &TestSpec, target: &Target) -> Result<Cluster, 
             }
             cluster.nodes = nodes(&spec.cluster).into_iter().map(container_node).collect();
             cluster.simulate_absent_images = spec.cluster.simulate_absent_images;
+            cluster.etcd_members = spec.cluster.etcd_members.unwrap_or(1);
+            cluster.api_servers = spec.cluster.api_servers.unwrap_or(1);
             Cluster::containers(&cluster).await
         }
         Target::Kubeconfig { path, context } => {
@@ -498,6 +508,12 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
             }
             if fault.restart_etcd {
                 cluster.restart_etcd().await?;
+            }
+            if let Some(member) = &fault.kill_etcd_member {
+                cluster.kill_etcd_member(member).await?;
+            }
+            if let Some(member) = &fault.start_etcd_member {
+                cluster.start_etcd_member(member).await?;
             }
             if let Some(group) = &fault.add_node {
                 let name = group.name.clone().ok_or_else(|| Error::Manifests("addNode needs a name".into()))?;

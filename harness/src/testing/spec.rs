@@ -42,6 +42,12 @@ pub struct ClusterSpec {
     /// instead of failing to pull.
     #[serde(default)]
     pub simulate_absent_images: bool,
+    /// On a container cluster: etcd's members (1 by default).
+    #[serde(default)]
+    pub etcd_members: Option<usize>,
+    /// On a container cluster: API servers behind a load balancer (1 by default).
+    #[serde(default)]
+    pub api_servers: Option<usize>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -157,6 +163,30 @@ pub struct Fault {
     /// etcd restarts (container clusters only: in-process there is no etcd).
     #[serde(default)]
     pub restart_etcd: bool,
+    /// SIGKILL to one etcd member (container clusters only).
+    #[serde(default)]
+    pub kill_etcd_member: Option<EtcdMember>,
+    /// A killed etcd member starts again (container clusters only).
+    #[serde(default)]
+    pub start_etcd_member: Option<EtcdMember>,
+}
+
+/// Which etcd member a step means: by its index (0 is the first), `leader` (the one that
+/// leads when the step runs) or `killed` (those the test killed).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum EtcdMember {
+    Index(usize),
+    Named(String),
+}
+
+impl std::fmt::Display for EtcdMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EtcdMember::Index(index) => write!(f, "{index}"),
+            EtcdMember::Named(name) => f.write_str(name),
+        }
+    }
 }
 
 impl Fault {
@@ -548,7 +578,13 @@ pub fn describe(action: &Action) -> String {
                 f.add_node.as_ref().map(|n| format!("add node {}", n.name.as_deref().unwrap_or("node"))),
             ];
             let nodes = f.node_faults().map(|(fault, node)| format!("{} node {node}", fault.verb()));
-            let etcd = f.restart_etcd.then(|| "restart etcd".to_string());
+            let etcd = [
+                f.restart_etcd.then(|| "restart etcd".to_string()),
+                f.kill_etcd_member.as_ref().map(|m| format!("kill etcd member {m}")),
+                f.start_etcd_member.as_ref().map(|m| format!("start etcd member {m}")),
+            ]
+            .into_iter()
+            .flatten();
             what.into_iter().flatten().chain(nodes).chain(etcd).collect::<Vec<_>>().join(", ")
         }
         Action::Exec(exec, _) => {

@@ -503,7 +503,7 @@ fn kubeyard_test_runs_the_same_tests_on_containers() {
     let output = support::kubeyard(&args, None);
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("4 tests: 4 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("5 tests: 5 passed, 0 failed"), "{stdout}");
 }
 
 /// A test whose API server went away fails naming the request it made, the transport's
@@ -719,4 +719,212 @@ spec:
     let listed = kubectl(&kubeconfig, &["get", "service", "busy", "--no-headers"]);
     assert!(!listed.contains("<pending>"), "{listed}");
     cluster.remove().await.unwrap();
+}
+
+/// What a watch on one API server saw: each ConfigMap's name with its resourceVersion,
+/// in the order the events came, and how many times it was told 410 and relisted.
+#[derive(Default)]
+struct Seen {
+    events: Vec<(String, u64)>,
+    relists: usize,
+}
+
+/// Watches ConfigMaps in `default` from `from` until `stop`, as a client must: from the
+/// last resourceVersion after a stream ends, relisting after a 410.
+async fn watch_config_maps(maps: Api<ConfigMap>, from: String, seen: std::sync::Arc<std::sync::Mutex<Seen>>) {
+    use futures_util::StreamExt;
+    use kube::api::{WatchEvent, WatchParams};
+    let mut version = from;
+    loop {
+        let Ok(stream) = maps.watch(&WatchParams::default().timeout(60), &version).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let mut stream = std::pin::pin!(stream);
+        while let Some(event) = stream.next().await {
+            match event {
+                Ok(WatchEvent::Added(map) | WatchEvent::Modified(map)) => {
+                    let rv = map.metadata.resource_version.clone().unwrap_or_default();
+                    let name = map.metadata.name.clone().unwrap_or_default();
+                    seen.lock().unwrap().events.push((name, rv.parse().unwrap_or(0)));
+                    version = rv;
+                }
+                Ok(WatchEvent::Bookmark(mark)) => version = mark.metadata.resource_version,
+                Ok(WatchEvent::Deleted(_)) => {}
+                Ok(WatchEvent::Error(status)) if status.code == 410 => {
+                    let listed = maps.list(&ListParams::default()).await;
+                    if let Ok(listed) = listed {
+                        let mut seen = seen.lock().unwrap();
+                        seen.relists += 1;
+                        for map in &listed.items {
+                            let rv = map.metadata.resource_version.clone().unwrap_or_default();
+                            seen.events.push((map.metadata.name.clone().unwrap_or_default(), rv.parse().unwrap_or(0)));
+                        }
+                        version = listed.metadata.resource_version.unwrap_or_default();
+                    }
+                    break;
+                }
+                _ => break,
+            }
+        }
+    }
+}
+
+/// etcd of three members and two API servers behind the load balancer. The etcd leader is
+/// killed while a client writes through the balancer and another client watches the
+/// second API server, then the first API server is killed: no acknowledged write is
+/// lost, the watch sees every write (in order, or after a 410 and a relist: never a
+/// silent gap), a write through one server is seen by a watch on the other, and the
+/// cluster converges again. The figures go to the test's output.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ha_control_plane_loses_its_etcd_leader_and_an_api_server_and_no_acknowledged_write() {
+    let mut spec = spec(1);
+    spec.etcd_members = 3;
+    spec.api_servers = 2;
+    let cluster = ContainerCluster::boot(&spec, &|step: &str| eprintln!("{step}")).await.expect("the cluster boots");
+    assert_eq!((cluster.etcd_endpoints().len(), cluster.api_server_urls().len()), (3, 2));
+    let client = cluster.client().unwrap();
+    let urls = cluster.api_server_urls();
+    let first: Api<ConfigMap> = Api::namespaced(cluster.client_at(&urls[0]).unwrap(), "default");
+    let second: Api<ConfigMap> = Api::namespaced(cluster.client_at(&urls[1]).unwrap(), "default");
+    let maps: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+
+    // The kubernetes Service lists both API servers (their leases in etcd).
+    let endpoints: Api<k8s_openapi::api::core::v1::Endpoints> = Api::namespaced(client.clone(), "default");
+    eventually("the kubernetes Service's endpoints list both API servers", WITHIN, || async {
+        let Ok(listed) = endpoints.get("kubernetes").await else { return false };
+        listed.subsets.unwrap_or_default().iter().map(|s| s.addresses.as_ref().map_or(0, Vec::len)).sum::<usize>() == 2
+    })
+    .await;
+
+    // A watch on the second server, from now on.
+    let from = second.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Seen::default()));
+    let watcher = tokio::spawn(watch_config_maps(second.clone(), from, seen.clone()));
+    // A write through the first server is seen there.
+    let map = |name: &str| serde_json::from_value::<ConfigMap>(json!({"metadata": {"name": name}})).unwrap();
+    first.create(&PostParams::default(), &map("through-the-first")).await.unwrap();
+    eventually("the second server's watch sees a write through the first", WITHIN, || async {
+        seen.lock().unwrap().events.iter().any(|(name, _)| name == "through-the-first")
+    })
+    .await;
+
+    // A workload, converged.
+    let deployment: Deployment = ha_deployment();
+    Api::<Deployment>::namespaced(client.clone(), "default").create(&PostParams::default(), &deployment).await.unwrap();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
+    let ready_pods = |count: usize| {
+        let pods = pods.clone();
+        async move {
+            let list = pods.list(&ListParams::default().labels("app=ha")).await.map(|l| l.items).unwrap_or_default();
+            let live: Vec<&Pod> = list.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+            live.len() == count && live.iter().all(|p| ready(p))
+        }
+    };
+    eventually("two ready pods", WITHIN, || ready_pods(2)).await;
+
+    // A writer through the load balancer, one ConfigMap after another.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (maps, stop) = (maps.clone(), stop.clone());
+        tokio::spawn(async move {
+            let (mut acknowledged, mut attempts) = (Vec::new(), 0);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                attempts += 1;
+                let name = format!("write-{attempts}");
+                match maps.create(&PostParams::default(), &map(&name)).await {
+                    Ok(_) => acknowledged.push((name, std::time::Instant::now())),
+                    Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+            }
+            (acknowledged, attempts)
+        })
+    };
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The etcd leader dies.
+    let leader = cluster.etcd_leader().await.expect("etcd has a leader");
+    cluster.kill_etcd_member(leader).await.unwrap();
+    let killed = std::time::Instant::now();
+    eventually("a write acknowledged after the etcd leader's death", WITHIN, || async {
+        maps.create(&PostParams::default(), &map(&format!("probe-{}", killed.elapsed().as_millis()))).await.is_ok()
+    })
+    .await;
+    let writes_again = killed.elapsed();
+    let new_leader = cluster.etcd_leader().await.expect("a new leader");
+    assert_ne!(new_leader, leader);
+
+    // Then the first API server dies: the balancer passes it over.
+    cluster.kill_api_server(0).await.unwrap();
+    let api_killed = std::time::Instant::now();
+    eventually("a write through the balancer after an API server's death", WITHIN, || async {
+        maps.create(&PostParams::default(), &map(&format!("after-{}", api_killed.elapsed().as_millis()))).await.is_ok()
+    })
+    .await;
+    let api_failover = api_killed.elapsed();
+
+    // The cluster converges again: a scale-up goes through scheduler, controllers, node.
+    let scale = json!({"spec": {"replicas": 3}});
+    Api::<Deployment>::namespaced(client.clone(), "default")
+        .patch_scale("ha", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&scale))
+        .await
+        .unwrap();
+    let scaled = std::time::Instant::now();
+    eventually("three ready pods after the losses", WITHIN, || ready_pods(3)).await;
+    let converged = scaled.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (acknowledged, attempts) = writer.await.unwrap();
+    let after_kill = acknowledged.iter().filter(|(_, at)| *at > killed).count();
+    assert!(after_kill > 5, "{after_kill} writes acknowledged after the leader's death");
+
+    // Every acknowledged write is stored.
+    let stored: std::collections::HashSet<String> =
+        maps.list(&ListParams::default()).await.unwrap().items.into_iter().filter_map(|m| m.metadata.name).collect();
+    let lost: Vec<&String> = acknowledged.iter().map(|(n, _)| n).filter(|name| !stored.contains(*name)).collect();
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:?}");
+    // The second server's watch saw each of them: in order, or after a relist.
+    eventually("the watch sees every acknowledged write", WITHIN, || async {
+        let seen = seen.lock().unwrap();
+        acknowledged.iter().all(|(name, _)| seen.events.iter().any(|(n, _)| n == name))
+    })
+    .await;
+    watcher.abort();
+    let (events, relists) = {
+        let seen = seen.lock().unwrap();
+        (seen.events.clone(), seen.relists)
+    };
+    if relists == 0 {
+        assert!(events.windows(2).all(|w| w[0].1 < w[1].1), "the watch repeated or reordered events");
+    }
+    eprintln!(
+        "etcd leader (member {leader}) killed: {} of {attempts} writes acknowledged, {after_kill} after the kill, 0 lost; \
+         writes again after {writes_again:.1?}; API server 0 killed: writes again after {api_failover:.1?}; \
+         scale-up converged in {converged:.1?}; the watch on API server 1 saw {} events, relisted {} times",
+        acknowledged.len(),
+        events.len(),
+        relists
+    );
+    // The dead come back.
+    cluster.start_etcd_member(leader).await.unwrap();
+    cluster.start_api_server(0).await.unwrap();
+    assert!(first.list(&ListParams::default()).await.is_ok());
+    cluster.remove().await.unwrap();
+}
+
+/// Two echo pods, as plain JSON.
+fn ha_deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": "ha"},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "ha"}},
+            "template": {
+                "metadata": {"labels": {"app": "ha"}},
+                "spec": {"containers": [{"name": "echo", "image": "kubeyard/echo",
+                    "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1}}]},
+            },
+        },
+    }))
+    .unwrap()
 }
