@@ -809,6 +809,58 @@ async fn an_ha_control_plane_loses_its_etcd_leader_and_an_api_server_and_no_ackn
     })
     .await;
 
+    // A CRD made through the first server is served by the second.
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(cluster.client_at(&urls[0]).unwrap());
+    crds.create(&PostParams::default(), &serde_json::from_value(crd).unwrap()).await.unwrap();
+    let widgets = kube::core::ApiResource {
+        group: "example.com".into(),
+        version: "v1".into(),
+        api_version: "example.com/v1".into(),
+        kind: "Widget".into(),
+        plural: "widgets".into(),
+    };
+    let on_second: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(cluster.client_at(&urls[1]).unwrap(), "default", &widgets);
+    eventually("the second server serves the CRD made through the first", WITHIN, || async {
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}});
+        on_second.create(&PostParams::default(), &serde_json::from_value(widget).unwrap()).await.is_ok()
+    })
+    .await;
+    // NodePort Services made through both servers at once never share an address or port.
+    let services = |url: &str, prefix: &'static str| {
+        let api: Api<k8s_openapi::api::core::v1::Service> = Api::namespaced(cluster.client_at(url).unwrap(), "default");
+        async move {
+            for i in 0..5 {
+                let service = json!({"metadata": {"name": format!("{prefix}-{i}")},
+                    "spec": {"type": "NodePort", "selector": {"app": "none"}, "ports": [{"port": 80}]}});
+                api.create(&PostParams::default(), &serde_json::from_value(service).unwrap()).await.unwrap();
+            }
+        }
+    };
+    futures_util::future::join(services(&urls[0], "one"), services(&urls[1], "two")).await;
+    let listed = Api::<k8s_openapi::api::core::v1::Service>::namespaced(client.clone(), "default")
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let held: Vec<(String, i32)> = listed
+        .items
+        .iter()
+        .filter_map(|s| {
+            let spec = s.spec.as_ref()?;
+            Some((spec.cluster_ip.clone()?, spec.ports.as_ref()?.first()?.node_port.unwrap_or(0)))
+        })
+        .collect();
+    let ips: std::collections::HashSet<&String> = held.iter().map(|(ip, _)| ip).collect();
+    let ports: std::collections::HashSet<i32> = held.iter().map(|(_, p)| *p).filter(|p| *p != 0).collect();
+    assert_eq!((ips.len(), ports.len()), (held.len(), 10), "addresses or ports shared: {held:?}");
+
     // A workload, converged.
     let deployment: Deployment = ha_deployment();
     Api::<Deployment>::namespaced(client.clone(), "default").create(&PostParams::default(), &deployment).await.unwrap();

@@ -378,3 +378,43 @@ fn kubectl_tables_show_the_cluster_ip_and_node_ports() {
     assert_eq!(cell("Cluster-IP"), json!(cluster_ip(&web).to_string()));
     assert_eq!(cell("Port(s)"), "80:30200/TCP");
 }
+
+/// Two API servers on one store (`Options::shared_store`, as over etcd with
+/// `--api-servers 2`): each allocates against what the other wrote, not against an index
+/// of its own writes, so an address the other took is refused, and a small range filled
+/// from both at once holds no address twice.
+#[test]
+fn api_servers_sharing_a_store_never_hand_out_the_same_address() {
+    let store: Arc<dyn kubeyard_harness::store::Store> = Arc::new(MemoryStore::new());
+    let options = || Options { service_cidr: "10.100.0.0/26".into(), shared_store: true, ..Options::default() };
+    let (a, b) = (Server::with(Arc::clone(&store), options()), Server::with(Arc::clone(&store), options()));
+    // The first server has read the Services (its index is built) before the second writes.
+    created(&a, "warm", json!({}));
+    created(
+        &b,
+        "held",
+        json!({"clusterIP": "10.100.0.10", "type": "NodePort", "ports": [{"port": 80, "nodePort": 30010}]}),
+    );
+    let taken = create(&a, "again", json!({"clusterIP": "10.100.0.10"}));
+    assert_invalid(
+        &taken,
+        "spec.clusterIPs",
+        r#"Invalid value: []string{"10.100.0.10"}: failed to allocate IP 10.100.0.10: provided IP is already allocated"#,
+    );
+    let port = create(&a, "port", json!({"type": "NodePort", "ports": [{"port": 80, "nodePort": 30010}]}));
+    assert_eq!(port.status, 422, "{}", port.text);
+    assert!(port.text.contains("provided port is already allocated"), "{}", port.text);
+    // Both fill the rest of the range at once: 62 usable addresses, 3 taken.
+    let from_a = std::thread::spawn({
+        let url = services(&a);
+        move || (0..29).map(|i| post(&url, &service(&format!("a-{i}"), json!({}))).status).collect::<Vec<_>>()
+    });
+    let from_b: Vec<u16> = (0..30).map(|i| create(&b, &format!("b-{i}"), json!({})).status).collect();
+    let from_a = from_a.join().unwrap();
+    assert!(from_a.iter().chain(&from_b).all(|s| *s == 201), "{from_a:?} {from_b:?}");
+    let listed = get(&services(&a)).body;
+    let items = listed["items"].as_array().unwrap();
+    let ips: HashSet<Ipv4Addr> = items.iter().map(cluster_ip).collect();
+    assert_eq!((items.len(), ips.len()), (61, 61));
+    assert_eq!(create(&b, "one-too-many", json!({})).status, 500);
+}
