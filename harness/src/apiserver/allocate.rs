@@ -18,8 +18,10 @@
 //! servers over one etcd), the index alone would not know their writes: each allocating
 //! write then first takes a lock kept in the store itself (a key created, or taken over
 //! once expired, by compare-and-swap), rebuilds the index from the store under it, and
-//! lets it go after its write. Kubernetes keeps allocation bitmaps in etcd, changed by
-//! compare-and-swap, to the same end.
+//! lets it go after its write (or, if the write's outcome is unknown, leaves it to expire).
+//! Kubernetes keeps allocation bitmaps in etcd, changed by compare-and-swap, to the same
+//! end. The quota admission plugin's lock (`quota`) stays per server: two servers may
+//! each admit the last pod a quota allows at the same instant.
 
 use super::status::{ApiError, Subject};
 use super::{ApiServer, Target, resources};
@@ -259,7 +261,9 @@ pub(super) struct Claim<'a> {
 /// The key of the lock API servers sharing a store allocate under.
 const SHARED_LOCK: &str = "/registry/ranges/service-allocation-lock";
 /// How long a lock stays its holder's: one whose server died is taken over after it.
-const SHARED_LOCK_EXPIRES: std::time::Duration = std::time::Duration::from_secs(10);
+/// Longer than a holder can take (waiting out an election, the rebuild's reads, its
+/// write: each store call gives up within 25 s), so no live holder loses it.
+const SHARED_LOCK_EXPIRES: std::time::Duration = std::time::Duration::from_secs(90);
 /// How long a write waits for the lock before it gives up.
 const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 
@@ -268,10 +272,16 @@ const SHARED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(15)
 struct SharedLock {
     store: std::sync::Arc<dyn crate::store::Store>,
     revision: u64,
+    /// The write under it has an unknown outcome (etcd may still apply it): the lock is
+    /// left to expire rather than let another allocate against a store that may change.
+    keep: bool,
 }
 
 impl Drop for SharedLock {
     fn drop(&mut self) {
+        if self.keep {
+            return;
+        }
         let (store, revision) = (std::sync::Arc::clone(&self.store), self.revision);
         // Not letting go (the store away) costs the others `SHARED_LOCK_EXPIRES`, no more.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
@@ -282,8 +292,9 @@ impl Drop for SharedLock {
     }
 }
 
-fn unix_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+/// The server's clock in whole seconds: the servers sharing a store share the host's.
+fn unix_seconds(server: &ApiServer) -> u64 {
+    server.options.clock.now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 /// Takes the store's allocation lock: creates its key, or takes it over by
@@ -293,9 +304,10 @@ async fn take_shared_lock(server: &ApiServer) -> Result<SharedLock, ApiError> {
     let started = std::time::Instant::now();
     let failed = |e: StoreError| ApiError::internal(format!("cannot take the Service allocation lock: {e}"));
     loop {
-        let value = bytes::Bytes::from(json!({"expires": unix_seconds() + SHARED_LOCK_EXPIRES.as_secs()}).to_string());
+        let expires = unix_seconds(server) + SHARED_LOCK_EXPIRES.as_secs();
+        let value = bytes::Bytes::from(json!({"expires": expires}).to_string());
         match store.create(SHARED_LOCK, value.clone()).await {
-            Ok(revision) => return Ok(SharedLock { store, revision }),
+            Ok(revision) => return Ok(SharedLock { store, revision, keep: false }),
             Err(StoreError::Exists(_)) => {}
             Err(error) => return Err(failed(error)),
         }
@@ -304,10 +316,10 @@ async fn take_shared_lock(server: &ApiServer) -> Result<SharedLock, ApiError> {
                 .ok()
                 .and_then(|v| v.get("expires").and_then(Value::as_u64))
                 .unwrap_or(0);
-            if expires <= unix_seconds()
+            if expires <= unix_seconds(server)
                 && let Ok(revision) = store.update(SHARED_LOCK, value, Some(held.revision)).await
             {
-                return Ok(SharedLock { store, revision });
+                return Ok(SharedLock { store, revision, keep: false });
             }
         }
         if started.elapsed() > SHARED_LOCK_WAIT {
@@ -341,7 +353,12 @@ impl Claim<'_> {
                 }
             }
             Err(StoreError::Conflict { .. } | StoreError::Exists(_) | StoreError::NotFound(_)) => {}
-            Err(_) => **guard = None,
+            Err(_) => {
+                **guard = None;
+                if let Some(shared) = self._shared.as_mut() {
+                    shared.keep = true;
+                }
+            }
         }
     }
 }

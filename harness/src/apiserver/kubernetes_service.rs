@@ -123,10 +123,15 @@ fn advertisable(address: &SocketAddr) -> bool {
 /// `fields` are what must match (the rest is the server's or another writer's).
 pub async fn reconcile(server: &Arc<ApiServer>, port: u16, advertise: Option<SocketAddr>) -> Result<(), ApiError> {
     let Some(cluster_ip) = server.allocator.first_address() else { return Ok(()) };
+    // The lease first, and whatever becomes of the rest: a server slow to write the
+    // Service must not drop out of the others' endpoints.
+    let servers = match advertise.filter(advertisable) {
+        Some(address) if server.options.shared_store => Some((live_servers(server, address.ip()).await?, address)),
+        Some(address) => Some((vec![address.ip()], address)),
+        None => None,
+    };
     put(server, "", "Service", service(cluster_ip, port), &["/spec/ports"]).await?;
-    if let Some(address) = advertise.filter(advertisable) {
-        let addresses =
-            if server.options.shared_store { live_servers(server, address.ip()).await? } else { vec![address.ip()] };
+    if let Some((addresses, address)) = servers {
         let port = address.port();
         put(server, "", "Endpoints", endpoints(&addresses, port), &["/subsets"]).await?;
         put(server, "discovery.k8s.io", "EndpointSlice", endpoint_slice(&addresses, port), &["/endpoints", "/ports"])
@@ -172,12 +177,17 @@ async fn put(server: &Arc<ApiServer>, group: &str, kind: &str, object: Value, fi
             Ok::<_, ApiError>((status, bytes))
         }
     };
-    match call(Method::POST, target(None), Some(&object)).await {
-        Ok(_) => return Ok(()),
-        Err(error) if error.code == 409 => {}
+    // Read first: it is there at every round but the first, and a create of a Service
+    // allocates (under the store's lock, with other API servers).
+    let stored = match call(Method::GET, target(Some(NAME)), None).await {
+        Ok((_, stored)) => stored,
+        Err(error) if error.code == 404 => match call(Method::POST, target(None), Some(&object)).await {
+            Ok(_) => return Ok(()),
+            Err(error) if error.code == 409 => call(Method::GET, target(Some(NAME)), None).await?.1,
+            Err(error) => return Err(error),
+        },
         Err(error) => return Err(error),
-    }
-    let (_, stored) = call(Method::GET, target(Some(NAME)), None).await?;
+    };
     let mut current: Value =
         serde_json::from_slice(&stored).map_err(|e| ApiError::internal(format!("the stored {kind}: {e}")))?;
     if fields.iter().all(|field| current.pointer(field) == object.pointer(field)) {

@@ -61,9 +61,26 @@ async fn follow_kind(server: std::sync::Weak<ApiServer>, prefix: String, follows
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
-        while let Some(Ok(event)) = events.recv().await {
+        let opened = std::time::Instant::now();
+        loop {
+            // Looks up now and then whether the server is still there, so a quiet kind's
+            // task ends with it.
+            let event = tokio::select! {
+                event = events.recv() => event,
+                () = tokio::time::sleep(Duration::from_secs(30)) => {
+                    if server.strong_count() == 0 {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(Ok(event)) = event else { break };
             let Some(strong) = server.upgrade() else { return };
             refresh(&strong, follows, &event.key).await;
+        }
+        // A watch that ended at once (the store failing) is not opened again at once.
+        if opened.elapsed() < Duration::from_secs(1) {
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
 }

@@ -25,6 +25,8 @@ struct Bound {
 #[derive(Default)]
 pub struct Policies {
     bound: RwLock<Arc<Vec<Bound>>>,
+    /// One reload at a time: the set published last is from the latest listing.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 /// Whether a write to this resource changes what is enforced.
@@ -39,14 +41,20 @@ fn text<'a>(value: &'a Value, pointer: &str) -> &'a str {
 }
 
 /// Reads the policies and bindings again (after a write to one, and at start).
+/// A listing that fails (the store away for a moment) keeps what is enforced: admission
+/// never fails open for want of a read.
 pub async fn reload(server: &ApiServer) {
+    let _one_at_a_time = server.policies.reloading.lock().await;
     let list = |kind: &'static str| async move {
-        let Some(resource) = super::resources::by_kind(GROUP, kind) else { return Vec::new() };
-        let Ok(listing) = server.store.list(&resource.prefix(None), None, None).await else { return Vec::new() };
-        listing.entries.iter().filter_map(|e| objects::from_entry(e).ok()).collect::<Vec<Value>>()
+        let Some(resource) = super::resources::by_kind(GROUP, kind) else { return Some(Vec::new()) };
+        let listing = server.store.list(&resource.prefix(None), None, None).await.ok()?;
+        Some(listing.entries.iter().filter_map(|e| objects::from_entry(e).ok()).collect::<Vec<Value>>())
     };
-    let policies = list("ValidatingAdmissionPolicy").await;
-    let bindings = list("ValidatingAdmissionPolicyBinding").await;
+    let (Some(policies), Some(bindings)) =
+        (list("ValidatingAdmissionPolicy").await, list("ValidatingAdmissionPolicyBinding").await)
+    else {
+        return;
+    };
     let bound: Vec<Bound> = bindings
         .into_iter()
         .filter_map(|binding| {

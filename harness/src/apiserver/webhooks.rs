@@ -41,6 +41,8 @@ struct Hook {
 #[derive(Default)]
 pub struct Webhooks {
     configured: RwLock<Arc<Configured>>,
+    /// One reload at a time: the set published last is from the latest listing.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 #[derive(Default)]
@@ -74,23 +76,29 @@ pub fn warn_unsupported(configuration: &Value) {
 }
 
 /// Reads the configurations again (after a write to one, and at start).
+/// A listing that fails (the store away for a moment) keeps the webhooks in force:
+/// admission never fails open for want of a read.
 pub async fn reload(server: &ApiServer) {
+    let _one_at_a_time = server.webhooks.reloading.lock().await;
     let hooks = |kind: &'static str| async move {
-        let Some(resource) = resources::by_kind(GROUP, kind) else { return Vec::new() };
-        let Ok(listing) = server.store.list(&resource.prefix(None), None, None).await else { return Vec::new() };
+        let Some(resource) = resources::by_kind(GROUP, kind) else { return Some(Vec::new()) };
+        let listing = server.store.list(&resource.prefix(None), None, None).await.ok()?;
         // The store lists by key, so configurations come in name order.
         let configurations = listing.entries.iter().filter_map(|e| objects::from_entry(e).ok());
-        configurations
+        let hooks = configurations
             .flat_map(|configuration| {
                 let webhooks = configuration.get("webhooks").and_then(Value::as_array).cloned().unwrap_or_default();
                 webhooks.into_iter().map(|webhook| Hook { name: text(&webhook, "/name").to_string(), webhook })
             })
-            .collect::<Vec<Hook>>()
+            .collect::<Vec<Hook>>();
+        Some(hooks)
     };
-    let configured = Configured {
-        mutating: hooks("MutatingWebhookConfiguration").await,
-        validating: hooks("ValidatingWebhookConfiguration").await,
+    let (Some(mutating), Some(validating)) =
+        (hooks("MutatingWebhookConfiguration").await, hooks("ValidatingWebhookConfiguration").await)
+    else {
+        return;
     };
+    let configured = Configured { mutating, validating };
     *server.webhooks.configured.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(configured);
 }
 

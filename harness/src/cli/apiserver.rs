@@ -33,6 +33,13 @@ pub struct ApiServerArgs {
     #[arg(long, value_name = "URL[,URL...]")]
     etcd: Option<String>,
 
+    /// How many API servers share the --etcd (kube-apiserver's `--apiserver-count`): above
+    /// 1, this one follows the others' writes of what it keeps in memory, allocates
+    /// Service addresses under a lock in etcd and lists every live server in the
+    /// `kubernetes` Service.
+    #[arg(long, value_name = "N", default_value_t = 1, requires = "etcd")]
+    apiserver_count: u32,
+
     /// How long to wait for etcd to answer at start (it may be starting beside us).
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     etcd_wait: u64,
@@ -220,8 +227,8 @@ pub fn run(args: ApiServerArgs) -> Exit {
                 not_ready: args.default_not_ready_toleration_seconds,
                 unreachable: args.default_unreachable_toleration_seconds,
             },
-            // On etcd, other API servers may share the store (`up --api-servers 2`).
-            shared_store: args.etcd.is_some(),
+            // Other API servers share the store (`up --containers --api-servers 2`).
+            shared_store: args.etcd.is_some() && args.apiserver_count > 1,
             ..Options::default()
         };
         let server = ApiServer::new(store, admission, options);

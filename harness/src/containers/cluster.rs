@@ -491,6 +491,9 @@ impl ContainerCluster {
         if let Some(version) = &spec.kubernetes_version {
             apiserver_cmd.push(format!("--kubernetes-version={version}"));
         }
+        if self.api_servers > 1 {
+            apiserver_cmd.push(format!("--apiserver-count={}", self.api_servers));
+        }
         if spec.authorization == crate::apiserver::authorization::Mode::Rbac {
             apiserver_cmd.push("--authorization=rbac".into());
         }

@@ -23,10 +23,11 @@ use tokio::sync::mpsc;
 
 /// A store in an etcd cluster, reached at any of its members' client URLs. Requests go
 /// to the member that answered last; one that cannot be reached, or that has no leader,
-/// passes the request to the next, as etcd's clientv3 balancer does (writes only when
-/// they surely did not happen: not sent, or refused for want of a leader). A watch that
-/// loses its member resumes on another from the revision after the last event it
-/// delivered, so its receiver sees no gap and no repeat.
+/// passes the request to the next. Reads are sent again after a lost connection or an
+/// Unavailable answer too; writes only when they surely did not happen (not sent, or
+/// refused for want of a leader before anything was proposed), so none is applied twice.
+/// A watch that loses its member resumes on another from the revision after the last
+/// event it delivered, so its receiver sees no gap and no repeat.
 #[derive(Clone)]
 pub struct EtcdStore {
     inner: std::sync::Arc<Inner>,
@@ -49,9 +50,10 @@ const RETRY_FOR: Duration = Duration::from_secs(15);
 const RESUME_FOR: Duration = Duration::from_secs(30);
 
 /// Asks each member to refuse a request while it has no leader (etcd's
-/// `WithRequireLeader`, through the gateway's metadata headers): a write refused so never
-/// happened and may go to another member, and a watch on a member cut off from the rest is
-/// cancelled rather than left silent.
+/// `WithRequireLeader`, which kube-apiserver asks for on watches, through the gateway's
+/// metadata headers): here on every request too, so that a write refused this way surely
+/// never happened and may go to another member, and a watch on a member cut off from the
+/// rest is cancelled rather than left silent.
 const REQUIRE_LEADER: (&str, &str) = ("grpc-metadata-hasleader", "true");
 
 /// Whether a request may be sent again, to another member, after it failed.
@@ -89,8 +91,11 @@ impl Failure {
 
     fn into_error(self) -> StoreError {
         match self {
-            Failure::Unsent(m) | Failure::NoLeader(m) | Failure::Unavailable(m) | Failure::Lost(m) => io(m),
-            Failure::Answered(m) => io(m),
+            Failure::Unsent(m)
+            | Failure::NoLeader(m)
+            | Failure::Unavailable(m)
+            | Failure::Lost(m)
+            | Failure::Answered(m) => io(m),
         }
     }
 }
@@ -198,6 +203,11 @@ impl EtcdStore {
         http.enforce_http(false);
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         http.set_nodelay(true);
+        // A member that falls silent without closing its connections (frozen, cut off) is
+        // noticed in about 11 s, as clientv3's gRPC keepalive would: a watch then moves on.
+        http.set_keepalive(Some(Duration::from_secs(5)));
+        http.set_keepalive_interval(Some(Duration::from_secs(2)));
+        http.set_keepalive_retries(Some(3));
         let connector = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(config)
             .https_or_http()
@@ -307,10 +317,14 @@ impl EtcdStore {
     }
 
     /// The index of the endpoint whose member leads now, if the members that answer agree
-    /// on one among them.
+    /// on one among them (during a change of term they may not: then none).
     pub async fn leader(&self) -> Option<usize> {
         let members = self.members().await;
-        let leader = members.iter().flatten().map(|(_, leader)| *leader).find(|&l| l != 0)?;
+        let mut views = members.iter().flatten().map(|(_, leader)| *leader);
+        let leader = views.next().filter(|&l| l != 0)?;
+        if !views.all(|view| view == leader) {
+            return None;
+        }
         members.iter().position(|m| m.is_some_and(|(id, _)| id == leader))
     }
 }
@@ -446,44 +460,42 @@ impl Store for EtcdStore {
     }
 
     async fn watch(&self, prefix: &str, after: u64) -> Result<Watch, StoreError> {
-        // The first stream is opened here, so that a watch no member takes fails at once.
+        // The first stream is opened here, so that a watch no member takes fails here; as
+        // a read does, it waits out an election (`RETRY_FOR`).
         let inner = std::sync::Arc::clone(&self.inner);
         let count = inner.endpoints.len();
-        let first = inner.current.load(Ordering::Relaxed) % count;
-        let mut opened = None;
-        let mut failure = None;
-        for attempt in 0..count {
-            let index = (first + attempt) % count;
-            match inner.open_watch(index, prefix, after + 1).await {
-                Ok(body) => {
-                    opened = Some((index, body));
-                    break;
-                }
-                Err(error) => failure = Some(error),
-            }
-        }
-        let Some((mut index, mut body)) = opened else {
-            return Err(failure.map(Failure::into_error).unwrap_or_else(|| io("no endpoint")));
+        let before_first = (inner.current.load(Ordering::Relaxed) + count - 1) % count;
+        let deadline = std::time::Instant::now() + RETRY_FOR;
+        let (mut index, mut body) = match open_somewhere(&inner, prefix, before_first, after, deadline, None).await {
+            Ok(opened) => opened,
+            Err(reason) => return Err(io(format!("no member took the watch: {reason}"))),
         };
         let prefix = prefix.to_string();
         let (tx, rx) = mpsc::channel(1024);
         tokio::spawn(async move {
             // The revision of the last event delivered: a resumed stream starts after it.
             let mut last = after;
+            // Since when no stream has lasted: a member that takes the watch and drops it
+            // at once, again and again, must not keep it alive for ever.
+            let mut failing_since: Option<std::time::Instant> = None;
             loop {
+                let opened = std::time::Instant::now();
                 let ended = pump(&mut body, &tx, &mut last).await;
-                match ended {
-                    Pumped::Closed | Pumped::Delivered => return,
-                    Pumped::Lost(reason) => {
-                        // The member went away (or lost its leader): another takes the
-                        // watch on from `last`, so the receiver sees neither gap nor repeat.
-                        match resume(&inner, &prefix, index, last, &tx).await {
-                            Some((next, stream)) => (index, body) = (next, stream),
-                            None => {
-                                let _ = tx.send(Err(io(format!("the watch stream ended ({reason}) and no member took it on within {RESUME_FOR:?}")))).await;
-                                return;
-                            }
-                        }
+                let Pumped::Lost(reason, delivered) = ended else { return };
+                if delivered || opened.elapsed() > STREAM_LASTED {
+                    failing_since = None;
+                }
+                let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+                // The member went away (or lost its leader): another takes the watch on
+                // from `last`, so the receiver sees neither gap nor repeat.
+                match open_somewhere(&inner, &prefix, index, last, since + RESUME_FOR, Some(&tx)).await {
+                    Ok((next, stream)) => (index, body) = (next, stream),
+                    Err(why) => {
+                        let message = format!(
+                            "the watch stream ended ({reason}) and no member took it on within {RESUME_FOR:?}: {why}"
+                        );
+                        let _ = tx.send(Err(io(message))).await;
+                        return;
                     }
                 }
             }
@@ -492,19 +504,24 @@ impl Store for EtcdStore {
     }
 }
 
+/// A stream that lasted this long was a working one: its loss starts a new count.
+const STREAM_LASTED: Duration = Duration::from_secs(10);
+
 /// How a watch stream ended.
 enum Pumped {
     /// The receiver is gone.
     Closed,
     /// An error the receiver was given (a compaction, a cancellation): the watch is over.
     Delivered,
-    /// The connection to the member ended: the watch may resume elsewhere.
-    Lost(String),
+    /// The connection to the member ended (and whether events came through it first):
+    /// the watch may resume elsewhere.
+    Lost(String, bool),
 }
 
 /// Passes one stream's events to `tx`, noting in `last` the revision of each.
 async fn pump(body: &mut Incoming, tx: &mpsc::Sender<Result<Event, StoreError>>, last: &mut u64) -> Pumped {
     let mut buffer = Vec::new();
+    let mut delivered = false;
     loop {
         let frame = tokio::select! {
             frame = body.frame() => frame,
@@ -513,8 +530,8 @@ async fn pump(body: &mut Incoming, tx: &mpsc::Sender<Result<Event, StoreError>>,
         };
         let frame = match frame {
             Some(Ok(frame)) => frame,
-            Some(Err(error)) => return Pumped::Lost(error.to_string()),
-            None => return Pumped::Lost("the member closed the stream".into()),
+            Some(Err(error)) => return Pumped::Lost(error.to_string(), delivered),
+            None => return Pumped::Lost("the member closed the stream".into(), delivered),
         };
         let Some(data) = frame.data_ref() else { continue };
         buffer.extend_from_slice(data);
@@ -526,6 +543,7 @@ async fn pump(body: &mut Incoming, tx: &mpsc::Sender<Result<Event, StoreError>>,
                         let stop = event.is_err();
                         if let Ok(event) = &event {
                             *last = event.revision;
+                            delivered = true;
                         }
                         if tx.send(event).await.is_err() {
                             return Pumped::Closed;
@@ -535,36 +553,40 @@ async fn pump(body: &mut Incoming, tx: &mpsc::Sender<Result<Event, StoreError>>,
                         }
                     }
                 }
-                Line::Resumable(reason) => return Pumped::Lost(reason),
+                Line::Resumable(reason) => return Pumped::Lost(reason, delivered),
             }
         }
     }
 }
 
-/// Opens the watch again after `last`, on the members after `failed` in turn, for
-/// `RESUME_FOR` at most; `None` if none took it (or the receiver left meanwhile).
-async fn resume(
+/// Opens the watch after `last` on the members after `failed` in turn, pausing between
+/// rounds, until `deadline`; why not, if no member took it (or the receiver left).
+async fn open_somewhere(
     inner: &Inner,
     prefix: &str,
     failed: usize,
     last: u64,
-    tx: &mpsc::Sender<Result<Event, StoreError>>,
-) -> Option<(usize, Incoming)> {
+    deadline: std::time::Instant,
+    tx: Option<&mpsc::Sender<Result<Event, StoreError>>>,
+) -> Result<(usize, Incoming), String> {
     let count = inner.endpoints.len();
-    let started = std::time::Instant::now();
     let mut index = failed;
     let mut pause = Duration::from_millis(50);
-    while started.elapsed() < RESUME_FOR && !tx.is_closed() {
+    let mut why = String::from("no member answered");
+    loop {
         for _ in 0..count {
             index = (index + 1) % count;
-            if let Ok(body) = inner.open_watch(index, prefix, last + 1).await {
-                return Some((index, body));
+            match inner.open_watch(index, prefix, last + 1).await {
+                Ok(body) => return Ok((index, body)),
+                Err(failure) => why = failure.into_error().to_string(),
             }
+        }
+        if std::time::Instant::now() >= deadline || tx.is_some_and(|tx| tx.is_closed()) {
+            return Err(why);
         }
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(500));
     }
-    None
 }
 
 /// What one line of a watch stream holds.
@@ -582,8 +604,15 @@ fn results(line: &[u8], after: u64) -> Line {
         return Line::Events(vec![Err(io("a watch line is not JSON"))]);
     };
     let Some(result) = value.get("result") else {
+        // The gateway's stream failed: the member is going away or lost its leader
+        // (Unavailable, 14), which another member may not share; anything else
+        // (permission denied) every member would repeat.
         let message = value.pointer("/error/message").and_then(Value::as_str).unwrap_or("unknown error");
-        return Line::Resumable(message.to_string());
+        let code = value.pointer("/error/grpc_code").or_else(|| value.pointer("/error/code")).and_then(Value::as_u64);
+        if code == Some(14) || message.contains("no leader") {
+            return Line::Resumable(message.to_string());
+        }
+        return Line::Events(vec![Err(io(message))]);
     };
     let compacted = number(result.get("compact_revision"));
     if compacted > 0 {
@@ -591,7 +620,12 @@ fn results(line: &[u8], after: u64) -> Line {
     }
     if result.get("canceled").and_then(Value::as_bool) == Some(true) {
         let reason = result.get("cancel_reason").and_then(Value::as_str).unwrap_or("the watch was cancelled");
-        return Line::Resumable(reason.to_string());
+        // A member cut off from its leader cancels its watches (`WithRequireLeader`):
+        // another member takes them on. Any other reason is the watch's end.
+        if reason.contains("no leader") {
+            return Line::Resumable(reason.to_string());
+        }
+        return Line::Events(vec![Err(io(reason))]);
     }
     let Some(events) = result.get("events").and_then(Value::as_array) else { return Line::Events(Vec::new()) };
     Line::Events(
@@ -635,5 +669,15 @@ mod tests {
         // A member that lost its leader cancels its watches: another member takes them on.
         let lost = results(br#"{"result":{"canceled":true,"cancel_reason":"etcdserver: no leader"}}"#, 3);
         assert!(matches!(lost, Line::Resumable(reason) if reason.contains("no leader")));
+        // A refusal every member would repeat ends the watch with its reason.
+        let refused = results(
+            br#"{"result":{"created":true,"canceled":true,"cancel_reason":"etcdserver: permission denied"}}"#,
+            3,
+        );
+        assert!(
+            matches!(&refused, Line::Events(e) if matches!(&e[0], Err(StoreError::Io(m)) if m.contains("permission denied")))
+        );
+        let unavailable = results(br#"{"error":{"grpc_code":14,"http_code":503,"message":"transport is closing"}}"#, 3);
+        assert!(matches!(unavailable, Line::Resumable(_)));
     }
 }

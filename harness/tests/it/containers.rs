@@ -500,7 +500,7 @@ fn kubeyard_test_runs_the_same_tests_on_containers() {
         "fixtures/e2e/cordon",
         "fixtures/e2e/rollback",
     ];
-    let output = support::kubeyard(&args, None);
+    let output = support::kubeyard_within(&args, None, Duration::from_secs(240));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("5 tests: 5 passed, 0 failed"), "{stdout}");
@@ -877,19 +877,20 @@ async fn an_ha_control_plane_loses_its_etcd_leader_and_an_api_server_and_no_ackn
 
     // A writer through the load balancer, one ConfigMap after another.
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acknowledged = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, std::time::Instant)>::new()));
     let writer = {
-        let (maps, stop) = (maps.clone(), stop.clone());
+        let (maps, stop, acknowledged) = (maps.clone(), stop.clone(), acknowledged.clone());
         tokio::spawn(async move {
-            let (mut acknowledged, mut attempts) = (Vec::new(), 0);
+            let mut attempts = 0;
             while !stop.load(std::sync::atomic::Ordering::SeqCst) {
                 attempts += 1;
                 let name = format!("write-{attempts}");
                 match maps.create(&PostParams::default(), &map(&name)).await {
-                    Ok(_) => acknowledged.push((name, std::time::Instant::now())),
+                    Ok(_) => acknowledged.lock().unwrap().push((name, std::time::Instant::now())),
                     Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
                 }
             }
-            (acknowledged, attempts)
+            attempts
         })
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -924,11 +925,16 @@ async fn an_ha_control_plane_loses_its_etcd_leader_and_an_api_server_and_no_ackn
     let scaled = std::time::Instant::now();
     eventually("three ready pods after the losses", WITHIN, || ready_pods(3)).await;
     let converged = scaled.elapsed();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The writer goes on too (a write it had in flight on a follower when the leader died
+    // may have waited for etcd's request timeout, 7 s, and failed).
+    eventually("the writer's writes acknowledged again after the losses", WITHIN, || async {
+        acknowledged.lock().unwrap().iter().filter(|(_, at)| *at > api_killed).count() > 5
+    })
+    .await;
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let (acknowledged, attempts) = writer.await.unwrap();
+    let attempts = writer.await.unwrap();
+    let acknowledged = acknowledged.lock().unwrap().clone();
     let after_kill = acknowledged.iter().filter(|(_, at)| *at > killed).count();
-    assert!(after_kill > 5, "{after_kill} writes acknowledged after the leader's death");
 
     // Every acknowledged write is stored.
     let stored: std::collections::HashSet<String> =

@@ -12,7 +12,7 @@ use support::{case_dirs, kubeyard, snapshots_in};
 
 #[test]
 fn the_end_to_end_fixtures_pass() {
-    let output = kubeyard(&["test", "fixtures/e2e", "--parallel", "2"], None);
+    let output = support::kubeyard_within(&["test", "fixtures/e2e", "--parallel", "2"], None, Duration::from_secs(240));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
     let tests = case_dirs("e2e").len();
