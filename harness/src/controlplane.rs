@@ -227,6 +227,12 @@ impl ControlPlane {
         Ok(())
     }
 
+    /// What the store holds: its live keys and their bytes, and its watch history (for
+    /// the benchmark's account of where memory goes).
+    pub fn store_usage(&self) -> ((usize, usize), crate::store::memory::HistoryUsage) {
+        (self.store.usage(), self.store.history())
+    }
+
     /// The store's revision: it moves with every write, so a test can tell a cluster at
     /// work from an idle one.
     pub async fn revision(&self) -> u64 {

@@ -124,6 +124,13 @@ impl MemoryStore {
         self.hub.usage()
     }
 
+    /// The keys stored now, and the bytes of their keys and values (what the live state
+    /// costs, before the map's own overhead).
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        (state.map.len(), state.map.iter().map(|(key, (value, _))| key.len() + value.len()).sum())
+    }
+
     fn lock(&self) -> Result<MutexGuard<'_, State>, StoreError> {
         let state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         match &state.failed {
