@@ -152,6 +152,8 @@ async fn scale(settings: &Settings) {
         last.saturating_sub(first),
         peak_rss_mb()
     );
+    // Where the time went: each controller's and the scheduler's work, busiest first.
+    println!("{}", plane.profile().summary());
     // Where the memory goes: the store's live state and its watch history are counted
     // exactly; the rest of the RSS is the caches (informers, scheduler, this bench's own
     // watch), connections' buffers and the allocator's slack.

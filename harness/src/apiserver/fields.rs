@@ -62,7 +62,34 @@ fn pointer(kind: &str, field: &str) -> Option<&'static str> {
     }
 }
 
+/// The value of every field `kind` can be selected by (name and namespace too), as a
+/// selector compares it: read once per object, matched by any number of selectors.
+pub fn attributes(kind: &str, object: &Value) -> Vec<(&'static str, String)> {
+    let read = |field: &'static str, pointer: &str| {
+        let value = object.pointer(pointer).map_or_else(
+            || zero(field).to_string(),
+            |v| match v {
+                Value::String(s) => s.clone(),
+                Value::Null => zero(field).to_string(),
+                other => other.to_string(),
+            },
+        );
+        (field, value)
+    };
+    let mut fields = vec![read("metadata.name", "/metadata/name"), read("metadata.namespace", "/metadata/namespace")];
+    fields.extend(supported(kind).iter().map(|(field, pointer)| read(field, pointer)));
+    fields
+}
+
 impl FieldSelector {
+    /// Whether attributes read by [`attributes`] for the same kind match.
+    pub fn matches_attributes(&self, fields: &[(&'static str, String)]) -> bool {
+        self.requirements.iter().all(|(field, equal, wanted)| {
+            let actual = fields.iter().find(|(name, _)| name == field).map_or("", |(_, value)| value.as_str());
+            (actual == wanted) == *equal
+        })
+    }
+
     pub fn parse(kind: &str, text: &str) -> Result<FieldSelector, ApiError> {
         let mut requirements = Vec::new();
         for term in text.split(',').map(str::trim).filter(|t| !t.is_empty()) {
@@ -128,5 +155,44 @@ mod tests {
         assert_eq!(FieldSelector::parse("Pod", "metadata.name=p").unwrap().name(), Some("p"));
         // Unset fields read as their zero value.
         assert!(FieldSelector::parse("Node", "spec.unschedulable=false").unwrap().matches("Node", &json!({})));
+    }
+
+    /// Matching the attributes read once says what matching the object says, for every
+    /// selector of the kind: a watch decides on the shared attributes of an event.
+    #[test]
+    fn attributes_match_as_the_object_does() {
+        let objects = [
+            (
+                "Pod",
+                json!({"metadata": {"name": "p", "namespace": "a"}, "spec": {"nodeName": "n1", "hostNetwork": true}, "status": {"phase": "Running"}}),
+            ),
+            ("Pod", json!({"metadata": {"name": "q"}, "spec": {}})),
+            ("Node", json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}})),
+            ("Job", json!({"metadata": {"name": "j"}, "status": {"succeeded": 2}})),
+            ("ConfigMap", json!({"metadata": {"name": "c", "namespace": "a"}})),
+        ];
+        let selectors = [
+            "",
+            "spec.nodeName=n1",
+            "spec.nodeName!=n1",
+            "spec.nodeName=",
+            "metadata.name=p,status.phase=Running",
+            "metadata.namespace=a",
+            "metadata.namespace!=",
+            "spec.hostNetwork=true",
+            "spec.hostNetwork=false",
+            "spec.unschedulable=true",
+            "spec.unschedulable=false",
+            "status.successful=2",
+            "status.successful=0",
+            "metadata.name=c",
+        ];
+        for (kind, object) in &objects {
+            let attributes = attributes(kind, object);
+            for text in selectors {
+                let Ok(selector) = FieldSelector::parse(kind, text) else { continue };
+                assert_eq!(selector.matches_attributes(&attributes), selector.matches(kind, object), "{kind} {text}");
+            }
+        }
     }
 }

@@ -443,6 +443,22 @@ impl Filter {
         Ok(Filter { labels, fields, kind: resource.builtin_kind() })
     }
 
+    /// What this filter's selectors read of an object (labels, the kind's fields).
+    pub(super) fn attributes(&self, object: &Value) -> crate::store::Attributes {
+        let labels = object
+            .pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .map(|m| m.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect())
+            .unwrap_or_default();
+        crate::store::Attributes { labels, fields: super::fields::attributes(self.kind, object) }
+    }
+
+    /// The same answer as [`Filter::matches`], from the object's attributes.
+    pub(super) fn matches_attributes(&self, attributes: &crate::store::Attributes) -> bool {
+        (self.labels.is_everything() || self.labels.matches(&attributes.labels))
+            && (self.fields.is_empty() || self.fields.matches_attributes(&attributes.fields))
+    }
+
     pub(super) fn matches(&self, object: &Value) -> bool {
         if !self.labels.is_everything() {
             let labels = object

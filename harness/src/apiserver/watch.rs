@@ -238,25 +238,32 @@ fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Meaning
         }
         EventKind::Delete if everything => Ok(Some((Kind::Deleted, Side::Prev, None))),
         EventKind::Put => {
-            let object = from_bytes(event.value.as_deref().unwrap_or_default(), event.revision)?;
-            let now = filter.matches(&object);
-            let before = match &event.prev {
-                None => None,
-                Some(prev) => Some(from_bytes(prev, event.revision)?).filter(|p| filter.matches(p)),
-            };
+            let now = selected(filter, event, Side::Value)?;
+            let before = event.prev.is_some() && selected(filter, event, Side::Prev)?;
             Ok(match (now, before) {
-                (true, Some(_)) => Some((Kind::Modified, Side::Value, Some(object))),
-                (true, None) => Some((Kind::Added, Side::Value, Some(object))),
+                (true, true) => Some((Kind::Modified, Side::Value, None)),
+                (true, false) => Some((Kind::Added, Side::Value, None)),
                 // Leaving the selection: the last state that matched, at this revision.
-                (false, Some(before)) => Some((Kind::Deleted, Side::Prev, Some(before))),
-                (false, None) => None,
+                (false, true) => Some((Kind::Deleted, Side::Prev, None)),
+                (false, false) => None,
             })
         }
-        EventKind::Delete => {
-            let object = from_bytes(event.prev.as_deref().unwrap_or_default(), event.revision)?;
-            Ok(filter.matches(&object).then_some((Kind::Deleted, Side::Prev, Some(object))))
-        }
+        EventKind::Delete => Ok(selected(filter, event, Side::Prev)?.then_some((Kind::Deleted, Side::Prev, None))),
     }
+}
+
+/// Whether the object on `side` of the event is in the filter's selection, from its
+/// attributes: read by the first watcher with a selector, shared by all (the watchers of a
+/// kind share its selectable fields).
+fn selected(filter: &Filter, event: &Event, side: Side) -> Result<bool, ApiError> {
+    let attributes = event.attributes.get_or_try(side, || {
+        let bytes = match side {
+            Side::Value => event.value.as_deref(),
+            Side::Prev => event.prev.as_deref(),
+        };
+        from_bytes(bytes.unwrap_or_default(), event.revision).map(|object| filter.attributes(&object))
+    })?;
+    Ok(filter.matches_attributes(&attributes))
 }
 
 /// One watch's stream, made by its own task.

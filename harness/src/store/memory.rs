@@ -50,11 +50,12 @@ pub struct HistoryUsage {
 
 /// What one event counts against the history's byte budget: its key, the value written
 /// and the value it replaced, each twice (the encoding watchers cache with the event,
-/// `Encoded`, is the same JSON plus a few fields), and the bookkeeping around them.
-/// Values are counted as if nothing shared them, so the budget bounds what the history
-/// keeps alive.
+/// `Encoded`, is the same JSON plus a few fields), and the bookkeeping around them (the
+/// selector attributes watchers cache with it, `SharedAttributes`, among them: labels and
+/// a few short fields). Values are counted as if nothing shared them, so the budget
+/// bounds what the history keeps alive.
 pub fn event_cost(event: &Event) -> usize {
-    const OVERHEAD: usize = 384;
+    const OVERHEAD: usize = 896;
     let len = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
     OVERHEAD + event.key.len() + 2 * (len(&event.value) + len(&event.prev))
 }

@@ -40,13 +40,55 @@ pub struct Event {
     /// The event as every watcher of its whole kind is sent it, made by the first that
     /// needs it: a hundred watchers cost one encoding.
     pub encoded: Encoded,
+    /// What selectors read of its objects, worked out by the first watcher with a
+    /// selector: a thousand node agents each watching their own pods cost one decoding
+    /// of each event, not a thousand.
+    pub attributes: SharedAttributes,
 }
 
 impl Event {
     pub fn new(kind: EventKind, key: String, value: Option<Bytes>, prev: Option<Bytes>, revision: u64) -> Event {
-        Event { kind, key, value, prev, revision, encoded: Encoded::default() }
+        Event { kind, key, value, prev, revision, encoded: Encoded::default(), attributes: SharedAttributes::default() }
     }
 }
+
+/// What label and field selectors read of an object: its labels, and the value of each
+/// field its kind can be selected by (Kubernetes' `GetAttrs`), as text.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Attributes {
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+/// An event's objects' attributes, worked out once and shared by the clones of the event,
+/// one per side. A cache, like `Encoded`: it never makes two events differ, and the
+/// history counts it with the event (see `memory::event_cost`).
+#[derive(Clone, Debug, Default)]
+pub struct SharedAttributes(std::sync::Arc<[std::sync::OnceLock<std::sync::Arc<Attributes>>; 2]>);
+
+impl SharedAttributes {
+    /// The attributes of `side`, from `read` if no watcher has yet; failures are not kept.
+    pub fn get_or_try<E>(
+        &self,
+        side: Side,
+        read: impl FnOnce() -> Result<Attributes, E>,
+    ) -> Result<std::sync::Arc<Attributes>, E> {
+        let slot = &self.0[side as usize];
+        if let Some(attributes) = slot.get() {
+            return Ok(std::sync::Arc::clone(attributes));
+        }
+        let attributes = std::sync::Arc::new(read()?);
+        Ok(std::sync::Arc::clone(slot.get_or_init(|| attributes)))
+    }
+}
+
+impl PartialEq for SharedAttributes {
+    fn eq(&self, _: &SharedAttributes) -> bool {
+        true
+    }
+}
+
+impl Eq for SharedAttributes {}
 
 /// Which of an event's objects a line shows: the value written, or the one it replaced
 /// (an update leaving a watcher's selection, a delete).
