@@ -238,32 +238,43 @@ fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Meaning
         }
         EventKind::Delete if everything => Ok(Some((Kind::Deleted, Side::Prev, None))),
         EventKind::Put => {
-            let now = selected(filter, event, Side::Value)?;
-            let before = event.prev.is_some() && selected(filter, event, Side::Prev)?;
+            let (now, value) = selected(filter, event, Side::Value)?;
+            let (before, prev) = match event.prev {
+                Some(_) => selected(filter, event, Side::Prev)?,
+                None => (false, None),
+            };
             Ok(match (now, before) {
-                (true, true) => Some((Kind::Modified, Side::Value, None)),
-                (true, false) => Some((Kind::Added, Side::Value, None)),
+                (true, true) => Some((Kind::Modified, Side::Value, value)),
+                (true, false) => Some((Kind::Added, Side::Value, value)),
                 // Leaving the selection: the last state that matched, at this revision.
-                (false, true) => Some((Kind::Deleted, Side::Prev, None)),
+                (false, true) => Some((Kind::Deleted, Side::Prev, prev)),
                 (false, false) => None,
             })
         }
-        EventKind::Delete => Ok(selected(filter, event, Side::Prev)?.then_some((Kind::Deleted, Side::Prev, None))),
+        EventKind::Delete => {
+            let (now, prev) = selected(filter, event, Side::Prev)?;
+            Ok(now.then_some((Kind::Deleted, Side::Prev, prev)))
+        }
     }
 }
 
 /// Whether the object on `side` of the event is in the filter's selection, from its
 /// attributes: read by the first watcher with a selector, shared by all (the watchers of a
-/// kind share its selectable fields).
-fn selected(filter: &Filter, event: &Event, side: Side) -> Result<bool, ApiError> {
+/// kind share its selectable fields). The watcher that read them gets the object it
+/// decoded too, so it need not decode it again to send it.
+fn selected(filter: &Filter, event: &Event, side: Side) -> Result<(bool, Option<Value>), ApiError> {
+    let mut decoded = None;
     let attributes = event.attributes.get_or_try(side, || {
         let bytes = match side {
             Side::Value => event.value.as_deref(),
             Side::Prev => event.prev.as_deref(),
         };
-        from_bytes(bytes.unwrap_or_default(), event.revision).map(|object| filter.attributes(&object))
+        let object = from_bytes(bytes.unwrap_or_default(), event.revision)?;
+        let attributes = filter.attributes(&object);
+        decoded = Some(object);
+        Ok::<_, ApiError>(attributes)
     })?;
-    Ok(filter.matches_attributes(&attributes))
+    Ok((filter.matches_attributes(&attributes), decoded))
 }
 
 /// One watch's stream, made by its own task.
