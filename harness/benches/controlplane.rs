@@ -51,10 +51,15 @@ fn settings() -> Settings {
 }
 
 fn peak_rss_mb() -> f64 {
+    status_mb("VmHWM")
+}
+
+/// A size `/proc/self/status` gives in kB, in MB.
+fn status_mb(field: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     let kb: f64 = status
         .lines()
-        .find(|l| l.starts_with("VmHWM"))
+        .find(|l| l.starts_with(field))
         .and_then(|l| l.split_whitespace().nth(1))
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
@@ -168,14 +173,7 @@ async fn scale(settings: &Settings) {
 }
 
 fn rss_mb() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0);
-    kb / 1024.0
+    status_mb("VmRSS")
 }
 
 /// The scheduler alone, as Kubernetes' scheduler_perf measures it: an API server with

@@ -31,17 +31,7 @@ impl Etcd {
             .stderr(Stdio::null())
             .spawn()
             .expect("etcd is installed (Debian's etcd-server; .ci/run installs it)");
-        let started = Instant::now();
-        let agent = super::api::agent();
-        loop {
-            if let Ok(mut response) = agent.get(&format!("{url}/health")).call()
-                && response.body_mut().read_to_string().is_ok_and(|body| body.contains("true"))
-            {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "etcd did not become healthy in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_healthy(&url, "etcd");
         Etcd { url, child, _data: data }
     }
 }
@@ -50,6 +40,21 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until the etcd at `url` says it is healthy, 30 s at most.
+fn wait_healthy(url: &str, what: &str) {
+    let started = Instant::now();
+    let agent = super::api::agent();
+    loop {
+        if let Ok(mut response) = agent.get(&format!("{url}/health")).call()
+            && response.body_mut().read_to_string().is_ok_and(|body| body.contains("true"))
+        {
+            return;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "{what} did not become healthy in 30 s");
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 
@@ -108,18 +113,7 @@ impl EtcdCluster {
     }
 
     fn wait_healthy(&self, index: usize) {
-        let url = &self.members[index].client;
-        let started = Instant::now();
-        let agent = super::api::agent();
-        loop {
-            if let Ok(mut response) = agent.get(&format!("{url}/health")).call()
-                && response.body_mut().read_to_string().is_ok_and(|body| body.contains("true"))
-            {
-                return;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "etcd member {index} did not become healthy in 30 s");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_healthy(&self.members[index].client, &format!("etcd member {index}"));
     }
 
     /// The members' client URLs, comma-separated as `--etcd` takes them.
