@@ -443,6 +443,11 @@ impl Filter {
         Ok(Filter { labels, fields, kind: resource.builtin_kind() })
     }
 
+    /// The kind whose selectable fields it reads.
+    pub(super) fn kind(&self) -> &'static str {
+        self.kind
+    }
+
     /// What this filter's selectors read of an object (labels, the kind's fields).
     pub(super) fn attributes(&self, object: &Value) -> crate::store::Attributes {
         let labels = object

@@ -264,7 +264,7 @@ fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Meaning
 /// decoded too, so it need not decode it again to send it.
 fn selected(filter: &Filter, event: &Event, side: Side) -> Result<(bool, Option<Value>), ApiError> {
     let mut decoded = None;
-    let attributes = event.attributes.get_or_try(side, || {
+    let attributes = event.attributes.get_or_try(side, filter.kind(), || {
         let bytes = match side {
             Side::Value => event.value.as_deref(),
             Side::Prev => event.prev.as_deref(),

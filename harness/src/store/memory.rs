@@ -50,14 +50,17 @@ pub struct HistoryUsage {
 
 /// What one event counts against the history's byte budget: its key, the value written
 /// and the value it replaced, each twice (the encoding watchers cache with the event,
-/// `Encoded`, is the same JSON plus a few fields), and the bookkeeping around them (the
-/// selector attributes watchers cache with it, `SharedAttributes`, among them: labels and
-/// a few short fields). Values are counted as if nothing shared them, so the budget
-/// bounds what the history keeps alive.
+/// `Encoded`, is the same JSON plus a few fields), 1.5 KB for each of its objects'
+/// selector attributes (`SharedAttributes`: the selectable fields and labels, cached once
+/// a watcher with a selector reads them; labels beyond about a kilobyte are not counted),
+/// and the bookkeeping around them. Values are counted as if nothing shared them, so the
+/// budget bounds what the history keeps alive.
 pub fn event_cost(event: &Event) -> usize {
-    const OVERHEAD: usize = 896;
+    const OVERHEAD: usize = 384;
+    const ATTRIBUTES: usize = 1536;
     let len = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
-    OVERHEAD + event.key.len() + 2 * (len(&event.value) + len(&event.prev))
+    let sides = usize::from(event.value.is_some()) + usize::from(event.prev.is_some());
+    OVERHEAD + event.key.len() + sides * ATTRIBUTES + 2 * (len(&event.value) + len(&event.prev))
 }
 
 pub struct MemoryStore {

@@ -64,21 +64,33 @@ pub struct Attributes {
 /// one per side. A cache, like `Encoded`: it never makes two events differ, and the
 /// history counts it with the event (see `memory::event_cost`).
 #[derive(Clone, Debug, Default)]
-pub struct SharedAttributes(std::sync::Arc<[std::sync::OnceLock<std::sync::Arc<Attributes>>; 2]>);
+pub struct SharedAttributes(std::sync::Arc<[std::sync::OnceLock<ReadFor>; 2]>);
+
+/// Attributes, with the kind they were read for.
+type ReadFor = (&'static str, std::sync::Arc<Attributes>);
 
 impl SharedAttributes {
-    /// The attributes of `side`, from `read` if no watcher has yet; failures are not kept.
+    /// The attributes of `side` as read for `kind` (which fields are selectable), from
+    /// `read` if no watcher of that kind has yet; failures are not kept. The watchers of
+    /// one event are of one kind; one of another is served but not cached.
     pub fn get_or_try<E>(
         &self,
         side: Side,
+        kind: &'static str,
         read: impl FnOnce() -> Result<Attributes, E>,
     ) -> Result<std::sync::Arc<Attributes>, E> {
         let slot = &self.0[side as usize];
-        if let Some(attributes) = slot.get() {
-            return Ok(std::sync::Arc::clone(attributes));
+        match slot.get() {
+            Some((cached, attributes)) if *cached == kind => Ok(std::sync::Arc::clone(attributes)),
+            Some(_) => Ok(std::sync::Arc::new(read()?)),
+            None => {
+                let attributes = std::sync::Arc::new(read()?);
+                // Another watcher may have filled the slot meanwhile: its attributes serve
+                // only if they were read for the same kind.
+                let (cached, shared) = slot.get_or_init(|| (kind, std::sync::Arc::clone(&attributes)));
+                Ok(if *cached == kind { std::sync::Arc::clone(shared) } else { attributes })
+            }
         }
-        let attributes = std::sync::Arc::new(read()?);
-        Ok(std::sync::Arc::clone(slot.get_or_init(|| attributes)))
     }
 }
 
