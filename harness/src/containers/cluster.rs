@@ -825,11 +825,7 @@ impl ContainerCluster {
         for (server, url) in self.api_server_urls().iter().enumerate() {
             self.docker.restart(&container_name(&self.id, &self.api_role(server)), 2).await?;
             let client = if self.api_servers == 1 { self.client()? } else { self.client_at(url)? };
-            self.wait_healthy("the API server", || async {
-                let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-                client.request_text(request).await.ok().map(drop)
-            })
-            .await?;
+            self.api_ready(client).await?;
         }
         Ok(())
     }
@@ -847,14 +843,26 @@ impl ContainerCluster {
         self.wait_healthy("etcd", || async { EtcdStore::connect_with(&urls, Some(&tls)).await.ok().map(drop) }).await
     }
 
-    fn api_server(&self, server: usize) -> Result<String, Error> {
-        if server >= self.api_servers {
-            return Err(Error::Invalid(format!(
-                "there is no API server {server}: the cluster's are 0 to {}",
-                self.api_servers - 1
-            )));
+    /// The container of the `index`th of `count` (API servers, etcd members), if there is
+    /// one.
+    fn nth(&self, what: &str, index: usize, count: usize, role: impl Fn(usize) -> String) -> Result<String, Error> {
+        if index >= count {
+            return Err(Error::Invalid(format!("there is no {what} {index}: the cluster's are 0 to {}", count - 1)));
         }
-        Ok(container_name(&self.id, &self.api_role(server)))
+        Ok(container_name(&self.id, &role(index)))
+    }
+
+    fn api_server(&self, server: usize) -> Result<String, Error> {
+        self.nth("API server", server, self.api_servers, |a| self.api_role(a))
+    }
+
+    /// Waits until the API server behind `client` says it is ready.
+    async fn api_ready(&self, client: kube::Client) -> Result<(), Error> {
+        self.wait_healthy("the API server", || async {
+            let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
+            client.request_text(request).await.ok().map(drop)
+        })
+        .await
     }
 
     /// Kills API server `server` (SIGKILL): behind the load balancer, clients go on
@@ -866,22 +874,11 @@ impl ContainerCluster {
     /// Starts a killed API server again, and returns once it answers.
     pub async fn start_api_server(&self, server: usize) -> Result<(), Error> {
         self.docker.start(&self.api_server(server)?).await?;
-        let client = self.client_at(&self.api_server_urls()[server])?;
-        self.wait_healthy("the API server", || async {
-            let request = http::Request::get("/readyz").body(Vec::new()).ok()?;
-            client.request_text(request).await.ok().map(drop)
-        })
-        .await
+        self.api_ready(self.client_at(&self.api_server_urls()[server])?).await
     }
 
     fn etcd_member(&self, member: usize) -> Result<String, Error> {
-        if member >= self.etcd_members {
-            return Err(Error::Invalid(format!(
-                "there is no etcd member {member}: the cluster's are 0 to {}",
-                self.etcd_members - 1
-            )));
-        }
-        Ok(container_name(&self.id, &self.etcd_role(member)))
+        self.nth("etcd member", member, self.etcd_members, |m| self.etcd_role(m))
     }
 
     /// The member that leads etcd now, as its members see it (`None` during an election).
