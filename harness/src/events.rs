@@ -110,10 +110,10 @@ static CORRELATOR: LazyLock<Mutex<Correlator>> = LazyLock::new(Mutex::default);
 struct Correlator {
     /// Event key → (the Event's name and namespace, its count, its first timestamp, when used).
     seen: HashMap<String, Seen>,
-    /// Spam key → (tokens, last refill).
-    buckets: HashMap<String, (f64, SystemTime)>,
-    /// Aggregate key → (distinct messages, last seen).
-    similar: HashMap<String, (HashSet<String>, SystemTime)>,
+    /// Spam key → (tokens, last refill, when used).
+    buckets: HashMap<String, (f64, SystemTime, u64)>,
+    /// Aggregate key → (distinct messages, last seen, when used).
+    similar: HashMap<String, (HashSet<String>, SystemTime, u64)>,
     uses: u64,
 }
 
@@ -140,6 +140,8 @@ enum Write {
 impl Correlator {
     /// `EventCorrelate`: aggregate, dedupe, then filter spam. `None`: dropped.
     fn correlate(&mut self, mut event: Value, now: SystemTime) -> Option<Write> {
+        self.uses += 1;
+        let uses = self.uses;
         let involved = &event["involvedObject"];
         let object_key = format!(
             "{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}\u{0}{}",
@@ -158,12 +160,13 @@ impl Correlator {
         );
         // Similar events: the tenth distinct message within ten minutes is combined.
         let aggregate_key = format!("{object_key}\u{0}{kind}\u{0}{reason}");
-        let record = self.similar.entry(aggregate_key.clone()).or_insert_with(|| (HashSet::new(), now));
+        let record = self.similar.entry(aggregate_key.clone()).or_insert_with(|| (HashSet::new(), now, uses));
         if now.duration_since(record.1).unwrap_or_default() > SIMILAR_WINDOW {
-            *record = (HashSet::new(), now);
+            *record = (HashSet::new(), now, uses);
         }
         record.0.insert(message.clone());
         record.1 = now;
+        record.2 = uses;
         let key = if record.0.len() >= SIMILAR {
             record.0.remove(&message);
             event["message"] = json!(format!("(combined from similar events): {message}"));
@@ -173,16 +176,30 @@ impl Correlator {
         };
         // Spam: a bucket per source and object.
         let spam_key = format!("{object_key}\u{0}{kind}");
-        let bucket = self.buckets.entry(spam_key).or_insert((BURST, now));
+        let bucket = self.buckets.entry(spam_key).or_insert((BURST, now, uses));
         let elapsed = now.duration_since(bucket.1).unwrap_or_default().as_secs_f64();
         bucket.0 = (bucket.0 + elapsed / REFILL_SECONDS).min(BURST);
         bucket.1 = now;
-        if bucket.0 < 1.0 {
+        bucket.2 = uses;
+        let allowed = bucket.0 >= 1.0;
+        if allowed {
+            bucket.0 -= 1.0;
+        }
+        // Each of the three caches keeps at least the `CACHE` entries used last, as
+        // Kubernetes' LRUs of `maxLruCacheEntries` do, pruned in batches: past twice
+        // that, what was not used in the last `CACHE` calls goes. Unbounded, the spam
+        // and aggregate keys (one per object and source) grew with every pod a cluster
+        // ever ran.
+        let cutoff = uses.saturating_sub(CACHE as u64);
+        if self.similar.len() > 2 * CACHE {
+            self.similar.retain(|_, (_, _, used)| *used > cutoff);
+        }
+        if self.buckets.len() > 2 * CACHE {
+            self.buckets.retain(|_, (_, _, used)| *used > cutoff);
+        }
+        if !allowed {
             return None;
         }
-        bucket.0 -= 1.0;
-        self.uses += 1;
-        let uses = self.uses;
         let write = match self.seen.get_mut(&key) {
             Some(seen) => {
                 seen.count += 1;
@@ -203,13 +220,8 @@ impl Correlator {
                 Write::Create(event)
             }
         };
-        // An LRU's bound, kept in batches: the older half goes when it is full.
-        if self.seen.len() > CACHE {
-            let cutoff = uses.saturating_sub(CACHE as u64 / 2);
+        if self.seen.len() > 2 * CACHE {
             self.seen.retain(|_, seen| seen.used > cutoff);
-            let cutoff = now.checked_sub(SIMILAR_WINDOW).unwrap_or(UNIX_EPOCH);
-            self.similar.retain(|_, (_, last)| *last > cutoff);
-            self.buckets.retain(|_, (tokens, _)| *tokens < BURST);
         }
         Some(write)
     }
@@ -400,6 +412,30 @@ mod tests {
         }
         assert!(correlator.correlate(pod_event("Back-off restarting"), at(40)).is_none(), "over the burst");
         assert!(correlator.correlate(pod_event("Back-off restarting"), at(40 + 300)).is_some(), "a token back");
+    }
+
+    #[test]
+    fn every_cache_stays_bounded_as_kubernetes_lrus_are() {
+        let mut correlator = Correlator::default();
+        let started = |n: usize| {
+            let pod = json!({"metadata": {"name": format!("web-{n}"), "namespace": "shop", "uid": format!("u-{n}")}});
+            let source = Source { component: "kubelet", host: Some("n") };
+            event(&pod, source, Type::Normal, "Started", "Started container web", "t")
+        };
+        for n in 0..5 * CACHE {
+            assert!(matches!(correlator.correlate(started(n), at(n as u64)), Some(Write::Create(_))));
+        }
+        for (cache, len) in [
+            ("seen", correlator.seen.len()),
+            ("similar", correlator.similar.len()),
+            ("buckets", correlator.buckets.len()),
+        ] {
+            assert!((CACHE..=2 * CACHE).contains(&len), "{cache} holds {len} entries, not {CACHE} to twice that");
+        }
+        // The newest are kept: a repeat of the last object's event is counted on it.
+        let last = 5 * CACHE - 1;
+        let again = correlator.correlate(started(last), at(last as u64 + 1));
+        assert!(matches!(again, Some(Write::Count { count: 2, .. })), "{again:?}");
     }
 
     fn again_event(write: &Write) -> Value {
