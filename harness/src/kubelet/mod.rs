@@ -622,9 +622,12 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
                     stats: shared.options.stats.clone(),
                     ..process::Runtime::new(network.address)
                 };
-                tokio::spawn(process::run(context, runtime, receiver))
+                tokio::spawn(Box::pin(process::run(context, runtime, receiver)))
             }
-            None => tokio::spawn(pod::run(context)),
+            // Boxed: a finished task's memory goes only with its handle, which is kept
+            // while the pod exists, and unboxed that is the whole future's state (up
+            // to 16 KB a pod); boxed, the future is freed as the pod's run ends.
+            None => tokio::spawn(Box::pin(pod::run(context))),
         }
     };
     pods.insert(uid, Running { node, simulation: simulation_text, terminating: deleting, task, stop, reported });
