@@ -213,13 +213,44 @@ fn set_revision(object: &mut Value, revision: u64) {
     }
 }
 
-/// The stored form: the revision is the store's to say, not the object's.
+/// The stored form: the revision is the store's to say, not the object's. Written
+/// straight from the object, leaving `metadata.resourceVersion` out as it goes: a copy of
+/// the object to remove it from was a tenth of a write's time.
 fn to_bytes(object: &Value) -> Bytes {
-    let mut object = object.clone();
-    if let Some(metadata) = object.get_mut("metadata").and_then(Value::as_object_mut) {
-        metadata.remove("resourceVersion");
+    let mut bytes = Vec::with_capacity(1024);
+    // Writing a `Value` into a `Vec` cannot fail: its keys are strings, its numbers finite.
+    let _ = serde_json::to_writer(&mut bytes, &Unrevised(object));
+    Bytes::from(bytes)
+}
+
+/// An object serialized without its `metadata.resourceVersion`.
+struct Unrevised<'a>(&'a Value);
+
+impl serde::Serialize for Unrevised<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Some(fields) = self.0.as_object() else { return self.0.serialize(serializer) };
+        let mut map = serializer.serialize_map(Some(fields.len()))?;
+        for (key, value) in fields {
+            match (key.as_str(), value.as_object()) {
+                ("metadata", Some(metadata)) => {
+                    let kept = metadata.iter().filter(|(field, _)| field.as_str() != "resourceVersion");
+                    map.serialize_entry(key, &Fields(std::cell::Cell::new(Some(kept))))?;
+                }
+                _ => map.serialize_entry(key, value)?,
+            }
+        }
+        map.end()
     }
-    Bytes::from(object.to_string())
+}
+
+/// A map's entries, serialized once.
+struct Fields<I>(std::cell::Cell<Option<I>>);
+
+impl<'a, I: Iterator<Item = (&'a String, &'a Value)>> serde::Serialize for Fields<I> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.take().into_iter().flatten())
+    }
 }
 
 fn metadata(object: &mut Value) -> &mut Map<String, Value> {
@@ -1842,5 +1873,22 @@ mod tests {
         let id = uid();
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
+    }
+
+    #[test]
+    fn the_stored_form_is_the_object_without_its_revision() {
+        let object = json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "resourceVersion": "12", "labels": {"x": "y"}, "uid": "u"},
+            "data": {"k": "v \"quoted\" \u{e9}"},
+        });
+        let stored: Value = serde_json::from_slice(&to_bytes(&object)).expect("JSON");
+        let mut expected = object.clone();
+        expected["metadata"].as_object_mut().map(|m| m.remove("resourceVersion"));
+        assert_eq!(stored, expected);
+        assert_eq!(to_bytes(&expected), Bytes::from(expected.to_string()), "byte for byte the compact form");
+        for odd in [json!([1, 2]), json!({"metadata": "not a map"}), json!({"metadata": {}})] {
+            assert_eq!(to_bytes(&odd), Bytes::from(odd.to_string()));
+        }
     }
 }
