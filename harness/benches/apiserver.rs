@@ -375,7 +375,7 @@ impl Process {
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_kubeyard"))
-            .args(["apiserver", "--listen", "127.0.0.1:0", "--kubeconfig-out"])
+            .args(["apiserver", "--listen", "127.0.0.1:0", "--watch-history-bytes", "256Mi", "--kubeconfig-out"])
             .arg(&kubeconfig)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())

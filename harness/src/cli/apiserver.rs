@@ -107,7 +107,7 @@ pub struct ApiServerArgs {
 
     /// The watch history's memory budget, as a quantity (`512Mi`) or bytes: large objects
     /// leave fewer events in it (the embedded store).
-    #[arg(long, value_name = "BYTES", default_value = "256Mi", value_parser = bytes_quantity)]
+    #[arg(long, value_name = "BYTES", default_value = "1Gi", value_parser = bytes_quantity)]
     watch_history_bytes: usize,
 
     /// Client connections served at once; past it health checks are still answered

@@ -21,8 +21,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// minutes; a count is simpler to reason about and bounds memory).
 pub const DEFAULT_HISTORY: usize = 100_000;
 /// The history's memory budget. A count alone let 200 updates of a 2 MiB ConfigMap hold
-/// a gigabyte; 256 MiB keeps 100,000 small events (a ConfigMap's costs about 1.2 KB).
-pub const DEFAULT_HISTORY_BYTES: usize = 256 << 20;
+/// a gigabyte. 1 GiB keeps 100,000 small events (a small ConfigMap's update costs about 4.4 KB)
+/// and about 70,000 of a pod's (15 KB): the seconds of history a watcher that fell behind
+/// under load resumes from instead of listing every pod again. 256 MiB kept 19,000 pod
+/// events, and at 30,000 pods the scheduler, the node agents and the controllers' pod
+/// cache all fell out of it and listed every pod again, several times each.
+pub const DEFAULT_HISTORY_BYTES: usize = 1 << 30;
 
 /// How much watch history the embedded store keeps: at most `events` events and at most
 /// `bytes` bytes of them (as `event_cost` counts), whichever comes first. The newest
@@ -46,21 +50,31 @@ pub struct HistoryUsage {
     pub bytes: usize,
     /// Watches from this revision or later can still be served.
     pub oldest: u64,
+    /// Watchers that fell out of the history (410 Expired) so far.
+    pub expired: u64,
 }
 
-/// What one event counts against the history's byte budget: its key, the value written
-/// and the value it replaced, each twice (the encoding watchers cache with the event,
-/// `Encoded`, is the same JSON plus a few fields), 1.5 KB for each of its objects'
-/// selector attributes (`SharedAttributes`: the selectable fields and labels, cached once
-/// a watcher with a selector reads them; labels beyond about a kilobyte are not counted),
-/// and the bookkeeping around them. Values are counted as if nothing shared them, so the
-/// budget bounds what the history keeps alive.
+/// What one event counts against the history's byte budget: its key; the object it
+/// shows (the value written, or for a deletion the one it removed) twice, its bytes and
+/// the encoding watchers cache with the event (`Encoded`, the same JSON plus a few
+/// fields); the value an update replaced once more (the same bytes as the previous
+/// event's value while that is kept, its own once that is gone); 1.5 KB for each of its
+/// objects' selector attributes (`SharedAttributes`: the selectable fields and labels,
+/// cached once a watcher with a selector reads them; labels beyond about a kilobyte are
+/// not counted); and the bookkeeping around them. Values are counted as if nothing but
+/// the history held them. One case is counted short: when a watcher with a selector sees
+/// an update take the object out of its selection, the replaced value is encoded too
+/// (one encoding per side), and the event then holds up to a third more than counted.
 pub fn event_cost(event: &Event) -> usize {
     const OVERHEAD: usize = 384;
     const ATTRIBUTES: usize = 1536;
     let len = |bytes: &Option<Bytes>| bytes.as_ref().map_or(0, Bytes::len);
     let sides = usize::from(event.value.is_some()) + usize::from(event.prev.is_some());
-    OVERHEAD + event.key.len() + sides * ATTRIBUTES + 2 * (len(&event.value) + len(&event.prev))
+    let (shown, replaced) = match &event.value {
+        Some(value) => (value.len(), len(&event.prev)),
+        None => (len(&event.prev), 0),
+    };
+    OVERHEAD + event.key.len() + sides * ATTRIBUTES + 2 * shown + replaced
 }
 
 pub struct MemoryStore {
@@ -303,6 +317,9 @@ struct HubInner {
     bytes: usize,
     /// Events up to this revision are gone from the history.
     compacted: u64,
+    /// Watchers told their position is gone from the history (410 Expired): each lists
+    /// everything again, the costliest thing a watcher can do.
+    expired: u64,
 }
 
 /// Events queued for one watcher's reader, at most, and their cost at most (the first
@@ -326,7 +343,7 @@ impl Hub {
     pub(super) fn with_limits(limits: HistoryLimits, revision: u64) -> Hub {
         let limits = HistoryLimits { events: limits.events.max(1), bytes: limits.bytes };
         Hub {
-            inner: Mutex::new(HubInner { history: VecDeque::new(), limits, bytes: 0, compacted: revision }),
+            inner: Mutex::new(HubInner { history: VecDeque::new(), limits, bytes: 0, compacted: revision, expired: 0 }),
             newest: watch::Sender::new(revision),
         }
     }
@@ -337,7 +354,12 @@ impl Hub {
 
     fn usage(&self) -> HistoryUsage {
         let inner = self.lock();
-        HistoryUsage { events: inner.history.len(), bytes: inner.bytes, oldest: inner.compacted }
+        HistoryUsage {
+            events: inner.history.len(),
+            bytes: inner.bytes,
+            oldest: inner.compacted,
+            expired: inner.expired,
+        }
     }
 
     /// Adds a write to the history (callers publish in revision order) and wakes the
@@ -369,8 +391,9 @@ impl Hub {
     /// budget of them), moving `last` past what was looked at; `Compacted` when the
     /// history no longer holds what follows `last`.
     fn read(&self, prefix: &str, last: &mut u64, batch: &mut Vec<(Arc<Event>, usize)>) -> Result<(), StoreError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
         if *last < inner.compacted {
+            inner.expired += 1;
             return Err(StoreError::Compacted { requested: *last, oldest: inner.compacted + 1 });
         }
         let start = inner.history.partition_point(|(e, _)| e.revision <= *last);
@@ -391,6 +414,7 @@ impl Hub {
     fn watch(self: &Arc<Self>, prefix: &str, after: u64) -> Result<Watch, StoreError> {
         let compacted = self.lock().compacted;
         if after < compacted {
+            self.lock().expired += 1;
             return Err(StoreError::Compacted { requested: after, oldest: compacted + 1 });
         }
         let (tx, rx) = mpsc::channel(WATCHER_BUFFER);
@@ -599,10 +623,13 @@ mod tests {
         }
         let usage = store.history();
         assert!(usage.bytes <= limits.bytes, "{usage:?}");
-        // Each update counts its value and the one it replaced, twice: 4 MiB.
-        assert_eq!(usage.events, 3, "{usage:?}");
+        // Each update counts its value twice (its bytes and its encoding) and the one it
+        // replaced once: 3 MiB.
+        assert_eq!(usage.events, 5, "{usage:?}");
+        assert_eq!(usage.expired, 0);
         let mut expired = store.watch("/big/", first).await;
         assert!(matches!(expired, Err(StoreError::Compacted { requested, .. }) if requested == first), "{expired:?}");
+        assert_eq!(store.history().expired, 1, "a watcher that fell out of the history is counted");
         expired = store.watch("/big/", usage.oldest).await;
         assert!(expired.is_ok());
         // A count limit still holds for small events, and one event larger than the
@@ -630,7 +657,7 @@ mod tests {
             tokio::task::yield_now().await;
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        // The store's value, the history (two events of 4 MiB, three values) and the
+        // The store's value, the history (two events of 3 MiB counted, three values) and the
         // watcher's few events: not the fifty written.
         let live = LIVE.load(std::sync::atomic::Ordering::SeqCst);
         assert!(live <= 8, "{live} values of 1 MiB alive");

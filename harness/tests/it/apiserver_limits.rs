@@ -34,7 +34,7 @@ fn closed_within(socket: &mut TcpStream, within: Duration) -> bool {
 
 #[test]
 fn a_watcher_that_stops_reading_is_expired_not_buffered() {
-    // Each update of a 1 MiB value counts 4 MiB: the history holds 4 of them.
+    // Each update of a 1 MiB value counts 3 MiB: the history holds 5 of them.
     let store = MemoryStore::with_limits(HistoryLimits { events: 100_000, bytes: 16 << 20 });
     let server = Server::with(Arc::new(store), Options::default());
     let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
