@@ -26,10 +26,10 @@
 //! keeps. The bounds then hold at every moment, not only once the ReplicaSet controller has
 //! caught up; a rollout takes the same steps, a little later.
 
-use super::{Error, Wakeups, Wiring};
+use super::{Error, FormerOwners, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::events;
-use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, controller_of, key_of_object};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
@@ -37,6 +37,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use kubeyard_compiler::selector::Selector;
 use serde_json::json;
@@ -74,9 +75,6 @@ const FAILED_RS_CREATE: &str = "ReplicaSetCreateError";
 const PAUSED: &str = "DeploymentPaused";
 const RESUMED: &str = "DeploymentResumed";
 
-/// How often a Deployment is looked at again with nothing happening (orphans to adopt).
-const RESYNC: Duration = Duration::from_secs(10);
-
 struct Context {
     client: kube::Client,
     clock: Clock,
@@ -90,7 +88,38 @@ struct Context {
 
 /// Runs until the task is dropped.
 pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
-    let mut wiring = Wiring::of(&informers.deployments).owns(&informers.replicasets).reads(&informers.pods);
+    // An orphan ReplicaSet concerns every Deployment of its namespace that selects it
+    // (`getDeploymentsForReplicaSet`): one may adopt it. A pod that is gone concerns the
+    // Deployment of its set (`deletePod`): a Recreate rollout waits for the last old pod.
+    // And a set whose controller changed concerns the Deployment it left.
+    let (selecting, sets, pods) =
+        (informers.deployments.clone(), informers.replicasets.clone(), informers.pods.clone());
+    let former = FormerOwners::<ReplicaSet, Deployment>::new(&informers.replicasets);
+    let orphan_of = move |set: Arc<ReplicaSet>| {
+        let mut concerned = match controller_of(set.as_ref()) {
+            Some(_) => Vec::new(),
+            None => adopters(&set, selecting.in_namespace(&set.namespace().unwrap_or_default())),
+        };
+        concerned.extend(former.left(&set));
+        concerned
+    };
+    let deployments = informers.deployments.clone();
+    let gone_pod = move |pod: Arc<Pod>| {
+        let namespace = pod.namespace().unwrap_or_default();
+        if pods.get(&namespace, &pod.name_any()).is_some() {
+            return None;
+        }
+        let deployment = deployment_of(&pod, |name| sets.get(&namespace, name))?;
+        // Only a Recreate rollout waits for pods to be gone, as in `deletePod`.
+        let recreating = deployments.get(&namespace, &deployment.name).is_some_and(|d| {
+            d.spec.as_ref().and_then(|s| s.strategy.as_ref()).and_then(|s| s.type_.as_deref()) == Some("Recreate")
+        });
+        recreating.then_some(deployment)
+    };
+    let mut wiring = Wiring::of(&informers.deployments)
+        .owns(&informers.replicasets)
+        .watches(&informers.replicasets, orphan_of)
+        .watches(&informers.pods, gone_pod);
     let context = Context {
         client,
         clock: clock.clone(),
@@ -133,7 +162,37 @@ async fn reconcile(deployment: Arc<Deployment>, context: Arc<Context>) -> Result
     if let Some(next) = plan.wake_after {
         context.wakeups.after(&writer.deployment, next);
     }
-    Ok(if plan.resync { Action::requeue(RESYNC) } else { Action::await_change() })
+    Ok(Action::await_change())
+}
+
+/// The Deployments, of those given, that select the ReplicaSet.
+fn adopters(set: &ReplicaSet, deployments: Vec<Arc<Deployment>>) -> Vec<ObjectRef<Deployment>> {
+    deployments
+        .into_iter()
+        .filter(|deployment| selects_set(deployment, set))
+        .map(|deployment| ObjectRef::from_obj(deployment.as_ref()))
+        .collect()
+}
+
+/// The Deployment controlling the ReplicaSet that controls the pod (`set` finds a set of
+/// the pod's namespace by name).
+fn deployment_of(pod: &Pod, set: impl Fn(&str) -> Option<Arc<ReplicaSet>>) -> Option<ObjectRef<Deployment>> {
+    let controller =
+        |meta: &ObjectMeta| meta.owner_references.iter().flatten().find(|r| r.controller == Some(true)).cloned();
+    let owner = controller(&pod.metadata).filter(|r| r.kind == "ReplicaSet")?;
+    let deployment = controller(&set(&owner.name)?.metadata).filter(|r| r.kind == "Deployment")?;
+    Some(ObjectRef::new(&deployment.name).within(pod.metadata.namespace.as_deref().unwrap_or_default()))
+}
+
+/// Whether the Deployment's selector selects the ReplicaSet's labels (a selector that
+/// selects everything or nothing selects no set, as Kubernetes will not adopt with one).
+fn selects_set(deployment: &Deployment, set: &ReplicaSet) -> bool {
+    let Some(selector) = deployment.spec.as_ref().map(|s| &s.selector) else { return false };
+    if selects_everything(selector) {
+        return false;
+    }
+    let Ok(selector) = serde_json::to_value(selector) else { return false };
+    Selector::from_label_selector(Some(&selector)).is_ok_and(|s| !s.is_nothing() && s.matches(set.labels()))
 }
 
 /// What one pass decides over: the Deployment and what the caches held of its
@@ -176,8 +235,6 @@ struct Plan {
     changes: Vec<Change>,
     /// A reconcile on the control plane's clock (the progress deadline).
     wake_after: Option<Duration>,
-    /// Looked at again after [`RESYNC`]; otherwise only on a change.
-    resync: bool,
 }
 
 /// One write through the API. Each names the `resourceVersion` the decision read;
@@ -737,7 +794,7 @@ fn decide(snapshot: &Snapshot) -> Result<Plan, Error> {
     let mut rollout = Rollout { snapshot, deployment: snapshot.deployment.clone(), settings, changes: Vec::new() };
     let resync = rollout.sync()?;
     let wake_after = if resync { rollout.next_check() } else { None };
-    Ok(Plan { changes: rollout.changes, wake_after, resync })
+    Ok(Plan { changes: rollout.changes, wake_after })
 }
 
 /// One decision over one Deployment: its snapshot, what its spec asks for, and the
@@ -758,7 +815,7 @@ impl Rollout<'_> {
         condition(type_, status, reason, message, self.snapshot.now.clone())
     }
 
-    /// `syncDeployment`; whether the Deployment is looked at again after [`RESYNC`].
+    /// `syncDeployment`; whether its progress is to be watched (its deadline checked).
     fn sync(&mut self) -> Result<bool, Error> {
         let selector = self.deployment.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
         if selects_everything(&selector) {
@@ -1373,6 +1430,28 @@ fn selects_everything(selector: &LabelSelector) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_orphan_set_concerns_the_deployments_that_select_it_and_a_gone_pod_its_deployment() {
+        let web = Arc::new(deployment(1, "nginx", json!({}), "1", json!({})));
+        let everything = Arc::new(deployment(1, "nginx", json!({"selector": {}}), "1", json!({})));
+        let mut orphan = replica_set("web-1", "nginx", 1, 1, 1, 1);
+        orphan.metadata.owner_references = None;
+        let names = |refs: Vec<ObjectRef<Deployment>>| refs.into_iter().map(|r| r.name).collect::<Vec<_>>();
+        assert_eq!(names(adopters(&orphan, vec![web, everything])), ["web"], "one selecting everything adopts none");
+        orphan.metadata.labels = Some(BTreeMap::from([("app".to_string(), "db".to_string())]));
+        let web = Arc::new(deployment(1, "nginx", json!({}), "1", json!({})));
+        assert!(adopters(&orphan, vec![web]).is_empty());
+
+        let owned = Arc::new(replica_set("web-1", "nginx", 1, 1, 1, 1));
+        let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "web-1-x", "namespace": "default",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "web-1", "uid": "web-1-uid",
+                                 "controller": true}]}}))
+        .unwrap();
+        let found = deployment_of(&pod, |name| (name == "web-1").then(|| Arc::clone(&owned)));
+        assert_eq!(found.map(|r| (r.name, r.namespace)), Some(("web".to_string(), Some("default".to_string()))));
+        assert!(deployment_of(&pod, |_| None).is_none(), "a set no longer cached leads nowhere");
+    }
 
     fn set(replicas: i32, max_replicas: Option<i32>) -> ReplicaSet {
         let annotations = max_replicas.map(|m| BTreeMap::from([(MAX_REPLICAS.to_string(), m.to_string())]));

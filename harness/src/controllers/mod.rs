@@ -186,6 +186,54 @@ impl<K: Kind> Wiring<K> {
     }
 }
 
+/// The controlling owner each child of one kind had when last seen, so that the owner a
+/// child leaves is told too (Kubernetes' `updatePod`, `updateReplicaSet`: "the
+/// ControllerRef changed: sync the old controller"); `owns` tells only the one it has now.
+/// Without it, a pod whose owner reference was removed or replaced left its former set a
+/// replica short until something else happened to it.
+pub(crate) struct FormerOwners<C: Kind, K: Kind> {
+    children: Informer<C>,
+    /// (namespace, child) → the name of its controlling owner of kind `K`.
+    known: Mutex<HashMap<(String, String), String>>,
+    owner: std::marker::PhantomData<fn() -> K>,
+}
+
+impl<C: Kind, K: Kind> FormerOwners<C, K> {
+    pub(crate) fn new(children: &Informer<C>) -> FormerOwners<C, K> {
+        FormerOwners { children: children.clone(), known: Mutex::default(), owner: std::marker::PhantomData }
+    }
+
+    /// The owner `child` (as a change of the cache tells it) had and no longer has, if any.
+    pub(crate) fn left(&self, child: &C) -> Option<ObjectRef<K>> {
+        let meta = child.meta();
+        let present =
+            self.children.get(meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());
+        let mut known = self.known.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        former_owner::<C, K>(&mut known, child, present.is_some())
+    }
+}
+
+/// What [`FormerOwners::left`] decides over what it remembers: `child`'s controlling
+/// owner is remembered while it is `present`, and forgotten once it is gone (its owner is
+/// told of that through `owns`); the owner it had before, if it now has another or none.
+fn former_owner<C: Kind, K: Kind>(
+    known: &mut HashMap<(String, String), String>,
+    child: &C,
+    present: bool,
+) -> Option<ObjectRef<K>> {
+    let meta = child.meta();
+    let key = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    let kind = K::kind(&());
+    let now = meta.owner_references.iter().flatten().find(|r| r.controller == Some(true) && r.kind == kind);
+    let now = now.map(|r| r.name.clone());
+    let before = match (present, now.clone()) {
+        (true, Some(owner)) => known.insert(key.clone(), owner),
+        _ => known.remove(&key),
+    };
+    let left = before.filter(|before| present && now.as_ref() != Some(before))?;
+    Some(ObjectRef::new(&left).within(&key.0))
+}
+
 /// Merges `fields` into the object's status, against the version it was read at, unless
 /// they are there already; the written object, if anything was written.
 pub(crate) async fn patch_status<K>(api: &Api<K>, object: &K, fields: Value) -> Result<Option<K>, Error>
@@ -313,5 +361,38 @@ impl<K: Resource<DynamicType = ()> + Send + Sync + 'static> Wakeups<K> {
             }
             let _ = sender.send(reference);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    use k8s_openapi::api::core::v1::Pod;
+
+    fn pod(owner: Option<&str>) -> Pod {
+        let mut pod = json!({"metadata": {"name": "p", "namespace": "default"}});
+        if let Some(owner) = owner {
+            pod["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": "ReplicaSet",
+                "name": owner, "uid": format!("{owner}-uid"), "controller": true}]);
+        }
+        serde_json::from_value(pod).unwrap()
+    }
+
+    #[test]
+    fn the_owner_a_child_leaves_is_told_once() {
+        let mut known = HashMap::new();
+        let mut left = |child: &Pod, present: bool| {
+            former_owner::<Pod, ReplicaSet>(&mut known, child, present).map(|r| (r.name, r.namespace))
+        };
+        let was = |name: &str| Some((name.to_string(), Some("default".to_string())));
+        assert_eq!(left(&pod(Some("a")), true), None, "first seen: nothing left");
+        assert_eq!(left(&pod(Some("a")), true), None, "the same owner");
+        assert_eq!(left(&pod(None), true), was("a"), "its reference removed: a told");
+        assert_eq!(left(&pod(None), true), None, "told once");
+        assert_eq!(left(&pod(Some("b")), true), None, "adopted by b");
+        assert_eq!(left(&pod(Some("c")), true), was("b"), "taken over by c: b told");
+        assert_eq!(left(&pod(Some("c")), false), None, "gone: its owner hears through owns");
+        assert_eq!(left(&pod(Some("d")), true), None, "forgotten once gone");
     }
 }
