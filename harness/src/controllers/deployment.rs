@@ -29,7 +29,7 @@
 use super::{Error, FormerOwners, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::events;
-use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, controller_of, key_of_object};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
@@ -95,14 +95,7 @@ pub async fn run(client: kube::Client, informers: &Informers, clock: &Clock) {
     let (selecting, sets, pods) =
         (informers.deployments.clone(), informers.replicasets.clone(), informers.pods.clone());
     let former = FormerOwners::<ReplicaSet, Deployment>::new(&informers.replicasets);
-    let orphan_of = move |set: Arc<ReplicaSet>| {
-        let mut concerned = match controller_of(set.as_ref()) {
-            Some(_) => Vec::new(),
-            None => adopters(&set, selecting.in_namespace(&set.namespace().unwrap_or_default())),
-        };
-        concerned.extend(former.left(&set));
-        concerned
-    };
+    let orphan_of = move |set: Arc<ReplicaSet>| former.concerned(&set, &selecting, adopters);
     let deployments = informers.deployments.clone();
     let gone_pod = move |pod: Arc<Pod>| {
         let namespace = pod.namespace().unwrap_or_default();

@@ -203,8 +203,25 @@ impl<C: Kind, K: Kind> FormerOwners<C, K> {
         FormerOwners { children: children.clone(), known: Mutex::default(), owner: std::marker::PhantomData }
     }
 
+    /// The owners a change of `child` concerns besides its controller (`owns` tells that
+    /// one): when it is an orphan, those that may adopt it (`adopters`, given the objects
+    /// of its namespace), and the one it left, if any.
+    pub(crate) fn concerned(
+        &self,
+        child: &C,
+        owners: &Informer<K>,
+        adopters: impl FnOnce(&C, Vec<Arc<K>>) -> Vec<ObjectRef<K>>,
+    ) -> Vec<ObjectRef<K>> {
+        let mut concerned = match crate::informers::controller_of(child) {
+            Some(_) => Vec::new(),
+            None => adopters(child, owners.in_namespace(child.meta().namespace.as_deref().unwrap_or_default())),
+        };
+        concerned.extend(self.left(child));
+        concerned
+    }
+
     /// The owner `child` (as a change of the cache tells it) had and no longer has, if any.
-    pub(crate) fn left(&self, child: &C) -> Option<ObjectRef<K>> {
+    fn left(&self, child: &C) -> Option<ObjectRef<K>> {
         let meta = child.meta();
         let present =
             self.children.get(meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default());

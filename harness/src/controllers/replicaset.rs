@@ -114,14 +114,7 @@ async fn run_for<K: Replicated>(client: kube::Client, informers: &Informers, clo
     // `getPodReplicaSets` on a pod's add and update): one may adopt it.
     // And a pod whose controller changed concerns the set it left.
     let (selecting, former) = (sets.clone(), FormerOwners::<Pod, K>::new(&informers.pods));
-    let orphan_of = move |pod: Arc<Pod>| {
-        let mut concerned = match controller_of(pod.as_ref()) {
-            Some(_) => Vec::new(),
-            None => adopters(&pod, selecting.in_namespace(&pod.namespace().unwrap_or_default())),
-        };
-        concerned.extend(former.left(&pod));
-        concerned
-    };
+    let orphan_of = move |pod: Arc<Pod>| former.concerned(&pod, &selecting, adopters);
     let mut wiring = Wiring::of(sets).owns(&informers.pods).watches(&informers.pods, orphan_of).named_by_kind();
     let context = Context {
         client,
