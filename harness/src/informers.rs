@@ -25,6 +25,7 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::Api;
 use kube::runtime::reflector::{ObjectRef, Store, store::Writer};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -81,9 +82,14 @@ impl<K: Kind> Clone for Informer<K> {
     }
 }
 
+/// The object's controlling owner reference.
+pub fn controller_reference<K: Resource>(object: &K) -> Option<&OwnerReference> {
+    object.meta().owner_references.as_ref()?.iter().find(|r| r.controller == Some(true))
+}
+
 /// The uid of the object's controlling owner.
 pub fn controller_of<K: Resource>(object: &K) -> Option<&str> {
-    object.meta().owner_references.as_ref()?.iter().find(|r| r.controller == Some(true)).map(|r| r.uid.as_str())
+    controller_reference(object).map(|r| r.uid.as_str())
 }
 
 /// The revision a written object carries (0 when it is not a number: then nothing waits).

@@ -233,10 +233,7 @@ impl serde::Serialize for Unrevised<'_> {
         let mut map = serializer.serialize_map(Some(fields.len()))?;
         for (key, value) in fields {
             match (key.as_str(), value.as_object()) {
-                ("metadata", Some(metadata)) => {
-                    let kept = metadata.iter().filter(|(field, _)| field.as_str() != "resourceVersion");
-                    map.serialize_entry(key, &Fields(std::cell::Cell::new(Some(kept))))?;
-                }
+                ("metadata", Some(metadata)) => map.serialize_entry(key, &Metadata(metadata))?,
                 _ => map.serialize_entry(key, value)?,
             }
         }
@@ -244,12 +241,12 @@ impl serde::Serialize for Unrevised<'_> {
     }
 }
 
-/// A map's entries, serialized once.
-struct Fields<I>(std::cell::Cell<Option<I>>);
+/// Metadata without its `resourceVersion`.
+struct Metadata<'a>(&'a Map<String, Value>);
 
-impl<'a, I: Iterator<Item = (&'a String, &'a Value)>> serde::Serialize for Fields<I> {
+impl serde::Serialize for Metadata<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.take().into_iter().flatten())
+        serializer.collect_map(self.0.iter().filter(|(field, _)| field.as_str() != "resourceVersion"))
     }
 }
 

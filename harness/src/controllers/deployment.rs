@@ -29,7 +29,7 @@
 use super::{Error, FormerOwners, Wakeups, Wiring};
 use crate::clock::Clock;
 use crate::events;
-use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, key_of_object};
+use crate::informers::{Expectations, Informer, Informers, UNMET_RETRY, Written, controller_reference, key_of_object};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, DeploymentStatus, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference, Time};
@@ -170,10 +170,9 @@ fn adopters(set: &ReplicaSet, deployments: Vec<Arc<Deployment>>) -> Vec<ObjectRe
 /// The Deployment controlling the ReplicaSet that controls the pod (`set` finds a set of
 /// the pod's namespace by name).
 fn deployment_of(pod: &Pod, set: impl Fn(&str) -> Option<Arc<ReplicaSet>>) -> Option<ObjectRef<Deployment>> {
-    let controller =
-        |meta: &ObjectMeta| meta.owner_references.iter().flatten().find(|r| r.controller == Some(true)).cloned();
-    let owner = controller(&pod.metadata).filter(|r| r.kind == "ReplicaSet")?;
-    let deployment = controller(&set(&owner.name)?.metadata).filter(|r| r.kind == "Deployment")?;
+    let owner = controller_reference(pod).filter(|r| r.kind == "ReplicaSet")?;
+    let set = set(&owner.name)?;
+    let deployment = controller_reference(set.as_ref()).filter(|r| r.kind == "Deployment")?;
     Some(ObjectRef::new(&deployment.name).within(pod.metadata.namespace.as_deref().unwrap_or_default()))
 }
 
@@ -184,8 +183,7 @@ fn selects_set(deployment: &Deployment, set: &ReplicaSet) -> bool {
     if selects_everything(selector) {
         return false;
     }
-    let Ok(selector) = serde_json::to_value(selector) else { return false };
-    Selector::from_label_selector(Some(&selector)).is_ok_and(|s| !s.is_nothing() && s.matches(set.labels()))
+    super::label_selector(selector).is_ok_and(|s| !s.is_nothing() && s.matches(set.labels()))
 }
 
 /// What one pass decides over: the Deployment and what the caches held of its

@@ -240,15 +240,19 @@ fn former_owner<C: Kind, K: Kind>(
 ) -> Option<ObjectRef<K>> {
     let meta = child.meta();
     let key = (meta.namespace.clone().unwrap_or_default(), meta.name.clone().unwrap_or_default());
+    if !present {
+        known.remove(&key);
+        return None;
+    }
     let kind = K::kind(&());
-    let now = meta.owner_references.iter().flatten().find(|r| r.controller == Some(true) && r.kind == kind);
-    let now = now.map(|r| r.name.clone());
-    let before = match (present, now.clone()) {
-        (true, Some(owner)) => known.insert(key.clone(), owner),
-        _ => known.remove(&key),
-    };
-    let left = before.filter(|before| present && now.as_ref() != Some(before))?;
-    Some(ObjectRef::new(&left).within(&key.0))
+    let now = crate::informers::controller_reference(child).filter(|r| r.kind == kind).map(|r| r.name.as_str());
+    // Most changes of a child leave its owner as it was: nothing is written for them.
+    let before = match now {
+        Some(owner) if known.get(&key).is_some_and(|known| known == owner) => return None,
+        Some(owner) => known.insert(key.clone(), owner.to_string()),
+        None => known.remove(&key),
+    }?;
+    Some(ObjectRef::new(&before).within(&key.0))
 }
 
 /// Merges `fields` into the object's status, against the version it was read at, unless
