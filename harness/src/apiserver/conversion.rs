@@ -62,6 +62,12 @@ fn convert_builtin(object: &mut Value, to: &str) {
     }
 }
 
+/// Whether a resource's objects are served exactly as stored (a built-in kind in one
+/// version): a list can send the stored bytes.
+pub(super) fn served_as_stored(resource: &Resource) -> bool {
+    resource.crd.is_none() && builtin_storage(resource).is_none()
+}
+
 /// An object admitted in the request's version, into the version it is stored in.
 pub(super) async fn to_storage(server: &ApiServer, resource: &Resource, object: &mut Value) -> Result<(), ApiError> {
     if let Some(storage) = builtin_storage(resource) {

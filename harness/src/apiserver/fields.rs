@@ -62,6 +62,11 @@ fn pointer(kind: &str, field: &str) -> Option<&'static str> {
     }
 }
 
+/// Where every field `kind` can be selected by lives (name and namespace too).
+pub fn pointers(kind: &str) -> impl Iterator<Item = &'static str> {
+    ["/metadata/name", "/metadata/namespace"].into_iter().chain(supported(kind).iter().map(|(_, pointer)| *pointer))
+}
+
 /// The value of every field `kind` can be selected by (name and namespace too), as a
 /// selector compares it: read once per object, matched by any number of selectors.
 pub fn attributes(kind: &str, object: &Value) -> Vec<(&'static str, String)> {

@@ -31,6 +31,7 @@ pub mod resources;
 pub mod serviceaccount;
 mod spdy;
 pub mod status;
+mod stored;
 pub mod table;
 pub mod tls;
 pub mod tokens;
@@ -755,6 +756,13 @@ fn aggregated(headers: &HeaderMap) -> Option<&'static str> {
     ["v2", "v2beta1"]
         .into_iter()
         .find(|version| offered.iter().any(|parts| parts.contains(&format!("v={version}").as_str())))
+}
+
+/// A response of JSON already written.
+pub fn json_bytes_response(code: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (code, body).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
 }
 
 pub fn json_response(code: StatusCode, value: &Value) -> Response {
