@@ -6,8 +6,10 @@
 
 use super::cluster::{Applied, Cluster, Error};
 use super::expect::{Failure, Holds};
+use kube::api::ListParams;
 use serde_json::Value;
-use std::collections::BTreeSet;
+use std::borrow::Cow;
+use std::collections::{BTreeSet, HashMap};
 
 fn number(object: &Value, pointer: &str) -> i64 {
     object.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
@@ -88,49 +90,105 @@ fn pending(applied: &Applied, object: &Value, endpoints: Option<&Value>) -> Opti
     }
 }
 
+/// From this many applied objects of one kind in one namespace, one list reads them all
+/// instead of a GET each: a test of 10,000 Deployments re-checks while they roll out.
+const LIST_FROM: usize = 8;
+
+/// How many things not realised a failure lists, and how many of their objects it keeps
+/// (their events and logs go into the report).
+const SHOWN: usize = 100;
+const SHOWN_SUBJECTS: usize = 20;
+
+type Group = (String, String, Option<String>);
+
 pub async fn check(cluster: &Cluster) -> Result<Holds, Error> {
+    let applied = cluster.applied();
+    let mut sizes: HashMap<Group, usize> = HashMap::new();
+    for object in &applied {
+        *sizes.entry((object.api_version.clone(), object.kind.clone(), object.namespace.clone())).or_default() += 1;
+    }
+    let mut listed: HashMap<Group, HashMap<String, Value>> = HashMap::new();
+    for ((api_version, kind, namespace), size) in sizes {
+        if size < LIST_FROM {
+            continue;
+        }
+        let mut lists = vec![(api_version, kind.clone())];
+        if kind == "Service" {
+            lists.push(("v1".into(), "Endpoints".into()));
+        }
+        for (api_version, kind) in lists {
+            let items = cluster.list(&api_version, &kind, namespace.as_deref(), None).await?;
+            let by_name = items
+                .into_iter()
+                .filter_map(|o| Some((o.pointer("/metadata/name")?.as_str()?.to_string(), o)))
+                .collect();
+            listed.insert((api_version, kind, namespace.clone()), by_name);
+        }
+    }
     let mut reasons = Vec::new();
     let mut subjects = Vec::new();
     let mut namespaces = BTreeSet::new();
-    for applied in cluster.applied() {
-        let namespace = applied.namespace.as_deref();
-        let Some(object) = cluster.get(&applied.api_version, &applied.kind, namespace, &applied.name).await? else {
+    for applied in &applied {
+        let Some(object) = read(cluster, &listed, applied, &applied.api_version, &applied.kind).await? else {
             reasons.push(format!("{} {} is gone", applied.kind, applied.name));
             continue;
         };
         if let Some(namespace) = object.pointer("/metadata/namespace").and_then(Value::as_str) {
             namespaces.insert(namespace.to_string());
         }
-        let endpoints = if applied.kind == "Service" {
-            cluster.get("v1", "Endpoints", namespace, &applied.name).await?
-        } else {
-            None
-        };
-        if let Some(reason) = pending(&applied, &object, endpoints.as_ref()) {
+        let endpoints =
+            if applied.kind == "Service" { read(cluster, &listed, applied, "v1", "Endpoints").await? } else { None };
+        if let Some(reason) = pending(applied, &object, endpoints.as_deref()) {
             reasons.push(format!("{} {}: {reason}", applied.kind, applied.name));
-            subjects.push(object);
+            subjects.push(object.into_owned());
         }
     }
     for namespace in &namespaces {
-        for pod in cluster.list("v1", "Pod", Some(namespace), None).await? {
-            if pod.pointer("/status/phase").and_then(Value::as_str) == Some("Pending")
-                && pod.pointer("/metadata/deletionTimestamp").is_none()
-            {
+        // Only the pending pods are sent: the server filters by phase, as it does for
+        // `kubectl get pods --field-selector status.phase=Pending`.
+        // Past the first page, the rest are counted as "more" rather than each fetched.
+        let params = ListParams::default().fields("status.phase=Pending").limit(SHOWN as u32);
+        let (pending, more) = cluster.list_where("v1", "Pod", Some(namespace), &params).await?;
+        for pod in pending {
+            if pod.pointer("/metadata/deletionTimestamp").is_none() {
                 let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
                 reasons.push(format!("Pod {namespace}/{name} is Pending{}", why_pending(&pod)));
                 subjects.push(pod);
             }
         }
+        if more {
+            reasons.push(format!("more pods in {namespace} are Pending"));
+        }
     }
     if reasons.is_empty() {
         return Ok(Holds::Yes);
     }
-    Ok(Holds::No(Failure {
-        summary: format!("not converged: {} thing(s) not realised", reasons.len()),
-        differences: reasons,
-        subjects,
-        ..Failure::default()
-    }))
+    let summary = format!("not converged: {} thing(s) not realised", reasons.len());
+    // A report of 100,000 pending pods says how many, and shows the first of them (with
+    // their events and logs): a line and a log fetch for each would bury the cause.
+    if reasons.len() > SHOWN {
+        let more = reasons.len() - SHOWN;
+        reasons.truncate(SHOWN);
+        reasons.push(format!("... and {more} more"));
+    }
+    subjects.truncate(SHOWN_SUBJECTS);
+    Ok(Holds::No(Failure { summary, differences: reasons, subjects, ..Failure::default() }))
+}
+
+/// The object of `kind` named as `applied` is, from the lists read when its group was
+/// listed, else by a GET.
+async fn read<'a>(
+    cluster: &Cluster,
+    listed: &'a HashMap<Group, HashMap<String, Value>>,
+    applied: &Applied,
+    api_version: &str,
+    kind: &str,
+) -> Result<Option<Cow<'a, Value>>, Error> {
+    let group = (api_version.to_string(), kind.to_string(), applied.namespace.clone());
+    match listed.get(&group) {
+        Some(items) => Ok(items.get(&applied.name).map(Cow::Borrowed)),
+        None => Ok(cluster.get(api_version, kind, applied.namespace.as_deref(), &applied.name).await?.map(Cow::Owned)),
+    }
 }
 
 /// Why a pod is Pending, as `kubectl describe` would show it: not placed, the scheduler's
