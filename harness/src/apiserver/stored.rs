@@ -16,6 +16,11 @@ use std::fmt;
 /// `apiVersion` and a `kind` at the top: the caller decodes those the long way.
 pub fn revised(bytes: &[u8], revision: u64, out: &mut Vec<u8>) -> bool {
     let Some(at) = metadata_start(bytes) else { return false };
+    // The server writes compact JSON; anything else (`{ }`) is left to a decode rather
+    // than spliced into something invalid.
+    if bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
+        return false;
+    }
     out.reserve(bytes.len() + 40);
     out.extend_from_slice(&bytes[..at]);
     out.extend_from_slice(b"\"resourceVersion\":\"");
@@ -268,6 +273,7 @@ mod tests {
         }
         let mut out = Vec::new();
         assert!(!revised(b"{\"apiVersion\":\"v1\",\"kind\":\"x\",\"metadata\":{", 1, &mut out));
+        assert!(!revised(b"{\"apiVersion\":\"v1\",\"kind\":\"x\",\"metadata\":{ }}", 1, &mut out));
         assert!(out.is_empty());
     }
 

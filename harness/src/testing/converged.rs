@@ -148,9 +148,15 @@ pub async fn check(cluster: &Cluster) -> Result<Holds, Error> {
         // `kubectl get pods --field-selector status.phase=Pending`.
         // Past the first page, the rest are counted as "more" rather than each fetched.
         let params = ListParams::default().fields("status.phase=Pending").limit(SHOWN as u32);
-        let (pending, more) = cluster.list_where("v1", "Pod", Some(namespace), &params).await?;
+        let (mut pending, mut more) = cluster.list_where("v1", "Pod", Some(namespace), &params).await?;
+        let deleting = |pod: &Value| pod.pointer("/metadata/deletionTimestamp").is_some();
+        if more && pending.iter().all(deleting) {
+            // A first page of pods on their way out says nothing of the rest: read them all.
+            let every = ListParams::default().fields("status.phase=Pending");
+            (pending, more) = cluster.list_where("v1", "Pod", Some(namespace), &every).await?;
+        }
         for pod in pending {
-            if pod.pointer("/metadata/deletionTimestamp").is_none() {
+            if !deleting(&pod) {
                 let name = pod.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
                 reasons.push(format!("Pod {namespace}/{name} is Pending{}", why_pending(&pod)));
                 subjects.push(pod);
