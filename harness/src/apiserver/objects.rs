@@ -471,8 +471,12 @@ impl Filter {
         let fields =
             FieldSelector::parse(resource.builtin_kind(), query.get("fieldSelector").map_or("", String::as_str))?;
         let kind = resource.builtin_kind();
-        let wanted =
-            super::stored::Wanted::pointers(std::iter::once("/metadata/labels").chain(super::fields::pointers(kind)));
+        // Built only where a selector will read it: most lists and watches have none.
+        let wanted = if labels.is_everything() && fields.is_empty() {
+            super::stored::Wanted::default()
+        } else {
+            super::stored::Wanted::pointers(std::iter::once("/metadata/labels").chain(super::fields::pointers(kind)))
+        };
         Ok(Filter { labels, fields, kind, wanted })
     }
 
