@@ -115,6 +115,7 @@ impl ControlPlane {
         let seconds = config.default_toleration_seconds;
         // Generated names come from the seed, so a seeded run names its pods alike.
         let names = Arc::new(apiserver::names::Names::seeded(config.seed));
+        let profile = Arc::new(crate::profile::Profile::default());
         let options = apiserver::Options {
             clock: config.clock.clone(),
             token: token.clone(),
@@ -122,6 +123,7 @@ impl ControlPlane {
             names: Arc::clone(&names),
             authorization: config.authorization,
             users: Arc::clone(&config.users),
+            profile: Some(Arc::clone(&profile)),
             ..apiserver::Options::default()
         };
         let store = Arc::new(MemoryStore::new());
@@ -151,7 +153,6 @@ impl ControlPlane {
         let client = component("kubeyard")?;
         let lifecycle = node_lifecycle::Options { clock: config.clock.clone(), grace: config.node_grace };
         let root_ca = identity.as_ref().map(|identity| identity.ca_pem.clone());
-        let profile = Arc::new(crate::profile::Profile::default());
         let controllers =
             controller_manager::start(component(CONTROLLER_MANAGER)?, lifecycle, root_ca, Arc::clone(&profile));
         let kubelet_options = kubelet::Options {
@@ -205,6 +206,7 @@ impl ControlPlane {
             default_toleration_seconds: self.default_tolerations,
             authorization: self.authorization,
             users: Arc::clone(&self.users),
+            profile: Some(Arc::clone(&self.profile)),
             ..apiserver::Options::default()
         };
         let server = ApiServer::new(Arc::clone(&self.store) as Arc<dyn crate::store::Store>, admission, options);

@@ -4,8 +4,11 @@
 //! counted) and the scheduler, how many reconciles (or scheduling attempts) it ran, how
 //! many failed, how long they took (p50, p99, max, and in all: its busy time, which counts
 //! reconciles running side by side each in full, so it can pass the wall time), and, for
-//! the scheduler, how deep its queue got. `kubeyard up` prints it on exit, `kubeyard test
-//! --profile` under each test.
+//! the scheduler, how deep its queue got. The API server counts its requests the same
+//! way, one row per verb and resource (`apiserver/patch pods/status`; watches, which last
+//! as long as their clients, are not counted): what every component waits on, and which
+//! of them loads it most. `kubeyard up` prints it on exit, `kubeyard test --profile` under
+//! each test.
 //!
 //! Recording is a few atomic adds per reconcile (a histogram of powers of two), so it is
 //! always on. One profile per control plane: components find theirs through the task
@@ -19,6 +22,11 @@ use std::time::{Duration, Instant};
 
 /// Latency buckets: below 1 µs, below 2 µs, ... below 2^31 µs (36 minutes).
 const BUCKETS: usize = 32;
+
+/// The prefix of the API server's rows (its requests, by verb and resource).
+pub const API_SERVER: &str = "apiserver/";
+/// The API server's busiest kinds of request the summary shows one by one.
+const REQUEST_ROWS: usize = 12;
 
 /// One component's counts.
 #[derive(Debug, Default)]
@@ -135,6 +143,25 @@ impl Profile {
             "  {:<width$} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
             "component", "runs", "failed", "p50", "p99", "max", "busy", "queue max"
         );
+        // Every component's row, but only the busiest kinds of request: a test touches
+        // dozens of resources once each, and the rest are folded into one line.
+        let mut requests = 0;
+        let (mut folded, mut folded_runs) = (0, 0);
+        let rows: Vec<_> = rows
+            .into_iter()
+            .filter(|(name, component)| {
+                if !name.starts_with(API_SERVER) {
+                    return true;
+                }
+                requests += 1;
+                if requests <= REQUEST_ROWS {
+                    return true;
+                }
+                folded += 1;
+                folded_runs += component.runs.load(Ordering::Relaxed);
+                false
+            })
+            .collect();
         for (name, component) in rows {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             let queue = match load(&component.queue_max) {
@@ -153,6 +180,9 @@ impl Profile {
                 shown(Duration::from_nanos(load(&component.busy_nanos))),
                 queue,
             );
+        }
+        if folded > 0 {
+            let _ = writeln!(out, "  ... and {folded} more kinds of API server request ({folded_runs} requests)");
         }
         out
     }
@@ -184,6 +214,25 @@ mod tests {
         assert!(lines[3].ends_with(" -"), "the scheduler here said nothing of its queue: {summary}");
         assert_eq!(deployment.bucket_bound(1.0), Duration::from_micros(65_536), "the slowest run's bucket");
         assert_eq!(deployment.quantile(1.0), Duration::from_millis(40), "no more than the slowest run");
+    }
+
+    #[test]
+    fn only_the_busiest_kinds_of_request_get_a_row() {
+        let profile = Profile::default();
+        for i in 0..20u64 {
+            let requests = profile.component(&format!("{API_SERVER}get kind{i:02}"));
+            for _ in 0..=i {
+                requests.record(Duration::from_millis(1), false);
+            }
+        }
+        profile.component("controller/idle-but-ran").record(Duration::from_micros(1), false);
+        let summary = profile.summary();
+        let requests: Vec<&str> = summary.lines().filter(|l| l.trim_start().starts_with(API_SERVER)).collect();
+        assert_eq!(requests.len(), REQUEST_ROWS, "{summary}");
+        assert!(requests[0].contains("kind19"), "the busiest first: {summary}");
+        // kind00..kind07 are folded: 1 + 2 + ... + 8 requests.
+        assert!(summary.ends_with("  ... and 8 more kinds of API server request (36 requests)\n"), "{summary}");
+        assert!(summary.contains("controller/idle-but-ran"), "every component keeps its row: {summary}");
     }
 
     #[tokio::test]

@@ -97,6 +97,10 @@ pub struct Options {
     /// the store (`allocate`), and the `kubernetes` Service lists every live server
     /// (`kubernetes_service`).
     pub shared_store: bool,
+    /// Where each request is counted, by verb and resource (`apiserver/patch
+    /// pods/status`), with the control plane's components: the API server is what they
+    /// all wait on, so its share of a slow convergence belongs in the same table.
+    pub profile: Option<Arc<crate::profile::Profile>>,
 }
 
 /// The DefaultTolerationSeconds plugin's two durations, in seconds.
@@ -134,6 +138,7 @@ impl Default for Options {
             authorization: authorization::Mode::default(),
             users: Arc::default(),
             shared_store: false,
+            profile: None,
         }
     }
 }

@@ -25,7 +25,7 @@ use kubeyard_compiler::source::SourceFile;
 use kubeyard_compiler::yaml::Documents;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Writers that lose a compare-and-swap retry this many times before giving up.
 const RETRIES: usize = 64;
@@ -42,6 +42,13 @@ pub(super) async fn handle(
     body: &Bytes,
     representation: Representation,
 ) -> Result<Response, ApiError> {
+    // A watch lasts as long as its client: it is not a request's work to time.
+    let counted = match &server.options.profile {
+        Some(profile) if !flag(query, "watch") => {
+            Some((profile.component(&request_name(method, &target, headers)), Instant::now()))
+        }
+        _ => None,
+    };
     let served = serve(server, method, target, query, headers, body, representation);
     let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
         Some(manager) => manager.clone(),
@@ -55,6 +62,9 @@ pub(super) async fn handle(
             (result, WARNINGS.with(|warnings| warnings.take()))
         })
         .await;
+    if let Some((component, started)) = counted {
+        component.record(started.elapsed(), result.is_err());
+    }
     let mut response = match result {
         Ok(response) => response,
         Err(error) if warnings.is_empty() => return Err(error),
@@ -68,6 +78,28 @@ pub(super) async fn handle(
         }
     }
     Ok(response)
+}
+
+/// A request as the profile names it: `apiserver/` and the verb Kubernetes' request
+/// metrics use (`apiserver_request_total`'s `verb`), then the resource and subresource.
+fn request_name(method: &Method, target: &Target, headers: &HeaderMap) -> String {
+    use crate::profile::API_SERVER;
+    let named = target.name.is_some();
+    let verb = match method.as_str() {
+        "GET" if named => "get",
+        "GET" => "list",
+        "POST" => "create",
+        "PUT" => "update",
+        "PATCH" if super::apply::is_apply(headers) => "apply",
+        "PATCH" => "patch",
+        "DELETE" if named => "delete",
+        "DELETE" => "deletecollection",
+        _ => "other",
+    };
+    match target.subresource.as_deref() {
+        Some(sub) => format!("{API_SERVER}{verb} {}/{sub}", target.resource.plural),
+        None => format!("{API_SERVER}{verb} {}", target.resource.plural),
+    }
 }
 
 async fn serve(
@@ -992,7 +1024,11 @@ pub(super) async fn write(
         conversion::to_request(server, resource, std::slice::from_mut(&mut current)).await?;
         let wanted = next(&current)?;
         let mut wanted = wanted;
-        prune(server, resource, query, &mut wanted)?;
+        // A binding is made by the server from the stored pod: nothing to prune.
+        let binding = through == Some("binding");
+        if !binding {
+            prune(server, resource, query, &mut wanted)?;
+        }
         let subresource = through.or(target.subresource.as_deref());
         let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
         let call = webhooks::Call {
@@ -1015,15 +1051,23 @@ pub(super) async fn write(
             crds::prepare_update(target.subresource.as_deref(), &mut prepared);
         }
         // The field manager's entries are its own (checked as they were decoded): admission
-        // neither validates nor normalizes them.
-        let managed = metadata(&mut prepared).remove("managedFields");
-        let mut admitted = admit(server, resource, prepared, Some(&current))?;
-        if let Some(managed) = managed {
-            metadata(&mut admitted).insert("managedFields".into(), managed);
-        }
+        // neither validates nor normalizes them. A binding sets the node and a condition on
+        // the stored pod, and Kubernetes' registry stores that without validating the pod
+        // again (`assignPod`): the pod was admitted when it was written, and what the
+        // binding adds is in the stored form already (`bind`).
+        let mut admitted = if binding {
+            prepared
+        } else {
+            let managed = metadata(&mut prepared).remove("managedFields");
+            let mut admitted = admit(server, resource, prepared, Some(&current))?;
+            if let Some(managed) = managed {
+                metadata(&mut admitted).insert("managedFields".into(), managed);
+            }
+            admitted
+        };
         // Ownership is judged on the objects as stored: defaults filled on both sides. A
         // binding sets the node outside the field manager, as Kubernetes' registry does.
-        if through != Some("binding") {
+        if !binding {
             super::apply::track_update(server, resource, subresource, &current, &mut admitted);
         }
         if crds::is_crd(resource) {
@@ -1504,12 +1548,13 @@ pub(super) async fn bind(
     let subresource = Some("binding".to_string());
     let target =
         Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource };
-    let qualified = pods.qualified();
+    // Kubernetes' registry words a refused binding as a conflict on `pods/binding`.
+    let qualified = format!("{}/binding", pods.qualified());
     write(server, &target, Some("binding"), query, None, |current| {
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
                 subject(pods, &qualified, &pod),
-                "pod is being deleted, cannot be assigned to a host",
+                &format!("pod {pod} is being deleted, cannot be assigned to a host"),
             ));
         }
         if let Some(bound) = text(current, "/spec/nodeName") {
@@ -1518,16 +1563,26 @@ pub(super) async fn bind(
                 &format!("pod {pod} is already assigned to node \"{bound}\""),
             ));
         }
+        if current.pointer("/spec/schedulingGates").and_then(Value::as_array).is_some_and(|g| !g.is_empty()) {
+            return Err(ApiError::conflict(
+                subject(pods, &qualified, &pod),
+                &format!("pod {pod} has non-empty .spec.schedulingGates"),
+            ));
+        }
         let mut next = current.clone();
         next["spec"]["nodeName"] = json!(node);
-        // Binding sets the condition the scheduler reports, as the registry does.
-        let condition =
-            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": server.options.clock.timestamp()});
-        let conditions = next["status"].as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-        if let Some(Value::Array(conditions)) = conditions {
-            conditions.retain(|c| c.get("type") != Some(&json!("PodScheduled")));
-            conditions.push(condition);
+        // The binding's annotations go onto the pod, as the registry's
+        // `setPodNodeAndMetadata` copies them.
+        if let Some(annotations) = binding.pointer("/metadata/annotations").and_then(Value::as_object)
+            && !annotations.is_empty()
+        {
+            let meta = metadata(&mut next);
+            let onto = meta.entry("annotations").or_insert_with(|| json!({}));
+            if let Some(onto) = onto.as_object_mut() {
+                onto.extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
         }
+        set_scheduled(&mut next, &server.options.clock.timestamp());
         Ok(next)
     })
     .await?;
@@ -1535,6 +1590,33 @@ pub(super) async fn bind(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     )
+}
+
+/// The PodScheduled condition a binding sets, as `podutil.UpdatePodCondition` does: a
+/// condition of that type already there is replaced where it stands (its transition time
+/// kept if it was already True), else one is added; reason and message cleared. Written
+/// in the stored form (admission leaves out an unset `lastProbeTime`), since a binding is
+/// stored without passing admission again.
+fn set_scheduled(pod: &mut Value, now: &str) {
+    let Some(status) = pod.as_object_mut().map(|p| p.entry("status").or_insert_with(|| json!({}))) else { return };
+    let Some(status) = status.as_object_mut() else { return };
+    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
+    if !conditions.is_array() {
+        *conditions = json!([]);
+    }
+    let Some(conditions) = conditions.as_array_mut() else { return };
+    let existing = conditions.iter().position(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"));
+    let since = match existing {
+        Some(at) if conditions[at].get("status").and_then(Value::as_str) == Some("True") => {
+            conditions[at].get("lastTransitionTime").cloned().unwrap_or_else(|| json!(now))
+        }
+        _ => json!(now),
+    };
+    let condition = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": since});
+    match existing {
+        Some(at) => conditions[at] = condition,
+        None => conditions.push(condition),
+    }
 }
 
 /// `DeleteOptions` from the body and the query.

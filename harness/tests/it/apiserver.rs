@@ -3,6 +3,8 @@
 
 use crate::support;
 
+use kubeyard_compiler::admission::Admission;
+use kubeyard_compiler::schema::CatalogOptions;
 use kubeyard_harness::apiserver::Options;
 use kubeyard_harness::store::memory::MemoryStore;
 use serde_json::{Value, json};
@@ -422,7 +424,46 @@ fn subresources_change_only_their_part() {
     let bound = get(&format!("{pods}/p")).body;
     assert_eq!(bound["spec"]["nodeName"], "node-1");
     assert_eq!(bound["status"]["conditions"][0]["type"], "PodScheduled");
-    assert_status(&post(&format!("{pods}/p/binding"), &binding), 409, "Conflict");
+    // A binding is stored without admission (as the registry's `assignPod` stores it):
+    // what it writes must already be what admission would make of it.
+    let admission = Admission::new(CatalogOptions::default()).expect("schemas");
+    let mut unmanaged = bound.clone();
+    unmanaged["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+    let admitted = admission.admit(&unmanaged).expect("a bound pod is valid").object;
+    assert_eq!(admitted, unmanaged, "a bound pod is stored as admission normalizes it");
+    let refused = post(&format!("{pods}/p/binding"), &binding);
+    assert_status(&refused, 409, "Conflict");
+    assert_eq!(
+        refused.body["message"],
+        "Operation cannot be fulfilled on pods/binding \"p\": pod p is already assigned to node \"node-1\""
+    );
+
+    // A pod the scheduler found no node for keeps its condition's place; the binding turns
+    // it True, its reason and message gone; the binding's annotations go onto the pod.
+    post(
+        &pods,
+        &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "q"}, "spec": {"containers": [{"name": "c", "image": "x"}]}}),
+    );
+    let unschedulable = json!({"status": {"conditions": [
+        {"type": "Example", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"},
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available",
+         "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    let patched = patch(&format!("{pods}/q/status"), "application/merge-patch+json", &unschedulable);
+    assert_eq!(patched.status, 200, "{}", patched.text);
+    let binding = json!({"apiVersion": "v1", "kind": "Binding",
+                         "metadata": {"name": "q", "annotations": {"example.com/placed-by": "test"}},
+                         "target": {"kind": "Node", "name": "node-1"}});
+    assert_eq!(post(&format!("{pods}/q/binding"), &binding).status, 201);
+    let bound = get(&format!("{pods}/q")).body;
+    let conditions = &bound["status"]["conditions"];
+    assert_eq!(
+        (conditions[0]["type"].as_str(), conditions[1]["type"].as_str()),
+        (Some("Example"), Some("PodScheduled"))
+    );
+    assert_eq!(conditions[1]["status"], "True");
+    assert!(conditions[1].get("reason").is_none() && conditions[1].get("message").is_none(), "{conditions}");
+    assert_ne!(conditions[1]["lastTransitionTime"], "2026-01-01T00:00:00Z", "it changed status: a new transition time");
+    assert_eq!(bound["metadata"]["annotations"]["example.com/placed-by"], "test");
 }
 
 #[test]

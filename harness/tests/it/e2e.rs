@@ -205,6 +205,11 @@ fn profiles_show_what_each_component_did() {
     assert!(runs > 0, "{text}");
     let scheduler = row("default-scheduler").expect("the scheduler ran");
     assert!(scheduler[1].parse::<u64>().unwrap() >= 3, "a scheduling attempt per pod at least: {text}");
+    // The API server's requests, by verb and resource: what every component waits on.
+    let binds = row("apiserver/create pods/binding").expect("the scheduler's bindings are counted");
+    assert!(binds[2].parse::<u64>().unwrap() >= 3, "a binding per pod at least: {text}");
+    let creates = row("apiserver/create pods ");
+    assert!(creates.is_some_and(|c| c[2].parse::<u64>().unwrap() >= 3), "the ReplicaSets' pods are counted: {text}");
 
     use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
