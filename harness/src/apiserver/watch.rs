@@ -290,6 +290,18 @@ struct Watcher {
     bookmarks: bool,
     send_initial: bool,
     from: u64,
+    /// Who watches (its field manager name, from its user agent), for the profile's count
+    /// of watchers that fell out of the history.
+    client: String,
+}
+
+/// Counts, in the control plane's profile, a watcher that fell out of the history (it
+/// lists everything again): which client and which resource, since at scale one that
+/// lags is the cost to find.
+fn count_expired(server: &ApiServer, resource: &Resource, client: &str) {
+    if let Some(profile) = &server.options.profile {
+        profile.component(&format!("watch expired/{} {client}", resource.plural)).record(Duration::ZERO, true);
+    }
 }
 
 impl Watcher {
@@ -402,6 +414,9 @@ impl Watcher {
                     // Too old, or fell behind the history: the client lists again.
                     Some(Err(error)) => {
                         let resource = self.encoder.resource;
+                        if matches!(error, StoreError::Compacted { .. }) {
+                            count_expired(&self.server, resource, &self.client);
+                        }
                         return outbox.send(error_line(&store_error(resource, "", error))).await;
                     }
                     Some(Ok(event)) => {
@@ -458,6 +473,7 @@ pub(super) async fn serve(
         }
     };
     let (outbox, rx) = outbox();
+    let client = super::objects::FIELD_MANAGER.try_with(Clone::clone).unwrap_or_default();
     match server.store.watch(&prefix, from).await {
         Ok(events) => {
             let webhook = super::conversion::needs_webhook(server, resource);
@@ -470,12 +486,14 @@ pub(super) async fn serve(
                 bookmarks,
                 send_initial,
                 from,
+                client,
             };
             tokio::spawn(async move {
                 let _ = tokio::time::timeout(timeout, watcher.run(initial, events, outbox)).await;
             });
         }
         Err(error @ StoreError::Compacted { .. }) => {
+            count_expired(server, resource, &client);
             let line = error_line(&store_error(resource, "", error));
             let _ = outbox.send(line).await;
         }

@@ -242,10 +242,7 @@ impl Context {
     async fn say(&self, reason: &str, message: &str, warning: bool, field_path: Option<String>) {
         let kind = if warning { events::Type::Warning } else { events::Type::Normal };
         let source = events::Source { component: "kubelet", host: Some(&self.node) };
-        let mut object = self.pod.clone();
-        if let Some(path) = field_path {
-            object["fieldPath"] = json!(path);
-        }
+        let object = events::reference(&self.pod, field_path);
         events::record(&self.client, &object, source, kind, reason, message, &self.clock.timestamp()).await;
     }
 
