@@ -10,8 +10,8 @@
 //! of them loads it most. `kubeyard up` prints it on exit, `kubeyard test --profile` under
 //! each test.
 //!
-//! Recording is a few atomic adds per reconcile (a histogram of powers of two), so it is
-//! always on. One profile per control plane: components find theirs through the task
+//! Recording is a few atomic adds per reconcile (a histogram of powers of two), and for
+//! a request also the row's lookup under one lock, so it is always on. One profile per control plane: components find theirs through the task
 //! they run in ([`scope`]), so control planes sharing a process (tests) stay apart.
 
 use std::collections::BTreeMap;
@@ -25,7 +25,9 @@ const BUCKETS: usize = 32;
 
 /// The prefix of the API server's rows (its requests, by verb and resource).
 pub const API_SERVER: &str = "apiserver/";
-/// The API server's busiest kinds of request the summary shows one by one.
+/// The prefix of the rows of watchers that fell out of the watch history.
+pub const WATCH_EXPIRED: &str = "watch expired/";
+/// The API server's most frequent kinds of request the summary shows one by one.
 const REQUEST_ROWS: usize = 12;
 
 /// One component's counts.
@@ -126,6 +128,10 @@ impl Profile {
     /// The counts of a component, made on first use.
     pub fn component(&self, name: &str) -> Arc<Component> {
         let mut components = self.components.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        // Found without allocating: the API server asks for a row at every request.
+        if let Some(component) = components.get(name) {
+            return Arc::clone(component);
+        }
         Arc::clone(components.entry(name.to_string()).or_default())
     }
 
@@ -143,25 +149,23 @@ impl Profile {
             "  {:<width$} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
             "component", "runs", "failed", "p50", "p99", "max", "busy", "queue max"
         );
-        // Every component's row, but only the busiest kinds of request: a test touches
-        // dozens of resources once each, and the rest are folded into one line.
-        let mut requests = 0;
-        let (mut folded, mut folded_runs) = (0, 0);
-        let rows: Vec<_> = rows
-            .into_iter()
-            .filter(|(name, component)| {
-                if !name.starts_with(API_SERVER) {
-                    return true;
-                }
-                requests += 1;
-                if requests <= REQUEST_ROWS {
-                    return true;
-                }
-                folded += 1;
-                folded_runs += component.runs.load(Ordering::Relaxed);
-                false
-            })
+        // Every component's row, but only the most frequent kinds of request (and of
+        // watchers falling behind): a test touches dozens of resources once each, and
+        // clients name themselves; the rest are folded into one line.
+        let counted = |name: &str| name.starts_with(API_SERVER) || name.starts_with(WATCH_EXPIRED);
+        let mut frequent: Vec<(&String, u64)> = rows
+            .iter()
+            .filter(|(name, _)| counted(name))
+            .map(|(name, component)| (*name, component.runs.load(Ordering::Relaxed)))
             .collect();
+        frequent.sort_by_key(|(name, runs)| (std::cmp::Reverse(*runs), name.to_string()));
+        let kept: std::collections::HashSet<&String> =
+            frequent.iter().take(REQUEST_ROWS).map(|(name, _)| *name).collect();
+        let (folded, folded_runs) = (
+            frequent.len().saturating_sub(REQUEST_ROWS),
+            frequent.iter().skip(REQUEST_ROWS).map(|(_, runs)| runs).sum::<u64>(),
+        );
+        let rows: Vec<_> = rows.into_iter().filter(|(name, _)| !counted(name) || kept.contains(name)).collect();
         for (name, component) in rows {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             let queue = match load(&component.queue_max) {
@@ -182,7 +186,7 @@ impl Profile {
             );
         }
         if folded > 0 {
-            let _ = writeln!(out, "  ... and {folded} more kinds of API server request ({folded_runs} requests)");
+            let _ = writeln!(out, "  ... and {folded} more kinds of API server request ({folded_runs} in all)");
         }
         out
     }
@@ -230,8 +234,8 @@ mod tests {
         let requests: Vec<&str> = summary.lines().filter(|l| l.trim_start().starts_with(API_SERVER)).collect();
         assert_eq!(requests.len(), REQUEST_ROWS, "{summary}");
         assert!(requests[0].contains("kind19"), "the busiest first: {summary}");
-        // kind00..kind07 are folded: 1 + 2 + ... + 8 requests.
-        assert!(summary.ends_with("  ... and 8 more kinds of API server request (36 requests)\n"), "{summary}");
+        // kind00..kind07, the least frequent, are folded: 1 + 2 + ... + 8 requests.
+        assert!(summary.ends_with("  ... and 8 more kinds of API server request (36 in all)\n"), "{summary}");
         assert!(summary.contains("controller/idle-but-ran"), "every component keeps its row: {summary}");
     }
 

@@ -1043,7 +1043,9 @@ pub(super) async fn write(
         // Mutating admission sees the object as sent; what the endpoint does not change
         // (status through the main resource, system metadata) is put back after it, as
         // the registry's PrepareForUpdate does.
-        if webhooks::mutate(server, &call, &mut wanted).await? {
+        // A binding's webhooks would be sent the Binding (a CREATE of `pods/binding`), not
+        // the pod: its pod is not given to mutating webhooks, since nothing admits it after.
+        if !binding && webhooks::mutate(server, &call, &mut wanted).await? {
             prune_silently(server, resource, &mut wanted)?;
         }
         let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
@@ -1535,7 +1537,29 @@ pub(super) async fn bind(
     let pods = super::resources::by_kind("", "Pod").expect("pods are served");
     let mut binding = decode(headers, body)?;
     check_type(pods, &mut binding, "v1", "Binding")?;
-    let pod = name.or_else(|| text(&binding, "/metadata/name")).unwrap_or("").to_string();
+    let named = text(&binding, "/metadata/name").unwrap_or("");
+    if name.is_some_and(|name| name != named) {
+        return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
+    }
+    let pod = name.unwrap_or(named).to_string();
+    // The pod is stored without admission: what the binding puts on it must be what a
+    // typed decoding of the Binding would have let through (annotations are strings).
+    let annotations = match binding.pointer("/metadata/annotations") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(annotations)) if annotations.values().all(Value::is_string) => annotations.clone(),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "Binding in version \"v1\" cannot be handled as a Binding: metadata.annotations: \
+                 expected a map of strings",
+            ));
+        }
+    };
+    // The pod's uid and revision the binding names, if any, must still be the pod's (the
+    // registry binds with them as preconditions: a pod deleted and made again under the
+    // same name is not bound to the node chosen for its predecessor).
+    let uid = text(&binding, "/metadata/uid").filter(|u| !u.is_empty()).map(str::to_string);
+    let revision =
+        text(&binding, "/metadata/resourceVersion").filter(|v| !v.is_empty()).map(parse_revision).transpose()?;
     let node = text(&binding, "/target/name")
         .ok_or_else(|| {
             ApiError::invalid(
@@ -1550,7 +1574,18 @@ pub(super) async fn bind(
         Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource };
     // Kubernetes' registry words a refused binding as a conflict on `pods/binding`.
     let qualified = format!("{}/binding", pods.qualified());
-    write(server, &target, Some("binding"), query, None, |current| {
+    write(server, &target, Some("binding"), query, revision, |current| {
+        if let Some(uid) = &uid
+            && text(current, "/metadata/uid") != Some(uid.as_str())
+        {
+            return Err(ApiError::conflict(
+                subject(pods, &qualified, &pod),
+                &format!(
+                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
+                    text(current, "/metadata/uid").unwrap_or_default()
+                ),
+            ));
+        }
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
                 subject(pods, &qualified, &pod),
@@ -1573,9 +1608,7 @@ pub(super) async fn bind(
         next["spec"]["nodeName"] = json!(node);
         // The binding's annotations go onto the pod, as the registry's
         // `setPodNodeAndMetadata` copies them.
-        if let Some(annotations) = binding.pointer("/metadata/annotations").and_then(Value::as_object)
-            && !annotations.is_empty()
-        {
+        if !annotations.is_empty() {
             let meta = metadata(&mut next);
             let onto = meta.entry("annotations").or_insert_with(|| json!({}));
             if let Some(onto) = onto.as_object_mut() {

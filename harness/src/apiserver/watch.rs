@@ -300,7 +300,8 @@ struct Watcher {
 /// lags is the cost to find.
 fn count_expired(server: &ApiServer, resource: &Resource, client: &str) {
     if let Some(profile) = &server.options.profile {
-        profile.component(&format!("watch expired/{} {client}", resource.plural)).record(Duration::ZERO, true);
+        let row = format!("{}{} {client}", crate::profile::WATCH_EXPIRED, resource.plural);
+        profile.component(&row).record(Duration::ZERO, true);
     }
 }
 

@@ -464,6 +464,45 @@ fn subresources_change_only_their_part() {
     assert!(conditions[1].get("reason").is_none() && conditions[1].get("message").is_none(), "{conditions}");
     assert_ne!(conditions[1]["lastTransitionTime"], "2026-01-01T00:00:00Z", "it changed status: a new transition time");
     assert_eq!(bound["metadata"]["annotations"]["example.com/placed-by"], "test");
+    let mut unmanaged = bound.clone();
+    unmanaged["metadata"].as_object_mut().map(|m| m.remove("managedFields"));
+    assert_eq!(admission.admit(&unmanaged).expect("valid").object, unmanaged, "stored as admission normalizes it");
+
+    // A condition already True keeps its transition time.
+    let pod = |name: &str, spec: Value| {
+        post(&pods, &json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec}))
+    };
+    let containers = json!([{"name": "c", "image": "x"}]);
+    pod("r", json!({"containers": containers}));
+    let scheduled = json!({"status": {"conditions": [
+        {"type": "PodScheduled", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}]}});
+    assert_eq!(patch(&format!("{pods}/r/status"), "application/merge-patch+json", &scheduled).status, 200);
+    let binding = |name: &str, metadata: Value| {
+        let mut metadata = metadata;
+        metadata["name"] = json!(name);
+        json!({"apiVersion": "v1", "kind": "Binding", "metadata": metadata, "target": {"kind": "Node", "name": "node-1"}})
+    };
+    assert_eq!(post(&format!("{pods}/r/binding"), &binding("r", json!({}))).status, 201);
+    let bound = get(&format!("{pods}/r")).body;
+    assert_eq!(bound["status"]["conditions"][0]["lastTransitionTime"], "2026-01-01T00:00:00Z");
+
+    // What the registry refuses.
+    pod("gated", json!({"containers": containers, "schedulingGates": [{"name": "example.com/wait"}]}));
+    let gated = post(&format!("{pods}/gated/binding"), &binding("gated", json!({})));
+    assert_status(&gated, 409, "Conflict");
+    assert!(gated.text.contains("pod gated has non-empty .spec.schedulingGates"), "{}", gated.text);
+    pod("s", json!({"containers": containers}));
+    let misnamed = post(&format!("{pods}/s/binding"), &binding("other", json!({})));
+    assert_status(&misnamed, 400, "BadRequest");
+    assert!(misnamed.text.contains("name in URL does not match name in Binding object"), "{}", misnamed.text);
+    let stale = post(&format!("{pods}/s/binding"), &binding("s", json!({"uid": "not-its-uid"})));
+    assert_status(&stale, 409, "Conflict");
+    assert!(stale.text.contains("Precondition failed: UID in precondition: not-its-uid"), "{}", stale.text);
+    let untyped = post(&format!("{pods}/s/binding"), &binding("s", json!({"annotations": {"a": 5}})));
+    assert_status(&untyped, 400, "BadRequest");
+    assert!(get(&format!("{pods}/s")).body["spec"].get("nodeName").is_none(), "nothing refused was bound");
+    let uid = get(&format!("{pods}/s")).body["metadata"]["uid"].clone();
+    assert_eq!(post(&format!("{pods}/s/binding"), &binding("s", json!({"uid": uid}))).status, 201);
 }
 
 #[test]
