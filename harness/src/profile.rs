@@ -149,23 +149,29 @@ impl Profile {
             "  {:<width$} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>9}",
             "component", "runs", "failed", "p50", "p99", "max", "busy", "queue max"
         );
-        // Every component's row, but only the most frequent kinds of request (and of
-        // watchers falling behind): a test touches dozens of resources once each, and
-        // clients name themselves; the rest are folded into one line.
-        let counted = |name: &str| name.starts_with(API_SERVER) || name.starts_with(WATCH_EXPIRED);
-        let mut frequent: Vec<(&String, u64)> = rows
-            .iter()
-            .filter(|(name, _)| counted(name))
-            .map(|(name, component)| (*name, component.runs.load(Ordering::Relaxed)))
-            .collect();
-        frequent.sort_by_key(|(name, runs)| (std::cmp::Reverse(*runs), name.to_string()));
-        let kept: std::collections::HashSet<&String> =
-            frequent.iter().take(REQUEST_ROWS).map(|(name, _)| *name).collect();
-        let (folded, folded_runs) = (
-            frequent.len().saturating_sub(REQUEST_ROWS),
-            frequent.iter().skip(REQUEST_ROWS).map(|(_, runs)| runs).sum::<u64>(),
-        );
-        let rows: Vec<_> = rows.into_iter().filter(|(name, _)| !counted(name) || kept.contains(name)).collect();
+        // Every component's row, but only the most frequent kinds of request, and of
+        // watchers falling behind (each group its own): a test touches dozens of resources
+        // once each, and clients name themselves; the rest of each group is folded into
+        // one line.
+        let mut kept = std::collections::HashSet::new();
+        let mut folded_lines = Vec::new();
+        for (prefix, what) in
+            [(API_SERVER, "kinds of API server request"), (WATCH_EXPIRED, "watchers that fell out of the history")]
+        {
+            let mut frequent: Vec<(&String, u64)> = rows
+                .iter()
+                .filter(|(name, _)| name.starts_with(prefix))
+                .map(|(name, component)| (*name, component.runs.load(Ordering::Relaxed)))
+                .collect();
+            frequent.sort_by_key(|(name, runs)| (std::cmp::Reverse(*runs), name.to_string()));
+            kept.extend(frequent.iter().take(REQUEST_ROWS).map(|(name, _)| *name));
+            if frequent.len() > REQUEST_ROWS {
+                let runs: u64 = frequent.iter().skip(REQUEST_ROWS).map(|(_, runs)| runs).sum();
+                folded_lines.push(format!("  ... and {} more {what} ({runs} in all)", frequent.len() - REQUEST_ROWS));
+            }
+        }
+        let grouped = |name: &str| name.starts_with(API_SERVER) || name.starts_with(WATCH_EXPIRED);
+        let rows: Vec<_> = rows.into_iter().filter(|(name, _)| !grouped(name) || kept.contains(name)).collect();
         for (name, component) in rows {
             let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
             let queue = match load(&component.queue_max) {
@@ -185,8 +191,8 @@ impl Profile {
                 queue,
             );
         }
-        if folded > 0 {
-            let _ = writeln!(out, "  ... and {folded} more kinds of API server request ({folded_runs} in all)");
+        for line in folded_lines {
+            let _ = writeln!(out, "{line}");
         }
         out
     }
@@ -230,6 +236,8 @@ mod tests {
             }
         }
         profile.component("controller/idle-but-ran").record(Duration::from_micros(1), false);
+        // Watchers falling behind are a group of their own, never pushed out by requests.
+        profile.component(&format!("{WATCH_EXPIRED}pods kube-scheduler")).record(Duration::ZERO, true);
         let summary = profile.summary();
         let requests: Vec<&str> = summary.lines().filter(|l| l.trim_start().starts_with(API_SERVER)).collect();
         assert_eq!(requests.len(), REQUEST_ROWS, "{summary}");
@@ -237,6 +245,7 @@ mod tests {
         // kind00..kind07, the least frequent, are folded: 1 + 2 + ... + 8 requests.
         assert!(summary.ends_with("  ... and 8 more kinds of API server request (36 in all)\n"), "{summary}");
         assert!(summary.contains("controller/idle-but-ran"), "every component keeps its row: {summary}");
+        assert!(summary.contains("watch expired/pods kube-scheduler"), "{summary}");
     }
 
     #[tokio::test]
