@@ -22,6 +22,26 @@ pub fn ready<'a>(conditions: impl IntoIterator<Item = (&'a str, &'a str)>) -> bo
 }
 
 /// `IsPodReady` of a pod object.
+/// Sets one of a pod's conditions as `podutil.UpdatePodCondition` does: a condition of
+/// that type already there is replaced where it stands, its transition time kept when its
+/// status does not change; a new type goes last. `condition` carries the time to use
+/// otherwise.
+pub fn update_condition(pod: &mut Value, condition: Value) {
+    let Some(pod) = pod.as_object_mut() else { return };
+    let status = pod.entry("status").or_insert_with(|| Value::Object(Default::default()));
+    if !status.is_object() {
+        *status = Value::Object(Default::default());
+    }
+    let Some(status) = status.as_object_mut() else { return };
+    let conditions = status.entry("conditions").or_insert_with(|| Value::Array(Vec::new()));
+    if !conditions.is_array() {
+        *conditions = Value::Array(Vec::new());
+    }
+    if let Value::Array(conditions) = conditions {
+        crate::crd::set_condition(conditions, condition);
+    }
+}
+
 pub fn is_ready(pod: &Value) -> bool {
     let conditions = pod.pointer("/status/conditions").and_then(Value::as_array).into_iter().flatten();
     ready(conditions.map(|c| {
@@ -204,6 +224,29 @@ pub fn qos_class(pod: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_condition_is_updated_where_it_stands_and_keeps_its_time_if_its_status_does() {
+        let mut pod = serde_json::json!({"status": {"conditions": [
+            {"type": "A", "status": "True", "lastTransitionTime": "t0"},
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "lastTransitionTime": "t0"}]}});
+        update_condition(
+            &mut pod,
+            serde_json::json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": "t1"}),
+        );
+        update_condition(&mut pod, serde_json::json!({"type": "A", "status": "True", "lastTransitionTime": "t2"}));
+        update_condition(&mut pod, serde_json::json!({"type": "B", "status": "True", "lastTransitionTime": "t3"}));
+        assert_eq!(
+            pod["status"]["conditions"],
+            serde_json::json!([
+                {"type": "A", "status": "True", "lastTransitionTime": "t0"},
+                {"type": "PodScheduled", "status": "True", "lastTransitionTime": "t1"},
+                {"type": "B", "status": "True", "lastTransitionTime": "t3"}])
+        );
+        let mut bare = serde_json::json!({"metadata": {}});
+        update_condition(&mut bare, serde_json::json!({"type": "B", "status": "True"}));
+        assert_eq!(bare["status"]["conditions"][0]["type"], "B");
+    }
     use serde_json::json;
 
     fn amounts(list: &ResourceList) -> Vec<(String, String)> {

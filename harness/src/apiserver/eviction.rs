@@ -319,22 +319,7 @@ fn disruption_target(pod: &mut Value, now: &str) {
         "message": "Eviction API: evicting",
         "lastTransitionTime": now,
     });
-    if !pod.get("status").is_some_and(Value::is_object) {
-        pod["status"] = json!({});
-    }
-    let conditions = pod["status"].as_object_mut().map(|s| s.entry("conditions").or_insert_with(|| json!([])));
-    let Some(Value::Array(conditions)) = conditions else { return };
-    match conditions.iter_mut().find(|c| c.get("type") == Some(&json!("DisruptionTarget"))) {
-        Some(existing) if existing.get("status") == Some(&json!("True")) => {
-            let kept = existing.get("lastTransitionTime").cloned();
-            *existing = condition;
-            if let Some(kept) = kept {
-                existing["lastTransitionTime"] = kept;
-            }
-        }
-        Some(existing) => *existing = condition,
-        None => conditions.push(condition),
-    }
+    kubeyard_compiler::pod::update_condition(pod, condition);
 }
 
 #[cfg(test)]

@@ -1615,7 +1615,13 @@ pub(super) async fn bind(
                 onto.extend(annotations.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
         }
-        set_scheduled(&mut next, &server.options.clock.timestamp());
+        // As the registry sets it: True, no reason or message, in the stored form (admission
+        // leaves out an unset `lastProbeTime`, and nothing admits a binding's pod again).
+        let now = server.options.clock.timestamp();
+        kubeyard_compiler::pod::update_condition(
+            &mut next,
+            json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": now}),
+        );
         Ok(next)
     })
     .await?;
@@ -1623,33 +1629,6 @@ pub(super) async fn bind(
         StatusCode::CREATED,
         &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
     )
-}
-
-/// The PodScheduled condition a binding sets, as `podutil.UpdatePodCondition` does: a
-/// condition of that type already there is replaced where it stands (its transition time
-/// kept if it was already True), else one is added; reason and message cleared. Written
-/// in the stored form (admission leaves out an unset `lastProbeTime`), since a binding is
-/// stored without passing admission again.
-fn set_scheduled(pod: &mut Value, now: &str) {
-    let Some(status) = pod.as_object_mut().map(|p| p.entry("status").or_insert_with(|| json!({}))) else { return };
-    let Some(status) = status.as_object_mut() else { return };
-    let conditions = status.entry("conditions").or_insert_with(|| json!([]));
-    if !conditions.is_array() {
-        *conditions = json!([]);
-    }
-    let Some(conditions) = conditions.as_array_mut() else { return };
-    let existing = conditions.iter().position(|c| c.get("type").and_then(Value::as_str) == Some("PodScheduled"));
-    let since = match existing {
-        Some(at) if conditions[at].get("status").and_then(Value::as_str) == Some("True") => {
-            conditions[at].get("lastTransitionTime").cloned().unwrap_or_else(|| json!(now))
-        }
-        _ => json!(now),
-    };
-    let condition = json!({"type": "PodScheduled", "status": "True", "lastTransitionTime": since});
-    match existing {
-        Some(at) => conditions[at] = condition,
-        None => conditions.push(condition),
-    }
 }
 
 /// `DeleteOptions` from the body and the query.
