@@ -33,6 +33,11 @@ const CLIENT_BYTES: usize = 4 << 20;
 /// Objects this large go out as their own chunk, shared by every watch sending them;
 /// smaller lines are copied whole, which costs less than a chunk each.
 const SPLIT_FROM: usize = 16 << 10;
+/// Small lines already waiting go out together, in one chunk of about this much at most.
+/// A chunk per line made the client's connection hand its reader one line per turn, so a
+/// watcher of a busy kind fell behind the writers and out of the history (a 100,000-pod
+/// run: every watcher of pods, some more than once, each then listing everything again).
+const FRAME_BYTES: usize = 64 << 10;
 
 /// The type of an event a watcher is sent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,22 +84,76 @@ impl Line {
         }
     }
 
+    /// A line sent as chunks of its own, never copied into a frame: an event around a
+    /// large shared object, or a large line made for this watch.
+    fn is_split(&self) -> bool {
+        match self {
+            Line::Text(text) => text.len() >= SPLIT_FROM,
+            Line::Event(_, object) => object.len() >= SPLIT_FROM,
+        }
+    }
+
     /// The chunks of the body, last first.
     fn chunks(self) -> Vec<Bytes> {
         match self {
-            Line::Text(text) => vec![text],
             Line::Event(kind, object) if object.len() >= SPLIT_FROM => {
                 vec![Bytes::from_static(TAIL), object, Bytes::from_static(kind.head())]
             }
-            Line::Event(kind, object) => {
-                let mut line = Vec::with_capacity(kind.head().len() + object.len() + TAIL.len());
-                line.extend_from_slice(kind.head());
-                line.extend_from_slice(&object);
-                line.extend_from_slice(TAIL);
-                vec![Bytes::from(line)]
+            Line::Text(text) => vec![text],
+            line => {
+                let mut frame = Vec::with_capacity(line.len());
+                line.append_to(&mut frame);
+                vec![Bytes::from(frame)]
             }
         }
     }
+
+    /// Copies the whole line onto the end of `frame`.
+    fn append_to(&self, frame: &mut Vec<u8>) {
+        match self {
+            Line::Text(text) => frame.extend_from_slice(text),
+            Line::Event(kind, object) => {
+                frame.extend_from_slice(kind.head());
+                frame.extend_from_slice(object);
+                frame.extend_from_slice(TAIL);
+            }
+        }
+    }
+}
+
+/// The body's next chunk: what is left of a split line, else the next line together with
+/// the small lines already waiting behind it (up to about `FRAME_BYTES`). `rest` holds
+/// chunks still to send, last first.
+async fn next_chunk(rx: &mut mpsc::Receiver<(Line, OwnedSemaphorePermit)>, rest: &mut Vec<Bytes>) -> Option<Bytes> {
+    if let Some(chunk) = rest.pop() {
+        return Some(chunk);
+    }
+    // Each line's permit goes back to the outbox's budget as the line is taken.
+    let (line, _permit) = rx.recv().await?;
+    if line.is_split() {
+        *rest = line.chunks();
+        return rest.pop();
+    }
+    let mut size = line.len();
+    let mut lines = vec![line];
+    while size < FRAME_BYTES {
+        let Ok((line, _permit)) = rx.try_recv() else { break };
+        if line.is_split() {
+            // The frame goes first, then the large line's own chunks.
+            *rest = line.chunks();
+            break;
+        }
+        size += line.len();
+        lines.push(line);
+    }
+    if let [Line::Text(text)] = lines.as_slice() {
+        return Some(text.clone());
+    }
+    let mut frame = Vec::with_capacity(size);
+    for line in &lines {
+        line.append_to(&mut frame);
+    }
+    Some(Bytes::from(frame))
 }
 
 /// The watch's side of its lines' way to the client.
@@ -500,14 +559,10 @@ pub(super) async fn serve(
         }
         Err(error) => return Err(store_error(resource, "", error)),
     }
-    // The chunks of the line being sent, last first; a line's permit goes when it leaves
-    // the outbox, and the body then holds at most that line.
+    // Lines leave the outbox's budget as they are taken: past it, the body holds at most
+    // a frame and the split line that ended it.
     let stream = futures_util::stream::unfold((rx, Vec::new()), |(mut rx, mut rest)| async move {
-        if rest.is_empty() {
-            let (line, _permit) = rx.recv().await?;
-            rest = line.chunks();
-        }
-        let chunk = rest.pop()?;
+        let chunk = next_chunk(&mut rx, &mut rest).await?;
         Some((Ok::<Bytes, std::convert::Infallible>(chunk), (rx, rest)))
     });
     let mut response = (StatusCode::OK, Body::from_stream(stream)).into_response();
@@ -551,5 +606,62 @@ mod tests {
         let small = Line::Event(Kind::Added, Bytes::from_static(b"{}"));
         assert_eq!(small.len(), r#"{"type":"ADDED","object":{}}"#.len() + 1);
         assert_eq!(small.chunks(), [Bytes::from_static(b"{\"type\":\"ADDED\",\"object\":{}}\n")]);
+    }
+
+    #[tokio::test]
+    async fn waiting_lines_go_out_in_one_chunk_and_large_objects_stay_shared() {
+        let (outbox, mut rx) = outbox();
+        let large = Bytes::from(vec![b'o'; SPLIT_FROM]);
+        for line in [
+            Line::Event(Kind::Added, Bytes::from_static(b"{\"a\":1}")),
+            Line::Text(Bytes::from_static(b"{\"type\":\"BOOKMARK\"}\n")),
+            Line::Event(Kind::Modified, large.clone()),
+            Line::Event(Kind::Deleted, Bytes::from_static(b"{}")),
+        ] {
+            outbox.send(line).await.ok().unwrap();
+        }
+        drop(outbox);
+        let mut rest = Vec::new();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = next_chunk(&mut rx, &mut rest).await {
+            chunks.push(chunk);
+        }
+        // The two small lines together, the large one as head, shared object and tail
+        // (it ends the frame before it), then the last line.
+        assert_eq!(chunks.len(), 5);
+        assert_eq!(
+            chunks[0],
+            Bytes::from_static(b"{\"type\":\"ADDED\",\"object\":{\"a\":1}}\n{\"type\":\"BOOKMARK\"}\n")
+        );
+        assert_eq!(chunks[1], Bytes::from_static(Kind::Modified.head()));
+        assert_eq!(chunks[2].as_ptr(), large.as_ptr());
+        assert_eq!(chunks[3], Bytes::from_static(TAIL));
+        assert_eq!(chunks[4], Bytes::from_static(b"{\"type\":\"DELETED\",\"object\":{}}\n"));
+    }
+
+    #[tokio::test]
+    async fn a_frame_stops_near_its_size_and_every_permit_goes_back() {
+        let (outbox, mut rx) = outbox();
+        let budget = Arc::clone(&outbox.budget);
+        let object = Bytes::from(vec![b'x'; 1000]);
+        let line = Kind::Added.head().len() + 1000 + TAIL.len();
+        let per_frame = FRAME_BYTES.div_ceil(line);
+        let lines = 2 * per_frame + 3;
+        for _ in 0..lines {
+            outbox.send(Line::Event(Kind::Added, object.clone())).await.ok().unwrap();
+        }
+        // A large line made for this watch goes out whole, not copied into a frame.
+        let large = Bytes::from(vec![b't'; SPLIT_FROM]);
+        outbox.send(Line::Text(large.clone())).await.ok().unwrap();
+        drop(outbox);
+        let mut rest = Vec::new();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = next_chunk(&mut rx, &mut rest).await {
+            chunks.push(chunk);
+        }
+        let sizes: Vec<usize> = chunks.iter().map(Bytes::len).collect();
+        assert_eq!(sizes, [per_frame * line, per_frame * line, 3 * line, SPLIT_FROM]);
+        assert_eq!(chunks[3].as_ptr(), large.as_ptr());
+        assert_eq!(budget.available_permits(), CLIENT_BYTES, "every line's permit is back");
     }
 }
