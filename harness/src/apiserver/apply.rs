@@ -275,7 +275,7 @@ pub(super) fn track_update(
     server: &ApiServer,
     resource: &Resource,
     subresource: Option<&str>,
-    current: &Value,
+    current: &mut Value,
     next: &mut Value,
 ) {
     if applying() {
@@ -292,15 +292,25 @@ pub(super) fn track_update(
     let now = now(server);
     let api_version = resource.api_version();
     let writer = Write { manager: &manager, api_version: &api_version, subresource, now: &now };
-    let (live, new) = (without_managed(current), without_managed(next));
+    // Both objects are compared without their entries, which are taken out for it rather
+    // than each object copied whole (two copies of every object on every write).
+    let live_entries = take_managed(current);
+    take_managed(next);
     let entries = with_schema(server, resource, |schema| {
-        structured_merge::update(&live, &new, &entries, &writer, &ignored(resource, subresource), schema)
+        structured_merge::update(current, next, &entries, &writer, &ignored(resource, subresource), schema)
     });
-    if let Some(meta) = next.get_mut("metadata").and_then(Value::as_object_mut) {
-        if entries.is_empty() {
-            meta.remove("managedFields");
-        } else {
-            meta.insert("managedFields".into(), encode(&entries));
-        }
+    if let Some(live_entries) = live_entries
+        && let Some(meta) = current.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert("managedFields".into(), live_entries);
     }
+    if !entries.is_empty()
+        && let Some(meta) = next.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.insert("managedFields".into(), encode(&entries));
+    }
+}
+
+fn take_managed(object: &mut Value) -> Option<Value> {
+    object.get_mut("metadata").and_then(Value::as_object_mut)?.remove("managedFields")
 }

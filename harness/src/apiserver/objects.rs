@@ -1031,21 +1031,15 @@ pub(super) async fn write(
         }
         let subresource = through.or(target.subresource.as_deref());
         let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
-        let call = webhooks::Call {
-            resource,
-            subresource,
-            operation: "UPDATE",
-            name,
-            namespace,
-            old: Some(&current),
-            dry_run,
-        };
+        // Made at each use with the stored object: the field manager takes its entries out
+        // of it in between.
+        let call = webhooks::Call { resource, subresource, operation: "UPDATE", name, namespace, old: None, dry_run };
         // Mutating admission sees the object as sent; what the endpoint does not change
         // (status through the main resource, system metadata) is put back after it, as
         // the registry's PrepareForUpdate does.
         // A binding's webhooks would be sent the Binding (a CREATE of `pods/binding`), not
         // the pod: its pod is not given to mutating webhooks, since nothing admits it after.
-        if !binding && webhooks::mutate(server, &call, &mut wanted).await? {
+        if !binding && webhooks::mutate(server, &webhooks::Call { old: Some(&current), ..call }, &mut wanted).await? {
             prune_silently(server, resource, &mut wanted)?;
         }
         let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
@@ -1070,14 +1064,14 @@ pub(super) async fn write(
         // Ownership is judged on the objects as stored: defaults filled on both sides. A
         // binding sets the node outside the field manager, as Kubernetes' registry does.
         if !binding {
-            super::apply::track_update(server, resource, subresource, &current, &mut admitted);
+            super::apply::track_update(server, resource, subresource, &mut current, &mut admitted);
         }
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
         super::authorization::confirm_no_escalation(server, resource, &admitted, Some(&current)).await?;
         policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
-        webhooks::validate(server, &call, Some(&admitted)).await?;
+        webhooks::validate(server, &webhooks::Call { old: Some(&current), ..call }, Some(&admitted)).await?;
         if webhooks::is_webhook_kind(resource) {
             webhooks::warn_unsupported(&admitted);
         }

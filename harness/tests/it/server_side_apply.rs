@@ -181,6 +181,21 @@ fn creates_record_their_creator_and_updaters_are_capped() {
     let entries = get(&format!("{configmaps}/c")).body["metadata"]["managedFields"].as_array().cloned().unwrap();
     assert_eq!(entries.len(), 10, "{entries:?}");
     assert!(entries.iter().any(|e| e["manager"] == "ancient-changes"), "{entries:?}");
+
+    // A tracked object sent back as it is stored is not written again: same
+    // resourceVersion, same entries (the field manager compares the two without their
+    // entries, and the stored object keeps its own).
+    let stored = get(&format!("{configmaps}/c")).body;
+    let again = call(
+        "PUT",
+        &format!("{configmaps}/c?fieldManager=m00"),
+        Some("application/json"),
+        Some(&stored.to_string()),
+        &[],
+    );
+    assert_eq!(again.status, 200, "{}", again.text);
+    assert_eq!(again.body["metadata"]["resourceVersion"], stored["metadata"]["resourceVersion"], "{}", again.text);
+    assert_eq!(again.body["metadata"]["managedFields"], stored["metadata"]["managedFields"]);
 }
 
 /// A custom kind merges by its schema's markers: a `map` list by its keys, a `set` by
