@@ -1519,6 +1519,25 @@ async fn write_scale(
     respond(StatusCode::OK, &scale_of(resource, &written.into_value()))
 }
 
+/// Kubernetes' registry checks a binding's target with `ValidatePodBinding` and returns
+/// its field errors as they are (an aggregate, not a `Status`), which the API answers as
+/// any error it cannot classify: a 500 with no reason, the errors as the message.
+fn check_binding_target(kind: &str, node: &str) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    if !kind.is_empty() && kind != "Node" {
+        let quoted = serde_json::to_string(kind).unwrap_or_default();
+        errors.push(format!("target.kind: Unsupported value: {quoted}: supported values: \"Node\", \"<empty>\""));
+    }
+    if node.is_empty() {
+        errors.push("target.name: Required value".to_string());
+    }
+    match errors.as_slice() {
+        [] => Ok(()),
+        [one] => Err(ApiError::new(500, "", one.clone())),
+        many => Err(ApiError::new(500, "", format!("[{}]", many.join(", ")))),
+    }
+}
+
 /// `POST pods/{name}/binding` (or `bindings`): assigns a pod to a node, once.
 pub(super) async fn bind(
     server: &ApiServer,
@@ -1554,14 +1573,8 @@ pub(super) async fn bind(
     let uid = text(&binding, "/metadata/uid").filter(|u| !u.is_empty()).map(str::to_string);
     let revision =
         text(&binding, "/metadata/resourceVersion").filter(|v| !v.is_empty()).map(parse_revision).transpose()?;
-    let node = text(&binding, "/target/name")
-        .ok_or_else(|| {
-            ApiError::invalid(
-                Subject { group: "", kind: "Binding", name: &pod },
-                vec![("target.name".into(), "Required value".into(), "FieldValueRequired".into())],
-            )
-        })?
-        .to_string();
+    let node = text(&binding, "/target/name").unwrap_or_default().to_string();
+    check_binding_target(text(&binding, "/target/kind").unwrap_or_default(), &node)?;
     // Binding writes spec and status (the PodScheduled condition) at once.
     let subresource = Some("binding".to_string());
     let target =

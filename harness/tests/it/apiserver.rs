@@ -500,6 +500,20 @@ fn subresources_change_only_their_part() {
     assert!(stale.text.contains("Precondition failed: UID in precondition: not-its-uid"), "{}", stale.text);
     let untyped = post(&format!("{pods}/s/binding"), &binding("s", json!({"annotations": {"a": 5}})));
     assert_status(&untyped, 400, "BadRequest");
+    // A target that is not a node: the registry's field errors come back as an unknown
+    // 500 (it returns them unwrapped), each as Kubernetes words it.
+    let mut elsewhere = binding("s", json!({}));
+    elsewhere["target"] = json!({"kind": "Pod", "name": ""});
+    let refused = post(&format!("{pods}/s/binding"), &elsewhere);
+    assert_eq!(refused.status, 500, "{}", refused.text);
+    assert!(refused.body.get("reason").is_none(), "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        "[target.kind: Unsupported value: \"Pod\": supported values: \"Node\", \"<empty>\", target.name: Required value]"
+    );
+    elsewhere["target"] = json!({"apiVersion": "v1"});
+    let unnamed = post(&format!("{pods}/s/binding"), &elsewhere);
+    assert_eq!((unnamed.status, unnamed.body["message"].as_str()), (500, Some("target.name: Required value")));
     assert!(get(&format!("{pods}/s")).body["spec"].get("nodeName").is_none(), "nothing refused was bound");
     let uid = get(&format!("{pods}/s")).body["metadata"]["uid"].clone();
     assert_eq!(post(&format!("{pods}/s/binding"), &binding("s", json!({"uid": uid}))).status, 201);
