@@ -11,8 +11,9 @@
 //! each test.
 //!
 //! Recording is a few atomic adds per reconcile (a histogram of powers of two), and for
-//! a request also the row's lookup under one lock, so it is always on. One profile per control plane: components find theirs through the task
-//! they run in ([`scope`]), so control planes sharing a process (tests) stay apart.
+//! a request also the row's lookup under one lock, so it is always on. One profile per
+//! control plane: components find theirs through the task they run in ([`scope`]), so
+//! control planes sharing a process (tests) stay apart.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
