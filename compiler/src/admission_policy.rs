@@ -20,9 +20,11 @@ use std::sync::Arc;
 pub struct Request<'a> {
     /// `CREATE`, `UPDATE`, `DELETE` or `CONNECT`.
     pub operation: &'a str,
+    /// The resource's group and version (what rules' `apiGroups` and `apiVersions` match).
     pub group: &'a str,
     pub version: &'a str,
-    pub kind: &'a str,
+    /// The kind of the object sent, which for a subresource need not be the resource's.
+    pub kind: Kind<'a>,
     /// The resource's plural (`deployments`), and its subresource if any.
     pub resource: &'a str,
     pub subresource: &'a str,
@@ -34,6 +36,17 @@ pub struct Request<'a> {
     pub namespace_object: Option<&'a Value>,
     pub username: &'a str,
     pub dry_run: bool,
+}
+
+/// A request's `kind`: the resource's own (`apps/v1 Deployment`), or a subresource's
+/// where it takes another object (`pods/binding`: `v1 Binding`; `pods/eviction`:
+/// `policy/v1 Eviction`), as Kubernetes' admission attributes carry it. A borrowed
+/// `object::GroupVersionKind`: one is made for every admitted request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Kind<'a> {
+    pub group: &'a str,
+    pub version: &'a str,
+    pub kind: &'a str,
 }
 
 /// A validation that did not hold, or an expression that could not be evaluated.
@@ -169,8 +182,8 @@ fn text(value: &str) -> Cel {
 }
 
 fn request_value(request: &Request<'_>) -> Cel {
-    let gvk =
-        map_of(vec![("group", text(request.group)), ("version", text(request.version)), ("kind", text(request.kind))]);
+    let kind = &request.kind;
+    let gvk = map_of(vec![("group", text(kind.group)), ("version", text(kind.version)), ("kind", text(kind.kind))]);
     let gvr = map_of(vec![
         ("group", text(request.group)),
         ("version", text(request.version)),
@@ -347,7 +360,7 @@ mod tests {
             operation: "CREATE",
             group: "apps",
             version: "v1",
-            kind: "Deployment",
+            kind: Kind { group: "apps", version: "v1", kind: "Deployment" },
             resource: "deployments",
             subresource: "",
             name: "web",
@@ -378,7 +391,7 @@ mod tests {
         let namespace = json!({"metadata": {"name": "prod", "labels": {"env": "prod"}}});
         let mut request = request(&namespace, None);
         (request.group, request.version, request.kind, request.resource, request.namespace) =
-            ("", "v1", "Namespace", "namespaces", "");
+            ("", "v1", Kind { group: "", version: "v1", kind: "Namespace" }, "namespaces", "");
         let prod = json!({"namespaceSelector": {"matchLabels": {"env": "prod"}}});
         let dev = json!({"namespaceSelector": {"matchLabels": {"env": "dev"}}});
         assert!(matches(Some(&prod), &request));
@@ -442,5 +455,26 @@ mod tests {
         let params = json!({"max": 3});
         let with_params = json!({"spec": {"validations": [{"expression": "object.spec.replicas <= params.max"}]}});
         assert_eq!(evaluate(&with_params, &request(&object, None), Some(&params)).len(), 1);
+    }
+
+    #[test]
+    fn a_subresource_of_its_own_kind_is_that_kind_on_its_resource() {
+        let eviction = json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "web"}});
+        let mut request = request(&eviction, None);
+        (request.group, request.version, request.resource, request.subresource) = ("", "v1", "pods", "eviction");
+        request.kind = Kind { group: "policy", version: "v1", kind: "Eviction" };
+        let rule = |resources: Value| {
+            json!({"resourceRules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE"],
+                                      "resources": resources}]})
+        };
+        // Rules match the resource's group and version, not the kind's.
+        assert!(matches_resource(Some(&rule(json!(["pods/eviction"]))), &request));
+        assert!(!matches_resource(Some(&rule(json!(["pods"]))), &request));
+        let policy = json!({"spec": {"validations": [{
+            "expression": "request.kind.group == 'policy' && request.kind.kind == 'Eviction' && \
+                           request.resource.group == '' && request.resource.resource == 'pods' && \
+                           request.subResource == 'eviction' && object.kind == 'Eviction'"
+        }]}});
+        assert_eq!(evaluate(&policy, &request, None), []);
     }
 }

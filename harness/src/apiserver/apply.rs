@@ -222,7 +222,7 @@ pub(super) async fn apply(
     let written = APPLYING
         .scope(
             (),
-            objects::write(server, target, None, query, None, |current| {
+            objects::write(server, target, (None, objects::Admission::Plugins), query, None, |current| {
                 // A resourceVersion in the configuration is a precondition.
                 objects::patched_precondition(current, &config, resource, &name)?;
                 let entries =

@@ -15,10 +15,11 @@
 use super::objects::{self, DeleteOptions, Written};
 use super::resources::{self, Resource};
 use super::status::ApiError;
-use super::{ApiServer, Query, Target};
+use super::{ApiServer, Query, Target, policies, webhooks};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
+use kubeyard_compiler::admission_policy::Kind;
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -161,6 +162,23 @@ pub(super) async fn evict(
     objects::check_type(pods, &mut eviction, version, "Eviction")?;
     let name = target.name.clone().unwrap_or_default();
     let namespace = target.namespace.clone().unwrap_or_default();
+    objects::check_namespace(target, &mut eviction)?;
+    // Admission sees a CREATE of `pods/eviction` with the Eviction (as sent, then as the
+    // mutating webhooks left it); the condition and the delete that follow are the
+    // registry's own, which no admission plugin sees (`ValidateAllObjectFunc`).
+    let (group, kind_version) = version.split_once('/').unwrap_or(("", version));
+    let kind = Kind { group, version: kind_version, kind: "Eviction" };
+    let call = webhooks::Call {
+        resource: pods,
+        subresource: Some("eviction"),
+        operation: "CREATE",
+        name: &name,
+        namespace: &namespace,
+        old: None,
+        dry_run: objects::dry_run(query)?,
+        kind: Some(kind),
+    };
+    webhooks::mutate(server, &call, &mut eviction).await?;
     if text(&eviction, "/metadata/name") != name {
         return Err(ApiError::bad_request("name in URL does not match name in Eviction object"));
     }
@@ -178,6 +196,9 @@ pub(super) async fn evict(
     }
     let mut options = objects::delete_options_of(&in_body, &Query::new())?;
     options.dry_run = asked || in_body_dry;
+    options.without_admission = true;
+    policies::admit_as(server, pods, ("eviction", kind), &eviction, None, options.dry_run).await?;
+    webhooks::validate(server, &webhooks::Call { dry_run: options.dry_run, ..call }, Some(&eviction)).await?;
     let pod = objects::stored(server, ("", "Pod"), Some(&namespace), &name)
         .await?
         .ok_or_else(|| objects::not_found(pods, &name))?;
@@ -241,7 +262,7 @@ async fn take_from_budget(server: &ApiServer, budget: &Value, pod: &Target, dry_
     if dry_run {
         query.insert("dryRun".into(), "All".into());
     }
-    let written = objects::write(server, &target, None, &query, None, |current| {
+    let written = objects::write(server, &target, (None, objects::Admission::Plugins), &query, None, |current| {
         let mut next = current.clone();
         next["status"] = decrement(current, &pod_name, &now)?;
         Ok(next)
@@ -270,7 +291,8 @@ async fn delete(server: &ApiServer, target: &Target, mut options: DeleteOptions)
         };
         let (uid, revision) = (options.uid.clone(), options.revision);
         let now = server.options.clock.timestamp();
-        let written = objects::write(server, &status_target, None, &Query::new(), None, |current| {
+        let registry = (None, objects::Admission::Registry);
+        let written = objects::write(server, &status_target, registry, &Query::new(), None, |current| {
             if let Some(uid) = &uid
                 && text(current, "/metadata/uid") != uid
             {

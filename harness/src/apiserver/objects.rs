@@ -17,6 +17,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
+use kubeyard_compiler::admission_policy::Kind;
 use kubeyard_compiler::list_merge::Schema;
 use kubeyard_compiler::object::GroupVersionKind;
 use kubeyard_compiler::patch::{self, PatchError};
@@ -907,6 +908,7 @@ pub(super) async fn create_object(
         namespace: &namespace,
         old: None,
         dry_run: dry_run(query)?,
+        kind: None,
     };
     if webhooks::mutate(server, &call, &mut object).await? {
         prune_silently(server, resource, &mut object)?;
@@ -998,18 +1000,32 @@ impl Written {
     }
 }
 
+/// Who sees a write besides the registry's own validation.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Admission {
+    /// The request's own write: mutating and validating webhooks, admission policies and
+    /// the field manager see it.
+    Plugins,
+    /// A write the registry makes for a request that the plugins saw as another object:
+    /// a binding's pod (they saw the Binding), an eviction's condition (they saw the
+    /// Eviction). Kubernetes' registry makes these with `ValidateAllObjectFunc`.
+    Registry,
+}
+
 /// Reads the object, makes the next one with `next`, admits it and writes it with
 /// compare-and-swap; `precondition` is the revision the client insists on.
 /// `through` names the subresource a write came in by when `target` is the main resource
-/// it changes (`scale`, `binding`): admission policies see the request as it was made.
+/// it changes (`scale`, `binding`): admission policies see the request as it was made;
+/// `admission` says whether the admission plugins see the write at all.
 pub(super) async fn write(
     server: &ApiServer,
     target: &Target,
-    through: Option<&str>,
+    (through, admission): (Option<&str>, Admission),
     query: &Query,
     precondition: Option<u64>,
     mut next: impl FnMut(&Value) -> Result<Value, ApiError>,
 ) -> Result<Written, ApiError> {
+    let plugins = admission == Admission::Plugins;
     let resource = target.resource;
     let name = target.name.as_deref().unwrap_or("");
     let key = resource.key(target.namespace.as_deref(), name);
@@ -1033,13 +1049,31 @@ pub(super) async fn write(
         let namespace = if resource.namespaced { target.namespace.as_deref().unwrap_or_default() } else { "" };
         // Made at each use with the stored object: the field manager takes its entries out
         // of it in between.
-        let call = webhooks::Call { resource, subresource, operation: "UPDATE", name, namespace, old: None, dry_run };
+        let call = webhooks::Call {
+            resource,
+            subresource,
+            operation: "UPDATE",
+            name,
+            namespace,
+            old: None,
+            dry_run,
+            kind: None,
+        };
+        // Through `scale`, admission sees Scales, the stored one as old (Kubernetes'
+        // `scaleUpdatedObjectInfo`), not the workload.
+        let old_scale = (through == Some("scale")).then(|| scale_of(resource, &current));
+        let scale_call = old_scale.as_ref().map(|old| webhooks::Call { old: Some(old), kind: Some(SCALE), ..call });
         // Mutating admission sees the object as sent; what the endpoint does not change
         // (status through the main resource, system metadata) is put back after it, as
         // the registry's PrepareForUpdate does.
-        // A binding's webhooks would be sent the Binding (a CREATE of `pods/binding`), not
-        // the pod: its pod is not given to mutating webhooks, since nothing admits it after.
-        if !binding && webhooks::mutate(server, &webhooks::Call { old: Some(&current), ..call }, &mut wanted).await? {
+        if let (true, Some(scale_call)) = (plugins, &scale_call) {
+            let mut scale = scale_of(resource, &wanted);
+            if webhooks::mutate(server, scale_call, &mut scale).await? {
+                set_replicas(resource, &mut wanted, scale_replicas(&scale, name)?);
+            }
+        } else if plugins
+            && webhooks::mutate(server, &webhooks::Call { old: Some(&current), ..call }, &mut wanted).await?
+        {
             prune_silently(server, resource, &mut wanted)?;
         }
         let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
@@ -1061,17 +1095,29 @@ pub(super) async fn write(
             }
             admitted
         };
-        // Ownership is judged on the objects as stored: defaults filled on both sides. A
-        // binding sets the node outside the field manager, as Kubernetes' registry does.
-        if !binding {
+        // Ownership is judged on the objects as stored: defaults filled on both sides. The
+        // field manager is the request handlers', as Kubernetes' is: a write the registry
+        // makes itself (a binding's node) is not tracked.
+        if plugins {
             super::apply::track_update(server, resource, subresource, &mut current, &mut admitted);
         }
         if crds::is_crd(resource) {
             crds::validate(server, &admitted, Some(&current))?;
         }
         super::authorization::confirm_no_escalation(server, resource, &admitted, Some(&current)).await?;
-        policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
-        webhooks::validate(server, &webhooks::Call { old: Some(&current), ..call }, Some(&admitted)).await?;
+        match (plugins, &scale_call) {
+            (false, _) => {}
+            (true, Some(scale_call)) => {
+                let scale = scale_of(resource, &admitted);
+                let as_scale = (subresource.unwrap_or_default(), SCALE);
+                policies::admit_as(server, resource, as_scale, &scale, scale_call.old, dry_run).await?;
+                webhooks::validate(server, scale_call, Some(&scale)).await?;
+            }
+            (true, None) => {
+                policies::admit(server, resource, subresource, &admitted, Some(&current), dry_run).await?;
+                webhooks::validate(server, &webhooks::Call { old: Some(&current), ..call }, Some(&admitted)).await?;
+            }
+        }
         if webhooks::is_webhook_kind(resource) {
             webhooks::warn_unsupported(&admitted);
         }
@@ -1266,7 +1312,8 @@ async fn update(
         )));
     }
     let precondition = text(&object, "/metadata/resourceVersion").map(parse_revision).transpose()?;
-    let written = write(server, target, None, query, precondition, |_| Ok(object.clone())).await?;
+    let written =
+        write(server, target, (None, Admission::Plugins), query, precondition, |_| Ok(object.clone())).await?;
     respond(StatusCode::OK, &written.into_value())
 }
 
@@ -1363,7 +1410,7 @@ async fn patch_object(
     let (kind, patch) = read_patch(headers, body)?;
     let gvk = GroupVersionKind::new(resource.group, resource.version, resource.kind);
     let name = target.name.as_deref().unwrap_or("");
-    let written = write(server, target, None, query, None, |current| {
+    let written = write(server, target, (None, Admission::Plugins), query, None, |current| {
         let patched = apply_patch(server, kind, &gvk, current, &patch)?;
         if !patched.is_object() {
             return Err(ApiError::new(422, "Invalid", "the patched object is not a JSON object"));
@@ -1455,6 +1502,33 @@ fn workload_selector(resource: &Resource, object: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The kind a `scale` subresource takes, as admission sees it.
+const SCALE: Kind<'static> = Kind { group: "autoscaling", version: "v1", kind: "Scale" };
+
+/// A Scale's replicas, checked as Kubernetes' `ValidateScale` checks them.
+fn scale_replicas(scale: &Value, name: &str) -> Result<Value, ApiError> {
+    let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
+    if !replicas.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) {
+        return Err(ApiError::invalid(
+            Subject { group: "autoscaling", kind: "Scale", name },
+            vec![(
+                "spec.replicas".into(),
+                format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                "FieldValueInvalid".into(),
+            )],
+        ));
+    }
+    Ok(replicas)
+}
+
+/// Sets a workload's desired replicas, where its kind keeps them.
+fn set_replicas(resource: &Resource, workload: &mut Value, replicas: Value) {
+    match resource.scale_paths {
+        Some(paths) => set_at_scale_path(workload, &paths.spec_replicas, replicas),
+        None => workload["spec"]["replicas"] = replicas,
+    }
+}
+
 async fn get_scale(server: &ApiServer, target: &Target) -> Result<Response, ApiError> {
     let name = target.name.as_deref().unwrap_or("");
     let key = target.resource.key(target.namespace.as_deref(), name);
@@ -1486,7 +1560,7 @@ async fn write_scale(
         given.as_ref().and_then(|s| text(s, "/metadata/resourceVersion")).map(parse_revision).transpose()?;
     let main = Target { subresource: None, namespace: target.namespace.clone(), name: target.name.clone(), resource };
     let name = target.name.as_deref().unwrap_or("");
-    let written = write(server, &main, Some("scale"), query, precondition, |current| {
+    let written = write(server, &main, (Some("scale"), Admission::Plugins), query, precondition, |current| {
         let scale = match (&patch, &given) {
             (Some((kind, patch)), _) => {
                 let current_scale = scale_of(resource, current);
@@ -1497,22 +1571,8 @@ async fn write_scale(
             (None, Some(scale)) => scale.clone(),
             (None, None) => unreachable!("a scale write has a body or a patch"),
         };
-        let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
-        if !replicas.as_i64().is_some_and(|r| r >= 0 && r <= i64::from(i32::MAX)) {
-            return Err(ApiError::invalid(
-                Subject { group: "autoscaling", kind: "Scale", name },
-                vec![(
-                    "spec.replicas".into(),
-                    format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                    "FieldValueInvalid".into(),
-                )],
-            ));
-        }
         let mut next = current.clone();
-        match resource.scale_paths {
-            Some(paths) => set_at_scale_path(&mut next, &paths.spec_replicas, replicas),
-            None => next["spec"]["replicas"] = replicas,
-        }
+        set_replicas(resource, &mut next, scale_replicas(&scale, name)?);
         Ok(next)
     })
     .await?;
@@ -1538,6 +1598,21 @@ fn check_binding_target(kind: &str, node: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The kind `pods/binding` takes, as admission sees it.
+const BINDING: Kind<'static> = Kind { group: "", version: "v1", kind: "Binding" };
+
+/// A Binding's annotations, which a typed decoding lets through only as strings.
+fn string_annotations(binding: &Value) -> Result<Map<String, Value>, ApiError> {
+    match binding.pointer("/metadata/annotations") {
+        None | Some(Value::Null) => Ok(Map::new()),
+        Some(Value::Object(annotations)) if annotations.values().all(Value::is_string) => Ok(annotations.clone()),
+        Some(_) => Err(ApiError::bad_request(
+            "Binding in version \"v1\" cannot be handled as a Binding: metadata.annotations: \
+             expected a map of strings",
+        )),
+    }
+}
+
 /// `POST pods/{name}/binding` (or `bindings`): assigns a pod to a node, once.
 pub(super) async fn bind(
     server: &ApiServer,
@@ -1550,6 +1625,26 @@ pub(super) async fn bind(
     let pods = super::resources::by_kind("", "Pod").expect("pods are served");
     let mut binding = decode(headers, body)?;
     check_type(pods, &mut binding, "v1", "Binding")?;
+    string_annotations(&binding)?;
+    // Binding writes spec and status (the PodScheduled condition) at once.
+    let subresource = Some("binding".to_string());
+    let mut target = Target { resource: pods, namespace: Some(namespace.to_string()), name: None, subresource };
+    check_namespace(&target, &mut binding)?;
+    // Admission sees a CREATE of `pods/binding` with the Binding (as sent, then as the
+    // mutating webhooks left it); the pod it writes is the registry's own (`assignPod`).
+    let dry_run = dry_run(query)?;
+    let named = name.map_or_else(|| text(&binding, "/metadata/name").unwrap_or("").to_string(), str::to_string);
+    let call = webhooks::Call {
+        resource: pods,
+        subresource: Some("binding"),
+        operation: "CREATE",
+        name: &named,
+        namespace,
+        old: None,
+        dry_run,
+        kind: Some(BINDING),
+    };
+    webhooks::mutate(server, &call, &mut binding).await?;
     let named = text(&binding, "/metadata/name").unwrap_or("");
     if name.is_some_and(|name| name != named) {
         return Err(ApiError::bad_request("name in URL does not match name in Binding object"));
@@ -1557,16 +1652,7 @@ pub(super) async fn bind(
     let pod = name.unwrap_or(named).to_string();
     // The pod is stored without admission: what the binding puts on it must be what a
     // typed decoding of the Binding would have let through (annotations are strings).
-    let annotations = match binding.pointer("/metadata/annotations") {
-        None | Some(Value::Null) => Map::new(),
-        Some(Value::Object(annotations)) if annotations.values().all(Value::is_string) => annotations.clone(),
-        Some(_) => {
-            return Err(ApiError::bad_request(
-                "Binding in version \"v1\" cannot be handled as a Binding: metadata.annotations: \
-                 expected a map of strings",
-            ));
-        }
-    };
+    let annotations = string_annotations(&binding)?;
     // The pod's uid and revision the binding names, if any, must still be the pod's (the
     // registry binds with them as preconditions: a pod deleted and made again under the
     // same name is not bound to the node chosen for its predecessor).
@@ -1575,13 +1661,12 @@ pub(super) async fn bind(
         text(&binding, "/metadata/resourceVersion").filter(|v| !v.is_empty()).map(parse_revision).transpose()?;
     let node = text(&binding, "/target/name").unwrap_or_default().to_string();
     check_binding_target(text(&binding, "/target/kind").unwrap_or_default(), &node)?;
-    // Binding writes spec and status (the PodScheduled condition) at once.
-    let subresource = Some("binding".to_string());
-    let target =
-        Target { resource: pods, namespace: Some(namespace.to_string()), name: Some(pod.clone()), subresource };
+    policies::admit_as(server, pods, ("binding", BINDING), &binding, None, dry_run).await?;
+    webhooks::validate(server, &webhooks::Call { name: &pod, ..call }, Some(&binding)).await?;
+    target.name = Some(pod.clone());
     // Kubernetes' registry words a refused binding as a conflict on `pods/binding`.
     let qualified = format!("{}/binding", pods.qualified());
-    write(server, &target, Some("binding"), query, revision, |current| {
+    write(server, &target, (Some("binding"), Admission::Registry), query, revision, |current| {
         if let Some(uid) = &uid
             && text(current, "/metadata/uid") != Some(uid.as_str())
         {
@@ -1789,6 +1874,7 @@ pub(super) async fn delete_one(
                 namespace,
                 old: Some(&seen),
                 dry_run,
+                kind: None,
             };
             webhooks::mutate_delete(server, &call).await?;
             policies::admit_delete(server, resource, &seen, dry_run).await?;

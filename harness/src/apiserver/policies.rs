@@ -8,8 +8,8 @@
 
 use super::objects::{self, warn};
 use super::resources::Resource;
-use super::{ApiError, ApiServer};
-use kubeyard_compiler::admission_policy::{self, Failure, Request};
+use super::{ApiError, ApiServer, webhooks};
+use kubeyard_compiler::admission_policy::{self, Failure, Kind, Request};
 use serde_json::{Value, json};
 use std::sync::{Arc, RwLock};
 
@@ -76,18 +76,35 @@ pub async fn admit(
     dry_run: bool,
 ) -> Result<(), ApiError> {
     let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
-    admit_request(server, resource, subresource, operation, Some(object), old, dry_run).await
+    let kind = webhooks::resource_kind(resource);
+    admit_request(server, resource, (subresource, kind), operation, Some(object), old, dry_run).await
+}
+
+/// Runs the policies that take a write through a subresource whose objects are of their
+/// own `kind` (`pods/binding` a Binding, `pods/eviction` an Eviction, `scale` a Scale):
+/// a create of `object`, or with `old` an update.
+pub async fn admit_as(
+    server: &ApiServer,
+    resource: &Resource,
+    (subresource, kind): (&str, Kind<'_>),
+    object: &Value,
+    old: Option<&Value>,
+    dry_run: bool,
+) -> Result<(), ApiError> {
+    let operation = if old.is_some() { "UPDATE" } else { "CREATE" };
+    admit_request(server, resource, (Some(subresource), kind), operation, Some(object), old, dry_run).await
 }
 
 /// Runs the policies that take the deletion of `old` (`object` is null to them).
 pub async fn admit_delete(server: &ApiServer, resource: &Resource, old: &Value, dry_run: bool) -> Result<(), ApiError> {
-    admit_request(server, resource, None, "DELETE", None, Some(old), dry_run).await
+    let kind = webhooks::resource_kind(resource);
+    admit_request(server, resource, (None, kind), "DELETE", None, Some(old), dry_run).await
 }
 
 async fn admit_request(
     server: &ApiServer,
     resource: &Resource,
-    subresource: Option<&str>,
+    (subresource, kind): (Option<&str>, Kind<'_>),
     operation: &'static str,
     object: Option<&Value>,
     old: Option<&Value>,
@@ -104,7 +121,7 @@ async fn admit_request(
         operation,
         group: resource.group,
         version: resource.version,
-        kind: resource.kind,
+        kind,
         resource: resource.plural,
         subresource: subresource.unwrap_or_default(),
         name: &name,

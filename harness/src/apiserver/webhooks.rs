@@ -22,7 +22,7 @@ use super::resources::{self, Resource};
 use super::webhook_client::{self, CallError};
 use super::{ApiError, ApiServer};
 use base64::Engine;
-use kubeyard_compiler::admission_policy::{self, Request};
+use kubeyard_compiler::admission_policy::{self, Kind, Request};
 use serde_json::{Value, json};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -112,15 +112,23 @@ pub struct Call<'a> {
     pub namespace: &'a str,
     pub old: Option<&'a Value>,
     pub dry_run: bool,
+    /// The object's kind where a subresource takes another than the resource's
+    /// (`pods/binding`: a Binding); `None`: the resource's own.
+    pub kind: Option<Kind<'a>>,
 }
 
 impl Call<'_> {
+    /// The kind of the object sent.
+    pub fn kind(&self) -> Kind<'_> {
+        self.kind.unwrap_or_else(|| resource_kind(self.resource))
+    }
+
     fn request<'b>(&'b self, object: Option<&'b Value>, namespace_object: Option<&'b Value>) -> Request<'b> {
         Request {
             operation: self.operation,
             group: self.resource.group,
             version: self.resource.version,
-            kind: self.resource.kind,
+            kind: self.kind(),
             resource: self.resource.plural,
             subresource: self.subresource.unwrap_or_default(),
             name: self.name,
@@ -132,6 +140,11 @@ impl Call<'_> {
             dry_run: self.dry_run,
         }
     }
+}
+
+/// A resource's own kind, as a request for it carries it.
+pub fn resource_kind(resource: &Resource) -> Kind<'_> {
+    Kind { group: resource.group, version: resource.version, kind: resource.kind }
 }
 
 /// A webhook's matching criteria as a policy's `matchResources` section.
@@ -214,9 +227,16 @@ pub async fn mutate(server: &ApiServer, call: &Call<'_>, object: &mut Value) -> 
     if candidates.is_empty() {
         return Ok(false);
     }
-    // Webhooks see the object as the API server would store it: defaults filled.
+    // Webhooks see the object as the API server would store it: defaults filled (a
+    // subresource's own kind, a Binding or an Eviction, has none).
     let mut defaulted = object.clone();
-    kubeyard_compiler::normalize::defaults::apply(call.resource.group, call.resource.builtin_kind(), &mut defaulted);
+    if call.kind.is_none() {
+        kubeyard_compiler::normalize::defaults::apply(
+            call.resource.group,
+            call.resource.builtin_kind(),
+            &mut defaulted,
+        );
+    }
     let namespace_object = super::policies::namespace_object(server, call.namespace).await;
     let mut changed = false;
     for (hook, section) in candidates {
@@ -330,7 +350,8 @@ async fn ask(
 /// The `AdmissionReview` sent, as `pkg/admission/plugin/webhook/request` makes it.
 fn review(call: &Call<'_>, version: &str, uid: &str, object: Option<&Value>) -> Value {
     let resource = call.resource;
-    let kind = json!({"group": resource.group, "version": resource.version, "kind": resource.kind});
+    let Kind { group, version: kind_version, kind } = call.kind();
+    let kind = json!({"group": group, "version": kind_version, "kind": kind});
     let gvr = json!({"group": resource.group, "version": resource.version, "resource": resource.plural});
     let options = match call.operation {
         "CREATE" => "CreateOptions",

@@ -171,3 +171,52 @@ fn a_policy_on_deletes_sees_the_old_object_and_refuses() {
     assert_eq!(get(&format!("{configmaps}/kept")).status, 200);
     assert_eq!(delete(&format!("{configmaps}/free")).status, 200);
 }
+
+#[test]
+fn a_binding_is_judged_as_the_binding_the_client_posted() {
+    let server = Server::start();
+    let admission = format!("{}/apis/admissionregistration.k8s.io/v1", server.url);
+    // Bindings are CREATEs of pods/binding whose object is the Binding; the pod's own
+    // write is the registry's, so a policy on pod UPDATEs is not asked.
+    let policy = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicy",
+        "metadata": {"name": "no-node-x"},
+        "spec": {
+            "matchConstraints": {"resourceRules": [{
+                "apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                "resources": ["pods", "pods/binding"]
+            }]},
+            "validations": [{
+                "expression": "request.operation == 'CREATE' && (request.subResource == '' || \
+                               (request.kind.kind == 'Binding' && object.kind == 'Binding' && \
+                                object.target.name != 'node-x'))",
+                "messageExpression": "request.operation + ' ' + request.kind.kind + ' ' + request.subResource",
+                "reason": "Forbidden"
+            }]
+        }
+    });
+    assert_eq!(post(&format!("{admission}/validatingadmissionpolicies"), &policy).status, 201);
+    let binding = json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingAdmissionPolicyBinding",
+        "metadata": {"name": "no-node-x"},
+        "spec": {"policyName": "no-node-x", "validationActions": ["Deny"]}
+    });
+    assert_eq!(post(&format!("{admission}/validatingadmissionpolicybindings"), &binding).status, 201);
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod = json!({"metadata": {"name": "web"}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    assert_eq!(post(&pods, &pod).status, 201);
+    let bind = |node: &str| json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "web"}, "target": {"kind": "Node", "name": node}});
+    let refused = post(&format!("{pods}/web/binding"), &bind("node-x"));
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(
+        refused.body["message"],
+        "pods \"web\" is forbidden: ValidatingAdmissionPolicy 'no-node-x' with binding 'no-node-x' \
+         denied request: CREATE Binding binding"
+    );
+    assert!(get(&format!("{pods}/web")).body["spec"]["nodeName"].is_null());
+    let bound = post(&format!("{pods}/web/binding"), &bind("node-a"));
+    assert_eq!(bound.status, 201, "the pod's write is not the policy's UPDATE: {}", bound.text);
+    assert_eq!(get(&format!("{pods}/web")).body["spec"]["nodeName"], "node-a");
+}

@@ -309,3 +309,171 @@ fn each_mutating_webhook_sees_what_the_ones_before_it_did() {
     assert_eq!(updated.status, 200, "{}", updated.text);
     assert_eq!(second.calls()[1].1["request"]["operation"], "UPDATE");
 }
+
+/// Sends bindings to node-a to node-b instead.
+fn bind_elsewhere(review: &Value) -> Value {
+    if review["request"]["object"]["target"]["name"] != "node-a" {
+        return review_response(review, json!({"allowed": true}));
+    }
+    let patch = json!([{"op": "replace", "path": "/target/name", "value": "node-b"}]);
+    let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+    review_response(review, json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}))
+}
+
+/// Refuses bindings to node-x and evictions that ask for a grace period of 13 s.
+fn guard_pods(review: &Value) -> Value {
+    let object = &review["request"]["object"];
+    let refused = object["target"]["name"] == "node-x" || object["deleteOptions"]["gracePeriodSeconds"] == 13;
+    if refused {
+        return review_response(review, json!({"allowed": false, "status": {"code": 403, "message": "not there"}}));
+    }
+    review_response(review, json!({"allowed": true}))
+}
+
+#[test]
+fn bindings_and_evictions_are_admitted_as_what_the_client_posted() {
+    let server = Server::start();
+    let mutator = Webhook::start(bind_elsewhere);
+    let guard = Webhook::start(guard_pods);
+    let pod_rules = |resources: Value| json!({"rules": [{"operations": ["*"], "apiGroups": [""], "apiVersions": ["v1"], "resources": resources}]});
+    let hook = webhook("bind.example.com", mutator.client_config("/"), pod_rules(json!(["pods/binding"])));
+    let made = post(
+        &configurations(&server, "mutatingwebhookconfigurations"),
+        &configuration("MutatingWebhookConfiguration", "bind", vec![hook]),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    // Every write to pods and their subresources.
+    let hook = webhook("pods.example.com", guard.client_config("/"), pod_rules(json!(["pods", "pods/*"])));
+    let made = post(
+        &configurations(&server, "validatingwebhookconfigurations"),
+        &configuration("ValidatingWebhookConfiguration", "pods", vec![hook]),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod =
+        |name: &str| json!({"metadata": {"name": name}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}});
+    for name in ["web", "db"] {
+        assert_eq!(post(&pods, &pod(name)).status, 201);
+    }
+    let binding = |pod: &str, node: &str| json!({"apiVersion": "v1", "kind": "Binding", "metadata": {"name": pod}, "target": {"kind": "Node", "name": node}});
+
+    // The mutating webhook is sent the Binding, a CREATE of pods/binding, and what it
+    // changes is what the registry binds.
+    let bound = post(&format!("{pods}/web/binding"), &binding("web", "node-a"));
+    assert_eq!(bound.status, 201, "{}", bound.text);
+    assert_eq!(get(&format!("{pods}/web")).body["spec"]["nodeName"], "node-b");
+    let (_, review) = mutator.calls()[0].clone();
+    let request = &review["request"];
+    assert_eq!(request["operation"], "CREATE");
+    assert_eq!(request["kind"], json!({"group": "", "version": "v1", "kind": "Binding"}));
+    assert_eq!(request["resource"], json!({"group": "", "version": "v1", "resource": "pods"}));
+    assert_eq!(request["subResource"], "binding");
+    assert_eq!((request["name"].as_str(), request["namespace"].as_str()), (Some("web"), Some("default")));
+    assert_eq!(request["object"]["kind"], "Binding");
+    assert_eq!(request["object"]["metadata"]["namespace"], "default", "the path's namespace, filled in");
+    assert!(request["oldObject"].is_null());
+    // The validating webhook saw the pods' creates and the Binding as mutated; the pod's
+    // write that the binding made is the registry's own, which no webhook is sent.
+    let seen: Vec<(String, String, String)> = guard
+        .calls()
+        .iter()
+        .map(|(_, review)| {
+            let request = &review["request"];
+            let field = |value: &Value| value.as_str().unwrap_or_default().to_string();
+            (field(&request["operation"]), field(&request["kind"]["kind"]), field(&request["subResource"]))
+        })
+        .collect();
+    let expected = |list: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        list.iter().map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string())).collect()
+    };
+    assert_eq!(seen, expected(&[("CREATE", "Pod", ""), ("CREATE", "Pod", ""), ("CREATE", "Binding", "binding")]));
+    assert_eq!(guard.calls()[2].1["request"]["object"]["target"]["name"], "node-b");
+
+    // A validating webhook's refusal of a Binding leaves the pod unbound.
+    let refused = post(&format!("{pods}/db/binding"), &binding("db", "node-x"));
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    assert_eq!(refused.body["message"], r#"admission webhook "pods.example.com" denied the request: not there"#);
+    assert!(get(&format!("{pods}/db")).body["spec"]["nodeName"].is_null());
+
+    // An eviction is sent as the Eviction it is, a CREATE of pods/eviction; the
+    // condition and the delete that follow are not sent.
+    let eviction = |pod: &str, grace: i64| {
+        json!({"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": pod},
+               "deleteOptions": {"gracePeriodSeconds": grace}})
+    };
+    let calls = guard.calls().len();
+    let refused = post(&format!("{pods}/web/eviction"), &eviction("web", 13));
+    assert_eq!(refused.status, 403, "{}", refused.text);
+    let kept = get(&format!("{pods}/web")).body;
+    assert!(kept["metadata"]["deletionTimestamp"].is_null(), "a refused eviction touches nothing");
+    assert!(kept["status"]["conditions"].as_array().into_iter().flatten().all(|c| c["type"] != "DisruptionTarget"));
+    let evicted = post(&format!("{pods}/web/eviction"), &eviction("web", 5));
+    assert_eq!(evicted.status, 201, "{}", evicted.text);
+    let going = get(&format!("{pods}/web")).body;
+    assert!(going["metadata"]["deletionTimestamp"].is_string(), "bound, so deleted gracefully: {going}");
+    let sent: Vec<Value> = guard.calls()[calls..].iter().map(|(_, review)| review["request"].clone()).collect();
+    assert_eq!(sent.len(), 2, "the two evictions only: {sent:?}");
+    for request in &sent {
+        assert_eq!(
+            (request["operation"].as_str(), request["subResource"].as_str()),
+            (Some("CREATE"), Some("eviction"))
+        );
+        assert_eq!(request["kind"], json!({"group": "policy", "version": "v1", "kind": "Eviction"}));
+        assert_eq!(request["object"]["kind"], "Eviction");
+    }
+}
+
+/// Caps a Scale's replicas at 3.
+fn cap_scale(review: &Value) -> Value {
+    if review["request"]["object"]["spec"]["replicas"].as_i64().is_none_or(|r| r <= 3) {
+        return review_response(review, json!({"allowed": true}));
+    }
+    let patch = json!([{"op": "replace", "path": "/spec/replicas", "value": 3}]);
+    let patch = base64::engine::general_purpose::STANDARD.encode(patch.to_string());
+    review_response(review, json!({"allowed": true, "patchType": "JSONPatch", "patch": patch}))
+}
+
+#[test]
+fn a_write_through_scale_is_admitted_as_a_scale() {
+    let server = Server::start();
+    let mutator = Webhook::start(cap_scale);
+    let watcher = Webhook::start(|review| review_response(review, json!({"allowed": true})));
+    let scale_rules = json!({"rules": [{"operations": ["UPDATE"], "apiGroups": ["apps"], "apiVersions": ["v1"],
+                                        "resources": ["deployments/scale"]}]});
+    for (kind, hook) in [
+        ("MutatingWebhookConfiguration", webhook("cap.example.com", mutator.client_config("/"), scale_rules.clone())),
+        ("ValidatingWebhookConfiguration", webhook("see.example.com", watcher.client_config("/"), scale_rules.clone())),
+    ] {
+        let plural = format!("{}s", kind.to_lowercase());
+        let made = post(&configurations(&server, &plural), &configuration(kind, "scale", vec![hook]));
+        assert_eq!(made.status, 201, "{}", made.text);
+    }
+    let deployments = format!("{}/apis/apps/v1/namespaces/default/deployments", server.url);
+    let deployment = json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "nginx"}]}}}
+    });
+    assert_eq!(post(&deployments, &deployment).status, 201);
+    let scale = get(&format!("{deployments}/web/scale")).body;
+    let mut wanted = scale.clone();
+    wanted["spec"]["replicas"] = json!(7);
+    let scaled = put(&format!("{deployments}/web/scale"), &wanted);
+    assert_eq!(scaled.status, 200, "{}", scaled.text);
+    // The mutating webhook capped the Scale, and the Deployment took what it left.
+    assert_eq!(scaled.body["spec"]["replicas"], 3);
+    assert_eq!(get(&format!("{deployments}/web")).body["spec"]["replicas"], 3);
+    for (hook, replicas) in [(&mutator, 7), (&watcher, 3)] {
+        let calls = hook.calls();
+        assert_eq!(calls.len(), 1, "the Deployment's create is not theirs");
+        let request = &calls[0].1["request"];
+        assert_eq!(request["kind"], json!({"group": "autoscaling", "version": "v1", "kind": "Scale"}));
+        assert_eq!(request["resource"], json!({"group": "apps", "version": "v1", "resource": "deployments"}));
+        assert_eq!((request["operation"].as_str(), request["subResource"].as_str()), (Some("UPDATE"), Some("scale")));
+        assert_eq!(request["object"]["kind"], "Scale");
+        assert_eq!(request["object"]["spec"]["replicas"], replicas);
+        assert_eq!(request["oldObject"]["kind"], "Scale");
+        assert_eq!(request["oldObject"]["spec"]["replicas"], 1);
+        assert_eq!(request["oldObject"]["status"]["selector"], "app=web");
+    }
+}

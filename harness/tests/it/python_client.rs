@@ -1,5 +1,5 @@
 //! The official Kubernetes Python client (`pip install -r harness/tests/python/requirements.txt`;
-//! `.ci/run` does) against the API server: create, list, watch, patch, scale, delete, and
+//! `.ci/run` does) against the API server: create, list, watch, patch, scale, bind, delete, and
 //! custom objects of a CRD.
 
 use crate::support;
