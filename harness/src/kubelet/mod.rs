@@ -223,6 +223,8 @@ struct Shared {
     options: Options,
     nodes: Mutex<BTreeMap<String, NodeState>>,
     pods: Mutex<HashMap<String, Running>>,
+    /// Bounds the requests the pods' tasks make at once (`pod::POD_REQUESTS`).
+    pod_requests: Arc<tokio::sync::Semaphore>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -274,6 +276,7 @@ impl Kubelets {
                     .collect(),
             ),
             pods: Mutex::new(HashMap::new()),
+            pod_requests: Arc::new(tokio::sync::Semaphore::new(pod::POD_REQUESTS)),
         });
         let namespace: Namespace =
             serde_json::from_value(json!({"metadata": {"name": LEASE_NAMESPACE}})).unwrap_or_default();
@@ -612,6 +615,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             pending: None,
             gone: false,
             reported: reported.clone(),
+            requests: Arc::clone(&shared.pod_requests),
         };
         match processes {
             Some(network) => {

@@ -35,7 +35,22 @@ pub struct Context {
     /// The status last sent (set before it is sent), for the agent to send again when
     /// someone else changed the pod's readiness (see `resync` in `mod.rs`).
     pub reported: Reported,
+    /// The agent's requests for its pods in flight at once (see `POD_REQUESTS`).
+    pub requests: std::sync::Arc<tokio::sync::Semaphore>,
 }
+
+/// The requests one node agent's pods make at once (statuses, events). Every pod has a
+/// task of its own, and pods started together report at the same instant: 10,000 of
+/// them at once each took a connection of their own and ran the API server out of
+/// connections. A real node's kubelet sends its requests over one HTTP/2 connection at
+/// a bounded rate (`kubeAPIQPS`); this is the simulated agent's bound, over the many
+/// nodes it hosts.
+pub const POD_REQUESTS: usize = 128;
+
+/// The first wait before a status the API server did not take is sent again, doubled
+/// each time up to the status manager's sync period (`syncPeriod`, 10 s).
+const STATUS_RETRY: Duration = Duration::from_secs(1);
+const STATUS_SYNC: Duration = Duration::from_secs(10);
 
 /// The status a pod's task sent last, shared with the agent.
 pub type Reported = std::sync::Arc<std::sync::Mutex<Option<Value>>>;
@@ -211,7 +226,10 @@ impl Context {
         !self.gone
     }
 
-    /// Sends the status recorded last, if any.
+    /// Sends the status recorded last, if any, until the API server takes it: as the
+    /// kubelet's status manager does, a status refused for any reason but the pod's
+    /// being gone (the API server restarting, out of connections, a timeout) is sent
+    /// again, later, rather than never.
     pub(super) async fn flush(&mut self) -> bool {
         if let Some(body) = self.pending.take() {
             if let Ok(mut reported) = self.reported.lock() {
@@ -219,8 +237,25 @@ impl Context {
             }
             let name = text(&self.pod, "/metadata/name");
             let patch = Patch::Merge(json!({"status": body}));
-            // A pod deleted meanwhile has nothing more to report.
-            self.gone |= self.pods.patch_status(name, &PatchParams::default(), &patch).await.is_err();
+            let mut wait = STATUS_RETRY;
+            loop {
+                let sent = {
+                    let _permit = self.requests.acquire().await;
+                    self.pods.patch_status(name, &PatchParams::default(), &patch).await
+                };
+                match sent {
+                    Ok(_) => break,
+                    // A pod deleted meanwhile has nothing more to report.
+                    Err(kube::Error::Api(status)) if status.code == 404 => {
+                        self.gone = true;
+                        break;
+                    }
+                    Err(_) => {
+                        self.clock.sleep(wait).await;
+                        wait = (wait * 2).min(STATUS_SYNC);
+                    }
+                }
+            }
         }
         !self.gone
     }
@@ -243,6 +278,7 @@ impl Context {
         let kind = if warning { events::Type::Warning } else { events::Type::Normal };
         let source = events::Source { component: "kubelet", host: Some(&self.node) };
         let object = events::reference(&self.pod, field_path);
+        let _permit = self.requests.acquire().await;
         events::record(&self.client, &object, source, kind, reason, message, &self.clock.timestamp()).await;
     }
 

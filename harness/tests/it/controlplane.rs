@@ -1,7 +1,7 @@
 //! The whole control plane in-process: pods converge on simulated nodes; a node whose
 //! kubelet falls silent turns Unknown and tainted, and its pods are replaced elsewhere
 //! after the toleration period (on a manual clock); the same seed gives the same
-//! placement.
+//! placement; a pod's status the API server refused is sent again.
 
 use crate::support;
 
@@ -303,4 +303,55 @@ async fn a_rolling_update_keeps_within_its_bounds_on_simulated_nodes() {
         .map(|p| p.spec.as_ref().unwrap().containers[0].image.clone().unwrap_or_default())
         .collect();
     assert_eq!(images, HashSet::from(["nginx:1.27".to_string()]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_status_the_api_server_refused_is_sent_again() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::webhook::Webhook;
+
+    let plane = ControlPlane::boot(Config::with_nodes(1)).await.unwrap();
+    // Refuses the first two statuses that say the pod is ready, as an API server that is
+    // restarting or out of connections would; the kubelet's status manager sends again.
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&refused);
+    // The webhook runs a runtime of its own: made and dropped off this one's threads.
+    let hook = tokio::task::spawn_blocking(move || Webhook::start(move |review| {
+        let ready = review["request"]["object"]["status"]["conditions"]
+            .as_array()
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+        let refuse = ready && counted.fetch_add(1, Ordering::SeqCst) < 2;
+        let response = if refuse {
+            json!({"allowed": false, "status": {"code": 503, "message": "not now"}})
+        } else {
+            json!({"allowed": true})
+        };
+        json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+               "response": {"uid": review["request"]["uid"], "allowed": response["allowed"], "status": response["status"]}})
+    }))
+    .await
+    .unwrap();
+    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "flaky"},
+        "webhooks": [{
+            "name": "flaky.example.com", "clientConfig": hook.client_config("/"),
+            "rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/status"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]
+        }]
+    }))
+    .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(plane.client())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap();
+    let sets: Api<ReplicaSet> = Api::namespaced(plane.client(), "default");
+    sets.create(&PostParams::default(), &replica_set("web", 1)).await.unwrap();
+    eventually("the pod ready after two refusals", Duration::from_secs(30), || async {
+        ready_pods(&plane).await.len() == 1
+    })
+    .await;
+    assert!(refused.load(Ordering::SeqCst) >= 3, "two refused, then taken");
+    tokio::task::spawn_blocking(move || drop(hook)).await.unwrap();
 }
