@@ -242,6 +242,29 @@ impl ControlPlane {
         self.store.revision().await.unwrap_or(0)
     }
 
+    /// Tells `notify` of every write to the store under `prefix` (a kind's keys) until
+    /// the returned task is dropped or aborted: a test's signal that something it waits
+    /// on changed, read from the store itself rather than from a watch over HTTP (which
+    /// decodes every object, and at 100,000 pods fell out of the history and listed
+    /// them all again). Should this watch fall out of the history, it tells `notify`
+    /// and starts again from the store's revision: a signal needs no missed event.
+    pub fn notify_writes(&self, prefix: String, notify: Arc<tokio::sync::Notify>) -> JoinHandle<()> {
+        use crate::store::Store;
+        let store = Arc::clone(&self.store);
+        tokio::spawn(async move {
+            loop {
+                let Ok(revision) = store.revision().await else { return };
+                let Ok(mut watch) = store.watch(&prefix, revision).await else { return };
+                while let Some(event) = watch.recv().await {
+                    notify.notify_one();
+                    if event.is_err() {
+                        break;
+                    }
+                }
+            }
+        })
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

@@ -124,9 +124,21 @@ pub fn draw(range: (Duration, Duration), rng: &mut fastrand::Rng) -> Duration {
     if high <= low {
         return low;
     }
-    let span = u64::try_from((high - low).as_micros()).unwrap_or(u64::MAX);
-    low + Duration::from_micros(rng.u64(0..=span))
+    let span = high - low;
+    if span < DELAY_STEP {
+        let span = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
+        return low + Duration::from_micros(rng.u64(0..=span));
+    }
+    let steps = u64::try_from(span.as_nanos() / DELAY_STEP.as_nanos()).unwrap_or(u64::MAX);
+    low + DELAY_STEP * u32::try_from(rng.u64(0..=steps)).unwrap_or(u32::MAX)
 }
+
+/// Simulated delays are drawn in whole steps of this: pods started together share a
+/// dozen instants instead of each its own millisecond, and a virtual clock, which waits
+/// for the cluster to settle at every instant someone sleeps until, stops a dozen times
+/// rather than a hundred. Ten milliseconds is finer than anything a test can observe of
+/// a pod's start (statuses, events and conditions have second precision).
+const DELAY_STEP: Duration = Duration::from_millis(10);
 
 /// The CrashLoopBackOff wait before restart number `restarts` (10 s doubling, at most 5 min).
 pub fn back_off(restarts: u32) -> Duration {
@@ -166,5 +178,14 @@ mod tests {
         };
         assert_eq!(draws(7), draws(7));
         assert!(draws(7).iter().all(|d| *d >= range.0 && *d <= range.1));
+        // Whole steps: 10 ms and 20 ms, both seen.
+        let drawn: std::collections::BTreeSet<Duration> = draws(7).into_iter().collect();
+        assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [range.0, range.1]);
+        // A range narrower than a step is drawn finely, within it.
+        let narrow = (Duration::from_millis(1), Duration::from_millis(3));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let fine: Vec<Duration> = (0..50).map(|_| draw(narrow, &mut rng)).collect();
+        assert!(fine.iter().all(|d| *d >= narrow.0 && *d <= narrow.1));
+        assert!(fine.iter().any(|d| d.subsec_micros() % 1000 != 0));
     }
 }
