@@ -616,6 +616,7 @@ fn observe(shared: &Arc<Shared>, pod: Pod) {
             gone: false,
             reported: reported.clone(),
             requests: Arc::clone(&shared.pod_requests),
+            retry: pod::STATUS_RETRY,
         };
         match processes {
             Some(network) => {

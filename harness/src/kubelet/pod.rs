@@ -35,21 +35,24 @@ pub struct Context {
     /// The status last sent (set before it is sent), for the agent to send again when
     /// someone else changed the pod's readiness (see `resync` in `mod.rs`).
     pub reported: Reported,
-    /// The agent's requests for its pods in flight at once (see `POD_REQUESTS`).
+    /// The agent's status requests for its pods in flight at once (see `POD_REQUESTS`).
     pub requests: std::sync::Arc<tokio::sync::Semaphore>,
+    /// The wait before a status the API server did not take is sent again.
+    pub retry: Duration,
 }
 
-/// The requests one node agent's pods make at once (statuses, events). Every pod has a
-/// task of its own, and pods started together report at the same instant: 10,000 of
-/// them at once each took a connection of their own and ran the API server out of
-/// connections. A real node's kubelet sends its requests over one HTTP/2 connection at
-/// a bounded rate (`kubeAPIQPS`); this is the simulated agent's bound, over the many
-/// nodes it hosts.
+/// The status requests one node agent's pods make at once. Every pod has a task of its
+/// own, and pods started together report at the same instant, each request in flight a
+/// connection of its own over HTTP/1.1 (the API server takes 4,096). A real node's
+/// kubelet sends its requests over one HTTP/2 connection at a bounded rate
+/// (`kubeAPIQPS`); this is the simulated agent's bound, over the many nodes it hosts.
+/// (Events have their recorder's own bound.)
 pub const POD_REQUESTS: usize = 128;
 
 /// The first wait before a status the API server did not take is sent again, doubled
-/// each time up to the status manager's sync period (`syncPeriod`, 10 s).
-const STATUS_RETRY: Duration = Duration::from_secs(1);
+/// each time up to the status manager's sync period (`syncPeriod`, 10 s, at which the
+/// kubelet tries again; sooner at first, so a blip costs a pod's readiness little).
+pub const STATUS_RETRY: Duration = Duration::from_secs(1);
 const STATUS_SYNC: Duration = Duration::from_secs(10);
 
 /// The status a pod's task sent last, shared with the agent.
@@ -226,10 +229,12 @@ impl Context {
         !self.gone
     }
 
-    /// Sends the status recorded last, if any, until the API server takes it: as the
-    /// kubelet's status manager does, a status refused for any reason but the pod's
-    /// being gone (the API server restarting, out of connections, a timeout) is sent
-    /// again, later, rather than never.
+    /// Sends the status recorded last, if any, once. A status the API server did not
+    /// take for a passing reason (a 5xx, a 429, a timeout, no connection: an API server
+    /// restarting or out of connections) stays to send again, unless a newer one
+    /// replaces it first; one it refused for what it says (another 4xx) is dropped, and
+    /// a 404 means the pod is gone. The kubelet's status manager likewise keeps a status
+    /// until the API server has it (it tries again at its next sync).
     pub(super) async fn flush(&mut self) -> bool {
         if let Some(body) = self.pending.take() {
             if let Ok(mut reported) = self.reported.lock() {
@@ -237,22 +242,19 @@ impl Context {
             }
             let name = text(&self.pod, "/metadata/name");
             let patch = Patch::Merge(json!({"status": body}));
-            let mut wait = STATUS_RETRY;
-            loop {
-                let sent = {
-                    let _permit = self.requests.acquire().await;
-                    self.pods.patch_status(name, &PatchParams::default(), &patch).await
-                };
-                match sent {
-                    Ok(_) => break,
-                    // A pod deleted meanwhile has nothing more to report.
-                    Err(kube::Error::Api(status)) if status.code == 404 => {
-                        self.gone = true;
-                        break;
-                    }
-                    Err(_) => {
-                        self.clock.sleep(wait).await;
-                        wait = (wait * 2).min(STATUS_SYNC);
+            let sent = {
+                let _permit = self.requests.acquire().await;
+                self.pods.patch_status(name, &PatchParams::default(), &patch).await
+            };
+            match sent {
+                Ok(_) => self.retry = STATUS_RETRY,
+                // A pod deleted meanwhile has nothing more to report.
+                Err(kube::Error::Api(status)) if status.code == 404 => self.gone = true,
+                Err(kube::Error::Api(status))
+                    if (400..500).contains(&status.code) && ![408, 429].contains(&status.code) => {}
+                Err(_) => {
+                    if let Patch::Merge(patch) = patch {
+                        self.pending = patch.get("status").cloned();
                     }
                 }
             }
@@ -260,12 +262,39 @@ impl Context {
         !self.gone
     }
 
-    /// Time passes: what changed before it is reported first.
-    async fn pause(&mut self, duration: Duration) {
-        if !duration.is_zero() {
+    /// Sends again, after a back-off on the cluster's clock, a status the API server did
+    /// not take, for at most `within` (all the time it takes when `None`).
+    async fn resend(&mut self, within: Option<Duration>) {
+        let until = within.map(|within| self.clock.now() + within);
+        while self.pending.is_some() && !self.gone {
+            let left = until.map(|until| until.duration_since(self.clock.now()).unwrap_or_default());
+            if left.is_some_and(|left| left.is_zero()) {
+                return;
+            }
+            let wait = left.map_or(self.retry, |left| left.min(self.retry));
+            self.clock.sleep(wait).await;
+            self.retry = (self.retry * 2).min(STATUS_SYNC);
             self.flush().await;
         }
-        self.clock.sleep(duration).await;
+    }
+
+    /// Sends the status recorded last until the API server has it (or the pod is gone):
+    /// a pod's last word.
+    async fn settle(&mut self) {
+        self.flush().await;
+        self.resend(None).await;
+    }
+
+    /// Time passes: what changed before it is reported first (and sent again meanwhile,
+    /// should the API server not take it).
+    async fn pause(&mut self, duration: Duration) {
+        if duration.is_zero() {
+            return self.clock.sleep(duration).await;
+        }
+        let until = self.clock.now() + duration;
+        self.flush().await;
+        self.resend(Some(duration)).await;
+        self.clock.sleep(until.duration_since(self.clock.now()).unwrap_or_default()).await;
     }
 
     pub(super) async fn event(&mut self, reason: &str, message: &str, warning: bool) {
@@ -278,7 +307,6 @@ impl Context {
         let kind = if warning { events::Type::Warning } else { events::Type::Normal };
         let source = events::Source { component: "kubelet", host: Some(&self.node) };
         let object = events::reference(&self.pod, field_path);
-        let _permit = self.requests.acquire().await;
         events::record(&self.client, &object, source, kind, reason, message, &self.clock.timestamp()).await;
     }
 
@@ -361,11 +389,11 @@ pub async fn run(mut context: Context) {
         return;
     }
     if !resumed && !start(&mut context, &mut status).await {
-        context.flush().await;
+        context.settle().await;
         return;
     }
     live(&mut context, &mut status, resumed).await;
-    context.flush().await;
+    context.settle().await;
 }
 
 /// From scheduled to running: sandbox, image pull, init containers, containers started.
