@@ -1015,8 +1015,9 @@ pub(super) enum Admission {
 /// Reads the object, makes the next one with `next`, admits it and writes it with
 /// compare-and-swap; `precondition` is the revision the client insists on.
 /// `through` names the subresource a write came in by when `target` is the main resource
-/// it changes (`scale`, `binding`): admission policies see the request as it was made;
-/// `admission` says whether the admission plugins see the write at all.
+/// it changes (`scale`, `binding`): the field manager records it, and admission sees a
+/// write through `scale` as one; `admission` says whether the admission plugins see the
+/// write at all (a binding's is the registry's own).
 pub(super) async fn write(
     server: &ApiServer,
     target: &Target,
@@ -1069,12 +1070,16 @@ pub(super) async fn write(
         if let (true, Some(scale_call)) = (plugins, &scale_call) {
             let mut scale = scale_of(resource, &wanted);
             if webhooks::mutate(server, scale_call, &mut scale).await? {
-                set_replicas(resource, &mut wanted, scale_replicas(&scale, name)?);
+                set_replicas(resource, &mut wanted, scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0)));
             }
         } else if plugins
             && webhooks::mutate(server, &webhooks::Call { old: Some(&current), ..call }, &mut wanted).await?
         {
             prune_silently(server, resource, &mut wanted)?;
+        }
+        // `ValidateScale`, on the Scale as mutating admission left it.
+        if scale_call.is_some() {
+            scale_replicas(&scale_of(resource, &wanted), name)?;
         }
         let mut prepared = prepare_update(resource, target.subresource.as_deref(), &current, wanted);
         if crds::is_crd(resource) {
@@ -1571,8 +1576,9 @@ async fn write_scale(
             (None, Some(scale)) => scale.clone(),
             (None, None) => unreachable!("a scale write has a body or a patch"),
         };
+        // Checked once mutating admission has seen it (`write`).
         let mut next = current.clone();
-        set_replicas(resource, &mut next, scale_replicas(&scale, name)?);
+        set_replicas(resource, &mut next, scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0)));
         Ok(next)
     })
     .await?;
@@ -1731,8 +1737,9 @@ pub(super) struct DeleteOptions {
     pub propagation: Option<String>,
     pub uid: Option<String>,
     pub revision: Option<u64>,
-    /// Deletes the storage layer makes (a deleted CRD's objects), which no admission sees,
-    /// as Kubernetes' CRD finalizer deletes through storage.
+    /// Deletes the registry or the storage layer makes itself, which no admission sees
+    /// (the `Admission::Registry` of deletes): an eviction's (`ValidateAllObjectFunc`), a
+    /// deleted CRD's objects (Kubernetes' CRD finalizer deletes through storage).
     pub without_admission: bool,
 }
 

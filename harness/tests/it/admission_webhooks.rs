@@ -421,6 +421,18 @@ fn bindings_and_evictions_are_admitted_as_what_the_client_posted() {
         assert_eq!(request["kind"], json!({"group": "policy", "version": "v1", "kind": "Eviction"}));
         assert_eq!(request["object"]["kind"], "Eviction");
     }
+    // A v1beta1 Eviction is admitted as the subresource's kind, policy/v1; a dry run the
+    // body's deleteOptions ask for is the delete's, not admission's.
+    let calls = guard.calls().len();
+    let old_style = json!({"apiVersion": "policy/v1beta1", "kind": "Eviction", "metadata": {"name": "db"},
+                           "deleteOptions": {"dryRun": ["All"]}});
+    let tried = post(&format!("{pods}/db/eviction"), &old_style);
+    assert_eq!(tried.status, 201, "{}", tried.text);
+    assert_eq!(get(&format!("{pods}/db")).status, 200, "a dry run deletes nothing");
+    let request = guard.calls()[calls].1["request"].clone();
+    assert_eq!(request["kind"], json!({"group": "policy", "version": "v1", "kind": "Eviction"}));
+    assert_eq!(request["object"]["apiVersion"], "policy/v1");
+    assert_eq!(request["dryRun"], false);
 }
 
 /// Caps a Scale's replicas at 3.
