@@ -253,14 +253,20 @@ impl ControlPlane {
         let store = Arc::clone(&self.store);
         tokio::spawn(async move {
             loop {
-                let Ok(revision) = store.revision().await else { return };
-                let Ok(mut watch) = store.watch(&prefix, revision).await else { return };
-                while let Some(event) = watch.recv().await {
-                    notify.notify_one();
-                    if event.is_err() {
-                        break;
+                if let Ok(revision) = store.revision().await
+                    && let Ok(mut watch) = store.watch(&prefix, revision).await
+                {
+                    while let Some(event) = watch.recv().await {
+                        notify.notify_one();
+                        if event.is_err() {
+                            break;
+                        }
                     }
                 }
+                // Whatever ended the watch (its history gone, the store failing), what it
+                // may have missed is a change; look again shortly, never in a spin.
+                notify.notify_one();
+                tokio::time::sleep(Duration::from_millis(10)).await;
             }
         })
     }

@@ -129,8 +129,9 @@ pub fn draw(range: (Duration, Duration), rng: &mut fastrand::Rng) -> Duration {
         let span = u64::try_from(span.as_micros()).unwrap_or(u64::MAX);
         return low + Duration::from_micros(rng.u64(0..=span));
     }
-    let steps = u64::try_from(span.as_nanos() / DELAY_STEP.as_nanos()).unwrap_or(u64::MAX);
-    low + DELAY_STEP * u32::try_from(rng.u64(0..=steps)).unwrap_or(u32::MAX)
+    // Steps to the top rounded up, the last one cut to `high`: the top is drawn too.
+    let steps = u64::try_from(span.as_nanos().div_ceil(DELAY_STEP.as_nanos())).unwrap_or(u64::MAX);
+    (low + DELAY_STEP * u32::try_from(rng.u64(0..=steps)).unwrap_or(u32::MAX)).min(high)
 }
 
 /// Simulated delays are drawn in whole steps of this: pods started together share a
@@ -181,6 +182,12 @@ mod tests {
         // Whole steps: 10 ms and 20 ms, both seen.
         let drawn: std::collections::BTreeSet<Duration> = draws(7).into_iter().collect();
         assert_eq!(drawn.into_iter().collect::<Vec<_>>(), [range.0, range.1]);
+        // A span that is no whole number of steps still reaches its top.
+        let odd = (Duration::from_millis(0), Duration::from_millis(25));
+        let mut rng = fastrand::Rng::with_seed(7);
+        let drawn: std::collections::BTreeSet<Duration> = (0..200).map(|_| draw(odd, &mut rng)).collect();
+        let millis: Vec<u128> = drawn.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [0, 10, 20, 25]);
         // A range narrower than a step is drawn finely, within it.
         let narrow = (Duration::from_millis(1), Duration::from_millis(3));
         let mut rng = fastrand::Rng::with_seed(7);

@@ -5,10 +5,11 @@
 //! instant asks of it, as a discrete-event simulator advances only when every process is
 //! blocked. The store's revision standing still says no component *wrote*; it cannot say
 //! none is still *working*. Under a burst (10,000 pods bound at once) a component starved
-//! of the two cores, or decoding a relist, can go well past the quiet window without a
-//! write, and a clock pushed then runs ahead of it: leases look late, pods become ready
-//! later in cluster time than they would have, and a test fails for an app that
-//! converges. Every component of an in-process cluster runs on this one runtime, and a
+//! of the two cores, or decoding a relist, can go past the quiet window without a write,
+//! and a clock pushed then would run ahead of it (leases late, pods ready later in
+//! cluster time than they would be). This is a safeguard: no test has been seen to fail
+//! for want of it (the failures once blamed on it were the node agent's, see
+//! docs/controlplane.md). Every component of an in-process cluster runs on this one runtime, and a
 //! component with anything to do has a task to poll, so workers that parked during the
 //! window and were busy for little of it are the evidence that nothing is in progress.
 //! (A task waiting on the virtual clock, on a socket or on a channel is not polled, and so
