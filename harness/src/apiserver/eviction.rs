@@ -19,7 +19,6 @@ use super::{ApiServer, Query, Target, policies, webhooks};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use bytes::Bytes;
-use kubeyard_compiler::admission_policy::Kind;
 use kubeyard_compiler::selector::Selector;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -169,7 +168,7 @@ pub(super) async fn evict(
     // subresource's kind is `policy/v1 Eviction` whatever version was sent (its
     // `GroupVersionKind`), and a `v1beta1` one, the same fields, is converted to it.
     eviction["apiVersion"] = json!("policy/v1");
-    let kind = Kind { group: "policy", version: "v1", kind: "Eviction" };
+    let kind = resources::EVICTION;
     let call = webhooks::Call {
         resource: pods,
         subresource: Some("eviction"),

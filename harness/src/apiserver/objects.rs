@@ -5,7 +5,7 @@
 //! client named a `resourceVersion`), as the Kubernetes registry's GuaranteedUpdate does.
 
 use super::fields::FieldSelector;
-use super::resources::Resource;
+use super::resources::{BINDING, Resource, SCALE};
 use super::status::{ApiError, Subject};
 use super::{
     ApiServer, Query, Representation, Target, allocate, conversion, crds, json_response, policies, table, watch,
@@ -17,7 +17,6 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use base64::Engine;
 use bytes::Bytes;
-use kubeyard_compiler::admission_policy::Kind;
 use kubeyard_compiler::list_merge::Schema;
 use kubeyard_compiler::object::GroupVersionKind;
 use kubeyard_compiler::patch::{self, PatchError};
@@ -1507,9 +1506,6 @@ fn workload_selector(resource: &Resource, object: &Value) -> String {
         .unwrap_or_default()
 }
 
-/// The kind a `scale` subresource takes, as admission sees it.
-const SCALE: Kind<'static> = Kind { group: "autoscaling", version: "v1", kind: "Scale" };
-
 /// A Scale's replicas, checked as Kubernetes' `ValidateScale` checks them.
 fn scale_replicas(scale: &Value, name: &str) -> Result<Value, ApiError> {
     let replicas = scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0));
@@ -1603,9 +1599,6 @@ fn check_binding_target(kind: &str, node: &str) -> Result<(), ApiError> {
         many => Err(ApiError::new(500, "", format!("[{}]", many.join(", ")))),
     }
 }
-
-/// The kind `pods/binding` takes, as admission sees it.
-const BINDING: Kind<'static> = Kind { group: "", version: "v1", kind: "Binding" };
 
 /// A Binding's annotations, which a typed decoding lets through only as strings.
 fn string_annotations(binding: &Value) -> Result<Map<String, Value>, ApiError> {

@@ -2,6 +2,7 @@
 //! the built-in ones (`RESOURCES`) and those CustomResourceDefinitions add while it runs
 //! (`Registry`), each request reading one snapshot of both (`Served`).
 
+use kubeyard_compiler::admission_policy::Kind;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -668,12 +669,18 @@ const METRICS_VERBS: &[&str] = &["get", "list"];
 const CUSTOM_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "patch", "create", "update", "watch"];
 const TERMINATING_VERBS: &[&str] = &["delete", "deletecollection", "get", "list", "watch"];
 
+/// The kinds of the subresources that take an object of their own, as discovery lists
+/// them and admission sees them.
+pub const SCALE: Kind<'static> = Kind { group: "autoscaling", version: "v1", kind: "Scale" };
+pub const BINDING: Kind<'static> = Kind { group: "", version: "v1", kind: "Binding" };
+pub const EVICTION: Kind<'static> = Kind { group: "policy", version: "v1", kind: "Eviction" };
+
 /// A subresource's discovery entry.
 fn subresource(resource: &Resource, sub: &str) -> Value {
     let (kind, group, version, verbs): (&str, &str, &str, &[&str]) = match sub {
-        "scale" => ("Scale", "autoscaling", "v1", &["get", "patch", "update"]),
-        "binding" => ("Binding", "", "v1", &["create"]),
-        "eviction" => ("Eviction", "policy", "v1", &["create"]),
+        "scale" => (SCALE.kind, SCALE.group, SCALE.version, &["get", "patch", "update"]),
+        "binding" => (BINDING.kind, BINDING.group, BINDING.version, &["create"]),
+        "eviction" => (EVICTION.kind, EVICTION.group, EVICTION.version, &["create"]),
         "ephemeralcontainers" => ("Pod", "", "v1", &["get", "patch", "update"]),
         "finalize" => ("Namespace", "", "v1", &["update"]),
         "log" => ("Pod", "", "v1", &["get"]),
