@@ -5,7 +5,7 @@
 //! client named a `resourceVersion`), as the Kubernetes registry's GuaranteedUpdate does.
 
 use super::fields::FieldSelector;
-use super::resources::{BINDING, Resource, SCALE};
+use super::resources::{BINDING, BINDINGS, Resource, SCALE};
 use super::status::{ApiError, Subject};
 use super::{
     ApiServer, Query, Representation, Target, allocate, conversion, crds, json_response, policies, table, watch,
@@ -1033,13 +1033,14 @@ pub(super) async fn write(
     for _ in 0..RETRIES {
         let entry = server.store.get(&key).await.map_err(|e| store_error(resource, name, e))?;
         let entry = entry.ok_or_else(|| not_found(resource, name))?;
+        let mut current = from_entry(&entry)?;
+        conversion::to_request(server, resource, std::slice::from_mut(&mut current)).await?;
+        // What `next` refuses comes first: an update's uid precondition is checked by
+        // storage before the resourceVersion it carries.
+        let mut wanted = next(&current)?;
         if precondition.is_some_and(|p| p != entry.revision) {
             return Err(store_error(resource, name, StoreError::Conflict { key, expected: 0, current: 0 }));
         }
-        let mut current = from_entry(&entry)?;
-        conversion::to_request(server, resource, std::slice::from_mut(&mut current)).await?;
-        let wanted = next(&current)?;
-        let mut wanted = wanted;
         // A binding is made by the server from the stored pod: nothing to prune.
         let binding = through == Some("binding");
         if !binding {
@@ -1076,6 +1077,9 @@ pub(super) async fn write(
         {
             prune_silently(server, resource, &mut wanted)?;
         }
+        // A uid changed is refused with the object's validation, after mutating admission
+        // (which may have put the stored one back).
+        changed_uid(resource, name, &current, &wanted)?;
         // `ValidateScale`, on the Scale as mutating admission left it.
         if scale_call.is_some() {
             scale_replicas(&scale_of(resource, &wanted), name)?;
@@ -1316,9 +1320,52 @@ async fn update(
         )));
     }
     let precondition = text(&object, "/metadata/resourceVersion").map(parse_revision).transpose()?;
-    let written =
-        write(server, target, (None, Admission::Plugins), query, precondition, |_| Ok(object.clone())).await?;
+    let written = write(server, target, (None, Admission::Plugins), query, precondition, |current| {
+        // An update's uid is a precondition (the registry's `defaultUpdatedObjectInfo`),
+        // failed as the storage layer fails one: a 409, before any validation.
+        let sent = text(&object, "/metadata/uid").filter(|uid| !uid.is_empty());
+        if let Some(sent) = sent.filter(|sent| Some(*sent) != text(current, "/metadata/uid")) {
+            return Err(uid_precondition_failed(resource, target.namespace.as_deref(), current, sent));
+        }
+        Ok(object.clone())
+    })
+    .await?;
     respond(StatusCode::OK, &written.into_value())
+}
+
+/// A uid precondition the stored object fails, as Kubernetes' storage fails it
+/// (`Preconditions.Check`, an invalid-object `StorageError` naming the etcd key) and its
+/// registry answers it: a 409 on the resource.
+fn uid_precondition_failed(resource: &Resource, namespace: Option<&str>, current: &Value, sent: &str) -> ApiError {
+    let name = text(current, "/metadata/name").unwrap_or_default();
+    let stored = text(current, "/metadata/uid").unwrap_or_default();
+    let key = resource.etcd_key(namespace, name);
+    ApiError::conflict(
+        subject(resource, &resource.qualified(), name),
+        &format!(
+            "StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: \
+             Precondition failed: UID in precondition: {sent}, UID in object meta: {stored}"
+        ),
+    )
+}
+
+/// A uid a write sets that is not the stored object's: Kubernetes' `ValidateObjectMetaUpdate`
+/// refuses it as an immutable field (a 422). A kubelet's status patch carries its pod's
+/// uid so that it never lands on a pod recreated under the same name. An empty or
+/// missing uid keeps the stored one.
+fn changed_uid(resource: &Resource, name: &str, current: &Value, wanted: &Value) -> Result<(), ApiError> {
+    let stored = text(current, "/metadata/uid").unwrap_or_default();
+    match text(wanted, "/metadata/uid") {
+        Some(sent) if !sent.is_empty() && sent != stored => Err(ApiError::invalid(
+            Subject { group: resource.group, kind: resource.kind, name },
+            vec![(
+                "metadata.uid".into(),
+                format!("Invalid value: \"{sent}\": field is immutable"),
+                "FieldValueInvalid".into(),
+            )],
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -1633,9 +1680,12 @@ pub(super) async fn bind(
     // mutating webhooks left it); the pod it writes is the registry's own (`assignPod`).
     let dry_run = dry_run(query)?;
     let named = name.map_or_else(|| text(&binding, "/metadata/name").unwrap_or("").to_string(), str::to_string);
+    // The legacy `POST namespaces/{ns}/bindings` is admitted as its own resource,
+    // `bindings`, with no subresource (its storage is `LegacyBindingREST`).
+    let (admitted_as, through) = if name.is_some() { (pods, "binding") } else { (&BINDINGS, "") };
     let call = webhooks::Call {
-        resource: pods,
-        subresource: Some("binding"),
+        resource: admitted_as,
+        subresource: Some(through).filter(|through| !through.is_empty()),
         operation: "CREATE",
         name: &named,
         namespace,
@@ -1660,7 +1710,7 @@ pub(super) async fn bind(
         text(&binding, "/metadata/resourceVersion").filter(|v| !v.is_empty()).map(parse_revision).transpose()?;
     let node = text(&binding, "/target/name").unwrap_or_default().to_string();
     check_binding_target(text(&binding, "/target/kind").unwrap_or_default(), &node)?;
-    policies::admit_as(server, pods, ("binding", BINDING), &binding, None, dry_run).await?;
+    policies::admit_as(server, admitted_as, (through, BINDING), &binding, None, dry_run).await?;
     webhooks::validate(server, &webhooks::Call { name: &pod, ..call }, Some(&binding)).await?;
     target.name = Some(pod.clone());
     // Kubernetes' registry words a refused binding as a conflict on `pods/binding`.
@@ -1669,13 +1719,9 @@ pub(super) async fn bind(
         if let Some(uid) = &uid
             && text(current, "/metadata/uid") != Some(uid.as_str())
         {
-            return Err(ApiError::conflict(
-                subject(pods, &qualified, &pod),
-                &format!(
-                    "Precondition failed: UID in precondition: {uid}, UID in object meta: {}",
-                    text(current, "/metadata/uid").unwrap_or_default()
-                ),
-            ));
+            // Storage fails it, and the registry's `InterpretUpdateError` makes it a
+            // conflict on `pods`.
+            return Err(uid_precondition_failed(pods, Some(namespace), current, uid));
         }
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(
@@ -1838,6 +1884,11 @@ pub(super) async fn delete_one(
     let key = resource.key(target.namespace.as_deref(), name);
     let dry_run = options.dry_run;
     let qualified = resource.qualified();
+    let kind_qualified = if resource.group.is_empty() {
+        resource.kind.to_string()
+    } else {
+        format!("{}.{}", resource.kind, resource.group)
+    };
     for _ in 0..RETRIES {
         let entry = server.store.get(&key).await.map_err(|e| store_error(resource, name, e))?;
         let entry = entry.ok_or_else(|| not_found(resource, name))?;
@@ -1845,17 +1896,23 @@ pub(super) async fn delete_one(
         if let Some(uid) = &options.uid
             && text(&current, "/metadata/uid") != Some(uid.as_str())
         {
+            // `rest.BeforeDelete` checks first, on the group and *kind* (`Pod "web"`,
+            // `Deployment.apps "web"`).
             let actual = text(&current, "/metadata/uid").unwrap_or("");
             return Err(ApiError::conflict(
-                subject(resource, &qualified, name),
-                &format!("Precondition failed: UID in precondition: {uid}, UID in object meta: {actual}"),
+                subject(resource, &kind_qualified, name),
+                &format!(
+                    "the UID in the precondition ({uid}) does not match the UID in record ({actual}). \
+                     The object might have been deleted and then recreated"
+                ),
             ));
         }
         if options.revision.is_some_and(|r| r != entry.revision) {
             return Err(ApiError::conflict(
-                subject(resource, &qualified, name),
+                subject(resource, &kind_qualified, name),
                 &format!(
-                    "Precondition failed: ResourceVersion in precondition: {}, ResourceVersion in object meta: {}",
+                    "the ResourceVersion in the precondition ({}) does not match the ResourceVersion in record \
+                     ({}). The object might have been modified",
                     options.revision.unwrap_or_default(),
                     entry.revision
                 ),

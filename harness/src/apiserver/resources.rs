@@ -623,6 +623,26 @@ impl Resource {
         key
     }
 
+    /// The key Kubernetes' own API server stores the object under in etcd, as its storage
+    /// errors name it (`Key: /registry/pods/default/web`): the resource's plural, but for
+    /// the few kept under older names, and custom resources (with CRDs and APIServices)
+    /// under their group. kubeyard's store keys (`key`) also carry core's group.
+    pub fn etcd_key(&self, namespace: Option<&str>, name: &str) -> String {
+        let prefix = match (self.group, self.plural) {
+            ("", "nodes") => "minions".to_string(),
+            ("", "services") => "services/specs".to_string(),
+            ("", "endpoints") => "services/endpoints".to_string(),
+            ("networking.k8s.io", "ingresses") => "ingress".to_string(),
+            ("apiextensions.k8s.io" | "apiregistration.k8s.io", plural) => format!("{}/{plural}", self.group),
+            (group, plural) if self.crd.is_some() => format!("{group}/{plural}"),
+            (_, plural) => plural.to_string(),
+        };
+        match namespace {
+            Some(namespace) if self.namespaced => format!("/registry/{prefix}/{namespace}/{name}"),
+            _ => format!("/registry/{prefix}/{name}"),
+        }
+    }
+
     /// A kind of the resource metrics API (`metrics.k8s.io`): computed, not stored.
     pub fn is_metrics(&self) -> bool {
         self.group == "metrics.k8s.io"
@@ -673,6 +693,9 @@ const TERMINATING_VERBS: &[&str] = &["delete", "deletecollection", "get", "list"
 /// them and admission sees them.
 pub const SCALE: Kind<'static> = Kind { group: "autoscaling", version: "v1", kind: "Scale" };
 pub const BINDING: Kind<'static> = Kind { group: "", version: "v1", kind: "Binding" };
+/// The legacy `POST namespaces/{ns}/bindings`, as admission sees it: a resource of its
+/// own (not stored, and listed in discovery by `list`), whose objects are Bindings.
+pub static BINDINGS: Resource = r("", "Binding", "bindings", "binding", true, &[]);
 pub const EVICTION: Kind<'static> = Kind { group: "policy", version: "v1", kind: "Eviction" };
 
 /// A subresource's discovery entry.

@@ -30,7 +30,7 @@ use futures_util::StreamExt;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::ResourceExt;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use serde_json::{Value, json};
 use simulate::{Delays, Simulation};
@@ -688,15 +688,7 @@ async fn terminate(shared: Arc<Shared>, pod: Value) {
     }
     shared.options.clock.sleep(stop).await;
     let pods: Api<Pod> = Api::namespaced(shared.client.clone(), text(&pod, "/metadata/namespace"));
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions {
-            uid: Some(text(&pod, "/metadata/uid").to_string()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    let _ = pods.delete(text(&pod, "/metadata/name"), &params).await;
+    pod::confirm_deletion(&shared.options.clock, &pods, &pod).await;
 }
 
 #[cfg(test)]

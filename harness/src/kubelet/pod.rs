@@ -55,6 +55,50 @@ pub const POD_REQUESTS: usize = 128;
 pub const STATUS_RETRY: Duration = Duration::from_secs(1);
 const STATUS_SYNC: Duration = Duration::from_secs(10);
 
+/// Whether the API server failed a request for a passing reason, so that it is worth
+/// sending again: a 5xx, a 429, a 408, or no answer at all (an API server restarting or
+/// out of connections). Other 4xx say what is wrong with the request itself.
+fn passing(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => !(400..500).contains(&status.code) || [408, 429].contains(&status.code),
+        _ => true,
+    }
+}
+
+/// Confirms a terminated pod's deletion (grace period 0, on the condition that it is
+/// still this pod, by uid), as the kubelet's status manager does once the containers are
+/// stopped; sent again after a passing failure, after 1 s doubling to the status sync's
+/// 10 s, as the status manager tries again at each sync until the pod is gone. It ends
+/// when the pod is deleted, gone (404), or made anew under the same name (another uid);
+/// any other refusal ends it too, as one said again would be refused again.
+pub(super) async fn confirm_deletion(clock: &Clock, pods: &Api<Pod>, pod: &Value) {
+    let params = kube::api::DeleteParams {
+        grace_period_seconds: Some(0),
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(text(pod, "/metadata/uid").to_string()),
+            resource_version: None,
+        }),
+        ..kube::api::DeleteParams::default()
+    };
+    let name = text(pod, "/metadata/name");
+    let mut retry = STATUS_RETRY;
+    loop {
+        match pods.delete(name, &params).await {
+            Err(error) if passing(&error) => {}
+            // A conflict is the uid precondition failing (another pod now) or writers
+            // colliding on this one: only the first ends it.
+            Err(kube::Error::Api(status)) if status.code == 409 => match pods.get_opt(name).await {
+                Ok(Some(now)) if now.metadata.uid.as_deref() == Some(text(pod, "/metadata/uid")) => {}
+                Ok(_) => return,
+                Err(_) => {}
+            },
+            _ => return,
+        }
+        clock.sleep(retry).await;
+        retry = (retry * 2).min(STATUS_SYNC);
+    }
+}
+
 /// The status a pod's task sent last, shared with the agent.
 pub type Reported = std::sync::Arc<std::sync::Mutex<Option<Value>>>;
 
@@ -241,7 +285,11 @@ impl Context {
                 *reported = Some(body.clone());
             }
             let name = text(&self.pod, "/metadata/name");
-            let patch = Patch::Merge(json!({"status": body}));
+            // The pod's uid rides along as a precondition, as the kubelet's status manager
+            // sends it: a status sent again must not land on a pod made anew under the
+            // same name (the API server refuses a changed uid with a 422).
+            let uid = text(&self.pod, "/metadata/uid");
+            let patch = Patch::Merge(json!({"metadata": {"uid": uid}, "status": body}));
             let sent = {
                 let _permit = self.requests.acquire().await;
                 self.pods.patch_status(name, &PatchParams::default(), &patch).await
@@ -250,13 +298,16 @@ impl Context {
                 Ok(_) => self.retry = STATUS_RETRY,
                 // A pod deleted meanwhile has nothing more to report.
                 Err(kube::Error::Api(status)) if status.code == 404 => self.gone = true,
-                Err(kube::Error::Api(status))
-                    if (400..500).contains(&status.code) && ![408, 429].contains(&status.code) => {}
-                Err(_) => {
+                // Nor one whose name is now another pod's (the uid the patch carries).
+                Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains("metadata.uid") => {
+                    self.gone = true
+                }
+                Err(error) if passing(&error) => {
                     if let Patch::Merge(patch) = patch {
                         self.pending = patch.get("status").cloned();
                     }
                 }
+                Err(_) => {}
             }
         }
         !self.gone

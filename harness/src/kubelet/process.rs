@@ -18,7 +18,7 @@ use super::docker::{DockerRuntime, Pulled, Sandbox};
 use super::pod::{self, State, Status};
 use super::stats::{self, Measure, Stats};
 use super::{network, volumes};
-use kube::api::{Api, DeleteParams, Preconditions};
+use kube::api::Api;
 use serde_json::{Map, Value};
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -1387,15 +1387,7 @@ async fn confirm(context: &pod::Context, runtime: &Runtime, place: Option<Place>
     let _ = std::fs::remove_dir_all(runtime.logs.join(dir));
     let pods: Api<k8s_openapi::api::core::v1::Pod> =
         Api::namespaced(context.client.clone(), text(pod, "/metadata/namespace"));
-    let params = DeleteParams {
-        grace_period_seconds: Some(0),
-        preconditions: Some(Preconditions {
-            uid: Some(text(pod, "/metadata/uid").to_string()),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    let _ = pods.delete(text(pod, "/metadata/name"), &params).await;
+    pod::confirm_deletion(&context.clock, &pods, pod).await;
 }
 
 #[cfg(test)]

@@ -395,6 +395,27 @@ fn bindings_and_evictions_are_admitted_as_what_the_client_posted() {
     assert_eq!(refused.body["message"], r#"admission webhook "pods.example.com" denied the request: not there"#);
     assert!(get(&format!("{pods}/db")).body["spec"]["nodeName"].is_null());
 
+    // The legacy `POST namespaces/{ns}/bindings` is its own resource, `bindings`, with no
+    // subresource: webhooks on pods are not sent it, one on `bindings` is.
+    let legacy = Webhook::start(|review| review_response(review, json!({"allowed": true})));
+    let hook = webhook("bindings.example.com", legacy.client_config("/"), pod_rules(json!(["bindings"])));
+    let made = post(
+        &configurations(&server, "validatingwebhookconfigurations"),
+        &configuration("ValidatingWebhookConfiguration", "bindings", vec![hook]),
+    );
+    assert_eq!(made.status, 201, "{}", made.text);
+    let (mutated, guarded) = (mutator.calls().len(), guard.calls().len());
+    let bound = post(&format!("{}/api/v1/namespaces/default/bindings", server.url), &binding("db", "node-a"));
+    assert_eq!(bound.status, 201, "{}", bound.text);
+    assert_eq!(get(&format!("{pods}/db")).body["spec"]["nodeName"], "node-a", "no webhook on pods/binding changed it");
+    assert_eq!((mutator.calls().len(), guard.calls().len()), (mutated, guarded));
+    assert_eq!(legacy.calls().len(), 1);
+    let request = &legacy.calls()[0].1["request"];
+    assert_eq!(request["resource"], json!({"group": "", "version": "v1", "resource": "bindings"}));
+    assert!(request["subResource"].is_null(), "{request}");
+    assert_eq!(request["kind"], json!({"group": "", "version": "v1", "kind": "Binding"}));
+    assert_eq!((request["operation"].as_str(), request["name"].as_str()), (Some("CREATE"), Some("db")));
+
     // An eviction is sent as the Eviction it is, a CREATE of pods/eviction; the
     // condition and the delete that follow are not sent.
     let eviction = |pod: &str, grace: i64| {

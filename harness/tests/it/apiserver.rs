@@ -377,6 +377,88 @@ fn patches_of_every_type() {
     assert_status(&patch(&format!("{url}-missing"), "application/merge-patch+json", &json!({})), 404, "NotFound");
 }
 
+/// A uid is a precondition: an update's of the whole object (a 409 from storage, before
+/// validation), a patch's of an immutable field (a 422), as `pkg/registry/rest` has them.
+/// A kubelet's status patch carries its pod's uid so that it never lands on a pod made
+/// anew under the same name.
+#[test]
+fn a_uid_not_the_stored_objects_is_refused() {
+    let server = Server::start();
+    let collection = format!("{}/api/v1/namespaces/default/configmaps", server.url);
+    let created = post(&collection, &config_map("one", json!({})));
+    let uid = created.body["metadata"]["uid"].as_str().unwrap().to_string();
+    let url = format!("{collection}/one");
+
+    let mut other = created.body.clone();
+    other["metadata"]["uid"] = json!("0b8e5c7a-0000-4000-8000-000000000000");
+    // Storage checks the uid before the resourceVersion (here both are wrong), and names
+    // the key Kubernetes keeps the object under.
+    other["metadata"]["resourceVersion"] = json!("1");
+    let replaced = put(&url, &other);
+    assert_status(&replaced, 409, "Conflict");
+    assert_eq!(
+        replaced.body["message"],
+        format!(
+            "Operation cannot be fulfilled on configmaps \"one\": StorageError: invalid object, Code: 4, \
+             Key: /registry/configmaps/default/one, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: \
+             UID in precondition: 0b8e5c7a-0000-4000-8000-000000000000, UID in object meta: {uid}"
+        )
+    );
+    let patched = patch(
+        &url,
+        "application/merge-patch+json",
+        &json!({"metadata": {"uid": "0b8e5c7a-0000-4000-8000-000000000000"}, "data": {"k": "w"}}),
+    );
+    assert_status(&patched, 422, "Invalid");
+    assert_eq!(
+        patched.body["message"],
+        "ConfigMap \"one\" is invalid: metadata.uid: Invalid value: \"0b8e5c7a-0000-4000-8000-000000000000\": \
+         field is immutable"
+    );
+    assert_eq!(patched.body["details"]["causes"][0]["field"], "metadata.uid");
+    assert_eq!(get(&url).body["data"]["k"], "v", "nothing refused was stored");
+
+    // The stored uid, or none, is taken.
+    let same = patch(&url, "application/merge-patch+json", &json!({"metadata": {"uid": uid}, "data": {"k": "w"}}));
+    assert_eq!(same.status, 200, "{}", same.text);
+    let mut unset = same.body.clone();
+    unset["metadata"]["uid"] = json!("");
+    unset["data"]["k"] = json!("x");
+    let updated = put(&url, &unset);
+    assert_eq!(
+        (updated.status, updated.body["metadata"]["uid"].as_str()),
+        (200, Some(uid.as_str())),
+        "{}",
+        updated.text
+    );
+
+    // Through the status subresource too, as the kubelet sends it.
+    let pods = format!("{}/api/v1/namespaces/default/pods", server.url);
+    let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web"},
+                     "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}});
+    let pod_uid = post(&pods, &pod).body["metadata"]["uid"].as_str().unwrap().to_string();
+    let status = |uid: &str| json!({"metadata": {"uid": uid}, "status": {"phase": "Running"}});
+    assert_status(
+        &patch(&format!("{pods}/web/status"), "application/merge-patch+json", &status("not-this-pod")),
+        422,
+        "Invalid",
+    );
+    let taken = patch(&format!("{pods}/web/status"), "application/merge-patch+json", &status(&pod_uid));
+    assert_eq!(taken.body["status"]["phase"], "Running", "{}", taken.text);
+
+    // A delete's preconditions, in `rest.BeforeDelete`'s words (on the kind).
+    let options = json!({"preconditions": {"uid": "not-this-pod"}}).to_string();
+    let gone = call("DELETE", &format!("{pods}/web"), Some("application/json"), Some(&options), &[]);
+    assert_status(&gone, 409, "Conflict");
+    assert_eq!(
+        gone.body["message"],
+        format!(
+            "Operation cannot be fulfilled on Pod \"web\": the UID in the precondition (not-this-pod) does not \
+             match the UID in record ({pod_uid}). The object might have been deleted and then recreated"
+        )
+    );
+}
+
 #[test]
 fn subresources_change_only_their_part() {
     let server = Server::start();

@@ -355,3 +355,57 @@ async fn a_pod_status_the_api_server_refused_is_sent_again() {
     assert!(refused.load(Ordering::SeqCst) >= 3, "two refused, then taken");
     tokio::task::spawn_blocking(move || drop(hook)).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deletion_the_kubelet_could_not_confirm_is_confirmed_again() {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    use kube::api::DeleteParams;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use support::webhook::Webhook;
+
+    let plane = ControlPlane::boot(Config::with_nodes(1)).await.unwrap();
+    // Refuses the first two deletes of a pod already being deleted (the kubelet's, once
+    // its containers stopped) with a 503; the status manager tries again at its syncs.
+    let refused = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&refused);
+    let hook = tokio::task::spawn_blocking(move || {
+        Webhook::start(move |review| {
+            let confirming = review["request"]["oldObject"]["metadata"]["deletionTimestamp"].is_string();
+            let refuse = confirming && counted.fetch_add(1, Ordering::SeqCst) < 2;
+            let status = if refuse { json!({"code": 503, "message": "not now"}) } else { json!(null) };
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                   "response": {"uid": review["request"]["uid"], "allowed": !refuse, "status": status}})
+        })
+    })
+    .await
+    .unwrap();
+    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "flaky"},
+        "webhooks": [{
+            "name": "flaky.example.com", "clientConfig": hook.client_config("/"),
+            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]
+        }]
+    }))
+    .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(plane.client())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap();
+    let pods: Api<Pod> = Api::namespaced(plane.client(), "default");
+    let pod: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]}
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.unwrap();
+    eventually("the pod ready", Duration::from_secs(30), || async { ready_pods(&plane).await.len() == 1 }).await;
+    pods.delete("web", &DeleteParams::default()).await.unwrap();
+    eventually("the pod gone after two refused confirmations", Duration::from_secs(60), || async {
+        pods.get_opt("web").await.unwrap().is_none()
+    })
+    .await;
+    assert!(refused.load(Ordering::SeqCst) >= 3, "two refused, then taken");
+    tokio::task::spawn_blocking(move || drop(hook)).await.unwrap();
+}
