@@ -290,6 +290,7 @@ async fn scheduler_alone(settings: &Settings) {
 }
 
 fn main() {
+    kubeyard_harness::allocator::tune();
     let settings = settings();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a runtime");
     runtime.block_on(async {

@@ -2,6 +2,7 @@
 //! control plane it tests against. The binary is a thin `main` over this library,
 //! so tests drive the same code.
 
+pub mod allocator;
 pub mod apiserver;
 pub mod cli;
 pub mod client;

@@ -6,5 +6,6 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
+    kubeyard_harness::allocator::tune();
     kubeyard_harness::cli::main()
 }
