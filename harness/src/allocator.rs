@@ -18,11 +18,14 @@ const PURGE_DELAY_MS: std::ffi::c_long = 10_000;
 /// bindings predate the option's name. A test checks it still reads mimalloc's default.
 const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
-/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`], unless `MIMALLOC_PURGE_DELAY` is
-/// set (mimalloc reads its options from the environment, and the user's word stands).
+/// What mimalloc reads the option from: its name, and the one it had before.
+const PURGE_DELAY_VARIABLES: [&str; 2] = ["MIMALLOC_PURGE_DELAY", "MIMALLOC_RESET_DELAY"];
+
+/// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`], unless the environment sets it
+/// (mimalloc reads its options from there, and the user's word stands).
 /// Call it at the start of `main`, in a program whose global allocator is mimalloc.
 pub fn tune() {
-    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+    if PURGE_DELAY_VARIABLES.iter().any(|name| std::env::var_os(name).is_some()) {
         return;
     }
     // SAFETY: `mi_option_set` takes any value for a valid option and only stores it; the
@@ -36,7 +39,7 @@ mod tests {
 
     #[test]
     fn the_option_set_is_the_purge_delay() {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+        if PURGE_DELAY_VARIABLES.iter().any(|name| std::env::var_os(name).is_some()) {
             return;
         }
         // SAFETY: reads an option's value.
