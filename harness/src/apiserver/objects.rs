@@ -1337,14 +1337,25 @@ async fn update(
 /// (`Preconditions.Check`, an invalid-object `StorageError` naming the etcd key) and its
 /// registry answers it: a 409 on the resource.
 fn uid_precondition_failed(resource: &Resource, namespace: Option<&str>, current: &Value, sent: &str) -> ApiError {
+    precondition_failed(resource, namespace, current, ("UID", sent, "/metadata/uid"))
+}
+
+/// A precondition (`UID` or `ResourceVersion`, as sent, and where the stored object keeps
+/// it) the stored object fails, in storage's words.
+fn precondition_failed(
+    resource: &Resource,
+    namespace: Option<&str>,
+    current: &Value,
+    (what, sent, pointer): (&str, &str, &str),
+) -> ApiError {
     let name = text(current, "/metadata/name").unwrap_or_default();
-    let stored = text(current, "/metadata/uid").unwrap_or_default();
+    let stored = text(current, pointer).unwrap_or_default();
     let key = resource.etcd_key(namespace, name);
     ApiError::conflict(
         subject(resource, &resource.qualified(), name),
         &format!(
             "StorageError: invalid object, Code: 4, Key: {key}, ResourceVersion: 0, AdditionalErrorMsg: \
-             Precondition failed: UID in precondition: {sent}, UID in object meta: {stored}"
+             Precondition failed: {what} in precondition: {sent}, {what} in object meta: {stored}"
         ),
     )
 }
@@ -1619,6 +1630,11 @@ async fn write_scale(
             (None, Some(scale)) => scale.clone(),
             (None, None) => unreachable!("a scale write has a body or a patch"),
         };
+        // The Scale's uid is the workload's precondition (`scaleUpdatedObjectInfo`).
+        let sent = text(&scale, "/metadata/uid").filter(|uid| !uid.is_empty());
+        if let Some(sent) = sent.filter(|sent| Some(*sent) != text(current, "/metadata/uid")) {
+            return Err(uid_precondition_failed(resource, target.namespace.as_deref(), current, sent));
+        }
         // Checked once mutating admission has seen it (`write`).
         let mut next = current.clone();
         set_replicas(resource, &mut next, scale.pointer("/spec/replicas").cloned().unwrap_or(json!(0)));
@@ -1676,8 +1692,9 @@ pub(super) async fn bind(
     let subresource = Some("binding".to_string());
     let mut target = Target { resource: pods, namespace: Some(namespace.to_string()), name: None, subresource };
     check_namespace(&target, &mut binding)?;
-    // Admission sees a CREATE of `pods/binding` with the Binding (as sent, then as the
-    // mutating webhooks left it); the pod it writes is the registry's own (`assignPod`).
+    // Admission sees a CREATE of `pods/binding` (or of `bindings`, below) with the
+    // Binding (as sent, then as the mutating webhooks left it); the pod it writes is the
+    // registry's own (`assignPod`).
     let dry_run = dry_run(query)?;
     let named = name.map_or_else(|| text(&binding, "/metadata/name").unwrap_or("").to_string(), str::to_string);
     // The legacy `POST namespaces/{ns}/bindings` is admitted as its own resource,
@@ -1715,13 +1732,26 @@ pub(super) async fn bind(
     target.name = Some(pod.clone());
     // Kubernetes' registry words a refused binding as a conflict on `pods/binding`.
     let qualified = format!("{}/binding", pods.qualified());
-    write(server, &target, (Some("binding"), Admission::Registry), query, revision, |current| {
+    write(server, &target, (Some("binding"), Admission::Registry), query, None, |current| {
         if let Some(uid) = &uid
             && text(current, "/metadata/uid") != Some(uid.as_str())
         {
             // Storage fails it, and the registry's `InterpretUpdateError` makes it a
             // conflict on `pods`.
             return Err(uid_precondition_failed(pods, Some(namespace), current, uid));
+        }
+        // Then the resourceVersion, also a storage precondition, before what the
+        // registry's update refuses.
+        if let Some(revision) = revision
+            && text(current, "/metadata/resourceVersion") != Some(revision.to_string().as_str())
+        {
+            let sent = revision.to_string();
+            return Err(precondition_failed(
+                pods,
+                Some(namespace),
+                current,
+                ("ResourceVersion", &sent, "/metadata/resourceVersion"),
+            ));
         }
         if current.pointer("/metadata/deletionTimestamp").is_some() {
             return Err(ApiError::conflict(

@@ -630,6 +630,7 @@ impl Resource {
     pub fn etcd_key(&self, namespace: Option<&str>, name: &str) -> String {
         let prefix = match (self.group, self.plural) {
             ("", "nodes") => "minions".to_string(),
+            ("", "replicationcontrollers") => "controllers".to_string(),
             ("", "services") => "services/specs".to_string(),
             ("", "endpoints") => "services/endpoints".to_string(),
             ("networking.k8s.io", "ingresses") => "ingress".to_string(),

@@ -446,6 +446,23 @@ fn a_uid_not_the_stored_objects_is_refused() {
     let taken = patch(&format!("{pods}/web/status"), "application/merge-patch+json", &status(&pod_uid));
     assert_eq!(taken.body["status"]["phase"], "Running", "{}", taken.text);
 
+    // A Scale's uid is its workload's precondition, and the key named is Kubernetes' own.
+    let deployments = format!("{}/apis/apps/v1/namespaces/default/deployments", server.url);
+    post(&deployments, &deployment("app"));
+    let mut scale = get(&format!("{deployments}/app/scale")).body;
+    scale["metadata"]["uid"] = json!("not-this-deployment");
+    scale["spec"]["replicas"] = json!(5);
+    let scaled = put(&format!("{deployments}/app/scale"), &scale);
+    assert_status(&scaled, 409, "Conflict");
+    assert!(scaled.text.contains("Key: /registry/deployments/default/app, "), "{}", scaled.text);
+    assert_eq!(get(&format!("{deployments}/app")).body["spec"]["replicas"], 2);
+    let nodes = format!("{}/api/v1/nodes", server.url);
+    let node = post(&nodes, &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}}));
+    let mut renamed = node.body.clone();
+    renamed["metadata"]["uid"] = json!("not-this-node");
+    let refused = put(&format!("{nodes}/n1"), &renamed);
+    assert!(refused.text.contains("Key: /registry/minions/n1, "), "{}", refused.text);
+
     // A delete's preconditions, in `rest.BeforeDelete`'s words (on the kind).
     let options = json!({"preconditions": {"uid": "not-this-pod"}}).to_string();
     let gone = call("DELETE", &format!("{pods}/web"), Some("application/json"), Some(&options), &[]);
@@ -598,6 +615,18 @@ fn subresources_change_only_their_part() {
     assert_eq!((unnamed.status, unnamed.body["message"].as_str()), (500, Some("target.name: Required value")));
     assert!(get(&format!("{pods}/s")).body["spec"].get("nodeName").is_none(), "nothing refused was bound");
     let uid = get(&format!("{pods}/s")).body["metadata"]["uid"].clone();
+    // A stale resourceVersion is storage's precondition too, in storage's words.
+    let stale = post(&format!("{pods}/s/binding"), &binding("s", json!({"uid": uid, "resourceVersion": "1"})));
+    assert_status(&stale, 409, "Conflict");
+    assert!(
+        stale.body["message"].as_str().unwrap_or_default().starts_with(
+            "Operation cannot be fulfilled on pods \"s\": StorageError: invalid object, Code: 4, Key: \
+             /registry/pods/default/s, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: ResourceVersion \
+             in precondition: 1, ResourceVersion in object meta: "
+        ),
+        "{}",
+        stale.text
+    );
     assert_eq!(post(&format!("{pods}/s/binding"), &binding("s", json!({"uid": uid}))).status, 201);
 }
 
