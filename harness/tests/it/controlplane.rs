@@ -305,9 +305,26 @@ async fn a_rolling_update_keeps_within_its_bounds_on_simulated_nodes() {
     assert_eq!(images, HashSet::from(["nginx:1.27".to_string()]));
 }
 
+/// Sends `operation`s on core `resource` to the test's flaky webhook, `hook`.
+async fn flaky_webhook(plane: &ControlPlane, hook: &support::webhook::Webhook, operation: &str, resource: &str) {
+    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
+    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
+        "metadata": {"name": "flaky"},
+        "webhooks": [{
+            "name": "flaky.example.com", "clientConfig": hook.client_config("/"),
+            "rules": [{"operations": [operation], "apiGroups": [""], "apiVersions": ["v1"], "resources": [resource]}],
+            "sideEffects": "None", "admissionReviewVersions": ["v1"]
+        }]
+    }))
+    .unwrap();
+    Api::<ValidatingWebhookConfiguration>::all(plane.client())
+        .create(&PostParams::default(), &configuration)
+        .await
+        .unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pod_status_the_api_server_refused_is_sent_again() {
-    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
     use support::webhook::Webhook;
@@ -333,19 +350,7 @@ async fn a_pod_status_the_api_server_refused_is_sent_again() {
     }))
     .await
     .unwrap();
-    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "flaky"},
-        "webhooks": [{
-            "name": "flaky.example.com", "clientConfig": hook.client_config("/"),
-            "rules": [{"operations": ["UPDATE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods/status"]}],
-            "sideEffects": "None", "admissionReviewVersions": ["v1"]
-        }]
-    }))
-    .unwrap();
-    Api::<ValidatingWebhookConfiguration>::all(plane.client())
-        .create(&PostParams::default(), &configuration)
-        .await
-        .unwrap();
+    flaky_webhook(&plane, &hook, "UPDATE", "pods/status").await;
     let sets: Api<ReplicaSet> = Api::namespaced(plane.client(), "default");
     sets.create(&PostParams::default(), &replica_set("web", 1)).await.unwrap();
     eventually("the pod ready after two refusals", Duration::from_secs(30), || async {
@@ -358,7 +363,6 @@ async fn a_pod_status_the_api_server_refused_is_sent_again() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deletion_the_kubelet_could_not_confirm_is_confirmed_again() {
-    use k8s_openapi::api::admissionregistration::v1::ValidatingWebhookConfiguration;
     use kube::api::DeleteParams;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -380,19 +384,7 @@ async fn a_deletion_the_kubelet_could_not_confirm_is_confirmed_again() {
     })
     .await
     .unwrap();
-    let configuration: ValidatingWebhookConfiguration = serde_json::from_value(json!({
-        "metadata": {"name": "flaky"},
-        "webhooks": [{
-            "name": "flaky.example.com", "clientConfig": hook.client_config("/"),
-            "rules": [{"operations": ["DELETE"], "apiGroups": [""], "apiVersions": ["v1"], "resources": ["pods"]}],
-            "sideEffects": "None", "admissionReviewVersions": ["v1"]
-        }]
-    }))
-    .unwrap();
-    Api::<ValidatingWebhookConfiguration>::all(plane.client())
-        .create(&PostParams::default(), &configuration)
-        .await
-        .unwrap();
+    flaky_webhook(&plane, &hook, "DELETE", "pods").await;
     let pods: Api<Pod> = Api::namespaced(plane.client(), "default");
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "web"},
