@@ -96,6 +96,41 @@ pub(crate) fn span_of_field(object: &Node, field: &str) -> Span {
     locate(object, &pointer_of(field)).key_span()
 }
 
+/// The node a field path names exactly (`spec.containers[0].image`,
+/// `metadata.labels[app.kubernetes.io/name]`), with the span to point at (its key, or the
+/// item itself in a list); `None` when the object lacks it. For mapping a finding about a
+/// built object back to the file it came from (a kustomization's resources).
+pub fn field_node<'a>(object: &'a Node, field: &str) -> Option<(&'a Node, Span)> {
+    let (mut node, mut span) = (object, object_anchor(object));
+    let mut rest = field;
+    while !rest.is_empty() {
+        if let Some(inner) = rest.strip_prefix('[') {
+            let close = inner.find(']')?;
+            let key = &inner[..close];
+            rest = &inner[close + 1..];
+            match &node.value {
+                Value::Seq(items) => {
+                    node = items.get(key.parse::<usize>().ok()?)?;
+                    span = node.span;
+                }
+                Value::Map(_) => {
+                    let entry = node.entry(key)?;
+                    (node, span) = (&entry.value, entry.key.span);
+                }
+                _ => return None,
+            }
+        } else {
+            let rest_start = rest.strip_prefix('.').unwrap_or(rest);
+            let end = rest_start.find(['.', '[']).unwrap_or(rest_start.len());
+            let key = &rest_start[..end];
+            rest = &rest_start[end..];
+            let entry = node.entry(key)?;
+            (node, span) = (&entry.value, entry.key.span);
+        }
+    }
+    Some((node, span))
+}
+
 /// A field path (`spec.items[0].name`) as a JSON pointer (`/spec/items/0/name`).
 fn pointer_of(path: &str) -> String {
     let mut pointer = String::new();
@@ -394,5 +429,31 @@ fn truncate(text: &str, max: usize) -> String {
         text.to_string()
     } else {
         format!("{}…", text.chars().take(max).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::yaml::Documents;
+
+    #[test]
+    fn a_field_path_names_its_node_exactly_or_nothing() {
+        let source = SourceFile::new(
+            "t.yaml",
+            "kind: Pod\nmetadata:\n  labels: {app.kubernetes.io/name: web}\nspec:\n  containers:\n  - name: a\n    image: x\n",
+        )
+        .unwrap();
+        let document = Documents::new(&source).next().unwrap().unwrap();
+        let root = document.root.unwrap();
+        let text = |span: Span| &source.text()[span.start as usize..span.end as usize];
+        let (node, span) = field_node(&root, "spec.containers[0].image").unwrap();
+        assert_eq!((node.as_str(), text(span)), (Some("x"), "image"));
+        let (node, span) = field_node(&root, "metadata.labels[app.kubernetes.io/name]").unwrap();
+        assert_eq!((node.as_str(), text(span)), (Some("web"), "app.kubernetes.io/name"));
+        assert!(text(field_node(&root, "spec.containers[0]").unwrap().1).starts_with("name: a"));
+        assert!(field_node(&root, "spec.containers[1].image").is_none());
+        assert!(field_node(&root, "spec.replicas").is_none());
+        assert_eq!(text(field_node(&root, "").unwrap().1), "Pod");
     }
 }

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 pub enum Input {
     Stdin,
     File(PathBuf),
+    /// A directory holding a kustomization: what `kubectl kustomize` builds of it.
+    Kustomization(PathBuf),
 }
 
 impl Input {
@@ -14,6 +16,7 @@ impl Input {
         match self {
             Input::Stdin => "<stdin>".into(),
             Input::File(path) => path.display().to_string(),
+            Input::Kustomization(dir) => format!("{} (kustomize build)", dir.display()),
         }
     }
 }
@@ -27,11 +30,43 @@ pub struct Unreadable {
 
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
 
+/// Where a program is on the PATH (the tools kubeyard runs: etcd, kubectl, helm).
+pub fn program_on_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
 /// Expands paths into inputs. Directories are walked depth-first with entries sorted by
 /// name, so output order does not depend on the file system; hidden files and folders
 /// (`.git`, `.kubeyard.yaml`, ...) below a named directory are skipped.
 pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
     discover_skipping(paths, None)
+}
+
+/// The inputs of the commands that read manifests (lint, normalize, plan, apply, up,
+/// graph): `discover_skipping`, except that a directory named on the command line that
+/// holds a kustomization (or the kustomization file itself) is built by kustomize, as
+/// `kubectl apply -k` would, instead of walked.
+pub fn discover_manifests(paths: &[String], skip: Option<&Path>) -> (Vec<Input>, Vec<Unreadable>) {
+    let mut inputs = Vec::new();
+    let mut problems = Vec::new();
+    for path in paths {
+        let given = Path::new(path);
+        let dir = if crate::kustomize::FILE_NAMES.iter().any(|n| given.file_name().is_some_and(|f| f == *n)) {
+            given.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        } else {
+            Some(given)
+        };
+        match dir.filter(|d| crate::kustomize::is_kustomization(d)) {
+            Some(dir) => inputs.push(Input::Kustomization(dir.to_path_buf())),
+            None => {
+                let (found, unreadable) = discover_skipping(std::slice::from_ref(path), skip);
+                inputs.extend(found);
+                problems.extend(unreadable);
+            }
+        }
+    }
+    (inputs, problems)
 }
 
 /// `discover`, leaving out one folder (the templates' `values/`: values, not manifests).
@@ -107,6 +142,7 @@ mod tests {
             .map(|i| match i {
                 Input::File(p) => p.strip_prefix(root).unwrap().display().to_string(),
                 Input::Stdin => "-".into(),
+                Input::Kustomization(_) => unreachable!("discover walks kustomizations as folders"),
             })
             .collect();
         assert_eq!(names, vec!["a.json", "b/a.yml", "b/linked.yaml", "b/z.yaml", "c.YAML", "explicit.txt"]);

@@ -17,6 +17,7 @@ pub mod echo;
 pub mod events;
 pub mod informers;
 pub mod kubelet;
+pub mod kustomize;
 pub mod loadbalancer;
 pub mod profile;
 pub mod proxy;

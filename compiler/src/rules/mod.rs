@@ -503,7 +503,8 @@ pub fn markdown() -> String {
     out
 }
 
-fn anchor(id: &str) -> String {
+/// The anchor of a rule's section in `docs/rules.md`, as GitHub makes it from the heading.
+pub fn anchor(id: &str) -> String {
     id.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-').collect()
 }
 

@@ -21,7 +21,8 @@ pub struct ImageArgs {
 enum ImageCommand {
     /// Build kubeyard/kubeyard (this binary) and kubeyard/etcd (the host's etcd), each
     /// `FROM scratch` with exactly the libraries it loads, unless an image of the same
-    /// content exists.
+    /// content exists; kubeyard/kubeyard:latest names the kubeyard image built.
+    #[command(after_help = super::examples::IMAGE_BUILD)]
     Build {
         /// The etcd binary to package [default: `etcd` on the PATH; Debian's etcd-server].
         #[arg(long, value_name = "FILE")]
@@ -58,6 +59,11 @@ pub fn run(args: ImageArgs) -> Exit {
         let progress = |message: &str| eprintln!("kubeyard: {message}");
         match cluster::ensure_images(&docker, None, etcd_binary.as_deref(), &progress).await {
             Ok((kubeyard, etcd)) => {
+                // `docker run kubeyard/kubeyard lint /src` (a CI system running tools as
+                // images) names no version: the build just made is the one it gets.
+                if let Err(error) = docker.tag(&kubeyard.tag, "kubeyard/kubeyard", "latest").await {
+                    return usage_error(&error.to_string());
+                }
                 println!("{}\n{}", kubeyard.tag, etcd.tag);
                 Exit::Ok
             }

@@ -3,7 +3,8 @@
 
 use super::Exit;
 use super::inputs::Inputs;
-use crate::discover::{Input, discover_skipping};
+use crate::discover::{Input, discover_manifests};
+use crate::kustomize::{self, Origin};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::config::{self, Config};
@@ -54,9 +55,16 @@ pub struct LintArgs {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Format {
+    /// For people: each finding with its source lines.
     Text,
+    /// kubeyard's own machine format (docs/lint-output.md).
     Json,
+    /// A test case per object, for CI test reports.
     Junit,
+    /// SARIF 2.1.0, for code-scanning dashboards (GitHub, GitLab, Azure DevOps).
+    Sarif,
+    /// GitHub Actions workflow commands: annotations on the pull request's lines.
+    Github,
 }
 
 pub fn run(args: LintArgs) -> Exit {
@@ -105,6 +113,8 @@ pub fn run(args: LintArgs) -> Exit {
         }
         Format::Json => vec![report::json::render(&reports, &summary, &version.to_string(), strict)],
         Format::Junit => vec![report::junit::render(&reports)],
+        Format::Sarif => vec![report::sarif::render(&reports, &summary, &version.to_string(), strict)],
+        Format::Github => vec![report::github::render(&reports, &summary)],
     };
     // KUBEYARD_TIMINGS=1 prints where the time went, for performance work.
     if std::env::var_os("KUBEYARD_TIMINGS").is_some() {
@@ -144,13 +154,13 @@ pub fn lint_paths_then<T: Send>(
     skip: Option<&Path>,
     each: impl Fn(&Linter, &mut ObjectReport) -> Option<T> + Sync,
 ) -> Vec<(FileReport, Vec<(usize, T)>)> {
-    let (inputs, unreadable) = discover_skipping(paths, skip);
+    let (inputs, unreadable) = discover_manifests(paths, skip);
     let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
 
     // CRDs first, so custom resources anywhere in the input validate against them. Only
     // files that mention one (found while loading, in parallel) are looked at here.
     for loaded in &loaded {
-        if let Loaded::Text(source) = loaded
+        if let Loaded::Text(source) | Loaded::Built { source, .. } = loaded
             && Linter::may_define_crds(source)
         {
             linter.register_crds(source);
@@ -158,37 +168,66 @@ pub fn lint_paths_then<T: Send>(
     }
 
     let linter = &*linter;
-    let mut results: Vec<(FileReport, Vec<(usize, T)>)> =
-        unreadable.into_iter().map(|problem| (unreadable_report(problem.path, problem.reason), Vec::new())).collect();
+    type Linted<T> = (FileReport, Vec<(usize, T)>, Option<(Vec<Option<Origin>>, std::path::PathBuf)>);
+    let mut results: Vec<Linted<T>> = unreadable
+        .into_iter()
+        .map(|problem| (unreadable_report(problem.path, problem.reason), Vec::new(), None))
+        .collect();
+    let lint = |source: SourceFile| {
+        let mut products = Vec::new();
+        let mut index = 0;
+        let report = linter.lint_source_each(source, &mut |object| {
+            if let Some(product) = each(linter, object) {
+                products.push((index, product));
+            }
+            index += 1;
+        });
+        (report, products)
+    };
     results.par_extend(loaded.into_par_iter().map(|loaded| match loaded {
         Loaded::Text(source) => {
-            let mut products = Vec::new();
-            let mut index = 0;
-            let report = linter.lint_source_each(source, &mut |object| {
-                if let Some(product) = each(linter, object) {
-                    products.push((index, product));
-                }
-                index += 1;
-            });
-            (report, products)
+            let (report, products) = lint(source);
+            (report, products, None)
+        }
+        Loaded::Built { source, origins, kustomization } => {
+            let (report, products) = lint(source);
+            (report, products, Some((origins, kustomization)))
         }
         Loaded::NotText { name, diagnostic } => {
-            (FileReport { name, source: None, objects: vec![file_level(diagnostic)] }, Vec::new())
+            (FileReport { name, source: None, objects: vec![file_level(diagnostic)] }, Vec::new(), None)
         }
-        Loaded::Unreadable { name, reason } => (unreadable_report(name, reason), Vec::new()),
+        Loaded::Unreadable { name, reason } => (unreadable_report(name, reason), Vec::new(), None),
     }));
     let set_started = std::time::Instant::now();
     let mut reports: Vec<FileReport> = Vec::new();
     let mut extras: Vec<Vec<(usize, T)>> = Vec::new();
-    for (report, extra) in results {
+    let mut built = Vec::new();
+    for (report, extra, origins) in results {
         reports.push(report);
         extras.push(extra);
+        built.push(origins);
     }
+    // The set rules look at what is applied: a kustomization's objects as built.
     linter.check_set(&mut reports);
     if std::env::var_os("KUBEYARD_TIMINGS").is_some() {
         eprintln!("timings: set rules {:?}", set_started.elapsed());
     }
-    reports.into_iter().zip(extras).collect()
+    let mut out = Vec::with_capacity(reports.len());
+    for ((report, extra), built) in reports.into_iter().zip(extras).zip(built) {
+        let Some((origins, kustomization)) = built else {
+            out.push((report, extra));
+            continue;
+        };
+        // Each finding goes back to the file its object came from; what an object made
+        // goes with it, under its new position.
+        let mut products: std::collections::HashMap<usize, T> = extra.into_iter().collect();
+        for (report, positions) in kustomize::remap(report, &origins, &kustomization) {
+            let moved =
+                positions.iter().enumerate().filter_map(|(at, from)| Some((at, products.remove(from)?))).collect();
+            out.push((report, moved));
+        }
+    }
+    out
 }
 
 /// Flags over the configuration file over the defaults.
@@ -220,14 +259,44 @@ fn options(args: &LintArgs, config: Config, values: Option<Arc<Values>>) -> Resu
 
 enum Loaded {
     Text(SourceFile),
-    NotText { name: String, diagnostic: Diagnostic },
-    Unreadable { name: String, reason: String },
+    /// A kustomization's build, with where each document came from.
+    Built {
+        source: SourceFile,
+        origins: Vec<Option<Origin>>,
+        kustomization: std::path::PathBuf,
+    },
+    NotText {
+        name: String,
+        diagnostic: Diagnostic,
+    },
+    Unreadable {
+        name: String,
+        reason: String,
+    },
 }
 
 fn load(input: &Input) -> Loaded {
     let name = input.display_name();
+    if let Input::Kustomization(dir) = input {
+        return match kustomize::build(dir) {
+            Ok(built) => match SourceFile::new(name.clone(), built.text) {
+                Ok(source) => {
+                    source.may_define_crds();
+                    let kustomization = kustomize::file_of(dir).unwrap_or_else(|| dir.clone());
+                    Loaded::Built { source, origins: built.origins, kustomization }
+                }
+                Err(error) => Loaded::NotText { name, diagnostic: source_diagnostic(&error) },
+            },
+            Err(error) => Loaded::NotText {
+                name,
+                diagnostic: Diagnostic::error(Code::Kustomize, Span::default(), error.to_string())
+                    .with_help(error.help()),
+            },
+        };
+    }
     let bytes = match input {
         Input::Stdin => read_bounded(std::io::stdin().lock(), MAX_INPUT_BYTES),
+        Input::Kustomization(_) => unreachable!("built above"),
         Input::File(path) => std::fs::File::open(path).and_then(|file| {
             // A file's size is known before reading it: refuse without reading a byte.
             let size = file.metadata()?.len();

@@ -3,12 +3,15 @@
 
 pub mod apiserver;
 pub mod compile;
+pub mod completion;
 pub mod components;
+pub mod examples;
 pub mod get;
 pub mod graph;
 pub mod image;
 pub mod inputs;
 pub mod lint;
+pub mod man;
 pub mod normalize;
 pub mod plan;
 mod progress;
@@ -61,7 +64,7 @@ impl From<Exit> for ExitCode {
     long_about = None,
     propagate_version = true
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -69,45 +72,65 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Validate manifests against the Kubernetes schemas of one version, and run the rules.
+    #[command(after_help = examples::LINT)]
     Lint(lint::LintArgs),
     /// Print every object as the API server would store it: defaults applied, canonical form.
+    #[command(after_help = examples::NORMALIZE)]
     Normalize(normalize::NormalizeArgs),
     /// Show what applying the manifests would change, in apply order, against a state.
+    #[command(after_help = examples::PLAN)]
     Plan(plan::PlanArgs),
     /// Apply the manifests to a live cluster (--kubeconfig, --cluster) in plan order, or to
     /// a state file (--state).
+    #[command(after_help = examples::APPLY)]
     Apply(plan::ApplyArgs),
     /// Show the objects' dependency graph and the order to apply them in (text, DOT, Mermaid).
+    #[command(after_help = examples::GRAPH)]
     Graph(graph::GraphArgs),
     /// List the rules `kubeyard lint` runs, or show one.
+    #[command(after_help = examples::RULES)]
     Rules(rules::RulesArgs),
     /// Serve the Kubernetes API (for kubectl and any client) over kubeyard's store.
-    #[command(name = "apiserver")]
+    #[command(name = "apiserver", after_help = examples::APISERVER)]
     ApiServer(apiserver::ApiServerArgs),
     /// List or show objects of a live cluster, as kubectl get prints them.
+    #[command(after_help = examples::GET)]
     Get(get::GetArgs),
     /// Run a whole cluster in this process (API server, scheduler, controllers, simulated
     /// nodes), apply the manifests and show them converge, until interrupted.
+    #[command(after_help = examples::UP)]
     Up(up::UpArgs),
     /// Run convergence tests (kubeyard.dev/v1alpha1 Test), each on a fresh cluster.
-    #[command(args_conflicts_with_subcommands = true)]
+    #[command(args_conflicts_with_subcommands = true, after_help = examples::TEST)]
     Test(test::TestArgs),
     /// Run the scheduler against an API server (as the cluster's containers do).
+    #[command(after_help = examples::SCHEDULER)]
     Scheduler(components::SchedulerArgs),
     /// Run the controller manager against an API server (as the cluster's containers do).
+    #[command(after_help = examples::CONTROLLER_MANAGER)]
     ControllerManager(components::ControllerManagerArgs),
     /// Run a node agent against an API server (as the cluster's node containers do).
+    #[command(after_help = examples::KUBELET)]
     Kubelet(components::KubeletArgs),
     /// Pass TCP connections to several API servers in turn, skipping those that are down
     /// (the load balancer of `up --containers --api-servers N`).
-    #[command(name = "loadbalancer")]
+    #[command(name = "loadbalancer", after_help = examples::LOADBALANCER)]
     LoadBalancer(components::LoadBalancerArgs),
     /// Build the images of the containerized control plane (no registry needed).
+    #[command(after_help = examples::IMAGE)]
     Image(image::ImageArgs),
     /// Remove container clusters (`--all`: every one, what interrupted runs left).
+    #[command(after_help = examples::DOWN)]
     Down(image::DownArgs),
     /// The built-in image kubeyard/echo: an HTTP server answering with its pod's name.
+    #[command(after_help = examples::ECHO)]
     Echo(crate::echo::EchoArgs),
+    /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
+    #[command(after_help = examples::COMPLETION)]
+    Completion(completion::CompletionArgs),
+    /// Write kubeyard's manual pages (kubeyard(1), one per subcommand with --dir).
+    #[command(after_help = examples::MAN)]
+    Man(man::ManArgs),
     /// A pod sandbox's process (what Kubernetes' pause image does), run by container nodes.
     #[command(hide = true)]
     Pause(crate::kubelet::pause::PauseArgs),
@@ -126,6 +149,8 @@ pub fn main() -> ExitCode {
             | Command::Plan(_)
             | Command::Rules(_)
             | Command::Get(_)
+            | Command::Completion(_)
+            | Command::Man(_)
     );
     #[cfg(unix)]
     if prints_only {
@@ -151,6 +176,8 @@ pub fn main() -> ExitCode {
         Command::LoadBalancer(args) => components::load_balancer(args),
         Command::Image(args) => image::run(args),
         Command::Down(args) => image::down(args),
+        Command::Completion(args) => completion::run(args),
+        Command::Man(args) => man::run(args),
         Command::Echo(args) => return crate::echo::run(args),
         Command::Pause(args) => return crate::kubelet::pause::run(args),
     };

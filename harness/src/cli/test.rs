@@ -123,6 +123,7 @@ pub enum TestCommand {
     /// Merge the reports of a suite's shards (all JUnit or all JSON) into one, on
     /// standard output: `kubeyard test merge-reports shard-*.xml > report.xml` (a test
     /// folder named `merge-reports` is `./merge-reports`).
+    #[command(after_help = super::examples::MERGE_REPORTS)]
     MergeReports(MergeArgs),
 }
 
@@ -234,7 +235,7 @@ pub fn run(args: TestArgs) -> Exit {
         Ok(runtime) => runtime,
         Err(message) => return usage_error(&message),
     };
-    let style = Style { stable: args.stable, verbose: args.verbose };
+    let style = Style { stable: args.stable, verbose: args.verbose, diff: false };
     let text = args.output == Output::Text;
     let serial = args.parallel <= 1;
     let started = Instant::now();

@@ -203,6 +203,16 @@ impl Docker {
         Ok(())
     }
 
+    /// Gives the image `source` the name `repository:tag` too (`docker tag`).
+    pub async fn tag(&self, source: &str, repository: &str, tag: &str) -> Result<(), Error> {
+        let options =
+            bollard::query_parameters::TagImageOptions { repo: Some(repository.into()), tag: Some(tag.into()) };
+        self.inner
+            .tag_image(source, Some(options))
+            .await
+            .map_err(refused(format!("tag {source} as {repository}:{tag}")))
+    }
+
     /// The tags of a repository's images (`kubeyard/kubeyard:...`), each with when it was
     /// built (seconds since the epoch).
     pub async fn image_tags(&self, repository: &str) -> Result<Vec<(String, i64)>, Error> {

@@ -142,7 +142,7 @@ impl Image {
         let program = match binary {
             Some(path) => path.to_path_buf(),
             None if is_kubeyard(&current) => current.clone(),
-            None => find_on_path("kubeyard").ok_or(Error::NoKubeyard)?,
+            None => crate::discover::program_on_path("kubeyard").ok_or(Error::NoKubeyard)?,
         };
         // This process's own libraries are exactly what it loaded; another program's are
         // what the loader would find for it.
@@ -158,7 +158,7 @@ impl Image {
     pub fn etcd(binary: Option<&Path>) -> Result<Image, Error> {
         let program = match binary {
             Some(path) => path.to_path_buf(),
-            None => find_on_path("etcd").ok_or(Error::NoEtcd)?,
+            None => crate::discover::program_on_path("etcd").ok_or(Error::NoEtcd)?,
         };
         let version = Command::new(&program)
             .arg("--version")
@@ -231,7 +231,8 @@ impl Image {
         // (another checkout's tests, at once): only builds older than this go.
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
         for (old, created) in docker.image_tags(repository).await.unwrap_or_default() {
-            if old != self.tag && now - created > PRUNE_AFTER_SECONDS {
+            // `latest` is the user's (`kubeyard image build` sets it, `docker run` uses it).
+            if old != self.tag && !old.ends_with(":latest") && now - created > PRUNE_AFTER_SECONDS {
                 // One still in use by a running cluster stays; the engine says so.
                 let _ = docker.remove_image(&old).await;
             }
@@ -270,11 +271,6 @@ async fn build_lock() -> Result<std::fs::File, Error> {
     })
     .await
     .map_err(|e| Error::Read { path: PathBuf::from("(image build lock)"), source: std::io::Error::other(e) })?
-}
-
-fn find_on_path(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
 /// Where Debian's busybox-static puts its binary.

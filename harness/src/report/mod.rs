@@ -1,8 +1,11 @@
-//! Lint results out: text for people (miette), JSON and JUnit for machines. Each format
+//! Lint results out: text for people (miette); JSON, JUnit, SARIF and GitHub workflow
+//! commands for machines. Each format
 //! is a pure function of the reports, so its output can be snapshot-tested.
 
+pub mod github;
 pub mod json;
 pub mod junit;
+pub mod sarif;
 pub mod text;
 
 use kubeyard_compiler::{Code, FileReport, Severity, Verdict};

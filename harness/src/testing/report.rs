@@ -14,6 +14,9 @@ use std::fmt::Write;
 pub struct Style {
     pub stable: bool,
     pub verbose: bool,
+    /// The closest object as a diff against the expected one (JUnit), instead of each
+    /// shown whole.
+    pub diff: bool,
 }
 
 /// `web-7d4b9c` stays; `web-7d4b9c-x2k8p` (a generated name's five random characters)
@@ -64,6 +67,29 @@ fn yaml(value: &Value, indent: &str) -> String {
 pub fn failure_text(failure: &Failure, style: Style) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "      {}", failure.summary);
+    if let (Some(expected), Some(closest)) = (&failure.expected, &failure.closest)
+        && style.diff
+    {
+        // One block a CI page shows whole: what differs, marked as a review marks it.
+        let name = closest.pointer("/metadata/name").and_then(Value::as_str).unwrap_or_default();
+        let kind = closest.get("kind").and_then(Value::as_str).unwrap_or("object");
+        let (wanted, found) = (yaml(expected, ""), yaml(&project(expected, closest), ""));
+        let diff = similar::TextDiff::from_lines(&wanted, &found);
+        let _ = writeln!(out, "      --- expected");
+        let _ = writeln!(out, "      +++ closest: {kind} {name}");
+        for change in diff.iter_all_changes() {
+            let sign = match change.tag() {
+                similar::ChangeTag::Delete => '-',
+                similar::ChangeTag::Insert => '+',
+                similar::ChangeTag::Equal => ' ',
+            };
+            let _ = write!(out, "      {sign}{}", change.value());
+            if change.missing_newline() {
+                out.push('\n');
+            }
+        }
+        return finish(out, failure, style);
+    }
     if let Some(expected) = &failure.expected {
         out.push_str("      expected:\n");
         out.push_str(&yaml(expected, "        "));
@@ -78,6 +104,11 @@ pub fn failure_text(failure: &Failure, style: Style) -> String {
         };
         out.push_str(&yaml(&shown, "        "));
     }
+    finish(out, failure, style)
+}
+
+/// A failure's differences and events, after the objects.
+fn finish(mut out: String, failure: &Failure, style: Style) -> String {
     if !failure.differences.is_empty() {
         out.push_str("      differences:\n");
         for difference in &failure.differences {
@@ -187,7 +218,10 @@ pub fn junit(results: &[TestResult]) -> String {
                 None if step.passed => TestCaseStatus::success(),
                 failure => failed(
                     failure.as_ref().map_or("failed", |f| f.summary.as_str()),
-                    failure.as_ref().map(|f| failure_text(f, Style::default())).unwrap_or_default(),
+                    failure
+                        .as_ref()
+                        .map(|f| failure_text(f, Style { diff: true, ..Style::default() }))
+                        .unwrap_or_default(),
                 ),
             };
             let mut case = TestCase::new(step.title.as_str(), status);
@@ -241,6 +275,47 @@ mod tests {
         assert_eq!(mask_generated("Pod/web-7d4b9c6f8-x2k8p: Started"), "Pod/web-7d4b9c6f8-*****: Started");
         assert_eq!(mask_generated("ReplicaSet/web-7d4b9c6f8 scaled"), "ReplicaSet/web-7d4b9c6f8 scaled");
         assert_eq!(mask_generated("node-1 and web-12345-abcde"), "node-1 and web-12345-abcde");
+    }
+
+    #[test]
+    fn junit_shows_the_closest_object_as_a_diff_of_the_expected() {
+        let failure = Failure {
+            summary: "Deployment web does not match".into(),
+            expected: Some(
+                json!({"kind": "Deployment", "metadata": {"name": "web"}, "status": {"availableReplicas": 2}}),
+            ),
+            closest: Some(json!({"kind": "Deployment", "metadata": {"name": "web", "uid": "u"},
+                                 "status": {"availableReplicas": 1, "replicas": 2}})),
+            differences: vec!["status.availableReplicas: expected 2, found 1".into()],
+            ..Failure::default()
+        };
+        let text = failure_text(&failure, Style { diff: true, ..Style::default() });
+        assert_eq!(
+            text,
+            "      Deployment web does not match\n\
+             \x20     --- expected\n\
+             \x20     +++ closest: Deployment web\n\
+             \x20      kind: Deployment\n\
+             \x20      metadata:\n\
+             \x20        name: web\n\
+             \x20      status:\n\
+             \x20     -  availableReplicas: 2\n\
+             \x20     +  availableReplicas: 1\n\
+             \x20     differences:\n\
+             \x20       status.availableReplicas: expected 2, found 1\n"
+        );
+        let report = junit(&[TestResult {
+            name: "t".into(),
+            file: "t/test.yaml".into(),
+            steps: vec![StepResult {
+                title: "2 assert Deployment/web".into(),
+                passed: false,
+                failure: Some(failure),
+                ..StepResult::default()
+            }],
+            ..TestResult::default()
+        }]);
+        assert!(report.contains("-  availableReplicas: 2\n      +  availableReplicas: 1"), "{report}");
     }
 
     #[test]

@@ -131,7 +131,7 @@ pub fn find(paths: &[String]) -> (Vec<Test>, Vec<String>) {
 }
 
 /// How one step went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct StepResult {
     pub title: String,
     pub passed: bool,
@@ -172,7 +172,7 @@ impl std::fmt::Debug for Kept {
 }
 
 /// How one test went.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TestResult {
     pub name: String,
     pub file: PathBuf,

@@ -2,6 +2,7 @@
 
 use crate::support;
 
+use serde_json::json;
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -111,6 +112,116 @@ fn junit_output_has_a_case_per_object() {
     assert_eq!(xml.matches("<testcase ").count(), 5, "{xml}");
     assert_eq!(xml.matches("<failure ").count(), 4, "{xml}");
     assert!(xml.contains("extensions/v1beta1 Deployment was removed in Kubernetes 1.16"), "{xml}");
+}
+
+#[test]
+fn sarif_output_is_valid_sarif_2_1_0() {
+    let root = support::workspace();
+    let mut schema: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("fixtures/sarif/sarif-schema-2.1.0.json")).unwrap()).unwrap();
+    // OASIS's schema has a pattern a strict regex reader refuses (`language`'s, with a
+    // stray `]`), so the schema would not compile: it is left out in memory (kubeyard
+    // writes no `language`); the file stays OASIS's.
+    for owner in ["run", "toolComponent"] {
+        let language = schema.pointer_mut(&format!("/definitions/{owner}/properties/language"));
+        let language = language.and_then(|l| l.as_object_mut()).expect("language is in the schema");
+        assert!(language.remove("pattern").is_some(), "{owner}.language has its pattern");
+    }
+    let validator = jsonschema::validator_for(&schema).expect("OASIS's schema compiles");
+    let mut inputs: Vec<String> = std::fs::read_dir(root.join("fixtures/lint/invalid"))
+        .unwrap()
+        .map(|e| format!("fixtures/lint/invalid/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    inputs.sort();
+    inputs.push("fixtures/rules/image/latest-tag/bad.yaml".into());
+    inputs.push("no/such/file.yaml".into());
+    let mut args = vec!["lint", "--output", "sarif"];
+    args.extend(inputs.iter().map(String::as_str));
+    let output = kubeyard(&args);
+    // An unreadable path is exit 2, as in every format.
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let sarif = json(&output);
+    let problems: Vec<String> =
+        validator.iter_errors(&sarif).map(|e| format!("{} at {}", e, e.instance_path())).collect();
+    assert!(problems.is_empty(), "not valid SARIF 2.1.0: {problems:#?}");
+
+    let run = &sarif["runs"][0];
+    assert_eq!(run["tool"]["driver"]["name"], "kubeyard");
+    assert_eq!(run["invocations"][0]["executionSuccessful"], false, "a path could not be read");
+    let rules = run["tool"]["driver"]["rules"].as_array().unwrap();
+    let results = run["results"].as_array().unwrap();
+    for result in results {
+        let index = result["ruleIndex"].as_u64().unwrap() as usize;
+        assert_eq!(rules[index]["id"], result["ruleId"], "{result}");
+    }
+    let find = |rule: &str, file: &str| {
+        results
+            .iter()
+            .find(|r| r["ruleId"] == rule && r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"] == file)
+            .unwrap_or_else(|| panic!("no {rule} in {file}: {results:#?}"))
+    };
+    // The same place the text and JSON outputs point at (README's example).
+    let unknown = results
+        .iter()
+        .find(|r| r["properties"]["path"] == "spec.template.spec.contianers")
+        .unwrap_or_else(|| panic!("no finding on spec.template.spec.contianers: {results:#?}"));
+    assert_eq!(unknown["ruleId"], "schema/unknown-field");
+    assert_eq!(
+        unknown["locations"][0]["physicalLocation"]["artifactLocation"]["uri"],
+        "fixtures/lint/invalid/unknown-fields.yaml"
+    );
+    assert_eq!(unknown["level"], "error");
+    let region = &unknown["locations"][0]["physicalLocation"]["region"];
+    assert_eq!(
+        (&region["startLine"], &region["startColumn"], &region["endLine"], &region["endColumn"]),
+        (&json!(18), &json!(7), &json!(18), &json!(17)),
+        "{unknown:#}"
+    );
+    assert!(unknown["message"]["text"].as_str().unwrap().contains("help: did you mean \"containers\"?"), "{unknown:#}");
+    let latest = find("image/latest-tag", "fixtures/rules/image/latest-tag/bad.yaml");
+    assert_eq!(latest["level"], "warning");
+    assert_eq!(latest["locations"][0]["logicalLocations"][0]["fullyQualifiedName"], "apps/v1 Deployment/web");
+    let rule = &rules[latest["ruleIndex"].as_u64().unwrap() as usize];
+    assert!(rule["helpUri"].as_str().unwrap().ends_with("/docs/rules.md#imagelatest-tag"), "{rule:#}");
+    assert!(rule["help"]["text"].as_str().unwrap().contains("Fix: "), "{rule:#}");
+    let unreadable = find("input/unreadable", "no/such/file.yaml");
+    assert!(unreadable["locations"][0]["physicalLocation"].get("region").is_none(), "{unreadable:#}");
+}
+
+#[test]
+fn github_output_annotates_the_lines() {
+    let output = kubeyard(&["lint", "--output", "github", "fixtures/lint/invalid/unknown-fields.yaml"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines.contains(
+            &"::error file=fixtures/lint/invalid/unknown-fields.yaml,line=18,col=7,endColumn=16,title=schema/unknown-field (Deployment/web)::unknown field \"spec.template.spec.contianers\"%0Ahelp: did you mean \"containers\"?"
+        ),
+        "{text}"
+    );
+    assert_eq!(
+        lines.last(),
+        Some(&"kubeyard lint: 1 file(s), 1 object(s): 0 valid, 1 invalid, 0 skipped; 4 error(s), 0 warning(s)"),
+        "{text}"
+    );
+    // A path given as ./x is annotated as x: GitHub matches files by their repository path.
+    let output = kubeyard(&["lint", "-o", "github", "./fixtures/rules/image/latest-tag/bad.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "warnings only");
+    let text = stdout(&output);
+    let latest: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("::warning file=fixtures/rules/image/latest-tag/bad.yaml,line="))
+        .collect();
+    assert_eq!(latest.len(), 2, "one for each container: {text}");
+    assert!(latest.iter().all(|l| l.contains("title=image/latest-tag (Deployment/web)::")), "{text}");
+    // Standard input has no file to annotate: the line still says what and where.
+    let output = kubeyard_with_stdin(
+        &["lint", "-o", "github", "-"],
+        Some(b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: 7\n"),
+    );
+    let text = stdout(&output);
+    assert!(text.starts_with("::error line=4,col=7,"), "{text}");
 }
 
 #[test]
@@ -549,4 +660,54 @@ fn shards_split_the_suite_once_and_their_reports_merge() {
     let twice = kubeyard(&["test", "merge-reports", first, first]);
     assert_eq!(twice.status.code(), Some(2));
     assert!(stderr(&twice).contains("fixtures/e2e/quota/test.yaml#quota is in both"), "{}", stderr(&twice));
+}
+
+#[test]
+fn shell_completions_complete_subcommands_and_values() {
+    let binary = env!("CARGO_BIN_EXE_kubeyard");
+    // bash sources the script and asks it, as a user's Tab does.
+    let complete = |words: &str, current: usize| {
+        let script = format!(
+            "source <({binary} completion bash) && COMP_WORDS=({words}) && COMP_CWORD={current} && \
+             _kubeyard kubeyard \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\" && \
+             echo \"${{COMPREPLY[@]}}\""
+        );
+        let output = Command::new("bash").args(["-c", &script]).output().expect("bash runs");
+        assert!(output.status.success(), "{}", stderr(&output));
+        stdout(&output).trim().to_string()
+    };
+    assert_eq!(complete("kubeyard li", 1), "lint");
+    assert_eq!(complete("kubeyard lint --output ''", 3), "text json junit sarif github");
+    assert!(complete("kubeyard test merge", 2).split(' ').any(|w| w == "merge-reports"));
+    for (shell, marker) in [("zsh", "#compdef kubeyard"), ("fish", "complete -c kubeyard"), ("powershell", "kubeyard")]
+    {
+        let output = kubeyard(&["completion", shell]);
+        assert_eq!(output.status.code(), Some(0));
+        assert!(stdout(&output).contains(marker), "{shell}");
+    }
+    let output = kubeyard(&["completion", "tcsh"]);
+    assert_eq!(output.status.code(), Some(2), "an unknown shell is refused");
+}
+
+#[test]
+fn manual_pages_cover_every_subcommand_with_its_examples() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = kubeyard(&["man", "--dir", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let mut pages: Vec<String> =
+        std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    pages.sort();
+    for page in
+        ["kubeyard.1", "kubeyard-lint.1", "kubeyard-test.1", "kubeyard-test-merge-reports.1", "kubeyard-image-build.1"]
+    {
+        assert!(pages.contains(&page.to_string()), "{page} in {pages:?}");
+    }
+    assert!(!pages.iter().any(|p| p.contains("pause") || p.contains("help")), "hidden ones have none: {pages:?}");
+    assert!(stderr(&output).contains(&format!("wrote {} manual pages", pages.len())), "{}", stderr(&output));
+    let lint = std::fs::read_to_string(dir.path().join("kubeyard-lint.1")).unwrap();
+    assert!(lint.contains(".TH kubeyard-lint 1"), "{}", &lint[..200.min(lint.len())]);
+    assert!(lint.contains("Examples:") && lint.contains("kubeyard lint \\-\\-output sarif"), "{lint}");
+    // Without --dir: kubeyard(1) on standard output.
+    let output = kubeyard(&["man"]);
+    assert!(stdout(&output).contains(".TH kubeyard 1"), "{}", stdout(&output));
 }
