@@ -68,6 +68,7 @@ codes! {
     NotUtf8 => "input/not-utf8", "The file is not UTF-8 text.";
     Binary => "input/binary", "The file contains NUL bytes: it is binary, not YAML or JSON.";
     TooLarge => "input/too-large", "A file or one document is larger than kubeyard or the API server accepts.";
+    Helm => "input/helm", "A Helm chart could not be rendered: helm's own error, or no helm on the PATH.";
     Kustomize => "input/kustomize", "A kustomization could not be built: kustomize's own error, or no kubectl or kustomize on the PATH.";
     YamlSyntax => "yaml/syntax", "The text is not valid YAML; parsing stops at the error.";
     DuplicateKey => "yaml/duplicate-key", "A mapping has the same key twice; the API server rejects this in strict mode.";

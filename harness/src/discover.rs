@@ -9,6 +9,8 @@ pub enum Input {
     File(PathBuf),
     /// A directory holding a kustomization: what `kubectl kustomize` builds of it.
     Kustomization(PathBuf),
+    /// A Helm chart's directory: what `helm template` renders of it.
+    HelmChart(PathBuf),
 }
 
 impl Input {
@@ -17,6 +19,7 @@ impl Input {
             Input::Stdin => "<stdin>".into(),
             Input::File(path) => path.display().to_string(),
             Input::Kustomization(dir) => format!("{} (kustomize build)", dir.display()),
+            Input::HelmChart(dir) => format!("{} (helm template)", dir.display()),
         }
     }
 }
@@ -46,12 +49,19 @@ pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
 /// The inputs of the commands that read manifests (lint, normalize, plan, apply, up,
 /// graph): `discover_skipping`, except that a directory named on the command line that
 /// holds a kustomization (or the kustomization file itself) is built by kustomize, as
-/// `kubectl apply -k` would, instead of walked.
+/// `kubectl apply -k` would, and a chart's directory (or its Chart.yaml) is rendered by
+/// helm, instead of walked.
 pub fn discover_manifests(paths: &[String], skip: Option<&Path>) -> (Vec<Input>, Vec<Unreadable>) {
     let mut inputs = Vec::new();
     let mut problems = Vec::new();
     for path in paths {
         let given = Path::new(path);
+        let chart =
+            if given.file_name().is_some_and(|f| f == crate::helm::CHART_FILE) { given.parent() } else { Some(given) };
+        if let Some(chart) = chart.filter(|d| crate::helm::is_chart(d)) {
+            inputs.push(Input::HelmChart(chart.to_path_buf()));
+            continue;
+        }
         let dir = if crate::kustomize::FILE_NAMES.iter().any(|n| given.file_name().is_some_and(|f| f == *n)) {
             given.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         } else {
@@ -142,7 +152,7 @@ mod tests {
             .map(|i| match i {
                 Input::File(p) => p.strip_prefix(root).unwrap().display().to_string(),
                 Input::Stdin => "-".into(),
-                Input::Kustomization(_) => unreachable!("discover walks kustomizations as folders"),
+                Input::Kustomization(_) | Input::HelmChart(_) => unreachable!("discover walks them as folders"),
             })
             .collect();
         assert_eq!(names, vec!["a.json", "b/a.yml", "b/linked.yaml", "b/z.yaml", "c.YAML", "explicit.txt"]);

@@ -337,7 +337,10 @@ fn moved_object(
             if let Some(info) = &mut object.object {
                 info.kind_span = anchor;
                 info.api_version_span = found.root.entry("apiVersion").map_or(anchor, |e| e.value.span);
-                info.namespace_span = field_node(&found.root, "metadata.namespace").map(|(_, span)| span);
+                // Written in the object as built (kustomize's `namespace:` sets it) is
+                // written: what reads the span only asks whether it is there.
+                let here = field_node(&found.root, "metadata.namespace").map(|(_, span)| span);
+                info.namespace_span = info.namespace_span.and(here.or(Some(anchor)));
             }
             Ok(object)
         }
@@ -362,7 +365,7 @@ fn moved_object(
             if let Some(info) = &mut object.object {
                 info.kind_span = span;
                 info.api_version_span = span;
-                info.namespace_span = None;
+                info.namespace_span = info.namespace_span.map(|_| span);
             }
             Ok(object)
         }

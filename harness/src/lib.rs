@@ -15,6 +15,7 @@ pub mod discover;
 pub mod dns;
 pub mod echo;
 pub mod events;
+pub mod helm;
 pub mod informers;
 pub mod kubelet;
 pub mod kustomize;

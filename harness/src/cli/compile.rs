@@ -87,6 +87,7 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
     let paths = inputs.paths();
     let config = inputs.load_config(&paths)?;
     let catalog = inputs.catalog_options(&config).map_err(|message| usage_error(&message))?;
+    let helm = inputs.helm(&catalog);
     let templating = inputs.templating(&paths)?;
     let options = LintOptions {
         catalog,
@@ -98,7 +99,7 @@ pub fn compile(inputs: &Inputs) -> Result<Compiled, Exit> {
     };
     let mut linter = Linter::new(options).map_err(|error| usage_error(&error.to_string()))?;
     // Each object is normalized as soon as it is linted and its tree dropped there.
-    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, object| {
+    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), &helm, |linter, object| {
         let tree = object.tree.take()?;
         let info = object.object.as_ref().filter(|_| object.verdict == Verdict::Valid)?;
         let desired = normalize(info, &tree, linter.catalog());

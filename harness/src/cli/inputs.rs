@@ -66,6 +66,15 @@ pub struct Inputs {
     /// The environment: values/NAME.yaml next to the manifests, over values/default.yaml.
     #[arg(long, value_name = "NAME", help_heading = "Templates")]
     pub env: Option<String>,
+
+    /// A values file for the Helm charts among the paths (`helm template --values`).
+    /// Repeatable; later files win.
+    #[arg(long, value_name = "FILE", help_heading = "Helm charts")]
+    pub helm_values: Vec<PathBuf>,
+
+    /// The release name charts are rendered with [default: helm's, `release-name`].
+    #[arg(long, value_name = "NAME", help_heading = "Helm charts")]
+    pub helm_release: Option<String>,
 }
 
 /// The template values of a run, and the values folder that must not be read as manifests.
@@ -184,6 +193,16 @@ impl Inputs {
             schema_dirs.push(Arc::new(SchemaDirectory::open(path)?));
         }
         Ok(CatalogOptions { version, strict: !self.no_strict && config.strict.unwrap_or(true), schema_dirs })
+    }
+
+    /// How the charts among the paths are rendered: the `--helm-*` flags, for the
+    /// Kubernetes version linted against (`.Capabilities.KubeVersion`).
+    pub fn helm(&self, catalog: &CatalogOptions) -> crate::helm::Options {
+        crate::helm::Options {
+            values: self.helm_values.clone(),
+            release: self.helm_release.clone(),
+            kube_version: Some(catalog.version.to_string()),
+        }
     }
 }
 

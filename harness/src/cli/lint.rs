@@ -4,6 +4,7 @@
 use super::Exit;
 use super::inputs::Inputs;
 use crate::discover::{Input, discover_manifests};
+use crate::helm;
 use crate::kustomize::{self, Origin};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
@@ -84,6 +85,7 @@ pub fn run(args: LintArgs) -> Exit {
     };
     let version = options.catalog.version;
     let strict = options.catalog.strict;
+    let helm = args.inputs.helm(&options.catalog);
     let mut linter = match Linter::new(options) {
         Ok(linter) => linter,
         Err(error) => return usage_error(&error.to_string()),
@@ -92,7 +94,7 @@ pub fn run(args: LintArgs) -> Exit {
     // Standard input only when asked for (`-`): CI runners hand commands a stdin that is
     // not a terminal, and linting that instead of the checkout would pass vacuously.
     let setup = started.elapsed();
-    let reports = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |_, _| None::<()>)
+    let reports = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), &helm, |_, _| None::<()>)
         .into_iter()
         .map(|(r, _)| r)
         .collect::<Vec<_>>();
@@ -141,7 +143,10 @@ pub fn run(args: LintArgs) -> Exit {
 /// Lints every file the paths name: read in parallel, register the CRDs among them,
 /// lint in parallel. Reports come back in input order, unreadable paths first.
 pub fn lint_paths(linter: &mut Linter, paths: &[String]) -> Vec<FileReport> {
-    lint_paths_then(linter, paths, None, |_, _| None::<()>).into_iter().map(|(report, _)| report).collect()
+    lint_paths_then(linter, paths, None, &helm::Options::default(), |_, _| None::<()>)
+        .into_iter()
+        .map(|(report, _)| report)
+        .collect()
 }
 
 /// `lint_paths`, with `each` run on every object's report as soon as its document is
@@ -152,10 +157,11 @@ pub fn lint_paths_then<T: Send>(
     linter: &mut Linter,
     paths: &[String],
     skip: Option<&Path>,
+    helm: &helm::Options,
     each: impl Fn(&Linter, &mut ObjectReport) -> Option<T> + Sync,
 ) -> Vec<(FileReport, Vec<(usize, T)>)> {
     let (inputs, unreadable) = discover_manifests(paths, skip);
-    let loaded: Vec<Loaded> = inputs.par_iter().map(load).collect();
+    let loaded: Vec<Loaded> = inputs.par_iter().flat_map_iter(|input| load(input, helm)).collect();
 
     // CRDs first, so custom resources anywhere in the input validate against them. Only
     // files that mention one (found while loading, in parallel) are looked at here.
@@ -275,8 +281,31 @@ enum Loaded {
     },
 }
 
-fn load(input: &Input) -> Loaded {
+/// An input's text: one file, or a chart's templates rendered, each a file of its own.
+fn load(input: &Input, helm: &helm::Options) -> Vec<Loaded> {
     let name = input.display_name();
+    match input {
+        Input::HelmChart(dir) => match helm::render(dir, helm) {
+            Ok(templates) => templates
+                .into_iter()
+                .map(|template| match SourceFile::new(template.name.clone(), template.text) {
+                    Ok(source) => {
+                        source.may_define_crds();
+                        Loaded::Text(source)
+                    }
+                    Err(error) => Loaded::NotText { name: template.name, diagnostic: source_diagnostic(&error) },
+                })
+                .collect(),
+            Err(error) => vec![Loaded::NotText {
+                name,
+                diagnostic: Diagnostic::error(Code::Helm, Span::default(), error.to_string()).with_help(error.help()),
+            }],
+        },
+        _ => vec![load_one(input, name)],
+    }
+}
+
+fn load_one(input: &Input, name: String) -> Loaded {
     if let Input::Kustomization(dir) = input {
         return match kustomize::build(dir) {
             Ok(built) => match SourceFile::new(name.clone(), built.text) {
@@ -296,7 +325,7 @@ fn load(input: &Input) -> Loaded {
     }
     let bytes = match input {
         Input::Stdin => read_bounded(std::io::stdin().lock(), MAX_INPUT_BYTES),
-        Input::Kustomization(_) => unreachable!("built above"),
+        Input::Kustomization(_) | Input::HelmChart(_) => unreachable!("built or rendered above"),
         Input::File(path) => std::fs::File::open(path).and_then(|file| {
             // A file's size is known before reading it: refuse without reading a byte.
             let size = file.metadata()?.len();

@@ -41,6 +41,7 @@ pub fn run(args: NormalizeArgs) -> Exit {
         Ok(catalog) => catalog,
         Err(message) => return usage_error(&message),
     };
+    let helm = args.inputs.helm(&catalog);
     let templating = match args.inputs.templating(&paths) {
         Ok(templating) => templating,
         Err(exit) => return exit,
@@ -61,7 +62,7 @@ pub fn run(args: NormalizeArgs) -> Exit {
     // is linted, and its tree dropped there: what is held is text, never every tree or
     // every value of a large input at once.
     let format = args.output;
-    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), |linter, object| {
+    let results = lint_paths_then(&mut linter, &paths, templating.values_dir.as_deref(), &helm, |linter, object| {
         let tree = object.tree.take()?;
         let info = object.object.as_ref().filter(|_| object.verdict == Verdict::Valid)?;
         let value = normalize(info, &tree, linter.catalog());

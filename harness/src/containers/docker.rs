@@ -1,9 +1,7 @@
 //! What kubeyard asks of the Docker engine, through bollard: images built from a tar
 //! context, networks with a fixed subnet, containers with fixed addresses, and the faults
 //! (stop, kill, pause, restart, disconnect). The API version is negotiated with the
-//! engine: Debian's Docker 20.10 speaks API 1.41, and refuses a client that asks for a
-//! newer one (testcontainers-rs 0.28 always asks for 1.53, which is why kubeyard talks to
-//! the engine itself).
+//! engine: Debian's Docker 20.10 speaks API 1.41.
 
 use bollard::models::{
     ContainerCreateBody, EndpointIpamConfig, EndpointSettings, HostConfig, Ipam, IpamConfig, NetworkConnectRequest,

@@ -24,7 +24,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kubeyard_compiler::graph::ObjectId;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -469,6 +469,29 @@ impl Cluster {
             no_config: true,
             ..Inputs::default()
         };
+        self.apply_inputs(inputs).await
+    }
+
+    /// Installs the chart in `chart` as `helm install` would: rendered by `helm template`
+    /// (with the values files, tests left out) and applied in plan order.
+    pub async fn install_chart(
+        &self,
+        chart: &Path,
+        release: Option<&str>,
+        values: &[PathBuf],
+    ) -> Result<Vec<String>, Error> {
+        let inputs = Inputs {
+            paths: vec![chart.display().to_string()],
+            helm_values: values.to_vec(),
+            helm_release: release.map(str::to_string),
+            no_config: true,
+            ..Inputs::default()
+        };
+        self.apply_inputs(inputs).await
+    }
+
+    /// Plans what `inputs` names against the cluster and applies it.
+    async fn apply_inputs(&self, inputs: Inputs) -> Result<Vec<String>, Error> {
         let (plan, written) = {
             let mut compiled =
                 compile(&inputs).map_err(|_| Error::Manifests(format!("cannot read {}", inputs.paths.join(", "))))?;

@@ -447,6 +447,10 @@ async fn run_step(cluster: &Cluster, test: &Test, step: &Step, timeout: Duration
             drop(inline);
             lines
         }
+        Action::Helm(helm) => {
+            let values: Vec<PathBuf> = helm.values.iter().map(|v| test.dir.join(v)).collect();
+            cluster.install_chart(&test.dir.join(&helm.chart), helm.release.as_deref(), &values).await
+        }
         Action::Patch(patch) => {
             let target = &patch.target;
             let name = target.name.as_deref().unwrap_or_default();

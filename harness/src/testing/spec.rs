@@ -78,6 +78,17 @@ pub struct Apply {
     pub values: Option<Value>,
 }
 
+/// `helm`: a chart installed as `helm install` would.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmStep {
+    pub chart: String,
+    #[serde(default)]
+    pub release: Option<String>,
+    #[serde(default)]
+    pub values: Vec<String>,
+}
+
 /// One object named by kind and name.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -323,6 +334,8 @@ pub struct Step {
     #[serde(default)]
     pub apply: Option<Apply>,
     #[serde(default)]
+    pub helm: Option<HelmStep>,
+    #[serde(default)]
     pub patch: Option<PatchStep>,
     #[serde(default)]
     pub delete: Option<DeleteStep>,
@@ -372,6 +385,7 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub enum Action {
     Apply(Apply),
+    Helm(HelmStep),
     Patch(PatchStep),
     Delete(DeleteStep),
     Scale(ScaleStep),
@@ -441,6 +455,9 @@ impl Step {
         let within_or_for = |field: &Option<String>| field.as_deref().map(duration).transpose();
         if let Some(apply) = &self.apply {
             actions.push(("apply", Action::Apply(apply.clone())));
+        }
+        if let Some(helm) = &self.helm {
+            actions.push(("helm", Action::Helm(helm.clone())));
         }
         if let Some(patch) = &self.patch {
             actions.push(("patch", Action::Patch(patch.clone())));
@@ -556,6 +573,9 @@ pub fn describe(action: &Action) -> String {
     match action {
         Action::Apply(apply) if !apply.files.is_empty() => format!("apply {}", apply.files.join(", ")),
         Action::Apply(apply) => format!("apply {} object(s)", apply.objects.len()),
+        Action::Helm(helm) => {
+            format!("helm install {} {}", helm.release.as_deref().unwrap_or("release-name"), helm.chart)
+        }
         Action::Patch(p) => format!("patch {}/{}", p.target.kind, p.target.name.as_deref().unwrap_or_default()),
         Action::Delete(d) => match &d.target.name {
             Some(name) => format!("delete {}/{name}", d.target.kind),
