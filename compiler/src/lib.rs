@@ -17,6 +17,7 @@ pub mod cron;
 pub mod diagnostic;
 pub mod duration;
 pub mod events;
+pub mod explain;
 pub mod field_error;
 pub mod field_set;
 pub mod graph;

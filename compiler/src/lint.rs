@@ -128,7 +128,7 @@ impl ObjectReport {
 
 /// A file and the verdicts on everything in it. `source` is `None` when the bytes
 /// never became text; its single report then says why.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct FileReport {
     pub name: String,
     pub source: Option<SourceFile>,

@@ -20,6 +20,7 @@ pub mod informers;
 pub mod kubelet;
 pub mod kustomize;
 pub mod loadbalancer;
+pub mod lsp;
 pub mod profile;
 pub mod proxy;
 pub mod report;

@@ -529,6 +529,16 @@ impl Catalog {
         gone
     }
 
+    /// Every built-in kind of this version.
+    pub fn builtin_kinds(&self) -> impl Iterator<Item = &GroupVersionKind> {
+        self.builtin.keys()
+    }
+
+    /// The name of a built-in kind's definition (`io.k8s.api.apps.v1.Deployment`).
+    pub fn builtin_name(&self, gvk: &GroupVersionKind) -> Option<&str> {
+        self.builtin.get(gvk).map(String::as_str)
+    }
+
     /// The built-in definition of a kind and the definitions it refers to (`$defs`), for
     /// walking an object alongside its schema. `None` for custom resources. Strictness
     /// (`additionalProperties: false`) is part of what it returns.

@@ -66,6 +66,7 @@ examples! {
     COMPLETION = "  kubeyard completion bash > ~/.local/share/bash-completion/completions/kubeyard
   kubeyard completion zsh > \"${fpath[1]}/_kubeyard\"
   kubeyard completion fish > ~/.config/fish/completions/kubeyard.fish";
+    LSP = "  kubeyard lsp                                         # started by the editor: docs/lsp.md shows VS Code, Neovim, Helix";
     MAN = "  kubeyard man --dir ~/.local/share/man/man1 && man kubeyard-lint
   kubeyard man                                          # kubeyard(1) on standard output";
 }

@@ -128,6 +128,10 @@ enum Command {
     /// Print the completion script of a shell (bash, zsh, fish, elvish, powershell).
     #[command(after_help = examples::COMPLETION)]
     Completion(completion::CompletionArgs),
+    /// A language server on standard input and output: lint's diagnostics as you type,
+    /// hover, completion and quick fixes in any LSP editor (docs/lsp.md).
+    #[command(after_help = examples::LSP)]
+    Lsp,
     /// Write kubeyard's manual pages (kubeyard(1), one per subcommand with --dir).
     #[command(after_help = examples::MAN)]
     Man(man::ManArgs),
@@ -177,6 +181,10 @@ pub fn main() -> ExitCode {
         Command::Image(args) => image::run(args),
         Command::Down(args) => image::down(args),
         Command::Completion(args) => completion::run(args),
+        Command::Lsp => match crate::lsp::run() {
+            Ok(()) => Exit::Ok,
+            Err(message) => lint::usage_error(&format!("kubeyard lsp: {message}")),
+        },
         Command::Man(args) => man::run(args),
         Command::Echo(args) => return crate::echo::run(args),
         Command::Pause(args) => return crate::kubelet::pause::run(args),

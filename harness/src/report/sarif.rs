@@ -15,7 +15,7 @@ const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 const REPOSITORY: &str = env!("CARGO_PKG_REPOSITORY");
 
 /// Where a code's or rule's documentation lives, on the repository's default branch.
-fn help_uri(code: Code) -> String {
+pub fn help_uri(code: Code) -> String {
     match code {
         Code::Rule(id) => format!("{REPOSITORY}/blob/main/docs/rules.md#{}", rules::anchor(id)),
         _ => format!("{REPOSITORY}/blob/main/docs/diagnostics.md"),

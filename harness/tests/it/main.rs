@@ -30,6 +30,7 @@ mod kubectl_cluster;
 mod kustomize;
 mod lint_fixtures;
 mod live_plans;
+mod lsp;
 mod namespace;
 mod normalize;
 mod plan_prediction;
