@@ -18,8 +18,8 @@ impl Input {
         match self {
             Input::Stdin => "<stdin>".into(),
             Input::File(path) => path.display().to_string(),
-            Input::Kustomization(dir) => format!("{} (kustomize build)", dir.display()),
-            Input::HelmChart(dir) => format!("{} (helm template)", dir.display()),
+            Input::Kustomization(dir) => format!("{}{KUSTOMIZE_SUFFIX}", dir.display()),
+            Input::HelmChart(dir) => format!("{}{HELM_SUFFIX}", dir.display()),
         }
     }
 }
@@ -32,6 +32,18 @@ pub struct Unreadable {
 }
 
 const EXTENSIONS: &[&str] = &["yaml", "yml", "json"];
+
+/// How the text a chart or a kustomization renders is named: after its template or its
+/// directory, with this after, since its lines are the rendered ones, not the file's.
+pub const HELM_SUFFIX: &str = " (helm template)";
+pub const KUSTOMIZE_SUFFIX: &str = " (kustomize build)";
+
+/// The file a report's name is, when it is one on disk whose lines the report's are: not
+/// standard input, nor text a chart or a kustomization rendered.
+pub fn real_file(name: &str) -> Option<&str> {
+    let rendered = name.ends_with(HELM_SUFFIX) || name.ends_with(KUSTOMIZE_SUFFIX);
+    (name != "<stdin>" && !rendered).then_some(name)
+}
 
 /// Where a program is on the PATH (the tools kubeyard runs: etcd, kubectl, helm).
 pub fn program_on_path(program: &str) -> Option<PathBuf> {
@@ -46,6 +58,12 @@ pub fn discover(paths: &[String]) -> (Vec<Input>, Vec<Unreadable>) {
     discover_skipping(paths, None)
 }
 
+/// The directory of `Chart.yaml` or `kustomization.yaml` named alone: `.` when it is in
+/// the working one.
+fn folder_of(file: &Path) -> Option<&Path> {
+    file.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+}
+
 /// The inputs of the commands that read manifests (lint, normalize, plan, apply, up,
 /// graph): `discover_skipping`, except that a directory named on the command line that
 /// holds a kustomization (or the kustomization file itself) is built by kustomize, as
@@ -56,14 +74,17 @@ pub fn discover_manifests(paths: &[String], skip: Option<&Path>) -> (Vec<Input>,
     let mut problems = Vec::new();
     for path in paths {
         let given = Path::new(path);
-        let chart =
-            if given.file_name().is_some_and(|f| f == crate::helm::CHART_FILE) { given.parent() } else { Some(given) };
+        let chart = if given.file_name().is_some_and(|f| f == crate::helm::CHART_FILE) {
+            folder_of(given)
+        } else {
+            Some(given)
+        };
         if let Some(chart) = chart.filter(|d| crate::helm::is_chart(d)) {
             inputs.push(Input::HelmChart(chart.to_path_buf()));
             continue;
         }
         let dir = if crate::kustomize::FILE_NAMES.iter().any(|n| given.file_name().is_some_and(|f| f == *n)) {
-            given.parent().map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+            folder_of(given)
         } else {
             Some(given)
         };

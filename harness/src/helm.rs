@@ -1,5 +1,6 @@
 //! Helm charts as input: a chart directory is rendered by the `helm` binary (`helm template`,
-//! as `helm install` would render it, tests left out), and each template's output is
+//! as `helm install` would render it: the chart's `crds/` first, the hooks an install runs,
+//! not those of `helm test`, delete, upgrade or rollback), and each template's output is
 //! linted, planned and applied as a file of its own, named after the template
 //! (`charts/web/templates/deployment.yaml (helm template)`): its lines are the rendered
 //! ones, since a template is not YAML until it is rendered.
@@ -23,6 +24,9 @@ pub struct Options {
     pub release: Option<String>,
     /// `--kube-version`: what `.Capabilities.KubeVersion` says.
     pub kube_version: Option<String>,
+    /// `.Release.Namespace` [default: `default`, not whatever the user's kubeconfig or
+    /// `HELM_NAMESPACE` say, so a lint does not depend on them].
+    pub namespace: Option<String>,
 }
 
 /// One template's rendered output.
@@ -66,8 +70,10 @@ pub fn render(dir: &Path, options: &Options) -> Result<Vec<Template>, Error> {
     if let Some(release) = &options.release {
         command.arg(release);
     }
-    // Test hooks run on `helm test`, not on install: they are not part of what is applied.
-    command.arg(dir).arg("--skip-tests");
+    // Test hooks run on `helm test`, not on install: they are not part of what is applied;
+    // the chart's CRDs are (`helm install` creates them first).
+    command.arg(dir).arg("--skip-tests").arg("--include-crds");
+    command.arg("--namespace").arg(options.namespace.as_deref().unwrap_or("default"));
     for values in &options.values {
         command.arg("--values").arg(values);
     }
@@ -83,7 +89,40 @@ pub fn render(dir: &Path, options: &Options) -> Result<Vec<Template>, Error> {
     }
     let text = String::from_utf8(output.stdout)
         .map_err(|_| Error::Failed { dir: shown.clone(), message: "the output is not UTF-8".into() })?;
-    Ok(split(&text, &shown))
+    let mut templates = split(&text, &shown);
+    for template in &mut templates {
+        template.text = installed(&template.text);
+    }
+    templates.retain(|t| !t.text.trim().is_empty());
+    Ok(templates)
+}
+
+/// A template's documents without the hooks an install does not run (`pre-delete`,
+/// `post-upgrade`, ...): a hook runs on install when its `helm.sh/hook` names
+/// `pre-install` or `post-install`.
+fn installed(text: &str) -> String {
+    let kept: Vec<&str> = documents(text)
+        .into_iter()
+        .filter(|document| {
+            let Ok(source) = kubeyard_compiler::SourceFile::new("hook", document.to_string()) else { return true };
+            let Some(Ok(parsed)) = kubeyard_compiler::yaml::Documents::new(&source).next() else { return true };
+            let hook = parsed.root.as_ref().and_then(|root| {
+                root.get("metadata")?.get("annotations")?.get("helm.sh/hook")?.as_str().map(str::to_string)
+            });
+            hook.is_none_or(|hooks| hooks.split(',').any(|h| matches!(h.trim(), "pre-install" | "post-install")))
+        })
+        .collect();
+    let mut out = String::new();
+    for document in kept {
+        if !out.is_empty() {
+            out.push_str("---\n");
+        }
+        out.push_str(document);
+        if !document.ends_with('\n') {
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `helm template`'s output, a template at a time: each document follows a
@@ -98,7 +137,7 @@ pub fn split(output: &str, dir: &str) -> Vec<Template> {
         let slot = match source {
             Some(source) => {
                 let within = source.split_once('/').map_or(source, |(_, rest)| rest);
-                let name = format!("{}/{within} (helm template)", dir.trim_end_matches('/'));
+                let name = format!("{}/{within}{}", dir.trim_end_matches('/'), crate::discover::HELM_SUFFIX);
                 match templates.iter().position(|t| t.name == name) {
                     Some(slot) => slot,
                     None => {
@@ -112,7 +151,8 @@ pub fn split(output: &str, dir: &str) -> Vec<Template> {
                 Some(slot) => slot,
                 None if document.trim().is_empty() => continue,
                 None => {
-                    templates.push(Template { name: format!("{dir} (helm template)"), text: String::new() });
+                    let name = format!("{dir}{}", crate::discover::HELM_SUFFIX);
+                    templates.push(Template { name, text: String::new() });
                     templates.len() - 1
                 }
             },
@@ -172,5 +212,15 @@ mod tests {
              # Source: web/templates/service.yaml\nkind: Service\nmetadata: {name: two}\n"
         );
         assert!(split("", "c").is_empty());
+    }
+
+    #[test]
+    fn only_the_hooks_an_install_runs_are_kept() {
+        let text = "kind: Job\nmetadata:\n  name: migrate\n  annotations: {helm.sh/hook: \"pre-install,pre-upgrade\"}\n---\n\
+                    kind: Job\nmetadata:\n  name: cleanup\n  annotations: {helm.sh/hook: pre-delete}\n---\n\
+                    kind: Service\nmetadata: {name: web}\n";
+        let kept = installed(text);
+        assert!(kept.contains("migrate") && kept.contains("name: web"), "{kept}");
+        assert!(!kept.contains("cleanup"), "{kept}");
     }
 }

@@ -35,11 +35,30 @@ pub enum Origin {
     Generated { file: PathBuf, generator: String },
 }
 
-/// What kustomize built: the YAML, and where each of its documents came from.
+/// An object's identity: apiVersion, kind, namespace (empty for none), name.
+pub type Identity = (String, String, String, String);
+
+/// Where the objects of a build came from, by identity: the two builds that are compared
+/// may order their objects differently (`sortOptions`), never name them differently.
+pub type Origins = HashMap<Identity, Origin>;
+
+/// What kustomize built: the YAML, and where its objects came from.
 #[derive(Debug, Clone)]
 pub struct Built {
     pub text: String,
-    pub origins: Vec<Option<Origin>>,
+    pub origins: Origins,
+}
+
+/// The identity of an object's tree.
+fn identity(root: &Node) -> Identity {
+    let text = |node: Option<&Node>| node.and_then(Node::as_str).unwrap_or_default().to_string();
+    let metadata = root.get("metadata");
+    (
+        text(root.get("apiVersion")),
+        text(root.get("kind")),
+        text(metadata.and_then(|m| m.get("namespace"))),
+        text(metadata.and_then(|m| m.get("name"))),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,10 +152,10 @@ impl Drop for Scratch {
     }
 }
 
-/// Where each object of the build came from, or `None` for each where kustomize could
-/// not say (a remote base, an older kustomize): the findings then stay on the built YAML.
-fn origins(dir: &Path, documents: usize) -> Vec<Option<Origin>> {
-    let unknown = vec![None; documents];
+/// Where the objects of the build came from; none for those kustomize could not say (a
+/// remote base, an older kustomize): their findings stay on the built YAML.
+fn origins(dir: &Path) -> Origins {
+    let unknown = Origins::new();
     let Ok(target) = std::fs::canonicalize(dir) else { return unknown };
     static COUNT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -149,18 +168,18 @@ fn origins(dir: &Path, documents: usize) -> Vec<Option<Origin>> {
     let up = scratch.0.components().filter(|c| matches!(c, Component::Normal(_))).count();
     let relative: PathBuf =
         std::iter::repeat_n("..", up).collect::<PathBuf>().join(target.strip_prefix("/").unwrap_or(&target));
-    let wrapper = format!("resources:\n- {}\nbuildMetadata: [originAnnotations]\n", relative.display());
+    // Quoted (a JSON string is YAML): a folder may be named `x #y`.
+    let quoted = serde_json::to_string(&relative.display().to_string()).unwrap_or_default();
+    let wrapper = format!("resources:\n- {quoted}\nbuildMetadata: [originAnnotations]\n");
     if std::fs::write(scratch.0.join("kustomization.yaml"), wrapper).is_err() {
         return unknown;
     }
     let Ok(text) = run(&scratch.0) else { return unknown };
     let Ok(source) = SourceFile::new("origins", text) else { return unknown };
-    let found: Vec<Option<Origin>> = Documents::unlimited(&source)
-        .filter_map(|d| d.ok())
-        .filter(|d| d.root.is_some())
-        .map(|d| d.root.as_ref().and_then(|root| origin(root, &scratch.0)))
-        .collect();
-    if found.len() == documents { found } else { unknown }
+    Documents::unlimited(&source)
+        .filter_map(|d| d.ok()?.root)
+        .filter_map(|root| Some((identity(&root), origin(&root, &scratch.0)?)))
+        .collect()
 }
 
 /// An object's `config.kubernetes.io/origin` annotation, read.
@@ -183,12 +202,7 @@ fn origin(root: &Node, base: &Path) -> Option<Origin> {
 /// Builds the kustomization in `dir`.
 pub fn build(dir: &Path) -> Result<Built, Error> {
     let text = run(dir)?;
-    let documents = match SourceFile::new("built", text.clone()) {
-        Ok(source) => Documents::unlimited(&source).filter_map(|d| d.ok()).filter(|d| d.root.is_some()).count(),
-        Err(_) => 0,
-    };
-    let origins = origins(dir, documents);
-    Ok(Built { text, origins })
+    Ok(Built { text, origins: origins(dir) })
 }
 
 /// One object found again in the file it came from.
@@ -198,29 +212,46 @@ struct Found {
     span: Span,
 }
 
-/// The object in `source` that the built `info` came from: same kind, and the longest name
-/// the built one contains (kustomize adds prefixes, suffixes and hashes).
-fn find_object(source: &SourceFile, kind: &str, built_name: &str) -> Option<Found> {
+/// The object in `source` that the built one came from: same kind, the same namespace if
+/// the file names one, and the same name, else the one longest name the built one holds
+/// (kustomize adds prefixes, suffixes and hashes); none when two would fit as well.
+fn find_object(source: &SourceFile, kind: &str, namespace: Option<&str>, built_name: &str) -> Option<Found> {
     let mut best: Option<(usize, Found)> = None;
+    let mut tied = false;
     for document in Documents::unlimited(source).filter_map(|d| d.ok()) {
         let Some(root) = document.root else { continue };
         if root.get("kind").and_then(Node::as_str) != Some(kind) {
             continue;
         }
-        let name = root.get("metadata").and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or_default();
-        if !built_name.contains(name) || best.as_ref().is_some_and(|(length, _)| *length >= name.len()) {
+        let metadata = root.get("metadata");
+        let written = metadata.and_then(|m| m.get("namespace")).and_then(Node::as_str);
+        if written.is_some_and(|w| Some(w) != namespace) {
             continue;
         }
-        best = Some((name.len(), Found { document: document.index, span: document.span, root }));
+        let name = metadata.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or_default();
+        if name == built_name {
+            return Some(Found { document: document.index, span: document.span, root });
+        }
+        if !built_name.contains(name) {
+            continue;
+        }
+        match &best {
+            Some((length, _)) if *length > name.len() => {}
+            Some((length, _)) if *length == name.len() => tied = true,
+            _ => {
+                tied = false;
+                best = Some((name.len(), Found { document: document.index, span: document.span, root }));
+            }
+        }
     }
-    best.map(|(_, found)| found)
+    if tied { None } else { best.map(|(_, found)| found) }
 }
 
 /// The reports of a kustomization's build, findings moved to the files the objects came
 /// from: a report per such file (in the order first met), then the built YAML's report
 /// with what could not be moved (left out when nothing is left in it). Each report comes
 /// with the positions, in the built report, of the objects it holds.
-pub fn remap(built: FileReport, origins: &[Option<Origin>], kustomization: &Path) -> Vec<(FileReport, Vec<usize>)> {
+pub fn remap(built: FileReport, origins: &Origins, kustomization: &Path) -> Vec<(FileReport, Vec<usize>)> {
     let Some(built_source) = built.source.clone() else {
         let all = (0..built.objects.len()).collect();
         return vec![(built, all)];
@@ -232,7 +263,15 @@ pub fn remap(built: FileReport, origins: &[Option<Origin>], kustomization: &Path
     let mut kept = Vec::new();
     let mut kept_at = Vec::new();
     for (position, object) in built.objects.into_iter().enumerate() {
-        let origin = object.document.and_then(|d| origins.get(d)).cloned().flatten();
+        let origin = object.object.as_ref().and_then(|info| {
+            let key = (
+                info.gvk.api_version(),
+                info.gvk.kind.clone(),
+                info.namespace.clone().unwrap_or_default(),
+                info.name.clone().unwrap_or_default(),
+            );
+            origins.get(&key).cloned()
+        });
         let target = match &origin {
             Some(Origin::Resource(path)) => path.clone(),
             Some(Origin::Generated { file, .. }) => file.clone(),
@@ -301,7 +340,8 @@ fn moved_object(
     match origin {
         Some(Origin::Resource(_)) => {
             let Some(info) = object.object.clone() else { return Err(Box::new(object)) };
-            let Some(found) = find_object(source, &info.gvk.kind, info.name.as_deref().unwrap_or_default()) else {
+            let name = info.name.as_deref().unwrap_or_default();
+            let Some(found) = find_object(source, &info.gvk.kind, info.namespace.as_deref(), name) else {
                 return Err(Box::new(object));
             };
             let anchor = field_node(&found.root, "").map_or(found.span, |(_, span)| span);

@@ -75,6 +75,10 @@ pub struct Inputs {
     /// The release name charts are rendered with [default: helm's, `release-name`].
     #[arg(long, value_name = "NAME", help_heading = "Helm charts")]
     pub helm_release: Option<String>,
+
+    /// The namespace charts are rendered for (`.Release.Namespace`) [default: default].
+    #[arg(long, value_name = "NAMESPACE", help_heading = "Helm charts")]
+    pub helm_namespace: Option<String>,
 }
 
 /// The template values of a run, and the values folder that must not be read as manifests.
@@ -202,6 +206,7 @@ impl Inputs {
             values: self.helm_values.clone(),
             release: self.helm_release.clone(),
             kube_version: Some(catalog.version.to_string()),
+            namespace: self.helm_namespace.clone(),
         }
     }
 }

@@ -5,7 +5,7 @@ use super::Exit;
 use super::inputs::Inputs;
 use crate::discover::{Input, discover_manifests};
 use crate::helm;
-use crate::kustomize::{self, Origin};
+use crate::kustomize::{self, Origins};
 use crate::report::{self, Summary};
 use clap::{Args, ValueEnum};
 use kubeyard_compiler::config::{self, Config};
@@ -174,7 +174,7 @@ pub fn lint_paths_then<T: Send>(
     }
 
     let linter = &*linter;
-    type Linted<T> = (FileReport, Vec<(usize, T)>, Option<(Vec<Option<Origin>>, std::path::PathBuf)>);
+    type Linted<T> = (FileReport, Vec<(usize, T)>, Option<(Origins, std::path::PathBuf)>);
     let mut results: Vec<Linted<T>> = unreadable
         .into_iter()
         .map(|problem| (unreadable_report(problem.path, problem.reason), Vec::new(), None))
@@ -268,7 +268,7 @@ enum Loaded {
     /// A kustomization's build, with where each document came from.
     Built {
         source: SourceFile,
-        origins: Vec<Option<Origin>>,
+        origins: Origins,
         kustomization: std::path::PathBuf,
     },
     NotText {

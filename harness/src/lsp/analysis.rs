@@ -45,7 +45,8 @@ pub fn offset(text: &str, starts: &[usize], at: Position, encoding: Encoding) ->
     let line = &text[start..line_end];
     let mut units = 0u32;
     for (i, c) in line.char_indices() {
-        if units >= at.character || c == '\n' {
+        // A position past the line's end is its end, before `\r\n` as before `\n`.
+        if units >= at.character || c == '\n' || (c == '\r' && line[i..].starts_with("\r\n")) {
             return start + i;
         }
         units += match encoding {

@@ -62,21 +62,61 @@ fn path_of(uri: &str) -> String {
 
 impl Server {
     pub fn new(root: Option<&str>, encoding: Encoding) -> Result<Server, String> {
-        let linter = Linter::new(options(root)?).map_err(|e| e.to_string())?;
+        // A broken .kubeyard.yaml must not take the editor's server down: the defaults
+        // serve, and the log says why.
+        let options = options(root).unwrap_or_else(|message| {
+            eprintln!("kubeyard lsp: {message}; linting with the defaults");
+            LintOptions::default()
+        });
+        let linter = Linter::new(options).map_err(|e| e.to_string())?;
         Ok(Server { linter, documents: HashMap::new(), encoding })
     }
 
-    fn lint(&self, uri: &str, text: &str) -> FileReport {
+    /// Lints a document's text; the CustomResourceDefinitions in it are registered first,
+    /// so custom resources in it and in the other open documents validate against them.
+    /// Whether it registered any (the others are then linted again).
+    fn lint(&mut self, uri: &str, text: &str) -> (FileReport, bool) {
         match SourceFile::new(path_of(uri), text.to_string()) {
-            Ok(source) => self.linter.lint_source_each(source, &mut |_| {}),
-            Err(_) => FileReport { name: path_of(uri), source: None, objects: Vec::new() },
+            Ok(source) => {
+                let registered = !self.linter.register_crds(&source).is_empty();
+                (self.linter.lint_source_each(source, &mut |_| {}), registered)
+            }
+            Err(error) => {
+                // Binary or too large: said on the file, as `kubeyard lint` says it.
+                let diagnostic = kubeyard_compiler::lint::source_diagnostic(&error);
+                let report = FileReport {
+                    name: path_of(uri),
+                    source: None,
+                    objects: vec![kubeyard_compiler::ObjectReport::whole_file(vec![diagnostic])],
+                };
+                (report, false)
+            }
+        }
+    }
+
+    /// Lints every open document but `except` again (new CRDs change their verdicts).
+    fn relint_others(&mut self, except: &str) {
+        let others: Vec<(String, String)> = self
+            .documents
+            .iter()
+            .filter(|(u, _)| u.as_str() != except)
+            .map(|(u, d)| (u.clone(), d.text.clone()))
+            .collect();
+        for (uri, text) in others {
+            let (report, _) = self.lint(&uri, &text);
+            if let Some(document) = self.documents.get_mut(&uri) {
+                document.report = report;
+            }
         }
     }
 
     /// Opens or replaces a document; the diagnostics to publish.
     pub fn open(&mut self, uri: &str, version: i32, text: String) -> Vec<(String, Option<i32>, Vec<lsp::Diagnostic>)> {
-        let report = self.lint(uri, &text);
+        let (report, registered) = self.lint(uri, &text);
         self.documents.insert(uri.to_string(), Document { text, version, report, published: Vec::new() });
+        if registered {
+            self.relint_others(uri);
+        }
         self.publishable(Some(uri))
     }
 
@@ -102,9 +142,12 @@ impl Server {
         }
         document.version = version;
         let text = document.text.clone();
-        let report = self.lint(uri, &text);
+        let (report, registered) = self.lint(uri, &text);
         if let Some(document) = self.documents.get_mut(uri) {
             document.report = report;
+        }
+        if registered {
+            self.relint_others(uri);
         }
         self.publishable(Some(uri))
     }
@@ -249,7 +292,10 @@ fn diagnostics(report: &FileReport, text: &str, encoding: Encoding) -> Vec<lsp::
 
 fn publish(connection: &Connection, published: Vec<(String, Option<i32>, Vec<lsp::Diagnostic>)>) {
     for (uri, version, diagnostics) in published {
-        let params = json!({"uri": uri, "version": version, "diagnostics": diagnostics});
+        let mut params = json!({"uri": uri, "diagnostics": diagnostics});
+        if let Some(version) = version {
+            params["version"] = json!(version);
+        }
         let _ = connection
             .sender
             .send(Message::Notification(Notification::new("textDocument/publishDiagnostics".into(), params)));
@@ -290,7 +336,7 @@ pub fn run() -> Result<(), String> {
         text_document_sync: Some(lsp::TextDocumentSyncCapability::Kind(lsp::TextDocumentSyncKind::INCREMENTAL)),
         hover_provider: Some(lsp::HoverProviderCapability::Simple(true)),
         completion_provider: Some(lsp::CompletionOptions {
-            trigger_characters: Some(vec![":".into(), " ".into()]),
+            trigger_characters: Some(vec![":".into()]),
             ..lsp::CompletionOptions::default()
         }),
         code_action_provider: Some(lsp::CodeActionProviderCapability::Simple(true)),

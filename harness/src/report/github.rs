@@ -31,10 +31,20 @@ pub fn render(reports: &[FileReport], summary: &Summary) -> String {
         for object in &report.objects {
             for d in &object.diagnostics {
                 let mut properties = Vec::new();
-                if report.name != "<stdin>" {
+                // Rendered text (a chart's template, a kustomization's build) is no file of
+                // the pull request: its place goes in the message instead.
+                let real = crate::discover::real_file(&report.name).is_some();
+                if real {
                     properties.push(format!("file={}", escape_property(file)));
                 }
-                if let Some(source) = &report.source {
+                let mut place = String::new();
+                if let Some(source) = &report.source
+                    && !real
+                    && report.name != "<stdin>"
+                {
+                    let at = source.line_col(d.span.start);
+                    place = format!("{}:{}:{}: ", report.name, at.line, at.column);
+                } else if let Some(source) = &report.source {
                     let (start, end) = (source.line_col(d.span.start), source.line_col(d.span.end));
                     properties.push(format!("line={}", start.line));
                     if end.line == start.line {
@@ -56,9 +66,10 @@ pub fn render(reports: &[FileReport], summary: &Summary) -> String {
                     None => d.message.clone(),
                 };
                 out.push_str(&format!(
-                    "::{} {}::{}\n",
+                    "::{} {}::{}{}\n",
                     command(d.severity),
                     properties.join(","),
+                    escape_data(&place),
                     escape_data(&message)
                 ));
             }

@@ -87,12 +87,18 @@ pub fn uri(path: &str) -> String {
     out
 }
 
-/// Where a diagnostic is: the file, and the region when the file was read.
+/// Where a diagnostic is: the file, and the region when the file was read. Standard
+/// input and rendered text (a chart's template, a kustomization's build) are described,
+/// not pointed at: no file holds those lines.
 fn location(file: &str, source: Option<&SourceFile>, d: &Diagnostic, object: &ObjectReport) -> Value {
-    let artifact =
-        if file == "<stdin>" { json!({"description": {"text": "standard input"}}) } else { json!({"uri": uri(file)}) };
+    let real = crate::discover::real_file(file);
+    let artifact = match real {
+        Some(file) => json!({"uri": uri(file)}),
+        None if file == "<stdin>" => json!({"description": {"text": "standard input"}}),
+        None => json!({"description": {"text": file}}),
+    };
     let mut physical = json!({"artifactLocation": artifact});
-    if let Some(source) = source {
+    if let Some(source) = source.filter(|_| real.is_some() || file == "<stdin>") {
         let (start, end) = (source.line_col(d.span.start), source.line_col(d.span.end));
         physical["region"] = json!({
             "startLine": start.line,
@@ -123,10 +129,17 @@ pub fn render(reports: &[FileReport], summary: &Summary, kubernetes_version: &st
         for object in &report.objects {
             for d in &object.diagnostics {
                 let code = d.code.as_str();
-                let text = match &d.help {
+                let mut text = match &d.help {
                     Some(help) => format!("{}\nhelp: {help}", d.message),
                     None => d.message.clone(),
                 };
+                if crate::discover::real_file(&report.name).is_none()
+                    && report.name != "<stdin>"
+                    && let Some(source) = source
+                {
+                    let at = source.line_col(d.span.start);
+                    text.push_str(&format!("\nat {}:{}:{}", report.name, at.line, at.column));
+                }
                 let mut result = json!({
                     "ruleId": code,
                     "level": level(d.severity),

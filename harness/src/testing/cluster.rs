@@ -484,6 +484,7 @@ impl Cluster {
             paths: vec![chart.display().to_string()],
             helm_values: values.to_vec(),
             helm_release: release.map(str::to_string),
+            helm_namespace: Some(self.namespace.clone()),
             no_config: true,
             ..Inputs::default()
         };

@@ -55,6 +55,69 @@ fn a_chart_is_linted_template_by_template_with_its_values() {
         .collect();
     assert_eq!(codes, [("workload/negative-replicas", 10), ("image/latest-tag", 23)], "{deployment:#}");
     assert_eq!(deployment["diagnostics"][0]["file"], "fixtures/helm/web/templates/deployment.yaml (helm template)");
+
+    // In a CI annotation the rendered template is no file of the pull request: its place
+    // goes into the message.
+    let output = support::kubeyard(
+        &["lint", "-o", "github", "fixtures/helm/web", "--helm-values", "fixtures/helm/broken-values.yaml"],
+        None,
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let line = text.lines().find(|l| l.contains("negative-replicas")).unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        line.starts_with("::error title=workload/negative-replicas (Deployment/release-name-web)::fixtures/helm/web/templates/deployment.yaml (helm template):10:13: "),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_chart_is_rendered_as_an_install_renders_it() {
+    // Its CRDs first (so its custom resources validate), the hooks an install runs and no
+    // others, for the namespace asked (default unless told).
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("widgets");
+    for folder in ["crds", "templates"] {
+        std::fs::create_dir_all(chart.join(folder)).unwrap();
+    }
+    std::fs::write(chart.join("Chart.yaml"), "apiVersion: v2\nname: widgets\nversion: 0.1.0\n").unwrap();
+    std::fs::write(
+        chart.join("crds/widget.yaml"),
+        "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\n\
+         spec:\n  group: example.com\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n\
+         \x20 scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n\
+         \x20   schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n\
+         \x20         spec: {type: object, properties: {size: {type: integer}}}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/widget.yaml"),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\n  namespace: {{ .Release.Namespace }}\nspec:\n  size: 3\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cleanup.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cleanup\n  annotations: {helm.sh/hook: pre-delete}\n",
+    )
+    .unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_kubeyard"))
+        .args(["lint", "-o", "json", "Chart.yaml", "--helm-namespace", "shop"])
+        .current_dir(&chart)
+        .env("HELM_NAMESPACE", "elsewhere")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stdout));
+    let report = json(&output);
+    let objects: Vec<(&str, &str, Option<&str>)> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| (o["kind"].as_str().unwrap(), o["name"].as_str().unwrap(), o["namespace"].as_str()))
+        .collect();
+    assert_eq!(
+        objects,
+        [("CustomResourceDefinition", "widgets.example.com", None), ("Widget", "w", Some("shop"))],
+        "no pre-delete hook: {report:#}"
+    );
 }
 
 #[test]

@@ -82,3 +82,32 @@ fn a_kustomization_that_cannot_be_built_says_why() {
     let message = &json(&output)["objects"][0]["diagnostics"][0]["message"];
     assert!(message.as_str().unwrap().contains("missing.yaml"), "{message}");
 }
+
+#[test]
+fn findings_follow_their_object_whatever_the_order_and_names() {
+    // `sortOptions: fifo` orders the build as the resources are listed, the wrapped build
+    // that says where objects came from in kustomize's own order; and one name holds the
+    // other. The finding still lands on its own object. The folder's name needs quoting.
+    let dir = tempfile::tempdir().unwrap();
+    let app = dir.path().join("x #y");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(app.join("kustomization.yaml"), "resources: [a.yaml, b.yaml]\nsortOptions:\n  order: fifo\n")
+        .unwrap();
+    std::fs::write(
+        app.join("a.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web-canary\nspec:\n  bogus: 1\n  ports: [{port: 80}]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        app.join("b.yaml"),
+        "apiVersion: v1\nkind: Service\nmetadata:\n  name: web\nspec:\n  ports: [{port: 80}]\n",
+    )
+    .unwrap();
+    let output = support::kubeyard(&["lint", "-o", "json", app.to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    let found = findings(&json(&output));
+    let unknown = found.iter().find(|f| f.2 == "schema/unknown-field").unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(unknown.0.ends_with("x #y/a.yaml"), "{unknown:?}");
+    assert_eq!(unknown.1, 6);
+    assert!(!unknown.3.contains("kustomization"), "the value is the file's: {unknown:?}");
+}

@@ -205,6 +205,23 @@ fn an_editor_gets_diagnostics_hover_completion_and_fixes() {
     let found = client.diagnostics(service);
     assert!(found.iter().any(|d| d["code"] == "service/no-matching-pods"), "{found:#?}");
 
+    // A custom resource is checked against the CRD open beside it, opened after it.
+    let widget = "file:///work/app/widget.yaml";
+    client.notify(
+        "textDocument/didOpen",
+        json!({"textDocument": {"uri": widget, "languageId": "yaml", "version": 1,
+        "text": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: big}\n"}}),
+    );
+    let before = client.diagnostics(widget);
+    assert!(before.iter().any(|d| d["code"] == "schema/unknown-kind"), "{before:#?}");
+    let crd = "file:///work/app/crd.yaml";
+    client.notify("textDocument/didOpen", json!({"textDocument": {"uri": crd, "languageId": "yaml", "version": 1,
+        "text": "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  names: {kind: Widget, plural: widgets, singular: widget, listKind: WidgetList}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec: {type: object, properties: {size: {type: integer}}}\n"}}));
+    let _ = client.diagnostics(crd);
+    let after = client.diagnostics(widget);
+    let codes: Vec<&str> = after.iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert_eq!(codes, ["schema/type"], "size is an integer now that the CRD says so: {after:#?}");
+
     client.notify("textDocument/didClose", json!({"textDocument": {"uri": service}}));
     assert!(client.diagnostics(service).is_empty(), "a closed document's diagnostics are cleared");
     let _ = client.request("shutdown", json!(null));
