@@ -109,7 +109,13 @@ fn installed(text: &str) -> String {
             let hook = parsed.root.as_ref().and_then(|root| {
                 root.get("metadata")?.get("annotations")?.get("helm.sh/hook")?.as_str().map(str::to_string)
             });
-            hook.is_none_or(|hooks| hooks.split(',').any(|h| matches!(h.trim(), "pre-install" | "post-install")))
+            // helm reads hook names whatever their case (`Pre-Install` runs on install).
+            hook.is_none_or(|hooks| {
+                hooks.split(',').any(|h| {
+                    let h = h.trim();
+                    h.eq_ignore_ascii_case("pre-install") || h.eq_ignore_ascii_case("post-install")
+                })
+            })
         })
         .collect();
     let mut out = String::new();
@@ -216,7 +222,7 @@ mod tests {
 
     #[test]
     fn only_the_hooks_an_install_runs_are_kept() {
-        let text = "kind: Job\nmetadata:\n  name: migrate\n  annotations: {helm.sh/hook: \"pre-install,pre-upgrade\"}\n---\n\
+        let text = "kind: Job\nmetadata:\n  name: migrate\n  annotations: {helm.sh/hook: \"Pre-Install,pre-upgrade\"}\n---\n\
                     kind: Job\nmetadata:\n  name: cleanup\n  annotations: {helm.sh/hook: pre-delete}\n---\n\
                     kind: Service\nmetadata: {name: web}\n";
         let kept = installed(text);

@@ -212,10 +212,22 @@ struct Found {
     span: Span,
 }
 
-/// The object in `source` that the built one came from: same kind, the same namespace if
-/// the file names one, and the same name, else the one longest name the built one holds
-/// (kustomize adds prefixes, suffixes and hashes); none when two would fit as well.
+/// The object in `source` that the built one came from: same kind and the same name, else
+/// the one longest name the built one holds (kustomize adds prefixes, suffixes and
+/// hashes); of two that fit as well, the one whose written namespace is the built one's
+/// (kustomize's `namespace:` may have replaced it); none when that does not decide.
 fn find_object(source: &SourceFile, kind: &str, namespace: Option<&str>, built_name: &str) -> Option<Found> {
+    find_object_in(source, kind, namespace, built_name, true)
+        .or_else(|| find_object_in(source, kind, namespace, built_name, false))
+}
+
+fn find_object_in(
+    source: &SourceFile,
+    kind: &str,
+    namespace: Option<&str>,
+    built_name: &str,
+    same_namespace: bool,
+) -> Option<Found> {
     let mut best: Option<(usize, Found)> = None;
     let mut tied = false;
     for document in Documents::unlimited(source).filter_map(|d| d.ok()) {
@@ -225,7 +237,7 @@ fn find_object(source: &SourceFile, kind: &str, namespace: Option<&str>, built_n
         }
         let metadata = root.get("metadata");
         let written = metadata.and_then(|m| m.get("namespace")).and_then(Node::as_str);
-        if written.is_some_and(|w| Some(w) != namespace) {
+        if same_namespace && written.is_some_and(|w| Some(w) != namespace) {
             continue;
         }
         let name = metadata.and_then(|m| m.get("name")).and_then(Node::as_str).unwrap_or_default();

@@ -111,3 +111,19 @@ fn findings_follow_their_object_whatever_the_order_and_names() {
     assert_eq!(unknown.1, 6);
     assert!(!unknown.3.contains("kustomization"), "the value is the file's: {unknown:?}");
 }
+
+#[test]
+fn a_namespace_the_kustomization_replaces_still_finds_its_object() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("kustomization.yaml"), "namespace: prod\nresources: [cm.yaml]\n").unwrap();
+    std::fs::write(
+        dir.path().join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: dev\ndata:\n  a: 1\n",
+    )
+    .unwrap();
+    let output = support::kubeyard(&["lint", "-o", "json", dir.path().to_str().unwrap()], None);
+    assert_eq!(output.status.code(), Some(1));
+    let found = findings(&json(&output));
+    let wrong = found.iter().find(|f| f.2 == "schema/type").unwrap_or_else(|| panic!("{found:#?}"));
+    assert!(wrong.0.ends_with("/cm.yaml") && wrong.1 == 7, "on the file's data.a: {wrong:?}");
+}
