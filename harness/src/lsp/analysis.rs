@@ -117,9 +117,7 @@ pub fn kind_at(text: &str, line: usize) -> Option<GroupVersionKind> {
             Some(value.trim_matches(['"', '\'']).to_string())
         })
     };
-    let (api_version, kind) = (top("apiVersion")?, top("kind")?);
-    let (group, version) = api_version.split_once('/').unwrap_or(("", &api_version));
-    Some(GroupVersionKind::new(group, version, &kind))
+    Some(GroupVersionKind::from_api_version(&top("apiVersion")?, &top("kind")?))
 }
 
 /// The path of the mapping a line at `column` on `line` belongs to: its ancestors' keys,

@@ -269,10 +269,7 @@ fn diagnostics(report: &FileReport, text: &str, encoding: Encoding) -> Vec<lsp::
                 Severity::Warning => lsp::DiagnosticSeverity::WARNING,
                 Severity::Info => lsp::DiagnosticSeverity::INFORMATION,
             };
-            let message = match &d.help {
-                Some(help) => format!("{}\nhelp: {help}", d.message),
-                None => d.message.clone(),
-            };
+            let message = crate::report::message_with_help(d);
             let replacement = (d.code == Code::UnknownField).then(|| d.help.as_deref().and_then(suggestion)).flatten();
             let href = crate::report::sarif::help_uri(d.code).parse::<lsp::Uri>().ok();
             out.push(lsp::Diagnostic {

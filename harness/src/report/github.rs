@@ -61,10 +61,7 @@ pub fn render(reports: &[FileReport], summary: &Summary) -> String {
                     None => d.code.as_str().to_string(),
                 };
                 properties.push(format!("title={}", escape_property(&title)));
-                let message = match &d.help {
-                    Some(help) => format!("{}\nhelp: {help}", d.message),
-                    None => d.message.clone(),
-                };
+                let message = crate::report::message_with_help(d);
                 out.push_str(&format!(
                     "::{} {}::{}{}\n",
                     command(d.severity),

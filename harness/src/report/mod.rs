@@ -11,6 +11,15 @@ pub mod text;
 use kubeyard_compiler::{Code, FileReport, Severity, Verdict};
 use std::time::Duration;
 
+/// A diagnostic's message with its help on the next line: what the one-string formats
+/// (SARIF, GitHub annotations, the editor's diagnostics) show.
+pub fn message_with_help(d: &kubeyard_compiler::Diagnostic) -> String {
+    match &d.help {
+        Some(help) => format!("{}\nhelp: {help}", d.message),
+        None => d.message.clone(),
+    }
+}
+
 /// Counts over a whole run.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Summary {

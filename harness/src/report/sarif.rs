@@ -74,17 +74,11 @@ fn descriptors() -> (Vec<Value>, HashMap<&'static str, usize>) {
 /// cannot hold are percent-encoded.
 pub fn uri(path: &str) -> String {
     let path = path.strip_prefix("./").unwrap_or(path);
-    let mut out = String::with_capacity(path.len() + 8);
-    if path.starts_with('/') {
-        out.push_str("file://");
-    }
-    for byte in path.bytes() {
-        match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' | b'/' => out.push(byte as char),
-            _ => out.push_str(&format!("%{byte:02X}")),
-        }
-    }
-    out
+    // RFC 3986's unreserved characters and the path's slashes stay as they are.
+    const KEPT: &percent_encoding::AsciiSet =
+        &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'/');
+    let encoded = percent_encoding::utf8_percent_encode(path, KEPT);
+    if path.starts_with('/') { format!("file://{encoded}") } else { encoded.to_string() }
 }
 
 /// Where a diagnostic is: the file, and the region when the file was read. Standard
@@ -129,10 +123,7 @@ pub fn render(reports: &[FileReport], summary: &Summary, kubernetes_version: &st
         for object in &report.objects {
             for d in &object.diagnostics {
                 let code = d.code.as_str();
-                let mut text = match &d.help {
-                    Some(help) => format!("{}\nhelp: {help}", d.message),
-                    None => d.message.clone(),
-                };
+                let mut text = crate::report::message_with_help(d);
                 if crate::discover::real_file(&report.name).is_none()
                     && report.name != "<stdin>"
                     && let Some(source) = source
