@@ -68,8 +68,9 @@ codes! {
     NotUtf8 => "input/not-utf8", "The file is not UTF-8 text.";
     Binary => "input/binary", "The file contains NUL bytes: it is binary, not YAML or JSON.";
     TooLarge => "input/too-large", "A file or one document is larger than kubeyard or the API server accepts.";
-    Helm => "input/helm", "A Helm chart could not be rendered: helm's own error, or no helm on the PATH.";
-    Kustomize => "input/kustomize", "A kustomization could not be built: kustomize's own error, or no kubectl or kustomize on the PATH.";
+    MissingTool => "input/missing-tool", "A program kubeyard runs to read an input is not on the PATH (helm for a chart; kubectl or kustomize for a kustomization): nothing of that input was checked.";
+    Helm => "input/helm", "A Helm chart could not be rendered: helm's own error.";
+    Kustomize => "input/kustomize", "A kustomization could not be built: kustomize's own error.";
     YamlSyntax => "yaml/syntax", "The text is not valid YAML; parsing stops at the error.";
     DuplicateKey => "yaml/duplicate-key", "A mapping has the same key twice; the API server rejects this in strict mode.";
     AliasLimit => "yaml/alias-limit", "Aliases expand to too many nodes (a \"billion laughs\" document).";

@@ -48,6 +48,17 @@ pub enum Error {
 }
 
 impl Error {
+    /// Its diagnostic code: a missing program or an I/O failure means the input was not
+    /// read at all (exit code 2); the tool's own error is a finding about the input.
+    pub fn code(&self) -> kubeyard_compiler::diagnostic::Code {
+        use kubeyard_compiler::diagnostic::Code;
+        match self {
+            Error::NoHelm { .. } => Code::MissingTool,
+            Error::Io { .. } => Code::Unreadable,
+            Error::Failed { .. } => Code::Helm,
+        }
+    }
+
     /// What to do about it.
     pub fn help(&self) -> &'static str {
         match self {

@@ -73,20 +73,31 @@ impl Kubeyard {
         let bytes = container.copy_file_from(KUBECONFIG, Vec::new()).await?;
         let text = String::from_utf8(bytes).map_err(|e| TestcontainersError::other(format!("kubeconfig: {e}")))?;
         let port = container.get_host_port_ipv4(API_PORT).await?;
-        let host = container.get_host().await?;
-        Ok(with_server(&text, &format!("https://{host}:{port}")))
+        let host = container.get_host().await?.to_string();
+        Ok(with_server(&text, &host, port))
     }
 }
 
-/// `kubeconfig` with every cluster's `server:` replaced by `server`.
-fn with_server(kubeconfig: &str, server: &str) -> String {
+/// `kubeconfig` with every cluster's `server:` replaced by the published port on `host`.
+/// The server's certificate names the loopback addresses (and the container's own): on a
+/// remote Docker host (`DOCKER_HOST=tcp://...`) clients are told to check it as `localhost`
+/// (`tls-server-name`, which kubectl, client-go, kube-rs and the Python client read).
+fn with_server(kubeconfig: &str, host: &str, port: u16) -> String {
+    let loopback = matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]");
+    let server = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_string() };
     let mut out = String::with_capacity(kubeconfig.len());
     for line in kubeconfig.split_inclusive('\n') {
         let trimmed = line.trim_start();
+        if trimmed.starts_with("tls-server-name:") {
+            continue;
+        }
         match trimmed.strip_prefix("server:") {
             Some(_) => {
                 let indent = &line[..line.len() - trimmed.len()];
-                out.push_str(&format!("{indent}server: {server}\n"));
+                out.push_str(&format!("{indent}server: https://{server}:{port}\n"));
+                if !loopback {
+                    out.push_str(&format!("{indent}tls-server-name: localhost\n"));
+                }
             }
             None => out.push_str(line),
         }
@@ -125,8 +136,13 @@ mod tests {
     fn the_server_is_the_published_port() {
         let kubeconfig = "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QQ==\n    server: https://0.0.0.0:6443\n  name: kubeyard\n";
         assert_eq!(
-            with_server(kubeconfig, "https://localhost:32768"),
+            with_server(kubeconfig, "localhost", 32768),
             "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QQ==\n    server: https://localhost:32768\n  name: kubeyard\n"
+        );
+        // A remote Docker host: the certificate is checked as localhost's.
+        assert_eq!(
+            with_server(kubeconfig, "docker.example", 32768),
+            "apiVersion: v1\nclusters:\n- cluster:\n    certificate-authority-data: QQ==\n    server: https://docker.example:32768\n    tls-server-name: localhost\n  name: kubeyard\n"
         );
     }
 

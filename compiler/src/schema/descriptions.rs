@@ -46,6 +46,15 @@ pub fn describe(version: KubernetesVersion, name: &str, definition: &mut Value) 
         if let (Some(text), Some(schema)) = (description(version, name, field), schema.as_object_mut()) {
             schema.insert("description".into(), Value::String(text.to_string()));
         }
+        // The enum values a live server's documents list (`kubectl explain`'s `enum:`).
+        let values = super::enums::values(name, field);
+        if values.is_empty() {
+            continue;
+        }
+        let target = if schema.get("items").is_some() { &mut schema["items"] } else { schema };
+        if let Some(target) = target.as_object_mut() {
+            target.insert("enum".into(), values.iter().map(|v| Value::String(v.to_string())).collect());
+        }
     }
 }
 

@@ -8,6 +8,7 @@
 pub mod cel;
 pub mod cel_cost;
 pub mod descriptions;
+pub mod enums;
 pub mod openapi;
 pub mod prune;
 pub mod removed;
@@ -511,6 +512,11 @@ impl Catalog {
         let object = object();
         let earlier = structural::validate(&structural, &object);
         rules.check(&structural, &object, None, &earlier)
+    }
+
+    /// The name of the CustomResourceDefinition that defines a custom kind.
+    pub fn crd_name(&self, gvk: &GroupVersionKind) -> Option<String> {
+        self.customs().get(gvk).map(|c| c.crd_name.clone())
     }
 
     /// Forgets the kinds a CustomResourceDefinition (by name) defined: it was deleted.

@@ -298,7 +298,7 @@ fn load(input: &Input, helm: &helm::Options) -> Vec<Loaded> {
                 .collect(),
             Err(error) => vec![Loaded::NotText {
                 name,
-                diagnostic: Diagnostic::error(Code::Helm, Span::default(), error.to_string()).with_help(error.help()),
+                diagnostic: Diagnostic::error(error.code(), Span::default(), error.to_string()).with_help(error.help()),
             }],
         },
         _ => vec![load_one(input, name)],
@@ -318,8 +318,7 @@ fn load_one(input: &Input, name: String) -> Loaded {
             },
             Err(error) => Loaded::NotText {
                 name,
-                diagnostic: Diagnostic::error(Code::Kustomize, Span::default(), error.to_string())
-                    .with_help(error.help()),
+                diagnostic: Diagnostic::error(error.code(), Span::default(), error.to_string()).with_help(error.help()),
             },
         };
     }

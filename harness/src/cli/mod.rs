@@ -182,7 +182,11 @@ pub fn main() -> ExitCode {
         Command::Down(args) => image::down(args),
         Command::Completion(args) => completion::run(args),
         Command::Lsp => match crate::lsp::run() {
-            Ok(()) => Exit::Ok,
+            Ok(true) => Exit::Ok,
+            Ok(false) => {
+                eprintln!("kubeyard lsp: told to exit without a shutdown request first");
+                Exit::Findings
+            }
             Err(message) => lint::usage_error(&format!("kubeyard lsp: {message}")),
         },
         Command::Man(args) => man::run(args),

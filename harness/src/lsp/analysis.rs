@@ -260,7 +260,7 @@ pub fn complete(catalog: &Catalog, text: &str, offset: usize) -> Vec<Completion>
                 .filter(|f| f.name.starts_with(&typed) && !written.contains(&f.name))
                 .map(|f| Completion {
                     detail: if f.required { format!("{} (required)", f.type_name) } else { f.type_name },
-                    documentation: f.description.map(str::to_string),
+                    documentation: f.description,
                     label: f.name,
                     is_field: true,
                 })
@@ -382,7 +382,7 @@ pub fn hover(catalog: &Catalog, text: &str, offset: usize) -> Option<String> {
     }
     if let Some(description) = description {
         out.push_str("\n\n");
-        out.push_str(description);
+        out.push_str(&description);
     }
     Some(out)
 }
@@ -454,6 +454,12 @@ mod tests {
         let kind = "apiVersion: apps/v1\nkind: Dep";
         let values: Vec<String> = complete(&catalog, kind, kind.len()).into_iter().map(|c| c.label).collect();
         assert_eq!(values, ["Deployment"]);
+        // An enum field's values (`imagePullPolicy: ` on line 10).
+        let policies: Vec<String> =
+            complete(&catalog, DEPLOYMENT, at(DEPLOYMENT, 10, 27)).into_iter().map(|c| c.label).collect();
+        assert_eq!(policies, ["Always", "IfNotPresent", "Never"]);
+        let shown = hover(&catalog, DEPLOYMENT, at(DEPLOYMENT, 10, 14)).unwrap();
+        assert!(shown.contains("One of: `Always`, `IfNotPresent`, `Never`"), "{shown}");
         let shown = hover(&catalog, DEPLOYMENT, at(DEPLOYMENT, 9, 12)).unwrap();
         assert!(shown.starts_with("**spec.template.spec.containers[].image** `string`"), "{shown}");
         assert!(shown.contains("Container image name."), "{shown}");

@@ -26,6 +26,8 @@ struct Document {
     report: FileReport,
     /// What was last published for it.
     published: Vec<lsp::Diagnostic>,
+    /// The CustomResourceDefinitions (by name) it defines, registered while it is open.
+    crds: Vec<String>,
 }
 
 /// The server's state: the linter, the open documents, the client's position encoding.
@@ -72,15 +74,22 @@ impl Server {
         Ok(Server { linter, documents: HashMap::new(), encoding })
     }
 
+    /// The CustomResourceDefinitions a document's text defines, registered (by name).
+    fn register(&mut self, uri: &str, text: &str) -> Vec<String> {
+        let Ok(source) = SourceFile::new(path_of(uri), text.to_string()) else { return Vec::new() };
+        let mut names: Vec<String> =
+            self.linter.register_crds(&source).iter().filter_map(|gvk| self.linter.catalog().crd_name(gvk)).collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// Lints a document's text; the CustomResourceDefinitions in it are registered first,
     /// so custom resources in it and in the other open documents validate against them.
-    /// Whether it registered any (the others are then linted again).
-    fn lint(&mut self, uri: &str, text: &str) -> (FileReport, bool) {
+    fn lint(&mut self, uri: &str, text: &str) -> (FileReport, Vec<String>) {
+        let crds = self.register(uri, text);
         match SourceFile::new(path_of(uri), text.to_string()) {
-            Ok(source) => {
-                let registered = !self.linter.register_crds(&source).is_empty();
-                (self.linter.lint_source_each(source, &mut |_| {}), registered)
-            }
+            Ok(source) => (self.linter.lint_source_each(source, &mut |_| {}), crds),
             Err(error) => {
                 // Binary or too large: said on the file, as `kubeyard lint` says it.
                 let diagnostic = kubeyard_compiler::lint::source_diagnostic(&error);
@@ -89,12 +98,32 @@ impl Server {
                     source: None,
                     objects: vec![kubeyard_compiler::ObjectReport::whole_file(vec![diagnostic])],
                 };
-                (report, false)
+                (report, crds)
             }
         }
     }
 
-    /// Lints every open document but `except` again (new CRDs change their verdicts).
+    /// Forgets the CustomResourceDefinitions a document defined (it changed or closed), and
+    /// registers again those the other open documents define, the same ones among them.
+    fn forget(&mut self, uri: &str, crds: &[String]) {
+        if crds.is_empty() {
+            return;
+        }
+        for name in crds {
+            self.linter.catalog().unregister_crd(name);
+        }
+        let others: Vec<(String, String)> = self
+            .documents
+            .iter()
+            .filter(|(u, d)| u.as_str() != uri && !d.crds.is_empty())
+            .map(|(u, d)| (u.clone(), d.text.clone()))
+            .collect();
+        for (other, text) in others {
+            self.register(&other, &text);
+        }
+    }
+
+    /// Lints every open document but `except` again (the CRDs changed their verdicts).
     fn relint_others(&mut self, except: &str) {
         let others: Vec<(String, String)> = self
             .documents
@@ -103,18 +132,22 @@ impl Server {
             .map(|(u, d)| (u.clone(), d.text.clone()))
             .collect();
         for (uri, text) in others {
-            let (report, _) = self.lint(&uri, &text);
+            let (report, crds) = self.lint(&uri, &text);
             if let Some(document) = self.documents.get_mut(&uri) {
                 document.report = report;
+                document.crds = crds;
             }
         }
     }
 
     /// Opens or replaces a document; the diagnostics to publish.
     pub fn open(&mut self, uri: &str, version: i32, text: String) -> Vec<(String, Option<i32>, Vec<lsp::Diagnostic>)> {
-        let (report, registered) = self.lint(uri, &text);
-        self.documents.insert(uri.to_string(), Document { text, version, report, published: Vec::new() });
-        if registered {
+        let before = self.documents.get(uri).map(|d| d.crds.clone()).unwrap_or_default();
+        self.forget(uri, &before);
+        let (report, crds) = self.lint(uri, &text);
+        let relint = !before.is_empty() || !crds.is_empty();
+        self.documents.insert(uri.to_string(), Document { text, version, report, published: Vec::new(), crds });
+        if relint {
             self.relint_others(uri);
         }
         self.publishable(Some(uri))
@@ -142,21 +175,31 @@ impl Server {
         }
         document.version = version;
         let text = document.text.clone();
-        let (report, registered) = self.lint(uri, &text);
+        let before = std::mem::take(&mut document.crds);
+        // A CRD edited away (or renamed) no longer defines its kinds.
+        self.forget(uri, &before);
+        let (report, crds) = self.lint(uri, &text);
+        let relint = !before.is_empty() || !crds.is_empty();
         if let Some(document) = self.documents.get_mut(uri) {
             document.report = report;
+            document.crds = crds;
         }
-        if registered {
+        if relint {
             self.relint_others(uri);
         }
         self.publishable(Some(uri))
     }
 
-    /// Closes a document: its diagnostics are cleared, the others' set rules run again.
+    /// Closes a document: its diagnostics are cleared, the CRDs it defined forgotten, the
+    /// others' set rules run again.
     pub fn close(&mut self, uri: &str) -> Vec<(String, Option<i32>, Vec<lsp::Diagnostic>)> {
         let mut out = Vec::new();
-        if self.documents.remove(uri).is_some() {
+        if let Some(document) = self.documents.remove(uri) {
             out.push((uri.to_string(), None, Vec::new()));
+            if !document.crds.is_empty() {
+                self.forget(uri, &document.crds);
+                self.relint_others(uri);
+            }
         }
         out.extend(self.publishable(None));
         out
@@ -307,8 +350,9 @@ fn respond(connection: &Connection, id: RequestId, result: Result<Value, String>
     let _ = connection.sender.send(Message::Response(response));
 }
 
-/// Serves one client on standard input and output until it says `exit`.
-pub fn run() -> Result<(), String> {
+/// Serves one client on standard input and output until it says `exit`. Whether it asked
+/// for `shutdown` first: the protocol has a server told to exit without it end with code 1.
+pub fn run() -> Result<bool, String> {
     let (connection, io) = Connection::stdio();
     let (id, params) = connection.initialize_start().map_err(|e| e.to_string())?;
     let params: lsp::InitializeParams = serde_json::from_value(params).map_err(|e| e.to_string())?;
@@ -345,14 +389,18 @@ pub fn run() -> Result<(), String> {
     });
     connection.initialize_finish(id, result).map_err(|e| e.to_string())?;
 
+    // Standard input closing without `shutdown` and `exit` is the client gone: not clean.
+    let mut shut_down = false;
     for message in &connection.receiver {
         match message {
             Message::Request(request) => {
                 if connection.handle_shutdown(&request).map_err(|e| e.to_string())? {
+                    shut_down = true;
                     break;
                 }
                 handle(&connection, &server, request);
             }
+            Message::Notification(notification) if notification.method == "exit" => break,
             Message::Notification(notification) => {
                 let published = notify(&mut server, notification);
                 publish(&connection, published);
@@ -361,7 +409,9 @@ pub fn run() -> Result<(), String> {
         }
     }
     drop(connection);
-    io.join().map_err(|e| e.to_string())
+    // The reader thread ends after `exit` or at the end of standard input.
+    io.join().map_err(|e| e.to_string())?;
+    Ok(shut_down)
 }
 
 fn handle(connection: &Connection, server: &Server, request: Request) {
@@ -414,6 +464,51 @@ fn notify(server: &mut Server, notification: Notification) -> Vec<(String, Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const CRD: &str = "apiVersion: apiextensions.k8s.io/v1\nkind: CustomResourceDefinition\nmetadata: {name: widgets.example.com}\nspec:\n  group: example.com\n  names: {kind: Widget, plural: widgets}\n  scope: Namespaced\n  versions:\n  - name: v1\n    served: true\n    storage: true\n    schema:\n      openAPIV3Schema:\n        type: object\n        properties:\n          spec: {type: object, properties: {size: {type: integer, description: How big.}, shape: {type: string}}}\n";
+    const WIDGET: &str = "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec:\n  size: big\n  \n";
+
+    fn codes(published: &[(String, Option<i32>, Vec<lsp::Diagnostic>)], uri: &str) -> Vec<String> {
+        let (_, _, diagnostics) = published.iter().find(|(u, _, _)| u == uri).expect("published");
+        diagnostics
+            .iter()
+            .filter_map(|d| match &d.code {
+                Some(lsp::NumberOrString::String(code)) => Some(code.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn whole(text: &str) -> Vec<lsp::TextDocumentContentChangeEvent> {
+        vec![lsp::TextDocumentContentChangeEvent { range: None, range_length: None, text: text.into() }]
+    }
+
+    #[test]
+    fn a_crd_counts_while_its_document_is_open_and_defines_it() {
+        let mut server = Server::new(None, Encoding::Utf16).unwrap();
+        let (crd, widget) = ("file:///w/crd.yaml", "file:///w/widget.yaml");
+        let published = server.open(widget, 1, WIDGET.into());
+        assert_eq!(codes(&published, widget), ["schema/unknown-kind"]);
+        let published = server.open(crd, 1, CRD.into());
+        assert_eq!(codes(&published, widget), ["schema/type"], "size is an integer");
+
+        // Hover and completion read the CRD's schema.
+        let hover = server.hover(widget, lsp::Position { line: 4, character: 3 }).expect("hover");
+        let lsp::HoverContents::Markup(hover) = hover.contents else { panic!("markdown") };
+        assert!(hover.value.starts_with("**spec.size** `integer`") && hover.value.ends_with("How big."), "{hover:?}");
+        let labels: Vec<String> =
+            server.complete(widget, lsp::Position { line: 5, character: 2 }).into_iter().map(|c| c.label).collect();
+        assert_eq!(labels, ["shape"], "the field not written yet");
+
+        // Edited so it no longer defines Widget: the kind is unknown again.
+        let published = server.change(crd, 2, whole(&CRD.replace("kind: Widget", "kind: Gadget")));
+        assert_eq!(codes(&published, widget), ["schema/unknown-kind"]);
+        let published = server.change(crd, 3, whole(CRD));
+        assert_eq!(codes(&published, widget), ["schema/type"]);
+        // Closed: forgotten.
+        let published = server.close(crd);
+        assert_eq!(codes(&published, widget), ["schema/unknown-kind"]);
+    }
 
     #[test]
     fn a_did_you_mean_is_a_replacement() {

@@ -30,7 +30,8 @@ pub struct Summary {
     pub skipped: usize,
     pub errors: usize,
     pub warnings: usize,
-    /// Paths that could not be read: an I/O problem, not a finding about manifests.
+    /// Inputs that could not be read (an I/O problem, or no helm or kubectl to read them
+    /// with), not a finding about manifests.
     pub unreadable: usize,
     pub elapsed: Duration,
 }
@@ -39,7 +40,9 @@ impl Summary {
     pub fn of(reports: &[FileReport], elapsed: Duration) -> Summary {
         let mut summary = Summary { files: reports.len(), elapsed, ..Summary::default() };
         for object in reports.iter().flat_map(|r| &r.objects) {
-            if object.diagnostics.iter().any(|d| d.code == Code::Unreadable) {
+            // An input not read at all, for want of the file or of the program that reads
+            // it, is no verdict on manifests: it is the run's failure (exit code 2).
+            if object.diagnostics.iter().any(|d| matches!(d.code, Code::Unreadable | Code::MissingTool)) {
                 summary.unreadable += 1;
                 continue;
             }

@@ -140,9 +140,10 @@ fn a_chart_is_planned_as_rendered_and_refused_loudly_without_helm() {
         .env("PATH", "/nonexistent")
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1));
+    // Nothing of the chart was checked: the run's failure (2), not a finding (1).
+    assert_eq!(output.status.code(), Some(2));
     let diagnostic = &json(&output)["objects"][0]["diagnostics"][0];
-    assert_eq!(diagnostic["code"], "input/helm");
+    assert_eq!(diagnostic["code"], "input/missing-tool");
     assert_eq!(diagnostic["message"], "cannot render the chart fixtures/helm/web: helm is not on the PATH");
     assert!(diagnostic["help"].as_str().unwrap().contains("helm template DIR | kubeyard lint -"), "{diagnostic}");
 }

@@ -229,3 +229,14 @@ fn an_editor_gets_diagnostics_hover_completion_and_fixes() {
     let status = client.child.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn exit_without_shutdown_ends_with_code_1() {
+    // The protocol: "exit" after "shutdown" is code 0 (above), without it code 1.
+    let mut client = Client::start();
+    let _ = client.request("initialize", json!({"processId": null, "rootUri": null, "capabilities": {}}));
+    client.notify("initialized", json!({}));
+    client.notify("exit", json!(null));
+    let status = client.child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "{status}");
+}

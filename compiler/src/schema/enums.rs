@@ -1,0 +1,135 @@
+//! The values of the Kubernetes API's enum fields: the string types `k8s.io/api` marks
+//! `+enum` (`PullPolicy`, `ServiceType`, `DeploymentStrategyType`...), by the definition
+//! and field that use them.
+//!
+//! A live API server's OpenAPI v3 documents list these values (`kubectl explain` prints
+//! them as `enum: Always, IfNotPresent, Never`), but the documents upstream publishes
+//! leave them out on purpose (kubernetes/kubernetes#113830: generated clients broke on
+//! them), and so do the JSON Schemas built from those (`schemas/`). So they are written
+//! here, from the `+enum` types of `k8s.io/api`, sorted as the server sorts them. Only
+//! types of fields users write are listed (no status), and only values every shipped
+//! version accepts. Fields a version lacks are never reached: callers walk the version's
+//! own schema first.
+//!
+//! Read by hover and completion (`explain`) and by the API server's OpenAPI documents
+//! (`descriptions::describe`). Validation does not read them: the API server's checks of
+//! these fields are its own (some accept the empty string, some only some values).
+
+const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
+const TERMINATION_MESSAGE_POLICIES: &[&str] = &["FallbackToLogsOnError", "File"];
+const PROFILE_TYPES: &[&str] = &["Localhost", "RuntimeDefault", "Unconfined"];
+const TAINT_EFFECTS: &[&str] = &["NoExecute", "NoSchedule", "PreferNoSchedule"];
+const ACCESS_MODES: &[&str] = &["ReadOnlyMany", "ReadWriteMany", "ReadWriteOnce", "ReadWriteOncePod"];
+const VOLUME_MODES: &[&str] = &["Block", "Filesystem"];
+const RECLAIM_POLICIES: &[&str] = &["Delete", "Recycle", "Retain"];
+const TRAFFIC_POLICIES: &[&str] = &["Cluster", "Local"];
+const SCOPES: &[&str] =
+    &["BestEffort", "CrossNamespacePodAffinity", "NotBestEffort", "NotTerminating", "PriorityClass", "Terminating"];
+const SCOPE_OPERATORS: &[&str] = &["DoesNotExist", "Exists", "In", "NotIn"];
+const UPDATE_STRATEGIES: &[&str] = &["OnDelete", "RollingUpdate"];
+const RETENTION: &[&str] = &["Delete", "Retain"];
+const HONOR: &[&str] = &["Honor", "Ignore"];
+
+/// (definition, field, values): for a list field, the values of its items.
+const ENUMS: &[(&str, &str, &[&str])] = &[
+    ("io.k8s.api.apps.v1.DaemonSetUpdateStrategy", "type", UPDATE_STRATEGIES),
+    ("io.k8s.api.apps.v1.DeploymentStrategy", "type", &["Recreate", "RollingUpdate"]),
+    ("io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy", "whenDeleted", RETENTION),
+    ("io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy", "whenScaled", RETENTION),
+    ("io.k8s.api.apps.v1.StatefulSetSpec", "podManagementPolicy", &["OrderedReady", "Parallel"]),
+    ("io.k8s.api.apps.v1.StatefulSetUpdateStrategy", "type", UPDATE_STRATEGIES),
+    ("io.k8s.api.batch.v1.CronJobSpec", "concurrencyPolicy", &["Allow", "Forbid", "Replace"]),
+    ("io.k8s.api.batch.v1.JobSpec", "completionMode", &["Indexed", "NonIndexed"]),
+    ("io.k8s.api.batch.v1.JobSpec", "podReplacementPolicy", &["Failed", "TerminatingOrFailed"]),
+    ("io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", "operator", &["In", "NotIn"]),
+    ("io.k8s.api.batch.v1.PodFailurePolicyRule", "action", &["Count", "FailIndex", "FailJob", "Ignore"]),
+    ("io.k8s.api.core.v1.AppArmorProfile", "type", PROFILE_TYPES),
+    ("io.k8s.api.core.v1.Container", "imagePullPolicy", PULL_POLICIES),
+    ("io.k8s.api.core.v1.Container", "terminationMessagePolicy", TERMINATION_MESSAGE_POLICIES),
+    ("io.k8s.api.core.v1.ContainerPort", "protocol", PROTOCOLS),
+    ("io.k8s.api.core.v1.ContainerResizePolicy", "restartPolicy", &["NotRequired", "RestartContainer"]),
+    ("io.k8s.api.core.v1.EndpointPort", "protocol", PROTOCOLS),
+    ("io.k8s.api.core.v1.EphemeralContainer", "imagePullPolicy", PULL_POLICIES),
+    ("io.k8s.api.core.v1.EphemeralContainer", "terminationMessagePolicy", TERMINATION_MESSAGE_POLICIES),
+    ("io.k8s.api.core.v1.HTTPGetAction", "scheme", &["HTTP", "HTTPS"]),
+    (
+        "io.k8s.api.core.v1.HostPathVolumeSource",
+        "type",
+        &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"],
+    ),
+    ("io.k8s.api.core.v1.ImageVolumeSource", "pullPolicy", PULL_POLICIES),
+    ("io.k8s.api.core.v1.LimitRangeItem", "type", &["Container", "PersistentVolumeClaim", "Pod"]),
+    ("io.k8s.api.core.v1.NodeSelectorRequirement", "operator", &["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"]),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimSpec", "accessModes", ACCESS_MODES),
+    ("io.k8s.api.core.v1.PersistentVolumeClaimSpec", "volumeMode", VOLUME_MODES),
+    ("io.k8s.api.core.v1.PersistentVolumeSpec", "accessModes", ACCESS_MODES),
+    ("io.k8s.api.core.v1.PersistentVolumeSpec", "persistentVolumeReclaimPolicy", RECLAIM_POLICIES),
+    ("io.k8s.api.core.v1.PersistentVolumeSpec", "volumeMode", VOLUME_MODES),
+    ("io.k8s.api.core.v1.PodSecurityContext", "fsGroupChangePolicy", &["Always", "OnRootMismatch"]),
+    ("io.k8s.api.core.v1.PodSecurityContext", "supplementalGroupsPolicy", &["Merge", "Strict"]),
+    ("io.k8s.api.core.v1.PodSpec", "dnsPolicy", &["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"]),
+    ("io.k8s.api.core.v1.PodSpec", "preemptionPolicy", &["Never", "PreemptLowerPriority"]),
+    ("io.k8s.api.core.v1.PodSpec", "restartPolicy", &["Always", "Never", "OnFailure"]),
+    ("io.k8s.api.core.v1.ResourceQuotaSpec", "scopes", SCOPES),
+    ("io.k8s.api.core.v1.ScopedResourceSelectorRequirement", "operator", SCOPE_OPERATORS),
+    ("io.k8s.api.core.v1.ScopedResourceSelectorRequirement", "scopeName", SCOPES),
+    ("io.k8s.api.core.v1.SeccompProfile", "type", PROFILE_TYPES),
+    ("io.k8s.api.core.v1.SecurityContext", "procMount", &["Default", "Unmasked"]),
+    ("io.k8s.api.core.v1.ServicePort", "protocol", PROTOCOLS),
+    ("io.k8s.api.core.v1.ServiceSpec", "externalTrafficPolicy", TRAFFIC_POLICIES),
+    ("io.k8s.api.core.v1.ServiceSpec", "internalTrafficPolicy", TRAFFIC_POLICIES),
+    ("io.k8s.api.core.v1.ServiceSpec", "ipFamilies", &["IPv4", "IPv6"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "ipFamilyPolicy", &["PreferDualStack", "RequireDualStack", "SingleStack"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "sessionAffinity", &["ClientIP", "None"]),
+    ("io.k8s.api.core.v1.ServiceSpec", "type", &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]),
+    ("io.k8s.api.core.v1.Taint", "effect", TAINT_EFFECTS),
+    ("io.k8s.api.core.v1.Toleration", "effect", TAINT_EFFECTS),
+    ("io.k8s.api.core.v1.Toleration", "operator", &["Equal", "Exists"]),
+    ("io.k8s.api.core.v1.TopologySpreadConstraint", "nodeAffinityPolicy", HONOR),
+    ("io.k8s.api.core.v1.TopologySpreadConstraint", "nodeTaintsPolicy", HONOR),
+    ("io.k8s.api.core.v1.TopologySpreadConstraint", "whenUnsatisfiable", &["DoNotSchedule", "ScheduleAnyway"]),
+    ("io.k8s.api.core.v1.VolumeMount", "mountPropagation", &["Bidirectional", "HostToContainer", "None"]),
+    ("io.k8s.api.core.v1.VolumeMount", "recursiveReadOnly", &["Disabled", "Enabled", "IfPossible"]),
+    ("io.k8s.api.discovery.v1.EndpointPort", "protocol", PROTOCOLS),
+    ("io.k8s.api.networking.v1.HTTPIngressPath", "pathType", &["Exact", "ImplementationSpecific", "Prefix"]),
+    ("io.k8s.api.networking.v1.NetworkPolicyPort", "protocol", PROTOCOLS),
+    ("io.k8s.api.networking.v1.NetworkPolicySpec", "policyTypes", &["Egress", "Ingress"]),
+    ("io.k8s.api.policy.v1.PodDisruptionBudgetSpec", "unhealthyPodEvictionPolicy", &["AlwaysAllow", "IfHealthyBudget"]),
+    ("io.k8s.api.storage.v1.StorageClass", "reclaimPolicy", RECLAIM_POLICIES),
+    ("io.k8s.api.storage.v1.StorageClass", "volumeBindingMode", &["Immediate", "WaitForFirstConsumer"]),
+];
+
+/// The values a field of a definition takes (its items', for a list); empty for a field
+/// that is no enum.
+pub fn values(definition: &str, field: &str) -> &'static [&'static str] {
+    ENUMS.iter().find(|(d, f, _)| *d == definition && *f == field).map_or(&[], |(_, _, values)| values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schema::{Catalog, CatalogOptions, KubernetesVersion};
+
+    #[test]
+    fn every_listed_field_is_a_string_or_list_of_strings_of_the_newest_version() {
+        let catalog = Catalog::new(CatalogOptions::default()).unwrap();
+        assert_eq!(catalog.version(), KubernetesVersion::latest());
+        let pod = crate::object::GroupVersionKind::new("", "v1", "Pod");
+        let (_, definitions) = catalog.builtin_definition(&pod).unwrap();
+        for (definition, field, values) in ENUMS {
+            let schema = definitions
+                .get(*definition)
+                .and_then(|d| d.pointer(&format!("/properties/{field}")))
+                .unwrap_or_else(|| panic!("{definition}.{field} is not in the newest schemas"));
+            let schema = schema.get("items").unwrap_or(schema);
+            let types = schema.get("type").map(ToString::to_string).unwrap_or_default();
+            assert!(types.contains("\"string\""), "{definition}.{field} is {types}");
+            let mut sorted = values.to_vec();
+            sorted.sort_unstable();
+            assert_eq!(&sorted, values, "{definition}.{field}: sorted as the API server sorts them");
+        }
+        assert_eq!(values("io.k8s.api.core.v1.Container", "imagePullPolicy"), ["Always", "IfNotPresent", "Never"]);
+        assert!(values("io.k8s.api.core.v1.Container", "image").is_empty());
+    }
+}
