@@ -29,6 +29,7 @@ pub const ENFORCED_RULES: &[&str] = &[
     "workload/selector-mismatch",
     "workload/negative-replicas",
     "workload/invalid-cron-schedule",
+    "object/unsupported-value",
 ];
 
 pub struct Admission {
@@ -49,7 +50,7 @@ pub struct Cause {
 impl Cause {
     /// The `Status` cause reason (`FieldValueInvalid`, `FieldValueRequired`, ...).
     pub fn reason(&self) -> &'static str {
-        crate::field_error::reason(self.code)
+        crate::field_error::reason_of(self.code, &self.message)
     }
 }
 
@@ -233,6 +234,37 @@ mod tests {
         assert_eq!(admitted.object["spec"]["replicas"], 1);
         assert_eq!(admitted.object["metadata"]["namespace"], "default");
         assert_eq!(admitted.info.gvk.kind, "Deployment");
+    }
+
+    #[test]
+    fn unsupported_values_are_refused_with_kubernetes_reasons() {
+        let job = json!({
+            "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"},
+            "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox", "imagePullPolicy": "always"}]}}}
+        });
+        let causes = admission().admit(&job).unwrap_err();
+        let found: Vec<(&str, &str, &str)> =
+            causes.iter().map(|c| (c.field.as_str(), c.reason(), c.message.as_str())).collect();
+        assert!(
+            found.contains(&(
+                "spec.template.spec.containers[0].imagePullPolicy",
+                "FieldValueNotSupported",
+                "Unsupported value: \"always\": supported values: \"Always\", \"IfNotPresent\", \"Never\""
+            )),
+            "{found:?}"
+        );
+        assert!(
+            found.contains(&(
+                "spec.template.spec.restartPolicy",
+                "FieldValueRequired",
+                "Required value: valid values: \"OnFailure\", \"Never\""
+            )),
+            "{found:?}"
+        );
+        let mut fixed = job.clone();
+        fixed["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        fixed["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+        assert!(admission().admit(&fixed).is_ok());
     }
 
     #[test]

@@ -169,6 +169,22 @@ pub fn reason(code: &str) -> &'static str {
     }
 }
 
+/// The reason of a cause from a rule that words its findings as Kubernetes' field errors
+/// (`object/unsupported-value` says `Unsupported value`, `Required value` or `Invalid
+/// value`, as the API server's check of that field does): read from the words.
+pub fn reason_of(code: &str, message: &str) -> &'static str {
+    if code != "object/unsupported-value" {
+        return reason(code);
+    }
+    if message.starts_with("Unsupported value") {
+        reason(NOT_SUPPORTED)
+    } else if message.starts_with("Required value") {
+        reason(REQUIRED)
+    } else {
+        reason(INVALID)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

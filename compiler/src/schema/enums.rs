@@ -12,8 +12,10 @@
 //! own schema first.
 //!
 //! Read by hover and completion (`explain`) and by the API server's OpenAPI documents
-//! (`descriptions::describe`). Validation does not read them: the API server's checks of
-//! these fields are its own (some accept the empty string, some only some values).
+//! (`descriptions::describe`). How the API server refuses a value outside them is a fact
+//! of its own, per field (`VALIDATED`, read by the rule `object/unsupported-value`): it
+//! checks most of them, not all, and some against other lists (a StorageClass takes no
+//! `Recycle`), printed in the order its code lists them.
 
 const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
 const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
@@ -100,6 +102,109 @@ const ENUMS: &[(&str, &str, &[&str])] = &[
     ("io.k8s.api.storage.v1.StorageClass", "volumeBindingMode", &["Immediate", "WaitForFirstConsumer"]),
 ];
 
+/// A field whose value the API server refuses, on create and update, with
+/// `Unsupported value: "X": supported values: ...` when it is not one of `supported`.
+/// The empty string is left alone: defaulting replaces it first, or the field accepts it.
+#[derive(Debug)]
+pub struct Validated {
+    pub definition: &'static str,
+    pub field: &'static str,
+    /// The values accepted, in the order the message prints them (Go's sorted sets, or
+    /// the literal list its validation writes).
+    pub supported: &'static [&'static str],
+    /// The error names the list the object is in (`volumeMounts.mountPropagation`), or
+    /// the list field itself (`spec.accessModes`), without an index: Kubernetes' paths.
+    pub path_without_index: bool,
+}
+
+const fn validated(definition: &'static str, field: &'static str, supported: &'static [&'static str]) -> Validated {
+    Validated { definition, field, supported, path_without_index: false }
+}
+
+/// The fields `pkg/apis/*/validation` checks with `field.NotSupported` and nothing more
+/// (Kubernetes 1.33's). Checks with conditions or other words (a Deployment's strategy,
+/// a StatefulSet's policies, a Job's restart policy) are the rule's own.
+pub const VALIDATED: &[Validated] = &[
+    validated(
+        "io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+        "whenDeleted",
+        &["Retain", "Delete"],
+    ),
+    validated(
+        "io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy",
+        "whenScaled",
+        &["Retain", "Delete"],
+    ),
+    validated("io.k8s.api.batch.v1.CronJobSpec", "concurrencyPolicy", &["Allow", "Forbid", "Replace"]),
+    validated("io.k8s.api.batch.v1.JobSpec", "completionMode", &["NonIndexed", "Indexed"]),
+    validated("io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", "operator", &["In", "NotIn"]),
+    validated("io.k8s.api.batch.v1.PodFailurePolicyRule", "action", &["Count", "FailIndex", "FailJob", "Ignore"]),
+    validated("io.k8s.api.core.v1.Container", "imagePullPolicy", PULL_POLICIES),
+    validated("io.k8s.api.core.v1.Container", "terminationMessagePolicy", &["File", "FallbackToLogsOnError"]),
+    validated("io.k8s.api.core.v1.ContainerPort", "protocol", PROTOCOLS),
+    validated("io.k8s.api.core.v1.EphemeralContainer", "imagePullPolicy", PULL_POLICIES),
+    validated("io.k8s.api.core.v1.EphemeralContainer", "terminationMessagePolicy", &["File", "FallbackToLogsOnError"]),
+    validated(
+        "io.k8s.api.core.v1.HostPathVolumeSource",
+        "type",
+        &["", "BlockDevice", "CharDevice", "Directory", "DirectoryOrCreate", "File", "FileOrCreate", "Socket"],
+    ),
+    Validated {
+        definition: "io.k8s.api.core.v1.PersistentVolumeClaimSpec",
+        field: "accessModes",
+        supported: ACCESS_MODES,
+        path_without_index: true,
+    },
+    validated("io.k8s.api.core.v1.PersistentVolumeClaimSpec", "volumeMode", VOLUME_MODES),
+    validated("io.k8s.api.core.v1.PodSecurityContext", "fsGroupChangePolicy", &["Always", "OnRootMismatch"]),
+    validated(
+        "io.k8s.api.core.v1.PodSpec",
+        "dnsPolicy",
+        &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"],
+    ),
+    validated("io.k8s.api.core.v1.PodSpec", "restartPolicy", &["Always", "OnFailure", "Never"]),
+    validated("io.k8s.api.core.v1.SeccompProfile", "type", PROFILE_TYPES),
+    validated("io.k8s.api.core.v1.SecurityContext", "procMount", &["Default", "Unmasked"]),
+    validated("io.k8s.api.core.v1.ServicePort", "protocol", PROTOCOLS),
+    validated("io.k8s.api.core.v1.ServiceSpec", "internalTrafficPolicy", TRAFFIC_POLICIES),
+    validated("io.k8s.api.core.v1.ServiceSpec", "sessionAffinity", &["ClientIP", "None"]),
+    validated("io.k8s.api.core.v1.ServiceSpec", "type", &["ClusterIP", "ExternalName", "LoadBalancer", "NodePort"]),
+    validated("io.k8s.api.core.v1.Toleration", "effect", &["NoSchedule", "PreferNoSchedule", "NoExecute"]),
+    validated("io.k8s.api.core.v1.Toleration", "operator", &["Equal", "Exists"]),
+    validated("io.k8s.api.core.v1.TopologySpreadConstraint", "whenUnsatisfiable", &["DoNotSchedule", "ScheduleAnyway"]),
+    Validated {
+        definition: "io.k8s.api.core.v1.VolumeMount",
+        field: "mountPropagation",
+        supported: &["Bidirectional", "HostToContainer", "None"],
+        path_without_index: true,
+    },
+    validated("io.k8s.api.networking.v1.HTTPIngressPath", "pathType", &["Exact", "ImplementationSpecific", "Prefix"]),
+    validated("io.k8s.api.networking.v1.NetworkPolicyPort", "protocol", &["TCP", "UDP", "SCTP"]),
+    validated("io.k8s.api.networking.v1.NetworkPolicySpec", "policyTypes", &["Ingress", "Egress"]),
+    validated(
+        "io.k8s.api.policy.v1.PodDisruptionBudgetSpec",
+        "unhealthyPodEvictionPolicy",
+        &["AlwaysAllow", "IfHealthyBudget"],
+    ),
+    validated("io.k8s.api.storage.v1.StorageClass", "reclaimPolicy", &["Delete", "Retain"]),
+    validated("io.k8s.api.storage.v1.StorageClass", "volumeBindingMode", &["Immediate", "WaitForFirstConsumer"]),
+];
+
+/// How the API server checks a field's value, where it checks it against a list alone.
+/// Asked for every field of every object admitted: a map, not a scan of the list.
+pub fn validated_field(definition: &str, field: &str) -> Option<&'static Validated> {
+    type Index = rustc_hash::FxHashMap<&'static str, Vec<&'static Validated>>;
+    static INDEX: std::sync::OnceLock<Index> = std::sync::OnceLock::new();
+    let index = INDEX.get_or_init(|| {
+        let mut index = Index::default();
+        for validated in VALIDATED {
+            index.entry(validated.field).or_default().push(validated);
+        }
+        index
+    });
+    index.get(field)?.iter().copied().find(|v| v.definition == definition)
+}
+
 /// The values a field of a definition takes (its items', for a list); empty for a field
 /// that is no enum.
 pub fn values(definition: &str, field: &str) -> &'static [&'static str] {
@@ -130,6 +235,13 @@ mod tests {
             assert_eq!(&sorted, values, "{definition}.{field}: sorted as the API server sorts them");
         }
         assert_eq!(values("io.k8s.api.core.v1.Container", "imagePullPolicy"), ["Always", "IfNotPresent", "Never"]);
+        // What the API server checks is a subset of the enum (a StorageClass takes no
+        // Recycle), in its own order.
+        for v in VALIDATED {
+            let all = values(v.definition, v.field);
+            assert!(!all.is_empty(), "{}.{} is no enum", v.definition, v.field);
+            assert!(v.supported.iter().all(|s| all.contains(s)), "{}.{}", v.definition, v.field);
+        }
         assert!(values("io.k8s.api.core.v1.Container", "image").is_empty());
     }
 }

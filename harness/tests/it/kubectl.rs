@@ -150,6 +150,24 @@ fn kubectl_applies_reads_changes_and_deletes() {
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("is invalid") && stderr.contains("metadata.name"), "{stderr}");
+    // Values the schemas allow and the API server does not, in its words: a Job's pods
+    // default to restarting Always, which a Job may not.
+    let job = cluster.write(
+        "job.yaml",
+        "apiVersion: batch/v1\nkind: Job\nmetadata: {name: once}\nspec:\n  template:\n    spec:\n      containers: [{name: c, image: busybox, imagePullPolicy: always}]\n",
+    );
+    let refused = cluster.kubectl(&["apply", "-f", &job]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("The Job \"once\" is invalid: \n"), "{stderr}");
+    assert!(
+        stderr.contains("\n* spec.template.spec.containers[0].imagePullPolicy: Unsupported value: \"always\": supported values: \"Always\", \"IfNotPresent\", \"Never\"\n"),
+        "{stderr}"
+    );
+    assert!(
+        stderr
+            .contains("\n* spec.template.spec.restartPolicy: Required value: valid values: \"OnFailure\", \"Never\"\n"),
+        "{stderr}"
+    );
     let typo = cluster.write("typo.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: typo}\ndatta: {a: b}\n");
     let refused = cluster.kubectl(&["apply", "-f", &typo]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("unknown field \"datta\""), "{refused:?}");

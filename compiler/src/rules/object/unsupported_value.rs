@@ -1,0 +1,257 @@
+use crate::field_error::{self, go_quote};
+use crate::normalize::resolve;
+use crate::rules::{Finding, ObjectContext, join};
+use crate::schema::enums;
+use crate::source::Span;
+use crate::yaml::{Node, Value};
+use serde_json::Value as Json;
+
+rule! {
+    /// A value the API server does not support
+    ///
+    /// Many string fields take one of a fixed set of values (`imagePullPolicy`, a Service's `type`, a Deployment's
+    /// `strategy.type`, a Job's `restartPolicy`). The published schemas list none of them, so schema validators
+    /// (kubeconform among them) pass `imagePullPolicy: Allways`, and the API server refuses the object when it is
+    /// applied, with the message this rule gives.
+    ///
+    /// Fix: Use one of the supported values the message lists (they are case-sensitive).
+    "object/unsupported-value", Error, Object(check)
+}
+
+/// The workloads whose pods must restart always (Kubernetes' `ValidatePodTemplateSpecForReplicaSet` and kin).
+const ALWAYS_RESTARTING: &[&str] = &["Deployment", "ReplicaSet", "ReplicationController", "DaemonSet", "StatefulSet"];
+
+fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
+    let gvk = &context.info.gvk;
+    let Some((root, definitions)) = context.catalog.builtin_definition(gvk) else { return };
+    let mut walk = Walk { definitions, out };
+    walk.node(root, context.catalog.builtin_name(gvk), context.node, "", "");
+    workload(context, walk.out);
+}
+
+struct Walk<'a, 'o> {
+    definitions: &'a rustc_hash::FxHashMap<String, Json>,
+    out: &'o mut Vec<Finding>,
+}
+
+impl<'a> Walk<'a, '_> {
+    /// Walks `node` alongside its schema. `path` is its field path; `list` the path of the
+    /// list it is an item of, without the index (what some of Kubernetes' messages name).
+    fn node(&mut self, schema: &'a Json, definition: Option<&'a str>, node: &Node, path: &str, list: &str) {
+        let (resolved, name) = resolve(self.definitions, schema);
+        let definition = name.or(definition);
+        match &node.value {
+            Value::Map(entries) => {
+                // Labels, annotations, data: maps of free values hold no enum.
+                let Some(properties) = resolved.get("properties").and_then(Json::as_object) else { return };
+                for entry in entries {
+                    let key = entry.key.name.as_str();
+                    // What the API server keeps of these is its own (status), or free text.
+                    if path.is_empty() && (key == "metadata" || key == "status") {
+                        continue;
+                    }
+                    let Some(child) = properties.get(key) else { continue };
+                    let field_path = join(path, key);
+                    if let Some(validated) = definition.and_then(|d| enums::validated_field(d, key)) {
+                        let named = if validated.path_without_index { join(list, key) } else { field_path.clone() };
+                        self.field(validated, &entry.value, &named);
+                    }
+                    self.node(child, None, &entry.value, &field_path, &field_path);
+                }
+            }
+            Value::Seq(items) => {
+                let Some(item) = resolved.get("items") else { return };
+                for (index, node) in items.iter().enumerate() {
+                    self.node(item, None, node, &format!("{path}[{index}]"), list);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A checked field's value, or each item of a list of them.
+    fn field(&mut self, validated: &enums::Validated, node: &Node, path: &str) {
+        match &node.value {
+            Value::String(value) => self.value(validated.supported, value, node.span, path),
+            Value::Seq(items) => {
+                for (index, item) in items.iter().enumerate() {
+                    if let Value::String(value) = &item.value {
+                        let at =
+                            if validated.path_without_index { path.to_string() } else { format!("{path}[{index}]") };
+                        self.value(validated.supported, value, item.span, &at);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn value(&mut self, supported: &[&str], value: &str, span: Span, path: &str) {
+        // Defaulting replaces the empty string first, or the field accepts it.
+        if value.is_empty() || supported.contains(&value) {
+            return;
+        }
+        self.out.push(unsupported(path, value, supported, span));
+    }
+}
+
+fn unsupported(path: &str, value: &str, supported: &[&str], span: Span) -> Finding {
+    let cause = field_error::not_supported(path, &Json::String(value.to_string()), supported);
+    finding(path, &cause.message, span).help(did_you_mean(value, supported))
+}
+
+fn finding(path: &str, message: &str, span: Span) -> Finding {
+    Finding::new(&RULE, span, format!("{path}: {message}")).label("not a supported value").path(path)
+}
+
+/// Where an absent `restartPolicy` would be written: the pod spec's first key.
+fn pod_spec_start(spec: &Node) -> Span {
+    match &spec.value {
+        Value::Map(entries) => entries.first().map_or(spec.span, |e| e.key.span),
+        _ => spec.span,
+    }
+}
+
+/// `imagepullpolicy: always` is `Always`: the values are case-sensitive.
+fn did_you_mean(value: &str, supported: &[&str]) -> String {
+    match supported.iter().find(|s| s.eq_ignore_ascii_case(value)) {
+        Some(close) => format!("did you mean \"{close}\"? The values are case-sensitive"),
+        None => format!("use one of {}", supported.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")),
+    }
+}
+
+/// A string field of the object, by path from its root, with its span.
+fn string_at<'n>(node: &'n Node, path: &[&str]) -> Option<(&'n str, Span)> {
+    let mut here = node;
+    for key in path {
+        here = here.get(key)?;
+    }
+    here.as_str().map(|s| (s, here.span))
+}
+
+/// The checks whose words or conditions are a kind's own.
+fn workload(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
+    let node = context.node;
+    let kind = context.info.gvk.kind.as_str();
+    let group = context.info.gvk.group.as_str();
+    if let Some(template) = &context.template {
+        let path = join(template.spec_path, "restartPolicy");
+        let written = template.spec.get("restartPolicy");
+        // Defaulting makes an absent or empty policy `Always`.
+        let policy = written.and_then(Node::as_str).filter(|p| !p.is_empty()).unwrap_or("Always");
+        let span = written.map_or_else(|| pod_spec_start(template.spec), |n| n.span);
+        if ALWAYS_RESTARTING.contains(&kind) && policy != "Always" {
+            let help = format!("a {kind}'s pods always restart: remove restartPolicy (or run the work as a Job)");
+            out.push(unsupported(&path, policy, &["Always"], span).help(help));
+        }
+        if group == "batch" && (kind == "Job" || kind == "CronJob") {
+            let valid = ["OnFailure", "Never"];
+            if policy == "Always" {
+                let cause = field_error::required(&path, "valid values: \"OnFailure\", \"Never\"");
+                let label =
+                    if written.is_some() { "not a supported value" } else { "no restartPolicy: it defaults to Always" };
+                out.push(
+                    finding(&path, &cause.message, span)
+                        .label(label)
+                        .help("a Job's pods must not restart always: set restartPolicy: OnFailure or Never"),
+                );
+            } else if !valid.contains(&policy) {
+                out.push(unsupported(&path, policy, &valid, span));
+            }
+        }
+    }
+    match (group, kind) {
+        ("apps", "Deployment") => strategy(node, "strategy", "DeploymentStrategy", "RollingUpdateDeployment", out),
+        ("apps", "DaemonSet") => {
+            strategy(node, "updateStrategy", "DaemonSetUpdateStrategy", "RollingUpdateDaemonSet", out)
+        }
+        ("apps", "StatefulSet") => {
+            if let Some((policy, span)) = string_at(node, &["spec", "podManagementPolicy"])
+                && !policy.is_empty()
+                && policy != "OrderedReady"
+                && policy != "Parallel"
+            {
+                let path = "spec.podManagementPolicy";
+                let cause =
+                    field_error::invalid(path, &Json::String(policy.into()), "must be 'OrderedReady' or 'Parallel'");
+                out.push(finding(path, &cause.message, span).help(did_you_mean(policy, &["OrderedReady", "Parallel"])));
+            }
+            if let Some((kind, span)) = string_at(node, &["spec", "updateStrategy", "type"])
+                && !kind.is_empty()
+                && kind != "RollingUpdate"
+                && kind != "OnDelete"
+            {
+                let path = "spec.updateStrategy";
+                let value = go_struct(
+                    node,
+                    "updateStrategy",
+                    "StatefulSetUpdateStrategy",
+                    "RollingUpdateStatefulSetStrategy",
+                    kind,
+                );
+                let message = format!("Invalid value: {value}: must be 'RollingUpdate' or 'OnDelete'");
+                out.push(finding(path, &message, span).help(did_you_mean(kind, &["RollingUpdate", "OnDelete"])));
+            }
+        }
+        ("batch", "Job") | ("batch", "CronJob") => {
+            let spec: &[&str] = if kind == "Job" { &["spec"] } else { &["spec", "jobTemplate", "spec"] };
+            let mut at = spec.to_vec();
+            at.push("podReplacementPolicy");
+            if let Some((policy, span)) = string_at(node, &at) {
+                let mut failure = spec.to_vec();
+                failure.push("podFailurePolicy");
+                let mut here = Some(node);
+                for key in &failure {
+                    here = here.and_then(|n| n.get(key));
+                }
+                // With a pod failure policy, a Job replaces failed pods only.
+                let supported: &[&str] = if here.is_some_and(|n| !matches!(n.value, Value::Null)) {
+                    &["Failed"]
+                } else {
+                    &["Failed", "TerminatingOrFailed"]
+                };
+                if !policy.is_empty() && !supported.contains(&policy) {
+                    out.push(unsupported(&at.join("."), policy, supported, span));
+                }
+            }
+        }
+        ("", "Service") => {
+            // An ExternalName Service may not set it at all (refused in other words).
+            let external = string_at(node, &["spec", "type"]).is_some_and(|(t, _)| t == "ExternalName");
+            let supported = ["PreferDualStack", "RequireDualStack", "SingleStack"];
+            if let Some((policy, span)) = string_at(node, &["spec", "ipFamilyPolicy"])
+                && !external
+                && !policy.is_empty()
+                && !supported.contains(&policy)
+            {
+                out.push(unsupported("spec.ipFamilyPolicy", policy, &supported, span));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A Deployment's or DaemonSet's strategy of an unknown type: refused as the whole
+/// struct, as Go prints it (`apps.DeploymentStrategy{Type:"X", RollingUpdate:...}`).
+fn strategy(node: &Node, field: &str, type_name: &str, rolling: &str, out: &mut Vec<Finding>) {
+    let Some((kind, span)) = string_at(node, &["spec", field, "type"]) else { return };
+    let supported: &[&str] =
+        if type_name == "DeploymentStrategy" { &["Recreate", "RollingUpdate"] } else { &["RollingUpdate", "OnDelete"] };
+    if kind.is_empty() || supported.contains(&kind) {
+        return;
+    }
+    let path = format!("spec.{field}");
+    let value = go_struct(node, field, type_name, rolling, kind);
+    let listed: Vec<String> = supported.iter().map(|s| go_quote(s)).collect();
+    let message = format!("Unsupported value: {value}: supported values: {}", listed.join(", "));
+    out.push(finding(&path, &message, span).help(did_you_mean(kind, supported)));
+}
+
+/// `apps.<Type>{Type:"X", RollingUpdate:(*apps.<Rolling>)(nil)}`: Go's `%#v` of the
+/// strategy. A written `rollingUpdate` is a pointer, which Go prints as its address in
+/// the server's memory: no client can know it, so a placeholder address stands in.
+fn go_struct(node: &Node, field: &str, type_name: &str, rolling: &str, kind: &str) -> String {
+    let written = node.get("spec").and_then(|s| s.get(field)).and_then(|s| s.get("rollingUpdate"));
+    let pointer = if written.is_some_and(|n| !matches!(n.value, Value::Null)) { "0xc000000000" } else { "nil" };
+    format!("apps.{type_name}{{Type:{}, RollingUpdate:(*apps.{rolling})({pointer})}}", go_quote(kind))
+}
