@@ -535,6 +535,11 @@ impl Catalog {
         gone
     }
 
+    /// Every custom kind registered (each served version of each CRD).
+    pub fn custom_kinds(&self) -> Vec<GroupVersionKind> {
+        self.customs().keys().cloned().collect()
+    }
+
     /// Every built-in kind of this version.
     pub fn builtin_kinds(&self) -> impl Iterator<Item = &GroupVersionKind> {
         self.builtin.keys()

@@ -283,8 +283,9 @@ pub fn complete(catalog: &Catalog, text: &str, offset: usize) -> Vec<Completion>
     }
 }
 
-/// The values of `apiVersion` and `kind`: the built-in kinds of the version linted for
-/// (a `kind` those of the `apiVersion` written, when one is).
+/// The values of `apiVersion` and `kind`: the built-in kinds of the version linted for and
+/// the custom kinds of the CRDs registered (a `kind` those of the `apiVersion` written,
+/// when one is).
 fn identity(catalog: &Catalog, text: &str, line: usize, field: &str, typed: &str) -> Vec<Completion> {
     let lines: Vec<&str> = text.lines().collect();
     let (start, end) = document_bounds(&lines, line);
@@ -292,8 +293,10 @@ fn identity(catalog: &Catalog, text: &str, line: usize, field: &str, typed: &str
         .iter()
         .find_map(|l| l.strip_prefix("apiVersion:"))
         .map(|v| v.trim().trim_matches(['"', '\'']).to_string());
+    let custom = catalog.custom_kinds();
     let mut values: Vec<String> = catalog
         .builtin_kinds()
+        .chain(custom.iter())
         .filter(|gvk| !gvk.kind.ends_with("List"))
         .filter_map(|gvk| match field {
             "kind" if written.as_deref().is_none_or(|v| v == gvk.api_version()) => Some(gvk.kind.clone()),

@@ -499,6 +499,12 @@ mod tests {
         let labels: Vec<String> =
             server.complete(widget, lsp::Position { line: 5, character: 2 }).into_iter().map(|c| c.label).collect();
         assert_eq!(labels, ["shape"], "the field not written yet");
+        let other = "file:///w/other.yaml";
+        server.open(other, 1, "apiVersion: example.com/v1\nkind: \n".into());
+        let kinds: Vec<String> =
+            server.complete(other, lsp::Position { line: 1, character: 6 }).into_iter().map(|c| c.label).collect();
+        assert_eq!(kinds, ["Widget"], "the CRD's kind, of the apiVersion written");
+        server.close(other);
 
         // Edited so it no longer defines Widget: the kind is unknown again.
         let published = server.change(crd, 2, whole(&CRD.replace("kind: Widget", "kind: Gadget")));
