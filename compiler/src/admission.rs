@@ -261,6 +261,23 @@ mod tests {
             )),
             "{found:?}"
         );
+        // A StatefulSet's template is not validated (its pods are, when created), and a
+        // gate a version has off leaves its field unchecked.
+        let statefulset = json!({
+            "apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+            "spec": {"serviceName": "db", "selector": {"matchLabels": {"app": "db"}},
+                "template": {"metadata": {"labels": {"app": "db"}},
+                    "spec": {"containers": [{"name": "db", "image": "postgres", "imagePullPolicy": "always"}]}}}
+        });
+        assert!(admission().admit(&statefulset).is_ok());
+        let mut replacing = job.clone();
+        replacing["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
+        replacing["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");
+        replacing["spec"]["podReplacementPolicy"] = json!("Sometimes");
+        let causes = admission().admit(&replacing).unwrap_err();
+        assert_eq!(causes[0].field, "spec.podReplacementPolicy", "{causes:?}");
+        let old = CatalogOptions { version: "1.28".parse().unwrap(), ..CatalogOptions::default() };
+        assert!(Admission::new(old).unwrap().admit(&replacing).is_ok(), "JobPodReplacementPolicy is off in 1.28");
         let mut fixed = job.clone();
         fixed["spec"]["template"]["spec"]["restartPolicy"] = json!("Never");
         fixed["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] = json!("Always");

@@ -7,9 +7,9 @@
 //! leave them out on purpose (kubernetes/kubernetes#113830: generated clients broke on
 //! them), and so do the JSON Schemas built from those (`schemas/`). So they are written
 //! here, from the `+enum` types of `k8s.io/api`, sorted as the server sorts them. Only
-//! types of fields users write are listed (no status), and only values every shipped
-//! version accepts. Fields a version lacks are never reached: callers walk the version's
-//! own schema first.
+//! types of fields users write are listed (no status), with the values of the newest
+//! version (`FailIndex` came in 1.28, say: completion offers it for older ones too).
+//! Fields a version lacks are never reached: callers walk the version's own schema first.
 //!
 //! Read by hover and completion (`explain`) and by the API server's OpenAPI documents
 //! (`descriptions::describe`). How the API server refuses a value outside them is a fact
@@ -115,10 +115,24 @@ pub struct Validated {
     /// The error names the list the object is in (`volumeMounts.mountPropagation`), or
     /// the list field itself (`spec.accessModes`), without an index: Kubernetes' paths.
     pub path_without_index: bool,
+    /// The first minor version that checks it so, its feature gate on by default: before
+    /// it, the API server drops the field (or takes other values) and accepts the object.
+    pub since: u32,
 }
 
 const fn validated(definition: &'static str, field: &'static str, supported: &'static [&'static str]) -> Validated {
-    Validated { definition, field, supported, path_without_index: false }
+    Validated { definition, field, supported, path_without_index: false, since: 25 }
+}
+
+/// A field behind a feature gate that is on by default from `since` (`StatefulSetAutoDeletePVC`
+/// in 1.27, `JobPodFailurePolicy` in 1.26...).
+const fn gated(
+    definition: &'static str,
+    field: &'static str,
+    supported: &'static [&'static str],
+    since: u32,
+) -> Validated {
+    Validated { definition, field, supported, path_without_index: false, since }
 }
 
 /// The fields `pkg/apis/*/validation` checks with `field.NotSupported` and nothing more
@@ -137,8 +151,9 @@ pub const VALIDATED: &[Validated] = &[
     ),
     validated("io.k8s.api.batch.v1.CronJobSpec", "concurrencyPolicy", &["Allow", "Forbid", "Replace"]),
     validated("io.k8s.api.batch.v1.JobSpec", "completionMode", &["NonIndexed", "Indexed"]),
-    validated("io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", "operator", &["In", "NotIn"]),
-    validated("io.k8s.api.batch.v1.PodFailurePolicyRule", "action", &["Count", "FailIndex", "FailJob", "Ignore"]),
+    gated("io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement", "operator", &["In", "NotIn"], 26),
+    // FailIndex (JobBackoffLimitPerIndex) is on by default from 1.29; before, other words.
+    gated("io.k8s.api.batch.v1.PodFailurePolicyRule", "action", &["Count", "FailIndex", "FailJob", "Ignore"], 29),
     validated("io.k8s.api.core.v1.Container", "imagePullPolicy", PULL_POLICIES),
     validated("io.k8s.api.core.v1.Container", "terminationMessagePolicy", &["File", "FallbackToLogsOnError"]),
     validated("io.k8s.api.core.v1.ContainerPort", "protocol", PROTOCOLS),
@@ -154,6 +169,7 @@ pub const VALIDATED: &[Validated] = &[
         field: "accessModes",
         supported: ACCESS_MODES,
         path_without_index: true,
+        since: 25,
     },
     validated("io.k8s.api.core.v1.PersistentVolumeClaimSpec", "volumeMode", VOLUME_MODES),
     validated("io.k8s.api.core.v1.PodSecurityContext", "fsGroupChangePolicy", &["Always", "OnRootMismatch"]),
@@ -164,7 +180,8 @@ pub const VALIDATED: &[Validated] = &[
     ),
     validated("io.k8s.api.core.v1.PodSpec", "restartPolicy", &["Always", "OnFailure", "Never"]),
     validated("io.k8s.api.core.v1.SeccompProfile", "type", PROFILE_TYPES),
-    validated("io.k8s.api.core.v1.SecurityContext", "procMount", &["Default", "Unmasked"]),
+    // Not `procMount`: while its gate (ProcMountType) is off the server resets the field to
+    // Default and accepts the object, and it is off by default in versions shipped here.
     validated("io.k8s.api.core.v1.ServicePort", "protocol", PROTOCOLS),
     validated("io.k8s.api.core.v1.ServiceSpec", "internalTrafficPolicy", TRAFFIC_POLICIES),
     validated("io.k8s.api.core.v1.ServiceSpec", "sessionAffinity", &["ClientIP", "None"]),
@@ -177,6 +194,7 @@ pub const VALIDATED: &[Validated] = &[
         field: "mountPropagation",
         supported: &["Bidirectional", "HostToContainer", "None"],
         path_without_index: true,
+        since: 25,
     },
     validated("io.k8s.api.networking.v1.HTTPIngressPath", "pathType", &["Exact", "ImplementationSpecific", "Prefix"]),
     validated("io.k8s.api.networking.v1.NetworkPolicyPort", "protocol", &["TCP", "UDP", "SCTP"]),

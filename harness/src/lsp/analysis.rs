@@ -294,10 +294,11 @@ fn identity(catalog: &Catalog, text: &str, line: usize, field: &str, typed: &str
         .find_map(|l| l.strip_prefix("apiVersion:"))
         .map(|v| v.trim().trim_matches(['"', '\'']).to_string());
     let custom = catalog.custom_kinds();
+    // The built-in `...List` kinds are what reads return; a custom kind may end so too.
     let mut values: Vec<String> = catalog
         .builtin_kinds()
-        .chain(custom.iter())
         .filter(|gvk| !gvk.kind.ends_with("List"))
+        .chain(custom.iter())
         .filter_map(|gvk| match field {
             "kind" if written.as_deref().is_none_or(|v| v == gvk.api_version()) => Some(gvk.kind.clone()),
             "apiVersion" => Some(gvk.api_version()),

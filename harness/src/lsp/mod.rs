@@ -112,12 +112,14 @@ impl Server {
         for name in crds {
             self.linter.catalog().unregister_crd(name);
         }
-        let others: Vec<(String, String)> = self
+        let mut others: Vec<(String, String)> = self
             .documents
             .iter()
             .filter(|(u, d)| u.as_str() != uri && !d.crds.is_empty())
             .map(|(u, d)| (u.clone(), d.text.clone()))
             .collect();
+        // The same CRD in two documents: the last by URI wins, whatever the map's order.
+        others.sort();
         for (other, text) in others {
             self.register(&other, &text);
         }
@@ -125,12 +127,13 @@ impl Server {
 
     /// Lints every open document but `except` again (the CRDs changed their verdicts).
     fn relint_others(&mut self, except: &str) {
-        let others: Vec<(String, String)> = self
+        let mut others: Vec<(String, String)> = self
             .documents
             .iter()
             .filter(|(u, _)| u.as_str() != except)
             .map(|(u, d)| (u.clone(), d.text.clone()))
             .collect();
+        others.sort();
         for (uri, text) in others {
             let (report, crds) = self.lint(&uri, &text);
             if let Some(document) = self.documents.get_mut(&uri) {

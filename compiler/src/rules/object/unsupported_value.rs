@@ -24,7 +24,16 @@ const ALWAYS_RESTARTING: &[&str] = &["Deployment", "ReplicaSet", "ReplicationCon
 fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     let gvk = &context.info.gvk;
     let Some((root, definitions)) = context.catalog.builtin_definition(gvk) else { return };
-    let mut walk = Walk { definitions, out };
+    // Kubernetes does not validate a StatefulSet's pod template or claim templates (a TODO
+    // in `ValidatePodTemplateSpecForStatefulSet`): their pods and claims are refused when
+    // the controller creates them, not the StatefulSet.
+    let unchecked: &[&str] = if gvk.group == "apps" && gvk.kind == "StatefulSet" {
+        &["spec.template", "spec.volumeClaimTemplates"]
+    } else {
+        &[]
+    };
+    let minor = context.catalog.version().minor;
+    let mut walk = Walk { definitions, out, unchecked, minor };
     walk.node(root, context.catalog.builtin_name(gvk), context.node, "", "");
     workload(context, walk.out);
 }
@@ -32,6 +41,10 @@ fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
 struct Walk<'a, 'o> {
     definitions: &'a rustc_hash::FxHashMap<String, Json>,
     out: &'o mut Vec<Finding>,
+    /// Field paths the API server does not look under.
+    unchecked: &'static [&'static str],
+    /// The Kubernetes version's minor: fields behind a gate it has off are not checked.
+    minor: u32,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -52,7 +65,12 @@ impl<'a> Walk<'a, '_> {
                     }
                     let Some(child) = properties.get(key) else { continue };
                     let field_path = join(path, key);
-                    if let Some(validated) = definition.and_then(|d| enums::validated_field(d, key)) {
+                    if self.unchecked.contains(&field_path.as_str()) {
+                        continue;
+                    }
+                    if let Some(validated) = definition.and_then(|d| enums::validated_field(d, key))
+                        && self.minor >= validated.since
+                    {
                         let named = if validated.path_without_index { join(list, key) } else { field_path.clone() };
                         self.field(validated, &entry.value, &named);
                     }
@@ -193,7 +211,8 @@ fn workload(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
                 out.push(finding(path, &message, span).help(did_you_mean(kind, &["RollingUpdate", "OnDelete"])));
             }
         }
-        ("batch", "Job") | ("batch", "CronJob") => {
+        // JobPodReplacementPolicy is on by default from 1.29.
+        ("batch", "Job") | ("batch", "CronJob") if context.catalog.version().minor >= 29 => {
             let spec: &[&str] = if kind == "Job" { &["spec"] } else { &["spec", "jobTemplate", "spec"] };
             let mut at = spec.to_vec();
             at.push("podReplacementPolicy");
