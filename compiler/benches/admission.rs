@@ -1,5 +1,6 @@
 //! What admission costs per custom object, without and with CEL rules on its kind (issue
-//! 20: 5 rules should add under 20%), on one thread and without HTTP:
+//! 20: 5 rules should add under 20%), and per Pod and Deployment (what a control plane
+//! admits most: every pod a ReplicaSet makes), on one thread and without HTTP:
 //! `cargo bench -p kubeyard-compiler --bench admission`.
 
 use kubeyard_compiler::admission::Admission;
@@ -60,4 +61,49 @@ fn main() {
         "  5 CEL rules add {:.0}% to a custom object's admission time (target < 20% of a whole create)",
         (rates[0] / rates[1] - 1.0) * 100.0
     );
+    for (kind, make) in [("Pod", pod as fn(usize) -> Value), ("Deployment", deployment)] {
+        let objects: Vec<Value> = (0..count).map(make).collect();
+        admission.admit(&objects[0]).expect("admitted");
+        let started = Instant::now();
+        for object in &objects {
+            admission.admit(object).expect("admitted");
+        }
+        let elapsed = started.elapsed();
+        println!(
+            "admit ({kind}) {count} in {:.3} s = {:.0}/s, {:.1} µs each",
+            elapsed.as_secs_f64(),
+            count as f64 / elapsed.as_secs_f64(),
+            elapsed.as_secs_f64() * 1e6 / count as f64
+        );
+    }
+}
+
+/// A pod as a ReplicaSet makes it: two containers with ports, probes, resources, a
+/// volume, tolerations.
+fn pod(i: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": format!("web-{i}"), "namespace": "default", "labels": {"app": "web"}},
+        "spec": pod_spec()})
+}
+
+fn deployment(i: usize) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": format!("web-{i}"), "namespace": "default"},
+        "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+            "strategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec()}}})
+}
+
+fn pod_spec() -> Value {
+    let container = |name: &str, port: u16| {
+        json!({"name": name, "image": "example/web:1.2.3", "imagePullPolicy": "IfNotPresent",
+            "ports": [{"name": "http", "containerPort": port, "protocol": "TCP"}],
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": port, "scheme": "HTTP"}},
+            "resources": {"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
+            "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]})
+    };
+    json!({"restartPolicy": "Always", "dnsPolicy": "ClusterFirst",
+        "containers": [container("web", 8080), container("sidecar", 9090)],
+        "volumes": [{"name": "cache", "emptyDir": {}}],
+        "tolerations": [{"key": "example.com/spot", "operator": "Exists", "effect": "NoSchedule"}]})
 }

@@ -27,76 +27,115 @@ fn check(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
     // Kubernetes does not validate a StatefulSet's pod template or claim templates (a TODO
     // in `ValidatePodTemplateSpecForStatefulSet`): their pods and claims are refused when
     // the controller creates them, not the StatefulSet.
-    let unchecked: &[&str] = if gvk.group == "apps" && gvk.kind == "StatefulSet" {
-        &["spec.template", "spec.volumeClaimTemplates"]
-    } else {
-        &[]
-    };
+    let stateful = gvk.group == "apps" && gvk.kind == "StatefulSet";
     let minor = context.catalog.version().minor;
-    let mut walk = Walk { definitions, out, unchecked, minor };
-    walk.node(root, context.catalog.builtin_name(gvk), context.node, "", "");
+    let mut walk = Walk { definitions, out, stateful, minor, path: Vec::new() };
+    walk.node(root, context.catalog.builtin_name(gvk), context.node);
     workload(context, walk.out);
 }
 
-struct Walk<'a, 'o> {
-    definitions: &'a rustc_hash::FxHashMap<String, Json>,
-    out: &'o mut Vec<Finding>,
-    /// Field paths the API server does not look under.
-    unchecked: &'static [&'static str],
-    /// The Kubernetes version's minor: fields behind a gate it has off are not checked.
-    minor: u32,
+/// A step of a field path. Paths are kept as steps and written out only for a finding:
+/// every object admitted is walked, most with nothing to say.
+#[derive(Clone, Copy)]
+enum Step<'n> {
+    Key(&'n str),
+    Index(usize),
 }
 
-impl<'a> Walk<'a, '_> {
-    /// Walks `node` alongside its schema. `path` is its field path; `list` the path of the
-    /// list it is an item of, without the index (what some of Kubernetes' messages name).
-    fn node(&mut self, schema: &'a Json, definition: Option<&'a str>, node: &Node, path: &str, list: &str) {
-        let (resolved, name) = resolve(self.definitions, schema);
-        let definition = name.or(definition);
+/// A path kubectl style (`spec.containers[0].image`); `skip_last_index` leaves out the
+/// index right before the last key, as some of Kubernetes' messages do
+/// (`volumeMounts.mountPropagation`).
+fn render(steps: &[Step<'_>], skip_last_index: bool) -> String {
+    let mut out = String::new();
+    let skipped = if skip_last_index && steps.len() >= 2 { Some(steps.len() - 2) } else { None };
+    for (at, step) in steps.iter().enumerate() {
+        match step {
+            Step::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Step::Index(_) if Some(at) == skipped => {}
+            Step::Index(index) => out.push_str(&format!("[{index}]")),
+        }
+    }
+    out
+}
+
+struct Walk<'a, 'o, 'n> {
+    definitions: &'a rustc_hash::FxHashMap<String, Json>,
+    out: &'o mut Vec<Finding>,
+    /// A StatefulSet: its templates are not looked under.
+    stateful: bool,
+    /// The Kubernetes version's minor: fields behind a gate it has off are not checked.
+    minor: u32,
+    /// Where the walk is.
+    path: Vec<Step<'n>>,
+}
+
+impl<'a, 'n> Walk<'a, '_, 'n> {
+    /// Walks `node` alongside its schema.
+    fn node(&mut self, schema: &'a Json, definition: Option<&'a str>, node: &'n Node) {
         match &node.value {
             Value::Map(entries) => {
+                let (resolved, name) = resolve(self.definitions, schema);
+                let definition = name.or(definition);
                 // Labels, annotations, data: maps of free values hold no enum.
                 let Some(properties) = resolved.get("properties").and_then(Json::as_object) else { return };
+                let top = self.path.is_empty();
+                let in_spec = self.stateful && matches!(self.path.as_slice(), [Step::Key("spec")]);
                 for entry in entries {
                     let key = entry.key.name.as_str();
                     // What the API server keeps of these is its own (status), or free text.
-                    if path.is_empty() && (key == "metadata" || key == "status") {
+                    if (top && (key == "metadata" || key == "status"))
+                        || (in_spec && (key == "template" || key == "volumeClaimTemplates"))
+                    {
                         continue;
                     }
                     let Some(child) = properties.get(key) else { continue };
-                    let field_path = join(path, key);
-                    if self.unchecked.contains(&field_path.as_str()) {
-                        continue;
-                    }
+                    self.path.push(Step::Key(key));
                     if let Some(validated) = definition.and_then(|d| enums::validated_field(d, key))
                         && self.minor >= validated.since
                     {
-                        let named = if validated.path_without_index { join(list, key) } else { field_path.clone() };
-                        self.field(validated, &entry.value, &named);
+                        self.field(validated, &entry.value);
                     }
-                    self.node(child, None, &entry.value, &field_path, &field_path);
+                    self.node(child, None, &entry.value);
+                    self.path.pop();
                 }
             }
             Value::Seq(items) => {
+                let (resolved, _) = resolve(self.definitions, schema);
                 let Some(item) = resolved.get("items") else { return };
                 for (index, node) in items.iter().enumerate() {
-                    self.node(item, None, node, &format!("{path}[{index}]"), list);
+                    self.path.push(Step::Index(index));
+                    self.node(item, None, node);
+                    self.path.pop();
                 }
             }
             _ => {}
         }
     }
 
-    /// A checked field's value, or each item of a list of them.
-    fn field(&mut self, validated: &enums::Validated, node: &Node, path: &str) {
+    /// A checked field's value, or each item of a list of them (the walk is at the field).
+    fn field(&mut self, validated: &enums::Validated, node: &Node) {
+        let supported = validated.supported;
         match &node.value {
-            Value::String(value) => self.value(validated.supported, value, node.span, path),
+            Value::String(value) if !value.is_empty() && !supported.contains(&value.as_str()) => {
+                let path = render(&self.path, validated.path_without_index);
+                self.value(supported, value, node.span, &path);
+            }
             Value::Seq(items) => {
                 for (index, item) in items.iter().enumerate() {
-                    if let Value::String(value) = &item.value {
-                        let at =
-                            if validated.path_without_index { path.to_string() } else { format!("{path}[{index}]") };
-                        self.value(validated.supported, value, item.span, &at);
+                    if let Value::String(value) = &item.value
+                        && !value.is_empty()
+                        && !supported.contains(&value.as_str())
+                    {
+                        let mut path = render(&self.path, false);
+                        if !validated.path_without_index {
+                            path.push_str(&format!("[{index}]"));
+                        }
+                        self.value(supported, value, item.span, &path);
                     }
                 }
             }
