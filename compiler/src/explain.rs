@@ -83,13 +83,7 @@ impl<'a> Walker<'a> {
     fn fields(&self, node: &'a Value, definition: Option<&str>) -> Vec<Field> {
         let (resolved, name) = resolve(self.definitions, node);
         let definition = name.or(definition);
-        let required: Vec<&str> = resolved
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
-            .collect();
+        let required = strings(resolved, "required");
         let Some(properties) = resolved.get("properties").and_then(Value::as_object) else { return Vec::new() };
         properties
             .iter()
@@ -165,9 +159,13 @@ pub fn explain(catalog: &Catalog, gvk: &GroupVersionKind, path: &[Segment]) -> O
     Some(Explained { type_name, description, values, fields: walker.fields(fields_of, name.or(current)) })
 }
 
+/// The strings a schema lists under `key` (`required`, `enum`).
+fn strings<'a>(schema: &'a Value, key: &str) -> Vec<&'a str> {
+    schema.get(key).and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect()
+}
+
 fn enum_values(schema: &Value) -> Vec<String> {
-    let values = schema.get("enum").and_then(Value::as_array).into_iter().flatten();
-    values.filter_map(|v| v.as_str().map(str::to_string)).collect()
+    strings(schema, "enum").into_iter().map(str::to_string).collect()
 }
 
 /// A custom kind's field, from its CRD's `openAPIV3Schema`: descriptions, types and enums
@@ -190,8 +188,7 @@ fn explain_custom(catalog: &Catalog, gvk: &GroupVersionKind, schema: &Value, pat
     }
     let type_name = if path.is_empty() { gvk.kind.clone() } else { custom_type(node) };
     let fields_of = node.get("items").filter(|_| json_type(node) == Some("array")).unwrap_or(node);
-    let required: Vec<&str> =
-        fields_of.get("required").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str).collect();
+    let required = strings(fields_of, "required");
     let mut fields: Vec<Field> = fields_of
         .get("properties")
         .and_then(Value::as_object)

@@ -177,12 +177,14 @@ fn did_you_mean(value: &str, supported: &[&str]) -> String {
     }
 }
 
+/// A field of the object, by path from its root; `None` when absent or null.
+fn node_at<'n>(node: &'n Node, path: &[&str]) -> Option<&'n Node> {
+    path.iter().try_fold(node, |here, key| here.get(key)).filter(|n| !n.is_null())
+}
+
 /// A string field of the object, by path from its root, with its span.
 fn string_at<'n>(node: &'n Node, path: &[&str]) -> Option<(&'n str, Span)> {
-    let mut here = node;
-    for key in path {
-        here = here.get(key)?;
-    }
+    let here = node_at(node, path)?;
     here.as_str().map(|s| (s, here.span))
 }
 
@@ -258,16 +260,9 @@ fn workload(context: &ObjectContext<'_>, out: &mut Vec<Finding>) {
             if let Some((policy, span)) = string_at(node, &at) {
                 let mut failure = spec.to_vec();
                 failure.push("podFailurePolicy");
-                let mut here = Some(node);
-                for key in &failure {
-                    here = here.and_then(|n| n.get(key));
-                }
                 // With a pod failure policy, a Job replaces failed pods only.
-                let supported: &[&str] = if here.is_some_and(|n| !matches!(n.value, Value::Null)) {
-                    &["Failed"]
-                } else {
-                    &["Failed", "TerminatingOrFailed"]
-                };
+                let supported: &[&str] =
+                    if node_at(node, &failure).is_some() { &["Failed"] } else { &["Failed", "TerminatingOrFailed"] };
                 if !policy.is_empty() && !supported.contains(&policy) {
                     out.push(unsupported(&at.join("."), policy, supported, span));
                 }
@@ -310,6 +305,6 @@ fn strategy(node: &Node, field: &str, type_name: &str, rolling: &str, out: &mut 
 /// the server's memory: no client can know it, so a placeholder address stands in.
 fn go_struct(node: &Node, field: &str, type_name: &str, rolling: &str, kind: &str) -> String {
     let written = node.get("spec").and_then(|s| s.get(field)).and_then(|s| s.get("rollingUpdate"));
-    let pointer = if written.is_some_and(|n| !matches!(n.value, Value::Null)) { "0xc000000000" } else { "nil" };
+    let pointer = if written.is_some_and(|n| !n.is_null()) { "0xc000000000" } else { "nil" };
     format!("apps.{type_name}{{Type:{}, RollingUpdate:(*apps.{rolling})({pointer})}}", go_quote(kind))
 }
