@@ -248,11 +248,27 @@ fn set_revision(object: &mut Value, revision: u64) {
 /// The stored form: the revision is the store's to say, not the object's. Written
 /// straight from the object, leaving `metadata.resourceVersion` out as it goes: a copy of
 /// the object to remove it from was a tenth of a write's time.
+///
+/// Written into a buffer the thread keeps, then copied out at its exact size: the store
+/// and its watch history keep these bytes, and a `Vec` grown by doubling as it was
+/// written kept up to twice its length (a 4.2 KB pod in 8 KB, which mimalloc does not
+/// shrink in place), a third of what a 30,000-pod run's heap held at its peak.
 fn to_bytes(object: &Value) -> Bytes {
-    let mut bytes = Vec::with_capacity(1024);
-    // Writing a `Value` into a `Vec` cannot fail: its keys are strings, its numbers finite.
-    let _ = serde_json::to_writer(&mut bytes, &Unrevised(object));
-    Bytes::from(bytes)
+    thread_local! {
+        static BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    /// A buffer grown past this for one large object is not kept.
+    const KEEP: usize = 1 << 20;
+    BUFFER.with_borrow_mut(|buffer| {
+        buffer.clear();
+        // Writing a `Value` into a `Vec` cannot fail: its keys are strings, its numbers finite.
+        let _ = serde_json::to_writer(&mut *buffer, &Unrevised(object));
+        let bytes = Bytes::copy_from_slice(buffer);
+        if buffer.capacity() > KEEP {
+            *buffer = Vec::new();
+        }
+        bytes
+    })
 }
 
 /// An object serialized without its `metadata.resourceVersion`.
@@ -519,13 +535,18 @@ impl Filter {
 
     /// Whether the stored object in `bytes` passes: only what the selectors compare is
     /// decoded.
-    fn matches_stored(&self, bytes: &[u8]) -> Result<bool, ApiError> {
+    pub(super) fn matches_stored(&self, bytes: &[u8]) -> Result<bool, ApiError> {
         if self.is_everything() {
             return Ok(true);
         }
-        let peeked = super::stored::peek(bytes, &self.wanted)
-            .map_err(|e| ApiError::internal(format!("a stored object does not decode: {e}")))?;
-        Ok(self.matches(&peeked))
+        Ok(self.matches(&self.peek(bytes)?))
+    }
+
+    /// What the selectors read of the stored object in `bytes`, decoded alone (for a
+    /// filter that lets everything through, the whole object: ask `is_everything` first).
+    pub(super) fn peek(&self, bytes: &[u8]) -> Result<Value, ApiError> {
+        super::stored::peek(bytes, &self.wanted)
+            .map_err(|e| ApiError::internal(format!("a stored object does not decode: {e}")))
     }
 
     /// The kind whose selectable fields it reads.
@@ -1157,10 +1178,17 @@ pub(super) async fn write(
                 Written::Deleted(admitted)
             })
         } else {
-            // Only custom kinds convert, and their writes hold no allocation claim.
-            let mut stored = admitted.clone();
-            conversion::to_storage(server, resource, &mut stored).await?;
-            server.store.update(&key, to_bytes(&stored), Some(entry.revision)).await.map(|revision| {
+            // Kinds served in several versions convert (custom kinds, HorizontalPodAutoscalers,
+            // Events), and their writes hold no allocation claim; the others are stored as
+            // admitted, without a copy.
+            let bytes = if conversion::served_as_stored(resource) {
+                to_bytes(&admitted)
+            } else {
+                let mut stored = admitted.clone();
+                conversion::to_storage(server, resource, &mut stored).await?;
+                to_bytes(&stored)
+            };
+            server.store.update(&key, bytes, Some(entry.revision)).await.map(|revision| {
                 set_revision(&mut admitted, revision);
                 Written::Stored(admitted)
             })

@@ -15,22 +15,33 @@ use std::fmt;
 /// nothing written, when the bytes are not an object with a `metadata` object, an
 /// `apiVersion` and a `kind` at the top: the caller decodes those the long way.
 pub fn revised(bytes: &[u8], revision: u64, out: &mut Vec<u8>) -> bool {
-    let Some(at) = metadata_start(bytes) else { return false };
-    // The server writes compact JSON; anything else (`{ }`) is left to a decode rather
-    // than spliced into something invalid.
-    if bytes.get(at).is_some_and(u8::is_ascii_whitespace) {
-        return false;
-    }
+    let Some(at) = revision_at(bytes) else { return false };
     out.reserve(bytes.len() + 40);
     out.extend_from_slice(&bytes[..at]);
+    write_revision(bytes, at, revision, out);
+    out.extend_from_slice(&bytes[at..]);
+    true
+}
+
+/// Where a stored object takes its revision: just past the `{` of its top-level
+/// `metadata`. `None` when the bytes are not an object with a `metadata` object, an
+/// `apiVersion` and a `kind` at the top, or not compact JSON as the server writes it
+/// (`{ }`), which is left to a decode rather than spliced into something invalid.
+pub fn revision_at(bytes: &[u8]) -> Option<usize> {
+    let at = metadata_start(bytes)?;
+    (!bytes.get(at).is_some_and(u8::is_ascii_whitespace)).then_some(at)
+}
+
+/// Writes onto `out` what goes into `bytes` at `revision_at`: the field, and the comma
+/// before the fields that follow it.
+pub fn write_revision(bytes: &[u8], at: usize, revision: u64, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\"resourceVersion\":\"");
-    out.extend_from_slice(revision.to_string().as_bytes());
+    // Written in place: a `Vec` takes formatted text without failing.
+    let _ = std::io::Write::write_fmt(out, format_args!("{revision}"));
     out.push(b'"');
     if bytes.get(at) != Some(&b'}') {
         out.push(b',');
     }
-    out.extend_from_slice(&bytes[at..]);
-    true
 }
 
 /// Just past the `{` of the top-level `metadata` object, when the top level also has

@@ -6,13 +6,19 @@
 //!
 //! Memory per watch is bounded: lines wait for the client in an outbox of at most
 //! `CLIENT_BYTES`, and the store stops handing events to a watch whose outbox is full
-//! (its watcher then lags, and expires once the history lets go of its position). An
-//! object's JSON is made once and shared by every watch that sends it: events' through
-//! the event's `Encoded`, initial events' through `SharedObjects`.
+//! (its watcher then lags, and expires once the history lets go of its position). A JSON
+//! watch of a kind served as it is stored sends the stored bytes themselves, the revision
+//! written in between two slices of them as they are sent (`stored::revision_at`; where,
+//! found once per event for every watch, in the event's `RevisionAt`): no watch decodes
+//! or encodes an object for it (a selector reads only the fields it compares), and a
+//! large one goes out as slices of the store's copy. Other kinds are encoded by each
+//! watch; the encodings of large objects are shared while any watch holds one
+//! (`SharedObjects`), and none is kept with the history.
 
 use super::objects::{Filter, flag, from_bytes, from_entry, store_error, with_type};
 use super::resources::Resource;
 use super::status::ApiError;
+use super::stored;
 use super::table::{self, Include};
 use super::{ApiServer, Query, Representation, Target};
 use crate::store::{Entry, Event, EventKind, Side, StoreError, Watch};
@@ -30,8 +36,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 /// waits alone). Past that the watch stops reading the store's events.
 const CLIENT_BUFFER: usize = 256;
 const CLIENT_BYTES: usize = 4 << 20;
-/// Objects this large go out as their own chunk, shared by every watch sending them;
-/// smaller lines are copied whole, which costs less than a chunk each.
+/// Objects this large go out as their own chunks, never copied: the store's bytes, or an
+/// encoding shared by the watches sending it; smaller lines are copied whole into a frame,
+/// which costs less than a chunk each.
 const SPLIT_FROM: usize = 16 << 10;
 /// Small lines already waiting go out together, in one chunk of about this much at most.
 /// A chunk per line made the client's connection hand its reader one line per turn, so a
@@ -72,8 +79,32 @@ const TAIL: &[u8] = b"}\n";
 enum Line {
     /// A whole line made for this watch (bookmarks, errors, tables, metadata).
     Text(Bytes),
-    /// An event around an object's JSON shared with other watches.
+    /// An event around an object's JSON, which may be shared with other watches.
     Event(Kind, Bytes),
+    /// An event around an object's stored bytes, the revision written in as it is sent.
+    Stored(Kind, Stored),
+}
+
+/// A stored object as a watch sends it: `bytes[..at]`, `field`, `bytes[at..]`, where
+/// `field` is `"resourceVersion":"<revision>"` (and a comma): the same JSON as decoding
+/// the object and encoding it again (`stored::revised`), sharing the store's bytes.
+struct Stored {
+    bytes: Bytes,
+    at: usize,
+    field: Bytes,
+}
+
+impl Stored {
+    /// `at` is where `stored::revision_at` says the bytes take their revision.
+    fn new(bytes: Bytes, at: usize, revision: u64) -> Stored {
+        let mut field = Vec::with_capacity(40);
+        stored::write_revision(&bytes, at, revision, &mut field);
+        Stored { bytes, at, field: Bytes::from(field) }
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len() + self.field.len()
+    }
 }
 
 impl Line {
@@ -81,6 +112,7 @@ impl Line {
         match self {
             Line::Text(text) => text.len(),
             Line::Event(kind, object) => kind.head().len() + object.len() + TAIL.len(),
+            Line::Stored(kind, object) => kind.head().len() + object.len() + TAIL.len(),
         }
     }
 
@@ -90,6 +122,7 @@ impl Line {
         match self {
             Line::Text(text) => text.len() >= SPLIT_FROM,
             Line::Event(_, object) => object.len() >= SPLIT_FROM,
+            Line::Stored(_, object) => object.len() >= SPLIT_FROM,
         }
     }
 
@@ -99,6 +132,13 @@ impl Line {
             Line::Event(kind, object) if object.len() >= SPLIT_FROM => {
                 vec![Bytes::from_static(TAIL), object, Bytes::from_static(kind.head())]
             }
+            Line::Stored(kind, Stored { bytes, at, field }) if bytes.len() + field.len() >= SPLIT_FROM => vec![
+                Bytes::from_static(TAIL),
+                bytes.slice(at..),
+                field,
+                bytes.slice(..at),
+                Bytes::from_static(kind.head()),
+            ],
             Line::Text(text) => vec![text],
             line => {
                 let mut frame = Vec::with_capacity(line.len());
@@ -115,6 +155,13 @@ impl Line {
             Line::Event(kind, object) => {
                 frame.extend_from_slice(kind.head());
                 frame.extend_from_slice(object);
+                frame.extend_from_slice(TAIL);
+            }
+            Line::Stored(kind, Stored { bytes, at, field }) => {
+                frame.extend_from_slice(kind.head());
+                frame.extend_from_slice(&bytes[..*at]);
+                frame.extend_from_slice(field);
+                frame.extend_from_slice(&bytes[*at..]);
                 frame.extend_from_slice(TAIL);
             }
         }
@@ -193,7 +240,10 @@ pub(super) struct SharedObjects {
 }
 
 /// A stored object at a revision, in one form (see `Encoder::form`).
-type ObjectId = (String, u64, usize);
+/// A stored object at a revision, which side of its event (an update leaving a selection
+/// shows the value it replaced, at the update's revision), in one form (see
+/// `Encoder::form`).
+type ObjectId = (String, u64, usize, usize);
 
 /// Objects smaller than this are encoded by each watch: not worth an entry.
 const SHARE_FROM: usize = 16 << 10;
@@ -210,16 +260,17 @@ impl AsRef<[u8]> for SharedBytes {
 }
 
 impl SharedObjects {
+    /// The encoding of the object `id` names (key, revision, side, length of its stored
+    /// bytes, form), made by `encode` unless a watch holds it already.
     fn get_or_try(
         &self,
-        entry: &Entry,
-        form: usize,
+        (key, revision, side, len, form): (&str, u64, Side, usize, usize),
         encode: impl FnOnce() -> Result<Bytes, ApiError>,
     ) -> Result<Bytes, ApiError> {
-        if entry.value.len() < SHARE_FROM {
+        if len < SHARE_FROM {
             return encode();
         }
-        let id = (entry.key.clone(), entry.revision, form);
+        let id = (key.to_string(), revision, side as usize, form);
         let lock = || self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(shared) = lock().get(&id).and_then(Weak::upgrade) {
             return Ok(Bytes::from_owner(SharedBytes(shared)));
@@ -238,6 +289,9 @@ struct Encoder {
     resource: &'static Resource,
     representation: Representation,
     include: Include,
+    /// JSON of a kind served as it is stored (`conversion::served_as_stored`): objects go
+    /// out as their stored bytes.
+    as_stored: bool,
 }
 
 impl Encoder {
@@ -284,56 +338,52 @@ fn error_line(error: &ApiError) -> Line {
     Line::Text(Bytes::from(line))
 }
 
-/// What a store event means to a watcher: the type it is sent as, which of the event's
-/// objects, and that object if reading the selector took decoding it. With a selector an
-/// object entering the selection is ADDED, one leaving it DELETED.
-type Meaning = Option<(Kind, Side, Option<Value>)>;
+/// What a store event means to a watcher: the type it is sent as, and which of the
+/// event's objects. With a selector an object entering the selection is ADDED, one
+/// leaving it DELETED.
+type Meaning = Option<(Kind, Side)>;
 
 fn translate(filter: &Filter, everything: bool, event: &Event) -> Result<Meaning, ApiError> {
     match event.kind {
         EventKind::Put if everything => {
             let kind = if event.prev.is_some() { Kind::Modified } else { Kind::Added };
-            Ok(Some((kind, Side::Value, None)))
+            Ok(Some((kind, Side::Value)))
         }
-        EventKind::Delete if everything => Ok(Some((Kind::Deleted, Side::Prev, None))),
+        EventKind::Delete if everything => Ok(Some((Kind::Deleted, Side::Prev))),
         EventKind::Put => {
-            let (now, value) = selected(filter, event, Side::Value)?;
-            let (before, prev) = match event.prev {
-                Some(_) => selected(filter, event, Side::Prev)?,
-                None => (false, None),
-            };
+            let now = selected(filter, event, Side::Value)?;
+            let before = event.prev.is_some() && selected(filter, event, Side::Prev)?;
             Ok(match (now, before) {
-                (true, true) => Some((Kind::Modified, Side::Value, value)),
-                (true, false) => Some((Kind::Added, Side::Value, value)),
+                (true, true) => Some((Kind::Modified, Side::Value)),
+                (true, false) => Some((Kind::Added, Side::Value)),
                 // Leaving the selection: the last state that matched, at this revision.
-                (false, true) => Some((Kind::Deleted, Side::Prev, prev)),
+                (false, true) => Some((Kind::Deleted, Side::Prev)),
                 (false, false) => None,
             })
         }
-        EventKind::Delete => {
-            let (now, prev) = selected(filter, event, Side::Prev)?;
-            Ok(now.then_some((Kind::Deleted, Side::Prev, prev)))
-        }
+        EventKind::Delete => Ok(selected(filter, event, Side::Prev)?.then_some((Kind::Deleted, Side::Prev))),
     }
 }
 
 /// Whether the object on `side` of the event is in the filter's selection, from its
 /// attributes: read by the first watcher with a selector, shared by all (the watchers of a
-/// kind share its selectable fields). The watcher that read them gets the object it
-/// decoded too, so it need not decode it again to send it.
-fn selected(filter: &Filter, event: &Event, side: Side) -> Result<(bool, Option<Value>), ApiError> {
-    let mut decoded = None;
+/// kind share its selectable fields). Only what selectors compare is decoded
+/// (`Filter::peek`): a watch sends the stored bytes, and one that sends another form
+/// decodes the object for that.
+fn selected(filter: &Filter, event: &Event, side: Side) -> Result<bool, ApiError> {
     let attributes = event.attributes.get_or_try(side, filter.kind(), || {
-        let bytes = match side {
-            Side::Value => event.value.as_deref(),
-            Side::Prev => event.prev.as_deref(),
-        };
-        let object = from_bytes(bytes.unwrap_or_default(), event.revision)?;
-        let attributes = filter.attributes(&object);
-        decoded = Some(object);
-        Ok::<_, ApiError>(attributes)
+        Ok::<_, ApiError>(filter.attributes(&filter.peek(&side_of(event, side))?))
     })?;
-    Ok((filter.matches_attributes(&attributes), decoded))
+    Ok(filter.matches_attributes(&attributes))
+}
+
+/// The event's object on `side` (the store's bytes, shared).
+fn side_of(event: &Event, side: Side) -> Bytes {
+    let bytes = match side {
+        Side::Value => &event.value,
+        Side::Prev => &event.prev,
+    };
+    bytes.clone().unwrap_or_default()
 }
 
 /// One watch's stream, made by its own task.
@@ -367,11 +417,20 @@ fn count_expired(server: &ApiServer, resource: &Resource, client: &str) {
 impl Watcher {
     /// An initial event: the stored object as ADDED, if the selector takes it.
     fn initial_line(&self, entry: &Entry) -> Result<Option<Line>, ApiError> {
+        if self.encoder.as_stored {
+            // What the selector leaves out is not scanned for its revision's place.
+            if !self.everything && !self.filter.matches_stored(&entry.value)? {
+                return Ok(None);
+            }
+            if let Some(at) = stored::revision_at(&entry.value) {
+                return Ok(Some(Line::Stored(Kind::Added, Stored::new(entry.value.clone(), at, entry.revision))));
+            }
+        }
         let json = self.encoder.representation == Representation::Json;
-        let form = self.encoder.form();
+        let (shared, form) = (&self.server.shared_objects, self.encoder.form());
+        let id = (entry.key.as_str(), entry.revision, Side::Value, entry.value.len(), form);
         if self.everything && json {
-            let object =
-                self.server.shared_objects.get_or_try(entry, form, || Ok(self.encoder.object(from_entry(entry)?)))?;
+            let object = shared.get_or_try(id, || Ok(self.encoder.object(from_entry(entry)?)))?;
             return Ok(Some(Line::Event(Kind::Added, object)));
         }
         let object = from_entry(entry)?;
@@ -379,7 +438,7 @@ impl Watcher {
             return Ok(None);
         }
         if json {
-            let object = self.server.shared_objects.get_or_try(entry, form, || Ok(self.encoder.object(object)))?;
+            let object = shared.get_or_try(id, || Ok(self.encoder.object(object)))?;
             return Ok(Some(Line::Event(Kind::Added, object)));
         }
         Ok(Some(self.encoder.line(Kind::Added, object)))
@@ -398,20 +457,10 @@ impl Watcher {
     }
 
     async fn converted_event_line(&self, event: &Event) -> Result<Option<Line>, ApiError> {
-        let Some((kind, side, decoded)) = translate(&self.filter, self.everything, event)? else {
+        let Some((kind, side)) = translate(&self.filter, self.everything, event)? else {
             return Ok(None);
         };
-        let object = match decoded {
-            Some(object) => object,
-            None => {
-                let bytes = match side {
-                    Side::Value => event.value.as_deref(),
-                    Side::Prev => event.prev.as_deref(),
-                };
-                from_bytes(bytes.unwrap_or_default(), event.revision)?
-            }
-        };
-        let mut objects = [object];
+        let mut objects = [from_bytes(&side_of(event, side), event.revision)?];
         super::conversion::to_request(&self.server, self.encoder.resource, &mut objects).await?;
         let [object] = objects;
         Ok(Some(self.encoder.line(kind, object)))
@@ -419,25 +468,26 @@ impl Watcher {
 
     /// A store event's line, if this watcher is sent one.
     fn event_line(&self, event: &Event) -> Result<Option<Line>, ApiError> {
-        let Some((kind, side, decoded)) = translate(&self.filter, self.everything, event)? else {
+        let Some((kind, side)) = translate(&self.filter, self.everything, event)? else {
             return Ok(None);
         };
-        let decode = |decoded: Option<Value>| match decoded {
-            Some(object) => Ok(object),
-            None => {
-                let bytes = match side {
-                    Side::Value => event.value.as_deref(),
-                    Side::Prev => event.prev.as_deref(),
-                };
-                from_bytes(bytes.unwrap_or_default(), event.revision)
-            }
-        };
+        let bytes = side_of(event, side);
+        if self.encoder.as_stored
+            && let Some(at) = event.revision_at.get_or_find(side, || stored::revision_at(&bytes))
+        {
+            return Ok(Some(Line::Stored(kind, Stored::new(bytes, at, event.revision))));
+        }
         if self.encoder.representation == Representation::Json {
-            let object =
-                event.encoded.get_or_try(side, self.encoder.form(), || Ok(self.encoder.object(decode(decoded)?)))?;
+            // Another version, or bytes not in the stored form: encoded by this watch, a
+            // large object shared with the others sending it.
+            let id = (event.key.as_str(), event.revision, side, bytes.len(), self.encoder.form());
+            let object = self
+                .server
+                .shared_objects
+                .get_or_try(id, || Ok(self.encoder.object(from_bytes(&bytes, event.revision)?)))?;
             return Ok(Some(Line::Event(kind, object)));
         }
-        Ok(Some(self.encoder.line(kind, decode(decoded)?)))
+        Ok(Some(self.encoder.line(kind, from_bytes(&bytes, event.revision)?)))
     }
 
     async fn run(self, initial: Vec<Entry>, mut events: Watch, outbox: Outbox) -> Result<(), Gone> {
@@ -507,7 +557,7 @@ pub(super) async fn serve(
 ) -> Result<Response, ApiError> {
     let resource = target.resource;
     let filter = Filter::from_query(resource, query)?;
-    let everything = !query.contains_key("labelSelector") && !query.contains_key("fieldSelector");
+    let everything = filter.is_everything();
     let prefix = resource.prefix(target.namespace.as_deref());
     let bookmarks = flag(query, "allowWatchBookmarks");
     let send_initial = query.get("sendInitialEvents").is_some_and(|v| v == "true");
@@ -517,7 +567,9 @@ pub(super) async fn serve(
         ),
         None => server.options.watch_timeout,
     };
-    let encoder = Encoder { resource, representation, include: Include::from_query(query) };
+    let webhook = super::conversion::needs_webhook(server, resource);
+    let as_stored = representation == Representation::Json && super::conversion::served_as_stored(resource);
+    let encoder = Encoder { resource, representation, include: Include::from_query(query), as_stored };
     let requested = query.get("resourceVersion").map(String::as_str).filter(|v| !v.is_empty() && *v != "0");
     // With no revision (or "0"), a watch starts with the current state as ADDED events,
     // decoded and encoded one at a time as the client takes them.
@@ -536,7 +588,6 @@ pub(super) async fn serve(
     let client = super::objects::FIELD_MANAGER.try_with(Clone::clone).unwrap_or_default();
     match server.store.watch(&prefix, from).await {
         Ok(events) => {
-            let webhook = super::conversion::needs_webhook(server, resource);
             let watcher = Watcher {
                 server: Arc::clone(server),
                 encoder,
@@ -577,22 +628,23 @@ mod tests {
     #[test]
     fn large_objects_are_encoded_once_for_every_watch_that_holds_them() {
         let shared = SharedObjects::default();
-        let entry = Entry { key: "/cm/big".into(), value: Bytes::from(vec![b'x'; SHARE_FROM]), revision: 7 };
+        let big = ("/cm/big", 7, Side::Value, SHARE_FROM, 1);
         let encode = || Ok(Bytes::from(vec![b'y'; SHARE_FROM]));
-        let first = shared.get_or_try(&entry, 1, encode).ok().unwrap();
-        let again = shared.get_or_try(&entry, 1, || panic!("encoded twice")).ok().unwrap();
+        let first = shared.get_or_try(big, encode).ok().unwrap();
+        let again = shared.get_or_try(big, || panic!("encoded twice")).ok().unwrap();
         assert_eq!(first.as_ptr(), again.as_ptr());
-        // Another form, or another revision, is another encoding.
-        let other = shared.get_or_try(&entry, 2, encode).ok().unwrap();
+        // Another form, another revision or the other side of an event is another encoding.
+        let other = shared.get_or_try(("/cm/big", 7, Side::Value, SHARE_FROM, 2), encode).ok().unwrap();
         assert_ne!(first.as_ptr(), other.as_ptr());
+        let prev = shared.get_or_try(("/cm/big", 7, Side::Prev, SHARE_FROM, 1), encode).ok().unwrap();
+        assert_ne!(first.as_ptr(), prev.as_ptr());
         // Held weakly: once no watch holds it, it is gone.
         drop((first, again));
-        let fresh = shared.get_or_try(&entry, 1, encode).ok().unwrap();
+        let fresh = shared.get_or_try(big, encode).ok().unwrap();
         assert_eq!(fresh.len(), SHARE_FROM);
         // Small objects are not worth sharing.
-        let small = Entry { key: "/cm/small".into(), value: Bytes::from_static(b"{}"), revision: 7 };
-        shared.get_or_try(&small, 1, || Ok(Bytes::from_static(b"{}"))).ok().unwrap();
-        assert_eq!(shared.map.lock().unwrap().len(), 2);
+        shared.get_or_try(("/cm/small", 7, Side::Value, 2, 1), || Ok(Bytes::from_static(b"{}"))).ok().unwrap();
+        assert_eq!(shared.map.lock().unwrap().len(), 3);
     }
 
     #[test]
@@ -606,6 +658,49 @@ mod tests {
         let small = Line::Event(Kind::Added, Bytes::from_static(b"{}"));
         assert_eq!(small.len(), r#"{"type":"ADDED","object":{}}"#.len() + 1);
         assert_eq!(small.chunks(), [Bytes::from_static(b"{\"type\":\"ADDED\",\"object\":{}}\n")]);
+    }
+
+    /// What a stored object's line reads as, whole.
+    fn whole(line: Line) -> Vec<u8> {
+        line.chunks().iter().rev().flat_map(|c| c.iter().copied()).collect()
+    }
+
+    #[test]
+    fn a_stored_object_goes_out_as_its_bytes_with_the_revision_written_in() {
+        for (bytes, at_end) in [
+            (br#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p"},"spec":{}}"#.to_vec(), false),
+            (br#"{"apiVersion":"v1","kind":"Pod","metadata":{},"spec":{}}"#.to_vec(), true),
+        ] {
+            let bytes = Bytes::from(bytes);
+            let at = stored::revision_at(&bytes).unwrap();
+            assert_eq!(bytes[at] == b'}', at_end);
+            let mut revised = Vec::new();
+            assert!(stored::revised(&bytes, 42, &mut revised));
+            let mut expected = Kind::Modified.head().to_vec();
+            expected.extend_from_slice(&revised);
+            expected.extend_from_slice(TAIL);
+            let line = Line::Stored(Kind::Modified, Stored::new(bytes.clone(), at, 42));
+            assert_eq!(line.len(), expected.len());
+            assert_eq!(whole(line), expected);
+            let object: Value = serde_json::from_slice(&revised).unwrap();
+            assert_eq!(object["metadata"]["resourceVersion"], "42");
+        }
+        // A large one is sent as slices of the store's bytes, never copied.
+        let mut large = br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"c"},"data":{"k":""#.to_vec();
+        large.extend(std::iter::repeat_n(b'x', SPLIT_FROM));
+        large.extend_from_slice(br#""}}"#);
+        let large = Bytes::from(large);
+        let at = stored::revision_at(&large).unwrap();
+        let line = Line::Stored(Kind::Added, Stored::new(large.clone(), at, 7));
+        assert!(line.is_split());
+        let chunks = line.chunks();
+        assert_eq!(chunks.len(), 5);
+        assert_eq!(chunks[3].as_ptr(), large.as_ptr());
+        assert_eq!(chunks[1].as_ptr(), large[at..].as_ptr());
+        let sent: Vec<u8> = chunks.iter().rev().flat_map(|c| c.iter().copied()).collect();
+        let event: Value = serde_json::from_slice(&sent).unwrap();
+        assert_eq!(event["type"], "ADDED");
+        assert_eq!(event["object"]["metadata"], serde_json::json!({"name": "c", "resourceVersion": "7"}));
     }
 
     #[tokio::test]

@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// minutes; a count is simpler to reason about and bounds memory).
 pub const DEFAULT_HISTORY: usize = 100_000;
 /// The history's memory budget. A count alone let 200 updates of a 2 MiB ConfigMap hold
-/// a gigabyte. 1 GiB keeps 100,000 small events (a small ConfigMap's update costs about 4.4 KB)
-/// and about 70,000 of a pod's (15 KB): the seconds of history a watcher that fell behind
+/// a gigabyte. 1 GiB keeps 100,000 small events (a small ConfigMap's update costs about 4 KB)
+/// and about 95,000 of a pod's (11 KB, its two sides' selector attributes counted): the seconds of history a watcher that fell behind
 /// under load resumes from instead of listing every pod again. 256 MiB kept 19,000 pod
 /// events, and at 30,000 pods the scheduler, the node agents and the controllers' pod
 /// cache all fell out of it and listed every pod again, several times each.
@@ -55,16 +55,15 @@ pub struct HistoryUsage {
 }
 
 /// What one event counts against the history's byte budget: its key; the object it
-/// shows (the value written, or for a deletion the one it removed) twice, its bytes and
-/// the encoding watchers cache with the event (`Encoded`, the same JSON plus a few
-/// fields); the value an update replaced once more (the same bytes as the previous
-/// event's value while that is kept, its own once that is gone); 1.5 KB for each of its
-/// objects' selector attributes (`SharedAttributes`: the selectable fields and labels,
-/// cached once a watcher with a selector reads them; labels beyond about a kilobyte are
-/// not counted); and the bookkeeping around them. Values are counted as if nothing but
-/// the history held them. One case is counted short: when a watcher with a selector sees
-/// an update take the object out of its selection, the replaced value is encoded too
-/// (one encoding per side), and the event then holds up to a third more than counted.
+/// shows (the value written, or for a deletion the one it removed); the value an update
+/// replaced (the same bytes as the previous event's value while that is kept, its own
+/// once that is gone); 1.5 KB for each of its objects' selector attributes
+/// (`SharedAttributes`: the selectable fields and labels, cached once a watcher with a
+/// selector reads them; labels beyond about a kilobyte are not counted); and the
+/// bookkeeping around them. Values are counted as if nothing but the history held them.
+/// Watchers add no copies: they send the stored bytes with the revision written in as
+/// they go (`RevisionAt` keeps only where), and a watch that needs another form makes it
+/// for itself and lets it go once sent.
 pub fn event_cost(event: &Event) -> usize {
     const OVERHEAD: usize = 384;
     const ATTRIBUTES: usize = 1536;
@@ -74,7 +73,7 @@ pub fn event_cost(event: &Event) -> usize {
         Some(value) => (value.len(), len(&event.prev)),
         None => (len(&event.prev), 0),
     };
-    OVERHEAD + event.key.len() + sides * ATTRIBUTES + 2 * shown + replaced
+    OVERHEAD + event.key.len() + sides * ATTRIBUTES + shown + replaced
 }
 
 pub struct MemoryStore {
@@ -623,9 +622,9 @@ mod tests {
         }
         let usage = store.history();
         assert!(usage.bytes <= limits.bytes, "{usage:?}");
-        // Each update counts its value twice (its bytes and its encoding) and the one it
-        // replaced once: 3 MiB.
-        assert_eq!(usage.events, 5, "{usage:?}");
+        // Each update counts its value and the one it replaced: 2 MiB (watchers keep no
+        // encodings of their own with it).
+        assert_eq!(usage.events, 7, "{usage:?}");
         assert_eq!(usage.expired, 0);
         let mut expired = store.watch("/big/", first).await;
         assert!(matches!(expired, Err(StoreError::Compacted { requested, .. }) if requested == first), "{expired:?}");

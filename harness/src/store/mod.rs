@@ -37,9 +37,9 @@ pub struct Event {
     pub value: Option<Bytes>,
     pub prev: Option<Bytes>,
     pub revision: u64,
-    /// The event as every watcher of its whole kind is sent it, made by the first that
-    /// needs it: a hundred watchers cost one encoding.
-    pub encoded: Encoded,
+    /// Where the API server writes the revision into the event's objects as it sends
+    /// them, found by the first watcher that needs it.
+    pub revision_at: RevisionAt,
     /// What selectors read of its objects, worked out by the first watcher with a
     /// selector: a thousand node agents each watching their own pods cost one decoding
     /// of each event, not a thousand.
@@ -48,7 +48,15 @@ pub struct Event {
 
 impl Event {
     pub fn new(kind: EventKind, key: String, value: Option<Bytes>, prev: Option<Bytes>, revision: u64) -> Event {
-        Event { kind, key, value, prev, revision, encoded: Encoded::default(), attributes: SharedAttributes::default() }
+        Event {
+            kind,
+            key,
+            value,
+            prev,
+            revision,
+            revision_at: RevisionAt::default(),
+            attributes: SharedAttributes::default(),
+        }
     }
 }
 
@@ -61,7 +69,7 @@ pub struct Attributes {
 }
 
 /// An event's objects' attributes, worked out once and shared by the clones of the event,
-/// one per side. A cache, like `Encoded`: it never makes two events differ, and the
+/// one per side. A cache, like `RevisionAt`: it never makes two events differ, and the
 /// history counts it with the event (see `memory::event_cost`).
 #[derive(Clone, Debug, Default)]
 pub struct SharedAttributes(std::sync::Arc<[std::sync::OnceLock<ReadFor>; 2]>);
@@ -110,43 +118,29 @@ pub enum Side {
     Prev,
 }
 
-/// An event's objects encoded once and shared by the clones of the event: one encoding
-/// per side, for the watchers of one form (what the encoding depends on). A hundred
-/// watchers, with or without selectors, cost one encoding and hold one copy. It is a
-/// cache: it never makes two events differ. It lives as long as the event, so the store's
-/// history counts it (see `memory::event_cost`).
+/// Where each of an event's objects takes its `resourceVersion` when the API server sends
+/// the stored bytes as they are (`apiserver::stored::revision_at`), found by the first
+/// watcher that sends it: a hundred watchers scan each object once, and none of them
+/// copies it. A cache: it never makes two events differ. What it holds is two numbers,
+/// so the history's byte budget need not count it (see `memory::event_cost`).
 #[derive(Clone, Debug, Default)]
-pub struct Encoded(std::sync::Arc<[std::sync::OnceLock<(usize, Bytes)>; 2]>);
+pub struct RevisionAt(std::sync::Arc<[std::sync::OnceLock<Option<usize>>; 2]>);
 
-impl Encoded {
-    /// The encoding of `side` for watchers of `form`, made by `encode` if no watcher of
-    /// that form has yet; failures are not kept.
-    pub fn get_or_try<E>(
-        &self,
-        side: Side,
-        form: usize,
-        encode: impl FnOnce() -> Result<Bytes, E>,
-    ) -> Result<Bytes, E> {
-        let slot = &self.0[side as usize];
-        match slot.get() {
-            Some((cached, encoded)) if *cached == form => Ok(encoded.clone()),
-            Some(_) => encode(),
-            None => {
-                let encoded = encode()?;
-                let _ = slot.set((form, encoded.clone()));
-                Ok(encoded)
-            }
-        }
+impl RevisionAt {
+    /// Where the revision goes in the object on `side`, found by `find` if no watcher
+    /// has yet (`None`: the bytes are not in the form that can take it).
+    pub fn get_or_find(&self, side: Side, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
+        *self.0[side as usize].get_or_init(find)
     }
 }
 
-impl PartialEq for Encoded {
-    fn eq(&self, _: &Encoded) -> bool {
+impl PartialEq for RevisionAt {
+    fn eq(&self, _: &RevisionAt) -> bool {
         true
     }
 }
 
-impl Eq for Encoded {}
+impl Eq for RevisionAt {}
 
 /// A page of a range read. `revision` is the store's revision when it was read.
 #[derive(Clone, Debug)]
