@@ -21,11 +21,12 @@ use tokio::sync::{mpsc, oneshot, watch};
 /// minutes; a count is simpler to reason about and bounds memory).
 pub const DEFAULT_HISTORY: usize = 100_000;
 /// The history's memory budget. A count alone let 200 updates of a 2 MiB ConfigMap hold
-/// a gigabyte. 1 GiB keeps 100,000 small events (a small ConfigMap's update costs about 4 KB)
-/// and about 95,000 of a pod's (11 KB, its two sides' selector attributes counted): the seconds of history a watcher that fell behind
-/// under load resumes from instead of listing every pod again. 256 MiB kept 19,000 pod
-/// events, and at 30,000 pods the scheduler, the node agents and the controllers' pod
-/// cache all fell out of it and listed every pod again, several times each.
+/// a gigabyte. 1 GiB keeps 100,000 small events (a small ConfigMap's update costs about
+/// 4 KB) and about 95,000 of a pod's (11 KB, its two sides' selector attributes counted):
+/// the seconds of history a watcher that fell behind under load resumes from instead of
+/// listing every pod again. 256 MiB kept 19,000 pod events, and at 30,000 pods the
+/// scheduler, the node agents and the controllers' pod cache all fell out of it and listed
+/// every pod again, several times each.
 pub const DEFAULT_HISTORY_BYTES: usize = 1 << 30;
 
 /// How much watch history the embedded store keeps: at most `events` events and at most
