@@ -479,13 +479,19 @@ mod tests {
         pods.iter().map(|p| p.name_any()).collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_cache_shows_each_write_once_caught_up_and_tells_subscribers() {
+    /// A server holding the pod `before`, and an informer of pods that has listed it.
+    async fn synced_with_one_pod() -> (Api<Pod>, Informer<Pod>) {
         let client = client().await;
         let api: Api<Pod> = Api::namespaced(client.clone(), "default");
         api.create(&PostParams::default(), &pod("before", None)).await.unwrap();
-        let informer = Informer::start(Api::<Pod>::all(client.clone()));
+        let informer = Informer::start(Api::<Pod>::all(client));
         informer.synced().await;
+        (api, informer)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_cache_shows_each_write_once_caught_up_and_tells_subscribers() {
+        let (api, informer) = synced_with_one_pod().await;
         let mut told = Box::pin(informer.subscribe());
         assert_eq!(told.next().await.map(|p| p.name_any()).as_deref(), Some("before"), "what is cached is told first");
 
@@ -523,11 +529,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn kubes_store_and_the_indexes_share_one_copy_of_each_object() {
-        let client = client().await;
-        let api: Api<Pod> = Api::namespaced(client.clone(), "default");
-        api.create(&PostParams::default(), &pod("before", None)).await.unwrap();
-        let informer = Informer::start(Api::<Pod>::all(client.clone()));
-        informer.synced().await;
+        let (api, informer) = synced_with_one_pod().await;
         let store = informer.store();
         store.wait_until_ready().await.unwrap();
         let before = ObjectRef::new("before").within("default");

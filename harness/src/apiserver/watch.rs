@@ -9,9 +9,9 @@
 //! (its watcher then lags, and expires once the history lets go of its position). A JSON
 //! watch of a kind served as it is stored sends the stored bytes themselves, the revision
 //! written in between two slices of them as they are sent (`stored::revision_at`; where,
-//! found once per event for every watch, in the event's `RevisionAt`): no watch decodes
-//! or encodes an object for it (a selector reads only the fields it compares), and a
-//! large one goes out as slices of the store's copy. Other kinds are encoded by each
+//! and the field written there, made once per event for every watch and kept in the
+//! event's `RevisionAt`): no watch decodes or encodes an object for it (a selector reads
+//! only the fields it compares), and a large one goes out as slices of the store's copy. Other kinds are encoded by each
 //! watch; the encodings of large objects are shared while any watch holds one
 //! (`SharedObjects`), and none is kept with the history.
 
@@ -97,9 +97,15 @@ struct Stored {
 impl Stored {
     /// `at` is where `stored::revision_at` says the bytes take their revision.
     fn new(bytes: Bytes, at: usize, revision: u64) -> Stored {
+        let field = Stored::field(&bytes, at, revision);
+        Stored { bytes, at, field }
+    }
+
+    /// What goes into `bytes` at `at`: made once per event, shared by its watches.
+    fn field(bytes: &[u8], at: usize, revision: u64) -> Bytes {
         let mut field = Vec::with_capacity(40);
-        stored::write_revision(&bytes, at, revision, &mut field);
-        Stored { bytes, at, field: Bytes::from(field) }
+        stored::write_revision(bytes, at, revision, &mut field);
+        Bytes::from(field)
     }
 
     fn len(&self) -> usize {
@@ -473,9 +479,11 @@ impl Watcher {
         };
         let bytes = side_of(event, side);
         if self.encoder.as_stored
-            && let Some(at) = event.revision_at.get_or_find(side, || stored::revision_at(&bytes))
+            && let Some((at, field)) = event.revision_at.get_or_find(side, || {
+                stored::revision_at(&bytes).map(|at| (at, Stored::field(&bytes, at, event.revision)))
+            })
         {
-            return Ok(Some(Line::Stored(kind, Stored::new(bytes, at, event.revision))));
+            return Ok(Some(Line::Stored(kind, Stored { bytes, at, field })));
         }
         if self.encoder.representation == Representation::Json {
             // Another version, or bytes not in the stored form: encoded by this watch, a

@@ -63,7 +63,7 @@ pub struct HistoryUsage {
 /// selector reads them; labels beyond about a kilobyte are not counted); and the
 /// bookkeeping around them. Values are counted as if nothing but the history held them.
 /// Watchers add no copies: they send the stored bytes with the revision written in as
-/// they go (`RevisionAt` keeps only where), and a watch that needs another form makes it
+/// they go (`RevisionAt` keeps only where, and the field's few bytes), and a watch that needs another form makes it
 /// for itself and lets it go once sent.
 pub fn event_cost(event: &Event) -> usize {
     const OVERHEAD: usize = 384;

@@ -120,17 +120,23 @@ pub enum Side {
 
 /// Where each of an event's objects takes its `resourceVersion` when the API server sends
 /// the stored bytes as they are (`apiserver::stored::revision_at`), found by the first
-/// watcher that sends it: a hundred watchers scan each object once, and none of them
-/// copies it. A cache: it never makes two events differ. What it holds is two numbers,
-/// so the history's byte budget need not count it (see `memory::event_cost`).
+/// watcher that sends it, with the bytes written there: a hundred watchers scan each
+/// object once and share one copy of its revision's field. A cache: it never makes two
+/// events differ. What it holds is a position and a few dozen bytes per side, within
+/// what the history's byte budget counts for an event's bookkeeping (see
+/// `memory::event_cost`).
 #[derive(Clone, Debug, Default)]
-pub struct RevisionAt(std::sync::Arc<[std::sync::OnceLock<Option<usize>>; 2]>);
+pub struct RevisionAt(std::sync::Arc<[std::sync::OnceLock<Option<Splice>>; 2]>);
+
+/// Where in an object its revision goes, and the bytes written there.
+pub type Splice = (usize, Bytes);
 
 impl RevisionAt {
-    /// Where the revision goes in the object on `side`, found by `find` if no watcher
-    /// has yet (`None`: the bytes are not in the form that can take it).
-    pub fn get_or_find(&self, side: Side, find: impl FnOnce() -> Option<usize>) -> Option<usize> {
-        *self.0[side as usize].get_or_init(find)
+    /// Where the revision goes in the object on `side` and what is written there, found
+    /// by `find` if no watcher has yet (`None`: the bytes are not in the form that can
+    /// take it).
+    pub fn get_or_find(&self, side: Side, find: impl FnOnce() -> Option<Splice>) -> Option<Splice> {
+        self.0[side as usize].get_or_init(find).clone()
     }
 }
 
